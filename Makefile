@@ -1,0 +1,110 @@
+# ferry: one binary (build/ferry), plugins (build/plugins/*.so), tests and benchmarks.
+# Targets: all (default), check, run, install, bench, docs, format, clean.
+# Variables: CC, PREFIX, DESTDIR, SAN=1 (ASan + UBSan, built under build/san).
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SAN     ?= 0
+
+ifeq ($(SAN),1)
+BUILD   ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else
+BUILD   ?= build
+SANFLAGS :=
+endif
+
+PKGS     := jansson libconfig libcurl sqlite3 libpq libzstd libcrypto
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Wno-format-nonliteral -Wvla
+BASEFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARN) $(SANFLAGS)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+HOST_CFLAGS  = $(BASEFLAGS) -Isdk/include -Ihost $(PKG_CFLAGS) $(CFLAGS)
+HOST_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+HOST_LIBS    = $(PKG_LIBS) -ldl -lpthread -lm
+PLUGIN_CFLAGS = $(BASEFLAGS) -fPIC -fvisibility=hidden -Isdk/include \
+                $(shell pkg-config --cflags jansson) $(CFLAGS)
+PLUGIN_LIBS   = $(shell pkg-config --libs jansson)
+
+HOST_SRC  := $(sort $(wildcard host/*.c))
+HOST_OBJ  := $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ   := $(filter-out $(BUILD)/obj/host/main.o,$(HOST_OBJ))
+PLUGINS   := $(notdir $(patsubst %/,%,$(sort $(dir $(wildcard plugins/*/*.c)))))
+PLUGIN_SO := $(PLUGINS:%=$(BUILD)/plugins/%.so)
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+DEPS_OK   := build/.deps-build
+
+.PHONY: all check run install bench docs docs-check format clean deps deps-test
+all: $(BUILD)/ferry $(PLUGIN_SO)
+
+# Installs missing Debian packages (as root) or says which ones to install, once per tree.
+$(DEPS_OK): scripts/deps.sh
+	@scripts/deps.sh build
+	@mkdir -p $(@D) && touch $@
+deps: $(DEPS_OK)
+deps-test: $(DEPS_OK)
+	@scripts/deps.sh test
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/ferry: $(HOST_OBJ)
+	$(CC) $(HOST_LDFLAGS) -o $@ $^ $(HOST_LIBS)
+
+$(BUILD)/libferry.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# One plugin per folder; all its .c files make one .so.
+.SECONDEXPANSION:
+$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) sdk/include/ferry/plugin.h | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(filter %.c,$^) $(SANFLAGS) $(PLUGIN_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(CC) $(HOST_CFLAGS) -o $@ $< $(BUILD)/libferry.a $(HOST_LDFLAGS) $(HOST_LIBS) -lcmocka
+
+check: all $(UNIT_BIN) deps-test
+	@BUILD=$(BUILD) SAN=$(SAN) CC="$(CC)" tests/run.sh
+
+run: all
+	@scripts/run.sh $(BUILD)
+
+bench: all
+	@scripts/deps.sh bench
+	@BUILD=$(BUILD) tests/bench/run.sh
+
+docs: all
+	$(BUILD)/ferry functions --markdown --config conf/ferry.conf > docs/functions.md
+	$(BUILD)/ferry config-reference > docs/configuration.md
+
+format:
+	clang-format -i host/*.c host/*.h sdk/include/ferry/*.h plugins/*/*.c sdk/examples/*/*.c tests/unit/*.c
+
+INSTALL_BIN     = $(DESTDIR)$(PREFIX)/bin
+INSTALL_PLUGINS = $(DESTDIR)$(PREFIX)/lib/ferry/plugins
+INSTALL_INCLUDE = $(DESTDIR)$(PREFIX)/include/ferry
+INSTALL_PC      = $(DESTDIR)$(PREFIX)/lib/pkgconfig
+INSTALL_CONF    = $(DESTDIR)$(if $(filter /usr,$(PREFIX)),,$(PREFIX))/etc/ferry
+INSTALL_UNIT    = $(DESTDIR)$(PREFIX)/lib/systemd/system
+
+install: all
+	install -d $(INSTALL_BIN) $(INSTALL_PLUGINS) $(INSTALL_INCLUDE) $(INSTALL_PC) $(INSTALL_CONF) $(INSTALL_UNIT)
+	install -m 0755 $(BUILD)/ferry $(INSTALL_BIN)/ferry
+	install -m 0644 $(PLUGIN_SO) $(INSTALL_PLUGINS)/
+	install -m 0644 sdk/include/ferry/*.h $(INSTALL_INCLUDE)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' sdk/ferry-plugin.pc.in > $(INSTALL_PC)/ferry-plugin.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
+	    dist/ferry.conf.in > $(INSTALL_CONF)/ferry.conf.default
+	test -e $(INSTALL_CONF)/ferry.conf || cp $(INSTALL_CONF)/ferry.conf.default $(INSTALL_CONF)/ferry.conf
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
+	    dist/ferry.service.in > $(INSTALL_UNIT)/ferry.service
+
+clean:
+	rm -rf build
+
+-include $(HOST_OBJ:.o=.d)

@@ -1,0 +1,537 @@
+/*
+ * The command line: parsing, dispatch through the command tables, output conventions, help.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+#include "store.h"
+#include "util.h"
+#include "vault.h"
+
+static const cli_command *const command_tables[] = {
+    cli_queue_commands,
+    cli_resource_commands,
+    cli_serve_commands,
+    cli_plugin_commands,
+};
+
+#define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
+
+/* --- output ----------------------------------------------------------------------------- */
+
+void cli_print_json(FILE *out, const json_t *v)
+{
+    json_dumpf(v, out, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    fputc('\n', out);
+}
+
+static void print_envelope_error(const char *msg)
+{
+    json_t *env = json_pack("{s:b,s:n,s:s}", "success", 0, "data", "error", msg);
+    cli_print_json(stdout, env);
+    json_decref(env);
+}
+
+int cli_fail(cli *c, int code, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c && c->json)
+        print_envelope_error(msg);
+    else
+        fprintf(stderr, "ferry: %s\n", msg);
+    return code;
+}
+
+static void usage_line(const cli_command *cmd, char *buf, size_t len)
+{
+    snprintf(buf, len, "ferry %s%s%s%s%s%s", cmd->verb, cmd->noun ? " " : "",
+             cmd->noun ? cmd->noun : "", cmd->args ? " " : "", cmd->args ? cmd->args : "",
+             cmd->opts && cmd->opts[0].name ? " [options]" : "");
+}
+
+int cli_usage_error(cli *c, const char *fmt, ...)
+{
+    char msg[1024], usage[256] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c->cmd)
+        usage_line(c->cmd, usage, sizeof(usage));
+    return cli_fail(c, EXIT_USAGE, "%s%s%s%s", msg, usage[0] ? " (usage: " : "", usage,
+                    usage[0] ? "; see --help)" : "");
+}
+
+void cli_warn(const cli *c, const char *fmt, ...)
+{
+    (void)c;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ferry: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_print_ok(cli *c, json_t *data, const char *message)
+{
+    (void)c;
+    json_t *env = json_pack("{s:b,s:o,s:s}", "success", 1, "data", data ? data : json_null(),
+                            "message", message ? message : "");
+    cli_print_json(stdout, env);
+    json_decref(env);
+}
+
+static char *cell_text(const json_t *v)
+{
+    if (v == NULL || json_is_null(v))
+        return xstrdup("-");
+    if (json_is_string(v))
+        return xstrdup(json_string_value(v));
+    if (json_is_true(v))
+        return xstrdup("yes");
+    if (json_is_false(v))
+        return xstrdup("no");
+    if (json_is_real(v))
+        return xasprintf("%.1f", json_real_value(v));
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* Display width of UTF-8 text: counts code points, not bytes. */
+static size_t text_width(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+void cli_print_table(FILE *out, const json_t *rows, const char *const cols[][2])
+{
+    size_t ncols = 0;
+    while (cols[ncols][0] != NULL)
+        ncols++;
+    size_t nrows = json_array_size(rows);
+    size_t *width = calloc(ncols, sizeof(*width));
+    char **cells = calloc((nrows + 1) * ncols, sizeof(*cells));
+    for (size_t j = 0; j < ncols; j++) {
+        cells[j] = xstrdup(cols[j][0]);
+        width[j] = text_width(cells[j]);
+    }
+    for (size_t i = 0; i < nrows; i++) {
+        for (size_t j = 0; j < ncols; j++) {
+            char *t = cell_text(json_object_get(json_array_get(rows, i), cols[j][1]));
+            /* Keep a table a table: one line per row. */
+            for (char *p = t; *p; p++)
+                if (*p == '\n' || *p == '\t')
+                    *p = ' ';
+            cells[(i + 1) * ncols + j] = t;
+            if (text_width(t) > width[j])
+                width[j] = text_width(t);
+        }
+    }
+    for (size_t i = 0; i <= nrows; i++) {
+        for (size_t j = 0; j < ncols; j++) {
+            const char *t = cells[i * ncols + j];
+            int last = j + 1 == ncols;
+            fputs(t, out);
+            if (!last)
+                for (size_t k = text_width(t); k < width[j] + 2; k++)
+                    fputc(' ', out);
+        }
+        fputc('\n', out);
+        if (i == 0) {
+            for (size_t j = 0; j < ncols; j++) {
+                for (size_t k = 0; k < width[j]; k++)
+                    fputc('-', out);
+                if (j + 1 < ncols)
+                    fputs("  ", out);
+            }
+            fputc('\n', out);
+        }
+    }
+    for (size_t i = 0; i < (nrows + 1) * ncols; i++)
+        free(cells[i]);
+    free(cells);
+    free(width);
+}
+
+/* --- options ------------------------------------------------------------------------------ */
+
+const char *cli_opt_str(const cli *c, const char *name)
+{
+    const json_t *v = json_object_get(c->opts, name);
+    if (json_is_array(v))
+        v = json_array_get(v, json_array_size(v) - 1);
+    return json_string_value(v);
+}
+
+int cli_flag(const cli *c, const char *name)
+{
+    return json_object_get(c->opts, name) != NULL;
+}
+
+int cli_opt_int(cli *c, const char *name, long min, long max, long *out)
+{
+    const char *s = cli_opt_str(c, name);
+    if (s == NULL)
+        return 1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+        cli_fail(c, EXIT_USAGE, "--%s must be a whole number from %ld to %ld, not '%s'", name,
+                 min, max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_opt_bool(cli *c, const char *name, int def)
+{
+    const char *s = cli_opt_str(c, name);
+    if (s == NULL)
+        return def;
+    if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "1"))
+        return 1;
+    if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "0"))
+        return 0;
+    cli_fail(c, EXIT_USAGE, "--%s takes true or false, not '%s'", name, s);
+    return -1;
+}
+
+/* --- resources ------------------------------------------------------------------------------ */
+
+int cli_config(cli *c)
+{
+    if (c->cfg_loaded)
+        return 0;
+    char err[1024];
+    if (config_load(c->config_path, &c->cfg, err, sizeof(err)) != 0) {
+        cli_fail(c, EXIT_ERROR, "%s", err);
+        return -1;
+    }
+    c->cfg_loaded = 1;
+    log_set_level((enum log_level)log_level_parse(c->cfg.log_level));
+    return 0;
+}
+
+int cli_store(cli *c)
+{
+    if (c->st)
+        return 0;
+    if (cli_config(c) != 0)
+        return -1;
+    char err[1024];
+    const char *target =
+        strcmp(c->cfg.store_driver, "postgres") == 0 ? c->cfg.store_conninfo : c->cfg.store_path;
+    struct store_options so = {.synchronous_normal = strcmp(c->cfg.store_synchronous, "normal") == 0};
+    c->st = store_open_opts(target, &so, err, sizeof(err));
+    if (c->st == NULL) {
+        cli_fail(c, EXIT_ERROR, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_registry(cli *c)
+{
+    if (c->reg)
+        return 0;
+    if (cli_config(c) != 0)
+        return -1;
+    c->reg = calloc(1, sizeof(*c->reg));
+    registry_init(c->reg, c->cfg.plugin_dir, c->cfg.plugin_sections);
+    c->reg->log_refusals = 0;
+    registry_scan(c->reg);
+    return 0;
+}
+
+/* --- help ------------------------------------------------------------------------------------ */
+
+static void print_command_help(FILE *out, const cli_command *cmd)
+{
+    char usage[256];
+    usage_line(cmd, usage, sizeof(usage));
+    fprintf(out, "usage: %s\n\n%s\n", usage, cmd->summary);
+    if (cmd->opts && cmd->opts[0].name) {
+        fputs("\noptions:\n", out);
+        for (const cli_opt *o = cmd->opts; o->name; o++) {
+            char left[96];
+            snprintf(left, sizeof(left), "%s%c%s--%s%s%s", o->short_name ? "-" : "",
+                     o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
+                     o->arg ? " " : "", o->arg ? o->arg : "");
+            fprintf(out, "  %-34s %s%s\n", left + (o->short_name ? 0 : 1), o->help,
+                    o->repeat ? " (repeatable)" : "");
+        }
+    }
+    fputs("\nglobal options: -c, --config FILE   -o, --output text|json   -h, --help\n", out);
+}
+
+static void print_main_help(FILE *out)
+{
+    fputs("ferry " FERRY_VERSION " - runs queue functions from plugins for machines\n\n"
+          "usage: ferry [--config FILE] [--output text|json] COMMAND [ARGS] [OPTIONS]\n\n"
+          "commands:\n",
+          out);
+    for (size_t t = 0; t < N_TABLES; t++) {
+        for (const cli_command *cmd = command_tables[t]; cmd->verb; cmd++) {
+            char name[64];
+            snprintf(name, sizeof(name), "%s%s%s", cmd->verb, cmd->noun ? " " : "",
+                     cmd->noun ? cmd->noun : "");
+            fprintf(out, "  %-26s %s\n", name, cmd->summary);
+        }
+    }
+    fputs("\nglobal options:\n"
+          "  -c, --config FILE          configuration file (else $FERRY_CONFIG,\n"
+          "                             /etc/ferry/ferry.conf, conf/ferry.conf)\n"
+          "  -o, --output text|json     output format (json: {success,data,message|error})\n"
+          "  -h, --help                 help for ferry or for a command\n"
+          "  -V, --version              print the version\n\n"
+          "exit codes: 0 success, 1 error, 2 usage error\n"
+          "`ferry COMMAND --help` describes a command; docs/cli.md describes them all.\n",
+          out);
+}
+
+/* Writes docs/cli.md's command reference from the tables. */
+static void print_markdown_reference(FILE *out)
+{
+    fputs("## Command reference\n\n<!-- Generated by `ferry help --markdown`; do not edit. -->\n",
+          out);
+    for (size_t t = 0; t < N_TABLES; t++) {
+        for (const cli_command *cmd = command_tables[t]; cmd->verb; cmd++) {
+            char usage[256];
+            usage_line(cmd, usage, sizeof(usage));
+            fprintf(out, "\n### ferry %s%s%s\n\n```\n%s\n```\n\n%s\n", cmd->verb,
+                    cmd->noun ? " " : "", cmd->noun ? cmd->noun : "", usage, cmd->summary);
+            if (cmd->opts && cmd->opts[0].name) {
+                fputs("\n| option | meaning |\n|---|---|\n", out);
+                for (const cli_opt *o = cmd->opts; o->name; o++)
+                    fprintf(out, "| `--%s%s%s`%s | %s%s |\n", o->name, o->arg ? " " : "",
+                            o->arg ? o->arg : "", o->short_name ? " (`-" : "",
+                            o->help, o->repeat ? " Repeatable." : "");
+            }
+        }
+    }
+}
+
+/* --- parsing --------------------------------------------------------------------------------- */
+
+static const cli_command *find_command(char **words, int n, int *used)
+{
+    for (size_t t = 0; t < N_TABLES; t++) {
+        for (const cli_command *cmd = command_tables[t]; cmd->verb; cmd++) {
+            if (n >= 2 && cmd->noun && strcmp(words[0], cmd->verb) == 0 &&
+                strcmp(words[1], cmd->noun) == 0) {
+                *used = 2;
+                return cmd;
+            }
+        }
+    }
+    for (size_t t = 0; t < N_TABLES; t++) {
+        for (const cli_command *cmd = command_tables[t]; cmd->verb; cmd++) {
+            if (n >= 1 && cmd->noun == NULL && strcmp(words[0], cmd->verb) == 0) {
+                *used = 1;
+                return cmd;
+            }
+        }
+    }
+    return NULL;
+}
+
+static const cli_opt *find_opt(const cli_command *cmd, const char *name, char short_name)
+{
+    for (const cli_opt *o = cmd->opts; o && o->name; o++)
+        if ((name && strcmp(o->name, name) == 0) || (short_name && o->short_name == short_name))
+            return o;
+    return NULL;
+}
+
+static void add_opt(cli *c, const cli_opt *o, const char *value)
+{
+    json_t *v = value ? json_string(value) : json_true();
+    if (!o->repeat) {
+        json_object_set_new(c->opts, o->name, v);
+        return;
+    }
+    json_t *arr = json_object_get(c->opts, o->name);
+    if (arr == NULL) {
+        arr = json_array();
+        json_object_set_new(c->opts, o->name, arr);
+    }
+    json_array_append_new(arr, v);
+}
+
+/* Parses the words after the command. Returns 0 or an exit code. */
+static int parse_command_args(cli *c, char **argv, int argc)
+{
+    int only_args = 0;
+    for (int i = 0; i < argc; i++) {
+        char *a = argv[i];
+        if (only_args || a[0] != '-' || a[1] == '\0') {
+            c->args[c->n_args++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_args = 1;
+            continue;
+        }
+        const cli_opt *o;
+        const char *value = NULL;
+        char name[128];
+        if (a[1] == '-') {
+            snprintf(name, sizeof(name), "%s", a + 2);
+            char *eq = strchr(name, '=');
+            if (eq) {
+                *eq = '\0';
+                value = a + 2 + (eq - name) + 1;
+            }
+            o = find_opt(c->cmd, name, 0);
+        } else {
+            snprintf(name, sizeof(name), "%s", a + 1);
+            o = a[2] == '\0' ? find_opt(c->cmd, NULL, a[1]) : NULL;
+        }
+        if (o == NULL)
+            return cli_usage_error(c, "unknown option '%s'", a);
+        if (o->arg && value == NULL) {
+            if (i + 1 >= argc)
+                return cli_usage_error(c, "option --%s needs a value (%s)", o->name, o->arg);
+            value = argv[++i];
+        } else if (!o->arg && value != NULL) {
+            return cli_usage_error(c, "option --%s takes no value", o->name);
+        }
+        add_opt(c, o, value);
+    }
+    if (c->n_args < c->cmd->min_args)
+        return cli_usage_error(c, "missing arguments");
+    if (c->cmd->max_args >= 0 && c->n_args > c->cmd->max_args)
+        return cli_usage_error(c, "too many arguments ('%s')", c->args[c->cmd->max_args]);
+    return 0;
+}
+
+int cli_main(int argc, char **argv)
+{
+    cli c = {.opts = json_object()};
+    int rc = EXIT_OK, help = 0;
+    char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+    int n_rest = 0;
+    c.args = calloc((size_t)argc + 1, sizeof(*c.args));
+
+    /* Global options may stand anywhere on the line. */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        if (strcmp(a, "--") == 0) {
+            while (i < argc)
+                rest[n_rest++] = argv[i++];
+            break;
+        }
+        if (!strcmp(a, "--config") || !strcmp(a, "-c") || !strcmp(a, "--output") ||
+            !strcmp(a, "-o")) {
+            if (i + 1 >= argc) {
+                rc = cli_fail(&c, EXIT_USAGE, "%s needs a value", a);
+                goto out;
+            }
+            val = argv[++i];
+        } else if (!strncmp(a, "--config=", 9) || !strncmp(a, "--output=", 9)) {
+            val = a + 9;
+        }
+        if (val && (a[1] == 'c' || a[2] == 'c')) {
+            c.config_path = val;
+        } else if (val) {
+            if (strcmp(val, "json") == 0)
+                c.json = 1;
+            else if (strcmp(val, "text") != 0) {
+                rc = cli_fail(&c, EXIT_USAGE, "--output takes text or json, not '%s'", val);
+                goto out;
+            }
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            help = 1;
+        } else if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+            printf("ferry %s (plugin ABI %d.%d)\n", FERRY_VERSION, 1, 0);
+            goto out;
+        } else {
+            rest[n_rest++] = argv[i];
+        }
+    }
+    if (n_rest == 0 || (n_rest == 1 && strcmp(rest[0], "help") == 0)) {
+        print_main_help(help || n_rest ? stdout : stderr);
+        rc = help || n_rest ? EXIT_OK : EXIT_USAGE;
+        goto out;
+    }
+    if (n_rest == 2 && strcmp(rest[0], "help") == 0 && strcmp(rest[1], "--markdown") == 0) {
+        print_markdown_reference(stdout);
+        goto out;
+    }
+    int used = 0;
+    c.cmd = find_command(rest, n_rest, &used);
+    if (c.cmd == NULL) {
+        rc = cli_fail(&c, EXIT_USAGE, "unknown command '%s%s%s'; run ferry --help for the list",
+                      rest[0], n_rest > 1 ? " " : "", n_rest > 1 ? rest[1] : "");
+        goto out;
+    }
+    if (help) {
+        print_command_help(stdout, c.cmd);
+        goto out;
+    }
+    rc = parse_command_args(&c, rest + used, n_rest - used);
+    if (rc == 0)
+        rc = c.cmd->fn(&c);
+out:
+    if (c.st)
+        store_close(c.st);
+    if (c.reg) {
+        registry_free(c.reg);
+        free(c.reg);
+    }
+    if (c.cfg_loaded)
+        config_free(&c.cfg);
+    json_decref(c.opts);
+    free(c.args);
+    free(rest);
+    fflush(stdout);
+    if (ferror(stdout) && rc == 0)
+        rc = EXIT_ERROR;
+    return rc;
+}
+
+int cli_read_vault(cli *c, json_t **vault)
+{
+    *vault = NULL;
+    const char *text = cli_opt_str(c, "vault");
+    const char *file = cli_opt_str(c, "vault-file");
+    if (text && file)
+        return cli_usage_error(c, "give --vault or --vault-file, not both");
+    if (!text && !file)
+        return 0;
+    if (cli_config(c) != 0)
+        return EXIT_ERROR;
+    char err[1024];
+    size_t max = (size_t)c->cfg.vault_max_bytes, len = 0;
+    char *buf = NULL;
+    if (file) {
+        buf = read_file_capped(file, max, &len, err, sizeof(err));
+        if (buf == NULL)
+            return cli_fail(c, EXIT_ERROR, "%s (vault.max_bytes in the config)", err);
+        text = buf;
+    } else {
+        len = strlen(text);
+    }
+    *vault = vault_parse(text, len, max, err, sizeof(err));
+    free(buf);
+    if (*vault == NULL)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    return 0;
+}

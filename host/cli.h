@@ -1,0 +1,112 @@
+/*
+ * The command line: a table of commands (each file cli_*.c contributes one), a parser that
+ * takes global options anywhere on the line, and the output conventions of spec/cli.md:
+ * exit 0 success, 1 error, 2 usage error; with --output json every answer is an envelope
+ * {"success":…,"data":…,"message"|"error":…} on stdout.
+ */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "config.h"
+
+#define EXIT_OK    0
+#define EXIT_ERROR 1
+#define EXIT_USAGE 2
+
+typedef struct store store;
+typedef struct registry registry;
+
+/* One option of a command. */
+typedef struct cli_opt {
+    const char *name; /* long name without "--" */
+    char short_name;  /* or 0 */
+    const char *arg;  /* argument placeholder ("N", "JSON"), or NULL for a flag */
+    int repeat;       /* may be given several times (values collected in an array) */
+    const char *help;
+} cli_opt;
+
+typedef struct cli cli;
+typedef int (*cli_fn)(cli *c);
+
+typedef struct cli_command {
+    const char *verb;       /* "create" */
+    const char *noun;       /* "queue-item", or NULL for a one-word command */
+    const char *args;       /* positional arguments for usage: "TEAM MACHINE BRIDGE" */
+    int min_args, max_args; /* max -1: any number */
+    const cli_opt *opts;    /* ended by {NULL} */
+    cli_fn fn;
+    const char *summary; /* one line */
+} cli_command;
+
+/* What a command sees. */
+struct cli {
+    const cli_command *cmd;
+    int json;                /* --output json */
+    const char *config_path; /* --config, or NULL */
+    char **args;             /* positional arguments */
+    int n_args;
+    json_t *opts; /* option name -> string, true (flag) or array (repeat) */
+    ferry_config cfg;
+    int cfg_loaded;
+    store *st;
+    registry *reg;
+};
+
+/* Runs the command line; returns the process exit code. */
+int cli_main(int argc, char **argv);
+
+/* Option access. cli_opt_str returns NULL when absent. */
+const char *cli_opt_str(const cli *c, const char *name);
+int cli_flag(const cli *c, const char *name);
+/* Parses an integer option into *out; returns 0, 1 when absent, -1 (with the error
+ * printed) when malformed or outside [min, max]. */
+int cli_opt_int(cli *c, const char *name, long min, long max, long *out);
+/* A boolean option given as true/false/yes/no/1/0; def when absent; -1 when malformed. */
+int cli_opt_bool(cli *c, const char *name, int def);
+
+/* Loads the configuration once. Returns 0, or prints the error and returns -1. */
+int cli_config(cli *c);
+/* Opens the store once (loads the configuration first). 0, or prints and returns -1. */
+int cli_store(cli *c);
+/* Scans the plugin directory once, quietly. 0, or -1. */
+int cli_registry(cli *c);
+
+/*
+ * Prints an error (text: "ferry: MESSAGE" on stderr; json: the failure envelope on stdout)
+ * and returns code, so commands can `return cli_fail(c, EXIT_ERROR, …);`.
+ */
+int cli_fail(cli *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Prints a usage error with the command's usage line; returns EXIT_USAGE. */
+int cli_usage_error(cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints a warning on stderr (both modes). */
+void cli_warn(const cli *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* JSON mode: prints {"success":true,"data":data,"message":message}; data is stolen. */
+void cli_print_ok(cli *c, json_t *data, const char *message);
+
+/* Prints a JSON value pretty (2-space indent) with a final newline. */
+void cli_print_json(FILE *out, const json_t *v);
+
+/*
+ * Prints rows as an aligned text table: cols is a NULL-terminated list of
+ * {header, json key} pairs; a rule goes under the header. Values are shown as text.
+ */
+void cli_print_table(FILE *out, const json_t *rows, const char *const cols[][2]);
+
+/* The commands contributed by each file, ended by an entry with verb NULL. */
+extern const cli_command cli_plugin_commands[];
+extern const cli_command cli_serve_commands[];
+extern const cli_command cli_queue_commands[];
+extern const cli_command cli_resource_commands[];
+
+/*
+ * Reads the vault given with --vault JSON or --vault-file PATH ("-" for stdin) into *vault
+ * (new reference). Returns 0 (with *vault NULL when neither option was given), or an exit
+ * code after printing the error.
+ */
+int cli_read_vault(cli *c, json_t **vault);
+#endif

@@ -1,0 +1,664 @@
+/*
+ * Queue commands: create queue-item, list queue, queue trace / retry / cancel / wait,
+ * rm queue-item, dashboard. The JSON shapes are the contract of spec/cli.md.
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "registry.h"
+#include "store.h"
+#include "util.h"
+#include "vault.h"
+
+#define WAIT_POLL_MS 100
+
+static int is_final(const char *status)
+{
+    return status && (!strcmp(status, "COMPLETED") || !strcmp(status, "FAILED") ||
+                      !strcmp(status, "CANCELLED"));
+}
+
+/* Secret parameter names of a function, when the local plugin directory knows it. */
+static json_t *secret_names(cli *c, const char *function)
+{
+    if (function == NULL || cli_registry(c) != 0)
+        return NULL;
+    const json_t *fn = registry_function(c->reg, function);
+    return fn ? params_secret_names(fn) : NULL;
+}
+
+/* Redacts an item row's request and response vaults in place. */
+static void redact_item(cli *c, json_t *row, int use_registry)
+{
+    json_t *secrets = NULL;
+    if (use_registry)
+        secrets = secret_names(c, json_string_value(json_object_get(row, "function")));
+    const char *keys[] = {"vaultContent", "responseVault"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(row, keys[i]);
+        if (json_is_object(v))
+            json_object_set_new(row, keys[i], vault_redact(v, secrets));
+    }
+    json_decref(secrets);
+}
+
+/* Splits "A,B" into a JSON array of strings. */
+static json_t *split_list(const char *text)
+{
+    json_t *arr = json_array();
+    char *copy = xstrdup(text), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if (*t)
+            json_array_append_new(arr, json_string(t));
+    free(copy);
+    return arr;
+}
+
+/* Waits for a task to end. Returns its final row (new reference) or NULL on timeout. */
+static json_t *wait_final(cli *c, const char *task, long timeout_s, int *failed)
+{
+    int64_t end = timeout_s > 0 ? mono_ms() + timeout_s * 1000 : 0;
+    char err[1024];
+    *failed = 0;
+    for (;;) {
+        json_t *row = NULL;
+        if (store_queue_get(c->st, task, &row, err, sizeof(err)) != STORE_OK) {
+            cli_fail(c, EXIT_ERROR, "%s", err);
+            *failed = 1;
+            return NULL;
+        }
+        if (is_final(json_string_value(json_object_get(row, "status"))))
+            return row;
+        json_decref(row);
+        if (end && mono_ms() >= end)
+            return NULL;
+        poll(NULL, 0, WAIT_POLL_MS);
+    }
+}
+
+/* --- create queue-item ------------------------------------------------------------------- */
+
+static int cmd_create_item(cli *c)
+{
+    if (cli_store(c) != 0)
+        return EXIT_ERROR;
+    long priority = 3, timeout = 0;
+    if (cli_opt_int(c, "priority", 1, 5, &priority) < 0 ||
+        cli_opt_int(c, "timeout", 1, 1L << 30, &timeout) < 0)
+        return EXIT_USAGE;
+    json_t *vault = NULL;
+    int rc = cli_read_vault(c, &vault);
+    if (rc != 0)
+        return rc;
+    if (vault == NULL)
+        return cli_usage_error(c, "give the item's vault with --vault '{\"function\":\"…\"}' or "
+                                  "--vault-file");
+    char err[1024];
+    const char *function = NULL;
+    json_t *after = json_object_get(c->opts, "after");
+    const char **after_ids = NULL;
+    int idempotent = 0;
+    if (vault_check_host_keys(vault, err, sizeof(err)) != 0) {
+        rc = cli_fail(c, EXIT_ERROR, "%s", err);
+        goto out;
+    }
+    function = json_string_value(json_object_get(vault, "function"));
+    if (cli_registry(c) != 0) {
+        rc = EXIT_ERROR;
+        goto out;
+    }
+    const json_t *fn = registry_function(c->reg, function);
+    if (fn != NULL) {
+        json_t *copy = json_deep_copy(vault);
+        rc = params_validate(fn, copy, err, sizeof(err));
+        json_decref(copy);
+        if (rc != 0) {
+            rc = cli_fail(c, EXIT_ERROR, "%s", err);
+            goto out;
+        }
+        size_t i;
+        json_t *f;
+        json_array_foreach(json_object_get(fn, "flags"), i, f)
+            idempotent |= strcmp(json_string_value(f), "idempotent") == 0;
+    } else {
+        cli_warn(c, "function %s is not provided by any plugin in %s; the host on bridge %s must "
+                    "have it, or the item will fail",
+                 function, c->reg->dir, c->args[2]);
+    }
+    size_t n_after = json_array_size(after);
+    after_ids = calloc(n_after + 1, sizeof(*after_ids));
+    for (size_t i = 0; i < n_after; i++)
+        after_ids[i] = json_string_value(json_array_get(after, i));
+    struct store_item_spec spec = {
+        .team = c->args[0],
+        .machine = c->args[1],
+        .bridge = c->args[2],
+        .priority = (int)priority,
+        .vault = vault,
+        .after = after_ids,
+        .n_after = n_after,
+        .idempotent = idempotent,
+    };
+    char task[37];
+    json_t *row = NULL;
+    if (store_queue_create(c->st, &spec, task, &row, err, sizeof(err)) != STORE_OK) {
+        rc = cli_fail(c, EXIT_ERROR, "%s", err);
+        goto out;
+    }
+    char msg[512];
+    snprintf(msg, sizeof(msg), "Successfully created queue item for machine %s with priority %ld",
+             c->args[1], priority);
+    if (cli_flag(c, "wait")) {
+        int failed;
+        json_decref(row);
+        row = wait_final(c, task, timeout, &failed);
+        if (failed) {
+            rc = EXIT_ERROR;
+            goto out;
+        }
+        if (row == NULL) {
+            rc = cli_fail(c, EXIT_ERROR, "task %s did not finish within %ld s (it keeps running; "
+                                         "ferry queue wait %s)", task, timeout, task);
+            goto out;
+        }
+    }
+    const char *status = json_string_value(json_object_get(row, "status"));
+    int ok = !cli_flag(c, "wait") || strcmp(status, "COMPLETED") == 0;
+    redact_item(c, row, 1);
+    if (c->json) {
+        if (ok)
+            cli_print_ok(c, json_pack("[O]", row), msg);
+        else
+            cli_fail(c, EXIT_ERROR, "task %s ended %s: %s", task, status,
+                     json_string_value(json_object_get(row, "lastFailureReason")));
+    } else {
+        printf("%s\nTask ID: %s\n", msg, task);
+        if (cli_flag(c, "wait"))
+            printf("Status: %s\n", status);
+    }
+    json_decref(row);
+    rc = ok ? EXIT_OK : EXIT_ERROR;
+out:
+    free(after_ids);
+    json_decref(vault);
+    return rc;
+}
+
+/* --- list queue ------------------------------------------------------------------------------ */
+
+static const char *const queue_cols[][2] = {
+    {"TASK ID", "taskId"},   {"STATUS", "status"},   {"HEALTH", "healthStatus"},
+    {"PRIORITY", "priorityLabel"}, {"FUNCTION", "function"}, {"TEAM", "teamName"},
+    {"MACHINE", "machineName"}, {"BRIDGE", "bridgeName"}, {"CREATED", "createdTime"},
+    {"AGE (MIN)", "ageInMinutes"}, {"RETRIES", "retryCount"}, {"PROGRESS", "progressText"},
+    {NULL, NULL}};
+
+static int parse_date_opt(cli *c, const char *name, int64_t *out)
+{
+    const char *s = cli_opt_str(c, name);
+    if (s == NULL)
+        return 0;
+    if (parse_date_ms(s, out) != 0)
+        return cli_fail(c, EXIT_USAGE, "--%s '%s' is not a date; use 2026-11-27 or "
+                                       "2026-11-27T10:00:00Z", name, s);
+    return 0;
+}
+
+static int cmd_list_queue(cli *c)
+{
+    if (cli_store(c) != 0)
+        return EXIT_ERROR;
+    struct store_queue_filter f = {0};
+    long v;
+    json_t *teams = NULL, *statuses = NULL;
+    const char **team_list = NULL, **status_list = NULL;
+    int rc = EXIT_OK;
+    if (cli_opt_int(c, "priority", 1, 5, &v) == 0)
+        f.priority = (int)v;
+    else if (cli_opt_str(c, "priority"))
+        return EXIT_USAGE;
+    if (cli_opt_int(c, "min-priority", 1, 5, &v) == 0)
+        f.min_priority = (int)v;
+    else if (cli_opt_str(c, "min-priority"))
+        return EXIT_USAGE;
+    if (cli_opt_int(c, "max-priority", 1, 5, &v) == 0)
+        f.max_priority = (int)v;
+    else if (cli_opt_str(c, "max-priority"))
+        return EXIT_USAGE;
+    if (cli_opt_int(c, "max-records", 1, STORE_MAX_RECORDS, &v) == 0)
+        f.max_records = (int)v;
+    else if (cli_opt_str(c, "max-records"))
+        return EXIT_USAGE;
+    if (cli_opt_int(c, "stale-threshold", 1, 1L << 20, &v) == 0)
+        f.stale_threshold_minutes = (int)v;
+    else if (cli_opt_str(c, "stale-threshold"))
+        return EXIT_USAGE;
+    if (parse_date_opt(c, "date-from", &f.date_from_ms) || parse_date_opt(c, "date-to", &f.date_to_ms))
+        return EXIT_USAGE;
+    /* A date without a time as --date-to means the whole day. */
+    const char *to = cli_opt_str(c, "date-to");
+    if (to && strlen(to) == 10)
+        f.date_to_ms += 86400000 - 1;
+    int inc_completed = cli_opt_bool(c, "include-completed", 1);
+    int inc_cancelled = cli_opt_bool(c, "include-cancelled", 1);
+    if (inc_completed < 0 || inc_cancelled < 0)
+        return EXIT_USAGE;
+    f.exclude_completed = !inc_completed || cli_flag(c, "no-completed");
+    f.exclude_cancelled = !inc_cancelled || cli_flag(c, "no-cancelled");
+    f.only_stale = cli_flag(c, "only-stale");
+    f.machine = cli_opt_str(c, "machine");
+    f.bridge = cli_opt_str(c, "bridge");
+    f.task_id = cli_opt_str(c, "task-id");
+    if (cli_opt_str(c, "team")) {
+        teams = split_list(cli_opt_str(c, "team"));
+        f.n_teams = json_array_size(teams);
+        team_list = calloc(f.n_teams + 1, sizeof(*team_list));
+        for (size_t i = 0; i < f.n_teams; i++)
+            team_list[i] = json_string_value(json_array_get(teams, i));
+        f.teams = team_list;
+    }
+    if (cli_opt_str(c, "status")) {
+        statuses = split_list(cli_opt_str(c, "status"));
+        f.n_statuses = json_array_size(statuses);
+        status_list = calloc(f.n_statuses + 1, sizeof(*status_list));
+        for (size_t i = 0; i < f.n_statuses; i++) {
+            status_list[i] = json_string_value(json_array_get(statuses, i));
+            if (!store_status_ok(status_list[i])) {
+                rc = cli_fail(c, EXIT_USAGE, "unknown status '%s'; use PENDING, ASSIGNED, "
+                                             "PROCESSING, CANCELLING, COMPLETED, FAILED or "
+                                             "CANCELLED", status_list[i]);
+                goto out;
+            }
+        }
+        f.statuses = status_list;
+    }
+    json_t *rows = NULL;
+    char err[1024];
+    if (store_queue_list(c->st, &f, &rows, err, sizeof(err)) != STORE_OK) {
+        rc = cli_fail(c, EXIT_ERROR, "%s", err);
+        goto out;
+    }
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) redact_item(c, row, 0);
+    if (c->json) {
+        cli_print_ok(c, rows, "");
+    } else {
+        json_array_foreach(rows, i, row)
+        {
+            json_t *p = json_object_get(row, "progress");
+            if (json_is_object(p)) {
+                const char *m = json_string_value(json_object_get(p, "message"));
+                char *t = xasprintf("%lld%%%s%s",
+                                    (long long)json_integer_value(json_object_get(p, "percent")),
+                                    m ? " " : "", m ? m : "");
+                json_object_set_new(row, "progressText", json_string(t));
+                free(t);
+            }
+        }
+        cli_print_table(stdout, rows, queue_cols);
+        json_decref(rows);
+    }
+out:
+    free(team_list);
+    free(status_list);
+    json_decref(teams);
+    json_decref(statuses);
+    return rc;
+}
+
+/* --- trace ------------------------------------------------------------------------------------ */
+
+static void print_trace_text(const json_t *item, const json_t *events)
+{
+    printf("QUEUE ITEM %s\n", json_string_value(json_object_get(item, "taskId")));
+    const char *fields[][2] = {
+        {"status", "status"},       {"health", "healthStatus"},   {"function", "function"},
+        {"priority", "priorityLabel"}, {"team", "teamName"},      {"machine", "machineName"},
+        {"bridge", "bridgeName"},   {"created", "createdTime"},   {"assigned", "assignedTime"},
+        {"started", "startedTime"}, {"finished", "finishedTime"}, {"retries", "retryCount"},
+        {"last failure", "lastFailureReason"}, {"linked to", "parentTaskId"},
+        {"link", "linkKind"},       {"schedule", "scheduleName"}};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        const json_t *v = json_object_get(item, fields[i][1]);
+        if (v == NULL || json_is_null(v))
+            continue;
+        char *t = json_is_string(v) ? xstrdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
+        printf("  %-13s %s\n", fields[i][0], t);
+        free(t);
+    }
+    const json_t *dur = json_object_get(item, "totalDurationSeconds");
+    if (json_is_number(dur))
+        printf("  %-13s %.1f s\n", "duration", json_number_value(dur));
+    printf("\nREQUEST VAULT\n");
+    char *t = json_dumps(json_object_get(item, "vaultContent"), JSON_INDENT(2) | JSON_ENCODE_ANY);
+    printf("%s\n", t ? t : "null");
+    free(t);
+    printf("\nRESPONSE VAULT\n");
+    t = json_dumps(json_object_get(item, "responseVault"), JSON_INDENT(2) | JSON_ENCODE_ANY);
+    printf("%s\n", t ? t : "null");
+    free(t);
+    printf("\nTIMELINE\n");
+    static const char *const cols[][2] = {{"TIME", "timestamp"}, {"+SECONDS", "delta"},
+                                          {"ACTION", "action"}, {"DETAILS", "detailsText"},
+                                          {NULL, NULL}};
+    json_t *rows = json_deep_copy(events);
+    size_t i;
+    json_t *e;
+    json_array_foreach(rows, i, e)
+    {
+        const json_t *d = json_object_get(e, "details");
+        char *dt = json_is_string(d) ? xstrdup(json_string_value(d))
+                   : json_is_null(d) ? xstrdup("")
+                                     : json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_object_set_new(e, "detailsText", json_string(dt));
+        free(dt);
+        char *delta = xasprintf("%.3f", json_number_value(json_object_get(e, "secondsSincePrevious")));
+        json_object_set_new(e, "delta", json_string(delta));
+        free(delta);
+    }
+    cli_print_table(stdout, rows, cols);
+    json_decref(rows);
+}
+
+static int cmd_trace(cli *c)
+{
+    if (cli_store(c) != 0)
+        return EXIT_ERROR;
+    json_t *item = NULL, *events = NULL;
+    char err[1024];
+    if (store_queue_get(c->st, c->args[0], &item, err, sizeof(err)) != STORE_OK)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    const char *task = json_string_value(json_object_get(item, "taskId"));
+    if (store_event_list(c->st, task, &events, err, sizeof(err)) != STORE_OK) {
+        json_decref(item);
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    }
+    redact_item(c, item, 1);
+    if (c->json) {
+        json_t *data = json_pack("{s:O,s:O,s:O,s:O}", "queue_item", item, "request_vault",
+                                 json_object_get(item, "vaultContent"), "response_vault",
+                                 json_object_get(item, "responseVault"), "timeline", events);
+        cli_print_ok(c, data, "");
+    } else {
+        print_trace_text(item, events);
+    }
+    json_decref(item);
+    json_decref(events);
+    return EXIT_OK;
+}
+
+/* --- retry, cancel, wait, rm ------------------------------------------------------------------ */
+
+static int cmd_retry(cli *c)
+{
+    if (cli_store(c) != 0)
+        return EXIT_ERROR;
+    json_t *item = NULL;
+    char err[1024];
+    if (store_queue_get(c->st, c->args[0], &item, err, sizeof(err)) != STORE_OK)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    const char *status = json_string_value(json_object_get(item, "status"));
+    const char *task = json_string_value(json_object_get(item, "taskId"));
+    if (strcmp(status, "FAILED") != 0 && strcmp(status, "CANCELLED") != 0) {
+        int rc = cli_fail(c, EXIT_ERROR, "task %s is %s; only FAILED or CANCELLED items can be "
+                                         "retried", task, status);
+        json_decref(item);
+        return rc;
+    }
+    struct store_item_spec spec = {
+        .team = json_string_value(json_object_get(item, "teamName")),
+        .machine = json_string_value(json_object_get(item, "machineName")),
+        .bridge = json_string_value(json_object_get(item, "bridgeName")),
+        .function = json_string_value(json_object_get(item, "function")),
+        .priority = (int)json_integer_value(json_object_get(item, "priority")),
+        .vault = json_object_get(item, "vaultContent"),
+        .parent_task_id = task,
+        .link_kind = "retry",
+        .idempotent = json_is_true(json_object_get(item, "idempotent")),
+    };
+    char new_id[37];
+    json_t *row = NULL;
+    if (store_queue_create(c->st, &spec, new_id, &row, err, sizeof(err)) != STORE_OK) {
+        json_decref(item);
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    }
+    store_event_append(c->st, task, "RETRIED", new_id, NULL, 0, NULL, 0);
+    char msg[256];
+    snprintf(msg, sizeof(msg), "Retry of %s queued", task);
+    redact_item(c, row, 0);
+    if (c->json)
+        cli_print_ok(c, json_pack("[O]", row), msg);
+    else
+        printf("%s\nTask ID: %s\n", msg, new_id);
+    json_decref(row);
+    json_decref(item);
+    return EXIT_OK;
+}
+
+static int cmd_cancel(cli *c)
+{
+    if (cli_store(c) != 0)
+        return EXIT_ERROR;
+    json_t *row = NULL;
+    char err[1024];
+    if (store_queue_cancel(c->st, c->args[0], cli_flag(c, "force"), &row, err, sizeof(err)) !=
+        STORE_OK)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    /* Wake the host so it stops a running attempt now rather than at its next check. */
+    store_notify(c->st, json_string_value(json_object_get(row, "bridgeName")));
+    const char *status = json_string_value(json_object_get(row, "status"));
+    char msg[256];
+    snprintf(msg, sizeof(msg), "Task %s is %s", json_string_value(json_object_get(row, "taskId")),
+             status);
+    redact_item(c, row, 0);
+    if (c->json)
+        cli_print_ok(c, json_pack("[O]", row), msg);
+    else
+        printf("%s\n", msg);
+    json_decref(row);
+    return EXIT_OK;
+}
+
+static int cmd_wait(cli *c)
+{
+    if (cli_store(c) != 0)
+        return EXIT_ERROR;
+    long timeout = 0;
+    if (cli_opt_int(c, "timeout", 1, 1L << 30, &timeout) < 0)
+        return EXIT_USAGE;
+    int failed;
+    json_t *row = wait_final(c, c->args[0], timeout, &failed);
+    if (failed)
+        return EXIT_ERROR;
+    if (row == NULL)
+        return cli_fail(c, EXIT_ERROR, "task %s did not finish within %ld s", c->args[0], timeout);
+    const char *status = json_string_value(json_object_get(row, "status"));
+    int ok = strcmp(status, "COMPLETED") == 0;
+    redact_item(c, row, 0);
+    if (c->json && ok)
+        cli_print_ok(c, json_pack("[O]", row), "COMPLETED");
+    else if (ok)
+        printf("COMPLETED\n");
+    else
+        cli_fail(c, EXIT_ERROR, "task %s ended %s%s%s", json_string_value(json_object_get(row, "taskId")),
+                 status, json_is_string(json_object_get(row, "lastFailureReason")) ? ": " : "",
+                 json_is_string(json_object_get(row, "lastFailureReason"))
+                     ? json_string_value(json_object_get(row, "lastFailureReason"))
+                     : "");
+    json_decref(row);
+    return ok ? EXIT_OK : EXIT_ERROR;
+}
+
+static int cmd_rm_item(cli *c)
+{
+    if (cli_store(c) != 0)
+        return EXIT_ERROR;
+    char err[1024];
+    if (store_queue_delete(c->st, c->args[0], err, sizeof(err)) != STORE_OK)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    if (c->json)
+        cli_print_ok(c, json_null(), "Successfully removed queue item");
+    else
+        printf("Successfully removed queue item %s\n", c->args[0]);
+    return EXIT_OK;
+}
+
+/* --- dashboard: job-dashboard.sh in one command ------------------------------------------------ */
+
+static json_t *list_with(cli *c, struct store_queue_filter *f)
+{
+    json_t *rows = NULL;
+    char err[512];
+    if (store_queue_list(c->st, f, &rows, err, sizeof(err)) != STORE_OK)
+        return json_array();
+    return rows;
+}
+
+static int cmd_dashboard(cli *c)
+{
+    if (cli_store(c) != 0)
+        return EXIT_ERROR;
+    int64_t now = now_ms();
+    const char *processing[] = {"PROCESSING"}, *pending[] = {"PENDING"}, *failed[] = {"FAILED"};
+    struct store_queue_filter fa = {.statuses = processing, .n_statuses = 1,
+                                    .max_records = STORE_MAX_RECORDS};
+    json_t *active = list_with(c, &fa);
+    json_t *depth = json_object();
+    for (int p = 1; p <= 5; p++) {
+        struct store_queue_filter fp = {.statuses = pending, .n_statuses = 1, .priority = p,
+                                        .max_records = STORE_MAX_RECORDS};
+        json_t *rows = list_with(c, &fp);
+        char key[8];
+        snprintf(key, sizeof(key), "%d", p);
+        json_object_set_new(depth, key, json_integer((json_int_t)json_array_size(rows)));
+        json_decref(rows);
+    }
+    struct store_queue_filter ff = {.statuses = failed, .n_statuses = 1,
+                                    .date_from_ms = now - 86400000LL, .max_records = 10};
+    json_t *failures = list_with(c, &ff);
+    struct store_queue_filter ft = {.date_from_ms = now - 7 * 86400000LL,
+                                    .max_records = STORE_MAX_RECORDS};
+    json_t *week = list_with(c, &ft);
+    struct store_queue_filter fw = {.statuses = failed, .n_statuses = 1,
+                                    .date_from_ms = now - 7 * 86400000LL,
+                                    .max_records = STORE_MAX_RECORDS};
+    json_t *week_failed = list_with(c, &fw);
+    size_t total = json_array_size(week), nfail = json_array_size(week_failed);
+    json_t *rate = total ? json_real((double)(total - nfail) * 100.0 / (double)total) : json_null();
+    json_t *recent = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(failures, i, r)
+        json_array_append_new(recent, json_pack("{s:O,s:O,s:O,s:O}", "taskId",
+                                                json_object_get(r, "taskId"), "machineName",
+                                                json_object_get(r, "machineName"), "function",
+                                                json_object_get(r, "function"), "lastFailureReason",
+                                                json_object_get(r, "lastFailureReason")));
+    json_t *act = json_array();
+    json_array_foreach(active, i, r)
+        json_array_append_new(act, json_pack("{s:O,s:O,s:O,s:O,s:O}", "taskId",
+                                             json_object_get(r, "taskId"), "machineName",
+                                             json_object_get(r, "machineName"), "function",
+                                             json_object_get(r, "function"), "priority",
+                                             json_object_get(r, "priority"), "progress",
+                                             json_object_get(r, "progress")));
+    json_t *data = json_pack("{s:o,s:o,s:o,s:I,s:I,s:o}", "active", act, "queueDepthByPriority",
+                             depth, "recentFailures", recent, "total7d", (json_int_t)total,
+                             "failed7d", (json_int_t)nfail, "successRate7d", rate);
+    if (c->json) {
+        cli_print_ok(c, data, "");
+    } else {
+        char stamp[32];
+        iso8601_ms(now, stamp);
+        printf("=== ferry job dashboard ===\nGenerated: %s\n\n## Active Jobs\n", stamp);
+        json_array_foreach(act, i, r)
+            printf("%s: %s (Priority: %lld)\n", json_string_value(json_object_get(r, "machineName")),
+                   json_string_value(json_object_get(r, "function")),
+                   (long long)json_integer_value(json_object_get(r, "priority")));
+        printf("\n## Queue Depth by Priority\n");
+        for (int p = 1; p <= 5; p++) {
+            char key[8];
+            snprintf(key, sizeof(key), "%d", p);
+            printf("Priority %d: %lld jobs\n", p,
+                   (long long)json_integer_value(json_object_get(depth, key)));
+        }
+        printf("\n## Recent Failures (Last 24h)\n");
+        json_array_foreach(recent, i, r)
+            printf("%.8s: %s - %s\n", json_string_value(json_object_get(r, "taskId")),
+                   json_string_value(json_object_get(r, "machineName")),
+                   json_string_value(json_object_get(r, "function")));
+        printf("\n## Success Rate (Last 7 days)\n");
+        if (total)
+            printf("Success Rate: %.2f%%\n", json_real_value(rate));
+        else
+            printf("Success Rate: no jobs\n");
+        json_decref(data);
+    }
+    json_decref(active);
+    json_decref(failures);
+    json_decref(week);
+    json_decref(week_failed);
+    return EXIT_OK;
+}
+
+/* --- tables ---------------------------------------------------------------------------------- */
+
+#define END_OPTS {NULL, 0, NULL, 0, NULL}
+
+static const cli_opt create_opts[] = {
+    {"vault", 0, "JSON", 0, "the item's vault: {\"function\": NAME, parameters…} (# comments "
+                            "allowed)"},
+    {"vault-file", 0, "PATH", 0, "read the vault from a file (- for stdin)"},
+    {"priority", 'p', "1-5", 0, "1 Highest … 5 Lowest (default 3)"},
+    {"after", 0, "TASK", 1, "run only after TASK has COMPLETED (cancelled if it fails)"},
+    {"wait", 0, NULL, 0, "wait until the item ends; exit 0 only when COMPLETED"},
+    {"timeout", 0, "S", 0, "with --wait: give up waiting after S seconds"},
+    END_OPTS};
+
+static const cli_opt list_opts[] = {
+    {"team", 0, "T1,T2", 0, "only these teams"},
+    {"machine", 0, "M", 0, "only this machine"},
+    {"bridge", 0, "B", 0, "only this bridge"},
+    {"status", 0, "S1,S2", 0, "only these statuses"},
+    {"priority", 0, "N", 0, "only this priority"},
+    {"min-priority", 0, "N", 0, "priority number N or more"},
+    {"max-priority", 0, "N", 0, "priority number N or less"},
+    {"date-from", 0, "DATE", 0, "created at or after DATE (2026-11-27 or ISO 8601)"},
+    {"date-to", 0, "DATE", 0, "created at or before DATE (a bare date: the whole day)"},
+    {"task-id", 0, "ID", 0, "only this task (a unique prefix works)"},
+    {"no-completed", 0, NULL, 0, "leave out COMPLETED items"},
+    {"no-cancelled", 0, NULL, 0, "leave out CANCELLED items"},
+    {"include-completed", 0, "true|false", 0, "include COMPLETED items (default true)"},
+    {"include-cancelled", 0, "true|false", 0, "include CANCELLED items (default true)"},
+    {"only-stale", 0, NULL, 0, "only items with no update past the stale threshold"},
+    {"stale-threshold", 0, "MINUTES", 0, "stale threshold (default 10)"},
+    {"max-records", 0, "N", 0, "at most N rows (default 1000, at most 10000)"},
+    END_OPTS};
+
+static const cli_opt cancel_opts[] = {
+    {"force", 0, NULL, 0, "mark a PROCESSING item CANCELLED at once (its host is gone)"},
+    END_OPTS};
+static const cli_opt wait_opts[] = {{"timeout", 0, "S", 0, "give up after S seconds"}, END_OPTS};
+static const cli_opt none[] = {END_OPTS};
+
+const cli_command cli_queue_commands[] = {
+    {"create", "queue-item", "TEAM MACHINE BRIDGE", 3, 3, create_opts, cmd_create_item,
+     "queue a function for a machine"},
+    {"list", "queue", NULL, 0, 0, list_opts, cmd_list_queue, "list queue items, newest first"},
+    {"queue", "list", NULL, 0, 0, list_opts, cmd_list_queue, "same as list queue"},
+    {"queue", "trace", "TASK", 1, 1, none, cmd_trace,
+     "show an item: details, request and response vaults, timeline"},
+    {"queue", "retry", "TASK", 1, 1, none, cmd_retry,
+     "queue a FAILED or CANCELLED item again (new task id, linked)"},
+    {"queue", "cancel", "TASK", 1, 1, cancel_opts, cmd_cancel, "cancel an item"},
+    {"queue", "wait", "TASK", 1, 1, wait_opts, cmd_wait,
+     "wait until an item ends; exit 0 only when COMPLETED"},
+    {"rm", "queue-item", "TASK", 1, 1, none, cmd_rm_item, "remove a PENDING or CANCELLED item"},
+    {"dashboard", NULL, NULL, 0, 0, none, cmd_dashboard,
+     "active jobs, queue depth, recent failures, success rate"},
+    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL},
+};

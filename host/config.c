@@ -1,0 +1,398 @@
+/*
+ * The host configuration: one table (config_keys) says every key, its type, default and
+ * meaning; loading, validation and docs/configuration.md all come from it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+enum key_type { KEY_STRING, KEY_INT, KEY_FLOAT, KEY_PATH };
+
+struct config_key {
+    const char *path; /* "store.driver" */
+    enum key_type type;
+    size_t offset; /* into ferry_config */
+    const char *default_value;
+    int min, max; /* for KEY_INT */
+    const char *doc;
+};
+
+#define OFF(m) offsetof(ferry_config, m)
+
+static const struct config_key config_keys[] = {
+    {"bridge", KEY_STRING, OFF(bridge), "local", 0, 0,
+     "Name of the bridge this host serves: it runs the queue items addressed to it."},
+    {"log_level", KEY_STRING, OFF(log_level), "info", 0, 0,
+     "Least severe host log level printed on stderr: debug, info, warn or error."},
+    {"store.driver", KEY_STRING, OFF(store_driver), "sqlite", 0, 0,
+     "Store engine: \"sqlite\" (embedded, one machine) or \"postgres\" (many bridges)."},
+    {"store.path", KEY_PATH, OFF(store_path), "var/ferry.db", 0, 0,
+     "SQLite database file (created with its directory when missing)."},
+    {"store.conninfo", KEY_STRING, OFF(store_conninfo), "", 0, 0,
+     "PostgreSQL connection string or postgres:// URL (driver \"postgres\")."},
+    {"store.synchronous", KEY_STRING, OFF(store_synchronous), "full", 0, 0,
+     "SQLite durability: \"full\" (every commit survives power loss) or \"normal\"."},
+    {"plugins.dir", KEY_PATH, OFF(plugin_dir), "build/plugins", 0, 0,
+     "Directory scanned for plugin .so files; watched for drop-ins."},
+    {"workers.count", KEY_INT, OFF(workers), "4", 1, 1024,
+     "Attempts that may run at once (one worker process each)."},
+    {"workers.prefork", KEY_INT, OFF(prefork), "2", 0, 1024,
+     "Idle worker processes kept started ahead of need."},
+    {"workers.max_jobs", KEY_INT, OFF(worker_max_jobs), "1000", 1, INT_MAX,
+     "A worker process is replaced after this many attempts (bounds leaks in plugins)."},
+    {"workers.memory_limit_mb", KEY_INT, OFF(worker_memory_mb), "0", 0, INT_MAX,
+     "Address-space limit of each worker in MiB; 0 means none."},
+    {"timeouts.default", KEY_INT, OFF(timeout_default), "3600", 1, INT_MAX,
+     "Seconds an attempt may run when neither the vault nor the function sets a timeout."},
+    {"timeouts.max", KEY_INT, OFF(timeout_max), "86400", 1, INT_MAX,
+     "Longest timeout a vault may ask for, in seconds."},
+    {"timeouts.grace", KEY_INT, OFF(grace_seconds), "10", 0, 3600,
+     "Seconds between SIGTERM and SIGKILL for a timed-out or cancelled attempt, and for "
+     "running attempts at shutdown."},
+    {"retry.max_retries", KEY_INT, OFF(retry_max), "0", 0, 100,
+     "Retries when the vault gives no max_retries."},
+    {"retry.delay", KEY_INT, OFF(retry_delay), "5", 0, INT_MAX,
+     "Seconds before the first retry when the vault gives no retry_delay."},
+    {"retry.backoff", KEY_FLOAT, OFF(retry_backoff), "2.0", 0, 0,
+     "Each further retry waits this many times longer (1.0: a constant delay)."},
+    {"retry.max_delay", KEY_INT, OFF(retry_max_delay), "3600", 0, INT_MAX,
+     "Upper bound of a retry delay, in seconds."},
+    {"retry.jitter", KEY_FLOAT, OFF(retry_jitter), "0.2", 0, 0,
+     "Fraction (0 to 1) of each delay that is randomised, so failures do not retry in waves."},
+    {"lease.seconds", KEY_INT, OFF(lease_seconds), "30", 2, 86400,
+     "How long a claim holds without a heartbeat; a lost host's items are recovered after it."},
+    {"lease.poll_ms", KEY_INT, OFF(poll_ms), "1000", 10, 600000,
+     "Safety-net poll interval; new items normally wake the host at once."},
+    {"smtp.url", KEY_STRING, OFF(smtp_url), "", 0, 0,
+     "Mail server for email notifications, e.g. \"smtp://127.0.0.1:25\"; empty disables email."},
+    {"smtp.from", KEY_STRING, OFF(smtp_from), "ferry@localhost", 0, 0,
+     "Sender address of notification mail."},
+    {"smtp.username", KEY_STRING, OFF(smtp_username), "", 0, 0, "SMTP login, if the server needs one."},
+    {"smtp.password", KEY_STRING, OFF(smtp_password), "", 0, 0, "SMTP password (never logged)."},
+    {"http.listen", KEY_STRING, OFF(http_listen), "", 0, 0,
+     "Address of the host's HTTP listener, e.g. \"127.0.0.1:8080\"; empty disables it."},
+    {"vault.max_bytes", KEY_INT, OFF(vault_max_bytes), "1048576", 1024, INT_MAX,
+     "Largest vault accepted, in bytes."},
+};
+
+#define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+/* The free-form group: plugin.NAME = { ... } is each plugin's own section. */
+#define PLUGIN_GROUP "plugin"
+
+static char **str_field(ferry_config *cfg, const struct config_key *k)
+{
+    return (char **)((char *)cfg + k->offset);
+}
+
+static int set_default(ferry_config *cfg, const struct config_key *k)
+{
+    switch (k->type) {
+    case KEY_STRING:
+    case KEY_PATH:
+        *str_field(cfg, k) = xstrdup(k->default_value);
+        break;
+    case KEY_INT:
+        *(int *)((char *)cfg + k->offset) = atoi(k->default_value);
+        break;
+    case KEY_FLOAT:
+        *(double *)((char *)cfg + k->offset) = strtod(k->default_value, NULL);
+        break;
+    }
+    return 0;
+}
+
+static const struct config_key *find_key(const char *path)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(config_keys[i].path, path) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+/* Non-zero when some key lives under group "prefix" (e.g. "store"). */
+static int is_group(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strncmp(config_keys[i].path, prefix, n) == 0 && config_keys[i].path[n] == '.')
+            return 1;
+    return 0;
+}
+
+static const char *type_name(enum key_type t)
+{
+    switch (t) {
+    case KEY_INT:
+        return "an integer";
+    case KEY_FLOAT:
+        return "a number";
+    default:
+        return "a string";
+    }
+}
+
+static char *resolve_path(const char *base_dir, const char *value)
+{
+    if (value[0] == '/' || base_dir == NULL || value[0] == '\0')
+        return xstrdup(value);
+    return xasprintf("%s/%s", base_dir, value);
+}
+
+static json_t *setting_to_json(config_setting_t *s)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+        return json_integer(config_setting_get_int(s));
+    case CONFIG_TYPE_INT64:
+        return json_integer(config_setting_get_int64(s));
+    case CONFIG_TYPE_FLOAT:
+        return json_real(config_setting_get_float(s));
+    case CONFIG_TYPE_BOOL:
+        return json_boolean(config_setting_get_bool(s));
+    case CONFIG_TYPE_STRING:
+        return json_string(config_setting_get_string(s));
+    case CONFIG_TYPE_GROUP: {
+        json_t *o = json_object();
+        for (int i = 0; i < config_setting_length(s); i++) {
+            config_setting_t *c = config_setting_get_elem(s, (unsigned)i);
+            json_object_set_new(o, config_setting_name(c), setting_to_json(c));
+        }
+        return o;
+    }
+    default: { /* arrays and lists */
+        json_t *a = json_array();
+        for (int i = 0; i < config_setting_length(s); i++)
+            json_array_append_new(a, setting_to_json(config_setting_get_elem(s, (unsigned)i)));
+        return a;
+    }
+    }
+}
+
+static int apply_setting(ferry_config *cfg, config_setting_t *s, const char *path,
+                         const char *base_dir, char *err, size_t errlen)
+{
+    const struct config_key *k = find_key(path);
+    const char *file = cfg->path;
+    int line = config_setting_source_line(s);
+    if (k == NULL) {
+        seterr(err, errlen, "%s:%d: unknown key '%s'; see docs/configuration.md for the keys",
+               file, line, path);
+        return -1;
+    }
+    int t = config_setting_type(s);
+    switch (k->type) {
+    case KEY_STRING:
+    case KEY_PATH:
+        if (t != CONFIG_TYPE_STRING)
+            goto wrong_type;
+        free(*str_field(cfg, k));
+        *str_field(cfg, k) = k->type == KEY_PATH
+                                 ? resolve_path(base_dir, config_setting_get_string(s))
+                                 : xstrdup(config_setting_get_string(s));
+        return 0;
+    case KEY_INT: {
+        if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+            goto wrong_type;
+        long long v = config_setting_get_int64(s);
+        if (t == CONFIG_TYPE_INT)
+            v = config_setting_get_int(s);
+        if (v < k->min || v > k->max) {
+            seterr(err, errlen, "%s:%d: %s is %lld; it must be between %d and %d", file, line,
+                   path, v, k->min, k->max);
+            return -1;
+        }
+        *(int *)((char *)cfg + k->offset) = (int)v;
+        return 0;
+    }
+    case KEY_FLOAT:
+        if (t == CONFIG_TYPE_FLOAT)
+            *(double *)((char *)cfg + k->offset) = config_setting_get_float(s);
+        else if (t == CONFIG_TYPE_INT)
+            *(double *)((char *)cfg + k->offset) = config_setting_get_int(s);
+        else
+            goto wrong_type;
+        return 0;
+    }
+wrong_type:
+    seterr(err, errlen, "%s:%d: %s must be %s", file, line, path, type_name(k->type));
+    return -1;
+}
+
+static int walk(ferry_config *cfg, config_setting_t *group, const char *prefix,
+                const char *base_dir, char *err, size_t errlen)
+{
+    for (int i = 0; i < config_setting_length(group); i++) {
+        config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+        const char *name = config_setting_name(s);
+        char path[256];
+        snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", name);
+        int rc;
+        if (prefix[0] == '\0' && strcmp(name, PLUGIN_GROUP) == 0) {
+            if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+                seterr(err, errlen, "%s:%d: plugin must be a group: plugin = { NAME = { ... }; };",
+                       cfg->path, config_setting_source_line(s));
+                return -1;
+            }
+            json_decref(cfg->plugin_sections);
+            cfg->plugin_sections = setting_to_json(s);
+            continue;
+        }
+        if (config_setting_type(s) == CONFIG_TYPE_GROUP && is_group(path))
+            rc = walk(cfg, s, path, base_dir, err, errlen);
+        else
+            rc = apply_setting(cfg, s, path, base_dir, err, errlen);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static const char *pick_path(const char *explicit_path)
+{
+    if (explicit_path != NULL)
+        return explicit_path;
+    const char *env = getenv("FERRY_CONFIG");
+    if (env != NULL && env[0] != '\0')
+        return env;
+    if (access("/etc/ferry/ferry.conf", F_OK) == 0)
+        return "/etc/ferry/ferry.conf";
+    if (access("conf/ferry.conf", F_OK) == 0)
+        return "conf/ferry.conf";
+    return NULL;
+}
+
+static int check_values(const ferry_config *cfg, char *err, size_t errlen)
+{
+    const char *where = cfg->path ? cfg->path : "built-in defaults";
+    if (strcmp(cfg->store_driver, "sqlite") != 0 && strcmp(cfg->store_driver, "postgres") != 0) {
+        seterr(err, errlen, "%s: store.driver is '%s'; use \"sqlite\" or \"postgres\"", where,
+               cfg->store_driver);
+        return -1;
+    }
+    if (strcmp(cfg->store_synchronous, "full") != 0 &&
+        strcmp(cfg->store_synchronous, "normal") != 0) {
+        seterr(err, errlen, "%s: store.synchronous is '%s'; use \"full\" or \"normal\"", where,
+               cfg->store_synchronous);
+        return -1;
+    }
+    if (strcmp(cfg->store_driver, "postgres") == 0 && cfg->store_conninfo[0] == '\0') {
+        seterr(err, errlen, "%s: store.driver is \"postgres\" but store.conninfo is empty", where);
+        return -1;
+    }
+    if (cfg->retry_jitter < 0 || cfg->retry_jitter > 1 || cfg->retry_backoff < 1) {
+        seterr(err, errlen, "%s: retry.jitter must be 0 to 1 and retry.backoff at least 1.0",
+               where);
+        return -1;
+    }
+    if (cfg->timeout_default > cfg->timeout_max) {
+        seterr(err, errlen, "%s: timeouts.default (%d) is above timeouts.max (%d)", where,
+               cfg->timeout_default, cfg->timeout_max);
+        return -1;
+    }
+    const char *levels[] = {"debug", "info", "warn", "error"};
+    for (size_t i = 0; i < 4; i++)
+        if (strcmp(cfg->log_level, levels[i]) == 0)
+            return 0;
+    seterr(err, errlen, "%s: log_level is '%s'; use debug, info, warn or error", where,
+           cfg->log_level);
+    return -1;
+}
+
+int config_load(const char *explicit_path, ferry_config *cfg, char *err, size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < N_KEYS; i++)
+        set_default(cfg, &config_keys[i]);
+    cfg->plugin_sections = json_object();
+
+    const char *path = pick_path(explicit_path);
+    if (path == NULL)
+        return check_values(cfg, err, errlen);
+    cfg->path = xstrdup(path);
+
+    int rc = -1;
+    config_t lc;
+    config_init(&lc);
+    char *dir = NULL;
+    if (access(path, R_OK) != 0) {
+        seterr(err, errlen, "cannot read config %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (config_read_file(&lc, path) != CONFIG_TRUE) {
+        seterr(err, errlen, "%s:%d: %s", path, config_error_line(&lc), config_error_text(&lc));
+        goto out;
+    }
+    dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        free(dir);
+        dir = NULL;
+    } else {
+        *slash = '\0';
+        if (dir[0] == '\0')
+            strcpy(dir, "/");
+    }
+    if (walk(cfg, config_root_setting(&lc), "", dir, err, errlen) != 0)
+        goto out;
+    rc = check_values(cfg, err, errlen);
+out:
+    free(dir);
+    config_destroy(&lc);
+    return rc;
+}
+
+void config_free(ferry_config *cfg)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (config_keys[i].type == KEY_STRING || config_keys[i].type == KEY_PATH)
+            free(*str_field(cfg, &config_keys[i]));
+    free(cfg->path);
+    json_decref(cfg->plugin_sections);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+json_t *config_plugin_section(const ferry_config *cfg, const char *plugin)
+{
+    json_t *s = cfg->plugin_sections ? json_object_get(cfg->plugin_sections, plugin) : NULL;
+    return json_is_object(s) ? json_deep_copy(s) : json_object();
+}
+
+void config_write_reference(FILE *out)
+{
+    fputs("# Configuration reference\n\n"
+          "<!-- Generated by `make docs` from host/config.c; do not edit by hand. -->\n\n"
+          "ferry reads one [libconfig](https://hyperrealm.github.io/libconfig/) file: "
+          "`--config FILE`, else `$FERRY_CONFIG`, else `/etc/ferry/ferry.conf`, else "
+          "`conf/ferry.conf`, else the defaults below. Every key is optional. An unknown key "
+          "or a value of the wrong type stops ferry with the file and line. Relative paths "
+          "are resolved against the directory holding the file.\n\n"
+          "| key | type | default | meaning |\n|---|---|---|---|\n",
+          out);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct config_key *k = &config_keys[i];
+        const char *type = k->type == KEY_INT     ? "integer"
+                           : k->type == KEY_FLOAT ? "number"
+                           : k->type == KEY_PATH  ? "path"
+                                                  : "string";
+        int quoted = k->type == KEY_STRING || k->type == KEY_PATH;
+        fprintf(out, "| `%s` | %s | `%s%s%s` | %s |\n", k->path, type, quoted ? "\"" : "",
+                k->default_value, quoted ? "\"" : "", k->doc);
+    }
+    fputs("\n## Plugin sections\n\n"
+          "`plugin = { NAME = { ... }; };` holds each plugin's own settings, free-form. The "
+          "host converts a plugin's section to JSON and hands it to the plugin's `init` and "
+          "to its `config` service.\n\n"
+          "```\nplugin = {\n  greeter = { greeting = \"Hello\"; };\n};\n```\n\n"
+          "A nested group such as `store = { driver = \"sqlite\"; path = \"var/ferry.db\"; };` "
+          "is the same as the dotted keys above.\n",
+          out);
+}

@@ -1,0 +1,74 @@
+/*
+ * The host configuration (libconfig). One file, found as: --config FILE, else $FERRY_CONFIG,
+ * else /etc/ferry/ferry.conf, else conf/ferry.conf, else built-in defaults. Every key has a
+ * default; an unknown key or a wrong type is an error naming the file and line. Relative
+ * paths in a file are resolved against the directory that holds the file.
+ */
+#ifndef FERRY_CONFIG_H
+#define FERRY_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+typedef struct ferry_config {
+    char *path; /* the file that was read, or NULL for built-in defaults */
+
+    char *bridge;    /* bridge this host serves */
+    char *log_level; /* debug, info, warn, error */
+
+    char *store_driver;      /* "sqlite" or "postgres" */
+    char *store_path;        /* SQLite database file */
+    char *store_conninfo;    /* PostgreSQL conninfo or URL */
+    char *store_synchronous; /* SQLite: "full" or "normal" */
+
+    char *plugin_dir;
+
+    int workers;          /* attempts that may run at once */
+    int worker_max_jobs;  /* a worker process is replaced after this many attempts */
+    int worker_memory_mb; /* address-space limit per worker; 0 = none */
+    int prefork;          /* worker processes started ahead of need */
+
+    int timeout_default; /* seconds, when neither the vault nor the function sets one */
+    int timeout_max;     /* seconds; longer requests are capped */
+    int grace_seconds;   /* between SIGTERM and SIGKILL, and for shutdown */
+
+    int retry_max;        /* max_retries when the vault gives none */
+    int retry_delay;      /* seconds before the first retry */
+    double retry_backoff; /* multiplier per further retry */
+    int retry_max_delay;  /* cap, seconds */
+    double retry_jitter;  /* 0..1: fraction of the delay randomised */
+
+    int lease_seconds; /* claim lease; renewed by heartbeat at a third of it */
+    int poll_ms;       /* safety-net poll when no wake-up arrives */
+
+    char *smtp_url; /* "smtp://host:port"; empty: email notifications unavailable */
+    char *smtp_from;
+    char *smtp_username;
+    char *smtp_password;
+
+    char *http_listen; /* "127.0.0.1:8080"; empty: no HTTP listener */
+
+    int vault_max_bytes;
+
+    json_t *plugin_sections; /* object: plugin name -> its section as JSON */
+} ferry_config;
+
+/*
+ * Loads the configuration. explicit_path is --config (may be NULL). Returns 0, or -1 with err
+ * naming the file and line ("conf/ferry.conf:12: unknown key 'store.drvier'"). The caller
+ * frees *cfg with config_free.
+ */
+int config_load(const char *explicit_path, ferry_config *cfg, char *err, size_t errlen);
+
+/* Frees everything config_load allocated. */
+void config_free(ferry_config *cfg);
+
+/* Returns the plugin's section as a new JSON object ({} when absent). */
+json_t *config_plugin_section(const ferry_config *cfg, const char *plugin);
+
+/* Writes docs/configuration.md: every key, its type, default and meaning. */
+void config_write_reference(FILE *out);
+
+#endif

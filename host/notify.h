@@ -1,0 +1,29 @@
+/*
+ * Notifications: on_success.notify / on_failure.notify (a string or a list) name email
+ * addresses (sent through the configured SMTP server with libcurl) or http(s) URLs (a JSON
+ * POST). Delivery happens in a detached process so it never delays or changes a job; each
+ * delivery, sent or failed, is recorded in the item's trace.
+ */
+#ifndef FERRY_NOTIFY_H
+#define FERRY_NOTIFY_H
+
+#include <jansson.h>
+
+#include "config.h"
+#include "store.h"
+
+/*
+ * Sends the notifications an item's vault asks for after its final status ("COMPLETED",
+ * "FAILED" or "CANCELLED"). item, vault and response are borrowed. Returns at once.
+ */
+void notify_outcome(const ferry_config *cfg, store *st, const json_t *item, const json_t *vault,
+                    const char *status, const json_t *response);
+
+/*
+ * Delivers one notification now (blocking): target is an email address or an http(s) URL;
+ * body is the JSON document sent. Returns 0, or -1 with err set. Exposed for tests.
+ */
+int notify_deliver(const ferry_config *cfg, const char *target, const json_t *body, char *err,
+                   size_t errlen);
+
+#endif

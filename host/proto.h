@@ -1,0 +1,45 @@
+/*
+ * Messages between the host and its worker processes: a 4-byte little-endian length, then
+ * that many bytes of compact JSON. Both sides use blocking writes; the host reads with
+ * proto_reader so one poll loop can serve many workers.
+ */
+#ifndef FERRY_PROTO_H
+#define FERRY_PROTO_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+/* The largest message accepted; a larger length prefix means a broken peer. */
+#define PROTO_MAX_MESSAGE (64u * 1024 * 1024)
+
+/* Writes one message (msg is borrowed). Returns 0, or -1 when the peer is gone. */
+int proto_send(int fd, const json_t *msg);
+
+/*
+ * Reads one whole message, blocking. Returns a new reference, or NULL on end of file, a read
+ * error or a malformed message.
+ */
+json_t *proto_recv(int fd);
+
+/* Incremental reader for a non-blocking fd. */
+typedef struct proto_reader {
+    char *buf;
+    size_t len, cap;
+} proto_reader;
+
+/*
+ * Reads what is available from fd into r. Returns 1 when data was read, 0 when the fd would
+ * block, -1 on end of file or error.
+ */
+int proto_fill(proto_reader *r, int fd);
+
+/*
+ * Takes the next complete message out of r. Returns a new reference, NULL when no complete
+ * message is buffered yet; sets *broken when the buffer holds garbage.
+ */
+json_t *proto_next(proto_reader *r, int *broken);
+
+void proto_reader_free(proto_reader *r);
+
+#endif

@@ -1,0 +1,459 @@
+/*
+ * The plugin registry: scans the plugin directory and probes each .so in a child process.
+ * See registry.h for the contract.
+ */
+#include "registry.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ferry/plugin.h>
+
+#include "descriptor.h"
+#include "log.h"
+#include "proto.h"
+#include "util.h"
+#include "worker.h"
+
+/* How long a probe may take (dlopen + entry + init) before it is killed. */
+#define PROBE_TIMEOUT_MS 10000
+
+void registry_init(registry *reg, const char *dir, const json_t *plugin_config)
+{
+    memset(reg, 0, sizeof(*reg));
+    reg->dir = xstrdup(dir);
+    reg->plugin_config = plugin_config ? json_deep_copy(plugin_config) : json_object();
+    reg->by_name = json_object();
+    reg->log_refusals = 1;
+}
+
+static void plugin_clear(registry_plugin *p)
+{
+    free(p->path);
+    free(p->file);
+    free(p->reason);
+    json_decref(p->info);
+    json_decref(p->functions);
+    memset(p, 0, sizeof(*p));
+}
+
+void registry_free(registry *reg)
+{
+    for (size_t i = 0; i < reg->n_plugins; i++)
+        plugin_clear(&reg->plugins[i]);
+    free(reg->plugins);
+    free(reg->dir);
+    json_decref(reg->plugin_config);
+    json_decref(reg->by_name);
+    memset(reg, 0, sizeof(*reg));
+}
+
+/* --- the probe: runs in a child process ---------------------------------------------- */
+
+static void probe_report(int fd, const char *stage, json_t *result, const char *reason)
+{
+    json_t *m = json_pack("{s:s}", "stage", stage);
+    if (result)
+        json_object_set(m, "result", result);
+    if (reason)
+        json_object_set_new(m, "reason", json_string(reason));
+    proto_send(fd, m);
+    json_decref(m);
+}
+
+static int has_elf_header(const char *path)
+{
+    unsigned char magic[4] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, magic, 4);
+    close(fd);
+    return n == 4 && magic[0] == 0x7f && magic[1] == 'E' && magic[2] == 'L' && magic[3] == 'F';
+}
+
+/* Everything that touches plugin code. Never returns. */
+static void probe_child(int fd, const char *path, const json_t *plugin_config)
+{
+    char reason[512] = "";
+    int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) {
+        dup2(devnull, STDOUT_FILENO); /* a chatty plugin must not corrupt our output */
+        close(devnull);
+    }
+    if (!has_elf_header(path)) {
+        probe_report(fd, "done", NULL, "not a shared object (no ELF header)");
+        _exit(0);
+    }
+    probe_report(fd, "dlopen", NULL, NULL);
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) {
+        snprintf(reason, sizeof(reason), "cannot load: %s", dlerror());
+        probe_report(fd, "done", NULL, reason);
+        _exit(0);
+    }
+    ferry_plugin_entry_fn entry;
+    *(void **)&entry = dlsym(handle, FERRY_PLUGIN_ENTRY_SYMBOL);
+    if (entry == NULL) {
+        probe_report(fd, "done", NULL,
+                     "no " FERRY_PLUGIN_ENTRY_SYMBOL " symbol: not a ferry plugin (define it "
+                     "with FERRY_PLUGIN(...) from <ferry/plugin.h>)");
+        _exit(0);
+    }
+    probe_report(fd, "entry", NULL, NULL);
+    const ferry_plugin *plugin = entry();
+    json_t *desc = descriptor_read(plugin, reason, sizeof(reason));
+    if (desc == NULL) {
+        probe_report(fd, "done", NULL, reason);
+        _exit(0);
+    }
+    const char *name = json_string_value(json_object_get(desc, "name"));
+    json_t *section = json_object_get(plugin_config, name);
+    json_t *config = json_is_object(section) ? json_incref(section) : json_object();
+    probe_report(fd, "init", NULL, NULL);
+    if (descriptor_init(plugin, worker_host_table(), config, reason, sizeof(reason)) != 0) {
+        probe_report(fd, "done", NULL, reason);
+        _exit(0);
+    }
+    probe_report(fd, "done", desc, NULL);
+    _exit(0);
+}
+
+static const char *stage_words(const char *stage)
+{
+    if (strcmp(stage, "dlopen") == 0)
+        return "while loading (a constructor)";
+    if (strcmp(stage, "entry") == 0)
+        return "in its entry point";
+    if (strcmp(stage, "init") == 0)
+        return "in init()";
+    return "";
+}
+
+/*
+ * Probes one file in a child. Returns the descriptor (new reference) or NULL with the refusal
+ * reason in reason.
+ */
+static json_t *probe(const char *path, const json_t *plugin_config, char *reason, size_t rlen)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        seterr(reason, rlen, "cannot probe: pipe: %s", strerror(errno));
+        return NULL;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        seterr(reason, rlen, "cannot probe: fork: %s", strerror(errno));
+        return NULL;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        probe_child(fds[1], path, plugin_config);
+    }
+    close(fds[1]);
+
+    json_t *result = NULL;
+    char stage[32] = "start";
+    char *last_reason = NULL;
+    int64_t deadline = mono_ms() + PROBE_TIMEOUT_MS;
+    int timed_out = 0;
+    for (;;) {
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            timed_out = 1;
+            break;
+        }
+        if (poll(&p, 1, (int)left) <= 0)
+            continue;
+        json_t *m = proto_recv(fds[0]);
+        if (m == NULL)
+            break;
+        snprintf(stage, sizeof(stage), "%s", json_string_value(json_object_get(m, "stage")));
+        if (json_object_get(m, "result"))
+            result = json_incref(json_object_get(m, "result"));
+        if (json_object_get(m, "reason")) {
+            free(last_reason);
+            last_reason = xstrdup(json_string_value(json_object_get(m, "reason")));
+        }
+        json_decref(m);
+    }
+    close(fds[0]);
+    if (timed_out)
+        kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (timed_out) {
+        seterr(reason, rlen, "did not finish %s within %d s", stage_words(stage),
+               PROBE_TIMEOUT_MS / 1000);
+    } else if (WIFSIGNALED(status)) {
+        seterr(reason, rlen, "crashed %s: signal %d (%s)", stage_words(stage), WTERMSIG(status),
+               strsignal(WTERMSIG(status)));
+    } else if (result == NULL && last_reason != NULL) {
+        seterr(reason, rlen, "%s", last_reason);
+    } else if (result == NULL || strcmp(stage, "done") != 0) {
+        seterr(reason, rlen, "exited %s with status %d", stage_words(stage),
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        json_decref(result);
+        result = NULL;
+    }
+    free(last_reason);
+    return result;
+}
+
+/* --- the scan ---------------------------------------------------------------------------- */
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static registry_plugin *find_plugin(registry *reg, const char *file)
+{
+    for (size_t i = 0; i < reg->n_plugins; i++)
+        if (strcmp(reg->plugins[i].file, file) == 0)
+            return &reg->plugins[i];
+    return NULL;
+}
+
+static void refuse(registry *reg, registry_plugin *p, const char *why)
+{
+    p->loaded = 0;
+    free(p->reason);
+    p->reason = xstrdup(why);
+    if (reg->log_refusals)
+        hlog(LOG_WARN, "plugin %s refused: %s", p->path, why);
+}
+
+static int same_identity(const registry_plugin *p, const struct stat *st)
+{
+    return p->dev == st->st_dev && p->ino == st->st_ino && p->size == st->st_size &&
+           p->mtime.tv_sec == st->st_mtim.tv_sec && p->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* Probes (or re-checks) one file into *p. Returns 1 when its state changed. */
+static int examine(registry *reg, registry_plugin *p, const struct stat *st, int dir_unsafe)
+{
+    char reason[600];
+    if (p->path != NULL && same_identity(p, st) && (p->functions || p->reason) && !dir_unsafe &&
+        !(st->st_mode & S_IWOTH))
+        return 0;
+    json_decref(p->info);
+    json_decref(p->functions);
+    p->info = p->functions = NULL;
+    p->dev = st->st_dev;
+    p->ino = st->st_ino;
+    p->size = st->st_size;
+    p->mtime = st->st_mtim;
+    if (dir_unsafe) {
+        snprintf(reason, sizeof(reason), "plugin directory %s is world-writable; chmod o-w %s",
+                 reg->dir, reg->dir);
+        refuse(reg, p, reason);
+        return 1;
+    }
+    if (st->st_mode & S_IWOTH) {
+        snprintf(reason, sizeof(reason), "%s is world-writable; chmod o-w %s", p->path, p->path);
+        refuse(reg, p, reason);
+        return 1;
+    }
+    json_t *desc = probe(p->path, reg->plugin_config, reason, sizeof(reason));
+    if (desc == NULL) {
+        refuse(reg, p, reason);
+        return 1;
+    }
+    p->info = json_pack("{s:O,s:O,s:O,s:O}", "name", json_object_get(desc, "name"), "version",
+                        json_object_get(desc, "version"), "summary",
+                        json_object_get(desc, "summary"), "abi", json_object_get(desc, "abi"));
+    p->functions = json_incref(json_object_get(desc, "functions"));
+    json_decref(desc);
+    p->loaded = 1;
+    free(p->reason);
+    p->reason = NULL;
+    return 1;
+}
+
+/* Rebuilds by_name in file-name order; a later plugin that repeats a name is refused. */
+static void rebuild_index(registry *reg)
+{
+    json_object_clear(reg->by_name);
+    json_t *plugin_names = json_object();
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        registry_plugin *p = &reg->plugins[i];
+        if (p->functions == NULL)
+            continue; /* refused by its probe */
+        p->loaded = 1;
+        free(p->reason);
+        p->reason = NULL;
+        const char *pname = json_string_value(json_object_get(p->info, "name"));
+        const char *other = json_string_value(json_object_get(plugin_names, pname));
+        char reason[600] = "";
+        if (other != NULL)
+            snprintf(reason, sizeof(reason), "plugin name '%s' is already used by %s", pname,
+                     other);
+        size_t k;
+        json_t *fn;
+        json_array_foreach(p->functions, k, fn)
+        {
+            const char *fname = json_string_value(json_object_get(fn, "name"));
+            const json_t *prev = json_object_get(reg->by_name, fname);
+            if (reason[0] == '\0' && prev != NULL)
+                snprintf(reason, sizeof(reason),
+                         "function '%s' is already provided by plugin %s (%s); rename one of "
+                         "them",
+                         fname, json_string_value(json_object_get(prev, "plugin")),
+                         json_string_value(json_object_get(prev, "path")));
+        }
+        if (reason[0] != '\0') {
+            refuse(reg, p, reason);
+            continue;
+        }
+        json_object_set_new(plugin_names, pname, json_string(p->file));
+        json_array_foreach(p->functions, k, fn)
+        {
+            json_object_set_new(fn, "plugin", json_string(pname));
+            json_object_set_new(fn, "path", json_string(p->path));
+            json_object_set(reg->by_name, json_string_value(json_object_get(fn, "name")), fn);
+        }
+    }
+    json_decref(plugin_names);
+}
+
+int registry_scan(registry *reg)
+{
+    struct stat dst;
+    int dir_unsafe = 0;
+    DIR *d = opendir(reg->dir);
+    if (d == NULL || fstat(dirfd(d), &dst) != 0) {
+        if (reg->log_refusals)
+            hlog(LOG_WARN, "plugin directory %s: %s", reg->dir, strerror(errno));
+        if (d)
+            closedir(d);
+        int changed = reg->n_plugins > 0;
+        for (size_t i = 0; i < reg->n_plugins; i++)
+            plugin_clear(&reg->plugins[i]);
+        reg->n_plugins = 0;
+        json_object_clear(reg->by_name);
+        reg->generation += changed;
+        return changed;
+    }
+    dir_unsafe = (dst.st_mode & S_IWOTH) != 0;
+
+    size_t n = 0, cap = 16;
+    char **names = malloc(cap * sizeof(*names));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0 || e->d_name[0] == '.')
+            continue;
+        if (n == cap)
+            names = realloc(names, (cap *= 2) * sizeof(*names));
+        names[n++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), cmp_names);
+
+    int changed = 0;
+    registry_plugin *next = calloc(n ? n : 1, sizeof(*next));
+    for (size_t i = 0; i < n; i++) {
+        registry_plugin *old = find_plugin(reg, names[i]);
+        if (old != NULL) {
+            next[i] = *old;
+            memset(old, 0, sizeof(*old));
+        } else {
+            next[i].file = xstrdup(names[i]);
+            next[i].path = xasprintf("%s/%s", reg->dir, names[i]);
+            changed = 1;
+        }
+        struct stat st;
+        if (stat(next[i].path, &st) != 0) {
+            refuse(reg, &next[i], strerror(errno));
+            changed = 1;
+            continue;
+        }
+        changed |= examine(reg, &next[i], &st, dir_unsafe);
+        free(names[i]);
+    }
+    free(names);
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        if (reg->plugins[i].file != NULL) {
+            changed = 1; /* removed from the directory */
+            plugin_clear(&reg->plugins[i]);
+        }
+    }
+    free(reg->plugins);
+    reg->plugins = next;
+    reg->n_plugins = n;
+    if (changed) {
+        rebuild_index(reg);
+        reg->generation++;
+    }
+    return changed;
+}
+
+const json_t *registry_function(const registry *reg, const char *name)
+{
+    return json_object_get(reg->by_name, name);
+}
+
+json_t *registry_plugins_json(const registry *reg)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        const registry_plugin *p = &reg->plugins[i];
+        json_t *row = json_pack("{s:s,s:s,s:b}", "file", p->file, "path", p->path, "loaded",
+                                p->loaded);
+        json_t *names = json_array();
+        if (p->info) {
+            json_object_update(row, p->info);
+            size_t k;
+            json_t *fn;
+            json_array_foreach(p->functions, k, fn)
+                json_array_append(names, json_object_get(fn, "name"));
+        }
+        json_object_set_new(row, "functions", names);
+        json_object_set_new(row, "reason", p->reason ? json_string(p->reason) : json_null());
+        json_array_append_new(arr, row);
+    }
+    return arr;
+}
+
+static int cmp_fn(const void *a, const void *b)
+{
+    const char *x = json_string_value(json_object_get(*(json_t *const *)a, "name"));
+    const char *y = json_string_value(json_object_get(*(json_t *const *)b, "name"));
+    return strcmp(x, y);
+}
+
+json_t *registry_functions_json(const registry *reg)
+{
+    size_t n = json_object_size(reg->by_name), i = 0;
+    json_t **list = calloc(n ? n : 1, sizeof(*list));
+    const char *key;
+    json_t *fn;
+    json_object_foreach(reg->by_name, key, fn) list[i++] = fn;
+    qsort(list, n, sizeof(*list), cmp_fn);
+    json_t *arr = json_array();
+    for (i = 0; i < n; i++)
+        json_array_append(arr, list[i]);
+    free(list);
+    return arr;
+}
+
+void registry_write_markdown(const registry *reg, FILE *out)
+{
+    json_t *fns = registry_functions_json(reg);
+    descriptor_write_markdown(fns, out);
+    json_decref(fns);
+}

@@ -1,0 +1,73 @@
+/*
+ * The plugin registry: what the plugin directory offers. The host never runs plugin code in
+ * its own process: every .so is opened, checked and initialised in a short-lived probe
+ * process, which reports the plugin's descriptor as JSON. A plugin that crashes in its entry
+ * point or init() takes only its probe down and is refused with the signal as the reason.
+ */
+#ifndef FERRY_REGISTRY_H
+#define FERRY_REGISTRY_H
+
+#include <stdio.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <jansson.h>
+
+typedef struct registry_plugin {
+    char *path; /* full path of the .so */
+    char *file; /* its base name */
+    dev_t dev;  /* identity of the file when probed: a change means a new probe */
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    int loaded;        /* 1: usable; 0: refused */
+    char *reason;      /* why it was refused (NULL when loaded) */
+    json_t *info;      /* {"name","version","summary","abi"} or NULL */
+    json_t *functions; /* array of function descriptors (see registry_function) */
+} registry_plugin;
+
+typedef struct registry {
+    char *dir;
+    json_t *plugin_config; /* object: plugin name -> its config section (borrowed copy) */
+    registry_plugin *plugins;
+    size_t n_plugins;
+    json_t *by_name;     /* object: function name -> descriptor (borrowed from plugins) */
+    unsigned generation; /* +1 whenever the set of usable functions may have changed */
+    int log_refusals;    /* 1: each refusal is one host log line */
+} registry;
+
+/*
+ * Prepares a registry for dir. plugin_config (borrowed, copied) holds the plugins' config
+ * sections by plugin name, handed to each plugin's init() in the probe.
+ */
+void registry_init(registry *reg, const char *dir, const json_t *plugin_config);
+
+/*
+ * Scans the directory: probes new and changed .so files, forgets removed ones, refuses
+ * world-writable files and directories and duplicate function or plugin names. Returns the
+ * number of plugins whose state changed (0: nothing new). Never fails: problems become
+ * refusals with a reason.
+ */
+int registry_scan(registry *reg);
+
+/*
+ * Looks up a usable function. The descriptor is borrowed from the registry and valid until
+ * the next scan:
+ * {"name","plugin","path","summary","description","flags":["idempotent",...],
+ *  "timeout":seconds,"params":[{"name","type","required","secret","default","description"}]}
+ */
+const json_t *registry_function(const registry *reg, const char *name);
+
+/* Frees everything. */
+void registry_free(registry *reg);
+
+/* The plugins, loaded and refused, as a JSON array for `ferry plugins`. New reference. */
+json_t *registry_plugins_json(const registry *reg);
+
+/* Every usable function's descriptor, sorted by name, as a JSON array. New reference. */
+json_t *registry_functions_json(const registry *reg);
+
+/* Writes docs/functions.md from the descriptors. */
+void registry_write_markdown(const registry *reg, FILE *out);
+
+#endif

@@ -1,0 +1,578 @@
+/*
+ * The runner: a pool of worker processes driven from the caller's poll loop. See runner.h.
+ */
+#include "runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proto.h"
+#include "util.h"
+#include "worker.h"
+
+#define MAX_PGROUPS 16
+
+typedef struct worker worker;
+
+struct runner_job {
+    int64_t id;
+    void *tag;
+    worker *w;
+    json_t *msg;
+    int64_t deadline;      /* mono ms; 0 = none */
+    int64_t timeout_ms;
+    int64_t term_at;       /* mono ms: send SIGTERM (cancel) */
+    int64_t kill_at;       /* mono ms: send SIGKILL */
+    int stopping;          /* 0, or why we are stopping it */
+    int waiting_reply;
+    pid_t pgroups[MAX_PGROUPS]; /* command groups the worker started */
+    int n_pgroups;
+};
+
+enum { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_INTERRUPT };
+
+struct worker {
+    pid_t pid;
+    int sock;
+    int pidfd;
+    proto_reader rd;
+    int jobs_done;
+    unsigned generation;
+    runner_job *job;
+    int dead;
+    struct { worker *w; int is_pidfd; } ev[2];
+};
+
+struct runner {
+    runner_opts o;
+    runner_callbacks cb;
+    void *ud;
+    int epfd;
+    worker **workers;
+    size_t n_workers, cap_workers;
+    unsigned generation;
+    int64_t next_id;
+};
+
+const char *runner_status_name(runner_status s)
+{
+    static const char *const names[] = {"OK",      "RETRY",   "FAIL",      "INVALID",
+                                        "TIMEOUT", "CRASHED", "CANCELLED", "UNAVAILABLE"};
+    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "FAIL";
+}
+
+runner *runner_new(const runner_opts *opts, const runner_callbacks *cb, void *ud)
+{
+    runner *r = calloc(1, sizeof(*r));
+    r->o = *opts;
+    if (r->o.max_workers < 1)
+        r->o.max_workers = 1;
+    if (r->o.max_jobs < 1)
+        r->o.max_jobs = 1000;
+    r->cb = *cb;
+    r->ud = ud;
+    r->epfd = epoll_create1(EPOLL_CLOEXEC);
+    r->next_id = 1;
+    signal(SIGPIPE, SIG_IGN);
+    return r;
+}
+
+int runner_fd(const runner *r)
+{
+    return r->epfd;
+}
+
+static int pidfd_open_(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static worker *spawn(runner *r)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        hlog(LOG_ERROR, "cannot create a worker socket: %s", strerror(errno));
+        return NULL;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        hlog(LOG_ERROR, "cannot fork a worker: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return NULL;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        /* A worker never outlives its host: a lost host's items are recovered by another
+         * host, and must not still be running here. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(0);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, STDIN_FILENO);
+        dup2(devnull, STDOUT_FILENO);
+        dup2(sv[1], 3);
+        close_range(4, ~0U, 0); /* the store, other workers' sockets, the epoll fd */
+        worker_opts wo = {.memory_limit_mb = r->o.memory_limit_mb};
+        worker_main(3, &wo);
+    }
+    setpgid(pid, pid);
+    close(sv[1]);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    worker *w = calloc(1, sizeof(*w));
+    w->pid = pid;
+    w->sock = sv[0];
+    w->pidfd = pidfd_open_(pid);
+    w->generation = r->generation;
+    w->ev[0].w = w;
+    w->ev[1].w = w;
+    w->ev[1].is_pidfd = 1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->ev[0]};
+    epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->sock, &ev);
+    if (w->pidfd >= 0) {
+        struct epoll_event pev = {.events = EPOLLIN, .data.ptr = &w->ev[1]};
+        epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->pidfd, &pev);
+    }
+    if (r->n_workers == r->cap_workers) {
+        r->cap_workers = r->cap_workers ? r->cap_workers * 2 : 8;
+        r->workers = realloc(r->workers, r->cap_workers * sizeof(*r->workers));
+    }
+    r->workers[r->n_workers++] = w;
+    return w;
+}
+
+static void kill_groups(worker *w, int sig)
+{
+    kill(-w->pid, sig);
+    if (w->job)
+        for (int i = 0; i < w->job->n_pgroups; i++)
+            kill(-w->job->pgroups[i], sig);
+}
+
+/* Removes a worker: kills what is left of its process groups and reaps it. */
+static void retire(runner *r, worker *w)
+{
+    kill_groups(w, SIGKILL);
+    epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL);
+    close(w->sock);
+    if (w->pidfd >= 0) {
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
+        close(w->pidfd);
+    }
+    while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    proto_reader_free(&w->rd);
+    for (size_t i = 0; i < r->n_workers; i++) {
+        if (r->workers[i] == w) {
+            r->workers[i] = r->workers[--r->n_workers];
+            break;
+        }
+    }
+    free(w);
+}
+
+static void free_job(runner_job *job)
+{
+    json_decref(job->msg);
+    free(job);
+}
+
+static void finish(runner *r, worker *w, runner_outcome *out)
+{
+    runner_job *job = w->job;
+    w->job = NULL;
+    w->jobs_done++;
+    r->cb.on_done(r->ud, job, out);
+    free_job(job);
+}
+
+static const char *describe_death(int status, char *buf, size_t len)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, len, "worker killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else if (WIFEXITED(status))
+        snprintf(buf, len, "worker exited with status %d while running the function (the "
+                 "function called exit()?)", WEXITSTATUS(status));
+    else
+        snprintf(buf, len, "worker ended unexpectedly");
+    return buf;
+}
+
+/* A worker died (or broke the protocol): settle its job and remove it. */
+static void worker_died(runner *r, worker *w, const char *why)
+{
+    if (w->dead)
+        return;
+    w->dead = 1;
+    kill_groups(w, SIGKILL);
+    int status = 0;
+    pid_t got;
+    while ((got = waitpid(w->pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    if (w->job) {
+        char buf[256];
+        runner_outcome out = {.status = RUN_CRASHED, .err_code = "crashed"};
+        runner_job *job = w->job;
+        if (job->stopping == STOP_TIMEOUT) {
+            snprintf(buf, sizeof(buf), "timeout after %lld s", (long long)(job->timeout_ms / 1000));
+            out.status = RUN_TIMEOUT;
+            out.err_code = "timeout";
+        } else if (job->stopping == STOP_CANCEL) {
+            snprintf(buf, sizeof(buf), "cancelled while running");
+            out.status = RUN_CANCELLED;
+            out.err_code = "cancelled";
+        } else if (job->stopping == STOP_INTERRUPT) {
+            snprintf(buf, sizeof(buf), "interrupted by host shutdown");
+            out.status = RUN_CANCELLED;
+            out.err_code = "interrupted";
+        } else if (why) {
+            snprintf(buf, sizeof(buf), "%s", why);
+        } else if (got > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 4) {
+            snprintf(buf, sizeof(buf), "plugin file changed while starting; try again");
+            out.status = RUN_RETRY;
+            out.err_code = "plugin_changed";
+        } else {
+            describe_death(got > 0 ? status : 0, buf, sizeof(buf));
+        }
+        out.err_msg = buf;
+        finish(r, w, &out);
+    }
+    /* The process is reaped; retire() must not wait again. */
+    epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL);
+    close(w->sock);
+    if (w->pidfd >= 0) {
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
+        close(w->pidfd);
+    }
+    kill(-w->pid, SIGKILL);
+    proto_reader_free(&w->rd);
+    for (size_t i = 0; i < r->n_workers; i++) {
+        if (r->workers[i] == w) {
+            r->workers[i] = r->workers[--r->n_workers];
+            break;
+        }
+    }
+    free(w);
+}
+
+static runner_status status_from_code(const char *code)
+{
+    if (code == NULL)
+        return RUN_FAIL;
+    if (strcmp(code, "OK") == 0)
+        return RUN_OK;
+    if (strcmp(code, "RETRY") == 0)
+        return RUN_RETRY;
+    if (strcmp(code, "INVALID") == 0)
+        return RUN_INVALID;
+    return RUN_FAIL;
+}
+
+static void handle_done(runner *r, worker *w, json_t *msg)
+{
+    runner_job *job = w->job;
+    const json_t *error = json_object_get(msg, "error");
+    runner_outcome out = {
+        .status = status_from_code(json_string_value(json_object_get(msg, "code"))),
+        .result = json_object_get(msg, "result"),
+        .err_code = json_string_value(json_object_get(error, "code")),
+        .err_msg = json_string_value(json_object_get(error, "message")),
+        .duration_ms = json_integer_value(json_object_get(msg, "duration_ms")),
+    };
+    if (json_is_null(out.result))
+        out.result = NULL;
+    if (out.err_code && strcmp(out.err_code, "unavailable") == 0 && out.status == RUN_FAIL)
+        out.status = RUN_UNAVAILABLE;
+    char buf[128];
+    if (out.status != RUN_OK && job->stopping == STOP_TIMEOUT) {
+        snprintf(buf, sizeof(buf), "timeout after %lld s", (long long)(job->timeout_ms / 1000));
+        out.status = RUN_TIMEOUT;
+        out.err_code = "timeout";
+        out.err_msg = buf;
+    } else if (out.status != RUN_OK && job->stopping == STOP_CANCEL) {
+        out.status = RUN_CANCELLED;
+        out.err_code = "cancelled";
+        out.err_msg = "cancelled while running";
+    } else if (out.status != RUN_OK && job->stopping == STOP_INTERRUPT) {
+        out.status = RUN_CANCELLED;
+        out.err_code = "interrupted";
+        out.err_msg = "interrupted by host shutdown";
+    }
+    int stopping = job->stopping;
+    finish(r, w, &out);
+    /* A worker we started to stop, an old one, or one past its quota is replaced. */
+    if (stopping || w->generation != r->generation || w->jobs_done >= r->o.max_jobs)
+        retire(r, w);
+}
+
+static void handle_message(runner *r, worker *w, json_t *msg)
+{
+    const char *op = json_string_value(json_object_get(msg, "op"));
+    runner_job *job = w->job;
+    if (op == NULL || job == NULL)
+        return;
+    if (strcmp(op, "done") == 0) {
+        handle_done(r, w, msg);
+    } else if (strcmp(op, "log") == 0 || strcmp(op, "progress") == 0) {
+        if (r->cb.on_message)
+            r->cb.on_message(r->ud, job, msg);
+    } else if (strcmp(op, "pgroup") == 0) {
+        if (job->n_pgroups < MAX_PGROUPS)
+            job->pgroups[job->n_pgroups++] = (pid_t)json_integer_value(json_object_get(msg, "pgid"));
+    } else {
+        job->waiting_reply = 1;
+        if (r->cb.on_request) {
+            r->cb.on_request(r->ud, job, msg);
+        } else {
+            json_t *reply = json_pack("{s:s,s:s,s:{s:s,s:s}}", "op", "reply", "code", "FAIL",
+                                      "error", "code", "unavailable", "message",
+                                      "this host does not serve requests");
+            runner_reply(r, job, reply);
+            json_decref(reply);
+        }
+    }
+}
+
+static void read_worker(runner *r, worker *w)
+{
+    int rc = proto_fill(&w->rd, w->sock);
+    for (;;) {
+        int broken = 0;
+        json_t *msg = proto_next(&w->rd, &broken);
+        if (broken) {
+            worker_died(r, w, "worker broke the message protocol");
+            return;
+        }
+        if (msg == NULL)
+            break;
+        worker *before = w;
+        handle_message(r, w, msg);
+        json_decref(msg);
+        /* handle_done may have retired w */
+        int alive = 0;
+        for (size_t i = 0; i < r->n_workers; i++)
+            alive |= r->workers[i] == before;
+        if (!alive)
+            return;
+    }
+    if (rc < 0)
+        worker_died(r, w, NULL);
+}
+
+void runner_process(runner *r)
+{
+    struct epoll_event evs[64];
+    int n = epoll_wait(r->epfd, evs, 64, 0);
+    for (int i = 0; i < n; i++) {
+        struct { worker *w; int is_pidfd; } *src = evs[i].data.ptr;
+        worker *w = src->w;
+        int alive = 0;
+        for (size_t k = 0; k < r->n_workers; k++)
+            alive |= r->workers[k] == w;
+        if (!alive)
+            continue; /* removed by an earlier event in this batch */
+        if (src->is_pidfd) {
+            read_worker(r, w); /* drain its last messages (a "done" may be among them) */
+            alive = 0;
+            for (size_t k = 0; k < r->n_workers; k++)
+                alive |= r->workers[k] == w;
+            if (alive)
+                worker_died(r, w, NULL);
+        } else {
+            read_worker(r, w);
+        }
+    }
+}
+
+static worker *idle_worker(runner *r)
+{
+    for (size_t i = 0; i < r->n_workers; i++) {
+        worker *w = r->workers[i];
+        if (w->job == NULL && !w->dead && w->generation == r->generation)
+            return w;
+    }
+    return NULL;
+}
+
+int runner_busy(const runner *r)
+{
+    int n = 0;
+    for (size_t i = 0; i < r->n_workers; i++)
+        n += r->workers[i]->job != NULL;
+    return n;
+}
+
+int runner_free_slots(const runner *r)
+{
+    int free_slots = r->o.max_workers - runner_busy(r);
+    return free_slots > 0 ? free_slots : 0;
+}
+
+runner_job *runner_submit(runner *r, json_t *msg, int64_t timeout_ms, void *tag, int nested)
+{
+    /* Nested calls wait on a running parent: refusing them for lack of a slot could
+     * deadlock, so they may go past the limit, up to a hard bound. */
+    int room = nested ? runner_busy(r) < 4 * r->o.max_workers : runner_free_slots(r) > 0;
+    if (!room) {
+        json_decref(msg);
+        return NULL;
+    }
+    worker *w = idle_worker(r);
+    if (w == NULL)
+        w = spawn(r);
+    if (w == NULL) {
+        json_decref(msg);
+        return NULL;
+    }
+    runner_job *job = calloc(1, sizeof(*job));
+    job->id = r->next_id++;
+    job->tag = tag;
+    job->w = w;
+    job->msg = msg;
+    job->timeout_ms = timeout_ms;
+    job->deadline = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
+    json_object_set_new(msg, "op", json_string("run"));
+    json_object_set_new(msg, "id", json_integer(job->id));
+    json_object_set_new(msg, "deadline",
+                        json_integer(timeout_ms > 0 ? now_ms() + timeout_ms : 0));
+    w->job = job;
+    if (proto_send(w->sock, msg) != 0)
+        worker_died(r, w, "worker was gone before the attempt started");
+    return job;
+}
+
+void *runner_job_tag(const runner_job *job)
+{
+    return job->tag;
+}
+
+int64_t runner_job_id(const runner_job *job)
+{
+    return job->id;
+}
+
+pid_t runner_job_pid(const runner_job *job)
+{
+    return job->w ? job->w->pid : 0;
+}
+
+void runner_reply(runner *r, runner_job *job, const json_t *reply)
+{
+    (void)r;
+    job->waiting_reply = 0;
+    json_t *copy = json_deep_copy(reply);
+    json_object_set_new(copy, "op", json_string("reply"));
+    proto_send(job->w->sock, copy);
+    json_decref(copy);
+}
+
+static void begin_stop(runner_job *job, int why, int grace_ms)
+{
+    if (job->stopping)
+        return;
+    job->stopping = why;
+    int64_t now = mono_ms();
+    if (why == STOP_TIMEOUT) {
+        kill_groups(job->w, SIGTERM);
+        job->term_at = 0;
+        job->kill_at = now + grace_ms;
+    } else {
+        kill(job->w->pid, SIGUSR1);
+        job->term_at = now + grace_ms / 2;
+        job->kill_at = now + grace_ms;
+    }
+}
+
+void runner_cancel(runner *r, runner_job *job)
+{
+    begin_stop(job, STOP_CANCEL, r->o.grace_ms);
+}
+
+void runner_interrupt(runner *r, runner_job *job)
+{
+    begin_stop(job, STOP_INTERRUPT, r->o.grace_ms);
+}
+
+void runner_recycle(runner *r)
+{
+    r->generation++;
+    /* Idle workers go now; busy ones after their attempt (handle_done). */
+    for (size_t i = r->n_workers; i-- > 0;) {
+        worker *w = r->workers[i];
+        if (w->job == NULL)
+            retire(r, w);
+    }
+}
+
+void runner_tick(runner *r)
+{
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < r->n_workers; i++) {
+        runner_job *job = r->workers[i]->job;
+        if (job == NULL)
+            continue;
+        if (!job->stopping && job->deadline > 0 && now >= job->deadline)
+            begin_stop(job, STOP_TIMEOUT, r->o.grace_ms);
+        if (job->term_at > 0 && now >= job->term_at) {
+            kill_groups(job->w, SIGTERM);
+            job->term_at = 0;
+        }
+        if (job->kill_at > 0 && now >= job->kill_at) {
+            kill_groups(job->w, SIGKILL);
+            job->kill_at = 0;
+        }
+    }
+    /* Keep a few idle workers ready so an attempt never waits for a fork. */
+    int idle = 0;
+    for (size_t i = 0; i < r->n_workers; i++)
+        idle += r->workers[i]->job == NULL && r->workers[i]->generation == r->generation;
+    int room = r->o.max_workers - (int)r->n_workers;
+    for (int k = idle; k < r->o.prefork && room > 0; k++, room--)
+        spawn(r);
+}
+
+int runner_timeout_ms(const runner *r)
+{
+    int64_t now = mono_ms(), next = -1;
+    for (size_t i = 0; i < r->n_workers; i++) {
+        runner_job *job = r->workers[i]->job;
+        if (job == NULL)
+            continue;
+        int64_t t[3] = {job->stopping ? 0 : job->deadline, job->term_at, job->kill_at};
+        for (int k = 0; k < 3; k++)
+            if (t[k] > 0 && (next < 0 || t[k] < next))
+                next = t[k];
+    }
+    if (next < 0)
+        return -1;
+    return next <= now ? 0 : (int)(next - now);
+}
+
+void runner_free(runner *r)
+{
+    while (r->n_workers > 0) {
+        worker *w = r->workers[r->n_workers - 1];
+        if (w->job) {
+            runner_outcome out = {.status = RUN_CANCELLED, .err_code = "interrupted",
+                                  .err_msg = "host stopped"};
+            kill_groups(w, SIGKILL);
+            finish(r, w, &out);
+        }
+        retire(r, w);
+    }
+    free(r->workers);
+    close(r->epfd);
+    free(r);
+}

@@ -1,0 +1,1045 @@
+/*
+ * The store interface: picks a driver for a URL, validates input once for every driver,
+ * calls through the driver's table, and builds the JSON rows every driver returns, so
+ * that field names, messages and computed fields cannot drift between engines.
+ */
+#include "store.h"
+
+#include "util.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- driver selection ---------------------------------------------------------------- */
+
+/* Keywords that start a libpq conninfo string ("host=db dbname=ferry"). */
+static const char *const pg_conninfo_keys[] = {
+    "host",    "hostaddr",        "port",    "dbname",           "user",
+    "password", "passfile",       "service", "connect_timeout",  "sslmode",
+    "options", "application_name", "target_session_attrs", NULL,
+};
+
+static int is_postgres_url(const char *url)
+{
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return 1;
+    while (isspace((unsigned char)*url))
+        url++;
+    for (const char *const *k = pg_conninfo_keys; *k; k++) {
+        size_t n = strlen(*k);
+        const char *p = url + n;
+        if (strncmp(url, *k, n) != 0)
+            continue;
+        while (*p == ' ')
+            p++;
+        if (*p == '=')
+            return 1;
+    }
+    return 0;
+}
+
+static store *pg_unavailable(const char *url, const struct store_options *opts, char *err,
+                             size_t errlen)
+{
+    (void)url;
+    (void)opts;
+    seterr(err, errlen,
+           "PostgreSQL driver not built yet; use an SQLite file path as the store for now");
+    return NULL;
+}
+
+/* One row per engine; the PostgreSQL row points at store_pg_open once store_pg.c exists. */
+static const struct {
+    int (*matches)(const char *url);
+    store *(*open)(const char *url, const struct store_options *opts, char *err,
+                   size_t errlen);
+} drivers[] = {
+    {is_postgres_url, pg_unavailable},
+};
+
+store *store_open_opts(const char *url_or_path, const struct store_options *opts, char *err,
+                       size_t errlen)
+{
+    static const struct store_options defaults;
+    if (url_or_path == NULL || *url_or_path == '\0') {
+        seterr(err, errlen, "no store given: set store in the config to a file path or URL");
+        return NULL;
+    }
+    if (opts == NULL)
+        opts = &defaults;
+    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+        if (drivers[i].matches(url_or_path))
+            return drivers[i].open(url_or_path, opts, err, errlen);
+    const char *path = url_or_path;
+    if (strncmp(path, "sqlite://", 9) == 0)
+        path += 9;
+    return store_sqlite_open(path, opts, err, errlen);
+}
+
+store *store_open(const char *url_or_path, char *err, size_t errlen)
+{
+    return store_open_opts(url_or_path, NULL, err, errlen);
+}
+
+static void clear_notify_pending(store *s)
+{
+    for (size_t i = 0; i < s->n_notify_pending; i++)
+        free(s->notify_pending[i]);
+    free(s->notify_pending);
+    s->notify_pending = NULL;
+    s->n_notify_pending = 0;
+}
+
+void store_close(store *s)
+{
+    if (s == NULL)
+        return;
+    clear_notify_pending(s);
+    s->drv->close(s);
+}
+
+const char *store_driver_name(const store *s)
+{
+    return s->drv->name;
+}
+
+int store_migrations(store *s, json_t **rows, char *err, size_t errlen)
+{
+    return s->drv->migrations(s, rows, err, errlen);
+}
+
+/* ---- batches and wake-ups -------------------------------------------------------------- */
+
+int store_begin(store *s, char *err, size_t errlen)
+{
+    if (s->batch_depth > 0) {
+        s->batch_depth++;
+        return STORE_OK;
+    }
+    int rc = s->drv->begin(s, err, errlen);
+    if (rc == STORE_OK)
+        s->batch_depth = 1;
+    return rc;
+}
+
+static void flush_notify_pending(store *s)
+{
+    for (size_t i = 0; i < s->n_notify_pending; i++)
+        s->drv->notify(s, s->notify_pending[i]);
+    clear_notify_pending(s);
+}
+
+int store_commit(store *s, char *err, size_t errlen)
+{
+    if (s->batch_depth == 0) {
+        seterr(err, errlen, "store_commit without store_begin");
+        return STORE_ERROR;
+    }
+    if (--s->batch_depth > 0)
+        return STORE_OK;
+    int rc = s->drv->commit(s, err, errlen);
+    if (rc == STORE_OK)
+        flush_notify_pending(s);
+    else
+        clear_notify_pending(s);
+    return rc;
+}
+
+int store_rollback(store *s, char *err, size_t errlen)
+{
+    if (s->batch_depth == 0)
+        return STORE_OK;
+    s->batch_depth = 0;
+    clear_notify_pending(s);
+    return s->drv->rollback(s, err, errlen);
+}
+
+/* Wakes bridge now, or after the outermost commit when a batch is open. */
+static void notify_after_commit(store *s, const char *bridge)
+{
+    if (s->batch_depth == 0) {
+        s->drv->notify(s, bridge);
+        return;
+    }
+    for (size_t i = 0; i < s->n_notify_pending; i++)
+        if (strcmp(s->notify_pending[i], bridge) == 0)
+            return;
+    char **grown = realloc(s->notify_pending, (s->n_notify_pending + 1) * sizeof(char *));
+    if (grown == NULL)
+        abort();
+    s->notify_pending = grown;
+    s->notify_pending[s->n_notify_pending++] = xstrdup(bridge);
+}
+
+void store_notify(store *s, const char *bridge)
+{
+    if (bridge != NULL)
+        s->drv->notify(s, bridge);
+}
+
+int store_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
+{
+    if (!valid_name(bridge, err, errlen))
+        return -1;
+    return s->drv->wait_fd(s, bridge, err, errlen);
+}
+
+void store_wait_drain(store *s)
+{
+    s->drv->wait_drain(s);
+}
+
+/* ---- resources --------------------------------------------------------------------------- */
+
+static const char *const kind_names[STORE_KIND_COUNT] = {
+    "team", "region", "bridge", "machine", "storage", "schedule",
+};
+
+const char *store_kind_name(store_kind kind)
+{
+    return kind >= 0 && kind < STORE_KIND_COUNT ? kind_names[kind] : "resource";
+}
+
+static int kind_needs_team(store_kind kind)
+{
+    return kind == STORE_STORAGE || kind == STORE_SCHEDULE;
+}
+
+static int check_kind(store_kind kind, char *err, size_t errlen)
+{
+    if (kind < 0 || kind >= STORE_KIND_COUNT) {
+        seterr(err, errlen, "unknown resource kind %d", (int)kind);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+/* Names are checked before any SQL runs, so that a bad name is a clear error rather
+ * than a confusing "not found". */
+static int check_names(char *err, size_t errlen, const char *a, const char *b, const char *c)
+{
+    const char *names[] = {a, b, c};
+    for (size_t i = 0; i < 3; i++)
+        if (names[i] != NULL && !valid_name(names[i], err, errlen))
+            return STORE_ERROR;
+    return STORE_OK;
+}
+
+static int check_vault(json_t *vault, const char *what, char *err, size_t errlen)
+{
+    if (vault != NULL && !json_is_object(vault)) {
+        seterr(err, errlen, "the %s vault must be a JSON object", what);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+static int resource_create(store *s, store_kind kind, const char *team, const char *parent,
+                           const char *name, json_t *vault, json_t **row, char *err,
+                           size_t errlen)
+{
+    if (row)
+        *row = NULL;
+    int needs_team = kind_needs_team(kind) || kind == STORE_MACHINE;
+    int needs_parent = kind == STORE_BRIDGE || kind == STORE_MACHINE;
+    if (name == NULL || (needs_team && team == NULL) || (needs_parent && parent == NULL)) {
+        seterr(err, errlen, "missing name for the new %s", store_kind_name(kind));
+        return STORE_ERROR;
+    }
+    int rc = check_names(err, errlen, team, parent, name);
+    if (rc == STORE_OK)
+        rc = check_vault(vault, store_kind_name(kind), err, errlen);
+    if (rc == STORE_OK && kind == STORE_MACHINE) {
+        int concurrency;
+        rc = store_vault_concurrency(vault, &concurrency, err, errlen);
+    }
+    if (rc != STORE_OK)
+        return rc;
+    json_t *empty = vault ? NULL : json_object();
+    rc = s->drv->resource_create(s, kind, team, parent, name, vault ? vault : empty, row, err,
+                                 errlen);
+    json_decref(empty);
+    return rc;
+}
+
+int store_team_create(store *s, const char *name, json_t *vault, json_t **row, char *err,
+                      size_t errlen)
+{
+    return resource_create(s, STORE_TEAM, NULL, NULL, name, vault, row, err, errlen);
+}
+
+int store_region_create(store *s, const char *name, json_t *vault, json_t **row, char *err,
+                        size_t errlen)
+{
+    return resource_create(s, STORE_REGION, NULL, NULL, name, vault, row, err, errlen);
+}
+
+int store_bridge_create(store *s, const char *region, const char *name, json_t *vault,
+                        json_t **row, char *err, size_t errlen)
+{
+    return resource_create(s, STORE_BRIDGE, NULL, region, name, vault, row, err, errlen);
+}
+
+int store_machine_create(store *s, const char *team, const char *bridge, const char *name,
+                         json_t *vault, json_t **row, char *err, size_t errlen)
+{
+    return resource_create(s, STORE_MACHINE, team, bridge, name, vault, row, err, errlen);
+}
+
+int store_storage_create(store *s, const char *team, const char *name, json_t *vault,
+                         json_t **row, char *err, size_t errlen)
+{
+    return resource_create(s, STORE_STORAGE, team, NULL, name, vault, row, err, errlen);
+}
+
+int store_schedule_create(store *s, const char *team, const char *name, json_t *vault,
+                          json_t **row, char *err, size_t errlen)
+{
+    return resource_create(s, STORE_SCHEDULE, team, NULL, name, vault, row, err, errlen);
+}
+
+/* Common checks of (kind, team, name) for the operations on an existing resource. */
+static int check_ref(store_kind kind, const char *team, const char *name, char *err,
+                     size_t errlen)
+{
+    int rc = check_kind(kind, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (name == NULL || (kind_needs_team(kind) && team == NULL)) {
+        seterr(err, errlen, "missing %s%s name", kind_needs_team(kind) ? "team or " : "",
+               store_kind_name(kind));
+        return STORE_ERROR;
+    }
+    if (kind == STORE_TEAM || kind == STORE_REGION || kind == STORE_BRIDGE)
+        team = NULL;
+    return check_names(err, errlen, team, name, NULL);
+}
+
+int store_resource_get(store *s, store_kind kind, const char *team, const char *name,
+                       json_t **row, char *err, size_t errlen)
+{
+    *row = NULL;
+    int rc = check_ref(kind, team, name, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (kind != STORE_MACHINE && !kind_needs_team(kind))
+        team = NULL;
+    return s->drv->resource_get(s, kind, team, name, row, err, errlen);
+}
+
+int store_resource_list(store *s, store_kind kind, const char *scope, json_t **rows,
+                        char *err, size_t errlen)
+{
+    *rows = NULL;
+    int rc = check_kind(kind, err, errlen);
+    if (rc == STORE_OK && scope != NULL)
+        rc = check_names(err, errlen, scope, NULL, NULL);
+    if (rc != STORE_OK)
+        return rc;
+    if (kind == STORE_TEAM || kind == STORE_REGION)
+        scope = NULL;
+    return s->drv->resource_list(s, kind, scope, rows, err, errlen);
+}
+
+int store_resource_update_vault(store *s, store_kind kind, const char *team, const char *name,
+                                json_t *vault, int64_t expected_version, int flags,
+                                json_t **row, char *err, size_t errlen)
+{
+    if (row)
+        *row = NULL;
+    int rc = check_ref(kind, team, name, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (vault == NULL || !json_is_object(vault)) {
+        seterr(err, errlen, "the %s vault must be a JSON object", store_kind_name(kind));
+        return STORE_ERROR;
+    }
+    if (flags != STORE_VAULT_REPLACE && flags != STORE_VAULT_MERGE) {
+        seterr(err, errlen, "unknown vault update flags %d", flags);
+        return STORE_ERROR;
+    }
+    if (kind != STORE_MACHINE && !kind_needs_team(kind))
+        team = NULL;
+    return s->drv->resource_update_vault(s, kind, team, name, vault, expected_version, flags,
+                                         row, err, errlen);
+}
+
+int store_resource_delete(store *s, store_kind kind, const char *team, const char *name,
+                          char *err, size_t errlen)
+{
+    int rc = check_ref(kind, team, name, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (kind != STORE_MACHINE && !kind_needs_team(kind))
+        team = NULL;
+    return s->drv->resource_delete(s, kind, team, name, err, errlen);
+}
+
+int store_machine_set_bridge(store *s, const char *team, const char *name, const char *bridge,
+                             json_t **row, char *err, size_t errlen)
+{
+    if (row)
+        *row = NULL;
+    if (name == NULL || bridge == NULL) {
+        seterr(err, errlen, "missing machine or bridge name");
+        return STORE_ERROR;
+    }
+    int rc = check_names(err, errlen, team, name, bridge);
+    if (rc != STORE_OK)
+        return rc;
+    return s->drv->machine_set_bridge(s, team, name, bridge, row, err, errlen);
+}
+
+int store_schedule_set_run(store *s, const char *team, const char *name, int64_t next_run_ms,
+                           int64_t last_run_ms, const char *last_task_id, char *err,
+                           size_t errlen)
+{
+    int rc = check_ref(STORE_SCHEDULE, team, name, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    return s->drv->schedule_set_run(s, team, name, next_run_ms, last_run_ms, last_task_id, err,
+                                    errlen);
+}
+
+/* ---- queue items --------------------------------------------------------------------------- */
+
+static const char *const statuses[] = {
+    "PENDING",   "ASSIGNED", "PROCESSING", "CANCELLING",
+    "COMPLETED", "FAILED",   "CANCELLED",  NULL,
+};
+
+int store_status_ok(const char *status)
+{
+    for (const char *const *p = statuses; status && *p; p++)
+        if (strcmp(*p, status) == 0)
+            return 1;
+    return 0;
+}
+
+int store_task_id_ok(const char *text)
+{
+    size_t n = text ? strlen(text) : 0;
+    if (n == 0 || n > 36)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)text[i]) && text[i] != '-')
+            return 0;
+    return 1;
+}
+
+/* Copies a task id or prefix into out in lower case (ids are stored lower case). */
+static int normalise_task_id(const char *text, char out[37], char *err, size_t errlen)
+{
+    if (!store_task_id_ok(text)) {
+        seterr(err, errlen, "no queue item with task id '%s'", text ? text : "");
+        return STORE_NOT_FOUND;
+    }
+    size_t i = 0;
+    for (; text[i]; i++)
+        out[i] = (char)tolower((unsigned char)text[i]);
+    out[i] = '\0';
+    return STORE_OK;
+}
+
+static int check_link_kind(const char *kind, char *err, size_t errlen)
+{
+    if (kind == NULL || strcmp(kind, "retry") == 0 || strcmp(kind, "fallback") == 0 ||
+        strcmp(kind, "call") == 0)
+        return STORE_OK;
+    seterr(err, errlen, "unknown link kind '%s': use retry, fallback or call", kind);
+    return STORE_ERROR;
+}
+
+/*
+ * Validates one spec and fills in its defaults into *out. Owned memory the filled spec
+ * points at (the lower-cased ids) goes into *ids, which the caller frees.
+ */
+static int prepare_spec(const struct store_item_spec *in, struct store_item_spec *out,
+                        char **ids, int64_t now, char *err, size_t errlen)
+{
+    *out = *in;
+    *ids = NULL;
+    if (in->team == NULL || in->machine == NULL || in->bridge == NULL) {
+        seterr(err, errlen, "a queue item needs a team, a machine and a bridge");
+        return STORE_ERROR;
+    }
+    int rc = check_names(err, errlen, in->team, in->machine, in->bridge);
+    if (rc == STORE_OK)
+        rc = check_vault(in->vault, "queue item", err, errlen);
+    if (rc == STORE_OK)
+        rc = check_link_kind(in->link_kind, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (in->priority == 0)
+        out->priority = 3;
+    if (out->priority < 1 || out->priority > 5) {
+        seterr(err, errlen, "priority must be 1-5 (1 is highest), not %d", in->priority);
+        return STORE_ERROR;
+    }
+    if (out->function == NULL && in->vault != NULL)
+        out->function = json_string_value(json_object_get(in->vault, "function"));
+    if (out->function == NULL || *out->function == '\0') {
+        seterr(err, errlen,
+               "the vault has no \"function\": name the queue function to run, e.g. "
+               "{\"function\":\"hello\"}");
+        return STORE_ERROR;
+    }
+    if (strlen(out->function) > 128) {
+        seterr(err, errlen, "function name is longer than 128 characters");
+        return STORE_ERROR;
+    }
+    if (in->n_after > STORE_MAX_AFTER) {
+        seterr(err, errlen, "at most %d dependencies per item, not %zu", STORE_MAX_AFTER,
+               in->n_after);
+        return STORE_ERROR;
+    }
+    if (in->schedule_fire_ms != 0 && in->schedule_name == NULL) {
+        seterr(err, errlen, "a schedule fire time needs a schedule name");
+        return STORE_ERROR;
+    }
+    if (in->schedule_name != NULL && (rc = check_names(err, errlen, in->schedule_name, NULL,
+                                                       NULL)) != STORE_OK)
+        return rc;
+    out->now_ms = in->now_ms ? in->now_ms : now;
+    out->run_after_ms = in->run_after_ms ? in->run_after_ms : out->now_ms;
+
+    /* One block holds the pointer array the filled spec hands the driver, then the
+     * lower-cased dependency ids and parent id it points at. */
+    size_t n = in->n_after;
+    char *block = calloc(1, n * sizeof(char *) + (n + 1) * 37);
+    if (block == NULL)
+        abort();
+    const char **after = (const char **)(void *)block;
+    char *text = block + n * sizeof(char *);
+    *ids = block;
+    for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+        rc = normalise_task_id(in->after[i], text + i * 37, err, errlen);
+        after[i] = text + i * 37;
+    }
+    if (rc == STORE_OK && in->parent_task_id != NULL) {
+        rc = normalise_task_id(in->parent_task_id, text + n * 37, err, errlen);
+        out->parent_task_id = text + n * 37;
+    }
+    out->after = n ? after : NULL;
+    return rc;
+}
+
+static int create_items(store *s, const struct store_item_spec *specs, size_t n,
+                        char (*task_ids)[37], char *err, size_t errlen)
+{
+    struct store_item_spec *filled = calloc(n ? n : 1, sizeof(*filled));
+    char **owned = calloc(n ? n : 1, sizeof(char *));
+    if (filled == NULL || owned == NULL)
+        abort();
+    int64_t now = now_ms();
+    int rc = STORE_OK;
+    for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+        char msg[512] = "";
+        rc = prepare_spec(&specs[i], &filled[i], &owned[i], now, msg, sizeof(msg));
+        if (rc != STORE_OK && n > 1)
+            seterr(err, errlen, "item %zu: %s", i, msg);
+        else if (rc != STORE_OK)
+            seterr(err, errlen, "%s", msg);
+    }
+    if (rc == STORE_OK)
+        rc = s->drv->queue_create(s, filled, n, task_ids, err, errlen);
+    /* Wake each bridge once, after the items are visible. */
+    for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+        size_t j = 0;
+        while (j < i && strcmp(filled[j].bridge, filled[i].bridge) != 0)
+            j++;
+        if (j == i)
+            notify_after_commit(s, filled[i].bridge);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(filled);
+    return rc;
+}
+
+int store_queue_create(store *s, const struct store_item_spec *spec, char task_id[37],
+                       json_t **row, char *err, size_t errlen)
+{
+    char id[37];
+    if (row)
+        *row = NULL;
+    int rc = create_items(s, spec, 1, &id, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (task_id)
+        memcpy(task_id, id, 37);
+    if (row)
+        rc = s->drv->queue_get(s, id, row, err, errlen);
+    return rc;
+}
+
+int store_queue_create_batch(store *s, const struct store_item_spec *specs, size_t n,
+                             char (*task_ids)[37], char *err, size_t errlen)
+{
+    if (n == 0)
+        return STORE_OK;
+    return create_items(s, specs, n, task_ids, err, errlen);
+}
+
+int store_queue_get(store *s, const char *task_id, json_t **row, char *err, size_t errlen)
+{
+    char id[37];
+    *row = NULL;
+    int rc = normalise_task_id(task_id, id, err, errlen);
+    return rc != STORE_OK ? rc : s->drv->queue_get(s, id, row, err, errlen);
+}
+
+int store_queue_list(store *s, const struct store_queue_filter *filter, json_t **rows,
+                     char *err, size_t errlen)
+{
+    static const struct store_queue_filter none;
+    struct store_queue_filter f = filter ? *filter : none;
+    char id[37];
+    *rows = NULL;
+    for (size_t i = 0; i < f.n_statuses; i++)
+        if (!store_status_ok(f.statuses[i])) {
+            seterr(err, errlen,
+                   "unknown status '%s': use PENDING, ASSIGNED, PROCESSING, CANCELLING, "
+                   "COMPLETED, FAILED or CANCELLED",
+                   f.statuses[i] ? f.statuses[i] : "");
+            return STORE_ERROR;
+        }
+    for (size_t i = 0; i < f.n_teams; i++)
+        if (check_names(err, errlen, f.teams[i], NULL, NULL) != STORE_OK)
+            return STORE_ERROR;
+    if (f.task_id != NULL) {
+        if (normalise_task_id(f.task_id, id, NULL, 0) != STORE_OK) {
+            *rows = json_array(); /* not a possible id: simply nothing matches */
+            return STORE_OK;
+        }
+        f.task_id = id;
+    }
+    if (f.max_records <= 0)
+        f.max_records = STORE_DEFAULT_RECORDS;
+    if (f.max_records > STORE_MAX_RECORDS)
+        f.max_records = STORE_MAX_RECORDS;
+    if (f.stale_threshold_minutes <= 0)
+        f.stale_threshold_minutes = STORE_DEFAULT_STALE_MINUTES;
+    if (f.now_ms == 0)
+        f.now_ms = now_ms();
+    return s->drv->queue_list(s, &f, rows, err, errlen);
+}
+
+int store_queue_counts(store *s, const char *bridge, json_t **counts, char *err,
+                       size_t errlen)
+{
+    *counts = NULL;
+    if (bridge != NULL && check_names(err, errlen, bridge, NULL, NULL) != STORE_OK)
+        return STORE_ERROR;
+    return s->drv->queue_counts(s, bridge, counts, err, errlen);
+}
+
+int store_queue_cancel(store *s, const char *task_id, int force, json_t **row, char *err,
+                       size_t errlen)
+{
+    char id[37];
+    if (row)
+        *row = NULL;
+    int rc = normalise_task_id(task_id, id, err, errlen);
+    return rc != STORE_OK ? rc : s->drv->queue_cancel(s, id, force, now_ms(), row, err, errlen);
+}
+
+int store_queue_delete(store *s, const char *task_id, char *err, size_t errlen)
+{
+    char id[37];
+    int rc = normalise_task_id(task_id, id, err, errlen);
+    return rc != STORE_OK ? rc : s->drv->queue_delete(s, id, now_ms(), err, errlen);
+}
+
+int store_event_append(store *s, const char *task_id, const char *action, const char *details,
+                       json_t *details_json, int64_t at_ms, char *err, size_t errlen)
+{
+    char id[37];
+    int rc = normalise_task_id(task_id, id, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (action == NULL || *action == '\0' || strlen(action) > 64) {
+        seterr(err, errlen, "an event needs an action of 1-64 characters");
+        return STORE_ERROR;
+    }
+    return s->drv->event_append(s, id, action, details, details_json, at_ms ? at_ms : now_ms(),
+                                err, errlen);
+}
+
+int store_event_list(store *s, const char *task_id, json_t **events, char *err, size_t errlen)
+{
+    char id[37];
+    *events = NULL;
+    int rc = normalise_task_id(task_id, id, err, errlen);
+    return rc != STORE_OK ? rc : s->drv->event_list(s, id, events, err, errlen);
+}
+
+/* ---- execution ----------------------------------------------------------------------------- */
+
+static int check_owner(const char *owner, char *err, size_t errlen)
+{
+    if (owner == NULL || *owner == '\0' || strlen(owner) > 256) {
+        seterr(err, errlen, "a lease owner needs 1-256 characters");
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+static int check_held(const char *task_id, const char *token, char id[37], char *err,
+                      size_t errlen)
+{
+    if (token == NULL || *token == '\0') {
+        seterr(err, errlen, "no claim token given for task %s", task_id ? task_id : "");
+        return STORE_ERROR;
+    }
+    return normalise_task_id(task_id, id, err, errlen);
+}
+
+int store_claim(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
+                int64_t now, json_t **items, char *err, size_t errlen)
+{
+    *items = NULL;
+    int rc = check_names(err, errlen, bridge, NULL, NULL);
+    if (rc == STORE_OK)
+        rc = check_owner(owner, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (max_n <= 0 || lease_ms <= 0) {
+        seterr(err, errlen, "claim needs a positive count and lease");
+        return STORE_ERROR;
+    }
+    if (max_n > 1024)
+        max_n = 1024;
+    return s->drv->claim(s, bridge, owner, lease_ms, max_n, now, items, err, errlen);
+}
+
+int store_start(store *s, const char *task_id, const char *token, int64_t now, char *err,
+                size_t errlen)
+{
+    char id[37];
+    int rc = check_held(task_id, token, id, err, errlen);
+    return rc != STORE_OK ? rc : s->drv->start(s, id, token, now, err, errlen);
+}
+
+int store_progress(store *s, const char *task_id, const char *token, int percent,
+                   const char *message, int64_t now, char *err, size_t errlen)
+{
+    char id[37];
+    int rc = check_held(task_id, token, id, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    percent = percent < 0 ? 0 : percent > 100 ? 100 : percent;
+    return s->drv->progress(s, id, token, percent, message, now, err, errlen);
+}
+
+int store_heartbeat(store *s, const char *owner, int64_t lease_ms, int64_t now, int *renewed,
+                    char *err, size_t errlen)
+{
+    if (renewed)
+        *renewed = 0;
+    int rc = check_owner(owner, err, errlen);
+    return rc != STORE_OK ? rc
+                          : s->drv->heartbeat(s, owner, lease_ms, now, renewed, err, errlen);
+}
+
+int store_finish(store *s, const char *task_id, const char *token,
+                 const struct store_outcome *outcome, int64_t now, char *err, size_t errlen)
+{
+    char id[37];
+    int rc = check_held(task_id, token, id, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (outcome == NULL || outcome->kind < STORE_OUTCOME_COMPLETED ||
+        outcome->kind > STORE_OUTCOME_RELEASE) {
+        seterr(err, errlen, "unknown outcome for task %s", id);
+        return STORE_ERROR;
+    }
+    if (outcome->response != NULL && !json_is_object(outcome->response)) {
+        seterr(err, errlen, "the response vault of task %s must be a JSON object", id);
+        return STORE_ERROR;
+    }
+    return s->drv->finish(s, id, token, outcome, now, err, errlen);
+}
+
+int store_expired(store *s, const char *bridge, int64_t now, json_t **items, char *err,
+                  size_t errlen)
+{
+    *items = NULL;
+    if (bridge != NULL && check_names(err, errlen, bridge, NULL, NULL) != STORE_OK)
+        return STORE_ERROR;
+    return s->drv->expired(s, bridge, now, items, err, errlen);
+}
+
+int store_cancelling(store *s, const char *owner, json_t **items, char *err, size_t errlen)
+{
+    *items = NULL;
+    int rc = check_owner(owner, err, errlen);
+    return rc != STORE_OK ? rc : s->drv->cancelling(s, owner, items, err, errlen);
+}
+
+/* ---- helpers shared by the drivers --------------------------------------------------------- */
+
+const char *store_priority_label(int priority)
+{
+    static const char *const labels[] = {"Highest", "High", "Normal", "Low", "Lowest"};
+    return priority >= 1 && priority <= 5 ? labels[priority - 1] : "Unknown";
+}
+
+json_t *store_vault_parse(const char *text)
+{
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    if (v == NULL)
+        v = json_object();
+    return v;
+}
+
+void store_merge_patch(json_t *target, json_t *patch)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(patch, key, value)
+    {
+        if (json_is_null(value)) {
+            json_object_del(target, key);
+        } else if (json_is_object(value)) {
+            json_t *old = json_object_get(target, key);
+            if (!json_is_object(old)) {
+                old = json_object();
+                json_object_set_new(target, key, old);
+            }
+            store_merge_patch(old, value);
+        } else {
+            json_object_set(target, key, value);
+        }
+    }
+}
+
+int store_vault_concurrency(json_t *vault, int *out, char *err, size_t errlen)
+{
+    json_t *c = vault ? json_object_get(vault, "concurrency") : NULL;
+    *out = 1;
+    if (c == NULL || json_is_null(c))
+        return STORE_OK;
+    if (!json_is_integer(c) || json_integer_value(c) < 1 || json_integer_value(c) > 100000) {
+        seterr(err, errlen, "machine vault \"concurrency\" must be a positive integer");
+        return STORE_ERROR;
+    }
+    *out = (int)json_integer_value(c);
+    return STORE_OK;
+}
+
+int store_err_missing(char *err, size_t errlen, store_kind kind, const char *team,
+                      const char *name)
+{
+    switch (kind) {
+    case STORE_TEAM:
+        seterr(err, errlen, "no team named '%s'; create it with: ferry create team %s", name,
+               name);
+        break;
+    case STORE_REGION:
+        seterr(err, errlen, "no region named '%s'; create it with: ferry create region %s",
+               name, name);
+        break;
+    case STORE_BRIDGE:
+        seterr(err, errlen,
+               "no bridge named '%s'; create it with: ferry create bridge REGION %s", name,
+               name);
+        break;
+    case STORE_MACHINE:
+        seterr(err, errlen,
+               "no machine named '%s'; create it with: ferry create machine %s BRIDGE %s "
+               "--vault '{\"ip\":…}'",
+               name, team ? team : "TEAM", name);
+        break;
+    case STORE_STORAGE:
+    case STORE_SCHEDULE:
+        seterr(err, errlen,
+               "team '%s' has no %s named '%s'; create it with: ferry create %s %s %s "
+               "--vault '{…}'",
+               team, store_kind_name(kind), name, store_kind_name(kind), team, name);
+        break;
+    default:
+        seterr(err, errlen, "no such resource '%s'", name);
+        break;
+    }
+    return STORE_NOT_FOUND;
+}
+
+/* An ISO 8601 string for ms, or JSON null for 0 (SQL NULL). New reference. */
+static json_t *time_json(int64_t ms)
+{
+    char buf[32];
+    if (ms == 0)
+        return json_null();
+    iso8601_ms(ms, buf);
+    return json_string(buf);
+}
+
+/* A JSON string for s, or null for NULL. Text from plugins may not be UTF-8; such bytes
+ * become '?' rather than losing the whole string. New reference. */
+static json_t *str_json(const char *s)
+{
+    if (s == NULL)
+        return json_null();
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    char *copy = xstrdup(s);
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
+}
+
+static json_t *seconds_json(int64_t from, int64_t to)
+{
+    if (from == 0 || to < from)
+        return from == 0 ? json_null() : json_real(0);
+    return json_real((double)(to - from) / 1000.0);
+}
+
+static const char *health_status(const struct store_item_cols *c, int64_t now, int64_t stale_ms)
+{
+    const char *st = c->status;
+    if (strcmp(st, "PENDING") == 0) {
+        int64_t ready = c->run_after > c->created_at ? c->run_after : c->created_at;
+        return now - ready > stale_ms ? "STALE_PENDING" : "PENDING";
+    }
+    if (strcmp(st, "ASSIGNED") == 0 || strcmp(st, "PROCESSING") == 0)
+        return now - c->updated_at > stale_ms ? "STALE" : "ACTIVE";
+    return st;
+}
+
+static json_t *after_json(const char *csv)
+{
+    json_t *a = json_array();
+    while (csv && *csv) {
+        const char *comma = strchr(csv, ',');
+        size_t n = comma ? (size_t)(comma - csv) : strlen(csv);
+        json_array_append_new(a, json_stringn(csv, n));
+        csv += n + (comma ? 1 : 0);
+    }
+    return a;
+}
+
+json_t *store_item_row(const struct store_item_cols *c, int64_t now, int64_t stale_ms,
+                       int with_token)
+{
+    int active = strcmp(c->status, "ASSIGNED") == 0 || strcmp(c->status, "PROCESSING") == 0 ||
+                 strcmp(c->status, "CANCELLING") == 0;
+    int64_t end = c->finished_at ? c->finished_at : now;
+    json_t *progress = json_null();
+    if (c->progress_percent >= 0 || c->progress_message != NULL)
+        progress = json_pack("{s:o,s:o}", "percent",
+                             c->progress_percent >= 0 ? json_integer(c->progress_percent)
+                                                      : json_null(),
+                             "message", str_json(c->progress_message));
+    json_t *row = json_object();
+    json_object_set_new(row, "taskId", json_string(c->task_id));
+    json_object_set_new(row, "status", json_string(c->status));
+    json_object_set_new(row, "healthStatus", json_string(health_status(c, now, stale_ms)));
+    json_object_set_new(row, "priority", json_integer(c->priority));
+    json_object_set_new(row, "priorityLabel", json_string(store_priority_label(c->priority)));
+    json_object_set_new(row, "function", json_string(c->function));
+    json_object_set_new(row, "teamName", json_string(c->team));
+    json_object_set_new(row, "machineName", json_string(c->machine));
+    json_object_set_new(row, "bridgeName", json_string(c->bridge));
+    json_object_set_new(row, "createdTime", time_json(c->created_at));
+    json_object_set_new(row, "createdDate", time_json(c->created_at));
+    json_object_set_new(row, "createdTimeMs", json_integer(c->created_at));
+    json_object_set_new(row, "assignedTime", time_json(c->assigned_at));
+    json_object_set_new(row, "startedTime", time_json(c->started_at));
+    json_object_set_new(row, "finishedTime", time_json(c->finished_at));
+    json_object_set_new(row, "updatedTime", time_json(c->updated_at));
+    json_object_set_new(row, "runAfterTime", time_json(c->run_after));
+    json_object_set_new(row, "ageInMinutes",
+                        json_integer(now > c->created_at ? (now - c->created_at) / 60000 : 0));
+    json_object_set_new(row, "retryCount", json_integer(c->retry_count));
+    json_object_set_new(row, "lastRetryAt", time_json(c->last_retry_at));
+    json_object_set_new(row, "lastFailureReason", str_json(c->last_failure_reason));
+    json_object_set_new(row, "canBeCancelled",
+                        json_boolean(strcmp(c->status, "PENDING") == 0 ||
+                                     strcmp(c->status, "ASSIGNED") == 0 ||
+                                     strcmp(c->status, "PROCESSING") == 0));
+    json_object_set_new(row, "hasResponse", json_boolean(c->response_json != NULL));
+    json_object_set_new(row, "totalDurationSeconds", seconds_json(c->created_at, end));
+    json_object_set_new(row, "processingDurationSeconds", seconds_json(c->started_at, end));
+    json_object_set_new(row, "progress", progress);
+    json_object_set_new(row, "vaultContent", store_vault_parse(c->vault_json));
+    json_object_set_new(row, "responseVault",
+                        c->response_json ? store_vault_parse(c->response_json) : json_null());
+    json_object_set_new(row, "parentTaskId", str_json(c->parent_task_id));
+    json_object_set_new(row, "linkKind", str_json(c->link_kind));
+    json_object_set_new(row, "after", after_json(c->after_csv));
+    json_object_set_new(row, "scheduleName", str_json(c->schedule_name));
+    json_object_set_new(row, "scheduleFireTime", time_json(c->schedule_fire_at));
+    json_object_set_new(row, "idempotent", json_boolean(c->idempotent));
+    json_object_set_new(row, "leaseOwner", str_json(c->lease_owner));
+    json_object_set_new(row, "leaseExpiresTime", time_json(active ? c->lease_expires_at : 0));
+    if (with_token) {
+        json_object_set_new(row, "claimToken", str_json(c->claim_token));
+        json_object_set_new(row, "attempt", json_integer(c->retry_count + 1));
+        json_object_set_new(row, "leaseExpiresMs", json_integer(c->lease_expires_at));
+    }
+    return row;
+}
+
+json_t *store_resource_row(store_kind kind, const struct store_resource_cols *c)
+{
+    static const char *const name_keys[STORE_KIND_COUNT] = {
+        "teamName", "regionName", "bridgeName", "machineName", "storageName", "scheduleName",
+    };
+    json_t *vault = store_vault_parse(c->vault_json);
+    json_t *row = json_object();
+    json_object_set_new(row, name_keys[kind], json_string(c->name));
+    if (kind == STORE_MACHINE || kind == STORE_STORAGE || kind == STORE_SCHEDULE)
+        json_object_set_new(row, "teamName", str_json(c->team));
+    if (kind == STORE_MACHINE)
+        json_object_set_new(row, "bridgeName", str_json(c->bridge));
+    if (kind == STORE_MACHINE || kind == STORE_BRIDGE)
+        json_object_set_new(row, "regionName", str_json(c->region));
+    if (kind == STORE_SCHEDULE) {
+        json_t *tz = json_object_get(vault, "timezone");
+        json_t *enabled = json_object_get(vault, "enabled");
+        json_t *cron = json_object_get(vault, "cron");
+        json_t *machine = json_object_get(vault, "machine");
+        json_object_set_new(row, "cron", cron ? json_incref(cron) : json_null());
+        json_object_set_new(row, "timezone", json_is_string(tz) ? json_copy(tz)
+                                                                : json_string("UTC"));
+        json_object_set_new(row, "machine", machine ? json_incref(machine) : json_null());
+        json_object_set_new(row, "enabled", json_boolean(!json_is_false(enabled)));
+        json_object_set_new(row, "nextRun", time_json(c->next_run_at));
+        json_object_set_new(row, "lastRun", time_json(c->last_run_at));
+        json_object_set_new(row, "lastTaskId", str_json(c->last_task_id));
+        json_object_set(row, "vaultContent", vault);
+    }
+    json_object_set_new(row, "vault", vault);
+    json_object_set_new(row, "vaultVersion", json_integer(c->vault_version));
+    json_object_set_new(row, "createdTime", time_json(c->created_at));
+    json_object_set_new(row, "updatedTime", time_json(c->updated_at));
+    return row;
+}
+
+json_t *store_event_row(const char *action, const char *details, int details_is_json,
+                        int64_t at_ms, int64_t prev_at_ms)
+{
+    json_t *d = json_null();
+    if (details != NULL && details_is_json)
+        d = json_loads(details, JSON_DECODE_ANY, NULL);
+    if (d == NULL || (details != NULL && !details_is_json)) {
+        json_decref(d);
+        d = str_json(details);
+    }
+    json_t *row = json_object();
+    json_object_set_new(row, "action", json_string(action));
+    json_object_set_new(row, "details", d);
+    json_object_set_new(row, "timestamp", time_json(at_ms));
+    json_object_set_new(row, "timestampMs", json_integer(at_ms));
+    json_object_set_new(row, "secondsSincePrevious",
+                        prev_at_ms ? seconds_json(prev_at_ms, at_ms) : json_real(0));
+    return row;
+}

@@ -1,0 +1,219 @@
+/* Small helpers every host module uses: error text, time, ids, files. */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void uuid_v4(char out[37])
+{
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof(b)) {
+        ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+        if (n < 0 && errno != EINTR)
+            abort(); /* the kernel's random source is always there on Linux >= 3.17 */
+        if (n > 0)
+            got += (size_t)n;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+void iso8601_ms(int64_t ms, char out[32])
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    /* Years past 9999 do not occur; the casts tell the compiler the widths fit. */
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
+             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+             tm.tm_sec % 100, (int)(ms % 1000 + 1000) % 1000);
+}
+
+int parse_date_ms(const char *text, int64_t *out)
+{
+    int y, mo, d, h = 0, mi = 0, n = 0;
+    double s = 0;
+    if (sscanf(text, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+        return -1;
+    const char *p = text + n;
+    if (*p == 'T' || *p == ' ') {
+        int m = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &h, &mi, &m) != 2)
+            return -1;
+        p += 1 + m;
+        if (*p == ':') {
+            char *end;
+            s = strtod(p + 1, &end);
+            if (end == p + 1)
+                return -1;
+            p = end;
+        }
+    }
+    int offset_min = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om = 0, m = 0;
+        int sign = *p == '-' ? -1 : 1;
+        if (sscanf(p + 1, "%2d%n", &oh, &m) != 1)
+            return -1;
+        p += 1 + m;
+        if (*p == ':')
+            p++;
+        if (*p >= '0' && *p <= '9') {
+            if (sscanf(p, "%2d%n", &om, &m) != 1)
+                return -1;
+            p += m;
+        }
+        offset_min = sign * (oh * 60 + om);
+    }
+    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s >= 61)
+        return -1;
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
+                    .tm_min = mi};
+    time_t t = timegm(&tm);
+    *out = ((int64_t)t - offset_min * 60) * 1000 + (int64_t)(s * 1000.0 + 0.5);
+    return 0;
+}
+
+char *read_file_capped(const char *path, size_t max, size_t *len, char *err, size_t errlen)
+{
+    int is_stdin = strcmp(path, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        seterr(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    if (buf == NULL)
+        abort();
+    for (;;) {
+        if (n == cap) {
+            if (cap > max)
+                break;
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            if (buf == NULL)
+                abort();
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int failed = ferror(f);
+    if (!is_stdin)
+        fclose(f);
+    if (failed) {
+        seterr(err, errlen, "cannot read %s: read error", path);
+        free(buf);
+        return NULL;
+    }
+    if (n > max) {
+        seterr(err, errlen, "%s is larger than the limit of %zu bytes", path, max);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+char *xstrdup(const char *s)
+{
+    char *c = strdup(s);
+    if (c == NULL)
+        abort();
+    return c;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    return s;
+}
+
+int mkdir_p(const char *path)
+{
+    char *copy = xstrdup(path);
+    int rc = 0;
+    for (char *p = copy + 1; *p && rc == 0; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(copy, 0755) != 0 && errno != EEXIST)
+            rc = -1;
+        *p = '/';
+    }
+    if (rc == 0 && mkdir(copy, 0755) != 0 && errno != EEXIST)
+        rc = -1;
+    free(copy);
+    return rc;
+}
+
+int valid_name(const char *s, char *err, size_t errlen)
+{
+    /* Names end up in shell commands, file paths and URLs, so they are kept to a safe
+     * alphabet rather than quoted everywhere. */
+    size_t n = strlen(s);
+    int ok = n >= 1 && n <= 128 && isalnum((unsigned char)s[0]);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)s[i]) || strchr("._-", s[i]) != NULL;
+    if (!ok)
+        seterr(err, errlen,
+               "invalid name '%s': use 1-128 letters, digits, '.', '_' or '-', starting with a "
+               "letter or digit",
+               s);
+    return ok;
+}

@@ -1,0 +1,424 @@
+/*
+ * The worker process: loads plugins on demand and runs one attempt at a time; implements the
+ * host services table (struct ferry_host) that plugins call. See worker.h for the protocol.
+ */
+#include "worker.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "descriptor.h"
+#include "exec.h"
+#include "httpc.h"
+#include "proto.h"
+#include "util.h"
+
+/* The private attempt context behind the public struct ferry_ctx head. */
+typedef struct worker_ctx {
+    struct ferry_ctx pub; /* must stay first */
+    int sock;
+    json_int_t id;
+    int64_t deadline_ms;
+    json_t *job;     /* the run message (borrowed for the attempt) */
+    char *err_code;  /* set_error */
+    char *err_msg;
+} worker_ctx;
+
+typedef struct loaded_plugin {
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+    void *handle;
+    const ferry_plugin *plugin;
+    int inited;
+} loaded_plugin;
+
+static loaded_plugin *loaded;
+static size_t n_loaded;
+static volatile sig_atomic_t cancel_flag;
+
+static void on_sigusr1(int sig)
+{
+    (void)sig;
+    cancel_flag = 1;
+}
+
+const char *worker_code_name(ferry_result code)
+{
+    switch (code) {
+    case FERRY_OK:
+        return "OK";
+    case FERRY_RETRY:
+        return "RETRY";
+    case FERRY_FAIL:
+        return "FAIL";
+    case FERRY_INVALID:
+        return "INVALID";
+    }
+    return "FAIL";
+}
+
+static worker_ctx *priv(ferry_ctx *ctx)
+{
+    return (worker_ctx *)ctx;
+}
+
+/* --- services ----------------------------------------------------------------------- */
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+static void svc_vlog(ferry_ctx *ctx, ferry_log_level level, const char *fmt, va_list ap)
+{
+    char text[4096];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    if ((int)level < 0 || level > FERRY_LOG_ERROR)
+        level = FERRY_LOG_INFO;
+    if (ctx == NULL) { /* during init(), outside any attempt */
+        fprintf(stderr, "plugin %s: %s\n", level_names[level], text);
+        return;
+    }
+    json_t *m = json_pack("{s:s,s:I,s:s,s:s}", "op", "log", "id", priv(ctx)->id, "level",
+                          level_names[level], "text", text);
+    proto_send(priv(ctx)->sock, m);
+    json_decref(m);
+}
+
+static void svc_log(ferry_ctx *ctx, ferry_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    svc_vlog(ctx, level, fmt, ap);
+    va_end(ap);
+}
+
+static void svc_progress(ferry_ctx *ctx, int percent, const char *message)
+{
+    if (ctx == NULL)
+        return;
+    if (percent > 100)
+        percent = 100;
+    if (percent < -1)
+        percent = -1;
+    json_t *m = json_pack("{s:s,s:I,s:i,s:s?}", "op", "progress", "id", priv(ctx)->id,
+                          "percent", percent, "message", message);
+    proto_send(priv(ctx)->sock, m);
+    json_decref(m);
+}
+
+static int64_t svc_deadline(ferry_ctx *ctx)
+{
+    return ctx ? priv(ctx)->deadline_ms : 0;
+}
+
+static int svc_cancelled(ferry_ctx *ctx)
+{
+    if (cancel_flag)
+        return 1;
+    int64_t d = svc_deadline(ctx);
+    return d > 0 && now_ms() >= d;
+}
+
+static void svc_set_error(ferry_ctx *ctx, const char *code, const char *fmt, ...)
+{
+    if (ctx == NULL)
+        return;
+    worker_ctx *w = priv(ctx);
+    free(w->err_code);
+    free(w->err_msg);
+    w->err_code = xstrdup(code && code[0] ? code : "error");
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&w->err_msg, fmt, ap) < 0)
+        w->err_msg = xstrdup("(out of memory formatting the error)");
+    va_end(ap);
+}
+
+/* Sends a request to the host and waits for its reply. Returns the reply (new reference). */
+static json_t *request(worker_ctx *w, json_t *msg)
+{
+    json_object_set_new(msg, "id", json_integer(w->id));
+    if (proto_send(w->sock, msg) != 0) {
+        json_decref(msg);
+        return NULL;
+    }
+    json_decref(msg);
+    json_t *reply = proto_recv(w->sock);
+    if (reply == NULL)
+        _exit(3); /* the host is gone: nothing left to report to */
+    return reply;
+}
+
+static ferry_result code_from_name(const char *name)
+{
+    if (name && strcmp(name, "OK") == 0)
+        return FERRY_OK;
+    if (name && strcmp(name, "RETRY") == 0)
+        return FERRY_RETRY;
+    if (name && strcmp(name, "INVALID") == 0)
+        return FERRY_INVALID;
+    return FERRY_FAIL;
+}
+
+static ferry_result svc_call(ferry_ctx *ctx, const char *function, const json_t *params,
+                             json_t **result)
+{
+    if (result)
+        *result = NULL;
+    if (ctx == NULL || function == NULL)
+        return FERRY_INVALID;
+    json_t *reply = request(priv(ctx), json_pack("{s:s,s:s,s:O}", "op", "call", "function",
+                                                 function, "params",
+                                                 params ? params : json_object()));
+    ferry_result code = code_from_name(json_string_value(json_object_get(reply, "code")));
+    if (result && json_object_get(reply, "result") && !json_is_null(json_object_get(reply, "result")))
+        *result = json_incref(json_object_get(reply, "result"));
+    const json_t *error = json_object_get(reply, "error");
+    if (code != FERRY_OK && json_is_object(error))
+        svc_set_error(ctx, json_string_value(json_object_get(error, "code")), "%s: %s", function,
+                      json_string_value(json_object_get(error, "message")));
+    json_decref(reply);
+    return code;
+}
+
+static json_t *svc_machine(ferry_ctx *ctx)
+{
+    if (ctx == NULL)
+        return NULL;
+    json_t *m = json_object_get(priv(ctx)->job, "machine");
+    return json_is_object(m) ? json_deep_copy(m) : NULL;
+}
+
+static json_t *svc_storage(ferry_ctx *ctx, const char *name)
+{
+    if (ctx == NULL || name == NULL)
+        return NULL;
+    json_t *reply = request(priv(ctx), json_pack("{s:s,s:s}", "op", "storage", "name", name));
+    json_t *vault = json_object_get(reply, "vault");
+    json_t *out = json_is_object(vault) ? json_incref(vault) : NULL;
+    if (out == NULL)
+        svc_set_error(ctx, "not_found", "%s",
+                      json_string_value(json_object_get(reply, "error"))
+                          ? json_string_value(json_object_get(reply, "error"))
+                          : "no such storage");
+    json_decref(reply);
+    return out;
+}
+
+static json_t *svc_config(ferry_ctx *ctx)
+{
+    json_t *c = ctx ? json_object_get(priv(ctx)->job, "config") : NULL;
+    return json_is_object(c) ? json_deep_copy(c) : json_object();
+}
+
+static void report_pgroup(void *ud, pid_t pgid)
+{
+    worker_ctx *w = ud;
+    json_t *m = json_pack("{s:s,s:I,s:i}", "op", "pgroup", "id", w->id, "pgid", (int)pgid);
+    proto_send(w->sock, m);
+    json_decref(m);
+}
+
+static json_t *svc_exec(ferry_ctx *ctx, const char *command, const json_t *options)
+{
+    if (ctx == NULL || command == NULL)
+        return NULL;
+    worker_ctx *w = priv(ctx);
+    char err[512] = "";
+    exec_hooks hooks = {.cancelled = (int (*)(void *))svc_cancelled,
+                        .cancelled_arg = ctx,
+                        .on_pgroup = report_pgroup,
+                        .on_pgroup_arg = w,
+                        .deadline_ms = w->deadline_ms};
+    json_t *machine = json_object_get(w->job, "machine");
+    json_t *res = exec_on_machine(machine, command, options, &hooks, err, sizeof(err));
+    if (res == NULL)
+        svc_set_error(ctx, "exec_failed", "%s", err);
+    return res;
+}
+
+static json_t *svc_http(ferry_ctx *ctx, const json_t *req)
+{
+    if (ctx == NULL || req == NULL)
+        return NULL;
+    char err[512] = "";
+    json_t *res = httpc_request(req, priv(ctx)->deadline_ms, err, sizeof(err));
+    if (res == NULL)
+        svc_set_error(ctx, "http_failed", "%s", err);
+    return res;
+}
+
+static const ferry_host host_table = {
+    .struct_size = sizeof(ferry_host),
+    .abi_major = FERRY_ABI_MAJOR,
+    .abi_minor = FERRY_ABI_MINOR,
+    .log = svc_log,
+    .progress = svc_progress,
+    .cancelled = svc_cancelled,
+    .deadline = svc_deadline,
+    .set_error = svc_set_error,
+    .call = svc_call,
+    .exec = svc_exec,
+    .machine = svc_machine,
+    .storage = svc_storage,
+    .config = svc_config,
+    .http = svc_http,
+};
+
+const ferry_host *worker_host_table(void)
+{
+    return &host_table;
+}
+
+/* --- loading ------------------------------------------------------------------------- */
+
+/* Returns the plugin at path, loading and initialising it on first use, or NULL + reason. */
+static const ferry_plugin *load(const char *path, const json_t *config, char *reason,
+                                size_t rlen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        seterr(reason, rlen, "plugin %s is gone: %s", path, strerror(errno));
+        return NULL;
+    }
+    for (size_t i = 0; i < n_loaded; i++) {
+        loaded_plugin *l = &loaded[i];
+        if (strcmp(l->path, path) != 0)
+            continue;
+        if (l->dev == st.st_dev && l->ino == st.st_ino &&
+            l->mtime.tv_sec == st.st_mtim.tv_sec && l->mtime.tv_nsec == st.st_mtim.tv_nsec)
+            return l->plugin;
+        /* Replaced on disk since this worker loaded it: the runner recycles workers when the
+         * registry changes, so this is a race with a drop-in. Start afresh. */
+        seterr(reason, rlen, "plugin %s changed on disk", path);
+        _exit(4);
+    }
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) {
+        seterr(reason, rlen, "cannot load %s: %s", path, dlerror());
+        return NULL;
+    }
+    ferry_plugin_entry_fn entry;
+    *(void **)&entry = dlsym(handle, FERRY_PLUGIN_ENTRY_SYMBOL);
+    const ferry_plugin *plugin = entry ? entry() : NULL;
+    json_t *desc = plugin ? descriptor_read(plugin, reason, rlen) : NULL;
+    if (desc == NULL) {
+        if (plugin == NULL)
+            seterr(reason, rlen, "%s has no usable " FERRY_PLUGIN_ENTRY_SYMBOL, path);
+        dlclose(handle);
+        return NULL;
+    }
+    json_decref(desc);
+    if (descriptor_init(plugin, &host_table, config ? config : json_object(), reason, rlen) !=
+        0) {
+        dlclose(handle);
+        return NULL;
+    }
+    loaded = realloc(loaded, (n_loaded + 1) * sizeof(*loaded));
+    loaded[n_loaded++] = (loaded_plugin){.path = xstrdup(path), .dev = st.st_dev,
+                                         .ino = st.st_ino, .mtime = st.st_mtim,
+                                         .handle = handle, .plugin = plugin, .inited = 1};
+    return plugin;
+}
+
+/* --- the loop -------------------------------------------------------------------------- */
+
+static json_t *run_one(int sock, json_t *job)
+{
+    worker_ctx w = {.pub = {.struct_size = sizeof(struct ferry_ctx), .host = &host_table},
+                    .sock = sock,
+                    .id = json_integer_value(json_object_get(job, "id")),
+                    .deadline_ms = json_integer_value(json_object_get(job, "deadline")),
+                    .job = job};
+    char reason[600] = "";
+    const char *path = json_string_value(json_object_get(job, "plugin"));
+    const char *fname = json_string_value(json_object_get(job, "function"));
+    json_t *params = json_object_get(job, "params");
+    json_t *empty = NULL;
+    if (!json_is_object(params))
+        params = empty = json_object();
+    int64_t start = mono_us();
+    ferry_result code = FERRY_FAIL;
+    json_t *result = NULL;
+    const ferry_plugin *plugin =
+        path && fname ? load(path, json_object_get(job, "config"), reason, sizeof(reason)) : NULL;
+    const ferry_function *fn = plugin ? descriptor_find(plugin, fname) : NULL;
+    if (plugin == NULL) {
+        svc_set_error(&w.pub, "unavailable", "%s", reason[0] ? reason : "bad run message");
+    } else if (fn == NULL) {
+        svc_set_error(&w.pub, "unavailable", "plugin %s has no function %s", path, fname);
+    } else {
+        cancel_flag = 0;
+        code = descriptor_run(fn)(&w.pub, params, &result);
+        if ((int)code < FERRY_OK || code > FERRY_INVALID) {
+            svc_set_error(&w.pub, "bad_result", "%s returned %d, which is not a ferry_result",
+                          fname, (int)code);
+            code = FERRY_FAIL;
+        }
+        if (code != FERRY_OK && w.err_msg == NULL)
+            svc_set_error(&w.pub, "failed", "%s returned %s without setting an error", fname,
+                          worker_code_name(code));
+    }
+    json_decref(empty);
+    json_t *done = json_pack("{s:s,s:I,s:s,s:I}", "op", "done", "id", w.id, "code",
+                             worker_code_name(code), "duration_ms",
+                             (json_int_t)((mono_us() - start) / 1000));
+    json_object_set_new(done, "result", result ? result : json_null());
+    if (w.err_msg)
+        json_object_set_new(done, "error", json_pack("{s:s,s:s}", "code", w.err_code, "message",
+                                                     w.err_msg));
+    else
+        json_object_set_new(done, "error", json_null());
+    free(w.err_code);
+    free(w.err_msg);
+    return done;
+}
+
+void worker_main(int sock, const worker_opts *opts)
+{
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_IGN); /* Ctrl-C in a terminal reaches the host, which decides */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    struct sigaction sa = {.sa_handler = on_sigusr1};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+#if !defined(__SANITIZE_ADDRESS__)
+    if (opts && opts->memory_limit_mb > 0) {
+        struct rlimit rl;
+        rl.rlim_cur = rl.rlim_max = (rlim_t)opts->memory_limit_mb * 1024 * 1024;
+        setrlimit(RLIMIT_AS, &rl);
+    }
+#endif
+    for (;;) {
+        json_t *job = proto_recv(sock);
+        if (job == NULL)
+            _exit(0); /* the host closed our socket: time to go */
+        const char *op = json_string_value(json_object_get(job, "op"));
+        if (op && strcmp(op, "quit") == 0)
+            _exit(0);
+        if (op == NULL || strcmp(op, "run") != 0) {
+            json_decref(job);
+            continue;
+        }
+        json_t *done = run_one(sock, job);
+        json_decref(job);
+        int sent = proto_send(sock, done);
+        json_decref(done);
+        if (sent != 0)
+            _exit(0);
+    }
+}

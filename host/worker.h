@@ -1,0 +1,37 @@
+/*
+ * The worker process: runs plugin functions, one attempt at a time, for the host. It is
+ * forked by the runner (runner.c) and talks to it over one socket (proto.h messages):
+ *
+ *   host -> worker  {"op":"run","id":N,"plugin":PATH,"function":NAME,"params":{},
+ *                    "config":{},"deadline":MS,"machine":{}|null,"depth":N}
+ *                   {"op":"reply","result":...}                 (answer to a request)
+ *   worker -> host  {"op":"log","id":N,"level":L,"text":"..."}
+ *                   {"op":"progress","id":N,"percent":P,"message":"..."}
+ *                   {"op":"call","id":N,"function":F,"params":{}}   (waits for a reply)
+ *                   {"op":"storage","id":N,"name":S}                (waits for a reply)
+ *                   {"op":"done","id":N,"code":"OK|RETRY|FAIL|INVALID","result":...,
+ *                    "error":{"code","message"}|null,"duration_ms":N}
+ *
+ * SIGUSR1 tells the running function it is cancelled (ferry_cancelled() turns true);
+ * SIGTERM and SIGKILL end the worker.
+ */
+#ifndef FERRY_WORKER_H
+#define FERRY_WORKER_H
+
+#include <ferry/plugin.h>
+
+/* Options fixed when a worker is forked. */
+typedef struct worker_opts {
+    int memory_limit_mb; /* RLIMIT_AS; 0 = none */
+} worker_opts;
+
+/* The worker's main loop on socket fd sock. Never returns. */
+void worker_main(int sock, const worker_opts *opts) __attribute__((noreturn));
+
+/* The services table handed to plugins (also to init() in probes). */
+const ferry_host *worker_host_table(void);
+
+/* Result names used on the wire and in the store. */
+const char *worker_code_name(ferry_result code);
+
+#endif

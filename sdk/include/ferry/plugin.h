@@ -1,0 +1,314 @@
+/*
+ * ferry plugin SDK, ABI v1.
+ *
+ * This header is the whole manual for writing a ferry queue function. A plugin is a shared
+ * object (.so) dropped into the host's plugin directory. It exports exactly one symbol,
+ * ferry_plugin_entry, which returns a static descriptor of the plugin and its functions. The
+ * host calls back into the plugin only through that descriptor, and the plugin reaches the
+ * host only through the services table (struct ferry_host) it is handed; a plugin never links
+ * against host symbols.
+ *
+ * Build with -fPIC -fvisibility=hidden and link against jansson:
+ *
+ *     cc -fPIC -fvisibility=hidden -shared $(pkg-config --cflags --libs ferry-plugin) \
+ *        -o myplugin.so myplugin.c
+ *
+ * Compatibility rules (the host enforces them when it loads a plugin):
+ *   - magic must be FERRY_PLUGIN_MAGIC;
+ *   - abi_major must equal the host's, and abi_minor must be <= the host's;
+ *   - unknown flag bits are refused;
+ *   - every struct starts (or, for arrays, is described) with its size as compiled into the
+ *     plugin, and the host reads only that many bytes. Structs grow at the end only, so a
+ *     plugin built against an older minor keeps loading.
+ *
+ * Where plugin code runs: the host never runs plugin code in its own process. It reads
+ * descriptors and runs init() in short-lived probe processes, and runs functions in worker
+ * processes, each in its own process group. init() may therefore run several times, in
+ * several processes: keep it cheap, idempotent and free of side effects outside the process.
+ * A worker runs many attempts one after another; a function must not leave state behind that
+ * changes the next attempt (open files, changed cwd, signal handlers, threads).
+ *
+ * JSON ownership (jansson): every json_t a plugin receives as a parameter is borrowed and
+ * read-only; every json_t a plugin stores into *result is a new reference that the host
+ * takes; every json_t a host service returns is a new reference that the plugin must
+ * json_decref.
+ */
+#ifndef FERRY_PLUGIN_H
+#define FERRY_PLUGIN_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* "FERRYPLG" in ASCII. */
+#define FERRY_PLUGIN_MAGIC UINT64_C(0x4645525259504C47)
+#define FERRY_ABI_MAJOR    1
+#define FERRY_ABI_MINOR    0
+
+/* The name of the one symbol a plugin exports; FERRY_PLUGIN() below defines it. */
+#define FERRY_PLUGIN_ENTRY_SYMBOL "ferry_plugin_entry"
+
+/*
+ * What a function's run() returns. The host owns what happens next:
+ *   FERRY_OK       the attempt succeeded; *result (if set) becomes the job's result.
+ *   FERRY_RETRY    a transient failure: the host retries under the job's retry policy.
+ *   FERRY_FAIL     a permanent failure of this attempt: no retry, the fallback (if any) runs.
+ *   FERRY_INVALID  the parameters are wrong: never retried, no fallback.
+ * Plugins never sleep-and-retry on their own. Set a reason with host->set_error before
+ * returning anything but FERRY_OK; the host invents a generic one otherwise.
+ *
+ * The host adds outcomes of its own that a function never returns: TIMEOUT, CRASHED,
+ * CANCELLED and UNAVAILABLE (the plugin could not be loaded).
+ */
+typedef enum ferry_result {
+    FERRY_OK = 0,
+    FERRY_RETRY = 1,
+    FERRY_FAIL = 2,
+    FERRY_INVALID = 3,
+} ferry_result;
+
+/* The JSON type a parameter must have. The host checks it before run() is called. */
+typedef enum ferry_param_type {
+    FERRY_PARAM_STRING = 1,
+    FERRY_PARAM_INTEGER = 2, /* a JSON integer */
+    FERRY_PARAM_NUMBER = 3,  /* a JSON integer or real */
+    FERRY_PARAM_BOOLEAN = 4,
+    FERRY_PARAM_OBJECT = 5,
+    FERRY_PARAM_ARRAY = 6,
+    FERRY_PARAM_ANY = 7,        /* any JSON value */
+    FERRY_PARAM_STRING_LIST = 8 /* a string, or an array of strings */
+} ferry_param_type;
+
+/* Parameter flags. */
+#define FERRY_PARAM_REQUIRED (1u << 0) /* creating an item without it is refused */
+#define FERRY_PARAM_SECRET   (1u << 1) /* redacted in every listing, trace, log and error */
+#define FERRY_PARAM_KNOWN_FLAGS (FERRY_PARAM_REQUIRED | FERRY_PARAM_SECRET)
+
+/*
+ * One row of a function's parameter table. Tables are arrays ended by a row whose name is
+ * NULL; the host walks them with the stride given in ferry_function.param_size, so new
+ * members can be appended in later minors.
+ */
+typedef struct ferry_param {
+    const char *name;        /* the vault key, e.g. "repository" */
+    ferry_param_type type;   /* the JSON type required */
+    uint32_t flags;          /* FERRY_PARAM_* */
+    const char *default_json; /* default as JSON text ("3", "\"fast\"", "true"), or NULL */
+    const char *description; /* one sentence for `ferry functions` and docs/functions.md */
+} ferry_param;
+
+/* Function flags. */
+#define FERRY_FN_IDEMPOTENT    (1u << 0) /* safe to run again after a host was lost mid-run */
+#define FERRY_FN_NEEDS_MACHINE (1u << 1) /* runs commands on the item's machine */
+#define FERRY_FN_KNOWN_FLAGS   (FERRY_FN_IDEMPOTENT | FERRY_FN_NEEDS_MACHINE)
+
+typedef struct ferry_ctx ferry_ctx;
+typedef struct ferry_host ferry_host;
+
+/*
+ * run() executes one attempt of the function.
+ *   ctx     the attempt: pass it to every host service. Valid only during this call.
+ *   params  the validated parameters (an object): every declared parameter that was given or
+ *           has a default is present with the declared type; undeclared keys are passed
+ *           through untouched. Borrowed, read-only.
+ *   result  where to store the attempt's result (an object, a new reference the host takes),
+ *           or leave NULL for none.
+ */
+typedef ferry_result (*ferry_run_fn)(ferry_ctx *ctx, const json_t *params, json_t **result);
+
+typedef struct ferry_function {
+    uint32_t struct_size;      /* sizeof(ferry_function) as compiled: FERRY_FUNCTION_INIT sets it */
+    uint32_t flags;            /* FERRY_FN_* */
+    const char *name;          /* [a-z][a-z0-9_]*, unique across every loaded plugin */
+    const char *summary;       /* one line */
+    const char *description;   /* a paragraph, or NULL */
+    const ferry_param *params; /* the parameter table, ended by a row with name NULL; or NULL */
+    uint32_t param_size;       /* sizeof(ferry_param) as compiled: FERRY_PARAMS() sets it */
+    uint32_t default_timeout;  /* seconds; 0 means the host's configured default */
+    ferry_run_fn run;          /* required */
+} ferry_function;
+
+/* Plugin flags: none are defined in ABI 1.0; a set bit is refused. */
+#define FERRY_PLUGIN_KNOWN_FLAGS 0u
+
+typedef struct ferry_plugin {
+    uint64_t magic;     /* FERRY_PLUGIN_MAGIC */
+    uint16_t abi_major; /* FERRY_ABI_MAJOR as compiled */
+    uint16_t abi_minor; /* FERRY_ABI_MINOR as compiled */
+    uint32_t struct_size; /* sizeof(ferry_plugin) as compiled */
+    uint32_t flags;       /* FERRY_PLUGIN_*; none defined yet */
+    const char *name;     /* [a-z][a-z0-9_-]*; also names its section in the config */
+    const char *version;  /* free text, e.g. "1.2.0" */
+    const char *summary;  /* one line */
+    const ferry_function *const *functions; /* NULL-terminated list; at least one */
+    /*
+     * Optional. Called once per process before any run(). config is the plugin's own
+     * section of the host configuration converted to a JSON object ({} when absent);
+     * borrowed, valid only during the call: copy what you keep. Return 0 on success; on
+     * failure return -1 and write a one-line reason into err (errlen bytes, always > 0). A
+     * plugin whose init fails is refused and its functions are unavailable.
+     */
+    int (*init)(const ferry_host *host, const json_t *config, char *err, size_t errlen);
+    /* Optional. Called before the process unloads the plugin. */
+    void (*fini)(void);
+} ferry_plugin;
+
+/* Log levels for ferry_host.log. */
+typedef enum ferry_log_level {
+    FERRY_LOG_DEBUG = 0,
+    FERRY_LOG_INFO = 1,
+    FERRY_LOG_WARN = 2,
+    FERRY_LOG_ERROR = 3,
+} ferry_log_level;
+
+/*
+ * The host's services. The table is append-only: a member added in minor N is present when
+ * host->struct_size covers it; test with FERRY_HOST_HAS(host, member) before calling a
+ * member newer than the minor you require. Every service takes the attempt's ctx and may be
+ * called only from the thread that called run().
+ *
+ * A service that the host cannot provide (not configured, or not in this build) answers
+ * with its failure value and sets the attempt's error to code "unavailable" with a message
+ * that says why; a function can return FERRY_FAIL straight after.
+ */
+struct ferry_host {
+    uint32_t struct_size; /* sizeof(struct ferry_host) in the host */
+    uint16_t abi_major;   /* the host's FERRY_ABI_MAJOR */
+    uint16_t abi_minor;   /* the host's FERRY_ABI_MINOR */
+
+    /*
+     * Appends a line to the job's trace (printf format). The text is truncated at 4 KiB.
+     * Values of the job's SECRET parameters are masked before the line is stored.
+     */
+    void (*log)(ferry_ctx *ctx, ferry_log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Reports progress: percent 0-100 (-1 for unknown) and a short message (may be NULL). */
+    void (*progress)(ferry_ctx *ctx, int percent, const char *message);
+
+    /*
+     * Returns non-zero once the job has been cancelled or has passed its deadline. Long
+     * loops should test it and return FERRY_FAIL promptly; the host signals the worker
+     * (SIGTERM, then SIGKILL after a grace period) if the function does not return.
+     */
+    int (*cancelled)(ferry_ctx *ctx);
+
+    /* Returns the attempt's deadline in milliseconds since the Unix epoch (0: none). */
+    int64_t (*deadline)(ferry_ctx *ctx);
+
+    /*
+     * Records why the attempt did not succeed: a short machine-readable code
+     * ("not_found", "timeout", "bad_parameter", ...) and a one-line message (printf
+     * format). The last call wins. Copies both strings.
+     */
+    void (*set_error)(ferry_ctx *ctx, const char *code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /*
+     * Runs another queue function through the host, for the same machine, and waits for it.
+     * params is borrowed. On return *result holds the callee's result (a new reference the
+     * caller must json_decref) or NULL. Returns the callee's outcome; the call and its
+     * outcome appear in the job's trace. Calls nest to a depth limit; a cycle is refused
+     * with FERRY_INVALID.
+     */
+    ferry_result (*call)(ferry_ctx *ctx, const char *function, const json_t *params,
+                         json_t **result);
+
+    /*
+     * Runs a shell command on the job's machine: locally, or over SSH for a remote one.
+     * options (borrowed, may be NULL): {"timeout": seconds, "stdin": "text",
+     * "max_output": bytes, "env": {"NAME": "value"}, "cwd": "path"}.
+     * Returns a new object {"exit_code": int, "signal": int|null, "output": "stdout+stderr",
+     * "truncated": bool, "duration_ms": int}, or NULL when the command could not be started
+     * (the attempt's error says why). A non-zero exit is not a NULL return.
+     */
+    json_t *(*exec)(ferry_ctx *ctx, const char *command, const json_t *options);
+
+    /*
+     * Returns the job's machine as a new object: {"name", "team", "bridge", "local": bool,
+     * "ip", "user", "ssh_port", "datastore", ...} with secrets removed, or NULL when the
+     * job has no machine.
+     */
+    json_t *(*machine)(ferry_ctx *ctx);
+
+    /*
+     * Returns the vault of the named storage of the job's team as a new object, secrets
+     * included (a storage's credentials are what the function needs), or NULL when there is
+     * no such storage (the attempt's error says so). Never log what it returns.
+     */
+    json_t *(*storage)(ferry_ctx *ctx, const char *name);
+
+    /* Returns the plugin's own config section as a new object ({} when absent). */
+    json_t *(*config)(ferry_ctx *ctx);
+
+    /*
+     * Makes one HTTP(S) request through libcurl. request (borrowed): {"method": "GET",
+     * "url": "...", "headers": {"Name": "value"}, "body": "text", "timeout": seconds}.
+     * Returns a new object {"status": int, "headers": {...}, "body": "text",
+     * "duration_ms": int}, or NULL on a transport error (the attempt's error says why).
+     */
+    json_t *(*http)(ferry_ctx *ctx, const json_t *request);
+};
+
+/* Non-zero when the host's table contains member m. */
+#define FERRY_HOST_HAS(host, m)                                                               \
+    ((host)->struct_size >= offsetof(struct ferry_host, m) + sizeof((host)->m))
+
+/*
+ * The public head of the attempt context. The host allocates the context; its remaining
+ * members are private. Use the convenience macros below rather than the fields directly.
+ */
+struct ferry_ctx {
+    uint32_t struct_size;
+    const ferry_host *host;
+};
+
+#define ferry_log(ctx, level, ...)        ((ctx)->host->log((ctx), (level), __VA_ARGS__))
+#define ferry_progress(ctx, pct, msg)     ((ctx)->host->progress((ctx), (pct), (msg)))
+#define ferry_cancelled(ctx)              ((ctx)->host->cancelled(ctx))
+#define ferry_set_error(ctx, code, ...)   ((ctx)->host->set_error((ctx), (code), __VA_ARGS__))
+#define ferry_exec(ctx, cmd, opts)        ((ctx)->host->exec((ctx), (cmd), (opts)))
+
+/* Fills the size member of a function descriptor. */
+#define FERRY_FUNCTION_INIT .struct_size = sizeof(ferry_function)
+/* Points a function descriptor at its parameter table. */
+#define FERRY_PARAMS(table) .params = (table), .param_size = sizeof((table)[0])
+
+#if defined(__GNUC__)
+#define FERRY_EXPORT __attribute__((visibility("default")))
+#else
+#define FERRY_EXPORT
+#endif
+
+/* The entry point's type; the host looks it up with dlsym(FERRY_PLUGIN_ENTRY_SYMBOL). */
+typedef const ferry_plugin *(*ferry_plugin_entry_fn)(void);
+
+/*
+ * Defines the plugin's entry point. Use once per plugin, at file scope:
+ *
+ *     FERRY_PLUGIN(.name = "greeter", .version = "1.0", .summary = "Says hello",
+ *                  .functions = greeter_functions);
+ */
+#define FERRY_PLUGIN(...)                                                                     \
+    FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void);                               \
+    FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void)                                \
+    {                                                                                         \
+        static const ferry_plugin descriptor = {.magic = FERRY_PLUGIN_MAGIC,                 \
+                                                .abi_major = FERRY_ABI_MAJOR,                \
+                                                .abi_minor = FERRY_ABI_MINOR,                \
+                                                .struct_size = sizeof(ferry_plugin),         \
+                                                __VA_ARGS__};                                \
+        return &descriptor;                                                                   \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FERRY_PLUGIN_H */

@@ -1,0 +1,130 @@
+# Shared helpers for end-to-end tests: TAP output, a private ferry setup per test file,
+# fixture plugins compiled on the spot, and a host started and stopped with real signals.
+# Source it from a test script: . "$(dirname "$0")/../lib.sh"
+set -uo pipefail
+
+FERRY_ROOT=${FERRY_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+BUILD=${BUILD:-build}
+FERRY_BIN=$FERRY_ROOT/$BUILD/ferry
+T_N=0
+T_FAILED=0
+T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
+HOST_PID=
+export FERRY_CONFIG=$T_DIR/ferry.conf
+unset FERRY_TEST_KEEP_HOST
+
+t_cleanup() {
+    [[ -n $HOST_PID ]] && kill -9 "$HOST_PID" 2>/dev/null
+    [[ -n ${T_EXTRA_PIDS:-} ]] && kill -9 $T_EXTRA_PIDS 2>/dev/null
+    wait 2>/dev/null
+    if [[ $T_FAILED -eq 0 ]]; then rm -rf "$T_DIR"; else echo "# kept $T_DIR for inspection"; fi
+}
+trap t_cleanup EXIT
+
+ferry() { "$FERRY_BIN" "$@"; }
+
+# pass NAME / fail NAME [DETAILS...]
+pass() { T_N=$((T_N + 1)); echo "ok $T_N - $1"; }
+fail() {
+    T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1))
+    echo "not ok $T_N - $1"
+    shift
+    local line
+    for line in "$@"; do printf '%s\n' "$line" | sed 's/^/#   /'; done
+}
+# check NAME COMMAND...: passes when the command succeeds
+check() {
+    local name=$1; shift
+    local out
+    if out=$("$@" 2>&1); then pass "$name"; else fail "$name" "command: $*" "$out"; fi
+}
+# eq NAME ACTUAL EXPECTED
+eq() {
+    if [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1" "expected: $3" "actual:   $2"; fi
+}
+# contains NAME HAYSTACK NEEDLE
+contains() {
+    if [[ "$2" == *"$3"* ]]; then pass "$1"; else fail "$1" "expected to contain: $3" "actual: $2"; fi
+}
+not_contains() {
+    if [[ "$2" != *"$3"* ]]; then pass "$1"; else fail "$1" "expected not to contain: $3" "actual: $2"; fi
+}
+# wait_for SECONDS COMMAND...: polls until the command succeeds; 1 on timeout
+wait_for() {
+    local limit=$1; shift
+    local end=$((SECONDS + limit))
+    while ((SECONDS <= end)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Writes $T_DIR/ferry.conf: a private store and plugin directory. Extra lines are appended
+# inside the file (libconfig settings), e.g. write_config 'workers = { count = 2; };'
+write_config() {
+    mkdir -p "$T_DIR/plugins"
+    chmod 755 "$T_DIR" "$T_DIR/plugins"
+    {
+        echo "bridge = \"${T_BRIDGE:-local}\";"
+        echo "log_level = \"${T_LOG_LEVEL:-info}\";"
+        echo "store = { path = \"$T_DIR/ferry.db\"; };"
+        echo "plugins = { dir = \"$T_DIR/plugins\"; };"
+        for line in "$@"; do echo "$line"; done
+    } >"$T_DIR/ferry.conf"
+}
+
+# Copies the built plugins into the test's plugin directory.
+install_plugins() {
+    cp "$FERRY_ROOT/$BUILD"/plugins/*.so "$T_DIR/plugins/"
+    chmod 644 "$T_DIR"/plugins/*.so
+}
+
+# build_fixture OUT.so SOURCE [CFLAGS...]: compiles a fixture plugin from tests/fixtures.
+build_fixture() {
+    local out=$1 src=$2; shift 2
+    local san=()
+    [[ ${SAN:-0} == 1 ]] && san=(-fsanitize=address,undefined)
+    ${CC:-cc} -std=gnu11 -O1 -g -fPIC -fvisibility=hidden -shared -Wall -Wextra -Werror \
+        "${san[@]}" -I"$FERRY_ROOT/sdk/include" "$@" -o "$out" \
+        "$FERRY_ROOT/tests/fixtures/$src" -ljansson
+}
+
+# Starts `ferry serve` in the background (log in $T_DIR/host.log) and waits until it serves.
+start_host() {
+    local log=${1:-$T_DIR/host.log}
+    "$FERRY_BIN" serve >>"$log" 2>&1 &
+    HOST_PID=$!
+    wait_for 10 grep -q "serving bridge" "$log" || { echo "# host did not start:"; sed 's/^/# /' "$log"; return 1; }
+}
+
+# Stops the host with SIGTERM and waits for it (up to 30 s).
+stop_host() {
+    [[ -z $HOST_PID ]] && return 0
+    kill -TERM "$HOST_PID" 2>/dev/null
+    local end=$((SECONDS + 30))
+    while kill -0 "$HOST_PID" 2>/dev/null && ((SECONDS < end)); do sleep 0.1; done
+    kill -9 "$HOST_PID" 2>/dev/null
+    wait "$HOST_PID" 2>/dev/null
+    HOST_PID=
+}
+
+# Creates the resources a local queue needs: region, bridge, team, machine (local).
+setup_local_machine() {
+    local team=${1:-Ops} machine=${2:-box1} bridge=${T_BRIDGE:-local}
+    ferry create region local-region >/dev/null 2>&1
+    ferry create bridge local-region "$bridge" >/dev/null 2>&1
+    ferry create team "$team" >/dev/null 2>&1
+    ferry create machine "$team" "$bridge" "$machine" --vault '{"connection":"local"}' >/dev/null
+}
+
+# Prints the status of a task.
+task_status() { ferry list queue --task-id "$1" --output json | jq -r '.data[0].status'; }
+
+# wait_status TASK STATUS [SECONDS]
+wait_status() { wait_for "${3:-20}" test "$(task_status "$1")" = "$2"; }
+
+t_done() {
+    echo "# $T_N tests, $T_FAILED failed"
+    [[ $T_FAILED -eq 0 ]]
+}
