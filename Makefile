@@ -80,7 +80,7 @@ bench: all
 
 docs: all
 	$(BUILD)/ferry functions --markdown --config conf/ferry.conf > docs/functions.md
-	$(BUILD)/ferry config-reference > docs/configuration.md
+	$(BUILD)/ferry config reference > docs/configuration.md
 
 format:
 	clang-format -i host/*.c host/*.h sdk/include/ferry/*.h plugins/*/*.c sdk/examples/*/*.c tests/unit/*.c

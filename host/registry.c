@@ -223,7 +223,7 @@ static int cmp_names(const void *a, const void *b)
 static registry_plugin *find_plugin(registry *reg, const char *file)
 {
     for (size_t i = 0; i < reg->n_plugins; i++)
-        if (strcmp(reg->plugins[i].file, file) == 0)
+        if (reg->plugins[i].file != NULL && strcmp(reg->plugins[i].file, file) == 0)
             return &reg->plugins[i];
     return NULL;
 }
@@ -380,6 +380,7 @@ int registry_scan(registry *reg)
         if (stat(next[i].path, &st) != 0) {
             refuse(reg, &next[i], strerror(errno));
             changed = 1;
+            free(names[i]);
             continue;
         }
         changed |= examine(reg, &next[i], &st, dir_unsafe);

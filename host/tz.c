@@ -720,6 +720,12 @@ int tz_load(const char *name, tz_info **out, char *err, size_t errlen)
         dir = TZ_DEFAULT_DIR;
 
     *out = NULL;
+    for (const char *p = name; p != NULL && *p != '\0'; p++) {
+        if (iscntrl((unsigned char)*p)) {
+            name = "(control characters)"; /* keep the message on one line */
+            break;
+        }
+    }
     if (name == NULL || !valid_zone_name(name)) {
         seterr(err, errlen,
                "invalid time zone name '%.64s': use an IANA name like Europe/Berlin "

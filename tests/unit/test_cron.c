@@ -1030,6 +1030,7 @@ static void test_load_errors(void **state)
     expect_load_error("Europe/Berlin ", "invalid time zone name");
     expect_load_error("Europe\\Berlin", "invalid time zone name");
     expect_load_error(NULL, "invalid time zone name");
+    expect_load_error("Europe/Berlin\nX", "invalid time zone name '(control characters)'");
     if (access("/usr/share/zoneinfo/right/UTC", R_OK) == 0)
         expect_load_error("right/UTC", "counts leap seconds");
 
