@@ -87,7 +87,7 @@ build_fixture() {
     [[ ${SAN:-0} == 1 ]] && san=(-fsanitize=address,undefined)
     ${CC:-cc} -std=gnu11 -O1 -g -fPIC -fvisibility=hidden -shared -Wall -Wextra -Werror \
         "${san[@]}" -I"$FERRY_ROOT/sdk/include" "$@" -o "$out" \
-        "$FERRY_ROOT/tests/fixtures/$src" -ljansson
+        "$FERRY_ROOT/tests/fixtures/$src" -ljansson || { fail "fixture $src builds"; return 1; }
 }
 
 # Starts `ferry serve` in the background (log in $T_DIR/host.log) and waits until it serves.
