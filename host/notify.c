@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -141,11 +142,12 @@ static void add_targets(json_t *list, const json_t *notify)
     }
 }
 
-/* Runs in a detached grandchild: delivers, then records each delivery in the trace. */
-static void deliver_all(const ferry_config *cfg, const json_t *targets, const json_t *body,
-                        const char *task_id)
+void notify_deliver_all(const ferry_config *cfg, const json_t *request)
 {
     char err[1024];
+    const json_t *targets = json_object_get(request, "targets");
+    const json_t *body = json_object_get(request, "body");
+    const char *task_id = json_string_value(json_object_get(request, "taskId"));
     const char *store_target =
         strcmp(cfg->store_driver, "postgres") == 0 ? cfg->store_conninfo : cfg->store_path;
     size_t i;
@@ -153,7 +155,11 @@ static void deliver_all(const ferry_config *cfg, const json_t *targets, const js
     json_array_foreach(targets, i, t)
     {
         const char *target = json_string_value(t);
+        if (target == NULL)
+            continue;
         int rc = notify_deliver(cfg, target, body, err, sizeof(err));
+        if (task_id == NULL)
+            continue;
         store *st = store_open(store_target, NULL, 0);
         if (st == NULL)
             continue;
@@ -163,6 +169,55 @@ static void deliver_all(const ferry_config *cfg, const json_t *targets, const js
             store_event_append(st, task_id, "NOTIFY_FAILED", err, NULL, 0, NULL, 0);
         store_close(st);
     }
+}
+
+/*
+ * Hands the request to a fresh `ferry notify send` process. It must be a new program image,
+ * not just a fork: an SQLite connection must never be used across fork(), and the deliverer
+ * records what happened in the store.
+ */
+static void spawn_deliverer(const ferry_config *cfg, const json_t *request)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Double fork: the host reaps this child at once and never waits for delivery. */
+        pid_t grandchild = fork();
+        if (grandchild == 0) {
+            setsid();
+            dup2(fds[0], STDIN_FILENO);
+            close_range(3, ~0U, 0);
+            sigset_t none;
+            sigemptyset(&none);
+            sigprocmask(SIG_SETMASK, &none, NULL);
+            if (cfg->path)
+                execl("/proc/self/exe", "ferry", "--config", cfg->path, "notify", "send",
+                      (char *)NULL);
+            else
+                execl("/proc/self/exe", "ferry", "notify", "send", (char *)NULL);
+            _exit(127);
+        }
+        close(fds[0]);
+        if (grandchild > 0) {
+            char *text = json_dumps(request, JSON_COMPACT);
+            size_t n = strlen(text), off = 0;
+            while (off < n) {
+                ssize_t w = write(fds[1], text + off, n - off);
+                if (w <= 0)
+                    break;
+                off += (size_t)w;
+            }
+        }
+        _exit(0);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    if (pid > 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
 }
 
 void notify_outcome(const ferry_config *cfg, store *st, const json_t *item, const json_t *vault,
@@ -188,20 +243,7 @@ void notify_outcome(const ferry_config *cfg, store *st, const json_t *item, cons
                              json_object_get(item, "teamName"), "machine",
                              json_object_get(item, "machineName"), "bridge",
                              json_object_get(item, "bridgeName"), "response", resp);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Double fork: the host reaps the child at once and never waits for delivery. */
-        if (fork() == 0) {
-            setsid();
-            deliver_all(cfg, targets, body, task);
-            _exit(0);
-        }
-        _exit(0);
-    }
-    if (pid > 0)
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-    json_decref(body);
-    json_decref(targets);
+    json_t *request = json_pack("{s:o,s:o,s:s}", "targets", targets, "body", body, "taskId", task);
+    spawn_deliverer(cfg, request);
+    json_decref(request);
 }

@@ -26,4 +26,10 @@ void notify_outcome(const ferry_config *cfg, store *st, const json_t *item, cons
 int notify_deliver(const ferry_config *cfg, const char *target, const json_t *body, char *err,
                    size_t errlen);
 
+/*
+ * Delivers every target of a request {"targets":[...],"body":{...},"taskId":"..."} (borrowed)
+ * and records each delivery in the item's trace. Blocking; runs in `ferry notify send`.
+ */
+void notify_deliver_all(const ferry_config *cfg, const json_t *request);
+
 #endif
