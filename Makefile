@@ -14,6 +14,15 @@ BUILD   ?= build
 SANFLAGS :=
 endif
 
+# V=1 prints whole command lines.
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
 PKGS     := jansson libconfig libcurl sqlite3 libpq libzstd libcrypto
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-format-nonliteral -Wvla
@@ -49,24 +58,28 @@ deps-test: $(DEPS_OK)
 
 $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/ferry: $(HOST_OBJ)
-	$(CC) $(HOST_LDFLAGS) -o $@ $^ $(HOST_LIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(HOST_LDFLAGS) -o $@ $^ $(HOST_LIBS)
 
 $(BUILD)/libferry.a: $(LIB_OBJ)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 # One plugin per folder; all its .c files make one .so.
 .SECONDEXPANSION:
 $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) sdk/include/ferry/plugin.h | $(DEPS_OK)
 	@mkdir -p $(@D)
-	$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(filter %.c,$^) $(SANFLAGS) $(PLUGIN_LIBS)
+	$(call say,PLUGIN,$@)
+	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(filter %.c,$^) $(SANFLAGS) $(PLUGIN_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)
-	$(CC) $(HOST_CFLAGS) -o $@ $< $(BUILD)/libferry.a $(HOST_LDFLAGS) $(HOST_LIBS) -lcmocka
+	$(call say,TEST,$@)
+	$(Q)$(CC) $(HOST_CFLAGS) -o $@ $< $(BUILD)/libferry.a $(HOST_LDFLAGS) $(HOST_LIBS) -lcmocka
 
 check: all $(UNIT_BIN) deps-test
 	@BUILD=$(BUILD) SAN=$(SAN) CC="$(CC)" tests/run.sh

@@ -28,7 +28,7 @@ static const cli_command *const command_tables[] = {
 
 void cli_print_json(FILE *out, const json_t *v)
 {
-    json_dumpf(v, out, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    json_dumpf(v, out, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
     fputc('\n', out);
 }
 
@@ -39,6 +39,25 @@ static void print_envelope_error(const char *msg)
     json_decref(env);
 }
 
+/*
+ * Writes text on one line: a message quotes names and values from the command line, and a
+ * newline or other control character among them must not split it (scripts read the first
+ * line of stderr). Control characters are written as C escapes (\n, \t, \xHH).
+ */
+static void fputs_one_line(const char *text, FILE *out)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p == '\n')
+            fputs("\\n", out);
+        else if (*p == '\t')
+            fputs("\\t", out);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(out, "\\x%02x", *p);
+        else
+            fputc(*p, out);
+    }
+}
+
 int cli_fail(cli *c, int code, const char *fmt, ...)
 {
     char msg[2048];
@@ -46,10 +65,13 @@ int cli_fail(cli *c, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (c && c->json)
+    if (c && c->json) {
         print_envelope_error(msg);
-    else
-        fprintf(stderr, "ferry: %s\n", msg);
+    } else {
+        fputs("ferry: ", stderr);
+        fputs_one_line(msg, stderr);
+        fputc('\n', stderr);
+    }
     return code;
 }
 
@@ -76,12 +98,14 @@ int cli_usage_error(cli *c, const char *fmt, ...)
 void cli_warn(const cli *c, const char *fmt, ...)
 {
     (void)c;
+    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
-    fputs("ferry: warning: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    fputs("ferry: warning: ", stderr);
+    fputs_one_line(msg, stderr);
+    fputc('\n', stderr);
 }
 
 void cli_print_ok(cli *c, json_t *data, const char *message)
@@ -305,6 +329,16 @@ static void print_main_help(FILE *out)
           out);
 }
 
+/* Writes text into a Markdown table cell: a '|', even inside a code span, would end the cell. */
+static void fputs_md_cell(const char *text, FILE *out)
+{
+    for (const char *p = text; *p; p++) {
+        if (*p == '|')
+            fputc('\\', out);
+        fputc(*p, out);
+    }
+}
+
 /* Writes docs/cli.md's command reference from the tables. */
 static void print_markdown_reference(FILE *out)
 {
@@ -318,10 +352,16 @@ static void print_markdown_reference(FILE *out)
                     cmd->noun ? " " : "", cmd->noun ? cmd->noun : "", usage, cmd->summary);
             if (cmd->opts && cmd->opts[0].name) {
                 fputs("\n| option | meaning |\n|---|---|\n", out);
-                for (const cli_opt *o = cmd->opts; o->name; o++)
-                    fprintf(out, "| `--%s%s%s`%s | %s%s |\n", o->name, o->arg ? " " : "",
-                            o->arg ? o->arg : "", o->short_name ? " (`-" : "",
-                            o->help, o->repeat ? " Repeatable." : "");
+                for (const cli_opt *o = cmd->opts; o->name; o++) {
+                    fprintf(out, "| `--%s%s", o->name, o->arg ? " " : "");
+                    fputs_md_cell(o->arg ? o->arg : "", out);
+                    fputc('`', out);
+                    if (o->short_name)
+                        fprintf(out, " (`-%c`)", o->short_name);
+                    fputs(" | ", out);
+                    fputs_md_cell(o->help, out);
+                    fprintf(out, "%s |\n", o->repeat ? " Repeatable." : "");
+                }
             }
         }
     }

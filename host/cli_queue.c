@@ -45,6 +45,27 @@ static void redact_item(cli *c, json_t *row, int use_registry)
     json_decref(secrets);
 }
 
+/*
+ * Task ids are lower-case UUIDs, but a person may paste one (or a prefix) in upper case:
+ * returns a lower-cased copy the caller frees.
+ */
+static char *task_id_copy(const char *text)
+{
+    char *copy = xstrdup(text);
+    for (char *p = copy; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return copy;
+}
+
+/* Lower-cases the TASK argument of a command in place (argv is the process's own). */
+static void task_arg_lower(cli *c)
+{
+    for (char *p = c->args[0]; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+}
+
 /* Splits "A,B" into a JSON array of strings. */
 static json_t *split_list(const char *text)
 {
@@ -81,6 +102,34 @@ static json_t *wait_final(cli *c, const char *task, long timeout_s, int *failed)
 
 /* --- create queue-item ------------------------------------------------------------------- */
 
+/*
+ * An item runs through the bridge it names, so that bridge must be its machine's: refuses
+ * (returns -1, error printed) an item for a machine of TEAM that lives on another bridge.
+ * A missing team, machine or bridge is left to the store, whose messages name the fix.
+ */
+static int check_machine_bridge(cli *c, const char *team, const char *machine, const char *bridge)
+{
+    json_t *row = NULL, *bridge_row = NULL;
+    char err[1024];
+    int rc = 0;
+    if (store_resource_get(c->st, STORE_MACHINE, team, machine, &row, err, sizeof(err)) != STORE_OK)
+        goto out;
+    const char *actual = json_string_value(json_object_get(row, "bridgeName"));
+    if (actual == NULL || strcmp(actual, bridge) == 0)
+        goto out;
+    if (store_resource_get(c->st, STORE_BRIDGE, NULL, bridge, &bridge_row, err, sizeof(err)) !=
+        STORE_OK)
+        goto out;
+    rc = -1;
+    cli_fail(c, EXIT_ERROR, "machine '%s' is on bridge '%s', not '%s'; queue it with: ferry create "
+                            "queue-item %s %s %s (or move it: ferry update machine-bridge %s %s %s)",
+             machine, actual, bridge, team, machine, actual, team, machine, bridge);
+out:
+    json_decref(row);
+    json_decref(bridge_row);
+    return rc;
+}
+
 static int cmd_create_item(cli *c)
 {
     if (cli_store(c) != 0)
@@ -99,7 +148,8 @@ static int cmd_create_item(cli *c)
     char err[1024];
     const char *function = NULL;
     json_t *after = json_object_get(c->opts, "after");
-    const char **after_ids = NULL;
+    char **after_ids = NULL;
+    size_t n_after = 0;
     int idempotent = 0;
     if (vault_check_host_keys(vault, err, sizeof(err)) != 0) {
         rc = cli_fail(c, EXIT_ERROR, "%s", err);
@@ -123,22 +173,22 @@ static int cmd_create_item(cli *c)
         json_t *f;
         json_array_foreach(json_object_get(fn, "flags"), i, f)
             idempotent |= strcmp(json_string_value(f), "idempotent") == 0;
-    } else {
-        cli_warn(c, "function %s is not provided by any plugin in %s; the host on bridge %s must "
-                    "have it, or the item will fail",
-                 function, c->reg->dir, c->args[2]);
     }
-    size_t n_after = json_array_size(after);
+    if (check_machine_bridge(c, c->args[0], c->args[1], c->args[2]) != 0) {
+        rc = EXIT_ERROR;
+        goto out;
+    }
+    n_after = json_array_size(after);
     after_ids = calloc(n_after + 1, sizeof(*after_ids));
     for (size_t i = 0; i < n_after; i++)
-        after_ids[i] = json_string_value(json_array_get(after, i));
+        after_ids[i] = task_id_copy(json_string_value(json_array_get(after, i)));
     struct store_item_spec spec = {
         .team = c->args[0],
         .machine = c->args[1],
         .bridge = c->args[2],
         .priority = (int)priority,
         .vault = vault,
-        .after = after_ids,
+        .after = (const char *const *)after_ids,
         .n_after = n_after,
         .idempotent = idempotent,
     };
@@ -148,6 +198,11 @@ static int cmd_create_item(cli *c)
         rc = cli_fail(c, EXIT_ERROR, "%s", err);
         goto out;
     }
+    /* Warned only once the item exists, so that a refused create prints one line. */
+    if (fn == NULL)
+        cli_warn(c, "function %s is not provided by any plugin in %s; the host on bridge %s must "
+                    "have it, or the item will fail",
+                 function, c->reg->dir, c->args[2]);
     char msg[512];
     snprintf(msg, sizeof(msg), "Successfully created queue item for machine %s with priority %ld",
              c->args[1], priority);
@@ -182,6 +237,8 @@ static int cmd_create_item(cli *c)
     json_decref(row);
     rc = ok ? EXIT_OK : EXIT_ERROR;
 out:
+    for (size_t i = 0; after_ids && i < n_after; i++)
+        free(after_ids[i]);
     free(after_ids);
     json_decref(vault);
     return rc;
@@ -196,14 +253,38 @@ static const char *const queue_cols[][2] = {
     {"AGE (MIN)", "ageInMinutes"}, {"RETRIES", "retryCount"}, {"PROGRESS", "progressText"},
     {NULL, NULL}};
 
+/*
+ * Rewrites the forms of `date --iso-8601=…` that parse_date_ms() does not read into ones it
+ * does: a comma before the fraction of a second (--iso-8601=ns prints
+ * "2026-11-27T10:00:00,123456789+00:00") becomes a dot, and an hour without minutes
+ * (--iso-8601=hours prints "2026-11-27T10+00:00") gets ":00". Writes at most len bytes.
+ */
+static void normalize_iso_date(const char *in, char *out, size_t len)
+{
+    size_t j = 0;
+    for (size_t i = 0; in[i] != '\0' && j + 4 < len; i++) {
+        out[j++] = in[i] == ',' ? '.' : in[i];
+        /* "…THH" followed by an offset, a Z or the end: the minutes are missing. */
+        if (i == 12 && in[10] == 'T' && (in[13] == '\0' || strchr("+-Zz", in[13]))) {
+            out[j++] = ':';
+            out[j++] = '0';
+            out[j++] = '0';
+        }
+    }
+    out[j] = '\0';
+}
+
 static int parse_date_opt(cli *c, const char *name, int64_t *out)
 {
     const char *s = cli_opt_str(c, name);
     if (s == NULL)
         return 0;
-    if (parse_date_ms(s, out) != 0)
+    char norm[128];
+    normalize_iso_date(s, norm, sizeof(norm));
+    if (strlen(s) >= sizeof(norm) - 4 || parse_date_ms(norm, out) != 0)
         return cli_fail(c, EXIT_USAGE, "--%s '%s' is not a date; use 2026-11-27 or "
-                                       "2026-11-27T10:00:00Z", name, s);
+                                       "2026-11-27T10:00:00Z (what date --iso-8601 prints)",
+                        name, s);
     return 0;
 }
 
@@ -215,6 +296,7 @@ static int cmd_list_queue(cli *c)
     long v;
     json_t *teams = NULL, *statuses = NULL;
     const char **team_list = NULL, **status_list = NULL;
+    char *task_id = NULL;
     int rc = EXIT_OK;
     if (cli_opt_int(c, "priority", 1, 5, &v) == 0)
         f.priority = (int)v;
@@ -251,7 +333,8 @@ static int cmd_list_queue(cli *c)
     f.only_stale = cli_flag(c, "only-stale");
     f.machine = cli_opt_str(c, "machine");
     f.bridge = cli_opt_str(c, "bridge");
-    f.task_id = cli_opt_str(c, "task-id");
+    if (cli_opt_str(c, "task-id"))
+        f.task_id = task_id = task_id_copy(cli_opt_str(c, "task-id"));
     if (cli_opt_str(c, "team")) {
         teams = split_list(cli_opt_str(c, "team"));
         f.n_teams = json_array_size(teams);
@@ -303,6 +386,7 @@ static int cmd_list_queue(cli *c)
         json_decref(rows);
     }
 out:
+    free(task_id);
     free(team_list);
     free(status_list);
     json_decref(teams);
@@ -368,6 +452,7 @@ static int cmd_trace(cli *c)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
+    task_arg_lower(c);
     json_t *item = NULL, *events = NULL;
     char err[1024];
     if (store_queue_get(c->st, c->args[0], &item, err, sizeof(err)) != STORE_OK)
@@ -397,6 +482,7 @@ static int cmd_retry(cli *c)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
+    task_arg_lower(c);
     json_t *item = NULL;
     char err[1024];
     if (store_queue_get(c->st, c->args[0], &item, err, sizeof(err)) != STORE_OK)
@@ -443,6 +529,7 @@ static int cmd_cancel(cli *c)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
+    task_arg_lower(c);
     json_t *row = NULL;
     char err[1024];
     if (store_queue_cancel(c->st, c->args[0], cli_flag(c, "force"), &row, err, sizeof(err)) !=
@@ -467,6 +554,7 @@ static int cmd_wait(cli *c)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
+    task_arg_lower(c);
     long timeout = 0;
     if (cli_opt_int(c, "timeout", 1, 1L << 30, &timeout) < 0)
         return EXIT_USAGE;
@@ -497,13 +585,23 @@ static int cmd_rm_item(cli *c)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
+    task_arg_lower(c);
     char err[1024];
-    if (store_queue_delete(c->st, c->args[0], err, sizeof(err)) != STORE_OK)
+    json_t *item = NULL;
+    /* Resolve a prefix first so that the answer names the whole task id. */
+    if (store_queue_get(c->st, c->args[0], &item, err, sizeof(err)) != STORE_OK)
         return cli_fail(c, EXIT_ERROR, "%s", err);
+    char task[64];
+    snprintf(task, sizeof(task), "%s", json_string_value(json_object_get(item, "taskId")));
+    json_decref(item);
+    if (store_queue_delete(c->st, task, err, sizeof(err)) != STORE_OK)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    char msg[128];
+    snprintf(msg, sizeof(msg), "Successfully removed queue item %s", task);
     if (c->json)
-        cli_print_ok(c, json_null(), "Successfully removed queue item");
+        cli_print_ok(c, json_null(), msg);
     else
-        printf("Successfully removed queue item %s\n", c->args[0]);
+        printf("%s\n", msg);
     return EXIT_OK;
 }
 

@@ -43,10 +43,40 @@ static int check_name(cli *c, const char *what, const char *name)
     char err[512];
     if (valid_name(name, err, sizeof(err)))
         return 0;
-    return cli_fail(c, EXIT_ERROR, "%s %s", what, err);
+    return cli_fail(c, EXIT_ERROR, "cannot create %s: %s", what, err);
 }
 
 /* --- schedules: checked here so that a bad cron never reaches the store --------------- */
+
+/*
+ * A schedule's items run on one of its team's machines: refuse a vault naming a machine
+ * that does not exist or belongs to another team now, rather than at every fire.
+ */
+static int check_schedule_machine(cli *c, const char *team, const char *machine)
+{
+    json_t *row = NULL;
+    char err[1024];
+    /* A missing team is the first thing to fix; its message names the fix. */
+    int rc = store_resource_get(c->st, STORE_TEAM, NULL, team, &row, err, sizeof(err));
+    json_decref(row);
+    row = NULL;
+    if (rc != STORE_OK)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    rc = store_resource_get(c->st, STORE_MACHINE, NULL, machine, &row, err, sizeof(err));
+    if (rc == STORE_NOT_FOUND)
+        return cli_fail(c, EXIT_ERROR, "schedule machine '%s' does not exist; create it with: "
+                                       "ferry create machine %s BRIDGE %s --vault '{\"ip\":…}'",
+                        machine, team, machine);
+    if (rc != STORE_OK)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    const char *owner = json_string_value(json_object_get(row, "teamName"));
+    if (owner && strcmp(owner, team) != 0)
+        rc = cli_fail(c, EXIT_ERROR, "schedule machine '%s' belongs to team '%s', not '%s'; a "
+                                     "schedule runs on its own team's machines",
+                      machine, owner, team);
+    json_decref(row);
+    return rc;
+}
 
 static int check_schedule_vault(cli *c, const json_t *vault)
 {
@@ -155,7 +185,9 @@ static int cmd_create(cli *c, store_kind kind)
         break;
     }
     case STORE_SCHEDULE:
-        if ((rc = check_schedule_vault(c, vault)) != 0)
+        if ((rc = check_schedule_vault(c, vault)) != 0 ||
+            (rc = check_schedule_machine(c, c->args[0],
+                                         json_string_value(json_object_get(vault, "machine")))) != 0)
             goto out;
         rc = store_schedule_create(c->st, c->args[0], name, vault, &row, err, sizeof(err));
         break;
@@ -298,6 +330,11 @@ static int update_vault(cli *c, store_kind kind)
         json_t *merged = replace ? json_incref(vault)
                                  : json_merge_patch(json_object_get(cur, "vault"), vault);
         rc = check_schedule_vault(c, merged);
+        /* Only a patch that names a machine is checked against the machines, so that a
+         * schedule whose machine was removed can still be disabled. */
+        if (rc == 0 && (replace || json_object_get(vault, "machine")))
+            rc = check_schedule_machine(c, team,
+                                        json_string_value(json_object_get(merged, "machine")));
         json_decref(merged);
         json_decref(cur);
         if (rc != 0) {

@@ -15,9 +15,20 @@
 
 /* Keywords that start a libpq conninfo string ("host=db dbname=ferry"). */
 static const char *const pg_conninfo_keys[] = {
-    "host",    "hostaddr",        "port",    "dbname",           "user",
-    "password", "passfile",       "service", "connect_timeout",  "sslmode",
-    "options", "application_name", "target_session_attrs", NULL,
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "service",
+    "connect_timeout",
+    "sslmode",
+    "options",
+    "application_name",
+    "target_session_attrs",
+    NULL,
 };
 
 static int is_postgres_url(const char *url)
@@ -52,8 +63,7 @@ static store *pg_unavailable(const char *url, const struct store_options *opts, 
 /* One row per engine; the PostgreSQL row points at store_pg_open once store_pg.c exists. */
 static const struct {
     int (*matches)(const char *url);
-    store *(*open)(const char *url, const struct store_options *opts, char *err,
-                   size_t errlen);
+    store *(*open)(const char *url, const struct store_options *opts, char *err, size_t errlen);
 } drivers[] = {
     {is_postgres_url, pg_unavailable},
 };
@@ -155,8 +165,7 @@ int store_rollback(store *s, char *err, size_t errlen)
     return s->drv->rollback(s, err, errlen);
 }
 
-/* Wakes bridge now, or after the outermost commit when a batch is open. */
-static void notify_after_commit(store *s, const char *bridge)
+void store_notify_after_commit(store *s, const char *bridge)
 {
     if (s->batch_depth == 0) {
         s->drv->notify(s, bridge);
@@ -236,8 +245,7 @@ static int check_vault(json_t *vault, const char *what, char *err, size_t errlen
 }
 
 static int resource_create(store *s, store_kind kind, const char *team, const char *parent,
-                           const char *name, json_t *vault, json_t **row, char *err,
-                           size_t errlen)
+                           const char *name, json_t *vault, json_t **row, char *err, size_t errlen)
 {
     if (row)
         *row = NULL;
@@ -275,8 +283,8 @@ int store_region_create(store *s, const char *name, json_t *vault, json_t **row,
     return resource_create(s, STORE_REGION, NULL, NULL, name, vault, row, err, errlen);
 }
 
-int store_bridge_create(store *s, const char *region, const char *name, json_t *vault,
-                        json_t **row, char *err, size_t errlen)
+int store_bridge_create(store *s, const char *region, const char *name, json_t *vault, json_t **row,
+                        char *err, size_t errlen)
 {
     return resource_create(s, STORE_BRIDGE, NULL, region, name, vault, row, err, errlen);
 }
@@ -287,21 +295,20 @@ int store_machine_create(store *s, const char *team, const char *bridge, const c
     return resource_create(s, STORE_MACHINE, team, bridge, name, vault, row, err, errlen);
 }
 
-int store_storage_create(store *s, const char *team, const char *name, json_t *vault,
-                         json_t **row, char *err, size_t errlen)
+int store_storage_create(store *s, const char *team, const char *name, json_t *vault, json_t **row,
+                         char *err, size_t errlen)
 {
     return resource_create(s, STORE_STORAGE, team, NULL, name, vault, row, err, errlen);
 }
 
-int store_schedule_create(store *s, const char *team, const char *name, json_t *vault,
-                          json_t **row, char *err, size_t errlen)
+int store_schedule_create(store *s, const char *team, const char *name, json_t *vault, json_t **row,
+                          char *err, size_t errlen)
 {
     return resource_create(s, STORE_SCHEDULE, team, NULL, name, vault, row, err, errlen);
 }
 
 /* Common checks of (kind, team, name) for the operations on an existing resource. */
-static int check_ref(store_kind kind, const char *team, const char *name, char *err,
-                     size_t errlen)
+static int check_ref(store_kind kind, const char *team, const char *name, char *err, size_t errlen)
 {
     int rc = check_kind(kind, err, errlen);
     if (rc != STORE_OK)
@@ -316,8 +323,8 @@ static int check_ref(store_kind kind, const char *team, const char *name, char *
     return check_names(err, errlen, team, name, NULL);
 }
 
-int store_resource_get(store *s, store_kind kind, const char *team, const char *name,
-                       json_t **row, char *err, size_t errlen)
+int store_resource_get(store *s, store_kind kind, const char *team, const char *name, json_t **row,
+                       char *err, size_t errlen)
 {
     *row = NULL;
     int rc = check_ref(kind, team, name, err, errlen);
@@ -328,8 +335,8 @@ int store_resource_get(store *s, store_kind kind, const char *team, const char *
     return s->drv->resource_get(s, kind, team, name, row, err, errlen);
 }
 
-int store_resource_list(store *s, store_kind kind, const char *scope, json_t **rows,
-                        char *err, size_t errlen)
+int store_resource_list(store *s, store_kind kind, const char *scope, json_t **rows, char *err,
+                        size_t errlen)
 {
     *rows = NULL;
     int rc = check_kind(kind, err, errlen);
@@ -343,8 +350,8 @@ int store_resource_list(store *s, store_kind kind, const char *scope, json_t **r
 }
 
 int store_resource_update_vault(store *s, store_kind kind, const char *team, const char *name,
-                                json_t *vault, int64_t expected_version, int flags,
-                                json_t **row, char *err, size_t errlen)
+                                json_t *vault, int64_t expected_version, int flags, json_t **row,
+                                char *err, size_t errlen)
 {
     if (row)
         *row = NULL;
@@ -361,12 +368,12 @@ int store_resource_update_vault(store *s, store_kind kind, const char *team, con
     }
     if (kind != STORE_MACHINE && !kind_needs_team(kind))
         team = NULL;
-    return s->drv->resource_update_vault(s, kind, team, name, vault, expected_version, flags,
-                                         row, err, errlen);
+    return s->drv->resource_update_vault(s, kind, team, name, vault, expected_version, flags, row,
+                                         err, errlen);
 }
 
-int store_resource_delete(store *s, store_kind kind, const char *team, const char *name,
-                          char *err, size_t errlen)
+int store_resource_delete(store *s, store_kind kind, const char *team, const char *name, char *err,
+                          size_t errlen)
 {
     int rc = check_ref(kind, team, name, err, errlen);
     if (rc != STORE_OK)
@@ -392,8 +399,7 @@ int store_machine_set_bridge(store *s, const char *team, const char *name, const
 }
 
 int store_schedule_set_run(store *s, const char *team, const char *name, int64_t next_run_ms,
-                           int64_t last_run_ms, const char *last_task_id, char *err,
-                           size_t errlen)
+                           int64_t last_run_ms, const char *last_task_id, char *err, size_t errlen)
 {
     int rc = check_ref(STORE_SCHEDULE, team, name, err, errlen);
     if (rc != STORE_OK)
@@ -404,9 +410,28 @@ int store_schedule_set_run(store *s, const char *team, const char *name, int64_t
 
 /* ---- queue items --------------------------------------------------------------------------- */
 
+/* Host-supplied text (plugin messages) is capped so one chatty plugin cannot grow the
+ * store without bound: reasons, progress messages, event details. */
+#define MAX_REASON  4096
+#define MAX_MESSAGE 1024
+#define MAX_DETAILS 65536
+
+/* Returns text, or when it is longer than max bytes a copy cut at a character boundary
+ * and marked with "…", stored in *copy for the caller to free. */
+static const char *capped(const char *text, size_t max, char **copy)
+{
+    *copy = NULL;
+    if (text == NULL || strlen(text) <= max)
+        return text;
+    size_t n = max;
+    while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
+        n--; /* do not split a UTF-8 sequence */
+    *copy = xasprintf("%.*s…", (int)n, text);
+    return *copy;
+}
+
 static const char *const statuses[] = {
-    "PENDING",   "ASSIGNED", "PROCESSING", "CANCELLING",
-    "COMPLETED", "FAILED",   "CANCELLED",  NULL,
+    "PENDING", "ASSIGNED", "PROCESSING", "CANCELLING", "COMPLETED", "FAILED", "CANCELLED", NULL,
 };
 
 int store_status_ok(const char *status)
@@ -455,8 +480,8 @@ static int check_link_kind(const char *kind, char *err, size_t errlen)
  * Validates one spec and fills in its defaults into *out. Owned memory the filled spec
  * points at (the lower-cased ids) goes into *ids, which the caller frees.
  */
-static int prepare_spec(const struct store_item_spec *in, struct store_item_spec *out,
-                        char **ids, int64_t now, char *err, size_t errlen)
+static int prepare_spec(const struct store_item_spec *in, struct store_item_spec *out, char **ids,
+                        int64_t now, char *err, size_t errlen)
 {
     *out = *in;
     *ids = NULL;
@@ -498,8 +523,8 @@ static int prepare_spec(const struct store_item_spec *in, struct store_item_spec
         seterr(err, errlen, "a schedule fire time needs a schedule name");
         return STORE_ERROR;
     }
-    if (in->schedule_name != NULL && (rc = check_names(err, errlen, in->schedule_name, NULL,
-                                                       NULL)) != STORE_OK)
+    if (in->schedule_name != NULL &&
+        (rc = check_names(err, errlen, in->schedule_name, NULL, NULL)) != STORE_OK)
         return rc;
     out->now_ms = in->now_ms ? in->now_ms : now;
     out->run_after_ms = in->run_after_ms ? in->run_after_ms : out->now_ms;
@@ -507,7 +532,8 @@ static int prepare_spec(const struct store_item_spec *in, struct store_item_spec
     /* One block holds the pointer array the filled spec hands the driver, then the
      * lower-cased dependency ids and parent id it points at. */
     size_t n = in->n_after;
-    char *block = calloc(1, n * sizeof(char *) + (n + 1) * 37);
+    size_t bytes = n * sizeof(const char *) + (n + 1) * 37;
+    char *block = calloc(1, bytes);
     if (block == NULL)
         abort();
     const char **after = (const char **)(void *)block;
@@ -550,7 +576,7 @@ static int create_items(store *s, const struct store_item_spec *specs, size_t n,
         while (j < i && strcmp(filled[j].bridge, filled[i].bridge) != 0)
             j++;
         if (j == i)
-            notify_after_commit(s, filled[i].bridge);
+            store_notify_after_commit(s, filled[i].bridge);
     }
     for (size_t i = 0; i < n; i++)
         free(owned[i]);
@@ -559,8 +585,8 @@ static int create_items(store *s, const struct store_item_spec *specs, size_t n,
     return rc;
 }
 
-int store_queue_create(store *s, const struct store_item_spec *spec, char task_id[37],
-                       json_t **row, char *err, size_t errlen)
+int store_queue_create(store *s, const struct store_item_spec *spec, char task_id[37], json_t **row,
+                       char *err, size_t errlen)
 {
     char id[37];
     if (row)
@@ -591,11 +617,12 @@ int store_queue_get(store *s, const char *task_id, json_t **row, char *err, size
     return rc != STORE_OK ? rc : s->drv->queue_get(s, id, row, err, errlen);
 }
 
-int store_queue_list(store *s, const struct store_queue_filter *filter, json_t **rows,
-                     char *err, size_t errlen)
+int store_queue_list(store *s, const struct store_queue_filter *filter, json_t **rows, char *err,
+                     size_t errlen)
 {
-    static const struct store_queue_filter none;
-    struct store_queue_filter f = filter ? *filter : none;
+    struct store_queue_filter f = {0};
+    if (filter != NULL)
+        f = *filter;
     char id[37];
     *rows = NULL;
     for (size_t i = 0; i < f.n_statuses; i++)
@@ -627,8 +654,7 @@ int store_queue_list(store *s, const struct store_queue_filter *filter, json_t *
     return s->drv->queue_list(s, &f, rows, err, errlen);
 }
 
-int store_queue_counts(store *s, const char *bridge, json_t **counts, char *err,
-                       size_t errlen)
+int store_queue_counts(store *s, const char *bridge, json_t **counts, char *err, size_t errlen)
 {
     *counts = NULL;
     if (bridge != NULL && check_names(err, errlen, bridge, NULL, NULL) != STORE_OK)
@@ -664,8 +690,12 @@ int store_event_append(store *s, const char *task_id, const char *action, const 
         seterr(err, errlen, "an event needs an action of 1-64 characters");
         return STORE_ERROR;
     }
-    return s->drv->event_append(s, id, action, details, details_json, at_ms ? at_ms : now_ms(),
-                                err, errlen);
+    char *copy;
+    details = capped(details, MAX_DETAILS, &copy);
+    rc = s->drv->event_append(s, id, action, details, details_json, at_ms ? at_ms : now_ms(), err,
+                              errlen);
+    free(copy);
+    return rc;
 }
 
 int store_event_list(store *s, const char *task_id, json_t **events, char *err, size_t errlen)
@@ -687,8 +717,7 @@ static int check_owner(const char *owner, char *err, size_t errlen)
     return STORE_OK;
 }
 
-static int check_held(const char *task_id, const char *token, char id[37], char *err,
-                      size_t errlen)
+static int check_held(const char *task_id, const char *token, char id[37], char *err, size_t errlen)
 {
     if (token == NULL || *token == '\0') {
         seterr(err, errlen, "no claim token given for task %s", task_id ? task_id : "");
@@ -731,7 +760,11 @@ int store_progress(store *s, const char *task_id, const char *token, int percent
     if (rc != STORE_OK)
         return rc;
     percent = percent < 0 ? 0 : percent > 100 ? 100 : percent;
-    return s->drv->progress(s, id, token, percent, message, now, err, errlen);
+    char *copy;
+    message = capped(message, MAX_MESSAGE, &copy);
+    rc = s->drv->progress(s, id, token, percent, message, now, err, errlen);
+    free(copy);
+    return rc;
 }
 
 int store_heartbeat(store *s, const char *owner, int64_t lease_ms, int64_t now, int *renewed,
@@ -740,8 +773,7 @@ int store_heartbeat(store *s, const char *owner, int64_t lease_ms, int64_t now, 
     if (renewed)
         *renewed = 0;
     int rc = check_owner(owner, err, errlen);
-    return rc != STORE_OK ? rc
-                          : s->drv->heartbeat(s, owner, lease_ms, now, renewed, err, errlen);
+    return rc != STORE_OK ? rc : s->drv->heartbeat(s, owner, lease_ms, now, renewed, err, errlen);
 }
 
 int store_finish(store *s, const char *task_id, const char *token,
@@ -760,7 +792,12 @@ int store_finish(store *s, const char *task_id, const char *token,
         seterr(err, errlen, "the response vault of task %s must be a JSON object", id);
         return STORE_ERROR;
     }
-    return s->drv->finish(s, id, token, outcome, now, err, errlen);
+    struct store_outcome o = *outcome;
+    char *copy;
+    o.reason = capped(o.reason, MAX_REASON, &copy);
+    rc = s->drv->finish(s, id, token, &o, now, err, errlen);
+    free(copy);
+    return rc;
 }
 
 int store_expired(store *s, const char *bridge, int64_t now, json_t **items, char *err,
@@ -799,8 +836,7 @@ void store_merge_patch(json_t *target, json_t *patch)
 {
     const char *key;
     json_t *value;
-    json_object_foreach(patch, key, value)
-    {
+    json_object_foreach (patch, key, value) {
         if (json_is_null(value)) {
             json_object_del(target, key);
         } else if (json_is_object(value)) {
@@ -830,22 +866,19 @@ int store_vault_concurrency(json_t *vault, int *out, char *err, size_t errlen)
     return STORE_OK;
 }
 
-int store_err_missing(char *err, size_t errlen, store_kind kind, const char *team,
-                      const char *name)
+int store_err_missing(char *err, size_t errlen, store_kind kind, const char *team, const char *name)
 {
     switch (kind) {
     case STORE_TEAM:
-        seterr(err, errlen, "no team named '%s'; create it with: ferry create team %s", name,
-               name);
+        seterr(err, errlen, "no team named '%s'; create it with: ferry create team %s", name, name);
         break;
     case STORE_REGION:
-        seterr(err, errlen, "no region named '%s'; create it with: ferry create region %s",
-               name, name);
+        seterr(err, errlen, "no region named '%s'; create it with: ferry create region %s", name,
+               name);
         break;
     case STORE_BRIDGE:
-        seterr(err, errlen,
-               "no bridge named '%s'; create it with: ferry create bridge REGION %s", name,
-               name);
+        seterr(err, errlen, "no bridge named '%s'; create it with: ferry create bridge REGION %s",
+               name, name);
         break;
     case STORE_MACHINE:
         seterr(err, errlen,
@@ -934,10 +967,10 @@ json_t *store_item_row(const struct store_item_cols *c, int64_t now, int64_t sta
     int64_t end = c->finished_at ? c->finished_at : now;
     json_t *progress = json_null();
     if (c->progress_percent >= 0 || c->progress_message != NULL)
-        progress = json_pack("{s:o,s:o}", "percent",
-                             c->progress_percent >= 0 ? json_integer(c->progress_percent)
-                                                      : json_null(),
-                             "message", str_json(c->progress_message));
+        progress =
+            json_pack("{s:o,s:o}", "percent",
+                      c->progress_percent >= 0 ? json_integer(c->progress_percent) : json_null(),
+                      "message", str_json(c->progress_message));
     json_t *row = json_object();
     json_object_set_new(row, "taskId", json_string(c->task_id));
     json_object_set_new(row, "status", json_string(c->status));
@@ -1008,8 +1041,8 @@ json_t *store_resource_row(store_kind kind, const struct store_resource_cols *c)
         json_t *cron = json_object_get(vault, "cron");
         json_t *machine = json_object_get(vault, "machine");
         json_object_set_new(row, "cron", cron ? json_incref(cron) : json_null());
-        json_object_set_new(row, "timezone", json_is_string(tz) ? json_copy(tz)
-                                                                : json_string("UTC"));
+        json_object_set_new(row, "timezone",
+                            json_is_string(tz) ? json_copy(tz) : json_string("UTC"));
         json_object_set_new(row, "machine", machine ? json_incref(machine) : json_null());
         json_object_set_new(row, "enabled", json_boolean(!json_is_false(enabled)));
         json_object_set_new(row, "nextRun", time_json(c->next_run_at));
@@ -1024,8 +1057,8 @@ json_t *store_resource_row(store_kind kind, const struct store_resource_cols *c)
     return row;
 }
 
-json_t *store_event_row(const char *action, const char *details, int details_is_json,
-                        int64_t at_ms, int64_t prev_at_ms)
+json_t *store_event_row(const char *action, const char *details, int details_is_json, int64_t at_ms,
+                        int64_t prev_at_ms)
 {
     json_t *d = json_null();
     if (details != NULL && details_is_json)

@@ -394,9 +394,12 @@ int store_cancelling(store *s, const char *owner, json_t **items, char *err, siz
 
 /* ---------------------------------------------------------------------------------------
  * Wake-ups. A host asks for store_wait_fd and polls it (with a slow timeout as a safety
- * net); it becomes readable after store_notify on its bridge. The store notifies by itself
- * after creating items; store_notify is there for other changes (an item released at
- * shutdown, a dependency completed on another bridge).
+ * net); it becomes readable after a notify on its bridge. The store notifies by itself,
+ * after the change is committed, when items of a bridge are created, cancelled (so the
+ * host holding a PROCESSING item sees CANCELLING at once), released or retried without
+ * delay (for the other hosts of the bridge), or become ready because their dependency
+ * COMPLETED. store_notify is there for anything else. Wake-ups are hints: after one, a
+ * host claims and checks store_cancelling; a missed one costs only the poll interval.
  * ------------------------------------------------------------------------------------- */
 
 /* Wakes the hosts waiting on bridge. Never fails: no host listening is fine. */
@@ -527,6 +530,10 @@ json_t *store_resource_row(store_kind kind, const struct store_resource_cols *c)
  * says details holds JSON text. */
 json_t *store_event_row(const char *action, const char *details, int details_is_json, int64_t at_ms,
                         int64_t prev_at_ms);
+
+/* Wakes bridge's hosts now, or after the outermost commit when a batch is open; for a
+ * driver whose operation made items of that bridge ready or cancelled. */
+void store_notify_after_commit(store *s, const char *bridge);
 
 /* Parses stored vault text; never NULL (an unreadable vault reads as {}). New reference. */
 json_t *store_vault_parse(const char *text);

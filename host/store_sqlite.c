@@ -33,7 +33,7 @@
 /* Internal status: the engine was busy; the whole transaction is retried. */
 #define SQ_BUSY (-100)
 
-#define STMT_SLOTS 256
+#define STMT_SLOTS       256
 #define STALE_DEFAULT_MS ((int64_t)STORE_DEFAULT_STALE_MINUTES * 60000)
 
 struct stmt_slot {
@@ -45,15 +45,16 @@ struct sq {
     struct store base;
     sqlite3 *db;
     char *path;
-    pid_t pid;              /* the process that opened the handle */
+    pid_t pid; /* the process that opened the handle */
     int busy_timeout_ms;
     int64_t busy_started_us;
-    unsigned rand_state;    /* jitter for busy waits */
-    int in_tx;              /* a transaction (batch or operation) is open */
+    unsigned rand_state; /* jitter for busy waits */
+    int in_tx;           /* a transaction (batch or operation) is open */
+    int batch_lost;      /* an error rolled back the open batch: refuse until it ends */
     struct stmt_slot stmts[STMT_SLOTS];
-    int wake_fd;            /* bound socket a host polls, or -1 */
+    int wake_fd; /* bound socket a host polls, or -1 */
     char *wake_path;
-    int send_fd;            /* unbound socket notifications are sent from, or -1 */
+    int send_fd; /* unbound socket notifications are sent from, or -1 */
 };
 
 static const struct store_driver sqlite_driver;
@@ -126,8 +127,6 @@ static const struct migration {
      " (bridge_name, machine_name, priority, created_at, seq, run_after)"
      " WHERE status = 'PENDING';"
      "CREATE INDEX qi_machine_active ON queue_items(machine_name)"
-     " WHERE status IN ('ASSIGNED','PROCESSING','CANCELLING');"
-     "CREATE INDEX qi_lease ON queue_items(lease_owner, lease_expires_at)"
      " WHERE status IN ('ASSIGNED','PROCESSING','CANCELLING');"
      "CREATE INDEX qi_created ON queue_items(created_at);"
      "CREATE INDEX qi_status_created ON queue_items(status, created_at);"
@@ -262,8 +261,8 @@ static int sq_bindv(sqlite3_stmt *st, const char *types, va_list ap)
 }
 
 /* Prepares (cached) and binds a statement; NULL with err set (or SQ_BUSY in *status). */
-static sqlite3_stmt *sq_query(struct sq *q, int *status, char *err, size_t errlen,
-                              const char *sql, const char *types, ...)
+static sqlite3_stmt *sq_query(struct sq *q, int *status, char *err, size_t errlen, const char *sql,
+                              const char *types, ...)
 {
     int rc = SQLITE_OK;
     sqlite3_stmt *st = sq_prep(q, sql, &rc);
@@ -282,8 +281,7 @@ static sqlite3_stmt *sq_query(struct sq *q, int *status, char *err, size_t errle
 }
 
 /* Runs a statement that returns no rows. STORE_OK, SQ_BUSY or an error status. */
-static int sq_exec(struct sq *q, char *err, size_t errlen, const char *sql, const char *types,
-                   ...)
+static int sq_exec(struct sq *q, char *err, size_t errlen, const char *sql, const char *types, ...)
 {
     int rc = SQLITE_OK;
     sqlite3_stmt *st = sq_prep(q, sql, &rc);
@@ -377,6 +375,7 @@ static int sq_run_nested(struct sq *q, sq_body body, void *ctx, char *err, size_
     if (sqlite3_get_autocommit(q->db)) {
         /* An I/O error or similar rolled back the whole batch. */
         q->in_tx = 0;
+        q->batch_lost = 1;
         seterr(err, errlen, "store %s: the batch was rolled back: %s", q->path,
                sqlite3_errmsg(q->db));
         return STORE_ERROR;
@@ -399,6 +398,12 @@ static int sq_run_nested(struct sq *q, sq_body body, void *ctx, char *err, size_
  */
 static int sq_run(struct sq *q, int write, sq_body body, void *ctx, char *err, size_t errlen)
 {
+    if (q->batch_lost) {
+        /* Running on outside the batch would commit what the caller means to group. */
+        seterr(err, errlen, "store %s: the batch was rolled back after an error; end it first",
+               q->path);
+        return STORE_ERROR;
+    }
     if (q->in_tx)
         return sq_run_nested(q, body, ctx, err, errlen);
     int64_t deadline = mono_ms() + q->busy_timeout_ms;
@@ -407,8 +412,12 @@ static int sq_run(struct sq *q, int write, sq_body body, void *ctx, char *err, s
         if (rc == STORE_OK) {
             q->in_tx = 1;
             rc = body(q, ctx, err, errlen);
-            if (rc == STORE_OK)
-                rc = sq_exec(q, err, errlen, "COMMIT", "");
+            /* Outputs exist once the body succeeded, so a failed COMMIT is reported rather
+             * than retried (in WAL mode, with the write lock held, it does not happen). */
+            if (rc == STORE_OK && (rc = sq_exec(q, err, errlen, "COMMIT", "")) == SQ_BUSY) {
+                seterr(err, errlen, "store %s: commit refused while busy; try again", q->path);
+                rc = STORE_ERROR;
+            }
             if (!sqlite3_get_autocommit(q->db))
                 sq_raw(q, "ROLLBACK");
             q->in_tx = 0;
@@ -416,9 +425,8 @@ static int sq_run(struct sq *q, int write, sq_body body, void *ctx, char *err, s
         if (rc != SQ_BUSY)
             return rc;
         if (mono_ms() >= deadline) {
-            seterr(err, errlen,
-                   "store %s stayed locked by another process for %d s; try again",
-                   q->path, q->busy_timeout_ms / 1000);
+            seterr(err, errlen, "store %s stayed locked by another process for %.1f s; try again",
+                   q->path, q->busy_timeout_ms / 1000.0);
             return STORE_ERROR;
         }
         unsigned base = 200u << (attempt < 5 ? attempt : 5);
@@ -437,8 +445,7 @@ static int sq_begin(store *s, char *err, size_t errlen)
         if (rc != SQ_BUSY)
             return rc;
         if (mono_ms() >= deadline) {
-            seterr(err, errlen, "store %s stayed locked by another process; try again",
-                   q->path);
+            seterr(err, errlen, "store %s stayed locked by another process; try again", q->path);
             return STORE_ERROR;
         }
         usleep(1000);
@@ -450,11 +457,10 @@ static int sq_commit(store *s, char *err, size_t errlen)
     struct sq *q = (struct sq *)s;
     int rc = q->in_tx ? sq_exec(q, err, errlen, "COMMIT", "") : STORE_ERROR;
     if (!q->in_tx)
-        seterr(err, errlen, "store %s: the batch was lost (rolled back after an error)",
-               q->path);
+        seterr(err, errlen, "store %s: the batch was lost (rolled back after an error)", q->path);
     if (!sqlite3_get_autocommit(q->db))
         sq_raw(q, "ROLLBACK");
-    q->in_tx = 0;
+    q->in_tx = q->batch_lost = 0;
     return rc == SQ_BUSY ? STORE_ERROR : rc;
 }
 
@@ -465,7 +471,7 @@ static int sq_rollback(store *s, char *err, size_t errlen)
     (void)errlen;
     if (!sqlite3_get_autocommit(q->db))
         sq_raw(q, "ROLLBACK");
-    q->in_tx = 0;
+    q->in_tx = q->batch_lost = 0;
     return STORE_OK;
 }
 
@@ -538,8 +544,7 @@ static int sq_migrate(struct sq *q, char *err, size_t errlen)
 
 /* Sets a PRAGMA, retrying while another process holds a lock it needs (switching to WAL
  * does, once per file). */
-static int sq_pragma(struct sq *q, const char *sql, const char *expect, char *err,
-                     size_t errlen)
+static int sq_pragma(struct sq *q, const char *sql, const char *expect, char *err, size_t errlen)
 {
     int64_t deadline = mono_ms() + q->busy_timeout_ms;
     for (;;) {
@@ -561,8 +566,7 @@ static int sq_pragma(struct sq *q, const char *sql, const char *expect, char *er
         if (sq_fail(q, rc, err, errlen) != SQ_BUSY)
             return STORE_ERROR;
         if (mono_ms() >= deadline) {
-            seterr(err, errlen, "store %s stayed locked by another process; try again",
-                   q->path);
+            seterr(err, errlen, "store %s stayed locked by another process; try again", q->path);
             return STORE_ERROR;
         }
         usleep(2000);
@@ -602,8 +606,7 @@ static void sq_close(store *s)
     sq_free(q);
 }
 
-static int sq_configure(struct sq *q, const struct store_options *opts, char *err,
-                        size_t errlen)
+static int sq_configure(struct sq *q, const struct store_options *opts, char *err, size_t errlen)
 {
     sqlite3_extended_result_codes(q->db, 1);
     sqlite3_busy_handler(q->db, sq_busy_handler, q);
@@ -642,17 +645,15 @@ store *store_sqlite_open(const char *path, const struct store_options *opts, cha
     char *dir = dirname(dir_copy);
     int made = strcmp(dir, ".") == 0 || mkdir_p(dir) == 0;
     if (!made)
-        seterr(err, errlen, "cannot create the store's directory %s: %s", dir,
-               strerror(errno));
+        seterr(err, errlen, "cannot create the store's directory %s: %s", dir, strerror(errno));
     free(dir_copy);
     if (!made) {
         free(q->path);
         free(q);
         return NULL;
     }
-    int rc = sqlite3_open_v2(path, &q->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         seterr(err, errlen, "cannot open store %s: %s", path,
                q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
@@ -678,10 +679,10 @@ static int migrations_body(struct sq *q, void *ctx, char *err, size_t errlen)
     while (st != NULL && (got = sq_step(q, st, err, errlen)) == 1) {
         char when[32];
         iso8601_ms(col_i64(st, 2), when);
-        json_array_append_new(rows, json_pack("{s:I,s:s,s:s,s:I}", "version",
-                                              (json_int_t)col_i64(st, 0), "name",
-                                              col_text(st, 1), "appliedTime", when,
-                                              "appliedTimeMs", (json_int_t)col_i64(st, 2)));
+        json_array_append_new(rows,
+                              json_pack("{s:I,s:s,s:s,s:I}", "version", (json_int_t)col_i64(st, 0),
+                                        "name", col_text(st, 1), "appliedTime", when,
+                                        "appliedTimeMs", (json_int_t)col_i64(st, 2)));
     }
     if (st != NULL && got < 0)
         rc = got;
@@ -811,8 +812,8 @@ static json_t *resource_row_at(store_kind kind, sqlite3_stmt *st)
 }
 
 /* Sets *found to whether the resource (kind, team, name) exists. */
-static int sq_exists(struct sq *q, store_kind kind, const char *team, const char *name,
-                     int *found, char *err, size_t errlen)
+static int sq_exists(struct sq *q, store_kind kind, const char *team, const char *name, int *found,
+                     char *err, size_t errlen)
 {
     int64_t one = 0;
     int rc = sq_scalar(q, &one, err, errlen, res_sql[kind].exists, "tt", team, name);
@@ -821,8 +822,8 @@ static int sq_exists(struct sq *q, store_kind kind, const char *team, const char
 }
 
 /* Fails with the not-found message unless the resource exists. */
-static int sq_need(struct sq *q, store_kind kind, const char *team, const char *name,
-                   char *err, size_t errlen)
+static int sq_need(struct sq *q, store_kind kind, const char *team, const char *name, char *err,
+                   size_t errlen)
 {
     int found = 0;
     int rc = sq_exists(q, kind, team, name, &found, err, errlen);
@@ -846,8 +847,7 @@ static int sq_read_resource(struct sq *q, store_kind kind, const char *team, con
     if (got == 1) {
         const char *owner = col_text(st, 1);
         if (kind == STORE_MACHINE && team != NULL && strcmp(owner, team) != 0) {
-            seterr(err, errlen, "machine '%s' belongs to team '%s', not '%s'", name, owner,
-                   team);
+            seterr(err, errlen, "machine '%s' belongs to team '%s', not '%s'", name, owner, team);
             sqlite3_reset(st);
             return STORE_NOT_FOUND;
         }
@@ -908,8 +908,8 @@ static int resource_create_body(struct sq *q, void *ctx, char *err, size_t errle
     if (rc == STORE_OK)
         rc = store_vault_concurrency(c->vault, &concurrency, err, errlen);
     if (rc == STORE_OK)
-        rc = sq_exec(q, err, errlen, res_sql[c->kind].insert, "ttjItI", c->team, c->name,
-                     c->vault, now_ms(), c->parent, concurrency);
+        rc = sq_exec(q, err, errlen, res_sql[c->kind].insert, "ttjItI", c->team, c->name, c->vault,
+                     now_ms(), c->parent, concurrency);
     if (rc == STORE_OK)
         rc = sq_read_resource(q, c->kind, c->team, c->name, &c->row, err, errlen);
     return rc;
@@ -919,8 +919,7 @@ static int sq_resource_create(store *s, store_kind kind, const char *team, const
                               const char *name, json_t *vault, json_t **row, char *err,
                               size_t errlen)
 {
-    struct res_ctx c = {.kind = kind, .team = team, .parent = parent, .name = name,
-                        .vault = vault};
+    struct res_ctx c = {.kind = kind, .team = team, .parent = parent, .name = name, .vault = vault};
     int rc = sq_run((struct sq *)s, 1, resource_create_body, &c, err, errlen);
     if (row)
         *row = c.row;
@@ -950,8 +949,8 @@ static int resource_list_body(struct sq *q, void *ctx, char *err, size_t errlen)
     int rc = STORE_OK;
     const char *sql = c->team ? res_sql[c->kind].list_in : res_sql[c->kind].list;
     if (c->team != NULL)
-        rc = sq_need(q, c->kind == STORE_BRIDGE ? STORE_REGION : STORE_TEAM, NULL, c->team,
-                     err, errlen);
+        rc = sq_need(q, c->kind == STORE_BRIDGE ? STORE_REGION : STORE_TEAM, NULL, c->team, err,
+                     errlen);
     sqlite3_stmt *st = rc == STORE_OK ? sq_query(q, &rc, err, errlen, sql, "t", c->team) : NULL;
     json_t *rows = json_array();
     int got = 0;
@@ -966,8 +965,8 @@ static int resource_list_body(struct sq *q, void *ctx, char *err, size_t errlen)
     return rc;
 }
 
-static int sq_resource_list(store *s, store_kind kind, const char *scope, json_t **rows,
-                            char *err, size_t errlen)
+static int sq_resource_list(store *s, store_kind kind, const char *scope, json_t **rows, char *err,
+                            size_t errlen)
 {
     struct res_ctx c = {.kind = kind, .team = scope};
     int rc = sq_run((struct sq *)s, 0, resource_list_body, &c, err, errlen);
@@ -1001,7 +1000,7 @@ static int update_vault_body(struct sq *q, void *ctx, char *err, size_t errlen)
     rc = store_vault_concurrency(vault, &concurrency, err, errlen);
     if (rc == STORE_OK)
         rc = sq_exec(q, err, errlen, res_sql[c->kind].update, "ttjItI", team, c->name, vault,
-                     now_ms(), NULL, concurrency);
+                     now_ms(), (const char *)NULL, concurrency);
     if (rc == STORE_OK)
         rc = sq_read_resource(q, c->kind, team, c->name, &c->row, err, errlen);
 out:
@@ -1010,12 +1009,16 @@ out:
     return rc;
 }
 
-static int sq_resource_update_vault(store *s, store_kind kind, const char *team,
-                                    const char *name, json_t *vault, int64_t expected_version,
-                                    int flags, json_t **row, char *err, size_t errlen)
+static int sq_resource_update_vault(store *s, store_kind kind, const char *team, const char *name,
+                                    json_t *vault, int64_t expected_version, int flags,
+                                    json_t **row, char *err, size_t errlen)
 {
-    struct res_ctx c = {.kind = kind, .team = team, .name = name, .vault = vault,
-                        .expected_version = expected_version, .flags = flags};
+    struct res_ctx c = {.kind = kind,
+                        .team = team,
+                        .name = name,
+                        .vault = vault,
+                        .expected_version = expected_version,
+                        .flags = flags};
     int rc = sq_run((struct sq *)s, 1, update_vault_body, &c, err, errlen);
     if (row)
         *row = c.row;
@@ -1037,9 +1040,9 @@ static int64_t append_names(struct sq *q, char *buf, size_t buflen, const char *
     int got;
     while (st != NULL && (got = sq_step(q, st, NULL, 0)) == 1) {
         if (n < 5)
-            len += (size_t)snprintf(buf + len, len < buflen ? buflen - len : 0, "%s%s%s",
-                                    n ? ", " : (len ? " and " : ""), n ? "" : noun,
-                                    col_text(st, 0));
+            len +=
+                (size_t)snprintf(buf + len, len < buflen ? buflen - len : 0, "%s%s%s",
+                                 n ? ", " : (len ? " and " : ""), n ? "" : noun, col_text(st, 0));
         n++;
     }
     if (st != NULL && got < 0)
@@ -1061,16 +1064,13 @@ static int delete_blockers(struct sq *q, store_kind kind, const char *name, char
         append_names(q, buf, buflen, "storages ",
                      "SELECT name FROM storages WHERE team_name = ?1 ORDER BY name", name, &rc);
         append_names(q, buf, buflen, "schedules ",
-                     "SELECT name FROM schedules WHERE team_name = ?1 ORDER BY name", name,
-                     &rc);
+                     "SELECT name FROM schedules WHERE team_name = ?1 ORDER BY name", name, &rc);
     } else if (kind == STORE_REGION) {
         append_names(q, buf, buflen, "bridges ",
-                     "SELECT name FROM bridges WHERE region_name = ?1 ORDER BY name", name,
-                     &rc);
+                     "SELECT name FROM bridges WHERE region_name = ?1 ORDER BY name", name, &rc);
     } else if (kind == STORE_BRIDGE) {
         append_names(q, buf, buflen, "machines ",
-                     "SELECT name FROM machines WHERE bridge_name = ?1 ORDER BY name", name,
-                     &rc);
+                     "SELECT name FROM machines WHERE bridge_name = ?1 ORDER BY name", name, &rc);
     } else if (kind == STORE_MACHINE) {
         append_names(q, buf, buflen, "unfinished queue items ",
                      "SELECT task_id FROM queue_items WHERE machine_name = ?1 AND status IN"
@@ -1092,8 +1092,7 @@ static int resource_delete_body(struct sq *q, void *ctx, char *err, size_t errle
     rc = delete_blockers(q, c->kind, c->name, blockers, sizeof(blockers));
     if (rc == STORE_OK && blockers[0] != '\0') {
         seterr(err, errlen, "%s '%s' still has %s; remove %s first", store_kind_name(c->kind),
-               c->name, blockers,
-               c->kind == STORE_MACHINE ? "or cancel them" : "them");
+               c->name, blockers, c->kind == STORE_MACHINE ? "or cancel them" : "them");
         rc = STORE_CONFLICT;
     }
     if (rc == STORE_OK)
@@ -1119,15 +1118,15 @@ static int set_bridge_body(struct sq *q, void *ctx, char *err, size_t errlen)
         rc = sq_need(q, STORE_BRIDGE, NULL, c->parent, err, errlen);
     if (rc == STORE_OK)
         rc = sq_exec(q, err, errlen,
-                     "UPDATE machines SET bridge_name = ?1, updated_at = ?2 WHERE name = ?3",
-                     "tIt", c->parent, now_ms(), c->name);
+                     "UPDATE machines SET bridge_name = ?1, updated_at = ?2 WHERE name = ?3", "tIt",
+                     c->parent, now_ms(), c->name);
     if (rc == STORE_OK)
         rc = sq_read_resource(q, STORE_MACHINE, NULL, c->name, &c->row, err, errlen);
     return rc;
 }
 
-static int sq_machine_set_bridge(store *s, const char *team, const char *name,
-                                 const char *bridge, json_t **row, char *err, size_t errlen)
+static int sq_machine_set_bridge(store *s, const char *team, const char *name, const char *bridge,
+                                 json_t **row, char *err, size_t errlen)
 {
     struct res_ctx c = {.kind = STORE_MACHINE, .team = team, .name = name, .parent = bridge};
     int rc = sq_run((struct sq *)s, 1, set_bridge_body, &c, err, errlen);
@@ -1157,9 +1156,9 @@ static int set_run_body(struct sq *q, void *ctx, char *err, size_t errlen)
     return rc;
 }
 
-static int sq_schedule_set_run(store *s, const char *team, const char *name,
-                               int64_t next_run_ms, int64_t last_run_ms,
-                               const char *last_task_id, char *err, size_t errlen)
+static int sq_schedule_set_run(store *s, const char *team, const char *name, int64_t next_run_ms,
+                               int64_t last_run_ms, const char *last_task_id, char *err,
+                               size_t errlen)
 {
     struct run_ctx c = {team, name, last_task_id, next_run_ms, last_run_ms};
     return sq_run((struct sq *)s, 1, set_run_body, &c, err, errlen);
@@ -1168,14 +1167,14 @@ static int sq_schedule_set_run(store *s, const char *team, const char *name,
 /* ---- queue items: shared pieces ------------------------------------------------------------- */
 
 /* The columns of struct store_item_cols, in the order item_cols_at reads them. */
-#define ITEM_COLS                                                                              \
-    "q.task_id, q.status, q.function, q.team_name, q.machine_name, q.bridge_name,"             \
-    " q.priority, q.vault, q.response_vault, q.created_at, q.updated_at, q.run_after,"        \
-    " q.assigned_at, q.started_at, q.finished_at, q.retry_count, q.last_retry_at,"            \
-    " q.last_failure_reason, q.lease_owner, q.claim_token, q.lease_expires_at,"               \
-    " q.progress_percent, q.progress_message, q.parent_task_id, q.link_kind,"                 \
-    " q.schedule_name, q.schedule_fire_at, q.idempotent,"                                     \
-    " (SELECT group_concat(p.task_id) FROM queue_deps d JOIN queue_items p"                   \
+#define ITEM_COLS                                                                                  \
+    "q.task_id, q.status, q.function, q.team_name, q.machine_name, q.bridge_name,"                 \
+    " q.priority, q.vault, q.response_vault, q.created_at, q.updated_at, q.run_after,"             \
+    " q.assigned_at, q.started_at, q.finished_at, q.retry_count, q.last_retry_at,"                 \
+    " q.last_failure_reason, q.lease_owner, q.claim_token, q.lease_expires_at,"                    \
+    " q.progress_percent, q.progress_message, q.parent_task_id, q.link_kind,"                      \
+    " q.schedule_name, q.schedule_fire_at, q.idempotent,"                                          \
+    " (SELECT group_concat(p.task_id) FROM queue_deps d JOIN queue_items p"                        \
     " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq)"
 
 #define ACTIVE_STATUSES "('ASSIGNED','PROCESSING','CANCELLING')"
@@ -1222,9 +1221,8 @@ static int sq_item_row(struct sq *q, int64_t seq, int64_t now, int with_token, j
                        char *err, size_t errlen)
 {
     int rc = STORE_OK;
-    sqlite3_stmt *st = sq_query(q, &rc, err, errlen,
-                                "SELECT " ITEM_COLS " FROM queue_items q WHERE q.seq = ?1", "I",
-                                seq);
+    sqlite3_stmt *st = sq_query(
+        q, &rc, err, errlen, "SELECT " ITEM_COLS " FROM queue_items q WHERE q.seq = ?1", "I", seq);
     int got = st ? sq_step(q, st, err, errlen) : rc;
     if (got == 0) {
         seterr(err, errlen, "queue item vanished while it was read");
@@ -1258,6 +1256,7 @@ struct item_ref {
     char task_id[37];
     char status[16];
     int retry_count;
+    char bridge[129];
 };
 
 static void ref_from(sqlite3_stmt *st, struct item_ref *r)
@@ -1266,24 +1265,25 @@ static void ref_from(sqlite3_stmt *st, struct item_ref *r)
     snprintf(r->task_id, sizeof(r->task_id), "%s", col_text(st, 1));
     snprintf(r->status, sizeof(r->status), "%s", col_text(st, 2));
     r->retry_count = sqlite3_column_int(st, 3);
+    snprintf(r->bridge, sizeof(r->bridge), "%s", col_text(st, 4));
 }
 
 /*
  * Finds the item a task id or unique prefix names. what ("dependency" …) prefixes the
  * message when not NULL. NOT_FOUND, or AMBIGUOUS naming two of the matches.
  */
-static int sq_resolve(struct sq *q, const char *id, const char *what, struct item_ref *r,
-                      char *err, size_t errlen)
+static int sq_resolve(struct sq *q, const char *id, const char *what, struct item_ref *r, char *err,
+                      size_t errlen)
 {
     int rc = STORE_OK;
     sqlite3_stmt *st =
         strlen(id) == 36
             ? sq_query(q, &rc, err, errlen,
-                       "SELECT seq, task_id, status, retry_count FROM queue_items"
+                       "SELECT seq, task_id, status, retry_count, bridge_name FROM queue_items"
                        " WHERE task_id = ?1",
                        "t", id)
             : sq_query(q, &rc, err, errlen,
-                       "SELECT seq, task_id, status, retry_count FROM queue_items"
+                       "SELECT seq, task_id, status, retry_count, bridge_name FROM queue_items"
                        " WHERE task_id >= ?1 AND task_id < ?1 || '~' ORDER BY task_id LIMIT 2",
                        "t", id);
     int got = st ? sq_step(q, st, err, errlen) : rc;
@@ -1387,8 +1387,7 @@ static int sq_cancel_dependents(struct sq *q, int64_t seq, const char *task_id, 
 /* ---- queue items: create, read, list -------------------------------------------------------- */
 
 /* Checks that team, machine (of that team) and bridge exist. */
-static int check_item_refs(struct sq *q, const struct store_item_spec *sp, char *err,
-                           size_t errlen)
+static int check_item_refs(struct sq *q, const struct store_item_spec *sp, char *err, size_t errlen)
 {
     int rc = sq_need(q, STORE_TEAM, NULL, sp->team, err, errlen);
     if (rc != STORE_OK)
@@ -1409,8 +1408,8 @@ static int same_refs(const struct store_item_spec *a, const struct store_item_sp
 
 /* Resolves the dependencies of a new item into seqs; a dependency that can never complete
  * is refused, since the new item could then never run. */
-static int resolve_after(struct sq *q, const struct store_item_spec *sp, int64_t *seqs,
-                         char *err, size_t errlen)
+static int resolve_after(struct sq *q, const struct store_item_spec *sp, int64_t *seqs, char *err,
+                         size_t errlen)
 {
     for (size_t i = 0; i < sp->n_after; i++) {
         struct item_ref r;
@@ -1441,8 +1440,8 @@ static int check_schedule_fire(struct sq *q, const struct store_item_spec *sp, c
     if (got == 1) {
         char when[32];
         iso8601_ms(sp->schedule_fire_ms, when);
-        seterr(err, errlen, "schedule '%s' already fired at %s (task %s)", sp->schedule_name,
-               when, col_text(st, 0));
+        seterr(err, errlen, "schedule '%s' already fired at %s (task %s)", sp->schedule_name, when,
+               col_text(st, 0));
         sqlite3_reset(st);
         return STORE_CONFLICT;
     }
@@ -1470,16 +1469,16 @@ static int insert_item(struct sq *q, const struct store_item_spec *sp, char id[3
                  " parent_task_id, link_kind, schedule_name, schedule_fire_at, idempotent)"
                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'PENDING', coalesce(?7, '{}'), ?8, ?8, ?9,"
                  " ?10, ?11, ?12, ?13, ?14)",
-                 "tttttijIIttt" "Ni",
-                 id, sp->team, sp->machine, sp->bridge, sp->function, sp->priority,
-                 sp->vault, sp->now_ms, sp->run_after_ms,
-                 sp->parent_task_id ? parent.task_id : NULL, sp->link_kind,
-                 sp->schedule_name, sp->schedule_fire_ms, sp->idempotent ? 1 : 0);
+                 "tttttijIIttt"
+                 "Ni",
+                 id, sp->team, sp->machine, sp->bridge, sp->function, sp->priority, sp->vault,
+                 sp->now_ms, sp->run_after_ms, sp->parent_task_id ? parent.task_id : NULL,
+                 sp->link_kind, sp->schedule_name, sp->schedule_fire_ms, sp->idempotent ? 1 : 0);
     int64_t seq = sqlite3_last_insert_rowid(q->db);
     for (size_t i = 0; rc == STORE_OK && i < sp->n_after; i++)
         rc = sq_exec(q, err, errlen,
-                     "INSERT OR IGNORE INTO queue_deps (task_seq, dep_seq) VALUES (?1, ?2)",
-                     "II", seq, dep_seqs[i]);
+                     "INSERT OR IGNORE INTO queue_deps (task_seq, dep_seq) VALUES (?1, ?2)", "II",
+                     seq, dep_seqs[i]);
     if (rc == STORE_OK) {
         char details[200];
         snprintf(details, sizeof(details), "%s queued with priority %d (%s)", sp->function,
@@ -1522,7 +1521,7 @@ static int create_body(struct sq *q, void *ctx, char *err, size_t errlen)
 static int sq_queue_create(store *s, const struct store_item_spec *specs, size_t n,
                            char (*task_ids)[37], char *err, size_t errlen)
 {
-    char (*ids)[37] = task_ids ? task_ids : calloc(n, 37);
+    char(*ids)[37] = task_ids ? task_ids : calloc(n, 37);
     if (ids == NULL)
         abort();
     struct create_ctx c = {specs, n, ids};
@@ -1536,12 +1535,33 @@ static int sq_queue_create(store *s, const struct store_item_spec *specs, size_t
 struct item_ctx {
     const char *task_id, *token, *owner, *bridge, *action, *details;
     json_t *details_json;
-    int force, percent, max_n, count;
+    int force, percent, count;
     int64_t now, lease_ms;
     const struct store_outcome *outcome;
     const struct store_queue_filter *filter;
     json_t *out;
+    char wake[4][129]; /* bridges to wake once the change is committed */
+    int n_wake;
 };
+
+/* Remembers a bridge whose hosts should hear of the change (a few at most). */
+static void ctx_wake(struct item_ctx *c, const char *bridge)
+{
+    for (int i = 0; i < c->n_wake; i++)
+        if (strcmp(c->wake[i], bridge) == 0)
+            return;
+    if (c->n_wake < 4)
+        snprintf(c->wake[c->n_wake++], sizeof(c->wake[0]), "%s", bridge);
+}
+
+/* After a successful operation, wakes the bridges it touched (after the outermost commit
+ * when a batch is open). */
+static int wake_after(store *s, struct item_ctx *c, int rc)
+{
+    for (int i = 0; rc == STORE_OK && i < c->n_wake; i++)
+        store_notify_after_commit(s, c->wake[i]);
+    return rc;
+}
 
 static int get_body(struct sq *q, void *ctx, char *err, size_t errlen)
 {
@@ -1655,10 +1675,10 @@ static int list_body(struct sq *q, void *ctx, char *err, size_t errlen)
         rc = l.params[i].is_text
                  ? sqlite3_bind_text(st, (int)i + 1, l.params[i].text, -1, SQLITE_STATIC)
                  : sqlite3_bind_int64(st, (int)i + 1, l.params[i].num);
-    rc = rc == SQLITE_OK ? sq_item_rows(q, st, filter->now_ms,
-                                        (int64_t)filter->stale_threshold_minutes * 60000, 0,
-                                        &c->out, err, errlen)
-                         : sq_fail(q, rc, err, errlen);
+    rc = rc == SQLITE_OK
+             ? sq_item_rows(q, st, filter->now_ms, (int64_t)filter->stale_threshold_minutes * 60000,
+                            0, &c->out, err, errlen)
+             : sq_fail(q, rc, err, errlen);
     sqlite3_finalize(st);
     free(l.text);
     free(l.params);
@@ -1706,8 +1726,7 @@ static int counts_body(struct sq *q, void *ctx, char *err, size_t errlen)
     return rc;
 }
 
-static int sq_queue_counts(store *s, const char *bridge, json_t **counts, char *err,
-                           size_t errlen)
+static int sq_queue_counts(store *s, const char *bridge, json_t **counts, char *err, size_t errlen)
 {
     struct item_ctx c = {.bridge = bridge};
     int rc = sq_run((struct sq *)s, 0, counts_body, &c, err, errlen);
@@ -1730,12 +1749,14 @@ static int event_append_body(struct sq *q, void *ctx, char *err, size_t errlen)
     return rc;
 }
 
-static int sq_event_append(store *s, const char *task_id, const char *action,
-                           const char *details, json_t *details_json, int64_t at_ms, char *err,
-                           size_t errlen)
+static int sq_event_append(store *s, const char *task_id, const char *action, const char *details,
+                           json_t *details_json, int64_t at_ms, char *err, size_t errlen)
 {
-    struct item_ctx c = {.task_id = task_id, .action = action, .details = details,
-                         .details_json = details_json, .now = at_ms};
+    struct item_ctx c = {.task_id = task_id,
+                         .action = action,
+                         .details = details,
+                         .details_json = details_json,
+                         .now = at_ms};
     return sq_run((struct sq *)s, 1, event_append_body, &c, err, errlen);
 }
 
@@ -1769,8 +1790,7 @@ static int event_list_body(struct sq *q, void *ctx, char *err, size_t errlen)
     return STORE_OK;
 }
 
-static int sq_event_list(store *s, const char *task_id, json_t **events, char *err,
-                         size_t errlen)
+static int sq_event_list(store *s, const char *task_id, json_t **events, char *err, size_t errlen)
 {
     struct item_ctx c = {.task_id = task_id};
     int rc = sq_run((struct sq *)s, 0, event_list_body, &c, err, errlen);
@@ -1816,14 +1836,15 @@ static int cancel_body(struct sq *q, void *ctx, char *err, size_t errlen)
                      "II", r.seq, c->now);
         if (rc == STORE_OK)
             rc = sq_event(q, r.seq, "CANCEL_REQUESTED",
-                          "cancel requested; the host stops the running attempt", 0, c->now,
-                          err, errlen);
+                          "cancel requested; the host stops the running attempt", 0, c->now, err,
+                          errlen);
     } else if (strcmp(st, "CANCELLING") != 0) {
         seterr(err, errlen,
                "task %s is %s; only PENDING, ASSIGNED or PROCESSING items can be cancelled",
                r.task_id, st);
         return STORE_CONFLICT;
     }
+    ctx_wake(c, r.bridge);
     return rc != STORE_OK ? rc : sq_item_row(q, r.seq, c->now, 0, &c->out, err, errlen);
 }
 
@@ -1831,7 +1852,7 @@ static int sq_queue_cancel(store *s, const char *task_id, int force, int64_t now
                            char *err, size_t errlen)
 {
     struct item_ctx c = {.task_id = task_id, .force = force, .now = now};
-    int rc = sq_run((struct sq *)s, 1, cancel_body, &c, err, errlen);
+    int rc = wake_after(s, &c, sq_run((struct sq *)s, 1, cancel_body, &c, err, errlen));
     if (row)
         *row = c.out;
     else
@@ -1847,9 +1868,8 @@ static int delete_body(struct sq *q, void *ctx, char *err, size_t errlen)
     if (rc != STORE_OK)
         return rc;
     if (strcmp(r.status, "PENDING") != 0 && strcmp(r.status, "CANCELLED") != 0) {
-        seterr(err, errlen,
-               "task %s is %s; only PENDING or CANCELLED items can be removed%s", r.task_id,
-               r.status,
+        seterr(err, errlen, "task %s is %s; only PENDING or CANCELLED items can be removed%s",
+               r.task_id, r.status,
                strcmp(r.status, "COMPLETED") == 0 || strcmp(r.status, "FAILED") == 0
                    ? ""
                    : " (cancel it first with: ferry queue cancel ID)");
@@ -1862,8 +1882,7 @@ static int delete_body(struct sq *q, void *ctx, char *err, size_t errlen)
     return rc;
 }
 
-static int sq_queue_delete(store *s, const char *task_id, int64_t now, char *err,
-                           size_t errlen)
+static int sq_queue_delete(store *s, const char *task_id, int64_t now, char *err, size_t errlen)
 {
     struct item_ctx c = {.task_id = task_id, .now = now};
     return sq_run((struct sq *)s, 1, delete_body, &c, err, errlen);
@@ -1872,8 +1891,8 @@ static int sq_queue_delete(store *s, const char *task_id, int64_t now, char *err
 /* ---- execution: claim ------------------------------------------------------------------------ */
 
 /* The "every dependency COMPLETED" test of a candidate q. */
-#define DEPS_DONE                                                                              \
-    " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p ON p.seq = d.dep_seq"      \
+#define DEPS_DONE                                                                                  \
+    " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p ON p.seq = d.dep_seq"          \
     " WHERE d.task_seq = q.seq AND p.status <> 'COMPLETED')"
 
 struct slot {
@@ -1910,8 +1929,8 @@ static int machine_slot(struct sq *q, struct claim *cl, const char *machine, str
     int64_t free_slots = 0;
     int rc = sq_scalar(q, &free_slots, err, errlen,
                        "SELECT coalesce((SELECT concurrency FROM machines WHERE name = ?1), 1)"
-                       " - (SELECT count(*) FROM queue_items WHERE machine_name = ?1"
-                       " AND status IN " ACTIVE_STATUSES ")",
+                       " - (SELECT count(*) FROM queue_items INDEXED BY qi_machine_active"
+                       " WHERE machine_name = ?1 AND status IN " ACTIVE_STATUSES ")",
                        "t", machine);
     if (rc != STORE_OK)
         return rc;
@@ -1936,9 +1955,8 @@ static void pick(struct claim *cl, sqlite3_stmt *st)
         if (cl->picked == NULL)
             abort();
     }
-    cl->picked[cl->n_picked++] =
-        (struct cand){.seq = col_i64(st, 0), .priority = sqlite3_column_int(st, 2),
-                      .created = col_i64(st, 3)};
+    cl->picked[cl->n_picked++] = (struct cand){
+        .seq = col_i64(st, 0), .priority = sqlite3_column_int(st, 2), .created = col_i64(st, 3)};
 }
 
 /*
@@ -1952,12 +1970,14 @@ static int claim_scan(struct sq *q, struct claim *cl, int budget, int *exhausted
     int rc = STORE_OK;
     sqlite3_stmt *st = sq_query(q, &rc, err, errlen,
                                 "SELECT q.seq, q.machine_name, q.priority, q.created_at"
-                                " FROM queue_items q WHERE q.status = 'PENDING'"
+                                " FROM queue_items q INDEXED BY qi_claim"
+                                " WHERE q.status = 'PENDING'"
                                 " AND q.bridge_name = ?1 AND q.run_after <= ?2" DEPS_DONE
                                 " ORDER BY q.priority, q.created_at, q.seq LIMIT ?3",
                                 "tIi", cl->bridge, cl->now, budget);
     int rows = 0, got = 0;
-    while (st != NULL && (int)cl->n_picked < cl->max_n && (got = sq_step(q, st, err, errlen)) == 1) {
+    while (st != NULL && (int)cl->n_picked < cl->max_n &&
+           (got = sq_step(q, st, err, errlen)) == 1) {
         struct slot *slot;
         rows++;
         rc = machine_slot(q, cl, col_text(st, 1), &slot, err, errlen);
@@ -1991,7 +2011,8 @@ static int claim_machine(struct sq *q, struct claim *cl, const struct slot *slot
     int rc = STORE_OK;
     sqlite3_stmt *st = sq_query(q, &rc, err, errlen,
                                 "SELECT q.seq, q.machine_name, q.priority, q.created_at"
-                                " FROM queue_items q WHERE q.status = 'PENDING'"
+                                " FROM queue_items q INDEXED BY qi_claim_machine"
+                                " WHERE q.status = 'PENDING'"
                                 " AND q.bridge_name = ?1 AND q.machine_name = ?2"
                                 " AND q.run_after <= ?3" DEPS_DONE
                                 " ORDER BY q.priority, q.created_at, q.seq LIMIT ?4",
@@ -2019,6 +2040,7 @@ static int claim_by_machine(struct sq *q, struct claim *cl, char *err, size_t er
     for (;;) {
         sqlite3_stmt *st = sq_query(q, &rc, err, errlen,
                                     "SELECT min(machine_name) FROM queue_items"
+                                    " INDEXED BY qi_claim_machine"
                                     " WHERE status = 'PENDING' AND bridge_name = ?1"
                                     " AND machine_name > ?2",
                                     "tt", cl->bridge, last);
@@ -2036,7 +2058,8 @@ static int claim_by_machine(struct sq *q, struct claim *cl, char *err, size_t er
         if (rc != STORE_OK)
             return rc;
     }
-    qsort(cl->picked, cl->n_picked, sizeof(*cl->picked), cand_order);
+    if (cl->n_picked > 1)
+        qsort(cl->picked, cl->n_picked, sizeof(*cl->picked), cand_order);
     if ((int)cl->n_picked > cl->max_n)
         cl->n_picked = (size_t)cl->max_n;
     return STORE_OK;
@@ -2060,8 +2083,8 @@ static int assign(struct sq *q, struct claim *cl, int64_t seq, json_t *items, ch
     if (rc != STORE_OK)
         return rc;
     iso8601_ms(cl->now + cl->lease_ms, until);
-    snprintf(details, sizeof(details), "claimed by %s for attempt %lld, lease until %s",
-             cl->owner, (long long)json_integer_value(json_object_get(row, "attempt")), until);
+    snprintf(details, sizeof(details), "claimed by %s for attempt %lld, lease until %s", cl->owner,
+             (long long)json_integer_value(json_object_get(row, "attempt")), until);
     json_array_append_new(items, row);
     return sq_event(q, seq, "ASSIGNED", details, 0, cl->now, err, errlen);
 }
@@ -2085,11 +2108,11 @@ static int claim_body(struct sq *q, void *ctx, char *err, size_t errlen)
     return STORE_OK;
 }
 
-static int sq_claim(store *s, const char *bridge, const char *owner, int64_t lease_ms,
-                    int max_n, int64_t now, json_t **items, char *err, size_t errlen)
+static int sq_claim(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
+                    int64_t now, json_t **items, char *err, size_t errlen)
 {
-    struct claim cl = {.bridge = bridge, .owner = owner, .now = now, .lease_ms = lease_ms,
-                       .max_n = max_n};
+    struct claim cl = {
+        .bridge = bridge, .owner = owner, .now = now, .lease_ms = lease_ms, .max_n = max_n};
     int rc = sq_run((struct sq *)s, 1, claim_body, &cl, err, errlen);
     free(cl.slots);
     free(cl.picked);
@@ -2097,7 +2120,8 @@ static int sq_claim(store *s, const char *bridge, const char *owner, int64_t lea
     return rc;
 }
 
-/* ---- execution: the held item's life ---------------------------------------------------------- */
+/* ---- execution: the held item's life ----------------------------------------------------------
+ */
 
 /*
  * Loads the item task_id if token still holds it: the token matches and the item is
@@ -2109,8 +2133,8 @@ static int sq_held(struct sq *q, const char *task_id, const char *token, struct 
 {
     int rc = STORE_OK;
     sqlite3_stmt *st = sq_query(q, &rc, err, errlen,
-                                "SELECT seq, task_id, status, retry_count, claim_token"
-                                " FROM queue_items WHERE task_id = ?1",
+                                "SELECT seq, task_id, status, retry_count, bridge_name,"
+                                " claim_token FROM queue_items WHERE task_id = ?1",
                                 "t", task_id);
     int got = st ? sq_step(q, st, err, errlen) : rc;
     if (got < 0)
@@ -2120,7 +2144,7 @@ static int sq_held(struct sq *q, const char *task_id, const char *token, struct 
         return STORE_NOT_FOUND;
     }
     ref_from(st, r);
-    const char *held = col_text(st, 4);
+    const char *held = col_text(st, 5);
     int ok = held != NULL && strcmp(held, token) == 0 &&
              (strcmp(r->status, "ASSIGNED") == 0 || strcmp(r->status, "PROCESSING") == 0 ||
               strcmp(r->status, "CANCELLING") == 0);
@@ -2142,8 +2166,7 @@ static int start_body(struct sq *q, void *ctx, char *err, size_t errlen)
     if (rc != STORE_OK)
         return rc;
     if (strcmp(r.status, "ASSIGNED") != 0) {
-        seterr(err, errlen, "task %s is %s, not ASSIGNED; it cannot start", r.task_id,
-               r.status);
+        seterr(err, errlen, "task %s is %s, not ASSIGNED; it cannot start", r.task_id, r.status);
         return STORE_CONFLICT;
     }
     rc = sq_exec(q, err, errlen,
@@ -2172,8 +2195,8 @@ static int progress_body(struct sq *q, void *ctx, char *err, size_t errlen)
                  "UPDATE queue_items SET progress_percent = ?2, progress_message = ?3,"
                  " updated_at = ?4 WHERE seq = ?1",
                  "IitI", r.seq, c->percent, c->details, c->now);
-    char *details = c->details ? xasprintf("%d%%: %s", c->percent, c->details)
-                               : xasprintf("%d%%", c->percent);
+    char *details =
+        c->details ? xasprintf("%d%%: %s", c->percent, c->details) : xasprintf("%d%%", c->percent);
     if (rc == STORE_OK)
         rc = sq_event(q, r.seq, "PROGRESS", details, 0, c->now, err, errlen);
     free(details);
@@ -2183,8 +2206,8 @@ static int progress_body(struct sq *q, void *ctx, char *err, size_t errlen)
 static int sq_progress(store *s, const char *task_id, const char *token, int percent,
                        const char *message, int64_t now, char *err, size_t errlen)
 {
-    struct item_ctx c = {.task_id = task_id, .token = token, .percent = percent,
-                         .details = message, .now = now};
+    struct item_ctx c = {
+        .task_id = task_id, .token = token, .percent = percent, .details = message, .now = now};
     return sq_run((struct sq *)s, 1, progress_body, &c, err, errlen);
 }
 
@@ -2199,8 +2222,8 @@ static int heartbeat_body(struct sq *q, void *ctx, char *err, size_t errlen)
     return rc;
 }
 
-static int sq_heartbeat(store *s, const char *owner, int64_t lease_ms, int64_t now,
-                        int *renewed, char *err, size_t errlen)
+static int sq_heartbeat(store *s, const char *owner, int64_t lease_ms, int64_t now, int *renewed,
+                        char *err, size_t errlen)
 {
     struct item_ctx c = {.owner = owner, .lease_ms = lease_ms, .now = now};
     int rc = sq_run((struct sq *)s, 1, heartbeat_body, &c, err, errlen);
@@ -2258,6 +2281,21 @@ static int finish_requeue(struct sq *q, const struct item_ref *r, const struct s
     return rc;
 }
 
+/* Notes the bridges of the items waiting for seq, which may become ready now. */
+static int wake_dependents(struct sq *q, struct item_ctx *c, int64_t seq, char *err, size_t errlen)
+{
+    int rc = STORE_OK;
+    sqlite3_stmt *st = sq_query(q, &rc, err, errlen,
+                                "SELECT DISTINCT t.bridge_name FROM queue_deps d"
+                                " JOIN queue_items t ON t.seq = d.task_seq"
+                                " WHERE d.dep_seq = ?1 AND t.status = 'PENDING' LIMIT 4",
+                                "I", seq);
+    int got = 0;
+    while (st != NULL && (got = sq_step(q, st, err, errlen)) == 1)
+        ctx_wake(c, col_text(st, 0));
+    return rc != STORE_OK ? rc : got;
+}
+
 static int finish_body(struct sq *q, void *ctx, char *err, size_t errlen)
 {
     static const char *const final_status[] = {
@@ -2272,35 +2310,40 @@ static int finish_body(struct sq *q, void *ctx, char *err, size_t errlen)
     if (rc != STORE_OK)
         return rc;
     if (o->kind == STORE_OUTCOME_RETRY || o->kind == STORE_OUTCOME_RELEASE) {
-        if (strcmp(r.status, "CANCELLING") != 0)
+        if (strcmp(r.status, "CANCELLING") != 0) {
+            if (o->run_after_ms <= c->now)
+                ctx_wake(c, r.bridge); /* another host of the bridge may take it now */
             return finish_requeue(q, &r, o, c->now, err, errlen);
+        }
         /* A cancel was asked for: the attempt is over, so the item ends here. */
         struct store_outcome cancelled = *o;
         cancelled.kind = STORE_OUTCOME_CANCELLED;
         cancelled.reason = "cancelled while its attempt was ending";
         return finish_final(q, &r, "CANCELLED", &cancelled, c->now, err, errlen);
     }
-    return finish_final(q, &r, final_status[o->kind], o, c->now, err, errlen);
+    if (o->kind == STORE_OUTCOME_COMPLETED)
+        rc = wake_dependents(q, c, r.seq, err, errlen);
+    return rc != STORE_OK ? rc : finish_final(q, &r, final_status[o->kind], o, c->now, err, errlen);
 }
 
 static int sq_finish(store *s, const char *task_id, const char *token,
                      const struct store_outcome *outcome, int64_t now, char *err, size_t errlen)
 {
     struct item_ctx c = {.task_id = task_id, .token = token, .outcome = outcome, .now = now};
-    return sq_run((struct sq *)s, 1, finish_body, &c, err, errlen);
+    return wake_after(s, &c, sq_run((struct sq *)s, 1, finish_body, &c, err, errlen));
 }
 
 static int expired_body(struct sq *q, void *ctx, char *err, size_t errlen)
 {
     struct item_ctx *c = ctx;
     int rc = STORE_OK;
-    sqlite3_stmt *st = sq_query(q, &rc, err, errlen,
-                                "SELECT " ITEM_COLS " FROM queue_items q"
-                                " WHERE q.status IN " ACTIVE_STATUSES
-                                " AND q.lease_expires_at <= ?1"
-                                " AND (?2 IS NULL OR q.bridge_name = ?2)"
-                                " ORDER BY q.lease_expires_at, q.seq LIMIT 1000",
-                                "It", c->now, c->bridge);
+    sqlite3_stmt *st =
+        sq_query(q, &rc, err, errlen,
+                 "SELECT " ITEM_COLS " FROM queue_items q"
+                 " WHERE q.status IN " ACTIVE_STATUSES " AND q.lease_expires_at <= ?1"
+                 " AND (?2 IS NULL OR q.bridge_name = ?2)"
+                 " ORDER BY q.lease_expires_at, q.seq LIMIT 1000",
+                 "It", c->now, c->bridge);
     return st ? sq_item_rows(q, st, c->now, STALE_DEFAULT_MS, 1, &c->out, err, errlen) : rc;
 }
 
@@ -2362,8 +2405,7 @@ static void sq_notify(store *s, const char *bridge)
         if (strncmp(e->d_name, bridge, blen) != 0 || e->d_name[blen] != '@' ||
             wake_addr(q, e->d_name, &addr) != 0)
             continue;
-        if (sendto(q->send_fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&addr, sizeof(addr)) <
-                0 &&
+        if (sendto(q->send_fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&addr, sizeof(addr)) < 0 &&
             errno == ECONNREFUSED)
             unlink(addr.sun_path); /* its host is gone */
     }
@@ -2389,8 +2431,7 @@ static int sq_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
     int fd = made ? socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0) : -1;
     unlink(addr.sun_path); /* a socket left by an earlier process with our pid */
     if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        seterr(err, errlen, "cannot listen for wake-ups at %s: %s", addr.sun_path,
-               strerror(errno));
+        seterr(err, errlen, "cannot listen for wake-ups at %s: %s", addr.sun_path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;

@@ -1,0 +1,1989 @@
+/*
+ * The store conformance suite: every store operation, run against every driver.
+ *
+ * The suite runs once against a fresh SQLite file, and once more against PostgreSQL when
+ * FERRY_TEST_PG_URL names a database. Tests never assume an empty store: each one creates
+ * its own region, bridges, teams and machines under fresh random names and filters by
+ * them, so the same suite runs unchanged on a shared server.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "util.h"
+
+static const char *g_url; /* the store under test */
+static char g_dir[64];    /* scratch directory for SQLite files */
+
+struct fx {
+    store *s;
+    char region[64], bridge[64], bridge2[64], team[64], team2[64];
+    char m1[64], m2[64], m3[64], mx[64]; /* m1, m2 on bridge; m3 on bridge2; mx of team2 */
+    char owner[64];                      /* this test's host, the lease owner of its claims */
+    int64_t t0;
+};
+
+/* Fails the test with the call, its status and its message unless it returned expected. */
+#define assert_rc(expected, expr)                                                                  \
+    do {                                                                                           \
+        err[0] = '\0';                                                                             \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != (expected))                                                                     \
+            fail_msg("%s returned %d, expected %d: %s", #expr, rc_, (expected), err);              \
+    } while (0)
+
+static const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static json_int_t jint(json_t *o, const char *key)
+{
+    return json_integer_value(json_object_get(o, key));
+}
+
+static json_t *J(const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, 0, &e);
+    if (j == NULL)
+        fail_msg("bad test JSON %s: %s", text, e.text);
+    return j;
+}
+
+static int is_sqlite(const struct fx *f)
+{
+    return strcmp(store_driver_name(f->s), "sqlite") == 0;
+}
+
+static void fresh_name(char *out, size_t n, const char *prefix)
+{
+    char id[37];
+    uuid_v4(id);
+    snprintf(out, n, "%s-%.12s", prefix, id);
+}
+
+static int setup(void **state)
+{
+    char err[512] = "";
+    struct fx *f = calloc(1, sizeof(*f));
+    f->s = store_open(g_url, err, sizeof(err));
+    if (f->s == NULL) {
+        print_error("cannot open %s: %s\n", g_url, err);
+        free(f);
+        return -1;
+    }
+    fresh_name(f->region, sizeof(f->region), "r");
+    fresh_name(f->bridge, sizeof(f->bridge), "b");
+    fresh_name(f->bridge2, sizeof(f->bridge2), "b2");
+    fresh_name(f->team, sizeof(f->team), "t");
+    fresh_name(f->team2, sizeof(f->team2), "t2");
+    fresh_name(f->m1, sizeof(f->m1), "m1");
+    fresh_name(f->m2, sizeof(f->m2), "m2");
+    fresh_name(f->m3, sizeof(f->m3), "m3");
+    fresh_name(f->mx, sizeof(f->mx), "mx");
+    fresh_name(f->owner, sizeof(f->owner), "host");
+    int rc = store_region_create(f->s, f->region, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc : store_bridge_create(f->s, f->region, f->bridge, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc : store_bridge_create(f->s, f->region, f->bridge2, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc : store_team_create(f->s, f->team, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc : store_team_create(f->s, f->team2, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc
+            : store_machine_create(f->s, f->team, f->bridge, f->m1, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc
+            : store_machine_create(f->s, f->team, f->bridge, f->m2, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc
+            : store_machine_create(f->s, f->team, f->bridge2, f->m3, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc
+            : store_machine_create(f->s, f->team2, f->bridge, f->mx, NULL, NULL, err, sizeof(err));
+    if (rc != STORE_OK) {
+        print_error("fixture: %s\n", err);
+        store_close(f->s);
+        free(f);
+        return -1;
+    }
+    f->t0 = now_ms() - 3600 * 1000; /* an hour ago, so tests can step time forward */
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    store_close(f->s);
+    free(f);
+    return 0;
+}
+
+/* Creates an item of f->team on machine/bridge created at t0 + at_ms. */
+static void item_full(struct fx *f, const char *machine, const char *bridge, int priority,
+                      int64_t at_ms, const char *const *after, size_t n_after, char id[37])
+{
+    char err[512];
+    json_t *vault = J("{\"function\":\"noop\",\"x\":1}");
+    struct store_item_spec sp = {.team = f->team,
+                                 .machine = machine,
+                                 .bridge = bridge,
+                                 .priority = priority,
+                                 .vault = vault,
+                                 .after = after,
+                                 .n_after = n_after,
+                                 .now_ms = f->t0 + at_ms};
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, id, NULL, err, sizeof(err)));
+    json_decref(vault);
+}
+
+static void item(struct fx *f, const char *machine, int priority, int64_t at_ms, char id[37])
+{
+    item_full(f, machine, f->bridge, priority, at_ms, NULL, 0, id);
+}
+
+static json_t *get(struct fx *f, const char *id)
+{
+    char err[512];
+    json_t *row = NULL;
+    assert_rc(STORE_OK, store_queue_get(f->s, id, &row, err, sizeof(err)));
+    return row;
+}
+
+static void assert_status(struct fx *f, const char *id, const char *status)
+{
+    json_t *row = get(f, id);
+    if (strcmp(jstr(row, "status"), status) != 0)
+        fail_msg("task %s is %s, expected %s", id, jstr(row, "status"), status);
+    json_decref(row);
+}
+
+/* Claims on f->bridge at t0 + at_ms and returns the array. */
+static json_t *claim(struct fx *f, const char *bridge, int max_n, int64_t at_ms)
+{
+    char err[512];
+    json_t *items = NULL;
+    assert_rc(STORE_OK, store_claim(f->s, bridge, f->owner, 30000, max_n, f->t0 + at_ms, &items,
+                                    err, sizeof(err)));
+    return items;
+}
+
+static const char *claimed_id(json_t *items, size_t i)
+{
+    return jstr(json_array_get(items, i), "taskId");
+}
+
+static const char *token_of(json_t *items, size_t i)
+{
+    return jstr(json_array_get(items, i), "claimToken");
+}
+
+static void finish(struct fx *f, const char *id, const char *token, enum store_outcome_kind k,
+                   int64_t at_ms, int expected)
+{
+    char err[512];
+    struct store_outcome o = {.kind = k, .reason = "test says so"};
+    assert_rc(expected, store_finish(f->s, id, token, &o, f->t0 + at_ms, err, sizeof(err)));
+}
+
+/* ---- opening and migrations --------------------------------------------------------------- */
+
+static void test_migrations_recorded(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    json_t *rows = NULL, *again = NULL;
+    assert_rc(STORE_OK, store_migrations(f->s, &rows, err, sizeof(err)));
+    assert_true(json_array_size(rows) >= 1);
+    assert_int_equal(jint(json_array_get(rows, 0), "version"), 1);
+    assert_non_null(jstr(json_array_get(rows, 0), "appliedTime"));
+    store *s2 = store_open(g_url, err, sizeof(err));
+    assert_non_null(s2);
+    assert_rc(STORE_OK, store_migrations(s2, &again, err, sizeof(err)));
+    assert_true(json_equal(rows, again)); /* reopening applied nothing twice */
+    store_close(s2);
+    json_decref(rows);
+    json_decref(again);
+}
+
+static void test_open_errors(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "";
+    (void)f;
+    assert_null(store_open("", err, sizeof(err)));
+    assert_true(strlen(err) > 0);
+    err[0] = '\0';
+    assert_null(store_open("/dev/null/ferry.db", err, sizeof(err)));
+    assert_non_null(strstr(err, "/dev/null"));
+    err[0] = '\0';
+    assert_null(
+        store_open("postgres://127.0.0.1:1/ferry_nowhere?connect_timeout=2", err, sizeof(err)));
+    assert_true(strlen(err) > 0);
+    assert_null(store_open("", NULL, 0)); /* err may be NULL */
+}
+
+static void test_concurrent_fresh_open(void **state)
+{
+    struct fx *f = *state;
+    char err[512], path[128];
+    if (!is_sqlite(f))
+        skip();
+    snprintf(path, sizeof(path), "%s/fresh-%d/sub/store.db", g_dir, (int)getpid());
+    pid_t kids[4];
+    for (int i = 0; i < 4; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            store *s = store_open(path, err, sizeof(err));
+            if (s == NULL)
+                fprintf(stderr, "child open: %s\n", err);
+            store_close(s);
+            _exit(s ? 0 : 1);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        int status = 0;
+        waitpid(kids[i], &status, 0);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    store *s = store_open(path, err, sizeof(err));
+    assert_non_null(s);
+    json_t *mine = NULL, *theirs = NULL;
+    assert_rc(STORE_OK, store_migrations(s, &mine, err, sizeof(err)));
+    assert_rc(STORE_OK, store_migrations(f->s, &theirs, err, sizeof(err)));
+    assert_int_equal(json_array_size(mine), json_array_size(theirs));
+    json_decref(mine);
+    json_decref(theirs);
+    store_close(s);
+}
+
+/* ---- resources ---------------------------------------------------------------------------- */
+
+static void test_team_crud(void **state)
+{
+    struct fx *f = *state;
+    char err[512], name[64];
+    json_t *row = NULL, *rows = NULL, *vault = J("{\"owner\":\"ops\"}");
+    fresh_name(name, sizeof(name), "Team");
+    assert_rc(STORE_OK, store_team_create(f->s, name, vault, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "teamName"), name);
+    assert_int_equal(jint(row, "vaultVersion"), 1);
+    assert_string_equal(jstr(json_object_get(row, "vault"), "owner"), "ops");
+    assert_non_null(jstr(row, "createdTime"));
+    json_decref(row);
+    assert_rc(STORE_CONFLICT, store_team_create(f->s, name, NULL, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "already exists"));
+    assert_rc(STORE_OK, store_resource_get(f->s, STORE_TEAM, NULL, name, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "teamName"), name);
+    json_decref(row);
+    assert_rc(STORE_OK, store_resource_list(f->s, STORE_TEAM, NULL, &rows, err, sizeof(err)));
+    size_t i, found = 0;
+    json_array_foreach (rows, i, row)
+        found += strcmp(jstr(row, "teamName"), name) == 0;
+    assert_int_equal(found, 1);
+    json_decref(rows);
+    /* Names are case-sensitive. */
+    name[0] = 't';
+    assert_rc(STORE_NOT_FOUND,
+              store_resource_get(f->s, STORE_TEAM, NULL, name, &row, err, sizeof(err)));
+    assert_non_null(strstr(err, "ferry create team"));
+    name[0] = 'T';
+    assert_rc(STORE_OK, store_resource_delete(f->s, STORE_TEAM, NULL, name, err, sizeof(err)));
+    assert_rc(STORE_NOT_FOUND,
+              store_resource_delete(f->s, STORE_TEAM, NULL, name, err, sizeof(err)));
+    json_decref(vault);
+}
+
+static void test_region_bridge(void **state)
+{
+    struct fx *f = *state;
+    char err[512], region[64], bridge[64];
+    json_t *row = NULL, *rows = NULL;
+    fresh_name(region, sizeof(region), "region");
+    fresh_name(bridge, sizeof(bridge), "bridge");
+    assert_rc(STORE_NOT_FOUND,
+              store_bridge_create(f->s, region, bridge, NULL, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "ferry create region"));
+    assert_rc(STORE_OK, store_region_create(f->s, region, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_bridge_create(f->s, region, bridge, NULL, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "regionName"), region);
+    assert_string_equal(jstr(row, "bridgeName"), bridge);
+    json_decref(row);
+    assert_rc(STORE_CONFLICT,
+              store_bridge_create(f->s, region, bridge, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_resource_list(f->s, STORE_BRIDGE, region, &rows, err, sizeof(err)));
+    assert_int_equal(json_array_size(rows), 1);
+    json_decref(rows);
+    assert_rc(STORE_OK, store_resource_list(f->s, STORE_REGION, NULL, &rows, err, sizeof(err)));
+    assert_true(json_array_size(rows) >= 2);
+    json_decref(rows);
+    assert_rc(STORE_CONFLICT,
+              store_resource_delete(f->s, STORE_REGION, NULL, region, err, sizeof(err)));
+    assert_non_null(strstr(err, bridge));
+    assert_rc(STORE_OK, store_resource_delete(f->s, STORE_BRIDGE, NULL, bridge, err, sizeof(err)));
+    assert_rc(STORE_OK, store_resource_delete(f->s, STORE_REGION, NULL, region, err, sizeof(err)));
+}
+
+static void test_machine(void **state)
+{
+    struct fx *f = *state;
+    char err[512], name[64], missing[64];
+    json_t *row = NULL, *rows = NULL;
+    json_t *vault = J("{\"ip\":\"10.0.0.5\",\"user\":\"ops\",\"ssh_port\":22}");
+    fresh_name(name, sizeof(name), "web");
+    fresh_name(missing, sizeof(missing), "nobody");
+    assert_rc(STORE_NOT_FOUND,
+              store_machine_create(f->s, missing, f->bridge, name, vault, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "no team named"));
+    assert_non_null(strstr(err, "ferry create team"));
+    assert_rc(STORE_NOT_FOUND,
+              store_machine_create(f->s, f->team, missing, name, vault, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "no bridge named"));
+    assert_rc(STORE_OK,
+              store_machine_create(f->s, f->team, f->bridge, name, vault, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "machineName"), name);
+    assert_string_equal(jstr(row, "teamName"), f->team);
+    assert_string_equal(jstr(row, "bridgeName"), f->bridge);
+    assert_string_equal(jstr(row, "regionName"), f->region);
+    assert_int_equal(jint(json_object_get(row, "vault"), "ssh_port"), 22);
+    json_decref(row);
+    /* Unique across teams. */
+    assert_rc(STORE_CONFLICT,
+              store_machine_create(f->s, f->team2, f->bridge, name, NULL, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, f->team));
+    /* Get without a team finds it; with another team it is refused by name. */
+    assert_rc(STORE_OK,
+              store_resource_get(f->s, STORE_MACHINE, NULL, name, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "bridgeName"), f->bridge);
+    json_decref(row);
+    assert_rc(STORE_NOT_FOUND,
+              store_resource_get(f->s, STORE_MACHINE, f->team2, name, &row, err, sizeof(err)));
+    assert_non_null(strstr(err, "belongs to team"));
+    assert_rc(STORE_OK, store_resource_list(f->s, STORE_MACHINE, f->team, &rows, err, sizeof(err)));
+    assert_int_equal(json_array_size(rows), 4); /* m1, m2, m3 and this one */
+    json_decref(rows);
+    assert_rc(STORE_NOT_FOUND,
+              store_resource_list(f->s, STORE_MACHINE, missing, &rows, err, sizeof(err)));
+    /* Move it. */
+    assert_rc(STORE_OK,
+              store_machine_set_bridge(f->s, f->team, name, f->bridge2, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "bridgeName"), f->bridge2);
+    json_decref(row);
+    assert_rc(STORE_NOT_FOUND,
+              store_machine_set_bridge(f->s, f->team, name, missing, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_resource_delete(f->s, STORE_MACHINE, f->team, name, err, sizeof(err)));
+    json_decref(vault);
+}
+
+static void test_storage_schedule(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    json_t *row = NULL, *rows = NULL;
+    json_t *sv = J("{\"provider\":\"s3\",\"secret_key\":\"k\"}");
+    json_t *cv = J("{\"cron\":\"0 2 * * *\",\"machine\":\"app-01\",\"queue_config\":"
+                   "{\"function\":\"repo_push\",\"retention_days\":30}}");
+    assert_rc(STORE_OK,
+              store_storage_create(f->s, f->team, "s3-backups", sv, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "storageName"), "s3-backups");
+    assert_string_equal(jstr(row, "teamName"), f->team);
+    json_decref(row);
+    /* The same storage name in another team is another storage. */
+    assert_rc(STORE_OK,
+              store_storage_create(f->s, f->team2, "s3-backups", sv, NULL, err, sizeof(err)));
+    assert_rc(STORE_CONFLICT,
+              store_storage_create(f->s, f->team, "s3-backups", sv, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_resource_list(f->s, STORE_STORAGE, f->team, &rows, err, sizeof(err)));
+    assert_int_equal(json_array_size(rows), 1);
+    json_decref(rows);
+    assert_rc(STORE_NOT_FOUND,
+              store_resource_get(f->s, STORE_STORAGE, f->team, "nope", &row, err, sizeof(err)));
+    assert_non_null(strstr(err, "ferry create storage"));
+
+    assert_rc(STORE_OK, store_schedule_create(f->s, f->team, "daily", cv, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "scheduleName"), "daily");
+    assert_string_equal(jstr(row, "cron"), "0 2 * * *");
+    assert_string_equal(jstr(row, "timezone"), "UTC");
+    assert_string_equal(jstr(row, "machine"), "app-01");
+    assert_true(json_is_true(json_object_get(row, "enabled")));
+    assert_true(json_is_null(json_object_get(row, "nextRun")));
+    assert_true(json_is_null(json_object_get(row, "lastTaskId")));
+    assert_true(json_equal(json_object_get(row, "vaultContent"), cv));
+    json_decref(row);
+    assert_rc(STORE_OK,
+              store_schedule_set_run(f->s, f->team, "daily", f->t0 + 60000, f->t0,
+                                     "550e8400-e29b-41d4-a716-446655440000", err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_resource_list(f->s, STORE_SCHEDULE, f->team, &rows, err, sizeof(err)));
+    assert_int_equal(json_array_size(rows), 1);
+    row = json_array_get(rows, 0);
+    assert_non_null(jstr(row, "nextRun"));
+    assert_non_null(jstr(row, "lastRun"));
+    assert_string_equal(jstr(row, "lastTaskId"), "550e8400-e29b-41d4-a716-446655440000");
+    assert_int_equal(jint(row, "vaultVersion"), 1);
+    json_decref(rows);
+    assert_rc(STORE_NOT_FOUND,
+              store_schedule_set_run(f->s, f->team, "weekly", 0, 0, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_resource_delete(f->s, STORE_SCHEDULE, f->team, "daily", err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_resource_delete(f->s, STORE_STORAGE, f->team, "s3-backups", err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_resource_delete(f->s, STORE_STORAGE, f->team2, "s3-backups", err, sizeof(err)));
+    json_decref(sv);
+    json_decref(cv);
+}
+
+static void test_vault_versions(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    json_t *row = NULL;
+    json_t *v = J("{\"cron\":\"0 3 * * 0\",\"timezone\":\"UTC\",\"machine\":\"m\","
+                  "\"queue_config\":{\"function\":\"repo_push\",\"compression\":\"high\"}}");
+    json_t *disable = J("{\"enabled\":false,\"disabled_reason\":\"Maintenance window\"}");
+    json_t *retime = J("{\"cron\":\"0 4 * * 0\",\"timezone\":\"America/New_York\","
+                       "\"queue_config\":{\"compression\":null}}");
+    json_t *replace = J("{\"cron\":\"@daily\"}");
+    assert_rc(STORE_OK, store_schedule_create(f->s, f->team, "weekly", v, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_resource_update_vault(f->s, STORE_SCHEDULE, f->team, "weekly", disable, 1,
+                                          STORE_VAULT_MERGE, &row, err, sizeof(err)));
+    assert_int_equal(jint(row, "vaultVersion"), 2);
+    assert_false(json_is_true(json_object_get(row, "enabled")));
+    assert_string_equal(jstr(row, "cron"), "0 3 * * 0"); /* the rest survived */
+    json_decref(row);
+    /* A stale version is refused and changes nothing. */
+    assert_rc(STORE_CONFLICT,
+              store_resource_update_vault(f->s, STORE_SCHEDULE, f->team, "weekly", retime, 1,
+                                          STORE_VAULT_MERGE, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "vault version is 2, not 1; re-read and retry"));
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_SCHEDULE, f->team, "weekly", retime,
+                                                    -1, STORE_VAULT_MERGE, &row, err, sizeof(err)));
+    assert_int_equal(jint(row, "vaultVersion"), 3);
+    assert_string_equal(jstr(row, "timezone"), "America/New_York");
+    json_t *qc = json_object_get(json_object_get(row, "vault"), "queue_config");
+    assert_null(json_object_get(qc, "compression")); /* null removes (RFC 7396) */
+    assert_string_equal(jstr(qc, "function"), "repo_push");
+    assert_false(json_is_true(json_object_get(row, "enabled")));
+    json_decref(row);
+    assert_rc(STORE_OK,
+              store_resource_update_vault(f->s, STORE_SCHEDULE, f->team, "weekly", replace, 3,
+                                          STORE_VAULT_REPLACE, &row, err, sizeof(err)));
+    assert_true(json_equal(json_object_get(row, "vault"), replace));
+    assert_int_equal(jint(row, "vaultVersion"), 4);
+    json_decref(row);
+    /* Every kind has a vault; a machine's concurrency is checked on update. */
+    json_t *bad = J("{\"concurrency\":0}");
+    assert_rc(STORE_ERROR, store_resource_update_vault(f->s, STORE_MACHINE, f->team, f->m1, bad, -1,
+                                                       STORE_VAULT_MERGE, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "concurrency"));
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_TEAM, NULL, f->team, replace, 1,
+                                                    STORE_VAULT_REPLACE, &row, err, sizeof(err)));
+    assert_int_equal(jint(row, "vaultVersion"), 2);
+    json_decref(row);
+    assert_rc(STORE_NOT_FOUND, store_resource_update_vault(f->s, STORE_STORAGE, f->team, "none",
+                                                           replace, -1, 0, NULL, err, sizeof(err)));
+    json_decref(bad);
+    json_decref(v);
+    json_decref(disable);
+    json_decref(retime);
+    json_decref(replace);
+}
+
+static void test_delete_refused(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37];
+    assert_rc(STORE_OK,
+              store_storage_create(f->s, f->team, "store1", NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_CONFLICT,
+              store_resource_delete(f->s, STORE_TEAM, NULL, f->team, err, sizeof(err)));
+    assert_non_null(strstr(err, "machines"));
+    assert_non_null(strstr(err, f->m1));
+    assert_non_null(strstr(err, "storages store1"));
+    for (int i = 2; i <= 6; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "store%d", i);
+        assert_rc(STORE_OK,
+                  store_storage_create(f->s, f->team, name, NULL, NULL, err, sizeof(err)));
+    }
+    assert_rc(STORE_CONFLICT,
+              store_resource_delete(f->s, STORE_TEAM, NULL, f->team, err, sizeof(err)));
+    assert_non_null(strstr(err, "store5 and 1 more"));
+    assert_rc(STORE_CONFLICT,
+              store_resource_delete(f->s, STORE_BRIDGE, NULL, f->bridge, err, sizeof(err)));
+    assert_non_null(strstr(err, f->m1));
+    /* A machine with unfinished work stays. */
+    item(f, f->m2, 3, 0, id);
+    assert_rc(STORE_CONFLICT,
+              store_resource_delete(f->s, STORE_MACHINE, f->team, f->m2, err, sizeof(err)));
+    assert_non_null(strstr(err, id));
+    assert_rc(STORE_OK, store_queue_cancel(f->s, id, 0, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_resource_delete(f->s, STORE_MACHINE, f->team, f->m2, err, sizeof(err)));
+    /* Its history remains readable. */
+    assert_status(f, id, "CANCELLED");
+}
+
+static void test_invalid_input(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    json_t *arr = J("[1,2]");
+    json_t *conc = J("{\"concurrency\":\"two\"}");
+    const char *bad[] = {"", "has space", "quote'd", "semi;colon", "ünï", "-dash"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_rc(STORE_ERROR, store_team_create(f->s, bad[i], NULL, NULL, err, sizeof(err)));
+        assert_non_null(strstr(err, "invalid name"));
+    }
+    assert_rc(STORE_ERROR, store_team_create(f->s, "ok-name", arr, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "JSON object"));
+    assert_rc(STORE_ERROR,
+              store_machine_create(f->s, f->team, f->bridge, "c1", conc, NULL, err, sizeof(err)));
+    /* Lookups with hostile names fail cleanly too. */
+    json_t *row = NULL;
+    assert_rc(STORE_ERROR,
+              store_resource_get(f->s, STORE_TEAM, NULL, "x' OR '1'='1", &row, err, sizeof(err)));
+    assert_null(row);
+    json_decref(arr);
+    json_decref(conc);
+}
+
+/* ---- queue items: create, read ------------------------------------------------------------ */
+
+static void test_queue_create_row(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37];
+    json_t *row = NULL, *events = NULL;
+    json_t *vault = J("{\"function\":\"repo_push\",\"repository\":\"webapp\","
+                      "\"password\":\"hunter2\",\"description\":\"it's \\\"quoted\\\"\"}");
+    struct store_item_spec sp = {.team = f->team,
+                                 .machine = f->m1,
+                                 .bridge = f->bridge,
+                                 .priority = 2,
+                                 .vault = vault,
+                                 .idempotent = 1};
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, id, &row, err, sizeof(err)));
+    assert_int_equal(strlen(id), 36);
+    assert_string_equal(jstr(row, "taskId"), id);
+    assert_string_equal(jstr(row, "status"), "PENDING");
+    assert_string_equal(jstr(row, "healthStatus"), "PENDING");
+    assert_int_equal(jint(row, "priority"), 2);
+    assert_string_equal(jstr(row, "priorityLabel"), "High");
+    assert_string_equal(jstr(row, "function"), "repo_push");
+    assert_string_equal(jstr(row, "teamName"), f->team);
+    assert_string_equal(jstr(row, "machineName"), f->m1);
+    assert_string_equal(jstr(row, "bridgeName"), f->bridge);
+    assert_string_equal(jstr(row, "createdTime"), jstr(row, "createdDate"));
+    assert_true(json_is_null(json_object_get(row, "assignedTime")));
+    assert_int_equal(jint(row, "ageInMinutes"), 0);
+    assert_int_equal(jint(row, "retryCount"), 0);
+    assert_true(json_is_null(json_object_get(row, "lastFailureReason")));
+    assert_true(json_is_true(json_object_get(row, "canBeCancelled")));
+    assert_true(json_is_false(json_object_get(row, "hasResponse")));
+    assert_true(json_is_number(json_object_get(row, "totalDurationSeconds")));
+    assert_true(json_is_null(json_object_get(row, "processingDurationSeconds")));
+    assert_true(json_equal(json_object_get(row, "vaultContent"), vault));
+    assert_true(json_is_null(json_object_get(row, "responseVault")));
+    assert_true(json_is_array(json_object_get(row, "after")));
+    assert_true(json_is_true(json_object_get(row, "idempotent")));
+    assert_null(json_object_get(row, "claimToken")); /* tokens only go to hosts */
+    json_decref(row);
+    assert_rc(STORE_OK, store_event_list(f->s, id, &events, err, sizeof(err)));
+    assert_int_equal(json_array_size(events), 1);
+    assert_string_equal(jstr(json_array_get(events, 0), "action"), "CREATED");
+    json_decref(events);
+    /* The default priority is 3 (Normal), and the function may be given apart. */
+    struct store_item_spec sp2 = {
+        .team = f->team, .machine = f->m1, .bridge = f->bridge, .function = "hello"};
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp2, id, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "priorityLabel"), "Normal");
+    assert_string_equal(jstr(row, "function"), "hello");
+    json_decref(row);
+    json_decref(vault);
+}
+
+static int count_team_items(struct fx *f)
+{
+    char err[512];
+    json_t *rows = NULL;
+    const char *teams[] = {f->team};
+    struct store_queue_filter flt = {.teams = teams, .n_teams = 1, .max_records = 10000};
+    assert_rc(STORE_OK, store_queue_list(f->s, &flt, &rows, err, sizeof(err)));
+    int n = (int)json_array_size(rows);
+    json_decref(rows);
+    return n;
+}
+
+static void test_queue_create_refs(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37];
+    json_t *v = J("{\"function\":\"noop\"}");
+    json_t *nofn = J("{\"repository\":\"x\"}");
+    struct store_item_spec sp = {
+        .team = f->team, .machine = f->m1, .bridge = f->bridge, .vault = v};
+    struct store_item_spec s;
+    s = sp, s.team = "ghost-team";
+    assert_rc(STORE_NOT_FOUND, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "no team named 'ghost-team'; create it with: ferry create team "
+                                "ghost-team"));
+    s = sp, s.machine = "ghost-machine";
+    assert_rc(STORE_NOT_FOUND, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "no machine named 'ghost-machine'"));
+    s = sp, s.machine = f->mx; /* of team2 */
+    assert_rc(STORE_NOT_FOUND, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "belongs to team"));
+    s = sp, s.bridge = "ghost-bridge";
+    assert_rc(STORE_NOT_FOUND, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "no bridge named"));
+    s = sp, s.priority = 6;
+    assert_rc(STORE_ERROR, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "priority must be 1-5"));
+    s = sp, s.priority = -1;
+    assert_rc(STORE_ERROR, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    s = sp, s.vault = nofn;
+    assert_rc(STORE_ERROR, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "function"));
+    const char *ghost[] = {"00000000-0000-4000-8000-000000000000"};
+    s = sp, s.after = ghost, s.n_after = 1;
+    assert_rc(STORE_NOT_FOUND, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "dependency"));
+    const char *junk[] = {"not-a-task!"};
+    s = sp, s.after = junk, s.n_after = 1;
+    assert_rc(STORE_NOT_FOUND, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    s = sp, s.link_kind = "sideways";
+    assert_rc(STORE_ERROR, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    s = sp, s.parent_task_id = ghost[0], s.link_kind = "retry";
+    assert_rc(STORE_NOT_FOUND, store_queue_create(f->s, &s, id, NULL, err, sizeof(err)));
+    assert_int_equal(count_team_items(f), 0); /* nothing half-written */
+    json_decref(v);
+    json_decref(nofn);
+}
+
+static void test_queue_prefix(void **state)
+{
+    struct fx *f = *state;
+    char err[512], ids[20][37];
+    json_t *row = NULL;
+    /* 20 ids over 16 hex digits: two share a first character. */
+    for (int i = 0; i < 20; i++)
+        item(f, f->m1, 3, i, ids[i]);
+    int a = -1, b = -1;
+    for (int i = 0; i < 20 && a < 0; i++)
+        for (int j = i + 1; j < 20 && a < 0; j++)
+            if (ids[i][0] == ids[j][0])
+                a = i, b = j;
+    assert_true(a >= 0);
+    char one[2] = {ids[a][0], 0};
+    (void)b;
+    /* Other tests' items may share the prefix too: ambiguous either way. */
+    assert_rc(STORE_AMBIGUOUS, store_queue_get(f->s, one, &row, err, sizeof(err)));
+    assert_non_null(strstr(err, "matches several"));
+    assert_null(row);
+    char prefix[13];
+    snprintf(prefix, sizeof(prefix), "%.12s", ids[a]);
+    assert_rc(STORE_OK, store_queue_get(f->s, prefix, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "taskId"), ids[a]);
+    json_decref(row);
+    /* Upper case works; a non-hex id is simply not found. */
+    char upper[37];
+    for (int i = 0; i < 37; i++)
+        upper[i] = (char)(ids[a][i] >= 'a' && ids[a][i] <= 'f' ? ids[a][i] - 32 : ids[a][i]);
+    assert_rc(STORE_OK, store_queue_get(f->s, upper, &row, err, sizeof(err)));
+    json_decref(row);
+    assert_rc(STORE_NOT_FOUND, store_queue_get(f->s, "zzzz", &row, err, sizeof(err)));
+    assert_rc(STORE_NOT_FOUND, store_queue_get(f->s, "00000000-0000-4000-8000-000000000000", &row,
+                                               err, sizeof(err)));
+    assert_non_null(strstr(err, "no queue item"));
+}
+
+/* ---- queue items: list -------------------------------------------------------------------------
+ */
+
+static int list_count(struct fx *f, struct store_queue_filter *flt)
+{
+    char err[512];
+    json_t *rows = NULL;
+    const char *teams[] = {f->team};
+    if (flt->n_teams == 0)
+        flt->teams = teams, flt->n_teams = 1;
+    assert_rc(STORE_OK, store_queue_list(f->s, flt, &rows, err, sizeof(err)));
+    int n = (int)json_array_size(rows);
+    json_decref(rows);
+    return n;
+}
+
+static void test_list_filters(void **state)
+{
+    struct fx *f = *state;
+    char err[512], ids[6][37];
+    /* Six items: priorities 1..5 and 3, a minute apart, on m1, m2, m3. */
+    item(f, f->m1, 1, 0, ids[0]);
+    item(f, f->m1, 2, 60000, ids[1]);
+    item(f, f->m2, 3, 120000, ids[2]);
+    item(f, f->m2, 4, 180000, ids[3]);
+    item_full(f, f->m3, f->bridge2, 5, 240000, NULL, 0, ids[4]);
+    item(f, f->m1, 3, 300000, ids[5]);
+    /* Complete ids[0], cancel ids[3]. */
+    json_t *got = claim(f, f->bridge, 1, 400000);
+    assert_string_equal(claimed_id(got, 0), ids[0]);
+    finish(f, ids[0], token_of(got, 0), STORE_OUTCOME_COMPLETED, 400001, STORE_OK);
+    json_decref(got);
+    assert_rc(STORE_OK, store_queue_cancel(f->s, ids[3], 0, NULL, err, sizeof(err)));
+
+    json_t *rows = NULL;
+    const char *teams[] = {f->team};
+    struct store_queue_filter all = {.teams = teams, .n_teams = 1};
+    assert_rc(STORE_OK, store_queue_list(f->s, &all, &rows, err, sizeof(err)));
+    assert_int_equal(json_array_size(rows), 6);
+    for (int i = 0; i < 6; i++) /* newest first */
+        assert_string_equal(jstr(json_array_get(rows, (size_t)i), "taskId"), ids[5 - i]);
+    json_decref(rows);
+
+    struct store_queue_filter flt;
+    flt = (struct store_queue_filter){.machine = f->m1};
+    assert_int_equal(list_count(f, &flt), 3);
+    flt = (struct store_queue_filter){.bridge = f->bridge2};
+    assert_int_equal(list_count(f, &flt), 1);
+    const char *pc[] = {"PENDING", "CANCELLED"};
+    flt = (struct store_queue_filter){.statuses = pc, .n_statuses = 2};
+    assert_int_equal(list_count(f, &flt), 5);
+    flt = (struct store_queue_filter){.priority = 3};
+    assert_int_equal(list_count(f, &flt), 2);
+    flt = (struct store_queue_filter){.min_priority = 2, .max_priority = 4};
+    assert_int_equal(list_count(f, &flt), 4);
+    flt = (struct store_queue_filter){.date_from_ms = f->t0 + 120000};
+    assert_int_equal(list_count(f, &flt), 4);
+    flt = (struct store_queue_filter){.date_to_ms = f->t0 + 120000};
+    assert_int_equal(list_count(f, &flt), 3);
+    flt = (struct store_queue_filter){.date_from_ms = f->t0 + 60000, .date_to_ms = f->t0 + 180000};
+    assert_int_equal(list_count(f, &flt), 3);
+    char prefix[9];
+    snprintf(prefix, sizeof(prefix), "%.8s", ids[2]);
+    flt = (struct store_queue_filter){.task_id = prefix};
+    assert_int_equal(list_count(f, &flt), 1);
+    flt = (struct store_queue_filter){.task_id = ids[4]};
+    assert_int_equal(list_count(f, &flt), 1);
+    flt = (struct store_queue_filter){.task_id = "not hex"};
+    assert_int_equal(list_count(f, &flt), 0);
+    flt = (struct store_queue_filter){.exclude_completed = 1};
+    assert_int_equal(list_count(f, &flt), 5);
+    flt = (struct store_queue_filter){.exclude_cancelled = 1};
+    assert_int_equal(list_count(f, &flt), 5);
+    flt = (struct store_queue_filter){.exclude_completed = 1, .exclude_cancelled = 1};
+    assert_int_equal(list_count(f, &flt), 4);
+    flt = (struct store_queue_filter){.max_records = 2};
+    assert_int_equal(list_count(f, &flt), 2);
+    const char *two[] = {f->team, f->team2};
+    flt = (struct store_queue_filter){.teams = two, .n_teams = 2};
+    assert_int_equal(list_count(f, &flt), 6);
+    const char *other[] = {f->team2};
+    flt = (struct store_queue_filter){.teams = other, .n_teams = 1};
+    assert_int_equal(list_count(f, &flt), 0);
+    /* Filters combine. */
+    const char *pending[] = {"PENDING"};
+    flt = (struct store_queue_filter){.machine = f->m1, .statuses = pending, .n_statuses = 1};
+    assert_int_equal(list_count(f, &flt), 2);
+    const char *bogus[] = {"DONE"};
+    flt = (struct store_queue_filter){.statuses = bogus, .n_statuses = 1};
+    assert_rc(STORE_ERROR, store_queue_list(f->s, &flt, &rows, err, sizeof(err)));
+    assert_non_null(strstr(err, "unknown status"));
+}
+
+static const char *health_of(struct fx *f, const char *id, int64_t at_ms, int stale_min)
+{
+    static char buf[32];
+    char err[512];
+    json_t *rows = NULL;
+    struct store_queue_filter flt = {
+        .task_id = id, .now_ms = f->t0 + at_ms, .stale_threshold_minutes = stale_min};
+    assert_rc(STORE_OK, store_queue_list(f->s, &flt, &rows, err, sizeof(err)));
+    assert_int_equal(json_array_size(rows), 1);
+    snprintf(buf, sizeof(buf), "%s", jstr(json_array_get(rows, 0), "healthStatus"));
+    json_decref(rows);
+    return buf;
+}
+
+static void test_health_and_stale(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37], c[37];
+    const int64_t min = 60000;
+    item(f, f->m1, 3, 0, a);
+    item(f, f->m2, 3, 0, b);
+    item(f, f->m3 /* other bridge */, 3, 0, c);
+    json_t *got = claim(f, f->bridge, 2, 0);
+    assert_int_equal(json_array_size(got), 2);
+    const char *tb = strcmp(claimed_id(got, 0), b) == 0 ? token_of(got, 0) : token_of(got, 1);
+    assert_rc(STORE_OK, store_start(f->s, b, tb, f->t0 + min, err, sizeof(err)));
+    assert_string_equal(health_of(f, a, 5 * min, 10), "ACTIVE");
+    assert_string_equal(health_of(f, b, 5 * min, 10), "ACTIVE");
+    assert_string_equal(health_of(f, c, 5 * min, 10), "PENDING");
+    assert_string_equal(health_of(f, a, 11 * min, 10), "STALE");
+    assert_string_equal(health_of(f, b, 11 * min, 10), "ACTIVE"); /* started at 1 min */
+    assert_string_equal(health_of(f, b, 12 * min, 10), "STALE");
+    assert_string_equal(health_of(f, c, 11 * min, 10), "STALE_PENDING");
+    assert_string_equal(health_of(f, c, 11 * min, 20), "PENDING");
+    /* only_stale uses the same rule. */
+    struct store_queue_filter flt = {.only_stale = 1, .now_ms = f->t0 + 11 * min};
+    assert_int_equal(list_count(f, &flt), 2); /* a and c */
+    flt = (struct store_queue_filter){
+        .only_stale = 1, .now_ms = f->t0 + 11 * min, .stale_threshold_minutes = 30};
+    assert_int_equal(list_count(f, &flt), 0);
+    /* A heartbeat is a sign of life. */
+    assert_rc(STORE_OK,
+              store_heartbeat(f->s, f->owner, 30000, f->t0 + 10 * min, NULL, err, sizeof(err)));
+    assert_string_equal(health_of(f, a, 11 * min, 10), "ACTIVE");
+    /* Ends and cancels show as themselves, with durations. */
+    assert_rc(STORE_OK, store_queue_cancel(f->s, b, 0, NULL, err, sizeof(err)));
+    assert_string_equal(health_of(f, b, 11 * min, 10), "CANCELLING");
+    struct store_outcome done = {.kind = STORE_OUTCOME_CANCELLED};
+    assert_rc(STORE_OK, store_finish(f->s, b, tb, &done, f->t0 + 2 * min, err, sizeof(err)));
+    assert_string_equal(health_of(f, b, 11 * min, 10), "CANCELLED");
+    json_t *row = get(f, b);
+    assert_true(json_real_value(json_object_get(row, "totalDurationSeconds")) == 120.0);
+    assert_true(json_real_value(json_object_get(row, "processingDurationSeconds")) == 60.0);
+    assert_true(json_is_false(json_object_get(row, "canBeCancelled")));
+    assert_true(jint(row, "ageInMinutes") >= 60);
+    json_decref(row);
+    json_decref(got);
+}
+
+/* ---- claims -----------------------------------------------------------------------------------
+ */
+
+static void test_claim_order(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[6][37];
+    json_t *v = J("{\"concurrency\":10}");
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_MACHINE, NULL, f->m1, v, -1,
+                                                    STORE_VAULT_MERGE, NULL, err, sizeof(err)));
+    item(f, f->m1, 3, 0, id[0]);
+    item(f, f->m1, 5, 1, id[1]);
+    item(f, f->m1, 1, 2, id[2]);
+    item(f, f->m1, 3, 3, id[3]);
+    item(f, f->m1, 1, 4, id[4]);
+    item(f, f->m1, 2, 2, id[5]);
+    json_t *got = claim(f, f->bridge, 4, 1000);
+    assert_int_equal(json_array_size(got), 4);
+    assert_string_equal(claimed_id(got, 0), id[2]);
+    assert_string_equal(claimed_id(got, 1), id[4]);
+    assert_string_equal(claimed_id(got, 2), id[5]);
+    assert_string_equal(claimed_id(got, 3), id[0]);
+    json_t *first = json_array_get(got, 0);
+    assert_string_equal(jstr(first, "status"), "ASSIGNED");
+    assert_string_equal(jstr(first, "leaseOwner"), f->owner);
+    assert_int_equal(strlen(jstr(first, "claimToken")), 36);
+    assert_int_equal(jint(first, "attempt"), 1);
+    assert_non_null(jstr(first, "assignedTime"));
+    assert_string_equal(jstr(json_array_get(got, 1), "status"), "ASSIGNED");
+    assert_string_not_equal(token_of(got, 0), token_of(got, 1));
+    json_decref(got);
+    got = claim(f, f->bridge, 10, 1000);
+    assert_int_equal(json_array_size(got), 2);
+    assert_string_equal(claimed_id(got, 0), id[3]);
+    assert_string_equal(claimed_id(got, 1), id[1]);
+    json_decref(got);
+    got = claim(f, f->bridge, 10, 1000);
+    assert_int_equal(json_array_size(got), 0);
+    json_decref(got);
+    json_decref(v);
+}
+
+static void test_claim_machine_exclusive(void **state)
+{
+    struct fx *f = *state;
+    char err[512], down[37], pull[37], up[37], other[37];
+    /* The restore workflow: three items for one machine, created in order. */
+    item(f, f->m1, 1, 0, down);
+    item(f, f->m1, 1, 1, pull);
+    item(f, f->m1, 1, 2, up);
+    item(f, f->m2, 3, 3, other);
+    json_t *got = claim(f, f->bridge, 10, 100);
+    assert_int_equal(json_array_size(got), 2); /* one per machine */
+    assert_string_equal(claimed_id(got, 0), down);
+    assert_string_equal(claimed_id(got, 1), other);
+    json_t *more = claim(f, f->bridge, 10, 100);
+    assert_int_equal(json_array_size(more), 0); /* m1 is busy until down ends */
+    json_decref(more);
+    assert_rc(STORE_OK, store_start(f->s, down, token_of(got, 0), f->t0 + 101, err, sizeof(err)));
+    more = claim(f, f->bridge, 10, 102);
+    assert_int_equal(json_array_size(more), 0); /* PROCESSING counts too */
+    json_decref(more);
+    finish(f, down, token_of(got, 0), STORE_OUTCOME_COMPLETED, 103, STORE_OK);
+    more = claim(f, f->bridge, 10, 104);
+    assert_int_equal(json_array_size(more), 1);
+    assert_string_equal(claimed_id(more, 0), pull);
+    finish(f, pull, token_of(more, 0), STORE_OUTCOME_COMPLETED, 105, STORE_OK);
+    json_decref(more);
+    more = claim(f, f->bridge, 10, 106);
+    assert_string_equal(claimed_id(more, 0), up);
+    json_decref(more);
+    json_decref(got);
+}
+
+static void test_claim_concurrency(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37];
+    json_t *v = J("{\"ip\":\"local\",\"concurrency\":3}");
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_MACHINE, f->team, f->m1, v, -1,
+                                                    STORE_VAULT_REPLACE, NULL, err, sizeof(err)));
+    for (int i = 0; i < 5; i++)
+        item(f, f->m1, 3, i, id);
+    json_t *got = claim(f, f->bridge, 10, 100);
+    assert_int_equal(json_array_size(got), 3);
+    json_t *more = claim(f, f->bridge, 10, 100);
+    assert_int_equal(json_array_size(more), 0);
+    json_decref(more);
+    finish(f, claimed_id(got, 1), token_of(got, 1), STORE_OUTCOME_FAILED, 101, STORE_OK);
+    more = claim(f, f->bridge, 10, 102);
+    assert_int_equal(json_array_size(more), 1);
+    json_decref(more);
+    /* The machine's items on other bridges count against it too. */
+    item_full(f, f->m1, f->bridge2, 3, 200, NULL, 0, id);
+    more = claim(f, f->bridge2, 10, 300);
+    assert_int_equal(json_array_size(more), 0);
+    json_decref(more);
+    json_decref(got);
+    json_decref(v);
+}
+
+static void test_claim_machine_order(void **state)
+{
+    struct fx *f = *state;
+    char low_early[37], high_late[37], m2item[37];
+    /* Among one machine's ready items the earliest in (priority, created) goes first. */
+    item(f, f->m1, 4, 0, low_early);
+    item(f, f->m2, 3, 1, m2item);
+    item(f, f->m1, 2, 2, high_late);
+    json_t *got = claim(f, f->bridge, 1, 100);
+    assert_string_equal(claimed_id(got, 0), high_late);
+    json_decref(got);
+    got = claim(f, f->bridge, 5, 100);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), m2item);
+    json_decref(got);
+}
+
+static void test_claim_run_after_and_bridge(void **state)
+{
+    struct fx *f = *state;
+    char err[512], later[37], now_id[37], b2[37];
+    json_t *v = J("{\"function\":\"noop\"}");
+    struct store_item_spec sp = {.team = f->team,
+                                 .machine = f->m1,
+                                 .bridge = f->bridge,
+                                 .vault = v,
+                                 .now_ms = f->t0,
+                                 .run_after_ms = f->t0 + 5000};
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, later, NULL, err, sizeof(err)));
+    item(f, f->m2, 5, 10, now_id);
+    item_full(f, f->m3, f->bridge2, 1, 20, NULL, 0, b2);
+    json_t *got = claim(f, f->bridge, 10, 1000);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), now_id);
+    json_decref(got);
+    got = claim(f, f->bridge, 10, 5000);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), later);
+    json_decref(got);
+    got = claim(f, f->bridge2, 10, 5000);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), b2);
+    json_decref(got);
+    json_decref(v);
+}
+
+static void test_claim_busy_backlog(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37], late[37], late2[37];
+    /* m1 is busy and has a backlog longer than the claim's first look; m2's items come
+     * last in claim order and must still be found. */
+    json_t *v = J("{\"function\":\"noop\"}");
+    struct store_item_spec *specs = calloc(400, sizeof(*specs));
+    for (int i = 0; i < 400; i++)
+        specs[i] = (struct store_item_spec){.team = f->team,
+                                            .machine = f->m1,
+                                            .bridge = f->bridge,
+                                            .priority = 1,
+                                            .vault = v,
+                                            .now_ms = f->t0 + i};
+    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, 400, NULL, err, sizeof(err)));
+    item(f, f->m2, 5, 1000, late);
+    item(f, f->m2, 5, 1001, late2);
+    item(f, f->m1, 5, 1002, id);
+    json_t *got = claim(f, f->bridge, 1, 2000);
+    assert_int_equal(json_array_size(got), 1); /* m1's first */
+    json_decref(got);
+    got = claim(f, f->bridge, 1, 2000);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), late);
+    json_decref(got);
+    got = claim(f, f->bridge, 5, 2000);
+    assert_int_equal(json_array_size(got), 0); /* both machines busy */
+    json_decref(got);
+    free(specs);
+    json_decref(v);
+}
+
+static void test_claim_busy_backlog_merge(void **state)
+{
+    struct fx *f = *state;
+    char err[512], m4[64], a[37], b[37], c[37], d[37];
+    json_t *v = J("{\"function\":\"noop\"}");
+    json_t *two = J("{\"concurrency\":2}");
+    fresh_name(m4, sizeof(m4), "m4");
+    assert_rc(STORE_OK,
+              store_machine_create(f->s, f->team, f->bridge, m4, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_MACHINE, NULL, f->m2, two, -1,
+                                                    STORE_VAULT_MERGE, NULL, err, sizeof(err)));
+    struct store_item_spec *specs = calloc(300, sizeof(*specs));
+    for (int i = 0; i < 300; i++)
+        specs[i] = (struct store_item_spec){.team = f->team,
+                                            .machine = f->m1,
+                                            .bridge = f->bridge,
+                                            .priority = 1,
+                                            .vault = v,
+                                            .now_ms = f->t0 + i};
+    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, 300, NULL, err, sizeof(err)));
+    json_t *got = claim(f, f->bridge, 1, 5000); /* m1 is busy from here on */
+    json_decref(got);
+    item(f, f->m2, 5, 1000, a);
+    item(f, f->m2, 5, 1001, b);
+    item(f, f->m2, 5, 1002, c); /* beyond m2's two slots */
+    item(f, m4, 4, 1003, d);
+    /* Behind 299 ready items of a busy machine: all the others, in claim order. */
+    got = claim(f, f->bridge, 2, 5000);
+    assert_int_equal(json_array_size(got), 2);
+    assert_string_equal(claimed_id(got, 0), d);
+    assert_string_equal(claimed_id(got, 1), a);
+    json_decref(got);
+    got = claim(f, f->bridge, 10, 5000);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), b);
+    json_decref(got);
+    free(specs);
+    json_decref(v);
+    json_decref(two);
+}
+
+/* A small deterministic generator, so that a failure can be replayed. */
+static uint32_t next_rand(uint64_t *state)
+{
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(*state >> 33);
+}
+
+struct model_item {
+    char id[37], token[37];
+    int machine, priority, status; /* 0 pending, 1 active, 2 done */
+    int64_t created, run_after;
+};
+
+static int model_order(const void *a, const void *b)
+{
+    const struct model_item *x = *(struct model_item *const *)a;
+    const struct model_item *y = *(struct model_item *const *)b;
+    if (x->priority != y->priority)
+        return x->priority - y->priority;
+    return x->created < y->created ? -1 : x->created > y->created;
+}
+
+/* What a claim must return: greedy in (priority, created) order under machine slots. */
+static size_t model_claim(struct model_item *items, size_t n, const int *conc, int machines,
+                          int64_t now, int max_n, struct model_item **out)
+{
+    int used[8] = {0};
+    struct model_item **ready = calloc(n, sizeof(*ready));
+    size_t n_ready = 0, n_out = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].status == 1)
+            used[items[i].machine]++;
+        else if (items[i].status == 0 && items[i].run_after <= now)
+            ready[n_ready++] = &items[i];
+    }
+    qsort(ready, n_ready, sizeof(*ready), model_order);
+    for (size_t i = 0; i < n_ready && (int)n_out < max_n; i++)
+        if (used[ready[i]->machine] < conc[ready[i]->machine]) {
+            used[ready[i]->machine]++;
+            out[n_out++] = ready[i];
+        }
+    (void)machines;
+    free(ready);
+    return n_out;
+}
+
+static void test_claim_matches_model(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    enum { MACHINES = 5, ITEMS = 300 };
+    const int conc[MACHINES] = {1, 1, 2, 3, 1};
+    char names[MACHINES][64];
+    uint64_t seed = (uint64_t)now_ms();
+    uint64_t rng = seed;
+    json_t *v = J("{\"function\":\"noop\"}");
+    for (int m = 0; m < MACHINES; m++) {
+        char vault[32];
+        snprintf(vault, sizeof(vault), "{\"concurrency\":%d}", conc[m]);
+        json_t *mv = J(vault);
+        fresh_name(names[m], sizeof(names[m]), "mm");
+        assert_rc(STORE_OK, store_machine_create(f->s, f->team, f->bridge, names[m], mv, NULL, err,
+                                                 sizeof(err)));
+        json_decref(mv);
+    }
+    struct model_item *items = calloc(ITEMS, sizeof(*items));
+    struct model_item **want = calloc(ITEMS, sizeof(*want));
+    struct store_item_spec *specs = calloc(ITEMS, sizeof(*specs));
+    char(*ids)[37] = calloc(ITEMS, 37);
+    for (int i = 0; i < ITEMS; i++) {
+        uint32_t r = next_rand(&rng);
+        items[i].machine = r % 10 < 6 ? 0 : 1 + (int)(r >> 8) % (MACHINES - 1);
+        items[i].priority = 1 + (int)(next_rand(&rng) % 5);
+        items[i].created = f->t0 + i;
+        items[i].run_after =
+            next_rand(&rng) % 10 == 0 ? f->t0 + 500 + next_rand(&rng) % 2000 : items[i].created;
+        specs[i] = (struct store_item_spec){.team = f->team,
+                                            .machine = names[items[i].machine],
+                                            .bridge = f->bridge,
+                                            .priority = items[i].priority,
+                                            .vault = v,
+                                            .now_ms = items[i].created,
+                                            .run_after_ms = items[i].run_after};
+    }
+    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, ITEMS, ids, err, sizeof(err)));
+    for (int i = 0; i < ITEMS; i++)
+        memcpy(items[i].id, ids[i], 37);
+    int done = 0;
+    for (int round = 0; round < 5000 && done < ITEMS; round++) {
+        int64_t now = f->t0 + ITEMS + 100 * round;
+        int max_n = 1 + (int)(next_rand(&rng) % 20);
+        size_t n_want = model_claim(items, ITEMS, conc, MACHINES, now, max_n, want);
+        json_t *got = NULL;
+        assert_rc(STORE_OK, store_claim(f->s, f->bridge, f->owner, 60000, max_n, now, &got, err,
+                                        sizeof(err)));
+        if (json_array_size(got) != n_want)
+            fail_msg("seed %llu round %d: claimed %zu, expected %zu", (unsigned long long)seed,
+                     round, json_array_size(got), n_want);
+        for (size_t i = 0; i < n_want; i++) {
+            if (strcmp(claimed_id(got, i), want[i]->id) != 0)
+                fail_msg("seed %llu round %d: claim %zu is %s, expected %s",
+                         (unsigned long long)seed, round, i, claimed_id(got, i), want[i]->id);
+            want[i]->status = 1;
+            memcpy(want[i]->token, token_of(got, i), 37);
+        }
+        json_decref(got);
+        /* About half of the running items end. */
+        for (int i = 0; i < ITEMS; i++)
+            if (items[i].status == 1 && next_rand(&rng) % 2) {
+                finish(f, items[i].id, items[i].token, STORE_OUTCOME_COMPLETED, now - f->t0,
+                       STORE_OK);
+                items[i].status = 2;
+                done++;
+            }
+    }
+    assert_int_equal(done, ITEMS);
+    free(items);
+    free(want);
+    free(specs);
+    free(ids);
+    json_decref(v);
+}
+
+static void test_dependencies(void **state)
+{
+    struct fx *f = *state;
+    char a[37], b[37], c[37];
+    item(f, f->m1, 3, 0, a);
+    const char *after_a[] = {a};
+    item_full(f, f->m2, f->bridge, 1, 1, after_a, 1, b);
+    char prefix[10];
+    snprintf(prefix, sizeof(prefix), "%.9s", b);
+    const char *after_ab[] = {a, prefix};
+    item_full(f, f->m3, f->bridge2, 1, 2, after_ab, 2, c);
+    json_t *row = get(f, c);
+    assert_int_equal(json_array_size(json_object_get(row, "after")), 2);
+    json_decref(row);
+    json_t *got = claim(f, f->bridge, 10, 100);
+    assert_int_equal(json_array_size(got), 1); /* b waits for a despite its priority */
+    assert_string_equal(claimed_id(got, 0), a);
+    finish(f, a, token_of(got, 0), STORE_OUTCOME_COMPLETED, 101, STORE_OK);
+    json_decref(got);
+    got = claim(f, f->bridge2, 10, 102);
+    assert_int_equal(json_array_size(got), 0); /* c still waits for b */
+    json_decref(got);
+    got = claim(f, f->bridge, 10, 102);
+    assert_string_equal(claimed_id(got, 0), b);
+    finish(f, b, token_of(got, 0), STORE_OUTCOME_COMPLETED, 103, STORE_OK);
+    json_decref(got);
+    got = claim(f, f->bridge2, 10, 104);
+    assert_string_equal(claimed_id(got, 0), c);
+    json_decref(got);
+}
+
+static void test_dependents_cancelled(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37], c[37], d[37], e[37];
+    item(f, f->m1, 3, 0, a);
+    const char *after_a[] = {a};
+    item_full(f, f->m2, f->bridge, 3, 1, after_a, 1, b);
+    const char *after_b[] = {b};
+    item_full(f, f->m2, f->bridge, 3, 2, after_b, 1, c);
+    item(f, f->m2, 3, 3, d); /* independent */
+    json_t *got = claim(f, f->bridge, 1, 100);
+    assert_string_equal(claimed_id(got, 0), a);
+    finish(f, a, token_of(got, 0), STORE_OUTCOME_FAILED, 101, STORE_OK);
+    json_decref(got);
+    json_t *row = get(f, b);
+    assert_string_equal(jstr(row, "status"), "CANCELLED");
+    char reason[80];
+    snprintf(reason, sizeof(reason), "dependency %s FAILED", a);
+    assert_string_equal(jstr(row, "lastFailureReason"), reason);
+    json_decref(row);
+    row = get(f, c);
+    assert_string_equal(jstr(row, "status"), "CANCELLED");
+    snprintf(reason, sizeof(reason), "dependency %s CANCELLED", b);
+    assert_string_equal(jstr(row, "lastFailureReason"), reason);
+    json_decref(row);
+    assert_status(f, d, "PENDING");
+    /* A new item cannot depend on one that will never complete. */
+    const char *after_fail[] = {a};
+    json_t *v = J("{\"function\":\"noop\"}");
+    struct store_item_spec sp = {.team = f->team,
+                                 .machine = f->m1,
+                                 .bridge = f->bridge,
+                                 .vault = v,
+                                 .after = after_fail,
+                                 .n_after = 1};
+    assert_rc(STORE_CONFLICT, store_queue_create(f->s, &sp, e, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "FAILED"));
+    /* Cancelling and removing a dependency also cancel. */
+    const char *after_d[] = {d};
+    item_full(f, f->m1, f->bridge, 3, 10, after_d, 1, e);
+    assert_rc(STORE_OK, store_queue_cancel(f->s, d, 0, NULL, err, sizeof(err)));
+    assert_status(f, e, "CANCELLED");
+    char g[37], h[37];
+    item(f, f->m1, 3, 20, g);
+    const char *after_g[] = {g};
+    item_full(f, f->m1, f->bridge, 3, 21, after_g, 1, h);
+    assert_rc(STORE_OK, store_queue_delete(f->s, g, err, sizeof(err)));
+    row = get(f, h);
+    assert_string_equal(jstr(row, "status"), "CANCELLED");
+    assert_non_null(strstr(jstr(row, "lastFailureReason"), "was removed"));
+    json_decref(row);
+    json_decref(v);
+}
+
+/* ---- execution: tokens, leases, outcomes ------------------------------------------------------
+ */
+
+static void test_token_checks(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    item(f, f->m1, 3, 0, a);
+    json_t *got = claim(f, f->bridge, 1, 100);
+    const char *tok = token_of(got, 0);
+    const char *wrong = "00000000-0000-4000-8000-000000000000";
+    assert_rc(STORE_CONFLICT, store_start(f->s, a, wrong, f->t0 + 101, err, sizeof(err)));
+    assert_non_null(strstr(err, "no longer held"));
+    assert_rc(STORE_CONFLICT,
+              store_progress(f->s, a, wrong, 5, "x", f->t0 + 101, err, sizeof(err)));
+    finish(f, a, wrong, STORE_OUTCOME_COMPLETED, 101, STORE_CONFLICT);
+    assert_rc(STORE_OK, store_start(f->s, a, tok, f->t0 + 102, err, sizeof(err)));
+    assert_rc(STORE_CONFLICT, store_start(f->s, a, tok, f->t0 + 103, err, sizeof(err)));
+    finish(f, a, tok, STORE_OUTCOME_COMPLETED, 104, STORE_OK);
+    /* Finished: the token is dead. */
+    finish(f, a, tok, STORE_OUTCOME_FAILED, 105, STORE_CONFLICT);
+    finish(f, a, tok, STORE_OUTCOME_RETRY, 105, STORE_CONFLICT);
+    assert_status(f, a, "COMPLETED");
+    finish(f, "00000000-0000-4000-8000-000000000001", tok, STORE_OUTCOME_COMPLETED, 105,
+           STORE_NOT_FOUND);
+    struct store_outcome o = {.kind = STORE_OUTCOME_COMPLETED};
+    assert_rc(STORE_ERROR, store_finish(f->s, a, NULL, &o, f->t0, err, sizeof(err)));
+    json_decref(got);
+}
+
+static void test_lease_expiry(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    json_t *items = NULL;
+    item(f, f->m1, 3, 0, a);
+    json_t *got = claim(f, f->bridge, 1, 1000); /* lease 30 s: until t0+31000 */
+    const char *old = token_of(got, 0);
+    assert_rc(STORE_OK, store_start(f->s, a, old, f->t0 + 1001, err, sizeof(err)));
+    assert_rc(STORE_OK, store_expired(f->s, f->bridge, f->t0 + 30999, &items, err, sizeof(err)));
+    assert_int_equal(json_array_size(items), 0);
+    json_decref(items);
+    assert_rc(STORE_OK, store_expired(f->s, f->bridge, f->t0 + 31000, &items, err, sizeof(err)));
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(jstr(json_array_get(items, 0), "taskId"), a);
+    assert_string_equal(jstr(json_array_get(items, 0), "claimToken"), old);
+    json_decref(items);
+    assert_rc(STORE_OK, store_expired(f->s, f->bridge2, f->t0 + 31000, &items, err, sizeof(err)));
+    assert_int_equal(json_array_size(items), 0);
+    json_decref(items);
+    /* A recovering host requeues it with the old token … */
+    struct store_outcome retry = {.kind = STORE_OUTCOME_RETRY,
+                                  .reason = "host lost while running",
+                                  .run_after_ms = f->t0 + 32000};
+    assert_rc(STORE_OK, store_finish(f->s, a, old, &retry, f->t0 + 31500, err, sizeof(err)));
+    json_t *again = claim(f, f->bridge, 1, 31999);
+    assert_int_equal(json_array_size(again), 0); /* not before run_after */
+    json_decref(again);
+    again = claim(f, f->bridge, 1, 32000);
+    assert_int_equal(json_array_size(again), 1);
+    assert_int_equal(jint(json_array_get(again, 0), "attempt"), 2);
+    assert_string_not_equal(token_of(again, 0), old);
+    /* … and the old host, back from the dead, cannot overwrite the new attempt. */
+    finish(f, a, old, STORE_OUTCOME_COMPLETED, 32001, STORE_CONFLICT);
+    assert_rc(STORE_CONFLICT, store_progress(f->s, a, old, 50, NULL, f->t0, err, sizeof(err)));
+    finish(f, a, token_of(again, 0), STORE_OUTCOME_COMPLETED, 32002, STORE_OK);
+    json_decref(again);
+    json_decref(got);
+}
+
+static void test_heartbeat(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37];
+    json_t *items = NULL;
+    int renewed = -1;
+    item(f, f->m1, 3, 0, a);
+    item(f, f->m2, 3, 0, b);
+    json_t *got = claim(f, f->bridge, 2, 0);
+    assert_rc(STORE_OK,
+              store_heartbeat(f->s, f->owner, 30000, f->t0 + 25000, &renewed, err, sizeof(err)));
+    assert_int_equal(renewed, 2);
+    assert_rc(STORE_OK, store_expired(f->s, NULL, f->t0 + 40000, &items, err, sizeof(err)));
+    size_t i;
+    json_t *row;
+    json_array_foreach (items, i, row) {
+        assert_string_not_equal(jstr(row, "taskId"), a);
+        assert_string_not_equal(jstr(row, "taskId"), b);
+    }
+    json_decref(items);
+    assert_rc(STORE_OK,
+              store_heartbeat(f->s, "host-nobody", 30000, f->t0, &renewed, err, sizeof(err)));
+    assert_int_equal(renewed, 0);
+    json_decref(got);
+}
+
+static void test_retry_release(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    item(f, f->m1, 3, 0, a);
+    json_t *got = claim(f, f->bridge, 1, 100);
+    json_t *resp = J("{\"status\":\"failed\",\"error\":{\"code\":\"RETRY\"}}");
+    struct store_outcome retry = {.kind = STORE_OUTCOME_RETRY,
+                                  .reason = "connection refused",
+                                  .run_after_ms = f->t0 + 500,
+                                  .response = resp};
+    assert_rc(STORE_OK,
+              store_finish(f->s, a, token_of(got, 0), &retry, f->t0 + 200, err, sizeof(err)));
+    json_t *row = get(f, a);
+    assert_string_equal(jstr(row, "status"), "PENDING");
+    assert_int_equal(jint(row, "retryCount"), 1);
+    assert_non_null(jstr(row, "lastRetryAt"));
+    assert_string_equal(jstr(row, "lastFailureReason"), "connection refused");
+    assert_true(json_is_true(json_object_get(row, "hasResponse")));
+    assert_true(json_is_null(json_object_get(row, "leaseExpiresTime")));
+    json_decref(row);
+    json_decref(got);
+    got = claim(f, f->bridge, 1, 500);
+    assert_int_equal(jint(json_array_get(got, 0), "attempt"), 2);
+    struct store_outcome release = {.kind = STORE_OUTCOME_RELEASE, .reason = "host shutting down"};
+    assert_rc(STORE_OK,
+              store_finish(f->s, a, token_of(got, 0), &release, f->t0 + 600, err, sizeof(err)));
+    row = get(f, a);
+    assert_string_equal(jstr(row, "status"), "PENDING");
+    assert_int_equal(jint(row, "retryCount"), 1); /* a release is not a retry */
+    json_decref(row);
+    json_decref(got);
+    got = claim(f, f->bridge, 1, 600);
+    assert_int_equal(json_array_size(got), 1);
+    assert_int_equal(jint(json_array_get(got, 0), "attempt"), 2);
+    json_t *ok = J("{\"status\":\"completed\",\"result\":{\"bytes\":42}}");
+    struct store_outcome done = {.kind = STORE_OUTCOME_COMPLETED, .response = ok};
+    assert_rc(STORE_OK,
+              store_finish(f->s, a, token_of(got, 0), &done, f->t0 + 700, err, sizeof(err)));
+    row = get(f, a);
+    assert_string_equal(jstr(row, "status"), "COMPLETED");
+    assert_true(json_equal(json_object_get(row, "responseVault"), ok));
+    assert_non_null(jstr(row, "finishedTime"));
+    json_decref(row);
+    json_t *events = NULL;
+    assert_rc(STORE_OK, store_event_list(f->s, a, &events, err, sizeof(err)));
+    const char *want[] = {"CREATED",  "ASSIGNED", "RETRY_SCHEDULED", "ASSIGNED",
+                          "RELEASED", "ASSIGNED", "COMPLETED"};
+    assert_int_equal(json_array_size(events), 7);
+    for (size_t i = 0; i < 7; i++)
+        assert_string_equal(jstr(json_array_get(events, i), "action"), want[i]);
+    json_decref(events);
+    json_decref(got);
+    json_decref(resp);
+    json_decref(ok);
+}
+
+static void test_progress(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    item(f, f->m1, 3, 0, a);
+    json_t *got = claim(f, f->bridge, 1, 100);
+    assert_rc(STORE_OK, store_start(f->s, a, token_of(got, 0), f->t0 + 101, err, sizeof(err)));
+    assert_rc(STORE_OK, store_progress(f->s, a, token_of(got, 0), 142, "uploading", f->t0 + 102,
+                                       err, sizeof(err)));
+    json_t *row = get(f, a);
+    json_t *p = json_object_get(row, "progress");
+    assert_int_equal(jint(p, "percent"), 100);
+    assert_string_equal(jstr(p, "message"), "uploading");
+    json_decref(row);
+    json_t *events = NULL;
+    assert_rc(STORE_OK, store_event_list(f->s, a, &events, err, sizeof(err)));
+    json_t *last = json_array_get(events, json_array_size(events) - 1);
+    assert_string_equal(jstr(last, "action"), "PROGRESS");
+    assert_string_equal(jstr(last, "details"), "100%: uploading");
+    json_decref(events);
+    json_decref(got);
+}
+
+static void test_cancel_state_machine(void **state)
+{
+    struct fx *f = *state;
+    char err[512], p[37], as[37], pr[37];
+    json_t *items = NULL, *row = NULL;
+    json_t *v = J("{\"concurrency\":5}");
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_MACHINE, NULL, f->m1, v, -1,
+                                                    STORE_VAULT_MERGE, NULL, err, sizeof(err)));
+    item(f, f->m1, 1, 0, as);
+    item(f, f->m1, 1, 1, pr);
+    json_t *got = claim(f, f->bridge, 2, 10);
+    item(f, f->m1, 3, 2, p);
+    const char *tas = token_of(got, 0), *tpr = token_of(got, 1);
+    assert_rc(STORE_OK, store_start(f->s, pr, tpr, f->t0 + 11, err, sizeof(err)));
+    /* PENDING → CANCELLED */
+    assert_rc(STORE_OK, store_queue_cancel(f->s, p, 0, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "status"), "CANCELLED");
+    json_decref(row);
+    /* ASSIGNED → CANCELLED, and the host's later start is refused. */
+    assert_rc(STORE_OK, store_queue_cancel(f->s, as, 0, NULL, err, sizeof(err)));
+    assert_status(f, as, "CANCELLED");
+    assert_rc(STORE_CONFLICT, store_start(f->s, as, tas, f->t0 + 12, err, sizeof(err)));
+    /* PROCESSING → CANCELLING; the owner sees it; cancelling again changes nothing. */
+    assert_rc(STORE_OK, store_queue_cancel(f->s, pr, 0, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "status"), "CANCELLING");
+    json_decref(row);
+    assert_rc(STORE_OK, store_queue_cancel(f->s, pr, 0, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_cancelling(f->s, f->owner, &items, err, sizeof(err)));
+    assert_int_equal(json_array_size(items), 1);
+    assert_string_equal(jstr(json_array_get(items, 0), "claimToken"), tpr);
+    json_decref(items);
+    assert_rc(STORE_OK, store_cancelling(f->s, "host-b", &items, err, sizeof(err)));
+    assert_int_equal(json_array_size(items), 0);
+    json_decref(items);
+    /* The host's attempt ends: a RETRY of a cancelling item still ends CANCELLED. */
+    finish(f, pr, tpr, STORE_OUTCOME_RETRY, 13, STORE_OK);
+    assert_status(f, pr, "CANCELLED");
+    /* Final states cannot be cancelled. */
+    assert_rc(STORE_CONFLICT, store_queue_cancel(f->s, pr, 0, NULL, err, sizeof(err)));
+    char want[200];
+    snprintf(want, sizeof(want),
+             "task %s is CANCELLED; only PENDING, ASSIGNED or PROCESSING items can be cancelled",
+             pr);
+    assert_string_equal(err, want);
+    char done[37];
+    item(f, f->m2, 3, 20, done);
+    json_t *g2 = claim(f, f->bridge, 5, 30);
+    assert_int_equal(json_array_size(g2), 1);
+    finish(f, done, token_of(g2, 0), STORE_OUTCOME_COMPLETED, 31, STORE_OK);
+    assert_rc(STORE_CONFLICT, store_queue_cancel(f->s, done, 0, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "is COMPLETED"));
+    json_decref(g2);
+    /* Forced: a PROCESSING item whose host is gone ends at once. */
+    char forced[37];
+    item(f, f->m2, 3, 40, forced);
+    g2 = claim(f, f->bridge, 5, 50);
+    assert_rc(STORE_OK, store_start(f->s, forced, token_of(g2, 0), f->t0 + 51, err, sizeof(err)));
+    assert_rc(STORE_OK, store_queue_cancel(f->s, forced, 1, NULL, err, sizeof(err)));
+    assert_status(f, forced, "CANCELLED");
+    finish(f, forced, token_of(g2, 0), STORE_OUTCOME_COMPLETED, 52, STORE_CONFLICT);
+    json_decref(g2);
+    json_decref(got);
+    json_decref(v);
+}
+
+static void test_delete_item(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37];
+    json_t *row = NULL, *events = NULL;
+    item(f, f->m1, 3, 0, a);
+    item(f, f->m2, 3, 1, b);
+    json_t *got = claim(f, f->bridge, 1, 10); /* a */
+    assert_rc(STORE_CONFLICT, store_queue_delete(f->s, a, err, sizeof(err)));
+    assert_non_null(strstr(err, "only PENDING or CANCELLED"));
+    assert_rc(STORE_OK, store_queue_delete(f->s, b, err, sizeof(err)));
+    assert_rc(STORE_NOT_FOUND, store_queue_get(f->s, b, &row, err, sizeof(err)));
+    assert_rc(STORE_NOT_FOUND, store_event_list(f->s, b, &events, err, sizeof(err)));
+    finish(f, a, token_of(got, 0), STORE_OUTCOME_CANCELLED, 11, STORE_OK);
+    assert_rc(STORE_OK, store_queue_delete(f->s, a, err, sizeof(err)));
+    json_decref(got);
+}
+
+static void test_events(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    json_t *events = NULL;
+    json_t *details = J("{\"attempt\":1,\"exit\":0}");
+    item(f, f->m1, 3, 0, a);
+    assert_rc(STORE_OK, store_event_append(f->s, a, "LOG", "first line", NULL, f->t0 + 1500, err,
+                                           sizeof(err)));
+    assert_rc(STORE_OK, store_event_append(f->s, a, "ATTEMPT", NULL, details, f->t0 + 4000, err,
+                                           sizeof(err)));
+    assert_rc(STORE_OK,
+              store_event_append(f->s, a, "NOTE", NULL, NULL, f->t0 + 4000, err, sizeof(err)));
+    char prefix[9];
+    snprintf(prefix, sizeof(prefix), "%.8s", a);
+    assert_rc(STORE_OK, store_event_list(f->s, prefix, &events, err, sizeof(err)));
+    assert_int_equal(json_array_size(events), 4);
+    json_t *e1 = json_array_get(events, 1), *e2 = json_array_get(events, 2);
+    assert_string_equal(jstr(e1, "action"), "LOG");
+    assert_string_equal(jstr(e1, "details"), "first line");
+    assert_true(json_real_value(json_object_get(e1, "secondsSincePrevious")) == 1.5);
+    assert_true(json_equal(json_object_get(e2, "details"), details));
+    assert_true(json_real_value(json_object_get(e2, "secondsSincePrevious")) == 2.5);
+    assert_non_null(jstr(e2, "timestamp"));
+    assert_true(json_is_null(json_object_get(json_array_get(events, 3), "details")));
+    json_decref(events);
+    assert_rc(STORE_NOT_FOUND, store_event_append(f->s, "00000000-0000-4000-8000-00000000000f",
+                                                  "LOG", "x", NULL, 0, err, sizeof(err)));
+    assert_rc(STORE_ERROR, store_event_append(f->s, a, "", "x", NULL, 0, err, sizeof(err)));
+    json_decref(details);
+}
+
+/* ---- batches ----------------------------------------------------------------------------------
+ */
+
+static void test_batch_create(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    json_t *v = J("{\"function\":\"noop\"}");
+    struct store_item_spec specs[50];
+    char ids[50][37];
+    for (int i = 0; i < 50; i++)
+        specs[i] = (struct store_item_spec){.team = f->team,
+                                            .machine = i % 2 ? f->m1 : f->m2,
+                                            .bridge = f->bridge,
+                                            .vault = v,
+                                            .now_ms = f->t0 + i};
+    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, 50, ids, err, sizeof(err)));
+    assert_int_equal(count_team_items(f), 50);
+    assert_status(f, ids[49], "PENDING");
+    /* One bad item: none of the batch is written, and the message names it. */
+    specs[30].machine = "ghost";
+    assert_rc(STORE_NOT_FOUND, store_queue_create_batch(f->s, specs, 50, ids, err, sizeof(err)));
+    assert_non_null(strstr(err, "item 30"));
+    assert_int_equal(count_team_items(f), 50);
+    json_decref(v);
+}
+
+static void test_begin_commit(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37], c[37];
+    item(f, f->m1, 3, 0, a);
+    item(f, f->m2, 3, 1, b);
+    json_t *got = claim(f, f->bridge, 2, 10);
+    assert_rc(STORE_OK, store_begin(f->s, err, sizeof(err)));
+    assert_rc(STORE_OK, store_begin(f->s, err, sizeof(err))); /* nests */
+    for (size_t i = 0; i < 2; i++) {
+        assert_rc(STORE_OK, store_start(f->s, claimed_id(got, i), token_of(got, i), f->t0 + 11, err,
+                                        sizeof(err)));
+        assert_rc(STORE_OK, store_event_append(f->s, claimed_id(got, i), "LOG", "in batch", NULL,
+                                               f->t0 + 11, err, sizeof(err)));
+    }
+    /* A failing operation inside undoes only itself. */
+    finish(f, a, "bad-token", STORE_OUTCOME_COMPLETED, 12, STORE_CONFLICT);
+    assert_rc(STORE_OK, store_commit(f->s, err, sizeof(err)));
+    assert_rc(STORE_OK, store_commit(f->s, err, sizeof(err)));
+    assert_status(f, a, "PROCESSING");
+    assert_status(f, b, "PROCESSING");
+    /* Rolled back: nothing happened. */
+    assert_rc(STORE_OK, store_begin(f->s, err, sizeof(err)));
+    finish(f, a, token_of(got, 0), STORE_OUTCOME_COMPLETED, 13, STORE_OK);
+    item(f, f->m1, 3, 14, c);
+    assert_rc(STORE_OK, store_rollback(f->s, err, sizeof(err)));
+    assert_status(f, a, "PROCESSING");
+    json_t *row = NULL;
+    assert_rc(STORE_NOT_FOUND, store_queue_get(f->s, c, &row, err, sizeof(err)));
+    assert_rc(STORE_ERROR, store_commit(f->s, err, sizeof(err)));
+    json_decref(got);
+}
+
+/* ---- schedules, counts, wake-ups --------------------------------------------------------------
+ */
+
+static void test_schedule_fire_unique(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37];
+    json_t *v = J("{\"function\":\"repo_push\"}");
+    struct store_item_spec sp = {.team = f->team,
+                                 .machine = f->m1,
+                                 .bridge = f->bridge,
+                                 .vault = v,
+                                 .schedule_name = "nightly",
+                                 .schedule_fire_ms = f->t0 + 7200000};
+    json_t *row = NULL;
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, a, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "scheduleName"), "nightly");
+    assert_non_null(jstr(row, "scheduleFireTime"));
+    json_decref(row);
+    assert_rc(STORE_CONFLICT, store_queue_create(f->s, &sp, b, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "already fired"));
+    sp.schedule_fire_ms += 86400000;
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, b, NULL, err, sizeof(err)));
+    /* Links to a parent. */
+    sp = (struct store_item_spec){.team = f->team,
+                                  .machine = f->m1,
+                                  .bridge = f->bridge,
+                                  .vault = v,
+                                  .parent_task_id = a,
+                                  .link_kind = "fallback"};
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, b, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "parentTaskId"), a);
+    assert_string_equal(jstr(row, "linkKind"), "fallback");
+    json_decref(row);
+    json_decref(v);
+}
+
+static void test_counts(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37];
+    json_t *counts = NULL;
+    for (int i = 0; i < 3; i++)
+        item(f, f->m1, 3, i, id);
+    item_full(f, f->m3, f->bridge2, 3, 5, NULL, 0, id);
+    json_t *got = claim(f, f->bridge, 5, 10);
+    assert_rc(STORE_OK, store_queue_counts(f->s, f->bridge, &counts, err, sizeof(err)));
+    assert_int_equal(jint(counts, "PENDING"), 2);
+    assert_int_equal(jint(counts, "ASSIGNED"), 1);
+    assert_int_equal(jint(counts, "COMPLETED"), 0);
+    assert_int_equal(jint(counts, "total"), 3);
+    json_decref(counts);
+    assert_rc(STORE_OK, store_queue_counts(f->s, NULL, &counts, err, sizeof(err)));
+    assert_true(jint(counts, "total") >= 4);
+    json_decref(counts);
+    json_decref(got);
+}
+
+static int readable(int fd, int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
+}
+
+static void test_wake_fd(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37];
+    int fd = store_wait_fd(f->s, f->bridge, err, sizeof(err));
+    if (fd < 0)
+        fail_msg("store_wait_fd: %s", err);
+    assert_int_equal(store_wait_fd(f->s, f->bridge, err, sizeof(err)), fd);
+    store_wait_drain(f->s);
+    assert_false(readable(fd, 0));
+    /* Another handle (a CLI) creates an item on this bridge: the host wakes. */
+    store *cli = store_open(g_url, err, sizeof(err));
+    assert_non_null(cli);
+    json_t *v = J("{\"function\":\"noop\"}");
+    struct store_item_spec sp = {
+        .team = f->team, .machine = f->m1, .bridge = f->bridge, .vault = v};
+    assert_rc(STORE_OK, store_queue_create(cli, &sp, id, NULL, err, sizeof(err)));
+    assert_true(readable(fd, 2000));
+    store_wait_drain(f->s);
+    assert_false(readable(fd, 0));
+    /* Other bridges do not wake it. */
+    sp.machine = f->m3, sp.bridge = f->bridge2;
+    assert_rc(STORE_OK, store_queue_create(cli, &sp, id, NULL, err, sizeof(err)));
+    assert_false(readable(fd, 200));
+    /* Inside a batch the wake-up waits for the commit. */
+    sp.machine = f->m1, sp.bridge = f->bridge;
+    assert_rc(STORE_OK, store_begin(cli, err, sizeof(err)));
+    assert_rc(STORE_OK, store_queue_create(cli, &sp, id, NULL, err, sizeof(err)));
+    assert_false(readable(fd, 100));
+    assert_rc(STORE_OK, store_commit(cli, err, sizeof(err)));
+    assert_true(readable(fd, 2000));
+    store_wait_drain(f->s);
+    store_notify(cli, f->bridge);
+    assert_true(readable(fd, 2000));
+    if (is_sqlite(f)) {
+        /* A host killed without closing leaves its socket; the next notify clears it. */
+        pid_t kid = fork();
+        if (kid == 0) {
+            store *host = store_open(g_url, NULL, 0);
+            _exit(host != NULL && store_wait_fd(host, f->bridge, NULL, 0) >= 0 ? 0 : 1);
+        }
+        int status = 0;
+        waitpid(kid, &status, 0);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        char path[256];
+        struct stat sb;
+        snprintf(path, sizeof(path), "%s.wake/%s@%d", g_url, f->bridge, (int)kid);
+        assert_int_equal(stat(path, &sb), 0);
+        store_notify(cli, f->bridge);
+        assert_int_not_equal(stat(path, &sb), 0);
+    }
+    store_close(cli);
+    json_decref(v);
+}
+
+static void test_multiprocess_create(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    enum { PROCS = 4, EACH = 2500 };
+    pid_t kids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        kids[p] = fork();
+        if (kids[p] != 0)
+            continue;
+        store *s = store_open(g_url, err, sizeof(err));
+        int failed = s == NULL;
+        json_t *v = J("{\"function\":\"noop\"}");
+        for (int i = 0; i < EACH && !failed; i++) {
+            char id[37];
+            struct store_item_spec sp = {
+                .team = f->team, .machine = i % 2 ? f->m1 : f->m2, .bridge = f->bridge, .vault = v};
+            if (store_queue_create(s, &sp, id, NULL, err, sizeof(err)) != STORE_OK)
+                failed = 1;
+        }
+        if (failed)
+            fprintf(stderr, "child %d: %s\n", p, err);
+        json_decref(v);
+        store_close(s);
+        _exit(failed);
+    }
+    int failures = 0;
+    for (int p = 0; p < PROCS; p++) {
+        int status = 0;
+        waitpid(kids[p], &status, 0);
+        failures += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    assert_int_equal(failures, 0);
+    json_t *counts = NULL;
+    assert_rc(STORE_OK, store_queue_counts(f->s, f->bridge, &counts, err, sizeof(err)));
+    assert_int_equal(jint(counts, "total"), PROCS * EACH);
+    json_decref(counts);
+    assert_int_equal(count_team_items(f), PROCS * EACH);
+}
+
+/* A child holds the write lock (an open batch) for hold_ms, then exits. */
+static pid_t hold_write_lock(int hold_ms, int ready_fd)
+{
+    pid_t kid = fork();
+    if (kid == 0) {
+        char err[512];
+        store *s = store_open(g_url, err, sizeof(err));
+        int ok = s != NULL && store_begin(s, err, sizeof(err)) == STORE_OK;
+        /* Write something so that the lock is really taken on every engine. */
+        if (ok)
+            ok = store_region_create(s, "lock-holder-region", NULL, NULL, err, sizeof(err)) !=
+                 STORE_ERROR;
+        if (write(ready_fd, ok ? "y" : "n", 1) != 1)
+            ok = 0;
+        usleep((useconds_t)hold_ms * 1000);
+        if (s)
+            store_rollback(s, err, sizeof(err));
+        store_close(s);
+        _exit(ok ? 0 : 1);
+    }
+    return kid;
+}
+
+static void test_waits_for_writer(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37], c;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t kid = hold_write_lock(1500, p[1]);
+    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    int64_t t = mono_ms();
+    item(f, f->m1, 3, 0, id); /* waits for the lock instead of failing */
+    if (is_sqlite(f))
+        assert_true(mono_ms() - t >= 1000);
+    int status = 0;
+    waitpid(kid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_status(f, id, "PENDING");
+    if (!is_sqlite(f)) {
+        close(p[0]);
+        close(p[1]);
+        return;
+    }
+    /* With a short busy timeout the wait ends in a clear message, not "database is locked". */
+    struct store_options opts = {.busy_timeout_ms = 300};
+    store *impatient = store_open_opts(g_url, &opts, err, sizeof(err));
+    assert_non_null(impatient);
+    kid = hold_write_lock(1500, p[1]);
+    assert_int_equal(read(p[0], &c, 1), 1);
+    json_t *v = J("{\"function\":\"noop\"}");
+    struct store_item_spec sp = {
+        .team = f->team, .machine = f->m1, .bridge = f->bridge, .vault = v};
+    assert_rc(STORE_ERROR, store_queue_create(impatient, &sp, id, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "locked by another process"));
+    waitpid(kid, &status, 0);
+    store_close(impatient);
+    json_decref(v);
+    close(p[0]);
+    close(p[1]);
+}
+
+static void test_wake_on_changes(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37];
+    int fd = store_wait_fd(f->s, f->bridge2, err, sizeof(err));
+    if (fd < 0)
+        fail_msg("store_wait_fd: %s", err);
+    item(f, f->m1, 3, 0, a);
+    const char *after_a[] = {a};
+    item_full(f, f->m3, f->bridge2, 3, 1, after_a, 1, b); /* wakes bridge2 */
+    store_wait_drain(f->s);
+    json_t *got = claim(f, f->bridge, 1, 10);
+    assert_false(readable(fd, 0));
+    /* a COMPLETED makes b ready: bridge2's host hears of it. */
+    finish(f, a, token_of(got, 0), STORE_OUTCOME_COMPLETED, 11, STORE_OK);
+    assert_true(readable(fd, 2000));
+    store_wait_drain(f->s);
+    json_decref(got);
+    /* Cancelling a running item wakes its host. */
+    got = claim(f, f->bridge2, 1, 20);
+    assert_rc(STORE_OK, store_start(f->s, b, token_of(got, 0), f->t0 + 21, err, sizeof(err)));
+    store_wait_drain(f->s);
+    assert_rc(STORE_OK, store_queue_cancel(f->s, b, 0, NULL, err, sizeof(err)));
+    assert_true(readable(fd, 2000));
+    json_decref(got);
+}
+
+static void test_long_text_capped(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    size_t n = 200000;
+    char *big = malloc(n + 1);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    item(f, f->m1, 3, 0, a);
+    assert_rc(STORE_OK, store_event_append(f->s, a, "LOG", big, NULL, 0, err, sizeof(err)));
+    json_t *got = claim(f, f->bridge, 1, 10);
+    struct store_outcome o = {.kind = STORE_OUTCOME_FAILED, .reason = big};
+    assert_rc(STORE_OK, store_finish(f->s, a, token_of(got, 0), &o, f->t0 + 11, err, sizeof(err)));
+    json_t *row = get(f, a);
+    assert_true(strlen(jstr(row, "lastFailureReason")) < 5000);
+    json_decref(row);
+    json_t *events = NULL;
+    assert_rc(STORE_OK, store_event_list(f->s, a, &events, err, sizeof(err)));
+    assert_true(strlen(jstr(json_array_get(events, 1), "details")) < 70000);
+    json_decref(events);
+    json_decref(got);
+    free(big);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+static int run_suite(const char *name)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_migrations_recorded),
+        T(test_open_errors),
+        T(test_concurrent_fresh_open),
+        T(test_team_crud),
+        T(test_region_bridge),
+        T(test_machine),
+        T(test_storage_schedule),
+        T(test_vault_versions),
+        T(test_delete_refused),
+        T(test_invalid_input),
+        T(test_queue_create_row),
+        T(test_queue_create_refs),
+        T(test_queue_prefix),
+        T(test_list_filters),
+        T(test_health_and_stale),
+        T(test_claim_order),
+        T(test_claim_machine_exclusive),
+        T(test_claim_concurrency),
+        T(test_claim_machine_order),
+        T(test_claim_run_after_and_bridge),
+        T(test_claim_busy_backlog),
+        T(test_claim_busy_backlog_merge),
+        T(test_claim_matches_model),
+        T(test_dependencies),
+        T(test_dependents_cancelled),
+        T(test_token_checks),
+        T(test_lease_expiry),
+        T(test_heartbeat),
+        T(test_retry_release),
+        T(test_progress),
+        T(test_cancel_state_machine),
+        T(test_delete_item),
+        T(test_events),
+        T(test_batch_create),
+        T(test_begin_commit),
+        T(test_schedule_fire_unique),
+        T(test_counts),
+        T(test_wake_fd),
+        T(test_wake_on_changes),
+        T(test_waits_for_writer),
+        T(test_long_text_capped),
+        T(test_multiprocess_create),
+    };
+    return _cmocka_run_group_tests(name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
+}
+
+int main(void)
+{
+    char sqlite_path[128];
+    snprintf(g_dir, sizeof(g_dir), "/tmp/ferry-test-store-XXXXXX");
+    if (mkdtemp(g_dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(sqlite_path, sizeof(sqlite_path), "%s/var/ferry.db", g_dir);
+    g_url = sqlite_path;
+    int failed = run_suite("store_sqlite");
+    const char *pg = getenv("FERRY_TEST_PG_URL");
+    if (pg != NULL && *pg != '\0') {
+        g_url = pg;
+        failed += run_suite("store_postgres");
+    }
+    char *rm = xasprintf("rm -rf '%s'", g_dir);
+    if (system(rm) != 0)
+        fprintf(stderr, "could not remove %s\n", g_dir);
+    free(rm);
+    return failed ? 1 : 0;
+}
