@@ -69,12 +69,16 @@ $(BUILD)/libferry.a: $(LIB_OBJ)
 	@rm -f $@
 	$(Q)$(AR) rcs $@ $^
 
-# One plugin per folder; all its .c files make one .so.
+# One plugin per folder; all its .c files make one .so. A plugin that needs more libraries
+# than jansson lists their pkg-config names in plugins/NAME/pkg-config (one line).
+plugin_pkgs = $(shell cat plugins/$(1)/pkg-config 2>/dev/null)
 .SECONDEXPANSION:
-$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) sdk/include/ferry/plugin.h | $(DEPS_OK)
+$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $$(wildcard plugins/%/pkg-config) sdk/include/ferry/plugin.h | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(call say,PLUGIN,$@)
-	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $(filter %.c,$^) $(SANFLAGS) $(PLUGIN_LIBS)
+	$(Q)$(CC) $(PLUGIN_CFLAGS) $(if $(call plugin_pkgs,$*),$(shell pkg-config --cflags $(call plugin_pkgs,$*))) \
+	    -shared -o $@ $(filter %.c,$^) $(SANFLAGS) $(PLUGIN_LIBS) \
+	    $(if $(call plugin_pkgs,$*),$(shell pkg-config --libs $(call plugin_pkgs,$*)))
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)

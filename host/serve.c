@@ -21,6 +21,7 @@
 #include "policy.h"
 #include "registry.h"
 #include "runner.h"
+#include "scheduler.h"
 #include "store.h"
 #include "util.h"
 #include "vault.h"
@@ -65,6 +66,8 @@ typedef struct host {
     int in_batch;
     retry_policy defaults;
     int64_t last_heartbeat, last_rescan, last_recover, last_cancel_check;
+    scheduler *sched;
+    int64_t next_schedule_mono; /* when scheduler_tick next has work */
     unsigned long completed, failed;
 } host;
 
@@ -813,6 +816,9 @@ static int loop_timeout(host *h)
         t = hb;
     if (h->stopping && t > 100)
         t = 100;
+    int64_t until_schedule = h->next_schedule_mono - mono_ms();
+    if (until_schedule < t)
+        t = until_schedule < 0 ? 0 : (int)until_schedule;
     return t;
 }
 
@@ -836,6 +842,10 @@ static void chores(host *h, int64_t now)
     }
     if (now - h->last_rescan >= RESCAN_MS)
         rescan(h);
+    if (!h->stopping && now >= h->next_schedule_mono) {
+        batch_begin(h);
+        h->next_schedule_mono = now + scheduler_tick(h->sched, h->st, now_ms());
+    }
 }
 
 int serve_run(const ferry_config *cfg, const serve_options *opts)
@@ -867,6 +877,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     runner_callbacks cb = {.on_message = on_message, .on_request = on_request,
                            .on_done = on_done};
     h.run = runner_new(&ro, &cb, &h);
+    h.sched = scheduler_new(cfg);
     if (setup_fds(&h) != 0) {
         hlog(LOG_ERROR, "cannot set up signal handling: %s", strerror(errno));
         return -1;
@@ -918,6 +929,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     batch_end(&h);
     hlog(LOG_INFO, "stopped: %lu completed, %lu failed", h.completed, h.failed);
     runner_free(h.run);
+    scheduler_free(h.sched);
     registry_free(&h.reg);
     if (h.inofd >= 0)
         close(h.inofd);
