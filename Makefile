@@ -91,7 +91,12 @@ check: all $(UNIT_BIN) deps-test
 run: all
 	@scripts/run.sh $(BUILD)
 
-bench: all
+$(BUILD)/tests/bench_queue: tests/bench/bench_queue.c $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(call say,BENCH,$@)
+	$(Q)$(CC) $(HOST_CFLAGS) -o $@ $< $(BUILD)/libferry.a $(HOST_LDFLAGS) $(HOST_LIBS)
+
+bench: all $(BUILD)/tests/bench_queue
 	@scripts/deps.sh bench
 	@BUILD=$(BUILD) tests/bench/run.sh
 
