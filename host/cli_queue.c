@@ -21,7 +21,11 @@ static int is_final(const char *status)
                       !strcmp(status, "CANCELLED"));
 }
 
-/* Secret parameter names of a function, when the local plugin directory knows it. */
+/*
+ * Secret parameter names of a function, when the local plugin directory knows it. Every
+ * output that shows a vault uses them, so that a SECRET parameter whose name does not look
+ * secret ("pin") is still masked; keys that look secret are masked either way.
+ */
 static json_t *secret_names(cli *c, const char *function)
 {
     if (function == NULL || cli_registry(c) != 0)
@@ -366,7 +370,7 @@ static int cmd_list_queue(cli *c)
     }
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) redact_item(c, row, 0);
+    json_array_foreach(rows, i, row) redact_item(c, row, 1);
     if (c->json) {
         cli_print_ok(c, rows, "");
     } else {
@@ -515,7 +519,7 @@ static int cmd_retry(cli *c)
     store_event_append(c->st, task, "RETRIED", new_id, NULL, 0, NULL, 0);
     char msg[256];
     snprintf(msg, sizeof(msg), "Retry of %s queued", task);
-    redact_item(c, row, 0);
+    redact_item(c, row, 1);
     if (c->json)
         cli_print_ok(c, json_pack("[O]", row), msg);
     else
@@ -541,7 +545,7 @@ static int cmd_cancel(cli *c)
     char msg[256];
     snprintf(msg, sizeof(msg), "Task %s is %s", json_string_value(json_object_get(row, "taskId")),
              status);
-    redact_item(c, row, 0);
+    redact_item(c, row, 1);
     if (c->json)
         cli_print_ok(c, json_pack("[O]", row), msg);
     else
@@ -566,7 +570,7 @@ static int cmd_wait(cli *c)
         return cli_fail(c, EXIT_ERROR, "task %s did not finish within %ld s", c->args[0], timeout);
     const char *status = json_string_value(json_object_get(row, "status"));
     int ok = strcmp(status, "COMPLETED") == 0;
-    redact_item(c, row, 0);
+    redact_item(c, row, 1);
     if (c->json && ok)
         cli_print_ok(c, json_pack("[O]", row), "COMPLETED");
     else if (ok)
