@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "cron.h"
+#include "scheduler.h"
 #include "store.h"
 #include "tz.h"
 #include "util.h"
@@ -118,7 +119,29 @@ static int check_schedule_vault(cli *c, const json_t *vault)
                      strcmp(json_string_value(catchup), "none") != 0 &&
                      strcmp(json_string_value(catchup), "all") != 0)))
         return cli_fail(c, EXIT_ERROR, "schedule \"catchup\" must be \"latest\", \"none\" or \"all\"");
+    if (scheduler_check_vault(vault, err, sizeof(err)) != 0)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    /* The seed's "disable temporarily" example names a date long past: say what that means. */
+    int64_t until_ms = 0;
+    if (json_is_false(en) && scheduler_disabled_until(vault, &until_ms, NULL, 0) == 0 &&
+        until_ms != 0 && until_ms <= scheduler_now_ms())
+        cli_warn(c, "schedule \"disabled_until\" %s has passed, so the schedule fires again "
+                    "despite \"enabled\": false; give a later date, or drop disabled_until to "
+                    "disable it until further notice", json_string_value(until));
     return 0;
+}
+
+/* A schedule row's nextRun as the schedule reads now, whether or not a host is running. */
+static void schedule_next_run(json_t *row)
+{
+    int64_t next;
+    if (scheduler_next_fire(json_object_get(row, "vault"), scheduler_now_ms(), &next, NULL, 0) == 1) {
+        char when[32];
+        iso8601_ms(next, when);
+        json_object_set_new(row, "nextRun", json_string(when));
+    } else {
+        json_object_set_new(row, "nextRun", json_null());
+    }
 }
 
 /* --- create ------------------------------------------------------------------------------ */
@@ -199,6 +222,8 @@ static int cmd_create(cli *c, store_kind kind)
         rc = store_fail(c, err);
         goto out;
     }
+    if (kind == STORE_SCHEDULE)
+        schedule_next_run(row);
     rc = print_created(c, row, what, name);
 out:
     json_decref(vault);
@@ -246,6 +271,11 @@ static int list_kind(cli *c, store_kind kind, const char *scope, const char *con
         json_array_foreach(rows, i, row)
             json_object_set(row, "provider", json_object_get(json_object_get(row, "vault"), "provider"));
     }
+    if (kind == STORE_SCHEDULE) {
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row) schedule_next_run(row);
+    }
     if (c->json) {
         cli_print_ok(c, rows, "");
         return EXIT_OK;
@@ -287,6 +317,8 @@ static int inspect_kind(cli *c, store_kind kind)
     char err[1024];
     if (store_resource_get(c->st, kind, team, name, &row, err, sizeof(err)) != STORE_OK)
         return store_fail(c, err);
+    if (kind == STORE_SCHEDULE)
+        schedule_next_run(row);
     redact_row(c, row);
     cli_print_json(stdout, row);
     json_decref(row);
@@ -348,6 +380,8 @@ static int update_vault(cli *c, store_kind kind)
     json_decref(vault);
     if (rc != STORE_OK)
         return store_fail(c, err);
+    if (kind == STORE_SCHEDULE)
+        schedule_next_run(row);
     redact_row(c, row);
     char msg[512];
     snprintf(msg, sizeof(msg), "Successfully updated %s %s (vault version %lld)",

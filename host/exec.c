@@ -1,4 +1,9 @@
-/* Running a command on a machine. Local machines: fork/exec of /bin/sh -c. */
+/*
+ * Running a command on a machine. Local machines: fork/exec of /bin/sh -c. Remote machines go
+ * through exec_ssh() (exec_ssh.c), which builds an ssh command line and comes back here to
+ * run it: both share exec_spawn(), the one place that captures output and enforces
+ * timeouts and cancellation.
+ */
 #include "exec.h"
 
 #include <errno.h>
@@ -28,6 +33,7 @@ int exec_machine_is_local(const json_t *machine)
     return ip && strcmp(ip, "local") == 0;
 }
 
+/* Captured output with a hard maximum: what does not fit is dropped and flagged. */
 struct buf {
     char *data;
     size_t len, cap, max;
@@ -55,7 +61,7 @@ static void buf_add(struct buf *b, const char *p, size_t n)
     b->data[b->len] = '\0';
 }
 
-static void child(const char *command, const json_t *options, int out_fd, int in_fd)
+static void child(const exec_spawn_spec *spec, int out_fd, int in_fd)
 {
     setpgid(0, 0);
     signal(SIGPIPE, SIG_DFL);
@@ -63,68 +69,54 @@ static void child(const char *command, const json_t *options, int out_fd, int in
     dup2(in_fd, STDIN_FILENO);
     dup2(out_fd, STDOUT_FILENO);
     dup2(out_fd, STDERR_FILENO);
-    const char *cwd = json_string_value(json_object_get(options, "cwd"));
-    if (cwd && chdir(cwd) != 0) {
-        dprintf(STDERR_FILENO, "cannot change to %s: %s\n", cwd, strerror(errno));
+    if (spec->cwd && chdir(spec->cwd) != 0) {
+        dprintf(STDERR_FILENO, "cannot change to %s: %s\n", spec->cwd, strerror(errno));
         _exit(126);
     }
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)json_object_get(options, "env"), key, v)
-    {
+    json_object_foreach ((json_t *)spec->env, key, v) {
         if (json_is_string(v))
             setenv(key, json_string_value(v), 1);
     }
-    execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+    execvp(spec->argv[0], spec->argv);
+    dprintf(STDERR_FILENO, "cannot run %s: %s\n", spec->argv[0], strerror(errno));
     _exit(127);
 }
 
-json_t *exec_on_machine(const json_t *machine, const char *command, const json_t *options,
-                        const exec_hooks *hooks, char *err, size_t errlen)
-{
-    if (!exec_machine_is_local(machine)) {
-        seterr(err, errlen, "machine %s is remote; SSH execution is not in this build yet",
-               json_string_value(json_object_get(machine, "name")));
-        return NULL;
-    }
-    int out[2], in[2];
-    if (pipe2(out, O_CLOEXEC) != 0)
-        goto fail_errno;
-    if (pipe2(in, O_CLOEXEC) != 0) {
-        close(out[0]);
-        close(out[1]);
-        goto fail_errno;
-    }
-    int64_t start = mono_ms();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(out[0]);
-        close(out[1]);
-        close(in[0]);
-        close(in[1]);
-        goto fail_errno;
-    }
-    if (pid == 0)
-        child(command, options, out[1], in[0]);
-    setpgid(pid, pid); /* both sides set it, so there is no race with a kill */
-    close(out[1]);
-    close(in[0]);
-    if (hooks && hooks->on_pgroup)
-        hooks->on_pgroup(hooks->on_pgroup_arg, pid);
+/* The stdin side of a running command: text still to write, and whether to hold it open. */
+struct feed {
+    int fd;
+    const char *text;
+    size_t left;
+    int hold;
+};
 
-    const char *stdin_text = json_string_value(json_object_get(options, "stdin"));
-    if (stdin_text) {
-        /* Small inputs only: larger ones would need to be interleaved with reading. */
-        size_t n = strlen(stdin_text);
-        signal(SIGPIPE, SIG_IGN);
-        if (write(in[1], stdin_text, n) < 0) {
-            /* the command did not read its input; it sees EOF */
+/* Writes what the pipe takes without blocking; closes it when done unless it is held. */
+static void feed_some(struct feed *f)
+{
+    while (f->fd >= 0 && f->left > 0) {
+        ssize_t n = write(f->fd, f->text, f->left);
+        if (n > 0) {
+            f->text += n;
+            f->left -= (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            return;
+        } else {
+            f->left = 0; /* the command closed its stdin: it does not want the rest */
         }
     }
-    close(in[1]);
+    if (f->fd >= 0 && f->left == 0 && !f->hold) {
+        close(f->fd);
+        f->fd = -1;
+    }
+}
 
-    json_int_t max = json_integer_value(json_object_get(options, "max_output"));
-    struct buf b = {.max = max > 0 ? (size_t)max : DEFAULT_MAX_OUTPUT};
+/* When the command must stop: the earlier of options' timeout and the hooks' deadline. */
+static int64_t stop_time(int64_t start, const json_t *options, const exec_hooks *hooks)
+{
     json_int_t timeout_s = json_integer_value(json_object_get(options, "timeout"));
     int64_t stop_at = timeout_s > 0 ? start + timeout_s * 1000 : 0;
     if (hooks && hooks->deadline_ms > 0) {
@@ -132,48 +124,131 @@ json_t *exec_on_machine(const json_t *machine, const char *command, const json_t
         if (stop_at == 0 || d < stop_at)
             stop_at = d;
     }
-    int timed_out = 0, killing = 0, open_out = 1;
-    int64_t kill_at = 0;
-    while (open_out) {
-        struct pollfd p = {.fd = out[0], .events = POLLIN};
-        int rc = poll(&p, 1, 100);
-        if (rc > 0) {
+    return stop_at;
+}
+
+/* Forks the command with its output pipe (*out_fd, ours to read) and input pipe (*in_fd, ours
+ * to write). Returns its pid, or -1 with errno set. */
+static pid_t spawn(const exec_spawn_spec *spec, int *out_fd, int *in_fd)
+{
+    int out[2], in[2];
+    if (pipe2(out, O_CLOEXEC) != 0)
+        return -1;
+    if (pipe2(in, O_CLOEXEC) != 0) {
+        close(out[0]);
+        close(out[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        child(spec, out[1], in[0]);
+    if (pid > 0)
+        setpgid(pid, pid); /* both sides set it, so there is no race with a kill */
+    int saved = errno;
+    close(out[1]);
+    close(in[0]);
+    if (pid < 0) {
+        close(out[0]);
+        close(in[1]);
+    }
+    *out_fd = out[0];
+    *in_fd = in[1];
+    errno = saved;
+    return pid;
+}
+
+/* The stopping side of a running command: deadline, cancel check, escalation. */
+struct stopper {
+    pid_t pgid;
+    int64_t stop_at, kill_at;
+    int killing, timed_out;
+};
+
+/* Called every turn: SIGTERM to the group once it must stop, SIGKILL after the grace. */
+static void police(struct stopper *s, const exec_hooks *hooks)
+{
+    int64_t now = mono_ms();
+    int stop = (s->stop_at > 0 && now >= s->stop_at) ||
+               (hooks && hooks->cancelled && hooks->cancelled(hooks->cancelled_arg));
+    if (stop && !s->killing) {
+        s->timed_out = s->stop_at > 0 && now >= s->stop_at;
+        kill(-s->pgid, SIGTERM);
+        s->killing = 1;
+        s->kill_at = now + KILL_GRACE_MS;
+    } else if (s->killing && now >= s->kill_at) {
+        kill(-s->pgid, SIGKILL);
+        s->kill_at = now + 60000;
+    }
+}
+
+json_t *exec_spawn(const exec_spawn_spec *spec, const json_t *options, const exec_hooks *hooks,
+                   char *err, size_t errlen)
+{
+    int out_fd, in_fd;
+    int64_t start = mono_ms();
+    pid_t pid = spawn(spec, &out_fd, &in_fd);
+    if (pid < 0) {
+        seterr(err, errlen, "cannot start command: %s", strerror(errno));
+        return NULL;
+    }
+    if (hooks && hooks->on_pgroup)
+        hooks->on_pgroup(hooks->on_pgroup_arg, pid);
+
+    /* A command that ignores its stdin must not make the worker die of SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    fcntl(in_fd, F_SETFL, O_NONBLOCK);
+    struct feed f = {.fd = in_fd,
+                     .text = spec->stdin_text ? spec->stdin_text : "",
+                     .left = spec->stdin_text ? strlen(spec->stdin_text) : 0,
+                     .hold = spec->hold_stdin};
+    feed_some(&f);
+
+    json_int_t max = json_integer_value(json_object_get(options, "max_output"));
+    struct buf b = {.max = max > 0 ? (size_t)max : DEFAULT_MAX_OUTPUT};
+    struct stopper st = {.pgid = pid, .stop_at = stop_time(start, options, hooks)};
+    for (int open_out = 1; open_out;) {
+        struct pollfd p[2] = {{.fd = out_fd, .events = POLLIN},
+                              {.fd = f.left > 0 ? f.fd : -1, .events = POLLOUT}};
+        int rc = poll(p, 2, 100);
+        if (rc > 0 && p[1].revents)
+            feed_some(&f);
+        if (rc > 0 && p[0].revents) {
             char chunk[65536];
-            ssize_t n = read(out[0], chunk, sizeof(chunk));
+            ssize_t n = read(out_fd, chunk, sizeof(chunk));
             if (n > 0)
                 buf_add(&b, chunk, (size_t)n);
             else if (n == 0 || (errno != EINTR && errno != EAGAIN))
                 open_out = 0;
         }
-        int64_t now = mono_ms();
-        int stop = (stop_at > 0 && now >= stop_at) ||
-                   (hooks && hooks->cancelled && hooks->cancelled(hooks->cancelled_arg));
-        if (stop && !killing) {
-            timed_out = stop_at > 0 && now >= stop_at;
-            kill(-pid, SIGTERM);
-            killing = 1;
-            kill_at = now + KILL_GRACE_MS;
-        } else if (killing && now >= kill_at) {
-            kill(-pid, SIGKILL);
-            kill_at = now + 60000;
-        }
+        police(&st, hooks);
     }
-    close(out[0]);
+    close(out_fd);
+    if (f.fd >= 0)
+        close(f.fd);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (killing)
+    if (st.killing)
         kill(-pid, SIGKILL); /* whatever of the group is left */
     json_t *res = json_pack("{s:i,s:s,s:b,s:b,s:I}", "exit_code",
                             WIFEXITED(status) ? WEXITSTATUS(status) : -1, "output",
                             b.data ? b.data : "", "truncated", b.truncated, "timed_out",
-                            timed_out, "duration_ms", (json_int_t)(mono_ms() - start));
+                            st.timed_out, "duration_ms", (json_int_t)(mono_ms() - start));
     json_object_set_new(res, "signal",
                         WIFSIGNALED(status) ? json_integer(WTERMSIG(status)) : json_null());
     free(b.data);
     return res;
+}
 
-fail_errno:
-    seterr(err, errlen, "cannot start command: %s", strerror(errno));
-    return NULL;
+json_t *exec_on_machine(const json_t *machine, const char *command, const json_t *options,
+                        const exec_hooks *hooks, char *err, size_t errlen)
+{
+    if (!exec_machine_is_local(machine))
+        return exec_ssh(machine, command, options, hooks, err, errlen);
+    char *argv[] = {"/bin/sh", "-c", (char *)command, NULL};
+    exec_spawn_spec spec = {.argv = argv,
+                            .cwd = json_string_value(json_object_get(options, "cwd")),
+                            .env = json_object_get(options, "env"),
+                            .stdin_text = json_string_value(json_object_get(options, "stdin"))};
+    return exec_spawn(&spec, options, hooks, err, errlen);
 }

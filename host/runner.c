@@ -97,6 +97,11 @@ static int pidfd_open_(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+/*
+ * Starts a worker as a fresh program image (fork, then exec of /proc/self/exe): a worker
+ * holds no copy of the host's memory (other jobs' vaults, store credentials), and the
+ * host's pages stop being shared copy-on-write as soon as the child execs.
+ */
 static worker *spawn(runner *r)
 {
     int sv[2];
@@ -104,28 +109,38 @@ static worker *spawn(runner *r)
         hlog(LOG_ERROR, "cannot create a worker socket: %s", strerror(errno));
         return NULL;
     }
-    pid_t parent = getpid();
+    char parent[32], memory[32];
+    snprintf(parent, sizeof(parent), "%d", (int)getpid());
+    snprintf(memory, sizeof(memory), "%d", r->o.memory_limit_mb);
+    char *argv[] = {"ferry", WORKER_ARGV1, parent, memory, NULL};
+    extern char **environ;
+    pid_t host = getpid();
     pid_t pid = fork();
     if (pid < 0) {
-        hlog(LOG_ERROR, "cannot fork a worker: %s", strerror(errno));
+        hlog(LOG_ERROR, "cannot start a worker: %s", strerror(errno));
         close(sv[0]);
         close(sv[1]);
         return NULL;
     }
     if (pid == 0) {
-        setpgid(0, 0);
-        /* A worker never outlives its host: a lost host's items are recovered by another
-         * host, and must not still be running here. */
+        /* The worker watches the host itself once started (worker.c); this covers the
+         * moment between fork and exec. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
+        if (getppid() != host)
             _exit(0);
+        setpgid(0, 0);
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, STDIN_FILENO);
         dup2(devnull, STDOUT_FILENO);
-        dup2(sv[1], 3);
-        close_range(4, ~0U, 0); /* the store, other workers' sockets, the epoll fd */
-        worker_opts wo = {.memory_limit_mb = r->o.memory_limit_mb};
-        worker_main(3, &wo);
+        dup2(sv[1], WORKER_FD);
+        close_range(WORKER_FD + 1, ~0U, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+            signal(sig, SIG_DFL);
+        execve("/proc/self/exe", argv, environ);
+        _exit(127);
     }
     setpgid(pid, pid);
     close(sv[1]);

@@ -6,6 +6,7 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -67,6 +68,7 @@ typedef struct host {
     retry_policy defaults;
     int64_t last_heartbeat, last_rescan, last_recover, last_cancel_check;
     scheduler *sched;
+    json_t *machines; /* "team/machine" -> {"at": mono ms, "facts": {...}} */
     int64_t next_schedule_mono; /* when scheduler_tick next has work */
     unsigned long completed, failed;
 } host;
@@ -139,8 +141,65 @@ static double random_unit(void)
     return (double)r / 4294967296.0;
 }
 
-/* The machine as workers see it: its vault's connection facts, with secrets removed. */
+/* How long a machine's facts are reused before they are read from the store again. */
+#define MACHINE_CACHE_MS 1000
+
+static json_t *machine_lookup(host *h, const json_t *item);
+
+/*
+ * Adds the item's pre_hook and post_hook (host-owned vault keys) to the machine facts as
+ * "_hooks": the worker runs them on the machine around the function, for the item's own
+ * attempt only (depth 0), never for nested calls. Takes and returns the reference facts.
+ */
+static json_t *with_hooks(json_t *facts, const json_t *item)
+{
+    const json_t *vault = json_object_get(item, "vaultContent");
+    json_t *pre = json_object_get(vault, "pre_hook"), *post = json_object_get(vault, "post_hook");
+    if (json_is_object(facts) && (json_is_string(pre) || json_is_string(post)))
+        json_object_set_new(facts, "_hooks", json_pack("{s:O?,s:O?}", "pre_hook",
+                                                       json_is_string(pre) ? pre : NULL,
+                                                       "post_hook",
+                                                       json_is_string(post) ? post : NULL));
+    return facts;
+}
+
+/*
+ * The machine as workers see it, cached for a second: a busy bridge runs many items for
+ * the same machines, and re-reading the row for each would cost a query per job.
+ */
 static json_t *machine_for_worker(host *h, const json_t *item)
+{
+    const char *team = json_string_value(json_object_get(item, "teamName"));
+    const char *name = json_string_value(json_object_get(item, "machineName"));
+    char key[300];
+    snprintf(key, sizeof(key), "%s/%s", team ? team : "", name ? name : "");
+    json_t *hit = json_object_get(h->machines, key);
+    int64_t now = mono_ms();
+    if (hit && now - json_integer_value(json_object_get(hit, "at")) < MACHINE_CACHE_MS)
+        return with_hooks(json_deep_copy(json_object_get(hit, "facts")), item);
+    json_t *facts = machine_lookup(h, item);
+    if (json_object_size(h->machines) > 4096)
+        json_object_clear(h->machines);
+    json_object_set_new(h->machines, key, json_pack("{s:I,s:O}", "at", (json_int_t)now, "facts", facts));
+    return with_hooks(facts, item);
+}
+
+/* The SSH_PRIVATE_KEY (any case) of a vault, or NULL. Borrowed from vault. */
+static json_t *vault_ssh_key(const json_t *vault)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)vault, key, v)
+    {
+        if (strcasecmp(key, "ssh_private_key") == 0 && json_is_string(v) &&
+            json_string_length(v) > 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* Reads the machine's vault: connection facts, with secrets removed. New reference. */
+static json_t *machine_lookup(host *h, const json_t *item)
 {
     const char *team = json_string_value(json_object_get(item, "teamName"));
     const char *name = json_string_value(json_object_get(item, "machineName"));
@@ -156,10 +215,22 @@ static json_t *machine_for_worker(host *h, const json_t *item)
     json_object_set_new(m, "team", json_string(team));
     json_object_set(m, "bridge", json_object_get(row, "bridgeName"));
     json_object_set_new(m, "local", json_boolean(exec_machine_is_local(vault)));
+    json_t *key = vault_ssh_key(vault), *team_row = NULL;
+    if (key == NULL && !exec_machine_is_local(vault) &&
+        store_resource_get(h->st, STORE_TEAM, NULL, team, &team_row, err, sizeof(err)) == 0)
+        key = vault_ssh_key(json_object_get(team_row, "vault"));
+    if (key)
+        json_object_set(m, EXEC_SSH_KEY_MEMBER, key);
+    json_decref(team_row);
     json_decref(row);
     return m;
 }
 
+/*
+ * The parameters a function sees: the vault without the keys the host acts on. The
+ * informational host keys (description, tags) are passed through too: a backup records
+ * them with its snapshot.
+ */
 static json_t *params_of(const json_t *vault)
 {
     json_t *params = json_object();
@@ -167,7 +238,7 @@ static json_t *params_of(const json_t *vault)
     json_t *v;
     json_object_foreach((json_t *)vault, key, v)
     {
-        if (!vault_is_host_key(key))
+        if (!vault_is_host_key(key) || !strcmp(key, "description") || !strcmp(key, "tags"))
             json_object_set(params, key, v);
     }
     return params;
@@ -279,15 +350,16 @@ static void settle(host *h, attempt *a, const runner_outcome *out)
     struct store_outcome so = {0};
     json_t *resp = NULL;
     const char *final = NULL;
+    char done_text[128];
 
     if (out->status == RUN_OK) {
         resp = response_vault(a, "COMPLETED", out);
         so.kind = STORE_OUTCOME_COMPLETED;
         so.response = resp;
-        so.reason = "completed";
+        snprintf(done_text, sizeof(done_text), "attempt %d completed in %lld ms", a->attempt_no,
+                 (long long)(mono_ms() - a->started_mono));
+        so.reason = done_text;
         final = "COMPLETED";
-        event(h, task, "ATTEMPT_OK", "attempt %d OK in %lld ms", a->attempt_no,
-              (long long)(mono_ms() - a->started_mono));
     } else if (out->status == RUN_CANCELLED && out->err_code &&
                strcmp(out->err_code, "interrupted") == 0) {
         so.kind = STORE_OUTCOME_RELEASE;
@@ -359,12 +431,12 @@ static void fail_before_start(host *h, const json_t *item, const char *token, co
     json_decref(resp);
 }
 
-/* Builds the worker's run message for function fn with the vault's parameters. */
-static json_t *run_message(host *h, const json_t *fn, const json_t *params, json_t *machine,
+/* Builds the worker's run message for function fn; params and machine are taken. */
+static json_t *run_message(host *h, const json_t *fn, json_t *params, json_t *machine,
                            int depth)
 {
     const char *plugin = json_string_value(json_object_get(fn, "plugin"));
-    return json_pack("{s:s,s:s,s:O,s:o,s:o,s:i}", "plugin",
+    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:i}", "plugin",
                      json_string_value(json_object_get(fn, "path")), "function",
                      json_string_value(json_object_get(fn, "name")), "params", params, "config",
                      config_plugin_section(h->cfg, plugin), "machine",
@@ -424,8 +496,8 @@ static void start_item(host *h, json_t *item)
     }
     a->next = h->running;
     h->running = a;
-    event(h, task, "ATTEMPT", "attempt %d started in worker %d (timeout %lld s)", a->attempt_no,
-          (int)runner_job_pid(a->job), (long long)(timeout / 1000));
+    hlog(LOG_DEBUG, "%s: attempt %d in worker %d, timeout %lld s", task, a->attempt_no,
+         (int)runner_job_pid(a->job), (long long)(timeout / 1000));
 }
 
 /* --- worker callbacks ------------------------------------------------------------------ */
@@ -848,8 +920,21 @@ static void chores(host *h, int64_t now)
     }
 }
 
+/*
+ * The host allocates and frees many small JSON and SQLite buffers per job; glibc's default
+ * of giving memory back to the kernel whenever 128 KiB are free at the top of the heap
+ * turned that churn into page faults (about 8% of the host's time in a drain). Keep it.
+ */
+static void tune_malloc(void)
+{
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TOP_PAD, 4 << 20);
+    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+}
+
 int serve_run(const ferry_config *cfg, const serve_options *opts)
 {
+    tune_malloc();
     host h = {.cfg = cfg, .sigfd = -1, .inofd = -1, .wakefd = -1};
     char err[1024], hostname[64] = "host";
     gethostname(hostname, sizeof(hostname) - 1);
@@ -877,7 +962,8 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     runner_callbacks cb = {.on_message = on_message, .on_request = on_request,
                            .on_done = on_done};
     h.run = runner_new(&ro, &cb, &h);
-    h.sched = scheduler_new(cfg);
+    h.sched = scheduler_new(cfg, &h.reg);
+    h.machines = json_object();
     if (setup_fds(&h) != 0) {
         hlog(LOG_ERROR, "cannot set up signal handling: %s", strerror(errno));
         return -1;
@@ -930,6 +1016,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     hlog(LOG_INFO, "stopped: %lu completed, %lu failed", h.completed, h.failed);
     runner_free(h.run);
     scheduler_free(h.sched);
+    json_decref(h.machines);
     registry_free(&h.reg);
     if (h.inofd >= 0)
         close(h.inofd);

@@ -50,22 +50,12 @@ static int is_postgres_url(const char *url)
     return 0;
 }
 
-static store *pg_unavailable(const char *url, const struct store_options *opts, char *err,
-                             size_t errlen)
-{
-    (void)url;
-    (void)opts;
-    seterr(err, errlen,
-           "PostgreSQL driver not built yet; use an SQLite file path as the store for now");
-    return NULL;
-}
-
-/* One row per engine; the PostgreSQL row points at store_pg_open once store_pg.c exists. */
+/* One row per engine a URL selects; anything else is an SQLite file path. */
 static const struct {
     int (*matches)(const char *url);
     store *(*open)(const char *url, const struct store_options *opts, char *err, size_t errlen);
 } drivers[] = {
-    {is_postgres_url, pg_unavailable},
+    {is_postgres_url, store_pg_open},
 };
 
 store *store_open_opts(const char *url_or_path, const struct store_options *opts, char *err,

@@ -490,6 +490,11 @@ struct store {
 store *store_sqlite_open(const char *path, const struct store_options *opts, char *err,
                          size_t errlen);
 
+/* The PostgreSQL driver's constructor (store_pg.c): conninfo is a postgres:// URL or a
+ * libpq key=value string. */
+store *store_pg_open(const char *conninfo, const struct store_options *opts, char *err,
+                     size_t errlen);
+
 /* Columns of one queue item as a driver read them; NULL / 0 mean SQL NULL, except
  * progress_percent where -1 means none. Strings are borrowed for the call. */
 struct store_item_cols {

@@ -11,7 +11,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,6 +48,8 @@ typedef struct loaded_plugin {
     int inited;
 } loaded_plugin;
 
+/* Process groups of commands the running attempt started (exec service). */
+static volatile pid_t command_groups[16];
 static loaded_plugin *loaded;
 static size_t n_loaded;
 static volatile sig_atomic_t cancel_flag;
@@ -195,7 +202,19 @@ static json_t *svc_machine(ferry_ctx *ctx)
     if (ctx == NULL)
         return NULL;
     json_t *m = json_object_get(priv(ctx)->job, "machine");
-    return json_is_object(m) ? json_deep_copy(m) : NULL;
+    if (!json_is_object(m))
+        return NULL;
+    /* Members starting with '_' are the host's to the exec service (the SSH key, the
+     * item's hooks): never handed to a plugin. */
+    json_t *copy = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach(m, key, v)
+    {
+        if (key[0] != '_')
+            json_object_set_new(copy, key, json_deep_copy(v));
+    }
+    return copy;
 }
 
 static json_t *svc_storage(ferry_ctx *ctx, const char *name)
@@ -223,6 +242,12 @@ static json_t *svc_config(ferry_ctx *ctx)
 static void report_pgroup(void *ud, pid_t pgid)
 {
     worker_ctx *w = ud;
+    for (size_t i = 0; i < sizeof(command_groups) / sizeof(command_groups[0]); i++) {
+        if (command_groups[i] == 0) {
+            command_groups[i] = pgid;
+            break;
+        }
+    }
     json_t *m = json_pack("{s:s,s:I,s:i}", "op", "pgroup", "id", w->id, "pgid", (int)pgid);
     proto_send(w->sock, m);
     json_decref(m);
@@ -330,6 +355,98 @@ static const ferry_plugin *load(const char *path, const json_t *config, char *re
     return plugin;
 }
 
+/* --- pre_hook and post_hook ---------------------------------------------------------- */
+
+#define HOOK_OUTPUT_IN_TRACE 3500
+
+/*
+ * Runs the item's pre_hook or post_hook (which) on the machine through the exec service and
+ * records its exit and output in the trace. The hook sees FERRY_FUNCTION, FERRY_HOOK and,
+ * for the post_hook, FERRY_OUTCOME; when the parameters name a repository that exists on the
+ * machine (DATASTORE/repositories/NAME, as the repo plugin keeps them), it runs there with
+ * that directory first on PATH, so that the seed's "stop_services.sh" is found there. Returns 0 when the hook exited 0,
+ * else -1 with the attempt's error set (exec_failed when it could not run at all).
+ */
+static int run_hook(worker_ctx *w, const char *which, const char *command, const json_t *params,
+                    const char *outcome)
+{
+    json_t *machine = json_object_get(w->job, "machine");
+    const char *datastore = json_string_value(json_object_get(machine, "datastore"));
+    const char *repository = json_string_value(json_object_get(params, "repository"));
+    json_t *env = json_pack("{s:s,s:s}", "FERRY_FUNCTION",
+                            json_string_value(json_object_get(w->job, "function")), "FERRY_HOOK",
+                            which);
+    if (outcome)
+        json_object_set_new(env, "FERRY_OUTCOME", json_string(outcome));
+    if (datastore && repository && strstr(repository, "..") == NULL)
+        json_object_set_new(env, "FERRY_REPOSITORY_DIR",
+                            json_sprintf("%s/repositories/%s", datastore, repository));
+    json_t *options = json_pack("{s:o}", "env", env);
+    char *script = xasprintf("if [ -n \"${FERRY_REPOSITORY_DIR:-}\" ] && [ -d "
+                             "\"$FERRY_REPOSITORY_DIR\" ]; then cd \"$FERRY_REPOSITORY_DIR\" "
+                             "&& PATH=\"$PWD:$PATH\"; fi\n%s",
+                             command);
+    json_t *res = svc_exec(&w->pub, script, options);
+    free(script);
+    json_decref(options);
+    if (res == NULL) {
+        svc_log(&w->pub, FERRY_LOG_ERROR, "%s could not run: %s", which, w->err_msg);
+        return -1;
+    }
+    json_int_t code = json_integer_value(json_object_get(res, "exit_code"));
+    const char *output = json_string_value(json_object_get(res, "output"));
+    size_t len = output ? strlen(output) : 0;
+    while (len > 0 && (output[len - 1] == '\n' || output[len - 1] == '\r'))
+        len--;
+    size_t skip = len > HOOK_OUTPUT_IN_TRACE ? len - HOOK_OUTPUT_IN_TRACE : 0;
+    svc_log(&w->pub, code == 0 ? FERRY_LOG_INFO : FERRY_LOG_ERROR,
+            "%s `%s` exited %lld in %lld ms%s%s%.*s", which, command, (long long)code,
+            (long long)json_integer_value(json_object_get(res, "duration_ms")),
+            len ? ", output:\n" : "", skip ? "..." : "", (int)(len - skip),
+            output ? output + skip : "");
+    json_decref(res);
+    if (code == 0)
+        return 0;
+    svc_set_error(&w->pub, which[1] == 'r' ? "pre_hook_failed" : "post_hook_failed",
+                  "%s `%s` exited %lld", which, command, (long long)code);
+    return -1;
+}
+
+/* Runs the function between the item's hooks; see run_hook(). A failing pre_hook fails the
+ * attempt before the function runs; a failing post_hook fails an attempt that succeeded. */
+static ferry_result run_with_hooks(worker_ctx *w, const ferry_function *fn, const json_t *params,
+                                   json_t **result)
+{
+    const json_t *hooks = json_object_get(json_object_get(w->job, "machine"), "_hooks");
+    const char *pre = json_string_value(json_object_get(hooks, "pre_hook"));
+    const char *post = json_string_value(json_object_get(hooks, "post_hook"));
+    if (json_integer_value(json_object_get(w->job, "depth")) > 0)
+        pre = post = NULL; /* a nested call: the hooks belong to the item's own attempt */
+    if (pre && run_hook(w, "pre_hook", pre, params, NULL) != 0)
+        return w->err_code && strcmp(w->err_code, "exec_failed") == 0 ? FERRY_RETRY : FERRY_FAIL;
+    ferry_result code = descriptor_run(fn)(&w->pub, params, result);
+    if (post) {
+        /* The function's own error stays the attempt's error when both failed. */
+        char *code_keep = w->err_code ? xstrdup(w->err_code) : NULL;
+        char *msg_keep = w->err_msg ? xstrdup(w->err_msg) : NULL;
+        int hook_failed = run_hook(w, "post_hook", post, params, worker_code_name(code)) != 0;
+        if (hook_failed && code == FERRY_OK) {
+            json_decref(*result);
+            *result = NULL;
+            code = FERRY_FAIL;
+        } else {
+            free(w->err_code);
+            free(w->err_msg);
+            w->err_code = code_keep;
+            w->err_msg = msg_keep;
+            code_keep = msg_keep = NULL;
+        }
+        free(code_keep);
+        free(msg_keep);
+    }
+    return code;
+}
+
 /* --- the loop -------------------------------------------------------------------------- */
 
 static json_t *run_one(int sock, json_t *job)
@@ -358,7 +475,9 @@ static json_t *run_one(int sock, json_t *job)
         svc_set_error(&w.pub, "unavailable", "plugin %s has no function %s", path, fname);
     } else {
         cancel_flag = 0;
-        code = descriptor_run(fn)(&w.pub, params, &result);
+        for (size_t i = 0; i < sizeof(command_groups) / sizeof(command_groups[0]); i++)
+            command_groups[i] = 0;
+        code = run_with_hooks(&w, fn, params, &result);
         if ((int)code < FERRY_OK || code > FERRY_INVALID) {
             svc_set_error(&w.pub, "bad_result", "%s returned %d, which is not a ferry_result",
                           fname, (int)code);
@@ -381,6 +500,50 @@ static json_t *run_one(int sock, json_t *job)
     free(w.err_code);
     free(w.err_msg);
     return done;
+}
+
+static void *watch_host(void *arg)
+{
+    int pidfd = (int)(intptr_t)arg;
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    while (poll(&p, 1, -1) < 0 && errno == EINTR)
+        ;
+    for (size_t i = 0; i < sizeof(command_groups) / sizeof(command_groups[0]); i++)
+        if (command_groups[i] > 0)
+            kill(-command_groups[i], SIGKILL);
+    kill(0, SIGKILL); /* this worker's group: the worker and what its plugin forked */
+    _exit(1);
+}
+
+/*
+ * A worker never outlives its host: a lost host's items are recovered by another host and
+ * must not still be running here. A thread watches the host through a pidfd and, when the
+ * host is gone, kills the commands the attempt started (process groups of their own, which
+ * PR_SET_PDEATHSIG would not reach), then the worker's own group.
+ */
+static void guard_host(pid_t host)
+{
+    if (host <= 0)
+        return;
+    int pidfd = (int)syscall(SYS_pidfd_open, host, 0);
+    if (pidfd < 0 || getppid() != host)
+        _exit(0);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, watch_host, (void *)(intptr_t)pidfd) != 0)
+        _exit(0);
+    pthread_attr_destroy(&attr);
+}
+
+void worker_process_main(int argc, char **argv)
+{
+    pid_t host = argc > 2 ? (pid_t)atoi(argv[2]) : 0;
+    guard_host(host);
+    worker_opts wo = {.memory_limit_mb = argc > 3 ? atoi(argv[3]) : 0};
+    worker_main(WORKER_FD, &wo);
 }
 
 void worker_main(int sock, const worker_opts *opts)

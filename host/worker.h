@@ -20,7 +20,17 @@
 
 #include <ferry/plugin.h>
 
-/* Options fixed when a worker is forked. */
+/* How the runner starts a worker: `ferry WORKER_ARGV1 HOST_PID MEMORY_MB`, socket on fd 3. */
+#define WORKER_ARGV1 "__worker"
+#define WORKER_FD    3
+
+/*
+ * The worker program's entry, called by main() before anything else when argv[1] is
+ * WORKER_ARGV1. Never returns.
+ */
+void worker_process_main(int argc, char **argv) __attribute__((noreturn));
+
+/* Options fixed when a worker is started. */
 typedef struct worker_opts {
     int memory_limit_mb; /* RLIMIT_AS; 0 = none */
 } worker_opts;

@@ -62,13 +62,63 @@ wait_for() {
 
 # Writes $T_DIR/ferry.conf: a private store and plugin directory. Extra lines are appended
 # inside the file (libconfig settings), e.g. write_config 'workers = { count = 2; };'
+#
+# With FERRY_TEST_DRIVER=postgres the store is a fresh PostgreSQL database on the server
+# FERRY_TEST_PG_ADMIN_URL names (tests/run.sh starts one), so a test written for SQLite runs
+# unchanged against PostgreSQL: the database is named after the SQLite path it replaces
+# ("$T_DIR/ferry.db"), so a test that derives another store by editing that path in the
+# config gets another database (a wrapper around ferry creates it on first use), and a
+# `sqlite3 FILE QUERY` stand-in on the PATH runs a test's SQL surgery on the database of
+# FILE instead.
 write_config() {
     mkdir -p "$T_DIR/plugins"
     chmod 755 "$T_DIR" "$T_DIR/plugins"
+    local store="store = { path = \"$T_DIR/ferry.db\"; };"
+    if [[ ${FERRY_TEST_DRIVER:-sqlite} == postgres ]]; then
+        if [[ -z ${FERRY_TEST_PG_ADMIN_URL:-} ]]; then
+            fail "FERRY_TEST_DRIVER=postgres needs a server" \
+                "FERRY_TEST_PG_ADMIN_URL is not set; run through tests/run.sh (make check), which starts one"
+            exit 1
+        fi
+        local pg=$T_DIR/pg
+        if [[ ! -x $pg/ferry ]]; then
+            mkdir -p "$pg"
+            # host=… port=… user=… of the server, for key=value conninfo strings.
+            python3 - "$FERRY_TEST_PG_ADMIN_URL" >"$pg/server" <<'PY' || { fail "parse FERRY_TEST_PG_ADMIN_URL"; exit 1; }
+import sys, urllib.parse as up
+u = up.urlparse(sys.argv[1]); q = dict(up.parse_qsl(u.query))
+kv = {"host": q.get("host") or up.unquote(u.hostname or ""), "port": q.get("port") or (str(u.port) if u.port else ""),
+      "user": q.get("user") or up.unquote(u.username or ""), "password": q.get("password") or up.unquote(u.password or "")}
+print(" ".join(f"{k}={v}" for k, v in kv.items() if v))
+PY
+            cat >"$pg/ferry" <<EOF
+#!/usr/bin/env bash
+# Test stand-in for ferry: creates the database its config names, once, then runs ferry.
+cfg=\${FERRY_CONFIG:-}
+for ((i = 1; i < \$#; i++)); do [[ \${!i} == --config ]] && { j=\$((i + 1)); cfg=\${!j}; }; done
+db=\$(sed -n 's/.*conninfo = ".*dbname=\([^ "]*\).*/\1/p' "\$cfg" 2>/dev/null | head -1)
+if [[ -n \$db ]] && ! grep -qxF "\$db" "$pg/created" 2>/dev/null; then
+    psql -X -q "$FERRY_TEST_PG_ADMIN_URL" -c "CREATE DATABASE \"\$db\"" >/dev/null 2>&1
+    echo "\$db" >>"$pg/created"
+fi
+exec "$FERRY_BIN" "\$@"
+EOF
+            cat >"$pg/sqlite3" <<EOF
+#!/usr/bin/env bash
+# Test stand-in for sqlite3 [-cmd X] FILE QUERY: runs QUERY on the database named FILE.
+while [[ \$1 == -* ]]; do shift 2; done
+exec psql -X -q -At -F'|' -v ON_ERROR_STOP=1 "\$(cat "$pg/server") dbname=\$1" -c "\$2"
+EOF
+            chmod 755 "$pg/ferry" "$pg/sqlite3"
+            FERRY_BIN=$pg/ferry
+            PATH=$pg:$PATH
+        fi
+        store="store = { driver = \"postgres\"; conninfo = \"$(cat "$pg/server") dbname=$T_DIR/ferry.db\"; };"
+    fi
     {
         echo "bridge = \"${T_BRIDGE:-local}\";"
         echo "log_level = \"${T_LOG_LEVEL:-info}\";"
-        echo "store = { path = \"$T_DIR/ferry.db\"; };"
+        echo "$store"
         echo "plugins = { dir = \"$T_DIR/plugins\"; };"
         for line in "$@"; do echo "$line"; done
     } >"$T_DIR/ferry.conf"

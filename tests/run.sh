@@ -4,6 +4,14 @@
 # are bash scripts using tests/lib.sh (TAP output). A file that crashes, hangs or prints no
 # result counts as a failure.
 #   tests/run.sh [PATTERN]   only files whose path contains PATTERN
+#
+# PostgreSQL: when a selected test needs it, one throwaway server (scripts/pg.sh) serves the
+# whole run: FERRY_TEST_PG_URL (a database for the store conformance suite) and
+# FERRY_TEST_PG_ADMIN_URL (for tests that create databases of their own) are exported, and
+# the server is stopped and removed at the end. Given FERRY_TEST_PG_URL and
+# FERRY_TEST_PG_ADMIN_URL, that server is used instead. A server that cannot be started is
+# a failure of its own, with the reason; the PostgreSQL tests then fail too, never pass.
+# "NAME.sh@pg" entries run an end-to-end test again with FERRY_TEST_DRIVER=postgres.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export BUILD=${BUILD:-build}
@@ -15,23 +23,53 @@ limit=${FERRY_TEST_TIMEOUT:-300}
 files=()
 for f in "$BUILD"/tests/test_*; do [[ -x $f ]] && files+=("$f"); done
 for f in tests/e2e/*.sh; do [[ -f $f ]] && files+=("$f"); done
+# The CLI against PostgreSQL exactly as against SQLite: these run a second time on it.
+for f in tests/e2e/seed_queue.sh tests/e2e/cli_queue.sh; do [[ -f $f ]] && files+=("$f@pg"); done
+
+needs_pg() { [[ $1 == *test_store* || $1 == *e2e/pg_* || $1 == *@pg ]]; }
+pg_dir= pg_error=
+for f in "${files[@]}"; do
+    [[ -n $filter && $f != *"$filter"* ]] && continue
+    needs_pg "$f" || continue
+    if [[ -n ${FERRY_TEST_PG_URL:-} && -n ${FERRY_TEST_PG_ADMIN_URL:-} ]]; then break; fi
+    if out=$(scripts/pg.sh env 2>&1); then
+        eval "$out"
+        pg_dir=$FERRY_PG_DIR
+        export FERRY_TEST_PG_URL FERRY_TEST_PG_ADMIN_URL
+        trap 'scripts/pg.sh stop "$pg_dir"' EXIT
+    else
+        pg_error=$out
+        unset FERRY_TEST_PG_URL FERRY_TEST_PG_ADMIN_URL
+    fi
+    break
+done
 
 passed=0 failed=0 failures=()
 logdir=$BUILD/test-logs
 mkdir -p "$logdir"
+if [[ -n $pg_error ]]; then
+    printf '%-32s %4d passed %3d failed\n' postgres-server 0 1
+    echo "    not ok - no PostgreSQL server for the PostgreSQL tests: $pg_error" | head -5
+    failed=$((failed + 1))
+    failures+=(postgres-server)
+fi
 for f in "${files[@]}"; do
     [[ -n $filter && $f != *"$filter"* ]] && continue
-    name=$(basename "$f" .sh)
+    name=$(basename "${f%@pg}" .sh)
+    [[ $f == *@pg ]] && name=$name@pg
     log=$logdir/$name.log
     start=$(date +%s)
-    if [[ $f == *.sh ]]; then
+    if [[ $f == *@pg ]]; then
+        FERRY_TEST_DRIVER=postgres timeout -k 10 "$limit" bash "${f%@pg}" >"$log" 2>&1
+    elif [[ $f == *.sh ]]; then
         timeout -k 10 "$limit" bash "$f" >"$log" 2>&1
     else
         timeout -k 10 "$limit" "$f" >"$log" 2>&1
     fi
     rc=$?
     ok=$(grep -cE '^ok [0-9]+' "$log")
-    notok=$(grep -cE '^not ok [0-9]+' "$log")
+    # cmocka reports a skipped test as "not ok N # SKIP": a skip, not a failure.
+    notok=$(grep -E '^not ok [0-9]+' "$log" | grep -vc '# SKIP')
     if [[ $rc -ne 0 && $notok -eq 0 ]]; then
         # Crashed, timed out or failed outside a test case: that is a failure of its own.
         notok=1

@@ -99,7 +99,7 @@ refused "unknown machine" 1 "no machine named 'ghost'; create it with: ferry cre
 refused "unknown bridge" 1 "no bridge named 'nowhere'; create it with: ferry create bridge REGION nowhere" \
     create queue-item Ops box1 nowhere --vault '{"function":"hello"}'
 refused "unknown bridge with an unknown function: the error alone" 1 "no bridge named 'nowhere'" \
-    create queue-item Ops box1 nowhere --vault '{"function":"repo_push"}'
+    create queue-item Ops box1 nowhere --vault '{"function":"fn_missing"}'
 refused "a machine of another team" 1 "belongs to team 'Dev'" \
     create queue-item Ops box2 local --vault '{"function":"hello"}'
 refused "a machine on another bridge" 1 "machine 'box1' is on bridge 'local', not 'other'" \

@@ -301,18 +301,18 @@ out=$(ferry rm queue-item "$B" 2>&1); rc=$?
 eq "rm a FAILED item exits 1" "$rc" 1
 eq "COMPLETED and FAILED items stay" "$(ids --task-id "$A")$(ids --task-id "$B")" "AB"
 
-# --- unknown functions and parameter validation -------------------------------------------------------
-out=$(ferry create queue-item Ops box1 local --vault '{"function":"repo_push","repository":"webapp"}' 2>"$T_DIR/err"); rc=$?
+# --- unknown functions (fn_missing: no plugin has it) and parameter validation ---------------
+out=$(ferry create queue-item Ops box1 local --vault '{"function":"fn_missing","repository":"webapp"}' 2>"$T_DIR/err"); rc=$?
 eq "an unknown function is accepted" "$rc" 0
 eq "with the normal output" "$(sed -n 1p <<<"$out")" "Successfully created queue item for machine box1 with priority 3"
-contains "and a warning on stderr" "$(cat "$T_DIR/err")" "ferry: warning: function repo_push is not provided by any plugin"
+contains "and a warning on stderr" "$(cat "$T_DIR/err")" "ferry: warning: function fn_missing is not provided by any plugin"
 eq "the warning is one line" "$(wc -l <"$T_DIR/err")" 1
 U=$(sed -n 2p <<<"$out" | cut -d' ' -f3)
 ferry queue wait "$U" --timeout 20 >/dev/null 2>&1
 eq "the host fails it" "$(task_status "$U")" FAILED
 contains "clearly" "$(ferry list queue --task-id "$U" --output json | jq -r '.data[0].lastFailureReason')" \
-    "function repo_push is not provided by any plugin on bridge local"
-out=$(ferry create queue-item Ops box1 local --vault '{"function":"repo_push"}' --output json 2>"$T_DIR/err")
+    "function fn_missing is not provided by any plugin on bridge local"
+out=$(ferry create queue-item Ops box1 local --vault '{"function":"fn_missing"}' --output json 2>"$T_DIR/err")
 eq "JSON mode: stdout stays one JSON document" "$(jqf "$out" .success)" true
 contains "JSON mode: the warning goes to stderr" "$(cat "$T_DIR/err")" "warning"
 ferry queue wait "$(jqf "$out" '.data[0].taskId')" --timeout 20 >/dev/null 2>&1

@@ -1,0 +1,472 @@
+/*
+ * Running a command on a remote machine with the OpenSSH client.
+ *
+ * Secrets: the private key (and pinned host keys) are written into memfds of mode 0600 that
+ * ssh opens as /proc/<our pid>/fd/<n>. They never touch a disk and vanish with the last
+ * descriptor, so a worker killed mid-command leaves nothing behind. ssh's own diagnostics go
+ * to a third memfd (-E), kept apart from the command's output, so that a failed connection
+ * (exit 255 with a diagnostic) can be told from a command that exits 255.
+ *
+ * Stopping: ssh without a terminal does not signal the remote command when the connection
+ * drops. So the command runs under a small remote wrapper (REMOTE_WRAPPER) that starts it in
+ * a session of its own (setsid) and watches the connection's stdin: we hold our end open for
+ * as long as ssh runs, so end-of-file there means the client is gone (timeout, cancel, worker
+ * killed), and the wrapper then kills the command's process group: SIGTERM, then SIGKILL.
+ */
+#include "exec.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_S 10
+#define MAX_SSH_ARGS              64
+#define SSH_LOG_MAX               4096
+
+/*
+ * Run by `sh -c WRAPPER ferry-exec N COMMAND` on the remote machine. The first N bytes of
+ * stdin are the command's input; the rest of stdin is the liveness channel described above.
+ * A background list's stdin is /dev/null in a non-interactive shell, hence fd 3. After a
+ * normal end the watchdog is stopped and whatever the command left running (services it
+ * started on purpose) is left alone.
+ */
+static const char REMOTE_WRAPPER[] =
+    "n=$1; cmd=$2\n"
+    "d=$(mktemp -d 2>/dev/null || mktemp -d -t ferry.XXXXXX) || exit 125\n"
+    "in=/dev/null\n"
+    "if [ \"$n\" -gt 0 ]; then in=$d/in; head -c \"$n\" >\"$in\"; fi\n"
+    "exec 3<&0\n"
+    "if command -v setsid >/dev/null 2>&1; then setsid sh -c \"$cmd\" <\"$in\" &\n"
+    "else sh -c \"$cmd\" <\"$in\" & fi\n"
+    "pid=$!\n"
+    "( cat <&3 >/dev/null 2>&1; : >\"$d/lost\"\n"
+    "  kill -TERM -\"$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null\n"
+    "  sleep 2; kill -KILL -\"$pid\" 2>/dev/null || kill -KILL \"$pid\" 2>/dev/null\n"
+    ") >/dev/null 2>&1 &\n"
+    "wd=$!\n"
+    "exec 3<&-\n"
+    "wait \"$pid\"; rc=$?\n"
+    "if [ -e \"$d/lost\" ]; then wait \"$wd\"; else kill \"$wd\" 2>/dev/null; fi\n"
+    "rm -rf \"$d\"\n"
+    "exit \"$rc\"\n";
+
+/* --- small text helpers ------------------------------------------------------------------ */
+
+/* Appends s to out as one single-quoted shell word. */
+static void shell_quote(FILE *out, const char *s)
+{
+    fputc('\'', out);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", out);
+        else
+            fputc(*s, out);
+    }
+    fputc('\'', out);
+}
+
+static int env_name_ok(const char *name)
+{
+    if (!(isalpha((unsigned char)name[0]) || name[0] == '_'))
+        return 0;
+    for (const char *c = name; *c; c++)
+        if (!(isalnum((unsigned char)*c) || *c == '_'))
+            return 0;
+    return 1;
+}
+
+/* Decodes standard base64 (whitespace ignored). Returns a malloc'd NUL-terminated buffer, or
+ * NULL when text is not base64. */
+static char *base64_decode(const char *text)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(text);
+    char *out = malloc(n / 4 * 3 + 4);
+    if (out == NULL)
+        return NULL;
+    size_t len = 0;
+    unsigned acc = 0;
+    int bits = 0, pad = 0;
+    for (const char *c = text; *c; c++) {
+        if (isspace((unsigned char)*c))
+            continue;
+        if (*c == '=') {
+            pad++;
+            continue;
+        }
+        const char *p = strchr(alphabet, *c);
+        if (p == NULL || pad) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (unsigned)(p - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[len++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* The private key as OpenSSH wants it: PEM text ending in a newline. Vaults hold it as text,
+ * or base64 of the text (as some tools store it). Returns malloc'd text or NULL. */
+static char *key_text(const char *value)
+{
+    char *text = NULL;
+    if (strstr(value, "-----BEGIN") != NULL) {
+        text = xstrdup(value);
+    } else {
+        text = base64_decode(value);
+        if (text == NULL || strstr(text, "-----BEGIN") == NULL) {
+            if (text)
+                explicit_bzero(text, strlen(text));
+            free(text);
+            return NULL;
+        }
+    }
+    size_t len = strlen(text);
+    if (len > 0 && text[len - 1] != '\n') {
+        char *t = xasprintf("%s\n", text);
+        explicit_bzero(text, len);
+        free(text);
+        text = t;
+    }
+    return text;
+}
+
+/* The machine's key: the host's private member, else a plain (unredacted) vault key. */
+static const char *machine_key(const json_t *machine)
+{
+    const char *names[] = {EXEC_SSH_KEY_MEMBER, "SSH_PRIVATE_KEY", "ssh_private_key"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = json_string_value(json_object_get(machine, names[i]));
+        if (v && v[0] && strcmp(v, "********") != 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* --- memfds ----------------------------------------------------------------------------- */
+
+/* A 0600 memfd holding text (may be NULL for an empty one); its /proc path in path.
+ * Returns the descriptor or -1 with err set. */
+static int memfd_with(const char *name, const char *text, char *path, size_t pathlen, char *err,
+                      size_t errlen)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0 || fchmod(fd, 0600) != 0) {
+        seterr(err, errlen, "cannot create an in-memory file for ssh: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    size_t left = text ? strlen(text) : 0;
+    while (left > 0) {
+        ssize_t n = write(fd, text, left);
+        if (n <= 0) {
+            seterr(err, errlen, "cannot write an in-memory file for ssh: %s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+        text += n;
+        left -= (size_t)n;
+    }
+    snprintf(path, pathlen, "/proc/%d/fd/%d", (int)getpid(), fd);
+    return fd;
+}
+
+/* ssh's verdict from the log memfd: its last line (where ssh puts the fatal reason), or ""
+ * when it logged nothing. A changed host key gets its own plain explanation. */
+static void read_ssh_log(int fd, char *out, size_t outlen)
+{
+    char log[SSH_LOG_MAX];
+    ssize_t n = pread(fd, log, sizeof(log) - 1, 0);
+    log[n > 0 ? n : 0] = '\0';
+    size_t len = strlen(log);
+    while (len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r' || log[len - 1] == ' '))
+        log[--len] = '\0';
+    char *last = log + len;
+    while (last > log && last[-1] != '\n')
+        last--;
+    last[strcspn(last, "\r")] = '\0';
+    if (strstr(log, "IDENTIFICATION HAS CHANGED") != NULL)
+        snprintf(out, outlen,
+                 "the server's host key is not the one pinned by the machine's "
+                 "known_hosts or host_public_key (%s)",
+                 last);
+    else
+        snprintf(out, outlen, "%s", last);
+}
+
+/* --- the command lines -------------------------------------------------------------------- */
+
+/* The remote command line: the wrapper, the stdin length and the command with its cwd and
+ * environment. Returns malloc'd text, or NULL with err set for a bad env name. */
+static char *remote_command(const char *command, const json_t *options, size_t stdin_len, char *err,
+                            size_t errlen)
+{
+    char *inner = NULL, *line = NULL;
+    size_t inner_len = 0, line_len = 0;
+    FILE *f = open_memstream(&inner, &inner_len);
+    const char *cwd = json_string_value(json_object_get(options, "cwd"));
+    if (cwd) {
+        fputs("cd ", f);
+        shell_quote(f, cwd);
+        fputs(" || exit 126\n", f);
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach ((json_t *)json_object_get(options, "env"), key, v) {
+        if (!json_is_string(v))
+            continue;
+        if (!env_name_ok(key)) {
+            fclose(f);
+            free(inner);
+            seterr(err, errlen, "environment variable name '%s' is not valid", key);
+            return NULL;
+        }
+        fprintf(f, "export %s=", key);
+        shell_quote(f, json_string_value(v));
+        fputc('\n', f);
+    }
+    fputs(command, f);
+    fclose(f);
+    f = open_memstream(&line, &line_len);
+    fputs("exec sh -c ", f);
+    shell_quote(f, REMOTE_WRAPPER);
+    fprintf(f, " ferry-exec %zu ", stdin_len);
+    shell_quote(f, inner);
+    fclose(f);
+    free(inner);
+    return line;
+}
+
+/* Where to connect: fills host, user (may stay NULL) and port. 0, or -1 with err set. */
+static int target(const json_t *machine, const char **host, const char **user, long *port,
+                  char *err, size_t errlen)
+{
+    *host = json_string_value(json_object_get(machine, "ip"));
+    if (*host == NULL || (*host)[0] == '\0')
+        *host = json_string_value(json_object_get(machine, "host"));
+    *user = json_string_value(json_object_get(machine, "user"));
+    const json_t *p = json_object_get(machine, "ssh_port");
+    if (p == NULL)
+        p = json_object_get(machine, "port");
+    *port = json_is_integer(p)  ? (long)json_integer_value(p)
+            : json_is_string(p) ? strtol(json_string_value(p), NULL, 10)
+                                : 22;
+    const char *name = json_string_value(json_object_get(machine, "name"));
+    if (*host == NULL || (*host)[0] == '\0' || (*host)[0] == '-') {
+        seterr(err, errlen,
+               "machine %s has no \"ip\" in its vault: set \"ip\" (and \"user\", "
+               "\"ssh_port\"), or \"connection\": \"local\" for this host",
+               name ? name : "?");
+        return -1;
+    }
+    if (*port <= 0 || *port > 65535 || (*user && (*user)[0] == '-')) {
+        seterr(err, errlen, "machine %s: ssh_port must be 1-65535 and user a login name",
+               name ? name : "?");
+        return -1;
+    }
+    return 0;
+}
+
+/* The pinned host keys as known_hosts text in *text: the vault's known_hosts, or a line made
+ * of its host_public_key ("ssh-ed25519 AAAA... comment"); NULL when nothing is pinned.
+ * ("host_key" would read as a secret by name, and be redacted.) Returns 0, or -1 with err
+ * set when host_public_key is not a public key line. */
+static int pinned_hosts(const json_t *machine, const char *host, long port, char **text, char *err,
+                        size_t errlen)
+{
+    *text = NULL;
+    const char *known = json_string_value(json_object_get(machine, "known_hosts"));
+    if (known && known[0]) {
+        *text = xasprintf("%s\n", known);
+        return 0;
+    }
+    const char *hk = json_string_value(json_object_get(machine, "host_public_key"));
+    if (hk == NULL || hk[0] == '\0')
+        return 0;
+    char type[64] = "", blob[4096] = "";
+    if (sscanf(hk, "%63s %4095s", type, blob) != 2) {
+        seterr(err, errlen,
+               "host_public_key of machine %s is not a public key line "
+               "(\"ssh-ed25519 AAAA...\", e.g. the server's /etc/ssh/ssh_host_ed25519_key.pub)",
+               json_string_value(json_object_get(machine, "name")));
+        return -1;
+    }
+    if (port == 22)
+        *text = xasprintf("%s %s %s\n", host, type, blob);
+    else
+        *text = xasprintf("[%s]:%ld %s %s\n", host, port, type, blob);
+    return 0;
+}
+
+/* One connection's facts and its in-memory files. */
+struct ssh_conn {
+    const char *host, *user, *name;
+    long port;
+    char login[320];
+    int key_fd, hosts_fd, log_fd;     /* memfds, -1 when absent */
+    char key[64], hosts[64], log[64]; /* their /proc paths */
+    char opt_port[16], opt_timeout[48], opt_hosts[96];
+};
+
+static void close_files(struct ssh_conn *c)
+{
+    if (c->key_fd >= 0)
+        close(c->key_fd);
+    if (c->hosts_fd >= 0)
+        close(c->hosts_fd);
+    if (c->log_fd >= 0)
+        close(c->log_fd);
+}
+
+/* Puts the key, the pinned host keys and an empty log into memfds. 0, or -1 with err set. */
+static int open_files(struct ssh_conn *c, const json_t *machine, char *err, size_t errlen)
+{
+    int rc = -1;
+    char *key = NULL, *pinned = NULL;
+    const char *key_value = machine_key(machine);
+    if (key_value) {
+        key = key_text(key_value);
+        if (key == NULL) {
+            seterr(err, errlen,
+                   "the SSH_PRIVATE_KEY of machine %s (or its team) is neither "
+                   "a PEM private key nor base64 of one",
+                   c->name);
+            goto out;
+        }
+        c->key_fd = memfd_with("ferry-ssh-key", key, c->key, sizeof(c->key), err, errlen);
+        if (c->key_fd < 0)
+            goto out;
+    }
+    if (pinned_hosts(machine, c->host, c->port, &pinned, err, errlen) != 0)
+        goto out;
+    if (pinned && (c->hosts_fd = memfd_with("ferry-known-hosts", pinned, c->hosts, sizeof(c->hosts),
+                                            err, errlen)) < 0)
+        goto out;
+    c->log_fd = memfd_with("ferry-ssh-log", NULL, c->log, sizeof(c->log), err, errlen);
+    rc = c->log_fd < 0 ? -1 : 0;
+out:
+    if (key) {
+        explicit_bzero(key, strlen(key));
+        free(key);
+    }
+    free(pinned);
+    return rc;
+}
+
+/* The ssh command line into argv (MAX_SSH_ARGS slots; its strings live in c, machine and
+ * remote). Returns 0, or -1 with err set for bad ssh_options. */
+static int build_argv(struct ssh_conn *c, const json_t *machine, char *remote, char **argv,
+                      char *err, size_t errlen)
+{
+    json_int_t ct = json_integer_value(json_object_get(machine, "connect_timeout"));
+    snprintf(c->opt_port, sizeof(c->opt_port), "%ld", c->port);
+    snprintf(c->opt_timeout, sizeof(c->opt_timeout), "ConnectTimeout=%lld",
+             (long long)(ct > 0 ? ct : DEFAULT_CONNECT_TIMEOUT_S));
+    snprintf(c->opt_hosts, sizeof(c->opt_hosts), "UserKnownHostsFile=%s",
+             c->hosts_fd >= 0 ? c->hosts : "/dev/null");
+    char *fixed[] = {
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-T",
+        "-p",
+        c->opt_port,
+        "-E",
+        c->log,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        c->opt_timeout,
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=4",
+        "-o",
+        c->opt_hosts,
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        c->hosts_fd >= 0 ? "StrictHostKeyChecking=yes" : "StrictHostKeyChecking=accept-new"};
+    char *with_key[] = {"-i", c->key, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"};
+    int n = 0;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        argv[n++] = fixed[i];
+    for (size_t i = 0; c->key_fd >= 0 && i < sizeof(with_key) / sizeof(with_key[0]); i++)
+        argv[n++] = with_key[i];
+    size_t i;
+    json_t *o;
+    json_array_foreach (json_object_get(machine, "ssh_options"), i, o) {
+        const char *s = json_string_value(o);
+        if (s == NULL || s[0] == '-' || strchr(s, '=') == NULL || n > MAX_SSH_ARGS - 6) {
+            seterr(err, errlen,
+                   "machine %s: ssh_options must be a short list of "
+                   "\"Option=value\" strings",
+                   c->name);
+            return -1;
+        }
+        argv[n++] = "-o";
+        argv[n++] = (char *)s;
+    }
+    argv[n++] = "--";
+    argv[n++] = c->login;
+    argv[n++] = remote;
+    argv[n] = NULL;
+    return 0;
+}
+
+json_t *exec_ssh(const json_t *machine, const char *command, const json_t *options,
+                 const exec_hooks *hooks, char *err, size_t errlen)
+{
+    struct ssh_conn c = {.key_fd = -1, .hosts_fd = -1, .log_fd = -1};
+    if (target(machine, &c.host, &c.user, &c.port, err, errlen) != 0)
+        return NULL;
+    c.name = json_string_value(json_object_get(machine, "name"));
+    if (c.name == NULL)
+        c.name = "?";
+    if (c.user && c.user[0])
+        snprintf(c.login, sizeof(c.login), "%s@%s", c.user, c.host);
+    else
+        snprintf(c.login, sizeof(c.login), "%s", c.host);
+    json_t *res = NULL;
+    char *argv[MAX_SSH_ARGS], *remote = NULL;
+    const char *stdin_text = json_string_value(json_object_get(options, "stdin"));
+    if (open_files(&c, machine, err, errlen) != 0)
+        goto out;
+    remote = remote_command(command, options, stdin_text ? strlen(stdin_text) : 0, err, errlen);
+    if (remote == NULL || build_argv(&c, machine, remote, argv, err, errlen) != 0)
+        goto out;
+    exec_spawn_spec spec = {.argv = argv, .stdin_text = stdin_text, .hold_stdin = 1};
+    res = exec_spawn(&spec, options, hooks, err, errlen);
+    if (res == NULL)
+        goto out;
+    char diag[SSH_LOG_MAX];
+    read_ssh_log(c.log_fd, diag, sizeof(diag));
+    int killed = json_is_true(json_object_get(res, "timed_out")) ||
+                 !json_is_null(json_object_get(res, "signal"));
+    if (json_integer_value(json_object_get(res, "exit_code")) == 255 && diag[0] && !killed) {
+        seterr(err, errlen, "ssh to %s port %ld (machine %s) failed: %s", c.login, c.port, c.name,
+               diag);
+        json_decref(res);
+        res = NULL;
+    }
+out:
+    close_files(&c);
+    free(remote);
+    return res;
+}

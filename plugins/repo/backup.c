@@ -1,0 +1,628 @@
+/*
+ * repo_backup: a directory into a storage as a new snapshot.
+ *
+ * 1. Scan the directory (metadata only) and load the index and the repository's previous
+ *    snapshot. A file whose size, mtime (and, for a live directory, inode and ctime) match
+ *    the previous snapshot keeps its chunk list without being read.
+ * 2. Worker threads take the remaining files largest first (so the two cores finish
+ *    together), cut them with FastCDC, hash the chunks, and compress and seal the chunks the
+ *    index lacks into their own pack. Uploader threads store full packs and, right after
+ *    each, a one-pack index file: an interrupted push leaves nothing behind that the next
+ *    push cannot reuse.
+ * 3. Store the tree, write the manifest (the commit point), replace this push's small
+ *    index files by one, and with verify re-read every pack and the manifest.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "index.h"
+#include "pack.h"
+#include "snapshot.h"
+#include "tree.h"
+
+#define READ_BUF  ((size_t)8 << 20)
+#define QUEUE_CAP 3
+#define UPLOADERS 2
+
+typedef struct written_pack {
+    uint8_t id[ID_LEN];
+    char index_key[80];
+    blob_entry *entries;
+    size_t n;
+} written_pack;
+
+typedef struct bk {
+    storage *s;
+    const backup_req *req;
+    chunk_index ix;
+    pthread_mutex_t mu; /* ix, written, err, the queue */
+    pthread_cond_t q_nonempty;
+    pthread_cond_t q_nonfull;
+    pack *queue[QUEUE_CAP];
+    size_t qhead, qlen;
+    int q_closed;
+    written_pack *written;
+    size_t nwritten;
+    tree t;
+    size_t *work;
+    size_t nwork;
+    size_t next;   /* atomic: next work item */
+    int rootfd;
+    int stop;      /* atomic */
+    int running;   /* atomic: workers still running */
+    rerr err;
+    uint64_t bytes_done, bytes_new, stored_new, chunks_new, changed; /* atomics */
+    uint64_t reused; /* bytes of files taken over from the previous snapshot unread */
+} bk;
+
+static void add_u64(uint64_t *p, uint64_t v)
+{
+    __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+
+static uint64_t get_u64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static int stopped(bk *b)
+{
+    return __atomic_load_n(&b->stop, __ATOMIC_RELAXED);
+}
+
+static void bk_fail(bk *b, const rerr *e)
+{
+    pthread_mutex_lock(&b->mu);
+    rerr_merge(&b->err, e);
+    __atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED);
+    pthread_cond_broadcast(&b->q_nonfull);
+    pthread_cond_broadcast(&b->q_nonempty);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Stores a finished pack, then its one-pack index file, then records both. */
+static int store_pack(bk *b, pack *p, rerr *e)
+{
+    written_pack w = {.entries = p->entries, .n = p->n};
+    memcpy(w.id, p->id, ID_LEN);
+    idx_group g = {.pack_id = p->id, .time = (int64_t)time(NULL), .entries = p->entries,
+                   .n = p->n};
+    if (pack_commit(p, e) != 0 || idx_write(b->s, &g, 1, w.index_key, e) != 0)
+        return -1;
+    add_u64(&b->stored_new, p->size);
+    pthread_mutex_lock(&b->mu);
+    uint32_t packno = idx_pack_add(&b->ix, p->id, g.time);
+    idx_add_blobs(&b->ix, packno, p->entries, p->n);
+    b->written = xrealloc(b->written, (b->nwritten + 1) * sizeof(*b->written));
+    b->written[b->nwritten++] = w;
+    pthread_mutex_unlock(&b->mu);
+    p->entries = NULL; /* now owned by b->written */
+    return 0;
+}
+
+static void *uploader_main(void *arg)
+{
+    bk *b = arg;
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        while (b->qlen == 0 && !b->q_closed)
+            pthread_cond_wait(&b->q_nonempty, &b->mu);
+        if (b->qlen == 0) {
+            pthread_mutex_unlock(&b->mu);
+            return NULL;
+        }
+        pack *p = b->queue[b->qhead];
+        b->qhead = (b->qhead + 1) % QUEUE_CAP;
+        b->qlen--;
+        pthread_cond_signal(&b->q_nonfull);
+        pthread_mutex_unlock(&b->mu);
+        rerr e = {0};
+        if (!stopped(b) && store_pack(b, p, &e) != 0)
+            bk_fail(b, &e);
+        pack_free(p);
+    }
+}
+
+/* Hands a full pack to the uploaders; blocks while QUEUE_CAP packs are waiting. */
+static void enqueue(bk *b, pack *p)
+{
+    pthread_mutex_lock(&b->mu);
+    while (b->qlen == QUEUE_CAP && !stopped(b))
+        pthread_cond_wait(&b->q_nonfull, &b->mu);
+    if (stopped(b)) {
+        pthread_mutex_unlock(&b->mu);
+        pack_free(p);
+        return;
+    }
+    b->queue[(b->qhead + b->qlen) % QUEUE_CAP] = p;
+    b->qlen++;
+    pthread_cond_signal(&b->q_nonempty);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void push_ref(tnode *n, uint32_t *cap, const chunk_ref *ref)
+{
+    if (n->nchunks == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        n->chunks = xrealloc(n->chunks, *cap * sizeof(*n->chunks));
+    }
+    n->chunks[n->nchunks++] = *ref;
+}
+
+/* One chunk of a file: a hole, a known chunk, or a new blob for this thread's pack. */
+static int add_chunk(bk *b, codec *c, pack_writer *pw, tnode *n, uint32_t *cap,
+                     const uint8_t *p, size_t len, rerr *e)
+{
+    chunk_ref ref = {.len = (uint32_t)len};
+    if (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0) {
+        ref.zero = 1;
+    } else {
+        hasher_id(c->hash, p, len, ref.id);
+        idx_entry pending = {.pack = IDX_PENDING, .type = BLOB_DATA};
+        memcpy(pending.id, ref.id, ID_LEN);
+        int inserted = 0;
+        pthread_mutex_lock(&b->mu);
+        idx_insert(&b->ix, &pending, &inserted);
+        pthread_mutex_unlock(&b->mu);
+        if (inserted) {
+            if (pack_add(pw, c, ref.id, BLOB_DATA, p, len, e) != 0)
+                return -1;
+            add_u64(&b->bytes_new, len);
+            add_u64(&b->chunks_new, 1);
+            if (pw->size >= PACK_TARGET_SIZE) {
+                pack *full = pack_finish(pw, c, e);
+                if (full == NULL)
+                    return -1;
+                enqueue(b, full);
+            }
+        }
+    }
+    push_ref(n, cap, &ref);
+    add_u64(&b->bytes_done, len);
+    return 0;
+}
+
+static int open_file(bk *b, const char *path)
+{
+    int fd = openat(b->rootfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
+        fd = openat(b->rootfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    return fd;
+}
+
+/* Reads, cuts and stores one file. 0, or -1 with e set. */
+static int read_file(bk *b, codec *c, pack_writer *pw, buf *rb, tnode *n, rerr *e)
+{
+    int fd = open_file(b, n->path);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        if (fd < 0 && err != ENOENT && err != ELOOP)
+            return rerr_set(e, errno_kind(err), "cannot open %s/%s: %s", b->req->source, n->path,
+                            strerror(err));
+        n->kind = 0; /* removed or replaced since the scan: not part of this snapshot */
+        add_u64(&b->changed, 1);
+        return 0;
+    }
+    if (st.st_size > (off_t)(1 << 20))
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    uint32_t cap = 0;
+    size_t have = 0, start = 0;
+    uint64_t total = 0;
+    int eof = 0, rc = 0;
+    while (rc == 0) {
+        if (!eof && have - start < CDC_DATA_MAX) {
+            memmove(rb->data, rb->data + start, have - start);
+            have -= start;
+            start = 0;
+            while (!eof && have < READ_BUF) {
+                ssize_t got = read(fd, rb->data + have, READ_BUF - have);
+                if (got < 0 && errno == EINTR)
+                    continue;
+                if (got < 0) {
+                    rc = rerr_set(e, errno_kind(errno), "cannot read %s/%s: %s", b->req->source,
+                                  n->path, strerror(errno));
+                    break;
+                }
+                eof = got == 0;
+                have += (size_t)got;
+            }
+        }
+        if (rc != 0 || start == have || stopped(b))
+            break;
+        size_t cut = cdc_cut(&b->s->data_cdc, rb->data + start, have - start);
+        rc = add_chunk(b, c, pw, n, &cap, rb->data + start, cut, e);
+        start += cut;
+        total += cut;
+    }
+    struct stat after;
+    if (rc == 0 && fstat(fd, &after) == 0 &&
+        (after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+         after.st_mtim.tv_nsec != st.st_mtim.tv_nsec || (uint64_t)after.st_size != total))
+        add_u64(&b->changed, 1); /* written to while read: stored as read */
+    close(fd);
+    n->size = total;
+    n->mtime_sec = st.st_mtim.tv_sec;
+    n->mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    bk *b = arg;
+    codec *c = codec_new(&b->s->keys, b->req->level);
+    pack_writer pw = {.s = b->s};
+    buf rb = {0};
+    buf_reserve(&rb, READ_BUF);
+    for (;;) {
+        size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->nwork || stopped(b))
+            break;
+        rerr e = {0};
+        if (read_file(b, c, &pw, &rb, &b->t.nodes[b->work[i]], &e) != 0) {
+            bk_fail(b, &e);
+            break;
+        }
+    }
+    if (!stopped(b)) {
+        rerr e = {0};
+        pack *p = pack_finish(&pw, c, &e);
+        if (p)
+            enqueue(b, p);
+        else if (e.kind)
+            bk_fail(b, &e);
+    }
+    pack_writer_free(&pw);
+    buf_free(&rb);
+    codec_free(c);
+    __atomic_fetch_sub(&b->running, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Non-zero when the previous snapshot's entry p still describes file n. */
+static int unchanged(const bk *b, const tnode *n, const tnode *p, int same_source)
+{
+    if (p == NULL || p->kind != T_FILE || p->size != n->size || p->mtime_sec != n->mtime_sec ||
+        p->mtime_nsec != n->mtime_nsec)
+        return 0;
+    if (same_source && (p->ino != n->ino || p->ctime_sec != n->ctime_sec ||
+                        p->ctime_nsec != n->ctime_nsec))
+        return 0;
+    for (uint32_t i = 0; i < p->nchunks; i++)
+        if (!p->chunks[i].zero && idx_find(&b->ix, p->chunks[i].id) == NULL)
+            return 0; /* its data has been collected since: read the file again */
+    return 1;
+}
+
+static const tree *sort_tree;
+static int by_size_desc(const void *x, const void *y)
+{
+    uint64_t a = sort_tree->nodes[*(const size_t *)x].size;
+    uint64_t c = sort_tree->nodes[*(const size_t *)y].size;
+    return a < c ? 1 : a > c ? -1 : 0;
+}
+
+/* Decides, file by file, what must be read; returns the bytes taken over unread. */
+static uint64_t plan(bk *b, const tree *prev, int same_source)
+{
+    tree_map map = {0};
+    if (prev)
+        tree_map_build(&map, prev);
+    b->work = xcalloc(b->t.n, sizeof(*b->work));
+    uint64_t reused = 0;
+    for (size_t i = 0; i < b->t.n; i++) {
+        tnode *n = &b->t.nodes[i];
+        if (n->kind != T_FILE)
+            continue;
+        const tnode *p = prev ? tree_map_find(&map, n->path) : NULL;
+        if (unchanged(b, n, p, same_source)) {
+            n->chunks = xmalloc((p->nchunks ? p->nchunks : 1) * sizeof(*n->chunks));
+            memcpy(n->chunks, p->chunks, p->nchunks * sizeof(*n->chunks));
+            n->nchunks = p->nchunks;
+            n->reused = 1;
+            reused += n->size;
+        } else {
+            b->work[b->nwork++] = i;
+        }
+    }
+    tree_map_free(&map);
+    sort_tree = &b->t; /* qsort has no context argument; plan runs on one thread */
+    qsort(b->work, b->nwork, sizeof(*b->work), by_size_desc);
+    return reused;
+}
+
+/* Loads the repository's newest snapshot's tree as the change-detection baseline. */
+static int load_previous(bk *b, codec *c, tree *prev, char *prev_id, size_t idlen,
+                         int *prev_live, rerr *e)
+{
+    snap_list l;
+    if (snap_list_read(b->s, b->req->repository, &l, e) != 0) {
+        snap_list_free(&l);
+        return -1;
+    }
+    int rc = 0;
+    const snap_info *last = snap_resolve(&l, "latest");
+    if (last) {
+        snprintf(prev_id, idlen, "%s", last->id);
+        const char *src = json_string_value(json_object_get(last->doc, "source"));
+        *prev_live = src && strcmp(src, "live") == 0;
+        rerr ignore = {0};
+        if (tree_load(b->s, &b->ix, c, last->doc, prev, &ignore) != 0) {
+            tree_free(prev); /* a damaged baseline only costs re-reading every file */
+            prev_id[0] = '\0';
+        }
+    }
+    snap_list_free(&l);
+    return rc;
+}
+
+static void report(bk *b, ui *u, uint64_t total, double started)
+{
+    uint64_t done = get_u64(&b->bytes_done);
+    double secs = mono_sec() - started;
+    int pct = total ? (int)(done * 90 / total) : 90;
+    ui_progress(u, pct, "%s: %.1f of %.1f MiB read, %.1f MiB new, %.0f MB/s", b->req->repository,
+                (double)done / 1048576.0, (double)total / 1048576.0,
+                (double)get_u64(&b->bytes_new) / 1048576.0,
+                secs > 0 ? (double)done / 1e6 / secs : 0.0);
+}
+
+/* Runs the workers and uploaders over b->work; returns when all packs are stored. */
+static int run_threads(bk *b, ui *u, uint64_t total, double started)
+{
+    int nworkers = b->req->threads > 0 ? b->req->threads : default_threads();
+    pthread_t workers[16], uploaders[UPLOADERS];
+    if (nworkers > 16)
+        nworkers = 16;
+    b->running = nworkers;
+    for (int i = 0; i < UPLOADERS; i++)
+        pthread_create(&uploaders[i], NULL, uploader_main, b);
+    for (int i = 0; i < nworkers; i++)
+        pthread_create(&workers[i], NULL, worker_main, b);
+    while (__atomic_load_n(&b->running, __ATOMIC_ACQUIRE) > 0) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (ui_cancelled(u)) {
+            rerr e = {0};
+            rerr_set(&e, E_CANCELLED, "cancelled");
+            bk_fail(b, &e);
+        }
+        report(b, u, total, started);
+    }
+    for (int i = 0; i < nworkers; i++)
+        pthread_join(workers[i], NULL);
+    pthread_mutex_lock(&b->mu);
+    b->q_closed = 1;
+    pthread_cond_broadcast(&b->q_nonempty);
+    pthread_mutex_unlock(&b->mu);
+    for (int i = 0; i < UPLOADERS; i++)
+        pthread_join(uploaders[i], NULL);
+    return b->err.kind == E_NONE ? 0 : -1;
+}
+
+/* Replaces this push's one-pack index files by a single file. Failures only cost speed. */
+static void consolidate(bk *b)
+{
+    if (b->nwritten < 2)
+        return;
+    idx_group *groups = xcalloc(b->nwritten, sizeof(*groups));
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < b->nwritten; i++)
+        groups[i] = (idx_group){.pack_id = b->written[i].id, .time = now,
+                                .entries = b->written[i].entries, .n = b->written[i].n};
+    char key[80];
+    rerr e = {0};
+    if (idx_write(b->s, groups, b->nwritten, key, &e) == 0)
+        for (size_t i = 0; i < b->nwritten; i++)
+            stor_del(b->s, b->written[i].index_key, &e);
+    free(groups);
+}
+
+/* Re-reads every pack this push wrote and checks every blob in it. */
+static int verify_written(bk *b, codec *c, ui *u, rerr *e)
+{
+    buf data = {0}, out = {0};
+    int rc = 0;
+    for (size_t i = 0; i < b->nwritten && rc == 0; i++) {
+        written_pack *w = &b->written[i];
+        char key[96], why[256];
+        pack_key(w->id, key, sizeof(key));
+        data.len = 0;
+        if (stor_get(b->s, key, 0, 0, &data, e) != ST_OK) {
+            rc = rerr_set(e, E_CORRUPT, "verify: %s is missing from storage %s", key, b->s->name);
+            break;
+        }
+        blob_entry *entries = NULL;
+        size_t n = 0;
+        uint8_t id[ID_LEN];
+        if (pack_parse(c, data.data, data.len, &entries, &n, id) != 0 || n != w->n ||
+            memcmp(id, w->id, ID_LEN) != 0)
+            rc = rerr_set(e, E_CORRUPT, "verify: %s reads back differently", key);
+        for (size_t j = 0; j < n && rc == 0; j++)
+            if (blob_decode(c, &entries[j], data.data + entries[j].offset, &out, why,
+                            sizeof(why)) != 0)
+                rc = rerr_set(e, E_CORRUPT, "verify: %s: %s", key, why);
+        free(entries);
+        ui_progress(u, 95, "verifying: %zu of %zu packs", i + 1, b->nwritten);
+    }
+    buf_free(&data);
+    buf_free(&out);
+    return rc;
+}
+
+static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint64_t total)
+{
+    const backup_req *r = b->req;
+    char when[32], until[32];
+    int64_t now = (int64_t)time(NULL);
+    iso_time(now, when, sizeof(when));
+    iso_time(r->expires, until, sizeof(until));
+    size_t files = 0, dirs = 0, links = 0, other = 0, reused = 0;
+    for (size_t i = 0; i < b->t.n; i++) {
+        const tnode *n = &b->t.nodes[i];
+        files += n->kind == T_FILE || n->kind == T_HARDLINK;
+        dirs += n->kind == T_DIR;
+        links += n->kind == T_SYMLINK;
+        other += n->kind >= T_FIFO;
+        reused += n->reused;
+    }
+    json_t *stats = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "files", (json_int_t)files, "dirs",
+        (json_int_t)dirs, "symlinks", (json_int_t)links, "special", (json_int_t)other,
+        "reused_files", (json_int_t)reused, "bytes", (json_int_t)total, "bytes_read",
+        (json_int_t)(get_u64(&b->bytes_done) - b->reused), "bytes_new", (json_int_t)get_u64(&b->bytes_new),
+        "bytes_stored", (json_int_t)get_u64(&b->stored_new), "chunks_new",
+        (json_int_t)get_u64(&b->chunks_new));
+    return json_pack("{s:i,s:s,s:s,s:s,s:I,s:s?,s:I,s:s?,s:s?,s:s,s:O?,s:s?,s:s?,s:o,s:o}",
+                     "format", MANIFEST_FORMAT, "repository", r->repository, "id",
+                     r->snapshot_id, "time", when, "unix_time", (json_int_t)now, "expires",
+                     r->expires ? until : NULL, "expires_unix", (json_int_t)r->expires,
+                     "hostname", r->hostname, "machine", r->machine, "source",
+                     r->source_is_snapshot ? "snapshot" : "live", "tags", r->tags,
+                     "description", r->description, "parent", parent[0] ? parent : NULL,
+                     "tree", tree_refs, "stats", stats);
+}
+
+/* Stores the tree and writes the manifest: the commit point. */
+static int commit(bk *b, codec *c, const char *parent, uint64_t total, json_t **doc_out,
+                  rerr *e)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < b->t.n; i++) {
+        tnode *n = &b->t.nodes[i];
+        if (n->kind == 0) { /* vanished while the push ran: not part of the snapshot */
+            free(n->path);
+            free(n->target);
+            free(n->chunks);
+            continue;
+        }
+        b->t.nodes[kept++] = *n;
+    }
+    b->t.n = kept;
+    pack_writer pw = {.s = b->s};
+    json_t *refs = NULL;
+    int rc = tree_store(b->s, &b->ix, c, &pw, &b->t, &refs, e);
+    pack *p = rc == 0 ? pack_finish(&pw, c, e) : NULL;
+    if (rc == 0 && p == NULL && e->kind)
+        rc = -1;
+    if (rc == 0 && p)
+        rc = store_pack(b, p, e);
+    pack_free(p);
+    pack_writer_free(&pw);
+    if (rc != 0) {
+        json_decref(refs);
+        return -1;
+    }
+    json_t *doc = make_manifest(b, refs, parent, total);
+    rc = snap_write(b->s, b->req->repository, b->req->snapshot_id, doc, e);
+    if (rc == ST_EXISTS)
+        rc = rerr_set(e, E_INVALID,
+                      "snapshot %s of repository %s already exists in storage %s; choose "
+                      "another snapshot_id",
+                      b->req->snapshot_id, b->req->repository, b->s->name);
+    if (rc != ST_OK) {
+        json_decref(doc);
+        return -1;
+    }
+    *doc_out = doc;
+    return 0;
+}
+
+static void bk_free(bk *b)
+{
+    for (size_t i = 0; i < b->nwritten; i++)
+        free(b->written[i].entries);
+    free(b->written);
+    free(b->work);
+    tree_free(&b->t);
+    idx_free(&b->ix);
+    if (b->rootfd >= 0)
+        close(b->rootfd);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->q_nonempty);
+    pthread_cond_destroy(&b->q_nonfull);
+}
+
+int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr *e)
+{
+    double started = mono_sec();
+    bk b = {.s = s, .req = req, .rootfd = -1};
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.q_nonempty, NULL);
+    pthread_cond_init(&b.q_nonfull, NULL);
+    idx_init(&b.ix);
+    codec *c = codec_new(&s->keys, req->level);
+    tree prev = {0};
+    char parent[129] = "";
+    int prev_live = 0, rc = -1;
+    json_t *doc = NULL;
+
+    ui_progress(u, 0, "%s: reading the index and the previous snapshot", req->repository);
+    if (idx_load(s, &b.ix, e) != 0 ||
+        load_previous(&b, c, &prev, parent, sizeof(parent), &prev_live, e) != 0)
+        goto out;
+    ui_progress(u, 1, "%s: scanning %s", req->repository, req->source);
+    if (tree_scan(req->source, &b.t, NULL, e) != 0)
+        goto out;
+    b.rootfd = open(req->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (b.rootfd < 0) {
+        rerr_set(e, errno_kind(errno), "cannot open %s: %s", req->source, strerror(errno));
+        goto out;
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < b.t.n; i++)
+        total += b.t.nodes[i].kind == T_FILE ? b.t.nodes[i].size : 0;
+    b.reused = plan(&b, parent[0] ? &prev : NULL, prev_live && !req->source_is_snapshot);
+    add_u64(&b.bytes_done, b.reused);
+    if (parent[0])
+        ui_log(u, 0, "%s: %zu files to read, the rest unchanged since snapshot %s",
+               req->repository, b.nwork, parent);
+    if (run_threads(&b, u, total, started) != 0) {
+        rerr_merge(e, &b.err);
+        goto out;
+    }
+    if (commit(&b, c, parent, total, &doc, e) != 0)
+        goto out;
+    consolidate(&b);
+    if (req->verify) {
+        json_t *back = NULL;
+        if (verify_written(&b, c, u, e) != 0)
+            goto out;
+        if (snap_read(s, req->repository, req->snapshot_id, &back, e) != ST_OK ||
+            !json_equal(back, doc)) {
+            json_decref(back);
+            rerr_set(e, E_CORRUPT, "verify: the manifest reads back differently");
+            goto out;
+        }
+        json_decref(back);
+    }
+    if (b.changed)
+        ui_log(u, 1, "%s: %llu files changed or vanished while they were read",
+               req->repository, (unsigned long long)b.changed);
+    double secs = mono_sec() - started;
+    *result = json_pack("{s:s,s:s,s:s,s:s?,s:O,s:b,s:f,s:f,s:I}", "repository", req->repository,
+                        "storage", s->name, "snapshot_id", req->snapshot_id, "parent",
+                        parent[0] ? parent : NULL, "stats", json_object_get(doc, "stats"),
+                        "verified", req->verify, "seconds", secs, "mb_per_s",
+                        secs > 0 ? (double)total / 1e6 / secs : 0.0, "peak_rss_kb",
+                        (json_int_t)peak_rss_kb());
+    ui_progress(u, 100, "%s: snapshot %s stored (%.1f MiB new)", req->repository,
+                req->snapshot_id, (double)b.bytes_new / 1048576.0);
+    rc = 0;
+out:
+    json_decref(doc);
+    tree_free(&prev);
+    codec_free(c);
+    bk_free(&b);
+    return rc;
+}

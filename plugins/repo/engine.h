@@ -1,0 +1,78 @@
+/*
+ * The storage engine's operations, independent of the plugin SDK: back up a directory into
+ * a storage, restore a snapshot into a directory, apply retention and collect garbage,
+ * verify a storage. The functions in functions.c wrap them as queue functions.
+ *
+ * Each operation runs on the calling thread plus worker threads it starts and joins before
+ * returning. Only the calling thread calls back into the ui (progress, log, cancelled), so
+ * the ui may use host services that are bound to the thread that called run().
+ */
+#ifndef REPO_ENGINE_H
+#define REPO_ENGINE_H
+
+#include <jansson.h>
+
+#include "lock.h"
+#include "storage.h"
+#include "util.h"
+
+typedef struct ui {
+    void *arg;
+    void (*progress)(void *arg, int percent, const char *message);
+    void (*log)(void *arg, int warn, const char *message);
+    int (*cancelled)(void *arg);
+    lock *lock; /* the storage lock the operation holds: refreshed while it runs */
+} ui;
+
+void ui_progress(ui *u, int percent, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void ui_log(ui *u, int warn, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Non-zero once the job is cancelled; also refreshes the held lock. */
+int ui_cancelled(ui *u);
+/* Worker threads used by default: the machine's cores, at most 8. */
+int default_threads(void);
+
+typedef struct backup_req {
+    const char *repository;  /* name recorded in the snapshot */
+    const char *source;      /* directory to read */
+    int source_is_snapshot;  /* source is a local snapshot copy (inodes differ each time) */
+    const char *snapshot_id; /* id of the new snapshot */
+    const json_t *tags;      /* any JSON, or NULL */
+    const char *description;
+    const char *hostname;
+    const char *machine;
+    int level;       /* zstd level, 0: none */
+    int verify;      /* re-read what was written */
+    int64_t expires; /* Unix seconds, 0: none */
+    int threads;     /* 0: default_threads() */
+} backup_req;
+
+/* Pushes req->source as a new snapshot; *result (new reference) holds statistics. */
+int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr *e);
+
+typedef struct restore_req {
+    const char *repository; /* repository whose snapshot is restored */
+    const char *point;      /* "latest", a snapshot id or a tag */
+    const char *dest;       /* directory to create (must not exist) */
+    int verify;             /* re-read the restored files and check them against the tree */
+    int fsync;              /* flush restored files before returning */
+    int threads;
+} restore_req;
+
+/* Restores a snapshot into req->dest (created; must not exist). */
+int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rerr *e);
+
+typedef struct gc_req {
+    int dry_run;
+    int full;        /* also list data/ for packs no index knows (after crashes) */
+    int64_t grace;   /* seconds: younger unreferenced packs are kept */
+    int64_t now;     /* Unix seconds (a parameter so tests need no clock tricks) */
+} gc_req;
+
+/* Removes expired snapshots and the data only they used. See gc.c for the algorithm. */
+int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e);
+
+/* Checks a storage: every pack (or a sample percentage of them) and every snapshot tree. */
+int repo_verify(storage *s, const char *repository, double sample_percent, ui *u,
+                json_t **result, rerr *e);
+
+#endif

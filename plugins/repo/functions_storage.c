@@ -1,0 +1,422 @@
+/*
+ * Queue functions that move repositories to and from storages: repo_push, repo_pull,
+ * repo_verify, repo_gc, and the seed's error-handling pair backup_with_retry and
+ * backup_to_secondary. The plugin's descriptor is at the end.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "functions.h"
+#include "jobs.h"
+#include "snapshot.h"
+
+#define LOCK_WAIT 120
+
+static ferry_result repo_push_run(ferry_ctx *ctx, const json_t *params, json_t **result)
+{
+    target t;
+    ferry_result res = target_open(ctx, &t);
+    if (res == FERRY_OK)
+        res = require_local(&t, "repo_push");
+    if (res == FERRY_OK)
+        res = push_one(ctx, &t, param_str(params, "repository"), param_str(params, "storage"),
+                       params, 0, result);
+    target_close(&t);
+    return res;
+}
+
+/* Moves the restored directory into place; the previous content is removed afterwards. */
+static ferry_result swap_in(target *t, const char *fresh, const char *live)
+{
+    char rnd[17];
+    random_hex(rnd, 8);
+    char *slash = strrchr(live, '/');
+    char *old = xasprintf("%.*s/.%s.old-%s", (int)(slash - live), live, slash + 1, rnd);
+    struct stat st;
+    int had = lstat(live, &st) == 0;
+    ferry_result res = FERRY_OK;
+    if (had && rename(live, old) != 0) {
+        ferry_set_error(t->ctx, "failed",
+                        "cannot move %s aside (%s); is it a mount point? The restored copy is "
+                        "left at %s",
+                        live, strerror(errno), fresh);
+        res = FERRY_FAIL;
+    } else if (rename(fresh, live) != 0) {
+        ferry_set_error(t->ctx, "failed", "cannot move %s to %s: %s", fresh, live,
+                        strerror(errno));
+        if (had)
+            rename(old, live);
+        res = FERRY_FAIL;
+    } else if (had && machine_rmtree(t, old) != 0) {
+        ferry_log(t->ctx, FERRY_LOG_WARN, "the previous content is left at %s", old);
+    }
+    free(old);
+    return res;
+}
+
+static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t **result)
+{
+    const char *repo = param_str(params, "repository");
+    const char *from = param_str(params, "from_repository");
+    const char *point = param_str(params, "restore_point");
+    if (!check_name(ctx, "repository", repo) ||
+        (from && !check_name(ctx, "from_repository", from)))
+        return FERRY_INVALID;
+    target t;
+    ferry_result res = target_open(ctx, &t);
+    if (res == FERRY_OK)
+        res = require_local(&t, "repo_pull");
+    if (res != FERRY_OK) {
+        target_close(&t);
+        return res;
+    }
+    char *live = repo_dir(&t, repo), *marker = running_marker(&t, repo);
+    char rnd[17];
+    random_hex(rnd, 8);
+    char *parent = xasprintf("%s/repositories", t.datastore);
+    char *fresh = xasprintf("%s/.%s.pull-%s", parent, repo, rnd);
+    storage *s = NULL;
+    lock *lk = NULL;
+    job j;
+    job_init(&j, ctx);
+    rerr e = {0};
+    if (machine_exists(&t, marker) && !param_bool(params, "force", 0)) {
+        ferry_set_error(ctx, "running",
+                        "repository %s is running; run repo_down first, or pass \"force\": true "
+                        "to replace it while it runs",
+                        repo);
+        res = FERRY_FAIL;
+        goto out;
+    }
+    if ((res = job_storage(ctx, param_str(params, "storage"), 0, &s, 0)) != FERRY_OK)
+        goto out;
+    char purpose[300];
+    snprintf(purpose, sizeof(purpose), "pull %s", repo);
+    if (lock_shared(s, purpose, LOCK_WAIT, NULL, NULL, &lk, &e) != 0) {
+        res = job_fail(ctx, &e, 0);
+        goto out;
+    }
+    j.u.lock = lk;
+    mkdir(t.datastore, 0755);
+    mkdir(parent, 0755);
+    restore_req req = {.repository = from ? from : repo, .point = point ? point : "latest",
+                       .dest = fresh, .verify = param_bool(params, "verify", 1),
+                       .fsync = param_bool(params, "fsync", 0),
+                       .threads = (int)json_integer_value(json_object_get(params, "threads"))};
+    if (repo_restore(s, &req, &j.u, result, &e) != 0) {
+        machine_rmtree(&t, fresh);
+        res = job_fail(ctx, &e, 0);
+        goto out;
+    }
+    if ((res = swap_in(&t, fresh, live)) != FERRY_OK) {
+        json_decref(*result);
+        *result = NULL;
+        goto out;
+    }
+    ferry_log(ctx, FERRY_LOG_INFO, "restored %s from snapshot %s of storage %s", repo,
+              json_string_value(json_object_get(*result, "snapshot_id")), s->name);
+    ui_progress(&j.u, 100, "%s restored", repo);
+out:
+    lock_release(lk);
+    storage_close(s);
+    free(live);
+    free(marker);
+    free(parent);
+    free(fresh);
+    target_close(&t);
+    return res;
+}
+
+static ferry_result repo_verify_run(ferry_ctx *ctx, const json_t *params, json_t **result)
+{
+    const char *repo = param_str(params, "repository");
+    double sample = param_num(params, "sample", 100);
+    if (repo && !check_name(ctx, "repository", repo))
+        return FERRY_INVALID;
+    if (!(sample > 0 && sample <= 100)) {
+        ferry_set_error(ctx, "bad_parameter", "sample is a percentage: more than 0, at most 100");
+        return FERRY_INVALID;
+    }
+    storage *s = NULL;
+    ferry_result res = job_storage(ctx, param_str(params, "storage"), 0, &s, 0);
+    if (res != FERRY_OK)
+        return res;
+    job j;
+    job_init(&j, ctx);
+    lock *lk = NULL;
+    rerr e = {0};
+    if (lock_shared(s, "verify", LOCK_WAIT, NULL, NULL, &lk, &e) != 0 ||
+        (j.u.lock = lk, repo_verify(s, repo, sample, &j.u, result, &e)) != 0)
+        res = job_fail(ctx, &e, 0);
+    lock_release(lk);
+    storage_close(s);
+    return res;
+}
+
+static ferry_result repo_gc_run(ferry_ctx *ctx, const json_t *params, json_t **result)
+{
+    json_t *config = ctx->host->config(ctx);
+    double hours = param_num(params, "grace_hours", param_num(config, "gc_grace_hours", 24));
+    json_decref(config);
+    if (hours < 0) {
+        ferry_set_error(ctx, "bad_parameter", "grace_hours must not be negative");
+        return FERRY_INVALID;
+    }
+    storage *s = NULL;
+    ferry_result res = job_storage(ctx, param_str(params, "storage"), 0, &s, 0);
+    if (res != FERRY_OK)
+        return res;
+    job j;
+    job_init(&j, ctx);
+    gc_req req = {.dry_run = param_bool(params, "dry_run", 0),
+                  .full = param_bool(params, "full", 0), .grace = (int64_t)(hours * 3600),
+                  .now = (int64_t)time(NULL)};
+    rerr e = {0};
+    if (repo_gc(s, &req, &j.u, result, &e) != 0)
+        res = job_fail(ctx, &e, 0);
+    storage_close(s);
+    return res;
+}
+
+/* The storage named by a parameter, else the plugin config's key, else a fixed name. */
+static char *pick_storage(ferry_ctx *ctx, const json_t *params, const char *param,
+                          const char *config_key, const char *fallback)
+{
+    const char *name = param_str(params, param);
+    if (name)
+        return xstrdup(name);
+    json_t *config = ctx->host->config(ctx);
+    name = param_str(config, config_key);
+    char *out = xstrdup(name ? name : fallback);
+    json_decref(config);
+    return out;
+}
+
+/* Pushes the `repository` parameter, or every repository of the machine, to storage. */
+static ferry_result push_all(ferry_ctx *ctx, const json_t *params, const char *storage_name,
+                             int retry_transient, json_t **result)
+{
+    target t;
+    ferry_result res = target_open(ctx, &t);
+    if (res == FERRY_OK)
+        res = require_local(&t, "a backup");
+    if (res != FERRY_OK) {
+        target_close(&t);
+        return res;
+    }
+    json_t *names = json_array();
+    const char *repo = param_str(params, "repository");
+    if (repo) {
+        json_array_append_new(names, json_string(repo));
+    } else {
+        char *root = xasprintf("%s/repositories", t.datastore);
+        DIR *d = opendir(root);
+        struct dirent *de;
+        while (d && (de = readdir(d)) != NULL)
+            if (de->d_name[0] != '.' && valid_name(de->d_name))
+                json_array_append_new(names, json_string(de->d_name));
+        if (d)
+            closedir(d);
+        free(root);
+    }
+    json_t *pushed = json_array();
+    size_t i;
+    json_t *name;
+    json_array_foreach(names, i, name)
+    {
+        json_t *one = NULL;
+        res = push_one(ctx, &t, json_string_value(name), storage_name, params, retry_transient,
+                       &one);
+        if (res != FERRY_OK)
+            break;
+        json_array_append_new(pushed, one);
+    }
+    if (res == FERRY_OK)
+        *result = json_pack("{s:s,s:O}", "storage", storage_name, "pushed", pushed);
+    json_decref(pushed);
+    json_decref(names);
+    target_close(&t);
+    return res;
+}
+
+static ferry_result backup_with_retry_run(ferry_ctx *ctx, const json_t *params, json_t **result)
+{
+    char *name = pick_storage(ctx, params, "storage", "default_storage", "default");
+    ferry_result res = push_all(ctx, params, name, 1, result);
+    free(name);
+    return res;
+}
+
+static ferry_result backup_to_secondary_run(ferry_ctx *ctx, const json_t *params,
+                                            json_t **result)
+{
+    char *name = pick_storage(ctx, params, "secondary_storage", "secondary_storage", "secondary");
+    const char *why = json_string_value(json_object_get(json_object_get(params, "failure"),
+                                                        "message"));
+    ferry_log(ctx, FERRY_LOG_INFO, "backing up to the secondary storage %s%s%s", name,
+              why ? " after: " : "", why ? why : "");
+    ferry_result res = push_all(ctx, params, name, 1, result);
+    free(name);
+    return res;
+}
+
+static const ferry_param repo_push_params[] = {
+    {"repository", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Repository to back up."},
+    {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL,
+     "Storage of the team to push to (ferry create storage)."},
+    PUSH_PARAMS,
+    {NULL, 0, 0, NULL, NULL},
+};
+
+static const ferry_param repo_pull_params[] = {
+    {"repository", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL,
+     "Repository to restore (replaced as a whole once the restore is complete)."},
+    {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Storage to restore from."},
+    {"restore_point", FERRY_PARAM_STRING, 0, "\"latest\"",
+     "\"latest\", a snapshot id, or a tag (a tag value or key=value); the newest match wins."},
+    {"verify", FERRY_PARAM_BOOLEAN, 0, "true",
+     "Read the restored files back and check them against the snapshot (every chunk is "
+     "checked against its hash while restoring either way)."},
+    {"force", FERRY_PARAM_BOOLEAN, 0, "false",
+     "Replace the repository even while it is running (repo_up without repo_down)."},
+    {"from_repository", FERRY_PARAM_STRING, 0, NULL,
+     "Restore another repository's snapshot into this one (a copy or a move)."},
+    {"fsync", FERRY_PARAM_BOOLEAN, 0, "false", "Flush the restored files to disk before the swap."},
+    {"threads", FERRY_PARAM_INTEGER, 0, "0", "Worker threads; 0: one per core (at most 8)."},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+static const ferry_param repo_verify_params[] = {
+    {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Storage to check."},
+    {"repository", FERRY_PARAM_STRING, 0, NULL, "Check only this repository's snapshots."},
+    {"sample", FERRY_PARAM_NUMBER, 0, "100",
+     "Percentage of packs to read and check blob by blob (100: all); the index and every "
+     "snapshot tree are always checked."},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+static const ferry_param repo_gc_params[] = {
+    {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Storage to clean."},
+    {"dry_run", FERRY_PARAM_BOOLEAN, 0, "false", "Report what would go; change nothing."},
+    {"full", FERRY_PARAM_BOOLEAN, 0, "false",
+     "Also delete packs that no index lists (left by pushes killed mid-upload)."},
+    {"grace_hours", FERRY_PARAM_NUMBER, 0, NULL,
+     "Unreferenced packs younger than this are kept (default 24, or gc_grace_hours from the "
+     "plugin config), so an interrupted push can still reuse them."},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+static const ferry_param backup_with_retry_params[] = {
+    {"repository", FERRY_PARAM_STRING, 0, NULL,
+     "Repository to back up; default: every repository of the machine."},
+    {"storage", FERRY_PARAM_STRING, 0, NULL,
+     "Storage to push to; default: default_storage from the plugin config, else the team's "
+     "storage named \"default\"."},
+    PUSH_PARAMS,
+    {NULL, 0, 0, NULL, NULL},
+};
+
+static const ferry_param backup_to_secondary_params[] = {
+    {"repository", FERRY_PARAM_STRING, 0, NULL,
+     "Repository to back up; default: every repository of the machine."},
+    {"secondary_storage", FERRY_PARAM_STRING, 0, NULL,
+     "Storage to push to; default: secondary_storage from the plugin config, else the team's "
+     "storage named \"secondary\". A `storage` parameter (the primary's) is ignored."},
+    PUSH_PARAMS,
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const ferry_function fn_repo_push = {
+    FERRY_FUNCTION_INIT,
+    .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_IDEMPOTENT,
+    .name = "repo_push",
+    .summary = "Back up a repository to a storage as a new snapshot",
+    .description = "Deduplicating, compressed (zstd) and, when the storage vault has a "
+                   "passphrase, encrypted (AES-256-GCM) backup. Only data the storage lacks is "
+                   "uploaded; files unchanged since the last snapshot are not read. With "
+                   "retention, expired snapshots are removed afterwards. See "
+                   "docs/repositories.md.",
+    FERRY_PARAMS(repo_push_params),
+    .default_timeout = 86400,
+    .run = repo_push_run,
+};
+
+const ferry_function fn_repo_pull = {
+    FERRY_FUNCTION_INIT,
+    .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_IDEMPOTENT,
+    .name = "repo_pull",
+    .summary = "Restore a repository from a storage",
+    .description = "Restores a snapshot into a new directory beside the repository, checking "
+                   "every byte against its hash, then swaps it in. Refuses a running "
+                   "repository unless `force` is set.",
+    FERRY_PARAMS(repo_pull_params),
+    .default_timeout = 86400,
+    .run = repo_pull_run,
+};
+
+const ferry_function fn_repo_verify = {
+    FERRY_FUNCTION_INIT,
+    .flags = FERRY_FN_IDEMPOTENT,
+    .name = "repo_verify",
+    .summary = "Check a storage's data and snapshots",
+    .description = "Reads every pack (or a sample) and checks each chunk's seal and hash, "
+                   "checks the index and every snapshot tree, and names each damaged object "
+                   "and the files that use it.",
+    FERRY_PARAMS(repo_verify_params),
+    .default_timeout = 86400,
+    .run = repo_verify_run,
+};
+
+const ferry_function fn_repo_gc = {
+    FERRY_FUNCTION_INIT,
+    .flags = FERRY_FN_IDEMPOTENT,
+    .name = "repo_gc",
+    .summary = "Apply retention and collect unused data in a storage",
+    .description = "Removes expired snapshots (never a repository's newest) and deletes or "
+                   "repacks packs they alone used. Runs only when no push, pull or verify "
+                   "uses the storage; repo_push with retention runs it too.",
+    FERRY_PARAMS(repo_gc_params),
+    .default_timeout = 86400,
+    .run = repo_gc_run,
+};
+
+const ferry_function fn_backup_with_retry = {
+    FERRY_FUNCTION_INIT,
+    .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_IDEMPOTENT,
+    .name = "backup_with_retry",
+    .summary = "repo_push that asks the host to retry transient failures",
+    .description = "Like repo_push, but a transient failure (storage not mounted or full, "
+                   "storage busy, I/O error) returns RETRY so max_retries and retry_delay "
+                   "apply; pair it with on_failure.fallback_function backup_to_secondary.",
+    FERRY_PARAMS(backup_with_retry_params),
+    .default_timeout = 86400,
+    .run = backup_with_retry_run,
+};
+
+const ferry_function fn_backup_to_secondary = {
+    FERRY_FUNCTION_INIT,
+    .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_IDEMPOTENT,
+    .name = "backup_to_secondary",
+    .summary = "Back up to the secondary storage (a fallback for a failed backup)",
+    .description = "Pushes to `secondary_storage`, else the plugin config's secondary_storage, "
+                   "else the team's storage named \"secondary\".",
+    FERRY_PARAMS(backup_to_secondary_params),
+    .default_timeout = 86400,
+    .run = backup_to_secondary_run,
+};
+
+static const ferry_function *const repo_functions[] = {
+    &fn_repo_new,  &fn_repo_rm,     &fn_repo_list,         &fn_repo_up,
+    &fn_repo_down, &fn_repo_snapshot, &fn_repo_push,        &fn_repo_pull,
+    &fn_repo_verify, &fn_repo_gc,   &fn_backup_with_retry, &fn_backup_to_secondary,
+    NULL,
+};
+
+FERRY_PLUGIN(.name = "repo", .version = "1.0.0",
+             .summary = "Repositories: snapshot, push, pull, up, down, retention, verify",
+             .functions = repo_functions)

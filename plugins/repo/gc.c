@@ -1,0 +1,640 @@
+/*
+ * Retention and garbage collection (repo_gc, and the end of every repo_push).
+ *
+ * The collector keeps a reference count per chunk in the storage ("gc/state"): for every
+ * snapshot it has counted, each distinct chunk the snapshot uses (file data and the tree's
+ * own chunks) adds one. A run
+ *   1. takes the exclusive lock, or gives up at once when anyone else uses the storage;
+ *   2. counts snapshots that appeared since the last run (reading their trees) and
+ *      uncounts those that disappeared;
+ *   3. removes expired snapshots (never the newest of a repository) and uncounts them;
+ *   4. finds packs whose chunks are now unused: a pack with no used chunk is deleted, a pack
+ *      that is at least half unused has its used chunks copied into a new pack first (so
+ *      bytes copied never exceed bytes freed); packs indexed less than `grace` ago are left
+ *      alone, which keeps what an interrupted push stored for the next one to reuse;
+ *   5. records the new counts and the packs to delete, rewrites the index files that listed
+ *      them, then deletes them.
+ * Its storage I/O is the state and index (metadata, about 40 bytes per chunk), the trees of
+ * snapshots that came or went, and the packs that lose data: it never reads a pack that
+ * keeps all its data, so its cost follows what is removed, not the storage's size.
+ * Every step can be interrupted: the next run finishes what the last one left.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "index.h"
+#include "pack.h"
+#include "snapshot.h"
+#include "tree.h"
+
+#define STATE_KEY   "gc/state"
+#define STATE_AAD   "ferry-gc"
+#define STATE_MAGIC "FGC1"
+
+/* chunk id -> number of counted snapshots using it */
+typedef struct refmap {
+    struct ref {
+        uint8_t id[ID_LEN];
+        uint32_t count;
+        uint8_t used;
+    } *slots;
+    size_t cap, n;
+} refmap;
+
+static struct ref *ref_get(refmap *m, const uint8_t id[ID_LEN], int create)
+{
+    if (create && (m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 4096;
+        struct ref *slots = xcalloc(cap, sizeof(*slots));
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->slots[i].used)
+                continue;
+            uint64_t h;
+            memcpy(&h, m->slots[i].id, 8);
+            size_t s = h & (cap - 1);
+            while (slots[s].used)
+                s = (s + 1) & (cap - 1);
+            slots[s] = m->slots[i];
+        }
+        free(m->slots);
+        m->slots = slots;
+        m->cap = cap;
+    }
+    if (m->cap == 0)
+        return NULL;
+    uint64_t h;
+    memcpy(&h, id, 8);
+    size_t s = h & (m->cap - 1);
+    while (m->slots[s].used && memcmp(m->slots[s].id, id, ID_LEN) != 0)
+        s = (s + 1) & (m->cap - 1);
+    if (!m->slots[s].used) {
+        if (!create)
+            return NULL;
+        m->slots[s].used = 1;
+        memcpy(m->slots[s].id, id, ID_LEN);
+        m->n++;
+    }
+    return &m->slots[s];
+}
+
+/* A snapshot the state has counted. */
+typedef struct counted {
+    char key[260]; /* "repository/id" */
+    int64_t expires;
+    int64_t time;
+    uint8_t (*tree)[ID_LEN];
+    size_t ntree;
+    int listed; /* its manifest exists now */
+    int drop;   /* to uncount in this run */
+} counted;
+
+typedef struct gc_state {
+    counted *snaps;
+    size_t nsnaps;
+    refmap refs;
+    uint8_t (*pending)[ID_LEN]; /* packs decided dead, maybe not deleted yet */
+    size_t npending;
+} gc_state;
+
+static void state_free(gc_state *st)
+{
+    for (size_t i = 0; i < st->nsnaps; i++)
+        free(st->snaps[i].tree);
+    free(st->snaps);
+    free(st->refs.slots);
+    free(st->pending);
+    memset(st, 0, sizeof(*st));
+}
+
+static counted *add_counted(gc_state *st)
+{
+    st->snaps = xrealloc(st->snaps, (st->nsnaps + 1) * sizeof(*st->snaps));
+    counted *c = &st->snaps[st->nsnaps++];
+    memset(c, 0, sizeof(*c));
+    return c;
+}
+
+static int state_load(storage *s, gc_state *st, rerr *e)
+{
+    buf plain = {0};
+    int rc = stor_get_sealed(s, STATE_KEY, STATE_AAD, &plain, e);
+    if (rc == ST_NOTFOUND)
+        return 0;
+    if (rc != ST_OK)
+        return -1;
+    reader r;
+    rd_init(&r, plain.data, plain.len);
+    const uint8_t *magic = rd_bytes(&r, 4);
+    if (magic == NULL || memcmp(magic, STATE_MAGIC, 4) != 0)
+        r.err = 1;
+    uint64_t n = rd_varint(&r);
+    for (uint64_t i = 0; i < n && !r.err; i++) {
+        counted *c = add_counted(st);
+        char *key = rd_str(&r, sizeof(c->key) - 1);
+        snprintf(c->key, sizeof(c->key), "%s", key ? key : "");
+        free(key);
+        c->expires = (int64_t)rd_varint(&r);
+        c->time = (int64_t)rd_varint(&r);
+        c->ntree = rd_varint(&r);
+        if (c->ntree > plain.len / ID_LEN) {
+            r.err = 1;
+            c->ntree = 0;
+            break;
+        }
+        c->tree = xcalloc(c->ntree, ID_LEN);
+        for (size_t t = 0; t < c->ntree; t++) {
+            const uint8_t *id = rd_bytes(&r, ID_LEN);
+            if (id)
+                memcpy(c->tree[t], id, ID_LEN);
+        }
+    }
+    uint64_t nrefs = rd_varint(&r);
+    for (uint64_t i = 0; i < nrefs && !r.err; i++) {
+        const uint8_t *id = rd_bytes(&r, ID_LEN);
+        uint64_t count = rd_varint(&r);
+        if (id)
+            ref_get(&st->refs, id, 1)->count = (uint32_t)count;
+    }
+    uint64_t npending = rd_varint(&r);
+    if (!r.err && npending <= plain.len / ID_LEN) {
+        st->pending = xcalloc(npending, ID_LEN);
+        for (uint64_t i = 0; i < npending && !r.err; i++) {
+            const uint8_t *id = rd_bytes(&r, ID_LEN);
+            if (id)
+                memcpy(st->pending[st->npending++], id, ID_LEN);
+        }
+    }
+    buf_free(&plain);
+    if (r.err)
+        return rerr_set(e, E_CORRUPT, "%s in storage %s is damaged; delete it to rebuild the "
+                        "reference counts from every snapshot", STATE_KEY, s->name);
+    return 0;
+}
+
+static int state_save(storage *s, const gc_state *st, rerr *e)
+{
+    buf b = {0};
+    buf_append(&b, STATE_MAGIC, 4);
+    size_t live = 0;
+    for (size_t i = 0; i < st->nsnaps; i++)
+        live += !st->snaps[i].drop;
+    buf_put_varint(&b, live);
+    for (size_t i = 0; i < st->nsnaps; i++) {
+        const counted *c = &st->snaps[i];
+        if (c->drop)
+            continue;
+        buf_put_str(&b, c->key);
+        buf_put_varint(&b, (uint64_t)c->expires);
+        buf_put_varint(&b, (uint64_t)c->time);
+        buf_put_varint(&b, c->ntree);
+        for (size_t t = 0; t < c->ntree; t++)
+            buf_append(&b, c->tree[t], ID_LEN);
+    }
+    size_t nrefs = 0;
+    for (size_t i = 0; i < st->refs.cap; i++)
+        nrefs += st->refs.slots[i].used && st->refs.slots[i].count > 0;
+    buf_put_varint(&b, nrefs);
+    for (size_t i = 0; i < st->refs.cap; i++) {
+        if (!st->refs.slots[i].used || st->refs.slots[i].count == 0)
+            continue;
+        buf_append(&b, st->refs.slots[i].id, ID_LEN);
+        buf_put_varint(&b, st->refs.slots[i].count);
+    }
+    buf_put_varint(&b, st->npending);
+    for (size_t i = 0; i < st->npending; i++)
+        buf_append(&b, st->pending[i], ID_LEN);
+    int rc = stor_put_sealed(s, STATE_KEY, STATE_AAD, b.data, b.len, 0, e);
+    buf_free(&b);
+    return rc == ST_OK ? 0 : -1;
+}
+
+/* Adds delta to the count of every distinct chunk a snapshot uses. */
+static int count_snapshot(storage *s, const chunk_index *ix, codec *c, gc_state *st,
+                          const counted *snap, int delta, rerr *e)
+{
+    json_t *refs = json_array();
+    for (size_t i = 0; i < snap->ntree; i++) {
+        char hex[HEX_LEN + 1];
+        hex_encode(snap->tree[i], ID_LEN, hex);
+        json_array_append_new(refs, json_pack("{s:s}", "id", hex));
+    }
+    json_t *doc = json_pack("{s:o}", "tree", refs);
+    tree t = {0};
+    int rc = tree_load(s, ix, c, doc, &t, e);
+    json_decref(doc);
+    if (rc != 0)
+        return -1;
+    refmap seen = {0};
+    for (size_t i = 0; i < snap->ntree; i++)
+        ref_get(&seen, snap->tree[i], 1);
+    for (size_t i = 0; i < t.n; i++)
+        for (uint32_t k = 0; k < t.nodes[i].nchunks; k++)
+            if (!t.nodes[i].chunks[k].zero)
+                ref_get(&seen, t.nodes[i].chunks[k].id, 1);
+    for (size_t i = 0; i < seen.cap; i++) {
+        if (!seen.slots[i].used)
+            continue;
+        struct ref *r = ref_get(&st->refs, seen.slots[i].id, 1);
+        if (delta > 0)
+            r->count++;
+        else if (r->count > 0)
+            r->count--;
+    }
+    free(seen.slots);
+    tree_free(&t);
+    return 0;
+}
+
+typedef struct listed {
+    char **keys;
+    size_t n;
+} listed;
+
+static int collect_snapshot(void *arg, const char *key, uint64_t size)
+{
+    (void)size;
+    listed *l = arg;
+    l->keys = xrealloc(l->keys, (l->n + 1) * sizeof(*l->keys));
+    l->keys[l->n++] = xstrdup(key + strlen("snapshots/"));
+    return 0;
+}
+
+/* Reads a new snapshot's manifest into a counted record. */
+static int read_new(storage *s, const char *key, counted *c, rerr *e)
+{
+    char repo[260];
+    snprintf(repo, sizeof(repo), "%s", key);
+    char *slash = strchr(repo, '/');
+    if (slash == NULL)
+        return 0;
+    *slash = '\0';
+    json_t *doc = NULL;
+    int rc = snap_read(s, repo, slash + 1, &doc, e);
+    if (rc != ST_OK)
+        return rc;
+    snprintf(c->key, sizeof(c->key), "%s", key);
+    c->expires = json_integer_value(json_object_get(doc, "expires_unix"));
+    c->time = json_integer_value(json_object_get(doc, "unix_time"));
+    const json_t *refs = json_object_get(doc, "tree");
+    c->ntree = json_array_size(refs);
+    c->tree = xcalloc(c->ntree ? c->ntree : 1, ID_LEN);
+    for (size_t i = 0; i < c->ntree; i++) {
+        const char *hex = json_string_value(json_object_get(json_array_get(refs, i), "id"));
+        if (hex == NULL || hex_decode(hex, c->tree[i], ID_LEN) != 0) {
+            json_decref(doc);
+            return rerr_set(e, E_CORRUPT, "snapshot %s has a malformed tree list", key);
+        }
+    }
+    json_decref(doc);
+    return ST_OK;
+}
+
+typedef struct gc_run {
+    storage *s;
+    const gc_req *req;
+    ui *u;
+    chunk_index ix;
+    gc_state st;
+    codec *c;
+    json_t *expired;
+    uint64_t freed, copied;
+    size_t deleted, repacked;
+} gc_run;
+
+/* Steps 2 and 3: reconcile the counted set with the listing, then expire. */
+static int reconcile(gc_run *g, rerr *e)
+{
+    listed l = {0};
+    int rc = stor_list(g->s, "snapshots/", collect_snapshot, &l, e) == ST_OK ? 0 : -1;
+    for (size_t i = 0; i < l.n && rc == 0; i++) {
+        size_t k;
+        for (k = 0; k < g->st.nsnaps; k++)
+            if (strcmp(g->st.snaps[k].key, l.keys[i]) == 0)
+                break;
+        if (k < g->st.nsnaps) {
+            g->st.snaps[k].listed = 1;
+            continue;
+        }
+        counted fresh = {0};
+        int got = read_new(g->s, l.keys[i], &fresh, e);
+        if (got == ST_NOTFOUND) {
+            free(fresh.tree);
+            continue;
+        }
+        if (got != ST_OK || count_snapshot(g->s, &g->ix, g->c, &g->st, &fresh, +1, e) != 0) {
+            free(fresh.tree);
+            rc = -1;
+            break;
+        }
+        fresh.listed = 1;
+        *add_counted(&g->st) = fresh;
+    }
+    for (size_t i = 0; i < l.n; i++)
+        free(l.keys[i]);
+    free(l.keys);
+    if (rc != 0)
+        return -1;
+    /* The newest snapshot of each repository is kept whatever its expiry says: a backup
+     * schedule that stopped must not lose its last backup to retention. */
+    for (size_t i = 0; i < g->st.nsnaps; i++) {
+        counted *c = &g->st.snaps[i];
+        if (!c->listed) {
+            c->drop = 1; /* removed by an earlier run that did not finish */
+            continue;
+        }
+        if (c->expires == 0 || c->expires > g->req->now)
+            continue;
+        size_t replen = strcspn(c->key, "/");
+        int newest = 1;
+        for (size_t k = 0; k < g->st.nsnaps && newest; k++) {
+            const counted *o = &g->st.snaps[k];
+            if (k != i && o->listed && strncmp(o->key, c->key, replen + 1) == 0 &&
+                (o->time > c->time || (o->time == c->time && strcmp(o->key, c->key) > 0)))
+                newest = 0;
+        }
+        if (newest)
+            continue;
+        json_array_append_new(g->expired, json_string(c->key));
+        if (!g->req->dry_run) {
+            char key[300];
+            snprintf(key, sizeof(key), "snapshots/%s", c->key);
+            if (stor_del(g->s, key, e) == ST_ERROR)
+                return -1;
+        }
+        c->drop = 1;
+    }
+    for (size_t i = 0; i < g->st.nsnaps; i++) {
+        rerr ignore = {0};
+        if (g->st.snaps[i].drop &&
+            count_snapshot(g->s, &g->ix, g->c, &g->st, &g->st.snaps[i], -1, &ignore) != 0)
+            ui_log(g->u, 1, "snapshot %s: its tree is unreadable (%s); the data it used stays "
+                   "until a full collection", g->st.snaps[i].key, ignore.msg);
+    }
+    return 0;
+}
+
+/* Per pack: bytes still used by some snapshot (canonical index entries with a count). */
+static uint64_t *live_bytes(gc_run *g)
+{
+    uint64_t *live = xcalloc(g->ix.npacks ? g->ix.npacks : 1, sizeof(*live));
+    for (size_t i = 0; i < g->ix.count; i++) {
+        const idx_entry *ie = &g->ix.entries[i];
+        const struct ref *r = ref_get(&g->st.refs, ie->id, 0);
+        if (ie->pack != IDX_PENDING && r && r->count > 0)
+            live[ie->pack] += ie->stored;
+    }
+    return live;
+}
+
+static void add_pending(gc_state *st, const uint8_t id[ID_LEN])
+{
+    st->pending = xrealloc(st->pending, (st->npending + 1) * ID_LEN);
+    memcpy(st->pending[st->npending++], id, ID_LEN);
+}
+
+/* Copies the used blobs of pack packno into pw; new packs are stored as they fill. */
+static int repack_one(gc_run *g, uint32_t packno, pack_writer *pw, pack **done, size_t *ndone,
+                      rerr *e)
+{
+    char key[96];
+    pack_key(g->ix.packs[packno].id, key, sizeof(key));
+    buf data = {0};
+    int rc = stor_get(g->s, key, 0, 0, &data, e) == ST_OK ? 0 : -1;
+    for (size_t i = 0; i < g->ix.count && rc == 0; i++) {
+        const idx_entry *ie = &g->ix.entries[i];
+        const struct ref *r = ref_get(&g->st.refs, ie->id, 0);
+        if (ie->pack != packno || r == NULL || r->count == 0)
+            continue;
+        if ((uint64_t)ie->offset + ie->stored > data.len) {
+            rc = rerr_set(e, E_CORRUPT, "%s is shorter than its index says", key);
+            break;
+        }
+        blob_entry be = {.type = ie->type, .flags = ie->flags, .offset = ie->offset,
+                         .stored = ie->stored, .raw = ie->raw};
+        memcpy(be.id, ie->id, ID_LEN);
+        if (pack_add_stored(pw, &be, data.data + ie->offset, e) != 0) {
+            rc = -1;
+            break;
+        }
+        g->copied += ie->stored;
+        if (pw->size >= PACK_TARGET_SIZE) {
+            pack *full = pack_finish(pw, g->c, e);
+            if (full == NULL)
+                rc = -1;
+            else
+                done[(*ndone)++] = full;
+        }
+    }
+    buf_free(&data);
+    return rc;
+}
+
+/* Rewrites the index files that list a pack about to go; adds one for the new packs. */
+static int rewrite_index(gc_run *g, const uint8_t *going, pack **fresh, size_t nfresh, rerr *e)
+{
+    /* Entries per surviving pack, from the in-memory index. */
+    blob_entry **per = xcalloc(g->ix.npacks ? g->ix.npacks : 1, sizeof(*per));
+    size_t *nper = xcalloc(g->ix.npacks ? g->ix.npacks : 1, sizeof(*nper));
+    for (size_t i = 0; i < g->ix.count; i++) {
+        const idx_entry *ie = &g->ix.entries[i];
+        if (ie->pack == IDX_PENDING || going[ie->pack])
+            continue;
+        per[ie->pack] = xrealloc(per[ie->pack], (nper[ie->pack] + 1) * sizeof(blob_entry));
+        blob_entry *be = &per[ie->pack][nper[ie->pack]++];
+        *be = (blob_entry){.type = ie->type, .flags = ie->flags, .offset = ie->offset,
+                           .stored = ie->stored, .raw = ie->raw};
+        memcpy(be->id, ie->id, ID_LEN);
+    }
+    uint8_t *affected = xcalloc(g->ix.nfiles ? g->ix.nfiles : 1, 1);
+    for (size_t i = 0; i < g->ix.nfile_packs; i++)
+        if (going[g->ix.file_packs[i].pack])
+            affected[g->ix.file_packs[i].file] = 1;
+    idx_group *groups = xcalloc(g->ix.npacks + nfresh + 1, sizeof(*groups));
+    size_t ng = 0;
+    for (size_t i = 0; i < nfresh; i++)
+        groups[ng++] = (idx_group){.pack_id = fresh[i]->id, .time = g->req->now,
+                                   .entries = fresh[i]->entries, .n = fresh[i]->n};
+    uint8_t *listed_pack = xcalloc(g->ix.npacks ? g->ix.npacks : 1, 1);
+    for (size_t i = 0; i < g->ix.nfile_packs; i++) {
+        const idx_file_pack *fp = &g->ix.file_packs[i];
+        if (!affected[fp->file] || going[fp->pack] || listed_pack[fp->pack] || !nper[fp->pack])
+            continue;
+        listed_pack[fp->pack] = 1;
+        groups[ng++] = (idx_group){.pack_id = g->ix.packs[fp->pack].id,
+                                   .time = g->ix.packs[fp->pack].time,
+                                   .entries = per[fp->pack], .n = nper[fp->pack]};
+    }
+    char key[80];
+    int rc = ng ? idx_write(g->s, groups, ng, key, e) : 0;
+    for (size_t f = 0; f < g->ix.nfiles && rc == 0; f++)
+        if (affected[f] && stor_del(g->s, g->ix.files[f], e) == ST_ERROR)
+            rc = -1;
+    for (size_t i = 0; i < g->ix.npacks; i++)
+        free(per[i]);
+    free(per);
+    free(nper);
+    free(affected);
+    free(groups);
+    free(listed_pack);
+    return rc;
+}
+
+/* Step 4 and 5: decide, repack, record, reindex, delete. */
+static int collect(gc_run *g, rerr *e)
+{
+    uint64_t *live = live_bytes(g);
+    uint8_t *going = xcalloc(g->ix.npacks ? g->ix.npacks : 1, 1);
+    for (size_t i = 0; i < g->st.npending; i++) {
+        uint32_t p = idx_pack_find(&g->ix, g->st.pending[i]);
+        if (p != IDX_NONE) {
+            going[p] = 1;
+        } else if (!g->req->dry_run) {
+            /* Unindexed by a run that stopped before deleting it. */
+            char key[96];
+            pack_key(g->st.pending[i], key, sizeof(key));
+            if (stor_del(g->s, key, e) == ST_ERROR) {
+                free(going);
+                free(live);
+                return -1;
+            }
+        }
+    }
+    pack_writer pw = {.s = g->s};
+    pack **fresh = xcalloc(g->ix.npacks + 2, sizeof(*fresh));
+    size_t nfresh = 0;
+    int rc = 0;
+    for (uint32_t p = 0; p < g->ix.npacks && rc == 0; p++) {
+        const idx_pack *ip = &g->ix.packs[p];
+        if (going[p] || ip->time > g->req->now - g->req->grace)
+            continue;
+        uint64_t dead = ip->bytes - (live[p] < ip->bytes ? live[p] : ip->bytes);
+        if (live[p] > 0 && dead < live[p])
+            continue;
+        if (live[p] > 0) {
+            if (g->req->dry_run) {
+                g->copied += live[p];
+            } else if (repack_one(g, p, &pw, fresh, &nfresh, e) != 0) {
+                rc = -1;
+                break;
+            }
+            g->repacked++;
+        } else {
+            g->deleted++;
+        }
+        g->freed += dead;
+        going[p] = 1;
+    }
+    if (rc == 0 && !g->req->dry_run) {
+        pack *last = pack_finish(&pw, g->c, e);
+        if (last)
+            fresh[nfresh++] = last;
+        else if (e->kind)
+            rc = -1;
+        for (size_t i = 0; i < nfresh && rc == 0; i++)
+            rc = pack_commit(fresh[i], e);
+        free(g->st.pending);
+        g->st.pending = NULL;
+        g->st.npending = 0;
+        for (uint32_t p = 0; p < g->ix.npacks; p++)
+            if (going[p])
+                add_pending(&g->st, g->ix.packs[p].id);
+        /* Saved even when nothing goes: the counts of new and removed snapshots. From here
+         * on, a crash leaves the pending packs for the next run to delete. */
+        if (rc == 0)
+            rc = state_save(g->s, &g->st, e);
+        if (rc == 0 && g->st.npending)
+            rc = rewrite_index(g, going, fresh, nfresh, e);
+        for (uint32_t p = 0; p < g->ix.npacks && rc == 0; p++) {
+            char key[96];
+            pack_key(g->ix.packs[p].id, key, sizeof(key));
+            if (going[p] && stor_del(g->s, key, e) == ST_ERROR)
+                rc = -1;
+        }
+        if (rc == 0 && g->st.npending) {
+            g->st.npending = 0;
+            rc = state_save(g->s, &g->st, e);
+        }
+    }
+    pack_writer_free(&pw);
+    for (size_t i = 0; i < nfresh; i++)
+        pack_free(fresh[i]);
+    free(fresh);
+    free(going);
+    free(live);
+    return rc;
+}
+
+struct unindexed {
+    gc_run *g;
+    size_t n;
+};
+
+static int drop_unindexed(void *arg, const char *key, uint64_t size)
+{
+    struct unindexed *u = arg;
+    const char *name = strrchr(key, '/');
+    uint8_t id[ID_LEN];
+    if (name == NULL || hex_decode(name + 1, id, ID_LEN) != 0 ||
+        idx_pack_find(&u->g->ix, id) != IDX_NONE)
+        return 0;
+    rerr ignore = {0};
+    if (u->g->req->dry_run || stor_del(u->g->s, key, &ignore) == ST_OK) {
+        u->n++;
+        u->g->freed += size;
+    }
+    return 0;
+}
+
+int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e)
+{
+    gc_run g = {.s = s, .req = req, .u = u, .expired = json_array()};
+    char holder[512] = "";
+    lock *lk = NULL;
+    int rc = lock_exclusive(s, "retention", &lk, holder, sizeof(holder), e);
+    if (rc != 0) {
+        json_decref(g.expired);
+        if (rc < 0)
+            return -1;
+        ui_log(u, 0, "retention deferred: storage %s is in use (%s)", s->name, holder);
+        *result = json_pack("{s:b,s:s}", "deferred", 1, "reason", holder);
+        return 0;
+    }
+    lock *saved = u ? u->lock : NULL;
+    if (u)
+        u->lock = lk;
+    idx_init(&g.ix);
+    g.c = codec_new(&s->keys, 0);
+    size_t unindexed = 0;
+    rc = -1;
+    ui_progress(u, 0, "retention: reading the index and the reference counts");
+    if (idx_load(s, &g.ix, e) != 0 || state_load(s, &g.st, e) != 0 || reconcile(&g, e) != 0 ||
+        collect(&g, e) != 0)
+        goto out;
+    if (req->full) {
+        struct unindexed un = {.g = &g};
+        if (stor_list(s, "data/", drop_unindexed, &un, e) != ST_OK)
+            goto out;
+        unindexed = un.n;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < g.st.nsnaps; i++)
+        kept += !g.st.snaps[i].drop;
+    *result = json_pack("{s:b,s:b,s:O,s:I,s:I,s:I,s:I,s:I,s:I}", "deferred", 0, "dry_run",
+                        req->dry_run, "expired", g.expired, "snapshots", (json_int_t)kept,
+                        "packs_deleted", (json_int_t)g.deleted, "packs_repacked",
+                        (json_int_t)g.repacked, "unindexed_packs_deleted",
+                        (json_int_t)unindexed, "bytes_freed", (json_int_t)g.freed,
+                        "bytes_copied", (json_int_t)g.copied);
+    rc = 0;
+out:
+    if (u)
+        u->lock = saved;
+    lock_release(lk);
+    json_decref(g.expired);
+    codec_free(g.c);
+    state_free(&g.st);
+    idx_free(&g.ix);
+    return rc;
+}

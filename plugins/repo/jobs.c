@@ -1,0 +1,230 @@
+/* Glue between queue functions and the engine: see jobs.h. */
+#include "jobs.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lock.h"
+#include "pack.h"
+#include "snapshot.h"
+
+#define PROGRESS_EVERY 2.0 /* seconds between progress reports (each is a trace row) */
+#define LOCK_WAIT      120 /* seconds a push waits for a garbage collection to finish */
+#define DEFAULT_GRACE_HOURS 24.0
+
+static void ui_host_progress(void *arg, int percent, const char *message)
+{
+    job *j = arg;
+    double now = mono_sec();
+    /* A new phase (the message's first words change) is always reported. */
+    size_t head = strcspn(message, ":");
+    int new_phase = strncmp(j->last_message, message, head < 63 ? head : 63) != 0;
+    if (!new_phase && percent < 100 && now - j->last_progress < PROGRESS_EVERY)
+        return;
+    j->last_progress = now;
+    snprintf(j->last_message, sizeof(j->last_message), "%.*s", (int)(head < 63 ? head : 63),
+             message);
+    ferry_progress(j->ctx, percent, message);
+}
+
+static void ui_host_log(void *arg, int warn, const char *message)
+{
+    job *j = arg;
+    ferry_log(j->ctx, warn ? FERRY_LOG_WARN : FERRY_LOG_INFO, "%s", message);
+}
+
+static int ui_host_cancelled(void *arg)
+{
+    job *j = arg;
+    return ferry_cancelled(j->ctx);
+}
+
+void job_init(job *j, ferry_ctx *ctx)
+{
+    memset(j, 0, sizeof(*j));
+    j->ctx = ctx;
+    j->u = (ui){.arg = j, .progress = ui_host_progress, .log = ui_host_log,
+                .cancelled = ui_host_cancelled};
+}
+
+ferry_result job_fail(ferry_ctx *ctx, const rerr *e, int retry_transient)
+{
+    ferry_set_error(ctx, rerr_code(e->kind), "%s", e->msg[0] ? e->msg : "failed");
+    switch (e->kind) {
+    case E_INVALID:
+        return FERRY_INVALID;
+    case E_TRANSIENT:
+        return retry_transient ? FERRY_RETRY : FERRY_FAIL;
+    default:
+        return FERRY_FAIL;
+    }
+}
+
+const char *param_str(const json_t *params, const char *name)
+{
+    return json_string_value(json_object_get(params, name));
+}
+
+int param_bool(const json_t *params, const char *name, int fallback)
+{
+    const json_t *v = json_object_get(params, name);
+    return json_is_boolean(v) ? json_is_true(v) : fallback;
+}
+
+double param_num(const json_t *params, const char *name, double fallback)
+{
+    const json_t *v = json_object_get(params, name);
+    return json_is_number(v) ? json_number_value(v) : fallback;
+}
+
+int check_name(ferry_ctx *ctx, const char *what, const char *value)
+{
+    if (valid_name(value))
+        return 1;
+    ferry_set_error(ctx, "bad_parameter",
+                    "%s \"%s\" must be 1-128 characters of letters, digits, '.', '_' and '-', "
+                    "starting with a letter or digit",
+                    what, value ? value : "");
+    return 0;
+}
+
+ferry_result job_storage(ferry_ctx *ctx, const char *name, int create, storage **out,
+                         int retry_transient)
+{
+    json_t *vault = ctx->host->storage(ctx, name);
+    if (vault == NULL)
+        return FERRY_FAIL; /* the storage service set the error: no such storage */
+    rerr e = {0};
+    int rc = storage_open(name, vault, create, out, &e);
+    json_decref(vault);
+    return rc == 0 ? FERRY_OK : job_fail(ctx, &e, retry_transient);
+}
+
+ferry_result require_local(target *t, const char *function)
+{
+    if (t->local)
+        return FERRY_OK;
+    ferry_set_error(t->ctx, "unsupported",
+                    "%s reads and writes the repository's files in the worker, so it needs a "
+                    "local machine; %s is remote: run a ferry bridge on it",
+                    function, t->name ? t->name : "the machine");
+    return FERRY_FAIL;
+}
+
+static int lock_wait(void *arg, const char *holder)
+{
+    job *j = arg;
+    ui_progress(&j->u, 0, "waiting for the storage: %s", holder);
+    return ferry_cancelled(j->ctx);
+}
+
+/* Retention after a push; its failure is reported but does not undo the backup. */
+static json_t *after_push_retention(job *j, storage *s)
+{
+    json_t *config = j->ctx->host->config(j->ctx);
+    double hours = param_num(config, "gc_grace_hours", DEFAULT_GRACE_HOURS);
+    json_decref(config);
+    gc_req req = {.grace = (int64_t)(hours * 3600), .now = (int64_t)time(NULL)};
+    json_t *out = NULL;
+    rerr e = {0};
+    if (repo_gc(s, &req, &j->u, &out, &e) != 0) {
+        ferry_log(j->ctx, FERRY_LOG_WARN, "retention failed (the snapshot is stored): %s", e.msg);
+        return json_pack("{s:s}", "error", e.msg);
+    }
+    return out;
+}
+
+static int64_t expiry(const json_t *params, ferry_ctx *ctx, int *bad)
+{
+    double days = param_num(params, "retention_days", 0);
+    double years = param_num(params, "retention_years", 0);
+    *bad = days < 0 || years < 0 || !isfinite(days) || !isfinite(years) || years > 1000;
+    if (*bad) {
+        ferry_set_error(ctx, "bad_parameter",
+                        "retention_days and retention_years must be positive numbers");
+        return 0;
+    }
+    if (days == 0 && years == 0)
+        return 0;
+    return (int64_t)time(NULL) + (int64_t)(days * 86400.0 + years * 365.25 * 86400.0);
+}
+
+ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository,
+                      const char *storage_name, const json_t *params, int retry_transient,
+                      json_t **result)
+{
+    const char *compression = param_str(params, "compression");
+    int level = compression_level(compression ? compression : "default");
+    if (level < 0) {
+        ferry_set_error(ctx, "bad_parameter",
+                        "compression must be fast, default, high or none, not \"%s\"",
+                        compression);
+        return FERRY_INVALID;
+    }
+    int bad = 0;
+    int64_t expires = expiry(params, ctx, &bad);
+    char snap_id[129];
+    const char *given = param_str(params, "snapshot_id");
+    if (bad || !check_name(ctx, "repository", repository) ||
+        (given && !check_name(ctx, "snapshot_id", given)))
+        return FERRY_INVALID;
+    if (given)
+        snprintf(snap_id, sizeof(snap_id), "%s", given);
+    else
+        snap_default_id(snap_id, sizeof(snap_id));
+
+    char *live = repo_dir(t, repository);
+    char *snaps = snapshots_dir(t, repository);
+    char *local_snap = xasprintf("%s/%s", snaps, snap_id);
+    int from_snapshot = given && machine_exists(t, local_snap);
+    ferry_result res = FERRY_OK;
+    storage *s = NULL;
+    lock *lk = NULL;
+    job j;
+    job_init(&j, ctx);
+    if (!from_snapshot && !machine_exists(t, live)) {
+        ferry_set_error(ctx, "not_found", "repository %s does not exist on %s (%s)", repository,
+                        t->name, live);
+        res = FERRY_FAIL;
+        goto out;
+    }
+    if ((res = job_storage(ctx, storage_name, 1, &s, retry_transient)) != FERRY_OK)
+        goto out;
+    char purpose[300], host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(purpose, sizeof(purpose), "push %s", repository);
+    rerr e = {0};
+    if (lock_shared(s, purpose, LOCK_WAIT, lock_wait, &j, &lk, &e) != 0) {
+        res = job_fail(ctx, &e, retry_transient);
+        goto out;
+    }
+    j.u.lock = lk;
+    backup_req req = {.repository = repository, .source = from_snapshot ? local_snap : live,
+                      .source_is_snapshot = from_snapshot, .snapshot_id = snap_id,
+                      .tags = json_object_get(params, "tags"),
+                      .description = param_str(params, "description"), .hostname = host,
+                      .machine = t->name, .level = level,
+                      .verify = param_bool(params, "verify", 0), .expires = expires,
+                      .threads = (int)json_integer_value(json_object_get(params, "threads"))};
+    if (repo_backup(s, &req, &j.u, result, &e) != 0) {
+        res = job_fail(ctx, &e, retry_transient);
+        goto out;
+    }
+    lock_release(lk);
+    lk = j.u.lock = NULL;
+    ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s", repository,
+              from_snapshot ? " (local snapshot)" : "", snap_id, storage_name);
+    if (expires || json_object_get(params, "retention_days") ||
+        json_object_get(params, "retention_years"))
+        json_object_set_new(*result, "retention", after_push_retention(&j, s));
+out:
+    lock_release(lk);
+    storage_close(s);
+    free(live);
+    free(snaps);
+    free(local_snap);
+    return res;
+}

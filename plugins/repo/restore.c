@@ -1,0 +1,467 @@
+/*
+ * repo_restore: a snapshot into a new directory.
+ *
+ * 1. Load the index and the snapshot's tree; create every directory, file (at its final
+ *    size, so runs of zeros stay holes), symlink, hard link and special file.
+ * 2. List every (chunk, file, offset) the files need, sorted by pack and offset. Worker
+ *    threads take one pack at a time, read the needed ranges (neighbouring blobs in one
+ *    read), open, decompress and check each blob against its id, and write it to every
+ *    place that needs it. A damaged blob fails the restore naming the object and the file.
+ * 3. Set owners, permissions and times, children before their directories.
+ * 4. With verify, read every restored file back and check it chunk by chunk.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "index.h"
+#include "pack.h"
+#include "snapshot.h"
+#include "tree.h"
+
+#define RUN_GAP ((uint32_t)1 << 20)  /* read across gaps up to this size */
+#define RUN_MAX ((uint32_t)8 << 20)  /* longest single read */
+
+typedef struct need {
+    uint32_t pack;
+    uint32_t offset; /* of the blob in its pack */
+    uint32_t node;
+    uint64_t file_offset;
+    const idx_entry *entry;
+} need;
+
+typedef struct rs {
+    storage *s;
+    const restore_req *req;
+    chunk_index ix;
+    tree t;
+    need *needs;
+    size_t nneeds;
+    size_t *groups; /* start of each pack's run of needs; groups[ngroups] = nneeds */
+    size_t ngroups;
+    size_t next; /* atomic */
+    int destfd;
+    int stop;    /* atomic */
+    int running; /* atomic */
+    uint64_t written; /* atomic */
+    pthread_mutex_t mu;
+    rerr err;
+} rs;
+
+static void rs_fail(rs *r, const rerr *e)
+{
+    pthread_mutex_lock(&r->mu);
+    rerr_merge(&r->err, e);
+    __atomic_store_n(&r->stop, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* A worker's open file, kept while consecutive writes go to the same file. */
+typedef struct open_file {
+    uint32_t node;
+    int fd;
+} open_file;
+
+static int write_need(rs *r, open_file *of, const need *nd, const buf *data, rerr *e)
+{
+    const tnode *n = &r->t.nodes[nd->node];
+    if (of->fd < 0 || of->node != nd->node) {
+        if (of->fd >= 0)
+            close(of->fd);
+        of->node = nd->node;
+        of->fd = openat(r->destfd, n->path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (of->fd < 0)
+            return rerr_set(e, errno_kind(errno), "cannot open %s/%s: %s", r->req->dest,
+                            n->path, strerror(errno));
+    }
+    if (pwrite_all(of->fd, data->data, data->len, nd->file_offset) != 0)
+        return rerr_set(e, errno_kind(errno), "cannot write %s/%s: %s", r->req->dest, n->path,
+                        strerror(errno));
+    __atomic_fetch_add(&r->written, data->len, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* Restores the needs [from, to) of one pack. */
+static int restore_group(rs *r, codec *c, open_file *of, buf *run, buf *out, size_t from,
+                         size_t to, rerr *e)
+{
+    char key[96], why[256];
+    pack_key(r->ix.packs[r->needs[from].pack].id, key, sizeof(key));
+    size_t i = from;
+    while (i < to) {
+        /* One read covers the blobs from need i up to a gap or the size limit. */
+        uint32_t start = r->needs[i].offset;
+        uint32_t end = start + r->needs[i].entry->stored;
+        size_t j = i + 1;
+        while (j < to && r->needs[j].offset <= end + RUN_GAP &&
+               r->needs[j].offset + r->needs[j].entry->stored - start <= RUN_MAX) {
+            uint32_t e_end = r->needs[j].offset + r->needs[j].entry->stored;
+            end = e_end > end ? e_end : end;
+            j++;
+        }
+        run->len = 0;
+        int rc = stor_get(r->s, key, start, end - start, run, e);
+        if (rc == ST_NOTFOUND)
+            return rerr_set(e, E_CORRUPT, "%s is missing from storage %s (needed by %s)", key,
+                            r->s->name, r->t.nodes[r->needs[i].node].path);
+        if (rc != ST_OK)
+            return -1;
+        const idx_entry *decoded = NULL;
+        for (; i < j; i++) {
+            const need *nd = &r->needs[i];
+            if (nd->entry != decoded) {
+                blob_entry be = {.type = nd->entry->type, .flags = nd->entry->flags,
+                                 .offset = nd->offset, .stored = nd->entry->stored,
+                                 .raw = nd->entry->raw};
+                memcpy(be.id, nd->entry->id, ID_LEN);
+                if (blob_decode(c, &be, run->data + (nd->offset - start), out, why,
+                                sizeof(why)) != 0)
+                    return rerr_set(e, E_CORRUPT, "%s in storage %s: %s; needed by file %s", key,
+                                    r->s->name, why, r->t.nodes[nd->node].path);
+                decoded = nd->entry;
+            }
+            if (write_need(r, of, nd, out, e) != 0)
+                return -1;
+        }
+        if (__atomic_load_n(&r->stop, __ATOMIC_RELAXED))
+            return 0;
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    rs *r = arg;
+    codec *c = codec_new(&r->s->keys, 0);
+    buf run = {0}, out = {0};
+    open_file of = {.fd = -1};
+    for (;;) {
+        size_t g = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
+        if (g >= r->ngroups || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
+            break;
+        rerr e = {0};
+        if (restore_group(r, c, &of, &run, &out, r->groups[g], r->groups[g + 1], &e) != 0) {
+            rs_fail(r, &e);
+            break;
+        }
+    }
+    if (of.fd >= 0)
+        close(of.fd);
+    buf_free(&run);
+    buf_free(&out);
+    codec_free(c);
+    __atomic_fetch_sub(&r->running, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static int by_pack_offset(const void *x, const void *y)
+{
+    const need *a = x, *b = y;
+    if (a->pack != b->pack)
+        return a->pack < b->pack ? -1 : 1;
+    if (a->offset != b->offset)
+        return a->offset < b->offset ? -1 : 1;
+    return a->node < b->node ? -1 : a->node > b->node;
+}
+
+/* Lists what every file needs and groups it by pack. */
+static int plan(rs *r, uint64_t *total, rerr *e)
+{
+    size_t cap = 0;
+    *total = 0;
+    for (size_t i = 0; i < r->t.n; i++) {
+        const tnode *n = &r->t.nodes[i];
+        if (n->kind != T_FILE)
+            continue;
+        uint64_t off = 0;
+        for (uint32_t c = 0; c < n->nchunks; off += n->chunks[c].len, c++) {
+            if (n->chunks[c].zero)
+                continue;
+            const idx_entry *ie = idx_find(&r->ix, n->chunks[c].id);
+            if (ie == NULL || ie->pack == IDX_PENDING) {
+                char hex[HEX_LEN + 1];
+                hex_encode(n->chunks[c].id, ID_LEN, hex);
+                return rerr_set(e, E_CORRUPT,
+                                "chunk %s of file %s is missing from storage %s (not in its "
+                                "index)",
+                                hex, n->path, r->s->name);
+            }
+            if (r->nneeds == cap) {
+                cap = cap ? cap * 2 : 1024;
+                r->needs = xrealloc(r->needs, cap * sizeof(*r->needs));
+            }
+            r->needs[r->nneeds++] = (need){.pack = ie->pack, .offset = ie->offset,
+                                           .node = (uint32_t)i, .file_offset = off, .entry = ie};
+            *total += n->chunks[c].len;
+        }
+    }
+    qsort(r->needs, r->nneeds, sizeof(*r->needs), by_pack_offset);
+    r->groups = xmalloc((r->nneeds + 1) * sizeof(*r->groups));
+    for (size_t i = 0; i < r->nneeds; i++)
+        if (i == 0 || r->needs[i].pack != r->needs[i - 1].pack)
+            r->groups[r->ngroups++] = i;
+    r->groups[r->ngroups] = r->nneeds;
+    return 0;
+}
+
+/* Creates every entry of the tree under destfd, files at their final size. */
+static int create_entries(rs *r, rerr *e, size_t *skipped)
+{
+    for (size_t i = 0; i < r->t.n; i++) {
+        const tnode *n = &r->t.nodes[i];
+        int rc = 0;
+        switch (n->kind) {
+        case T_DIR:
+            rc = n->path[0] ? mkdirat(r->destfd, n->path, 0700) : 0;
+            break;
+        case T_FILE: {
+            int fd = openat(r->destfd, n->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            rc = fd < 0 ? -1 : n->size ? ftruncate(fd, (off_t)n->size) : 0;
+            if (fd >= 0)
+                close(fd);
+            break;
+        }
+        case T_SYMLINK:
+            rc = symlinkat(n->target, r->destfd, n->path);
+            break;
+        case T_HARDLINK:
+            rc = linkat(r->destfd, n->target, r->destfd, n->path, 0);
+            break;
+        case T_FIFO:
+            rc = mkfifoat(r->destfd, n->path, 0600);
+            break;
+        default: /* devices: only root may make them */
+            rc = mknodat(r->destfd, n->path, (n->kind == T_CHR ? S_IFCHR : S_IFBLK) | 0600,
+                         (dev_t)n->rdev);
+            if (rc != 0 && errno == EPERM) {
+                (*skipped)++;
+                rc = 0;
+            }
+            break;
+        }
+        if (rc != 0)
+            return rerr_set(e, errno_kind(errno), "cannot create %s/%s: %s", r->req->dest,
+                            n->path, strerror(errno));
+    }
+    return 0;
+}
+
+/* Owners, permissions and times, in reverse order so directories come after their children. */
+static int set_metadata(rs *r, rerr *e, size_t *owner_failures)
+{
+    int root = geteuid() == 0;
+    for (size_t i = r->t.n; i-- > 0;) {
+        const tnode *n = &r->t.nodes[i];
+        if (n->kind == T_HARDLINK)
+            continue; /* the same inode as its first link */
+        const char *path = n->path[0] ? n->path : ".";
+        if (fchownat(r->destfd, path, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (root || errno != EPERM)
+                return rerr_set(e, errno_kind(errno), "cannot chown %s/%s: %s", r->req->dest,
+                                n->path, strerror(errno));
+            (*owner_failures)++;
+        }
+        if (n->kind != T_SYMLINK && fchmodat(r->destfd, path, n->mode, 0) != 0)
+            return rerr_set(e, errno_kind(errno), "cannot chmod %s/%s: %s", r->req->dest,
+                            n->path, strerror(errno));
+        struct timespec ts[2] = {{.tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec},
+                                 {.tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec}};
+        if (utimensat(r->destfd, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
+            return rerr_set(e, errno_kind(errno), "cannot set times of %s/%s: %s", r->req->dest,
+                            n->path, strerror(errno));
+    }
+    return 0;
+}
+
+/* Reads file n back and checks each chunk against its id. */
+static int verify_file(rs *r, codec *c, buf *data, const tnode *n, rerr *e)
+{
+    int fd = openat(r->destfd, n->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return rerr_set(e, errno_kind(errno), "verify: cannot open %s/%s: %s", r->req->dest,
+                        n->path, strerror(errno));
+    uint64_t off = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < n->nchunks && rc == 0; off += n->chunks[i].len, i++) {
+        const chunk_ref *ref = &n->chunks[i];
+        data->len = 0;
+        buf_reserve(data, ref->len);
+        ssize_t got = pread(fd, data->data, ref->len, (off_t)off);
+        uint8_t id[ID_LEN];
+        int ok = got == (ssize_t)ref->len;
+        if (ok && ref->zero)
+            ok = ref->len == 0 || (data->data[0] == 0 && memcmp(data->data, data->data + 1, ref->len - 1) == 0);
+        else if (ok) {
+            hasher_id(c->hash, data->data, ref->len, id);
+            ok = memcmp(id, ref->id, ID_LEN) == 0;
+        }
+        if (!ok)
+            rc = rerr_set(e, E_CORRUPT, "verify: %s/%s differs from the snapshot at byte %llu",
+                          r->req->dest, n->path, (unsigned long long)off);
+    }
+    close(fd);
+    return rc;
+}
+
+static void *verify_main(void *arg)
+{
+    rs *r = arg;
+    codec *c = codec_new(&r->s->keys, 0);
+    buf data = {0};
+    for (;;) {
+        size_t i = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
+        if (i >= r->t.n || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
+            break;
+        rerr e = {0};
+        if (r->t.nodes[i].kind == T_FILE && verify_file(r, c, &data, &r->t.nodes[i], &e) != 0) {
+            rs_fail(r, &e);
+            break;
+        }
+        __atomic_fetch_add(&r->written, r->t.nodes[i].size, __ATOMIC_RELAXED);
+    }
+    buf_free(&data);
+    codec_free(c);
+    __atomic_fetch_sub(&r->running, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Runs fn on the worker threads and reports progress until they finish. */
+static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const char *what)
+{
+    int nthreads = r->req->threads > 0 ? r->req->threads : default_threads();
+    if (nthreads > 16)
+        nthreads = 16;
+    pthread_t th[16];
+    r->next = 0;
+    r->written = 0;
+    r->running = nthreads;
+    double started = mono_sec();
+    for (int i = 0; i < nthreads; i++)
+        pthread_create(&th[i], NULL, fn, r);
+    while (__atomic_load_n(&r->running, __ATOMIC_ACQUIRE) > 0) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (ui_cancelled(u)) {
+            rerr e = {0};
+            rerr_set(&e, E_CANCELLED, "cancelled");
+            rs_fail(r, &e);
+        }
+        uint64_t done = __atomic_load_n(&r->written, __ATOMIC_RELAXED);
+        double secs = mono_sec() - started;
+        ui_progress(u, total ? (int)(5 + done * 85 / total) : 90, "%s: %.1f of %.1f MiB, %.0f MB/s",
+                    what, (double)done / 1048576.0, (double)total / 1048576.0,
+                    secs > 0 ? (double)done / 1e6 / secs : 0.0);
+    }
+    for (int i = 0; i < nthreads; i++)
+        pthread_join(th[i], NULL);
+    return r->err.kind == E_NONE ? 0 : -1;
+}
+
+/* Finds the snapshot, loads its tree. */
+static int load_snapshot(rs *r, codec *c, json_t **doc, rerr *e)
+{
+    snap_list l;
+    int rc = -1;
+    if (snap_list_read(r->s, r->req->repository, &l, e) != 0)
+        goto out;
+    const snap_info *si = snap_resolve(&l, r->req->point);
+    if (si == NULL) {
+        rerr_set(e, E_NOTFOUND, "no snapshot of repository %s in storage %s matches \"%s\"%s",
+                 r->req->repository, r->s->name, r->req->point,
+                 l.n ? "" : " (the storage has none of this repository)");
+        goto out;
+    }
+    *doc = json_incref(si->doc);
+    rc = tree_load(r->s, &r->ix, c, si->doc, &r->t, e);
+out:
+    snap_list_free(&l);
+    return rc;
+}
+
+int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rerr *e)
+{
+    double started = mono_sec();
+    rs r = {.s = s, .req = req, .destfd = -1};
+    pthread_mutex_init(&r.mu, NULL);
+    idx_init(&r.ix);
+    codec *c = codec_new(&s->keys, 0);
+    json_t *doc = NULL;
+    uint64_t total = 0;
+    size_t skipped = 0, owner_failures = 0;
+    int rc = -1;
+
+    ui_progress(u, 0, "%s: reading the index and the snapshot", req->repository);
+    if (idx_load(s, &r.ix, e) != 0 || load_snapshot(&r, c, &doc, e) != 0 || plan(&r, &total, e) != 0)
+        goto out;
+    if (mkdir(req->dest, 0700) != 0 ||
+        (r.destfd = open(req->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        rerr_set(e, errno_kind(errno), "cannot create %s: %s", req->dest, strerror(errno));
+        goto out;
+    }
+    ui_progress(u, 3, "%s: creating %zu entries", req->repository, r.t.n);
+    if (create_entries(&r, e, &skipped) != 0)
+        goto out;
+    if (run_threads(&r, worker_main, u, total, "restoring") != 0) {
+        rerr_merge(e, &r.err);
+        goto out;
+    }
+    if (set_metadata(&r, e, &owner_failures) != 0)
+        goto out;
+    if (req->verify && run_threads(&r, verify_main, u, total, "verifying") != 0) {
+        rerr_merge(e, &r.err);
+        goto out;
+    }
+    if (req->fsync && syncfs(r.destfd) != 0) {
+        rerr_set(e, errno_kind(errno), "cannot flush %s: %s", req->dest, strerror(errno));
+        goto out;
+    }
+    if (skipped)
+        ui_log(u, 1, "%zu device files were not created (only root may make them)", skipped);
+    if (owner_failures)
+        ui_log(u, 1, "owners of %zu entries were not restored (only root may set them)",
+               owner_failures);
+    uint64_t logical = 0;
+    for (size_t i = 0; i < r.t.n; i++)
+        logical += r.t.nodes[i].kind == T_FILE ? r.t.nodes[i].size : 0;
+    double secs = mono_sec() - started;
+    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I}", "repository", req->repository,
+                        "storage", s->name, "snapshot_id", json_object_get(doc, "id"), "entries",
+                        (json_int_t)r.t.n, "bytes", (json_int_t)logical, "verified", req->verify,
+                        "seconds", secs, "mb_per_s", secs > 0 ? (double)logical / 1e6 / secs : 0.0,
+                        "peak_rss_kb", (json_int_t)peak_rss_kb());
+    rc = 0;
+out:
+    if (r.destfd >= 0)
+        close(r.destfd);
+    json_decref(doc);
+    codec_free(c);
+    free(r.needs);
+    free(r.groups);
+    tree_free(&r.t);
+    idx_free(&r.ix);
+    pthread_mutex_destroy(&r.mu);
+    return rc;
+}

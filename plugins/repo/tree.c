@@ -1,0 +1,381 @@
+/* Snapshot trees: scanning a directory, encoding and decoding. See tree.h. */
+#include "tree.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TREE_MAGIC "FTR1"
+#define MAX_PATH_BYTES 65536
+
+static tnode *add_node(tree *t)
+{
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 256;
+        t->nodes = xrealloc(t->nodes, t->cap * sizeof(*t->nodes));
+    }
+    tnode *n = &t->nodes[t->n++];
+    memset(n, 0, sizeof(*n));
+    return n;
+}
+
+/* Hard links: (device, inode) of multiply-linked files -> the node of the first link. */
+typedef struct link_map {
+    struct link_slot {
+        uint64_t dev, ino;
+        size_t node; /* node number + 1; 0 = empty */
+    } *slots;
+    size_t cap, count;
+} link_map;
+
+static size_t *link_lookup(link_map *m, uint64_t dev, uint64_t ino)
+{
+    if ((m->count + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        struct link_slot *slots = xcalloc(cap, sizeof(*slots));
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->slots[i].node)
+                continue;
+            size_t s = (m->slots[i].ino * 31 + m->slots[i].dev) & (cap - 1);
+            while (slots[s].node)
+                s = (s + 1) & (cap - 1);
+            slots[s] = m->slots[i];
+        }
+        free(m->slots);
+        m->slots = slots;
+        m->cap = cap;
+    }
+    size_t s = (ino * 31 + dev) & (m->cap - 1);
+    while (m->slots[s].node && (m->slots[s].dev != dev || m->slots[s].ino != ino))
+        s = (s + 1) & (m->cap - 1);
+    if (!m->slots[s].node) {
+        m->slots[s].dev = dev;
+        m->slots[s].ino = ino;
+        m->count++;
+    }
+    return &m->slots[s].node;
+}
+
+struct scan {
+    tree *t;
+    link_map links;
+    const volatile int *stop;
+    rerr *e;
+    const char *root;
+};
+
+static void fill_meta(tnode *n, const struct stat *st)
+{
+    n->mode = st->st_mode & 07777;
+    n->uid = st->st_uid;
+    n->gid = st->st_gid;
+    n->mtime_sec = st->st_mtim.tv_sec;
+    n->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int scan_dir(struct scan *sc, int dirfd, const char *rel);
+
+/* Adds one entry named name inside dirfd (relative path rel). */
+static int scan_entry(struct scan *sc, int dirfd, const char *name, const char *rel)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) { /* removed since readdir: not part of this snapshot */
+            sc->t->skipped++;
+            return 0;
+        }
+        return rerr_set(sc->e, errno_kind(errno), "cannot stat %s/%s: %s", sc->root, rel,
+                        strerror(errno));
+    }
+    if (S_ISSOCK(st.st_mode)) {
+        sc->t->skipped++; /* a socket belongs to a running process, not to a backup */
+        return 0;
+    }
+    tnode *n = add_node(sc->t);
+    size_t self = sc->t->n - 1;
+    n->path = xstrdup(rel);
+    fill_meta(n, &st);
+    if (S_ISDIR(st.st_mode)) {
+        n->kind = T_DIR;
+        int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return rerr_set(sc->e, errno_kind(errno), "cannot open directory %s/%s: %s",
+                            sc->root, rel, strerror(errno));
+        int rc = scan_dir(sc, fd, rel);
+        close(fd);
+        return rc;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        n->kind = T_SYMLINK;
+        size_t cap = (size_t)st.st_size + 2;
+        char *target = xmalloc(cap);
+        ssize_t len = readlinkat(dirfd, name, target, cap - 1);
+        if (len < 0) {
+            free(target);
+            return rerr_set(sc->e, errno_kind(errno), "cannot read link %s/%s: %s", sc->root,
+                            rel, strerror(errno));
+        }
+        target[len] = '\0';
+        n->target = target;
+        return 0;
+    }
+    if (S_ISREG(st.st_mode)) {
+        n->kind = T_FILE;
+        n->size = (uint64_t)st.st_size;
+        n->ino = st.st_ino;
+        n->ctime_sec = st.st_ctim.tv_sec;
+        n->ctime_nsec = (uint32_t)st.st_ctim.tv_nsec;
+        if (st.st_nlink > 1) {
+            size_t *first = link_lookup(&sc->links, st.st_dev, st.st_ino);
+            if (*first) {
+                n->kind = T_HARDLINK;
+                n->target = xstrdup(sc->t->nodes[*first - 1].path);
+                n->size = 0;
+            } else {
+                *first = self + 1;
+            }
+        }
+        return 0;
+    }
+    n->kind = S_ISFIFO(st.st_mode) ? T_FIFO : S_ISCHR(st.st_mode) ? T_CHR : T_BLK;
+    n->rdev = st.st_rdev;
+    return 0;
+}
+
+static int scan_dir(struct scan *sc, int dirfd, const char *rel)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return rerr_set(sc->e, errno_kind(errno), "cannot list %s/%s: %s", sc->root, rel,
+                        strerror(errno));
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            names = xrealloc(names, cap * sizeof(*names));
+        }
+        names[n++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), cmp_names);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (sc->stop && *sc->stop) {
+            rc = rerr_set(sc->e, E_CANCELLED, "cancelled");
+            break;
+        }
+        char *child = rel[0] ? xasprintf("%s/%s", rel, names[i]) : xstrdup(names[i]);
+        if (strlen(child) > MAX_PATH_BYTES)
+            rc = rerr_set(sc->e, E_FAIL, "path too long: %s/%.100s…", sc->root, child);
+        else
+            rc = scan_entry(sc, dirfd, names[i], child);
+        free(child);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+int tree_scan(const char *root, tree *t, const volatile int *stop, rerr *e)
+{
+    struct scan sc = {.t = t, .stop = stop, .e = e, .root = root};
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        return rerr_set(e, errno_kind(err) == E_NOTFOUND ? E_NOTFOUND : errno_kind(err),
+                        "cannot open %s: %s", root, strerror(err));
+    }
+    tnode *n = add_node(t);
+    n->path = xstrdup("");
+    n->kind = T_DIR;
+    fill_meta(n, &st);
+    int rc = scan_dir(&sc, fd, "");
+    close(fd);
+    free(sc.links.slots);
+    return rc;
+}
+
+static uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+void tree_encode(const tree *t, buf *out)
+{
+    buf_append(out, TREE_MAGIC, 4);
+    buf_put_varint(out, t->n);
+    for (size_t i = 0; i < t->n; i++) {
+        const tnode *n = &t->nodes[i];
+        buf_put_u8(out, n->kind);
+        buf_put_str(out, n->path);
+        buf_put_varint(out, n->mode);
+        buf_put_varint(out, n->uid);
+        buf_put_varint(out, n->gid);
+        buf_put_varint(out, zigzag(n->mtime_sec));
+        buf_put_varint(out, n->mtime_nsec);
+        switch (n->kind) {
+        case T_FILE:
+            buf_put_varint(out, n->size);
+            buf_put_varint(out, n->ino);
+            buf_put_varint(out, zigzag(n->ctime_sec));
+            buf_put_varint(out, n->ctime_nsec);
+            buf_put_varint(out, n->nchunks);
+            for (uint32_t c = 0; c < n->nchunks; c++) {
+                buf_put_u8(out, n->chunks[c].zero);
+                if (!n->chunks[c].zero)
+                    buf_append(out, n->chunks[c].id, ID_LEN);
+                buf_put_varint(out, n->chunks[c].len);
+            }
+            break;
+        case T_SYMLINK:
+        case T_HARDLINK:
+            buf_put_str(out, n->target);
+            break;
+        case T_CHR:
+        case T_BLK:
+            buf_put_varint(out, n->rdev);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static int decode_file(reader *r, tnode *n)
+{
+    n->size = rd_varint(r);
+    n->ino = rd_varint(r);
+    n->ctime_sec = unzigzag(rd_varint(r));
+    n->ctime_nsec = (uint32_t)rd_varint(r);
+    uint64_t count = rd_varint(r);
+    if (r->err || count > (uint64_t)(r->end - r->p) / 2)
+        return -1;
+    n->chunks = xcalloc(count, sizeof(*n->chunks));
+    n->nchunks = (uint32_t)count;
+    uint64_t total = 0;
+    for (uint64_t c = 0; c < count && !r->err; c++) {
+        chunk_ref *ref = &n->chunks[c];
+        ref->zero = rd_u8(r);
+        if (!ref->zero) {
+            const uint8_t *id = rd_bytes(r, ID_LEN);
+            if (id)
+                memcpy(ref->id, id, ID_LEN);
+        }
+        uint64_t len = rd_varint(r);
+        if (len > UINT32_MAX)
+            return -1;
+        ref->len = (uint32_t)len;
+        total += len;
+    }
+    return r->err || total != n->size ? -1 : 0;
+}
+
+int tree_decode(const uint8_t *p, size_t len, tree *t)
+{
+    reader r;
+    rd_init(&r, p, len);
+    const uint8_t *magic = rd_bytes(&r, 4);
+    if (magic == NULL || memcmp(magic, TREE_MAGIC, 4) != 0)
+        return -1;
+    uint64_t count = rd_varint(&r);
+    if (r.err || count > len)
+        return -1;
+    for (uint64_t i = 0; i < count && !r.err; i++) {
+        tnode *n = add_node(t);
+        n->kind = rd_u8(&r);
+        n->path = rd_str(&r, MAX_PATH_BYTES);
+        n->mode = (uint32_t)rd_varint(&r);
+        n->uid = (uint32_t)rd_varint(&r);
+        n->gid = (uint32_t)rd_varint(&r);
+        n->mtime_sec = unzigzag(rd_varint(&r));
+        n->mtime_nsec = (uint32_t)rd_varint(&r);
+        if (n->path == NULL || n->kind < T_DIR || n->kind > T_BLK)
+            return -1;
+        if (n->kind == T_FILE && decode_file(&r, n) != 0)
+            return -1;
+        if ((n->kind == T_SYMLINK || n->kind == T_HARDLINK) &&
+            (n->target = rd_str(&r, MAX_PATH_BYTES)) == NULL)
+            return -1;
+        if (n->kind == T_CHR || n->kind == T_BLK)
+            n->rdev = rd_varint(&r);
+    }
+    return r.err || r.p != r.end ? -1 : 0;
+}
+
+void tree_free(tree *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->nodes[i].path);
+        free(t->nodes[i].target);
+        free(t->nodes[i].chunks);
+    }
+    free(t->nodes);
+    memset(t, 0, sizeof(*t));
+}
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = UINT64_C(1469598103934665603);
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * UINT64_C(1099511628211);
+    return h;
+}
+
+void tree_map_build(tree_map *m, const tree *t)
+{
+    m->t = t;
+    m->cap = 64;
+    while (m->cap < t->n * 2)
+        m->cap *= 2;
+    m->slots = xcalloc(m->cap, sizeof(*m->slots));
+    for (size_t i = 0; i < t->n; i++) {
+        size_t s = str_hash(t->nodes[i].path) & (m->cap - 1);
+        while (m->slots[s])
+            s = (s + 1) & (m->cap - 1);
+        m->slots[s] = (uint32_t)i + 1;
+    }
+}
+
+const tnode *tree_map_find(const tree_map *m, const char *path)
+{
+    if (m->slots == NULL)
+        return NULL;
+    for (size_t s = str_hash(path) & (m->cap - 1); m->slots[s]; s = (s + 1) & (m->cap - 1)) {
+        const tnode *n = &m->t->nodes[m->slots[s] - 1];
+        if (strcmp(n->path, path) == 0)
+            return n;
+    }
+    return NULL;
+}
+
+void tree_map_free(tree_map *m)
+{
+    free(m->slots);
+    memset(m, 0, sizeof(*m));
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Backup benchmark: ferry's repo_push / repo_pull against restic and borg on the same
+# generated tree, in the same run. Prints one row per tool and phase with wall time, MB/s
+# (tree size / wall time, as restic and borg users quote it) and peak RSS.
+#
+#   tests/bench/backup.sh            (BUILD=build by default; run from the source tree)
+#
+# Environment: BENCH_DIR (default /tmp/ferry-bench-backup; removed at the end unless
+# BENCH_KEEP=1), BENCH_MB (tree size, default 1024), BENCH_TOOLS (default "ferry restic borg").
+#
+# The tree: four 1/10-size files, 200 medium files and about 20,000 small ones (1-32 KiB),
+# about 70 % incompressible (random) and 30 % compressible (hex text). The incremental run
+# follows a change of about 1 % of the bytes: 200 small files rewritten, 2 medium files
+# appended to, and a block overwritten in the middle of a large file. All runs use a warm
+# page cache. Every tool encrypts (ferry: a passphrase in the storage vault; restic always;
+# borg: repokey) and uses its default compression.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-build}
+FERRY_BIN=$ROOT/$BUILD/ferry
+DIR=${BENCH_DIR:-/tmp/ferry-bench-backup}
+MB=${BENCH_MB:-1024}
+TOOLS=${BENCH_TOOLS:-ferry restic borg}
+export RESTIC_PASSWORD=bench-passphrase BORG_PASSPHRASE=bench-passphrase
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+SRC=$DIR/datastore/repositories/bench
+HOST_PID=
+
+cleanup() {
+    [[ -n $HOST_PID ]] && kill "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null
+    [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+# --- the tree ---------------------------------------------------------------------------------
+generate() {
+    python3 - "$SRC" "$MB" <<'EOF'
+import os, random, sys
+root, total_mb = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(42)
+total = total_mb << 20
+def text(n):  # hex digits in lines: about 2:1 for zstd, unique data
+    out = bytearray()
+    while len(out) < n:
+        out += os.urandom(39).hex().encode() + b"\n"
+    return bytes(out[:n])
+def data(n, random_share):
+    return os.urandom(n) if rnd.random() < random_share else text(n)
+def put(path, payload):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(payload)
+big = total // 10
+for i in range(4):  # 3 random, 1 text
+    put(f"{root}/big/file{i}.bin", os.urandom(big) if i < 3 else text(big))
+mid_total = total * 3 // 10
+for i in range(200):
+    put(f"{root}/mid/d{i % 10}/m{i}.dat", data(mid_total // 200, 0.66))
+small_left = total - 4 * big - mid_total
+i = 0
+while small_left > 0:
+    n = min(small_left, rnd.randint(1024, 32768))
+    put(f"{root}/small/s{i % 20:02d}/t{(i // 20) % 10}/n{i}.txt", data(n, 0.70))
+    small_left -= n
+    i += 1
+print(i + 204)
+EOF
+}
+
+change_one_percent() {
+    python3 - "$SRC" "$MB" <<'EOF'
+import os, sys, zlib
+root, total_mb = sys.argv[1], int(sys.argv[2])
+total = total_mb << 20
+block = total // 100 - 2 * 65536 - 200 * 16384
+with open(f"{root}/big/file1.bin", "r+b") as f:  # overwrite in the middle
+    f.seek(os.path.getsize(f"{root}/big/file1.bin") // 2)
+    f.write(os.urandom(max(block, 4096)))
+for i in range(2):
+    with open(f"{root}/mid/d{i}/m{i}.dat", "ab") as f:
+        f.write(os.urandom(65536))
+n = 0
+for dirpath, _, names in sorted(os.walk(f"{root}/small")):
+    for name in sorted(names):
+        if n < 200 and zlib.crc32(name.encode()) % 50 == 0:
+            with open(os.path.join(dirpath, name), "wb") as f:
+                f.write(os.urandom(16384))
+            n += 1
+EOF
+}
+
+# --- measuring ----------------------------------------------------------------------------------
+TREE_BYTES=0
+ROWS=()
+# row TOOL PHASE SECONDS RSS_KB
+row() {
+    local mbs
+    mbs=$(awk -v b="$TREE_BYTES" -v s="$3" 'BEGIN { printf "%.0f", (s > 0 ? b / 1e6 / s : 0) }')
+    ROWS+=("$(printf '%-8s %-12s %8.2f %9s %10.0f' "$1" "$2" "$3" "$mbs" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')")")
+    echo "# $1 $2: $3 s, $mbs MB/s, $(($4 / 1024)) MiB" >&2
+}
+# timed OUTFILE CMD...: runs CMD, writes "seconds rss_kb" to OUTFILE
+timed() {
+    local out=$1; shift
+    /usr/bin/time -f "%e %M" -o "$out" "$@" >"$out.log" 2>&1
+}
+warm() { find "$SRC" -type f -exec cat {} + >/dev/null; }
+
+# --- ferry --------------------------------------------------------------------------------------
+ferry() { FERRY_CONFIG=$DIR/ferry.conf "$FERRY_BIN" "$@"; }
+ferry_setup() {
+    mkdir -p "$DIR/plugins" "$DIR/ferry-storage"
+    chmod 755 "$DIR/plugins"
+    cp "$ROOT/$BUILD"/plugins/repo.so "$DIR/plugins/"
+    chmod 644 "$DIR/plugins/repo.so"
+    cat >"$DIR/ferry.conf" <<EOF
+bridge = "bench";
+store = { path = "$DIR/ferry.db"; synchronous = "normal"; };
+plugins = { dir = "$DIR/plugins"; };
+workers = { count = 2; prefork = 1; max_jobs = 1; };
+lease = { poll_ms = 50; };
+timeouts = { default = 7200; };
+EOF
+    ferry create region bench >/dev/null && ferry create bridge bench bench >/dev/null &&
+        ferry create team Bench >/dev/null &&
+        ferry create machine Bench bench box --vault "{\"connection\":\"local\",\"datastore\":\"$DIR/datastore\"}" >/dev/null &&
+        ferry create storage Bench store --vault "{\"provider\":\"local\",\"path\":\"$DIR/ferry-storage\",\"passphrase\":\"bench-passphrase\"}" >/dev/null ||
+        { echo "ferry setup failed" >&2; return 1; }
+    ferry serve >"$DIR/host.log" 2>&1 &
+    HOST_PID=$!
+    for _ in $(seq 100); do grep -q "serving bridge" "$DIR/host.log" && return 0; sleep 0.1; done
+    echo "ferry host did not start" >&2
+    return 1
+}
+# ferry_job PHASE VAULT: runs one queue item and records wall time and the worker's peak RSS
+ferry_job() {
+    local start end out
+    start=$(date +%s.%N)
+    out=$(ferry create queue-item Bench box bench --vault "$2" --wait --timeout 3600 --output json)
+    end=$(date +%s.%N)
+    local status rss
+    status=$(jq -r '.data[0].status' <<<"$out" 2>/dev/null)
+    if [[ $status != COMPLETED ]]; then
+        echo "ferry $1 failed: $out" >&2
+        return 1
+    fi
+    rss=$(jq -r '.data[0].responseVault.result | (.peak_rss_kb // .pushed[0].peak_rss_kb)' <<<"$out")
+    row ferry "$1" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')" "$rss"
+}
+run_ferry() {
+    ferry_setup || return 1
+    warm
+    ferry_job first '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"first"}' || return 1
+    change_one_percent
+    warm
+    ferry_job incremental '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"second"}' || return 1
+    rm -rf "$DIR/datastore/repositories/restored"
+    ferry_job restore '{"function":"repo_pull","repository":"restored","from_repository":"bench","storage":"store","verify":false}' || return 1
+    kill "$HOST_PID" && wait "$HOST_PID" 2>/dev/null
+    HOST_PID=
+    rm -rf "$DIR/datastore/repositories/restored"
+}
+
+# --- restic and borg --------------------------------------------------------------------------
+measure() { # TOOL PHASE CMD...
+    local tool=$1 phase=$2; shift 2
+    if ! timed "$DIR/t" "$@"; then
+        echo "$tool $phase failed:" >&2
+        tail -5 "$DIR/t.log" >&2
+        return 1
+    fi
+    read -r secs rss <"$DIR/t"
+    row "$tool" "$phase" "$secs" "$rss"
+}
+run_restic() {
+    command -v restic >/dev/null || { echo "restic is not installed (scripts/deps.sh bench)" >&2; return 1; }
+    local repo=$DIR/restic-repo target=$DIR/restic-restore
+    restic init --repo "$repo" >/dev/null 2>&1 || return 1
+    warm
+    measure restic first restic --repo "$repo" backup --quiet "$SRC" || return 1
+    change_one_percent
+    warm
+    measure restic incremental restic --repo "$repo" backup --quiet "$SRC" || return 1
+    rm -rf "$target"
+    measure restic restore restic --repo "$repo" restore latest --quiet --target "$target" || return 1
+    rm -rf "$target" "$repo"
+}
+run_borg() {
+    command -v borg >/dev/null || { echo "borg is not installed (scripts/deps.sh bench)" >&2; return 1; }
+    local repo=$DIR/borg-repo target=$DIR/borg-restore
+    borg init --encryption=repokey "$repo" >/dev/null 2>&1 || return 1
+    warm
+    measure borg first borg create "$repo::first" "$SRC" || return 1
+    change_one_percent
+    warm
+    measure borg incremental borg create "$repo::second" "$SRC" || return 1
+    rm -rf "$target" && mkdir -p "$target"
+    measure borg restore sh -c 'cd "$1" && borg extract "$2"' sh "$target" "$repo::second" || return 1
+    rm -rf "$target" "$repo"
+}
+
+rm -rf "$DIR"
+mkdir -p "$DIR"
+echo "# generating a ${MB} MiB tree in $SRC" >&2
+files=$(generate) || exit 1
+TREE_BYTES=$(du -sb --apparent-size "$SRC" | cut -f1)
+cp -a "$SRC" "$DIR/pristine"
+echo "# $files files, $TREE_BYTES bytes; $(nproc) cores" >&2
+for tool in $TOOLS; do
+    rm -rf "$SRC" && cp -a "$DIR/pristine" "$SRC"
+    "run_$tool" || echo "# $tool: skipped after an error" >&2
+done
+
+echo "backup benchmark: $files files, $((TREE_BYTES / 1048576)) MiB, $(nproc) cores; MB/s = tree size / wall time"
+printf '%-8s %-12s %8s %9s %10s\n' tool phase seconds MB/s "RSS MiB"
+for r in "${ROWS[@]}"; do echo "$r"; done
