@@ -50,7 +50,7 @@ struct worker {
     unsigned generation;
     runner_job *job;
     int dead;
-    struct { worker *w; int is_pidfd; } ev[2];
+    uint64_t serial; /* names the worker in epoll events, which may outlive it in a batch */
 };
 
 struct runner {
@@ -62,6 +62,7 @@ struct runner {
     size_t n_workers, cap_workers;
     unsigned generation;
     int64_t next_id;
+    uint64_t next_serial;
 };
 
 const char *runner_status_name(runner_status s)
@@ -150,13 +151,11 @@ static worker *spawn(runner *r)
     w->sock = sv[0];
     w->pidfd = pidfd_open_(pid);
     w->generation = r->generation;
-    w->ev[0].w = w;
-    w->ev[1].w = w;
-    w->ev[1].is_pidfd = 1;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->ev[0]};
+    w->serial = ++r->next_serial;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = w->serial << 1};
     epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->sock, &ev);
     if (w->pidfd >= 0) {
-        struct epoll_event pev = {.events = EPOLLIN, .data.ptr = &w->ev[1]};
+        struct epoll_event pev = {.events = EPOLLIN, .data.u64 = w->serial << 1 | 1};
         epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->pidfd, &pev);
     }
     if (r->n_workers == r->cap_workers) {
@@ -360,6 +359,14 @@ static void handle_message(runner *r, worker *w, json_t *msg)
     }
 }
 
+static worker *find_serial(const runner *r, uint64_t serial)
+{
+    for (size_t k = 0; k < r->n_workers; k++)
+        if (r->workers[k]->serial == serial)
+            return r->workers[k];
+    return NULL;
+}
+
 static void read_worker(runner *r, worker *w)
 {
     int rc = proto_fill(&w->rd, w->sock);
@@ -372,15 +379,11 @@ static void read_worker(runner *r, worker *w)
         }
         if (msg == NULL)
             break;
-        worker *before = w;
+        uint64_t serial = w->serial;
         handle_message(r, w, msg);
         json_decref(msg);
-        /* handle_done may have retired w */
-        int alive = 0;
-        for (size_t i = 0; i < r->n_workers; i++)
-            alive |= r->workers[i] == before;
-        if (!alive)
-            return;
+        if (find_serial(r, serial) == NULL)
+            return; /* handle_done retired it */
     }
     if (rc < 0)
         worker_died(r, w, NULL);
@@ -391,23 +394,15 @@ void runner_process(runner *r)
     struct epoll_event evs[64];
     int n = epoll_wait(r->epfd, evs, 64, 0);
     for (int i = 0; i < n; i++) {
-        struct { worker *w; int is_pidfd; } *src = evs[i].data.ptr;
-        worker *w = src->w;
-        int alive = 0;
-        for (size_t k = 0; k < r->n_workers; k++)
-            alive |= r->workers[k] == w;
-        if (!alive)
-            continue; /* removed by an earlier event in this batch */
-        if (src->is_pidfd) {
-            read_worker(r, w); /* drain its last messages (a "done" may be among them) */
-            alive = 0;
-            for (size_t k = 0; k < r->n_workers; k++)
-                alive |= r->workers[k] == w;
-            if (alive)
-                worker_died(r, w, NULL);
-        } else {
-            read_worker(r, w);
-        }
+        /* An earlier event of this batch may have removed the worker: look it up. */
+        uint64_t serial = evs[i].data.u64 >> 1;
+        int is_pidfd = (int)(evs[i].data.u64 & 1);
+        worker *w = find_serial(r, serial);
+        if (w == NULL)
+            continue;
+        read_worker(r, w); /* a dying worker's last messages (a "done") come first */
+        if (is_pidfd && find_serial(r, serial) == w)
+            worker_died(r, w, NULL);
     }
 }
 

@@ -180,8 +180,8 @@ static json_t *machine_for_worker(host *h, const json_t *item)
     json_t *facts = machine_lookup(h, item);
     if (json_object_size(h->machines) > 4096)
         json_object_clear(h->machines);
-    json_object_set_new(h->machines, key, json_pack("{s:I,s:O}", "at", (json_int_t)now, "facts", facts));
-    return with_hooks(facts, item);
+    json_object_set_new(h->machines, key, json_pack("{s:I,s:o}", "at", (json_int_t)now, "facts", facts));
+    return with_hooks(json_deep_copy(facts), item); /* the cached facts stay item-free */
 }
 
 /* The SSH_PRIVATE_KEY (any case) of a vault, or NULL. Borrowed from vault. */

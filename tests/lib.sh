@@ -6,6 +6,10 @@ set -uo pipefail
 FERRY_ROOT=${FERRY_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 BUILD=${BUILD:-build}
 FERRY_BIN=$FERRY_ROOT/$BUILD/ferry
+# Under SAN=1, let crashes be crashes: the isolation tests expect a segfaulting plugin to be
+# killed by SIGSEGV, not turned into ASan's report and exit status 1.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-handle_segv=0:handle_abort=0:handle_sigbus=0:handle_sigfpe=0:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 T_N=0
 T_FAILED=0
 T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
@@ -77,7 +81,7 @@ write_config() {
     if [[ ${FERRY_TEST_DRIVER:-sqlite} == postgres ]]; then
         if [[ -z ${FERRY_TEST_PG_ADMIN_URL:-} ]]; then
             fail "FERRY_TEST_DRIVER=postgres needs a server" \
-                "FERRY_TEST_PG_ADMIN_URL is not set; run through tests/run.sh (make check), which starts one"
+                "${FERRY_TEST_PG_ERROR:-FERRY_TEST_PG_ADMIN_URL is not set; run through tests/run.sh (make check), which starts one}"
             exit 1
         fi
         local pg=$T_DIR/pg
