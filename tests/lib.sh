@@ -111,7 +111,10 @@ EOF
 #!/usr/bin/env bash
 # Test stand-in for sqlite3 [-cmd X] FILE QUERY: runs QUERY on the database named FILE.
 while [[ \$1 == -* ]]; do shift 2; done
-exec psql -X -q -At -F'|' -v ON_ERROR_STOP=1 "\$(cat "$pg/server") dbname=\$1" -c "\$2"
+# Booleans print as SQLite's 1 and 0.
+psql -X -q -At -F'|' -v ON_ERROR_STOP=1 "\$(cat "$pg/server") dbname=\$1" -c "\$2" |
+    sed -E ':a; s/(^|[|])t([|]|\$)/\11\2/; s/(^|[|])f([|]|\$)/\10\2/; ta'
+exit \${PIPESTATUS[0]}
 EOF
             chmod 755 "$pg/ferry" "$pg/sqlite3"
             FERRY_BIN=$pg/ferry
@@ -175,8 +178,12 @@ setup_local_machine() {
 # Prints the status of a task.
 task_status() { ferry list queue --task-id "$1" --output json | jq -r '.data[0].status'; }
 
-# wait_status TASK STATUS [SECONDS]
-wait_status() { wait_for "${3:-20}" test "$(task_status "$1")" = "$2"; }
+# lines_at_least FILE N: the file exists and has N lines or more (for wait_for)
+lines_at_least() { [[ -f $1 && $(wc -l <"$1") -ge $2 ]]; }
+
+# wait_status TASK STATUS [SECONDS]: polls the task's status until it is STATUS
+status_is() { [[ $(task_status "$1") == "$2" ]]; }
+wait_status() { wait_for "${3:-20}" status_is "$1" "$2"; }
 
 t_done() {
     echo "# $T_N tests, $T_FAILED failed"

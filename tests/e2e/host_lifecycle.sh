@@ -73,7 +73,7 @@ done
 "$FERRY_BIN" serve >>"$T_DIR/hostA.log" 2>&1 & A=$!
 "$FERRY_BIN" serve >>"$T_DIR/hostB.log" 2>&1 & B=$!
 T_EXTRA_PIDS="$A $B"
-wait_for 60 test "$(wc -l <"$log" 2>/dev/null)" -ge 200
+wait_for 60 lines_at_least "$log" 200
 sleep 1
 kill -TERM $A $B; wait $A $B 2>/dev/null
 eq "two hosts ran 200 items: 200 runs" "$(wc -l <"$log")" 200

@@ -25,7 +25,7 @@ q solo p3-second 3 50 >/dev/null
 q solo p2 2 50 >/dev/null
 for i in 1 2 3 4; do q duo "duo$i" 3 600 >/dev/null; done
 start_host
-wait_for 20 test "$(wc -l <"$log" 2>/dev/null)" -ge 9
+wait_for 20 lines_at_least "$log" 9
 order=$(grep -E '^p' "$log" | awk '{print $1}' | paste -sd' ')
 eq "one machine's items run by priority, then creation" "$order" "p1 p2 p3-first p3-second p5"
 overlaps() { # overlaps PREFIX -> the most items of that prefix running at once
@@ -38,7 +38,7 @@ eq "concurrency 2 lets two run at once, never more" "$(overlaps duo)" 2
 # The global bound: 6 machines, 4 workers, each item 800 ms.
 : >"$log"
 for m in a b c d e f; do q $m "w$m" 3 800 >/dev/null; done
-wait_for 20 test "$(wc -l <"$log")" -ge 6
+wait_for 20 lines_at_least "$log" 6
 eq "no more than workers.count attempts at once" "$(overlaps w)" 4
 
 # --after: runs only after its dependency COMPLETED, even on another machine.
@@ -61,7 +61,7 @@ contains "with the dependency as the reason" "$(ferry list queue --task-id "$dep
 # priority, created in that order.
 : >"$log"
 for step in repo_down repo_pull repo_up; do q e "$step" 1 300 >/dev/null; done
-wait_for 15 test "$(wc -l <"$log")" -ge 3
+wait_for 15 lines_at_least "$log" 3
 eq "down, pull, up run in order without sleeps" "$(awk '{print $1}' "$log" | paste -sd' ')" "repo_down repo_pull repo_up"
 eq "and never overlap" "$(overlaps repo_)" 1
 stop_host
