@@ -76,6 +76,14 @@ t=$(q here '{"function":"conditional","check_command":"echo 1","if_true":{"funct
 wait_st "$t" COMPLETED 20
 eq "hooks run once per item, not per nested call" "$(logs "$t" | grep -c 'HOOKED$')" 1
 
+# The hooks are the item's: the next item on the same machine (started within the host's
+# one-second cache of machine facts) runs without them.
+a=$(q here '{"function":"log_message","message":"first","pre_hook":"echo FIRST-ITEM-HOOK"}')
+b=$(q here '{"function":"log_message","message":"second"}')
+wait_st "$a" COMPLETED 20 && wait_st "$b" COMPLETED 20
+contains "an item's hook runs for it" "$(logs "$a")" "FIRST-ITEM-HOOK"
+not_contains "and not for the next item on the machine" "$(logs "$b")" "FIRST-ITEM-HOOK"
+
 # A hook that cannot reach its machine is an exec failure, retried like one.
 ferry create machine Ops local gone --vault '{"ip":"127.0.0.1","user":"root","ssh_port":1}' >/dev/null
 t=$(q gone '{"function":"log_message","message":"never","pre_hook":"true"}')
