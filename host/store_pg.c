@@ -41,7 +41,7 @@
 
 static const struct store_driver pg_driver;
 
-/* ---- migrations -------------------------------------------------------------------------- */
+/* ---- migrations ------------------------------------------------------------------------------ */
 
 /*
  * Numbered schema changes, the same numbers and names as the SQLite driver's, applied in
@@ -169,7 +169,7 @@ static const struct migration {
 /* Serialises migrations of processes opening a fresh database at the same moment. */
 #define MIGRATION_LOCK_KEY "7236261198410592621"
 
-/* ---- errors and text ---------------------------------------------------------------------- */
+/* ---- errors and text ------------------------------------------------------------------------- */
 
 /* The first line of libpq's message for the connection, without the trailing newline. */
 static void conn_message(PGconn *conn, char *out, size_t n)
@@ -321,9 +321,9 @@ static void params_build(struct params *pp, const char *types, va_list ap)
 
 /* ---- prepared statements ---------------------------------------------------------------------
  *
- * Parsing and planning were half of the server's work per statement, so each distinct
- * statement is prepared once per connection (named "ferry_N") and executed by name after.
- * Keyed by text and parameter types; a lost connection takes its statements with it.
+ * Parsing and planning were half of the server's work per statement, so a statement run a
+ * second time on a connection is prepared (named "ferry_N") and executed by name from then
+ * on. Keyed by text and parameter types; a lost connection takes its statements with it.
  */
 
 static uint32_t hash_stmt(const char *sql, int n, const Oid *types)
@@ -387,32 +387,38 @@ static const char *stmt_name(struct pg *p, const char *sql, int n, const Oid *ty
 {
     uint32_t h = hash_stmt(sql, n, types);
     struct pg_stmt *slot = NULL;
-    for (size_t i = 0; i < PG_STMT_SLOTS; i++) {
+    for (size_t i = 0; i < PG_STMT_SLOTS && slot == NULL; i++) {
         struct pg_stmt *s = &p->stmts[(h + i) % PG_STMT_SLOTS];
-        if (s->sql == NULL) {
+        if (s->sql == NULL || (s->hash == h && s->n == n && strcmp(s->sql, sql) == 0 &&
+                               memcmp(s->types, types, (size_t)n * sizeof(Oid)) == 0))
             slot = s;
-            break;
-        }
-        if (s->hash == h && s->n == n && strcmp(s->sql, sql) == 0 &&
-            memcmp(s->types, types, (size_t)n * sizeof(Oid)) == 0)
-            return s->name;
     }
+    if (slot != NULL && slot->sql != NULL && slot->name[0] != '\0')
+        return slot->name;
     /* Full (a few slots stay free so lookups end): run unnamed. */
-    if (slot == NULL || n > MAX_PARAMS || p->n_stmts >= PG_STMT_SLOTS - PG_STMT_SLOTS / 8)
+    if (slot == NULL || n > MAX_PARAMS ||
+        (slot->sql == NULL && p->n_stmts >= PG_STMT_SLOTS - PG_STMT_SLOTS / 8))
         return NULL;
-    snprintf(slot->name, sizeof(slot->name), "ferry_%u", ++p->stmt_counter);
-    PGresult *r = PQprepare(p->conn, slot->name, sql, n, types);
+    if (slot->sql == NULL) {
+        /* First use: remembered, run unnamed. A one-shot process (the CLI) runs most
+         * statements once, and preparing them would only cost it a round trip each. */
+        slot->sql = xstrdup(sql);
+        slot->hash = h;
+        slot->n = n;
+        memcpy(slot->types, types, (size_t)n * sizeof(Oid));
+        p->n_stmts++;
+        return NULL;
+    }
+    char name[24];
+    snprintf(name, sizeof(name), "ferry_%u", ++p->stmt_counter);
+    PGresult *r = PQprepare(p->conn, name, sql, n, types);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         *rc = pg_fail(p, r, err, errlen);
         PQclear(r);
         return NULL;
     }
     PQclear(r);
-    slot->sql = xstrdup(sql);
-    slot->hash = h;
-    slot->n = n;
-    memcpy(slot->types, types, (size_t)n * sizeof(Oid));
-    p->n_stmts++;
+    memcpy(slot->name, name, sizeof(name));
     return slot->name;
 }
 
@@ -602,8 +608,7 @@ int64_t store_pg_i64(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-/* ---- connecting -------------------------------------------------------------------------------
- */
+/* ---- connecting ------------------------------------------------------------------------------ */
 
 /* The server's notices ("terminating connection due to administrator command" …) would
  * go to stderr, mixed into command output; the driver reports what matters itself. */
@@ -1139,7 +1144,7 @@ static int pg_begin(store *s, char *err, size_t errlen)
 {
     struct pg *p = (struct pg *)s;
     int64_t deadline = op_deadline(p);
-    for (;;) {
+    for (unsigned attempt = 0;; attempt++) {
         int rc = pg_connected(p, deadline, err, errlen);
         if (rc != STORE_OK)
             return rc;
@@ -1154,6 +1159,8 @@ static int pg_begin(store *s, char *err, size_t errlen)
         }
         if (rc != PG_LOST)
             return rc;
+        if (attempt >= 20)
+            return STORE_ERROR;
     }
 }
 
@@ -1166,12 +1173,12 @@ static int pg_commit_batch(store *s, char *err, size_t errlen)
         rc = STORE_ERROR;
     }
     int64_t deadline = op_deadline(p);
-    while (rc == STORE_OK) {
+    for (unsigned attempt = 0; rc == STORE_OK; attempt++) {
         rc = pg_commit(p, deadline, err, errlen);
         if (rc != PG_LOST)
             break;
         /* Certainly not committed: commit the rebuilt batch instead. */
-        rc = rebuild_batch(p, deadline, err, errlen);
+        rc = attempt < 20 ? rebuild_batch(p, deadline, err, errlen) : STORE_ERROR;
     }
     end_batch(p);
     return rc;
@@ -1185,8 +1192,7 @@ static int pg_rollback(store *s, char *err, size_t errlen)
     return STORE_OK;
 }
 
-/* ---- open, migrate, close ---------------------------------------------------------------------
- */
+/* ---- open, migrate, close -------------------------------------------------------------------- */
 
 static int current_version(struct pg *p, int64_t *version, char *err, size_t errlen)
 {

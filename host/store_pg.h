@@ -40,7 +40,7 @@ struct pg_stmt {
     uint32_t hash;
     int n;
     Oid types[16];
-    char name[24];
+    char name[24]; /* "": seen once, not prepared yet */
 };
 
 struct pg {

@@ -243,7 +243,7 @@ int store_pg_claim(store *s, const char *bridge, const char *owner, int64_t leas
     return rc;
 }
 
-/* ---- the held item's life ------------------------------------------------------------------- */
+/* ---- the held item's life -------------------------------------------------------------------- */
 
 /* The context of the operations below. */
 struct held_ctx {

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- shared pieces ------------------------------------------------------------------------ */
+/* ---- shared pieces --------------------------------------------------------------------------- */
 
 json_t *store_pg_item_row(const PGresult *r, int i, int first, int64_t now, int64_t stale_ms,
                           int with_token)
@@ -205,7 +205,7 @@ int store_pg_cancel_dependents(struct pg *p, int64_t seq, const char *task_id, c
     return rc;
 }
 
-/* ---- create ------------------------------------------------------------------------------- */
+/* ---- create ---------------------------------------------------------------------------------- */
 
 /* Checks that team, machine (of that team) and bridge exist, and keeps the machine from
  * being removed until the transaction ends. */
@@ -510,8 +510,7 @@ int store_pg_queue_create(store *s, const struct store_item_spec *specs, size_t 
     return rc;
 }
 
-/* ---- read, list, count ------------------------------------------------------------------------
- */
+/* ---- read, list, count ----------------------------------------------------------------------- */
 
 /* The context of the single-item operations. */
 struct item_ctx {
@@ -698,8 +697,7 @@ int store_pg_queue_counts(store *s, const char *bridge, json_t **counts, char *e
     return take_out(&c, counts, store_pg_run((struct pg *)s, 0, counts_body, &c, err, errlen));
 }
 
-/* ---- events ------------------------------------------------------------------------------------
- */
+/* ---- events ---------------------------------------------------------------------------------- */
 
 static int event_append_body(struct pg *p, void *ctx, char *err, size_t errlen)
 {
@@ -774,8 +772,7 @@ int store_pg_event_list(store *s, const char *task_id, json_t **events, char *er
     return take_out(&c, events, store_pg_run((struct pg *)s, 0, event_list_body, &c, err, errlen));
 }
 
-/* ---- cancel and delete ------------------------------------------------------------------------
- */
+/* ---- cancel and delete ----------------------------------------------------------------------- */
 
 /* Ends an item CANCELLED at once (its claim token dies with it) and cancels dependents. */
 static int cancel_now(struct pg *p, const struct pg_item_ref *r, const char *details, int64_t now,

@@ -40,6 +40,7 @@ for f in "${files[@]}"; do
     else
         pg_error=$out
         unset FERRY_TEST_PG_URL FERRY_TEST_PG_ADMIN_URL
+        export FERRY_TEST_PG_ERROR=$out
     fi
     break
 done

@@ -54,10 +54,10 @@ typedef struct bk {
     tree t;
     size_t *work;
     size_t nwork;
-    size_t next;   /* atomic: next work item */
+    size_t next; /* atomic: next work item */
     int rootfd;
-    int stop;      /* atomic */
-    int running;   /* atomic: workers still running */
+    int stop;    /* atomic */
+    int running; /* atomic: workers still running */
     rerr err;
     uint64_t bytes_done, bytes_new, stored_new, chunks_new, changed; /* atomics */
     uint64_t reused; /* bytes of files taken over from the previous snapshot unread */
@@ -93,8 +93,7 @@ static int store_pack(bk *b, pack *p, rerr *e)
 {
     written_pack w = {.entries = p->entries, .n = p->n};
     memcpy(w.id, p->id, ID_LEN);
-    idx_group g = {.pack_id = p->id, .time = (int64_t)time(NULL), .entries = p->entries,
-                   .n = p->n};
+    idx_group g = {.pack_id = p->id, .time = (int64_t)time(NULL), .entries = p->entries, .n = p->n};
     if (pack_commit(p, e) != 0 || idx_write(b->s, &g, 1, w.index_key, e) != 0)
         return -1;
     add_u64(&b->stored_new, p->size);
@@ -158,8 +157,8 @@ static void push_ref(tnode *n, uint32_t *cap, const chunk_ref *ref)
 }
 
 /* One chunk of a file: a hole, a known chunk, or a new blob for this thread's pack. */
-static int add_chunk(bk *b, codec *c, pack_writer *pw, tnode *n, uint32_t *cap,
-                     const uint8_t *p, size_t len, rerr *e)
+static int add_chunk(bk *b, codec *c, pack_writer *pw, tnode *n, uint32_t *cap, const uint8_t *p,
+                     size_t len, rerr *e)
 {
     chunk_ref ref = {.len = (uint32_t)len};
     if (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0) {
@@ -247,8 +246,8 @@ static int read_file(bk *b, codec *c, pack_writer *pw, buf *rb, tnode *n, rerr *
     }
     struct stat after;
     if (rc == 0 && fstat(fd, &after) == 0 &&
-        (after.st_mtim.tv_sec != st.st_mtim.tv_sec ||
-         after.st_mtim.tv_nsec != st.st_mtim.tv_nsec || (uint64_t)after.st_size != total))
+        (after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec ||
+         (uint64_t)after.st_size != total))
         add_u64(&b->changed, 1); /* written to while read: stored as read */
     close(fd);
     n->size = total;
@@ -295,8 +294,8 @@ static int unchanged(const bk *b, const tnode *n, const tnode *p, int same_sourc
     if (p == NULL || p->kind != T_FILE || p->size != n->size || p->mtime_sec != n->mtime_sec ||
         p->mtime_nsec != n->mtime_nsec)
         return 0;
-    if (same_source && (p->ino != n->ino || p->ctime_sec != n->ctime_sec ||
-                        p->ctime_nsec != n->ctime_nsec))
+    if (same_source &&
+        (p->ino != n->ino || p->ctime_sec != n->ctime_sec || p->ctime_nsec != n->ctime_nsec))
         return 0;
     for (uint32_t i = 0; i < p->nchunks; i++)
         if (!p->chunks[i].zero && idx_find(&b->ix, p->chunks[i].id) == NULL)
@@ -327,7 +326,8 @@ static uint64_t plan(bk *b, const tree *prev, int same_source)
         const tnode *p = prev ? tree_map_find(&map, n->path) : NULL;
         if (unchanged(b, n, p, same_source)) {
             n->chunks = xmalloc((p->nchunks ? p->nchunks : 1) * sizeof(*n->chunks));
-            memcpy(n->chunks, p->chunks, p->nchunks * sizeof(*n->chunks));
+            if (p->nchunks)
+                memcpy(n->chunks, p->chunks, p->nchunks * sizeof(*n->chunks));
             n->nchunks = p->nchunks;
             n->reused = 1;
             reused += n->size;
@@ -342,8 +342,8 @@ static uint64_t plan(bk *b, const tree *prev, int same_source)
 }
 
 /* Loads the repository's newest snapshot's tree as the change-detection baseline. */
-static int load_previous(bk *b, codec *c, tree *prev, char *prev_id, size_t idlen,
-                         int *prev_live, rerr *e)
+static int load_previous(bk *b, codec *c, tree *prev, char *prev_id, size_t idlen, int *prev_live,
+                         rerr *e)
 {
     snap_list l;
     if (snap_list_read(b->s, b->req->repository, &l, e) != 0) {
@@ -418,8 +418,10 @@ static void consolidate(bk *b)
     idx_group *groups = xcalloc(b->nwritten, sizeof(*groups));
     int64_t now = (int64_t)time(NULL);
     for (size_t i = 0; i < b->nwritten; i++)
-        groups[i] = (idx_group){.pack_id = b->written[i].id, .time = now,
-                                .entries = b->written[i].entries, .n = b->written[i].n};
+        groups[i] = (idx_group){.pack_id = b->written[i].id,
+                                .time = now,
+                                .entries = b->written[i].entries,
+                                .n = b->written[i].n};
     char key[80];
     rerr e = {0};
     if (idx_write(b->s, groups, b->nwritten, key, &e) == 0)
@@ -480,22 +482,20 @@ static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint6
         "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "files", (json_int_t)files, "dirs",
         (json_int_t)dirs, "symlinks", (json_int_t)links, "special", (json_int_t)other,
         "reused_files", (json_int_t)reused, "bytes", (json_int_t)total, "bytes_read",
-        (json_int_t)(get_u64(&b->bytes_done) - b->reused), "bytes_new", (json_int_t)get_u64(&b->bytes_new),
-        "bytes_stored", (json_int_t)get_u64(&b->stored_new), "chunks_new",
-        (json_int_t)get_u64(&b->chunks_new));
-    return json_pack("{s:i,s:s,s:s,s:s,s:I,s:s?,s:I,s:s?,s:s?,s:s,s:O?,s:s?,s:s?,s:o,s:o}",
-                     "format", MANIFEST_FORMAT, "repository", r->repository, "id",
-                     r->snapshot_id, "time", when, "unix_time", (json_int_t)now, "expires",
-                     r->expires ? until : NULL, "expires_unix", (json_int_t)r->expires,
-                     "hostname", r->hostname, "machine", r->machine, "source",
-                     r->source_is_snapshot ? "snapshot" : "live", "tags", r->tags,
-                     "description", r->description, "parent", parent[0] ? parent : NULL,
-                     "tree", tree_refs, "stats", stats);
+        (json_int_t)(get_u64(&b->bytes_done) - b->reused), "bytes_new",
+        (json_int_t)get_u64(&b->bytes_new), "bytes_stored", (json_int_t)get_u64(&b->stored_new),
+        "chunks_new", (json_int_t)get_u64(&b->chunks_new));
+    return json_pack(
+        "{s:i,s:s,s:s,s:s,s:I,s:s?,s:I,s:s?,s:s?,s:s,s:O?,s:s?,s:s?,s:o,s:o}", "format",
+        MANIFEST_FORMAT, "repository", r->repository, "id", r->snapshot_id, "time", when,
+        "unix_time", (json_int_t)now, "expires", r->expires ? until : NULL, "expires_unix",
+        (json_int_t)r->expires, "hostname", r->hostname, "machine", r->machine, "source",
+        r->source_is_snapshot ? "snapshot" : "live", "tags", r->tags, "description", r->description,
+        "parent", parent[0] ? parent : NULL, "tree", tree_refs, "stats", stats);
 }
 
 /* Stores the tree and writes the manifest: the commit point. */
-static int commit(bk *b, codec *c, const char *parent, uint64_t total, json_t **doc_out,
-                  rerr *e)
+static int commit(bk *b, codec *c, const char *parent, uint64_t total, json_t **doc_out, rerr *e)
 {
     size_t kept = 0;
     for (size_t i = 0; i < b->t.n; i++) {
@@ -585,8 +585,8 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
     b.reused = plan(&b, parent[0] ? &prev : NULL, prev_live && !req->source_is_snapshot);
     add_u64(&b.bytes_done, b.reused);
     if (parent[0])
-        ui_log(u, 0, "%s: %zu files to read, the rest unchanged since snapshot %s",
-               req->repository, b.nwork, parent);
+        ui_log(u, 0, "%s: %zu files to read, the rest unchanged since snapshot %s", req->repository,
+               b.nwork, parent);
     if (run_threads(&b, u, total, started) != 0) {
         rerr_merge(e, &b.err);
         goto out;
@@ -607,17 +607,16 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
         json_decref(back);
     }
     if (b.changed)
-        ui_log(u, 1, "%s: %llu files changed or vanished while they were read",
-               req->repository, (unsigned long long)b.changed);
+        ui_log(u, 1, "%s: %llu files changed or vanished while they were read", req->repository,
+               (unsigned long long)b.changed);
     double secs = mono_sec() - started;
-    *result = json_pack("{s:s,s:s,s:s,s:s?,s:O,s:b,s:f,s:f,s:I}", "repository", req->repository,
-                        "storage", s->name, "snapshot_id", req->snapshot_id, "parent",
-                        parent[0] ? parent : NULL, "stats", json_object_get(doc, "stats"),
-                        "verified", req->verify, "seconds", secs, "mb_per_s",
-                        secs > 0 ? (double)total / 1e6 / secs : 0.0, "peak_rss_kb",
-                        (json_int_t)peak_rss_kb());
-    ui_progress(u, 100, "%s: snapshot %s stored (%.1f MiB new)", req->repository,
-                req->snapshot_id, (double)b.bytes_new / 1048576.0);
+    *result = json_pack(
+        "{s:s,s:s,s:s,s:s?,s:O,s:b,s:f,s:f,s:I}", "repository", req->repository, "storage", s->name,
+        "snapshot_id", req->snapshot_id, "parent", parent[0] ? parent : NULL, "stats",
+        json_object_get(doc, "stats"), "verified", req->verify, "seconds", secs, "mb_per_s",
+        secs > 0 ? (double)total / 1e6 / secs : 0.0, "peak_rss_kb", (json_int_t)peak_rss_kb());
+    ui_progress(u, 100, "%s: snapshot %s stored (%.1f MiB new)", req->repository, req->snapshot_id,
+                (double)b.bytes_new / 1048576.0);
     rc = 0;
 out:
     json_decref(doc);

@@ -222,9 +222,9 @@ void keys_create(const char *passphrase, keys *k, json_t **enc)
     hex_encode(salt, sizeof(salt), salt_hex);
     char *keys_hex = xmalloc(sealed.len * 2 + 1);
     hex_encode(sealed.data, sealed.len, keys_hex);
-    *enc = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:s}", "cipher", "aes-256-gcm", "kdf", "scrypt",
-                     "n", (json_int_t)KDF_N, "r", (json_int_t)KDF_R, "p", (json_int_t)KDF_P,
-                     "salt", salt_hex, "keys", keys_hex);
+    *enc = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:s}", "cipher", "aes-256-gcm", "kdf", "scrypt", "n",
+                     (json_int_t)KDF_N, "r", (json_int_t)KDF_R, "p", (json_int_t)KDF_P, "salt",
+                     salt_hex, "keys", keys_hex);
     free(keys_hex);
     buf_free(&sealed);
     memset(kek, 0, sizeof(kek));

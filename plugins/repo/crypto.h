@@ -18,8 +18,8 @@
 
 #include "util.h"
 
-#define SEAL_NONCE 12
-#define SEAL_TAG   16
+#define SEAL_NONCE    12
+#define SEAL_TAG      16
 #define SEAL_OVERHEAD (SEAL_NONCE + SEAL_TAG)
 
 typedef struct keys {

@@ -21,12 +21,11 @@ typedef struct ui {
     void (*progress)(void *arg, int percent, const char *message);
     void (*log)(void *arg, int warn, const char *message);
     int (*cancelled)(void *arg);
-    lock *lock; /* the storage lock the operation holds: refreshed while it runs */
 } ui;
 
 void ui_progress(ui *u, int percent, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void ui_log(ui *u, int warn, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Non-zero once the job is cancelled; also refreshes the held lock. */
+/* Non-zero once the job is cancelled. */
 int ui_cancelled(ui *u);
 /* Worker threads used by default: the machine's cores, at most 8. */
 int default_threads(void);
@@ -63,16 +62,16 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
 
 typedef struct gc_req {
     int dry_run;
-    int full;        /* also list data/ for packs no index knows (after crashes) */
-    int64_t grace;   /* seconds: younger unreferenced packs are kept */
-    int64_t now;     /* Unix seconds (a parameter so tests need no clock tricks) */
+    int full;      /* also list data/ for packs no index knows (after crashes) */
+    int64_t grace; /* seconds: younger unreferenced packs are kept */
+    int64_t now;   /* Unix seconds (a parameter so tests need no clock tricks) */
 } gc_req;
 
 /* Removes expired snapshots and the data only they used. See gc.c for the algorithm. */
 int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e);
 
 /* Checks a storage: every pack (or a sample percentage of them) and every snapshot tree. */
-int repo_verify(storage *s, const char *repository, double sample_percent, ui *u,
-                json_t **result, rerr *e);
+int repo_verify(storage *s, const char *repository, double sample_percent, ui *u, json_t **result,
+                rerr *e);
 
 #endif

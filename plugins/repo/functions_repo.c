@@ -46,8 +46,8 @@ static int put_text(target *t, const char *path, const char *text, int executabl
         return ok ? 0 : -1;
     }
     char *q = sh_quote(path);
-    char *cmd = xasprintf("cat > %s%s%s", q, executable ? " && chmod 755 " : "",
-                          executable ? q : "");
+    char *cmd =
+        xasprintf("cat > %s%s%s", q, executable ? " && chmod 755 " : "", executable ? q : "");
     json_t *opts = json_pack("{s:s}", "stdin", text);
     int rc = machine_sh(t, cmd, opts, NULL);
     json_decref(opts);
@@ -98,8 +98,8 @@ static ferry_result repo_new_run(ferry_ctx *ctx, const json_t *params, json_t **
         }
     }
     ferry_log(ctx, FERRY_LOG_INFO, "created repository %s at %s", repo, dir);
-    *result = json_pack("{s:s,s:s,s:b}", "repository", repo, "path", dir, "ferryfile",
-                        ferryfile != NULL);
+    *result =
+        json_pack("{s:s,s:s,s:b}", "repository", repo, "path", dir, "ferryfile", ferryfile != NULL);
 out:
     free(q);
     free(qp);
@@ -227,8 +227,7 @@ static json_t *describe_repo(target *t, const char *name)
 }
 
 /* Snapshots of a storage (optionally of one repository), for repo_list. */
-static ferry_result list_storage(ferry_ctx *ctx, const char *name, const char *repo,
-                                 json_t **out)
+static ferry_result list_storage(ferry_ctx *ctx, const char *name, const char *repo, json_t **out)
 {
     storage *s = NULL;
     ferry_result res = job_storage(ctx, name, 0, &s, 0);
@@ -245,13 +244,13 @@ static ferry_result list_storage(ferry_ctx *ctx, const char *name, const char *r
     for (size_t i = 0; i < l.n; i++) {
         json_t *doc = l.items[i].doc;
         json_array_append_new(
-            *out, json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:O}", "repository", l.items[i].repository,
-                            "id", l.items[i].id, "time", json_object_get(doc, "time"), "expires",
-                            json_object_get(doc, "expires"), "tags",
-                            json_object_get(doc, "tags") ? json_object_get(doc, "tags")
-                                                         : json_null(),
-                            "source", json_object_get(doc, "source"), "stats",
-                            json_object_get(doc, "stats")));
+            *out,
+            json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:O}", "repository", l.items[i].repository, "id",
+                      l.items[i].id, "time", json_object_get(doc, "time"), "expires",
+                      json_object_get(doc, "expires"), "tags",
+                      json_object_get(doc, "tags") ? json_object_get(doc, "tags") : json_null(),
+                      "source", json_object_get(doc, "source"), "stats",
+                      json_object_get(doc, "stats")));
     }
     snap_list_free(&l);
     storage_close(s);
@@ -273,15 +272,14 @@ static ferry_result repo_list_run(ferry_ctx *ctx, const json_t *params, json_t *
     json_t *repos = json_array();
     size_t i;
     json_t *name;
-    json_array_foreach(names, i, name)
-    {
+    json_array_foreach (names, i, name) {
         if (!only || strcmp(only, json_string_value(name)) == 0)
             json_array_append_new(repos, describe_repo(&t, json_string_value(name)));
     }
     json_decref(names);
     free(root);
-    *result = json_pack("{s:s,s:s,s:o}", "machine", t.name ? t.name : "", "datastore",
-                        t.datastore, "repositories", repos);
+    *result = json_pack("{s:s,s:s,s:o}", "machine", t.name ? t.name : "", "datastore", t.datastore,
+                        "repositories", repos);
     if (storage_name) {
         json_t *snaps = NULL;
         res = list_storage(ctx, storage_name, only, &snaps);
@@ -332,8 +330,8 @@ static ferry_result repo_up_run(ferry_ctx *ctx, const json_t *params, json_t **r
     if (res == FERRY_OK) {
         if (!ran)
             ferry_log(ctx, FERRY_LOG_INFO, "%s has no Ferryfile: nothing to start", repo);
-        *result = json_pack("{s:s,s:b,s:b,s:b}", "repository", repo, "ferryfile", ran,
-                            "prep_only", prep_only, "running", !prep_only);
+        *result = json_pack("{s:s,s:b,s:b,s:b}", "repository", repo, "ferryfile", ran, "prep_only",
+                            prep_only, "running", !prep_only);
     }
     target_close(&t);
     return res;
@@ -403,8 +401,8 @@ static ferry_result repo_snapshot_run(ferry_ctx *ctx, const json_t *params, json
         snap_default_id(id, sizeof(id));
     char *dir = repo_dir(&t, repo), *snaps = snapshots_dir(&t, repo);
     char *qscript = sh_quote(snapshot_script), *qdir = sh_quote(dir), *qsnaps = sh_quote(snaps);
-    char *cmd = xasprintf("sh -c %s snapshot %s %s %s %lld", qscript, qdir, qsnaps, id,
-                          (long long)keep);
+    char *cmd =
+        xasprintf("sh -c %s snapshot %s %s %s %lld", qscript, qdir, qsnaps, id, (long long)keep);
     char *out = NULL;
     int rc = -1;
     if (!machine_exists(&t, dir)) {
@@ -412,8 +410,8 @@ static ferry_result repo_snapshot_run(ferry_ctx *ctx, const json_t *params, json
         res = FERRY_FAIL;
     } else if ((rc = machine_sh(&t, cmd, NULL, &out)) != 0) {
         if (rc > 0)
-            ferry_set_error(ctx, rc == 3 ? "exists" : "failed", "snapshot of %s failed: %s",
-                            repo, out ? out : "");
+            ferry_set_error(ctx, rc == 3 ? "exists" : "failed", "snapshot of %s failed: %s", repo,
+                            out ? out : "");
         res = FERRY_FAIL;
     } else {
         json_t *pruned = json_array();
@@ -421,9 +419,9 @@ static ferry_result repo_snapshot_run(ferry_ctx *ctx, const json_t *params, json
             if (strncmp(line, "pruned ", 7) == 0)
                 json_array_append_new(pruned, json_string(line + 7));
         char *path = xasprintf("%s/%s", snaps, id);
-        *result = json_pack("{s:s,s:s,s:s,s:s,s:o}", "repository", repo, "snapshot_id", id,
-                            "path", path, "method", strncmp(out, "btrfs", 5) == 0 ? "btrfs" : "copy",
-                            "pruned", pruned);
+        *result =
+            json_pack("{s:s,s:s,s:s,s:s,s:o}", "repository", repo, "snapshot_id", id, "path", path,
+                      "method", strncmp(out, "btrfs", 5) == 0 ? "btrfs" : "copy", "pruned", pruned);
         ferry_log(ctx, FERRY_LOG_INFO, "snapshot %s of %s at %s", id, repo, path);
         free(path);
     }

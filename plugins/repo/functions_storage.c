@@ -15,8 +15,6 @@
 #include "jobs.h"
 #include "snapshot.h"
 
-#define LOCK_WAIT 120
-
 static ferry_result repo_push_run(ferry_ctx *ctx, const json_t *params, json_t **result)
 {
     target t;
@@ -47,8 +45,7 @@ static ferry_result swap_in(target *t, const char *fresh, const char *live)
                         live, strerror(errno), fresh);
         res = FERRY_FAIL;
     } else if (rename(fresh, live) != 0) {
-        ferry_set_error(t->ctx, "failed", "cannot move %s to %s: %s", fresh, live,
-                        strerror(errno));
+        ferry_set_error(t->ctx, "failed", "cannot move %s to %s: %s", fresh, live, strerror(errno));
         if (had)
             rename(old, live);
         res = FERRY_FAIL;
@@ -64,8 +61,7 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
     const char *repo = param_str(params, "repository");
     const char *from = param_str(params, "from_repository");
     const char *point = param_str(params, "restore_point");
-    if (!check_name(ctx, "repository", repo) ||
-        (from && !check_name(ctx, "from_repository", from)))
+    if (!check_name(ctx, "repository", repo) || (from && !check_name(ctx, "from_repository", from)))
         return FERRY_INVALID;
     target t;
     ferry_result res = target_open(ctx, &t);
@@ -101,11 +97,12 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
         res = job_fail(ctx, &e, 0);
         goto out;
     }
-    j.u.lock = lk;
     mkdir(t.datastore, 0755);
     mkdir(parent, 0755);
-    restore_req req = {.repository = from ? from : repo, .point = point ? point : "latest",
-                       .dest = fresh, .verify = param_bool(params, "verify", 1),
+    restore_req req = {.repository = from ? from : repo,
+                       .point = point ? point : "latest",
+                       .dest = fresh,
+                       .verify = param_bool(params, "verify", 1),
                        .fsync = param_bool(params, "fsync", 0),
                        .threads = (int)json_integer_value(json_object_get(params, "threads"))};
     if (repo_restore(s, &req, &j.u, result, &e) != 0) {
@@ -151,7 +148,7 @@ static ferry_result repo_verify_run(ferry_ctx *ctx, const json_t *params, json_t
     lock *lk = NULL;
     rerr e = {0};
     if (lock_shared(s, "verify", LOCK_WAIT, NULL, NULL, &lk, &e) != 0 ||
-        (j.u.lock = lk, repo_verify(s, repo, sample, &j.u, result, &e)) != 0)
+        repo_verify(s, repo, sample, &j.u, result, &e) != 0)
         res = job_fail(ctx, &e, 0);
     lock_release(lk);
     storage_close(s);
@@ -161,7 +158,8 @@ static ferry_result repo_verify_run(ferry_ctx *ctx, const json_t *params, json_t
 static ferry_result repo_gc_run(ferry_ctx *ctx, const json_t *params, json_t **result)
 {
     json_t *config = ctx->host->config(ctx);
-    double hours = param_num(params, "grace_hours", param_num(config, "gc_grace_hours", 24));
+    double hours =
+        param_num(params, "grace_hours", param_num(config, "gc_grace_hours", DEFAULT_GRACE_HOURS));
     json_decref(config);
     if (hours < 0) {
         ferry_set_error(ctx, "bad_parameter", "grace_hours must not be negative");
@@ -174,7 +172,8 @@ static ferry_result repo_gc_run(ferry_ctx *ctx, const json_t *params, json_t **r
     job j;
     job_init(&j, ctx);
     gc_req req = {.dry_run = param_bool(params, "dry_run", 0),
-                  .full = param_bool(params, "full", 0), .grace = (int64_t)(hours * 3600),
+                  .full = param_bool(params, "full", 0),
+                  .grace = (int64_t)(hours * 3600),
                   .now = (int64_t)time(NULL)};
     rerr e = {0};
     if (repo_gc(s, &req, &j.u, result, &e) != 0)
@@ -227,11 +226,10 @@ static ferry_result push_all(ferry_ctx *ctx, const json_t *params, const char *s
     json_t *pushed = json_array();
     size_t i;
     json_t *name;
-    json_array_foreach(names, i, name)
-    {
+    json_array_foreach (names, i, name) {
         json_t *one = NULL;
-        res = push_one(ctx, &t, json_string_value(name), storage_name, params, retry_transient,
-                       &one);
+        res =
+            push_one(ctx, &t, json_string_value(name), storage_name, params, retry_transient, &one);
         if (res != FERRY_OK)
             break;
         json_array_append_new(pushed, one);
@@ -252,12 +250,11 @@ static ferry_result backup_with_retry_run(ferry_ctx *ctx, const json_t *params, 
     return res;
 }
 
-static ferry_result backup_to_secondary_run(ferry_ctx *ctx, const json_t *params,
-                                            json_t **result)
+static ferry_result backup_to_secondary_run(ferry_ctx *ctx, const json_t *params, json_t **result)
 {
     char *name = pick_storage(ctx, params, "secondary_storage", "secondary_storage", "secondary");
-    const char *why = json_string_value(json_object_get(json_object_get(params, "failure"),
-                                                        "message"));
+    const char *why =
+        json_string_value(json_object_get(json_object_get(params, "failure"), "message"));
     ferry_log(ctx, FERRY_LOG_INFO, "backing up to the secondary storage %s%s%s", name,
               why ? " after: " : "", why ? why : "");
     ferry_result res = push_all(ctx, params, name, 1, result);
@@ -411,9 +408,10 @@ const ferry_function fn_backup_to_secondary = {
 };
 
 static const ferry_function *const repo_functions[] = {
-    &fn_repo_new,  &fn_repo_rm,     &fn_repo_list,         &fn_repo_up,
-    &fn_repo_down, &fn_repo_snapshot, &fn_repo_push,        &fn_repo_pull,
-    &fn_repo_verify, &fn_repo_gc,   &fn_backup_with_retry, &fn_backup_to_secondary,
+    &fn_repo_new,  &fn_repo_rm,           &fn_repo_list,
+    &fn_repo_up,   &fn_repo_down,         &fn_repo_snapshot,
+    &fn_repo_push, &fn_repo_pull,         &fn_repo_verify,
+    &fn_repo_gc,   &fn_backup_with_retry, &fn_backup_to_secondary,
     NULL,
 };
 

@@ -39,7 +39,7 @@ typedef struct refmap {
         uint8_t id[ID_LEN];
         uint32_t count;
         uint8_t used;
-    } *slots;
+    } * slots;
     size_t cap, n;
 } refmap;
 
@@ -168,8 +168,10 @@ static int state_load(storage *s, gc_state *st, rerr *e)
     }
     buf_free(&plain);
     if (r.err)
-        return rerr_set(e, E_CORRUPT, "%s in storage %s is damaged; delete it to rebuild the "
-                        "reference counts from every snapshot", STATE_KEY, s->name);
+        return rerr_set(e, E_CORRUPT,
+                        "%s in storage %s is damaged; delete it to rebuild the "
+                        "reference counts from every snapshot",
+                        STATE_KEY, s->name);
     return 0;
 }
 
@@ -369,8 +371,10 @@ static int reconcile(gc_run *g, rerr *e)
         rerr ignore = {0};
         if (g->st.snaps[i].drop &&
             count_snapshot(g->s, &g->ix, g->c, &g->st, &g->st.snaps[i], -1, &ignore) != 0)
-            ui_log(g->u, 1, "snapshot %s: its tree is unreadable (%s); the data it used stays "
-                   "until a full collection", g->st.snaps[i].key, ignore.msg);
+            ui_log(g->u, 1,
+                   "snapshot %s: its tree is unreadable (%s); the data it used stays "
+                   "until a full collection",
+                   g->st.snaps[i].key, ignore.msg);
     }
     return 0;
 }
@@ -411,8 +415,11 @@ static int repack_one(gc_run *g, uint32_t packno, pack_writer *pw, pack **done, 
             rc = rerr_set(e, E_CORRUPT, "%s is shorter than its index says", key);
             break;
         }
-        blob_entry be = {.type = ie->type, .flags = ie->flags, .offset = ie->offset,
-                         .stored = ie->stored, .raw = ie->raw};
+        blob_entry be = {.type = ie->type,
+                         .flags = ie->flags,
+                         .offset = ie->offset,
+                         .stored = ie->stored,
+                         .raw = ie->raw};
         memcpy(be.id, ie->id, ID_LEN);
         if (pack_add_stored(pw, &be, data.data + ie->offset, e) != 0) {
             rc = -1;
@@ -443,8 +450,11 @@ static int rewrite_index(gc_run *g, const uint8_t *going, pack **fresh, size_t n
             continue;
         per[ie->pack] = xrealloc(per[ie->pack], (nper[ie->pack] + 1) * sizeof(blob_entry));
         blob_entry *be = &per[ie->pack][nper[ie->pack]++];
-        *be = (blob_entry){.type = ie->type, .flags = ie->flags, .offset = ie->offset,
-                           .stored = ie->stored, .raw = ie->raw};
+        *be = (blob_entry){.type = ie->type,
+                           .flags = ie->flags,
+                           .offset = ie->offset,
+                           .stored = ie->stored,
+                           .raw = ie->raw};
         memcpy(be->id, ie->id, ID_LEN);
     }
     uint8_t *affected = xcalloc(g->ix.nfiles ? g->ix.nfiles : 1, 1);
@@ -454,8 +464,10 @@ static int rewrite_index(gc_run *g, const uint8_t *going, pack **fresh, size_t n
     idx_group *groups = xcalloc(g->ix.npacks + nfresh + 1, sizeof(*groups));
     size_t ng = 0;
     for (size_t i = 0; i < nfresh; i++)
-        groups[ng++] = (idx_group){.pack_id = fresh[i]->id, .time = g->req->now,
-                                   .entries = fresh[i]->entries, .n = fresh[i]->n};
+        groups[ng++] = (idx_group){.pack_id = fresh[i]->id,
+                                   .time = g->req->now,
+                                   .entries = fresh[i]->entries,
+                                   .n = fresh[i]->n};
     uint8_t *listed_pack = xcalloc(g->ix.npacks ? g->ix.npacks : 1, 1);
     for (size_t i = 0; i < g->ix.nfile_packs; i++) {
         const idx_file_pack *fp = &g->ix.file_packs[i];
@@ -464,7 +476,8 @@ static int rewrite_index(gc_run *g, const uint8_t *going, pack **fresh, size_t n
         listed_pack[fp->pack] = 1;
         groups[ng++] = (idx_group){.pack_id = g->ix.packs[fp->pack].id,
                                    .time = g->ix.packs[fp->pack].time,
-                                   .entries = per[fp->pack], .n = nper[fp->pack]};
+                                   .entries = per[fp->pack],
+                                   .n = nper[fp->pack]};
     }
     char key[80];
     int rc = ng ? idx_write(g->s, groups, ng, key, e) : 0;
@@ -601,9 +614,6 @@ int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e)
         *result = json_pack("{s:b,s:s}", "deferred", 1, "reason", holder);
         return 0;
     }
-    lock *saved = u ? u->lock : NULL;
-    if (u)
-        u->lock = lk;
     idx_init(&g.ix);
     g.c = codec_new(&s->keys, 0);
     size_t unindexed = 0;
@@ -624,13 +634,10 @@ int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e)
     *result = json_pack("{s:b,s:b,s:O,s:I,s:I,s:I,s:I,s:I,s:I}", "deferred", 0, "dry_run",
                         req->dry_run, "expired", g.expired, "snapshots", (json_int_t)kept,
                         "packs_deleted", (json_int_t)g.deleted, "packs_repacked",
-                        (json_int_t)g.repacked, "unindexed_packs_deleted",
-                        (json_int_t)unindexed, "bytes_freed", (json_int_t)g.freed,
-                        "bytes_copied", (json_int_t)g.copied);
+                        (json_int_t)g.repacked, "unindexed_packs_deleted", (json_int_t)unindexed,
+                        "bytes_freed", (json_int_t)g.freed, "bytes_copied", (json_int_t)g.copied);
     rc = 0;
 out:
-    if (u)
-        u->lock = saved;
     lock_release(lk);
     json_decref(g.expired);
     codec_free(g.c);

@@ -137,8 +137,12 @@ void idx_add_blobs(chunk_index *ix, uint32_t packno, const blob_entry *entries, 
     int fresh = p->blobs == 0;
     for (size_t i = 0; i < n; i++) {
         const blob_entry *b = &entries[i];
-        idx_entry e = {.pack = packno, .offset = b->offset, .stored = b->stored,
-                       .raw = b->raw, .type = b->type, .flags = b->flags};
+        idx_entry e = {.pack = packno,
+                       .offset = b->offset,
+                       .stored = b->stored,
+                       .raw = b->raw,
+                       .type = b->type,
+                       .flags = b->flags};
         memcpy(e.id, b->id, ID_LEN);
         int inserted = 0;
         idx_entry *got = idx_insert(ix, &e, &inserted);
@@ -153,8 +157,7 @@ void idx_add_blobs(chunk_index *ix, uint32_t packno, const blob_entry *entries, 
     }
 }
 
-int idx_parse(const uint8_t *data, size_t len,
-              void (*fn)(void *arg, const idx_group *g), void *arg)
+int idx_parse(const uint8_t *data, size_t len, void (*fn)(void *arg, const idx_group *g), void *arg)
 {
     reader r;
     rd_init(&r, data, len);

@@ -35,7 +35,7 @@ typedef struct idx_pack {
     int64_t time;   /* Unix seconds when the pack was indexed (for the GC grace period) */
     uint64_t bytes; /* sum of its blobs' stored lengths */
     uint32_t blobs;
-    uint8_t gone;   /* deleted by the garbage collector during this job */
+    uint8_t gone; /* deleted by the garbage collector during this job */
 } idx_pack;
 
 typedef struct idx_file_pack {
@@ -90,7 +90,7 @@ typedef struct idx_group {
 int idx_write(storage *s, const idx_group *groups, size_t ngroups, char *key_out, rerr *e);
 
 /* Parses an index file's plaintext, calling fn for each pack. 0, or -1 when malformed. */
-int idx_parse(const uint8_t *data, size_t len,
-              void (*fn)(void *arg, const idx_group *g), void *arg);
+int idx_parse(const uint8_t *data, size_t len, void (*fn)(void *arg, const idx_group *g),
+              void *arg);
 
 #endif

@@ -12,8 +12,6 @@
 #include "snapshot.h"
 
 #define PROGRESS_EVERY 2.0 /* seconds between progress reports (each is a trace row) */
-#define LOCK_WAIT      120 /* seconds a push waits for a garbage collection to finish */
-#define DEFAULT_GRACE_HOURS 24.0
 
 static void ui_host_progress(void *arg, int percent, const char *message)
 {
@@ -46,8 +44,8 @@ void job_init(job *j, ferry_ctx *ctx)
 {
     memset(j, 0, sizeof(*j));
     j->ctx = ctx;
-    j->u = (ui){.arg = j, .progress = ui_host_progress, .log = ui_host_log,
-                .cancelled = ui_host_cancelled};
+    j->u = (ui){
+        .arg = j, .progress = ui_host_progress, .log = ui_host_log, .cancelled = ui_host_cancelled};
 }
 
 ferry_result job_fail(ferry_ctx *ctx, const rerr *e, int retry_transient)
@@ -152,16 +150,14 @@ static int64_t expiry(const json_t *params, ferry_ctx *ctx, int *bad)
     return (int64_t)time(NULL) + (int64_t)(days * 86400.0 + years * 365.25 * 86400.0);
 }
 
-ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository,
-                      const char *storage_name, const json_t *params, int retry_transient,
-                      json_t **result)
+ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const char *storage_name,
+                      const json_t *params, int retry_transient, json_t **result)
 {
     const char *compression = param_str(params, "compression");
     int level = compression_level(compression ? compression : "default");
     if (level < 0) {
         ferry_set_error(ctx, "bad_parameter",
-                        "compression must be fast, default, high or none, not \"%s\"",
-                        compression);
+                        "compression must be fast, default, high or none, not \"%s\"", compression);
         return FERRY_INVALID;
     }
     int bad = 0;
@@ -201,20 +197,24 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository,
         res = job_fail(ctx, &e, retry_transient);
         goto out;
     }
-    j.u.lock = lk;
-    backup_req req = {.repository = repository, .source = from_snapshot ? local_snap : live,
-                      .source_is_snapshot = from_snapshot, .snapshot_id = snap_id,
+    backup_req req = {.repository = repository,
+                      .source = from_snapshot ? local_snap : live,
+                      .source_is_snapshot = from_snapshot,
+                      .snapshot_id = snap_id,
                       .tags = json_object_get(params, "tags"),
-                      .description = param_str(params, "description"), .hostname = host,
-                      .machine = t->name, .level = level,
-                      .verify = param_bool(params, "verify", 0), .expires = expires,
+                      .description = param_str(params, "description"),
+                      .hostname = host,
+                      .machine = t->name,
+                      .level = level,
+                      .verify = param_bool(params, "verify", 0),
+                      .expires = expires,
                       .threads = (int)json_integer_value(json_object_get(params, "threads"))};
     if (repo_backup(s, &req, &j.u, result, &e) != 0) {
         res = job_fail(ctx, &e, retry_transient);
         goto out;
     }
     lock_release(lk);
-    lk = j.u.lock = NULL;
+    lk = NULL;
     ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s", repository,
               from_snapshot ? " (local snapshot)" : "", snap_id, storage_name);
     if (expires || json_object_get(params, "retention_days") ||

@@ -11,6 +11,11 @@
 #include "machine.h"
 #include "storage.h"
 
+/* Seconds a push, pull or verify waits for a garbage collection holding the storage. */
+#define LOCK_WAIT 120
+/* Hours an unreferenced pack is kept (plugin config gc_grace_hours overrides it). */
+#define DEFAULT_GRACE_HOURS 24.0
+
 typedef struct job {
     ferry_ctx *ctx;
     ui u;
@@ -47,33 +52,34 @@ ferry_result job_storage(ferry_ctx *ctx, const char *name, int create, storage *
 ferry_result require_local(target *t, const char *function);
 
 /* Parameters shared by repo_push, backup_with_retry and backup_to_secondary. */
-#define PUSH_PARAMS                                                                           \
-    {"snapshot_id", FERRY_PARAM_STRING, 0, NULL,                                              \
-     "Id of the new snapshot; a local snapshot of that id (repo_snapshot) is pushed when "   \
-     "present. Default: the UTC time, YYYYmmdd_HHMMSS."},                                     \
-        {"tags", FERRY_PARAM_ANY, 0, NULL,                                                    \
-         "Labels stored with the snapshot (object, list or string); repo_pull's "             \
-         "restore_point can name a tag value or key=value."},                                 \
-        {"verify", FERRY_PARAM_BOOLEAN, 0, "false",                                           \
-         "Re-read every pack and the manifest after writing them."},                          \
-        {"compression", FERRY_PARAM_STRING, 0, "\"default\"",                                \
-         "zstd effort: fast (level 1), default (3), high (9) or none."},                       \
-        {"retention_days", FERRY_PARAM_NUMBER, 0, NULL,                                       \
-         "Keep the snapshot this many days; expired snapshots are removed and their data "    \
-         "collected after the push."},                                                        \
-        {"retention_years", FERRY_PARAM_NUMBER, 0, NULL,                                      \
-         "Keep the snapshot this many years (adds to retention_days)."},                      \
-        {"description", FERRY_PARAM_STRING, 0, NULL, "Free text stored with the snapshot."},  \
-        {"threads", FERRY_PARAM_INTEGER, 0, "0",                                              \
-         "Worker threads for chunking and compression; 0: one per core (at most 8)."}
+#define PUSH_PARAMS                                                                                \
+    {"snapshot_id", FERRY_PARAM_STRING, 0, NULL,                                                   \
+     "Id of the new snapshot; a local snapshot of that id (repo_snapshot) is pushed when "         \
+     "present. Default: the UTC time, YYYYmmdd_HHMMSS."},                                          \
+        {"tags", FERRY_PARAM_ANY, 0, NULL,                                                         \
+         "Labels stored with the snapshot (object, list or string); repo_pull's "                  \
+         "restore_point can name a tag value or key=value."},                                      \
+        {"verify", FERRY_PARAM_BOOLEAN, 0, "false",                                                \
+         "Re-read every pack and the manifest after writing them."},                               \
+        {"compression", FERRY_PARAM_STRING, 0, "\"default\"",                                      \
+         "zstd effort: fast (level 1), default (3), high (9) or none."},                           \
+        {"retention_days", FERRY_PARAM_NUMBER, 0, NULL,                                            \
+         "Keep the snapshot this many days; expired snapshots are removed and their data "         \
+         "collected after the push."},                                                             \
+        {"retention_years", FERRY_PARAM_NUMBER, 0, NULL,                                           \
+         "Keep the snapshot this many years (adds to retention_days)."},                           \
+        {"description", FERRY_PARAM_STRING, 0, NULL, "Free text stored with the snapshot."},       \
+    {                                                                                              \
+        "threads", FERRY_PARAM_INTEGER, 0, "0",                                                    \
+            "Worker threads for chunking and compression; 0: one per core (at most 8)."            \
+    }
 
 /*
  * One push of repository to the storage named storage_name with the push parameters in
  * params (repo_push's table). retry_transient selects backup_with_retry's outcomes.
  * On success *result holds the push's result (new reference).
  */
-ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository,
-                      const char *storage_name, const json_t *params, int retry_transient,
-                      json_t **result);
+ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const char *storage_name,
+                      const json_t *params, int retry_transient, json_t **result);
 
 #endif

@@ -2,6 +2,7 @@
 #include "lock.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,13 @@ struct lock {
     char key[64];
     json_t *doc;
     int64_t refreshed;
+    /* A thread rewrites the lock every LOCK_REFRESH seconds while it is held, so a holder
+     * busy for a long time in one step (a huge scan, a slow upload) never looks stale. */
+    pthread_t refresher;
+    int refreshing;
+    int stop;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
 };
 
 static int64_t now_s(void)
@@ -52,6 +60,34 @@ static void free_lock(lock *l)
 {
     json_decref(l->doc);
     free(l);
+}
+
+static void *refresher_main(void *arg)
+{
+    lock *l = arg;
+    pthread_mutex_lock(&l->mu);
+    while (!l->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += LOCK_REFRESH;
+        pthread_cond_timedwait(&l->wake, &l->mu, &until);
+        if (l->stop)
+            break;
+        pthread_mutex_unlock(&l->mu);
+        rerr ignore = {0};
+        write_lock(l, &ignore); /* a failed refresh is tried again a minute later */
+        pthread_mutex_lock(&l->mu);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/* The lock is held from here on: keep it fresh until lock_release. */
+static void start_refresher(lock *l)
+{
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->wake, NULL);
+    l->refreshing = pthread_create(&l->refresher, NULL, refresher_main, l) == 0;
 }
 
 /* Non-zero when a lock document belongs to a live holder. */
@@ -96,8 +132,8 @@ static int scan_one(void *arg, const char *key, uint64_t size)
     if (relevant && lock_is_live(doc)) {
         ss->found = 1;
         if (ss->holder)
-            snprintf(ss->holder, ss->holderlen, "%s lock of %s (pid %lld on %s)",
-                     kind ? kind : "?", json_string_value(json_object_get(doc, "purpose")),
+            snprintf(ss->holder, ss->holderlen, "%s lock of %s (pid %lld on %s)", kind ? kind : "?",
+                     json_string_value(json_object_get(doc, "purpose")),
                      (long long)json_integer_value(json_object_get(doc, "pid")),
                      json_string_value(json_object_get(doc, "hostname")));
     } else if (!lock_is_live(doc)) {
@@ -109,8 +145,11 @@ static int scan_one(void *arg, const char *key, uint64_t size)
 
 static int other_locks(lock *l, int exclusive_only, char *holder, size_t holderlen, rerr *e)
 {
-    struct scan_state ss = {.self = l, .want_exclusive_only = exclusive_only, .holder = holder,
-                            .holderlen = holderlen, .e = e};
+    struct scan_state ss = {.self = l,
+                            .want_exclusive_only = exclusive_only,
+                            .holder = holder,
+                            .holderlen = holderlen,
+                            .e = e};
     if (stor_list(l->s, "locks/", scan_one, &ss, e) != ST_OK)
         return -1;
     return ss.found;
@@ -140,8 +179,12 @@ int lock_shared(storage *s, const char *purpose, int max_wait, lock_wait_fn wait
         }
         struct timespec ts = {0, 500 * 1000 * 1000};
         nanosleep(&ts, NULL);
-        lock_refresh(l);
+        if (now_s() - l->refreshed >= LOCK_REFRESH && write_lock(l, e) != 0) {
+            lock_release(l);
+            return -1;
+        }
     }
+    start_refresher(l);
     *out = l;
     return 0;
 }
@@ -159,22 +202,24 @@ int lock_exclusive(storage *s, const char *purpose, lock **out, char *holder, si
         lock_release(l);
         return busy < 0 ? -1 : 1;
     }
+    start_refresher(l);
     *out = l;
     return 0;
-}
-
-void lock_refresh(lock *l)
-{
-    if (l == NULL || now_s() - l->refreshed < LOCK_REFRESH)
-        return;
-    rerr ignore = {0};
-    write_lock(l, &ignore); /* a failed refresh is retried on the next call */
 }
 
 void lock_release(lock *l)
 {
     if (l == NULL)
         return;
+    if (l->refreshing) {
+        pthread_mutex_lock(&l->mu);
+        l->stop = 1;
+        pthread_cond_signal(&l->wake);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->refresher, NULL);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->wake);
+    }
     rerr ignore = {0};
     stor_del(l->s, l->key, &ignore);
     free_lock(l);

@@ -2,8 +2,9 @@
  * Storage locks: objects "locks/<random>" that say who uses a storage. Pushes, pulls and
  * verifies hold a shared lock; the garbage collector deletes data only while it holds the
  * one exclusive lock and no other live lock exists. A lock is live while its holder
- * refreshes it (every minute); one not refreshed for 10 minutes, or whose holder process is
- * gone from this host, is stale and ignored, so a crashed job never blocks backups for long.
+ * refreshes it (a thread does, every minute, until lock_release); one not refreshed for 10 minutes,
+ * or whose holder process is gone from this host, is stale and ignored, so a crashed job never
+ * blocks backups for long.
  *
  * Protocol: a shared holder writes its lock, then waits while a live exclusive lock exists;
  * the collector writes its exclusive lock, then gives up (and removes it) if any other live
@@ -32,8 +33,6 @@ int lock_shared(storage *s, const char *purpose, int max_wait, lock_wait_fn wait
  */
 int lock_exclusive(storage *s, const char *purpose, lock **out, char *holder, size_t holderlen,
                    rerr *e);
-/* Rewrites the lock when its last refresh is a minute old. Cheap to call often. */
-void lock_refresh(lock *l);
 /* Removes the lock and frees it (NULL is fine). */
 void lock_release(lock *l);
 

@@ -162,8 +162,8 @@ ferry_result ferryfile_run(target *t, const char *repository, const char *const 
     ferry_result result = FERRY_OK;
     *ran = 0;
     if (!machine_exists(t, dir)) {
-        ferry_set_error(t->ctx, "not_found", "repository %s does not exist on %s (%s)",
-                        repository, t->name, dir);
+        ferry_set_error(t->ctx, "not_found", "repository %s does not exist on %s (%s)", repository,
+                        t->name, dir);
         result = FERRY_FAIL;
         goto out;
     }
@@ -186,9 +186,9 @@ ferry_result ferryfile_run(target *t, const char *repository, const char *const 
         buf_append(&cmd, fns[i], strlen(fns[i]));
     }
     buf_put_u8(&cmd, 0);
-    json_t *opts = json_pack("{s:s,s:i,s:{s:s,s:s,s:s}}", "cwd", dir, "max_output",
-                             FERRYFILE_OUTPUT, "env", "REPOSITORY", repository,
-                             "REPOSITORY_PATH", dir, "DATASTORE", t->datastore);
+    json_t *opts =
+        json_pack("{s:s,s:i,s:{s:s,s:s,s:s}}", "cwd", dir, "max_output", FERRYFILE_OUTPUT, "env",
+                  "REPOSITORY", repository, "REPOSITORY_PATH", dir, "DATASTORE", t->datastore);
     char *out = NULL;
     int code = machine_sh(t, (const char *)cmd.data, opts, &out);
     json_decref(opts);

@@ -46,8 +46,9 @@ void codec_free(codec *c)
 
 /*
  * Compresses raw into c->scratch when that saves at least 1/32 of it; returns the
- * compressed length, or 0 to store the chunk as it is. Large chunks are tried on a 64 KiB
- * sample first, so random data (most of a typical backup) costs almost nothing here.
+ * compressed length, or 0 to store the chunk as it is. Chunks over 16 KiB are first tried on
+ * a sample (a quarter, at most 64 KiB) at level 1, so random data (most of a typical backup)
+ * costs little here.
  */
 static size_t try_compress(codec *c, const void *raw, size_t n)
 {
@@ -56,10 +57,10 @@ static size_t try_compress(codec *c, const void *raw, size_t n)
     size_t bound = ZSTD_compressBound(n);
     c->scratch.len = 0;
     buf_reserve(&c->scratch, bound);
-    if (n > 4 * SAMPLE_BYTES) {
-        size_t got = ZSTD_compressCCtx(c->cctx, c->scratch.data, bound, raw, SAMPLE_BYTES,
-                                       c->level < 3 ? c->level : 1);
-        if (ZSTD_isError(got) || got > SAMPLE_BYTES - SAMPLE_BYTES / 16)
+    size_t sample = n > 4 * SAMPLE_BYTES ? SAMPLE_BYTES : n > 16384 ? n / 4 : 0;
+    if (sample) {
+        size_t got = ZSTD_compressCCtx(c->cctx, c->scratch.data, bound, raw, sample, 1);
+        if (ZSTD_isError(got) || got > sample - sample / 16)
             return 0;
     }
     size_t got = ZSTD_compressCCtx(c->cctx, c->scratch.data, bound, raw, n, c->level);
@@ -155,8 +156,8 @@ pack *pack_finish(pack_writer *pw, codec *c, rerr *e)
     buf_append(&trailer, salt, sizeof(salt));
     encode_entries(pw->entries, pw->n, &trailer);
     buf_reserve(&sealed, trailer.len + SEAL_OVERHEAD);
-    sealed.len = seal(c->seal, TRAILER_AAD, strlen(TRAILER_AAD), trailer.data, trailer.len,
-                      sealed.data);
+    sealed.len =
+        seal(c->seal, TRAILER_AAD, strlen(TRAILER_AAD), trailer.data, trailer.len, sealed.data);
     put_u32(tail, (uint32_t)sealed.len);
     pack *p = NULL;
     if (pack_write(pw, sealed.data, sealed.len, e) == 0 && pack_write(pw, tail, 4, e) == 0) {

@@ -27,8 +27,8 @@
 #include "snapshot.h"
 #include "tree.h"
 
-#define RUN_GAP ((uint32_t)1 << 20)  /* read across gaps up to this size */
-#define RUN_MAX ((uint32_t)8 << 20)  /* longest single read */
+#define RUN_GAP ((uint32_t)1 << 20) /* read across gaps up to this size */
+#define RUN_MAX ((uint32_t)8 << 20) /* longest single read */
 
 typedef struct need {
     uint32_t pack;
@@ -49,9 +49,12 @@ typedef struct rs {
     size_t ngroups;
     size_t next; /* atomic */
     int destfd;
-    int stop;    /* atomic */
-    int running; /* atomic */
-    uint64_t written; /* atomic */
+    int stop;              /* atomic */
+    int running;           /* atomic */
+    uint64_t written;      /* atomic */
+    size_t skipped;        /* atomic: device files not created (not root) */
+    size_t owner_failures; /* atomic: owners not restored (not root) */
+    int (*node_fn)(struct rs *r, size_t i, rerr *e); /* for nodes_main */
     pthread_mutex_t mu;
     rerr err;
 } rs;
@@ -94,8 +97,8 @@ static int write_need(rs *r, open_file *of, const need *nd, const buf *data, rer
         of->node = nd->node;
         of->fd = openat(r->destfd, n->path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (of->fd < 0)
-            return rerr_set(e, errno_kind(errno), "cannot open %s/%s: %s", r->req->dest,
-                            n->path, strerror(errno));
+            return rerr_set(e, errno_kind(errno), "cannot open %s/%s: %s", r->req->dest, n->path,
+                            strerror(errno));
     }
     if (pwrite_all(of->fd, data->data, data->len, nd->file_offset) != 0)
         return rerr_set(e, errno_kind(errno), "cannot write %s/%s: %s", r->req->dest, n->path,
@@ -105,8 +108,8 @@ static int write_need(rs *r, open_file *of, const need *nd, const buf *data, rer
 }
 
 /* Restores the needs [from, to) of one pack. */
-static int restore_group(rs *r, codec *c, open_file *of, buf *run, buf *out, size_t from,
-                         size_t to, rerr *e)
+static int restore_group(rs *r, codec *c, open_file *of, buf *run, buf *out, size_t from, size_t to,
+                         rerr *e)
 {
     char key[96], why[256];
     pack_key(r->ix.packs[r->needs[from].pack].id, key, sizeof(key));
@@ -133,12 +136,14 @@ static int restore_group(rs *r, codec *c, open_file *of, buf *run, buf *out, siz
         for (; i < j; i++) {
             const need *nd = &r->needs[i];
             if (nd->entry != decoded) {
-                blob_entry be = {.type = nd->entry->type, .flags = nd->entry->flags,
-                                 .offset = nd->offset, .stored = nd->entry->stored,
+                blob_entry be = {.type = nd->entry->type,
+                                 .flags = nd->entry->flags,
+                                 .offset = nd->offset,
+                                 .stored = nd->entry->stored,
                                  .raw = nd->entry->raw};
                 memcpy(be.id, nd->entry->id, ID_LEN);
-                if (blob_decode(c, &be, run->data + (nd->offset - start), out, why,
-                                sizeof(why)) != 0)
+                if (blob_decode(c, &be, run->data + (nd->offset - start), out, why, sizeof(why)) !=
+                    0)
                     return rerr_set(e, E_CORRUPT, "%s in storage %s: %s; needed by file %s", key,
                                     r->s->name, why, r->t.nodes[nd->node].path);
                 decoded = nd->entry;
@@ -213,12 +218,16 @@ static int plan(rs *r, uint64_t *total, rerr *e)
                 cap = cap ? cap * 2 : 1024;
                 r->needs = xrealloc(r->needs, cap * sizeof(*r->needs));
             }
-            r->needs[r->nneeds++] = (need){.pack = ie->pack, .offset = ie->offset,
-                                           .node = (uint32_t)i, .file_offset = off, .entry = ie};
+            r->needs[r->nneeds++] = (need){.pack = ie->pack,
+                                           .offset = ie->offset,
+                                           .node = (uint32_t)i,
+                                           .file_offset = off,
+                                           .entry = ie};
             *total += n->chunks[c].len;
         }
     }
-    qsort(r->needs, r->nneeds, sizeof(*r->needs), by_pack_offset);
+    if (r->nneeds > 1)
+        qsort(r->needs, r->nneeds, sizeof(*r->needs), by_pack_offset);
     r->groups = xmalloc((r->nneeds + 1) * sizeof(*r->groups));
     for (size_t i = 0; i < r->nneeds; i++)
         if (i == 0 || r->needs[i].pack != r->needs[i - 1].pack)
@@ -227,73 +236,106 @@ static int plan(rs *r, uint64_t *total, rerr *e)
     return 0;
 }
 
-/* Creates every entry of the tree under destfd, files at their final size. */
-static int create_entries(rs *r, rerr *e, size_t *skipped)
+/* Creates one entry under destfd; a regular file at its final size, so holes stay holes. */
+static int create_entry(rs *r, size_t i, rerr *e)
 {
-    for (size_t i = 0; i < r->t.n; i++) {
-        const tnode *n = &r->t.nodes[i];
-        int rc = 0;
-        switch (n->kind) {
-        case T_DIR:
-            rc = n->path[0] ? mkdirat(r->destfd, n->path, 0700) : 0;
-            break;
-        case T_FILE: {
-            int fd = openat(r->destfd, n->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-            rc = fd < 0 ? -1 : n->size ? ftruncate(fd, (off_t)n->size) : 0;
-            if (fd >= 0)
-                close(fd);
-            break;
+    const tnode *n = &r->t.nodes[i];
+    int rc = 0;
+    switch (n->kind) {
+    case T_DIR:
+        rc = n->path[0] ? mkdirat(r->destfd, n->path, 0700) : 0;
+        break;
+    case T_FILE: {
+        int fd = openat(r->destfd, n->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        rc = fd < 0 ? -1 : n->size ? ftruncate(fd, (off_t)n->size) : 0;
+        if (fd >= 0)
+            close(fd);
+        break;
+    }
+    case T_SYMLINK:
+        rc = symlinkat(n->target, r->destfd, n->path);
+        break;
+    case T_HARDLINK:
+        rc = linkat(r->destfd, n->target, r->destfd, n->path, 0);
+        break;
+    case T_FIFO:
+        rc = mkfifoat(r->destfd, n->path, 0600);
+        break;
+    default: /* devices: only root may make them */
+        rc = mknodat(r->destfd, n->path, (n->kind == T_CHR ? S_IFCHR : S_IFBLK) | 0600,
+                     (dev_t)n->rdev);
+        if (rc != 0 && errno == EPERM) {
+            __atomic_fetch_add(&r->skipped, 1, __ATOMIC_RELAXED);
+            rc = 0;
         }
-        case T_SYMLINK:
-            rc = symlinkat(n->target, r->destfd, n->path);
-            break;
-        case T_HARDLINK:
-            rc = linkat(r->destfd, n->target, r->destfd, n->path, 0);
-            break;
-        case T_FIFO:
-            rc = mkfifoat(r->destfd, n->path, 0600);
-            break;
-        default: /* devices: only root may make them */
-            rc = mknodat(r->destfd, n->path, (n->kind == T_CHR ? S_IFCHR : S_IFBLK) | 0600,
-                         (dev_t)n->rdev);
-            if (rc != 0 && errno == EPERM) {
-                (*skipped)++;
-                rc = 0;
-            }
-            break;
-        }
-        if (rc != 0)
-            return rerr_set(e, errno_kind(errno), "cannot create %s/%s: %s", r->req->dest,
-                            n->path, strerror(errno));
+        break;
+    }
+    if (rc != 0)
+        return rerr_set(e, errno_kind(errno), "cannot create %s/%s: %s", r->req->dest, n->path,
+                        strerror(errno));
+    return 0;
+}
+
+static int create_file(rs *r, size_t i, rerr *e)
+{
+    return r->t.nodes[i].kind == T_FILE ? create_entry(r, i, e) : 0;
+}
+
+/* Owners, permissions and times of one entry (a hard link shares its first link's inode). */
+static int set_metadata(rs *r, size_t i, rerr *e)
+{
+    const tnode *n = &r->t.nodes[i];
+    if (n->kind == T_HARDLINK)
+        return 0;
+    const char *path = n->path[0] ? n->path : ".";
+    if (fchownat(r->destfd, path, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (geteuid() == 0 || errno != EPERM)
+            return rerr_set(e, errno_kind(errno), "cannot chown %s/%s: %s", r->req->dest, n->path,
+                            strerror(errno));
+        __atomic_fetch_add(&r->owner_failures, 1, __ATOMIC_RELAXED);
+    }
+    if (n->kind != T_SYMLINK && fchmodat(r->destfd, path, n->mode, 0) != 0)
+        return rerr_set(e, errno_kind(errno), "cannot chmod %s/%s: %s", r->req->dest, n->path,
+                        strerror(errno));
+    struct timespec ts[2] = {{.tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec},
+                             {.tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec}};
+    if (utimensat(r->destfd, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
+        return rerr_set(e, errno_kind(errno), "cannot set times of %s/%s: %s", r->req->dest,
+                        n->path, strerror(errno));
+    return 0;
+}
+
+static int set_file_metadata(rs *r, size_t i, rerr *e)
+{
+    return r->t.nodes[i].kind != T_DIR ? set_metadata(r, i, e) : 0;
+}
+
+/* Runs fn on every node matching kinds (a bit mask of 1 << kind) in order, or in reverse. */
+static int each_node(rs *r, int (*fn)(rs *, size_t, rerr *), unsigned kinds, int reverse, rerr *e)
+{
+    for (size_t k = 0; k < r->t.n; k++) {
+        size_t i = reverse ? r->t.n - 1 - k : k;
+        if ((kinds & (1u << r->t.nodes[i].kind)) && fn(r, i, e) != 0)
+            return -1;
     }
     return 0;
 }
 
-/* Owners, permissions and times, in reverse order so directories come after their children. */
-static int set_metadata(rs *r, rerr *e, size_t *owner_failures)
+static void *nodes_main(void *arg)
 {
-    int root = geteuid() == 0;
-    for (size_t i = r->t.n; i-- > 0;) {
-        const tnode *n = &r->t.nodes[i];
-        if (n->kind == T_HARDLINK)
-            continue; /* the same inode as its first link */
-        const char *path = n->path[0] ? n->path : ".";
-        if (fchownat(r->destfd, path, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) != 0) {
-            if (root || errno != EPERM)
-                return rerr_set(e, errno_kind(errno), "cannot chown %s/%s: %s", r->req->dest,
-                                n->path, strerror(errno));
-            (*owner_failures)++;
+    rs *r = arg;
+    for (;;) {
+        size_t i = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
+        if (i >= r->t.n || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
+            break;
+        rerr e = {0};
+        if (r->node_fn(r, i, &e) != 0) {
+            rs_fail(r, &e);
+            break;
         }
-        if (n->kind != T_SYMLINK && fchmodat(r->destfd, path, n->mode, 0) != 0)
-            return rerr_set(e, errno_kind(errno), "cannot chmod %s/%s: %s", r->req->dest,
-                            n->path, strerror(errno));
-        struct timespec ts[2] = {{.tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec},
-                                 {.tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec}};
-        if (utimensat(r->destfd, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
-            return rerr_set(e, errno_kind(errno), "cannot set times of %s/%s: %s", r->req->dest,
-                            n->path, strerror(errno));
     }
-    return 0;
+    __atomic_fetch_sub(&r->running, 1, __ATOMIC_RELEASE);
+    return NULL;
 }
 
 /* Reads file n back and checks each chunk against its id. */
@@ -313,7 +355,8 @@ static int verify_file(rs *r, codec *c, buf *data, const tnode *n, rerr *e)
         uint8_t id[ID_LEN];
         int ok = got == (ssize_t)ref->len;
         if (ok && ref->zero)
-            ok = ref->len == 0 || (data->data[0] == 0 && memcmp(data->data, data->data + 1, ref->len - 1) == 0);
+            ok = ref->len == 0 ||
+                 (data->data[0] == 0 && memcmp(data->data, data->data + 1, ref->len - 1) == 0);
         else if (ok) {
             hasher_id(c->hash, data->data, ref->len, id);
             ok = memcmp(id, ref->id, ID_LEN) == 0;
@@ -371,9 +414,13 @@ static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const 
         }
         uint64_t done = __atomic_load_n(&r->written, __ATOMIC_RELAXED);
         double secs = mono_sec() - started;
-        ui_progress(u, total ? (int)(5 + done * 85 / total) : 90, "%s: %.1f of %.1f MiB, %.0f MB/s",
-                    what, (double)done / 1048576.0, (double)total / 1048576.0,
-                    secs > 0 ? (double)done / 1e6 / secs : 0.0);
+        if (fn == nodes_main)
+            ui_progress(u, 3, "%s: %zu of %zu entries", what,
+                        __atomic_load_n(&r->next, __ATOMIC_RELAXED), r->t.n);
+        else
+            ui_progress(u, total ? (int)(5 + done * 85 / total) : 90,
+                        "%s: %.1f of %.1f MiB, %.0f MB/s", what, (double)done / 1048576.0,
+                        (double)total / 1048576.0, secs > 0 ? (double)done / 1e6 / secs : 0.0);
     }
     for (int i = 0; i < nthreads; i++)
         pthread_join(th[i], NULL);
@@ -410,26 +457,38 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
     codec *c = codec_new(&s->keys, 0);
     json_t *doc = NULL;
     uint64_t total = 0;
-    size_t skipped = 0, owner_failures = 0;
     int rc = -1;
 
     ui_progress(u, 0, "%s: reading the index and the snapshot", req->repository);
-    if (idx_load(s, &r.ix, e) != 0 || load_snapshot(&r, c, &doc, e) != 0 || plan(&r, &total, e) != 0)
+    if (idx_load(s, &r.ix, e) != 0 || load_snapshot(&r, c, &doc, e) != 0 ||
+        plan(&r, &total, e) != 0)
         goto out;
     if (mkdir(req->dest, 0700) != 0 ||
         (r.destfd = open(req->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         rerr_set(e, errno_kind(errno), "cannot create %s: %s", req->dest, strerror(errno));
         goto out;
     }
+    /* Directories first, then files on every core (creating inodes is much of a restore of
+     * many small files), then links and special files, which need their targets. */
     ui_progress(u, 3, "%s: creating %zu entries", req->repository, r.t.n);
-    if (create_entries(&r, e, &skipped) != 0)
+    r.node_fn = create_file;
+    if (each_node(&r, create_entry, 1u << T_DIR, 0, e) != 0 ||
+        run_threads(&r, nodes_main, u, 0, "creating") != 0 ||
+        each_node(&r, create_entry, ~(1u << T_DIR | 1u << T_FILE), 0, e) != 0) {
+        rerr_merge(e, &r.err);
         goto out;
+    }
     if (run_threads(&r, worker_main, u, total, "restoring") != 0) {
         rerr_merge(e, &r.err);
         goto out;
     }
-    if (set_metadata(&r, e, &owner_failures) != 0)
+    /* Owners, modes and times: entries on every core, then directories, children first. */
+    r.node_fn = set_file_metadata;
+    if (run_threads(&r, nodes_main, u, 0, "setting owners and times") != 0 ||
+        each_node(&r, set_metadata, 1u << T_DIR, 1, e) != 0) {
+        rerr_merge(e, &r.err);
         goto out;
+    }
     if (req->verify && run_threads(&r, verify_main, u, total, "verifying") != 0) {
         rerr_merge(e, &r.err);
         goto out;
@@ -438,11 +497,11 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
         rerr_set(e, errno_kind(errno), "cannot flush %s: %s", req->dest, strerror(errno));
         goto out;
     }
-    if (skipped)
-        ui_log(u, 1, "%zu device files were not created (only root may make them)", skipped);
-    if (owner_failures)
+    if (r.skipped)
+        ui_log(u, 1, "%zu device files were not created (only root may make them)", r.skipped);
+    if (r.owner_failures)
         ui_log(u, 1, "owners of %zu entries were not restored (only root may set them)",
-               owner_failures);
+               r.owner_failures);
     uint64_t logical = 0;
     for (size_t i = 0; i < r.t.n; i++)
         logical += r.t.nodes[i].kind == T_FILE ? r.t.nodes[i].size : 0;

@@ -112,7 +112,8 @@ int snap_list_read(storage *s, const char *repository, snap_list *out, rerr *e)
         out->items[kept++] = *si;
     }
     out->n = kept;
-    qsort(out->items, out->n, sizeof(*out->items), by_time);
+    if (out->n > 1)
+        qsort(out->items, out->n, sizeof(*out->items), by_time);
     return 0;
 }
 
@@ -132,18 +133,16 @@ static int tag_matches(const json_t *tags, const char *point)
     const char *key;
     json_t *v;
     if (json_is_array(tags)) {
-        json_array_foreach(tags, i, v)
-        {
+        json_array_foreach (tags, i, v) {
             if (tag_matches(v, point))
                 return 1;
         }
         return 0;
     }
     if (json_is_object(tags)) {
-        json_object_foreach((json_t *)tags, key, v)
-        {
+        json_object_foreach ((json_t *)tags, key, v) {
             char *text = json_is_string(v) ? xstrdup(json_string_value(v))
-                                            : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+                                           : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
             char *pair = xasprintf("%s=%s", key, text);
             int hit = strcmp(text, point) == 0 || strcmp(pair, point) == 0;
             free(pair);
@@ -170,8 +169,8 @@ const snap_info *snap_resolve(const snap_list *l, const char *point)
     return NULL;
 }
 
-int tree_store(storage *s, chunk_index *ix, codec *c, pack_writer *pw, const tree *t,
-               json_t **refs, rerr *e)
+int tree_store(storage *s, chunk_index *ix, codec *c, pack_writer *pw, const tree *t, json_t **refs,
+               rerr *e)
 {
     buf enc = {0};
     tree_encode(t, &enc);
@@ -208,8 +207,8 @@ int blob_fetch(storage *s, const chunk_index *ix, codec *c, const uint8_t id[ID_
     const idx_entry *ie = idx_find(ix, id);
     if (ie == NULL || ie->pack == IDX_PENDING) {
         hex_encode(id, ID_LEN, hex);
-        return rerr_set(e, E_CORRUPT, "chunk %s is missing from storage %s (not in its index)",
-                        hex, s->name);
+        return rerr_set(e, E_CORRUPT, "chunk %s is missing from storage %s (not in its index)", hex,
+                        s->name);
     }
     pack_key(ix->packs[ie->pack].id, key, sizeof(key));
     buf stored = {0};
@@ -217,8 +216,11 @@ int blob_fetch(storage *s, const chunk_index *ix, codec *c, const uint8_t id[ID_
     if (rc == ST_NOTFOUND) {
         rc = rerr_set(e, E_CORRUPT, "%s is missing from storage %s", key, s->name);
     } else if (rc == ST_OK) {
-        blob_entry be = {.type = ie->type, .flags = ie->flags, .offset = ie->offset,
-                         .stored = ie->stored, .raw = ie->raw};
+        blob_entry be = {.type = ie->type,
+                         .flags = ie->flags,
+                         .offset = ie->offset,
+                         .stored = ie->stored,
+                         .raw = ie->raw};
         memcpy(be.id, id, ID_LEN);
         if (blob_decode(c, &be, stored.data, out, why, sizeof(why)) != 0)
             rc = rerr_set(e, E_CORRUPT, "%s in storage %s: %s", key, s->name, why);
@@ -234,8 +236,7 @@ int tree_load(storage *s, const chunk_index *ix, codec *c, const json_t *doc, tr
     size_t i;
     json_t *ref;
     int rc = 0;
-    json_array_foreach(refs, i, ref)
-    {
+    json_array_foreach (refs, i, ref) {
         uint8_t id[ID_LEN];
         const char *hex = json_string_value(json_object_get(ref, "id"));
         if (hex == NULL || hex_decode(hex, id, ID_LEN) != 0) {

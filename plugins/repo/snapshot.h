@@ -52,8 +52,8 @@ const snap_info *snap_resolve(const snap_list *l, const char *point);
  * adds chunks the index lacks to pw (new blobs get IDX_PENDING entries). *refs receives the
  * manifest's "tree" array (new reference). 0, or -1 with e set.
  */
-int tree_store(storage *s, chunk_index *ix, codec *c, pack_writer *pw, const tree *t,
-               json_t **refs, rerr *e);
+int tree_store(storage *s, chunk_index *ix, codec *c, pack_writer *pw, const tree *t, json_t **refs,
+               rerr *e);
 /* Loads the tree a manifest names. 0, or -1 with e set (naming the damaged object). */
 int tree_load(storage *s, const chunk_index *ix, codec *c, const json_t *doc, tree *t, rerr *e);
 

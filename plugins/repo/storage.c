@@ -47,8 +47,8 @@ int stor_del(storage *s, const char *key, rerr *e)
 
 struct stor_stream {
     storage *s;
-    void *w;  /* the provider's writer, or NULL */
-    buf mem;  /* the object, when the provider has no writer */
+    void *w; /* the provider's writer, or NULL */
+    buf mem; /* the object, when the provider has no writer */
 };
 
 stor_stream *stream_open(storage *s, const char *dir_hint, rerr *e)
@@ -104,8 +104,9 @@ int stor_get_sealed(storage *s, const char *key, const char *aad, buf *out, rerr
     buf raw = {0};
     int rc = stor_get(s, key, 0, 0, &raw, e);
     if (rc == ST_OK && unseal_buf(&s->keys, aad, raw.data, raw.len, out) != 0)
-        rc = rerr_set(e, E_CORRUPT, "%s in storage %s: damaged or not sealed with this storage's keys",
-                      key, s->name);
+        rc = rerr_set(e, E_CORRUPT,
+                      "%s in storage %s: damaged or not sealed with this storage's keys", key,
+                      s->name);
     buf_free(&raw);
     return rc;
 }
@@ -185,7 +186,8 @@ static int apply_config(storage *s, const json_t *config, const char *passphrase
                             "storage %s was created without encryption but its vault has a "
                             "passphrase; remove it, or point the vault at a new path",
                             s->name);
-        const char *seed = json_string_value(json_object_get(json_object_get(config, "chunker"), "seed"));
+        const char *seed =
+            json_string_value(json_object_get(json_object_get(config, "chunker"), "seed"));
         uint8_t seed_bytes[8];
         if (seed == NULL || hex_decode(seed, seed_bytes, 8) != 0)
             return rerr_set(e, E_CORRUPT, "storage %s: config has no chunker seed", s->name);

@@ -37,8 +37,7 @@ typedef struct stor_ops {
     const char *name; /* the vault's "provider" */
     /* Opens a provider from the storage's vault (borrowed). NULL with e set on failure. */
     void *(*open)(const json_t *vault, rerr *e);
-    int (*put)(void *self, const char *key, const void *data, size_t len, unsigned flags,
-               rerr *e);
+    int (*put)(void *self, const char *key, const void *data, size_t len, unsigned flags, rerr *e);
     /* Appends the range to out. ST_OK, ST_NOTFOUND or ST_ERROR. */
     int (*get)(void *self, const char *key, uint64_t offset, uint64_t len, buf *out, rerr *e);
     /* prefix ends with '/'; keys are reported whole ("data/ab/ab12…"). */

@@ -24,8 +24,8 @@ typedef struct local {
 static int io_error(rerr *e, const char *what, const char *path)
 {
     int err = errno;
-    return rerr_set(e, errno_kind(err) == E_NOTFOUND ? E_FAIL : errno_kind(err), "%s %s: %s",
-                    what, path, strerror(err));
+    return rerr_set(e, errno_kind(err) == E_NOTFOUND ? E_FAIL : errno_kind(err), "%s %s: %s", what,
+                    path, strerror(err));
 }
 
 static void *local_open(const json_t *vault, rerr *e)
@@ -48,8 +48,10 @@ static void *local_open(const json_t *vault, rerr *e)
             *slash = '\0';
         int parent_ok = stat(parent, &st) == 0 && S_ISDIR(st.st_mode);
         if (!parent_ok) {
-            rerr_set(e, E_TRANSIENT, "storage path %s is not available: %s does not exist "
-                                     "(a disk not mounted?)", path, parent);
+            rerr_set(e, E_TRANSIENT,
+                     "storage path %s is not available: %s does not exist "
+                     "(a disk not mounted?)",
+                     path, parent);
             free(parent);
             return NULL;
         }
@@ -171,8 +173,7 @@ out:
     return rc;
 }
 
-static int local_get(void *self, const char *key, uint64_t offset, uint64_t len, buf *out,
-                     rerr *e)
+static int local_get(void *self, const char *key, uint64_t offset, uint64_t len, buf *out, rerr *e)
 {
     local *l = self;
     char *path = full_path(l, key);
@@ -287,7 +288,13 @@ static int local_exists(void *self, const char *key, uint64_t *size, rerr *e)
 typedef struct local_writer {
     int fd;
     char *tmp;
+    uint64_t written; /* bytes so far */
+    uint64_t kicked;  /* bytes whose writeback has been started */
 } local_writer;
+
+/* Writeback is started every WRITEBACK_STEP bytes, so the disk works while the pack is still
+ * being filled and the fsync at commit finds little left to do. */
+#define WRITEBACK_STEP ((uint64_t)4 << 20)
 
 static void *local_wopen(void *self, const char *dir_hint, rerr *e)
 {
@@ -313,7 +320,15 @@ static int local_wwrite(void *self, void *wp, const void *data, size_t len, rerr
 {
     (void)self;
     local_writer *w = wp;
-    return write_all(w->fd, data, len) == 0 ? ST_OK : io_error(e, "cannot write", w->tmp);
+    if (write_all(w->fd, data, len) != 0)
+        return io_error(e, "cannot write", w->tmp);
+    w->written += len;
+    if (w->written - w->kicked >= WRITEBACK_STEP) {
+        sync_file_range(w->fd, (off_t)w->kicked, (off_t)(w->written - w->kicked),
+                        SYNC_FILE_RANGE_WRITE);
+        w->kicked = w->written;
+    }
+    return ST_OK;
 }
 
 static void local_wabort(void *self, void *wp)

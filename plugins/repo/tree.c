@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TREE_MAGIC "FTR1"
+#define TREE_MAGIC     "FTR1"
 #define MAX_PATH_BYTES 65536
 
 static tnode *add_node(tree *t)
@@ -28,7 +28,7 @@ typedef struct link_map {
     struct link_slot {
         uint64_t dev, ino;
         size_t node; /* node number + 1; 0 = empty */
-    } *slots;
+    } * slots;
     size_t cap, count;
 } link_map;
 
@@ -108,8 +108,8 @@ static int scan_entry(struct scan *sc, int dirfd, const char *name, const char *
         n->kind = T_DIR;
         int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
-            return rerr_set(sc->e, errno_kind(errno), "cannot open directory %s/%s: %s",
-                            sc->root, rel, strerror(errno));
+            return rerr_set(sc->e, errno_kind(errno), "cannot open directory %s/%s: %s", sc->root,
+                            rel, strerror(errno));
         int rc = scan_dir(sc, fd, rel);
         close(fd);
         return rc;
@@ -121,8 +121,8 @@ static int scan_entry(struct scan *sc, int dirfd, const char *name, const char *
         ssize_t len = readlinkat(dirfd, name, target, cap - 1);
         if (len < 0) {
             free(target);
-            return rerr_set(sc->e, errno_kind(errno), "cannot read link %s/%s: %s", sc->root,
-                            rel, strerror(errno));
+            return rerr_set(sc->e, errno_kind(errno), "cannot read link %s/%s: %s", sc->root, rel,
+                            strerror(errno));
         }
         target[len] = '\0';
         n->target = target;
@@ -174,7 +174,8 @@ static int scan_dir(struct scan *sc, int dirfd, const char *rel)
         names[n++] = xstrdup(de->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof(*names), cmp_names);
+    if (n > 1)
+        qsort(names, n, sizeof(*names), cmp_names);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (sc->stop && *sc->stop) {
@@ -218,7 +219,7 @@ int tree_scan(const char *root, tree *t, const volatile int *stop, rerr *e)
 
 static uint64_t zigzag(int64_t v)
 {
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    return ((uint64_t)v << 1) ^ (v < 0 ? UINT64_MAX : 0);
 }
 
 static int64_t unzigzag(uint64_t v)

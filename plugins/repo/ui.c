@@ -32,7 +32,6 @@ int ui_cancelled(ui *u)
 {
     if (u == NULL)
         return 0;
-    lock_refresh(u->lock);
     return u->cancelled ? u->cancelled(u->arg) : 0;
 }
 

@@ -56,7 +56,7 @@ uint32_t get_u32(const uint8_t *p);
 void put_u32(uint8_t *p, uint32_t v);
 
 void hex_encode(const uint8_t *in, size_t n, char *out); /* out holds 2n+1 bytes */
-int hex_decode(const char *in, uint8_t *out, size_t n); /* exactly 2n hex digits; 0 or -1 */
+int hex_decode(const char *in, uint8_t *out, size_t n);  /* exactly 2n hex digits; 0 or -1 */
 
 /*
  * Error records. Every operation that can fail fills one and returns -1; the first error

@@ -28,9 +28,9 @@ typedef struct vf {
     size_t *nper;
     uint32_t *chosen;
     size_t nchosen;
-    size_t next; /* atomic */
-    int running; /* atomic */
-    int stop;    /* atomic */
+    size_t next;           /* atomic */
+    int running;           /* atomic */
+    int stop;              /* atomic */
     uint64_t bytes, blobs; /* atomics */
     pthread_mutex_t mu;
     json_t *damage;
@@ -44,9 +44,8 @@ static void add_damage(vf *v, const char *object, const uint8_t *chunk, const ch
         hex_encode(chunk, ID_LEN, hex);
     pthread_mutex_lock(&v->mu);
     if (json_array_size(v->damage) < MAX_DAMAGE)
-        json_array_append_new(v->damage,
-                              json_pack("{s:s,s:s?,s:s,s:[]}", "object", object, "chunk",
-                                        chunk ? hex : NULL, "error", why, "files"));
+        json_array_append_new(v->damage, json_pack("{s:s,s:s?,s:s,s:[]}", "object", object, "chunk",
+                                                   chunk ? hex : NULL, "error", why, "files"));
     pthread_mutex_unlock(&v->mu);
 }
 
@@ -72,8 +71,11 @@ static void check_pack(vf *v, codec *c, buf *data, buf *out, uint32_t p)
     free(trailer);
     for (size_t i = 0; i < v->nper[p]; i++) {
         const idx_entry *ie = &v->ix.entries[v->per[p][i]];
-        blob_entry be = {.type = ie->type, .flags = ie->flags, .offset = ie->offset,
-                         .stored = ie->stored, .raw = ie->raw};
+        blob_entry be = {.type = ie->type,
+                         .flags = ie->flags,
+                         .offset = ie->offset,
+                         .stored = ie->stored,
+                         .raw = ie->raw};
         memcpy(be.id, ie->id, ID_LEN);
         if ((uint64_t)ie->offset + ie->stored > data->len)
             add_damage(v, key, ie->id, "the pack is shorter than its index says");
@@ -113,8 +115,8 @@ static int note_pack(void *arg, const char *key, uint64_t size)
     struct listing *l = arg;
     const char *name = strrchr(key, '/');
     uint8_t id[ID_LEN];
-    uint32_t p = name && hex_decode(name + 1, id, ID_LEN) == 0 ? idx_pack_find(&l->v->ix, id)
-                                                                 : IDX_NONE;
+    uint32_t p =
+        name && hex_decode(name + 1, id, ID_LEN) == 0 ? idx_pack_find(&l->v->ix, id) : IDX_NONE;
     if (p == IDX_NONE)
         l->unindexed++;
     else
@@ -151,7 +153,7 @@ static size_t check_snapshots(vf *v, codec *c, const char *repository, ui *u, re
     }
     /* Chunks found damaged so far, to name the files that use them. */
     size_t ndamage = json_array_size(v->damage);
-    uint8_t (*bad)[ID_LEN] = xcalloc(ndamage ? ndamage : 1, ID_LEN);
+    uint8_t(*bad)[ID_LEN] = xcalloc(ndamage ? ndamage : 1, ID_LEN);
     size_t *bad_item = xcalloc(ndamage ? ndamage : 1, sizeof(*bad_item));
     size_t nbad = 0;
     for (size_t d = 0; d < ndamage; d++) {
@@ -177,7 +179,8 @@ static size_t check_snapshots(vf *v, codec *c, const char *repository, ui *u, re
                 if (idx_find(&v->ix, ref->id) == NULL)
                     add_damage(v, key, ref->id, "a chunk of the snapshot is not indexed");
                 for (size_t d = 0; d < nbad; d++) {
-                    json_t *files = json_object_get(json_array_get(v->damage, bad_item[d]), "files");
+                    json_t *files =
+                        json_object_get(json_array_get(v->damage, bad_item[d]), "files");
                     if (memcmp(bad[d], ref->id, ID_LEN) != 0 || json_array_size(files) >= 100)
                         continue;
                     char *file = xasprintf("%s@%s:%s", si->repository, si->id, node->path);
@@ -210,18 +213,17 @@ static int run_checks(vf *v, ui *u)
         if (ui_cancelled(u))
             __atomic_store_n(&v->stop, 1, __ATOMIC_RELAXED);
         size_t done = __atomic_load_n(&v->next, __ATOMIC_RELAXED);
-        ui_progress(u, v->nchosen ? (int)((done > v->nchosen ? v->nchosen : done) * 85 /
-                                          v->nchosen) : 85,
-                    "verifying: %zu of %zu packs, %.1f MiB", done > v->nchosen ? v->nchosen : done,
-                    v->nchosen, (double)__atomic_load_n(&v->bytes, __ATOMIC_RELAXED) / 1048576.0);
+        ui_progress(
+            u, v->nchosen ? (int)((done > v->nchosen ? v->nchosen : done) * 85 / v->nchosen) : 85,
+            "verifying: %zu of %zu packs, %.1f MiB", done > v->nchosen ? v->nchosen : done,
+            v->nchosen, (double)__atomic_load_n(&v->bytes, __ATOMIC_RELAXED) / 1048576.0);
     }
     for (int i = 0; i < nthreads; i++)
         pthread_join(th[i], NULL);
     return __atomic_load_n(&v->stop, __ATOMIC_RELAXED) ? -1 : 0;
 }
 
-int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t **result,
-                rerr *e)
+int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t **result, rerr *e)
 {
     vf v = {.s = s, .damage = json_array()};
     pthread_mutex_init(&v.mu, NULL);
@@ -265,12 +267,12 @@ int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t
     }
     size_t nsnaps = check_snapshots(&v, c, repository, u, e);
     size_t ndamage = json_array_size(v.damage);
-    *result = json_pack("{s:s,s:b,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:O}", "storage", s->name, "ok",
-                        ndamage == 0, "sample_percent", sample, "packs_total",
-                        (json_int_t)v.ix.npacks, "packs_checked", (json_int_t)v.nchosen,
-                        "blobs_checked", (json_int_t)v.blobs, "bytes_checked",
-                        (json_int_t)v.bytes, "snapshots_checked", (json_int_t)nsnaps,
-                        "unindexed_packs", (json_int_t)l.unindexed, "damaged", v.damage);
+    *result =
+        json_pack("{s:s,s:b,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:O}", "storage", s->name, "ok",
+                  ndamage == 0, "sample_percent", sample, "packs_total", (json_int_t)v.ix.npacks,
+                  "packs_checked", (json_int_t)v.nchosen, "blobs_checked", (json_int_t)v.blobs,
+                  "bytes_checked", (json_int_t)v.bytes, "snapshots_checked", (json_int_t)nsnaps,
+                  "unindexed_packs", (json_int_t)l.unindexed, "damaged", v.damage);
     for (size_t i = 0; i < ndamage; i++) {
         json_t *d = json_array_get(v.damage, i);
         json_t *files = json_object_get(d, "files");
@@ -286,8 +288,8 @@ int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t
     if (ndamage) {
         json_t *d = json_array_get(v.damage, 0);
         json_t *files = json_object_get(d, "files");
-        rerr_set(e, E_CORRUPT, "storage %s is damaged (%zu problems): %s: %s%s%s", s->name,
-                 ndamage, json_string_value(json_object_get(d, "object")),
+        rerr_set(e, E_CORRUPT, "storage %s is damaged (%zu problems): %s: %s%s%s", s->name, ndamage,
+                 json_string_value(json_object_get(d, "object")),
                  json_string_value(json_object_get(d, "error")),
                  json_array_size(files) ? "; used by " : "",
                  json_array_size(files) ? json_string_value(json_array_get(files, 0)) : "");

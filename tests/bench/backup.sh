@@ -9,7 +9,7 @@
 # BENCH_KEEP=1), BENCH_MB (tree size, default 1024), BENCH_TOOLS (default "ferry restic borg").
 #
 # The tree: four 1/10-size files, 200 medium files and about 20,000 small ones (1-32 KiB),
-# about 70 % incompressible (random) and 30 % compressible (hex text). The incremental run
+# about 70 % incompressible (random) and 30 % compressible (log-like text). The incremental run
 # follows a change of about 1 % of the bytes: 200 small files rewritten, 2 medium files
 # appended to, and a block overwritten in the middle of a large file. All runs use a warm
 # page cache. Every tool encrypts (ferry: a passphrase in the storage vault; restic always;
@@ -39,10 +39,23 @@ import os, random, sys
 root, total_mb = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(42)
 total = total_mb << 20
-def text(n):  # hex digits in lines: about 2:1 for zstd, unique data
+# Log-like lines: timestamps, levels, messages with numbers and ids. Each file draws its
+# own sequence from a large pool of lines, so it compresses (about 4:1 with zstd) but does
+# not deduplicate against other files.
+words = "request served cache miss user login failed retry upstream timeout disk queue " \
+        "worker started stopped backup snapshot pushed pulled verify ok error warn".split()
+levels = ["INFO", "WARN", "DEBUG", "ERROR"]
+pool = []
+for i in range(200000):
+    msg = " ".join(rnd.choice(words) for _ in range(rnd.randint(3, 9)))
+    pool.append(("2026-01-%02d %02d:%02d:%02d.%03d %s [%s] %s id=%s n=%d\n" % (
+        rnd.randint(1, 28), rnd.randint(0, 23), rnd.randint(0, 59), rnd.randint(0, 59),
+        rnd.randint(0, 999), rnd.choice(levels), rnd.choice(words), msg,
+        os.urandom(6).hex(), rnd.randint(0, 1 << 20))).encode())
+def text(n):
     out = bytearray()
     while len(out) < n:
-        out += os.urandom(39).hex().encode() + b"\n"
+        out += b"".join(rnd.choices(pool, k=1000))
     return bytes(out[:n])
 def data(n, random_share):
     return os.urandom(n) if rnd.random() < random_share else text(n)
@@ -104,7 +117,8 @@ timed() {
     local out=$1; shift
     /usr/bin/time -f "%e %M" -o "$out" "$@" >"$out.log" 2>&1
 }
-warm() { find "$SRC" -type f -exec cat {} + >/dev/null; }
+# Flushes earlier writes (so no tool pays for another's writeback), then reads the tree once.
+warm() { sync; find "$SRC" -type f -exec cat {} + >/dev/null; }
 
 # --- ferry --------------------------------------------------------------------------------------
 ferry() { FERRY_CONFIG=$DIR/ferry.conf "$FERRY_BIN" "$@"; }

@@ -119,4 +119,6 @@ wide=$(awk '$1 ~ /^b3-wide:/ { n++; s[n] = $3; e[n] = $4 }
                       if (c > max) max = c }
                   print max + 0 }' "$T_DIR/runs.log")
 if [[ $wide -ge 1 && $wide -le 2 ]]; then pass "the concurrency-2 machine ran at most 2 at once ($wide)"; else fail "the concurrency-2 machine ran at most 2 at once" "max $wide"; fi
+not_contains "no sanitizer reports from the hosts" "$(cat "$T_DIR"/host*.log)" "Sanitizer"
+not_contains "no undefined behaviour reported" "$(cat "$T_DIR"/host*.log)" "runtime error:"
 t_done

@@ -66,4 +66,6 @@ order=$(awk '{ split($1, l, ":"); m = l[1]; i = l[2] + 0
                last[m] = i; end[m] = $4 }' "$T_DIR/runs.log" | head -3)
 eq "per-machine order held across the restarts" "$order" ""
 grep -E "error|warn|rebuilt" "$T_DIR/host.log" | head -20 | sed 's/^/# /'
+not_contains "no sanitizer reports from the hosts" "$(cat "$T_DIR/host.log")" "Sanitizer"
+not_contains "no undefined behaviour reported" "$(cat "$T_DIR/host.log")" "runtime error:"
 t_done

@@ -51,10 +51,10 @@ out=$(job '{"function":"repo_pull","repository":"web-back","from_repository":"we
 eq "the kept snapshot restores" "$(status "$out")" COMPLETED
 check "with the data it shares with the removed one" cmp "$DS/repositories/web/keep.txt" "$DS/repositories/web-back/keep.txt"
 
-# --- a half-used pack is repacked, copying no more than it frees ----------------------------------
+# --- a pack at least half unused is repacked, copying no more than it frees ----------------------------------
 mkdir -p "$DS/repositories/half"
-head -c 3000000 /dev/urandom >"$DS/repositories/half/a.bin"
-head -c 3000000 /dev/urandom >"$DS/repositories/half/b.bin"
+head -c 4000000 /dev/urandom >"$DS/repositories/half/a.bin"
+head -c 2000000 /dev/urandom >"$DS/repositories/half/b.bin"
 job "{\"function\":\"repo_push\",\"repository\":\"half\",\"storage\":\"st\",\"snapshot_id\":\"h1\",\"threads\":1,\"retention_days\":$SHORT}" >/dev/null
 rm "$DS/repositories/half/a.bin"
 sleep 2
@@ -67,6 +67,26 @@ freed=$(res "$out" .retention.bytes_freed)
 eq "the storage verifies after repacking" "$(status "$(job '{"function":"repo_verify","storage":"st"}')")" COMPLETED
 out=$(job '{"function":"repo_pull","repository":"half-back","from_repository":"half","storage":"st"}')
 check "and the survivor restores" cmp "$DS/repositories/half/b.bin" "$DS/repositories/half-back/b.bin"
+
+# --- collection never reads a pack that keeps its data ------------------------------------------
+# The pack holding keep.bin is moved away while an expiry collects another pack: the
+# collection succeeds, so it never needed the pack that loses nothing.
+mkdir -p "$DS/repositories/prop"
+head -c 1500000 /dev/urandom >"$DS/repositories/prop/keep.bin"
+job '{"function":"repo_push","repository":"prop","storage":"st","snapshot_id":"p0","retention_days":30}' >/dev/null
+keep_pack=$(find "$T_DIR/st/data" -type f ! -name '.*' -size +1000k -newer "$DS/repositories/prop/keep.bin" | head -1)
+check "the pack holding keep.bin is found" test -f "$keep_pack"
+head -c 1500000 /dev/urandom >"$DS/repositories/prop/gone.bin"
+job "{\"function\":\"repo_push\",\"repository\":\"prop\",\"storage\":\"st\",\"snapshot_id\":\"p1\",\"retention_days\":$SHORT}" >/dev/null
+rm "$DS/repositories/prop/gone.bin"
+sleep 2
+mv "$keep_pack" "$T_DIR/kept-pack"
+out=$(job '{"function":"repo_push","repository":"prop","storage":"st","snapshot_id":"p2","retention_days":30}')
+eq "with a live pack missing, the expiry still runs" "$(res "$out" '.retention.expired | join(",")')" prop/p1
+[[ $(res "$out" .retention.packs_deleted) -ge 1 && $(res "$out" .retention.bytes_freed) -ge 1500000 ]] &&
+    pass "and collects the dead pack without reading the live one" || fail "collects without reading live packs" "$out"
+mv "$T_DIR/kept-pack" "$keep_pack"
+eq "the storage verifies with the pack back" "$(status "$(job '{"function":"repo_verify","storage":"st"}')")" COMPLETED
 
 # --- the newest snapshot of a repository stays --------------------------------------------------
 mkdir -p "$DS/repositories/solo" && echo solo >"$DS/repositories/solo/f"

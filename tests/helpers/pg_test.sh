@@ -6,7 +6,7 @@
 pg_require() {
     if [[ -z ${FERRY_TEST_PG_ADMIN_URL:-} ]]; then
         fail "a PostgreSQL server to test against" \
-            "FERRY_TEST_PG_ADMIN_URL is not set: run through tests/run.sh (make check), which starts one with scripts/pg.sh"
+            "${FERRY_TEST_PG_ERROR:-FERRY_TEST_PG_ADMIN_URL is not set: run through tests/run.sh (make check), which starts one with scripts/pg.sh}"
         t_done
         exit 1
     fi

@@ -72,7 +72,8 @@ static void test_chunker_bounds_and_determinism(void **state)
     /* Another seed cuts elsewhere. */
     cdc other;
     cdc_init(&other, 8, CDC_DATA_MIN, CDC_DATA_AVG, CDC_DATA_MAX);
-    assert_true(cut_all(&other, data, n, again, 256) != k || memcmp(cuts, again, k * sizeof(size_t)) != 0);
+    assert_true(cut_all(&other, data, n, again, 256) != k ||
+                memcmp(cuts, again, k * sizeof(size_t)) != 0);
     free(data);
 }
 
@@ -262,13 +263,16 @@ static void pack_round_trip(int encrypted)
     assert_memory_equal(pid, want, ID_LEN);
     buf out = {0};
     char why[200];
-    assert_int_equal(blob_decode(c, &entries[0], data.data + entries[0].offset, &out, why, sizeof(why)), 0);
+    assert_int_equal(
+        blob_decode(c, &entries[0], data.data + entries[0].offset, &out, why, sizeof(why)), 0);
     assert_memory_equal(out.data, random, 300000);
-    assert_int_equal(blob_decode(c, &entries[1], data.data + entries[1].offset, &out, why, sizeof(why)), 0);
+    assert_int_equal(
+        blob_decode(c, &entries[1], data.data + entries[1].offset, &out, why, sizeof(why)), 0);
     assert_memory_equal(out.data, text, sizeof(text));
     /* One flipped byte is caught and the chunk named. */
     data.data[entries[0].offset + 1000] ^= 0x40;
-    assert_int_equal(blob_decode(c, &entries[0], data.data + entries[0].offset, &out, why, sizeof(why)), -1);
+    assert_int_equal(
+        blob_decode(c, &entries[0], data.data + entries[0].offset, &out, why, sizeof(why)), -1);
     char hex[HEX_LEN + 1];
     hex_encode(id1, ID_LEN, hex);
     assert_non_null(strstr(why, hex));
@@ -480,7 +484,8 @@ static void test_local_provider(void **state)
     void *be = stor_local_ops.open(vault, &e);
     assert_non_null(be);
     assert_int_equal(stor_local_ops.put(be, "data/ab/x", "0123456789", 10, 0, &e), ST_OK);
-    assert_int_equal(stor_local_ops.put(be, "data/ab/x", "abc", 3, STOR_PUT_EXCLUSIVE, &e), ST_EXISTS);
+    assert_int_equal(stor_local_ops.put(be, "data/ab/x", "abc", 3, STOR_PUT_EXCLUSIVE, &e),
+                     ST_EXISTS);
     buf out = {0};
     assert_int_equal(stor_local_ops.get(be, "data/ab/x", 2, 3, &out, &e), ST_OK);
     assert_int_equal(out.len, 3);
@@ -533,7 +538,8 @@ static void test_storage_index_and_snapshots(void **state)
     assert_int_equal(storage_open("st", vault, 1, &s, &e), 0);
     assert_true(s->keys.encrypted);
     /* Index files round-trip through the storage. */
-    blob_entry be[2] = {{.offset = 4, .stored = 10, .raw = 20}, {.offset = 14, .stored = 5, .raw = 5, .type = BLOB_TREE}};
+    blob_entry be[2] = {{.offset = 4, .stored = 10, .raw = 20},
+                        {.offset = 14, .stored = 5, .raw = 5, .type = BLOB_TREE}};
     fill(be[0].id, ID_LEN, 1);
     fill(be[1].id, ID_LEN, 2);
     uint8_t pid[ID_LEN];
@@ -550,8 +556,10 @@ static void test_storage_index_and_snapshots(void **state)
     assert_int_equal(idx_find(&ix, be[1].id)->type, BLOB_TREE);
     idx_free(&ix);
     /* Manifests: exclusive writes, listing, resolution by id, tag and latest. */
-    json_t *m1 = json_pack("{s:I,s:[],s:{s:s}}", "unix_time", (json_int_t)100, "tree", "tags", "type", "pre-deployment");
-    json_t *m2 = json_pack("{s:I,s:[],s:[s]}", "unix_time", (json_int_t)200, "tree", "tags", "nightly");
+    json_t *m1 = json_pack("{s:I,s:[],s:{s:s}}", "unix_time", (json_int_t)100, "tree", "tags",
+                           "type", "pre-deployment");
+    json_t *m2 =
+        json_pack("{s:I,s:[],s:[s]}", "unix_time", (json_int_t)200, "tree", "tags", "nightly");
     assert_int_equal(snap_write(s, "web", "one", m1, &e), ST_OK);
     assert_int_equal(snap_write(s, "web", "one", m1, &e), ST_EXISTS);
     assert_int_equal(snap_write(s, "web", "two", m2, &e), ST_OK);
