@@ -259,10 +259,7 @@ int cli_store(cli *c)
     if (cli_config(c) != 0)
         return -1;
     char err[1024];
-    const char *target =
-        strcmp(c->cfg.store_driver, "postgres") == 0 ? c->cfg.store_conninfo : c->cfg.store_path;
-    struct store_options so = {.synchronous_normal = strcmp(c->cfg.store_synchronous, "normal") == 0};
-    c->st = store_open_opts(target, &so, err, sizeof(err));
+    c->st = store_open_config(&c->cfg, err, sizeof(err));
     if (c->st == NULL) {
         cli_fail(c, EXIT_ERROR, "%s", err);
         return -1;

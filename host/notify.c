@@ -148,8 +148,7 @@ void notify_deliver_all(const ferry_config *cfg, const json_t *request)
     const json_t *targets = json_object_get(request, "targets");
     const json_t *body = json_object_get(request, "body");
     const char *task_id = json_string_value(json_object_get(request, "taskId"));
-    const char *store_target =
-        strcmp(cfg->store_driver, "postgres") == 0 ? cfg->store_conninfo : cfg->store_path;
+
     size_t i;
     json_t *t;
     json_array_foreach(targets, i, t)
@@ -160,7 +159,7 @@ void notify_deliver_all(const ferry_config *cfg, const json_t *request)
         int rc = notify_deliver(cfg, target, body, err, sizeof(err));
         if (task_id == NULL)
             continue;
-        store *st = store_open(store_target, NULL, 0);
+        store *st = store_open_config(cfg, NULL, 0);
         if (st == NULL)
             continue;
         if (rc == 0)

@@ -710,6 +710,13 @@ static void claim(host *h)
         }
         size_t n = json_array_size(items), i;
         json_t *item;
+        /* On PostgreSQL a batch cut by a lost connection is replayed, and a replayed claim
+         * may find its item taken by another host meanwhile: commit the claim before any
+         * worker starts, so an item never runs on a claim that did not hold. */
+        if (n > 0 && strcmp(store_driver_name(h->st), "postgres") == 0) {
+            batch_end(h);
+            batch_begin(h);
+        }
         json_array_foreach(items, i, item) start_item(h, item);
         json_decref(items);
         if ((int)n < slots)
@@ -946,10 +953,9 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                                 .backoff = cfg->retry_backoff,
                                 .max_delay_ms = (int64_t)cfg->retry_max_delay * 1000,
                                 .jitter = cfg->retry_jitter};
-    const char *target =
-        strcmp(cfg->store_driver, "postgres") == 0 ? cfg->store_conninfo : cfg->store_path;
-    struct store_options so = {.synchronous_normal = strcmp(cfg->store_synchronous, "normal") == 0};
-    h.st = store_open_opts(target, &so, err, sizeof(err));
+    /* Named without credentials: the conninfo may hold a password. */
+    const char *target = store_config_target(cfg);
+    h.st = store_open_config(cfg, err, sizeof(err));
     if (h.st == NULL) {
         hlog(LOG_ERROR, "%s", err);
         return -1;

@@ -4,6 +4,7 @@
  * that field names, messages and computed fields cannot drift between engines.
  */
 #include "store.h"
+#include "config.h"
 
 #include "util.h"
 
@@ -75,6 +76,23 @@ store *store_open_opts(const char *url_or_path, const struct store_options *opts
     if (strncmp(path, "sqlite://", 9) == 0)
         path += 9;
     return store_sqlite_open(path, opts, err, errlen);
+}
+
+store *store_open_config(const ferry_config *cfg, char *err, size_t errlen)
+{
+    struct store_options so = {.synchronous_normal =
+                                   strcmp(cfg->store_synchronous, "normal") == 0};
+    /* The configured driver decides, not the shape of the string: a valid conninfo may
+     * start with any keyword ("keepalives=1 host=…"). */
+    if (strcmp(cfg->store_driver, "postgres") == 0)
+        return store_pg_open(cfg->store_conninfo, &so, err, errlen);
+    return store_open_opts(cfg->store_path, &so, err, errlen);
+}
+
+const char *store_config_target(const ferry_config *cfg)
+{
+    return strcmp(cfg->store_driver, "postgres") == 0 ? "PostgreSQL (store.conninfo)"
+                                                      : cfg->store_path;
 }
 
 store *store_open(const char *url_or_path, char *err, size_t errlen)

@@ -69,6 +69,17 @@ store *store_open(const char *url_or_path, char *err, size_t errlen);
 store *store_open_opts(const char *url_or_path, const struct store_options *opts, char *err,
                        size_t errlen);
 
+struct ferry_config;
+/*
+ * Opens the store the configuration names: store.conninfo with the PostgreSQL driver when
+ * store.driver is "postgres", else the SQLite file store.path, with store.synchronous.
+ */
+store *store_open_config(const struct ferry_config *cfg, char *err, size_t errlen);
+
+/* How to name the configured store in a log line without its credentials (static or
+ * borrowed from cfg). */
+const char *store_config_target(const struct ferry_config *cfg);
+
 /* Closes the handle, rolling back an open batch and removing its wake-up socket. NULL is
  * accepted. */
 void store_close(store *s);
