@@ -373,7 +373,7 @@ static int reconcile(gc_run *g, rerr *e)
             count_snapshot(g->s, &g->ix, g->c, &g->st, &g->st.snaps[i], -1, &ignore) != 0)
             ui_log(g->u, 1,
                    "snapshot %s: its tree is unreadable (%s); the data it used stays "
-                   "until a full collection",
+                   "counted (delete gc/state from the storage to recount every snapshot)",
                    g->st.snaps[i].key, ignore.msg);
     }
     return 0;
