@@ -315,8 +315,12 @@ int config_load(const char *explicit_path, ferry_config *cfg, char *err, size_t 
     cfg->plugin_sections = json_object();
 
     const char *path = pick_path(explicit_path);
-    if (path == NULL)
-        return check_values(cfg, err, errlen);
+    if (path == NULL) {
+        if (check_values(cfg, err, errlen) == 0)
+            return 0;
+        config_free(cfg);
+        return -1;
+    }
     cfg->path = xstrdup(path);
 
     int rc = -1;
@@ -347,6 +351,8 @@ int config_load(const char *explicit_path, ferry_config *cfg, char *err, size_t 
 out:
     free(dir);
     config_destroy(&lc);
+    if (rc != 0)
+        config_free(cfg); /* the callee cleans up after its own failure */
     return rc;
 }
 

@@ -57,8 +57,8 @@ typedef struct ferry_config {
 
 /*
  * Loads the configuration. explicit_path is --config (may be NULL). Returns 0, or -1 with err
- * naming the file and line ("conf/ferry.conf:12: unknown key 'store.drvier'"). The caller
- * frees *cfg with config_free.
+ * naming the file and line ("conf/ferry.conf:12: unknown key 'store.drvier'"). On success
+ * the caller frees *cfg with config_free; on failure nothing is left to free.
  */
 int config_load(const char *explicit_path, ferry_config *cfg, char *err, size_t errlen);
 

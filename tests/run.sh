@@ -19,6 +19,7 @@ export FERRY_ROOT=$PWD
 export CMOCKA_MESSAGE_OUTPUT=TAP
 filter=${1:-}
 limit=${FERRY_TEST_TIMEOUT:-300}
+[[ ${SAN:-0} == 1 && -z ${FERRY_TEST_TIMEOUT:-} ]] && limit=600 # ASan runs slower
 
 files=()
 for f in "$BUILD"/tests/test_*; do [[ -x $f ]] && files+=("$f"); done

@@ -9,6 +9,7 @@
 WRITERS=${FERRY_CONC_WRITERS:-4}
 PER_WRITER=${FERRY_CONC_ITEMS:-2500}
 LIMIT_S=${FERRY_CONC_LIMIT:-240} # a hard bound so a hang fails instead of stalling the suite
+[[ ${SAN:-0} == 1 && -z ${FERRY_CONC_LIMIT:-} ]] && LIMIT_S=540 # ASan makes every CLI start slower
 TOTAL=$((WRITERS * PER_WRITER))
 # sql DB QUERY: runs SQL on the SQLite store (sqlite3 when installed, else python3's module),
 # printing rows as a|b|c. Only for what the CLI cannot do or must be checked beneath it.
