@@ -76,7 +76,8 @@ chmod o-w "$P"
 
 # --- docs are generated from the descriptors and must not be stale -------------------------
 tmp=$T_DIR/functions.md
-FERRY_CONFIG=$FERRY_ROOT/conf/ferry.conf "$FERRY_BIN" functions --markdown >"$tmp" 2>/dev/null
+printf 'plugins = { dir = "%s"; };\n' "$FERRY_ROOT/$BUILD/plugins" >"$T_DIR/docs.conf"
+FERRY_CONFIG=$T_DIR/docs.conf "$FERRY_BIN" functions --markdown >"$tmp" 2>/dev/null
 if diff -u "$FERRY_ROOT/docs/functions.md" "$tmp" >"$T_DIR/diff" 2>&1; then
     pass "docs/functions.md matches the plugins (make docs)"
 else
