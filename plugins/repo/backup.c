@@ -28,9 +28,9 @@
 #include "snapshot.h"
 #include "tree.h"
 
-#define READ_BUF  ((size_t)8 << 20)
-#define QUEUE_CAP 3
-#define UPLOADERS 2
+#define READ_BUF      ((size_t)8 << 20)
+#define QUEUE_CAP     3
+#define MAX_UPLOADERS 32 /* storage_open caps the vault's "connections" there */
 
 typedef struct written_pack {
     uint8_t id[ID_LEN];
@@ -56,8 +56,9 @@ typedef struct bk {
     size_t nwork;
     size_t next; /* atomic: next work item */
     int rootfd;
-    int stop;    /* atomic */
-    int running; /* atomic: workers still running */
+    int stop;      /* atomic */
+    int running;   /* atomic: workers still running */
+    int uploading; /* atomic: uploaders still running */
     rerr err;
     uint64_t bytes_done, bytes_new, stored_new, chunks_new, changed; /* atomics */
     uint64_t reused; /* bytes of files taken over from the previous snapshot unread */
@@ -116,6 +117,7 @@ static void *uploader_main(void *arg)
             pthread_cond_wait(&b->q_nonempty, &b->mu);
         if (b->qlen == 0) {
             pthread_mutex_unlock(&b->mu);
+            __atomic_fetch_sub(&b->uploading, 1, __ATOMIC_RELEASE);
             return NULL;
         }
         pack *p = b->queue[b->qhead];
@@ -381,11 +383,17 @@ static void report(bk *b, ui *u, uint64_t total, double started)
 static int run_threads(bk *b, ui *u, uint64_t total, double started)
 {
     int nworkers = b->req->threads > 0 ? b->req->threads : default_threads();
-    pthread_t workers[16], uploaders[UPLOADERS];
+    /* One uploader per connection the storage takes: 2 for a local disk, the vault's
+     * "connections" (default 4) for remote ones. */
+    int nuploaders = b->s->connections > 0 ? b->s->connections : 2;
+    pthread_t workers[16], uploaders[MAX_UPLOADERS];
     if (nworkers > 16)
         nworkers = 16;
+    if (nuploaders > MAX_UPLOADERS)
+        nuploaders = MAX_UPLOADERS;
     b->running = nworkers;
-    for (int i = 0; i < UPLOADERS; i++)
+    b->uploading = nuploaders;
+    for (int i = 0; i < nuploaders; i++)
         pthread_create(&uploaders[i], NULL, uploader_main, b);
     for (int i = 0; i < nworkers; i++)
         pthread_create(&workers[i], NULL, worker_main, b);
@@ -405,7 +413,18 @@ static int run_threads(bk *b, ui *u, uint64_t total, double started)
     b->q_closed = 1;
     pthread_cond_broadcast(&b->q_nonempty);
     pthread_mutex_unlock(&b->mu);
-    for (int i = 0; i < UPLOADERS; i++)
+    /* The last packs may take a while to reach a remote storage: a cancel still counts. */
+    while (__atomic_load_n(&b->uploading, __ATOMIC_ACQUIRE) > 0) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (!stopped(b) && ui_cancelled(u)) {
+            rerr e = {0};
+            rerr_set(&e, E_CANCELLED, "cancelled");
+            bk_fail(b, &e);
+        }
+        report(b, u, total, started);
+    }
+    for (int i = 0; i < nuploaders; i++)
         pthread_join(uploaders[i], NULL);
     return b->err.kind == E_NONE ? 0 : -1;
 }
@@ -582,7 +601,8 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
     uint64_t total = 0;
     for (size_t i = 0; i < b.t.n; i++)
         total += b.t.nodes[i].kind == T_FILE ? b.t.nodes[i].size : 0;
-    b.reused = plan(&b, parent[0] ? &prev : NULL, prev_live && !req->source_is_snapshot);
+    b.reused =
+        plan(&b, parent[0] && !req->reread ? &prev : NULL, prev_live && !req->source_is_snapshot);
     add_u64(&b.bytes_done, b.reused);
     if (parent[0])
         ui_log(u, 0, "%s: %zu files to read, the rest unchanged since snapshot %s", req->repository,

@@ -41,6 +41,7 @@ typedef struct backup_req {
     const char *machine;
     int level;       /* zstd level, 0: none */
     int verify;      /* re-read what was written */
+    int reread;      /* read every file: no change detection against the last snapshot */
     int64_t expires; /* Unix seconds, 0: none */
     int threads;     /* 0: default_threads() */
 } backup_req;
@@ -73,5 +74,20 @@ int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e);
 /* Checks a storage: every pack (or a sample percentage of them) and every snapshot tree. */
 int repo_verify(storage *s, const char *repository, double sample_percent, ui *u, json_t **result,
                 rerr *e);
+
+typedef struct copy_req {
+    const char *repository; /* NULL: every repository of the source */
+    int full;               /* copy every pack and manifest again, even those the target has */
+    int64_t now;            /* Unix seconds: expired snapshots are not copied */
+} copy_req;
+
+/*
+ * Copies snapshots of req->repository from src to dst, a replica of src (opened with
+ * storage_open_replica): the packs they use that dst lacks (all of them with full), one
+ * index file for those packs, then the manifests. *result (new reference):
+ * {"snapshots_copied": ["repo/id", ...], "snapshots_present", "packs_copied",
+ * "packs_present", "bytes_copied"}. See replicate.c.
+ */
+int repo_copy(storage *src, storage *dst, const copy_req *req, ui *u, json_t **result, rerr *e);
 
 #endif

@@ -16,5 +16,6 @@ extern const ferry_function fn_repo_verify;
 extern const ferry_function fn_repo_gc;
 extern const ferry_function fn_backup_with_retry;
 extern const ferry_function fn_backup_to_secondary;
+extern const ferry_function fn_repo_replicate;
 
 #endif

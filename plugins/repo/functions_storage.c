@@ -412,9 +412,9 @@ static const ferry_function *const repo_functions[] = {
     &fn_repo_up,   &fn_repo_down,         &fn_repo_snapshot,
     &fn_repo_push, &fn_repo_pull,         &fn_repo_verify,
     &fn_repo_gc,   &fn_backup_with_retry, &fn_backup_to_secondary,
-    NULL,
+    &fn_repo_replicate, NULL,
 };
 
 FERRY_PLUGIN(.name = "repo", .version = "1.0.0",
-             .summary = "Repositories: snapshot, push, pull, up, down, retention, verify",
+             .summary = "Repositories: snapshot, push, pull, replicate, up, down, retention, verify",
              .functions = repo_functions)

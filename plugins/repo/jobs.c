@@ -2,6 +2,8 @@
 #include "jobs.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,6 +12,7 @@
 #include "lock.h"
 #include "pack.h"
 #include "snapshot.h"
+#include "xfer.h"
 
 #define PROGRESS_EVERY 2.0 /* seconds between progress reports (each is a trace row) */
 
@@ -37,20 +40,44 @@ static void ui_host_log(void *arg, int warn, const char *message)
 static int ui_host_cancelled(void *arg)
 {
     job *j = arg;
-    return ferry_cancelled(j->ctx);
+    int cancelled = ferry_cancelled(j->ctx);
+    if (cancelled)
+        xfer_cancel(1); /* ends transfers to remote storages in flight */
+    return cancelled;
 }
 
 void job_init(job *j, ferry_ctx *ctx)
 {
     memset(j, 0, sizeof(*j));
+    xfer_cancel(0);
     j->ctx = ctx;
     j->u = (ui){
         .arg = j, .progress = ui_host_progress, .log = ui_host_log, .cancelled = ui_host_cancelled};
 }
 
+/* The last error set through job_error: one job runs at a time in a worker. */
+static char last_code[32], last_msg[1024];
+
+void job_error(ferry_ctx *ctx, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
+    va_end(ap);
+    snprintf(last_code, sizeof(last_code), "%s", code);
+    ferry_set_error(ctx, code, "%s", last_msg);
+}
+
+const char *job_last_error(const char **code)
+{
+    if (code)
+        *code = last_code[0] ? last_code : "failed";
+    return last_msg[0] ? last_msg : "failed";
+}
+
 ferry_result job_fail(ferry_ctx *ctx, const rerr *e, int retry_transient)
 {
-    ferry_set_error(ctx, rerr_code(e->kind), "%s", e->msg[0] ? e->msg : "failed");
+    job_error(ctx, rerr_code(e->kind), "%s", e->msg[0] ? e->msg : "failed");
     switch (e->kind) {
     case E_INVALID:
         return FERRY_INVALID;
@@ -82,10 +109,10 @@ int check_name(ferry_ctx *ctx, const char *what, const char *value)
 {
     if (valid_name(value))
         return 1;
-    ferry_set_error(ctx, "bad_parameter",
-                    "%s \"%s\" must be 1-128 characters of letters, digits, '.', '_' and '-', "
-                    "starting with a letter or digit",
-                    what, value ? value : "");
+    job_error(ctx, "bad_parameter",
+              "%s \"%s\" must be 1-128 characters of letters, digits, '.', '_' and '-', "
+              "starting with a letter or digit",
+              what, value ? value : "");
     return 0;
 }
 
@@ -93,8 +120,11 @@ ferry_result job_storage(ferry_ctx *ctx, const char *name, int create, storage *
                          int retry_transient)
 {
     json_t *vault = ctx->host->storage(ctx, name);
-    if (vault == NULL)
-        return FERRY_FAIL; /* the storage service set the error: no such storage */
+    if (vault == NULL) {
+        job_error(ctx, "not_found",
+                  "the team has no storage named %s (create it with ferry create storage)", name);
+        return FERRY_FAIL;
+    }
     rerr e = {0};
     int rc = storage_open(name, vault, create, out, &e);
     json_decref(vault);
@@ -105,10 +135,10 @@ ferry_result require_local(target *t, const char *function)
 {
     if (t->local)
         return FERRY_OK;
-    ferry_set_error(t->ctx, "unsupported",
-                    "%s reads and writes the repository's files in the worker, so it needs a "
-                    "local machine; %s is remote: run a ferry bridge on it",
-                    function, t->name ? t->name : "the machine");
+    job_error(t->ctx, "unsupported",
+              "%s reads and writes the repository's files in the worker, so it needs a "
+              "local machine; %s is remote: run a ferry bridge on it",
+              function, t->name ? t->name : "the machine");
     return FERRY_FAIL;
 }
 
@@ -141,8 +171,8 @@ static int64_t expiry(const json_t *params, ferry_ctx *ctx, int *bad)
     double years = param_num(params, "retention_years", 0);
     *bad = days < 0 || years < 0 || !isfinite(days) || !isfinite(years) || years > 1000;
     if (*bad) {
-        ferry_set_error(ctx, "bad_parameter",
-                        "retention_days and retention_years must be positive numbers");
+        job_error(ctx, "bad_parameter",
+                  "retention_days and retention_years must be positive numbers");
         return 0;
     }
     if (days == 0 && years == 0)
@@ -156,8 +186,8 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
     const char *compression = param_str(params, "compression");
     int level = compression_level(compression ? compression : "default");
     if (level < 0) {
-        ferry_set_error(ctx, "bad_parameter",
-                        "compression must be fast, default, high or none, not \"%s\"", compression);
+        job_error(ctx, "bad_parameter",
+                  "compression must be fast, default, high or none, not \"%s\"", compression);
         return FERRY_INVALID;
     }
     int bad = 0;
@@ -182,8 +212,8 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
     job j;
     job_init(&j, ctx);
     if (!from_snapshot && !machine_exists(t, live)) {
-        ferry_set_error(ctx, "not_found", "repository %s does not exist on %s (%s)", repository,
-                        t->name, live);
+        job_error(ctx, "not_found", "repository %s does not exist on %s (%s)", repository, t->name,
+                  live);
         res = FERRY_FAIL;
         goto out;
     }
@@ -207,6 +237,7 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
                       .machine = t->name,
                       .level = level,
                       .verify = param_bool(params, "verify", 0),
+                      .reread = param_bool(params, "reread", 0),
                       .expires = expires,
                       .threads = (int)json_integer_value(json_object_get(params, "threads"))};
     if (repo_backup(s, &req, &j.u, result, &e) != 0) {

@@ -33,6 +33,15 @@ void job_init(job *j, ferry_ctx *ctx);
  */
 ferry_result job_fail(ferry_ctx *ctx, const rerr *e, int retry_transient);
 
+/*
+ * Sets the attempt's error (ferry_set_error) and keeps a copy that job_last_error returns,
+ * so a function running several steps (repo_replicate's targets) can report each step's
+ * cause. *code, when code is not NULL, receives the error's code.
+ */
+void job_error(ferry_ctx *ctx, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *job_last_error(const char **code);
+
 /* Parameter helpers: the value, or NULL / the fallback when absent or null. */
 const char *param_str(const json_t *params, const char *name);
 int param_bool(const json_t *params, const char *name, int fallback);
@@ -61,6 +70,9 @@ ferry_result require_local(target *t, const char *function);
          "restore_point can name a tag value or key=value."},                                      \
         {"verify", FERRY_PARAM_BOOLEAN, 0, "false",                                                \
          "Re-read every pack and the manifest after writing them."},                               \
+        {"reread", FERRY_PARAM_BOOLEAN, 0, "false",                                                \
+         "Read every file, even those whose size, mtime, inode and ctime match the last "          \
+         "snapshot."},                                                                             \
         {"compression", FERRY_PARAM_STRING, 0, "\"default\"",                                      \
          "zstd effort: fast (level 1), default (3), high (9) or none."},                           \
         {"retention_days", FERRY_PARAM_NUMBER, 0, NULL,                                            \

@@ -15,7 +15,8 @@
 
 struct lock {
     storage *s;
-    char key[64];
+    char key[64]; /* changes at each refresh (only the refresher writes it once it runs) */
+    int written;  /* the lock has been stored once */
     json_t *doc;
     int64_t refreshed;
     /* A thread rewrites the lock every LOCK_REFRESH seconds while it is held, so a holder
@@ -32,14 +33,34 @@ static int64_t now_s(void)
     return (int64_t)time(NULL);
 }
 
+/*
+ * Writes the lock. A refresh writes it under a new key and then deletes the old one, so the
+ * lock is never absent, not even on providers that cannot replace an object in one step
+ * (SFTP removes and renames): a collector scanning at any moment sees it.
+ */
 static int write_lock(lock *l, rerr *e)
 {
     json_object_set_new(l->doc, "refreshed", json_integer(now_s()));
     char *text = json_dumps(l->doc, JSON_COMPACT);
-    int rc = stor_put_sealed(l->s, l->key, LOCK_AAD, text, strlen(text), STOR_PUT_NOSYNC, e);
+    char key[sizeof(l->key)], rnd[33];
+    if (l->written) {
+        random_hex(rnd, 16);
+        snprintf(key, sizeof(key), "locks/%s", rnd);
+    } else {
+        snprintf(key, sizeof(key), "%s", l->key);
+    }
+    int rc = stor_put_sealed(l->s, key, LOCK_AAD, text, strlen(text), STOR_PUT_NOSYNC, e);
     free(text);
+    if (rc != ST_OK)
+        return -1;
+    if (l->written) {
+        rerr ignore = {0};
+        stor_del(l->s, l->key, &ignore);
+        memcpy(l->key, key, sizeof(l->key));
+    }
+    l->written = 1;
     l->refreshed = now_s();
-    return rc == ST_OK ? 0 : -1;
+    return 0;
 }
 
 static lock *new_lock(storage *s, const char *kind, const char *purpose)

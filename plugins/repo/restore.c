@@ -394,10 +394,14 @@ static void *verify_main(void *arg)
 /* Runs fn on the worker threads and reports progress until they finish. */
 static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const char *what)
 {
+    /* Each thread reads runs of packs and writes files: as many as there are cores, or as
+     * the storage's connections when a remote storage allows more transfers at once. */
     int nthreads = r->req->threads > 0 ? r->req->threads : default_threads();
-    if (nthreads > 16)
-        nthreads = 16;
-    pthread_t th[16];
+    if (r->req->threads <= 0 && r->s->connections > nthreads)
+        nthreads = r->s->connections;
+    if (nthreads > 32)
+        nthreads = 32;
+    pthread_t th[32];
     r->next = 0;
     r->written = 0;
     r->running = nthreads;

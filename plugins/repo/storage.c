@@ -7,14 +7,20 @@
 #define FORMAT_NAME    "ferry-storage"
 #define FORMAT_VERSION 1
 
-/* The providers this build knows; S3, SFTP and WebDAV join this table. */
-static const stor_ops *const providers[] = {&stor_local_ops, NULL};
+/* The providers this build knows. "http" is WebDAV over http:// or https://. */
+static const struct {
+    const char *name;
+    const stor_ops *ops;
+} providers[] = {
+    {"local", &stor_local_ops},   {"s3", &stor_s3_ops},       {"sftp", &stor_sftp_ops},
+    {"webdav", &stor_webdav_ops}, {"http", &stor_webdav_ops},
+};
 
 static const stor_ops *find_provider(const char *name)
 {
-    for (size_t i = 0; providers[i]; i++)
-        if (strcmp(providers[i]->name, name) == 0)
-            return providers[i];
+    for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++)
+        if (strcmp(providers[i].name, name) == 0)
+            return providers[i].ops;
     return NULL;
 }
 
@@ -209,11 +215,14 @@ int storage_open(const char *name, const json_t *vault, int create, storage **ou
     const stor_ops *ops = find_provider(pname);
     if (ops == NULL)
         return rerr_set(e, E_INVALID,
-                        "storage %s: provider \"%s\" is not supported by this build (known: local)",
+                        "storage %s: provider \"%s\" is not supported by this build (known: local, "
+                        "s3, sftp, webdav, http)",
                         name, pname);
     storage *s = xcalloc(1, sizeof(*s));
     s->name = xstrdup(name);
     s->ops = ops;
+    json_int_t conns = json_integer_value(json_object_get(vault, "connections"));
+    s->connections = conns > 0 && conns <= 32 ? (int)conns : ops == &stor_local_ops ? 2 : 4;
     s->be = ops->open(vault, e);
     json_t *config = NULL;
     const char *passphrase = json_string_value(json_object_get(vault, "passphrase"));
@@ -225,6 +234,51 @@ int storage_open(const char *name, const json_t *vault, int create, storage **ou
     }
     json_decref(config);
     *out = s;
+    return 0;
+}
+
+int storage_open_replica(const char *name, const json_t *vault, storage *src, storage **out,
+                         rerr *e)
+{
+    rerr probe = {0};
+    if (storage_open(name, vault, 0, out, &probe) == 0)
+        goto check;
+    if (probe.kind != E_NOTFOUND) {
+        rerr_merge(e, &probe);
+        return -1;
+    }
+    /* No config yet: give it the source's, byte for byte, so that both share the id, the
+     * keys and the chunker, and every object copies as it is. */
+    buf config = {0};
+    int rc = stor_get(src, "config", 0, 0, &config, e);
+    if (rc == ST_NOTFOUND)
+        rc = rerr_set(e, E_CORRUPT, "storage %s has no config", src->name);
+    if (rc == ST_OK) {
+        storage raw = {.name = (char *)name};
+        const char *pname = json_string_value(json_object_get(vault, "provider"));
+        raw.ops = find_provider(pname ? pname : "local");
+        if (raw.ops == NULL || (raw.be = raw.ops->open(vault, e)) == NULL) {
+            if (raw.ops == NULL)
+                rerr_set(e, E_INVALID, "storage %s: provider \"%s\" is not supported", name, pname);
+            rc = ST_ERROR;
+        } else {
+            rc = stor_put(&raw, "config", config.data, config.len, STOR_PUT_EXCLUSIVE, e);
+            raw.ops->close(raw.be);
+        }
+    }
+    buf_free(&config);
+    if ((rc != ST_OK && rc != ST_EXISTS) || storage_open(name, vault, 0, out, e) != 0)
+        return -1;
+check:
+    if (strcmp((*out)->id, src->id) != 0) {
+        rerr_set(e, E_INVALID,
+                 "storage %s already holds another storage (id %s, not %s's %s): replicate into "
+                 "an empty storage or into a replica of %s",
+                 name, (*out)->id, src->name, src->id, src->name);
+        storage_close(*out);
+        *out = NULL;
+        return -1;
+    }
     return 0;
 }
 

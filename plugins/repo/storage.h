@@ -58,6 +58,9 @@ typedef struct stor_ops {
 } stor_ops;
 
 extern const stor_ops stor_local_ops;
+extern const stor_ops stor_s3_ops;     /* storage_s3.c */
+extern const stor_ops stor_sftp_ops;   /* storage_sftp.c */
+extern const stor_ops stor_webdav_ops; /* storage_webdav.c ("webdav", also named "http") */
 
 /* An open storage: a provider plus the format's config and keys. */
 typedef struct storage {
@@ -67,7 +70,8 @@ typedef struct storage {
     keys keys;
     cdc data_cdc;
     cdc meta_cdc;
-    char id[33]; /* random storage id from the config */
+    char id[33];     /* random storage id from the config */
+    int connections; /* parallel transfers the provider takes (the vault's "connections") */
 } storage;
 
 /*
@@ -77,6 +81,15 @@ typedef struct storage {
  */
 int storage_open(const char *name, const json_t *vault, int create, storage **out, rerr *e);
 void storage_close(storage *s);
+
+/*
+ * Opens the storage named name as a replica of src: when it has no config yet, src's config
+ * is written to it first, so both share id, keys and chunker and objects copy byte for byte
+ * (its vault's passphrase must then be src's). A storage that holds another config is
+ * refused (E_INVALID). Returns 0 with *out set, or -1 with e set.
+ */
+int storage_open_replica(const char *name, const json_t *vault, storage *src, storage **out,
+                         rerr *e);
 
 /* Provider calls through the storage (thin wrappers that keep call sites short). */
 int stor_put(storage *s, const char *key, const void *data, size_t len, unsigned flags, rerr *e);

@@ -6,7 +6,10 @@
 #   tests/bench/backup.sh            (BUILD=build by default; run from the source tree)
 #
 # Environment: BENCH_DIR (default /tmp/ferry-bench-backup; removed at the end unless
-# BENCH_KEEP=1), BENCH_MB (tree size, default 1024), BENCH_TOOLS (default "ferry restic borg").
+# BENCH_KEEP=1), BENCH_MB (tree size, default 1024), BENCH_TOOLS (default "ferry restic borg"),
+# BENCH_TARGET: local (default: a directory), s3 (moto_server on loopback, signatures checked,
+# tests/helpers/moto.sh) or sftp (OpenSSH on loopback, tests/helpers/sshd.sh); ferry and
+# restic write to the same server, each into its own bucket or directory.
 #
 # The tree: four 1/10-size files, 200 medium files and about 20,000 small ones (1-32 KiB),
 # about 70 % incompressible (random) and 30 % compressible (log-like text). The incremental run
@@ -26,8 +29,13 @@ export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS
 SRC=$DIR/datastore/repositories/bench
 HOST_PID=
 
+TARGET=${BENCH_TARGET:-local}
 cleanup() {
     [[ -n $HOST_PID ]] && kill "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null
+    case $TARGET in
+    s3) "$ROOT/tests/helpers/moto.sh" stop "$DIR/moto" 2>/dev/null ;;
+    sftp) "$ROOT/tests/helpers/sshd.sh" stop "$DIR/sshd" 2>/dev/null ;;
+    esac
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -138,7 +146,7 @@ EOF
     ferry create region bench >/dev/null && ferry create bridge bench bench >/dev/null &&
         ferry create team Bench >/dev/null &&
         ferry create machine Bench bench box --vault "{\"connection\":\"local\",\"datastore\":\"$DIR/datastore\"}" >/dev/null &&
-        ferry create storage Bench store --vault "{\"provider\":\"local\",\"path\":\"$DIR/ferry-storage\",\"passphrase\":\"bench-passphrase\"}" >/dev/null ||
+        ferry create storage Bench store --vault "$(storage_vault)" >/dev/null ||
         { echo "ferry setup failed" >&2; return 1; }
     ferry serve >"$DIR/host.log" 2>&1 &
     HOST_PID=$!
@@ -189,14 +197,22 @@ measure() { # TOOL PHASE CMD...
 run_restic() {
     command -v restic >/dev/null || { echo "restic is not installed (scripts/deps.sh bench)" >&2; return 1; }
     local repo=$DIR/restic-repo target=$DIR/restic-restore
-    restic init --repo "$repo" >/dev/null 2>&1 || return 1
+    local -a opts=()
+    case $TARGET in
+    s3) repo=s3:http://127.0.0.1:$PORT/restic
+        "$ROOT/tests/helpers/moto.sh" bucket "$DIR/moto" restic >/dev/null || return 1 ;;
+    sftp) repo=sftp:root@127.0.0.1:$DIR/sftp-restic
+        opts=(-o "sftp.command=ssh -p $PORT -i $DIR/sshd/client_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1 -s sftp") ;;
+    esac
+    local -a R=(restic ${opts[@]+"${opts[@]}"})
+    "${R[@]}" init --repo "$repo" >/dev/null 2>&1 || return 1
     warm
-    measure restic first restic --repo "$repo" backup --quiet "$SRC" || return 1
+    measure restic first "${R[@]}" --repo "$repo" backup --quiet "$SRC" || return 1
     change_one_percent
     warm
-    measure restic incremental restic --repo "$repo" backup --quiet "$SRC" || return 1
+    measure restic incremental "${R[@]}" --repo "$repo" backup --quiet "$SRC" || return 1
     rm -rf "$target"
-    measure restic restore restic --repo "$repo" restore latest --quiet --target "$target" || return 1
+    measure restic restore "${R[@]}" --repo "$repo" restore latest --quiet --target "$target" || return 1
     rm -rf "$target" "$repo"
 }
 run_borg() {
@@ -213,8 +229,37 @@ run_borg() {
     rm -rf "$target" "$repo"
 }
 
+# The storage server, when remote: both tools write to it over loopback.
+PORT=
+start_target() {
+    case $TARGET in
+    local) ;;
+    s3)
+        PORT=$("$ROOT/tests/helpers/moto.sh" start "$DIR/moto") &&
+            "$ROOT/tests/helpers/moto.sh" bucket "$DIR/moto" ferry >/dev/null || return 1
+        export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+        AWS_ACCESS_KEY_ID=$(cat "$DIR/moto/access_key_id")
+        AWS_SECRET_ACCESS_KEY=$(cat "$DIR/moto/secret_access_key") ;;
+    sftp)
+        PORT=$("$ROOT/tests/helpers/sshd.sh" start "$DIR/sshd") || return 1
+        mkdir -p "$DIR/sftp-ferry" ;;
+    *) echo "BENCH_TARGET must be local, s3 or sftp" >&2; return 1 ;;
+    esac
+}
+storage_vault() {
+    case $TARGET in
+    local) jq -nc --arg p "$DIR/ferry-storage" '{provider:"local",path:$p,passphrase:"bench-passphrase"}' ;;
+    s3) jq -nc --arg e "http://127.0.0.1:$PORT" --arg k "$AWS_ACCESS_KEY_ID" --arg s "$AWS_SECRET_ACCESS_KEY" \
+        '{provider:"s3",endpoint:$e,bucket:"ferry",access_key_id:$k,secret_access_key:$s,passphrase:"bench-passphrase"}' ;;
+    sftp) jq -nc --arg p "$DIR/sftp-ferry" --arg port "$PORT" --rawfile key "$DIR/sshd/client_key" \
+        --arg hk "$(cut -d' ' -f1,2 "$DIR/sshd/host_key.pub")" \
+        '{provider:"sftp",host:"127.0.0.1",port:($port|tonumber),user:"root",path:$p,private_key:$key,host_public_key:$hk,passphrase:"bench-passphrase"}' ;;
+    esac
+}
+
 rm -rf "$DIR"
 mkdir -p "$DIR"
+start_target || { echo "# the $TARGET server did not start" >&2; exit 1; }
 echo "# generating a ${MB} MiB tree in $SRC" >&2
 files=$(generate) || exit 1
 TREE_BYTES=$(du -sb --apparent-size "$SRC" | cut -f1)
@@ -225,6 +270,6 @@ for tool in $TOOLS; do
     "run_$tool" || echo "# $tool: skipped after an error" >&2
 done
 
-echo "backup benchmark: $files files, $((TREE_BYTES / 1048576)) MiB, $(nproc) cores; MB/s = tree size / wall time"
+echo "backup benchmark ($TARGET storage): $files files, $((TREE_BYTES / 1048576)) MiB, $(nproc) cores; MB/s = tree size / wall time"
 printf '%-8s %-12s %8s %9s %10s\n' tool phase seconds MB/s "RSS MiB"
 for r in "${ROWS[@]}"; do echo "$r"; done

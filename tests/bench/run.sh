@@ -84,3 +84,10 @@ echo
 for extra in tests/bench/schedule.sh tests/bench/backup.sh tests/bench/pg.sh; do
     [[ -x $extra ]] && { BUILD=$BUILD "$extra" || echo "($extra failed)"; echo; }
 done
+# Remote storages over loopback: ferry and restic against the same S3 and SFTP servers. The
+# S3 server (moto) keeps objects in memory, hence the smaller tree.
+for target in s3 sftp; do
+    BUILD=$BUILD BENCH_TARGET=$target BENCH_MB=${BENCH_REMOTE_MB:-256} BENCH_TOOLS="ferry restic" \
+        tests/bench/backup.sh || echo "(backup.sh on $target failed)"
+    echo
+done

@@ -1,0 +1,720 @@
+/*
+ * The "s3" storage provider: a bucket (and optionally a key prefix inside it) on Amazon S3
+ * or any S3-compatible server, through libcurl and the shared transfer layer (xfer.h).
+ *
+ * Vault (besides the transfer settings of xfer.h: connections, bwlimit, timeout, ...):
+ *   "bucket"             required
+ *   "access_key_id", "secret_access_key"   required; "session_token" optional
+ *   "region"             default "us-east-1"
+ *   "endpoint"           default https://s3.REGION.amazonaws.com; http:// only for loopback
+ *                        hosts unless "insecure_http" is true
+ *   "prefix"             keys live under "PREFIX/" in the bucket (default: the bucket's root)
+ *   "url_style"          "virtual" (bucket.host/key) or "path" (host/bucket/key); default
+ *                        virtual for amazonaws.com endpoints, path for the others
+ *
+ * Requests are signed with AWS SigV4 by libcurl (CURLOPT_AWS_SIGV4). libcurl 7.88 does not
+ * add x-amz-content-sha256, so every request carries the hex SHA-256 of its body (all bodies
+ * are in memory), signed with the rest.
+ *
+ * Every object is written with one PUT, which S3 makes atomic and durable when it answers
+ * 200. No multipart upload: packs are at most ~16 MiB and index files tens of MiB, far below
+ * the 5 GB limit of a single PUT, so the streaming put of storage.h is left to the default
+ * (the object is buffered in memory and handed to put).
+ *
+ * Exclusive puts send "If-None-Match: *" (S3 answers 412 when the key exists) and look with
+ * HEAD first, for servers that ignore the header. When a PUT that was tried more than once
+ * meets an existing object, the object is read back: equal bytes mean an earlier try of ours
+ * arrived although its answer was lost (sealed objects carry random nonces, so nobody else
+ * writes the same bytes).
+ *
+ * The provider is thread-safe: its state is read-only after open, and every request borrows
+ * a handle from the pool. The secret and the session token reach libcurl only; no message
+ * holds them, nor the Authorization header or a server's error body beyond its <Code>.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage.h"
+#include "xfer.h"
+
+#define S3_LIST_MAX_PAGES 100000 /* a bound on pagination (100 M keys), against a loop */
+
+typedef struct s3 {
+    xfer_pool *pool;
+    char *endpoint; /* as configured, for messages */
+    char *bucket;
+    char *base;       /* URL of the bucket's root without a trailing '/' */
+    const char *root; /* what follows base in the bucket's own URL: "/" (virtual) or "" */
+    char *prefix;     /* "" or "dir/sub/" */
+    char *sigv4;      /* "aws:amz:REGION:s3" */
+    char *access_key_id;
+    char *secret;
+    char *token_header; /* "x-amz-security-token: ..." or NULL */
+} s3;
+
+/* One request: what http_do takes and answers, and the signing state its prepare needs. */
+typedef struct s3_call {
+    http_req r;
+    const s3 *s;
+    struct curl_slist *headers; /* the request's complete header list */
+    int tries;                  /* how many times http_do sent it */
+} s3_call;
+
+/* ---- opening ----------------------------------------------------------------------------- */
+
+static void s3_free(s3 *s)
+{
+    if (s == NULL)
+        return;
+    xfer_pool_free(s->pool);
+    if (s->secret)
+        memset(s->secret, 0, strlen(s->secret));
+    if (s->token_header)
+        memset(s->token_header, 0, strlen(s->token_header));
+    free(s->endpoint);
+    free(s->bucket);
+    free(s->base);
+    free(s->prefix);
+    free(s->sigv4);
+    free(s->access_key_id);
+    free(s->secret);
+    free(s->token_header);
+    free(s);
+}
+
+static const char *vault_str(const json_t *vault, const char *key)
+{
+    const char *v = json_string_value(json_object_get(vault, key));
+    return v && v[0] ? v : NULL;
+}
+
+static int loopback_host(const char *host)
+{
+    size_t n = strlen(host);
+    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+           strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0 ||
+           (n > 10 && strcmp(host + n - 10, ".localhost") == 0);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Bucket names S3 accepts in a host name (virtual style) or in a path (any style). */
+static int valid_bucket(const char *b, int in_host)
+{
+    size_t n = strlen(b);
+    if (n < 3 || n > 255 || !isalnum((unsigned char)b[0]))
+        return 0;
+    for (const char *p = b; *p; p++) {
+        int ok = islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-' ||
+                 *p == '.' || (!in_host && (isupper((unsigned char)*p) || *p == '_'));
+        if (!ok)
+            return 0;
+    }
+    return !in_host || n <= 63;
+}
+
+/* "/a//b/" → "a/b/"; "" stays "". Caller frees. */
+static char *normal_prefix(const char *p)
+{
+    char *out = xmalloc(strlen(p) + 2), *o = out;
+    for (; *p; p++)
+        if (*p != '/' || (o > out && o[-1] != '/'))
+            *o++ = *p;
+    if (o > out && o[-1] != '/')
+        *o++ = '/';
+    *o = '\0';
+    return out;
+}
+
+/*
+ * Builds s->base from the endpoint: "scheme://host[:port][/path]/bucket" (path style) or
+ * "scheme://bucket.host[:port][/path]" (virtual-host style). 0, or -1 with e set.
+ */
+static int build_base(s3 *s, const json_t *vault, rerr *e)
+{
+    int rc = -1;
+    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *user = NULL, *query = NULL;
+    CURLU *u = curl_url();
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, s->endpoint, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        rerr_set(e, E_INVALID, "s3 storage vault: \"endpoint\" %s is not a URL", s->endpoint);
+        goto out;
+    }
+    curl_url_get(u, CURLUPART_PORT, &port, 0);
+    curl_url_get(u, CURLUPART_PATH, &path, 0);
+    curl_url_get(u, CURLUPART_USER, &user, 0);
+    curl_url_get(u, CURLUPART_QUERY, &query, 0);
+    if (user || query) {
+        rerr_set(e, E_INVALID,
+                 "s3 storage vault: \"endpoint\" must be scheme://host[:port][/path] without "
+                 "credentials or a query; the keys go in \"access_key_id\" and "
+                 "\"secret_access_key\"");
+        goto out;
+    }
+    int https = strcmp(scheme, "https") == 0;
+    if (!https && strcmp(scheme, "http") != 0) {
+        rerr_set(e, E_INVALID, "s3 storage vault: \"endpoint\" must be an http:// or https:// URL");
+        goto out;
+    }
+    if (!https && !loopback_host(host) && !json_is_true(json_object_get(vault, "insecure_http"))) {
+        rerr_set(e, E_INVALID,
+                 "s3 storage vault: \"endpoint\" %s is plain http to another machine, which "
+                 "exposes the data and the session token: use https, or set "
+                 "\"insecure_http\": true",
+                 s->endpoint);
+        goto out;
+    }
+    const char *style = vault_str(vault, "url_style");
+    int virtual_style;
+    if (style == NULL)
+        virtual_style = ends_with(host, "amazonaws.com") && strchr(s->bucket, '.') == NULL;
+    else if (strcmp(style, "virtual") == 0 || strcmp(style, "path") == 0)
+        virtual_style = style[0] == 'v';
+    else {
+        rerr_set(e, E_INVALID, "s3 storage vault: \"url_style\" must be \"virtual\" or \"path\"");
+        goto out;
+    }
+    if (!valid_bucket(s->bucket, virtual_style)) {
+        rerr_set(e, E_INVALID, "s3 storage vault: \"bucket\" \"%s\" is not a valid bucket name%s",
+                 s->bucket,
+                 virtual_style ? " for virtual-host style (3-63 of a-z 0-9 . -); use "
+                                 "\"url_style\": \"path\" for other names"
+                               : "");
+        goto out;
+    }
+    size_t pl = path ? strlen(path) : 0;
+    while (pl > 0 && path[pl - 1] == '/')
+        pl--;
+    char portpart[16] = "";
+    if (port)
+        snprintf(portpart, sizeof(portpart), ":%s", port);
+    s->root = virtual_style ? "/" : "";
+    if (virtual_style)
+        s->base = xasprintf("%s://%s.%s%s%.*s", scheme, s->bucket, host, portpart, (int)pl,
+                            path ? path : "");
+    else
+        s->base = xasprintf("%s://%s%s%.*s/%s", scheme, host, portpart, (int)pl, path ? path : "",
+                            s->bucket);
+    rc = 0;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_free(user);
+    curl_free(query);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+static void *s3_open(const json_t *vault, rerr *e)
+{
+    xfer_opts o;
+    if (xfer_opts_read(vault, "s3", &o, e) != 0)
+        return NULL;
+    const char *bucket = vault_str(vault, "bucket");
+    const char *akid = vault_str(vault, "access_key_id");
+    const char *secret = vault_str(vault, "secret_access_key");
+    if (bucket == NULL || akid == NULL || secret == NULL) {
+        rerr_set(e, E_INVALID,
+                 "an s3 storage's vault needs \"bucket\", \"access_key_id\" and "
+                 "\"secret_access_key\"");
+        return NULL;
+    }
+    const char *region = vault_str(vault, "region");
+    if (region == NULL)
+        region = "us-east-1";
+    for (const char *p = region; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-') {
+            rerr_set(e, E_INVALID, "s3 storage vault: \"region\" \"%s\" is not a region name",
+                     region);
+            return NULL;
+        }
+    if (strchr(akid, ':') || strchr(akid, '\n') || strchr(secret, '\n')) {
+        rerr_set(e, E_INVALID,
+                 "s3 storage vault: \"access_key_id\" or \"secret_access_key\" "
+                 "holds a character no AWS key has (':' or a line break)");
+        return NULL;
+    }
+    const char *token = vault_str(vault, "session_token");
+    if (token && (strchr(token, '\n') || strchr(token, '\r'))) {
+        rerr_set(e, E_INVALID, "s3 storage vault: \"session_token\" holds a line break");
+        return NULL;
+    }
+    s3 *s = xcalloc(1, sizeof(*s));
+    s->bucket = xstrdup(bucket);
+    const char *endpoint = vault_str(vault, "endpoint");
+    s->endpoint = endpoint ? xstrdup(endpoint) : xasprintf("https://s3.%s.amazonaws.com", region);
+    s->prefix = normal_prefix(vault_str(vault, "prefix") ? vault_str(vault, "prefix") : "");
+    s->sigv4 = xasprintf("aws:amz:%s:s3", region);
+    s->access_key_id = xstrdup(akid);
+    s->secret = xstrdup(secret);
+    s->token_header = token ? xasprintf("x-amz-security-token: %s", token) : NULL;
+    if (build_base(s, vault, e) != 0) {
+        s3_free(s);
+        return NULL;
+    }
+    s->pool = xfer_pool_new(&o);
+    return s;
+}
+
+static void s3_close(void *self)
+{
+    s3_free(self);
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
+/*
+ * Signs the request on its handle. The header list is set here again, replacing the one
+ * http_do built: libcurl 7.88 signs an empty "Expect:" header (which http_do adds to skip
+ * 100-continue) but does not send it, and the server's signature then differs.
+ */
+static void s3_sign(CURL *h, void *arg)
+{
+    s3_call *c = arg;
+    c->tries++;
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
+    curl_easy_setopt(h, CURLOPT_AWS_SIGV4, c->s->sigv4);
+    curl_easy_setopt(h, CURLOPT_USERNAME, c->s->access_key_id);
+    curl_easy_setopt(h, CURLOPT_PASSWORD, c->s->secret);
+}
+
+/* The object URL of key (relative to the vault's prefix); caller frees. */
+static char *object_url(const s3 *s, const char *key)
+{
+    char *full = xasprintf("%s%s", s->prefix, key);
+    char *esc = url_path_escape(full);
+    char *url = xasprintf("%s/%s", s->base, esc);
+    free(esc);
+    free(full);
+    return url;
+}
+
+/* The headers every request carries: the body's SHA-256 and the session token. */
+static struct curl_slist *base_headers(const s3 *s, const void *body, size_t len)
+{
+    uint8_t digest[ID_LEN];
+    char hex[HEX_LEN + 1];
+    sha256(body ? body : "", body ? len : 0, digest);
+    hex_encode(digest, ID_LEN, hex);
+    char line[128];
+    snprintf(line, sizeof(line), "x-amz-content-sha256: %s", hex);
+    struct curl_slist *h = curl_slist_append(NULL, line);
+    if (s->token_header)
+        h = curl_slist_append(h, s->token_header);
+    return h;
+}
+
+/*
+ * Sends c->r (method, url, body, out and what filled in) with the extra headers (taken over
+ * and freed here). Returns 0 with c->r's outputs filled (any status) and c->tries set, or -1
+ * with e set when no answer came even after the retries.
+ */
+static int s3_request(const s3 *s, s3_call *c, struct curl_slist *extra, rerr *e)
+{
+    c->s = s;
+    c->headers = base_headers(s, c->r.body, c->r.body_len);
+    for (struct curl_slist *x = extra; x; x = x->next)
+        c->headers = curl_slist_append(c->headers, x->data);
+    curl_slist_free_all(extra);
+    c->r.headers = c->headers;
+    c->r.prepare = s3_sign;
+    c->r.prepare_arg = c;
+    /* Every request may be repeated: GET, HEAD, DELETE, and PUTs of whole objects (for an
+     * exclusive PUT, put tells a retry's own earlier success from somebody else's object). */
+    c->r.idempotent = 1;
+    int rc = http_do(s->pool, &c->r, e);
+    curl_slist_free_all(c->headers);
+    c->headers = c->r.headers = NULL;
+    return rc;
+}
+
+/* S3's <Code> from an error body. */
+typedef struct code_walk {
+    char code[64];
+} code_walk;
+
+static void on_error_elem(void *arg, const char *path, const char *text)
+{
+    code_walk *w = arg;
+    if (strcmp(path, "Error/Code") == 0)
+        snprintf(w->code, sizeof(w->code), "%s", text);
+}
+
+static void error_code(const http_req *r, char *code, size_t codelen)
+{
+    code_walk w = {""};
+    if (r->err_body[0])
+        xml_walk(r->err_body, strlen(r->err_body), on_error_elem, &w);
+    /* Codes are identifiers; anything else is not echoed. */
+    for (char *p = w.code; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+            *p = '\0';
+    snprintf(code, codelen, "%s", w.code);
+}
+
+/* What to tell the operator for an S3 error <Code>. */
+static const struct {
+    const char *code;
+    int kind;
+    const char *hint; /* follows "WHAT: STATUS CODE: " */
+} s3_errors[] = {
+    {"SignatureDoesNotMatch", E_INVALID,
+     "the server rejected the request's signature: check \"secret_access_key\" (and "
+     "\"region\") in the storage's vault"},
+    {"InvalidAccessKeyId", E_INVALID,
+     "the server does not know the access key: check \"access_key_id\" in the storage's vault"},
+    {"AccessDenied", E_INVALID,
+     "give the key of \"access_key_id\" s3:GetObject, s3:PutObject, s3:DeleteObject and "
+     "s3:ListBucket on the bucket"},
+    {"AllAccessDisabled", E_INVALID, "access to the bucket is disabled"},
+    {"InvalidToken", E_INVALID,
+     "the session token was refused: renew \"session_token\" (with its key pair) in the "
+     "storage's vault"},
+    {"ExpiredToken", E_INVALID,
+     "the session token has expired: renew \"session_token\" (with its key pair) in the "
+     "storage's vault"},
+    {"RequestTimeTooSkewed", E_TRANSIENT,
+     "this machine's clock is too far off the server's: fix the clock (NTP)"},
+    {"AuthorizationHeaderMalformed", E_INVALID,
+     "the bucket is in another region: set \"region\" (or \"endpoint\") in the storage's "
+     "vault to the bucket's"},
+    {"PermanentRedirect", E_INVALID,
+     "the bucket is in another region: set \"region\" (or \"endpoint\") in the storage's "
+     "vault to the bucket's"},
+};
+
+/*
+ * Turns an unexpected status into an error naming what to fix. Returns ST_ERROR. The
+ * server's error body is only read for its <Code>: AWS echoes the canonical request in some
+ * error bodies, and that holds the session token.
+ */
+static int s3_fail(const s3 *s, const http_req *r, rerr *e)
+{
+    char code[64];
+    error_code(r, code, sizeof(code));
+    const char *sep = code[0] ? " " : "";
+    if (strcmp(code, "NoSuchBucket") == 0)
+        return rerr_set(e, E_INVALID,
+                        "%s: bucket %s does not exist at %s: create it, or fix \"bucket\" or "
+                        "\"endpoint\" in the storage's vault",
+                        r->what, s->bucket, s->endpoint);
+    for (size_t i = 0; i < sizeof(s3_errors) / sizeof(s3_errors[0]); i++)
+        if (strcmp(code, s3_errors[i].code) == 0)
+            return rerr_set(e, s3_errors[i].kind, "%s: %ld %s: %s", r->what, r->status, code,
+                            s3_errors[i].hint);
+    if (r->status == 301 || r->status == 307)
+        return rerr_set(e, E_INVALID,
+                        "%s: %ld%s%s: bucket %s is in another region: set \"region\" (or "
+                        "\"endpoint\") in the storage's vault to the bucket's",
+                        r->what, r->status, sep, code, s->bucket);
+    if (r->status == 403)
+        return rerr_set(e, E_INVALID,
+                        "%s: 403%s%s: check \"access_key_id\", \"secret_access_key\" and the "
+                        "key's permissions on bucket %s",
+                        r->what, sep, code, s->bucket);
+    /* 409: a conflicting request in flight (S3's ConditionalRequestConflict). */
+    int kind = r->status >= 500 || r->status == 429 || r->status == 408 || r->status == 409
+                   ? E_TRANSIENT
+                   : E_FAIL;
+    return rerr_set(e, kind, "%s: the server answered HTTP %ld%s%s", r->what, r->status, sep, code);
+}
+
+/* ---- operations --------------------------------------------------------------------------- */
+
+static int s3_exists(void *self, const char *key, uint64_t *size, rerr *e)
+{
+    const s3 *s = self;
+    char *url = object_url(s, key);
+    char *what = xasprintf("HEAD s3://%s/%s%s", s->bucket, s->prefix, key);
+    s3_call c = {.r = {.method = "HEAD", .url = url, .what = what}};
+    int rc = s3_request(s, &c, NULL, e);
+    if (rc == 0) {
+        if (c.r.status == 200) {
+            if (size)
+                *size = c.r.content_length >= 0 ? (uint64_t)c.r.content_length : 0;
+            rc = ST_OK;
+        } else if (c.r.status == 404) {
+            rc = ST_NOTFOUND;
+        } else {
+            rc = s3_fail(s, &c.r, e);
+        }
+    }
+    free(what);
+    free(url);
+    return rc;
+}
+
+/* Reads range [off, off+len) (len 0: to the end) of key, appended to out. See stor_ops.get. */
+static int s3_get(void *self, const char *key, uint64_t off, uint64_t len, buf *out, rerr *e)
+{
+    const s3 *s = self;
+    char *url = object_url(s, key);
+    char *what = xasprintf("GET s3://%s/%s%s", s->bucket, s->prefix, key);
+    struct curl_slist *extra = NULL;
+    char range[96];
+    int ranged = off > 0 || len > 0;
+    if (ranged) {
+        if (len > 0)
+            snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)off,
+                     (unsigned long long)(off + len - 1));
+        else
+            snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long)off);
+        extra = curl_slist_append(extra, range);
+    }
+    size_t start = out->len;
+    s3_call c = {.r = {.method = "GET", .url = url, .out = out, .what = what}};
+    int rc = s3_request(s, &c, extra, e);
+    if (rc != 0)
+        goto out;
+    if (c.r.status == 404) {
+        char code[64];
+        error_code(&c.r, code, sizeof(code));
+        rc = strcmp(code, "NoSuchBucket") == 0 ? s3_fail(s, &c.r, e) : ST_NOTFOUND;
+        goto out;
+    }
+    if (c.r.status == 416) {
+        rc = rerr_set(e, E_CORRUPT, "%s: the object is shorter than offset %llu", what,
+                      (unsigned long long)off);
+        goto out;
+    }
+    if (c.r.status != 200 && c.r.status != 206) {
+        rc = s3_fail(s, &c.r, e);
+        goto out;
+    }
+    uint64_t got = out->len - start;
+    if (c.r.status == 200 && ranged) {
+        /* The server sent the whole object: keep the range. */
+        uint64_t want = len ? len : got > off ? got - off : 0;
+        if (off + want > got) {
+            rc = rerr_set(e, E_CORRUPT, "%s: %llu bytes, shorter than expected (%llu)", what,
+                          (unsigned long long)got, (unsigned long long)(off + want));
+            goto out;
+        }
+        memmove(out->data + start, out->data + start + off, want);
+        out->len = start + want;
+    } else if (len > 0 && got != len) {
+        rc = rerr_set(e, E_CORRUPT, "%s: %llu bytes at offset %llu, expected %llu", what,
+                      (unsigned long long)got, (unsigned long long)off, (unsigned long long)len);
+        goto out;
+    }
+    rc = ST_OK;
+out:
+    if (rc != ST_OK)
+        out->len = start;
+    free(what);
+    free(url);
+    return rc;
+}
+
+/* Non-zero when key holds exactly data (an earlier try of our own exclusive put). */
+static int holds_bytes(const s3 *s, const char *key, const void *data, size_t len)
+{
+    buf got = {0};
+    rerr ignored = {0};
+    int same = s3_get((void *)s, key, 0, 0, &got, &ignored) == ST_OK && got.len == len &&
+               (len == 0 || memcmp(got.data, data, len) == 0);
+    buf_free(&got);
+    return same;
+}
+
+static int s3_put(void *self, const char *key, const void *data, size_t len, unsigned flags,
+                  rerr *e)
+{
+    const s3 *s = self;
+    int exclusive = (flags & STOR_PUT_EXCLUSIVE) != 0;
+    /* STOR_PUT_NOSYNC changes nothing: S3 answers once the object is stored. */
+    if (exclusive) {
+        int rc = s3_exists(self, key, NULL, e);
+        if (rc != ST_NOTFOUND)
+            return rc == ST_OK ? ST_EXISTS : rc;
+    }
+    char *url = object_url(s, key);
+    char *what = xasprintf("PUT s3://%s/%s%s", s->bucket, s->prefix, key);
+    struct curl_slist *extra = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+    if (exclusive)
+        extra = curl_slist_append(extra, "If-None-Match: *");
+    s3_call c = {
+        .r = {
+            .method = "PUT", .url = url, .body = data ? data : "", .body_len = len, .what = what}};
+    int rc = s3_request(s, &c, extra, e);
+    if (rc != 0)
+        goto out;
+    if (c.r.status == 200 || c.r.status == 201 || c.r.status == 204)
+        rc = ST_OK;
+    else if (exclusive && c.r.status == 412)
+        rc = c.tries > 1 && holds_bytes(s, key, data, len) ? ST_OK : ST_EXISTS;
+    else
+        rc = s3_fail(s, &c.r, e);
+out:
+    free(what);
+    free(url);
+    return rc;
+}
+
+static int s3_del(void *self, const char *key, rerr *e)
+{
+    const s3 *s = self;
+    char *url = object_url(s, key);
+    char *what = xasprintf("DELETE s3://%s/%s%s", s->bucket, s->prefix, key);
+    s3_call c = {.r = {.method = "DELETE", .url = url, .what = what}};
+    int rc = s3_request(s, &c, NULL, e);
+    if (rc == 0) {
+        char code[64];
+        error_code(&c.r, code, sizeof(code));
+        /* S3 answers 204 whether or not the key existed. */
+        if (c.r.status == 200 || c.r.status == 204 ||
+            (c.r.status == 404 && strcmp(code, "NoSuchBucket") != 0))
+            rc = ST_OK;
+        else
+            rc = s3_fail(s, &c.r, e);
+    }
+    free(what);
+    free(url);
+    return rc;
+}
+
+/* ---- listing ------------------------------------------------------------------------------- */
+
+typedef struct list_entry {
+    char *key;
+    uint64_t size;
+} list_entry;
+
+/* One page of ListObjectsV2, as the XML walk collects it. */
+typedef struct list_page {
+    list_entry *entries;
+    size_t n, cap;
+    char *key; /* of the <Contents> being read */
+    uint64_t size;
+    int truncated;
+    char *next_token;
+} list_page;
+
+static void on_list_elem(void *arg, const char *path, const char *text)
+{
+    list_page *pg = arg;
+    if (strcmp(path, "ListBucketResult/Contents/Key") == 0) {
+        free(pg->key);
+        pg->key = xstrdup(text);
+    } else if (strcmp(path, "ListBucketResult/Contents/Size") == 0) {
+        pg->size = strtoull(text, NULL, 10);
+    } else if (strcmp(path, "ListBucketResult/Contents") == 0 && pg->key) {
+        if (pg->n == pg->cap) {
+            pg->cap = pg->cap ? pg->cap * 2 : 256;
+            pg->entries = xrealloc(pg->entries, pg->cap * sizeof(*pg->entries));
+        }
+        pg->entries[pg->n++] = (list_entry){pg->key, pg->size};
+        pg->key = NULL;
+        pg->size = 0;
+    } else if (strcmp(path, "ListBucketResult/IsTruncated") == 0) {
+        pg->truncated = strcmp(text, "true") == 0;
+    } else if (strcmp(path, "ListBucketResult/NextContinuationToken") == 0) {
+        free(pg->next_token);
+        pg->next_token = xstrdup(text);
+    }
+}
+
+static void page_free(list_page *pg)
+{
+    for (size_t i = 0; i < pg->n; i++)
+        free(pg->entries[i].key);
+    free(pg->entries);
+    free(pg->key);
+    free(pg->next_token);
+    memset(pg, 0, sizeof(*pg));
+}
+
+/* The ListObjectsV2 URL: query parameters sorted by name, as SigV4 needs with libcurl. */
+static char *list_url(const s3 *s, const char *full_prefix, const char *token)
+{
+    char *p = url_query_escape(full_prefix);
+    char *url;
+    if (token) {
+        char *t = url_query_escape(token);
+        url = xasprintf("%s%s?continuation-token=%s&list-type=2&prefix=%s", s->base, s->root, t, p);
+        free(t);
+    } else {
+        url = xasprintf("%s%s?list-type=2&prefix=%s", s->base, s->root, p);
+    }
+    free(p);
+    return url;
+}
+
+/*
+ * Reports the page's keys relative to the vault's prefix, skipping hidden names (a last
+ * component starting with '.'). Returns 1 when cb asked to stop.
+ */
+static int report_page(const s3 *s, const list_page *pg, stor_list_cb cb, void *arg)
+{
+    size_t plen = strlen(s->prefix);
+    for (size_t i = 0; i < pg->n; i++) {
+        const char *key = pg->entries[i].key;
+        if (strncmp(key, s->prefix, plen) != 0)
+            continue;
+        key += plen;
+        const char *last = strrchr(key, '/');
+        last = last ? last + 1 : key;
+        if (last[0] == '.' || last[0] == '\0')
+            continue;
+        if (cb(arg, key, pg->entries[i].size) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int s3_list(void *self, const char *prefix, stor_list_cb cb, void *arg, rerr *e)
+{
+    const s3 *s = self;
+    char *full = xasprintf("%s%s", s->prefix, prefix);
+    char *what = xasprintf("LIST s3://%s/%s", s->bucket, full);
+    char *token = NULL;
+    int rc = ST_OK;
+    for (int page = 0; page < S3_LIST_MAX_PAGES; page++) {
+        buf body = {0};
+        char *url = list_url(s, full, token);
+        s3_call c = {.r = {.method = "GET", .url = url, .out = &body, .what = what}};
+        list_page pg = {0};
+        if (s3_request(s, &c, NULL, e) != 0) {
+            rc = ST_ERROR;
+        } else if (c.r.status != 200) {
+            rc = s3_fail(s, &c.r, e);
+        } else if (xml_walk((const char *)body.data, body.len, on_list_elem, &pg) != 0) {
+            rc = rerr_set(e, E_TRANSIENT, "%s: the server's listing is not well-formed XML", what);
+        } else if (pg.truncated && (pg.next_token == NULL || pg.next_token[0] == '\0')) {
+            rc = rerr_set(e, E_FAIL, "%s: a truncated listing without a continuation token", what);
+        }
+        int stop = rc == ST_OK && report_page(s, &pg, cb, arg);
+        free(token);
+        token = pg.truncated && rc == ST_OK ? xstrdup(pg.next_token) : NULL;
+        page_free(&pg);
+        buf_free(&body);
+        free(url);
+        if (rc != ST_OK || stop || token == NULL)
+            break;
+    }
+    if (rc == ST_OK && token)
+        rc = rerr_set(e, E_FAIL, "%s: more than %d pages of keys", what, S3_LIST_MAX_PAGES);
+    free(token);
+    free(what);
+    free(full);
+    return rc;
+}
+
+const stor_ops stor_s3_ops = {
+    .name = "s3",
+    .open = s3_open,
+    .put = s3_put,
+    .get = s3_get,
+    .list = s3_list,
+    .del = s3_del,
+    .exists = s3_exists,
+    .close = s3_close,
+};
