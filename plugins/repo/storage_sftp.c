@@ -302,6 +302,7 @@ static int check_host_key(void *arg, int keytype, const char *key, size_t keylen
 
 /* A request: fill the inputs, call perform. */
 typedef struct call {
+    xfer_pool *pool;  /* set by perform_once: bandwidth is booked against it */
     const char *what; /* "upload data/ab/ab12…", for messages */
     char *url;        /* owned */
     struct curl_slist *quote, *postquote;
@@ -339,6 +340,12 @@ static size_t read_cb(char *to, size_t size, size_t n, void *arg)
     call *c = arg;
     size_t left = c->body_len - c->sent;
     size_t want = size * n < left ? size * n : left;
+    /* Under a bandwidth limit, small steps keep the pace even (the buffer is 2 MiB). */
+    if (xfer_pool_opts(c->pool)->bwlimit > 0 && want > 65536)
+        want = 65536;
+    if (want == 0)
+        return 0;
+    xfer_throttle(c->pool, XFER_SEND, want);
     memcpy(to, c->body + c->sent, want);
     c->sent += want;
     return want;
@@ -348,6 +355,7 @@ static size_t write_cb(char *data, size_t size, size_t n, void *arg)
 {
     call *c = arg;
     size_t len = size * n;
+    xfer_throttle(c->pool, XFER_RECV, len);
     if (c->out == NULL)
         return len;
     if (c->out->len - c->out_start + len > c->out_max) {
@@ -370,6 +378,8 @@ static int watchdog(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t 
     (void)dltotal;
     (void)ultotal;
     call *c = arg;
+    if (xfer_cancelled())
+        return 1; /* the job was cancelled */
     double now = mono_sec();
     if (dlnow + ulnow != c->moved) {
         c->moved = dlnow + ulnow;
@@ -415,6 +425,7 @@ static void set_auth(const sftp *s, CURL *h)
 static CURLcode perform_once(sftp *s, call *c)
 {
     CURL *h = xfer_get(s->pool);
+    c->pool = s->pool;
     c->sent = 0;
     c->overflow = 0;
     c->errbuf[0] = '\0';

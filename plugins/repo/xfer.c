@@ -129,6 +129,11 @@ void xfer_cancel(int on)
     __atomic_store_n(&cancelled, on, __ATOMIC_RELAXED);
 }
 
+int xfer_cancelled(void)
+{
+    return __atomic_load_n(&cancelled, __ATOMIC_RELAXED);
+}
+
 /* Aborts a running transfer once the job is cancelled. */
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)

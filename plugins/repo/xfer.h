@@ -69,6 +69,8 @@ void xfer_throttle(xfer_pool *p, int direction, size_t n);
  * sets it (a worker runs one job at a time) and a new job clears it.
  */
 void xfer_cancel(int on);
+/* Non-zero once xfer_cancel(1) was called (for providers with their own progress callback). */
+int xfer_cancelled(void);
 
 /* Non-zero when a curl result may pass on another try (connection refused or reset,
  * timeout, partial transfer, send/receive error). */
