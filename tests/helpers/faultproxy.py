@@ -113,6 +113,7 @@ def serve(client):
     time.sleep(0.05)
     count(1)
     sent = 0
+    graceful = False
     try:
         while True:
             words = mode()
@@ -126,6 +127,7 @@ def serve(client):
             for s in ready:
                 data = s.recv(262144)
                 if not data:
+                    graceful = True
                     raise EOFError
                 other = upstream if s is client else client
                 if s is client and words[0] == "cut":
@@ -137,8 +139,12 @@ def serve(client):
         pass
     finally:
         count(-1)
-        reset(client)
-        reset(upstream)
+        if graceful:  # one side closed: close the other one the same way (FIN, not RST)
+            client.close()
+            upstream.close()
+        else:
+            reset(client)
+            reset(upstream)
 
 
 def main():
