@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # repo_replicate (issue 9, point 4): the seed's setup-replication.sh creates its schedules
-# verbatim and, when one fires, the repository is pushed to both targets with each target
-# reported on its own; incremental runs send only what a target lacks; a failing target does
+# verbatim and, when one fires, the repository is pushed to both targets (the us-west ones
+# are S3 storages on a loopback moto_server that checks signatures, the eu-west ones local
+# and encrypted) with each target reported on its own; incremental runs send only what a target lacks; a failing target does
 # not stop the others; a storage source makes byte-for-byte replicas (encrypted too) that
 # restore, copies only missing snapshots and packs, refuses a target holding another
 # storage, and in full mode repairs a damaged replica; verify checks every target.
@@ -15,12 +16,25 @@ mkdir -p "$T_DIR/bin"
 ln -s "$FERRY_BIN" "$T_DIR/bin/ferry"
 "$FERRY_ROOT/tests/seed/extract.sh" "$SEED_GUIDE" "$SEED" >/dev/null
 DS=$T_DIR/ds
+MOTO=$T_DIR/moto
+if ! "$FERRY_ROOT/tests/helpers/moto.sh" start "$MOTO" >/dev/null 2>"$T_DIR/moto.err"; then
+    fail "moto_server starts" "$(cat "$T_DIR/moto.err")"
+    t_done
+    exit 1
+fi
+T_EXTRA_PIDS=$(cat "$MOTO/moto.pid")
+"$FERRY_ROOT/tests/helpers/moto.sh" bucket "$MOTO" replicas
+S3_VAULT=$(jq -nc --arg e "http://127.0.0.1:$(cat "$MOTO/port")" --arg k "$(cat "$MOTO/access_key_id")" \
+    --arg s "$(cat "$MOTO/secret_access_key")" '{provider:"s3",endpoint:$e,bucket:"replicas",access_key_id:$k,secret_access_key:$s}')
+s3_storage() { # s3_storage NAME PREFIX [extra JSON]: an S3 storage under PREFIX in the bucket
+    ferry create storage Operations "$1" --vault "$(jq -c --arg p "$2" ".prefix = \$p ${3:+| . + $3}" <<<"$S3_VAULT")" >/dev/null
+}
 ferry create region us-east >/dev/null && ferry create bridge us-east local >/dev/null
 ferry create team Operations >/dev/null
 ferry create machine Operations local replication-master \
     --vault "{\"connection\":\"local\",\"datastore\":\"$DS\"}" >/dev/null
 for repo in customer-db application configurations; do
-    ferry create storage Operations "s3-us-west-$repo" --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/us-west-$repo\"}" >/dev/null
+    s3_storage "s3-us-west-$repo" "us-west/$repo"
     ferry create storage Operations "s3-eu-west-$repo" --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/eu-west-$repo\",\"passphrase\":\"eu pass\"}" >/dev/null
 done
 
@@ -67,6 +81,9 @@ eq "the mode is reported" "$(res "$app" .mode)" incremental
 out=$(job '{"function":"repo_pull","repository":"restored","from_repository":"application","storage":"s3-eu-west-application"}')
 eq "the eu-west replica restores" "$(status "$out")" COMPLETED
 same_tree "$DS/repositories/application" "$DS/repositories/restored" && pass "and holds the repository exactly" || fail "the replica holds the repository"
+out=$(job '{"function":"repo_pull","repository":"restored-s3","from_repository":"application","storage":"s3-us-west-application"}')
+eq "so does the us-west one, from S3" "$(status "$out")" COMPLETED
+same_tree "$DS/repositories/application" "$DS/repositories/restored-s3" && pass "exactly" || fail "the S3 replica holds the repository"
 
 # --- incremental: only what each target lacks -------------------------------------------------
 head -c 500000 /dev/urandom >"$DS/repositories/application/data/new.bin"
@@ -94,7 +111,7 @@ eq "the counts are reported" "$(res "$out" '"\(.completed)/\(.failed)"')" "1/2"
 # --- a storage source: byte-for-byte replicas ---------------------------------------------------
 ferry create storage Operations primary --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/primary\",\"passphrase\":\"pp\"}" >/dev/null
 ferry create storage Operations replica-a --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/replica-a\",\"passphrase\":\"pp\"}" >/dev/null
-ferry create storage Operations replica-b --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/replica-b\",\"passphrase\":\"pp\"}" >/dev/null
+s3_storage replica-b storage-replica '{"passphrase":"pp"}'
 for repo in customer-db application; do
     out=$(job "{\"function\":\"repo_push\",\"repository\":\"$repo\",\"storage\":\"primary\",\"snapshot_id\":\"s1\"}")
     eq "push $repo to the primary" "$(status "$out")" COMPLETED
@@ -108,7 +125,7 @@ eq "and only the repository's data: customer-db's snapshot is not copied" "$(ls 
 out=$(job '{"function":"repo_pull","repository":"from-replica","from_repository":"application","storage":"replica-b"}')
 eq "a replica restores" "$(status "$out")" COMPLETED
 out=$(job "$S")
-eq "a second run copies nothing" "$(res "$out" '[.targets[].copy.packs_copied, (.targets[].copy.snapshots_copied | length)] | add')" 0
+eq "a second run copies nothing (local and S3 replicas)" "$(res "$out" '[.targets[].copy.packs_copied, (.targets[].copy.snapshots_copied | length)] | add')" 0
 eq "and reports the snapshot present" "$(res "$out" '[.targets[].copy.snapshots_present] | join(",")')" "1,1"
 head -c 300000 /dev/urandom >"$DS/repositories/application/data/newer.bin"
 packs() { find "$T_DIR/primary/data" -type f | wc -l; }
