@@ -80,10 +80,14 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $$(
 	    -shared -o $@ $(filter %.c,$^) $(SANFLAGS) $(PLUGIN_LIBS) \
 	    $(if $(call plugin_pkgs,$*),$(shell pkg-config --libs $(call plugin_pkgs,$*)))
 
+# Unit tests that compile the repo plugin's sources in need its extra libraries too.
+REPO_TEST_LIBS = $(shell pkg-config --libs $(call plugin_pkgs,repo))
+$(BUILD)/tests/test_xfer: TEST_LIBS = $(REPO_TEST_LIBS)
+$(BUILD)/tests/test_repo_format $(BUILD)/tests/test_xfer: $(wildcard plugins/repo/*.c plugins/repo/*.h)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)
 	$(call say,TEST,$@)
-	$(Q)$(CC) $(HOST_CFLAGS) -o $@ $< $(BUILD)/libferry.a $(HOST_LDFLAGS) $(HOST_LIBS) -lcmocka
+	$(Q)$(CC) $(HOST_CFLAGS) -o $@ $< $(BUILD)/libferry.a $(HOST_LDFLAGS) $(HOST_LIBS) $(TEST_LIBS) -lcmocka
 
 check: all $(UNIT_BIN) deps-test
 	@BUILD=$(BUILD) SAN=$(SAN) CC="$(CC)" tests/run.sh

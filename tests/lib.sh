@@ -176,6 +176,9 @@ setup_local_machine() {
 }
 
 # Prints the status of a task.
+# tree_compare A B: compares two trees entry by entry (tests/helpers/tree_compare.py); prints the
+# differences and "N entries compared, M differ", returns 1 when some differ.
+tree_compare() { python3 "$FERRY_ROOT/tests/helpers/tree_compare.py" "$1" "$2"; }
 task_status() { ferry list queue --task-id "$1" --output json | jq -r '.data[0].status'; }
 
 # lines_at_least FILE N: the file exists and has N lines or more (for wait_for)

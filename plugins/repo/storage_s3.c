@@ -271,16 +271,11 @@ static void s3_close(void *self)
 
 /* ---- requests ----------------------------------------------------------------------------- */
 
-/*
- * Signs the request on its handle. The header list is set here again, replacing the one
- * http_do built: libcurl 7.88 signs an empty "Expect:" header (which http_do adds to skip
- * 100-continue) but does not send it, and the server's signature then differs.
- */
+/* Signs the request on its handle (libcurl computes the SigV4 signature when it sends). */
 static void s3_sign(CURL *h, void *arg)
 {
     s3_call *c = arg;
     c->tries++;
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(h, CURLOPT_AWS_SIGV4, c->s->sigv4);
     curl_easy_setopt(h, CURLOPT_USERNAME, c->s->access_key_id);
     curl_easy_setopt(h, CURLOPT_PASSWORD, c->s->secret);
@@ -458,20 +453,11 @@ static int s3_get(void *self, const char *key, uint64_t off, uint64_t len, buf *
     const s3 *s = self;
     char *url = object_url(s, key);
     char *what = xasprintf("GET s3://%s/%s%s", s->bucket, s->prefix, key);
-    struct curl_slist *extra = NULL;
-    char range[96];
     int ranged = off > 0 || len > 0;
-    if (ranged) {
-        if (len > 0)
-            snprintf(range, sizeof(range), "Range: bytes=%llu-%llu", (unsigned long long)off,
-                     (unsigned long long)(off + len - 1));
-        else
-            snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long)off);
-        extra = curl_slist_append(extra, range);
-    }
     size_t start = out->len;
-    s3_call c = {.r = {.method = "GET", .url = url, .out = out, .what = what}};
-    int rc = s3_request(s, &c, extra, e);
+    s3_call c = {
+        .r = {.method = "GET", .url = url, .out = out, .off = off, .len = len, .what = what}};
+    int rc = s3_request(s, &c, NULL, e);
     if (rc != 0)
         goto out;
     if (c.r.status == 404) {

@@ -490,17 +490,6 @@ static void propfind_free(propfind *pf)
     free(pf->cur.href);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX escapes; a malformed escape is kept as it is. Caller frees. */
 static char *percent_decode(const char *s)
 {
@@ -508,7 +497,7 @@ static char *percent_decode(const char *s)
     char *o = out;
     for (; *s; s++) {
         int hi, lo;
-        if (s[0] == '%' && (hi = hex_value(s[1])) >= 0 && (lo = hex_value(s[2])) >= 0) {
+        if (s[0] == '%' && (hi = hex_digit(s[1])) >= 0 && (lo = hex_digit(s[2])) >= 0) {
             *o++ = (char)(hi << 4 | lo);
             s += 2;
         } else {

@@ -57,6 +57,7 @@ void put_u32(uint8_t *p, uint32_t v);
 
 void hex_encode(const uint8_t *in, size_t n, char *out); /* out holds 2n+1 bytes */
 int hex_decode(const char *in, uint8_t *out, size_t n);  /* exactly 2n hex digits; 0 or -1 */
+int hex_digit(char c); /* the value of one hex digit (either case), or -1 */
 
 /*
  * Error records. Every operation that can fail fills one and returns -1; the first error

@@ -91,32 +91,6 @@ verify_ok() { # verify_ok NAME STORAGE
     if [[ $(status "$out") == COMPLETED && $(res "$out" .ok) == true ]]; then pass "$1"; else fail "$1" "$out"; fi
 }
 
-# tree_compare A B: type, mode, mtime (ns), size, content hash and link target of every entry.
-tree_compare() {
-    python3 - "$1" "$2" <<'EOF'
-import hashlib, os, stat, sys
-def scan(root):
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            e = {"type": stat.S_IFMT(st.st_mode), "mode": stat.S_IMODE(st.st_mode), "mtime": st.st_mtime_ns}
-            if stat.S_ISLNK(st.st_mode):
-                e["target"] = os.readlink(p)
-            elif stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    e["size"], e["sha256"] = st.st_size, hashlib.sha256(f.read()).hexdigest()
-            out[os.path.relpath(p, root)] = e
-    return out
-a, b = scan(sys.argv[1]), scan(sys.argv[2])
-bad = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-for k in bad[:10]:
-    print(f"differs: {k}: {a.get(k)} != {b.get(k)}")
-print(f"{len(a)} entries compared, {len(bad)} differ")
-sys.exit(1 if bad else 0)
-EOF
-}
 # round_trip NAME REPO STORAGE: pulls REPO's newest snapshot into a new repository, compares.
 round_trip() {
     local copy="rt-$RANDOM" out cmp

@@ -78,34 +78,6 @@ errmsg() { jq -r '.error.message' <<<"$1"; }
 packs_in() { find "$SRV/$1/data" -type f ! -name '.*' 2>/dev/null | wc -l; }
 tmps_in() { find "$SRV/$1" -name '.tmp-*' 2>/dev/null | wc -l; }
 
-# tree_compare A B: type, mode, mtime, size, content and link target of every entry.
-tree_compare() {
-    python3 - "$1" "$2" <<'EOF'
-import hashlib, os, stat, sys
-def scan(root):
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files + ["."]:
-            p = os.path.normpath(os.path.join(dirpath, name))
-            st = os.lstat(p)
-            e = {"type": stat.S_IFMT(st.st_mode), "mode": stat.S_IMODE(st.st_mode)}
-            if stat.S_ISLNK(st.st_mode):
-                e["target"] = os.readlink(p)
-            else:
-                e["mtime"] = st.st_mtime_ns
-            if stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    e["size"], e["sha256"] = st.st_size, hashlib.sha256(f.read()).hexdigest()
-            out[os.path.relpath(p, root)] = e
-    return out
-a, b = scan(sys.argv[1]), scan(sys.argv[2])
-bad = [r for r in sorted(set(a) | set(b)) if a.get(r) != b.get(r)]
-for r in bad[:10]:
-    print(f"differs: {r}: {a.get(r)} != {b.get(r)}")
-print(f"{len(a)} entries compared, {len(bad)} differ")
-sys.exit(1 if bad else 0)
-EOF
-}
 
 # --- host keys and logins ----------------------------------------------------------------------
 mkdir -p "$DS/repositories/web/sub" && echo hello >"$DS/repositories/web/hello.txt"

@@ -64,34 +64,6 @@ st_is() { if [[ $(status "$2") == "$3" ]]; then pass "$1"; else fail "$1" "expec
 res() { jq -r ".result$2" <<<"$1"; }
 message() { jq -r .error.message <<<"$1"; }
 
-# tree_compare A B: type, mode, mtime (ns), size, content hash and link target of every
-# entry; prints the differences and exits 1 when there are some.
-tree_compare() {
-    python3 - "$1" "$2" <<'EOF'
-import hashlib, os, stat, sys
-def scan(root):
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in [""] + dirs + files:
-            p = os.path.join(dirpath, name) if name else dirpath
-            st = os.lstat(p)
-            e = {"type": stat.S_IFMT(st.st_mode), "mode": stat.S_IMODE(st.st_mode), "mtime": st.st_mtime_ns}
-            if stat.S_ISLNK(st.st_mode):
-                e["target"] = os.readlink(p)
-            elif stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    e["size"], e["sha256"] = st.st_size, hashlib.sha256(f.read()).hexdigest()
-            if name or dirpath == root:
-                out[os.path.relpath(p, root)] = e
-    return out
-a, b = scan(sys.argv[1]), scan(sys.argv[2])
-bad = [r for r in sorted(set(a) | set(b)) if a.get(r) != b.get(r)]
-for r in bad[:10]:
-    print(f"differs: {r!r}: {a.get(r)} != {b.get(r)}")
-print(f"{len(a)} entries compared, {len(bad)} differ")
-sys.exit(1 if bad else 0)
-EOF
-}
 # files_under DIR: regular files below DIR on the server, temporaries excluded
 files_under() { find "$1" -type f ! -name '.*' 2>/dev/null | wc -l; }
 

@@ -27,6 +27,13 @@
 #include "../../plugins/repo/tree.c"
 #include "../../plugins/repo/util.c"
 
+/* The remote providers are tested end to end against real servers (tests/e2e/storage_*.sh);
+ * this file exercises the format on the local provider, so storage.c's table only needs
+ * their names here. */
+const stor_ops stor_s3_ops = {.name = "s3"};
+const stor_ops stor_sftp_ops = {.name = "sftp"};
+const stor_ops stor_webdav_ops = {.name = "webdav"};
+
 /* Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
 static void fill(uint8_t *p, size_t n, uint64_t seed)
 {

@@ -1,0 +1,232 @@
+/*
+ * The remote providers' transfer layer (plugins/repo/xfer.c): vault settings, URL escaping,
+ * the XML walker S3 and WebDAV listings go through, backoff limits, cancel, the bandwidth
+ * limiter, and http_do's retries against a port where nothing listens. The providers
+ * themselves are tested against real servers in tests/e2e/storage_*.sh.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../../plugins/repo/util.c"
+#include "../../plugins/repo/xfer.c"
+
+static json_t *vault_of(const char *text)
+{
+    json_t *v = json_loads(text, 0, NULL);
+    assert_non_null(v);
+    return v;
+}
+
+static void test_opts_defaults_and_rates(void **state)
+{
+    (void)state;
+    xfer_opts o;
+    rerr e = {0};
+    json_t *v = vault_of("{}");
+    assert_int_equal(xfer_opts_read(v, "s3", &o, &e), 0);
+    assert_int_equal(o.connections, 4);
+    assert_int_equal(o.bwlimit, 0);
+    assert_int_equal(o.timeout, 60);
+    assert_int_equal(o.retries, 5);
+    assert_int_equal(o.tls_verify, 1);
+    json_decref(v);
+    const struct {
+        const char *vault;
+        curl_off_t bytes;
+    } rates[] = {
+        {"{\"bwlimit\": 1000}", 1000},
+        {"{\"bwlimit\": \"512k\"}", 512 * 1024},
+        {"{\"bwlimit\": \"20M\"}", 20 * 1024 * 1024},
+        {"{\"bwlimit\": \"1.5G\"}", (curl_off_t)(1.5 * 1024 * 1024 * 1024)},
+        {"{\"bwlimit\": \"2MB/s\"}", 2 * 1024 * 1024},
+    };
+    for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+        v = vault_of(rates[i].vault);
+        assert_int_equal(xfer_opts_read(v, "s3", &o, &e), 0);
+        assert_int_equal(o.bwlimit, rates[i].bytes);
+        json_decref(v);
+    }
+}
+
+static void test_opts_refuse_bad_values(void **state)
+{
+    (void)state;
+    const struct {
+        const char *vault;
+        const char *key;
+    } bad[] = {
+        {"{\"bwlimit\": \"fast\"}", "bwlimit"},
+        {"{\"bwlimit\": -1}", "bwlimit"},
+        {"{\"bwlimit\": \"10X\"}", "bwlimit"},
+        {"{\"connections\": 0}", "connections"},
+        {"{\"connections\": 33}", "connections"},
+        {"{\"connections\": \"4\"}", "connections"},
+        {"{\"timeout\": 0}", "timeout"},
+        {"{\"retries\": -1}", "retries"},
+        {"{\"tls_verify\": \"no\"}", "tls_verify"},
+        {"{\"ca_file\": \"certs.pem\"}", "ca_file"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        xfer_opts o;
+        rerr e = {0};
+        json_t *v = vault_of(bad[i].vault);
+        assert_int_equal(xfer_opts_read(v, "webdav", &o, &e), -1);
+        assert_int_equal(e.kind, E_INVALID);
+        assert_non_null(strstr(e.msg, bad[i].key));
+        assert_non_null(strstr(e.msg, "webdav storage vault"));
+        json_decref(v);
+    }
+}
+
+static void test_url_escaping(void **state)
+{
+    (void)state;
+    char *p = url_path_escape("snapshots/web app/ünï%20");
+    assert_string_equal(p, "snapshots/web%20app/%C3%BCn%C3%AF%2520");
+    free(p);
+    char *q = url_query_escape("data/ab c~_.-");
+    assert_string_equal(q, "data%2Fab%20c~_.-");
+    free(q);
+}
+
+typedef struct seen {
+    char text[2048];
+} seen;
+
+static void collect(void *arg, const char *path, const char *text)
+{
+    seen *s = arg;
+    size_t used = strlen(s->text);
+    snprintf(s->text + used, sizeof(s->text) - used, "%s=%s;", path, text);
+}
+
+static void test_xml_walk(void **state)
+{
+    (void)state;
+    const char *s3 = "<?xml version=\"1.0\"?>\n"
+                     "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                     "<IsTruncated>true</IsTruncated>"
+                     "<Contents><Key>data/ab/ab12</Key><Size>42</Size></Contents>"
+                     "<NextContinuationToken> tok&amp;en </NextContinuationToken>"
+                     "</ListBucketResult>";
+    seen s = {{0}};
+    assert_int_equal(xml_walk(s3, strlen(s3), collect, &s), 0);
+    assert_string_equal(s.text, "ListBucketResult/IsTruncated=true;"
+                                "ListBucketResult/Contents/Key=data/ab/ab12;"
+                                "ListBucketResult/Contents/Size=42;"
+                                "ListBucketResult/Contents=;"
+                                "ListBucketResult/NextContinuationToken=tok&en;"
+                                "ListBucketResult=;");
+    /* WebDAV answers use any namespace prefix: paths carry local names only. */
+    const char *dav = "<d:multistatus xmlns:d=\"DAV:\"><d:response><d:href>/b/x</d:href>"
+                      "<d:propstat><d:prop><d:resourcetype><d:collection/></d:resourcetype>"
+                      "</d:prop></d:propstat></d:response></d:multistatus>";
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(xml_walk(dav, strlen(dav), collect, &s), 0);
+    assert_non_null(strstr(s.text, "multistatus/response/href=/b/x;"));
+    assert_non_null(strstr(s.text, "multistatus/response/propstat/prop/resourcetype/collection=;"));
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(xml_walk("<a><b></a>", 10, collect, &s), -1);
+}
+
+static void test_backoff_limits_and_cancel(void **state)
+{
+    (void)state;
+    xfer_opts o = {.connections = 1, .retries = 2, .retry_delay_ms = 20, .timeout = 5};
+    xfer_pool *p = xfer_pool_new(&o);
+    double t0 = mono_sec();
+    assert_int_equal(xfer_backoff(p, 1), 0);
+    assert_int_equal(xfer_backoff(p, 2), 0);
+    /* Half of each delay is fixed: 10 ms, then 20 ms at least. */
+    assert_true(mono_sec() - t0 >= 0.029);
+    assert_int_equal(xfer_backoff(p, 3), -1);
+    xfer_cancel(1);
+    assert_int_equal(xfer_backoff(p, 1), -1);
+    assert_true(xfer_cancelled());
+    xfer_cancel(0);
+    xfer_pool_free(p);
+}
+
+static void test_throttle_holds_the_rate(void **state)
+{
+    (void)state;
+    xfer_opts o = {.connections = 4, .bwlimit = 1 << 20, .timeout = 5};
+    xfer_pool *p = xfer_pool_new(&o);
+    double t0 = mono_sec();
+    for (int i = 0; i < 8; i++)
+        xfer_throttle(p, XFER_SEND, 128 * 1024); /* 1 MiB at 1 MiB/s, 0.1 s of burst */
+    assert_true(mono_sec() - t0 >= 0.85);
+    /* The other direction has its own budget. */
+    t0 = mono_sec();
+    xfer_throttle(p, XFER_RECV, 64 * 1024);
+    assert_true(mono_sec() - t0 < 0.5);
+    xfer_pool_free(p);
+}
+
+/* A loopback port where nothing listens (bound, then closed). */
+static int dead_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void test_http_do_retries_then_transient(void **state)
+{
+    (void)state;
+    xfer_opts o = {.connections = 2,
+                   .retries = 2,
+                   .retry_delay_ms = 10,
+                   .timeout = 5,
+                   .connect_timeout = 5,
+                   .tls_verify = 1};
+    xfer_pool *p = xfer_pool_new(&o);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/data/ab", dead_port());
+    buf out = {0};
+    http_req r = {.method = "GET",
+                  .url = url,
+                  .out = &out,
+                  .idempotent = 1,
+                  .what = "GET data/ab on storage t"};
+    rerr e = {0};
+    assert_int_equal(http_do(p, &r, &e), -1);
+    assert_int_equal(e.kind, E_TRANSIENT);
+    assert_non_null(strstr(e.msg, "GET data/ab on storage t"));
+    assert_non_null(strstr(e.msg, "(3 tries)"));
+    /* A request that is not safe to repeat is tried once. */
+    rerr once = {0};
+    http_req post = {.method = "POST", .url = url, .body = "x", .body_len = 1, .what = "POST"};
+    assert_int_equal(http_do(p, &post, &once), -1);
+    assert_non_null(strstr(once.msg, "(1 try)"));
+    buf_free(&out);
+    xfer_pool_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_opts_defaults_and_rates),
+        cmocka_unit_test(test_opts_refuse_bad_values),
+        cmocka_unit_test(test_url_escaping),
+        cmocka_unit_test(test_xml_walk),
+        cmocka_unit_test(test_backoff_limits_and_cancel),
+        cmocka_unit_test(test_throttle_holds_the_rate),
+        cmocka_unit_test(test_http_do_retries_then_transient),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
