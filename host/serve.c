@@ -27,10 +27,10 @@
 #include "util.h"
 #include "vault.h"
 
-#define MAX_CALL_DEPTH    8
-#define RESCAN_MS         2000 /* safety net for drop-ins inotify missed */
-#define RECOVER_MS        2000 /* how often expired leases are looked for */
-#define CANCEL_CHECK_MS   250
+#define MAX_CALL_DEPTH  8
+#define RESCAN_MS       2000 /* safety net for drop-ins inotify missed */
+#define RECOVER_MS      2000 /* how often expired leases are looked for */
+#define CANCEL_CHECK_MS 250
 
 typedef struct attempt attempt;
 
@@ -38,18 +38,18 @@ typedef struct attempt attempt;
 struct attempt {
     char task_id[37];
     char *token;
-    json_t *item;   /* the claimed row */
-    json_t *vault;  /* the request vault (for redaction and policy) */
-    json_t *fn;     /* function descriptor (copy) */
+    json_t *item;  /* the claimed row */
+    json_t *vault; /* the request vault (for redaction and policy) */
+    json_t *fn;    /* function descriptor (copy) */
     json_t *secrets;
     int attempt_no;
     int64_t started_mono;
     runner_job *job;
-    attempt *parent;   /* for nested calls: the caller */
+    attempt *parent; /* for nested calls: the caller */
     runner_job *parent_job;
     char *call_function;
     int depth;
-    json_t *stack;     /* function names from the root call down, for cycle detection */
+    json_t *stack; /* function names from the root call down, for cycle detection */
     attempt *next;
 };
 
@@ -61,14 +61,14 @@ typedef struct host {
     char owner[160];
     int sigfd, inofd, wakefd;
     attempt *running;
-    int stopping;       /* 1 after SIGTERM: no more claims */
+    int stopping; /* 1 after SIGTERM: no more claims */
     int64_t stop_deadline;
     int interrupted;
     int in_batch;
     retry_policy defaults;
     int64_t last_heartbeat, last_rescan, last_recover, last_cancel_check;
     scheduler *sched;
-    json_t *machines; /* "team/machine" -> {"at": mono ms, "facts": {...}} */
+    json_t *machines;           /* "team/machine" -> {"at": mono ms, "facts": {...}} */
     int64_t next_schedule_mono; /* when scheduler_tick next has work */
     unsigned long completed, failed;
 } host;
@@ -156,10 +156,9 @@ static json_t *with_hooks(json_t *facts, const json_t *item)
     const json_t *vault = json_object_get(item, "vaultContent");
     json_t *pre = json_object_get(vault, "pre_hook"), *post = json_object_get(vault, "post_hook");
     if (json_is_object(facts) && (json_is_string(pre) || json_is_string(post)))
-        json_object_set_new(facts, "_hooks", json_pack("{s:O?,s:O?}", "pre_hook",
-                                                       json_is_string(pre) ? pre : NULL,
-                                                       "post_hook",
-                                                       json_is_string(post) ? post : NULL));
+        json_object_set_new(facts, "_hooks",
+                            json_pack("{s:O?,s:O?}", "pre_hook", json_is_string(pre) ? pre : NULL,
+                                      "post_hook", json_is_string(post) ? post : NULL));
     return facts;
 }
 
@@ -180,7 +179,8 @@ static json_t *machine_for_worker(host *h, const json_t *item)
     json_t *facts = machine_lookup(h, item);
     if (json_object_size(h->machines) > 4096)
         json_object_clear(h->machines);
-    json_object_set_new(h->machines, key, json_pack("{s:I,s:o}", "at", (json_int_t)now, "facts", facts));
+    json_object_set_new(h->machines, key,
+                        json_pack("{s:I,s:o}", "at", (json_int_t)now, "facts", facts));
     return with_hooks(json_deep_copy(facts), item); /* the cached facts stay item-free */
 }
 
@@ -189,8 +189,7 @@ static json_t *vault_ssh_key(const json_t *vault)
 {
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)vault, key, v)
-    {
+    json_object_foreach ((json_t *)vault, key, v) {
         if (strcasecmp(key, "ssh_private_key") == 0 && json_is_string(v) &&
             json_string_length(v) > 0)
             return v;
@@ -236,8 +235,7 @@ static json_t *params_of(const json_t *vault)
     json_t *params = json_object();
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)vault, key, v)
-    {
+    json_object_foreach ((json_t *)vault, key, v) {
         if (!vault_is_host_key(key) || !strcmp(key, "description") || !strcmp(key, "tags"))
             json_object_set(params, key, v);
     }
@@ -273,16 +271,15 @@ static retry_policy policy_for(host *h, const json_t *vault)
 static void enqueue_fallback(host *h, attempt *a, const runner_outcome *out)
 {
     const json_t *on_failure = json_object_get(a->vault, "on_failure");
-    const char *fallback =
-        json_string_value(json_object_get(on_failure, "fallback_function"));
+    const char *fallback = json_string_value(json_object_get(on_failure, "fallback_function"));
     if (fallback == NULL || !policy_runs_fallback(out->status))
         return;
     json_t *vault = params_of(a->vault);
     json_object_set_new(vault, "function", json_string(fallback));
     /* The fallback keeps the original's retry policy and notifications, but not its own
      * fallback: a failing fallback must not start a chain. */
-    const char *keep[] = {"timeout", "max_retries", "retry_delay", "on_success", "description",
-                          "tags"};
+    const char *keep[] = {"timeout",    "max_retries", "retry_delay",
+                          "on_success", "description", "tags"};
     for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
         if (json_object_get(a->vault, keep[i]))
             json_object_set(vault, keep[i], json_object_get(a->vault, keep[i]));
@@ -291,8 +288,8 @@ static void enqueue_fallback(host *h, attempt *a, const runner_outcome *out)
         json_object_set_new(vault, "on_failure", json_pack("{s:O}", "notify", notify));
     json_object_set_new(vault, "failure",
                         json_pack("{s:s,s:s,s:s,s:s,s:i}", "task_id", a->task_id, "function",
-                                  json_string_value(json_object_get(a->item, "function")),
-                                  "status", runner_status_name(out->status), "message",
+                                  json_string_value(json_object_get(a->item, "function")), "status",
+                                  runner_status_name(out->status), "message",
                                   out->err_msg ? out->err_msg : "", "attempts", a->attempt_no));
     const json_t *fb_fn = registry_function(&h->reg, fallback);
     struct store_item_spec spec = {
@@ -308,7 +305,7 @@ static void enqueue_fallback(host *h, attempt *a, const runner_outcome *out)
     if (fb_fn) {
         size_t i;
         json_t *f;
-        json_array_foreach(json_object_get(fb_fn, "flags"), i, f)
+        json_array_foreach (json_object_get(fb_fn, "flags"), i, f)
             spec.idempotent |= strcmp(json_string_value(f), "idempotent") == 0;
     }
     char id[37], err[512];
@@ -326,17 +323,18 @@ static void enqueue_fallback(host *h, attempt *a, const runner_outcome *out)
 
 static json_t *response_vault(const attempt *a, const char *status, const runner_outcome *out)
 {
-    json_t *resp = json_pack("{s:s,s:s,s:i,s:I}", "status", status, "function",
-                             json_string_value(json_object_get(a->item, "function")), "attempts",
-                             a->attempt_no, "duration_ms",
-                             (json_int_t)(mono_ms() - a->started_mono));
+    json_t *resp =
+        json_pack("{s:s,s:s,s:i,s:I}", "status", status, "function",
+                  json_string_value(json_object_get(a->item, "function")), "attempts",
+                  a->attempt_no, "duration_ms", (json_int_t)(mono_ms() - a->started_mono));
     json_object_set_new(resp, "result", out->result ? json_deep_copy(out->result) : json_null());
     if (out->status == RUN_OK)
         json_object_set_new(resp, "error", json_null());
     else
         json_object_set_new(resp, "error",
-                            json_pack("{s:s,s:s,s:s}", "code", out->err_code ? out->err_code : "error",
-                                      "outcome", runner_status_name(out->status), "message",
+                            json_pack("{s:s,s:s,s:s}", "code",
+                                      out->err_code ? out->err_code : "error", "outcome",
+                                      runner_status_name(out->status), "message",
                                       out->err_msg ? out->err_msg : ""));
     return resp;
 }
@@ -364,8 +362,10 @@ static void settle(host *h, attempt *a, const runner_outcome *out)
                strcmp(out->err_code, "interrupted") == 0) {
         so.kind = STORE_OUTCOME_RELEASE;
         so.reason = "interrupted by host shutdown; returned to the queue";
-        event(h, task, "INTERRUPTED", "attempt %d interrupted by host shutdown; returned to "
-              "the queue", a->attempt_no);
+        event(h, task, "INTERRUPTED",
+              "attempt %d interrupted by host shutdown; returned to "
+              "the queue",
+              a->attempt_no);
     } else if (out->status == RUN_CANCELLED) {
         resp = response_vault(a, "CANCELLED", out);
         so.kind = STORE_OUTCOME_CANCELLED;
@@ -418,11 +418,11 @@ static void fail_before_start(host *h, const json_t *item, const char *token, co
 {
     char err[512];
     const char *task = json_string_value(json_object_get(item, "taskId"));
-    json_t *resp = json_pack("{s:s,s:s,s:n,s:{s:s,s:s,s:s},s:i}", "status", "FAILED",
-                             "function", json_string_value(json_object_get(item, "function")),
-                             "result", "error", "code", code, "outcome",
-                             strcmp(code, "invalid") == 0 ? "INVALID" : "UNAVAILABLE",
-                             "message", reason, "attempts", 1);
+    json_t *resp =
+        json_pack("{s:s,s:s,s:n,s:{s:s,s:s,s:s},s:i}", "status", "FAILED", "function",
+                  json_string_value(json_object_get(item, "function")), "result", "error", "code",
+                  code, "outcome", strcmp(code, "invalid") == 0 ? "INVALID" : "UNAVAILABLE",
+                  "message", reason, "attempts", 1);
     struct store_outcome so = {.kind = STORE_OUTCOME_FAILED, .response = resp, .reason = reason};
     if (store_finish(h->st, task, token, &so, now_ms(), err, sizeof(err)) != 0)
         hlog(LOG_WARN, "cannot fail %s: %s", task, err);
@@ -432,8 +432,7 @@ static void fail_before_start(host *h, const json_t *item, const char *token, co
 }
 
 /* Builds the worker's run message for function fn; params and machine are taken. */
-static json_t *run_message(host *h, const json_t *fn, json_t *params, json_t *machine,
-                           int depth)
+static json_t *run_message(host *h, const json_t *fn, json_t *params, json_t *machine, int depth)
 {
     const char *plugin = json_string_value(json_object_get(fn, "plugin"));
     return json_pack("{s:s,s:s,s:o,s:o,s:o,s:i}", "plugin",
@@ -547,8 +546,8 @@ static void reply_error(host *h, runner_job *job, const char *code, const char *
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    json_t *reply = json_pack("{s:s,s:n,s:{s:s,s:s}}", "code", outcome, "result", "error",
-                              "code", code, "message", text);
+    json_t *reply = json_pack("{s:s,s:n,s:{s:s,s:s}}", "code", outcome, "result", "error", "code",
+                              code, "message", text);
     runner_reply(h->run, job, reply);
     json_decref(reply);
 }
@@ -563,8 +562,7 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     }
     size_t i;
     json_t *s;
-    json_array_foreach(caller->stack, i, s)
-    {
+    json_array_foreach (caller->stack, i, s) {
         if (strcmp(json_string_value(s), fname) == 0) {
             char *chain = json_dumps(caller->stack, JSON_COMPACT);
             reply_error(h, caller_job, "call_cycle", "INVALID", "call cycle: %s calls %s again",
@@ -642,8 +640,8 @@ static void on_request(void *ud, runner_job *job, const json_t *msg)
         json_t *row = NULL;
         char err[512];
         json_t *reply;
-        if (name && store_resource_get(h->st, STORE_STORAGE, team, name, &row, err,
-                                       sizeof(err)) == 0)
+        if (name &&
+            store_resource_get(h->st, STORE_STORAGE, team, name, &row, err, sizeof(err)) == 0)
             reply = json_pack("{s:O}", "vault", json_object_get(row, "vault"));
         else
             reply = json_pack("{s:n,s:s}", "vault", "error", name ? err : "no storage name");
@@ -717,7 +715,8 @@ static void claim(host *h)
             batch_end(h);
             batch_begin(h);
         }
-        json_array_foreach(items, i, item) start_item(h, item);
+        json_array_foreach (items, i, item)
+            start_item(h, item);
         json_decref(items);
         if ((int)n < slots)
             return;
@@ -732,8 +731,7 @@ static void check_cancelling(host *h)
         return;
     size_t i;
     json_t *item;
-    json_array_foreach(items, i, item)
-    {
+    json_array_foreach (items, i, item) {
         attempt *a = find_attempt(h, json_string_value(json_object_get(item, "taskId")));
         if (a && a->job) {
             runner_cancel(h->run, a->job);
@@ -746,7 +744,52 @@ static void check_cancelling(host *h)
     json_decref(items);
 }
 
-/* Items whose host vanished: idempotent ones are retried, others fail with the reason. */
+/*
+ * Ends an item whose attempt no host runs: never started ones go back to the queue,
+ * idempotent ones are retried, others fail with the reason. who says what happened.
+ */
+static void recover_one(host *h, json_t *item, const char *who)
+{
+    char err[512];
+    const char *task = json_string_value(json_object_get(item, "taskId"));
+    const char *token = json_string_value(json_object_get(item, "claimToken"));
+    const char *status = json_string_value(json_object_get(item, "status"));
+    struct store_outcome so = {0};
+    char reason[512];
+    int idempotent = json_is_true(json_object_get(item, "idempotent"));
+    if (strcmp(status, "ASSIGNED") == 0) {
+        /* Never started: safe to run whatever the function is. */
+        so.kind = STORE_OUTCOME_RELEASE;
+        snprintf(reason, sizeof(reason), "%s before the attempt started; returned to the queue",
+                 who);
+    } else if (strcmp(status, "CANCELLING") == 0) {
+        so.kind = STORE_OUTCOME_CANCELLED;
+        snprintf(reason, sizeof(reason), "%s while cancelling", who);
+    } else if (idempotent) {
+        so.kind = STORE_OUTCOME_RETRY;
+        snprintf(reason, sizeof(reason), "%s while running; retrying: the function is idempotent",
+                 who);
+    } else {
+        so.kind = STORE_OUTCOME_FAILED;
+        snprintf(reason, sizeof(reason), "%s while running", who);
+    }
+    so.reason = reason;
+    json_t *resp = NULL;
+    if (so.kind == STORE_OUTCOME_FAILED) {
+        resp = json_pack("{s:s,s:s,s:n,s:{s:s,s:s,s:s}}", "status", "FAILED", "function",
+                         json_string_value(json_object_get(item, "function")), "result", "error",
+                         "code", "host_lost", "outcome", "CRASHED", "message", reason);
+        so.response = resp;
+    }
+    batch_begin(h);
+    if (store_finish(h->st, task, token, &so, now_ms(), err, sizeof(err)) == 0) {
+        event(h, task, "RECOVERED", "%s", reason);
+        hlog(LOG_WARN, "recovered %s: %s", task, reason);
+    }
+    json_decref(resp);
+}
+
+/* Items whose host vanished (their lease expired). */
 static void recover_expired(host *h)
 {
     json_t *items = NULL;
@@ -755,48 +798,39 @@ static void recover_expired(host *h)
         return;
     size_t i;
     json_t *item;
-    json_array_foreach(items, i, item)
-    {
-        const char *task = json_string_value(json_object_get(item, "taskId"));
-        const char *token = json_string_value(json_object_get(item, "claimToken"));
-        const char *owner = json_string_value(json_object_get(item, "leaseOwner"));
-        if (find_attempt(h, task))
+    json_array_foreach (items, i, item) {
+        if (find_attempt(h, json_string_value(json_object_get(item, "taskId"))))
             continue; /* ours and running: the heartbeat is late, not lost */
-        const char *status = json_string_value(json_object_get(item, "status"));
-        struct store_outcome so = {0};
-        char reason[512];
-        int idempotent = json_is_true(json_object_get(item, "idempotent"));
-        if (strcmp(status, "ASSIGNED") == 0) {
-            /* Never started: safe to run whatever the function is. */
-            so.kind = STORE_OUTCOME_RELEASE;
-            snprintf(reason, sizeof(reason), "host %s lost before the attempt started; "
-                     "returned to the queue", owner ? owner : "?");
-        } else if (strcmp(status, "CANCELLING") == 0) {
-            so.kind = STORE_OUTCOME_CANCELLED;
-            snprintf(reason, sizeof(reason), "host lost while cancelling");
-        } else if (idempotent) {
-            so.kind = STORE_OUTCOME_RETRY;
-            snprintf(reason, sizeof(reason), "host lost while running (%s); retrying: the "
-                     "function is idempotent", owner ? owner : "?");
-        } else {
-            so.kind = STORE_OUTCOME_FAILED;
-            snprintf(reason, sizeof(reason), "host lost while running (%s)", owner ? owner : "?");
-        }
-        so.reason = reason;
-        json_t *resp = NULL;
-        if (so.kind == STORE_OUTCOME_FAILED) {
-            resp = json_pack("{s:s,s:s,s:n,s:{s:s,s:s,s:s}}", "status", "FAILED", "function",
-                             json_string_value(json_object_get(item, "function")), "result",
-                             "error", "code", "host_lost", "outcome", "CRASHED", "message",
-                             reason);
-            so.response = resp;
-        }
-        batch_begin(h);
-        if (store_finish(h->st, task, token, &so, now_ms(), err, sizeof(err)) == 0) {
-            event(h, task, "RECOVERED", "%s", reason);
-            hlog(LOG_WARN, "recovered %s: %s", task, reason);
-        }
-        json_decref(resp);
+        const char *owner = json_string_value(json_object_get(item, "leaseOwner"));
+        char who[300];
+        snprintf(who, sizeof(who), "host %s lost", owner ? owner : "?");
+        recover_one(h, item, who);
+    }
+    json_decref(items);
+}
+
+/*
+ * Items this host holds in the store but does not run. A commit whose outcome was unknown
+ * (the connection to the store lost while committing) can leave one claimed or still
+ * running in the store after the host gave it up; the heartbeat would renew its lease for
+ * as long as the host lives, holding its machine. Every item whose lease runs out within
+ * the next ten leases is looked at: those of this owner without an attempt are ended.
+ */
+static void recover_orphans(host *h)
+{
+    json_t *items = NULL;
+    char err[512];
+    int64_t horizon = now_ms() + 10 * (int64_t)h->cfg->lease_seconds * 1000;
+    if (store_expired(h->st, h->cfg->bridge, horizon, &items, err, sizeof(err)) != 0)
+        return;
+    size_t i;
+    json_t *item;
+    json_array_foreach (items, i, item) {
+        const char *owner = json_string_value(json_object_get(item, "leaseOwner"));
+        if (owner == NULL || strcmp(owner, h->owner) != 0 ||
+            find_attempt(h, json_string_value(json_object_get(item, "taskId"))))
+            continue;
+        recover_one(h, item, "its attempt was lost by this host (a store commit failed)");
     }
     json_decref(items);
 }
@@ -821,10 +855,9 @@ static int setup_fds(host *h)
     sigprocmask(SIG_BLOCK, &set, NULL);
     h->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     h->inofd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (h->inofd >= 0 &&
-        inotify_add_watch(h->inofd, h->reg.dir,
-                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
-                              IN_ATTRIB) < 0)
+    if (h->inofd >= 0 && inotify_add_watch(h->inofd, h->reg.dir,
+                                           IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |
+                                               IN_DELETE | IN_CREATE | IN_ATTRIB) < 0)
         hlog(LOG_WARN, "cannot watch %s for drop-ins (%s); rescanning every %d s", h->reg.dir,
              strerror(errno), RESCAN_MS / 1000);
     char err[512];
@@ -906,8 +939,8 @@ static void chores(host *h, int64_t now)
     char err[512];
     if (now - h->last_heartbeat >= h->cfg->lease_seconds * 1000 / 3) {
         batch_begin(h);
-        if (store_heartbeat(h->st, h->owner, (int64_t)h->cfg->lease_seconds * 1000, now_ms(),
-                            NULL, err, sizeof(err)) != 0)
+        if (store_heartbeat(h->st, h->owner, (int64_t)h->cfg->lease_seconds * 1000, now_ms(), NULL,
+                            err, sizeof(err)) != 0)
             hlog(LOG_WARN, "heartbeat failed: %s", err);
         h->last_heartbeat = now;
     }
@@ -917,6 +950,7 @@ static void chores(host *h, int64_t now)
     }
     if (now - h->last_recover >= RECOVER_MS) {
         recover_expired(h);
+        recover_orphans(h);
         h->last_recover = now;
     }
     if (now - h->last_rescan >= RESCAN_MS)
@@ -962,11 +996,12 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     }
     registry_init(&h.reg, cfg->plugin_dir, cfg->plugin_sections);
     registry_scan(&h.reg);
-    runner_opts ro = {.max_workers = cfg->workers, .prefork = cfg->prefork,
-                      .max_jobs = cfg->worker_max_jobs, .memory_limit_mb = cfg->worker_memory_mb,
+    runner_opts ro = {.max_workers = cfg->workers,
+                      .prefork = cfg->prefork,
+                      .max_jobs = cfg->worker_max_jobs,
+                      .memory_limit_mb = cfg->worker_memory_mb,
                       .grace_ms = cfg->grace_seconds * 1000};
-    runner_callbacks cb = {.on_message = on_message, .on_request = on_request,
-                           .on_done = on_done};
+    runner_callbacks cb = {.on_message = on_message, .on_request = on_request, .on_done = on_done};
     h.run = runner_new(&ro, &cb, &h);
     h.sched = scheduler_new(cfg, &h.reg);
     h.machines = json_object();
@@ -974,8 +1009,10 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         hlog(LOG_ERROR, "cannot set up signal handling: %s", strerror(errno));
         return -1;
     }
-    hlog(LOG_INFO, "ferry %s serving bridge %s as %s: store %s (%s), %zu functions from %s, "
-         "%d workers", FERRY_VERSION, cfg->bridge, h.owner, target, store_driver_name(h.st),
+    hlog(LOG_INFO,
+         "ferry %s serving bridge %s as %s: store %s (%s), %zu functions from %s, "
+         "%d workers",
+         FERRY_VERSION, cfg->bridge, h.owner, target, store_driver_name(h.st),
          json_object_size(h.reg.by_name), cfg->plugin_dir, cfg->workers);
     runner_tick(h.run);
     recover_expired(&h);
@@ -1009,8 +1046,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
             if (h.running == NULL)
                 break;
             if (!h.interrupted && mono_ms() >= h.stop_deadline) {
-                hlog(LOG_WARN, "grace period over: interrupting %d attempt(s)",
-                     runner_busy(h.run));
+                hlog(LOG_WARN, "grace period over: interrupting %d attempt(s)", runner_busy(h.run));
                 interrupt_all(&h);
             }
         } else if (opts && opts->drain && drained(&h)) {

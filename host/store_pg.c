@@ -944,16 +944,28 @@ static int pg_commit(struct pg *p, int64_t deadline, char *err, size_t errlen)
     if (rc != PG_LOST || xid == 0)
         return rc;
     /* The server went away while committing: ask it, once it is back, what became of it. */
+    char last[512] = "no answer";
     for (;;) {
         char txt[24];
         snprintf(txt, sizeof(txt), "%lld", (long long)xid);
         if (pg_connected(p, deadline, err, errlen) != STORE_OK)
             break;
-        rc = store_pg_q(p, &r, err, errlen, "SELECT txid_status($1)", "I", xid);
+        char why[512] = "";
+        rc = store_pg_q(p, &r, why, sizeof(why), "SELECT txid_status($1)", "I", xid);
+        /* After a crash the server may not know the id at all ("transaction ID … is in the
+         * future"): its WAL never reached disk, so the transaction did not commit. */
+        if (rc != STORE_OK && rc != PG_LOST && strstr(why, "in the future")) {
+            PQclear(r);
+            return PG_LOST;
+        }
+        if (rc != STORE_OK)
+            snprintf(last, sizeof(last), "%s", why);
         const char *status = rc == STORE_OK ? store_pg_text(r, 0, 0) : NULL;
         int done = status && strcmp(status, "committed") == 0;
         int aborted = status && strcmp(status, "aborted") == 0;
         int pending = status && strcmp(status, "in progress") == 0;
+        if (rc == STORE_OK)
+            snprintf(last, sizeof(last), "txid_status: %s", status ? status : "unknown (too old)");
         PQclear(r);
         if (done)
             return STORE_OK;
@@ -965,8 +977,8 @@ static int pg_commit(struct pg *p, int64_t deadline, char *err, size_t errlen)
     }
     seterr(err, errlen,
            "lost the connection to the PostgreSQL store %s while committing; the change may "
-           "or may not have been saved",
-           p->label);
+           "or may not have been saved (%s)",
+           p->label, last);
     return STORE_ERROR;
 }
 
