@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../plugins/repo/util.c"
@@ -217,6 +219,79 @@ static void test_http_do_retries_then_transient(void **state)
     xfer_pool_free(p);
 }
 
+/*
+ * TLS: a real TLS server (openssl s_server -www, which answers any GET with 200) with a
+ * self-signed certificate for 127.0.0.1. The pool trusts it only through ca_file, refuses it
+ * without, and takes it with tls_verify false.
+ */
+static void test_tls_settings(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ferry-xfer-tls.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem "
+             ">/dev/null 2>&1",
+             dir, dir);
+    assert_int_equal(system(cmd), 0);
+    int port = dead_port();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char accept[16], cert[300], key[300];
+        snprintf(accept, sizeof(accept), "%d", port);
+        snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+        snprintf(key, sizeof(key), "%s/key.pem", dir);
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execlp("openssl", "openssl", "s_server", "-accept", accept, "-cert", cert, "-key", key,
+               "-www", "-quiet", (char *)NULL);
+        _exit(127);
+    }
+    char url[64];
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/", port);
+    xfer_opts o = {.connections = 1,
+                   .retries = 0,
+                   .retry_delay_ms = 10,
+                   .timeout = 5,
+                   .connect_timeout = 5,
+                   .tls_verify = 1};
+    /* Wait until it listens: a refused connection is transient, a certificate error not. */
+    rerr e = {0};
+    int rc = -1;
+    for (int i = 0; i < 100; i++) {
+        xfer_pool *p = xfer_pool_new(&o);
+        http_req r = {.method = "GET", .url = url, .idempotent = 1, .what = "GET /"};
+        memset(&e, 0, sizeof(e));
+        rc = http_do(p, &r, &e);
+        xfer_pool_free(p);
+        if (rc == 0 || e.kind != E_TRANSIENT)
+            break;
+        usleep(50 * 1000);
+    }
+    assert_int_equal(rc, -1);
+    assert_int_equal(e.kind, E_FAIL); /* an untrusted certificate is not worth retrying */
+    snprintf(o.ca_file, sizeof(o.ca_file), "%s/cert.pem", dir);
+    xfer_pool *p = xfer_pool_new(&o);
+    http_req r = {.method = "GET", .url = url, .idempotent = 1, .what = "GET /"};
+    assert_int_equal(http_do(p, &r, &e), 0);
+    assert_int_equal(r.status, 200);
+    xfer_pool_free(p);
+    o.ca_file[0] = '\0';
+    o.tls_verify = 0;
+    p = xfer_pool_new(&o);
+    http_req r2 = {.method = "GET", .url = url, .idempotent = 1, .what = "GET /"};
+    assert_int_equal(http_do(p, &r2, &e), 0);
+    assert_int_equal(r2.status, 200);
+    xfer_pool_free(p);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_backoff_limits_and_cancel),
         cmocka_unit_test(test_throttle_holds_the_rate),
         cmocka_unit_test(test_http_do_retries_then_transient),
+        cmocka_unit_test(test_tls_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
