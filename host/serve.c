@@ -746,9 +746,10 @@ static void check_cancelling(host *h)
 
 /*
  * Ends an item whose attempt no host runs: never started ones go back to the queue,
- * idempotent ones are retried, others fail with the reason. who says what happened.
+ * idempotent ones are retried, others fail with the reason. what names the loss ("host
+ * lost", "attempt lost") and why its circumstance (the host, or the lost commit).
  */
-static void recover_one(host *h, json_t *item, const char *who)
+static void recover_one(host *h, json_t *item, const char *what, const char *why)
 {
     char err[512];
     const char *task = json_string_value(json_object_get(item, "taskId"));
@@ -760,18 +761,22 @@ static void recover_one(host *h, json_t *item, const char *who)
     if (strcmp(status, "ASSIGNED") == 0) {
         /* Never started: safe to run whatever the function is. */
         so.kind = STORE_OUTCOME_RELEASE;
-        snprintf(reason, sizeof(reason), "%s before the attempt started; returned to the queue",
-                 who);
+        snprintf(reason, sizeof(reason),
+                 "%s before the attempt started (%s); returned to the "
+                 "queue",
+                 what, why);
     } else if (strcmp(status, "CANCELLING") == 0) {
         so.kind = STORE_OUTCOME_CANCELLED;
-        snprintf(reason, sizeof(reason), "%s while cancelling", who);
+        snprintf(reason, sizeof(reason), "%s while cancelling (%s)", what, why);
     } else if (idempotent) {
         so.kind = STORE_OUTCOME_RETRY;
-        snprintf(reason, sizeof(reason), "%s while running; retrying: the function is idempotent",
-                 who);
+        snprintf(reason, sizeof(reason),
+                 "%s while running (%s); retrying: the function is "
+                 "idempotent",
+                 what, why);
     } else {
         so.kind = STORE_OUTCOME_FAILED;
-        snprintf(reason, sizeof(reason), "%s while running", who);
+        snprintf(reason, sizeof(reason), "%s while running (%s)", what, why);
     }
     so.reason = reason;
     json_t *resp = NULL;
@@ -802,9 +807,7 @@ static void recover_expired(host *h)
         if (find_attempt(h, json_string_value(json_object_get(item, "taskId"))))
             continue; /* ours and running: the heartbeat is late, not lost */
         const char *owner = json_string_value(json_object_get(item, "leaseOwner"));
-        char who[300];
-        snprintf(who, sizeof(who), "host %s lost", owner ? owner : "?");
-        recover_one(h, item, who);
+        recover_one(h, item, "host lost", owner ? owner : "?");
     }
     json_decref(items);
 }
@@ -830,7 +833,8 @@ static void recover_orphans(host *h)
         if (owner == NULL || strcmp(owner, h->owner) != 0 ||
             find_attempt(h, json_string_value(json_object_get(item, "taskId"))))
             continue;
-        recover_one(h, item, "its attempt was lost by this host (a store commit failed)");
+        recover_one(h, item, "attempt lost by this host",
+                    "its outcome or claim went with a failed store commit");
     }
     json_decref(items);
 }
