@@ -69,6 +69,7 @@ typedef struct host {
     int64_t last_heartbeat, last_rescan, last_recover, last_cancel_check;
     scheduler *sched;
     json_t *machines;           /* "team/machine" -> {"at": mono ms, "facts": {...}} */
+    json_t *orphans;            /* task id -> claim token, seen unrun by the last orphan pass */
     int64_t next_schedule_mono; /* when scheduler_tick next has work */
     unsigned long completed, failed;
 } host;
@@ -817,7 +818,9 @@ static void recover_expired(host *h)
  * (the connection to the store lost while committing) can leave one claimed or still
  * running in the store after the host gave it up; the heartbeat would renew its lease for
  * as long as the host lives, holding its machine. Every item whose lease runs out within
- * the next ten leases is looked at: those of this owner without an attempt are ended.
+ * the next ten leases is looked at. One of this owner without an attempt is ended only when
+ * the previous pass, 2 s earlier, saw it so too under the same claim, so that nothing in
+ * the middle of a change is ever taken for lost.
  */
 static void recover_orphans(host *h)
 {
@@ -826,17 +829,26 @@ static void recover_orphans(host *h)
     int64_t horizon = now_ms() + 10 * (int64_t)h->cfg->lease_seconds * 1000;
     if (store_expired(h->st, h->cfg->bridge, horizon, &items, err, sizeof(err)) != 0)
         return;
+    json_t *seen = json_object();
     size_t i;
     json_t *item;
     json_array_foreach (items, i, item) {
         const char *owner = json_string_value(json_object_get(item, "leaseOwner"));
-        if (owner == NULL || strcmp(owner, h->owner) != 0 ||
-            find_attempt(h, json_string_value(json_object_get(item, "taskId"))))
+        const char *task = json_string_value(json_object_get(item, "taskId"));
+        const char *token = json_string_value(json_object_get(item, "claimToken"));
+        if (owner == NULL || task == NULL || token == NULL || strcmp(owner, h->owner) != 0 ||
+            find_attempt(h, task))
             continue;
-        recover_one(h, item, "attempt lost by this host",
-                    "its outcome or claim went with a failed store commit");
+        const char *before = json_string_value(json_object_get(h->orphans, task));
+        if (before && strcmp(before, token) == 0)
+            recover_one(h, item, "attempt lost by this host",
+                        "its outcome or claim went with a failed store commit");
+        else
+            json_object_set_new(seen, task, json_string(token));
     }
     json_decref(items);
+    json_decref(h->orphans);
+    h->orphans = seen;
 }
 
 static void rescan(host *h)
@@ -1009,6 +1021,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     h.run = runner_new(&ro, &cb, &h);
     h.sched = scheduler_new(cfg, &h.reg);
     h.machines = json_object();
+    h.orphans = json_object();
     if (setup_fds(&h) != 0) {
         hlog(LOG_ERROR, "cannot set up signal handling: %s", strerror(errno));
         return -1;
@@ -1063,6 +1076,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     runner_free(h.run);
     scheduler_free(h.sched);
     json_decref(h.machines);
+    json_decref(h.orphans);
     registry_free(&h.reg);
     if (h.inofd >= 0)
         close(h.inofd);
