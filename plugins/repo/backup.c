@@ -379,6 +379,21 @@ static void report(bk *b, ui *u, uint64_t total, double started)
                 secs > 0 ? (double)done / 1e6 / secs : 0.0);
 }
 
+/* Reports progress and notices a cancel until the threads *alive counts have ended. */
+static void watch(bk *b, int *alive, ui *u, uint64_t total, double started)
+{
+    while (__atomic_load_n(alive, __ATOMIC_ACQUIRE) > 0) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (!stopped(b) && ui_cancelled(u)) {
+            rerr e = {0};
+            rerr_set(&e, E_CANCELLED, "cancelled");
+            bk_fail(b, &e);
+        }
+        report(b, u, total, started);
+    }
+}
+
 /* Runs the workers and uploaders over b->work; returns when all packs are stored. */
 static int run_threads(bk *b, ui *u, uint64_t total, double started)
 {
@@ -397,16 +412,7 @@ static int run_threads(bk *b, ui *u, uint64_t total, double started)
         pthread_create(&uploaders[i], NULL, uploader_main, b);
     for (int i = 0; i < nworkers; i++)
         pthread_create(&workers[i], NULL, worker_main, b);
-    while (__atomic_load_n(&b->running, __ATOMIC_ACQUIRE) > 0) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        if (ui_cancelled(u)) {
-            rerr e = {0};
-            rerr_set(&e, E_CANCELLED, "cancelled");
-            bk_fail(b, &e);
-        }
-        report(b, u, total, started);
-    }
+    watch(b, &b->running, u, total, started);
     for (int i = 0; i < nworkers; i++)
         pthread_join(workers[i], NULL);
     pthread_mutex_lock(&b->mu);
@@ -414,16 +420,7 @@ static int run_threads(bk *b, ui *u, uint64_t total, double started)
     pthread_cond_broadcast(&b->q_nonempty);
     pthread_mutex_unlock(&b->mu);
     /* The last packs may take a while to reach a remote storage: a cancel still counts. */
-    while (__atomic_load_n(&b->uploading, __ATOMIC_ACQUIRE) > 0) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        if (!stopped(b) && ui_cancelled(u)) {
-            rerr e = {0};
-            rerr_set(&e, E_CANCELLED, "cancelled");
-            bk_fail(b, &e);
-        }
-        report(b, u, total, started);
-    }
+    watch(b, &b->uploading, u, total, started);
     for (int i = 0; i < nuploaders; i++)
         pthread_join(uploaders[i], NULL);
     return b->err.kind == E_NONE ? 0 : -1;

@@ -128,12 +128,9 @@ static ferry_result push_target(repl *r, target *t, const char *name, json_t *ou
 /* Copies snapshots from the source storage (opened once, src) to one target. */
 static ferry_result copy_target(repl *r, job *j, storage *src, const char *name, json_t *out)
 {
-    json_t *vault = r->ctx->host->storage(r->ctx, name);
-    if (vault == NULL) {
-        job_error(r->ctx, "not_found",
-                  "the team has no storage named %s (create it with ferry create storage)", name);
+    json_t *vault = job_vault(r->ctx, name);
+    if (vault == NULL)
         return FERRY_FAIL;
-    }
     storage *dst = NULL;
     lock *lk = NULL;
     json_t *copied = NULL;

@@ -116,15 +116,21 @@ int check_name(ferry_ctx *ctx, const char *what, const char *value)
     return 0;
 }
 
+json_t *job_vault(ferry_ctx *ctx, const char *name)
+{
+    json_t *vault = ctx->host->storage(ctx, name);
+    if (vault == NULL)
+        job_error(ctx, "not_found",
+                  "the team has no storage named %s (create it with ferry create storage)", name);
+    return vault;
+}
+
 ferry_result job_storage(ferry_ctx *ctx, const char *name, int create, storage **out,
                          int retry_transient)
 {
-    json_t *vault = ctx->host->storage(ctx, name);
-    if (vault == NULL) {
-        job_error(ctx, "not_found",
-                  "the team has no storage named %s (create it with ferry create storage)", name);
+    json_t *vault = job_vault(ctx, name);
+    if (vault == NULL)
         return FERRY_FAIL;
-    }
     rerr e = {0};
     int rc = storage_open(name, vault, create, out, &e);
     json_decref(vault);

@@ -50,6 +50,10 @@ double param_num(const json_t *params, const char *name, double fallback);
 /* Checks a repository (or snapshot) name parameter; sets the error and returns 0 if bad. */
 int check_name(ferry_ctx *ctx, const char *what, const char *value);
 
+/* The vault of the named storage of the job's team (new reference), or NULL with the
+ * attempt's error set (no such storage). Never log it: it holds the credentials. */
+json_t *job_vault(ferry_ctx *ctx, const char *name);
+
 /*
  * Opens the named storage of the job's team. Returns FERRY_OK with *out set, or an outcome
  * with the error set.
