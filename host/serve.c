@@ -42,13 +42,18 @@ struct attempt {
     json_t *vault; /* the request vault (for redaction and policy) */
     json_t *fn;    /* function descriptor (copy) */
     json_t *secrets;
+    /* The item's own vault and secret names, for redaction: a call's text is masked with
+     * its root's, and keeps them when its caller ends first. */
+    json_t *root_vault, *root_secrets;
     int attempt_no;
     int64_t started_mono;
     runner_job *job;
-    attempt *parent; /* for nested calls: the caller */
+    /* For nested calls: the caller, NULL once the caller ended (the call is then being
+     * stopped and its outcome goes nowhere). Always a live attempt of h->running. */
+    attempt *parent;
     runner_job *parent_job;
     char *call_function;
-    int depth;
+    int depth; /* 0: the item's own attempt; n: a call n levels down */
     json_t *stack; /* function names from the root call down, for cycle detection */
     attempt *next;
 };
@@ -107,9 +112,36 @@ static void batch_end(host *h)
 static attempt *find_attempt(host *h, const char *task_id)
 {
     for (attempt *a = h->running; a; a = a->next)
-        if (a->parent == NULL && strcmp(a->task_id, task_id) == 0)
+        if (a->depth == 0 && strcmp(a->task_id, task_id) == 0)
             return a;
     return NULL;
+}
+
+/* Whether c is a call made, directly or through other calls, by a. */
+static int calls_of(const attempt *c, const attempt *a)
+{
+    for (const attempt *p = c->parent; p; p = p->parent)
+        if (p == a)
+            return 1;
+    return 0;
+}
+
+/*
+ * a is ending (its worker is gone or going): every call below it is cancelled, and its
+ * direct calls are cut loose, so that nothing refers to a once it is freed and no callee
+ * runs on for a caller that can no longer take its answer.
+ */
+static void end_calls_of(host *h, attempt *a)
+{
+    for (attempt *c = h->running; c; c = c->next)
+        if (calls_of(c, a))
+            runner_cancel(h->run, c->job);
+    for (attempt *c = h->running; c; c = c->next) {
+        if (c->parent == a) {
+            c->parent = NULL;
+            c->parent_job = NULL;
+        }
+    }
 }
 
 static void unlink_attempt(host *h, attempt *a)
@@ -130,6 +162,8 @@ static void free_attempt(attempt *a)
     json_decref(a->vault);
     json_decref(a->fn);
     json_decref(a->secrets);
+    json_decref(a->root_vault);
+    json_decref(a->root_secrets);
     json_decref(a->stack);
     free(a);
 }
@@ -480,6 +514,8 @@ static void start_item(host *h, json_t *item)
     a->vault = vault;
     a->fn = json_deep_copy(fn);
     a->secrets = params_secret_names(fn);
+    a->root_vault = json_incref(a->vault);
+    a->root_secrets = json_incref(a->secrets);
     a->attempt_no = (int)json_integer_value(json_object_get(item, "attempt"));
     if (a->attempt_no < 1)
         a->attempt_no = 1;
@@ -502,33 +538,25 @@ static void start_item(host *h, json_t *item)
 
 /* --- worker callbacks ------------------------------------------------------------------ */
 
-static attempt *root_attempt(attempt *a)
-{
-    while (a->parent)
-        a = a->parent;
-    return a;
-}
-
 static void on_message(void *ud, runner_job *job, const json_t *msg)
 {
     host *h = ud;
     attempt *a = runner_job_tag(job);
-    attempt *root = root_attempt(a);
     const char *op = json_string_value(json_object_get(msg, "op"));
     batch_begin(h);
     if (strcmp(op, "log") == 0) {
-        char *text = redact_text(json_string_value(json_object_get(msg, "text")), root->vault,
-                                 root->secrets);
+        char *text = redact_text(json_string_value(json_object_get(msg, "text")), a->root_vault,
+                                 a->root_secrets);
         const char *level = json_string_value(json_object_get(msg, "level"));
-        if (a->parent)
-            event(h, root->task_id, "LOG", "[%s] %s: %s", level, a->call_function, text);
+        if (a->depth > 0)
+            event(h, a->task_id, "LOG", "[%s] %s: %s", level, a->call_function, text);
         else
-            event(h, root->task_id, "LOG", "[%s] %s", level, text);
+            event(h, a->task_id, "LOG", "[%s] %s", level, text);
         free(text);
-    } else if (strcmp(op, "progress") == 0 && a->parent == NULL) {
+    } else if (strcmp(op, "progress") == 0 && a->depth == 0) {
         char err[512];
         const char *m = json_string_value(json_object_get(msg, "message"));
-        char *text = m ? redact_text(m, root->vault, root->secrets) : NULL;
+        char *text = m ? redact_text(m, a->root_vault, a->root_secrets) : NULL;
         store_progress(h->st, a->task_id, a->token,
                        (int)json_integer_value(json_object_get(msg, "percent")), text, now_ms(),
                        err, sizeof(err));
@@ -555,7 +583,6 @@ static void reply_error(host *h, runner_job *job, const char *code, const char *
 
 static void start_call(host *h, attempt *caller, runner_job *caller_job, const json_t *msg)
 {
-    attempt *root = root_attempt(caller);
     const char *fname = json_string_value(json_object_get(msg, "function"));
     if (fname == NULL) {
         reply_error(h, caller_job, "invalid", "INVALID", "call without a function name");
@@ -568,7 +595,7 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
             char *chain = json_dumps(caller->stack, JSON_COMPACT);
             reply_error(h, caller_job, "call_cycle", "INVALID", "call cycle: %s calls %s again",
                         chain, fname);
-            event(h, root->task_id, "CALL_REFUSED", "call cycle: %s -> %s", chain, fname);
+            event(h, caller->task_id, "CALL_REFUSED", "call cycle: %s -> %s", chain, fname);
             free(chain);
             return;
         }
@@ -576,14 +603,14 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     if (caller->depth + 1 > MAX_CALL_DEPTH) {
         reply_error(h, caller_job, "call_depth", "INVALID", "calls nest deeper than %d",
                     MAX_CALL_DEPTH);
-        event(h, root->task_id, "CALL_REFUSED", "call to %s refused: deeper than %d", fname,
+        event(h, caller->task_id, "CALL_REFUSED", "call to %s refused: deeper than %d", fname,
               MAX_CALL_DEPTH);
         return;
     }
     const json_t *fn = registry_function(&h->reg, fname);
     if (fn == NULL) {
         reply_error(h, caller_job, "unavailable", "FAIL", "no function %s on this bridge", fname);
-        event(h, root->task_id, "CALL_FAILED", "call to %s: no such function", fname);
+        event(h, caller->task_id, "CALL_FAILED", "call to %s: no such function", fname);
         return;
     }
     json_t *vault = json_deep_copy(json_object_get(msg, "params"));
@@ -594,16 +621,18 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     char err[1024];
     if (params_validate(fn, vault, err, sizeof(err)) != 0) {
         reply_error(h, caller_job, "invalid", "INVALID", "%s", err);
-        event(h, root->task_id, "CALL_FAILED", "call to %s: %s", fname, err);
+        event(h, caller->task_id, "CALL_FAILED", "call to %s: %s", fname, err);
         json_decref(vault);
         return;
     }
     attempt *a = calloc(1, sizeof(*a));
-    snprintf(a->task_id, sizeof(a->task_id), "%s", root->task_id);
+    snprintf(a->task_id, sizeof(a->task_id), "%s", caller->task_id);
+    a->root_vault = json_incref(caller->root_vault);
+    a->root_secrets = json_incref(caller->root_secrets);
     a->parent = caller;
     a->parent_job = caller_job;
     a->call_function = xstrdup(fname);
-    a->item = json_incref(root->item);
+    a->item = json_incref(caller->item);
     a->vault = vault;
     a->fn = json_deep_copy(fn);
     a->secrets = params_secret_names(fn);
@@ -612,7 +641,7 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     json_array_append_new(a->stack, json_string(fname));
     a->started_mono = mono_ms();
     int64_t timeout = timeout_ms_for(h, vault, fn);
-    json_t *run = run_message(h, fn, params_of(vault), machine_for_worker(h, root->item), a->depth);
+    json_t *run = run_message(h, fn, params_of(vault), machine_for_worker(h, caller->item), a->depth);
     a->job = runner_submit(h->run, run, timeout, a, 1);
     if (a->job == NULL) {
         reply_error(h, caller_job, "unavailable", "RETRY", "no worker free for call to %s", fname);
@@ -621,9 +650,9 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     }
     a->next = h->running;
     h->running = a;
-    event(h, root->task_id, "CALL", "%*s%s called %s", a->depth * 2 - 2, "",
+    event(h, caller->task_id, "CALL", "%*s%s called %s", a->depth * 2 - 2, "",
           caller->call_function ? caller->call_function
-                                : json_string_value(json_object_get(root->item, "function")),
+                                : json_string_value(json_object_get(caller->item, "function")),
           fname);
 }
 
@@ -660,8 +689,8 @@ static void on_done(void *ud, runner_job *job, const runner_outcome *out)
     attempt *a = runner_job_tag(job);
     unlink_attempt(h, a);
     batch_begin(h);
-    if (a->parent) {
-        attempt *root = root_attempt(a);
+    end_calls_of(h, a);
+    if (a->depth > 0) {
         json_t *reply = json_pack("{s:s}", "code",
                                   out->status == RUN_OK        ? "OK"
                                   : out->status == RUN_INVALID ? "INVALID"
@@ -674,15 +703,14 @@ static void on_done(void *ud, runner_job *job, const runner_outcome *out)
                                 json_pack("{s:s,s:s}", "code",
                                           out->err_code ? out->err_code : "error", "message",
                                           out->err_msg ? out->err_msg : ""));
-        /* The caller may have ended (killed) meanwhile; only answer a live one. */
-        for (attempt *p = h->running; p; p = p->next)
-            if (p == a->parent)
-                runner_reply(h->run, a->parent_job, reply);
+        /* A caller that ended first cut this call loose (end_calls_of): nobody to answer. */
+        if (a->parent)
+            runner_reply(h->run, a->parent_job, reply);
         json_decref(reply);
-        char *m = out->err_msg ? redact_text(out->err_msg, root->vault, root->secrets) : NULL;
-        event(h, root->task_id, "CALL_DONE", "%s %s in %lld ms%s%s", a->call_function,
+        char *m = out->err_msg ? redact_text(out->err_msg, a->root_vault, a->root_secrets) : NULL;
+        event(h, a->task_id, "CALL_DONE", "%s %s in %lld ms%s%s%s", a->call_function,
               runner_status_name(out->status), (long long)(mono_ms() - a->started_mono),
-              m ? ": " : "", m ? m : "");
+              m ? ": " : "", m ? m : "", a->parent ? "" : " (its caller had ended)");
         free(m);
     } else {
         settle(h, a, out);
@@ -738,7 +766,7 @@ static void check_cancelling(host *h)
             runner_cancel(h->run, a->job);
             /* its nested calls go too */
             for (attempt *c = h->running; c; c = c->next)
-                if (c->parent && root_attempt(c) == a)
+                if (calls_of(c, a))
                     runner_cancel(h->run, c->job);
         }
     }
