@@ -133,3 +133,89 @@ void proto_reader_free(proto_reader *r)
     free(r->buf);
     memset(r, 0, sizeof(*r));
 }
+
+/*
+ * Length of the valid UTF-8 sequence at p (n bytes left), or 0 when it is not one; then
+ * *bad is how many bytes to replace with one U+FFFD: the longest start of a valid sequence
+ * (Unicode's "maximal subpart"), at least 1.
+ */
+static size_t utf8_len(const unsigned char *p, size_t n, size_t *bad)
+{
+    unsigned char c = p[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* the allowed range of the second byte */
+    *bad = 1;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0; /* no overlong forms */
+        if (c == 0xed)
+            hi = 0x9f; /* no surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        if (c == 0xf4)
+            hi = 0x8f; /* nothing above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < 2 || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++) {
+        if (i >= n || (p[i] & 0xc0) != 0x80) {
+            *bad = i;
+            return 0;
+        }
+    }
+    return len;
+}
+
+char *proto_clean_text(const char *text, size_t max)
+{
+    static const char replacement[] = "\xef\xbf\xbd", cut_mark[] = "\xe2\x80\xa6";
+    if (text == NULL)
+        return NULL;
+    if (max < 8)
+        max = 8;
+    const unsigned char *p = (const unsigned char *)text;
+    size_t n = strlen(text), out_len = 0;
+    /* Each input byte becomes at most 3 output bytes; nothing past max + 3 is kept. */
+    size_t keep = n < max + 3 ? n : max + 3;
+    char *out = malloc(3 * keep + sizeof(cut_mark));
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n && out_len <= max;) {
+        size_t bad, len = utf8_len(p + i, n - i, &bad);
+        if (len) {
+            memcpy(out + out_len, text + i, len);
+            out_len += len;
+            i += len;
+        } else {
+            memcpy(out + out_len, replacement, sizeof(replacement) - 1);
+            out_len += sizeof(replacement) - 1;
+            i += bad;
+        }
+    }
+    if (out_len > max) { /* cut at a character boundary, leaving room for the mark */
+        out_len = max - (sizeof(cut_mark) - 1);
+        while (out_len > 0 && ((unsigned char)out[out_len] & 0xc0) == 0x80)
+            out_len--;
+        memcpy(out + out_len, cut_mark, sizeof(cut_mark) - 1);
+        out_len += sizeof(cut_mark) - 1;
+    }
+    out[out_len] = 0;
+    return out;
+}
+
+json_t *proto_text(const char *text, size_t max)
+{
+    char *clean = proto_clean_text(text ? text : "", max);
+    json_t *s = clean ? json_string(clean) : NULL;
+    free(clean);
+    return s ? s : json_string("");
+}

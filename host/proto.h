@@ -42,4 +42,25 @@ json_t *proto_next(proto_reader *r, int *broken);
 
 void proto_reader_free(proto_reader *r);
 
+/*
+ * Text a plugin supplies travels and is stored capped, at these sizes in bytes (the cap
+ * included the "…" that marks a cut). An error message is the same text in the response
+ * vault's error.message and in lastFailureReason, so both are cut at PROTO_ERROR_MAX, which
+ * is not above the store's own cap on reasons (store.c MAX_REASON).
+ */
+#define PROTO_ERROR_MAX 4096
+#define PROTO_CODE_MAX  64
+#define PROTO_LOG_MAX   4096
+
+/*
+ * A copy of text made fit for the wire and the store: every byte sequence that is not
+ * valid UTF-8 becomes U+FFFD, and text longer than max bytes is cut at a character
+ * boundary and ended with "…" (the result is at most max bytes; max >= 8). NULL text gives
+ * NULL. The caller frees the copy.
+ */
+char *proto_clean_text(const char *text, size_t max);
+
+/* Like proto_clean_text(), as a new JSON string ("" for NULL text). */
+json_t *proto_text(const char *text, size_t max);
+
 #endif

@@ -21,6 +21,26 @@
 #include "worker.h"
 
 #define MAX_PGROUPS 16
+/* A worker's stderr: lines longer than this are cut into pieces; an attempt keeps at most
+ * STDERR_PER_ATTEMPT bytes of it in its trace and counts the rest. */
+#define STDERR_LINE_MAX    1024
+#define STDERR_PER_ATTEMPT (16 * 1024)
+
+/* Sanitizer builds also copy workers' stderr to the host log, where the test suite looks
+ * for sanitizer reports. */
+#if defined(__SANITIZE_ADDRESS__)
+#define STDERR_TO_HOST_LOG 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STDERR_TO_HOST_LOG 1
+#endif
+#endif
+#ifndef STDERR_TO_HOST_LOG
+#define STDERR_TO_HOST_LOG 0
+#endif
+
+/* What an epoll event is about: the low bits of its data, above them the worker's serial. */
+enum { EV_SOCK, EV_PIDFD, EV_STDERR, EV_BITS = 2 };
 
 typedef struct worker worker;
 
@@ -37,6 +57,9 @@ struct runner_job {
     int waiting_reply;
     pid_t pgroups[MAX_PGROUPS]; /* command groups the worker started */
     int n_pgroups;
+    int exit_reported; /* the function called exit(exit_status) (an "exit" message) */
+    int exit_status;
+    size_t stderr_kept, stderr_dropped; /* bytes of stderr in the trace, and beyond it */
 };
 
 enum { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_INTERRUPT };
@@ -46,6 +69,9 @@ struct worker {
     int sock;
     int pidfd;
     proto_reader rd;
+    int errfd;                       /* read end of the worker's stderr; -1 once closed */
+    char errline[STDERR_LINE_MAX];   /* a stderr line not yet ended */
+    size_t errline_len;
     int jobs_done;
     unsigned generation;
     runner_job *job;
@@ -105,9 +131,15 @@ static int pidfd_open_(pid_t pid)
  */
 static worker *spawn(runner *r)
 {
-    int sv[2];
+    int sv[2], ep[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         hlog(LOG_ERROR, "cannot create a worker socket: %s", strerror(errno));
+        return NULL;
+    }
+    if (pipe2(ep, O_CLOEXEC) != 0) {
+        hlog(LOG_ERROR, "cannot create a worker's stderr pipe: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
         return NULL;
     }
     char parent[32], memory[32];
@@ -121,6 +153,8 @@ static worker *spawn(runner *r)
         hlog(LOG_ERROR, "cannot start a worker: %s", strerror(errno));
         close(sv[0]);
         close(sv[1]);
+        close(ep[0]);
+        close(ep[1]);
         return NULL;
     }
     if (pid == 0) {
@@ -133,6 +167,7 @@ static worker *spawn(runner *r)
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, STDIN_FILENO);
         dup2(devnull, STDOUT_FILENO);
+        dup2(ep[1], STDERR_FILENO); /* into the attempt's trace, not the host's log */
         dup2(sv[1], WORKER_FD);
         close_range(WORKER_FD + 1, ~0U, 0);
         sigset_t none;
@@ -145,17 +180,23 @@ static worker *spawn(runner *r)
     }
     setpgid(pid, pid);
     close(sv[1]);
+    close(ep[1]);
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    fcntl(ep[0], F_SETFL, fcntl(ep[0], F_GETFL) | O_NONBLOCK);
     worker *w = calloc(1, sizeof(*w));
     w->pid = pid;
     w->sock = sv[0];
+    w->errfd = ep[0];
     w->pidfd = pidfd_open_(pid);
     w->generation = r->generation;
     w->serial = ++r->next_serial;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = w->serial << 1};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = w->serial << EV_BITS | EV_SOCK};
     epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->sock, &ev);
+    struct epoll_event eev = {.events = EPOLLIN, .data.u64 = w->serial << EV_BITS | EV_STDERR};
+    epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->errfd, &eev);
     if (w->pidfd >= 0) {
-        struct epoll_event pev = {.events = EPOLLIN, .data.u64 = w->serial << 1 | 1};
+        struct epoll_event pev = {.events = EPOLLIN,
+                                  .data.u64 = w->serial << EV_BITS | EV_PIDFD};
         epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->pidfd, &pev);
     }
     if (r->n_workers == r->cap_workers) {
@@ -164,6 +205,79 @@ static worker *spawn(runner *r)
     }
     r->workers[r->n_workers++] = w;
     return w;
+}
+
+/*
+ * One line of a worker's stderr: into the running attempt's trace as a "stderr" log line
+ * (control characters escaped, bad UTF-8 replaced, at most STDERR_PER_ATTEMPT bytes per
+ * attempt), or into the host log, escaped, when no attempt runs (a plugin's init()).
+ */
+static void stderr_line(runner *r, worker *w, const char *line, size_t len)
+{
+    char text[STDERR_LINE_MAX * 4 + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            n += (size_t)snprintf(text + n, sizeof(text) - n, "\\x%02x", c);
+        else
+            text[n++] = (char)c;
+    }
+    text[n] = 0;
+    char *clean = proto_clean_text(text, PROTO_LOG_MAX);
+    runner_job *job = w->job;
+    if (STDERR_TO_HOST_LOG || job == NULL)
+        hlog(job ? LOG_INFO : LOG_WARN, "worker %d stderr: %s", (int)w->pid, clean ? clean : "");
+    if (job && job->stderr_kept + len <= STDERR_PER_ATTEMPT && r->cb.on_message) {
+        job->stderr_kept += len;
+        json_t *m = json_pack("{s:s,s:s,s:s}", "op", "log", "level", "stderr", "text",
+                              clean ? clean : "");
+        r->cb.on_message(r->ud, job, m);
+        json_decref(m);
+    } else if (job) {
+        job->stderr_dropped += len;
+    }
+    free(clean);
+}
+
+/* Reads what the worker wrote to stderr so far; at_end: also the unfinished last line. */
+static void read_stderr(runner *r, worker *w, int at_end)
+{
+    char buf[4096];
+    while (w->errfd >= 0) {
+        ssize_t n = read(w->errfd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+                epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->errfd, NULL);
+                close(w->errfd);
+                w->errfd = -1;
+            }
+            break;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] != '\n')
+                w->errline[w->errline_len++] = buf[i];
+            if (buf[i] == '\n' || w->errline_len == sizeof(w->errline)) {
+                stderr_line(r, w, w->errline, w->errline_len);
+                w->errline_len = 0;
+            }
+        }
+    }
+    if (at_end && w->errline_len > 0) {
+        stderr_line(r, w, w->errline, w->errline_len);
+        w->errline_len = 0;
+    }
+}
+
+static void close_stderr(runner *r, worker *w)
+{
+    if (w->errfd >= 0) {
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->errfd, NULL);
+        close(w->errfd);
+        w->errfd = -1;
+    }
 }
 
 static void kill_groups(worker *w, int sig)
@@ -180,6 +294,7 @@ static void retire(runner *r, worker *w)
     kill_groups(w, SIGKILL);
     epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL);
     close(w->sock);
+    close_stderr(r, w);
     if (w->pidfd >= 0) {
         epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
         close(w->pidfd);
@@ -205,20 +320,39 @@ static void free_job(runner_job *job)
 static void finish(runner *r, worker *w, runner_outcome *out)
 {
     runner_job *job = w->job;
+    /* What the attempt wrote to stderr before it ended belongs to its trace. */
+    read_stderr(r, w, 1);
+    if (job->stderr_dropped > 0 && r->cb.on_message) {
+        char text[160];
+        snprintf(text, sizeof(text), "%zu more bytes of stderr not kept (the trace keeps %d)",
+                 job->stderr_dropped, STDERR_PER_ATTEMPT);
+        json_t *m = json_pack("{s:s,s:s,s:s}", "op", "log", "level", "stderr", "text", text);
+        r->cb.on_message(r->ud, job, m);
+        json_decref(m);
+    }
     w->job = NULL;
     w->jobs_done++;
     r->cb.on_done(r->ud, job, out);
     free_job(job);
 }
 
-static const char *describe_death(int status, char *buf, size_t len)
+/*
+ * Why a worker that ended without a "done" message ended, from what it told the host (an
+ * "exit" message: the function called exit()) and from how it died. The worker ends on its
+ * own only when the host is gone, so an exit status here is the plugin's doing.
+ */
+static const char *describe_death(const runner_job *job, int status, char *buf, size_t len)
 {
     if (WIFSIGNALED(status))
         snprintf(buf, len, "worker killed by signal %d (%s)", WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
+    else if (job->exit_reported)
+        snprintf(buf, len, "the function called exit(%d), which ended its worker",
+                 job->exit_status);
     else if (WIFEXITED(status))
-        snprintf(buf, len, "worker exited with status %d while running the function (the "
-                 "function called exit()?)", WEXITSTATUS(status));
+        snprintf(buf, len, "worker ended (exit status %d) before the function returned: the "
+                 "function called _exit() or broke the worker's connection to the host",
+                 WEXITSTATUS(status));
     else
         snprintf(buf, len, "worker ended unexpectedly");
     return buf;
@@ -236,7 +370,7 @@ static void worker_died(runner *r, worker *w, const char *why)
     while ((got = waitpid(w->pid, &status, 0)) < 0 && errno == EINTR)
         ;
     if (w->job) {
-        char buf[256];
+        char buf[320];
         runner_outcome out = {.status = RUN_CRASHED, .err_code = "crashed"};
         runner_job *job = w->job;
         if (job->stopping == STOP_TIMEOUT) {
@@ -253,12 +387,8 @@ static void worker_died(runner *r, worker *w, const char *why)
             out.err_code = "interrupted";
         } else if (why) {
             snprintf(buf, sizeof(buf), "%s", why);
-        } else if (got > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 4) {
-            snprintf(buf, sizeof(buf), "plugin file changed while starting; try again");
-            out.status = RUN_RETRY;
-            out.err_code = "plugin_changed";
         } else {
-            describe_death(got > 0 ? status : 0, buf, sizeof(buf));
+            describe_death(job, got > 0 ? status : 0, buf, sizeof(buf));
         }
         out.err_msg = buf;
         finish(r, w, &out);
@@ -266,6 +396,7 @@ static void worker_died(runner *r, worker *w, const char *why)
     /* The process is reaped; retire() must not wait again. */
     epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL);
     close(w->sock);
+    close_stderr(r, w);
     if (w->pidfd >= 0) {
         epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
         close(w->pidfd);
@@ -291,6 +422,8 @@ static runner_status status_from_code(const char *code)
         return RUN_RETRY;
     if (strcmp(code, "INVALID") == 0)
         return RUN_INVALID;
+    if (strcmp(code, "UNAVAILABLE") == 0)
+        return RUN_UNAVAILABLE; /* the worker's own: the plugin could not be loaded */
     return RUN_FAIL;
 }
 
@@ -307,8 +440,7 @@ static void handle_done(runner *r, worker *w, json_t *msg)
     };
     if (json_is_null(out.result))
         out.result = NULL;
-    if (out.err_code && strcmp(out.err_code, "unavailable") == 0 && out.status == RUN_FAIL)
-        out.status = RUN_UNAVAILABLE;
+    int stale = json_is_true(json_object_get(msg, "retire"));
     char buf[128];
     if (out.status != RUN_OK && job->stopping == STOP_TIMEOUT) {
         snprintf(buf, sizeof(buf), "timeout after %lld s", (long long)(job->timeout_ms / 1000));
@@ -327,7 +459,7 @@ static void handle_done(runner *r, worker *w, json_t *msg)
     int stopping = job->stopping;
     finish(r, w, &out);
     /* A worker we started to stop, an old one, or one past its quota is replaced. */
-    if (stopping || w->generation != r->generation || w->jobs_done >= r->o.max_jobs)
+    if (stopping || stale || w->generation != r->generation || w->jobs_done >= r->o.max_jobs)
         retire(r, w);
 }
 
@@ -342,6 +474,9 @@ static void handle_message(runner *r, worker *w, json_t *msg)
     } else if (strcmp(op, "log") == 0 || strcmp(op, "progress") == 0) {
         if (r->cb.on_message)
             r->cb.on_message(r->ud, job, msg);
+    } else if (strcmp(op, "exit") == 0) {
+        job->exit_reported = 1;
+        job->exit_status = (int)json_integer_value(json_object_get(msg, "status"));
     } else if (strcmp(op, "pgroup") == 0) {
         if (job->n_pgroups < MAX_PGROUPS)
             job->pgroups[job->n_pgroups++] = (pid_t)json_integer_value(json_object_get(msg, "pgid"));
@@ -395,13 +530,17 @@ void runner_process(runner *r)
     int n = epoll_wait(r->epfd, evs, 64, 0);
     for (int i = 0; i < n; i++) {
         /* An earlier event of this batch may have removed the worker: look it up. */
-        uint64_t serial = evs[i].data.u64 >> 1;
-        int is_pidfd = (int)(evs[i].data.u64 & 1);
+        uint64_t serial = evs[i].data.u64 >> EV_BITS;
+        int kind = (int)(evs[i].data.u64 & ((1u << EV_BITS) - 1));
         worker *w = find_serial(r, serial);
         if (w == NULL)
             continue;
+        if (kind == EV_STDERR) {
+            read_stderr(r, w, 0);
+            continue;
+        }
         read_worker(r, w); /* a dying worker's last messages (a "done") come first */
-        if (is_pidfd && find_serial(r, serial) == w)
+        if (kind == EV_PIDFD && find_serial(r, serial) == w)
             worker_died(r, w, NULL);
     }
 }

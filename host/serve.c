@@ -20,6 +20,7 @@
 #include "log.h"
 #include "notify.h"
 #include "policy.h"
+#include "proto.h"
 #include "registry.h"
 #include "runner.h"
 #include "scheduler.h"
@@ -46,6 +47,7 @@ struct attempt {
      * its root's, and keeps them when its caller ends first. */
     json_t *root_vault, *root_secrets;
     int attempt_no;
+    int last_percent; /* the highest progress stored for this attempt; -1: none yet */
     int64_t started_mono;
     runner_job *job;
     /* For nested calls: the caller, NULL once the caller ended (the call is then being
@@ -378,7 +380,10 @@ static void settle(host *h, attempt *a, const runner_outcome *out)
 {
     char err[512];
     const char *task = a->task_id;
-    char *msg = out->err_msg ? redact_text(out->err_msg, a->vault, a->secrets) : NULL;
+    /* Capped once, so that lastFailureReason and the response vault's error say the same. */
+    char *redacted = out->err_msg ? redact_text(out->err_msg, a->vault, a->secrets) : NULL;
+    char *msg = proto_clean_text(redacted, PROTO_ERROR_MAX);
+    free(redacted);
     retry_policy pol = policy_for(h, a->vault);
     struct store_outcome so = {0};
     json_t *resp = NULL;
@@ -520,6 +525,7 @@ static void start_item(host *h, json_t *item)
     if (a->attempt_no < 1)
         a->attempt_no = 1;
     a->started_mono = mono_ms();
+    a->last_percent = -1;
     a->stack = json_pack("[s]", fname);
     int64_t timeout = timeout_ms_for(h, vault, fn);
     json_t *msg = run_message(h, fn, params_of(vault), machine_for_worker(h, item), 0);
@@ -557,9 +563,13 @@ static void on_message(void *ud, runner_job *job, const json_t *msg)
         char err[512];
         const char *m = json_string_value(json_object_get(msg, "message"));
         char *text = m ? redact_text(m, a->root_vault, a->root_secrets) : NULL;
-        store_progress(h->st, a->task_id, a->token,
-                       (int)json_integer_value(json_object_get(msg, "percent")), text, now_ms(),
-                       err, sizeof(err));
+        /* Stored progress never goes back within an attempt: a lower percent keeps the
+         * highest one seen (its message still replaces the old one). */
+        int percent = (int)json_integer_value(json_object_get(msg, "percent"));
+        if (percent < a->last_percent)
+            percent = a->last_percent;
+        a->last_percent = percent;
+        store_progress(h->st, a->task_id, a->token, percent, text, now_ms(), err, sizeof(err));
         free(text);
     }
 }
@@ -641,7 +651,8 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     json_array_append_new(a->stack, json_string(fname));
     a->started_mono = mono_ms();
     int64_t timeout = timeout_ms_for(h, vault, fn);
-    json_t *run = run_message(h, fn, params_of(vault), machine_for_worker(h, caller->item), a->depth);
+    json_t *run =
+        run_message(h, fn, params_of(vault), machine_for_worker(h, caller->item), a->depth);
     a->job = runner_submit(h->run, run, timeout, a, 1);
     if (a->job == NULL) {
         reply_error(h, caller_job, "unavailable", "RETRY", "no worker free for call to %s", fname);

@@ -407,7 +407,8 @@ int store_pg_heartbeat(store *s, const char *owner, int64_t lease_ms, int64_t no
 }
 
 /* COMPLETED, FAILED or CANCELLED, and its event, in one statement: final, the token dies;
- * FAILED and CANCELLED take the dependents with them. */
+ * FAILED and CANCELLED take the dependents with them. COMPLETED clears an earlier attempt's
+ * failure reason and the progress, which would otherwise describe an attempt that is over. */
 static int finish_final(struct pg *p, const struct pg_item_ref *r, int has_dependents,
                         const char *token, const char *status, const struct store_outcome *o,
                         int64_t now, char *err, size_t errlen)
@@ -417,7 +418,12 @@ static int finish_final(struct pg *p, const struct pg_item_ref *r, int has_depen
                         " response_vault = coalesce($3, response_vault), finished_at = $4,"
                         " updated_at = $4, lease_expires_at = NULL, claim_token = NULL,"
                         " last_failure_reason = CASE WHEN $2 = 'FAILED'"
-                        " THEN coalesce($5, last_failure_reason) ELSE last_failure_reason END"
+                        " THEN coalesce($5, last_failure_reason)"
+                        " WHEN $2 = 'COMPLETED' THEN NULL ELSE last_failure_reason END,"
+                        " progress_percent ="
+                        " CASE WHEN $2 = 'COMPLETED' THEN NULL ELSE progress_percent END,"
+                        " progress_message ="
+                        " CASE WHEN $2 = 'COMPLETED' THEN NULL ELSE progress_message END"
                         " WHERE seq = $1 AND claim_token = $6 RETURNING seq)"
                         " INSERT INTO queue_events (task_seq, action, details, details_is_json, at)"
                         " SELECT seq, $2, $5, 0, $4 FROM u",

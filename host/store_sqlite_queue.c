@@ -1091,7 +1091,8 @@ int sq_heartbeat(store *s, const char *owner, int64_t lease_ms, int64_t now, int
 }
 
 /* COMPLETED, FAILED or CANCELLED: final, the token dies; FAILED and CANCELLED take the
- * dependents with them. */
+ * dependents with them. COMPLETED clears an earlier attempt's failure reason and the
+ * progress, which would otherwise describe an attempt that is over. */
 static int finish_final(struct sq *q, const struct item_ref *r, const char *status,
                         const struct store_outcome *o, int64_t now, char *err, size_t errlen)
 {
@@ -1100,7 +1101,12 @@ static int finish_final(struct sq *q, const struct item_ref *r, const char *stat
                      " response_vault = coalesce(?3, response_vault), finished_at = ?4,"
                      " updated_at = ?4, lease_expires_at = NULL, claim_token = NULL,"
                      " last_failure_reason = CASE WHEN ?2 = 'FAILED'"
-                     " THEN coalesce(?5, last_failure_reason) ELSE last_failure_reason END"
+                     " THEN coalesce(?5, last_failure_reason)"
+                     " WHEN ?2 = 'COMPLETED' THEN NULL ELSE last_failure_reason END,"
+                     " progress_percent ="
+                     " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_percent END,"
+                     " progress_message ="
+                     " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_message END"
                      " WHERE seq = ?1",
                      "ItjIt", r->seq, status, o->response, now, o->reason);
     if (rc == STORE_OK)

@@ -53,6 +53,10 @@ static volatile pid_t command_groups[16];
 static loaded_plugin *loaded;
 static size_t n_loaded;
 static volatile sig_atomic_t cancel_flag;
+/* The attempt running now, for the exit report (report_exit): its socket (-1: none) and id. */
+static int running_sock = -1;
+static json_int_t running_id;
+static pid_t worker_pid; /* a process the plugin forked shares running_sock: it stays quiet */
 
 static void on_sigusr1(int sig)
 {
@@ -86,7 +90,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 static void svc_vlog(ferry_ctx *ctx, ferry_log_level level, const char *fmt, va_list ap)
 {
-    char text[4096];
+    char text[PROTO_LOG_MAX + 8];
     vsnprintf(text, sizeof(text), fmt, ap);
     if ((int)level < 0 || level > FERRY_LOG_ERROR)
         level = FERRY_LOG_INFO;
@@ -94,8 +98,9 @@ static void svc_vlog(ferry_ctx *ctx, ferry_log_level level, const char *fmt, va_
         fprintf(stderr, "plugin %s: %s\n", level_names[level], text);
         return;
     }
-    json_t *m = json_pack("{s:s,s:I,s:s,s:s}", "op", "log", "id", priv(ctx)->id, "level",
-                          level_names[level], "text", text);
+    /* Bad UTF-8 (or a cut through a character) is replaced, never a reason to drop the line. */
+    json_t *m = json_pack("{s:s,s:I,s:s,s:o}", "op", "log", "id", priv(ctx)->id, "level",
+                          level_names[level], "text", proto_text(text, PROTO_LOG_MAX));
     proto_send(priv(ctx)->sock, m);
     json_decref(m);
 }
@@ -116,8 +121,9 @@ static void svc_progress(ferry_ctx *ctx, int percent, const char *message)
         percent = 100;
     if (percent < -1)
         percent = -1;
-    json_t *m = json_pack("{s:s,s:I,s:i,s:s?}", "op", "progress", "id", priv(ctx)->id,
-                          "percent", percent, "message", message);
+    json_t *m = json_pack("{s:s,s:I,s:i,s:o?}", "op", "progress", "id", priv(ctx)->id,
+                          "percent", percent, "message",
+                          message ? proto_text(message, PROTO_LOG_MAX) : NULL);
     proto_send(priv(ctx)->sock, m);
     json_decref(m);
 }
@@ -142,12 +148,17 @@ static void svc_set_error(ferry_ctx *ctx, const char *code, const char *fmt, ...
     worker_ctx *w = priv(ctx);
     free(w->err_code);
     free(w->err_msg);
-    w->err_code = xstrdup(code && code[0] ? code : "error");
+    /* Kept valid UTF-8 and capped here, once: the host stores the message as it comes. */
+    w->err_code = proto_clean_text(code && code[0] ? code : "error", PROTO_CODE_MAX);
+    char *text = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&w->err_msg, fmt, ap) < 0)
-        w->err_msg = xstrdup("(out of memory formatting the error)");
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
     va_end(ap);
+    w->err_msg = proto_clean_text(text ? text : "(out of memory formatting the error)",
+                                  PROTO_ERROR_MAX);
+    free(text);
 }
 
 /* Sends a request to the host and waits for its reply. Returns the reply (new reference). */
@@ -161,7 +172,7 @@ static json_t *request(worker_ctx *w, json_t *msg)
     json_decref(msg);
     json_t *reply = proto_recv(w->sock);
     if (reply == NULL)
-        _exit(3); /* the host is gone: nothing left to report to */
+        _exit(0); /* the host is gone: nothing left to report to */
     return reply;
 }
 
@@ -306,9 +317,13 @@ const ferry_host *worker_host_table(void)
 
 /* --- loading ------------------------------------------------------------------------- */
 
-/* Returns the plugin at path, loading and initialising it on first use, or NULL + reason. */
+/*
+ * Returns the plugin at path, loading and initialising it on first use, or NULL + reason.
+ * *changed is set when the file was replaced since this worker loaded it: the worker cannot
+ * load it afresh (dlopen would hand back the old copy) and must be replaced.
+ */
 static const ferry_plugin *load(const char *path, const json_t *config, char *reason,
-                                size_t rlen)
+                                size_t rlen, int *changed)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -324,8 +339,10 @@ static const ferry_plugin *load(const char *path, const json_t *config, char *re
             return l->plugin;
         /* Replaced on disk since this worker loaded it: the runner recycles workers when the
          * registry changes, so this is a race with a drop-in. Start afresh. */
-        seterr(reason, rlen, "plugin %s changed on disk", path);
-        _exit(4);
+        seterr(reason, rlen, "plugin %s changed on disk while the attempt started; try again",
+               path);
+        *changed = 1;
+        return NULL;
     }
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
@@ -457,6 +474,7 @@ static json_t *run_one(int sock, json_t *job)
                     .deadline_ms = json_integer_value(json_object_get(job, "deadline")),
                     .job = job};
     char reason[600] = "";
+    int changed = 0;
     const char *path = json_string_value(json_object_get(job, "plugin"));
     const char *fname = json_string_value(json_object_get(job, "function"));
     json_t *params = json_object_get(job, "params");
@@ -465,19 +483,28 @@ static json_t *run_one(int sock, json_t *job)
         params = empty = json_object();
     int64_t start = mono_us();
     ferry_result code = FERRY_FAIL;
+    const char *code_name = NULL; /* the worker's own outcome, which no function can return */
     json_t *result = NULL;
     const ferry_plugin *plugin =
-        path && fname ? load(path, json_object_get(job, "config"), reason, sizeof(reason)) : NULL;
+        path && fname
+            ? load(path, json_object_get(job, "config"), reason, sizeof(reason), &changed)
+            : NULL;
     const ferry_function *fn = plugin ? descriptor_find(plugin, fname) : NULL;
     if (plugin == NULL) {
-        svc_set_error(&w.pub, "unavailable", "%s", reason[0] ? reason : "bad run message");
+        code_name = "UNAVAILABLE";
+        svc_set_error(&w.pub, changed ? "plugin_changed" : "unavailable", "%s",
+                      reason[0] ? reason : "bad run message");
     } else if (fn == NULL) {
+        code_name = "UNAVAILABLE";
         svc_set_error(&w.pub, "unavailable", "plugin %s has no function %s", path, fname);
     } else {
+        running_sock = sock;
+        running_id = w.id;
         cancel_flag = 0;
         for (size_t i = 0; i < sizeof(command_groups) / sizeof(command_groups[0]); i++)
             command_groups[i] = 0;
         code = run_with_hooks(&w, fn, params, &result);
+        running_sock = -1;
         if ((int)code < FERRY_OK || code > FERRY_INVALID) {
             svc_set_error(&w.pub, "bad_result", "%s returned %d, which is not a ferry_result",
                           fname, (int)code);
@@ -489,9 +516,11 @@ static json_t *run_one(int sock, json_t *job)
     }
     json_decref(empty);
     json_t *done = json_pack("{s:s,s:I,s:s,s:I}", "op", "done", "id", w.id, "code",
-                             worker_code_name(code), "duration_ms",
+                             code_name ? code_name : worker_code_name(code), "duration_ms",
                              (json_int_t)((mono_us() - start) / 1000));
     json_object_set_new(done, "result", result ? result : json_null());
+    if (changed)
+        json_object_set_new(done, "retire", json_true());
     if (w.err_msg)
         json_object_set_new(done, "error", json_pack("{s:s,s:s}", "code", w.err_code, "message",
                                                      w.err_msg));
@@ -538,16 +567,39 @@ static void guard_host(pid_t host)
     pthread_attr_destroy(&attr);
 }
 
+/*
+ * A function that calls exit() ends the worker through here (the worker itself only ever
+ * uses _exit()): the host is told the status over the socket, so that it can say what
+ * happened instead of guessing from the exit status, which a plugin could fake.
+ */
+static void report_exit(int status, void *arg)
+{
+    (void)arg;
+    if (running_sock < 0 || getpid() != worker_pid)
+        return;
+    json_t *m = json_pack("{s:s,s:I,s:i}", "op", "exit", "id", running_id, "status", status);
+    proto_send(running_sock, m);
+    json_decref(m);
+}
+
 void worker_process_main(int argc, char **argv)
 {
     pid_t host = argc > 2 ? (pid_t)atoi(argv[2]) : 0;
     guard_host(host);
     worker_opts wo = {.memory_limit_mb = argc > 3 ? atoi(argv[3]) : 0};
-    worker_main(WORKER_FD, &wo);
+    /* The socket moves off the well-known fd 3, out of reach of a plugin that closes or
+     * reuses low descriptors, and is closed on exec so commands never inherit it. */
+    int sock = fcntl(WORKER_FD, F_DUPFD_CLOEXEC, 64);
+    if (sock < 0)
+        _exit(0);
+    close(WORKER_FD);
+    worker_main(sock, &wo);
 }
 
 void worker_main(int sock, const worker_opts *opts)
 {
+    worker_pid = getpid();
+    on_exit(report_exit, NULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, SIG_IGN); /* Ctrl-C in a terminal reaches the host, which decides */
     signal(SIGTERM, SIG_DFL);

@@ -9,8 +9,18 @@
  *                   {"op":"progress","id":N,"percent":P,"message":"..."}
  *                   {"op":"call","id":N,"function":F,"params":{}}   (waits for a reply)
  *                   {"op":"storage","id":N,"name":S}                (waits for a reply)
- *                   {"op":"done","id":N,"code":"OK|RETRY|FAIL|INVALID","result":...,
- *                    "error":{"code","message"}|null,"duration_ms":N}
+ *                   {"op":"pgroup","id":N,"pgid":P}                 (a command's group)
+ *                   {"op":"exit","id":N,"status":S}   (the function called exit(S))
+ *                   {"op":"done","id":N,"code":"OK|RETRY|FAIL|INVALID|UNAVAILABLE",
+ *                    "result":...,"error":{"code","message"}|null,"duration_ms":N,
+ *                    "retire":true?}
+ *
+ * Every meaning travels in these messages, never in the worker's exit status (a plugin can
+ * call exit() with any status). "code" UNAVAILABLE is the worker's own: the plugin or the
+ * function could not be loaded; a function's FERRY_* result maps to the other four, whatever
+ * error code it sets. "retire" asks the runner to replace the worker (its copy of the plugin
+ * is stale). Text in messages is valid UTF-8, capped (proto.h). The worker's stderr is a
+ * pipe the runner reads into the running attempt's trace.
  *
  * SIGUSR1 tells the running function it is cancelled (ferry_cancelled() turns true);
  * SIGTERM and SIGKILL end the worker.
@@ -20,7 +30,8 @@
 
 #include <ferry/plugin.h>
 
-/* How the runner starts a worker: `ferry WORKER_ARGV1 HOST_PID MEMORY_MB`, socket on fd 3. */
+/* How the runner starts a worker: `ferry WORKER_ARGV1 HOST_PID MEMORY_MB`, socket on fd 3
+ * (the worker moves it to a higher, close-on-exec descriptor before any plugin runs). */
 #define WORKER_ARGV1 "__worker"
 #define WORKER_FD    3
 

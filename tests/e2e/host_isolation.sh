@@ -32,7 +32,7 @@ eq "segfault outcome is CRASHED" "$(resp_outcome "$segv")" CRASHED
 wait_status "$abrt" FAILED 10
 contains "abort: killed by SIGABRT" "$(reason "$abrt")" "signal 6"
 wait_status "$ext" FAILED 10
-contains "exit(): the status is reported" "$(reason "$ext")" "exited with status 7"
+contains "exit(): the function's exit status is reported" "$(reason "$ext")" "the function called exit(7)"
 wait_status "$garb" COMPLETED 10
 eq "garbage on stdout does not break the protocol" "$(task_status "$garb")" COMPLETED
 
