@@ -442,7 +442,11 @@ static void handle_done(runner *r, worker *w, json_t *msg)
         out.result = NULL;
     int stale = json_is_true(json_object_get(msg, "retire"));
     char buf[128];
-    if (out.status != RUN_OK && job->stopping == STOP_TIMEOUT) {
+    /* A function that gave up because ferry_cancelled() turned true at its deadline ran out
+     * of time, whether or not runner_tick() got to stop it first. */
+    int timed_out = job->stopping == STOP_TIMEOUT ||
+                    (!job->stopping && job->deadline > 0 && mono_ms() >= job->deadline);
+    if (out.status != RUN_OK && timed_out) {
         snprintf(buf, sizeof(buf), "timeout after %lld s", (long long)(job->timeout_ms / 1000));
         out.status = RUN_TIMEOUT;
         out.err_code = "timeout";

@@ -175,7 +175,10 @@ typedef enum ferry_log_level {
  *
  * A service that the host cannot provide (not configured, or not in this build) answers
  * with its failure value and sets the attempt's error to code "unavailable" with a message
- * that says why; a function can return FERRY_FAIL straight after.
+ * that says why; a function can return FERRY_FAIL straight after. The outcome is then FAIL,
+ * never retried: a missing service does not come back by trying again. Error codes never
+ * change an outcome; only the returned ferry_result does (return FERRY_RETRY for a failure
+ * that may pass). The host's own UNAVAILABLE outcome means the plugin could not be loaded.
  */
 struct ferry_host {
     uint32_t struct_size; /* sizeof(struct ferry_host) in the host */
