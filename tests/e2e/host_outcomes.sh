@@ -40,7 +40,11 @@ contains "stderr is in the trace, control characters escaped" "$tr" \
 contains "a flood of stderr is cut, and the trace says how much was not kept" "$tr" "more bytes of stderr not kept"
 kept=$(ferry queue trace "$se" --output json | jq '[.data.timeline[] | select(.action=="LOG") | .details | strings | select(startswith("[stderr] filler"))] | length')
 ((kept > 10 && kept < 200)) && pass "the trace keeps a bounded part ($kept of 200 lines)" || fail "the trace keeps a bounded part" "kept=$kept"
-not_contains "the host log does not carry the plugin's stderr" "$(cat "$T_DIR/host.log")" "fx_stderr says"
+not_contains "nothing raw from the plugin's stderr reaches the host log" "$(cat "$T_DIR/host.log")" $'\x1b[31m'
+# Sanitizer builds copy workers' stderr (escaped) to the host log, where sanitizer reports
+# are looked for; other builds keep it out entirely.
+[[ ${SAN:-0} == 1 ]] ||
+    not_contains "the host log does not carry the plugin's stderr" "$(cat "$T_DIR/host.log")" "fx_stderr says"
 
 # Invalid UTF-8 in set_error and log: replaced with U+FFFD, the code, message and line kept.
 bu=$(q m4 '{"function":"fx_badutf8"}')
