@@ -57,8 +57,9 @@ struct runner_job {
     int waiting_reply;
     pid_t pgroups[MAX_PGROUPS]; /* command groups the worker started */
     int n_pgroups;
-    int exit_reported; /* the function called exit(exit_status) (an "exit" message) */
+    int exit_reported; /* the plugin called exit(exit_status) (an "exit" message) */
     int exit_status;
+    int exit_loading; /* ... from its init(), while the worker loaded it */
     size_t stderr_kept, stderr_dropped; /* bytes of stderr in the trace, and beyond it */
 };
 
@@ -347,8 +348,8 @@ static const char *describe_death(const runner_job *job, int status, char *buf, 
         snprintf(buf, len, "worker killed by signal %d (%s)", WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
     else if (job->exit_reported)
-        snprintf(buf, len, "the function called exit(%d), which ended its worker",
-                 job->exit_status);
+        snprintf(buf, len, "the %s called exit(%d), which ended its worker",
+                 job->exit_loading ? "plugin's init()" : "function", job->exit_status);
     else if (WIFEXITED(status))
         snprintf(buf, len, "worker ended (exit status %d) before the function returned: the "
                  "function called _exit() or broke the worker's connection to the host",
@@ -481,6 +482,7 @@ static void handle_message(runner *r, worker *w, json_t *msg)
     } else if (strcmp(op, "exit") == 0) {
         job->exit_reported = 1;
         job->exit_status = (int)json_integer_value(json_object_get(msg, "status"));
+        job->exit_loading = json_is_true(json_object_get(msg, "loading"));
     } else if (strcmp(op, "pgroup") == 0) {
         if (job->n_pgroups < MAX_PGROUPS)
             job->pgroups[job->n_pgroups++] = (pid_t)json_integer_value(json_object_get(msg, "pgid"));

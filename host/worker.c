@@ -56,6 +56,7 @@ static volatile sig_atomic_t cancel_flag;
 /* The attempt running now, for the exit report (report_exit): its socket (-1: none) and id. */
 static int running_sock = -1;
 static json_int_t running_id;
+static int running_loading; /* 1 while the plugin is loaded (its init() runs), 0 in run() */
 static pid_t worker_pid; /* a process the plugin forked shares running_sock: it stays quiet */
 
 static void on_sigusr1(int sig)
@@ -485,10 +486,14 @@ static json_t *run_one(int sock, json_t *job)
     ferry_result code = FERRY_FAIL;
     const char *code_name = NULL; /* the worker's own outcome, which no function can return */
     json_t *result = NULL;
+    running_sock = sock;
+    running_id = w.id;
+    running_loading = 1;
     const ferry_plugin *plugin =
         path && fname
             ? load(path, json_object_get(job, "config"), reason, sizeof(reason), &changed)
             : NULL;
+    running_loading = 0;
     const ferry_function *fn = plugin ? descriptor_find(plugin, fname) : NULL;
     if (plugin == NULL) {
         code_name = "UNAVAILABLE";
@@ -498,13 +503,10 @@ static json_t *run_one(int sock, json_t *job)
         code_name = "UNAVAILABLE";
         svc_set_error(&w.pub, "unavailable", "plugin %s has no function %s", path, fname);
     } else {
-        running_sock = sock;
-        running_id = w.id;
         cancel_flag = 0;
         for (size_t i = 0; i < sizeof(command_groups) / sizeof(command_groups[0]); i++)
             command_groups[i] = 0;
         code = run_with_hooks(&w, fn, params, &result);
-        running_sock = -1;
         if ((int)code < FERRY_OK || code > FERRY_INVALID) {
             svc_set_error(&w.pub, "bad_result", "%s returned %d, which is not a ferry_result",
                           fname, (int)code);
@@ -514,6 +516,7 @@ static json_t *run_one(int sock, json_t *job)
             svc_set_error(&w.pub, "failed", "%s returned %s without setting an error", fname,
                           worker_code_name(code));
     }
+    running_sock = -1;
     json_decref(empty);
     json_t *done = json_pack("{s:s,s:I,s:s,s:I}", "op", "done", "id", w.id, "code",
                              code_name ? code_name : worker_code_name(code), "duration_ms",
@@ -577,7 +580,8 @@ static void report_exit(int status, void *arg)
     (void)arg;
     if (running_sock < 0 || getpid() != worker_pid)
         return;
-    json_t *m = json_pack("{s:s,s:I,s:i}", "op", "exit", "id", running_id, "status", status);
+    json_t *m = json_pack("{s:s,s:I,s:i,s:b}", "op", "exit", "id", running_id, "status", status,
+                          "loading", running_loading);
     proto_send(running_sock, m);
     json_decref(m);
 }

@@ -10,7 +10,7 @@
  *                   {"op":"call","id":N,"function":F,"params":{}}   (waits for a reply)
  *                   {"op":"storage","id":N,"name":S}                (waits for a reply)
  *                   {"op":"pgroup","id":N,"pgid":P}                 (a command's group)
- *                   {"op":"exit","id":N,"status":S}   (the function called exit(S))
+ *                   {"op":"exit","id":N,"status":S,"loading":B}  (exit(S) called)
  *                   {"op":"done","id":N,"code":"OK|RETRY|FAIL|INVALID|UNAVAILABLE",
  *                    "result":...,"error":{"code","message"}|null,"duration_ms":N,
  *                    "retire":true?}
