@@ -164,8 +164,9 @@ static json_t *with_hooks(json_t *facts, const json_t *item)
 }
 
 /*
- * The machine as workers see it, cached for a second: a busy bridge runs many items for
- * the same machines, and re-reading the row for each would cost a query per job.
+ * The machine as workers see it, cached for a second but never across claims (claim()
+ * clears the cache): a busy bridge claims many items of the same machines at once, and
+ * re-reading the row for each would cost a query per job.
  */
 static json_t *machine_for_worker(host *h, const json_t *item)
 {
@@ -716,6 +717,9 @@ static void claim(host *h)
             batch_end(h);
             batch_begin(h);
         }
+        /* A machine's facts are cached for the items of one claim only: a vault changed
+         * before a claim (a new SSH key, a host-key pin) is what its items see. */
+        json_object_clear(h->machines);
         json_array_foreach (items, i, item)
             start_item(h, item);
         json_decref(items);
