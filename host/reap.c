@@ -295,8 +295,7 @@ static int round_cgroup(const char *dir, pid_t self, int sig, struct tally *t)
 static int round_own(int sig, struct tally *t)
 {
     pid_t self = getpid();
-    int alive = own_dir[0] ? round_cgroup(own_dir, self, sig, t) : 0;
-    return alive + round_tree(self, sig, t); /* the tree too: a member moved out by root */
+    return own_dir[0] ? round_cgroup(own_dir, self, sig, t) : round_tree(self, sig, t);
 }
 
 static void reap_zombies(void)
