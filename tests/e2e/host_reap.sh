@@ -110,6 +110,18 @@ for mode in subreaper cgroup; do
         fail "$mode: its escaped children are gone with it" "alive: $(alive_list "$pf")"
     fi
 
+    # The same, but the function dies of the timeout's SIGTERM at once: the worker ends its
+    # descendants before it goes.
+    pf=$T_DIR/$mode.timeout2
+    t=$(q "${mode}3" "{\"function\":\"fx_escape_hang\",\"pidfile\":\"$pf\",\"timeout\":1,\"hear_sigterm\":true}")
+    wait_status "$t" FAILED 20
+    contains "$mode: the item that dies of SIGTERM timed out" "$(reason "$t")" "timeout after 1 s"
+    if wait_for 5 all_gone "$pf"; then
+        pass "$mode: its escaped children are gone with it"
+    else
+        fail "$mode: its escaped children are gone with it" "alive: $(alive_list "$pf")"
+    fi
+
     # The host killed with kill -9 while a check_command sleeps and a function's escaped
     # children linger: none of them runs on under PID 1.
     pf_sleep=$T_DIR/$mode.sleep pf_hang=$T_DIR/$mode.hang
@@ -157,14 +169,23 @@ if [[ $cgroup_ok == 1 ]]; then
         "$(stale_cgroups)" ""
 fi
 
-t=$(q remote '{"function":"conditional","check_command":"sleep 30; echo 1","threshold":0,"timeout":2}')
+t=$(q remote '{"function":"conditional","check_command":"sleep 30; echo 1","threshold":0,"check_timeout":2}')
 wait_status "$t" FAILED 20
-contains "a remote command past the item's timeout fails it" "$(reason "$t")" "timeout"
+contains "a remote command past its timeout fails the item" "$(reason "$t")" "check_command"
 rtmp_empty() { [[ -z $(ls -A "$T_DIR/rtmp") ]]; }
 if wait_for 8 rtmp_empty; then
     pass "the timed-out remote command left no mktemp directory behind"
 else
     fail "the timed-out remote command left no mktemp directory behind" "$(ls -lA "$T_DIR/rtmp")"
+fi
+# The item's own timeout stops it too (the worker, or its exec deadline, whichever is first).
+t=$(q remote '{"function":"conditional","check_command":"sleep 30; echo 1","threshold":0,"timeout":2}')
+wait_status "$t" FAILED 20
+eq "a remote command past the item's timeout fails it" "$(task_status "$t")" FAILED
+if wait_for 8 rtmp_empty; then
+    pass "and leaves no mktemp directory behind either"
+else
+    fail "and leaves no mktemp directory behind either" "$(ls -lA "$T_DIR/rtmp")"
 fi
 t=$(q remote '{"function":"conditional","check_command":"echo 5","threshold":1}')
 wait_status "$t" COMPLETED 20
