@@ -308,9 +308,10 @@ static void reap_zombies(void)
 
 int reap_worker_sweep(void)
 {
-    /* The common case, in one system call: a subreaper without children has no
-     * descendants at all, since every orphan below it would have come to it. */
-    if (own_dir[0] == '\0' && waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
+    /* The common case, in one system call instead of a read of /proc or cgroup.procs: a
+     * subreaper (the worker is one in both ways) without children has no descendants at
+     * all, since every orphan below it would have come to it. */
+    if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
         return 0;
     struct tally t = {.n = 0};
     long until = ms_now() + SWEEP_MS;
