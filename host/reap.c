@@ -218,24 +218,18 @@ static int children_of(pid_t pid, pid_t *kids, int n, int max)
     int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return n;
-    char ents[1024];
+    char ents[1024] __attribute__((aligned(8)));
     long got;
     while (n < max && (got = syscall(SYS_getdents64, dfd, ents, sizeof(ents))) > 0) {
         for (long off = 0; off < got;) {
-            struct {
-                unsigned long long ino;
-                long long off;
-                unsigned short reclen;
-                unsigned char type;
-                char name[];
-            } *d = (void *)(ents + off);
-            off += d->reclen;
-            if (d->name[0] < '0' || d->name[0] > '9')
+            const struct dirent64 *d = (const void *)(ents + off);
+            off += d->d_reclen;
+            if (d->d_name[0] < '0' || d->d_name[0] > '9')
                 continue;
             char kids_path[160] = "";
             cat_str(kids_path, sizeof(kids_path), path);
             cat_str(kids_path, sizeof(kids_path), "/");
-            cat_str(kids_path, sizeof(kids_path), d->name);
+            cat_str(kids_path, sizeof(kids_path), d->d_name);
             cat_str(kids_path, sizeof(kids_path), "/children");
             int k = read_pids(kids_path, kids + n, max - n);
             if (k > 0)
@@ -350,8 +344,7 @@ static void on_sigterm(int sig)
     int saved = errno;
     if (getpid() == worker_pid) {
         long until = ms_now() + TERM_GRACE_MS;
-        for (int sent = 0; round_own(sent ? 0 : SIGTERM, NULL) > 0 && ms_now() < until;
-             sent = 1) {
+        for (int sent = 0; round_own(sent ? 0 : SIGTERM, NULL) > 0 && ms_now() < until; sent = 1) {
             reap_zombies();
             nap_ms(20);
         }
@@ -491,9 +484,9 @@ void reap_kill_worker(pid_t worker)
 {
     if (worker <= 0)
         return;
-    char dir[PATH_MAX];
-    struct stat st;
     if (base()) {
+        char dir[PATH_MAX];
+        struct stat st;
         worker_dir(worker, dir, sizeof(dir));
         if (stat(dir, &st) == 0) {
             end_cgroup(dir);
