@@ -480,6 +480,42 @@ const char *reap_worker_init(void)
 
 /* --- the host --------------------------------------------------------------------------- */
 
+const char *reap_host_check(char *err, size_t errlen)
+{
+    static char text[PATH_MAX + 128];
+    const char *want = getenv("FERRY_CONTAINMENT");
+    if (want && want[0] && strcmp(want, "auto") != 0 && strcmp(want, "cgroup") != 0 &&
+        strcmp(want, "subreaper") != 0) {
+        if (err)
+            snprintf(err, errlen,
+                     "FERRY_CONTAINMENT=%.64s is not auto, cgroup or subreaper; unset it or "
+                     "pick one (docs/operations.md, \"Process containment\")",
+                     want);
+        return NULL;
+    }
+    if (want && strcmp(want, "subreaper") == 0)
+        return "subreaper (FERRY_CONTAINMENT=subreaper)";
+    /* The workers' test, short of moving a process: a cgroup can be made beside the host
+     * and offers cgroup.kill. */
+    char probe[PATH_MAX], kill_file[PATH_MAX + 32];
+    int usable = 0;
+    if (base()) {
+        snprintf(probe, sizeof(probe), "%s/ferry-probe-%d", base(), (int)getpid());
+        if (mkdir(probe, 0755) == 0) {
+            snprintf(kill_file, sizeof(kill_file), "%s/cgroup.kill", probe);
+            usable = access(kill_file, W_OK) == 0;
+            rmdir(probe);
+        }
+    }
+    if (usable)
+        snprintf(text, sizeof(text), "cgroup v2, one per worker under %s", base());
+    else
+        snprintf(text, sizeof(text), "subreaper (%s)",
+                 base() ? "the host's cgroup2 takes no sub-cgroup with cgroup.kill"
+                        : "no cgroup2 hierarchy holds the host");
+    return text;
+}
+
 void reap_kill_worker(pid_t worker)
 {
     if (worker <= 0)

@@ -23,7 +23,16 @@
 #ifndef FERRY_REAP_H
 #define FERRY_REAP_H
 
+#include <stddef.h>
 #include <sys/types.h>
+
+/*
+ * In the host, once at start: checks FERRY_CONTAINMENT and finds out which way its workers
+ * will take. Returns a description for the log ("cgroup v2: one per worker under DIR", or
+ * "subreaper" and why), static text valid until the next call, or NULL with err set when
+ * FERRY_CONTAINMENT holds something else than auto, cgroup or subreaper.
+ */
+const char *reap_host_check(char *err, size_t errlen);
 
 /*
  * In a worker, once at start: becomes the subreaper of its descendants, moves into its own

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "notify.h"
 #include "policy.h"
+#include "reap.h"
 #include "registry.h"
 #include "runner.h"
 #include "scheduler.h"
@@ -1007,6 +1008,12 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                                 .backoff = cfg->retry_backoff,
                                 .max_delay_ms = (int64_t)cfg->retry_max_delay * 1000,
                                 .jitter = cfg->retry_jitter};
+    const char *containment = reap_host_check(err, sizeof(err));
+    if (containment == NULL) {
+        hlog(LOG_ERROR, "%s", err);
+        return -1;
+    }
+    hlog(LOG_INFO, "process containment: %s", containment);
     /* Named without credentials: the conninfo may hold a password. */
     const char *target = store_config_target(cfg);
     h.st = store_open_config(cfg, err, sizeof(err));

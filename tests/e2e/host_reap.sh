@@ -54,6 +54,11 @@ worker_cgroups() { # the cgroups of the host's workers, one a line
     for w in $(pgrep -P "$HOST_PID"); do sed -n 's/^0:://p' "/proc/$w/cgroup"; done
 }
 
+out=$(FERRY_CONTAINMENT=cgroups timeout 10 "$FERRY_BIN" serve 2>&1)
+rc=$?
+eq "a misspelt FERRY_CONTAINMENT stops serve with exit 1" "$rc" 1
+contains "naming the variable and the choices" "$out" "FERRY_CONTAINMENT=cgroups is not auto, cgroup or subreaper"
+
 for mode in subreaper cgroup; do
     if [[ $mode == cgroup && $cgroup_ok == 0 ]]; then
         echo "ok - # SKIP no writable cgroup2 with cgroup.kill here: the cgroup way is not tested"
@@ -65,6 +70,8 @@ for mode in subreaper cgroup; do
     FERRY_CONTAINMENT=$mode start_host
     has_workers() { [[ -n $(pgrep -P "$HOST_PID") ]]; }
     wait_for 10 has_workers
+    contains "$mode: the host says which way it contains attempts" \
+        "$(grep 'process containment' "$T_DIR/host.log" | tail -1)" "process containment: ${mode/cgroup/cgroup v2}"
     if [[ $mode == cgroup ]]; then
         wait_for 5 grep -q ferry-w <(worker_cgroups)
         contains "$mode: the workers run in cgroups of their own" "$(worker_cgroups)" "/ferry-w"
