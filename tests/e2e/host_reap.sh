@@ -161,6 +161,7 @@ ssh-keygen -q -t ed25519 -N '' -C other-host -f "$T_DIR/other"
 base=$(jq -n --argjson p "$port" --arg k "$(cat "$SSHD_DIR/client_key")" \
     '{ip:"127.0.0.1", user:"root", ssh_port:$p, SSH_PRIVATE_KEY:$k}')
 ferry create machine Ops local remote --vault "$base" >/dev/null
+ferry create machine Ops local remote2 --vault "$base" >/dev/null
 ferry create machine Ops local pinned --vault "$(jq --arg h "$(cat "$T_DIR/other.pub")" \
     '. + {host_public_key:$h}' <<<"$base")" >/dev/null
 ferry create machine Ops local facts --vault '{"connection":"local","marker":"one"}' >/dev/null
@@ -217,5 +218,27 @@ t=$(q facts '{"function":"fx_machine"}')
 wait_status "$t" COMPLETED 20
 eq "a changed machine fact reaches the next item" \
     "$(ferry list queue --task-id "$t" --output json | jq -r '.data[0].responseVault.result.marker')" two
-stop_host
+
+# The host killed with kill -9 while a remote command runs: the worker ends its ssh client,
+# and the remote watchdog ends the command and removes its directory.
+pf=$T_DIR/remote.sleep
+q remote2 "$(jq -n --arg c "sh -c 'echo \$\$ >$pf; exec sleep 41'; echo 1" \
+    '{function:"conditional", check_command:$c, threshold:0}')" >/dev/null
+wait_for 20 test -s "$pf"
+rtmp_busy() { [[ -n $(ls -A "$T_DIR/rtmp") ]]; }
+eq "a remote command runs, with its directory" "$(wait_for 5 rtmp_busy && wc -l <"$pf")" 1
+kill -9 "$HOST_PID"
+wait "$HOST_PID" 2>/dev/null
+HOST_PID=
+if wait_for 8 all_gone "$pf"; then
+    pass "after kill -9 of the host the remote command is gone"
+else
+    fail "after kill -9 of the host the remote command is gone" "alive: $(alive_list "$pf")"
+fi
+if wait_for 8 rtmp_empty; then
+    pass "and its directory too"
+else
+    fail "and its directory too" "$(ls -lA "$T_DIR/rtmp")"
+fi
+for p in $(cat "$pf" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
 t_done
