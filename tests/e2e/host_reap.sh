@@ -241,4 +241,8 @@ else
     fail "and its directory too" "$(ls -lA "$T_DIR/rtmp")"
 fi
 for p in $(cat "$pf" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+# The workers lost with that host left their (empty) cgroups: no later worker here removes them.
+if [[ $cgroup_ok == 1 ]]; then
+    for d in $(stale_cgroups); do rmdir "$d" 2>/dev/null; done
+fi
 t_done
