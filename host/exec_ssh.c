@@ -35,7 +35,9 @@
  * stdin are the command's input; the rest of stdin is the liveness channel described above.
  * A background list's stdin is /dev/null in a non-interactive shell, hence fd 3. After a
  * normal end the watchdog is stopped and whatever the command left running (services it
- * started on purpose) is left alone.
+ * started on purpose) is left alone. When the client is gone the watchdog, not the wrapper,
+ * removes the wrapper's directory: the wrapper's stderr is the dead connection, and the
+ * shell's "Terminated" notice for the killed command kills it with SIGPIPE.
  */
 static const char REMOTE_WRAPPER[] =
     "n=$1; cmd=$2\n"
@@ -49,6 +51,7 @@ static const char REMOTE_WRAPPER[] =
     "( cat <&3 >/dev/null 2>&1; : >\"$d/lost\"\n"
     "  kill -TERM -\"$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null\n"
     "  sleep 2; kill -KILL -\"$pid\" 2>/dev/null || kill -KILL \"$pid\" 2>/dev/null\n"
+    "  rm -rf \"$d\"\n"
     ") >/dev/null 2>&1 &\n"
     "wd=$!\n"
     "exec 3<&-\n"

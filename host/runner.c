@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "proto.h"
+#include "reap.h"
 #include "util.h"
 #include "worker.h"
 
@@ -283,6 +284,8 @@ static void close_stderr(runner *r, worker *w)
 
 static void kill_groups(worker *w, int sig)
 {
+    if (sig == SIGKILL)
+        reap_kill_worker(w->pid); /* its descendants too, in whatever group or session */
     kill(-w->pid, sig);
     if (w->job)
         for (int i = 0; i < w->job->n_pgroups; i++)
@@ -302,6 +305,7 @@ static void retire(runner *r, worker *w)
     }
     while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
         ;
+    reap_worker_gone(w->pid);
     proto_reader_free(&w->rd);
     for (size_t i = 0; i < r->n_workers; i++) {
         if (r->workers[i] == w) {
@@ -370,6 +374,7 @@ static void worker_died(runner *r, worker *w, const char *why)
     pid_t got;
     while ((got = waitpid(w->pid, &status, 0)) < 0 && errno == EINTR)
         ;
+    reap_worker_gone(w->pid);
     if (w->job) {
         char buf[320];
         runner_outcome out = {.status = RUN_CRASHED, .err_code = "crashed"};

@@ -21,6 +21,7 @@
 #include "notify.h"
 #include "policy.h"
 #include "proto.h"
+#include "reap.h"
 #include "registry.h"
 #include "runner.h"
 #include "scheduler.h"
@@ -200,8 +201,9 @@ static json_t *with_hooks(json_t *facts, const json_t *item)
 }
 
 /*
- * The machine as workers see it, cached for a second: a busy bridge runs many items for
- * the same machines, and re-reading the row for each would cost a query per job.
+ * The machine as workers see it, cached for a second but never across claims (claim()
+ * clears the cache): a busy bridge claims many items of the same machines at once, and
+ * re-reading the row for each would cost a query per job.
  */
 static json_t *machine_for_worker(host *h, const json_t *item)
 {
@@ -755,6 +757,9 @@ static void claim(host *h)
             batch_end(h);
             batch_begin(h);
         }
+        /* A machine's facts are cached for the items of one claim only: a vault changed
+         * before a claim (a new SSH key, a host-key pin) is what its items see. */
+        json_object_clear(h->machines);
         json_array_foreach (items, i, item)
             start_item(h, item);
         json_decref(items);
@@ -1042,6 +1047,12 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                                 .backoff = cfg->retry_backoff,
                                 .max_delay_ms = (int64_t)cfg->retry_max_delay * 1000,
                                 .jitter = cfg->retry_jitter};
+    const char *containment = reap_host_check(err, sizeof(err));
+    if (containment == NULL) {
+        hlog(LOG_ERROR, "%s", err);
+        return -1;
+    }
+    hlog(LOG_INFO, "process containment: %s", containment);
     /* Named without credentials: the conninfo may hold a password. */
     const char *target = store_config_target(cfg);
     h.st = store_open_config(cfg, err, sizeof(err));

@@ -25,6 +25,7 @@
 #include "exec.h"
 #include "httpc.h"
 #include "proto.h"
+#include "reap.h"
 #include "util.h"
 
 /* The private attempt context behind the public struct ferry_ctx head. */
@@ -507,6 +508,11 @@ static json_t *run_one(int sock, json_t *job)
         for (size_t i = 0; i < sizeof(command_groups) / sizeof(command_groups[0]); i++)
             command_groups[i] = 0;
         code = run_with_hooks(&w, fn, params, &result);
+        int leftovers = reap_worker_sweep();
+        if (leftovers > 0)
+            svc_log(&w.pub, FERRY_LOG_WARN,
+                    "killed %d process%s the attempt left running (nothing an attempt starts "
+                    "outlives it)", leftovers, leftovers == 1 ? "" : "es");
         if ((int)code < FERRY_OK || code > FERRY_INVALID) {
             svc_set_error(&w.pub, "bad_result", "%s returned %d, which is not a ferry_result",
                           fname, (int)code);
@@ -540,18 +546,15 @@ static void *watch_host(void *arg)
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
     while (poll(&p, 1, -1) < 0 && errno == EINTR)
         ;
-    for (size_t i = 0; i < sizeof(command_groups) / sizeof(command_groups[0]); i++)
-        if (command_groups[i] > 0)
-            kill(-command_groups[i], SIGKILL);
-    kill(0, SIGKILL); /* this worker's group: the worker and what its plugin forked */
-    _exit(1);
+    reap_worker_doom(); /* every descendant, whatever group or session, then the worker */
 }
 
 /*
  * A worker never outlives its host: a lost host's items are recovered by another host and
  * must not still be running here. A thread watches the host through a pidfd and, when the
- * host is gone, kills the commands the attempt started (process groups of their own, which
- * PR_SET_PDEATHSIG would not reach), then the worker's own group.
+ * host is gone, kills everything the attempt started (reap.h), then the worker. The
+ * PR_SET_PDEATHSIG the runner set before exec is cleared once the guard runs: it would kill
+ * the worker at once, before the guard could end its descendants, which PID 1 then inherits.
  */
 static void guard_host(pid_t host)
 {
@@ -563,11 +566,12 @@ static void guard_host(pid_t host)
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&t, &attr, watch_host, (void *)(intptr_t)pidfd) != 0)
         _exit(0);
     pthread_attr_destroy(&attr);
+    prctl(PR_SET_PDEATHSIG, 0);
 }
 
 /*
@@ -606,7 +610,7 @@ void worker_main(int sock, const worker_opts *opts)
     on_exit(report_exit, NULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, SIG_IGN); /* Ctrl-C in a terminal reaches the host, which decides */
-    signal(SIGTERM, SIG_DFL);
+    reap_worker_init(); /* also SIGTERM's handler */
     signal(SIGHUP, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
     struct sigaction sa = {.sa_handler = on_sigusr1};
