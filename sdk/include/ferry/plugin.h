@@ -344,6 +344,13 @@ struct ferry_ctx {
 /* Points a function descriptor at its parameter table. */
 #define FERRY_PARAMS(table) .params = (table), .param_size = sizeof((table)[0])
 
+/* The entry point keeps its C name when the plugin is C++ (dlsym looks it up by name). */
+#ifdef __cplusplus
+#define FERRY_EXTERN_C extern "C"
+#else
+#define FERRY_EXTERN_C
+#endif
+
 #if defined(__GNUC__)
 #define FERRY_EXPORT __attribute__((visibility("default")))
 #else
@@ -354,20 +361,36 @@ struct ferry_ctx {
 typedef const ferry_plugin *(*ferry_plugin_entry_fn)(void);
 
 /*
+ * C++20 designated initializers must follow the members' order, and g++ -Wextra warns about
+ * every member left out: the optional ones (flags, init, fini) are meant to be left out.
+ */
+#if defined(__cplusplus) && defined(__GNUC__)
+#define FERRY_OPTIONAL_MEMBERS_BEGIN                                                          \
+    _Pragma("GCC diagnostic push")                                                            \
+        _Pragma("GCC diagnostic ignored \"-Wmissing-field-initializers\"")
+#define FERRY_OPTIONAL_MEMBERS_END _Pragma("GCC diagnostic pop")
+#else
+#define FERRY_OPTIONAL_MEMBERS_BEGIN
+#define FERRY_OPTIONAL_MEMBERS_END
+#endif
+
+/*
  * Defines the plugin's entry point. Use once per plugin, at file scope:
  *
  *     FERRY_PLUGIN(.name = "greeter", .version = "1.0", .summary = "Says hello",
  *                  .functions = greeter_functions);
  */
 #define FERRY_PLUGIN(...)                                                                     \
-    FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void);                               \
+    FERRY_EXTERN_C FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void);                \
     FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void)                                \
     {                                                                                         \
+        FERRY_OPTIONAL_MEMBERS_BEGIN                                                          \
         static const ferry_plugin descriptor = {.magic = FERRY_PLUGIN_MAGIC,                 \
                                                 .abi_major = FERRY_ABI_MAJOR,                \
                                                 .abi_minor = FERRY_ABI_MINOR,                \
                                                 .struct_size = sizeof(ferry_plugin),         \
                                                 __VA_ARGS__};                                \
+        FERRY_OPTIONAL_MEMBERS_END                                                            \
         return &descriptor;                                                                   \
     }
 
