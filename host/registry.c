@@ -278,8 +278,8 @@ static int examine(registry *reg, registry_plugin *p, const struct stat *st, int
     if (same && !force && !p->unsafe && !reason[0] && (p->functions || p->reason))
         return 0;
     if (!same) {
-        p->incumbent = 0; /* a changed file is a newcomer: it wins no clash by being here */
-        free(p->reason);  /* and a refusal it earns again is news */
+        p->replaced = 1; /* a new version: it keeps only names it had (registry.h, rule 1) */
+        free(p->reason); /* and a refusal it earns again is news */
         p->reason = NULL;
     }
     json_decref(p->info);
@@ -412,50 +412,61 @@ static void admit(registry *reg, json_t *plugin_names, registry_plugin *p)
     }
 }
 
-/*
- * Rebuilds by_name by the clash rule of registry.h: incumbents first, then bundled
- * newcomers, then the other newcomers, of which every one that clashes with another is
- * refused. No step depends on the order of file names.
- */
-static void rebuild_index(registry *reg)
+/* The order in which plugins are given their names (registry.h's rules). */
+enum rank { UNCHANGED, REPLACED, BUNDLED, OTHER };
+
+static enum rank rank_of(const registry_plugin *p)
 {
-    enum { INCUMBENT, BUNDLED, OTHER };
-    json_object_clear(reg->by_name);
-    json_t *plugin_names = json_object();
+    if (p->incumbent)
+        return p->replaced ? REPLACED : UNCHANGED;
+    return is_bundled(p) ? BUNDLED : OTHER;
+}
+
+/*
+ * Gives the plugins of one rank their names: each that clashes with the index is refused;
+ * of the rest, every one that clashes with another of its rank is refused too (both sides,
+ * so file names decide nothing), and the others are admitted.
+ */
+static void admit_rank(registry *reg, json_t *plugin_names, enum rank rank, char *pending)
+{
     char reason[900];
-    char *pending = calloc(reg->n_plugins ? reg->n_plugins : 1, 1);
-    for (int rank = INCUMBENT; rank <= OTHER; rank++) {
-        for (size_t i = 0; i < reg->n_plugins; i++) {
-            registry_plugin *p = &reg->plugins[i];
-            if (p->functions == NULL)
-                continue; /* refused by its probe */
-            int r = p->incumbent ? INCUMBENT : is_bundled(p) ? BUNDLED : OTHER;
-            if (r != rank)
-                continue;
-            if (clashes_with_index(reg, plugin_names, p, reason, sizeof(reason)))
-                refuse(reg, p, reason);
-            else if (rank != OTHER)
-                admit(reg, plugin_names, p);
-            else
-                pending[i] = 1;
-        }
+    memset(pending, 0, reg->n_plugins);
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        registry_plugin *p = &reg->plugins[i];
+        if (p->functions == NULL || rank_of(p) != rank)
+            continue; /* refused by its probe, or not this rank */
+        if (clashes_with_index(reg, plugin_names, p, reason, sizeof(reason)))
+            refuse(reg, p, reason);
+        else
+            pending[i] = 1;
     }
-    /* The other newcomers, judged against each other as a set: both sides of a clash go. */
-    char *refused = calloc(reg->n_plugins ? reg->n_plugins : 1, 1);
-    for (size_t i = 0; i < reg->n_plugins; i++)
-        for (size_t j = 0; pending[i] && j < reg->n_plugins && !refused[i]; j++)
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        for (size_t j = 0; pending[i] && j < reg->n_plugins; j++) {
             if (j != i && pending[j] &&
                 clashes_with(&reg->plugins[i], &reg->plugins[j], reason, sizeof(reason))) {
                 refuse(reg, &reg->plugins[i], reason);
-                refused[i] = 1;
+                pending[i] = 2; /* refused, but still counts against the others */
             }
+        }
+    }
     for (size_t i = 0; i < reg->n_plugins; i++)
-        if (pending[i] && !refused[i])
+        if (pending[i] == 1)
             admit(reg, plugin_names, &reg->plugins[i]);
-    for (size_t i = 0; i < reg->n_plugins; i++)
+}
+
+/* Rebuilds by_name by the clash rules of registry.h, rank by rank. */
+static void rebuild_index(registry *reg)
+{
+    json_object_clear(reg->by_name);
+    json_t *plugin_names = json_object();
+    char *pending = calloc(reg->n_plugins ? reg->n_plugins : 1, 1);
+    for (enum rank r = UNCHANGED; r <= OTHER; r++)
+        admit_rank(reg, plugin_names, r, pending);
+    for (size_t i = 0; i < reg->n_plugins; i++) {
         reg->plugins[i].incumbent = reg->plugins[i].loaded;
+        reg->plugins[i].replaced = 0;
+    }
     free(pending);
-    free(refused);
     json_decref(plugin_names);
 }
 

@@ -100,6 +100,17 @@ wait_for 5 bash -c "(( \$(grep -c 'SIGHUP: rescanning plugins' '$T_DIR/host.log'
 eq "after SIGHUP the loaded plugin still serves" "$(item_is shared)" 'COMPLETED {"version":1}'
 contains "after SIGHUP hello is still core's" "$(item_is hello)" "COMPLETED {\"message\":\"hello from"
 
+# A new version of the loaded plugin keeps its function against the refused newcomer.
+build_fixture "$T_DIR/owner3.so" abi.c -DFUNC=shared -DVERSION_TAG=3 -DPLUGIN_NAME='"owner"'
+install -m 644 "$T_DIR/owner3.so" "$P/zz_owner.so"
+served_v3() { [[ $(item_is shared) == 'COMPLETED {"version":3}' ]]; }
+if wait_for 10 served_v3; then
+    pass "a replaced loaded plugin keeps its function against the refused newcomer"
+else
+    fail "a replaced loaded plugin keeps its function against the refused newcomer" "$(item_is shared)" "$(tail -5 "$T_DIR/host.log")"
+fi
+contains "and the newcomer stays refused" "$(plugin_reason aa_intruder.so)" "function 'shared' is"
+
 # First start, nothing loaded yet: the bundled core wins over aa_dup.so; the two third-party
 # plugins are both refused, each naming the other (not the one that sorts first).
 stop_host
@@ -117,7 +128,7 @@ contains "the clashing function is unavailable until one file goes" "$(item_is s
 contains "ferry plugins agrees with the host" "$(plugin_reason zz_owner.so)" "is also declared by $P/aa_intruder.so"
 rm "$P/aa_intruder.so"
 wait_for 5 bash -c "'$FERRY_BIN' functions --output json | jq -e '.data[] | select(.name==\"shared\")'"
-eq "once the other file is removed the survivor loads" "$(item_is shared)" 'COMPLETED {"version":1}'
+eq "once the other file is removed the survivor loads" "$(item_is shared)" 'COMPLETED {"version":3}'
 
 # --- world-writable: refused, and loaded again at the next rescan once fixed (no SIGHUP) -----
 rm "$P/aa_dup.so"
@@ -129,7 +140,7 @@ else
 fi
 chmod o-w "$P/zz_owner.so"
 wait_for 5 bash -c "'$FERRY_BIN' functions --output json | jq -e '.data[] | select(.name==\"shared\")'"
-eq "the fixed file serves again without SIGHUP" "$(item_is shared)" 'COMPLETED {"version":1}'
+eq "the fixed file serves again without SIGHUP" "$(item_is shared)" 'COMPLETED {"version":3}'
 chmod o+w "$P"
 if wait_for 5 refusal_logged core.so "plugin directory $P is world-writable"; then
     pass "a directory made world-writable refuses its plugins"
@@ -144,7 +155,7 @@ eq "and does not count as a change" "$(grep -c "plugins rescanned" "$T_DIR/host.
 chmod o-w "$P"
 wait_for 5 bash -c "'$FERRY_BIN' functions --output json | jq -e '.data[] | select(.name==\"hello\")'"
 contains "a fixed directory is loaded again at the next rescan, without SIGHUP" "$(item_is hello)" "COMPLETED {\"message\":\"hello from"
-eq "with the third-party plugin too" "$(item_is shared)" 'COMPLETED {"version":1}'
+eq "with the third-party plugin too" "$(item_is shared)" 'COMPLETED {"version":3}'
 not_contains "no SIGHUP was needed" "$(sed -n '/world-writable/,$p' "$T_DIR/host.log")" "SIGHUP"
 stop_host
 t_done
