@@ -100,9 +100,11 @@ static json_t *read_params(const ferry_function *fn, const char *fname, char *re
             goto fail;
         }
         if (is_reserved_param(p.name)) {
-            seterr(reason, rlen, "function %s: parameter '%s' is a vault key the host owns and "
+            seterr(reason, rlen,
+                   "function %s: parameter '%s' is a vault key the host owns and "
                    "never passes to a function; rename it (reserved: see "
-                   "FERRY_RESERVED_PARAMS in <ferry/plugin.h>)", fname, p.name);
+                   "FERRY_RESERVED_PARAMS in <ferry/plugin.h>)",
+                   fname, p.name);
             goto fail;
         }
         if ((int)p.type < FERRY_PARAM_STRING || (int)p.type > FERRY_PARAM_STRING_LIST) {

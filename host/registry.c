@@ -344,14 +344,15 @@ static int clashes_with_index(const registry *reg, const json_t *plugin_names,
 {
     const char *other = json_string_value(json_object_get(plugin_names, plugin_name(p)));
     if (other != NULL) {
-        snprintf(reason, rlen, "plugin name '%s' is already used by %s, which is loaded; "
-                 "rename one of them", plugin_name(p), other);
+        snprintf(reason, rlen,
+                 "plugin name '%s' is already used by %s, which is loaded; "
+                 "rename one of them",
+                 plugin_name(p), other);
         return 1;
     }
     size_t k;
     json_t *fn;
-    json_array_foreach(p->functions, k, fn)
-    {
+    json_array_foreach (p->functions, k, fn) {
         const char *fname = json_string_value(json_object_get(fn, "name"));
         const json_t *prev = json_object_get(reg->by_name, fname);
         if (prev == NULL)
@@ -378,12 +379,10 @@ static int clashes_with(const registry_plugin *a, const registry_plugin *b, char
     }
     size_t i, k;
     json_t *fa, *fb;
-    json_array_foreach(a->functions, i, fa)
-    {
-        json_array_foreach(b->functions, k, fb)
-        {
-            if (name == NULL && json_equal(json_object_get(fa, "name"),
-                                           json_object_get(fb, "name"))) {
+    json_array_foreach (a->functions, i, fa) {
+        json_array_foreach (b->functions, k, fb) {
+            if (name == NULL &&
+                json_equal(json_object_get(fa, "name"), json_object_get(fb, "name"))) {
                 what = "function";
                 name = json_string_value(json_object_get(fa, "name"));
             }
@@ -391,8 +390,10 @@ static int clashes_with(const registry_plugin *a, const registry_plugin *b, char
     }
     if (name == NULL)
         return 0;
-    snprintf(reason, rlen, "%s '%s' is also declared by %s; neither is loaded until one of "
-             "them is renamed or removed", what, name, b->path);
+    snprintf(reason, rlen,
+             "%s '%s' is also declared by %s; neither is loaded until one of "
+             "them is renamed or removed",
+             what, name, b->path);
     return 1;
 }
 
@@ -404,8 +405,7 @@ static void admit(registry *reg, json_t *plugin_names, registry_plugin *p)
     free(p->reason);
     p->reason = NULL;
     json_object_set_new(plugin_names, plugin_name(p), json_string(p->file));
-    json_array_foreach(p->functions, k, fn)
-    {
+    json_array_foreach (p->functions, k, fn) {
         json_object_set_new(fn, "plugin", json_string(plugin_name(p)));
         json_object_set_new(fn, "path", json_string(p->path));
         json_object_set(reg->by_name, json_string_value(json_object_get(fn, "name")), fn);

@@ -33,9 +33,12 @@ static json_t *read_with_param(const char *name, uint32_t fn_flags, char *reason
     const ferry_function fn = {FERRY_FUNCTION_INIT, .flags = fn_flags, .name = "f",
                                FERRY_PARAMS(params), .run = noop};
     const ferry_function *const fns[] = {&fn, NULL};
-    const ferry_plugin p = {.magic = FERRY_PLUGIN_MAGIC, .abi_major = FERRY_ABI_MAJOR,
-                            .abi_minor = FERRY_ABI_MINOR, .struct_size = sizeof(ferry_plugin),
-                            .name = "t", .functions = fns};
+    const ferry_plugin p = {.magic = FERRY_PLUGIN_MAGIC,
+                            .abi_major = FERRY_ABI_MAJOR,
+                            .abi_minor = FERRY_ABI_MINOR,
+                            .struct_size = sizeof(ferry_plugin),
+                            .name = "t",
+                            .functions = fns};
     reason[0] = '\0';
     return descriptor_read(&p, reason, rlen);
 }
@@ -117,8 +120,11 @@ static void test_abi_10_descriptor_still_reads(void **state)
     (void)state;
     const ferry_function fn = {FERRY_FUNCTION_INIT, .name = "old", .run = noop};
     const ferry_function *const fns[] = {&fn, NULL};
-    const ferry_plugin p = {.magic = FERRY_PLUGIN_MAGIC, .abi_major = 1, .abi_minor = 0,
-                            .struct_size = sizeof(ferry_plugin), .name = "old",
+    const ferry_plugin p = {.magic = FERRY_PLUGIN_MAGIC,
+                            .abi_major = 1,
+                            .abi_minor = 0,
+                            .struct_size = sizeof(ferry_plugin),
+                            .name = "old",
                             .functions = fns};
     char reason[512] = "";
     json_t *d = descriptor_read(&p, reason, sizeof(reason));

@@ -113,14 +113,14 @@ typedef enum ferry_param_type {
  * passed through, so a function may declare them to read them. FERRY_RESERVED_PARAMS
  * expands to the list as string literals, for a plugin's own checks.
  */
-#define FERRY_RESERVED_PARAMS                                                                 \
-    "function", "timeout", "max_retries", "retry_delay", "on_failure", "on_success",          \
-        "pre_hook", "post_hook", "priority"
+#define FERRY_RESERVED_PARAMS                                                                      \
+    "function", "timeout", "max_retries", "retry_delay", "on_failure", "on_success", "pre_hook",   \
+        "post_hook", "priority"
 
 /*
  * One row of a function's parameter table. Tables are arrays ended by a row whose name is
- * NULL (FERRY_PARAM_END); the host walks them with the stride given in ferry_function.param_size, so new
- * members can be appended in later minors.
+ * NULL (FERRY_PARAM_END); the host walks them with the stride given in ferry_function.param_size,
+ * so new members can be appended in later minors.
  */
 typedef struct ferry_param {
     const char *name;        /* the vault key, e.g. "repository"; not FERRY_RESERVED_PARAMS */
@@ -131,7 +131,10 @@ typedef struct ferry_param {
 } ferry_param;
 
 /* The row that ends a parameter table (C and C++ alike). */
-#define FERRY_PARAM_END {NULL, (ferry_param_type)0, 0, NULL, NULL}
+#define FERRY_PARAM_END                                                                            \
+    {                                                                                              \
+        NULL, (ferry_param_type)0, 0, NULL, NULL                                                   \
+    }
 
 /* Function flags. */
 #define FERRY_FN_IDEMPOTENT    (1u << 0) /* safe to run again after a host was lost mid-run */
@@ -334,10 +337,8 @@ struct ferry_ctx {
 #define ferry_set_error(ctx, code, ...)   ((ctx)->host->set_error((ctx), (code), __VA_ARGS__))
 #define ferry_exec(ctx, cmd, opts)        ((ctx)->host->exec((ctx), (cmd), (opts)))
 /* ABI 1.1: NULL / 0 from a host older than 1.1 (which refuses a 1.1 plugin anyway). */
-#define ferry_task_id(ctx)                                                                    \
-    (FERRY_HOST_HAS((ctx)->host, task_id) ? (ctx)->host->task_id(ctx) : NULL)
-#define ferry_attempt(ctx)                                                                    \
-    (FERRY_HOST_HAS((ctx)->host, attempt) ? (ctx)->host->attempt(ctx) : 0)
+#define ferry_task_id(ctx) (FERRY_HOST_HAS((ctx)->host, task_id) ? (ctx)->host->task_id(ctx) : NULL)
+#define ferry_attempt(ctx) (FERRY_HOST_HAS((ctx)->host, attempt) ? (ctx)->host->attempt(ctx) : 0)
 
 /* Fills the size member of a function descriptor. */
 #define FERRY_FUNCTION_INIT .struct_size = sizeof(ferry_function)
@@ -365,8 +366,8 @@ typedef const ferry_plugin *(*ferry_plugin_entry_fn)(void);
  * every member left out: the optional ones (flags, init, fini) are meant to be left out.
  */
 #if defined(__cplusplus) && defined(__GNUC__)
-#define FERRY_OPTIONAL_MEMBERS_BEGIN                                                          \
-    _Pragma("GCC diagnostic push")                                                            \
+#define FERRY_OPTIONAL_MEMBERS_BEGIN                                                               \
+    _Pragma("GCC diagnostic push")                                                                 \
         _Pragma("GCC diagnostic ignored \"-Wmissing-field-initializers\"")
 #define FERRY_OPTIONAL_MEMBERS_END _Pragma("GCC diagnostic pop")
 #else
@@ -380,18 +381,18 @@ typedef const ferry_plugin *(*ferry_plugin_entry_fn)(void);
  *     FERRY_PLUGIN(.name = "greeter", .version = "1.0", .summary = "Says hello",
  *                  .functions = greeter_functions);
  */
-#define FERRY_PLUGIN(...)                                                                     \
-    FERRY_EXTERN_C FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void);                \
-    FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void)                                \
-    {                                                                                         \
-        FERRY_OPTIONAL_MEMBERS_BEGIN                                                          \
-        static const ferry_plugin descriptor = {.magic = FERRY_PLUGIN_MAGIC,                 \
-                                                .abi_major = FERRY_ABI_MAJOR,                \
-                                                .abi_minor = FERRY_ABI_MINOR,                \
-                                                .struct_size = sizeof(ferry_plugin),         \
-                                                __VA_ARGS__};                                \
-        FERRY_OPTIONAL_MEMBERS_END                                                            \
-        return &descriptor;                                                                   \
+#define FERRY_PLUGIN(...)                                                                          \
+    FERRY_EXTERN_C FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void);                      \
+    FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void)                                      \
+    {                                                                                              \
+        FERRY_OPTIONAL_MEMBERS_BEGIN                                                               \
+        static const ferry_plugin descriptor = {.magic = FERRY_PLUGIN_MAGIC,                       \
+                                                .abi_major = FERRY_ABI_MAJOR,                      \
+                                                .abi_minor = FERRY_ABI_MINOR,                      \
+                                                .struct_size = sizeof(ferry_plugin),               \
+                                                __VA_ARGS__};                                      \
+        FERRY_OPTIONAL_MEMBERS_END                                                                 \
+        return &descriptor;                                                                        \
     }
 
 #ifdef __cplusplus
