@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ferry/plugin.h>
+
 #include "log.h"
 #include "registry.h"
 #include "store.h"
@@ -497,7 +499,8 @@ int cli_main(int argc, char **argv)
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             help = 1;
         } else if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
-            printf("ferry %s (plugin ABI %d.%d)\n", FERRY_VERSION, 1, 0);
+            printf("ferry %s (plugin ABI %d.%d)\n", FERRY_VERSION, FERRY_ABI_MAJOR,
+                   FERRY_ABI_MINOR);
             goto out;
         } else {
             rest[n_rest++] = argv[i];

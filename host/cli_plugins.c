@@ -179,6 +179,10 @@ static int cmd_run(cli *c)
                             c->args[0], "params", params, "config",
                             config_plugin_section(&c->cfg, plugin), "machine", "name", host,
                             "local", 1, "hostname", host, "depth", 0);
+    char run_id[41] = "run-";
+    uuid_v4(run_id + 4); /* no queue item: an id of its own for host->task_id (plugin.h) */
+    json_object_set_new(msg, "task", json_string(run_id));
+    json_object_set_new(msg, "attempt", json_integer(1));
     json_int_t timeout = json_integer_value(json_object_get(vault, "timeout"));
     if (timeout <= 0)
         timeout = json_integer_value(json_object_get(fn, "timeout"));

@@ -36,6 +36,16 @@ static int valid_ident(const char *s, const char *extra)
     return 1;
 }
 
+static const char *const reserved_params[] = {FERRY_RESERVED_PARAMS};
+
+static int is_reserved_param(const char *name)
+{
+    for (size_t i = 0; i < sizeof(reserved_params) / sizeof(reserved_params[0]); i++)
+        if (strcmp(reserved_params[i], name) == 0)
+            return 1;
+    return 0;
+}
+
 static int type_matches(ferry_param_type t, const json_t *v)
 {
     switch (t) {
@@ -86,6 +96,14 @@ static json_t *read_params(const ferry_function *fn, const char *fname, char *re
             return arr;
         if (!valid_ident(p.name, "")) {
             seterr(reason, rlen, "function %s: parameter name '%s' must match [a-z][a-z0-9_]*",
+                   fname, p.name);
+            goto fail;
+        }
+        if (is_reserved_param(p.name)) {
+            seterr(reason, rlen,
+                   "function %s: parameter '%s' is a vault key the host owns and "
+                   "never passes to a function; rename it (reserved: see "
+                   "FERRY_RESERVED_PARAMS in <ferry/plugin.h>)",
                    fname, p.name);
             goto fail;
         }
@@ -155,8 +173,7 @@ static json_t *read_function(const ferry_function *raw, char *reason, size_t rle
     json_t *flags = json_array();
     if (fn.flags & FERRY_FN_IDEMPOTENT)
         json_array_append_new(flags, json_string("idempotent"));
-    if (fn.flags & FERRY_FN_NEEDS_MACHINE)
-        json_array_append_new(flags, json_string("needs_machine"));
+    /* FERRY_FN_NEEDS_MACHINE is accepted and has no effect (plugin.h): not listed. */
     return json_pack("{s:s,s:s,s:s,s:o,s:I,s:o}", "name", fn.name, "summary",
                      fn.summary ? fn.summary : "", "description",
                      fn.description ? fn.description : "", "flags", flags, "timeout",
@@ -233,6 +250,12 @@ fail:
     json_decref(seen);
     json_decref(fns);
     return NULL;
+}
+
+void descriptor_fini(const ferry_plugin *plugin)
+{
+    if (plugin->fini != NULL) /* within ABI 1.0's size, which descriptor_read checked */
+        plugin->fini();
 }
 
 int descriptor_init(const ferry_plugin *plugin, const ferry_host *host, const json_t *config,

@@ -27,6 +27,12 @@ json_t *descriptor_read(const ferry_plugin *plugin, char *reason, size_t rlen);
 int descriptor_init(const ferry_plugin *plugin, const ferry_host *host, const json_t *config,
                     char *reason, size_t rlen);
 
+/*
+ * Runs the plugin's fini (if any): in a process that ran descriptor_init successfully, once,
+ * as it ends normally.
+ */
+void descriptor_fini(const ferry_plugin *plugin);
+
 /* Finds the function called name in a checked plugin; NULL when absent. */
 const ferry_function *descriptor_find(const ferry_plugin *plugin, const char *name);
 

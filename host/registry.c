@@ -124,6 +124,7 @@ static void probe_child(int fd, const char *path, const json_t *plugin_config)
         probe_report(fd, "done", NULL, reason);
         _exit(0);
     }
+    descriptor_fini(plugin); /* the probe ends here: the pair plugin.h promises */
     probe_report(fd, "done", desc, NULL);
     _exit(0);
 }
@@ -228,28 +229,59 @@ static registry_plugin *find_plugin(registry *reg, const char *file)
     return NULL;
 }
 
+/* Marks p refused; logs the reason unless p was already refused for the same one. */
 static void refuse(registry *reg, registry_plugin *p, const char *why)
 {
+    int news = p->reason == NULL || strcmp(p->reason, why) != 0;
     p->loaded = 0;
     free(p->reason);
     p->reason = xstrdup(why);
-    if (reg->log_refusals)
+    if (reg->log_refusals && news)
         hlog(LOG_WARN, "plugin %s refused: %s", p->path, why);
 }
 
 static int same_identity(const registry_plugin *p, const struct stat *st)
 {
     return p->dev == st->st_dev && p->ino == st->st_ino && p->size == st->st_size &&
-           p->mtime.tv_sec == st->st_mtim.tv_sec && p->mtime.tv_nsec == st->st_mtim.tv_nsec;
+           p->mtime.tv_sec == st->st_mtim.tv_sec && p->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+           p->mode == st->st_mode;
 }
 
-/* Probes (or re-checks) one file into *p. Returns 1 when its state changed. */
-static int examine(registry *reg, registry_plugin *p, const struct stat *st, int dir_unsafe)
+/*
+ * The refusal a world-writable file or directory earns (empty when neither is), with the
+ * fix in it.
+ */
+static void unsafe_reason(const registry *reg, const registry_plugin *p, const struct stat *st,
+                          int dir_unsafe, char *reason, size_t rlen)
+{
+    reason[0] = '\0';
+    if (dir_unsafe)
+        snprintf(reason, rlen, "plugin directory %s is world-writable; chmod o-w %s", reg->dir,
+                 reg->dir);
+    else if (st->st_mode & S_IWOTH)
+        snprintf(reason, rlen, "%s is world-writable; chmod o-w %s", p->path, p->path);
+}
+
+/*
+ * Probes (or re-checks) one file into *p. A file is probed again when it changed on disk
+ * (identity or mode), when force is set, or when it was refused for being writable and is
+ * no longer. Returns 1 when its state changed.
+ */
+static int examine(registry *reg, registry_plugin *p, const struct stat *st, int dir_unsafe,
+                   int force)
 {
     char reason[600];
-    if (p->path != NULL && same_identity(p, st) && (p->functions || p->reason) && !dir_unsafe &&
-        !(st->st_mode & S_IWOTH))
+    int same = p->path != NULL && same_identity(p, st);
+    unsafe_reason(reg, p, st, dir_unsafe, reason, sizeof(reason));
+    if (same && p->unsafe && reason[0] && p->reason && strcmp(p->reason, reason) == 0)
+        return 0; /* still refused for the same reason: no news, no log line */
+    if (same && !force && !p->unsafe && !reason[0] && (p->functions || p->reason))
         return 0;
+    if (!same) {
+        p->replaced = 1; /* a new version: it keeps only names it had (registry.h, rule 1) */
+        free(p->reason); /* and a refusal it earns again is news */
+        p->reason = NULL;
+    }
     json_decref(p->info);
     json_decref(p->functions);
     p->info = p->functions = NULL;
@@ -257,19 +289,16 @@ static int examine(registry *reg, registry_plugin *p, const struct stat *st, int
     p->ino = st->st_ino;
     p->size = st->st_size;
     p->mtime = st->st_mtim;
-    if (dir_unsafe) {
-        snprintf(reason, sizeof(reason), "plugin directory %s is world-writable; chmod o-w %s",
-                 reg->dir, reg->dir);
-        refuse(reg, p, reason);
-        return 1;
-    }
-    if (st->st_mode & S_IWOTH) {
-        snprintf(reason, sizeof(reason), "%s is world-writable; chmod o-w %s", p->path, p->path);
+    p->mode = st->st_mode;
+    p->unsafe = reason[0] != '\0';
+    if (p->unsafe) {
+        p->incumbent = 0;
         refuse(reg, p, reason);
         return 1;
     }
     json_t *desc = probe(p->path, reg->plugin_config, reason, sizeof(reason));
     if (desc == NULL) {
+        p->incumbent = 0;
         refuse(reg, p, reason);
         return 1;
     }
@@ -284,53 +313,164 @@ static int examine(registry *reg, registry_plugin *p, const struct stat *st, int
     return 1;
 }
 
-/* Rebuilds by_name in file-name order; a later plugin that repeats a name is refused. */
+/* --- clashes ------------------------------------------------------------------------------ */
+
+/* The plugins ferry installs: a file NAME.so declaring plugin NAME wins a clash among
+ * newcomers (registry.h, rule 2). Keep in step with plugins/. */
+static const char *const bundled_plugins[] = {"core", "ops", "repo"};
+
+static const char *plugin_name(const registry_plugin *p)
+{
+    return json_string_value(json_object_get(p->info, "name"));
+}
+
+static int is_bundled(const registry_plugin *p)
+{
+    const char *name = plugin_name(p);
+    size_t len = strlen(p->file);
+    for (size_t i = 0; i < sizeof(bundled_plugins) / sizeof(bundled_plugins[0]); i++)
+        if (strcmp(name, bundled_plugins[i]) == 0 && len == strlen(name) + 3 &&
+            strncmp(p->file, name, len - 3) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Describes the first name p shares with the usable index (function names in by_name, plugin
+ * names in plugin_names): returns 1 with the reason, or 0.
+ */
+static int clashes_with_index(const registry *reg, const json_t *plugin_names,
+                              const registry_plugin *p, char *reason, size_t rlen)
+{
+    const char *other = json_string_value(json_object_get(plugin_names, plugin_name(p)));
+    if (other != NULL) {
+        snprintf(reason, rlen,
+                 "plugin name '%s' is already used by %s, which is loaded; "
+                 "rename one of them",
+                 plugin_name(p), other);
+        return 1;
+    }
+    size_t k;
+    json_t *fn;
+    json_array_foreach (p->functions, k, fn) {
+        const char *fname = json_string_value(json_object_get(fn, "name"));
+        const json_t *prev = json_object_get(reg->by_name, fname);
+        if (prev == NULL)
+            continue;
+        snprintf(reason, rlen,
+                 "function '%s' is already provided by plugin %s (%s), which is loaded; a "
+                 "plugin cannot take over a loaded function: rename it or remove one of the "
+                 "files",
+                 fname, json_string_value(json_object_get(prev, "plugin")),
+                 json_string_value(json_object_get(prev, "path")));
+        return 1;
+    }
+    return 0;
+}
+
+/* Describes the first name two plugins share: returns 1 with the reason (for a), or 0. */
+static int clashes_with(const registry_plugin *a, const registry_plugin *b, char *reason,
+                        size_t rlen)
+{
+    const char *what = NULL, *name = NULL;
+    if (strcmp(plugin_name(a), plugin_name(b)) == 0) {
+        what = "plugin name";
+        name = plugin_name(a);
+    }
+    size_t i, k;
+    json_t *fa, *fb;
+    json_array_foreach (a->functions, i, fa) {
+        json_array_foreach (b->functions, k, fb) {
+            if (name == NULL &&
+                json_equal(json_object_get(fa, "name"), json_object_get(fb, "name"))) {
+                what = "function";
+                name = json_string_value(json_object_get(fa, "name"));
+            }
+        }
+    }
+    if (name == NULL)
+        return 0;
+    snprintf(reason, rlen,
+             "%s '%s' is also declared by %s; neither is loaded until one of "
+             "them is renamed or removed",
+             what, name, b->path);
+    return 1;
+}
+
+static void admit(registry *reg, json_t *plugin_names, registry_plugin *p)
+{
+    size_t k;
+    json_t *fn;
+    p->loaded = 1;
+    free(p->reason);
+    p->reason = NULL;
+    json_object_set_new(plugin_names, plugin_name(p), json_string(p->file));
+    json_array_foreach (p->functions, k, fn) {
+        json_object_set_new(fn, "plugin", json_string(plugin_name(p)));
+        json_object_set_new(fn, "path", json_string(p->path));
+        json_object_set(reg->by_name, json_string_value(json_object_get(fn, "name")), fn);
+    }
+}
+
+/* The order in which plugins are given their names (registry.h's rules). */
+enum rank { UNCHANGED, REPLACED, BUNDLED, OTHER };
+
+static enum rank rank_of(const registry_plugin *p)
+{
+    if (p->incumbent)
+        return p->replaced ? REPLACED : UNCHANGED;
+    return is_bundled(p) ? BUNDLED : OTHER;
+}
+
+/*
+ * Gives the plugins of one rank their names: each that clashes with the index is refused;
+ * of the rest, every one that clashes with another of its rank is refused too (both sides,
+ * so file names decide nothing), and the others are admitted.
+ */
+static void admit_rank(registry *reg, json_t *plugin_names, enum rank rank, char *pending)
+{
+    char reason[900];
+    memset(pending, 0, reg->n_plugins);
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        registry_plugin *p = &reg->plugins[i];
+        if (p->functions == NULL || rank_of(p) != rank)
+            continue; /* refused by its probe, or not this rank */
+        if (clashes_with_index(reg, plugin_names, p, reason, sizeof(reason)))
+            refuse(reg, p, reason);
+        else
+            pending[i] = 1;
+    }
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        for (size_t j = 0; pending[i] && j < reg->n_plugins; j++) {
+            if (j != i && pending[j] &&
+                clashes_with(&reg->plugins[i], &reg->plugins[j], reason, sizeof(reason))) {
+                refuse(reg, &reg->plugins[i], reason);
+                pending[i] = 2; /* refused, but still counts against the others */
+            }
+        }
+    }
+    for (size_t i = 0; i < reg->n_plugins; i++)
+        if (pending[i] == 1)
+            admit(reg, plugin_names, &reg->plugins[i]);
+}
+
+/* Rebuilds by_name by the clash rules of registry.h, rank by rank. */
 static void rebuild_index(registry *reg)
 {
     json_object_clear(reg->by_name);
     json_t *plugin_names = json_object();
+    char *pending = calloc(reg->n_plugins ? reg->n_plugins : 1, 1);
+    for (enum rank r = UNCHANGED; r <= OTHER; r++)
+        admit_rank(reg, plugin_names, r, pending);
     for (size_t i = 0; i < reg->n_plugins; i++) {
-        registry_plugin *p = &reg->plugins[i];
-        if (p->functions == NULL)
-            continue; /* refused by its probe */
-        p->loaded = 1;
-        free(p->reason);
-        p->reason = NULL;
-        const char *pname = json_string_value(json_object_get(p->info, "name"));
-        const char *other = json_string_value(json_object_get(plugin_names, pname));
-        char reason[600] = "";
-        if (other != NULL)
-            snprintf(reason, sizeof(reason), "plugin name '%s' is already used by %s", pname,
-                     other);
-        size_t k;
-        json_t *fn;
-        json_array_foreach(p->functions, k, fn)
-        {
-            const char *fname = json_string_value(json_object_get(fn, "name"));
-            const json_t *prev = json_object_get(reg->by_name, fname);
-            if (reason[0] == '\0' && prev != NULL)
-                snprintf(reason, sizeof(reason),
-                         "function '%s' is already provided by plugin %s (%s); rename one of "
-                         "them",
-                         fname, json_string_value(json_object_get(prev, "plugin")),
-                         json_string_value(json_object_get(prev, "path")));
-        }
-        if (reason[0] != '\0') {
-            refuse(reg, p, reason);
-            continue;
-        }
-        json_object_set_new(plugin_names, pname, json_string(p->file));
-        json_array_foreach(p->functions, k, fn)
-        {
-            json_object_set_new(fn, "plugin", json_string(pname));
-            json_object_set_new(fn, "path", json_string(p->path));
-            json_object_set(reg->by_name, json_string_value(json_object_get(fn, "name")), fn);
-        }
+        reg->plugins[i].incumbent = reg->plugins[i].loaded;
+        reg->plugins[i].replaced = 0;
     }
+    free(pending);
     json_decref(plugin_names);
 }
 
-int registry_scan(registry *reg)
+static int scan(registry *reg, int force)
 {
     struct stat dst;
     int dir_unsafe = 0;
@@ -378,12 +518,13 @@ int registry_scan(registry *reg)
         }
         struct stat st;
         if (stat(next[i].path, &st) != 0) {
+            next[i].incumbent = 0;
             refuse(reg, &next[i], strerror(errno));
             changed = 1;
             free(names[i]);
             continue;
         }
-        changed |= examine(reg, &next[i], &st, dir_unsafe);
+        changed |= examine(reg, &next[i], &st, dir_unsafe, force);
         free(names[i]);
     }
     free(names);
@@ -401,6 +542,16 @@ int registry_scan(registry *reg)
         reg->generation++;
     }
     return changed;
+}
+
+int registry_scan(registry *reg)
+{
+    return scan(reg, 0);
+}
+
+int registry_rescan_all(registry *reg)
+{
+    return scan(reg, 1);
 }
 
 const json_t *registry_function(const registry *reg, const char *name)

@@ -20,7 +20,11 @@ typedef struct registry_plugin {
     ino_t ino;
     off_t size;
     struct timespec mtime;
+    mode_t mode;       /* a chmod (o-w fixed) is a change too */
     int loaded;        /* 1: usable; 0: refused */
+    int incumbent;     /* 1: loaded at the last scan: keeps its names (registry_scan) */
+    int replaced;      /* 1: its file changed since the last scan (a new version) */
+    int unsafe;        /* 1: refused for a world-writable file or directory */
     char *reason;      /* why it was refused (NULL when loaded) */
     json_t *info;      /* {"name","version","summary","abi"} or NULL */
     json_t *functions; /* array of function descriptors (see registry_function) */
@@ -44,11 +48,28 @@ void registry_init(registry *reg, const char *dir, const json_t *plugin_config);
 
 /*
  * Scans the directory: probes new and changed .so files, forgets removed ones, refuses
- * world-writable files and directories and duplicate function or plugin names. Returns the
- * number of plugins whose state changed (0: nothing new). Never fails: problems become
- * refusals with a reason.
+ * world-writable files and directories, and settles clashes (two files declaring the same
+ * function or plugin name) by one rule that does not depend on file names:
+ *   1. a loaded plugin keeps every name it has: a newcomer (a file that was not loaded)
+ *      that declares one of them is refused. A loaded file replaced by a new version is
+ *      judged next, against the unchanged ones: it keeps what it had unless another
+ *      loaded plugin holds the name;
+ *   2. among newcomers (at the first scan every file is one), a bundled plugin (core.so,
+ *      ops.so, repo.so: the files ferry installs, declaring the plugin of the same name)
+ *      wins over one that is not;
+ *   3. two plugins of the same step that clash are both refused, each naming the other,
+ *      until one is removed or renamed.
+ * A file refused for being world-writable, or for a world-writable directory, is probed
+ * again at the first scan after the chmod. Returns the number of plugins whose state changed
+ * (0: nothing new). Never fails: problems become refusals with a reason.
  */
 int registry_scan(registry *reg);
+
+/*
+ * Like registry_scan, but probes every file again (SIGHUP). Plugins whose files did not
+ * change keep their names as in registry_scan.
+ */
+int registry_rescan_all(registry *reg);
 
 /*
  * Looks up a usable function. The descriptor is borrowed from the registry and valid until

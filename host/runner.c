@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,9 +293,22 @@ static void kill_groups(worker *w, int sig)
             kill(-w->job->pgroups[i], sig);
 }
 
-/* Removes a worker: kills what is left of its process groups and reaps it. */
+/* How long an idle worker being retired has to run its plugins' fini() and exit. */
+#define FINI_GRACE_MS 1000
+
+/*
+ * Removes a worker: an idle one is first let go (its socket closed, it runs its plugins'
+ * fini() and exits, plugin.h), then what is left of its process groups is killed and it is
+ * reaped.
+ */
 static void retire(runner *r, worker *w)
 {
+    if (w->job == NULL && w->pidfd >= 0) {
+        struct pollfd p = {.fd = w->pidfd, .events = POLLIN};
+        shutdown(w->sock, SHUT_RDWR);
+        while (poll(&p, 1, FINI_GRACE_MS) < 0 && errno == EINTR)
+            ;
+    }
     kill_groups(w, SIGKILL);
     epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL);
     close(w->sock);

@@ -531,6 +531,8 @@ static void start_item(host *h, json_t *item)
     a->stack = json_pack("[s]", fname);
     int64_t timeout = timeout_ms_for(h, vault, fn);
     json_t *msg = run_message(h, fn, params_of(vault), machine_for_worker(h, item), 0);
+    json_object_set_new(msg, "task", json_string(task)); /* host->task_id, host->attempt */
+    json_object_set_new(msg, "attempt", json_integer(a->attempt_no));
     a->job = runner_submit(h->run, msg, timeout, a, 0);
     if (a->job == NULL) {
         struct store_outcome so = {.kind = STORE_OUTCOME_RELEASE, .reason = "no worker free"};
@@ -639,6 +641,7 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     }
     attempt *a = calloc(1, sizeof(*a));
     snprintf(a->task_id, sizeof(a->task_id), "%s", caller->task_id);
+    a->attempt_no = caller->attempt_no;
     a->root_vault = json_incref(caller->root_vault);
     a->root_secrets = json_incref(caller->root_secrets);
     a->parent = caller;
@@ -655,6 +658,8 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     int64_t timeout = timeout_ms_for(h, vault, fn);
     json_t *run =
         run_message(h, fn, params_of(vault), machine_for_worker(h, caller->item), a->depth);
+    json_object_set_new(run, "task", json_string(a->task_id)); /* the item's, for keys */
+    json_object_set_new(run, "attempt", json_integer(a->attempt_no));
     a->job = runner_submit(h->run, run, timeout, a, 1);
     if (a->job == NULL) {
         reply_error(h, caller_job, "unavailable", "RETRY", "no worker free for call to %s", fname);
@@ -934,9 +939,7 @@ static void handle_signals(host *h)
     while (read(h->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGHUP) {
             hlog(LOG_INFO, "SIGHUP: rescanning plugins");
-            registry_free(&h->reg);
-            registry_init(&h->reg, h->cfg->plugin_dir, h->cfg->plugin_sections);
-            registry_scan(&h->reg);
+            registry_rescan_all(&h->reg); /* loaded plugins keep their functions */
             runner_recycle(h->run);
             continue;
         }

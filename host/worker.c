@@ -35,6 +35,8 @@ typedef struct worker_ctx {
     json_int_t id;
     int64_t deadline_ms;
     json_t *job;     /* the run message (borrowed for the attempt) */
+    const char *task_id; /* "task" of the run message, "" when absent (ABI 1.1) */
+    int attempt;         /* "attempt" of the run message, 0 when absent (ABI 1.1) */
     char *err_code;  /* set_error */
     char *err_msg;
 } worker_ctx;
@@ -295,6 +297,16 @@ static json_t *svc_http(ferry_ctx *ctx, const json_t *req)
     return res;
 }
 
+static const char *svc_task_id(ferry_ctx *ctx)
+{
+    return ctx ? priv(ctx)->task_id : "";
+}
+
+static int svc_attempt(ferry_ctx *ctx)
+{
+    return ctx ? priv(ctx)->attempt : 0;
+}
+
 static const ferry_host host_table = {
     .struct_size = sizeof(ferry_host),
     .abi_major = FERRY_ABI_MAJOR,
@@ -310,6 +322,8 @@ static const ferry_host host_table = {
     .storage = svc_storage,
     .config = svc_config,
     .http = svc_http,
+    .task_id = svc_task_id,
+    .attempt = svc_attempt,
 };
 
 const ferry_host *worker_host_table(void)
@@ -474,7 +488,11 @@ static json_t *run_one(int sock, json_t *job)
                     .sock = sock,
                     .id = json_integer_value(json_object_get(job, "id")),
                     .deadline_ms = json_integer_value(json_object_get(job, "deadline")),
-                    .job = job};
+                    .job = job,
+                    .task_id = json_string_value(json_object_get(job, "task")),
+                    .attempt = (int)json_integer_value(json_object_get(job, "attempt"))};
+    if (w.task_id == NULL)
+        w.task_id = "";
     char reason[600] = "";
     int changed = 0;
     const char *path = json_string_value(json_object_get(job, "plugin"));
@@ -604,6 +622,15 @@ void worker_process_main(int argc, char **argv)
     worker_main(sock, &wo);
 }
 
+/* The worker ends normally: every plugin that was initialised gets its fini() (plugin.h). */
+static void __attribute__((noreturn)) unload_and_exit(void)
+{
+    for (size_t i = 0; i < n_loaded; i++)
+        if (loaded[i].inited)
+            descriptor_fini(loaded[i].plugin);
+    _exit(0);
+}
+
 void worker_main(int sock, const worker_opts *opts)
 {
     worker_pid = getpid();
@@ -631,10 +658,10 @@ void worker_main(int sock, const worker_opts *opts)
     for (;;) {
         json_t *job = proto_recv(sock);
         if (job == NULL)
-            _exit(0); /* the host closed our socket: time to go */
+            unload_and_exit(); /* the host closed our socket: time to go */
         const char *op = json_string_value(json_object_get(job, "op"));
         if (op && strcmp(op, "quit") == 0)
-            _exit(0);
+            unload_and_exit();
         if (op == NULL || strcmp(op, "run") != 0) {
             json_decref(job);
             continue;

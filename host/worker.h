@@ -3,7 +3,8 @@
  * forked by the runner (runner.c) and talks to it over one socket (proto.h messages):
  *
  *   host -> worker  {"op":"run","id":N,"plugin":PATH,"function":NAME,"params":{},
- *                    "config":{},"deadline":MS,"machine":{}|null,"depth":N}
+ *                    "config":{},"deadline":MS,"machine":{}|null,"depth":N,
+ *                    "task":ID,"attempt":N}                 (task, attempt: ABI 1.1 services)
  *                   {"op":"reply","result":...}                 (answer to a request)
  *   worker -> host  {"op":"log","id":N,"level":L,"text":"..."}
  *                   {"op":"progress","id":N,"percent":P,"message":"..."}

@@ -8,7 +8,7 @@ set -euo pipefail
 
 build_pkgs="gcc make pkg-config libc6-dev libjansson-dev libconfig-dev libcurl4-openssl-dev
   libsqlite3-dev libpq-dev libzstd-dev libssl-dev libexpat1-dev"
-test_pkgs="$build_pkgs libcmocka-dev jq clang python3 procps psmisc uuid-runtime bc
+test_pkgs="$build_pkgs libcmocka-dev jq clang g++ python3 procps psmisc uuid-runtime bc
   postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav curl"
 bench_pkgs="$test_pkgs restic borgbackup"
 

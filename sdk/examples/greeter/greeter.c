@@ -1,6 +1,8 @@
 /*
  * An out-of-tree ferry plugin: one function, `greet`, with a required parameter, a
  * defaulted one, a secret one and a config section. Build it with the Makefile beside it.
+ * It is C99 and C++20 alike (designated initializers in declaration order, every member of
+ * a function descriptor given), clean under -Wall -Wextra -Wpedantic.
  */
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +32,8 @@ static ferry_result greet(ferry_ctx *ctx, const json_t *params, json_t **result)
         ferry_set_error(ctx, "bad_parameter", "times must be 1 to 10, not %lld", (long long)times);
         return FERRY_INVALID;
     }
+    /* The task id is the same for every attempt of the item: a key for "done already?". */
+    ferry_log(ctx, FERRY_LOG_DEBUG, "task %s, attempt %d", ferry_task_id(ctx), ferry_attempt(ctx));
     json_t *lines = json_array();
     for (json_int_t i = 0; i < times; i++) {
         char line[256];
@@ -47,7 +51,7 @@ static const ferry_param greet_params[] = {
     {"times", FERRY_PARAM_INTEGER, 0, "1", "How many greetings (1-10)."},
     {"token", FERRY_PARAM_STRING, FERRY_PARAM_SECRET, NULL,
      "An example secret: redacted in listings and traces."},
-    {NULL, 0, 0, NULL, NULL},
+    FERRY_PARAM_END,
 };
 
 static const ferry_function greet_fn = {
@@ -55,6 +59,7 @@ static const ferry_function greet_fn = {
     .flags = FERRY_FN_IDEMPOTENT,
     .name = "greet",
     .summary = "Greet someone (the SDK's example plugin)",
+    .description = "Logs a greeting for `who`, `times` times, and returns the greetings.",
     FERRY_PARAMS(greet_params),
     .default_timeout = 30,
     .run = greet,

@@ -1,5 +1,5 @@
 /*
- * ferry plugin SDK, ABI v1.
+ * ferry plugin SDK, ABI 1.1.
  *
  * This header is the whole manual for writing a ferry queue function. A plugin is a shared
  * object (.so) dropped into the host's plugin directory. It exports exactly one symbol,
@@ -8,10 +8,13 @@
  * host only through the services table (struct ferry_host) it is handed; a plugin never links
  * against host symbols.
  *
- * Build with -fPIC -fvisibility=hidden and link against jansson:
+ * Build with -fPIC -fvisibility=hidden and link against jansson (sources before libraries,
+ * or the linker drops jansson before it knows the plugin needs it):
  *
- *     cc -fPIC -fvisibility=hidden -shared $(pkg-config --cflags --libs ferry-plugin) \
- *        -o myplugin.so myplugin.c
+ *     cc -fPIC -fvisibility=hidden -shared $(pkg-config --cflags ferry-plugin) \
+ *        -o myplugin.so myplugin.c $(pkg-config --libs ferry-plugin)
+ *
+ * The header is C99 and C++ clean (-Wpedantic): a plugin may be written in either.
  *
  * Compatibility rules (the host enforces them when it loads a plugin):
  *   - magic must be FERRY_PLUGIN_MAGIC;
@@ -49,7 +52,7 @@ extern "C" {
 /* "FERRYPLG" in ASCII. */
 #define FERRY_PLUGIN_MAGIC UINT64_C(0x4645525259504C47)
 #define FERRY_ABI_MAJOR    1
-#define FERRY_ABI_MINOR    0
+#define FERRY_ABI_MINOR    1 /* 1.1 added ferry_host.task_id and ferry_host.attempt */
 
 /* The name of the one symbol a plugin exports; FERRY_PLUGIN() below defines it. */
 #define FERRY_PLUGIN_ENTRY_SYMBOL "ferry_plugin_entry"
@@ -91,21 +94,57 @@ typedef enum ferry_param_type {
 #define FERRY_PARAM_KNOWN_FLAGS (FERRY_PARAM_REQUIRED | FERRY_PARAM_SECRET)
 
 /*
+ * Reserved parameter names: the queue item vault keys the host reads and acts on itself
+ * and never passes to a function. A plugin that declares a parameter with one of these
+ * names is refused at load ("parameter 'timeout' of function f is a vault key the host
+ * owns"): the host would take the value for itself and the function would never see it.
+ *
+ *   function     the function to run
+ *   timeout      seconds before the attempt is stopped
+ *   max_retries  retries of a FERRY_RETRY outcome
+ *   retry_delay  seconds before the first retry
+ *   on_failure   {"notify": ..., "fallback_function": ...}
+ *   on_success   {"notify": ...}
+ *   pre_hook     shell command run on the machine before the function
+ *   post_hook    shell command run on the machine after it
+ *   priority     the item's priority, 1-5 (set by the CLI and by a schedule): reserved
+ *
+ * "description" and "tags" are host keys too (the host checks their type), but they are
+ * passed through, so a function may declare them to read them. FERRY_RESERVED_PARAMS
+ * expands to the list as string literals, for a plugin's own checks.
+ */
+#define FERRY_RESERVED_PARAMS                                                                      \
+    "function", "timeout", "max_retries", "retry_delay", "on_failure", "on_success", "pre_hook",   \
+        "post_hook", "priority"
+
+/*
  * One row of a function's parameter table. Tables are arrays ended by a row whose name is
- * NULL; the host walks them with the stride given in ferry_function.param_size, so new
- * members can be appended in later minors.
+ * NULL (FERRY_PARAM_END); the host walks them with the stride given in ferry_function.param_size,
+ * so new members can be appended in later minors.
  */
 typedef struct ferry_param {
-    const char *name;        /* the vault key, e.g. "repository" */
+    const char *name;        /* the vault key, e.g. "repository"; not FERRY_RESERVED_PARAMS */
     ferry_param_type type;   /* the JSON type required */
     uint32_t flags;          /* FERRY_PARAM_* */
     const char *default_json; /* default as JSON text ("3", "\"fast\"", "true"), or NULL */
     const char *description; /* one sentence for `ferry functions` and docs/functions.md */
 } ferry_param;
 
+/* The row that ends a parameter table (C and C++ alike). */
+#define FERRY_PARAM_END                                                                            \
+    {                                                                                              \
+        NULL, (ferry_param_type)0, 0, NULL, NULL                                                   \
+    }
+
 /* Function flags. */
 #define FERRY_FN_IDEMPOTENT    (1u << 0) /* safe to run again after a host was lost mid-run */
-#define FERRY_FN_NEEDS_MACHINE (1u << 1) /* runs commands on the item's machine */
+/*
+ * Deprecated in ABI 1.1 and without effect: every queue item runs for a machine (the exec
+ * and machine services always have one), so there is nothing for the host to enforce. The
+ * bit stays defined and accepted so that plugins which set it keep loading; listings no
+ * longer show it. New code should not set it.
+ */
+#define FERRY_FN_NEEDS_MACHINE (1u << 1)
 #define FERRY_FN_KNOWN_FLAGS   (FERRY_FN_IDEMPOTENT | FERRY_FN_NEEDS_MACHINE)
 
 typedef struct ferry_ctx ferry_ctx;
@@ -155,7 +194,13 @@ typedef struct ferry_plugin {
      * plugin whose init fails is refused and its functions are unavailable.
      */
     int (*init)(const ferry_host *host, const json_t *config, char *err, size_t errlen);
-    /* Optional. Called before the process unloads the plugin. */
+    /*
+     * Optional. Called once in every process where init() succeeded, when that process
+     * ends normally: right after init() in a probe, and when a worker is retired (recycled
+     * after its job limit or a plugin change, or at host shutdown). Not called when a worker
+     * is killed (a timeout or cancel past the grace period, a crash). Keep it short: a
+     * worker that has not exited a second after it was asked to is killed.
+     */
     void (*fini)(void);
 } ferry_plugin;
 
@@ -257,6 +302,23 @@ struct ferry_host {
      * "duration_ms": int}, or NULL on a transport error (the attempt's error says why).
      */
     json_t *(*http)(ferry_ctx *ctx, const json_t *request);
+
+    /* --- ABI 1.1 --------------------------------------------------------------------- */
+
+    /*
+     * The queue item's task id (a UUID), the same for every attempt of the item and for the
+     * nested calls it makes; a fallback item has its own. Borrowed, valid until run()
+     * returns. `ferry run` gives each run an id of its own ("run-" and a UUID) and attempt 1.
+     * Build idempotency keys from it (with your own step names): a retry of the item sees
+     * the same id, so it can find what an earlier attempt already did.
+     */
+    const char *(*task_id)(ferry_ctx *ctx);
+
+    /*
+     * The attempt number: 1 for the item's first attempt, 2 for its first retry, and so on;
+     * nested calls see the attempt of the item they serve. 0 outside an attempt.
+     */
+    int (*attempt)(ferry_ctx *ctx);
 };
 
 /* Non-zero when the host's table contains member m. */
@@ -277,11 +339,21 @@ struct ferry_ctx {
 #define ferry_cancelled(ctx)              ((ctx)->host->cancelled(ctx))
 #define ferry_set_error(ctx, code, ...)   ((ctx)->host->set_error((ctx), (code), __VA_ARGS__))
 #define ferry_exec(ctx, cmd, opts)        ((ctx)->host->exec((ctx), (cmd), (opts)))
+/* ABI 1.1: NULL / 0 from a host older than 1.1 (which refuses a 1.1 plugin anyway). */
+#define ferry_task_id(ctx) (FERRY_HOST_HAS((ctx)->host, task_id) ? (ctx)->host->task_id(ctx) : NULL)
+#define ferry_attempt(ctx) (FERRY_HOST_HAS((ctx)->host, attempt) ? (ctx)->host->attempt(ctx) : 0)
 
 /* Fills the size member of a function descriptor. */
 #define FERRY_FUNCTION_INIT .struct_size = sizeof(ferry_function)
 /* Points a function descriptor at its parameter table. */
 #define FERRY_PARAMS(table) .params = (table), .param_size = sizeof((table)[0])
+
+/* The entry point keeps its C name when the plugin is C++ (dlsym looks it up by name). */
+#ifdef __cplusplus
+#define FERRY_EXTERN_C extern "C"
+#else
+#define FERRY_EXTERN_C
+#endif
 
 #if defined(__GNUC__)
 #define FERRY_EXPORT __attribute__((visibility("default")))
@@ -293,21 +365,37 @@ struct ferry_ctx {
 typedef const ferry_plugin *(*ferry_plugin_entry_fn)(void);
 
 /*
+ * C++20 designated initializers must follow the members' order, and g++ -Wextra warns about
+ * every member left out: the optional ones (flags, init, fini) are meant to be left out.
+ */
+#if defined(__cplusplus) && defined(__GNUC__)
+#define FERRY_OPTIONAL_MEMBERS_BEGIN                                                               \
+    _Pragma("GCC diagnostic push")                                                                 \
+        _Pragma("GCC diagnostic ignored \"-Wmissing-field-initializers\"")
+#define FERRY_OPTIONAL_MEMBERS_END _Pragma("GCC diagnostic pop")
+#else
+#define FERRY_OPTIONAL_MEMBERS_BEGIN
+#define FERRY_OPTIONAL_MEMBERS_END
+#endif
+
+/*
  * Defines the plugin's entry point. Use once per plugin, at file scope:
  *
  *     FERRY_PLUGIN(.name = "greeter", .version = "1.0", .summary = "Says hello",
  *                  .functions = greeter_functions);
  */
-#define FERRY_PLUGIN(...)                                                                     \
-    FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void);                               \
-    FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void)                                \
-    {                                                                                         \
-        static const ferry_plugin descriptor = {.magic = FERRY_PLUGIN_MAGIC,                 \
-                                                .abi_major = FERRY_ABI_MAJOR,                \
-                                                .abi_minor = FERRY_ABI_MINOR,                \
-                                                .struct_size = sizeof(ferry_plugin),         \
-                                                __VA_ARGS__};                                \
-        return &descriptor;                                                                   \
+#define FERRY_PLUGIN(...)                                                                          \
+    FERRY_EXTERN_C FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void);                      \
+    FERRY_EXPORT const ferry_plugin *ferry_plugin_entry(void)                                      \
+    {                                                                                              \
+        FERRY_OPTIONAL_MEMBERS_BEGIN                                                               \
+        static const ferry_plugin descriptor = {.magic = FERRY_PLUGIN_MAGIC,                       \
+                                                .abi_major = FERRY_ABI_MAJOR,                      \
+                                                .abi_minor = FERRY_ABI_MINOR,                      \
+                                                .struct_size = sizeof(ferry_plugin),               \
+                                                __VA_ARGS__};                                      \
+        FERRY_OPTIONAL_MEMBERS_END                                                                 \
+        return &descriptor;                                                                        \
     }
 
 #ifdef __cplusplus
