@@ -60,7 +60,7 @@ static void fputs_one_line(const char *text, FILE *out)
 
 int cli_fail(cli *c, int code, const char *fmt, ...)
 {
-    char msg[2048];
+    char msg[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -108,13 +108,22 @@ void cli_warn(const cli *c, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-void cli_print_ok(cli *c, json_t *data, const char *message)
+void cli_print_ok_with(cli *c, json_t *data, const char *message, json_t *extra)
 {
     (void)c;
     json_t *env = json_pack("{s:b,s:o,s:s}", "success", 1, "data", data ? data : json_null(),
                             "message", message ? message : "");
+    if (extra != NULL) {
+        json_object_update_missing(env, extra);
+        json_decref(extra);
+    }
     cli_print_json(stdout, env);
     json_decref(env);
+}
+
+void cli_print_ok(cli *c, json_t *data, const char *message)
+{
+    cli_print_ok_with(c, data, message, NULL);
 }
 
 static char *cell_text(const json_t *v)
@@ -242,9 +251,11 @@ int cli_config(cli *c)
 {
     if (c->cfg_loaded)
         return 0;
-    char err[1024];
-    if (config_load(c->config_path, &c->cfg, err, sizeof(err)) != 0) {
-        cli_fail(c, EXIT_ERROR, "%s", err);
+    char err[4096];
+    int rc = config_load(c->config_path, &c->cfg, err, sizeof(err));
+    if (rc != 0) {
+        c->config_missing = rc == CONFIG_NOT_FOUND;
+        cli_fail(c, c->config_missing ? EXIT_USAGE : EXIT_ERROR, "%s", err);
         return -1;
     }
     c->cfg_loaded = 1;
@@ -316,8 +327,10 @@ static void print_main_help(FILE *out)
         }
     }
     fputs("\nglobal options:\n"
-          "  -c, --config FILE          configuration file (else $FERRY_CONFIG,\n"
-          "                             /etc/ferry/ferry.conf, conf/ferry.conf)\n"
+          "  -c, --config FILE          configuration file (else $FERRY_CONFIG, else the\n"
+          "                             first of PREFIX/etc/ferry/ferry.conf beside an\n"
+          "                             installed PREFIX/bin/ferry, /etc/ferry/ferry.conf,\n"
+          "                             conf/ferry.conf; none found: exit 2)\n"
           "  -o, --output text|json     output format (json: {success,data,message|error})\n"
           "  -h, --help                 help for ferry or for a command\n"
           "  -V, --version              print the version\n\n"
@@ -526,6 +539,10 @@ int cli_main(int argc, char **argv)
     rc = parse_command_args(&c, rest + used, n_rest - used);
     if (rc == 0)
         rc = c.cmd->fn(&c);
+    /* Commands answer a failed cli_config with EXIT_ERROR; no configuration at all is a
+     * usage error (exit 2), whichever command met it. */
+    if (c.config_missing)
+        rc = EXIT_USAGE;
 out:
     if (c.st)
         store_close(c.st);

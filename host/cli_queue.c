@@ -368,11 +368,25 @@ static int cmd_list_queue(cli *c)
         rc = cli_fail(c, EXIT_ERROR, "%s", err);
         goto out;
     }
+    /* A full page may be a cut one: then say how many there are (an exact COUNT). */
+    int64_t shown = (int64_t)json_array_size(rows), total = shown;
+    if (shown == (f.max_records ? f.max_records : STORE_DEFAULT_RECORDS) &&
+        store_queue_count(c->st, &f, &total, err, sizeof(err)) != STORE_OK) {
+        json_decref(rows);
+        rc = cli_fail(c, EXIT_ERROR, "%s", err);
+        goto out;
+    }
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row) redact_item(c, row, 1);
     if (c->json) {
-        cli_print_ok(c, rows, "");
+        char msg[160] = "";
+        if (total > shown)
+            snprintf(msg, sizeof(msg), "showing %lld of %lld; narrow the filters or raise "
+                     "--max-records (at most %d)", (long long)shown, (long long)total,
+                     STORE_MAX_RECORDS);
+        cli_print_ok_with(c, rows, msg, json_pack("{s:I,s:b}", "total", (json_int_t)total,
+                                                  "truncated", total > shown));
     } else {
         json_array_foreach(rows, i, row)
         {
@@ -387,6 +401,9 @@ static int cmd_list_queue(cli *c)
             }
         }
         cli_print_table(stdout, rows, queue_cols);
+        if (total > shown)
+            printf("\nshowing %lld of %lld; narrow the filters or raise --max-records (at most "
+                   "%d)\n", (long long)shown, (long long)total, STORE_MAX_RECORDS);
         json_decref(rows);
     }
 out:
@@ -620,36 +637,48 @@ static json_t *list_with(cli *c, struct store_queue_filter *f)
     return rows;
 }
 
+/* How many items match: an exact COUNT, whatever the number. Returns -1 with the error
+ * printed when the store fails. */
+static int64_t count_with(cli *c, const struct store_queue_filter *f)
+{
+    int64_t n = 0;
+    char err[512];
+    if (store_queue_count(c->st, f, &n, err, sizeof(err)) != STORE_OK) {
+        cli_fail(c, EXIT_ERROR, "%s", err);
+        return -1;
+    }
+    return n;
+}
+
 static int cmd_dashboard(cli *c)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
     int64_t now = now_ms();
     const char *processing[] = {"PROCESSING"}, *pending[] = {"PENDING"}, *failed[] = {"FAILED"};
+    int64_t depth_n[6], total, nfail;
+    for (int p = 1; p <= 5; p++) {
+        struct store_queue_filter fp = {.statuses = pending, .n_statuses = 1, .priority = p};
+        if ((depth_n[p] = count_with(c, &fp)) < 0)
+            return EXIT_ERROR;
+    }
+    struct store_queue_filter ft = {.date_from_ms = now - 7 * 86400000LL, .now_ms = now};
+    struct store_queue_filter fw = {.statuses = failed, .n_statuses = 1,
+                                    .date_from_ms = now - 7 * 86400000LL, .now_ms = now};
+    if ((total = count_with(c, &ft)) < 0 || (nfail = count_with(c, &fw)) < 0)
+        return EXIT_ERROR;
     struct store_queue_filter fa = {.statuses = processing, .n_statuses = 1,
                                     .max_records = STORE_MAX_RECORDS};
     json_t *active = list_with(c, &fa);
     json_t *depth = json_object();
     for (int p = 1; p <= 5; p++) {
-        struct store_queue_filter fp = {.statuses = pending, .n_statuses = 1, .priority = p,
-                                        .max_records = STORE_MAX_RECORDS};
-        json_t *rows = list_with(c, &fp);
         char key[8];
         snprintf(key, sizeof(key), "%d", p);
-        json_object_set_new(depth, key, json_integer((json_int_t)json_array_size(rows)));
-        json_decref(rows);
+        json_object_set_new(depth, key, json_integer((json_int_t)depth_n[p]));
     }
     struct store_queue_filter ff = {.statuses = failed, .n_statuses = 1,
                                     .date_from_ms = now - 86400000LL, .max_records = 10};
     json_t *failures = list_with(c, &ff);
-    struct store_queue_filter ft = {.date_from_ms = now - 7 * 86400000LL,
-                                    .max_records = STORE_MAX_RECORDS};
-    json_t *week = list_with(c, &ft);
-    struct store_queue_filter fw = {.statuses = failed, .n_statuses = 1,
-                                    .date_from_ms = now - 7 * 86400000LL,
-                                    .max_records = STORE_MAX_RECORDS};
-    json_t *week_failed = list_with(c, &fw);
-    size_t total = json_array_size(week), nfail = json_array_size(week_failed);
     json_t *rate = total ? json_real((double)(total - nfail) * 100.0 / (double)total) : json_null();
     json_t *recent = json_array();
     size_t i;
@@ -702,8 +731,6 @@ static int cmd_dashboard(cli *c)
     }
     json_decref(active);
     json_decref(failures);
-    json_decref(week);
-    json_decref(week_failed);
     return EXIT_OK;
 }
 
