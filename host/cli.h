@@ -109,6 +109,23 @@ extern const cli_command cli_queue_commands[];
 extern const cli_command cli_resource_commands[];
 
 /*
+ * Checks a queue item vault the same way wherever one is given (create queue-item, a
+ * schedule's queue_config): the host-owned keys; when a plugin in the local plugin
+ * directory provides the function, its parameters (a missing REQUIRED one or a wrong type
+ * is refused); and keys that are neither declared parameters nor host-owned. An unknown
+ * function or key is a warning, or refused when the command was given --strict. what
+ * prefixes every message ("" or "queue_config: "); where names who must provide an unknown
+ * function ("the host on bridge B"). Returns 0 with *fn the function's descriptor
+ * (borrowed from the registry; NULL when unknown) and *warnings a new array of one-line
+ * texts for cli_warn_all, to print once the thing exists; or an exit code after printing
+ * the error (*warnings is then still the caller's to free).
+ */
+int cli_check_item_vault(cli *c, const json_t *vault, const char *what, const char *where,
+                         const json_t **fn, json_t **warnings);
+/* Prints each warning text (an array of strings, stolen) with cli_warn. */
+void cli_warn_all(const cli *c, json_t *warnings);
+
+/*
  * Reads the vault given with --vault JSON or --vault-file PATH ("-" for stdin) into *vault
  * (new reference). Returns 0 (with *vault NULL when neither option was given), or an exit
  * code after printing the error.

@@ -150,29 +150,17 @@ static int cmd_create_item(cli *c)
         return cli_usage_error(c, "give the item's vault with --vault '{\"function\":\"…\"}' or "
                                   "--vault-file");
     char err[1024];
-    const char *function = NULL;
+    json_t *warnings = NULL;
     json_t *after = json_object_get(c->opts, "after");
     char **after_ids = NULL;
     size_t n_after = 0;
     int idempotent = 0;
-    if (vault_check_host_keys(vault, err, sizeof(err)) != 0) {
-        rc = cli_fail(c, EXIT_ERROR, "%s", err);
+    const json_t *fn = NULL;
+    char where[200];
+    snprintf(where, sizeof(where), "the host on bridge %s", c->args[2]);
+    if ((rc = cli_check_item_vault(c, vault, "", where, &fn, &warnings)) != 0)
         goto out;
-    }
-    function = json_string_value(json_object_get(vault, "function"));
-    if (cli_registry(c) != 0) {
-        rc = EXIT_ERROR;
-        goto out;
-    }
-    const json_t *fn = registry_function(c->reg, function);
     if (fn != NULL) {
-        json_t *copy = json_deep_copy(vault);
-        rc = params_validate(fn, copy, err, sizeof(err));
-        json_decref(copy);
-        if (rc != 0) {
-            rc = cli_fail(c, EXIT_ERROR, "%s", err);
-            goto out;
-        }
         size_t i;
         json_t *f;
         json_array_foreach(json_object_get(fn, "flags"), i, f)
@@ -203,10 +191,8 @@ static int cmd_create_item(cli *c)
         goto out;
     }
     /* Warned only once the item exists, so that a refused create prints one line. */
-    if (fn == NULL)
-        cli_warn(c, "function %s is not provided by any plugin in %s; the host on bridge %s must "
-                    "have it, or the item will fail",
-                 function, c->reg->dir, c->args[2]);
+    cli_warn_all(c, warnings);
+    warnings = NULL;
     char msg[512];
     snprintf(msg, sizeof(msg), "Successfully created queue item for machine %s with priority %ld",
              c->args[1], priority);
@@ -219,6 +205,15 @@ static int cmd_create_item(cli *c)
             goto out;
         }
         if (row == NULL) {
+            /* The item exists and keeps running: its id is what the caller needs next. */
+            if (!c->json) {
+                json_t *now = NULL;
+                store_queue_get(c->st, task, &now, NULL, 0);
+                printf("%s\nTask ID: %s\nStatus: %s\n", msg, task,
+                       now ? json_string_value(json_object_get(now, "status")) : "unknown");
+                fflush(stdout);
+                json_decref(now);
+            }
             rc = cli_fail(c, EXIT_ERROR, "task %s did not finish within %ld s (it keeps running; "
                                          "ferry queue wait %s)", task, timeout, task);
             goto out;
@@ -226,17 +221,23 @@ static int cmd_create_item(cli *c)
     }
     const char *status = json_string_value(json_object_get(row, "status"));
     int ok = !cli_flag(c, "wait") || strcmp(status, "COMPLETED") == 0;
+    const char *reason = json_string_value(json_object_get(row, "lastFailureReason"));
     redact_item(c, row, 1);
     if (c->json) {
         if (ok)
             cli_print_ok(c, json_pack("[O]", row), msg);
         else
-            cli_fail(c, EXIT_ERROR, "task %s ended %s: %s", task, status,
-                     json_string_value(json_object_get(row, "lastFailureReason")));
+            cli_fail(c, EXIT_ERROR, "task %s ended %s%s%s", task, status, reason ? ": " : "",
+                     reason ? reason : "");
     } else {
         printf("%s\nTask ID: %s\n", msg, task);
         if (cli_flag(c, "wait"))
             printf("Status: %s\n", status);
+        if (!ok) {
+            fflush(stdout);
+            cli_fail(c, EXIT_ERROR, "task %s ended %s%s%s", task, status, reason ? ": " : "",
+                     reason ? reason : "");
+        }
     }
     json_decref(row);
     rc = ok ? EXIT_OK : EXIT_ERROR;
@@ -244,6 +245,7 @@ out:
     for (size_t i = 0; after_ids && i < n_after; i++)
         free(after_ids[i]);
     free(after_ids);
+    json_decref(warnings);
     json_decref(vault);
     return rc;
 }
@@ -746,6 +748,9 @@ static const cli_opt create_opts[] = {
     {"after", 0, "TASK", 1, "run only after TASK has COMPLETED (cancelled if it fails)"},
     {"wait", 0, NULL, 0, "wait until the item ends; exit 0 only when COMPLETED"},
     {"timeout", 0, "S", 0, "with --wait: give up waiting after S seconds"},
+    {"strict", 0, NULL, 0,
+     "refuse (exit 1) a function no local plugin provides, or vault keys the function does not "
+     "declare, instead of warning"},
     END_OPTS};
 
 static const cli_opt list_opts[] = {
