@@ -16,7 +16,7 @@
 #include <jansson.h>
 
 typedef struct ferry_config {
-    char *path; /* the file that was read, or NULL for built-in defaults */
+    char *path; /* the file that was read */
 
     char *bridge;    /* bridge this host serves */
     char *log_level; /* debug, info, warn, error */

@@ -1021,7 +1021,7 @@ json_t *params_unknown_keys(const json_t *function, const json_t *vault)
     json_t *value;
     json_object_foreach(readonly(vault), key, value)
     {
-        if (vault_is_host_key(key))
+        if (vault_is_host_key(key) || json_array_size(params) == 0)
             continue;
         int declared = 0;
         size_t i;

@@ -132,6 +132,8 @@ int params_validate(const json_t *function, json_t *vault, char *err, size_t err
  * is the known key (declared parameter or host-owned key) nearest to K by edit distance
  * ("retention_day" -> "retention_days", "max_retry" -> "max_retries"). Such keys still
  * reach the function, which ignores them: callers warn, or refuse when asked to be strict.
+ * A function that declares no parameters at all states no interface to check against
+ * (plugin.h: undeclared keys are passed through), so its keys are never listed.
  * vault is borrowed and not modified; an empty array when every key is known.
  */
 json_t *params_unknown_keys(const json_t *function, const json_t *vault);
