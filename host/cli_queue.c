@@ -366,6 +366,7 @@ static int cmd_list_queue(cli *c)
     }
     json_t *rows = NULL;
     char err[1024];
+    f.now_ms = now_ms(); /* one instant for the list and its count (stale items) */
     if (store_queue_list(c->st, &f, &rows, err, sizeof(err)) != STORE_OK) {
         rc = cli_fail(c, EXIT_ERROR, "%s", err);
         goto out;
