@@ -395,8 +395,8 @@ static int update_vault(cli *c, store_kind kind)
     const char *name = c->args[c->n_args - 1];
     int replace = cli_flag(c, "replace");
     char err[1024];
-    if (kind == STORE_SCHEDULE) {
-        /* Check what the schedule will be after the merge, before anything is written. */
+    if (kind == STORE_SCHEDULE || kind == STORE_STORAGE) {
+        /* Check what the vault will be after the merge, before anything is written. */
         json_t *cur = NULL;
         if (store_resource_get(c->st, kind, team, name, &cur, err, sizeof(err)) != STORE_OK) {
             json_decref(vault);
@@ -404,34 +404,20 @@ static int update_vault(cli *c, store_kind kind)
         }
         json_t *merged = replace ? json_incref(vault)
                                  : json_merge_patch(json_object_get(cur, "vault"), vault);
-        rc = check_schedule_vault(c, merged, replace || json_object_get(vault, "queue_config"),
-                                  &warnings);
+        if (kind == STORE_STORAGE)
+            rc = check_storage_vault(c, merged);
+        else
+            rc = check_schedule_vault(c, merged,
+                                      replace || json_object_get(vault, "queue_config"), &warnings);
         /* Only a patch that names a machine is checked against the machines, so that a
          * schedule whose machine was removed can still be disabled. */
-        if (rc == 0 && (replace || json_object_get(vault, "machine")))
+        if (rc == 0 && kind == STORE_SCHEDULE && (replace || json_object_get(vault, "machine")))
             rc = check_schedule_machine(c, team,
                                         json_string_value(json_object_get(merged, "machine")));
         json_decref(merged);
         json_decref(cur);
         if (rc != 0) {
             json_decref(warnings);
-            json_decref(vault);
-            return rc;
-        }
-    }
-    if (kind == STORE_STORAGE) {
-        /* The provider is checked as it will be after the merge. */
-        json_t *cur = NULL;
-        if (store_resource_get(c->st, kind, team, name, &cur, err, sizeof(err)) != STORE_OK) {
-            json_decref(vault);
-            return store_fail(c, err);
-        }
-        json_t *merged = replace ? json_incref(vault)
-                                 : json_merge_patch(json_object_get(cur, "vault"), vault);
-        rc = check_storage_vault(c, merged);
-        json_decref(merged);
-        json_decref(cur);
-        if (rc != 0) {
             json_decref(vault);
             return rc;
         }
