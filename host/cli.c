@@ -62,7 +62,7 @@ static void fputs_one_line(const char *text, FILE *out)
 
 int cli_fail(cli *c, int code, const char *fmt, ...)
 {
-    char msg[2048];
+    char msg[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -110,13 +110,22 @@ void cli_warn(const cli *c, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-void cli_print_ok(cli *c, json_t *data, const char *message)
+void cli_print_ok_with(cli *c, json_t *data, const char *message, json_t *extra)
 {
     (void)c;
     json_t *env = json_pack("{s:b,s:o,s:s}", "success", 1, "data", data ? data : json_null(),
                             "message", message ? message : "");
+    if (extra != NULL) {
+        json_object_update_missing(env, extra);
+        json_decref(extra);
+    }
     cli_print_json(stdout, env);
     json_decref(env);
+}
+
+void cli_print_ok(cli *c, json_t *data, const char *message)
+{
+    cli_print_ok_with(c, data, message, NULL);
 }
 
 static char *cell_text(const json_t *v)
@@ -244,9 +253,11 @@ int cli_config(cli *c)
 {
     if (c->cfg_loaded)
         return 0;
-    char err[1024];
-    if (config_load(c->config_path, &c->cfg, err, sizeof(err)) != 0) {
-        cli_fail(c, EXIT_ERROR, "%s", err);
+    char err[4096];
+    int rc = config_load(c->config_path, &c->cfg, err, sizeof(err));
+    if (rc != 0) {
+        c->config_missing = rc == CONFIG_NOT_FOUND;
+        cli_fail(c, c->config_missing ? EXIT_USAGE : EXIT_ERROR, "%s", err);
         return -1;
     }
     c->cfg_loaded = 1;
@@ -318,8 +329,10 @@ static void print_main_help(FILE *out)
         }
     }
     fputs("\nglobal options:\n"
-          "  -c, --config FILE          configuration file (else $FERRY_CONFIG,\n"
-          "                             /etc/ferry/ferry.conf, conf/ferry.conf)\n"
+          "  -c, --config FILE          configuration file (else $FERRY_CONFIG, else the\n"
+          "                             first of PREFIX/etc/ferry/ferry.conf beside an\n"
+          "                             installed PREFIX/bin/ferry, /etc/ferry/ferry.conf,\n"
+          "                             conf/ferry.conf; none found: exit 2)\n"
           "  -o, --output text|json     output format (json: {success,data,message|error})\n"
           "  -h, --help                 help for ferry or for a command\n"
           "  -V, --version              print the version\n\n"
@@ -529,6 +542,10 @@ int cli_main(int argc, char **argv)
     rc = parse_command_args(&c, rest + used, n_rest - used);
     if (rc == 0)
         rc = c.cmd->fn(&c);
+    /* Commands answer a failed cli_config with EXIT_ERROR; no configuration at all is a
+     * usage error (exit 2), whichever command met it. */
+    if (c.config_missing)
+        rc = EXIT_USAGE;
 out:
     if (c.st)
         store_close(c.st);
@@ -545,6 +562,66 @@ out:
     if (ferror(stdout) && rc == 0)
         rc = EXIT_ERROR;
     return rc;
+}
+
+int cli_check_item_vault(cli *c, const json_t *vault, const char *what, const char *where,
+                         const json_t **fn, json_t **warnings)
+{
+    char err[1024];
+    int strict = cli_flag(c, "strict");
+    *fn = NULL;
+    *warnings = json_array();
+    if (vault_check_host_keys(vault, err, sizeof(err)) != 0)
+        return cli_fail(c, EXIT_ERROR, "%s%s", what, err);
+    if (cli_registry(c) != 0)
+        return EXIT_ERROR;
+    const char *function = json_string_value(json_object_get(vault, "function"));
+    *fn = registry_function(c->reg, function);
+    if (*fn == NULL) {
+        if (strict)
+            return cli_fail(c, EXIT_ERROR, "%sfunction %s is not provided by any plugin in %s, so "
+                                           "its parameters cannot be checked (--strict)",
+                            what, function, c->reg->dir);
+        json_array_append_new(*warnings,
+                              json_sprintf("%sfunction %s is not provided by any plugin in %s; "
+                                           "%s must have it, or the item will fail",
+                                           what, function, c->reg->dir, where));
+        return 0;
+    }
+    json_t *copy = json_deep_copy(vault);
+    int rc = params_validate(*fn, copy, err, sizeof(err));
+    json_decref(copy);
+    if (rc != 0)
+        return cli_fail(c, EXIT_ERROR, "%s%s", what, err);
+    json_t *unknown = params_unknown_keys(*fn, vault);
+    size_t i;
+    json_t *u;
+    json_array_foreach(unknown, i, u)
+    {
+        const char *key = json_string_value(json_object_get(u, "key"));
+        const char *closest = json_string_value(json_object_get(u, "closest"));
+        if (strict) {
+            rc = cli_fail(c, EXIT_ERROR, "%svault key \"%s\" is neither a parameter of %s nor a "
+                                         "host key (did you mean \"%s\"?); refused by --strict",
+                          what, key, function, closest ? closest : "function");
+            break;
+        }
+        json_array_append_new(*warnings,
+                              json_sprintf("%svault key \"%s\" is neither a parameter of %s nor "
+                                           "a host key (did you mean \"%s\"?); %s ignores it",
+                                           what, key, function, closest ? closest : "function",
+                                           function));
+    }
+    json_decref(unknown);
+    return rc;
+}
+
+void cli_warn_all(const cli *c, json_t *warnings)
+{
+    size_t i;
+    json_t *w;
+    json_array_foreach(warnings, i, w) cli_warn(c, "%s", json_string_value(w));
+    json_decref(warnings);
 }
 
 int cli_read_vault(cli *c, json_t **vault)

@@ -52,6 +52,7 @@ struct cli {
     json_t *opts; /* option name -> string, true (flag) or array (repeat) */
     ferry_config cfg;
     int cfg_loaded;
+    int config_missing; /* no configuration file found: the run exits 2 */
     store *st;
     registry *reg;
 };
@@ -68,7 +69,8 @@ int cli_opt_int(cli *c, const char *name, long min, long max, long *out);
 /* A boolean option given as true/false/yes/no/1/0; def when absent; -1 when malformed. */
 int cli_opt_bool(cli *c, const char *name, int def);
 
-/* Loads the configuration once. Returns 0, or prints the error and returns -1. */
+/* Loads the configuration once. Returns 0, or prints the error and returns -1 (when no
+ * file was found at all, c->config_missing is set and the run exits 2). */
 int cli_config(cli *c);
 /* Opens the store once (loads the configuration first). 0, or prints and returns -1. */
 int cli_store(cli *c);
@@ -87,6 +89,9 @@ void cli_warn(const cli *c, const char *fmt, ...) __attribute__((format(printf, 
 
 /* JSON mode: prints {"success":true,"data":data,"message":message}; data is stolen. */
 void cli_print_ok(cli *c, json_t *data, const char *message);
+/* cli_print_ok with more members beside data and message (extra: an object, stolen, may
+ * be NULL), e.g. {"total":1005,"truncated":true} for a list cut short. */
+void cli_print_ok_with(cli *c, json_t *data, const char *message, json_t *extra);
 
 /* Prints a JSON value pretty (2-space indent) with a final newline. */
 void cli_print_json(FILE *out, const json_t *v);
@@ -102,6 +107,23 @@ extern const cli_command cli_plugin_commands[];
 extern const cli_command cli_serve_commands[];
 extern const cli_command cli_queue_commands[];
 extern const cli_command cli_resource_commands[];
+
+/*
+ * Checks a queue item vault the same way wherever one is given (create queue-item, a
+ * schedule's queue_config): the host-owned keys; when a plugin in the local plugin
+ * directory provides the function, its parameters (a missing REQUIRED one or a wrong type
+ * is refused); and keys that are neither declared parameters nor host-owned. An unknown
+ * function or key is a warning, or refused when the command was given --strict. what
+ * prefixes every message ("" or "queue_config: "); where names who must provide an unknown
+ * function ("the host on bridge B"). Returns 0 with *fn the function's descriptor
+ * (borrowed from the registry; NULL when unknown) and *warnings a new array of one-line
+ * texts for cli_warn_all, to print once the thing exists; or an exit code after printing
+ * the error (*warnings is then still the caller's to free).
+ */
+int cli_check_item_vault(cli *c, const json_t *vault, const char *what, const char *where,
+                         const json_t **fn, json_t **warnings);
+/* Prints each warning text (an array of strings, stolen) with cli_warn. */
+void cli_warn_all(const cli *c, json_t *warnings);
 
 /*
  * Reads the vault given with --vault JSON or --vault-file PATH ("-" for stdin) into *vault

@@ -238,7 +238,7 @@ static int cmd_config_show(cli *c)
     const ferry_config *f = &c->cfg;
     json_t *data = json_pack(
         "{s:s?,s:s,s:s,s:{s:s,s:s,s:s,s:s},s:{s:s},s:{s:i,s:i,s:i,s:i},s:{s:i,s:i,s:i},"
-        "s:{s:i,s:i,s:f,s:i,s:f},s:{s:i,s:i},s:{s:s,s:s,s:s},s:{s:s},s:{s:i},s:O}",
+        "s:{s:i,s:i,s:f,s:i,s:f},s:{s:i,s:i},s:{s:s,s:s,s:s},s:{s:i},s:O}",
         "file", f->path, "bridge", f->bridge, "log_level", f->log_level, "store", "driver",
         f->store_driver, "path", f->store_path, "conninfo",
         f->store_conninfo[0] ? "(set)" : "", "synchronous", f->store_synchronous, "plugins",
@@ -248,7 +248,7 @@ static int cmd_config_show(cli *c)
         "retry", "max_retries", f->retry_max, "delay", f->retry_delay, "backoff",
         f->retry_backoff, "max_delay", f->retry_max_delay, "jitter", f->retry_jitter, "lease",
         "seconds", f->lease_seconds, "poll_ms", f->poll_ms, "smtp", "url", f->smtp_url, "from",
-        f->smtp_from, "username", f->smtp_username, "http", "listen", f->http_listen, "vault",
+        f->smtp_from, "username", f->smtp_username, "vault",
         "max_bytes", f->vault_max_bytes, "plugin", f->plugin_sections);
     if (c->json)
         cli_print_ok(c, data, "");

@@ -150,29 +150,17 @@ static int cmd_create_item(cli *c)
         return cli_usage_error(c, "give the item's vault with --vault '{\"function\":\"…\"}' or "
                                   "--vault-file");
     char err[1024];
-    const char *function = NULL;
+    json_t *warnings = NULL;
     json_t *after = json_object_get(c->opts, "after");
     char **after_ids = NULL;
     size_t n_after = 0;
     int idempotent = 0;
-    if (vault_check_host_keys(vault, err, sizeof(err)) != 0) {
-        rc = cli_fail(c, EXIT_ERROR, "%s", err);
+    const json_t *fn = NULL;
+    char where[200];
+    snprintf(where, sizeof(where), "the host on bridge %s", c->args[2]);
+    if ((rc = cli_check_item_vault(c, vault, "", where, &fn, &warnings)) != 0)
         goto out;
-    }
-    function = json_string_value(json_object_get(vault, "function"));
-    if (cli_registry(c) != 0) {
-        rc = EXIT_ERROR;
-        goto out;
-    }
-    const json_t *fn = registry_function(c->reg, function);
     if (fn != NULL) {
-        json_t *copy = json_deep_copy(vault);
-        rc = params_validate(fn, copy, err, sizeof(err));
-        json_decref(copy);
-        if (rc != 0) {
-            rc = cli_fail(c, EXIT_ERROR, "%s", err);
-            goto out;
-        }
         size_t i;
         json_t *f;
         json_array_foreach(json_object_get(fn, "flags"), i, f)
@@ -203,10 +191,8 @@ static int cmd_create_item(cli *c)
         goto out;
     }
     /* Warned only once the item exists, so that a refused create prints one line. */
-    if (fn == NULL)
-        cli_warn(c, "function %s is not provided by any plugin in %s; the host on bridge %s must "
-                    "have it, or the item will fail",
-                 function, c->reg->dir, c->args[2]);
+    cli_warn_all(c, warnings);
+    warnings = NULL;
     char msg[512];
     snprintf(msg, sizeof(msg), "Successfully created queue item for machine %s with priority %ld",
              c->args[1], priority);
@@ -219,6 +205,15 @@ static int cmd_create_item(cli *c)
             goto out;
         }
         if (row == NULL) {
+            /* The item exists and keeps running: its id is what the caller needs next. */
+            if (!c->json) {
+                json_t *now = NULL;
+                store_queue_get(c->st, task, &now, NULL, 0);
+                printf("%s\nTask ID: %s\nStatus: %s\n", msg, task,
+                       now ? json_string_value(json_object_get(now, "status")) : "unknown");
+                fflush(stdout);
+                json_decref(now);
+            }
             rc = cli_fail(c, EXIT_ERROR, "task %s did not finish within %ld s (it keeps running; "
                                          "ferry queue wait %s)", task, timeout, task);
             goto out;
@@ -226,17 +221,23 @@ static int cmd_create_item(cli *c)
     }
     const char *status = json_string_value(json_object_get(row, "status"));
     int ok = !cli_flag(c, "wait") || strcmp(status, "COMPLETED") == 0;
+    const char *reason = json_string_value(json_object_get(row, "lastFailureReason"));
     redact_item(c, row, 1);
     if (c->json) {
         if (ok)
             cli_print_ok(c, json_pack("[O]", row), msg);
         else
-            cli_fail(c, EXIT_ERROR, "task %s ended %s: %s", task, status,
-                     json_string_value(json_object_get(row, "lastFailureReason")));
+            cli_fail(c, EXIT_ERROR, "task %s ended %s%s%s", task, status, reason ? ": " : "",
+                     reason ? reason : "");
     } else {
         printf("%s\nTask ID: %s\n", msg, task);
         if (cli_flag(c, "wait"))
             printf("Status: %s\n", status);
+        if (!ok) {
+            fflush(stdout);
+            cli_fail(c, EXIT_ERROR, "task %s ended %s%s%s", task, status, reason ? ": " : "",
+                     reason ? reason : "");
+        }
     }
     json_decref(row);
     rc = ok ? EXIT_OK : EXIT_ERROR;
@@ -244,6 +245,7 @@ out:
     for (size_t i = 0; after_ids && i < n_after; i++)
         free(after_ids[i]);
     free(after_ids);
+    json_decref(warnings);
     json_decref(vault);
     return rc;
 }
@@ -364,7 +366,16 @@ static int cmd_list_queue(cli *c)
     }
     json_t *rows = NULL;
     char err[1024];
+    f.now_ms = now_ms(); /* one instant for the list and its count (stale items) */
     if (store_queue_list(c->st, &f, &rows, err, sizeof(err)) != STORE_OK) {
+        rc = cli_fail(c, EXIT_ERROR, "%s", err);
+        goto out;
+    }
+    /* A full page may be a cut one: then say how many there are (an exact COUNT). */
+    int64_t shown = (int64_t)json_array_size(rows), total = shown;
+    if (shown == (f.max_records ? f.max_records : STORE_DEFAULT_RECORDS) &&
+        store_queue_count(c->st, &f, &total, err, sizeof(err)) != STORE_OK) {
+        json_decref(rows);
         rc = cli_fail(c, EXIT_ERROR, "%s", err);
         goto out;
     }
@@ -372,7 +383,13 @@ static int cmd_list_queue(cli *c)
     json_t *row;
     json_array_foreach(rows, i, row) redact_item(c, row, 1);
     if (c->json) {
-        cli_print_ok(c, rows, "");
+        char msg[160] = "";
+        if (total > shown)
+            snprintf(msg, sizeof(msg), "showing %lld of %lld; narrow the filters or raise "
+                     "--max-records (at most %d)", (long long)shown, (long long)total,
+                     STORE_MAX_RECORDS);
+        cli_print_ok_with(c, rows, msg, json_pack("{s:I,s:b}", "total", (json_int_t)total,
+                                                  "truncated", total > shown));
     } else {
         json_array_foreach(rows, i, row)
         {
@@ -387,6 +404,9 @@ static int cmd_list_queue(cli *c)
             }
         }
         cli_print_table(stdout, rows, queue_cols);
+        if (total > shown)
+            printf("\nshowing %lld of %lld; narrow the filters or raise --max-records (at most "
+                   "%d)\n", (long long)shown, (long long)total, STORE_MAX_RECORDS);
         json_decref(rows);
     }
 out:
@@ -620,36 +640,48 @@ static json_t *list_with(cli *c, struct store_queue_filter *f)
     return rows;
 }
 
+/* How many items match: an exact COUNT, whatever the number. Returns -1 with the error
+ * printed when the store fails. */
+static int64_t count_with(cli *c, const struct store_queue_filter *f)
+{
+    int64_t n = 0;
+    char err[512];
+    if (store_queue_count(c->st, f, &n, err, sizeof(err)) != STORE_OK) {
+        cli_fail(c, EXIT_ERROR, "%s", err);
+        return -1;
+    }
+    return n;
+}
+
 static int cmd_dashboard(cli *c)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
     int64_t now = now_ms();
     const char *processing[] = {"PROCESSING"}, *pending[] = {"PENDING"}, *failed[] = {"FAILED"};
+    int64_t depth_n[6], total, nfail;
+    for (int p = 1; p <= 5; p++) {
+        struct store_queue_filter fp = {.statuses = pending, .n_statuses = 1, .priority = p};
+        if ((depth_n[p] = count_with(c, &fp)) < 0)
+            return EXIT_ERROR;
+    }
+    struct store_queue_filter ft = {.date_from_ms = now - 7 * 86400000LL, .now_ms = now};
+    struct store_queue_filter fw = {.statuses = failed, .n_statuses = 1,
+                                    .date_from_ms = now - 7 * 86400000LL, .now_ms = now};
+    if ((total = count_with(c, &ft)) < 0 || (nfail = count_with(c, &fw)) < 0)
+        return EXIT_ERROR;
     struct store_queue_filter fa = {.statuses = processing, .n_statuses = 1,
                                     .max_records = STORE_MAX_RECORDS};
     json_t *active = list_with(c, &fa);
     json_t *depth = json_object();
     for (int p = 1; p <= 5; p++) {
-        struct store_queue_filter fp = {.statuses = pending, .n_statuses = 1, .priority = p,
-                                        .max_records = STORE_MAX_RECORDS};
-        json_t *rows = list_with(c, &fp);
         char key[8];
         snprintf(key, sizeof(key), "%d", p);
-        json_object_set_new(depth, key, json_integer((json_int_t)json_array_size(rows)));
-        json_decref(rows);
+        json_object_set_new(depth, key, json_integer((json_int_t)depth_n[p]));
     }
     struct store_queue_filter ff = {.statuses = failed, .n_statuses = 1,
                                     .date_from_ms = now - 86400000LL, .max_records = 10};
     json_t *failures = list_with(c, &ff);
-    struct store_queue_filter ft = {.date_from_ms = now - 7 * 86400000LL,
-                                    .max_records = STORE_MAX_RECORDS};
-    json_t *week = list_with(c, &ft);
-    struct store_queue_filter fw = {.statuses = failed, .n_statuses = 1,
-                                    .date_from_ms = now - 7 * 86400000LL,
-                                    .max_records = STORE_MAX_RECORDS};
-    json_t *week_failed = list_with(c, &fw);
-    size_t total = json_array_size(week), nfail = json_array_size(week_failed);
     json_t *rate = total ? json_real((double)(total - nfail) * 100.0 / (double)total) : json_null();
     json_t *recent = json_array();
     size_t i;
@@ -702,8 +734,6 @@ static int cmd_dashboard(cli *c)
     }
     json_decref(active);
     json_decref(failures);
-    json_decref(week);
-    json_decref(week_failed);
     return EXIT_OK;
 }
 
@@ -719,6 +749,9 @@ static const cli_opt create_opts[] = {
     {"after", 0, "TASK", 1, "run only after TASK has COMPLETED (cancelled if it fails)"},
     {"wait", 0, NULL, 0, "wait until the item ends; exit 0 only when COMPLETED"},
     {"timeout", 0, "S", 0, "with --wait: give up waiting after S seconds"},
+    {"strict", 0, NULL, 0,
+     "refuse (exit 1) a function no local plugin provides, or vault keys the function does not "
+     "declare, instead of warning"},
     END_OPTS};
 
 static const cli_opt list_opts[] = {

@@ -79,8 +79,17 @@ static int check_schedule_machine(cli *c, const char *team, const char *machine)
     return rc;
 }
 
-static int check_schedule_vault(cli *c, const json_t *vault)
+/*
+ * Checks a schedule vault. With check_items, its queue_config is checked as `create
+ * queue-item` checks a vault (cli_check_item_vault: parameters of a known function, unknown
+ * function or keys warned or refused with --strict); else only its host-owned keys, so that
+ * a patch that does not touch queue_config (disabling a schedule) always goes through.
+ * Returns 0 with *warnings (new array) to print once the schedule is written, or an exit
+ * code after printing the error.
+ */
+static int check_schedule_vault(cli *c, const json_t *vault, int check_items, json_t **warnings)
 {
+    *warnings = NULL;
     char err[512];
     const char *cron = json_string_value(json_object_get(vault, "cron"));
     if (cron == NULL)
@@ -103,8 +112,20 @@ static int check_schedule_vault(cli *c, const json_t *vault)
     if (!json_is_object(qc))
         return cli_fail(c, EXIT_ERROR, "schedule vault needs \"queue_config\": the vault of the "
                                        "queue item each fire creates, with its \"function\"");
-    if (vault_check_host_keys(qc, err, sizeof(err)) != 0)
+    if (check_items) {
+        char where[300];
+        const json_t *fn;
+        snprintf(where, sizeof(where), "the host of machine %s's bridge",
+                 json_string_value(json_object_get(vault, "machine")));
+        int rc = cli_check_item_vault(c, qc, "queue_config: ", where, &fn, warnings);
+        if (rc != 0) {
+            json_decref(*warnings);
+            *warnings = NULL;
+            return rc;
+        }
+    } else if (vault_check_host_keys(qc, err, sizeof(err)) != 0) {
         return cli_fail(c, EXIT_ERROR, "queue_config: %s", err);
+    }
     const json_t *en = json_object_get(vault, "enabled");
     if (en && !json_is_boolean(en))
         return cli_fail(c, EXIT_ERROR, "schedule \"enabled\" must be true or false");
@@ -144,6 +165,30 @@ static void schedule_next_run(json_t *row)
     }
 }
 
+/* --- storages ------------------------------------------------------------------------------ */
+
+/* The providers plugins/repo/storage.c knows ("http" is webdav's other name). */
+static const char *const storage_providers[] = {"local", "s3", "sftp", "webdav", "http"};
+
+/* Refuses a storage vault without a provider ferry has. Returns 0 or an exit code. */
+static int check_storage_vault(cli *c, const json_t *vault)
+{
+    const json_t *p = json_object_get(vault, "provider");
+    const char *provider = json_string_value(p);
+    for (size_t i = 0; provider && i < sizeof(storage_providers) / sizeof(*storage_providers); i++)
+        if (strcmp(provider, storage_providers[i]) == 0)
+            return 0;
+    if (p == NULL)
+        return cli_fail(c, EXIT_ERROR, "storage vault needs \"provider\": \"local\", \"s3\", "
+                                       "\"sftp\" or \"webdav\"");
+    if (provider == NULL)
+        return cli_fail(c, EXIT_ERROR, "storage \"provider\" must be a string, got %s",
+                        vault_type_phrase(p));
+    return cli_fail(c, EXIT_ERROR, "storage provider \"%.64s\" is not one ferry has; use "
+                                   "\"local\", \"s3\", \"sftp\" or \"webdav\" (docs/storages.md)",
+                    provider);
+}
+
 /* --- create ------------------------------------------------------------------------------ */
 
 static int print_created(cli *c, json_t *row, const char *what, const char *name)
@@ -174,7 +219,7 @@ static int cmd_create(cli *c, store_kind kind)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
-    json_t *vault = NULL, *row = NULL;
+    json_t *vault = NULL, *row = NULL, *warnings = NULL;
     int rc = vault_arg(c, &vault);
     if (rc != 0)
         return rc;
@@ -197,18 +242,13 @@ static int cmd_create(cli *c, store_kind kind)
         rc = store_machine_create(c->st, c->args[0], c->args[1], name, vault, &row, err,
                                   sizeof(err));
         break;
-    case STORE_STORAGE: {
-        const char *provider = json_string_value(json_object_get(vault, "provider"));
-        if (provider == NULL) {
-            rc = cli_fail(c, EXIT_ERROR, "storage vault needs \"provider\": \"local\", \"s3\", "
-                                         "\"sftp\" or \"webdav\"");
+    case STORE_STORAGE:
+        if ((rc = check_storage_vault(c, vault)) != 0)
             goto out;
-        }
         rc = store_storage_create(c->st, c->args[0], name, vault, &row, err, sizeof(err));
         break;
-    }
     case STORE_SCHEDULE:
-        if ((rc = check_schedule_vault(c, vault)) != 0 ||
+        if ((rc = check_schedule_vault(c, vault, 1, &warnings)) != 0 ||
             (rc = check_schedule_machine(c, c->args[0],
                                          json_string_value(json_object_get(vault, "machine")))) != 0)
             goto out;
@@ -224,8 +264,11 @@ static int cmd_create(cli *c, store_kind kind)
     }
     if (kind == STORE_SCHEDULE)
         schedule_next_run(row);
+    cli_warn_all(c, warnings);
+    warnings = NULL;
     rc = print_created(c, row, what, name);
 out:
+    json_decref(warnings);
     json_decref(vault);
     return rc;
 }
@@ -337,7 +380,7 @@ static int update_vault(cli *c, store_kind kind)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
-    json_t *vault = NULL, *row = NULL;
+    json_t *vault = NULL, *row = NULL, *warnings = NULL;
     int rc = cli_read_vault(c, &vault);
     if (rc != 0)
         return rc;
@@ -352,8 +395,8 @@ static int update_vault(cli *c, store_kind kind)
     const char *name = c->args[c->n_args - 1];
     int replace = cli_flag(c, "replace");
     char err[1024];
-    if (kind == STORE_SCHEDULE) {
-        /* Check what the schedule will be after the merge, before anything is written. */
+    if (kind == STORE_SCHEDULE || kind == STORE_STORAGE) {
+        /* Check what the vault will be after the merge, before anything is written. */
         json_t *cur = NULL;
         if (store_resource_get(c->st, kind, team, name, &cur, err, sizeof(err)) != STORE_OK) {
             json_decref(vault);
@@ -361,15 +404,20 @@ static int update_vault(cli *c, store_kind kind)
         }
         json_t *merged = replace ? json_incref(vault)
                                  : json_merge_patch(json_object_get(cur, "vault"), vault);
-        rc = check_schedule_vault(c, merged);
+        if (kind == STORE_STORAGE)
+            rc = check_storage_vault(c, merged);
+        else
+            rc = check_schedule_vault(c, merged,
+                                      replace || json_object_get(vault, "queue_config"), &warnings);
         /* Only a patch that names a machine is checked against the machines, so that a
          * schedule whose machine was removed can still be disabled. */
-        if (rc == 0 && (replace || json_object_get(vault, "machine")))
+        if (rc == 0 && kind == STORE_SCHEDULE && (replace || json_object_get(vault, "machine")))
             rc = check_schedule_machine(c, team,
                                         json_string_value(json_object_get(merged, "machine")));
         json_decref(merged);
         json_decref(cur);
         if (rc != 0) {
+            json_decref(warnings);
             json_decref(vault);
             return rc;
         }
@@ -378,10 +426,13 @@ static int update_vault(cli *c, store_kind kind)
                                      replace ? STORE_VAULT_REPLACE : STORE_VAULT_MERGE, &row, err,
                                      sizeof(err));
     json_decref(vault);
-    if (rc != STORE_OK)
+    if (rc != STORE_OK) {
+        json_decref(warnings);
         return store_fail(c, err);
+    }
     if (kind == STORE_SCHEDULE)
         schedule_next_run(row);
+    cli_warn_all(c, warnings);
     redact_row(c, row);
     char msg[512];
     snprintf(msg, sizeof(msg), "Successfully updated %s %s (vault version %lld)",
@@ -530,6 +581,19 @@ static const cli_opt update_opts[] = {
     {"replace", 0, NULL, 0, "replace the whole vault instead of merging (RFC 7396)"},
     {"reveal", 0, NULL, 0, "show secrets"},
     END_OPTS};
+#define STRICT_OPT                                                                                 \
+    {"strict", 0, NULL, 0,                                                                         \
+     "refuse (exit 1) a queue_config whose function no local plugin provides or with keys the "   \
+     "function does not declare, instead of warning"}
+static const cli_opt schedule_create_opts[] = {
+    VAULT_OPTS, {"reveal", 0, NULL, 0, "show secrets"}, STRICT_OPT, END_OPTS};
+static const cli_opt schedule_update_opts[] = {
+    VAULT_OPTS,
+    {"vault-version", 0, "N", 0, "refuse the update unless the current vault version is N"},
+    {"replace", 0, NULL, 0, "replace the whole vault instead of merging (RFC 7396)"},
+    {"reveal", 0, NULL, 0, "show secrets"},
+    STRICT_OPT,
+    END_OPTS};
 static const cli_opt none[] = {END_OPTS};
 static const cli_opt init_opts[] = {
     {"team", 0, "NAME", 0, "team to create (default Default)"},
@@ -548,7 +612,7 @@ const cli_command cli_resource_commands[] = {
      "{\"connection\":\"local\"}"},
     {"create", "storage", "TEAM NAME", 2, 2, create_opts, cmd_create_storage,
      "create a storage: vault {\"provider\":\"local|s3|sftp|webdav\", ...}"},
-    {"create", "schedule", "TEAM NAME", 2, 2, create_opts, cmd_create_schedule,
+    {"create", "schedule", "TEAM NAME", 2, 2, schedule_create_opts, cmd_create_schedule,
      "create a schedule: vault {\"cron\",\"timezone\",\"machine\",\"queue_config\",...}"},
     {"list", "teams", NULL, 0, 0, list_opts, cmd_list_teams, "list teams"},
     {"list", "regions", NULL, 0, 0, list_opts, cmd_list_regions, "list regions"},
@@ -567,7 +631,7 @@ const cli_command cli_resource_commands[] = {
      "print a storage as JSON"},
     {"inspect", "schedule", "TEAM NAME", 2, 2, list_opts, cmd_inspect_schedule,
      "print a schedule as JSON"},
-    {"update", "schedule-vault", "TEAM NAME", 2, 2, update_opts, cmd_update_schedule,
+    {"update", "schedule-vault", "TEAM NAME", 2, 2, schedule_update_opts, cmd_update_schedule,
      "merge a patch into a schedule's vault (--replace to replace it)"},
     {"update", "machine-vault", "[TEAM] NAME", 1, 2, update_opts, cmd_update_machine_vault,
      "merge a patch into a machine's vault"},

@@ -77,13 +77,25 @@ static const struct config_key config_keys[] = {
      "Sender address of notification mail."},
     {"smtp.username", KEY_STRING, OFF(smtp_username), "", 0, 0, "SMTP login, if the server needs one."},
     {"smtp.password", KEY_STRING, OFF(smtp_password), "", 0, 0, "SMTP password (never logged)."},
-    {"http.listen", KEY_STRING, OFF(http_listen), "", 0, 0,
-     "Address of the host's HTTP listener, e.g. \"127.0.0.1:8080\"; empty disables it."},
     {"vault.max_bytes", KEY_INT, OFF(vault_max_bytes), "1048576", 1024, INT_MAX,
      "Largest vault accepted, in bytes."},
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+/*
+ * Keys that were documented, or that an operator may expect, but that nothing reads yet:
+ * refused with the reason rather than accepted and ignored, so that a setting never seems
+ * to take effect when it does not.
+ */
+static const struct {
+    const char *path;
+    const char *why;
+} reserved_keys[] = {
+    {"http.listen", "ferry has no HTTP listener yet"},
+};
+
+#define N_RESERVED (sizeof(reserved_keys) / sizeof(reserved_keys[0]))
 
 /* The free-form group: plugin.NAME = { ... } is each plugin's own section. */
 #define PLUGIN_GROUP "plugin"
@@ -124,6 +136,9 @@ static int is_group(const char *prefix)
     size_t n = strlen(prefix);
     for (size_t i = 0; i < N_KEYS; i++)
         if (strncmp(config_keys[i].path, prefix, n) == 0 && config_keys[i].path[n] == '.')
+            return 1;
+    for (size_t i = 0; i < N_RESERVED; i++)
+        if (strncmp(reserved_keys[i].path, prefix, n) == 0 && reserved_keys[i].path[n] == '.')
             return 1;
     return 0;
 }
@@ -184,6 +199,12 @@ static int apply_setting(ferry_config *cfg, config_setting_t *s, const char *pat
     const char *file = cfg->path;
     int line = config_setting_source_line(s);
     if (k == NULL) {
+        for (size_t i = 0; i < N_RESERVED; i++)
+            if (strcmp(reserved_keys[i].path, path) == 0) {
+                seterr(err, errlen, "%s:%d: %s does nothing: %s; remove it", file, line, path,
+                       reserved_keys[i].why);
+                return -1;
+            }
         seterr(err, errlen, "%s:%d: unknown key '%s'; see docs/configuration.md for the keys",
                file, line, path);
         return -1;
@@ -256,18 +277,75 @@ static int walk(ferry_config *cfg, config_setting_t *group, const char *prefix,
     return 0;
 }
 
-static const char *pick_path(const char *explicit_path)
+/*
+ * The files looked for when neither --config nor $FERRY_CONFIG names one, in order:
+ * the configuration `make install` wrote beside the running binary (PREFIX/bin/ferry reads
+ * PREFIX/etc/ferry/ferry.conf), /etc/ferry/ferry.conf, and conf/ferry.conf of the current
+ * directory (a source checkout). Fills places[] (each at most PATH_MAX bytes) and returns
+ * how many there are.
+ */
+#define N_PLACES 3
+static size_t config_places(char places[N_PLACES][PATH_MAX])
 {
-    if (explicit_path != NULL)
-        return explicit_path;
+    size_t n = 0;
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0'; /* exe: PREFIX/bin */
+            slash = strrchr(exe, '/');
+            /* Only an installed layout; /usr/bin/ferry's config is /etc/ferry, listed next. */
+            if (slash != NULL && strcmp(slash + 1, "bin") == 0 && strcmp(exe, "/usr/bin") != 0 &&
+                strcmp(exe, "/bin") != 0) {
+                *slash = '\0';
+                if ((size_t)snprintf(places[n], PATH_MAX, "%s/etc/ferry/ferry.conf", exe) <
+                    PATH_MAX)
+                    n++;
+            }
+        }
+    }
+    snprintf(places[n++], PATH_MAX, "/etc/ferry/ferry.conf");
+    snprintf(places[n++], PATH_MAX, "conf/ferry.conf");
+    return n;
+}
+
+/* Picks the file to read into path (PATH_MAX bytes). Returns 0, or -1 with err listing
+ * every place looked at when there is none. */
+static int pick_path(const char *explicit_path, char *path, char *err, size_t errlen)
+{
+    if (explicit_path != NULL) {
+        snprintf(path, PATH_MAX, "%s", explicit_path);
+        return 0;
+    }
     const char *env = getenv("FERRY_CONFIG");
-    if (env != NULL && env[0] != '\0')
-        return env;
-    if (access("/etc/ferry/ferry.conf", F_OK) == 0)
-        return "/etc/ferry/ferry.conf";
-    if (access("conf/ferry.conf", F_OK) == 0)
-        return "conf/ferry.conf";
-    return NULL;
+    if (env != NULL && env[0] != '\0') {
+        snprintf(path, PATH_MAX, "%s", env);
+        return 0;
+    }
+    char places[N_PLACES][PATH_MAX];
+    size_t n = config_places(places);
+    for (size_t i = 0; i < n; i++)
+        if (access(places[i], F_OK) == 0) {
+            memcpy(path, places[i], PATH_MAX);
+            return 0;
+        }
+    char looked[4 * PATH_MAX + 64] = "", cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        snprintf(cwd, sizeof(cwd), "the current directory");
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(looked);
+        snprintf(looked + used, sizeof(looked) - used, "%s%s%s%s%s", i ? ", " : "", places[i],
+                 places[i][0] == '/' ? "" : " (in ", places[i][0] == '/' ? "" : cwd,
+                 places[i][0] == '/' ? "" : ")");
+    }
+    seterr(err, errlen,
+           "no configuration found: no --config, $FERRY_CONFIG is not set, and none of %s "
+           "exists; give --config FILE or set FERRY_CONFIG (conf/ferry.conf of a source "
+           "checkout is a starting point)",
+           looked);
+    return -1;
 }
 
 static int check_values(const ferry_config *cfg, char *err, size_t errlen)
@@ -314,12 +392,10 @@ int config_load(const char *explicit_path, ferry_config *cfg, char *err, size_t 
         set_default(cfg, &config_keys[i]);
     cfg->plugin_sections = json_object();
 
-    const char *path = pick_path(explicit_path);
-    if (path == NULL) {
-        if (check_values(cfg, err, errlen) == 0)
-            return 0;
+    char path[PATH_MAX];
+    if (pick_path(explicit_path, path, err, errlen) != 0) {
         config_free(cfg);
-        return -1;
+        return CONFIG_NOT_FOUND;
     }
     cfg->path = xstrdup(path);
 
@@ -377,10 +453,15 @@ void config_write_reference(FILE *out)
     fputs("# Configuration reference\n\n"
           "<!-- Generated by `make docs` from host/config.c; do not edit by hand. -->\n\n"
           "ferry reads one [libconfig](https://hyperrealm.github.io/libconfig/) file: "
-          "`--config FILE`, else `$FERRY_CONFIG`, else `/etc/ferry/ferry.conf`, else "
-          "`conf/ferry.conf`, else the defaults below. Every key is optional. An unknown key "
-          "or a value of the wrong type stops ferry with the file and line. Relative paths "
-          "are resolved against the directory holding the file.\n\n"
+          "`--config FILE`, else `$FERRY_CONFIG`, else the first that exists of "
+          "`PREFIX/etc/ferry/ferry.conf` (what `make install` writes, found beside the "
+          "running `PREFIX/bin/ferry`), `/etc/ferry/ferry.conf` and `conf/ferry.conf` of the "
+          "current directory. When there is none, ferry stops with exit code 2 and names the "
+          "places it looked (it never invents a store in the current directory). Every key "
+          "is optional: the defaults are below. An unknown key or a value of the wrong type "
+          "stops ferry with the file and line; so does a key ferry reserves but does not "
+          "use yet (`http.listen`). Relative paths are resolved against the directory "
+          "holding the file.\n\n"
           "| key | type | default | meaning |\n|---|---|---|---|\n",
           out);
     for (size_t i = 0; i < N_KEYS; i++) {

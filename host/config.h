@@ -1,8 +1,11 @@
 /*
  * The host configuration (libconfig). One file, found as: --config FILE, else $FERRY_CONFIG,
- * else /etc/ferry/ferry.conf, else conf/ferry.conf, else built-in defaults. Every key has a
- * default; an unknown key or a wrong type is an error naming the file and line. Relative
- * paths in a file are resolved against the directory that holds the file.
+ * else the first that exists of PREFIX/etc/ferry/ferry.conf (beside an installed
+ * PREFIX/bin/ferry), /etc/ferry/ferry.conf and conf/ferry.conf; no file at all is an error
+ * (CONFIG_NOT_FOUND) rather than a store made up in the current directory. Every key has a
+ * default; an unknown key, a reserved key that does nothing yet, or a wrong type is an error
+ * naming the file and line. Relative paths in a file are resolved against the directory
+ * that holds the file.
  */
 #ifndef FERRY_CONFIG_H
 #define FERRY_CONFIG_H
@@ -13,7 +16,7 @@
 #include <jansson.h>
 
 typedef struct ferry_config {
-    char *path; /* the file that was read, or NULL for built-in defaults */
+    char *path; /* the file that was read */
 
     char *bridge;    /* bridge this host serves */
     char *log_level; /* debug, info, warn, error */
@@ -48,17 +51,19 @@ typedef struct ferry_config {
     char *smtp_username;
     char *smtp_password;
 
-    char *http_listen; /* "127.0.0.1:8080"; empty: no HTTP listener */
-
     int vault_max_bytes;
 
     json_t *plugin_sections; /* object: plugin name -> its section as JSON */
 } ferry_config;
 
+/* config_load's answer when no file was named and none of the usual places has one. */
+#define CONFIG_NOT_FOUND -2
+
 /*
- * Loads the configuration. explicit_path is --config (may be NULL). Returns 0, or -1 with err
- * naming the file and line ("conf/ferry.conf:12: unknown key 'store.drvier'"). On success
- * the caller frees *cfg with config_free; on failure nothing is left to free.
+ * Loads the configuration. explicit_path is --config (may be NULL). Returns 0; -1 with err
+ * naming the file and line ("conf/ferry.conf:12: unknown key 'store.drvier'"); or
+ * CONFIG_NOT_FOUND with err naming every place looked at. On success the caller frees *cfg
+ * with config_free; on failure nothing is left to free.
  */
 int config_load(const char *explicit_path, ferry_config *cfg, char *err, size_t errlen);
 

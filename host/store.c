@@ -625,41 +625,68 @@ int store_queue_get(store *s, const char *task_id, json_t **row, char *err, size
     return rc != STORE_OK ? rc : s->drv->queue_get(s, id, row, err, errlen);
 }
 
-int store_queue_list(store *s, const struct store_queue_filter *filter, json_t **rows, char *err,
-                     size_t errlen)
+/*
+ * Checks a queue filter and fills in its defaults into *f (id holds a normalised task id
+ * f->task_id then points at). Returns STORE_OK; 1 when the task id cannot match anything;
+ * or STORE_ERROR with err set.
+ */
+static int prepare_filter(const struct store_queue_filter *filter, struct store_queue_filter *f,
+                          char id[37], char *err, size_t errlen)
 {
-    struct store_queue_filter f = {0};
+    *f = (struct store_queue_filter){0};
     if (filter != NULL)
-        f = *filter;
-    char id[37];
-    *rows = NULL;
-    for (size_t i = 0; i < f.n_statuses; i++)
-        if (!store_status_ok(f.statuses[i])) {
+        *f = *filter;
+    for (size_t i = 0; i < f->n_statuses; i++)
+        if (!store_status_ok(f->statuses[i])) {
             seterr(err, errlen,
                    "unknown status '%s': use PENDING, ASSIGNED, PROCESSING, CANCELLING, "
                    "COMPLETED, FAILED or CANCELLED",
-                   f.statuses[i] ? f.statuses[i] : "");
+                   f->statuses[i] ? f->statuses[i] : "");
             return STORE_ERROR;
         }
-    for (size_t i = 0; i < f.n_teams; i++)
-        if (check_names(err, errlen, f.teams[i], NULL, NULL) != STORE_OK)
+    for (size_t i = 0; i < f->n_teams; i++)
+        if (check_names(err, errlen, f->teams[i], NULL, NULL) != STORE_OK)
             return STORE_ERROR;
-    if (f.task_id != NULL) {
-        if (normalise_task_id(f.task_id, id, NULL, 0) != STORE_OK) {
-            *rows = json_array(); /* not a possible id: simply nothing matches */
-            return STORE_OK;
-        }
-        f.task_id = id;
+    if (f->max_records <= 0)
+        f->max_records = STORE_DEFAULT_RECORDS;
+    if (f->max_records > STORE_MAX_RECORDS)
+        f->max_records = STORE_MAX_RECORDS;
+    if (f->stale_threshold_minutes <= 0)
+        f->stale_threshold_minutes = STORE_DEFAULT_STALE_MINUTES;
+    if (f->now_ms == 0)
+        f->now_ms = now_ms();
+    if (f->task_id != NULL) {
+        if (normalise_task_id(f->task_id, id, NULL, 0) != STORE_OK)
+            return 1; /* not a possible id: simply nothing matches */
+        f->task_id = id;
     }
-    if (f.max_records <= 0)
-        f.max_records = STORE_DEFAULT_RECORDS;
-    if (f.max_records > STORE_MAX_RECORDS)
-        f.max_records = STORE_MAX_RECORDS;
-    if (f.stale_threshold_minutes <= 0)
-        f.stale_threshold_minutes = STORE_DEFAULT_STALE_MINUTES;
-    if (f.now_ms == 0)
-        f.now_ms = now_ms();
+    return STORE_OK;
+}
+
+int store_queue_list(store *s, const struct store_queue_filter *filter, json_t **rows, char *err,
+                     size_t errlen)
+{
+    struct store_queue_filter f;
+    char id[37];
+    *rows = NULL;
+    int rc = prepare_filter(filter, &f, id, err, errlen);
+    if (rc == 1)
+        *rows = json_array();
+    if (rc != STORE_OK)
+        return rc == 1 ? STORE_OK : rc;
     return s->drv->queue_list(s, &f, rows, err, errlen);
+}
+
+int store_queue_count(store *s, const struct store_queue_filter *filter, int64_t *count,
+                      char *err, size_t errlen)
+{
+    struct store_queue_filter f;
+    char id[37];
+    *count = 0;
+    int rc = prepare_filter(filter, &f, id, err, errlen);
+    if (rc != STORE_OK)
+        return rc == 1 ? STORE_OK : rc;
+    return s->drv->queue_count(s, &f, count, err, errlen);
 }
 
 int store_queue_counts(store *s, const char *bridge, json_t **counts, char *err, size_t errlen)
@@ -947,7 +974,13 @@ static const char *health_status(const struct store_item_cols *c, int64_t now, i
 {
     const char *st = c->status;
     if (strcmp(st, "PENDING") == 0) {
+        /* Waiting for an --after dependency is not being stuck: the wait starts when the
+         * item could first run (created, run_after, its last dependency COMPLETED). */
+        if (c->deps_ready_at < 0)
+            return "PENDING";
         int64_t ready = c->run_after > c->created_at ? c->run_after : c->created_at;
+        if (c->deps_ready_at > ready)
+            ready = c->deps_ready_at;
         return now - ready > stale_ms ? "STALE_PENDING" : "PENDING";
     }
     if (strcmp(st, "ASSIGNED") == 0 || strcmp(st, "PROCESSING") == 0)

@@ -229,8 +229,8 @@ int store_schedule_set_run(store *s, const char *team, const char *name, int64_t
  * scheduleFireTime, idempotent, leaseOwner, leaseExpiresTime. Rows handed to the host
  * (claim, expired, cancelling) add "claimToken" and "attempt" (retryCount + 1).
  *
- * healthStatus: PENDING, or STALE_PENDING when it has been ready to run for longer than
- * the stale threshold; ACTIVE for ASSIGNED/PROCESSING, or STALE when its last update
+ * healthStatus: PENDING, or STALE_PENDING when it has been ready to run (its run_after
+ * come and every dependency COMPLETED) for longer than the stale threshold; ACTIVE for ASSIGNED/PROCESSING, or STALE when its last update
  * (claim, start, progress, heartbeat) is older than the threshold; otherwise the status.
  *
  * Events the store itself writes (action: details): CREATED, ASSIGNED (owner, attempt,
@@ -302,6 +302,14 @@ struct store_queue_filter {
 /* Lists items matching the filter into *rows (array, newest first). */
 int store_queue_list(store *s, const struct store_queue_filter *filter, json_t **rows, char *err,
                      size_t errlen);
+
+/*
+ * Counts the items matching the filter into *count, exactly (one COUNT query, whatever
+ * the number): max_records does not apply. With store_queue_list it says whether a list
+ * was cut short, and it gives dashboards their totals.
+ */
+int store_queue_count(store *s, const struct store_queue_filter *filter, int64_t *count,
+                      char *err, size_t errlen);
 
 /*
  * Counts items by status into *counts: {"PENDING":n, …, "total":n}, every status present.
@@ -465,6 +473,9 @@ struct store_driver {
     int (*queue_list)(store *s, const struct store_queue_filter *filter, json_t **rows, char *err,
                       size_t errlen);
     int (*queue_counts)(store *s, const char *bridge, json_t **counts, char *err, size_t errlen);
+    /* filter as for queue_list; max_records is ignored. */
+    int (*queue_count)(store *s, const struct store_queue_filter *filter, int64_t *count,
+                       char *err, size_t errlen);
     int (*queue_cancel)(store *s, const char *task_id, int force, int64_t now, json_t **row,
                         char *err, size_t errlen);
     int (*queue_delete)(store *s, const char *task_id, int64_t now, char *err, size_t errlen);
@@ -524,6 +535,8 @@ struct store_item_cols {
     int64_t schedule_fire_at;
     int idempotent;
     const char *after_csv; /* dependency task ids joined by ',' or NULL */
+    int64_t deps_ready_at; /* -1: a dependency has not COMPLETED; else when the last one
+                            * finished (0: no dependencies) */
 };
 
 /* Builds an item row (new reference) from its columns; with_token adds claimToken and

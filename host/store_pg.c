@@ -1375,6 +1375,7 @@ static const struct store_driver pg_driver = {
     .queue_get = store_pg_queue_get,
     .queue_list = store_pg_queue_list,
     .queue_counts = store_pg_queue_counts,
+    .queue_count = store_pg_queue_count,
     .queue_cancel = store_pg_queue_cancel,
     .queue_delete = store_pg_queue_delete,
     .event_append = store_pg_event_append,

@@ -141,8 +141,11 @@ int64_t store_pg_i64(const PGresult *r, int row, int col);
     " q.progress_percent, q.progress_message, q.parent_task_id, q.link_kind,"                      \
     " q.schedule_name, q.schedule_fire_at, q.idempotent,"                                          \
     " (SELECT string_agg(p.task_id, ',' ORDER BY d.dep_seq) FROM queue_deps d"                     \
+    " JOIN queue_items p ON p.seq = d.dep_seq WHERE d.task_seq = q.seq),"                          \
+    " (SELECT CASE WHEN bool_or(p.status <> 'COMPLETED') THEN -1"                                  \
+    " ELSE coalesce(max(p.finished_at), 0) END FROM queue_deps d"                                  \
     " JOIN queue_items p ON p.seq = d.dep_seq WHERE d.task_seq = q.seq)"
-#define PG_ITEM_NCOLS 29
+#define PG_ITEM_NCOLS 30
 
 #define PG_ACTIVE "('ASSIGNED','PROCESSING','CANCELLING')"
 
@@ -207,6 +210,8 @@ int store_pg_queue_get(store *s, const char *task_id, json_t **row, char *err, s
 int store_pg_queue_list(store *s, const struct store_queue_filter *filter, json_t **rows, char *err,
                         size_t errlen);
 int store_pg_queue_counts(store *s, const char *bridge, json_t **counts, char *err, size_t errlen);
+int store_pg_queue_count(store *s, const struct store_queue_filter *filter, int64_t *count,
+                         char *err, size_t errlen);
 int store_pg_queue_cancel(store *s, const char *task_id, int force, int64_t now, json_t **row,
                           char *err, size_t errlen);
 int store_pg_queue_delete(store *s, const char *task_id, int64_t now, char *err, size_t errlen);

@@ -50,6 +50,7 @@ json_t *store_pg_item_row(const PGresult *r, int i, int first, int64_t now, int6
         .schedule_fire_at = store_pg_i64(r, i, k + 26),
         .idempotent = (int)store_pg_i64(r, i, k + 27),
         .after_csv = store_pg_text(r, i, k + 28),
+        .deps_ready_at = store_pg_i64(r, i, k + 29),
     };
     return store_item_row(&c, now, stale_ms, with_token);
 }
@@ -518,6 +519,7 @@ struct item_ctx {
     json_t *details_json;
     int force;
     int64_t now;
+    int64_t total; /* queue_count's answer */
     const struct store_queue_filter *filter;
     json_t *out;
     char wake[129]; /* a bridge to wake once the change is committed, or "" */
@@ -588,10 +590,15 @@ static void lq_in(struct list_query *l, const char *column, const char *const *v
     fputs(")", l->sql);
 }
 
-static void build_list_query(struct list_query *l, const struct store_queue_filter *f)
+/* Writes the query for a queue filter: its rows, newest first, up to the limit; or, with
+ * count_only, how many items match at all. */
+static void build_list_query(struct list_query *l, const struct store_queue_filter *f,
+                             int count_only)
 {
     int64_t stale_before = f->now_ms - (int64_t)f->stale_threshold_minutes * 60000;
-    fputs("SELECT " PG_ITEM_COLS " FROM queue_items q WHERE true", l->sql);
+    fputs(count_only ? "SELECT count(*) FROM queue_items q WHERE true"
+                     : "SELECT " PG_ITEM_COLS " FROM queue_items q WHERE true",
+          l->sql);
     if (f->n_teams)
         lq_in(l, "q.team_name", f->teams, f->n_teams);
     if (f->machine)
@@ -623,35 +630,70 @@ static void build_list_query(struct list_query *l, const struct store_queue_filt
     if (f->only_stale) {
         lq_num(l, " AND ((q.status IN ('ASSIGNED','PROCESSING') AND q.updated_at < $%d)",
                stale_before);
-        lq_num(l, " OR (q.status = 'PENDING' AND greatest(q.created_at, q.run_after) < $%d))",
+        lq_num(l, " OR (q.status = 'PENDING' AND greatest(q.created_at, q.run_after) < $%d",
+               stale_before);
+        /* Blocked by a dependency, or unblocked too recently, is not stale. */
+        lq_num(l, " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
+                  " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq"
+                  " AND (p.status <> 'COMPLETED' OR p.finished_at >= $%d))))",
                stale_before);
     }
-    lq_num(l, " ORDER BY q.created_at DESC, q.seq DESC LIMIT $%d", f->max_records);
+    if (!count_only)
+        lq_num(l, " ORDER BY q.created_at DESC, q.seq DESC LIMIT $%d", f->max_records);
 }
 
-static int list_body(struct pg *p, void *ctx, char *err, size_t errlen)
+/* Runs the filter's query (rows, or the count) into *r (the caller clears it). */
+static int run_list(struct pg *p, const struct store_queue_filter *f, int count_only,
+                    PGresult **r, char *err, size_t errlen)
 {
-    struct item_ctx *c = ctx;
-    const struct store_queue_filter *f = c->filter;
     size_t max = f->n_teams + f->n_statuses + 16;
     struct list_query l = {0};
-    PGresult *r = NULL;
+    *r = NULL;
     l.values = calloc(max, sizeof(*l.values));
     l.types = calloc(max + 1, 1);
     l.nums = calloc(max, sizeof(*l.nums));
     l.sql = open_memstream(&l.text, &l.len);
     if (l.values == NULL || l.types == NULL || l.nums == NULL || l.sql == NULL)
         abort();
-    build_list_query(&l, f);
+    build_list_query(&l, f, count_only);
     fclose(l.sql);
-    int rc = store_pg_qv(p, &r, err, errlen, l.text, l.n, l.types, l.values);
-    if (rc == STORE_OK)
-        store_pg_item_rows(r, f->now_ms, (int64_t)f->stale_threshold_minutes * 60000, 0, &c->out);
-    PQclear(r);
+    int rc = store_pg_qv(p, r, err, errlen, l.text, l.n, l.types, l.values);
     free(l.text);
     free(l.values);
     free(l.types);
     free(l.nums);
+    return rc;
+}
+
+static int list_body(struct pg *p, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    const struct store_queue_filter *f = c->filter;
+    PGresult *r = NULL;
+    int rc = run_list(p, f, 0, &r, err, errlen);
+    if (rc == STORE_OK)
+        store_pg_item_rows(r, f->now_ms, (int64_t)f->stale_threshold_minutes * 60000, 0, &c->out);
+    PQclear(r);
+    return rc;
+}
+
+static int count_body(struct pg *p, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    PGresult *r = NULL;
+    int rc = run_list(p, c->filter, 1, &r, err, errlen);
+    if (rc == STORE_OK)
+        c->total = PQntuples(r) == 1 ? store_pg_i64(r, 0, 0) : 0;
+    PQclear(r);
+    return rc;
+}
+
+int store_pg_queue_count(store *s, const struct store_queue_filter *filter, int64_t *count,
+                         char *err, size_t errlen)
+{
+    struct item_ctx c = {.filter = filter};
+    int rc = store_pg_run((struct pg *)s, 0, count_body, &c, err, errlen);
+    *count = rc == STORE_OK ? c.total : 0;
     return rc;
 }
 

@@ -1155,6 +1155,7 @@ static const struct store_driver sqlite_driver = {
     .queue_get = sq_queue_get,
     .queue_list = sq_queue_list,
     .queue_counts = sq_queue_counts,
+    .queue_count = sq_queue_count,
     .queue_cancel = sq_queue_cancel,
     .queue_delete = sq_queue_delete,
     .event_append = sq_event_append,

@@ -76,6 +76,8 @@ int sq_progress(store *s, const char *task_id, const char *token, int percent, c
 int sq_queue_cancel(store *s, const char *task_id, int force, int64_t now, json_t **row, char *err,
                     size_t errlen);
 int sq_queue_counts(store *s, const char *bridge, json_t **counts, char *err, size_t errlen);
+int sq_queue_count(store *s, const struct store_queue_filter *filter, int64_t *count, char *err,
+                   size_t errlen);
 int sq_queue_create(store *s, const struct store_item_spec *specs, size_t n, char (*task_ids)[37],
                     char *err, size_t errlen);
 int sq_queue_delete(store *s, const char *task_id, int64_t now, char *err, size_t errlen);

@@ -33,6 +33,9 @@
     " q.progress_percent, q.progress_message, q.parent_task_id, q.link_kind,"                      \
     " q.schedule_name, q.schedule_fire_at, q.idempotent,"                                          \
     " (SELECT group_concat(p.task_id) FROM queue_deps d JOIN queue_items p"                        \
+    " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq),"                                             \
+    " (SELECT CASE WHEN sum(p.status <> 'COMPLETED') > 0 THEN -1"                                  \
+    " ELSE coalesce(max(p.finished_at), 0) END FROM queue_deps d JOIN queue_items p"               \
     " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq)"
 
 #define ACTIVE_STATUSES "('ASSIGNED','PROCESSING','CANCELLING')"
@@ -70,6 +73,7 @@ static json_t *item_row_at(sqlite3_stmt *st, int64_t now, int64_t stale_ms, int 
         .schedule_fire_at = col_i64(st, 26),
         .idempotent = sqlite3_column_int(st, 27),
         .after_csv = col_text(st, 28),
+        .deps_ready_at = col_i64(st, 29),
     };
     return store_item_row(&c, now, stale_ms, with_token);
 }
@@ -395,6 +399,7 @@ struct item_ctx {
     json_t *details_json;
     int force, percent, count;
     int64_t now, lease_ms;
+    int64_t total; /* queue_count's answer */
     const struct store_outcome *outcome;
     const struct store_queue_filter *filter;
     json_t *out;
@@ -473,11 +478,15 @@ static void lq_in(struct list_query *l, const char *column, const char *const *v
     fputs(")", l->sql);
 }
 
-/* Writes the WHERE clause and LIMIT for a queue filter. */
-static void build_list_query(struct list_query *l, const struct store_queue_filter *f)
+/* Writes the query for a queue filter: its rows, newest first, up to the limit; or, with
+ * count_only, how many items match at all. */
+static void build_list_query(struct list_query *l, const struct store_queue_filter *f,
+                             int count_only)
 {
     int64_t stale_before = f->now_ms - (int64_t)f->stale_threshold_minutes * 60000;
-    fputs("SELECT " ITEM_COLS " FROM queue_items q WHERE 1", l->sql);
+    fputs(count_only ? "SELECT count(*) FROM queue_items q WHERE 1"
+                     : "SELECT " ITEM_COLS " FROM queue_items q WHERE 1",
+          l->sql);
     if (f->n_teams)
         lq_in(l, "q.team_name", f->teams, f->n_teams);
     if (f->machine)
@@ -509,37 +518,78 @@ static void build_list_query(struct list_query *l, const struct store_queue_filt
     if (f->only_stale) {
         lq_num(l, " AND ((q.status IN ('ASSIGNED','PROCESSING') AND q.updated_at < ?)",
                stale_before);
-        lq_num(l, " OR (q.status = 'PENDING' AND max(q.created_at, q.run_after) < ?))",
+        lq_num(l, " OR (q.status = 'PENDING' AND max(q.created_at, q.run_after) < ?", stale_before);
+        /* Blocked by a dependency, or unblocked too recently, is not stale. */
+        lq_num(l, " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
+                  " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq"
+                  " AND (p.status <> 'COMPLETED' OR p.finished_at >= ?))))",
                stale_before);
     }
-    lq_num(l, " ORDER BY q.created_at DESC, q.seq DESC LIMIT ?", f->max_records);
+    if (!count_only)
+        lq_num(l, " ORDER BY q.created_at DESC, q.seq DESC LIMIT ?", f->max_records);
+}
+
+/*
+ * Prepares the filter's query (rows, or the count) into *st with its values bound. Filters
+ * vary too much to cache: the statement is prepared for this call; the caller finalizes it.
+ */
+static int prepare_list(struct sq *q, const struct store_queue_filter *filter, int count_only,
+                        sqlite3_stmt **st, char *err, size_t errlen)
+{
+    struct list_query l = {0};
+    l.params = calloc(filter->n_teams + filter->n_statuses + 16, sizeof(struct param));
+    l.sql = open_memstream(&l.text, &l.len);
+    if (l.params == NULL || l.sql == NULL)
+        abort();
+    build_list_query(&l, filter, count_only);
+    fclose(l.sql);
+    *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, l.text, -1, st, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < l.n_params; i++)
+        rc = l.params[i].is_text
+                 ? sqlite3_bind_text(*st, (int)i + 1, l.params[i].text, -1, SQLITE_TRANSIENT)
+                 : sqlite3_bind_int64(*st, (int)i + 1, l.params[i].num);
+    free(l.text);
+    free(l.params);
+    return rc == SQLITE_OK ? STORE_OK : sq_fail(q, rc, err, errlen);
 }
 
 static int list_body(struct sq *q, void *ctx, char *err, size_t errlen)
 {
     struct item_ctx *c = ctx;
     const struct store_queue_filter *filter = c->filter;
-    struct list_query l = {0};
-    l.params = calloc(filter->n_teams + filter->n_statuses + 16, sizeof(struct param));
-    l.sql = open_memstream(&l.text, &l.len);
-    if (l.params == NULL || l.sql == NULL)
-        abort();
-    build_list_query(&l, filter);
-    fclose(l.sql);
-    /* Filters vary too much to cache: the statement is prepared for this call. */
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(q->db, l.text, -1, &st, NULL);
-    for (size_t i = 0; rc == SQLITE_OK && i < l.n_params; i++)
-        rc = l.params[i].is_text
-                 ? sqlite3_bind_text(st, (int)i + 1, l.params[i].text, -1, SQLITE_STATIC)
-                 : sqlite3_bind_int64(st, (int)i + 1, l.params[i].num);
-    rc = rc == SQLITE_OK
-             ? sq_item_rows(q, st, filter->now_ms, (int64_t)filter->stale_threshold_minutes * 60000,
-                            0, &c->out, err, errlen)
-             : sq_fail(q, rc, err, errlen);
+    int rc = prepare_list(q, filter, 0, &st, err, errlen);
+    if (rc == STORE_OK)
+        rc = sq_item_rows(q, st, filter->now_ms,
+                          (int64_t)filter->stale_threshold_minutes * 60000, 0, &c->out, err,
+                          errlen);
     sqlite3_finalize(st);
-    free(l.text);
-    free(l.params);
+    return rc;
+}
+
+static int count_body(struct sq *q, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    sqlite3_stmt *st = NULL;
+    int rc = prepare_list(q, c->filter, 1, &st, err, errlen);
+    if (rc == STORE_OK) {
+        int got = sq_step(q, st, err, errlen);
+        if (got == 1)
+            c->total = col_i64(st, 0);
+        else
+            rc = got < 0 ? got : STORE_ERROR;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int sq_queue_count(store *s, const struct store_queue_filter *filter, int64_t *count, char *err,
+                   size_t errlen)
+{
+    struct item_ctx c = {.filter = filter};
+    int rc = sq_run((struct sq *)s, 0, count_body, &c, err, errlen);
+    *count = rc == STORE_OK ? c.total : 0;
     return rc;
 }
 

@@ -973,3 +973,76 @@ json_t *params_secret_names(const json_t *function)
     }
     return names;
 }
+
+/* Edit distance (insertions, deletions, substitutions) between two keys; keys longer than
+ * 64 bytes count as far from everything. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Keeps candidate in *best when it is nearer to key than the best so far. */
+static void consider(const char *key, const char *candidate, const char **best, size_t *best_d)
+{
+    size_t d = candidate != NULL ? edit_distance(key, candidate) : SIZE_MAX;
+    if (d < *best_d) {
+        *best_d = d;
+        *best = candidate;
+    }
+}
+
+/* Unknown keys: the vault's top-level keys neither declared by the function nor owned by
+ * the host, each with its nearest known key. function and vault are borrowed. */
+json_t *params_unknown_keys(const json_t *function, const json_t *vault)
+{
+    json_t *unknown = json_array();
+    const json_t *params = json_object_get(function, "params");
+    const char *key;
+    json_t *value;
+    json_object_foreach(readonly(vault), key, value)
+    {
+        if (vault_is_host_key(key) || json_array_size(params) == 0)
+            continue;
+        int declared = 0;
+        size_t i;
+        json_t *entry;
+        json_array_foreach(params, i, entry)
+            declared |= json_is_string(json_object_get(entry, "name")) &&
+                        strcmp(json_string_value(json_object_get(entry, "name")), key) == 0;
+        if (declared)
+            continue;
+        const char *best = NULL;
+        size_t best_d = SIZE_MAX;
+        json_array_foreach(params, i, entry)
+        {
+            const char *name = json_string_value(json_object_get(entry, "name"));
+            if (name != NULL)
+                consider(key, name, &best, &best_d);
+        }
+        for (size_t r = 0; r < COUNT(host_key_rules); r++)
+            consider(key, host_key_rules[r].name, &best, &best_d);
+        json_array_append_new(unknown, json_pack("{s:s,s:s?}", "key", key, "closest", best));
+    }
+    return unknown;
+}
+

@@ -126,6 +126,19 @@ const char *vault_type_phrase(const json_t *value);
 int params_validate(const json_t *function, json_t *vault, char *err, size_t errlen);
 
 /*
+ * Lists the vault's top-level keys that are neither parameters the function (borrowed, a
+ * descriptor as for params_validate) declares nor host-owned keys (vault_is_host_key): a
+ * new reference to an array of {"key": K, "closest": C} in the vault's key order, where C
+ * is the known key (declared parameter or host-owned key) nearest to K by edit distance
+ * ("retention_day" -> "retention_days", "max_retry" -> "max_retries"). Such keys still
+ * reach the function, which ignores them: callers warn, or refuse when asked to be strict.
+ * A function that declares no parameters at all states no interface to check against
+ * (plugin.h: undeclared keys are passed through), so its keys are never listed.
+ * vault is borrowed and not modified; an empty array when every key is known.
+ */
+json_t *params_unknown_keys(const json_t *function, const json_t *vault);
+
+/*
  * Returns the names of the descriptor's parameters marked "secret": true, as a new
  * reference to an array of strings (empty when there are none or function is NULL).
  */

@@ -50,7 +50,7 @@ writer() {
     while [[ ! -e $T_DIR/go ]]; do sleep 0.01; done
     for ((i = 1; i <= PER_WRITER; i++)); do
         "$FERRY_BIN" create queue-item Ops box1 local --priority $((i % 5 + 1)) \
-            --vault "{\"function\":\"hello\",\"writer\":$w,\"seq\":$i}" >/dev/null || fails=$((fails + 1))
+            --vault "{\"function\":\"hello\",\"tags\":{\"writer\":$w,\"seq\":$i}}" >/dev/null || fails=$((fails + 1))
     done
     echo "$fails" >"$T_DIR/fails.$w"
 }
@@ -110,10 +110,10 @@ echo "# the reader listed the queue $(cut -d' ' -f2 "$T_DIR/reader") times meanw
 out=$(ferry list queue --max-records 10000 --output json)
 eq "list queue sees exactly $TOTAL items" "$(jq '.data | length' <<<"$out")" "$TOTAL"
 eq "with $TOTAL distinct task ids" "$(jq '[.data[].taskId] | unique | length' <<<"$out")" "$TOTAL"
-eq "each (writer, seq) exactly once" "$(jq '[.data[].vaultContent | "\(.writer)/\(.seq)"] | unique | length' <<<"$out")" "$TOTAL"
-eq "$PER_WRITER from each writer" "$(jq -c '[.data | group_by(.vaultContent.writer)[] | length] | unique' <<<"$out")" "[$PER_WRITER]"
+eq "each (writer, seq) exactly once" "$(jq '[.data[].vaultContent.tags | "\(.writer)/\(.seq)"] | unique | length' <<<"$out")" "$TOTAL"
+eq "$PER_WRITER from each writer" "$(jq -c '[.data | group_by(.vaultContent.tags.writer)[] | length] | unique' <<<"$out")" "[$PER_WRITER]"
 eq "all PENDING" "$(jq -c '[.data[].status] | unique' <<<"$out")" '["PENDING"]'
-eq "priorities as given" "$(jq -c '[.data[] | select(.priority != (.vaultContent.seq % 5 + 1))] | length' <<<"$out")" 0
+eq "priorities as given" "$(jq -c '[.data[] | select(.priority != (.vaultContent.tags.seq % 5 + 1))] | length' <<<"$out")" 0
 eq "SQL counts $TOTAL rows and $TOTAL CREATED events" \
     "$(sql "$T_DIR/ferry.db" "SELECT (SELECT count(*) FROM queue_items) || ' ' || (SELECT count(*) FROM queue_events WHERE action = 'CREATED')" 2>&1)" \
     "$TOTAL $TOTAL"

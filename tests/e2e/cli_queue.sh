@@ -370,6 +370,17 @@ out=$(ferry queue trace "$dup" 2>&1); rc=$?
 eq "an ambiguous prefix exits 1" "$rc" 1
 contains "and says it is ambiguous" "$out" "$dup"
 
+# --- a list cut at --max-records says so (on PostgreSQL too, through cli_queue.sh@pg) -------------
+all=$(count)
+out=$(ferry list queue --max-records 2 --output json)
+eq "a cut list: 2 rows, truncated, the exact total" "$(jq -c '[(.data | length), .truncated, .total]' <<<"$out")" "[2,true,$all]"
+out=$(ferry list queue --max-records 2 --team QA --output json)
+eq "the total follows the filters" "$(jq .total <<<"$out")" "$(ferry list queue --team QA --output json | jq '.data | length')"
+contains "text says showing 2 of all" "$(ferry list queue --max-records 2)" "showing 2 of $all"
+eq "an uncut list says it is whole" "$(ferry list queue --max-records 10000 --output json | jq -c '[.truncated, .total]')" "[false,$all]"
+out=$(ferry dashboard --output json)
+eq "dashboard: total7d is every item of the week" "$(jq .data.total7d <<<"$out")" "$all"
+
 if kill -0 "$HOST_PID" 2>/dev/null; then pass "the host ran throughout"; else fail "the host ran throughout" "$(tail -5 "$T_DIR/host.log")"; fi
 stop_host
 t_done

@@ -17,8 +17,38 @@ fi
 eq "FERRY_CONFIG beats conf/ferry.conf" "$(cd "$T_DIR/a" && FERRY_CONFIG=$T_DIR/b/env.conf bridge)" from-env
 eq "--config beats FERRY_CONFIG" "$(cd "$T_DIR/a" && FERRY_CONFIG=$T_DIR/b/env.conf bridge --config "$T_DIR/b/flag.conf")" from-flag
 eq "-c works anywhere on the line" "$(cd "$T_DIR/a" && "$FERRY_BIN" config show -c "$T_DIR/b/flag.conf" --output json | jq -r .data.bridge)" from-flag
-eq "no file at all: built-in defaults" "$(cd "$T_DIR/b" && bridge)" local
-out=$(cd "$T_DIR/b" && "$FERRY_BIN" config show --output json)
+# No file anywhere: exit 2 naming the places looked at, and no store made up in the current
+# directory (issue 13: it created ./var/ferry.db and printed an empty table).
+out=$(cd "$T_DIR/b" && "$FERRY_BIN" list queue 2>&1); rc=$?
+eq "no config found: exit 2" "$rc" 2
+contains "it names /etc/ferry/ferry.conf" "$out" "/etc/ferry/ferry.conf"
+contains "it names conf/ferry.conf in the current directory" "$out" "conf/ferry.conf (in $T_DIR/b)"
+contains "it says how to give one" "$out" "give --config FILE or set FERRY_CONFIG"
+eq "it is one line" "$(wc -l <<<"$out")" 1
+[[ ! -e $T_DIR/b/var ]] && pass "no ./var/ferry.db is created" || fail "no ./var/ferry.db is created" "$(find "$T_DIR/b")"
+out=$(cd "$T_DIR/b" && "$FERRY_BIN" create team X --output json); rc=$?
+eq "with --output json too: exit 2" "$rc" 2
+eq "the error is in the JSON envelope" "$(jq -r '.success, (.error | startswith("no configuration found"))' <<<"$out" | tr '\n' ' ')" "false true "
+out=$(cd "$T_DIR/b" && timeout 10 "$FERRY_BIN" serve 2>&1); rc=$?
+eq "serve without a config: exit 2" "$rc" 2
+[[ ! -e $T_DIR/b/var ]] && pass "serve creates no store either" || fail "serve creates no store either"
+
+# The place `make install` writes (PREFIX/etc/ferry/ferry.conf) is found from PREFIX/bin/ferry.
+mkdir -p "$T_DIR/prefix/bin" "$T_DIR/prefix/etc/ferry"
+cp "$FERRY_BIN" "$T_DIR/prefix/bin/ferry"
+printf 'bridge = "from-prefix";\n' >"$T_DIR/prefix/etc/ferry/ferry.conf"
+eq "an installed ferry reads PREFIX/etc/ferry/ferry.conf" "$(cd "$T_DIR/b" && "$T_DIR/prefix/bin/ferry" config show --output json | jq -r .data.bridge)" from-prefix
+out=$(cd "$T_DIR/b" && "$T_DIR/prefix/bin/ferry" config show --output json)
+eq "and says which file it read" "$(jq -r .data.file <<<"$out")" "$T_DIR/prefix/etc/ferry/ferry.conf"
+rm "$T_DIR/prefix/etc/ferry/ferry.conf"
+out=$(cd "$T_DIR/b" && "$T_DIR/prefix/bin/ferry" list teams 2>&1); rc=$?
+eq "an installed ferry without it: exit 2" "$rc" 2
+contains "naming PREFIX/etc/ferry/ferry.conf first" "$out" "none of $T_DIR/prefix/etc/ferry/ferry.conf, /etc/ferry/ferry.conf"
+
+# An empty file means every default.
+: >"$T_DIR/b/empty.conf"
+out=$(cd "$T_DIR/b" && "$FERRY_BIN" -c empty.conf config show --output json)
+eq "defaults: bridge" "$(jq -r .data.bridge <<<"$out")" local
 eq "default workers" "$(jq -r .data.workers.count <<<"$out")" 4
 eq "default vault limit is 1 MiB" "$(jq -r .data.vault.max_bytes <<<"$out")" 1048576
 
@@ -45,6 +75,12 @@ contains "syntax error names file and line" "$out" "$cfg:2: syntax error"
 printf 'store = { driver = "mysql"; };\n' >"$cfg"
 out=$("$FERRY_BIN" -c "$cfg" config show 2>&1)
 contains "bad enum value says what is allowed" "$out" "store.driver is 'mysql'; use \"sqlite\" or \"postgres\""
+# A key that does nothing is refused, not silently accepted (issue 13: http.listen).
+printf 'bridge = "x";\nhttp = { listen = "127.0.0.1:8080"; };\n' >"$cfg"
+out=$("$FERRY_BIN" -c "$cfg" config show 2>&1); rc=$?
+eq "http.listen exits 1" "$rc" 1
+eq "http.listen is refused with the reason" "$out" "ferry: $cfg:2: http.listen does nothing: ferry has no HTTP listener yet; remove it"
+not_contains "config reference does not offer it" "$("$FERRY_BIN" config reference)" "| \`http.listen\`"
 out=$("$FERRY_BIN" -c "$T_DIR/none.conf" config show 2>&1); rc=$?
 eq "missing --config file exits 1" "$rc" 1
 contains "missing file is named" "$out" "cannot read config $T_DIR/none.conf"

@@ -15,6 +15,8 @@ for f in bin/ferry lib/ferry/plugins/core.so include/ferry/plugin.h lib/pkgconfi
 done
 contains "the unit runs the installed binary" "$(cat "$prefix/lib/systemd/system/ferry.service")" "ExecStart=$prefix/bin/ferry --config $prefix/etc/ferry/ferry.conf serve"
 contains "the default config points at the installed plugins" "$(cat "$prefix/etc/ferry/ferry.conf")" "$prefix/lib/ferry/plugins"
+eq "the installed ferry finds the installed config by itself" \
+    "$(cd / && env -u FERRY_CONFIG "$prefix/bin/ferry" config show --output json | jq -r .data.file)" "$prefix/etc/ferry/ferry.conf"
 
 # DESTDIR stages the same tree under another root.
 stage=$T_DIR/stage

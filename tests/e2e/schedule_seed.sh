@@ -45,7 +45,10 @@ eq "setup-backup-schedule.sh exits 0" "$RC" 0
 eq "it creates its three schedules" "$(cat "$T_DIR/out")" "Successfully created schedule daily-app-backup
 Successfully created schedule weekly-full-backup
 Successfully created schedule monthly-archive"
-eq "and says nothing on stderr" "$(cat "$T_DIR/err")" ""
+# No plugin is installed here: each schedule's function is warned about (issue 13: a
+# schedule's queue_config is checked like create queue-item), and nothing else is said.
+eq "and warns only that repo_push is not installed here" \
+    "$(grep -vc "^ferry: warning: queue_config: function repo_push is not provided by any plugin in $T_DIR/plugins" "$T_DIR/err")" 0
 eq "daily-app-backup is the guide's vault" "$(vault_of daily-app-backup)" \
     "$(jq -cS . <<<'{"cron":"0 2 * * *","timezone":"UTC","machine":"app-server-01",
       "queue_config":{"function":"repo_push","repository":"application","storage":"s3-daily-backups","retention_days":30},

@@ -861,6 +861,100 @@ static void test_health_and_stale(void **state)
     json_decref(got);
 }
 
+/* store_queue_count over f->team's items with flt: asserts it agrees with the list when the
+ * list is not cut. */
+static int64_t count_of(struct fx *f, struct store_queue_filter flt)
+{
+    char err[512];
+    const char *teams[] = {f->team};
+    if (flt.n_teams == 0)
+        flt.teams = teams, flt.n_teams = 1;
+    int64_t n = -1;
+    assert_rc(STORE_OK, store_queue_count(f->s, &flt, &n, err, sizeof(err)));
+    json_t *rows = NULL;
+    flt.max_records = STORE_MAX_RECORDS;
+    assert_rc(STORE_OK, store_queue_list(f->s, &flt, &rows, err, sizeof(err)));
+    if (json_array_size(rows) < STORE_MAX_RECORDS)
+        assert_int_equal(json_array_size(rows), n);
+    json_decref(rows);
+    return n;
+}
+
+/* Counts are exact at any size (issue 13: a dashboard counting by fetching 10,000 rows said
+ * 10000 of 10001), whatever max_records, and take every filter the list takes. */
+static void test_queue_count(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    const size_t n = STORE_MAX_RECORDS + 1;
+    json_t *vault = J("{\"function\":\"noop\"}");
+    struct store_item_spec *specs = calloc(n, sizeof(*specs));
+    for (size_t i = 0; i < n; i++)
+        specs[i] = (struct store_item_spec){.team = f->team, .machine = f->m1,
+                                            .bridge = f->bridge, .priority = 1 + (int)(i % 5),
+                                            .vault = vault, .now_ms = f->t0 + (int64_t)i};
+    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, n, NULL, err, sizeof(err)));
+    free(specs);
+    json_decref(vault);
+    item(f, f->m2, 3, 60000, a);
+    assert_rc(STORE_OK, store_queue_cancel(f->s, a, 0, NULL, err, sizeof(err)));
+
+    assert_int_equal(count_of(f, (struct store_queue_filter){0}), n + 1);
+    assert_int_equal(count_of(f, (struct store_queue_filter){.max_records = 5}), n + 1);
+    assert_int_equal(list_count(f, &(struct store_queue_filter){0}), STORE_DEFAULT_RECORDS);
+    const char *pending[] = {"PENDING"}, *cancelled[] = {"CANCELLED"};
+    assert_int_equal(count_of(f, (struct store_queue_filter){.statuses = pending, .n_statuses = 1}),
+                     n);
+    assert_int_equal(
+        count_of(f, (struct store_queue_filter){.statuses = cancelled, .n_statuses = 1}), 1);
+    assert_int_equal(count_of(f, (struct store_queue_filter){.priority = 2}), n / 5);
+    assert_int_equal(count_of(f, (struct store_queue_filter){.machine = f->m2}), 1);
+    assert_int_equal(count_of(f, (struct store_queue_filter){.exclude_cancelled = 1}), n);
+    assert_int_equal(count_of(f, (struct store_queue_filter){.date_from_ms = f->t0 + 10000}),
+                     n - 10000 + 1);
+    assert_int_equal(count_of(f, (struct store_queue_filter){.task_id = a}), 1);
+    assert_int_equal(count_of(f, (struct store_queue_filter){.task_id = "not hex"}), 0);
+    assert_int_equal(count_of(f, (struct store_queue_filter){.only_stale = 1,
+                                                             .now_ms = f->t0 + 5000}),
+                     0);
+    /* Ten minutes after the last one was created, every PENDING item is stale. */
+    assert_int_equal(count_of(f, (struct store_queue_filter){.only_stale = 1,
+                                                             .now_ms = f->t0 + 20 * 60000}),
+                     n);
+    const char *bogus[] = {"DONE"};
+    int64_t c = 0;
+    struct store_queue_filter bad = {.statuses = bogus, .n_statuses = 1};
+    assert_rc(STORE_ERROR, store_queue_count(f->s, &bad, &c, err, sizeof(err)));
+}
+
+/* An item waiting for its --after dependency is not stuck: it is PENDING, not
+ * STALE_PENDING, until the dependency has COMPLETED and the threshold has passed since. */
+static void test_stale_pending_after(void **state)
+{
+    struct fx *f = *state;
+    char a[37], b[37];
+    const int64_t min = 60000;
+    item(f, f->m1, 3, 0, a);
+    const char *after_a[] = {a};
+    item_full(f, f->m2, f->bridge, 3, 1, after_a, 1, b);
+    assert_string_equal(health_of(f, a, 11 * min, 10), "STALE_PENDING");
+    assert_string_equal(health_of(f, b, 11 * min, 10), "PENDING");
+    struct store_queue_filter st = {.only_stale = 1, .now_ms = f->t0 + 11 * min};
+    assert_int_equal(count_of(f, st), 1);
+    json_t *got = claim(f, f->bridge, 10, 12 * min);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), a);
+    finish(f, a, token_of(got, 0), STORE_OUTCOME_COMPLETED, 12 * min, STORE_OK);
+    json_decref(got);
+    /* Ready since a COMPLETED at 12 min: stale only ten minutes after that. */
+    assert_string_equal(health_of(f, b, 13 * min, 10), "PENDING");
+    st.now_ms = f->t0 + 13 * min;
+    assert_int_equal(count_of(f, st), 0);
+    assert_string_equal(health_of(f, b, 23 * min, 10), "STALE_PENDING");
+    st.now_ms = f->t0 + 23 * min;
+    assert_int_equal(count_of(f, st), 1);
+}
+
 /* ---- claims -----------------------------------------------------------------------------------
  */
 
@@ -1934,6 +2028,8 @@ static int run_suite(const char *name)
         T(test_queue_prefix),
         T(test_list_filters),
         T(test_health_and_stale),
+        T(test_queue_count),
+        T(test_stale_pending_after),
         T(test_claim_order),
         T(test_claim_machine_exclusive),
         T(test_claim_concurrency),

@@ -974,6 +974,49 @@ static void test_params_bad_descriptors(void **state)
     json_decref(vault);
 }
 
+/* Keys neither declared nor host-owned are listed with the nearest known key (issue 13:
+ * retention_day and max_retry passed silently). */
+static void test_params_unknown_keys(void **state)
+{
+    (void)state;
+    json_t *fn = J("{\"name\":\"repo_push\",\"params\":[{\"name\":\"repository\",\"type\":"
+                   "\"string\"},{\"name\":\"retention_days\",\"type\":\"integer\"}]}");
+    json_t *vault = J("{\"function\":\"repo_push\",\"repository\":\"a\",\"retention_day\":3,"
+                      "\"max_retry\":2,\"timeout\":5,\"tags\":[],\"zzzzzzzzzzzzzzzzzzzzzz\":1}");
+    json_t *u = params_unknown_keys(fn, vault);
+    char *text = json_dumps(u, JSON_COMPACT);
+    assert_string_equal(text, "[{\"key\":\"retention_day\",\"closest\":\"retention_days\"},"
+                              "{\"key\":\"max_retry\",\"closest\":\"max_retries\"},"
+                              "{\"key\":\"zzzzzzzzzzzzzzzzzzzzzz\",\"closest\":\"repository\"}]");
+    free(text);
+    json_decref(u);
+    /* Every key known: nothing listed. */
+    json_t *ok = J("{\"function\":\"repo_push\",\"repository\":\"a\",\"retention_days\":3,"
+                   "\"max_retries\":2,\"on_failure\":{}}");
+    u = params_unknown_keys(fn, ok);
+    assert_int_equal(json_array_size(u), 0);
+    json_decref(u);
+    /* A function that declares no parameters states nothing to check against. */
+    json_t *open_fn = J("{\"name\":\"stub\",\"params\":[]}");
+    u = params_unknown_keys(open_fn, vault);
+    assert_int_equal(json_array_size(u), 0);
+    json_decref(u);
+    /* A key longer than the distance table is still listed, and never crashes. */
+    char longkey[200];
+    memset(longkey, 'k', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    json_t *big = json_pack("{s:s,s:i}", "function", "repo_push", longkey, 1);
+    u = params_unknown_keys(fn, big);
+    assert_int_equal(json_array_size(u), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(u, 0), "key")), longkey);
+    json_decref(u);
+    json_decref(big);
+    json_decref(open_fn);
+    json_decref(ok);
+    json_decref(vault);
+    json_decref(fn);
+}
+
 static void test_params_secret_names(void **state)
 {
     (void)state;
@@ -1053,6 +1096,7 @@ int main(void)
         cmocka_unit_test(test_params_number_accepts_integer_and_real),
         cmocka_unit_test(test_params_bad_descriptors),
         cmocka_unit_test(test_params_secret_names),
+        cmocka_unit_test(test_params_unknown_keys),
         cmocka_unit_test(test_type_phrase),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
