@@ -490,7 +490,9 @@ static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint6
 {
     const backup_req *r = b->req;
     char when[32], until[32];
-    int64_t now = (int64_t)time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec;
     iso_time(now, when, sizeof(when));
     iso_time(r->expires, until, sizeof(until));
     size_t files = 0, dirs = 0, links = 0, other = 0, reused = 0;
@@ -510,9 +512,10 @@ static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint6
         (json_int_t)get_u64(&b->bytes_new), "bytes_stored", (json_int_t)get_u64(&b->stored_new),
         "chunks_new", (json_int_t)get_u64(&b->chunks_new));
     return json_pack(
-        "{s:i,s:s,s:s,s:s,s:I,s:s?,s:I,s:s?,s:s?,s:s,s:O?,s:s?,s:s?,s:O,s:o}", "format",
+        "{s:i,s:s,s:s,s:s,s:I,s:I,s:s?,s:I,s:s?,s:s?,s:s,s:O?,s:s?,s:s?,s:O,s:o}", "format",
         MANIFEST_FORMAT, "repository", r->repository, "id", b->id, "time", when,
-        "unix_time", (json_int_t)now, "expires", r->expires ? until : NULL, "expires_unix",
+        "unix_time", (json_int_t)now, "unix_time_ns",
+        (json_int_t)(now * 1000000000LL + ts.tv_nsec), "expires", r->expires ? until : NULL, "expires_unix",
         (json_int_t)r->expires, "hostname", r->hostname, "machine", r->machine, "source",
         r->source_is_snapshot ? "snapshot" : "live", "tags", r->tags, "description", r->description,
         "parent", parent[0] ? parent : NULL, "tree", tree_refs, "stats", stats);

@@ -149,13 +149,17 @@ static ferry_result pull_health(target *t, const char *repo, const json_t *hc, j
                   "%s was restored and started, but the health check of %s could not run "
                   "(is the ops plugin installed?)",
                   repo, url);
+    else if (status == 0)
+        job_error(ctx, "unhealthy",
+                  "%s was restored and started, but %s is unhealthy after %lld tr%s: no "
+                  "answer (nothing listening, or no response in time)",
+                  repo, url, (long long)tries, tries == 1 ? "y" : "ies");
     else
         job_error(ctx, "unhealthy",
-                  "%s was restored and started, but %s is unhealthy after %lld tr%s: last "
-                  "answer %s%lld%s%.200s",
-                  repo, url, (long long)tries, tries == 1 ? "y" : "ies",
-                  status ? "HTTP " : "none (", (long long)status, status ? ": " : ")",
-                  status && body ? body : "");
+                  "%s was restored and started, but %s is unhealthy after %lld tr%s: the last "
+                  "answer was HTTP %lld \"%.200s\"",
+                  repo, url, (long long)tries, tries == 1 ? "y" : "ies", (long long)status,
+                  body ? body : "");
     return res == FERRY_INVALID ? FERRY_INVALID : FERRY_FAIL;
 }
 

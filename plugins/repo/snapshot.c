@@ -80,8 +80,8 @@ static int collect(void *arg, const char *key, uint64_t size)
 static int by_time(const void *a, const void *b)
 {
     const snap_info *x = a, *y = b;
-    if (x->time != y->time)
-        return x->time < y->time ? -1 : 1;
+    if (x->time_ns != y->time_ns)
+        return x->time_ns < y->time_ns ? -1 : 1;
     int c = strcmp(x->repository, y->repository);
     return c ? c : strcmp(x->id, y->id);
 }
@@ -108,6 +108,8 @@ int snap_list_read(storage *s, const char *repository, snap_list *out, rerr *e)
         }
         si->doc = doc;
         si->time = json_integer_value(json_object_get(doc, "unix_time"));
+        const json_t *ns = json_object_get(doc, "unix_time_ns");
+        si->time_ns = json_is_integer(ns) ? json_integer_value(ns) : si->time * 1000000000LL;
         si->expires = json_integer_value(json_object_get(doc, "expires_unix"));
         out->items[kept++] = *si;
     }

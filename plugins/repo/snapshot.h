@@ -21,6 +21,8 @@ typedef struct snap_info {
     char repository[129];
     char id[129];
     int64_t time;    /* Unix seconds */
+    int64_t time_ns; /* Unix nanoseconds ("unix_time_ns"; time * 1e9 in older manifests):
+                        orders snapshots pushed in the same second */
     int64_t expires; /* Unix seconds; 0: kept until removed */
     json_t *doc;     /* the manifest (owned) */
 } snap_info;
