@@ -569,6 +569,10 @@ static int collect(gc_run *g, rerr *e)
             g->st.npending = 0;
             rc = state_save(g->s, &g->st, e);
         }
+        /* The packs repacked into are indexed now (rewrite_index): "full" must know them,
+         * or it would take them for packs no index lists. */
+        for (size_t i = 0; i < nfresh && rc == 0; i++)
+            idx_pack_add(&g->ix, fresh[i]->id, g->req->now);
     }
     pack_writer_free(&pw);
     for (size_t i = 0; i < nfresh; i++)

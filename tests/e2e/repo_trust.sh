@@ -91,6 +91,21 @@ eq "past the grace period it goes" "$(res "$out" .unindexed_packs_deleted)" 1
 check "the stray pack is gone" test ! -e "$stray"
 eq "and the storage verifies" "$(status "$(job '{"function":"repo_verify","storage":"plain"}')")" COMPLETED
 
+# A pack the collector itself repacks into is indexed: full (grace 0) must not take it.
+mkdir -p "$DS/repositories/half"
+head -c 4000000 /dev/urandom >"$DS/repositories/half/a.bin"
+head -c 2000000 /dev/urandom >"$DS/repositories/half/b.bin"
+job '{"function":"repo_push","repository":"half","storage":"plain","snapshot_id":"h1","threads":1,"retention_days":0.00002}' >/dev/null
+rm "$DS/repositories/half/a.bin"
+sleep 2
+job '{"function":"repo_push","repository":"half","storage":"plain","snapshot_id":"h2"}' >/dev/null
+out=$(job '{"function":"repo_gc","storage":"plain","full":true,"grace_hours":0}')
+eq "repo_gc full repacks the half-used pack" "$(res "$out" .packs_repacked)" 1
+eq "and keeps the pack it repacked into" "$(res "$out" .unindexed_packs_deleted)" 0
+out=$(job '{"function":"repo_pull","repository":"half-back","from_repository":"half","storage":"plain","restore_point":"h2"}')
+eq "the kept snapshot still pulls" "$(status "$out")" COMPLETED
+check "exactly" tree_compare "$DS/repositories/half" "$DS/repositories/half-back"
+
 # gc beside a live push: the push's packs survive and the snapshot restores exactly.
 mkdir -p "$DS/repositories/big"
 python3 -c "
