@@ -420,7 +420,9 @@ static const ferry_param repo_pull_params[] = {
 
 static const ferry_param repo_verify_params[] = {
     {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Storage to check."},
-    {"repository", FERRY_PARAM_STRING, 0, NULL, "Check only this repository's snapshots."},
+    {"repository", FERRY_PARAM_STRING, 0, NULL,
+     "Check only this repository's snapshots and the packs and chunks they use; damage that "
+     "only other repositories use does not count."},
     {"sample", FERRY_PARAM_NUMBER, 0, "100",
      "Percentage of packs to read and check blob by blob (100: all); the index and every "
      "snapshot tree are always checked."},
@@ -431,7 +433,8 @@ static const ferry_param repo_gc_params[] = {
     {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Storage to clean."},
     {"dry_run", FERRY_PARAM_BOOLEAN, 0, "false", "Report what would go; change nothing."},
     {"full", FERRY_PARAM_BOOLEAN, 0, "false",
-     "Also delete packs that no index lists (left by pushes killed mid-upload)."},
+     "Also delete packs that no index lists (left by pushes killed mid-upload) once the "
+     "collector first saw them at least grace_hours ago."},
     {"grace_hours", FERRY_PARAM_NUMBER, 0, NULL,
      "Unreferenced packs younger than this are kept (default 24, or gc_grace_hours from the "
      "plugin config), so an interrupted push can still reuse them."},
@@ -479,8 +482,11 @@ const ferry_function fn_repo_pull = {
     .name = "repo_pull",
     .summary = "Restore a repository from a storage",
     .description = "Restores a snapshot into a new directory beside the repository, checking "
-                   "every byte against its hash, then swaps it in. Refuses a running "
-                   "repository unless `force` is set.",
+                   "every byte against its hash, then swaps it in. \"latest\" and tags are "
+                   "the machine's own snapshots (or from_machine's). Refuses a running "
+                   "repository unless `force` is set. With `health_check` it then starts the "
+                   "repository (Ferryfile prep and up) and fails unless the endpoint becomes "
+                   "healthy.",
     FERRY_PARAMS(repo_pull_params),
     .default_timeout = 86400,
     .run = repo_pull_run,
@@ -516,10 +522,12 @@ const ferry_function fn_backup_with_retry = {
     FERRY_FUNCTION_INIT,
     .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_IDEMPOTENT,
     .name = "backup_with_retry",
-    .summary = "repo_push that asks the host to retry transient failures",
-    .description = "Like repo_push, but a transient failure (storage not mounted or full, "
-                   "storage busy, I/O error) returns RETRY so max_retries and retry_delay "
-                   "apply; pair it with on_failure.fallback_function backup_to_secondary.",
+    .summary = "repo_push of one or every repository, retrying transient failures",
+    .description = "Like repo_push (whose transient failures -- storage not mounted or full, "
+                   "storage busy, I/O error -- return RETRY too, so max_retries and "
+                   "retry_delay apply), but without `repository` it backs up every repository "
+                   "of the machine and without `storage` it uses the default storage; pair it "
+                   "with on_failure.fallback_function backup_to_secondary.",
     FERRY_PARAMS(backup_with_retry_params),
     .default_timeout = 86400,
     .run = backup_with_retry_run,
