@@ -120,7 +120,8 @@ static int pull_resolve(storage *s, const char *repository, const char *point,
 /*
  * repo_pull's health_check: starts the repository (Ferryfile prep and up, as repo_up),
  * then calls the health_check function through the host with the parameter's object.
- * FERRY_OK when healthy; otherwise the error names the endpoint and its last answer.
+ * FERRY_OK when healthy; otherwise the callee's outcome, with the error naming the
+ * endpoint and its last answer.
  */
 static ferry_result pull_health(target *t, const char *repo, const json_t *hc, json_t *result)
 {
@@ -160,7 +161,7 @@ static ferry_result pull_health(target *t, const char *repo, const json_t *hc, j
                   "answer was HTTP %lld \"%.200s\"",
                   repo, url, (long long)tries, tries == 1 ? "y" : "ies", (long long)status,
                   body ? body : "");
-    return res == FERRY_INVALID ? FERRY_INVALID : FERRY_FAIL;
+    return res; /* FAIL; INVALID for a bad check; RETRY when the host could not run it */
 }
 
 static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t **result)
