@@ -245,8 +245,10 @@ static ferry_result list_storage(ferry_ctx *ctx, const char *name, const char *r
         json_t *doc = l.items[i].doc;
         json_array_append_new(
             *out,
-            json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:O}", "repository", l.items[i].repository, "id",
-                      l.items[i].id, "time", json_object_get(doc, "time"), "expires",
+            json_pack("{s:s,s:s,s:O?,s:O,s:O,s:O,s:O,s:O}", "repository",
+                      l.items[i].repository, "id", l.items[i].id, "machine",
+                      json_object_get(doc, "machine"), "time", json_object_get(doc, "time"),
+                      "expires",
                       json_object_get(doc, "expires"), "tags",
                       json_object_get(doc, "tags") ? json_object_get(doc, "tags") : json_null(),
                       "source", json_object_get(doc, "source"), "stats",

@@ -167,6 +167,8 @@ eq "an id names its snapshot whoever pushed it" "$(res "$out" .snapshot_id)" w1
 out=$(job '{"function":"repo_pull","repository":"site","storage":"st","restore_point":"latest"}' box)
 eq "a machine with no snapshot of its own gets none" "$(status "$out")" FAILED
 contains "and is told about from_machine" "$(jq -r .error.message <<<"$out")" '"from_machine": "app-server"'
+out=$(job '{"function":"repo_list","repository":"site","storage":"st"}' web-server-01)
+eq "repo_list names the machine of each snapshot" "$(res "$out" '.snapshots | map(.id + "@" + .machine) | join(",")')" w1@web-server-01,a1@app-server
 out=$(job '{"function":"repo_pull","repository":"site","storage":"st","restore_point":"w1","version":"a1"}' box)
 eq "restore_point and version that disagree are refused" "$(jq -r .error.outcome <<<"$out")" INVALID
 
