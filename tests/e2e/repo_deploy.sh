@@ -4,8 +4,9 @@
 #     started (Ferryfile prep and up) and the endpoint probed through the health_check
 #     function, against a real HTTP server that answers 200, answers 500, or is not there;
 #     the item fails naming the endpoint and the last answer;
-#   - a transient storage failure in repo_push (the storage's disk not mounted) ends as RETRY,
-#     so max_retries applies: the push completes once the disk is there;
+#   - a transient storage failure in repo_push ends as RETRY, so max_retries applies: with the
+#     storage's disk not mounted, the push completes once it is; with the disk full midway
+#     (a 1 MiB tmpfs), the push completes once the disk has grown, and pulls exactly;
 #   - tags given as a string are accepted at create, stored, and found by restore_point.
 . "$(dirname "$0")/../lib.sh"
 
@@ -49,6 +50,13 @@ ferry create region r >/dev/null && ferry create bridge r local >/dev/null && fe
 ferry create machine Ops local box --vault "{\"connection\":\"local\",\"datastore\":\"$DS\"}" >/dev/null
 ferry create storage Ops st --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/st\"}" >/dev/null
 ferry create storage Ops later --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/mnt/st\"}" >/dev/null
+ferry create storage Ops small --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/small/st\"}" >/dev/null
+mkdir -p "$T_DIR/small"
+small=0
+if mount -t tmpfs -o size=1m tmpfs "$T_DIR/small" 2>/dev/null; then
+    small=1
+    trap 'umount "$T_DIR/small" 2>/dev/null; t_cleanup' EXIT
+fi
 start_host
 
 submit() { ferry create queue-item Ops box local --vault "$1" --output json | jq -r '.data[0].taskId'; }
@@ -123,5 +131,23 @@ mkdir -p "$T_DIR/mnt"
 wait_status "$task" COMPLETED 60
 eq "once the disk is there the retried push completes" "$(task_status "$task")" COMPLETED
 check "into the storage" test -d "$T_DIR/mnt/st/snapshots/src"
+
+if ((small)); then
+    mkdir -p "$DS/repositories/fat"
+    head -c 3000000 /dev/urandom >"$DS/repositories/fat/data.bin"
+    task=$(submit '{"function":"repo_push","repository":"fat","storage":"small","max_retries":5,"retry_delay":1,"compression":"none"}')
+    wait_for 30 failed_once
+    row=$(ferry list queue --task-id "$task" --output json | jq -c '.data[0]')
+    contains "a disk that fills up midway fails the attempt" "$(jq -r .lastFailureReason <<<"$row")" "No space left"
+    check "which is retried, not failed" test "$(jq -r .status <<<"$row")" != FAILED
+    mount -o remount,size=20m "$T_DIR/small"
+    wait_status "$task" COMPLETED 60
+    eq "once the disk has room the retried push completes" "$(task_status "$task")" COMPLETED
+    out=$(job '{"function":"repo_pull","repository":"fat-back","from_repository":"fat","storage":"small"}')
+    eq "and pulls" "$(status "$out")" COMPLETED
+    check "exactly" cmp "$DS/repositories/fat/data.bin" "$DS/repositories/fat-back/data.bin"
+else
+    pass "a disk that fills up midway (# SKIP: cannot mount a tmpfs here)"
+fi
 stop_host
 t_done
