@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -105,7 +106,10 @@ json_t *httpc_request(const json_t *req, int64_t deadline_ms, char *err, size_t 
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
-    if (method)
+    /* HEAD through CUSTOMREQUEST would wait for the body Content-Length announces. */
+    if (method && strcasecmp(method, "HEAD") == 0)
+        curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    else if (method)
         curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     int64_t start = mono_ms();
     CURLcode rc = curl_easy_perform(curl);

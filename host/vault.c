@@ -587,9 +587,9 @@ static int check_string(const char *path, const json_t *value, char *err, size_t
 
 static int check_tags(const char *path, const json_t *value, char *err, size_t errlen)
 {
-    if (json_is_object(value) || json_is_array(value))
+    if (json_is_object(value) || json_is_array(value) || json_is_string(value))
         return 0;
-    seterr(err, errlen, "vault key \"%s\" must be an object or an array, got %s", path,
+    seterr(err, errlen, "vault key \"%s\" must be an object, an array or a string, got %s", path,
            vault_type_phrase(value));
     return -1;
 }

@@ -96,7 +96,7 @@ int vault_is_function_name(const char *name);
  *   on_success          an object: notify
  *   notify              an email address or http(s) URL, or an array of them
  *   description         a string
- *   tags                an object or an array
+ *   tags                an object, an array or a string
  *   pre_hook, post_hook strings
  * Returns 0 when they are all right, or -1 with err naming the key and what it should be.
  */

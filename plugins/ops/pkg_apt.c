@@ -85,23 +85,73 @@ static void parse_simulation(const char *out, json_t *packages, json_t *missing)
     }
 }
 
-/* Runs a simulation; its entries go to packages. Returns OK, or the failure. */
-static ferry_result simulate(ferry_ctx *ctx, const char *args, json_t *packages, json_t *missing)
+/*
+ * Moves the names apt-get reported as "E: Unable to locate package NAME" (in no package
+ * list at all) from names to missing. Returns how many moved.
+ */
+static size_t move_unlocatable(const char *out, json_t *names, json_t *missing)
 {
-    char *cmd = NULL;
-    ops_appendf(&cmd, "apt-get -s -o Debug::NoLocking=1 %s", args);
-    json_t *res = pkg_exec(ctx, "apt-get -s", cmd, 0);
-    free(cmd);
-    if (res == NULL)
-        return FERRY_RETRY;
-    if (ops_exit_code(res) != 0) {
-        ferry_result code = pkg_failed(ctx, "apt-get -s (simulation)", res);
-        json_decref(res);
-        return code;
+    static const char unable[] = "E: Unable to locate package ";
+    size_t moved = 0;
+    for (const char *line = out; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        if (len > sizeof(unable) - 1 && strncmp(line, unable, sizeof(unable) - 1) == 0) {
+            const char *name = line + sizeof(unable) - 1;
+            size_t n = len - (sizeof(unable) - 1);
+            for (size_t i = json_array_size(names); i-- > 0;) {
+                const char *have = json_string_value(json_array_get(names, i));
+                if (strlen(have) == n && strncmp(have, name, n) == 0) {
+                    json_array_append_new(missing, json_stringn(name, n));
+                    json_array_remove(names, i);
+                    moved++;
+                }
+            }
+        }
+        line = nl ? nl + 1 : NULL;
     }
-    parse_simulation(ops_output(res), packages, missing);
-    json_decref(res);
-    return FERRY_OK;
+    return moved;
+}
+
+/*
+ * Runs a simulation of "apt-get -s ARGS NAMES..."; its entries go to packages. With missing,
+ * names that are not installed or that no package list knows go there instead of failing
+ * the plan (names may be NULL: no names). Returns OK, or the failure.
+ */
+static ferry_result simulate(ferry_ctx *ctx, const char *args, const json_t *names,
+                             json_t *packages, json_t *missing)
+{
+    json_t *left = names ? json_deep_copy(names) : json_array();
+    ferry_result code = FERRY_OK;
+    for (;;) {
+        if (names && json_array_size(left) == 0)
+            break; /* every name was unknown: nothing to simulate */
+        char *cmd = NULL;
+        ops_appendf(&cmd, "apt-get -s -o Debug::NoLocking=1 %s", args);
+        size_t i;
+        json_t *n;
+        json_array_foreach (left, i, n)
+            ops_append_word(&cmd, json_string_value(n));
+        json_t *res = pkg_exec(ctx, "apt-get -s", cmd, 0);
+        free(cmd);
+        if (res == NULL) {
+            code = FERRY_RETRY;
+            break;
+        }
+        int exit_code = ops_exit_code(res);
+        if (exit_code != 0 && missing && move_unlocatable(ops_output(res), left, missing) > 0) {
+            json_decref(res);
+            continue; /* again without the unknown names */
+        }
+        if (exit_code != 0)
+            code = pkg_failed(ctx, "apt-get -s (simulation)", res);
+        else
+            parse_simulation(ops_output(res), packages, missing);
+        json_decref(res);
+        break;
+    }
+    json_decref(left);
+    return code;
 }
 
 /* Marks entries whose installed package is Priority required/important or Essential. */
@@ -172,7 +222,7 @@ static json_t *pick(ferry_ctx *ctx, const pkg_request *req, ferry_result *code)
     json_t *picked = json_array();
     if (req->security || req->critical) {
         json_t *all = json_array();
-        *code = simulate(ctx, "upgrade --with-new-pkgs", all, NULL);
+        *code = simulate(ctx, "upgrade --with-new-pkgs", NULL, all, NULL);
         if (*code == FERRY_OK && req->critical)
             *code = mark_critical(ctx, all);
         size_t i;
@@ -215,7 +265,7 @@ static ferry_result apt_plan(ferry_ctx *ctx, const pkg_request *req, json_t *pac
 {
     ferry_result code = FERRY_OK;
     if (req->all) {
-        code = simulate(ctx, "upgrade --with-new-pkgs", packages, NULL);
+        code = simulate(ctx, "upgrade --with-new-pkgs", NULL, packages, NULL);
         if (code != FERRY_OK || json_array_size(req->names) == 0)
             return code;
     }
@@ -223,15 +273,10 @@ static ferry_result apt_plan(ferry_ctx *ctx, const pkg_request *req, json_t *pac
     if (picked == NULL)
         return code;
     if (json_array_size(picked) > 0) {
-        char *args = strdup("install --only-upgrade");
-        size_t i;
-        json_t *n;
-        json_array_foreach (picked, i, n)
-            ops_append_word(&args, json_string_value(n));
         /* With "all" the full simulation already lists them: this one only finds the
          * names that are not installed. */
         json_t *found = json_array();
-        code = simulate(ctx, args, found, missing);
+        code = simulate(ctx, "install --only-upgrade", picked, found, missing);
         if (code == FERRY_OK && !req->all && req->critical)
             code = mark_critical(ctx, found);
         if (!req->all) {
@@ -239,7 +284,6 @@ static ferry_result apt_plan(ferry_ctx *ctx, const pkg_request *req, json_t *pac
             mark_dependencies(packages, picked);
         }
         json_decref(found);
-        free(args);
     }
     json_decref(picked);
     return code;

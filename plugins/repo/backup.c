@@ -1,9 +1,11 @@
 /*
  * repo_backup: a directory into a storage as a new snapshot.
  *
- * 1. Scan the directory (metadata only) and load the index and the repository's previous
- *    snapshot. A file whose size, mtime (and, for a live directory, inode and ctime) match
- *    the previous snapshot keeps its chunk list without being read.
+ * 1. Scan the directory (metadata only) and load the index and the previous snapshot of the
+ *    repository from the same machine. A file whose size, mtime, inode and ctime all match
+ *    that snapshot keeps its chunk list without being read. The rule is the same whatever
+ *    the source: a local snapshot copied with cp -a has new inodes and ctimes, so its files
+ *    are read again (deduplication still stores nothing twice); a btrfs snapshot keeps them.
  * 2. Worker threads take the remaining files largest first (so the two cores finish
  *    together), cut them with FastCDC, hash the chunks, and compress and seal the chunks the
  *    index lacks into their own pack. Uploader threads store full packs and, right after
@@ -51,6 +53,7 @@ typedef struct bk {
     int q_closed;
     written_pack *written;
     size_t nwritten;
+    char id[160]; /* the snapshot's id: req->snapshot_id, or it with a suffix (commit) */
     tree t;
     size_t *work;
     size_t nwork;
@@ -252,9 +255,13 @@ static int read_file(bk *b, codec *c, pack_writer *pw, buf *rb, tnode *n, rerr *
          (uint64_t)after.st_size != total))
         add_u64(&b->changed, 1); /* written to while read: stored as read */
     close(fd);
+    /* The identity of what was read, for the next push's change detection. */
     n->size = total;
     n->mtime_sec = st.st_mtim.tv_sec;
     n->mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
+    n->ino = st.st_ino;
+    n->ctime_sec = st.st_ctim.tv_sec;
+    n->ctime_nsec = (uint32_t)st.st_ctim.tv_nsec;
     return rc;
 }
 
@@ -290,14 +297,16 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Non-zero when the previous snapshot's entry p still describes file n. */
-static int unchanged(const bk *b, const tnode *n, const tnode *p, int same_source)
+/*
+ * Non-zero when the previous snapshot's entry p still describes file n: size, mtime, inode
+ * and ctime all equal. A rewrite that restores size and mtime (touch -d) still changes the
+ * ctime, so it is read again.
+ */
+static int unchanged(const bk *b, const tnode *n, const tnode *p)
 {
     if (p == NULL || p->kind != T_FILE || p->size != n->size || p->mtime_sec != n->mtime_sec ||
-        p->mtime_nsec != n->mtime_nsec)
-        return 0;
-    if (same_source &&
-        (p->ino != n->ino || p->ctime_sec != n->ctime_sec || p->ctime_nsec != n->ctime_nsec))
+        p->mtime_nsec != n->mtime_nsec || p->ino != n->ino || p->ctime_sec != n->ctime_sec ||
+        p->ctime_nsec != n->ctime_nsec)
         return 0;
     for (uint32_t i = 0; i < p->nchunks; i++)
         if (!p->chunks[i].zero && idx_find(&b->ix, p->chunks[i].id) == NULL)
@@ -314,7 +323,7 @@ static int by_size_desc(const void *x, const void *y)
 }
 
 /* Decides, file by file, what must be read; returns the bytes taken over unread. */
-static uint64_t plan(bk *b, const tree *prev, int same_source)
+static uint64_t plan(bk *b, const tree *prev)
 {
     tree_map map = {0};
     if (prev)
@@ -326,7 +335,7 @@ static uint64_t plan(bk *b, const tree *prev, int same_source)
         if (n->kind != T_FILE)
             continue;
         const tnode *p = prev ? tree_map_find(&map, n->path) : NULL;
-        if (unchanged(b, n, p, same_source)) {
+        if (unchanged(b, n, p)) {
             n->chunks = xmalloc((p->nchunks ? p->nchunks : 1) * sizeof(*n->chunks));
             if (p->nchunks)
                 memcpy(n->chunks, p->chunks, p->nchunks * sizeof(*n->chunks));
@@ -343,9 +352,9 @@ static uint64_t plan(bk *b, const tree *prev, int same_source)
     return reused;
 }
 
-/* Loads the repository's newest snapshot's tree as the change-detection baseline. */
-static int load_previous(bk *b, codec *c, tree *prev, char *prev_id, size_t idlen, int *prev_live,
-                         rerr *e)
+/* Loads the tree of the repository's newest snapshot from this machine as the
+ * change-detection baseline (another machine's files say nothing about this one's). */
+static int load_previous(bk *b, codec *c, tree *prev, char *prev_id, size_t idlen, rerr *e)
 {
     snap_list l;
     if (snap_list_read(b->s, b->req->repository, &l, e) != 0) {
@@ -353,11 +362,9 @@ static int load_previous(bk *b, codec *c, tree *prev, char *prev_id, size_t idle
         return -1;
     }
     int rc = 0;
-    const snap_info *last = snap_resolve(&l, "latest");
+    const snap_info *last = snap_resolve_on(&l, "latest", b->req->machine);
     if (last) {
         snprintf(prev_id, idlen, "%s", last->id);
-        const char *src = json_string_value(json_object_get(last->doc, "source"));
-        *prev_live = src && strcmp(src, "live") == 0;
         rerr ignore = {0};
         if (tree_load(b->s, &b->ix, c, last->doc, prev, &ignore) != 0) {
             tree_free(prev); /* a damaged baseline only costs re-reading every file */
@@ -478,11 +485,14 @@ static int verify_written(bk *b, codec *c, ui *u, rerr *e)
     return rc;
 }
 
+/* The manifest (new reference); tree_refs is borrowed. */
 static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint64_t total)
 {
     const backup_req *r = b->req;
     char when[32], until[32];
-    int64_t now = (int64_t)time(NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec;
     iso_time(now, when, sizeof(when));
     iso_time(r->expires, until, sizeof(until));
     size_t files = 0, dirs = 0, links = 0, other = 0, reused = 0;
@@ -502,9 +512,10 @@ static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint6
         (json_int_t)get_u64(&b->bytes_new), "bytes_stored", (json_int_t)get_u64(&b->stored_new),
         "chunks_new", (json_int_t)get_u64(&b->chunks_new));
     return json_pack(
-        "{s:i,s:s,s:s,s:s,s:I,s:s?,s:I,s:s?,s:s?,s:s,s:O?,s:s?,s:s?,s:o,s:o}", "format",
-        MANIFEST_FORMAT, "repository", r->repository, "id", r->snapshot_id, "time", when,
-        "unix_time", (json_int_t)now, "expires", r->expires ? until : NULL, "expires_unix",
+        "{s:i,s:s,s:s,s:s,s:I,s:I,s:s?,s:I,s:s?,s:s?,s:s,s:O?,s:s?,s:s?,s:O,s:o}", "format",
+        MANIFEST_FORMAT, "repository", r->repository, "id", b->id, "time", when,
+        "unix_time", (json_int_t)now, "unix_time_ns",
+        (json_int_t)(now * 1000000000LL + ts.tv_nsec), "expires", r->expires ? until : NULL, "expires_unix",
         (json_int_t)r->expires, "hostname", r->hostname, "machine", r->machine, "source",
         r->source_is_snapshot ? "snapshot" : "live", "tags", r->tags, "description", r->description,
         "parent", parent[0] ? parent : NULL, "tree", tree_refs, "stats", stats);
@@ -539,13 +550,23 @@ static int commit(bk *b, codec *c, const char *parent, uint64_t total, json_t **
         json_decref(refs);
         return -1;
     }
-    json_t *doc = make_manifest(b, refs, parent, total);
-    rc = snap_write(b->s, b->req->repository, b->req->snapshot_id, doc, e);
+    /* A default id (the second) is taken when another machine pushed this repository in
+     * the same second: the next free suffix is used. A given id is the caller's choice. */
+    json_t *doc = NULL;
+    for (int n = 2;; n++) {
+        json_decref(doc);
+        doc = make_manifest(b, refs, parent, total);
+        rc = snap_write(b->s, b->req->repository, b->id, doc, e);
+        if (rc != ST_EXISTS || !b->req->default_id || n > 1000)
+            break;
+        snprintf(b->id, sizeof(b->id), "%s-%d", b->req->snapshot_id, n);
+    }
+    json_decref(refs);
     if (rc == ST_EXISTS)
         rc = rerr_set(e, E_INVALID,
                       "snapshot %s of repository %s already exists in storage %s; choose "
                       "another snapshot_id",
-                      b->req->snapshot_id, b->req->repository, b->s->name);
+                      b->id, b->req->repository, b->s->name);
     if (rc != ST_OK) {
         json_decref(doc);
         return -1;
@@ -573,6 +594,7 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
 {
     double started = mono_sec();
     bk b = {.s = s, .req = req, .rootfd = -1};
+    snprintf(b.id, sizeof(b.id), "%s", req->snapshot_id);
     pthread_mutex_init(&b.mu, NULL);
     pthread_cond_init(&b.q_nonempty, NULL);
     pthread_cond_init(&b.q_nonfull, NULL);
@@ -580,12 +602,12 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
     codec *c = codec_new(&s->keys, req->level);
     tree prev = {0};
     char parent[129] = "";
-    int prev_live = 0, rc = -1;
+    int rc = -1;
     json_t *doc = NULL;
 
     ui_progress(u, 0, "%s: reading the index and the previous snapshot", req->repository);
     if (idx_load(s, &b.ix, e) != 0 ||
-        load_previous(&b, c, &prev, parent, sizeof(parent), &prev_live, e) != 0)
+        load_previous(&b, c, &prev, parent, sizeof(parent), e) != 0)
         goto out;
     ui_progress(u, 1, "%s: scanning %s", req->repository, req->source);
     if (tree_scan(req->source, &b.t, NULL, e) != 0)
@@ -598,8 +620,7 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
     uint64_t total = 0;
     for (size_t i = 0; i < b.t.n; i++)
         total += b.t.nodes[i].kind == T_FILE ? b.t.nodes[i].size : 0;
-    b.reused =
-        plan(&b, parent[0] && !req->reread ? &prev : NULL, prev_live && !req->source_is_snapshot);
+    b.reused = plan(&b, parent[0] && !req->reread ? &prev : NULL);
     add_u64(&b.bytes_done, b.reused);
     if (parent[0])
         ui_log(u, 0, "%s: %zu files to read, the rest unchanged since snapshot %s", req->repository,
@@ -615,7 +636,7 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
         json_t *back = NULL;
         if (verify_written(&b, c, u, e) != 0)
             goto out;
-        if (snap_read(s, req->repository, req->snapshot_id, &back, e) != ST_OK ||
+        if (snap_read(s, req->repository, b.id, &back, e) != ST_OK ||
             !json_equal(back, doc)) {
             json_decref(back);
             rerr_set(e, E_CORRUPT, "verify: the manifest reads back differently");
@@ -629,10 +650,10 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
     double secs = mono_sec() - started;
     *result = json_pack(
         "{s:s,s:s,s:s,s:s?,s:O,s:b,s:f,s:f,s:I}", "repository", req->repository, "storage", s->name,
-        "snapshot_id", req->snapshot_id, "parent", parent[0] ? parent : NULL, "stats",
+        "snapshot_id", b.id, "parent", parent[0] ? parent : NULL, "stats",
         json_object_get(doc, "stats"), "verified", req->verify, "seconds", secs, "mb_per_s",
         secs > 0 ? (double)total / 1e6 / secs : 0.0, "peak_rss_kb", (json_int_t)peak_rss_kb());
-    ui_progress(u, 100, "%s: snapshot %s stored (%.1f MiB new)", req->repository, req->snapshot_id,
+    ui_progress(u, 100, "%s: snapshot %s stored (%.1f MiB new)", req->repository, b.id,
                 (double)b.bytes_new / 1048576.0);
     rc = 0;
 out:

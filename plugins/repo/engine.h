@@ -33,12 +33,14 @@ int default_threads(void);
 typedef struct backup_req {
     const char *repository;  /* name recorded in the snapshot */
     const char *source;      /* directory to read */
-    int source_is_snapshot;  /* source is a local snapshot copy (inodes differ each time) */
+    int source_is_snapshot;  /* source is a local snapshot (recorded in the manifest) */
     const char *snapshot_id; /* id of the new snapshot */
+    int default_id;          /* snapshot_id is the default (the time): on a clash add -2, -3 … */
     const json_t *tags;      /* any JSON, or NULL */
     const char *description;
     const char *hostname;
-    const char *machine;
+    const char *machine;     /* the item's machine: recorded, and whose last snapshot is
+                                the change-detection baseline */
     int level;       /* zstd level, 0: none */
     int verify;      /* re-read what was written */
     int reread;      /* read every file: no change detection against the last snapshot */

@@ -4,6 +4,8 @@
 
 #include <ferry/plugin.h>
 
+#include "machine.h"
+
 extern const ferry_function fn_repo_new;
 extern const ferry_function fn_repo_rm;
 extern const ferry_function fn_repo_list;
@@ -17,5 +19,12 @@ extern const ferry_function fn_repo_gc;
 extern const ferry_function fn_backup_with_retry;
 extern const ferry_function fn_backup_to_secondary;
 extern const ferry_function fn_repo_replicate;
+
+/*
+ * Starts a repository as repo_up does: the Ferryfile's prep, then (unless prep_only) up,
+ * then the running mark. *ran is set when there is a Ferryfile. FERRY_OK, or an outcome
+ * with the attempt's error set.
+ */
+ferry_result repo_start(target *t, const char *repository, int prep_only, int *ran);
 
 #endif

@@ -245,8 +245,10 @@ static ferry_result list_storage(ferry_ctx *ctx, const char *name, const char *r
         json_t *doc = l.items[i].doc;
         json_array_append_new(
             *out,
-            json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:O}", "repository", l.items[i].repository, "id",
-                      l.items[i].id, "time", json_object_get(doc, "time"), "expires",
+            json_pack("{s:s,s:s,s:O?,s:O,s:O,s:O,s:O,s:O}", "repository",
+                      l.items[i].repository, "id", l.items[i].id, "machine",
+                      json_object_get(doc, "machine"), "time", json_object_get(doc, "time"),
+                      "expires",
                       json_object_get(doc, "expires"), "tags",
                       json_object_get(doc, "tags") ? json_object_get(doc, "tags") : json_null(),
                       "source", json_object_get(doc, "source"), "stats",
@@ -305,6 +307,15 @@ static ferry_result set_running(target *t, const char *repo, int running)
     return rc == 0 ? FERRY_OK : FERRY_FAIL;
 }
 
+ferry_result repo_start(target *t, const char *repository, int prep_only, int *ran)
+{
+    const char *fns[] = {"prep", "up"};
+    ferry_result res = ferryfile_run(t, repository, fns, prep_only ? 1 : 2, ran);
+    if (res == FERRY_OK && !prep_only)
+        res = set_running(t, repository, 1);
+    return res;
+}
+
 static ferry_result repo_up_run(ferry_ctx *ctx, const json_t *params, json_t **result)
 {
     target t;
@@ -322,11 +333,8 @@ static ferry_result repo_up_run(ferry_ctx *ctx, const json_t *params, json_t **r
         target_close(&t);
         return FERRY_INVALID;
     }
-    const char *fns[] = {"prep", "up"};
     int ran = 0;
-    res = ferryfile_run(&t, repo, fns, prep_only ? 1 : 2, &ran);
-    if (res == FERRY_OK && !prep_only)
-        res = set_running(&t, repo, 1);
+    res = repo_start(&t, repo, prep_only, &ran);
     if (res == FERRY_OK) {
         if (!ran)
             ferry_log(ctx, FERRY_LOG_INFO, "%s has no Ferryfile: nothing to start", repo);

@@ -23,7 +23,7 @@ static ferry_result repo_push_run(ferry_ctx *ctx, const json_t *params, json_t *
         res = require_local(&t, "repo_push");
     if (res == FERRY_OK)
         res = push_one(ctx, &t, param_str(params, "repository"), param_str(params, "storage"),
-                       params, 0, result);
+                       params, 1, result);
     target_close(&t);
     return res;
 }
@@ -56,11 +56,123 @@ static ferry_result swap_in(target *t, const char *fresh, const char *live)
     return res;
 }
 
+/*
+ * The restore point of a pull: "restore_point", or the seed's "version" (the same; both
+ * given must agree). NULL with the error set when they disagree.
+ */
+static const char *pull_point(ferry_ctx *ctx, const json_t *params)
+{
+    const char *point = param_str(params, "restore_point");
+    const char *version = param_str(params, "version");
+    if (point && version && strcmp(point, version) != 0) {
+        job_error(ctx, "bad_parameter",
+                  "restore_point \"%s\" and version \"%s\" disagree; give one of them", point,
+                  version);
+        return NULL;
+    }
+    return point ? point : version ? version : "latest";
+}
+
+/* Checks the health_check parameter: absent, or an object with a string endpoint. */
+static int health_check_ok(ferry_ctx *ctx, const json_t *hc)
+{
+    if (hc == NULL || json_is_null(hc) ||
+        (json_is_object(hc) && json_is_string(json_object_get(hc, "endpoint"))))
+        return 1;
+    job_error(ctx, "bad_parameter",
+              "health_check must be an object with an \"endpoint\" (a URL or a path such as "
+              "/health), e.g. {\"endpoint\": \"/health\", \"timeout\": 300, \"retries\": 5}");
+    return 0;
+}
+
+/*
+ * Resolves the pull's restore point to one snapshot id (into id): "latest" and tags among
+ * the snapshots machine pushed, an id among all. 0, or -1 with e set.
+ */
+static int pull_resolve(storage *s, const char *repository, const char *point,
+                        const char *machine, char *id, size_t idlen, rerr *e)
+{
+    snap_list l;
+    int rc = snap_list_read(s, repository, &l, e);
+    const snap_info *si = rc == 0 ? snap_resolve_on(&l, point, machine) : NULL;
+    if (si) {
+        snprintf(id, idlen, "%s", si->id);
+    } else if (rc == 0) {
+        const snap_info *other = snap_resolve(&l, point);
+        const char *by = other ? snap_machine(other->doc) : NULL;
+        if (other)
+            rc = rerr_set(e, E_NOTFOUND,
+                          "no snapshot of repository %s in storage %s from machine %s matches "
+                          "\"%s\" (machine %s has one: pass \"from_machine\": \"%s\" to "
+                          "restore it here)",
+                          repository, s->name, machine ? machine : "(none)", point,
+                          by ? by : "(none)", by ? by : "");
+        else
+            rc = rerr_set(e, E_NOTFOUND, "no snapshot of repository %s in storage %s matches "
+                          "\"%s\"%s",
+                          repository, s->name, point,
+                          l.n ? "" : " (the storage has none of this repository)");
+    }
+    snap_list_free(&l);
+    return rc;
+}
+
+/*
+ * repo_pull's health_check: starts the repository (Ferryfile prep and up, as repo_up),
+ * then calls the health_check function through the host with the parameter's object.
+ * FERRY_OK when healthy; otherwise the callee's outcome, with the error naming the
+ * endpoint and its last answer.
+ */
+static ferry_result pull_health(target *t, const char *repo, const json_t *hc, json_t *result)
+{
+    ferry_ctx *ctx = t->ctx;
+    int ran = 0;
+    ferry_result res = repo_start(t, repo, 0, &ran);
+    if (res != FERRY_OK)
+        return res;
+    ferry_log(ctx, FERRY_LOG_INFO, "%s started%s; checking %s", repo,
+              ran ? " (Ferryfile prep and up)" : " (no Ferryfile)",
+              json_string_value(json_object_get(hc, "endpoint")));
+    json_t *answer = NULL;
+    res = ctx->host->call(ctx, "health_check", hc, &answer);
+    const char *url = json_string_value(json_object_get(answer, "url"));
+    json_int_t status = json_integer_value(json_object_get(answer, "status"));
+    json_int_t tries = json_integer_value(json_object_get(answer, "attempts"));
+    const char *body = json_string_value(json_object_get(answer, "body"));
+    if (url == NULL)
+        url = json_string_value(json_object_get(hc, "endpoint"));
+    json_object_set_new(result, "running", json_true());
+    json_object_set_new(result, "health_check", answer ? answer : json_null());
+    if (res == FERRY_OK)
+        return FERRY_OK;
+    if (answer == NULL)
+        job_error(ctx, "unhealthy",
+                  "%s was restored and started, but the health check of %s could not run "
+                  "(is the ops plugin installed?)",
+                  repo, url);
+    else if (status == 0)
+        job_error(ctx, "unhealthy",
+                  "%s was restored and started, but %s is unhealthy after %lld tr%s: no "
+                  "answer (nothing listening, or no response in time)",
+                  repo, url, (long long)tries, tries == 1 ? "y" : "ies");
+    else
+        job_error(ctx, "unhealthy",
+                  "%s was restored and started, but %s is unhealthy after %lld tr%s: the last "
+                  "answer was HTTP %lld \"%.200s\"",
+                  repo, url, (long long)tries, tries == 1 ? "y" : "ies", (long long)status,
+                  body ? body : "");
+    return res; /* FAIL; INVALID for a bad check; RETRY when the host could not run it */
+}
+
 static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t **result)
 {
     const char *repo = param_str(params, "repository");
     const char *from = param_str(params, "from_repository");
-    const char *point = param_str(params, "restore_point");
+    const char *from_machine = param_str(params, "from_machine");
+    const json_t *hc = json_object_get(params, "health_check");
+    const char *point = pull_point(ctx, params);
+    if (point == NULL || !health_check_ok(ctx, hc))
+        return FERRY_INVALID;
     if (!check_name(ctx, "repository", repo) || (from && !check_name(ctx, "from_repository", from)))
         return FERRY_INVALID;
     target t;
@@ -81,6 +193,7 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
     job j;
     job_init(&j, ctx);
     rerr e = {0};
+    char id[129];
     if (machine_exists(&t, marker) && !param_bool(params, "force", 0)) {
         ferry_set_error(ctx, "running",
                         "repository %s is running; run repo_down first, or pass \"force\": true "
@@ -89,25 +202,27 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
         res = FERRY_FAIL;
         goto out;
     }
-    if ((res = job_storage(ctx, param_str(params, "storage"), 0, &s, 0)) != FERRY_OK)
+    if ((res = job_storage(ctx, param_str(params, "storage"), 0, &s, 1)) != FERRY_OK)
         goto out;
     char purpose[300];
     snprintf(purpose, sizeof(purpose), "pull %s", repo);
-    if (lock_shared(s, purpose, LOCK_WAIT, NULL, NULL, &lk, &e) != 0) {
-        res = job_fail(ctx, &e, 0);
+    if (lock_shared(s, purpose, LOCK_WAIT, NULL, NULL, &lk, &e) != 0 ||
+        pull_resolve(s, from ? from : repo, point, from_machine ? from_machine : t.name, id,
+                     sizeof(id), &e) != 0) {
+        res = job_fail(ctx, &e, 1);
         goto out;
     }
     mkdir(t.datastore, 0755);
     mkdir(parent, 0755);
     restore_req req = {.repository = from ? from : repo,
-                       .point = point ? point : "latest",
+                       .point = id,
                        .dest = fresh,
                        .verify = param_bool(params, "verify", 1),
                        .fsync = param_bool(params, "fsync", 0),
                        .threads = (int)json_integer_value(json_object_get(params, "threads"))};
     if (repo_restore(s, &req, &j.u, result, &e) != 0) {
         machine_rmtree(&t, fresh);
-        res = job_fail(ctx, &e, 0);
+        res = job_fail(ctx, &e, 1);
         goto out;
     }
     if ((res = swap_in(&t, fresh, live)) != FERRY_OK) {
@@ -115,9 +230,13 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
         *result = NULL;
         goto out;
     }
-    ferry_log(ctx, FERRY_LOG_INFO, "restored %s from snapshot %s of storage %s", repo,
-              json_string_value(json_object_get(*result, "snapshot_id")), s->name);
+    lock_release(lk);
+    lk = NULL;
+    ferry_log(ctx, FERRY_LOG_INFO, "restored %s from snapshot %s of storage %s", repo, id,
+              s->name);
     ui_progress(&j.u, 100, "%s restored", repo);
+    if (hc && !json_is_null(hc))
+        res = pull_health(&t, repo, hc, *result);
 out:
     lock_release(lk);
     storage_close(s);
@@ -140,7 +259,7 @@ static ferry_result repo_verify_run(ferry_ctx *ctx, const json_t *params, json_t
         return FERRY_INVALID;
     }
     storage *s = NULL;
-    ferry_result res = job_storage(ctx, param_str(params, "storage"), 0, &s, 0);
+    ferry_result res = job_storage(ctx, param_str(params, "storage"), 0, &s, 1);
     if (res != FERRY_OK)
         return res;
     job j;
@@ -149,7 +268,7 @@ static ferry_result repo_verify_run(ferry_ctx *ctx, const json_t *params, json_t
     rerr e = {0};
     if (lock_shared(s, "verify", LOCK_WAIT, NULL, NULL, &lk, &e) != 0 ||
         repo_verify(s, repo, sample, &j.u, result, &e) != 0)
-        res = job_fail(ctx, &e, 0);
+        res = job_fail(ctx, &e, 1);
     lock_release(lk);
     storage_close(s);
     return res;
@@ -166,7 +285,7 @@ static ferry_result repo_gc_run(ferry_ctx *ctx, const json_t *params, json_t **r
         return FERRY_INVALID;
     }
     storage *s = NULL;
-    ferry_result res = job_storage(ctx, param_str(params, "storage"), 0, &s, 0);
+    ferry_result res = job_storage(ctx, param_str(params, "storage"), 0, &s, 1);
     if (res != FERRY_OK)
         return res;
     job j;
@@ -177,7 +296,7 @@ static ferry_result repo_gc_run(ferry_ctx *ctx, const json_t *params, json_t **r
                   .now = (int64_t)time(NULL)};
     rerr e = {0};
     if (repo_gc(s, &req, &j.u, result, &e) != 0)
-        res = job_fail(ctx, &e, 0);
+        res = job_fail(ctx, &e, 1);
     storage_close(s);
     return res;
 }
@@ -274,8 +393,20 @@ static const ferry_param repo_pull_params[] = {
     {"repository", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL,
      "Repository to restore (replaced as a whole once the restore is complete)."},
     {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Storage to restore from."},
-    {"restore_point", FERRY_PARAM_STRING, 0, "\"latest\"",
-     "\"latest\", a snapshot id, or a tag (a tag value or key=value); the newest match wins."},
+    {"restore_point", FERRY_PARAM_STRING, 0, NULL,
+     "\"latest\" (the default), a snapshot id, or a tag (a tag value or key=value); the "
+     "newest match among the snapshots this machine (or from_machine) pushed wins; an id "
+     "names its snapshot whichever machine pushed it."},
+    {"version", FERRY_PARAM_STRING, 0, NULL,
+     "The same as restore_point (the seed's deploy workflow names it so)."},
+    {"from_machine", FERRY_PARAM_STRING, 0, NULL,
+     "Resolve \"latest\" and tags among the snapshots this machine pushed instead of the "
+     "item's own machine's (restoring one machine's data onto another)."},
+    {"health_check", FERRY_PARAM_OBJECT, 0, NULL,
+     "After the swap, start the repository (Ferryfile prep and up, as repo_up) and call "
+     "health_check with this object, e.g. {\"endpoint\": \"/health\", \"timeout\": 300, "
+     "\"retries\": 5}; the item fails naming the endpoint and its last answer when it stays "
+     "unhealthy."},
     {"verify", FERRY_PARAM_BOOLEAN, 0, "true",
      "Read the restored files back and check them against the snapshot (every chunk is "
      "checked against its hash while restoring either way)."},
@@ -290,7 +421,9 @@ static const ferry_param repo_pull_params[] = {
 
 static const ferry_param repo_verify_params[] = {
     {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Storage to check."},
-    {"repository", FERRY_PARAM_STRING, 0, NULL, "Check only this repository's snapshots."},
+    {"repository", FERRY_PARAM_STRING, 0, NULL,
+     "Check only this repository's snapshots and the packs and chunks they use; damage that "
+     "only other repositories use does not count."},
     {"sample", FERRY_PARAM_NUMBER, 0, "100",
      "Percentage of packs to read and check blob by blob (100: all); the index and every "
      "snapshot tree are always checked."},
@@ -301,7 +434,8 @@ static const ferry_param repo_gc_params[] = {
     {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Storage to clean."},
     {"dry_run", FERRY_PARAM_BOOLEAN, 0, "false", "Report what would go; change nothing."},
     {"full", FERRY_PARAM_BOOLEAN, 0, "false",
-     "Also delete packs that no index lists (left by pushes killed mid-upload)."},
+     "Also delete packs that no index lists (left by pushes killed mid-upload) once the "
+     "collector first saw them at least grace_hours ago."},
     {"grace_hours", FERRY_PARAM_NUMBER, 0, NULL,
      "Unreferenced packs younger than this are kept (default 24, or gc_grace_hours from the "
      "plugin config), so an interrupted push can still reuse them."},
@@ -349,8 +483,11 @@ const ferry_function fn_repo_pull = {
     .name = "repo_pull",
     .summary = "Restore a repository from a storage",
     .description = "Restores a snapshot into a new directory beside the repository, checking "
-                   "every byte against its hash, then swaps it in. Refuses a running "
-                   "repository unless `force` is set.",
+                   "every byte against its hash, then swaps it in. \"latest\" and tags are "
+                   "the machine's own snapshots (or from_machine's). Refuses a running "
+                   "repository unless `force` is set. With `health_check` it then starts the "
+                   "repository (Ferryfile prep and up) and fails unless the endpoint becomes "
+                   "healthy.",
     FERRY_PARAMS(repo_pull_params),
     .default_timeout = 86400,
     .run = repo_pull_run,
@@ -386,10 +523,12 @@ const ferry_function fn_backup_with_retry = {
     FERRY_FUNCTION_INIT,
     .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_IDEMPOTENT,
     .name = "backup_with_retry",
-    .summary = "repo_push that asks the host to retry transient failures",
-    .description = "Like repo_push, but a transient failure (storage not mounted or full, "
-                   "storage busy, I/O error) returns RETRY so max_retries and retry_delay "
-                   "apply; pair it with on_failure.fallback_function backup_to_secondary.",
+    .summary = "repo_push of one or every repository, retrying transient failures",
+    .description = "Like repo_push (whose transient failures -- storage not mounted or full, "
+                   "storage busy, I/O error -- return RETRY too, so max_retries and "
+                   "retry_delay apply), but without `repository` it backs up every repository "
+                   "of the machine and without `storage` it uses the default storage; pair it "
+                   "with on_failure.fallback_function backup_to_secondary.",
     FERRY_PARAMS(backup_with_retry_params),
     .default_timeout = 86400,
     .run = backup_with_retry_run,

@@ -569,6 +569,10 @@ static int collect(gc_run *g, rerr *e)
             g->st.npending = 0;
             rc = state_save(g->s, &g->st, e);
         }
+        /* The packs repacked into are indexed now (rewrite_index): "full" must know them,
+         * or it would take them for packs no index lists. */
+        for (size_t i = 0; i < nfresh && rc == 0; i++)
+            idx_pack_add(&g->ix, fresh[i]->id, g->req->now);
     }
     pack_writer_free(&pw);
     for (size_t i = 0; i < nfresh; i++)
@@ -579,9 +583,21 @@ static int collect(gc_run *g, rerr *e)
     return rc;
 }
 
+/*
+ * Unindexed packs ("full"): a pack no index lists is either left by a push killed between
+ * storing it and indexing it, or being uploaded by a push right now. Providers do not all
+ * report an object's age, so the collector records when it first saw each unindexed pack
+ * ("gc/unindexed", sealed JSON {"<pack id>": unix seconds}) and deletes one only when that
+ * is at least the grace period ago, like an indexed pack.
+ */
+#define SEEN_KEY "gc/unindexed"
+#define SEEN_AAD "ferry-gc-unindexed"
+
 struct unindexed {
     gc_run *g;
-    size_t n;
+    json_t *seen_before; /* the record as loaded */
+    json_t *seen;        /* the record to save: the packs still unindexed and kept */
+    size_t n, kept;
 };
 
 static int drop_unindexed(void *arg, const char *key, uint64_t size)
@@ -592,12 +608,47 @@ static int drop_unindexed(void *arg, const char *key, uint64_t size)
     if (name == NULL || hex_decode(name + 1, id, ID_LEN) != 0 ||
         idx_pack_find(&u->g->ix, id) != IDX_NONE)
         return 0;
+    const json_t *was = json_object_get(u->seen_before, name + 1);
+    int64_t first = json_is_integer(was) ? json_integer_value(was) : u->g->req->now;
+    if (first > u->g->req->now - u->g->req->grace) {
+        json_object_set_new(u->seen, name + 1, json_integer(first));
+        u->kept++;
+        return 0;
+    }
     rerr ignore = {0};
     if (u->g->req->dry_run || stor_del(u->g->s, key, &ignore) == ST_OK) {
         u->n++;
         u->g->freed += size;
     }
     return 0;
+}
+
+/* Deletes the unindexed packs first seen at least the grace period ago; records the rest. */
+static int collect_unindexed(gc_run *g, size_t *deleted, size_t *kept, rerr *e)
+{
+    struct unindexed u = {.g = g, .seen = json_object()};
+    buf plain = {0};
+    int rc = stor_get_sealed(g->s, SEEN_KEY, SEEN_AAD, &plain, e);
+    if (rc == ST_OK)
+        u.seen_before = json_loadb((const char *)plain.data, plain.len, 0, NULL);
+    buf_free(&plain);
+    if (rc == ST_NOTFOUND || (rc == ST_OK && !json_is_object(u.seen_before))) {
+        /* None yet, or unreadable: every unindexed pack counts as first seen now. */
+        memset(e, 0, sizeof(*e));
+        rc = ST_OK;
+    }
+    if (rc == ST_OK)
+        rc = stor_list(g->s, "data/", drop_unindexed, &u, e);
+    if (rc == ST_OK && !g->req->dry_run) {
+        char *text = json_dumps(u.seen, JSON_COMPACT | JSON_SORT_KEYS);
+        rc = stor_put_sealed(g->s, SEEN_KEY, SEEN_AAD, text, strlen(text), 0, e);
+        free(text);
+    }
+    *deleted = u.n;
+    *kept = u.kept;
+    json_decref(u.seen_before);
+    json_decref(u.seen);
+    return rc == ST_OK ? 0 : -1;
 }
 
 int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e)
@@ -616,26 +667,23 @@ int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e)
     }
     idx_init(&g.ix);
     g.c = codec_new(&s->keys, 0);
-    size_t unindexed = 0;
+    size_t unindexed = 0, unindexed_kept = 0;
     rc = -1;
     ui_progress(u, 0, "retention: reading the index and the reference counts");
     if (idx_load(s, &g.ix, e) != 0 || state_load(s, &g.st, e) != 0 || reconcile(&g, e) != 0 ||
         collect(&g, e) != 0)
         goto out;
-    if (req->full) {
-        struct unindexed un = {.g = &g};
-        if (stor_list(s, "data/", drop_unindexed, &un, e) != ST_OK)
-            goto out;
-        unindexed = un.n;
-    }
+    if (req->full && collect_unindexed(&g, &unindexed, &unindexed_kept, e) != 0)
+        goto out;
     size_t kept = 0;
     for (size_t i = 0; i < g.st.nsnaps; i++)
         kept += !g.st.snaps[i].drop;
-    *result = json_pack("{s:b,s:b,s:O,s:I,s:I,s:I,s:I,s:I,s:I}", "deferred", 0, "dry_run",
+    *result = json_pack("{s:b,s:b,s:O,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "deferred", 0, "dry_run",
                         req->dry_run, "expired", g.expired, "snapshots", (json_int_t)kept,
                         "packs_deleted", (json_int_t)g.deleted, "packs_repacked",
                         (json_int_t)g.repacked, "unindexed_packs_deleted", (json_int_t)unindexed,
-                        "bytes_freed", (json_int_t)g.freed, "bytes_copied", (json_int_t)g.copied);
+                        "unindexed_packs_kept", (json_int_t)unindexed_kept, "bytes_freed",
+                        (json_int_t)g.freed, "bytes_copied", (json_int_t)g.copied);
     rc = 0;
 out:
     lock_release(lk);

@@ -237,6 +237,7 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
                       .source = from_snapshot ? local_snap : live,
                       .source_is_snapshot = from_snapshot,
                       .snapshot_id = snap_id,
+                      .default_id = given == NULL,
                       .tags = json_object_get(params, "tags"),
                       .description = param_str(params, "description"),
                       .hostname = host,
@@ -253,7 +254,8 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
     lock_release(lk);
     lk = NULL;
     ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s", repository,
-              from_snapshot ? " (local snapshot)" : "", snap_id, storage_name);
+              from_snapshot ? " (local snapshot)" : "",
+              json_string_value(json_object_get(*result, "snapshot_id")), storage_name);
     if (expires || json_object_get(params, "retention_days") ||
         json_object_get(params, "retention_years"))
         json_object_set_new(*result, "retention", after_push_retention(&j, s));

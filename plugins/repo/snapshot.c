@@ -80,8 +80,8 @@ static int collect(void *arg, const char *key, uint64_t size)
 static int by_time(const void *a, const void *b)
 {
     const snap_info *x = a, *y = b;
-    if (x->time != y->time)
-        return x->time < y->time ? -1 : 1;
+    if (x->time_ns != y->time_ns)
+        return x->time_ns < y->time_ns ? -1 : 1;
     int c = strcmp(x->repository, y->repository);
     return c ? c : strcmp(x->id, y->id);
 }
@@ -108,6 +108,8 @@ int snap_list_read(storage *s, const char *repository, snap_list *out, rerr *e)
         }
         si->doc = doc;
         si->time = json_integer_value(json_object_get(doc, "unix_time"));
+        const json_t *ns = json_object_get(doc, "unix_time_ns");
+        si->time_ns = json_is_integer(ns) ? json_integer_value(ns) : si->time * 1000000000LL;
         si->expires = json_integer_value(json_object_get(doc, "expires_unix"));
         out->items[kept++] = *si;
     }
@@ -154,19 +156,40 @@ static int tag_matches(const json_t *tags, const char *point)
     return 0;
 }
 
-const snap_info *snap_resolve(const snap_list *l, const char *point)
+const char *snap_machine(const json_t *doc)
 {
-    if (l->n == 0)
-        return NULL;
-    if (point == NULL || strcmp(point, "latest") == 0)
-        return &l->items[l->n - 1];
-    for (size_t i = l->n; i-- > 0;)
+    return json_string_value(json_object_get(doc, "machine"));
+}
+
+/* Resolution with an optional machine filter: any_machine, or manifests of machine. */
+static const snap_info *resolve(const snap_list *l, const char *point, int any_machine,
+                                const char *machine)
+{
+    if (point == NULL)
+        point = "latest";
+    int latest = strcmp(point, "latest") == 0;
+    for (size_t i = l->n; i-- > 0 && !latest;)
         if (strcmp(l->items[i].id, point) == 0)
             return &l->items[i];
-    for (size_t i = l->n; i-- > 0;)
-        if (tag_matches(json_object_get(l->items[i].doc, "tags"), point))
+    for (size_t i = l->n; i-- > 0;) {
+        const json_t *doc = l->items[i].doc;
+        const char *m = snap_machine(doc);
+        if (!any_machine && !(m && machine ? strcmp(m, machine) == 0 : m == machine))
+            continue;
+        if (latest || tag_matches(json_object_get(doc, "tags"), point))
             return &l->items[i];
+    }
     return NULL;
+}
+
+const snap_info *snap_resolve(const snap_list *l, const char *point)
+{
+    return resolve(l, point, 1, NULL);
+}
+
+const snap_info *snap_resolve_on(const snap_list *l, const char *point, const char *machine)
+{
+    return resolve(l, point, 0, machine);
 }
 
 int tree_store(storage *s, chunk_index *ix, codec *c, pack_writer *pw, const tree *t, json_t **refs,

@@ -21,6 +21,8 @@ typedef struct snap_info {
     char repository[129];
     char id[129];
     int64_t time;    /* Unix seconds */
+    int64_t time_ns; /* Unix nanoseconds ("unix_time_ns"; time * 1e9 in older manifests):
+                        orders snapshots pushed in the same second */
     int64_t expires; /* Unix seconds; 0: kept until removed */
     json_t *doc;     /* the manifest (owned) */
 } snap_info;
@@ -44,8 +46,20 @@ void snap_list_free(snap_list *l);
 /*
  * Finds the snapshot a restore point names in l: "latest", a snapshot id, or a tag (a value
  * of the manifest's tags, or "key=value"); the newest match wins. NULL when none matches.
+ * Any machine's snapshot may match: snap_resolve_on narrows it.
  */
 const snap_info *snap_resolve(const snap_list *l, const char *point);
+
+/*
+ * snap_resolve for restores on a machine: "latest" and tags match only snapshots whose
+ * manifest's "machine" is machine (NULL: manifests without one), so one machine never
+ * restores another's data by accident; a snapshot id names its snapshot whoever pushed it
+ * (ids are unique per repository).
+ */
+const snap_info *snap_resolve_on(const snap_list *l, const char *point, const char *machine);
+
+/* The machine a manifest records ("machine"), or NULL. */
+const char *snap_machine(const json_t *doc);
 
 /*
  * Stores a tree as TREE blobs: encodes it, cuts it with the storage's metadata chunker,
@@ -61,7 +75,8 @@ int tree_load(storage *s, const chunk_index *ix, codec *c, const json_t *doc, tr
 int blob_fetch(storage *s, const chunk_index *ix, codec *c, const uint8_t id[ID_LEN], buf *out,
                rerr *e);
 
-/* Snapshot ids for new snapshots: UTC "YYYYmmdd_HHMMSS". */
+/* Snapshot ids for new snapshots: UTC "YYYYmmdd_HHMMSS" (repo_backup adds "-2", "-3" …
+ * when another push took the id in the same second). */
 void snap_default_id(char *out, size_t outlen);
 
 #endif

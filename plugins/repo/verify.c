@@ -6,6 +6,10 @@
  *   - every snapshot's manifest and tree load, and every chunk they use is indexed.
  * Damage is reported per object (the pack or manifest key) and mapped to the files that use
  * the damaged chunks ("repository@snapshot:path").
+ *
+ * With a repository, the check narrows to what that repository's snapshots use: only the
+ * packs holding their chunks are read, and only damage to those chunks (or to those packs
+ * as a whole) counts, so damage that only another repository uses does not fail it.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -26,6 +30,8 @@ typedef struct vf {
     chunk_index ix;
     uint32_t **per; /* index entry numbers per pack */
     size_t *nper;
+    uint8_t *wanted;      /* per index entry: used by the repository (NULL: all wanted) */
+    uint8_t *wanted_pack; /* per pack: holds a wanted entry (NULL: all wanted) */
     uint32_t *chosen;
     size_t nchosen;
     size_t next;           /* atomic */
@@ -70,6 +76,8 @@ static void check_pack(vf *v, codec *c, buf *data, buf *out, uint32_t p)
         add_damage(v, key, NULL, "the pack's trailer does not match its name");
     free(trailer);
     for (size_t i = 0; i < v->nper[p]; i++) {
+        if (v->wanted && !v->wanted[v->per[p][i]])
+            continue;
         const idx_entry *ie = &v->ix.entries[v->per[p][i]];
         blob_entry be = {.type = ie->type,
                          .flags = ie->flags,
@@ -130,15 +138,57 @@ static void choose(vf *v, const uint8_t *present, double sample)
     v->chosen = xcalloc(v->ix.npacks ? v->ix.npacks : 1, sizeof(*v->chosen));
     unsigned seed = (unsigned)time(NULL);
     for (uint32_t p = 0; p < v->ix.npacks; p++) {
-        if (!present[p])
+        if (!present[p] || (v->wanted_pack && !v->wanted_pack[p]))
             continue;
         if (sample >= 100.0 || (double)rand_r(&seed) / RAND_MAX * 100.0 < sample)
             v->chosen[v->nchosen++] = p;
     }
     if (v->nchosen == 0)
         for (uint32_t p = 0; p < v->ix.npacks && v->nchosen == 0; p++)
-            if (present[p])
+            if (present[p] && (v->wanted_pack == NULL || v->wanted_pack[p]))
                 v->chosen[v->nchosen++] = p;
+}
+
+static void want(vf *v, const uint8_t id[ID_LEN])
+{
+    const idx_entry *ie = idx_find(&v->ix, id);
+    if (ie == NULL || ie->pack == IDX_PENDING)
+        return; /* reported by check_snapshots */
+    v->wanted[ie - v->ix.entries] = 1;
+    v->wanted_pack[ie->pack] = 1;
+}
+
+/*
+ * Marks the index entries (and packs) the repository's snapshots use: their trees' chunks
+ * and their files' chunks. A snapshot whose tree does not load is skipped here; the damage
+ * is reported by check_snapshots. 0, or -1 with e set (the snapshots cannot be listed).
+ */
+static int mark_wanted(vf *v, codec *c, const char *repository, rerr *e)
+{
+    v->wanted = xcalloc(v->ix.count ? v->ix.count : 1, 1);
+    v->wanted_pack = xcalloc(v->ix.npacks ? v->ix.npacks : 1, 1);
+    snap_list l;
+    int rc = snap_list_read(v->s, repository, &l, e);
+    for (size_t i = 0; rc == 0 && i < l.n; i++) {
+        size_t k;
+        json_t *ref;
+        uint8_t id[ID_LEN];
+        json_array_foreach (json_object_get(l.items[i].doc, "tree"), k, ref) {
+            const char *hex = json_string_value(json_object_get(ref, "id"));
+            if (hex && hex_decode(hex, id, ID_LEN) == 0)
+                want(v, id);
+        }
+        tree t = {0};
+        rerr ignore = {0};
+        if (tree_load(v->s, &v->ix, c, l.items[i].doc, &t, &ignore) == 0)
+            for (size_t n = 0; n < t.n; n++)
+                for (uint32_t j = 0; j < t.nodes[n].nchunks; j++)
+                    if (!t.nodes[n].chunks[j].zero)
+                        want(v, t.nodes[n].chunks[j].id);
+        tree_free(&t);
+    }
+    snap_list_free(&l);
+    return rc;
 }
 
 /* Loads every snapshot, checks its chunks are indexed, names files using damaged chunks. */
@@ -247,10 +297,12 @@ int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t
     struct listing l = {.v = &v, .present = present};
     if (stor_list(s, "data/", note_pack, &l, e) != ST_OK)
         goto out;
+    if (repository && mark_wanted(&v, c, repository, e) != 0)
+        goto out;
     for (uint32_t p = 0; p < v.ix.npacks; p++) {
         char key[96];
         pack_key(v.ix.packs[p].id, key, sizeof(key));
-        if (!present[p])
+        if (!present[p] && (v.wanted_pack == NULL || v.wanted_pack[p]))
             add_damage(&v, key, NULL, "missing: the index lists it but the storage lacks it");
     }
     /* Chunks of missing packs are damaged too, so that their files get named. */
@@ -258,7 +310,8 @@ int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t
         char key[96];
         pack_key(v.ix.packs[p].id, key, sizeof(key));
         for (size_t i = 0; !present[p] && i < v.nper[p]; i++)
-            add_damage(&v, key, v.ix.entries[v.per[p][i]].id, "in a missing pack");
+            if (v.wanted == NULL || v.wanted[v.per[p][i]])
+                add_damage(&v, key, v.ix.entries[v.per[p][i]].id, "in a missing pack");
     }
     choose(&v, present, sample);
     if (run_checks(&v, u) != 0) {
@@ -302,6 +355,8 @@ out:
     free(v.per);
     free(v.nper);
     free(v.chosen);
+    free(v.wanted);
+    free(v.wanted_pack);
     free(present);
     codec_free(c);
     json_decref(v.damage);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # health_check (issue 7, point 5): an HTTP endpoint on loopback, through the host's http
 # service; expected status and body, retries with an interval, the job's timeout bounding
-# the tries, a path resolved against the machine's ip, and use by another function through
-# the host's call service (as repo_pull's health_check parameter does).
+# the tries, a path resolved against the machine's ip, method HEAD, and use by another
+# function through the host's call service (as repo_pull's health_check parameter does).
 . "$(dirname "$0")/../lib.sh"
 
 # A test server: /health 200 "ok"; /flaky 503 for its first two requests, then 200;
@@ -14,7 +14,9 @@ hits = {}
 lock = threading.Lock()
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
-    def do_GET(self):
+    def do_HEAD(self):
+        self.do_GET(send_body=False)
+    def do_GET(self, send_body=True):
         path = self.path.split("?")[0]
         with lock:
             hits[path] = hits.get(path, 0) + 1
@@ -27,7 +29,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if send_body:
+            self.wfile.write(body)
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 s = S(("127.0.0.1", 0), H)
@@ -88,6 +91,17 @@ r=$(res "$bounded")
 eq "the job's timeout bounds the tries: it fails, not times out" "$(jq -r .error.outcome <<<"$r")" FAIL
 n=$(jq -r .result.attempts <<<"$r")
 ((n >= 2 && n <= 4)) && pass "and stops within it ($n tries)" || fail "and stops within it" "$r"
+
+# method HEAD (issue 13, point 11): the answer has a Content-Length and no body.
+head=$(q m1 "{\"function\":\"health_check\",\"endpoint\":\"$url/health\",\"method\":\"HEAD\",\"request_timeout\":5,\"retries\":0}")
+headdown=$(q m2 "{\"function\":\"health_check\",\"endpoint\":\"$url/down\",\"method\":\"HEAD\",\"request_timeout\":5,\"retries\":0}")
+wait_st "$head" COMPLETED 20
+wait_st "$headdown" FAILED 20
+r=$(res "$head")
+eq "method HEAD is healthy on a 200" "$(jq -r '[.status, .result.status, .result.attempts] | @tsv' <<<"$r")" $'COMPLETED\t200\t1'
+jq -e '.status == "COMPLETED" and (.result.duration_ms // 99999) < 4000' <<<"$r" >/dev/null &&
+    pass "without waiting for a body" || fail "without waiting for a body" "$r"
+contains "and sees a 500 as unhealthy" "$(res "$headdown" | jq -r .error.message)" "HEAD $url/down: HTTP 500, expected 200"
 
 # Inside another function, through the host's call service (repo_pull's way).
 t=$(q m8 "{\"function\":\"fx_call\",\"target\":\"health_check\",\"target_params\":{\"endpoint\":\"/health\",\"port\":$hp,\"timeout\":300,\"retries\":5}}")

@@ -532,6 +532,61 @@ static void test_local_provider(void **state)
     free(dir);
 }
 
+/*
+ * Restore points on a machine (issue 13, point 7): "latest" and tags among the machine's
+ * own snapshots, an id among all; snapshots of one second ordered by unix_time_ns.
+ */
+static void test_resolve_per_machine(void **state)
+{
+    (void)state;
+    snap_list l = {.n = 4, .items = calloc(4, sizeof(snap_info))};
+    const char *ids[] = {"w1", "a1", "w2", "a2"};
+    const char *machines[] = {"web", "app", "web", "app"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(l.items[i].id, sizeof(l.items[i].id), "%s", ids[i]);
+        l.items[i].doc = json_pack("{s:s,s:s}", "machine", machines[i], "tags", "release");
+    }
+    assert_string_equal(snap_resolve(&l, "latest")->id, "a2");
+    assert_string_equal(snap_resolve_on(&l, "latest", "web")->id, "w2");
+    assert_string_equal(snap_resolve_on(&l, NULL, "app")->id, "a2");
+    assert_string_equal(snap_resolve_on(&l, "release", "web")->id, "w2");
+    assert_string_equal(snap_resolve_on(&l, "a1", "web")->id, "a1"); /* an id: any machine */
+    assert_null(snap_resolve_on(&l, "latest", "db"));
+    assert_null(snap_resolve_on(&l, "latest", NULL)); /* every manifest names a machine */
+    json_object_del(l.items[1].doc, "machine");
+    assert_string_equal(snap_resolve_on(&l, "latest", NULL)->id, "a1");
+    assert_string_equal(snap_machine(l.items[0].doc), "web");
+    assert_null(snap_machine(l.items[1].doc));
+    snap_list_free(&l);
+
+    /* Two snapshots in one second: the later push is "latest", whatever the ids. */
+    char *dir = make_temp_dir();
+    json_t *vault = json_pack("{s:s}", "path", dir);
+    storage *s = NULL;
+    rerr e = {0};
+    assert_int_equal(storage_open("st", vault, 1, &s, &e), 0);
+    json_t *first = json_pack("{s:I,s:I,s:[]}", "unix_time", (json_int_t)100, "unix_time_ns",
+                              (json_int_t)100000000500, "tree");
+    json_t *second = json_pack("{s:I,s:I,s:[]}", "unix_time", (json_int_t)100, "unix_time_ns",
+                               (json_int_t)100000000900, "tree");
+    json_t *old = json_pack("{s:I,s:[]}", "unix_time", (json_int_t)99, "tree");
+    assert_int_equal(snap_write(s, "web", "zz-first", first, &e), ST_OK);
+    assert_int_equal(snap_write(s, "web", "aa-second", second, &e), ST_OK);
+    assert_int_equal(snap_write(s, "web", "old", old, &e), ST_OK);
+    assert_int_equal(snap_list_read(s, "web", &l, &e), 0);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.items[0].id, "old");
+    assert_string_equal(snap_resolve(&l, "latest")->id, "aa-second");
+    snap_list_free(&l);
+    storage_close(s);
+    json_decref(first);
+    json_decref(second);
+    json_decref(old);
+    json_decref(vault);
+    remove_tree(dir);
+    free(dir);
+}
+
 static void test_storage_index_and_snapshots(void **state)
 {
     (void)state;
@@ -618,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_index_table),
         cmocka_unit_test(test_local_provider),
         cmocka_unit_test(test_storage_index_and_snapshots),
+        cmocka_unit_test(test_resolve_per_machine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
