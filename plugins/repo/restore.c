@@ -400,13 +400,16 @@ static int set_metadata(rs *r, size_t i, rerr *e)
         pfd = beneath_parent(r->destfd, n->path, &name);
         if (pfd < 0)
             return fail_entry(r, n, "reach", errno, e);
+        int device = n->kind == T_CHR || n->kind == T_BLK;
         if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
             what = "stat";
-            rc = -1;
+            rc = device && errno == ENOENT && geteuid() != 0 ? 1 : -1; /* not made: skipped */
         } else if (!same_kind(n, st.st_mode)) {
-            /* a device not made (not root) is skipped; anything else changed under us */
-            rc = n->kind == T_CHR || n->kind == T_BLK ? 1 : -1;
-            errno = ELOOP;
+            close(pfd);
+            char q[256];
+            return rerr_set(e, E_FAIL,
+                            "cannot restore %s/%s: another kind of file took its place (refused)",
+                            r->req->dest, tree_quote(n->path, q, sizeof(q)));
         }
     }
     if (rc == 0 && fchownat(pfd, name, n->uid, n->gid,

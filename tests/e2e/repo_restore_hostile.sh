@@ -100,4 +100,6 @@ eq "the file's content is the snapshot's" "$(cat "$DS/repositories/benign/suid-w
 eq "nothing outside changed" "$(sentinel)" "$sentinel_before"
 
 stop_host
+sanitizer=$(grep -E "AddressSanitizer|LeakSanitizer|runtime error:" "$T_DIR/host.log" | head -5)
+eq "no sanitizer report in the host log" "$sanitizer" ""
 t_done

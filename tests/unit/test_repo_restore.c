@@ -446,6 +446,9 @@ static void write_snapshot(storage *s, int nfiles, const uint32_t *modes)
         assert_int_equal(pack_add(&pw, c, n->chunks[0].id, BLOB_DATA, data, (size_t)len, &e), 0);
     }
     node(&t, T_SYMLINK, "d/out", "/etc");
+    tnode *dev = node(&t, T_CHR, "d/null", NULL);
+    dev->mode = 0666;
+    dev->rdev = makedev(1, 3);
     json_t *refs = NULL;
     assert_int_equal(tree_store(s, &ix, c, &pw, &t, &refs, &e), 0);
     pack *p = pack_finish(&pw, c, &e);
@@ -466,7 +469,8 @@ static void write_snapshot(storage *s, int nfiles, const uint32_t *modes)
 }
 
 /* A real restore: progress never goes back and never counts past the end ("6 of 4"); the
- * snapshot's symlink comes back as a link; set-id bits follow the documented rule. */
+ * snapshot's symlink comes back as a link; set-id bits and device nodes follow the
+ * documented rules. */
 static void test_restore_progress_and_modes(void **state)
 {
     (void)state;
@@ -485,6 +489,26 @@ static void test_restore_progress_and_modes(void **state)
         all[i] = i < 4 ? modes[i] : 0644;
     write_snapshot(s, NFILES, all);
     free(all);
+    /* A target that is already there, even as a symlink to an empty directory, is refused
+     * and what it points to stays empty. */
+    char *elsewhere = xasprintf("%s/elsewhere", dir), *planted = xasprintf("%s/planted", dir);
+    assert_int_equal(mkdir(elsewhere, 0755), 0);
+    assert_int_equal(symlink(elsewhere, planted), 0);
+    restore_req bad = {.repository = "r", .point = "latest", .dest = planted, .threads = 2};
+    json_t *none = NULL;
+    assert_int_equal(repo_restore(s, &bad, NULL, &none, &e), -1);
+    assert_non_null(strstr(e.msg, "cannot create"));
+    assert_null(none);
+    DIR *d = opendir(elsewhere);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            fail_msg("%s appeared in %s", de->d_name, elsewhere);
+    closedir(d);
+    free(elsewhere);
+    free(planted);
+    memset(&e, 0, sizeof(e));
+
     seen *sn = xcalloc(1, sizeof(*sn));
     ui u = {.arg = sn, .progress = on_progress};
     restore_req req = {.repository = "r", .point = "latest", .dest = dest, .verify = 1,
@@ -517,7 +541,16 @@ static void test_restore_progress_and_modes(void **state)
         if ((st.st_mode & 07777) != want[i])
             fail_msg("%s: mode %04o, expected %04o", path, st.st_mode & 07777, want[i]);
     }
+    /* A device node: made only as root, never with permissions for others. */
     struct stat st;
+    snprintf(path, sizeof(path), "%s/d/null", dest);
+    if (geteuid() == 0) {
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISCHR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0660);
+    } else {
+        assert_int_equal(lstat(path, &st), -1);
+    }
     assert_int_equal(stat(dest, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0755);
     json_decref(result);
