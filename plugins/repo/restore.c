@@ -701,11 +701,13 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
                "device nodes get none for others",
                r.restricted);
     double secs = mono_sec() - started;
-    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I}", "repository", req->repository,
-                        "storage", s->name, "snapshot_id", json_object_get(doc, "id"), "entries",
-                        (json_int_t)r.t.n, "bytes", (json_int_t)logical, "verified", req->verify,
-                        "seconds", secs, "mb_per_s", secs > 0 ? (double)logical / 1e6 / secs : 0.0,
-                        "peak_rss_kb", (json_int_t)peak_rss_kb());
+    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I,s:s}", "repository",
+                        req->repository, "storage", s->name, "snapshot_id",
+                        json_object_get(doc, "id"), "entries", (json_int_t)r.t.n, "bytes",
+                        (json_int_t)logical, "verified", req->verify, "seconds", secs, "mb_per_s",
+                        secs > 0 ? (double)logical / 1e6 / secs : 0.0, "peak_rss_kb",
+                        (json_int_t)peak_rss_kb(), "path_walk",
+                        beneath_openat2() ? "openat2" : "nofollow");
     rc = 0;
 out:
     if (r.destfd >= 0)

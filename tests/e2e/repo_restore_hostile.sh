@@ -8,9 +8,10 @@
 # a sentinel directory outside (listed with modes, link counts and owners) is unchanged, and
 # no repository or half-restored directory is left. (The tree is refused when it is decoded;
 # the second line of defence, the restore's confined path walk, has its own tests in
-# tests/unit/test_repo_restore.c, with openat2() and with the O_NOFOLLOW walk.) A legitimate snapshot with a symlink to the
-# outside still restores (the link kept as a link) and a world-writable set-user-ID file
-# comes back without the bit.
+# tests/unit/test_repo_restore.c, with openat2() and with the O_NOFOLLOW walk.) A legitimate
+# snapshot with a symlink to the outside still restores (the link kept as a link) and a
+# world-writable set-user-ID file comes back without the bit; real restores through the
+# O_NOFOLLOW walk (FERRY_TEST_BENEATH_WALK=1) are exact too.
 . "$(dirname "$0")/../lib.sh"
 
 write_config 'lease = { poll_ms = 100; };'
@@ -98,6 +99,30 @@ eq "the symlink is restored as a link" "$(readlink "$DS/repositories/benign/outl
 eq "a world-writable file loses set-user-ID" "$(stat -c %a "$DS/repositories/benign/suid-world-writable")" 777
 eq "the file's content is the snapshot's" "$(cat "$DS/repositories/benign/suid-world-writable")" "payload of the snapshot"
 eq "nothing outside changed" "$(sentinel)" "$sentinel_before"
+
+eq "with openat2 on this kernel" "$(jq -r .result.path_walk <<<"$out")" openat2
+
+# The O_NOFOLLOW walk restores as exactly, and narrows the same way.
+mkdir -p "$DS/repositories/src/data/deep/er"
+echo deep >"$DS/repositories/src/data/deep/er/file"
+ln -s ../file "$DS/repositories/src/data/deep/er/up"
+ln "$DS/repositories/src/data/file" "$DS/repositories/src/data/deep/hard"
+out=$(job '{"function":"repo_push","repository":"src","storage":"st","snapshot_id":"deep"}')
+eq "a deeper snapshot is pushed" "$(status "$out")" COMPLETED
+stop_host
+export FERRY_TEST_BENEATH_WALK=1
+start_host
+for p in deep benign; do
+    out=$(job "{\"function\":\"repo_pull\",\"repository\":\"walk-$p\",\"from_repository\":\"src\",\"storage\":\"st\",\"restore_point\":\"$p\"}")
+    eq "through the walk: the $p snapshot restores" "$(status "$out")" COMPLETED
+    eq "through the walk: the result says so" "$(jq -r .result.path_walk <<<"$out")" nofollow
+done
+cmp=$(tree_compare "$DS/repositories/src" "$DS/repositories/walk-deep")
+[[ $? -eq 0 ]] && pass "through the walk the round trip is exact (${cmp##*$'\n'})" || fail "through the walk the round trip is exact" "$cmp"
+eq "through the walk: set-user-ID is narrowed too" "$(stat -c %a "$DS/repositories/walk-benign/suid-world-writable")" 777
+out=$(job '{"function":"repo_pull","repository":"walk-bad","from_repository":"src","storage":"st","restore_point":"bad-symlink_fifo"}')
+eq "through the walk: a hostile snapshot fails" "$(status "$out")" FAILED
+eq "nothing outside changed at all" "$(sentinel)" "$sentinel_before"
 
 stop_host
 sanitizer=$(grep -E "AddressSanitizer|LeakSanitizer|runtime error:" "$T_DIR/host.log" | head -5)
