@@ -164,3 +164,42 @@ int beneath_parent(int dirfd, const char *path, const char **name)
     errno = err;
     return fd;
 }
+
+int beneath_dir_open(beneath_dir *c, int dirfd, const char *path, const char **name)
+{
+    const char *slash = strrchr(path, '/');
+    size_t len = slash ? (size_t)(slash - path) : 0;
+    if (c->fd >= 0 && len == c->len && memcmp(path, c->path, len) == 0) {
+        *name = slash ? slash + 1 : path;
+        if (bad_component(*name, strlen(*name))) {
+            errno = EINVAL;
+            return -1;
+        }
+        return c->fd;
+    }
+    beneath_dir_close(c);
+    int fd = beneath_parent(dirfd, path, name);
+    if (fd < 0)
+        return -1;
+    c->path = malloc(len + 1);
+    if (c->path == NULL) {
+        close(fd);
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(c->path, path, len);
+    c->path[len] = '\0';
+    c->len = len;
+    c->fd = fd;
+    return fd;
+}
+
+void beneath_dir_close(beneath_dir *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->path);
+    c->path = NULL;
+    c->len = 0;
+    c->fd = -1;
+}

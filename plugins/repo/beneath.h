@@ -27,6 +27,25 @@ int beneath_open(int dirfd, const char *path, int flags, mode_t mode);
 int beneath_parent(int dirfd, const char *path, const char **name);
 
 /*
+ * The last directory beneath_dir_open opened, kept open for the next entry in it: a restore
+ * visits entries in tree order, so most share their directory with the one before. One
+ * cache serves one dirfd and one thread.
+ */
+typedef struct beneath_dir {
+    char *path; /* of the directory, relative to dirfd */
+    size_t len;
+    int fd; /* -1: empty */
+} beneath_dir;
+#define BENEATH_DIR_INIT {NULL, 0, -1}
+
+/*
+ * Like beneath_parent, through the cache c: returns the directory's fd (owned by c: valid
+ * until the next call, never to be closed by the caller), or -1 with errno set.
+ */
+int beneath_dir_open(beneath_dir *c, int dirfd, const char *path, const char **name);
+void beneath_dir_close(beneath_dir *c);
+
+/*
  * Which resolver is in use: 1 openat2, 0 the O_NOFOLLOW walk. beneath_use_openat2(0) forces
  * the walk (tests); so does FERRY_TEST_BENEATH_WALK=1 in the environment, read once. The
  * walk is also taken for good when the kernel answers ENOSYS.

@@ -58,7 +58,7 @@ typedef struct rs {
     size_t owner_failures; /* atomic: owners not restored (not root) */
     size_t restricted;     /* atomic: entries whose mode was narrowed (safe_mode) */
     int percent;           /* the last progress reported: never goes back */
-    int (*node_fn)(struct rs *r, size_t i, rerr *e); /* for nodes_main */
+    int (*node_fn)(struct rs *r, size_t i, beneath_dir *dc, rerr *e); /* for nodes_main */
     pthread_mutex_t mu;
     rerr err;
 } rs;
@@ -92,6 +92,15 @@ static int fail_entry(rs *r, const tnode *n, const char *what, int err, rerr *e)
                     tree_quote(n->path, q, sizeof(q)), why_errno(err));
 }
 
+/* Opens regular file n of the restore (flags O_WRONLY or O_RDONLY), its directory taken
+ * through dc beneath destfd, the file itself never a symlink. fd, or -1 with errno set. */
+static int open_entry(rs *r, beneath_dir *dc, const tnode *n, int flags)
+{
+    const char *name;
+    int pfd = beneath_dir_open(dc, r->destfd, n->path, &name);
+    return pfd < 0 ? -1 : openat(pfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
+}
+
 static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
     while (n > 0) {
@@ -111,6 +120,7 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 typedef struct open_file {
     uint32_t node;
     int fd;
+    beneath_dir dir; /* the directory of the last file opened */
 } open_file;
 
 static int write_need(rs *r, open_file *of, const need *nd, const buf *data, rerr *e)
@@ -120,7 +130,7 @@ static int write_need(rs *r, open_file *of, const need *nd, const buf *data, rer
         if (of->fd >= 0)
             close(of->fd);
         of->node = nd->node;
-        of->fd = beneath_open(r->destfd, n->path, O_WRONLY, 0);
+        of->fd = open_entry(r, &of->dir, n, O_WRONLY);
         if (of->fd < 0)
             return fail_entry(r, n, "open", errno, e);
     }
@@ -186,7 +196,7 @@ static void *worker_main(void *arg)
     rs *r = arg;
     codec *c = codec_new(&r->s->keys, 0);
     buf run = {0}, out = {0};
-    open_file of = {.fd = -1};
+    open_file of = {.fd = -1, .dir = BENEATH_DIR_INIT};
     for (;;) {
         size_t g = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
         if (g >= r->ngroups || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
@@ -199,6 +209,7 @@ static void *worker_main(void *arg)
     }
     if (of.fd >= 0)
         close(of.fd);
+    beneath_dir_close(&of.dir);
     buf_free(&run);
     buf_free(&out);
     codec_free(c);
@@ -290,13 +301,13 @@ out:
  * followed, and the entry made there under its one name (never replacing anything). A
  * regular file is created at its final size, so holes stay holes.
  */
-static int create_entry(rs *r, size_t i, rerr *e)
+static int create_entry(rs *r, size_t i, beneath_dir *dc, rerr *e)
 {
     const tnode *n = &r->t.nodes[i];
     if (n->path[0] == '\0')
         return 0; /* the root: req->dest itself */
     const char *name;
-    int pfd = beneath_parent(r->destfd, n->path, &name);
+    int pfd = beneath_dir_open(dc, r->destfd, n->path, &name);
     int rc = pfd < 0 ? -1 : 0;
     if (rc == 0) {
         switch (n->kind) {
@@ -328,15 +339,12 @@ static int create_entry(rs *r, size_t i, rerr *e)
             break;
         }
     }
-    int err = errno;
-    if (pfd >= 0)
-        close(pfd);
-    return rc != 0 ? fail_entry(r, n, "create", err, e) : 0;
+    return rc != 0 ? fail_entry(r, n, "create", errno, e) : 0;
 }
 
-static int create_file(rs *r, size_t i, rerr *e)
+static int create_file(rs *r, size_t i, beneath_dir *dc, rerr *e)
 {
-    return r->t.nodes[i].kind == T_FILE ? create_entry(r, i, e) : 0;
+    return r->t.nodes[i].kind == T_FILE ? create_entry(r, i, dc, e) : 0;
 }
 
 /*
@@ -386,7 +394,7 @@ static int same_kind(const tnode *n, mode_t st_mode)
  * checked to be what the restore created before anything is changed. The root, last of
  * all, through destfd itself.
  */
-static int set_metadata(rs *r, size_t i, rerr *e)
+static int set_metadata(rs *r, size_t i, beneath_dir *dc, rerr *e)
 {
     const tnode *n = &r->t.nodes[i];
     if (n->kind == T_HARDLINK)
@@ -397,7 +405,7 @@ static int set_metadata(rs *r, size_t i, rerr *e)
     int owned = 1, rc = 0, pfd = r->destfd;
     struct stat st;
     if (n->path[0]) {
-        pfd = beneath_parent(r->destfd, n->path, &name);
+        pfd = beneath_dir_open(dc, r->destfd, n->path, &name);
         if (pfd < 0)
             return fail_entry(r, n, "reach", errno, e);
         int device = n->kind == T_CHR || n->kind == T_BLK;
@@ -405,7 +413,6 @@ static int set_metadata(rs *r, size_t i, rerr *e)
             what = "stat";
             rc = device && errno == ENOENT && geteuid() != 0 ? 1 : -1; /* not made: skipped */
         } else if (!same_kind(n, st.st_mode)) {
-            close(pfd);
             char q[256];
             return rerr_set(e, E_FAIL,
                             "cannot restore %s/%s: another kind of file took its place (refused)",
@@ -431,56 +438,59 @@ static int set_metadata(rs *r, size_t i, rerr *e)
         what = "set times of";
         rc = name[0] ? utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) : futimens(pfd, ts);
     }
-    int err = errno;
-    if (pfd != r->destfd)
-        close(pfd);
-    return rc < 0 ? fail_entry(r, n, what, err, e) : 0;
+    return rc < 0 ? fail_entry(r, n, what, errno, e) : 0;
 }
 
-static int set_file_metadata(rs *r, size_t i, rerr *e)
+static int set_file_metadata(rs *r, size_t i, beneath_dir *dc, rerr *e)
 {
     uint8_t k = r->t.nodes[i].kind;
-    return k != T_DIR && k != T_SYMLINK ? set_metadata(r, i, e) : 0;
+    return k != T_DIR && k != T_SYMLINK ? set_metadata(r, i, dc, e) : 0;
 }
 
 /* A symlink of the snapshot: made last, once nothing else will be created, never followed. */
-static int make_symlink(rs *r, size_t i, rerr *e)
+static int make_symlink(rs *r, size_t i, beneath_dir *dc, rerr *e)
 {
-    return create_entry(r, i, e) != 0 ? -1 : set_metadata(r, i, e);
+    return create_entry(r, i, dc, e) != 0 ? -1 : set_metadata(r, i, dc, e);
 }
 
 /* Runs fn on every node matching kinds (a bit mask of 1 << kind) in order, or in reverse. */
-static int each_node(rs *r, int (*fn)(rs *, size_t, rerr *), unsigned kinds, int reverse, rerr *e)
+static int each_node(rs *r, int (*fn)(rs *, size_t, beneath_dir *, rerr *), unsigned kinds,
+                     int reverse, rerr *e)
 {
-    for (size_t k = 0; k < r->t.n; k++) {
+    beneath_dir dc = BENEATH_DIR_INIT;
+    int rc = 0;
+    for (size_t k = 0; k < r->t.n && rc == 0; k++) {
         size_t i = reverse ? r->t.n - 1 - k : k;
-        if ((kinds & (1u << r->t.nodes[i].kind)) && fn(r, i, e) != 0)
-            return -1;
+        if ((kinds & (1u << r->t.nodes[i].kind)) && fn(r, i, &dc, e) != 0)
+            rc = -1;
     }
-    return 0;
+    beneath_dir_close(&dc);
+    return rc;
 }
 
 static void *nodes_main(void *arg)
 {
     rs *r = arg;
+    beneath_dir dc = BENEATH_DIR_INIT;
     for (;;) {
         size_t i = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
         if (i >= r->t.n || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
             break;
         rerr e = {0};
-        if (r->node_fn(r, i, &e) != 0) {
+        if (r->node_fn(r, i, &dc, &e) != 0) {
             rs_fail(r, &e);
             break;
         }
     }
+    beneath_dir_close(&dc);
     __atomic_fetch_sub(&r->running, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
 /* Reads file n back and checks each chunk against its id. */
-static int verify_file(rs *r, codec *c, buf *data, const tnode *n, rerr *e)
+static int verify_file(rs *r, codec *c, buf *data, beneath_dir *dc, const tnode *n, rerr *e)
 {
-    int fd = beneath_open(r->destfd, n->path, O_RDONLY, 0);
+    int fd = open_entry(r, dc, n, O_RDONLY);
     if (fd < 0)
         return fail_entry(r, n, "verify: open", errno, e);
     uint64_t off = 0;
@@ -512,17 +522,19 @@ static void *verify_main(void *arg)
     rs *r = arg;
     codec *c = codec_new(&r->s->keys, 0);
     buf data = {0};
+    beneath_dir dc = BENEATH_DIR_INIT;
     for (;;) {
         size_t i = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
         if (i >= r->t.n || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
             break;
         rerr e = {0};
-        if (r->t.nodes[i].kind == T_FILE && verify_file(r, c, &data, &r->t.nodes[i], &e) != 0) {
+        if (r->t.nodes[i].kind == T_FILE && verify_file(r, c, &data, &dc, &r->t.nodes[i], &e) != 0) {
             rs_fail(r, &e);
             break;
         }
         __atomic_fetch_add(&r->written, r->t.nodes[i].size, __ATOMIC_RELAXED);
     }
+    beneath_dir_close(&dc);
     buf_free(&data);
     codec_free(c);
     __atomic_fetch_sub(&r->running, 1, __ATOMIC_RELEASE);

@@ -324,6 +324,21 @@ static void walk_checks(int use2)
     assert_string_equal(name, "new");
     assert_int_equal(faccessat(fd, name, F_OK, AT_SYMLINK_NOFOLLOW), 0);
     close(fd);
+    /* The directory cache: a hit still refuses a bad last name; a miss walks again. */
+    beneath_dir dc = BENEATH_DIR_INIT;
+    assert_true(beneath_dir_open(&dc, sb.infd, "dir/new", &name) >= 0);
+    int cached = dc.fd;
+    assert_int_equal(beneath_dir_open(&dc, sb.infd, "dir/other", &name), cached);
+    assert_string_equal(name, "other");
+    const char *bad[] = {"dir/..", "dir/.", "dir/", "link/x", "dir/up/x", "../x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        if (beneath_dir_open(&dc, sb.infd, bad[i], &name) >= 0)
+            fail_msg("mode %d: beneath_dir_open(%s) opened", use2, bad[i]);
+        assert_true(beneath_dir_open(&dc, sb.infd, "dir/new", &name) >= 0); /* refill */
+    }
+    assert_true(beneath_dir_open(&dc, sb.infd, "file", &name) >= 0);
+    assert_string_equal(name, "file");
+    beneath_dir_close(&dc);
     free(before);
     sandbox_free(&sb);
     beneath_use_openat2(1);
@@ -364,18 +379,20 @@ static void planted_checks(int use2)
     node(t, T_DIR, "link", NULL)->mode = 0777;       /* a symlink where a directory is */
     node(t, T_FILE, "victim-link", NULL)->mode = 04777; /* a symlink where a file is */
     node(t, T_FIFO, "link/victim", NULL)->mode = 0666;
+    beneath_dir dc = BENEATH_DIR_INIT;
     for (size_t i = 1; i < first_meta; i++) {
         rerr e = {0};
-        if (create_entry(&r, i, &e) == 0)
+        if (create_entry(&r, i, &dc, &e) == 0)
             fail_msg("mode %d: creating %s succeeded", use2, t->nodes[i].path);
         assert_non_null(strstr(e.msg, t->nodes[i].path));
     }
     for (size_t i = first_meta; i < t->n; i++) {
         rerr e = {0};
-        if (set_metadata(&r, i, &e) == 0)
+        if (set_metadata(&r, i, &dc, &e) == 0)
             fail_msg("mode %d: metadata of %s succeeded", use2, t->nodes[i].path);
         assert_non_null(strstr(e.msg, t->nodes[i].path));
     }
+    beneath_dir_close(&dc);
     char *after = outside_listing(&sb);
     assert_string_equal(after, before);
     free(after);
