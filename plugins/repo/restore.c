@@ -606,6 +606,35 @@ static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const 
     return r->err.kind == E_NONE ? 0 : -1;
 }
 
+/*
+ * Refuses, before anything is written, a hard link whose target is not a regular file listed
+ * before it (a hostile tree, or a push whose first link vanished while it ran): a restore
+ * links only files it made itself.
+ */
+static int check_links(rs *r, const json_t *doc, rerr *e)
+{
+    tree_map m;
+    tree_map_build(&m, &r->t);
+    int rc = 0;
+    for (size_t i = 0; i < r->t.n && rc == 0; i++) {
+        const tnode *n = &r->t.nodes[i], *first;
+        if (n->kind != T_HARDLINK)
+            continue;
+        first = tree_map_find(&m, n->target);
+        if (first == NULL || first->kind != T_FILE || first > n) {
+            char q[256], q2[256];
+            rc = rerr_set(e, E_CORRUPT,
+                          "snapshot %s/%s in storage %s: hard link %s: its target %s is not a "
+                          "regular file listed before it; nothing was restored",
+                          r->req->repository, json_string_value(json_object_get(doc, "id")),
+                          r->s->name, tree_quote(n->path, q, sizeof(q)),
+                          tree_quote(n->target, q2, sizeof(q2)));
+        }
+    }
+    tree_map_free(&m);
+    return rc;
+}
+
 /* Finds the snapshot, loads its tree. */
 static int load_snapshot(rs *r, codec *c, json_t **doc, rerr *e)
 {
@@ -661,7 +690,7 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
 
     rs_progress(&r, u, 0, "%s: reading the index and the snapshot", req->repository);
     if (idx_load(s, &r.ix, e) != 0 || load_snapshot(&r, c, &doc, e) != 0 ||
-        plan(&r, &total, e) != 0)
+        check_links(&r, doc, e) != 0 || plan(&r, &total, e) != 0)
         goto out;
     uint64_t logical = 0;
     for (size_t i = 0; i < r.t.n; i++)

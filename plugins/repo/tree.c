@@ -394,11 +394,31 @@ static const tnode *set_find(path_set *ps, const tree *t, const char *path, size
     return v ? &t->nodes[v - 1] : NULL;
 }
 
+/* Why path is not a relative path of names (each not empty, "." or "..", at most 255
+ * bytes), or NULL when it is one. */
+static const char *path_problem(const char *path)
+{
+    if (path[0] == '/')
+        return "has an absolute path";
+    for (const char *p = path;;) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return "has an empty, \".\" or \"..\" path component";
+        if (len > 255)
+            return "has a name longer than 255 bytes";
+        if (end == NULL)
+            return NULL;
+        p = end + 1;
+    }
+}
+
 /*
  * Checks node i (just decoded) against the rules every restore relies on: the root comes
  * first as ""; every other path is its parent's path, a slash and one name (not empty, not
  * "." or "..", at most 255 bytes); its parent is a directory decoded before it; no path
- * repeats; a hard link names a regular file decoded before it. 0, or -1 with t->why set.
+ * repeats; a hard link's target is such a path too (restore.c checks that it names a
+ * regular file listed before the link). 0, or -1 with t->why set.
  */
 static int check_node(tree *t, path_set *ps, size_t i)
 {
@@ -412,19 +432,8 @@ static int check_node(tree *t, path_set *ps, size_t i)
         why = "comes first; the first entry must be the root directory \"\"";
     } else if (n->path[0] == '\0') {
         why = "is a second root";
-    } else if (n->path[0] == '/') {
-        why = "has an absolute path";
-    }
-    for (const char *p = n->path; why == NULL;) {
-        const char *end = strchr(p, '/');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
-            why = "has an empty, \".\" or \"..\" path component";
-        else if (len > 255)
-            why = "has a name longer than 255 bytes";
-        if (end == NULL)
-            break;
-        p = end + 1;
+    } else {
+        why = path_problem(n->path);
     }
     if (why) {
         snprintf(t->why, sizeof(t->why), "entry %s %s", q, why);
@@ -445,14 +454,10 @@ static int check_node(tree *t, path_set *ps, size_t i)
         snprintf(t->why, sizeof(t->why), "entry %s appears twice", q);
         return -1;
     }
-    if (n->kind == T_HARDLINK) {
-        const tnode *first = set_find(ps, t, n->target, strlen(n->target));
-        if (first == NULL || first->kind != T_FILE) {
-            snprintf(t->why, sizeof(t->why),
-                     "hard link %s: its target %s is not a regular file listed before it", q,
-                     tree_quote(n->target, q2, sizeof(q2)));
-            return -1;
-        }
+    if (n->kind == T_HARDLINK && (why = path_problem(n->target)) != NULL) {
+        snprintf(t->why, sizeof(t->why), "hard link %s: its target %s %s", q,
+                 tree_quote(n->target, q2, sizeof(q2)), why);
+        return -1;
     }
     return 0;
 }
