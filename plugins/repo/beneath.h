@@ -36,7 +36,7 @@ typedef struct beneath_dir {
     size_t len;
     int fd; /* -1: empty */
 } beneath_dir;
-#define BENEATH_DIR_INIT {NULL, 0, -1}
+#define BENEATH_DIR_INIT ((beneath_dir){.path = NULL, .len = 0, .fd = -1})
 
 /*
  * Like beneath_parent, through the cache c: returns the directory's fd (owned by c: valid

@@ -528,7 +528,8 @@ static void *verify_main(void *arg)
         if (i >= r->t.n || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
             break;
         rerr e = {0};
-        if (r->t.nodes[i].kind == T_FILE && verify_file(r, c, &data, &dc, &r->t.nodes[i], &e) != 0) {
+        if (r->t.nodes[i].kind == T_FILE &&
+            verify_file(r, c, &data, &dc, &r->t.nodes[i], &e) != 0) {
             rs_fail(r, &e);
             break;
         }
@@ -561,8 +562,8 @@ static void rs_progress(rs *r, ui *u, int percent, const char *fmt, ...)
  * Runs fn on the worker threads and reports progress until they finish, as a percentage
  * from lo to hi: of total bytes, or (total 0) of the tree's entries.
  */
-static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const char *what,
-                       int lo, int hi)
+static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const char *what, int lo,
+                       int hi)
 {
     /* Each thread reads runs of packs and writes files: as many as there are cores, or as
      * the storage's connections when a remote storage allows more transfers at once. */
@@ -742,12 +743,11 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
                "device nodes get none for others",
                r.restricted);
     double secs = mono_sec() - started;
-    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I,s:s}", "repository",
-                        req->repository, "storage", s->name, "snapshot_id",
-                        json_object_get(doc, "id"), "entries", (json_int_t)r.t.n, "bytes",
-                        (json_int_t)logical, "verified", req->verify, "seconds", secs, "mb_per_s",
-                        secs > 0 ? (double)logical / 1e6 / secs : 0.0, "peak_rss_kb",
-                        (json_int_t)peak_rss_kb(), "path_walk",
+    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I,s:s}", "repository", req->repository,
+                        "storage", s->name, "snapshot_id", json_object_get(doc, "id"), "entries",
+                        (json_int_t)r.t.n, "bytes", (json_int_t)logical, "verified", req->verify,
+                        "seconds", secs, "mb_per_s", secs > 0 ? (double)logical / 1e6 / secs : 0.0,
+                        "peak_rss_kb", (json_int_t)peak_rss_kb(), "path_walk",
                         beneath_openat2() ? "openat2" : "nofollow");
     rc = 0;
 out:

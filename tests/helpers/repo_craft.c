@@ -94,6 +94,41 @@ static int craft(tree *t, const char *scenario, const char *outside)
     return rc;
 }
 
+/* Stores t's tree in a new pack and its index file, then manifest id, a copy of doc. */
+static int write_snapshot(storage *s, chunk_index *ix, codec *c, const json_t *doc,
+                          const char *repo, const char *id, const tree *t, rerr *e)
+{
+    pack_writer pw = {.s = s};
+    json_t *refs = NULL, *out = NULL;
+    pack *p = NULL;
+    int rc = -1;
+    if (tree_store(s, ix, c, &pw, t, &refs, e) != 0)
+        goto out;
+    p = pack_finish(&pw, c, e);
+    if (p == NULL && e->kind)
+        goto out;
+    if (p) {
+        idx_group g = {
+            .pack_id = p->id, .time = (int64_t)time(NULL), .entries = p->entries, .n = p->n};
+        char key[96];
+        if (pack_commit(p, e) != 0 || idx_write(s, &g, 1, key, e) != 0)
+            goto out;
+    }
+    out = json_deep_copy(doc);
+    json_object_set_new(out, "id", json_string(id));
+    json_object_set(out, "tree", refs);
+    json_object_del(out, "parent");
+    if (snap_write(s, repo, id, out, e) != ST_OK)
+        goto out;
+    rc = 0;
+out:
+    json_decref(out);
+    json_decref(refs);
+    pack_free(p);
+    pack_writer_free(&pw);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 7) {
@@ -106,73 +141,50 @@ int main(int argc, char **argv)
     storage *s = NULL;
     chunk_index ix;
     idx_init(&ix);
+    codec *c = NULL;
     tree t = {0};
-    json_t *doc = NULL, *refs = NULL;
+    tnode keep = {0};
+    json_t *doc = NULL;
     rerr e = {0};
+    int rc = 1;
     if (storage_open("st", vault, 0, &s, &e) != 0 || idx_load(s, &ix, &e) != 0 ||
-        snap_read(s, repo, from, &doc, &e) != 0) {
-        fprintf(stderr, "repo_craft: %s\n", e.msg);
-        return 1;
-    }
-    codec *c = codec_new(&s->keys, 3);
-    if (tree_load(s, &ix, c, doc, &t, &e) != 0) {
-        fprintf(stderr, "repo_craft: %s\n", e.msg);
-        return 1;
-    }
+        snap_read(s, repo, from, &doc, &e) != 0)
+        goto out;
+    c = codec_new(&s->keys, 3);
+    if (tree_load(s, &ix, c, doc, &t, &e) != 0)
+        goto out;
     for (size_t i = 0; i < t.n && content == NULL; i++)
         if (t.nodes[i].kind == T_FILE && t.nodes[i].nchunks > 0)
             content = &t.nodes[i];
     if (content == NULL) {
-        fprintf(stderr, "repo_craft: snapshot %s has no file with data to reuse\n", from);
-        return 1;
+        rerr_set(&e, E_FAIL, "snapshot %s has no file with data to reuse", from);
+        goto out;
     }
     /* content points into t.nodes, which add() may move: keep a copy. */
-    tnode keep = *content;
+    keep = *content;
     keep.path = xstrdup(content->path);
+    keep.target = NULL;
     keep.chunks = xmalloc(keep.nchunks * sizeof(chunk_ref));
     memcpy(keep.chunks, content->chunks, keep.nchunks * sizeof(chunk_ref));
-    keep.target = NULL;
     content = &keep;
     if (craft(&t, argv[5], argv[6]) != 0) {
-        fprintf(stderr, "repo_craft: unknown scenario %s\n", argv[5]);
-        return 2;
+        rerr_set(&e, E_INVALID, "unknown scenario %s", argv[5]);
+        rc = 2;
+        goto out;
     }
-    pack_writer pw = {.s = s};
-    if (tree_store(s, &ix, c, &pw, &t, &refs, &e) != 0) {
+    if (write_snapshot(s, &ix, c, doc, repo, id, &t, &e) != 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0)
         fprintf(stderr, "repo_craft: %s\n", e.msg);
-        return 1;
-    }
-    pack *p = pack_finish(&pw, c, &e);
-    if (p) {
-        idx_group g = {.pack_id = p->id, .time = (int64_t)time(NULL), .entries = p->entries,
-                       .n = p->n};
-        char key[96];
-        if (pack_commit(p, &e) != 0 || idx_write(s, &g, 1, key, &e) != 0) {
-            fprintf(stderr, "repo_craft: %s\n", e.msg);
-            return 1;
-        }
-        pack_free(p);
-    } else if (e.kind) {
-        fprintf(stderr, "repo_craft: %s\n", e.msg);
-        return 1;
-    }
-    json_t *out = json_deep_copy(doc);
-    json_object_set_new(out, "id", json_string(id));
-    json_object_set_new(out, "tree", refs);
-    json_object_del(out, "parent");
-    if (snap_write(s, repo, id, out, &e) != ST_OK) {
-        fprintf(stderr, "repo_craft: %s\n", e.msg);
-        return 1;
-    }
-    json_decref(out);
     json_decref(doc);
     json_decref(vault);
-    pack_writer_free(&pw);
     codec_free(c);
     tree_free(&t);
     free(keep.path);
     free(keep.chunks);
     idx_free(&ix);
     storage_close(s);
-    return 0;
+    return rc;
 }

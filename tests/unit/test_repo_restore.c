@@ -72,13 +72,34 @@ static void refused(void (*add)(tree *), const char *expect)
     tree_free(&t);
 }
 
-static void add_dotdot(tree *t) { node(t, T_FILE, "../x", NULL); }
-static void add_inner_dotdot(tree *t) { node(t, T_FIFO, "a/../../x", NULL); }
-static void add_dot(tree *t) { node(t, T_FILE, "a/./x", NULL); }
-static void add_empty_component(tree *t) { node(t, T_FILE, "a//x", NULL); }
-static void add_trailing_slash(tree *t) { node(t, T_DIR, "a/b/", NULL); }
-static void add_absolute(tree *t) { node(t, T_FILE, "/etc/cron.d/x", NULL); }
-static void add_second_root(tree *t) { node(t, T_DIR, "", NULL); }
+static void add_dotdot(tree *t)
+{
+    node(t, T_FILE, "../x", NULL);
+}
+static void add_inner_dotdot(tree *t)
+{
+    node(t, T_FIFO, "a/../../x", NULL);
+}
+static void add_dot(tree *t)
+{
+    node(t, T_FILE, "a/./x", NULL);
+}
+static void add_empty_component(tree *t)
+{
+    node(t, T_FILE, "a//x", NULL);
+}
+static void add_trailing_slash(tree *t)
+{
+    node(t, T_DIR, "a/b/", NULL);
+}
+static void add_absolute(tree *t)
+{
+    node(t, T_FILE, "/etc/cron.d/x", NULL);
+}
+static void add_second_root(tree *t)
+{
+    node(t, T_DIR, "", NULL);
+}
 static void add_through_symlink(tree *t)
 {
     node(t, T_SYMLINK, "a/d", "/etc");
@@ -99,7 +120,10 @@ static void add_duplicate(tree *t)
     node(t, T_FILE, "a/x", NULL);
     node(t, T_FIFO, "a/x", NULL);
 }
-static void add_duplicate_dir(tree *t) { node(t, T_DIR, "a", NULL); }
+static void add_duplicate_dir(tree *t)
+{
+    node(t, T_DIR, "a", NULL);
+}
 static void add_long_name(tree *t)
 {
     char name[300];
@@ -107,8 +131,14 @@ static void add_long_name(tree *t)
     name[sizeof(name) - 1] = '\0';
     node(t, T_FILE, name, NULL);
 }
-static void add_link_outside(tree *t) { node(t, T_HARDLINK, "a/h", "../etc/shadow"); }
-static void add_link_absolute(tree *t) { node(t, T_HARDLINK, "a/h", "/etc/shadow"); }
+static void add_link_outside(tree *t)
+{
+    node(t, T_HARDLINK, "a/h", "../etc/shadow");
+}
+static void add_link_absolute(tree *t)
+{
+    node(t, T_HARDLINK, "a/h", "/etc/shadow");
+}
 static void add_link_later(tree *t)
 {
     node(t, T_HARDLINK, "a/h", "a/later");
@@ -119,15 +149,27 @@ static void add_link_to_symlink(tree *t)
     node(t, T_SYMLINK, "a/l", "/etc/shadow");
     node(t, T_HARDLINK, "a/h", "a/l");
 }
-static void add_link_to_dir(tree *t) { node(t, T_HARDLINK, "a/h", "a"); }
+static void add_link_to_dir(tree *t)
+{
+    node(t, T_HARDLINK, "a/h", "a");
+}
 static void add_link_via_symlink(tree *t)
 {
     node(t, T_SYMLINK, "a/l", "/etc");
     node(t, T_HARDLINK, "a/h", "a/l/shadow");
 }
-static void add_link_empty(tree *t) { node(t, T_HARDLINK, "a/h", ""); }
-static void add_link_dangling(tree *t) { node(t, T_HARDLINK, "a/h", "a/gone"); }
-static void add_control_chars(tree *t) { node(t, T_FILE, "../\n\x1b[31mred", NULL); }
+static void add_link_empty(tree *t)
+{
+    node(t, T_HARDLINK, "a/h", "");
+}
+static void add_link_dangling(tree *t)
+{
+    node(t, T_HARDLINK, "a/h", "a/gone");
+}
+static void add_control_chars(tree *t)
+{
+    node(t, T_FILE, "../\n\x1b[31mred", NULL);
+}
 
 static void test_decode_refuses_bad_names(void **state)
 {
@@ -325,9 +367,9 @@ static void walk_checks(int use2)
     sandbox sb;
     sandbox_make(&sb);
     char *before = outside_listing(&sb);
-    const char *escapes[] = {"link/new",     "link/victim", "dir/up/out/new", "dir/up/in/file",
-                             "victim-link",  "link",        "../out/new",     "/tmp/new",
-                             "dir/../file",  "dir//x",      "./file",         "dir/up"};
+    const char *escapes[] = {"link/new",    "link/victim", "dir/up/out/new", "dir/up/in/file",
+                             "victim-link", "link",        "../out/new",     "/tmp/new",
+                             "dir/../file", "dir//x",      "./file",         "dir/up"};
     for (size_t i = 0; i < sizeof(escapes) / sizeof(*escapes); i++) {
         int fd = beneath_open(sb.infd, escapes[i], O_WRONLY | O_CREAT, 0666);
         if (fd >= 0)
@@ -410,15 +452,15 @@ static void planted_checks(int use2)
     rs r = {.req = &req, .destfd = sb.infd};
     tree *t = &r.t;
     node(t, T_DIR, "", NULL);
-    node(t, T_FILE, "link/new", NULL);               /* through a planted symlink */
-    node(t, T_FIFO, "dir/up/out/fifo", NULL);        /* through a planted ../.. */
-    node(t, T_DIR, "link/sub", NULL);                /* mkdir through a symlink */
-    node(t, T_HARDLINK, "stolen", "link/victim");    /* link an outside file in */
-    node(t, T_HARDLINK, "stolen2", "victim-link");   /* link a symlink */
-    node(t, T_SYMLINK, "link/evil", "/etc");         /* a symlink through a symlink */
-    node(t, T_FILE, "file", NULL);                   /* already there: never replaced */
+    node(t, T_FILE, "link/new", NULL);             /* through a planted symlink */
+    node(t, T_FIFO, "dir/up/out/fifo", NULL);      /* through a planted ../.. */
+    node(t, T_DIR, "link/sub", NULL);              /* mkdir through a symlink */
+    node(t, T_HARDLINK, "stolen", "link/victim");  /* link an outside file in */
+    node(t, T_HARDLINK, "stolen2", "victim-link"); /* link a symlink */
+    node(t, T_SYMLINK, "link/evil", "/etc");       /* a symlink through a symlink */
+    node(t, T_FILE, "file", NULL);                 /* already there: never replaced */
     size_t first_meta = t->n;
-    node(t, T_DIR, "link", NULL)->mode = 0777;       /* a symlink where a directory is */
+    node(t, T_DIR, "link", NULL)->mode = 0777;          /* a symlink where a directory is */
     node(t, T_FILE, "victim-link", NULL)->mode = 04777; /* a symlink where a file is */
     node(t, T_FIFO, "link/victim", NULL)->mode = 0666;
     beneath_dir dc = BENEATH_DIR_INIT;
@@ -518,8 +560,8 @@ static void write_snapshot(storage *s, int nfiles, const uint32_t *modes)
     assert_int_equal(idx_write(s, &g, 1, key, &e), 0);
     pack_free(p);
     pack_writer_free(&pw);
-    json_t *doc = json_pack("{s:i,s:s,s:s,s:I,s:o}", "format", 1, "repository", "r", "id",
-                            "snap", "unix_time", (json_int_t)1, "tree", refs);
+    json_t *doc = json_pack("{s:i,s:s,s:s,s:I,s:o}", "format", 1, "repository", "r", "id", "snap",
+                            "unix_time", (json_int_t)1, "tree", refs);
     assert_int_equal(snap_write(s, "r", "snap", doc, &e), ST_OK);
     json_decref(doc);
     tree_free(&t);
@@ -570,16 +612,16 @@ static void test_restore_progress_and_modes(void **state)
 
     seen *sn = xcalloc(1, sizeof(*sn));
     ui u = {.arg = sn, .progress = on_progress};
-    restore_req req = {.repository = "r", .point = "latest", .dest = dest, .verify = 1,
-                       .threads = 2};
+    restore_req req = {
+        .repository = "r", .point = "latest", .dest = dest, .verify = 1, .threads = 2};
     json_t *result = NULL;
     if (repo_restore(s, &req, &u, &result, &e) != 0)
         fail_msg("restore failed: %s", e.msg);
     assert_true(sn->n >= 4);
     for (size_t i = 0; i < sn->n; i++) {
         if (i > 0 && sn->percent[i] < sn->percent[i - 1])
-            fail_msg("progress went back: %d%% (%s) after %d%% (%s)", sn->percent[i],
-                     sn->msg[i], sn->percent[i - 1], sn->msg[i - 1]);
+            fail_msg("progress went back: %d%% (%s) after %d%% (%s)", sn->percent[i], sn->msg[i],
+                     sn->percent[i - 1], sn->msg[i - 1]);
         unsigned long a, b;
         const char *of = strstr(sn->msg[i], ": ");
         if (of && sscanf(of, ": %lu of %lu entries", &a, &b) == 2 && a > b)
