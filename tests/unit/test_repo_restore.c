@@ -57,14 +57,31 @@ static int round_trip(const tree *t, tree *out)
     return rc;
 }
 
-/* A tree of the root, a directory "a" and what add() appends; decode must refuse it, with
- * t->why holding expect. */
-static void refused(void (*add)(tree *), const char *expect)
+/* What a case adds to a tree of the root and the directory "a": up to two entries. */
+typedef struct entry_spec {
+    uint8_t kind;
+    const char *path, *target;
+} entry_spec;
+
+typedef struct tree_case {
+    entry_spec add[2];
+    const char *expect; /* in tree->why, or in the restore's error */
+} tree_case;
+
+static void build(tree *t, const entry_spec *add)
+{
+    node(t, T_DIR, "", NULL);
+    node(t, T_DIR, "a", NULL);
+    node(t, T_FILE, "a/file", NULL);
+    for (int k = 0; k < 2 && add[k].path; k++)
+        node(t, add[k].kind, add[k].path, add[k].target);
+}
+
+/* Decode must refuse the tree, with t->why holding expect. */
+static void refused(const entry_spec *add, const char *expect)
 {
     tree t = {0}, back = {0};
-    node(&t, T_DIR, "", NULL);
-    node(&t, T_DIR, "a", NULL);
-    add(&t);
+    build(&t, add);
     assert_int_equal(round_trip(&t, &back), -1);
     if (strstr(back.why, expect) == NULL)
         fail_msg("expected \"%s\" in \"%s\"", expect, back.why);
@@ -72,126 +89,48 @@ static void refused(void (*add)(tree *), const char *expect)
     tree_free(&t);
 }
 
-static void add_dotdot(tree *t)
-{
-    node(t, T_FILE, "../x", NULL);
-}
-static void add_inner_dotdot(tree *t)
-{
-    node(t, T_FIFO, "a/../../x", NULL);
-}
-static void add_dot(tree *t)
-{
-    node(t, T_FILE, "a/./x", NULL);
-}
-static void add_empty_component(tree *t)
-{
-    node(t, T_FILE, "a//x", NULL);
-}
-static void add_trailing_slash(tree *t)
-{
-    node(t, T_DIR, "a/b/", NULL);
-}
-static void add_absolute(tree *t)
-{
-    node(t, T_FILE, "/etc/cron.d/x", NULL);
-}
-static void add_second_root(tree *t)
-{
-    node(t, T_DIR, "", NULL);
-}
-static void add_through_symlink(tree *t)
-{
-    node(t, T_SYMLINK, "a/d", "/etc");
-    node(t, T_FILE, "a/d/passwd", NULL);
-}
-static void add_through_file(tree *t)
-{
-    node(t, T_FILE, "f", NULL);
-    node(t, T_DIR, "f/x", NULL);
-}
-static void add_before_parent(tree *t)
-{
-    node(t, T_FILE, "b/x", NULL);
-    node(t, T_DIR, "b", NULL);
-}
-static void add_duplicate(tree *t)
-{
-    node(t, T_FILE, "a/x", NULL);
-    node(t, T_FIFO, "a/x", NULL);
-}
-static void add_duplicate_dir(tree *t)
-{
-    node(t, T_DIR, "a", NULL);
-}
-static void add_long_name(tree *t)
-{
-    char name[300];
-    memset(name, 'n', sizeof(name) - 1);
-    name[sizeof(name) - 1] = '\0';
-    node(t, T_FILE, name, NULL);
-}
-static void add_link_outside(tree *t)
-{
-    node(t, T_HARDLINK, "a/h", "../etc/shadow");
-}
-static void add_link_absolute(tree *t)
-{
-    node(t, T_HARDLINK, "a/h", "/etc/shadow");
-}
-static void add_link_later(tree *t)
-{
-    node(t, T_HARDLINK, "a/h", "a/later");
-    node(t, T_FILE, "a/later", NULL);
-}
-static void add_link_to_symlink(tree *t)
-{
-    node(t, T_SYMLINK, "a/l", "/etc/shadow");
-    node(t, T_HARDLINK, "a/h", "a/l");
-}
-static void add_link_to_dir(tree *t)
-{
-    node(t, T_HARDLINK, "a/h", "a");
-}
-static void add_link_via_symlink(tree *t)
-{
-    node(t, T_SYMLINK, "a/l", "/etc");
-    node(t, T_HARDLINK, "a/h", "a/l/shadow");
-}
-static void add_link_empty(tree *t)
-{
-    node(t, T_HARDLINK, "a/h", "");
-}
-static void add_link_dangling(tree *t)
-{
-    node(t, T_HARDLINK, "a/h", "a/gone");
-}
-static void add_control_chars(tree *t)
-{
-    node(t, T_FILE, "../\n\x1b[31mred", NULL);
-}
+static const tree_case bad_names[] = {
+    {{{T_FILE, "../x", NULL}}, "entry \"../x\" has an empty, \".\" or \"..\" path component"},
+    {{{T_FIFO, "a/../../x", NULL}}, "entry \"a/../../x\" has an empty"},
+    {{{T_FILE, "a/./x", NULL}}, "entry \"a/./x\" has an empty"},
+    {{{T_FILE, "a//x", NULL}}, "entry \"a//x\" has an empty"},
+    {{{T_DIR, "a/b/", NULL}}, "entry \"a/b/\" has an empty"},
+    {{{T_FILE, "/etc/cron.d/x", NULL}}, "entry \"/etc/cron.d/x\" has an absolute path"},
+    {{{T_DIR, "", NULL}}, "entry \"\" is a second root"},
+    {{{T_SYMLINK, "a/d", "/etc"}, {T_FILE, "a/d/passwd", NULL}},
+     "entry \"a/d/passwd\": \"a/d\" is not a directory"},
+    {{{T_FILE, "f", NULL}, {T_DIR, "f/x", NULL}}, "entry \"f/x\": \"f\" is not a directory"},
+    {{{T_FILE, "b/x", NULL}, {T_DIR, "b", NULL}},
+     "entry \"b/x\": \"b\" is not a directory listed before it"},
+    {{{T_FIFO, "a/file", NULL}}, "entry \"a/file\" appears twice"},
+    {{{T_DIR, "a", NULL}}, "entry \"a\" appears twice"},
+    {{{T_HARDLINK, "a/h", "../etc/shadow"}},
+     "hard link \"a/h\": its target \"../etc/shadow\" has an empty"},
+    {{{T_HARDLINK, "a/h", "/etc/shadow"}},
+     "hard link \"a/h\": its target \"/etc/shadow\" has an absolute"},
+    {{{T_HARDLINK, "a/h", ""}}, "hard link \"a/h\": its target \"\" has an empty"},
+    /* A hostile name is quoted and escaped in the message, never echoed raw. */
+    {{{T_FILE, "../\n\x1b[31mred", NULL}}, "entry \"../\\x0a\\x1b[31mred\""},
+};
+
+/* Well-formed hard links the restore refuses: a target not a regular file listed before. */
+static const tree_case bad_links[] = {
+    {{{T_HARDLINK, "a/h", "a/later"}, {T_FILE, "a/later", NULL}}, "its target \"a/later\""},
+    {{{T_SYMLINK, "a/l", "/etc/shadow"}, {T_HARDLINK, "a/h", "a/l"}}, "its target \"a/l\""},
+    {{{T_HARDLINK, "a/h", "a"}}, "its target \"a\""},
+    {{{T_SYMLINK, "a/l", "/etc"}, {T_HARDLINK, "a/h", "a/l/shadow"}}, "its target \"a/l/shadow\""},
+    {{{T_HARDLINK, "a/h", "a/gone"}}, "its target \"a/gone\""},
+};
 
 static void test_decode_refuses_bad_names(void **state)
 {
     (void)state;
-    refused(add_dotdot, "entry \"../x\" has an empty, \".\" or \"..\" path component");
-    refused(add_inner_dotdot, "entry \"a/../../x\" has an empty");
-    refused(add_dot, "entry \"a/./x\" has an empty");
-    refused(add_empty_component, "entry \"a//x\" has an empty");
-    refused(add_trailing_slash, "entry \"a/b/\" has an empty");
-    refused(add_absolute, "entry \"/etc/cron.d/x\" has an absolute path");
-    refused(add_second_root, "entry \"\" is a second root");
-    refused(add_through_symlink, "entry \"a/d/passwd\": \"a/d\" is not a directory");
-    refused(add_through_file, "entry \"f/x\": \"f\" is not a directory");
-    refused(add_before_parent, "entry \"b/x\": \"b\" is not a directory listed before it");
-    refused(add_duplicate, "entry \"a/x\" appears twice");
-    refused(add_duplicate_dir, "entry \"a\" appears twice");
-    refused(add_long_name, "longer than 255 bytes");
-    refused(add_link_outside, "hard link \"a/h\": its target \"../etc/shadow\" has an empty");
-    refused(add_link_absolute, "hard link \"a/h\": its target \"/etc/shadow\" has an absolute");
-    refused(add_link_empty, "hard link \"a/h\": its target \"\" has an empty");
-    /* A hostile name is quoted and escaped in the message, never echoed raw. */
-    refused(add_control_chars, "entry \"../\\x0a\\x1b[31mred\"");
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(*bad_names); i++)
+        refused(bad_names[i].add, bad_names[i].expect);
+    char name[300];
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    refused((entry_spec[2]){{T_FILE, name, NULL}}, "has a name longer than 255 bytes");
 
     /* The first entry must be the root. */
     tree t = {0}, back = {0};
@@ -272,27 +211,20 @@ static void test_decode_accepts_real_trees(void **state)
 static void test_restore_refuses_bad_link_targets(void **state)
 {
     (void)state;
-    void (*adds[])(tree *) = {add_link_later, add_link_to_symlink, add_link_to_dir,
-                              add_link_via_symlink, add_link_dangling};
-    const char *targets[] = {"a/later", "a/l", "a", "a/l/shadow", "a/gone"};
     storage st = {.name = "st"};
     restore_req req = {.repository = "r", .dest = "/nonexistent"};
     json_t *doc = json_pack("{s:s}", "id", "snap");
-    for (size_t k = 0; k < sizeof(adds) / sizeof(*adds); k++) {
+    for (size_t k = 0; k < sizeof(bad_links) / sizeof(*bad_links); k++) {
         tree t = {0};
         rs r = {.s = &st, .req = &req};
-        node(&t, T_DIR, "", NULL);
-        node(&t, T_DIR, "a", NULL);
-        node(&t, T_FILE, "a/file", NULL);
-        adds[k](&t);
+        build(&t, bad_links[k].add);
         assert_int_equal(round_trip(&t, &r.t), 0);
         rerr e = {0};
         assert_int_equal(check_links(&r, doc, &e), -1);
-        char expect[128];
-        snprintf(expect, sizeof(expect), "hard link \"a/h\": its target \"%s\" is not a regular",
-                 targets[k]);
-        if (strstr(e.msg, expect) == NULL || strstr(e.msg, "snapshot r/snap in storage st") == NULL)
-            fail_msg("expected \"%s\" in \"%s\"", expect, e.msg);
+        if (strstr(e.msg, bad_links[k].expect) == NULL ||
+            strstr(e.msg, "snapshot r/snap in storage st: hard link \"a/h\"") == NULL ||
+            strstr(e.msg, "is not a regular file listed before it") == NULL)
+            fail_msg("expected \"%s\" in \"%s\"", bad_links[k].expect, e.msg);
         tree_free(&r.t);
         tree_free(&t);
     }
