@@ -130,8 +130,10 @@ int beneath_open(int dirfd, const char *path, int flags, mode_t mode)
         return -1;
 #ifdef SYS_openat2
     if (beneath_openat2()) {
+        /* ENOSYS: no openat2 in this kernel; EPERM: a seccomp filter (older container
+         * runtimes) refuses it. The walk is as strict, so either way it decides. */
         int fd = open2(dirfd, path, flags, mode);
-        if (fd >= 0 || errno != ENOSYS)
+        if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
             return fd;
     }
 #endif

@@ -48,7 +48,8 @@ void beneath_dir_close(beneath_dir *c);
 /*
  * Which resolver is in use: 1 openat2, 0 the O_NOFOLLOW walk. beneath_use_openat2(0) forces
  * the walk (tests); so does FERRY_TEST_BENEATH_WALK=1 in the environment, read once. The
- * walk is also taken for good when the kernel answers ENOSYS.
+ * walk is also taken for good when the kernel answers ENOSYS, and for the one call when
+ * openat2 answers EPERM (a seccomp filter that does not know it).
  */
 int beneath_openat2(void);
 void beneath_use_openat2(int on);
