@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "engine.h"
 #include "index.h"
 #include "pack.h"
@@ -54,7 +56,9 @@ typedef struct rs {
     uint64_t written;      /* atomic */
     size_t skipped;        /* atomic: device files not created (not root) */
     size_t owner_failures; /* atomic: owners not restored (not root) */
-    int (*node_fn)(struct rs *r, size_t i, rerr *e); /* for nodes_main */
+    size_t restricted;     /* atomic: entries whose mode was narrowed (safe_mode) */
+    int percent;           /* the last progress reported: never goes back */
+    int (*node_fn)(struct rs *r, size_t i, beneath_dir *dc, rerr *e); /* for nodes_main */
     pthread_mutex_t mu;
     rerr err;
 } rs;
@@ -65,6 +69,36 @@ static void rs_fail(rs *r, const rerr *e)
     rerr_merge(&r->err, e);
     __atomic_store_n(&r->stop, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&r->mu);
+}
+
+/* What an errno from the beneath_* walk means for an entry of the snapshot. */
+static const char *why_errno(int err)
+{
+    switch (err) {
+    case ELOOP:
+    case EXDEV:
+        return "the path passes through a symlink or leaves the restore (refused)";
+    case ENOTDIR:
+        return "a component of the path is not a directory (refused)";
+    default:
+        return strerror(err);
+    }
+}
+
+static int fail_entry(rs *r, const tnode *n, const char *what, int err, rerr *e)
+{
+    char q[256];
+    return rerr_set(e, errno_kind(err), "cannot %s %s/%s: %s", what, r->req->dest,
+                    tree_quote(n->path, q, sizeof(q)), why_errno(err));
+}
+
+/* Opens regular file n of the restore (flags O_WRONLY or O_RDONLY), its directory taken
+ * through dc beneath destfd, the file itself never a symlink. fd, or -1 with errno set. */
+static int open_entry(rs *r, beneath_dir *dc, const tnode *n, int flags)
+{
+    const char *name;
+    int pfd = beneath_dir_open(dc, r->destfd, n->path, &name);
+    return pfd < 0 ? -1 : openat(pfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
 }
 
 static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
@@ -86,6 +120,7 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 typedef struct open_file {
     uint32_t node;
     int fd;
+    beneath_dir dir; /* the directory of the last file opened */
 } open_file;
 
 static int write_need(rs *r, open_file *of, const need *nd, const buf *data, rerr *e)
@@ -95,10 +130,9 @@ static int write_need(rs *r, open_file *of, const need *nd, const buf *data, rer
         if (of->fd >= 0)
             close(of->fd);
         of->node = nd->node;
-        of->fd = openat(r->destfd, n->path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        of->fd = open_entry(r, &of->dir, n, O_WRONLY);
         if (of->fd < 0)
-            return rerr_set(e, errno_kind(errno), "cannot open %s/%s: %s", r->req->dest, n->path,
-                            strerror(errno));
+            return fail_entry(r, n, "open", errno, e);
     }
     if (pwrite_all(of->fd, data->data, data->len, nd->file_offset) != 0)
         return rerr_set(e, errno_kind(errno), "cannot write %s/%s: %s", r->req->dest, n->path,
@@ -162,7 +196,7 @@ static void *worker_main(void *arg)
     rs *r = arg;
     codec *c = codec_new(&r->s->keys, 0);
     buf run = {0}, out = {0};
-    open_file of = {.fd = -1};
+    open_file of = {.fd = -1, .dir = BENEATH_DIR_INIT};
     for (;;) {
         size_t g = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
         if (g >= r->ngroups || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
@@ -175,6 +209,7 @@ static void *worker_main(void *arg)
     }
     if (of.fd >= 0)
         close(of.fd);
+    beneath_dir_close(&of.dir);
     buf_free(&run);
     buf_free(&out);
     codec_free(c);
@@ -236,115 +271,228 @@ static int plan(rs *r, uint64_t *total, rerr *e)
     return 0;
 }
 
-/* Creates one entry under destfd; a regular file at its final size, so holes stay holes. */
-static int create_entry(rs *r, size_t i, rerr *e)
+/* A hard link of the restore, to a regular file of the restore and through no symlink. */
+static int create_link(rs *r, const tnode *n, int pfd, const char *name)
+{
+    const char *tname;
+    int tfd = beneath_parent(r->destfd, n->target, &tname);
+    struct stat st;
+    int rc = -1;
+    if (tfd < 0)
+        return -1;
+    if (fstatat(tfd, tname, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        goto out;
+    if (!S_ISREG(st.st_mode)) {
+        errno = ELOOP;
+        goto out;
+    }
+    rc = linkat(tfd, tname, pfd, name, 0); /* 0: the target itself, never what it points to */
+out:
+    if (tfd >= 0) {
+        int err = errno;
+        close(tfd);
+        errno = err;
+    }
+    return rc;
+}
+
+/*
+ * Creates one entry under destfd: its directory is opened beneath destfd with no symlink
+ * followed, and the entry made there under its one name (never replacing anything). A
+ * regular file is created at its final size, so holes stay holes.
+ */
+static int create_entry(rs *r, size_t i, beneath_dir *dc, rerr *e)
 {
     const tnode *n = &r->t.nodes[i];
-    int rc = 0;
+    if (n->path[0] == '\0')
+        return 0; /* the root: req->dest itself */
+    const char *name;
+    int pfd = beneath_dir_open(dc, r->destfd, n->path, &name);
+    int rc = pfd < 0 ? -1 : 0;
+    if (rc == 0) {
+        switch (n->kind) {
+        case T_DIR:
+            rc = mkdirat(pfd, name, 0700);
+            break;
+        case T_FILE: {
+            int fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            rc = fd < 0 ? -1 : n->size ? ftruncate(fd, (off_t)n->size) : 0;
+            if (fd >= 0)
+                close(fd);
+            break;
+        }
+        case T_SYMLINK:
+            rc = symlinkat(n->target, pfd, name);
+            break;
+        case T_HARDLINK:
+            rc = create_link(r, n, pfd, name);
+            break;
+        case T_FIFO:
+            rc = mkfifoat(pfd, name, 0600);
+            break;
+        default: /* devices: only root may make them */
+            rc = mknodat(pfd, name, (n->kind == T_CHR ? S_IFCHR : S_IFBLK) | 0600, (dev_t)n->rdev);
+            if (rc != 0 && errno == EPERM) {
+                __atomic_fetch_add(&r->skipped, 1, __ATOMIC_RELAXED);
+                rc = 0;
+            }
+            break;
+        }
+    }
+    return rc != 0 ? fail_entry(r, n, "create", errno, e) : 0;
+}
+
+static int create_file(rs *r, size_t i, beneath_dir *dc, rerr *e)
+{
+    return r->t.nodes[i].kind == T_FILE ? create_entry(r, i, dc, e) : 0;
+}
+
+/*
+ * The permission bits entry n gets. Set-user-ID is kept on a regular file only when its
+ * owner was restored (owned) and neither its group nor others may write it; set-group-ID
+ * only when its owner was restored and others may not write it. A device node never gets
+ * permissions for others. Anything dropped is counted and reported once.
+ */
+static uint32_t safe_mode(rs *r, const tnode *n, int owned)
+{
+    uint32_t m = n->mode & 07777, keep = m;
+    if (n->kind == T_FILE) {
+        if ((m & S_ISUID) && (!owned || (m & 022)))
+            keep &= ~(uint32_t)S_ISUID;
+        if ((m & S_ISGID) && (!owned || (m & 002)))
+            keep &= ~(uint32_t)S_ISGID;
+    } else if (n->kind == T_CHR || n->kind == T_BLK || n->kind == T_FIFO) {
+        keep &= n->kind == T_FIFO ? 0777 : 0770;
+    }
+    if (keep != m)
+        __atomic_fetch_add(&r->restricted, 1, __ATOMIC_RELAXED);
+    return keep;
+}
+
+/* Does the file type st found match the entry's kind? (A hard link is its first link's.) */
+static int same_kind(const tnode *n, mode_t st_mode)
+{
     switch (n->kind) {
     case T_DIR:
-        rc = n->path[0] ? mkdirat(r->destfd, n->path, 0700) : 0;
-        break;
-    case T_FILE: {
-        int fd = openat(r->destfd, n->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        rc = fd < 0 ? -1 : n->size ? ftruncate(fd, (off_t)n->size) : 0;
-        if (fd >= 0)
-            close(fd);
-        break;
-    }
+        return S_ISDIR(st_mode);
     case T_SYMLINK:
-        rc = symlinkat(n->target, r->destfd, n->path);
-        break;
-    case T_HARDLINK:
-        rc = linkat(r->destfd, n->target, r->destfd, n->path, 0);
-        break;
+        return S_ISLNK(st_mode);
     case T_FIFO:
-        rc = mkfifoat(r->destfd, n->path, 0600);
-        break;
-    default: /* devices: only root may make them */
-        rc = mknodat(r->destfd, n->path, (n->kind == T_CHR ? S_IFCHR : S_IFBLK) | 0600,
-                     (dev_t)n->rdev);
-        if (rc != 0 && errno == EPERM) {
-            __atomic_fetch_add(&r->skipped, 1, __ATOMIC_RELAXED);
-            rc = 0;
-        }
-        break;
+        return S_ISFIFO(st_mode);
+    case T_CHR:
+        return S_ISCHR(st_mode);
+    case T_BLK:
+        return S_ISBLK(st_mode);
+    default:
+        return S_ISREG(st_mode);
     }
-    if (rc != 0)
-        return rerr_set(e, errno_kind(errno), "cannot create %s/%s: %s", r->req->dest, n->path,
-                        strerror(errno));
-    return 0;
 }
 
-static int create_file(rs *r, size_t i, rerr *e)
-{
-    return r->t.nodes[i].kind == T_FILE ? create_entry(r, i, e) : 0;
-}
-
-/* Owners, permissions and times of one entry (a hard link shares its first link's inode). */
-static int set_metadata(rs *r, size_t i, rerr *e)
+/*
+ * Owners, permissions and times of one entry (a hard link shares its first link's inode).
+ * Reached like create_entry: its directory beneath destfd, then the entry by its one name,
+ * checked to be what the restore created before anything is changed. The root, last of
+ * all, through destfd itself.
+ */
+static int set_metadata(rs *r, size_t i, beneath_dir *dc, rerr *e)
 {
     const tnode *n = &r->t.nodes[i];
     if (n->kind == T_HARDLINK)
         return 0;
-    const char *path = n->path[0] ? n->path : ".";
-    if (fchownat(r->destfd, path, n->uid, n->gid, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (geteuid() == 0 || errno != EPERM)
-            return rerr_set(e, errno_kind(errno), "cannot chown %s/%s: %s", r->req->dest, n->path,
-                            strerror(errno));
-        __atomic_fetch_add(&r->owner_failures, 1, __ATOMIC_RELAXED);
-    }
-    if (n->kind != T_SYMLINK && fchmodat(r->destfd, path, n->mode, 0) != 0)
-        return rerr_set(e, errno_kind(errno), "cannot chmod %s/%s: %s", r->req->dest, n->path,
-                        strerror(errno));
     struct timespec ts[2] = {{.tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec},
                              {.tv_sec = n->mtime_sec, .tv_nsec = n->mtime_nsec}};
-    if (utimensat(r->destfd, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
-        return rerr_set(e, errno_kind(errno), "cannot set times of %s/%s: %s", r->req->dest,
-                        n->path, strerror(errno));
-    return 0;
+    const char *what = "chown", *name = "";
+    int owned = 1, rc = 0, pfd = r->destfd;
+    struct stat st;
+    if (n->path[0]) {
+        pfd = beneath_dir_open(dc, r->destfd, n->path, &name);
+        if (pfd < 0)
+            return fail_entry(r, n, "reach", errno, e);
+        int device = n->kind == T_CHR || n->kind == T_BLK;
+        if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            what = "stat";
+            rc = device && errno == ENOENT && geteuid() != 0 ? 1 : -1; /* not made: skipped */
+        } else if (!same_kind(n, st.st_mode)) {
+            char q[256];
+            return rerr_set(e, E_FAIL,
+                            "cannot restore %s/%s: another kind of file took its place (refused)",
+                            r->req->dest, tree_quote(n->path, q, sizeof(q)));
+        }
+    }
+    if (rc == 0 && fchownat(pfd, name, n->uid, n->gid,
+                            AT_SYMLINK_NOFOLLOW | (name[0] ? 0 : AT_EMPTY_PATH)) != 0) {
+        owned = 0;
+        if (geteuid() == 0 || errno != EPERM)
+            rc = -1;
+        else
+            __atomic_fetch_add(&r->owner_failures, 1, __ATOMIC_RELAXED);
+    }
+    if (rc == 0 && n->kind != T_SYMLINK) {
+        what = "chmod";
+        /* fchmodat follows a symlink, but the entry was just seen to be no symlink, inside a
+         * restore root that stays 0700 (owned by this process) until its own metadata. */
+        rc = name[0] ? fchmodat(pfd, name, safe_mode(r, n, owned), 0)
+                     : fchmod(pfd, safe_mode(r, n, owned));
+    }
+    if (rc == 0) {
+        what = "set times of";
+        rc = name[0] ? utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW) : futimens(pfd, ts);
+    }
+    return rc < 0 ? fail_entry(r, n, what, errno, e) : 0;
 }
 
-static int set_file_metadata(rs *r, size_t i, rerr *e)
+static int set_file_metadata(rs *r, size_t i, beneath_dir *dc, rerr *e)
 {
-    return r->t.nodes[i].kind != T_DIR ? set_metadata(r, i, e) : 0;
+    uint8_t k = r->t.nodes[i].kind;
+    return k != T_DIR && k != T_SYMLINK ? set_metadata(r, i, dc, e) : 0;
+}
+
+/* A symlink of the snapshot: made last, once nothing else will be created, never followed. */
+static int make_symlink(rs *r, size_t i, beneath_dir *dc, rerr *e)
+{
+    return create_entry(r, i, dc, e) != 0 ? -1 : set_metadata(r, i, dc, e);
 }
 
 /* Runs fn on every node matching kinds (a bit mask of 1 << kind) in order, or in reverse. */
-static int each_node(rs *r, int (*fn)(rs *, size_t, rerr *), unsigned kinds, int reverse, rerr *e)
+static int each_node(rs *r, int (*fn)(rs *, size_t, beneath_dir *, rerr *), unsigned kinds,
+                     int reverse, rerr *e)
 {
-    for (size_t k = 0; k < r->t.n; k++) {
+    beneath_dir dc = BENEATH_DIR_INIT;
+    int rc = 0;
+    for (size_t k = 0; k < r->t.n && rc == 0; k++) {
         size_t i = reverse ? r->t.n - 1 - k : k;
-        if ((kinds & (1u << r->t.nodes[i].kind)) && fn(r, i, e) != 0)
-            return -1;
+        if ((kinds & (1u << r->t.nodes[i].kind)) && fn(r, i, &dc, e) != 0)
+            rc = -1;
     }
-    return 0;
+    beneath_dir_close(&dc);
+    return rc;
 }
 
 static void *nodes_main(void *arg)
 {
     rs *r = arg;
+    beneath_dir dc = BENEATH_DIR_INIT;
     for (;;) {
         size_t i = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
         if (i >= r->t.n || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
             break;
         rerr e = {0};
-        if (r->node_fn(r, i, &e) != 0) {
+        if (r->node_fn(r, i, &dc, &e) != 0) {
             rs_fail(r, &e);
             break;
         }
     }
+    beneath_dir_close(&dc);
     __atomic_fetch_sub(&r->running, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
 /* Reads file n back and checks each chunk against its id. */
-static int verify_file(rs *r, codec *c, buf *data, const tnode *n, rerr *e)
+static int verify_file(rs *r, codec *c, buf *data, beneath_dir *dc, const tnode *n, rerr *e)
 {
-    int fd = openat(r->destfd, n->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open_entry(r, dc, n, O_RDONLY);
     if (fd < 0)
-        return rerr_set(e, errno_kind(errno), "verify: cannot open %s/%s: %s", r->req->dest,
-                        n->path, strerror(errno));
+        return fail_entry(r, n, "verify: open", errno, e);
     uint64_t off = 0;
     int rc = 0;
     for (uint32_t i = 0; i < n->nchunks && rc == 0; off += n->chunks[i].len, i++) {
@@ -374,25 +522,48 @@ static void *verify_main(void *arg)
     rs *r = arg;
     codec *c = codec_new(&r->s->keys, 0);
     buf data = {0};
+    beneath_dir dc = BENEATH_DIR_INIT;
     for (;;) {
         size_t i = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
         if (i >= r->t.n || __atomic_load_n(&r->stop, __ATOMIC_RELAXED))
             break;
         rerr e = {0};
-        if (r->t.nodes[i].kind == T_FILE && verify_file(r, c, &data, &r->t.nodes[i], &e) != 0) {
+        if (r->t.nodes[i].kind == T_FILE &&
+            verify_file(r, c, &data, &dc, &r->t.nodes[i], &e) != 0) {
             rs_fail(r, &e);
             break;
         }
         __atomic_fetch_add(&r->written, r->t.nodes[i].size, __ATOMIC_RELAXED);
     }
+    beneath_dir_close(&dc);
     buf_free(&data);
     codec_free(c);
     __atomic_fetch_sub(&r->running, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
-/* Runs fn on the worker threads and reports progress until they finish. */
-static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const char *what)
+/* Reports progress, never lower than what was reported before. */
+static void rs_progress(rs *r, ui *u, int percent, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void rs_progress(rs *r, ui *u, int percent, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (percent < r->percent)
+        percent = r->percent;
+    r->percent = percent;
+    ui_progress(u, percent, "%s", msg);
+}
+
+/*
+ * Runs fn on the worker threads and reports progress until they finish, as a percentage
+ * from lo to hi: of total bytes, or (total 0) of the tree's entries.
+ */
+static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const char *what, int lo,
+                       int hi)
 {
     /* Each thread reads runs of packs and writes files: as many as there are cores, or as
      * the storage's connections when a remote storage allows more transfers at once. */
@@ -418,17 +589,51 @@ static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const 
         }
         uint64_t done = __atomic_load_n(&r->written, __ATOMIC_RELAXED);
         double secs = mono_sec() - started;
-        if (fn == nodes_main)
-            ui_progress(u, 3, "%s: %zu of %zu entries", what,
-                        __atomic_load_n(&r->next, __ATOMIC_RELAXED), r->t.n);
-        else
-            ui_progress(u, total ? (int)(5 + done * 85 / total) : 90,
+        if (total == 0) {
+            /* next runs past the end by one per thread as the threads finish */
+            size_t at = __atomic_load_n(&r->next, __ATOMIC_RELAXED);
+            at = at > r->t.n ? r->t.n : at;
+            rs_progress(r, u, lo + (int)((uint64_t)(hi - lo) * at / (r->t.n ? r->t.n : 1)),
+                        "%s: %zu of %zu entries", what, at, r->t.n);
+        } else {
+            done = done > total ? total : done;
+            rs_progress(r, u, lo + (int)((uint64_t)(hi - lo) * done / total),
                         "%s: %.1f of %.1f MiB, %.0f MB/s", what, (double)done / 1048576.0,
                         (double)total / 1048576.0, secs > 0 ? (double)done / 1e6 / secs : 0.0);
+        }
     }
     for (int i = 0; i < nthreads; i++)
         pthread_join(th[i], NULL);
     return r->err.kind == E_NONE ? 0 : -1;
+}
+
+/*
+ * Refuses, before anything is written, a hard link whose target is not a regular file listed
+ * before it (a hostile tree, or a push whose first link vanished while it ran): a restore
+ * links only files it made itself.
+ */
+static int check_links(rs *r, const json_t *doc, rerr *e)
+{
+    tree_map m;
+    tree_map_build(&m, &r->t);
+    int rc = 0;
+    for (size_t i = 0; i < r->t.n && rc == 0; i++) {
+        const tnode *n = &r->t.nodes[i], *first;
+        if (n->kind != T_HARDLINK)
+            continue;
+        first = tree_map_find(&m, n->target);
+        if (first == NULL || first->kind != T_FILE || first > n) {
+            char q[256], q2[256];
+            rc = rerr_set(e, E_CORRUPT,
+                          "snapshot %s/%s in storage %s: hard link %s: its target %s is not a "
+                          "regular file listed before it; nothing was restored",
+                          r->req->repository, json_string_value(json_object_get(doc, "id")),
+                          r->s->name, tree_quote(n->path, q, sizeof(q)),
+                          tree_quote(n->target, q2, sizeof(q2)));
+        }
+    }
+    tree_map_free(&m);
+    return rc;
 }
 
 /* Finds the snapshot, loads its tree. */
@@ -452,6 +657,27 @@ out:
     return rc;
 }
 
+/*
+ * Creates req->dest (it must not exist) and opens it without following a symlink: a link or
+ * anything else put there between the mkdir and the open is refused, as is a directory not
+ * owned by this process or open to others.
+ */
+static int open_dest(rs *r, rerr *e)
+{
+    const char *dest = r->req->dest;
+    struct stat st;
+    if (mkdir(dest, 0700) != 0 ||
+        (r->destfd = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+        fstat(r->destfd, &st) != 0)
+        return rerr_set(e, errno_kind(errno), "cannot create %s: %s", dest, strerror(errno));
+    if (st.st_uid != geteuid() || (st.st_mode & 077) != 0)
+        return rerr_set(e, E_FAIL,
+                        "refusing to restore into %s: it was replaced after it was created (owner "
+                        "%u, mode %04o)",
+                        dest, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+    return 0;
+}
+
 int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rerr *e)
 {
     double started = mono_sec();
@@ -463,37 +689,41 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
     uint64_t total = 0;
     int rc = -1;
 
-    ui_progress(u, 0, "%s: reading the index and the snapshot", req->repository);
+    rs_progress(&r, u, 0, "%s: reading the index and the snapshot", req->repository);
     if (idx_load(s, &r.ix, e) != 0 || load_snapshot(&r, c, &doc, e) != 0 ||
-        plan(&r, &total, e) != 0)
+        check_links(&r, doc, e) != 0 || plan(&r, &total, e) != 0)
         goto out;
-    if (mkdir(req->dest, 0700) != 0 ||
-        (r.destfd = open(req->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        rerr_set(e, errno_kind(errno), "cannot create %s: %s", req->dest, strerror(errno));
+    uint64_t logical = 0;
+    for (size_t i = 0; i < r.t.n; i++)
+        logical += r.t.nodes[i].kind == T_FILE ? r.t.nodes[i].size : 0;
+    if (open_dest(&r, e) != 0)
         goto out;
-    }
     /* Directories first, then files on every core (creating inodes is much of a restore of
-     * many small files), then links and special files, which need their targets. */
-    ui_progress(u, 3, "%s: creating %zu entries", req->repository, r.t.n);
+     * many small files), then hard links and special files, which need their targets. */
+    rs_progress(&r, u, 1, "%s: creating %zu entries", req->repository, r.t.n);
     r.node_fn = create_file;
     if (each_node(&r, create_entry, 1u << T_DIR, 0, e) != 0 ||
-        run_threads(&r, nodes_main, u, 0, "creating") != 0 ||
-        each_node(&r, create_entry, ~(1u << T_DIR | 1u << T_FILE), 0, e) != 0) {
+        run_threads(&r, nodes_main, u, 0, "creating", 1, 5) != 0 ||
+        each_node(&r, create_entry, 1u << T_HARDLINK | 1u << T_FIFO | 1u << T_CHR | 1u << T_BLK, 0,
+                  e) != 0) {
         rerr_merge(e, &r.err);
         goto out;
     }
-    if (run_threads(&r, worker_main, u, total, "restoring") != 0) {
+    if (run_threads(&r, worker_main, u, total, "restoring", 5, 85) != 0) {
         rerr_merge(e, &r.err);
         goto out;
     }
-    /* Owners, modes and times: entries on every core, then directories, children first. */
+    /* Owners, modes and times: entries on every core; then the snapshot's symlinks, created
+     * only now that nothing else will be made and never followed; then directories,
+     * children first, the restore root last (it stays 0700 until then). */
     r.node_fn = set_file_metadata;
-    if (run_threads(&r, nodes_main, u, 0, "setting owners and times") != 0 ||
+    if (run_threads(&r, nodes_main, u, 0, "setting owners and times", 85, 89) != 0 ||
+        each_node(&r, make_symlink, 1u << T_SYMLINK, 0, e) != 0 ||
         each_node(&r, set_metadata, 1u << T_DIR, 1, e) != 0) {
         rerr_merge(e, &r.err);
         goto out;
     }
-    if (req->verify && run_threads(&r, verify_main, u, total, "verifying") != 0) {
+    if (req->verify && run_threads(&r, verify_main, u, logical, "verifying", 90, 99) != 0) {
         rerr_merge(e, &r.err);
         goto out;
     }
@@ -506,15 +736,19 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
     if (r.owner_failures)
         ui_log(u, 1, "owners of %zu entries were not restored (only root may set them)",
                r.owner_failures);
-    uint64_t logical = 0;
-    for (size_t i = 0; i < r.t.n; i++)
-        logical += r.t.nodes[i].kind == T_FILE ? r.t.nodes[i].size : 0;
+    if (r.restricted)
+        ui_log(u, 1,
+               "%zu entries were restored with narrower permissions: set-user-ID and "
+               "set-group-ID bits need their owner restored and no write access for others; "
+               "device nodes get none for others",
+               r.restricted);
     double secs = mono_sec() - started;
-    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I}", "repository", req->repository,
+    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I,s:s}", "repository", req->repository,
                         "storage", s->name, "snapshot_id", json_object_get(doc, "id"), "entries",
                         (json_int_t)r.t.n, "bytes", (json_int_t)logical, "verified", req->verify,
                         "seconds", secs, "mb_per_s", secs > 0 ? (double)logical / 1e6 / secs : 0.0,
-                        "peak_rss_kb", (json_int_t)peak_rss_kb());
+                        "peak_rss_kb", (json_int_t)peak_rss_kb(), "path_walk",
+                        beneath_openat2() ? "openat2" : "nofollow");
     rc = 0;
 out:
     if (r.destfd >= 0)

@@ -278,9 +278,10 @@ int tree_load(storage *s, const chunk_index *ix, codec *c, const json_t *doc, tr
         buf_append(&enc, chunk.data, chunk.len);
     }
     if (rc == 0 && tree_decode(enc.data, enc.len, t) != 0)
-        rc = rerr_set(e, E_CORRUPT, "snapshot %s/%s in storage %s: its tree does not decode",
+        rc = rerr_set(e, E_CORRUPT, "snapshot %s/%s in storage %s: its tree %s%s",
                       json_string_value(json_object_get(doc, "repository")),
-                      json_string_value(json_object_get(doc, "id")), s->name);
+                      json_string_value(json_object_get(doc, "id")), s->name,
+                      t->why[0] ? "is refused: " : "does not decode", t->why);
     buf_free(&enc);
     buf_free(&chunk);
     return rc;

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -297,36 +298,213 @@ static int decode_file(reader *r, tnode *n)
     return r->err || total != n->size ? -1 : 0;
 }
 
+/* A string of the encoding: varint length, bytes. NULL (and r->err) when it is cut short, too
+ * long, or holds a NUL byte (*nul set: a C string would silently end there). */
+static char *rd_name(reader *r, int *nul)
+{
+    uint64_t n = rd_varint(r);
+    if (r->err || n > MAX_PATH_BYTES) {
+        r->err = 1;
+        return NULL;
+    }
+    const uint8_t *p = rd_bytes(r, (size_t)n);
+    if (p == NULL)
+        return NULL;
+    if (memchr(p, 0, (size_t)n) != NULL) {
+        *nul = 1;
+        r->err = 1;
+        return NULL;
+    }
+    char *s = xmalloc((size_t)n + 1);
+    memcpy(s, p, (size_t)n);
+    s[n] = '\0';
+    return s;
+}
+
+const char *tree_quote(const char *s, char *out, size_t outlen)
+{
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; s[i] && o + 8 < outlen; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (i >= 120) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
+}
+
+/* Paths seen so far while decoding (node number + 1 per slot), to find parents and repeats. */
+typedef struct path_set {
+    uint32_t *slots;
+    size_t cap, count;
+} path_set;
+
+static uint64_t str_hash_n(const char *s, size_t n)
+{
+    uint64_t h = UINT64_C(1469598103934665603);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * UINT64_C(1099511628211);
+    return h;
+}
+
+/* The slot for the n bytes at path: its node's number + 1, or 0 (an empty slot). */
+static uint32_t *set_slot(path_set *ps, const tree *t, const char *path, size_t n)
+{
+    size_t s = str_hash_n(path, n) & (ps->cap - 1);
+    for (; ps->slots[s]; s = (s + 1) & (ps->cap - 1)) {
+        const char *q = t->nodes[ps->slots[s] - 1].path;
+        if (strlen(q) == n && memcmp(q, path, n) == 0)
+            break;
+    }
+    return &ps->slots[s];
+}
+
+static void set_add(path_set *ps, const tree *t, size_t node)
+{
+    if ((ps->count + 1) * 2 > ps->cap) {
+        size_t cap = ps->cap ? ps->cap * 2 : 256;
+        path_set grown = {.slots = xcalloc(cap, sizeof(uint32_t)), .cap = cap};
+        for (size_t i = 0; i < ps->cap; i++)
+            if (ps->slots[i]) {
+                const char *q = t->nodes[ps->slots[i] - 1].path;
+                *set_slot(&grown, t, q, strlen(q)) = ps->slots[i];
+            }
+        free(ps->slots);
+        ps->slots = grown.slots;
+        ps->cap = cap;
+    }
+    const char *path = t->nodes[node].path;
+    *set_slot(ps, t, path, strlen(path)) = (uint32_t)node + 1;
+    ps->count++;
+}
+
+/* The node already decoded at the n bytes of path, or NULL. */
+static const tnode *set_find(path_set *ps, const tree *t, const char *path, size_t n)
+{
+    uint32_t v = ps->cap ? *set_slot(ps, t, path, n) : 0;
+    return v ? &t->nodes[v - 1] : NULL;
+}
+
+/* Why path is not a relative path of names (each not empty, "." or "..", at most 255
+ * bytes), or NULL when it is one. */
+static const char *path_problem(const char *path)
+{
+    if (path[0] == '/')
+        return "has an absolute path";
+    for (const char *p = path;;) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return "has an empty, \".\" or \"..\" path component";
+        if (len > 255)
+            return "has a name longer than 255 bytes";
+        if (end == NULL)
+            return NULL;
+        p = end + 1;
+    }
+}
+
+/*
+ * Checks node i (just decoded) against the rules every restore relies on: the root comes
+ * first as ""; every other path is its parent's path, a slash and one name (not empty, not
+ * "." or "..", at most 255 bytes); its parent is a directory decoded before it; no path
+ * repeats; a hard link's target is such a path too (restore.c checks that it names a
+ * regular file listed before the link). 0, or -1 with t->why set.
+ */
+static int check_node(tree *t, path_set *ps, size_t i)
+{
+    const tnode *n = &t->nodes[i];
+    char q[512], q2[512];
+    const char *why = NULL;
+    tree_quote(n->path, q, sizeof(q));
+    if (i == 0) {
+        if (n->kind == T_DIR && n->path[0] == '\0')
+            return 0;
+        why = "comes first; the first entry must be the root directory \"\"";
+    } else if (n->path[0] == '\0') {
+        why = "is a second root";
+    } else {
+        why = path_problem(n->path);
+    }
+    if (why) {
+        snprintf(t->why, sizeof(t->why), "entry %s %s", q, why);
+        return -1;
+    }
+    const char *slash = strrchr(n->path, '/');
+    const tnode *parent = set_find(ps, t, n->path, slash ? (size_t)(slash - n->path) : 0);
+    if (parent == NULL || parent->kind != T_DIR) {
+        char dir[512];
+        snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - n->path) : 0, n->path);
+        snprintf(t->why, sizeof(t->why),
+                 "entry %s: %s is not a directory listed before it (a path may not pass through "
+                 "a symlink or a file)",
+                 q, tree_quote(dir, q2, sizeof(q2)));
+        return -1;
+    }
+    if (set_find(ps, t, n->path, strlen(n->path)) != NULL) {
+        snprintf(t->why, sizeof(t->why), "entry %s appears twice", q);
+        return -1;
+    }
+    if (n->kind == T_HARDLINK && (why = path_problem(n->target)) != NULL) {
+        snprintf(t->why, sizeof(t->why), "hard link %s: its target %s %s", q,
+                 tree_quote(n->target, q2, sizeof(q2)), why);
+        return -1;
+    }
+    return 0;
+}
+
 int tree_decode(const uint8_t *p, size_t len, tree *t)
 {
     reader r;
     rd_init(&r, p, len);
+    path_set ps = {0};
+    uint64_t count = 0;
+    int nul = 0, rc = -1;
+    t->why[0] = '\0';
     const uint8_t *magic = rd_bytes(&r, 4);
     if (magic == NULL || memcmp(magic, TREE_MAGIC, 4) != 0)
-        return -1;
-    uint64_t count = rd_varint(&r);
+        goto out;
+    count = rd_varint(&r);
     if (r.err || count > len)
-        return -1;
+        goto out;
     for (uint64_t i = 0; i < count && !r.err; i++) {
         tnode *n = add_node(t);
         n->kind = rd_u8(&r);
-        n->path = rd_str(&r, MAX_PATH_BYTES);
-        n->mode = (uint32_t)rd_varint(&r);
+        n->path = rd_name(&r, &nul);
+        n->mode = (uint32_t)rd_varint(&r) & 07777;
         n->uid = (uint32_t)rd_varint(&r);
         n->gid = (uint32_t)rd_varint(&r);
         n->mtime_sec = unzigzag(rd_varint(&r));
         n->mtime_nsec = (uint32_t)rd_varint(&r);
         if (n->path == NULL || n->kind < T_DIR || n->kind > T_BLK)
-            return -1;
+            goto out;
         if (n->kind == T_FILE && decode_file(&r, n) != 0)
-            return -1;
+            goto out;
         if ((n->kind == T_SYMLINK || n->kind == T_HARDLINK) &&
-            (n->target = rd_str(&r, MAX_PATH_BYTES)) == NULL)
-            return -1;
+            (n->target = rd_name(&r, &nul)) == NULL)
+            goto out;
         if (n->kind == T_CHR || n->kind == T_BLK)
             n->rdev = rd_varint(&r);
+        if (r.err || check_node(t, &ps, (size_t)i) != 0)
+            goto out;
+        set_add(&ps, t, (size_t)i);
     }
-    return r.err || r.p != r.end ? -1 : 0;
+    rc = r.err || r.p != r.end ? -1 : 0;
+out:
+    if (nul)
+        snprintf(t->why, sizeof(t->why), "entry %zu of %llu has a name with a NUL byte", t->n,
+                 (unsigned long long)count);
+    free(ps.slots);
+    return rc;
 }
 
 void tree_free(tree *t)

@@ -46,6 +46,7 @@ typedef struct tree {
     size_t n;
     size_t cap;
     size_t skipped; /* sockets and entries that vanished during the scan */
+    char why[640];  /* tree_decode: the entry refused and why ("" when the bytes are cut) */
 } tree;
 
 /*
@@ -54,9 +55,21 @@ typedef struct tree {
  */
 int tree_scan(const char *root, tree *t, const volatile int *stop, rerr *e);
 void tree_encode(const tree *t, buf *out);
-/* Decodes into t (empty on entry). 0, or -1 when the bytes are malformed. */
+/*
+ * Decodes into t (empty on entry). 0, or -1 when the bytes are malformed or an entry breaks
+ * the rules every restore relies on (t->why then names the entry): the root "" comes first;
+ * every other path is an earlier directory's path, "/" and one name (not empty, "." or "..",
+ * no NUL byte, at most 255 bytes; the root's children have no slash); no path repeats; a hard
+ * link's target is such a path too. (That it names a regular file listed before the link is
+ * checked by restores: a push whose first link vanished while it ran leaves a dangling hard
+ * link, and such a tree must still be counted by gc.) Symlink targets are text, never
+ * checked: a restore creates symlinks and never follows them.
+ */
 int tree_decode(const uint8_t *p, size_t n, tree *t);
 void tree_free(tree *t);
+/* Returns out (outlen bytes, at least 16) holding s in double quotes, bytes outside printable
+ * ASCII as \xNN, cut after 120 bytes: a hostile name is shown, never echoed raw into a log. */
+const char *tree_quote(const char *s, char *out, size_t outlen);
 
 /* A path -> node lookup over a tree (for the previous snapshot's shortcut and hard links). */
 typedef struct tree_map {
