@@ -83,7 +83,7 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $$(
 # Unit tests that compile the repo plugin's sources in need its extra libraries too.
 REPO_TEST_LIBS = $(shell pkg-config --libs $(call plugin_pkgs,repo))
 $(BUILD)/tests/test_xfer: TEST_LIBS = $(REPO_TEST_LIBS)
-$(BUILD)/tests/test_repo_format $(BUILD)/tests/test_repo_restore $(BUILD)/tests/test_xfer: $(wildcard plugins/repo/*.c plugins/repo/*.h)
+$(BUILD)/tests/test_repo_format $(BUILD)/tests/test_repo_restore $(BUILD)/tests/test_repo_hardlink $(BUILD)/tests/test_xfer: $(wildcard plugins/repo/*.c plugins/repo/*.h)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libferry.a
 	@mkdir -p $(@D)
 	$(call say,TEST,$@)

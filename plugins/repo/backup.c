@@ -67,6 +67,14 @@ typedef struct bk {
     uint64_t reused; /* bytes of files taken over from the previous snapshot unread */
 } bk;
 
+/*
+ * Test-only injection point: when set (only tests/unit/test_repo_hardlink.c, which compiles
+ * this file in, sets it), called with the source directory after the scan and the plan and
+ * before any file is read, so a test can change the directory exactly there. Never set in
+ * the plugin.
+ */
+static void (*backup_test_after_scan)(const char *source);
+
 static void add_u64(uint64_t *p, uint64_t v)
 {
     __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
@@ -194,11 +202,14 @@ static int add_chunk(bk *b, codec *c, pack_writer *pw, tnode *n, uint32_t *cap, 
     return 0;
 }
 
+/* O_NONBLOCK: a file replaced by a FIFO since the scan must not block the open (it does
+ * nothing to reads of a regular file). */
 static int open_file(bk *b, const char *path)
 {
-    int fd = openat(b->rootfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+    int fd = openat(b->rootfd, path, flags | O_NOATIME);
     if (fd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
-        fd = openat(b->rootfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        fd = openat(b->rootfd, path, flags);
     return fd;
 }
 
@@ -211,7 +222,7 @@ static int read_file(bk *b, codec *c, pack_writer *pw, buf *rb, tnode *n, rerr *
         int err = errno;
         if (fd >= 0)
             close(fd);
-        if (fd < 0 && err != ENOENT && err != ELOOP)
+        if (fd < 0 && err != ENOENT && err != ELOOP && err != ENXIO) /* ENXIO: a socket */
             return rerr_set(e, errno_kind(err), "cannot open %s/%s: %s", b->req->source, n->path,
                             strerror(err));
         n->kind = 0; /* removed or replaced since the scan: not part of this snapshot */
@@ -379,7 +390,7 @@ static void report(bk *b, ui *u, uint64_t total, double started)
 {
     uint64_t done = get_u64(&b->bytes_done);
     double secs = mono_sec() - started;
-    int pct = total ? (int)(done * 90 / total) : 90;
+    int pct = total && done < total ? (int)(done * 90 / total) : 90; /* links re-read: more */
     ui_progress(u, pct, "%s: %.1f of %.1f MiB read, %.1f MiB new, %.0f MB/s", b->req->repository,
                 (double)done / 1048576.0, (double)total / 1048576.0,
                 (double)get_u64(&b->bytes_new) / 1048576.0,
@@ -431,6 +442,53 @@ static int run_threads(bk *b, ui *u, uint64_t total, double started)
     for (int i = 0; i < nuploaders; i++)
         pthread_join(uploaders[i], NULL);
     return b->err.kind == E_NONE ? 0 : -1;
+}
+
+/*
+ * Makes every hard link of the tree name a regular file of this snapshot holding its inode's
+ * data. The scan names the first link of a multiply-linked file as the data holder; if that
+ * link vanished before it was read, or now is something else (a directory, a FIFO, another
+ * file: its inode differs from the one scanned), the next link of the group becomes the
+ * holder (a file to read, queued in b->work) and the later ones name it. Returns the number
+ * of links to read; the caller reads them and calls again until none is left (a holder can
+ * vanish too). Runs on one thread, between the worker rounds.
+ */
+static size_t relink(bk *b)
+{
+    tree_map map;
+    tree_map_build(&map, &b->t);
+    size_t *moved = xcalloc(b->t.n, sizeof(*moved)); /* holder node -> its replacement + 1 */
+    b->nwork = 0;
+    b->next = 0;
+    for (size_t i = 0; i < b->t.n; i++) {
+        tnode *n = &b->t.nodes[i];
+        if (n->kind != T_HARDLINK)
+            continue;
+        const tnode *found = tree_map_find(&map, n->target);
+        size_t h = found ? (size_t)(found - b->t.nodes) : i;
+        while (h < i && moved[h])
+            h = moved[h] - 1;
+        const tnode *holder = &b->t.nodes[h];
+        if (h < i && holder->kind == T_FILE && holder->ino == n->ino) {
+            if (strcmp(n->target, holder->path) != 0) {
+                free(n->target);
+                n->target = xstrdup(holder->path);
+            }
+            continue;
+        }
+        if (h < i) {
+            moved[h] = i + 1;
+            if (holder->kind == T_FILE)
+                add_u64(&b->changed, 1); /* replaced by another file (vanished: counted) */
+        }
+        free(n->target);
+        n->target = NULL;
+        n->kind = T_FILE;
+        b->work[b->nwork++] = i;
+    }
+    free(moved);
+    tree_map_free(&map);
+    return b->nwork;
 }
 
 /* Replaces this push's one-pack index files by a single file. Failures only cost speed. */
@@ -625,10 +683,19 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
     if (parent[0])
         ui_log(u, 0, "%s: %zu files to read, the rest unchanged since snapshot %s", req->repository,
                b.nwork, parent);
-    if (run_threads(&b, u, total, started) != 0) {
-        rerr_merge(e, &b.err);
-        goto out;
-    }
+    if (backup_test_after_scan)
+        backup_test_after_scan(req->source);
+    /* The hard links whose first link was not read as scanned get another holder, read in
+     * a further round. */
+    do {
+        if (run_threads(&b, u, total, started) != 0) {
+            rerr_merge(e, &b.err);
+            goto out;
+        }
+        pthread_mutex_lock(&b.mu);
+        b.q_closed = 0;
+        pthread_mutex_unlock(&b.mu);
+    } while (relink(&b) > 0);
     if (commit(&b, c, parent, total, &doc, e) != 0)
         goto out;
     consolidate(&b);

@@ -609,8 +609,8 @@ static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const 
 
 /*
  * Refuses, before anything is written, a hard link whose target is not a regular file listed
- * before it (a hostile tree, or a push whose first link vanished while it ran): a restore
- * links only files it made itself.
+ * before it (a hostile tree, or an older push whose first link vanished while it ran): a
+ * restore links only files it made itself.
  */
 static int check_links(rs *r, const json_t *doc, rerr *e)
 {

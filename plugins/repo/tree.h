@@ -61,9 +61,10 @@ void tree_encode(const tree *t, buf *out);
  * every other path is an earlier directory's path, "/" and one name (not empty, "." or "..",
  * no NUL byte, at most 255 bytes; the root's children have no slash); no path repeats; a hard
  * link's target is such a path too. (That it names a regular file listed before the link is
- * checked by restores: a push whose first link vanished while it ran leaves a dangling hard
- * link, and such a tree must still be counted by gc.) Symlink targets are text, never
- * checked: a restore creates symlinks and never follows them.
+ * checked by restores: pushes before backup.c's relink() could leave a dangling hard link
+ * when the first link vanished while they ran, and such a tree must still be counted by
+ * gc.) Symlink targets are text, never checked: a restore creates symlinks and never follows
+ * them.
  */
 int tree_decode(const uint8_t *p, size_t n, tree *t);
 void tree_free(tree *t);
