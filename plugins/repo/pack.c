@@ -236,7 +236,8 @@ int blob_decode(codec *c, const blob_entry *e, const uint8_t *stored, buf *out, 
             return -1;
         }
     } else if (plain == e->raw) {
-        memcpy(out->data, body, plain);
+        if (plain) /* an empty chunk: out->data may still be NULL */
+            memcpy(out->data, body, plain);
     } else {
         hex_encode(e->id, ID_LEN, hex);
         snprintf(why, whylen, "chunk %s has the wrong length", hex);
