@@ -52,7 +52,7 @@ FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
 FUZZ_BIN  := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 
-.PHONY: all check run install bench docs docs-check format clean deps deps-test fuzz
+.PHONY: all check run install bench docs docs-check format clean deps deps-test fuzz deps-inputs
 all: $(BUILD)/ferry $(PLUGIN_SO)
 
 # Installs missing Debian packages (as root) or says which ones to install, once per tree.
@@ -135,6 +135,24 @@ FORCE:
 endif
 fuzz: $(if $(FUZZ),build/fuzz/fuzz_$(FUZZ),$(FUZZ_BIN))
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ)
+
+# make deps-inputs: what the build, the unit tests and the fuzz harnesses use from the
+# system, for scripts/deps-check.sh (tests/e2e/deps_listed.sh): every header the compiler
+# actually includes (-M, with each file's own flags), every pkg-config module and -l
+# library, and the sanitizer and libFuzzer runtimes.
+ALL_PLUGIN_PKGS = $(sort jansson $(foreach p,$(PLUGINS),$(call plugin_pkgs,$(p))))
+deps-inputs:
+	@for f in $(HOST_SRC) $(UNIT_SRC) $(FUZZ_SRC) tests/fuzz/replay.c tests/bench/bench_queue.c \
+	    $(wildcard tests/helpers/*.c); do \
+	    $(CC) $(FUZZ_CFLAGS) -M $$f || exit 1; done | tr ' \\' '\n\n' | grep '^/' | sort -u | sed 's/^/header /'
+	@for f in $(wildcard plugins/*/*.c tests/fixtures/*.c sdk/examples/*/*.c); do \
+	    $(CC) $(PLUGIN_CFLAGS) $(shell pkg-config --cflags $(ALL_PLUGIN_PKGS)) -M $$f || exit 1; \
+	    done | tr ' \\' '\n\n' | grep '^/' | sort -u | sed 's/^/header /'
+	@printf 'pkg %s\n' $(sort $(PKGS) $(ALL_PLUGIN_PKGS))
+	@printf 'lib %s\n' $(sort $(patsubst -l%,%,$(filter -l%,$(HOST_LIBS) $(REPO_TEST_LIBS) -lcmocka)))
+	@printf 'file %s\n' "$$($(CC) -print-file-name=libasan.so)" "$$($(CC) -print-file-name=libubsan.so)" \
+	    "$$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.fuzzer-$$(uname -m).a" \
+	    "$$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.asan-$$(uname -m).a"
 
 check: all $(UNIT_BIN) $(REPLAY_BIN)
 	@BUILD=$(BUILD) SAN=$(SAN) CC="$(CC)" tests/run.sh
