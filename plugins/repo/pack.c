@@ -268,7 +268,7 @@ int pack_parse(codec *c, const uint8_t *data, size_t len, blob_entry **entries, 
     if (id_out)
         sha256(sealed, tlen, id_out);
     buf plain = {0};
-    buf_reserve(&plain, tlen);
+    buf_reserve(&plain, tlen + 1); /* + 1: never NULL, even for an empty trailer */
     size_t plen = 0;
     if (unseal(c->seal, TRAILER_AAD, strlen(TRAILER_AAD), sealed, tlen, plain.data, &plen) != 0) {
         buf_free(&plain);
