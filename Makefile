@@ -150,9 +150,10 @@ deps-inputs:
 	    done | tr ' \\' '\n\n' | grep '^/' | sort -u | sed 's/^/header /'
 	@printf 'pkg %s\n' $(sort $(PKGS) $(ALL_PLUGIN_PKGS))
 	@printf 'lib %s\n' $(sort $(patsubst -l%,%,$(filter -l%,$(HOST_LIBS) $(REPO_TEST_LIBS) -lcmocka)))
-	@printf 'file %s\n' "$$($(CC) -print-file-name=libasan.so)" "$$($(CC) -print-file-name=libubsan.so)" \
+	@for f in "$$($(CC) -print-file-name=libasan.so)" "$$($(CC) -print-file-name=libubsan.so)" \
 	    "$$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.fuzzer-$$(uname -m).a" \
-	    "$$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.asan-$$(uname -m).a"
+	    "$$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.asan-$$(uname -m).a"; do \
+	    case $$f in /*) echo "file $$f" ;; esac; done
 
 check: all $(UNIT_BIN) $(REPLAY_BIN)
 	@BUILD=$(BUILD) SAN=$(SAN) CC="$(CC)" tests/run.sh
