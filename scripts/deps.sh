@@ -16,7 +16,7 @@
 #   - moto_server (tests/helpers/moto.sh, the S3 server of tests/e2e/storage_s3.sh) is the
 #     Python package "moto" (5.2 here), installed with pip into a Python that is not
 #     Debian's: the development image has it in pyenv (/root/.pyenv), whose python3 comes
-#     first on PATH. No package listed here provides it, so on a fresh Debian 12 machine
+#     first on PATH. storage_s3.sh also inspects buckets with boto3, which comes with moto. No package listed here provides it, so on a fresh Debian 12 machine
 #     storage_s3.sh fails ("moto.sh: no moto_server on PATH") until `pip install
 #     'moto[server]>=5'` puts one on PATH.
 #   - Apart from moto, the tests' Python needs only the standard library, which Debian's

@@ -51,6 +51,24 @@ for c in jq timeout sshd ssh ssh-keygen lighttpd psql pg_ctl initdb postgres cur
     echo "cmd $c"
 done >>"$T_DIR/inputs"
 
+# The Python modules the tests import (tests/helpers/*.py, python3 -c and heredocs in the
+# scripts), as Debian's python3 finds them. moto and the boto3/botocore it brings are the
+# pip exception documented in scripts/deps.sh; they are checked to be only in storage_s3.sh
+# and moto.sh.
+mods=$(grep -ohE "(^|['\"; ])(import [A-Za-z0-9_., ]+|from [A-Za-z0-9_.]+ import)" \
+    tests/helpers/*.py tests/helpers/*.sh tests/e2e/*.sh scripts/*.sh tests/lib.sh |
+    sed -E "s/^['\"; ]//; s/^from ([A-Za-z0-9_.]+) import/\1/; s/^import //; s/ as [A-Za-z0-9_]+//g" |
+    tr ',' '\n' | sed 's/ //g' | grep -v '^$' | cut -d. -f1 | sort -u)
+contains "the tests' Python imports are found (sqlite3 among them)" "$mods" sqlite3
+pip_users=$(grep -lE "import[^'\"]*\b(moto|boto3|botocore)\b" tests/helpers/* tests/e2e/*.sh scripts/*.sh | sort | tr '\n' ' ')
+eq "only the S3 test and its helper use the pip-only modules" "$pip_users" "tests/e2e/storage_s3.sh tests/helpers/moto.sh "
+for m in $mods; do
+    case $m in moto | boto3 | botocore) continue ;; esac
+    f=$(/usr/bin/python3 -c "import $m, sys; print(getattr(sys.modules['$m'], '__file__', None) or '')" 2>&1) ||
+        { echo "cmd python3-module-$m-missing"; continue; }
+    [[ -n $f ]] && echo "file $f" # built into the interpreter when empty
+done >>"$T_DIR/inputs"
+
 if out=$(scripts/deps-check.sh test <"$T_DIR/inputs" 2>&1); then
     pass "every header, library and program used comes from a package scripts/deps.sh lists"
 else
