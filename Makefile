@@ -155,7 +155,7 @@ deps-inputs:
 	    "$$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.asan-$$(uname -m).a"; do \
 	    case $$f in /*) echo "file $$f" ;; esac; done
 
-check: all $(UNIT_BIN) $(REPLAY_BIN)
+check: $(DEPS_TEST_OK) all $(UNIT_BIN) $(REPLAY_BIN)
 	@BUILD=$(BUILD) SAN=$(SAN) CC="$(CC)" tests/run.sh
 
 run: all

@@ -11,8 +11,12 @@
  */
 #include "repo_fuzz.h"
 
-static const char *const aads[] = {"ferry-pack-trailer", "ferry-index", "ferry-snapshot",
-                                   "ferry-lock",         "ferry-gc",    "ferry-keys",
+static const char *const aads[] = {"ferry-pack-trailer",
+                                   "ferry-index",
+                                   "ferry-snapshot",
+                                   "ferry-lock",
+                                   "ferry-gc",
+                                   "ferry-keys",
                                    ""};
 
 static void config(const uint8_t *data, size_t size)

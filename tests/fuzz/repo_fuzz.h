@@ -177,8 +177,8 @@ static inline storage *fuzz_storage(int mode)
 }
 
 /* Stores the input under key in s, as mode says (FUZZ_ENC_SEALED: sealed with aad first). */
-static inline void fuzz_put(storage *s, int mode, const char *key, const char *aad, const uint8_t *data,
-                     size_t size)
+static inline void fuzz_put(storage *s, int mode, const char *key, const char *aad,
+                            const uint8_t *data, size_t size)
 {
     rerr e = {0};
     int rc = mode == FUZZ_ENC_SEALED ? stor_put_sealed(s, key, aad, data, size, 0, &e)
