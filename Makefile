@@ -1,6 +1,7 @@
 # ferry: one binary (build/ferry), plugins (build/plugins/*.so), tests and benchmarks.
-# Targets: all (default), check, run, install, bench, docs, format, clean.
-# Variables: CC, PREFIX, DESTDIR, SAN=1 (ASan + UBSan, built under build/san).
+# Targets: all (default), check, run, install, bench, docs, format, clean, fuzz.
+# Variables: CC, PREFIX, DESTDIR, SAN=1 (ASan + UBSan, built under build/san),
+#            FUZZ_SECONDS (per harness, for make fuzz), FUZZ_CC (clang).
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -44,8 +45,14 @@ PLUGIN_SO := $(PLUGINS:%=$(BUILD)/plugins/%.so)
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 DEPS_OK   := build/.deps-build
+DEPS_TEST_OK := build/.deps-test
+# libFuzzer harnesses: tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/corpus/NAME/.
+FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
+FUZZ_BIN  := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 
-.PHONY: all check run install bench docs docs-check format clean deps deps-test
+.PHONY: all check run install bench docs docs-check format clean deps deps-test fuzz deps-inputs
 all: $(BUILD)/ferry $(PLUGIN_SO)
 
 # Installs missing Debian packages (as root) or says which ones to install, once per tree.
@@ -53,8 +60,11 @@ $(DEPS_OK): scripts/deps.sh
 	@scripts/deps.sh build
 	@mkdir -p $(@D) && touch $@
 deps: $(DEPS_OK)
-deps-test: $(DEPS_OK)
+# What the tests need is installed before anything of theirs is compiled (cmocka.h).
+$(DEPS_TEST_OK): scripts/deps.sh | $(DEPS_OK)
 	@scripts/deps.sh test
+	@touch $@
+deps-test: $(DEPS_TEST_OK)
 
 $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
@@ -83,13 +93,70 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $$(
 # Unit tests that compile the repo plugin's sources in need its extra libraries too.
 REPO_TEST_LIBS = $(shell pkg-config --libs $(call plugin_pkgs,repo))
 $(BUILD)/tests/test_xfer: TEST_LIBS = $(REPO_TEST_LIBS)
-$(BUILD)/tests/test_repo_format $(BUILD)/tests/test_repo_restore $(BUILD)/tests/test_repo_hardlink $(BUILD)/tests/test_xfer: $(wildcard plugins/repo/*.c plugins/repo/*.h)
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libferry.a
+# Unit tests named test_repo_* (and test_xfer) compile the repo plugin's sources in.
+$(filter $(BUILD)/tests/test_repo_% $(BUILD)/tests/test_xfer,$(UNIT_BIN)): $(wildcard plugins/repo/*.c plugins/repo/*.h)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libferry.a | $(DEPS_TEST_OK)
 	@mkdir -p $(@D)
 	$(call say,TEST,$@)
 	$(Q)$(CC) $(HOST_CFLAGS) -o $@ $< $(BUILD)/libferry.a $(HOST_LDFLAGS) $(HOST_LIBS) $(TEST_LIBS) -lcmocka
 
-check: all $(UNIT_BIN) deps-test
+# Fuzz harnesses for make check: each with tests/fuzz/replay.c (no libFuzzer), under ASan and
+# UBSan whatever SAN says, so a committed seed that once crashed fails the check again. The
+# harnesses include the sources they test; libferry.a supplies the rest of the host.
+REPLAY_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS = $(filter-out $(SANFLAGS),$(HOST_CFLAGS)) $(shell pkg-config --cflags $(call plugin_pkgs,repo))
+FUZZ_LIBS = $(BUILD)/libferry.a $(HOST_LIBS) $(REPO_TEST_LIBS)
+$(BUILD)/obj/fuzz/%.o: tests/fuzz/%.c | $(DEPS_TEST_OK)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(FUZZ_CFLAGS) $(REPLAY_SAN) -MMD -MP -c $< -o $@
+$(BUILD)/tests/fuzz_%: $(BUILD)/obj/fuzz/fuzz_%.o $(BUILD)/obj/fuzz/replay.o $(BUILD)/libferry.a
+	@mkdir -p $(@D)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(REPLAY_SAN) -o $@ $(filter %.o,$^) $(LDFLAGS) $(FUZZ_LIBS)
+
+# make fuzz: each harness under libFuzzer for FUZZ_SECONDS (new inputs go to
+# build/fuzz/corpus/NAME, crashes to build/fuzz/NAME-crash-*). FUZZ=NAME runs one.
+.PRECIOUS: $(BUILD)/obj/fuzz/%.o build/fuzz/obj/%.o
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+build/fuzz/obj/%.o: tests/fuzz/%.c | $(DEPS_TEST_OK)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined \
+	    -fno-sanitize-recover=undefined -fno-omit-frame-pointer -MMD -MP -c $< -o $@
+build/fuzz/fuzz_%: build/fuzz/obj/fuzz_%.o build/libferry.a
+	$(call say,LINK,$@)
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $< $(LDFLAGS) \
+	    build/libferry.a $(HOST_LIBS) $(REPO_TEST_LIBS)
+ifneq ($(BUILD),build)
+build/libferry.a: FORCE
+	$(Q)$(MAKE) --no-print-directory SAN=0 BUILD=build build/libferry.a
+FORCE:
+endif
+fuzz: $(if $(FUZZ),build/fuzz/fuzz_$(FUZZ),$(FUZZ_BIN))
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ)
+
+# make deps-inputs: what the build, the unit tests and the fuzz harnesses use from the
+# system, for scripts/deps-check.sh (tests/e2e/deps_listed.sh): every header the compiler
+# actually includes (-M, with each file's own flags), every pkg-config module and -l
+# library, and the sanitizer and libFuzzer runtimes.
+ALL_PLUGIN_PKGS = $(sort jansson $(foreach p,$(PLUGINS),$(call plugin_pkgs,$(p))))
+deps-inputs:
+	@for f in $(HOST_SRC) $(UNIT_SRC) $(FUZZ_SRC) tests/fuzz/replay.c tests/bench/bench_queue.c \
+	    $(wildcard tests/helpers/*.c); do \
+	    $(CC) $(FUZZ_CFLAGS) -M $$f || exit 1; done | tr ' \\' '\n\n' | grep '^/' | sort -u | sed 's/^/header /'
+	@for f in $(wildcard plugins/*/*.c tests/fixtures/*.c sdk/examples/*/*.c); do \
+	    $(CC) $(PLUGIN_CFLAGS) $(shell pkg-config --cflags $(ALL_PLUGIN_PKGS)) -M $$f || exit 1; \
+	    done | tr ' \\' '\n\n' | grep '^/' | sort -u | sed 's/^/header /'
+	@printf 'pkg %s\n' $(sort $(PKGS) $(ALL_PLUGIN_PKGS))
+	@printf 'lib %s\n' $(sort $(patsubst -l%,%,$(filter -l%,$(HOST_LIBS) $(REPO_TEST_LIBS) -lcmocka)))
+	@for f in "$$($(CC) -print-file-name=libasan.so)" "$$($(CC) -print-file-name=libubsan.so)" \
+	    "$$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.fuzzer-$$(uname -m).a" \
+	    "$$($(FUZZ_CC) -print-runtime-dir)/libclang_rt.asan-$$(uname -m).a"; do \
+	    case $$f in /*) echo "file $$f" ;; esac; done
+
+check: $(DEPS_TEST_OK) all $(UNIT_BIN) $(REPLAY_BIN)
 	@BUILD=$(BUILD) SAN=$(SAN) CC="$(CC)" tests/run.sh
 
 run: all
@@ -133,4 +200,4 @@ install: all
 clean:
 	rm -rf build
 
--include $(HOST_OBJ:.o=.d)
+-include $(HOST_OBJ:.o=.d) $(wildcard $(BUILD)/obj/fuzz/*.d build/fuzz/obj/*.d)

@@ -346,7 +346,10 @@ static int day_matches(const cron_expr *e, int day, int weekday)
 int cron_matches(const cron_expr *e, int64_t local_seconds)
 {
     int64_t days = floor_div(local_seconds, 86400);
-    int second_of_day = (int)(local_seconds - days * 86400);
+    /* Not local_seconds - days * 86400: near INT64_MIN that product overflows. */
+    int second_of_day = (int)(local_seconds % 86400);
+    if (second_of_day < 0)
+        second_of_day += 86400;
     int64_t year;
     int month, day;
     tz_civil_from_days(days, &year, &month, &day);

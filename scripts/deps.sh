@@ -1,22 +1,50 @@
 #!/usr/bin/env bash
 # Makes sure the Debian packages ferry needs are installed.
 #   scripts/deps.sh build   what `make` needs (compiler, headers, pkg-config)
-#   scripts/deps.sh test    what `make check` needs on top (jq, cmocka, servers used by tests)
+#   scripts/deps.sh test    what `make check` and `make fuzz` need on top (jq, cmocka, clang
+#                           and its sanitizer/libFuzzer runtimes, servers used by tests)
 #   scripts/deps.sh bench   what `make bench` needs on top (restic, borg)
+#   scripts/deps.sh list build|test|bench   prints the set, one package a line
 # As root it runs apt-get; otherwise it prints the exact apt-get line and exits 1.
+#
+# tests/e2e/deps_listed.sh checks these lists: every header the build, the unit tests and
+# the fuzz harnesses include, every library they link and every program the tests run must
+# come from a package listed here or from one of its dependencies (or from an Essential or
+# Priority: required package, which every Debian system has). Add a package here when that test names one.
+#
+# Not from Debian, on purpose (the check knows these exceptions and says so):
+#   - moto_server (tests/helpers/moto.sh, the S3 server of tests/e2e/storage_s3.sh) is the
+#     Python package "moto" (5.2 here), installed with pip into a Python that is not
+#     Debian's: the development image has it in pyenv (/root/.pyenv), whose python3 comes
+#     first on PATH. storage_s3.sh also inspects buckets with boto3, which comes with moto. No package listed here provides it, so on a fresh Debian 12 machine
+#     storage_s3.sh fails ("moto.sh: no moto_server on PATH") until `pip install
+#     'moto[server]>=5'` puts one on PATH.
+#   - Apart from moto, the tests' Python needs only the standard library, which Debian's
+#     python3 (listed below) has; the check looks at Debian's python3, not pyenv's.
 set -euo pipefail
 
 build_pkgs="gcc make pkg-config libc6-dev libjansson-dev libconfig-dev libcurl4-openssl-dev
   libsqlite3-dev libpq-dev libzstd-dev libssl-dev libexpat1-dev"
-test_pkgs="$build_pkgs libcmocka-dev jq clang g++ python3 procps psmisc uuid-runtime bc
-  postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav curl"
+test_pkgs="$build_pkgs libcmocka-dev jq clang libclang-rt-14-dev g++ python3 procps psmisc
+  uuid-runtime bc sqlite3 postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav
+  curl"
 bench_pkgs="$test_pkgs restic borgbackup"
+
+if [[ ${1:-} == list ]]; then
+    case "${2:-}" in
+    build) printf '%s\n' $build_pkgs ;;
+    test) printf '%s\n' $test_pkgs ;;
+    bench) printf '%s\n' $bench_pkgs ;;
+    *) echo "usage: $0 list build|test|bench" >&2; exit 2 ;;
+    esac
+    exit 0
+fi
 
 case "${1:-build}" in
 build) want=$build_pkgs ;;
 test) want=$test_pkgs ;;
 bench) want=$bench_pkgs ;;
-*) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+*) echo "usage: $0 build|test|bench|list SET" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test file, each in its own process under a time limit, and prints one summary
-# line: "N passed, N failed". Unit tests are cmocka binaries (TAP output); end-to-end tests
-# are bash scripts using tests/lib.sh (TAP output). A file that crashes, hangs or prints no
+# line: "N passed, N failed". Unit tests are cmocka binaries (TAP output); fuzz corpus
+# replays (fuzz_NAME) print TAP too; end-to-end tests are bash scripts using tests/lib.sh
+# (TAP output). A file that crashes, hangs or prints no
 # result counts as a failure.
 #   tests/run.sh [PATTERN]   only files whose path contains PATTERN
 #
@@ -23,6 +24,8 @@ limit=${FERRY_TEST_TIMEOUT:-300}
 
 files=()
 for f in "$BUILD"/tests/test_*; do [[ -x $f ]] && files+=("$f"); done
+# Fuzz corpus replays (tests/fuzz/replay.c): every committed seed once, under ASan/UBSan.
+for f in "$BUILD"/tests/fuzz_*; do [[ -x $f ]] && files+=("$f"); done
 for f in tests/e2e/*.sh; do [[ -f $f ]] && files+=("$f"); done
 # The CLI against PostgreSQL exactly as against SQLite: these run a second time on it.
 for f in tests/e2e/seed_queue.sh tests/e2e/cli_queue.sh; do [[ -f $f ]] && files+=("$f@pg"); done

@@ -130,7 +130,8 @@ size_t seal_overhead(const keys *k)
 size_t seal(sealer *s, const void *aad, size_t aadlen, const void *in, size_t n, uint8_t *out)
 {
     if (!s->encrypted) {
-        memcpy(out, in, n);
+        if (n) /* an empty object may come with NULL buffers */
+            memcpy(out, in, n);
         return n;
     }
     int len = 0;
@@ -148,7 +149,8 @@ int unseal(sealer *s, const void *aad, size_t aadlen, const void *in, size_t n, 
            size_t *outlen)
 {
     if (!s->encrypted) {
-        memcpy(out, in, n);
+        if (n) /* an empty object may come with NULL buffers */
+            memcpy(out, in, n);
         *outlen = n;
         return 0;
     }
@@ -171,7 +173,7 @@ int unseal(sealer *s, const void *aad, size_t aadlen, const void *in, size_t n, 
 void seal_buf(const keys *k, const char *aad, const void *in, size_t n, buf *out)
 {
     sealer *s = sealer_new(k);
-    buf_reserve(out, n + seal_overhead(k));
+    buf_reserve(out, n + seal_overhead(k) + 1); /* + 1: out->data is never NULL below */
     out->len += seal(s, aad, strlen(aad), in, n, out->data + out->len);
     sealer_free(s);
 }
@@ -179,7 +181,7 @@ void seal_buf(const keys *k, const char *aad, const void *in, size_t n, buf *out
 int unseal_buf(const keys *k, const char *aad, const void *in, size_t n, buf *out)
 {
     sealer *s = sealer_new(k);
-    buf_reserve(out, n);
+    buf_reserve(out, n + 1); /* + 1: out->data is never NULL below, even for n == 0 */
     size_t len = 0;
     int rc = unseal(s, aad, strlen(aad), in, n, out->data + out->len, &len);
     if (rc == 0)

@@ -122,8 +122,10 @@ static int state_load(storage *s, gc_state *st, rerr *e)
     int rc = stor_get_sealed(s, STATE_KEY, STATE_AAD, &plain, e);
     if (rc == ST_NOTFOUND)
         return 0;
-    if (rc != ST_OK)
+    if (rc != ST_OK) {
+        buf_free(&plain); /* a state that does not open leaves its bytes here */
         return -1;
+    }
     reader r;
     rd_init(&r, plain.data, plain.len);
     const uint8_t *magic = rd_bytes(&r, 4);

@@ -115,7 +115,7 @@ static void start_refresher(lock *l)
 static int lock_is_live(const json_t *doc)
 {
     int64_t refreshed = json_integer_value(json_object_get(doc, "refreshed"));
-    if (now_s() - refreshed > LOCK_STALE)
+    if (refreshed < now_s() - LOCK_STALE) /* not now - refreshed: it may overflow */
         return 0;
     char host[256] = "";
     gethostname(host, sizeof(host) - 1);

@@ -236,7 +236,8 @@ int blob_decode(codec *c, const blob_entry *e, const uint8_t *stored, buf *out, 
             return -1;
         }
     } else if (plain == e->raw) {
-        memcpy(out->data, body, plain);
+        if (plain) /* an empty chunk: out->data may still be NULL */
+            memcpy(out->data, body, plain);
     } else {
         hex_encode(e->id, ID_LEN, hex);
         snprintf(why, whylen, "chunk %s has the wrong length", hex);
@@ -267,7 +268,7 @@ int pack_parse(codec *c, const uint8_t *data, size_t len, blob_entry **entries, 
     if (id_out)
         sha256(sealed, tlen, id_out);
     buf plain = {0};
-    buf_reserve(&plain, tlen);
+    buf_reserve(&plain, tlen + 1); /* + 1: never NULL, even for an empty trailer */
     size_t plen = 0;
     if (unseal(c->seal, TRAILER_AAD, strlen(TRAILER_AAD), sealed, tlen, plain.data, &plen) != 0) {
         buf_free(&plain);

@@ -123,7 +123,7 @@ void buf_free(buf *b)
 void rd_init(reader *r, const void *p, size_t n)
 {
     r->p = p;
-    r->end = r->p + n;
+    r->end = n ? r->p + n : r->p; /* an empty buffer may be NULL, and NULL + 0 is undefined */
     r->err = 0;
 }
 
