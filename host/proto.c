@@ -212,6 +212,29 @@ char *proto_clean_text(const char *text, size_t max)
     return out;
 }
 
+char *proto_clean_bytes(const char *bytes, size_t len, size_t max)
+{
+    if (max < 8)
+        max = 8;
+    if (len > max)
+        len = max + 3; /* enough for the cut mark to show; the rest would be cut anyway */
+    char *text = malloc(len * 4 + 1);
+    if (text == NULL)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)bytes[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            n += (size_t)snprintf(text + n, len * 4 + 1 - n, "\\x%02x", c);
+        else
+            text[n++] = (char)c;
+    }
+    text[n] = 0;
+    char *clean = proto_clean_text(text, max);
+    free(text);
+    return clean;
+}
+
 json_t *proto_text(const char *text, size_t max)
 {
     char *clean = proto_clean_text(text ? text : "", max);

@@ -60,6 +60,13 @@ void proto_reader_free(proto_reader *r);
  */
 char *proto_clean_text(const char *text, size_t max);
 
+/*
+ * Raw bytes a plugin wrote (its stderr) made fit for a log line: control characters other
+ * than tab become \xNN, then as proto_clean_text() (bad UTF-8 replaced, at most max bytes).
+ * NUL bytes are escaped too. The caller frees the copy; NULL only when memory runs out.
+ */
+char *proto_clean_bytes(const char *bytes, size_t len, size_t max);
+
 /* Like proto_clean_text(), as a new JSON string ("" for NULL text). */
 json_t *proto_text(const char *text, size_t max);
 

@@ -140,14 +140,67 @@ static const char *stage_words(const char *stage)
     return "";
 }
 
+/* A probe's stderr: the first PROBE_STDERR_MAX bytes are kept, the rest counted. */
+#define PROBE_STDERR_MAX 4096
+typedef struct {
+    int fd; /* read end, non-blocking; -1 once closed */
+    char buf[PROBE_STDERR_MAX];
+    size_t len, dropped;
+} probe_stderr;
+
+/* Reads what the probe wrote so far; closes the pipe at its end. */
+static void probe_stderr_read(probe_stderr *e)
+{
+    char chunk[4096];
+    for (;;) {
+        ssize_t n = read(e->fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0 || errno != EAGAIN) {
+                close(e->fd);
+                e->fd = -1;
+            }
+            return;
+        }
+        size_t keep = sizeof(e->buf) - e->len < (size_t)n ? sizeof(e->buf) - e->len : (size_t)n;
+        memcpy(e->buf + e->len, chunk, keep);
+        e->len += keep;
+        e->dropped += (size_t)n - keep;
+    }
+}
+
+/* After the probe ended: what it wrote, escaped, as one warning in the host log. A child
+ * the plugin left holding the pipe cannot make us wait: the pipe is read without blocking. */
+static void probe_stderr_end(probe_stderr *e, const char *path)
+{
+    if (e->fd >= 0)
+        probe_stderr_read(e);
+    if (e->fd >= 0)
+        close(e->fd);
+    e->fd = -1;
+    if (e->len == 0)
+        return;
+    char *clean = proto_clean_bytes(e->buf, e->len, PROBE_STDERR_MAX);
+    hlog(LOG_WARN, "plugin %s wrote on stderr while loading: %s%s", path, clean ? clean : "",
+         e->dropped ? " (more not kept)" : "");
+    free(clean);
+}
+
 /*
  * Probes one file in a child. Returns the descriptor (new reference) or NULL with the refusal
  * reason in reason.
  */
 static json_t *probe(const char *path, const json_t *plugin_config, char *reason, size_t rlen)
 {
-    int fds[2];
+    int fds[2], errfds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) {
+        seterr(reason, rlen, "cannot probe: pipe: %s", strerror(errno));
+        return NULL;
+    }
+    if (pipe2(errfds, O_CLOEXEC | O_NONBLOCK) != 0) {
+        close(fds[0]);
+        close(fds[1]);
         seterr(reason, rlen, "cannot probe: pipe: %s", strerror(errno));
         return NULL;
     }
@@ -155,14 +208,25 @@ static json_t *probe(const char *path, const json_t *plugin_config, char *reason
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
+        close(errfds[0]);
+        close(errfds[1]);
         seterr(reason, rlen, "cannot probe: fork: %s", strerror(errno));
         return NULL;
     }
     if (pid == 0) {
         close(fds[0]);
+        close(errfds[0]);
+        /* What the plugin writes on stderr while loading reaches the host log only
+         * escaped (probe_stderr), never raw: it could forge log lines. */
+        int flags = fcntl(errfds[1], F_GETFL);
+        fcntl(errfds[1], F_SETFL, flags & ~O_NONBLOCK);
+        dup2(errfds[1], STDERR_FILENO);
+        close(errfds[1]);
         probe_child(fds[1], path, plugin_config);
     }
     close(fds[1]);
+    close(errfds[1]);
+    probe_stderr err = {.fd = errfds[0]};
 
     json_t *result = NULL;
     char stage[32] = "start";
@@ -176,7 +240,13 @@ static json_t *probe(const char *path, const json_t *plugin_config, char *reason
             timed_out = 1;
             break;
         }
-        if (poll(&p, 1, (int)left) <= 0)
+        struct pollfd pe = {.fd = err.fd, .events = POLLIN};
+        struct pollfd both[2] = {p, pe};
+        if (poll(both, err.fd >= 0 ? 2 : 1, (int)left) <= 0)
+            continue;
+        if (err.fd >= 0 && both[1].revents)
+            probe_stderr_read(&err);
+        if (!both[0].revents)
             continue;
         json_t *m = proto_recv(fds[0]);
         if (m == NULL)
@@ -196,6 +266,7 @@ static json_t *probe(const char *path, const json_t *plugin_config, char *reason
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    probe_stderr_end(&err, path);
     if (timed_out) {
         seterr(reason, rlen, "did not finish %s within %d s", stage_words(stage),
                PROBE_TIMEOUT_MS / 1000);
@@ -258,7 +329,7 @@ static void unsafe_reason(const registry *reg, const registry_plugin *p, const s
     if (dir_unsafe)
         snprintf(reason, rlen, "plugin directory %s is world-writable; chmod o-w %s", reg->dir,
                  reg->dir);
-    else if (st->st_mode & S_IWOTH)
+    else if ((st->st_mode & S_IWOTH) && p->path != NULL) /* always set; gcc cannot tell */
         snprintf(reason, rlen, "%s is world-writable; chmod o-w %s", p->path, p->path);
 }
 
@@ -564,14 +635,14 @@ json_t *registry_plugins_json(const registry *reg)
     json_t *arr = json_array();
     for (size_t i = 0; i < reg->n_plugins; i++) {
         const registry_plugin *p = &reg->plugins[i];
-        json_t *row = json_pack("{s:s,s:s,s:b}", "file", p->file, "path", p->path, "loaded",
-                                p->loaded);
+        json_t *row =
+            json_pack("{s:s,s:s,s:b}", "file", p->file, "path", p->path, "loaded", p->loaded);
         json_t *names = json_array();
         if (p->info) {
             json_object_update(row, p->info);
             size_t k;
             json_t *fn;
-            json_array_foreach(p->functions, k, fn)
+            json_array_foreach (p->functions, k, fn)
                 json_array_append(names, json_object_get(fn, "name"));
         }
         json_object_set_new(row, "functions", names);
@@ -594,7 +665,8 @@ json_t *registry_functions_json(const registry *reg)
     json_t **list = calloc(n ? n : 1, sizeof(*list));
     const char *key;
     json_t *fn;
-    json_object_foreach(reg->by_name, key, fn) list[i++] = fn;
+    json_object_foreach (reg->by_name, key, fn)
+        list[i++] = fn;
     qsort(list, n, sizeof(*list), cmp_fn);
     json_t *arr = json_array();
     for (i = 0; i < n; i++)

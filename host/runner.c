@@ -51,17 +51,17 @@ struct runner_job {
     void *tag;
     worker *w;
     json_t *msg;
-    int64_t deadline;      /* mono ms; 0 = none */
+    int64_t deadline; /* mono ms; 0 = none */
     int64_t timeout_ms;
-    int64_t term_at;       /* mono ms: send SIGTERM (cancel) */
-    int64_t kill_at;       /* mono ms: send SIGKILL */
-    int stopping;          /* 0, or why we are stopping it */
+    int64_t term_at; /* mono ms: send SIGTERM (cancel) */
+    int64_t kill_at; /* mono ms: send SIGKILL */
+    int stopping;    /* 0, or why we are stopping it */
     int waiting_reply;
     pid_t pgroups[MAX_PGROUPS]; /* command groups the worker started */
     int n_pgroups;
     int exit_reported; /* the plugin called exit(exit_status) (an "exit" message) */
     int exit_status;
-    int exit_loading; /* ... from its init(), while the worker loaded it */
+    int exit_loading;                   /* ... from its init(), while the worker loaded it */
     size_t stderr_kept, stderr_dropped; /* bytes of stderr in the trace, and beyond it */
 };
 
@@ -72,8 +72,8 @@ struct worker {
     int sock;
     int pidfd;
     proto_reader rd;
-    int errfd;                       /* read end of the worker's stderr; -1 once closed */
-    char errline[STDERR_LINE_MAX];   /* a stderr line not yet ended */
+    int errfd;                     /* read end of the worker's stderr; -1 once closed */
+    char errline[STDERR_LINE_MAX]; /* a stderr line not yet ended */
     size_t errline_len;
     int jobs_done;
     unsigned generation;
@@ -198,8 +198,7 @@ static worker *spawn(runner *r)
     struct epoll_event eev = {.events = EPOLLIN, .data.u64 = w->serial << EV_BITS | EV_STDERR};
     epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->errfd, &eev);
     if (w->pidfd >= 0) {
-        struct epoll_event pev = {.events = EPOLLIN,
-                                  .data.u64 = w->serial << EV_BITS | EV_PIDFD};
+        struct epoll_event pev = {.events = EPOLLIN, .data.u64 = w->serial << EV_BITS | EV_PIDFD};
         epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->pidfd, &pev);
     }
     if (r->n_workers == r->cap_workers) {
@@ -217,24 +216,14 @@ static worker *spawn(runner *r)
  */
 static void stderr_line(runner *r, worker *w, const char *line, size_t len)
 {
-    char text[STDERR_LINE_MAX * 4 + 1];
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)line[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            n += (size_t)snprintf(text + n, sizeof(text) - n, "\\x%02x", c);
-        else
-            text[n++] = (char)c;
-    }
-    text[n] = 0;
-    char *clean = proto_clean_text(text, PROTO_LOG_MAX);
+    char *clean = proto_clean_bytes(line, len, PROTO_LOG_MAX);
     runner_job *job = w->job;
     if (STDERR_TO_HOST_LOG || job == NULL)
         hlog(job ? LOG_INFO : LOG_WARN, "worker %d stderr: %s", (int)w->pid, clean ? clean : "");
     if (job && job->stderr_kept + len <= STDERR_PER_ATTEMPT && r->cb.on_message) {
         job->stderr_kept += len;
-        json_t *m = json_pack("{s:s,s:s,s:s}", "op", "log", "level", "stderr", "text",
-                              clean ? clean : "");
+        json_t *m =
+            json_pack("{s:s,s:s,s:s}", "op", "log", "level", "stderr", "text", clean ? clean : "");
         r->cb.on_message(r->ud, job, m);
         json_decref(m);
     } else if (job) {
@@ -369,7 +358,8 @@ static const char *describe_death(const runner_job *job, int status, char *buf, 
         snprintf(buf, len, "the %s called exit(%d), which ended its worker",
                  job->exit_loading ? "plugin's init()" : "function", job->exit_status);
     else if (WIFEXITED(status))
-        snprintf(buf, len, "worker ended (exit status %d) before the function returned: the "
+        snprintf(buf, len,
+                 "worker ended (exit status %d) before the function returned: the "
                  "function called _exit() or broke the worker's connection to the host",
                  WEXITSTATUS(status));
     else
@@ -504,15 +494,16 @@ static void handle_message(runner *r, worker *w, json_t *msg)
         job->exit_loading = json_is_true(json_object_get(msg, "loading"));
     } else if (strcmp(op, "pgroup") == 0) {
         if (job->n_pgroups < MAX_PGROUPS)
-            job->pgroups[job->n_pgroups++] = (pid_t)json_integer_value(json_object_get(msg, "pgid"));
+            job->pgroups[job->n_pgroups++] =
+                (pid_t)json_integer_value(json_object_get(msg, "pgid"));
     } else {
         job->waiting_reply = 1;
         if (r->cb.on_request) {
             r->cb.on_request(r->ud, job, msg);
         } else {
-            json_t *reply = json_pack("{s:s,s:s,s:{s:s,s:s}}", "op", "reply", "code", "FAIL",
-                                      "error", "code", "unavailable", "message",
-                                      "this host does not serve requests");
+            json_t *reply =
+                json_pack("{s:s,s:s,s:{s:s,s:s}}", "op", "reply", "code", "FAIL", "error", "code",
+                          "unavailable", "message", "this host does not serve requests");
             runner_reply(r, job, reply);
             json_decref(reply);
         }
@@ -619,8 +610,7 @@ runner_job *runner_submit(runner *r, json_t *msg, int64_t timeout_ms, void *tag,
     job->deadline = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
     json_object_set_new(msg, "op", json_string("run"));
     json_object_set_new(msg, "id", json_integer(job->id));
-    json_object_set_new(msg, "deadline",
-                        json_integer(timeout_ms > 0 ? now_ms() + timeout_ms : 0));
+    json_object_set_new(msg, "deadline", json_integer(timeout_ms > 0 ? now_ms() + timeout_ms : 0));
     w->job = job;
     if (proto_send(w->sock, msg) != 0)
         worker_died(r, w, "worker was gone before the attempt started");
@@ -739,8 +729,8 @@ void runner_free(runner *r)
     while (r->n_workers > 0) {
         worker *w = r->workers[r->n_workers - 1];
         if (w->job) {
-            runner_outcome out = {.status = RUN_CANCELLED, .err_code = "interrupted",
-                                  .err_msg = "host stopped"};
+            runner_outcome out = {
+                .status = RUN_CANCELLED, .err_code = "interrupted", .err_msg = "host stopped"};
             kill_groups(w, SIGKILL);
             finish(r, w, &out);
         }

@@ -123,6 +123,44 @@ else
     pass "# SKIP the periodic rescan won the race five times; nothing to check"
 fi
 
+# A plugin that writes on stderr while it loads (its probe's init()): the host log gets one
+# escaped warning, never the raw bytes, which could forge log lines of their own.
+cat >"$T_DIR/loud.c" <<'SRC'
+#include <stdio.h>
+#include <ferry/plugin.h>
+static int loud_init(const ferry_host *host, const json_t *config, char *err, size_t errlen)
+{
+    (void)host; (void)config; (void)err; (void)errlen;
+    fprintf(stderr, "\033[31mloud init\n2026-01-01T00:00:00Z ERROR forged host line\n");
+    return 0;
+}
+static ferry_result loud_run(ferry_ctx *ctx, const json_t *params, json_t **result)
+{
+    (void)ctx; (void)params; (void)result;
+    return FERRY_OK;
+}
+static const ferry_function loud_fn = {FERRY_FUNCTION_INIT, .name = "fx_loud_noop",
+                                       .summary = "nothing", .run = loud_run};
+static const ferry_function *const functions[] = {&loud_fn, NULL};
+FERRY_PLUGIN(.name = "loud", .version = "1", .summary = "writes on stderr in init",
+             .functions = functions, .init = loud_init)
+SRC
+san=(); [[ ${SAN:-0} == 1 ]] && san=(-fsanitize=address,undefined)
+${CC:-cc} -std=gnu11 -fPIC -shared -fvisibility=hidden "${san[@]}" -I"$FERRY_ROOT/sdk/include" \
+    -o "$T_DIR/loud.so.tmp" "$T_DIR/loud.c" -ljansson && mv "$T_DIR/loud.so.tmp" "$T_DIR/plugins/loud.so"
+if wait_for 15 grep -q "wrote on stderr while loading" "$T_DIR/host.log"; then
+    contains "a loading plugin's stderr is in the host log, escaped" "$(cat "$T_DIR/host.log")" \
+        'loud.so wrote on stderr while loading: \x1b[31mloud init\x0a2026-01-01T00:00:00Z ERROR forged host line\x0a'
+else
+    fail "a loading plugin's stderr is in the host log, escaped" "no such line in host.log"
+fi
+if grep -q '^2026-01-01T00:00:00Z ERROR forged' "$T_DIR/host.log"; then
+    fail "no log line is forged by it" "a raw line reached host.log"
+else
+    pass "no log line is forged by it"
+fi
+not_contains "no raw escape byte from it either" "$(grep -a 'loud' "$T_DIR/host.log")" $'\x1b[31m'
+
 kill -0 "$HOST_PID" 2>/dev/null && pass "the host survived them all" || fail "the host survived them all"
 stop_host
 not_contains "no sanitizer report" "$(cat "$T_DIR/host.log")" "runtime error:"
