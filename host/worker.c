@@ -51,8 +51,6 @@ typedef struct loaded_plugin {
     int inited;
 } loaded_plugin;
 
-/* Process groups of commands the running attempt started (exec service). */
-static volatile pid_t command_groups[16];
 static loaded_plugin *loaded;
 static size_t n_loaded;
 static volatile sig_atomic_t cancel_flag;
@@ -257,12 +255,6 @@ static json_t *svc_config(ferry_ctx *ctx)
 static void report_pgroup(void *ud, pid_t pgid)
 {
     worker_ctx *w = ud;
-    for (size_t i = 0; i < sizeof(command_groups) / sizeof(command_groups[0]); i++) {
-        if (command_groups[i] == 0) {
-            command_groups[i] = pgid;
-            break;
-        }
-    }
     json_t *m = json_pack("{s:s,s:I,s:i}", "op", "pgroup", "id", w->id, "pgid", (int)pgid);
     proto_send(w->sock, m);
     json_decref(m);
@@ -523,8 +515,6 @@ static json_t *run_one(int sock, json_t *job)
         svc_set_error(&w.pub, "unavailable", "plugin %s has no function %s", path, fname);
     } else {
         cancel_flag = 0;
-        for (size_t i = 0; i < sizeof(command_groups) / sizeof(command_groups[0]); i++)
-            command_groups[i] = 0;
         code = run_with_hooks(&w, fn, params, &result);
         int leftovers = reap_worker_sweep();
         if (leftovers > 0)
