@@ -30,14 +30,17 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
 BASEFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARN) $(SANFLAGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
-HOST_CFLAGS  = $(BASEFLAGS) -Isdk/include -Ihost $(PKG_CFLAGS) $(CFLAGS)
+# host/ is split into folders by concern (docs/architecture.md); every folder is on the
+# include path so a header is named by its file name alone.
+HOST_DIRS := host $(patsubst %/,%,$(sort $(dir $(wildcard host/*/*.c host/*/*.h))))
+HOST_CFLAGS  = $(BASEFLAGS) -Isdk/include $(HOST_DIRS:%=-I%) $(PKG_CFLAGS) $(CFLAGS)
 HOST_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 HOST_LIBS    = $(PKG_LIBS) -ldl -lpthread -lm
 PLUGIN_CFLAGS = $(BASEFLAGS) -fPIC -fvisibility=hidden -Isdk/include \
                 $(shell pkg-config --cflags jansson) $(CFLAGS)
 PLUGIN_LIBS   = $(shell pkg-config --libs jansson)
 
-HOST_SRC  := $(sort $(wildcard host/*.c))
+HOST_SRC  := $(sort $(wildcard host/*.c host/*/*.c))
 HOST_OBJ  := $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_OBJ   := $(filter-out $(BUILD)/obj/host/main.o,$(HOST_OBJ))
 PLUGINS   := $(notdir $(patsubst %/,%,$(sort $(dir $(wildcard plugins/*/*.c)))))
@@ -176,7 +179,7 @@ docs: all
 	$(BUILD)/ferry config reference > docs/configuration.md
 
 format:
-	clang-format -i host/*.c host/*.h sdk/include/ferry/*.h plugins/*/*.c sdk/examples/*/*.c tests/unit/*.c
+	clang-format -i host/*.c host/*/*.c host/*/*.h sdk/include/ferry/*.h plugins/*/*.c sdk/examples/*/*.c tests/unit/*.c
 
 INSTALL_BIN     = $(DESTDIR)$(PREFIX)/bin
 INSTALL_PLUGINS = $(DESTDIR)$(PREFIX)/lib/ferry/plugins

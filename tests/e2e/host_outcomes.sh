@@ -90,7 +90,7 @@ contains "the trace still has the failed attempt" "$(details "$fl")" "first atte
 doc=$(sed -n '/^Timeline actions written by the store/,/is a string or an object/p' "$FERRY_ROOT/docs/cli.md" | tr '\n' ' ')
 missing=
 for a in $(grep -oE '\b[A-Z][A-Z_]{3,}\b' <<<"$doc" | sort -u); do
-    grep -rqF "\"$a\"" "$FERRY_ROOT"/host/*.c || missing="$missing $a"
+    grep -rqF --include="*.c" "\"$a\"" "$FERRY_ROOT"/host || missing="$missing $a"
 done
 eq "every trace action docs/cli.md lists is written somewhere" "$missing" ""
 acts=$(for t in "$ex" "$c3" "$se" "$bu" "$un" "$pr" "$fl"; do ferry queue trace "$t" --output json | jq -r '.data.timeline[].action'; done | sort -u)

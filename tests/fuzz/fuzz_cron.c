@@ -1,5 +1,5 @@
 /*
- * Fuzzes the cron parser and matcher (host/cron.c). Input: 8 bytes of instant (any int64,
+ * Fuzzes the cron parser and matcher (host/base/cron.c). Input: 8 bytes of instant (any int64,
  * so the extremes are reached), 1 byte choosing the zone, then the expression text.
  * Checks: cron_parse never crashes; a parsed expression matches and finds its next fire
  * without undefined behaviour, and a fire found is after the instant and matches the wall
@@ -7,7 +7,7 @@
  */
 #include <stdio.h>
 
-#include "../../host/cron.c"
+#include "../../host/base/cron.c"
 #include "fuzz.h"
 
 static const char *const zones[] = {NULL, "America/New_York", "Australia/Lord_Howe",

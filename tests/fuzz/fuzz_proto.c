@@ -1,5 +1,5 @@
 /*
- * Fuzzes the worker protocol readers (host/proto.c): the input is what a worker wrote on its
+ * Fuzzes the worker protocol readers (host/worker/proto.c): the input is what a worker wrote on its
  * socket. The host's incremental reader gets it through a non-blocking pipe in pieces whose
  * size comes from the input (as a poll loop receives it: proto_fill, then proto_next until
  * no whole message is left); the blocking reader (proto_recv) reads the same bytes until
@@ -7,7 +7,7 @@
  */
 #include <fcntl.h>
 
-#include "../../host/proto.c"
+#include "../../host/worker/proto.c"
 #include "fuzz.h"
 
 static void incremental(const uint8_t *data, size_t size, size_t piece)

@@ -1,11 +1,11 @@
 /*
- * Fuzzes the TZif reader (host/tz.c): the bytes are parsed as a zone file, then the zone is
+ * Fuzzes the TZif reader (host/base/tz.c): the bytes are parsed as a zone file, then the zone is
  * queried around an instant taken from the input, so the transition table and the POSIX TZ
  * footer rules both run on hostile data. Input: 8 bytes of instant, then the TZif file.
  */
 #include <stdio.h>
 
-#include "../../host/tz.c"
+#include "../../host/base/tz.c"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,14 +1,14 @@
 /*
- * Fuzzes vaults (host/vault.c) and RFC 7396 merge patches (host/vault.c json_merge_patch,
- * host/store.c store_merge_patch). The input is two vaults separated by a NUL byte: the
+ * Fuzzes vaults (host/base/vault.c) and RFC 7396 merge patches (host/base/vault.c json_merge_patch,
+ * host/store/store.c store_merge_patch). The input is two vaults separated by a NUL byte: the
  * target and the patch. Both are parsed (comments, duplicate keys, positions in errors),
  * checked, redacted; then the patch is applied both ways, which must agree, and applying
  * the patch again must change nothing (a merge patch is idempotent).
  */
 #include <stdio.h>
 
-#include "../../host/store.c"
-#include "../../host/vault.c"
+#include "../../host/store/store.c"
+#include "../../host/base/vault.c"
 #include "fuzz.h"
 
 static void exercise(const json_t *v)

@@ -42,12 +42,15 @@ pg_config() {
 # build_queue_fill: compiles tests/helpers/queue_fill.c against the host's objects into
 # $T_DIR/queue_fill.
 build_queue_fill() {
-    local pkgs objs=() san=()
+    local pkgs objs=() san=() inc=()
     pkgs=$(sed -n 's/^PKGS *:= *//p' "$FERRY_ROOT/Makefile")
-    for o in "$FERRY_ROOT/$BUILD"/obj/host/*.o; do [[ $o == */main.o ]] || objs+=("$o"); done
+    for o in "$FERRY_ROOT/$BUILD"/obj/host/*.o "$FERRY_ROOT/$BUILD"/obj/host/*/*.o; do
+        [[ $o == */main.o ]] || objs+=("$o")
+    done
+    for d in "$FERRY_ROOT"/host/*/; do inc+=(-I"$d"); done
     [[ ${SAN:-0} == 1 ]] && san=(-fsanitize=address,undefined)
     # shellcheck disable=SC2086
-    ${CC:-cc} -std=gnu11 -O1 -g -D_GNU_SOURCE "${san[@]}" -I"$FERRY_ROOT/host" \
+    ${CC:-cc} -std=gnu11 -O1 -g -D_GNU_SOURCE "${san[@]}" -I"$FERRY_ROOT/host" "${inc[@]}" \
         -I"$FERRY_ROOT/sdk/include" $(pkg-config --cflags $pkgs) -o "$T_DIR/queue_fill" \
         "$FERRY_ROOT/tests/helpers/queue_fill.c" "${objs[@]}" $(pkg-config --libs $pkgs) \
         -ldl -lpthread -lm || { fail "queue_fill builds"; return 1; }

@@ -1,5 +1,5 @@
 /*
- * Unit tests for host/cron.c and host/tz.c: parsing, next-fire tables, a year of fires in
+ * Unit tests for host/base/cron.c and host/base/tz.c: parsing, next-fire tables, a year of fires in
  * DST zones, and the TZif reader checked against the C library.
  *
  * The C library's localtime_r (with $TZ) is used here, and only here, as an independent

@@ -1,5 +1,5 @@
 /*
- * Process containment (host/reap.c), in both ways: each case runs a "worker" in a child
+ * Process containment (host/worker/reap.c), in both ways: each case runs a "worker" in a child
  * process of its own (reap's state is per process) that leaves hostile descendants —
  * setsid(), SIGTERM ignored, double forks, a fork loop — and checks that the worker's
  * sweep, its SIGTERM handler or the host's kill leaves none of them alive. The cgroup

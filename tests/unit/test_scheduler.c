@@ -1,5 +1,5 @@
 /*
- * Unit tests for host/scheduler.c: scheduler_tick driven with an injected clock against a
+ * Unit tests for host/serve/scheduler.c: scheduler_tick driven with an injected clock against a
  * real SQLite store. What a fire creates, which host fires, enabled / disabled_until,
  * catch-up, exactly once with two schedulers on one store, and a year of fires in DST
  * zones through the scheduler itself (the cron arithmetic alone is test_cron.c's, which

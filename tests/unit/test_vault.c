@@ -1,4 +1,4 @@
-/* Unit tests for host/vault.c: parsing, merge patch, redaction, host keys, parameters. */
+/* Unit tests for host/base/vault.c: parsing, merge patch, redaction, host keys, parameters. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
