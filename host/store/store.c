@@ -851,6 +851,140 @@ int store_cancelling(store *s, const char *owner, json_t **items, char *err, siz
     return rc != STORE_OK ? rc : s->drv->cancelling(s, owner, items, err, errlen);
 }
 
+/* ---- the host's typed view ----------------------------------------------------------------
+ * For now built from the drivers' rows; a driver may fill the structs directly. */
+
+static char *dup_field(const json_t *row, const char *key)
+{
+    const char *v = json_string_value(json_object_get(row, key));
+    return v ? strdup(v) : NULL;
+}
+
+static int64_t ms_field(const json_t *row, const char *key)
+{
+    const json_t *v = json_object_get(row, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+static void item_from_row(struct store_item *it, const json_t *row)
+{
+    memset(it, 0, sizeof(*it));
+    snprintf(it->task_id, sizeof(it->task_id), "%s",
+             json_string_value(json_object_get(row, "taskId")) ?: "");
+    snprintf(it->token, sizeof(it->token), "%s",
+             json_string_value(json_object_get(row, "claimToken")) ?: "");
+    it->function = dup_field(row, "function");
+    it->team = dup_field(row, "teamName");
+    it->machine = dup_field(row, "machineName");
+    it->bridge = dup_field(row, "bridgeName");
+    it->status = dup_field(row, "status");
+    it->priority = (int)json_integer_value(json_object_get(row, "priority"));
+    it->retry_count = (int)json_integer_value(json_object_get(row, "retryCount"));
+    it->attempt = it->retry_count + 1;
+    it->idempotent = json_is_true(json_object_get(row, "idempotent"));
+    const json_t *vault = json_object_get(row, "vaultContent");
+    it->vault = json_is_object(vault) ? json_deep_copy(vault) : json_object();
+    it->parent_task_id = dup_field(row, "parentTaskId");
+    it->link_kind = dup_field(row, "linkKind");
+    it->schedule_name = dup_field(row, "scheduleName");
+    it->lease_owner = dup_field(row, "leaseOwner");
+    it->created_ms = ms_field(row, "createdTimeMs");
+    it->started_ms = ms_field(row, "startedTimeMs");
+    it->lease_expires_ms = ms_field(row, "leaseExpiresTimeMs");
+}
+
+void store_items_free(struct store_item *items, size_t n)
+{
+    for (size_t i = 0; items && i < n; i++) {
+        struct store_item *it = &items[i];
+        free(it->function), free(it->team), free(it->machine), free(it->bridge);
+        free(it->status), free(it->parent_task_id), free(it->link_kind);
+        free(it->schedule_name), free(it->lease_owner);
+        json_decref(it->vault);
+    }
+    free(items);
+}
+
+static int items_from_rows(json_t *rows, struct store_item **items, size_t *n)
+{
+    size_t count = json_array_size(rows);
+    *items = count ? calloc(count, sizeof(**items)) : NULL;
+    if (count && *items == NULL)
+        return STORE_ERROR;
+    for (size_t i = 0; i < count; i++)
+        item_from_row(&(*items)[i], json_array_get(rows, i));
+    *n = count;
+    return STORE_OK;
+}
+
+int store_claim_items(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
+                      int start, int64_t now, struct store_item **items, size_t *n, char *err,
+                      size_t errlen)
+{
+    *items = NULL;
+    *n = 0;
+    json_t *rows = NULL;
+    int rc = store_begin(s, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    rc = store_claim(s, bridge, owner, lease_ms, max_n, now, &rows, err, errlen);
+    for (size_t i = 0; rc == STORE_OK && start && i < json_array_size(rows); i++) {
+        const json_t *row = json_array_get(rows, i);
+        rc = s->drv->start(s, json_string_value(json_object_get(row, "taskId")),
+                           json_string_value(json_object_get(row, "claimToken")), now, err,
+                           errlen);
+    }
+    if (rc == STORE_OK)
+        rc = store_commit(s, err, errlen);
+    else
+        store_rollback(s, NULL, 0);
+    if (rc == STORE_OK)
+        rc = items_from_rows(rows, items, n);
+    json_decref(rows);
+    return rc;
+}
+
+int store_expired_items(store *s, const char *bridge, int64_t now, struct store_item **items,
+                        size_t *n, char *err, size_t errlen)
+{
+    *items = NULL;
+    *n = 0;
+    json_t *rows = NULL;
+    int rc = store_expired(s, bridge, now, &rows, err, errlen);
+    if (rc == STORE_OK)
+        rc = items_from_rows(rows, items, n);
+    json_decref(rows);
+    return rc;
+}
+
+int store_cancelling_items(store *s, const char *owner, struct store_item **items, size_t *n,
+                           char *err, size_t errlen)
+{
+    *items = NULL;
+    *n = 0;
+    json_t *rows = NULL;
+    int rc = store_cancelling(s, owner, &rows, err, errlen);
+    if (rc == STORE_OK)
+        rc = items_from_rows(rows, items, n);
+    json_decref(rows);
+    return rc;
+}
+
+int store_finish_many(store *s, const struct store_finish *f, size_t n, int *rcs, int64_t now,
+                      char *err, size_t errlen)
+{
+    int rc = store_begin(s, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        char e[256];
+        int one = store_finish(s, f[i].task_id, f[i].token, &f[i].outcome, now, e, sizeof(e));
+        if (rcs)
+            rcs[i] = one;
+    }
+    return store_commit(s, err, errlen);
+}
+
 /* ---- helpers shared by the drivers --------------------------------------------------------- */
 
 const char *store_priority_label(int priority)

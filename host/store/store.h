@@ -412,6 +412,62 @@ int store_expired(store *s, const char *bridge, int64_t now, json_t **items, cha
 int store_cancelling(store *s, const char *owner, json_t **items, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------------------------------
+ * The host's typed view. The host works on these structs, never on the CLI's JSON rows:
+ * claim (with the start folded in), recovery and the batched end of many attempts.
+ * ------------------------------------------------------------------------------------- */
+
+/* An item as the host runs it. Strings are owned by the item (store_items_free). */
+struct store_item {
+    char task_id[37];
+    char token[37];          /* the claim token every later change must carry */
+    char *function, *team, *machine, *bridge;
+    char *status;            /* PENDING … CANCELLED as stored when read */
+    int priority;            /* 1 … 5 */
+    int attempt;             /* retry_count + 1 */
+    int retry_count;
+    int idempotent;          /* safe to re-run after a host crash */
+    json_t *vault;           /* the stored vault, parsed (never NULL; {} when unreadable) */
+    char *parent_task_id;    /* NULL when none */
+    char *link_kind;         /* "retry", "fallback", "call" or NULL */
+    char *schedule_name;     /* NULL when none */
+    char *lease_owner;       /* NULL when none */
+    int64_t created_ms, started_ms, lease_expires_ms;
+};
+
+/* Frees n items and the array itself (NULL accepted). */
+void store_items_free(struct store_item *items, size_t n);
+
+/*
+ * As store_claim, typed: claims up to max_n items into *items (caller frees with
+ * store_items_free), *n how many. With start, each claimed item is also started
+ * (ASSIGNED → PROCESSING) in the same transaction, so the host writes once per item.
+ */
+int store_claim_items(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
+                      int start, int64_t now, struct store_item **items, size_t *n, char *err,
+                      size_t errlen);
+
+/* As store_expired and store_cancelling, typed (token = the item's current claim token). */
+int store_expired_items(store *s, const char *bridge, int64_t now, struct store_item **items,
+                        size_t *n, char *err, size_t errlen);
+int store_cancelling_items(store *s, const char *owner, struct store_item **items, size_t *n,
+                           char *err, size_t errlen);
+
+/* One attempt's end for store_finish_many. */
+struct store_finish {
+    const char *task_id, *token;
+    struct store_outcome outcome;
+};
+
+/*
+ * Ends n attempts in one transaction. rcs[i] (rcs may be NULL) receives each one's own
+ * result: STORE_OK, or STORE_CONFLICT when the item no longer carries the token (that
+ * entry changes nothing, the others still apply). Returns STORE_OK unless the transaction
+ * itself failed (then nothing was written).
+ */
+int store_finish_many(store *s, const struct store_finish *f, size_t n, int *rcs, int64_t now,
+                      char *err, size_t errlen);
+
+/* ---------------------------------------------------------------------------------------
  * Wake-ups. A host asks for store_wait_fd and polls it (with a slow timeout as a safety
  * net); it becomes readable after a notify on its bridge. The store notifies by itself,
  * after the change is committed, when items of a bridge are created, cancelled (so the
