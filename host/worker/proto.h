@@ -215,6 +215,20 @@ struct proto_probe {
     const char *reason;   /* NULL when none */
 };
 
+/* Any one message, for code that parses whichever op came. */
+union proto_msg {
+    struct proto_run run;
+    struct proto_reply reply;
+    struct proto_log log;
+    struct proto_progress progress;
+    struct proto_call call;
+    struct proto_storage storage;
+    struct proto_pgroup pgroup;
+    struct proto_exit exit;
+    struct proto_done done;
+    struct proto_probe probe;
+};
+
 /*
  * Builders: each returns a new message (with "op") ready for proto_send(), or NULL when
  * memory runs out. Text is copied as given: the sender cleans what a plugin supplies

@@ -465,15 +465,7 @@ static void refuse(runner *r, runner_job *job, const char *what)
 static int handle_message(runner *r, worker *w, const json_t *msg, char *err, size_t errlen)
 {
     runner_job *job = w->job;
-    union {
-        struct proto_done done;
-        struct proto_log log;
-        struct proto_progress progress;
-        struct proto_call call;
-        struct proto_storage storage;
-        struct proto_exit exit;
-        struct proto_pgroup pgroup;
-    } m;
+    union proto_msg m;
     enum proto_op op = proto_op_of(msg);
     if (job == NULL)
         return 0; /* between attempts: nothing to say, nobody to tell */
