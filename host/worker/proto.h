@@ -207,7 +207,7 @@ struct proto_done {
     int retire;
 };
 
-/* "probe": stage reached ("start", "load", "descriptor", "init", "done"), the plugin's
+/* "probe": stage reached ("dlopen", "entry", "init", "done"), the plugin's
  * descriptor once read, the reason it stopped. */
 struct proto_probe {
     const char *stage;
