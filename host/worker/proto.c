@@ -737,3 +737,89 @@ int proto_parse_probe(const json_t *msg, struct proto_probe *out, char *err, siz
     out->reason = get_str(&r, "reason", 0, 0);
     return end(&r);
 }
+
+/* --- where hooks run ------------------------------------------------------------------- */
+
+/* Length of the placeholder name at p (after '{'), up to its '}'; 0 when malformed. */
+static size_t placeholder(const char *p)
+{
+    size_t n = 0;
+    if (!(p[0] >= 'a' && p[0] <= 'z') && p[0] != '_')
+        return 0;
+    while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_')
+        n++;
+    return p[n] == '}' && n <= 64 ? n : 0;
+}
+
+int proto_hook_dir_valid(const char *tmpl, char *err, size_t errlen)
+{
+    size_t len = tmpl ? strlen(tmpl) : 0;
+    if (len == 0 || len > PROTO_HOOK_DIR_MAX) {
+        snprintf(err, errlen, "hook_dir must be 1 to %d bytes", PROTO_HOOK_DIR_MAX);
+        return -1;
+    }
+    for (const char *p = tmpl; *p; p++) {
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
+            snprintf(err, errlen, "hook_dir must be printable ASCII");
+            return -1;
+        }
+        if (*p == '}') {
+            snprintf(err, errlen, "hook_dir has a '}' without its '{'");
+            return -1;
+        }
+        if (*p == '{') {
+            size_t n = placeholder(p + 1);
+            if (n == 0) {
+                snprintf(err, errlen, "hook_dir placeholder at byte %zu is not {name}",
+                         (size_t)(p - tmpl));
+                return -1;
+            }
+            p += n + 1;
+        }
+    }
+    return 0;
+}
+
+char *proto_hook_dir(const char *tmpl, const json_t *machine, const json_t *params)
+{
+    char err[128];
+    if (tmpl == NULL || proto_hook_dir_valid(tmpl, err, sizeof(err)) != 0)
+        return NULL;
+    size_t cap = 256, len = 0;
+    char *out = malloc(cap);
+    for (const char *p = tmpl; out && *p;) {
+        const char *piece = p;
+        size_t n = 1;
+        char name[72];
+        if (*p == '{') {
+            size_t k = placeholder(p + 1);
+            snprintf(name, sizeof(name), "%.*s", (int)k, p + 1);
+            const json_t *v = strcmp(name, "datastore") == 0 ? json_object_get(machine, name)
+                                                              : json_object_get(params, name);
+            piece = json_string_value(v);
+            /* An unset or empty value, or one that could climb out, matches nothing. */
+            if (piece == NULL || piece[0] == 0 || strstr(piece, "..") != NULL) {
+                free(out);
+                return NULL;
+            }
+            n = strlen(piece);
+            p += k + 2;
+        } else {
+            p++;
+        }
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *bigger = realloc(out, cap);
+            if (bigger == NULL) {
+                free(out);
+                return NULL;
+            }
+            out = bigger;
+        }
+        memcpy(out + len, piece, n);
+        len += n;
+    }
+    if (out)
+        out[len] = 0;
+    return out;
+}
