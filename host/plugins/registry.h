@@ -28,6 +28,7 @@ typedef struct registry_plugin {
     char *reason;      /* why it was refused (NULL when loaded) */
     json_t *info;      /* {"name","version","summary","abi"} or NULL */
     json_t *functions; /* array of function descriptors (see registry_function) */
+    char *hook_dir;    /* its hook_dir template (plugin.h), or NULL */
 } registry_plugin;
 
 typedef struct registry {
@@ -78,6 +79,12 @@ int registry_rescan_all(registry *reg);
  *  "timeout":seconds,"params":[{"name","type","required","secret","default","description"}]}
  */
 const json_t *registry_function(const registry *reg, const char *name);
+
+/*
+ * Where the hooks of an item with these params run on this machine (facts borrowed): the
+ * first usable plugin's hook_dir that applies (proto_hook_dir()), or NULL. Caller frees.
+ */
+char *registry_hook_dir(const registry *reg, const json_t *machine, const json_t *params);
 
 /* Frees everything. */
 void registry_free(registry *reg);
