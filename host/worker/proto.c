@@ -340,12 +340,23 @@ static void put_int(json_t *m, const char *key, int64_t v)
     json_object_set_new(m, key, json_integer(v));
 }
 
+/* A JSON member, shared with the caller's tree (a message is sent and dropped, never
+ * changed: no copy on the hot path). */
 static void put_obj(json_t *m, const char *key, const json_t *v, int null_too)
 {
     if (v)
-        json_object_set_new(m, key, json_deep_copy(v));
+        json_object_set(m, key, (json_t *)v);
     else if (null_too)
         json_object_set_new(m, key, json_null());
+}
+
+/* An object member shared as put_obj(), {} when v is NULL. */
+static void put_obj_or_empty(json_t *m, const char *key, const json_t *v)
+{
+    if (v)
+        json_object_set(m, key, (json_t *)v);
+    else
+        json_object_set_new(m, key, json_object());
 }
 
 json_t *proto_build_run(const struct proto_run *m)
@@ -354,8 +365,8 @@ json_t *proto_build_run(const struct proto_run *m)
     json_t *j = start(PROTO_RUN, m->id, 1);
     put_str(j, "plugin", s->plugin);
     put_str(j, "function", s->function);
-    json_object_set_new(j, "params", s->params ? json_deep_copy(s->params) : json_object());
-    json_object_set_new(j, "config", s->config ? json_deep_copy(s->config) : json_object());
+    put_obj_or_empty(j, "params", s->params);
+    put_obj_or_empty(j, "config", s->config);
     put_obj(j, "machine", s->machine, 1);
     put_str(j, "pre_hook", s->pre_hook);
     put_str(j, "post_hook", s->post_hook);
@@ -410,7 +421,7 @@ json_t *proto_build_call(const struct proto_call *m)
 {
     json_t *j = start(PROTO_CALL, m->id, 1);
     put_str(j, "function", m->function);
-    json_object_set_new(j, "params", m->params ? json_deep_copy(m->params) : json_object());
+    put_obj_or_empty(j, "params", m->params);
     return j;
 }
 

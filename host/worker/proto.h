@@ -232,7 +232,8 @@ union proto_msg {
 /*
  * Builders: each returns a new message (with "op") ready for proto_send(), or NULL when
  * memory runs out. Text is copied as given: the sender cleans what a plugin supplies
- * (proto_clean_text) before it builds.
+ * (proto_clean_text) before it builds. JSON members (params, result, ...) are shared with
+ * the caller's trees, not copied: send the message and drop it, do not change it.
  */
 json_t *proto_build_run(const struct proto_run *m);
 json_t *proto_build_reply(const struct proto_reply *m);
