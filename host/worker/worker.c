@@ -628,9 +628,18 @@ void worker_main(int sock, const worker_opts *opts)
             json_decref(msg);
             continue;
         }
+        struct proto_run run;
+        int64_t id = proto_parse_run(msg, &run, NULL, 0) == 0 ? run.id : 0;
         json_t *done = run_one(sock, msg);
         json_decref(msg);
-        if (send_msg(sock, done) != 0)
+        int sent = send_msg(sock, done);
+        if (sent == -2) { /* the result is too large to travel: the attempt fails instead */
+            struct proto_done big = {.id = id, .kind = OUTCOME_FAIL, .code = "result_too_large",
+                                     .message = "the function's result is larger than the "
+                                                "64 MiB a message may carry"};
+            sent = send_msg(sock, proto_build_done(&big));
+        }
+        if (sent != 0)
             _exit(0);
     }
 }

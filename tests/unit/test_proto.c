@@ -547,6 +547,28 @@ static void test_one_fill_takes_every_message(void **state)
     close(sv[1]);
 }
 
+/* A message larger than the peer accepts is never written. */
+static void test_oversized_message_is_not_sent(void **state)
+{
+    (void)state;
+    size_t n = PROTO_MAX_MESSAGE + 16;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, 'z', n);
+    big[n] = 0;
+    json_t *m = json_pack("{s:s,s:s%}", "op", "log", "text", big, n);
+    free(big);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    assert_int_equal(proto_send(sv[0], m), -2);
+    char byte;
+    assert_int_equal(read(sv[1], &byte, 1), -1); /* nothing was written */
+    json_decref(m);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* A plugin's hook_dir template, filled in from one attempt. */
 static void test_hook_dir(void **state)
 {
@@ -610,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_truncated_and_invalid_frames),
         cmocka_unit_test(test_builders_clean_bad_text),
         cmocka_unit_test(test_one_fill_takes_every_message),
+        cmocka_unit_test(test_oversized_message_is_not_sent),
         cmocka_unit_test(test_hook_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
