@@ -482,6 +482,8 @@ json_t *proto_build_done(const struct proto_done *m)
     put_int(j, "duration_ms", m->duration_ms);
     if (m->retire)
         json_object_set_new(j, "retire", json_true());
+    if (m->stderr_drained)
+        json_object_set_new(j, "stderr_drained", json_true());
     return j;
 }
 
@@ -760,6 +762,10 @@ int proto_parse_done(const json_t *msg, struct proto_done *out, char *err, size_
     if (retire && !json_is_boolean(retire))
         bad(&r, "\"retire\" must be true or false");
     out->retire = json_is_true(retire);
+    const json_t *drained = json_object_get(msg, "stderr_drained");
+    if (drained && !json_is_boolean(drained))
+        bad(&r, "\"stderr_drained\" must be true or false");
+    out->stderr_drained = json_is_true(drained);
     return end(&r);
 }
 

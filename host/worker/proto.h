@@ -206,6 +206,9 @@ struct proto_done {
     const char *message;  /* NULL on success */
     int64_t duration_ms;
     int retire;
+    /* 1: the worker's stderr pipe was empty as it ended (the runner has read all of it and
+     * need not read again); 0: unknown. */
+    int stderr_drained;
 };
 
 /* "probe": stage reached ("dlopen", "entry", "init", "done"), the plugin's

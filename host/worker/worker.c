@@ -15,6 +15,7 @@
 #include <string.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
@@ -57,6 +58,18 @@ static int running_sock = -1;
 static int64_t running_id;
 static int running_loading; /* 1 while the plugin is loaded (its init() runs), 0 in run() */
 static pid_t worker_pid; /* a process the plugin forked shares running_sock: it stays quiet */
+/* The worker's own copy of its stderr pipe, kept whatever a plugin does with fd 2: how many
+ * bytes wait in it tells the host whether it must read stderr once more (proto_done). */
+static int stderr_copy = -1;
+
+/* Bytes the host has not read from the worker's stderr yet; -1 when unknown. */
+static int stderr_pending(void)
+{
+    int n = -1;
+    if (stderr_copy < 0 || ioctl(stderr_copy, FIONREAD, &n) != 0)
+        return -1;
+    return n;
+}
 
 static void on_sigusr1(int sig)
 {
@@ -517,7 +530,8 @@ static json_t *run_one(int sock, const json_t *msg)
                               .code = w.err_msg ? w.err_code : NULL,
                               .message = w.err_msg,
                               .duration_ms = (mono_us() - start) / 1000,
-                              .retire = changed};
+                              .retire = changed,
+                              .stderr_drained = stderr_pending() == 0};
     json_t *m = proto_build_done(&done);
     json_decref(result);
     free(w.err_code);
@@ -584,6 +598,7 @@ void worker_process_main(int argc, char **argv)
     if (sock < 0)
         _exit(0);
     close(WORKER_FD);
+    stderr_copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
     worker_main(sock, &wo);
 }
 

@@ -287,7 +287,7 @@ static void test_worker_messages_round_trip(void **state)
     json_t *result = json_pack("[i,i]", 1, 2);
     struct proto_done done = {.id = 12, .kind = OUTCOME_UNAVAILABLE, .result = result,
                               .code = "unavailable", .message = "no such plugin",
-                              .duration_ms = 33, .retire = 1},
+                              .duration_ms = 33, .retire = 1, .stderr_drained = 1},
                       done_out;
     wire = over_the_wire(proto_build_done(&done));
     assert_int_equal(proto_parse_done(wire, &done_out, err, sizeof(err)), 0);
@@ -298,6 +298,7 @@ static void test_worker_messages_round_trip(void **state)
     assert_string_equal(done_out.message, "no such plugin");
     assert_int_equal(done_out.duration_ms, 33);
     assert_int_equal(done_out.retire, 1);
+    assert_int_equal(done_out.stderr_drained, 1);
     json_decref(wire);
     struct proto_done ok = {.id = 13, .kind = OUTCOME_OK};
     wire = over_the_wire(proto_build_done(&ok));
@@ -307,6 +308,7 @@ static void test_worker_messages_round_trip(void **state)
     assert_null(done_out.code);
     assert_null(done_out.message);
     assert_int_equal(done_out.retire, 0);
+    assert_int_equal(done_out.stderr_drained, 0); /* unknown unless the worker says so */
     json_decref(wire);
 
     struct proto_probe probe = {.stage = "init", .result = result, .reason = "why"}, probe_out;
@@ -401,6 +403,8 @@ static void test_hostile_messages_are_refused(void **state)
     refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"FAIL\",\"error\":{\"code\":1}}",
             "\"error\" needs");
     refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"retire\":\"yes\"}",
+            "true or false");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"stderr_drained\":1}",
             "true or false");
     refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"duration_ms\":-5}",
             "out of range");
