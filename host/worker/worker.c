@@ -183,12 +183,20 @@ static void svc_set_error(ferry_ctx *ctx, const char *code, const char *fmt, ...
 
 /*
  * Sends a request (msg taken) to the host and waits for its reply, parsed into *reply
- * (borrowed from the returned message, which the caller frees). The worker ends when the
- * host is gone or answers with something that is not a reply.
+ * (borrowed from the returned message, which the caller frees; NULL when the request was
+ * too large to send, *reply then a FAIL saying so). The worker ends when the host is gone or
+ * answers with something that is not a reply.
  */
 static json_t *request(worker_ctx *w, json_t *msg, struct proto_reply *reply)
 {
-    if (send_msg(w->sock, msg) != 0)
+    int sent = send_msg(w->sock, msg);
+    if (sent == -2) {
+        *reply = (struct proto_reply){.kind = OUTCOME_FAIL, .code = "too_large",
+                                      .message = "the request is larger than the 64 MiB a "
+                                                 "message may carry"};
+        return NULL;
+    }
+    if (sent != 0)
         _exit(0); /* the host is gone: nothing left to report to */
     json_t *answer = proto_read(&inbox, w->sock);
     char err[256];
