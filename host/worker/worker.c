@@ -1,6 +1,7 @@
 /*
  * The worker process: loads plugins on demand and runs one attempt at a time; implements the
- * host services table (struct ferry_host) that plugins call. The protocol: proto.h, docs/protocol.md.
+ * host services table (struct ferry_host) that plugins call. The protocol: proto.h and
+ * docs/protocol.md.
  */
 #include "worker.h"
 
