@@ -42,22 +42,27 @@ static void print_envelope_error(const char *msg)
 }
 
 /*
- * Writes text on one line: a message quotes names and values from the command line, and a
- * newline or other control character among them must not split it (scripts read the first
- * line of stderr). Control characters are written as C escapes (\n, \t, \xHH).
+ * Writes prefix and text as one line, with one write: a message quotes names and values from
+ * the command line, and a newline or other control character among them must not split it
+ * (scripts read the first line of stderr). Control characters are written as C escapes (\n,
+ * \t, \xHH). stderr is unbuffered, so the line is built first.
  */
-static void fputs_one_line(const char *text, FILE *out)
+static void fputs_one_line(const char *prefix, const char *text, FILE *out)
 {
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+    char line[4 * 4096 + 64];
+    size_t n = (size_t)snprintf(line, sizeof(line), "%s", prefix);
+    for (const unsigned char *p = (const unsigned char *)text; *p && n + 6 < sizeof(line); p++) {
         if (*p == '\n')
-            fputs("\\n", out);
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "\\n");
         else if (*p == '\t')
-            fputs("\\t", out);
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "\\t");
         else if (*p < 0x20 || *p == 0x7f)
-            fprintf(out, "\\x%02x", *p);
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "\\x%02x", *p);
         else
-            fputc(*p, out);
+            line[n++] = (char)*p;
     }
+    line[n++] = '\n';
+    fwrite(line, 1, n, out);
 }
 
 int cli_fail(cli *c, int code, const char *fmt, ...)
@@ -70,9 +75,7 @@ int cli_fail(cli *c, int code, const char *fmt, ...)
     if (c && c->json) {
         print_envelope_error(msg);
     } else {
-        fputs("ferry: ", stderr);
-        fputs_one_line(msg, stderr);
-        fputc('\n', stderr);
+        fputs_one_line("ferry: ", msg, stderr);
     }
     return code;
 }
@@ -105,9 +108,7 @@ void cli_warn(const cli *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputs("ferry: warning: ", stderr);
-    fputs_one_line(msg, stderr);
-    fputc('\n', stderr);
+    fputs_one_line("ferry: warning: ", msg, stderr);
 }
 
 void cli_print_ok_with(cli *c, json_t *data, const char *message, json_t *extra)
@@ -282,15 +283,7 @@ int cli_store(cli *c)
 
 int cli_registry(cli *c)
 {
-    if (c->reg)
-        return 0;
-    if (cli_config(c) != 0)
-        return -1;
-    c->reg = calloc(1, sizeof(*c->reg));
-    registry_init(c->reg, c->cfg.plugin_dir, c->cfg.plugin_sections);
-    c->reg->log_refusals = 0;
-    registry_scan(c->reg);
-    return 0;
+    return cli_registry_load(c, 0);
 }
 
 /* --- help ------------------------------------------------------------------------------------ */

@@ -74,8 +74,11 @@ int cli_opt_bool(cli *c, const char *name, int def);
 int cli_config(cli *c);
 /* Opens the store once (loads the configuration first). 0, or prints and returns -1. */
 int cli_store(cli *c);
-/* Scans the plugin directory once, quietly. 0, or -1. */
+/* Learns the plugin directory's functions once, quietly: from the descriptor cache while
+ * every plugin file is unchanged (cli_fncache.c), else by a scan that probes them. 0, or -1. */
 int cli_registry(cli *c);
+/* The same; probe 1 always scans (and refreshes the cache): `ferry functions`, `plugins`. */
+int cli_registry_load(cli *c, int probe);
 
 /*
  * Prints an error (text: "ferry: MESSAGE" on stderr; json: the failure envelope on stdout)
