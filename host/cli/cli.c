@@ -549,63 +549,12 @@ out:
     if (c.cfg_loaded)
         config_free(&c.cfg);
     json_decref(c.opts);
+    json_decref(c.refs_checked);
     free(c.args);
     free(rest);
     fflush(stdout);
     if (ferror(stdout) && rc == 0)
         rc = EXIT_ERROR;
-    return rc;
-}
-
-int cli_check_item_vault(cli *c, const json_t *vault, const char *what, const char *where,
-                         const json_t **fn, json_t **warnings)
-{
-    char err[1024];
-    int strict = cli_flag(c, "strict");
-    *fn = NULL;
-    *warnings = json_array();
-    if (vault_check_host_keys(vault, err, sizeof(err)) != 0)
-        return cli_fail(c, EXIT_ERROR, "%s%s", what, err);
-    if (cli_registry(c) != 0)
-        return EXIT_ERROR;
-    const char *function = json_string_value(json_object_get(vault, "function"));
-    *fn = registry_function(c->reg, function);
-    if (*fn == NULL) {
-        if (strict)
-            return cli_fail(c, EXIT_ERROR, "%sfunction %s is not provided by any plugin in %s, so "
-                                           "its parameters cannot be checked (--strict)",
-                            what, function, c->reg->dir);
-        json_array_append_new(*warnings,
-                              json_sprintf("%sfunction %s is not provided by any plugin in %s; "
-                                           "%s must have it, or the item will fail",
-                                           what, function, c->reg->dir, where));
-        return 0;
-    }
-    json_t *copy = json_deep_copy(vault);
-    int rc = params_validate(*fn, copy, err, sizeof(err));
-    json_decref(copy);
-    if (rc != 0)
-        return cli_fail(c, EXIT_ERROR, "%s%s", what, err);
-    json_t *unknown = params_unknown_keys(*fn, vault);
-    size_t i;
-    json_t *u;
-    json_array_foreach(unknown, i, u)
-    {
-        const char *key = json_string_value(json_object_get(u, "key"));
-        const char *closest = json_string_value(json_object_get(u, "closest"));
-        if (strict) {
-            rc = cli_fail(c, EXIT_ERROR, "%svault key \"%s\" is neither a parameter of %s nor a "
-                                         "host key (did you mean \"%s\"?); refused by --strict",
-                          what, key, function, closest ? closest : "function");
-            break;
-        }
-        json_array_append_new(*warnings,
-                              json_sprintf("%svault key \"%s\" is neither a parameter of %s nor "
-                                           "a host key (did you mean \"%s\"?); %s ignores it",
-                                           what, key, function, closest ? closest : "function",
-                                           function));
-    }
-    json_decref(unknown);
     return rc;
 }
 

@@ -55,6 +55,7 @@ struct cli {
     int config_missing; /* no configuration file found: the run exits 2 */
     store *st;
     registry *reg;
+    json_t *refs_checked; /* "team\nmachine\nbridge" -> "" (exist) or why not (cli_item.c) */
 };
 
 /* Runs the command line; returns the process exit code. */
@@ -125,6 +126,32 @@ extern const cli_command cli_resource_commands[];
  */
 int cli_check_item_vault(cli *c, const json_t *vault, const char *what, const char *where,
                          const json_t **fn, json_t **warnings);
+/* One queue item to check: what create queue-item takes, or one line of create
+ * queue-items. Everything is borrowed. */
+struct cli_item {
+    const char *team, *machine, *bridge;
+    const json_t *vault;
+};
+
+/*
+ * Checks one queue item for create queue-item and for every line of create queue-items,
+ * the same way: the vault as cli_check_item_vault does (its where: "the host on bridge B"),
+ * then that the team, the machine (of that team) and the bridge exist and that the machine
+ * is on that bridge. The store must be open (cli_store). Returns 0 with *fn the function's
+ * descriptor (borrowed; NULL when no local plugin has it) and one-line warning texts
+ * appended to warnings (an array); or EXIT_ERROR with the reason in err (nothing printed).
+ */
+int cli_item_check(cli *c, const struct cli_item *it, const json_t **fn, json_t *warnings,
+                   char *err, size_t errlen);
+
+/* Whether the function a descriptor describes may run again after a host crash (NULL: not
+ * known, so no). */
+int cli_fn_idempotent(const json_t *fn);
+
+/* create queue-items (cli_bulk.c) and its options, for the queue command table. */
+int cli_create_items(cli *c);
+extern const cli_opt cli_create_items_opts[];
+
 /* Prints each warning text (an array of strings, stolen) with cli_warn. */
 void cli_warn_all(const cli *c, json_t *warnings);
 
