@@ -11,6 +11,7 @@
 
 #include <ferry/plugin.h>
 
+#include "lazy_lib.h"
 #include "log.h"
 #include "registry.h"
 #include "store.h"
@@ -266,11 +267,21 @@ int cli_config(cli *c)
     return 0;
 }
 
+int cli_store_library(cli *c)
+{
+    char err[600];
+    if (strcmp(c->cfg.store_driver, "postgres") == 0 && lazy_lib_load(&lazy_pq_lib, err, sizeof(err)) != 0) {
+        cli_fail(c, EXIT_ERROR, "the store is PostgreSQL, but %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_store(cli *c)
 {
     if (c->st)
         return 0;
-    if (cli_config(c) != 0)
+    if (cli_config(c) != 0 || cli_store_library(c) != 0)
         return -1;
     char err[1024];
     c->st = store_open_config(&c->cfg, err, sizeof(err));

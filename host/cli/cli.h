@@ -73,6 +73,9 @@ int cli_opt_bool(cli *c, const char *name, int def);
 /* Loads the configuration once. Returns 0, or prints the error and returns -1 (when no
  * file was found at all, c->config_missing is set and the run exits 2). */
 int cli_config(cli *c);
+/* With a PostgreSQL store, loads libpq now (host/base/lazy_lib.h), so that a machine
+ * without it hears which package to install. 0, or prints the reason and returns -1. */
+int cli_store_library(cli *c);
 /* Opens the store once (loads the configuration first). 0, or prints and returns -1. */
 int cli_store(cli *c);
 /* Learns the plugin directory's functions once, quietly: from the descriptor cache while

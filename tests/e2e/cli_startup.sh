@@ -26,6 +26,38 @@ out=$(LD_DEBUG=files ferry notify test http://127.0.0.1:1/ 2>&1)
 contains "notify test loads libcurl on its first call" "$out" "file=libcurl.so.4"
 contains "... and reports the request's failure, in libcurl's words" "$out" "ferry: POST http://127.0.0.1:1/ failed: Couldn't connect to server"
 
+# A machine without the library: hidden here by a bind mount of /dev/null over it in a
+# private mount namespace (needs root; skipped otherwise). One line naming the package, no
+# crash, exit 1.
+hide() { # LIBRARY COMMAND...: runs COMMAND with LIBRARY unloadable
+    local lib
+    lib=$(realpath "/lib/x86_64-linux-gnu/$1" 2>/dev/null) || return 1
+    shift
+    unshare -m --propagation private bash -c 'mount --bind /dev/null "$1" || exit 99; shift; exec "$@"' \
+        hide "$lib" "$@"
+}
+if hide libpq.so.5 true 2>/dev/null; then
+    printf 'store = { driver = "postgres"; conninfo = "host=%s dbname=x"; };\nplugins = { dir = "%s"; };\n' \
+        "$T_DIR/nosock" "$T_DIR/plugins" >"$T_DIR/pg.conf"
+    out=$(hide libpq.so.5 "$FERRY_BIN" --config "$T_DIR/pg.conf" list teams 2>&1)
+    rc=$?
+    eq "without libpq, a PostgreSQL store: exit 1" "$rc" 1
+    contains "... one line naming the package" "$out" "ferry: the store is PostgreSQL, but cannot load libpq.so.5 (install the Debian package libpq5)"
+    eq "... and nothing else" "$(wc -l <<<"$out")" 1
+    out=$(hide libpq.so.5 "$FERRY_BIN" --config "$T_DIR/pg.conf" serve 2>&1)
+    rc=$?
+    eq "... ferry serve too: exit 1" "$rc/$(wc -l <<<"$out")" "1/1"
+    contains "... naming the package" "$out" "install the Debian package libpq5"
+    out=$(hide libpq.so.5 "$FERRY_BIN" create queue-item Ops box1 local --vault '{"function":"hello"}' 2>&1)
+    eq "... an SQLite store does not need it" "$?" 0
+    out=$(hide libcurl.so.4 "$FERRY_BIN" notify test http://127.0.0.1:1/ 2>&1)
+    rc=$?
+    eq "without libcurl, notify test: exit 1" "$rc" 1
+    contains "... the request fails naming the package" "$out" "POST http://127.0.0.1:1/ failed: cannot load libcurl.so.4 (install the Debian package libcurl4)"
+else
+    echo "ok $((T_N += 1)) - # SKIP hiding a library needs unshare -m and mount (root)"
+fi
+
 # --- the descriptor cache ----------------------------------------------------------------------
 rm -f "$T_DIR/.ferry-functions.json"
 probes=$(LD_DEBUG=files ferry create queue-item Ops box1 local --vault '{"function":"hello"}' 2>&1 >/dev/null | grep -c "plugins/core.so")
