@@ -446,8 +446,7 @@ static int run(struct bulk *b, FILE *in, const char *name)
         goto out;
     }
     if (b->in_tx && store_commit(c->st, err, sizeof(err)) != STORE_OK) {
-        b->in_tx = 0;
-        b->created = 0;
+        b->created = 0; /* the rollback at out: ends the batch */
         rc = cli_fail(c, EXIT_ERROR, "%s; nothing written", err);
         goto out;
     }

@@ -41,7 +41,9 @@ static uint64_t fnv1a(const char *s)
 /* The cache file's path (caller frees), or NULL when there is nowhere to put it. */
 static char *cache_path(const ferry_config *cfg)
 {
-    if (cfg->store_driver == NULL || strcmp(cfg->store_driver, "postgres") != 0) {
+    if (cfg->plugin_dir == NULL)
+        return NULL;
+    if (strcmp(cfg->store_driver, "postgres") != 0) {
         char *copy = xstrdup(cfg->store_path);
         char *path = xasprintf("%s/.ferry-functions.json", dirname(copy));
         free(copy);
@@ -101,7 +103,7 @@ static json_t *current_key(const ferry_config *cfg)
 }
 
 /* Fills reg from a cache whose key matched: the plugins as the scan left them. */
-static void registry_from_cache(registry *reg, const json_t *plugins)
+static void registry_from_cache(registry *reg, const json_t *plugins, const json_t *files)
 {
     size_t n = json_array_size(plugins);
     reg->plugins = calloc(n ? n : 1, sizeof(*reg->plugins));
@@ -111,6 +113,14 @@ static void registry_from_cache(registry *reg, const json_t *plugins)
         registry_plugin *p = &reg->plugins[i];
         p->file = xstrdup(json_string_value(json_object_get(c, "file")));
         p->path = xasprintf("%s/%s", reg->dir, p->file);
+        /* The identity the key matched, as registry_scan would have recorded it. */
+        const json_t *id = json_object_get(files, p->file);
+        p->dev = (dev_t)json_integer_value(json_object_get(id, "dev"));
+        p->ino = (ino_t)json_integer_value(json_object_get(id, "ino"));
+        p->size = (off_t)json_integer_value(json_object_get(id, "size"));
+        p->mtime.tv_sec = (time_t)json_integer_value(json_object_get(id, "mtime_s"));
+        p->mtime.tv_nsec = (long)json_integer_value(json_object_get(id, "mtime_ns"));
+        p->mode = (mode_t)json_integer_value(json_object_get(id, "mode"));
         p->loaded = p->incumbent = json_is_true(json_object_get(c, "loaded"));
         const char *reason = json_string_value(json_object_get(c, "reason"));
         p->reason = reason ? xstrdup(reason) : NULL;
@@ -177,7 +187,7 @@ int cli_registry_load(cli *c, int probe)
         json_t *plugins = json_incref(json_object_get(cached, "plugins"));
         json_object_del(cached, "plugins");
         if (json_is_array(plugins) && json_equal(cached, key)) {
-            registry_from_cache(c->reg, plugins);
+            registry_from_cache(c->reg, plugins, json_object_get(key, "files"));
             json_decref(plugins);
             goto out;
         }
