@@ -508,7 +508,9 @@ int cli_create_items(cli *c)
 }
 
 const cli_opt cli_create_items_opts[] = {
-    {"file", 0, "FILE", 0, "read the JSON lines from FILE (default: stdin)"},
+    {"file", 0, "FILE", 0,
+     "read the lines from FILE (default and -: stdin): one JSON object a line, at most "
+     "vault.max_bytes long; blank lines are skipped; empty input writes nothing, exit 0"},
     {"continue", 0, NULL, 0,
      "write the good lines and report the bad ones (exit 1 when there are any) instead of "
      "writing nothing (exit 2)"},
