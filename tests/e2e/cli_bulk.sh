@@ -172,6 +172,29 @@ id=$(echo '{"team":"Ops","machine":"box1","bridge":"local","vault":{"function":"
     ferry create queue-items --output json | jq -r '.data.taskIds[0]')
 eq "an idempotent function's item is idempotent" "$(ferry list queue --task-id "$id" --output json | jq -r '.data[0].idempotent')" true
 
+# A long stream is read, not held: 500,000 lines (60 MB) behind a bad first line are all
+# checked (validation only, nothing written) in a few MB.
+python3 - >"$T_DIR/stream.jsonl" <<'PY'
+import sys
+line = '{"team":"Ops","machine":"box1","bridge":"local","vault":{"function":"hello","name":"%s"}}\n' % ("x" * 40)
+sys.stdout.write("[1]\n" + line * 500000)
+PY
+# ferry's peak RSS in KB, as the kernel counts it for a child (ru_maxrss).
+out=$(python3 -c 'import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], stderr=subprocess.STDOUT, stdout=subprocess.PIPE, text=True)
+print(r.stdout, end="")
+print("rss %d" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' \
+    "$FERRY_BIN" create queue-items --file "$T_DIR/stream.jsonl")
+rss=$(sed -n 's/^rss //p' <<<"$out")
+contains "a 60 MB stream behind a bad first line: the bad line named" "$out" "1 bad line (1); nothing written"
+if [[ ${SAN:-0} == 1 ]]; then
+    echo "# (SAN build: peak RSS ${rss} KB not checked)"
+elif [[ -n $rss && $rss -lt 40000 ]]; then
+    pass "... read in ${rss} KB of memory (< 40 MB)"
+else
+    fail "... read in less than 40 MB of memory" "peak RSS: ${rss:-unknown} KB"
+fi
+
 # --- help and docs ---------------------------------------------------------------------------
 help=$(ferry create queue-items --help)
 contains "--help names the options" "$help" "--continue"
