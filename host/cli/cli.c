@@ -294,6 +294,11 @@ int cli_store(cli *c)
 
 int cli_registry(cli *c)
 {
+    return cli_registry_load(c, 1);
+}
+
+int cli_registry_cached(cli *c)
+{
     return cli_registry_load(c, 0);
 }
 

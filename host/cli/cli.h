@@ -78,10 +78,14 @@ int cli_config(cli *c);
 int cli_store_library(cli *c);
 /* Opens the store once (loads the configuration first). 0, or prints and returns -1. */
 int cli_store(cli *c);
-/* Learns the plugin directory's functions once, quietly: from the descriptor cache while
- * every plugin file is unchanged (cli_fncache.c), else by a scan that probes them. 0, or -1. */
+/* Scans the plugin directory once, quietly, probing every plugin (and refreshing the
+ * descriptor cache). 0, or -1. */
 int cli_registry(cli *c);
-/* The same; probe 1 always scans (and refreshes the cache): `ferry functions`, `plugins`. */
+/* Learns the plugin directory's functions once, quietly: from the descriptor cache while
+ * every plugin file is unchanged (cli_fncache.c), else by a scan that probes them. What
+ * checks and redaction use, so that a create queue-item starts no probe. 0, or -1. */
+int cli_registry_cached(cli *c);
+/* The two above: probe 1 always scans (cli_registry), 0 may use the cache. */
 int cli_registry_load(cli *c, int probe);
 
 /*

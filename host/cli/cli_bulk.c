@@ -34,7 +34,7 @@ struct line_reader {
     char *chunk;
     size_t chunk_len, chunk_pos;
     char *line; /* the current line, NUL-terminated, without its '\n' */
-    size_t len, max;
+    size_t len, cap, max;
     size_t too_long; /* the length of a skipped line (0: the line is whole) */
     int eof, error;
 };
@@ -68,6 +68,16 @@ static int read_line(struct line_reader *r)
         const char *nl = memchr(start, '\n', avail);
         size_t take = nl ? (size_t)(nl - start) : avail;
         if (r->too_long == 0 && r->len + take <= r->max) {
+            if (r->len + take + 1 > r->cap) {
+                /* Grows with the longest line so far, up to the limit. */
+                while (r->len + take + 1 > r->cap)
+                    r->cap *= 2;
+                if (r->cap > r->max + 1)
+                    r->cap = r->max + 1;
+                r->line = realloc(r->line, r->cap);
+                if (r->line == NULL)
+                    abort();
+            }
             memcpy(r->line + r->len, start, take);
             r->len += take;
         } else {
@@ -405,9 +415,9 @@ static int run(struct bulk *b, FILE *in, const char *name)
 {
     cli *c = b->c;
     char err[1200];
-    struct line_reader r = {.in = in, .max = (size_t)c->cfg.vault_max_bytes};
+    struct line_reader r = {.in = in, .max = (size_t)c->cfg.vault_max_bytes, .cap = 4096};
     r.chunk = malloc(READ_CHUNK);
-    r.line = malloc(r.max + 1);
+    r.line = malloc(r.cap);
     if (r.chunk == NULL || r.line == NULL)
         abort();
     int rc = EXIT_OK, got;

@@ -26,7 +26,7 @@ static int check_vault(cli *c, const json_t *vault, const char *what, const char
         seterr(err, errlen, "%s%s", what, why);
         return EXIT_ERROR;
     }
-    if (cli_registry(c) != 0) {
+    if (cli_registry_cached(c) != 0) {
         seterr(err, errlen, "cannot read the plugin directory");
         return EXIT_ERROR;
     }

@@ -13,7 +13,7 @@
 
 static int cmd_functions(cli *c)
 {
-    if (cli_registry_load(c, 1) != 0)
+    if (cli_registry(c) != 0)
         return EXIT_ERROR;
     if (cli_flag(c, "markdown")) {
         registry_write_markdown(c->reg, stdout);
@@ -50,7 +50,7 @@ static int cmd_functions(cli *c)
 
 static int cmd_plugins(cli *c)
 {
-    if (cli_registry_load(c, 1) != 0)
+    if (cli_registry(c) != 0)
         return EXIT_ERROR;
     json_t *rows = registry_plugins_json(c->reg);
     if (c->json) {

@@ -28,7 +28,7 @@ static int is_final(const char *status)
  */
 static json_t *secret_names(cli *c, const char *function)
 {
-    if (function == NULL || cli_registry(c) != 0)
+    if (function == NULL || cli_registry_cached(c) != 0)
         return NULL;
     const json_t *fn = registry_function(c->reg, function);
     return fn ? params_secret_names(fn) : NULL;
