@@ -34,16 +34,16 @@ void curl_global_cleanup(void)
 }
 
 LAZY_FN(lazy_curl_lib, CURL *, NULL, curl_easy_init, (void), ())
-LAZY_VOID(lazy_curl_lib, curl_easy_cleanup, (CURL *curl), (curl))
-LAZY_VOID(lazy_curl_lib, curl_easy_reset, (CURL *curl), (curl))
-LAZY_FN(lazy_curl_lib, CURLcode, CURLE_FAILED_INIT, curl_easy_perform, (CURL *curl), (curl))
+LAZY_VOID(lazy_curl_lib, curl_easy_cleanup, (CURL * curl), (curl))
+LAZY_VOID(lazy_curl_lib, curl_easy_reset, (CURL * curl), (curl))
+LAZY_FN(lazy_curl_lib, CURLcode, CURLE_FAILED_INIT, curl_easy_perform, (CURL * curl), (curl))
 LAZY_FN(lazy_curl_lib, struct curl_slist *, NULL, curl_slist_append,
-        (struct curl_slist *list, const char *text), (list, text))
-LAZY_VOID(lazy_curl_lib, curl_slist_free_all, (struct curl_slist *list), (list))
-LAZY_FN(lazy_curl_lib, char *, NULL, curl_easy_escape, (CURL *curl, const char *s, int len),
+        (struct curl_slist * list, const char *text), (list, text))
+LAZY_VOID(lazy_curl_lib, curl_slist_free_all, (struct curl_slist * list), (list))
+LAZY_FN(lazy_curl_lib, char *, NULL, curl_easy_escape, (CURL * curl, const char *s, int len),
         (curl, s, len))
 LAZY_FN(lazy_curl_lib, char *, NULL, curl_easy_unescape,
-        (CURL *curl, const char *s, int len, int *outlen), (curl, s, len, outlen))
+        (CURL * curl, const char *s, int len, int *outlen), (curl, s, len, outlen))
 LAZY_VOID(lazy_curl_lib, curl_free, (void *p), (p))
 
 /* When libcurl is missing, the text of any error is why (CURLE_FAILED_INIT comes first). */

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 void lazy_lib_open(struct lazy_lib *lib)
 {
     void *h = dlopen(lib->soname, RTLD_NOW | RTLD_LOCAL);

@@ -27,20 +27,26 @@ struct lazy_lib {
     void (*open_once)(void);
     pthread_once_t once;        /* PTHREAD_ONCE_INIT */
     pthread_mutex_t error_lock; /* PTHREAD_MUTEX_INITIALIZER: guards error after loading */
-    void *handle;        /* NULL until loaded, or when it could not be */
-    char error[512];     /* why it could not be loaded ("" when loaded) */
+    void *handle;               /* NULL until loaded, or when it could not be */
+    char error[512];            /* why it could not be loaded ("" when loaded) */
 };
 
 /*
  * Defines struct lazy_lib var for soname from package, with its pthread_once trampoline.
  */
-#define LAZY_LIB(var, soname, package, after_load)                                             \
-    static void var##_open_once(void);                                                         \
-    struct lazy_lib var = {soname,        package, after_load, var##_open_once,                \
-                           PTHREAD_ONCE_INIT, PTHREAD_MUTEX_INITIALIZER, NULL, ""};            \
-    static void var##_open_once(void)                                                          \
-    {                                                                                          \
-        lazy_lib_open(&var);                                                                   \
+#define LAZY_LIB(var, soname, package, after_load)                                                 \
+    static void var##_open_once(void);                                                             \
+    struct lazy_lib var = {soname,                                                                 \
+                           package,                                                                \
+                           after_load,                                                             \
+                           var##_open_once,                                                        \
+                           PTHREAD_ONCE_INIT,                                                      \
+                           PTHREAD_MUTEX_INITIALIZER,                                              \
+                           NULL,                                                                   \
+                           ""};                                                                    \
+    static void var##_open_once(void)                                                              \
+    {                                                                                              \
+        lazy_lib_open(&var);                                                                       \
     }
 
 /* Opens lib now (the trampoline's work; call lazy_lib_load instead). */
@@ -71,22 +77,22 @@ extern struct lazy_lib lazy_pq_lib;
  * Defines a wrapper `ret name params` that forwards args to lib's symbol of the same name,
  * or returns fail when it cannot. LAZY_VOID is the same for a function without a result.
  */
-#define LAZY_FN(lib, ret, fail, name, params, args)                                            \
-    ret name params                                                                            \
-    {                                                                                          \
-        static void *slot;                                                                     \
-        ret(*fn) params;                                                                       \
-        *(void **)&fn = lazy_lib_sym(&(lib), #name, &slot);                                    \
-        return fn ? fn args : (fail);                                                          \
+#define LAZY_FN(lib, ret, fail, name, params, args)                                                \
+    ret name params                                                                                \
+    {                                                                                              \
+        static void *slot;                                                                         \
+        ret(*fn) params;                                                                           \
+        *(void **)&fn = lazy_lib_sym(&(lib), #name, &slot);                                        \
+        return fn ? fn args : (fail);                                                              \
     }
-#define LAZY_VOID(lib, name, params, args)                                                     \
-    void name params                                                                           \
-    {                                                                                          \
-        static void *slot;                                                                     \
-        void(*fn) params;                                                                      \
-        *(void **)&fn = lazy_lib_sym(&(lib), #name, &slot);                                    \
-        if (fn)                                                                                \
-            fn args;                                                                           \
+#define LAZY_VOID(lib, name, params, args)                                                         \
+    void name params                                                                               \
+    {                                                                                              \
+        static void *slot;                                                                         \
+        void(*fn) params;                                                                          \
+        *(void **)&fn = lazy_lib_sym(&(lib), #name, &slot);                                        \
+        if (fn)                                                                                    \
+            fn args;                                                                               \
     }
 
 #endif

@@ -164,10 +164,9 @@ char *PQresultErrorMessage(const PGresult *res)
 
 /* --- escaping ------------------------------------------------------------------------------ */
 PQ(char *, NULL, PQescapeLiteral, (PGconn * conn, const char *str, size_t len), (conn, str, len))
-PQ(char *, NULL, PQescapeIdentifier, (PGconn * conn, const char *str, size_t len),
-   (conn, str, len))
-PQ(size_t, 0, PQescapeStringConn, (PGconn * conn, char *to, const char *from, size_t length,
-                                   int *error),
+PQ(char *, NULL, PQescapeIdentifier, (PGconn * conn, const char *str, size_t len), (conn, str, len))
+PQ(size_t, 0, PQescapeStringConn,
+   (PGconn * conn, char *to, const char *from, size_t length, int *error),
    (conn, to, from, length, error))
 PQ(unsigned char *, NULL, PQescapeByteaConn,
    (PGconn * conn, const unsigned char *from, size_t from_length, size_t *to_length),

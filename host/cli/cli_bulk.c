@@ -108,8 +108,8 @@ struct bulk {
     char ids[BATCH_ITEMS][37];
     size_t n;
     long created, bad;
-    FILE *spool;      /* created task ids, "ID\n" in line order */
-    json_t *errors;   /* JSON mode: [{"line","error"}], the first MAX_ERRORS_KEPT */
+    FILE *spool;    /* created task ids, "ID\n" in line order */
+    json_t *errors; /* JSON mode: [{"line","error"}], the first MAX_ERRORS_KEPT */
     long bad_lines[LINES_IN_MESSAGE];
     json_t *warnings; /* text -> {"line": first, "count"} */
     json_t *line_warnings;
@@ -133,8 +133,8 @@ static void bad_line(struct bulk *b, long line, const char *why)
     if (!b->c->json)
         fprintf(stderr, "ferry: line %ld: %s\n", line, why);
     else if (json_array_size(b->errors) < MAX_ERRORS_KEPT)
-        json_array_append_new(b->errors, json_pack("{s:I,s:s}", "line", (json_int_t)line,
-                                                   "error", why));
+        json_array_append_new(b->errors,
+                              json_pack("{s:I,s:s}", "line", (json_int_t)line, "error", why));
 }
 
 static void drop_pending(struct bulk *b)
@@ -180,8 +180,8 @@ static void flush(struct bulk *b)
         return;
     } else {
         for (size_t i = 0; i < b->n; i++) {
-            if (store_queue_create_batch(b->c->st, &b->specs[i], 1, &b->ids[i], err,
-                                         sizeof(err)) == STORE_OK)
+            if (store_queue_create_batch(b->c->st, &b->specs[i], 1, &b->ids[i], err, sizeof(err)) ==
+                STORE_OK)
                 spool_ids(b, i, 1);
             else
                 bad_line(b, b->pend[i].line, err);
@@ -195,13 +195,13 @@ static void note_warnings(struct bulk *b, long line)
 {
     size_t i;
     json_t *w;
-    json_array_foreach(b->line_warnings, i, w)
-    {
+    json_array_foreach (b->line_warnings, i, w) {
         const char *text = json_string_value(w);
         json_t *seen = json_object_get(b->warnings, text);
         if (seen != NULL)
-            json_object_set_new(seen, "count",
-                                json_integer(json_integer_value(json_object_get(seen, "count")) + 1));
+            json_object_set_new(
+                seen, "count",
+                json_integer(json_integer_value(json_object_get(seen, "count")) + 1));
         else if (json_object_size(b->warnings) < MAX_WARNINGS)
             json_object_set_new(b->warnings, text,
                                 json_pack("{s:I,s:i}", "line", (json_int_t)line, "count", 1));
@@ -232,8 +232,7 @@ static const char *string_field(const json_t *obj, const char *key, char *err, s
     if (v == NULL)
         seterr(err, errlen, "\"%s\" is missing", key);
     else
-        seterr(err, errlen, "\"%s\" must be a non-empty string, not %s", key,
-               vault_type_phrase(v));
+        seterr(err, errlen, "\"%s\" must be a non-empty string, not %s", key, vault_type_phrase(v));
     return NULL;
 }
 
@@ -270,8 +269,7 @@ static int take_line(struct bulk *b, long line, json_t *obj, char *err, size_t e
     }
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v)
-    {
+    json_object_foreach (obj, key, v) {
         size_t k = 0;
         while (line_keys[k] && strcmp(line_keys[k], key) != 0)
             k++;
@@ -334,8 +332,10 @@ static void one_line(struct bulk *b, struct line_reader *r, long line)
         return;
     }
     if (!json_is_object(obj)) {
-        snprintf(err, sizeof(err), "the line is %s, not a JSON object {\"team\", \"machine\", "
-                 "\"bridge\", \"vault\", \"priority\"}", vault_type_phrase(obj));
+        snprintf(err, sizeof(err),
+                 "the line is %s, not a JSON object {\"team\", \"machine\", "
+                 "\"bridge\", \"vault\", \"priority\"}",
+                 vault_type_phrase(obj));
         json_decref(obj);
         bad_line(b, line, err);
         return;
@@ -355,8 +355,7 @@ static void print_warnings(struct bulk *b)
 {
     const char *text;
     json_t *w;
-    json_object_foreach(b->warnings, text, w)
-    {
+    json_object_foreach (b->warnings, text, w) {
         json_int_t more = json_integer_value(json_object_get(w, "count")) - 1;
         char also[64] = "";
         if (more > 0)
@@ -409,7 +408,8 @@ static void print_text(struct bulk *b, const char *message)
         fputs(id, stdout);
 }
 
-/* --- the command -------------------------------------------------------------------------------- */
+/* --- the command --------------------------------------------------------------------------------
+ */
 
 static int run(struct bulk *b, FILE *in, const char *name)
 {
@@ -463,8 +463,8 @@ static int run(struct bulk *b, FILE *in, const char *name)
     b->in_tx = 0;
     print_warnings(b);
     snprintf(msg, sizeof(msg), "%s %ld queue item%s%s%s",
-             b->bad ? "Created" : "Successfully created", b->created,
-             b->created == 1 ? "" : "s", b->bad ? "; " : "", b->bad ? summary : "");
+             b->bad ? "Created" : "Successfully created", b->created, b->created == 1 ? "" : "s",
+             b->bad ? "; " : "", b->bad ? summary : "");
     if (b->bad)
         snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), " not written");
     if (c->json)

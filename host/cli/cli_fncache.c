@@ -50,13 +50,13 @@ static char *cache_path(const ferry_config *cfg)
         return path;
     }
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    char *dir = xdg && *xdg ? xasprintf("%s/ferry", xdg)
+    char *dir = xdg && *xdg     ? xasprintf("%s/ferry", xdg)
                 : home && *home ? xasprintf("%s/.cache/ferry", home)
                                 : NULL;
     if (dir == NULL)
         return NULL;
-    char *path = xasprintf("%s/functions-%016llx.json", dir,
-                           (unsigned long long)fnv1a(cfg->plugin_dir));
+    char *path =
+        xasprintf("%s/functions-%016llx.json", dir, (unsigned long long)fnv1a(cfg->plugin_dir));
     free(dir);
     return path;
 }
@@ -129,7 +129,7 @@ static void registry_from_cache(registry *reg, const json_t *plugins, const json
         p->functions = json_is_array(fns) ? json_incref(fns) : NULL;
         size_t k;
         json_t *fn;
-        json_array_foreach(p->loaded ? p->functions : NULL, k, fn)
+        json_array_foreach (p->loaded ? p->functions : NULL, k, fn)
             json_object_set(reg->by_name, json_string_value(json_object_get(fn, "name")), fn);
     }
     reg->generation = 1;
@@ -141,10 +141,9 @@ static json_t *registry_to_cache(const registry *reg)
     json_t *plugins = json_array();
     for (size_t i = 0; i < reg->n_plugins; i++) {
         const registry_plugin *p = &reg->plugins[i];
-        json_array_append_new(plugins,
-                              json_pack("{s:s,s:b,s:s?,s:O?,s:O?}", "file", p->file, "loaded",
-                                        p->loaded, "reason", p->reason, "info", p->info,
-                                        "functions", p->functions));
+        json_array_append_new(plugins, json_pack("{s:s,s:b,s:s?,s:O?,s:O?}", "file", p->file,
+                                                 "loaded", p->loaded, "reason", p->reason, "info",
+                                                 p->info, "functions", p->functions));
     }
     return plugins;
 }

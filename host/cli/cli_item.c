@@ -56,8 +56,7 @@ static int check_vault(cli *c, const json_t *vault, const char *what, const char
     json_t *unknown = params_unknown_keys(*fn, vault);
     size_t i;
     json_t *u;
-    json_array_foreach(unknown, i, u)
-    {
+    json_array_foreach (unknown, i, u) {
         const char *key = json_string_value(json_object_get(u, "key"));
         const char *closest = json_string_value(json_object_get(u, "closest"));
         if (strict) {
@@ -68,11 +67,10 @@ static int check_vault(cli *c, const json_t *vault, const char *what, const char
             rc = EXIT_ERROR;
             break;
         }
-        json_array_append_new(warnings,
-                              json_sprintf("%svault key \"%s\" is neither a parameter of %s nor "
-                                           "a host key (did you mean \"%s\"?); %s ignores it",
-                                           what, key, function, closest ? closest : "function",
-                                           function));
+        json_array_append_new(
+            warnings, json_sprintf("%svault key \"%s\" is neither a parameter of %s nor "
+                                   "a host key (did you mean \"%s\"?); %s ignores it",
+                                   what, key, function, closest ? closest : "function", function));
     }
     json_decref(unknown);
     return rc;
@@ -93,8 +91,8 @@ int cli_check_item_vault(cli *c, const json_t *vault, const char *what, const ch
  * store's words. Each triple is looked up once per run (c->refs_checked), since a bulk
  * input usually repeats a few.
  */
-static int check_refs(cli *c, const char *team, const char *machine, const char *bridge,
-                      char *err, size_t errlen)
+static int check_refs(cli *c, const char *team, const char *machine, const char *bridge, char *err,
+                      size_t errlen)
 {
     char *key = xasprintf("%s\n%s\n%s", team, machine, bridge);
     const char *known = json_string_value(json_object_get(c->refs_checked, key));
