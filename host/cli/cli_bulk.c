@@ -174,7 +174,14 @@ static void flush(struct bulk *b)
     if (store_queue_create_batch(b->c->st, b->specs, b->n, b->ids, err, sizeof(err)) == STORE_OK) {
         spool_ids(b, 0, b->n);
     } else if (!b->keep_going) {
-        snprintf(b->store_err, sizeof(b->store_err), "%s", err);
+        /* The store names the item by its index in the batch: name its line instead. */
+        size_t index;
+        int skip = 0;
+        if (sscanf(err, "item %zu: %n", &index, &skip) == 1 && skip > 0 && index < b->n)
+            snprintf(b->store_err, sizeof(b->store_err), "line %ld: %s", b->pend[index].line,
+                     err + skip);
+        else
+            snprintf(b->store_err, sizeof(b->store_err), "%s", err);
         b->store_failed = 1;
         stop_writing(b);
         return;
