@@ -25,11 +25,14 @@ say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
 PKGS     := jansson libconfig libcurl sqlite3 libpq libzstd libcrypto
+# libcurl and libpq are compiled against (their headers) but not linked: the host loads them
+# on first use (host/base/lazy_lib.h), so commands that need neither start without them.
+LINK_PKGS := $(filter-out libcurl libpq,$(PKGS))
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-format-nonliteral -Wvla
 BASEFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARN) $(SANFLAGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(LINK_PKGS))
 # host/ is split into folders by concern (docs/architecture.md); every folder is on the
 # include path so a header is named by its file name alone.
 HOST_DIRS := host $(patsubst %/,%,$(sort $(dir $(wildcard host/*/*.c host/*/*.h))))

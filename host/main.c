@@ -1,6 +1,4 @@
 /* ferry: one binary; `ferry serve` is the host, every other command is the client. */
-#include <curl/curl.h>
-
 #include <string.h>
 
 #include "cli.h"
@@ -8,11 +6,9 @@
 
 int main(int argc, char **argv)
 {
-    /* Workers are this same program started by the runner; they skip the CLI. */
+    /* Workers are this same program started by the runner; they skip the CLI. libcurl and
+     * libpq are loaded by their first call (host/base/lazy_lib.h), in whichever needs them. */
     if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0)
         worker_process_main(argc, argv);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    int rc = cli_main(argc, argv);
-    curl_global_cleanup();
-    return rc;
+    return cli_main(argc, argv);
 }

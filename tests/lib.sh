@@ -15,6 +15,8 @@ T_FAILED=0
 T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ferry-test.XXXXXX")
 HOST_PID=
 export FERRY_CONFIG=$T_DIR/ferry.conf
+# The CLI's descriptor cache with a PostgreSQL store (docs/cli.md) stays in the test's dir.
+export XDG_CACHE_HOME=$T_DIR/cache
 unset FERRY_TEST_KEEP_HOST
 
 t_cleanup() {

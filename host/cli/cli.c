@@ -11,6 +11,7 @@
 
 #include <ferry/plugin.h>
 
+#include "lazy_lib.h"
 #include "log.h"
 #include "registry.h"
 #include "store.h"
@@ -42,22 +43,27 @@ static void print_envelope_error(const char *msg)
 }
 
 /*
- * Writes text on one line: a message quotes names and values from the command line, and a
- * newline or other control character among them must not split it (scripts read the first
- * line of stderr). Control characters are written as C escapes (\n, \t, \xHH).
+ * Writes prefix and text as one line, with one write: a message quotes names and values from
+ * the command line, and a newline or other control character among them must not split it
+ * (scripts read the first line of stderr). Control characters are written as C escapes (\n,
+ * \t, \xHH). stderr is unbuffered, so the line is built first.
  */
-static void fputs_one_line(const char *text, FILE *out)
+static void fputs_one_line(const char *prefix, const char *text, FILE *out)
 {
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+    char line[4 * 4096 + 64];
+    size_t n = (size_t)snprintf(line, sizeof(line), "%s", prefix);
+    for (const unsigned char *p = (const unsigned char *)text; *p && n + 6 < sizeof(line); p++) {
         if (*p == '\n')
-            fputs("\\n", out);
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "\\n");
         else if (*p == '\t')
-            fputs("\\t", out);
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "\\t");
         else if (*p < 0x20 || *p == 0x7f)
-            fprintf(out, "\\x%02x", *p);
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "\\x%02x", *p);
         else
-            fputc(*p, out);
+            line[n++] = (char)*p;
     }
+    line[n++] = '\n';
+    fwrite(line, 1, n, out);
 }
 
 int cli_fail(cli *c, int code, const char *fmt, ...)
@@ -70,9 +76,7 @@ int cli_fail(cli *c, int code, const char *fmt, ...)
     if (c && c->json) {
         print_envelope_error(msg);
     } else {
-        fputs("ferry: ", stderr);
-        fputs_one_line(msg, stderr);
-        fputc('\n', stderr);
+        fputs_one_line("ferry: ", msg, stderr);
     }
     return code;
 }
@@ -105,9 +109,7 @@ void cli_warn(const cli *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputs("ferry: warning: ", stderr);
-    fputs_one_line(msg, stderr);
-    fputc('\n', stderr);
+    fputs_one_line("ferry: warning: ", msg, stderr);
 }
 
 void cli_print_ok_with(cli *c, json_t *data, const char *message, json_t *extra)
@@ -265,11 +267,21 @@ int cli_config(cli *c)
     return 0;
 }
 
+int cli_store_library(cli *c)
+{
+    char err[600];
+    if (strcmp(c->cfg.store_driver, "postgres") == 0 && lazy_lib_load(&lazy_pq_lib, err, sizeof(err)) != 0) {
+        cli_fail(c, EXIT_ERROR, "the store is PostgreSQL, but %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_store(cli *c)
 {
     if (c->st)
         return 0;
-    if (cli_config(c) != 0)
+    if (cli_config(c) != 0 || cli_store_library(c) != 0)
         return -1;
     char err[1024];
     c->st = store_open_config(&c->cfg, err, sizeof(err));
@@ -282,15 +294,12 @@ int cli_store(cli *c)
 
 int cli_registry(cli *c)
 {
-    if (c->reg)
-        return 0;
-    if (cli_config(c) != 0)
-        return -1;
-    c->reg = calloc(1, sizeof(*c->reg));
-    registry_init(c->reg, c->cfg.plugin_dir, c->cfg.plugin_sections);
-    c->reg->log_refusals = 0;
-    registry_scan(c->reg);
-    return 0;
+    return cli_registry_load(c, 1);
+}
+
+int cli_registry_cached(cli *c)
+{
+    return cli_registry_load(c, 0);
 }
 
 /* --- help ------------------------------------------------------------------------------------ */
@@ -556,63 +565,12 @@ out:
     if (c.cfg_loaded)
         config_free(&c.cfg);
     json_decref(c.opts);
+    json_decref(c.refs_checked);
     free(c.args);
     free(rest);
     fflush(stdout);
     if (ferror(stdout) && rc == 0)
         rc = EXIT_ERROR;
-    return rc;
-}
-
-int cli_check_item_vault(cli *c, const json_t *vault, const char *what, const char *where,
-                         const json_t **fn, json_t **warnings)
-{
-    char err[1024];
-    int strict = cli_flag(c, "strict");
-    *fn = NULL;
-    *warnings = json_array();
-    if (vault_check_host_keys(vault, err, sizeof(err)) != 0)
-        return cli_fail(c, EXIT_ERROR, "%s%s", what, err);
-    if (cli_registry(c) != 0)
-        return EXIT_ERROR;
-    const char *function = json_string_value(json_object_get(vault, "function"));
-    *fn = registry_function(c->reg, function);
-    if (*fn == NULL) {
-        if (strict)
-            return cli_fail(c, EXIT_ERROR, "%sfunction %s is not provided by any plugin in %s, so "
-                                           "its parameters cannot be checked (--strict)",
-                            what, function, c->reg->dir);
-        json_array_append_new(*warnings,
-                              json_sprintf("%sfunction %s is not provided by any plugin in %s; "
-                                           "%s must have it, or the item will fail",
-                                           what, function, c->reg->dir, where));
-        return 0;
-    }
-    json_t *copy = json_deep_copy(vault);
-    int rc = params_validate(*fn, copy, err, sizeof(err));
-    json_decref(copy);
-    if (rc != 0)
-        return cli_fail(c, EXIT_ERROR, "%s%s", what, err);
-    json_t *unknown = params_unknown_keys(*fn, vault);
-    size_t i;
-    json_t *u;
-    json_array_foreach(unknown, i, u)
-    {
-        const char *key = json_string_value(json_object_get(u, "key"));
-        const char *closest = json_string_value(json_object_get(u, "closest"));
-        if (strict) {
-            rc = cli_fail(c, EXIT_ERROR, "%svault key \"%s\" is neither a parameter of %s nor a "
-                                         "host key (did you mean \"%s\"?); refused by --strict",
-                          what, key, function, closest ? closest : "function");
-            break;
-        }
-        json_array_append_new(*warnings,
-                              json_sprintf("%svault key \"%s\" is neither a parameter of %s nor "
-                                           "a host key (did you mean \"%s\"?); %s ignores it",
-                                           what, key, function, closest ? closest : "function",
-                                           function));
-    }
-    json_decref(unknown);
     return rc;
 }
 

@@ -55,6 +55,7 @@ struct cli {
     int config_missing; /* no configuration file found: the run exits 2 */
     store *st;
     registry *reg;
+    json_t *refs_checked; /* "team\nmachine\nbridge" -> "" (exist) or why not (cli_item.c) */
 };
 
 /* Runs the command line; returns the process exit code. */
@@ -72,10 +73,20 @@ int cli_opt_bool(cli *c, const char *name, int def);
 /* Loads the configuration once. Returns 0, or prints the error and returns -1 (when no
  * file was found at all, c->config_missing is set and the run exits 2). */
 int cli_config(cli *c);
+/* With a PostgreSQL store, loads libpq now (host/base/lazy_lib.h), so that a machine
+ * without it hears which package to install. 0, or prints the reason and returns -1. */
+int cli_store_library(cli *c);
 /* Opens the store once (loads the configuration first). 0, or prints and returns -1. */
 int cli_store(cli *c);
-/* Scans the plugin directory once, quietly. 0, or -1. */
+/* Scans the plugin directory once, quietly, probing every plugin (and refreshing the
+ * descriptor cache). 0, or -1. */
 int cli_registry(cli *c);
+/* Learns the plugin directory's functions once, quietly: from the descriptor cache while
+ * every plugin file is unchanged (cli_fncache.c), else by a scan that probes them. What
+ * checks and redaction use, so that a create queue-item starts no probe. 0, or -1. */
+int cli_registry_cached(cli *c);
+/* The two above: probe 1 always scans (cli_registry), 0 may use the cache. */
+int cli_registry_load(cli *c, int probe);
 
 /*
  * Prints an error (text: "ferry: MESSAGE" on stderr; json: the failure envelope on stdout)
@@ -122,6 +133,32 @@ extern const cli_command cli_resource_commands[];
  */
 int cli_check_item_vault(cli *c, const json_t *vault, const char *what, const char *where,
                          const json_t **fn, json_t **warnings);
+/* One queue item to check: what create queue-item takes, or one line of create
+ * queue-items. Everything is borrowed. */
+struct cli_item {
+    const char *team, *machine, *bridge;
+    const json_t *vault;
+};
+
+/*
+ * Checks one queue item for create queue-item and for every line of create queue-items,
+ * the same way: the vault as cli_check_item_vault does (its where: "the host on bridge B"),
+ * then that the team, the machine (of that team) and the bridge exist and that the machine
+ * is on that bridge. The store must be open (cli_store). Returns 0 with *fn the function's
+ * descriptor (borrowed; NULL when no local plugin has it) and one-line warning texts
+ * appended to warnings (an array); or EXIT_ERROR with the reason in err (nothing printed).
+ */
+int cli_item_check(cli *c, const struct cli_item *it, const json_t **fn, json_t *warnings,
+                   char *err, size_t errlen);
+
+/* Whether the function a descriptor describes may run again after a host crash (NULL: not
+ * known, so no). */
+int cli_fn_idempotent(const json_t *fn);
+
+/* create queue-items (cli_bulk.c) and its options, for the queue command table. */
+int cli_create_items(cli *c);
+extern const cli_opt cli_create_items_opts[];
+
 /* Prints each warning text (an array of strings, stolen) with cli_warn. */
 void cli_warn_all(const cli *c, json_t *warnings);
 

@@ -28,7 +28,7 @@ static int is_final(const char *status)
  */
 static json_t *secret_names(cli *c, const char *function)
 {
-    if (function == NULL || cli_registry(c) != 0)
+    if (function == NULL || cli_registry_cached(c) != 0)
         return NULL;
     const json_t *fn = registry_function(c->reg, function);
     return fn ? params_secret_names(fn) : NULL;
@@ -106,32 +106,18 @@ static json_t *wait_final(cli *c, const char *task, long timeout_s, int *failed)
 
 /* --- create queue-item ------------------------------------------------------------------- */
 
-/*
- * An item runs through the bridge it names, so that bridge must be its machine's: refuses
- * (returns -1, error printed) an item for a machine of TEAM that lives on another bridge.
- * A missing team, machine or bridge is left to the store, whose messages name the fix.
- */
-static int check_machine_bridge(cli *c, const char *team, const char *machine, const char *bridge)
+/* The one place the CLI decides idempotency from a descriptor (create queue-item and
+ * create queue-items). */
+int cli_fn_idempotent(const json_t *fn)
 {
-    json_t *row = NULL, *bridge_row = NULL;
-    char err[1024];
-    int rc = 0;
-    if (store_resource_get(c->st, STORE_MACHINE, team, machine, &row, err, sizeof(err)) != STORE_OK)
-        goto out;
-    const char *actual = json_string_value(json_object_get(row, "bridgeName"));
-    if (actual == NULL || strcmp(actual, bridge) == 0)
-        goto out;
-    if (store_resource_get(c->st, STORE_BRIDGE, NULL, bridge, &bridge_row, err, sizeof(err)) !=
-        STORE_OK)
-        goto out;
-    rc = -1;
-    cli_fail(c, EXIT_ERROR, "machine '%s' is on bridge '%s', not '%s'; queue it with: ferry create "
-                            "queue-item %s %s %s (or move it: ferry update machine-bridge %s %s %s)",
-             machine, actual, bridge, team, machine, actual, team, machine, bridge);
-out:
-    json_decref(row);
-    json_decref(bridge_row);
-    return rc;
+    int idempotent = 0;
+    if (fn != NULL) {
+        size_t i;
+        json_t *f;
+        json_array_foreach(json_object_get(fn, "flags"), i, f)
+            idempotent |= strcmp(json_string_value(f), "idempotent") == 0;
+    }
+    return idempotent;
 }
 
 static int cmd_create_item(cli *c)
@@ -149,27 +135,18 @@ static int cmd_create_item(cli *c)
     if (vault == NULL)
         return cli_usage_error(c, "give the item's vault with --vault '{\"function\":\"…\"}' or "
                                   "--vault-file");
-    char err[1024];
-    json_t *warnings = NULL;
+    char err[1200];
+    json_t *warnings = json_array();
     json_t *after = json_object_get(c->opts, "after");
     char **after_ids = NULL;
     size_t n_after = 0;
-    int idempotent = 0;
     const json_t *fn = NULL;
-    char where[200];
-    snprintf(where, sizeof(where), "the host on bridge %s", c->args[2]);
-    if ((rc = cli_check_item_vault(c, vault, "", where, &fn, &warnings)) != 0)
-        goto out;
-    if (fn != NULL) {
-        size_t i;
-        json_t *f;
-        json_array_foreach(json_object_get(fn, "flags"), i, f)
-            idempotent |= strcmp(json_string_value(f), "idempotent") == 0;
-    }
-    if (check_machine_bridge(c, c->args[0], c->args[1], c->args[2]) != 0) {
-        rc = EXIT_ERROR;
+    struct cli_item item = {c->args[0], c->args[1], c->args[2], vault};
+    if ((rc = cli_item_check(c, &item, &fn, warnings, err, sizeof(err))) != 0) {
+        cli_fail(c, rc, "%s", err);
         goto out;
     }
+    int idempotent = cli_fn_idempotent(fn);
     n_after = json_array_size(after);
     after_ids = calloc(n_after + 1, sizeof(*after_ids));
     for (size_t i = 0; i < n_after; i++)
@@ -783,6 +760,9 @@ static const cli_opt none[] = {END_OPTS};
 const cli_command cli_queue_commands[] = {
     {"create", "queue-item", "TEAM MACHINE BRIDGE", 3, 3, create_opts, cmd_create_item,
      "queue a function for a machine"},
+    {"create", "queue-items", NULL, 0, 0, cli_create_items_opts, cli_create_items,
+     "queue many items from JSON lines {\"team\",\"machine\",\"bridge\",\"vault\",\"priority\"} "
+     "(stdin or --file), all or nothing unless --continue"},
     {"list", "queue", NULL, 0, 0, list_opts, cmd_list_queue, "list queue items, newest first"},
     {"queue", "list", NULL, 0, 0, list_opts, cmd_list_queue, "same as list queue"},
     {"queue", "trace", "TASK", 1, 1, none, cmd_trace,

@@ -8,7 +8,7 @@
 
 static int cmd_serve(cli *c)
 {
-    if (cli_config(c) != 0)
+    if (cli_config(c) != 0 || cli_store_library(c) != 0)
         return EXIT_ERROR;
     serve_options so = {.drain = cli_flag(c, "drain")};
     return serve_run(&c->cfg, &so) == 0 ? EXIT_OK : EXIT_ERROR;

@@ -1,0 +1,154 @@
+/*
+ * The checks of one queue item, written once for `create queue-item` and for every line of
+ * `create queue-items` (and, for the vault alone, a schedule's queue_config): the vault's
+ * host keys, the function's parameters when a local plugin provides it, unknown functions
+ * and keys (warned, or refused with --strict), and the item's team, machine and bridge.
+ */
+#include <string.h>
+
+#include "cli.h"
+#include "registry.h"
+#include "store.h"
+#include "util.h"
+#include "vault.h"
+
+/*
+ * cli_check_item_vault without printing: returns 0, or EXIT_ERROR with the reason in err.
+ * Warnings are appended to warnings (an array).
+ */
+static int check_vault(cli *c, const json_t *vault, const char *what, const char *where,
+                       const json_t **fn, json_t *warnings, char *err, size_t errlen)
+{
+    char why[1024];
+    int strict = cli_flag(c, "strict");
+    *fn = NULL;
+    if (vault_check_host_keys(vault, why, sizeof(why)) != 0) {
+        seterr(err, errlen, "%s%s", what, why);
+        return EXIT_ERROR;
+    }
+    if (cli_registry_cached(c) != 0) {
+        seterr(err, errlen, "cannot read the plugin directory");
+        return EXIT_ERROR;
+    }
+    const char *function = json_string_value(json_object_get(vault, "function"));
+    *fn = registry_function(c->reg, function);
+    if (*fn == NULL) {
+        if (strict) {
+            seterr(err, errlen,
+                   "%sfunction %s is not provided by any plugin in %s, so its parameters "
+                   "cannot be checked (--strict)",
+                   what, function, c->reg->dir);
+            return EXIT_ERROR;
+        }
+        json_array_append_new(warnings,
+                              json_sprintf("%sfunction %s is not provided by any plugin in %s; "
+                                           "%s must have it, or the item will fail",
+                                           what, function, c->reg->dir, where));
+        return 0;
+    }
+    json_t *copy = json_deep_copy(vault);
+    int rc = params_validate(*fn, copy, why, sizeof(why));
+    json_decref(copy);
+    if (rc != 0) {
+        seterr(err, errlen, "%s%s", what, why);
+        return EXIT_ERROR;
+    }
+    json_t *unknown = params_unknown_keys(*fn, vault);
+    size_t i;
+    json_t *u;
+    json_array_foreach (unknown, i, u) {
+        const char *key = json_string_value(json_object_get(u, "key"));
+        const char *closest = json_string_value(json_object_get(u, "closest"));
+        if (strict) {
+            seterr(err, errlen,
+                   "%svault key \"%s\" is neither a parameter of %s nor a host key (did you "
+                   "mean \"%s\"?); refused by --strict",
+                   what, key, function, closest ? closest : "function");
+            rc = EXIT_ERROR;
+            break;
+        }
+        json_array_append_new(
+            warnings, json_sprintf("%svault key \"%s\" is neither a parameter of %s nor "
+                                   "a host key (did you mean \"%s\"?); %s ignores it",
+                                   what, key, function, closest ? closest : "function", function));
+    }
+    json_decref(unknown);
+    return rc;
+}
+
+int cli_check_item_vault(cli *c, const json_t *vault, const char *what, const char *where,
+                         const json_t **fn, json_t **warnings)
+{
+    char err[1200];
+    *warnings = json_array();
+    int rc = check_vault(c, vault, what, where, fn, *warnings, err, sizeof(err));
+    return rc ? cli_fail(c, rc, "%s", err) : 0;
+}
+
+/*
+ * The team, machine and bridge of an item exist, and the machine is on that bridge (an item
+ * runs through the bridge it names). Returns 0, or EXIT_ERROR with the reason in err, in the
+ * store's words. Each triple is looked up once per run (c->refs_checked), since a bulk
+ * input usually repeats a few.
+ */
+static int check_refs(cli *c, const char *team, const char *machine, const char *bridge, char *err,
+                      size_t errlen)
+{
+    char *key = xasprintf("%s\n%s\n%s", team, machine, bridge);
+    const char *known = json_string_value(json_object_get(c->refs_checked, key));
+    if (known != NULL) {
+        free(key);
+        if (*known == '\0')
+            return 0;
+        seterr(err, errlen, "%s", known);
+        return EXIT_ERROR;
+    }
+    json_t *row = NULL, *other = NULL;
+    char why[1024] = "";
+    int st = store_resource_get(c->st, STORE_TEAM, NULL, team, &other, why, sizeof(why));
+    json_decref(other);
+    other = NULL;
+    if (st == STORE_OK)
+        st = store_resource_get(c->st, STORE_MACHINE, team, machine, &row, why, sizeof(why));
+    if (st == STORE_OK)
+        st = store_resource_get(c->st, STORE_BRIDGE, NULL, bridge, &other, why, sizeof(why));
+    json_decref(other);
+    const char *actual = json_string_value(json_object_get(row, "bridgeName"));
+    if (st == STORE_OK && actual != NULL && strcmp(actual, bridge) != 0) {
+        st = STORE_NOT_FOUND;
+        snprintf(why, sizeof(why),
+                 "machine '%s' is on bridge '%s', not '%s'; queue it with: ferry create "
+                 "queue-item %s %s %s (or move it: ferry update machine-bridge %s %s %s)",
+                 machine, actual, bridge, team, machine, actual, team, machine, bridge);
+    }
+    json_decref(row);
+    /* A store failure (I/O, a lost connection) is not a fact about these names. */
+    if (st == STORE_OK || st == STORE_NOT_FOUND) {
+        if (c->refs_checked == NULL)
+            c->refs_checked = json_object();
+        json_object_set_new(c->refs_checked, key, json_string(st == STORE_OK ? "" : why));
+    }
+    free(key);
+    if (st == STORE_OK)
+        return 0;
+    seterr(err, errlen, "%s", why);
+    return EXIT_ERROR;
+}
+
+int cli_item_check(cli *c, const struct cli_item *it, const json_t **fn, json_t *warnings,
+                   char *err, size_t errlen)
+{
+    char where[300];
+    snprintf(where, sizeof(where), "the host on bridge %s", it->bridge);
+    /* The store refuses it too, in the same words; asked first, it is one more bad line. */
+    if (!json_is_string(json_object_get(it->vault, "function"))) {
+        seterr(err, errlen,
+               "the vault has no \"function\": name the queue function to run, e.g. "
+               "{\"function\":\"hello\"}");
+        return EXIT_ERROR;
+    }
+    int rc = check_vault(c, it->vault, "", where, fn, warnings, err, errlen);
+    if (rc == 0)
+        rc = check_refs(c, it->team, it->machine, it->bridge, err, errlen);
+    return rc;
+}
