@@ -148,7 +148,10 @@ EOF
         ferry create machine Bench bench box --vault "{\"connection\":\"local\",\"datastore\":\"$DIR/datastore\"}" >/dev/null &&
         ferry create storage Bench store --vault "$(storage_vault)" >/dev/null ||
         { echo "ferry setup failed" >&2; return 1; }
-    ferry serve >"$DIR/host.log" 2>&1 &
+    # The binary itself, not the ferry function: $! must be the host's pid, or the host
+    # outlives the bench (a function in the background runs in a subshell, and $! is the
+    # subshell's).
+    FERRY_CONFIG=$DIR/ferry.conf "$FERRY_BIN" serve >"$DIR/host.log" 2>&1 &
     HOST_PID=$!
     for _ in $(seq 100); do grep -q "serving bridge" "$DIR/host.log" && return 0; sleep 0.1; done
     echo "ferry host did not start" >&2
