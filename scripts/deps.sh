@@ -3,7 +3,7 @@
 #   scripts/deps.sh build   what `make` needs (compiler, headers, pkg-config)
 #   scripts/deps.sh test    what `make check` and `make fuzz` need on top (jq, cmocka, clang
 #                           and its sanitizer/libFuzzer runtimes, servers used by tests)
-#   scripts/deps.sh bench   what `make bench` needs on top (restic, borg; nodejs and npm, with
+#   scripts/deps.sh bench   what `make bench` needs on top (restic, borg, time; nodejs and npm, with
 #                           which tests/bench/graphile.sh installs graphile-worker, the peer)
 #   scripts/deps.sh list build|test|bench   prints the set, one package a line
 # As root it runs apt-get; otherwise it prints the exact apt-get line and exits 1.
@@ -29,7 +29,7 @@ build_pkgs="gcc make pkg-config libc6-dev libjansson-dev libconfig-dev libcurl4-
 test_pkgs="$build_pkgs libcmocka-dev jq clang libclang-rt-14-dev g++ python3 procps psmisc
   uuid-runtime bc sqlite3 postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav
   curl"
-bench_pkgs="$test_pkgs restic borgbackup nodejs npm"
+bench_pkgs="$test_pkgs restic borgbackup time nodejs npm"
 
 if [[ ${1:-} == list ]]; then
     case "${2:-}" in

@@ -10,9 +10,22 @@
  *                                       prints enqueue-to-start p50/p90/p99 (ms) and, with
  *                                       PID, the host's VmRSS and VmHWM (KiB) right after
  *                                       the warm-up: "p50 p90 p99 rss hwm"
+ *   bench_queue run LIMIT CMD [ARGS...]  runs CMD with its stdout on /dev/null, killed after
+ *                                       LIMIT s (SIGTERM, then SIGKILL 5 s later), sampling
+ *                                       its VmHWM every 20 ms; prints "wall_s hwm_kib
+ *                                       maxrss_kib status": the last VmHWM seen of CMD itself,
+ *                                       the peak RSS of the largest process of its tree
+ *                                       (wait4: catches short commands), its exit code
+ *                                       (128+N for signal N, 124 when the limit hit)
  * The DB must exist with team Ops, bridge local and machines m0…; see tests/bench/run.sh.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,8 +228,56 @@ static int latency(const char *db, long n, const char *file, const char *pid)
     return 0;
 }
 
+static int run(long limit_s, char **cmd)
+{
+    int64_t t0 = mono_us();
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("bench: fork");
+        return 1;
+    }
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, STDOUT_FILENO); /* stdout is this program's answer */
+        execvp(cmd[0], cmd);
+        fprintf(stderr, "bench: cannot run %s: %s\n", cmd[0], strerror(errno));
+        _exit(127);
+    }
+    char spid[32];
+    snprintf(spid, sizeof(spid), "%d", (int)pid);
+    long hwm = 0, rss, h;
+    int status = 0, timed_out = 0;
+    struct rusage ru = {0};
+    int64_t deadline = mono_ms() + limit_s * 1000, kill_at = 0;
+    for (;;) {
+        pid_t r = wait4(pid, &status, WNOHANG, &ru);
+        if (r == pid || (r < 0 && errno != EINTR))
+            break;
+        rss_of(spid, &rss, &h);
+        if (h > hwm)
+            hwm = h;
+        if (!timed_out && mono_ms() > deadline) {
+            timed_out = 1;
+            kill(pid, SIGTERM);
+            kill_at = mono_ms() + 5000;
+        } else if (timed_out && kill_at && mono_ms() > kill_at) {
+            kill(pid, SIGKILL);
+            kill_at = 0;
+        }
+        poll(NULL, 0, 20);
+    }
+    int code = timed_out ? 124
+               : WIFEXITED(status) ? WEXITSTATUS(status)
+                                   : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    printf("%.3f %ld %ld %d\n", (double)(mono_us() - t0) / 1e6, hwm, ru.ru_maxrss, code);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && strcmp(argv[1], "run") == 0 && atol(argv[2]) > 0)
+        return run(atol(argv[2]), argv + 3);
     if (argc >= 4 && strcmp(argv[1], "enqueue") == 0)
         return enqueue(argv[2], atol(argv[3]));
     if (argc >= 6 && strcmp(argv[1], "fill") == 0)
@@ -224,6 +285,6 @@ int main(int argc, char **argv)
     if (argc >= 5 && strcmp(argv[1], "latency") == 0 && atol(argv[3]) > 0)
         return latency(argv[2], atol(argv[3]), argv[4], argc >= 6 ? argv[5] : NULL);
     fprintf(stderr, "usage: bench_queue enqueue DB N | fill DB N FUNCTION MACHINES [FILE] | "
-                    "latency DB N FILE [PID]\n");
+                    "latency DB N FILE [PID] | run LIMIT CMD...\n");
     return 2;
 }

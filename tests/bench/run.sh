@@ -6,8 +6,8 @@
 #   tests/bench/run.sh [SECTION...]       (BUILD=build by default; run from anywhere)
 #   BENCH_ONLY="SECTION..." make bench    the same through make
 #
-# Sections, in the order they run: enqueue, cli, list, rss, graphile, drain, latency, pg,
-# schedule, backup. "queue" stands for graphile drain latency rss (the host's hot path beside
+# Sections, in the order they run: enqueue, cli, graphile and drain (case by case, side by
+# side), latency, list, rss, pg, schedule, backup. "queue" stands for graphile drain latency rss (the host's hot path beside
 # its peer); no section named runs them all. Sizes: BENCH_DRAIN_SIZES ("10000 100000"),
 # BENCH_WORKERS ("2 4"), BENCH_BIG (1000000, the list and RSS queue), BENCH_LATENCY_N (1000),
 # BENCH_MB / BENCH_REMOTE_MB (backup trees). See docs/benchmarks.md.
@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ALL="enqueue cli list rss graphile drain latency pg schedule backup"
+ALL="enqueue cli graphile drain latency list rss pg schedule backup"
 want=" ${*:-${BENCH_ONLY:-$ALL}} "
 want=${want//,/ }
 want=${want// queue / graphile drain latency rss }
@@ -95,6 +95,104 @@ if on cli; then
     echo
 fi
 
+# The drains, ferry (SQLite) and graphile-worker (PostgreSQL) case by case, so that both
+# run under the same conditions of this shared machine.
+# gw_case N C: graphile-worker drains N jobs at concurrency C; prints its rows and keeps
+# "incl steady" in $W/gw_N_C for the ratios.
+gw_case() {
+    local n=$1 c=$2 db enq total steady rss incl st
+    db=$(tests/bench/pg_env.sh createdb "$PG_URL" "gw_${n}_$c")
+    if read -r enq total steady rss < <(tests/bench/graphile.sh run "$db" "$n" "$c" 2>"$W/gw.err"); then
+        incl=$(awk -v n="$n" -v s="$total" 'BEGIN { printf "%.0f", n / s }')
+        st=$(awk -v n="$n" -v s="$steady" 'BEGIN { printf "%.0f", n / s }')
+        echo "$incl $st" >"$W/gw_${n}_$c"
+        row "graphile $n jobs, concurrency $c: incl. start-up / steady (jobs/s)" "$incl / $st"
+        row "graphile: bulk addJobs (jobs/s), RSS (KiB)" "$enq, $rss"
+    else
+        row "graphile $n jobs, concurrency $c" "failed"
+        tail -3 "$W/gw.err"
+    fi
+}
+# ferry_case N C: a host with C workers drains N queued no-op items (serve --drain).
+ferry_case() {
+    local n=$1 c=$2 limit t0 t1 wall hwm rc done first last incl st peer k f p r v
+    setup "drain_${n}_$c" "workers = { count = $c; prefork = $c; };"
+    "$BQ" fill "$DB" "$n" fx_noop 100 >/dev/null
+    limit=$((60 + n / 200))
+    t0=$(now_ms)
+    read -r wall hwm _ rc < <("$BQ" run "$limit" "$FERRY" serve --drain 2>"$D/host.log")
+    t1=$(now_ms)
+    [[ $rc == 0 ]] || { echo "(the host exited with status $rc; its log ends with:)"; tail -3 "$D/host.log"; }
+    read -r done first last < <(sqlite3 -readonly -separator ' ' "$DB" \
+        "SELECT count(*), min(started_at), max(finished_at) FROM queue_items WHERE status = 'COMPLETED'" 2>/dev/null || echo "? ? ?")
+    [[ $last =~ ^[0-9]+$ ]] || last=$t1
+    incl=$(awk -v n="$done" -v ms="$((last - t0))" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')
+    st=$(awk -v n="$done" -v a="$first" -v b="$last" 'BEGIN { if (a ~ /^[0-9]+$/ && b > a) printf "%.0f", n * 1000 / (b - a); else print "?" }')
+    row "ferry $n items, workers=$c: incl. start-up / steady (jobs/s)" "$incl / $st"
+    row "ferry: completed, host wall s, host VmHWM KiB" "$done, $wall, $hwm"
+    [[ $done == "$n" ]] || echo "(only $done of $n items COMPLETED within $limit s)"
+    peer=$(cat "$W/gw_${n}_$c" 2>/dev/null || echo "- -")
+    for k in 1 2; do
+        f=$([[ $k == 1 ]] && echo "$incl" || echo "$st")
+        p=$(cut -d' ' -f$k <<<"$peer")
+        r=$(ratio "$f" "$p")
+        v=$(verdict "$f" ">=" 25000)
+        [[ $v == PASS && $p =~ ^[0-9]+$ && $(verdict "$r" ">=" 1.0001) != PASS ]] && v=MISS
+        summary "drain $n SQLite w=$c, $([[ $k == 1 ]] && echo incl. start-up || echo steady) (jobs/s)" \
+            "$f" "$p" "$r" ">= 25000, > peer" "$v"
+    done
+    rm -rf "$D"
+}
+if on graphile || on drain; then
+    echo "== drain queued no-op items: ferry (SQLite, 100 machines, serve --drain) and graphile-worker $(tests/bench/graphile.sh version) (PostgreSQL 15, fsync on) =="
+    gw=0
+    if on graphile; then
+        if ! tests/bench/graphile.sh install >"$W/npm.log" 2>&1; then
+            echo "(graphile-worker could not be installed:)"
+            tail -5 "$W/npm.log"
+        elif ! PG_URL=$(tests/bench/pg_env.sh start 2>"$W/pg.log"); then
+            PG_URL=
+            echo "(no PostgreSQL server for graphile-worker: $(tail -1 "$W/pg.log"))"
+        else
+            gw=1
+        fi
+    fi
+    for n in $DRAIN_SIZES; do
+        for c in $WORKERS; do
+            ((gw)) && gw_case "$n" "$c"
+            on drain && ferry_case "$n" "$c"
+        done
+    done
+    if [[ -n $PG_URL ]]; then
+        tests/bench/pg_env.sh stop "$PG_URL" >/dev/null 2>&1
+        PG_URL=
+    fi
+    echo
+fi
+
+if on latency; then
+    echo "== enqueue-to-start latency on an idle host ($LAT_N items, one at a time, SQLite) =="
+    setup lat
+    "$FERRY" serve >"$D/host.log" 2>&1 &
+    HOST=$!
+    if read -r p50 p90 p99 rss hwm < <("$BQ" latency "$DB" "$LAT_N" "$D/stamps" "$HOST"); then
+        row "p50 / p90 / p99 (ms)" "$p50 / $p90 / $p99"
+        row "idle host after start-up: VmRSS / VmHWM (KiB)" "$rss / $hwm"
+        sleep 1
+        row "idle host after the $LAT_N items: VmRSS / VmHWM (KiB)" "$(status_kib "$HOST" VmRSS) / $(status_kib "$HOST" VmHWM)"
+        row "its worker processes together, VmRSS (KiB)" "$(children_rss "$HOST")"
+        summary "enqueue-to-start p50 (ms)" "$p50" "-" "-" "<= 1" "$(verdict "$p50" "<=" 1)"
+        summary "enqueue-to-start p99 (ms)" "$p99" "-" "-" "<= 3" "$(verdict "$p99" "<=" 3)"
+        mib=$(awk -v k="$hwm" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else print "?" }')
+        summary "host RSS idle (MiB, VmHWM)" "$mib" "-" "-" "<= 10" "$(verdict "$mib" "<=" 10)"
+    else
+        row "latency" "failed"
+    fi
+    stop_pid "$HOST"
+    HOST=
+    echo
+fi
+
 # One store with $BIG queued items serves the list rows and then the RSS row.
 if on list || on rss; then
     setup big
@@ -104,9 +202,9 @@ if on list || on rss; then
         echo "== list queue with $BIG items =="
         row "queueing $BIG items by SQL (items/s)" "$fill"
         for args in "--status PENDING" "--machine m7" "--status FAILED" "--task-id 0"; do
-            times=$(for k in 1 2 3; do /usr/bin/time -f "%e %M" "$FERRY" list queue $args --max-records 1000 --output json 2>&1 >/dev/null | tail -1; done)
+            times=$(for k in 1 2 3; do "$BQ" run 60 "$FERRY" list queue $args --max-records 1000 --output json; done)
             ms=$(awk '{print $1 * 1000}' <<<"$times" | sort -n | sed -n 2p)
-            rss=$(awk '{print $2}' <<<"$times" | sort -n | tail -1)
+            rss=$(awk '{print $3}' <<<"$times" | sort -n | tail -1)
             row "list queue $args --max-records 1000 (ms, peak RSS KiB)" "$ms ms, $rss"
         done
         echo
@@ -137,94 +235,6 @@ if on list || on rss; then
     rm -rf "$W/big"
 fi
 
-# graphile-worker: the same drains on a throwaway PostgreSQL, results kept for the ratios.
-if on graphile; then
-    echo "== graphile-worker $(tests/bench/graphile.sh version 2>/dev/null || echo '?'): drain queued no-op jobs (PostgreSQL 15, fsync on) =="
-    if ! tests/bench/graphile.sh install >"$W/npm.log" 2>&1; then
-        echo "(graphile-worker could not be installed; see below)"
-        tail -5 "$W/npm.log"
-    elif ! PG_URL=$(tests/bench/pg_env.sh start 2>"$W/pg.log"); then
-        PG_URL=
-        echo "(no PostgreSQL server could be started: $(tail -1 "$W/pg.log"))"
-    else
-        for n in $DRAIN_SIZES; do
-            for c in $WORKERS; do
-                db=$(tests/bench/pg_env.sh createdb "$PG_URL" "gw_${n}_$c")
-                if read -r enq total steady rss < <(tests/bench/graphile.sh run "$db" "$n" "$c" 2>"$W/gw.err"); then
-                    incl=$(awk -v n="$n" -v s="$total" 'BEGIN { printf "%.0f", n / s }')
-                    st=$(awk -v n="$n" -v s="$steady" 'BEGIN { printf "%.0f", n / s }')
-                    echo "$incl $st" >"$W/gw_${n}_$c"
-                    row "$n jobs, concurrency $c: incl. start-up / steady (jobs/s)" "$incl / $st"
-                    row "$n jobs, concurrency $c: bulk addJobs (jobs/s), RSS (KiB)" "$enq, $rss"
-                else
-                    row "$n jobs, concurrency $c" "failed"
-                    tail -3 "$W/gw.err"
-                fi
-            done
-        done
-        tests/bench/pg_env.sh stop "$PG_URL" >/dev/null 2>&1
-        PG_URL=
-    fi
-    echo
-fi
-
-if on drain; then
-    echo "== ferry host: drain queued no-op items (SQLite, 100 machines, serve --drain) =="
-    for n in $DRAIN_SIZES; do
-        for c in $WORKERS; do
-            setup "drain_${n}_$c" "workers = { count = $c; prefork = $c; };"
-            "$BQ" fill "$DB" "$n" fx_noop 100 >/dev/null
-            limit=$((60 + n / 200))
-            t0=$(now_ms)
-            out=$(/usr/bin/time -f "%e %M" timeout -k 5 "$limit" "$FERRY" serve --drain 2>&1 >/dev/null | tail -1)
-            t1=$(now_ms)
-            read -r done first last < <(sqlite3 -readonly -separator ' ' "$DB" \
-                "SELECT count(*), min(started_at), max(finished_at) FROM queue_items WHERE status = 'COMPLETED'" 2>/dev/null || echo "? ? ?")
-            [[ $last =~ ^[0-9]+$ ]] || last=$t1
-            incl=$(awk -v n="$done" -v ms="$((last - t0))" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')
-            st=$(awk -v n="$done" -v a="$first" -v b="$last" 'BEGIN { if (a ~ /^[0-9]+$/ && b > a) printf "%.0f", n * 1000 / (b - a); else print "?" }')
-            row "$n items, workers=$c: incl. start-up / steady (jobs/s)" "$incl / $st"
-            row "$n items, workers=$c: completed, host wall s, peak RSS KiB" "$done, $(awk '{print $1 ", " $2}' <<<"$out")"
-            [[ $done == "$n" ]] || echo "(only $done of $n items COMPLETED within $limit s)"
-            peer=$(cat "$W/gw_${n}_$c" 2>/dev/null || echo "- -")
-            for k in 1 2; do
-                f=$([[ $k == 1 ]] && echo "$incl" || echo "$st")
-                p=$(cut -d' ' -f$k <<<"$peer")
-                r=$(ratio "$f" "$p")
-                v=$(verdict "$f" ">=" 25000)
-                [[ $v == PASS && $p =~ ^[0-9]+$ && $(verdict "$r" ">=" 1.0001) != PASS ]] && v=MISS
-                summary "drain $n SQLite w=$c, $([[ $k == 1 ]] && echo incl. start-up || echo steady) (jobs/s)" \
-                    "$f" "$p" "$r" ">= 25000, > peer" "$v"
-            done
-            rm -rf "$D"
-        done
-    done
-    echo
-fi
-
-if on latency; then
-    echo "== enqueue-to-start latency on an idle host ($LAT_N items, one at a time, SQLite) =="
-    setup lat
-    "$FERRY" serve >"$D/host.log" 2>&1 &
-    HOST=$!
-    if read -r p50 p90 p99 rss hwm < <("$BQ" latency "$DB" "$LAT_N" "$D/stamps" "$HOST"); then
-        row "p50 / p90 / p99 (ms)" "$p50 / $p90 / $p99"
-        row "idle host after start-up: VmRSS / VmHWM (KiB)" "$rss / $hwm"
-        sleep 1
-        row "idle host after the $LAT_N items: VmRSS / VmHWM (KiB)" "$(status_kib "$HOST" VmRSS) / $(status_kib "$HOST" VmHWM)"
-        row "its worker processes together, VmRSS (KiB)" "$(children_rss "$HOST")"
-        summary "enqueue-to-start p50 (ms)" "$p50" "-" "-" "<= 1" "$(verdict "$p50" "<=" 1)"
-        summary "enqueue-to-start p99 (ms)" "$p99" "-" "-" "<= 3" "$(verdict "$p99" "<=" 3)"
-        mib=$(awk -v k="$hwm" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else print "?" }')
-        summary "host RSS idle (MiB, VmHWM)" "$mib" "-" "-" "<= 10" "$(verdict "$mib" "<=" 10)"
-    else
-        row "latency" "failed"
-    fi
-    stop_pid "$HOST"
-    HOST=
-    echo
-fi
-
 if on pg; then
     BUILD=$BUILD tests/bench/pg.sh || echo "(tests/bench/pg.sh failed)"
     echo
@@ -234,7 +244,7 @@ if on schedule; then
     echo
 fi
 if on backup; then
-    BUILD=$BUILD BENCH_MB=${BENCH_MB:-512} tests/bench/backup.sh || echo "(tests/bench/backup.sh failed)"
+    BUILD=$BUILD tests/bench/backup.sh || echo "(tests/bench/backup.sh failed)"
     echo
     # Remote storages over loopback: ferry and restic against the same S3 and SFTP servers.
     # The S3 server (moto) keeps objects in memory, hence the smaller tree.
