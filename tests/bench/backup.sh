@@ -276,3 +276,13 @@ done
 echo "backup benchmark ($TARGET storage): $files files, $((TREE_BYTES / 1048576)) MiB, $(nproc) cores; MB/s = tree size / wall time"
 printf '%-8s %-12s %8s %9s %10s\n' tool phase seconds MB/s "RSS MiB"
 for r in "${ROWS[@]}"; do echo "$r"; done
+# Rows for the summary table of tests/bench/run.sh: ferry's MB/s beside restic's per phase.
+if [[ -n ${BENCH_SUMMARY:-} ]]; then
+    for phase in first incremental restore; do
+        f=$(printf '%s\n' "${ROWS[@]}" | awk -v p="$phase" '$1 == "ferry" && $2 == p { print $4 }')
+        r=$(printf '%s\n' "${ROWS[@]}" | awk -v p="$phase" '$1 == "restic" && $2 == p { print $4 }')
+        [[ -n $f ]] || continue
+        ratio=$(awk -v a="$f" -v b="$r" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
+        echo "backup $phase, $TARGET, $((TREE_BYTES / 1048576)) MiB (MB/s)|$f|${r:--}|$ratio|-|-" >>"$BENCH_SUMMARY"
+    done
+fi

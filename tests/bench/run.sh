@@ -45,7 +45,8 @@ LAT_N=${BENCH_LATENCY_N:-1000}
 RSS_S=${BENCH_RSS_SECONDS:-10}
 T_START=$(date +%s)
 
-echo "ferry benchmarks on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
+echo "ferry benchmarks on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), $(git -C "$ROOT" describe --always --dirty 2>/dev/null);" \
+    "load average $(cut -d' ' -f1-3 /proc/loadavg) (the machine may be shared: figures vary)"
 echo
 
 if on enqueue; then
@@ -91,7 +92,7 @@ if on cli; then
         fi
     fi
     row "create queue-items, 100000 JSON lines on stdin (items/s)" "$bulk"
-    summary "create queue-items, 100k lines (items/s)" "$bulk" "-" "-" ">= 50000" "$(verdict "$bulk" ">=" 50000)"
+    summary "create queue-items, 100k lines (items/s)" "${bulk%% *}" "-" "-" ">= 50000" "$(verdict "$bulk" ">=" 50000)"
     echo
 fi
 
@@ -256,12 +257,13 @@ if on backup; then
 fi
 
 echo "== summary: issue 14 targets (information only; make bench never fails on a MISS) =="
-printf '%-48s %12s %12s %7s %18s  %s\n' metric ferry peer ratio target ""
+printf '%-48s %9s %9s %6s %17s  %s\n' metric ferry peer ratio target ""
 while IFS='|' read -r m f p r t v; do
-    printf '%-48s %12s %12s %7s %18s  %s\n' "$m" "$f" "$p" "$r" "$t" "$v"
+    printf '%-48s %9s %9s %6s %17s  %s\n' "$m" "$f" "$p" "$r" "$t" "$v"
 done <"$BENCH_SUMMARY"
-echo "(peer: graphile-worker at the same concurrency as ferry's workers, same run, same machine)"
-echo "bench run time: $(($(date +%s) - T_START)) s"
+echo "(peer: graphile-worker at the same concurrency as ferry's workers for the drains, restic for"
+echo " the backups; same run, same machine)"
+echo "bench run time: $(($(date +%s) - T_START)) s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Nothing the bench started may outlive it: every such process carries FERRY_BENCH_MARK.
 stop_pid "$HOST"
