@@ -5,7 +5,7 @@
 #
 #   tests/bench/backup.sh            (BUILD=build by default; run from the source tree)
 #
-# Environment: BENCH_DIR (default /tmp/ferry-bench-backup; removed at the end unless
+# Environment: BENCH_DIR (default a new /tmp/ferry-bench-backup.XXXXXX; removed at the end unless
 # BENCH_KEEP=1), BENCH_MB (tree size, default 1024), BENCH_TOOLS (default "ferry restic borg"),
 # BENCH_TARGET: local (default: a directory), s3 (moto_server on loopback, signatures checked,
 # tests/helpers/moto.sh) or sftp (OpenSSH on loopback, tests/helpers/sshd.sh); ferry and
@@ -21,7 +21,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 FERRY_BIN=$ROOT/$BUILD/ferry
-DIR=${BENCH_DIR:-/tmp/ferry-bench-backup}
+DIR=${BENCH_DIR:-$(mktemp -d /tmp/ferry-bench-backup.XXXXXX)}
 MB=${BENCH_MB:-1024}
 TOOLS=${BENCH_TOOLS:-ferry restic borg}
 export RESTIC_PASSWORD=bench-passphrase BORG_PASSPHRASE=bench-passphrase
@@ -153,7 +153,7 @@ EOF
     # subshell's).
     FERRY_CONFIG=$DIR/ferry.conf "$FERRY_BIN" serve >"$DIR/host.log" 2>&1 &
     HOST_PID=$!
-    for _ in $(seq 100); do grep -q "serving bridge" "$DIR/host.log" && return 0; sleep 0.1; done
+    for _ in $(seq 100); do grep -qs "serving bridge" "$DIR/host.log" && return 0; sleep 0.1; done
     echo "ferry host did not start" >&2
     return 1
 }

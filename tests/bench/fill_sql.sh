@@ -18,7 +18,11 @@ tcols=$(sed 's/[^,]*/t.&/g' <<<"$cols")
 ecols=$(sqlite3 "$db" "SELECT group_concat(name, ',') FROM pragma_table_info('queue_events')
                        WHERE name NOT IN ('seq','task_seq')")
 tecols=$(sed 's/[^,]*/e.&/g' <<<"$ecols")
-sqlite3 "$db" <<SQL
+# Written once and thrown away with the store: no journal while copying (a WAL would write
+# every page twice), the store's own journal mode back afterwards.
+mode=$(sqlite3 "$db" "PRAGMA journal_mode")
+sqlite3 "$db" >/dev/null <<SQL
+PRAGMA journal_mode = OFF;
 PRAGMA synchronous = OFF;
 BEGIN;
 CREATE TEMP TABLE tpl AS SELECT * FROM queue_items ORDER BY seq DESC LIMIT 1;
@@ -32,5 +36,6 @@ INSERT INTO queue_events (task_seq, $ecols)
 SELECT q.seq, $tecols FROM queue_items q, queue_events e, tpl t
 WHERE q.seq > t.seq AND e.task_seq = t.seq;
 COMMIT;
+PRAGMA journal_mode = $mode;
 SQL
 awk -v n="$n" -v ns="$(($(date +%s%N) - t0))" 'BEGIN { printf "%.0f\n", n * 1e9 / ns }'

@@ -198,10 +198,15 @@ fi
 if on list || on rss; then
     setup big
     echo "# queueing $BIG items (SQL copies of one item made by the store API)" >&2
-    fill=$(BQ=$BQ tests/bench/fill_sql.sh "$DB" "$BIG" fx_noop 100 2>&1) || { echo "$fill" >&2; fill="failed"; }
+    if ! fill=$(BQ=$BQ tests/bench/fill_sql.sh "$DB" "$BIG" fx_noop 100 2>"$W/fill.err"); then
+        # A store whose table the copy does not fit: the store API, slower but always right.
+        echo "# the SQL copy failed ($(tail -1 "$W/fill.err")); queueing through the store API" >&2
+        rm -rf "$D" && setup big
+        fill="$("$BQ" fill "$DB" "$BIG" fx_noop 100) (store API)"
+    fi
     if on list; then
         echo "== list queue with $BIG items =="
-        row "queueing $BIG items by SQL (items/s)" "$fill"
+        row "queueing $BIG items (items/s)" "$fill"
         for args in "--status PENDING" "--machine m7" "--status FAILED" "--task-id 0"; do
             times=$(for k in 1 2 3; do "$BQ" run 60 "$FERRY" list queue $args --max-records 1000 --output json; done)
             ms=$(awk '{print $1 * 1000}' <<<"$times" | sort -n | sed -n 2p)
