@@ -173,9 +173,10 @@ $(BUILD)/tests/bench_queue: tests/bench/bench_queue.c $(BUILD)/libferry.a
 	$(call say,BENCH,$@)
 	$(Q)$(CC) $(HOST_CFLAGS) -o $@ $< $(BUILD)/libferry.a $(HOST_LDFLAGS) $(HOST_LIBS)
 
+# BENCH_ONLY="drain latency" (or "queue", …) runs only those sections: docs/benchmarks.md.
 bench: all $(BUILD)/tests/bench_queue
 	@scripts/deps.sh bench
-	@BUILD=$(BUILD) tests/bench/run.sh
+	@BUILD=$(BUILD) BENCH_ONLY="$(BENCH_ONLY)" tests/bench/run.sh
 
 docs: all
 	$(BUILD)/ferry functions --markdown --config conf/ferry.conf > docs/functions.md

@@ -3,7 +3,8 @@
 #   scripts/deps.sh build   what `make` needs (compiler, headers, pkg-config)
 #   scripts/deps.sh test    what `make check` and `make fuzz` need on top (jq, cmocka, clang
 #                           and its sanitizer/libFuzzer runtimes, servers used by tests)
-#   scripts/deps.sh bench   what `make bench` needs on top (restic, borg)
+#   scripts/deps.sh bench   what `make bench` needs on top (restic, borg, time; nodejs and npm, with
+#                           which tests/bench/graphile.sh installs graphile-worker, the peer)
 #   scripts/deps.sh list build|test|bench   prints the set, one package a line
 # As root it runs apt-get; otherwise it prints the exact apt-get line and exits 1.
 #
@@ -28,7 +29,7 @@ build_pkgs="gcc make pkg-config libc6-dev libjansson-dev libconfig-dev libcurl4-
 test_pkgs="$build_pkgs libcmocka-dev jq clang libclang-rt-14-dev g++ python3 procps psmisc
   uuid-runtime bc sqlite3 postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav
   curl"
-bench_pkgs="$test_pkgs restic borgbackup"
+bench_pkgs="$test_pkgs restic borgbackup time nodejs npm"
 
 if [[ ${1:-} == list ]]; then
     case "${2:-}" in
@@ -47,10 +48,15 @@ bench) want=$bench_pkgs ;;
 *) echo "usage: $0 build|test|bench|list SET" >&2; exit 2 ;;
 esac
 
+# An installed package that Provides a wanted one counts (a nodejs build that bundles npm
+# provides and conflicts with Debian's npm: asking for npm there would fail).
+provided=" $(dpkg-query -W -f='${Status}|${Provides}\n' 2>/dev/null |
+    awk -F'|' '$1 == "install ok installed" { print $2 }' | tr ',' '\n' |
+    sed 's/([^)]*)//; s/^ *//; s/ *$//' | sort -u | tr '\n' ' ') "
 missing=()
 for p in $want; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [[ $status == "install ok installed" ]] || missing+=("$p")
+    [[ $status == "install ok installed" || $provided == *" $p "* ]] || missing+=("$p")
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 

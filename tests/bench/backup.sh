@@ -5,7 +5,7 @@
 #
 #   tests/bench/backup.sh            (BUILD=build by default; run from the source tree)
 #
-# Environment: BENCH_DIR (default /tmp/ferry-bench-backup; removed at the end unless
+# Environment: BENCH_DIR (default a new /tmp/ferry-bench-backup.XXXXXX; removed at the end unless
 # BENCH_KEEP=1), BENCH_MB (tree size, default 1024), BENCH_TOOLS (default "ferry restic borg"),
 # BENCH_TARGET: local (default: a directory), s3 (moto_server on loopback, signatures checked,
 # tests/helpers/moto.sh) or sftp (OpenSSH on loopback, tests/helpers/sshd.sh); ferry and
@@ -21,7 +21,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}
 FERRY_BIN=$ROOT/$BUILD/ferry
-DIR=${BENCH_DIR:-/tmp/ferry-bench-backup}
+DIR=${BENCH_DIR:-$(mktemp -d /tmp/ferry-bench-backup.XXXXXX)}
 MB=${BENCH_MB:-1024}
 TOOLS=${BENCH_TOOLS:-ferry restic borg}
 export RESTIC_PASSWORD=bench-passphrase BORG_PASSPHRASE=bench-passphrase
@@ -148,9 +148,12 @@ EOF
         ferry create machine Bench bench box --vault "{\"connection\":\"local\",\"datastore\":\"$DIR/datastore\"}" >/dev/null &&
         ferry create storage Bench store --vault "$(storage_vault)" >/dev/null ||
         { echo "ferry setup failed" >&2; return 1; }
-    ferry serve >"$DIR/host.log" 2>&1 &
+    # The binary itself, not the ferry function: $! must be the host's pid, or the host
+    # outlives the bench (a function in the background runs in a subshell, and $! is the
+    # subshell's).
+    FERRY_CONFIG=$DIR/ferry.conf "$FERRY_BIN" serve >"$DIR/host.log" 2>&1 &
     HOST_PID=$!
-    for _ in $(seq 100); do grep -q "serving bridge" "$DIR/host.log" && return 0; sleep 0.1; done
+    for _ in $(seq 100); do grep -qs "serving bridge" "$DIR/host.log" && return 0; sleep 0.1; done
     echo "ferry host did not start" >&2
     return 1
 }
@@ -273,3 +276,13 @@ done
 echo "backup benchmark ($TARGET storage): $files files, $((TREE_BYTES / 1048576)) MiB, $(nproc) cores; MB/s = tree size / wall time"
 printf '%-8s %-12s %8s %9s %10s\n' tool phase seconds MB/s "RSS MiB"
 for r in "${ROWS[@]}"; do echo "$r"; done
+# Rows for the summary table of tests/bench/run.sh: ferry's MB/s beside restic's per phase.
+if [[ -n ${BENCH_SUMMARY:-} ]]; then
+    for phase in first incremental restore; do
+        f=$(printf '%s\n' "${ROWS[@]}" | awk -v p="$phase" '$1 == "ferry" && $2 == p { print $4 }')
+        r=$(printf '%s\n' "${ROWS[@]}" | awk -v p="$phase" '$1 == "restic" && $2 == p { print $4 }')
+        [[ -n $f ]] || continue
+        ratio=$(awk -v a="$f" -v b="$r" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
+        echo "backup $phase, $TARGET, $((TREE_BYTES / 1048576)) MiB (MB/s)|$f|${r:--}|$ratio|-|-" >>"$BENCH_SUMMARY"
+    done
+fi

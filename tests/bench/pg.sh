@@ -1,41 +1,99 @@
 #!/usr/bin/env bash
-# make bench, PostgreSQL rows: drain 10,000 no-op jobs and idle enqueue-to-start latency on
-# a throwaway server with durable settings, beside the SQLite rows printed before.
+# make bench, PostgreSQL rows, on a throwaway server with durable settings (fsync on):
+#   - one host (4 workers) draining BENCH_PG_N (10,000) queued no-op items;
+#   - four hosts (2 workers each) on one bridge of one database draining BENCH_PG_N fx_stamp
+#     items together, checked exactly once: every item COMPLETED, one ASSIGNED event each, no
+#     retry, and every label stamped exactly once by the function itself;
+#   - enqueue-to-start latency on an idle host (200 items).
+# Rows for the summary table go to $BENCH_SUMMARY when run.sh set it.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
 BUILD=${BUILD:-build}
-FERRY=$PWD/$BUILD/ferry
-BQ=$PWD/$BUILD/tests/bench_queue
-row() { printf '%-58s %14s\n' "$1" "$2"; }
-echo "== PostgreSQL 15 (fsync on) =="
-url=$(tests/bench/pg_env.sh start 2>/dev/null) || { echo "(no PostgreSQL server could be started)"; exit 0; }
 W=$(mktemp -d /tmp/ferry-bench-pg.XXXXXX)
-trap 'tests/bench/pg_env.sh stop "$url" >/dev/null 2>&1; rm -rf "$W"' EXIT
+. tests/bench/lib.sh
+N=${BENCH_PG_N:-10000}
+url=
+HOST=
+PIDS=()
+cleanup() {
+    stop_pid "$HOST"
+    for p in ${PIDS[@]+"${PIDS[@]}"}; do stop_pid "$p"; done
+    [[ -n $url ]] && tests/bench/pg_env.sh stop "$url" >/dev/null 2>&1
+    rm -rf "$W"
+}
+trap cleanup EXIT
+echo "== PostgreSQL 15 (fsync on) =="
+url=$(tests/bench/pg_env.sh start 2>"$W/pg.log") || { url=; echo "(no PostgreSQL server could be started: $(tail -1 "$W/pg.log"))"; exit 0; }
 mkdir -p "$W/plugins"
-cp "$BUILD"/plugins/*.so "$W/plugins/"
-cc -std=gnu11 -O2 -fPIC -fvisibility=hidden -shared -Isdk/include -o "$W/plugins/misbehave.so" \
-    tests/fixtures/misbehave.c -ljansson
-run_case() { # run_case NAME WORKERS
-    local db
-    db=$(tests/bench/pg_env.sh createdb "$url" "$1")
-    { echo "store = { driver = \"postgres\"; conninfo = \"$db\"; };"
+plugins "$W/plugins"
+psql_v() { psql -X -qAt "$DB" -c "$1" 2>/dev/null || echo "?"; }
+
+# pg_case NAME WORKERS: a fresh database NAME with the bench's region, bridge, team and
+# machines; exports FERRY_CONFIG and DB (its URL).
+pg_case() {
+    DB=$(tests/bench/pg_env.sh createdb "$url" "$1")
+    { echo "store = { driver = \"postgres\"; conninfo = \"$DB\"; };"
       echo "plugins = { dir = \"$W/plugins\"; };"; echo 'log_level = "warn";'
       echo "workers = { count = $2; prefork = $2; };"; } >"$W/$1.conf"
-    export FERRY_CONFIG=$W/$1.conf DB=$db
-    "$FERRY" create region r >/dev/null && "$FERRY" create bridge r local >/dev/null &&
-        "$FERRY" create team Ops >/dev/null
-    for i in $(seq 0 99); do "$FERRY" create machine Ops local "m$i" --vault '{"connection":"local"}' >/dev/null; done
+    export FERRY_CONFIG=$W/$1.conf DB
+    populate
 }
-run_case drain 4
-"$BQ" fill "$DB" 10000 fx_noop 100 >/dev/null
-out=$(/usr/bin/time -f "%e %M" "$FERRY" serve --drain 2>&1 | tail -1)
-secs=$(awk '{print $1}' <<<"$out"); rss=$(awk '{print $2}' <<<"$out")
-row "workers=4: jobs/s (create->claim->worker->result)" "$(echo "10000 / $secs" | bc)"
-row "workers=4: host peak RSS (KiB)" "$rss"
-run_case latency 4
+# rates T0_MS: "incl steady" jobs/s of the COMPLETED items, from T0_MS (when the host was
+# started) and from the first start, both to the last finish the store recorded.
+rates() {
+    local done first last
+    read -r done first last < <(psql -X -qAt -F ' ' "$DB" -c \
+        "SELECT count(*), min(started_at), max(finished_at) FROM queue_items WHERE status = 'COMPLETED'" 2>/dev/null || echo "0 ? ?")
+    awk -v n="$done" -v t0="$1" -v a="$first" -v b="$last" 'BEGIN {
+        if (b !~ /^[0-9]+$/) { print "? ?"; exit }
+        printf "%.0f %s\n", n * 1000 / (b - t0), (b > a ? sprintf("%.0f", n * 1000 / (b - a)) : "?") }'
+}
+
+pg_case drain 4
+"$BQ" fill "$DB" "$N" fx_noop 100 >/dev/null
+limit=$((60 + N / 100))
+t0=$(now_ms)
+read -r wall hwm _ rc < <("$BQ" run "$limit" "$FERRY" serve --drain 2>"$W/host.log")
+[[ $rc == 0 ]] || { echo "(the host exited with status $rc; its log ends with:)"; tail -3 "$W/host.log"; }
+read -r incl st < <(rates "$t0")
+done_n=$(psql_v "SELECT count(*) FROM queue_items WHERE status = 'COMPLETED'")
+row "1 host, workers=4, $N items: incl. start-up / steady (jobs/s)" "$incl / $st"
+row "1 host: completed, host wall s, host VmHWM KiB" "$done_n, $wall, $hwm"
+summary "PG drain $N, 1 host w=4, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
+
+pg_case hosts 2
+"$BQ" fill "$DB" "$N" fx_stamp 100 "$W/runs" >/dev/null
+t0=$(now_ms)
+for h in 1 2 3 4; do
+    timeout -k 5 "$limit" "$FERRY" serve --drain >"$W/host$h.log" 2>&1 &
+    PIDS+=($!)
+done
+wait "${PIDS[@]}"
+PIDS=()
+read -r incl st < <(rates "$t0")
+completed=$(psql_v "SELECT count(*) FROM queue_items WHERE status = 'COMPLETED'")
+assigned=$(psql_v "SELECT count(*) FROM queue_events WHERE action = 'ASSIGNED'")
+retries=$(psql_v "SELECT coalesce(sum(retry_count), 0) FROM queue_items")
+runs=$(wc -l <"$W/runs" 2>/dev/null || echo 0)
+labels=$(awk '{print $1}' "$W/runs" 2>/dev/null | sort -u | wc -l)
+hosts=$(psql_v "SELECT count(DISTINCT lease_owner) FROM queue_items")
+once=PASS
+[[ $completed == "$N" && $assigned == "$N" && $retries == 0 && $runs == "$N" && $labels == "$N" ]] || once=FAIL
+row "4 hosts x 2 workers, one bridge, $N items: incl. / steady (jobs/s)" "$incl / $st"
+row "4 hosts: COMPLETED, ASSIGNED events, retries, hosts that ran items" "$completed, $assigned, $retries, $hosts"
+row "4 hosts: runs stamped, distinct items stamped; exactly once" "$runs, $labels; $once"
+[[ $once == PASS ]] || echo "FAIL: 4 hosts on one PostgreSQL store did not run every item exactly once"
+summary "PG drain $N, 4 hosts w=2, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
+summary "PG 4 hosts: every item run exactly once" "$once" "-" "-" "exactly once" "$once"
+
+pg_case latency 4
 "$FERRY" serve >"$W/host.log" 2>&1 &
-hp=$!
-sleep 1
-read -r p50 p90 p99 < <("$BQ" latency "$DB" 200 "$W/stamps")
-row "enqueue-to-start p50 / p90 / p99 (ms)" "$p50 / $p90 / $p99"
-kill -TERM $hp; wait $hp 2>/dev/null
+HOST=$!
+if read -r p50 p90 p99 _ _ < <("$BQ" latency "$DB" 200 "$W/stamps"); then
+    row "enqueue-to-start, idle host, 200 items: p50 / p90 / p99 (ms)" "$p50 / $p90 / $p99"
+else
+    row "enqueue-to-start" "failed"
+fi
+stop_pid "$HOST"
+HOST=
