@@ -1,0 +1,315 @@
+/*
+ * How a claim works, for every driver (over engine.h).
+ *
+ * A host asks for up to max_n items of its bridge. The ready items (PENDING, run_after
+ * come, every `after` dependency COMPLETED) are walked in claim order (priority, created,
+ * seq), a chunk at a time, and each is taken when its machine has a free slot: a machine
+ * runs `concurrency` items at once (vault "concurrency", default 1), counted across every
+ * bridge. Taking items greedily in claim order is exactly the model the conformance suite
+ * checks: a machine's slots are used up only by its own earlier items. Machines found full
+ * are left out of the next chunks, so a long backlog of a busy machine is skipped inside
+ * the engine rather than sent over.
+ *
+ * Concurrent claims. Under SQLite one writer at a time makes the select-then-update atomic.
+ * Where the engine has row locks (PostgreSQL), locking items alone cannot keep a machine's
+ * limit: two hosts claiming at once would each skip the other's locked row and take the
+ * *next* item of the same machine. So the unit a claim locks is the machine: its row is
+ * locked skipping rows locked by others (a machine another host is claiming for counts as
+ * full, never waited for), and only then are its active items counted again, in a new
+ * statement whose snapshot sees every claim committed before the lock was granted. The
+ * picked items are then locked the same way and marked in one statement, so an item a CLI
+ * is cancelling at that instant is left out rather than waited for.
+ *
+ * The picks are marked ASSIGNED (or, with the start folded in, PROCESSING) with a fresh
+ * claim token each, and their events written, in a few set-based statements whatever the
+ * number of items: one transaction, no per-item savepoints.
+ */
+#include "engine.h"
+
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct slot {
+    char machine[129];
+    int free;
+};
+
+struct pick {
+    int64_t seq;
+    char token[37];
+};
+
+struct claim {
+    const char *bridge, *owner;
+    int64_t now, lease_ms;
+    int max_n, start;
+    struct slot *slots;
+    size_t n_slots, cap_slots;
+    struct pick *picked;
+    size_t n_picked, cap_picked;
+    /* Outputs: rows (JSON) or items (typed), whichever the caller asked for. */
+    int typed;
+    json_t *rows;
+    struct store_item *items;
+    size_t n_items;
+};
+
+/* Free slots of machine now, and whether the machine exists. */
+static int slots_query(store *s, const char *machine, int64_t *free_slots, int *exists, char *err,
+                       size_t errlen)
+{
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_MACHINE_SLOTS, "t", machine);
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    *free_slots = got == 1 ? eng_i64(&r, 0) : 0;
+    *exists = got == 1 && eng_i64(&r, 1) > 0;
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
+/* How many more items machine may start in this claim; looked up (and, with row locks, the
+ * machine locked) once per claim. */
+static int machine_slot(store *s, struct claim *cl, const char *machine, struct slot **out,
+                        char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cl->n_slots; i++)
+        if (strcmp(cl->slots[i].machine, machine) == 0) {
+            *out = &cl->slots[i];
+            return STORE_OK;
+        }
+    int64_t free_slots = 0;
+    int exists = 0;
+    int rc = slots_query(s, machine, &free_slots, &exists, err, errlen);
+    if (rc == STORE_OK && free_slots > 0 && exists && s->drv->row_locks) {
+        eng_rows r;
+        rc = eng_q(s, &r, err, errlen, S_MACHINE_LOCK, "t", machine);
+        int got = rc == STORE_OK ? eng_next(&r, err, errlen) : rc;
+        if (rc == STORE_OK)
+            eng_done(&r);
+        if (got == 0)
+            free_slots = 0; /* another claim holds the machine */
+        else if (got == 1)
+            rc = slots_query(s, machine, &free_slots, &exists, err, errlen);
+        else
+            rc = got;
+    }
+    if (rc != STORE_OK)
+        return rc;
+    if (cl->n_slots == cl->cap_slots) {
+        cl->cap_slots = cl->cap_slots ? cl->cap_slots * 2 : 16;
+        cl->slots = realloc(cl->slots, cl->cap_slots * sizeof(*cl->slots));
+        if (cl->slots == NULL)
+            abort();
+    }
+    struct slot *slot = &cl->slots[cl->n_slots++];
+    snprintf(slot->machine, sizeof(slot->machine), "%s", machine);
+    slot->free = free_slots > 0 ? (int)free_slots : 0;
+    *out = slot;
+    return STORE_OK;
+}
+
+/* The JSON array of the machines found full so far. New string. */
+static char *full_machines(const struct claim *cl)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < cl->n_slots; i++)
+        if (cl->slots[i].free == 0)
+            json_array_append_new(a, json_string(cl->slots[i].machine));
+    char *text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return text;
+}
+
+static void add_pick(struct claim *cl, int64_t seq)
+{
+    if (cl->n_picked == cl->cap_picked) {
+        cl->cap_picked = cl->cap_picked ? cl->cap_picked * 2 : 64;
+        cl->picked = realloc(cl->picked, cl->cap_picked * sizeof(*cl->picked));
+        if (cl->picked == NULL)
+            abort();
+    }
+    cl->picked[cl->n_picked].seq = seq;
+    uuid_v4(cl->picked[cl->n_picked].token);
+    cl->n_picked++;
+}
+
+/* Reads one chunk of ready items after the key, taking those whose machine has a slot. */
+static int pick_chunk(store *s, struct claim *cl, int budget, int64_t key[3], int *rows, char *err,
+                      size_t errlen)
+{
+    eng_rows r;
+    char *full = full_machines(cl);
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIiIIIt", cl->bridge, cl->now, budget,
+                   key[0], key[1], key[2], full);
+    free(full);
+    if (rc != STORE_OK)
+        return rc;
+    /* The chunk is read whole first: machine_slot runs statements of its own. */
+    struct {
+        int64_t seq, priority, created;
+        char machine[129];
+    } *chunk = calloc((size_t)budget, sizeof(*chunk));
+    if (chunk == NULL)
+        abort();
+    int got, n = 0;
+    while (n < budget && (got = eng_next(&r, err, errlen)) == 1) {
+        chunk[n].seq = eng_i64(&r, 0);
+        snprintf(chunk[n].machine, sizeof(chunk[n].machine), "%s", eng_text(&r, 1));
+        chunk[n].priority = eng_i64(&r, 2);
+        chunk[n].created = eng_i64(&r, 3);
+        n++;
+    }
+    eng_done(&r);
+    if (got < 0)
+        rc = got;
+    for (int i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
+        struct slot *slot;
+        rc = machine_slot(s, cl, chunk[i].machine, &slot, err, errlen);
+        if (rc == STORE_OK && slot->free > 0) {
+            slot->free--;
+            add_pick(cl, chunk[i].seq);
+        }
+    }
+    if (n > 0) {
+        key[0] = chunk[n - 1].priority;
+        key[1] = chunk[n - 1].created;
+        key[2] = chunk[n - 1].seq;
+    }
+    *rows = n;
+    free(chunk);
+    return rc;
+}
+
+static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    int budget = cl->max_n * 4 + 64;
+    int64_t key[3] = {0, 0, 0};
+    for (;;) {
+        int rows = 0;
+        int rc = pick_chunk(s, cl, budget, key, &rows, err, errlen);
+        if (rc != STORE_OK || rows < budget || (int)cl->n_picked >= cl->max_n)
+            return rc;
+    }
+}
+
+/* The picks as [[seq,"token"],…]. New string. */
+static char *picks_json(const struct claim *cl)
+{
+    size_t cap = cl->n_picked * 64 + 3, len = 0;
+    char *t = malloc(cap);
+    if (t == NULL)
+        abort();
+    t[len++] = '[';
+    for (size_t i = 0; i < cl->n_picked; i++)
+        len += (size_t)snprintf(t + len, cap - len, "%s[%lld,\"%s\"]", i ? "," : "",
+                                (long long)cl->picked[i].seq, cl->picked[i].token);
+    snprintf(t + len, cap - len, "]");
+    return t;
+}
+
+/* Reads the claimed items back, in claim order, as rows or structs. */
+static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
+{
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_READ, "t", picks);
+    if (rc != STORE_OK)
+        return rc;
+    if (!cl->typed)
+        return eng_item_rows(s, &r, cl->now, ENG_STALE_DEFAULT_MS, 1, &cl->rows, err, errlen);
+    store_items_free(cl->items, cl->n_items);
+    cl->items = calloc(cl->n_picked ? cl->n_picked : 1, sizeof(*cl->items));
+    cl->n_items = 0;
+    if (cl->items == NULL)
+        abort();
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1 && cl->n_items < cl->n_picked)
+        eng_item_struct(&r, 0, &cl->items[cl->n_items++]);
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
+/* Marks the picks claimed (those nobody else holds locked at this instant), writes their
+ * events and reads them back. */
+static int assign(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    char until[32];
+    char *picks = picks_json(cl);
+    iso8601_ms(cl->now + cl->lease_ms, until);
+    int rc = eng_w(s, NULL, err, errlen, S_CLAIM_ASSIGN, "ttIIi", picks, cl->owner,
+                   cl->now + cl->lease_ms, cl->now, cl->start);
+    if (rc == STORE_OK)
+        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_ASSIGNED, "tttI", picks, cl->owner, until,
+                   cl->now);
+    if (rc == STORE_OK && cl->start)
+        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_STARTED, "tI", picks, cl->now);
+    if (rc == STORE_OK)
+        rc = read_claimed(s, cl, picks, err, errlen);
+    free(picks);
+    return rc;
+}
+
+static int claim_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct claim *cl = ctx;
+    cl->n_picked = cl->n_slots = 0;
+    int rc = pick_items(s, cl, err, errlen);
+    if (rc == STORE_OK && cl->n_picked > 0)
+        return assign(s, cl, err, errlen);
+    if (rc == STORE_OK && !cl->typed) {
+        json_decref(cl->rows);
+        cl->rows = json_array();
+    }
+    if (rc == STORE_OK && cl->typed) {
+        store_items_free(cl->items, cl->n_items);
+        cl->items = NULL;
+        cl->n_items = 0;
+    }
+    return rc;
+}
+
+static int run_claim(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    int rc = eng_run(s, 1, claim_body, cl, err, errlen);
+    free(cl->slots);
+    free(cl->picked);
+    if (rc != STORE_OK) {
+        json_decref(cl->rows);
+        cl->rows = NULL;
+        store_items_free(cl->items, cl->n_items);
+        cl->items = NULL;
+        cl->n_items = 0;
+    }
+    return rc;
+}
+
+int store_claim_rows(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
+                     int64_t now, json_t **items, char *err, size_t errlen)
+{
+    struct claim cl = {
+        .bridge = bridge, .owner = owner, .now = now, .lease_ms = lease_ms, .max_n = max_n};
+    int rc = run_claim(s, &cl, err, errlen);
+    *items = cl.rows;
+    return rc;
+}
+
+int store_claim_typed(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
+                      int start, int64_t now, struct store_item **items, size_t *n, char *err,
+                      size_t errlen)
+{
+    struct claim cl = {.bridge = bridge,
+                       .owner = owner,
+                       .now = now,
+                       .lease_ms = lease_ms,
+                       .max_n = max_n,
+                       .start = start != 0,
+                       .typed = 1};
+    int rc = run_claim(s, &cl, err, errlen);
+    *items = cl.items;
+    *n = cl.n_items;
+    return rc;
+}
