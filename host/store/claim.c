@@ -21,8 +21,9 @@
  * is cancelling at that instant is left out rather than waited for.
  *
  * The picks are marked ASSIGNED (or, with the start folded in, PROCESSING) with a fresh
- * claim token each, and their events written, in a few set-based statements whatever the
- * number of items: one transaction, no per-item savepoints.
+ * claim token each (made by the engine), their events written and the items read back, in
+ * a few set-based statements whatever the number of items (the picks travel as one JSON
+ * array parameter): one transaction, no per-item savepoints.
  */
 #include "engine.h"
 
@@ -37,10 +38,6 @@ struct slot {
     int free;
 };
 
-struct pick {
-    int64_t seq;
-    char token[37];
-};
 
 struct claim {
     const char *bridge, *owner;
@@ -48,7 +45,7 @@ struct claim {
     int max_n, start;
     struct slot *slots;
     size_t n_slots, cap_slots;
-    struct pick *picked;
+    int64_t *picked; /* seqs, in claim order */
     size_t n_picked, cap_picked;
     /* Outputs: rows (JSON) or items (typed), whichever the caller asked for. */
     int typed;
@@ -133,9 +130,7 @@ static void add_pick(struct claim *cl, int64_t seq)
         if (cl->picked == NULL)
             abort();
     }
-    cl->picked[cl->n_picked].seq = seq;
-    uuid_v4(cl->picked[cl->n_picked].token);
-    cl->n_picked++;
+    cl->picked[cl->n_picked++] = seq;
 }
 
 /* Reads one chunk of ready items after the key, taking those whose machine has a slot. */
@@ -197,17 +192,17 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     }
 }
 
-/* The picks as [[seq,"token"],…]. New string. */
+/* The picks as a JSON array of seqs. New string. */
 static char *picks_json(const struct claim *cl)
 {
-    size_t cap = cl->n_picked * 64 + 3, len = 0;
+    size_t cap = cl->n_picked * 24 + 3, len = 0;
     char *t = malloc(cap);
     if (t == NULL)
         abort();
     t[len++] = '[';
     for (size_t i = 0; i < cl->n_picked; i++)
-        len += (size_t)snprintf(t + len, cap - len, "%s[%lld,\"%s\"]", i ? "," : "",
-                                (long long)cl->picked[i].seq, cl->picked[i].token);
+        len += (size_t)snprintf(t + len, cap - len, "%s%lld", i ? "," : "",
+                                (long long)cl->picked[i]);
     snprintf(t + len, cap - len, "]");
     return t;
 }
@@ -216,7 +211,7 @@ static char *picks_json(const struct claim *cl)
 static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
 {
     eng_rows r;
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_READ, "t", picks);
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_READ, "ttI", picks, cl->owner, cl->now);
     if (rc != STORE_OK)
         return rc;
     if (!cl->typed)
@@ -243,10 +238,10 @@ static int assign(store *s, struct claim *cl, char *err, size_t errlen)
     int rc = eng_w(s, NULL, err, errlen, S_CLAIM_ASSIGN, "ttIIi", picks, cl->owner,
                    cl->now + cl->lease_ms, cl->now, cl->start);
     if (rc == STORE_OK)
-        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_ASSIGNED, "tttI", picks, cl->owner, until,
-                   cl->now);
+        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_ASSIGNED, "ttIt", picks, cl->owner,
+                   cl->now, until);
     if (rc == STORE_OK && cl->start)
-        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_STARTED, "tI", picks, cl->now);
+        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_STARTED, "ttI", picks, cl->owner, cl->now);
     if (rc == STORE_OK)
         rc = read_claimed(s, cl, picks, err, errlen);
     free(picks);

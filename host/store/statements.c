@@ -80,7 +80,8 @@ const char *const store_fragment_names[F_COUNT] = {
     [F_INDEX_CLAIM] = "index_claim",
     [F_INDEX_MACHINE_ACTIVE] = "index_machine_active",
     [F_JSON_TEXTS] = "json_texts",
-    [F_JSON_PAIRS] = "json_pairs",
+    [F_JSON_SEQS] = "json_seqs",
+    [F_NEW_TOKEN] = "new_token",
 };
 
 const struct stmt_def store_statements[S_COUNT] = {
@@ -162,34 +163,33 @@ const struct stmt_def store_statements[S_COUNT] = {
                          " (SELECT count(*) FROM machines WHERE name = ?1)",
                          0},
     [S_MACHINE_LOCK] = {"SELECT 1 FROM machines WHERE name = ?1{lock_skip}", STMT_LOCK_ONLY},
-    /* ?1 the picks ([[seq,"token"],…]), ?2 owner, ?3 lease until, ?4 now, ?5 start too. */
+    /* ?1 the picks (a JSON array of seqs), ?2 owner, ?3 lease until, ?4 now, ?5 start too.
+     * Each item gets a fresh claim token; the picks are looked up by seq, whatever their
+     * number. Where the engine locks rows, an item someone else holds locked at this instant
+     * is left out. */
     [S_CLAIM_ASSIGN] = {"UPDATE queue_items SET status = CASE WHEN ?5 <> 0 THEN 'PROCESSING'"
                         " ELSE 'ASSIGNED' END, lease_owner = ?2, lease_expires_at = ?3,"
-                        " claim_token = p.token, assigned_at = ?4, updated_at = ?4,"
+                        " claim_token = {new_token}, assigned_at = ?4, updated_at = ?4,"
                         " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
                         " progress_percent = NULL, progress_message = NULL"
-                        " FROM ({json_pairs:1}) AS p WHERE queue_items.seq = p.seq"
-                        " AND queue_items.status = 'PENDING' AND queue_items.seq IN"
-                        " (SELECT l.seq FROM queue_items l WHERE l.seq IN"
-                        " (SELECT p2.seq FROM ({json_pairs:1}) AS p2){lock_skip})",
+                        " WHERE status = 'PENDING' AND seq IN (SELECT l.seq FROM queue_items l"
+                        " WHERE l.seq IN ({json_seqs:1}){lock_skip})",
                         0},
+#define CLAIMED                                                                                    \
+    " FROM queue_items q WHERE q.seq IN ({json_seqs:1}) AND q.lease_owner = ?2"                     \
+    " AND q.assigned_at = ?3 AND q.status IN ('ASSIGNED','PROCESSING')"
+    /* The items this claim took: ?1 the picks, ?2 owner, ?3 now. */
     [S_CLAIM_EVENTS_ASSIGNED] = {"INSERT INTO queue_events (task_seq, action, details,"
                                  " details_is_json, at) SELECT q.seq, 'ASSIGNED', 'claimed by '"
                                  " || ?2 || ' for attempt ' || (q.retry_count + 1)"
-                                 " || ', lease until ' || ?3, 0, ?4 FROM queue_items q"
-                                 " JOIN ({json_pairs:1}) AS p ON p.seq = q.seq"
-                                 " AND q.claim_token = p.token ORDER BY q.seq",
+                                 " || ', lease until ' || ?4, 0, ?3" CLAIMED " ORDER BY q.seq",
                                  0},
     [S_CLAIM_EVENTS_STARTED] = {"INSERT INTO queue_events (task_seq, action, details,"
                                 " details_is_json, at) SELECT q.seq, 'PROCESSING', 'attempt '"
-                                " || (q.retry_count + 1) || ' started', 0, ?2 FROM queue_items q"
-                                " JOIN ({json_pairs:1}) AS p ON p.seq = q.seq"
-                                " AND q.claim_token = p.token ORDER BY q.seq",
+                                " || (q.retry_count + 1) || ' started', 0, ?3" CLAIMED
+                                " ORDER BY q.seq",
                                 0},
-    [S_CLAIM_READ] = {"SELECT " ITEM_COLS " FROM queue_items q JOIN ({json_pairs:1}) AS p"
-                      " ON p.seq = q.seq AND q.claim_token = p.token"
-                      " ORDER BY q.priority, q.created_at, q.seq",
-                      0},
+    [S_CLAIM_READ] = {"SELECT " ITEM_COLS CLAIMED " ORDER BY q.priority, q.created_at, q.seq", 0},
 
     [S_HELD] = {"SELECT seq, task_id, status, retry_count, bridge_name, claim_token,"
                 " " HAS_DEPENDENTS " FROM queue_items WHERE task_id = ?1",

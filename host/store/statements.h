@@ -93,7 +93,8 @@ enum stmt_fragment {
     F_INDEX_CLAIM,       /* index hints for the claim's scans ("" where the planner decides) */
     F_INDEX_MACHINE_ACTIVE,
     F_JSON_TEXTS,        /* a one-column select of the texts of JSON array parameter @ */
-    F_JSON_PAIRS,        /* select (seq, token) from JSON array parameter @ of [seq,"token"] */
+    F_JSON_SEQS,         /* a one-column select of the integers of JSON array parameter @ */
+    F_NEW_TOKEN,         /* a fresh random claim token (UUID-shaped text), per row */
     F_COUNT
 };
 

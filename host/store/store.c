@@ -25,13 +25,7 @@ store *store_open_opts(const char *url_or_path, const struct store_options *opts
     }
     if (opts == NULL)
         opts = &defaults;
-    /* The last row is the default: anything no other driver claims. */
-    const struct store_driver_entry *d = &store_drivers[store_n_drivers - 1];
-    for (size_t i = 0; i + 1 < store_n_drivers; i++)
-        if (store_drivers[i].matches(url_or_path)) {
-            d = &store_drivers[i];
-            break;
-        }
+    const struct store_driver_entry *d = store_driver_for_url(url_or_path);
     const char *url = url_or_path;
     if (d->url_prefix && strncmp(url, d->url_prefix, strlen(d->url_prefix)) == 0)
         url += strlen(d->url_prefix);
@@ -39,10 +33,10 @@ store *store_open_opts(const char *url_or_path, const struct store_options *opts
 }
 
 /* Whether the configuration names its store by conninfo (a server) rather than by path. */
-static int config_uses_conninfo(const ferry_config *cfg)
+static const char *config_conninfo_label(const ferry_config *cfg)
 {
     const struct store_driver_entry *d = store_driver_by_name(cfg->store_driver);
-    return d != NULL && d != &store_drivers[store_n_drivers - 1];
+    return d != NULL ? d->conninfo : NULL;
 }
 
 store *store_open_config(const ferry_config *cfg, char *err, size_t errlen)
@@ -56,14 +50,15 @@ store *store_open_config(const ferry_config *cfg, char *err, size_t errlen)
     }
     /* The configured driver decides, not the shape of the string: a valid conninfo may
      * start with any keyword ("keepalives=1 host=…"). */
-    if (config_uses_conninfo(cfg))
+    if (config_conninfo_label(cfg) != NULL)
         return d->open(cfg->store_conninfo, &so, err, errlen);
     return store_open_opts(cfg->store_path, &so, err, errlen);
 }
 
 const char *store_config_target(const ferry_config *cfg)
 {
-    return config_uses_conninfo(cfg) ? "the store server (store.conninfo)" : cfg->store_path;
+    const char *label = config_conninfo_label(cfg);
+    return label ? label : cfg->store_path;
 }
 
 store *store_open(const char *url_or_path, char *err, size_t errlen)

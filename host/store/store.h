@@ -511,32 +511,34 @@ struct store {
 
 /*
  * The driver table (drivers.c): the one place that knows which drivers exist. A store URL
- * or path picks the first driver whose matches() accepts it, else the default (the last
- * row); the configuration names its driver by name.
+ * or path picks the first driver whose matches() accepts it, else the default (the row
+ * without matches); the configuration names its driver by name.
  */
+/* A driver's constructor: opens (creating where needed) the store url names, applies its
+ * migrations; NULL with err set. */
+typedef store *store_open_fn(const char *url, const struct store_options *opts, char *err,
+                             size_t errlen);
+/* Non-zero when url is one of a driver's. */
+typedef int store_url_fn(const char *url);
+
 struct store_driver_entry {
-    const char *name;          /* as in store.driver: "sqlite", "postgres" */
-    int (*matches)(const char *url);
-    store *(*open)(const char *url, const struct store_options *opts, char *err, size_t errlen);
-    const char *url_prefix;    /* stripped before open ("sqlite://"), or NULL */
+    const char *name; /* as in store.driver: "sqlite", "postgres" */
+    store_url_fn *matches;
+    store_open_fn *open;
+    const char *url_prefix; /* stripped before open ("sqlite://"), or NULL */
+    const char *conninfo;   /* configured by store.conninfo (a server), not store.path: how a
+                             * log line names it ("PostgreSQL (store.conninfo)"); NULL */
 };
 extern const struct store_driver_entry store_drivers[];
 extern const size_t store_n_drivers;
 
 /* The entry named name, or NULL. */
 const struct store_driver_entry *store_driver_by_name(const char *name);
+/* The entry a URL or path selects (never NULL). */
+const struct store_driver_entry *store_driver_for_url(const char *url);
+/* Formats the drivers' names for a message: "\"sqlite\" or \"postgres\"". */
+void store_driver_choices(char *buf, size_t len);
 
-/* The SQLite driver's constructor (store_sqlite.c). */
-store *store_sqlite_open(const char *path, const struct store_options *opts, char *err,
-                         size_t errlen);
-
-/* The PostgreSQL driver's constructor (store_pg.c): conninfo is a postgres:// URL or a
- * libpq key=value string. */
-store *store_pg_open(const char *conninfo, const struct store_options *opts, char *err,
-                     size_t errlen);
-
-/* Non-zero when url is a postgres:// URL or a libpq key=value conninfo (store_pg.c). */
-int store_pg_url(const char *url);
 
 /* Columns of one queue item as a driver read them; NULL / 0 mean SQL NULL, except
  * progress_percent where -1 means none. Strings are borrowed for the call. */

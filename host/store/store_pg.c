@@ -46,8 +46,8 @@ static const char *const fragments[F_COUNT] = {
     [F_LOCK_UPDATE_OF_T] = " FOR NO KEY UPDATE OF t",
     [F_LOCK_SKIP] = " FOR NO KEY UPDATE SKIP LOCKED",
     [F_JSON_TEXTS] = "SELECT json_array_elements_text(@::json)",
-    [F_JSON_PAIRS] = "SELECT (e->>0)::bigint AS seq, e->>1 AS token FROM json_array_elements(@::json)"
-                     " AS e",
+    [F_JSON_SEQS] = "SELECT json_array_elements_text(@::json)::bigint",
+    [F_NEW_TOKEN] = "gen_random_uuid()::text",
 };
 
 /* Serialises migrations of processes opening a fresh database at the same moment. */
@@ -595,6 +595,7 @@ static void pg_close(store *s)
  * string), configures the session and applies migrations. Returns the handle, or NULL with
  * err set (the message never shows a password). The caller closes it with store_close.
  */
+store_open_fn store_pg_open; /* listed in drivers.c */
 store *store_pg_open(const char *conninfo, const struct store_options *opts, char *err,
                      size_t errlen)
 {
@@ -634,6 +635,7 @@ static const char *const conninfo_keys[] = {
     "options",        "application_name",    "target_session_attrs", NULL,
 };
 
+store_url_fn store_pg_url; /* listed in drivers.c */
 int store_pg_url(const char *url)
 {
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)

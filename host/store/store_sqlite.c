@@ -56,8 +56,10 @@ static const char *const fragments[F_COUNT] = {
     [F_INDEX_CLAIM] = "INDEXED BY qi_claim",
     [F_INDEX_MACHINE_ACTIVE] = "INDEXED BY qi_machine_active",
     [F_JSON_TEXTS] = "SELECT value FROM json_each(@)",
-    [F_JSON_PAIRS] = "SELECT json_extract(value, '$[0]') AS seq, json_extract(value, '$[1]')"
-                     " AS token FROM json_each(@)",
+    [F_JSON_SEQS] = "SELECT value FROM json_each(@)",
+    [F_NEW_TOKEN] = "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-' ||"
+                    " hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' ||"
+                    " hex(randomblob(6)))",
 };
 
 static const char *const dialect_sql[S_COUNT] = {
@@ -513,6 +515,7 @@ static int sq_configure(struct sq *q, const struct store_options *opts, char *er
  * connection and applies migrations. Returns the handle, or NULL with err set. The caller
  * closes it with store_close.
  */
+store_open_fn store_sqlite_open; /* listed in drivers.c */
 store *store_sqlite_open(const char *path, const struct store_options *opts, char *err,
                          size_t errlen)
 {
