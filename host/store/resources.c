@@ -7,6 +7,7 @@
 #include "engine.h"
 
 #include "util.h"
+#include "vault.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,11 +249,14 @@ static int update_vault_body(store *s, void *ctx, char *err, size_t errlen)
         rc = STORE_CONFLICT;
         goto out;
     }
-    if (c->flags == STORE_VAULT_MERGE) {
-        vault = json_deep_copy(json_object_get(old, "vault"));
-        store_merge_patch(vault, c->vault);
-    } else {
-        vault = json_incref(c->vault);
+    /* RFC 7396, with ferry's one implementation (vault.c). */
+    vault = c->flags == STORE_VAULT_MERGE ? json_merge_patch(json_object_get(old, "vault"), c->vault)
+                                          : json_incref(c->vault);
+    if (vault == NULL) {
+        seterr(err, errlen, "%s '%s': out of memory merging the vault", store_kind_name(c->kind),
+               c->name);
+        rc = STORE_ERROR;
+        goto out;
     }
     rc = store_vault_concurrency(vault, &concurrency, err, errlen);
     if (rc == STORE_OK)

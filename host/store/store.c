@@ -934,26 +934,6 @@ json_t *store_vault_parse(const char *text)
     return v;
 }
 
-void store_merge_patch(json_t *target, json_t *patch)
-{
-    const char *key;
-    json_t *value;
-    json_object_foreach (patch, key, value) {
-        if (json_is_null(value)) {
-            json_object_del(target, key);
-        } else if (json_is_object(value)) {
-            json_t *old = json_object_get(target, key);
-            if (!json_is_object(old)) {
-                old = json_object();
-                json_object_set_new(target, key, old);
-            }
-            store_merge_patch(old, value);
-        } else {
-            json_object_set(target, key, value);
-        }
-    }
-}
-
 int store_vault_concurrency(json_t *vault, int *out, char *err, size_t errlen)
 {
     json_t *c = vault ? json_object_get(vault, "concurrency") : NULL;

@@ -590,9 +590,6 @@ void store_notify_after_commit(store *s, const char *bridge);
 /* Parses stored vault text; never NULL (an unreadable vault reads as {}). New reference. */
 json_t *store_vault_parse(const char *text);
 
-/* Applies an RFC 7396 merge patch to target in place (target and patch objects). */
-void store_merge_patch(json_t *target, json_t *patch);
-
 /* Reads a machine vault's "concurrency" (default 1) into *out; ERROR with err set when it
  * is present but not a positive integer. */
 int store_vault_concurrency(json_t *vault, int *out, char *err, size_t errlen);
