@@ -238,6 +238,14 @@ void eng_done(eng_rows *r)
 
 int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t errlen)
 {
+    if (s->batch_lost) {
+        seterr(err, errlen,
+               "store: the batch was rolled back (after an error, or with its connection); "
+               "end it first");
+        return STORE_ERROR;
+    }
+    if (s->batch_depth > 0)
+        return s->drv->run_in_batch(s, body, ctx, err, errlen);
     return s->drv->run(s, write, body, ctx, err, errlen);
 }
 

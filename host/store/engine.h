@@ -75,10 +75,13 @@ struct eng_driver {
     const struct eng_migration *migrations;
     size_t n_migrations;
 
-    /* Runs body as one transaction (write: holding the write lock), or inside the open
-     * batch, restarting it on ENG_AGAIN / ENG_LOST until the busy timeout. Returns body's
-     * status or the engine's failure, err set. */
+    /* Runs body as one transaction (write: holding the write lock), restarting it on
+     * ENG_AGAIN / ENG_LOST until the busy timeout. Returns body's status or the engine's
+     * failure, err set. */
     int (*run)(store *s, int write, eng_body body, void *ctx, char *err, size_t errlen);
+    /* Runs body inside the open batch, so that its failure undoes only its own changes;
+     * when the engine lost the whole batch, sets s->batch_lost. */
+    int (*run_in_batch)(store *s, eng_body body, void *ctx, char *err, size_t errlen);
 
     /* Executes statement id (its expanded text is sql; id < 0: a dynamic text, not cached)
      * with n values. On success *rows is open (the caller ends it with done) and *changes
@@ -134,7 +137,9 @@ int64_t eng_i64(eng_rows *r, int col);
 int eng_null(eng_rows *r, int col);
 void eng_done(eng_rows *r);
 
-/* Runs body through the driver's transaction. */
+/* Runs body through the driver: in its own transaction, or inside the open batch (refused
+ * once the batch was lost, since running on outside it would commit what the caller means
+ * to group). */
 int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t errlen);
 
 /* The expanded text of statement id for this handle's dialect (cached per handle), or NULL

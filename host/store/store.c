@@ -123,6 +123,7 @@ int store_commit(store *s, char *err, size_t errlen)
     if (--s->batch_depth > 0)
         return STORE_OK;
     int rc = s->drv->commit(s, err, errlen);
+    s->batch_lost = 0;
     if (rc == STORE_OK)
         flush_notify_pending(s);
     else
@@ -135,6 +136,7 @@ int store_rollback(store *s, char *err, size_t errlen)
     if (s->batch_depth == 0)
         return STORE_OK;
     s->batch_depth = 0;
+    s->batch_lost = 0;
     clear_notify_pending(s);
     return s->drv->rollback(s, err, errlen);
 }

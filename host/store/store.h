@@ -505,6 +505,8 @@ struct store {
     const struct eng_driver *drv;
     char **sql;            /* statement texts expanded for the driver's dialect (engine.c) */
     int batch_depth;       /* store_begin nesting, kept by store.c */
+    int batch_lost;        /* the driver lost the open batch (rolled back): operations are
+                            * refused until store_commit or store_rollback ends it */
     char **notify_pending; /* bridges to wake after the outermost commit */
     size_t n_notify_pending;
 };

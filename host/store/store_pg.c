@@ -664,6 +664,7 @@ static const struct eng_driver pg_driver = {
     .migrations = migrations,
     .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
     .run = store_pg_run,
+    .run_in_batch = store_pg_run_in_batch,
     .exec = store_pg_exec,
     .next = store_pg_next,
     .text = store_pg_text,

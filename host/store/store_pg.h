@@ -55,7 +55,6 @@ struct pg {
     int in_tx;    /* a transaction is open (an operation's or a batch's) */
     int tx_wrote; /* it changed something (its commit outcome then matters) */
     int in_batch; /* store_begin opened it */
-    int batch_lost;
     int in_op;        /* an operation body runs inside the batch */
     int op_undo;      /* it may fail after changing rows: its first write takes a savepoint */
     int op_savepoint; /* it has taken its savepoint */
@@ -111,6 +110,7 @@ void store_pg_done(eng_rows *r);
 int store_pg_script(store *s, const char *sql, char *err, size_t errlen);
 void store_pg_may_undo(store *s);
 int store_pg_run(store *s, int write, eng_body body, void *ctx, char *err, size_t errlen);
+int store_pg_run_in_batch(store *s, eng_body body, void *ctx, char *err, size_t errlen);
 int store_pg_begin(store *s, char *err, size_t errlen);
 int store_pg_commit_batch(store *s, char *err, size_t errlen);
 int store_pg_rollback(store *s, char *err, size_t errlen);

@@ -198,7 +198,7 @@ int store_pg_exec(store *s, int id, const char *sql, int flags, int n, const str
     /* Inside a batch, an operation that may fail after it changed something takes a
      * savepoint at its first write, so that its failure undoes only its own changes. The
      * others save the round trips: if one fails after all, the batch is rebuilt without it
-     * (run_in_batch). */
+     * (store_pg_run_in_batch). */
     if ((flags & ENG_WRITE) && p->in_op && p->op_undo && !p->op_savepoint) {
         rc = store_pg_cmd(p, "SAVEPOINT op", err, errlen);
         p->op_savepoint = rc == STORE_OK;
@@ -431,12 +431,13 @@ static void end_batch(struct pg *p)
 {
     store_pg_rollback_quietly(p);
     log_truncate(p, 0);
-    p->in_batch = p->batch_lost = p->in_op = 0;
+    p->in_batch = p->base.batch_lost = p->in_op = 0;
 }
 
 /* One operation inside the open batch. */
-static int run_in_batch(struct pg *p, eng_body body, void *ctx, char *err, size_t errlen)
+int store_pg_run_in_batch(store *s, eng_body body, void *ctx, char *err, size_t errlen)
 {
+    struct pg *p = (struct pg *)s;
     int64_t deadline = store_pg_deadline(p);
     for (unsigned attempt = 0;; attempt++) {
         size_t mark = p->n_log;
@@ -461,7 +462,7 @@ static int run_in_batch(struct pg *p, eng_body body, void *ctx, char *err, size_
             snprintf(why, sizeof(why), "%s", err ? err : "");
             int rb = rebuild_batch(p, deadline, err, errlen);
             if (rb != STORE_OK) {
-                p->batch_lost = 1;
+                p->base.batch_lost = 1;
                 return STORE_ERROR;
             }
             if (err)
@@ -479,23 +480,24 @@ static int run_in_batch(struct pg *p, eng_body body, void *ctx, char *err, size_
     }
 }
 
+/* Connected (reconnecting until deadline), with the wake-up connection checked on the way:
+ * ready for a transaction. */
+static int ready(struct pg *p, int64_t deadline, char *err, size_t errlen)
+{
+    int rc = store_pg_connected(p, deadline, err, errlen);
+    if (rc == STORE_OK)
+        store_pg_listen_tick(p);
+    return rc;
+}
+
 int store_pg_run(store *s, int write, eng_body body, void *ctx, char *err, size_t errlen)
 {
     struct pg *p = (struct pg *)s;
-    if (p->batch_lost) {
-        /* Running on outside the batch would commit what the caller means to group. */
-        seterr(err, errlen, "store %s: the batch was lost with the connection; end it first",
-               p->label);
-        return STORE_ERROR;
-    }
-    if (p->in_batch)
-        return run_in_batch(p, body, ctx, err, errlen);
     int64_t deadline = store_pg_deadline(p);
     for (unsigned attempt = 0;; attempt++) {
-        int rc = store_pg_connected(p, deadline, err, errlen);
+        int rc = ready(p, deadline, err, errlen);
         if (rc != STORE_OK)
             return rc;
-        store_pg_listen_tick(p);
         if (write && (rc = store_pg_cmd(p, "BEGIN", err, errlen)) == STORE_OK) {
             p->in_tx = 1;
             p->tx_wrote = 0;
@@ -524,14 +526,13 @@ int store_pg_begin(store *s, char *err, size_t errlen)
     struct pg *p = (struct pg *)s;
     int64_t deadline = store_pg_deadline(p);
     for (unsigned attempt = 0;; attempt++) {
-        int rc = store_pg_connected(p, deadline, err, errlen);
+        int rc = ready(p, deadline, err, errlen);
         if (rc != STORE_OK)
             return rc;
-        store_pg_listen_tick(p);
         rc = store_pg_cmd(p, "BEGIN", err, errlen);
         if (rc == STORE_OK) {
             p->in_tx = p->in_batch = 1;
-            p->tx_wrote = p->batch_lost = 0;
+            p->tx_wrote = p->base.batch_lost = 0;
             p->op_seq = 0;
             log_truncate(p, 0);
             return STORE_OK;
@@ -547,7 +548,7 @@ int store_pg_commit_batch(store *s, char *err, size_t errlen)
 {
     struct pg *p = (struct pg *)s;
     int rc = STORE_OK;
-    if (!p->in_batch || p->batch_lost) {
+    if (!p->in_batch || p->base.batch_lost) {
         seterr(err, errlen, "store %s: the batch was lost with the connection", p->label);
         rc = STORE_ERROR;
     }

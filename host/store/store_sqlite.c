@@ -40,7 +40,6 @@ struct sq {
     int64_t busy_started_us;
     unsigned rand_state; /* jitter for busy waits */
     int in_tx;           /* a transaction (batch or operation) is open */
-    int batch_lost;      /* an error rolled back the open batch: refuse until it ends */
     sqlite3_stmt *stmts[S_COUNT]; /* prepared by statement id */
     int wake_fd; /* bound socket a host polls, or -1 */
     char *wake_path;
@@ -307,8 +306,9 @@ static int sq_busy_handler(void *arg, int count)
 }
 
 /* Inside a batch: the operation gets a savepoint, so its failure undoes only itself. */
-static int sq_run_nested(struct sq *q, eng_body body, void *ctx, char *err, size_t errlen)
+static int sq_run_in_batch(store *s, eng_body body, void *ctx, char *err, size_t errlen)
 {
+    struct sq *q = (struct sq *)s;
     int rc = sq_cmd(q, "SAVEPOINT op", err, errlen);
     if (rc != STORE_OK)
         return rc;
@@ -316,7 +316,7 @@ static int sq_run_nested(struct sq *q, eng_body body, void *ctx, char *err, size
     if (sqlite3_get_autocommit(q->db)) {
         /* An I/O error or similar rolled back the whole batch. */
         q->in_tx = 0;
-        q->batch_lost = 1;
+        q->base.batch_lost = 1;
         seterr(err, errlen, "store %s: the batch was rolled back: %s", q->path,
                sqlite3_errmsg(q->db));
         return STORE_ERROR;
@@ -352,14 +352,6 @@ static int sq_backoff(struct sq *q, unsigned attempt, int64_t deadline, char *er
 static int sq_run(store *s, int write, eng_body body, void *ctx, char *err, size_t errlen)
 {
     struct sq *q = (struct sq *)s;
-    if (q->batch_lost) {
-        /* Running on outside the batch would commit what the caller means to group. */
-        seterr(err, errlen, "store %s: the batch was rolled back after an error; end it first",
-               q->path);
-        return STORE_ERROR;
-    }
-    if (q->in_tx)
-        return sq_run_nested(q, body, ctx, err, errlen);
     int64_t deadline = mono_ms() + q->busy_timeout_ms;
     for (unsigned attempt = 0;; attempt++) {
         int rc = sq_cmd(q, write ? "BEGIN IMMEDIATE" : "BEGIN", err, errlen);
@@ -406,7 +398,7 @@ static int sq_commit(store *s, char *err, size_t errlen)
         seterr(err, errlen, "store %s: the batch was lost (rolled back after an error)", q->path);
     if (!sqlite3_get_autocommit(q->db))
         sq_cmd(q, "ROLLBACK", NULL, 0);
-    q->in_tx = q->batch_lost = 0;
+    q->in_tx = 0;
     return rc == ENG_AGAIN ? STORE_ERROR : rc;
 }
 
@@ -417,7 +409,7 @@ static int sq_rollback(store *s, char *err, size_t errlen)
     (void)errlen;
     if (!sqlite3_get_autocommit(q->db))
         sq_cmd(q, "ROLLBACK", NULL, 0);
-    q->in_tx = q->batch_lost = 0;
+    q->in_tx = 0;
     return STORE_OK;
 }
 
@@ -637,6 +629,7 @@ static const struct eng_driver sqlite_driver = {
     .migrations = migrations,
     .n_migrations = N_MIGRATIONS,
     .run = sq_run,
+    .run_in_batch = sq_run_in_batch,
     .exec = sq_exec,
     .next = sq_next,
     .text = sq_text,
