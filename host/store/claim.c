@@ -211,7 +211,7 @@ static char *picks_json(const struct claim *cl)
 static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
 {
     eng_rows r;
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_READ, "ttI", picks, cl->owner, cl->now);
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_READ, "t", picks);
     if (rc != STORE_OK)
         return rc;
     if (!cl->typed)
@@ -228,23 +228,42 @@ static int read_claimed(store *s, struct claim *cl, const char *picks, char *err
     return got < 0 ? got : STORE_OK;
 }
 
-/* Marks the picks claimed (those nobody else holds locked at this instant), writes their
- * events and reads them back. */
+/* Marks the picks claimed (those nobody else holds locked at this instant), keeping in
+ * cl->picked only the seqs the engine says it changed. */
+static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    eng_rows r;
+    char *picks = picks_json(cl);
+    int rc = eng_wq(s, &r, err, errlen, S_CLAIM_ASSIGN, "ttIIi", picks, cl->owner,
+                    cl->now + cl->lease_ms, cl->now, cl->start);
+    free(picks);
+    if (rc != STORE_OK)
+        return rc;
+    size_t n = 0;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1 && n < cl->n_picked)
+        cl->picked[n++] = eng_i64(&r, 0);
+    eng_done(&r);
+    cl->n_picked = n;
+    return got < 0 ? got : STORE_OK;
+}
+
+/* Claims the picks, writes their events and reads them back. */
 static int assign(store *s, struct claim *cl, char *err, size_t errlen)
 {
     char until[32];
-    char *picks = picks_json(cl);
+    int rc = mark_claimed(s, cl, err, errlen);
+    if (rc != STORE_OK || cl->n_picked == 0)
+        return rc;
+    char *claimed = picks_json(cl);
     iso8601_ms(cl->now + cl->lease_ms, until);
-    int rc = eng_w(s, NULL, err, errlen, S_CLAIM_ASSIGN, "ttIIi", picks, cl->owner,
-                   cl->now + cl->lease_ms, cl->now, cl->start);
-    if (rc == STORE_OK)
-        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_ASSIGNED, "ttIt", picks, cl->owner,
-                   cl->now, until);
+    rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_ASSIGNED, "ttIt", claimed, cl->owner, cl->now,
+               until);
     if (rc == STORE_OK && cl->start)
-        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_STARTED, "ttI", picks, cl->owner, cl->now);
+        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_STARTED, "tI", claimed, cl->now);
     if (rc == STORE_OK)
-        rc = read_claimed(s, cl, picks, err, errlen);
-    free(picks);
+        rc = read_claimed(s, cl, claimed, err, errlen);
+    free(claimed);
     return rc;
 }
 
@@ -254,7 +273,9 @@ static int claim_body(store *s, void *ctx, char *err, size_t errlen)
     cl->n_picked = cl->n_slots = 0;
     int rc = pick_items(s, cl, err, errlen);
     if (rc == STORE_OK && cl->n_picked > 0)
-        return assign(s, cl, err, errlen);
+        rc = assign(s, cl, err, errlen);
+    if (rc != STORE_OK || cl->n_picked > 0)
+        return rc;
     if (rc == STORE_OK && !cl->typed) {
         json_decref(cl->rows);
         cl->rows = json_array();

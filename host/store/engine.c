@@ -386,6 +386,32 @@ int eng_event(store *s, int64_t seq, const char *action, const char *details, in
                  details_is_json, at);
 }
 
+int eng_events_add(store *s, struct eng_events *ev, int64_t seq, const char *action,
+                   const char *details, int64_t at, char *err, size_t errlen)
+{
+    json_t *text = details ? json_string(details) : json_null();
+    if (text == NULL) /* not UTF-8: kept byte for byte by a statement of its own */
+        return eng_event(s, seq, action, details, 0, at, err, errlen);
+    if (ev->rows == NULL)
+        ev->rows = json_array();
+    json_array_append_new(ev->rows,
+                          json_pack("[I,s,o,i,I]", (json_int_t)seq, action, text, 0, (json_int_t)at));
+    return STORE_OK;
+}
+
+int eng_events_flush(store *s, struct eng_events *ev, char *err, size_t errlen)
+{
+    int rc = STORE_OK;
+    if (json_array_size(ev->rows) > 0) {
+        char *text = json_dumps(ev->rows, JSON_COMPACT);
+        rc = eng_w(s, NULL, err, errlen, S_EVENTS_INSERT_MANY, "t", text);
+        free(text);
+    }
+    json_decref(ev->rows);
+    ev->rows = NULL;
+    return rc;
+}
+
 struct dep_work {
     int64_t seq;
     char task_id[37];

@@ -180,6 +180,16 @@ int eng_resolve(store *s, const char *id, const char *what, enum eng_lock lock,
 int eng_event(store *s, int64_t seq, const char *action, const char *details, int details_is_json,
               int64_t at, char *err, size_t errlen);
 
+/* Events gathered to be written in one statement (eng_events_flush). */
+struct eng_events {
+    json_t *rows; /* [[task_seq, action, details, details_is_json, at], …] or NULL */
+};
+/* Adds an event to ev; text that cannot travel as JSON (not UTF-8) is written at once. */
+int eng_events_add(store *s, struct eng_events *ev, int64_t seq, const char *action,
+                   const char *details, int64_t at, char *err, size_t errlen);
+/* Writes the gathered events (one statement) and empties ev; on failure ev is emptied too. */
+int eng_events_flush(store *s, struct eng_events *ev, char *err, size_t errlen);
+
 /* Cancels the PENDING dependents of an item that will never complete, transitively, each
  * with the reason "dependency <id> <why>". */
 int eng_cancel_dependents(store *s, int64_t seq, const char *task_id, const char *why, int64_t now,

@@ -168,8 +168,8 @@ static int wake_dependents(store *s, struct eng_wake *wake, int64_t seq, char *e
 
 /* COMPLETED, FAILED or CANCELLED. STORE_CONFLICT (nothing changed) when not held. */
 static int finish_final(store *s, const struct store_finish *f, enum store_outcome_kind kind,
-                        const char *reason, int64_t now, struct eng_wake *wake, char *err,
-                        size_t errlen)
+                        const char *reason, int64_t now, struct eng_wake *wake,
+                        struct eng_events *ev, char *err, size_t errlen)
 {
     const char *status = final_status[kind];
     eng_rows r;
@@ -185,7 +185,7 @@ static int finish_final(store *s, const struct store_finish *f, enum store_outco
         return not_held(s, f->task_id, f->token, NULL, err, errlen);
     if (got < 0)
         return got;
-    rc = eng_event(s, seq, status, reason, 0, now, err, errlen);
+    rc = eng_events_add(s, ev, seq, status, reason, now, err, errlen);
     if (rc == STORE_OK && has_dependents && kind == STORE_OUTCOME_COMPLETED)
         rc = wake_dependents(s, wake, seq, err, errlen);
     else if (rc == STORE_OK && has_dependents)
@@ -195,7 +195,7 @@ static int finish_final(store *s, const struct store_finish *f, enum store_outco
 
 /* RETRY or RELEASE: back to PENDING; an item being cancelled ends CANCELLED instead. */
 static int finish_requeue(store *s, const struct store_finish *f, int64_t now,
-                          struct eng_wake *wake, char *err, size_t errlen)
+                          struct eng_wake *wake, struct eng_events *ev, char *err, size_t errlen)
 {
     const struct store_outcome *o = &f->outcome;
     int retry = o->kind == STORE_OUTCOME_RETRY;
@@ -213,7 +213,7 @@ static int finish_requeue(store *s, const struct store_finish *f, int64_t now,
     eng_done(&r);
     if (got == 0) /* not held, or CANCELLING: the final CANCELLED says which */
         return finish_final(s, f, STORE_OUTCOME_CANCELLED,
-                            "cancelled while its attempt was ending", now, wake, err, errlen);
+                            "cancelled while its attempt was ending", now, wake, ev, err, errlen);
     if (got < 0)
         return got;
     char when[32], details[700];
@@ -226,17 +226,18 @@ static int finish_requeue(store *s, const struct store_finish *f, int64_t now,
                  o->reason ? o->reason : "released by the host");
     if (run_after <= now)
         eng_wake_add(wake, bridge); /* another host of the bridge may take it now */
-    return eng_event(s, seq, retry ? "RETRY_SCHEDULED" : "RELEASED", details, 0, now, err, errlen);
+    return eng_events_add(s, ev, seq, retry ? "RETRY_SCHEDULED" : "RELEASED", details, now, err,
+                          errlen);
 }
 
-/* Ends one attempt. Before its first write the only failure is its own CONFLICT or
- * NOT_FOUND, so a batch of them needs no savepoints. */
+/* Ends one attempt; its event joins ev. Before its first write the only failure is its own
+ * CONFLICT or NOT_FOUND, so a batch of them needs no savepoints. */
 static int finish_one(store *s, const struct store_finish *f, int64_t now, struct eng_wake *wake,
-                      char *err, size_t errlen)
+                      struct eng_events *ev, char *err, size_t errlen)
 {
     if (f->outcome.kind == STORE_OUTCOME_RETRY || f->outcome.kind == STORE_OUTCOME_RELEASE)
-        return finish_requeue(s, f, now, wake, err, errlen);
-    return finish_final(s, f, f->outcome.kind, f->outcome.reason, now, wake, err, errlen);
+        return finish_requeue(s, f, now, wake, ev, err, errlen);
+    return finish_final(s, f, f->outcome.kind, f->outcome.reason, now, wake, ev, err, errlen);
 }
 
 struct finish_ctx {
@@ -247,22 +248,29 @@ struct finish_ctx {
     struct eng_wake wake;
 };
 
+/* Ends every attempt, then writes their events in one statement. */
 static int finish_many_body(store *s, void *ctx, char *err, size_t errlen)
 {
     struct finish_ctx *c = ctx;
+    struct eng_events ev = {0};
+    int rc = STORE_OK;
     c->wake.n = 0;
     if (c->rcs == NULL) /* store_finish: its conflict is the operation's own */
-        return finish_one(s, &c->f[0], c->now, &c->wake, err, errlen);
-    for (size_t i = 0; i < c->n; i++) {
+        rc = finish_one(s, &c->f[0], c->now, &c->wake, &ev, err, errlen);
+    for (size_t i = 0; c->rcs != NULL && i < c->n; i++) {
         char msg[256];
-        int rc = finish_one(s, &c->f[i], c->now, &c->wake, msg, sizeof(msg));
-        if (rc != STORE_OK && rc != STORE_CONFLICT && rc != STORE_NOT_FOUND) {
+        int one = finish_one(s, &c->f[i], c->now, &c->wake, &ev, msg, sizeof(msg));
+        if (one != STORE_OK && one != STORE_CONFLICT && one != STORE_NOT_FOUND) {
             seterr(err, errlen, "%s", msg);
-            return rc;
+            rc = one;
+            break;
         }
-        c->rcs[i] = rc == STORE_NOT_FOUND ? STORE_CONFLICT : rc;
+        c->rcs[i] = one == STORE_NOT_FOUND ? STORE_CONFLICT : one;
     }
-    return STORE_OK;
+    if (rc == STORE_OK)
+        return eng_events_flush(s, &ev, err, errlen);
+    json_decref(ev.rows);
+    return rc;
 }
 
 int store_held_finish(store *s, const struct store_finish *f, size_t n, int *rcs, int64_t now,

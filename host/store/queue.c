@@ -157,11 +157,87 @@ struct create_ctx {
     char (*ids)[37];
 };
 
+/* Checks the references of spec i once per distinct (team, machine, bridge) of the call:
+ * a batch usually spreads over a few machines. checked holds the specs checked so far. */
+static int check_refs_once(store *s, const struct create_ctx *c, size_t i, size_t *checked,
+                           size_t *n_checked, char *err, size_t errlen)
+{
+    for (size_t k = *n_checked; k > 0; k--)
+        if (same_refs(&c->specs[checked[k - 1]], &c->specs[i]))
+            return STORE_OK;
+    checked[(*n_checked)++] = i;
+    return check_item_refs(s, &c->specs[i], err, errlen);
+}
+
+/* An item with nothing but the plain columns: it can join a bulk insert. */
+static int is_plain(const struct store_item_spec *sp)
+{
+    return sp->n_after == 0 && sp->parent_task_id == NULL && sp->link_kind == NULL &&
+           sp->schedule_name == NULL;
+}
+
+/* Plain items gathered for one statement, and their CREATED events. */
+struct bulk {
+    json_t *rows;
+    struct eng_events events;
+};
+
+static void bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, int64_t seq,
+                     const char *id)
+{
+    char details[200];
+    char *vault = sp->vault ? json_dumps(sp->vault, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (b->rows == NULL)
+        b->rows = json_array();
+    json_array_append_new(b->rows, json_pack("[I,s,s,s,s,s,i,s,I,I,i]", (json_int_t)seq, id,
+                                             sp->team, sp->machine, sp->bridge, sp->function,
+                                             sp->priority, vault ? vault : "{}",
+                                             (json_int_t)sp->now_ms, (json_int_t)sp->run_after_ms,
+                                             sp->idempotent ? 1 : 0));
+    free(vault);
+    snprintf(details, sizeof(details), "%s queued with priority %d (%s)", sp->function,
+             sp->priority, store_priority_label(sp->priority));
+    /* Names and functions are checked text, so the event always joins the bulk. */
+    eng_events_add(s, &b->events, seq, "CREATED", details, sp->now_ms, NULL, 0);
+}
+
+/* Inserts the gathered plain items, then their events: two statements. */
+static int bulk_flush(store *s, struct bulk *b, char *err, size_t errlen)
+{
+    size_t n = json_array_size(b->rows);
+    long rows = 0;
+    int rc = STORE_OK;
+    if (n > 0) {
+        char *text = json_dumps(b->rows, JSON_COMPACT);
+        rc = text ? eng_w(s, &rows, err, errlen, S_ITEMS_INSERT_MANY, "t", text) : STORE_ERROR;
+        free(text);
+        if (rc == STORE_OK && (size_t)rows != n) {
+            seterr(err, errlen, "%ld of %zu items were written", rows, n);
+            rc = STORE_ERROR;
+        }
+    }
+    json_decref(b->rows);
+    b->rows = NULL;
+    if (rc == STORE_OK)
+        return eng_events_flush(s, &b->events, err, errlen);
+    json_decref(b->events.rows);
+    b->events.rows = NULL;
+    return rc;
+}
+
+/*
+ * Creates the items: references checked once per run of one (team, machine, bridge), plain
+ * items inserted in bulk (a statement for them, one for their events), the others one by
+ * one after the plain ones before them (an item may depend on one created earlier in the
+ * same call).
+ */
 static int create_body(store *s, void *ctx, char *err, size_t errlen)
 {
     struct create_ctx *c = ctx;
+    struct bulk bulk = {0};
     int64_t *seqs = calloc(c->n ? c->n : 1, sizeof(int64_t));
-    if (seqs == NULL)
+    size_t *checked = calloc(c->n ? c->n : 1, sizeof(size_t)), n_checked = 0;
+    if (seqs == NULL || checked == NULL)
         abort();
     if (c->n > 1 && s->drv->may_undo)
         s->drv->may_undo(s); /* item 30 may fail after items 0-29 were written */
@@ -169,16 +245,27 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
     for (size_t i = 0; rc == STORE_OK && i < c->n; i++) {
         char msg[512] = "";
         const struct store_item_spec *sp = &c->specs[i];
-        /* A batch usually repeats one team/machine/bridge: check each new triple once. */
-        if (i == 0 || !same_refs(sp, &c->specs[i - 1]))
-            rc = check_item_refs(s, sp, msg, sizeof(msg));
-        if (rc == STORE_OK)
-            rc = insert_item(s, sp, seqs[i], c->ids[i], msg, sizeof(msg));
+        rc = check_refs_once(s, c, i, checked, &n_checked, msg, sizeof(msg));
+        if (rc == STORE_OK && is_plain(sp)) {
+            uuid_v4(c->ids[i]);
+            bulk_add(s, &bulk, sp, seqs[i], c->ids[i]);
+            if (json_array_size(bulk.rows) == 1000)
+                rc = bulk_flush(s, &bulk, msg, sizeof(msg));
+        } else if (rc == STORE_OK) {
+            rc = bulk_flush(s, &bulk, msg, sizeof(msg));
+            if (rc == STORE_OK)
+                rc = insert_item(s, sp, seqs[i], c->ids[i], msg, sizeof(msg));
+        }
         if (rc != STORE_OK && rc != ENG_AGAIN && rc != ENG_LOST && c->n > 1)
             seterr(err, errlen, "item %zu: %s", i, msg);
         else if (rc != STORE_OK)
             seterr(err, errlen, "%s", msg);
     }
+    if (rc == STORE_OK)
+        rc = bulk_flush(s, &bulk, err, errlen);
+    json_decref(bulk.rows);
+    json_decref(bulk.events.rows);
+    free(checked);
     free(seqs);
     return rc;
 }

@@ -150,8 +150,7 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_CLAIM_SCAN] = {"SELECT q.seq, q.machine_name, q.priority, q.created_at"
                       " FROM queue_items q {index_claim} WHERE q.status = 'PENDING'"
                       " AND q.bridge_name = ?1 AND q.run_after <= ?2"
-                      " AND (q.priority > ?4 OR (q.priority = ?4 AND (q.created_at > ?5"
-                      " OR (q.created_at = ?5 AND q.seq > ?6))))"
+                      " AND (q.priority, q.created_at, q.seq) > (?4, ?5, ?6)"
                       " AND q.machine_name NOT IN ({json_texts:7})" DEPS_DONE
                       " ORDER BY q.priority, q.created_at, q.seq LIMIT ?3",
                       0},
@@ -166,30 +165,30 @@ const struct stmt_def store_statements[S_COUNT] = {
     /* ?1 the picks (a JSON array of seqs), ?2 owner, ?3 lease until, ?4 now, ?5 start too.
      * Each item gets a fresh claim token; the picks are looked up by seq, whatever their
      * number. Where the engine locks rows, an item someone else holds locked at this instant
-     * is left out. */
+     * is left out: the seqs returned are the items claimed. */
     [S_CLAIM_ASSIGN] = {"UPDATE queue_items SET status = CASE WHEN ?5 <> 0 THEN 'PROCESSING'"
                         " ELSE 'ASSIGNED' END, lease_owner = ?2, lease_expires_at = ?3,"
                         " claim_token = {new_token}, assigned_at = ?4, updated_at = ?4,"
                         " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
                         " progress_percent = NULL, progress_message = NULL"
                         " WHERE status = 'PENDING' AND seq IN (SELECT l.seq FROM queue_items l"
-                        " WHERE l.seq IN ({json_seqs:1}){lock_skip})",
+                        " WHERE l.seq IN ({json_seqs:1}){lock_skip}) RETURNING seq",
                         0},
-#define CLAIMED                                                                                    \
-    " FROM queue_items q WHERE q.seq IN ({json_seqs:1}) AND q.lease_owner = ?2"                     \
-    " AND q.assigned_at = ?3 AND q.status IN ('ASSIGNED','PROCESSING')"
-    /* The items this claim took: ?1 the picks, ?2 owner, ?3 now. */
+    /* The items the claim took: ?1 their seqs, ?2 owner, ?3 now, ?4 lease until. */
     [S_CLAIM_EVENTS_ASSIGNED] = {"INSERT INTO queue_events (task_seq, action, details,"
                                  " details_is_json, at) SELECT q.seq, 'ASSIGNED', 'claimed by '"
                                  " || ?2 || ' for attempt ' || (q.retry_count + 1)"
-                                 " || ', lease until ' || ?4, 0, ?3" CLAIMED " ORDER BY q.seq",
+                                 " || ', lease until ' || ?4, 0, ?3 FROM queue_items q"
+                                 " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.seq",
                                  0},
     [S_CLAIM_EVENTS_STARTED] = {"INSERT INTO queue_events (task_seq, action, details,"
                                 " details_is_json, at) SELECT q.seq, 'PROCESSING', 'attempt '"
-                                " || (q.retry_count + 1) || ' started', 0, ?3" CLAIMED
-                                " ORDER BY q.seq",
+                                " || (q.retry_count + 1) || ' started', 0, ?2 FROM queue_items q"
+                                " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.seq",
                                 0},
-    [S_CLAIM_READ] = {"SELECT " ITEM_COLS CLAIMED " ORDER BY q.priority, q.created_at, q.seq", 0},
+    [S_CLAIM_READ] = {"SELECT " ITEM_COLS " FROM queue_items q WHERE q.seq IN ({json_seqs:1})"
+                      " ORDER BY q.priority, q.created_at, q.seq",
+                      0},
 
     [S_HELD] = {"SELECT seq, task_id, status, retry_count, bridge_name, claim_token,"
                 " " HAS_DEPENDENTS " FROM queue_items WHERE task_id = ?1",

@@ -24,9 +24,11 @@ enum stmt_id {
     S_MACHINE_KEY_SHARE,
     S_SCHEDULE_FIRED,
     S_ITEM_INSERT,
+    S_ITEMS_INSERT_MANY, /* per dialect: plain items from a JSON array */
     S_DEP_INSERT,
     /* events */
     S_EVENT_INSERT,
+    S_EVENTS_INSERT_MANY, /* per dialect: rows from a JSON array */
     S_EVENT_APPEND_BY_ID,
     S_EVENTS_LIST,
     /* cancel, delete, cascades */

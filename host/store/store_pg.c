@@ -58,6 +58,19 @@ static const char *const dialect_sql[S_COUNT] = {
     [S_NEXT_SEQS] = "SELECT nextval('queue_item_seq') FROM generate_series(1, ?1)",
     [S_SCHEMA_EXISTS] = "SELECT (to_regclass('schema_migrations') IS NOT NULL)::int",
     [S_MIGRATION_LOCK] = "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")",
+    /* ?1: [[task_seq, action, details, details_is_json, at], …] */
+    [S_EVENTS_INSERT_MANY] = "INSERT INTO queue_events (task_seq, action, details,"
+                             " details_is_json, at) SELECT (e->>0)::bigint, e->>1, e->>2,"
+                             " (e->>3)::int, (e->>4)::bigint FROM json_array_elements(?1::json)"
+                             " AS e",
+    /* ?1: [[seq, task_id, team, machine, bridge, function, priority, vault, created,
+     * run_after, idempotent], …] */
+    [S_ITEMS_INSERT_MANY] = "INSERT INTO queue_items (seq, task_id, team_name, machine_name,"
+                            " bridge_name, function, priority, status, vault, created_at,"
+                            " updated_at, run_after, idempotent) SELECT (e->>0)::bigint, e->>1,"
+                            " e->>2, e->>3, e->>4, e->>5, (e->>6)::int, 'PENDING', e->>7,"
+                            " (e->>8)::bigint, (e->>8)::bigint, (e->>9)::bigint, (e->>10)::int"
+                            " FROM json_array_elements(?1::json) AS e ON CONFLICT DO NOTHING",
 };
 
 /* ---- migrations ------------------------------------------------------------------------------ */

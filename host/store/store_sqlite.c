@@ -67,6 +67,19 @@ static const char *const dialect_sql[S_COUNT] = {
                     " SELECT (SELECT coalesce(max(seq), 0) FROM queue_items) + i FROM k",
     [S_SCHEMA_EXISTS] = "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                         " AND name = 'schema_migrations'",
+    /* ?1: [[task_seq, action, details, details_is_json, at], …] */
+    [S_EVENTS_INSERT_MANY] = "INSERT INTO queue_events (task_seq, action, details,"
+                             " details_is_json, at) SELECT value ->> 0, value ->> 1,"
+                             " value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)",
+    /* ?1: [[seq, task_id, team, machine, bridge, function, priority, vault, created,
+     * run_after, idempotent], …] */
+    [S_ITEMS_INSERT_MANY] = "INSERT INTO queue_items (seq, task_id, team_name, machine_name,"
+                            " bridge_name, function, priority, status, vault, created_at,"
+                            " updated_at, run_after, idempotent) SELECT value ->> 0,"
+                            " value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,"
+                            " value ->> 6, 'PENDING', value ->> 7, value ->> 8, value ->> 8,"
+                            " value ->> 9, value ->> 10 FROM json_each(?1) WHERE true"
+                            " ON CONFLICT DO NOTHING", /* WHERE: SQLite's upsert parses so */
 };
 
 /* ---- migrations -------------------------------------------------------------------------- */
