@@ -8,7 +8,8 @@
  * bridge. Taking items greedily in claim order is exactly the model the conformance suite
  * checks: a machine's slots are used up only by its own earlier items. Machines found full
  * are left out of the next chunks, so a long backlog of a busy machine is skipped inside
- * the engine rather than sent over.
+ * the engine rather than sent over. The machines new to a chunk are looked up together:
+ * a few statements per chunk, whatever the number of machines.
  *
  * Concurrent claims. Under SQLite one writer at a time makes the select-then-update atomic.
  * Where the engine has row locks (PostgreSQL), locking items alone cannot keep a machine's
@@ -54,49 +55,17 @@ struct claim {
     size_t n_items;
 };
 
-/* Free slots of machine now, and whether the machine exists. */
-static int slots_query(store *s, const char *machine, int64_t *free_slots, int *exists, char *err,
-                       size_t errlen)
+/* The slot of machine in this claim, or NULL when it was not looked up yet. */
+static struct slot *slot_of(struct claim *cl, const char *machine)
 {
-    eng_rows r;
-    int rc = eng_q(s, &r, err, errlen, S_MACHINE_SLOTS, "t", machine);
-    if (rc != STORE_OK)
-        return rc;
-    int got = eng_next(&r, err, errlen);
-    *free_slots = got == 1 ? eng_i64(&r, 0) : 0;
-    *exists = got == 1 && eng_i64(&r, 1) > 0;
-    eng_done(&r);
-    return got < 0 ? got : STORE_OK;
+    for (size_t i = cl->n_slots; i > 0; i--)
+        if (strcmp(cl->slots[i - 1].machine, machine) == 0)
+            return &cl->slots[i - 1];
+    return NULL;
 }
 
-/* How many more items machine may start in this claim; looked up (and, with row locks, the
- * machine locked) once per claim. */
-static int machine_slot(store *s, struct claim *cl, const char *machine, struct slot **out,
-                        char *err, size_t errlen)
+static struct slot *slot_add(struct claim *cl, const char *machine)
 {
-    for (size_t i = 0; i < cl->n_slots; i++)
-        if (strcmp(cl->slots[i].machine, machine) == 0) {
-            *out = &cl->slots[i];
-            return STORE_OK;
-        }
-    int64_t free_slots = 0;
-    int exists = 0;
-    int rc = slots_query(s, machine, &free_slots, &exists, err, errlen);
-    if (rc == STORE_OK && free_slots > 0 && exists && s->drv->row_locks) {
-        eng_rows r;
-        rc = eng_q(s, &r, err, errlen, S_MACHINE_LOCK, "t", machine);
-        int got = rc == STORE_OK ? eng_next(&r, err, errlen) : rc;
-        if (rc == STORE_OK)
-            eng_done(&r);
-        if (got == 0)
-            free_slots = 0; /* another claim holds the machine */
-        else if (got == 1)
-            rc = slots_query(s, machine, &free_slots, &exists, err, errlen);
-        else
-            rc = got;
-    }
-    if (rc != STORE_OK)
-        return rc;
     if (cl->n_slots == cl->cap_slots) {
         cl->cap_slots = cl->cap_slots ? cl->cap_slots * 2 : 16;
         cl->slots = realloc(cl->slots, cl->cap_slots * sizeof(*cl->slots));
@@ -105,9 +74,64 @@ static int machine_slot(store *s, struct claim *cl, const char *machine, struct 
     }
     struct slot *slot = &cl->slots[cl->n_slots++];
     snprintf(slot->machine, sizeof(slot->machine), "%s", machine);
-    slot->free = free_slots > 0 ? (int)free_slots : 0;
-    *out = slot;
-    return STORE_OK;
+    slot->free = 0;
+    return slot;
+}
+
+/* Runs a statement over the machines of names (a JSON array) and, for each row, sets the
+ * slot of the machine in column 0: its free count from column 1 (or 1 when there is
+ * none: a locked machine keeps its count), remembering in column 2 whether it exists. */
+static int machines_query(store *s, struct claim *cl, int id, json_t *names, json_t *found,
+                          char *err, size_t errlen)
+{
+    eng_rows r;
+    char *text = json_dumps(names, JSON_COMPACT);
+    int rc = eng_q(s, &r, err, errlen, id, "t", text);
+    free(text);
+    if (rc != STORE_OK)
+        return rc;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        struct slot *slot = slot_of(cl, eng_text(&r, 0));
+        if (slot == NULL)
+            continue;
+        if (id == S_MACHINE_SLOTS) {
+            int64_t free_slots = eng_i64(&r, 1);
+            slot->free = free_slots > 0 ? (int)free_slots : 0;
+            if (eng_i64(&r, 2) > 0 && slot->free > 0)
+                json_array_append_new(found, json_string(slot->machine));
+        } else {
+            json_array_append_new(found, json_string(slot->machine));
+        }
+    }
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
+/*
+ * Looks up how many more items each new machine of a chunk may start in this claim, in a
+ * few statements for the whole chunk. With row locks, the machines with free slots are
+ * then locked (skipping those another claim holds: they count as full) and counted again,
+ * in a new statement whose snapshot sees every claim committed before the locks.
+ */
+static int lookup_machines(store *s, struct claim *cl, json_t *names, char *err, size_t errlen)
+{
+    json_t *free_ones = json_array(), *locked = json_array();
+    int rc = machines_query(s, cl, S_MACHINE_SLOTS, names, free_ones, err, errlen);
+    if (rc == STORE_OK && s->drv->row_locks && json_array_size(free_ones) > 0) {
+        size_t i;
+        json_t *name;
+        json_array_foreach (free_ones, i, name)
+            slot_of(cl, json_string_value(name))->free = 0; /* until locked */
+        rc = machines_query(s, cl, S_MACHINE_LOCK, free_ones, locked, err, errlen);
+        json_t *ignore = json_array();
+        if (rc == STORE_OK && json_array_size(locked) > 0)
+            rc = machines_query(s, cl, S_MACHINE_SLOTS, locked, ignore, err, errlen);
+        json_decref(ignore);
+    }
+    json_decref(free_ones);
+    json_decref(locked);
+    return rc;
 }
 
 /* The JSON array of the machines found full so far. New string. */
@@ -144,7 +168,7 @@ static int pick_chunk(store *s, struct claim *cl, int budget, int64_t key[3], in
     free(full);
     if (rc != STORE_OK)
         return rc;
-    /* The chunk is read whole first: machine_slot runs statements of its own. */
+    /* The chunk is read whole first: the machines' lookup runs statements of its own. */
     struct {
         int64_t seq, priority, created;
         char machine[129];
@@ -162,10 +186,18 @@ static int pick_chunk(store *s, struct claim *cl, int budget, int64_t key[3], in
     eng_done(&r);
     if (got < 0)
         rc = got;
+    json_t *names = json_array();
+    for (int i = 0; rc == STORE_OK && i < n; i++)
+        if (slot_of(cl, chunk[i].machine) == NULL) {
+            slot_add(cl, chunk[i].machine);
+            json_array_append_new(names, json_string(chunk[i].machine));
+        }
+    if (rc == STORE_OK && json_array_size(names) > 0)
+        rc = lookup_machines(s, cl, names, err, errlen);
+    json_decref(names);
     for (int i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
-        struct slot *slot;
-        rc = machine_slot(s, cl, chunk[i].machine, &slot, err, errlen);
-        if (rc == STORE_OK && slot->free > 0) {
+        struct slot *slot = slot_of(cl, chunk[i].machine);
+        if (slot->free > 0) {
             slot->free--;
             add_pick(cl, chunk[i].seq);
         }

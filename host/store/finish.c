@@ -248,25 +248,125 @@ struct finish_ctx {
     struct eng_wake wake;
 };
 
-/* Ends every attempt, then writes their events in one statement. */
+/* Final outcomes of many entries (indexes idx[0..n)) in one UPDATE; done[i] marks the
+ * entries it ended. An entry whose text cannot travel as JSON is left for finish_one. */
+struct finished {
+    int64_t seq;
+    size_t entry;
+    int has_dependents;
+};
+
+static int cmp_entry_id(const void *a, const void *b, void *f)
+{
+    const struct store_finish *e = f;
+    return strcmp(e[*(const size_t *)a].task_id, e[*(const size_t *)b].task_id);
+}
+
+/* The entry (of idx, sorted by task id) with task_id that is not done yet, or -1. */
+static long find_entry(const struct store_finish *f, const size_t *idx, size_t n,
+                       const char *task_id, const char *done)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcmp(f[idx[mid]].task_id, task_id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < n && strcmp(f[idx[lo]].task_id, task_id) == 0; lo++)
+        if (!done[idx[lo]])
+            return (long)idx[lo];
+    return -1;
+}
+
+static int finish_set(store *s, struct finish_ctx *c, size_t *idx, size_t n, char *done,
+                      struct eng_events *ev, char *err, size_t errlen)
+{
+    json_t *rows = json_array();
+    size_t m = 0;
+    for (size_t k = 0; k < n; k++) {
+        const struct store_finish *e = &c->f[idx[k]];
+        json_t *reason = e->outcome.reason ? json_string(e->outcome.reason) : json_null();
+        if (reason == NULL)
+            continue; /* not UTF-8: finish_one keeps it byte for byte */
+        char *resp = e->outcome.response ? json_dumps(e->outcome.response, JSON_COMPACT) : NULL;
+        json_array_append_new(rows, json_pack("[s,s,s,s?,o]", e->task_id, e->token,
+                                              final_status[e->outcome.kind], resp, reason));
+        free(resp);
+        idx[m++] = idx[k];
+    }
+    qsort_r(idx, m, sizeof(*idx), cmp_entry_id, (void *)c->f);
+    char *text = json_dumps(rows, JSON_COMPACT);
+    json_decref(rows);
+    eng_rows r;
+    int rc = eng_wq(s, &r, err, errlen, S_FINISH_MANY, "tI", text, c->now);
+    free(text);
+    if (rc != STORE_OK)
+        return rc;
+    struct finished *fin = calloc(m ? m : 1, sizeof(*fin));
+    size_t n_fin = 0;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        long i = find_entry(c->f, idx, m, eng_text(&r, 1), done);
+        if (i < 0 || n_fin == m)
+            continue;
+        done[i] = 1;
+        fin[n_fin++] = (struct finished){eng_i64(&r, 0), (size_t)i, eng_i64(&r, 2) != 0};
+    }
+    eng_done(&r);
+    rc = got < 0 ? got : STORE_OK;
+    for (size_t k = 0; rc == STORE_OK && k < n_fin; k++) {
+        const struct store_finish *e = &c->f[fin[k].entry];
+        const char *status = final_status[e->outcome.kind];
+        rc = eng_events_add(s, ev, fin[k].seq, status, e->outcome.reason, c->now, err, errlen);
+        if (rc == STORE_OK && fin[k].has_dependents && e->outcome.kind == STORE_OUTCOME_COMPLETED)
+            rc = wake_dependents(s, &c->wake, fin[k].seq, err, errlen);
+        else if (rc == STORE_OK && fin[k].has_dependents)
+            rc = eng_cancel_dependents(s, fin[k].seq, e->task_id, status, c->now, err, errlen);
+        c->rcs[fin[k].entry] = STORE_OK;
+    }
+    free(fin);
+    return rc;
+}
+
+/* Ends every attempt (the final ones in one statement), then writes their events in one
+ * statement. */
 static int finish_many_body(store *s, void *ctx, char *err, size_t errlen)
 {
     struct finish_ctx *c = ctx;
     struct eng_events ev = {0};
     int rc = STORE_OK;
     c->wake.n = 0;
-    if (c->rcs == NULL) /* store_finish: its conflict is the operation's own */
+    if (c->rcs == NULL) { /* store_finish: its conflict is the operation's own */
         rc = finish_one(s, &c->f[0], c->now, &c->wake, &ev, err, errlen);
-    for (size_t i = 0; c->rcs != NULL && i < c->n; i++) {
+        goto out;
+    }
+    char *done = calloc(c->n, 1);
+    size_t *idx = calloc(c->n, sizeof(size_t)), n_final = 0;
+    if (done == NULL || idx == NULL)
+        abort();
+    for (size_t i = 0; i < c->n; i++)
+        if (c->f[i].outcome.kind != STORE_OUTCOME_RETRY &&
+            c->f[i].outcome.kind != STORE_OUTCOME_RELEASE)
+            idx[n_final++] = i;
+    if (n_final > 1)
+        rc = finish_set(s, c, idx, n_final, done, &ev, err, errlen);
+    /* The rest one by one: requeues, and what the set did not end (its conflict). */
+    for (size_t i = 0; rc == STORE_OK && i < c->n; i++) {
+        if (done[i])
+            continue;
         char msg[256];
         int one = finish_one(s, &c->f[i], c->now, &c->wake, &ev, msg, sizeof(msg));
         if (one != STORE_OK && one != STORE_CONFLICT && one != STORE_NOT_FOUND) {
             seterr(err, errlen, "%s", msg);
             rc = one;
-            break;
         }
         c->rcs[i] = one == STORE_NOT_FOUND ? STORE_CONFLICT : one;
     }
+    free(done);
+    free(idx);
+out:
     if (rc == STORE_OK)
         return eng_events_flush(s, &ev, err, errlen);
     json_decref(ev.rows);

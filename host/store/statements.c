@@ -82,6 +82,7 @@ const char *const store_fragment_names[F_COUNT] = {
     [F_JSON_TEXTS] = "json_texts",
     [F_JSON_SEQS] = "json_seqs",
     [F_NEW_TOKEN] = "new_token",
+    [F_JSON_FINISHES] = "json_finishes",
 };
 
 const struct stmt_def store_statements[S_COUNT] = {
@@ -154,14 +155,18 @@ const struct stmt_def store_statements[S_COUNT] = {
                       " AND q.machine_name NOT IN ({json_texts:7})" DEPS_DONE
                       " ORDER BY q.priority, q.created_at, q.seq LIMIT ?3",
                       0},
-    /* How many more items a machine may start (its concurrency, default 1, less its active
-     * items on every bridge), and whether the machine exists. */
-    [S_MACHINE_SLOTS] = {"SELECT coalesce((SELECT concurrency FROM machines WHERE name = ?1), 1)"
-                         " - (SELECT count(*) FROM queue_items {index_machine_active}"
-                         " WHERE machine_name = ?1 AND status IN " ACTIVE "),"
-                         " (SELECT count(*) FROM machines WHERE name = ?1)",
+    /* For each machine of ?1 (a JSON array of names): how many more items it may start (its
+     * concurrency, default 1, less its active items on every bridge), and whether it
+     * exists. */
+    [S_MACHINE_SLOTS] = {"SELECT n.value, coalesce((SELECT concurrency FROM machines"
+                         " WHERE name = n.value), 1) - (SELECT count(*) FROM queue_items"
+                         " {index_machine_active} WHERE machine_name = n.value"
+                         " AND status IN " ACTIVE "), (SELECT count(*) FROM machines"
+                         " WHERE name = n.value) FROM ({json_texts:1}) AS n",
                          0},
-    [S_MACHINE_LOCK] = {"SELECT 1 FROM machines WHERE name = ?1{lock_skip}", STMT_LOCK_ONLY},
+    /* Locks the machines of ?1 that no other claim holds; returns those it locked. */
+    [S_MACHINE_LOCK] = {"SELECT name FROM machines WHERE name IN ({json_texts:1}){lock_skip}",
+                        STMT_LOCK_ONLY},
     /* ?1 the picks (a JSON array of seqs), ?2 owner, ?3 lease until, ?4 now, ?5 start too.
      * Each item gets a fresh claim token; the picks are looked up by seq, whatever their
      * number. Where the engine locks rows, an item someone else holds locked at this instant
@@ -233,6 +238,24 @@ const struct stmt_def store_statements[S_COUNT] = {
                           " AND claim_token = ?7 AND status IN ('ASSIGNED','PROCESSING')"
                           " RETURNING seq, retry_count, bridge_name",
                           0},
+    /* Many final outcomes at once (S_FINISH_FINAL for each row of ?1); ?2 now. The status
+     * test is kept off the indexes (|| ''), so that the engine walks the outcomes and finds
+     * each item by its task id. */
+    [S_FINISH_MANY] = {"UPDATE queue_items SET status = f.status,"
+                       " response_vault = coalesce(f.response, response_vault), finished_at = ?2,"
+                       " updated_at = ?2, lease_expires_at = NULL, claim_token = NULL,"
+                       " last_failure_reason = CASE WHEN f.status = 'FAILED'"
+                       " THEN coalesce(f.reason, last_failure_reason)"
+                       " WHEN f.status = 'COMPLETED' THEN NULL ELSE last_failure_reason END,"
+                       " progress_percent ="
+                       " CASE WHEN f.status = 'COMPLETED' THEN NULL ELSE progress_percent END,"
+                       " progress_message ="
+                       " CASE WHEN f.status = 'COMPLETED' THEN NULL ELSE progress_message END"
+                       " FROM ({json_finishes:1}) AS f WHERE queue_items.task_id = f.task_id"
+                       " AND queue_items.claim_token = f.token"
+                       " AND (queue_items.status || '') IN " ACTIVE
+                       " RETURNING queue_items.seq, queue_items.task_id, " HAS_DEPENDENTS,
+                       0},
     [S_WAKE_DEPENDENTS] = {"SELECT DISTINCT t.bridge_name FROM queue_deps d"
                            " JOIN queue_items t ON t.seq = d.task_seq"
                            " WHERE d.dep_seq = ?1 AND t.status = 'PENDING' LIMIT 4",

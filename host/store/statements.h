@@ -52,6 +52,7 @@ enum stmt_id {
     S_HEARTBEAT,
     S_FINISH_FINAL,
     S_FINISH_REQUEUE,
+    S_FINISH_MANY,
     S_WAKE_DEPENDENTS,
     S_EXPIRED,
     S_CANCELLING,
@@ -97,6 +98,8 @@ enum stmt_fragment {
     F_JSON_TEXTS,        /* a one-column select of the texts of JSON array parameter @ */
     F_JSON_SEQS,         /* a one-column select of the integers of JSON array parameter @ */
     F_NEW_TOKEN,         /* a fresh random claim token (UUID-shaped text), per row */
+    F_JSON_FINISHES,     /* select (task_id, token, status, response, reason) from JSON array
+                          * parameter @ of [task_id, token, status, response, reason] */
     F_COUNT
 };
 

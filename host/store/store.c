@@ -1,7 +1,8 @@
 /*
- * The store interface: picks a driver for a URL, validates input once for every driver,
- * calls through the driver's table, and builds the JSON rows every driver returns, so
- * that field names, messages and computed fields cannot drift between engines.
+ * The store interface: opens a store through the driver table (drivers.c), validates input
+ * once, calls the store's logic (resources.c, queue.c, claim.c, finish.c, over engine.h),
+ * keeps batches and their wake-ups, and builds the JSON rows, so that field names,
+ * messages and computed fields cannot drift between engines.
  */
 #include "store.h"
 #include "config.h"

@@ -45,8 +45,10 @@ static const char *const fragments[F_COUNT] = {
     [F_LOCK_DELETE] = " FOR UPDATE",
     [F_LOCK_UPDATE_OF_T] = " FOR NO KEY UPDATE OF t",
     [F_LOCK_SKIP] = " FOR NO KEY UPDATE SKIP LOCKED",
-    [F_JSON_TEXTS] = "SELECT json_array_elements_text(@::json)",
+    [F_JSON_TEXTS] = "SELECT json_array_elements_text(@::json) AS value",
     [F_JSON_SEQS] = "SELECT json_array_elements_text(@::json)::bigint",
+    [F_JSON_FINISHES] = "SELECT e->>0 AS task_id, e->>1 AS token, e->>2 AS status, e->>3 AS"
+                        " response, e->>4 AS reason FROM json_array_elements(@::json) AS e",
     [F_NEW_TOKEN] = "gen_random_uuid()::text",
 };
 

@@ -4,8 +4,11 @@
  * up to BATCH items per call) and store_finish_many (all COMPLETED), one transaction each.
  * Prints items/s for the enqueue and for claim+finish. Not part of make check.
  *
- *   store_bench STORE [N] [BATCH] [MACHINES] [full|normal]
+ *   store_bench STORE [N] [BATCH] [MACHINES] [full|normal] [HOSTS]
  *
+ * With HOSTS > 1 the drain runs in that many processes at once, each with its own handle
+ * and lease owner, as hosts of one bridge do; the bench then checks that every item
+ * completed exactly once (one attempt each, no entry refused).
  * STORE is an SQLite path or a postgres:// URL (an empty scratch database: the bench
  * creates its own region, bridge, team and machines under fresh names). Build against the
  * host's objects like tests/helpers/queue_fill.c:
@@ -17,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store.h"
 #include "util.h"
@@ -41,6 +46,56 @@ static void die(const char *what, const char *err)
 {
     fprintf(stderr, "store_bench: %s: %s\n", what, err);
     exit(1);
+}
+
+/* Claims (start folded in) and finishes COMPLETED until the bridge has nothing ready;
+ * returns how many items it ended. */
+static long drain(store *st, const char *bridge, const char *owner, int batch, long *claims,
+                  double *claim_s, double *finish_s)
+{
+    char err[512];
+    struct store_finish *fin = calloc((size_t)batch, sizeof(*fin));
+    int *rcs = calloc((size_t)batch, sizeof(int));
+    long drained = 0;
+    for (;;) {
+        struct store_item *items;
+        size_t got;
+        double a = now_s();
+        if (store_claim_items(st, bridge, owner, 60000, batch, 1, now_ms(), &items, &got, err,
+                              sizeof(err)))
+            die("claim", err);
+        double b = now_s();
+        *claim_s += b - a;
+        if (got == 0) {
+            /* Nothing ready for this host: done when the bridge has nothing left, else
+             * another host holds the machines at this instant. */
+            json_t *counts = NULL;
+            if (store_queue_counts(st, bridge, &counts, err, sizeof(err)))
+                die("counts", err);
+            json_int_t left = json_integer_value(json_object_get(counts, "PENDING"));
+            json_decref(counts);
+            store_items_free(items, got);
+            if (left == 0)
+                break;
+            usleep(1000);
+            continue;
+        }
+        (*claims)++;
+        for (size_t i = 0; i < got; i++)
+            fin[i] = (struct store_finish){items[i].task_id, items[i].token,
+                                           {.kind = STORE_OUTCOME_COMPLETED}};
+        if (store_finish_many(st, fin, got, rcs, now_ms(), err, sizeof(err)))
+            die("finish", err);
+        *finish_s += now_s() - b;
+        for (size_t i = 0; i < got; i++)
+            if (rcs[i] != STORE_OK)
+                die("finish", "an entry was refused");
+        drained += (long)got;
+        store_items_free(items, got);
+    }
+    free(fin);
+    free(rcs);
+    return drained;
 }
 
 int main(int argc, char **argv)
@@ -96,40 +151,64 @@ int main(int argc, char **argv)
     printf("enqueue: %d items in %.2f s: %.0f items/s (this process's CPU: %.2f s, %.0f items/s)\n",
            n, t1 - t0, n / (t1 - t0), c1 - c0, n / (c1 - c0));
 
-    struct store_finish *fin = calloc((size_t)batch, sizeof(*fin));
-    int *rcs = calloc((size_t)batch, sizeof(int));
+    int hosts = argc > 6 ? atoi(argv[6]) : 1;
+    if (hosts < 1 || hosts > 64)
+        die("arguments", "HOSTS 1-64");
     long drained = 0, claims = 0;
     double claim_s = 0, finish_s = 0;
-    for (;;) {
-        struct store_item *items;
-        size_t got;
-        double a = now_s();
-        if (store_claim_items(st, bridge, "bench", 60000, batch, 1, now_ms(), &items, &got, err,
-                              sizeof(err)))
-            die("claim", err);
-        double b = now_s();
-        claim_s += b - a;
-        if (got == 0)
-            break;
-        claims++;
-        for (size_t i = 0; i < got; i++)
-            fin[i] = (struct store_finish){items[i].task_id, items[i].token,
-                                           {.kind = STORE_OUTCOME_COMPLETED}};
-        if (store_finish_many(st, fin, got, rcs, now_ms(), err, sizeof(err)))
-            die("finish", err);
-        finish_s += now_s() - b;
-        for (size_t i = 0; i < got; i++)
-            if (rcs[i] != STORE_OK)
-                die("finish", "an entry was refused");
-        drained += (long)got;
-        store_items_free(items, got);
+    if (hosts == 1) {
+        drained = drain(st, bridge, "bench", batch, &claims, &claim_s, &finish_s);
+    } else {
+        store_close(st);
+        for (int h = 0; h < hosts; h++) {
+            if (fork() == 0) {
+                char owner[32];
+                snprintf(owner, sizeof(owner), "bench%d", h);
+                store *mine = store_open_opts(argv[1], &opts, err, sizeof(err));
+                if (mine == NULL)
+                    die("open", err);
+                long c = 0;
+                double a = 0, b = 0;
+                drain(mine, bridge, owner, batch, &c, &a, &b);
+                store_close(mine);
+                _exit(0);
+            }
+        }
+        int status, bad = 0;
+        while (wait(&status) > 0)
+            bad |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+        if (bad)
+            die("drain", "a host process failed");
+        st = store_open_opts(argv[1], &opts, err, sizeof(err));
+        if (st == NULL)
+            die("open", err);
+        json_t *counts = NULL;
+        if (store_queue_counts(st, bridge, &counts, err, sizeof(err)))
+            die("counts", err);
+        drained = (long)json_integer_value(json_object_get(counts, "COMPLETED"));
+        json_decref(counts);
+        /* Exactly once: every item completed on its first and only attempt. */
+        struct store_queue_filter f = {.bridge = bridge, .max_records = STORE_MAX_RECORDS};
+        json_t *rows = NULL;
+        if (store_queue_list(st, &f, &rows, err, sizeof(err)))
+            die("list", err);
+        size_t i;
+        json_t *row;
+        json_array_foreach (rows, i, row)
+            if (json_integer_value(json_object_get(row, "retryCount")) != 0)
+                die("exactly once", "an item ran more than once");
+        json_decref(rows);
     }
     double t2 = now_s(), c2 = cpu_s();
-    printf("claim+finish: %ld items in %ld claims, %.2f s (claim %.2f s, finish %.2f s): "
-           "%.0f items/s (this process's CPU: %.2f s, %.0f items/s)\n",
-           drained, claims, t2 - t1, claim_s, finish_s, drained / (t2 - t1), c2 - c1,
-           drained / (c2 - c1));
-    free(fin), free(rcs), free(specs), free(names);
+    if (hosts > 1)
+        printf("claim+finish: %ld items by %d hosts, exactly once, in %.2f s: %.0f items/s\n",
+               drained, hosts, t2 - t1, drained / (t2 - t1));
+    else
+        printf("claim+finish: %ld items in %ld claims, %.2f s (claim %.2f s, finish %.2f s): "
+               "%.0f items/s (this process's CPU: %.2f s, %.0f items/s)\n",
+               drained, claims, t2 - t1, claim_s, finish_s, drained / (t2 - t1), c2 - c1,
+               drained / (c2 - c1));
+    free(specs), free(names);
     json_decref(vault);
     store_close(st);
     return drained == n ? 0 : 1;
