@@ -22,9 +22,9 @@
  * is cancelling at that instant is left out rather than waited for.
  *
  * The picks are marked ASSIGNED (or, with the start folded in, PROCESSING) with a fresh
- * claim token each (made by the engine), their events written and the items read back, in
- * a few set-based statements whatever the number of items (the picks travel as one JSON
- * array parameter): one transaction, no per-item savepoints.
+ * claim token each (the claim's random prefix and the item's seq), their events written
+ * and the items read back, in a few set-based statements whatever the number of items
+ * (the picks travel as one JSON array parameter): one transaction, no per-item savepoints.
  */
 #include "engine.h"
 
@@ -265,9 +265,11 @@ static int read_claimed(store *s, struct claim *cl, const char *picks, char *err
 static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
 {
     eng_rows r;
-    char *picks = picks_json(cl);
-    int rc = eng_wq(s, &r, err, errlen, S_CLAIM_ASSIGN, "ttIIi", picks, cl->owner,
-                    cl->now + cl->lease_ms, cl->now, cl->start);
+    char *picks = picks_json(cl), prefix[37];
+    uuid_v4(prefix);
+    prefix[24] = '\0'; /* "xxxxxxxx-xxxx-4xxx-yxxx-": the item's seq completes the token */
+    int rc = eng_wq(s, &r, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
+                    cl->now + cl->lease_ms, cl->now, cl->start, prefix);
     free(picks);
     if (rc != STORE_OK)
         return rc;

@@ -81,7 +81,6 @@ const char *const store_fragment_names[F_COUNT] = {
     [F_INDEX_MACHINE_ACTIVE] = "index_machine_active",
     [F_JSON_TEXTS] = "json_texts",
     [F_JSON_SEQS] = "json_seqs",
-    [F_NEW_TOKEN] = "new_token",
     [F_JSON_FINISHES] = "json_finishes",
 };
 
@@ -167,13 +166,16 @@ const struct stmt_def store_statements[S_COUNT] = {
     /* Locks the machines of ?1 that no other claim holds; returns those it locked. */
     [S_MACHINE_LOCK] = {"SELECT name FROM machines WHERE name IN ({json_texts:1}){lock_skip}",
                         STMT_LOCK_ONLY},
-    /* ?1 the picks (a JSON array of seqs), ?2 owner, ?3 lease until, ?4 now, ?5 start too.
-     * Each item gets a fresh claim token; the picks are looked up by seq, whatever their
-     * number. Where the engine locks rows, an item someone else holds locked at this instant
+    /* ?1 the picks (a JSON array of seqs), ?2 owner, ?3 lease until, ?4 now, ?5 start too,
+     * ?6 the claim's random token prefix (the first 24 characters of a UUID). Each item's
+     * claim token is that prefix and the last 12 digits of its seq: UUID-shaped, fresh for
+     * every claim, distinct within one, and the same when a driver replays the batch. The picks are
+     * looked up by seq, whatever their number. Where the engine locks rows, an item someone else holds locked at this instant
      * is left out: the seqs returned are the items claimed. */
     [S_CLAIM_ASSIGN] = {"UPDATE queue_items SET status = CASE WHEN ?5 <> 0 THEN 'PROCESSING'"
                         " ELSE 'ASSIGNED' END, lease_owner = ?2, lease_expires_at = ?3,"
-                        " claim_token = {new_token}, assigned_at = ?4, updated_at = ?4,"
+                        " claim_token = ?6 || substr('000000000000' || seq, length('' || seq) + 1),"
+                        " assigned_at = ?4, updated_at = ?4,"
                         " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
                         " progress_percent = NULL, progress_message = NULL"
                         " WHERE status = 'PENDING' AND seq IN (SELECT l.seq FROM queue_items l"

@@ -97,7 +97,6 @@ enum stmt_fragment {
     F_INDEX_MACHINE_ACTIVE,
     F_JSON_TEXTS,        /* a one-column select of the texts of JSON array parameter @ */
     F_JSON_SEQS,         /* a one-column select of the integers of JSON array parameter @ */
-    F_NEW_TOKEN,         /* a fresh random claim token (UUID-shaped text), per row */
     F_JSON_FINISHES,     /* select (task_id, token, status, response, reason) from JSON array
                           * parameter @ of [task_id, token, status, response, reason] */
     F_COUNT

@@ -440,9 +440,10 @@ struct store_item {
 void store_items_free(struct store_item *items, size_t n);
 
 /*
- * As store_claim, typed: claims up to max_n items into *items (caller frees with
- * store_items_free), *n how many. With start, each claimed item is also started
- * (ASSIGNED → PROCESSING) in the same transaction, so the host writes once per item.
+ * As store_claim, typed: claims up to max_n (at most 1024) items into *items (caller frees
+ * with store_items_free), *n how many, in claim order. With start, each claimed item is
+ * also started: it goes straight to PROCESSING, with its ASSIGNED and PROCESSING events.
+ * One transaction, a few statements whatever the number of items (claim.c).
  */
 int store_claim_items(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
                       int start, int64_t now, struct store_item **items, size_t *n, char *err,
@@ -461,10 +462,12 @@ struct store_finish {
 };
 
 /*
- * Ends n attempts in one transaction. rcs[i] (rcs may be NULL) receives each one's own
- * result: STORE_OK, or STORE_CONFLICT when the item no longer carries the token (that
- * entry changes nothing, the others still apply). Returns STORE_OK unless the transaction
- * itself failed (then nothing was written).
+ * Ends n attempts in one transaction, without savepoints (finish.c). rcs[i] (rcs may be
+ * NULL) receives each one's own result: STORE_OK; STORE_CONFLICT when the item no longer
+ * carries the token or no longer exists (the UPDATE's WHERE matched nothing: that entry
+ * changes nothing, the others still apply); STORE_ERROR for an invalid entry (no token,
+ * unknown outcome, a response that is not an object), which is left out. Returns STORE_OK
+ * unless the transaction itself failed (then nothing was written).
  */
 int store_finish_many(store *s, const struct store_finish *f, size_t n, int *rcs, int64_t now,
                       char *err, size_t errlen);

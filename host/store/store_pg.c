@@ -49,7 +49,6 @@ static const char *const fragments[F_COUNT] = {
     [F_JSON_SEQS] = "SELECT json_array_elements_text(@::json)::bigint",
     [F_JSON_FINISHES] = "SELECT e->>0 AS task_id, e->>1 AS token, e->>2 AS status, e->>3 AS"
                         " response, e->>4 AS reason FROM json_array_elements(@::json) AS e",
-    [F_NEW_TOKEN] = "gen_random_uuid()::text",
 };
 
 /* Serialises migrations of processes opening a fresh database at the same moment. */

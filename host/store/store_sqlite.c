@@ -59,9 +59,6 @@ static const char *const fragments[F_COUNT] = {
     [F_JSON_FINISHES] = "SELECT value ->> 0 AS task_id, value ->> 1 AS token, value ->> 2 AS"
                         " status, value ->> 3 AS response, value ->> 4 AS reason"
                         " FROM json_each(@)",
-    [F_NEW_TOKEN] = "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-' ||"
-                    " hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' ||"
-                    " hex(randomblob(6)))",
 };
 
 static const char *const dialect_sql[S_COUNT] = {
