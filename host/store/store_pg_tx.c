@@ -122,6 +122,8 @@ static void log_append(struct pg *p, const char *sql, int n, const Oid *types,
         if (p->log == NULL)
             abort();
     }
+    if (n > PG_MAX_PARAMS)
+        abort(); /* the store's own writes take at most PG_MAX_PARAMS parameters */
     struct pg_logged *e = &p->log[p->n_log++];
     e->sql = sql;
     e->n = n;
@@ -173,10 +175,10 @@ int store_pg_exec(store *s, int id, const char *sql, int flags, int n, const str
                   eng_rows *rows, long *changes, char *err, size_t errlen)
 {
     struct pg *p = (struct pg *)s;
-    Oid types[PG_MAX_PARAMS * 64];
+    Oid *types = calloc((size_t)(n ? n : 1), sizeof(Oid));
     const char **values = calloc((size_t)(n ? n : 1), sizeof(char *));
     char **owned = calloc((size_t)(n ? n : 1), sizeof(char *));
-    if (values == NULL || owned == NULL || n > PG_MAX_PARAMS * 64)
+    if (types == NULL || values == NULL || owned == NULL)
         abort();
     for (int i = 0; i < n; i++) {
         types[i] = v[i].is_text ? PG_TEXT_OID : PG_INT8_OID;
@@ -220,6 +222,7 @@ int store_pg_exec(store *s, int id, const char *sql, int flags, int n, const str
         free(owned[i]);
     free(owned);
     free(values);
+    free(types);
     free(dynamic);
     return rc;
 }

@@ -2225,6 +2225,32 @@ static void test_claim_items_full_batch(void **state)
     json_decref(vault);
 }
 
+/* A filter with thousands of values is one query with as many parameters, on every driver. */
+static void test_list_many_teams(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    enum { N = 3000 };
+    char(*names)[16] = calloc(N, 16);
+    const char **teams = calloc(N, sizeof(*teams));
+    for (size_t i = 0; i < N; i++) {
+        snprintf(names[i], 16, "nobody%zu", i);
+        teams[i] = names[i];
+    }
+    teams[N - 1] = f->team;
+    item(f, f->m1, 3, 0, a);
+    struct store_queue_filter filter = {.teams = teams, .n_teams = N, .machine = f->m1};
+    json_t *rows = NULL;
+    int64_t count = 0;
+    assert_rc(STORE_OK, store_queue_list(f->s, &filter, &rows, err, sizeof(err)));
+    assert_int_equal(json_array_size(rows), 1);
+    assert_rc(STORE_OK, store_queue_count(f->s, &filter, &count, err, sizeof(err)));
+    assert_int_equal(count, 1);
+    json_decref(rows);
+    free(teams);
+    free(names);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 static int run_suite(const char *name)
@@ -2279,6 +2305,7 @@ static int run_suite(const char *name)
         T(test_finish_many),
         T(test_recovery_items),
         T(test_claim_items_full_batch),
+        T(test_list_many_teams),
     };
     return _cmocka_run_group_tests(name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
 }
