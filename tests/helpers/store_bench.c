@@ -8,14 +8,16 @@
  *
  * With HOSTS > 1 the drain runs in that many processes at once, each with its own handle
  * and lease owner, as hosts of one bridge do; the bench then checks that every item
- * completed exactly once (one attempt each, no entry refused).
+ * completed exactly once (all COMPLETED, no entry refused, and none of the newest 10,000
+ * retried).
  * STORE is an SQLite path or a postgres:// URL (an empty scratch database: the bench
- * creates its own region, bridge, team and machines under fresh names). Build against the
- * host's objects like tests/helpers/queue_fill.c:
- *   cc -std=gnu11 -O2 -D_GNU_SOURCE $(for d in host/?*; do echo -I$d; done) -Isdk/include \
+ * creates its own region, bridge, team and machines under fresh names). Build it against the
+ * host's library (after make all):
+ *   cc -std=gnu11 -O2 -D_GNU_SOURCE -Ihost -Ihost/base -Ihost/store -Isdk/include \
  *      $(pkg-config --cflags jansson sqlite3 libpq libconfig) -o build/store_bench \
  *      tests/helpers/store_bench.c build/libferry.a \
- *      $(pkg-config --libs jansson libconfig libcurl sqlite3 libpq libzstd libcrypto) -ldl -lpthread -lm
+ *      $(pkg-config --libs jansson libconfig libcurl sqlite3 libpq libzstd libcrypto) \
+ *      -ldl -lpthread -lm
  */
 #include <stdio.h>
 #include <stdlib.h>
