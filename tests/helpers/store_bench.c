@@ -70,16 +70,17 @@ static long drain(store *st, const char *bridge, const char *owner, int batch, l
         *claim_s += b - a;
         if (got == 0) {
             /* Nothing ready for this host: done when the bridge has nothing left, else
-             * another host holds the machines at this instant. */
-            json_t *counts = NULL;
-            if (store_queue_counts(st, bridge, &counts, err, sizeof(err)))
-                die("counts", err);
-            json_int_t left = json_integer_value(json_object_get(counts, "PENDING"));
-            json_decref(counts);
+             * another host holds the machines at this instant (look again soon, without
+             * loading the server with counts). */
+            usleep(5000);
+            static const char *const pending[] = {"PENDING"};
+            struct store_queue_filter f = {.bridge = bridge, .statuses = pending, .n_statuses = 1};
+            int64_t left = 0;
+            if (store_queue_count(st, &f, &left, err, sizeof(err)))
+                die("count", err);
             store_items_free(items, got);
             if (left == 0)
                 break;
-            usleep(1000);
             continue;
         }
         (*claims)++;
