@@ -586,6 +586,19 @@ int eng_item_rows(store *s, eng_rows *r, int64_t now, int64_t stale_ms, int with
     return STORE_OK;
 }
 
+int eng_take_json(json_t *value, json_t **out, int rc)
+{
+    if (rc != STORE_OK) {
+        json_decref(value);
+        value = NULL;
+    }
+    if (out)
+        *out = value;
+    else
+        json_decref(value);
+    return rc;
+}
+
 void eng_wake_add(struct eng_wake *w, const char *bridge)
 {
     for (int i = 0; i < w->n; i++)

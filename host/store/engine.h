@@ -215,6 +215,10 @@ int eng_need(store *s, store_kind kind, const char *team, const char *name, char
 int eng_read_resource(store *s, store_kind kind, const char *team, const char *name, json_t **row,
                       char *err, size_t errlen);
 
+/* An operation's JSON output: handed to *out (out may be NULL: then freed) when rc is
+ * STORE_OK, freed otherwise (out then receives NULL). Returns rc. */
+int eng_take_json(json_t *value, json_t **out, int rc);
+
 /* Bridges to wake once an operation's change is committed. */
 struct eng_wake {
     char bridge[4][129];

@@ -297,19 +297,6 @@ struct item_ctx {
     struct eng_wake wake;
 };
 
-/* Hands c->out to *out (may be NULL) on success; frees it otherwise. */
-static int take_out(struct item_ctx *c, json_t **out, int rc)
-{
-    if (rc != STORE_OK) {
-        json_decref(c->out);
-        c->out = NULL;
-    }
-    if (out)
-        *out = c->out;
-    else
-        json_decref(c->out);
-    return rc;
-}
 
 static int get_body(store *s, void *ctx, char *err, size_t errlen)
 {
@@ -322,7 +309,8 @@ static int get_body(store *s, void *ctx, char *err, size_t errlen)
 int store_item_get(store *s, const char *task_id, json_t **row, char *err, size_t errlen)
 {
     struct item_ctx c = {.task_id = task_id, .now = now_ms()};
-    return take_out(&c, row, eng_run(s, 0, get_body, &c, err, errlen));
+    int rc = eng_run(s, 0, get_body, &c, err, errlen);
+    return eng_take_json(c.out, row, rc);
 }
 
 /* A query built from a filter, with its parameters. */
@@ -470,7 +458,8 @@ int store_items_list(store *s, const struct store_queue_filter *filter, json_t *
                      size_t errlen)
 {
     struct item_ctx c = {.filter = filter};
-    return take_out(&c, rows, eng_run(s, 0, list_body, &c, err, errlen));
+    int rc = eng_run(s, 0, list_body, &c, err, errlen);
+    return eng_take_json(c.out, rows, rc);
 }
 
 static int counts_body(store *s, void *ctx, char *err, size_t errlen)
@@ -506,7 +495,8 @@ static int counts_body(store *s, void *ctx, char *err, size_t errlen)
 int store_items_counts(store *s, const char *bridge, json_t **counts, char *err, size_t errlen)
 {
     struct item_ctx c = {.bridge = bridge};
-    return take_out(&c, counts, eng_run(s, 0, counts_body, &c, err, errlen));
+    int rc = eng_run(s, 0, counts_body, &c, err, errlen);
+    return eng_take_json(c.out, counts, rc);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -580,7 +570,8 @@ static int event_list_body(store *s, void *ctx, char *err, size_t errlen)
 int store_events_list(store *s, const char *task_id, json_t **events, char *err, size_t errlen)
 {
     struct item_ctx c = {.task_id = task_id};
-    return take_out(&c, events, eng_run(s, 0, event_list_body, &c, err, errlen));
+    int rc = eng_run(s, 0, event_list_body, &c, err, errlen);
+    return eng_take_json(c.out, events, rc);
 }
 
 /* ---- cancel and remove ------------------------------------------------------------------- */
@@ -632,7 +623,7 @@ int store_item_cancel(store *s, const char *task_id, int force, int64_t now, jso
 {
     struct item_ctx c = {.task_id = task_id, .force = force, .now = now};
     int rc = eng_wake_after(s, &c.wake, eng_run(s, 1, cancel_body, &c, err, errlen));
-    return take_out(&c, row, rc);
+    return eng_take_json(c.out, row, rc);
 }
 
 static int delete_body(store *s, void *ctx, char *err, size_t errlen)

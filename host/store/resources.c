@@ -114,19 +114,6 @@ struct res_ctx {
     json_t *row;                /* output */
 };
 
-/* Hands c->row to *row (may be NULL) on success; frees it otherwise. */
-static int take_row(struct res_ctx *c, json_t **row, int rc)
-{
-    if (rc != STORE_OK) {
-        json_decref(c->row);
-        c->row = NULL;
-    }
-    if (row)
-        *row = c->row;
-    else
-        json_decref(c->row);
-    return rc;
-}
 
 static int create_conflict(store *s, const struct res_ctx *c, char *err, size_t errlen)
 {
@@ -180,7 +167,8 @@ int store_res_create(store *s, store_kind kind, const char *team, const char *pa
                      const char *name, json_t *vault, json_t **row, char *err, size_t errlen)
 {
     struct res_ctx c = {.kind = kind, .team = team, .parent = parent, .name = name, .vault = vault};
-    return take_row(&c, row, eng_run(s, 1, create_body, &c, err, errlen));
+    int rc = eng_run(s, 1, create_body, &c, err, errlen);
+    return eng_take_json(c.row, row, rc);
 }
 
 static int get_body(store *s, void *ctx, char *err, size_t errlen)
@@ -193,7 +181,8 @@ int store_res_get(store *s, store_kind kind, const char *team, const char *name,
                   char *err, size_t errlen)
 {
     struct res_ctx c = {.kind = kind, .team = team, .name = name};
-    return take_row(&c, row, eng_run(s, 0, get_body, &c, err, errlen));
+    int rc = eng_run(s, 0, get_body, &c, err, errlen);
+    return eng_take_json(c.row, row, rc);
 }
 
 static int list_body(store *s, void *ctx, char *err, size_t errlen)
@@ -227,7 +216,8 @@ int store_res_list(store *s, store_kind kind, const char *scope, json_t **rows, 
                    size_t errlen)
 {
     struct res_ctx c = {.kind = kind, .team = scope};
-    return take_row(&c, rows, eng_run(s, 0, list_body, &c, err, errlen));
+    int rc = eng_run(s, 0, list_body, &c, err, errlen);
+    return eng_take_json(c.row, rows, rc);
 }
 
 static int update_vault_body(store *s, void *ctx, char *err, size_t errlen)
@@ -280,7 +270,8 @@ int store_res_update_vault(store *s, store_kind kind, const char *team, const ch
                         .vault = vault,
                         .expected_version = expected_version,
                         .flags = flags};
-    return take_row(&c, row, eng_run(s, 1, update_vault_body, &c, err, errlen));
+    int rc = eng_run(s, 1, update_vault_body, &c, err, errlen);
+    return eng_take_json(c.row, row, rc);
 }
 
 /*
@@ -384,7 +375,8 @@ int store_res_set_bridge(store *s, const char *team, const char *name, const cha
                          json_t **row, char *err, size_t errlen)
 {
     struct res_ctx c = {.kind = STORE_MACHINE, .team = team, .name = name, .parent = bridge};
-    return take_row(&c, row, eng_run(s, 1, set_bridge_body, &c, err, errlen));
+    int rc = eng_run(s, 1, set_bridge_body, &c, err, errlen);
+    return eng_take_json(c.row, row, rc);
 }
 
 static int set_run_body(store *s, void *ctx, char *err, size_t errlen)
