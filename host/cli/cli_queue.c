@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "descriptor.h"
 #include "registry.h"
 #include "store.h"
 #include "util.h"
@@ -160,12 +161,7 @@ static int cmd_create_item(cli *c)
     snprintf(where, sizeof(where), "the host on bridge %s", c->args[2]);
     if ((rc = cli_check_item_vault(c, vault, "", where, &fn, &warnings)) != 0)
         goto out;
-    if (fn != NULL) {
-        size_t i;
-        json_t *f;
-        json_array_foreach(json_object_get(fn, "flags"), i, f)
-            idempotent |= strcmp(json_string_value(f), "idempotent") == 0;
-    }
+    idempotent = (descriptor_flags(fn) & FERRY_FN_IDEMPOTENT) != 0;
     if (check_machine_bridge(c, c->args[0], c->args[1], c->args[2]) != 0) {
         rc = EXIT_ERROR;
         goto out;

@@ -16,6 +16,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "descriptor.h"
 #include "exec.h"
 #include "log.h"
 #include "notify.h"
@@ -330,7 +331,7 @@ static void enqueue_fallback(host *h, attempt *a, const runner_outcome *out)
                                   json_string_value(json_object_get(a->item, "function")), "status",
                                   runner_status_name(out->status), "message",
                                   out->err_msg ? out->err_msg : "", "attempts", a->attempt_no));
-    const json_t *fb_fn = registry_function(&h->reg, fallback);
+    struct ferry_fn fb_fn;
     struct store_item_spec spec = {
         .team = json_string_value(json_object_get(a->item, "teamName")),
         .machine = json_string_value(json_object_get(a->item, "machineName")),
@@ -341,12 +342,8 @@ static void enqueue_fallback(host *h, attempt *a, const runner_outcome *out)
         .parent_task_id = a->task_id,
         .link_kind = "fallback",
     };
-    if (fb_fn) {
-        size_t i;
-        json_t *f;
-        json_array_foreach (json_object_get(fb_fn, "flags"), i, f)
-            spec.idempotent |= strcmp(json_string_value(f), "idempotent") == 0;
-    }
+    spec.idempotent = registry_fn(&h->reg, fallback, &fb_fn) == 0 &&
+                      (fb_fn.flags & FERRY_FN_IDEMPOTENT) != 0;
     char id[37], err[512];
     if (store_queue_create(h->st, &spec, id, NULL, err, sizeof(err)) == 0) {
         event(h, a->task_id, "FALLBACK", "fallback %s queued as %s", fallback, id);
