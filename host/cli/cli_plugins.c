@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attempt.h"
 #include "cli.h"
 #include "descriptor.h"
 #include "registry.h"
@@ -163,31 +164,21 @@ static int cmd_run(cli *c)
         json_decref(vault);
         return cli_fail(c, EXIT_ERROR, "%s", err);
     }
-    json_t *params = json_object();
-    const char *key;
-    json_t *v;
-    json_object_foreach(vault, key, v)
-    {
-        if (!vault_is_host_key(key))
-            json_object_set(params, key, v);
-    }
-    char host[256] = "localhost";
-    gethostname(host, sizeof(host) - 1);
-    const char *plugin = json_string_value(json_object_get(fn, "plugin"));
-    json_t *msg = json_pack("{s:s,s:s,s:o,s:o,s:{s:s,s:b,s:s},s:i}", "plugin",
-                            json_string_value(json_object_get(fn, "path")), "function",
-                            c->args[0], "params", params, "config",
-                            config_plugin_section(&c->cfg, plugin), "machine", "name", host,
-                            "local", 1, "hostname", host, "depth", 0);
+    struct ferry_fn f;
+    descriptor_fn(fn, &f);
     char run_id[41] = "run-";
     uuid_v4(run_id + 4); /* no queue item: an id of its own for host->task_id (plugin.h) */
-    json_object_set_new(msg, "task", json_string(run_id));
-    json_object_set_new(msg, "attempt", json_integer(1));
-    json_int_t timeout = json_integer_value(json_object_get(vault, "timeout"));
-    if (timeout <= 0)
-        timeout = json_integer_value(json_object_get(fn, "timeout"));
-    if (timeout <= 0)
-        timeout = c->cfg.timeout_default;
+    json_t *machine = attempt_local_machine();
+    struct attempt_spec spec = {.fn = &f,
+                                .vault = vault,
+                                .machine = machine,
+                                .item_vault = vault,
+                                .task_id = run_id,
+                                .attempt = 1,
+                                .depth = 0};
+    json_t *msg = attempt_message(&c->cfg, &spec);
+    json_decref(machine);
+    int64_t timeout_ms = attempt_timeout_ms(&c->cfg, vault, &f);
 
     struct run_state s = {.c = c, .secrets = params_secret_names(fn), .vault = vault};
     runner_opts ro = {.max_workers = 1, .prefork = 0, .max_jobs = 1,
@@ -196,7 +187,7 @@ static int cmd_run(cli *c)
     runner_callbacks cb = {.on_message = run_on_message, .on_request = run_on_request,
                            .on_done = run_on_done};
     s.r = runner_new(&ro, &cb, &s);
-    runner_submit(s.r, msg, (int64_t)timeout * 1000, NULL, 0);
+    runner_submit(s.r, msg, timeout_ms, NULL, 0);
     while (!s.done) {
         struct pollfd p = {.fd = runner_fd(s.r), .events = POLLIN};
         int wait = runner_timeout_ms(s.r);
