@@ -61,12 +61,10 @@ void registry_free(registry *reg)
 
 static void probe_report(int fd, const char *stage, json_t *result, const char *reason)
 {
-    json_t *m = json_pack("{s:s}", "stage", stage);
-    if (result)
-        json_object_set(m, "result", result);
-    if (reason)
-        json_object_set_new(m, "reason", json_string(reason));
-    proto_send(fd, m);
+    struct proto_probe probe = {.stage = stage, .result = result, .reason = reason};
+    json_t *m = proto_build_probe(&probe);
+    if (m)
+        proto_send(fd, m);
     json_decref(m);
 }
 
@@ -249,14 +247,19 @@ static json_t *probe(const char *path, const json_t *plugin_config, char *reason
         if (!both[0].revents)
             continue;
         json_t *m = proto_recv(fds[0]);
-        if (m == NULL)
+        struct proto_probe probe;
+        if (m == NULL || proto_parse_probe(m, &probe, NULL, 0) != 0) {
+            json_decref(m);
             break;
-        snprintf(stage, sizeof(stage), "%s", json_string_value(json_object_get(m, "stage")));
-        if (json_object_get(m, "result"))
-            result = json_incref(json_object_get(m, "result"));
-        if (json_object_get(m, "reason")) {
+        }
+        snprintf(stage, sizeof(stage), "%s", probe.stage);
+        if (probe.result) {
+            json_decref(result);
+            result = json_incref((json_t *)probe.result);
+        }
+        if (probe.reason) {
             free(last_reason);
-            last_reason = xstrdup(json_string_value(json_object_get(m, "reason")));
+            last_reason = xstrdup(probe.reason);
         }
         json_decref(m);
     }

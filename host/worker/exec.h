@@ -16,6 +16,7 @@ typedef struct exec_hooks {
     void (*on_pgroup)(void *arg, pid_t pgid); /* told the command's process group */
     void *on_pgroup_arg;
     int64_t deadline_ms; /* the attempt's deadline (epoch ms), 0 = none */
+    const char *ssh_key; /* the attempt's SSH private key (PEM or base64 of it), or NULL */
 } exec_hooks;
 
 /*
@@ -36,8 +37,9 @@ json_t *exec_on_machine(const json_t *machine, const char *command, const json_t
 int exec_machine_is_local(const json_t *machine);
 
 /*
- * The key under which the host hands a machine's SSH private key to the exec service inside
- * the machine description. The machine service never returns keys that start with '_'.
+ * Where the old JSON run message (runner_submit) carried the machine's SSH private key inside
+ * the machine description; the runner moves it to attempt_spec.ssh_key. TO BE REMOVED with
+ * runner_submit().
  */
 #define EXEC_SSH_KEY_MEMBER "_ssh_private_key"
 
@@ -65,7 +67,7 @@ json_t *exec_spawn(const exec_spawn_spec *spec, const json_t *options, const exe
 
 /*
  * Runs command on a remote machine with the OpenSSH client: user@ip (or host) on ssh_port
- * (default 22), the key from EXEC_SSH_KEY_MEMBER (else the vault's SSH_PRIVATE_KEY; PEM text
+ * (default 22), the key hooks->ssh_key (else the vault's SSH_PRIVATE_KEY; PEM text
  * or base64 of it), BatchMode, ConnectTimeout (vault connect_timeout, default 10 s), host
  * keys pinned by the vault's known_hosts or host_public_key (StrictHostKeyChecking=yes), else
  * accepted on first use for this connection only. The key and host keys live in memfds

@@ -147,10 +147,12 @@ static char *key_text(const char *value)
     return text;
 }
 
-/* The machine's key: the host's private member, else a plain (unredacted) vault key. */
-static const char *machine_key(const json_t *machine)
+/* The machine's key: the attempt's (given), else a plain (unredacted) vault key. */
+static const char *machine_key(const char *given, const json_t *machine)
 {
-    const char *names[] = {EXEC_SSH_KEY_MEMBER, "SSH_PRIVATE_KEY", "ssh_private_key"};
+    if (given && given[0])
+        return given;
+    const char *names[] = {"SSH_PRIVATE_KEY", "ssh_private_key"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *v = json_string_value(json_object_get(machine, names[i]));
         if (v && v[0] && strcmp(v, "********") != 0)
@@ -336,11 +338,12 @@ static void close_files(struct ssh_conn *c)
 }
 
 /* Puts the key, the pinned host keys and an empty log into memfds. 0, or -1 with err set. */
-static int open_files(struct ssh_conn *c, const json_t *machine, char *err, size_t errlen)
+static int open_files(struct ssh_conn *c, const json_t *machine, const char *given_key,
+                      char *err, size_t errlen)
 {
     int rc = -1;
     char *key = NULL, *pinned = NULL;
-    const char *key_value = machine_key(machine);
+    const char *key_value = machine_key(given_key, machine);
     if (key_value) {
         key = key_text(key_value);
         if (key == NULL) {
@@ -449,7 +452,7 @@ json_t *exec_ssh(const json_t *machine, const char *command, const json_t *optio
     json_t *res = NULL;
     char *argv[MAX_SSH_ARGS], *remote = NULL;
     const char *stdin_text = json_string_value(json_object_get(options, "stdin"));
-    if (open_files(&c, machine, err, errlen) != 0)
+    if (open_files(&c, machine, hooks ? hooks->ssh_key : NULL, err, errlen) != 0)
         goto out;
     remote = remote_command(command, options, stdin_text ? strlen(stdin_text) : 0, err, errlen);
     if (remote == NULL || build_argv(&c, machine, remote, argv, err, errlen) != 0)

@@ -2,6 +2,8 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,19 +84,28 @@ json_t *proto_recv(int fd)
     return msg;
 }
 
+/* Room for at least 64 KiB more in r; -1 when memory runs out. */
+static int reserve(proto_reader *r)
+{
+    if (r->cap - r->len >= 65536)
+        return 0;
+    size_t cap = r->cap ? r->cap * 2 : 131072;
+    char *nb = realloc(r->buf, cap);
+    if (nb == NULL)
+        return -1;
+    r->buf = nb;
+    r->cap = cap;
+    return 0;
+}
+
 int proto_fill(proto_reader *r, int fd)
 {
     int got = 0;
     for (;;) {
-        if (r->cap - r->len < 65536) {
-            size_t cap = r->cap ? r->cap * 2 : 131072;
-            char *nb = realloc(r->buf, cap);
-            if (nb == NULL)
-                return -1;
-            r->buf = nb;
-            r->cap = cap;
-        }
-        ssize_t n = read(fd, r->buf + r->len, r->cap - r->len);
+        if (reserve(r) != 0)
+            return -1;
+        size_t room = r->cap - r->len;
+        ssize_t n = read(fd, r->buf + r->len, room);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -103,8 +114,28 @@ int proto_fill(proto_reader *r, int fd)
             return got ? 1 : -1;
         r->len += (size_t)n;
         got = 1;
-        if (r->len > PROTO_MAX_MESSAGE + 4)
+        /* A read that did not fill the room took all there was: no second read to learn
+         * that the socket is empty (a level-triggered poll reports anything left). */
+        if ((size_t)n < room || r->len > PROTO_MAX_MESSAGE + 4)
             return 1;
+    }
+}
+
+json_t *proto_read(proto_reader *r, int fd)
+{
+    for (;;) {
+        int broken = 0;
+        json_t *msg = proto_next(r, &broken);
+        if (msg || broken)
+            return msg;
+        if (reserve(r) != 0)
+            return NULL;
+        ssize_t n = read(fd, r->buf + r->len, r->cap - r->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return NULL;
+        r->len += (size_t)n;
     }
 }
 
@@ -241,4 +272,468 @@ json_t *proto_text(const char *text, size_t max)
     json_t *s = clean ? json_string(clean) : NULL;
     free(clean);
     return s ? s : json_string("");
+}
+
+/* --- the messages ----------------------------------------------------------------------- */
+
+static const char *const op_names[] = {
+#define PROTO_OP_NAME(name, text) text,
+    PROTO_OPS(PROTO_OP_NAME)
+#undef PROTO_OP_NAME
+};
+
+const char *proto_op_name(enum proto_op op)
+{
+    return (unsigned)op < PROTO_N_OPS ? op_names[op] : "?";
+}
+
+enum proto_op proto_op_of(const json_t *msg)
+{
+    const char *name = json_string_value(json_object_get(msg, "op"));
+    for (int i = 0; name && i < PROTO_N_OPS; i++)
+        if (strcmp(name, op_names[i]) == 0)
+            return (enum proto_op)i;
+    return PROTO_BAD_OP;
+}
+
+const char *outcome_kind_name(enum outcome_kind kind)
+{
+    static const char *const names[] = {"OK",      "RETRY",   "FAIL",      "INVALID",
+                                        "TIMEOUT", "CRASHED", "CANCELLED", "UNAVAILABLE"};
+    return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "FAIL";
+}
+
+int proto_kind_of(const char *name)
+{
+    for (int k = OUTCOME_OK; name && k <= OUTCOME_UNAVAILABLE; k++)
+        if (strcmp(name, outcome_kind_name((enum outcome_kind)k)) == 0)
+            return k;
+    return -1;
+}
+
+/* --- building --------------------------------------------------------------------------- */
+
+/* A JSON string of text; text that is not valid UTF-8 is cleaned rather than lost. */
+static json_t *jstr(const char *text)
+{
+    json_t *s = json_string(text);
+    return s ? s : proto_text(text, PROTO_MAX_MESSAGE);
+}
+
+static json_t *start(enum proto_op op, int64_t id, int with_id)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "op", json_string(op_names[op]));
+    if (with_id)
+        json_object_set_new(m, "id", json_integer(id));
+    return m;
+}
+
+static void put_str(json_t *m, const char *key, const char *text)
+{
+    if (text)
+        json_object_set_new(m, key, jstr(text));
+}
+
+static void put_int(json_t *m, const char *key, int64_t v)
+{
+    json_object_set_new(m, key, json_integer(v));
+}
+
+static void put_obj(json_t *m, const char *key, const json_t *v, int null_too)
+{
+    if (v)
+        json_object_set_new(m, key, json_deep_copy(v));
+    else if (null_too)
+        json_object_set_new(m, key, json_null());
+}
+
+json_t *proto_build_run(const struct proto_run *m)
+{
+    const struct attempt_spec *s = &m->spec;
+    json_t *j = start(PROTO_RUN, m->id, 1);
+    put_str(j, "plugin", s->plugin);
+    put_str(j, "function", s->function);
+    json_object_set_new(j, "params", s->params ? json_deep_copy(s->params) : json_object());
+    json_object_set_new(j, "config", s->config ? json_deep_copy(s->config) : json_object());
+    put_obj(j, "machine", s->machine, 1);
+    put_str(j, "pre_hook", s->pre_hook);
+    put_str(j, "post_hook", s->post_hook);
+    put_str(j, "hook_dir", s->hook_dir);
+    put_str(j, "ssh_key", s->ssh_key);
+    put_str(j, "task", s->task_id);
+    put_int(j, "attempt", s->attempt);
+    put_int(j, "depth", s->depth);
+    put_int(j, "timeout_ms", s->timeout_ms);
+    put_int(j, "deadline", m->deadline_ms);
+    return j;
+}
+
+/* {"code","message"} of an error, or null when there is none. */
+static json_t *error_obj(const char *code, const char *message)
+{
+    if (code == NULL && message == NULL)
+        return json_null();
+    json_t *e = json_object();
+    json_object_set_new(e, "code", jstr(code ? code : "error"));
+    json_object_set_new(e, "message", jstr(message ? message : ""));
+    return e;
+}
+
+json_t *proto_build_reply(const struct proto_reply *m)
+{
+    json_t *j = start(PROTO_REPLY, 0, 0);
+    json_object_set_new(j, "code", json_string(outcome_kind_name(m->kind)));
+    put_obj(j, "result", m->result, 1);
+    put_obj(j, "vault", m->vault, 0);
+    json_object_set_new(j, "error", error_obj(m->code, m->message));
+    return j;
+}
+
+json_t *proto_build_log(const struct proto_log *m)
+{
+    json_t *j = start(PROTO_LOG, m->id, 1);
+    put_str(j, "level", m->level ? m->level : "info");
+    put_str(j, "text", m->text ? m->text : "");
+    return j;
+}
+
+json_t *proto_build_progress(const struct proto_progress *m)
+{
+    json_t *j = start(PROTO_PROGRESS, m->id, 1);
+    put_int(j, "percent", m->percent);
+    put_str(j, "message", m->message);
+    return j;
+}
+
+json_t *proto_build_call(const struct proto_call *m)
+{
+    json_t *j = start(PROTO_CALL, m->id, 1);
+    put_str(j, "function", m->function);
+    json_object_set_new(j, "params", m->params ? json_deep_copy(m->params) : json_object());
+    return j;
+}
+
+json_t *proto_build_storage(const struct proto_storage *m)
+{
+    json_t *j = start(PROTO_STORAGE, m->id, 1);
+    put_str(j, "name", m->name);
+    return j;
+}
+
+json_t *proto_build_pgroup(const struct proto_pgroup *m)
+{
+    json_t *j = start(PROTO_PGROUP, m->id, 1);
+    put_int(j, "pgid", m->pgid);
+    return j;
+}
+
+json_t *proto_build_exit(const struct proto_exit *m)
+{
+    json_t *j = start(PROTO_EXIT, m->id, 1);
+    put_int(j, "status", m->status);
+    json_object_set_new(j, "loading", json_boolean(m->loading));
+    return j;
+}
+
+json_t *proto_build_done(const struct proto_done *m)
+{
+    json_t *j = start(PROTO_DONE, m->id, 1);
+    json_object_set_new(j, "code", json_string(outcome_kind_name(m->kind)));
+    put_obj(j, "result", m->result, 1);
+    json_object_set_new(j, "error", error_obj(m->code, m->message));
+    put_int(j, "duration_ms", m->duration_ms);
+    if (m->retire)
+        json_object_set_new(j, "retire", json_true());
+    return j;
+}
+
+json_t *proto_build_probe(const struct proto_probe *m)
+{
+    json_t *j = start(PROTO_PROBE, 0, 0);
+    put_str(j, "stage", m->stage);
+    put_obj(j, "result", m->result, 0);
+    put_str(j, "reason", m->reason);
+    return j;
+}
+
+/* --- parsing ---------------------------------------------------------------------------- */
+
+/* A parse in progress: the message, the op it must be, the first problem found. */
+struct rd {
+    const json_t *msg;
+    const char *op;
+    char *err;
+    size_t errlen;
+    int bad;
+};
+
+static void __attribute__((format(printf, 2, 3))) bad(struct rd *r, const char *fmt, ...)
+{
+    if (r->bad++)
+        return;
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (r->err && r->errlen)
+        snprintf(r->err, r->errlen, "bad \"%s\" message: %s", r->op, what);
+}
+
+static int begin(struct rd *r, const json_t *msg, enum proto_op op, char *err, size_t errlen)
+{
+    *r = (struct rd){.msg = msg, .op = op_names[op], .err = err, .errlen = errlen};
+    if (!json_is_object(msg)) {
+        bad(r, "not an object");
+        return -1;
+    }
+    if (proto_op_of(msg) != op) {
+        const char *got = json_string_value(json_object_get(msg, "op"));
+        bad(r, "op is %s", got ? got : "missing or not a string");
+        return -1;
+    }
+    return 0;
+}
+
+/* A string member: required, or optional (absent or null gives NULL); at most max bytes. */
+static const char *get_str(struct rd *r, const char *key, int required, size_t max)
+{
+    const json_t *v = json_object_get(r->msg, key);
+    if ((v == NULL || json_is_null(v)) && !required)
+        return NULL;
+    if (!json_is_string(v)) {
+        bad(r, "\"%s\" must be a string", key);
+        return NULL;
+    }
+    if (max && json_string_length(v) > max) {
+        bad(r, "\"%s\" is longer than %zu bytes", key, max);
+        return NULL;
+    }
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
+        bad(r, "\"%s\" holds a NUL byte", key);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+/* An integer member within [lo, hi]; optional ones default to dflt. */
+static int64_t get_int(struct rd *r, const char *key, int required, int64_t lo, int64_t hi,
+                       int64_t dflt)
+{
+    const json_t *v = json_object_get(r->msg, key);
+    if (v == NULL && !required)
+        return dflt;
+    if (!json_is_integer(v)) {
+        bad(r, "\"%s\" must be an integer", key);
+        return dflt;
+    }
+    json_int_t n = json_integer_value(v);
+    if (n < lo || n > hi) {
+        bad(r, "\"%s\" is out of range", key);
+        return dflt;
+    }
+    return (int64_t)n;
+}
+
+/* An object member; absent or null gives NULL unless required. */
+static const json_t *get_obj(struct rd *r, const char *key, int required)
+{
+    const json_t *v = json_object_get(r->msg, key);
+    if ((v == NULL || json_is_null(v)) && !required)
+        return NULL;
+    if (!json_is_object(v)) {
+        bad(r, "\"%s\" must be an object", key);
+        return NULL;
+    }
+    return v;
+}
+
+/* Any JSON value but null; absent or null gives NULL. */
+static const json_t *get_any(struct rd *r, const char *key)
+{
+    const json_t *v = json_object_get(r->msg, key);
+    (void)r;
+    return json_is_null(v) ? NULL : v;
+}
+
+static int64_t get_id(struct rd *r)
+{
+    return get_int(r, "id", 1, 0, INT64_MAX, 0);
+}
+
+/* The outcome kind named by "code"; allowed: the kinds from OUTCOME_OK to last. */
+static enum outcome_kind get_kind(struct rd *r, enum outcome_kind last, int also_unavailable)
+{
+    const char *name = get_str(r, "code", 1, 0);
+    int k = proto_kind_of(name);
+    if (name && (k < 0 || (k > (int)last && !(also_unavailable && k == OUTCOME_UNAVAILABLE))))
+        bad(r, "\"code\" %s is not an outcome this message carries", name);
+    return k < 0 ? OUTCOME_FAIL : (enum outcome_kind)k;
+}
+
+/* "error": null, or {"code","message"} both strings within the caps. */
+static void get_error(struct rd *r, const char **code, const char **message)
+{
+    *code = *message = NULL;
+    const json_t *e = json_object_get(r->msg, "error");
+    if (e == NULL || json_is_null(e))
+        return;
+    struct rd sub = {.msg = e, .op = r->op, .err = NULL};
+    if (!json_is_object(e)) {
+        bad(r, "\"error\" must be an object or null");
+        return;
+    }
+    *code = get_str(&sub, "code", 1, PROTO_CODE_MAX);
+    *message = get_str(&sub, "message", 1, PROTO_ERROR_MAX);
+    if (sub.bad)
+        bad(r, "\"error\" needs string \"code\" (at most %d bytes) and \"message\" (at most %d)",
+            PROTO_CODE_MAX, PROTO_ERROR_MAX);
+}
+
+static int end(struct rd *r)
+{
+    return r->bad ? -1 : 0;
+}
+
+int proto_parse_run(const json_t *msg, struct proto_run *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_RUN, err, errlen) != 0)
+        return -1;
+    struct attempt_spec *s = &out->spec;
+    out->id = get_id(&r);
+    out->deadline_ms = get_int(&r, "deadline", 0, 0, INT64_MAX, 0);
+    s->plugin = get_str(&r, "plugin", 1, 4096);
+    s->function = get_str(&r, "function", 1, 256);
+    s->params = get_obj(&r, "params", 0);
+    s->config = get_obj(&r, "config", 0);
+    s->machine = get_obj(&r, "machine", 0);
+    s->pre_hook = get_str(&r, "pre_hook", 0, 0);
+    s->post_hook = get_str(&r, "post_hook", 0, 0);
+    s->hook_dir = get_str(&r, "hook_dir", 0, 4096);
+    s->ssh_key = get_str(&r, "ssh_key", 0, 0);
+    s->task_id = get_str(&r, "task", 0, 256);
+    s->attempt = (int)get_int(&r, "attempt", 0, 0, INT32_MAX, 0);
+    s->depth = (int)get_int(&r, "depth", 0, 0, 1000, 0);
+    s->timeout_ms = get_int(&r, "timeout_ms", 0, 0, INT64_MAX, 0);
+    return end(&r);
+}
+
+int proto_parse_reply(const json_t *msg, struct proto_reply *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_REPLY, err, errlen) != 0)
+        return -1;
+    out->kind = get_kind(&r, OUTCOME_INVALID, 0);
+    out->result = get_any(&r, "result");
+    out->vault = get_obj(&r, "vault", 0);
+    get_error(&r, &out->code, &out->message);
+    return end(&r);
+}
+
+int proto_parse_log(const json_t *msg, struct proto_log *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_LOG, err, errlen) != 0)
+        return -1;
+    out->id = get_id(&r);
+    out->level = get_str(&r, "level", 1, 16);
+    out->text = get_str(&r, "text", 1, PROTO_LOG_MAX);
+    return end(&r);
+}
+
+int proto_parse_progress(const json_t *msg, struct proto_progress *out, char *err,
+                         size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_PROGRESS, err, errlen) != 0)
+        return -1;
+    out->id = get_id(&r);
+    out->percent = (int)get_int(&r, "percent", 1, -1, 100, -1);
+    out->message = get_str(&r, "message", 0, PROTO_LOG_MAX);
+    return end(&r);
+}
+
+int proto_parse_call(const json_t *msg, struct proto_call *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_CALL, err, errlen) != 0)
+        return -1;
+    out->id = get_id(&r);
+    out->function = get_str(&r, "function", 1, 256);
+    out->params = get_obj(&r, "params", 0);
+    return end(&r);
+}
+
+int proto_parse_storage(const json_t *msg, struct proto_storage *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_STORAGE, err, errlen) != 0)
+        return -1;
+    out->id = get_id(&r);
+    out->name = get_str(&r, "name", 1, 256);
+    return end(&r);
+}
+
+int proto_parse_pgroup(const json_t *msg, struct proto_pgroup *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_PGROUP, err, errlen) != 0)
+        return -1;
+    out->id = get_id(&r);
+    out->pgid = get_int(&r, "pgid", 1, 2, INT32_MAX, 0); /* never 0, 1 or a negative */
+    return end(&r);
+}
+
+int proto_parse_exit(const json_t *msg, struct proto_exit *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_EXIT, err, errlen) != 0)
+        return -1;
+    out->id = get_id(&r);
+    out->status = (int)get_int(&r, "status", 1, INT32_MIN, INT32_MAX, 0);
+    const json_t *loading = json_object_get(msg, "loading");
+    if (loading && !json_is_boolean(loading))
+        bad(&r, "\"loading\" must be true or false");
+    out->loading = json_is_true(loading);
+    return end(&r);
+}
+
+int proto_parse_done(const json_t *msg, struct proto_done *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_DONE, err, errlen) != 0)
+        return -1;
+    out->id = get_id(&r);
+    out->kind = get_kind(&r, OUTCOME_INVALID, 1);
+    out->result = get_any(&r, "result");
+    get_error(&r, &out->code, &out->message);
+    out->duration_ms = get_int(&r, "duration_ms", 0, 0, INT64_MAX, 0);
+    const json_t *retire = json_object_get(msg, "retire");
+    if (retire && !json_is_boolean(retire))
+        bad(&r, "\"retire\" must be true or false");
+    out->retire = json_is_true(retire);
+    return end(&r);
+}
+
+int proto_parse_probe(const json_t *msg, struct proto_probe *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_PROBE, err, errlen) != 0)
+        return -1;
+    out->stage = get_str(&r, "stage", 1, 32);
+    out->result = get_obj(&r, "result", 0);
+    out->reason = get_str(&r, "reason", 0, 0);
+    return end(&r);
 }

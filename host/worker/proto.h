@@ -7,8 +7,11 @@
 #define FERRY_PROTO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
+
+#include "outcome.h"
 
 /* The largest message accepted; a larger length prefix means a broken peer. */
 #define PROTO_MAX_MESSAGE (64u * 1024 * 1024)
@@ -29,8 +32,8 @@ typedef struct proto_reader {
 } proto_reader;
 
 /*
- * Reads what is available from fd into r. Returns 1 when data was read, 0 when the fd would
- * block, -1 on end of file or error.
+ * Reads what is available from fd into r: one read, unless it filled the buffer. Returns 1
+ * when data was read, 0 when the fd would block, -1 on end of file or error.
  */
 int proto_fill(proto_reader *r, int fd);
 
@@ -39,6 +42,13 @@ int proto_fill(proto_reader *r, int fd);
  * message is buffered yet; sets *broken when the buffer holds garbage.
  */
 json_t *proto_next(proto_reader *r, int *broken);
+
+/*
+ * The next message from a blocking fd through r: what r already holds first, else reads
+ * (each read takes all that is there, so several messages cost one read). Returns a new
+ * reference, or NULL on end of file, a read error or a malformed message.
+ */
+json_t *proto_read(proto_reader *r, int fd);
 
 void proto_reader_free(proto_reader *r);
 
@@ -69,5 +79,191 @@ char *proto_clean_bytes(const char *bytes, size_t len, size_t max);
 
 /* Like proto_clean_text(), as a new JSON string ("" for NULL text). */
 json_t *proto_text(const char *text, size_t max);
+
+/* --- the messages ----------------------------------------------------------------------- */
+
+/*
+ * Every message between the host and a worker, by its "op". This table is the protocol:
+ * docs/protocol.md lists the same names in the same order (tests/e2e/proto_docs.sh checks).
+ * A message carries "op" and, except "reply", "id" (the attempt's number in this runner).
+ */
+#define PROTO_OPS(X)                                                                             \
+    X(RUN, "run")           /* host -> worker: start an attempt */                             \
+    X(REPLY, "reply")       /* host -> worker: the answer to a call or storage request */      \
+    X(LOG, "log")           /* worker -> host: a log line of the function */                   \
+    X(PROGRESS, "progress") /* worker -> host: percent done and a message */                  \
+    X(CALL, "call")         /* worker -> host: run another function; waits for the reply */    \
+    X(STORAGE, "storage")   /* worker -> host: a storage's vault; waits for the reply */       \
+    X(PGROUP, "pgroup")     /* worker -> host: a command's process group, to kill on stop */  \
+    X(EXIT, "exit")         /* worker -> host: the plugin called exit() */                     \
+    X(DONE, "done")         /* worker -> host: the attempt ended */                            \
+    X(PROBE, "probe")       /* probe -> host: how far loading a plugin got (registry.c) */
+
+enum proto_op {
+#define PROTO_OP_ENUM(name, text) PROTO_##name,
+    PROTO_OPS(PROTO_OP_ENUM)
+#undef PROTO_OP_ENUM
+        PROTO_N_OPS,
+    PROTO_BAD_OP = -1, /* no "op", or one this table does not have */
+};
+
+/* The wire name of op ("run", ...); "?" for anything else. */
+const char *proto_op_name(enum proto_op op);
+/* The op of a message, PROTO_BAD_OP when it has none this table knows. */
+enum proto_op proto_op_of(const json_t *msg);
+
+/*
+ * One attempt as the host hands it to a worker: what to run, with what, where, and whose it
+ * is. Every field is explicit; nothing rides inside another (the machine facts carry no
+ * secrets and no hooks). Pointers are borrowed.
+ */
+struct attempt_spec {
+    const char *plugin;      /* the plugin's file */
+    const char *function;    /* the function's name */
+    const json_t *params;    /* its parameters (object; NULL: {}) */
+    const json_t *config;    /* the plugin's config section (object; NULL: {}) */
+    const json_t *machine;   /* the machine's facts, secrets removed, or NULL */
+    const char *pre_hook;    /* shell command run on the machine before the function, or NULL */
+    const char *post_hook;   /* ... after it, or NULL */
+    const char *hook_dir;    /* where on the machine the hooks run when it exists, or NULL */
+    const char *ssh_key;     /* the machine's SSH private key (PEM or base64), or NULL */
+    const char *task_id;     /* the item's id (host->task_id), or NULL */
+    int attempt;             /* the item's attempt number (host->attempt), 1 the first */
+    int depth;               /* 0 for the item's own attempt, N for a call N deep */
+    int64_t timeout_ms;      /* 0: none */
+};
+
+/* "run": host -> worker. deadline_ms is the wall-clock end (epoch ms, 0 none). */
+struct proto_run {
+    int64_t id;
+    int64_t deadline_ms;
+    struct attempt_spec spec;
+};
+
+/*
+ * "reply": host -> worker, the answer to a "call" (kind of the callee's outcome, result,
+ * error) or to a "storage" request (OUTCOME_OK with vault, or an error).
+ */
+struct proto_reply {
+    enum outcome_kind kind; /* OK, RETRY, FAIL or INVALID */
+    const json_t *result;   /* a call's result, or NULL */
+    const json_t *vault;    /* a storage's vault, or NULL */
+    const char *code;       /* error code, NULL when OK */
+    const char *message;    /* error message, NULL when OK */
+};
+
+/* "log": level is "debug", "info", "warn", "error" (or "stderr", the runner's own). */
+struct proto_log {
+    int64_t id;
+    const char *level;
+    const char *text;
+};
+
+/* "progress": percent -1..100, message may be NULL. */
+struct proto_progress {
+    int64_t id;
+    int percent;
+    const char *message;
+};
+
+/* "call": run function with params (an object) and wait for the reply. */
+struct proto_call {
+    int64_t id;
+    const char *function;
+    const json_t *params;
+};
+
+/* "storage": the vault of the team's storage name. */
+struct proto_storage {
+    int64_t id;
+    const char *name;
+};
+
+/* "pgroup": a command the function started runs in process group pgid. */
+struct proto_pgroup {
+    int64_t id;
+    int64_t pgid;
+};
+
+/* "exit": the plugin called exit(status); loading: from its init(), while being loaded. */
+struct proto_exit {
+    int64_t id;
+    int status;
+    int loading;
+};
+
+/*
+ * "done": the attempt ended. kind is OK, RETRY, FAIL, INVALID (what the function returned)
+ * or UNAVAILABLE (the worker could not load the plugin or find the function); retire asks
+ * the runner to replace the worker (its copy of the plugin is stale).
+ */
+struct proto_done {
+    int64_t id;
+    enum outcome_kind kind;
+    const json_t *result; /* NULL when none */
+    const char *code;     /* NULL on success */
+    const char *message;  /* NULL on success */
+    int64_t duration_ms;
+    int retire;
+};
+
+/* "probe": stage reached ("dlopen", "entry", "init", "done"), the plugin's
+ * descriptor once read, the reason it stopped. */
+struct proto_probe {
+    const char *stage;
+    const json_t *result; /* NULL when none */
+    const char *reason;   /* NULL when none */
+};
+
+/* Any one message, for code that parses whichever op came. */
+union proto_msg {
+    struct proto_run run;
+    struct proto_reply reply;
+    struct proto_log log;
+    struct proto_progress progress;
+    struct proto_call call;
+    struct proto_storage storage;
+    struct proto_pgroup pgroup;
+    struct proto_exit exit;
+    struct proto_done done;
+    struct proto_probe probe;
+};
+
+/*
+ * Builders: each returns a new message (with "op") ready for proto_send(), or NULL when
+ * memory runs out. Text is copied as given: the sender cleans what a plugin supplies
+ * (proto_clean_text) before it builds.
+ */
+json_t *proto_build_run(const struct proto_run *m);
+json_t *proto_build_reply(const struct proto_reply *m);
+json_t *proto_build_log(const struct proto_log *m);
+json_t *proto_build_progress(const struct proto_progress *m);
+json_t *proto_build_call(const struct proto_call *m);
+json_t *proto_build_storage(const struct proto_storage *m);
+json_t *proto_build_pgroup(const struct proto_pgroup *m);
+json_t *proto_build_exit(const struct proto_exit *m);
+json_t *proto_build_done(const struct proto_done *m);
+json_t *proto_build_probe(const struct proto_probe *m);
+
+/*
+ * Parsers: each fills *out from msg (pointers borrowed from msg, valid while it lives) and
+ * returns 0, or -1 with a one-line reason in err when msg is not that message: another op,
+ * a member missing or of the wrong type, a number out of range, text that is not valid
+ * UTF-8 (jansson refuses it when reading). Optional members may be absent or null.
+ */
+int proto_parse_run(const json_t *msg, struct proto_run *out, char *err, size_t errlen);
+int proto_parse_reply(const json_t *msg, struct proto_reply *out, char *err, size_t errlen);
+int proto_parse_log(const json_t *msg, struct proto_log *out, char *err, size_t errlen);
+int proto_parse_progress(const json_t *msg, struct proto_progress *out, char *err,
+                         size_t errlen);
+int proto_parse_call(const json_t *msg, struct proto_call *out, char *err, size_t errlen);
+int proto_parse_storage(const json_t *msg, struct proto_storage *out, char *err, size_t errlen);
+int proto_parse_pgroup(const json_t *msg, struct proto_pgroup *out, char *err, size_t errlen);
+int proto_parse_exit(const json_t *msg, struct proto_exit *out, char *err, size_t errlen);
+int proto_parse_done(const json_t *msg, struct proto_done *out, char *err, size_t errlen);
+int proto_parse_probe(const json_t *msg, struct proto_probe *out, char *err, size_t errlen);
+
+/* The kind named on the wire ("OK", "RETRY", ...; outcome_kind_name()); -1 when unknown. */
+int proto_kind_of(const char *name);
 
 #endif

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exec.h"
 #include "log.h"
 #include "proto.h"
 #include "reap.h"
@@ -50,12 +51,11 @@ struct runner_job {
     int64_t id;
     void *tag;
     worker *w;
-    json_t *msg;
     int64_t deadline; /* mono ms; 0 = none */
     int64_t timeout_ms;
     int64_t term_at; /* mono ms: send SIGTERM (cancel) */
     int64_t kill_at; /* mono ms: send SIGKILL */
-    int stopping;    /* 0, or why we are stopping it */
+    enum outcome_stop stopping; /* STOP_NONE, or why we are stopping it */
     int waiting_reply;
     pid_t pgroups[MAX_PGROUPS]; /* command groups the worker started */
     int n_pgroups;
@@ -64,8 +64,6 @@ struct runner_job {
     int exit_loading;                   /* ... from its init(), while the worker loaded it */
     size_t stderr_kept, stderr_dropped; /* bytes of stderr in the trace, and beyond it */
 };
-
-enum { STOP_NONE, STOP_TIMEOUT, STOP_CANCEL, STOP_INTERRUPT };
 
 struct worker {
     pid_t pid;
@@ -79,13 +77,16 @@ struct worker {
     unsigned generation;
     runner_job *job;
     int dead;
+    int leaving; /* to be retired once its attempt is settled: takes no new one */
     uint64_t serial; /* names the worker in epoll events, which may outlive it in a batch */
 };
 
 struct runner {
     runner_opts o;
-    runner_callbacks cb;
+    runner_events ev;
     void *ud;
+    runner_callbacks legacy; /* runner_new()'s JSON callbacks (the compatibility wrappers) */
+    void *legacy_ud;
     int epfd;
     worker **workers;
     size_t n_workers, cap_workers;
@@ -94,14 +95,7 @@ struct runner {
     uint64_t next_serial;
 };
 
-const char *runner_status_name(runner_status s)
-{
-    static const char *const names[] = {"OK",      "RETRY",   "FAIL",      "INVALID",
-                                        "TIMEOUT", "CRASHED", "CANCELLED", "UNAVAILABLE"};
-    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "FAIL";
-}
-
-runner *runner_new(const runner_opts *opts, const runner_callbacks *cb, void *ud)
+runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud)
 {
     runner *r = calloc(1, sizeof(*r));
     r->o = *opts;
@@ -109,7 +103,7 @@ runner *runner_new(const runner_opts *opts, const runner_callbacks *cb, void *ud
         r->o.max_workers = 1;
     if (r->o.max_jobs < 1)
         r->o.max_jobs = 1000;
-    r->cb = *cb;
+    r->ev = *ev;
     r->ud = ud;
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
     r->next_id = 1;
@@ -220,12 +214,10 @@ static void stderr_line(runner *r, worker *w, const char *line, size_t len)
     runner_job *job = w->job;
     if (STDERR_TO_HOST_LOG || job == NULL)
         hlog(job ? LOG_INFO : LOG_WARN, "worker %d stderr: %s", (int)w->pid, clean ? clean : "");
-    if (job && job->stderr_kept + len <= STDERR_PER_ATTEMPT && r->cb.on_message) {
+    if (job && job->stderr_kept + len <= STDERR_PER_ATTEMPT && r->ev.log) {
         job->stderr_kept += len;
-        json_t *m =
-            json_pack("{s:s,s:s,s:s}", "op", "log", "level", "stderr", "text", clean ? clean : "");
-        r->cb.on_message(r->ud, job, m);
-        json_decref(m);
+        struct proto_log m = {.id = job->id, .level = "stderr", .text = clean ? clean : ""};
+        r->ev.log(r->ud, job, &m);
     } else if (job) {
         job->stderr_dropped += len;
     }
@@ -319,29 +311,24 @@ static void retire(runner *r, worker *w)
     free(w);
 }
 
-static void free_job(runner_job *job)
-{
-    json_decref(job->msg);
-    free(job);
-}
-
-static void finish(runner *r, worker *w, runner_outcome *out)
+static void finish(runner *r, worker *w, struct outcome *out)
 {
     runner_job *job = w->job;
     /* What the attempt wrote to stderr before it ended belongs to its trace. */
     read_stderr(r, w, 1);
-    if (job->stderr_dropped > 0 && r->cb.on_message) {
+    if (job->stderr_dropped > 0 && r->ev.log) {
         char text[160];
         snprintf(text, sizeof(text), "%zu more bytes of stderr not kept (the trace keeps %d)",
                  job->stderr_dropped, STDERR_PER_ATTEMPT);
-        json_t *m = json_pack("{s:s,s:s,s:s}", "op", "log", "level", "stderr", "text", text);
-        r->cb.on_message(r->ud, job, m);
-        json_decref(m);
+        struct proto_log m = {.id = job->id, .level = "stderr", .text = text};
+        r->ev.log(r->ud, job, &m);
     }
     w->job = NULL;
     w->jobs_done++;
-    r->cb.on_done(r->ud, job, out);
-    free_job(job);
+    /* The worker is free before the host hears of the end: the done callback may hand it
+     * the next attempt at once (unless it is to be retired). */
+    r->ev.done(r->ud, job, out);
+    free(job);
 }
 
 /*
@@ -367,7 +354,31 @@ static const char *describe_death(const runner_job *job, int status, char *buf, 
     return buf;
 }
 
-/* A worker died (or broke the protocol): settle its job and remove it. */
+/* The outcome of an attempt the runner stopped (job->stopping), message in buf. */
+static void stopped_outcome(const runner_job *job, struct outcome *out, char *buf, size_t len)
+{
+    out->stop = job->stopping;
+    out->message = buf;
+    switch (job->stopping) {
+    case STOP_DEADLINE:
+        snprintf(buf, len, "timeout after %lld s", (long long)(job->timeout_ms / 1000));
+        out->kind = OUTCOME_TIMEOUT;
+        out->code = "timeout";
+        break;
+    case STOP_CANCEL:
+        snprintf(buf, len, "cancelled while running");
+        out->kind = OUTCOME_CANCELLED;
+        out->code = "cancelled";
+        break;
+    default: /* STOP_SHUTDOWN */
+        snprintf(buf, len, "interrupted by host shutdown");
+        out->kind = OUTCOME_CANCELLED;
+        out->code = "interrupted";
+        break;
+    }
+}
+
+/* A worker died (or broke the protocol: why says how): settle its job and remove it. */
 static void worker_died(runner *r, worker *w, const char *why)
 {
     if (w->dead)
@@ -381,26 +392,17 @@ static void worker_died(runner *r, worker *w, const char *why)
     reap_worker_gone(w->pid);
     if (w->job) {
         char buf[320];
-        runner_outcome out = {.status = RUN_CRASHED, .err_code = "crashed"};
         runner_job *job = w->job;
-        if (job->stopping == STOP_TIMEOUT) {
-            snprintf(buf, sizeof(buf), "timeout after %lld s", (long long)(job->timeout_ms / 1000));
-            out.status = RUN_TIMEOUT;
-            out.err_code = "timeout";
-        } else if (job->stopping == STOP_CANCEL) {
-            snprintf(buf, sizeof(buf), "cancelled while running");
-            out.status = RUN_CANCELLED;
-            out.err_code = "cancelled";
-        } else if (job->stopping == STOP_INTERRUPT) {
-            snprintf(buf, sizeof(buf), "interrupted by host shutdown");
-            out.status = RUN_CANCELLED;
-            out.err_code = "interrupted";
+        struct outcome out = {.kind = OUTCOME_CRASHED, .stop = STOP_WORKER_DIED,
+                              .code = "crashed", .message = buf};
+        if (job->stopping != STOP_NONE) {
+            stopped_outcome(job, &out, buf, sizeof(buf));
         } else if (why) {
             snprintf(buf, sizeof(buf), "%s", why);
+            out.stop = STOP_PROTOCOL;
         } else {
             describe_death(job, got > 0 ? status : 0, buf, sizeof(buf));
         }
-        out.err_msg = buf;
         finish(r, w, &out);
     }
     /* The process is reaped; retire() must not wait again. */
@@ -422,91 +424,103 @@ static void worker_died(runner *r, worker *w, const char *why)
     free(w);
 }
 
-static runner_status status_from_code(const char *code)
-{
-    if (code == NULL)
-        return RUN_FAIL;
-    if (strcmp(code, "OK") == 0)
-        return RUN_OK;
-    if (strcmp(code, "RETRY") == 0)
-        return RUN_RETRY;
-    if (strcmp(code, "INVALID") == 0)
-        return RUN_INVALID;
-    if (strcmp(code, "UNAVAILABLE") == 0)
-        return RUN_UNAVAILABLE; /* the worker's own: the plugin could not be loaded */
-    return RUN_FAIL;
-}
-
-static void handle_done(runner *r, worker *w, json_t *msg)
+static void handle_done(runner *r, worker *w, const struct proto_done *m)
 {
     runner_job *job = w->job;
-    const json_t *error = json_object_get(msg, "error");
-    runner_outcome out = {
-        .status = status_from_code(json_string_value(json_object_get(msg, "code"))),
-        .result = json_object_get(msg, "result"),
-        .err_code = json_string_value(json_object_get(error, "code")),
-        .err_msg = json_string_value(json_object_get(error, "message")),
-        .duration_ms = json_integer_value(json_object_get(msg, "duration_ms")),
-    };
-    if (json_is_null(out.result))
-        out.result = NULL;
-    int stale = json_is_true(json_object_get(msg, "retire"));
+    struct outcome out = {.kind = m->kind,
+                          .stop = STOP_NONE,
+                          .code = m->code,
+                          .message = m->message,
+                          .result = (json_t *)m->result,
+                          .duration_ms = m->duration_ms};
     char buf[128];
     /* A function that gave up because ferry_cancelled() turned true at its deadline ran out
      * of time, whether or not runner_tick() got to stop it first. */
-    int timed_out = job->stopping == STOP_TIMEOUT ||
-                    (!job->stopping && job->deadline > 0 && mono_ms() >= job->deadline);
-    if (out.status != RUN_OK && timed_out) {
-        snprintf(buf, sizeof(buf), "timeout after %lld s", (long long)(job->timeout_ms / 1000));
-        out.status = RUN_TIMEOUT;
-        out.err_code = "timeout";
-        out.err_msg = buf;
-    } else if (out.status != RUN_OK && job->stopping == STOP_CANCEL) {
-        out.status = RUN_CANCELLED;
-        out.err_code = "cancelled";
-        out.err_msg = "cancelled while running";
-    } else if (out.status != RUN_OK && job->stopping == STOP_INTERRUPT) {
-        out.status = RUN_CANCELLED;
-        out.err_code = "interrupted";
-        out.err_msg = "interrupted by host shutdown";
-    }
-    int stopping = job->stopping;
+    if (out.kind != OUTCOME_OK && !job->stopping && job->deadline > 0 &&
+        mono_ms() >= job->deadline)
+        job->stopping = STOP_DEADLINE;
+    if (out.kind != OUTCOME_OK && job->stopping != STOP_NONE)
+        stopped_outcome(job, &out, buf, sizeof(buf));
+    /* A worker we started to stop, an old one, or one past its quota is replaced; it takes
+     * no new attempt from the done callback. */
+    int leaving = job->stopping != STOP_NONE || m->retire || w->generation != r->generation ||
+                  w->jobs_done + 1 >= r->o.max_jobs;
+    w->leaving = leaving;
     finish(r, w, &out);
-    /* A worker we started to stop, an old one, or one past its quota is replaced. */
-    if (stopping || stale || w->generation != r->generation || w->jobs_done >= r->o.max_jobs)
+    if (leaving) /* (else w may be gone: the done callback may have started it again) */
         retire(r, w);
 }
 
-static void handle_message(runner *r, worker *w, json_t *msg)
+/* The answer to a request nobody on this host serves. */
+static void refuse(runner *r, runner_job *job, const char *what)
 {
-    const char *op = json_string_value(json_object_get(msg, "op"));
+    struct proto_reply reply = {.kind = OUTCOME_FAIL, .code = "unavailable", .message = what};
+    runner_answer(r, job, &reply);
+}
+
+/*
+ * One message from w's worker. Returns 0, or -1 when it broke the protocol (why in err):
+ * the caller then ends the worker.
+ */
+static int handle_message(runner *r, worker *w, const json_t *msg, char *err, size_t errlen)
+{
     runner_job *job = w->job;
-    if (op == NULL || job == NULL)
-        return;
-    if (strcmp(op, "done") == 0) {
-        handle_done(r, w, msg);
-    } else if (strcmp(op, "log") == 0 || strcmp(op, "progress") == 0) {
-        if (r->cb.on_message)
-            r->cb.on_message(r->ud, job, msg);
-    } else if (strcmp(op, "exit") == 0) {
+    union proto_msg m;
+    enum proto_op op = proto_op_of(msg);
+    if (job == NULL)
+        return 0; /* between attempts: nothing to say, nobody to tell */
+    switch (op) {
+    case PROTO_DONE:
+        if (proto_parse_done(msg, &m.done, err, errlen) != 0)
+            return -1;
+        handle_done(r, w, &m.done);
+        return 0;
+    case PROTO_LOG:
+        if (proto_parse_log(msg, &m.log, err, errlen) != 0)
+            return -1;
+        if (r->ev.log)
+            r->ev.log(r->ud, job, &m.log);
+        return 0;
+    case PROTO_PROGRESS:
+        if (proto_parse_progress(msg, &m.progress, err, errlen) != 0)
+            return -1;
+        if (r->ev.progress)
+            r->ev.progress(r->ud, job, &m.progress);
+        return 0;
+    case PROTO_EXIT:
+        if (proto_parse_exit(msg, &m.exit, err, errlen) != 0)
+            return -1;
         job->exit_reported = 1;
-        job->exit_status = (int)json_integer_value(json_object_get(msg, "status"));
-        job->exit_loading = json_is_true(json_object_get(msg, "loading"));
-    } else if (strcmp(op, "pgroup") == 0) {
+        job->exit_status = m.exit.status;
+        job->exit_loading = m.exit.loading;
+        return 0;
+    case PROTO_PGROUP:
+        if (proto_parse_pgroup(msg, &m.pgroup, err, errlen) != 0)
+            return -1;
         if (job->n_pgroups < MAX_PGROUPS)
-            job->pgroups[job->n_pgroups++] =
-                (pid_t)json_integer_value(json_object_get(msg, "pgid"));
-    } else {
+            job->pgroups[job->n_pgroups++] = (pid_t)m.pgroup.pgid;
+        return 0;
+    case PROTO_CALL:
+        if (proto_parse_call(msg, &m.call, err, errlen) != 0)
+            return -1;
         job->waiting_reply = 1;
-        if (r->cb.on_request) {
-            r->cb.on_request(r->ud, job, msg);
-        } else {
-            json_t *reply =
-                json_pack("{s:s,s:s,s:{s:s,s:s}}", "op", "reply", "code", "FAIL", "error", "code",
-                          "unavailable", "message", "this host does not serve requests");
-            runner_reply(r, job, reply);
-            json_decref(reply);
-        }
+        if (r->ev.call)
+            r->ev.call(r->ud, job, &m.call);
+        else
+            refuse(r, job, "this host does not serve calls");
+        return 0;
+    case PROTO_STORAGE:
+        if (proto_parse_storage(msg, &m.storage, err, errlen) != 0)
+            return -1;
+        job->waiting_reply = 1;
+        if (r->ev.storage)
+            r->ev.storage(r->ud, job, &m.storage);
+        else
+            refuse(r, job, "this host does not serve storages");
+        return 0;
+    default:
+        snprintf(err, errlen, "a worker does not send \"%s\" messages", proto_op_name(op));
+        return -1;
     }
 }
 
@@ -518,6 +532,10 @@ static worker *find_serial(const runner *r, uint64_t serial)
     return NULL;
 }
 
+/*
+ * Reads what w's worker wrote (one read for whatever is there) and handles every whole
+ * message it holds, in order.
+ */
 static void read_worker(runner *r, worker *w)
 {
     int rc = proto_fill(&w->rd, w->sock);
@@ -531,7 +549,14 @@ static void read_worker(runner *r, worker *w)
         if (msg == NULL)
             break;
         uint64_t serial = w->serial;
-        handle_message(r, w, msg);
+        char err[256] = "";
+        if (handle_message(r, w, msg, err, sizeof(err)) != 0) {
+            char why[320];
+            snprintf(why, sizeof(why), "worker broke the message protocol: %s", err);
+            json_decref(msg);
+            worker_died(r, w, why);
+            return;
+        }
         json_decref(msg);
         if (find_serial(r, serial) == NULL)
             return; /* handle_done retired it */
@@ -565,7 +590,7 @@ static worker *idle_worker(runner *r)
 {
     for (size_t i = 0; i < r->n_workers; i++) {
         worker *w = r->workers[i];
-        if (w->job == NULL && !w->dead && w->generation == r->generation)
+        if (w->job == NULL && !w->dead && !w->leaving && w->generation == r->generation)
             return w;
     }
     return NULL;
@@ -585,34 +610,32 @@ int runner_free_slots(const runner *r)
     return free_slots > 0 ? free_slots : 0;
 }
 
-runner_job *runner_submit(runner *r, json_t *msg, int64_t timeout_ms, void *tag, int nested)
+runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, int nested)
 {
     /* Nested calls wait on a running parent: refusing them for lack of a slot could
      * deadlock, so they may go past the limit, up to a hard bound. */
     int room = nested ? runner_busy(r) < 4 * r->o.max_workers : runner_free_slots(r) > 0;
-    if (!room) {
-        json_decref(msg);
+    if (!room)
         return NULL;
-    }
     worker *w = idle_worker(r);
     if (w == NULL)
         w = spawn(r);
-    if (w == NULL) {
-        json_decref(msg);
+    if (w == NULL)
         return NULL;
-    }
     runner_job *job = calloc(1, sizeof(*job));
     job->id = r->next_id++;
     job->tag = tag;
     job->w = w;
-    job->msg = msg;
-    job->timeout_ms = timeout_ms;
-    job->deadline = timeout_ms > 0 ? mono_ms() + timeout_ms : 0;
-    json_object_set_new(msg, "op", json_string("run"));
-    json_object_set_new(msg, "id", json_integer(job->id));
-    json_object_set_new(msg, "deadline", json_integer(timeout_ms > 0 ? now_ms() + timeout_ms : 0));
+    job->timeout_ms = spec->timeout_ms;
+    job->deadline = spec->timeout_ms > 0 ? mono_ms() + spec->timeout_ms : 0;
+    struct proto_run run = {.id = job->id,
+                            .deadline_ms = spec->timeout_ms > 0 ? now_ms() + spec->timeout_ms : 0,
+                            .spec = *spec};
+    json_t *msg = proto_build_run(&run);
     w->job = job;
-    if (proto_send(w->sock, msg) != 0)
+    int sent = msg ? proto_send(w->sock, msg) : -1;
+    json_decref(msg);
+    if (sent != 0)
         worker_died(r, w, "worker was gone before the attempt started");
     return job;
 }
@@ -632,23 +655,23 @@ pid_t runner_job_pid(const runner_job *job)
     return job->w ? job->w->pid : 0;
 }
 
-void runner_reply(runner *r, runner_job *job, const json_t *reply)
+void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply)
 {
     (void)r;
     job->waiting_reply = 0;
-    json_t *copy = json_deep_copy(reply);
-    json_object_set_new(copy, "op", json_string("reply"));
-    proto_send(job->w->sock, copy);
-    json_decref(copy);
+    json_t *msg = proto_build_reply(reply);
+    if (msg)
+        proto_send(job->w->sock, msg);
+    json_decref(msg);
 }
 
-static void begin_stop(runner_job *job, int why, int grace_ms)
+static void begin_stop(runner_job *job, enum outcome_stop why, int grace_ms)
 {
     if (job->stopping)
         return;
     job->stopping = why;
     int64_t now = mono_ms();
-    if (why == STOP_TIMEOUT) {
+    if (why == STOP_DEADLINE) {
         kill_groups(job->w, SIGTERM);
         job->term_at = 0;
         job->kill_at = now + grace_ms;
@@ -666,7 +689,7 @@ void runner_cancel(runner *r, runner_job *job)
 
 void runner_interrupt(runner *r, runner_job *job)
 {
-    begin_stop(job, STOP_INTERRUPT, r->o.grace_ms);
+    begin_stop(job, STOP_SHUTDOWN, r->o.grace_ms);
 }
 
 void runner_recycle(runner *r)
@@ -688,7 +711,7 @@ void runner_tick(runner *r)
         if (job == NULL)
             continue;
         if (!job->stopping && job->deadline > 0 && now >= job->deadline)
-            begin_stop(job, STOP_TIMEOUT, r->o.grace_ms);
+            begin_stop(job, STOP_DEADLINE, r->o.grace_ms);
         if (job->term_at > 0 && now >= job->term_at) {
             kill_groups(job->w, SIGTERM);
             job->term_at = 0;
@@ -729,8 +752,8 @@ void runner_free(runner *r)
     while (r->n_workers > 0) {
         worker *w = r->workers[r->n_workers - 1];
         if (w->job) {
-            runner_outcome out = {
-                .status = RUN_CANCELLED, .err_code = "interrupted", .err_msg = "host stopped"};
+            struct outcome out = {.kind = OUTCOME_CANCELLED, .stop = STOP_SHUTDOWN,
+                                  .code = "interrupted", .message = "host stopped"};
             kill_groups(w, SIGKILL);
             finish(r, w, &out);
         }
@@ -739,4 +762,143 @@ void runner_free(runner *r)
     free(r->workers);
     close(r->epfd);
     free(r);
+}
+
+/* --- the JSON interface (compatibility wrappers over the typed one) -------------------- */
+
+const char *runner_status_name(runner_status s)
+{
+    return outcome_kind_name(s);
+}
+
+static void legacy_log(void *ud, runner_job *job, const struct proto_log *m)
+{
+    runner *r = ud;
+    json_t *msg = proto_build_log(m);
+    if (r->legacy.on_message)
+        r->legacy.on_message(r->legacy_ud, job, msg);
+    json_decref(msg);
+}
+
+static void legacy_progress(void *ud, runner_job *job, const struct proto_progress *m)
+{
+    runner *r = ud;
+    json_t *msg = proto_build_progress(m);
+    if (r->legacy.on_message)
+        r->legacy.on_message(r->legacy_ud, job, msg);
+    json_decref(msg);
+}
+
+static void legacy_request(runner *r, runner_job *job, json_t *msg)
+{
+    if (r->legacy.on_request)
+        r->legacy.on_request(r->legacy_ud, job, msg);
+    else
+        refuse(r, job, "this host does not serve requests");
+    json_decref(msg);
+}
+
+static void legacy_call(void *ud, runner_job *job, const struct proto_call *m)
+{
+    legacy_request(ud, job, proto_build_call(m));
+}
+
+static void legacy_storage(void *ud, runner_job *job, const struct proto_storage *m)
+{
+    legacy_request(ud, job, proto_build_storage(m));
+}
+
+static void legacy_done(void *ud, runner_job *job, const struct outcome *out)
+{
+    runner *r = ud;
+    runner_outcome o = {.status = out->kind,
+                        .result = out->result,
+                        .err_code = out->code,
+                        .err_msg = out->message,
+                        .duration_ms = out->duration_ms};
+    r->legacy.on_done(r->legacy_ud, job, &o);
+}
+
+runner *runner_new(const runner_opts *opts, const runner_callbacks *cb, void *ud)
+{
+    runner_events ev = {.log = legacy_log,
+                        .progress = legacy_progress,
+                        .call = legacy_call,
+                        .storage = legacy_storage,
+                        .done = legacy_done};
+    runner *r = runner_create(opts, &ev, NULL);
+    r->ud = r; /* the adapters get the runner; they pass the caller's ud on */
+    r->legacy = *cb;
+    r->legacy_ud = ud;
+    return r;
+}
+
+runner_job *runner_submit(runner *r, json_t *msg, int64_t timeout_ms, void *tag, int nested)
+{
+    const json_t *machine = json_object_get(msg, "machine");
+    const json_t *hooks = json_object_get(machine, "_hooks");
+    json_t *facts = NULL;
+    if (json_is_object(machine)) { /* the facts without the members that rode inside them */
+        facts = json_object();
+        const char *key;
+        json_t *v;
+        json_object_foreach ((json_t *)machine, key, v)
+            if (key[0] != '_')
+                json_object_set(facts, key, v);
+    }
+    /* Where the hooks run (the repo plugin's layout): computed here only for this old
+     * interface; a typed caller supplies hook_dir. */
+    const char *datastore = json_string_value(json_object_get(machine, "datastore"));
+    const char *repository =
+        json_string_value(json_object_get(json_object_get(msg, "params"), "repository"));
+    char *hook_dir = datastore && repository && strstr(repository, "..") == NULL
+                         ? xasprintf("%s/repositories/%s", datastore, repository)
+                         : NULL;
+    struct attempt_spec spec = {
+        .plugin = json_string_value(json_object_get(msg, "plugin")),
+        .function = json_string_value(json_object_get(msg, "function")),
+        .params = json_object_get(msg, "params"),
+        .config = json_object_get(msg, "config"),
+        .machine = facts,
+        .pre_hook = json_string_value(json_object_get(hooks, "pre_hook")),
+        .post_hook = json_string_value(json_object_get(hooks, "post_hook")),
+        .hook_dir = hook_dir,
+        .ssh_key = json_string_value(json_object_get(machine, EXEC_SSH_KEY_MEMBER)),
+        .task_id = json_string_value(json_object_get(msg, "task")),
+        .attempt = (int)json_integer_value(json_object_get(msg, "attempt")),
+        .depth = (int)json_integer_value(json_object_get(msg, "depth")),
+        .timeout_ms = timeout_ms,
+    };
+    runner_job *job = runner_start(r, &spec, tag, nested);
+    free(hook_dir);
+    json_decref(facts);
+    json_decref(msg);
+    return job;
+}
+
+void runner_reply(runner *r, runner_job *job, const json_t *reply)
+{
+    const json_t *error = json_object_get(reply, "error");
+    struct proto_reply m = {.kind = OUTCOME_OK};
+    if (json_object_get(reply, "vault")) { /* a storage's: its vault, or a text error */
+        m.vault = json_is_object(json_object_get(reply, "vault"))
+                      ? json_object_get(reply, "vault")
+                      : NULL;
+        if (m.vault == NULL) {
+            m.kind = OUTCOME_FAIL;
+            m.code = "not_found";
+            m.message = json_string_value(error) ? json_string_value(error) : "no such storage";
+        }
+    } else {
+        int kind = proto_kind_of(json_string_value(json_object_get(reply, "code")));
+        m.kind = kind >= 0 ? (enum outcome_kind)kind : OUTCOME_FAIL;
+        m.result = json_object_get(reply, "result");
+        if (json_is_null(m.result))
+            m.result = NULL;
+        if (json_is_object(error)) {
+            m.code = json_string_value(json_object_get(error, "code"));
+            m.message = json_string_value(json_object_get(error, "message"));
+        }
+    }
+    runner_answer(r, job, &m);
 }

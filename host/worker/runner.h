@@ -14,20 +14,103 @@
 
 #include <jansson.h>
 
+#include "outcome.h"
+#include "proto.h"
+
 typedef struct runner runner;
 typedef struct runner_job runner_job;
 
-/* How an attempt ended, as the host records it. */
-typedef enum runner_status {
-    RUN_OK,          /* the function returned FERRY_OK */
-    RUN_RETRY,       /* FERRY_RETRY */
-    RUN_FAIL,        /* FERRY_FAIL */
-    RUN_INVALID,     /* FERRY_INVALID */
-    RUN_TIMEOUT,     /* the deadline passed; the worker was stopped */
-    RUN_CRASHED,     /* the worker died (signal, exit(), broken protocol) */
-    RUN_CANCELLED,   /* runner_cancel() */
-    RUN_UNAVAILABLE, /* the plugin could not be loaded in the worker */
-} runner_status;
+/*
+ * What a running attempt tells its host, one typed callback per message (each message is
+ * borrowed for the call). job is the attempt's; runner_job_tag() gives the caller's tag.
+ */
+typedef struct runner_events {
+    /* A log line: the function's (level debug..error) or its stderr (level "stderr"). */
+    void (*log)(void *ud, runner_job *job, const struct proto_log *m);
+    void (*progress)(void *ud, runner_job *job, const struct proto_progress *m);
+    /*
+     * Requests that need an answer: answer now or later with runner_answer(). May be NULL:
+     * the request is then answered with an error.
+     */
+    void (*call)(void *ud, runner_job *job, const struct proto_call *m);
+    void (*storage)(void *ud, runner_job *job, const struct proto_storage *m);
+    /* The attempt ended (out borrowed). The job is freed right after this returns. */
+    void (*done)(void *ud, runner_job *job, const struct outcome *out);
+} runner_events;
+
+typedef struct runner_opts {
+    int max_workers;     /* attempts at once */
+    int prefork;         /* idle workers kept ready */
+    int max_jobs;        /* attempts per worker before it is replaced */
+    int memory_limit_mb; /* per worker; 0 = none */
+    int grace_ms;        /* SIGTERM -> SIGKILL */
+} runner_opts;
+
+runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud);
+/* Stops every worker (SIGKILL to each group) and frees the runner. */
+void runner_free(runner *r);
+
+/* An fd that becomes readable when a worker has something to say or has died. */
+int runner_fd(const runner *r);
+/* Handles everything that is ready; never blocks. */
+void runner_process(runner *r);
+/* Enforces deadlines and grace periods, keeps prefork workers; call periodically. */
+void runner_tick(runner *r);
+/* Milliseconds until runner_tick() next has work (-1: nothing pending). */
+int runner_timeout_ms(const runner *r);
+
+/* Free capacity: how many more attempts runner_submit() accepts now. */
+int runner_free_slots(const runner *r);
+/* Attempts running now. */
+int runner_busy(const runner *r);
+
+/*
+ * Starts an attempt (spec borrowed: the run message is written before this returns).
+ * tag is the caller's, returned by runner_job_tag(). nested: a call made by a running
+ * attempt, allowed past max_workers (up to 4x) so that a parent waiting on its callee cannot
+ * deadlock the pool. Returns the job, or NULL when there is no free slot.
+ */
+runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, int nested);
+
+void *runner_job_tag(const runner_job *job);
+int64_t runner_job_id(const runner_job *job);
+pid_t runner_job_pid(const runner_job *job);
+
+/* Answers a request ("call", "storage") of job. */
+void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply);
+
+/*
+ * Cancels a running attempt: SIGUSR1 now (ferry_cancelled() turns true), SIGTERM to its
+ * process group after half the grace period, SIGKILL after the grace period. The outcome is
+ * CANCELLED (stop STOP_CANCEL) unless the function finished first.
+ */
+void runner_cancel(runner *r, runner_job *job);
+
+/*
+ * Interrupts a running attempt for shutdown: like cancel, but the outcome's stop is
+ * STOP_SHUTDOWN (code "interrupted") so the caller can return the item to the queue.
+ */
+void runner_interrupt(runner *r, runner_job *job);
+
+/* Replaces every worker once it is idle (the plugins on disk changed). */
+void runner_recycle(runner *r);
+
+/* --- the JSON interface, kept while callers move to the typed one above ------------------
+ * Thin wrappers over the typed interface: messages are built and parsed by proto.c. A
+ * runner made with runner_new() reports through runner_callbacks; runner_submit() takes the
+ * old run message (hooks in machine._hooks, the key in machine._ssh_private_key).
+ * TO BE REMOVED once host/serve and host/cli use the typed interface. */
+
+/* How an attempt ended: enum outcome_kind under its old names. */
+typedef enum outcome_kind runner_status;
+#define RUN_OK          OUTCOME_OK
+#define RUN_RETRY       OUTCOME_RETRY
+#define RUN_FAIL        OUTCOME_FAIL
+#define RUN_INVALID     OUTCOME_INVALID
+#define RUN_TIMEOUT     OUTCOME_TIMEOUT
+#define RUN_CRASHED     OUTCOME_CRASHED
+#define RUN_CANCELLED   OUTCOME_CANCELLED
+#define RUN_UNAVAILABLE OUTCOME_UNAVAILABLE
 
 const char *runner_status_name(runner_status s);
 
@@ -51,62 +134,10 @@ typedef struct runner_callbacks {
     void (*on_done)(void *ud, runner_job *job, const runner_outcome *out);
 } runner_callbacks;
 
-typedef struct runner_opts {
-    int max_workers;     /* attempts at once */
-    int prefork;         /* idle workers kept ready */
-    int max_jobs;        /* attempts per worker before it is replaced */
-    int memory_limit_mb; /* per worker; 0 = none */
-    int grace_ms;        /* SIGTERM -> SIGKILL */
-} runner_opts;
-
 runner *runner_new(const runner_opts *opts, const runner_callbacks *cb, void *ud);
-/* Stops every worker (SIGKILL to each group) and frees the runner. */
-void runner_free(runner *r);
-
-/* An fd that becomes readable when a worker has something to say or has died. */
-int runner_fd(const runner *r);
-/* Handles everything that is ready; never blocks. */
-void runner_process(runner *r);
-/* Enforces deadlines and grace periods, keeps prefork workers; call periodically. */
-void runner_tick(runner *r);
-/* Milliseconds until runner_tick() next has work (-1: nothing pending). */
-int runner_timeout_ms(const runner *r);
-
-/* Free capacity: how many more attempts runner_submit() accepts now. */
-int runner_free_slots(const runner *r);
-/* Attempts running now. */
-int runner_busy(const runner *r);
-
-/*
- * Starts an attempt. msg is the worker's run message without "op"/"id" (taken: the runner
- * owns it now); timeout_ms 0 = none. tag is the caller's, returned by runner_job_tag().
- * nested: a call made by a running attempt, allowed past max_workers (up to 4x) so that
- * a parent waiting on its callee cannot deadlock the pool.
- * Returns the job, or NULL when there is no free slot.
- */
+/* msg: the run message without "op"/"id" (taken). */
 runner_job *runner_submit(runner *r, json_t *msg, int64_t timeout_ms, void *tag, int nested);
-
-void *runner_job_tag(const runner_job *job);
-int64_t runner_job_id(const runner_job *job);
-pid_t runner_job_pid(const runner_job *job);
-
-/* Answers a request of job (reply borrowed). */
+/* reply: {"code","result","error":{"code","message"}} or {"vault"} / {"vault":null,"error"}. */
 void runner_reply(runner *r, runner_job *job, const json_t *reply);
-
-/*
- * Cancels a running attempt: SIGUSR1 now (ferry_cancelled() turns true), SIGTERM to its
- * process group after half the grace period, SIGKILL after the grace period. The outcome is
- * RUN_CANCELLED unless the function finished first.
- */
-void runner_cancel(runner *r, runner_job *job);
-
-/*
- * Interrupts a running attempt for shutdown: like cancel, but the outcome says
- * "interrupted by host shutdown" so the caller can return the item to the queue.
- */
-void runner_interrupt(runner *r, runner_job *job);
-
-/* Replaces every worker once it is idle (the plugins on disk changed). */
-void runner_recycle(runner *r);
 
 #endif

@@ -32,12 +32,8 @@
 typedef struct worker_ctx {
     struct ferry_ctx pub; /* must stay first */
     int sock;
-    json_int_t id;
-    int64_t deadline_ms;
-    json_t *job;     /* the run message (borrowed for the attempt) */
-    const char *task_id; /* "task" of the run message, "" when absent (ABI 1.1) */
-    int attempt;         /* "attempt" of the run message, 0 when absent (ABI 1.1) */
-    char *err_code;  /* set_error */
+    struct proto_run run; /* the run message (borrowed from it for the attempt) */
+    char *err_code;       /* set_error */
     char *err_msg;
 } worker_ctx;
 
@@ -54,9 +50,11 @@ typedef struct loaded_plugin {
 static loaded_plugin *loaded;
 static size_t n_loaded;
 static volatile sig_atomic_t cancel_flag;
+/* What the host wrote and the worker has not read yet: one read takes all there is. */
+static proto_reader inbox;
 /* The attempt running now, for the exit report (report_exit): its socket (-1: none) and id. */
 static int running_sock = -1;
-static json_int_t running_id;
+static int64_t running_id;
 static int running_loading; /* 1 while the plugin is loaded (its init() runs), 0 in run() */
 static pid_t worker_pid; /* a process the plugin forked shares running_sock: it stays quiet */
 
@@ -86,6 +84,14 @@ static worker_ctx *priv(ferry_ctx *ctx)
     return (worker_ctx *)ctx;
 }
 
+/* Sends msg (taken; NULL when building it failed) to the host. Returns proto_send()'s. */
+static int send_msg(int sock, json_t *msg)
+{
+    int rc = msg ? proto_send(sock, msg) : -1;
+    json_decref(msg);
+    return rc;
+}
+
 /* --- services ----------------------------------------------------------------------- */
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -101,10 +107,10 @@ static void svc_vlog(ferry_ctx *ctx, ferry_log_level level, const char *fmt, va_
         return;
     }
     /* Bad UTF-8 (or a cut through a character) is replaced, never a reason to drop the line. */
-    json_t *m = json_pack("{s:s,s:I,s:s,s:o}", "op", "log", "id", priv(ctx)->id, "level",
-                          level_names[level], "text", proto_text(text, PROTO_LOG_MAX));
-    proto_send(priv(ctx)->sock, m);
-    json_decref(m);
+    char *clean = proto_clean_text(text, PROTO_LOG_MAX);
+    struct proto_log log = {.id = priv(ctx)->run.id, .level = level_names[level], .text = clean};
+    send_msg(priv(ctx)->sock, proto_build_log(&log));
+    free(clean);
 }
 
 static void svc_log(ferry_ctx *ctx, ferry_log_level level, const char *fmt, ...)
@@ -123,16 +129,15 @@ static void svc_progress(ferry_ctx *ctx, int percent, const char *message)
         percent = 100;
     if (percent < -1)
         percent = -1;
-    json_t *m = json_pack("{s:s,s:I,s:i,s:o?}", "op", "progress", "id", priv(ctx)->id,
-                          "percent", percent, "message",
-                          message ? proto_text(message, PROTO_LOG_MAX) : NULL);
-    proto_send(priv(ctx)->sock, m);
-    json_decref(m);
+    char *clean = proto_clean_text(message, PROTO_LOG_MAX);
+    struct proto_progress m = {.id = priv(ctx)->run.id, .percent = percent, .message = clean};
+    send_msg(priv(ctx)->sock, proto_build_progress(&m));
+    free(clean);
 }
 
 static int64_t svc_deadline(ferry_ctx *ctx)
 {
-    return ctx ? priv(ctx)->deadline_ms : 0;
+    return ctx ? priv(ctx)->run.deadline_ms : 0;
 }
 
 static int svc_cancelled(ferry_ctx *ctx)
@@ -163,30 +168,34 @@ static void svc_set_error(ferry_ctx *ctx, const char *code, const char *fmt, ...
     free(text);
 }
 
-/* Sends a request to the host and waits for its reply. Returns the reply (new reference). */
-static json_t *request(worker_ctx *w, json_t *msg)
+/*
+ * Sends a request (msg taken) to the host and waits for its reply, parsed into *reply
+ * (borrowed from the returned message, which the caller frees). The worker ends when the
+ * host is gone or answers with something that is not a reply.
+ */
+static json_t *request(worker_ctx *w, json_t *msg, struct proto_reply *reply)
 {
-    json_object_set_new(msg, "id", json_integer(w->id));
-    if (proto_send(w->sock, msg) != 0) {
-        json_decref(msg);
-        return NULL;
-    }
-    json_decref(msg);
-    json_t *reply = proto_recv(w->sock);
-    if (reply == NULL)
+    if (send_msg(w->sock, msg) != 0)
         _exit(0); /* the host is gone: nothing left to report to */
-    return reply;
+    json_t *answer = proto_read(&inbox, w->sock);
+    char err[256];
+    if (answer == NULL || proto_parse_reply(answer, reply, err, sizeof(err)) != 0)
+        _exit(0);
+    return answer;
 }
 
-static ferry_result code_from_name(const char *name)
+static ferry_result code_of(enum outcome_kind kind)
 {
-    if (name && strcmp(name, "OK") == 0)
+    switch (kind) {
+    case OUTCOME_OK:
         return FERRY_OK;
-    if (name && strcmp(name, "RETRY") == 0)
+    case OUTCOME_RETRY:
         return FERRY_RETRY;
-    if (name && strcmp(name, "INVALID") == 0)
+    case OUTCOME_INVALID:
         return FERRY_INVALID;
-    return FERRY_FAIL;
+    default:
+        return FERRY_FAIL;
+    }
 }
 
 static ferry_result svc_call(ferry_ctx *ctx, const char *function, const json_t *params,
@@ -196,17 +205,15 @@ static ferry_result svc_call(ferry_ctx *ctx, const char *function, const json_t 
         *result = NULL;
     if (ctx == NULL || function == NULL)
         return FERRY_INVALID;
-    json_t *reply = request(priv(ctx), json_pack("{s:s,s:s,s:O}", "op", "call", "function",
-                                                 function, "params",
-                                                 params ? params : json_object()));
-    ferry_result code = code_from_name(json_string_value(json_object_get(reply, "code")));
-    if (result && json_object_get(reply, "result") && !json_is_null(json_object_get(reply, "result")))
-        *result = json_incref(json_object_get(reply, "result"));
-    const json_t *error = json_object_get(reply, "error");
-    if (code != FERRY_OK && json_is_object(error))
-        svc_set_error(ctx, json_string_value(json_object_get(error, "code")), "%s: %s", function,
-                      json_string_value(json_object_get(error, "message")));
-    json_decref(reply);
+    struct proto_call call = {.id = priv(ctx)->run.id, .function = function, .params = params};
+    struct proto_reply reply;
+    json_t *answer = request(priv(ctx), proto_build_call(&call), &reply);
+    ferry_result code = code_of(reply.kind);
+    if (result && reply.result)
+        *result = json_incref((json_t *)reply.result);
+    if (code != FERRY_OK && reply.message)
+        svc_set_error(ctx, reply.code, "%s: %s", function, reply.message);
+    json_decref(answer);
     return code;
 }
 
@@ -214,50 +221,36 @@ static json_t *svc_machine(ferry_ctx *ctx)
 {
     if (ctx == NULL)
         return NULL;
-    json_t *m = json_object_get(priv(ctx)->job, "machine");
-    if (!json_is_object(m))
-        return NULL;
-    /* Members starting with '_' are the host's to the exec service (the SSH key, the
-     * item's hooks): never handed to a plugin. */
-    json_t *copy = json_object();
-    const char *key;
-    json_t *v;
-    json_object_foreach(m, key, v)
-    {
-        if (key[0] != '_')
-            json_object_set_new(copy, key, json_deep_copy(v));
-    }
-    return copy;
+    const json_t *m = priv(ctx)->run.spec.machine;
+    return m ? json_deep_copy(m) : NULL;
 }
 
 static json_t *svc_storage(ferry_ctx *ctx, const char *name)
 {
     if (ctx == NULL || name == NULL)
         return NULL;
-    json_t *reply = request(priv(ctx), json_pack("{s:s,s:s}", "op", "storage", "name", name));
-    json_t *vault = json_object_get(reply, "vault");
-    json_t *out = json_is_object(vault) ? json_incref(vault) : NULL;
+    struct proto_storage m = {.id = priv(ctx)->run.id, .name = name};
+    struct proto_reply reply;
+    json_t *answer = request(priv(ctx), proto_build_storage(&m), &reply);
+    json_t *out = reply.vault ? json_incref((json_t *)reply.vault) : NULL;
     if (out == NULL)
-        svc_set_error(ctx, "not_found", "%s",
-                      json_string_value(json_object_get(reply, "error"))
-                          ? json_string_value(json_object_get(reply, "error"))
-                          : "no such storage");
-    json_decref(reply);
+        svc_set_error(ctx, reply.code ? reply.code : "not_found", "%s",
+                      reply.message ? reply.message : "no such storage");
+    json_decref(answer);
     return out;
 }
 
 static json_t *svc_config(ferry_ctx *ctx)
 {
-    json_t *c = ctx ? json_object_get(priv(ctx)->job, "config") : NULL;
-    return json_is_object(c) ? json_deep_copy(c) : json_object();
+    const json_t *c = ctx ? priv(ctx)->run.spec.config : NULL;
+    return c ? json_deep_copy(c) : json_object();
 }
 
 static void report_pgroup(void *ud, pid_t pgid)
 {
     worker_ctx *w = ud;
-    json_t *m = json_pack("{s:s,s:I,s:i}", "op", "pgroup", "id", w->id, "pgid", (int)pgid);
-    proto_send(w->sock, m);
-    json_decref(m);
+    struct proto_pgroup m = {.id = w->run.id, .pgid = pgid};
+    send_msg(w->sock, proto_build_pgroup(&m));
 }
 
 static json_t *svc_exec(ferry_ctx *ctx, const char *command, const json_t *options)
@@ -270,9 +263,10 @@ static json_t *svc_exec(ferry_ctx *ctx, const char *command, const json_t *optio
                         .cancelled_arg = ctx,
                         .on_pgroup = report_pgroup,
                         .on_pgroup_arg = w,
-                        .deadline_ms = w->deadline_ms};
-    json_t *machine = json_object_get(w->job, "machine");
-    json_t *res = exec_on_machine(machine, command, options, &hooks, err, sizeof(err));
+                        .deadline_ms = w->run.deadline_ms,
+                        .ssh_key = w->run.spec.ssh_key};
+    json_t *res = exec_on_machine(w->run.spec.machine, command, options, &hooks, err,
+                                  sizeof(err));
     if (res == NULL)
         svc_set_error(ctx, "exec_failed", "%s", err);
     return res;
@@ -283,7 +277,7 @@ static json_t *svc_http(ferry_ctx *ctx, const json_t *req)
     if (ctx == NULL || req == NULL)
         return NULL;
     char err[512] = "";
-    json_t *res = httpc_request(req, priv(ctx)->deadline_ms, err, sizeof(err));
+    json_t *res = httpc_request(req, priv(ctx)->run.deadline_ms, err, sizeof(err));
     if (res == NULL)
         svc_set_error(ctx, "http_failed", "%s", err);
     return res;
@@ -291,12 +285,12 @@ static json_t *svc_http(ferry_ctx *ctx, const json_t *req)
 
 static const char *svc_task_id(ferry_ctx *ctx)
 {
-    return ctx ? priv(ctx)->task_id : "";
+    return ctx && priv(ctx)->run.spec.task_id ? priv(ctx)->run.spec.task_id : "";
 }
 
 static int svc_attempt(ferry_ctx *ctx)
 {
-    return ctx ? priv(ctx)->attempt : 0;
+    return ctx ? priv(ctx)->run.spec.attempt : 0;
 }
 
 static const ferry_host host_table = {
@@ -387,29 +381,22 @@ static const ferry_plugin *load(const char *path, const json_t *config, char *re
 /*
  * Runs the item's pre_hook or post_hook (which) on the machine through the exec service and
  * records its exit and output in the trace. The hook sees FERRY_FUNCTION, FERRY_HOOK and,
- * for the post_hook, FERRY_OUTCOME; when the parameters name a repository that exists on the
- * machine (DATASTORE/repositories/NAME, as the repo plugin keeps them), it runs there with
- * that directory first on PATH, so that the seed's "stop_services.sh" is found there. Returns 0 when the hook exited 0,
- * else -1 with the attempt's error set (exec_failed when it could not run at all).
+ * for the post_hook, FERRY_OUTCOME; when the attempt names a hook_dir (the host learns it
+ * from the plugins) that exists on the machine, it runs there with that directory first on
+ * PATH. Returns 0 when the hook exited 0, else -1 with the attempt's error set (exec_failed
+ * when it could not run at all).
  */
-static int run_hook(worker_ctx *w, const char *which, const char *command, const json_t *params,
-                    const char *outcome)
+static int run_hook(worker_ctx *w, const char *which, const char *command, const char *outcome)
 {
-    json_t *machine = json_object_get(w->job, "machine");
-    const char *datastore = json_string_value(json_object_get(machine, "datastore"));
-    const char *repository = json_string_value(json_object_get(params, "repository"));
-    json_t *env = json_pack("{s:s,s:s}", "FERRY_FUNCTION",
-                            json_string_value(json_object_get(w->job, "function")), "FERRY_HOOK",
-                            which);
+    const struct attempt_spec *spec = &w->run.spec;
+    json_t *env = json_pack("{s:s,s:s}", "FERRY_FUNCTION", spec->function, "FERRY_HOOK", which);
     if (outcome)
         json_object_set_new(env, "FERRY_OUTCOME", json_string(outcome));
-    if (datastore && repository && strstr(repository, "..") == NULL)
-        json_object_set_new(env, "FERRY_REPOSITORY_DIR",
-                            json_sprintf("%s/repositories/%s", datastore, repository));
+    if (spec->hook_dir)
+        json_object_set_new(env, "FERRY_HOOK_DIR", json_string(spec->hook_dir));
     json_t *options = json_pack("{s:o}", "env", env);
-    char *script = xasprintf("if [ -n \"${FERRY_REPOSITORY_DIR:-}\" ] && [ -d "
-                             "\"$FERRY_REPOSITORY_DIR\" ]; then cd \"$FERRY_REPOSITORY_DIR\" "
-                             "&& PATH=\"$PWD:$PATH\"; fi\n%s",
+    char *script = xasprintf("if [ -n \"${FERRY_HOOK_DIR:-}\" ] && [ -d \"$FERRY_HOOK_DIR\" ]; "
+                             "then cd \"$FERRY_HOOK_DIR\" && PATH=\"$PWD:$PATH\"; fi\n%s",
                              command);
     json_t *res = svc_exec(&w->pub, script, options);
     free(script);
@@ -442,19 +429,17 @@ static int run_hook(worker_ctx *w, const char *which, const char *command, const
 static ferry_result run_with_hooks(worker_ctx *w, const ferry_function *fn, const json_t *params,
                                    json_t **result)
 {
-    const json_t *hooks = json_object_get(json_object_get(w->job, "machine"), "_hooks");
-    const char *pre = json_string_value(json_object_get(hooks, "pre_hook"));
-    const char *post = json_string_value(json_object_get(hooks, "post_hook"));
-    if (json_integer_value(json_object_get(w->job, "depth")) > 0)
+    const char *pre = w->run.spec.pre_hook, *post = w->run.spec.post_hook;
+    if (w->run.spec.depth > 0)
         pre = post = NULL; /* a nested call: the hooks belong to the item's own attempt */
-    if (pre && run_hook(w, "pre_hook", pre, params, NULL) != 0)
+    if (pre && run_hook(w, "pre_hook", pre, NULL) != 0)
         return w->err_code && strcmp(w->err_code, "exec_failed") == 0 ? FERRY_RETRY : FERRY_FAIL;
     ferry_result code = descriptor_run(fn)(&w->pub, params, result);
     if (post) {
         /* The function's own error stays the attempt's error when both failed. */
         char *code_keep = w->err_code ? xstrdup(w->err_code) : NULL;
         char *msg_keep = w->err_msg ? xstrdup(w->err_msg) : NULL;
-        int hook_failed = run_hook(w, "post_hook", post, params, worker_code_name(code)) != 0;
+        int hook_failed = run_hook(w, "post_hook", post, worker_code_name(code)) != 0;
         if (hook_failed && code == FERRY_OK) {
             json_decref(*result);
             *result = NULL;
@@ -474,45 +459,37 @@ static ferry_result run_with_hooks(worker_ctx *w, const ferry_function *fn, cons
 
 /* --- the loop -------------------------------------------------------------------------- */
 
-static json_t *run_one(int sock, json_t *job)
+/* Runs the attempt of run message msg (borrowed); returns its "done" message. */
+static json_t *run_one(int sock, const json_t *msg)
 {
     worker_ctx w = {.pub = {.struct_size = sizeof(struct ferry_ctx), .host = &host_table},
-                    .sock = sock,
-                    .id = json_integer_value(json_object_get(job, "id")),
-                    .deadline_ms = json_integer_value(json_object_get(job, "deadline")),
-                    .job = job,
-                    .task_id = json_string_value(json_object_get(job, "task")),
-                    .attempt = (int)json_integer_value(json_object_get(job, "attempt"))};
-    if (w.task_id == NULL)
-        w.task_id = "";
+                    .sock = sock};
     char reason[600] = "";
     int changed = 0;
-    const char *path = json_string_value(json_object_get(job, "plugin"));
-    const char *fname = json_string_value(json_object_get(job, "function"));
-    json_t *params = json_object_get(job, "params");
-    json_t *empty = NULL;
-    if (!json_is_object(params))
+    int parsed = proto_parse_run(msg, &w.run, reason, sizeof(reason)) == 0;
+    const struct attempt_spec *spec = &w.run.spec;
+    json_t *params = spec->params ? (json_t *)spec->params : NULL, *empty = NULL;
+    if (params == NULL)
         params = empty = json_object();
     int64_t start = mono_us();
     ferry_result code = FERRY_FAIL;
-    const char *code_name = NULL; /* the worker's own outcome, which no function can return */
+    int unavailable = 0; /* the worker's own outcome, which no function can return */
     json_t *result = NULL;
     running_sock = sock;
-    running_id = w.id;
+    running_id = w.run.id;
     running_loading = 1;
     const ferry_plugin *plugin =
-        path && fname
-            ? load(path, json_object_get(job, "config"), reason, sizeof(reason), &changed)
-            : NULL;
+        parsed ? load(spec->plugin, spec->config, reason, sizeof(reason), &changed) : NULL;
     running_loading = 0;
-    const ferry_function *fn = plugin ? descriptor_find(plugin, fname) : NULL;
+    const ferry_function *fn = plugin ? descriptor_find(plugin, spec->function) : NULL;
     if (plugin == NULL) {
-        code_name = "UNAVAILABLE";
+        unavailable = 1;
         svc_set_error(&w.pub, changed ? "plugin_changed" : "unavailable", "%s",
                       reason[0] ? reason : "bad run message");
     } else if (fn == NULL) {
-        code_name = "UNAVAILABLE";
-        svc_set_error(&w.pub, "unavailable", "plugin %s has no function %s", path, fname);
+        unavailable = 1;
+        svc_set_error(&w.pub, "unavailable", "plugin %s has no function %s", spec->plugin,
+                      spec->function);
     } else {
         cancel_flag = 0;
         code = run_with_hooks(&w, fn, params, &result);
@@ -523,29 +500,29 @@ static json_t *run_one(int sock, json_t *job)
                     "outlives it)", leftovers, leftovers == 1 ? "" : "es");
         if ((int)code < FERRY_OK || code > FERRY_INVALID) {
             svc_set_error(&w.pub, "bad_result", "%s returned %d, which is not a ferry_result",
-                          fname, (int)code);
+                          spec->function, (int)code);
             code = FERRY_FAIL;
         }
         if (code != FERRY_OK && w.err_msg == NULL)
-            svc_set_error(&w.pub, "failed", "%s returned %s without setting an error", fname,
-                          worker_code_name(code));
+            svc_set_error(&w.pub, "failed", "%s returned %s without setting an error",
+                          spec->function, worker_code_name(code));
     }
     running_sock = -1;
     json_decref(empty);
-    json_t *done = json_pack("{s:s,s:I,s:s,s:I}", "op", "done", "id", w.id, "code",
-                             code_name ? code_name : worker_code_name(code), "duration_ms",
-                             (json_int_t)((mono_us() - start) / 1000));
-    json_object_set_new(done, "result", result ? result : json_null());
-    if (changed)
-        json_object_set_new(done, "retire", json_true());
-    if (w.err_msg)
-        json_object_set_new(done, "error", json_pack("{s:s,s:s}", "code", w.err_code, "message",
-                                                     w.err_msg));
-    else
-        json_object_set_new(done, "error", json_null());
+    struct proto_done done = {.id = w.run.id,
+                              .kind = unavailable ? OUTCOME_UNAVAILABLE
+                                                  : (enum outcome_kind)proto_kind_of(
+                                                        worker_code_name(code)),
+                              .result = result,
+                              .code = w.err_msg ? w.err_code : NULL,
+                              .message = w.err_msg,
+                              .duration_ms = (mono_us() - start) / 1000,
+                              .retire = changed};
+    json_t *m = proto_build_done(&done);
+    json_decref(result);
     free(w.err_code);
     free(w.err_msg);
-    return done;
+    return m;
 }
 
 static void *watch_host(void *arg)
@@ -592,10 +569,8 @@ static void report_exit(int status, void *arg)
     (void)arg;
     if (running_sock < 0 || getpid() != worker_pid)
         return;
-    json_t *m = json_pack("{s:s,s:I,s:i,s:b}", "op", "exit", "id", running_id, "status", status,
-                          "loading", running_loading);
-    proto_send(running_sock, m);
-    json_decref(m);
+    struct proto_exit m = {.id = running_id, .status = status, .loading = running_loading};
+    send_msg(running_sock, proto_build_exit(&m));
 }
 
 void worker_process_main(int argc, char **argv)
@@ -646,21 +621,16 @@ void worker_main(int sock, const worker_opts *opts)
     }
 #endif
     for (;;) {
-        json_t *job = proto_recv(sock);
-        if (job == NULL)
+        json_t *msg = proto_read(&inbox, sock);
+        if (msg == NULL)
             unload_and_exit(); /* the host closed our socket: time to go */
-        const char *op = json_string_value(json_object_get(job, "op"));
-        if (op && strcmp(op, "quit") == 0)
-            unload_and_exit();
-        if (op == NULL || strcmp(op, "run") != 0) {
-            json_decref(job);
+        if (proto_op_of(msg) != PROTO_RUN) { /* only a run starts anything */
+            json_decref(msg);
             continue;
         }
-        json_t *done = run_one(sock, job);
-        json_decref(job);
-        int sent = proto_send(sock, done);
-        json_decref(done);
-        if (sent != 0)
+        json_t *done = run_one(sock, msg);
+        json_decref(msg);
+        if (send_msg(sock, done) != 0)
             _exit(0);
     }
 }

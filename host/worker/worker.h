@@ -1,27 +1,12 @@
 /*
  * The worker process: runs plugin functions, one attempt at a time, for the host. It is
- * forked by the runner (runner.c) and talks to it over one socket (proto.h messages):
- *
- *   host -> worker  {"op":"run","id":N,"plugin":PATH,"function":NAME,"params":{},
- *                    "config":{},"deadline":MS,"machine":{}|null,"depth":N,
- *                    "task":ID,"attempt":N}                 (task, attempt: ABI 1.1 services)
- *                   {"op":"reply","result":...}                 (answer to a request)
- *   worker -> host  {"op":"log","id":N,"level":L,"text":"..."}
- *                   {"op":"progress","id":N,"percent":P,"message":"..."}
- *                   {"op":"call","id":N,"function":F,"params":{}}   (waits for a reply)
- *                   {"op":"storage","id":N,"name":S}                (waits for a reply)
- *                   {"op":"pgroup","id":N,"pgid":P}                 (a command's group)
- *                   {"op":"exit","id":N,"status":S,"loading":B}  (exit(S) called)
- *                   {"op":"done","id":N,"code":"OK|RETRY|FAIL|INVALID|UNAVAILABLE",
- *                    "result":...,"error":{"code","message"}|null,"duration_ms":N,
- *                    "retire":true?}
+ * forked by the runner (runner.c) and talks to it over one socket. The messages (run, reply,
+ * log, progress, call, storage, pgroup, exit, done) are built and parsed by proto.h, whose
+ * PROTO_OPS table is the list; docs/protocol.md describes each.
  *
  * Every meaning travels in these messages, never in the worker's exit status (a plugin can
- * call exit() with any status). "code" UNAVAILABLE is the worker's own: the plugin or the
- * function could not be loaded; a function's FERRY_* result maps to the other four, whatever
- * error code it sets. "retire" asks the runner to replace the worker (its copy of the plugin
- * is stale). Text in messages is valid UTF-8, capped (proto.h). The worker's stderr is a
- * pipe the runner reads into the running attempt's trace.
+ * call exit() with any status). The worker's stderr is a pipe the runner reads into the
+ * running attempt's trace.
  *
  * SIGUSR1 tells the running function it is cancelled (ferry_cancelled() turns true);
  * SIGTERM and SIGKILL end the worker.

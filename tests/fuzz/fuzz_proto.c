@@ -3,12 +3,49 @@
  * socket. The host's incremental reader gets it through a non-blocking pipe in pieces whose
  * size comes from the input (as a poll loop receives it: proto_fill, then proto_next until
  * no whole message is left); the blocking reader (proto_recv) reads the same bytes until
- * end of file. Input: 1 byte of piece size, then the stream.
+ * end of file. Every message read is handed to every typed parser; one that parses is built
+ * again and must parse to the same message. Input: 1 byte of piece size, then the stream.
  */
 #include <fcntl.h>
 
 #include "../../host/worker/proto.c"
 #include "fuzz.h"
+
+/* Builds m's message again from what its parser read: it must parse back. */
+#define AGAIN(build, parse, type, m)                                                           \
+    do {                                                                                       \
+        json_t *again = build(m);                                                              \
+        type back;                                                                             \
+        if (again == NULL || parse(again, &back, NULL, 0) != 0)                                \
+            abort();                                                                           \
+        json_decref(again);                                                                    \
+    } while (0)
+
+static void typed(const json_t *msg)
+{
+    union proto_msg u;
+    char err[256];
+    if (proto_parse_run(msg, &u.run, err, sizeof(err)) == 0)
+        AGAIN(proto_build_run, proto_parse_run, struct proto_run, &u.run);
+    if (proto_parse_reply(msg, &u.reply, err, sizeof(err)) == 0)
+        AGAIN(proto_build_reply, proto_parse_reply, struct proto_reply, &u.reply);
+    if (proto_parse_log(msg, &u.log, err, sizeof(err)) == 0)
+        AGAIN(proto_build_log, proto_parse_log, struct proto_log, &u.log);
+    if (proto_parse_progress(msg, &u.progress, err, sizeof(err)) == 0)
+        AGAIN(proto_build_progress, proto_parse_progress, struct proto_progress, &u.progress);
+    if (proto_parse_call(msg, &u.call, err, sizeof(err)) == 0)
+        AGAIN(proto_build_call, proto_parse_call, struct proto_call, &u.call);
+    if (proto_parse_storage(msg, &u.storage, err, sizeof(err)) == 0)
+        AGAIN(proto_build_storage, proto_parse_storage, struct proto_storage, &u.storage);
+    if (proto_parse_pgroup(msg, &u.pgroup, err, sizeof(err)) == 0)
+        AGAIN(proto_build_pgroup, proto_parse_pgroup, struct proto_pgroup, &u.pgroup);
+    if (proto_parse_exit(msg, &u.exit, err, sizeof(err)) == 0)
+        AGAIN(proto_build_exit, proto_parse_exit, struct proto_exit, &u.exit);
+    if (proto_parse_done(msg, &u.done, err, sizeof(err)) == 0)
+        AGAIN(proto_build_done, proto_parse_done, struct proto_done, &u.done);
+    if (proto_parse_probe(msg, &u.probe, err, sizeof(err)) == 0)
+        AGAIN(proto_build_probe, proto_parse_probe, struct proto_probe, &u.probe);
+}
 
 static void incremental(const uint8_t *data, size_t size, size_t piece)
 {
@@ -29,8 +66,10 @@ static void incremental(const uint8_t *data, size_t size, size_t piece)
         }
         eof = proto_fill(&r, fds[0]) < 0;
         json_t *msg;
-        while ((msg = proto_next(&r, &broken)) != NULL)
+        while ((msg = proto_next(&r, &broken)) != NULL) {
+            typed(msg);
             json_decref(msg);
+        }
     }
     if (fds[1] >= 0)
         close(fds[1]);

@@ -1,11 +1,13 @@
 /* Plugin text made fit for the wire and the store: bad UTF-8 replaced, long text cut at a
- * character boundary and marked, never longer than the cap. And framing round trips. */
+ * character boundary and marked, never longer than the cap. Framing round trips, and every
+ * message's build and parse round trip; hostile messages are refused with a reason. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -86,6 +88,465 @@ static void test_json_string_and_framing(void **state)
     close(sv[1]);
 }
 
+/* --- the typed messages ----------------------------------------------------------------- */
+
+/* Sends msg (taken) through a socket pair and reads it back, as the peer would. */
+static json_t *over_the_wire(json_t *msg)
+{
+    assert_non_null(msg);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(proto_send(sv[0], msg), 0);
+    json_decref(msg);
+    proto_reader r = {0};
+    json_t *back = proto_read(&r, sv[1]);
+    assert_non_null(back);
+    proto_reader_free(&r);
+    close(sv[0]);
+    close(sv[1]);
+    return back;
+}
+
+static void test_op_table(void **state)
+{
+    (void)state;
+    const char *names[] = {"run",    "reply", "log",  "progress", "call",
+                           "storage", "pgroup", "exit", "done",     "probe"};
+    assert_int_equal(PROTO_N_OPS, sizeof(names) / sizeof(names[0]));
+    for (int i = 0; i < PROTO_N_OPS; i++) {
+        assert_string_equal(proto_op_name((enum proto_op)i), names[i]);
+        json_t *m = json_pack("{s:s}", "op", names[i]);
+        assert_int_equal(proto_op_of(m), i);
+        json_decref(m);
+    }
+    assert_string_equal(proto_op_name(PROTO_BAD_OP), "?");
+    assert_string_equal(proto_op_name(PROTO_N_OPS), "?");
+    json_t *m = json_pack("{s:s}", "op", "quit");
+    assert_int_equal(proto_op_of(m), PROTO_BAD_OP);
+    json_decref(m);
+    m = json_pack("{s:i}", "op", 3);
+    assert_int_equal(proto_op_of(m), PROTO_BAD_OP);
+    json_decref(m);
+    assert_int_equal(proto_op_of(NULL), PROTO_BAD_OP);
+    for (int k = OUTCOME_OK; k <= OUTCOME_UNAVAILABLE; k++)
+        assert_int_equal(proto_kind_of(outcome_kind_name((enum outcome_kind)k)), k);
+    assert_int_equal(proto_kind_of("ok"), -1);
+    assert_int_equal(proto_kind_of(NULL), -1);
+    assert_string_equal(outcome_kind_name((enum outcome_kind)99), "FAIL");
+}
+
+static void test_run_round_trip(void **state)
+{
+    (void)state;
+    json_t *params = json_pack("{s:s,s:i}", "repository", "webapp", "n", 3);
+    json_t *config = json_pack("{s:b}", "fast", 1);
+    json_t *machine = json_pack("{s:s,s:b}", "name", "m1", "local", 0);
+    struct proto_run in = {.id = 42,
+                           .deadline_ms = 1700000000123,
+                           .spec = {.plugin = "/p/core.so",
+                                    .function = "log_message",
+                                    .params = params,
+                                    .config = config,
+                                    .machine = machine,
+                                    .pre_hook = "stop.sh",
+                                    .post_hook = "start.sh",
+                                    .hook_dir = "/ds/repositories/webapp",
+                                    .ssh_key = "-----BEGIN KEY-----",
+                                    .task_id = "t-1",
+                                    .attempt = 3,
+                                    .depth = 2,
+                                    .timeout_ms = 5000}};
+    json_t *wire = over_the_wire(proto_build_run(&in));
+    /* Nothing rides inside the machine: it comes back as it was given. */
+    assert_true(json_equal(json_object_get(wire, "machine"), machine));
+    struct proto_run out;
+    char err[256] = "";
+    assert_int_equal(proto_parse_run(wire, &out, err, sizeof(err)), 0);
+    assert_int_equal(out.id, 42);
+    assert_int_equal(out.deadline_ms, 1700000000123);
+    assert_string_equal(out.spec.plugin, "/p/core.so");
+    assert_string_equal(out.spec.function, "log_message");
+    assert_true(json_equal(out.spec.params, params));
+    assert_true(json_equal(out.spec.config, config));
+    assert_true(json_equal(out.spec.machine, machine));
+    assert_string_equal(out.spec.pre_hook, "stop.sh");
+    assert_string_equal(out.spec.post_hook, "start.sh");
+    assert_string_equal(out.spec.hook_dir, "/ds/repositories/webapp");
+    assert_string_equal(out.spec.ssh_key, "-----BEGIN KEY-----");
+    assert_string_equal(out.spec.task_id, "t-1");
+    assert_int_equal(out.spec.attempt, 3);
+    assert_int_equal(out.spec.depth, 2);
+    assert_int_equal(out.spec.timeout_ms, 5000);
+    json_decref(wire);
+    /* The optional fields absent: NULL and 0, params and config {}. */
+    struct proto_run bare = {.id = 1, .spec = {.plugin = "/p.so", .function = "f"}};
+    wire = over_the_wire(proto_build_run(&bare));
+    assert_int_equal(proto_parse_run(wire, &out, err, sizeof(err)), 0);
+    assert_null(out.spec.machine);
+    assert_null(out.spec.pre_hook);
+    assert_null(out.spec.post_hook);
+    assert_null(out.spec.hook_dir);
+    assert_null(out.spec.ssh_key);
+    assert_null(out.spec.task_id);
+    assert_int_equal(json_object_size(out.spec.params), 0);
+    assert_int_equal(out.deadline_ms, 0);
+    json_decref(wire);
+    json_decref(params);
+    json_decref(config);
+    json_decref(machine);
+}
+
+static void test_reply_round_trip(void **state)
+{
+    (void)state;
+    char err[256];
+    json_t *result = json_pack("{s:i}", "x", 1), *vault = json_pack("{s:s}", "url", "s3://b");
+    struct proto_reply call = {.kind = OUTCOME_RETRY, .result = result, .code = "busy",
+                               .message = "try later"};
+    json_t *wire = over_the_wire(proto_build_reply(&call));
+    assert_null(json_object_get(wire, "id"));
+    struct proto_reply out;
+    assert_int_equal(proto_parse_reply(wire, &out, err, sizeof(err)), 0);
+    assert_int_equal(out.kind, OUTCOME_RETRY);
+    assert_true(json_equal(out.result, result));
+    assert_null(out.vault);
+    assert_string_equal(out.code, "busy");
+    assert_string_equal(out.message, "try later");
+    json_decref(wire);
+    struct proto_reply storage = {.kind = OUTCOME_OK, .vault = vault};
+    wire = over_the_wire(proto_build_reply(&storage));
+    assert_int_equal(proto_parse_reply(wire, &out, err, sizeof(err)), 0);
+    assert_int_equal(out.kind, OUTCOME_OK);
+    assert_null(out.result);
+    assert_true(json_equal(out.vault, vault));
+    assert_null(out.code);
+    assert_null(out.message);
+    json_decref(wire);
+    json_decref(result);
+    json_decref(vault);
+}
+
+static void test_worker_messages_round_trip(void **state)
+{
+    (void)state;
+    char err[256];
+    json_t *wire;
+
+    struct proto_log log = {.id = 7, .level = "warn", .text = "caf\xc3\xa9"}, log_out;
+    wire = over_the_wire(proto_build_log(&log));
+    assert_int_equal(proto_parse_log(wire, &log_out, err, sizeof(err)), 0);
+    assert_int_equal(log_out.id, 7);
+    assert_string_equal(log_out.level, "warn");
+    assert_string_equal(log_out.text, "caf\xc3\xa9");
+    json_decref(wire);
+
+    struct proto_progress pr = {.id = 7, .percent = 55, .message = "half"}, pr_out;
+    wire = over_the_wire(proto_build_progress(&pr));
+    assert_int_equal(proto_parse_progress(wire, &pr_out, err, sizeof(err)), 0);
+    assert_int_equal(pr_out.percent, 55);
+    assert_string_equal(pr_out.message, "half");
+    json_decref(wire);
+    pr.message = NULL;
+    pr.percent = -1;
+    wire = over_the_wire(proto_build_progress(&pr));
+    assert_int_equal(proto_parse_progress(wire, &pr_out, err, sizeof(err)), 0);
+    assert_int_equal(pr_out.percent, -1);
+    assert_null(pr_out.message);
+    json_decref(wire);
+
+    json_t *params = json_pack("{s:s}", "k", "v");
+    struct proto_call call = {.id = 8, .function = "hello", .params = params}, call_out;
+    wire = over_the_wire(proto_build_call(&call));
+    assert_int_equal(proto_parse_call(wire, &call_out, err, sizeof(err)), 0);
+    assert_int_equal(call_out.id, 8);
+    assert_string_equal(call_out.function, "hello");
+    assert_true(json_equal(call_out.params, params));
+    json_decref(wire);
+    json_decref(params);
+
+    struct proto_storage st = {.id = 9, .name = "offsite"}, st_out;
+    wire = over_the_wire(proto_build_storage(&st));
+    assert_int_equal(proto_parse_storage(wire, &st_out, err, sizeof(err)), 0);
+    assert_int_equal(st_out.id, 9);
+    assert_string_equal(st_out.name, "offsite");
+    json_decref(wire);
+
+    struct proto_pgroup pg = {.id = 10, .pgid = 4321}, pg_out;
+    wire = over_the_wire(proto_build_pgroup(&pg));
+    assert_int_equal(proto_parse_pgroup(wire, &pg_out, err, sizeof(err)), 0);
+    assert_int_equal(pg_out.pgid, 4321);
+    json_decref(wire);
+
+    struct proto_exit ex = {.id = 11, .status = -3, .loading = 1}, ex_out;
+    wire = over_the_wire(proto_build_exit(&ex));
+    assert_int_equal(proto_parse_exit(wire, &ex_out, err, sizeof(err)), 0);
+    assert_int_equal(ex_out.status, -3);
+    assert_int_equal(ex_out.loading, 1);
+    json_decref(wire);
+
+    json_t *result = json_pack("[i,i]", 1, 2);
+    struct proto_done done = {.id = 12, .kind = OUTCOME_UNAVAILABLE, .result = result,
+                              .code = "unavailable", .message = "no such plugin",
+                              .duration_ms = 33, .retire = 1},
+                      done_out;
+    wire = over_the_wire(proto_build_done(&done));
+    assert_int_equal(proto_parse_done(wire, &done_out, err, sizeof(err)), 0);
+    assert_int_equal(done_out.id, 12);
+    assert_int_equal(done_out.kind, OUTCOME_UNAVAILABLE);
+    assert_true(json_equal(done_out.result, result));
+    assert_string_equal(done_out.code, "unavailable");
+    assert_string_equal(done_out.message, "no such plugin");
+    assert_int_equal(done_out.duration_ms, 33);
+    assert_int_equal(done_out.retire, 1);
+    json_decref(wire);
+    struct proto_done ok = {.id = 13, .kind = OUTCOME_OK};
+    wire = over_the_wire(proto_build_done(&ok));
+    assert_int_equal(proto_parse_done(wire, &done_out, err, sizeof(err)), 0);
+    assert_int_equal(done_out.kind, OUTCOME_OK);
+    assert_null(done_out.result);
+    assert_null(done_out.code);
+    assert_null(done_out.message);
+    assert_int_equal(done_out.retire, 0);
+    json_decref(wire);
+
+    struct proto_probe probe = {.stage = "init", .result = result, .reason = "why"}, probe_out;
+    json_decref(result);
+    result = json_pack("{s:s}", "name", "core");
+    probe.result = result;
+    wire = over_the_wire(proto_build_probe(&probe));
+    assert_int_equal(proto_parse_probe(wire, &probe_out, err, sizeof(err)), 0);
+    assert_string_equal(probe_out.stage, "init");
+    assert_true(json_equal(probe_out.result, result));
+    assert_string_equal(probe_out.reason, "why");
+    json_decref(wire);
+    json_decref(result);
+}
+
+/* Parses text as message op expects; returns the parser's result, the reason in err. */
+static int parse_as(enum proto_op op, const char *text, char *err, size_t errlen)
+{
+    json_t *m = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    union proto_msg u;
+    int rc = -2;
+    err[0] = 0;
+    switch (op) {
+    case PROTO_RUN: rc = proto_parse_run(m, &u.run, err, errlen); break;
+    case PROTO_REPLY: rc = proto_parse_reply(m, &u.reply, err, errlen); break;
+    case PROTO_LOG: rc = proto_parse_log(m, &u.log, err, errlen); break;
+    case PROTO_PROGRESS: rc = proto_parse_progress(m, &u.progress, err, errlen); break;
+    case PROTO_CALL: rc = proto_parse_call(m, &u.call, err, errlen); break;
+    case PROTO_STORAGE: rc = proto_parse_storage(m, &u.storage, err, errlen); break;
+    case PROTO_PGROUP: rc = proto_parse_pgroup(m, &u.pgroup, err, errlen); break;
+    case PROTO_EXIT: rc = proto_parse_exit(m, &u.exit, err, errlen); break;
+    case PROTO_DONE: rc = proto_parse_done(m, &u.done, err, errlen); break;
+    case PROTO_PROBE: rc = proto_parse_probe(m, &u.probe, err, errlen); break;
+    default: break;
+    }
+    json_decref(m);
+    return rc;
+}
+
+static void refused(enum proto_op op, const char *text, const char *reason)
+{
+    char err[256];
+    if (parse_as(op, text, err, sizeof(err)) != -1)
+        fail_msg("%s accepted as %s", text, proto_op_name(op));
+    if (strstr(err, reason) == NULL)
+        fail_msg("%s: reason \"%s\" lacks \"%s\"", text, err, reason);
+}
+
+static void test_hostile_messages_are_refused(void **state)
+{
+    (void)state;
+    /* Not a message, or another one. */
+    for (int op = 0; op < PROTO_N_OPS; op++) {
+        refused((enum proto_op)op, "[1,2]", "not an object");
+        refused((enum proto_op)op, "\"done\"", "not an object");
+        refused((enum proto_op)op, "{}", "op is missing");
+        refused((enum proto_op)op, "{\"op\":7}", "op is missing");
+        refused((enum proto_op)op, op == PROTO_LOG ? "{\"op\":\"done\"}" : "{\"op\":\"log\"}",
+                "op is");
+    }
+    /* Missing members and wrong types. */
+    refused(PROTO_RUN, "{\"op\":\"run\",\"id\":1,\"function\":\"f\"}", "\"plugin\" must be");
+    refused(PROTO_RUN, "{\"op\":\"run\",\"id\":1,\"plugin\":\"p\",\"function\":\"f\","
+                       "\"params\":[1]}", "\"params\" must be an object");
+    refused(PROTO_RUN, "{\"op\":\"run\",\"id\":1,\"plugin\":\"p\",\"function\":\"f\","
+                       "\"pre_hook\":3}", "\"pre_hook\" must be a string");
+    refused(PROTO_RUN, "{\"op\":\"run\",\"id\":\"1\",\"plugin\":\"p\",\"function\":\"f\"}",
+            "\"id\" must be an integer");
+    refused(PROTO_RUN, "{\"op\":\"run\",\"id\":1,\"plugin\":\"p\",\"function\":\"f\","
+                       "\"depth\":-1}", "\"depth\" is out of range");
+    refused(PROTO_LOG, "{\"op\":\"log\",\"id\":1,\"level\":\"info\"}", "\"text\" must be");
+    refused(PROTO_LOG, "{\"op\":\"log\",\"id\":-1,\"level\":\"info\",\"text\":\"\"}",
+            "\"id\" is out of range");
+    refused(PROTO_LOG, "{\"op\":\"log\",\"level\":\"info\",\"text\":\"\"}", "\"id\" must be");
+    refused(PROTO_PROGRESS, "{\"op\":\"progress\",\"id\":1,\"percent\":101}", "out of range");
+    refused(PROTO_PROGRESS, "{\"op\":\"progress\",\"id\":1,\"percent\":1.5}", "integer");
+    refused(PROTO_PROGRESS, "{\"op\":\"progress\",\"id\":1,\"percent\":5,\"message\":{}}",
+            "\"message\" must be a string");
+    refused(PROTO_CALL, "{\"op\":\"call\",\"id\":1,\"params\":{}}", "\"function\" must be");
+    refused(PROTO_STORAGE, "{\"op\":\"storage\",\"id\":1,\"name\":null}", "\"name\" must be");
+    /* A process group the host would kill must be a real one: never 0, 1 or negative. */
+    refused(PROTO_PGROUP, "{\"op\":\"pgroup\",\"id\":1,\"pgid\":0}", "out of range");
+    refused(PROTO_PGROUP, "{\"op\":\"pgroup\",\"id\":1,\"pgid\":1}", "out of range");
+    refused(PROTO_PGROUP, "{\"op\":\"pgroup\",\"id\":1,\"pgid\":-4000}", "out of range");
+    refused(PROTO_PGROUP, "{\"op\":\"pgroup\",\"id\":1,\"pgid\":4294967296}", "out of range");
+    refused(PROTO_EXIT, "{\"op\":\"exit\",\"id\":1,\"status\":1,\"loading\":1}", "true or false");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"TIMEOUT\"}", "not an outcome");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"ok\"}", "not an outcome");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1}", "\"code\" must be");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"FAIL\",\"error\":\"x\"}",
+            "\"error\" must be");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"FAIL\",\"error\":{\"code\":1}}",
+            "\"error\" needs");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"retire\":\"yes\"}",
+            "true or false");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"duration_ms\":-5}",
+            "out of range");
+    refused(PROTO_REPLY, "{\"op\":\"reply\",\"code\":\"UNAVAILABLE\"}", "not an outcome");
+    refused(PROTO_REPLY, "{\"op\":\"reply\",\"code\":\"OK\",\"vault\":\"s3\"}",
+            "\"vault\" must be an object");
+    refused(PROTO_PROBE, "{\"op\":\"probe\"}", "\"stage\" must be");
+    /* A NUL byte inside text would cut it short in C: refused, not truncated. */
+    refused(PROTO_LOG, "{\"op\":\"log\",\"id\":1,\"level\":\"info\",\"text\":\"a\\u0000b\"}",
+            "NUL byte");
+    /* Oversized text: a worker caps what it sends, so longer text is a forgery. */
+    char big[PROTO_ERROR_MAX + 200];
+    char filler[PROTO_ERROR_MAX + 2];
+    memset(filler, 'x', sizeof(filler) - 1);
+    filler[sizeof(filler) - 1] = 0;
+    snprintf(big, sizeof(big), "{\"op\":\"log\",\"id\":1,\"level\":\"info\",\"text\":\"%s\"}",
+             filler);
+    refused(PROTO_LOG, big, "longer than");
+    snprintf(big, sizeof(big),
+             "{\"op\":\"done\",\"id\":1,\"code\":\"FAIL\",\"error\":{\"code\":\"c\","
+             "\"message\":\"%s\"}}",
+             filler);
+    refused(PROTO_DONE, big, "\"error\" needs");
+    /* Just within the caps: accepted. */
+    char ok[PROTO_LOG_MAX + 100], fit[PROTO_LOG_MAX + 1];
+    memset(fit, 'y', sizeof(fit) - 1);
+    fit[sizeof(fit) - 1] = 0;
+    snprintf(ok, sizeof(ok), "{\"op\":\"log\",\"id\":1,\"level\":\"info\",\"text\":\"%s\"}", fit);
+    char err[256];
+    assert_int_equal(parse_as(PROTO_LOG, ok, err, sizeof(err)), 0);
+}
+
+/* Framing: a truncated stream is never a message; invalid UTF-8 is a broken stream. */
+static void test_truncated_and_invalid_frames(void **state)
+{
+    (void)state;
+    static const char body[] = "{\"op\":\"log\",\"id\":1,\"level\":\"info\",\"text\":\"hi\"}";
+    char frame[128];
+    uint32_t n = sizeof(body) - 1;
+    frame[0] = (char)n;
+    frame[1] = frame[2] = frame[3] = 0;
+    memcpy(frame + 4, body, n);
+    proto_reader r = {0};
+    int broken = 0;
+    /* Byte by byte: nothing until the last one arrives. */
+    for (size_t i = 0; i < n + 4; i++) {
+        r.buf = realloc(r.buf, i + 1);
+        r.buf[i] = frame[i];
+        r.len = i + 1;
+        r.cap = i + 1;
+        json_t *m = proto_next(&r, &broken);
+        assert_int_equal(broken, 0);
+        if (i + 1 < n + 4) {
+            assert_null(m);
+        } else {
+            assert_non_null(m);
+            assert_int_equal(proto_op_of(m), PROTO_LOG);
+            json_decref(m);
+        }
+    }
+    proto_reader_free(&r);
+    /* A stream that ends inside a frame: end of file, no message. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], frame, n), (ssize_t)n);
+    close(fds[1]);
+    assert_null(proto_read(&r, fds[0]));
+    proto_reader_free(&r);
+    close(fds[0]);
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], frame, n), (ssize_t)n);
+    close(fds[1]);
+    assert_null(proto_recv(fds[0]));
+    close(fds[0]);
+    /* Invalid UTF-8 in the JSON text: broken, never a message with mangled text. */
+    static const char bad_utf8[] = "{\"op\":\"log\",\"id\":1,\"level\":\"info\",\"text\":\"\xff\"}";
+    n = sizeof(bad_utf8) - 1;
+    frame[0] = (char)n;
+    memcpy(frame + 4, bad_utf8, n);
+    r.buf = malloc(n + 4);
+    memcpy(r.buf, frame, n + 4);
+    r.len = r.cap = n + 4;
+    assert_null(proto_next(&r, &broken));
+    assert_int_equal(broken, 1);
+    proto_reader_free(&r);
+    /* An oversized length prefix: broken at once, nothing waited for. */
+    unsigned char huge[4] = {0xff, 0xff, 0xff, 0xff};
+    r.buf = malloc(4);
+    memcpy(r.buf, huge, 4);
+    r.len = r.cap = 4;
+    assert_null(proto_next(&r, &broken));
+    assert_int_equal(broken, 1);
+    proto_reader_free(&r);
+}
+
+/* Text a builder is handed that is not valid UTF-8 is cleaned, never dropped. */
+static void test_builders_clean_bad_text(void **state)
+{
+    (void)state;
+    struct proto_log log = {.id = 1, .level = "info", .text = "bad \xff here"};
+    json_t *m = proto_build_log(&log);
+    assert_string_equal(json_string_value(json_object_get(m, "text")), "bad " FFFD " here");
+    json_decref(m);
+    struct proto_done done = {.id = 1, .kind = OUTCOME_FAIL, .code = "c\xc3", .message = "\xfe"};
+    m = proto_build_done(&done);
+    struct proto_done out;
+    char err[256];
+    assert_int_equal(proto_parse_done(m, &out, err, sizeof(err)), 0);
+    assert_string_equal(out.code, "c" FFFD);
+    assert_string_equal(out.message, FFFD);
+    json_decref(m);
+}
+
+/* Pipelining: messages written together are all taken after one read of the socket. */
+static void test_one_fill_takes_every_message(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    for (int i = 0; i < 5; i++) {
+        struct proto_progress p = {.id = 3, .percent = i * 10};
+        json_t *m = proto_build_progress(&p);
+        assert_int_equal(proto_send(sv[0], m), 0);
+        json_decref(m);
+    }
+    proto_reader r = {0};
+    assert_int_equal(proto_fill(&r, sv[1]), 1);
+    int broken = 0;
+    for (int i = 0; i < 5; i++) {
+        json_t *m = proto_next(&r, &broken);
+        assert_non_null(m);
+        struct proto_progress p;
+        char err[128];
+        assert_int_equal(proto_parse_progress(m, &p, err, sizeof(err)), 0);
+        assert_int_equal(p.percent, i * 10);
+        json_decref(m);
+    }
+    assert_null(proto_next(&r, &broken));
+    assert_int_equal(proto_fill(&r, sv[1]), 0); /* nothing left: would block */
+    close(sv[0]);
+    assert_int_equal(proto_fill(&r, sv[1]), -1); /* end of file */
+    proto_reader_free(&r);
+    close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -93,6 +554,14 @@ int main(void)
         cmocka_unit_test(test_bad_sequences_become_fffd),
         cmocka_unit_test(test_long_text_is_cut_and_marked),
         cmocka_unit_test(test_json_string_and_framing),
+        cmocka_unit_test(test_op_table),
+        cmocka_unit_test(test_run_round_trip),
+        cmocka_unit_test(test_reply_round_trip),
+        cmocka_unit_test(test_worker_messages_round_trip),
+        cmocka_unit_test(test_hostile_messages_are_refused),
+        cmocka_unit_test(test_truncated_and_invalid_frames),
+        cmocka_unit_test(test_builders_clean_bad_text),
+        cmocka_unit_test(test_one_fill_takes_every_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
