@@ -1,11 +1,13 @@
 /* Building an attempt for the runner; see attempt.h. */
 #include "attempt.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
 #include "exec.h"
+#include "util.h"
 #include "vault.h"
 
 json_t *attempt_params(const json_t *vault)
@@ -34,29 +36,51 @@ int64_t attempt_timeout_ms(const ferry_config *cfg, const json_t *vault,
 }
 
 /*
- * The machine facts with the item's pre_hook and post_hook (host-owned vault keys) as
- * "_hooks": the worker runs them on the machine around the function, for the item's own
- * attempt only (depth 0), never for nested calls. New reference.
+ * Where the item's hooks run on the machine: the repository's folder of its datastore, for
+ * an item naming a repository. NULL when there is none. Caller frees.
  */
-static json_t *with_hooks(const json_t *machine, const json_t *item_vault)
+static char *hook_dir_for(const json_t *machine, const json_t *params)
 {
-    json_t *facts = machine ? json_deep_copy(machine) : json_null();
-    json_t *pre = json_object_get(item_vault, "pre_hook");
-    json_t *post = json_object_get(item_vault, "post_hook");
-    if (json_is_object(facts) && (json_is_string(pre) || json_is_string(post)))
-        json_object_set_new(facts, "_hooks",
-                            json_pack("{s:O?,s:O?}", "pre_hook", json_is_string(pre) ? pre : NULL,
-                                      "post_hook", json_is_string(post) ? post : NULL));
-    return facts;
+    const char *datastore = json_string_value(json_object_get(machine, "datastore"));
+    const char *repository = json_string_value(json_object_get(params, "repository"));
+    if (datastore == NULL || repository == NULL || strstr(repository, "..") != NULL)
+        return NULL;
+    return xasprintf("%s/repositories/%s", datastore, repository);
 }
 
-json_t *attempt_message(const ferry_config *cfg, const struct attempt_spec *spec)
+void attempt_build(const ferry_config *cfg, const struct attempt_source *src,
+                   struct attempt_run *run)
 {
-    return json_pack("{s:s?,s:s,s:o,s:o,s:o,s:i,s:s,s:i}", "plugin", spec->fn->path, "function",
-                     spec->fn->name, "params", attempt_params(spec->vault), "config",
-                     config_plugin_section(cfg, spec->fn->plugin), "machine",
-                     with_hooks(spec->machine, spec->item_vault), "depth", spec->depth, "task",
-                     spec->task_id, "attempt", spec->attempt);
+    memset(run, 0, sizeof(*run));
+    run->params = attempt_params(src->vault);
+    run->config = config_plugin_section(cfg, src->fn->plugin);
+    struct attempt_spec *spec = &run->spec;
+    spec->plugin = src->fn->path;
+    spec->function = src->fn->name;
+    spec->params = run->params;
+    spec->config = run->config;
+    spec->machine = src->machine;
+    spec->ssh_key = src->ssh_key;
+    spec->task_id = src->task_id;
+    spec->attempt = src->attempt;
+    spec->depth = src->depth;
+    spec->timeout_ms = attempt_timeout_ms(cfg, src->vault, src->fn);
+    /* The item's hooks run around its own attempt only, never around nested calls. */
+    if (src->depth == 0) {
+        spec->pre_hook = json_string_value(json_object_get(src->item_vault, "pre_hook"));
+        spec->post_hook = json_string_value(json_object_get(src->item_vault, "post_hook"));
+        if (spec->pre_hook || spec->post_hook)
+            run->hook_dir = hook_dir_for(src->machine, run->params);
+        spec->hook_dir = run->hook_dir;
+    }
+}
+
+void attempt_run_free(struct attempt_run *run)
+{
+    json_decref(run->params);
+    json_decref(run->config);
+    free(run->hook_dir);
+    memset(run, 0, sizeof(*run));
 }
 
 /* The SSH_PRIVATE_KEY (any case) of a vault, or NULL. Borrowed from vault. */
@@ -72,16 +96,16 @@ static json_t *vault_ssh_key(const json_t *vault)
     return NULL;
 }
 
-json_t *attempt_machine(store *st, const char *team, const char *name)
+json_t *attempt_machine(store *st, const char *team, const char *name, json_t **ssh_key)
 {
     json_t *row = NULL;
+    if (ssh_key)
+        *ssh_key = NULL;
     char err[512];
     if (store_resource_get(st, STORE_MACHINE, team, name, &row, err, sizeof(err)) != 0)
         return json_pack("{s:s?,s:s?,s:b}", "name", name, "team", team, "local", 0);
     json_t *vault = json_object_get(row, "vault");
     json_t *m = vault_redact(vault, NULL);
-    /* Secrets stay out of the facts but the exec service needs the key: it travels under a
-     * name the machine service never returns. */
     json_object_set_new(m, "name", json_string(name));
     json_object_set_new(m, "team", json_string(team));
     json_object_set(m, "bridge", json_object_get(row, "bridgeName"));
@@ -90,8 +114,10 @@ json_t *attempt_machine(store *st, const char *team, const char *name)
     if (key == NULL && !exec_machine_is_local(vault) &&
         store_resource_get(st, STORE_TEAM, NULL, team, &team_row, err, sizeof(err)) == 0)
         key = vault_ssh_key(json_object_get(team_row, "vault"));
-    if (key)
-        json_object_set(m, EXEC_SSH_KEY_MEMBER, key);
+    /* Secrets stay out of the facts, but the exec service needs the key: it travels in
+     * the run message's own field. */
+    if (key && ssh_key)
+        *ssh_key = json_incref(key);
     json_decref(team_row);
     json_decref(row);
     return m;

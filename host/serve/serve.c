@@ -189,53 +189,30 @@ static void free_attempt(attempt *a)
 #define MACHINE_CACHE_MS 1000
 
 /*
- * The machine as workers see it (borrowed from the cache), cached for a second but never
- * across claims (claim() clears the cache): a busy bridge claims many items of the same
- * machines at once, and re-reading the row for each would cost a query per job.
+ * The machine as workers see it, cached for a second but never across claims (claim()
+ * clears the cache): a busy bridge claims many items of the same machines at once, and
+ * re-reading the row for each would cost a query per job. Fills the source's machine and
+ * ssh_key, borrowed from the cache until the next claim.
  */
-static const json_t *machine_for_worker(host *h, const struct store_item *item)
+static void machine_for_worker(host *h, const struct store_item *item,
+                               struct attempt_source *src)
 {
     char key[300];
     snprintf(key, sizeof(key), "%s/%s", item->team ? item->team : "",
              item->machine ? item->machine : "");
     json_t *hit = json_object_get(h->machines, key);
     int64_t now = mono_ms();
-    if (hit && now - json_integer_value(json_object_get(hit, "at")) < MACHINE_CACHE_MS)
-        return json_object_get(hit, "facts");
-    json_t *facts = attempt_machine(h->st, item->team, item->machine);
-    if (json_object_size(h->machines) > 4096)
-        json_object_clear(h->machines);
-    json_object_set_new(h->machines, key,
-                        json_pack("{s:I,s:o}", "at", (json_int_t)now, "facts", facts));
-    return facts;
-}
-
-/*
- * The typed outcome of a runner's report. The runner says a shutdown's interruption by
- * its error code; everything else by its status.
- */
-static struct outcome outcome_of(const runner_outcome *out)
-{
-    struct outcome o = {.kind = (enum outcome_kind)out->status,
-                        .code = out->err_code,
-                        .message = out->err_msg,
-                        .result = out->result,
-                        .duration_ms = out->duration_ms};
-    switch (out->status) {
-    case RUN_CANCELLED:
-        o.stop = out->err_code && strcmp(out->err_code, "interrupted") == 0 ? STOP_SHUTDOWN
-                                                                           : STOP_CANCEL;
-        break;
-    case RUN_TIMEOUT:
-        o.stop = STOP_DEADLINE;
-        break;
-    case RUN_CRASHED:
-        o.stop = STOP_WORKER_DIED;
-        break;
-    default:
-        o.stop = STOP_NONE;
+    if (hit == NULL || now - json_integer_value(json_object_get(hit, "at")) >= MACHINE_CACHE_MS) {
+        json_t *ssh_key = NULL;
+        json_t *facts = attempt_machine(h->st, item->team, item->machine, &ssh_key);
+        if (json_object_size(h->machines) > 4096)
+            json_object_clear(h->machines);
+        hit = json_pack("{s:I,s:o,s:o?}", "at", (json_int_t)now, "facts", facts, "ssh_key",
+                        ssh_key);
+        json_object_set_new(h->machines, key, hit);
     }
-    return o;
+    src->machine = json_object_get(hit, "facts");
+    src->ssh_key = json_string_value(json_object_get(hit, "ssh_key"));
 }
 
 /* --- starting an attempt -------------------------------------------------------------- */
@@ -275,15 +252,18 @@ static void start_item(host *h, struct store_item *item)
     a->started_mono = mono_ms();
     a->last_percent = -1;
     a->stack = json_pack("[s]", fn.name);
-    int64_t timeout = attempt_timeout_ms(h->cfg, a->vault, &fn);
-    struct attempt_spec spec = {.fn = &fn,
-                                .vault = a->vault,
-                                .machine = machine_for_worker(h, a->item),
-                                .item_vault = a->vault,
-                                .task_id = a->item->task_id,
-                                .attempt = a->item->attempt,
-                                .depth = 0};
-    a->job = runner_submit(h->run, attempt_message(h->cfg, &spec), timeout, a, 0);
+    struct attempt_source src = {.fn = &fn,
+                                 .vault = a->vault,
+                                 .item_vault = a->vault,
+                                 .task_id = a->item->task_id,
+                                 .attempt = a->item->attempt,
+                                 .depth = 0};
+    machine_for_worker(h, a->item, &src);
+    struct attempt_run run;
+    attempt_build(h->cfg, &src, &run);
+    int64_t timeout = run.spec.timeout_ms;
+    a->job = runner_start(h->run, &run.spec, a, 0);
+    attempt_run_free(&run);
     if (a->job == NULL) {
         settle_release(h->settle, a->item, "no worker free");
         free_attempt(a);
@@ -297,40 +277,44 @@ static void start_item(host *h, struct store_item *item)
 
 /* --- worker callbacks ------------------------------------------------------------------ */
 
-static void on_message(void *ud, runner_job *job, const json_t *msg)
+static void on_log(void *ud, runner_job *job, const struct proto_log *m)
 {
     host *h = ud;
     attempt *a = runner_job_tag(job);
-    const char *op = json_string_value(json_object_get(msg, "op"));
     batch_begin(h);
-    if (strcmp(op, "log") == 0) {
-        char *text = redact_text(json_string_value(json_object_get(msg, "text")), a->root_vault,
-                                 a->root_secrets);
-        const char *level = json_string_value(json_object_get(msg, "level"));
-        if (a->depth > 0)
-            settle_event(h->st, a->item->task_id, "LOG", "[%s] %s: %s", level, a->call_function, text);
-        else
-            settle_event(h->st, a->item->task_id, "LOG", "[%s] %s", level, text);
-        free(text);
-    } else if (strcmp(op, "progress") == 0 && a->depth == 0) {
-        char err[512];
-        const char *m = json_string_value(json_object_get(msg, "message"));
-        char *text = m ? redact_text(m, a->root_vault, a->root_secrets) : NULL;
-        /* Stored progress never goes back within an attempt: a lower percent keeps the
-         * highest one seen (its message still replaces the old one). */
-        int percent = (int)json_integer_value(json_object_get(msg, "percent"));
-        if (percent < a->last_percent)
-            percent = a->last_percent;
-        a->last_percent = percent;
-        store_progress(h->st, a->item->task_id, a->item->token, percent, text, now_ms(), err, sizeof(err));
-        free(text);
-    }
+    char *text = redact_text(m->text, a->root_vault, a->root_secrets);
+    if (a->depth > 0)
+        settle_event(h->st, a->item->task_id, "LOG", "[%s] %s: %s", m->level, a->call_function,
+                     text);
+    else
+        settle_event(h->st, a->item->task_id, "LOG", "[%s] %s", m->level, text);
+    free(text);
 }
 
-static void reply_error(host *h, runner_job *job, const char *code, const char *outcome,
+static void on_progress(void *ud, runner_job *job, const struct proto_progress *m)
+{
+    host *h = ud;
+    attempt *a = runner_job_tag(job);
+    if (a->depth > 0)
+        return;
+    batch_begin(h);
+    char err[512];
+    char *text = m->message ? redact_text(m->message, a->root_vault, a->root_secrets) : NULL;
+    /* Stored progress never goes back within an attempt: a lower percent keeps the
+     * highest one seen (its message still replaces the old one). */
+    int percent = m->percent;
+    if (percent < a->last_percent)
+        percent = a->last_percent;
+    a->last_percent = percent;
+    store_progress(h->st, a->item->task_id, a->item->token, percent, text, now_ms(), err,
+                   sizeof(err));
+    free(text);
+}
+
+static void reply_error(host *h, runner_job *job, const char *code, enum outcome_kind kind,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void reply_error(host *h, runner_job *job, const char *code, const char *outcome,
+static void reply_error(host *h, runner_job *job, const char *code, enum outcome_kind kind,
                         const char *fmt, ...)
 {
     char text[1024];
@@ -338,17 +322,16 @@ static void reply_error(host *h, runner_job *job, const char *code, const char *
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    json_t *reply = json_pack("{s:s,s:n,s:{s:s,s:s}}", "code", outcome, "result", "error", "code",
-                              code, "message", text);
-    runner_reply(h->run, job, reply);
-    json_decref(reply);
+    struct proto_reply reply = {.kind = kind, .code = code, .message = text};
+    runner_answer(h->run, job, &reply);
 }
 
-static void start_call(host *h, attempt *caller, runner_job *caller_job, const json_t *msg)
+static void start_call(host *h, attempt *caller, runner_job *caller_job,
+                       const struct proto_call *msg)
 {
-    const char *fname = json_string_value(json_object_get(msg, "function"));
+    const char *fname = msg->function;
     if (fname == NULL) {
-        reply_error(h, caller_job, "invalid", "INVALID", "call without a function name");
+        reply_error(h, caller_job, "invalid", OUTCOME_INVALID, "call without a function name");
         return;
     }
     size_t i;
@@ -356,7 +339,7 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     json_array_foreach (caller->stack, i, s) {
         if (strcmp(json_string_value(s), fname) == 0) {
             char *chain = json_dumps(caller->stack, JSON_COMPACT);
-            reply_error(h, caller_job, "call_cycle", "INVALID", "call cycle: %s calls %s again",
+            reply_error(h, caller_job, "call_cycle", OUTCOME_INVALID, "call cycle: %s calls %s again",
                         chain, fname);
             settle_event(h->st, caller->item->task_id, "CALL_REFUSED", "call cycle: %s -> %s", chain, fname);
             free(chain);
@@ -364,7 +347,7 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
         }
     }
     if (caller->depth + 1 > MAX_CALL_DEPTH) {
-        reply_error(h, caller_job, "call_depth", "INVALID", "calls nest deeper than %d",
+        reply_error(h, caller_job, "call_depth", OUTCOME_INVALID, "calls nest deeper than %d",
                     MAX_CALL_DEPTH);
         settle_event(h->st, caller->item->task_id, "CALL_REFUSED", "call to %s refused: deeper than %d", fname,
               MAX_CALL_DEPTH);
@@ -372,18 +355,18 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     }
     struct ferry_fn fn;
     if (registry_fn(&h->reg, fname, &fn) != 0) {
-        reply_error(h, caller_job, "unavailable", "FAIL", "no function %s on this bridge", fname);
+        reply_error(h, caller_job, "unavailable", OUTCOME_FAIL, "no function %s on this bridge", fname);
         settle_event(h->st, caller->item->task_id, "CALL_FAILED", "call to %s: no such function", fname);
         return;
     }
-    json_t *vault = json_deep_copy(json_object_get(msg, "params"));
+    json_t *vault = json_deep_copy(msg->params);
     if (!json_is_object(vault)) {
         json_decref(vault);
         vault = json_object();
     }
     char err[1024];
     if (params_validate(fn.desc, vault, err, sizeof(err)) != 0) {
-        reply_error(h, caller_job, "invalid", "INVALID", "%s", err);
+        reply_error(h, caller_job, "invalid", OUTCOME_INVALID, "%s", err);
         settle_event(h->st, caller->item->task_id, "CALL_FAILED", "call to %s: %s", fname, err);
         json_decref(vault);
         return;
@@ -403,19 +386,20 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
     a->stack = json_deep_copy(caller->stack);
     json_array_append_new(a->stack, json_string(fname));
     a->started_mono = mono_ms();
-    int64_t timeout = attempt_timeout_ms(h->cfg, vault, &fn);
     /* task and attempt are the item's: a call's keys (host->task_id) are its root's. */
-    struct attempt_spec spec = {.fn = &fn,
-                                .vault = vault,
-                                .machine = machine_for_worker(h, a->item),
-                                .item_vault = a->item->vault,
-                                .task_id = a->item->task_id,
-                                .attempt = a->item->attempt,
-                                .depth = a->depth};
-    json_t *run = attempt_message(h->cfg, &spec);
-    a->job = runner_submit(h->run, run, timeout, a, 1);
+    struct attempt_source src = {.fn = &fn,
+                                 .vault = vault,
+                                 .item_vault = a->item->vault,
+                                 .task_id = a->item->task_id,
+                                 .attempt = a->item->attempt,
+                                 .depth = a->depth};
+    machine_for_worker(h, a->item, &src);
+    struct attempt_run run;
+    attempt_build(h->cfg, &src, &run);
+    a->job = runner_start(h->run, &run.spec, a, 1);
+    attempt_run_free(&run);
     if (a->job == NULL) {
-        reply_error(h, caller_job, "unavailable", "RETRY", "no worker free for call to %s", fname);
+        reply_error(h, caller_job, "unavailable", OUTCOME_RETRY, "no worker free for call to %s", fname);
         free_attempt(a);
         return;
     }
@@ -426,34 +410,42 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job, const j
           fname);
 }
 
-static void on_request(void *ud, runner_job *job, const json_t *msg)
+static void on_call(void *ud, runner_job *job, const struct proto_call *m)
+{
+    host *h = ud;
+    batch_begin(h);
+    start_call(h, runner_job_tag(job), job, m);
+}
+
+static void on_storage(void *ud, runner_job *job, const struct proto_storage *m)
 {
     host *h = ud;
     attempt *a = runner_job_tag(job);
-    const char *op = json_string_value(json_object_get(msg, "op"));
-    batch_begin(h);
-    if (strcmp(op, "call") == 0) {
-        start_call(h, a, job, msg);
-    } else if (strcmp(op, "storage") == 0) {
-        const char *name = json_string_value(json_object_get(msg, "name"));
-        const char *team = a->item->team;
-        json_t *row = NULL;
-        char err[512];
-        json_t *reply;
-        if (name &&
-            store_resource_get(h->st, STORE_STORAGE, team, name, &row, err, sizeof(err)) == 0)
-            reply = json_pack("{s:O}", "vault", json_object_get(row, "vault"));
-        else
-            reply = json_pack("{s:n,s:s}", "vault", "error", name ? err : "no storage name");
-        runner_reply(h->run, job, reply);
-        json_decref(reply);
-        json_decref(row);
+    json_t *row = NULL;
+    char err[512];
+    struct proto_reply reply = {.kind = OUTCOME_OK};
+    if (m->name &&
+        store_resource_get(h->st, STORE_STORAGE, a->item->team, m->name, &row, err,
+                           sizeof(err)) == 0) {
+        reply.vault = json_object_get(row, "vault");
     } else {
-        reply_error(h, job, "unavailable", "FAIL", "unknown request %s", op ? op : "(none)");
+        reply.kind = OUTCOME_FAIL;
+        reply.code = "not_found";
+        reply.message = m->name ? err : "no storage name";
     }
+    runner_answer(h->run, job, &reply);
+    json_decref(row);
 }
 
-static void on_done(void *ud, runner_job *job, const runner_outcome *out)
+/* What a call's caller is told of its end: OK, INVALID and RETRY as they are; every other
+ * end (a crash, a timeout …) is a FAIL to the caller. */
+static enum outcome_kind call_reply_kind(enum outcome_kind kind)
+{
+    return kind == OUTCOME_OK || kind == OUTCOME_INVALID || kind == OUTCOME_RETRY ? kind
+                                                                                 : OUTCOME_FAIL;
+}
+
+static void on_done(void *ud, runner_job *job, const struct outcome *out)
 {
     host *h = ud;
     attempt *a = runner_job_tag(job);
@@ -461,30 +453,22 @@ static void on_done(void *ud, runner_job *job, const runner_outcome *out)
     batch_begin(h);
     end_calls_of(h, a);
     if (a->depth > 0) {
-        json_t *reply = json_pack("{s:s}", "code",
-                                  out->status == RUN_OK        ? "OK"
-                                  : out->status == RUN_INVALID ? "INVALID"
-                                  : out->status == RUN_RETRY   ? "RETRY"
-                                                               : "FAIL");
-        json_object_set_new(reply, "result",
-                            out->result ? json_deep_copy(out->result) : json_null());
-        if (out->status != RUN_OK)
-            json_object_set_new(reply, "error",
-                                json_pack("{s:s,s:s}", "code",
-                                          out->err_code ? out->err_code : "error", "message",
-                                          out->err_msg ? out->err_msg : ""));
+        struct proto_reply reply = {.kind = call_reply_kind(out->kind), .result = out->result};
+        if (out->kind != OUTCOME_OK) {
+            reply.code = out->code ? out->code : "error";
+            reply.message = out->message ? out->message : "";
+        }
         /* A caller that ended first cut this call loose (end_calls_of): nobody to answer. */
         if (a->parent)
-            runner_reply(h->run, a->parent_job, reply);
-        json_decref(reply);
-        char *m = out->err_msg ? redact_text(out->err_msg, a->root_vault, a->root_secrets) : NULL;
-        settle_event(h->st, a->item->task_id, "CALL_DONE", "%s %s in %lld ms%s%s%s", a->call_function,
-              runner_status_name(out->status), (long long)(mono_ms() - a->started_mono),
-              m ? ": " : "", m ? m : "", a->parent ? "" : " (its caller had ended)");
+            runner_answer(h->run, a->parent_job, &reply);
+        char *m = out->message ? redact_text(out->message, a->root_vault, a->root_secrets) : NULL;
+        settle_event(h->st, a->item->task_id, "CALL_DONE", "%s %s in %lld ms%s%s%s",
+                     a->call_function, outcome_kind_name(out->kind),
+                     (long long)(mono_ms() - a->started_mono), m ? ": " : "", m ? m : "",
+                     a->parent ? "" : " (its caller had ended)");
         free(m);
     } else {
-        struct outcome o = outcome_of(out);
-        settle_ran(h->settle, a->item, a->secrets, &o, a->started_mono);
+        settle_ran(h->settle, a->item, a->secrets, out, a->started_mono);
     }
     free_attempt(a);
 }
@@ -773,8 +757,12 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                       .max_jobs = cfg->worker_max_jobs,
                       .memory_limit_mb = cfg->worker_memory_mb,
                       .grace_ms = cfg->grace_seconds * 1000};
-    runner_callbacks cb = {.on_message = on_message, .on_request = on_request, .on_done = on_done};
-    h.run = runner_new(&ro, &cb, &h);
+    runner_events ev = {.log = on_log,
+                        .progress = on_progress,
+                        .call = on_call,
+                        .storage = on_storage,
+                        .done = on_done};
+    h.run = runner_create(&ro, &ev, &h);
     h.sched = scheduler_new(cfg, &h.reg);
     h.settle = settle_new(cfg, h.st, &h.reg, &defaults);
     h.machines = json_object();

@@ -38,17 +38,6 @@ struct settler {
     unsigned long completed, failed;
 };
 
-static const char *kind_name(enum outcome_kind kind)
-{
-    static const char *const names[] = {
-        [OUTCOME_OK] = "OK",           [OUTCOME_RETRY] = "RETRY",
-        [OUTCOME_FAIL] = "FAIL",       [OUTCOME_INVALID] = "INVALID",
-        [OUTCOME_TIMEOUT] = "TIMEOUT", [OUTCOME_CRASHED] = "CRASHED",
-        [OUTCOME_CANCELLED] = "CANCELLED", [OUTCOME_UNAVAILABLE] = "UNAVAILABLE",
-    };
-    return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
-}
-
 static const char *final_name(enum store_outcome_kind status)
 {
     return status == STORE_OUTCOME_COMPLETED ? "COMPLETED"
@@ -148,7 +137,7 @@ json_t *settle_response(const char *function, const char *status, int attempts,
     else
         json_object_set_new(resp, "error",
                             json_pack("{s:s,s:s,s:s}", "code", out->code ? out->code : "error",
-                                      "outcome", kind_name(out->kind), "message",
+                                      "outcome", outcome_kind_name(out->kind), "message",
                                       out->message ? out->message : ""));
     return resp;
 }
@@ -174,7 +163,7 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
     free(redacted);
     const char *task = item->task_id;
     if (out->kind != OUTCOME_OK && out->kind != OUTCOME_CANCELLED)
-        settle_event(s->st, task, "ATTEMPT_FAILED", "attempt %d %s: %s", attempt, kind_name(out->kind),
+        settle_event(s->st, task, "ATTEMPT_FAILED", "attempt %d %s: %s", attempt, outcome_kind_name(out->kind),
               msg ? msg : "");
     if (d.status == STORE_OUTCOME_RETRY)
         settle_event(s->st, task, "RETRY", "retry %d of %d in %.1f s", attempt, pol.max_retries,
@@ -196,7 +185,7 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
         break;
     case STORE_OUTCOME_RETRY:
     case STORE_OUTCOME_FAILED:
-        e->reason = xstrdup(msg ? msg : kind_name(out->kind));
+        e->reason = xstrdup(msg ? msg : outcome_kind_name(out->kind));
         break;
     }
     if (d.final) {
@@ -284,7 +273,7 @@ size_t settle_write(settler *s)
         e->rc = rc != STORE_OK ? rc : rcs[i];
         if (e->rc == STORE_CONFLICT) {
             hlog(LOG_WARN, "item %s changed while it ran; its outcome %s is dropped",
-                 e->item->task_id, kind_name(e->kind));
+                 e->item->task_id, outcome_kind_name(e->kind));
         } else if (e->rc != STORE_OK) {
             hlog(LOG_ERROR, "cannot record the outcome of %s: %s", e->item->task_id, err);
         } else if (e->recovered) {
@@ -323,7 +312,7 @@ static void enqueue_fallback(settler *s, const struct ending *e)
         json_object_set_new(fb, "on_failure", json_pack("{s:O}", "notify", notify));
     json_object_set_new(fb, "failure",
                         json_pack("{s:s,s:s?,s:s,s:s,s:i}", "task_id", task, "function",
-                                  e->item->function, "status", kind_name(e->kind), "message",
+                                  e->item->function, "status", outcome_kind_name(e->kind), "message",
                                   e->message ? e->message : "", "attempts", e->item->attempt));
     struct ferry_fn fb_fn;
     struct store_item_spec spec = {
@@ -342,7 +331,7 @@ static void enqueue_fallback(settler *s, const struct ending *e)
     if (store_queue_create(s->st, &spec, id, NULL, err, sizeof(err)) == 0) {
         settle_event(s->st, task, "FALLBACK", "fallback %s queued as %s", fallback, id);
         settle_event(s->st, id, "FALLBACK_OF", "fallback for %s (%s %s)", task, e->item->function,
-              kind_name(e->kind));
+              outcome_kind_name(e->kind));
     } else {
         settle_event(s->st, task, "FALLBACK_FAILED", "fallback %s could not be queued: %s", fallback, err);
     }
