@@ -174,7 +174,8 @@ static int cmd_run(cli *c)
     uuid_v4(run_id + 4); /* no queue item: an id of its own for host->task_id (plugin.h) */
     json_t *machine = attempt_local_machine();
     /* Built as ferry serve builds an item's attempt (attempt.c), on this machine. */
-    struct attempt_source src = {.fn = &f,
+    struct attempt_source src = {.reg = c->reg,
+                                 .fn = &f,
                                  .vault = vault,
                                  .item_vault = vault,
                                  .machine = machine,

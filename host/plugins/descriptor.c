@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "proto.h"
 #include "util.h"
 
 #define END_OF(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
@@ -284,11 +285,24 @@ json_t *descriptor_read(const ferry_plugin *plugin, char *reason, size_t rlen)
         json_array_append_new(fns, fn);
     }
     json_decref(seen);
+    /* hook_dir came late: a plugin built before it has no such member (struct_size). */
+    const char *hook_dir =
+        plugin->struct_size >= offsetof(ferry_plugin, hook_dir) + sizeof(p.hook_dir) ? p.hook_dir
+                                                                                     : NULL;
+    char why[128];
+    if (hook_dir && proto_hook_dir_valid(hook_dir, why, sizeof(why)) != 0) {
+        seterr(reason, rlen, "plugin %s: %s", p.name, why);
+        json_decref(fns);
+        return NULL;
+    }
     char abi[16];
     snprintf(abi, sizeof(abi), "%u.%u", p.abi_major, p.abi_minor);
-    return json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", p.name, "version",
-                     p.version ? p.version : "", "summary", p.summary ? p.summary : "", "abi",
-                     abi, "functions", fns);
+    json_t *desc = json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", p.name, "version",
+                             p.version ? p.version : "", "summary", p.summary ? p.summary : "",
+                             "abi", abi, "functions", fns);
+    if (hook_dir)
+        json_object_set_new(desc, "hook_dir", json_string(hook_dir));
+    return desc;
 fail:
     json_decref(seen);
     json_decref(fns);

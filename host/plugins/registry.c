@@ -41,6 +41,7 @@ static void plugin_clear(registry_plugin *p)
     free(p->path);
     free(p->file);
     free(p->reason);
+    free(p->hook_dir);
     json_decref(p->info);
     json_decref(p->functions);
     memset(p, 0, sizeof(*p));
@@ -359,6 +360,8 @@ static int examine(registry *reg, registry_plugin *p, const struct stat *st, int
     json_decref(p->info);
     json_decref(p->functions);
     p->info = p->functions = NULL;
+    free(p->hook_dir);
+    p->hook_dir = NULL;
     p->dev = st->st_dev;
     p->ino = st->st_ino;
     p->size = st->st_size;
@@ -380,6 +383,10 @@ static int examine(registry *reg, registry_plugin *p, const struct stat *st, int
                         json_object_get(desc, "version"), "summary",
                         json_object_get(desc, "summary"), "abi", json_object_get(desc, "abi"));
     p->functions = json_incref(json_object_get(desc, "functions"));
+    free(p->hook_dir);
+    p->hook_dir = json_string_value(json_object_get(desc, "hook_dir"))
+                      ? xstrdup(json_string_value(json_object_get(desc, "hook_dir")))
+                      : NULL;
     json_decref(desc);
     p->loaded = 1;
     free(p->reason);
@@ -688,4 +695,15 @@ void registry_write_markdown(const registry *reg, FILE *out)
     json_t *fns = registry_functions_json(reg);
     descriptor_write_markdown(fns, out);
     json_decref(fns);
+}
+
+char *registry_hook_dir(const registry *reg, const json_t *machine, const json_t *params)
+{
+    for (size_t i = 0; i < reg->n_plugins; i++) {
+        const registry_plugin *p = &reg->plugins[i];
+        char *dir = p->loaded && p->hook_dir ? proto_hook_dir(p->hook_dir, machine, params) : NULL;
+        if (dir)
+            return dir;
+    }
+    return NULL;
 }

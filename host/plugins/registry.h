@@ -28,6 +28,7 @@ typedef struct registry_plugin {
     char *reason;      /* why it was refused (NULL when loaded) */
     json_t *info;      /* {"name","version","summary","abi"} or NULL */
     json_t *functions; /* array of function descriptors (see registry_function) */
+    char *hook_dir;    /* its hook_dir template (plugin.h), or NULL */
 } registry_plugin;
 
 typedef struct registry {
@@ -86,6 +87,12 @@ struct ferry_fn;
  * registry, valid until the next scan), or -1 when no usable function has that name.
  */
 int registry_fn(const registry *reg, const char *name, struct ferry_fn *out);
+
+/*
+ * Where the hooks of an item with these params run on this machine (facts borrowed): the
+ * first usable plugin's hook_dir that applies (proto_hook_dir()), or NULL. Caller frees.
+ */
+char *registry_hook_dir(const registry *reg, const json_t *machine, const json_t *params);
 
 /* Frees everything. */
 void registry_free(registry *reg);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "exec.h"
+#include "registry.h"
 #include "util.h"
 #include "vault.h"
 
@@ -35,19 +36,6 @@ int64_t attempt_timeout_ms(const ferry_config *cfg, const json_t *vault,
     return (int64_t)t * 1000;
 }
 
-/*
- * Where the item's hooks run on the machine: the repository's folder of its datastore, for
- * an item naming a repository. NULL when there is none. Caller frees.
- */
-static char *hook_dir_for(const json_t *machine, const json_t *params)
-{
-    const char *datastore = json_string_value(json_object_get(machine, "datastore"));
-    const char *repository = json_string_value(json_object_get(params, "repository"));
-    if (datastore == NULL || repository == NULL || strstr(repository, "..") != NULL)
-        return NULL;
-    return xasprintf("%s/repositories/%s", datastore, repository);
-}
-
 void attempt_build(const ferry_config *cfg, const struct attempt_source *src,
                    struct attempt_run *run)
 {
@@ -70,7 +58,8 @@ void attempt_build(const ferry_config *cfg, const struct attempt_source *src,
         spec->pre_hook = json_string_value(json_object_get(src->item_vault, "pre_hook"));
         spec->post_hook = json_string_value(json_object_get(src->item_vault, "post_hook"));
         if (spec->pre_hook || spec->post_hook)
-            run->hook_dir = hook_dir_for(src->machine, run->params);
+            run->hook_dir = src->reg ? registry_hook_dir(src->reg, src->machine, run->params)
+                                     : NULL;
         spec->hook_dir = run->hook_dir;
     }
 }

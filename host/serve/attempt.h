@@ -17,8 +17,11 @@
 #include "proto.h"
 #include "store.h"
 
+struct registry;
+
 /* What the host knows of one attempt. Everything is borrowed. */
 struct attempt_source {
+    const struct registry *reg; /* the plugins: where an item's hooks run (may be NULL) */
     const struct ferry_fn *fn; /* the function (registry_fn) */
     const json_t *vault;       /* the vault its parameters come from (item's or call's) */
     const json_t *item_vault;  /* the item's own vault: pre_hook, post_hook (depth 0 only) */

@@ -252,7 +252,8 @@ static void start_item(host *h, struct store_item *item)
     a->started_mono = mono_ms();
     a->last_percent = -1;
     a->stack = json_pack("[s]", fn.name);
-    struct attempt_source src = {.fn = &fn,
+    struct attempt_source src = {.reg = &h->reg,
+                                 .fn = &fn,
                                  .vault = a->vault,
                                  .item_vault = a->vault,
                                  .task_id = a->item->task_id,
@@ -387,7 +388,8 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
     json_array_append_new(a->stack, json_string(fname));
     a->started_mono = mono_ms();
     /* task and attempt are the item's: a call's keys (host->task_id) are its root's. */
-    struct attempt_source src = {.fn = &fn,
+    struct attempt_source src = {.reg = &h->reg,
+                                 .fn = &fn,
                                  .vault = vault,
                                  .item_vault = a->item->vault,
                                  .task_id = a->item->task_id,

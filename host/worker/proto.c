@@ -340,12 +340,23 @@ static void put_int(json_t *m, const char *key, int64_t v)
     json_object_set_new(m, key, json_integer(v));
 }
 
+/* A JSON member, shared with the caller's tree (a message is sent and dropped, never
+ * changed: no copy on the hot path). */
 static void put_obj(json_t *m, const char *key, const json_t *v, int null_too)
 {
     if (v)
-        json_object_set_new(m, key, json_deep_copy(v));
+        json_object_set(m, key, (json_t *)v);
     else if (null_too)
         json_object_set_new(m, key, json_null());
+}
+
+/* An object member shared as put_obj(), {} when v is NULL. */
+static void put_obj_or_empty(json_t *m, const char *key, const json_t *v)
+{
+    if (v)
+        json_object_set(m, key, (json_t *)v);
+    else
+        json_object_set_new(m, key, json_object());
 }
 
 json_t *proto_build_run(const struct proto_run *m)
@@ -354,8 +365,8 @@ json_t *proto_build_run(const struct proto_run *m)
     json_t *j = start(PROTO_RUN, m->id, 1);
     put_str(j, "plugin", s->plugin);
     put_str(j, "function", s->function);
-    json_object_set_new(j, "params", s->params ? json_deep_copy(s->params) : json_object());
-    json_object_set_new(j, "config", s->config ? json_deep_copy(s->config) : json_object());
+    put_obj_or_empty(j, "params", s->params);
+    put_obj_or_empty(j, "config", s->config);
     put_obj(j, "machine", s->machine, 1);
     put_str(j, "pre_hook", s->pre_hook);
     put_str(j, "post_hook", s->post_hook);
@@ -410,7 +421,7 @@ json_t *proto_build_call(const struct proto_call *m)
 {
     json_t *j = start(PROTO_CALL, m->id, 1);
     put_str(j, "function", m->function);
-    json_object_set_new(j, "params", m->params ? json_deep_copy(m->params) : json_object());
+    put_obj_or_empty(j, "params", m->params);
     return j;
 }
 
@@ -736,4 +747,90 @@ int proto_parse_probe(const json_t *msg, struct proto_probe *out, char *err, siz
     out->result = get_obj(&r, "result", 0);
     out->reason = get_str(&r, "reason", 0, 0);
     return end(&r);
+}
+
+/* --- where hooks run ------------------------------------------------------------------- */
+
+/* Length of the placeholder name at p (after '{'), up to its '}'; 0 when malformed. */
+static size_t placeholder(const char *p)
+{
+    size_t n = 0;
+    if (!(p[0] >= 'a' && p[0] <= 'z') && p[0] != '_')
+        return 0;
+    while ((p[n] >= 'a' && p[n] <= 'z') || (p[n] >= '0' && p[n] <= '9') || p[n] == '_')
+        n++;
+    return p[n] == '}' && n <= 64 ? n : 0;
+}
+
+int proto_hook_dir_valid(const char *tmpl, char *err, size_t errlen)
+{
+    size_t len = tmpl ? strlen(tmpl) : 0;
+    if (len == 0 || len > PROTO_HOOK_DIR_MAX) {
+        snprintf(err, errlen, "hook_dir must be 1 to %d bytes", PROTO_HOOK_DIR_MAX);
+        return -1;
+    }
+    for (const char *p = tmpl; *p; p++) {
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
+            snprintf(err, errlen, "hook_dir must be printable ASCII");
+            return -1;
+        }
+        if (*p == '}') {
+            snprintf(err, errlen, "hook_dir has a '}' without its '{'");
+            return -1;
+        }
+        if (*p == '{') {
+            size_t n = placeholder(p + 1);
+            if (n == 0) {
+                snprintf(err, errlen, "hook_dir placeholder at byte %zu is not {name}",
+                         (size_t)(p - tmpl));
+                return -1;
+            }
+            p += n + 1;
+        }
+    }
+    return 0;
+}
+
+char *proto_hook_dir(const char *tmpl, const json_t *machine, const json_t *params)
+{
+    char err[128];
+    if (tmpl == NULL || proto_hook_dir_valid(tmpl, err, sizeof(err)) != 0)
+        return NULL;
+    size_t cap = 256, len = 0;
+    char *out = malloc(cap);
+    for (const char *p = tmpl; out && *p;) {
+        const char *piece = p;
+        size_t n = 1;
+        char name[72];
+        if (*p == '{') {
+            size_t k = placeholder(p + 1);
+            snprintf(name, sizeof(name), "%.*s", (int)k, p + 1);
+            const json_t *v = strcmp(name, "datastore") == 0 ? json_object_get(machine, name)
+                                                              : json_object_get(params, name);
+            piece = json_string_value(v);
+            /* An unset or empty value, or one that could climb out, matches nothing. */
+            if (piece == NULL || piece[0] == 0 || strstr(piece, "..") != NULL) {
+                free(out);
+                return NULL;
+            }
+            n = strlen(piece);
+            p += k + 2;
+        } else {
+            p++;
+        }
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *bigger = realloc(out, cap);
+            if (bigger == NULL) {
+                free(out);
+                return NULL;
+            }
+            out = bigger;
+        }
+        memcpy(out + len, piece, n);
+        len += n;
+    }
+    if (out)
+        out[len] = 0;
+    return out;
 }

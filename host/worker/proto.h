@@ -232,7 +232,8 @@ union proto_msg {
 /*
  * Builders: each returns a new message (with "op") ready for proto_send(), or NULL when
  * memory runs out. Text is copied as given: the sender cleans what a plugin supplies
- * (proto_clean_text) before it builds.
+ * (proto_clean_text) before it builds. JSON members (params, result, ...) are shared with
+ * the caller's trees, not copied: send the message and drop it, do not change it.
  */
 json_t *proto_build_run(const struct proto_run *m);
 json_t *proto_build_reply(const struct proto_reply *m);
@@ -262,6 +263,19 @@ int proto_parse_pgroup(const json_t *msg, struct proto_pgroup *out, char *err, s
 int proto_parse_exit(const json_t *msg, struct proto_exit *out, char *err, size_t errlen);
 int proto_parse_done(const json_t *msg, struct proto_done *out, char *err, size_t errlen);
 int proto_parse_probe(const json_t *msg, struct proto_probe *out, char *err, size_t errlen);
+
+/*
+ * Where an item's hooks run: a plugin's hook_dir template (plugin.h) filled in from
+ * one attempt. {datastore} is the machine's datastore, any other {name} the item's string
+ * parameter name. Returns the path (the caller frees it), or NULL when a placeholder has no
+ * value, an empty one or one holding "..", or the template is not valid.
+ */
+char *proto_hook_dir(const char *tmpl, const json_t *machine, const json_t *params);
+
+/* 0 when tmpl is a valid hook_dir template (printable ASCII, {name} placeholders, at most
+ * PROTO_HOOK_DIR_MAX bytes); else -1 and why in err. */
+int proto_hook_dir_valid(const char *tmpl, char *err, size_t errlen);
+#define PROTO_HOOK_DIR_MAX 512
 
 /* The kind named on the wire ("OK", "RETRY", ...; outcome_kind_name()); -1 when unknown. */
 int proto_kind_of(const char *name);

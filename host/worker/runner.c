@@ -846,14 +846,10 @@ runner_job *runner_submit(runner *r, json_t *msg, int64_t timeout_ms, void *tag,
             if (key[0] != '_')
                 json_object_set(facts, key, v);
     }
-    /* Where the hooks run (the repo plugin's layout): computed here only for this old
-     * interface; a typed caller supplies hook_dir. */
-    const char *datastore = json_string_value(json_object_get(machine, "datastore"));
-    const char *repository =
-        json_string_value(json_object_get(json_object_get(msg, "params"), "repository"));
-    char *hook_dir = datastore && repository && strstr(repository, "..") == NULL
-                         ? xasprintf("%s/repositories/%s", datastore, repository)
-                         : NULL;
+    /* Where the hooks run: this old interface has no registry to ask (registry_hook_dir()),
+     * so it uses the bundled repo plugin's hook_dir; a typed caller supplies hook_dir. */
+    char *hook_dir = proto_hook_dir("{datastore}/repositories/{repository}", machine,
+                                    json_object_get(msg, "params"));
     struct attempt_spec spec = {
         .plugin = json_string_value(json_object_get(msg, "plugin")),
         .function = json_string_value(json_object_get(msg, "function")),

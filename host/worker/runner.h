@@ -34,7 +34,11 @@ typedef struct runner_events {
      */
     void (*call)(void *ud, runner_job *job, const struct proto_call *m);
     void (*storage)(void *ud, runner_job *job, const struct proto_storage *m);
-    /* The attempt ended (out borrowed). The job is freed right after this returns. */
+    /*
+     * The attempt ended (out borrowed). The job is freed right after this returns. Its
+     * worker is free already: runner_start() from here hands it the next attempt at once
+     * (unless the worker is being replaced).
+     */
     void (*done)(void *ud, runner_job *job, const struct outcome *out);
 } runner_events;
 
@@ -59,7 +63,7 @@ void runner_tick(runner *r);
 /* Milliseconds until runner_tick() next has work (-1: nothing pending). */
 int runner_timeout_ms(const runner *r);
 
-/* Free capacity: how many more attempts runner_submit() accepts now. */
+/* Free capacity: how many more attempts runner_start() accepts now. */
 int runner_free_slots(const runner *r);
 /* Attempts running now. */
 int runner_busy(const runner *r);

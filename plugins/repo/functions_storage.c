@@ -556,4 +556,6 @@ static const ferry_function *const repo_functions[] = {
 
 FERRY_PLUGIN(.name = "repo", .version = "1.0.0",
              .summary = "Repositories: snapshot, push, pull, replicate, up, down, retention, verify",
-             .functions = repo_functions)
+             .functions = repo_functions,
+             /* an item naming a repository runs its hooks in it (see machine.h) */
+             .hook_dir = "{datastore}/repositories/{repository}")

@@ -3,7 +3,8 @@
 # refused at load; fini() runs in every process where init() ran (probes, `ferry run`, a
 # host's workers); host->task_id and host->attempt (ABI 1.1) give an item's task id and
 # attempt number, across retries and nested calls; a plugin built for ABI 1.0 still loads
-# and runs; FERRY_FN_NEEDS_MACHINE is accepted and not listed.
+# and runs; FERRY_FN_NEEDS_MACHINE is accepted and not listed; a plugin's hook_dir is
+# checked at load.
 . "$(dirname "$0")/../lib.sh"
 
 write_config
@@ -102,4 +103,17 @@ eq "and runs" "$(result "$id")" '{"version":1}'
 eq "a function with FERRY_FN_NEEDS_MACHINE loads, the flag not listed" \
     "$(ferry functions nm --output json | jq -c .data.flags)" "[]"
 stop_host
+
+# --- hook_dir: a plugin, not the worker, says where hooks run -------------------------------
+build_fixture "$P/hd_ok.so" abi.c -DFUNC=hd_ok '-DHOOK_DIR="{datastore}/sites/{site}"'
+build_fixture "$P/hd_bad.so" abi.c -DFUNC=hd_bad '-DHOOK_DIR="{datastore/x"'
+build_fixture "$P/hd_old.so" abi.c -DFUNC=hd_old -DOLD_MINOR
+chmod 644 "$P"/hd_*.so
+out=$(ferry plugins --output json)
+eq "a plugin with a hook_dir template loads" "$(jq -r '.data[] | select(.file=="hd_ok.so") | .loaded' <<<"$out")" true
+contains "a malformed hook_dir is refused with the reason" \
+    "$(jq -r '.data[] | select(.file=="hd_bad.so") | .reason' <<<"$out")" "hook_dir placeholder at byte 0 is not {name}"
+eq "a 1.0-sized descriptor (no hook_dir member) still loads" "$(jq -r '.data[] | select(.file=="hd_old.so") | .loaded' <<<"$out")" true
+contains "docs/sdk.md documents hook_dir" "$(cat "$FERRY_ROOT/docs/sdk.md")" "hook_dir"
+rm -f "$P"/hd_*.so
 t_done

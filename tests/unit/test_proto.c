@@ -547,6 +547,54 @@ static void test_one_fill_takes_every_message(void **state)
     close(sv[1]);
 }
 
+/* A plugin's hook_dir template, filled in from one attempt. */
+static void test_hook_dir(void **state)
+{
+    (void)state;
+    const char *t = "{datastore}/repositories/{repository}";
+    json_t *machine = json_pack("{s:s}", "datastore", "/mnt/ds");
+    json_t *params = json_pack("{s:s,s:i}", "repository", "webapp", "n", 3);
+    char *dir = proto_hook_dir(t, machine, params);
+    assert_string_equal(dir, "/mnt/ds/repositories/webapp");
+    free(dir);
+    /* Literal text only, and a template longer than the first buffer. */
+    char longer[400];
+    memset(longer, 'a', sizeof(longer) - 1);
+    longer[0] = '/';
+    longer[sizeof(longer) - 1] = 0;
+    dir = proto_hook_dir(longer, NULL, NULL);
+    assert_string_equal(dir, longer);
+    free(dir);
+    /* No value, an empty one, one that is not a string or one that climbs: no directory. */
+    assert_null(proto_hook_dir(t, NULL, params));
+    assert_null(proto_hook_dir(t, machine, NULL));
+    json_t *bad = json_pack("{s:s}", "repository", "../../etc");
+    assert_null(proto_hook_dir(t, machine, bad));
+    json_decref(bad);
+    bad = json_pack("{s:s}", "repository", "");
+    assert_null(proto_hook_dir(t, machine, bad));
+    json_decref(bad);
+    assert_null(proto_hook_dir("{n}", machine, params)); /* n is an integer */
+    /* Malformed templates are refused, with a reason. */
+    char err[128];
+    assert_int_equal(proto_hook_dir_valid(t, err, sizeof(err)), 0);
+    const char *malformed[] = {"", "{datastore", "{}", "a}b", "{Data}", "{1x}", "tab\there",
+                               "caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+        err[0] = 0;
+        assert_int_equal(proto_hook_dir_valid(malformed[i], err, sizeof(err)), -1);
+        assert_true(strstr(err, "hook_dir") != NULL);
+        assert_null(proto_hook_dir(malformed[i], machine, params));
+    }
+    char huge[PROTO_HOOK_DIR_MAX + 2];
+    memset(huge, 'x', sizeof(huge) - 1);
+    huge[sizeof(huge) - 1] = 0;
+    assert_int_equal(proto_hook_dir_valid(huge, err, sizeof(err)), -1);
+    assert_null(proto_hook_dir_valid(NULL, err, sizeof(err)) == 0 ? "" : NULL);
+    json_decref(machine);
+    json_decref(params);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_truncated_and_invalid_frames),
         cmocka_unit_test(test_builders_clean_bad_text),
         cmocka_unit_test(test_one_fill_takes_every_message),
+        cmocka_unit_test(test_hook_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

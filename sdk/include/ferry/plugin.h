@@ -52,7 +52,8 @@ extern "C" {
 /* "FERRYPLG" in ASCII. */
 #define FERRY_PLUGIN_MAGIC UINT64_C(0x4645525259504C47)
 #define FERRY_ABI_MAJOR    1
-#define FERRY_ABI_MINOR    1 /* 1.1 added ferry_host.task_id and ferry_host.attempt */
+#define FERRY_ABI_MINOR    1 /* 1.1 added ferry_host.task_id and ferry_host.attempt, and
+                                * later ferry_plugin.hook_dir (read by struct_size) */
 
 /* The name of the one symbol a plugin exports; FERRY_PLUGIN() below defines it. */
 #define FERRY_PLUGIN_ENTRY_SYMBOL "ferry_plugin_entry"
@@ -202,6 +203,16 @@ typedef struct ferry_plugin {
      * worker that has not exited a second after it was asked to is killed.
      */
     void (*fini)(void);
+    /*
+     * Optional (added within ABI 1.1, read only when struct_size covers it; a host that
+     * predates it ignores it). Where on the machine the pre_hook and post_hook of a queue item
+     * run, whatever its function, when the directory exists there: a template in which
+     * {datastore} is the machine's datastore and any other {name} the item's string
+     * parameter name, e.g. "{datastore}/repositories/{repository}". It applies to an item
+     * only when every placeholder has a value (non-empty, without ".."); the first plugin
+     * whose template applies wins. The hook runs in that directory with it first on PATH.
+     */
+    const char *hook_dir;
 } ferry_plugin;
 
 /* Log levels for ferry_host.log. */

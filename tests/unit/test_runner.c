@@ -1,0 +1,304 @@
+/*
+ * The runner's typed interface with real workers: this test binary is its own worker (the
+ * runner starts /proc/self/exe __worker, and main() hands that to the worker), running the
+ * core plugin's log_message. Typed events and outcomes, hooks and hook_dir as explicit
+ * fields, a worker handed its next attempt from the done callback, deadline and shutdown
+ * stops, and the JSON compatibility wrappers (runner_new, runner_submit, runner_reply).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runner.h"
+#include "util.h"
+#include "worker.h"
+
+static char core_so[1024];
+
+struct seen {
+    runner *r;
+    int done;
+    struct outcome out;
+    char code[64], message[512];
+    json_t *result;
+    char logs[8192];
+    int64_t log_id;
+    pid_t pid, next_pid;
+    runner_job *next; /* started from the done callback */
+    struct attempt_spec again;
+    int legacy_ops; /* JSON messages seen by the compatibility callbacks */
+};
+
+static void on_log(void *ud, runner_job *job, const struct proto_log *m)
+{
+    struct seen *s = ud;
+    s->log_id = m->id;
+    assert_int_equal(m->id, runner_job_id(job));
+    size_t len = strlen(s->logs);
+    snprintf(s->logs + len, sizeof(s->logs) - len, "[%s] %s\n", m->level, m->text);
+}
+
+static void on_done(void *ud, runner_job *job, const struct outcome *out)
+{
+    struct seen *s = ud;
+    s->done++;
+    s->out = *out;
+    snprintf(s->code, sizeof(s->code), "%s", out->code ? out->code : "");
+    snprintf(s->message, sizeof(s->message), "%s", out->message ? out->message : "");
+    json_decref(s->result);
+    s->result = out->result ? json_deep_copy(out->result) : NULL;
+    s->pid = runner_job_pid(job);
+    if (s->again.plugin && s->next == NULL) { /* the worker is free: hand it the next one */
+        s->next = runner_start(s->r, &s->again, NULL, 0);
+        if (s->next)
+            s->next_pid = runner_job_pid(s->next);
+    }
+}
+
+static void wait_done(struct seen *s, int n)
+{
+    int64_t until = mono_ms() + 20000;
+    while (s->done < n && mono_ms() < until) {
+        struct pollfd p = {.fd = runner_fd(s->r), .events = POLLIN};
+        int wait = runner_timeout_ms(s->r);
+        poll(&p, 1, wait < 0 || wait > 100 ? 100 : wait);
+        runner_process(s->r);
+        runner_tick(s->r);
+    }
+    assert_int_equal(s->done, n);
+}
+
+static runner *start(struct seen *s, int max_workers)
+{
+    memset(s, 0, sizeof(*s));
+    runner_opts o = {.max_workers = max_workers, .prefork = 0, .max_jobs = 100, .grace_ms = 400};
+    runner_events ev = {.log = on_log, .done = on_done};
+    s->r = runner_create(&o, &ev, s);
+    return s->r;
+}
+
+static void finish(struct seen *s)
+{
+    runner_free(s->r);
+    json_decref(s->result);
+}
+
+static void test_typed_attempt(void **state)
+{
+    (void)state;
+    struct seen s;
+    start(&s, 1);
+    json_t *params = json_pack("{s:s,s:s}", "message", "typed hello", "level", "warn");
+    struct attempt_spec spec = {.plugin = core_so, .function = "log_message", .params = params,
+                                .task_id = "t-1", .attempt = 1, .timeout_ms = 10000};
+    runner_job *job = runner_start(s.r, &spec, NULL, 0);
+    assert_non_null(job);
+    wait_done(&s, 1);
+    assert_int_equal(s.out.kind, OUTCOME_OK);
+    assert_int_equal(s.out.stop, STOP_NONE);
+    assert_null(s.out.code);
+    assert_non_null(strstr(s.logs, "[warn] typed hello"));
+    json_decref(params);
+    /* A function the plugin does not have: UNAVAILABLE, the worker's own outcome. */
+    struct attempt_spec none = {.plugin = core_so, .function = "no_such_function"};
+    assert_non_null(runner_start(s.r, &none, NULL, 0));
+    wait_done(&s, 2);
+    assert_int_equal(s.out.kind, OUTCOME_UNAVAILABLE);
+    assert_string_equal(s.code, "unavailable");
+    assert_non_null(strstr(s.message, "has no function no_such_function"));
+    finish(&s);
+}
+
+/* The done callback may hand the same worker its next attempt at once. */
+static void test_next_attempt_from_done(void **state)
+{
+    (void)state;
+    struct seen s;
+    start(&s, 1);
+    json_t *params = json_pack("{s:s,s:s}", "message", "first", "level", "info");
+    json_t *params2 = json_pack("{s:s,s:s}", "message", "second", "level", "info");
+    struct attempt_spec spec = {.plugin = core_so, .function = "log_message", .params = params};
+    s.again = (struct attempt_spec){.plugin = core_so, .function = "log_message",
+                                    .params = params2};
+    assert_non_null(runner_start(s.r, &spec, NULL, 0));
+    assert_null(runner_start(s.r, &spec, NULL, 0)); /* one slot, taken */
+    wait_done(&s, 1);
+    if (s.out.kind != OUTCOME_OK)
+        fail_msg("%s: %s; trace:\n%s", outcome_kind_name(s.out.kind), s.message, s.logs);
+    pid_t first = s.pid;
+    assert_non_null(s.next);
+    assert_int_equal(s.next_pid, first); /* the same worker, no new process */
+    wait_done(&s, 2);
+    assert_int_equal(s.out.kind, OUTCOME_OK);
+    assert_int_equal(s.pid, first);
+    assert_non_null(strstr(s.logs, "[info] second"));
+    finish(&s);
+    /* A worker at its quota is retired, never handed the next attempt: that one gets a
+     * new worker and runs to its end. */
+    memset(&s, 0, sizeof(s));
+    runner_opts o = {.max_workers = 1, .prefork = 0, .max_jobs = 1, .grace_ms = 400};
+    runner_events ev = {.log = on_log, .done = on_done};
+    s.r = runner_create(&o, &ev, &s);
+    s.again = (struct attempt_spec){.plugin = core_so, .function = "log_message",
+                                    .params = params2};
+    assert_non_null(runner_start(s.r, &spec, NULL, 0));
+    wait_done(&s, 1);
+    first = s.pid;
+    assert_non_null(s.next);
+    assert_true(s.next_pid != first);
+    wait_done(&s, 2);
+    assert_int_equal(s.out.kind, OUTCOME_OK);
+    assert_non_null(strstr(s.logs, "[info] second"));
+    json_decref(params);
+    json_decref(params2);
+    finish(&s);
+}
+
+/* Hooks and where they run are fields of the attempt; the machine carries neither. */
+static void test_hooks_and_hook_dir(void **state)
+{
+    (void)state;
+    struct seen s;
+    start(&s, 1);
+    char dir[] = "/tmp/ferry-hookdir.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    json_t *params = json_pack("{s:s,s:s}", "message", "between", "level", "info");
+    json_t *machine = json_pack("{s:s,s:b}", "name", "here", "local", 1);
+    struct attempt_spec spec = {.plugin = core_so, .function = "log_message", .params = params,
+                                .machine = machine, .pre_hook = "echo in $PWD",
+                                .post_hook = "echo after $FERRY_OUTCOME", .hook_dir = dir};
+    assert_non_null(runner_start(s.r, &spec, NULL, 0));
+    wait_done(&s, 1);
+    if (s.out.kind != OUTCOME_OK)
+        fail_msg("%s: %s; trace:\n%s", outcome_kind_name(s.out.kind), s.message, s.logs);
+    char want[128];
+    snprintf(want, sizeof(want), "in %s", dir);
+    assert_non_null(strstr(s.logs, want));
+    assert_non_null(strstr(s.logs, "after OK"));
+    char *pre = strstr(s.logs, "pre_hook"), *fn = strstr(s.logs, "between"),
+         *post = strstr(s.logs, "post_hook");
+    assert_true(pre && fn && post && pre < fn && fn < post);
+    /* A nested call (depth 1) runs no hooks; a hook_dir that does not exist is not entered. */
+    s.logs[0] = 0;
+    spec.depth = 1;
+    assert_non_null(runner_start(s.r, &spec, NULL, 0));
+    wait_done(&s, 2);
+    assert_null(strstr(s.logs, "pre_hook"));
+    s.logs[0] = 0;
+    spec.depth = 0;
+    spec.hook_dir = "/nonexistent/ferry/dir";
+    assert_non_null(runner_start(s.r, &spec, NULL, 0));
+    wait_done(&s, 3);
+    assert_null(strstr(s.logs, "in /nonexistent"));
+    assert_non_null(strstr(s.logs, "pre_hook `echo in $PWD` exited 0"));
+    rmdir(dir);
+    json_decref(params);
+    json_decref(machine);
+    finish(&s);
+}
+
+/* Stops: the deadline, and the host's shutdown (no error-code trick: stop says why). */
+static void test_stops(void **state)
+{
+    (void)state;
+    struct seen s;
+    start(&s, 1);
+    json_t *params = json_pack("{s:s,s:s}", "message", "never", "level", "info");
+    json_t *machine = json_pack("{s:b}", "local", 1);
+    struct attempt_spec spec = {.plugin = core_so, .function = "log_message", .params = params,
+                                .machine = machine, .pre_hook = "sleep 5", .timeout_ms = 300};
+    assert_non_null(runner_start(s.r, &spec, NULL, 0));
+    wait_done(&s, 1);
+    assert_int_equal(s.out.kind, OUTCOME_TIMEOUT);
+    assert_int_equal(s.out.stop, STOP_DEADLINE);
+    assert_string_equal(s.code, "timeout");
+    spec.timeout_ms = 0;
+    runner_job *job = runner_start(s.r, &spec, NULL, 0);
+    assert_non_null(job);
+    usleep(200 * 1000);
+    runner_process(s.r);
+    runner_interrupt(s.r, job);
+    wait_done(&s, 2);
+    assert_int_equal(s.out.kind, OUTCOME_CANCELLED);
+    assert_int_equal(s.out.stop, STOP_SHUTDOWN);
+    assert_string_equal(s.message, "interrupted by host shutdown");
+    json_decref(params);
+    json_decref(machine);
+    finish(&s);
+}
+
+/* --- the JSON compatibility wrappers --------------------------------------------------- */
+
+static void legacy_message(void *ud, runner_job *job, const json_t *msg)
+{
+    (void)job;
+    struct seen *s = ud;
+    assert_int_equal(proto_op_of(msg), PROTO_LOG);
+    s->legacy_ops++;
+    size_t len = strlen(s->logs);
+    snprintf(s->logs + len, sizeof(s->logs) - len, "%s\n",
+             json_string_value(json_object_get(msg, "text")));
+}
+
+static void legacy_done(void *ud, runner_job *job, const runner_outcome *out)
+{
+    (void)job;
+    struct seen *s = ud;
+    s->done++;
+    s->out.kind = out->status;
+    snprintf(s->code, sizeof(s->code), "%s", out->err_code ? out->err_code : "");
+}
+
+static void test_json_wrappers(void **state)
+{
+    (void)state;
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    runner_opts o = {.max_workers = 1, .max_jobs = 10, .grace_ms = 400};
+    runner_callbacks cb = {.on_message = legacy_message, .on_done = legacy_done};
+    s.r = runner_new(&o, &cb, &s);
+    /* The old run message: hooks and the key inside the machine, which the wrapper moves to
+     * their own fields (the hook sees no "_" member of the machine). */
+    /* (params as the host hands them: defaults filled in, "level" among them) */
+    json_t *msg = json_pack("{s:s,s:s,s:{s:s,s:s},s:{},s:{s:b,s:{s:s},s:s},s:i}", "plugin",
+                            core_so, "function", "log_message", "params", "message", "old way",
+                            "level", "info",
+                            "config", "machine", "local", 1, "_hooks", "pre_hook",
+                            "echo pre ran", "_ssh_private_key", "not-a-key", "depth", 0);
+    assert_non_null(runner_submit(s.r, msg, 10000, NULL, 0));
+    wait_done(&s, 1);
+    assert_int_equal(s.out.kind, RUN_OK);
+    assert_non_null(strstr(s.logs, "old way"));
+    assert_non_null(strstr(s.logs, "pre ran"));
+    assert_true(s.legacy_ops >= 2);
+    assert_string_equal(runner_status_name(RUN_CANCELLED), "CANCELLED");
+    runner_free(s.r);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0)
+        worker_process_main(argc, argv);
+    const char *root = getenv("FERRY_ROOT"), *build = getenv("BUILD");
+    snprintf(core_so, sizeof(core_so), "%s/%s/plugins/core.so", root ? root : ".",
+             build ? build : "build");
+    if (access(core_so, R_OK) != 0) {
+        fprintf(stderr, "test_runner: %s is missing (make all first)\n", core_so);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_typed_attempt),  cmocka_unit_test(test_next_attempt_from_done),
+        cmocka_unit_test(test_hooks_and_hook_dir), cmocka_unit_test(test_stops),
+        cmocka_unit_test(test_json_wrappers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
