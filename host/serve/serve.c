@@ -95,9 +95,12 @@ static void batch_begin(host *h)
         h->in_batch = 1;
 }
 
-/* Writes the ends collected so far into the open batch, commits it, then lets the settler
- * act on what held (fallbacks, notifications). */
-static void batch_end(host *h)
+/*
+ * Writes the ends collected so far into the open batch (settle_write), commits it, then
+ * lets the settler act on what held (fallbacks, notifications). Returns 1 when everything
+ * written since batch_begin is committed (or nothing was), 0 when the commit failed.
+ */
+static int batch_end(host *h)
 {
     char err[512];
     if (settle_pending(h->settle) > 0)
@@ -110,6 +113,7 @@ static void batch_end(host *h)
     }
     h->in_batch = 0;
     settle_after_commit(h->settle, committed);
+    return committed;
 }
 
 static attempt *find_attempt(host *h, const char *task_id)
@@ -477,17 +481,22 @@ static void on_done(void *ud, runner_job *job, const struct outcome *out)
 
 /* --- the loop's chores ---------------------------------------------------------------- */
 
+/*
+ * Claims, started, as many items as there are free workers, and runs them. The ends of the
+ * turn are written first in the same transaction, so that a machine whose item just ended
+ * is free again for this claim, and one commit covers both. The claim commits before any
+ * worker starts: an item never runs on a claim that did not hold (on PostgreSQL a batch
+ * cut by a lost connection is replayed, and a replayed claim may find its item taken by
+ * another host meanwhile).
+ */
 static void claim(host *h)
 {
     while (!h->stopping) {
         int slots = runner_free_slots(h->run);
         if (slots <= 0)
             return;
-        /* The claim commits before any worker starts: an item never runs on a claim that
-         * did not hold (on PostgreSQL a claim cut by a lost connection may be replayed and
-         * find its item taken by another host meanwhile). Ends written earlier in the turn
-         * are committed first, so that a machine whose item just ended is free again. */
-        batch_end(h);
+        batch_begin(h);
+        settle_write(h->settle);
         struct store_item *items = NULL;
         size_t n = 0;
         char err[512];
@@ -495,6 +504,16 @@ static void claim(host *h)
         if (store_claim_items(h->st, h->cfg->bridge, h->owner, lease, slots, 1, now_ms(), &items,
                               &n, err, sizeof(err)) != 0) {
             hlog(LOG_ERROR, "claim failed: %s", err);
+            /* A failed claim may undo the whole batch: undo it for certain, and write the
+             * ends again on their own. */
+            store_rollback(h->st, NULL, 0);
+            h->in_batch = 0;
+            settle_rewind(h->settle);
+            batch_end(h);
+            return;
+        }
+        if (!batch_end(h)) {
+            store_items_free(items, n);
             return;
         }
         /* A machine's facts are cached for the items of one claim only: a vault changed

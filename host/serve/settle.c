@@ -24,6 +24,13 @@ struct ending {
     char *message;           /* owned, redacted; for the fallback's "failure" */
     char *recovered;         /* owned: a lost item's RECOVERED event text, or NULL */
     int notify;              /* 1: the vault's notifications are sent when it holds */
+    /* Events that tell the decision (ATTEMPT_FAILED, RETRY, INTERRUPTED), written with the
+     * end, before it, in the same transaction. */
+    struct {
+        const char *action;
+        char *text; /* owned */
+    } events[2];
+    int n_events;
     int rc;                  /* store_finish_many's result for this end */
 };
 
@@ -36,6 +43,7 @@ struct settler {
     size_t n, cap;
     size_t written; /* ends[0..written) went to the store and wait for the commit */
     unsigned long completed, failed;
+    uint64_t rnd_state; /* xorshift64*: the jitter needs no better */
 };
 
 static const char *final_name(enum store_outcome_kind status)
@@ -55,6 +63,9 @@ settler *settle_new(const ferry_config *cfg, store *st, const registry *reg,
     s->st = st;
     s->reg = reg;
     s->defaults = *defaults;
+    if (getrandom(&s->rnd_state, sizeof(s->rnd_state), 0) != sizeof(s->rnd_state))
+        s->rnd_state = (uint64_t)mono_us();
+    s->rnd_state |= 1;
     return s;
 }
 
@@ -65,6 +76,8 @@ static void ending_free(struct ending *e)
     free(e->reason);
     free(e->message);
     free(e->recovered);
+    for (int i = 0; i < e->n_events; i++)
+        free(e->events[i].text);
 }
 
 void settle_free(settler *s)
@@ -142,12 +155,23 @@ json_t *settle_response(const char *function, const char *status, int attempts,
     return resp;
 }
 
-static double random_unit(void)
+/* A uniform number in [0,1) for the retry jitter. */
+static double random_unit(settler *s)
 {
-    uint32_t r = 0;
-    if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-        r = (uint32_t)mono_us();
-    return (double)r / 4294967296.0;
+    uint64_t x = s->rnd_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->rnd_state = x;
+    return (double)((x * UINT64_C(2685821657736338717)) >> 11) / 9007199254740992.0;
+}
+
+/* Adds an event to e, written before its end (at most two). */
+static void end_event(struct ending *e, const char *action, char *text)
+{
+    e->events[e->n_events].action = action;
+    e->events[e->n_events].text = text;
+    e->n_events++;
 }
 
 void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
@@ -156,22 +180,24 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
     int attempt = item->attempt < 1 ? 1 : item->attempt;
     int64_t duration = mono_ms() - started_mono;
     retry_policy pol = policy_for_vault(&s->defaults, item->vault);
-    struct policy_decision d = policy_decide(out, attempt, &pol, random_unit(), now_ms());
+    struct policy_decision d = policy_decide(out, attempt, &pol, random_unit(s), now_ms());
     /* Capped once, so that lastFailureReason and the response vault's error say the same. */
     char *redacted = out->message ? redact_text(out->message, item->vault, secrets) : NULL;
     char *msg = proto_clean_text(redacted, PROTO_ERROR_MAX);
     free(redacted);
-    const char *task = item->task_id;
-    if (out->kind != OUTCOME_OK && out->kind != OUTCOME_CANCELLED)
-        settle_event(s->st, task, "ATTEMPT_FAILED", "attempt %d %s: %s", attempt, outcome_kind_name(out->kind),
-              msg ? msg : "");
-    if (d.status == STORE_OUTCOME_RETRY)
-        settle_event(s->st, task, "RETRY", "retry %d of %d in %.1f s", attempt, pol.max_retries,
-              (double)d.delay_ms / 1000.0);
-    else if (d.status == STORE_OUTCOME_RELEASE)
-        settle_event(s->st, task, "INTERRUPTED", "attempt %d interrupted by host shutdown; returned to the queue",
-              attempt);
     struct ending *e = queue_end(s, item, d);
+    if (out->kind != OUTCOME_OK && out->kind != OUTCOME_CANCELLED)
+        end_event(e, "ATTEMPT_FAILED",
+                  xasprintf("attempt %d %s: %s", attempt, outcome_kind_name(out->kind),
+                            msg ? msg : ""));
+    if (d.status == STORE_OUTCOME_RETRY)
+        end_event(e, "RETRY",
+                  xasprintf("retry %d of %d in %.1f s", attempt, pol.max_retries,
+                            (double)d.delay_ms / 1000.0));
+    else if (d.status == STORE_OUTCOME_RELEASE)
+        end_event(e, "INTERRUPTED",
+                  xasprintf("attempt %d interrupted by host shutdown; returned to the queue",
+                            attempt));
     e->kind = out->kind;
     switch (d.status) {
     case STORE_OUTCOME_COMPLETED:
@@ -266,6 +292,10 @@ size_t settle_write(settler *s)
     }
     char err[512];
     int rc = store_begin(s->st, err, sizeof(err));
+    for (size_t i = 0; rc == STORE_OK && i < n; i++)
+        for (int k = 0; k < ends[i].n_events; k++)
+            settle_event(s->st, ends[i].item->task_id, ends[i].events[k].action, "%s",
+                         ends[i].events[k].text);
     if (rc == STORE_OK)
         rc = store_finish_many(s->st, f, n, rcs, now_ms(), err, sizeof(err));
     for (size_t i = 0; i < n; i++) {
@@ -336,6 +366,11 @@ static void enqueue_fallback(settler *s, const struct ending *e)
         settle_event(s->st, task, "FALLBACK_FAILED", "fallback %s could not be queued: %s", fallback, err);
     }
     json_decref(fb);
+}
+
+void settle_rewind(settler *s)
+{
+    s->written = 0;
 }
 
 void settle_after_commit(settler *s, int committed)

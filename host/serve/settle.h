@@ -38,7 +38,8 @@ unsigned long settle_failed(const settler *s);
  * An attempt a worker ran ended with out (borrowed; its strings are copied). item is moved
  * into the settler (zeroed on return). secrets: the function's secret parameter names, for
  * redaction (borrowed, may be NULL). started_mono: when the attempt started (mono_ms).
- * Events that tell the decision (ATTEMPT_FAILED, RETRY, INTERRUPTED) are appended now.
+ * Events that tell the decision (ATTEMPT_FAILED, RETRY, INTERRUPTED) are written with the
+ * end (settle_write), before it.
  */
 void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
                 const struct outcome *out, int64_t started_mono);
@@ -61,6 +62,10 @@ void settle_release(settler *s, struct store_item *item, const char *reason);
  * the number written. The caller commits, then calls settle_after_commit.
  */
 size_t settle_write(settler *s);
+
+/* The transaction settle_write wrote into was rolled back: the next settle_write writes the
+ * same ends again. */
+void settle_rewind(settler *s);
 
 /* After the commit of what settle_write wrote: counts, queues fallbacks and sends
  * notifications of the ends that held (none when committed is 0), then forgets them. */
