@@ -484,13 +484,17 @@ static void on_done(void *ud, runner_job *job, const struct outcome *out)
 /*
  * Claims, started, as many items as there are free workers, and runs them. The ends of the
  * turn are written first in the same transaction, so that a machine whose item just ended
- * is free again for this claim, and one commit covers both. The claim commits before any
- * worker starts: an item never runs on a claim that did not hold (on PostgreSQL a batch
- * cut by a lost connection is replayed, and a replayed claim may find its item taken by
- * another host meanwhile).
+ * is free again for this claim, and one commit covers both.
+ *
+ * On SQLite the workers start before that commit, so that an attempt runs while the
+ * commit is made durable: the claim holds the write lock and can only be lost with the
+ * whole file. On PostgreSQL the claim commits before any worker starts: a batch cut by a
+ * lost connection is replayed, and a replayed claim may find its item taken by another
+ * host meanwhile, so an item must never run on a claim that did not hold.
  */
 static void claim(host *h)
 {
+    int commit_first = strcmp(store_driver_name(h->st), "postgres") == 0;
     while (!h->stopping) {
         int slots = runner_free_slots(h->run);
         if (slots <= 0)
@@ -512,7 +516,7 @@ static void claim(host *h)
             batch_end(h);
             return;
         }
-        if (!batch_end(h)) {
+        if (commit_first && n > 0 && !batch_end(h)) {
             store_items_free(items, n);
             return;
         }
