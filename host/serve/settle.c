@@ -391,7 +391,8 @@ void settle_after_commit(settler *s, int committed)
         ending_free(e);
     }
     size_t left = s->n - s->written;
-    memmove(s->ends, s->ends + s->written, left * sizeof(*s->ends));
+    if (left > 0 && s->written > 0)
+        memmove(s->ends, s->ends + s->written, left * sizeof(*s->ends));
     s->n = left;
     s->written = 0;
 }
