@@ -1,10 +1,10 @@
 /*
  * The host loop: one thread, one poll. Each turn it handles signals, plugin drop-ins,
- * messages from workers, cancellations and wake-ups, and collects the attempts that ended;
- * it then writes those ends (settle.c: how an attempt ends) with their events in one
- * transaction, and claims, started in the same statement batch, as many ready items as it
- * has free workers (store_claim_items), each of which runs in its own worker (attempt.c
- * builds what the worker runs).
+ * messages from workers, cancellations and wake-ups, and collects the attempts that ended
+ * (settle.c: how an attempt ends; policy.c: how a retry is decided). It then writes those
+ * ends with their events and claims, started, as many ready items as it has free workers
+ * (store_claim_items), all in one transaction, and runs each claimed item in its own worker
+ * (attempt.c builds what the worker runs).
  */
 #include "serve.h"
 
