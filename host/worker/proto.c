@@ -37,26 +37,52 @@ static int read_all(int fd, char *p, size_t n)
     return 0;
 }
 
+/* A frame being written: 4 bytes of length, then the JSON text; on the stack when small. */
+struct frame {
+    char *p;
+    size_t len, cap;
+    char small[4096];
+};
+
+static int frame_add(const char *buffer, size_t size, void *data)
+{
+    struct frame *f = data;
+    if (f->len + size > f->cap) {
+        size_t cap = (f->len + size) * 2;
+        char *p = f->p == f->small ? malloc(cap) : realloc(f->p, cap);
+        if (p == NULL)
+            return -1;
+        if (f->p == f->small)
+            memcpy(p, f->small, f->len);
+        f->p = p;
+        f->cap = cap;
+    }
+    memcpy(f->p + f->len, buffer, size);
+    f->len += size;
+    return 0;
+}
+
 int proto_send(int fd, const json_t *msg)
 {
-    char *text = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (text == NULL)
-        return -1;
-    size_t n = strlen(text);
-    char *frame = malloc(n + 4);
-    if (frame == NULL) {
-        free(text);
-        return -1;
+    /* One pass of the encoder straight into the frame, one write. */
+    struct frame f;
+    f.p = f.small;
+    f.len = 4;
+    f.cap = sizeof(f.small);
+    int rc = -1;
+    int dumped = json_dump_callback(msg, frame_add, &f, JSON_COMPACT | JSON_ENCODE_ANY) == 0;
+    if (dumped && f.len - 4 > PROTO_MAX_MESSAGE) {
+        rc = -2;
+    } else if (dumped) {
+        uint32_t len = (uint32_t)(f.len - 4);
+        f.p[0] = (char)(len & 0xff);
+        f.p[1] = (char)((len >> 8) & 0xff);
+        f.p[2] = (char)((len >> 16) & 0xff);
+        f.p[3] = (char)((len >> 24) & 0xff);
+        rc = write_all(fd, f.p, f.len);
     }
-    uint32_t len = (uint32_t)n;
-    frame[0] = (char)(len & 0xff);
-    frame[1] = (char)((len >> 8) & 0xff);
-    frame[2] = (char)((len >> 16) & 0xff);
-    frame[3] = (char)((len >> 24) & 0xff);
-    memcpy(frame + 4, text, n);
-    int rc = write_all(fd, frame, n + 4);
-    free(frame);
-    free(text);
+    if (f.p != f.small)
+        free(f.p);
     return rc;
 }
 
@@ -456,6 +482,8 @@ json_t *proto_build_done(const struct proto_done *m)
     put_int(j, "duration_ms", m->duration_ms);
     if (m->retire)
         json_object_set_new(j, "retire", json_true());
+    if (m->stderr_drained)
+        json_object_set_new(j, "stderr_drained", json_true());
     return j;
 }
 
@@ -734,6 +762,10 @@ int proto_parse_done(const json_t *msg, struct proto_done *out, char *err, size_
     if (retire && !json_is_boolean(retire))
         bad(&r, "\"retire\" must be true or false");
     out->retire = json_is_true(retire);
+    const json_t *drained = json_object_get(msg, "stderr_drained");
+    if (drained && !json_is_boolean(drained))
+        bad(&r, "\"stderr_drained\" must be true or false");
+    out->stderr_drained = json_is_true(drained);
     return end(&r);
 }
 

@@ -16,7 +16,8 @@
 /* The largest message accepted; a larger length prefix means a broken peer. */
 #define PROTO_MAX_MESSAGE (64u * 1024 * 1024)
 
-/* Writes one message (msg is borrowed). Returns 0, or -1 when the peer is gone. */
+/* Writes one message (msg is borrowed). Returns 0, -1 when the peer is gone (or memory ran
+ * out), -2 when the message is larger than PROTO_MAX_MESSAGE (nothing is written). */
 int proto_send(int fd, const json_t *msg);
 
 /*
@@ -205,6 +206,9 @@ struct proto_done {
     const char *message;  /* NULL on success */
     int64_t duration_ms;
     int retire;
+    /* 1: the worker's stderr pipe was empty as it ended (the runner has read all of it and
+     * need not read again); 0: unknown. */
+    int stderr_drained;
 };
 
 /* "probe": stage reached ("dlopen", "entry", "init", "done"), the plugin's

@@ -224,11 +224,15 @@ static void stderr_line(runner *r, worker *w, const char *line, size_t len)
     free(clean);
 }
 
-/* Reads what the worker wrote to stderr so far; at_end: also the unfinished last line. */
-static void read_stderr(runner *r, worker *w, int at_end)
+/*
+ * Reads what the worker wrote to stderr so far (a read that does not fill the buffer took all
+ * there was); at_end: also the unfinished last line. empty: the worker said nothing is
+ * pending, so only that line is left to flush.
+ */
+static void read_stderr(runner *r, worker *w, int at_end, int empty)
 {
     char buf[4096];
-    while (w->errfd >= 0) {
+    while (w->errfd >= 0 && !empty) {
         ssize_t n = read(w->errfd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
@@ -248,6 +252,8 @@ static void read_stderr(runner *r, worker *w, int at_end)
                 w->errline_len = 0;
             }
         }
+        if ((size_t)n < sizeof(buf))
+            break;
     }
     if (at_end && w->errline_len > 0) {
         stderr_line(r, w, w->errline, w->errline_len);
@@ -311,11 +317,13 @@ static void retire(runner *r, worker *w)
     free(w);
 }
 
-static void finish(runner *r, worker *w, struct outcome *out)
+/* Settles w's attempt. stderr_empty: the worker's done said its stderr pipe held nothing
+ * (everything it wrote was read already), which saves a read per attempt. */
+static void finish(runner *r, worker *w, struct outcome *out, int stderr_empty)
 {
     runner_job *job = w->job;
     /* What the attempt wrote to stderr before it ended belongs to its trace. */
-    read_stderr(r, w, 1);
+    read_stderr(r, w, 1, stderr_empty);
     if (job->stderr_dropped > 0 && r->ev.log) {
         char text[160];
         snprintf(text, sizeof(text), "%zu more bytes of stderr not kept (the trace keeps %d)",
@@ -403,7 +411,7 @@ static void worker_died(runner *r, worker *w, const char *why)
         } else {
             describe_death(job, got > 0 ? status : 0, buf, sizeof(buf));
         }
-        finish(r, w, &out);
+        finish(r, w, &out, 0);
     }
     /* The process is reaped; retire() must not wait again. */
     epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL);
@@ -446,7 +454,7 @@ static void handle_done(runner *r, worker *w, const struct proto_done *m)
     int leaving = job->stopping != STOP_NONE || m->retire || w->generation != r->generation ||
                   w->jobs_done + 1 >= r->o.max_jobs;
     w->leaving = leaving;
-    finish(r, w, &out);
+    finish(r, w, &out, m->stderr_drained);
     if (leaving) /* (else w may be gone: the done callback may have started it again) */
         retire(r, w);
 }
@@ -577,7 +585,7 @@ void runner_process(runner *r)
         if (w == NULL)
             continue;
         if (kind == EV_STDERR) {
-            read_stderr(r, w, 0);
+            read_stderr(r, w, 0, 0);
             continue;
         }
         read_worker(r, w); /* a dying worker's last messages (a "done") come first */
@@ -755,7 +763,7 @@ void runner_free(runner *r)
             struct outcome out = {.kind = OUTCOME_CANCELLED, .stop = STOP_SHUTDOWN,
                                   .code = "interrupted", .message = "host stopped"};
             kill_groups(w, SIGKILL);
-            finish(r, w, &out);
+            finish(r, w, &out, 0);
         }
         retire(r, w);
     }

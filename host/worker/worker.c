@@ -1,6 +1,7 @@
 /*
  * The worker process: loads plugins on demand and runs one attempt at a time; implements the
- * host services table (struct ferry_host) that plugins call. See worker.h for the protocol.
+ * host services table (struct ferry_host) that plugins call. The protocol: proto.h and
+ * docs/protocol.md.
  */
 #include "worker.h"
 
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
@@ -57,6 +59,18 @@ static int running_sock = -1;
 static int64_t running_id;
 static int running_loading; /* 1 while the plugin is loaded (its init() runs), 0 in run() */
 static pid_t worker_pid; /* a process the plugin forked shares running_sock: it stays quiet */
+/* The worker's own copy of its stderr pipe, kept whatever a plugin does with fd 2: how many
+ * bytes wait in it tells the host whether it must read stderr once more (proto_done). */
+static int stderr_copy = -1;
+
+/* Bytes the host has not read from the worker's stderr yet; -1 when unknown. */
+static int stderr_pending(void)
+{
+    int n = -1;
+    if (stderr_copy < 0 || ioctl(stderr_copy, FIONREAD, &n) != 0)
+        return -1;
+    return n;
+}
 
 static void on_sigusr1(int sig)
 {
@@ -170,12 +184,20 @@ static void svc_set_error(ferry_ctx *ctx, const char *code, const char *fmt, ...
 
 /*
  * Sends a request (msg taken) to the host and waits for its reply, parsed into *reply
- * (borrowed from the returned message, which the caller frees). The worker ends when the
- * host is gone or answers with something that is not a reply.
+ * (borrowed from the returned message, which the caller frees; NULL when the request was
+ * too large to send, *reply then a FAIL saying so). The worker ends when the host is gone or
+ * answers with something that is not a reply.
  */
 static json_t *request(worker_ctx *w, json_t *msg, struct proto_reply *reply)
 {
-    if (send_msg(w->sock, msg) != 0)
+    int sent = send_msg(w->sock, msg);
+    if (sent == -2) {
+        *reply = (struct proto_reply){.kind = OUTCOME_FAIL, .code = "too_large",
+                                      .message = "the request is larger than the 64 MiB a "
+                                                 "message may carry"};
+        return NULL;
+    }
+    if (sent != 0)
         _exit(0); /* the host is gone: nothing left to report to */
     json_t *answer = proto_read(&inbox, w->sock);
     char err[256];
@@ -517,7 +539,8 @@ static json_t *run_one(int sock, const json_t *msg)
                               .code = w.err_msg ? w.err_code : NULL,
                               .message = w.err_msg,
                               .duration_ms = (mono_us() - start) / 1000,
-                              .retire = changed};
+                              .retire = changed,
+                              .stderr_drained = stderr_pending() == 0};
     json_t *m = proto_build_done(&done);
     json_decref(result);
     free(w.err_code);
@@ -584,6 +607,7 @@ void worker_process_main(int argc, char **argv)
     if (sock < 0)
         _exit(0);
     close(WORKER_FD);
+    stderr_copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
     worker_main(sock, &wo);
 }
 
@@ -628,9 +652,18 @@ void worker_main(int sock, const worker_opts *opts)
             json_decref(msg);
             continue;
         }
+        struct proto_run run;
+        int64_t id = proto_parse_run(msg, &run, NULL, 0) == 0 ? run.id : 0;
         json_t *done = run_one(sock, msg);
         json_decref(msg);
-        if (send_msg(sock, done) != 0)
+        int sent = send_msg(sock, done);
+        if (sent == -2) { /* the result is too large to travel: the attempt fails instead */
+            struct proto_done big = {.id = id, .kind = OUTCOME_FAIL, .code = "result_too_large",
+                                     .message = "the function's result is larger than the "
+                                                "64 MiB a message may carry"};
+            sent = send_msg(sock, proto_build_done(&big));
+        }
+        if (sent != 0)
             _exit(0);
     }
 }

@@ -287,7 +287,7 @@ static void test_worker_messages_round_trip(void **state)
     json_t *result = json_pack("[i,i]", 1, 2);
     struct proto_done done = {.id = 12, .kind = OUTCOME_UNAVAILABLE, .result = result,
                               .code = "unavailable", .message = "no such plugin",
-                              .duration_ms = 33, .retire = 1},
+                              .duration_ms = 33, .retire = 1, .stderr_drained = 1},
                       done_out;
     wire = over_the_wire(proto_build_done(&done));
     assert_int_equal(proto_parse_done(wire, &done_out, err, sizeof(err)), 0);
@@ -298,6 +298,7 @@ static void test_worker_messages_round_trip(void **state)
     assert_string_equal(done_out.message, "no such plugin");
     assert_int_equal(done_out.duration_ms, 33);
     assert_int_equal(done_out.retire, 1);
+    assert_int_equal(done_out.stderr_drained, 1);
     json_decref(wire);
     struct proto_done ok = {.id = 13, .kind = OUTCOME_OK};
     wire = over_the_wire(proto_build_done(&ok));
@@ -307,6 +308,7 @@ static void test_worker_messages_round_trip(void **state)
     assert_null(done_out.code);
     assert_null(done_out.message);
     assert_int_equal(done_out.retire, 0);
+    assert_int_equal(done_out.stderr_drained, 0); /* unknown unless the worker says so */
     json_decref(wire);
 
     struct proto_probe probe = {.stage = "init", .result = result, .reason = "why"}, probe_out;
@@ -401,6 +403,8 @@ static void test_hostile_messages_are_refused(void **state)
     refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"FAIL\",\"error\":{\"code\":1}}",
             "\"error\" needs");
     refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"retire\":\"yes\"}",
+            "true or false");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"stderr_drained\":1}",
             "true or false");
     refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"duration_ms\":-5}",
             "out of range");
@@ -547,6 +551,28 @@ static void test_one_fill_takes_every_message(void **state)
     close(sv[1]);
 }
 
+/* A message larger than the peer accepts is never written. */
+static void test_oversized_message_is_not_sent(void **state)
+{
+    (void)state;
+    size_t n = PROTO_MAX_MESSAGE + 16;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, 'z', n);
+    big[n] = 0;
+    json_t *m = json_pack("{s:s,s:s%}", "op", "log", "text", big, n);
+    free(big);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    assert_int_equal(proto_send(sv[0], m), -2);
+    char byte;
+    assert_int_equal(read(sv[1], &byte, 1), -1); /* nothing was written */
+    json_decref(m);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* A plugin's hook_dir template, filled in from one attempt. */
 static void test_hook_dir(void **state)
 {
@@ -610,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_truncated_and_invalid_frames),
         cmocka_unit_test(test_builders_clean_bad_text),
         cmocka_unit_test(test_one_fill_takes_every_message),
+        cmocka_unit_test(test_oversized_message_is_not_sent),
         cmocka_unit_test(test_hook_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
