@@ -57,8 +57,11 @@ struct attempt {
     attempt *parent;
     runner_job *parent_job;
     char *call_function;
-    int depth;     /* 0: the item's own attempt; n: a call n levels down */
-    json_t *stack; /* function names from the root call down, for cycle detection */
+    int depth; /* 0: the item's own attempt; n: a call n levels down */
+    /* Function names from the root call down (owned), for cycle detection: at most one per
+     * level, and calls nest at most MAX_CALL_DEPTH deep. */
+    char *stack[MAX_CALL_DEPTH + 1];
+    int n_stack;
     attempt *next;
 };
 
@@ -185,7 +188,8 @@ static void free_attempt(attempt *a)
     json_decref(a->secrets);
     json_decref(a->root_vault);
     json_decref(a->root_secrets);
-    json_decref(a->stack);
+    for (int i = 0; i < a->n_stack; i++)
+        free(a->stack[i]);
     free(a);
 }
 
@@ -254,7 +258,7 @@ static void start_item(host *h, struct store_item *item)
     a->root_secrets = json_incref(a->secrets);
     a->started_mono = mono_ms();
     a->last_percent = -1;
-    a->stack = json_pack("[s]", fn.name);
+    a->stack[a->n_stack++] = xstrdup(fn.name);
     struct attempt_source src = {.reg = &h->reg,
                                  .fn = &fn,
                                  .vault = a->vault,
@@ -330,6 +334,18 @@ static void reply_error(host *h, runner_job *job, const char *code, enum outcome
     runner_answer(h->run, job, &reply);
 }
 
+/* The call chain of a, as a JSON array of names ("[\"a\",\"b\"]") for messages. Caller
+ * frees. */
+static char *stack_text(const attempt *a)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < a->n_stack; i++)
+        json_array_append_new(arr, json_string(a->stack[i]));
+    char *text = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    return text;
+}
+
 static void start_call(host *h, attempt *caller, runner_job *caller_job,
                        const struct proto_call *msg)
 {
@@ -338,11 +354,9 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
         reply_error(h, caller_job, "invalid", OUTCOME_INVALID, "call without a function name");
         return;
     }
-    size_t i;
-    json_t *s;
-    json_array_foreach (caller->stack, i, s) {
-        if (strcmp(json_string_value(s), fname) == 0) {
-            char *chain = json_dumps(caller->stack, JSON_COMPACT);
+    for (int i = 0; i < caller->n_stack; i++) {
+        if (strcmp(caller->stack[i], fname) == 0) {
+            char *chain = stack_text(caller);
             reply_error(h, caller_job, "call_cycle", OUTCOME_INVALID,
                         "call cycle: %s calls %s again", chain, fname);
             settle_event(h->st, caller->item->task_id, "CALL_REFUSED", "call cycle: %s -> %s",
@@ -390,8 +404,9 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
     a->vault = vault;
     a->secrets = params_secret_names(fn.desc);
     a->depth = caller->depth + 1;
-    a->stack = json_deep_copy(caller->stack);
-    json_array_append_new(a->stack, json_string(fname));
+    for (int i = 0; i < caller->n_stack; i++)
+        a->stack[a->n_stack++] = xstrdup(caller->stack[i]);
+    a->stack[a->n_stack++] = xstrdup(fname);
     a->started_mono = mono_ms();
     /* task and attempt are the item's: a call's keys (host->task_id) are its root's. */
     struct attempt_source src = {.reg = &h->reg,
