@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attempt.h"
 #include "cli.h"
 #include "descriptor.h"
 #include "registry.h"
@@ -87,57 +88,61 @@ struct run_state {
     cli *c;
     runner *r;
     int done;
-    runner_status status;
+    enum outcome_kind status;
     json_t *result;
     char *error;
     json_t *secrets;
     json_t *vault;
 };
 
-static void run_on_message(void *ud, runner_job *job, const json_t *msg)
+/* Prints a line of the function's to stderr, redacted as the host would. */
+static void run_print(struct run_state *s, char *line)
 {
-    (void)job;
-    struct run_state *s = ud;
-    const char *op = json_string_value(json_object_get(msg, "op"));
-    char *line;
-    if (strcmp(op, "log") == 0)
-        line = xasprintf("[%s] %s", json_string_value(json_object_get(msg, "level")),
-                         json_string_value(json_object_get(msg, "text")));
-    else
-        line = xasprintf("[progress %lld%%] %s",
-                         (long long)json_integer_value(json_object_get(msg, "percent")),
-                         json_string_value(json_object_get(msg, "message"))
-                             ? json_string_value(json_object_get(msg, "message"))
-                             : "");
     char *safe = redact_text(line, s->vault, s->secrets);
     fprintf(stderr, "%s\n", safe);
     free(safe);
     free(line);
 }
 
-static void run_on_request(void *ud, runner_job *job, const json_t *msg)
+static void run_on_log(void *ud, runner_job *job, const struct proto_log *m)
 {
-    struct run_state *s = ud;
-    json_t *reply = json_pack("{s:s,s:{s:s,s:s}}", "code", "FAIL", "error", "code",
-                              "unavailable", "message", "");
-    const char *op = json_string_value(json_object_get(msg, "op"));
-    json_object_set_new(json_object_get(reply, "error"), "message",
-                        json_string(strcmp(op, "storage") == 0
-                                        ? "ferry run has no store: storages need ferry serve"
-                                        : "ferry run does not nest calls: use a queue item"));
-    runner_reply(s->r, job, reply);
-    json_decref(reply);
+    (void)job;
+    run_print(ud, xasprintf("[%s] %s", m->level, m->text));
 }
 
-static void run_on_done(void *ud, runner_job *job, const runner_outcome *out)
+static void run_on_progress(void *ud, runner_job *job, const struct proto_progress *m)
+{
+    (void)job;
+    run_print(ud, xasprintf("[progress %d%%] %s", m->percent, m->message ? m->message : ""));
+}
+
+static void run_refuse(struct run_state *s, runner_job *job, const char *message)
+{
+    struct proto_reply reply = {.kind = OUTCOME_FAIL, .code = "unavailable", .message = message};
+    runner_answer(s->r, job, &reply);
+}
+
+static void run_on_call(void *ud, runner_job *job, const struct proto_call *m)
+{
+    (void)m;
+    run_refuse(ud, job, "ferry run does not nest calls: use a queue item");
+}
+
+static void run_on_storage(void *ud, runner_job *job, const struct proto_storage *m)
+{
+    (void)m;
+    run_refuse(ud, job, "ferry run has no store: storages need ferry serve");
+}
+
+static void run_on_done(void *ud, runner_job *job, const struct outcome *out)
 {
     (void)job;
     struct run_state *s = ud;
     s->done = 1;
-    s->status = out->status;
+    s->status = out->kind;
     s->result = out->result ? json_incref(out->result) : NULL;
-    if (out->err_msg)
-        s->error = redact_text(out->err_msg, s->vault, s->secrets);
+    if (out->message)
+        s->error = redact_text(out->message, s->vault, s->secrets);
 }
 
 static int cmd_run(cli *c)
@@ -163,40 +168,33 @@ static int cmd_run(cli *c)
         json_decref(vault);
         return cli_fail(c, EXIT_ERROR, "%s", err);
     }
-    json_t *params = json_object();
-    const char *key;
-    json_t *v;
-    json_object_foreach(vault, key, v)
-    {
-        if (!vault_is_host_key(key))
-            json_object_set(params, key, v);
-    }
-    char host[256] = "localhost";
-    gethostname(host, sizeof(host) - 1);
-    const char *plugin = json_string_value(json_object_get(fn, "plugin"));
-    json_t *msg = json_pack("{s:s,s:s,s:o,s:o,s:{s:s,s:b,s:s},s:i}", "plugin",
-                            json_string_value(json_object_get(fn, "path")), "function",
-                            c->args[0], "params", params, "config",
-                            config_plugin_section(&c->cfg, plugin), "machine", "name", host,
-                            "local", 1, "hostname", host, "depth", 0);
+    struct ferry_fn f;
+    descriptor_fn(fn, &f);
     char run_id[41] = "run-";
     uuid_v4(run_id + 4); /* no queue item: an id of its own for host->task_id (plugin.h) */
-    json_object_set_new(msg, "task", json_string(run_id));
-    json_object_set_new(msg, "attempt", json_integer(1));
-    json_int_t timeout = json_integer_value(json_object_get(vault, "timeout"));
-    if (timeout <= 0)
-        timeout = json_integer_value(json_object_get(fn, "timeout"));
-    if (timeout <= 0)
-        timeout = c->cfg.timeout_default;
+    json_t *machine = attempt_local_machine();
+    /* Built as ferry serve builds an item's attempt (attempt.c), on this machine. */
+    struct attempt_source src = {.reg = c->reg,
+                                 .fn = &f,
+                                 .vault = vault,
+                                 .item_vault = vault,
+                                 .machine = machine,
+                                 .task_id = run_id,
+                                 .attempt = 1,
+                                 .depth = 0};
+    struct attempt_run run;
+    attempt_build(&c->cfg, &src, &run);
 
     struct run_state s = {.c = c, .secrets = params_secret_names(fn), .vault = vault};
     runner_opts ro = {.max_workers = 1, .prefork = 0, .max_jobs = 1,
                       .memory_limit_mb = c->cfg.worker_memory_mb,
                       .grace_ms = c->cfg.grace_seconds * 1000};
-    runner_callbacks cb = {.on_message = run_on_message, .on_request = run_on_request,
-                           .on_done = run_on_done};
-    s.r = runner_new(&ro, &cb, &s);
-    runner_submit(s.r, msg, (int64_t)timeout * 1000, NULL, 0);
+    runner_events ev = {.log = run_on_log, .progress = run_on_progress, .call = run_on_call,
+                        .storage = run_on_storage, .done = run_on_done};
+    s.r = runner_create(&ro, &ev, &s);
+    runner_start(s.r, &run.spec, NULL, 0);
+    attempt_run_free(&run);
+    json_decref(machine);
     while (!s.done) {
         struct pollfd p = {.fd = runner_fd(s.r), .events = POLLIN};
         int wait = runner_timeout_ms(s.r);
@@ -205,15 +203,15 @@ static int cmd_run(cli *c)
         runner_tick(s.r);
     }
     runner_free(s.r);
-    int ok = s.status == RUN_OK;
+    int ok = s.status == OUTCOME_OK;
     if (c->json) {
         json_t *data = json_pack("{s:s,s:s,s:O?,s:s?}", "function", c->args[0], "status",
-                                 runner_status_name(s.status), "result", s.result, "error",
+                                 outcome_kind_name(s.status), "result", s.result, "error",
                                  s.error);
         if (ok)
             cli_print_ok(c, data, "");
         else {
-            cli_fail(c, EXIT_ERROR, "%s %s: %s", c->args[0], runner_status_name(s.status),
+            cli_fail(c, EXIT_ERROR, "%s %s: %s", c->args[0], outcome_kind_name(s.status),
                      s.error ? s.error : "");
             json_decref(data);
         }
@@ -221,7 +219,7 @@ static int cmd_run(cli *c)
         if (s.result)
             cli_print_json(stdout, s.result);
     } else {
-        cli_fail(c, EXIT_ERROR, "%s %s: %s", c->args[0], runner_status_name(s.status),
+        cli_fail(c, EXIT_ERROR, "%s %s: %s", c->args[0], outcome_kind_name(s.status),
                  s.error ? s.error : "");
     }
     json_decref(s.result);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "descriptor.h"
 #include "registry.h"
 #include "store.h"
 #include "util.h"
@@ -110,14 +111,7 @@ static json_t *wait_final(cli *c, const char *task, long timeout_s, int *failed)
  * create queue-items). */
 int cli_fn_idempotent(const json_t *fn)
 {
-    int idempotent = 0;
-    if (fn != NULL) {
-        size_t i;
-        json_t *f;
-        json_array_foreach(json_object_get(fn, "flags"), i, f)
-            idempotent |= strcmp(json_string_value(f), "idempotent") == 0;
-    }
-    return idempotent;
+    return (descriptor_flags(fn) & FERRY_FN_IDEMPOTENT) != 0;
 }
 
 static int cmd_create_item(cli *c)

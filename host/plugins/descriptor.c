@@ -26,6 +26,20 @@ static const char *const type_names[] = {
     [FERRY_PARAM_ANY] = "any",       [FERRY_PARAM_STRING_LIST] = "string_list",
 };
 
+/*
+ * The function flags a descriptor names, and the bit each one is: the one table both the
+ * probe (bits -> names, descriptor_read) and the host (names -> bits, descriptor_flags)
+ * read. FERRY_FN_NEEDS_MACHINE is accepted and has no effect (plugin.h): not listed.
+ */
+static const struct {
+    unsigned bit;
+    const char *name;
+} fn_flag_names[] = {
+    {FERRY_FN_IDEMPOTENT, "idempotent"},
+};
+
+#define N_FN_FLAGS (sizeof(fn_flag_names) / sizeof(fn_flag_names[0]))
+
 static int valid_ident(const char *s, const char *extra)
 {
     if (s == NULL || !islower((unsigned char)s[0]) || strlen(s) > 64)
@@ -172,13 +186,42 @@ static json_t *read_function(const ferry_function *raw, char *reason, size_t rle
     if (params == NULL)
         return NULL;
     json_t *flags = json_array();
-    if (fn.flags & FERRY_FN_IDEMPOTENT)
-        json_array_append_new(flags, json_string("idempotent"));
-    /* FERRY_FN_NEEDS_MACHINE is accepted and has no effect (plugin.h): not listed. */
+    for (size_t i = 0; i < N_FN_FLAGS; i++)
+        if (fn.flags & fn_flag_names[i].bit)
+            json_array_append_new(flags, json_string(fn_flag_names[i].name));
     return json_pack("{s:s,s:s,s:s,s:o,s:I,s:o}", "name", fn.name, "summary",
                      fn.summary ? fn.summary : "", "description",
                      fn.description ? fn.description : "", "flags", flags, "timeout",
                      (json_int_t)fn.default_timeout, "params", params);
+}
+
+unsigned descriptor_flags(const json_t *fn)
+{
+    unsigned bits = 0;
+    size_t i;
+    json_t *f;
+    json_array_foreach (json_object_get(fn, "flags"), i, f) {
+        const char *name = json_string_value(f);
+        for (size_t k = 0; name && k < N_FN_FLAGS; k++)
+            if (strcmp(name, fn_flag_names[k].name) == 0)
+                bits |= fn_flag_names[k].bit;
+    }
+    return bits;
+}
+
+int descriptor_fn(const json_t *fn, struct ferry_fn *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->name = json_string_value(json_object_get(fn, "name"));
+    if (!json_is_object(fn) || out->name == NULL)
+        return -1;
+    out->plugin = json_string_value(json_object_get(fn, "plugin"));
+    out->path = json_string_value(json_object_get(fn, "path"));
+    out->flags = descriptor_flags(fn);
+    json_int_t timeout = json_integer_value(json_object_get(fn, "timeout"));
+    out->timeout_s = timeout > 0 ? (int64_t)timeout : 0;
+    out->desc = fn;
+    return 0;
 }
 
 json_t *descriptor_read(const ferry_plugin *plugin, char *reason, size_t rlen)

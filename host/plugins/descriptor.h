@@ -6,6 +6,7 @@
 #ifndef FERRY_DESCRIPTOR_H
 #define FERRY_DESCRIPTOR_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include <ferry/plugin.h>
@@ -19,6 +20,31 @@
  * Returns NULL with a one-line reason on the first problem.
  */
 json_t *descriptor_read(const ferry_plugin *plugin, char *reason, size_t rlen);
+
+/*
+ * A function as the host acts on it: the facts of its JSON descriptor (the form it crosses
+ * the probe's pipe in and the CLI prints), read once by descriptor_fn. Strings and desc
+ * are borrowed from the descriptor and valid as long as it is (for the registry's, until
+ * the next scan).
+ */
+struct ferry_fn {
+    const char *name;
+    const char *plugin; /* the plugin's name (registry descriptors only, else NULL) */
+    const char *path;   /* the .so it comes from (registry descriptors only, else NULL) */
+    unsigned flags;     /* FERRY_FN_* bits (FERRY_FN_IDEMPOTENT …) */
+    int64_t timeout_s;  /* the function's default timeout; 0: the host's */
+    const json_t *desc; /* the whole descriptor: parameters for validation and redaction */
+};
+
+/*
+ * The FERRY_FN_* bits a function descriptor names in its "flags" (unknown names are
+ * ignored). The one place a flag's name becomes a fact: every "is it idempotent" asks here.
+ */
+unsigned descriptor_flags(const json_t *fn);
+
+/* Reads a function descriptor's facts into *out. Returns 0, or -1 (out zeroed) when fn is
+ * not a function descriptor (NULL, or without a name). */
+int descriptor_fn(const json_t *fn, struct ferry_fn *out);
 
 /*
  * Runs the plugin's init (if any) with its config section (borrowed). Returns 0, or -1 with

@@ -640,6 +640,11 @@ const json_t *registry_function(const registry *reg, const char *name)
     return json_object_get(reg->by_name, name);
 }
 
+int registry_fn(const registry *reg, const char *name, struct ferry_fn *out)
+{
+    return descriptor_fn(name ? json_object_get(reg->by_name, name) : NULL, out);
+}
+
 json_t *registry_plugins_json(const registry *reg)
 {
     json_t *arr = json_array();

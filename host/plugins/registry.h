@@ -80,6 +80,14 @@ int registry_rescan_all(registry *reg);
  */
 const json_t *registry_function(const registry *reg, const char *name);
 
+struct ferry_fn;
+/*
+ * Looks up a usable function as the host acts on it (descriptor.h: name, plugin, path,
+ * FERRY_FN_* flags, default timeout). Returns 0 with *out filled (borrowed from the
+ * registry, valid until the next scan), or -1 when no usable function has that name.
+ */
+int registry_fn(const registry *reg, const char *name, struct ferry_fn *out);
+
 /*
  * Where the hooks of an item with these params run on this machine (facts borrowed): the
  * first usable plugin's hook_dir that applies (proto_hook_dir()), or NULL. Caller frees.

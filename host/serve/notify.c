@@ -219,8 +219,8 @@ static void spawn_deliverer(const ferry_config *cfg, const json_t *request)
             ;
 }
 
-void notify_outcome(const ferry_config *cfg, store *st, const json_t *item, const json_t *vault,
-                    const char *status, const json_t *response)
+void notify_outcome(const ferry_config *cfg, store *st, const struct store_item *item,
+                    const json_t *vault, const char *status, const json_t *response)
 {
     (void)st;
     json_t *targets = json_array();
@@ -234,14 +234,12 @@ void notify_outcome(const ferry_config *cfg, store *st, const json_t *item, cons
         json_decref(targets);
         return;
     }
-    const char *task = json_string_value(json_object_get(item, "taskId"));
+    const char *task = item->task_id;
     json_t *resp = response ? vault_redact(response, NULL) : json_null();
-    json_t *body = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O,s:O,s:o}", "event", "ferry.queue_item",
-                             "status", status, "taskId", json_object_get(item, "taskId"),
-                             "function", json_object_get(item, "function"), "team",
-                             json_object_get(item, "teamName"), "machine",
-                             json_object_get(item, "machineName"), "bridge",
-                             json_object_get(item, "bridgeName"), "response", resp);
+    json_t *body = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:o}", "event", "ferry.queue_item",
+                             "status", status, "taskId", task, "function", item->function, "team",
+                             item->team, "machine", item->machine, "bridge", item->bridge,
+                             "response", resp);
     json_t *request = json_pack("{s:o,s:o,s:s}", "targets", targets, "body", body, "taskId", task);
     spawn_deliverer(cfg, request);
     json_decref(request);

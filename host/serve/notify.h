@@ -16,8 +16,8 @@
  * Sends the notifications an item's vault asks for after its final status ("COMPLETED",
  * "FAILED" or "CANCELLED"). item, vault and response are borrowed. Returns at once.
  */
-void notify_outcome(const ferry_config *cfg, store *st, const json_t *item, const json_t *vault,
-                    const char *status, const json_t *response);
+void notify_outcome(const ferry_config *cfg, store *st, const struct store_item *item,
+                    const json_t *vault, const char *status, const json_t *response);
 
 /*
  * Delivers one notification now (blocking): target is an email address or an http(s) URL;

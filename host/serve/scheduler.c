@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "cron.h"
+#include "descriptor.h"
 #include "log.h"
 #include "tz.h"
 #include "util.h"
@@ -537,14 +538,9 @@ static void record_event(sched_ctx *c, const char *task, int64_t fire_ms, int ca
 
 static int function_is_idempotent(const scheduler *s, const char *function)
 {
-    const json_t *fn = s->reg && function ? registry_function(s->reg, function) : NULL;
-    size_t i;
-    json_t *flag;
-    json_array_foreach (json_object_get(fn, "flags"), i, flag) {
-        if (strcmp(json_string_value(flag), "idempotent") == 0)
-            return 1;
-    }
-    return 0;
+    struct ferry_fn fn;
+    return s->reg && registry_fn(s->reg, function, &fn) == 0 &&
+           (fn.flags & FERRY_FN_IDEMPOTENT) != 0;
 }
 
 /* Makes one fire. Returns 0 when it is handled (made here or by another host), -1 when it

@@ -133,6 +133,48 @@ static void test_abi_10_descriptor_still_reads(void **state)
     json_decref(d);
 }
 
+/* A flag read by the probe comes back as the same bit through descriptor_flags, the one
+ * place the host turns a descriptor's flag names into facts. */
+static void test_flags_round_trip_to_bits(void **state)
+{
+    (void)state;
+    char reason[512];
+    json_t *d = read_with_param("x", FERRY_FN_IDEMPOTENT | FERRY_FN_NEEDS_MACHINE, reason,
+                                sizeof(reason));
+    assert_non_null(d);
+    json_t *fn = json_array_get(json_object_get(d, "functions"), 0);
+    assert_int_equal(descriptor_flags(fn), FERRY_FN_IDEMPOTENT);
+    struct ferry_fn f;
+    assert_int_equal(descriptor_fn(fn, &f), 0);
+    assert_string_equal(f.name, "f");
+    assert_int_equal(f.flags, FERRY_FN_IDEMPOTENT);
+    assert_ptr_equal(f.desc, fn);
+    json_decref(d);
+    d = read_with_param("x", 0, reason, sizeof(reason));
+    assert_int_equal(descriptor_flags(json_array_get(json_object_get(d, "functions"), 0)), 0);
+    json_decref(d);
+}
+
+/* Hostile or missing descriptors: unknown names, non-strings and no descriptor at all. */
+static void test_flags_of_odd_descriptors(void **state)
+{
+    (void)state;
+    assert_int_equal(descriptor_flags(NULL), 0);
+    json_t *odd = json_pack("{s:s,s:[s,i,n,s],s:i}", "name", "g", "flags", "Idempotent", 1,
+                            "idempotentx", "timeout", -5);
+    assert_int_equal(descriptor_flags(odd), 0);
+    struct ferry_fn f;
+    assert_int_equal(descriptor_fn(odd, &f), 0);
+    assert_int_equal(f.timeout_s, 0);
+    json_object_set_new(odd, "flags", json_string("idempotent")); /* not an array */
+    assert_int_equal(descriptor_flags(odd), 0);
+    json_decref(odd);
+    assert_int_equal(descriptor_fn(NULL, &f), -1);
+    json_t *nameless = json_pack("{s:[s]}", "flags", "idempotent");
+    assert_int_equal(descriptor_fn(nameless, &f), -1);
+    json_decref(nameless);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +184,8 @@ int main(void)
         cmocka_unit_test(test_needs_machine_is_accepted_and_not_listed),
         cmocka_unit_test(test_host_has_by_size),
         cmocka_unit_test(test_abi_10_descriptor_still_reads),
+        cmocka_unit_test(test_flags_round_trip_to_bits),
+        cmocka_unit_test(test_flags_of_odd_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

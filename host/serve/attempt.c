@@ -1,0 +1,119 @@
+/* Building an attempt for the runner; see attempt.h. */
+#include "attempt.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "exec.h"
+#include "registry.h"
+#include "util.h"
+#include "vault.h"
+
+json_t *attempt_params(const json_t *vault)
+{
+    json_t *params = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach ((json_t *)vault, key, v) {
+        if (!vault_is_host_key(key) || !strcmp(key, "description") || !strcmp(key, "tags"))
+            json_object_set(params, key, v);
+    }
+    return params;
+}
+
+int64_t attempt_timeout_ms(const ferry_config *cfg, const json_t *vault, const struct ferry_fn *fn)
+{
+    json_int_t t = json_integer_value(json_object_get(vault, "timeout"));
+    if (t <= 0)
+        t = fn ? (json_int_t)fn->timeout_s : 0;
+    if (t <= 0)
+        t = cfg->timeout_default;
+    if (t > cfg->timeout_max)
+        t = cfg->timeout_max;
+    return (int64_t)t * 1000;
+}
+
+void attempt_build(const ferry_config *cfg, const struct attempt_source *src,
+                   struct attempt_run *run)
+{
+    memset(run, 0, sizeof(*run));
+    run->params = attempt_params(src->vault);
+    run->config = config_plugin_section(cfg, src->fn->plugin);
+    struct attempt_spec *spec = &run->spec;
+    spec->plugin = src->fn->path;
+    spec->function = src->fn->name;
+    spec->params = run->params;
+    spec->config = run->config;
+    spec->machine = src->machine;
+    spec->ssh_key = src->ssh_key;
+    spec->task_id = src->task_id;
+    spec->attempt = src->attempt;
+    spec->depth = src->depth;
+    spec->timeout_ms = attempt_timeout_ms(cfg, src->vault, src->fn);
+    /* The item's hooks run around its own attempt only, never around nested calls. */
+    if (src->depth == 0) {
+        spec->pre_hook = json_string_value(json_object_get(src->item_vault, "pre_hook"));
+        spec->post_hook = json_string_value(json_object_get(src->item_vault, "post_hook"));
+        if (spec->pre_hook || spec->post_hook)
+            run->hook_dir =
+                src->reg ? registry_hook_dir(src->reg, src->machine, run->params) : NULL;
+        spec->hook_dir = run->hook_dir;
+    }
+}
+
+void attempt_run_free(struct attempt_run *run)
+{
+    json_decref(run->params);
+    json_decref(run->config);
+    free(run->hook_dir);
+    memset(run, 0, sizeof(*run));
+}
+
+/* The SSH_PRIVATE_KEY (any case) of a vault, or NULL. Borrowed from vault. */
+static json_t *vault_ssh_key(const json_t *vault)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach ((json_t *)vault, key, v) {
+        if (strcasecmp(key, "ssh_private_key") == 0 && json_is_string(v) &&
+            json_string_length(v) > 0)
+            return v;
+    }
+    return NULL;
+}
+
+json_t *attempt_machine(store *st, const char *team, const char *name, json_t **ssh_key)
+{
+    json_t *row = NULL;
+    if (ssh_key)
+        *ssh_key = NULL;
+    char err[512];
+    if (store_resource_get(st, STORE_MACHINE, team, name, &row, err, sizeof(err)) != 0)
+        return json_pack("{s:s?,s:s?,s:b}", "name", name, "team", team, "local", 0);
+    json_t *vault = json_object_get(row, "vault");
+    json_t *m = vault_redact(vault, NULL);
+    json_object_set_new(m, "name", json_string(name));
+    json_object_set_new(m, "team", json_string(team));
+    json_object_set(m, "bridge", json_object_get(row, "bridgeName"));
+    json_object_set_new(m, "local", json_boolean(exec_machine_is_local(vault)));
+    json_t *key = vault_ssh_key(vault), *team_row = NULL;
+    if (key == NULL && !exec_machine_is_local(vault) &&
+        store_resource_get(st, STORE_TEAM, NULL, team, &team_row, err, sizeof(err)) == 0)
+        key = vault_ssh_key(json_object_get(team_row, "vault"));
+    /* Secrets stay out of the facts, but the exec service needs the key: it travels in
+     * the run message's own field. */
+    if (key && ssh_key)
+        *ssh_key = json_incref(key);
+    json_decref(team_row);
+    json_decref(row);
+    return m;
+}
+
+json_t *attempt_local_machine(void)
+{
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    return json_pack("{s:s,s:b,s:s}", "name", host, "local", 1, "hostname", host);
+}

@@ -1,0 +1,400 @@
+/* How an attempt ends; see settle.h. */
+#include "settle.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "attempt.h"
+#include "descriptor.h"
+#include "log.h"
+#include "notify.h"
+#include "proto.h"
+#include "util.h"
+#include "vault.h"
+
+/* One queued end. */
+struct ending {
+    struct store_item *item; /* owned: one item, freed with store_items_free */
+    struct policy_decision d;
+    json_t *response;       /* owned; NULL when the store keeps none */
+    char *reason;           /* owned: lastFailureReason or event text */
+    enum outcome_kind kind; /* for the fallback's "failure" */
+    char *message;          /* owned, redacted; for the fallback's "failure" */
+    char *recovered;        /* owned: a lost item's RECOVERED event text, or NULL */
+    int notify;             /* 1: the vault's notifications are sent when it holds */
+    /* Events that tell the decision (ATTEMPT_FAILED, RETRY, INTERRUPTED), written with the
+     * end, before it, in the same transaction. */
+    struct {
+        const char *action;
+        char *text; /* owned */
+    } events[2];
+    int n_events;
+    int rc; /* store_finish_many's result for this end */
+};
+
+struct settler {
+    const ferry_config *cfg;
+    store *st;
+    const registry *reg;
+    retry_policy defaults;
+    struct ending *ends;
+    size_t n, cap;
+    size_t written; /* ends[0..written) went to the store and wait for the commit */
+    unsigned long completed, failed;
+    uint64_t rnd_state; /* xorshift64*: the jitter needs no better */
+};
+
+static const char *final_name(enum store_outcome_kind status)
+{
+    return status == STORE_OUTCOME_COMPLETED   ? "COMPLETED"
+           : status == STORE_OUTCOME_CANCELLED ? "CANCELLED"
+                                               : "FAILED";
+}
+
+settler *settle_new(const ferry_config *cfg, store *st, const registry *reg,
+                    const retry_policy *defaults)
+{
+    settler *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        abort();
+    s->cfg = cfg;
+    s->st = st;
+    s->reg = reg;
+    s->defaults = *defaults;
+    if (getrandom(&s->rnd_state, sizeof(s->rnd_state), 0) != sizeof(s->rnd_state))
+        s->rnd_state = (uint64_t)mono_us();
+    s->rnd_state |= 1;
+    return s;
+}
+
+static void ending_free(struct ending *e)
+{
+    store_items_free(e->item, 1);
+    json_decref(e->response);
+    free(e->reason);
+    free(e->message);
+    free(e->recovered);
+    for (int i = 0; i < e->n_events; i++)
+        free(e->events[i].text);
+}
+
+void settle_free(settler *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        ending_free(&s->ends[i]);
+    free(s->ends);
+    free(s);
+}
+
+size_t settle_pending(const settler *s)
+{
+    return s->n - s->written;
+}
+
+unsigned long settle_completed(const settler *s)
+{
+    return s->completed;
+}
+
+unsigned long settle_failed(const settler *s)
+{
+    return s->failed;
+}
+
+void settle_event(store *st, const char *task_id, const char *action, const char *fmt, ...)
+{
+    char text[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    char err[512];
+    if (store_event_append(st, task_id, action, text, NULL, 0, err, sizeof(err)) != 0)
+        hlog(LOG_WARN, "cannot record %s event of %s: %s", action, task_id, err);
+}
+
+/* Queues an end for item (moved) with decision d; the caller fills the rest. */
+static struct ending *queue_end(settler *s, struct store_item *item, struct policy_decision d)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        struct ending *grown = realloc(s->ends, cap * sizeof(*grown));
+        if (grown == NULL)
+            abort();
+        s->ends = grown;
+        s->cap = cap;
+    }
+    struct ending *e = &s->ends[s->n++];
+    memset(e, 0, sizeof(*e));
+    e->item = malloc(sizeof(*e->item));
+    if (e->item == NULL)
+        abort();
+    *e->item = *item;
+    memset(item, 0, sizeof(*item));
+    e->d = d;
+    return e;
+}
+
+json_t *settle_response(const char *function, const char *status, int attempts, int64_t duration_ms,
+                        const struct outcome *out)
+{
+    json_t *resp = json_pack("{s:s,s:s?,s:i,s:I}", "status", status, "function", function,
+                             "attempts", attempts, "duration_ms", (json_int_t)duration_ms);
+    json_object_set_new(resp, "result", out->result ? json_deep_copy(out->result) : json_null());
+    if (out->kind == OUTCOME_OK)
+        json_object_set_new(resp, "error", json_null());
+    else
+        json_object_set_new(resp, "error",
+                            json_pack("{s:s,s:s,s:s}", "code", out->code ? out->code : "error",
+                                      "outcome", outcome_kind_name(out->kind), "message",
+                                      out->message ? out->message : ""));
+    return resp;
+}
+
+/* A uniform number in [0,1) for the retry jitter. */
+static double random_unit(settler *s)
+{
+    uint64_t x = s->rnd_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    s->rnd_state = x;
+    return (double)((x * UINT64_C(2685821657736338717)) >> 11) / 9007199254740992.0;
+}
+
+/* Adds an event to e, written before its end (at most two). */
+static void end_event(struct ending *e, const char *action, char *text)
+{
+    e->events[e->n_events].action = action;
+    e->events[e->n_events].text = text;
+    e->n_events++;
+}
+
+void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
+                const struct outcome *out, int64_t started_mono)
+{
+    int attempt = item->attempt < 1 ? 1 : item->attempt;
+    int64_t duration = mono_ms() - started_mono;
+    retry_policy pol = policy_for_vault(&s->defaults, item->vault);
+    struct policy_decision d = policy_decide(out, attempt, &pol, random_unit(s), now_ms());
+    /* Capped once, so that lastFailureReason and the response vault's error say the same. */
+    char *redacted = out->message ? redact_text(out->message, item->vault, secrets) : NULL;
+    char *msg = proto_clean_text(redacted, PROTO_ERROR_MAX);
+    free(redacted);
+    struct ending *e = queue_end(s, item, d);
+    if (out->kind != OUTCOME_OK && out->kind != OUTCOME_CANCELLED)
+        end_event(
+            e, "ATTEMPT_FAILED",
+            xasprintf("attempt %d %s: %s", attempt, outcome_kind_name(out->kind), msg ? msg : ""));
+    if (d.status == STORE_OUTCOME_RETRY)
+        end_event(e, "RETRY",
+                  xasprintf("retry %d of %d in %.1f s", attempt, pol.max_retries,
+                            (double)d.delay_ms / 1000.0));
+    else if (d.status == STORE_OUTCOME_RELEASE)
+        end_event(
+            e, "INTERRUPTED",
+            xasprintf("attempt %d interrupted by host shutdown; returned to the queue", attempt));
+    e->kind = out->kind;
+    switch (d.status) {
+    case STORE_OUTCOME_COMPLETED:
+        e->reason = xasprintf("attempt %d completed in %lld ms", attempt, (long long)duration);
+        break;
+    case STORE_OUTCOME_RELEASE:
+        e->reason = xstrdup("interrupted by host shutdown; returned to the queue");
+        break;
+    case STORE_OUTCOME_CANCELLED:
+        e->reason = xstrdup("cancelled while running");
+        break;
+    case STORE_OUTCOME_RETRY:
+    case STORE_OUTCOME_FAILED:
+        e->reason = xstrdup(msg ? msg : outcome_kind_name(out->kind));
+        break;
+    }
+    if (d.final) {
+        struct outcome shown = *out;
+        shown.message = msg;
+        e->response =
+            settle_response(e->item->function, final_name(d.status), attempt, duration, &shown);
+    }
+    e->message = msg;
+    e->notify = 1;
+}
+
+void settle_refused(settler *s, struct store_item *item, enum outcome_kind kind, const char *code,
+                    const char *reason)
+{
+    struct ending *e = queue_end(s, item, policy_refused());
+    struct outcome out = {.kind = kind, .code = code, .message = reason};
+    e->kind = kind;
+    e->reason = xstrdup(reason);
+    e->response = settle_response(e->item->function, "FAILED", e->item->attempt, 0, &out);
+}
+
+void settle_release(settler *s, struct store_item *item, const char *reason)
+{
+    struct policy_decision d = {.status = STORE_OUTCOME_RELEASE};
+    struct ending *e = queue_end(s, item, d);
+    e->reason = xstrdup(reason);
+}
+
+void settle_lost(settler *s, struct store_item *item, const char *what, const char *why)
+{
+    const char *status = item->status ? item->status : "";
+    enum policy_lost_state state = strcmp(status, "ASSIGNED") == 0     ? LOST_BEFORE_START
+                                   : strcmp(status, "CANCELLING") == 0 ? LOST_WHILE_CANCELLING
+                                                                       : LOST_WHILE_RUNNING;
+    struct policy_decision d = policy_lost(state, item->idempotent);
+    char reason[512];
+    if (d.status == STORE_OUTCOME_RELEASE)
+        snprintf(reason, sizeof(reason),
+                 "%s before the attempt started (%s); returned to the queue", what, why);
+    else if (d.status == STORE_OUTCOME_CANCELLED)
+        snprintf(reason, sizeof(reason), "%s while cancelling (%s)", what, why);
+    else if (d.status == STORE_OUTCOME_RETRY)
+        snprintf(reason, sizeof(reason),
+                 "%s while running (%s); retrying: the function is idempotent", what, why);
+    else
+        snprintf(reason, sizeof(reason), "%s while running (%s)", what, why);
+    struct ending *e = queue_end(s, item, d);
+    e->kind = OUTCOME_CRASHED;
+    e->reason = xstrdup(reason);
+    e->recovered = xstrdup(reason);
+    if (d.status == STORE_OUTCOME_FAILED) {
+        struct outcome out = {.kind = OUTCOME_CRASHED, .code = "host_lost", .message = reason};
+        int64_t ran = e->item->started_ms ? now_ms() - e->item->started_ms : 0;
+        e->response =
+            settle_response(e->item->function, "FAILED", e->item->attempt, ran > 0 ? ran : 0, &out);
+    }
+}
+
+size_t settle_write(settler *s)
+{
+    size_t n = s->n - s->written;
+    if (n == 0)
+        return 0;
+    struct ending *ends = s->ends + s->written;
+    struct store_finish *f = calloc(n, sizeof(*f));
+    int *rcs = calloc(n, sizeof(*rcs));
+    if (f == NULL || rcs == NULL)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        struct ending *e = &ends[i];
+        f[i].task_id = e->item->task_id;
+        f[i].token = e->item->token;
+        f[i].outcome = (struct store_outcome){.kind = e->d.status,
+                                              .response = e->response,
+                                              .reason = e->reason,
+                                              .run_after_ms = e->d.retry_at_ms};
+    }
+    char err[512];
+    int rc = store_begin(s->st, err, sizeof(err));
+    for (size_t i = 0; rc == STORE_OK && i < n; i++)
+        for (int k = 0; k < ends[i].n_events; k++)
+            settle_event(s->st, ends[i].item->task_id, ends[i].events[k].action, "%s",
+                         ends[i].events[k].text);
+    if (rc == STORE_OK)
+        rc = store_finish_many(s->st, f, n, rcs, now_ms(), err, sizeof(err));
+    for (size_t i = 0; i < n; i++) {
+        struct ending *e = &ends[i];
+        e->rc = rc != STORE_OK ? rc : rcs[i];
+        if (e->rc == STORE_CONFLICT) {
+            hlog(LOG_WARN, "item %s changed while it ran; its outcome %s is dropped",
+                 e->item->task_id, outcome_kind_name(e->kind));
+        } else if (e->rc != STORE_OK) {
+            hlog(LOG_ERROR, "cannot record the outcome of %s: %s", e->item->task_id, err);
+        } else if (e->recovered) {
+            settle_event(s->st, e->item->task_id, "RECOVERED", "%s", e->recovered);
+            hlog(LOG_WARN, "recovered %s: %s", e->item->task_id, e->recovered);
+        }
+    }
+    if (rc == STORE_OK && store_commit(s->st, err, sizeof(err)) != STORE_OK)
+        hlog(LOG_ERROR, "store commit failed: %s", err);
+    free(f);
+    free(rcs);
+    s->written = s->n;
+    return n;
+}
+
+/* Queues the fallback function of a FAILED item, with the failure it follows. */
+static void enqueue_fallback(settler *s, const struct ending *e)
+{
+    const json_t *vault = e->item->vault;
+    const json_t *on_failure = json_object_get(vault, "on_failure");
+    const char *fallback = json_string_value(json_object_get(on_failure, "fallback_function"));
+    if (fallback == NULL)
+        return;
+    const char *task = e->item->task_id;
+    json_t *fb = attempt_params(vault);
+    json_object_set_new(fb, "function", json_string(fallback));
+    /* The fallback keeps the original's retry policy and notifications, but not its own
+     * fallback: a failing fallback must not start a chain. */
+    const char *keep[] = {"timeout",    "max_retries", "retry_delay",
+                          "on_success", "description", "tags"};
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        if (json_object_get(vault, keep[i]))
+            json_object_set(fb, keep[i], json_object_get(vault, keep[i]));
+    json_t *notify = json_object_get(on_failure, "notify");
+    if (notify)
+        json_object_set_new(fb, "on_failure", json_pack("{s:O}", "notify", notify));
+    json_object_set_new(fb, "failure",
+                        json_pack("{s:s,s:s?,s:s,s:s,s:i}", "task_id", task, "function",
+                                  e->item->function, "status", outcome_kind_name(e->kind),
+                                  "message", e->message ? e->message : "", "attempts",
+                                  e->item->attempt));
+    struct ferry_fn fb_fn;
+    struct store_item_spec spec = {
+        .team = e->item->team,
+        .machine = e->item->machine,
+        .bridge = e->item->bridge,
+        .function = fallback,
+        .priority = e->item->priority,
+        .vault = fb,
+        .parent_task_id = task,
+        .link_kind = "fallback",
+        .idempotent =
+            registry_fn(s->reg, fallback, &fb_fn) == 0 && (fb_fn.flags & FERRY_FN_IDEMPOTENT) != 0,
+    };
+    char id[37], err[512];
+    if (store_queue_create(s->st, &spec, id, NULL, err, sizeof(err)) == 0) {
+        settle_event(s->st, task, "FALLBACK", "fallback %s queued as %s", fallback, id);
+        settle_event(s->st, id, "FALLBACK_OF", "fallback for %s (%s %s)", task, e->item->function,
+                     outcome_kind_name(e->kind));
+    } else {
+        settle_event(s->st, task, "FALLBACK_FAILED", "fallback %s could not be queued: %s",
+                     fallback, err);
+    }
+    json_decref(fb);
+}
+
+void settle_rewind(settler *s)
+{
+    s->written = 0;
+}
+
+void settle_after_commit(settler *s, int committed)
+{
+    for (size_t i = 0; i < s->written; i++) {
+        struct ending *e = &s->ends[i];
+        if (committed && e->rc == STORE_OK && e->d.final && !e->recovered) {
+            const char *final = final_name(e->d.status);
+            if (e->d.status == STORE_OUTCOME_FAILED)
+                s->failed++;
+            else if (e->d.status == STORE_OUTCOME_COMPLETED)
+                s->completed++;
+            if (e->d.fallback)
+                enqueue_fallback(s, e);
+            if (e->notify)
+                notify_outcome(s->cfg, s->st, e->item, e->item->vault, final, e->response);
+        }
+        ending_free(e);
+    }
+    size_t left = s->n - s->written;
+    if (left > 0 && s->written > 0)
+        memmove(s->ends, s->ends + s->written, left * sizeof(*s->ends));
+    s->n = left;
+    s->written = 0;
+}
