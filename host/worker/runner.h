@@ -48,7 +48,15 @@ typedef struct runner_opts {
     int max_jobs;        /* attempts per worker before it is replaced */
     int memory_limit_mb; /* per worker; 0 = none */
     int grace_ms;        /* SIGTERM -> SIGKILL */
+    /*
+     * Attempts a worker may hold queued behind the one it runs (0: the default,
+     * RUNNER_PIPELINE; negative: none). Their run messages are written ahead; the worker runs
+     * them in order, back to back. runner_free_slots() counts them.
+     */
+    int pipeline;
 } runner_opts;
+
+#define RUNNER_PIPELINE 32
 
 runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud);
 /* Stops every worker (SIGKILL to each group) and frees the runner. */
@@ -63,16 +71,18 @@ void runner_tick(runner *r);
 /* Milliseconds until runner_tick() next has work (-1: nothing pending). */
 int runner_timeout_ms(const runner *r);
 
-/* Free capacity: how many more attempts runner_start() accepts now. */
+/* Free capacity: how many more attempts runner_start() accepts now (queued ones included). */
 int runner_free_slots(const runner *r);
-/* Attempts running now. */
+/* Attempts running now (not those queued behind them). */
 int runner_busy(const runner *r);
 
 /*
- * Starts an attempt (spec borrowed: the run message is written before this returns).
- * tag is the caller's, returned by runner_job_tag(). nested: a call made by a running
- * attempt, allowed past max_workers (up to 4x) so that a parent waiting on its callee cannot
- * deadlock the pool. Returns the job, or NULL when there is no free slot.
+ * Starts an attempt (spec borrowed: the run message is written before this returns) on an
+ * idle worker, a new one (up to max_workers), or else behind the shortest queue; its deadline
+ * counts from when it really starts. tag is the caller's, returned by runner_job_tag().
+ * nested: a call made by a running attempt, never queued (an idle or a new worker), allowed
+ * past max_workers (up to 4x) so that a parent waiting on its callee cannot deadlock the
+ * pool. Returns the job, or NULL when there is no free slot.
  */
 runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, int nested);
 
@@ -84,7 +94,8 @@ pid_t runner_job_pid(const runner_job *job);
 void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply);
 
 /*
- * Cancels a running attempt: SIGUSR1 now (ferry_cancelled() turns true), SIGTERM to its
+ * Cancels an attempt. One still queued behind another never starts (outcome CANCELLED, stop
+ * STOP_CANCEL). A running one: SIGUSR1 now (ferry_cancelled() turns true), SIGTERM to its
  * process group after half the grace period, SIGKILL after the grace period. The outcome is
  * CANCELLED (stop STOP_CANCEL) unless the function finished first.
  */
