@@ -23,8 +23,7 @@ json_t *attempt_params(const json_t *vault)
     return params;
 }
 
-int64_t attempt_timeout_ms(const ferry_config *cfg, const json_t *vault,
-                           const struct ferry_fn *fn)
+int64_t attempt_timeout_ms(const ferry_config *cfg, const json_t *vault, const struct ferry_fn *fn)
 {
     json_int_t t = json_integer_value(json_object_get(vault, "timeout"));
     if (t <= 0)
@@ -58,8 +57,8 @@ void attempt_build(const ferry_config *cfg, const struct attempt_source *src,
         spec->pre_hook = json_string_value(json_object_get(src->item_vault, "pre_hook"));
         spec->post_hook = json_string_value(json_object_get(src->item_vault, "post_hook"));
         if (spec->pre_hook || spec->post_hook)
-            run->hook_dir = src->reg ? registry_hook_dir(src->reg, src->machine, run->params)
-                                     : NULL;
+            run->hook_dir =
+                src->reg ? registry_hook_dir(src->reg, src->machine, run->params) : NULL;
         spec->hook_dir = run->hook_dir;
     }
 }

@@ -22,14 +22,14 @@ struct registry;
 /* What the host knows of one attempt. Everything is borrowed. */
 struct attempt_source {
     const struct registry *reg; /* the plugins: where an item's hooks run (may be NULL) */
-    const struct ferry_fn *fn; /* the function (registry_fn) */
-    const json_t *vault;       /* the vault its parameters come from (item's or call's) */
-    const json_t *item_vault;  /* the item's own vault: pre_hook, post_hook (depth 0 only) */
-    const json_t *machine;     /* machine facts, secrets removed (attempt_machine) */
-    const char *ssh_key;       /* the machine's SSH private key, or NULL */
-    const char *task_id;       /* host->task_id: the item's id, or ferry run's own */
-    int attempt;               /* host->attempt, 1-based */
-    int depth;                 /* 0: the item's own attempt; n: a call n levels down */
+    const struct ferry_fn *fn;  /* the function (registry_fn) */
+    const json_t *vault;        /* the vault its parameters come from (item's or call's) */
+    const json_t *item_vault;   /* the item's own vault: pre_hook, post_hook (depth 0 only) */
+    const json_t *machine;      /* machine facts, secrets removed (attempt_machine) */
+    const char *ssh_key;        /* the machine's SSH private key, or NULL */
+    const char *task_id;        /* host->task_id: the item's id, or ferry run's own */
+    int attempt;                /* host->attempt, 1-based */
+    int depth;                  /* 0: the item's own attempt; n: a call n levels down */
 };
 
 /* A built attempt: spec for runner_start, and what its pointers own. */
@@ -60,8 +60,7 @@ json_t *attempt_params(const json_t *vault);
 
 /* The attempt's timeout: the vault's "timeout", else the function's, else the host's
  * default, never above timeout_max. In ms. */
-int64_t attempt_timeout_ms(const ferry_config *cfg, const json_t *vault,
-                           const struct ferry_fn *fn);
+int64_t attempt_timeout_ms(const ferry_config *cfg, const json_t *vault, const struct ferry_fn *fn);
 
 /*
  * The machine team/name as workers see it, read from the store (new reference): its vault

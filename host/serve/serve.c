@@ -57,7 +57,7 @@ struct attempt {
     attempt *parent;
     runner_job *parent_job;
     char *call_function;
-    int depth; /* 0: the item's own attempt; n: a call n levels down */
+    int depth;     /* 0: the item's own attempt; n: a call n levels down */
     json_t *stack; /* function names from the root call down, for cycle detection */
     attempt *next;
 };
@@ -82,8 +82,8 @@ typedef struct host {
     int in_batch;
     int64_t last_heartbeat, last_rescan, last_recover, last_cancel_check;
     scheduler *sched;
-    json_t *machines;        /* "team/machine" -> {"at": mono ms, "facts": {...}} */
-    struct orphan *orphans;  /* seen unrun by the last orphan pass */
+    json_t *machines;       /* "team/machine" -> {"at": mono ms, "facts": {...}} */
+    struct orphan *orphans; /* seen unrun by the last orphan pass */
     size_t n_orphans;
     int64_t next_schedule_mono; /* when scheduler_tick next has work */
 } host;
@@ -168,9 +168,9 @@ static struct store_item *item_copy(const struct store_item *from)
     if (to == NULL)
         abort();
     *to = *from;
-    char **strs[] = {&to->function, &to->team,      &to->machine,       &to->bridge,
-                     &to->status,   &to->parent_task_id, &to->link_kind, &to->schedule_name,
-                     &to->lease_owner};
+    char **strs[] = {&to->function,  &to->team,          &to->machine,
+                     &to->bridge,    &to->status,        &to->parent_task_id,
+                     &to->link_kind, &to->schedule_name, &to->lease_owner};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         *strs[i] = *strs[i] ? xstrdup(*strs[i]) : NULL;
     json_incref(to->vault);
@@ -198,8 +198,7 @@ static void free_attempt(attempt *a)
  * re-reading the row for each would cost a query per job. Fills the source's machine and
  * ssh_key, borrowed from the cache until the next claim.
  */
-static void machine_for_worker(host *h, const struct store_item *item,
-                               struct attempt_source *src)
+static void machine_for_worker(host *h, const struct store_item *item, struct attempt_source *src)
 {
     char key[300];
     snprintf(key, sizeof(key), "%s/%s", item->team ? item->team : "",
@@ -211,8 +210,8 @@ static void machine_for_worker(host *h, const struct store_item *item,
         json_t *facts = attempt_machine(h->st, item->team, item->machine, &ssh_key);
         if (json_object_size(h->machines) > 4096)
             json_object_clear(h->machines);
-        hit = json_pack("{s:I,s:o,s:o?}", "at", (json_int_t)now, "facts", facts, "ssh_key",
-                        ssh_key);
+        hit =
+            json_pack("{s:I,s:o,s:o?}", "at", (json_int_t)now, "facts", facts, "ssh_key", ssh_key);
         json_object_set_new(h->machines, key, hit);
     }
     src->machine = json_object_get(hit, "facts");
@@ -344,9 +343,10 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
     json_array_foreach (caller->stack, i, s) {
         if (strcmp(json_string_value(s), fname) == 0) {
             char *chain = json_dumps(caller->stack, JSON_COMPACT);
-            reply_error(h, caller_job, "call_cycle", OUTCOME_INVALID, "call cycle: %s calls %s again",
-                        chain, fname);
-            settle_event(h->st, caller->item->task_id, "CALL_REFUSED", "call cycle: %s -> %s", chain, fname);
+            reply_error(h, caller_job, "call_cycle", OUTCOME_INVALID,
+                        "call cycle: %s calls %s again", chain, fname);
+            settle_event(h->st, caller->item->task_id, "CALL_REFUSED", "call cycle: %s -> %s",
+                         chain, fname);
             free(chain);
             return;
         }
@@ -354,14 +354,16 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
     if (caller->depth + 1 > MAX_CALL_DEPTH) {
         reply_error(h, caller_job, "call_depth", OUTCOME_INVALID, "calls nest deeper than %d",
                     MAX_CALL_DEPTH);
-        settle_event(h->st, caller->item->task_id, "CALL_REFUSED", "call to %s refused: deeper than %d", fname,
-              MAX_CALL_DEPTH);
+        settle_event(h->st, caller->item->task_id, "CALL_REFUSED",
+                     "call to %s refused: deeper than %d", fname, MAX_CALL_DEPTH);
         return;
     }
     struct ferry_fn fn;
     if (registry_fn(&h->reg, fname, &fn) != 0) {
-        reply_error(h, caller_job, "unavailable", OUTCOME_FAIL, "no function %s on this bridge", fname);
-        settle_event(h->st, caller->item->task_id, "CALL_FAILED", "call to %s: no such function", fname);
+        reply_error(h, caller_job, "unavailable", OUTCOME_FAIL, "no function %s on this bridge",
+                    fname);
+        settle_event(h->st, caller->item->task_id, "CALL_FAILED", "call to %s: no such function",
+                     fname);
         return;
     }
     json_t *vault = json_deep_copy(msg->params);
@@ -405,15 +407,15 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
     a->job = runner_start(h->run, &run.spec, a, 1);
     attempt_run_free(&run);
     if (a->job == NULL) {
-        reply_error(h, caller_job, "unavailable", OUTCOME_RETRY, "no worker free for call to %s", fname);
+        reply_error(h, caller_job, "unavailable", OUTCOME_RETRY, "no worker free for call to %s",
+                    fname);
         free_attempt(a);
         return;
     }
     a->next = h->running;
     h->running = a;
     settle_event(h->st, caller->item->task_id, "CALL", "%*s%s called %s", a->depth * 2 - 2, "",
-          caller->call_function ? caller->call_function : caller->item->function,
-          fname);
+                 caller->call_function ? caller->call_function : caller->item->function, fname);
 }
 
 static void on_call(void *ud, runner_job *job, const struct proto_call *m)
@@ -430,9 +432,8 @@ static void on_storage(void *ud, runner_job *job, const struct proto_storage *m)
     json_t *row = NULL;
     char err[512];
     struct proto_reply reply = {.kind = OUTCOME_OK};
-    if (m->name &&
-        store_resource_get(h->st, STORE_STORAGE, a->item->team, m->name, &row, err,
-                           sizeof(err)) == 0) {
+    if (m->name && store_resource_get(h->st, STORE_STORAGE, a->item->team, m->name, &row, err,
+                                      sizeof(err)) == 0) {
         reply.vault = json_object_get(row, "vault");
     } else {
         reply.kind = OUTCOME_FAIL;
@@ -448,7 +449,7 @@ static void on_storage(void *ud, runner_job *job, const struct proto_storage *m)
 static enum outcome_kind call_reply_kind(enum outcome_kind kind)
 {
     return kind == OUTCOME_OK || kind == OUTCOME_INVALID || kind == OUTCOME_RETRY ? kind
-                                                                                 : OUTCOME_FAIL;
+                                                                                  : OUTCOME_FAIL;
 }
 
 static void on_done(void *ud, runner_job *job, const struct outcome *out)
@@ -758,10 +759,10 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     uuid_v4(rnd);
     snprintf(h.owner, sizeof(h.owner), "%s:%d:%.8s", hostname, (int)getpid(), rnd);
     retry_policy defaults = (retry_policy){.max_retries = cfg->retry_max,
-                                .delay_ms = (int64_t)cfg->retry_delay * 1000,
-                                .backoff = cfg->retry_backoff,
-                                .max_delay_ms = (int64_t)cfg->retry_max_delay * 1000,
-                                .jitter = cfg->retry_jitter};
+                                           .delay_ms = (int64_t)cfg->retry_delay * 1000,
+                                           .backoff = cfg->retry_backoff,
+                                           .max_delay_ms = (int64_t)cfg->retry_max_delay * 1000,
+                                           .jitter = cfg->retry_jitter};
     const char *containment = reap_host_check(err, sizeof(err));
     if (containment == NULL) {
         hlog(LOG_ERROR, "%s", err);

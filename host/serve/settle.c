@@ -18,12 +18,12 @@
 struct ending {
     struct store_item *item; /* owned: one item, freed with store_items_free */
     struct policy_decision d;
-    json_t *response;        /* owned; NULL when the store keeps none */
-    char *reason;            /* owned: lastFailureReason or event text */
-    enum outcome_kind kind;  /* for the fallback's "failure" */
-    char *message;           /* owned, redacted; for the fallback's "failure" */
-    char *recovered;         /* owned: a lost item's RECOVERED event text, or NULL */
-    int notify;              /* 1: the vault's notifications are sent when it holds */
+    json_t *response;       /* owned; NULL when the store keeps none */
+    char *reason;           /* owned: lastFailureReason or event text */
+    enum outcome_kind kind; /* for the fallback's "failure" */
+    char *message;          /* owned, redacted; for the fallback's "failure" */
+    char *recovered;        /* owned: a lost item's RECOVERED event text, or NULL */
+    int notify;             /* 1: the vault's notifications are sent when it holds */
     /* Events that tell the decision (ATTEMPT_FAILED, RETRY, INTERRUPTED), written with the
      * end, before it, in the same transaction. */
     struct {
@@ -31,7 +31,7 @@ struct ending {
         char *text; /* owned */
     } events[2];
     int n_events;
-    int rc;                  /* store_finish_many's result for this end */
+    int rc; /* store_finish_many's result for this end */
 };
 
 struct settler {
@@ -48,7 +48,7 @@ struct settler {
 
 static const char *final_name(enum store_outcome_kind status)
 {
-    return status == STORE_OUTCOME_COMPLETED ? "COMPLETED"
+    return status == STORE_OUTCOME_COMPLETED   ? "COMPLETED"
            : status == STORE_OUTCOME_CANCELLED ? "CANCELLED"
                                                : "FAILED";
 }
@@ -139,8 +139,8 @@ static struct ending *queue_end(settler *s, struct store_item *item, struct poli
     return e;
 }
 
-json_t *settle_response(const char *function, const char *status, int attempts,
-                        int64_t duration_ms, const struct outcome *out)
+json_t *settle_response(const char *function, const char *status, int attempts, int64_t duration_ms,
+                        const struct outcome *out)
 {
     json_t *resp = json_pack("{s:s,s:s?,s:i,s:I}", "status", status, "function", function,
                              "attempts", attempts, "duration_ms", (json_int_t)duration_ms);
@@ -187,17 +187,17 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
     free(redacted);
     struct ending *e = queue_end(s, item, d);
     if (out->kind != OUTCOME_OK && out->kind != OUTCOME_CANCELLED)
-        end_event(e, "ATTEMPT_FAILED",
-                  xasprintf("attempt %d %s: %s", attempt, outcome_kind_name(out->kind),
-                            msg ? msg : ""));
+        end_event(
+            e, "ATTEMPT_FAILED",
+            xasprintf("attempt %d %s: %s", attempt, outcome_kind_name(out->kind), msg ? msg : ""));
     if (d.status == STORE_OUTCOME_RETRY)
         end_event(e, "RETRY",
                   xasprintf("retry %d of %d in %.1f s", attempt, pol.max_retries,
                             (double)d.delay_ms / 1000.0));
     else if (d.status == STORE_OUTCOME_RELEASE)
-        end_event(e, "INTERRUPTED",
-                  xasprintf("attempt %d interrupted by host shutdown; returned to the queue",
-                            attempt));
+        end_event(
+            e, "INTERRUPTED",
+            xasprintf("attempt %d interrupted by host shutdown; returned to the queue", attempt));
     e->kind = out->kind;
     switch (d.status) {
     case STORE_OUTCOME_COMPLETED:
@@ -217,8 +217,8 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
     if (d.final) {
         struct outcome shown = *out;
         shown.message = msg;
-        e->response = settle_response(e->item->function, final_name(d.status), attempt, duration,
-                                      &shown);
+        e->response =
+            settle_response(e->item->function, final_name(d.status), attempt, duration, &shown);
     }
     e->message = msg;
     e->notify = 1;
@@ -266,8 +266,8 @@ void settle_lost(settler *s, struct store_item *item, const char *what, const ch
     if (d.status == STORE_OUTCOME_FAILED) {
         struct outcome out = {.kind = OUTCOME_CRASHED, .code = "host_lost", .message = reason};
         int64_t ran = e->item->started_ms ? now_ms() - e->item->started_ms : 0;
-        e->response = settle_response(e->item->function, "FAILED", e->item->attempt,
-                                      ran > 0 ? ran : 0, &out);
+        e->response =
+            settle_response(e->item->function, "FAILED", e->item->attempt, ran > 0 ? ran : 0, &out);
     }
 }
 
@@ -342,8 +342,9 @@ static void enqueue_fallback(settler *s, const struct ending *e)
         json_object_set_new(fb, "on_failure", json_pack("{s:O}", "notify", notify));
     json_object_set_new(fb, "failure",
                         json_pack("{s:s,s:s?,s:s,s:s,s:i}", "task_id", task, "function",
-                                  e->item->function, "status", outcome_kind_name(e->kind), "message",
-                                  e->message ? e->message : "", "attempts", e->item->attempt));
+                                  e->item->function, "status", outcome_kind_name(e->kind),
+                                  "message", e->message ? e->message : "", "attempts",
+                                  e->item->attempt));
     struct ferry_fn fb_fn;
     struct store_item_spec spec = {
         .team = e->item->team,
@@ -354,16 +355,17 @@ static void enqueue_fallback(settler *s, const struct ending *e)
         .vault = fb,
         .parent_task_id = task,
         .link_kind = "fallback",
-        .idempotent = registry_fn(s->reg, fallback, &fb_fn) == 0 &&
-                      (fb_fn.flags & FERRY_FN_IDEMPOTENT) != 0,
+        .idempotent =
+            registry_fn(s->reg, fallback, &fb_fn) == 0 && (fb_fn.flags & FERRY_FN_IDEMPOTENT) != 0,
     };
     char id[37], err[512];
     if (store_queue_create(s->st, &spec, id, NULL, err, sizeof(err)) == 0) {
         settle_event(s->st, task, "FALLBACK", "fallback %s queued as %s", fallback, id);
         settle_event(s->st, id, "FALLBACK_OF", "fallback for %s (%s %s)", task, e->item->function,
-              outcome_kind_name(e->kind));
+                     outcome_kind_name(e->kind));
     } else {
-        settle_event(s->st, task, "FALLBACK_FAILED", "fallback %s could not be queued: %s", fallback, err);
+        settle_event(s->st, task, "FALLBACK_FAILED", "fallback %s could not be queued: %s",
+                     fallback, err);
     }
     json_decref(fb);
 }

@@ -76,8 +76,8 @@ void settle_after_commit(settler *s, int committed);
  * "duration_ms","result","error"}, error null when out->kind is OUTCOME_OK, else
  * {"code","outcome","message"}. The one builder every end uses.
  */
-json_t *settle_response(const char *function, const char *status, int attempts,
-                        int64_t duration_ms, const struct outcome *out);
+json_t *settle_response(const char *function, const char *status, int attempts, int64_t duration_ms,
+                        const struct outcome *out);
 
 /*
  * Appends a host event (action, printf-style details, at most 4 KiB) to task_id's trace,

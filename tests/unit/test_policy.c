@@ -13,8 +13,8 @@
 
 #include "policy.h"
 
-static const retry_policy pol = {.max_retries = 3, .delay_ms = 1000, .backoff = 2.0,
-                                 .max_delay_ms = 5000, .jitter = 0.2};
+static const retry_policy pol = {
+    .max_retries = 3, .delay_ms = 1000, .backoff = 2.0, .max_delay_ms = 5000, .jitter = 0.2};
 
 #define NOW 1000000
 #define F   STORE_OUTCOME_FAILED
@@ -35,15 +35,15 @@ struct decide_case {
 };
 
 static const struct decide_case decide_cases[] = {
-    /* kind               stop              att max rnd   status final retry_at  fallback */
+    /* kind, stop, attempt, max_retries, rnd -> status, final, retry_at, fallback */
     {OUTCOME_OK, STOP_NONE, 1, 3, 0, C, 1, 0, 0},
     {OUTCOME_OK, STOP_NONE, 4, 3, 0, C, 1, 0, 0}, /* success on the last attempt */
     {OUTCOME_RETRY, STOP_NONE, 1, 3, 0, R, 0, NOW + 1000, 0},
     {OUTCOME_RETRY, STOP_NONE, 2, 3, 0, R, 0, NOW + 2000, 0},
     {OUTCOME_RETRY, STOP_NONE, 3, 3, 0, R, 0, NOW + 4000, 0},
     {OUTCOME_RETRY, STOP_NONE, 3, 3, 0.5, R, 0, NOW + 3600, 0}, /* jitter takes 10% */
-    {OUTCOME_RETRY, STOP_NONE, 4, 3, 0, F, 1, 0, 1},  /* retries used up: fallback */
-    {OUTCOME_RETRY, STOP_NONE, 1, 0, 0, F, 1, 0, 1},  /* no retries allowed */
+    {OUTCOME_RETRY, STOP_NONE, 4, 3, 0, F, 1, 0, 1},            /* retries used up: fallback */
+    {OUTCOME_RETRY, STOP_NONE, 1, 0, 0, F, 1, 0, 1},            /* no retries allowed */
     {OUTCOME_TIMEOUT, STOP_DEADLINE, 1, 3, 0, R, 0, NOW + 1000, 0},
     {OUTCOME_TIMEOUT, STOP_DEADLINE, 4, 3, 0, F, 1, 0, 1},
     {OUTCOME_CRASHED, STOP_WORKER_DIED, 2, 3, 0, R, 0, NOW + 2000, 0},
@@ -70,7 +70,9 @@ static void test_decide_table(void **state)
         struct outcome out = {.kind = k->kind, .stop = k->stop, .code = "c", .message = "m"};
         struct policy_decision d = policy_decide(&out, k->attempt, &p, k->rnd, NOW);
         /* Names the row of a failing case. */
-#define CHECK(cond) if (!(cond)) fail_msg("decide_cases[%zu]: %s", i, #cond)
+#define CHECK(cond)                                                                                \
+    if (!(cond))                                                                                   \
+    fail_msg("decide_cases[%zu]: %s", i, #cond)
         CHECK(d.status == k->status);
         CHECK(d.final == k->final);
         CHECK(d.retry_at_ms == k->retry_at);
@@ -137,9 +139,9 @@ static void test_backoff_doubles_and_caps(void **state)
         double rnd;
         int64_t ms;
     } rows[] = {
-        {1, 0.0, 1000}, {2, 0.0, 2000}, {3, 0.0, 4000}, {4, 0.0, 5000}, /* capped */
+        {1, 0.0, 1000},  {2, 0.0, 2000}, {3, 0.0, 4000}, {4, 0.0, 5000}, /* capped */
         {30, 0.0, 5000}, {0, 0.0, 1000}, /* below 1 counts as the first */
-        {1, 0.5, 900},  /* jitter 0.2 takes up to 20% off: [800, 1000] */
+        {1, 0.5, 900},                   /* jitter 0.2 takes up to 20% off: [800, 1000] */
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         assert_int_equal(policy_retry_delay_ms(&pol, rows[i].retry, rows[i].rnd), rows[i].ms);

@@ -179,8 +179,7 @@ static void test_lost_and_rewound(void **state)
     /* As the host finds them once their lease ran out. */
     struct store_item *items = NULL;
     size_t n = 0;
-    assert_int_equal(
-        store_expired_items(f->st, "b", now_ms() + 120000, &items, &n, NULL, 0), 0);
+    assert_int_equal(store_expired_items(f->st, "b", now_ms() + 120000, &items, &n, NULL, 0), 0);
     assert_int_equal(n, 2);
     char ids[2][37];
     for (int i = 0; i < 2; i++)
@@ -219,7 +218,9 @@ static void test_shutdown_returns_to_the_queue(void **state)
     struct store_item *items = claim(f, 1);
     char id[37];
     memcpy(id, items[0].task_id, 37);
-    struct outcome out = {.kind = OUTCOME_CANCELLED, .stop = STOP_SHUTDOWN, .code = "interrupted",
+    struct outcome out = {.kind = OUTCOME_CANCELLED,
+                          .stop = STOP_SHUTDOWN,
+                          .code = "interrupted",
                           .message = "interrupted by host shutdown"};
     settle_ran(f->s, &items[0], NULL, &out, mono_ms());
     commit(f);
