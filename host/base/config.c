@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store.h"
 #include "util.h"
 
 enum key_type { KEY_STRING, KEY_INT, KEY_FLOAT, KEY_PATH };
@@ -351,9 +352,12 @@ static int pick_path(const char *explicit_path, char *path, char *err, size_t er
 static int check_values(const ferry_config *cfg, char *err, size_t errlen)
 {
     const char *where = cfg->path ? cfg->path : "built-in defaults";
-    if (strcmp(cfg->store_driver, "sqlite") != 0 && strcmp(cfg->store_driver, "postgres") != 0) {
-        seterr(err, errlen, "%s: store.driver is '%s'; use \"sqlite\" or \"postgres\"", where,
-               cfg->store_driver);
+    const struct store_driver_entry *driver = store_driver_by_name(cfg->store_driver);
+    if (driver == NULL) {
+        char choices[128];
+        store_driver_choices(choices, sizeof(choices));
+        seterr(err, errlen, "%s: store.driver is '%s'; use %s", where, cfg->store_driver,
+               choices);
         return -1;
     }
     if (strcmp(cfg->store_synchronous, "full") != 0 &&
@@ -362,8 +366,9 @@ static int check_values(const ferry_config *cfg, char *err, size_t errlen)
                cfg->store_synchronous);
         return -1;
     }
-    if (strcmp(cfg->store_driver, "postgres") == 0 && cfg->store_conninfo[0] == '\0') {
-        seterr(err, errlen, "%s: store.driver is \"postgres\" but store.conninfo is empty", where);
+    if (driver->conninfo != NULL && cfg->store_conninfo[0] == '\0') {
+        seterr(err, errlen, "%s: store.driver is \"%s\" but store.conninfo is empty", where,
+               cfg->store_driver);
         return -1;
     }
     if (cfg->retry_jitter < 0 || cfg->retry_jitter > 1 || cfg->retry_backoff < 1) {

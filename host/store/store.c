@@ -1,10 +1,12 @@
 /*
- * The store interface: picks a driver for a URL, validates input once for every driver,
- * calls through the driver's table, and builds the JSON rows every driver returns, so
- * that field names, messages and computed fields cannot drift between engines.
+ * The store interface: opens a store through the driver table (drivers.c), validates input
+ * once, calls the store's logic (resources.c, queue.c, claim.c, finish.c, over engine.h),
+ * keeps batches and their wake-ups, and builds the JSON rows, so that field names,
+ * messages and computed fields cannot drift between engines.
  */
 #include "store.h"
 #include "config.h"
+#include "engine.h"
 
 #include "util.h"
 
@@ -12,52 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- driver selection ---------------------------------------------------------------- */
-
-/* Keywords that start a libpq conninfo string ("host=db dbname=ferry"). */
-static const char *const pg_conninfo_keys[] = {
-    "host",
-    "hostaddr",
-    "port",
-    "dbname",
-    "user",
-    "password",
-    "passfile",
-    "service",
-    "connect_timeout",
-    "sslmode",
-    "options",
-    "application_name",
-    "target_session_attrs",
-    NULL,
-};
-
-static int is_postgres_url(const char *url)
-{
-    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
-        return 1;
-    while (isspace((unsigned char)*url))
-        url++;
-    for (const char *const *k = pg_conninfo_keys; *k; k++) {
-        size_t n = strlen(*k);
-        const char *p = url + n;
-        if (strncmp(url, *k, n) != 0)
-            continue;
-        while (*p == ' ')
-            p++;
-        if (*p == '=')
-            return 1;
-    }
-    return 0;
-}
-
-/* One row per engine a URL selects; anything else is an SQLite file path. */
-static const struct {
-    int (*matches)(const char *url);
-    store *(*open)(const char *url, const struct store_options *opts, char *err, size_t errlen);
-} drivers[] = {
-    {is_postgres_url, store_pg_open},
-};
+/* ---- opening: the driver table (drivers.c) decides ----------------------------------------- */
 
 store *store_open_opts(const char *url_or_path, const struct store_options *opts, char *err,
                        size_t errlen)
@@ -69,30 +26,40 @@ store *store_open_opts(const char *url_or_path, const struct store_options *opts
     }
     if (opts == NULL)
         opts = &defaults;
-    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
-        if (drivers[i].matches(url_or_path))
-            return drivers[i].open(url_or_path, opts, err, errlen);
-    const char *path = url_or_path;
-    if (strncmp(path, "sqlite://", 9) == 0)
-        path += 9;
-    return store_sqlite_open(path, opts, err, errlen);
+    const struct store_driver_entry *d = store_driver_for_url(url_or_path);
+    const char *url = url_or_path;
+    if (d->url_prefix && strncmp(url, d->url_prefix, strlen(d->url_prefix)) == 0)
+        url += strlen(d->url_prefix);
+    return d->open(url, opts, err, errlen);
+}
+
+/* Whether the configuration names its store by conninfo (a server) rather than by path. */
+static const char *config_conninfo_label(const ferry_config *cfg)
+{
+    const struct store_driver_entry *d = store_driver_by_name(cfg->store_driver);
+    return d != NULL ? d->conninfo : NULL;
 }
 
 store *store_open_config(const ferry_config *cfg, char *err, size_t errlen)
 {
     struct store_options so = {.synchronous_normal =
                                    strcmp(cfg->store_synchronous, "normal") == 0};
+    const struct store_driver_entry *d = store_driver_by_name(cfg->store_driver);
+    if (d == NULL) {
+        seterr(err, errlen, "unknown store.driver '%s'", cfg->store_driver);
+        return NULL;
+    }
     /* The configured driver decides, not the shape of the string: a valid conninfo may
      * start with any keyword ("keepalives=1 host=…"). */
-    if (strcmp(cfg->store_driver, "postgres") == 0)
-        return store_pg_open(cfg->store_conninfo, &so, err, errlen);
+    if (config_conninfo_label(cfg) != NULL)
+        return d->open(cfg->store_conninfo, &so, err, errlen);
     return store_open_opts(cfg->store_path, &so, err, errlen);
 }
 
 const char *store_config_target(const ferry_config *cfg)
 {
-    return strcmp(cfg->store_driver, "postgres") == 0 ? "PostgreSQL (store.conninfo)"
-                                                      : cfg->store_path;
+    const char *label = config_conninfo_label(cfg);
+    return label ? label : cfg->store_path;
 }
 
 store *store_open(const char *url_or_path, char *err, size_t errlen)
@@ -124,7 +91,7 @@ const char *store_driver_name(const store *s)
 
 int store_migrations(store *s, json_t **rows, char *err, size_t errlen)
 {
-    return s->drv->migrations(s, rows, err, errlen);
+    return eng_migrations_list(s, rows, err, errlen);
 }
 
 /* ---- batches and wake-ups -------------------------------------------------------------- */
@@ -157,6 +124,7 @@ int store_commit(store *s, char *err, size_t errlen)
     if (--s->batch_depth > 0)
         return STORE_OK;
     int rc = s->drv->commit(s, err, errlen);
+    s->batch_lost = 0;
     if (rc == STORE_OK)
         flush_notify_pending(s);
     else
@@ -169,6 +137,7 @@ int store_rollback(store *s, char *err, size_t errlen)
     if (s->batch_depth == 0)
         return STORE_OK;
     s->batch_depth = 0;
+    s->batch_lost = 0;
     clear_notify_pending(s);
     return s->drv->rollback(s, err, errlen);
 }
@@ -273,7 +242,7 @@ static int resource_create(store *s, store_kind kind, const char *team, const ch
     if (rc != STORE_OK)
         return rc;
     json_t *empty = vault ? NULL : json_object();
-    rc = s->drv->resource_create(s, kind, team, parent, name, vault ? vault : empty, row, err,
+    rc = store_res_create(s, kind, team, parent, name, vault ? vault : empty, row, err,
                                  errlen);
     json_decref(empty);
     return rc;
@@ -340,7 +309,7 @@ int store_resource_get(store *s, store_kind kind, const char *team, const char *
         return rc;
     if (kind != STORE_MACHINE && !kind_needs_team(kind))
         team = NULL;
-    return s->drv->resource_get(s, kind, team, name, row, err, errlen);
+    return store_res_get(s, kind, team, name, row, err, errlen);
 }
 
 int store_resource_list(store *s, store_kind kind, const char *scope, json_t **rows, char *err,
@@ -354,7 +323,7 @@ int store_resource_list(store *s, store_kind kind, const char *scope, json_t **r
         return rc;
     if (kind == STORE_TEAM || kind == STORE_REGION)
         scope = NULL;
-    return s->drv->resource_list(s, kind, scope, rows, err, errlen);
+    return store_res_list(s, kind, scope, rows, err, errlen);
 }
 
 int store_resource_update_vault(store *s, store_kind kind, const char *team, const char *name,
@@ -376,7 +345,7 @@ int store_resource_update_vault(store *s, store_kind kind, const char *team, con
     }
     if (kind != STORE_MACHINE && !kind_needs_team(kind))
         team = NULL;
-    return s->drv->resource_update_vault(s, kind, team, name, vault, expected_version, flags, row,
+    return store_res_update_vault(s, kind, team, name, vault, expected_version, flags, row,
                                          err, errlen);
 }
 
@@ -388,7 +357,7 @@ int store_resource_delete(store *s, store_kind kind, const char *team, const cha
         return rc;
     if (kind != STORE_MACHINE && !kind_needs_team(kind))
         team = NULL;
-    return s->drv->resource_delete(s, kind, team, name, err, errlen);
+    return store_res_delete(s, kind, team, name, err, errlen);
 }
 
 int store_machine_set_bridge(store *s, const char *team, const char *name, const char *bridge,
@@ -403,7 +372,7 @@ int store_machine_set_bridge(store *s, const char *team, const char *name, const
     int rc = check_names(err, errlen, team, name, bridge);
     if (rc != STORE_OK)
         return rc;
-    return s->drv->machine_set_bridge(s, team, name, bridge, row, err, errlen);
+    return store_res_set_bridge(s, team, name, bridge, row, err, errlen);
 }
 
 int store_schedule_set_run(store *s, const char *team, const char *name, int64_t next_run_ms,
@@ -412,7 +381,7 @@ int store_schedule_set_run(store *s, const char *team, const char *name, int64_t
     int rc = check_ref(STORE_SCHEDULE, team, name, err, errlen);
     if (rc != STORE_OK)
         return rc;
-    return s->drv->schedule_set_run(s, team, name, next_run_ms, last_run_ms, last_task_id, err,
+    return store_res_set_run(s, team, name, next_run_ms, last_run_ms, last_task_id, err,
                                     errlen);
 }
 
@@ -577,7 +546,7 @@ static int create_items(store *s, const struct store_item_spec *specs, size_t n,
             seterr(err, errlen, "%s", msg);
     }
     if (rc == STORE_OK)
-        rc = s->drv->queue_create(s, filled, n, task_ids, err, errlen);
+        rc = store_items_create(s, filled, n, task_ids, err, errlen);
     /* Wake each bridge once, after the items are visible. */
     for (size_t i = 0; i < n && rc == STORE_OK; i++) {
         size_t j = 0;
@@ -605,7 +574,7 @@ int store_queue_create(store *s, const struct store_item_spec *spec, char task_i
     if (task_id)
         memcpy(task_id, id, 37);
     if (row)
-        rc = s->drv->queue_get(s, id, row, err, errlen);
+        rc = store_item_get(s, id, row, err, errlen);
     return rc;
 }
 
@@ -622,7 +591,7 @@ int store_queue_get(store *s, const char *task_id, json_t **row, char *err, size
     char id[37];
     *row = NULL;
     int rc = normalise_task_id(task_id, id, err, errlen);
-    return rc != STORE_OK ? rc : s->drv->queue_get(s, id, row, err, errlen);
+    return rc != STORE_OK ? rc : store_item_get(s, id, row, err, errlen);
 }
 
 /*
@@ -674,7 +643,7 @@ int store_queue_list(store *s, const struct store_queue_filter *filter, json_t *
         *rows = json_array();
     if (rc != STORE_OK)
         return rc == 1 ? STORE_OK : rc;
-    return s->drv->queue_list(s, &f, rows, err, errlen);
+    return store_items_list(s, &f, rows, err, errlen);
 }
 
 int store_queue_count(store *s, const struct store_queue_filter *filter, int64_t *count,
@@ -686,7 +655,7 @@ int store_queue_count(store *s, const struct store_queue_filter *filter, int64_t
     int rc = prepare_filter(filter, &f, id, err, errlen);
     if (rc != STORE_OK)
         return rc == 1 ? STORE_OK : rc;
-    return s->drv->queue_count(s, &f, count, err, errlen);
+    return store_items_count(s, &f, count, err, errlen);
 }
 
 int store_queue_counts(store *s, const char *bridge, json_t **counts, char *err, size_t errlen)
@@ -694,7 +663,7 @@ int store_queue_counts(store *s, const char *bridge, json_t **counts, char *err,
     *counts = NULL;
     if (bridge != NULL && check_names(err, errlen, bridge, NULL, NULL) != STORE_OK)
         return STORE_ERROR;
-    return s->drv->queue_counts(s, bridge, counts, err, errlen);
+    return store_items_counts(s, bridge, counts, err, errlen);
 }
 
 int store_queue_cancel(store *s, const char *task_id, int force, json_t **row, char *err,
@@ -704,14 +673,14 @@ int store_queue_cancel(store *s, const char *task_id, int force, json_t **row, c
     if (row)
         *row = NULL;
     int rc = normalise_task_id(task_id, id, err, errlen);
-    return rc != STORE_OK ? rc : s->drv->queue_cancel(s, id, force, now_ms(), row, err, errlen);
+    return rc != STORE_OK ? rc : store_item_cancel(s, id, force, now_ms(), row, err, errlen);
 }
 
 int store_queue_delete(store *s, const char *task_id, char *err, size_t errlen)
 {
     char id[37];
     int rc = normalise_task_id(task_id, id, err, errlen);
-    return rc != STORE_OK ? rc : s->drv->queue_delete(s, id, now_ms(), err, errlen);
+    return rc != STORE_OK ? rc : store_item_delete(s, id, now_ms(), err, errlen);
 }
 
 int store_event_append(store *s, const char *task_id, const char *action, const char *details,
@@ -727,7 +696,7 @@ int store_event_append(store *s, const char *task_id, const char *action, const 
     }
     char *copy;
     details = capped(details, MAX_DETAILS, &copy);
-    rc = s->drv->event_append(s, id, action, details, details_json, at_ms ? at_ms : now_ms(), err,
+    rc = store_events_append(s, id, action, details, details_json, at_ms ? at_ms : now_ms(), err,
                               errlen);
     free(copy);
     return rc;
@@ -738,7 +707,7 @@ int store_event_list(store *s, const char *task_id, json_t **events, char *err, 
     char id[37];
     *events = NULL;
     int rc = normalise_task_id(task_id, id, err, errlen);
-    return rc != STORE_OK ? rc : s->drv->event_list(s, id, events, err, errlen);
+    return rc != STORE_OK ? rc : store_events_list(s, id, events, err, errlen);
 }
 
 /* ---- execution ----------------------------------------------------------------------------- */
@@ -761,30 +730,12 @@ static int check_held(const char *task_id, const char *token, char id[37], char 
     return normalise_task_id(task_id, id, err, errlen);
 }
 
-int store_claim(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
-                int64_t now, json_t **items, char *err, size_t errlen)
-{
-    *items = NULL;
-    int rc = check_names(err, errlen, bridge, NULL, NULL);
-    if (rc == STORE_OK)
-        rc = check_owner(owner, err, errlen);
-    if (rc != STORE_OK)
-        return rc;
-    if (max_n <= 0 || lease_ms <= 0) {
-        seterr(err, errlen, "claim needs a positive count and lease");
-        return STORE_ERROR;
-    }
-    if (max_n > 1024)
-        max_n = 1024;
-    return s->drv->claim(s, bridge, owner, lease_ms, max_n, now, items, err, errlen);
-}
-
 int store_start(store *s, const char *task_id, const char *token, int64_t now, char *err,
                 size_t errlen)
 {
     char id[37];
     int rc = check_held(task_id, token, id, err, errlen);
-    return rc != STORE_OK ? rc : s->drv->start(s, id, token, now, err, errlen);
+    return rc != STORE_OK ? rc : store_held_start(s, id, token, now, err, errlen);
 }
 
 int store_progress(store *s, const char *task_id, const char *token, int percent,
@@ -797,7 +748,7 @@ int store_progress(store *s, const char *task_id, const char *token, int percent
     percent = percent < 0 ? 0 : percent > 100 ? 100 : percent;
     char *copy;
     message = capped(message, MAX_MESSAGE, &copy);
-    rc = s->drv->progress(s, id, token, percent, message, now, err, errlen);
+    rc = store_held_progress(s, id, token, percent, message, now, err, errlen);
     free(copy);
     return rc;
 }
@@ -808,29 +759,44 @@ int store_heartbeat(store *s, const char *owner, int64_t lease_ms, int64_t now, 
     if (renewed)
         *renewed = 0;
     int rc = check_owner(owner, err, errlen);
-    return rc != STORE_OK ? rc : s->drv->heartbeat(s, owner, lease_ms, now, renewed, err, errlen);
+    return rc != STORE_OK ? rc : store_held_heartbeat(s, owner, lease_ms, now, renewed, err, errlen);
+}
+
+/* Checks one attempt's end; on success f->outcome.reason may point at *copy (the capped
+ * reason, for the caller to free) and id holds the normalised task id. */
+static int check_finish(struct store_finish *f, char id[37], char **copy, char *err,
+                        size_t errlen)
+{
+    const struct store_outcome *o = &f->outcome;
+    *copy = NULL;
+    int rc = check_held(f->task_id, f->token, id, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (o->kind < STORE_OUTCOME_COMPLETED || o->kind > STORE_OUTCOME_RELEASE) {
+        seterr(err, errlen, "unknown outcome for task %s", id);
+        return STORE_ERROR;
+    }
+    if (o->response != NULL && !json_is_object(o->response)) {
+        seterr(err, errlen, "the response vault of task %s must be a JSON object", id);
+        return STORE_ERROR;
+    }
+    f->task_id = id;
+    f->outcome.reason = capped(o->reason, MAX_REASON, copy);
+    return STORE_OK;
 }
 
 int store_finish(store *s, const char *task_id, const char *token,
                  const struct store_outcome *outcome, int64_t now, char *err, size_t errlen)
 {
-    char id[37];
-    int rc = check_held(task_id, token, id, err, errlen);
-    if (rc != STORE_OK)
-        return rc;
-    if (outcome == NULL || outcome->kind < STORE_OUTCOME_COMPLETED ||
-        outcome->kind > STORE_OUTCOME_RELEASE) {
-        seterr(err, errlen, "unknown outcome for task %s", id);
+    if (outcome == NULL) {
+        seterr(err, errlen, "unknown outcome for task %s", task_id ? task_id : "");
         return STORE_ERROR;
     }
-    if (outcome->response != NULL && !json_is_object(outcome->response)) {
-        seterr(err, errlen, "the response vault of task %s must be a JSON object", id);
-        return STORE_ERROR;
-    }
-    struct store_outcome o = *outcome;
-    char *copy;
-    o.reason = capped(o.reason, MAX_REASON, &copy);
-    rc = s->drv->finish(s, id, token, &o, now, err, errlen);
+    struct store_finish f = {task_id, token, *outcome};
+    char id[37], *copy;
+    int rc = check_finish(&f, id, &copy, err, errlen);
+    if (rc == STORE_OK)
+        rc = store_held_finish(s, &f, 1, NULL, now, err, errlen);
     free(copy);
     return rc;
 }
@@ -841,57 +807,17 @@ int store_expired(store *s, const char *bridge, int64_t now, json_t **items, cha
     *items = NULL;
     if (bridge != NULL && check_names(err, errlen, bridge, NULL, NULL) != STORE_OK)
         return STORE_ERROR;
-    return s->drv->expired(s, bridge, now, items, err, errlen);
+    return store_held_expired(s, bridge, now, items, NULL, NULL, err, errlen);
 }
 
 int store_cancelling(store *s, const char *owner, json_t **items, char *err, size_t errlen)
 {
     *items = NULL;
     int rc = check_owner(owner, err, errlen);
-    return rc != STORE_OK ? rc : s->drv->cancelling(s, owner, items, err, errlen);
+    return rc != STORE_OK ? rc : store_held_cancelling(s, owner, items, NULL, NULL, err, errlen);
 }
 
-/* ---- the host's typed view ----------------------------------------------------------------
- * For now built from the drivers' rows; a driver may fill the structs directly. */
-
-static char *dup_field(const json_t *row, const char *key)
-{
-    const char *v = json_string_value(json_object_get(row, key));
-    return v ? strdup(v) : NULL;
-}
-
-static int64_t ms_field(const json_t *row, const char *key)
-{
-    const json_t *v = json_object_get(row, key);
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
-}
-
-static void item_from_row(struct store_item *it, const json_t *row)
-{
-    memset(it, 0, sizeof(*it));
-    snprintf(it->task_id, sizeof(it->task_id), "%s",
-             json_string_value(json_object_get(row, "taskId")) ?: "");
-    snprintf(it->token, sizeof(it->token), "%s",
-             json_string_value(json_object_get(row, "claimToken")) ?: "");
-    it->function = dup_field(row, "function");
-    it->team = dup_field(row, "teamName");
-    it->machine = dup_field(row, "machineName");
-    it->bridge = dup_field(row, "bridgeName");
-    it->status = dup_field(row, "status");
-    it->priority = (int)json_integer_value(json_object_get(row, "priority"));
-    it->retry_count = (int)json_integer_value(json_object_get(row, "retryCount"));
-    it->attempt = it->retry_count + 1;
-    it->idempotent = json_is_true(json_object_get(row, "idempotent"));
-    const json_t *vault = json_object_get(row, "vaultContent");
-    it->vault = json_is_object(vault) ? json_deep_copy(vault) : json_object();
-    it->parent_task_id = dup_field(row, "parentTaskId");
-    it->link_kind = dup_field(row, "linkKind");
-    it->schedule_name = dup_field(row, "scheduleName");
-    it->lease_owner = dup_field(row, "leaseOwner");
-    it->created_ms = ms_field(row, "createdTimeMs");
-    it->started_ms = ms_field(row, "startedTimeMs");
-    it->lease_expires_ms = ms_field(row, "leaseExpiresTimeMs");
-}
+/* ---- the host's typed view: native, over the same operations ------------------------------- */
 
 void store_items_free(struct store_item *items, size_t n)
 {
@@ -905,16 +831,31 @@ void store_items_free(struct store_item *items, size_t n)
     free(items);
 }
 
-static int items_from_rows(json_t *rows, struct store_item **items, size_t *n)
+static int check_claim(const char *bridge, const char *owner, int64_t lease_ms, int *max_n,
+                       char *err, size_t errlen)
 {
-    size_t count = json_array_size(rows);
-    *items = count ? calloc(count, sizeof(**items)) : NULL;
-    if (count && *items == NULL)
+    int rc = check_names(err, errlen, bridge, NULL, NULL);
+    if (rc == STORE_OK)
+        rc = check_owner(owner, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (*max_n <= 0 || lease_ms <= 0) {
+        seterr(err, errlen, "claim needs a positive count and lease");
         return STORE_ERROR;
-    for (size_t i = 0; i < count; i++)
-        item_from_row(&(*items)[i], json_array_get(rows, i));
-    *n = count;
+    }
+    if (*max_n > 1024)
+        *max_n = 1024;
     return STORE_OK;
+}
+
+int store_claim(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
+                int64_t now, json_t **items, char *err, size_t errlen)
+{
+    *items = NULL;
+    int rc = check_claim(bridge, owner, lease_ms, &max_n, err, errlen);
+    return rc != STORE_OK
+               ? rc
+               : store_claim_rows(s, bridge, owner, lease_ms, max_n, now, items, err, errlen);
 }
 
 int store_claim_items(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
@@ -923,25 +864,10 @@ int store_claim_items(store *s, const char *bridge, const char *owner, int64_t l
 {
     *items = NULL;
     *n = 0;
-    json_t *rows = NULL;
-    int rc = store_begin(s, err, errlen);
-    if (rc != STORE_OK)
-        return rc;
-    rc = store_claim(s, bridge, owner, lease_ms, max_n, now, &rows, err, errlen);
-    for (size_t i = 0; rc == STORE_OK && start && i < json_array_size(rows); i++) {
-        const json_t *row = json_array_get(rows, i);
-        rc = s->drv->start(s, json_string_value(json_object_get(row, "taskId")),
-                           json_string_value(json_object_get(row, "claimToken")), now, err,
-                           errlen);
-    }
-    if (rc == STORE_OK)
-        rc = store_commit(s, err, errlen);
-    else
-        store_rollback(s, NULL, 0);
-    if (rc == STORE_OK)
-        rc = items_from_rows(rows, items, n);
-    json_decref(rows);
-    return rc;
+    int rc = check_claim(bridge, owner, lease_ms, &max_n, err, errlen);
+    return rc != STORE_OK ? rc
+                          : store_claim_typed(s, bridge, owner, lease_ms, max_n, start, now, items,
+                                              n, err, errlen);
 }
 
 int store_expired_items(store *s, const char *bridge, int64_t now, struct store_item **items,
@@ -949,12 +875,9 @@ int store_expired_items(store *s, const char *bridge, int64_t now, struct store_
 {
     *items = NULL;
     *n = 0;
-    json_t *rows = NULL;
-    int rc = store_expired(s, bridge, now, &rows, err, errlen);
-    if (rc == STORE_OK)
-        rc = items_from_rows(rows, items, n);
-    json_decref(rows);
-    return rc;
+    if (bridge != NULL && check_names(err, errlen, bridge, NULL, NULL) != STORE_OK)
+        return STORE_ERROR;
+    return store_held_expired(s, bridge, now, NULL, items, n, err, errlen);
 }
 
 int store_cancelling_items(store *s, const char *owner, struct store_item **items, size_t *n,
@@ -962,30 +885,43 @@ int store_cancelling_items(store *s, const char *owner, struct store_item **item
 {
     *items = NULL;
     *n = 0;
-    json_t *rows = NULL;
-    int rc = store_cancelling(s, owner, &rows, err, errlen);
-    if (rc == STORE_OK)
-        rc = items_from_rows(rows, items, n);
-    json_decref(rows);
-    return rc;
+    int rc = check_owner(owner, err, errlen);
+    return rc != STORE_OK ? rc : store_held_cancelling(s, owner, NULL, items, n, err, errlen);
 }
 
+/*
+ * Entries that fail validation are that entry's STORE_ERROR and are left out; the valid
+ * ones end in one transaction.
+ */
 int store_finish_many(store *s, const struct store_finish *f, size_t n, int *rcs, int64_t now,
                       char *err, size_t errlen)
 {
-    int rc = store_begin(s, err, errlen);
-    if (rc != STORE_OK)
-        return rc;
+    struct store_finish *valid = calloc(n ? n : 1, sizeof(*valid));
+    char(*ids)[37] = calloc(n ? n : 1, 37);
+    char **copies = calloc(n ? n : 1, sizeof(char *));
+    size_t *where = calloc(n ? n : 1, sizeof(size_t));
+    int *valid_rcs = calloc(n ? n : 1, sizeof(int));
+    if (valid == NULL || ids == NULL || copies == NULL || where == NULL || valid_rcs == NULL)
+        abort();
+    size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        char e[256];
-        int one = store_finish(s, f[i].task_id, f[i].token, &f[i].outcome, now, e, sizeof(e));
+        valid[m] = f[i];
+        int one = check_finish(&valid[m], ids[m], &copies[m], NULL, 0);
         if (rcs)
             rcs[i] = one;
+        if (one == STORE_OK)
+            where[m++] = i;
     }
-    return store_commit(s, err, errlen);
+    int rc = m > 0 ? store_held_finish(s, valid, m, valid_rcs, now, err, errlen) : STORE_OK;
+    for (size_t k = 0; rcs && rc == STORE_OK && k < m; k++)
+        rcs[where[k]] = valid_rcs[k];
+    for (size_t k = 0; k < m; k++)
+        free(copies[k]);
+    free(valid), free(ids), free(copies), free(where), free(valid_rcs);
+    return rc;
 }
 
-/* ---- helpers shared by the drivers --------------------------------------------------------- */
+/* ---- helpers shared by the store's files --------------------------------------------------------- */
 
 const char *store_priority_label(int priority)
 {
@@ -999,26 +935,6 @@ json_t *store_vault_parse(const char *text)
     if (v == NULL)
         v = json_object();
     return v;
-}
-
-void store_merge_patch(json_t *target, json_t *patch)
-{
-    const char *key;
-    json_t *value;
-    json_object_foreach (patch, key, value) {
-        if (json_is_null(value)) {
-            json_object_del(target, key);
-        } else if (json_is_object(value)) {
-            json_t *old = json_object_get(target, key);
-            if (!json_is_object(old)) {
-                old = json_object();
-                json_object_set_new(target, key, old);
-            }
-            store_merge_patch(old, value);
-        } else {
-            json_object_set(target, key, value);
-        }
-    }
 }
 
 int store_vault_concurrency(json_t *vault, int *out, char *err, size_t errlen)

@@ -3,10 +3,12 @@
  * machines, storages, schedules), queue items, their events, and the claim/lease protocol
  * the host runs items by.
  *
- * The store is an interface: `store` points at a driver's operation table, one driver per
- * engine (SQLite in store_sqlite.c, PostgreSQL in store_pg.c). Callers use only the
+ * The store's logic is written once over a narrow engine interface (engine.h): resources.c,
+ * queue.c, claim.c ("how a claim works") and finish.c ("how an attempt ends"). A driver per
+ * engine (SQLite in store_sqlite.c, PostgreSQL in store_pg*.c) supplies only its SQL
+ * dialect, connection, locking and wake-ups; drivers.c lists them. Callers use only the
  * store_* functions below; every driver passes the same conformance suite
- * (tests/unit/test_store.c).
+ * (tests/unit/test_store.c). docs/store-drivers.md says what a new driver needs.
  *
  * Conventions shared by every function here:
  *  - Return value: STORE_OK, or a negative STORE_* status. On failure a one-line message
@@ -438,9 +440,10 @@ struct store_item {
 void store_items_free(struct store_item *items, size_t n);
 
 /*
- * As store_claim, typed: claims up to max_n items into *items (caller frees with
- * store_items_free), *n how many. With start, each claimed item is also started
- * (ASSIGNED → PROCESSING) in the same transaction, so the host writes once per item.
+ * As store_claim, typed: claims up to max_n (at most 1024) items into *items (caller frees
+ * with store_items_free), *n how many, in claim order. With start, each claimed item is
+ * also started: it goes straight to PROCESSING, with its ASSIGNED and PROCESSING events.
+ * One transaction, a few statements whatever the number of items (claim.c).
  */
 int store_claim_items(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
                       int start, int64_t now, struct store_item **items, size_t *n, char *err,
@@ -459,10 +462,12 @@ struct store_finish {
 };
 
 /*
- * Ends n attempts in one transaction. rcs[i] (rcs may be NULL) receives each one's own
- * result: STORE_OK, or STORE_CONFLICT when the item no longer carries the token (that
- * entry changes nothing, the others still apply). Returns STORE_OK unless the transaction
- * itself failed (then nothing was written).
+ * Ends n attempts in one transaction, without savepoints (finish.c). rcs[i] (rcs may be
+ * NULL) receives each one's own result: STORE_OK; STORE_CONFLICT when the item no longer
+ * carries the token or no longer exists (the UPDATE's WHERE matched nothing: that entry
+ * changes nothing, the others still apply); STORE_ERROR for an invalid entry (no token,
+ * unknown outcome, a response that is not an object), which is left out. Returns STORE_OK
+ * unless the transaction itself failed (then nothing was written).
  */
 int store_finish_many(store *s, const struct store_finish *f, size_t n, int *rcs, int64_t now,
                       char *err, size_t errlen);
@@ -491,87 +496,54 @@ int store_wait_fd(store *s, const char *bridge, char *err, size_t errlen);
 void store_wait_drain(store *s);
 
 /* =======================================================================================
- * For drivers only: the operation table and the helpers in store.c that keep every
- * driver's validation, messages and row shapes identical. Callers use the API above.
+ * For the store's own files only: the handle, the driver table and the helpers in store.c
+ * that keep validation, messages and row shapes in one place. Callers use the API above.
  * ===================================================================================== */
 
-/* Driver operations. Inputs are already validated by store.c (names, priority, vault
- * types, outcome); task ids may still be prefixes. */
-struct store_driver {
-    const char *name;
-    void (*close)(store *s);
-    int (*begin)(store *s, char *err, size_t errlen);
-    int (*commit)(store *s, char *err, size_t errlen);
-    int (*rollback)(store *s, char *err, size_t errlen);
-    int (*migrations)(store *s, json_t **rows, char *err, size_t errlen);
-    /* parent: the region of a bridge, the bridge of a machine, else NULL. */
-    int (*resource_create)(store *s, store_kind kind, const char *team, const char *parent,
-                           const char *name, json_t *vault, json_t **row, char *err, size_t errlen);
-    int (*resource_get)(store *s, store_kind kind, const char *team, const char *name, json_t **row,
-                        char *err, size_t errlen);
-    int (*resource_list)(store *s, store_kind kind, const char *scope, json_t **rows, char *err,
-                         size_t errlen);
-    int (*resource_update_vault)(store *s, store_kind kind, const char *team, const char *name,
-                                 json_t *vault, int64_t expected_version, int flags, json_t **row,
-                                 char *err, size_t errlen);
-    int (*resource_delete)(store *s, store_kind kind, const char *team, const char *name, char *err,
-                           size_t errlen);
-    int (*machine_set_bridge)(store *s, const char *team, const char *name, const char *bridge,
-                              json_t **row, char *err, size_t errlen);
-    int (*schedule_set_run)(store *s, const char *team, const char *name, int64_t next_run_ms,
-                            int64_t last_run_ms, const char *last_task_id, char *err,
-                            size_t errlen);
-    /* specs[i].function, priority, vault, now_ms and run_after_ms are filled in. */
-    int (*queue_create)(store *s, const struct store_item_spec *specs, size_t n,
-                        char (*task_ids)[37], char *err, size_t errlen);
-    int (*queue_get)(store *s, const char *task_id, json_t **row, char *err, size_t errlen);
-    /* filter->max_records, stale_threshold_minutes and now_ms are filled in. */
-    int (*queue_list)(store *s, const struct store_queue_filter *filter, json_t **rows, char *err,
-                      size_t errlen);
-    int (*queue_counts)(store *s, const char *bridge, json_t **counts, char *err, size_t errlen);
-    /* filter as for queue_list; max_records is ignored. */
-    int (*queue_count)(store *s, const struct store_queue_filter *filter, int64_t *count,
-                       char *err, size_t errlen);
-    int (*queue_cancel)(store *s, const char *task_id, int force, int64_t now, json_t **row,
-                        char *err, size_t errlen);
-    int (*queue_delete)(store *s, const char *task_id, int64_t now, char *err, size_t errlen);
-    int (*event_append)(store *s, const char *task_id, const char *action, const char *details,
-                        json_t *details_json, int64_t at_ms, char *err, size_t errlen);
-    int (*event_list)(store *s, const char *task_id, json_t **events, char *err, size_t errlen);
-    int (*claim)(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
-                 int64_t now, json_t **items, char *err, size_t errlen);
-    int (*start)(store *s, const char *task_id, const char *token, int64_t now, char *err,
-                 size_t errlen);
-    int (*progress)(store *s, const char *task_id, const char *token, int percent,
-                    const char *message, int64_t now, char *err, size_t errlen);
-    int (*heartbeat)(store *s, const char *owner, int64_t lease_ms, int64_t now, int *renewed,
-                     char *err, size_t errlen);
-    int (*finish)(store *s, const char *task_id, const char *token,
-                  const struct store_outcome *outcome, int64_t now, char *err, size_t errlen);
-    int (*expired)(store *s, const char *bridge, int64_t now, json_t **items, char *err,
-                   size_t errlen);
-    int (*cancelling)(store *s, const char *owner, json_t **items, char *err, size_t errlen);
-    void (*notify)(store *s, const char *bridge);
-    int (*wait_fd)(store *s, const char *bridge, char *err, size_t errlen);
-    void (*wait_drain)(store *s);
-};
+struct eng_driver;
 
-/* The part of every handle store.c uses; a driver's handle embeds it as first member. */
+/* The part of every handle store.c and the engine use; a driver's handle embeds it as
+ * first member (engine.h: eng_init). */
 struct store {
-    const struct store_driver *drv;
+    const struct eng_driver *drv;
+    char **sql;            /* statement texts expanded for the driver's dialect (engine.c) */
     int batch_depth;       /* store_begin nesting, kept by store.c */
+    int batch_lost;        /* the driver lost the open batch (rolled back): operations are
+                            * refused until store_commit or store_rollback ends it */
     char **notify_pending; /* bridges to wake after the outermost commit */
     size_t n_notify_pending;
 };
 
-/* The SQLite driver's constructor (store_sqlite.c). */
-store *store_sqlite_open(const char *path, const struct store_options *opts, char *err,
-                         size_t errlen);
+/*
+ * The driver table (drivers.c): the one place that knows which drivers exist. A store URL
+ * or path picks the first driver whose matches() accepts it, else the default (the row
+ * without matches); the configuration names its driver by name.
+ */
+/* A driver's constructor: opens (creating where needed) the store url names, applies its
+ * migrations; NULL with err set. */
+typedef store *store_open_fn(const char *url, const struct store_options *opts, char *err,
+                             size_t errlen);
+/* Non-zero when url is one of a driver's. */
+typedef int store_url_fn(const char *url);
 
-/* The PostgreSQL driver's constructor (store_pg.c): conninfo is a postgres:// URL or a
- * libpq key=value string. */
-store *store_pg_open(const char *conninfo, const struct store_options *opts, char *err,
-                     size_t errlen);
+struct store_driver_entry {
+    const char *name; /* as in store.driver: "sqlite", "postgres" */
+    store_url_fn *matches;
+    store_open_fn *open;
+    const char *url_prefix; /* stripped before open ("sqlite://"), or NULL */
+    const char *conninfo;   /* configured by store.conninfo (a server), not store.path: how a
+                             * log line names it ("PostgreSQL (store.conninfo)"); NULL */
+};
+extern const struct store_driver_entry store_drivers[];
+extern const size_t store_n_drivers;
+
+/* The entry named name, or NULL. */
+const struct store_driver_entry *store_driver_by_name(const char *name);
+/* The entry a URL or path selects (never NULL). */
+const struct store_driver_entry *store_driver_for_url(const char *url);
+/* Formats the drivers' names for a message: "\"sqlite\" or \"postgres\"". */
+void store_driver_choices(char *buf, size_t len);
+
 
 /* Columns of one queue item as a driver read them; NULL / 0 mean SQL NULL, except
  * progress_percent where -1 means none. Strings are borrowed for the call. */
@@ -622,9 +594,6 @@ void store_notify_after_commit(store *s, const char *bridge);
 
 /* Parses stored vault text; never NULL (an unreadable vault reads as {}). New reference. */
 json_t *store_vault_parse(const char *text);
-
-/* Applies an RFC 7396 merge patch to target in place (target and patch objects). */
-void store_merge_patch(json_t *target, json_t *patch);
 
 /* Reads a machine vault's "concurrency" (default 1) into *out; ERROR with err set when it
  * is present but not a positive integer. */

@@ -1,21 +1,18 @@
 /*
  * The PostgreSQL store driver: many bridges, each running `ferry serve`, share one database.
+ * It supplies what engine.h asks of a driver: the dialect (row locks, SKIP LOCKED, JSON
+ * arrays, a sequence for item seqs), connections and reconnects, transactions (in
+ * store_pg_tx.c) and wake-ups. The store's logic is the same code as SQLite's.
  *
  * Connections. One libpq connection per handle runs every operation; a host that asks for
- * wake-ups gets a second one that only LISTENs. Every write runs in its own READ COMMITTED
- * transaction (or in the caller's batch); reads run in autocommit. lock_timeout is the
- * busy timeout, so a wait for a row lock ends in a clear message rather than a hang.
+ * wake-ups gets a second one that only LISTENs. lock_timeout is the busy timeout, so a wait
+ * for a row lock ends in a clear message rather than a hang.
  *
  * Lost connections. A server restart or a dropped connection between or during operations
  * is ridden out: the operation reconnects with a growing, jittered backoff for up to the
- * reconnect window (the busy timeout, 60 s by default) and runs again. Its body is
- * restartable; a transaction whose COMMIT got no answer is looked up by transaction id
- * (txid_status) so it is never applied twice or lost. A batch is rebuilt from its redo log
- * (below). When the window runs out the operation fails and the handle fails fast, one
- * reconnect attempt every few seconds, until the server answers again.
- *
- * Claims lock machine rows with FOR NO KEY UPDATE SKIP LOCKED, then the picked items with
- * FOR NO KEY UPDATE SKIP LOCKED: see store_pg_exec.c for why items alone are not enough.
+ * reconnect window (the busy timeout, 60 s by default) and runs again (store_pg_tx.c). When
+ * the window runs out the operation fails and the handle fails fast, one reconnect attempt
+ * every few seconds, until the server answers again.
  *
  * Wake-ups are LISTEN/NOTIFY on one channel per bridge ("ferry:<bridge>").
  */
@@ -24,22 +21,58 @@
 #include "log.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_PARAMS   16
-#define TEXT_OID     25
-#define INT8_OID     20
 #define BACKOFF_MAX  2000 /* ms between reconnect attempts, at most */
 #define OFFLINE_WAIT 3000 /* ms between attempts once a reconnect window ran out */
 
-static const struct store_driver pg_driver;
+static const struct eng_driver pg_driver;
+
+/* ---- dialect ---------------------------------------------------------------------------------- */
+
+static const char *const fragments[F_COUNT] = {
+    [F_DEPS_CSV] = "string_agg(p.task_id, ',' ORDER BY d.dep_seq)",
+    [F_LOCK_SHARE] = " FOR SHARE",
+    [F_LOCK_KEY_SHARE] = " FOR KEY SHARE",
+    [F_LOCK_UPDATE] = " FOR NO KEY UPDATE",
+    [F_LOCK_DELETE] = " FOR UPDATE",
+    [F_LOCK_UPDATE_OF_T] = " FOR NO KEY UPDATE OF t",
+    [F_LOCK_SKIP] = " FOR NO KEY UPDATE SKIP LOCKED",
+    [F_JSON_TEXTS] = "SELECT json_array_elements_text(@::json) AS value",
+    [F_JSON_SEQS] = "SELECT json_array_elements_text(@::json)::bigint",
+    [F_JSON_FINISHES] = "SELECT e->>0 AS task_id, e->>1 AS token, e->>2 AS status, e->>3 AS"
+                        " response, e->>4 AS reason FROM json_array_elements(@::json) AS e",
+};
+
+/* Serialises migrations of processes opening a fresh database at the same moment. */
+#define MIGRATION_LOCK_KEY "7236261198410592621"
+
+static const char *const dialect_sql[S_COUNT] = {
+    /* Taken from the sequence before the inserts, so a rebuilt batch inserts the same. */
+    [S_NEXT_SEQS] = "SELECT nextval('queue_item_seq') FROM generate_series(1, ?1)",
+    [S_SCHEMA_EXISTS] = "SELECT (to_regclass('schema_migrations') IS NOT NULL)::int",
+    [S_MIGRATION_LOCK] = "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")",
+    /* ?1: [[task_seq, action, details, details_is_json, at], …] */
+    [S_EVENTS_INSERT_MANY] = "INSERT INTO queue_events (task_seq, action, details,"
+                             " details_is_json, at) SELECT (e->>0)::bigint, e->>1, e->>2,"
+                             " (e->>3)::int, (e->>4)::bigint FROM json_array_elements(?1::json)"
+                             " AS e",
+    /* ?1: [[seq, task_id, team, machine, bridge, function, priority, vault, created,
+     * run_after, idempotent], …] */
+    [S_ITEMS_INSERT_MANY] = "INSERT INTO queue_items (seq, task_id, team_name, machine_name,"
+                            " bridge_name, function, priority, status, vault, created_at,"
+                            " updated_at, run_after, idempotent) SELECT (e->>0)::bigint, e->>1,"
+                            " e->>2, e->>3, e->>4, e->>5, (e->>6)::int, 'PENDING', e->>7,"
+                            " (e->>8)::bigint, (e->>8)::bigint, (e->>9)::bigint, (e->>10)::int"
+                            " FROM json_array_elements(?1::json) AS e ON CONFLICT DO NOTHING",
+};
 
 /* ---- migrations ------------------------------------------------------------------------------ */
 
@@ -49,11 +82,7 @@ static const struct store_driver pg_driver;
  * (COLLATE "C") as SQLite's do, which also keeps task id prefix ranges on the index.
  * Never edit a released migration: append a new one.
  */
-static const struct migration {
-    int version;
-    const char *name;
-    const char *sql;
-} migrations[] = {
+static const struct eng_migration migrations[] = {
     {1, "resources, queue items, dependencies, events",
      "CREATE TABLE teams ("
      " name text COLLATE \"C\" PRIMARY KEY, vault text NOT NULL, vault_version bigint NOT NULL,"
@@ -139,12 +168,9 @@ static const struct migration {
      " at bigint NOT NULL);"
      "CREATE INDEX queue_events_task ON queue_events(task_seq, seq);"
      /*
-      * A claim's look at one machine, in one round trip: how many more items it may start,
-      * -1 when another claim holds it. A busy machine is not locked at all. Otherwise its
-      * row is locked (SKIP LOCKED: a machine another host is claiming for is skipped, not
-      * waited for), and only then are its active items counted: a VOLATILE function takes
-      * a fresh snapshot per statement, so the count sees every claim committed before the
-      * lock was granted.
+      * Released with migration 1 and no longer called: claim.c locks and counts a
+      * machine itself, the same way for every driver. (Released migrations are never
+      * edited; the function is harmless.)
       */
      "CREATE FUNCTION ferry_machine_slots(machine text) RETURNS integer"
      " LANGUAGE plpgsql VOLATILE AS $fn$"
@@ -164,15 +190,11 @@ static const struct migration {
      " END $fn$;"},
 };
 
-#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
-
-/* Serialises migrations of processes opening a fresh database at the same moment. */
-#define MIGRATION_LOCK_KEY "7236261198410592621"
 
 /* ---- errors and text ------------------------------------------------------------------------- */
 
 /* The first line of libpq's message for the connection, without the trailing newline. */
-static void conn_message(PGconn *conn, char *out, size_t n)
+void store_pg_conn_message(PGconn *conn, char *out, size_t n)
 {
     const char *msg = conn ? PQerrorMessage(conn) : "out of memory";
     size_t len = strcspn(msg, "\n");
@@ -186,18 +208,18 @@ static int is_lost_state(const char *state)
 }
 
 /* Maps a failed result to a store status, formatting err. */
-static int pg_fail(struct pg *p, const PGresult *r, char *err, size_t errlen)
+int store_pg_fail(struct pg *p, const PGresult *r, char *err, size_t errlen)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     char buf[512];
     if (msg == NULL) {
-        conn_message(p->conn, buf, sizeof(buf));
+        store_pg_conn_message(p->conn, buf, sizeof(buf));
         msg = buf;
     }
     if (PQstatus(p->conn) != CONNECTION_OK || is_lost_state(state)) {
         seterr(err, errlen, "lost the connection to the PostgreSQL store %s: %s", p->label, msg);
-        return PG_LOST;
+        return ENG_LOST;
     }
     if (state == NULL) {
         seterr(err, errlen, "store %s: %s", p->label, msg);
@@ -205,7 +227,7 @@ static int pg_fail(struct pg *p, const PGresult *r, char *err, size_t errlen)
     }
     if (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0) {
         seterr(err, errlen, "store %s: %s", p->label, msg);
-        return PG_RETRY;
+        return ENG_AGAIN;
     }
     if (strcmp(state, "55P03") == 0) {
         seterr(err, errlen, "store %s stayed locked by another process for %.1f s; try again",
@@ -243,7 +265,7 @@ static int utf8_len(const unsigned char *s)
 
 /* NULL when text is valid UTF-8; otherwise a copy (caller frees) with each invalid byte
  * replaced by '?', as the rows show such text. */
-static char *utf8_clean(const char *text)
+char *store_pg_utf8_clean(const char *text)
 {
     const unsigned char *s = (const unsigned char *)text;
     size_t i = 0;
@@ -262,350 +284,6 @@ static char *utf8_clean(const char *text)
             i += (size_t)n;
     }
     return copy;
-}
-
-/* ---- statements ------------------------------------------------------------------------------ */
-
-struct params {
-    int n;
-    Oid types[MAX_PARAMS];
-    const char *values[MAX_PARAMS];
-    char *owned[MAX_PARAMS];
-    char num[MAX_PARAMS][24];
-};
-
-static void params_free(struct params *pp)
-{
-    for (int i = 0; i < pp->n; i++)
-        free(pp->owned[i]);
-}
-
-/* Converts the arguments named by types into text parameters. */
-static void params_build(struct params *pp, const char *types, va_list ap)
-{
-    memset(pp, 0, sizeof(*pp));
-    for (int i = 0; i < MAX_PARAMS && types[i]; i++, pp->n++) {
-        pp->types[i] = types[i] == 't' || types[i] == 'j' ? TEXT_OID : INT8_OID;
-        switch (types[i]) {
-        case 't': {
-            const char *t = va_arg(ap, const char *);
-            pp->owned[i] = t ? utf8_clean(t) : NULL;
-            pp->values[i] = pp->owned[i] ? pp->owned[i] : t;
-            break;
-        }
-        case 'i':
-            snprintf(pp->num[i], sizeof(pp->num[i]), "%d", va_arg(ap, int));
-            pp->values[i] = pp->num[i];
-            break;
-        case 'I':
-            snprintf(pp->num[i], sizeof(pp->num[i]), "%lld", (long long)va_arg(ap, int64_t));
-            pp->values[i] = pp->num[i];
-            break;
-        case 'N': {
-            int64_t v = va_arg(ap, int64_t);
-            snprintf(pp->num[i], sizeof(pp->num[i]), "%lld", (long long)v);
-            pp->values[i] = v ? pp->num[i] : NULL;
-            break;
-        }
-        case 'j': {
-            json_t *j = va_arg(ap, json_t *);
-            pp->owned[i] = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-            pp->values[i] = pp->owned[i];
-            break;
-        }
-        default:
-            abort(); /* a driver bug, caught by the conformance suite */
-        }
-    }
-}
-
-/* ---- prepared statements ---------------------------------------------------------------------
- *
- * Parsing and planning were half of the server's work per statement, so a statement run a
- * second time on a connection is prepared (named "ferry_N") and executed by name from then
- * on. Keyed by text and parameter types; a lost connection takes its statements with it.
- */
-
-static uint32_t hash_stmt(const char *sql, int n, const Oid *types)
-{
-    uint32_t h = 2166136261u;
-    for (const char *c = sql; *c; c++)
-        h = (h ^ (unsigned char)*c) * 16777619u;
-    for (int i = 0; i < n; i++)
-        h = (h ^ (uint32_t)types[i]) * 16777619u;
-    return h;
-}
-
-static void stmt_cache_clear(struct pg *p)
-{
-    for (size_t i = 0; i < PG_STMT_SLOTS; i++) {
-        free(p->stmts[i].sql);
-        p->stmts[i] = (struct pg_stmt){0};
-    }
-    p->n_stmts = 0;
-}
-
-/* The name of sql's prepared statement, preparing it first if needed; NULL when the cache
- * is full (the statement then runs unnamed). *rc: STORE_OK or the failure of preparing. */
-static const char *stmt_name(struct pg *p, const char *sql, int n, const Oid *types, int *rc,
-                             char *err, size_t errlen);
-
-/* Runs one statement (simple protocol when n < 0). *out: the result on success. */
-static int exec_raw(struct pg *p, const char *sql, int n, const Oid *types,
-                    const char *const *values, PGresult **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (PQstatus(p->conn) != CONNECTION_OK) {
-        char msg[256];
-        conn_message(p->conn, msg, sizeof(msg));
-        seterr(err, errlen, "lost the connection to the PostgreSQL store %s: %s", p->label, msg);
-        return PG_LOST;
-    }
-    PGresult *r;
-    if (n < 0) {
-        r = PQexec(p->conn, sql);
-    } else {
-        int rc = STORE_OK;
-        const char *name = stmt_name(p, sql, n, types, &rc, err, errlen);
-        if (rc != STORE_OK)
-            return rc;
-        r = name ? PQexecPrepared(p->conn, name, n, values, NULL, NULL, 0)
-                 : PQexecParams(p->conn, sql, n, types, values, NULL, NULL, 0);
-    }
-    ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        *out = r;
-        return STORE_OK;
-    }
-    int rc = pg_fail(p, r, err, errlen);
-    PQclear(r);
-    return rc;
-}
-
-static const char *stmt_name(struct pg *p, const char *sql, int n, const Oid *types, int *rc,
-                             char *err, size_t errlen)
-{
-    uint32_t h = hash_stmt(sql, n, types);
-    struct pg_stmt *slot = NULL;
-    for (size_t i = 0; i < PG_STMT_SLOTS && slot == NULL; i++) {
-        struct pg_stmt *s = &p->stmts[(h + i) % PG_STMT_SLOTS];
-        if (s->sql == NULL || (s->hash == h && s->n == n && strcmp(s->sql, sql) == 0 &&
-                               memcmp(s->types, types, (size_t)n * sizeof(Oid)) == 0))
-            slot = s;
-    }
-    if (slot != NULL && slot->sql != NULL && slot->name[0] != '\0')
-        return slot->name;
-    /* Full (a few slots stay free so lookups end): run unnamed. */
-    if (slot == NULL || n > MAX_PARAMS ||
-        (slot->sql == NULL && p->n_stmts >= PG_STMT_SLOTS - PG_STMT_SLOTS / 8))
-        return NULL;
-    if (slot->sql == NULL) {
-        /* First use: remembered, run unnamed. A one-shot process (the CLI) runs most
-         * statements once, and preparing them would only cost it a round trip each. */
-        slot->sql = xstrdup(sql);
-        slot->hash = h;
-        slot->n = n;
-        memcpy(slot->types, types, (size_t)n * sizeof(Oid));
-        p->n_stmts++;
-        return NULL;
-    }
-    char name[24];
-    snprintf(name, sizeof(name), "ferry_%u", ++p->stmt_counter);
-    PGresult *r = PQprepare(p->conn, name, sql, n, types);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        *rc = pg_fail(p, r, err, errlen);
-        PQclear(r);
-        return NULL;
-    }
-    PQclear(r);
-    memcpy(slot->name, name, sizeof(name));
-    return slot->name;
-}
-
-/* Runs SQL without parameters and without a result (simple protocol: may hold several
- * statements). */
-static int pg_cmd(struct pg *p, const char *sql, char *err, size_t errlen)
-{
-    PGresult *r;
-    int rc = exec_raw(p, sql, -1, NULL, NULL, &r, err, errlen);
-    PQclear(r);
-    return rc;
-}
-
-int store_pg_qv(struct pg *p, PGresult **res, char *err, size_t errlen, const char *sql, int n,
-                const char *types, const char *const *values)
-{
-    Oid *oids = calloc((size_t)(n > 0 ? n : 1), sizeof(Oid));
-    if (oids == NULL)
-        abort();
-    for (int i = 0; i < n; i++)
-        oids[i] = types[i] == 't' ? TEXT_OID : INT8_OID;
-    int rc = exec_raw(p, sql, n, oids, values, res, err, errlen);
-    free(oids);
-    return rc;
-}
-
-int store_pg_q(struct pg *p, PGresult **res, char *err, size_t errlen, const char *sql,
-               const char *types, ...)
-{
-    struct params pp;
-    va_list ap;
-    va_start(ap, types);
-    params_build(&pp, types, ap);
-    va_end(ap);
-    int rc = exec_raw(p, sql, pp.n, pp.types, pp.values, res, err, errlen);
-    params_free(&pp);
-    return rc;
-}
-
-int store_pg_scalar(struct pg *p, int64_t *out, char *err, size_t errlen, const char *sql,
-                    const char *types, ...)
-{
-    struct params pp;
-    PGresult *r;
-    va_list ap;
-    va_start(ap, types);
-    params_build(&pp, types, ap);
-    va_end(ap);
-    int rc = exec_raw(p, sql, pp.n, pp.types, pp.values, &r, err, errlen);
-    params_free(&pp);
-    *out = rc == STORE_OK && PQntuples(r) > 0 ? store_pg_i64(r, 0, 0) : 0;
-    PQclear(r);
-    return rc;
-}
-
-/* Remembers a write of the open batch, with copies of its parameters. */
-static void log_append(struct pg *p, const char *sql, const char *types, const struct params *pp,
-                       long rows)
-{
-    if (p->n_log == p->cap_log) {
-        p->cap_log = p->cap_log ? p->cap_log * 2 : 64;
-        p->log = realloc(p->log, p->cap_log * sizeof(*p->log));
-        if (p->log == NULL)
-            abort();
-    }
-    struct pg_logged *e = &p->log[p->n_log++];
-    e->sql = sql;
-    e->types = types;
-    e->n = pp->n;
-    e->rows = rows;
-    e->op = p->op_seq;
-    e->values = calloc((size_t)(pp->n ? pp->n : 1), sizeof(char *));
-    if (e->values == NULL)
-        abort();
-    for (int i = 0; i < pp->n; i++)
-        e->values[i] = pp->values[i] ? xstrdup(pp->values[i]) : NULL;
-}
-
-static void log_free_entry(struct pg_logged *e)
-{
-    for (int i = 0; i < e->n; i++)
-        free(e->values[i]);
-    free(e->values);
-}
-
-/* Forgets the batch's writes from index keep on. */
-static void log_truncate(struct pg *p, size_t keep)
-{
-    while (p->n_log > keep)
-        log_free_entry(&p->log[--p->n_log]);
-}
-
-/* A write: under the operation's savepoint inside a batch, and into the redo log. */
-static int write_v(struct pg *p, PGresult **res, long *rows, char *err, size_t errlen,
-                   const char *sql, const char *types, va_list ap)
-{
-    struct params pp;
-    PGresult *r = NULL;
-    params_build(&pp, types, ap);
-    int rc = STORE_OK;
-    /* Inside a batch, an operation that may fail after it changed something takes a
-     * savepoint at its first write, so that its failure undoes only its own changes. The
-     * others save the round trips: if one fails after all, the batch is rebuilt without it
-     * (run_in_batch). */
-    if (p->in_op && p->op_undo && !p->op_savepoint) {
-        rc = pg_cmd(p, "SAVEPOINT op", err, errlen);
-        p->op_savepoint = rc == STORE_OK;
-    }
-    if (rc == STORE_OK)
-        rc = exec_raw(p, sql, pp.n, pp.types, pp.values, &r, err, errlen);
-    long changed = rc == STORE_OK ? atol(PQcmdTuples(r)) : 0;
-    if (rc == STORE_OK) {
-        p->tx_wrote = 1;
-        p->op_changed |= changed > 0;
-        if (p->in_batch)
-            log_append(p, sql, types, &pp, changed);
-    }
-    if (rows)
-        *rows = changed;
-    if (res)
-        *res = r;
-    else
-        PQclear(r);
-    params_free(&pp);
-    return rc;
-}
-
-int store_pg_w(struct pg *p, long *rows, char *err, size_t errlen, const char *sql,
-               const char *types, ...)
-{
-    va_list ap;
-    va_start(ap, types);
-    int rc = write_v(p, NULL, rows, err, errlen, sql, types, ap);
-    va_end(ap);
-    return rc;
-}
-
-int store_pg_wq(struct pg *p, PGresult **res, char *err, size_t errlen, const char *sql,
-                const char *types, ...)
-{
-    va_list ap;
-    va_start(ap, types);
-    int rc = write_v(p, res, NULL, err, errlen, sql, types, ap);
-    va_end(ap);
-    return rc;
-}
-
-void store_pg_buf_add(struct pg_buf *b, const char *piece, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2 + 64;
-        b->s = realloc(b->s, b->cap);
-        if (b->s == NULL)
-            abort();
-    }
-    memcpy(b->s + b->len, piece, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-void store_pg_buf_element(struct pg_buf *b, const char *value)
-{
-    if (b->len > 1)
-        store_pg_buf_add(b, ",", 1);
-    if (value == NULL) {
-        store_pg_buf_add(b, "NULL", 4);
-        return;
-    }
-    char *clean = utf8_clean(value);
-    store_pg_buf_add(b, "\"", 1);
-    for (const char *c = clean ? clean : value; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            store_pg_buf_add(b, "\\", 1);
-        store_pg_buf_add(b, c, 1);
-    }
-    store_pg_buf_add(b, "\"", 1);
-    free(clean);
-}
-
-const char *store_pg_text(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
-}
-
-int64_t store_pg_i64(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
 /* ---- connecting ------------------------------------------------------------------------------ */
@@ -671,14 +349,14 @@ static char *pg_label(const char *conninfo)
     return label;
 }
 
-static void sleep_ms(int ms)
+void store_pg_sleep_ms(int ms)
 {
     if (ms > 0)
         usleep((useconds_t)ms * 1000);
 }
 
 /* The last moment an operation starting now may spend reconnecting. */
-static int64_t op_deadline(const struct pg *p)
+int64_t store_pg_deadline(const struct pg *p)
 {
     return p->offline ? mono_ms() : mono_ms() + p->window_ms;
 }
@@ -690,14 +368,14 @@ static void pg_close_listen(struct pg *p);
  * backoff. Any transaction the lost connection had is gone with it. STORE_OK, or
  * STORE_ERROR with err set.
  */
-static int pg_connected(struct pg *p, int64_t deadline, char *err, size_t errlen)
+int store_pg_connected(struct pg *p, int64_t deadline, char *err, size_t errlen)
 {
     if (PQstatus(p->conn) == CONNECTION_OK)
         return STORE_OK;
     p->in_tx = 0;
     char msg[256];
     if (!p->warned) {
-        conn_message(p->conn, msg, sizeof(msg));
+        store_pg_conn_message(p->conn, msg, sizeof(msg));
         hlog(LOG_WARN, "store %s: connection lost (%s); reconnecting", p->label, msg);
         p->warned = 1;
     }
@@ -705,7 +383,7 @@ static int pg_connected(struct pg *p, int64_t deadline, char *err, size_t errlen
     for (;;) {
         if (!p->offline || mono_ms() >= p->next_connect_at) {
             PQreset(p->conn);
-            stmt_cache_clear(p);
+            store_pg_stmts_reset(p);
             if (PQstatus(p->conn) == CONNECTION_OK && pg_setup(p, p->conn) == STORE_OK) {
                 hlog(LOG_INFO, "store %s: reconnected", p->label);
                 p->warned = p->offline = 0;
@@ -716,24 +394,16 @@ static int pg_connected(struct pg *p, int64_t deadline, char *err, size_t errlen
         }
         int64_t left = deadline - mono_ms();
         if (left <= 0) {
-            conn_message(p->conn, msg, sizeof(msg));
+            store_pg_conn_message(p->conn, msg, sizeof(msg));
             seterr(err, errlen, "cannot reach the PostgreSQL store %s (%s); retrying", p->label,
                    msg);
             p->offline = 1;
             return STORE_ERROR;
         }
         int wait = backoff + (int)(rand_r(&p->rand_state) % (unsigned)backoff);
-        sleep_ms(wait < left ? wait : (int)left);
+        store_pg_sleep_ms(wait < left ? wait : (int)left);
         backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
     }
-}
-
-/* Ends an open transaction without caring how (the connection may be gone). */
-static void rollback_quietly(struct pg *p)
-{
-    if (PQstatus(p->conn) == CONNECTION_OK && PQtransactionStatus(p->conn) != PQTRANS_IDLE)
-        pg_cmd(p, "ROLLBACK", NULL, 0);
-    p->in_tx = 0;
 }
 
 /* ---- wake-ups ----------------------------------------------------------------------------------
@@ -805,7 +475,7 @@ static int listen_open(struct pg *p)
 /* Brings a lost listen connection back when its retry time has come, and wakes the host
  * once. Called on the way into operations, so a host whose poll has gone quiet still gets
  * its wake-ups back soon after the server returns. */
-static void listen_tick(struct pg *p)
+void store_pg_listen_tick(struct pg *p)
 {
     if (p->wait_fd < 0 || p->listen != NULL || mono_ms() < p->listen_retry_at)
         return;
@@ -820,7 +490,7 @@ static void pg_notify(store *s, const char *bridge)
     struct pg *p = (struct pg *)s;
     char channel[64];
     const char *values[1] = {channel};
-    const Oid types[1] = {TEXT_OID};
+    const Oid types[1] = {PG_TEXT_OID};
     if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) == PQTRANS_INERROR)
         return;
     channel_of(bridge, channel);
@@ -902,367 +572,7 @@ static void pg_wait_drain(store *s)
      * and try again at once, then with a backoff. */
     pg_close_listen(p);
     p->listen_retry_at = 0;
-    listen_tick(p);
-}
-
-/* ---- transactions, batches and the redo log
- * ------------------------------------------------------
- *
- * A batch is one transaction holding many operations. Each successful write of the batch is
- * also kept in a redo log (statement, parameters, rows changed). When the transaction is
- * lost (a restart cut the connection, or an error aborted it with nothing to roll back to),
- * a new one is begun and the log replayed, one operation under a savepoint at a time. A
- * replayed write must change as many rows as the first time: the statements carry guards
- * (status, claim token, vault version), so an operation that no longer applies (another host
- * claimed the item meanwhile) is dropped whole, as if it had failed, and the rest stays.
- */
-
-/*
- * Commits the open transaction. STORE_OK when it committed; PG_LOST when it certainly did
- * not (the caller runs it again); STORE_ERROR when the outcome cannot be known.
- */
-static int pg_commit(struct pg *p, int64_t deadline, char *err, size_t errlen)
-{
-    int64_t xid = 0;
-    int rc = STORE_OK;
-    PGresult *r = NULL;
-    if (p->tx_wrote) {
-        rc = exec_raw(p, "SELECT txid_current_if_assigned()", -1, NULL, NULL, &r, err, errlen);
-        if (rc == STORE_OK)
-            xid = store_pg_i64(r, 0, 0);
-        PQclear(r);
-        if (rc != STORE_OK)
-            return rc; /* COMMIT was never sent */
-    }
-    rc = exec_raw(p, "COMMIT", -1, NULL, NULL, &r, err, errlen);
-    if (rc == STORE_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0) {
-        seterr(err, errlen, "store %s: the transaction was rolled back", p->label);
-        rc = STORE_ERROR;
-    }
-    PQclear(r);
-    p->in_tx = 0;
-    if (rc != PG_LOST || xid == 0)
-        return rc;
-    /* The server went away while committing: ask it, once it is back, what became of it. */
-    char last[512] = "no answer";
-    for (;;) {
-        char txt[24];
-        snprintf(txt, sizeof(txt), "%lld", (long long)xid);
-        if (pg_connected(p, deadline, err, errlen) != STORE_OK)
-            break;
-        char why[512] = "";
-        rc = store_pg_q(p, &r, why, sizeof(why), "SELECT txid_status($1)", "I", xid);
-        /* After a crash the server may not know the id at all ("transaction ID … is in the
-         * future"): its WAL never reached disk, so the transaction did not commit. */
-        if (rc != STORE_OK && rc != PG_LOST && strstr(why, "in the future")) {
-            PQclear(r);
-            return PG_LOST;
-        }
-        if (rc != STORE_OK)
-            snprintf(last, sizeof(last), "%s", why);
-        const char *status = rc == STORE_OK ? store_pg_text(r, 0, 0) : NULL;
-        int done = status && strcmp(status, "committed") == 0;
-        int aborted = status && strcmp(status, "aborted") == 0;
-        int pending = status && strcmp(status, "in progress") == 0;
-        if (rc == STORE_OK)
-            snprintf(last, sizeof(last), "txid_status: %s", status ? status : "unknown (too old)");
-        PQclear(r);
-        if (done)
-            return STORE_OK;
-        if (aborted)
-            return PG_LOST;
-        if ((rc != PG_LOST && !pending) || mono_ms() >= deadline)
-            break;
-        sleep_ms(50);
-    }
-    seterr(err, errlen,
-           "lost the connection to the PostgreSQL store %s while committing; the change may "
-           "or may not have been saved (%s)",
-           p->label, last);
-    return STORE_ERROR;
-}
-
-/* Re-runs one logged write; *rows: the rows it changed. */
-static int exec_logged(struct pg *p, const struct pg_logged *e, long *rows, char *err,
-                       size_t errlen)
-{
-    Oid types[MAX_PARAMS];
-    PGresult *r;
-    for (int i = 0; i < e->n; i++)
-        types[i] = e->types[i] == 't' || e->types[i] == 'j' ? TEXT_OID : INT8_OID;
-    int rc = exec_raw(p, e->sql, e->n, types, (const char *const *)e->values, &r, err, errlen);
-    *rows = rc == STORE_OK ? atol(PQcmdTuples(r)) : -1;
-    PQclear(r);
-    return rc;
-}
-
-/* Replays the log into the open (fresh) transaction. STORE_OK or PG_LOST. */
-static int replay(struct pg *p, char *err, size_t errlen)
-{
-    size_t keep = 0, dropped = 0;
-    for (size_t i = 0; i < p->n_log;) {
-        unsigned op = p->log[i].op;
-        size_t j = i;
-        long rows = 0;
-        int rc = pg_cmd(p, "SAVEPOINT replay", err, errlen);
-        for (; rc == STORE_OK && j < p->n_log && p->log[j].op == op; j++) {
-            rc = exec_logged(p, &p->log[j], &rows, NULL, 0);
-            if (rc == STORE_OK && rows != p->log[j].rows)
-                rc = STORE_CONFLICT;
-        }
-        if (rc == PG_LOST)
-            return PG_LOST;
-        while (j < p->n_log && p->log[j].op == op)
-            j++;
-        if (rc == STORE_OK) {
-            rc = pg_cmd(p, "RELEASE SAVEPOINT replay", err, errlen);
-            for (size_t k = i; k < j; k++)
-                p->log[keep++] = p->log[k];
-        } else {
-            rc = pg_cmd(p, "ROLLBACK TO SAVEPOINT replay; RELEASE SAVEPOINT replay", err, errlen);
-            for (size_t k = i; k < j; k++)
-                log_free_entry(&p->log[k]);
-            dropped++;
-        }
-        if (rc != STORE_OK)
-            return PG_LOST;
-        i = j;
-    }
-    p->n_log = keep;
-    p->tx_wrote = 1;
-    if (dropped)
-        hlog(LOG_WARN,
-             "store %s: batch rebuilt with %zu writes; %zu of its operations no longer "
-             "applied and were dropped",
-             p->label, keep, dropped);
-    else
-        hlog(LOG_INFO, "store %s: batch rebuilt with %zu writes", p->label, keep);
-    return STORE_OK;
-}
-
-/* Starts a new transaction for the batch and replays its log (until deadline). */
-static int rebuild_batch(struct pg *p, int64_t deadline, char *err, size_t errlen)
-{
-    for (unsigned attempt = 0;; attempt++) {
-        rollback_quietly(p);
-        int rc = pg_connected(p, deadline, err, errlen);
-        if (rc != STORE_OK)
-            return rc;
-        rc = pg_cmd(p, "BEGIN", err, errlen);
-        if (rc == STORE_OK) {
-            p->in_tx = 1;
-            p->tx_wrote = 0;
-            rc = replay(p, err, errlen);
-        }
-        if (rc == STORE_OK)
-            return STORE_OK;
-        if (rc != PG_LOST || mono_ms() >= deadline || attempt > 50)
-            return rc == PG_LOST ? STORE_ERROR : rc;
-    }
-}
-
-static void end_batch(struct pg *p)
-{
-    rollback_quietly(p);
-    log_truncate(p, 0);
-    p->in_batch = p->batch_lost = p->in_op = 0;
-}
-
-/* One operation inside the open batch. */
-static int run_in_batch(struct pg *p, pg_body body, void *ctx, char *err, size_t errlen)
-{
-    int64_t deadline = op_deadline(p);
-    for (unsigned attempt = 0;; attempt++) {
-        size_t mark = p->n_log;
-        p->in_op = 1;
-        p->op_savepoint = p->op_undo = p->op_changed = 0;
-        int rc = body(p, ctx, err, errlen);
-        p->in_op = 0;
-        if (rc == STORE_OK && p->op_savepoint)
-            rc = pg_cmd(p, "RELEASE SAVEPOINT op", err, errlen);
-        p->op_seq++;
-        if (rc == STORE_OK)
-            return STORE_OK;
-        log_truncate(p, mark);
-        int rebuild = rc == PG_LOST;
-        if (!rebuild && p->op_savepoint)
-            rebuild =
-                pg_cmd(p, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL, 0) != STORE_OK;
-        else if (!rebuild)
-            rebuild = p->op_changed || PQtransactionStatus(p->conn) != PQTRANS_INTRANS;
-        if (rebuild) {
-            char why[512];
-            snprintf(why, sizeof(why), "%s", err ? err : "");
-            int rb = rebuild_batch(p, deadline, err, errlen);
-            if (rb != STORE_OK) {
-                p->batch_lost = 1;
-                return STORE_ERROR;
-            }
-            if (err)
-                snprintf(err, errlen, "%s", why);
-        }
-        if (rc != PG_LOST && rc != PG_RETRY)
-            return rc;
-        if (attempt >= 20 || mono_ms() >= deadline) {
-            if (rc == PG_RETRY)
-                seterr(err, errlen, "store %s: deadlocked repeatedly; try again", p->label);
-            return STORE_ERROR;
-        }
-        if (rc == PG_RETRY)
-            sleep_ms(1 + (int)(rand_r(&p->rand_state) % (2u << (attempt < 6 ? attempt : 6))));
-    }
-}
-
-int store_pg_run(struct pg *p, int write, pg_body body, void *ctx, char *err, size_t errlen)
-{
-    if (p->batch_lost) {
-        /* Running on outside the batch would commit what the caller means to group. */
-        seterr(err, errlen, "store %s: the batch was lost with the connection; end it first",
-               p->label);
-        return STORE_ERROR;
-    }
-    if (p->in_batch)
-        return run_in_batch(p, body, ctx, err, errlen);
-    int64_t deadline = op_deadline(p);
-    for (unsigned attempt = 0;; attempt++) {
-        int rc = pg_connected(p, deadline, err, errlen);
-        if (rc != STORE_OK)
-            return rc;
-        listen_tick(p);
-        if (write && (rc = pg_cmd(p, "BEGIN", err, errlen)) == STORE_OK) {
-            p->in_tx = 1;
-            p->tx_wrote = 0;
-        }
-        if (rc == STORE_OK) {
-            rc = body(p, ctx, err, errlen);
-            if (rc == STORE_OK && write)
-                rc = pg_commit(p, deadline, err, errlen);
-        }
-        if (p->in_tx)
-            rollback_quietly(p);
-        if (rc != PG_LOST && rc != PG_RETRY)
-            return rc;
-        if (attempt >= 50 || (mono_ms() >= deadline && PQstatus(p->conn) == CONNECTION_OK)) {
-            if (rc == PG_RETRY)
-                seterr(err, errlen, "store %s: deadlocked repeatedly; try again", p->label);
-            return STORE_ERROR;
-        }
-        if (rc == PG_RETRY)
-            sleep_ms(1 + (int)(rand_r(&p->rand_state) % (2u << (attempt < 6 ? attempt : 6))));
-    }
-}
-
-static int pg_begin(store *s, char *err, size_t errlen)
-{
-    struct pg *p = (struct pg *)s;
-    int64_t deadline = op_deadline(p);
-    for (unsigned attempt = 0;; attempt++) {
-        int rc = pg_connected(p, deadline, err, errlen);
-        if (rc != STORE_OK)
-            return rc;
-        listen_tick(p);
-        rc = pg_cmd(p, "BEGIN", err, errlen);
-        if (rc == STORE_OK) {
-            p->in_tx = p->in_batch = 1;
-            p->tx_wrote = p->batch_lost = 0;
-            p->op_seq = 0;
-            log_truncate(p, 0);
-            return STORE_OK;
-        }
-        if (rc != PG_LOST)
-            return rc;
-        if (attempt >= 20)
-            return STORE_ERROR;
-    }
-}
-
-static int pg_commit_batch(store *s, char *err, size_t errlen)
-{
-    struct pg *p = (struct pg *)s;
-    int rc = STORE_OK;
-    if (!p->in_batch || p->batch_lost) {
-        seterr(err, errlen, "store %s: the batch was lost with the connection", p->label);
-        rc = STORE_ERROR;
-    }
-    int64_t deadline = op_deadline(p);
-    for (unsigned attempt = 0; rc == STORE_OK; attempt++) {
-        rc = pg_commit(p, deadline, err, errlen);
-        if (rc != PG_LOST)
-            break;
-        /* Certainly not committed: commit the rebuilt batch instead. */
-        rc = attempt < 20 ? rebuild_batch(p, deadline, err, errlen) : STORE_ERROR;
-    }
-    end_batch(p);
-    return rc;
-}
-
-static int pg_rollback(store *s, char *err, size_t errlen)
-{
-    (void)err;
-    (void)errlen;
-    end_batch((struct pg *)s);
-    return STORE_OK;
-}
-
-/* ---- open, migrate, close -------------------------------------------------------------------- */
-
-static int current_version(struct pg *p, int64_t *version, char *err, size_t errlen)
-{
-    int64_t exists = 0;
-    int rc = store_pg_scalar(p, &exists, err, errlen,
-                             "SELECT (to_regclass('schema_migrations') IS NOT NULL)::int", "");
-    *version = 0;
-    if (rc == STORE_OK && exists)
-        rc = store_pg_scalar(p, version, err, errlen,
-                             "SELECT coalesce(max(version), 0) FROM schema_migrations", "");
-    return rc;
-}
-
-static int migrate_body(struct pg *p, void *ctx, char *err, size_t errlen)
-{
-    int64_t version = 0, latest = migrations[N_MIGRATIONS - 1].version;
-    (void)ctx;
-    int rc = pg_cmd(p, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")", err, errlen);
-    if (rc == STORE_OK)
-        rc = pg_cmd(p,
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
-                    " name text NOT NULL, applied_at bigint NOT NULL)",
-                    err, errlen);
-    if (rc == STORE_OK)
-        rc = current_version(p, &version, err, errlen);
-    if (rc == STORE_OK && version > latest) {
-        seterr(err, errlen,
-               "store %s has schema version %lld, newer than this ferry knows (%lld); "
-               "upgrade ferry",
-               p->label, (long long)version, (long long)latest);
-        return STORE_ERROR;
-    }
-    for (size_t i = 0; rc == STORE_OK && i < N_MIGRATIONS; i++) {
-        if (migrations[i].version <= version)
-            continue;
-        char msg[512] = "";
-        rc = pg_cmd(p, migrations[i].sql, msg, sizeof(msg));
-        if (rc != STORE_OK && rc != PG_LOST && rc != PG_RETRY)
-            seterr(err, errlen, "store %s: migration %d failed: %s", p->label,
-                   migrations[i].version, msg);
-        if (rc == STORE_OK)
-            rc = store_pg_w(p, NULL, err, errlen,
-                            "INSERT INTO schema_migrations (version, name, applied_at)"
-                            " VALUES ($1, $2, $3)",
-                            "itI", migrations[i].version, migrations[i].name, now_ms());
-    }
-    p->tx_wrote = 1;
-    return rc;
-}
-
-/* Applies missing migrations. An up-to-date database is only read. */
-static int pg_migrate(struct pg *p, char *err, size_t errlen)
-{
-    int64_t version = 0;
-    int rc = current_version(p, &version, err, errlen);
-    if (rc == STORE_OK && version == migrations[N_MIGRATIONS - 1].version)
-        return STORE_OK;
-    return store_pg_run(p, 1, migrate_body, NULL, err, errlen);
+    store_pg_listen_tick(p);
 }
 
 static void pg_free(struct pg *p)
@@ -1279,9 +589,8 @@ static void pg_free(struct pg *p)
     }
     /* A child that inherited the handle across fork must not touch the parent's
      * connections (PQfinish would end the parent's session): only memory is let go. */
-    log_truncate(p, 0);
-    stmt_cache_clear(p);
-    free(p->log);
+    store_pg_tx_free(p);
+    eng_free_texts(&p->base);
     free(p->conninfo);
     free(p->label);
     free(p);
@@ -1291,7 +600,7 @@ static void pg_close(store *s)
 {
     struct pg *p = (struct pg *)s;
     if (p->pid == getpid() && p->in_tx)
-        rollback_quietly(p);
+        store_pg_rollback_quietly(p);
     pg_free(p);
 }
 
@@ -1300,13 +609,14 @@ static void pg_close(store *s)
  * string), configures the session and applies migrations. Returns the handle, or NULL with
  * err set (the message never shows a password). The caller closes it with store_close.
  */
+store_open_fn store_pg_open; /* listed in drivers.c */
 store *store_pg_open(const char *conninfo, const struct store_options *opts, char *err,
                      size_t errlen)
 {
     struct pg *p = calloc(1, sizeof(*p));
     if (p == NULL)
         abort();
-    p->base.drv = &pg_driver;
+    eng_init(&p->base, &pg_driver);
     p->conninfo = xstrdup(conninfo);
     p->label = pg_label(conninfo);
     p->pid = getpid();
@@ -1316,77 +626,71 @@ store *store_pg_open(const char *conninfo, const struct store_options *opts, cha
     p->conn = pg_connect(p);
     if (PQstatus(p->conn) != CONNECTION_OK || pg_setup(p, p->conn) != STORE_OK) {
         char msg[256];
-        conn_message(p->conn, msg, sizeof(msg));
+        store_pg_conn_message(p->conn, msg, sizeof(msg));
         seterr(err, errlen, "cannot open the PostgreSQL store %s: %s", p->label, msg);
         pg_free(p);
         return NULL;
     }
-    if (pg_migrate(p, err, errlen) != STORE_OK) {
+    char msg[512] = "";
+    if (eng_migrate(&p->base, msg, sizeof(msg)) != STORE_OK) {
+        seterr(err, errlen, "store %s: %s", p->label, msg);
         pg_free(p);
         return NULL;
     }
     return &p->base;
 }
 
-static int migrations_body(struct pg *p, void *ctx, char *err, size_t errlen)
+/* ---- which stores are PostgreSQL's --------------------------------------------------------- */
+
+/* Keywords that start a libpq conninfo string ("host=db dbname=ferry"). */
+static const char *const conninfo_keys[] = {
+    "host",           "hostaddr", "port",    "dbname",           "user",
+    "password",       "passfile", "service", "connect_timeout",  "sslmode",
+    "options",        "application_name",    "target_session_attrs", NULL,
+};
+
+store_url_fn store_pg_url; /* listed in drivers.c */
+int store_pg_url(const char *url)
 {
-    PGresult *r;
-    int rc =
-        store_pg_q(p, &r, err, errlen,
-                   "SELECT version, name, applied_at FROM schema_migrations ORDER BY version", "");
-    if (rc != STORE_OK)
-        return rc;
-    json_t *rows = json_array();
-    for (int i = 0; i < PQntuples(r); i++) {
-        char when[32];
-        iso8601_ms(store_pg_i64(r, i, 2), when);
-        json_array_append_new(rows, json_pack("{s:I,s:s,s:s,s:I}", "version",
-                                              (json_int_t)store_pg_i64(r, i, 0), "name",
-                                              store_pg_text(r, i, 1), "appliedTime", when,
-                                              "appliedTimeMs", (json_int_t)store_pg_i64(r, i, 2)));
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return 1;
+    while (isspace((unsigned char)*url))
+        url++;
+    for (const char *const *k = conninfo_keys; *k; k++) {
+        size_t n = strlen(*k);
+        const char *p = url + n;
+        if (strncmp(url, *k, n) != 0)
+            continue;
+        while (*p == ' ')
+            p++;
+        if (*p == '=')
+            return 1;
     }
-    PQclear(r);
-    json_decref(*(json_t **)ctx);
-    *(json_t **)ctx = rows;
-    return STORE_OK;
+    return 0;
 }
 
-static int pg_migrations(store *s, json_t **rows, char *err, size_t errlen)
-{
-    *rows = NULL;
-    return store_pg_run((struct pg *)s, 0, migrations_body, rows, err, errlen);
-}
 
-static const struct store_driver pg_driver = {
+static const struct eng_driver pg_driver = {
     .name = "postgres",
+    .fragments = fragments,
+    .sql = dialect_sql,
+    .row_locks = 1,
+    .migrations = migrations,
+    .n_migrations = sizeof(migrations) / sizeof(migrations[0]),
+    .run = store_pg_run,
+    .run_in_batch = store_pg_run_in_batch,
+    .exec = store_pg_exec,
+    .next = store_pg_next,
+    .text = store_pg_text,
+    .i64 = store_pg_i64,
+    .is_null = store_pg_is_null,
+    .done = store_pg_done,
+    .script = store_pg_script,
+    .may_undo = store_pg_may_undo,
+    .begin = store_pg_begin,
+    .commit = store_pg_commit_batch,
+    .rollback = store_pg_rollback,
     .close = pg_close,
-    .begin = pg_begin,
-    .commit = pg_commit_batch,
-    .rollback = pg_rollback,
-    .migrations = pg_migrations,
-    .resource_create = store_pg_resource_create,
-    .resource_get = store_pg_resource_get,
-    .resource_list = store_pg_resource_list,
-    .resource_update_vault = store_pg_resource_update_vault,
-    .resource_delete = store_pg_resource_delete,
-    .machine_set_bridge = store_pg_machine_set_bridge,
-    .schedule_set_run = store_pg_schedule_set_run,
-    .queue_create = store_pg_queue_create,
-    .queue_get = store_pg_queue_get,
-    .queue_list = store_pg_queue_list,
-    .queue_counts = store_pg_queue_counts,
-    .queue_count = store_pg_queue_count,
-    .queue_cancel = store_pg_queue_cancel,
-    .queue_delete = store_pg_queue_delete,
-    .event_append = store_pg_event_append,
-    .event_list = store_pg_event_list,
-    .claim = store_pg_claim,
-    .start = store_pg_start,
-    .progress = store_pg_progress,
-    .heartbeat = store_pg_heartbeat,
-    .finish = store_pg_finish,
-    .expired = store_pg_expired,
-    .cancelling = store_pg_cancelling,
     .notify = pg_notify,
     .wait_fd = pg_wait_fd,
     .wait_drain = pg_wait_drain,

@@ -42,10 +42,12 @@ pg_config() {
 # build_queue_fill: compiles tests/helpers/queue_fill.c against the host's objects into
 # $T_DIR/queue_fill.
 build_queue_fill() {
-    local pkgs objs=() san=() inc=()
+    local pkgs src objs=() san=() inc=()
     pkgs=$(sed -n 's/^PKGS *:= *//p' "$FERRY_ROOT/Makefile")
     for o in "$FERRY_ROOT/$BUILD"/obj/host/*.o "$FERRY_ROOT/$BUILD"/obj/host/*/*.o; do
-        [[ $o == */main.o ]] || objs+=("$o")
+        # An object whose source was removed is a leftover of an older tree: not linked.
+        src=${o#"$FERRY_ROOT/$BUILD/obj/"}
+        [[ $o == */main.o || ! -f $FERRY_ROOT/${src%.o}.c ]] || objs+=("$o")
     done
     for d in "$FERRY_ROOT"/host/*/; do inc+=(-I"$d"); done
     [[ ${SAN:-0} == 1 ]] && san=(-fsanitize=address,undefined)

@@ -2008,6 +2008,249 @@ static void test_long_text_capped(void **state)
     free(big);
 }
 
+/* ---- the host's typed view --------------------------------------------------------------- */
+
+static void test_claim_items_typed(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37], c[37];
+    struct store_item *items = NULL;
+    size_t n = 0;
+    item(f, f->m1, 2, 0, a);
+    item(f, f->m2, 1, 10, b);
+    item(f, f->m1, 3, 20, c); /* m1 runs one item at a time: c waits for a */
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 10, 1, f->t0 + 100,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 2);
+    assert_string_equal(items[0].task_id, b); /* priority 1 first */
+    assert_string_equal(items[1].task_id, a);
+    for (size_t i = 0; i < n; i++) {
+        struct store_item *it = &items[i];
+        assert_int_equal(strlen(it->token), 36);
+        assert_string_equal(it->status, "PROCESSING"); /* the start folded in */
+        assert_int_equal(it->attempt, 1);
+        assert_int_equal(it->retry_count, 0);
+        assert_string_equal(it->function, "noop");
+        assert_string_equal(it->team, f->team);
+        assert_string_equal(it->bridge, f->bridge);
+        assert_string_equal(it->lease_owner, f->owner);
+        assert_int_equal(it->started_ms, f->t0 + 100);
+        assert_int_equal(it->lease_expires_ms, f->t0 + 30100);
+        assert_int_equal(json_integer_value(json_object_get(it->vault, "x")), 1);
+        assert_null(it->parent_task_id);
+    }
+    assert_string_equal(items[0].machine, f->m2);
+    assert_string_not_equal(items[0].token, items[1].token);
+    assert_status(f, a, "PROCESSING");
+    /* Started already: a second start is refused. */
+    assert_rc(STORE_CONFLICT,
+              store_start(f->s, a, items[1].token, f->t0 + 101, err, sizeof(err)));
+    json_t *events = NULL;
+    assert_rc(STORE_OK, store_event_list(f->s, a, &events, err, sizeof(err)));
+    assert_int_equal(json_array_size(events), 3);
+    assert_string_equal(jstr(json_array_get(events, 1), "action"), "ASSIGNED");
+    assert_string_equal(jstr(json_array_get(events, 2), "action"), "PROCESSING");
+    json_decref(events);
+    store_items_free(items, n);
+    /* Nothing ready: an empty claim. Without start, items stay ASSIGNED. */
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 10, 0, f->t0 + 200,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 0);
+    store_items_free(items, n);
+    assert_rc(STORE_ERROR, store_claim_items(f->s, f->bridge2, f->owner, 30000, 0, 1, f->t0,
+                                             &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 0);
+}
+
+static void test_claim_items_unstarted(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    struct store_item *items = NULL;
+    size_t n = 0;
+    item(f, f->m1, 3, 0, a);
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 5, 0, f->t0 + 100,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 1);
+    assert_string_equal(items[0].status, "ASSIGNED");
+    assert_int_equal(items[0].started_ms, 0);
+    assert_rc(STORE_OK, store_start(f->s, a, items[0].token, f->t0 + 101, err, sizeof(err)));
+    assert_status(f, a, "PROCESSING");
+    store_items_free(items, n);
+}
+
+static void test_finish_many(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37], c[37];
+    struct store_item *items = NULL;
+    size_t n = 0;
+    item(f, f->m1, 3, 0, a);
+    item(f, f->m2, 3, 10, b);
+    item_full(f, f->m3, f->bridge2, 3, 20, NULL, 0, c);
+    json_t *bad = NULL;
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 10, 1, f->t0 + 100,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 2);
+    json_t *resp = J("{\"status\":\"completed\",\"result\":{\"n\":7}}");
+    const char *wrong = "00000000-0000-4000-8000-000000000000";
+    struct store_finish fin[4] = {
+        {items[0].task_id, items[0].token, {.kind = STORE_OUTCOME_COMPLETED, .response = resp}},
+        {items[1].task_id, wrong, {.kind = STORE_OUTCOME_FAILED, .reason = "stale host"}},
+        {items[1].task_id, NULL, {.kind = STORE_OUTCOME_COMPLETED}},
+        {"00000000-0000-4000-8000-000000000001", wrong, {.kind = STORE_OUTCOME_COMPLETED}},
+    };
+    int rcs[4] = {-9, -9, -9, -9};
+    assert_rc(STORE_OK, store_finish_many(f->s, fin, 4, rcs, f->t0 + 200, err, sizeof(err)));
+    assert_int_equal(rcs[0], STORE_OK);
+    assert_int_equal(rcs[1], STORE_CONFLICT); /* the token is checked per entry */
+    assert_int_equal(rcs[2], STORE_ERROR);    /* no token: invalid, left out */
+    assert_int_equal(rcs[3], STORE_CONFLICT); /* no such item */
+    json_t *row = get(f, a);
+    assert_string_equal(jstr(row, "status"), "COMPLETED");
+    assert_true(json_equal(json_object_get(row, "responseVault"), resp));
+    json_decref(row);
+    assert_status(f, b, "PROCESSING"); /* the wrong token changed nothing */
+    /* b retries, c (claimed on its own bridge) is being cancelled, so its release ends it. */
+    struct store_item *other = NULL;
+    size_t n_other = 0;
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge2, f->owner, 30000, 10, 1,
+                                          f->t0 + 300, &other, &n_other, err, sizeof(err)));
+    assert_int_equal(n_other, 1);
+    assert_rc(STORE_OK, store_queue_cancel(f->s, c, 0, &bad, err, sizeof(err)));
+    assert_string_equal(jstr(bad, "status"), "CANCELLING");
+    struct store_finish more[2] = {
+        {items[1].task_id, items[1].token,
+         {.kind = STORE_OUTCOME_RETRY, .reason = "try again", .run_after_ms = f->t0 + 1000}},
+        {other[0].task_id, other[0].token, {.kind = STORE_OUTCOME_RELEASE}},
+    };
+    assert_rc(STORE_OK, store_finish_many(f->s, more, 2, rcs, f->t0 + 400, err, sizeof(err)));
+    assert_int_equal(rcs[0], STORE_OK);
+    assert_int_equal(rcs[1], STORE_OK);
+    row = get(f, b);
+    assert_string_equal(jstr(row, "status"), "PENDING");
+    assert_int_equal(jint(row, "retryCount"), 1);
+    assert_string_equal(jstr(row, "lastFailureReason"), "try again");
+    json_decref(row);
+    assert_status(f, c, "CANCELLED");
+    /* Nothing to end is fine. */
+    assert_rc(STORE_OK, store_finish_many(f->s, NULL, 0, NULL, f->t0 + 500, err, sizeof(err)));
+    json_decref(bad);
+    json_decref(resp);
+    store_items_free(other, n_other);
+    store_items_free(items, n);
+}
+
+static void test_recovery_items(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    struct store_item *items = NULL, *got = NULL;
+    size_t n = 0, n_got = 0;
+    item(f, f->m1, 3, 0, a);
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 1, 1, f->t0 + 1000,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 1);
+    assert_rc(STORE_OK,
+              store_expired_items(f->s, f->bridge, f->t0 + 30999, &got, &n_got, err, sizeof(err)));
+    assert_int_equal(n_got, 0);
+    store_items_free(got, n_got);
+    assert_rc(STORE_OK,
+              store_expired_items(f->s, f->bridge, f->t0 + 31000, &got, &n_got, err, sizeof(err)));
+    assert_int_equal(n_got, 1);
+    assert_string_equal(got[0].task_id, a);
+    assert_string_equal(got[0].token, items[0].token);
+    assert_string_equal(got[0].status, "PROCESSING");
+    store_items_free(got, n_got);
+    assert_rc(STORE_OK,
+              store_cancelling_items(f->s, f->owner, &got, &n_got, err, sizeof(err)));
+    assert_int_equal(n_got, 0);
+    store_items_free(got, n_got);
+    json_t *row = NULL;
+    assert_rc(STORE_OK, store_queue_cancel(f->s, a, 0, &row, err, sizeof(err)));
+    json_decref(row);
+    assert_rc(STORE_OK,
+              store_cancelling_items(f->s, f->owner, &got, &n_got, err, sizeof(err)));
+    assert_int_equal(n_got, 1);
+    assert_string_equal(got[0].status, "CANCELLING");
+    assert_string_equal(got[0].token, items[0].token);
+    store_items_free(got, n_got);
+    assert_rc(STORE_ERROR,
+              store_cancelling_items(f->s, "", &got, &n_got, err, sizeof(err)));
+    store_items_free(items, n);
+}
+
+/* A claim of the most a host takes at once: one transaction, every item started once. */
+static void test_claim_items_full_batch(void **state)
+{
+    struct fx *f = *state;
+    char err[512], big[64];
+    fresh_name(big, sizeof(big), "mbig");
+    json_t *mv = J("{\"concurrency\":5000}");
+    assert_rc(STORE_OK,
+              store_machine_create(f->s, f->team, f->bridge, big, mv, NULL, err, sizeof(err)));
+    json_decref(mv);
+    json_t *vault = J("{\"function\":\"noop\"}");
+    enum { N = 1100 };
+    struct store_item_spec *specs = calloc(N, sizeof(*specs));
+    for (size_t i = 0; i < N; i++)
+        specs[i] = (struct store_item_spec){
+            .team = f->team, .machine = big, .bridge = f->bridge, .vault = vault, .now_ms = f->t0};
+    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, N, NULL, err, sizeof(err)));
+    struct store_item *items = NULL;
+    size_t n = 0;
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 5000, 1, f->t0 + 100,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 1024); /* at most 1024 per claim */
+    struct store_finish *fin = calloc(n, sizeof(*fin));
+    int *rcs = calloc(n, sizeof(int));
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(items[i].status, "PROCESSING");
+        for (size_t k = i + 1; k < n && k < i + 4; k++)
+            assert_string_not_equal(items[i].token, items[k].token);
+        fin[i] = (struct store_finish){items[i].task_id, items[i].token,
+                                       {.kind = STORE_OUTCOME_COMPLETED}};
+    }
+    assert_rc(STORE_OK, store_finish_many(f->s, fin, n, rcs, f->t0 + 200, err, sizeof(err)));
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rcs[i], STORE_OK);
+    store_items_free(items, n);
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 5000, 1, f->t0 + 300,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, N - 1024);
+    store_items_free(items, n);
+    free(fin);
+    free(rcs);
+    free(specs);
+    json_decref(vault);
+}
+
+/* A filter with thousands of values is one query with as many parameters, on every driver. */
+static void test_list_many_teams(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37];
+    enum { N = 3000 };
+    char(*names)[16] = calloc(N, 16);
+    const char **teams = calloc(N, sizeof(*teams));
+    for (size_t i = 0; i < N; i++) {
+        snprintf(names[i], 16, "nobody%zu", i);
+        teams[i] = names[i];
+    }
+    teams[N - 1] = f->team;
+    item(f, f->m1, 3, 0, a);
+    struct store_queue_filter filter = {.teams = teams, .n_teams = N, .machine = f->m1};
+    json_t *rows = NULL;
+    int64_t count = 0;
+    assert_rc(STORE_OK, store_queue_list(f->s, &filter, &rows, err, sizeof(err)));
+    assert_int_equal(json_array_size(rows), 1);
+    assert_rc(STORE_OK, store_queue_count(f->s, &filter, &count, err, sizeof(err)));
+    assert_int_equal(count, 1);
+    json_decref(rows);
+    free(teams);
+    free(names);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 static int run_suite(const char *name)
@@ -2057,6 +2300,12 @@ static int run_suite(const char *name)
         T(test_waits_for_writer),
         T(test_long_text_capped),
         T(test_multiprocess_create),
+        T(test_claim_items_typed),
+        T(test_claim_items_unstarted),
+        T(test_finish_many),
+        T(test_recovery_items),
+        T(test_claim_items_full_batch),
+        T(test_list_many_teams),
     };
     return _cmocka_run_group_tests(name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
 }

@@ -1,0 +1,365 @@
+/*
+ * How a claim works, for every driver (over engine.h).
+ *
+ * A host asks for up to max_n items of its bridge. The ready items (PENDING, run_after
+ * come, every `after` dependency COMPLETED) are walked in claim order (priority, created,
+ * seq), a chunk at a time, and each is taken when its machine has a free slot: a machine
+ * runs `concurrency` items at once (vault "concurrency", default 1), counted across every
+ * bridge. Taking items greedily in claim order is exactly the model the conformance suite
+ * checks: a machine's slots are used up only by its own earlier items. Machines found full
+ * are left out of the next chunks, so a long backlog of a busy machine is skipped inside
+ * the engine rather than sent over. The machines new to a chunk are looked up together:
+ * a few statements per chunk, whatever the number of machines.
+ *
+ * Concurrent claims. Under SQLite one writer at a time makes the select-then-update atomic.
+ * Where the engine has row locks (PostgreSQL), locking items alone cannot keep a machine's
+ * limit: two hosts claiming at once would each skip the other's locked row and take the
+ * *next* item of the same machine. So the unit a claim locks is the machine: its row is
+ * locked skipping rows locked by others (a machine another host is claiming for counts as
+ * full, never waited for), and only then are its active items counted again, in a new
+ * statement whose snapshot sees every claim committed before the lock was granted. The
+ * picked items are then locked the same way and marked in one statement, so an item a CLI
+ * is cancelling at that instant is left out rather than waited for.
+ *
+ * The picks are marked ASSIGNED (or, with the start folded in, PROCESSING) with a fresh
+ * claim token each (the claim's random prefix and the item's seq), their events written
+ * and the items read back, in a few set-based statements whatever the number of items
+ * (the picks travel as one JSON array parameter): one transaction, no per-item savepoints.
+ */
+#include "engine.h"
+
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct slot {
+    char machine[129];
+    int free;
+};
+
+
+struct claim {
+    const char *bridge, *owner;
+    int64_t now, lease_ms;
+    int max_n, start;
+    struct slot *slots;
+    size_t n_slots, cap_slots;
+    int64_t *picked; /* seqs, in claim order */
+    size_t n_picked, cap_picked;
+    /* Outputs: rows (JSON) or items (typed), whichever the caller asked for. */
+    int typed;
+    json_t *rows;
+    struct store_item *items;
+    size_t n_items;
+};
+
+/* The slot of machine in this claim, or NULL when it was not looked up yet. */
+static struct slot *slot_of(struct claim *cl, const char *machine)
+{
+    for (size_t i = cl->n_slots; i > 0; i--)
+        if (strcmp(cl->slots[i - 1].machine, machine) == 0)
+            return &cl->slots[i - 1];
+    return NULL;
+}
+
+static struct slot *slot_add(struct claim *cl, const char *machine)
+{
+    if (cl->n_slots == cl->cap_slots) {
+        cl->cap_slots = cl->cap_slots ? cl->cap_slots * 2 : 16;
+        cl->slots = realloc(cl->slots, cl->cap_slots * sizeof(*cl->slots));
+        if (cl->slots == NULL)
+            abort();
+    }
+    struct slot *slot = &cl->slots[cl->n_slots++];
+    snprintf(slot->machine, sizeof(slot->machine), "%s", machine);
+    slot->free = 0;
+    return slot;
+}
+
+/* Runs a statement over the machines of names (a JSON array) and, for each row, sets the
+ * slot of the machine in column 0: its free count from column 1 (or 1 when there is
+ * none: a locked machine keeps its count), remembering in column 2 whether it exists. */
+static int machines_query(store *s, struct claim *cl, int id, json_t *names, json_t *found,
+                          char *err, size_t errlen)
+{
+    eng_rows r;
+    char *text = json_dumps(names, JSON_COMPACT);
+    int rc = eng_q(s, &r, err, errlen, id, "t", text);
+    free(text);
+    if (rc != STORE_OK)
+        return rc;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        struct slot *slot = slot_of(cl, eng_text(&r, 0));
+        if (slot == NULL)
+            continue;
+        if (id == S_MACHINE_SLOTS) {
+            int64_t free_slots = eng_i64(&r, 1);
+            slot->free = free_slots > 0 ? (int)free_slots : 0;
+            if (eng_i64(&r, 2) > 0 && slot->free > 0)
+                json_array_append_new(found, json_string(slot->machine));
+        } else {
+            json_array_append_new(found, json_string(slot->machine));
+        }
+    }
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
+/*
+ * Looks up how many more items each new machine of a chunk may start in this claim, in a
+ * few statements for the whole chunk. With row locks, the machines with free slots are
+ * then locked (skipping those another claim holds: they count as full) and counted again,
+ * in a new statement whose snapshot sees every claim committed before the locks.
+ */
+static int lookup_machines(store *s, struct claim *cl, json_t *names, char *err, size_t errlen)
+{
+    json_t *free_ones = json_array(), *locked = json_array();
+    int rc = machines_query(s, cl, S_MACHINE_SLOTS, names, free_ones, err, errlen);
+    if (rc == STORE_OK && s->drv->row_locks && json_array_size(free_ones) > 0) {
+        size_t i;
+        json_t *name;
+        json_array_foreach (free_ones, i, name)
+            slot_of(cl, json_string_value(name))->free = 0; /* until locked */
+        rc = machines_query(s, cl, S_MACHINE_LOCK, free_ones, locked, err, errlen);
+        json_t *ignore = json_array();
+        if (rc == STORE_OK && json_array_size(locked) > 0)
+            rc = machines_query(s, cl, S_MACHINE_SLOTS, locked, ignore, err, errlen);
+        json_decref(ignore);
+    }
+    json_decref(free_ones);
+    json_decref(locked);
+    return rc;
+}
+
+/* The JSON array of the machines found full so far. New string. */
+static char *full_machines(const struct claim *cl)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < cl->n_slots; i++)
+        if (cl->slots[i].free == 0)
+            json_array_append_new(a, json_string(cl->slots[i].machine));
+    char *text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return text;
+}
+
+static void add_pick(struct claim *cl, int64_t seq)
+{
+    if (cl->n_picked == cl->cap_picked) {
+        cl->cap_picked = cl->cap_picked ? cl->cap_picked * 2 : 64;
+        cl->picked = realloc(cl->picked, cl->cap_picked * sizeof(*cl->picked));
+        if (cl->picked == NULL)
+            abort();
+    }
+    cl->picked[cl->n_picked++] = seq;
+}
+
+/* Reads one chunk of ready items after the key, taking those whose machine has a slot. */
+static int pick_chunk(store *s, struct claim *cl, int budget, int64_t key[3], int *rows, char *err,
+                      size_t errlen)
+{
+    eng_rows r;
+    char *full = full_machines(cl);
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIiIIIt", cl->bridge, cl->now, budget,
+                   key[0], key[1], key[2], full);
+    free(full);
+    if (rc != STORE_OK)
+        return rc;
+    /* The chunk is read whole first: the machines' lookup runs statements of its own. */
+    struct {
+        int64_t seq, priority, created;
+        char machine[129];
+    } *chunk = calloc((size_t)budget, sizeof(*chunk));
+    if (chunk == NULL)
+        abort();
+    int got, n = 0;
+    while (n < budget && (got = eng_next(&r, err, errlen)) == 1) {
+        chunk[n].seq = eng_i64(&r, 0);
+        snprintf(chunk[n].machine, sizeof(chunk[n].machine), "%s", eng_text(&r, 1));
+        chunk[n].priority = eng_i64(&r, 2);
+        chunk[n].created = eng_i64(&r, 3);
+        n++;
+    }
+    eng_done(&r);
+    if (got < 0)
+        rc = got;
+    json_t *names = json_array();
+    for (int i = 0; rc == STORE_OK && i < n; i++)
+        if (slot_of(cl, chunk[i].machine) == NULL) {
+            slot_add(cl, chunk[i].machine);
+            json_array_append_new(names, json_string(chunk[i].machine));
+        }
+    if (rc == STORE_OK && json_array_size(names) > 0)
+        rc = lookup_machines(s, cl, names, err, errlen);
+    json_decref(names);
+    for (int i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
+        struct slot *slot = slot_of(cl, chunk[i].machine);
+        if (slot->free > 0) {
+            slot->free--;
+            add_pick(cl, chunk[i].seq);
+        }
+    }
+    if (n > 0) {
+        key[0] = chunk[n - 1].priority;
+        key[1] = chunk[n - 1].created;
+        key[2] = chunk[n - 1].seq;
+    }
+    *rows = n;
+    free(chunk);
+    return rc;
+}
+
+static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    int budget = cl->max_n * 4 + 64;
+    int64_t key[3] = {0, 0, 0};
+    for (;;) {
+        int rows = 0;
+        int rc = pick_chunk(s, cl, budget, key, &rows, err, errlen);
+        if (rc != STORE_OK || rows < budget || (int)cl->n_picked >= cl->max_n)
+            return rc;
+    }
+}
+
+/* The picks as a JSON array of seqs. New string. */
+static char *picks_json(const struct claim *cl)
+{
+    size_t cap = cl->n_picked * 24 + 3, len = 0;
+    char *t = malloc(cap);
+    if (t == NULL)
+        abort();
+    t[len++] = '[';
+    for (size_t i = 0; i < cl->n_picked; i++)
+        len += (size_t)snprintf(t + len, cap - len, "%s%lld", i ? "," : "",
+                                (long long)cl->picked[i]);
+    snprintf(t + len, cap - len, "]");
+    return t;
+}
+
+/* Reads the claimed items back, in claim order, as rows or structs. */
+static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
+{
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_READ, "t", picks);
+    if (rc != STORE_OK)
+        return rc;
+    if (!cl->typed)
+        return eng_item_rows(s, &r, cl->now, ENG_STALE_DEFAULT_MS, 1, &cl->rows, err, errlen);
+    store_items_free(cl->items, cl->n_items);
+    cl->items = calloc(cl->n_picked ? cl->n_picked : 1, sizeof(*cl->items));
+    cl->n_items = 0;
+    if (cl->items == NULL)
+        abort();
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1 && cl->n_items < cl->n_picked)
+        eng_item_struct(&r, 0, &cl->items[cl->n_items++]);
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
+/* Marks the picks claimed (those nobody else holds locked at this instant), keeping in
+ * cl->picked only the seqs the engine says it changed. */
+static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    eng_rows r;
+    char *picks = picks_json(cl), prefix[37];
+    uuid_v4(prefix);
+    prefix[24] = '\0'; /* "xxxxxxxx-xxxx-4xxx-yxxx-": the item's seq completes the token */
+    int rc = eng_wq(s, &r, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
+                    cl->now + cl->lease_ms, cl->now, cl->start, prefix);
+    free(picks);
+    if (rc != STORE_OK)
+        return rc;
+    size_t n = 0;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1 && n < cl->n_picked)
+        cl->picked[n++] = eng_i64(&r, 0);
+    eng_done(&r);
+    cl->n_picked = n;
+    return got < 0 ? got : STORE_OK;
+}
+
+/* Claims the picks, writes their events and reads them back. */
+static int assign(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    char until[32];
+    int rc = mark_claimed(s, cl, err, errlen);
+    if (rc != STORE_OK || cl->n_picked == 0)
+        return rc;
+    char *claimed = picks_json(cl);
+    iso8601_ms(cl->now + cl->lease_ms, until);
+    rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_ASSIGNED, "ttIt", claimed, cl->owner, cl->now,
+               until);
+    if (rc == STORE_OK && cl->start)
+        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_STARTED, "tI", claimed, cl->now);
+    if (rc == STORE_OK)
+        rc = read_claimed(s, cl, claimed, err, errlen);
+    free(claimed);
+    return rc;
+}
+
+static int claim_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct claim *cl = ctx;
+    cl->n_picked = cl->n_slots = 0;
+    int rc = pick_items(s, cl, err, errlen);
+    if (rc == STORE_OK && cl->n_picked > 0)
+        rc = assign(s, cl, err, errlen);
+    if (rc != STORE_OK || cl->n_picked > 0)
+        return rc;
+    if (rc == STORE_OK && !cl->typed) {
+        json_decref(cl->rows);
+        cl->rows = json_array();
+    }
+    if (rc == STORE_OK && cl->typed) {
+        store_items_free(cl->items, cl->n_items);
+        cl->items = NULL;
+        cl->n_items = 0;
+    }
+    return rc;
+}
+
+static int run_claim(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    int rc = eng_run(s, 1, claim_body, cl, err, errlen);
+    free(cl->slots);
+    free(cl->picked);
+    if (rc != STORE_OK) {
+        json_decref(cl->rows);
+        cl->rows = NULL;
+        store_items_free(cl->items, cl->n_items);
+        cl->items = NULL;
+        cl->n_items = 0;
+    }
+    return rc;
+}
+
+int store_claim_rows(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
+                     int64_t now, json_t **items, char *err, size_t errlen)
+{
+    struct claim cl = {
+        .bridge = bridge, .owner = owner, .now = now, .lease_ms = lease_ms, .max_n = max_n};
+    int rc = run_claim(s, &cl, err, errlen);
+    *items = cl.rows;
+    return rc;
+}
+
+int store_claim_typed(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
+                      int start, int64_t now, struct store_item **items, size_t *n, char *err,
+                      size_t errlen)
+{
+    struct claim cl = {.bridge = bridge,
+                       .owner = owner,
+                       .now = now,
+                       .lease_ms = lease_ms,
+                       .max_n = max_n,
+                       .start = start != 0,
+                       .typed = 1};
+    int rc = run_claim(s, &cl, err, errlen);
+    *items = cl.items;
+    *n = cl.n_items;
+    return rc;
+}

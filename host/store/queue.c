@@ -1,0 +1,664 @@
+/*
+ * Queue items over the engine (engine.h), for every driver: create (with `after`
+ * dependencies, parent links and schedule fires), read, list, count, events, cancel and
+ * remove, with the cascade that cancels the dependents of an item that will never
+ * complete. Claims are in claim.c; how an attempt ends in finish.c.
+ *
+ * Where the engine has row locks: the dependencies of a new item are locked in share mode
+ * while it is created, so a dependency cannot fail or be cancelled unseen (its cascade
+ * would miss the new item); the machine of a new item is locked in key-share mode, so it
+ * cannot be removed meanwhile; a cancelled or removed item is locked first.
+ */
+#include "engine.h"
+
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- create ------------------------------------------------------------------------------ */
+
+/* Checks that team, machine (of that team) and bridge exist, and keeps the machine from
+ * being removed until the transaction ends. */
+static int check_item_refs(store *s, const struct store_item_spec *sp, char *err, size_t errlen)
+{
+    eng_rows r;
+    int rc = eng_need(s, STORE_TEAM, NULL, sp->team, err, errlen);
+    if (rc == STORE_OK && (rc = eng_q(s, &r, err, errlen, S_MACHINE_KEY_SHARE, "t",
+                                      sp->machine)) == STORE_OK)
+        eng_done(&r);
+    json_t *machine = NULL;
+    if (rc == STORE_OK)
+        rc = eng_read_resource(s, STORE_MACHINE, sp->team, sp->machine, &machine, err, errlen);
+    json_decref(machine);
+    if (rc == STORE_OK)
+        rc = eng_need(s, STORE_BRIDGE, NULL, sp->bridge, err, errlen);
+    return rc;
+}
+
+static int same_refs(const struct store_item_spec *a, const struct store_item_spec *b)
+{
+    return strcmp(a->team, b->team) == 0 && strcmp(a->machine, b->machine) == 0 &&
+           strcmp(a->bridge, b->bridge) == 0;
+}
+
+/* Resolves (and share-locks) the dependencies of a new item into seqs; a dependency that
+ * can never complete is refused, since the new item could then never run. */
+static int resolve_after(store *s, const struct store_item_spec *sp, int64_t *seqs, char *err,
+                         size_t errlen)
+{
+    for (size_t i = 0; i < sp->n_after; i++) {
+        struct item_ref r;
+        int rc = eng_resolve(s, sp->after[i], "dependency", LOCK_SHARE, &r, err, errlen);
+        if (rc != STORE_OK)
+            return rc;
+        if (strcmp(r.status, "FAILED") == 0 || strcmp(r.status, "CANCELLED") == 0) {
+            seterr(err, errlen, "dependency %s is %s, so an item after it could never run",
+                   r.task_id, r.status);
+            return STORE_CONFLICT;
+        }
+        seqs[i] = r.seq;
+    }
+    return STORE_OK;
+}
+
+/* CONFLICT naming the task of a schedule's fire that exists already. */
+static int check_schedule_fire(store *s, const struct store_item_spec *sp, char *err,
+                               size_t errlen)
+{
+    if (sp->schedule_name == NULL || sp->schedule_fire_ms == 0)
+        return STORE_OK;
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_SCHEDULE_FIRED, "ttI", sp->team, sp->schedule_name,
+                   sp->schedule_fire_ms);
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    if (got == 1) {
+        char when[32];
+        iso8601_ms(sp->schedule_fire_ms, when);
+        seterr(err, errlen, "schedule '%s' already fired at %s (task %s)", sp->schedule_name, when,
+               eng_text(&r, 0));
+        got = STORE_CONFLICT;
+    }
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
+static int insert_item(store *s, const struct store_item_spec *sp, int64_t seq, char id[37],
+                       char *err, size_t errlen)
+{
+    int64_t *dep_seqs = calloc(sp->n_after + 1, sizeof(int64_t));
+    struct item_ref parent;
+    long rows = 0;
+    if (dep_seqs == NULL)
+        abort();
+    int rc = resolve_after(s, sp, dep_seqs, err, errlen);
+    if (rc == STORE_OK && sp->parent_task_id != NULL)
+        rc = eng_resolve(s, sp->parent_task_id, "parent task", LOCK_NONE, &parent, err, errlen);
+    if (rc == STORE_OK)
+        rc = check_schedule_fire(s, sp, err, errlen);
+    if (rc != STORE_OK)
+        goto out;
+    uuid_v4(id);
+    rc = eng_w(s, &rows, err, errlen, S_ITEM_INSERT,
+               "tttttijIIttt"
+               "NiI",
+               id, sp->team, sp->machine, sp->bridge, sp->function, sp->priority, sp->vault,
+               sp->now_ms, sp->run_after_ms, sp->parent_task_id ? parent.task_id : NULL,
+               sp->link_kind, sp->schedule_name, sp->schedule_fire_ms, sp->idempotent ? 1 : 0,
+               seq);
+    if (rc == STORE_OK && rows == 0) {
+        char when[32];
+        iso8601_ms(sp->schedule_fire_ms, when);
+        seterr(err, errlen, "schedule '%s' already fired at %s",
+               sp->schedule_name ? sp->schedule_name : "?", when);
+        rc = STORE_CONFLICT;
+    }
+    for (size_t i = 0; rc == STORE_OK && i < sp->n_after; i++)
+        rc = eng_w(s, NULL, err, errlen, S_DEP_INSERT, "II", seq, dep_seqs[i]);
+    if (rc == STORE_OK) {
+        char details[200];
+        snprintf(details, sizeof(details), "%s queued with priority %d (%s)", sp->function,
+                 sp->priority, store_priority_label(sp->priority));
+        rc = eng_event(s, seq, "CREATED", details, 0, sp->now_ms, err, errlen);
+    }
+out:
+    free(dep_seqs);
+    return rc;
+}
+
+/* Takes n item seqs in one round trip (the driver's S_NEXT_SEQS). Taken before the
+ * inserts, so a batch a driver replays inserts the same ones. */
+static int next_seqs(store *s, size_t n, int64_t *seqs, char *err, size_t errlen)
+{
+    eng_rows r;
+    size_t got_n = 0;
+    int rc = eng_q(s, &r, err, errlen, S_NEXT_SEQS, "I", (int64_t)n);
+    if (rc != STORE_OK)
+        return rc;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1 && got_n < n)
+        seqs[got_n++] = eng_i64(&r, 0);
+    eng_done(&r);
+    if (got < 0)
+        return got;
+    if (got_n != n) {
+        seterr(err, errlen, "the item sequence gave %zu of %zu values", got_n, n);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+struct create_ctx {
+    const struct store_item_spec *specs;
+    size_t n;
+    char (*ids)[37];
+};
+
+/* Checks the references of spec i once per distinct (team, machine, bridge) of the call:
+ * a batch usually spreads over a few machines. checked holds the specs checked so far. */
+static int check_refs_once(store *s, const struct create_ctx *c, size_t i, size_t *checked,
+                           size_t *n_checked, char *err, size_t errlen)
+{
+    for (size_t k = *n_checked; k > 0; k--)
+        if (same_refs(&c->specs[checked[k - 1]], &c->specs[i]))
+            return STORE_OK;
+    checked[(*n_checked)++] = i;
+    return check_item_refs(s, &c->specs[i], err, errlen);
+}
+
+/* An item with nothing but the plain columns: it can join a bulk insert. */
+static int is_plain(const struct store_item_spec *sp)
+{
+    return sp->n_after == 0 && sp->parent_task_id == NULL && sp->link_kind == NULL &&
+           sp->schedule_name == NULL;
+}
+
+/* Plain items gathered for one statement, and their CREATED events. */
+struct bulk {
+    json_t *rows;
+    struct eng_events events;
+};
+
+static void bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, int64_t seq,
+                     const char *id)
+{
+    char details[200];
+    char *vault = sp->vault ? json_dumps(sp->vault, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (b->rows == NULL)
+        b->rows = json_array();
+    json_array_append_new(b->rows, json_pack("[I,s,s,s,s,s,i,s,I,I,i]", (json_int_t)seq, id,
+                                             sp->team, sp->machine, sp->bridge, sp->function,
+                                             sp->priority, vault ? vault : "{}",
+                                             (json_int_t)sp->now_ms, (json_int_t)sp->run_after_ms,
+                                             sp->idempotent ? 1 : 0));
+    free(vault);
+    snprintf(details, sizeof(details), "%s queued with priority %d (%s)", sp->function,
+             sp->priority, store_priority_label(sp->priority));
+    /* Names and functions are checked text, so the event always joins the bulk. */
+    eng_events_add(s, &b->events, seq, "CREATED", details, sp->now_ms, NULL, 0);
+}
+
+/* Inserts the gathered plain items, then their events: two statements. */
+static int bulk_flush(store *s, struct bulk *b, char *err, size_t errlen)
+{
+    size_t n = json_array_size(b->rows);
+    long rows = 0;
+    int rc = STORE_OK;
+    if (n > 0) {
+        char *text = json_dumps(b->rows, JSON_COMPACT);
+        rc = text ? eng_w(s, &rows, err, errlen, S_ITEMS_INSERT_MANY, "t", text) : STORE_ERROR;
+        free(text);
+        if (rc == STORE_OK && (size_t)rows != n) {
+            seterr(err, errlen, "%ld of %zu items were written", rows, n);
+            rc = STORE_ERROR;
+        }
+    }
+    json_decref(b->rows);
+    b->rows = NULL;
+    if (rc == STORE_OK)
+        return eng_events_flush(s, &b->events, err, errlen);
+    json_decref(b->events.rows);
+    b->events.rows = NULL;
+    return rc;
+}
+
+/*
+ * Creates the items: references checked once per run of one (team, machine, bridge), plain
+ * items inserted in bulk (a statement for them, one for their events), the others one by
+ * one after the plain ones before them (an item may depend on one created earlier in the
+ * same call).
+ */
+static int create_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct create_ctx *c = ctx;
+    struct bulk bulk = {0};
+    int64_t *seqs = calloc(c->n ? c->n : 1, sizeof(int64_t));
+    size_t *checked = calloc(c->n ? c->n : 1, sizeof(size_t)), n_checked = 0;
+    if (seqs == NULL || checked == NULL)
+        abort();
+    if (c->n > 1 && s->drv->may_undo)
+        s->drv->may_undo(s); /* item 30 may fail after items 0-29 were written */
+    int rc = next_seqs(s, c->n, seqs, err, errlen);
+    for (size_t i = 0; rc == STORE_OK && i < c->n; i++) {
+        char msg[512] = "";
+        const struct store_item_spec *sp = &c->specs[i];
+        rc = check_refs_once(s, c, i, checked, &n_checked, msg, sizeof(msg));
+        if (rc == STORE_OK && is_plain(sp)) {
+            uuid_v4(c->ids[i]);
+            bulk_add(s, &bulk, sp, seqs[i], c->ids[i]);
+            if (json_array_size(bulk.rows) == 1000)
+                rc = bulk_flush(s, &bulk, msg, sizeof(msg));
+        } else if (rc == STORE_OK) {
+            rc = bulk_flush(s, &bulk, msg, sizeof(msg));
+            if (rc == STORE_OK)
+                rc = insert_item(s, sp, seqs[i], c->ids[i], msg, sizeof(msg));
+        }
+        if (rc != STORE_OK && rc != ENG_AGAIN && rc != ENG_LOST && c->n > 1)
+            seterr(err, errlen, "item %zu: %s", i, msg);
+        else if (rc != STORE_OK)
+            seterr(err, errlen, "%s", msg);
+    }
+    if (rc == STORE_OK)
+        rc = bulk_flush(s, &bulk, err, errlen);
+    json_decref(bulk.rows);
+    json_decref(bulk.events.rows);
+    free(checked);
+    free(seqs);
+    return rc;
+}
+
+int store_items_create(store *s, const struct store_item_spec *specs, size_t n,
+                       char (*task_ids)[37], char *err, size_t errlen)
+{
+    char(*ids)[37] = task_ids ? task_ids : calloc(n ? n : 1, 37);
+    if (ids == NULL)
+        abort();
+    struct create_ctx c = {specs, n, ids};
+    int rc = eng_run(s, 1, create_body, &c, err, errlen);
+    if (ids != task_ids)
+        free(ids);
+    return rc;
+}
+
+/* ---- read, list, count ------------------------------------------------------------------- */
+
+/* The context of the single-item operations. */
+struct item_ctx {
+    const char *task_id, *bridge, *action, *details;
+    json_t *details_json;
+    int force;
+    int64_t now;
+    int64_t total; /* queue_count's answer */
+    const struct store_queue_filter *filter;
+    json_t *out;
+    struct eng_wake wake;
+};
+
+/* Hands c->out to *out (may be NULL) on success; frees it otherwise. */
+static int take_out(struct item_ctx *c, json_t **out, int rc)
+{
+    if (rc != STORE_OK) {
+        json_decref(c->out);
+        c->out = NULL;
+    }
+    if (out)
+        *out = c->out;
+    else
+        json_decref(c->out);
+    return rc;
+}
+
+static int get_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    struct item_ref r;
+    int rc = eng_resolve(s, c->task_id, NULL, LOCK_NONE, &r, err, errlen);
+    return rc != STORE_OK ? rc : eng_read_item(s, r.seq, c->now, 0, &c->out, err, errlen);
+}
+
+int store_item_get(store *s, const char *task_id, json_t **row, char *err, size_t errlen)
+{
+    struct item_ctx c = {.task_id = task_id, .now = now_ms()};
+    return take_out(&c, row, eng_run(s, 0, get_body, &c, err, errlen));
+}
+
+/* A query built from a filter, with its parameters. */
+struct list_query {
+    FILE *sql;
+    char *text;
+    size_t len;
+    struct eng_val *v;
+    int n;
+};
+
+static void lq_text(struct list_query *l, const char *sql_part, const char *value)
+{
+    l->n++;
+    fprintf(l->sql, sql_part, l->n);
+    l->v[l->n - 1] = (struct eng_val){.is_text = 1, .text = value};
+}
+
+static void lq_num(struct list_query *l, const char *sql_part, int64_t value)
+{
+    l->n++;
+    fprintf(l->sql, sql_part, l->n);
+    l->v[l->n - 1] = (struct eng_val){.num = value};
+}
+
+/* Appends " AND column IN (?a, ?b, …)" for a list of texts. */
+static void lq_in(struct list_query *l, const char *column, const char *const *values, size_t n)
+{
+    fprintf(l->sql, " AND %s IN (", column);
+    for (size_t i = 0; i < n; i++)
+        lq_text(l, i ? ", ?%d" : "?%d", values[i]);
+    fputs(")", l->sql);
+}
+
+/* Writes the query for a queue filter: its rows, newest first, up to the limit; or, with
+ * count_only, how many items match at all. */
+static void build_list_query(store *s, struct list_query *l, const struct store_queue_filter *f,
+                             int count_only)
+{
+    int64_t stale_before = f->now_ms - (int64_t)f->stale_threshold_minutes * 60000;
+    if (count_only) {
+        fputs("SELECT count(*) FROM queue_items q WHERE 1 = 1", l->sql);
+    } else {
+        /* The item columns of S_ITEM_BY_SEQ, expanded for this dialect. */
+        const char *item = eng_sql(s, S_ITEM_BY_SEQ);
+        fprintf(l->sql, "%.*s WHERE 1 = 1", (int)(strstr(item, " WHERE q.seq") - item), item);
+    }
+    if (f->n_teams)
+        lq_in(l, "q.team_name", f->teams, f->n_teams);
+    if (f->machine)
+        lq_text(l, " AND q.machine_name = ?%d", f->machine);
+    if (f->bridge)
+        lq_text(l, " AND q.bridge_name = ?%d", f->bridge);
+    if (f->n_statuses)
+        lq_in(l, "q.status", f->statuses, f->n_statuses);
+    if (f->priority)
+        lq_num(l, " AND q.priority = ?%d", f->priority);
+    if (f->min_priority)
+        lq_num(l, " AND q.priority >= ?%d", f->min_priority);
+    if (f->max_priority)
+        lq_num(l, " AND q.priority <= ?%d", f->max_priority);
+    if (f->date_from_ms)
+        lq_num(l, " AND q.created_at >= ?%d", f->date_from_ms);
+    if (f->date_to_ms)
+        lq_num(l, " AND q.created_at <= ?%d", f->date_to_ms);
+    if (f->task_id && strlen(f->task_id) == 36) {
+        lq_text(l, " AND q.task_id = ?%d", f->task_id);
+    } else if (f->task_id) {
+        lq_text(l, " AND q.task_id >= ?%d", f->task_id);
+        lq_text(l, " AND q.task_id < ?%d || '~'", f->task_id);
+    }
+    if (f->exclude_completed)
+        fputs(" AND q.status <> 'COMPLETED'", l->sql);
+    if (f->exclude_cancelled)
+        fputs(" AND q.status <> 'CANCELLED'", l->sql);
+    if (f->only_stale) {
+        lq_num(l, " AND ((q.status IN ('ASSIGNED','PROCESSING') AND q.updated_at < ?%d)",
+               stale_before);
+        lq_num(l,
+               " OR (q.status = 'PENDING' AND CASE WHEN q.created_at > q.run_after"
+               " THEN q.created_at ELSE q.run_after END < ?%d",
+               stale_before);
+        /* Blocked by a dependency, or unblocked too recently, is not stale. */
+        lq_num(l, " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
+                  " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq"
+                  " AND (p.status <> 'COMPLETED' OR p.finished_at >= ?%d))))",
+               stale_before);
+    }
+    if (!count_only)
+        lq_num(l, " ORDER BY q.created_at DESC, q.seq DESC LIMIT ?%d", f->max_records);
+}
+
+/* Runs the filter's query (rows, or the count) into *r. Filters vary too much to cache. */
+static int run_list(store *s, const struct store_queue_filter *f, int count_only, eng_rows *r,
+                    char *err, size_t errlen)
+{
+    struct list_query l = {0};
+    l.v = calloc(f->n_teams + f->n_statuses + 16, sizeof(*l.v));
+    l.sql = open_memstream(&l.text, &l.len);
+    if (l.v == NULL || l.sql == NULL)
+        abort();
+    build_list_query(s, &l, f, count_only);
+    fclose(l.sql);
+    int rc = eng_qv(s, r, err, errlen, l.text, l.n, l.v);
+    free(l.text);
+    free(l.v);
+    return rc;
+}
+
+static int list_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    const struct store_queue_filter *f = c->filter;
+    eng_rows r;
+    int rc = run_list(s, f, 0, &r, err, errlen);
+    return rc != STORE_OK ? rc
+                          : eng_item_rows(s, &r, f->now_ms,
+                                          (int64_t)f->stale_threshold_minutes * 60000, 0, &c->out,
+                                          err, errlen);
+}
+
+static int count_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    eng_rows r;
+    int rc = run_list(s, c->filter, 1, &r, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    c->total = got == 1 ? eng_i64(&r, 0) : 0;
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
+int store_items_count(store *s, const struct store_queue_filter *filter, int64_t *count, char *err,
+                      size_t errlen)
+{
+    struct item_ctx c = {.filter = filter};
+    int rc = eng_run(s, 0, count_body, &c, err, errlen);
+    *count = rc == STORE_OK ? c.total : 0;
+    return rc;
+}
+
+int store_items_list(store *s, const struct store_queue_filter *filter, json_t **rows, char *err,
+                     size_t errlen)
+{
+    struct item_ctx c = {.filter = filter};
+    return take_out(&c, rows, eng_run(s, 0, list_body, &c, err, errlen));
+}
+
+static int counts_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    static const char *const names[] = {"PENDING",   "ASSIGNED", "PROCESSING", "CANCELLING",
+                                        "COMPLETED", "FAILED",   "CANCELLED"};
+    struct item_ctx *c = ctx;
+    eng_rows r;
+    int rc = c->bridge ? eng_q(s, &r, err, errlen, S_COUNTS_BRIDGE, "t", c->bridge)
+                       : eng_q(s, &r, err, errlen, S_COUNTS_ALL, "");
+    if (rc != STORE_OK)
+        return rc;
+    json_t *counts = json_object();
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        json_object_set_new(counts, names[i], json_integer(0));
+    json_int_t total = 0;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        json_object_set_new(counts, eng_text(&r, 0), json_integer(eng_i64(&r, 1)));
+        total += eng_i64(&r, 1);
+    }
+    eng_done(&r);
+    json_object_set_new(counts, "total", json_integer(total));
+    if (got < 0) {
+        json_decref(counts);
+        return got;
+    }
+    json_decref(c->out);
+    c->out = counts;
+    return STORE_OK;
+}
+
+int store_items_counts(store *s, const char *bridge, json_t **counts, char *err, size_t errlen)
+{
+    struct item_ctx c = {.bridge = bridge};
+    return take_out(&c, counts, eng_run(s, 0, counts_body, &c, err, errlen));
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+static int event_append_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    struct item_ref r;
+    char *text =
+        c->details_json ? json_dumps(c->details_json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    const char *details = text ? text : c->details;
+    int rc;
+    long rows = 0;
+    if (strlen(c->task_id) == 36) {
+        /* A whole id (the host's case): found and appended in one statement. */
+        rc = eng_w(s, &rows, err, errlen, S_EVENT_APPEND_BY_ID, "tttiI", c->task_id, c->action,
+                   details, text != NULL, c->now);
+        if (rc == STORE_OK && rows == 0) {
+            seterr(err, errlen, "no queue item with task id '%s'", c->task_id);
+            rc = STORE_NOT_FOUND;
+        }
+    } else {
+        rc = eng_resolve(s, c->task_id, NULL, LOCK_NONE, &r, err, errlen);
+        if (rc == STORE_OK)
+            rc = eng_event(s, r.seq, c->action, details, text != NULL, c->now, err, errlen);
+    }
+    free(text);
+    return rc;
+}
+
+int store_events_append(store *s, const char *task_id, const char *action, const char *details,
+                        json_t *details_json, int64_t at_ms, char *err, size_t errlen)
+{
+    struct item_ctx c = {.task_id = task_id,
+                         .action = action,
+                         .details = details,
+                         .details_json = details_json,
+                         .now = at_ms};
+    return eng_run(s, 1, event_append_body, &c, err, errlen);
+}
+
+static int event_list_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    struct item_ref ref;
+    eng_rows r;
+    int rc = eng_resolve(s, c->task_id, NULL, LOCK_NONE, &ref, err, errlen);
+    if (rc == STORE_OK)
+        rc = eng_q(s, &r, err, errlen, S_EVENTS_LIST, "I", ref.seq);
+    if (rc != STORE_OK)
+        return rc;
+    json_t *events = json_array();
+    int64_t prev = 0;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        int64_t at = eng_i64(&r, 3);
+        json_array_append_new(events, store_event_row(eng_text(&r, 0), eng_text(&r, 1),
+                                                      (int)eng_i64(&r, 2), at, prev));
+        prev = at;
+    }
+    eng_done(&r);
+    if (got < 0) {
+        json_decref(events);
+        return got;
+    }
+    json_decref(c->out);
+    c->out = events;
+    return STORE_OK;
+}
+
+int store_events_list(store *s, const char *task_id, json_t **events, char *err, size_t errlen)
+{
+    struct item_ctx c = {.task_id = task_id};
+    return take_out(&c, events, eng_run(s, 0, event_list_body, &c, err, errlen));
+}
+
+/* ---- cancel and remove ------------------------------------------------------------------- */
+
+/* Ends an item CANCELLED at once (its claim token dies with it) and cancels dependents. */
+static int cancel_now(store *s, const struct item_ref *r, const char *details, int64_t now,
+                      char *err, size_t errlen)
+{
+    int rc = eng_w(s, NULL, err, errlen, S_CANCEL_NOW, "IIt", r->seq, now, r->status);
+    if (rc == STORE_OK)
+        rc = eng_event(s, r->seq, "CANCELLED", details, 0, now, err, errlen);
+    if (rc == STORE_OK)
+        rc = eng_cancel_dependents(s, r->seq, r->task_id, "CANCELLED", now, err, errlen);
+    return rc;
+}
+
+static int cancel_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    struct item_ref r;
+    c->wake.n = 0;
+    int rc = eng_resolve(s, c->task_id, NULL, LOCK_UPDATE, &r, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    const char *st = r.status;
+    if (strcmp(st, "PENDING") == 0 || strcmp(st, "ASSIGNED") == 0) {
+        rc = cancel_now(s, &r, "cancelled by request", c->now, err, errlen);
+    } else if ((strcmp(st, "PROCESSING") == 0 || strcmp(st, "CANCELLING") == 0) && c->force) {
+        rc = cancel_now(s, &r, "cancelled by request (forced, without waiting for the host)",
+                        c->now, err, errlen);
+    } else if (strcmp(st, "PROCESSING") == 0) {
+        rc = eng_w(s, NULL, err, errlen, S_SET_CANCELLING, "II", r.seq, c->now);
+        if (rc == STORE_OK)
+            rc = eng_event(s, r.seq, "CANCEL_REQUESTED",
+                           "cancel requested; the host stops the running attempt", 0, c->now, err,
+                           errlen);
+    } else if (strcmp(st, "CANCELLING") != 0) {
+        seterr(err, errlen,
+               "task %s is %s; only PENDING, ASSIGNED or PROCESSING items can be cancelled",
+               r.task_id, st);
+        return STORE_CONFLICT;
+    }
+    eng_wake_add(&c->wake, r.bridge);
+    return rc != STORE_OK ? rc : eng_read_item(s, r.seq, c->now, 0, &c->out, err, errlen);
+}
+
+int store_item_cancel(store *s, const char *task_id, int force, int64_t now, json_t **row,
+                      char *err, size_t errlen)
+{
+    struct item_ctx c = {.task_id = task_id, .force = force, .now = now};
+    int rc = eng_wake_after(s, &c.wake, eng_run(s, 1, cancel_body, &c, err, errlen));
+    return take_out(&c, row, rc);
+}
+
+static int delete_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    struct item_ref r;
+    int rc = eng_resolve(s, c->task_id, NULL, LOCK_DELETE, &r, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    if (strcmp(r.status, "PENDING") != 0 && strcmp(r.status, "CANCELLED") != 0) {
+        seterr(err, errlen, "task %s is %s; only PENDING or CANCELLED items can be removed%s",
+               r.task_id, r.status,
+               strcmp(r.status, "COMPLETED") == 0 || strcmp(r.status, "FAILED") == 0
+                   ? ""
+                   : " (cancel it first with: ferry queue cancel ID)");
+        return STORE_CONFLICT;
+    }
+    if (strcmp(r.status, "PENDING") == 0)
+        rc = eng_cancel_dependents(s, r.seq, r.task_id, "was removed", c->now, err, errlen);
+    if (rc == STORE_OK)
+        rc = eng_w(s, NULL, err, errlen, S_ITEM_DELETE, "It", r.seq, r.status);
+    return rc;
+}
+
+int store_item_delete(store *s, const char *task_id, int64_t now, char *err, size_t errlen)
+{
+    struct item_ctx c = {.task_id = task_id, .now = now};
+    return eng_run(s, 1, delete_body, &c, err, errlen);
+}

@@ -1,0 +1,350 @@
+/*
+ * Every statement of the store, once, for every driver (see statements.h and engine.h).
+ * Parameters are ?N; {name} is a fragment of the driver's dialect, {name:N} one that takes
+ * parameter N. Writes that a PostgreSQL batch may replay after a reconnect carry guards
+ * (status, claim token, vault version) so that a replay changes the same rows or none.
+ */
+#include "statements.h"
+
+#include "store.h"
+
+/* The columns of struct store_item_cols, in the order eng_item_row reads them. */
+#define ITEM_COLS                                                                                  \
+    "q.task_id, q.status, q.function, q.team_name, q.machine_name, q.bridge_name,"                 \
+    " q.priority, q.vault, q.response_vault, q.created_at, q.updated_at, q.run_after,"             \
+    " q.assigned_at, q.started_at, q.finished_at, q.retry_count, q.last_retry_at,"                 \
+    " q.last_failure_reason, q.lease_owner, q.claim_token, q.lease_expires_at,"                    \
+    " q.progress_percent, q.progress_message, q.parent_task_id, q.link_kind,"                      \
+    " q.schedule_name, q.schedule_fire_at, q.idempotent,"                                          \
+    " (SELECT {deps_csv} FROM queue_deps d JOIN queue_items p"                                     \
+    " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq),"                                             \
+    " (SELECT CASE WHEN max(CASE WHEN p.status <> 'COMPLETED' THEN 1 ELSE 0 END) = 1 THEN -1"      \
+    " ELSE coalesce(max(p.finished_at), 0) END FROM queue_deps d JOIN queue_items p"               \
+    " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq)"
+
+#define ACTIVE "('ASSIGNED','PROCESSING','CANCELLING')"
+
+/* The "every dependency COMPLETED" test of a candidate q. */
+#define DEPS_DONE                                                                                  \
+    " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p ON p.seq = d.dep_seq"          \
+    " WHERE d.task_seq = q.seq AND p.status <> 'COMPLETED')"
+
+/* 1 when some item is `after` the row's item, else 0. */
+#define HAS_DEPENDENTS                                                                             \
+    "CASE WHEN EXISTS (SELECT 1 FROM queue_deps d WHERE d.dep_seq = queue_items.seq)"              \
+    " THEN 1 ELSE 0 END"
+
+#define REF_COLS "SELECT seq, task_id, status, retry_count, bridge_name FROM queue_items"
+#define BY_ID    " WHERE task_id = ?1"
+#define BY_PREFIX                                                                                  \
+    " WHERE task_id >= ?1 AND task_id < ?1 || '~' ORDER BY task_id LIMIT 2"
+
+/* Resource row columns (struct store_resource_cols in order). */
+#define RES_PLAIN(table)                                                                           \
+    "SELECT name, NULL, NULL, NULL, vault, vault_version, created_at, updated_at,"                 \
+    " NULL, NULL, NULL FROM " table
+#define RES_BRIDGE                                                                                 \
+    "SELECT name, NULL, NULL, region_name, vault, vault_version, created_at, updated_at,"          \
+    " NULL, NULL, NULL FROM bridges"
+#define RES_MACHINE                                                                                \
+    "SELECT m.name, m.team_name, m.bridge_name, b.region_name, m.vault, m.vault_version,"          \
+    " m.created_at, m.updated_at, NULL, NULL, NULL"                                                \
+    " FROM machines m LEFT JOIN bridges b ON b.name = m.bridge_name"
+#define RES_STORAGE                                                                                \
+    "SELECT name, team_name, NULL, NULL, vault, vault_version, created_at, updated_at,"            \
+    " NULL, NULL, NULL FROM storages"
+#define RES_SCHEDULE                                                                               \
+    "SELECT name, team_name, NULL, NULL, vault, vault_version, created_at, updated_at,"            \
+    " next_run_at, last_run_at, last_task_id FROM schedules"
+
+/* Resource parameters: ?1 team, ?2 name, ?3 vault, ?4 now, ?5 parent (region of a bridge,
+ * bridge of a machine), ?6 concurrency, ?7 the vault version read before an update. */
+#define VAULT_SET "SET vault = ?3, vault_version = vault_version + 1, updated_at = ?4"
+
+#define RES(kind, get, list, list_in, exists, insert, update, remove, lock)                        \
+    [S_RES_GET + kind] = {get, 0}, [S_RES_LIST + kind] = {list, 0},                                \
+    [S_RES_LIST_IN + kind] = {list_in, 0}, [S_RES_EXISTS + kind] = {exists, 0},                    \
+    [S_RES_INSERT + kind] = {insert, 0}, [S_RES_UPDATE + kind] = {update, 0},                      \
+    [S_RES_DELETE + kind] = {remove, 0},                                                           \
+    [S_RES_LOCK_CHANGE + kind] = {lock "{lock_update}", STMT_LOCK_ONLY},                           \
+    [S_RES_LOCK_DELETE + kind] = {lock "{lock_delete}", STMT_LOCK_ONLY}
+
+const char *const store_fragment_names[F_COUNT] = {
+    [F_DEPS_CSV] = "deps_csv",
+    [F_LOCK_SHARE] = "lock_share",
+    [F_LOCK_KEY_SHARE] = "lock_key_share",
+    [F_LOCK_UPDATE] = "lock_update",
+    [F_LOCK_DELETE] = "lock_delete",
+    [F_LOCK_UPDATE_OF_T] = "lock_update_of_t",
+    [F_LOCK_SKIP] = "lock_skip",
+    [F_INDEX_CLAIM] = "index_claim",
+    [F_INDEX_MACHINE_ACTIVE] = "index_machine_active",
+    [F_JSON_TEXTS] = "json_texts",
+    [F_JSON_SEQS] = "json_seqs",
+    [F_JSON_FINISHES] = "json_finishes",
+};
+
+const struct stmt_def store_statements[S_COUNT] = {
+    [S_ITEM_BY_SEQ] = {"SELECT " ITEM_COLS " FROM queue_items q WHERE q.seq = ?1", 0},
+    [S_RESOLVE_FULL] = {REF_COLS BY_ID, 0},
+    [S_RESOLVE_FULL_SHARE] = {REF_COLS BY_ID "{lock_share}", 0},
+    [S_RESOLVE_FULL_UPDATE] = {REF_COLS BY_ID "{lock_update}", 0},
+    [S_RESOLVE_FULL_DELETE] = {REF_COLS BY_ID "{lock_delete}", 0},
+    [S_RESOLVE_PREFIX] = {REF_COLS BY_PREFIX, 0},
+    [S_RESOLVE_PREFIX_SHARE] = {REF_COLS BY_PREFIX "{lock_share}", 0},
+    [S_RESOLVE_PREFIX_UPDATE] = {REF_COLS BY_PREFIX "{lock_update}", 0},
+    [S_RESOLVE_PREFIX_DELETE] = {REF_COLS BY_PREFIX "{lock_delete}", 0},
+    [S_COUNTS_ALL] = {"SELECT status, count(*) FROM queue_items GROUP BY status", 0},
+    [S_COUNTS_BRIDGE] = {"SELECT status, count(*) FROM queue_items WHERE bridge_name = ?1"
+                         " GROUP BY status",
+                         0},
+
+    [S_MACHINE_KEY_SHARE] = {"SELECT 1 FROM machines WHERE name = ?1{lock_key_share}",
+                             STMT_LOCK_ONLY},
+    [S_SCHEDULE_FIRED] = {"SELECT task_id FROM queue_items WHERE team_name = ?1"
+                          " AND schedule_name = ?2 AND schedule_fire_at = ?3",
+                          0},
+    /* A schedule's fire inserted meanwhile by another host is the unique index's conflict:
+     * nothing is inserted, and the caller reports it. */
+    [S_ITEM_INSERT] = {"INSERT INTO queue_items (seq, task_id, team_name, machine_name,"
+                       " bridge_name, function, priority, status, vault, created_at, updated_at,"
+                       " run_after, parent_task_id, link_kind, schedule_name, schedule_fire_at,"
+                       " idempotent) VALUES (?15, ?1, ?2, ?3, ?4, ?5, ?6, 'PENDING',"
+                       " coalesce(?7, '{}'), ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                       " ON CONFLICT DO NOTHING",
+                       0},
+    [S_DEP_INSERT] = {"INSERT INTO queue_deps (task_seq, dep_seq) VALUES (?1, ?2)"
+                      " ON CONFLICT DO NOTHING",
+                      0},
+
+    [S_EVENT_INSERT] = {"INSERT INTO queue_events (task_seq, action, details, details_is_json,"
+                        " at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        0},
+    [S_EVENT_APPEND_BY_ID] = {"INSERT INTO queue_events (task_seq, action, details,"
+                              " details_is_json, at) SELECT seq, ?2, ?3, ?4, ?5 FROM queue_items"
+                              " WHERE task_id = ?1",
+                              0},
+    [S_EVENTS_LIST] = {"SELECT action, details, details_is_json, at FROM queue_events"
+                       " WHERE task_seq = ?1 ORDER BY seq",
+                       0},
+
+    [S_DEPENDENTS_PENDING] = {"SELECT t.seq, t.task_id FROM queue_deps d JOIN queue_items t"
+                              " ON t.seq = d.task_seq WHERE d.dep_seq = ?1"
+                              " AND t.status = 'PENDING' ORDER BY t.seq{lock_update_of_t}",
+                              0},
+    [S_CANCEL_DEPENDENT] = {"UPDATE queue_items SET status = 'CANCELLED', finished_at = ?2,"
+                            " updated_at = ?2, last_failure_reason = ?3 WHERE seq = ?1"
+                            " AND status = 'PENDING'",
+                            0},
+    [S_CANCEL_NOW] = {"UPDATE queue_items SET status = 'CANCELLED', finished_at = ?2,"
+                      " updated_at = ?2, lease_expires_at = NULL, claim_token = NULL"
+                      " WHERE seq = ?1 AND status = ?3",
+                      0},
+    [S_SET_CANCELLING] = {"UPDATE queue_items SET status = 'CANCELLING', updated_at = ?2"
+                          " WHERE seq = ?1 AND status = 'PROCESSING'",
+                          0},
+    [S_ITEM_DELETE] = {"DELETE FROM queue_items WHERE seq = ?1 AND status = ?2", 0},
+
+    /* The bridge's ready items in claim order, a chunk of ?3 after the key (?4, ?5, ?6),
+     * leaving out the machines already found full (?7, a JSON array of names). */
+    [S_CLAIM_SCAN] = {"SELECT q.seq, q.machine_name, q.priority, q.created_at"
+                      " FROM queue_items q {index_claim} WHERE q.status = 'PENDING'"
+                      " AND q.bridge_name = ?1 AND q.run_after <= ?2"
+                      " AND (q.priority, q.created_at, q.seq) > (?4, ?5, ?6)"
+                      " AND q.machine_name NOT IN ({json_texts:7})" DEPS_DONE
+                      " ORDER BY q.priority, q.created_at, q.seq LIMIT ?3",
+                      0},
+    /* For each machine of ?1 (a JSON array of names): how many more items it may start (its
+     * concurrency, default 1, less its active items on every bridge), and whether it
+     * exists. */
+    [S_MACHINE_SLOTS] = {"SELECT n.value, coalesce((SELECT concurrency FROM machines"
+                         " WHERE name = n.value), 1) - (SELECT count(*) FROM queue_items"
+                         " {index_machine_active} WHERE machine_name = n.value"
+                         " AND status IN " ACTIVE "), (SELECT count(*) FROM machines"
+                         " WHERE name = n.value) FROM ({json_texts:1}) AS n",
+                         0},
+    /* Locks the machines of ?1 that no other claim holds; returns those it locked. */
+    [S_MACHINE_LOCK] = {"SELECT name FROM machines WHERE name IN ({json_texts:1}){lock_skip}",
+                        STMT_LOCK_ONLY},
+    /* ?1 the picks (a JSON array of seqs), ?2 owner, ?3 lease until, ?4 now, ?5 start too,
+     * ?6 the claim's random token prefix (the first 24 characters of a UUID). Each item's
+     * claim token is that prefix and the last 12 digits of its seq: UUID-shaped, fresh for
+     * every claim, distinct within one, and the same when a driver replays the batch. The picks are
+     * looked up by seq, whatever their number. Where the engine locks rows, an item someone else holds locked at this instant
+     * is left out: the seqs returned are the items claimed. */
+    [S_CLAIM_ASSIGN] = {"UPDATE queue_items SET status = CASE WHEN ?5 <> 0 THEN 'PROCESSING'"
+                        " ELSE 'ASSIGNED' END, lease_owner = ?2, lease_expires_at = ?3,"
+                        " claim_token = ?6 || substr('000000000000' || seq, length('' || seq) + 1),"
+                        " assigned_at = ?4, updated_at = ?4,"
+                        " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
+                        " progress_percent = NULL, progress_message = NULL"
+                        " WHERE status = 'PENDING' AND seq IN (SELECT l.seq FROM queue_items l"
+                        " WHERE l.seq IN ({json_seqs:1}){lock_skip}) RETURNING seq",
+                        0},
+    /* The items the claim took: ?1 their seqs, ?2 owner, ?3 now, ?4 lease until. */
+    [S_CLAIM_EVENTS_ASSIGNED] = {"INSERT INTO queue_events (task_seq, action, details,"
+                                 " details_is_json, at) SELECT q.seq, 'ASSIGNED', 'claimed by '"
+                                 " || ?2 || ' for attempt ' || (q.retry_count + 1)"
+                                 " || ', lease until ' || ?4, 0, ?3 FROM queue_items q"
+                                 " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.seq",
+                                 0},
+    [S_CLAIM_EVENTS_STARTED] = {"INSERT INTO queue_events (task_seq, action, details,"
+                                " details_is_json, at) SELECT q.seq, 'PROCESSING', 'attempt '"
+                                " || (q.retry_count + 1) || ' started', 0, ?2 FROM queue_items q"
+                                " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.seq",
+                                0},
+    [S_CLAIM_READ] = {"SELECT " ITEM_COLS " FROM queue_items q WHERE q.seq IN ({json_seqs:1})"
+                      " ORDER BY q.priority, q.created_at, q.seq",
+                      0},
+
+    [S_HELD] = {"SELECT seq, task_id, status, retry_count, bridge_name, claim_token,"
+                " " HAS_DEPENDENTS " FROM queue_items WHERE task_id = ?1",
+                0},
+    [S_START] = {"UPDATE queue_items SET status = 'PROCESSING', started_at = ?2, updated_at = ?2"
+                 " WHERE task_id = ?1 AND claim_token = ?3 AND status = 'ASSIGNED'"
+                 " RETURNING seq, retry_count",
+                 0},
+    [S_PROGRESS] = {"UPDATE queue_items SET progress_percent = ?2, progress_message = ?3,"
+                    " updated_at = ?4 WHERE task_id = ?1 AND claim_token = ?5"
+                    " AND status IN " ACTIVE " RETURNING seq",
+                    0},
+    [S_HEARTBEAT] = {"UPDATE queue_items SET lease_expires_at = ?2, updated_at = ?3"
+                     " WHERE lease_owner = ?1 AND status IN " ACTIVE,
+                     0},
+    /* COMPLETED, FAILED or CANCELLED: final, the token dies. COMPLETED clears an earlier
+     * attempt's failure reason and the progress, which would otherwise describe an attempt
+     * that is over. */
+    [S_FINISH_FINAL] = {"UPDATE queue_items SET status = ?2,"
+                        " response_vault = coalesce(?3, response_vault), finished_at = ?4,"
+                        " updated_at = ?4, lease_expires_at = NULL, claim_token = NULL,"
+                        " last_failure_reason = CASE WHEN ?2 = 'FAILED'"
+                        " THEN coalesce(?5, last_failure_reason)"
+                        " WHEN ?2 = 'COMPLETED' THEN NULL ELSE last_failure_reason END,"
+                        " progress_percent ="
+                        " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_percent END,"
+                        " progress_message ="
+                        " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_message END"
+                        " WHERE task_id = ?1 AND claim_token = ?6 AND status IN " ACTIVE
+                        " RETURNING seq, retry_count, bridge_name, " HAS_DEPENDENTS,
+                        0},
+    /* RETRY (?4 = 1, counted) or RELEASE (?4 = 0): back to PENDING, claimable at ?3; an
+     * item being cancelled is not requeued (the caller ends it CANCELLED). */
+    [S_FINISH_REQUEUE] = {"UPDATE queue_items SET status = 'PENDING', run_after = ?3,"
+                          " retry_count = retry_count + ?4,"
+                          " last_retry_at = CASE WHEN ?4 <> 0 THEN ?2 ELSE last_retry_at END,"
+                          " last_failure_reason = CASE WHEN ?4 <> 0 THEN ?5"
+                          " ELSE last_failure_reason END,"
+                          " response_vault = coalesce(?6, response_vault),"
+                          " lease_expires_at = NULL, claim_token = NULL, assigned_at = NULL,"
+                          " started_at = NULL, updated_at = ?2 WHERE task_id = ?1"
+                          " AND claim_token = ?7 AND status IN ('ASSIGNED','PROCESSING')"
+                          " RETURNING seq, retry_count, bridge_name",
+                          0},
+    /* Many final outcomes at once (S_FINISH_FINAL for each row of ?1); ?2 now. The status
+     * test is kept off the indexes (|| ''), so that the engine walks the outcomes and finds
+     * each item by its task id. */
+    [S_FINISH_MANY] = {"UPDATE queue_items SET status = f.status,"
+                       " response_vault = coalesce(f.response, response_vault), finished_at = ?2,"
+                       " updated_at = ?2, lease_expires_at = NULL, claim_token = NULL,"
+                       " last_failure_reason = CASE WHEN f.status = 'FAILED'"
+                       " THEN coalesce(f.reason, last_failure_reason)"
+                       " WHEN f.status = 'COMPLETED' THEN NULL ELSE last_failure_reason END,"
+                       " progress_percent ="
+                       " CASE WHEN f.status = 'COMPLETED' THEN NULL ELSE progress_percent END,"
+                       " progress_message ="
+                       " CASE WHEN f.status = 'COMPLETED' THEN NULL ELSE progress_message END"
+                       " FROM ({json_finishes:1}) AS f WHERE queue_items.task_id = f.task_id"
+                       " AND queue_items.claim_token = f.token"
+                       " AND (queue_items.status || '') IN " ACTIVE
+                       " RETURNING queue_items.seq, queue_items.task_id, " HAS_DEPENDENTS,
+                       0},
+    [S_WAKE_DEPENDENTS] = {"SELECT DISTINCT t.bridge_name FROM queue_deps d"
+                           " JOIN queue_items t ON t.seq = d.task_seq"
+                           " WHERE d.dep_seq = ?1 AND t.status = 'PENDING' LIMIT 4",
+                           0},
+    [S_EXPIRED] = {"SELECT " ITEM_COLS " FROM queue_items q"
+                   " WHERE q.status IN " ACTIVE " AND q.lease_expires_at <= ?1"
+                   " AND (?2 IS NULL OR q.bridge_name = ?2)"
+                   " ORDER BY q.lease_expires_at, q.seq LIMIT 1000",
+                   0},
+    [S_CANCELLING] = {"SELECT " ITEM_COLS " FROM queue_items q"
+                      " WHERE q.status = 'CANCELLING' AND q.lease_owner = ?1 ORDER BY q.seq",
+                      0},
+
+    RES(STORE_TEAM, RES_PLAIN("teams") " WHERE name = ?2", RES_PLAIN("teams") " ORDER BY name",
+        NULL, "SELECT 1 FROM teams WHERE name = ?2",
+        "INSERT INTO teams (name, vault, vault_version, created_at, updated_at)"
+        " VALUES (?2, ?3, 1, ?4, ?4) ON CONFLICT DO NOTHING",
+        "UPDATE teams " VAULT_SET " WHERE name = ?2 AND vault_version = ?7",
+        "DELETE FROM teams WHERE name = ?2", "SELECT 1 FROM teams WHERE name = ?2"),
+    RES(STORE_REGION, RES_PLAIN("regions") " WHERE name = ?2",
+        RES_PLAIN("regions") " ORDER BY name", NULL, "SELECT 1 FROM regions WHERE name = ?2",
+        "INSERT INTO regions (name, vault, vault_version, created_at, updated_at)"
+        " VALUES (?2, ?3, 1, ?4, ?4) ON CONFLICT DO NOTHING",
+        "UPDATE regions " VAULT_SET " WHERE name = ?2 AND vault_version = ?7",
+        "DELETE FROM regions WHERE name = ?2", "SELECT 1 FROM regions WHERE name = ?2"),
+    RES(STORE_BRIDGE, RES_BRIDGE " WHERE name = ?2", RES_BRIDGE " ORDER BY name",
+        RES_BRIDGE " WHERE region_name = ?1 ORDER BY name", "SELECT 1 FROM bridges WHERE name = ?2",
+        "INSERT INTO bridges (name, region_name, vault, vault_version, created_at, updated_at)"
+        " VALUES (?2, ?5, ?3, 1, ?4, ?4) ON CONFLICT DO NOTHING",
+        "UPDATE bridges " VAULT_SET " WHERE name = ?2 AND vault_version = ?7",
+        "DELETE FROM bridges WHERE name = ?2", "SELECT 1 FROM bridges WHERE name = ?2"),
+    RES(STORE_MACHINE, RES_MACHINE " WHERE m.name = ?2", RES_MACHINE " ORDER BY m.team_name, m.name",
+        RES_MACHINE " WHERE m.team_name = ?1 ORDER BY m.name",
+        "SELECT 1 FROM machines WHERE name = ?2",
+        "INSERT INTO machines (name, team_name, bridge_name, concurrency, vault, vault_version,"
+        " created_at, updated_at) VALUES (?2, ?1, ?5, ?6, ?3, 1, ?4, ?4) ON CONFLICT DO NOTHING",
+        "UPDATE machines " VAULT_SET ", concurrency = ?6 WHERE name = ?2 AND vault_version = ?7",
+        "DELETE FROM machines WHERE name = ?2", "SELECT 1 FROM machines WHERE name = ?2"),
+    RES(STORE_STORAGE, RES_STORAGE " WHERE team_name = ?1 AND name = ?2",
+        RES_STORAGE " ORDER BY team_name, name", RES_STORAGE " WHERE team_name = ?1 ORDER BY name",
+        "SELECT 1 FROM storages WHERE team_name = ?1 AND name = ?2",
+        "INSERT INTO storages (team_name, name, vault, vault_version, created_at, updated_at)"
+        " VALUES (?1, ?2, ?3, 1, ?4, ?4) ON CONFLICT DO NOTHING",
+        "UPDATE storages " VAULT_SET " WHERE team_name = ?1 AND name = ?2 AND vault_version = ?7",
+        "DELETE FROM storages WHERE team_name = ?1 AND name = ?2",
+        "SELECT 1 FROM storages WHERE team_name = ?1 AND name = ?2"),
+    RES(STORE_SCHEDULE, RES_SCHEDULE " WHERE team_name = ?1 AND name = ?2",
+        RES_SCHEDULE " ORDER BY team_name, name", RES_SCHEDULE " WHERE team_name = ?1 ORDER BY name",
+        "SELECT 1 FROM schedules WHERE team_name = ?1 AND name = ?2",
+        "INSERT INTO schedules (team_name, name, vault, vault_version, created_at, updated_at)"
+        " VALUES (?1, ?2, ?3, 1, ?4, ?4) ON CONFLICT DO NOTHING",
+        "UPDATE schedules " VAULT_SET " WHERE team_name = ?1 AND name = ?2 AND vault_version = ?7",
+        "DELETE FROM schedules WHERE team_name = ?1 AND name = ?2",
+        "SELECT 1 FROM schedules WHERE team_name = ?1 AND name = ?2"),
+    [S_RES_NAMES_TEAM_MACHINES] = {"SELECT name FROM machines WHERE team_name = ?1 ORDER BY name",
+                                   0},
+    [S_RES_NAMES_TEAM_STORAGES] = {"SELECT name FROM storages WHERE team_name = ?1 ORDER BY name",
+                                   0},
+    [S_RES_NAMES_TEAM_SCHEDULES] = {"SELECT name FROM schedules WHERE team_name = ?1"
+                                    " ORDER BY name",
+                                    0},
+    [S_RES_NAMES_REGION_BRIDGES] = {"SELECT name FROM bridges WHERE region_name = ?1"
+                                    " ORDER BY name",
+                                    0},
+    [S_RES_NAMES_BRIDGE_MACHINES] = {"SELECT name FROM machines WHERE bridge_name = ?1"
+                                     " ORDER BY name",
+                                     0},
+    [S_RES_NAMES_MACHINE_ITEMS] = {"SELECT task_id FROM queue_items WHERE machine_name = ?1"
+                                   " AND status IN ('PENDING','ASSIGNED','PROCESSING',"
+                                   "'CANCELLING') ORDER BY created_at, seq",
+                                   0},
+    [S_MACHINE_SET_BRIDGE] = {"UPDATE machines SET bridge_name = ?1, updated_at = ?2"
+                              " WHERE name = ?3",
+                              0},
+    [S_SCHEDULE_SET_RUN] = {"UPDATE schedules SET next_run_at = ?3, last_run_at = ?4,"
+                            " last_task_id = ?5 WHERE team_name = ?1 AND name = ?2",
+                            0},
+
+    [S_MIGRATION_LOCK] = {NULL, STMT_LOCK_ONLY}, /* per dialect, where needed */
+    [S_MIGRATIONS_TABLE] = {"CREATE TABLE IF NOT EXISTS schema_migrations (version integer"
+                            " PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
+                            0},
+    [S_SCHEMA_VERSION] = {"SELECT coalesce(max(version), 0) FROM schema_migrations", 0},
+    [S_MIGRATION_RECORD] = {"INSERT INTO schema_migrations (version, name, applied_at)"
+                            " VALUES (?1, ?2, ?3)",
+                            0},
+    [S_MIGRATIONS_LIST] = {"SELECT version, name, applied_at FROM schema_migrations"
+                           " ORDER BY version",
+                           0},
+};

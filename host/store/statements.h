@@ -1,0 +1,118 @@
+/*
+ * The store's statements by id: one SQL text each (statements.c), shared by every driver.
+ * A driver caches what it prepared per handle by these ids. Texts use ?N parameters and
+ * {fragment} names the driver's dialect fills in (engine.h).
+ */
+#ifndef FERRY_STATEMENTS_H
+#define FERRY_STATEMENTS_H
+
+enum stmt_id {
+    /* items: read and find */
+    S_ITEM_BY_SEQ,
+    S_RESOLVE_FULL,
+    S_RESOLVE_FULL_SHARE,
+    S_RESOLVE_FULL_UPDATE,
+    S_RESOLVE_FULL_DELETE,
+    S_RESOLVE_PREFIX,
+    S_RESOLVE_PREFIX_SHARE,
+    S_RESOLVE_PREFIX_UPDATE,
+    S_RESOLVE_PREFIX_DELETE,
+    S_COUNTS_ALL,
+    S_COUNTS_BRIDGE,
+    /* items: create */
+    S_NEXT_SEQS, /* per dialect */
+    S_MACHINE_KEY_SHARE,
+    S_SCHEDULE_FIRED,
+    S_ITEM_INSERT,
+    S_ITEMS_INSERT_MANY, /* per dialect: plain items from a JSON array */
+    S_DEP_INSERT,
+    /* events */
+    S_EVENT_INSERT,
+    S_EVENTS_INSERT_MANY, /* per dialect: rows from a JSON array */
+    S_EVENT_APPEND_BY_ID,
+    S_EVENTS_LIST,
+    /* cancel, delete, cascades */
+    S_DEPENDENTS_PENDING,
+    S_CANCEL_DEPENDENT,
+    S_CANCEL_NOW,
+    S_SET_CANCELLING,
+    S_ITEM_DELETE,
+    /* claim */
+    S_CLAIM_SCAN,
+    S_MACHINE_SLOTS,
+    S_MACHINE_LOCK,
+    S_CLAIM_ASSIGN,
+    S_CLAIM_EVENTS_ASSIGNED,
+    S_CLAIM_EVENTS_STARTED,
+    S_CLAIM_READ,
+    /* the held item's life */
+    S_HELD,
+    S_START,
+    S_PROGRESS,
+    S_HEARTBEAT,
+    S_FINISH_FINAL,
+    S_FINISH_REQUEUE,
+    S_FINISH_MANY,
+    S_WAKE_DEPENDENTS,
+    S_EXPIRED,
+    S_CANCELLING,
+    /* resources: S_RES_* + kind */
+    S_RES_GET,
+    S_RES_LIST = S_RES_GET + 6,
+    S_RES_LIST_IN = S_RES_LIST + 6,
+    S_RES_EXISTS = S_RES_LIST_IN + 6,
+    S_RES_INSERT = S_RES_EXISTS + 6,
+    S_RES_UPDATE = S_RES_INSERT + 6,
+    S_RES_DELETE = S_RES_UPDATE + 6,
+    S_RES_LOCK_CHANGE = S_RES_DELETE + 6,
+    S_RES_LOCK_DELETE = S_RES_LOCK_CHANGE + 6,
+    S_RES_NAMES_TEAM_MACHINES = S_RES_LOCK_DELETE + 6,
+    S_RES_NAMES_TEAM_STORAGES,
+    S_RES_NAMES_TEAM_SCHEDULES,
+    S_RES_NAMES_REGION_BRIDGES,
+    S_RES_NAMES_BRIDGE_MACHINES,
+    S_RES_NAMES_MACHINE_ITEMS,
+    S_MACHINE_SET_BRIDGE,
+    S_SCHEDULE_SET_RUN,
+    /* migrations */
+    S_SCHEMA_EXISTS, /* per dialect */
+    S_MIGRATION_LOCK,
+    S_MIGRATIONS_TABLE,
+    S_SCHEMA_VERSION,
+    S_MIGRATION_RECORD,
+    S_MIGRATIONS_LIST,
+    S_COUNT
+};
+
+/* Dialect fragments, "{name}" in the texts. */
+enum stmt_fragment {
+    F_DEPS_CSV,          /* an aggregate of p.task_id joined by ',' in dependency order */
+    F_LOCK_SHARE,        /* a locking clause: share */
+    F_LOCK_KEY_SHARE,    /* key share */
+    F_LOCK_UPDATE,       /* no key update */
+    F_LOCK_DELETE,       /* update (the row may be deleted) */
+    F_LOCK_UPDATE_OF_T,  /* no key update of the table aliased t */
+    F_LOCK_SKIP,         /* no key update, skipping rows locked by others */
+    F_INDEX_CLAIM,       /* index hints for the claim's scans ("" where the planner decides) */
+    F_INDEX_MACHINE_ACTIVE,
+    F_JSON_TEXTS,        /* a one-column select of the texts of JSON array parameter @ */
+    F_JSON_SEQS,         /* a one-column select of the integers of JSON array parameter @ */
+    F_JSON_FINISHES,     /* select (task_id, token, status, response, reason) from JSON array
+                          * parameter @ of [task_id, token, status, response, reason] */
+    F_COUNT
+};
+
+/* Statement flags. */
+#define STMT_LOCK_ONLY 1 /* only takes row locks: skipped on engines without them */
+
+struct stmt_def {
+    const char *sql;
+    unsigned flags;
+};
+
+/* Indexed by enum stmt_id; NULL sql for the per-dialect statements. */
+extern const struct stmt_def store_statements[S_COUNT];
+/* Indexed by enum stmt_fragment. */
+extern const char *const store_fragment_names[F_COUNT];
+
+#endif
