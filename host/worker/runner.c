@@ -83,6 +83,7 @@ struct worker {
     int nq;
     int dead;
     int leaving; /* to be retired once its attempt is settled: takes no new one */
+    int64_t exiting; /* mono ms: let go (socket shut), running its fini(); killed after it */
     uint64_t serial; /* names the worker in epoll events, which may outlive it in a batch */
 };
 
@@ -295,14 +296,32 @@ static void kill_groups(worker *w, int sig)
 /*
  * Removes a worker: an idle one is first let go (its socket closed, it runs its plugins'
  * fini() and exits, plugin.h), then what is left of its process groups is killed and it is
- * reaped.
+ * reaped. wait: wait here for it to exit (up to FINI_GRACE_MS); else the host's loop goes
+ * on and the worker is reaped when it has exited (its pidfd) or its time is up
+ * (runner_tick), a replacement may start meanwhile.
  */
+static void retire_now(runner *r, worker *w, int wait);
+
 static void retire(runner *r, worker *w)
 {
-    if (w->job == NULL && w->pidfd >= 0) {
+    if (w->job == NULL && w->pidfd >= 0 && !w->exiting) {
+        shutdown(w->sock, SHUT_RDWR);
+        w->leaving = 1;
+        w->exiting = mono_ms() + FINI_GRACE_MS;
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL); /* its EOF says nothing new */
+        close_stderr(r, w);
+        return;
+    }
+    retire_now(r, w, 0);
+}
+
+static void retire_now(runner *r, worker *w, int wait)
+{
+    if (wait && w->job == NULL && w->pidfd >= 0) {
         struct pollfd p = {.fd = w->pidfd, .events = POLLIN};
         shutdown(w->sock, SHUT_RDWR);
-        while (poll(&p, 1, FINI_GRACE_MS) < 0 && errno == EINTR)
+        int64_t left = w->exiting ? w->exiting - mono_ms() : FINI_GRACE_MS;
+        while (left > 0 && poll(&p, 1, (int)left) < 0 && errno == EINTR)
             ;
     }
     kill_groups(w, SIGKILL);
@@ -730,6 +749,11 @@ void runner_process(runner *r)
         worker *w = find_serial(r, serial);
         if (w == NULL)
             continue;
+        if (w->exiting) { /* let go: only its end matters */
+            if (kind == EV_PIDFD)
+                retire_now(r, w, 0);
+            continue;
+        }
         if (kind == EV_STDERR) {
             /* What the worker said on its socket first: a done written before the next
              * attempt wrote to stderr moves these lines to that next attempt's trace. */
@@ -929,7 +953,7 @@ void runner_recycle(runner *r)
     /* Idle workers go now; busy ones after their attempt (handle_done). */
     for (size_t i = r->n_workers; i-- > 0;) {
         worker *w = r->workers[i];
-        if (w->job == NULL)
+        if (w->job == NULL && !w->exiting)
             retire(r, w);
     }
 }
@@ -952,11 +976,17 @@ void runner_tick(runner *r)
             job->kill_at = 0;
         }
     }
+    /* Workers let go whose fini() ran out of time are killed. */
+    for (size_t i = r->n_workers; i-- > 0;)
+        if (r->workers[i]->exiting && now >= r->workers[i]->exiting)
+            retire_now(r, r->workers[i], 0);
     /* Keep a few idle workers ready so an attempt never waits for a fork. */
-    int idle = 0;
-    for (size_t i = 0; i < r->n_workers; i++)
-        idle += r->workers[i]->job == NULL && r->workers[i]->generation == r->generation;
-    int room = r->o.max_workers - (int)r->n_workers;
+    int idle = 0, leaving = 0;
+    for (size_t i = 0; i < r->n_workers; i++) {
+        idle += r->workers[i]->job == NULL && eligible(r, r->workers[i]);
+        leaving += r->workers[i]->exiting != 0;
+    }
+    int room = r->o.max_workers - ((int)r->n_workers - leaving);
     for (int k = idle; k < r->o.prefork && room > 0; k++, room--)
         spawn(r);
 }
@@ -966,6 +996,9 @@ int runner_timeout_ms(const runner *r)
     int64_t now = mono_ms(), next = -1;
     for (size_t i = 0; i < r->n_workers; i++) {
         runner_job *job = r->workers[i]->job;
+        int64_t exiting = r->workers[i]->exiting;
+        if (exiting > 0 && (next < 0 || exiting < next))
+            next = exiting;
         if (job == NULL)
             continue;
         int64_t t[3] = {job->stopping ? 0 : job->deadline, job->term_at, job->kill_at};
@@ -995,7 +1028,7 @@ void runner_free(runner *r)
             kill_groups(w, SIGKILL);
             finish(r, w, &out, 0);
         }
-        retire(r, w);
+        retire_now(r, w, 1);
     }
     free(r->workers);
     close(r->epfd);

@@ -1,6 +1,7 @@
 /*
  * The runner owns worker processes: it forks them (each in its own process group), hands
- * them attempts, enforces deadlines (SIGTERM to the group, a grace period, SIGKILL), turns a
+ * them attempts (up to 1 + pipeline per worker: the ones beyond the running one are written
+ * ahead and run back to back, in order; see docs/protocol.md), enforces deadlines (SIGTERM to the group, a grace period, SIGKILL), turns a
  * worker that dies into a CRASHED outcome, and replaces workers after max_jobs attempts or
  * when the plugin registry changes. It is driven by the caller's poll loop: poll
  * runner_fd() for input and call runner_process(); call runner_tick() at least every
