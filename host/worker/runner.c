@@ -900,6 +900,11 @@ pid_t runner_job_pid(const runner_job *job)
     return job->w ? job->w->pid : 0;
 }
 
+int runner_job_queued(const runner_job *job)
+{
+    return job->w != NULL && job->w->job != job;
+}
+
 void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply)
 {
     (void)r;

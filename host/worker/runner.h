@@ -90,6 +90,9 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
 void *runner_job_tag(const runner_job *job);
 int64_t runner_job_id(const runner_job *job);
 pid_t runner_job_pid(const runner_job *job);
+/* 1 while job waits in its worker's queue (not started: a cancel or an interrupt means it
+ * never runs), 0 once it runs. */
+int runner_job_queued(const runner_job *job);
 
 /* Answers a request ("call", "storage") of job. */
 void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply);

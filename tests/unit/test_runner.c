@@ -306,6 +306,9 @@ static void test_queued_attempts_run_in_order(void **state)
     assert_int_equal(runner_free_slots(s.r), 0);
     assert_null(start_logging(&s, "one too many", NULL, 0, 0, 0));
     assert_int_equal(runner_busy(s.r), 1); /* one runs, four wait */
+    assert_int_equal(runner_job_queued(jobs[0]), 0);
+    for (int i = 1; i < 5; i++)
+        assert_int_equal(runner_job_queued(jobs[i]), 1);
     wait_done(&s, 5);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(s.order[i], i + 1);
