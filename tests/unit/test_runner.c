@@ -464,8 +464,55 @@ static void test_json_wrappers(void **state)
     runner_free(s.r);
 }
 
+/* A hostile worker (this binary with TEST_RUNNER_FORGE set): it answers its first run with a
+ * done the runner must refuse, "skipped" (a skip it never got) or "wrong_id" (not the
+ * attempt running), then waits for the host to end it. */
+static void __attribute__((noreturn)) forging_worker(const char *how)
+{
+    proto_reader rd = {0};
+    json_t *msg = proto_read(&rd, WORKER_FD);
+    struct proto_run run;
+    if (msg == NULL || proto_parse_run(msg, &run, NULL, 0) != 0)
+        _exit(1);
+    struct proto_done done = {.id = run.id, .kind = OUTCOME_OK};
+    if (strcmp(how, "skipped") == 0)
+        done.skipped = 1;
+    else
+        done.id = run.id + 1000;
+    json_t *out = proto_build_done(&done);
+    proto_send(WORKER_FD, out);
+    json_decref(out);
+    json_decref(msg);
+    while ((msg = proto_read(&rd, WORKER_FD)) != NULL)
+        json_decref(msg);
+    _exit(0);
+}
+
+/* A done the runner never asked for breaks the protocol: the attempt is CRASHED. */
+static void test_forged_done_is_refused(void **state)
+{
+    (void)state;
+    const char *hows[] = {"skipped", "wrong_id"};
+    const char *reasons[] = {"which was not skipped", "which is not running"};
+    for (int k = 0; k < 2; k++) {
+        setenv("TEST_RUNNER_FORGE", hows[k], 1);
+        struct seen s;
+        start_piped(&s, 1, 4);
+        assert_non_null(start_logging(&s, "forged", NULL, 0, 1, 0));
+        wait_done(&s, 1);
+        unsetenv("TEST_RUNNER_FORGE");
+        assert_int_equal(s.by_tag[1].kind, OUTCOME_CRASHED);
+        assert_int_equal(s.by_tag[1].stop, STOP_PROTOCOL);
+        if (strstr(s.message, reasons[k]) == NULL)
+            fail_msg("%s: \"%s\" lacks \"%s\"", hows[k], s.message, reasons[k]);
+        finish(&s);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0 && getenv("TEST_RUNNER_FORGE"))
+        forging_worker(getenv("TEST_RUNNER_FORGE"));
     if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0)
         worker_process_main(argc, argv);
     const char *root = getenv("FERRY_ROOT"), *build = getenv("BUILD");
@@ -484,6 +531,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_crash_redispatches_queued),
         cmocka_unit_test(test_deadline_from_real_start),
         cmocka_unit_test(test_nested_with_queues_full),
+        cmocka_unit_test(test_forged_done_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
