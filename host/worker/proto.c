@@ -458,6 +458,13 @@ json_t *proto_build_storage(const struct proto_storage *m)
     return j;
 }
 
+json_t *proto_build_skip(const struct proto_skip *m)
+{
+    json_t *j = start(PROTO_SKIP, 0, 0);
+    put_int(j, "id", m->id); /* its only member */
+    return j;
+}
+
 json_t *proto_build_pgroup(const struct proto_pgroup *m)
 {
     json_t *j = start(PROTO_PGROUP, m->id, 1);
@@ -484,6 +491,8 @@ json_t *proto_build_done(const struct proto_done *m)
         json_object_set_new(j, "retire", json_true());
     if (m->stderr_drained)
         json_object_set_new(j, "stderr_drained", json_true());
+    if (m->skipped)
+        json_object_set_new(j, "skipped", json_true());
     return j;
 }
 
@@ -721,6 +730,16 @@ int proto_parse_storage(const json_t *msg, struct proto_storage *out, char *err,
     return end(&r);
 }
 
+int proto_parse_skip(const json_t *msg, struct proto_skip *out, char *err, size_t errlen)
+{
+    struct rd r;
+    memset(out, 0, sizeof(*out));
+    if (begin(&r, msg, PROTO_SKIP, err, errlen) != 0)
+        return -1;
+    out->id = get_id(&r);
+    return end(&r);
+}
+
 int proto_parse_pgroup(const json_t *msg, struct proto_pgroup *out, char *err, size_t errlen)
 {
     struct rd r;
@@ -766,6 +785,10 @@ int proto_parse_done(const json_t *msg, struct proto_done *out, char *err, size_
     if (drained && !json_is_boolean(drained))
         bad(&r, "\"stderr_drained\" must be true or false");
     out->stderr_drained = json_is_true(drained);
+    const json_t *skipped = json_object_get(msg, "skipped");
+    if (skipped && !json_is_boolean(skipped))
+        bad(&r, "\"skipped\" must be true or false");
+    out->skipped = json_is_true(skipped);
     return end(&r);
 }
 

@@ -91,6 +91,7 @@ json_t *proto_text(const char *text, size_t max);
 #define PROTO_OPS(X)                                                                             \
     X(RUN, "run")           /* host -> worker: start an attempt */                             \
     X(REPLY, "reply")       /* host -> worker: the answer to a call or storage request */      \
+    X(SKIP, "skip")         /* host -> worker: do not start a queued attempt (cancelled) */    \
     X(LOG, "log")           /* worker -> host: a log line of the function */                   \
     X(PROGRESS, "progress") /* worker -> host: percent done and a message */                  \
     X(CALL, "call")         /* worker -> host: run another function; waits for the reply */    \
@@ -153,6 +154,12 @@ struct proto_reply {
     const char *message;    /* error message, NULL when OK */
 };
 
+/* "skip": the attempt id, sent ahead to the worker, is cancelled: the worker drops it if it
+ * has not started it (and says so with a done whose skipped is 1), else ignores the skip. */
+struct proto_skip {
+    int64_t id;
+};
+
 /* "log": level is "debug", "info", "warn", "error" (or "stderr", the runner's own). */
 struct proto_log {
     int64_t id;
@@ -209,6 +216,8 @@ struct proto_done {
     /* 1: the worker's stderr pipe was empty as it ended (the runner has read all of it and
      * need not read again); 0: unknown. */
     int stderr_drained;
+    /* 1: the attempt never started (a "skip" reached the worker first); nothing else set. */
+    int skipped;
 };
 
 /* "probe": stage reached ("dlopen", "entry", "init", "done"), the plugin's
@@ -223,6 +232,7 @@ struct proto_probe {
 union proto_msg {
     struct proto_run run;
     struct proto_reply reply;
+    struct proto_skip skip;
     struct proto_log log;
     struct proto_progress progress;
     struct proto_call call;
@@ -241,6 +251,7 @@ union proto_msg {
  */
 json_t *proto_build_run(const struct proto_run *m);
 json_t *proto_build_reply(const struct proto_reply *m);
+json_t *proto_build_skip(const struct proto_skip *m);
 json_t *proto_build_log(const struct proto_log *m);
 json_t *proto_build_progress(const struct proto_progress *m);
 json_t *proto_build_call(const struct proto_call *m);
@@ -257,6 +268,7 @@ json_t *proto_build_probe(const struct proto_probe *m);
  * UTF-8 (jansson refuses it when reading). Optional members may be absent or null.
  */
 int proto_parse_run(const json_t *msg, struct proto_run *out, char *err, size_t errlen);
+int proto_parse_skip(const json_t *msg, struct proto_skip *out, char *err, size_t errlen);
 int proto_parse_reply(const json_t *msg, struct proto_reply *out, char *err, size_t errlen);
 int proto_parse_log(const json_t *msg, struct proto_log *out, char *err, size_t errlen);
 int proto_parse_progress(const json_t *msg, struct proto_progress *out, char *err,

@@ -63,6 +63,9 @@ struct runner_job {
     int exit_status;
     int exit_loading;                   /* ... from its init(), while the worker loaded it */
     size_t stderr_kept, stderr_dropped; /* bytes of stderr in the trace, and beyond it */
+    int nested;
+    json_t *msg;      /* its run message while it waits in a queue (to send it elsewhere) */
+    runner_job *next; /* the next one queued on the same worker */
 };
 
 struct worker {
@@ -75,9 +78,12 @@ struct worker {
     size_t errline_len;
     int jobs_done;
     unsigned generation;
-    runner_job *job;
+    runner_job *job;               /* the attempt running (as far as the runner knows) */
+    runner_job *q_first, *q_last;  /* attempts sent ahead, queued behind it, in order */
+    int nq;
     int dead;
     int leaving; /* to be retired once its attempt is settled: takes no new one */
+    int64_t exiting; /* mono ms: let go (socket shut), running its fini(); killed after it */
     uint64_t serial; /* names the worker in epoll events, which may outlive it in a batch */
 };
 
@@ -103,6 +109,10 @@ runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud
         r->o.max_workers = 1;
     if (r->o.max_jobs < 1)
         r->o.max_jobs = 1000;
+    if (r->o.pipeline == 0)
+        r->o.pipeline = RUNNER_PIPELINE;
+    else if (r->o.pipeline < 0)
+        r->o.pipeline = 0;
     r->ev = *ev;
     r->ud = ud;
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -286,14 +296,32 @@ static void kill_groups(worker *w, int sig)
 /*
  * Removes a worker: an idle one is first let go (its socket closed, it runs its plugins'
  * fini() and exits, plugin.h), then what is left of its process groups is killed and it is
- * reaped.
+ * reaped. wait: wait here for it to exit (up to FINI_GRACE_MS); else the host's loop goes
+ * on and the worker is reaped when it has exited (its pidfd) or its time is up
+ * (runner_tick), a replacement may start meanwhile.
  */
+static void retire_now(runner *r, worker *w, int wait);
+
 static void retire(runner *r, worker *w)
 {
-    if (w->job == NULL && w->pidfd >= 0) {
+    if (w->job == NULL && w->pidfd >= 0 && !w->exiting) {
+        shutdown(w->sock, SHUT_RDWR);
+        w->leaving = 1;
+        w->exiting = mono_ms() + FINI_GRACE_MS;
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL); /* its EOF says nothing new */
+        close_stderr(r, w);
+        return;
+    }
+    retire_now(r, w, 0);
+}
+
+static void retire_now(runner *r, worker *w, int wait)
+{
+    if (wait && w->job == NULL && w->pidfd >= 0) {
         struct pollfd p = {.fd = w->pidfd, .events = POLLIN};
         shutdown(w->sock, SHUT_RDWR);
-        while (poll(&p, 1, FINI_GRACE_MS) < 0 && errno == EINTR)
+        int64_t left = w->exiting ? w->exiting - mono_ms() : FINI_GRACE_MS;
+        while (left > 0 && poll(&p, 1, (int)left) < 0 && errno == EINTR)
             ;
     }
     kill_groups(w, SIGKILL);
@@ -317,6 +345,53 @@ static void retire(runner *r, worker *w)
     free(w);
 }
 
+/* Sends a cancel to the attempt job runs on its worker: SIGUSR1 with the attempt's id, which
+ * the worker ignores if that attempt is no longer the one running. */
+static void signal_cancel(runner_job *job)
+{
+    union sigval v = {.sival_int = (int)job->id};
+    sigqueue(job->w->pid, SIGUSR1, v);
+}
+
+/* job has started on its worker (its worker was idle, or the previous attempt's done was
+ * read): its deadline counts from now; a cancel that reached it while it was queued
+ * becomes a running attempt's cancel, in case the worker started it before the skip came. */
+static void job_started(runner *r, runner_job *job)
+{
+    int64_t now = mono_ms();
+    job->deadline = job->timeout_ms > 0 ? now + job->timeout_ms : 0;
+    json_decref(job->msg);
+    job->msg = NULL;
+    if (job->stopping != STOP_NONE) {
+        signal_cancel(job);
+        job->term_at = now + r->o.grace_ms / 2;
+        job->kill_at = now + r->o.grace_ms;
+    }
+}
+
+/* The first attempt queued on w becomes its running one. */
+static void promote(runner *r, worker *w)
+{
+    runner_job *next = w->q_first;
+    if (next == NULL)
+        return;
+    w->q_first = next->next;
+    if (w->q_first == NULL)
+        w->q_last = NULL;
+    w->nq--;
+    next->next = NULL;
+    w->job = next;
+    job_started(r, next);
+}
+
+/* Settles an attempt that never started (out borrowed) and frees it. */
+static void settle_unstarted(runner *r, runner_job *job, const struct outcome *out)
+{
+    r->ev.done(r->ud, job, out);
+    json_decref(job->msg);
+    free(job);
+}
+
 /* Settles w's attempt. stderr_empty: the worker's done said its stderr pipe held nothing
  * (everything it wrote was read already), which saves a read per attempt. */
 static void finish(runner *r, worker *w, struct outcome *out, int stderr_empty)
@@ -333,8 +408,10 @@ static void finish(runner *r, worker *w, struct outcome *out, int stderr_empty)
     }
     w->job = NULL;
     w->jobs_done++;
-    /* The worker is free before the host hears of the end: the done callback may hand it
-     * the next attempt at once (unless it is to be retired). */
+    /* The next attempt queued on the worker has started (the worker runs them back to back);
+     * a worker with none is free before the host hears of the end: the done callback may
+     * hand it the next attempt at once (unless it is to be retired). */
+    promote(r, w);
     r->ev.done(r->ud, job, out);
     free(job);
 }
@@ -386,12 +463,47 @@ static void stopped_outcome(const runner_job *job, struct outcome *out, char *bu
     }
 }
 
+static worker *pick(runner *r, int nested);
+static void send_job(runner *r, worker *w, runner_job *job);
+
+/* Attempts that were queued on a worker that is gone, and never started: each goes to another
+ * worker, or ends as it was being stopped when it had been cancelled meanwhile. */
+static void redispatch(runner *r, runner_job *queue)
+{
+    while (queue) {
+        runner_job *job = queue;
+        queue = job->next;
+        job->next = NULL;
+        char buf[128];
+        struct outcome out = {.kind = OUTCOME_CRASHED, .stop = STOP_WORKER_DIED,
+                              .code = "crashed", .message = "no worker could be started"};
+        if (job->stopping != STOP_NONE) {
+            stopped_outcome(job, &out, buf, sizeof(buf));
+            settle_unstarted(r, job, &out);
+            continue;
+        }
+        worker *w = pick(r, job->nested);
+        if (w == NULL)
+            w = spawn(r); /* the slot of the worker that died */
+        if (w == NULL) {
+            settle_unstarted(r, job, &out);
+            continue;
+        }
+        send_job(r, w, job);
+    }
+}
+
 /* A worker died (or broke the protocol: why says how): settle its job and remove it. */
 static void worker_died(runner *r, worker *w, const char *why)
 {
     if (w->dead)
         return;
     w->dead = 1;
+    /* The attempts queued behind the running one never started: they go to another worker
+     * once this one is gone, unseen by the host. */
+    runner_job *queue = w->q_first;
+    w->q_first = w->q_last = NULL;
+    w->nq = 0;
     kill_groups(w, SIGKILL);
     int status = 0;
     pid_t got;
@@ -430,11 +542,56 @@ static void worker_died(runner *r, worker *w, const char *why)
         }
     }
     free(w);
+    redispatch(r, queue);
 }
 
-static void handle_done(runner *r, worker *w, const struct proto_done *m)
+static worker *find_serial(const runner *r, uint64_t serial);
+
+/* A skip's answer: the queued attempt m->id never started. Returns -1 when no attempt that
+ * was being cancelled is queued under that id. */
+static int handle_skipped(runner *r, worker *w, const struct proto_done *m)
 {
     runner_job *job = w->job;
+    if (job && job->id == m->id) {
+        /* The runner took it for started (the done before it was read first). */
+        if (job->stopping == STOP_NONE)
+            return -1;
+        w->job = NULL;
+        promote(r, w);
+    } else {
+        runner_job **at = &w->q_first, *prev = NULL;
+        while (*at && (*at)->id != m->id) {
+            prev = *at;
+            at = &(*at)->next;
+        }
+        job = *at;
+        if (job == NULL || job->stopping == STOP_NONE)
+            return -1;
+        *at = job->next;
+        if (w->q_last == job)
+            w->q_last = prev;
+        w->nq--;
+        job->next = NULL;
+    }
+    char buf[128];
+    struct outcome out = {0};
+    stopped_outcome(job, &out, buf, sizeof(buf));
+    snprintf(buf, sizeof(buf), "%s before it started",
+             job->stopping == STOP_SHUTDOWN ? "interrupted by host shutdown" : "cancelled");
+    uint64_t serial = w->serial;
+    settle_unstarted(r, job, &out);
+    if (find_serial(r, serial) == w && w->leaving && w->job == NULL)
+        retire(r, w);
+    return 0;
+}
+
+static int handle_done(runner *r, worker *w, const struct proto_done *m)
+{
+    if (m->skipped)
+        return handle_skipped(r, w, m);
+    runner_job *job = w->job;
+    if (m->id != job->id)
+        return -1; /* a worker runs its attempts in the order they were sent */
     struct outcome out = {.kind = m->kind,
                           .stop = STOP_NONE,
                           .code = m->code,
@@ -451,12 +608,16 @@ static void handle_done(runner *r, worker *w, const struct proto_done *m)
         stopped_outcome(job, &out, buf, sizeof(buf));
     /* A worker we started to stop, an old one, or one past its quota is replaced; it takes
      * no new attempt from the done callback. */
-    int leaving = job->stopping != STOP_NONE || m->retire || w->generation != r->generation ||
-                  w->jobs_done + 1 >= r->o.max_jobs;
+    int leaving = w->leaving || job->stopping != STOP_NONE || m->retire ||
+                  w->generation != r->generation || w->jobs_done + 1 >= r->o.max_jobs;
     w->leaving = leaving;
+    uint64_t serial = w->serial;
     finish(r, w, &out, m->stderr_drained);
-    if (leaving) /* (else w may be gone: the done callback may have started it again) */
+    /* A worker leaves once the attempts queued on it are done; it takes no new ones. (One
+     * that stays may be gone: the done callback may have started it again and it died.) */
+    if (leaving && find_serial(r, serial) == w && w->job == NULL)
         retire(r, w);
+    return 0;
 }
 
 /* The answer to a request nobody on this host serves. */
@@ -481,7 +642,11 @@ static int handle_message(runner *r, worker *w, const json_t *msg, char *err, si
     case PROTO_DONE:
         if (proto_parse_done(msg, &m.done, err, errlen) != 0)
             return -1;
-        handle_done(r, w, &m.done);
+        if (handle_done(r, w, &m.done) != 0) {
+            snprintf(err, errlen, "a done for attempt %lld, which %s",
+                     (long long)m.done.id, m.done.skipped ? "was not skipped" : "is not running");
+            return -1;
+        }
         return 0;
     case PROTO_LOG:
         if (proto_parse_log(msg, &m.log, err, errlen) != 0)
@@ -584,8 +749,17 @@ void runner_process(runner *r)
         worker *w = find_serial(r, serial);
         if (w == NULL)
             continue;
+        if (w->exiting) { /* let go: only its end matters */
+            if (kind == EV_PIDFD)
+                retire_now(r, w, 0);
+            continue;
+        }
         if (kind == EV_STDERR) {
-            read_stderr(r, w, 0, 0);
+            /* What the worker said on its socket first: a done written before the next
+             * attempt wrote to stderr moves these lines to that next attempt's trace. */
+            read_worker(r, w);
+            if ((w = find_serial(r, serial)) != NULL)
+                read_stderr(r, w, 0, 0);
             continue;
         }
         read_worker(r, w); /* a dying worker's last messages (a "done") come first */
@@ -594,14 +768,78 @@ void runner_process(runner *r)
     }
 }
 
-static worker *idle_worker(runner *r)
+/* Attempts on w: the running one and those queued behind it. */
+static int load_of(const worker *w)
 {
+    return (w->job != NULL) + w->nq;
+}
+
+/* May w take new attempts at all? */
+static int eligible(const runner *r, const worker *w)
+{
+    return !w->dead && !w->leaving && w->generation == r->generation;
+}
+
+/* How many more attempts w takes: its queue's room, within its quota of attempts. */
+static int room_of(const runner *r, const worker *w)
+{
+    if (!eligible(r, w))
+        return 0;
+    int load = load_of(w);
+    int room = 1 + r->o.pipeline - load, quota = r->o.max_jobs - w->jobs_done - load;
+    room = quota < room ? quota : room;
+    return room > 0 ? room : 0;
+}
+
+/* Workers that hold a slot of max_workers: busy ones, and idle ones that may take work. */
+static int occupied(const runner *r)
+{
+    int n = 0;
+    for (size_t i = 0; i < r->n_workers; i++)
+        n += load_of(r->workers[i]) > 0 || eligible(r, r->workers[i]);
+    return n;
+}
+
+/*
+ * The worker for a new attempt: an idle one; else a new one while fewer than max_workers
+ * hold a slot (for a nested call, always); else (not for a nested call, which never waits
+ * behind another attempt) the one with the shortest queue that has room. NULL: none.
+ */
+static worker *pick(runner *r, int nested)
+{
+    worker *best = NULL;
     for (size_t i = 0; i < r->n_workers; i++) {
         worker *w = r->workers[i];
-        if (w->job == NULL && !w->dead && !w->leaving && w->generation == r->generation)
+        int room = room_of(r, w);
+        if (room > 0 && load_of(w) == 0)
             return w;
+        if (room > 0 && (best == NULL || load_of(w) < load_of(best)))
+            best = w;
     }
-    return NULL;
+    if (nested || occupied(r) < r->o.max_workers)
+        return spawn(r);
+    return best;
+}
+
+/* Writes job's run message to w: it runs at once if w is idle, else after those queued. */
+static void send_job(runner *r, worker *w, runner_job *job)
+{
+    job->w = w;
+    if (w->job == NULL) {
+        w->job = job;
+    } else {
+        if (w->q_last)
+            w->q_last->next = job;
+        else
+            w->q_first = job;
+        w->q_last = job;
+        w->nq++;
+    }
+    int sent = job->msg ? proto_send(w->sock, job->msg) : -1;
+    if (w->job == job)
+        job_started(r, job);
+    if (sent != 0)
+        worker_died(r, w, "worker was gone before the attempt started");
 }
 
 int runner_busy(const runner *r)
@@ -614,8 +852,12 @@ int runner_busy(const runner *r)
 
 int runner_free_slots(const runner *r)
 {
-    int free_slots = r->o.max_workers - runner_busy(r);
-    return free_slots > 0 ? free_slots : 0;
+    int slots = 0;
+    for (size_t i = 0; i < r->n_workers; i++)
+        slots += room_of(r, r->workers[i]);
+    int fresh = r->o.max_workers - occupied(r);
+    int per_worker = 1 + r->o.pipeline < r->o.max_jobs ? 1 + r->o.pipeline : r->o.max_jobs;
+    return slots + (fresh > 0 ? fresh * per_worker : 0);
 }
 
 runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, int nested)
@@ -625,26 +867,21 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
     int room = nested ? runner_busy(r) < 4 * r->o.max_workers : runner_free_slots(r) > 0;
     if (!room)
         return NULL;
-    worker *w = idle_worker(r);
-    if (w == NULL)
-        w = spawn(r);
+    worker *w = pick(r, nested);
     if (w == NULL)
         return NULL;
     runner_job *job = calloc(1, sizeof(*job));
     job->id = r->next_id++;
     job->tag = tag;
-    job->w = w;
+    job->nested = nested;
     job->timeout_ms = spec->timeout_ms;
-    job->deadline = spec->timeout_ms > 0 ? mono_ms() + spec->timeout_ms : 0;
+    /* The worker counts the deadline from its start (timeout_ms); "deadline" is for a
+     * worker that starts it at once. */
     struct proto_run run = {.id = job->id,
                             .deadline_ms = spec->timeout_ms > 0 ? now_ms() + spec->timeout_ms : 0,
                             .spec = *spec};
-    json_t *msg = proto_build_run(&run);
-    w->job = job;
-    int sent = msg ? proto_send(w->sock, msg) : -1;
-    json_decref(msg);
-    if (sent != 0)
-        worker_died(r, w, "worker was gone before the attempt started");
+    job->msg = proto_build_run(&run);
+    send_job(r, w, job);
     return job;
 }
 
@@ -663,6 +900,11 @@ pid_t runner_job_pid(const runner_job *job)
     return job->w ? job->w->pid : 0;
 }
 
+int runner_job_queued(const runner_job *job)
+{
+    return job->w != NULL && job->w->job != job;
+}
+
 void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply)
 {
     (void)r;
@@ -678,13 +920,23 @@ static void begin_stop(runner_job *job, enum outcome_stop why, int grace_ms)
     if (job->stopping)
         return;
     job->stopping = why;
+    if (job->w->job != job) {
+        /* Still queued: the worker drops it before it would start and says so; if it
+         * started it meanwhile, job_started() cancels it as a running one. */
+        struct proto_skip skip = {.id = job->id};
+        json_t *msg = proto_build_skip(&skip);
+        if (msg)
+            proto_send(job->w->sock, msg);
+        json_decref(msg);
+        return;
+    }
     int64_t now = mono_ms();
     if (why == STOP_DEADLINE) {
         kill_groups(job->w, SIGTERM);
         job->term_at = 0;
         job->kill_at = now + grace_ms;
     } else {
-        kill(job->w->pid, SIGUSR1);
+        signal_cancel(job);
         job->term_at = now + grace_ms / 2;
         job->kill_at = now + grace_ms;
     }
@@ -706,7 +958,7 @@ void runner_recycle(runner *r)
     /* Idle workers go now; busy ones after their attempt (handle_done). */
     for (size_t i = r->n_workers; i-- > 0;) {
         worker *w = r->workers[i];
-        if (w->job == NULL)
+        if (w->job == NULL && !w->exiting)
             retire(r, w);
     }
 }
@@ -729,11 +981,17 @@ void runner_tick(runner *r)
             job->kill_at = 0;
         }
     }
+    /* Workers let go whose fini() ran out of time are killed. */
+    for (size_t i = r->n_workers; i-- > 0;)
+        if (r->workers[i]->exiting && now >= r->workers[i]->exiting)
+            retire_now(r, r->workers[i], 0);
     /* Keep a few idle workers ready so an attempt never waits for a fork. */
-    int idle = 0;
-    for (size_t i = 0; i < r->n_workers; i++)
-        idle += r->workers[i]->job == NULL && r->workers[i]->generation == r->generation;
-    int room = r->o.max_workers - (int)r->n_workers;
+    int idle = 0, leaving = 0;
+    for (size_t i = 0; i < r->n_workers; i++) {
+        idle += r->workers[i]->job == NULL && eligible(r, r->workers[i]);
+        leaving += r->workers[i]->exiting != 0;
+    }
+    int room = r->o.max_workers - ((int)r->n_workers - leaving);
     for (int k = idle; k < r->o.prefork && room > 0; k++, room--)
         spawn(r);
 }
@@ -743,6 +1001,9 @@ int runner_timeout_ms(const runner *r)
     int64_t now = mono_ms(), next = -1;
     for (size_t i = 0; i < r->n_workers; i++) {
         runner_job *job = r->workers[i]->job;
+        int64_t exiting = r->workers[i]->exiting;
+        if (exiting > 0 && (next < 0 || exiting < next))
+            next = exiting;
         if (job == NULL)
             continue;
         int64_t t[3] = {job->stopping ? 0 : job->deadline, job->term_at, job->kill_at};
@@ -759,13 +1020,20 @@ void runner_free(runner *r)
 {
     while (r->n_workers > 0) {
         worker *w = r->workers[r->n_workers - 1];
+        struct outcome out = {.kind = OUTCOME_CANCELLED, .stop = STOP_SHUTDOWN,
+                              .code = "interrupted", .message = "host stopped"};
+        while (w->q_first) { /* queued: never started */
+            runner_job *job = w->q_first;
+            w->q_first = job->next;
+            w->nq--;
+            settle_unstarted(r, job, &out);
+        }
+        w->q_last = NULL;
         if (w->job) {
-            struct outcome out = {.kind = OUTCOME_CANCELLED, .stop = STOP_SHUTDOWN,
-                                  .code = "interrupted", .message = "host stopped"};
             kill_groups(w, SIGKILL);
             finish(r, w, &out, 0);
         }
-        retire(r, w);
+        retire_now(r, w, 1);
     }
     free(r->workers);
     close(r->epfd);

@@ -1,6 +1,7 @@
 /*
  * The runner owns worker processes: it forks them (each in its own process group), hands
- * them attempts, enforces deadlines (SIGTERM to the group, a grace period, SIGKILL), turns a
+ * them attempts (up to 1 + pipeline per worker: the ones beyond the running one are written
+ * ahead and run back to back, in order; see docs/protocol.md), enforces deadlines (SIGTERM to the group, a grace period, SIGKILL), turns a
  * worker that dies into a CRASHED outcome, and replaces workers after max_jobs attempts or
  * when the plugin registry changes. It is driven by the caller's poll loop: poll
  * runner_fd() for input and call runner_process(); call runner_tick() at least every
@@ -48,7 +49,15 @@ typedef struct runner_opts {
     int max_jobs;        /* attempts per worker before it is replaced */
     int memory_limit_mb; /* per worker; 0 = none */
     int grace_ms;        /* SIGTERM -> SIGKILL */
+    /*
+     * Attempts a worker may hold queued behind the one it runs (0: the default,
+     * RUNNER_PIPELINE; negative: none). Their run messages are written ahead; the worker runs
+     * them in order, back to back. runner_free_slots() counts them.
+     */
+    int pipeline;
 } runner_opts;
+
+#define RUNNER_PIPELINE 32
 
 runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud);
 /* Stops every worker (SIGKILL to each group) and frees the runner. */
@@ -63,28 +72,34 @@ void runner_tick(runner *r);
 /* Milliseconds until runner_tick() next has work (-1: nothing pending). */
 int runner_timeout_ms(const runner *r);
 
-/* Free capacity: how many more attempts runner_start() accepts now. */
+/* Free capacity: how many more attempts runner_start() accepts now (queued ones included). */
 int runner_free_slots(const runner *r);
-/* Attempts running now. */
+/* Attempts running now (not those queued behind them). */
 int runner_busy(const runner *r);
 
 /*
- * Starts an attempt (spec borrowed: the run message is written before this returns).
- * tag is the caller's, returned by runner_job_tag(). nested: a call made by a running
- * attempt, allowed past max_workers (up to 4x) so that a parent waiting on its callee cannot
- * deadlock the pool. Returns the job, or NULL when there is no free slot.
+ * Starts an attempt (spec borrowed: the run message is written before this returns) on an
+ * idle worker, a new one (up to max_workers), or else behind the shortest queue; its deadline
+ * counts from when it really starts. tag is the caller's, returned by runner_job_tag().
+ * nested: a call made by a running attempt, never queued (an idle or a new worker), allowed
+ * past max_workers (up to 4x) so that a parent waiting on its callee cannot deadlock the
+ * pool. Returns the job, or NULL when there is no free slot.
  */
 runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, int nested);
 
 void *runner_job_tag(const runner_job *job);
 int64_t runner_job_id(const runner_job *job);
 pid_t runner_job_pid(const runner_job *job);
+/* 1 while job waits in its worker's queue (not started: a cancel or an interrupt means it
+ * never runs), 0 once it runs. */
+int runner_job_queued(const runner_job *job);
 
 /* Answers a request ("call", "storage") of job. */
 void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply);
 
 /*
- * Cancels a running attempt: SIGUSR1 now (ferry_cancelled() turns true), SIGTERM to its
+ * Cancels an attempt. One still queued behind another never starts (outcome CANCELLED, stop
+ * STOP_CANCEL). A running one: SIGUSR1 now (ferry_cancelled() turns true), SIGTERM to its
  * process group after half the grace period, SIGKILL after the grace period. The outcome is
  * CANCELLED (stop STOP_CANCEL) unless the function finished first.
  */

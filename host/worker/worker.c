@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "descriptor.h"
@@ -57,6 +58,11 @@ static proto_reader inbox;
 /* The attempt running now, for the exit report (report_exit): its socket (-1: none) and id. */
 static int running_sock = -1;
 static int64_t running_id;
+/* The running attempt's id as SIGUSR1's handler compares it (0 between attempts). */
+static volatile sig_atomic_t cancel_id;
+/* Run messages the host sent ahead (pipelining), oldest first, not started yet. */
+static json_t **queued;
+static size_t n_queued, cap_queued;
 static int running_loading; /* 1 while the plugin is loaded (its init() runs), 0 in run() */
 static pid_t worker_pid; /* a process the plugin forked shares running_sock: it stays quiet */
 /* The worker's own copy of its stderr pipe, kept whatever a plugin does with fd 2: how many
@@ -72,10 +78,25 @@ static int stderr_pending(void)
     return n;
 }
 
-static void on_sigusr1(int sig)
+/* A cancel the runner sent with sigqueue() names its attempt: one that crossed its attempt's
+ * end (the worker already runs the next one) is ignored. A plain kill() cancels whatever runs. */
+/* Waits until the host has read everything written to the worker's stderr (it reads the
+ * pipe as it fills), for about a second at most; costs one ioctl when the attempt wrote
+ * nothing. */
+static void wait_stderr_read(void)
+{
+    for (int n = 0; n < 1100 && stderr_pending() > 0; n++) {
+        struct timespec ts = {0, n < 100 ? 20000 : 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void on_sigusr1(int sig, siginfo_t *si, void *uc)
 {
     (void)sig;
-    cancel_flag = 1;
+    (void)uc;
+    if (si == NULL || si->si_code != SI_QUEUE || si->si_value.sival_int == cancel_id)
+        cancel_flag = 1;
 }
 
 const char *worker_code_name(ferry_result code)
@@ -98,12 +119,76 @@ static worker_ctx *priv(ferry_ctx *ctx)
     return (worker_ctx *)ctx;
 }
 
+static void __attribute__((noreturn)) unload_and_exit(void);
+
 /* Sends msg (taken; NULL when building it failed) to the host. Returns proto_send()'s. */
 static int send_msg(int sock, json_t *msg)
 {
     int rc = msg ? proto_send(sock, msg) : -1;
     json_decref(msg);
     return rc;
+}
+
+/* --- what the host sends ahead --------------------------------------------------------- */
+
+/*
+ * Keeps a run message (taken) for later, or applies a skip (taken): a queued attempt it names
+ * is dropped and the host told so; a skip of the running attempt (seen while it waits for a
+ * reply) cancels it; any other is late and ignored. Returns 1 when msg was one of those.
+ */
+static int take_input(int sock, json_t *msg)
+{
+    enum proto_op op = proto_op_of(msg);
+    if (op == PROTO_RUN) {
+        if (n_queued == cap_queued) {
+            cap_queued = cap_queued ? cap_queued * 2 : 16;
+            queued = realloc(queued, cap_queued * sizeof(*queued));
+        }
+        queued[n_queued++] = msg;
+        return 1;
+    }
+    if (op != PROTO_SKIP)
+        return 0;
+    struct proto_skip skip;
+    if (proto_parse_skip(msg, &skip, NULL, 0) == 0) {
+        for (size_t i = 0; i < n_queued; i++) {
+            struct proto_run run;
+            if (proto_parse_run(queued[i], &run, NULL, 0) != 0 || run.id != skip.id)
+                continue;
+            json_decref(queued[i]);
+            memmove(queued + i, queued + i + 1, (n_queued - i - 1) * sizeof(*queued));
+            n_queued--;
+            struct proto_done done = {.id = skip.id, .kind = OUTCOME_FAIL, .skipped = 1};
+            send_msg(sock, proto_build_done(&done));
+            break;
+        }
+        if (running_sock >= 0 && skip.id == running_id)
+            cancel_flag = 1;
+    }
+    json_decref(msg);
+    return 1;
+}
+
+/*
+ * Reads everything the host has written so far without waiting (wait: unless nothing is
+ * queued, then until something is). Ends the worker when the host closed the socket.
+ */
+static void read_input(int sock, int wait)
+{
+    for (;;) {
+        int broken = 0;
+        json_t *msg = proto_next(&inbox, &broken);
+        if (msg == NULL && !broken) {
+            int avail = 0;
+            if (!(wait && n_queued == 0) && (ioctl(sock, FIONREAD, &avail) != 0 || avail <= 0))
+                return;
+            msg = proto_read(&inbox, sock);
+        }
+        if (msg == NULL)
+            unload_and_exit(); /* the host closed our socket (or broke the protocol): go */
+        if (!take_input(sock, msg))
+            json_decref(msg); /* only a run starts anything */
+    }
 }
 
 /* --- services ----------------------------------------------------------------------- */
@@ -199,7 +284,9 @@ static json_t *request(worker_ctx *w, json_t *msg, struct proto_reply *reply)
     }
     if (sent != 0)
         _exit(0); /* the host is gone: nothing left to report to */
-    json_t *answer = proto_read(&inbox, w->sock);
+    json_t *answer;
+    while ((answer = proto_read(&inbox, w->sock)) != NULL && take_input(w->sock, answer))
+        ; /* runs sent ahead and skips are kept for later */
     char err[256];
     if (answer == NULL || proto_parse_reply(answer, reply, err, sizeof(err)) != 0)
         _exit(0);
@@ -489,6 +576,9 @@ static json_t *run_one(int sock, const json_t *msg)
     char reason[600] = "";
     int changed = 0;
     int parsed = proto_parse_run(msg, &w.run, reason, sizeof(reason)) == 0;
+    /* Sent ahead, it may start later than the host wrote it: its time counts from now. */
+    if (parsed && w.run.spec.timeout_ms > 0)
+        w.run.deadline_ms = now_ms() + w.run.spec.timeout_ms;
     const struct attempt_spec *spec = &w.run.spec;
     json_t *params = spec->params ? (json_t *)spec->params : NULL, *empty = NULL;
     if (params == NULL)
@@ -497,6 +587,8 @@ static json_t *run_one(int sock, const json_t *msg)
     ferry_result code = FERRY_FAIL;
     int unavailable = 0; /* the worker's own outcome, which no function can return */
     json_t *result = NULL;
+    cancel_flag = 0;
+    cancel_id = (sig_atomic_t)w.run.id;
     running_sock = sock;
     running_id = w.run.id;
     running_loading = 1;
@@ -513,7 +605,6 @@ static json_t *run_one(int sock, const json_t *msg)
         svc_set_error(&w.pub, "unavailable", "plugin %s has no function %s", spec->plugin,
                       spec->function);
     } else {
-        cancel_flag = 0;
         code = run_with_hooks(&w, fn, params, &result);
         int leftovers = reap_worker_sweep();
         if (leftovers > 0)
@@ -530,7 +621,11 @@ static json_t *run_one(int sock, const json_t *msg)
                           spec->function, worker_code_name(code));
     }
     running_sock = -1;
+    cancel_id = 0;
     json_decref(empty);
+    /* The host reads this attempt's stderr to the end before it hears of the end (and
+     * before the next attempt can write any), so every line lands in its own trace. */
+    wait_stderr_read();
     struct proto_done done = {.id = w.run.id,
                               .kind = unavailable ? OUTCOME_UNAVAILABLE
                                                   : (enum outcome_kind)proto_kind_of(
@@ -629,7 +724,7 @@ void worker_main(int sock, const worker_opts *opts)
     reap_worker_init(); /* also SIGTERM's handler */
     signal(SIGHUP, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
-    struct sigaction sa = {.sa_handler = on_sigusr1};
+    struct sigaction sa = {.sa_sigaction = on_sigusr1, .sa_flags = SA_SIGINFO};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
     sigset_t none;
@@ -645,13 +740,12 @@ void worker_main(int sock, const worker_opts *opts)
     }
 #endif
     for (;;) {
-        json_t *msg = proto_read(&inbox, sock);
-        if (msg == NULL)
-            unload_and_exit(); /* the host closed our socket: time to go */
-        if (proto_op_of(msg) != PROTO_RUN) { /* only a run starts anything */
-            json_decref(msg);
-            continue;
-        }
+        /* Everything the host wrote so far is read before each start: a skip sent for a
+         * queued attempt is applied before that attempt could begin. */
+        read_input(sock, 1);
+        json_t *msg = queued[0];
+        memmove(queued, queued + 1, (n_queued - 1) * sizeof(*queued));
+        n_queued--;
         struct proto_run run;
         int64_t id = proto_parse_run(msg, &run, NULL, 0) == 0 ? run.id : 0;
         json_t *done = run_one(sock, msg);

@@ -110,8 +110,8 @@ static json_t *over_the_wire(json_t *msg)
 static void test_op_table(void **state)
 {
     (void)state;
-    const char *names[] = {"run",    "reply", "log",  "progress", "call",
-                           "storage", "pgroup", "exit", "done",     "probe"};
+    const char *names[] = {"run",     "reply",  "skip", "log",  "progress", "call",
+                           "storage", "pgroup", "exit", "done", "probe"};
     assert_int_equal(PROTO_N_OPS, sizeof(names) / sizeof(names[0]));
     for (int i = 0; i < PROTO_N_OPS; i++) {
         assert_string_equal(proto_op_name((enum proto_op)i), names[i]);
@@ -287,7 +287,8 @@ static void test_worker_messages_round_trip(void **state)
     json_t *result = json_pack("[i,i]", 1, 2);
     struct proto_done done = {.id = 12, .kind = OUTCOME_UNAVAILABLE, .result = result,
                               .code = "unavailable", .message = "no such plugin",
-                              .duration_ms = 33, .retire = 1, .stderr_drained = 1},
+                              .duration_ms = 33, .retire = 1, .stderr_drained = 1,
+                              .skipped = 1},
                       done_out;
     wire = over_the_wire(proto_build_done(&done));
     assert_int_equal(proto_parse_done(wire, &done_out, err, sizeof(err)), 0);
@@ -299,6 +300,12 @@ static void test_worker_messages_round_trip(void **state)
     assert_int_equal(done_out.duration_ms, 33);
     assert_int_equal(done_out.retire, 1);
     assert_int_equal(done_out.stderr_drained, 1);
+    assert_int_equal(done_out.skipped, 1);
+    json_decref(wire);
+    struct proto_skip skip = {.id = 14}, skip_out;
+    wire = over_the_wire(proto_build_skip(&skip));
+    assert_int_equal(proto_parse_skip(wire, &skip_out, err, sizeof(err)), 0);
+    assert_int_equal(skip_out.id, 14);
     json_decref(wire);
     struct proto_done ok = {.id = 13, .kind = OUTCOME_OK};
     wire = over_the_wire(proto_build_done(&ok));
@@ -309,6 +316,7 @@ static void test_worker_messages_round_trip(void **state)
     assert_null(done_out.message);
     assert_int_equal(done_out.retire, 0);
     assert_int_equal(done_out.stderr_drained, 0); /* unknown unless the worker says so */
+    assert_int_equal(done_out.skipped, 0);
     json_decref(wire);
 
     struct proto_probe probe = {.stage = "init", .result = result, .reason = "why"}, probe_out;
@@ -338,6 +346,7 @@ static int parse_as(enum proto_op op, const char *text, char *err, size_t errlen
     case PROTO_PROGRESS: rc = proto_parse_progress(m, &u.progress, err, errlen); break;
     case PROTO_CALL: rc = proto_parse_call(m, &u.call, err, errlen); break;
     case PROTO_STORAGE: rc = proto_parse_storage(m, &u.storage, err, errlen); break;
+    case PROTO_SKIP: rc = proto_parse_skip(m, &u.skip, err, errlen); break;
     case PROTO_PGROUP: rc = proto_parse_pgroup(m, &u.pgroup, err, errlen); break;
     case PROTO_EXIT: rc = proto_parse_exit(m, &u.exit, err, errlen); break;
     case PROTO_DONE: rc = proto_parse_done(m, &u.done, err, errlen); break;
@@ -406,6 +415,10 @@ static void test_hostile_messages_are_refused(void **state)
             "true or false");
     refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"stderr_drained\":1}",
             "true or false");
+    refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"skipped\":\"no\"}",
+            "true or false");
+    refused(PROTO_SKIP, "{\"op\":\"skip\"}", "\"id\" must be");
+    refused(PROTO_SKIP, "{\"op\":\"skip\",\"id\":-1}", "out of range");
     refused(PROTO_DONE, "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"duration_ms\":-5}",
             "out of range");
     refused(PROTO_REPLY, "{\"op\":\"reply\",\"code\":\"UNAVAILABLE\"}", "not an outcome");

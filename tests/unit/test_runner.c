@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "runner.h"
@@ -36,6 +37,10 @@ struct seen {
     runner_job *next; /* started from the done callback */
     struct attempt_spec again;
     int legacy_ops; /* JSON messages seen by the compatibility callbacks */
+    /* attempts tagged 1..63: the order they ended in, and each one's outcome */
+    int order[64], n_order;
+    struct outcome by_tag[64];
+    pid_t pid_by_tag[64];
 };
 
 static void on_log(void *ud, runner_job *job, const struct proto_log *m)
@@ -57,6 +62,14 @@ static void on_done(void *ud, runner_job *job, const struct outcome *out)
     json_decref(s->result);
     s->result = out->result ? json_deep_copy(out->result) : NULL;
     s->pid = runner_job_pid(job);
+    intptr_t tag = (intptr_t)runner_job_tag(job);
+    if (tag > 0 && tag < 64) {
+        s->order[s->n_order++] = (int)tag;
+        s->by_tag[tag] = *out;
+        s->by_tag[tag].code = s->by_tag[tag].message = NULL; /* borrowed: not kept */
+        s->by_tag[tag].result = NULL;
+        s->pid_by_tag[tag] = runner_job_pid(job);
+    }
     if (s->again.plugin && s->next == NULL) { /* the worker is free: hand it the next one */
         s->next = runner_start(s->r, &s->again, NULL, 0);
         if (s->next)
@@ -123,7 +136,11 @@ static void test_next_attempt_from_done(void **state)
 {
     (void)state;
     struct seen s;
-    start(&s, 1);
+    memset(&s, 0, sizeof(s));
+    /* (no pipelining: one slot per worker, the old meaning of a slot) */
+    runner_opts o1 = {.max_workers = 1, .max_jobs = 100, .grace_ms = 400, .pipeline = -1};
+    runner_events ev1 = {.log = on_log, .done = on_done};
+    s.r = runner_create(&o1, &ev1, &s);
     json_t *params = json_pack("{s:s,s:s}", "message", "first", "level", "info");
     json_t *params2 = json_pack("{s:s,s:s}", "message", "second", "level", "info");
     struct attempt_spec spec = {.plugin = core_so, .function = "log_message", .params = params};
@@ -236,6 +253,169 @@ static void test_stops(void **state)
     finish(&s);
 }
 
+/* --- pipelining: attempts queued on a busy worker ------------------------------------------ */
+
+static runner *start_piped(struct seen *s, int max_workers, int pipeline)
+{
+    memset(s, 0, sizeof(*s));
+    runner_opts o = {.max_workers = max_workers, .max_jobs = 100, .grace_ms = 400,
+                     .pipeline = pipeline};
+    runner_events ev = {.log = on_log, .done = on_done};
+    s->r = runner_create(&o, &ev, s);
+    return s->r;
+}
+
+/* An attempt logging text, after a pre_hook (NULL: none) on the local machine. */
+static runner_job *start_logging(struct seen *s, const char *text, const char *pre_hook,
+                                 int64_t timeout_ms, intptr_t tag, int nested)
+{
+    json_t *params = json_pack("{s:s,s:s}", "message", text, "level", "info");
+    json_t *machine = json_pack("{s:b}", "local", 1);
+    struct attempt_spec spec = {.plugin = core_so, .function = "log_message", .params = params,
+                                .machine = machine, .pre_hook = pre_hook,
+                                .timeout_ms = timeout_ms, .depth = nested};
+    runner_job *job = runner_start(s->r, &spec, (void *)tag, nested);
+    json_decref(params);
+    json_decref(machine);
+    return job;
+}
+
+static int count_in(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Slots count the queue; attempts queued on one worker run on it, in order, each once. */
+static void test_queued_attempts_run_in_order(void **state)
+{
+    (void)state;
+    struct seen s;
+    start_piped(&s, 1, 4);
+    assert_int_equal(runner_free_slots(s.r), 5);
+    runner_job *jobs[5];
+    char text[5][16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(text[i], sizeof(text[i]), "queued-%d", i + 1);
+        jobs[i] = start_logging(&s, text[i], NULL, 10000, i + 1, 0);
+        assert_non_null(jobs[i]);
+        assert_int_equal(runner_job_pid(jobs[i]), runner_job_pid(jobs[0]));
+    }
+    assert_int_equal(runner_free_slots(s.r), 0);
+    assert_null(start_logging(&s, "one too many", NULL, 0, 0, 0));
+    assert_int_equal(runner_busy(s.r), 1); /* one runs, four wait */
+    assert_int_equal(runner_job_queued(jobs[0]), 0);
+    for (int i = 1; i < 5; i++)
+        assert_int_equal(runner_job_queued(jobs[i]), 1);
+    wait_done(&s, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(s.order[i], i + 1);
+        assert_int_equal(s.by_tag[i + 1].kind, OUTCOME_OK);
+        assert_int_equal(count_in(s.logs, text[i]), 1);
+    }
+    assert_true(strstr(s.logs, "queued-1") < strstr(s.logs, "queued-5"));
+    assert_int_equal(runner_free_slots(s.r), 5);
+    finish(&s);
+}
+
+/* A queued attempt that is cancelled never runs; the ones behind it still do. */
+static void test_cancel_queued_never_runs(void **state)
+{
+    (void)state;
+    struct seen s;
+    start_piped(&s, 1, 4);
+    assert_non_null(start_logging(&s, "slow-one", "sleep 0.5", 0, 1, 0));
+    runner_job *b = start_logging(&s, "never-runs", NULL, 0, 2, 0);
+    runner_job *i = start_logging(&s, "never-either", NULL, 0, 3, 0);
+    assert_non_null(start_logging(&s, "after-them", NULL, 0, 4, 0));
+    runner_cancel(s.r, b);
+    runner_interrupt(s.r, i);
+    wait_done(&s, 4);
+    assert_int_equal(s.by_tag[1].kind, OUTCOME_OK);
+    assert_int_equal(s.by_tag[2].kind, OUTCOME_CANCELLED);
+    assert_int_equal(s.by_tag[2].stop, STOP_CANCEL);
+    assert_int_equal(s.by_tag[3].kind, OUTCOME_CANCELLED);
+    assert_int_equal(s.by_tag[3].stop, STOP_SHUTDOWN);
+    assert_int_equal(s.by_tag[4].kind, OUTCOME_OK);
+    assert_null(strstr(s.logs, "never-runs"));
+    assert_null(strstr(s.logs, "never-either"));
+    assert_non_null(strstr(s.logs, "after-them"));
+    /* the worker was not retired for it: the last one ran on the first one's worker */
+    assert_int_equal(s.pid_by_tag[4], s.pid_by_tag[1]);
+    finish(&s);
+}
+
+/* The running attempt's worker dies: it is CRASHED, the ones queued behind it (which never
+ * started) run on another worker, each once, and none is reported crashed. */
+static void test_crash_redispatches_queued(void **state)
+{
+    (void)state;
+    struct seen s;
+    start_piped(&s, 1, 4);
+    runner_job *a = start_logging(&s, "dies", "sleep 5", 0, 1, 0);
+    assert_non_null(a);
+    assert_non_null(start_logging(&s, "moved-2", NULL, 0, 2, 0));
+    assert_non_null(start_logging(&s, "moved-3", NULL, 0, 3, 0));
+    pid_t first = runner_job_pid(a);
+    usleep(200 * 1000);
+    kill(first, SIGKILL);
+    wait_done(&s, 3);
+    assert_int_equal(s.order[0], 1);
+    assert_int_equal(s.by_tag[1].kind, OUTCOME_CRASHED);
+    assert_int_equal(s.by_tag[1].stop, STOP_WORKER_DIED);
+    for (int t = 2; t <= 3; t++) {
+        assert_int_equal(s.by_tag[t].kind, OUTCOME_OK);
+        assert_true(s.pid_by_tag[t] != first);
+    }
+    assert_int_equal(count_in(s.logs, "moved-2"), 1);
+    assert_int_equal(count_in(s.logs, "moved-3"), 1);
+    assert_int_equal(s.order[1], 2);
+    assert_int_equal(s.order[2], 3);
+    finish(&s);
+}
+
+/* A queued attempt's deadline counts from its real start, not from while it waited. */
+static void test_deadline_from_real_start(void **state)
+{
+    (void)state;
+    struct seen s;
+    start_piped(&s, 1, 4);
+    assert_non_null(start_logging(&s, "slow", "sleep 0.7", 0, 1, 0));
+    assert_non_null(start_logging(&s, "quick-after-wait", NULL, 400, 2, 0));
+    assert_non_null(start_logging(&s, "slow-itself", "sleep 5", 400, 3, 0));
+    wait_done(&s, 3);
+    assert_int_equal(s.by_tag[1].kind, OUTCOME_OK);
+    assert_int_equal(s.by_tag[2].kind, OUTCOME_OK); /* waited 700 ms of its 400: fine */
+    assert_non_null(strstr(s.logs, "quick-after-wait"));
+    assert_int_equal(s.by_tag[3].kind, OUTCOME_TIMEOUT);
+    assert_int_equal(s.by_tag[3].stop, STOP_DEADLINE);
+    finish(&s);
+}
+
+/* A nested call never waits behind a queue: with every queue full it gets a worker of its own
+ * and ends while its parent's worker is still busy. */
+static void test_nested_with_queues_full(void **state)
+{
+    (void)state;
+    struct seen s;
+    start_piped(&s, 1, 2);
+    runner_job *parent = start_logging(&s, "parent", "sleep 0.8", 0, 1, 0);
+    assert_non_null(start_logging(&s, "queued-a", NULL, 0, 2, 0));
+    assert_non_null(start_logging(&s, "queued-b", NULL, 0, 3, 0));
+    assert_int_equal(runner_free_slots(s.r), 0);
+    runner_job *callee = start_logging(&s, "callee", NULL, 0, 4, 1);
+    assert_non_null(callee);
+    assert_true(runner_job_pid(callee) != runner_job_pid(parent));
+    wait_done(&s, 4);
+    assert_int_equal(s.order[0], 4); /* the callee did not wait for the parent's queue */
+    assert_int_equal(s.by_tag[4].kind, OUTCOME_OK);
+    for (int t = 1; t <= 3; t++)
+        assert_int_equal(s.by_tag[t].kind, OUTCOME_OK);
+    finish(&s);
+}
+
 /* --- the JSON compatibility wrappers --------------------------------------------------- */
 
 static void legacy_message(void *ud, runner_job *job, const json_t *msg)
@@ -284,8 +464,55 @@ static void test_json_wrappers(void **state)
     runner_free(s.r);
 }
 
+/* A hostile worker (this binary with TEST_RUNNER_FORGE set): it answers its first run with a
+ * done the runner must refuse, "skipped" (a skip it never got) or "wrong_id" (not the
+ * attempt running), then waits for the host to end it. */
+static void __attribute__((noreturn)) forging_worker(const char *how)
+{
+    proto_reader rd = {0};
+    json_t *msg = proto_read(&rd, WORKER_FD);
+    struct proto_run run;
+    if (msg == NULL || proto_parse_run(msg, &run, NULL, 0) != 0)
+        _exit(1);
+    struct proto_done done = {.id = run.id, .kind = OUTCOME_OK};
+    if (strcmp(how, "skipped") == 0)
+        done.skipped = 1;
+    else
+        done.id = run.id + 1000;
+    json_t *out = proto_build_done(&done);
+    proto_send(WORKER_FD, out);
+    json_decref(out);
+    json_decref(msg);
+    while ((msg = proto_read(&rd, WORKER_FD)) != NULL)
+        json_decref(msg);
+    _exit(0);
+}
+
+/* A done the runner never asked for breaks the protocol: the attempt is CRASHED. */
+static void test_forged_done_is_refused(void **state)
+{
+    (void)state;
+    const char *hows[] = {"skipped", "wrong_id"};
+    const char *reasons[] = {"which was not skipped", "which is not running"};
+    for (int k = 0; k < 2; k++) {
+        setenv("TEST_RUNNER_FORGE", hows[k], 1);
+        struct seen s;
+        start_piped(&s, 1, 4);
+        assert_non_null(start_logging(&s, "forged", NULL, 0, 1, 0));
+        wait_done(&s, 1);
+        unsetenv("TEST_RUNNER_FORGE");
+        assert_int_equal(s.by_tag[1].kind, OUTCOME_CRASHED);
+        assert_int_equal(s.by_tag[1].stop, STOP_PROTOCOL);
+        if (strstr(s.message, reasons[k]) == NULL)
+            fail_msg("%s: \"%s\" lacks \"%s\"", hows[k], s.message, reasons[k]);
+        finish(&s);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0 && getenv("TEST_RUNNER_FORGE"))
+        forging_worker(getenv("TEST_RUNNER_FORGE"));
     if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0)
         worker_process_main(argc, argv);
     const char *root = getenv("FERRY_ROOT"), *build = getenv("BUILD");
@@ -299,6 +526,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_typed_attempt),  cmocka_unit_test(test_next_attempt_from_done),
         cmocka_unit_test(test_hooks_and_hook_dir), cmocka_unit_test(test_stops),
         cmocka_unit_test(test_json_wrappers),
+        cmocka_unit_test(test_queued_attempts_run_in_order),
+        cmocka_unit_test(test_cancel_queued_never_runs),
+        cmocka_unit_test(test_crash_redispatches_queued),
+        cmocka_unit_test(test_deadline_from_real_start),
+        cmocka_unit_test(test_nested_with_queues_full),
+        cmocka_unit_test(test_forged_done_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
