@@ -36,13 +36,6 @@ json_t *exec_on_machine(const json_t *machine, const char *command, const json_t
 /* Non-zero when a machine description or vault says the machine is this one. */
 int exec_machine_is_local(const json_t *machine);
 
-/*
- * Where the old JSON run message (runner_submit) carried the machine's SSH private key inside
- * the machine description; the runner moves it to attempt_spec.ssh_key. TO BE REMOVED with
- * runner_submit().
- */
-#define EXEC_SSH_KEY_MEMBER "_ssh_private_key"
-
 /* --- shared by exec.c and exec_ssh.c ---------------------------------------------------- */
 
 /* What exec_spawn() starts. */

@@ -114,49 +114,4 @@ void runner_interrupt(runner *r, runner_job *job);
 /* Replaces every worker once it is idle (the plugins on disk changed). */
 void runner_recycle(runner *r);
 
-/* --- the JSON interface, kept while callers move to the typed one above ------------------
- * Thin wrappers over the typed interface: messages are built and parsed by proto.c. A
- * runner made with runner_new() reports through runner_callbacks; runner_submit() takes the
- * old run message (hooks in machine._hooks, the key in machine._ssh_private_key).
- * TO BE REMOVED once host/serve and host/cli use the typed interface. */
-
-/* How an attempt ended: enum outcome_kind under its old names. */
-typedef enum outcome_kind runner_status;
-#define RUN_OK          OUTCOME_OK
-#define RUN_RETRY       OUTCOME_RETRY
-#define RUN_FAIL        OUTCOME_FAIL
-#define RUN_INVALID     OUTCOME_INVALID
-#define RUN_TIMEOUT     OUTCOME_TIMEOUT
-#define RUN_CRASHED     OUTCOME_CRASHED
-#define RUN_CANCELLED   OUTCOME_CANCELLED
-#define RUN_UNAVAILABLE OUTCOME_UNAVAILABLE
-
-const char *runner_status_name(runner_status s);
-
-typedef struct runner_outcome {
-    runner_status status;
-    json_t *result;       /* borrowed: the function's result or NULL */
-    const char *err_code; /* NULL on success */
-    const char *err_msg;  /* one line; NULL on success */
-    int64_t duration_ms;
-} runner_outcome;
-
-typedef struct runner_callbacks {
-    /* A log or progress message from the function (msg borrowed). */
-    void (*on_message)(void *ud, runner_job *job, const json_t *msg);
-    /*
-     * A request that needs an answer ("call", "storage"); msg borrowed. Answer now or later
-     * with runner_reply(). May be NULL: every request is then answered with an error.
-     */
-    void (*on_request)(void *ud, runner_job *job, const json_t *msg);
-    /* The attempt ended. The job is freed right after this returns. */
-    void (*on_done)(void *ud, runner_job *job, const runner_outcome *out);
-} runner_callbacks;
-
-runner *runner_new(const runner_opts *opts, const runner_callbacks *cb, void *ud);
-/* msg: the run message without "op"/"id" (taken). */
-runner_job *runner_submit(runner *r, json_t *msg, int64_t timeout_ms, void *tag, int nested);
-/* reply: {"code","result","error":{"code","message"}} or {"vault"} / {"vault":null,"error"}. */
-void runner_reply(runner *r, runner_job *job, const json_t *reply);
-
 #endif

@@ -3,7 +3,7 @@
  * runner starts /proc/self/exe __worker, and main() hands that to the worker), running the
  * core plugin's log_message. Typed events and outcomes, hooks and hook_dir as explicit
  * fields, a worker handed its next attempt from the done callback, deadline and shutdown
- * stops, and the JSON compatibility wrappers (runner_new, runner_submit, runner_reply).
+ * stops.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,7 +36,6 @@ struct seen {
     pid_t pid, next_pid;
     runner_job *next; /* started from the done callback */
     struct attempt_spec again;
-    int legacy_ops; /* JSON messages seen by the compatibility callbacks */
     /* attempts tagged 1..63: the order they ended in, and each one's outcome */
     int order[64], n_order;
     struct outcome by_tag[64];
@@ -416,54 +415,6 @@ static void test_nested_with_queues_full(void **state)
     finish(&s);
 }
 
-/* --- the JSON compatibility wrappers --------------------------------------------------- */
-
-static void legacy_message(void *ud, runner_job *job, const json_t *msg)
-{
-    (void)job;
-    struct seen *s = ud;
-    assert_int_equal(proto_op_of(msg), PROTO_LOG);
-    s->legacy_ops++;
-    size_t len = strlen(s->logs);
-    snprintf(s->logs + len, sizeof(s->logs) - len, "%s\n",
-             json_string_value(json_object_get(msg, "text")));
-}
-
-static void legacy_done(void *ud, runner_job *job, const runner_outcome *out)
-{
-    (void)job;
-    struct seen *s = ud;
-    s->done++;
-    s->out.kind = out->status;
-    snprintf(s->code, sizeof(s->code), "%s", out->err_code ? out->err_code : "");
-}
-
-static void test_json_wrappers(void **state)
-{
-    (void)state;
-    struct seen s;
-    memset(&s, 0, sizeof(s));
-    runner_opts o = {.max_workers = 1, .max_jobs = 10, .grace_ms = 400};
-    runner_callbacks cb = {.on_message = legacy_message, .on_done = legacy_done};
-    s.r = runner_new(&o, &cb, &s);
-    /* The old run message: hooks and the key inside the machine, which the wrapper moves to
-     * their own fields (the hook sees no "_" member of the machine). */
-    /* (params as the host hands them: defaults filled in, "level" among them) */
-    json_t *msg = json_pack("{s:s,s:s,s:{s:s,s:s},s:{},s:{s:b,s:{s:s},s:s},s:i}", "plugin",
-                            core_so, "function", "log_message", "params", "message", "old way",
-                            "level", "info",
-                            "config", "machine", "local", 1, "_hooks", "pre_hook",
-                            "echo pre ran", "_ssh_private_key", "not-a-key", "depth", 0);
-    assert_non_null(runner_submit(s.r, msg, 10000, NULL, 0));
-    wait_done(&s, 1);
-    assert_int_equal(s.out.kind, RUN_OK);
-    assert_non_null(strstr(s.logs, "old way"));
-    assert_non_null(strstr(s.logs, "pre ran"));
-    assert_true(s.legacy_ops >= 2);
-    assert_string_equal(runner_status_name(RUN_CANCELLED), "CANCELLED");
-    runner_free(s.r);
-}
-
 /* A hostile worker (this binary with TEST_RUNNER_FORGE set): it answers its first run with a
  * done the runner must refuse, "skipped" (a skip it never got) or "wrong_id" (not the
  * attempt running), then waits for the host to end it. */
@@ -525,7 +476,6 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_typed_attempt),  cmocka_unit_test(test_next_attempt_from_done),
         cmocka_unit_test(test_hooks_and_hook_dir), cmocka_unit_test(test_stops),
-        cmocka_unit_test(test_json_wrappers),
         cmocka_unit_test(test_queued_attempts_run_in_order),
         cmocka_unit_test(test_cancel_queued_never_runs),
         cmocka_unit_test(test_crash_redispatches_queued),
