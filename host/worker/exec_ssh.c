@@ -37,7 +37,10 @@
  * normal end the watchdog is stopped and whatever the command left running (services it
  * started on purpose) is left alone. When the client is gone the watchdog, not the wrapper,
  * removes the wrapper's directory: the wrapper's stderr is the dead connection, and the
- * shell's "Terminated" notice for the killed command kills it with SIGPIPE.
+ * shell's "Terminated" notice for the killed command kills it with SIGPIPE. The command's
+ * stderr joins its stdout on the machine, as a local command's does, so the output keeps
+ * the order it was written in (SSH carries the two streams on separate channels, and the
+ * client would interleave them by arrival).
  */
 static const char REMOTE_WRAPPER[] =
     "n=$1; cmd=$2\n"
@@ -45,8 +48,8 @@ static const char REMOTE_WRAPPER[] =
     "in=/dev/null\n"
     "if [ \"$n\" -gt 0 ]; then in=$d/in; head -c \"$n\" >\"$in\"; fi\n"
     "exec 3<&0\n"
-    "if command -v setsid >/dev/null 2>&1; then setsid sh -c \"$cmd\" <\"$in\" &\n"
-    "else sh -c \"$cmd\" <\"$in\" & fi\n"
+    "if command -v setsid >/dev/null 2>&1; then setsid sh -c \"$cmd\" <\"$in\" 2>&1 &\n"
+    "else sh -c \"$cmd\" <\"$in\" 2>&1 & fi\n"
     "pid=$!\n"
     "( cat <&3 >/dev/null 2>&1; : >\"$d/lost\"\n"
     "  kill -TERM -\"$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null\n"

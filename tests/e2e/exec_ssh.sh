@@ -119,6 +119,15 @@ eq "stdout and stderr are captured" "$(jq -r .result.output <<<"$r")" $'out\nerr
 (( $(jq -r .result.duration_ms <<<"$r") >= 200 )) && pass "the duration is measured" || fail "the duration is measured" "$r"
 eq "not truncated" "$(jq -r .result.truncated <<<"$r")" false
 
+# The remote command's stderr and stdout are one stream on the machine (as a local command's
+# are), so the output keeps the order it was written in: SSH's two channels would not.
+t=$(qexec remote 'readlink /proc/$$/fd/1; readlink /proc/$$/fd/2; printf "e1 " >&2; printf "o1 "; printf "e2" >&2')
+wait_st "$t" COMPLETED 15
+fds=$(result "$t" .output)
+one=$(sed -n 1p <<<"$fds") two=$(sed -n 2p <<<"$fds")
+eq "stdout and stderr of a remote command are the same pipe" "$two" "$one"
+eq "... so interleaved writes keep their order" "$(sed -n 3p <<<"$fds")" "e1 o1 e2"
+
 t=$(qexec remote 'exit 255')
 wait_st "$t" COMPLETED 15
 eq "a command that exits 255 is not taken for an SSH failure" "$(result "$t" .exit_code)" 255
