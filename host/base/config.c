@@ -47,6 +47,11 @@ static const struct config_key config_keys[] = {
      "Attempts that may run at once (one worker process each)."},
     {"workers.prefork", KEY_INT, OFF(prefork), "2", 0, 1024,
      "Idle worker processes kept started ahead of need."},
+    {"workers.pipeline", KEY_INT, OFF(worker_pipeline), "0", 0, 256,
+     "Attempts each worker may hold queued behind the one it runs, sent ahead so that short "
+     "items run back to back (for many short items). 0 queues none: an item waits in the "
+     "store, where any free worker of any host of the bridge takes it. With N > 0 an item "
+     "may wait behind a long attempt of its worker while another worker or host is idle."},
     {"workers.max_jobs", KEY_INT, OFF(worker_max_jobs), "1000", 1, INT_MAX,
      "A worker process is replaced after this many attempts (bounds leaks in plugins)."},
     {"workers.memory_limit_mb", KEY_INT, OFF(worker_memory_mb), "0", 0, INT_MAX,

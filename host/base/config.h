@@ -32,6 +32,7 @@ typedef struct ferry_config {
     int worker_max_jobs;  /* a worker process is replaced after this many attempts */
     int worker_memory_mb; /* address-space limit per worker; 0 = none */
     int prefork;          /* worker processes started ahead of need */
+    int worker_pipeline;  /* attempts queued per worker behind the running one; 0 = none */
 
     int timeout_default; /* seconds, when neither the vault nor the function sets one */
     int timeout_max;     /* seconds; longer requests are capped */

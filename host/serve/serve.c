@@ -797,7 +797,8 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                       .prefork = cfg->prefork,
                       .max_jobs = cfg->worker_max_jobs,
                       .memory_limit_mb = cfg->worker_memory_mb,
-                      .grace_ms = cfg->grace_seconds * 1000};
+                      .grace_ms = cfg->grace_seconds * 1000,
+                      .pipeline = cfg->worker_pipeline > 0 ? cfg->worker_pipeline : -1};
     runner_events ev = {.log = on_log,
                         .progress = on_progress,
                         .call = on_call,

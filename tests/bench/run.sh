@@ -10,11 +10,13 @@
 # side), latency, list, rss, pg, schedule, backup. "queue" stands for graphile drain latency rss (the host's hot path beside
 # its peer); no section named runs them all. Sizes: BENCH_DRAIN_SIZES ("10000 100000"),
 # BENCH_WORKERS ("2 4"), BENCH_BIG (1000000, the list and RSS queue), BENCH_LATENCY_N (1000),
-# BENCH_MB / BENCH_REMOTE_MB (backup trees). See docs/benchmarks.md.
+# BENCH_MB / BENCH_REMOTE_MB (backup trees), BENCH_PIPELINE (32: the drains' workers.pipeline,
+# attempts queued per worker; 0 for the default configuration). See docs/benchmarks.md.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BUILD=${BUILD:-build}
+PIPELINE=${BENCH_PIPELINE:-32}
 W=$(mktemp -d /tmp/ferry-bench.XXXXXX)
 export BENCH_SUMMARY=$W/summary
 . tests/bench/lib.sh
@@ -117,7 +119,7 @@ gw_case() {
 # ferry_case N C: a host with C workers drains N queued no-op items (serve --drain).
 ferry_case() {
     local n=$1 c=$2 limit t0 t1 wall hwm rc done first last incl st peer k f p r v
-    setup "drain_${n}_$c" "workers = { count = $c; prefork = $c; };"
+    setup "drain_${n}_$c" "workers = { count = $c; prefork = $c; pipeline = $PIPELINE; };"
     "$BQ" fill "$DB" "$n" fx_noop 100 >/dev/null
     limit=$((60 + n / 200))
     t0=$(now_ms)
@@ -129,7 +131,7 @@ ferry_case() {
     [[ $last =~ ^[0-9]+$ ]] || last=$t1
     incl=$(awk -v n="$done" -v ms="$((last - t0))" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')
     st=$(awk -v n="$done" -v a="$first" -v b="$last" 'BEGIN { if (a ~ /^[0-9]+$/ && b > a) printf "%.0f", n * 1000 / (b - a); else print "?" }')
-    row "ferry $n items, workers=$c: incl. start-up / steady (jobs/s)" "$incl / $st"
+    row "ferry $n items, workers=$c, pipeline=$PIPELINE: incl. start-up / steady (jobs/s)" "$incl / $st"
     row "ferry: completed, host wall s, host VmHWM KiB" "$done, $wall, $hwm"
     [[ $done == "$n" ]] || echo "(only $done of $n items COMPLETED within $limit s)"
     peer=$(cat "$W/gw_${n}_$c" 2>/dev/null || echo "- -")
@@ -139,7 +141,7 @@ ferry_case() {
         r=$(ratio "$f" "$p")
         v=$(verdict "$f" ">=" 25000)
         [[ $v == PASS && $p =~ ^[0-9]+$ && $(verdict "$r" ">=" 1.0001) != PASS ]] && v=MISS
-        summary "drain $n SQLite w=$c, $([[ $k == 1 ]] && echo incl. start-up || echo steady) (jobs/s)" \
+        summary "drain $n SQLite w=$c p=$PIPELINE, $([[ $k == 1 ]] && echo incl. start-up || echo steady) (jobs/s)" \
             "$f" "$p" "$r" ">= 25000, > peer" "$v"
     done
     rm -rf "$D"
