@@ -45,6 +45,8 @@ static void typed(const json_t *msg)
         AGAIN(proto_build_done, proto_parse_done, struct proto_done, &u.done);
     if (proto_parse_probe(msg, &u.probe, err, sizeof(err)) == 0)
         AGAIN(proto_build_probe, proto_parse_probe, struct proto_probe, &u.probe);
+    if (proto_parse_skip(msg, &u.skip, err, sizeof(err)) == 0)
+        AGAIN(proto_build_skip, proto_parse_skip, struct proto_skip, &u.skip);
 }
 
 static void incremental(const uint8_t *data, size_t size, size_t piece)
