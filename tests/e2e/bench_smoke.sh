@@ -19,12 +19,12 @@ eq "run.sh drain latency rss exits 0" "$rc" 0
 check "the drain row counts every item completed, with the host's wall time and VmHWM" \
     grep -Eq "^ferry: completed, host wall s, host VmHWM KiB +300, [0-9.]+, [0-9]+$" <<<"$out"
 check "the drain prints jobs/s including start-up and steady" \
-    grep -Eq "^ferry 300 items, workers=2: incl. start-up / steady \(jobs/s\) +[0-9]+ / [0-9]+$" <<<"$out"
+    grep -Eq "^ferry 300 items, workers=2, pipeline=[0-9]+: incl. start-up / steady \(jobs/s\) +[0-9]+ / [0-9]+$" <<<"$out"
 check "the latency row has p50 / p90 / p99" grep -Eq "p50 / p90 / p99 \(ms\) +[0-9.]+ / [0-9.]+ / [0-9.]+$" <<<"$out"
 check "the idle RSS row has VmRSS / VmHWM" grep -Eq "idle host after start-up: VmRSS / VmHWM \(KiB\) +[0-9]+ / [0-9]+$" <<<"$out"
 contains "the RSS section ran with the big queue" "$out" "pending when the host started / after 1 s"
 contains "the summary table closes the run" "$out" "== summary: issue 14 targets"
-check "the summary has the drain against its target" grep -Eq "^drain 300 SQLite w=2, steady \(jobs/s\) .*>= 25000, > peer +(PASS|MISS)$" <<<"$out"
+check "the summary has the drain against its target" grep -Eq "^drain 300 SQLite w=2 p=[0-9]+, steady \(jobs/s\) .*>= 25000, > peer +(PASS|MISS)$" <<<"$out"
 contains "nothing was left running" "$out" "no process left behind"
 err=$("$FERRY_ROOT/tests/bench/run.sh" nosuch 2>&1 >/dev/null)
 eq "an unknown section is refused with exit 2" "$?" 2
