@@ -291,10 +291,8 @@ static int assign(store *s, struct claim *cl, char *err, size_t errlen)
         return rc;
     char *claimed = picks_json(cl);
     iso8601_ms(cl->now + cl->lease_ms, until);
-    rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_ASSIGNED, "ttIt", claimed, cl->owner, cl->now,
-               until);
-    if (rc == STORE_OK && cl->start)
-        rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS_STARTED, "tI", claimed, cl->now);
+    rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS, "ttIti", claimed, cl->owner, cl->now, until,
+               cl->start);
     if (rc == STORE_OK)
         rc = read_claimed(s, cl, claimed, err, errlen);
     free(claimed);

@@ -124,8 +124,14 @@ const struct stmt_def store_statements[S_COUNT] = {
                               " details_is_json, at) SELECT seq, ?2, ?3, ?4, ?5 FROM queue_items"
                               " WHERE task_id = ?1",
                               0},
-    [S_EVENTS_LIST] = {"SELECT action, details, details_is_json, at FROM queue_events"
-                       " WHERE task_seq = ?1 ORDER BY seq",
+    /* A claim that also started its attempt wrote one row (started_attempt set, migration
+     * 2): it reads as the two events it stands for, ASSIGNED then PROCESSING. */
+    [S_EVENTS_LIST] = {"SELECT action, details, details_is_json, at FROM (SELECT seq, 0 AS part,"
+                       " action, details, details_is_json, at FROM queue_events"
+                       " WHERE task_seq = ?1 UNION ALL SELECT seq, 1, 'PROCESSING', 'attempt '"
+                       " || started_attempt || ' started', 0, at FROM queue_events"
+                       " WHERE task_seq = ?1 AND started_attempt IS NOT NULL) AS e"
+                       " ORDER BY seq, part",
                        0},
 
     [S_DEPENDENTS_PENDING] = {"SELECT t.seq, t.task_id FROM queue_deps d JOIN queue_items t"
@@ -169,30 +175,30 @@ const struct stmt_def store_statements[S_COUNT] = {
     /* ?1 the picks (a JSON array of seqs), ?2 owner, ?3 lease until, ?4 now, ?5 start too,
      * ?6 the claim's random token prefix (the first 24 characters of a UUID). Each item's
      * claim token is that prefix and the last 12 digits of its seq: UUID-shaped, fresh for
-     * every claim, distinct within one, and the same when a driver replays the batch. The picks are
-     * looked up by seq, whatever their number. Where the engine locks rows, an item someone else holds locked at this instant
-     * is left out: the seqs returned are the items claimed. */
+     * every claim, distinct within one, and the same when a driver replays the batch. The
+     * picks are found by seq, and only by seq: the status test is kept off the indexes
+     * (|| ''), or the engine may walk every PENDING item of (status, created_at) instead,
+     * and a claim would cost as much as the queue is deep. Where the engine locks rows, an
+     * item someone else holds locked at this instant is left out: the seqs returned are the
+     * items claimed. */
     [S_CLAIM_ASSIGN] = {"UPDATE queue_items SET status = CASE WHEN ?5 <> 0 THEN 'PROCESSING'"
                         " ELSE 'ASSIGNED' END, lease_owner = ?2, lease_expires_at = ?3,"
                         " claim_token = ?6 || substr('000000000000' || seq, length('' || seq) + 1),"
                         " assigned_at = ?4, updated_at = ?4,"
                         " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
                         " progress_percent = NULL, progress_message = NULL"
-                        " WHERE status = 'PENDING' AND seq IN (SELECT l.seq FROM queue_items l"
+                        " WHERE (status || '') = 'PENDING' AND seq IN (SELECT l.seq FROM queue_items l"
                         " WHERE l.seq IN ({json_seqs:1}){lock_skip}) RETURNING seq",
                         0},
-    /* The items the claim took: ?1 their seqs, ?2 owner, ?3 now, ?4 lease until. */
-    [S_CLAIM_EVENTS_ASSIGNED] = {"INSERT INTO queue_events (task_seq, action, details,"
-                                 " details_is_json, at) SELECT q.seq, 'ASSIGNED', 'claimed by '"
-                                 " || ?2 || ' for attempt ' || (q.retry_count + 1)"
-                                 " || ', lease until ' || ?4, 0, ?3 FROM queue_items q"
-                                 " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.seq",
-                                 0},
-    [S_CLAIM_EVENTS_STARTED] = {"INSERT INTO queue_events (task_seq, action, details,"
-                                " details_is_json, at) SELECT q.seq, 'PROCESSING', 'attempt '"
-                                " || (q.retry_count + 1) || ' started', 0, ?2 FROM queue_items q"
-                                " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.seq",
-                                0},
+    /* The items the claim took: ?1 their seqs, ?2 owner, ?3 now, ?4 lease until, ?5 the
+     * attempt started too. One row an item: with the start, the row also stands for the
+     * PROCESSING event (started_attempt; S_EVENTS_LIST reads it as two). */
+    [S_CLAIM_EVENTS] = {"INSERT INTO queue_events (task_seq, action, details, details_is_json,"
+                        " at, started_attempt) SELECT q.seq, 'ASSIGNED', 'claimed by ' || ?2"
+                        " || ' for attempt ' || (q.retry_count + 1) || ', lease until ' || ?4,"
+                        " 0, ?3, CASE WHEN ?5 <> 0 THEN q.retry_count + 1 END"
+                        " FROM queue_items q WHERE q.seq IN ({json_seqs:1}) ORDER BY q.seq",
+                        0},
     [S_CLAIM_READ] = {"SELECT " ITEM_COLS " FROM queue_items q WHERE q.seq IN ({json_seqs:1})"
                       " ORDER BY q.priority, q.created_at, q.seq",
                       0},

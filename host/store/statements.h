@@ -42,8 +42,7 @@ enum stmt_id {
     S_MACHINE_SLOTS,
     S_MACHINE_LOCK,
     S_CLAIM_ASSIGN,
-    S_CLAIM_EVENTS_ASSIGNED,
-    S_CLAIM_EVENTS_STARTED,
+    S_CLAIM_EVENTS,
     S_CLAIM_READ,
     /* the held item's life */
     S_HELD,

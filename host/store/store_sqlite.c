@@ -31,6 +31,21 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* Transaction control statements: prepared once per handle like the store's own, since a
+ * host runs two transactions per loop turn and sqlite3_exec would parse them every time. */
+enum sq_tx { TX_BEGIN, TX_BEGIN_IMMEDIATE, TX_COMMIT, TX_ROLLBACK, TX_SAVEPOINT, TX_ROLLBACK_TO,
+             TX_RELEASE, TX_COUNT };
+
+static const char *const tx_sql[TX_COUNT] = {
+    [TX_BEGIN] = "BEGIN",
+    [TX_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [TX_COMMIT] = "COMMIT",
+    [TX_ROLLBACK] = "ROLLBACK",
+    [TX_SAVEPOINT] = "SAVEPOINT op",
+    [TX_ROLLBACK_TO] = "ROLLBACK TO op",
+    [TX_RELEASE] = "RELEASE op",
+};
+
 struct sq {
     struct store base;
     sqlite3 *db;
@@ -41,6 +56,7 @@ struct sq {
     unsigned rand_state; /* jitter for busy waits */
     int in_tx;           /* a transaction (batch or operation) is open */
     sqlite3_stmt *stmts[S_COUNT]; /* prepared by statement id */
+    sqlite3_stmt *tx[TX_COUNT];   /* transaction control, prepared once too */
     int wake_fd; /* bound socket a host polls, or -1 */
     char *wake_path;
     int send_fd; /* unbound socket notifications are sent from, or -1 */
@@ -163,6 +179,14 @@ static const struct eng_migration migrations[] = {
      " action TEXT NOT NULL, details TEXT, details_is_json INTEGER NOT NULL DEFAULT 0,"
      " at INTEGER NOT NULL);"
      "CREATE INDEX queue_events_task ON queue_events(task_seq, seq);"},
+    /* The hot path writes less per item: a claim that starts its attempt writes one event
+     * row where it wrote two (started_attempt: S_EVENTS_LIST reads it as ASSIGNED then
+     * PROCESSING), and qi_claim_machine goes, since no statement reads it while every
+     * claim had to delete an entry from it (keyed by machine first, on a page of its own
+     * for each machine of a batch). */
+    {2, "one event row for a claim and its start; no per-machine claim index",
+     "ALTER TABLE queue_events ADD COLUMN started_attempt INTEGER;"
+     "DROP INDEX qi_claim_machine;"},
 };
 
 
@@ -294,11 +318,18 @@ static int sq_script(store *s, const char *sql, char *err, size_t errlen)
     return status;
 }
 
-/* Runs SQL without parameters (transaction control), reporting failures. */
-static int sq_cmd(struct sq *q, const char *sql, char *err, size_t errlen)
+/* Runs a transaction control statement, reporting failures. */
+static int sq_cmd(struct sq *q, enum sq_tx cmd, char *err, size_t errlen)
 {
-    int rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? STORE_OK : sq_fail(q, rc, err, errlen);
+    int rc = SQLITE_OK;
+    if (q->tx[cmd] == NULL)
+        rc = sqlite3_prepare_v3(q->db, tx_sql[cmd], -1, SQLITE_PREPARE_PERSISTENT, &q->tx[cmd],
+                                NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(q->tx[cmd]);
+        sqlite3_reset(q->tx[cmd]);
+    }
+    return rc == SQLITE_DONE || rc == SQLITE_OK ? STORE_OK : sq_fail(q, rc, err, errlen);
 }
 
 /* ---- transactions --------------------------------------------------------------------------- */
@@ -322,7 +353,7 @@ static int sq_busy_handler(void *arg, int count)
 static int sq_run_in_batch(store *s, eng_body body, void *ctx, char *err, size_t errlen)
 {
     struct sq *q = (struct sq *)s;
-    int rc = sq_cmd(q, "SAVEPOINT op", err, errlen);
+    int rc = sq_cmd(q, TX_SAVEPOINT, err, errlen);
     if (rc != STORE_OK)
         return rc;
     rc = body(&q->base, ctx, err, errlen);
@@ -335,8 +366,8 @@ static int sq_run_in_batch(store *s, eng_body body, void *ctx, char *err, size_t
         return STORE_ERROR;
     }
     if (rc != STORE_OK)
-        sq_cmd(q, "ROLLBACK TO op", NULL, 0);
-    sq_cmd(q, "RELEASE op", NULL, 0);
+        sq_cmd(q, TX_ROLLBACK_TO, NULL, 0);
+    sq_cmd(q, TX_RELEASE, NULL, 0);
     if (rc == ENG_AGAIN) {
         seterr(err, errlen, "store %s: busy inside a batch", q->path);
         rc = STORE_ERROR;
@@ -367,18 +398,18 @@ static int sq_run(store *s, int write, eng_body body, void *ctx, char *err, size
     struct sq *q = (struct sq *)s;
     int64_t deadline = mono_ms() + q->busy_timeout_ms;
     for (unsigned attempt = 0;; attempt++) {
-        int rc = sq_cmd(q, write ? "BEGIN IMMEDIATE" : "BEGIN", err, errlen);
+        int rc = sq_cmd(q, write ? TX_BEGIN_IMMEDIATE : TX_BEGIN, err, errlen);
         if (rc == STORE_OK) {
             q->in_tx = 1;
             rc = body(s, ctx, err, errlen);
             /* Outputs exist once the body succeeded, so a failed COMMIT is reported rather
              * than retried (in WAL mode, with the write lock held, it does not happen). */
-            if (rc == STORE_OK && (rc = sq_cmd(q, "COMMIT", err, errlen)) == ENG_AGAIN) {
+            if (rc == STORE_OK && (rc = sq_cmd(q, TX_COMMIT, err, errlen)) == ENG_AGAIN) {
                 seterr(err, errlen, "store %s: commit refused while busy; try again", q->path);
                 rc = STORE_ERROR;
             }
             if (!sqlite3_get_autocommit(q->db))
-                sq_cmd(q, "ROLLBACK", NULL, 0);
+                sq_cmd(q, TX_ROLLBACK, NULL, 0);
             q->in_tx = 0;
         }
         if (rc != ENG_AGAIN)
@@ -393,7 +424,7 @@ static int sq_begin(store *s, char *err, size_t errlen)
     struct sq *q = (struct sq *)s;
     int64_t deadline = mono_ms() + q->busy_timeout_ms;
     for (unsigned attempt = 0;; attempt++) {
-        int rc = sq_cmd(q, "BEGIN IMMEDIATE", err, errlen);
+        int rc = sq_cmd(q, TX_BEGIN_IMMEDIATE, err, errlen);
         if (rc == STORE_OK)
             q->in_tx = 1;
         if (rc != ENG_AGAIN)
@@ -406,11 +437,11 @@ static int sq_begin(store *s, char *err, size_t errlen)
 static int sq_commit(store *s, char *err, size_t errlen)
 {
     struct sq *q = (struct sq *)s;
-    int rc = q->in_tx ? sq_cmd(q, "COMMIT", err, errlen) : STORE_ERROR;
+    int rc = q->in_tx ? sq_cmd(q, TX_COMMIT, err, errlen) : STORE_ERROR;
     if (!q->in_tx)
         seterr(err, errlen, "store %s: the batch was lost (rolled back after an error)", q->path);
     if (!sqlite3_get_autocommit(q->db))
-        sq_cmd(q, "ROLLBACK", NULL, 0);
+        sq_cmd(q, TX_ROLLBACK, NULL, 0);
     q->in_tx = 0;
     return rc == ENG_AGAIN ? STORE_ERROR : rc;
 }
@@ -421,7 +452,7 @@ static int sq_rollback(store *s, char *err, size_t errlen)
     (void)err;
     (void)errlen;
     if (!sqlite3_get_autocommit(q->db))
-        sq_cmd(q, "ROLLBACK", NULL, 0);
+        sq_cmd(q, TX_ROLLBACK, NULL, 0);
     q->in_tx = 0;
     return STORE_OK;
 }
@@ -462,8 +493,9 @@ static int sq_pragma(struct sq *q, const char *sql, const char *expect, char *er
 static void sq_free(struct sq *q)
 {
     for (size_t i = 0; i < S_COUNT; i++)
-        if (q->stmts[i])
-            sqlite3_finalize(q->stmts[i]);
+        sqlite3_finalize(q->stmts[i]);
+    for (size_t i = 0; i < TX_COUNT; i++)
+        sqlite3_finalize(q->tx[i]);
     if (q->wake_fd >= 0)
         close(q->wake_fd);
     if (q->send_fd >= 0)
@@ -490,7 +522,7 @@ static void sq_close(store *s)
         return;
     }
     if (!sqlite3_get_autocommit(q->db))
-        sq_cmd(q, "ROLLBACK", NULL, 0);
+        sq_cmd(q, TX_ROLLBACK, NULL, 0);
     sq_free(q);
 }
 

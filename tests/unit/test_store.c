@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,6 +265,98 @@ static void test_concurrent_fresh_open(void **state)
     json_decref(mine);
     json_decref(theirs);
     store_close(s);
+}
+
+/* Runs SQL on the SQLite store at path, outside the store's API. */
+static void raw_sql(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* The integer a query of the SQLite store at path returns. */
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* A store made by a ferry of schema version 1 (migration 2 undone by hand, an item claimed
+ * and started the way version 1 wrote it: two event rows) is brought to the latest
+ * version when opened: the old trace reads as it did, the dropped index is gone, and a
+ * new claim writes the new way and reads the same. */
+static void test_upgrade_from_v1(void **state)
+{
+    struct fx *f = *state;
+    char err[512], path[128], a[37], b[37];
+    if (!is_sqlite(f))
+        skip();
+    snprintf(path, sizeof(path), "%s/upgrade-%d.db", g_dir, (int)getpid());
+    store *s = store_open(path, err, sizeof(err));
+    assert_non_null(s);
+    struct fx g = *f;
+    g.s = s;
+    assert_rc(STORE_OK, store_region_create(s, f->region, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_bridge_create(s, f->region, f->bridge, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_team_create(s, f->team, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_machine_create(s, f->team, f->bridge, f->m1, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_machine_create(s, f->team, f->bridge, f->m2, NULL, NULL, err, sizeof(err)));
+    item(&g, f->m1, 3, 0, a);
+    store_close(s);
+    raw_sql(path, "ALTER TABLE queue_events DROP COLUMN started_attempt;"
+                  "CREATE INDEX qi_claim_machine ON queue_items"
+                  " (bridge_name, machine_name, priority, created_at, seq, run_after)"
+                  " WHERE status = 'PENDING';"
+                  "DELETE FROM schema_migrations WHERE version >= 2;"
+                  "UPDATE queue_items SET status = 'PROCESSING', started_at = 5, assigned_at = 5;"
+                  "INSERT INTO queue_events (task_seq, action, details, at) SELECT seq,"
+                  " 'ASSIGNED', 'claimed by h for attempt 1, lease until x', 5 FROM queue_items;"
+                  "INSERT INTO queue_events (task_seq, action, details, at) SELECT seq,"
+                  " 'PROCESSING', 'attempt 1 started', 5 FROM queue_items;");
+    s = store_open(path, err, sizeof(err));
+    assert_non_null(s);
+    g.s = s;
+    json_t *rows = NULL, *events = NULL;
+    assert_rc(STORE_OK, store_migrations(s, &rows, err, sizeof(err)));
+    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 2);
+    json_decref(rows);
+    assert_rc(STORE_OK, store_event_list(s, a, &events, err, sizeof(err)));
+    assert_int_equal(json_array_size(events), 3);
+    assert_string_equal(jstr(json_array_get(events, 1), "action"), "ASSIGNED");
+    assert_string_equal(jstr(json_array_get(events, 2), "action"), "PROCESSING");
+    assert_string_equal(jstr(json_array_get(events, 2), "details"), "attempt 1 started");
+    json_decref(events);
+    assert_int_equal(
+        raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'qi_claim_machine'"), 0);
+    /* A new claim and start: one row, read as two. */
+    item(&g, f->m2, 3, 10, b);
+    struct store_item *items = NULL;
+    size_t n = 0;
+    assert_rc(STORE_OK, store_claim_items(s, f->bridge, f->owner, 30000, 5, 1, f->t0 + 100,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 1);
+    store_items_free(items, n);
+    assert_rc(STORE_OK, store_event_list(s, b, &events, err, sizeof(err)));
+    assert_int_equal(json_array_size(events), 3);
+    assert_string_equal(jstr(json_array_get(events, 2), "details"), "attempt 1 started");
+    json_decref(events);
+    store_close(s);
+    assert_int_equal(raw_int(path, "SELECT count(*) FROM queue_events e JOIN queue_items q"
+                                   " ON q.seq = e.task_seq WHERE q.machine_name LIKE 'm2-%'"),
+                     2); /* CREATED, and the claim with its start */
 }
 
 /* ---- resources ---------------------------------------------------------------------------- */
@@ -2062,6 +2156,44 @@ static void test_claim_items_typed(void **state)
     assert_int_equal(n, 0);
 }
 
+/* A claim that starts its attempt reads, in the trace, exactly as a claim followed by a
+ * start at the same instant: the same events, texts and times. */
+static void test_claim_start_trace(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37];
+    struct store_item *items = NULL;
+    size_t n = 0;
+    item(f, f->m1, 2, 0, a);
+    item(f, f->m2, 2, 0, b);
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 1, 0, f->t0 + 100,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 1);
+    assert_string_equal(items[0].task_id, a);
+    assert_rc(STORE_OK, store_start(f->s, a, items[0].token, f->t0 + 100, err, sizeof(err)));
+    store_items_free(items, n);
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 1, 1, f->t0 + 100,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 1);
+    assert_string_equal(items[0].task_id, b);
+    struct store_outcome o = {.kind = STORE_OUTCOME_COMPLETED};
+    assert_rc(STORE_OK, store_finish(f->s, b, items[0].token, &o, f->t0 + 200, err, sizeof(err)));
+    store_items_free(items, n);
+    json_t *ea = NULL, *eb = NULL;
+    assert_rc(STORE_OK, store_event_list(f->s, a, &ea, err, sizeof(err)));
+    assert_rc(STORE_OK, store_event_list(f->s, b, &eb, err, sizeof(err)));
+    assert_int_equal(json_array_size(ea), 3);
+    assert_int_equal(json_array_size(eb), 4);
+    assert_string_equal(jstr(json_array_get(eb, 3), "action"), "COMPLETED");
+    json_array_remove(eb, 3);
+    if (!json_equal(ea, eb)) {
+        char *ta = json_dumps(ea, 0), *tb = json_dumps(eb, 0);
+        fail_msg("claim then start:\n%s\nclaim with start:\n%s", ta, tb);
+    }
+    json_decref(ea);
+    json_decref(eb);
+}
+
 static void test_claim_items_unstarted(void **state)
 {
     struct fx *f = *state;
@@ -2259,6 +2391,7 @@ static int run_suite(const char *name)
         T(test_migrations_recorded),
         T(test_open_errors),
         T(test_concurrent_fresh_open),
+        T(test_upgrade_from_v1),
         T(test_team_crud),
         T(test_region_bridge),
         T(test_machine),
@@ -2301,6 +2434,7 @@ static int run_suite(const char *name)
         T(test_long_text_capped),
         T(test_multiprocess_create),
         T(test_claim_items_typed),
+        T(test_claim_start_trace),
         T(test_claim_items_unstarted),
         T(test_finish_many),
         T(test_recovery_items),
