@@ -188,11 +188,9 @@ static const struct eng_migration migrations[] = {
      "   AND status IN ('ASSIGNED','PROCESSING','CANCELLING');"
      "  RETURN greatest(limit_n - busy, 0);"
      " END $fn$;"},
-    /* As the SQLite driver's migration 2: one event row for a claim and its start, and no
-     * qi_claim_machine, which no statement reads. */
-    {2, "one event row for a claim and its start; no per-machine claim index",
-     "ALTER TABLE queue_events ADD COLUMN started_attempt integer;"
-     "DROP INDEX qi_claim_machine;"},
+    /* As the SQLite driver's migration 2: one event row for a claim and its start. */
+    {2, "one event row for a claim and its start",
+     "ALTER TABLE queue_events ADD COLUMN started_attempt integer;"},
 };
 
 
