@@ -134,18 +134,6 @@ static int lookup_machines(store *s, struct claim *cl, json_t *names, char *err,
     return rc;
 }
 
-/* The JSON array of the machines found full so far. New string. */
-static char *full_machines(const struct claim *cl)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < cl->n_slots; i++)
-        if (cl->slots[i].free == 0)
-            json_array_append_new(a, json_string(cl->slots[i].machine));
-    char *text = json_dumps(a, JSON_COMPACT);
-    json_decref(a);
-    return text;
-}
-
 static void add_pick(struct claim *cl, int64_t seq)
 {
     if (cl->n_picked == cl->cap_picked) {
@@ -157,71 +145,197 @@ static void add_pick(struct claim *cl, int64_t seq)
     cl->picked[cl->n_picked++] = seq;
 }
 
-/* Reads one chunk of ready items after the key, taking those whose machine has a slot. */
-static int pick_chunk(store *s, struct claim *cl, int budget, int64_t key[3], int *rows, char *err,
+/* A ready item a scan found: its claim order key and machine. */
+struct cand {
+    int64_t seq, priority, created;
+    char machine[129];
+};
+
+/* Reads the rows (seq, machine, priority, created) of an open scan into a new array. */
+static int read_cands(eng_rows *r, struct cand **out, size_t *n, char *err, size_t errlen)
+{
+    size_t cap = 0;
+    int got;
+    *out = NULL;
+    *n = 0;
+    while ((got = eng_next(r, err, errlen)) == 1) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *out = realloc(*out, cap * sizeof(**out));
+            if (*out == NULL)
+                abort();
+        }
+        struct cand *c = &(*out)[(*n)++];
+        c->seq = eng_i64(r, 0);
+        snprintf(c->machine, sizeof(c->machine), "%s", eng_text(r, 1));
+        c->priority = eng_i64(r, 2);
+        c->created = eng_i64(r, 3);
+    }
+    eng_done(r);
+    return got < 0 ? got : STORE_OK;
+}
+
+/* Adds a slot for each machine of c[0..n) not seen yet in this claim and looks the new
+ * ones up, in a few statements together. */
+static int lookup_new(store *s, struct claim *cl, const struct cand *c, size_t n, char *err,
                       size_t errlen)
 {
+    json_t *names = json_array();
+    for (size_t i = 0; i < n; i++)
+        if (slot_of(cl, c[i].machine) == NULL) {
+            slot_add(cl, c[i].machine);
+            json_array_append_new(names, json_string(c[i].machine));
+        }
+    int rc = json_array_size(names) > 0 ? lookup_machines(s, cl, names, err, errlen) : STORE_OK;
+    json_decref(names);
+    return rc;
+}
+
+/* Takes the candidate when its machine has a slot left; 1 when taken. */
+static int take(struct claim *cl, const struct cand *c)
+{
+    struct slot *slot = slot_of(cl, c->machine);
+    if ((int)cl->n_picked >= cl->max_n || slot == NULL || slot->free <= 0)
+        return 0;
+    slot->free--;
+    add_pick(cl, c->seq);
+    return 1;
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority < y->priority ? -1 : 1;
+    if (x->created != y->created)
+        return x->created < y->created ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * The first pass: one chunk of the bridge's ready items in claim order, taking each whose
+ * machine has a slot. Enough whenever the head of the queue is claimable; *more is set when
+ * the chunk was read whole without filling the claim, key then holds its last row.
+ */
+static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char *err,
+                     size_t errlen)
+{
+    int budget = cl->max_n * 4 + 64;
     eng_rows r;
-    char *full = full_machines(cl);
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIiIIIt", cl->bridge, cl->now, budget,
-                   key[0], key[1], key[2], full);
-    free(full);
+    struct cand *c = NULL;
+    size_t n = 0;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now, budget);
+    if (rc == STORE_OK)
+        rc = read_cands(&r, &c, &n, err, errlen);
+    if (rc == STORE_OK)
+        rc = lookup_new(s, cl, c, n, err, errlen);
+    for (size_t i = 0; rc == STORE_OK && i < n; i++)
+        take(cl, &c[i]);
+    *more = rc == STORE_OK && (int)n == budget && (int)cl->n_picked < cl->max_n;
+    if (n > 0) {
+        key[0] = c[n - 1].priority;
+        key[1] = c[n - 1].created;
+        key[2] = c[n - 1].seq;
+    }
+    free(c);
+    return rc;
+}
+
+/* The heads (first ready item after key) of the machines named in names. */
+static int heads(store *s, struct claim *cl, const int64_t key[3], json_t *names, struct cand **c,
+                 size_t *n, char *err, size_t errlen)
+{
+    eng_rows r;
+    char *text = json_dumps(names, JSON_COMPACT);
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_HEADS, "tIIIIt", cl->bridge, cl->now, key[0],
+                   key[1], key[2], text);
+    free(text);
+    *c = NULL;
+    *n = 0;
+    return rc != STORE_OK ? rc : read_cands(&r, c, n, err, errlen);
+}
+
+/* The machines with PENDING items on the bridge that this claim has not found full, as a
+ * JSON array of names. */
+static int open_machines(store *s, struct claim *cl, json_t *names, char *err, size_t errlen)
+{
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_MACHINES, "t", cl->bridge);
     if (rc != STORE_OK)
         return rc;
-    /* The chunk is read whole first: the machines' lookup runs statements of its own. */
-    struct {
-        int64_t seq, priority, created;
-        char machine[129];
-    } *chunk = calloc((size_t)budget, sizeof(*chunk));
-    if (chunk == NULL)
-        abort();
-    int got, n = 0;
-    while (n < budget && (got = eng_next(&r, err, errlen)) == 1) {
-        chunk[n].seq = eng_i64(&r, 0);
-        snprintf(chunk[n].machine, sizeof(chunk[n].machine), "%s", eng_text(&r, 1));
-        chunk[n].priority = eng_i64(&r, 2);
-        chunk[n].created = eng_i64(&r, 3);
-        n++;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        struct slot *slot = slot_of(cl, eng_text(&r, 0));
+        if (slot == NULL || slot->free > 0)
+            json_array_append_new(names, json_string(eng_text(&r, 0)));
     }
     eng_done(&r);
-    if (got < 0)
-        rc = got;
+    return got < 0 ? got : STORE_OK;
+}
+
+/* Inserts cand into c[from..*n) (in claim order), growing c. */
+static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand *cand)
+{
+    size_t at = from;
+    while (at < *n && cand_cmp(&(*c)[at], cand) < 0)
+        at++;
+    *c = realloc(*c, (*n + 1) * sizeof(**c));
+    if (*c == NULL)
+        abort();
+    memmove(&(*c)[at + 1], &(*c)[at], (*n - at) * sizeof(**c));
+    (*c)[at] = *cand;
+    (*n)++;
+}
+
+/*
+ * The second pass, when the head of the queue belongs to machines that are full: walking
+ * on in claim order would read every queued item of those machines (a claim would cost as
+ * much as the queue is deep). Instead, per machine: the machines with PENDING items on
+ * the bridge (one index seek each), the first ready item after key of each (one seek
+ * each), and a merge of those heads in claim order. A machine is looked up when its head
+ * comes near the front of the merge (so that, with row locks, only the machines the claim
+ * may use are locked); when its head is taken and it has a slot left, its next item joins
+ * the merge. The picks are those walking on would make.
+ */
+static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], char *err,
+                           size_t errlen)
+{
+    struct cand *c = NULL;
+    size_t n = 0;
     json_t *names = json_array();
-    for (int i = 0; rc == STORE_OK && i < n; i++)
-        if (slot_of(cl, chunk[i].machine) == NULL) {
-            slot_add(cl, chunk[i].machine);
-            json_array_append_new(names, json_string(chunk[i].machine));
-        }
+    int rc = open_machines(s, cl, names, err, errlen);
     if (rc == STORE_OK && json_array_size(names) > 0)
-        rc = lookup_machines(s, cl, names, err, errlen);
+        rc = heads(s, cl, key, names, &c, &n, err, errlen);
     json_decref(names);
-    for (int i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
-        struct slot *slot = slot_of(cl, chunk[i].machine);
-        if (slot->free > 0) {
-            slot->free--;
-            add_pick(cl, chunk[i].seq);
+    if (n > 1)
+        qsort(c, n, sizeof(*c), cand_cmp);
+    for (size_t i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
+        if (slot_of(cl, c[i].machine) == NULL) {
+            size_t window = (size_t)(cl->max_n - (int)cl->n_picked);
+            rc = lookup_new(s, cl, &c[i], n - i < window ? n - i : window, err, errlen);
         }
+        if (rc != STORE_OK || !take(cl, &c[i]) || slot_of(cl, c[i].machine)->free <= 0)
+            continue;
+        json_t *one = json_pack("[s]", c[i].machine);
+        int64_t after[3] = {c[i].priority, c[i].created, c[i].seq};
+        struct cand *next = NULL;
+        size_t got = 0;
+        rc = heads(s, cl, after, one, &next, &got, err, errlen);
+        json_decref(one);
+        if (rc == STORE_OK && got == 1)
+            merge_in(&c, &n, i + 1, &next[0]);
+        free(next);
     }
-    if (n > 0) {
-        key[0] = chunk[n - 1].priority;
-        key[1] = chunk[n - 1].created;
-        key[2] = chunk[n - 1].seq;
-    }
-    *rows = n;
-    free(chunk);
+    free(c);
     return rc;
 }
 
 static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
 {
-    int budget = cl->max_n * 4 + 64;
     int64_t key[3] = {0, 0, 0};
-    for (;;) {
-        int rows = 0;
-        int rc = pick_chunk(s, cl, budget, key, &rows, err, errlen);
-        if (rc != STORE_OK || rows < budget || (int)cl->n_picked >= cl->max_n)
-            return rc;
-    }
+    int more = 0;
+    int rc = pick_head(s, cl, key, &more, err, errlen);
+    return rc == STORE_OK && more ? pick_by_machine(s, cl, key, err, errlen) : rc;
 }
 
 /* The picks as a JSON array of seqs. New string. */

@@ -24,10 +24,11 @@
 
 #define ACTIVE "('ASSIGNED','PROCESSING','CANCELLING')"
 
-/* The "every dependency COMPLETED" test of a candidate q. */
-#define DEPS_DONE                                                                                  \
+/* The "every dependency COMPLETED" test of a candidate (alias). */
+#define DEPS_DONE_OF(alias)                                                                        \
     " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p ON p.seq = d.dep_seq"          \
-    " WHERE d.task_seq = q.seq AND p.status <> 'COMPLETED')"
+    " WHERE d.task_seq = " alias ".seq AND p.status <> 'COMPLETED')"
+#define DEPS_DONE DEPS_DONE_OF("q")
 
 /* 1 when some item is `after` the row's item, else 0. */
 #define HAS_DEPENDENTS                                                                             \
@@ -79,6 +80,7 @@ const char *const store_fragment_names[F_COUNT] = {
     [F_LOCK_SKIP] = "lock_skip",
     [F_INDEX_CLAIM] = "index_claim",
     [F_INDEX_MACHINE_ACTIVE] = "index_machine_active",
+    [F_INDEX_CLAIM_MACHINE] = "index_claim_machine",
     [F_JSON_TEXTS] = "json_texts",
     [F_JSON_SEQS] = "json_seqs",
     [F_JSON_FINISHES] = "json_finishes",
@@ -151,15 +153,33 @@ const struct stmt_def store_statements[S_COUNT] = {
                           0},
     [S_ITEM_DELETE] = {"DELETE FROM queue_items WHERE seq = ?1 AND status = ?2", 0},
 
-    /* The bridge's ready items in claim order, a chunk of ?3 after the key (?4, ?5, ?6),
-     * leaving out the machines already found full (?7, a JSON array of names). */
+    /* The bridge's first ?3 ready items at ?2 in claim order. */
     [S_CLAIM_SCAN] = {"SELECT q.seq, q.machine_name, q.priority, q.created_at"
                       " FROM queue_items q {index_claim} WHERE q.status = 'PENDING'"
-                      " AND q.bridge_name = ?1 AND q.run_after <= ?2"
-                      " AND (q.priority, q.created_at, q.seq) > (?4, ?5, ?6)"
-                      " AND q.machine_name NOT IN ({json_texts:7})" DEPS_DONE
+                      " AND q.bridge_name = ?1 AND q.run_after <= ?2" DEPS_DONE
                       " ORDER BY q.priority, q.created_at, q.seq LIMIT ?3",
                       0},
+    /* The machines with PENDING items on bridge ?1, each found by one seek in
+     * qi_claim_machine (a loose index scan): as many steps as machines, whatever the number
+     * of items. */
+    [S_CLAIM_MACHINES] = {"WITH RECURSIVE m(name) AS (SELECT (SELECT min(machine_name)"
+                          " FROM queue_items {index_claim_machine} WHERE bridge_name = ?1"
+                          " AND status = 'PENDING') UNION ALL SELECT (SELECT min(machine_name)"
+                          " FROM queue_items {index_claim_machine} WHERE bridge_name = ?1"
+                          " AND status = 'PENDING' AND machine_name > m.name) FROM m"
+                          " WHERE m.name IS NOT NULL) SELECT name FROM m WHERE name IS NOT NULL",
+                          0},
+    /* For each machine of ?6 (a JSON array of names), its first ready item on bridge ?1
+     * at ?2 after the key (?3, ?4, ?5) in claim order, if any: one seek in
+     * qi_claim_machine each. */
+    [S_CLAIM_HEADS] = {"SELECT q.seq, q.machine_name, q.priority, q.created_at"
+                       " FROM ({json_texts:6}) AS m JOIN queue_items q ON q.seq = (SELECT i.seq"
+                       " FROM queue_items i {index_claim_machine} WHERE i.status = 'PENDING'"
+                       " AND i.bridge_name = ?1 AND i.machine_name = m.value"
+                       " AND i.run_after <= ?2 AND (i.priority, i.created_at, i.seq)"
+                       " > (?3, ?4, ?5)" DEPS_DONE_OF("i")
+                       " ORDER BY i.priority, i.created_at, i.seq LIMIT 1)",
+                       0},
     /* For each machine of ?1 (a JSON array of names): how many more items it may start (its
      * concurrency, default 1, less its active items on every bridge), and whether it
      * exists. */

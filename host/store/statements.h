@@ -39,6 +39,8 @@ enum stmt_id {
     S_ITEM_DELETE,
     /* claim */
     S_CLAIM_SCAN,
+    S_CLAIM_MACHINES,
+    S_CLAIM_HEADS,
     S_MACHINE_SLOTS,
     S_MACHINE_LOCK,
     S_CLAIM_ASSIGN,
@@ -94,6 +96,7 @@ enum stmt_fragment {
     F_LOCK_SKIP,         /* no key update, skipping rows locked by others */
     F_INDEX_CLAIM,       /* index hints for the claim's scans ("" where the planner decides) */
     F_INDEX_MACHINE_ACTIVE,
+    F_INDEX_CLAIM_MACHINE,
     F_JSON_TEXTS,        /* a one-column select of the texts of JSON array parameter @ */
     F_JSON_SEQS,         /* a one-column select of the integers of JSON array parameter @ */
     F_JSON_FINISHES,     /* select (task_id, token, status, response, reason) from JSON array

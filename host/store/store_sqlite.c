@@ -70,6 +70,7 @@ static const char *const fragments[F_COUNT] = {
     [F_DEPS_CSV] = "group_concat(p.task_id)",
     [F_INDEX_CLAIM] = "INDEXED BY qi_claim",
     [F_INDEX_MACHINE_ACTIVE] = "INDEXED BY qi_machine_active",
+    [F_INDEX_CLAIM_MACHINE] = "INDEXED BY qi_claim_machine",
     [F_JSON_TEXTS] = "SELECT value FROM json_each(@)",
     [F_JSON_SEQS] = "SELECT value FROM json_each(@)",
     [F_JSON_FINISHES] = "SELECT value ->> 0 AS task_id, value ->> 1 AS token, value ->> 2 AS"
@@ -181,12 +182,9 @@ static const struct eng_migration migrations[] = {
      "CREATE INDEX queue_events_task ON queue_events(task_seq, seq);"},
     /* The hot path writes less per item: a claim that starts its attempt writes one event
      * row where it wrote two (started_attempt: S_EVENTS_LIST reads it as ASSIGNED then
-     * PROCESSING), and qi_claim_machine goes, since no statement reads it while every
-     * claim had to delete an entry from it (keyed by machine first, on a page of its own
-     * for each machine of a batch). */
-    {2, "one event row for a claim and its start; no per-machine claim index",
-     "ALTER TABLE queue_events ADD COLUMN started_attempt INTEGER;"
-     "DROP INDEX qi_claim_machine;"},
+     * PROCESSING). */
+    {2, "one event row for a claim and its start",
+     "ALTER TABLE queue_events ADD COLUMN started_attempt INTEGER;"},
 };
 
 

@@ -294,8 +294,8 @@ static int64_t raw_int(const char *path, const char *sql)
 
 /* A store made by a ferry of schema version 1 (migration 2 undone by hand, an item claimed
  * and started the way version 1 wrote it: two event rows) is brought to the latest
- * version when opened: the old trace reads as it did, the dropped index is gone, and a
- * new claim writes the new way and reads the same. */
+ * version when opened: the old trace reads as it did, and a new claim writes the new way
+ * and reads the same. */
 static void test_upgrade_from_v1(void **state)
 {
     struct fx *f = *state;
@@ -317,9 +317,6 @@ static void test_upgrade_from_v1(void **state)
     item(&g, f->m1, 3, 0, a);
     store_close(s);
     raw_sql(path, "ALTER TABLE queue_events DROP COLUMN started_attempt;"
-                  "CREATE INDEX qi_claim_machine ON queue_items"
-                  " (bridge_name, machine_name, priority, created_at, seq, run_after)"
-                  " WHERE status = 'PENDING';"
                   "DELETE FROM schema_migrations WHERE version >= 2;"
                   "UPDATE queue_items SET status = 'PROCESSING', started_at = 5, assigned_at = 5;"
                   "INSERT INTO queue_events (task_seq, action, details, at) SELECT seq,"
@@ -339,8 +336,6 @@ static void test_upgrade_from_v1(void **state)
     assert_string_equal(jstr(json_array_get(events, 2), "action"), "PROCESSING");
     assert_string_equal(jstr(json_array_get(events, 2), "details"), "attempt 1 started");
     json_decref(events);
-    assert_int_equal(
-        raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'qi_claim_machine'"), 0);
     /* A new claim and start: one row, read as two. */
     item(&g, f->m2, 3, 10, b);
     struct store_item *items = NULL;
@@ -1393,6 +1388,41 @@ static void test_claim_matches_model(void **state)
     json_decref(v);
 }
 
+/* A long head of the queue on a full machine: the claim finds the other machine's item
+ * behind it (by machine, not by walking the head), and then nothing more. */
+static void test_claim_past_full_machine(void **state)
+{
+    struct fx *f = *state;
+    char err[512], late[37];
+    enum { HEAD = 400 };
+    json_t *v = J("{\"function\":\"noop\"}");
+    struct store_item_spec *specs = calloc(HEAD, sizeof(*specs));
+    char(*ids)[37] = calloc(HEAD, 37);
+    for (int i = 0; i < HEAD; i++)
+        specs[i] = (struct store_item_spec){.team = f->team,
+                                            .machine = f->m1,
+                                            .bridge = f->bridge,
+                                            .priority = 1,
+                                            .vault = v,
+                                            .now_ms = f->t0 + i};
+    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, HEAD, ids, err, sizeof(err)));
+    item(f, f->m2, 5, HEAD + 10, late);
+    json_t *got = claim(f, f->bridge, 1, HEAD + 100); /* m1 is full now */
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), ids[0]);
+    json_decref(got);
+    got = claim(f, f->bridge, 5, HEAD + 101);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), late);
+    json_decref(got);
+    got = claim(f, f->bridge, 5, HEAD + 102);
+    assert_int_equal(json_array_size(got), 0);
+    json_decref(got);
+    free(specs);
+    free(ids);
+    json_decref(v);
+}
+
 static void test_dependencies(void **state)
 {
     struct fx *f = *state;
@@ -2414,6 +2444,7 @@ static int run_suite(const char *name)
         T(test_claim_busy_backlog),
         T(test_claim_busy_backlog_merge),
         T(test_claim_matches_model),
+        T(test_claim_past_full_machine),
         T(test_dependencies),
         T(test_dependents_cancelled),
         T(test_token_checks),
