@@ -22,9 +22,11 @@ bad=0
 for i in 1 2 3 4 5 6 7 8; do jq -e '.success' "$T_DIR/open$i.out" >/dev/null 2>&1 || bad=$((bad + 1)); done
 eq "eight processes open a fresh database at once" "$bad" 0
 [[ $bad -gt 0 ]] && sed 's/^/# /' "$T_DIR"/open*.out | head -10
+# SQLite's list, from a fresh SQLite store opened by the same ferry.
+FERRY_CONFIG=$T_DIR/ferry.conf ferry list teams >/dev/null 2>&1
 eq "the migrations are recorded once, numbered like SQLite's" \
     "$(pg_sql "$URL" "SELECT string_agg(version || ':' || name, ',' ORDER BY version) FROM schema_migrations")" \
-    "1:resources, queue items, dependencies, events"
+    "$(sqlite3 "$T_DIR/ferry.db" "SELECT group_concat(version || ':' || name, ',') FROM (SELECT * FROM schema_migrations ORDER BY version)")"
 
 # --- the ways to name the store ----------------------------------------------------------------
 kv=$(python3 -c 'import sys, urllib.parse as up
