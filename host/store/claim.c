@@ -2,14 +2,19 @@
  * How a claim works, for every driver (over engine.h).
  *
  * A host asks for up to max_n items of its bridge. The ready items (PENDING, run_after
- * come, every `after` dependency COMPLETED) are walked in claim order (priority, created,
- * seq), a chunk at a time, and each is taken when its machine has a free slot: a machine
- * runs `concurrency` items at once (vault "concurrency", default 1), counted across every
- * bridge. Taking items greedily in claim order is exactly the model the conformance suite
- * checks: a machine's slots are used up only by its own earlier items. Machines found full
- * are left out of the next chunks, so a long backlog of a busy machine is skipped inside
- * the engine rather than sent over. The machines new to a chunk are looked up together:
- * a few statements per chunk, whatever the number of machines.
+ * come, every `after` dependency COMPLETED) are taken in claim order (priority, created,
+ * seq) when their machine has a free slot: a machine runs `concurrency` items at once
+ * (vault "concurrency", default 1), counted across every bridge. Taking items greedily in
+ * claim order is exactly the model the conformance suite checks: a machine's slots are
+ * used up only by its own earlier items.
+ *
+ * Cost: the items claimed, not the depth of the queue. A first chunk of the ready items in
+ * claim order is usually enough. When it is not (its items belong to machines that are
+ * full: a busy machine's backlog at the head of the queue), walking on would read every
+ * queued item of those machines; the claim goes by machine instead (pick_by_machine):
+ * one index seek per machine with PENDING items, one for each machine's next ready item,
+ * and a merge of those in claim order, which picks what the walk would. The machines new
+ * to a step are looked up together: a few statements, whatever their number.
  *
  * Concurrent claims. Under SQLite one writer at a time makes the select-then-update atomic.
  * Where the engine has row locks (PostgreSQL), locking items alone cannot keep a machine's

@@ -159,29 +159,12 @@ static int exec_v(store *s, int id, int flags, eng_rows *rows, long *changes, ch
     return rc;
 }
 
-int eng_q(store *s, eng_rows *rows, char *err, size_t errlen, int id, const char *types, ...)
+int eng_exec(store *s, int flags, eng_rows *rows, long *changes, char *err, size_t errlen, int id,
+             const char *types, ...)
 {
     va_list ap;
     va_start(ap, types);
-    int rc = exec_v(s, id, 0, rows, NULL, err, errlen, types, ap);
-    va_end(ap);
-    return rc;
-}
-
-int eng_w(store *s, long *changes, char *err, size_t errlen, int id, const char *types, ...)
-{
-    va_list ap;
-    va_start(ap, types);
-    int rc = exec_v(s, id, ENG_WRITE, NULL, changes, err, errlen, types, ap);
-    va_end(ap);
-    return rc;
-}
-
-int eng_wq(store *s, eng_rows *rows, char *err, size_t errlen, int id, const char *types, ...)
-{
-    va_list ap;
-    va_start(ap, types);
-    int rc = exec_v(s, id, ENG_WRITE, rows, NULL, err, errlen, types, ap);
+    int rc = exec_v(s, id, flags, rows, changes, err, errlen, types, ap);
     va_end(ap);
     return rc;
 }

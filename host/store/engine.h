@@ -116,14 +116,18 @@ struct eng_driver {
 
 /*
  * Runs statement id with parameters from a type string: 't' text (NULL is SQL NULL), 'i'
- * int, 'I' int64_t, 'N' int64_t where 0 is NULL, 'j' json_t * (NULL is NULL). eng_q opens
- * *rows (end it with eng_done); eng_w runs a write and reports the rows it changed
- * (changes may be NULL); eng_wq is a write whose rows (RETURNING) are read. A lock-only
+ * int, 'I' int64_t, 'N' int64_t where 0 is NULL, 'j' json_t * (NULL is NULL), with flags
+ * (ENG_WRITE); rows, when not NULL, is opened (end it with eng_done); changes (may be NULL)
+ * gets the rows a write changed. The three shapes the store uses: eng_q a query, eng_w a
+ * write and its count, eng_wq a write whose rows (RETURNING) are read. A lock-only
  * statement on an engine without row locks does nothing and yields no rows.
  */
-int eng_q(store *s, eng_rows *rows, char *err, size_t errlen, int id, const char *types, ...);
-int eng_w(store *s, long *changes, char *err, size_t errlen, int id, const char *types, ...);
-int eng_wq(store *s, eng_rows *rows, char *err, size_t errlen, int id, const char *types, ...);
+int eng_exec(store *s, int flags, eng_rows *rows, long *changes, char *err, size_t errlen, int id,
+             const char *types, ...);
+#define eng_q(s, rows, err, errlen, ...) eng_exec(s, 0, rows, NULL, err, errlen, __VA_ARGS__)
+#define eng_w(s, changes, err, errlen, ...)                                                        \
+    eng_exec(s, ENG_WRITE, NULL, changes, err, errlen, __VA_ARGS__)
+#define eng_wq(s, rows, err, errlen, ...) eng_exec(s, ENG_WRITE, rows, NULL, err, errlen, __VA_ARGS__)
 /* A query of one integer: *out (0 when no row or NULL). */
 int eng_scalar(store *s, int64_t *out, char *err, size_t errlen, int id, const char *types, ...);
 /* A dynamic query (text built at run time, ?N parameters): not cached. */
