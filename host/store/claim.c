@@ -156,6 +156,15 @@ struct cand {
     char machine[129];
 };
 
+/* Reads the row the cursor is on into c. */
+static void read_cand(eng_rows *r, struct cand *c)
+{
+    c->seq = eng_i64(r, 0);
+    snprintf(c->machine, sizeof(c->machine), "%s", eng_text(r, 1));
+    c->priority = eng_i64(r, 2);
+    c->created = eng_i64(r, 3);
+}
+
 /* Reads the rows (seq, machine, priority, created) of an open scan into a new array. */
 static int read_cands(eng_rows *r, struct cand **out, size_t *n, char *err, size_t errlen)
 {
@@ -170,11 +179,7 @@ static int read_cands(eng_rows *r, struct cand **out, size_t *n, char *err, size
             if (*out == NULL)
                 abort();
         }
-        struct cand *c = &(*out)[(*n)++];
-        c->seq = eng_i64(r, 0);
-        snprintf(c->machine, sizeof(c->machine), "%s", eng_text(r, 1));
-        c->priority = eng_i64(r, 2);
-        c->created = eng_i64(r, 3);
+        read_cand(r, &(*out)[(*n)++]);
     }
     eng_done(r);
     return got < 0 ? got : STORE_OK;
@@ -218,25 +223,39 @@ static int cand_cmp(const void *a, const void *b)
 }
 
 /*
- * The first pass: one chunk of the bridge's ready items in claim order, taking each whose
- * machine has a slot. Enough whenever the head of the queue is claimable; *more is set when
- * the chunk was read whole without filling the claim, key then holds its last row.
+ * The first pass: the bridge's ready items in claim order, taking each whose machine has a
+ * slot, a window of rows at a time (as many as picks are missing, at least 16: their
+ * machines are looked up together), up to a chunk. Enough whenever the head of the queue
+ * is claimable, and then only about as many rows are read as items are claimed. *more is
+ * set when the whole chunk was read without filling the claim; key then holds its last
+ * row.
  */
 static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char *err,
                      size_t errlen)
 {
-    int budget = cl->max_n * 4 + 64;
+    int budget = cl->max_n * 4 + 64, got = 0;
+    size_t n = 0, taken = 0;
     eng_rows r;
-    struct cand *c = NULL;
-    size_t n = 0;
+    struct cand *c = calloc((size_t)budget, sizeof(*c));
+    if (c == NULL)
+        abort();
+    *more = 0;
     int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now, budget);
-    if (rc == STORE_OK)
-        rc = read_cands(&r, &c, &n, err, errlen);
-    if (rc == STORE_OK)
-        rc = lookup_new(s, cl, c, n, err, errlen);
-    for (size_t i = 0; rc == STORE_OK && i < n; i++)
-        take(cl, &c[i]);
-    *more = rc == STORE_OK && (int)n == budget && (int)cl->n_picked < cl->max_n;
+    int opened = rc == STORE_OK;
+    while (rc == STORE_OK && (int)cl->n_picked < cl->max_n) {
+        int missing = cl->max_n - (int)cl->n_picked;
+        size_t window = n + (size_t)(missing > 16 ? missing : 16);
+        while (n < window && (got = eng_next(&r, err, errlen)) == 1)
+            read_cand(&r, &c[n++]);
+        rc = got < 0 ? got : lookup_new(s, cl, c + taken, n - taken, err, errlen);
+        for (; rc == STORE_OK && taken < n; taken++)
+            take(cl, &c[taken]);
+        if (got != 1)
+            break;
+    }
+    if (opened)
+        eng_done(&r);
+    *more = rc == STORE_OK && got == 0 && (int)n == budget && (int)cl->n_picked < cl->max_n;
     if (n > 0) {
         key[0] = c[n - 1].priority;
         key[1] = c[n - 1].created;
