@@ -1388,41 +1388,6 @@ static void test_claim_matches_model(void **state)
     json_decref(v);
 }
 
-/* A long head of the queue on a full machine: the claim finds the other machine's item
- * behind it (by machine, not by walking the head), and then nothing more. */
-static void test_claim_past_full_machine(void **state)
-{
-    struct fx *f = *state;
-    char err[512], late[37];
-    enum { HEAD = 400 };
-    json_t *v = J("{\"function\":\"noop\"}");
-    struct store_item_spec *specs = calloc(HEAD, sizeof(*specs));
-    char(*ids)[37] = calloc(HEAD, 37);
-    for (int i = 0; i < HEAD; i++)
-        specs[i] = (struct store_item_spec){.team = f->team,
-                                            .machine = f->m1,
-                                            .bridge = f->bridge,
-                                            .priority = 1,
-                                            .vault = v,
-                                            .now_ms = f->t0 + i};
-    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, HEAD, ids, err, sizeof(err)));
-    item(f, f->m2, 5, HEAD + 10, late);
-    json_t *got = claim(f, f->bridge, 1, HEAD + 100); /* m1 is full now */
-    assert_int_equal(json_array_size(got), 1);
-    assert_string_equal(claimed_id(got, 0), ids[0]);
-    json_decref(got);
-    got = claim(f, f->bridge, 5, HEAD + 101);
-    assert_int_equal(json_array_size(got), 1);
-    assert_string_equal(claimed_id(got, 0), late);
-    json_decref(got);
-    got = claim(f, f->bridge, 5, HEAD + 102);
-    assert_int_equal(json_array_size(got), 0);
-    json_decref(got);
-    free(specs);
-    free(ids);
-    json_decref(v);
-}
-
 static void test_dependencies(void **state)
 {
     struct fx *f = *state;
@@ -2444,7 +2409,6 @@ static int run_suite(const char *name)
         T(test_claim_busy_backlog),
         T(test_claim_busy_backlog_merge),
         T(test_claim_matches_model),
-        T(test_claim_past_full_machine),
         T(test_dependencies),
         T(test_dependents_cancelled),
         T(test_token_checks),
