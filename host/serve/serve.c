@@ -844,6 +844,9 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         if (fds[2].revents && h.running)
             check_cancelling(&h);
         claim(&h);
+        /* The turn's run messages, one write per worker, before the commit: on SQLite the
+         * attempts run while it is made durable (claim()). */
+        runner_flush(h.run);
         batch_end(&h);
         if (h.stopping) {
             if (h.running == NULL)
