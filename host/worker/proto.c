@@ -114,12 +114,15 @@ void proto_buf_free(struct proto_buf *b)
 
 int proto_send(int fd, const json_t *msg)
 {
-    /* One pass of the encoder straight into the frame, one write. */
-    struct proto_buf b = {0};
+    /* One pass of the encoder straight into the frame, one write. The buffer is kept for
+     * the next message (a worker sends one or more per attempt), unless a large one grew it. */
+    static __thread struct proto_buf b;
+    b.len = 0;
     int rc = proto_buf_msg(&b, msg);
     if (rc == 0)
         rc = write_all(fd, b.p, b.len);
-    proto_buf_free(&b);
+    if (b.cap > 1024 * 1024)
+        proto_buf_free(&b);
     return rc;
 }
 
