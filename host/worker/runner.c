@@ -64,7 +64,9 @@ struct runner_job {
     int exit_loading;                   /* ... from its init(), while the worker loaded it */
     size_t stderr_kept, stderr_dropped; /* bytes of stderr in the trace, and beyond it */
     int nested;
-    /* Its run message's frame until it starts (to send it elsewhere if its worker dies). */
+    int moves; /* times it was moved off a worker whose copy of its plugin was stale */
+    /* Its run message's frame, until it ends: to send it elsewhere if its worker dies before
+     * starting it, or finds its plugin changed on disk before loading it. */
     struct proto_buf frame;
     runner_job *next; /* the next one queued on the same worker */
 };
@@ -367,7 +369,6 @@ static void job_started(runner *r, runner_job *job)
 {
     int64_t now = mono_ms();
     job->deadline = job->timeout_ms > 0 ? now + job->timeout_ms : 0;
-    proto_buf_free(&job->frame);
     if (job->stopping != STOP_NONE) {
         signal_cancel(job);
         job->term_at = now + r->o.grace_ms / 2;
@@ -419,6 +420,7 @@ static void finish(runner *r, worker *w, struct outcome *out, int stderr_empty)
      * hand it the next attempt at once (unless it is to be retired). */
     promote(r, w);
     r->ev.done(r->ud, job, out);
+    proto_buf_free(&job->frame);
     free(job);
 }
 
@@ -555,14 +557,43 @@ static void worker_died(runner *r, worker *w, const char *why)
 
 static worker *find_serial(const runner *r, uint64_t serial);
 
+/* How many times one attempt is moved off workers with a stale plugin before it ends
+ * UNAVAILABLE (the plugin keeps changing under it). */
+#define MAX_MOVES 3
+
+/*
+ * The worker found the plugin of attempt job changed on disk before it loaded it (its copy
+ * is stale: dlopen would hand back the old one), so job never started there, and neither
+ * will any attempt after it on that worker. job goes to another worker, as if the first
+ * had died before starting it, unless it has moved too often.
+ */
+static void move_stale(runner *r, runner_job *job)
+{
+    if (job->moves < MAX_MOVES) {
+        job->moves++;
+        job->w = NULL;
+        redispatch(r, job);
+        return;
+    }
+    char buf[160];
+    snprintf(buf, sizeof(buf), "the plugin changed on disk %d times before the attempt could "
+             "start; try again", MAX_MOVES + 1);
+    struct outcome out = {.kind = OUTCOME_UNAVAILABLE, .stop = STOP_NONE,
+                          .code = "plugin_changed", .message = buf};
+    settle_unstarted(r, job, &out);
+}
+
 /* A skip's answer: the queued attempt m->id never started. Returns -1 when no attempt that
- * was being cancelled is queued under that id. */
+ * was being cancelled is queued under that id. With retire, the worker's copy of the plugin
+ * was stale: m->id (running or queued) never started, and is moved (move_stale). */
 static int handle_skipped(runner *r, worker *w, const struct proto_done *m)
 {
     runner_job *job = w->job;
+    if (m->retire)
+        w->leaving = 1; /* it starts nothing more */
     if (job && job->id == m->id) {
         /* The runner took it for started (the done before it was read first). */
-        if (job->stopping == STOP_NONE)
+        if (job->stopping == STOP_NONE && !m->retire)
             return -1;
         w->job = NULL;
         promote(r, w);
@@ -573,7 +604,7 @@ static int handle_skipped(runner *r, worker *w, const struct proto_done *m)
             at = &(*at)->next;
         }
         job = *at;
-        if (job == NULL || job->stopping == STOP_NONE)
+        if (job == NULL || (job->stopping == STOP_NONE && !m->retire))
             return -1;
         *at = job->next;
         if (w->q_last == job)
@@ -581,13 +612,17 @@ static int handle_skipped(runner *r, worker *w, const struct proto_done *m)
         w->nq--;
         job->next = NULL;
     }
-    char buf[128];
-    struct outcome out = {0};
-    stopped_outcome(job, &out, buf, sizeof(buf));
-    snprintf(buf, sizeof(buf), "%s before it started",
-             job->stopping == STOP_SHUTDOWN ? "interrupted by host shutdown" : "cancelled");
     uint64_t serial = w->serial;
-    settle_unstarted(r, job, &out);
+    if (m->retire && job->stopping == STOP_NONE) {
+        move_stale(r, job);
+    } else {
+        char buf[128];
+        struct outcome out = {0};
+        stopped_outcome(job, &out, buf, sizeof(buf));
+        snprintf(buf, sizeof(buf), "%s before it started",
+                 job->stopping == STOP_SHUTDOWN ? "interrupted by host shutdown" : "cancelled");
+        settle_unstarted(r, job, &out);
+    }
     if (find_serial(r, serial) == w && w->leaving && w->job == NULL)
         retire(r, w);
     return 0;

@@ -506,6 +506,63 @@ static void test_queued_runs_written_together(void **state)
     finish(&s);
 }
 
+/* Copies the file from to to (a new file, hence a new inode once renamed over another). */
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/*
+ * The plugin is replaced on disk while attempts wait in a worker that loaded the old copy:
+ * those attempts never start there (its copy is stale) but run on a fresh worker, each once,
+ * and none ends UNAVAILABLE.
+ */
+static void test_plugin_changed_moves_queued(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ferry-stale.XXXXXX", so[64], fresh[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(so, sizeof(so), "%s/p.so", dir);
+    snprintf(fresh, sizeof(fresh), "%s/p.so.new", dir);
+    copy_file(core_so, so);
+    struct seen s;
+    start_piped(&s, 1, 4);
+    json_t *machine = json_pack("{s:b}", "local", 1);
+    const char *texts[] = {NULL, "loaded-old", "moved-2", "moved-3"};
+    for (intptr_t t = 1; t <= 3; t++) {
+        json_t *params = json_pack("{s:s,s:s}", "message", texts[t], "level", "info");
+        struct attempt_spec spec = {.plugin = so, .function = "log_message", .params = params,
+                                    .machine = machine, .pre_hook = t == 1 ? "sleep 0.6" : NULL};
+        assert_non_null(runner_start(s.r, &spec, (void *)t, 0));
+        json_decref(params);
+    }
+    runner_flush(s.r);
+    usleep(300 * 1000); /* the first attempt has loaded the plugin and sleeps in its hook */
+    copy_file(core_so, fresh);
+    assert_int_equal(rename(fresh, so), 0);
+    wait_done(&s, 3);
+    for (int t = 1; t <= 3; t++)
+        if (s.by_tag[t].kind != OUTCOME_OK)
+            fail_msg("attempt %d: %s; trace:\n%s", t, outcome_kind_name(s.by_tag[t].kind),
+                     s.logs);
+    assert_true(s.pid_by_tag[2] != s.pid_by_tag[1]);
+    assert_int_equal(s.pid_by_tag[3], s.pid_by_tag[2]);
+    for (int t = 1; t <= 3; t++)
+        assert_int_equal(count_in(s.logs, texts[t]), 1);
+    json_decref(machine);
+    finish(&s);
+    unlink(so);
+    rmdir(dir);
+}
+
 /* A done the runner never asked for breaks the protocol: the attempt is CRASHED. */
 static void test_forged_done_is_refused(void **state)
 {
@@ -553,6 +610,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_nested_with_queues_full),
         cmocka_unit_test(test_forged_done_is_refused),
         cmocka_unit_test(test_queued_runs_written_together),
+        cmocka_unit_test(test_plugin_changed_moves_queued),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
