@@ -570,6 +570,9 @@ static worker *find_serial(const runner *r, uint64_t serial);
 static void move_stale(runner *r, runner_job *job)
 {
     if (job->moves < MAX_MOVES) {
+        hlog(LOG_INFO, "worker %d holds a stale copy of a plugin changed on disk: attempt %lld, "
+             "which never started there, goes to another worker", (int)job->w->pid,
+             (long long)job->id);
         job->moves++;
         job->w = NULL;
         redispatch(r, job);
