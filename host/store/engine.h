@@ -107,6 +107,8 @@ struct eng_driver {
     int (*rollback)(store *s, char *err, size_t errlen);
 
     void (*close)(store *s);
+    /* Optional: a number that changes when another handle commits (store_data_version). */
+    int64_t (*data_version)(store *s);
     void (*notify)(store *s, const char *bridge);
     int (*wait_fd)(store *s, const char *bridge, char *err, size_t errlen);
     void (*wait_drain)(store *s);

@@ -164,6 +164,11 @@ void store_notify(store *s, const char *bridge)
         s->drv->notify(s, bridge);
 }
 
+int64_t store_data_version(store *s)
+{
+    return s->drv->data_version ? s->drv->data_version(s) : -1;
+}
+
 int store_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
 {
     if (!valid_name(bridge, err, errlen))

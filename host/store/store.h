@@ -495,6 +495,14 @@ int store_wait_fd(store *s, const char *bridge, char *err, size_t errlen);
 /* Consumes the pending wake-ups so the fd stops being readable. */
 void store_wait_drain(store *s);
 
+/*
+ * A number that changes whenever another handle (another process, or another connection of
+ * this one) has committed to the store since the last call: while it stays the same, what
+ * this handle read earlier (a machine's row) still holds, unless this handle changed it.
+ * -1 when the driver cannot tell (PostgreSQL): assume everything changed.
+ */
+int64_t store_data_version(store *s);
+
 /* =======================================================================================
  * For the store's own files only: the handle, the driver table and the helpers in store.c
  * that keep validation, messages and row shapes in one place. Callers use the API above.

@@ -670,6 +670,19 @@ static void sq_wait_drain(store *s)
         ;
 }
 
+/* SQLite's data_version: it changes when another connection (of any process) commits. */
+static int64_t sq_data_version(store *s)
+{
+    struct sq *q = (struct sq *)s;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(q->db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
 static const struct eng_driver sqlite_driver = {
     .name = "sqlite",
     .fragments = fragments,
@@ -690,6 +703,7 @@ static const struct eng_driver sqlite_driver = {
     .commit = sq_commit,
     .rollback = sq_rollback,
     .close = sq_close,
+    .data_version = sq_data_version,
     .notify = sq_notify,
     .wait_fd = sq_wait_fd,
     .wait_drain = sq_wait_drain,

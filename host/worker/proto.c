@@ -37,52 +37,92 @@ static int read_all(int fd, char *p, size_t n)
     return 0;
 }
 
-/* A frame being written: 4 bytes of length, then the JSON text; on the stack when small. */
-struct frame {
-    char *p;
-    size_t len, cap;
-    char small[4096];
-};
-
-static int frame_add(const char *buffer, size_t size, void *data)
+/* Grows the buffer *p of *cap bytes, doubling from first, until len + n bytes fit; -1 when
+ * memory runs out (the buffer is kept). */
+static int grow(char **p, size_t *cap, size_t len, size_t n, size_t first)
 {
-    struct frame *f = data;
-    if (f->len + size > f->cap) {
-        size_t cap = (f->len + size) * 2;
-        char *p = f->p == f->small ? malloc(cap) : realloc(f->p, cap);
-        if (p == NULL)
-            return -1;
-        if (f->p == f->small)
-            memcpy(p, f->small, f->len);
-        f->p = p;
-        f->cap = cap;
-    }
-    memcpy(f->p + f->len, buffer, size);
-    f->len += size;
+    if (*cap - len >= n)
+        return 0;
+    size_t c = *cap ? *cap : first;
+    while (c - len < n)
+        c *= 2;
+    char *q = realloc(*p, c);
+    if (q == NULL)
+        return -1;
+    *p = q;
+    *cap = c;
     return 0;
+}
+
+/* Room for n more bytes in b; -1 when memory runs out. */
+static int buf_reserve(struct proto_buf *b, size_t n)
+{
+    return grow(&b->p, &b->cap, b->len, n, 4096);
+}
+
+int proto_buf_add(struct proto_buf *b, const void *bytes, size_t n)
+{
+    if (buf_reserve(b, n) != 0)
+        return -1;
+    memcpy(b->p + b->len, bytes, n);
+    b->len += n;
+    return 0;
+}
+
+static int buf_add(const char *buffer, size_t size, void *data)
+{
+    return proto_buf_add(data, buffer, size);
+}
+
+/* Starts a frame at the end of b: room for its length, filled in by frame_end(). */
+static int frame_begin(struct proto_buf *b, size_t *at)
+{
+    *at = b->len;
+    return buf_add("\0\0\0\0", 4, b);
+}
+
+/* Ends the frame started at at: writes its length, or takes it back (-2) when it is larger
+ * than PROTO_MAX_MESSAGE, or (-1) when ok says building it failed. */
+static int frame_end(struct proto_buf *b, size_t at, int ok)
+{
+    size_t n = b->len - at - 4;
+    if (!ok || n > PROTO_MAX_MESSAGE) {
+        b->len = at;
+        return ok ? -2 : -1;
+    }
+    char *p = b->p + at;
+    p[0] = (char)(n & 0xff);
+    p[1] = (char)((n >> 8) & 0xff);
+    p[2] = (char)((n >> 16) & 0xff);
+    p[3] = (char)((n >> 24) & 0xff);
+    return 0;
+}
+
+int proto_buf_msg(struct proto_buf *b, const json_t *msg)
+{
+    size_t at;
+    if (frame_begin(b, &at) != 0)
+        return -1;
+    return frame_end(b, at, json_dump_callback(msg, buf_add, b, JSON_COMPACT | JSON_ENCODE_ANY) == 0);
+}
+
+void proto_buf_free(struct proto_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
 }
 
 int proto_send(int fd, const json_t *msg)
 {
-    /* One pass of the encoder straight into the frame, one write. */
-    struct frame f;
-    f.p = f.small;
-    f.len = 4;
-    f.cap = sizeof(f.small);
-    int rc = -1;
-    int dumped = json_dump_callback(msg, frame_add, &f, JSON_COMPACT | JSON_ENCODE_ANY) == 0;
-    if (dumped && f.len - 4 > PROTO_MAX_MESSAGE) {
-        rc = -2;
-    } else if (dumped) {
-        uint32_t len = (uint32_t)(f.len - 4);
-        f.p[0] = (char)(len & 0xff);
-        f.p[1] = (char)((len >> 8) & 0xff);
-        f.p[2] = (char)((len >> 16) & 0xff);
-        f.p[3] = (char)((len >> 24) & 0xff);
-        rc = write_all(fd, f.p, f.len);
-    }
-    if (f.p != f.small)
-        free(f.p);
+    /* One pass of the encoder straight into the frame, one write. The buffer is kept for
+     * the next message (a worker sends one or more per attempt), unless a large one grew it. */
+    static __thread struct proto_buf b;
+    b.len = 0;
+    int rc = proto_buf_msg(&b, msg);
+    if (rc == 0)
+        rc = write_all(fd, b.p, b.len);
+    if (b.cap > 1024 * 1024)
+        proto_buf_free(&b);
     return rc;
 }
 
@@ -113,15 +153,7 @@ json_t *proto_recv(int fd)
 /* Room for at least 64 KiB more in r; -1 when memory runs out. */
 static int reserve(proto_reader *r)
 {
-    if (r->cap - r->len >= 65536)
-        return 0;
-    size_t cap = r->cap ? r->cap * 2 : 131072;
-    char *nb = realloc(r->buf, cap);
-    if (nb == NULL)
-        return -1;
-    r->buf = nb;
-    r->cap = cap;
-    return 0;
+    return grow(&r->buf, &r->cap, r->len, 65536, 131072);
 }
 
 int proto_fill(proto_reader *r, int fd)
@@ -385,24 +417,106 @@ static void put_obj_or_empty(json_t *m, const char *key, const json_t *v)
         json_object_set_new(m, key, json_object());
 }
 
-json_t *proto_build_run(const struct proto_run *m)
+/*
+ * The run message is written as text straight from its struct: it is the one message sent
+ * per attempt, and a JSON tree built only to be dumped once cost the host an allocation per
+ * member. Only its JSON members (params, config, machine) go through the encoder.
+ */
+
+/* Appends text as a JSON string; text that is not valid UTF-8 is cleaned as jstr() does. */
+static int put_text(struct proto_buf *b, const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        size_t bad, len = utf8_len(p + i, n - i, &bad);
+        if (len == 0) {
+            char *clean = proto_clean_text(text, PROTO_MAX_MESSAGE);
+            int rc = clean ? put_text(b, clean) : -1;
+            free(clean);
+            return rc;
+        }
+        i += len;
+    }
+    if (buf_reserve(b, 6 * n + 2) != 0)
+        return -1;
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20) {
+            static const char hex[] = "0123456789abcdef";
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[c >> 4];
+            o[5] = hex[c & 15];
+            o += 6;
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+    return 0;
+}
+
+/* Appends ,"key":value for a string member (nothing when text is NULL). */
+static int run_str(struct proto_buf *b, const char *key, const char *text)
+{
+    if (text == NULL)
+        return 0;
+    char head[64];
+    int n = snprintf(head, sizeof(head), ",\"%s\":", key);
+    return buf_add(head, (size_t)n, b) || put_text(b, text) ? -1 : 0;
+}
+
+static int run_int(struct proto_buf *b, const char *key, int64_t v)
+{
+    char text[96];
+    int n = snprintf(text, sizeof(text), ",\"%s\":%lld", key, (long long)v);
+    return buf_add(text, (size_t)n, b);
+}
+
+/* Appends ,"key":JSON for v; NULL gives fallback ("{}" or "null"). */
+static int run_json(struct proto_buf *b, const char *key, const json_t *v, const char *fallback)
+{
+    char head[64];
+    int n = snprintf(head, sizeof(head), ",\"%s\":", key);
+    if (buf_add(head, (size_t)n, b) != 0)
+        return -1;
+    if (v == NULL)
+        return buf_add(fallback, strlen(fallback), b);
+    return json_dump_callback(v, buf_add, b, JSON_COMPACT | JSON_ENCODE_ANY) == 0 ? 0 : -1;
+}
+
+int proto_buf_run(struct proto_buf *b, const struct proto_run *m)
 {
     const struct attempt_spec *s = &m->spec;
-    json_t *j = start(PROTO_RUN, m->id, 1);
-    put_str(j, "plugin", s->plugin);
-    put_str(j, "function", s->function);
-    put_obj_or_empty(j, "params", s->params);
-    put_obj_or_empty(j, "config", s->config);
-    put_obj(j, "machine", s->machine, 1);
-    put_str(j, "pre_hook", s->pre_hook);
-    put_str(j, "post_hook", s->post_hook);
-    put_str(j, "hook_dir", s->hook_dir);
-    put_str(j, "ssh_key", s->ssh_key);
-    put_str(j, "task", s->task_id);
-    put_int(j, "attempt", s->attempt);
-    put_int(j, "depth", s->depth);
-    put_int(j, "timeout_ms", s->timeout_ms);
-    put_int(j, "deadline", m->deadline_ms);
+    size_t at;
+    if (frame_begin(b, &at) != 0)
+        return -1;
+    char head[64];
+    int n = snprintf(head, sizeof(head), "{\"op\":\"%s\",\"id\":%lld", op_names[PROTO_RUN],
+                     (long long)m->id);
+    int bad = buf_add(head, (size_t)n, b) || run_str(b, "plugin", s->plugin) ||
+              run_str(b, "function", s->function) || run_json(b, "params", s->params, "{}") ||
+              run_json(b, "config", s->config, "{}") ||
+              run_json(b, "machine", s->machine, "null") ||
+              run_str(b, "pre_hook", s->pre_hook) || run_str(b, "post_hook", s->post_hook) ||
+              run_str(b, "hook_dir", s->hook_dir) || run_str(b, "ssh_key", s->ssh_key) ||
+              run_str(b, "task", s->task_id) || run_int(b, "attempt", s->attempt) ||
+              run_int(b, "depth", s->depth) || run_int(b, "timeout_ms", s->timeout_ms) ||
+              run_int(b, "deadline", m->deadline_ms) || buf_add("}", 1, b);
+    return frame_end(b, at, !bad);
+}
+
+json_t *proto_build_run(const struct proto_run *m)
+{
+    struct proto_buf b = {0};
+    json_t *j = proto_buf_run(&b, m) == 0 ? json_loadb(b.p + 4, b.len - 4, 0, NULL) : NULL;
+    proto_buf_free(&b);
     return j;
 }
 

@@ -21,6 +21,22 @@
 int proto_send(int fd, const json_t *msg);
 
 /*
+ * Whole frames (length and text) gathered to be written together: a turn's run messages
+ * for one worker go out in one write. Start from {0}; free with proto_buf_free().
+ */
+struct proto_buf {
+    char *p;
+    size_t len, cap;
+};
+
+/* Appends msg's frame (msg borrowed). 0, -1 when memory runs out, -2 when the message is
+ * larger than PROTO_MAX_MESSAGE (nothing is appended in either case). */
+int proto_buf_msg(struct proto_buf *b, const json_t *msg);
+/* Appends n bytes (whole frames taken from another buffer). 0, or -1 when memory runs out. */
+int proto_buf_add(struct proto_buf *b, const void *bytes, size_t n);
+void proto_buf_free(struct proto_buf *b);
+
+/*
  * Reads one whole message, blocking. Returns a new reference, or NULL on end of file, a read
  * error or a malformed message.
  */
@@ -250,6 +266,10 @@ union proto_msg {
  * the caller's trees, not copied: send the message and drop it, do not change it.
  */
 json_t *proto_build_run(const struct proto_run *m);
+/* Appends the frame of a "run" message, written straight from m: the message
+ * proto_build_run() returns, without a JSON tree (proto_build_run() parses this text).
+ * Returns as proto_buf_msg(). */
+int proto_buf_run(struct proto_buf *b, const struct proto_run *m);
 json_t *proto_build_reply(const struct proto_reply *m);
 json_t *proto_build_skip(const struct proto_skip *m);
 json_t *proto_build_log(const struct proto_log *m);

@@ -64,7 +64,10 @@ struct runner_job {
     int exit_loading;                   /* ... from its init(), while the worker loaded it */
     size_t stderr_kept, stderr_dropped; /* bytes of stderr in the trace, and beyond it */
     int nested;
-    json_t *msg;      /* its run message while it waits in a queue (to send it elsewhere) */
+    int moves; /* times it was moved off a worker whose copy of its plugin was stale */
+    /* Its run message's frame, until it ends: to send it elsewhere if its worker dies before
+     * starting it, or finds its plugin changed on disk before loading it. */
+    struct proto_buf frame;
     runner_job *next; /* the next one queued on the same worker */
 };
 
@@ -84,6 +87,10 @@ struct worker {
     int dead;
     int leaving; /* to be retired once its attempt is settled: takes no new one */
     int64_t exiting; /* mono ms: let go (socket shut), running its fini(); killed after it */
+    /* Frames for the worker not written yet: a turn's run messages go out in one write
+     * (runner_flush); what the socket does not take waits for EPOLLOUT. */
+    struct proto_buf out;
+    int want_out; /* EPOLLOUT is asked for */
     uint64_t serial; /* names the worker in epoll events, which may outlive it in a batch */
 };
 
@@ -97,6 +104,9 @@ struct runner {
     unsigned generation;
     int64_t next_id;
     uint64_t next_serial;
+    /* Where run messages are built, reused: each job keeps an exact copy (small enough for
+     * malloc's per-thread cache, where a fresh 4 KiB buffer per job was not). */
+    struct proto_buf scratch;
 };
 
 runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud)
@@ -334,6 +344,7 @@ static void retire_now(runner *r, worker *w, int wait)
         ;
     reap_worker_gone(w->pid);
     proto_reader_free(&w->rd);
+    proto_buf_free(&w->out);
     for (size_t i = 0; i < r->n_workers; i++) {
         if (r->workers[i] == w) {
             r->workers[i] = r->workers[--r->n_workers];
@@ -358,8 +369,6 @@ static void job_started(runner *r, runner_job *job)
 {
     int64_t now = mono_ms();
     job->deadline = job->timeout_ms > 0 ? now + job->timeout_ms : 0;
-    json_decref(job->msg);
-    job->msg = NULL;
     if (job->stopping != STOP_NONE) {
         signal_cancel(job);
         job->term_at = now + r->o.grace_ms / 2;
@@ -386,7 +395,7 @@ static void promote(runner *r, worker *w)
 static void settle_unstarted(runner *r, runner_job *job, const struct outcome *out)
 {
     r->ev.done(r->ud, job, out);
-    json_decref(job->msg);
+    proto_buf_free(&job->frame);
     free(job);
 }
 
@@ -411,6 +420,7 @@ static void finish(runner *r, worker *w, struct outcome *out, int stderr_empty)
      * hand it the next attempt at once (unless it is to be retired). */
     promote(r, w);
     r->ev.done(r->ud, job, out);
+    proto_buf_free(&job->frame);
     free(job);
 }
 
@@ -463,6 +473,7 @@ static void stopped_outcome(const runner_job *job, struct outcome *out, char *bu
 
 static worker *pick(runner *r, int nested);
 static void send_job(runner *r, worker *w, runner_job *job);
+static void flush_out(runner *r, worker *w);
 
 /* Attempts that were queued on a worker that is gone, and never started: each goes to another
  * worker, or ends as it was being stopped when it had been cancelled meanwhile. */
@@ -533,6 +544,7 @@ static void worker_died(runner *r, worker *w, const char *why)
     }
     kill(-w->pid, SIGKILL);
     proto_reader_free(&w->rd);
+    proto_buf_free(&w->out);
     for (size_t i = 0; i < r->n_workers; i++) {
         if (r->workers[i] == w) {
             r->workers[i] = r->workers[--r->n_workers];
@@ -545,14 +557,46 @@ static void worker_died(runner *r, worker *w, const char *why)
 
 static worker *find_serial(const runner *r, uint64_t serial);
 
+/* How many times one attempt is moved off workers with a stale plugin before it ends
+ * UNAVAILABLE (the plugin keeps changing under it). */
+#define MAX_MOVES 3
+
+/*
+ * The worker found the plugin of attempt job changed on disk before it loaded it (its copy
+ * is stale: dlopen would hand back the old one), so job never started there, and neither
+ * will any attempt after it on that worker. job goes to another worker, as if the first
+ * had died before starting it, unless it has moved too often.
+ */
+static void move_stale(runner *r, runner_job *job)
+{
+    if (job->moves < MAX_MOVES) {
+        hlog(LOG_INFO, "worker %d holds a stale copy of a plugin changed on disk: attempt %lld, "
+             "which never started there, goes to another worker", (int)job->w->pid,
+             (long long)job->id);
+        job->moves++;
+        job->w = NULL;
+        redispatch(r, job);
+        return;
+    }
+    char buf[160];
+    snprintf(buf, sizeof(buf), "the plugin changed on disk %d times before the attempt could "
+             "start; try again", MAX_MOVES + 1);
+    struct outcome out = {.kind = OUTCOME_UNAVAILABLE, .stop = STOP_NONE,
+                          .code = "plugin_changed", .message = buf};
+    settle_unstarted(r, job, &out);
+}
+
 /* A skip's answer: the queued attempt m->id never started. Returns -1 when no attempt that
- * was being cancelled is queued under that id. */
+ * was being cancelled is queued under that id. With retire, the worker's copy of the plugin
+ * was stale: m->id (running or queued) never started, and is moved (move_stale). */
 static int handle_skipped(runner *r, worker *w, const struct proto_done *m)
 {
     runner_job *job = w->job;
+    if (m->retire)
+        w->leaving = 1; /* it starts nothing more */
     if (job && job->id == m->id) {
         /* The runner took it for started (the done before it was read first). */
-        if (job->stopping == STOP_NONE)
+        if (job->stopping == STOP_NONE && !m->retire)
             return -1;
         w->job = NULL;
         promote(r, w);
@@ -563,7 +607,7 @@ static int handle_skipped(runner *r, worker *w, const struct proto_done *m)
             at = &(*at)->next;
         }
         job = *at;
-        if (job == NULL || job->stopping == STOP_NONE)
+        if (job == NULL || (job->stopping == STOP_NONE && !m->retire))
             return -1;
         *at = job->next;
         if (w->q_last == job)
@@ -571,13 +615,17 @@ static int handle_skipped(runner *r, worker *w, const struct proto_done *m)
         w->nq--;
         job->next = NULL;
     }
-    char buf[128];
-    struct outcome out = {0};
-    stopped_outcome(job, &out, buf, sizeof(buf));
-    snprintf(buf, sizeof(buf), "%s before it started",
-             job->stopping == STOP_SHUTDOWN ? "interrupted by host shutdown" : "cancelled");
     uint64_t serial = w->serial;
-    settle_unstarted(r, job, &out);
+    if (m->retire && job->stopping == STOP_NONE) {
+        move_stale(r, job);
+    } else {
+        char buf[128];
+        struct outcome out = {0};
+        stopped_outcome(job, &out, buf, sizeof(buf));
+        snprintf(buf, sizeof(buf), "%s before it started",
+                 job->stopping == STOP_SHUTDOWN ? "interrupted by host shutdown" : "cancelled");
+        settle_unstarted(r, job, &out);
+    }
     if (find_serial(r, serial) == w && w->leaving && w->job == NULL)
         retire(r, w);
     return 0;
@@ -738,6 +786,7 @@ static void read_worker(runner *r, worker *w)
 
 void runner_process(runner *r)
 {
+    runner_flush(r);
     struct epoll_event evs[64];
     int n = epoll_wait(r->epfd, evs, 64, 0);
     for (int i = 0; i < n; i++) {
@@ -760,10 +809,13 @@ void runner_process(runner *r)
                 read_stderr(r, w, 0, 0);
             continue;
         }
+        if (kind == EV_SOCK && (evs[i].events & EPOLLOUT))
+            flush_out(r, w); /* the socket took what waited */
         read_worker(r, w); /* a dying worker's last messages (a "done") come first */
         if (kind == EV_PIDFD && find_serial(r, serial) == w)
             worker_died(r, w, NULL);
     }
+    runner_flush(r); /* attempts sent elsewhere when their worker died */
 }
 
 /* Attempts on w: the running one and those queued behind it. */
@@ -819,7 +871,51 @@ static worker *pick(runner *r, int nested)
     return best;
 }
 
-/* Writes job's run message to w: it runs at once if w is idle, else after those queued. */
+/*
+ * Writes what waits in w->out as far as the socket takes it; the rest waits for EPOLLOUT
+ * (runner_process writes it then). A worker whose socket is broken loses what waited: its
+ * end is seen on its pidfd or as end of file, and ends its attempts then, so this never ends
+ * a worker itself (it runs inside callbacks that still use it).
+ */
+static void flush_out(runner *r, worker *w)
+{
+    size_t off = 0;
+    while (off < w->out.len) {
+        ssize_t n = write(w->sock, w->out.p + off, w->out.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            off = w->out.len;
+            break;
+        }
+        off += (size_t)n;
+    }
+    memmove(w->out.p, w->out.p + off, w->out.len - off);
+    w->out.len -= off;
+    int want = w->out.len > 0;
+    if (want != w->want_out && !w->exiting) {
+        struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0),
+                                 .data.u64 = w->serial << EV_BITS | EV_SOCK};
+        epoll_ctl(r->epfd, EPOLL_CTL_MOD, w->sock, &ev);
+        w->want_out = want;
+    }
+}
+
+void runner_flush(runner *r)
+{
+    for (size_t i = 0; i < r->n_workers; i++)
+        if (r->workers[i]->out.len > 0)
+            flush_out(r, r->workers[i]);
+}
+
+/*
+ * Hands job's run message to w: it runs at once if w is idle, else after those queued. One
+ * that starts at once is written at once; one queued behind another waits in w->out for
+ * runner_flush() (or the end of runner_process()), so that a turn's attempts for a worker
+ * cost one write.
+ */
 static void send_job(runner *r, worker *w, runner_job *job)
 {
     job->w = w;
@@ -833,11 +929,13 @@ static void send_job(runner *r, worker *w, runner_job *job)
         w->q_last = job;
         w->nq++;
     }
-    int sent = job->msg ? proto_send(w->sock, job->msg) : -1;
-    if (w->job == job)
+    int queued = job->frame.len > 0 && proto_buf_add(&w->out, job->frame.p, job->frame.len) == 0;
+    if (w->job == job) {
         job_started(r, job);
-    if (sent != 0)
-        worker_died(r, w, "worker was gone before the attempt started");
+        flush_out(r, w);
+    }
+    if (!queued)
+        worker_died(r, w, "the attempt's run message could not be built");
 }
 
 int runner_busy(const runner *r)
@@ -878,7 +976,11 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
     struct proto_run run = {.id = job->id,
                             .deadline_ms = spec->timeout_ms > 0 ? now_ms() + spec->timeout_ms : 0,
                             .spec = *spec};
-    job->msg = proto_build_run(&run);
+    r->scratch.len = 0;
+    if (proto_buf_run(&r->scratch, &run) == 0 && (job->frame.p = malloc(r->scratch.len)) != NULL) {
+        memcpy(job->frame.p, r->scratch.p, r->scratch.len);
+        job->frame.len = job->frame.cap = r->scratch.len;
+    }
     send_job(r, w, job);
     return job;
 }
@@ -905,15 +1007,14 @@ int runner_job_queued(const runner_job *job)
 
 void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply)
 {
-    (void)r;
     job->waiting_reply = 0;
     json_t *msg = proto_build_reply(reply);
-    if (msg)
-        proto_send(job->w->sock, msg);
+    if (msg && proto_buf_msg(&job->w->out, msg) == 0)
+        flush_out(r, job->w);
     json_decref(msg);
 }
 
-static void begin_stop(runner_job *job, enum outcome_stop why, int grace_ms)
+static void begin_stop(runner *r, runner_job *job, enum outcome_stop why, int grace_ms)
 {
     if (job->stopping)
         return;
@@ -923,8 +1024,8 @@ static void begin_stop(runner_job *job, enum outcome_stop why, int grace_ms)
          * started it meanwhile, job_started() cancels it as a running one. */
         struct proto_skip skip = {.id = job->id};
         json_t *msg = proto_build_skip(&skip);
-        if (msg)
-            proto_send(job->w->sock, msg);
+        if (msg && proto_buf_msg(&job->w->out, msg) == 0)
+            flush_out(r, job->w);
         json_decref(msg);
         return;
     }
@@ -942,12 +1043,12 @@ static void begin_stop(runner_job *job, enum outcome_stop why, int grace_ms)
 
 void runner_cancel(runner *r, runner_job *job)
 {
-    begin_stop(job, STOP_CANCEL, r->o.grace_ms);
+    begin_stop(r, job, STOP_CANCEL, r->o.grace_ms);
 }
 
 void runner_interrupt(runner *r, runner_job *job)
 {
-    begin_stop(job, STOP_SHUTDOWN, r->o.grace_ms);
+    begin_stop(r, job, STOP_SHUTDOWN, r->o.grace_ms);
 }
 
 void runner_recycle(runner *r)
@@ -969,7 +1070,7 @@ void runner_tick(runner *r)
         if (job == NULL)
             continue;
         if (!job->stopping && job->deadline > 0 && now >= job->deadline)
-            begin_stop(job, STOP_DEADLINE, r->o.grace_ms);
+            begin_stop(r, job, STOP_DEADLINE, r->o.grace_ms);
         if (job->term_at > 0 && now >= job->term_at) {
             kill_groups(job->w, SIGTERM);
             job->term_at = 0;
@@ -1034,6 +1135,7 @@ void runner_free(runner *r)
         retire_now(r, w, 1);
     }
     free(r->workers);
+    proto_buf_free(&r->scratch);
     close(r->epfd);
     free(r);
 }

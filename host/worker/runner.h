@@ -78,14 +78,22 @@ int runner_free_slots(const runner *r);
 int runner_busy(const runner *r);
 
 /*
- * Starts an attempt (spec borrowed: the run message is written before this returns) on an
+ * Starts an attempt (spec borrowed: its run message is built before this returns) on an
  * idle worker, a new one (up to max_workers), or else behind the shortest queue; its deadline
- * counts from when it really starts. tag is the caller's, returned by runner_job_tag().
+ * counts from when it really starts. The message of an attempt that starts at once is
+ * written at once; one queued behind another is written by runner_flush(). tag is the caller's, returned by runner_job_tag().
  * nested: a call made by a running attempt, never queued (an idle or a new worker), allowed
  * past max_workers (up to 4x) so that a parent waiting on its callee cannot deadlock the
  * pool. Returns the job, or NULL when there is no free slot.
  */
 runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, int nested);
+
+/*
+ * Writes the run messages runner_start() gathered for queued attempts: one write per worker
+ * for everything started since the last flush. runner_process() flushes too; a caller that
+ * starts many attempts in a turn calls this once after them.
+ */
+void runner_flush(runner *r);
 
 void *runner_job_tag(const runner_job *job);
 int64_t runner_job_id(const runner_job *job);

@@ -64,6 +64,9 @@ static volatile sig_atomic_t cancel_id;
 static json_t **queued;
 static size_t n_queued, cap_queued;
 static int running_loading; /* 1 while the plugin is loaded (its init() runs), 0 in run() */
+/* 1 once a plugin was found changed on disk: this worker's copy is stale (dlopen would hand
+ * the old one back), so it starts nothing more and hands every attempt back unstarted. */
+static int stale;
 static pid_t worker_pid; /* a process the plugin forked shares running_sock: it stays quiet */
 /* The worker's own copy of its stderr pipe, kept whatever a plugin does with fd 2: how many
  * bytes wait in it tells the host whether it must read stderr once more (proto_done). */
@@ -595,10 +598,21 @@ static json_t *run_one(int sock, const json_t *msg)
     const ferry_plugin *plugin =
         parsed ? load(spec->plugin, spec->config, reason, sizeof(reason), &changed) : NULL;
     running_loading = 0;
+    if (changed) {
+        /* Nothing of the attempt ran: the host runs it on a fresh worker instead. */
+        stale = 1;
+        running_sock = -1;
+        cancel_id = 0;
+        json_decref(empty);
+        struct proto_done back = {.id = w.run.id, .kind = OUTCOME_UNAVAILABLE,
+                                  .code = "plugin_changed", .message = reason,
+                                  .retire = 1, .skipped = 1};
+        return proto_build_done(&back);
+    }
     const ferry_function *fn = plugin ? descriptor_find(plugin, spec->function) : NULL;
     if (plugin == NULL) {
         unavailable = 1;
-        svc_set_error(&w.pub, changed ? "plugin_changed" : "unavailable", "%s",
+        svc_set_error(&w.pub, "unavailable", "%s",
                       reason[0] ? reason : "bad run message");
     } else if (fn == NULL) {
         unavailable = 1;
@@ -634,7 +648,6 @@ static json_t *run_one(int sock, const json_t *msg)
                               .code = w.err_msg ? w.err_code : NULL,
                               .message = w.err_msg,
                               .duration_ms = (mono_us() - start) / 1000,
-                              .retire = changed,
                               .stderr_drained = stderr_pending() == 0};
     json_t *m = proto_build_done(&done);
     json_decref(result);
@@ -748,6 +761,14 @@ void worker_main(int sock, const worker_opts *opts)
         n_queued--;
         struct proto_run run;
         int64_t id = proto_parse_run(msg, &run, NULL, 0) == 0 ? run.id : 0;
+        if (stale) { /* handed back unstarted, like the attempt that found the change */
+            struct proto_done back = {.id = id, .kind = OUTCOME_UNAVAILABLE,
+                                      .code = "plugin_changed", .retire = 1, .skipped = 1};
+            json_decref(msg);
+            if (send_msg(sock, proto_build_done(&back)) != 0)
+                _exit(0);
+            continue;
+        }
         json_t *done = run_one(sock, msg);
         json_decref(msg);
         int sent = send_msg(sock, done);

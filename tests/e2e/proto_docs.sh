@@ -13,9 +13,9 @@ docs=$(sed -n '/^## Messages/,/^## /p' docs/protocol.md | grep -o '^| `[a-z]*` |
 eq "docs/protocol.md lists the same messages in the same order" "$docs" "$code"
 
 # Each build function's members (from proto.c) are the ones the docs' table gives.
-members_code() { # the keys proto_build_OP writes, sorted
-    sed -n "/^json_t \*proto_build_$1(/,/^}/p" host/worker/proto.c |
-        grep -o '(j, "[a-z_]*"' | cut -d'"' -f2 | sort -u | paste -sd' '
+members_code() { # the keys proto_build_OP (or proto_buf_OP, which writes its text) writes, sorted
+    sed -n "/^\(json_t \*proto_build\|int proto_buf\)_$1(/,/^}/p" host/worker/proto.c |
+        grep -o '(\(j\|b\), "[a-z_]*"' | cut -d'"' -f2 | sort -u | paste -sd' '
 }
 members_docs() {
     sed -n '/^## Messages/,/^## /p' docs/protocol.md | grep "^| \`$1\` |" | cut -d'|' -f4 |

@@ -21,12 +21,45 @@
         json_decref(again);                                                                    \
     } while (0)
 
+static int same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+static int same_json(const json_t *a, const json_t *b, const char *absent)
+{
+    json_t *d = json_loads(absent, JSON_DECODE_ANY, NULL);
+    int same = json_equal(a ? a : d, b ? b : d);
+    json_decref(d);
+    return same;
+}
+
+/* The run message is written as text (proto_buf_run): what it carries comes back as it
+ * was, every string byte for byte, whatever it holds (quotes, controls, any UTF-8). */
+static void run_again(const struct proto_run *m)
+{
+    json_t *again = proto_build_run(m);
+    struct proto_run b;
+    if (again == NULL || proto_parse_run(again, &b, NULL, 0) != 0)
+        abort();
+    const struct attempt_spec *x = &m->spec, *y = &b.spec;
+    if (b.id != m->id || b.deadline_ms != m->deadline_ms || !same_str(x->plugin, y->plugin) ||
+        !same_str(x->function, y->function) || !same_str(x->pre_hook, y->pre_hook) ||
+        !same_str(x->post_hook, y->post_hook) || !same_str(x->hook_dir, y->hook_dir) ||
+        !same_str(x->ssh_key, y->ssh_key) || !same_str(x->task_id, y->task_id) ||
+        x->attempt != y->attempt || x->depth != y->depth || x->timeout_ms != y->timeout_ms ||
+        !same_json(x->params, y->params, "{}") || !same_json(x->config, y->config, "{}") ||
+        !same_json(x->machine, y->machine, "null"))
+        abort();
+    json_decref(again);
+}
+
 static void typed(const json_t *msg)
 {
     union proto_msg u;
     char err[256];
     if (proto_parse_run(msg, &u.run, err, sizeof(err)) == 0)
-        AGAIN(proto_build_run, proto_parse_run, struct proto_run, &u.run);
+        run_again(&u.run);
     if (proto_parse_reply(msg, &u.reply, err, sizeof(err)) == 0)
         AGAIN(proto_build_reply, proto_parse_reply, struct proto_reply, &u.reply);
     if (proto_parse_log(msg, &u.log, err, sizeof(err)) == 0)

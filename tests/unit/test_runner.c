@@ -439,6 +439,130 @@ static void __attribute__((noreturn)) forging_worker(const char *how)
     _exit(0);
 }
 
+/* A done for run message msg (taken) saying text. */
+static void say_done(json_t *msg, const char *text)
+{
+    struct proto_run run;
+    if (msg == NULL || proto_parse_run(msg, &run, NULL, 0) != 0)
+        _exit(1);
+    struct proto_done done = {.id = run.id, .kind = OUTCOME_FAIL, .code = "seen",
+                              .message = text};
+    json_t *out = proto_build_done(&done);
+    proto_send(WORKER_FD, out);
+    json_decref(out);
+    json_decref(msg);
+}
+
+/*
+ * A worker (TEST_RUNNER_FORGE=gathered) that checks how run messages arrive. It answers a
+ * first run at once (the worker is then up and idle). Of the next ones, it takes the first,
+ * then watches its socket for 300 ms ("early" when another run came with it or meanwhile),
+ * then counts the runs one read brings. Each done says both.
+ */
+static void __attribute__((noreturn)) gathering_worker(void)
+{
+    proto_reader rd = {0};
+    say_done(proto_read(&rd, WORKER_FD), "warm");
+    json_t *first = proto_read(&rd, WORKER_FD);
+    struct pollfd p = {.fd = WORKER_FD, .events = POLLIN};
+    int early = rd.len > 0 || poll(&p, 1, 300) > 0;
+    while (rd.len == 0 && poll(&p, 1, -1) > 0 && proto_fill(&rd, WORKER_FD) == 1)
+        ; /* one read: what the host wrote together */
+    json_t *more[16];
+    int together = 0, broken = 0;
+    while (together < 16 && (more[together] = proto_next(&rd, &broken)) != NULL)
+        together++;
+    char text[64];
+    snprintf(text, sizeof(text), "early=%d together=%d", early, together);
+    say_done(first, text);
+    for (int i = 0; i < together; i++)
+        say_done(more[i], text);
+    json_t *msg;
+    while ((msg = proto_read(&rd, WORKER_FD)) != NULL)
+        json_decref(msg);
+    _exit(0);
+}
+
+/* The run messages of attempts queued behind a running one wait for runner_flush(), which
+ * writes them together; the first, which starts at once, is written at once. */
+static void test_queued_runs_written_together(void **state)
+{
+    (void)state;
+    setenv("TEST_RUNNER_FORGE", "gathered", 1);
+    struct seen s;
+    start_piped(&s, 1, 4);
+    assert_non_null(start_logging(&s, "warm", NULL, 0, 9, 0));
+    wait_done(&s, 1);
+    assert_string_equal(s.message, "warm");
+    for (intptr_t t = 1; t <= 3; t++)
+        assert_non_null(start_logging(&s, "gathered", NULL, 0, t, 0));
+    usleep(500 * 1000); /* the worker has the first run and watches for more */
+    runner_flush(s.r);
+    wait_done(&s, 4);
+    unsetenv("TEST_RUNNER_FORGE");
+    assert_string_equal(s.message, "early=0 together=2");
+    for (int t = 1; t <= 3; t++)
+        assert_int_equal(s.order[t], t);
+    finish(&s);
+}
+
+/* Copies the file from to to (a new file, hence a new inode once renamed over another). */
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/*
+ * The plugin is replaced on disk while attempts wait in a worker that loaded the old copy:
+ * those attempts never start there (its copy is stale) but run on a fresh worker, each once,
+ * and none ends UNAVAILABLE.
+ */
+static void test_plugin_changed_moves_queued(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ferry-stale.XXXXXX", so[64], fresh[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(so, sizeof(so), "%s/p.so", dir);
+    snprintf(fresh, sizeof(fresh), "%s/p.so.new", dir);
+    copy_file(core_so, so);
+    struct seen s;
+    start_piped(&s, 1, 4);
+    json_t *machine = json_pack("{s:b}", "local", 1);
+    const char *texts[] = {NULL, "loaded-old", "moved-2", "moved-3"};
+    for (intptr_t t = 1; t <= 3; t++) {
+        json_t *params = json_pack("{s:s,s:s}", "message", texts[t], "level", "info");
+        struct attempt_spec spec = {.plugin = so, .function = "log_message", .params = params,
+                                    .machine = machine, .pre_hook = t == 1 ? "sleep 0.6" : NULL};
+        assert_non_null(runner_start(s.r, &spec, (void *)t, 0));
+        json_decref(params);
+    }
+    runner_flush(s.r);
+    usleep(300 * 1000); /* the first attempt has loaded the plugin and sleeps in its hook */
+    copy_file(core_so, fresh);
+    assert_int_equal(rename(fresh, so), 0);
+    wait_done(&s, 3);
+    for (int t = 1; t <= 3; t++)
+        if (s.by_tag[t].kind != OUTCOME_OK)
+            fail_msg("attempt %d: %s; trace:\n%s", t, outcome_kind_name(s.by_tag[t].kind),
+                     s.logs);
+    assert_true(s.pid_by_tag[2] != s.pid_by_tag[1]);
+    assert_int_equal(s.pid_by_tag[3], s.pid_by_tag[2]);
+    for (int t = 1; t <= 3; t++)
+        assert_int_equal(count_in(s.logs, texts[t]), 1);
+    json_decref(machine);
+    finish(&s);
+    unlink(so);
+    rmdir(dir);
+}
+
 /* A done the runner never asked for breaks the protocol: the attempt is CRASHED. */
 static void test_forged_done_is_refused(void **state)
 {
@@ -462,7 +586,10 @@ static void test_forged_done_is_refused(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0 && getenv("TEST_RUNNER_FORGE"))
+    const char *forge = getenv("TEST_RUNNER_FORGE");
+    if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0 && forge && !strcmp(forge, "gathered"))
+        gathering_worker();
+    if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0 && forge)
         forging_worker(getenv("TEST_RUNNER_FORGE"));
     if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0)
         worker_process_main(argc, argv);
@@ -482,6 +609,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deadline_from_real_start),
         cmocka_unit_test(test_nested_with_queues_full),
         cmocka_unit_test(test_forged_done_is_refused),
+        cmocka_unit_test(test_queued_runs_written_together),
+        cmocka_unit_test(test_plugin_changed_moves_queued),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
