@@ -127,6 +127,19 @@ for m in here3 remote3; do
     eq "$m: still reports its exit code and output" "$(res "$t" | jq -r '.result.exit_code, .result.output')" $'4\nearly'
 done
 
+# A secret cut by the output's cap: neither the cap here nor the window the machine sends back
+# may leave a piece of it in the result.
+t=$(q here1 '{"function":"script","script":"printf \"%s\" \"$S\"; echo ok","env":{"S":"SECRETPART-zz9-TAIL"},"max_output":10}')
+eq "a secret just before the cap" "$(done_st "$t")" COMPLETED
+r=$(res "$t")
+not_contains "leaves no piece of itself in the output" "$(jq -r .result.output <<<"$r")" "TAIL"
+eq "the output is cut, with the mask's end" "$(jq -r .result.output <<<"$r")" "*******ok"
+t=$(q here1 '{"function":"script","script":"head -c 5000 /dev/zero | tr \"\\0\" x; printf \"%s\" \"$S\"; echo 0123456789abcdefghi","env":{"S":"SECRETPART-zz9-TAIL"},"max_output":10}')
+eq "a secret cut by the machine's window" "$(done_st "$t")" COMPLETED
+r=$(res "$t")
+not_contains "leaves no piece of itself either" "$(jq -r .result.output <<<"$r")" "TAIL"
+eq "the output is the last 10 bytes" "$(jq -r .result.output <<<"$r")" "abcdefghi"
+
 # --- retry_on_exit_codes --------------------------------------------------------------------
 t=$(q here1 '{"function":"script","script":"echo busy; exit 75","retry_on_exit_codes":[75],"max_retries":2,"retry_delay":0}')
 eq "an exit code in retry_on_exit_codes is retried" "$(done_st "$t" 40)" FAILED
