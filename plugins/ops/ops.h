@@ -16,6 +16,7 @@ extern const ferry_function ops_fn_run_tests;
 extern const ferry_function ops_fn_conditional;
 extern const ferry_function ops_fn_conditional_backup;
 extern const ferry_function ops_fn_health_check;
+extern const ferry_function ops_fn_script;
 
 /* --- shell.c: running commands --------------------------------------------------------- */
 

@@ -153,6 +153,64 @@ if [[ ! -e /app ]]; then
     contains "and its message is in the item's trace" "$tl" "log_message: No changes detected, skipping backup"
 fi
 
+# --- custom automation scripts (issue 15, point 4) -------------------------------------------------
+# The guide lists "custom automation scripts" among its jobs: items of the script function,
+# queued as its one-time jobs are, read back and troubleshot with its own commands, used as a
+# conditional job's branch, and under its error-handling keys.
+t=$(ferry create queue-item "Operations" app-server prod-bridge \
+  --vault '{
+    "function": "script",
+    "script": "echo \"rotating logs older than $1 days on $(hostname) for $2\"; [ -n \"$DB_PASSWORD\" ]",
+    "args": [14, "production"],
+    "env": {"DB_PASSWORD": "pw-Kx81-secret"},
+    "description": "Custom automation: rotate logs"
+  }' \
+  --priority 3 --output json | jq -r '.data[0].taskId')
+wait_st "$t" COMPLETED 30
+eq "a custom script runs on the SSH machine as a one-time job" "$(task_status "$t")" COMPLETED
+eq "the guide's 'Get job results' shows its output" \
+    "$(ferry list queue --task-id "$t" --output json | jq -r '.data[0].responseVault.result.output')" \
+    "rotating logs older than 14 days on $(hostname) for production"
+t=$(ferry create queue-item "Operations" app-server prod-bridge \
+  --vault '{"function": "script", "script": "echo \"migrating with $DB_PASSWORD\"; echo migration step 3 failed; exit 4",
+            "env": {"DB_PASSWORD": "pw-Kx81-secret"}}' --priority 2 --output json | jq -r '.data[0].taskId')
+wait_st "$t" FAILED 30
+run_seed troubleshoot-job.sh "$t" </dev/null
+eq "troubleshoot-job.sh runs on a failed script" "$RC" 0
+contains "its execution trace shows the script's output" "$(cat "$T_DIR/out")" "migration step 3 failed"
+contains "and why it failed" "$(cat "$T_DIR/out")" "script exited 4: migration step 3 failed"
+not_contains "the secret in env is masked there" "$(cat "$T_DIR/out" "$T_DIR/err")" "pw-Kx81-secret"
+contains "... as ********" "$(cat "$T_DIR/out")" "migrating with ********"
+
+cb=$(ferry create queue-item "Operations" "app-server" "prod-bridge" \
+  --vault '{
+    "function": "conditional_backup",
+    "check_command": "find /app -newer /var/lib/rediacc/last_backup -type f | wc -l",
+    "threshold": 1,
+    "if_true": {"function": "repo_push", "repository": "application", "storage": "incremental-backups"},
+    "if_false": {"function": "script", "script": "echo \"no changes on $(hostname): cleaning temp files\""}
+  }' --priority 4 --output json | jq -r '.data[0].taskId')
+if [[ ! -e /app ]]; then
+    wait_st "$cb" COMPLETED 30
+    eq "a script as the conditional job's branch" "$(res "$cb" | jq -r '[.result.branch, .result.function] | @tsv')" $'if_false\tscript'
+    contains "runs through the host; its output is in the item's trace" "$(timeline "$cb")" "no changes on $(hostname): cleaning temp files"
+fi
+
+t=$(ferry create queue-item "Operations" app-server prod-bridge --vault '{
+  "function": "script",
+  "script": "echo \"attempt $FERRY_ATTEMPT: storage busy\"; exit 75",
+  "retry_on_exit_codes": [75],
+  "max_retries": 2,
+  "retry_delay": 1,
+  "on_failure": {"notify": ["ops@company.com"]},
+  "timeout": 3600
+}' --output json | jq -r '.data[0].taskId')
+wait_st "$t" FAILED 60
+eq "the guide's error-handling keys work with script: retried on exit 75" "$(ferry list queue --task-id "$t" --output json | jq -r '.data[0].retryCount')" 2
+eq "its last attempt's output is in the result" "$(res "$t" | jq -r .result.output)" "attempt 3: storage busy"
+wait_for 15 bash -c "grep -ls 'script FAILED' '$rx'/mail-*.txt"
+contains "on_failure mails ops@company.com" "$(cat $(grep -ls 'script FAILED' "$rx"/mail-*.txt 2>/dev/null) /dev/null)" "TO <ops@company.com>"
+
 stop_host
 kill -TERM "$STAGING_PID" 2>/dev/null
 wait "$STAGING_PID" 2>/dev/null
