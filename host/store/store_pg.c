@@ -55,6 +55,35 @@ static const char *const fragments[F_COUNT] = {
 #define MIGRATION_LOCK_KEY "7236261198410592621"
 
 static const char *const dialect_sql[S_COUNT] = {
+    /*
+     * The claim's chunk (same parameters and rows as the common text), walked by machine:
+     * the machines with PENDING items on the bridge are found by skipping through
+     * qi_claim_machine (one probe each), and each machine, unless found full already,
+     * gives its first ready items after the key, no more than its concurrency (it could
+     * take no more in this claim). The chunk is those in claim order. The common text
+     * walks the bridge's ready items in claim order, and a backlog of a few busy machines
+     * made every claim read (and send) it nearly whole: the rows past a machine's
+     * concurrency are never taken, so leaving them out changes no claim. The cost is one
+     * probe per machine with PENDING items on the bridge.
+     */
+    [S_CLAIM_SCAN] = "WITH RECURSIVE ms(name) AS ((SELECT machine_name FROM queue_items"
+                     " WHERE status = 'PENDING' AND bridge_name = ?1 ORDER BY machine_name"
+                     " LIMIT 1) UNION ALL SELECT (SELECT q.machine_name FROM queue_items q"
+                     " WHERE q.status = 'PENDING' AND q.bridge_name = ?1"
+                     " AND q.machine_name > ms.name ORDER BY q.machine_name LIMIT 1) FROM ms"
+                     " WHERE ms.name IS NOT NULL)"
+                     " SELECT c.seq, c.machine_name, c.priority, c.created_at FROM ms"
+                     " LEFT JOIN machines m ON m.name = ms.name CROSS JOIN LATERAL"
+                     " (SELECT q.seq, q.machine_name, q.priority, q.created_at FROM queue_items q"
+                     " WHERE q.status = 'PENDING' AND q.bridge_name = ?1"
+                     " AND q.machine_name = ms.name AND q.run_after <= ?2"
+                     " AND (q.priority, q.created_at, q.seq) > (?4, ?5, ?6)"
+                     " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
+                     " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq AND p.status <> 'COMPLETED')"
+                     " ORDER BY q.priority, q.created_at, q.seq"
+                     " LIMIT least(coalesce(m.concurrency, 1), ?3)) AS c"
+                     " WHERE ms.name IS NOT NULL AND ms.name NOT IN ({json_texts:7})"
+                     " ORDER BY c.priority, c.created_at, c.seq LIMIT ?3",
     /* Taken from the sequence before the inserts, so a rebuilt batch inserts the same. */
     [S_NEXT_SEQS] = "SELECT nextval('queue_item_seq') FROM generate_series(1, ?1)",
     [S_SCHEMA_EXISTS] = "SELECT (to_regclass('schema_migrations') IS NOT NULL)::int",
@@ -300,8 +329,9 @@ static void quiet_notice(void *arg, const char *message)
  * conninfo (URL or key=value) may override application_name and connect_timeout. */
 static PGconn *pg_connect(const struct pg *p)
 {
-    const char *keys[] = {"application_name", "connect_timeout", "dbname", "client_encoding", NULL};
-    const char *values[] = {"ferry", "10", p->conninfo, "UTF8", NULL};
+    const char *keys[] = {"application_name", "connect_timeout", "options", "dbname",
+                          "client_encoding", NULL};
+    const char *values[] = {"ferry", "10", "-c random_page_cost=1.1", p->conninfo, "UTF8", NULL};
     PGconn *conn = PQconnectdbParams(keys, values, 1);
     if (conn != NULL)
         PQsetNoticeProcessor(conn, quiet_notice, NULL);
