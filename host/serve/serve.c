@@ -202,24 +202,83 @@ static void free_attempt(attempt *a)
  * re-reading the row for each would cost a query per job. Fills the source's machine and
  * ssh_key, borrowed from the cache until the next claim.
  */
+static json_t *machine_cache_put(host *h, const char *key, int64_t now, json_t *facts,
+                                 json_t *ssh_key)
+{
+    if (json_object_size(h->machines) > 4096)
+        json_object_clear(h->machines);
+    json_t *hit =
+        json_pack("{s:I,s:o,s:o?}", "at", (json_int_t)now, "facts", facts, "ssh_key", ssh_key);
+    json_object_set_new(h->machines, key, hit);
+    return hit;
+}
+
+static void machine_key(const char *team, const char *machine, char key[300])
+{
+    snprintf(key, 300, "%s/%s", team ? team : "", machine ? machine : "");
+}
+
 static void machine_for_worker(host *h, const struct store_item *item, struct attempt_source *src)
 {
     char key[300];
-    snprintf(key, sizeof(key), "%s/%s", item->team ? item->team : "",
-             item->machine ? item->machine : "");
+    machine_key(item->team, item->machine, key);
     json_t *hit = json_object_get(h->machines, key);
     int64_t now = mono_ms();
     if (hit == NULL || now - json_integer_value(json_object_get(hit, "at")) >= MACHINE_CACHE_MS) {
         json_t *ssh_key = NULL;
         json_t *facts = attempt_machine(h->st, item->team, item->machine, &ssh_key);
-        if (json_object_size(h->machines) > 4096)
-            json_object_clear(h->machines);
-        hit =
-            json_pack("{s:I,s:o,s:o?}", "at", (json_int_t)now, "facts", facts, "ssh_key", ssh_key);
-        json_object_set_new(h->machines, key, hit);
+        hit = machine_cache_put(h, key, now, facts, ssh_key);
     }
     src->machine = json_object_get(hit, "facts");
     src->ssh_key = json_string_value(json_object_get(hit, "ssh_key"));
+}
+
+/* A team with items of at least this many machines in one claim has its machines read in
+ * one list rather than one read each. */
+#define MACHINE_LIST_MIN 8
+
+/*
+ * Fills the machine cache for the items of a claim: a team with items of many machines in
+ * it has its machines listed once (two statements) instead of read one by one (a round
+ * trip to the store each: 40% of the host's time in a PostgreSQL drain of 100 machines).
+ * What is not found so (a machine of another team) is read one by one as before.
+ */
+static void machines_prefetch(host *h, const struct store_item *items, size_t n)
+{
+    json_t *want = json_object(); /* team -> {machine: true} */
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].team == NULL || items[i].machine == NULL)
+            continue;
+        json_t *set = json_object_get(want, items[i].team);
+        if (set == NULL) {
+            set = json_object();
+            json_object_set_new(want, items[i].team, set);
+        }
+        json_object_set_new(set, items[i].machine, json_true());
+    }
+    const char *team;
+    json_t *set;
+    json_object_foreach (want, team, set) {
+        json_t *rows = NULL, *team_row = NULL, *row;
+        char err[512], key[300];
+        size_t i;
+        if (json_object_size(set) < MACHINE_LIST_MIN ||
+            store_resource_list(h->st, STORE_MACHINE, team, &rows, err, sizeof(err)) != 0)
+            continue;
+        int64_t now = mono_ms();
+        json_array_foreach (rows, i, row) {
+            const char *name = json_string_value(json_object_get(row, "machineName"));
+            if (name == NULL || json_object_get(set, name) == NULL)
+                continue;
+            json_t *ssh_key = NULL;
+            json_t *facts = attempt_machine_row(h->st, team, name, row, &team_row, &ssh_key);
+            machine_key(team, name, key);
+            machine_cache_put(h, key, now, facts, ssh_key);
+        }
+        json_decref(team_row);
+        json_decref(rows);
+    }
+    json_decref(want);
 }
 
 /* --- starting an attempt -------------------------------------------------------------- */
@@ -539,6 +598,7 @@ static void claim(host *h)
         /* A machine's facts are cached for the items of one claim only: a vault changed
          * before a claim (a new SSH key, a host-key pin) is what its items see. */
         json_object_clear(h->machines);
+        machines_prefetch(h, items, n);
         for (size_t i = 0; i < n; i++)
             start_item(h, &items[i]);
         store_items_free(items, n);
