@@ -86,6 +86,7 @@ typedef struct host {
     int64_t last_heartbeat, last_rescan, last_recover, last_cancel_check;
     scheduler *sched;
     json_t *machines;       /* "team/machine" -> {"at": mono ms, "facts": {...}} */
+    json_t *team_sizes;     /* team -> its machines when machines_prefetch last listed them */
     struct orphan *orphans; /* seen unrun by the last orphan pass */
     size_t n_orphans;
     int64_t next_schedule_mono; /* when scheduler_tick next has work */
@@ -233,15 +234,19 @@ static void machine_for_worker(host *h, const struct store_item *item, struct at
     src->ssh_key = json_string_value(json_object_get(hit, "ssh_key"));
 }
 
-/* A team with items of at least this many machines in one claim has its machines read in
- * one list rather than one read each. */
-#define MACHINE_LIST_MIN 8
+/* A team with items of at least this many machines in one claim, and no more than
+ * MACHINE_LIST_RATIO times as many machines as that when it was last listed, has its
+ * machines read in one list rather than one read each. */
+#define MACHINE_LIST_MIN   8
+#define MACHINE_LIST_RATIO 4
 
 /*
  * Fills the machine cache for the items of a claim: a team with items of many machines in
  * it has its machines listed once (two statements) instead of read one by one (a round
  * trip to the store each: 40% of the host's time in a PostgreSQL drain of 100 machines).
- * What is not found so (a machine of another team) is read one by one as before.
+ * A team found much larger than a claim's share of it is read one by one from then on
+ * (listing 3,000 machines for 100 items cost more than the reads). What is not found so (a
+ * machine of another team) is read one by one as before.
  */
 static void machines_prefetch(host *h, const struct store_item *items, size_t n)
 {
@@ -262,9 +267,14 @@ static void machines_prefetch(host *h, const struct store_item *items, size_t n)
         json_t *rows = NULL, *team_row = NULL, *row;
         char err[512], key[300];
         size_t i;
+        json_int_t size = json_integer_value(json_object_get(h->team_sizes, team));
         if (json_object_size(set) < MACHINE_LIST_MIN ||
+            size > (json_int_t)json_object_size(set) * MACHINE_LIST_RATIO ||
             store_resource_list(h->st, STORE_MACHINE, team, &rows, err, sizeof(err)) != 0)
             continue;
+        if (json_object_size(h->team_sizes) > 4096)
+            json_object_clear(h->team_sizes);
+        json_object_set_new(h->team_sizes, team, json_integer((json_int_t)json_array_size(rows)));
         int64_t now = mono_ms();
         json_array_foreach (rows, i, row) {
             const char *name = json_string_value(json_object_get(row, "machineName"));
@@ -868,6 +878,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     h.sched = scheduler_new(cfg, &h.reg);
     h.settle = settle_new(cfg, h.st, &h.reg, &defaults);
     h.machines = json_object();
+    h.team_sizes = json_object();
     if (setup_fds(&h) != 0) {
         hlog(LOG_ERROR, "cannot set up signal handling: %s", strerror(errno));
         return -1;
@@ -925,6 +936,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     settle_free(h.settle);
     scheduler_free(h.sched);
     json_decref(h.machines);
+    json_decref(h.team_sizes);
     free(h.orphans);
     registry_free(&h.reg);
     if (h.inofd >= 0)
