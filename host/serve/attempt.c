@@ -84,28 +84,39 @@ static json_t *vault_ssh_key(const json_t *vault)
     return NULL;
 }
 
-json_t *attempt_machine(store *st, const char *team, const char *name, json_t **ssh_key)
+json_t *attempt_machine_row(store *st, const char *team, const char *name, const json_t *row,
+                            json_t **team_row, json_t **ssh_key)
 {
-    json_t *row = NULL;
     if (ssh_key)
         *ssh_key = NULL;
-    char err[512];
-    if (store_resource_get(st, STORE_MACHINE, team, name, &row, err, sizeof(err)) != 0)
-        return json_pack("{s:s?,s:s?,s:b}", "name", name, "team", team, "local", 0);
     json_t *vault = json_object_get(row, "vault");
     json_t *m = vault_redact(vault, NULL);
     json_object_set_new(m, "name", json_string(name));
     json_object_set_new(m, "team", json_string(team));
     json_object_set(m, "bridge", json_object_get(row, "bridgeName"));
     json_object_set_new(m, "local", json_boolean(exec_machine_is_local(vault)));
-    json_t *key = vault_ssh_key(vault), *team_row = NULL;
+    json_t *key = vault_ssh_key(vault);
+    char err[512];
     if (key == NULL && !exec_machine_is_local(vault) &&
-        store_resource_get(st, STORE_TEAM, NULL, team, &team_row, err, sizeof(err)) == 0)
-        key = vault_ssh_key(json_object_get(team_row, "vault"));
+        (*team_row != NULL ||
+         store_resource_get(st, STORE_TEAM, NULL, team, team_row, err, sizeof(err)) == 0))
+        key = vault_ssh_key(json_object_get(*team_row, "vault"));
     /* Secrets stay out of the facts, but the exec service needs the key: it travels in
      * the run message's own field. */
     if (key && ssh_key)
         *ssh_key = json_incref(key);
+    return m;
+}
+
+json_t *attempt_machine(store *st, const char *team, const char *name, json_t **ssh_key)
+{
+    json_t *row = NULL, *team_row = NULL;
+    if (ssh_key)
+        *ssh_key = NULL;
+    char err[512];
+    if (store_resource_get(st, STORE_MACHINE, team, name, &row, err, sizeof(err)) != 0)
+        return json_pack("{s:s?,s:s?,s:b}", "name", name, "team", team, "local", 0);
+    json_t *m = attempt_machine_row(st, team, name, row, &team_row, ssh_key);
     json_decref(team_row);
     json_decref(row);
     return m;

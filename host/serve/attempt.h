@@ -70,6 +70,12 @@ int64_t attempt_timeout_ms(const ferry_config *cfg, const json_t *vault, const s
  * {"name","team","local":false}.
  */
 json_t *attempt_machine(store *st, const char *team, const char *name, json_t **ssh_key);
+/* The same from the machine's row, already read (store_resource_get or _list). The team's
+ * row, when a remote machine without a key of its own needs it, is read into *team_row
+ * unless it holds it already (the caller frees it; may be reused for machines of the same
+ * team). */
+json_t *attempt_machine_row(store *st, const char *team, const char *name, const json_t *row,
+                            json_t **team_row, json_t **ssh_key);
 
 /* This machine, for `ferry run`: {"name","hostname","local":true}. New reference. */
 json_t *attempt_local_machine(void);

@@ -13,6 +13,8 @@ BUILD=${BUILD:-build}
 W=$(mktemp -d /tmp/ferry-bench-pg.XXXXXX)
 . tests/bench/lib.sh
 N=${BENCH_PG_N:-10000}
+# The drains' workers.pipeline, as in run.sh's drain rows (attempts queued per worker).
+PIPELINE=${BENCH_PIPELINE:-32}
 url=
 HOST=
 PIDS=()
@@ -29,13 +31,13 @@ mkdir -p "$W/plugins"
 plugins "$W/plugins"
 psql_v() { psql -X -qAt "$DB" -c "$1" 2>/dev/null || echo "?"; }
 
-# pg_case NAME WORKERS: a fresh database NAME with the bench's region, bridge, team and
+# pg_case NAME WORKERS [PIPELINE]: a fresh database NAME with the bench's region, bridge, team and
 # machines; exports FERRY_CONFIG and DB (its URL).
 pg_case() {
     DB=$(tests/bench/pg_env.sh createdb "$url" "$1")
     { echo "store = { driver = \"postgres\"; conninfo = \"$DB\"; };"
       echo "plugins = { dir = \"$W/plugins\"; };"; echo 'log_level = "warn";'
-      echo "workers = { count = $2; prefork = $2; };"; } >"$W/$1.conf"
+      echo "workers = { count = $2; prefork = $2; pipeline = ${3:-0}; };"; } >"$W/$1.conf"
     export FERRY_CONFIG=$W/$1.conf DB
     populate
 }
@@ -50,7 +52,7 @@ rates() {
         printf "%.0f %s\n", n * 1000 / (b - t0), (b > a ? sprintf("%.0f", n * 1000 / (b - a)) : "?") }'
 }
 
-pg_case drain 4
+pg_case drain 4 "$PIPELINE"
 "$BQ" fill "$DB" "$N" fx_noop 100 >/dev/null
 limit=$((60 + N / 100))
 t0=$(now_ms)
@@ -58,11 +60,11 @@ read -r wall hwm _ rc < <("$BQ" run "$limit" "$FERRY" serve --drain 2>"$W/host.l
 [[ $rc == 0 ]] || { echo "(the host exited with status $rc; its log ends with:)"; tail -3 "$W/host.log"; }
 read -r incl st < <(rates "$t0")
 done_n=$(psql_v "SELECT count(*) FROM queue_items WHERE status = 'COMPLETED'")
-row "1 host, workers=4, $N items: incl. start-up / steady (jobs/s)" "$incl / $st"
+row "1 host, workers=4, pipeline=$PIPELINE, $N items: incl. / steady (jobs/s)" "$incl / $st"
 row "1 host: completed, host wall s, host VmHWM KiB" "$done_n, $wall, $hwm"
-summary "PG drain $N, 1 host w=4, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
+summary "PG drain $N, 1 host w=4 p=$PIPELINE, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
 
-pg_case hosts 2
+pg_case hosts 2 "$PIPELINE"
 "$BQ" fill "$DB" "$N" fx_stamp 100 "$W/runs" >/dev/null
 t0=$(now_ms)
 for h in 1 2 3 4; do
@@ -80,11 +82,11 @@ labels=$(awk '{print $1}' "$W/runs" 2>/dev/null | sort -u | wc -l)
 hosts=$(psql_v "SELECT count(DISTINCT lease_owner) FROM queue_items")
 once=PASS
 [[ $completed == "$N" && $assigned == "$N" && $retries == 0 && $runs == "$N" && $labels == "$N" ]] || once=FAIL
-row "4 hosts x 2 workers, one bridge, $N items: incl. / steady (jobs/s)" "$incl / $st"
+row "4 hosts x 2 workers, pipeline=$PIPELINE, one bridge, $N items: incl. / steady (jobs/s)" "$incl / $st"
 row "4 hosts: COMPLETED, ASSIGNED events, retries, hosts that ran items" "$completed, $assigned, $retries, $hosts"
 row "4 hosts: runs stamped, distinct items stamped; exactly once" "$runs, $labels; $once"
 [[ $once == PASS ]] || echo "FAIL: 4 hosts on one PostgreSQL store did not run every item exactly once"
-summary "PG drain $N, 4 hosts w=2, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
+summary "PG drain $N, 4 hosts w=2 p=$PIPELINE, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
 summary "PG 4 hosts: every item run exactly once" "$once" "-" "-" "exactly once" "$once"
 
 pg_case latency 4
