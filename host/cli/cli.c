@@ -284,7 +284,7 @@ int cli_store(cli *c)
     if (cli_config(c) != 0 || cli_store_library(c) != 0)
         return -1;
     char err[1024];
-    c->st = store_open_config(&c->cfg, err, sizeof(err));
+    c->st = store_open_config_short(&c->cfg, err, sizeof(err));
     if (c->st == NULL) {
         cli_fail(c, EXIT_ERROR, "%s", err);
         return -1;
