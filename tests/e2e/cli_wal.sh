@@ -13,10 +13,7 @@ if [[ ${FERRY_TEST_DRIVER:-sqlite} != sqlite ]]; then
 fi
 write_config
 install_plugins
-ferry create region r1 >/dev/null
-ferry create bridge r1 local >/dev/null
-ferry create team Ops >/dev/null
-ferry create machine Ops local box1 --vault '{"connection":"local"}' >/dev/null
+setup_local_machine Ops box1
 DB=$T_DIR/ferry.db
 create() { ferry create queue-item Ops box1 local --vault '{"function":"hello"}'; }
 wal_size() { stat -c %s "$DB-wal" 2>/dev/null || echo 0; }
