@@ -562,6 +562,7 @@ out:
         registry_free(c.reg);
         free(c.reg);
     }
+    cli_fncache_forget(&c);
     if (c.cfg_loaded)
         config_free(&c.cfg);
     json_decref(c.opts);

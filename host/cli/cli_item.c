@@ -31,7 +31,7 @@ static int check_vault(cli *c, const json_t *vault, const char *what, const char
         return EXIT_ERROR;
     }
     const char *function = json_string_value(json_object_get(vault, "function"));
-    *fn = registry_function(c->reg, function);
+    *fn = cli_function(c, function);
     if (*fn == NULL) {
         if (strict) {
             seterr(err, errlen,

@@ -31,7 +31,7 @@ static json_t *secret_names(cli *c, const char *function)
 {
     if (function == NULL || cli_registry_cached(c) != 0)
         return NULL;
-    const json_t *fn = registry_function(c->reg, function);
+    const json_t *fn = cli_function(c, function);
     return fn ? params_secret_names(fn) : NULL;
 }
 
