@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -147,20 +148,6 @@ static char *cache_text(const registry *reg, const json_t *key)
     return text;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Writes the cache through a temporary file and a rename, so a reader sees all or nothing. */
 static void cache_save(const char *path, const json_t *key, const registry *reg)
 {
@@ -169,11 +156,13 @@ static void cache_save(const char *path, const json_t *key, const registry *reg)
     free(copy);
     char *tmp = xasprintf("%s.%ld.tmp", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd >= 0) {
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fd >= 0 && f == NULL)
+        close(fd);
+    if (f != NULL) {
         char *text = cache_text(reg, key);
-        size_t n = strlen(text);
-        int ok = write_all(fd, text, n) == 0;
-        ok = close(fd) == 0 && ok;
+        int ok = fputs(text, f) >= 0;
+        ok = fclose(f) == 0 && ok;
         if (!ok || rename(tmp, path) != 0)
             unlink(tmp);
         free(text);
