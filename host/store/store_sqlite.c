@@ -532,6 +532,12 @@ static int sq_configure(struct sq *q, const struct store_options *opts, char *er
          * itself is as durable (the WAL is synced); the next opener recovers the WAL. */
         sqlite3_db_config(q->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
         sqlite3_wal_hook(q->db, sq_wal_hook, q);
+        /* A bulk create is one transaction of many pages: the savepoint and statement
+         * journals stay in memory instead of a temporary file, and up to 64 MiB of pages
+         * stay cached instead of spilling to the WAL and being read back. */
+        rc = sq_pragma(q, "PRAGMA temp_store = MEMORY", NULL, err, errlen);
+        if (rc == STORE_OK)
+            rc = sq_pragma(q, "PRAGMA cache_size = -65536", NULL, err, errlen);
     }
     if (rc == STORE_OK) {
         char msg[512] = "";
@@ -667,6 +673,7 @@ static const struct eng_driver sqlite_driver = {
     .fragments = fragments,
     .sql = dialect_sql,
     .row_locks = 0,
+    .in_process = 1,
     .migrations = migrations,
     .n_migrations = N_MIGRATIONS,
     .run = sq_run,
