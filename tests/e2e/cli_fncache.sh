@@ -72,6 +72,11 @@ contains "... and names it masked" "$out" '"pin"'
 out=$(ferry create queue-item Ops box1 local --vault '{"function":"fx_result","pin":"x","code":5}' 2>&1)
 contains "a parameter of the wrong type is refused from the cached descriptor" "$out" 'must be'
 
+# The check applies a parameter's default to a copy of the vault: the item keeps its own.
+out=$(ferry create queue-item Ops box1 local --vault '{"function":"fx_sleep","extra":{"a":1}}' --output json 2>/dev/null)
+eq "a checked item's vault is stored as given (fx_sleep's default seconds not added)" \
+    "$(jq -c '.data[0].vaultContent' <<<"$out")" '{"function":"fx_sleep","extra":{"a":1}}'
+
 # ferry functions probes and lists every function, after a cached run as before.
 eq "ferry functions lists hello and fx_result" \
     "$(ferry functions --output json | jq -c '[.data[].name] | (index("hello") != null) and (index("fx_result") != null)')" true
