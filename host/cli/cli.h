@@ -55,11 +55,10 @@ struct cli {
     int config_missing; /* no configuration file found: the run exits 2 */
     store *st;
     registry *reg;
-    /* The descriptor cache in use (cli_fncache.c), or NULL: its text, where its
-     * descriptors start, its length, and its index (name -> [offset, length]). */
+    /* The descriptor cache in use (cli_fncache.c), or NULL: its text, where its index
+     * (name -> [offset, length]) and its descriptors start, its length. */
     char *fn_text;
-    size_t fn_body, fn_len;
-    json_t *fn_index;
+    size_t fn_index, fn_body, fn_len;
     json_t *refs_checked; /* "team\nmachine\nbridge" -> "" (exist) or why not (cli_item.c) */
 };
 

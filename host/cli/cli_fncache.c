@@ -73,6 +73,11 @@ static json_t *identity_json(const struct stat *st)
                      "mode", (json_int_t)st->st_mode);
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /*
  * What the cache is valid for: this binary, the directory (mode included: a world-writable
  * one refuses everything), the config sections handed to each init(), and every .so file's
@@ -86,19 +91,34 @@ static json_t *current_key(const ferry_config *cfg)
     DIR *d = opendir(cfg->plugin_dir);
     if (d == NULL)
         return NULL;
-    json_t *files = json_object();
+    /* The .so names registry_scan considers, in name order (the key is compared as text). */
+    char **names = NULL;
+    size_t n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
-        /* The names registry_scan considers. */
         if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0 || e->d_name[0] == '.')
             continue;
-        char *path = xasprintf("%s/%s", cfg->plugin_dir, e->d_name);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            names = realloc(names, cap * sizeof(*names));
+            if (names == NULL)
+                abort();
+        }
+        names[n++] = xstrdup(e->d_name);
+    }
+    if (n > 1)
+        qsort(names, n, sizeof(*names), cmp_name);
+    json_t *files = json_object();
+    for (size_t i = 0; i < n; i++) {
+        char *path = xasprintf("%s/%s", cfg->plugin_dir, names[i]);
         struct stat st;
-        json_object_set_new(files, e->d_name,
+        json_object_set_new(files, names[i],
                             stat(path, &st) == 0 ? identity_json(&st) : json_null());
         free(path);
+        free(names[i]);
     }
+    free(names);
     closedir(d);
     json_t *config = cfg->plugin_sections ? json_incref(cfg->plugin_sections) : json_object();
     return json_pack("{s:i,s:o,s:s,s:o,s:o,s:o}", "version", CACHE_VERSION, "exe",
@@ -170,28 +190,72 @@ static void cache_save(const char *path, const json_t *key, const registry *reg)
     free(tmp);
 }
 
-/* The cache of c when its key is key: keeps its text and index in c. 0, or -1. */
+/*
+ * The cache of c when its key is key: keeps its text and where its index is in c. 0, or -1.
+ * Neither part is parsed: the key is compared as the text it is written as (current_key
+ * builds it in one order; a cache written by another binary names another one anyway), and
+ * the index is searched for the one name asked (find_entry).
+ */
 static int cache_use(cli *c, const char *path, const json_t *key)
 {
     size_t len;
     char *text = read_file_capped(path, CACHE_MAX_BYTES, &len, NULL, 0);
     char *nl1 = text ? memchr(text, '\n', len) : NULL;
     char *nl2 = nl1 ? memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - text)) : NULL;
-    json_t *cached = nl1 ? json_loadb(text, (size_t)(nl1 - text), 0, NULL) : NULL;
-    json_t *index = NULL;
-    if (nl2 && json_equal(cached, key))
-        index = json_loadb(nl1 + 1, (size_t)(nl2 - nl1 - 1), 0, NULL);
-    json_decref(cached);
-    if (!json_is_object(index)) {
-        json_decref(index);
+    char *want = json_dumps(key, JSON_COMPACT);
+    int ok = nl2 != NULL && want != NULL && strlen(want) == (size_t)(nl1 - text) &&
+             memcmp(want, text, (size_t)(nl1 - text)) == 0 && nl2 - nl1 >= 3 && nl1[1] == '{' &&
+             nl2[-1] == '}';
+    free(want);
+    if (!ok) {
         free(text);
         return -1;
     }
     c->fn_text = text;
+    c->fn_index = (size_t)(nl1 + 1 - text);
     c->fn_body = (size_t)(nl2 + 1 - text);
     c->fn_len = len;
-    c->fn_index = index;
     return 0;
+}
+
+/*
+ * The [offset, length] of name in the cache's index: 1 found, 0 not there, -1 damaged. The
+ * name is searched as the JSON text of a key after '{' or ',' (the index's values are
+ * numbers, so that text is only ever a key).
+ */
+static int find_entry(const cli *c, const char *name, long long *off, long long *n)
+{
+    json_t *s = json_string(name);
+    char *quoted = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    json_decref(s);
+    if (quoted == NULL)
+        return 0; /* not UTF-8: no plugin declares it */
+    char *pattern = xasprintf("%s:[", quoted);
+    free(quoted);
+    const char *idx = c->fn_text + c->fn_index, *end = c->fn_text + c->fn_body - 1;
+    size_t plen = strlen(pattern);
+    const char *at = idx;
+    int found = 0;
+    while ((at = memmem(at, (size_t)(end - at), pattern, plen)) != NULL) {
+        if (at > idx && (at[-1] == '{' || at[-1] == ',')) {
+            found = 1;
+            break;
+        }
+        at++;
+    }
+    free(pattern);
+    if (!found)
+        return 0;
+    char *p;
+    errno = 0;
+    *off = strtoll(at + plen, &p, 10);
+    if (errno != 0 || p == at + plen || *p != ',')
+        return -1;
+    const char *q = p + 1;
+    *n = strtoll(q, &p, 10);
+    if (errno != 0 || p == q || *p != ']')
+        return -1;
+    return 1;
 }
 
 /* Probes the plugin directory and rewrites the cache (when there is one to write). */
@@ -207,13 +271,12 @@ const json_t *cli_function(cli *c, const char *name)
     if (c->reg == NULL || name == NULL)
         return NULL;
     const json_t *fn = registry_function(c->reg, name);
-    const json_t *at = json_object_get(c->fn_index, name);
-    if (fn != NULL || at == NULL)
+    long long off = 0, n = 0;
+    int got = fn == NULL && c->fn_text != NULL ? find_entry(c, name, &off, &n) : 0;
+    if (got == 0)
         return fn;
-    json_int_t off = json_integer_value(json_array_get(at, 0));
-    json_int_t n = json_integer_value(json_array_get(at, 1));
     json_t *parsed = NULL;
-    if (off >= 0 && n > 0 && (size_t)off + (size_t)n <= c->fn_len - c->fn_body)
+    if (got == 1 && off >= 0 && n > 0 && (size_t)off + (size_t)n <= c->fn_len - c->fn_body)
         parsed = json_loadb(c->fn_text + c->fn_body + off, (size_t)n, 0, NULL);
     if (!json_is_object(parsed)) {
         /* A damaged entry: forget the cache and probe, as for a damaged file. */
@@ -232,16 +295,14 @@ const json_t *cli_function(cli *c, const char *name)
 
 void cli_fncache_forget(cli *c)
 {
-    json_decref(c->fn_index);
     free(c->fn_text);
-    c->fn_index = NULL;
     c->fn_text = NULL;
-    c->fn_len = c->fn_body = 0;
+    c->fn_len = c->fn_body = c->fn_index = 0;
 }
 
 int cli_registry_load(cli *c, int probe)
 {
-    if (c->reg && (!probe || c->fn_index == NULL))
+    if (c->reg && (!probe || c->fn_text == NULL))
         return 0;
     if (cli_config(c) != 0)
         return -1;
