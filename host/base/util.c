@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -44,21 +45,38 @@ int64_t mono_us(void)
 
 void uuid_v4(char out[37])
 {
-    unsigned char b[16];
-    size_t got = 0;
-    while (got < sizeof(b)) {
-        ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
-        if (n < 0 && errno != EINTR)
-            abort(); /* the kernel's random source is always there on Linux >= 3.17 */
-        if (n > 0)
-            got += (size_t)n;
+    /* The kernel's random bytes are drawn 4 KiB at a time, not 16 (a bulk create makes an
+     * id a line); each thread has its own pool, and a forked child draws its own, so no
+     * two processes or threads ever use the same bytes. */
+    static __thread unsigned char pool[4096];
+    static __thread size_t left;
+    static __thread pid_t owner;
+    if (left < 16 || owner != getpid()) {
+        size_t got = 0;
+        while (got < sizeof(pool)) {
+            ssize_t n = getrandom(pool + got, sizeof(pool) - got, 0);
+            if (n < 0 && errno != EINTR)
+                abort(); /* the kernel's random source is always there on Linux >= 3.17 */
+            if (n > 0)
+                got += (size_t)n;
+        }
+        left = sizeof(pool);
+        owner = getpid();
     }
+    unsigned char *b = pool + sizeof(pool) - left;
+    left -= 16;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
+    memset(b, 0, 16); /* an id's bytes are not kept */
 }
 
 void iso8601_ms(int64_t ms, char out[32])

@@ -284,7 +284,7 @@ int cli_store(cli *c)
     if (cli_config(c) != 0 || cli_store_library(c) != 0)
         return -1;
     char err[1024];
-    c->st = store_open_config(&c->cfg, err, sizeof(err));
+    c->st = store_open_config_short(&c->cfg, err, sizeof(err));
     if (c->st == NULL) {
         cli_fail(c, EXIT_ERROR, "%s", err);
         return -1;
@@ -562,6 +562,7 @@ out:
         registry_free(c.reg);
         free(c.reg);
     }
+    cli_fncache_forget(&c);
     if (c.cfg_loaded)
         config_free(&c.cfg);
     json_decref(c.opts);

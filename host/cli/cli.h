@@ -55,6 +55,10 @@ struct cli {
     int config_missing; /* no configuration file found: the run exits 2 */
     store *st;
     registry *reg;
+    /* The descriptor cache in use (cli_fncache.c), or NULL: its text, where its index
+     * (name -> [offset, length]) and its descriptors start, its length. */
+    char *fn_text;
+    size_t fn_index, fn_body, fn_len;
     json_t *refs_checked; /* "team\nmachine\nbridge" -> "" (exist) or why not (cli_item.c) */
 };
 
@@ -87,6 +91,12 @@ int cli_registry(cli *c);
 int cli_registry_cached(cli *c);
 /* The two above: probe 1 always scans (cli_registry), 0 may use the cache. */
 int cli_registry_load(cli *c, int probe);
+/* The descriptor of a function after cli_registry or cli_registry_cached (borrowed), or
+ * NULL when no usable plugin provides it. From the cache, only the descriptors asked for
+ * are parsed. */
+const json_t *cli_function(cli *c, const char *name);
+/* Lets the descriptor cache's text go (cli_main's end; a probe replacing it). */
+void cli_fncache_forget(cli *c);
 
 /*
  * Prints an error (text: "ferry: MESSAGE" on stderr; json: the failure envelope on stdout)

@@ -7,6 +7,9 @@
  * size, mtime, mode) and the same .so names, plugin directory mode, plugin config sections
  * and ferry binary. Anything else and the directory is probed again and the file rewritten.
  *
+ * The file's layout is described at cache_text: a create parses the key, the index and the
+ * one descriptor it checks (cli_function), not every descriptor.
+ *
  * Where: beside the SQLite store (".ferry-functions.json" in its directory), or for a
  * PostgreSQL store in $XDG_CACHE_HOME/ferry (else ~/.cache/ferry). Whoever can write there
  * can read the store itself, vaults included, so a doctored cache (which could hide a SECRET
@@ -17,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,7 +30,7 @@
 #include "registry.h"
 #include "util.h"
 
-#define CACHE_VERSION   1
+#define CACHE_VERSION   2
 #define CACHE_MAX_BYTES (8u * 1024 * 1024)
 
 /* FNV-1a, for a file name per plugin directory. */
@@ -69,6 +73,11 @@ static json_t *identity_json(const struct stat *st)
                      "mode", (json_int_t)st->st_mode);
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /*
  * What the cache is valid for: this binary, the directory (mode included: a world-writable
  * one refuses everything), the config sections handed to each init(), and every .so file's
@@ -82,19 +91,34 @@ static json_t *current_key(const ferry_config *cfg)
     DIR *d = opendir(cfg->plugin_dir);
     if (d == NULL)
         return NULL;
-    json_t *files = json_object();
+    /* The .so names registry_scan considers, in name order (the key is compared as text). */
+    char **names = NULL;
+    size_t n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
-        /* The names registry_scan considers. */
         if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0 || e->d_name[0] == '.')
             continue;
-        char *path = xasprintf("%s/%s", cfg->plugin_dir, e->d_name);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            names = realloc(names, cap * sizeof(*names));
+            if (names == NULL)
+                abort();
+        }
+        names[n++] = xstrdup(e->d_name);
+    }
+    if (n > 1)
+        qsort(names, n, sizeof(*names), cmp_name);
+    json_t *files = json_object();
+    for (size_t i = 0; i < n; i++) {
+        char *path = xasprintf("%s/%s", cfg->plugin_dir, names[i]);
         struct stat st;
-        json_object_set_new(files, e->d_name,
+        json_object_set_new(files, names[i],
                             stat(path, &st) == 0 ? identity_json(&st) : json_null());
         free(path);
+        free(names[i]);
     }
+    free(names);
     closedir(d);
     json_t *config = cfg->plugin_sections ? json_incref(cfg->plugin_sections) : json_object();
     return json_pack("{s:i,s:o,s:s,s:o,s:o,s:o}", "version", CACHE_VERSION, "exe",
@@ -102,101 +126,201 @@ static json_t *current_key(const ferry_config *cfg)
                      identity_json(&dst), "config", config, "files", files);
 }
 
-/* Fills reg from a cache whose key matched: the plugins as the scan left them. */
-static void registry_from_cache(registry *reg, const json_t *plugins, const json_t *files)
+/*
+ * The file: three parts, each ended by a newline, so that a create queue-item parses only
+ * what it needs (parsing every descriptor cost more than the rest of the command's CPU):
+ *   1. the key (current_key), compact JSON on one line;
+ *   2. the index, {"function name": [offset, length], ...}, offsets into part 3;
+ *   3. the descriptors the scan left usable (the registry's by_name), one compact JSON
+ *      object a line.
+ * A part that does not parse, or an offset out of range, and the directory is probed again.
+ */
+static char *cache_text(const registry *reg, const json_t *key)
 {
-    size_t n = json_array_size(plugins);
-    reg->plugins = calloc(n ? n : 1, sizeof(*reg->plugins));
-    reg->n_plugins = n;
-    for (size_t i = 0; i < n; i++) {
-        const json_t *c = json_array_get(plugins, i);
-        registry_plugin *p = &reg->plugins[i];
-        p->file = xstrdup(json_string_value(json_object_get(c, "file")));
-        p->path = xasprintf("%s/%s", reg->dir, p->file);
-        /* The identity the key matched, as registry_scan would have recorded it. */
-        const json_t *id = json_object_get(files, p->file);
-        p->dev = (dev_t)json_integer_value(json_object_get(id, "dev"));
-        p->ino = (ino_t)json_integer_value(json_object_get(id, "ino"));
-        p->size = (off_t)json_integer_value(json_object_get(id, "size"));
-        p->mtime.tv_sec = (time_t)json_integer_value(json_object_get(id, "mtime_s"));
-        p->mtime.tv_nsec = (long)json_integer_value(json_object_get(id, "mtime_ns"));
-        p->mode = (mode_t)json_integer_value(json_object_get(id, "mode"));
-        p->loaded = p->incumbent = json_is_true(json_object_get(c, "loaded"));
-        const char *reason = json_string_value(json_object_get(c, "reason"));
-        p->reason = reason ? xstrdup(reason) : NULL;
-        json_t *info = json_object_get(c, "info"), *fns = json_object_get(c, "functions");
-        p->info = json_is_object(info) ? json_incref(info) : NULL;
-        p->functions = json_is_array(fns) ? json_incref(fns) : NULL;
-        size_t k;
-        json_t *fn;
-        json_array_foreach (p->loaded ? p->functions : NULL, k, fn)
-            json_object_set(reg->by_name, json_string_value(json_object_get(fn, "name")), fn);
+    char *head = json_dumps(key, JSON_COMPACT);
+    json_t *index = json_object();
+    size_t cap = 4096, len = 0;
+    char *body = malloc(cap);
+    const char *name;
+    json_t *fn;
+    if (head == NULL || body == NULL)
+        abort();
+    json_object_foreach (reg->by_name, name, fn) {
+        char *one = json_dumps(fn, JSON_COMPACT);
+        size_t n = strlen(one);
+        while (len + n + 1 > cap)
+            body = realloc(body, cap *= 2);
+        if (body == NULL)
+            abort();
+        json_object_set_new(index, name, json_pack("[I,I]", (json_int_t)len, (json_int_t)n));
+        memcpy(body + len, one, n);
+        body[len + n] = '\n';
+        len += n + 1;
+        free(one);
     }
-    reg->generation = 1;
-}
-
-/* The scan's outcome per plugin, in the registry's order. */
-static json_t *registry_to_cache(const registry *reg)
-{
-    json_t *plugins = json_array();
-    for (size_t i = 0; i < reg->n_plugins; i++) {
-        const registry_plugin *p = &reg->plugins[i];
-        json_array_append_new(plugins, json_pack("{s:s,s:b,s:s?,s:O?,s:O?}", "file", p->file,
-                                                 "loaded", p->loaded, "reason", p->reason, "info",
-                                                 p->info, "functions", p->functions));
-    }
-    return plugins;
+    body[len] = '\0';
+    char *idx = json_dumps(index, JSON_COMPACT);
+    char *text = xasprintf("%s\n%s\n%s", head, idx, body);
+    free(head);
+    free(idx);
+    free(body);
+    json_decref(index);
+    return text;
 }
 
 /* Writes the cache through a temporary file and a rename, so a reader sees all or nothing. */
-static void cache_save(const char *path, json_t *key, const registry *reg)
+static void cache_save(const char *path, const json_t *key, const registry *reg)
 {
     char *copy = xstrdup(path);
     mkdir_p(dirname(copy));
     free(copy);
     char *tmp = xasprintf("%s.%ld.tmp", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        json_object_set_new(key, "plugins", registry_to_cache(reg));
-        int ok = json_dumpfd(key, fd, JSON_COMPACT) == 0;
-        ok = close(fd) == 0 && ok;
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (fd >= 0 && f == NULL)
+        close(fd);
+    if (f != NULL) {
+        char *text = cache_text(reg, key);
+        int ok = fputs(text, f) >= 0;
+        ok = fclose(f) == 0 && ok;
         if (!ok || rename(tmp, path) != 0)
             unlink(tmp);
+        free(text);
     }
     free(tmp);
 }
 
+/*
+ * The cache of c when its key is key: keeps its text and where its index is in c. 0, or -1.
+ * Neither part is parsed: the key is compared as the text it is written as (current_key
+ * builds it in one order; a cache written by another binary names another one anyway), and
+ * the index is searched for the one name asked (find_entry).
+ */
+static int cache_use(cli *c, const char *path, const json_t *key)
+{
+    size_t len;
+    char *text = read_file_capped(path, CACHE_MAX_BYTES, &len, NULL, 0);
+    char *nl1 = text ? memchr(text, '\n', len) : NULL;
+    char *nl2 = nl1 ? memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - text)) : NULL;
+    char *want = json_dumps(key, JSON_COMPACT);
+    int ok = nl2 != NULL && want != NULL && strlen(want) == (size_t)(nl1 - text) &&
+             memcmp(want, text, (size_t)(nl1 - text)) == 0 && nl2 - nl1 >= 3 && nl1[1] == '{' &&
+             nl2[-1] == '}';
+    free(want);
+    if (!ok) {
+        free(text);
+        return -1;
+    }
+    c->fn_text = text;
+    c->fn_index = (size_t)(nl1 + 1 - text);
+    c->fn_body = (size_t)(nl2 + 1 - text);
+    c->fn_len = len;
+    return 0;
+}
+
+/*
+ * The [offset, length] of name in the cache's index: 1 found, 0 not there, -1 damaged. The
+ * name is searched as the JSON text of a key after '{' or ',' (the index's values are
+ * numbers, so that text is only ever a key).
+ */
+static int find_entry(const cli *c, const char *name, long long *off, long long *n)
+{
+    json_t *s = json_string(name);
+    char *quoted = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    json_decref(s);
+    if (quoted == NULL)
+        return 0; /* not UTF-8: no plugin declares it */
+    char *pattern = xasprintf("%s:[", quoted);
+    free(quoted);
+    const char *idx = c->fn_text + c->fn_index, *end = c->fn_text + c->fn_body - 1;
+    size_t plen = strlen(pattern);
+    const char *at = idx;
+    int found = 0;
+    while ((at = memmem(at, (size_t)(end - at), pattern, plen)) != NULL) {
+        if (at > idx && (at[-1] == '{' || at[-1] == ',')) {
+            found = 1;
+            break;
+        }
+        at++;
+    }
+    free(pattern);
+    if (!found)
+        return 0;
+    char *p;
+    errno = 0;
+    *off = strtoll(at + plen, &p, 10);
+    if (errno != 0 || p == at + plen || *p != ',')
+        return -1;
+    const char *q = p + 1;
+    *n = strtoll(q, &p, 10);
+    if (errno != 0 || p == q || *p != ']')
+        return -1;
+    return 1;
+}
+
+/* Probes the plugin directory and rewrites the cache (when there is one to write). */
+static void scan_and_save(cli *c, const char *path, const json_t *key)
+{
+    registry_scan(c->reg);
+    if (path != NULL && key != NULL)
+        cache_save(path, key, c->reg);
+}
+
+const json_t *cli_function(cli *c, const char *name)
+{
+    if (c->reg == NULL || name == NULL)
+        return NULL;
+    const json_t *fn = registry_function(c->reg, name);
+    long long off = 0, n = 0;
+    int got = fn == NULL && c->fn_text != NULL ? find_entry(c, name, &off, &n) : 0;
+    if (got == 0)
+        return fn;
+    json_t *parsed = NULL;
+    if (got == 1 && off >= 0 && n > 0 && (size_t)off + (size_t)n <= c->fn_len - c->fn_body)
+        parsed = json_loadb(c->fn_text + c->fn_body + off, (size_t)n, 0, NULL);
+    if (!json_is_object(parsed)) {
+        /* A damaged entry: forget the cache and probe, as for a damaged file. */
+        json_decref(parsed);
+        cli_fncache_forget(c);
+        char *path = cache_path(&c->cfg);
+        json_t *key = current_key(&c->cfg);
+        scan_and_save(c, path, key);
+        json_decref(key);
+        free(path);
+        return registry_function(c->reg, name);
+    }
+    json_object_set_new(c->reg->by_name, name, parsed);
+    return parsed;
+}
+
+void cli_fncache_forget(cli *c)
+{
+    free(c->fn_text);
+    c->fn_text = NULL;
+    c->fn_len = c->fn_body = c->fn_index = 0;
+}
+
 int cli_registry_load(cli *c, int probe)
 {
-    if (c->reg)
+    if (c->reg && (!probe || c->fn_text == NULL))
         return 0;
     if (cli_config(c) != 0)
         return -1;
+    if (c->reg) {
+        /* Known from the cache until now: a probe replaces it. */
+        cli_fncache_forget(c);
+        registry_free(c->reg);
+        free(c->reg);
+    }
     c->reg = calloc(1, sizeof(*c->reg));
     registry_init(c->reg, c->cfg.plugin_dir, c->cfg.plugin_sections);
     c->reg->log_refusals = 0;
     char *path = cache_path(&c->cfg);
     json_t *key = current_key(&c->cfg);
-    json_t *cached = NULL;
-    if (path != NULL && key != NULL && !probe) {
-        size_t len;
-        char *text = read_file_capped(path, CACHE_MAX_BYTES, &len, NULL, 0);
-        cached = text ? json_loadb(text, len, 0, NULL) : NULL;
-        free(text);
-        json_t *plugins = json_incref(json_object_get(cached, "plugins"));
-        json_object_del(cached, "plugins");
-        if (json_is_array(plugins) && json_equal(cached, key)) {
-            registry_from_cache(c->reg, plugins, json_object_get(key, "files"));
-            json_decref(plugins);
-            goto out;
-        }
-        json_decref(plugins);
-    }
-    registry_scan(c->reg);
-    if (path != NULL && key != NULL)
-        cache_save(path, key, c->reg);
-out:
-    json_decref(cached);
+    /* From the cache, descriptors are parsed one by one as they are asked for
+     * (cli_function). */
+    if (!(path != NULL && key != NULL && !probe && cache_use(c, path, key) == 0))
+        scan_and_save(c, path, key);
     json_decref(key);
     free(path);
     return 0;

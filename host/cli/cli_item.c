@@ -31,7 +31,7 @@ static int check_vault(cli *c, const json_t *vault, const char *what, const char
         return EXIT_ERROR;
     }
     const char *function = json_string_value(json_object_get(vault, "function"));
-    *fn = registry_function(c->reg, function);
+    *fn = cli_function(c, function);
     if (*fn == NULL) {
         if (strict) {
             seterr(err, errlen,
@@ -46,7 +46,9 @@ static int check_vault(cli *c, const json_t *vault, const char *what, const char
                                            what, function, c->reg->dir, where));
         return 0;
     }
-    json_t *copy = json_deep_copy(vault);
+    /* params_validate sets defaults on the vault's top level only: a shallow copy keeps
+     * the item's vault as it was (a deep one cost a bulk create 3%). */
+    json_t *copy = json_copy((json_t *)vault);
     int rc = params_validate(*fn, copy, why, sizeof(why));
     json_decref(copy);
     if (rc != 0) {

@@ -31,7 +31,7 @@ static json_t *secret_names(cli *c, const char *function)
 {
     if (function == NULL || cli_registry_cached(c) != 0)
         return NULL;
-    const json_t *fn = registry_function(c->reg, function);
+    const json_t *fn = cli_function(c, function);
     return fn ? params_secret_names(fn) : NULL;
 }
 
@@ -157,7 +157,10 @@ static int cmd_create_item(cli *c)
     };
     char task[37];
     json_t *row = NULL;
-    if (store_queue_create(c->st, &spec, task, &row, err, sizeof(err)) != STORE_OK) {
+    /* Plain text without --wait prints the id alone: the row is not read back. */
+    int need_row = c->json || cli_flag(c, "wait");
+    if (store_queue_create(c->st, &spec, task, need_row ? &row : NULL, err, sizeof(err)) !=
+        STORE_OK) {
         rc = cli_fail(c, EXIT_ERROR, "%s", err);
         goto out;
     }
@@ -191,9 +194,10 @@ static int cmd_create_item(cli *c)
         }
     }
     const char *status = json_string_value(json_object_get(row, "status"));
-    int ok = !cli_flag(c, "wait") || strcmp(status, "COMPLETED") == 0;
+    int ok = !cli_flag(c, "wait") || (status != NULL && strcmp(status, "COMPLETED") == 0);
     const char *reason = json_string_value(json_object_get(row, "lastFailureReason"));
-    redact_item(c, row, 1);
+    if (row != NULL)
+        redact_item(c, row, 1);
     if (c->json) {
         if (ok)
             cli_print_ok(c, json_pack("[O]", row), msg);

@@ -72,6 +72,9 @@ struct eng_driver {
     const char *const *fragments;
     const char *const *sql;
     int row_locks;
+    /* 1: statements run in the caller's process (SQLite), so a statement per row costs no
+     * round trip and the store's logic need not gather rows into one statement. */
+    int in_process;
     const struct eng_migration *migrations;
     size_t n_migrations;
 

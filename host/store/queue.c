@@ -227,9 +227,9 @@ static int bulk_flush(store *s, struct bulk *b, char *err, size_t errlen)
 
 /*
  * Creates the items: references checked once per run of one (team, machine, bridge), plain
- * items inserted in bulk (a statement for them, one for their events), the others one by
- * one after the plain ones before them (an item may depend on one created earlier in the
- * same call).
+ * items inserted in bulk on a server (a statement for them, one for their events), the
+ * others, and every item in process, one by one after the plain ones before them (an item
+ * may depend on one created earlier in the same call).
  */
 static int create_body(store *s, void *ctx, char *err, size_t errlen)
 {
@@ -246,7 +246,10 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
         char msg[512] = "";
         const struct store_item_spec *sp = &c->specs[i];
         rc = check_refs_once(s, c, i, checked, &n_checked, msg, sizeof(msg));
-        if (rc == STORE_OK && is_plain(sp)) {
+        /* The bulk statements (json_each) save round trips to a server; in process, the
+         * plain statement per item is cheaper (no JSON to build and parse again), and one
+         * item alone would pay for preparing them. */
+        if (rc == STORE_OK && is_plain(sp) && c->n > 1 && !s->drv->in_process) {
             uuid_v4(c->ids[i]);
             bulk_add(s, &bulk, sp, seqs[i], c->ids[i]);
             if (json_array_size(bulk.rows) == 1000)

@@ -40,10 +40,11 @@ static const char *config_conninfo_label(const ferry_config *cfg)
     return d != NULL ? d->conninfo : NULL;
 }
 
-store *store_open_config(const ferry_config *cfg, char *err, size_t errlen)
+static store *open_config(const ferry_config *cfg, int short_lived, char *err, size_t errlen)
 {
     struct store_options so = {.synchronous_normal =
-                                   strcmp(cfg->store_synchronous, "normal") == 0};
+                                   strcmp(cfg->store_synchronous, "normal") == 0,
+                               .short_lived = short_lived};
     const struct store_driver_entry *d = store_driver_by_name(cfg->store_driver);
     if (d == NULL) {
         seterr(err, errlen, "unknown store.driver '%s'", cfg->store_driver);
@@ -54,6 +55,16 @@ store *store_open_config(const ferry_config *cfg, char *err, size_t errlen)
     if (config_conninfo_label(cfg) != NULL)
         return d->open(cfg->store_conninfo, &so, err, errlen);
     return store_open_opts(cfg->store_path, &so, err, errlen);
+}
+
+store *store_open_config(const ferry_config *cfg, char *err, size_t errlen)
+{
+    return open_config(cfg, 0, err, errlen);
+}
+
+store *store_open_config_short(const ferry_config *cfg, char *err, size_t errlen)
+{
+    return open_config(cfg, 1, err, errlen);
 }
 
 const char *store_config_target(const ferry_config *cfg)

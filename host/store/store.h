@@ -54,6 +54,10 @@ struct store_options {
     /* How long one operation keeps retrying while another process holds the write lock,
      * before it gives up with an error. 0 = 60000 ms. */
     int busy_timeout_ms;
+    /* SQLite: the process lives for one command (the CLI). Closing does not checkpoint the
+     * WAL into the database (and remove it) while the WAL is short: the next process
+     * finds the commits there. Durability is the same: a commit is synced to the WAL. */
+    int short_lived;
 };
 
 /*
@@ -77,6 +81,8 @@ struct ferry_config;
  * store.driver is "postgres", else the SQLite file store.path, with store.synchronous.
  */
 store *store_open_config(const struct ferry_config *cfg, char *err, size_t errlen);
+/* The same for a process that lives for one command (store_options.short_lived). */
+store *store_open_config_short(const struct ferry_config *cfg, char *err, size_t errlen);
 
 /* How to name the configured store in a log line without its credentials (static or
  * borrowed from cfg). */

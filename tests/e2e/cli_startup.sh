@@ -88,7 +88,7 @@ chmod o-w "$T_DIR/plugins"
 eq "... until it is fixed" "$(create hello)" ""
 printf '{"version":' >"$T_DIR/.ferry-functions.json"
 eq "a damaged cache is ignored" "$(create hello)" ""
-contains "... and rewritten" "$(head -c 12 "$T_DIR/.ferry-functions.json")" '{"version":1'
+contains "... and rewritten" "$(head -c 12 "$T_DIR/.ferry-functions.json")" '{"version":2'
 cp "$T_DIR/ferry.conf" "$T_DIR/ferry.conf.orig"
 echo 'plugin = { core = { greeting = "hi"; }; };' >>"$T_DIR/ferry.conf"
 probes=$(LD_DEBUG=files ferry create queue-item Ops box1 local --vault '{"function":"hello"}' 2>&1 >/dev/null | grep -c "plugins/core.so")

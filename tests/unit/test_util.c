@@ -1,0 +1,87 @@
+/*
+ * Unit tests for host/base/util.c's uuid_v4: the form of a version 4 UUID, no repeats over
+ * many ids (the random bytes come from a pool drawn 4 KiB at a time), and a forked child that
+ * does not reuse the pool it inherited.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static int is_v4(const char *id)
+{
+    if (strlen(id) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? id[i] != '-' : strchr("0123456789abcdef", id[i]) == NULL || id[i] == '\0')
+            return 0;
+    }
+    return id[14] == '4' && strchr("89ab", id[19]) != NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+static void test_form_and_no_repeats(void **state)
+{
+    (void)state;
+    enum { N = 20000 }; /* about 78 draws of the pool */
+    char(*ids)[37] = calloc(N, 37);
+    assert_non_null(ids);
+    for (int i = 0; i < N; i++) {
+        uuid_v4(ids[i]);
+        assert_true(is_v4(ids[i]));
+    }
+    qsort(ids, N, 37, cmp_id);
+    for (int i = 1; i < N; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    free(ids);
+}
+
+/* The parent and a child forked with a part-used pool make different next ids. */
+static void test_fork_draws_its_own(void **state)
+{
+    (void)state;
+    char first[37], parent_next[37], child_next[37] = "";
+    uuid_v4(first); /* the pool is drawn and mostly left */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char id[37];
+        uuid_v4(id);
+        ssize_t w = write(fds[1], id, 37);
+        _exit(w == 37 ? 0 : 1);
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], child_next, 37), 37);
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    uuid_v4(parent_next);
+    assert_true(is_v4(child_next));
+    assert_string_not_equal(child_next, parent_next);
+    assert_string_not_equal(child_next, first);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_form_and_no_repeats),
+        cmocka_unit_test(test_fork_draws_its_own),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
