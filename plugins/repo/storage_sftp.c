@@ -431,7 +431,8 @@ static void set_auth(const sftp *s, CURL *h)
 
 static CURLcode perform_once(sftp *s, call *c)
 {
-    CURL *h = xfer_get(s->pool);
+    CURL *h = c->stream && !xfer_stream_replaying(c->stream) ? xfer_get_background(s->pool)
+                                                              : xfer_get(s->pool);
     c->pool = s->pool;
     c->sent = 0;
     if (c->stream)

@@ -14,6 +14,7 @@
 
 #define MAX_CONNECTIONS 32
 #define MAX_DELAY_MS    8000
+#define FG_GRACE        0.05 /* seconds: see get_handle */
 #define XML_TEXT_MAX    (64 * 1024)
 #define XML_PATH_MAX    1024
 
@@ -108,6 +109,7 @@ int xfer_opts_read(const json_t *vault, const char *kind, xfer_opts *o, rerr *e)
 /* A handle and what lives beside it; found again through CURLOPT_PRIVATE. */
 typedef struct conn {
     CURL *h;
+    int background; /* lent to a streamed upload */
     char errbuf[CURL_ERROR_SIZE];
 } conn;
 
@@ -118,6 +120,8 @@ struct xfer_pool {
     conn *idle[MAX_CONNECTIONS];
     int nidle;
     int created;
+    int waiting;         /* xfer_get callers waiting for a connection (they go before streams) */
+    double fg_put_at;    /* when an xfer_get caller last gave its handle back (mono_sec) */
     CURLSH *share;
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
     pthread_mutex_t bw_mu;
@@ -177,7 +181,11 @@ xfer_pool *xfer_pool_new(const xfer_opts *o)
     if (p->o.connections < 1 || p->o.connections > MAX_CONNECTIONS)
         p->o.connections = 4;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->freed, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->freed, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&p->bw_mu, NULL);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&p->share_mu[i], NULL);
@@ -244,12 +252,34 @@ static void apply_defaults(xfer_pool *p, conn *c)
         curl_easy_setopt(h, CURLOPT_SHARE, p->share);
 }
 
-CURL *xfer_get(xfer_pool *p)
+/* Borrows a handle; a background one (a streamed upload) also waits while others do. */
+static CURL *get_handle(xfer_pool *p, int background)
 {
     conn *c = NULL;
     pthread_mutex_lock(&p->mu);
-    while (p->nidle == 0 && p->created >= p->o.connections)
-        pthread_cond_wait(&p->freed, &p->mu);
+    if (!background)
+        p->waiting++;
+    for (;;) {
+        int busy = (p->nidle == 0 && p->created >= p->o.connections) || (background && p->waiting);
+        /* A caller that just gave a handle back often needs one again at once (a pack's
+         * rename, then its index): a stream waits FG_GRACE after that, or the second request
+         * would queue behind a whole pack. */
+        double hold = background ? p->fg_put_at + FG_GRACE - mono_sec() : 0;
+        if (!busy && hold <= 0)
+            break;
+        if (busy) {
+            pthread_cond_wait(&p->freed, &p->mu);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            long ns = ts.tv_nsec + (long)(hold * 1e9) + 1000000;
+            ts.tv_sec += ns / 1000000000L;
+            ts.tv_nsec = ns % 1000000000L;
+            pthread_cond_timedwait(&p->freed, &p->mu, &ts);
+        }
+    }
+    if (!background)
+        p->waiting--;
     if (p->nidle > 0)
         c = p->idle[--p->nidle];
     else
@@ -265,8 +295,20 @@ CURL *xfer_get(xfer_pool *p)
     } else {
         curl_easy_reset(c->h); /* keeps the connection, the DNS and TLS session caches */
     }
+    c->background = background;
     apply_defaults(p, c);
+    pthread_cond_broadcast(&p->freed); /* a background waiter may go now */
     return c->h;
+}
+
+CURL *xfer_get(xfer_pool *p)
+{
+    return get_handle(p, 0);
+}
+
+CURL *xfer_get_background(xfer_pool *p)
+{
+    return get_handle(p, 1);
 }
 
 void xfer_put(xfer_pool *p, CURL *h)
@@ -276,8 +318,10 @@ void xfer_put(xfer_pool *p, CURL *h)
     conn *c = NULL;
     curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&c);
     pthread_mutex_lock(&p->mu);
+    if (!c->background)
+        p->fg_put_at = mono_sec();
     p->idle[p->nidle++] = c;
-    pthread_cond_signal(&p->freed);
+    pthread_cond_broadcast(&p->freed);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -444,7 +488,7 @@ static int retryable_status(long status)
 /* One try of the request on a borrowed handle; the curl result. */
 static CURLcode http_once(xfer_pool *p, http_req *r, size_t out_start, char *cause, size_t causelen)
 {
-    CURL *h = xfer_get(p);
+    CURL *h = r->stream && !xfer_stream_replaying(r->stream) ? xfer_get_background(p) : xfer_get(p);
     io x = {.r = r, .p = p, .h = h};
     if (r->out)
         r->out->len = out_start;

@@ -56,6 +56,12 @@ const xfer_opts *xfer_pool_opts(const xfer_pool *p);
  */
 CURL *xfer_get(xfer_pool *p);
 void xfer_put(xfer_pool *p, CURL *h);
+/*
+ * xfer_get for a streamed upload, which holds its connection as long as a pack is being
+ * written: it also waits while any xfer_get caller does, so that the short requests that
+ * publish and index finished packs never queue behind whole packs.
+ */
+CURL *xfer_get_background(xfer_pool *p);
 
 /*
  * Waits as long as the pool's bwlimit asks before n more bytes move in direction

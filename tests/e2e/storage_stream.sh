@@ -142,4 +142,44 @@ eq "WebDAV: the young temporary stays, the old ones went" "$(cd "$DAV/root/st" &
 out=$(job '{"function":"repo_verify","storage":"sftpst"}')
 eq "the SFTP storage still verifies" "$(status "$out")/$(res "$out" .ok)" COMPLETED/true
 
+# --- a lying server fails the push clearly, the storage stays valid, the next push reuses --------
+LIAR=$T_DIR/liar
+mkdir -p "$LIAR" && echo pass >"$LIAR/mode"
+python3 "$HELPERS/s3liar.py" "$LIAR" "$MP" 2>"$LIAR/err" &
+T_EXTRA_PIDS="$T_EXTRA_PIDS $!"
+wait_for 10 test -s "$LIAR/port" || fail "the lying proxy starts" "$(cat "$LIAR/err")"
+s3vault() { # s3vault ENDPOINT_PORT PREFIX
+    jq -nc --arg a "$AKID" --arg s "$SECRET" --arg e "http://127.0.0.1:$1" --arg p "$2" \
+        '{provider:"s3", bucket:"ferry-stream", access_key_id:$a, secret_access_key:$s, endpoint:$e,
+          prefix:$p, connections:4, passphrase:"liar pass", retries:1, retry_delay_ms:50}'
+}
+storage liar "$(s3vault "$(cat "$LIAR/port")" lie)"
+storage truth "$(s3vault "$MP" lie)"
+LSRC=$DS/repositories/lied
+mkdir -p "$LSRC"
+for i in 1 2 3; do head -c 24000000 /dev/urandom >"$LSRC/f$i.bin"; done
+echo "etag 9" >"$LIAR/mode"
+out=$(job '{"function":"repo_push","repository":"lied","storage":"liar"}')
+eq "a server whose ETag is not the part's MD5 fails the push" "$(status "$out")" FAILED
+contains "saying it stored other bytes than were sent" "$(jq -r '.error.message // empty' <<<"$out")" "stored other bytes than were sent"
+out=$(job '{"function":"repo_verify","storage":"truth"}')
+eq "the storage stays valid" "$(status "$out")/$(res "$out" .ok)" COMPLETED/true
+echo pass >"$LIAR/mode"
+out=$(job '{"function":"repo_push","repository":"lied","storage":"liar","snapshot_id":"l1"}')
+eq "the next push completes" "$(status "$out")" COMPLETED
+new=$(res "$out" .stats.bytes_new)
+[[ $new -lt 72000000 ]] && pass "reusing the packs that arrived ($new of 72000000 bytes new)" || fail "reuse after a lie" "$out"
+head -c 24000000 /dev/urandom >"$LSRC/f4.bin"
+echo "short 1" >"$LIAR/mode"
+out=$(job '{"function":"repo_push","repository":"lied","storage":"liar","snapshot_id":"l2"}')
+eq "a server whose copy is short fails the push" "$(status "$out")" FAILED
+contains "saying so" "$(jq -r '.error.message // empty' <<<"$out")" "were uploaded"
+echo pass >"$LIAR/mode"
+out=$(job '{"function":"repo_push","repository":"lied","storage":"liar","snapshot_id":"l3"}')
+eq "and the next push completes" "$(status "$out")" COMPLETED
+out=$(job '{"function":"repo_pull","repository":"lied-back","from_repository":"lied","storage":"truth"}')
+cmp=$(tree_compare "$LSRC" "$DS/repositories/lied-back")
+[[ $? -eq 0 && $(status "$out") == COMPLETED ]] && pass "it round-trips (${cmp##*$'\n'})" || fail "round trip after lies" "$out" "$cmp"
+eq "no multipart upload is left behind by the failed pushes" "$(s3py uploads | grep -c '^lie/')" 0
+
 t_done
