@@ -280,7 +280,8 @@ typedef struct thawing {
 static void on_thaw(void *arg, size_t ready, size_t total, double waited)
 {
     thawing *t = arg;
-    ui_progress(t->u, 1, "%s: restoring packs from cold storage: %zu of %zu ready after %.0f s",
+    /* Its own phase name (before the ':'), so that the first report is never held back. */
+    ui_progress(t->u, 1, "thawing %s from cold storage: %zu of %zu packs ready after %.0f s",
                 t->repository, ready, total, waited);
 }
 

@@ -130,7 +130,7 @@ out=$(job '{"function":"repo_pull","repository":"back","from_repository":"arch",
 eq "a pull from the cold storage thaws, waits and completes" "$(status "$out")" COMPLETED
 [[ $(res "$out" .thawed_packs) -ge 2 ]] && pass "it restored the packs it read ($(res "$out" .thawed_packs))" || fail "thawed packs" "$out"
 trace=$(last_trace)
-contains "it reports progress while waiting" "$trace" "restoring packs from cold storage"
+contains "it reports progress while waiting" "$trace" "thawing arch from cold storage: "
 grep -q 'POST /ferry-cold/glacier/data/.*restore' "$MOTO/moto.log" && pass "RestoreObject was asked for" || fail "RestoreObject requests"
 cmp=$(tree_compare "$SRC" "$DS/repositories/back")
 [[ $? -eq 0 ]] && pass "the round trip is exact (${cmp##*$'\n'})" || fail "cold round trip" "$cmp"
