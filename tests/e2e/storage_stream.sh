@@ -102,8 +102,13 @@ for st in s3st sftpst davst; do
     if [[ $(status "$out") != COMPLETED ]]; then fail "the $MIB MiB push to $st completes" "$out"; continue; fi
     rss=$(res "$out" .peak_rss_kb)
     echo "# $st: $MIB MiB in $(res "$out" .seconds) s, peak RSS $((rss / 1024)) MiB"
-    [[ $rss -le $RSS_LIMIT_KB ]] && pass "the $MIB MiB push to $st peaks at $((rss / 1024)) MiB RSS (<= 64)" ||
+    if [[ ${SAN:-0} == 1 ]]; then # ASan's shadow memory and quarantine are no measure
+        pass "the $MIB MiB push to $st completes (RSS not bounded under SAN=1)"
+    elif [[ $rss -le $RSS_LIMIT_KB ]]; then
+        pass "the $MIB MiB push to $st peaks at $((rss / 1024)) MiB RSS (<= 64)"
+    else
         fail "the push to $st stays under 64 MiB RSS" "peak_rss_kb $rss"
+    fi
 done
 for st in s3st sftpst davst; do
     out=$(job "{\"function\":\"repo_pull\",\"repository\":\"back-$st\",\"from_repository\":\"big\",\"storage\":\"$st\"}")
