@@ -11,7 +11,8 @@
  *   4. finds packs whose chunks are now unused: a pack with no used chunk is deleted, a pack
  *      that is at least half unused has its used chunks copied into a new pack first (so
  *      bytes copied never exceed bytes freed); packs indexed less than `grace` ago are left
- *      alone, which keeps what an interrupted push stored for the next one to reuse;
+ *      alone, which keeps what an interrupted push stored for the next one to reuse; on a
+ *      cold storage (S3 GLACIER, DEEP_ARCHIVE) packs are only deleted, never repacked;
  *   5. records the new counts and the packs to delete, rewrites the index files that listed
  *      them, then deletes them.
  * Its storage I/O is the state and index (metadata, about 40 bytes per chunk), the trees of
@@ -527,6 +528,10 @@ static int collect(gc_run *g, rerr *e)
         uint64_t dead = ip->bytes - (live[p] < ip->bytes ? live[p] : ip->bytes);
         if (live[p] > 0 && dead < live[p])
             continue;
+        /* A cold storage's packs cannot be read without a restore (hours, and paid): it
+         * deletes packs that lost everything and repacks nothing. */
+        if (live[p] > 0 && g->s->cold)
+            continue;
         if (live[p] > 0) {
             if (g->req->dry_run) {
                 g->copied += live[p];
@@ -670,6 +675,7 @@ int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e)
     idx_init(&g.ix);
     g.c = codec_new(&s->keys, 0);
     size_t unindexed = 0, unindexed_kept = 0;
+    uint64_t temporaries = 0;
     rc = -1;
     ui_progress(u, 0, "retention: reading the index and the reference counts");
     if (idx_load(s, &g.ix, e) != 0 || state_load(s, &g.st, e) != 0 || reconcile(&g, e) != 0 ||
@@ -677,15 +683,21 @@ int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e)
         goto out;
     if (req->full && collect_unindexed(&g, &unindexed, &unindexed_kept, e) != 0)
         goto out;
+    /* Temporaries of puts and streams a crash interrupted (".tmp-TIME-…", multipart uploads
+     * on S3): their names carry their age, and the grace period keeps those being written. */
+    if (req->full && !req->dry_run &&
+        stor_sweep_tmp(s, req->now - req->grace, &temporaries, e) != 0)
+        goto out;
     size_t kept = 0;
     for (size_t i = 0; i < g.st.nsnaps; i++)
         kept += !g.st.snaps[i].drop;
-    *result = json_pack("{s:b,s:b,s:O,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "deferred", 0, "dry_run",
+    *result = json_pack("{s:b,s:b,s:O,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "deferred", 0, "dry_run",
                         req->dry_run, "expired", g.expired, "snapshots", (json_int_t)kept,
                         "packs_deleted", (json_int_t)g.deleted, "packs_repacked",
                         (json_int_t)g.repacked, "unindexed_packs_deleted", (json_int_t)unindexed,
                         "unindexed_packs_kept", (json_int_t)unindexed_kept, "bytes_freed",
-                        (json_int_t)g.freed, "bytes_copied", (json_int_t)g.copied);
+                        (json_int_t)g.freed, "bytes_copied", (json_int_t)g.copied,
+                        "temporaries_deleted", (json_int_t)temporaries);
     rc = 0;
 out:
     lock_release(lk);

@@ -160,7 +160,10 @@ pack *pack_finish(pack_writer *pw, codec *c, rerr *e)
         seal(c->seal, TRAILER_AAD, strlen(TRAILER_AAD), trailer.data, trailer.len, sealed.data);
     put_u32(tail, (uint32_t)sealed.len);
     pack *p = NULL;
-    if (pack_write(pw, sealed.data, sealed.len, e) == 0 && pack_write(pw, tail, 4, e) == 0) {
+    /* Finishing the upload here, on the producing thread, gives its connection back before
+     * the pack waits for its turn to be committed. */
+    if (pack_write(pw, sealed.data, sealed.len, e) == 0 && pack_write(pw, tail, 4, e) == 0 &&
+        stream_finish(pw->out, e) == 0) {
         p = xcalloc(1, sizeof(*p));
         sha256(sealed.data, sealed.len, p->id);
         p->out = pw->out;
@@ -186,7 +189,12 @@ int pack_commit(pack *p, rerr *e)
     pack_key(p->id, key, sizeof(key));
     stor_stream *out = p->out;
     p->out = NULL;
-    return stream_commit(out, key, e);
+    /* A pack holding snapshot trees is metadata: retention and listing read it, so it stays
+     * out of a cold storage class. */
+    unsigned flags = 0;
+    for (size_t i = 0; i < p->n && !flags; i++)
+        flags = p->entries[i].type == BLOB_TREE ? STOR_PUT_META : 0;
+    return stream_commit(out, key, flags, e);
 }
 
 void pack_free(pack *p)

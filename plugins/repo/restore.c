@@ -271,6 +271,48 @@ static int plan(rs *r, uint64_t *total, rerr *e)
     return 0;
 }
 
+/* Progress of a thaw, as the item's progress line. */
+typedef struct thawing {
+    ui *u;
+    const char *repository;
+} thawing;
+
+static void on_thaw(void *arg, size_t ready, size_t total, double waited)
+{
+    thawing *t = arg;
+    /* Its own phase name (before the ':'), so that the first report is never held back. */
+    ui_progress(t->u, 1, "thawing %s from cold storage: %zu of %zu packs ready after %.0f s",
+                t->repository, ready, total, waited);
+}
+
+/*
+ * On a cold storage (S3 GLACIER, DEEP_ARCHIVE), asks for the restore of every pack the plan
+ * reads and waits until all are readable (stor_thaw, bounded by the vault's thaw_timeout).
+ * *thawed: how many packs it asked for. 0, or -1 with e set.
+ */
+static int thaw_packs(rs *r, ui *u, size_t *thawed, rerr *e)
+{
+    *thawed = 0;
+    if (!r->s->cold || r->ngroups == 0)
+        return 0;
+    char **names = xmalloc(r->ngroups * sizeof(*names));
+    for (size_t g = 0; g < r->ngroups; g++) {
+        names[g] = xmalloc(96);
+        pack_key(r->ix.packs[r->needs[r->groups[g]].pack].id, names[g], 96);
+    }
+    ui_log(u, 0,
+           "storage %s keeps its data in a cold storage class: restoring (thawing) the %zu packs "
+           "this pull reads before reading them",
+           r->s->name, r->ngroups);
+    thawing t = {.u = u, .repository = r->req->repository};
+    int rc = stor_thaw(r->s, names, r->ngroups, on_thaw, &t, e);
+    for (size_t g = 0; g < r->ngroups; g++)
+        free(names[g]);
+    free(names);
+    *thawed = r->ngroups;
+    return rc;
+}
+
 /* A hard link of the restore, to a regular file of the restore and through no symlink. */
 static int create_link(rs *r, const tnode *n, int pfd, const char *name)
 {
@@ -687,11 +729,13 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
     codec *c = codec_new(&s->keys, 0);
     json_t *doc = NULL;
     uint64_t total = 0;
+    size_t thawed = 0;
     int rc = -1;
 
     rs_progress(&r, u, 0, "%s: reading the index and the snapshot", req->repository);
     if (idx_load(s, &r.ix, e) != 0 || load_snapshot(&r, c, &doc, e) != 0 ||
-        check_links(&r, doc, e) != 0 || plan(&r, &total, e) != 0)
+        check_links(&r, doc, e) != 0 || plan(&r, &total, e) != 0 ||
+        thaw_packs(&r, u, &thawed, e) != 0)
         goto out;
     uint64_t logical = 0;
     for (size_t i = 0; i < r.t.n; i++)
@@ -743,12 +787,14 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
                "device nodes get none for others",
                r.restricted);
     double secs = mono_sec() - started;
-    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I,s:s}", "repository", req->repository,
+    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I,s:s,s:I}", "repository",
+                        req->repository,
                         "storage", s->name, "snapshot_id", json_object_get(doc, "id"), "entries",
                         (json_int_t)r.t.n, "bytes", (json_int_t)logical, "verified", req->verify,
                         "seconds", secs, "mb_per_s", secs > 0 ? (double)logical / 1e6 / secs : 0.0,
                         "peak_rss_kb", (json_int_t)peak_rss_kb(), "path_walk",
-                        beneath_openat2() ? "openat2" : "nofollow");
+                        beneath_openat2() ? "openat2" : "nofollow", "thawed_packs",
+                        (json_int_t)thawed);
     rc = 0;
 out:
     if (r.destfd >= 0)

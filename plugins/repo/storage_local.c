@@ -133,10 +133,10 @@ static int local_put(void *self, const char *key, const void *data, size_t len, 
 {
     local *l = self;
     char *path = full_path(l, key);
-    char rnd[17];
-    random_hex(rnd, 8);
+    char name[64];
+    tmp_name(name, sizeof(name));
     char *dir_end = strrchr(path, '/');
-    char *tmp = xasprintf("%.*s/.tmp-%s", (int)(dir_end - path), path, rnd);
+    char *tmp = xasprintf("%.*s/%s", (int)(dir_end - path), path, name);
     int rc = ST_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 && errno == ENOENT) {
@@ -217,8 +217,10 @@ out:
     return rc;
 }
 
-/* Lists dir (a path under the root, with key prefix rel) recursively. */
-static int list_dir(const local *l, const char *rel, stor_list_cb cb, void *arg, rerr *e)
+/* Lists dir (a path under the root, with key prefix rel) recursively; with temporaries, only
+ * the temporary files (".tmp-*"). */
+static int list_dir(const local *l, const char *rel, int temporaries, stor_list_cb cb, void *arg,
+                    rerr *e)
 {
     char *path = full_path(l, rel);
     DIR *d = opendir(path);
@@ -231,7 +233,8 @@ static int list_dir(const local *l, const char *rel, stor_list_cb cb, void *arg,
     }
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
+        int tmp = strncmp(de->d_name, ".tmp-", 5) == 0;
+        if (de->d_name[0] == '.' && !(temporaries && tmp))
             continue; /* ".", "..", and temporary files of puts in progress */
         char *key = xasprintf("%s%s", rel, de->d_name);
         struct stat st;
@@ -239,9 +242,10 @@ static int list_dir(const local *l, const char *rel, stor_list_cb cb, void *arg,
         if (lstat(full, &st) == 0) {
             if (S_ISDIR(st.st_mode)) {
                 char *sub = xasprintf("%s/", key);
-                rc = list_dir(l, sub, cb, arg, e);
+                rc = list_dir(l, sub, temporaries, cb, arg, e);
                 free(sub);
-            } else if (S_ISREG(st.st_mode) && cb(arg, key, (uint64_t)st.st_size) != 0) {
+            } else if (S_ISREG(st.st_mode) && tmp == temporaries &&
+                       cb(arg, key, (uint64_t)st.st_size) != 0) {
                 rc = 1;
             }
         }
@@ -255,8 +259,13 @@ static int list_dir(const local *l, const char *rel, stor_list_cb cb, void *arg,
 
 static int local_list(void *self, const char *prefix, stor_list_cb cb, void *arg, rerr *e)
 {
-    int rc = list_dir(self, prefix, cb, arg, e);
+    int rc = list_dir(self, prefix, 0, cb, arg, e);
     return rc < 0 ? ST_ERROR : ST_OK;
+}
+
+static int local_list_tmp(void *self, stor_list_cb cb, void *arg, rerr *e)
+{
+    return list_dir(self, "", 1, cb, arg, e) < 0 ? ST_ERROR : ST_OK;
 }
 
 static int local_del(void *self, const char *key, rerr *e)
@@ -299,9 +308,9 @@ typedef struct local_writer {
 static void *local_wopen(void *self, const char *dir_hint, rerr *e)
 {
     local *l = self;
-    char rnd[17];
-    random_hex(rnd, 8);
-    char *tmp = xasprintf("%s/%s.tmp-%s", l->root, dir_hint, rnd);
+    char name[64];
+    tmp_name(name, sizeof(name));
+    char *tmp = xasprintf("%s/%s%s", l->root, dir_hint, name);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 && errno == ENOENT && make_parents(l, tmp, e) == 0)
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -341,8 +350,9 @@ static void local_wabort(void *self, void *wp)
     free(w);
 }
 
-static int local_wcommit(void *self, void *wp, const char *key, rerr *e)
+static int local_wcommit(void *self, void *wp, const char *key, unsigned flags, rerr *e)
 {
+    (void)flags; /* one class of storage here */
     local *l = self;
     local_writer *w = wp;
     char *path = full_path(l, key);
@@ -382,4 +392,5 @@ const stor_ops stor_local_ops = {
     .wwrite = local_wwrite,
     .wcommit = local_wcommit,
     .wabort = local_wabort,
+    .list_tmp = local_list_tmp,
 };

@@ -32,8 +32,12 @@
  * holds them, nor the Authorization header or a server's error body beyond its <Code>.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
 
 #include "storage.h"
 #include "xfer.h"
@@ -51,7 +55,30 @@ typedef struct s3 {
     char *access_key_id;
     char *secret;
     char *token_header; /* "x-amz-security-token: ..." or NULL */
+    char storage_class[32]; /* of data packs; "" for the bucket's default (STANDARD) */
+    int cold;               /* that class must be restored before a read (GLACIER, DEEP_ARCHIVE) */
+    long thaw_timeout;      /* seconds a read waits for a restore */
+    int thaw_days;          /* days a restored copy stays readable */
+    char thaw_tier[16];     /* "Standard", "Bulk" or "Expedited" */
 } s3;
+
+/* The storage classes S3 knows; cold ones must be restored (thawed) before a read. */
+static const struct {
+    const char *name;
+    int cold;
+} s3_classes[] = {
+    {"STANDARD", 0},   {"REDUCED_REDUNDANCY", 0}, {"STANDARD_IA", 0},  {"ONEZONE_IA", 0},
+    {"INTELLIGENT_TIERING", 0}, {"GLACIER_IR", 0}, {"GLACIER", 1},     {"DEEP_ARCHIVE", 1},
+};
+
+/* The storage class a put of key asks for: the vault's for data packs, none for the rest
+ * (indexes, manifests, locks, the config stay STANDARD, so nothing but a pull reads cold). */
+static const char *class_of(const s3 *s, const char *key, unsigned flags)
+{
+    return s->storage_class[0] && strncmp(key, "data/", 5) == 0 && !(flags & STOR_PUT_META)
+               ? s->storage_class
+               : NULL;
+}
 
 /* One request: what http_do takes and answers, and the signing state its prepare needs. */
 typedef struct s3_call {
@@ -213,6 +240,51 @@ out:
     return rc;
 }
 
+/* "storage_class", "thaw_timeout" and "thaw_days"; 0, or -1 with e set. */
+static int read_cold_settings(s3 *s, const json_t *vault, rerr *e)
+{
+    const char *cls = vault_str(vault, "storage_class");
+    s->thaw_timeout = 43200;
+    s->thaw_days = 1;
+    if (cls) {
+        size_t i = 0, n = sizeof(s3_classes) / sizeof(s3_classes[0]);
+        while (i < n && strcmp(s3_classes[i].name, cls) != 0)
+            i++;
+        if (i == n)
+            return rerr_set(e, E_INVALID,
+                            "s3 storage vault: \"storage_class\" \"%.40s\" is not one of STANDARD, "
+                            "REDUCED_REDUNDANCY, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, "
+                            "GLACIER_IR, GLACIER, DEEP_ARCHIVE",
+                            cls);
+        if (strcmp(cls, "STANDARD") != 0)
+            snprintf(s->storage_class, sizeof(s->storage_class), "%s", cls);
+        s->cold = s3_classes[i].cold;
+    }
+    const json_t *t = json_object_get(vault, "thaw_timeout");
+    if (t && !json_is_null(t)) {
+        if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > 604800)
+            return rerr_set(e, E_INVALID,
+                            "s3 storage vault: \"thaw_timeout\" must be seconds from 1 to 604800 "
+                            "(a week)");
+        s->thaw_timeout = (long)json_integer_value(t);
+    }
+    const char *tier = vault_str(vault, "thaw_tier");
+    if (tier && strcmp(tier, "Standard") != 0 && strcmp(tier, "Bulk") != 0 &&
+        strcmp(tier, "Expedited") != 0)
+        return rerr_set(e, E_INVALID,
+                        "s3 storage vault: \"thaw_tier\" must be \"Standard\", \"Bulk\" or "
+                        "\"Expedited\"");
+    snprintf(s->thaw_tier, sizeof(s->thaw_tier), "%s", tier ? tier : "Standard");
+    const json_t *d = json_object_get(vault, "thaw_days");
+    if (d && !json_is_null(d)) {
+        if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 365)
+            return rerr_set(e, E_INVALID,
+                            "s3 storage vault: \"thaw_days\" must be days from 1 to 365");
+        s->thaw_days = (int)json_integer_value(d);
+    }
+    return 0;
+}
+
 static void *s3_open(const json_t *vault, rerr *e)
 {
     xfer_opts o;
@@ -256,7 +328,7 @@ static void *s3_open(const json_t *vault, rerr *e)
     s->access_key_id = xstrdup(akid);
     s->secret = xstrdup(secret);
     s->token_header = token ? xasprintf("x-amz-security-token: %s", token) : NULL;
-    if (build_base(s, vault, e) != 0) {
+    if (read_cold_settings(s, vault, e) != 0 || build_base(s, vault, e) != 0) {
         s3_free(s);
         return NULL;
     }
@@ -381,6 +453,10 @@ static const struct {
     {"AuthorizationHeaderMalformed", E_INVALID,
      "the bucket is in another region: set \"region\" (or \"endpoint\") in the storage's "
      "vault to the bucket's"},
+    {"InvalidObjectState", E_TRANSIENT,
+     "the object is in a cold storage class (GLACIER, DEEP_ARCHIVE) and not restored: "
+     "repo_pull restores (thaws) the packs it needs first, waiting up to the vault's "
+     "\"thaw_timeout\""},
     {"PermanentRedirect", E_INVALID,
      "the bucket is in another region: set \"region\" (or \"endpoint\") in the storage's "
      "vault to the bucket's"},
@@ -527,6 +603,12 @@ static int s3_put(void *self, const char *key, const void *data, size_t len, uns
     struct curl_slist *extra = curl_slist_append(NULL, "Content-Type: application/octet-stream");
     if (exclusive)
         extra = curl_slist_append(extra, "If-None-Match: *");
+    char class_header[80];
+    if (class_of(s, key, flags)) {
+        snprintf(class_header, sizeof(class_header), "x-amz-storage-class: %s",
+                 class_of(s, key, flags));
+        extra = curl_slist_append(extra, class_header);
+    }
     s3_call c = {
         .r = {
             .method = "PUT", .url = url, .body = data ? data : "", .body_len = len, .what = what}};
@@ -638,7 +720,8 @@ static char *list_url(const s3 *s, const char *full_prefix, const char *token)
  * Reports the page's keys relative to the vault's prefix, skipping hidden names (a last
  * component starting with '.'). Returns 1 when cb asked to stop.
  */
-static int report_page(const s3 *s, const list_page *pg, stor_list_cb cb, void *arg)
+static int report_page(const s3 *s, const list_page *pg, int temporaries, stor_list_cb cb,
+                       void *arg)
 {
     size_t plen = strlen(s->prefix);
     for (size_t i = 0; i < pg->n; i++) {
@@ -648,7 +731,8 @@ static int report_page(const s3 *s, const list_page *pg, stor_list_cb cb, void *
         key += plen;
         const char *last = strrchr(key, '/');
         last = last ? last + 1 : key;
-        if (last[0] == '.' || last[0] == '\0')
+        int tmp = strncmp(last, ".tmp-", 5) == 0;
+        if ((last[0] == '.' && !(temporaries && tmp)) || last[0] == '\0' || (temporaries && !tmp))
             continue;
         if (cb(arg, key, pg->entries[i].size) != 0)
             return 1;
@@ -656,9 +740,10 @@ static int report_page(const s3 *s, const list_page *pg, stor_list_cb cb, void *
     return 0;
 }
 
-static int s3_list(void *self, const char *prefix, stor_list_cb cb, void *arg, rerr *e)
+/* Lists the objects under prefix; with temporaries, only the temporary ones (".tmp-*"). */
+static int list_objects(const s3 *s, const char *prefix, int temporaries, stor_list_cb cb,
+                        void *arg, rerr *e)
 {
-    const s3 *s = self;
     char *full = xasprintf("%s%s", s->prefix, prefix);
     char *what = xasprintf("LIST s3://%s/%s", s->bucket, full);
     char *token = NULL;
@@ -677,7 +762,7 @@ static int s3_list(void *self, const char *prefix, stor_list_cb cb, void *arg, r
         } else if (pg.truncated && (pg.next_token == NULL || pg.next_token[0] == '\0')) {
             rc = rerr_set(e, E_FAIL, "%s: a truncated listing without a continuation token", what);
         }
-        int stop = rc == ST_OK && report_page(s, &pg, cb, arg);
+        int stop = rc == ST_OK && report_page(s, &pg, temporaries, cb, arg);
         free(token);
         token = pg.truncated && rc == ST_OK ? xstrdup(pg.next_token) : NULL;
         page_free(&pg);
@@ -694,6 +779,609 @@ static int s3_list(void *self, const char *prefix, stor_list_cb cb, void *arg, r
     return rc;
 }
 
+static int s3_list(void *self, const char *prefix, stor_list_cb cb, void *arg, rerr *e)
+{
+    return list_objects(self, prefix, 0, cb, arg, e);
+}
+
+/* ---- streamed puts: multipart uploads ------------------------------------------------------ */
+
+/*
+ * A pack is uploaded while it is written: parts of PART_SIZE (S3's minimum but for the last)
+ * go to a multipart upload under a temporary key ("data/.tmp-TIME-RANDOM"), one part on its
+ * way on a thread of its own while the next one fills, so a stream holds two parts in memory.
+ * The pack's name (the hash of its trailer) is known only at the end, and a multipart upload
+ * cannot change its key: commit copies the temporary object onto the pack's key on the
+ * server (CopyObject, which also gives it the vault's storage class), checks its size, and
+ * deletes the temporary. A pack smaller than a part (the last of a push) skips all this: it
+ * is PUT under its key at commit. Each part carries its SHA-256 (x-amz-content-sha256) and
+ * MD5 (Content-MD5), which S3 checks; an ETag that is an MD5 other than the part's fails the
+ * upload. An upload that fails is aborted; one a crash left is aborted by repo_gc (sweep).
+ */
+#define PART_SIZE ((size_t)5 << 20)
+#define MAX_PARTS 10000
+
+typedef struct s3_writer {
+    s3 *s;
+    char tmp[96]; /* the temporary key, relative to the vault's prefix */
+    buf part;     /* the part being filled */
+    uint64_t size;
+    char *upload_id; /* NULL until the first part goes */
+    int nparts;
+    char (*etags)[80];
+    int finished;  /* the data is complete (and, when multipart, the upload too) */
+    int completed; /* the temporary object exists (multipart upload completed) */
+    /* the part on its way */
+    int sending;
+    pthread_t thread;
+    buf out;
+    int out_no;
+    int out_rc;
+    rerr out_err;
+} s3_writer;
+
+/* The URL of key with a query (already sorted and escaped); caller frees. */
+static char *query_url(const s3 *s, const char *key, const char *query)
+{
+    char *base = object_url(s, key);
+    char *url = xasprintf("%s?%s", base, query);
+    free(base);
+    return url;
+}
+
+/* A <Code> S3 puts in a 200 answer (CompleteMultipartUpload and CopyObject may). */
+static int error_in_body(const buf *body, char *code, size_t codelen)
+{
+    code_walk w = {""};
+    if (body->len > 0)
+        xml_walk((const char *)body->data, body->len, on_error_elem, &w);
+    snprintf(code, codelen, "%s", w.code);
+    return w.code[0] != '\0';
+}
+
+typedef struct upload_walk {
+    char id[512];
+} upload_walk;
+
+static void on_upload_elem(void *arg, const char *path, const char *text)
+{
+    upload_walk *w = arg;
+    if (strcmp(path, "InitiateMultipartUploadResult/UploadId") == 0)
+        snprintf(w->id, sizeof(w->id), "%s", text);
+}
+
+static int create_upload(s3_writer *w, rerr *e)
+{
+    const s3 *s = w->s;
+    buf body = {0};
+    char *url = query_url(s, w->tmp, "uploads=");
+    char *what = xasprintf("POST s3://%s/%s%s?uploads", s->bucket, s->prefix, w->tmp);
+    s3_call c = {.r = {.method = "POST", .url = url, .body = "", .out = &body, .what = what}};
+    upload_walk uw = {""};
+    int rc = s3_request(s, &c, curl_slist_append(NULL, "Content-Type: application/octet-stream"),
+                        e);
+    if (rc == 0 && c.r.status != 200)
+        rc = s3_fail(s, &c.r, e);
+    else if (rc == 0 && (xml_walk((const char *)body.data, body.len, on_upload_elem, &uw) != 0 ||
+                         uw.id[0] == '\0'))
+        rc = rerr_set(e, E_FAIL, "%s: the server's answer holds no UploadId", what);
+    if (rc == 0)
+        w->upload_id = xstrdup(uw.id);
+    buf_free(&body);
+    free(what);
+    free(url);
+    return rc == 0 ? ST_OK : ST_ERROR;
+}
+
+/* PUTs part no from data; its ETag into etag. ST_OK or ST_ERROR. */
+static int upload_part(const s3 *s, const char *tmp, const char *upload_id, int no,
+                       const buf *data, char *etag, size_t etaglen, rerr *e)
+{
+    uint8_t md5[16];
+    unsigned int md5len = 0;
+    EVP_Digest(data->data ? (const void *)data->data : "", data->len, md5, &md5len, EVP_md5(),
+               NULL);
+    char b64[32], hex[40], header[64];
+    EVP_EncodeBlock((unsigned char *)b64, md5, 16);
+    hex_encode(md5, 16, hex);
+    snprintf(header, sizeof(header), "Content-MD5: %s", b64);
+    char *id = url_query_escape(upload_id);
+    char *query = xasprintf("partNumber=%d&uploadId=%s", no, id);
+    char *url = query_url(s, tmp, query);
+    char *what = xasprintf("PUT s3://%s/%s%s (part %d)", s->bucket, s->prefix, tmp, no);
+    s3_call c = {.r = {.method = "PUT",
+                       .url = url,
+                       .body = data->data ? (const void *)data->data : "",
+                       .body_len = data->len,
+                       .what = what}};
+    int rc = s3_request(s, &c, curl_slist_append(NULL, header), e);
+    if (rc == 0 && c.r.status != 200) {
+        rc = s3_fail(s, &c.r, e);
+    } else if (rc == 0) {
+        /* An ETag of 32 hex digits is the MD5 of what the server stored (other ETags, with
+         * SSE-KMS say, are opaque): one that differs means the part arrived damaged. */
+        char quoted[48];
+        snprintf(quoted, sizeof(quoted), "\"%s\"", hex);
+        const char *et = c.r.etag;
+        size_t n = strlen(et);
+        int md5_shaped = n == 34 && et[0] == '"' && strspn(et + 1, "0123456789abcdef") == 32;
+        if (n == 0)
+            rc = rerr_set(e, E_FAIL, "%s: the server's answer has no ETag", what);
+        else if (md5_shaped && strcmp(et, quoted) != 0)
+            rc = rerr_set(e, E_CORRUPT,
+                          "%s: the server stored other bytes than were sent (ETag %s, MD5 of the "
+                          "part %s)",
+                          what, et, quoted);
+        else if (n >= etaglen)
+            rc = rerr_set(e, E_FAIL, "%s: the server's ETag is longer than %zu bytes", what,
+                          etaglen - 1);
+        else
+            memcpy(etag, et, n + 1);
+    }
+    free(what);
+    free(url);
+    free(query);
+    free(id);
+    return rc == 0 ? ST_OK : ST_ERROR;
+}
+
+static void *part_main(void *arg)
+{
+    s3_writer *w = arg;
+    w->out_rc = upload_part(w->s, w->tmp, w->upload_id, w->out_no, &w->out, w->etags[w->out_no - 1],
+                            sizeof(w->etags[0]), &w->out_err);
+    return NULL;
+}
+
+/* Waits for the part on its way; its result. */
+static int wait_part(s3_writer *w, rerr *e)
+{
+    if (!w->sending)
+        return ST_OK;
+    pthread_join(w->thread, NULL);
+    w->sending = 0;
+    if (w->out_rc != ST_OK)
+        rerr_merge(e, &w->out_err);
+    return w->out_rc;
+}
+
+/* Sends the filled part: on this thread when last, else on the part thread. */
+static int send_part(s3_writer *w, int last, rerr *e)
+{
+    if (wait_part(w, e) != ST_OK || (w->upload_id == NULL && create_upload(w, e) != ST_OK))
+        return ST_ERROR;
+    if (w->nparts == MAX_PARTS)
+        return rerr_set(e, E_FAIL, "an object of more than %d parts (a bug)", MAX_PARTS);
+    w->nparts++;
+    w->etags = xrealloc(w->etags, (size_t)w->nparts * sizeof(*w->etags));
+    w->etags[w->nparts - 1][0] = '\0';
+    buf swap = w->out;
+    w->out = w->part;
+    w->part = swap;
+    w->part.len = 0;
+    w->out_no = w->nparts;
+    if (last) {
+        part_main(w);
+        if (w->out_rc != ST_OK)
+            rerr_merge(e, &w->out_err);
+        return w->out_rc;
+    }
+    w->sending = 1;
+    if (pthread_create(&w->thread, NULL, part_main, w) != 0) {
+        w->sending = 0;
+        part_main(w);
+        if (w->out_rc != ST_OK)
+            rerr_merge(e, &w->out_err);
+        return w->out_rc;
+    }
+    return ST_OK;
+}
+
+static void *s3_wopen(void *self, const char *dir_hint, rerr *e)
+{
+    (void)e;
+    s3_writer *w = xcalloc(1, sizeof(*w));
+    char name[64];
+    tmp_name(name, sizeof(name));
+    w->s = self;
+    snprintf(w->tmp, sizeof(w->tmp), "%s%s", dir_hint, name);
+    return w;
+}
+
+static int s3_wwrite(void *self, void *wp, const void *data, size_t len, rerr *e)
+{
+    (void)self;
+    s3_writer *w = wp;
+    const uint8_t *p = data;
+    if (w->finished)
+        return rerr_set(e, E_FAIL, "s3: write to a finished upload (a bug)");
+    while (len > 0) {
+        if (w->part.cap < PART_SIZE)
+            buf_reserve(&w->part, PART_SIZE - w->part.len); /* exactly a part, never doubled */
+        size_t step = PART_SIZE - w->part.len < len ? PART_SIZE - w->part.len : len;
+        buf_append(&w->part, p, step);
+        p += step;
+        len -= step;
+        w->size += step;
+        if (w->part.len == PART_SIZE && send_part(w, 0, e) != ST_OK)
+            return ST_ERROR;
+    }
+    return ST_OK;
+}
+
+typedef struct complete_walk {
+    char code[64];
+} complete_walk;
+
+static int complete_upload(s3_writer *w, rerr *e)
+{
+    const s3 *s = w->s;
+    buf xml = {0}, body = {0};
+    static const char head[] = "<CompleteMultipartUpload>";
+    buf_append(&xml, head, strlen(head));
+    for (int i = 0; i < w->nparts; i++) {
+        char one[160];
+        int n = snprintf(one, sizeof(one), "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>",
+                         i + 1, w->etags[i]);
+        buf_append(&xml, one, (size_t)n);
+    }
+    buf_append(&xml, "</CompleteMultipartUpload>", 26);
+    char *id = url_query_escape(w->upload_id);
+    char *query = xasprintf("uploadId=%s", id);
+    char *url = query_url(s, w->tmp, query);
+    char *what = xasprintf("POST s3://%s/%s%s (complete)", s->bucket, s->prefix, w->tmp);
+    s3_call c = {.r = {.method = "POST",
+                       .url = url,
+                       .body = xml.data,
+                       .body_len = xml.len,
+                       .out = &body,
+                       .what = what}};
+    int rc = s3_request(s, &c, curl_slist_append(NULL, "Content-Type: application/xml"), e);
+    char code[64] = "";
+    if (rc == 0 && c.r.status == 404 && c.tries > 1) {
+        /* NoSuchUpload on a second try: the first one completed it, if the object is there. */
+        uint64_t size = 0;
+        rerr ignore = {0};
+        if (s3_exists((void *)s, w->tmp, &size, &ignore) != ST_OK || size != w->size)
+            rc = s3_fail(s, &c.r, e);
+    } else if (rc == 0 && c.r.status != 200) {
+        rc = s3_fail(s, &c.r, e);
+    } else if (rc == 0 && error_in_body(&body, code, sizeof(code))) {
+        rc = rerr_set(e, E_TRANSIENT, "%s: the server answered 200 with error %s", what, code);
+    }
+    if (rc == 0)
+        w->completed = 1;
+    buf_free(&xml);
+    buf_free(&body);
+    free(what);
+    free(url);
+    free(query);
+    free(id);
+    return rc == 0 ? ST_OK : ST_ERROR;
+}
+
+static int s3_wfinish(void *self, void *wp, rerr *e)
+{
+    (void)self;
+    s3_writer *w = wp;
+    if (w->finished)
+        return ST_OK;
+    w->finished = 1;
+    if (w->upload_id == NULL && !w->sending)
+        return ST_OK; /* smaller than a part: PUT whole at commit */
+    int rc = w->part.len > 0 ? send_part(w, 1, e) : wait_part(w, e);
+    if (rc == ST_OK)
+        rc = complete_upload(w, e);
+    buf_free(&w->part);
+    buf_free(&w->out);
+    return rc;
+}
+
+static void abort_upload(const s3 *s, const char *key, const char *upload_id)
+{
+    char *id = url_query_escape(upload_id);
+    char *query = xasprintf("uploadId=%s", id);
+    char *url = query_url(s, key, query);
+    char *what = xasprintf("DELETE s3://%s/%s%s (abort upload)", s->bucket, s->prefix, key);
+    s3_call c = {.r = {.method = "DELETE", .url = url, .what = what}};
+    rerr ignore = {0};
+    s3_request(s, &c, NULL, &ignore);
+    free(what);
+    free(url);
+    free(query);
+    free(id);
+}
+
+static void s3_wfree(s3_writer *w)
+{
+    rerr ignore = {0};
+    wait_part(w, &ignore);
+    buf_free(&w->part);
+    buf_free(&w->out);
+    free(w->upload_id);
+    free(w->etags);
+    free(w);
+}
+
+static void s3_wabort(void *self, void *wp)
+{
+    s3_writer *w = wp;
+    rerr ignore = {0};
+    wait_part(w, &ignore);
+    if (w->completed)
+        s3_del(self, w->tmp, &ignore);
+    else if (w->upload_id)
+        abort_upload(self, w->tmp, w->upload_id);
+    s3_wfree(w);
+}
+
+/* Copies the temporary object onto key (with the storage class of data keys), then checks
+ * the copy's size. ST_OK or ST_ERROR. */
+static int copy_into(const s3 *s, const char *tmp, const char *key, unsigned flags, uint64_t size,
+                     rerr *e)
+{
+    char *full = xasprintf("%s/%s%s", s->bucket, s->prefix, tmp);
+    char *esc = url_path_escape(full);
+    char *source = xasprintf("x-amz-copy-source: /%s", esc);
+    struct curl_slist *extra = curl_slist_append(NULL, source);
+    const char *cls = class_of(s, key, flags);
+    char class_header[80];
+    if (cls) {
+        snprintf(class_header, sizeof(class_header), "x-amz-storage-class: %s", cls);
+        extra = curl_slist_append(extra, class_header);
+    }
+    char *url = object_url(s, key);
+    char *what = xasprintf("COPY s3://%s/%s%s to %s", s->bucket, s->prefix, tmp, key);
+    buf body = {0};
+    s3_call c = {.r = {.method = "PUT", .url = url, .body = "", .out = &body, .what = what}};
+    int rc = s3_request(s, &c, extra, e);
+    char code[64] = "";
+    uint64_t got = 0;
+    if (rc == 0 && c.r.status != 200)
+        rc = s3_fail(s, &c.r, e);
+    else if (rc == 0 && error_in_body(&body, code, sizeof(code)))
+        rc = rerr_set(e, E_TRANSIENT, "%s: the server answered 200 with error %s", what, code);
+    else if (rc == 0 && (rc = s3_exists((void *)s, key, &got, e)) == ST_NOTFOUND)
+        rc = rerr_set(e, E_FAIL, "%s: the copy is not there after the server confirmed it", what);
+    else if (rc == 0 && got != size)
+        rc = rerr_set(e, E_FAIL, "%s: the copy holds %llu bytes, %llu were uploaded", what,
+                      (unsigned long long)got, (unsigned long long)size);
+    buf_free(&body);
+    free(what);
+    free(url);
+    free(source);
+    free(esc);
+    free(full);
+    return rc == 0 ? ST_OK : ST_ERROR;
+}
+
+static int s3_wcommit(void *self, void *wp, const char *key, unsigned flags, rerr *e)
+{
+    s3 *s = self;
+    s3_writer *w = wp;
+    int rc = s3_wfinish(s, w, e);
+    if (rc == ST_OK && !w->completed)
+        rc = s3_put(s, key, w->part.data, w->part.len, flags, e);
+    else if (rc == ST_OK)
+        rc = copy_into(s, w->tmp, key, flags, w->size, e);
+    rerr ignore = {0};
+    if (w->completed)
+        s3_del(s, w->tmp, &ignore); /* a failure leaves it to repo_gc */
+    else if (w->upload_id && rc != ST_OK)
+        abort_upload(s, w->tmp, w->upload_id);
+    s3_wfree(w);
+    return rc;
+}
+
+/* ---- sweeping temporaries ------------------------------------------------------------------ */
+
+typedef struct mp_page {
+    char key[1024], id[512];
+    char (*keys)[1024];
+    char (*ids)[512];
+    size_t n;
+    int truncated;
+    char next_key[1024], next_id[512];
+} mp_page;
+
+static void on_uploads_elem(void *arg, const char *path, const char *text)
+{
+    mp_page *pg = arg;
+    if (strcmp(path, "ListMultipartUploadsResult/Upload/Key") == 0)
+        snprintf(pg->key, sizeof(pg->key), "%s", text);
+    else if (strcmp(path, "ListMultipartUploadsResult/Upload/UploadId") == 0)
+        snprintf(pg->id, sizeof(pg->id), "%s", text);
+    else if (strcmp(path, "ListMultipartUploadsResult/Upload") == 0 && pg->n < 1000) {
+        pg->keys = xrealloc(pg->keys, (pg->n + 1) * sizeof(*pg->keys));
+        pg->ids = xrealloc(pg->ids, (pg->n + 1) * sizeof(*pg->ids));
+        memcpy(pg->keys[pg->n], pg->key, sizeof(pg->key));
+        memcpy(pg->ids[pg->n], pg->id, sizeof(pg->id));
+        pg->n++;
+    } else if (strcmp(path, "ListMultipartUploadsResult/IsTruncated") == 0)
+        pg->truncated = strcmp(text, "true") == 0;
+    else if (strcmp(path, "ListMultipartUploadsResult/NextKeyMarker") == 0)
+        snprintf(pg->next_key, sizeof(pg->next_key), "%s", text);
+    else if (strcmp(path, "ListMultipartUploadsResult/NextUploadIdMarker") == 0)
+        snprintf(pg->next_id, sizeof(pg->next_id), "%s", text);
+}
+
+/* Aborts the multipart uploads under the vault's prefix whose keys are expired temporaries. */
+static int sweep_uploads(const s3 *s, int64_t cutoff, uint64_t *removed, rerr *e)
+{
+    char *prefix = url_query_escape(s->prefix);
+    char *what = xasprintf("LIST uploads s3://%s/%s", s->bucket, s->prefix);
+    char key_marker[1024] = "", id_marker[512] = "";
+    int rc = ST_OK;
+    for (int page = 0; rc == ST_OK && page < S3_LIST_MAX_PAGES; page++) {
+        char *km = url_query_escape(key_marker), *im = url_query_escape(id_marker);
+        char *url = key_marker[0] ? xasprintf("%s%s?key-marker=%s&prefix=%s&upload-id-marker=%s"
+                                              "&uploads=",
+                                              s->base, s->root, km, prefix, im)
+                                  : xasprintf("%s%s?prefix=%s&uploads=", s->base, s->root, prefix);
+        buf body = {0};
+        mp_page pg = {0};
+        s3_call c = {.r = {.method = "GET", .url = url, .out = &body, .what = what}};
+        if (s3_request(s, &c, NULL, e) != 0)
+            rc = ST_ERROR;
+        else if (c.r.status != 200)
+            rc = s3_fail(s, &c.r, e);
+        else if (xml_walk((const char *)body.data, body.len, on_uploads_elem, &pg) != 0)
+            rc = rerr_set(e, E_TRANSIENT, "%s: the server's listing is not well-formed XML", what);
+        size_t plen = strlen(s->prefix);
+        for (size_t i = 0; rc == ST_OK && i < pg.n; i++)
+            if (strncmp(pg.keys[i], s->prefix, plen) == 0 &&
+                tmp_expired(pg.keys[i] + plen, cutoff) &&
+                strncmp(strrchr(pg.keys[i], '/') ? strrchr(pg.keys[i], '/') + 1 : pg.keys[i],
+                        ".tmp-", 5) == 0) {
+                abort_upload(s, pg.keys[i] + plen, pg.ids[i]);
+                (*removed)++;
+            }
+        int more = rc == ST_OK && pg.truncated && pg.next_key[0];
+        snprintf(key_marker, sizeof(key_marker), "%s", pg.next_key);
+        snprintf(id_marker, sizeof(id_marker), "%s", pg.next_id);
+        free(pg.keys);
+        free(pg.ids);
+        buf_free(&body);
+        free(url);
+        free(km);
+        free(im);
+        if (!more)
+            break;
+    }
+    free(what);
+    free(prefix);
+    return rc;
+}
+
+static int s3_list_tmp(void *self, stor_list_cb cb, void *arg, rerr *e)
+{
+    return list_objects(self, "", 1, cb, arg, e);
+}
+
+static int s3_abort_stale(void *self, int64_t cutoff, uint64_t *removed, rerr *e)
+{
+    return sweep_uploads(self, cutoff, removed, e);
+}
+
+/* ---- cold storage: restoring (thawing) objects ---------------------------------------------- */
+
+static int s3_cold(void *self)
+{
+    return ((const s3 *)self)->cold;
+}
+
+enum { THAW_READY, THAW_WAITING, THAW_ASK };
+
+/* Where key stands: readable, being restored, or to be asked for. ST_OK or ST_ERROR. */
+static int thaw_state(const s3 *s, const char *key, int *state, rerr *e)
+{
+    char *url = object_url(s, key);
+    char *what = xasprintf("HEAD s3://%s/%s%s", s->bucket, s->prefix, key);
+    s3_call c = {.r = {.method = "HEAD", .url = url, .what = what}};
+    int rc = s3_request(s, &c, NULL, e);
+    if (rc == 0 && c.r.status == 404)
+        rc = rerr_set(e, E_CORRUPT, "%s: the pack is missing from the storage", what);
+    else if (rc == 0 && c.r.status != 200)
+        rc = s3_fail(s, &c.r, e);
+    if (rc == 0) {
+        int cold = strcmp(c.r.amz_class, "GLACIER") == 0 || strcmp(c.r.amz_class, "DEEP_ARCHIVE") == 0;
+        if (!cold || strstr(c.r.amz_restore, "ongoing-request=\"false\""))
+            *state = THAW_READY;
+        else if (strstr(c.r.amz_restore, "ongoing-request=\"true\""))
+            *state = THAW_WAITING;
+        else
+            *state = THAW_ASK;
+    }
+    free(what);
+    free(url);
+    return rc == 0 ? ST_OK : ST_ERROR;
+}
+
+/* Asks for a restore of key (RestoreObject). ST_OK or ST_ERROR. */
+static int ask_restore(const s3 *s, const char *key, rerr *e)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "<RestoreRequest><Days>%d</Days><GlacierJobParameters><Tier>%s</Tier>"
+             "</GlacierJobParameters></RestoreRequest>",
+             s->thaw_days, s->thaw_tier);
+    char *url = query_url(s, key, "restore=");
+    char *what = xasprintf("POST s3://%s/%s%s?restore", s->bucket, s->prefix, key);
+    s3_call c = {.r = {.method = "POST", .url = url, .body = body, .body_len = strlen(body),
+                       .what = what}};
+    int rc = s3_request(s, &c, curl_slist_append(NULL, "Content-Type: application/xml"), e);
+    char code[64];
+    error_code(&c.r, code, sizeof(code));
+    /* 202: started; 200: restored already; 409 RestoreAlreadyInProgress: someone asked. */
+    if (rc == 0 && c.r.status != 200 && c.r.status != 202 &&
+        !(c.r.status == 409 && strcmp(code, "RestoreAlreadyInProgress") == 0))
+        rc = s3_fail(s, &c.r, e);
+    free(what);
+    free(url);
+    return rc == 0 ? ST_OK : ST_ERROR;
+}
+
+/*
+ * Restores every one of names[0..n) that is not readable, then polls them (1 s, doubling up
+ * to 5 minutes between rounds; a Standard restore from GLACIER takes hours) until all are
+ * readable or the vault's thaw_timeout has passed. See stor_ops.thaw.
+ */
+static int s3_thaw(void *self, char *const *names, size_t n, stor_thaw_cb progress, void *arg,
+                   rerr *e)
+{
+    const s3 *s = self;
+    int *state = xcalloc(n, sizeof(*state));
+    size_t ready = 0;
+    int rc = ST_OK;
+    double started = mono_sec(), pause = 1.0;
+    for (size_t i = 0; rc == ST_OK && i < n; i++) {
+        rc = thaw_state(s, names[i], &state[i], e);
+        if (rc == ST_OK && state[i] == THAW_ASK && (rc = ask_restore(s, names[i], e)) == ST_OK)
+            state[i] = THAW_WAITING;
+        ready += rc == ST_OK && state[i] == THAW_READY;
+    }
+    while (rc == ST_OK) {
+        /* Poll the waiting ones again (a moto or an instant tier may already be done). */
+        for (size_t i = 0; rc == ST_OK && i < n; i++)
+            if (state[i] == THAW_WAITING && (rc = thaw_state(s, names[i], &state[i], e)) == ST_OK) {
+                ready += state[i] == THAW_READY;
+                /* A restore that lapsed before we saw it done is asked for again. */
+                if (state[i] == THAW_ASK && (rc = ask_restore(s, names[i], e)) == ST_OK)
+                    state[i] = THAW_WAITING;
+            }
+        double waited = mono_sec() - started;
+        if (progress)
+            progress(arg, ready, n, waited);
+        if (rc != ST_OK || ready == n)
+            break;
+        if (xfer_cancelled()) {
+            rc = rerr_set(e, E_CANCELLED, "cancelled while waiting for packs to thaw");
+            break;
+        }
+        if (waited >= (double)s->thaw_timeout) {
+            rc = rerr_set(e, E_TRANSIENT,
+                          "s3://%s/%s: %zu of %zu packs are still being restored from storage "
+                          "class %s after %ld s (\"thaw_timeout\"); the restores go on: run the "
+                          "pull again later, or raise \"thaw_timeout\" (or use \"thaw_tier\": "
+                          "\"Expedited\")",
+                          s->bucket, s->prefix, n - ready, n,
+                          s->storage_class[0] ? s->storage_class : "(cold)", s->thaw_timeout);
+            break;
+        }
+        double left = (double)s->thaw_timeout - waited;
+        double nap = pause < left ? pause : left;
+        /* Short naps, so that a cancel is noticed within a second. */
+        for (double slept = 0; slept < nap && !xfer_cancelled(); slept += 1.0) {
+            double step = nap - slept < 1.0 ? nap - slept : 1.0;
+            struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+        pause = pause * 2 < 300 ? pause * 2 : 300;
+    }
+    free(state);
+    return rc;
+}
+
 const stor_ops stor_s3_ops = {
     .name = "s3",
     .open = s3_open,
@@ -703,4 +1391,13 @@ const stor_ops stor_s3_ops = {
     .del = s3_del,
     .exists = s3_exists,
     .close = s3_close,
+    .wopen = s3_wopen,
+    .wwrite = s3_wwrite,
+    .wcommit = s3_wcommit,
+    .wabort = s3_wabort,
+    .wfinish = s3_wfinish,
+    .list_tmp = s3_list_tmp,
+    .abort_stale = s3_abort_stale,
+    .cold = s3_cold,
+    .thaw = s3_thaw,
 };

@@ -308,6 +308,7 @@ typedef struct call {
     struct curl_slist *quote, *postquote;
     const uint8_t *body; /* upload from memory when upload is set */
     size_t body_len;
+    xfer_stream *stream; /* or from this stream (one try only) */
     int upload;
     int nobody;
     char range[64]; /* "from-to" or "from-"; "" for all */
@@ -338,6 +339,12 @@ static void call_free(call *c)
 static size_t read_cb(char *to, size_t size, size_t n, void *arg)
 {
     call *c = arg;
+    if (c->stream) {
+        size_t got = xfer_stream_read(c->stream, to, size * n);
+        if (got != CURL_READFUNC_ABORT)
+            xfer_throttle(c->pool, XFER_SEND, got);
+        return got;
+    }
     size_t left = c->body_len - c->sent;
     size_t want = size * n < left ? size * n : left;
     /* Under a bandwidth limit, small steps keep the pace even (the buffer is 2 MiB). */
@@ -424,9 +431,12 @@ static void set_auth(const sftp *s, CURL *h)
 
 static CURLcode perform_once(sftp *s, call *c)
 {
-    CURL *h = xfer_get(s->pool);
+    CURL *h = c->stream && !xfer_stream_replaying(c->stream) ? xfer_get_background(s->pool)
+                                                              : xfer_get(s->pool);
     c->pool = s->pool;
     c->sent = 0;
+    if (c->stream)
+        xfer_stream_rewind(c->stream, 0); /* a replay's next try starts over */
     c->overflow = 0;
     c->errbuf[0] = '\0';
     c->hc = (hostcheck){.s = s};
@@ -461,7 +471,8 @@ static CURLcode perform_once(sftp *s, call *c)
         curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, UPLOAD_BUFFER);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
         curl_easy_setopt(h, CURLOPT_READDATA, c);
-        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)c->body_len);
+        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
+                         c->stream ? (curl_off_t)-1 : (curl_off_t)c->body_len);
         curl_easy_setopt(h, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR);
     }
     if (c->nobody)
@@ -828,10 +839,10 @@ static void new_temp(call *c, void *arg)
         c->quote = add_quote(NULL, "*rm", p->tmp, NULL);
         free(p->tmp);
     }
-    char rnd[17];
-    random_hex(rnd, 8);
+    char name[64];
+    tmp_name(name, sizeof(name));
     const char *slash = strrchr(p->target, '/');
-    p->tmp = xasprintf("%.*s/.tmp-%s", (int)(slash - p->target), p->target, rnd);
+    p->tmp = xasprintf("%.*s/%s", (int)(slash - p->target), p->target, name);
     free(c->url);
     c->url = url_of(p->s, p->tmp);
     curl_slist_free_all(c->postquote);
@@ -997,7 +1008,7 @@ static void entries_free(entries *l)
 
 /* Parses a long listing of rel into files and dirs; 0, or -1 with e set. */
 static int parse_listing(const sftp *s, const char *rel, char *text, entries *files, entries *dirs,
-                         rerr *e)
+                         int temporaries, rerr *e)
 {
     for (char *line = text, *next; *line; line = next) {
         next = line + strcspn(line, "\n");
@@ -1013,8 +1024,12 @@ static int parse_listing(const sftp *s, const char *rel, char *text, entries *fi
                             "sftp %s: cannot read the server's listing of %s (\"%.80s\"); an "
                             "OpenSSH-style long listing is needed",
                             s->where, rel, line);
-        if (name[0] == '.')
-            continue; /* ".", "..", and temporary files of puts in progress */
+        /* ".", "..", and temporary files of puts in progress; with temporaries, only the
+         * latter (and the directories to walk). */
+        int tmp = strncmp(name, ".tmp-", 5) == 0;
+        if ((name[0] == '.' && !(temporaries && tmp && type == '-')) ||
+            (temporaries && type == '-' && !tmp))
+            continue;
         if (type == 'd')
             entries_add(dirs, xasprintf("%s%s/", rel, name), 0);
         else if (type == '-')
@@ -1025,7 +1040,8 @@ static int parse_listing(const sftp *s, const char *rel, char *text, entries *fi
 
 /* Reads the directory rel (a key prefix ending in '/'): its files and subdirectories. A
  * missing directory is empty. 0, or -1 with e set. */
-static int read_dir(sftp *s, const char *rel, entries *files, entries *dirs, rerr *e)
+static int read_dir(sftp *s, const char *rel, entries *files, entries *dirs, int temporaries,
+                    rerr *e)
 {
     char *dir = path_of(s, rel);
     char *what = xasprintf("list %s", rel);
@@ -1042,7 +1058,7 @@ static int read_dir(sftp *s, const char *rel, entries *files, entries *dirs, rer
         result = call_error(s, &c, rc, e);
     } else {
         buf_append(&out, "", 1);
-        result = parse_listing(s, rel, (char *)out.data, files, dirs, e);
+        result = parse_listing(s, rel, (char *)out.data, files, dirs, temporaries, e);
     }
     buf_free(&out);
     call_free(&c);
@@ -1052,12 +1068,12 @@ static int read_dir(sftp *s, const char *rel, entries *files, entries *dirs, rer
 }
 
 /* Every file under rel, into files (depth first). 0, or -1 with e set. */
-static int collect(sftp *s, const char *rel, entries *files, rerr *e)
+static int collect(sftp *s, const char *rel, entries *files, int temporaries, rerr *e)
 {
     entries dirs = {0};
-    int rc = read_dir(s, rel, files, &dirs, e);
+    int rc = read_dir(s, rel, files, &dirs, temporaries, e);
     for (size_t i = 0; rc == 0 && i < dirs.n; i++)
-        rc = collect(s, dirs.keys[i], files, e);
+        rc = collect(s, dirs.keys[i], files, temporaries, e);
     entries_free(&dirs);
     return rc;
 }
@@ -1082,7 +1098,7 @@ static void *fanout_main(void *arg)
         if (i >= f->dirs->n || __atomic_load_n(&f->failed, __ATOMIC_RELAXED))
             return NULL;
         rerr e = {0};
-        if (collect(f->s, f->dirs->keys[i], &f->found[i], &e) != 0) {
+        if (collect(f->s, f->dirs->keys[i], &f->found[i], 0, &e) != 0) {
             __atomic_store_n(&f->failed, 1, __ATOMIC_RELAXED);
             pthread_mutex_lock(&f->mu);
             rerr_merge(&f->e, &e);
@@ -1097,7 +1113,7 @@ static int sftp_list(void *self, const char *prefix, stor_list_cb cb, void *arg,
 {
     sftp *s = self;
     entries files = {0}, dirs = {0};
-    if (read_dir(s, prefix, &files, &dirs, e) != 0) {
+    if (read_dir(s, prefix, &files, &dirs, 0, e) != 0) {
         entries_free(&files);
         entries_free(&dirs);
         return ST_ERROR;
@@ -1137,6 +1153,153 @@ static int sftp_list(void *self, const char *prefix, stor_list_cb cb, void *arg,
     return rc;
 }
 
+/* Every temporary file of puts and streams, walking the whole tree (sequentially). */
+static int sftp_list_tmp(void *self, stor_list_cb cb, void *arg, rerr *e)
+{
+    entries tmps = {0};
+    int rc = collect(self, "", &tmps, 1, e) == 0 ? ST_OK : ST_ERROR;
+    for (size_t i = 0; rc == ST_OK && i < tmps.n; i++)
+        if (cb(arg, tmps.keys[i], tmps.sizes[i]) != 0)
+            break;
+    entries_free(&tmps);
+    return rc;
+}
+
+/* ---- streamed puts --------------------------------------------------------------------- */
+
+#define STREAM_BUFFER ((size_t)1 << 20) /* bytes between the pack writer and the upload */
+
+/* A pack on its way: uploaded to a temporary file as it is written, renamed at commit. */
+typedef struct sftp_writer {
+    sftp *s;
+    char *tmp;     /* server path of the temporary file */
+    char *tmp_key; /* its key, for messages and cleanup */
+    xfer_stream *st;
+    uint64_t size; /* bytes written */
+} sftp_writer;
+
+static int stream_run(xfer_stream *st, void *arg, rerr *e)
+{
+    sftp_writer *w = arg;
+    char *what = xasprintf("upload %s", w->tmp_key);
+    call c = {.what = what, .url = url_of(w->s, w->tmp), .upload = 1, .stream = st};
+    /* The streamed try is the only one; a replay from the spool retries as a put does. */
+    CURLcode rc = xfer_stream_replaying(st) ? perform(w->s, &c, NULL, NULL) : perform_once(w->s, &c);
+    int st_rc = rc == CURLE_OK ? ST_OK : call_error(w->s, &c, rc, e);
+    call_free(&c);
+    free(what);
+    return st_rc == ST_OK ? 0 : -1;
+}
+
+static void *sftp_wopen(void *self, const char *dir_hint, rerr *e)
+{
+    (void)e;
+    sftp_writer *w = xcalloc(1, sizeof(*w));
+    char name[64];
+    tmp_name(name, sizeof(name));
+    w->s = self;
+    w->tmp_key = xasprintf("%s%s", dir_hint, name);
+    w->tmp = path_of(w->s, w->tmp_key);
+    w->st = xfer_stream_start(STREAM_BUFFER, stream_run, w);
+    return w;
+}
+
+static int sftp_wwrite(void *self, void *wp, const void *data, size_t len, rerr *e)
+{
+    (void)self;
+    sftp_writer *w = wp;
+    if (w->st == NULL)
+        return rerr_set(e, E_FAIL, "sftp: write to a finished upload (a bug)");
+    if (xfer_stream_write(w->st, data, len, e) != 0)
+        return ST_ERROR;
+    w->size += len;
+    return ST_OK;
+}
+
+/* Ends the upload, then checks that the server holds every byte (a short write fails here). */
+static int sftp_wfinish(void *self, void *wp, rerr *e)
+{
+    sftp *s = self;
+    sftp_writer *w = wp;
+    xfer_stream *st = w->st;
+    w->st = NULL;
+    if (xfer_stream_finish(st, e) != 0)
+        return ST_ERROR;
+    uint64_t size = 0;
+    char *what = xasprintf("stat %s", w->tmp_key);
+    int rc = stat_path(s, w->tmp, what, NULL, &size, e);
+    free(what);
+    if (rc == ST_NOTFOUND)
+        return rerr_set(e, E_FAIL, "sftp %s: the uploaded %s is gone", s->where, w->tmp_key);
+    if (rc == ST_OK && size != w->size)
+        return rerr_set(e, E_FAIL,
+                        "sftp %s: the server holds %llu bytes of %s, %llu were sent (a short "
+                        "write: disk full or quota?)",
+                        s->where, (unsigned long long)size, w->tmp_key,
+                        (unsigned long long)w->size);
+    return rc;
+}
+
+static void sftp_wfree(sftp_writer *w)
+{
+    free(w->tmp);
+    free(w->tmp_key);
+    free(w);
+}
+
+static void sftp_wabort(void *self, void *wp)
+{
+    sftp_writer *w = wp;
+    xfer_stream_abort(w->st);
+    rerr ignore = {0};
+    sftp_del(self, w->tmp_key, &ignore); /* best effort: repo_gc removes what stays */
+    sftp_wfree(w);
+}
+
+/* Renames the finished upload onto key; the key's directory is made first ("*": it may
+ * exist). An object already there holds the same bytes (keys of streams are content hashes),
+ * so a refused rename onto an existing key is success. */
+static int sftp_wcommit(void *self, void *wp, const char *key, unsigned flags, rerr *e)
+{
+    (void)flags; /* one class of storage here */
+    sftp *s = self;
+    sftp_writer *w = wp;
+    int rc = w->st ? sftp_wfinish(s, w, e) : ST_OK;
+    int leftover = 0;
+    char *target = path_of(s, key);
+    char *what = xasprintf("rename %s to %s", w->tmp_key, key);
+    if (rc == ST_OK) {
+        char *dir = xasprintf("%.*s", (int)(strrchr(target, '/') - target), target);
+        call c = {.what = what,
+                  .url = url_of(s, s->root[0] ? s->root : "/"),
+                  .nobody = 1,
+                  .quote = add_quote(add_quote(NULL, "*mkdir", dir, NULL), "rename", w->tmp,
+                                     target)};
+        CURLcode cr = perform(s, &c, NULL, NULL);
+        if (cr == CURLE_QUOTE_ERROR) {
+            rerr se = {0};
+            int st = stat_path(s, target, what, NULL, NULL, &se);
+            if (st == ST_NOTFOUND)
+                rc = rerr_set(e, E_FAIL, "sftp %s: cannot rename %s into %s: %s", s->where,
+                              w->tmp_key, key, c.errbuf);
+            else if (st != ST_OK)
+                rc = (rerr_merge(e, &se), ST_ERROR);
+            leftover = 1; /* the key was there already, or the rename failed */
+        } else if (cr != CURLE_OK) {
+            rc = call_error(s, &c, cr, e);
+        }
+        call_free(&c);
+        free(dir);
+    }
+    rerr ignore = {0};
+    if (rc != ST_OK || leftover)
+        sftp_del(s, w->tmp_key, &ignore);
+    free(what);
+    free(target);
+    sftp_wfree(w);
+    return rc;
+}
+
 const stor_ops stor_sftp_ops = {
     .name = "sftp",
     .open = sftp_open,
@@ -1146,4 +1309,10 @@ const stor_ops stor_sftp_ops = {
     .del = sftp_del,
     .exists = sftp_exists,
     .close = sftp_close,
+    .wopen = sftp_wopen,
+    .wwrite = sftp_wwrite,
+    .wcommit = sftp_wcommit,
+    .wabort = sftp_wabort,
+    .wfinish = sftp_wfinish,
+    .list_tmp = sftp_list_tmp,
 };

@@ -43,6 +43,7 @@ typedef struct webdav {
     pthread_mutex_t auth_mu;
     long auth;
     int auth_settled;
+    int stream_dir_made; /* atomic: the collection of streamed puts' temporaries exists */
 } webdav;
 
 /* Nesting of collections under the base that list follows; ferry's keys use three levels. */
@@ -352,10 +353,10 @@ static int dav_put(void *self, const char *key, const void *data, size_t len, un
                    rerr *e)
 {
     webdav *w = self;
-    char rnd[17];
-    random_hex(rnd, 8);
+    char name[64];
+    tmp_name(name, sizeof(name));
     char *dir = parent_of(key);
-    char *tmp = xasprintf("%s.tmp-%s", dir, rnd);
+    char *tmp = xasprintf("%s%s", dir, name);
     int rc = upload(w, tmp, data, len, e);
     if (rc == ST_OK)
         rc = publish(w, tmp, key, data, len, flags, e);
@@ -533,8 +534,8 @@ static char *href_to_key(const webdav *w, const char *href)
 
 /* Lists collection prefix ("" or ending in '/') and the ones below it. ST_OK, ST_ERROR, or 1
  * when cb stopped the listing. */
-static int list_collection(webdav *w, const char *prefix, stor_list_cb cb, void *arg, int depth,
-                           rerr *e)
+static int list_collection(webdav *w, const char *prefix, int temporaries, stor_list_cb cb,
+                           void *arg, int depth, rerr *e)
 {
     buf body = {0};
     propfind pf = {0};
@@ -575,14 +576,18 @@ static int list_collection(webdav *w, const char *prefix, stor_list_cb cb, void 
         if (klen > 0 && key[klen - 1] == '/')
             key[--klen] = '\0';
         const char *name = key + (klen > plen ? plen : klen);
-        /* Skip the collection itself, temporaries (".tmp-…") and anything not one level down. */
-        if (klen <= plen || name[0] == '.' || strchr(name, '/') != NULL) {
+        /* Skip the collection itself, temporaries (".tmp-…") and anything not one level down;
+         * with temporaries, report only those. */
+        int tmp = strncmp(name, ".tmp-", 5) == 0 && !is_dir;
+        if (klen <= plen || (name[0] == '.' && !(temporaries && tmp)) ||
+            strchr(name, '/') != NULL || (temporaries && !is_dir && !tmp)) {
             free(key);
             continue;
         }
         if (is_dir) {
             char *sub = xasprintf("%s/", key);
-            rc = depth < LIST_MAX_DEPTH ? list_collection(w, sub, cb, arg, depth + 1, e)
+            rc = depth < LIST_MAX_DEPTH
+                     ? list_collection(w, sub, temporaries, cb, arg, depth + 1, e)
                                         : rerr_set(e, E_FAIL,
                                                    "webdav storage %s: collections nested "
                                                    "deeper than %d levels under %s",
@@ -602,7 +607,142 @@ out:
 
 static int dav_list(void *self, const char *prefix, stor_list_cb cb, void *arg, rerr *e)
 {
-    return list_collection(self, prefix, cb, arg, 0, e) == ST_ERROR ? ST_ERROR : ST_OK;
+    return list_collection(self, prefix, 0, cb, arg, 0, e) == ST_ERROR ? ST_ERROR : ST_OK;
+}
+
+static int dav_list_tmp(void *self, stor_list_cb cb, void *arg, rerr *e)
+{
+    return list_collection(self, "", 1, cb, arg, 0, e) == ST_ERROR ? ST_ERROR : ST_OK;
+}
+
+/* --- streamed puts ------------------------------------------------------------------------- */
+
+#define STREAM_BUFFER ((size_t)1 << 20) /* bytes between the pack writer and the upload */
+
+/* A pack on its way: PUT to a temporary as it is written (chunked), MOVEd at commit. */
+typedef struct dav_writer {
+    webdav *w;
+    char *tmp; /* its key */
+    xfer_stream *st;
+    uint64_t size; /* bytes written */
+} dav_writer;
+
+static int dav_stream_run(xfer_stream *st, void *arg, rerr *e)
+{
+    dav_writer *dw = arg;
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+    http_req r = {.headers = headers, .stream = st};
+    int rc = dav_do(dw->w, &r, "PUT", dw->tmp, e) != 0 ? -1
+             : ok_status(r.status)                    ? 0
+             : (status_error(dw->w, "PUT", dw->tmp, r.status, e), -1);
+    curl_slist_free_all(headers);
+    return rc;
+}
+
+static void *dav_wopen(void *self, const char *dir_hint, rerr *e)
+{
+    webdav *w = self;
+    /* A streamed PUT cannot be sent twice, so the collection is made before it, once. */
+    if (!__atomic_load_n(&w->stream_dir_made, __ATOMIC_RELAXED)) {
+        if (make_collection(w, dir_hint, 0, e) != ST_OK)
+            return NULL;
+        __atomic_store_n(&w->stream_dir_made, 1, __ATOMIC_RELAXED);
+    }
+    dav_writer *dw = xcalloc(1, sizeof(*dw));
+    char name[64];
+    tmp_name(name, sizeof(name));
+    dw->w = w;
+    dw->tmp = xasprintf("%s%s", dir_hint, name);
+    dw->st = xfer_stream_start(STREAM_BUFFER, dav_stream_run, dw);
+    return dw;
+}
+
+static int dav_wwrite(void *self, void *wp, const void *data, size_t len, rerr *e)
+{
+    (void)self;
+    dav_writer *dw = wp;
+    if (dw->st == NULL)
+        return rerr_set(e, E_FAIL, "webdav: write to a finished upload (a bug)");
+    if (xfer_stream_write(dw->st, data, len, e) != 0)
+        return ST_ERROR;
+    dw->size += len;
+    return ST_OK;
+}
+
+/* Ends the upload, then checks that the server holds every byte (a short write fails here). */
+static int dav_wfinish(void *self, void *wp, rerr *e)
+{
+    webdav *w = self;
+    dav_writer *dw = wp;
+    xfer_stream *st = dw->st;
+    dw->st = NULL;
+    if (xfer_stream_finish(st, e) != 0)
+        return ST_ERROR;
+    uint64_t size = 0;
+    int rc = dav_exists(w, dw->tmp, &size, e);
+    if (rc == ST_NOTFOUND)
+        return rerr_set(e, E_FAIL, "webdav storage %s: the uploaded %s is gone", w->base, dw->tmp);
+    if (rc == ST_OK && size != dw->size)
+        return rerr_set(e, E_FAIL,
+                        "webdav storage %s: the server holds %llu bytes of %s, %llu were sent "
+                        "(a short write: disk full or quota?)",
+                        w->base, (unsigned long long)size, dw->tmp, (unsigned long long)dw->size);
+    return rc;
+}
+
+static void dav_wabort(void *self, void *wp)
+{
+    dav_writer *dw = wp;
+    xfer_stream_abort(dw->st);
+    discard(self, dw->tmp); /* best effort: repo_gc removes what stays */
+    free(dw->tmp);
+    free(dw);
+}
+
+/*
+ * MOVEs the finished upload onto key ("Overwrite: F"). The key names its content, so 412 (it
+ * exists) is success, and so is 404 when the key is there (a retried MOVE whose first try
+ * landed). 409: the key's collection is missing; it is made and the MOVE sent again.
+ */
+static int dav_wcommit(void *self, void *wp, const char *key, unsigned flags, rerr *e)
+{
+    (void)flags; /* one class of storage here */
+    webdav *w = self;
+    dav_writer *dw = wp;
+    int rc = dw->st ? dav_wfinish(w, dw, e) : ST_OK;
+    char *dest_url = key_url(w, key);
+    char *dest = xasprintf("Destination: %s", dest_url);
+    struct curl_slist *headers = curl_slist_append(NULL, dest);
+    headers = curl_slist_append(headers, "Overwrite: F");
+    long status = 0;
+    for (int round = 0; rc == ST_OK && round < 2; round++) {
+        http_req r = {.headers = headers};
+        if (dav_do(w, &r, "MOVE", dw->tmp, e) != 0) {
+            rc = ST_ERROR;
+            break;
+        }
+        status = r.status;
+        if (status != 409 || round > 0)
+            break;
+        char *dir = parent_of(key);
+        rc = make_collection(w, dir, 0, e);
+        free(dir);
+    }
+    if (rc == ST_OK && !ok_status(status) && status != 412) {
+        int there = status == 404 ? dav_exists(w, key, NULL, e) : ST_NOTFOUND;
+        if (there == ST_ERROR)
+            rc = ST_ERROR;
+        else if (there == ST_NOTFOUND)
+            rc = status_error(w, "MOVE", dw->tmp, status, e);
+    }
+    if (rc != ST_OK || status == 412)
+        discard(w, dw->tmp);
+    curl_slist_free_all(headers);
+    free(dest);
+    free(dest_url);
+    free(dw->tmp);
+    free(dw);
+    return rc;
 }
 
 /* --- open, close --------------------------------------------------------------------------- */
@@ -712,4 +852,10 @@ const stor_ops stor_webdav_ops = {
     .del = dav_del,
     .exists = dav_exists,
     .close = dav_close,
+    .wopen = dav_wopen,
+    .wwrite = dav_wwrite,
+    .wcommit = dav_wcommit,
+    .wabort = dav_wabort,
+    .wfinish = dav_wfinish,
+    .list_tmp = dav_list_tmp,
 };

@@ -7,6 +7,12 @@
  * Damage is reported per object (the pack or manifest key) and mapped to the files that use
  * the damaged chunks ("repository@snapshot:path").
  *
+ * On a cold storage (an S3 class such as GLACIER that must be restored before a read), data
+ * packs are not read: a read would fail, and a restore costs money and hours. Each is checked
+ * for presence and for a size that holds every blob the index places in it; packs of
+ * snapshot trees (kept in the hot class) are read as usual. The result counts what was
+ * skipped ("cold_packs_skipped"), and the log says so.
+ *
  * With a repository, the check narrows to what that repository's snapshots use: only the
  * packs holding their chunks are read, and only damage to those chunks (or to those packs
  * as a whole) counts, so damage that only another repository uses does not fail it.
@@ -114,22 +120,61 @@ static void *worker_main(void *arg)
 struct listing {
     vf *v;
     uint8_t *present;
+    uint64_t *sizes; /* per pack, as listed */
     size_t unindexed;
 };
 
 static int note_pack(void *arg, const char *key, uint64_t size)
 {
-    (void)size;
     struct listing *l = arg;
     const char *name = strrchr(key, '/');
     uint8_t id[ID_LEN];
     uint32_t p =
         name && hex_decode(name + 1, id, ID_LEN) == 0 ? idx_pack_find(&l->v->ix, id) : IDX_NONE;
-    if (p == IDX_NONE)
+    if (p == IDX_NONE) {
         l->unindexed++;
-    else
+    } else {
         l->present[p] = 1;
+        l->sizes[p] = size;
+    }
     return 0;
+}
+
+/* Whether pack p holds file data only (no tree): in a cold storage, such a pack is cold. */
+static int data_only(const vf *v, uint32_t p)
+{
+    for (size_t i = 0; i < v->nper[p]; i++)
+        if (v->ix.entries[v->per[p][i]].type == BLOB_TREE)
+            return 0;
+    return 1;
+}
+
+/*
+ * For a cold storage: takes the data packs out of present (so choose leaves them), checking
+ * instead that the listed size holds every blob the index places in them (and the trailer's
+ * length word). Returns how many were taken out.
+ */
+static size_t skip_cold(vf *v, uint8_t *present, const uint64_t *sizes)
+{
+    size_t skipped = 0;
+    for (uint32_t p = 0; p < v->ix.npacks; p++) {
+        if (!present[p] || !data_only(v, p) || (v->wanted_pack && !v->wanted_pack[p]))
+            continue;
+        uint64_t end = 4;
+        for (size_t i = 0; i < v->nper[p]; i++) {
+            const idx_entry *ie = &v->ix.entries[v->per[p][i]];
+            if ((uint64_t)ie->offset + ie->stored > end)
+                end = (uint64_t)ie->offset + ie->stored;
+        }
+        if (sizes[p] < end + 4) {
+            char key[96];
+            pack_key(v->ix.packs[p].id, key, sizeof(key));
+            add_damage(v, key, NULL, "the pack is shorter than its index says (size as listed)");
+        }
+        present[p] = 0;
+        skipped++;
+    }
+    return skipped;
 }
 
 /* Picks the packs to read: all, or each with probability sample/100 (at least one). */
@@ -280,6 +325,8 @@ int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t
     idx_init(&v.ix);
     codec *c = codec_new(&s->keys, 0);
     uint8_t *present = NULL;
+    uint64_t *sizes = NULL;
+    size_t cold_skipped = 0;
     int rc = -1;
     ui_progress(u, 0, "verifying: reading the index");
     if (idx_load(s, &v.ix, e) != 0)
@@ -294,7 +341,8 @@ int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t
         v.per[p][v.nper[p]++] = (uint32_t)i;
     }
     present = xcalloc(v.ix.npacks ? v.ix.npacks : 1, 1);
-    struct listing l = {.v = &v, .present = present};
+    sizes = xcalloc(v.ix.npacks ? v.ix.npacks : 1, sizeof(*sizes));
+    struct listing l = {.v = &v, .present = present, .sizes = sizes};
     if (stor_list(s, "data/", note_pack, &l, e) != ST_OK)
         goto out;
     if (repository && mark_wanted(&v, c, repository, e) != 0)
@@ -313,7 +361,16 @@ int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t
             if (v.wanted == NULL || v.wanted[v.per[p][i]])
                 add_damage(&v, key, v.ix.entries[v.per[p][i]].id, "in a missing pack");
     }
-    choose(&v, present, sample);
+    if (s->cold) {
+        cold_skipped = skip_cold(&v, present, sizes);
+        ui_log(u, 0,
+               "storage %s keeps its data packs in a cold storage class: %zu were not read "
+               "(that would need a restore), only checked for presence and size; the packs of "
+               "snapshot trees were read",
+               s->name, cold_skipped);
+    }
+    if (v.ix.npacks > cold_skipped)
+        choose(&v, present, sample);
     if (run_checks(&v, u) != 0) {
         rerr_set(e, E_CANCELLED, "cancelled");
         goto out;
@@ -321,11 +378,12 @@ int repo_verify(storage *s, const char *repository, double sample, ui *u, json_t
     size_t nsnaps = check_snapshots(&v, c, repository, u, e);
     size_t ndamage = json_array_size(v.damage);
     *result =
-        json_pack("{s:s,s:b,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:O}", "storage", s->name, "ok",
+        json_pack("{s:s,s:b,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:O}", "storage", s->name, "ok",
                   ndamage == 0, "sample_percent", sample, "packs_total", (json_int_t)v.ix.npacks,
                   "packs_checked", (json_int_t)v.nchosen, "blobs_checked", (json_int_t)v.blobs,
                   "bytes_checked", (json_int_t)v.bytes, "snapshots_checked", (json_int_t)nsnaps,
-                  "unindexed_packs", (json_int_t)l.unindexed, "damaged", v.damage);
+                  "unindexed_packs", (json_int_t)l.unindexed, "cold_packs_skipped",
+                  (json_int_t)cold_skipped, "damaged", v.damage);
     for (size_t i = 0; i < ndamage; i++) {
         json_t *d = json_array_get(v.damage, i);
         json_t *files = json_object_get(d, "files");
@@ -358,6 +416,7 @@ out:
     free(v.wanted);
     free(v.wanted_pack);
     free(present);
+    free(sizes);
     codec_free(c);
     json_decref(v.damage);
     idx_free(&v.ix);

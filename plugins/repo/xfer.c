@@ -2,15 +2,19 @@
 #include "xfer.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <expat.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_CONNECTIONS 32
 #define MAX_DELAY_MS    8000
+#define FG_GRACE        0.05 /* seconds: see get_handle */
 #define XML_TEXT_MAX    (64 * 1024)
 #define XML_PATH_MAX    1024
 
@@ -105,6 +109,7 @@ int xfer_opts_read(const json_t *vault, const char *kind, xfer_opts *o, rerr *e)
 /* A handle and what lives beside it; found again through CURLOPT_PRIVATE. */
 typedef struct conn {
     CURL *h;
+    int background; /* lent to a streamed upload */
     char errbuf[CURL_ERROR_SIZE];
 } conn;
 
@@ -115,6 +120,8 @@ struct xfer_pool {
     conn *idle[MAX_CONNECTIONS];
     int nidle;
     int created;
+    int waiting;         /* xfer_get callers waiting for a connection (they go before streams) */
+    double fg_put_at;    /* when an xfer_get caller last gave its handle back (mono_sec) */
     CURLSH *share;
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
     pthread_mutex_t bw_mu;
@@ -174,7 +181,11 @@ xfer_pool *xfer_pool_new(const xfer_opts *o)
     if (p->o.connections < 1 || p->o.connections > MAX_CONNECTIONS)
         p->o.connections = 4;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->freed, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->freed, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&p->bw_mu, NULL);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&p->share_mu[i], NULL);
@@ -241,12 +252,34 @@ static void apply_defaults(xfer_pool *p, conn *c)
         curl_easy_setopt(h, CURLOPT_SHARE, p->share);
 }
 
-CURL *xfer_get(xfer_pool *p)
+/* Borrows a handle; a background one (a streamed upload) also waits while others do. */
+static CURL *get_handle(xfer_pool *p, int background)
 {
     conn *c = NULL;
     pthread_mutex_lock(&p->mu);
-    while (p->nidle == 0 && p->created >= p->o.connections)
-        pthread_cond_wait(&p->freed, &p->mu);
+    if (!background)
+        p->waiting++;
+    for (;;) {
+        int busy = (p->nidle == 0 && p->created >= p->o.connections) || (background && p->waiting);
+        /* A caller that just gave a handle back often needs one again at once (a pack's
+         * rename, then its index): a stream waits FG_GRACE after that, or the second request
+         * would queue behind a whole pack. */
+        double hold = background ? p->fg_put_at + FG_GRACE - mono_sec() : 0;
+        if (!busy && hold <= 0)
+            break;
+        if (busy) {
+            pthread_cond_wait(&p->freed, &p->mu);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            long ns = ts.tv_nsec + (long)(hold * 1e9) + 1000000;
+            ts.tv_sec += ns / 1000000000L;
+            ts.tv_nsec = ns % 1000000000L;
+            pthread_cond_timedwait(&p->freed, &p->mu, &ts);
+        }
+    }
+    if (!background)
+        p->waiting--;
     if (p->nidle > 0)
         c = p->idle[--p->nidle];
     else
@@ -262,8 +295,20 @@ CURL *xfer_get(xfer_pool *p)
     } else {
         curl_easy_reset(c->h); /* keeps the connection, the DNS and TLS session caches */
     }
+    c->background = background;
     apply_defaults(p, c);
+    pthread_cond_broadcast(&p->freed); /* a background waiter may go now */
     return c->h;
+}
+
+CURL *xfer_get(xfer_pool *p)
+{
+    return get_handle(p, 0);
+}
+
+CURL *xfer_get_background(xfer_pool *p)
+{
+    return get_handle(p, 1);
 }
 
 void xfer_put(xfer_pool *p, CURL *h)
@@ -273,8 +318,10 @@ void xfer_put(xfer_pool *p, CURL *h)
     conn *c = NULL;
     curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&c);
     pthread_mutex_lock(&p->mu);
+    if (!c->background)
+        p->fg_put_at = mono_sec();
     p->idle[p->nidle++] = c;
-    pthread_cond_signal(&p->freed);
+    pthread_cond_broadcast(&p->freed);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -351,6 +398,12 @@ typedef struct io {
 static size_t read_body(char *to, size_t size, size_t n, void *arg)
 {
     io *x = arg;
+    if (x->r->stream) {
+        size_t got = xfer_stream_read(x->r->stream, to, size * n);
+        if (got != CURL_READFUNC_ABORT)
+            xfer_throttle(x->p, XFER_SEND, got);
+        return got;
+    }
     size_t left = x->r->body ? x->r->body_len - x->sent : 0;
     size_t want = size * n < left ? size * n : left;
     if (want == 0)
@@ -366,6 +419,10 @@ static size_t read_body(char *to, size_t size, size_t n, void *arg)
 static int seek_body(void *arg, curl_off_t off, int origin)
 {
     io *x = arg;
+    if (x->r->stream)
+        return origin == SEEK_SET && off >= 0 && xfer_stream_rewind(x->r->stream, (uint64_t)off) == 0
+                   ? CURL_SEEKFUNC_OK
+                   : CURL_SEEKFUNC_CANTSEEK;
     if (origin != SEEK_SET || off < 0 || (size_t)off > x->r->body_len)
         return CURL_SEEKFUNC_CANTSEEK;
     x->sent = (size_t)off;
@@ -395,22 +452,31 @@ static size_t write_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* Copies the value of header line data[0..len) into out when its name is name. */
+static void header_value(const char *data, size_t len, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || strncasecmp(data, name, nl) != 0)
+        return;
+    const char *v = data + nl;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t vl = (size_t)(data + len - v);
+    while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+        vl--;
+    if (vl < outlen) {
+        memcpy(out, v, vl);
+        out[vl] = '\0';
+    }
+}
+
 static size_t read_header(char *data, size_t size, size_t n, void *arg)
 {
     io *x = arg;
     size_t len = size * n;
-    if (len > 5 && strncasecmp(data, "ETag:", 5) == 0) {
-        const char *v = data + 5;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        size_t vl = (size_t)(data + len - v);
-        while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
-            vl--;
-        if (vl < sizeof(x->r->etag)) {
-            memcpy(x->r->etag, v, vl);
-            x->r->etag[vl] = '\0';
-        }
-    }
+    header_value(data, len, "ETag:", x->r->etag, sizeof(x->r->etag));
+    header_value(data, len, "x-amz-storage-class:", x->r->amz_class, sizeof(x->r->amz_class));
+    header_value(data, len, "x-amz-restore:", x->r->amz_restore, sizeof(x->r->amz_restore));
     return len;
 }
 
@@ -422,13 +488,17 @@ static int retryable_status(long status)
 /* One try of the request on a borrowed handle; the curl result. */
 static CURLcode http_once(xfer_pool *p, http_req *r, size_t out_start, char *cause, size_t causelen)
 {
-    CURL *h = xfer_get(p);
+    CURL *h = r->stream && !xfer_stream_replaying(r->stream) ? xfer_get_background(p) : xfer_get(p);
     io x = {.r = r, .p = p, .h = h};
     if (r->out)
         r->out->len = out_start;
+    if (r->stream)
+        xfer_stream_rewind(r->stream, 0); /* a replay's next try starts over */
     r->status = 0;
     r->err_body[0] = '\0';
     r->etag[0] = '\0';
+    r->amz_class[0] = '\0';
+    r->amz_restore[0] = '\0';
     r->content_length = -1;
 
     struct curl_slist *headers = NULL;
@@ -463,7 +533,8 @@ static CURLcode http_once(xfer_pool *p, http_req *r, size_t out_start, char *cau
         curl_easy_setopt(h, CURLOPT_READDATA, &x);
         curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_body);
         curl_easy_setopt(h, CURLOPT_SEEKDATA, &x);
-        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
+        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
+                         r->stream ? (curl_off_t)-1 : (curl_off_t)(r->body ? r->body_len : 0));
     } else if (r->body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
@@ -504,13 +575,239 @@ int http_do(xfer_pool *p, http_req *r, rerr *e)
             snprintf(cause, sizeof(cause), "the server answered HTTP %ld", r->status);
         if (!transient)
             return rerr_set(e, E_FAIL, "%s: %s", what, cause);
-        if (!r->idempotent || xfer_backoff(p, attempt + 1) != 0) {
+        int once = r->stream && !xfer_stream_replaying(r->stream);
+        if (!r->idempotent || once || xfer_backoff(p, attempt + 1) != 0) {
             if (r->out)
                 r->out->len = out_start;
             return rerr_set(e, E_TRANSIENT, "%s: %s (%d %s)", what, cause, attempt + 1,
                             attempt ? "tries" : "try");
         }
     }
+}
+
+/* ---- streamed uploads ------------------------------------------------------------------------ */
+
+struct xfer_stream {
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+    uint8_t *ring;
+    size_t cap, head, len; /* bytes ring[head..head+len) (mod cap) wait for the transfer */
+    int closed;            /* no more data comes */
+    int aborted;           /* the producer gave up: fail the transfer */
+    int ended;             /* run returned */
+    uint64_t taken;
+    /* Every byte also goes to an unlinked local file (the page cache, not this process's
+     * memory), so that a transfer cut by a transient failure is sent again from it at
+     * finish, with the provider's retries: a server restart does not fail a push. */
+    int spool_fd; /* -1: none (no temporary directory, or a write to it failed) */
+    uint64_t spooled;
+    int replay;          /* run is sending the spool again */
+    uint64_t replay_off; /* where the replay reads next */
+    xfer_stream_run run;
+    void *arg;
+    int rc;
+    rerr err;
+    pthread_t thread;
+};
+
+static void *stream_main(void *arg)
+{
+    xfer_stream *st = arg;
+    rerr e = {0};
+    int rc = st->run(st, st->arg, &e);
+    pthread_mutex_lock(&st->mu);
+    st->rc = rc;
+    st->err = e;
+    st->ended = 1;
+    pthread_cond_broadcast(&st->changed);
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+xfer_stream *xfer_stream_start(size_t cap, xfer_stream_run run, void *arg)
+{
+    xfer_stream *st = xcalloc(1, sizeof(*st));
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->changed, NULL);
+    st->ring = xmalloc(cap);
+    st->cap = cap;
+    st->run = run;
+    st->arg = arg;
+    const char *dir = getenv("TMPDIR");
+    st->spool_fd = open(dir && dir[0] == '/' ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (pthread_create(&st->thread, NULL, stream_main, st) != 0) {
+        fprintf(stderr, "repo: cannot start a thread\n");
+        abort();
+    }
+    return st;
+}
+
+/* The error of a transfer that ended before the data did. */
+static int ended_early(xfer_stream *st, rerr *e)
+{
+    if (st->rc != 0)
+        rerr_merge(e, &st->err);
+    else
+        rerr_set(e, E_FAIL, "an upload ended before its data (a bug)");
+    return -1;
+}
+
+/* Whether a failed transfer is sent again from the spool at finish. */
+static int can_replay(const xfer_stream *st)
+{
+    return st->spool_fd >= 0 && st->rc != 0 && st->err.kind == E_TRANSIENT;
+}
+
+int xfer_stream_write(xfer_stream *st, const void *data, size_t len, rerr *e)
+{
+    const uint8_t *p = data;
+    if (st->spool_fd >= 0) {
+        size_t done = 0;
+        while (done < len) {
+            ssize_t n = pwrite(st->spool_fd, p + done, len - done, (off_t)(st->spooled + done));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            done += (size_t)n;
+        }
+        pthread_mutex_lock(&st->mu);
+        if (done == len) {
+            st->spooled += len;
+        } else { /* a full disk: go on without a second chance */
+            close(st->spool_fd);
+            st->spool_fd = -1;
+        }
+        pthread_mutex_unlock(&st->mu);
+    }
+    pthread_mutex_lock(&st->mu);
+    while (len > 0) {
+        while (st->len == st->cap && !st->ended)
+            pthread_cond_wait(&st->changed, &st->mu);
+        if (st->ended && can_replay(st)) {
+            len = 0; /* the spool has it, for the replay at finish */
+            break;
+        }
+        if (st->ended) {
+            int rc = ended_early(st, e);
+            pthread_mutex_unlock(&st->mu);
+            return rc;
+        }
+        size_t tail = (st->head + st->len) % st->cap;
+        size_t room = st->cap - st->len;
+        size_t step = len < room ? len : room;
+        if (step > st->cap - tail)
+            step = st->cap - tail;
+        memcpy(st->ring + tail, p, step);
+        st->len += step;
+        p += step;
+        len -= step;
+        pthread_cond_broadcast(&st->changed);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+size_t xfer_stream_read(xfer_stream *st, char *to, size_t max)
+{
+    if (st->replay) { /* on the finishing thread, alone: no lock needed */
+        if (xfer_cancelled())
+            return CURL_READFUNC_ABORT;
+        uint64_t left = st->spooled - st->replay_off;
+        size_t want = left < max ? (size_t)left : max;
+        ssize_t n = want ? pread(st->spool_fd, to, want, (off_t)st->replay_off) : 0;
+        if (n < 0)
+            return CURL_READFUNC_ABORT;
+        st->replay_off += (uint64_t)n;
+        st->taken = st->replay_off;
+        return (size_t)n;
+    }
+    pthread_mutex_lock(&st->mu);
+    while (st->len == 0 && !st->closed && !st->aborted)
+        pthread_cond_wait(&st->changed, &st->mu);
+    size_t got = 0;
+    if (st->aborted || xfer_cancelled()) {
+        got = CURL_READFUNC_ABORT;
+    } else {
+        while (got < max && st->len > 0) {
+            size_t step = max - got < st->len ? max - got : st->len;
+            if (step > st->cap - st->head)
+                step = st->cap - st->head;
+            memcpy(to + got, st->ring + st->head, step);
+            st->head = (st->head + step) % st->cap;
+            st->len -= step;
+            got += step;
+        }
+        st->taken += got;
+        pthread_cond_broadcast(&st->changed);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return got;
+}
+
+int xfer_stream_replaying(const xfer_stream *st)
+{
+    return st->replay;
+}
+
+int xfer_stream_rewind(xfer_stream *st, uint64_t off)
+{
+    if (st->replay && off <= st->spooled) {
+        st->replay_off = off;
+        st->taken = off;
+        return 0;
+    }
+    return off == 0 && xfer_stream_taken(st) == 0 ? 0 : -1;
+}
+
+uint64_t xfer_stream_taken(xfer_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    uint64_t n = st->taken;
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
+
+/* Ends the data (aborting the transfer when abort is set), waits for run; its result. */
+static int stream_end(xfer_stream *st, int abort_it, rerr *e)
+{
+    pthread_mutex_lock(&st->mu);
+    st->closed = 1;
+    st->aborted = abort_it;
+    pthread_cond_broadcast(&st->changed);
+    pthread_mutex_unlock(&st->mu);
+    pthread_join(st->thread, NULL);
+    if (!abort_it && can_replay(st)) {
+        /* The streamed transfer failed on the way: send it all again from the spool. */
+        st->replay = 1;
+        st->replay_off = 0;
+        rerr again = {0};
+        st->rc = st->run(st, st->arg, &again);
+        st->err = again;
+    }
+    int rc = st->rc;
+    if (rc == 0 && !abort_it && !st->replay && st->len > 0)
+        rc = rerr_set(e, E_FAIL, "an upload ended with %zu bytes not sent (a bug)", st->len);
+    else if (rc != 0 && e)
+        rerr_merge(e, &st->err);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->changed);
+    if (st->spool_fd >= 0)
+        close(st->spool_fd);
+    free(st->ring);
+    free(st);
+    return rc == 0 ? 0 : -1;
+}
+
+int xfer_stream_finish(xfer_stream *st, rerr *e)
+{
+    return stream_end(st, 0, e);
+}
+
+void xfer_stream_abort(xfer_stream *st)
+{
+    if (st)
+        stream_end(st, 1, NULL);
 }
 
 /* ---- URLs ---------------------------------------------------------------------------------- */

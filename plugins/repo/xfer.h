@@ -26,6 +26,8 @@
 
 #include "util.h"
 
+typedef struct xfer_stream xfer_stream; /* a streamed upload, see xfer_stream_start */
+
 typedef struct xfer_opts {
     int connections;
     curl_off_t bwlimit; /* bytes/s for the whole pool, 0: none */
@@ -54,6 +56,12 @@ const xfer_opts *xfer_pool_opts(const xfer_pool *p);
  */
 CURL *xfer_get(xfer_pool *p);
 void xfer_put(xfer_pool *p, CURL *h);
+/*
+ * xfer_get for a streamed upload, which holds its connection as long as a pack is being
+ * written: it also waits while any xfer_get caller does, so that the short requests that
+ * publish and index finished packs never queue behind whole packs.
+ */
+CURL *xfer_get_background(xfer_pool *p);
 
 /*
  * Waits as long as the pool's bwlimit asks before n more bytes move in direction
@@ -99,6 +107,7 @@ int xfer_backoff(const xfer_pool *p, int attempt);
  *                   for error messages (S3's <Code>, say)
  *   content_length  from the response headers (-1 when absent)
  *   etag            the ETag response header, quotes included ("" when absent)
+ *   amz_class, amz_restore   S3's x-amz-storage-class and x-amz-restore headers
  *
  * Statuses 500-599, 429 and 408, and transient transport errors, are retried with backoff
  * when the caller marks the request idempotent; the output buffer is rewound between tries.
@@ -113,6 +122,7 @@ typedef struct http_req {
     struct curl_slist *headers;
     const void *body;
     size_t body_len;
+    xfer_stream *stream; /* PUT: the body comes from this stream (chunked; not retried) */
     uint64_t off, len;
     buf *out;
     void (*prepare)(CURL *h, void *arg);
@@ -124,9 +134,45 @@ typedef struct http_req {
     char err_body[4096];
     int64_t content_length;
     char etag[128];
+    char amz_class[32];    /* S3's x-amz-storage-class response header ("" when absent) */
+    char amz_restore[160]; /* S3's x-amz-restore response header ("" when absent) */
 } http_req;
 
 int http_do(xfer_pool *p, http_req *r, rerr *e);
+
+/*
+ * A streamed upload: one background thread runs a transfer (run) whose read callback takes
+ * the bytes a producer writes, through a bounded buffer of cap bytes, so an object of any
+ * size crosses with cap bytes in memory. The size is unknown to the transfer until the end.
+ * The streamed try is the only one while the data flows (its bytes are gone); see
+ * xfer_stream_replaying for the second chance.
+ *
+ *   xfer_stream_start   starts run(st, arg, e) on its own thread; never fails
+ *   xfer_stream_write   blocks while the buffer is full; 0, or -1 with e set from run's
+ *                       error once the transfer has ended early
+ *   xfer_stream_finish  ends the data, waits for run, returns its result (0 or -1 with e
+ *                       set) and frees the stream
+ *   xfer_stream_abort   ends the transfer (the read callback fails it), waits, frees
+ *   xfer_stream_read    for run's read callback: up to max bytes, waiting for them; 0 at the
+ *                       end of the data, CURL_READFUNC_ABORT once aborted
+ */
+typedef int (*xfer_stream_run)(xfer_stream *st, void *arg, rerr *e);
+xfer_stream *xfer_stream_start(size_t cap, xfer_stream_run run, void *arg);
+int xfer_stream_write(xfer_stream *st, const void *data, size_t len, rerr *e);
+int xfer_stream_finish(xfer_stream *st, rerr *e);
+void xfer_stream_abort(xfer_stream *st);
+size_t xfer_stream_read(xfer_stream *st, char *to, size_t max);
+/* Bytes the transfer has taken so far. */
+uint64_t xfer_stream_taken(xfer_stream *st);
+/*
+ * A transfer cut by a transient failure is run again at finish, once, from a spool of the
+ * data (an unlinked file in $TMPDIR or /tmp: page cache, not memory): run then sees
+ * xfer_stream_replaying non-zero and may retry (with backoff) as for an upload from memory,
+ * calling xfer_stream_rewind(st, 0) before each try. rewind: 0, or -1 when the bytes before
+ * off are gone (a first, streamed try that already sent some).
+ */
+int xfer_stream_replaying(const xfer_stream *st);
+int xfer_stream_rewind(xfer_stream *st, uint64_t off);
 
 /* Percent-encodes s for a URL path (keeps A-Z a-z 0-9 - . _ ~ and '/'); caller frees. */
 char *url_path_escape(const char *s);

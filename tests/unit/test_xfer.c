@@ -1,7 +1,8 @@
 /*
  * The remote providers' transfer layer (plugins/repo/xfer.c): vault settings, URL escaping,
  * the XML walker S3 and WebDAV listings go through, backoff limits, cancel, the bandwidth
- * limiter, and http_do's retries against a port where nothing listens. The providers
+ * limiter, http_do's retries against a port where nothing listens, and streamed uploads
+ * (every byte through a small ring; a replay from the spool after a transient failure). The providers
  * themselves are tested against real servers in tests/e2e/storage_*.sh.
  */
 #include <stdarg.h>
@@ -292,6 +293,91 @@ static void test_tls_settings(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A transfer for xfer_stream: reads everything into a buffer; with fail_after, the first
+ * (streamed) try gives up after that many bytes with a transient error, as a reset
+ * connection would, and the replay from the spool must then deliver every byte. */
+typedef struct sink {
+    buf got;
+    size_t fail_after;
+    int tries;
+} sink;
+
+static int sink_run(xfer_stream *st, void *arg, rerr *e)
+{
+    sink *k = arg;
+    k->tries++;
+    if (xfer_stream_rewind(st, 0) != 0)
+        return rerr_set(e, E_FAIL, "cannot rewind");
+    k->got.len = 0;
+    char chunk[7001];
+    for (;;) {
+        size_t n = xfer_stream_read(st, chunk, sizeof(chunk));
+        if (n == CURL_READFUNC_ABORT)
+            return rerr_set(e, E_FAIL, "aborted");
+        if (n == 0)
+            return 0;
+        buf_append(&k->got, chunk, n);
+        if (k->fail_after && k->tries == 1 && k->got.len >= k->fail_after)
+            return rerr_set(e, E_TRANSIENT, "connection reset (test)");
+    }
+}
+
+static void stream_through(size_t fail_after, int *tries)
+{
+    static uint8_t data[3 << 20];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 131 + (i >> 9));
+    sink k = {.fail_after = fail_after};
+    xfer_stream *st = xfer_stream_start(64 << 10, sink_run, &k); /* a ring far smaller */
+    rerr e = {0};
+    for (size_t off = 0; off < sizeof(data); off += 100000) {
+        size_t n = sizeof(data) - off < 100000 ? sizeof(data) - off : 100000;
+        assert_int_equal(xfer_stream_write(st, data + off, n, &e), 0);
+    }
+    assert_int_equal(xfer_stream_finish(st, &e), 0);
+    assert_int_equal(k.got.len, sizeof(data));
+    assert_memory_equal(k.got.data, data, sizeof(data));
+    *tries = k.tries;
+    buf_free(&k.got);
+}
+
+static void test_stream_passes_every_byte(void **state)
+{
+    (void)state;
+    int tries = 0;
+    stream_through(0, &tries);
+    assert_int_equal(tries, 1);
+}
+
+static void test_stream_replays_after_a_transient_failure(void **state)
+{
+    (void)state;
+    int tries = 0;
+    stream_through(1 << 20, &tries); /* cut after 1 MiB of 3 */
+    assert_int_equal(tries, 2);
+}
+
+static int fail_at_once(xfer_stream *st, void *arg, rerr *e)
+{
+    (void)st;
+    (void)arg;
+    return rerr_set(e, E_FAIL, "refused (test)");
+}
+
+static void test_stream_reports_a_lasting_failure(void **state)
+{
+    (void)state;
+    static uint8_t data[1 << 20];
+    xfer_stream *st = xfer_stream_start(4096, fail_at_once, NULL);
+    rerr e = {0};
+    int rc = 0;
+    for (int i = 0; i < 8 && rc == 0; i++)
+        rc = xfer_stream_write(st, data, sizeof(data), &e);
+    assert_int_equal(rc, -1); /* a failure that is not transient is not spooled for later */
+    assert_string_equal(e.msg, "refused (test)");
+    xfer_stream_abort(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +389,9 @@ int main(void)
         cmocka_unit_test(test_throttle_holds_the_rate),
         cmocka_unit_test(test_http_do_retries_then_transient),
         cmocka_unit_test(test_tls_settings),
+        cmocka_unit_test(test_stream_passes_every_byte),
+        cmocka_unit_test(test_stream_replays_after_a_transient_failure),
+        cmocka_unit_test(test_stream_reports_a_lasting_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
