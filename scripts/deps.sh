@@ -14,12 +14,15 @@
 # Priority: required package, which every Debian system has). Add a package here when that test names one.
 #
 # Not from Debian, on purpose (the check knows these exceptions and says so):
-#   - moto_server (tests/helpers/moto.sh, the S3 server of tests/e2e/storage_s3.sh) is the
+#   - moto_server (tests/helpers/moto.sh, the S3 server of tests/e2e/storage_s3.sh,
+#     storage_stream.sh and storage_cold.sh) is the
 #     Python package "moto" (5.2 here), installed with pip into a Python that is not
 #     Debian's: the development image has it in pyenv (/root/.pyenv), whose python3 comes
-#     first on PATH. storage_s3.sh also inspects buckets with boto3, which comes with moto. No package listed here provides it, so on a fresh Debian 12 machine
-#     storage_s3.sh fails ("moto.sh: no moto_server on PATH") until `pip install
-#     'moto[server]>=5'` puts one on PATH.
+#     first on PATH. Those tests also inspect buckets with boto3, which comes with moto. No
+#     package listed here provides it (Debian 12 has no python3-moto, and PyPI is not
+#     reachable from the development machine), so on a fresh Debian 12 machine they fail
+#     ("moto.sh: no moto_server on PATH") until `pip install 'moto[server]>=5'` puts one
+#     on PATH.
 #   - Apart from moto, the tests' Python needs only the standard library, which Debian's
 #     python3 (listed below) has; the check looks at Debian's python3, not pyenv's.
 set -euo pipefail

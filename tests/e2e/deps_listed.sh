@@ -61,7 +61,8 @@ mods=$(grep -ohE "(^|['\"; ])(import [A-Za-z0-9_., ]+|from [A-Za-z0-9_.]+ import
     tr ',' '\n' | sed 's/ //g' | grep -v '^$' | cut -d. -f1 | sort -u)
 contains "the tests' Python imports are found (sqlite3 among them)" "$mods" sqlite3
 pip_users=$(grep -lE "import[^'\"]*\b(moto|boto3|botocore)\b" tests/helpers/* tests/e2e/*.sh scripts/*.sh | sort | tr '\n' ' ')
-eq "only the S3 test and its helper use the pip-only modules" "$pip_users" "tests/e2e/storage_s3.sh tests/helpers/moto.sh "
+eq "only the S3 tests and their helper use the pip-only modules" "$pip_users" \
+    "tests/e2e/storage_cold.sh tests/e2e/storage_s3.sh tests/e2e/storage_stream.sh tests/helpers/moto.sh "
 for m in $mods; do
     case $m in moto | boto3 | botocore) continue ;; esac
     f=$(/usr/bin/python3 -c "import $m, sys; print(getattr(sys.modules['$m'], '__file__', None) or '')" 2>&1) ||
