@@ -5,6 +5,7 @@
 # (TAP output). A file that crashes, hangs or prints no
 # result counts as a failure.
 #   tests/run.sh [PATTERN]   only files whose path contains PATTERN
+# FERRY_TEST_JOBS (default 2) files run at once; FERRY_TEST_JOBS=1 runs them one by one.
 #
 # PostgreSQL: when a selected test needs it, one throwaway server (scripts/pg.sh) serves the
 # whole run: FERRY_TEST_PG_URL (a database for the store conformance suite) and
@@ -58,11 +59,10 @@ if [[ -n $pg_error ]]; then
     failed=$((failed + 1))
     failures+=(postgres-server)
 fi
-for f in "${files[@]}"; do
-    [[ -n $filter && $f != *"$filter"* ]] && continue
-    name=$(basename "${f%@pg}" .sh)
-    [[ $f == *@pg ]] && name=$name@pg
-    log=$logdir/$name.log
+# run_file FILE NAME: runs one test file into its log and leaves "ok notok seconds" in
+# NAME.result beside it.
+run_file() {
+    local f=$1 name=$2 log=$logdir/$2.log start rc ok notok
     start=$(date +%s)
     if [[ $f == *@pg ]]; then
         FERRY_TEST_DRIVER=postgres timeout -k 10 "$limit" bash "${f%@pg}" >"$log" 2>&1
@@ -84,14 +84,46 @@ for f in "${files[@]}"; do
         notok=1
         echo "not ok - $name ran no test" >>"$log"
     fi
+    echo "$ok $notok $(($(date +%s) - start))" >"$logdir/$name.result"
+}
+
+# report NAME: adds a finished file's result to the totals and prints its line.
+report() {
+    local name=$1 ok notok secs
+    read -r ok notok secs <"$logdir/$name.result"
+    rm -f "$logdir/$name.result"
     passed=$((passed + ok))
     failed=$((failed + notok))
-    printf '%-32s %4d passed %3d failed  %3ds\n' "$name" "$ok" "$notok" $(($(date +%s) - start))
+    printf '%-32s %4d passed %3d failed  %3ds\n' "$name" "$ok" "$notok" "$secs"
     if [[ $notok -gt 0 ]]; then
         failures+=("$name")
-        grep -E '^not ok|^#' "$log" | head -40 | sed 's/^/    /'
+        grep -E '^not ok|^#' "$logdir/$name.log" | head -40 | sed 's/^/    /'
     fi
+}
+
+# Files run FERRY_TEST_JOBS at a time (2 by default: this machine's cores; most files spend
+# their time waiting on processes, servers and sleeps). Each file has its own scratch
+# directory, ports and databases, so files do not share state. A line is printed as each
+# file ends; the totals do not depend on the order.
+jobs_max=${FERRY_TEST_JOBS:-2}
+[[ $jobs_max =~ ^[1-9][0-9]*$ ]] || { echo "FERRY_TEST_JOBS must be a positive number" >&2; exit 2; }
+declare -A running=() # pid -> name
+reap_one() {
+    local pid
+    wait -n -p pid "${!running[@]}" 2>/dev/null
+    report "${running[$pid]}"
+    unset "running[$pid]"
+}
+for f in "${files[@]}"; do
+    [[ -n $filter && $f != *"$filter"* ]] && continue
+    name=$(basename "${f%@pg}" .sh)
+    [[ $f == *@pg ]] && name=$name@pg
+    rm -f "$logdir/$name.result"
+    while [[ ${#running[@]} -ge $jobs_max ]]; do reap_one; done
+    run_file "$f" "$name" &
+    running[$!]=$name
 done
+while [[ ${#running[@]} -gt 0 ]]; do reap_one; done
 echo
 [[ ${#failures[@]} -gt 0 ]] && echo "failed files: ${failures[*]} (logs in $logdir)"
 echo "$passed passed, $failed failed"
