@@ -472,7 +472,7 @@ static void stopped_outcome(const runner_job *job, struct outcome *out, char *bu
 }
 
 static worker *pick(runner *r, int nested);
-static void send_job(runner *r, worker *w, runner_job *job);
+static int send_job(runner *r, worker *w, runner_job *job);
 static void flush_out(runner *r, worker *w);
 
 /* Attempts that were queued on a worker that is gone, and never started: each goes to another
@@ -494,11 +494,8 @@ static void redispatch(runner *r, runner_job *queue)
         worker *w = pick(r, job->nested);
         if (w == NULL)
             w = spawn(r); /* the slot of the worker that died */
-        if (w == NULL) {
+        if (w == NULL || send_job(r, w, job) != 0)
             settle_unstarted(r, job, &out);
-            continue;
-        }
-        send_job(r, w, job);
     }
 }
 
@@ -914,10 +911,13 @@ void runner_flush(runner *r)
  * Hands job's run message to w: it runs at once if w is idle, else after those queued. One
  * that starts at once is written at once; one queued behind another waits in w->out for
  * runner_flush() (or the end of runner_process()), so that a turn's attempts for a worker
- * cost one write.
+ * cost one write. Returns -1, with nothing changed, when the message cannot be queued (out
+ * of memory): the caller still owns job, and w and its attempts are untouched.
  */
-static void send_job(runner *r, worker *w, runner_job *job)
+static int send_job(runner *r, worker *w, runner_job *job)
 {
+    if (job->frame.len == 0 || proto_buf_add(&w->out, job->frame.p, job->frame.len) != 0)
+        return -1;
     job->w = w;
     if (w->job == NULL) {
         w->job = job;
@@ -929,13 +929,11 @@ static void send_job(runner *r, worker *w, runner_job *job)
         w->q_last = job;
         w->nq++;
     }
-    int queued = job->frame.len > 0 && proto_buf_add(&w->out, job->frame.p, job->frame.len) == 0;
     if (w->job == job) {
         job_started(r, job);
         flush_out(r, w);
     }
-    if (!queued)
-        worker_died(r, w, "the attempt's run message could not be built");
+    return 0;
 }
 
 int runner_busy(const runner *r)
@@ -967,6 +965,8 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
     if (w == NULL)
         return NULL;
     runner_job *job = calloc(1, sizeof(*job));
+    if (job == NULL)
+        return NULL;
     job->id = r->next_id++;
     job->tag = tag;
     job->nested = nested;
@@ -981,7 +981,14 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
         memcpy(job->frame.p, r->scratch.p, r->scratch.len);
         job->frame.len = job->frame.cap = r->scratch.len;
     }
-    send_job(r, w, job);
+    /* A message that cannot be built or queued (out of memory) starts nothing: the host
+     * gives the item back, as when no worker is free. Ending the worker here would settle
+     * its other attempts inside the caller's start, under its feet. */
+    if (send_job(r, w, job) != 0) {
+        free(job->frame.p);
+        free(job);
+        return NULL;
+    }
     return job;
 }
 

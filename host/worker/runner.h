@@ -84,7 +84,8 @@ int runner_busy(const runner *r);
  * written at once; one queued behind another is written by runner_flush(). tag is the caller's, returned by runner_job_tag().
  * nested: a call made by a running attempt, never queued (an idle or a new worker), allowed
  * past max_workers (up to 4x) so that a parent waiting on its callee cannot deadlock the
- * pool. Returns the job, or NULL when there is no free slot.
+ * pool. Returns the job, or NULL when there is no free slot or the run message cannot be
+ * built (out of memory); then nothing was started and no other attempt was touched.
  */
 runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, int nested);
 

@@ -381,12 +381,14 @@ static void test_deadline_from_real_start(void **state)
     (void)state;
     struct seen s;
     start_piped(&s, 1, 4);
-    assert_non_null(start_logging(&s, "slow", "sleep 0.7", 0, 1, 0));
-    assert_non_null(start_logging(&s, "quick-after-wait", NULL, 400, 2, 0));
-    assert_non_null(start_logging(&s, "slow-itself", "sleep 5", 400, 3, 0));
+    /* Margins for a loaded machine (tests run two files at a time): the quick attempt
+     * needs well under its 1 s once it starts, and waits 1.5 s before it does. */
+    assert_non_null(start_logging(&s, "slow", "sleep 1.5", 0, 1, 0));
+    assert_non_null(start_logging(&s, "quick-after-wait", NULL, 1000, 2, 0));
+    assert_non_null(start_logging(&s, "slow-itself", "sleep 5", 1000, 3, 0));
     wait_done(&s, 3);
     assert_int_equal(s.by_tag[1].kind, OUTCOME_OK);
-    assert_int_equal(s.by_tag[2].kind, OUTCOME_OK); /* waited 700 ms of its 400: fine */
+    assert_int_equal(s.by_tag[2].kind, OUTCOME_OK); /* waited 1,500 ms of its 1,000: fine */
     assert_non_null(strstr(s.logs, "quick-after-wait"));
     assert_int_equal(s.by_tag[3].kind, OUTCOME_TIMEOUT);
     assert_int_equal(s.by_tag[3].stop, STOP_DEADLINE);
