@@ -2,7 +2,6 @@
 #include "proto.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -10,20 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* How long a write waits for a peer that does not read (the host's ends are non-blocking). */
-#define WRITE_STALL_MS 10000
-
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
-            continue;
-        /* A message larger than the socket's buffer (a run message with a vault near
-         * vault.max_bytes) fills it: wait for the worker to read, rather than take the
-         * full buffer for a dead worker. */
-        struct pollfd out = {.fd = fd, .events = POLLOUT};
-        if (w < 0 && errno == EAGAIN && poll(&out, 1, WRITE_STALL_MS) > 0)
             continue;
         if (w <= 0)
             return -1;

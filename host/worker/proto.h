@@ -16,7 +16,9 @@
 /* The largest message accepted; a larger length prefix means a broken peer. */
 #define PROTO_MAX_MESSAGE (64u * 1024 * 1024)
 
-/* Writes one message (msg is borrowed). Returns 0, -1 when the peer is gone (or memory ran
+/* Writes one message (msg is borrowed) to a blocking socket: a worker's or a probe's. The
+ * host's ends are non-blocking; it frames its messages into a worker's proto_buf, which
+ * runner.c writes as the socket takes them. Returns 0, -1 when the peer is gone (or memory ran
  * out), -2 when the message is larger than PROTO_MAX_MESSAGE (nothing is written). */
 int proto_send(int fd, const json_t *msg);
 
