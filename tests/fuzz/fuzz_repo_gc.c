@@ -8,6 +8,7 @@
 #include "repo_fuzz.h"
 #undef collect
 #include "../../plugins/repo/gc.c"
+#include "../../plugins/repo/keep.c"
 #include "../../plugins/repo/lock.c"
 #include "../../plugins/repo/ui.c"
 
