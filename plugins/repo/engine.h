@@ -68,9 +68,15 @@ typedef struct gc_req {
     int full;      /* also list data/ for packs no index knows (after crashes) */
     int64_t grace; /* seconds: younger unreferenced packs are kept */
     int64_t now;   /* Unix seconds (a parameter so tests need no clock tricks) */
+    /* A keep policy (keep.h) applied to each group (repository and machine) that matches
+     * repository and machine (NULL: any); NULL: expiries only. */
+    const struct keep_policy *policy;
+    const char *repository;
+    const char *machine;
 } gc_req;
 
-/* Removes expired snapshots and the data only they used. See gc.c for the algorithm. */
+/* Removes expired snapshots, and those a keep policy does not keep, and the data only they
+ * used. See gc.c for the algorithm. */
 int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e);
 
 /* Checks a storage: every pack (or a sample percentage of them) and every snapshot tree. */

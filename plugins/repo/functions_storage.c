@@ -13,6 +13,7 @@
 
 #include "functions.h"
 #include "jobs.h"
+#include "keep.h"
 #include "snapshot.h"
 
 static ferry_result repo_push_run(ferry_ctx *ctx, const json_t *params, json_t **result)
@@ -284,6 +285,24 @@ static ferry_result repo_gc_run(ferry_ctx *ctx, const json_t *params, json_t **r
         ferry_set_error(ctx, "bad_parameter", "grace_hours must not be negative");
         return FERRY_INVALID;
     }
+    /* A keep policy by hand: keep_* and retention_* (its keep-within rule), applied to every
+     * group the repository and from_machine filters leave. */
+    keep_policy policy;
+    char err[200];
+    const char *repo = param_str(params, "repository");
+    const char *from = param_str(params, "from_machine");
+    if (keep_policy_parse(params, &policy, err, sizeof(err)) != 0) {
+        job_error(ctx, "bad_parameter", "%s", err);
+        return FERRY_INVALID;
+    }
+    if (repo && !check_name(ctx, "repository", repo))
+        return FERRY_INVALID;
+    if ((repo || from) && !keep_policy_active(&policy)) {
+        job_error(ctx, "bad_parameter",
+                  "repository and from_machine choose the snapshots a keep policy applies to; "
+                  "give keep_* or retention_days too (expiries always apply to every snapshot)");
+        return FERRY_INVALID;
+    }
     storage *s = NULL;
     ferry_result res = job_storage(ctx, param_str(params, "storage"), 0, &s, 1);
     if (res != FERRY_OK)
@@ -293,7 +312,10 @@ static ferry_result repo_gc_run(ferry_ctx *ctx, const json_t *params, json_t **r
     gc_req req = {.dry_run = param_bool(params, "dry_run", 0),
                   .full = param_bool(params, "full", 0),
                   .grace = (int64_t)(hours * 3600),
-                  .now = (int64_t)time(NULL)};
+                  .now = (int64_t)time(NULL),
+                  .policy = keep_policy_active(&policy) ? &policy : NULL,
+                  .repository = repo,
+                  .machine = from};
     rerr e = {0};
     if (repo_gc(s, &req, &j.u, result, &e) != 0)
         res = job_fail(ctx, &e, 1);
@@ -439,6 +461,16 @@ static const ferry_param repo_gc_params[] = {
     {"grace_hours", FERRY_PARAM_NUMBER, 0, NULL,
      "Unreferenced packs younger than this are kept (default 24, or gc_grace_hours from the "
      "plugin config), so an interrupted push can still reuse them."},
+    KEEP_PARAMS("Policy: keep "),
+    {"retention_days", FERRY_PARAM_NUMBER, 0, NULL,
+     "A keep policy's keep-within rule: keep every snapshot of a group this many days younger "
+     "than the group's newest (alone, it is the whole policy)."},
+    {"retention_years", FERRY_PARAM_NUMBER, 0, NULL,
+     "Years added to retention_days (a year is 365.25 days)."},
+    {"repository", FERRY_PARAM_STRING, 0, NULL,
+     "Apply the keep policy to this repository's snapshots only."},
+    {"from_machine", FERRY_PARAM_STRING, 0, NULL,
+     "Apply the keep policy to the snapshots this machine pushed only."},
     {NULL, 0, 0, NULL, NULL},
 };
 
@@ -511,9 +543,13 @@ const ferry_function fn_repo_gc = {
     .flags = FERRY_FN_IDEMPOTENT,
     .name = "repo_gc",
     .summary = "Apply retention and collect unused data in a storage",
-    .description = "Removes expired snapshots (never a repository's newest) and deletes or "
-                   "repacks packs they alone used. Runs only when no push, pull or verify "
-                   "uses the storage; repo_push with retention runs it too.",
+    .description = "Removes expired snapshots (never the newest of a repository from a "
+                   "machine) and, with keep_* or retention_days, applies that keep policy to "
+                   "each repository's snapshots from each machine (restic's forget; "
+                   "`repository` and `from_machine` narrow it), then deletes or repacks packs "
+                   "the removed snapshots alone used. The result lists each decision and its "
+                   "reasons; dry_run changes nothing. Runs only when no push, pull or verify "
+                   "uses the storage; repo_push with retention or keep_* runs it too.",
     FERRY_PARAMS(repo_gc_params),
     .default_timeout = 86400,
     .run = repo_gc_run,

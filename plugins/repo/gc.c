@@ -7,7 +7,9 @@
  *   1. takes the exclusive lock, or gives up at once when anyone else uses the storage;
  *   2. counts snapshots that appeared since the last run (reading their trees) and
  *      uncounts those that disappeared;
- *   3. removes expired snapshots (never the newest of a repository) and uncounts them;
+ *   3. decides, group by group (a repository's snapshots from one machine), which snapshots
+ *      go (keep.c): expired ones, never the group's newest, and, in the groups a keep
+ *      policy applies to, those no rule keeps; removes and uncounts them;
  *   4. finds packs whose chunks are now unused: a pack with no used chunk is deleted, a pack
  *      that is at least half unused has its used chunks copied into a new pack first (so
  *      bytes copied never exceed bytes freed); packs indexed less than `grace` ago are left
@@ -26,6 +28,7 @@
 
 #include "engine.h"
 #include "index.h"
+#include "keep.h"
 #include "pack.h"
 #include "snapshot.h"
 #include "tree.h"
@@ -33,6 +36,8 @@
 #define STATE_KEY   "gc/state"
 #define STATE_AAD   "ferry-gc"
 #define STATE_MAGIC "FGC1"
+/* The state's optional trailer: the machine of each counted snapshot. */
+#define MACHINES_MAGIC "FGM1"
 
 /* chunk id -> number of counted snapshots using it */
 typedef struct refmap {
@@ -85,6 +90,8 @@ typedef struct counted {
     char key[260]; /* "repository/id" */
     int64_t expires;
     int64_t time;
+    char machine[129]; /* the manifest's "machine"; "" when it names none */
+    int machine_known; /* read from the state's trailer or from the manifest */
     uint8_t (*tree)[ID_LEN];
     size_t ntree;
     int listed; /* its manifest exists now */
@@ -115,6 +122,31 @@ static counted *add_counted(gc_state *st)
     counted *c = &st->snaps[st->nsnaps++];
     memset(c, 0, sizeof(*c));
     return c;
+}
+
+/*
+ * The trailer after the pending packs: "FGM1" | varint snapshots | snapshots × str machine,
+ * in the order of the counted snapshots. Writers before it leave it out and readers before
+ * it ignore it; a state without a usable one leaves the machines unknown, and the run reads
+ * them from the manifests (fill_machines).
+ */
+static void load_machines(reader *r, gc_state *st)
+{
+    const uint8_t *magic = rd_bytes(r, 4);
+    if (magic == NULL || memcmp(magic, MACHINES_MAGIC, 4) != 0 || rd_varint(r) != st->nsnaps) {
+        r->err = 0;
+        return;
+    }
+    for (size_t i = 0; i < st->nsnaps && !r->err; i++) {
+        char *m = rd_str(r, sizeof(st->snaps[i].machine) - 1);
+        snprintf(st->snaps[i].machine, sizeof(st->snaps[i].machine), "%s", m ? m : "");
+        st->snaps[i].machine_known = m != NULL;
+        free(m);
+    }
+    if (r->err)
+        for (size_t i = 0; i < st->nsnaps; i++)
+            st->snaps[i].machine_known = 0;
+    r->err = 0;
 }
 
 static int state_load(storage *s, gc_state *st, rerr *e)
@@ -169,6 +201,8 @@ static int state_load(storage *s, gc_state *st, rerr *e)
                 memcpy(st->pending[st->npending++], id, ID_LEN);
         }
     }
+    if (!r.err && r.p < r.end)
+        load_machines(&r, st);
     buf_free(&plain);
     if (r.err)
         return rerr_set(e, E_CORRUPT,
@@ -210,6 +244,11 @@ static int state_save(storage *s, const gc_state *st, rerr *e)
     buf_put_varint(&b, st->npending);
     for (size_t i = 0; i < st->npending; i++)
         buf_append(&b, st->pending[i], ID_LEN);
+    buf_append(&b, MACHINES_MAGIC, 4);
+    buf_put_varint(&b, live);
+    for (size_t i = 0; i < st->nsnaps; i++)
+        if (!st->snaps[i].drop)
+            buf_put_str(&b, st->snaps[i].machine);
     int rc = stor_put_sealed(s, STATE_KEY, STATE_AAD, b.data, b.len, 0, e);
     buf_free(&b);
     return rc == ST_OK ? 0 : -1;
@@ -282,6 +321,9 @@ static int read_new(storage *s, const char *key, counted *c, rerr *e)
     snprintf(c->key, sizeof(c->key), "%s", key);
     c->expires = json_integer_value(json_object_get(doc, "expires_unix"));
     c->time = json_integer_value(json_object_get(doc, "unix_time"));
+    const char *machine = snap_machine(doc);
+    snprintf(c->machine, sizeof(c->machine), "%s", machine ? machine : "");
+    c->machine_known = 1;
     const json_t *refs = json_object_get(doc, "tree");
     c->ntree = json_array_size(refs);
     c->tree = xcalloc(c->ntree ? c->ntree : 1, ID_LEN);
@@ -304,9 +346,133 @@ typedef struct gc_run {
     gc_state st;
     codec *c;
     json_t *expired;
+    json_t *policy_keep, *policy_remove; /* with a keep policy: each snapshot it decided */
     uint64_t freed, copied;
     size_t deleted, repacked;
 } gc_run;
+
+/* Reads the machine of each listed snapshot the state does not know it of (a state written
+ * before the trailer existed): once, as the next state records them. */
+static int fill_machines(gc_run *g, rerr *e)
+{
+    for (size_t i = 0; i < g->st.nsnaps; i++) {
+        counted *c = &g->st.snaps[i];
+        if (c->drop || c->machine_known)
+            continue;
+        char repo[260];
+        snprintf(repo, sizeof(repo), "%s", c->key);
+        char *slash = strchr(repo, '/');
+        json_t *doc = NULL;
+        int rc = ST_NOTFOUND;
+        if (slash) {
+            *slash = '\0';
+            rc = snap_read(g->s, repo, slash + 1, &doc, e);
+        }
+        if (rc == ST_NOTFOUND) {
+            c->drop = 1; /* gone since the listing */
+            memset(e, 0, sizeof(*e));
+            continue;
+        }
+        if (rc != ST_OK)
+            return -1;
+        const char *machine = snap_machine(doc);
+        snprintf(c->machine, sizeof(c->machine), "%s", machine ? machine : "");
+        c->machine_known = 1;
+        json_decref(doc);
+    }
+    return 0;
+}
+
+/* Length of the repository part of a counted key ("repository/id"). */
+static size_t repo_len(const counted *c)
+{
+    return strcspn(c->key, "/");
+}
+
+static int by_group(const void *a, const void *b)
+{
+    const counted *x = *(counted *const *)a, *y = *(counted *const *)b;
+    size_t lx = repo_len(x), ly = repo_len(y);
+    int cmp = strncmp(x->key, y->key, lx < ly ? lx : ly);
+    if (cmp == 0 && lx != ly)
+        cmp = lx < ly ? -1 : 1;
+    return cmp ? cmp : strcmp(x->machine, y->machine);
+}
+
+/* Whether the request's keep policy applies to the group of c. */
+static int policy_applies(const gc_req *req, const counted *c)
+{
+    size_t len = repo_len(c);
+    return keep_policy_active(req->policy) &&
+           (req->repository == NULL ||
+            (strlen(req->repository) == len && strncmp(req->repository, c->key, len) == 0)) &&
+           (req->machine == NULL || strcmp(req->machine, c->machine) == 0);
+}
+
+/* What the result says of one snapshot a policy decided: where, when, and why. */
+static json_t *decision(const counted *c, const keep_item *it, const keep_policy *p)
+{
+    char when[40];
+    iso_time(c->time, when, sizeof(when));
+    json_t *why = json_array();
+    for (int bit = 0; bit < KEEP_WHY_BITS; bit++) {
+        if (!(it->why & (1u << bit)))
+            continue;
+        char text[80];
+        if ((1u << bit) == KEEP_WHY_WITHIN)
+            snprintf(text, sizeof(text), "within %g days of the newest", p->within / 86400.0);
+        else
+            snprintf(text, sizeof(text), "%s", keep_why_text(bit));
+        json_array_append_new(why, json_string(text));
+    }
+    size_t len = repo_len(c);
+    return json_pack("{s:s,s:s%,s:s,s:s,s:s,s:o}", "snapshot", c->key, "repository", c->key, len,
+                     "id", c->key + len + 1, "machine", c->machine, "time", when, "reasons", why);
+}
+
+/*
+ * Step 3: decides each group's snapshots (keep.c) and removes those that go. A group is a
+ * repository's snapshots from one machine, so one machine's policy, or its newest
+ * snapshot, never decides over another's.
+ */
+static int expire(gc_run *g, rerr *e)
+{
+    size_t n = 0;
+    counted **live = xcalloc(g->st.nsnaps ? g->st.nsnaps : 1, sizeof(*live));
+    for (size_t i = 0; i < g->st.nsnaps; i++)
+        if (!g->st.snaps[i].drop)
+            live[n++] = &g->st.snaps[i];
+    qsort(live, n, sizeof(*live), by_group);
+    keep_item *items = xcalloc(n ? n : 1, sizeof(*items));
+    int rc = 0;
+    for (size_t start = 0, end; start < n && rc == 0; start = end) {
+        for (end = start + 1; end < n && by_group(&live[start], &live[end]) == 0; end++)
+            ;
+        for (size_t k = start; k < end; k++)
+            items[k] =
+                (keep_item){.id = live[k]->key, .time = live[k]->time, .expires = live[k]->expires};
+        int apply = policy_applies(g->req, live[start]);
+        keep_apply(apply ? g->req->policy : NULL, items + start, end - start, g->req->now);
+        for (size_t k = start; k < end && rc == 0; k++) {
+            counted *c = live[k];
+            if (apply)
+                json_array_append_new(items[k].keep ? g->policy_keep : g->policy_remove,
+                                      decision(c, &items[k], g->req->policy));
+            if (items[k].keep)
+                continue;
+            if (items[k].why == KEEP_WHY_EXPIRED)
+                json_array_append_new(g->expired, json_string(c->key));
+            char key[300];
+            snprintf(key, sizeof(key), "snapshots/%s", c->key);
+            if (!g->req->dry_run && stor_del(g->s, key, e) == ST_ERROR)
+                rc = -1;
+            c->drop = 1;
+        }
+    }
+    free(items);
+    free(live);
+    return rc;
+}
 
 /* Steps 2 and 3: reconcile the counted set with the listing, then expire. */
 static int reconcile(gc_run *g, rerr *e)
@@ -341,35 +507,11 @@ static int reconcile(gc_run *g, rerr *e)
     free(l.keys);
     if (rc != 0)
         return -1;
-    /* The newest snapshot of each repository is kept whatever its expiry says: a backup
-     * schedule that stopped must not lose its last backup to retention. */
-    for (size_t i = 0; i < g->st.nsnaps; i++) {
-        counted *c = &g->st.snaps[i];
-        if (!c->listed) {
-            c->drop = 1; /* removed by an earlier run that did not finish */
-            continue;
-        }
-        if (c->expires == 0 || c->expires > g->req->now)
-            continue;
-        size_t replen = strcspn(c->key, "/");
-        int newest = 1;
-        for (size_t k = 0; k < g->st.nsnaps && newest; k++) {
-            const counted *o = &g->st.snaps[k];
-            if (k != i && o->listed && strncmp(o->key, c->key, replen + 1) == 0 &&
-                (o->time > c->time || (o->time == c->time && strcmp(o->key, c->key) > 0)))
-                newest = 0;
-        }
-        if (newest)
-            continue;
-        json_array_append_new(g->expired, json_string(c->key));
-        if (!g->req->dry_run) {
-            char key[300];
-            snprintf(key, sizeof(key), "snapshots/%s", c->key);
-            if (stor_del(g->s, key, e) == ST_ERROR)
-                return -1;
-        }
-        c->drop = 1;
-    }
+    for (size_t i = 0; i < g->st.nsnaps; i++)
+        if (!g->st.snaps[i].listed)
+            g->st.snaps[i].drop = 1; /* removed by an earlier run that did not finish */
+    if (fill_machines(g, e) != 0 || expire(g, e) != 0)
+        return -1;
     for (size_t i = 0; i < g->st.nsnaps; i++) {
         rerr ignore = {0};
         if (g->st.snaps[i].drop &&
@@ -660,12 +802,19 @@ static int collect_unindexed(gc_run *g, size_t *deleted, size_t *kept, rerr *e)
 
 int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e)
 {
-    gc_run g = {.s = s, .req = req, .u = u, .expired = json_array()};
+    gc_run g = {.s = s,
+                .req = req,
+                .u = u,
+                .expired = json_array(),
+                .policy_keep = json_array(),
+                .policy_remove = json_array()};
     char holder[512] = "";
     lock *lk = NULL;
     int rc = lock_exclusive(s, "retention", &lk, holder, sizeof(holder), e);
     if (rc != 0) {
         json_decref(g.expired);
+        json_decref(g.policy_keep);
+        json_decref(g.policy_remove);
         if (rc < 0)
             return -1;
         ui_log(u, 0, "retention deferred: storage %s is in use (%s)", s->name, holder);
@@ -698,10 +847,20 @@ int repo_gc(storage *s, const gc_req *req, ui *u, json_t **result, rerr *e)
                         "unindexed_packs_kept", (json_int_t)unindexed_kept, "bytes_freed",
                         (json_int_t)g.freed, "bytes_copied", (json_int_t)g.copied,
                         "temporaries_deleted", (json_int_t)temporaries);
+    if (keep_policy_active(req->policy)) {
+        char rules[300];
+        keep_policy_describe(req->policy, rules, sizeof(rules));
+        json_object_set_new(*result, "policy",
+                            json_pack("{s:s,s:s?,s:s?,s:O,s:O}", "rules", rules, "repository",
+                                      req->repository, "machine", req->machine, "keep",
+                                      g.policy_keep, "remove", g.policy_remove));
+    }
     rc = 0;
 out:
     lock_release(lk);
     json_decref(g.expired);
+    json_decref(g.policy_keep);
+    json_decref(g.policy_remove);
     codec_free(g.c);
     state_free(&g.st);
     idx_free(&g.ix);

@@ -1,7 +1,6 @@
 /* Glue between queue functions and the engine: see jobs.h. */
 #include "jobs.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keep.h"
 #include "lock.h"
 #include "pack.h"
 #include "snapshot.h"
@@ -155,13 +155,24 @@ static int lock_wait(void *arg, const char *holder)
     return ferry_cancelled(j->ctx);
 }
 
-/* Retention after a push; its failure is reported but does not undo the backup. */
-static json_t *after_push_retention(job *j, storage *s)
+/*
+ * Retention after a push; its failure is reported but does not undo the backup. A keep
+ * policy in params applies to the group of the push: its repository's snapshots from its
+ * machine, no other.
+ */
+static json_t *after_push_retention(job *j, storage *s, const json_t *params,
+                                    const char *repository, const char *machine)
 {
     json_t *config = j->ctx->host->config(j->ctx);
     double hours = param_num(config, "gc_grace_hours", DEFAULT_GRACE_HOURS);
     json_decref(config);
-    gc_req req = {.grace = (int64_t)(hours * 3600), .now = (int64_t)time(NULL)};
+    keep_policy policy;
+    int keep = keep_policy_parse(params, &policy, NULL, 0) == 0 && keep_counts(&policy);
+    gc_req req = {.grace = (int64_t)(hours * 3600),
+                  .now = (int64_t)time(NULL),
+                  .policy = keep ? &policy : NULL,
+                  .repository = repository,
+                  .machine = machine ? machine : ""};
     json_t *out = NULL;
     rerr e = {0};
     if (repo_gc(s, &req, &j->u, &out, &e) != 0) {
@@ -171,19 +182,38 @@ static json_t *after_push_retention(job *j, storage *s)
     return out;
 }
 
+/* Whether a push runs retention afterwards: any retention or keep parameter given. */
+static int wants_retention(const json_t *params)
+{
+    static const char *const names[] = {"retention_days", "retention_years", "keep_last",
+                                        "keep_hourly",    "keep_daily",      "keep_weekly",
+                                        "keep_monthly",   "keep_yearly"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+        const json_t *v = json_object_get(params, names[i]);
+        if (v && !json_is_null(v))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * The expiry a push records: now plus retention_days and retention_years, or 0 (none).
+ * With a keep_* rule there is none: retention_* are then the policy's keep-within rule, and
+ * a recorded expiry would remove, at the next collection, a monthly snapshot the policy
+ * keeps. *bad is set, with the error, when a retention or keep parameter is invalid.
+ */
 static int64_t expiry(const json_t *params, ferry_ctx *ctx, int *bad)
 {
-    double days = param_num(params, "retention_days", 0);
-    double years = param_num(params, "retention_years", 0);
-    *bad = days < 0 || years < 0 || !isfinite(days) || !isfinite(years) || years > 1000;
+    keep_policy policy;
+    char err[200];
+    *bad = keep_policy_parse(params, &policy, err, sizeof(err)) != 0;
     if (*bad) {
-        job_error(ctx, "bad_parameter",
-                  "retention_days and retention_years must be positive numbers");
+        job_error(ctx, "bad_parameter", "%s", err);
         return 0;
     }
-    if (days == 0 && years == 0)
+    if (keep_counts(&policy) || policy.within == 0)
         return 0;
-    return (int64_t)time(NULL) + (int64_t)(days * 86400.0 + years * 365.25 * 86400.0);
+    return (int64_t)time(NULL) + policy.within;
 }
 
 ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const char *storage_name,
@@ -256,9 +286,9 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
     ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s", repository,
               from_snapshot ? " (local snapshot)" : "",
               json_string_value(json_object_get(*result, "snapshot_id")), storage_name);
-    if (expires || json_object_get(params, "retention_days") ||
-        json_object_get(params, "retention_years"))
-        json_object_set_new(*result, "retention", after_push_retention(&j, s));
+    if (wants_retention(params))
+        json_object_set_new(*result, "retention",
+                            after_push_retention(&j, s, params, repository, t->name));
 out:
     lock_release(lk);
     storage_close(s);

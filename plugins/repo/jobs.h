@@ -64,6 +64,27 @@ ferry_result job_storage(ferry_ctx *ctx, const char *name, int create, storage *
 /* Refuses remote machines for functions that stream file data in the worker. */
 ferry_result require_local(target *t, const char *function);
 
+/*
+ * The keep policy's parameters (keep.h), for repo_push and repo_gc: `lead` starts each
+ * description. Counts are at least 1, or -1 for every bucket.
+ */
+#define KEEP_PARAMS(lead)                                                                          \
+    {"keep_last", FERRY_PARAM_INTEGER, 0, NULL, lead "the N newest snapshots (-1: all)."},         \
+        {"keep_hourly", FERRY_PARAM_INTEGER, 0, NULL,                                              \
+         lead "the newest snapshot of each of the last N UTC hours that have one (-1: all)."},     \
+        {"keep_daily", FERRY_PARAM_INTEGER, 0, NULL,                                               \
+         lead "the newest snapshot of each of the last N UTC days that have one (-1: all)."},      \
+        {"keep_weekly", FERRY_PARAM_INTEGER, 0, NULL,                                              \
+         lead "the newest snapshot of each of the last N ISO weeks (Monday to Sunday, UTC) "       \
+              "that have one (-1: all)."},                                                         \
+        {"keep_monthly", FERRY_PARAM_INTEGER, 0, NULL,                                             \
+         lead "the newest snapshot of each of the last N UTC months that have one (-1: all)."},    \
+    {                                                                                              \
+        "keep_yearly", FERRY_PARAM_INTEGER, 0, NULL,                                               \
+            lead "the newest snapshot of each of the last N UTC years that have one (-1: all); "   \
+                 "snapshots no keep_* rule keeps are removed."                                     \
+    }
+
 /* Parameters shared by repo_push, backup_with_retry and backup_to_secondary. */
 #define PUSH_PARAMS                                                                                \
     {"snapshot_id", FERRY_PARAM_STRING, 0, NULL,                                                   \
@@ -81,9 +102,11 @@ ferry_result require_local(target *t, const char *function);
          "zstd effort: fast (level 1), default (3), high (9) or none."},                           \
         {"retention_days", FERRY_PARAM_NUMBER, 0, NULL,                                            \
          "Keep the snapshot this many days; expired snapshots are removed and their data "         \
-         "collected after the push."},                                                             \
+         "collected after the push. With a keep_* rule: keep every snapshot of the group "         \
+         "this much younger than its newest (restic's keep-within) instead."},                     \
         {"retention_years", FERRY_PARAM_NUMBER, 0, NULL,                                           \
          "Keep the snapshot this many years (adds to retention_days)."},                           \
+        KEEP_PARAMS("After the push, keep "),                                                      \
         {"description", FERRY_PARAM_STRING, 0, NULL, "Free text stored with the snapshot."},       \
     {                                                                                              \
         "threads", FERRY_PARAM_INTEGER, 0, "0",                                                    \

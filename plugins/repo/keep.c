@@ -10,14 +10,17 @@
 static const char *const rule_names[KEEP_RULES] = {"last",   "hourly",  "daily",
                                                    "weekly", "monthly", "yearly"};
 
-int keep_policy_active(const keep_policy *p)
+int keep_counts(const keep_policy *p)
 {
-    if (p == NULL)
-        return 0;
-    for (int r = 0; r < KEEP_RULES; r++)
+    for (int r = 0; p && r < KEEP_RULES; r++)
         if (p->count[r] != 0)
             return 1;
-    return p->within > 0;
+    return 0;
+}
+
+int keep_policy_active(const keep_policy *p)
+{
+    return p && (keep_counts(p) || p->within > 0);
 }
 
 /* Division rounding towards minus infinity (times before 1970 are negative). */
@@ -207,7 +210,7 @@ int keep_policy_parse(const json_t *params, keep_policy *p, char *err, size_t er
                      "1000 years)");
         return -1;
     }
-    p->within = (int64_t)llround(days * 86400.0 + years * 365.25 * 86400.0);
+    p->within = (int64_t)(days * 86400.0 + years * 365.25 * 86400.0);
     return 0;
 }
 

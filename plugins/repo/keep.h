@@ -68,8 +68,10 @@ typedef struct keep_item {
     unsigned why;    /* out: KEEP_WHY_* bits */
 } keep_item;
 
-/* 1 when a count rule or `within` is set. */
+/* 1 when a count rule or `within` is set (p may be NULL). */
 int keep_policy_active(const keep_policy *p);
+/* 1 when a count rule is set (p may be NULL). */
+int keep_counts(const keep_policy *p);
 
 /*
  * Decides every item of one group (any order; the array is not reordered) under policy p
@@ -89,7 +91,8 @@ const char *keep_why_text(int bit);
 
 /*
  * Reads keep_last … keep_yearly from params into p (absent: 0) and, as `within`, the sum of
- * retention_days and retention_years (a year is 365.25 days). Returns 0, or -1 with a
+ * retention_days and retention_years (a year is 365.25 days; fractions of a second are
+ * dropped). Returns 0, or -1 with a
  * one-line reason in err (errlen bytes; err may be NULL): a count that is not an integer,
  * is 0 or below -1, or a retention that is negative, not finite or over 1000 years.
  */
