@@ -413,7 +413,10 @@ static int policy_applies(const gc_req *req, const counted *c)
 static json_t *decision(const counted *c, const keep_item *it, const keep_policy *p)
 {
     char when[40];
-    iso_time(c->time, when, sizeof(when));
+    if (c->time >= -62135596800LL && c->time <= 253402300799LL) /* years 1 to 9999 */
+        iso_time(c->time, when, sizeof(when));
+    else
+        snprintf(when, sizeof(when), "@%lld", (long long)c->time); /* a damaged manifest's */
     json_t *why = json_array();
     for (int bit = 0; bit < KEEP_WHY_BITS; bit++) {
         if (!(it->why & (1u << bit)))

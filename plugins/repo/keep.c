@@ -80,7 +80,8 @@ static void apply_rules(const keep_policy *p, keep_item **left, size_t n, int64_
     memcpy(remaining, p->count, sizeof(remaining));
     for (size_t i = 0; i < n; i++) {
         keep_item *cur = left[i];
-        if (p->within > 0 && cur->time > latest - p->within)
+        /* latest - within, where that does not underflow (times come from manifests) */
+        if (p->within > 0 && (latest < INT64_MIN + p->within || cur->time > latest - p->within))
             cur->why |= KEEP_WHY_WITHIN;
         for (int r = 0; r < KEEP_RULES; r++) {
             if (remaining[r] == 0)

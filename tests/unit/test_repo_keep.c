@@ -549,6 +549,27 @@ static void test_parse(void **state)
     json_decref(nul);
 }
 
+/* Times and expiries a damaged or hostile manifest may hold: no overflow, a decision each. */
+static void test_extreme_times(void **state)
+{
+    (void)state;
+    keep_item it[4] = {{.id = "a", .time = INT64_MIN, .expires = INT64_MIN},
+                       {.id = "b", .time = INT64_MAX, .expires = INT64_MAX},
+                       {.id = "c", .time = -1, .expires = 1},
+                       {.id = "d", .time = 0}};
+    keep_policy p = {.count = {2, 1, 1, 1, 1, 1}, .within = INT64_MAX};
+    keep_apply(&p, it, 4, 0);
+    assert_int_equal(it[1].keep, 1); /* the newest */
+    assert_int_equal(it[0].keep, 0); /* expired */
+    p.within = 86400;
+    keep_apply(&p, it, 4, INT64_MIN);
+    assert_int_equal(it[1].keep, 1);
+    for (int r = 0; r < KEEP_RULES; r++) {
+        (void)keep_bucket(r, INT64_MIN, 0);
+        (void)keep_bucket(r, INT64_MAX, 0);
+    }
+}
+
 static void test_empty_group(void **state)
 {
     (void)state;
@@ -573,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_expiry_and_policy),
         cmocka_unit_test(test_within),
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_extreme_times),
         cmocka_unit_test(test_empty_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
