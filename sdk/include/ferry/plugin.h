@@ -1,5 +1,5 @@
 /*
- * ferry plugin SDK, ABI 1.1.
+ * ferry plugin SDK, ABI 1.2.
  *
  * This header is the whole manual for writing a ferry queue function. A plugin is a shared
  * object (.so) dropped into the host's plugin directory. It exports exactly one symbol,
@@ -52,8 +52,9 @@ extern "C" {
 /* "FERRYPLG" in ASCII. */
 #define FERRY_PLUGIN_MAGIC UINT64_C(0x4645525259504C47)
 #define FERRY_ABI_MAJOR    1
-#define FERRY_ABI_MINOR    1 /* 1.1 added ferry_host.task_id and ferry_host.attempt, and
-                                * later ferry_plugin.hook_dir (read by struct_size) */
+#define FERRY_ABI_MINOR    2 /* 1.1 added ferry_host.task_id and ferry_host.attempt, and
+                                * later ferry_plugin.hook_dir (read by struct_size); 1.2 added
+                                * ferry_host.exec_start and ferry_host.exec_wait */
 
 /* The name of the one symbol a plugin exports; FERRY_PLUGIN() below defines it. */
 #define FERRY_PLUGIN_ENTRY_SYMBOL "ferry_plugin_entry"
@@ -150,6 +151,8 @@ typedef struct ferry_param {
 
 typedef struct ferry_ctx ferry_ctx;
 typedef struct ferry_host ferry_host;
+/* A command started by ferry_host.exec_start (ABI 1.2); private to the host. */
+typedef struct ferry_exec_stream ferry_exec_stream;
 
 /*
  * run() executes one attempt of the function.
@@ -330,6 +333,37 @@ struct ferry_host {
      * nested calls see the attempt of the item they serve. 0 outside an attempt.
      */
     int (*attempt)(ferry_ctx *ctx);
+
+    /* --- ABI 1.2 --------------------------------------------------------------------- */
+
+    /*
+     * Starts a shell command on the job's machine, locally or over SSH as exec does, and
+     * returns at once, so that the function streams the command's standard input and output
+     * itself, at its own pace and of any size (the host holds none of it in memory).
+     * options (borrowed, may be NULL): {"timeout": seconds, "env": {"NAME": "value"},
+     * "cwd": "path"}; "stdin" and "max_output" belong to exec and are refused here.
+     * On success returns a handle and sets *to_cmd (write the command's stdin there; close it
+     * for end-of-file) and *from_cmd (the command's stdout: read it until end-of-file). Both
+     * are blocking, close-on-exec, and the function's to close. The command's stderr does not
+     * mix with the data: the host keeps its last 64 KiB for exec_wait. Returns NULL when the
+     * command could not be started (the attempt's error says why).
+     *
+     * The attempt's cancel and deadline, and the options' timeout, stop the command (on a
+     * remote machine, the remote processes too, as exec does): its stdout then reads
+     * end-of-file and writes to its stdin fail with EPIPE. So does a dropped connection.
+     */
+    ferry_exec_stream *(*exec_start)(ferry_ctx *ctx, const char *command, const json_t *options,
+                                     int *to_cmd, int *from_cmd);
+
+    /*
+     * Waits for a command started by exec_start to end and frees the handle. With stop
+     * non-zero, the command is stopped first (SIGTERM, then SIGKILL; the remote side too).
+     * Close to_cmd and from_cmd before calling it, or a command blocked on them would keep it
+     * waiting until its timeout. Returns a new object {"exit_code": int, "signal": int|null,
+     * "output": "the tail of stderr", "truncated": bool, "duration_ms": int, "stopped":
+     * "cancelled"|"timeout"|"stop"|null}, or NULL when the handle is NULL.
+     */
+    json_t *(*exec_wait)(ferry_ctx *ctx, ferry_exec_stream *stream, int stop);
 };
 
 /* Non-zero when the host's table contains member m. */
