@@ -271,6 +271,7 @@ for m in here far; do
     eq "$m: 200 MiB go to cat's stdin" "$(jq -r .sent <<<"$r")" "$MIB200"
     eq "$m: and all come back from its stdout" "$(jq -r .received <<<"$r")" "$MIB200"
     eq "$m: the same bytes (hash)" "$(jq -r .hash_received <<<"$r")" "$(jq -r .hash_sent <<<"$r")"
+    echo "# $m: 200 MiB through cat both ways in $(jq -r .wait.duration_ms <<<"$r") ms"
     eq "$m: cat exits 0, not stopped" "$(jq -c '[.wait.exit_code, .wait.signal, .wait.stopped]' <<<"$r")" '[0,null,null]'
     grow=$(( $(jq -r '.hwm_after_kb - .hwm_before_kb' <<<"$r") ))
     (( grow < 16384 )) && pass "$m: the worker's peak RSS grows by $grow KiB while 200 MiB pass (< 16 MiB)" ||
