@@ -28,7 +28,7 @@
 set -euo pipefail
 
 build_pkgs="gcc make pkg-config libc6-dev libjansson-dev libconfig-dev libcurl4-openssl-dev
-  libsqlite3-dev libpq-dev libzstd-dev libssl-dev libexpat1-dev"
+  libsqlite3-dev libpq-dev libzstd-dev libssl-dev libexpat1-dev libarchive-dev"
 test_pkgs="$build_pkgs libcmocka-dev jq clang libclang-rt-14-dev g++ python3 procps psmisc
   uuid-runtime bc sqlite3 postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav
   curl"
