@@ -576,6 +576,21 @@ static int check_retry_delay(const char *path, const json_t *value, char *err, s
     return check_integer(path, value, 0, INT32_MAX, "an integer >= 0 (seconds)", err, errlen);
 }
 
+/* A machine group's item (docs/machines.md "Groups and fan-out"). */
+static int check_max_parallel(const char *path, const json_t *value, char *err, size_t errlen)
+{
+    return check_integer(path, value, 1, 1000, "an integer from 1 to 1000", err, errlen);
+}
+
+static int check_bool(const char *path, const json_t *value, char *err, size_t errlen)
+{
+    if (json_is_boolean(value))
+        return 0;
+    seterr(err, errlen, "vault key \"%s\" must be true or false, got %s", path,
+           vault_type_phrase(value));
+    return -1;
+}
+
 static int check_string(const char *path, const json_t *value, char *err, size_t errlen)
 {
     if (json_is_string(value))
@@ -726,6 +741,7 @@ static const struct key_rule host_key_rules[] = {
     {"on_failure", check_on_failure},   {"on_success", check_on_success},
     {"description", check_string},      {"tags", check_tags},
     {"pre_hook", check_string},         {"post_hook", check_string},
+    {"max_parallel", check_max_parallel}, {"stop_on_failure", check_bool},
 };
 
 /* Non-zero when key is one of host_key_rules above; key is only read. */

@@ -21,6 +21,7 @@
 static const cli_command *const command_tables[] = {
     cli_queue_commands,
     cli_resource_commands,
+    cli_group_commands,
     cli_serve_commands,
     cli_plugin_commands,
 };

@@ -128,6 +128,7 @@ extern const cli_command cli_plugin_commands[];
 extern const cli_command cli_serve_commands[];
 extern const cli_command cli_queue_commands[];
 extern const cli_command cli_resource_commands[];
+extern const cli_command cli_group_commands[];
 
 /*
  * Checks a queue item vault the same way wherever one is given (create queue-item, a
@@ -160,6 +161,15 @@ struct cli_item {
  */
 int cli_item_check(cli *c, const struct cli_item *it, const json_t **fn, json_t *warnings,
                    char *err, size_t errlen);
+
+/*
+ * For cli_item_check, when machine is not a machine of team (status not_found, its message
+ * in err): when team has a machine group of that name, STORE_OK if every member is on
+ * bridge, else STORE_NOT_FOUND naming the one that is not; otherwise not_found and err as
+ * they were (cli_groups.c).
+ */
+int cli_group_check_bridge(cli *c, const char *team, const char *group, const char *bridge,
+                           char *err, size_t errlen, int not_found);
 
 /* Whether the function a descriptor describes may run again after a host crash (NULL: not
  * known, so no). */

@@ -112,6 +112,8 @@ static int check_refs(cli *c, const char *team, const char *machine, const char 
     other = NULL;
     if (st == STORE_OK)
         st = store_resource_get(c->st, STORE_MACHINE, team, machine, &row, why, sizeof(why));
+    if (st == STORE_NOT_FOUND) /* a machine group: its members (cli_groups.c) */
+        st = cli_group_check_bridge(c, team, machine, bridge, why, sizeof(why), st);
     if (st == STORE_OK)
         st = store_resource_get(c->st, STORE_BRIDGE, NULL, bridge, &other, why, sizeof(why));
     json_decref(other);

@@ -64,6 +64,9 @@ static int check_schedule_machine(cli *c, const char *team, const char *machine)
     if (rc != STORE_OK)
         return cli_fail(c, EXIT_ERROR, "%s", err);
     rc = store_resource_get(c->st, STORE_MACHINE, NULL, machine, &row, err, sizeof(err));
+    if (rc == STORE_NOT_FOUND && store_resource_get(c->st, STORE_MACHINE_GROUP, team, machine, &row,
+                                                    NULL, 0) == STORE_OK)
+        rc = STORE_OK; /* a machine group of the team: each fire fans out (cli_groups.c) */
     if (rc == STORE_NOT_FOUND)
         return cli_fail(c, EXIT_ERROR, "schedule machine '%s' does not exist; create it with: "
                                        "ferry create machine %s BRIDGE %s --vault '{\"ip\":…}'",

@@ -627,8 +627,19 @@ static int machine_bridge(sched_ctx *c, char *bridge, size_t len)
         warn_once(c, "not fired: the vault names no \"machine\"");
         return -1;
     }
-    if (store_resource_get(c->st, STORE_MACHINE, c->team, c->r.machine, &row, err, sizeof(err)) !=
-        STORE_OK) {
+    int rc = store_resource_get(c->st, STORE_MACHINE, c->team, c->r.machine, &row, err,
+                                sizeof(err));
+    json_t *group = NULL;
+    /* A machine group: its first member's bridge (every member's, for a queue item). */
+    if (rc == STORE_NOT_FOUND && store_resource_get(c->st, STORE_MACHINE_GROUP, c->team,
+                                                    c->r.machine, &group, NULL, 0) == STORE_OK)
+        rc = store_resource_get(c->st, STORE_MACHINE, c->team,
+                                json_string_value(json_array_get(json_object_get(group,
+                                                                                 "members"),
+                                                                 0)),
+                                &row, err, sizeof(err));
+    json_decref(group);
+    if (rc != STORE_OK) {
         warn_once(c, "not fired: %s", err);
         return -1;
     }

@@ -4,6 +4,7 @@
  * store's logic every operation shares (finding an item, events, cascades, item rows).
  */
 #include "engine.h"
+#include "groups.h"
 
 #include "util.h"
 
@@ -448,6 +449,10 @@ int eng_cancel_dependents(store *s, int64_t seq, const char *task_id, const char
             rc = eng_w(s, &rows, err, errlen, S_CANCEL_DEPENDENT, "IIt", work[j].seq, now, reason);
             if (rc == STORE_OK && rows > 0)
                 rc = eng_event(s, work[j].seq, "CANCELLED", reason, 0, now, err, errlen);
+            /* A machine group's member (after the group item's dependency): its parent
+             * takes note (groups.c). */
+            if (rc == STORE_OK && rows > 0)
+                rc = fanout_member_ended(s, work[j].seq, now, NULL, err, errlen);
         }
     }
     free(work);

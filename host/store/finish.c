@@ -15,6 +15,7 @@
  * CANCELLED: the attempt is over and the cancel was asked for.
  */
 #include "engine.h"
+#include "groups.h"
 
 #include "util.h"
 
@@ -190,6 +191,9 @@ static int finish_final(store *s, const struct store_finish *f, enum store_outco
         rc = wake_dependents(s, wake, seq, err, errlen);
     else if (rc == STORE_OK && has_dependents)
         rc = eng_cancel_dependents(s, seq, f->task_id, status, now, err, errlen);
+    /* A machine group's member: its parent is one of its dependents (groups.c). */
+    if (rc == STORE_OK && has_dependents)
+        rc = fanout_member_ended(s, seq, now, wake, err, errlen);
     return rc;
 }
 
@@ -324,6 +328,8 @@ static int finish_set(store *s, struct finish_ctx *c, size_t *idx, size_t n, cha
             rc = wake_dependents(s, &c->wake, fin[k].seq, err, errlen);
         else if (rc == STORE_OK && fin[k].has_dependents)
             rc = eng_cancel_dependents(s, fin[k].seq, e->task_id, status, c->now, err, errlen);
+        if (rc == STORE_OK && fin[k].has_dependents)
+            rc = fanout_member_ended(s, fin[k].seq, c->now, &c->wake, err, errlen);
         c->rcs[fin[k].entry] = STORE_OK;
     }
     free(fin);

@@ -10,6 +10,7 @@
  * cannot be removed meanwhile; a cancelled or removed item is locked first.
  */
 #include "engine.h"
+#include "groups.h"
 
 #include "util.h"
 
@@ -19,10 +20,15 @@
 
 /* ---- create ------------------------------------------------------------------------------ */
 
+/* An item whose machine is a machine group of its team (check_item_refs): groups.c fans
+ * it out. */
+#define REFS_GROUP 1
+
 /* Checks that team, machine (of that team) and bridge exist, and keeps the machine from
- * being removed until the transaction ends. */
+ * being removed until the transaction ends. REFS_GROUP when the machine is a group. */
 static int check_item_refs(store *s, const struct store_item_spec *sp, char *err, size_t errlen)
 {
+    int group = 0;
     eng_rows r;
     int rc = eng_need(s, STORE_TEAM, NULL, sp->team, err, errlen);
     if (rc == STORE_OK && (rc = eng_q(s, &r, err, errlen, S_MACHINE_KEY_SHARE, "t",
@@ -32,9 +38,11 @@ static int check_item_refs(store *s, const struct store_item_spec *sp, char *err
     if (rc == STORE_OK)
         rc = eng_read_resource(s, STORE_MACHINE, sp->team, sp->machine, &machine, err, errlen);
     json_decref(machine);
+    if (rc == STORE_NOT_FOUND && (group = group_exists(s, sp->team, sp->machine)) != 0)
+        rc = STORE_OK;
     if (rc == STORE_OK)
         rc = eng_need(s, STORE_BRIDGE, NULL, sp->bridge, err, errlen);
-    return rc;
+    return rc == STORE_OK && group ? REFS_GROUP : rc;
 }
 
 static int same_refs(const struct store_item_spec *a, const struct store_item_spec *b)
@@ -129,6 +137,12 @@ out:
     return rc;
 }
 
+int queue_insert_item(store *s, const struct store_item_spec *sp, int64_t seq, char id[37],
+                      char *err, size_t errlen)
+{
+    return insert_item(s, sp, seq, id, err, errlen);
+}
+
 /* Takes n item seqs in one round trip (the driver's S_NEXT_SEQS). Taken before the
  * inserts, so a batch a driver replays inserts the same ones. */
 static int next_seqs(store *s, size_t n, int64_t *seqs, char *err, size_t errlen)
@@ -151,6 +165,11 @@ static int next_seqs(store *s, size_t n, int64_t *seqs, char *err, size_t errlen
     return STORE_OK;
 }
 
+int queue_next_seqs(store *s, size_t n, int64_t *seqs, char *err, size_t errlen)
+{
+    return next_seqs(s, n, seqs, err, errlen);
+}
+
 struct create_ctx {
     const struct store_item_spec *specs;
     size_t n;
@@ -160,13 +179,14 @@ struct create_ctx {
 /* Checks the references of spec i once per distinct (team, machine, bridge) of the call:
  * a batch usually spreads over a few machines. checked holds the specs checked so far. */
 static int check_refs_once(store *s, const struct create_ctx *c, size_t i, size_t *checked,
-                           size_t *n_checked, char *err, size_t errlen)
+                           int *found, size_t *n_checked, char *err, size_t errlen)
 {
     for (size_t k = *n_checked; k > 0; k--)
         if (same_refs(&c->specs[checked[k - 1]], &c->specs[i]))
-            return STORE_OK;
-    checked[(*n_checked)++] = i;
-    return check_item_refs(s, &c->specs[i], err, errlen);
+            return found[k - 1];
+    checked[*n_checked] = i;
+    found[*n_checked] = check_item_refs(s, &c->specs[i], err, errlen);
+    return found[(*n_checked)++];
 }
 
 /* An item with nothing but the plain columns: it can join a bulk insert. */
@@ -237,15 +257,22 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
     struct bulk bulk = {0};
     int64_t *seqs = calloc(c->n ? c->n : 1, sizeof(int64_t));
     size_t *checked = calloc(c->n ? c->n : 1, sizeof(size_t)), n_checked = 0;
-    if (seqs == NULL || checked == NULL)
+    int *found = calloc(c->n ? c->n : 1, sizeof(int));
+    if (seqs == NULL || checked == NULL || found == NULL)
         abort();
     if (c->n > 1 && s->drv->may_undo)
         s->drv->may_undo(s); /* item 30 may fail after items 0-29 were written */
     int rc = next_seqs(s, c->n, seqs, err, errlen);
+    int64_t taken = rc == STORE_OK && c->n ? seqs[c->n - 1] : 0; /* for fanout_create */
     for (size_t i = 0; rc == STORE_OK && i < c->n; i++) {
         char msg[512] = "";
         const struct store_item_spec *sp = &c->specs[i];
-        rc = check_refs_once(s, c, i, checked, &n_checked, msg, sizeof(msg));
+        rc = check_refs_once(s, c, i, checked, found, &n_checked, msg, sizeof(msg));
+        if (rc == REFS_GROUP) { /* a machine group: a parent and its children (groups.c) */
+            rc = bulk_flush(s, &bulk, msg, sizeof(msg));
+            if (rc == STORE_OK)
+                rc = fanout_create(s, sp, seqs[i], c->ids[i], &taken, msg, sizeof(msg));
+        } else
         /* The bulk statements (json_each) save round trips to a server; in process, the
          * plain statement per item is cheaper (no JSON to build and parse again), and one
          * item alone would pay for preparing them. */
@@ -268,6 +295,7 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
         rc = bulk_flush(s, &bulk, err, errlen);
     json_decref(bulk.rows);
     json_decref(bulk.events.rows);
+    free(found);
     free(checked);
     free(seqs);
     return rc;
@@ -351,7 +379,7 @@ static void lq_in(struct list_query *l, const char *column, const char *const *v
 /* Writes the query for a queue filter: its rows, newest first, up to the limit; or, with
  * count_only, how many items match at all. */
 static void build_list_query(store *s, struct list_query *l, const struct store_queue_filter *f,
-                             int count_only)
+                             int count_only, int group)
 {
     int64_t stale_before = f->now_ms - (int64_t)f->stale_threshold_minutes * 60000;
     if (count_only) {
@@ -363,8 +391,13 @@ static void build_list_query(store *s, struct list_query *l, const struct store_
     }
     if (f->n_teams)
         lq_in(l, "q.team_name", f->teams, f->n_teams);
-    if (f->machine)
+    if (f->machine && group) { /* a machine group: its items and their members */
+        lq_text(l, " AND (q.machine_name = ?%d", f->machine);
+        lq_text(l, " OR (q.link_kind = 'member' AND q.parent_task_id IN (SELECT g.task_id"
+                   " FROM queue_items g WHERE g.machine_name = ?%d)))", f->machine);
+    } else if (f->machine) {
         lq_text(l, " AND q.machine_name = ?%d", f->machine);
+    }
     if (f->bridge)
         lq_text(l, " AND q.bridge_name = ?%d", f->bridge);
     if (f->n_statuses)
@@ -390,7 +423,8 @@ static void build_list_query(store *s, struct list_query *l, const struct store_
     if (f->exclude_cancelled)
         fputs(" AND q.status <> 'CANCELLED'", l->sql);
     if (f->only_stale) {
-        lq_num(l, " AND ((q.status IN ('ASSIGNED','PROCESSING') AND q.updated_at < ?%d)",
+        lq_num(l, " AND ((q.status IN ('ASSIGNED','PROCESSING') AND q.updated_at < ?%d"
+                  " AND q.lease_owner IS NOT NULL)",
                stale_before);
         lq_num(l,
                " OR (q.status = 'PENDING' AND CASE WHEN q.created_at > q.run_after"
@@ -411,11 +445,18 @@ static int run_list(store *s, const struct store_queue_filter *f, int count_only
                     char *err, size_t errlen)
 {
     struct list_query l = {0};
+    int group = 0;
+    if (f->machine) {
+        int rc = group_name_free(s, f->machine, NULL, 0);
+        if (rc != STORE_OK && rc != STORE_CONFLICT)
+            return rc;
+        group = rc == STORE_CONFLICT;
+    }
     l.v = calloc(f->n_teams + f->n_statuses + 16, sizeof(*l.v));
     l.sql = open_memstream(&l.text, &l.len);
     if (l.v == NULL || l.sql == NULL)
         abort();
-    build_list_query(s, &l, f, count_only);
+    build_list_query(s, &l, f, count_only, group);
     fclose(l.sql);
     int rc = eng_qv(s, r, err, errlen, l.text, l.n, l.v);
     free(l.text);
@@ -579,15 +620,18 @@ int store_events_list(store *s, const char *task_id, json_t **events, char *err,
 
 /* ---- cancel and remove ------------------------------------------------------------------- */
 
-/* Ends an item CANCELLED at once (its claim token dies with it) and cancels dependents. */
+/* Ends an item CANCELLED at once (its claim token dies with it) and cancels dependents;
+ * a group member's parent takes note (groups.c). */
 static int cancel_now(store *s, const struct item_ref *r, const char *details, int64_t now,
-                      char *err, size_t errlen)
+                      struct eng_wake *wake, char *err, size_t errlen)
 {
     int rc = eng_w(s, NULL, err, errlen, S_CANCEL_NOW, "IIt", r->seq, now, r->status);
     if (rc == STORE_OK)
         rc = eng_event(s, r->seq, "CANCELLED", details, 0, now, err, errlen);
     if (rc == STORE_OK)
         rc = eng_cancel_dependents(s, r->seq, r->task_id, "CANCELLED", now, err, errlen);
+    if (rc == STORE_OK)
+        rc = fanout_member_ended(s, r->seq, now, wake, err, errlen);
     return rc;
 }
 
@@ -600,11 +644,16 @@ static int cancel_body(store *s, void *ctx, char *err, size_t errlen)
     if (rc != STORE_OK)
         return rc;
     const char *st = r.status;
-    if (strcmp(st, "PENDING") == 0 || strcmp(st, "ASSIGNED") == 0) {
-        rc = cancel_now(s, &r, "cancelled by request", c->now, err, errlen);
+    int group = 0; /* a machine group's item: it and its members (groups.c) */
+    if (strcmp(st, "PROCESSING") == 0 || strcmp(st, "CANCELLING") == 0)
+        rc = fanout_cancel(s, &r, c->force, c->now, &c->wake, &group, err, errlen);
+    if (rc != STORE_OK || group) {
+        /* done */
+    } else if (strcmp(st, "PENDING") == 0 || strcmp(st, "ASSIGNED") == 0) {
+        rc = cancel_now(s, &r, "cancelled by request", c->now, &c->wake, err, errlen);
     } else if ((strcmp(st, "PROCESSING") == 0 || strcmp(st, "CANCELLING") == 0) && c->force) {
         rc = cancel_now(s, &r, "cancelled by request (forced, without waiting for the host)",
-                        c->now, err, errlen);
+                        c->now, &c->wake, err, errlen);
     } else if (strcmp(st, "PROCESSING") == 0) {
         rc = eng_w(s, NULL, err, errlen, S_SET_CANCELLING, "II", r.seq, c->now);
         if (rc == STORE_OK)
@@ -644,7 +693,8 @@ static int delete_body(store *s, void *ctx, char *err, size_t errlen)
                    : " (cancel it first with: ferry queue cancel ID)");
         return STORE_CONFLICT;
     }
-    if (strcmp(r.status, "PENDING") == 0)
+    rc = fanout_member_removable(s, r.seq, r.task_id, err, errlen);
+    if (rc == STORE_OK && strcmp(r.status, "PENDING") == 0)
         rc = eng_cancel_dependents(s, r.seq, r.task_id, "was removed", c->now, err, errlen);
     if (rc == STORE_OK)
         rc = eng_w(s, NULL, err, errlen, S_ITEM_DELETE, "It", r.seq, r.status);

@@ -5,6 +5,7 @@
  * SQLite's single writer; updates carry the version they read as a guard.
  */
 #include "engine.h"
+#include "groups.h"
 
 #include "util.h"
 #include "vault.h"
@@ -96,7 +97,7 @@ int eng_read_resource(store *s, store_kind kind, const char *team, const char *n
     eng_done(&r);
     if (got != 0)
         return got < 0 ? got : STORE_OK;
-    if (kind == STORE_STORAGE || kind == STORE_SCHEDULE) {
+    if (kind == STORE_STORAGE || kind == STORE_SCHEDULE || kind == STORE_MACHINE_GROUP) {
         rc = eng_need(s, STORE_TEAM, NULL, team, err, errlen);
         if (rc != STORE_OK)
             return rc;
@@ -125,7 +126,8 @@ static int create_conflict(store *s, const struct res_ctx *c, char *err, size_t 
                    "across teams",
                    c->name, json_string_value(json_object_get(row, "teamName")));
         json_decref(row);
-    } else if (c->kind == STORE_STORAGE || c->kind == STORE_SCHEDULE) {
+    } else if (c->kind == STORE_STORAGE || c->kind == STORE_SCHEDULE ||
+               c->kind == STORE_MACHINE_GROUP) {
         seterr(err, errlen, "team '%s' already has a %s named '%s'", c->team,
                store_kind_name(c->kind), c->name);
     } else {
@@ -139,7 +141,8 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
     struct res_ctx *c = ctx;
     int rc = STORE_OK, found = 0, concurrency = 1;
     long rows = 0;
-    if (c->kind == STORE_MACHINE || c->kind == STORE_STORAGE || c->kind == STORE_SCHEDULE)
+    if (c->kind == STORE_MACHINE || c->kind == STORE_STORAGE || c->kind == STORE_SCHEDULE ||
+        c->kind == STORE_MACHINE_GROUP)
         rc = eng_need(s, STORE_TEAM, NULL, c->team, err, errlen);
     if (rc == STORE_OK && c->kind == STORE_BRIDGE)
         rc = eng_need(s, STORE_REGION, NULL, c->parent, err, errlen);
@@ -149,6 +152,11 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
         rc = exists(s, c->kind, c->team, c->name, &found, err, errlen);
     if (rc == STORE_OK && found)
         return create_conflict(s, c, err, errlen);
+    /* Machines and machine groups share one name space (an item names either). */
+    if (rc == STORE_OK && c->kind == STORE_MACHINE)
+        rc = group_name_free(s, c->name, err, errlen);
+    if (rc == STORE_OK && c->kind == STORE_MACHINE_GROUP)
+        rc = group_check_write(s, c->team, c->name, c->vault, 1, err, errlen);
     if (rc == STORE_OK)
         rc = store_vault_concurrency(c->vault, &concurrency, err, errlen);
     /* Created meanwhile by another process (engines without a single writer): the insert
@@ -249,6 +257,8 @@ static int update_vault_body(store *s, void *ctx, char *err, size_t errlen)
         goto out;
     }
     rc = store_vault_concurrency(vault, &concurrency, err, errlen);
+    if (rc == STORE_OK && c->kind == STORE_MACHINE_GROUP)
+        rc = group_check_write(s, team, c->name, vault, 0, err, errlen);
     if (rc == STORE_OK)
         rc = res_w(s, S_RES_UPDATE, c->kind, NULL, err, errlen, team, c->name, vault, NULL,
                    concurrency, (int64_t)version);
@@ -334,7 +344,10 @@ static int delete_body(store *s, void *ctx, char *err, size_t errlen)
     if (rc != STORE_OK)
         return rc;
     const char *team = json_string_value(json_object_get(row, "teamName"));
-    rc = delete_blockers(s, c->kind, c->name, blockers, sizeof(blockers));
+    if (c->kind == STORE_MACHINE)
+        rc = group_machine_in_use(s, team, c->name, err, errlen);
+    if (rc == STORE_OK)
+        rc = delete_blockers(s, c->kind, c->name, blockers, sizeof(blockers));
     if (rc == STORE_OK && blockers[0] != '\0') {
         seterr(err, errlen, "%s '%s' still has %s; remove %s first", store_kind_name(c->kind),
                c->name, blockers, c->kind == STORE_MACHINE ? "or cancel them" : "them");

@@ -57,6 +57,9 @@
 #define RES_SCHEDULE                                                                               \
     "SELECT name, team_name, NULL, NULL, vault, vault_version, created_at, updated_at,"            \
     " next_run_at, last_run_at, last_task_id FROM schedules"
+#define RES_GROUP                                                                                  \
+    "SELECT name, team_name, NULL, NULL, vault, vault_version, created_at, updated_at,"            \
+    " NULL, NULL, NULL FROM machine_groups"
 
 /* Resource parameters: ?1 team, ?2 name, ?3 vault, ?4 now, ?5 parent (region of a bridge,
  * bridge of a machine), ?6 concurrency, ?7 the vault version read before an update. */
@@ -69,6 +72,9 @@
     [S_RES_DELETE + kind] = {remove, 0},                                                           \
     [S_RES_LOCK_CHANGE + kind] = {lock "{lock_update}", STMT_LOCK_ONLY},                           \
     [S_RES_LOCK_DELETE + kind] = {lock "{lock_delete}", STMT_LOCK_ONLY}
+
+_Static_assert(S_RES_LIST - S_RES_GET == STORE_KIND_COUNT,
+               "statements.h spaces the S_RES_* families by the number of resource kinds");
 
 const char *const store_fragment_names[F_COUNT] = {
     [F_DEPS_CSV] = "deps_csv",
@@ -297,6 +303,46 @@ const struct stmt_def store_statements[S_COUNT] = {
                       " WHERE q.status = 'CANCELLING' AND q.lease_owner = ?1 ORDER BY q.seq",
                       0},
 
+    /* Machine groups and fan-out (groups.c). A group parent is PROCESSING without a lease
+     * while its children (link_kind 'member', parent_task_id its task id) run; held
+     * children (max_parallel) wait with a run_after far in the future. */
+    [S_GROUP_NAME_TAKEN] = {"SELECT team_name FROM machine_groups WHERE name = ?1"
+                            " ORDER BY team_name LIMIT 1",
+                            0},
+    [S_FANOUT_START] = {"UPDATE queue_items SET status = 'PROCESSING', started_at = ?2,"
+                        " updated_at = ?2 WHERE seq = ?1 AND status = 'PENDING'",
+                        0},
+    [S_FANOUT_PARENT_OF] = {"SELECT p.seq, p.task_id FROM queue_items c JOIN queue_items p"
+                            " ON p.task_id = c.parent_task_id WHERE c.seq = ?1"
+                            " AND c.link_kind = 'member'"
+                            " AND p.status IN ('PROCESSING','CANCELLING')",
+                            0},
+    /* Taken first: the parent's row lock orders the ends of its children (PostgreSQL), so
+     * the last one to end sees every other end. */
+    [S_FANOUT_LOCK] = {"UPDATE queue_items SET updated_at = ?2 WHERE seq = ?1"
+                       " AND status IN ('PROCESSING','CANCELLING')"
+                       " RETURNING status, vault, machine_name, team_name",
+                       0},
+    [S_FANOUT_MEMBERS] = {"SELECT seq, task_id, machine_name, status, last_failure_reason,"
+                          " run_after, bridge_name FROM queue_items WHERE parent_task_id = ?1"
+                          " AND link_kind = 'member' ORDER BY seq",
+                          0},
+    [S_FANOUT_RELEASE] = {"UPDATE queue_items SET run_after = ?2, updated_at = ?2"
+                          " WHERE seq = ?1 AND status = 'PENDING'",
+                          0},
+    [S_FANOUT_PROGRESS] = {"UPDATE queue_items SET progress_percent = ?2, progress_message = ?3,"
+                           " response_vault = ?4 WHERE seq = ?1"
+                           " AND status IN ('PROCESSING','CANCELLING')",
+                           0},
+    [S_FANOUT_SETTLE] = {"UPDATE queue_items SET status = ?2, response_vault = ?3,"
+                         " finished_at = ?4, updated_at = ?4, last_failure_reason = ?5,"
+                         " progress_percent = NULL, progress_message = NULL WHERE seq = ?1"
+                         " AND status IN ('PROCESSING','CANCELLING')",
+                         0},
+    [S_FANOUT_IS_PARENT] = {"SELECT 1 FROM queue_items WHERE parent_task_id = ?1"
+                            " AND link_kind = 'member' LIMIT 1",
+                            0},
+
     RES(STORE_TEAM, RES_PLAIN("teams") " WHERE name = ?2", RES_PLAIN("teams") " ORDER BY name",
         NULL, "SELECT 1 FROM teams WHERE name = ?2",
         "INSERT INTO teams (name, vault, vault_version, created_at, updated_at)"
@@ -338,6 +384,15 @@ const struct stmt_def store_statements[S_COUNT] = {
         "UPDATE schedules " VAULT_SET " WHERE team_name = ?1 AND name = ?2 AND vault_version = ?7",
         "DELETE FROM schedules WHERE team_name = ?1 AND name = ?2",
         "SELECT 1 FROM schedules WHERE team_name = ?1 AND name = ?2"),
+    RES(STORE_MACHINE_GROUP, RES_GROUP " WHERE team_name = ?1 AND name = ?2",
+        RES_GROUP " ORDER BY team_name, name", RES_GROUP " WHERE team_name = ?1 ORDER BY name",
+        "SELECT 1 FROM machine_groups WHERE team_name = ?1 AND name = ?2",
+        "INSERT INTO machine_groups (team_name, name, vault, vault_version, created_at,"
+        " updated_at) VALUES (?1, ?2, ?3, 1, ?4, ?4) ON CONFLICT DO NOTHING",
+        "UPDATE machine_groups " VAULT_SET
+        " WHERE team_name = ?1 AND name = ?2 AND vault_version = ?7",
+        "DELETE FROM machine_groups WHERE team_name = ?1 AND name = ?2",
+        "SELECT 1 FROM machine_groups WHERE team_name = ?1 AND name = ?2"),
     [S_RES_NAMES_TEAM_MACHINES] = {"SELECT name FROM machines WHERE team_name = ?1 ORDER BY name",
                                    0},
     [S_RES_NAMES_TEAM_STORAGES] = {"SELECT name FROM storages WHERE team_name = ?1 ORDER BY name",

@@ -195,7 +195,7 @@ void store_wait_drain(store *s)
 /* ---- resources --------------------------------------------------------------------------- */
 
 static const char *const kind_names[STORE_KIND_COUNT] = {
-    "team", "region", "bridge", "machine", "storage", "schedule",
+    "team", "region", "bridge", "machine", "storage", "schedule", "machine group",
 };
 
 const char *store_kind_name(store_kind kind)
@@ -205,7 +205,7 @@ const char *store_kind_name(store_kind kind)
 
 static int kind_needs_team(store_kind kind)
 {
-    return kind == STORE_STORAGE || kind == STORE_SCHEDULE;
+    return kind == STORE_STORAGE || kind == STORE_SCHEDULE || kind == STORE_MACHINE_GROUP;
 }
 
 static int check_kind(store_kind kind, char *err, size_t errlen)
@@ -298,6 +298,12 @@ int store_schedule_create(store *s, const char *team, const char *name, json_t *
                           char *err, size_t errlen)
 {
     return resource_create(s, STORE_SCHEDULE, team, NULL, name, vault, row, err, errlen);
+}
+
+int store_machine_group_create(store *s, const char *team, const char *name, json_t *vault,
+                               json_t **row, char *err, size_t errlen)
+{
+    return resource_create(s, STORE_MACHINE_GROUP, team, NULL, name, vault, row, err, errlen);
 }
 
 /* Common checks of (kind, team, name) for the operations on an existing resource. */
@@ -994,6 +1000,12 @@ int store_err_missing(char *err, size_t errlen, store_kind kind, const char *tea
                "--vault '{…}'",
                team, store_kind_name(kind), name, store_kind_name(kind), team, name);
         break;
+    case STORE_MACHINE_GROUP:
+        seterr(err, errlen,
+               "team '%s' has no machine group named '%s'; create it with: ferry create "
+               "machine-group %s %s --members MACHINE,…",
+               team, name, team, name);
+        break;
     default:
         seterr(err, errlen, "no such resource '%s'", name);
         break;
@@ -1049,6 +1061,10 @@ static const char *health_status(const struct store_item_cols *c, int64_t now, i
             ready = c->deps_ready_at;
         return now - ready > stale_ms ? "STALE_PENDING" : "PENDING";
     }
+    /* A machine group's parent (groups.c) is PROCESSING without a lease: its members
+     * carry their own health. */
+    if (strcmp(st, "PROCESSING") == 0 && c->lease_owner == NULL)
+        return "ACTIVE";
     if (strcmp(st, "ASSIGNED") == 0 || strcmp(st, "PROCESSING") == 0)
         return now - c->updated_at > stale_ms ? "STALE" : "ACTIVE";
     return st;
@@ -1132,12 +1148,19 @@ json_t *store_resource_row(store_kind kind, const struct store_resource_cols *c)
 {
     static const char *const name_keys[STORE_KIND_COUNT] = {
         "teamName", "regionName", "bridgeName", "machineName", "storageName", "scheduleName",
+        "groupName",
     };
     json_t *vault = store_vault_parse(c->vault_json);
     json_t *row = json_object();
     json_object_set_new(row, name_keys[kind], json_string(c->name));
-    if (kind == STORE_MACHINE || kind == STORE_STORAGE || kind == STORE_SCHEDULE)
+    if (kind == STORE_MACHINE || kind == STORE_STORAGE || kind == STORE_SCHEDULE ||
+        kind == STORE_MACHINE_GROUP)
         json_object_set_new(row, "teamName", str_json(c->team));
+    if (kind == STORE_MACHINE_GROUP) {
+        json_t *members = json_object_get(vault, "members");
+        json_object_set_new(row, "members", json_is_array(members) ? json_deep_copy(members)
+                                                                    : json_array());
+    }
     if (kind == STORE_MACHINE)
         json_object_set_new(row, "bridgeName", str_json(c->bridge));
     if (kind == STORE_MACHINE || kind == STORE_BRIDGE)

@@ -130,6 +130,8 @@ int store_rollback(store *s, char *err, size_t errlen);
  *   schedule  {"scheduleName","teamName","cron","timezone","machine","enabled","nextRun",
  *              "lastRun","lastTaskId","vaultContent"} (cron … enabled read from the vault;
  *              timezone defaults to "UTC", enabled to true; vaultContent repeats vault)
+ *   machine group {"groupName","teamName","members"} (members: the vault's "members", the
+ *              names of machines of the team; docs/machines.md "Groups and fan-out")
  * ------------------------------------------------------------------------------------- */
 
 typedef enum {
@@ -139,6 +141,7 @@ typedef enum {
     STORE_MACHINE,
     STORE_STORAGE,
     STORE_SCHEDULE,
+    STORE_MACHINE_GROUP, /* groups.c: {"groupName","teamName","members"} */
     STORE_KIND_COUNT
 } store_kind;
 
@@ -172,6 +175,15 @@ int store_storage_create(store *s, const char *team, const char *name, json_t *v
  * scheduler's). */
 int store_schedule_create(store *s, const char *team, const char *name, json_t *vault, json_t **row,
                           char *err, size_t errlen);
+
+/*
+ * Creates machine group NAME of TEAM. The vault's "members" (required) lists machines of
+ * TEAM, each once; a group cannot contain a group, nor take a machine's name (machines and
+ * groups share one name space). A machine in a group cannot be removed (CONFLICT naming the
+ * groups). A queue item whose machine is a group fans out (docs/machines.md).
+ */
+int store_machine_group_create(store *s, const char *team, const char *name, json_t *vault,
+                               json_t **row, char *err, size_t errlen);
 
 /*
  * Reads one resource into *row. team is required for storages and schedules, optional for

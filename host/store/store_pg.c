@@ -192,6 +192,17 @@ static const struct eng_migration migrations[] = {
     /* As the SQLite driver's migration 2: one event row for a claim and its start. */
     {2, "one event row for a claim and its start",
      "ALTER TABLE queue_events ADD COLUMN started_attempt integer;"},
+    /* As the SQLite driver's migration 3: machine groups and fan-out. */
+    {3, "machine groups and fan-out",
+     "CREATE TABLE machine_groups ("
+     " team_name text COLLATE \"C\" NOT NULL REFERENCES teams(name),"
+     " name text COLLATE \"C\" NOT NULL,"
+     " vault text NOT NULL, vault_version bigint NOT NULL,"
+     " created_at bigint NOT NULL, updated_at bigint NOT NULL,"
+     " PRIMARY KEY (team_name, name));"
+     "CREATE INDEX machine_groups_name ON machine_groups(name);"
+     "CREATE INDEX qi_parent ON queue_items (parent_task_id)"
+     " WHERE parent_task_id IS NOT NULL;"},
 };
 
 

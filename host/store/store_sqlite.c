@@ -192,6 +192,18 @@ static const struct eng_migration migrations[] = {
      * PROCESSING). */
     {2, "one event row for a claim and its start",
      "ALTER TABLE queue_events ADD COLUMN started_attempt INTEGER;"},
+    /* Machine groups (groups.c): a team's named list of machines, kept in the vault's
+     * "members"; an item for a group fans out into one child per member, found by its
+     * parent's task id. */
+    {3, "machine groups and fan-out",
+     "CREATE TABLE machine_groups ("
+     " team_name TEXT NOT NULL REFERENCES teams(name), name TEXT NOT NULL,"
+     " vault TEXT NOT NULL, vault_version INTEGER NOT NULL,"
+     " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+     " PRIMARY KEY (team_name, name));"
+     "CREATE INDEX machine_groups_name ON machine_groups(name);"
+     "CREATE INDEX qi_parent ON queue_items(parent_task_id)"
+     " WHERE parent_task_id IS NOT NULL;"},
 };
 
 

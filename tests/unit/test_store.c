@@ -317,6 +317,7 @@ static void test_upgrade_from_v1(void **state)
     item(&g, f->m1, 3, 0, a);
     store_close(s);
     raw_sql(path, "ALTER TABLE queue_events DROP COLUMN started_attempt;"
+                  "DROP INDEX qi_parent; DROP TABLE machine_groups;"
                   "DELETE FROM schema_migrations WHERE version >= 2;"
                   "UPDATE queue_items SET status = 'PROCESSING', started_at = 5, assigned_at = 5;"
                   "INSERT INTO queue_events (task_seq, action, details, at) SELECT seq,"
@@ -328,7 +329,7 @@ static void test_upgrade_from_v1(void **state)
     g.s = s;
     json_t *rows = NULL, *events = NULL;
     assert_rc(STORE_OK, store_migrations(s, &rows, err, sizeof(err)));
-    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 2);
+    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 3);
     json_decref(rows);
     assert_rc(STORE_OK, store_event_list(s, a, &events, err, sizeof(err)));
     assert_int_equal(json_array_size(events), 3);
@@ -2378,6 +2379,396 @@ static void test_list_many_teams(void **state)
     free(names);
 }
 
+/* ---- machine groups and fan-out (groups.c) -------------------------------------------------- */
+
+/* Creates group name of f->team with the members m1, m2 (and m1's bridge). */
+static void make_group(struct fx *f, char *name, size_t n, const char *members_json)
+{
+    char err[512], text[300];
+    fresh_name(name, n, "g");
+    snprintf(text, sizeof(text), "{\"members\":%s}", members_json);
+    json_t *v = J(text);
+    assert_rc(STORE_OK, store_machine_group_create(f->s, f->team, name, v, NULL, err, sizeof(err)));
+    json_decref(v);
+}
+
+/* Creates an item for group at t0 + at_ms with the vault text. */
+static void group_item(struct fx *f, const char *group, const char *vault, int64_t at_ms,
+                       char id[37])
+{
+    char err[512];
+    json_t *v = J(vault);
+    struct store_item_spec sp = {
+        .team = f->team, .machine = group, .bridge = f->bridge, .vault = v, .now_ms = f->t0 + at_ms};
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, id, NULL, err, sizeof(err)));
+    json_decref(v);
+}
+
+/* The member items of parent, oldest first (a list filtered by the group). */
+static json_t *members_of(struct fx *f, const char *group, const char *parent)
+{
+    char err[512];
+    json_t *rows = NULL, *out = json_array();
+    struct store_queue_filter flt = {.machine = group};
+    assert_rc(STORE_OK, store_queue_list(f->s, &flt, &rows, err, sizeof(err)));
+    for (size_t i = json_array_size(rows); i-- > 0;) {
+        json_t *r = json_array_get(rows, i);
+        if (jstr(r, "parentTaskId") && strcmp(jstr(r, "parentTaskId"), parent) == 0)
+            json_array_append(out, r);
+    }
+    json_decref(rows);
+    return out;
+}
+
+static void test_group_crud(void **state)
+{
+    struct fx *f = *state;
+    char err[512], g[64], text[400];
+    json_t *row = NULL, *rows = NULL, *v = NULL;
+    snprintf(text, sizeof(text), "{\"members\":[\"%s\",\"%s\"]}", f->m1, f->m2);
+    fresh_name(g, sizeof(g), "g");
+    v = J(text);
+    assert_rc(STORE_OK, store_machine_group_create(f->s, f->team, g, v, &row, err, sizeof(err)));
+    json_decref(v);
+    assert_string_equal(jstr(row, "groupName"), g);
+    assert_string_equal(jstr(row, "teamName"), f->team);
+    assert_int_equal(json_array_size(json_object_get(row, "members")), 2);
+    json_decref(row);
+    assert_rc(STORE_OK, store_resource_list(f->s, STORE_MACHINE_GROUP, f->team, &rows, err,
+                                            sizeof(err)));
+    assert_int_equal(json_array_size(rows), 1);
+    json_decref(rows);
+    /* Bad members: one line naming the member and the fix. */
+    struct {
+        const char *members, *want;
+        int rc;
+    } bad[] = {
+        {"[]", "non-empty list", STORE_ERROR},
+        {"[\"ghost-m\"]", "member 'ghost-m': no machine named 'ghost-m'; create it with",
+         STORE_NOT_FOUND},
+        {"[\"%1$s\",\"%1$s\"]", "is listed twice", STORE_ERROR},
+        {"[\"%3$s\"]", "belongs to team", STORE_NOT_FOUND},
+        {"[\"%4$s\"]", "groups cannot contain groups", STORE_ERROR},
+        {"[\"%5$s\"]", "cannot contain itself", STORE_ERROR},
+        {"[3]", "machine names", STORE_ERROR},
+    };
+    char g2[64];
+    fresh_name(g2, sizeof(g2), "g2");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char members[300];
+        snprintf(members, sizeof(members), bad[i].members, f->m1, f->m2, f->mx, g, g2);
+        snprintf(text, sizeof(text), "{\"members\":%s}", members);
+        v = J(text);
+        assert_rc(bad[i].rc, store_machine_group_create(f->s, f->team, g2, v, NULL, err,
+                                                        sizeof(err)));
+        if (strstr(err, bad[i].want) == NULL)
+            fail_msg("case %zu: '%s' does not say '%s'", i, err, bad[i].want);
+        json_decref(v);
+    }
+    /* Machines and groups share one name space. */
+    snprintf(text, sizeof(text), "{\"members\":[\"%s\"]}", f->m2);
+    v = J(text);
+    assert_rc(STORE_CONFLICT,
+              store_machine_group_create(f->s, f->team, f->m1, v, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "cannot take a machine's name"));
+    json_decref(v);
+    assert_rc(STORE_CONFLICT,
+              store_machine_create(f->s, f->team2, f->bridge, g, NULL, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "cannot take a group's name"));
+    /* A member cannot be removed; out of the group it can. */
+    assert_rc(STORE_CONFLICT, store_resource_delete(f->s, STORE_MACHINE, NULL, f->m2, err,
+                                                    sizeof(err)));
+    assert_non_null(strstr(err, "--remove"));
+    snprintf(text, sizeof(text), "{\"members\":[\"%s\"]}", f->m1);
+    v = J(text);
+    assert_rc(STORE_CONFLICT, store_resource_update_vault(f->s, STORE_MACHINE_GROUP, f->team, g,
+                                                          v, 7, STORE_VAULT_MERGE, NULL, err,
+                                                          sizeof(err)));
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_MACHINE_GROUP, f->team, g, v, 1,
+                                                    STORE_VAULT_MERGE, &row, err, sizeof(err)));
+    assert_int_equal(json_array_size(json_object_get(row, "members")), 1);
+    assert_int_equal(jint(row, "vaultVersion"), 2);
+    json_decref(row);
+    json_decref(v);
+    assert_rc(STORE_OK, store_resource_delete(f->s, STORE_MACHINE, NULL, f->m2, err, sizeof(err)));
+    v = J("{\"members\":[]}");
+    assert_rc(STORE_ERROR, store_resource_update_vault(f->s, STORE_MACHINE_GROUP, f->team, g, v,
+                                                       -1, STORE_VAULT_MERGE, NULL, err,
+                                                       sizeof(err)));
+    json_decref(v);
+    assert_rc(STORE_OK, store_resource_delete(f->s, STORE_MACHINE_GROUP, f->team, g, err,
+                                              sizeof(err)));
+    assert_rc(STORE_NOT_FOUND, store_resource_get(f->s, STORE_MACHINE_GROUP, f->team, g, &row,
+                                                  err, sizeof(err)));
+    assert_non_null(strstr(err, "ferry create machine-group"));
+}
+
+/* Ends the claimed items of got with kind, at at_ms. */
+static void finish_all(struct fx *f, json_t *got, enum store_outcome_kind kind, int64_t at_ms)
+{
+    for (size_t i = 0; i < json_array_size(got); i++)
+        finish(f, claimed_id(got, i), token_of(got, i), kind, at_ms, STORE_OK);
+}
+
+static void test_group_fanout(void **state)
+{
+    struct fx *f = *state;
+    char err[512], g[64], members[200], p[37];
+    snprintf(members, sizeof(members), "[\"%s\",\"%s\"]", f->m1, f->m2);
+    make_group(f, g, sizeof(g), members);
+    group_item(f, g, "{\"function\":\"noop\",\"x\":1}", 0, p);
+    json_t *row = get(f, p);
+    assert_string_equal(jstr(row, "status"), "PROCESSING");
+    assert_string_equal(jstr(row, "machineName"), g);
+    assert_int_equal(json_array_size(json_object_get(row, "after")), 2);
+    json_decref(row);
+    json_t *kids = members_of(f, g, p);
+    assert_int_equal(json_array_size(kids), 2);
+    assert_string_equal(jstr(json_array_get(kids, 0), "machineName"), f->m1);
+    assert_string_equal(jstr(json_array_get(kids, 0), "linkKind"), "member");
+    assert_string_equal(jstr(json_object_get(json_array_get(kids, 0), "vaultContent"), "function"),
+                        "noop");
+    json_decref(kids);
+    /* The parent is never claimed: only the two members are. */
+    json_t *got = claim(f, f->bridge, 10, 10);
+    assert_int_equal(json_array_size(got), 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_string_not_equal(claimed_id(got, i), p);
+    finish(f, claimed_id(got, 0), token_of(got, 0), STORE_OUTCOME_COMPLETED, 11, STORE_OK);
+    assert_status(f, p, "PROCESSING");
+    row = get(f, p);
+    assert_int_equal(jint(json_object_get(row, "progress"), "percent"), 50);
+    /* An hour old, but the parent holds no lease: its members carry the health. */
+    assert_string_equal(jstr(row, "healthStatus"), "ACTIVE");
+    json_decref(row);
+    json_t *stale = NULL;
+    struct store_queue_filter only_stale = {.machine = g, .only_stale = 1};
+    assert_rc(STORE_OK, store_queue_list(f->s, &only_stale, &stale, err, sizeof(err)));
+    assert_int_equal(json_array_size(stale), 1); /* the running member, not the parent */
+    assert_string_not_equal(jstr(json_array_get(stale, 0), "taskId"), p);
+    json_decref(stale);
+    /* A second end of the same member changes nothing (exactly once). */
+    finish(f, claimed_id(got, 0), token_of(got, 0), STORE_OUTCOME_COMPLETED, 12, STORE_CONFLICT);
+    finish(f, claimed_id(got, 1), token_of(got, 1), STORE_OUTCOME_FAILED, 13, STORE_OK);
+    row = get(f, p);
+    assert_string_equal(jstr(row, "status"), "FAILED");
+    json_t *resp = json_object_get(row, "responseVault");
+    assert_int_equal(jint(resp, "total"), 2);
+    assert_int_equal(jint(resp, "completed"), 1);
+    assert_int_equal(jint(resp, "failed"), 1);
+    json_t *second = json_array_get(json_object_get(resp, "members"), 1);
+    assert_string_equal(jstr(second, "status"), "FAILED");
+    assert_string_equal(jstr(second, "error"), "test says so");
+    assert_non_null(jstr(second, "taskId"));
+    assert_non_null(strstr(jstr(row, "lastFailureReason"), "not completed"));
+    json_decref(row);
+    json_decref(got);
+    /* A retry of the parent runs again only what did not complete. */
+    char r[37];
+    json_t *v = J("{\"function\":\"noop\",\"x\":1}");
+    struct store_item_spec sp = {.team = f->team, .machine = g, .bridge = f->bridge, .vault = v,
+                                 .parent_task_id = p, .link_kind = "retry",
+                                 .now_ms = f->t0 + 20};
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, r, NULL, err, sizeof(err)));
+    json_decref(v);
+    kids = members_of(f, g, r);
+    assert_int_equal(json_array_size(kids), 1);
+    assert_string_equal(jstr(json_array_get(kids, 0), "machineName"), f->m2);
+    json_decref(kids);
+    got = claim(f, f->bridge, 10, 30);
+    assert_int_equal(json_array_size(got), 1);
+    finish_all(f, got, STORE_OUTCOME_COMPLETED, 31);
+    json_decref(got);
+    assert_status(f, r, "COMPLETED");
+    /* In one batch: group, machine, group (the children's seqs never collide with the
+     * items after them). */
+    char ids[3][37];
+    v = J("{\"function\":\"noop\"}");
+    struct store_item_spec three[3] = {
+        {.team = f->team, .machine = g, .bridge = f->bridge, .vault = v},
+        {.team = f->team, .machine = f->m1, .bridge = f->bridge, .vault = v},
+        {.team = f->team, .machine = g, .bridge = f->bridge, .vault = v},
+    };
+    assert_rc(STORE_OK, store_queue_create_batch(f->s, three, 3, ids, err, sizeof(err)));
+    json_decref(v);
+    assert_status(f, ids[1], "PENDING");
+    for (int k = 0; k < 3; k += 2) {
+        kids = members_of(f, g, ids[k]);
+        assert_int_equal(json_array_size(kids), 2);
+        json_decref(kids);
+        assert_rc(STORE_OK, store_queue_cancel(f->s, ids[k], 0, NULL, err, sizeof(err)));
+        assert_status(f, ids[k], "CANCELLED");
+    }
+    /* A member of a running group cannot be removed. */
+    char q[37];
+    group_item(f, g, "{\"function\":\"noop\"}", 40, q);
+    kids = members_of(f, g, q);
+    assert_rc(STORE_CONFLICT, store_queue_delete(f->s, jstr(json_array_get(kids, 0), "taskId"),
+                                                 err, sizeof(err)));
+    assert_non_null(strstr(err, "is a member of group item"));
+    json_decref(kids);
+}
+
+static void test_group_max_parallel(void **state)
+{
+    struct fx *f = *state;
+    char err[512], g[64], members[300], p[37];
+    json_t *v = J("{\"concurrency\":5}");
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_MACHINE, NULL, f->m1, v, -1,
+                                                    STORE_VAULT_MERGE, NULL, err, sizeof(err)));
+    json_decref(v);
+    char m4[64], m5[64];
+    fresh_name(m4, sizeof(m4), "m4");
+    fresh_name(m5, sizeof(m5), "m5");
+    assert_rc(STORE_OK, store_machine_create(f->s, f->team, f->bridge, m4, NULL, NULL, err,
+                                             sizeof(err)));
+    assert_rc(STORE_OK, store_machine_create(f->s, f->team, f->bridge, m5, NULL, NULL, err,
+                                             sizeof(err)));
+    snprintf(members, sizeof(members), "[\"%s\",\"%s\",\"%s\",\"%s\"]", f->m1, f->m2, m4, m5);
+    make_group(f, g, sizeof(g), members);
+    group_item(f, g, "{\"function\":\"noop\",\"max_parallel\":2}", 0, p);
+    json_t *kids = members_of(f, g, p);
+    assert_null(json_object_get(json_object_get(json_array_get(kids, 0), "vaultContent"),
+                                "max_parallel"));
+    json_decref(kids);
+    /* Two start; each end lets one more start; never three at once. */
+    json_t *first = claim(f, f->bridge, 10, 100);
+    assert_int_equal(json_array_size(first), 2);
+    json_t *none = claim(f, f->bridge, 10, 101);
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+    finish(f, claimed_id(first, 0), token_of(first, 0), STORE_OUTCOME_COMPLETED, 102, STORE_OK);
+    json_t *third = claim(f, f->bridge, 10, 103);
+    assert_int_equal(json_array_size(third), 1);
+    assert_string_equal(jstr(json_array_get(third, 0), "machineName"), m4);
+    none = claim(f, f->bridge, 10, 104);
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+    finish(f, claimed_id(first, 1), token_of(first, 1), STORE_OUTCOME_FAILED, 105, STORE_OK);
+    json_t *fourth = claim(f, f->bridge, 10, 106);
+    assert_int_equal(json_array_size(fourth), 1); /* a failure frees a slot too */
+    assert_string_equal(jstr(json_array_get(fourth, 0), "machineName"), m5);
+    finish_all(f, third, STORE_OUTCOME_COMPLETED, 107);
+    assert_status(f, p, "PROCESSING");
+    finish_all(f, fourth, STORE_OUTCOME_COMPLETED, 108);
+    json_decref(first);
+    json_decref(third);
+    json_decref(fourth);
+    assert_status(f, p, "FAILED");
+    json_t *events = NULL;
+    assert_rc(STORE_OK, store_event_list(f->s, p, &events, err, sizeof(err)));
+    assert_int_equal(json_array_size(events), 2 + 4 + 1); /* CREATED FANOUT, 4 ends, FAILED */
+    json_decref(events);
+    /* stop_on_failure: after a failure, the members not started are cancelled. */
+    char q[37];
+    group_item(f, g, "{\"function\":\"noop\",\"max_parallel\":1,\"stop_on_failure\":true}", 200,
+               q);
+    json_t *got = claim(f, f->bridge, 10, 210);
+    assert_int_equal(json_array_size(got), 1);
+    finish(f, claimed_id(got, 0), token_of(got, 0), STORE_OUTCOME_FAILED, 211, STORE_OK);
+    json_decref(got);
+    json_t *row = get(f, q);
+    assert_string_equal(jstr(row, "status"), "FAILED");
+    json_t *resp = json_object_get(row, "responseVault");
+    assert_int_equal(jint(resp, "failed"), 1);
+    assert_int_equal(jint(resp, "cancelled"), 3);
+    assert_non_null(strstr(jstr(json_array_get(json_object_get(resp, "members"), 1), "error"),
+                           "stop_on_failure"));
+    json_decref(row);
+    got = claim(f, f->bridge, 10, 220);
+    assert_int_equal(json_array_size(got), 0);
+    json_decref(got);
+    /* Bad settings are refused at create. */
+    char x[37];
+    v = J("{\"function\":\"noop\",\"max_parallel\":0}");
+    struct store_item_spec sp = {.team = f->team, .machine = g, .bridge = f->bridge, .vault = v};
+    assert_rc(STORE_ERROR, store_queue_create(f->s, &sp, x, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "max_parallel"));
+    json_decref(v);
+}
+
+static void test_group_cancel(void **state)
+{
+    struct fx *f = *state;
+    char err[512], g[64], members[200], p[37];
+    snprintf(members, sizeof(members), "[\"%s\",\"%s\"]", f->m1, f->m2);
+    make_group(f, g, sizeof(g), members);
+    group_item(f, g, "{\"function\":\"noop\"}", 0, p);
+    json_t *got = claim(f, f->bridge, 1, 10); /* one member starts, one waits */
+    assert_int_equal(json_array_size(got), 1);
+    assert_rc(STORE_OK, store_start(f->s, claimed_id(got, 0), token_of(got, 0), f->t0 + 11, err,
+                                    sizeof(err)));
+    json_t *row = NULL;
+    assert_rc(STORE_OK, store_queue_cancel(f->s, p, 0, &row, err, sizeof(err)));
+    assert_string_equal(jstr(row, "status"), "CANCELLING");
+    json_decref(row);
+    assert_status(f, claimed_id(got, 0), "CANCELLING");
+    /* The running member's host stops it: the parent ends CANCELLED. */
+    finish(f, claimed_id(got, 0), token_of(got, 0), STORE_OUTCOME_CANCELLED, 12, STORE_OK);
+    row = get(f, p);
+    assert_string_equal(jstr(row, "status"), "CANCELLED");
+    assert_int_equal(jint(json_object_get(row, "responseVault"), "cancelled"), 2);
+    json_decref(row);
+    json_decref(got);
+    /* Forced, and a group item after a dependency that fails. */
+    char q[37], a[37], r[37];
+    group_item(f, g, "{\"function\":\"noop\"}", 20, q);
+    assert_rc(STORE_OK, store_queue_cancel(f->s, q, 1, NULL, err, sizeof(err)));
+    assert_status(f, q, "CANCELLED");
+    item(f, f->m1, 1, 30, a);
+    const char *after_a[] = {a};
+    json_t *v = J("{\"function\":\"noop\"}");
+    struct store_item_spec sp = {.team = f->team, .machine = g, .bridge = f->bridge, .vault = v,
+                                 .after = after_a, .n_after = 1, .now_ms = f->t0 + 31};
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, r, NULL, err, sizeof(err)));
+    json_decref(v);
+    got = claim(f, f->bridge, 10, 40);
+    assert_int_equal(json_array_size(got), 1); /* a; the members wait for it */
+    assert_string_equal(claimed_id(got, 0), a);
+    finish(f, a, token_of(got, 0), STORE_OUTCOME_FAILED, 41, STORE_OK);
+    json_decref(got);
+    assert_status(f, r, "FAILED");
+}
+
+/* A store of schema version 2 (migration 3 undone) is brought to version 3, its items and
+ * resources kept, and groups work in it. */
+static void test_upgrade_from_v2(void **state)
+{
+    struct fx *f = *state;
+    char err[512], path[128], a[37], g[64], p[37], members[200];
+    if (!is_sqlite(f))
+        skip();
+    snprintf(path, sizeof(path), "%s/upgrade2-%d.db", g_dir, (int)getpid());
+    store *s = store_open(path, err, sizeof(err));
+    assert_non_null(s);
+    struct fx h = *f;
+    h.s = s;
+    assert_rc(STORE_OK, store_region_create(s, f->region, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_bridge_create(s, f->region, f->bridge, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_team_create(s, f->team, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_machine_create(s, f->team, f->bridge, f->m1, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK,
+              store_machine_create(s, f->team, f->bridge, f->m2, NULL, NULL, err, sizeof(err)));
+    item(&h, f->m1, 3, 0, a);
+    store_close(s);
+    raw_sql(path, "DROP INDEX qi_parent; DROP TABLE machine_groups;"
+                  "DELETE FROM schema_migrations WHERE version >= 3;");
+    s = store_open(path, err, sizeof(err));
+    assert_non_null(s);
+    h.s = s;
+    json_t *rows = NULL;
+    assert_rc(STORE_OK, store_migrations(s, &rows, err, sizeof(err)));
+    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 3);
+    json_decref(rows);
+    assert_status(&h, a, "PENDING");
+    snprintf(members, sizeof(members), "[\"%s\",\"%s\"]", f->m1, f->m2);
+    make_group(&h, g, sizeof(g), members);
+    group_item(&h, g, "{\"function\":\"noop\"}", 10, p);
+    assert_status(&h, p, "PROCESSING");
+    store_close(s);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 static int run_suite(const char *name)
@@ -2435,6 +2826,11 @@ static int run_suite(const char *name)
         T(test_recovery_items),
         T(test_claim_items_full_batch),
         T(test_list_many_teams),
+        T(test_group_crud),
+        T(test_group_fanout),
+        T(test_group_max_parallel),
+        T(test_group_cancel),
+        T(test_upgrade_from_v2),
     };
     return _cmocka_run_group_tests(name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
 }
