@@ -67,6 +67,8 @@ struct scan {
     const volatile int *stop;
     rerr *e;
     const char *root;
+    tree_filter filter;
+    void *filter_arg;
 };
 
 static void fill_meta(tnode *n, const struct stat *st)
@@ -99,6 +101,10 @@ static int scan_entry(struct scan *sc, int dirfd, const char *name, const char *
     }
     if (S_ISSOCK(st.st_mode)) {
         sc->t->skipped++; /* a socket belongs to a running process, not to a backup */
+        return 0;
+    }
+    if (sc->filter && sc->filter(sc->filter_arg, rel, S_ISDIR(st.st_mode))) {
+        sc->t->excluded++; /* excluded directories are not even opened */
         return 0;
     }
     tnode *n = add_node(sc->t);
@@ -198,7 +204,14 @@ static int scan_dir(struct scan *sc, int dirfd, const char *rel)
 
 int tree_scan(const char *root, tree *t, const volatile int *stop, rerr *e)
 {
-    struct scan sc = {.t = t, .stop = stop, .e = e, .root = root};
+    return tree_scan_filtered(root, t, stop, NULL, NULL, e);
+}
+
+int tree_scan_filtered(const char *root, tree *t, const volatile int *stop, tree_filter filter,
+                       void *filter_arg, rerr *e)
+{
+    struct scan sc = {
+        .t = t, .stop = stop, .e = e, .root = root, .filter = filter, .filter_arg = filter_arg};
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {

@@ -45,7 +45,8 @@ typedef struct tree {
     tnode *nodes;
     size_t n;
     size_t cap;
-    size_t skipped; /* sockets and entries that vanished during the scan */
+    size_t skipped;  /* sockets and entries that vanished during the scan */
+    size_t excluded; /* entries a scan's filter left out (a directory counts once) */
     char why[640];  /* tree_decode: the entry refused and why ("" when the bytes are cut) */
 } tree;
 
@@ -54,6 +55,14 @@ typedef struct tree {
  * set. stop, when not NULL, is polled and ends the scan early (E_CANCELLED) when non-zero.
  */
 int tree_scan(const char *root, tree *t, const volatile int *stop, rerr *e);
+/*
+ * A scan's filter (repo_push's "exclude"): non-zero leaves out the entry at rel (relative to
+ * the root, never ""), and for a directory everything it holds (it is not even opened).
+ */
+typedef int (*tree_filter)(void *arg, const char *rel, int is_dir);
+/* tree_scan with a filter (NULL: none). */
+int tree_scan_filtered(const char *root, tree *t, const volatile int *stop, tree_filter filter,
+                       void *filter_arg, rerr *e);
 void tree_encode(const tree *t, buf *out);
 /*
  * Decodes into t (empty on entry). 0, or -1 when the bytes are malformed or an entry breaks
