@@ -520,6 +520,20 @@ out:
     return rc;
 }
 
+int tree_check(tree *t)
+{
+    path_set ps = {0};
+    int rc = 0;
+    t->why[0] = '\0';
+    for (size_t i = 0; i < t->n && rc == 0; i++) {
+        rc = check_node(t, &ps, i);
+        if (rc == 0)
+            set_add(&ps, t, i);
+    }
+    free(ps.slots);
+    return rc;
+}
+
 void tree_free(tree *t)
 {
     for (size_t i = 0; i < t->n; i++) {

@@ -76,6 +76,9 @@ void tree_encode(const tree *t, buf *out);
  * them.
  */
 int tree_decode(const uint8_t *p, size_t n, tree *t);
+/* Checks a tree built elsewhere than by tree_scan (a remote machine's listing) against the
+ * rules tree_decode applies. 0, or -1 with t->why naming the entry. */
+int tree_check(tree *t);
 void tree_free(tree *t);
 /* Returns out (outlen bytes, at least 16) holding s in double quotes, bytes outside printable
  * ASCII as \xNN, cut after 120 bytes: a hostile name is shown, never echoed raw into a log. */
