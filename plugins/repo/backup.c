@@ -95,6 +95,8 @@ static void bk_fail(bk *b, const rerr *e)
     pthread_mutex_lock(&b->mu);
     rerr_merge(&b->err, e);
     __atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED);
+    if (b->req->remote)
+        b->req->remote->stop(b->req->remote->arg);
     pthread_cond_broadcast(&b->q_nonfull);
     pthread_cond_broadcast(&b->q_nonempty);
     pthread_mutex_unlock(&b->mu);
@@ -735,7 +737,7 @@ static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint6
         (json_int_t)(get_u64(&b->bytes_done) - b->reused), "bytes_new",
         (json_int_t)get_u64(&b->bytes_new), "bytes_stored", (json_int_t)get_u64(&b->stored_new),
         "chunks_new", (json_int_t)get_u64(&b->chunks_new));
-    return json_pack(
+    json_t *doc = json_pack(
         "{s:i,s:s,s:s,s:s,s:I,s:I,s:s?,s:I,s:s?,s:s?,s:s,s:O?,s:s?,s:s?,s:O,s:o}", "format",
         MANIFEST_FORMAT, "repository", r->repository, "id", b->id, "time", when,
         "unix_time", (json_int_t)now, "unix_time_ns",
@@ -743,6 +745,9 @@ static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint6
         (json_int_t)r->expires, "hostname", r->hostname, "machine", r->machine, "source",
         r->source_is_snapshot ? "snapshot" : "live", "tags", r->tags, "description", r->description,
         "parent", parent[0] ? parent : NULL, "tree", tree_refs, "stats", stats);
+    if (doc && r->path)
+        json_object_set_new(doc, "path", json_string(r->path));
+    return doc;
 }
 
 /* Stores the tree and writes the manifest: the commit point. */

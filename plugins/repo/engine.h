@@ -52,6 +52,9 @@ typedef struct backup_source {
     /* Ends a stream (stopping its command when failed) and frees it; adds the files that
      * changed while they were read to *changed. 0, or -1 with e set. */
     int (*close)(void *arg, void *stream, int failed, uint64_t *changed, rerr *e);
+    /* Called from any thread when the push stops (a failure or a cancel): reads and writes
+     * in flight give up soon after. */
+    void (*stop)(void *arg);
 } backup_source;
 
 typedef struct backup_req {
@@ -61,6 +64,7 @@ typedef struct backup_req {
     tree_filter filter;          /* local scans: "exclude" (NULL: none); remote scans filter */
     void *filter_arg;            /* themselves */
     int source_is_snapshot;  /* source is a local snapshot (recorded in the manifest) */
+    const char *path;        /* repo_push's "paths": the absolute path (recorded), else NULL */
     const char *snapshot_id; /* id of the new snapshot */
     int default_id;          /* snapshot_id is the default (the time): on a clash add -2, -3 … */
     const json_t *tags;      /* any JSON, or NULL */

@@ -95,8 +95,8 @@ static int parse_time(const char *s, size_t len, int64_t *sec, uint32_t *nsec)
 }
 
 /* Parses one complete record: head (header and path, NUL-free, headlen bytes) and target. */
-static int parse_record(remote_scan *rs, const char *head, size_t headlen, const char *target,
-                        rerr *e)
+static int parse_record(remote_scan *rs, const char *head, size_t headlen,
+                        const char *link_text, rerr *e)
 {
     const char *tok[10];
     size_t toklen[10];
@@ -158,7 +158,7 @@ static int parse_record(remote_scan *rs, const char *head, size_t headlen, const
     memcpy(r.n.path, p, pathlen);
     r.n.path[pathlen] = '\0';
     if (r.n.kind == T_SYMLINK)
-        r.n.target = xstrdup(target);
+        r.n.target = xstrdup(link_text);
     if (rs->n == rs->cap) {
         rs->cap = rs->cap ? rs->cap * 2 : 256;
         rs->nodes = xrealloc(rs->nodes, rs->cap * sizeof(*rs->nodes));

@@ -124,15 +124,15 @@ static int scan_entry(struct scan *sc, int dirfd, const char *name, const char *
     if (S_ISLNK(st.st_mode)) {
         n->kind = T_SYMLINK;
         size_t cap = (size_t)st.st_size + 2;
-        char *target = xmalloc(cap);
-        ssize_t len = readlinkat(dirfd, name, target, cap - 1);
+        char *text = xmalloc(cap);
+        ssize_t len = readlinkat(dirfd, name, text, cap - 1);
         if (len < 0) {
-            free(target);
+            free(text);
             return rerr_set(sc->e, errno_kind(errno), "cannot read link %s/%s: %s", sc->root, rel,
                             strerror(errno));
         }
-        target[len] = '\0';
-        n->target = target;
+        text[len] = '\0';
+        n->target = text;
         return 0;
     }
     if (S_ISREG(st.st_mode)) {
