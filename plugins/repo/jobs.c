@@ -334,8 +334,11 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
     char *live = repo_dir(t, repository);
     char *snaps = snapshots_dir(t, repository);
     char *local_snap = xasprintf("%s/%s", snaps, snap_id);
-    int from_snapshot = given && machine_exists(t, local_snap);
-    if (!from_snapshot && !machine_exists(t, live)) {
+    int from_snapshot = given ? machine_test(t, local_snap) : 0;
+    int exists = from_snapshot == 0 ? machine_test(t, live) : 1;
+    if (from_snapshot < 0 || exists < 0) {
+        res = FERRY_RETRY; /* the machine could not be reached: the exec service said why */
+    } else if (!exists) {
         job_error(ctx, "not_found", "repository %s does not exist on %s (%s)", repository, t->name,
                   live);
         res = FERRY_FAIL;
@@ -424,7 +427,10 @@ ferry_result push_paths(ferry_ctx *ctx, target *t, const json_t *paths, const ch
             path[--len] = '\0';
         char *repository = path_repository(path);
         json_t *one = NULL;
-        if (!machine_exists(t, path)) {
+        int exists = machine_test(t, path);
+        if (exists < 0) {
+            res = FERRY_RETRY;
+        } else if (!exists) {
             job_error(ctx, "not_found", "path %s does not exist on %s", path, t->name);
             res = FERRY_FAIL;
         } else {
