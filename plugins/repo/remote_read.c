@@ -42,21 +42,30 @@ static int stopping(const remote_source *rs)
     return __atomic_load_n(&rs->stop, __ATOMIC_RELAXED);
 }
 
-/* Reads what is there on fd, waiting at most POLL_MS at a time and giving up when the push
- * stops. Returns the bytes read, 0 at end-of-file, -1 (errno set; ECANCELED on a stop). */
-static ssize_t poll_read(remote_source *rs, int fd, void *dst, size_t len)
+/* Waits until fd is ready for events, POLL_MS at a time, giving up when the push stops.
+ * 0, or -1 with errno set (ECANCELED on a stop). */
+static int wait_ready(remote_source *rs, int fd, short events)
 {
     for (;;) {
         if (stopping(rs)) {
             errno = ECANCELED;
             return -1;
         }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
+        struct pollfd p = {.fd = fd, .events = events};
         int r = poll(&p, 1, POLL_MS);
+        if (r > 0)
+            return 0;
         if (r < 0 && errno != EINTR)
             return -1;
-        if (r <= 0)
-            continue;
+    }
+}
+
+/* Reads what is there on fd: the bytes read, 0 at end-of-file, -1 (errno set). */
+static ssize_t poll_read(remote_source *rs, int fd, void *dst, size_t len)
+{
+    for (;;) {
+        if (wait_ready(rs, fd, POLLIN) != 0)
+            return -1;
         ssize_t got = read(fd, dst, len);
         if (got < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
@@ -66,27 +75,21 @@ static ssize_t poll_read(remote_source *rs, int fd, void *dst, size_t len)
     }
 }
 
-/* Writes all of data to a non-blocking fd, polling; -1 when the push stops or the command
- * went away (EPIPE). */
+/* Writes all of data to a non-blocking fd; -1 when the push stops or the command went away
+ * (EPIPE). */
 static int poll_write(remote_source *rs, int fd, const void *data, size_t len)
 {
     const uint8_t *p = data;
     while (len > 0) {
-        if (stopping(rs))
+        if (wait_ready(rs, fd, POLLOUT) != 0)
             return -1;
-        struct pollfd pf = {.fd = fd, .events = POLLOUT};
-        int r = poll(&pf, 1, POLL_MS);
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (r <= 0)
-            continue;
         ssize_t put = write(fd, p, len);
-        if (put < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (put < 0)
+        if (put < 0 && errno != EINTR && errno != EAGAIN)
             return -1;
-        p += put;
-        len -= (size_t)put;
+        if (put > 0) {
+            p += put;
+            len -= (size_t)put;
+        }
     }
     return 0;
 }
