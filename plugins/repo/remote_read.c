@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "machine.h"
@@ -200,6 +201,8 @@ static int exclude_cb(void *arg, const char *rel, int is_dir)
     return pattern_excluded(arg, rel, is_dir);
 }
 
+static int fill_devices(remote_source *rs, tree *t, rerr *e);
+
 static int rs_scan(void *arg, tree *t, rerr *e)
 {
     remote_source *rs = arg;
@@ -242,7 +245,87 @@ static int rs_scan(void *arg, tree *t, rerr *e)
         remote_scan_free(scan);
         return -1;
     }
-    return remote_scan_finish(scan, t, e);
+    if (remote_scan_finish(scan, t, e) != 0)
+        return -1;
+    return fill_devices(rs, t, e);
+}
+
+static void *writer_main(void *arg);
+
+/*
+ * Device numbers, which find cannot print: one `stat` over the device nodes of the listing
+ * (NUL-separated on its stdin), printing "MAJOR MINOR INODE" in hex, hex and decimal per
+ * node. A node missing from the answer vanished since the listing and is left out.
+ */
+static int fill_devices(remote_source *rs, tree *t, rerr *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n; i++)
+        n += t->nodes[i].kind == T_CHR || t->nodes[i].kind == T_BLK;
+    if (n == 0)
+        return 0;
+    size_t *nodes = xcalloc(n, sizeof(*nodes));
+    const char **paths = xcalloc(n, sizeof(*paths));
+    n = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->nodes[i].kind == T_CHR || t->nodes[i].kind == T_BLK) {
+            nodes[n] = i;
+            paths[n++] = t->nodes[i].path;
+        }
+    char *qroot = sh_quote(rs->root);
+    char *cmd = xasprintf("cd -- %s && LC_ALL=C exec xargs -0 -r stat --printf '%%t %%T %%i\\n' --",
+                          qroot);
+    free(qroot);
+    rstream st = {.src = rs, .paths = paths, .n = n};
+    int rc = 0;
+    buf out = {0};
+    st.h = start(rs, cmd, &st.to, &st.from, e);
+    free(cmd);
+    if (st.h == NULL) {
+        rc = -1;
+        goto out;
+    }
+    fcntl(st.to, F_SETFL, fcntl(st.to, F_GETFL) | O_NONBLOCK);
+    st.writer_started = pthread_create(&st.writer, NULL, writer_main, &st) == 0;
+    if (!st.writer_started)
+        close(st.to);
+    uint8_t chunk[4096];
+    ssize_t got;
+    while ((got = poll_read(rs, st.from, chunk, sizeof(chunk))) > 0 && out.len < ((size_t)64 << 20))
+        buf_append(&out, chunk, (size_t)got);
+    buf_put_u8(&out, 0);
+    if (st.writer_started)
+        pthread_join(st.writer, NULL);
+    close(st.from);
+    rc = end_command(rs, st.h, "reading device numbers", got < 0, 1, NULL, e);
+    if (rc == 0 && got < 0)
+        rc = rerr_set(e, E_CANCELLED, "cancelled");
+    size_t k = 0;
+    for (char *line = (char *)out.data; rc == 0 && line && *line;) {
+        char *end = strchr(line, '\n');
+        unsigned long major = 0, minor = 0;
+        unsigned long long ino = 0;
+        if (end == NULL || sscanf(line, "%lx %lx %llu", &major, &minor, &ino) != 3) {
+            rc = rerr_set(e, E_FAIL, "the device numbers from machine %s are malformed", rs->machine);
+            break;
+        }
+        while (k < n && t->nodes[nodes[k]].ino != ino)
+            t->nodes[nodes[k++]].kind = 0; /* vanished */
+        if (k == n) {
+            rc = rerr_set(e, E_FAIL, "the device numbers from machine %s name no listed node",
+                          rs->machine);
+            break;
+        }
+        t->nodes[nodes[k++]].rdev = makedev(major, minor);
+        line = end + 1;
+    }
+    for (; rc == 0 && k < n; k++)
+        t->nodes[nodes[k]].kind = 0;
+out:
+    buf_free(&out);
+    free(paths);
+    free(nodes);
+    return rc;
 }
 
 static void *writer_main(void *arg)
