@@ -219,12 +219,6 @@ static int push_exclude(ferry_ctx *ctx, const json_t *params, pattern_set **out)
     return ok && *out ? 0 : -1;
 }
 
-/*
- * Pushes source (a directory on the machine) as a snapshot of repository. path is the
- * absolute path pushed for repo_push's "paths" (recorded in the manifest), NULL for a
- * repository of the datastore. On a remote machine the files are listed and read through
- * the host's streaming exec service (remote_read.h).
- */
 /* The push parameters every push checks first (push_opts_read). */
 typedef struct push_opts {
     int level;         /* zstd level */
@@ -233,6 +227,12 @@ typedef struct push_opts {
     int default_id;    /* no snapshot_id was given */
 } push_opts;
 
+/*
+ * Pushes source (a directory on the machine) as a snapshot of repository. path is the
+ * absolute path pushed for repo_push's "paths" (recorded in the manifest), NULL for a
+ * repository of the datastore. On a remote machine the files are listed and read through
+ * the host's streaming exec service (remote_read.h).
+ */
 static ferry_result push_dir(ferry_ctx *ctx, target *t, const char *repository, const char *source,
                              int from_snapshot, const char *path, const char *storage_name,
                              const json_t *params, const push_opts *o, int retry_transient,
@@ -288,11 +288,11 @@ static ferry_result push_dir(ferry_ctx *ctx, target *t, const char *repository, 
     if (path)
         json_object_set_new(*result, "path", json_string(path));
     if (!t->local)
-        json_object_set_new(*result, "bytes_received",
-                            json_integer((json_int_t)__atomic_load_n(&remote.bytes,
-                                                                     __ATOMIC_RELAXED)));
-    ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s", path ? path : repository,
-              from_snapshot ? " (local snapshot)" : "",
+        json_object_set_new(
+            *result, "bytes_received",
+            json_integer((json_int_t)__atomic_load_n(&remote.bytes, __ATOMIC_RELAXED)));
+    ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s",
+              path ? path : repository, from_snapshot ? " (local snapshot)" : "",
               json_string_value(json_object_get(*result, "snapshot_id")), storage_name);
     if (o->expires || json_object_get(params, "retention_days") ||
         json_object_get(params, "retention_years"))
@@ -401,8 +401,9 @@ ferry_result push_paths(ferry_ctx *ctx, target *t, const json_t *paths, const ch
 {
     size_t n = json_is_array(paths) ? json_array_size(paths) : 0;
     if (n == 0) {
-        job_error(ctx, "bad_parameter",
-                  "paths must be a non-empty list of absolute paths, e.g. [\"/etc\", \"/var/www\"]");
+        job_error(
+            ctx, "bad_parameter",
+            "paths must be a non-empty list of absolute paths, e.g. [\"/etc\", \"/var/www\"]");
         return FERRY_INVALID;
     }
     for (size_t i = 0; i < n; i++) {

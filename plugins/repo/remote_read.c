@@ -22,7 +22,7 @@
 
 /* GNU tar reading the NUL-separated list on its stdin from the pushed directory. */
 #define TAR_ARGS                                                                                   \
-    "tar -c -f - --format=gnu --sparse --no-recursion --hard-dereference --null "               \
+    "tar -c -f - --format=gnu --sparse --no-recursion --hard-dereference --null "                  \
     "--verbatim-files-from --no-unquote -T -"
 
 typedef struct rstream {
@@ -120,8 +120,10 @@ static char *last_line(const char *text)
 static int benign_output(const char *text, int truncated, uint64_t *changed)
 {
     static const char *const benign[] = {
-        "No such file or directory", "File removed before we read it",
-        "file changed as we read it", "Exiting with failure status due to previous errors",
+        "No such file or directory",
+        "File removed before we read it",
+        "file changed as we read it",
+        "Exiting with failure status due to previous errors",
         "File shrank by",
     };
     int ok = !truncated;
@@ -131,7 +133,7 @@ static int benign_output(const char *text, int truncated, uint64_t *changed)
         for (size_t i = 0; i < sizeof(benign) / sizeof(benign[0]) && !known; i++) {
             const char *hit = strstr(p, benign[i]);
             known = hit && hit < p + len;
-            if (known && i == 2 && changed)
+            if (known && (i == 2 || i == 4) && changed)
                 (*changed)++;
         }
         ok = ok && known;
@@ -166,12 +168,13 @@ static int end_command(remote_source *rs, ferry_exec_stream *h, const char *what
     } else if (json_is_integer(sig)) {
         rc = rerr_set(e, E_TRANSIENT, "%s on machine %s ended by signal %d", what, rs->machine,
                       (int)json_integer_value(sig));
-    } else if (code != 0 && !(allow_benign && code <= 2 && benign_output(out ? out : "",
-                                                                          truncated, &count))) {
+    } else if (code != 0 &&
+               !(allow_benign && code <= 2 && benign_output(out ? out : "", truncated, &count))) {
         char *line = last_line(out ? out : "");
         /* 255 is ssh's own failure: the connection dropped or could not be made */
-        rc = rerr_set(e, code == 255 ? E_TRANSIENT : E_FAIL, "%s on machine %s failed (exit %d%s): %s",
-                      what, rs->machine, code, code == 255 ? ", the connection failed" : "", line);
+        rc = rerr_set(e, code == 255 ? E_TRANSIENT : E_FAIL,
+                      "%s on machine %s failed (exit %d%s): %s", what, rs->machine, code,
+                      code == 255 ? ", the connection failed" : "", line);
         free(line);
     } else if (changed && out) {
         count = 0;
@@ -184,8 +187,7 @@ static int end_command(remote_source *rs, ferry_exec_stream *h, const char *what
 }
 
 /* Starts command on the machine; *to and *from are its stdin and stdout. */
-static ferry_exec_stream *start(remote_source *rs, const char *command, int *to, int *from,
-                                rerr *e)
+static ferry_exec_stream *start(remote_source *rs, const char *command, int *to, int *from, rerr *e)
 {
     ferry_exec_stream *h = rs->ctx->host->exec_start(rs->ctx, command, NULL, to, from);
     if (h == NULL)
@@ -235,8 +237,8 @@ static int rs_scan(void *arg, tree *t, rerr *e)
     /* find's own failure (a directory it may not read, a root that is not there) says more
      * than a listing cut short, so it is checked first. */
     rerr why = {0};
-    if (end_command(rs, h, "listing the files", rc != 0 && e->kind == E_CANCELLED, 1, NULL,
-                    &why) != 0) {
+    if (end_command(rs, h, "listing the files", rc != 0 && e->kind == E_CANCELLED, 1, NULL, &why) !=
+        0) {
         remote_scan_free(scan);
         *e = why;
         return -1;
@@ -273,8 +275,8 @@ static int fill_devices(remote_source *rs, tree *t, rerr *e)
             paths[n++] = t->nodes[i].path;
         }
     char *qroot = sh_quote(rs->root);
-    char *cmd = xasprintf("cd -- %s && LC_ALL=C exec xargs -0 -r stat --printf '%%t %%T %%i\\n' --",
-                          qroot);
+    char *cmd =
+        xasprintf("cd -- %s && LC_ALL=C exec xargs -0 -r stat --printf '%%t %%T %%i\\n' --", qroot);
     free(qroot);
     rstream st = {.src = rs, .paths = paths, .n = n};
     int rc = 0;
@@ -306,7 +308,8 @@ static int fill_devices(remote_source *rs, tree *t, rerr *e)
         unsigned long major = 0, minor = 0;
         unsigned long long ino = 0;
         if (end == NULL || sscanf(line, "%lx %lx %llu", &major, &minor, &ino) != 3) {
-            rc = rerr_set(e, E_FAIL, "the device numbers from machine %s are malformed", rs->machine);
+            rc = rerr_set(e, E_FAIL, "the device numbers from machine %s are malformed",
+                          rs->machine);
             break;
         }
         while (k < n && t->nodes[nodes[k]].ino != ino)

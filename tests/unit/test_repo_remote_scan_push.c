@@ -168,16 +168,18 @@ static int setup(void **state)
     snprintf(fakes, sizeof(fakes), "%s/fakes", base);
     assert_int_equal(mkdir(src, 0755), 0);
     assert_int_equal(mkdir(fakes, 0755), 0);
-    sh_arg(src, "cd \"$0\" && mkdir -p a/empty b/c 'sp ace' && head -c 3000000 /dev/urandom > a/big && "
-       "printf one > a/one && ln a/one b/hard && ln a/one 'sp ace/hard2' && "
-       "ln -s '../a/one' b/sym && ln -s 'dangling target' b/dangle && "
-       "printf nl > \"$(printf 'new\\nline')\" && printf bad > \"$(printf 'bad\\377\\376')\" && "
-       "printf caf > \"$(printf 'caf\\303\\251')\" && printf q > \"it's\" && "
-       "printf d > '$(touch pwned2)' && printf dash > -- && printf opt > --help && "
-       "mkfifo b/fifo && chmod 4755 a/one && chmod 1777 b/c && chmod 0600 b/c/../../caf* && "
-       "truncate -s 64M sparse && "
-       "dd if=/dev/urandom of=sparse bs=4096 count=1 seek=8192 conv=notrunc 2>/dev/null && "
-       "touch -d '2001-02-03 04:05:06.123456789' a/big");
+    sh_arg(
+        src,
+        "cd \"$0\" && mkdir -p a/empty b/c 'sp ace' && head -c 3000000 /dev/urandom > a/big && "
+        "printf one > a/one && ln a/one b/hard && ln a/one 'sp ace/hard2' && "
+        "ln -s '../a/one' b/sym && ln -s 'dangling target' b/dangle && "
+        "printf nl > \"$(printf 'new\\nline')\" && printf bad > \"$(printf 'bad\\377\\376')\" && "
+        "printf caf > \"$(printf 'caf\\303\\251')\" && printf q > \"it's\" && "
+        "printf d > '$(touch pwned2)' && printf dash > -- && printf opt > --help && "
+        "mkfifo b/fifo && chmod 4755 a/one && chmod 1777 b/c && chmod 0600 b/c/../../caf* && "
+        "truncate -s 64M sparse && "
+        "dd if=/dev/urandom of=sparse bs=4096 count=1 seek=8192 conv=notrunc 2>/dev/null && "
+        "touch -d '2001-02-03 04:05:06.123456789' a/big");
     if (geteuid() == 0) /* device numbers come from a separate stat: a node to check them */
         sh_arg(src, "cd \"$0\" && mknod -m 0660 b/cdev c 1 7");
     vault = json_pack("{s:s,s:s}", "provider", "local", "path", store);
@@ -273,7 +275,7 @@ static void test_round_trip_and_incremental(void **state)
     json_t *stats = json_object_get(res, "stats");
     assert_int_equal(json_integer_value(json_object_get(stats, "bytes_read")), 7);
     json_decref(res);
-    int devs = geteuid() == 0; /* one stat for the device numbers */
+    int devs = geteuid() == 0;                    /* one stat for the device numbers */
     assert_int_equal(started - before, 2 + devs); /* one listing, one tar */
     assert_true(second < 20000);
     compare("s2");
@@ -387,8 +389,9 @@ static void test_cancel_reuses(void **state)
 {
     (void)state;
     sh_arg(src, "cd \"$0\" && head -c 40000000 /dev/urandom > stalled");
-    sh_arg(fakes, "printf '#!/bin/sh\\n/bin/tar \"$@\" | { head -c 30000000; exec sleep 61.5; }\\n' "
-                  "> \"$0/tar\" && chmod +x \"$0/tar\"");
+    sh_arg(fakes,
+           "printf '#!/bin/sh\\n/bin/tar \"$@\" | { head -c 30000000; exec sleep 61.5; }\\n' "
+           "> \"$0/tar\" && chmod +x \"$0/tar\"");
     snprintf(fake_path, sizeof(fake_path), "%s:/usr/bin:/bin", fakes);
     ui u = {.cancelled = cancel_after};
     push_ui = &u;
@@ -409,7 +412,8 @@ static void test_cancel_reuses(void **state)
     json_t *res = NULL;
     if (remote_push("after-cancel", NULL, NULL, &res, &e) != 0)
         fail_msg("push after the cancel: %s", e.msg);
-    json_int_t fresh = json_integer_value(json_object_get(json_object_get(res, "stats"), "bytes_new"));
+    json_int_t fresh =
+        json_integer_value(json_object_get(json_object_get(res, "stats"), "bytes_new"));
     json_decref(res);
     /* a pack is 16 MiB: the first one arrived before the tar stalled (a chunk is cut once
      * 4 MiB follow it, so about 26 MB of the 30 MB sent were packed) */
