@@ -155,12 +155,6 @@ TREE_BYTES=$(du -s --apparent-size -B1 --exclude=sparse "$R" | cut -f1)
 # --- first push and a pull back on the bridge --------------------------------------------
 before=$(counted)
 out=$(job far '{"function":"repo_push","repository":"data","storage":"st","snapshot_id":"s1"}')
-if [[ $(err "$out" .message) == *"streaming exec service"* ]]; then
-    # Until the host implements ABI 1.2's exec_start (branch s6-stream), nothing below can run.
-    echo "# skipped: this host has no streaming exec service yet"
-    t_done
-    exit 0
-fi
 eq "repo_push from the SSH machine completes" "$(status "$out")" COMPLETED
 first=$(( $(counted) - before ))
 [[ $first -gt $TREE_BYTES && $first -lt $((TREE_BYTES * 12 / 10 + 400000)) ]] &&
@@ -259,17 +253,17 @@ interrupted "killed sshd session" do_kill_session FAILED
 as_user mkdir -p "$SSHD_HOME/fakebin"
 fake_find() { printf '#!/bin/sh\n%s\n' "$1" >"$SSHD_HOME/fakebin/find"; chmod 755 "$SSHD_HOME/fakebin/find"; }
 n=$(snapshots)
-fake_find "printf 'd 755 0 0 1 1.0 1.0 1 1 2 \\\\0\\\\0f 644 0 0 1 1.0 1.0 2 1 1 ../../etc/passwd\\\\0\\\\0'"
+fake_find "printf 'd 755 0 0 1 1.0 1.0 1 1 2 \\0\\0f 644 0 0 1 1.0 1.0 2 1 1 ../../etc/passwd\\0\\0'"
 out=$(job evil '{"function":"repo_push","repository":"data","storage":"st"}')
 eq "a listing with .. fails the push" "$(status "$out")" FAILED
 contains "... naming the entry" "$(err "$out" .message)" 'entry "../../etc/passwd"'
-fake_find "printf 'd 755 0 0 1 1.0 1.0 1 1 2 \\\\0\\\\0f 644 0 0 1 1.0 1.0 2 1 1 /etc/passwd\\\\0\\\\0'"
+fake_find "printf 'd 755 0 0 1 1.0 1.0 1 1 2 \\0\\0f 644 0 0 1 1.0 1.0 2 1 1 /etc/passwd\\0\\0'"
 out=$(job evil '{"function":"repo_push","repository":"data","storage":"st"}')
 contains "an absolute path fails the push" "$(err "$out" .message)" "absolute path"
 fake_find "head -c 3000 /dev/urandom"
 out=$(job evil '{"function":"repo_push","repository":"data","storage":"st"}')
 eq "garbage fails the push" "$(status "$out")" FAILED
-fake_find "printf 'd 755 0 0 1 1.0 1.0 1 1 2 \\\\0\\\\0f 644 0 0 1'"
+fake_find "printf 'd 755 0 0 1 1.0 1.0 1 1 2 \\0\\0f 644 0 0 1'"
 out=$(job evil '{"function":"repo_push","repository":"data","storage":"st"}')
 contains "a truncated record fails the push" "$(err "$out" .message)" "ends in the middle of a record"
 eq "none of them stored a snapshot" "$(snapshots)" "$n"
