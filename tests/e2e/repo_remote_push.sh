@@ -181,6 +181,19 @@ second=$(( $(counted) - before ))
     fail "the incremental push moves about the changed bytes" "$second bytes"
 eq "it read only the changed file" "$(res "$out" .stats.bytes_read)" 150000
 
+# --- the seed's backup workflow on the SSH machine: a local snapshot there, then its push; and
+# backup_with_retry of every repository of the remote datastore ------------------------------
+out=$(job far '{"function":"repo_snapshot","repository":"data","snapshot_id":"snap1"}')
+eq "repo_snapshot on the SSH machine completes" "$(status "$out")" COMPLETED
+out=$(job far '{"function":"repo_push","repository":"data","storage":"st","snapshot_id":"snap1"}')
+eq "the push of that local snapshot completes" "$(status "$out")" COMPLETED
+contains "... from the snapshot" "$(ferry queue trace "$(ferry list queue --max-records 1 --output json | jq -r '.data[0].taskId')" --output json | jq -r '.data.timeline[].details')" "(local snapshot)"
+as_user mkdir -p "$HOME_DS/repositories/second"
+as_user sh -c 'printf two > "$0/f"' "$HOME_DS/repositories/second"
+out=$(job far '{"function":"backup_with_retry","storage":"st"}')
+eq "backup_with_retry on the SSH machine completes" "$(status "$out")" COMPLETED
+eq "... pushing every repository of its datastore" "$(res "$out" '.pushed[].repository' | sort | tr '\n' ' ')" "data second "
+
 # --- paths and exclude ---------------------------------------------------------------------
 out=$(job far "{\"function\":\"repo_push\",\"paths\":[\"$R/\"],\"storage\":\"st\",\"exclude\":[\"*.log\",\"/cache/\",\"!keep.log\"]}")
 eq "repo_push with paths completes" "$(status "$out")" COMPLETED
