@@ -18,10 +18,12 @@ RELAY_PID=
 t_cleanup_all() {
     [[ -n $RELAY_PID ]] && kill "$RELAY_PID" 2>/dev/null
     "$FERRY_ROOT/tests/helpers/sshd.sh" stop "$SSHD_DIR"
+    rm -rf "${SSHD_HOME:?}/ds" "${SSHD_HOME:?}/fakebin"
     t_cleanup
 }
 trap t_cleanup_all EXIT
 . "$SSHD_DIR/env"
+rm -rf "${SSHD_HOME:?}/ds" "${SSHD_HOME:?}/fakebin" # the user's home outlives a test run
 pass "sshd listens on 127.0.0.1:$port for $SSHD_USER"
 
 # --- a counting relay between ssh and sshd ------------------------------------------------
