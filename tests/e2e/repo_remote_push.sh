@@ -225,14 +225,15 @@ contains "... naming it" "$(err "$out" .message)" "unterminated"
 as_user sh -c 'head -c 40000000 /dev/urandom > "$0/big2"' "$R"
 crossed() { [[ $(( $(counted) - BEFORE )) -gt $1 ]]; }
 snapshots() { find "$T_DIR/st/snapshots" -type f 2>/dev/null | wc -l; }
-interrupted() { # NAME ACTION STATUS: a throttled push, interrupted by ACTION once 30 MB crossed
+ITEM='{"function":"repo_push","repository":"data","storage":"st"}'
+interrupted() { # NAME ACTION STATUS: a throttled push of ITEM, interrupted by ACTION once 30 MB crossed
     # (a pack is 16 MiB, and a chunk is cut once 4 MiB follow it: the first pack is stored)
     echo 4000000 >"$T_DIR/RATE"
     local task n
     BEFORE=$(counted)
     n=$(snapshots)
     task=$(ferry create queue-item Ops far local --vault \
-        '{"function":"repo_push","repository":"data","storage":"st"}' --output json | jq -r '.data[0].taskId')
+        "$ITEM" --output json | jq -r '.data[0].taskId')
     wait_for 60 crossed 30000000 || fail "$1: 30 MB crossed" "$(( $(counted) - BEFORE ))"
     sleep 1
     "$2" "$task"
@@ -263,6 +264,10 @@ interrupted "dropped connection" do_drop FAILED
 start_relay
 as_user sh -c 'head -c 40000000 /dev/urandom > "$0/big2"' "$R"
 interrupted "killed sshd session" do_kill_session FAILED
+as_user sh -c 'head -c 40000000 /dev/urandom > "$0/big2"' "$R"
+do_slow() { echo 50000 >"$T_DIR/RATE"; } # the push cannot end before its timeout now
+ITEM='{"function":"repo_push","repository":"data","storage":"st","timeout":25}'
+interrupted "the item's timeout" do_slow FAILED
 
 # --- hostile remote tools -------------------------------------------------------------------
 as_user mkdir -p "$SSHD_HOME/fakebin"
