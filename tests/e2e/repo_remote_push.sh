@@ -138,6 +138,15 @@ L2=$T_DIR/lds/repositories/loc2
 eq "exactly the entries the patterns keep" \
     "$(cd "$L2" && find . | sort | tr '\n' ' ')" ". ./keep.log ./logs ./src ./src/cache ./src/cache/y ./src/main.c "
 
+out=$(job bridge "{\"function\":\"repo_push\",\"paths\":[\"$L\",\"$T_DIR/lds/repositories/loc2\"],\"storage\":\"st\",\"exclude\":[\"src/\"]}")
+eq "paths on a local machine: one snapshot per path" "$(res "$out" '.pushed | length')" 2
+lrepo=$(res "$out" '.pushed[0].repository')
+eq "... named after the path" "$lrepo" "$(res "$(job bridge "{\"function\":\"repo_push\",\"paths\":[\"$L/\"],\"storage\":\"st\"}")" '.pushed[0].repository')"
+out=$(job bridge "{\"function\":\"repo_pull\",\"repository\":\"$lrepo\",\"storage\":\"st\"}")
+eq "... and pulls back by that name" "$(status "$out")" COMPLETED
+out=$(job bridge '{"function":"repo_push","paths":["/no/such/dir"],"storage":"st"}')
+eq "a path that does not exist fails" "$(err "$out" .code)" not_found
+
 # --- the tree: modes, owners, links, holes, awkward names ----------------------------------
 R=$HOME_DS/repositories/data
 as_user mkdir -p "$R/dir/empty" "$R/deep/a/b" "$R/cache/x" "$R/sp ace"
