@@ -80,10 +80,16 @@ retries=$(psql_v "SELECT coalesce(sum(retry_count), 0) FROM queue_items")
 runs=$(wc -l <"$W/runs" 2>/dev/null || echo 0)
 labels=$(awk '{print $1}' "$W/runs" 2>/dev/null | sort -u | wc -l)
 hosts=$(psql_v "SELECT count(DISTINCT lease_owner) FROM queue_items")
+# Items per host, most first ("-" for a host that ran none): with a pipeline, a host holds
+# more machines than it has workers, and the turn that ends a machine's item claims its next
+# one in the same transaction, so hosts that started later may find every machine taken.
+per_host=$(psql_v "SELECT string_agg(n::text, ' ' ORDER BY n DESC) FROM (SELECT count(*) n FROM queue_items GROUP BY lease_owner) x")
+per_host="$per_host$(for ((k = $(wc -w <<<"$per_host"); k < 4; k++)); do printf ' -'; done)"
 once=PASS
 [[ $completed == "$N" && $assigned == "$N" && $retries == 0 && $runs == "$N" && $labels == "$N" ]] || once=FAIL
 row "4 hosts x 2 workers, pipeline=$PIPELINE, one bridge, $N items: incl. / steady (jobs/s)" "$incl / $st"
 row "4 hosts: COMPLETED, ASSIGNED events, retries, hosts that ran items" "$completed, $assigned, $retries, $hosts"
+row "4 hosts: items run by each host" "$per_host"
 row "4 hosts: runs stamped, distinct items stamped; exactly once" "$runs, $labels; $once"
 [[ $once == PASS ]] || echo "FAIL: 4 hosts on one PostgreSQL store did not run every item exactly once"
 summary "PG drain $N, 4 hosts w=2 p=$PIPELINE, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
