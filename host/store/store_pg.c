@@ -232,14 +232,15 @@ static const struct eng_migration migrations[] = {
      * concurrency), so the heartbeat, the cancelling list and the expired-lease scan read
      * it through qi_machine_active, whose predicate is theirs; events are read by task
      * (queue_events_task) and removed with their item by a trigger instead of the foreign
-     * key's cascade.
+     * key's cascade. Every statement may run again over a store where it already ran.
      */
     {4, "fewer index entries and cheaper checks for the hot path's writes",
-     "DROP INDEX qi_owner_active;"
-     "DROP INDEX qi_lease_active;"
-     "ALTER TABLE queue_events DROP CONSTRAINT queue_events_task_seq_fkey;"
-     "ALTER TABLE queue_events DROP CONSTRAINT queue_events_pkey;"
-     "CREATE FUNCTION ferry_events_of_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$"
+     "DROP INDEX IF EXISTS qi_owner_active;"
+     "DROP INDEX IF EXISTS qi_lease_active;"
+     "ALTER TABLE queue_events DROP CONSTRAINT IF EXISTS queue_events_task_seq_fkey;"
+     "ALTER TABLE queue_events DROP CONSTRAINT IF EXISTS queue_events_pkey;"
+     "DROP TRIGGER IF EXISTS queue_items_events ON queue_items;"
+     "CREATE OR REPLACE FUNCTION ferry_events_of_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$"
      " BEGIN"
      "  DELETE FROM queue_events e USING deleted_items d WHERE e.task_seq = d.seq;"
      "  RETURN NULL;"

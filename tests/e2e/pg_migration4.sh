@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Store migration 4 on PostgreSQL (issue 14, point 6): the hot path's writes touch fewer
-# indexes. A store of the schema before it (version 2: migration 4 undone by hand on a store
+# indexes. A store of the schema before it (version 3: migration 4 undone by hand on a store
 # with history) is brought up to date when opened:
 #   - qi_owner_active and qi_lease_active are gone, and so are queue_events' primary key and
 #     its foreign key to queue_items; a trigger removes an item's events with the item;
@@ -10,7 +10,7 @@
 #     host that died (the expired-lease scan and the heartbeat without their indexes).
 # On SQLite, migration 4 rewrites the status CHECK of queue_items and qi_machine_active's
 # predicate as comparisons (an IN list of three or more constants costs SQLite a temporary
-# b-tree per inserted row): a store of version 2 is brought up to date, keeps its items,
+# b-tree per inserted row): a store of version 3 is brought up to date, keeps its items,
 # still refuses a status outside the seven, and a host claims through the index.
 . "$(dirname "$0")/../lib.sh"
 . "$FERRY_ROOT/tests/helpers/pg_test.sh"
@@ -28,12 +28,12 @@ UPDATE sqlite_schema SET sql = substr(sql, 1, instr(sql, 'CHECK (status =') - 1)
 PRAGMA writable_schema = OFF;
 DROP INDEX qi_machine_active;
 CREATE INDEX qi_machine_active ON queue_items(machine_name) WHERE status IN ('ASSIGNED','PROCESSING','CANCELLING');
-DELETE FROM schema_migrations WHERE version >= 3;"
-contains "the store of version 2 has the IN list" "$(sqlite3 "$T_DIR/ferry.db" "SELECT sql FROM sqlite_schema WHERE name = 'queue_items'")" "$old_check"
+DELETE FROM schema_migrations WHERE version >= 4;"
+contains "the store of version 3 has the IN list" "$(sqlite3 "$T_DIR/ferry.db" "SELECT sql FROM sqlite_schema WHERE name = 'queue_items'")" "$old_check"
 ferry create queue-items <<<'{"team":"Default","machine":"localhost","bridge":"local","vault":{"function":"hello","name":"u"}}' >/dev/null ||
-    fail "create queue-items on the store of version 2"
+    fail "create queue-items on the store of version 3"
 eq "migration 4 is applied when the store is opened" \
-    "$(sqlite3 "$T_DIR/ferry.db" "SELECT group_concat(version, ',') FROM (SELECT version FROM schema_migrations ORDER BY version)")" "1,2,4"
+    "$(sqlite3 "$T_DIR/ferry.db" "SELECT group_concat(version, ',') FROM (SELECT version FROM schema_migrations ORDER BY version)")" "1,2,3,4"
 schema=$(sqlite3 "$T_DIR/ferry.db" "SELECT sql FROM sqlite_schema WHERE name = 'queue_items'")
 contains "the status CHECK is written as comparisons" "$schema" "CHECK (status = 'PENDING' OR status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING' OR status = 'COMPLETED' OR status = 'FAILED' OR status = 'CANCELLED')"
 not_contains "and the IN list is gone" "$schema" "status IN"
@@ -74,21 +74,21 @@ gone=$(item m2)
 kept=$(item m2)
 ferry queue cancel "$gone" >/dev/null
 
-# --- back to schema version 2 ----------------------------------------------------------------------
+# --- back to schema version 3 ----------------------------------------------------------------------
 pg_sql "$URL" "DROP TRIGGER queue_items_events ON queue_items;
 DROP FUNCTION ferry_events_of_deleted();
 ALTER TABLE queue_events ADD PRIMARY KEY (seq);
 ALTER TABLE queue_events ADD FOREIGN KEY (task_seq) REFERENCES queue_items(seq) ON DELETE CASCADE;
 CREATE INDEX qi_owner_active ON queue_items (lease_owner) WHERE status IN ('ASSIGNED','PROCESSING','CANCELLING');
 CREATE INDEX qi_lease_active ON queue_items (lease_expires_at) WHERE status IN ('ASSIGNED','PROCESSING','CANCELLING');
-DELETE FROM schema_migrations WHERE version >= 3;" >/dev/null
-eq "the store is at schema version 2" "$(pg_sql "$URL" "SELECT max(version) FROM schema_migrations")" 2
+DELETE FROM schema_migrations WHERE version >= 4;" >/dev/null
+eq "the store is at schema version 3" "$(pg_sql "$URL" "SELECT max(version) FROM schema_migrations")" 3
 events_before=$(pg_sql "$URL" "SELECT count(*) FROM queue_events")
 
 # --- opened by this ferry ----------------------------------------------------------------------------
 trace=$(ferry queue trace "$done1" --output json 2>&1)
 eq "PostgreSQL: migration 4 is applied when the store is opened" \
-    "$(pg_sql "$URL" "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")" "1,2,4"
+    "$(pg_sql "$URL" "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")" "1,2,3,4"
 eq "qi_owner_active and qi_lease_active are gone" \
     "$(pg_sql "$URL" "SELECT count(*) FROM pg_indexes WHERE indexname IN ('qi_owner_active', 'qi_lease_active')")" 0
 eq "queue_events has neither a primary key nor a foreign key" \

@@ -2759,7 +2759,7 @@ static void test_upgrade_from_v2(void **state)
     h.s = s;
     json_t *rows = NULL;
     assert_rc(STORE_OK, store_migrations(s, &rows, err, sizeof(err)));
-    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 3);
+    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 4);
     json_decref(rows);
     assert_status(&h, a, "PENDING");
     snprintf(members, sizeof(members), "[\"%s\",\"%s\"]", f->m1, f->m2);
