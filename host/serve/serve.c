@@ -587,15 +587,16 @@ static void on_done(void *ud, runner_job *job, const struct outcome *out)
  * turn are written first in the same transaction, so that a machine whose item just ended
  * is free again for this claim, and one commit covers both.
  *
- * On SQLite the workers start before that commit, so that an attempt runs while the
- * commit is made durable: the claim holds the write lock and can only be lost with the
- * whole file. On PostgreSQL the claim commits before any worker starts: a batch cut by a
- * lost connection is replayed, and a replayed claim may find its item taken by another
- * host meanwhile, so an item must never run on a claim that did not hold.
+ * The claim is committed before any worker starts, on every driver: an attempt runs only on
+ * a claim the store holds durably. Were the workers started first, a host killed (or a
+ * machine losing power) between the start and the end of the commit would leave the item
+ * PENDING, with no trace of the attempt that ran, and the next claim would run it again as
+ * its first attempt (tests/e2e/host_crash_window.sh kills the host from inside such an
+ * attempt). On PostgreSQL, too, a batch cut by a lost connection is replayed, and a
+ * replayed claim may find its item taken by another host meanwhile.
  */
 static void claim(host *h)
 {
-    int commit_first = strcmp(store_driver_name(h->st), "postgres") == 0;
     while (!h->stopping) {
         int slots = runner_free_slots(h->run);
         if (slots <= 0)
@@ -617,7 +618,7 @@ static void claim(host *h)
             batch_end(h);
             return;
         }
-        if (commit_first && n > 0 && !batch_end(h)) {
+        if (n > 0 && !batch_end(h)) {
             store_items_free(items, n);
             return;
         }
@@ -929,8 +930,8 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         if (fds[2].revents && h.running)
             check_cancelling(&h);
         claim(&h);
-        /* The turn's run messages, one write per worker, before the commit: on SQLite the
-         * attempts run while it is made durable (claim()). */
+        /* The turn's run messages, one write per worker, once their claims are committed
+         * (claim()). */
         runner_flush(h.run);
         batch_end(&h);
         if (h.stopping) {

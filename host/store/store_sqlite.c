@@ -69,6 +69,13 @@ struct sq {
  * WAL index); the one that finds it longer checkpoints it on close. */
 #define SHORT_WAL_FRAMES 128
 
+/* A host (a connection that listens for wake-ups) checkpoints the WAL at this many frames
+ * (32 MiB) instead of SQLite's 1000: its turns rewrite the same index and table pages over
+ * and over, and a checkpoint copies each page once however often it was written since the
+ * last one. In a drain of 100,000 items that is a tenth fewer page writes and a third fewer
+ * page reads (the checkpoint reads what it copies) per item. */
+#define HOST_WAL_FRAMES 8000
+
 static const struct eng_driver sqlite_driver;
 
 /* ---- dialect -------------------------------------------------------------------------------- */
@@ -729,6 +736,8 @@ static int sq_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
     }
     q->wake_fd = fd;
     q->wake_path = xstrdup(addr.sun_path);
+    if (!q->short_lived)
+        sqlite3_wal_autocheckpoint(q->db, HOST_WAL_FRAMES);
     return fd;
 }
 
