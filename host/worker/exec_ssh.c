@@ -469,7 +469,7 @@ static int build_argv(struct ssh_conn *c, const json_t *machine, char *remote, c
     json_t *o;
     json_array_foreach (json_object_get(machine, "ssh_options"), i, o) {
         const char *s = json_string_value(o);
-        if (s == NULL || s[0] == '-' || strchr(s, '=') == NULL || n > MAX_SSH_ARGS - 6) {
+        if (s == NULL || s[0] == '-' || strchr(s, '=') == NULL || n > MAX_SSH_ARGS - 8) {
             seterr(err, errlen,
                    "machine %s: ssh_options must be a short list of "
                    "\"Option=value\" strings",
@@ -479,6 +479,13 @@ static int build_argv(struct ssh_conn *c, const json_t *machine, char *remote, c
         argv[n++] = "-o";
         argv[n++] = (char *)s;
     }
+    /*
+     * AES-GCM first where both ends have it: with the CPU's AES instructions it costs about
+     * two thirds of chacha20-poly1305 per byte, and repository data streams through here.
+     * After the machine's ssh_options, so a Ciphers there wins (ssh keeps the first value).
+     */
+    argv[n++] = "-o";
+    argv[n++] = "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com";
     argv[n++] = "--";
     argv[n++] = c->login;
     argv[n++] = remote;
