@@ -10,6 +10,11 @@
 # BENCH_TARGET: local (default: a directory), s3 (moto_server on loopback, signatures checked,
 # tests/helpers/moto.sh) or sftp (OpenSSH on loopback, tests/helpers/sshd.sh); ferry and
 # restic write to the same server, each into its own bucket or directory.
+# BENCH_SOURCE: local (default: the machine is the bridge itself) or ssh (issue 15: the tool
+# "ferry-ssh" pushes from and pulls onto a machine reached over OpenSSH on loopback, logging in
+# as an unprivileged user, tests/helpers/sshd.sh --key-user; ferry's storage stays local, and
+# restic backs the same tree up over SFTP to that server; the default tools are then
+# "ferry ferry-ssh restic", so the local and the remote push are measured in the same run).
 #
 # The tree: four 1/10-size files, 200 medium files and about 20,000 small ones (1-32 KiB),
 # about 70 % incompressible (random) and 30 % compressible (log-like text). The incremental run
@@ -23,11 +28,16 @@ BUILD=${BUILD:-build}
 FERRY_BIN=$ROOT/$BUILD/ferry
 DIR=${BENCH_DIR:-$(mktemp -d /tmp/ferry-bench-backup.XXXXXX)}
 MB=${BENCH_MB:-1024}
-TOOLS=${BENCH_TOOLS:-ferry restic borg}
+SOURCE=${BENCH_SOURCE:-local}
+if [[ $SOURCE == ssh ]]; then TOOLS=${BENCH_TOOLS:-ferry ferry-ssh restic}; else TOOLS=${BENCH_TOOLS:-ferry restic borg}; fi
 export RESTIC_PASSWORD=bench-passphrase BORG_PASSPHRASE=bench-passphrase
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 SRC=$DIR/datastore/repositories/bench
+LOCAL_SRC=$SRC
 HOST_PID=
+MACHINE=box
+SSH_USER=ferry-bench
+SSHD_HOME=
 
 TARGET=${BENCH_TARGET:-local}
 cleanup() {
@@ -36,6 +46,10 @@ cleanup() {
     s3) "$ROOT/tests/helpers/moto.sh" stop "$DIR/moto" 2>/dev/null ;;
     sftp) "$ROOT/tests/helpers/sshd.sh" stop "$DIR/sshd" 2>/dev/null ;;
     esac
+    if [[ $SOURCE == ssh ]]; then
+        "$ROOT/tests/helpers/sshd.sh" stop "$DIR/sshd" 2>/dev/null
+        [[ -n $SSHD_HOME ]] && rm -rf "${SSHD_HOME:?}/ds"
+    fi
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -117,7 +131,7 @@ ROWS=()
 row() {
     local mbs
     mbs=$(awk -v b="$TREE_BYTES" -v s="$3" 'BEGIN { printf "%.0f", (s > 0 ? b / 1e6 / s : 0) }')
-    ROWS+=("$(printf '%-8s %-12s %8.2f %9s %10.0f' "$1" "$2" "$3" "$mbs" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')")")
+    ROWS+=("$(printf '%-9s %-12s %8.2f %9s %10.0f' "$1" "$2" "$3" "$mbs" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')")")
     echo "# $1 $2: $3 s, $mbs MB/s, $(($4 / 1024)) MiB" >&2
 }
 # timed OUTFILE CMD...: runs CMD, writes "seconds rss_kb" to OUTFILE
@@ -131,6 +145,8 @@ warm() { sync; find "$SRC" -type f -exec cat {} + >/dev/null; }
 # --- ferry --------------------------------------------------------------------------------------
 ferry() { FERRY_CONFIG=$DIR/ferry.conf "$FERRY_BIN" "$@"; }
 ferry_setup() {
+    # Each ferry tool starts from an empty store and storage: nothing dedups against another's.
+    rm -rf "$DIR/ferry.db" "$DIR/ferry.db-wal" "$DIR/ferry.db-shm" "$DIR/ferry-storage"
     mkdir -p "$DIR/plugins" "$DIR/ferry-storage"
     chmod 755 "$DIR/plugins"
     cp "$ROOT/$BUILD"/plugins/repo.so "$DIR/plugins/"
@@ -148,6 +164,13 @@ EOF
         ferry create machine Bench bench box --vault "{\"connection\":\"local\",\"datastore\":\"$DIR/datastore\"}" >/dev/null &&
         ferry create storage Bench store --vault "$(storage_vault)" >/dev/null ||
         { echo "ferry setup failed" >&2; return 1; }
+    if [[ $SOURCE == ssh ]]; then
+        ferry create machine Bench bench far --vault "$(jq -cn --rawfile key "$SSHD_CLIENT_KEY" \
+            --arg hk "$SSHD_HOST_KEY" --arg ds "$SSHD_HOME/ds" --argjson port "$SSHD_PORT" \
+            --arg user "$SSHD_USER" '{ip:"127.0.0.1", ssh_port:$port, user:$user, datastore:$ds,
+                SSH_PRIVATE_KEY:$key, host_public_key:$hk}')" >/dev/null ||
+            { echo "ferry setup (ssh machine) failed" >&2; return 1; }
+    fi
     # The binary itself, not the ferry function: $! must be the host's pid, or the host
     # outlives the bench (a function in the background runs in a subshell, and $! is the
     # subshell's).
@@ -161,7 +184,7 @@ EOF
 ferry_job() {
     local start end out
     start=$(date +%s.%N)
-    out=$(ferry create queue-item Bench box bench --vault "$2" --wait --timeout 3600 --output json)
+    out=$(ferry create queue-item Bench "$MACHINE" bench --vault "$2" --wait --timeout 3600 --output json)
     end=$(date +%s.%N)
     local status rss
     status=$(jq -r '.data[0].status' <<<"$out" 2>/dev/null)
@@ -170,9 +193,10 @@ ferry_job() {
         return 1
     fi
     rss=$(jq -r '.data[0].responseVault.result | (.peak_rss_kb // .pushed[0].peak_rss_kb)' <<<"$out")
-    row ferry "$1" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')" "$rss"
+    row "$TOOL" "$1" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')" "$rss"
 }
 run_ferry() {
+    MACHINE=box TOOL=ferry
     ferry_setup || return 1
     warm
     ferry_job first '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"first"}' || return 1
@@ -184,6 +208,23 @@ run_ferry() {
     kill "$HOST_PID" && wait "$HOST_PID" 2>/dev/null
     HOST_PID=
     rm -rf "$DIR/datastore/repositories/restored"
+}
+# The same three jobs for a machine reached over SSH (BENCH_SOURCE=ssh): the tree is in the
+# user's datastore, the restore goes back onto that machine.
+run_ferry_ssh() {
+    [[ $SOURCE == ssh ]] || { echo "ferry-ssh needs BENCH_SOURCE=ssh" >&2; return 1; }
+    MACHINE=far TOOL=ferry-ssh
+    ferry_setup || return 1
+    warm
+    ferry_job first '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"first"}' || return 1
+    change_one_percent # rewrites files in place: their owner stays (a chown would change every ctime)
+    warm
+    ferry_job incremental '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"second"}' || return 1
+    rm -rf "$SSHD_HOME/ds/repositories/restored"
+    ferry_job restore '{"function":"repo_pull","repository":"restored","from_repository":"bench","storage":"store","verify":false}' || return 1
+    kill "$HOST_PID" && wait "$HOST_PID" 2>/dev/null
+    HOST_PID=
+    rm -rf "$SSHD_HOME/ds/repositories/restored"
 }
 
 # --- restic and borg --------------------------------------------------------------------------
@@ -201,10 +242,13 @@ run_restic() {
     command -v restic >/dev/null || { echo "restic is not installed (scripts/deps.sh bench)" >&2; return 1; }
     local repo=$DIR/restic-repo target=$DIR/restic-restore
     local -a opts=()
-    case $TARGET in
+    local restic_target=$TARGET
+    [[ $SOURCE == ssh ]] && restic_target=sftp
+    case $restic_target in
     s3) repo=s3:http://127.0.0.1:$PORT/restic
         "$ROOT/tests/helpers/moto.sh" bucket "$DIR/moto" restic >/dev/null || return 1 ;;
     sftp) repo=sftp:root@127.0.0.1:$DIR/sftp-restic
+        [[ $SOURCE == ssh ]] && PORT=$SSHD_PORT
         opts=(-o "sftp.command=ssh -p $PORT -i $DIR/sshd/client_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1 -s sftp") ;;
     esac
     local -a R=(restic ${opts[@]+"${opts[@]}"})
@@ -263,21 +307,49 @@ storage_vault() {
 rm -rf "$DIR"
 mkdir -p "$DIR"
 start_target || { echo "# the $TARGET server did not start" >&2; exit 1; }
+if [[ $SOURCE == ssh ]]; then
+    "$ROOT/tests/helpers/sshd.sh" start "$DIR/sshd" --key-user "$SSH_USER" >/dev/null ||
+        { echo "# the SSH machine's server did not start" >&2; exit 1; }
+    . "$DIR/sshd/env"
+    rm -rf "${SSHD_HOME:?}/ds"
+    install -d -o "$SSH_USER" -m 0700 "$SSHD_HOME/ds" "$SSHD_HOME/ds/repositories"
+fi
 echo "# generating a ${MB} MiB tree in $SRC" >&2
 files=$(generate) || exit 1
 TREE_BYTES=$(du -sb --apparent-size "$SRC" | cut -f1)
 cp -a "$SRC" "$DIR/pristine"
 echo "# $files files, $TREE_BYTES bytes; $(nproc) cores" >&2
 for tool in $TOOLS; do
+    SRC=$LOCAL_SRC
+    [[ $tool == ferry-ssh ]] && SRC=$SSHD_HOME/ds/repositories/bench
     rm -rf "$SRC" && cp -a "$DIR/pristine" "$SRC"
-    "run_$tool" || echo "# $tool: skipped after an error" >&2
+    [[ $tool == ferry-ssh ]] && chown -R "$SSH_USER:" "$SRC"
+    "run_${tool//-/_}" || echo "# $tool: skipped after an error" >&2
 done
 
-echo "backup benchmark ($TARGET storage): $files files, $((TREE_BYTES / 1048576)) MiB, $(nproc) cores; MB/s = tree size / wall time"
-printf '%-8s %-12s %8s %9s %10s\n' tool phase seconds MB/s "RSS MiB"
+where="$TARGET storage"
+[[ $SOURCE == ssh ]] && where="ferry-ssh: a machine over SSH, local storage; restic: sftp storage"
+echo "backup benchmark ($where): $files files, $((TREE_BYTES / 1048576)) MiB, $(nproc) cores; MB/s = tree size / wall time"
+printf '%-9s %-12s %8s %9s %10s\n' tool phase seconds MB/s "RSS MiB"
 for r in "${ROWS[@]}"; do echo "$r"; done
 # Rows for the summary table of tests/bench/run.sh: ferry's MB/s beside restic's per phase.
-if [[ -n ${BENCH_SUMMARY:-} ]]; then
+if [[ -n ${BENCH_SUMMARY:-} && $SOURCE == ssh ]]; then
+    # From an SSH machine: ferry-ssh beside restic over SFTP, and the first push beside
+    # ferry's own local first push of the same tree in this run (issue 15: at least half).
+    for phase in first incremental restore; do
+        f=$(printf '%s\n' "${ROWS[@]}" | awk -v p="$phase" '$1 == "ferry-ssh" && $2 == p { print $4 }')
+        r=$(printf '%s\n' "${ROWS[@]}" | awk -v p="$phase" '$1 == "restic" && $2 == p { print $4 }')
+        l=$(printf '%s\n' "${ROWS[@]}" | awk -v p="$phase" '$1 == "ferry" && $2 == p { print $4 }')
+        [[ -n $f ]] || continue
+        ratio=$(awk -v a="$f" -v b="$r" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
+        target=- verdict=-
+        if [[ $phase == first && -n $l ]]; then
+            target=">= 0.5 x local $l"
+            verdict=$(awk -v a="$f" -v b="$l" 'BEGIN { print (a >= 0.5 * b ? "PASS" : "MISS") }')
+        fi
+        echo "backup $phase, SSH machine, $((TREE_BYTES / 1048576)) MiB (MB/s)|$f|${r:--}|$ratio|$target|$verdict" >>"$BENCH_SUMMARY"
+    done
+elif [[ -n ${BENCH_SUMMARY:-} ]]; then
     for phase in first incremental restore; do
         f=$(printf '%s\n' "${ROWS[@]}" | awk -v p="$phase" '$1 == "ferry" && $2 == p { print $4 }')
         r=$(printf '%s\n' "${ROWS[@]}" | awk -v p="$phase" '$1 == "restic" && $2 == p { print $4 }')
