@@ -58,6 +58,11 @@ typedef struct restore_req {
     int verify;             /* re-read the restored files and check them against the tree */
     int fsync;              /* flush restored files before returning */
     int threads;
+    /* A partial restore: only these paths of the snapshot (relative to its root; a leading
+     * or trailing slash is ignored) and what they hold, with the directories leading to
+     * them. NULL: everything. */
+    const char *const *include;
+    size_t ninclude;
 } restore_req;
 
 /* Restores a snapshot into req->dest (created; must not exist). */
