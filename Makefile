@@ -107,7 +107,8 @@ $(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) $$(wildcard plugins/%/*.h) $$(
 
 # Unit tests that compile the repo plugin's sources in need its extra libraries too.
 REPO_TEST_LIBS = $(shell pkg-config --libs $(call plugin_pkgs,repo))
-$(BUILD)/tests/test_xfer $(BUILD)/tests/test_repo_stream: TEST_LIBS = $(REPO_TEST_LIBS)
+$(BUILD)/tests/test_xfer: TEST_LIBS = $(REPO_TEST_LIBS)
+$(filter $(BUILD)/tests/test_repo_%,$(UNIT_BIN)): TEST_LIBS = $(REPO_TEST_LIBS)
 # Unit tests named test_repo_* (and test_xfer) compile the repo plugin's sources in.
 $(filter $(BUILD)/tests/test_repo_% $(BUILD)/tests/test_xfer,$(UNIT_BIN)): $(wildcard plugins/repo/*.c plugins/repo/*.h)
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libferry.a | $(DEPS_TEST_OK)

@@ -95,6 +95,8 @@ static void bk_fail(bk *b, const rerr *e)
     pthread_mutex_lock(&b->mu);
     rerr_merge(&b->err, e);
     __atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED);
+    if (b->req->remote)
+        b->req->remote->stop(b->req->remote->arg);
     pthread_cond_broadcast(&b->q_nonfull);
     pthread_cond_broadcast(&b->q_nonempty);
     pthread_mutex_unlock(&b->mu);
@@ -213,7 +215,65 @@ static int open_file(bk *b, const char *path)
     return fd;
 }
 
-/* Reads, cuts and stores one file. 0, or -1 with e set. */
+/* Where chunk_content reads a file's bytes from: a local descriptor or a remote stream. */
+typedef struct bk_input {
+    long (*read)(void *arg, void *dst, size_t len, rerr *e);
+    void *arg;
+    const char *source; /* for messages */
+    const char *path;
+} bk_input;
+
+static long fd_input(void *arg, void *dst, size_t len, rerr *e)
+{
+    bk_input *in = arg;
+    int fd = *(int *)in->arg;
+    for (;;) {
+        ssize_t got = read(fd, dst, len);
+        if (got >= 0)
+            return (long)got;
+        if (errno != EINTR)
+            return rerr_set(e, errno_kind(errno), "cannot read %s/%s: %s", in->source, in->path,
+                            strerror(errno));
+    }
+}
+
+/*
+ * Cuts the content in reads into chunks and stores the new ones: the step local and remote
+ * pushes share. *total receives the bytes read. 0, or -1 with e set.
+ */
+static int chunk_content(bk *b, codec *c, pack_writer *pw, buf *rb, tnode *n, bk_input *in,
+                         uint64_t *total, rerr *e)
+{
+    uint32_t cap = 0;
+    size_t have = 0, start = 0;
+    int eof = 0, rc = 0;
+    *total = 0;
+    while (rc == 0) {
+        if (!eof && have - start < CDC_DATA_MAX) {
+            memmove(rb->data, rb->data + start, have - start);
+            have -= start;
+            start = 0;
+            while (!eof && have < READ_BUF) {
+                long got = in->read(in, rb->data + have, READ_BUF - have, e);
+                if (got < 0) {
+                    rc = -1;
+                    break;
+                }
+                eof = got == 0;
+                have += (size_t)got;
+            }
+        }
+        if (rc != 0 || start == have || stopped(b))
+            break;
+        size_t cut = cdc_cut(&b->s->data_cdc, rb->data + start, have - start);
+        rc = add_chunk(b, c, pw, n, &cap, rb->data + start, cut, e);
+        start += cut;
+        *total += cut;
+    }
+    return rc;
+}
+
+/* Reads, cuts and stores one local file. 0, or -1 with e set. */
 static int read_file(bk *b, codec *c, pack_writer *pw, buf *rb, tnode *n, rerr *e)
 {
     int fd = open_file(b, n->path);
@@ -231,35 +291,9 @@ static int read_file(bk *b, codec *c, pack_writer *pw, buf *rb, tnode *n, rerr *
     }
     if (st.st_size > (off_t)(1 << 20))
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    uint32_t cap = 0;
-    size_t have = 0, start = 0;
     uint64_t total = 0;
-    int eof = 0, rc = 0;
-    while (rc == 0) {
-        if (!eof && have - start < CDC_DATA_MAX) {
-            memmove(rb->data, rb->data + start, have - start);
-            have -= start;
-            start = 0;
-            while (!eof && have < READ_BUF) {
-                ssize_t got = read(fd, rb->data + have, READ_BUF - have);
-                if (got < 0 && errno == EINTR)
-                    continue;
-                if (got < 0) {
-                    rc = rerr_set(e, errno_kind(errno), "cannot read %s/%s: %s", b->req->source,
-                                  n->path, strerror(errno));
-                    break;
-                }
-                eof = got == 0;
-                have += (size_t)got;
-            }
-        }
-        if (rc != 0 || start == have || stopped(b))
-            break;
-        size_t cut = cdc_cut(&b->s->data_cdc, rb->data + start, have - start);
-        rc = add_chunk(b, c, pw, n, &cap, rb->data + start, cut, e);
-        start += cut;
-        total += cut;
-    }
+    bk_input in = {.read = fd_input, .arg = &fd, .source = b->req->source, .path = n->path};
+    int rc = chunk_content(b, c, pw, rb, n, &in, &total, e);
     struct stat after;
     if (rc == 0 && fstat(fd, &after) == 0 &&
         (after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec ||
@@ -276,14 +310,77 @@ static int read_file(bk *b, codec *c, pack_writer *pw, buf *rb, tnode *n, rerr *
     return rc;
 }
 
+/* A worker's share of the files: a remote stream and the nodes it reads, in order; for a
+ * local push (stream NULL) the workers share b->work instead. */
+typedef struct bk_share {
+    bk *b;
+    void *stream;
+    size_t *nodes;
+    const char **paths;
+    size_t n;
+    uint64_t bytes;
+} bk_share;
+
+static long stream_input(void *arg, void *dst, size_t len, rerr *e)
+{
+    bk_input *in = arg;
+    bk_share *sh = in->arg;
+    return sh->b->req->remote->read(sh->stream, dst, len, e);
+}
+
+/*
+ * Reads a share's files from its stream, in order. The identity recorded for the next
+ * push's change detection is the scan's (mtime, inode, ctime): a file written to after the
+ * scan differs from it next time and is read again. A file missing from the stream vanished
+ * (or stopped being a regular file) since the scan: it is not part of the snapshot, as in a
+ * local push.
+ */
+static int read_share(bk_share *sh, codec *c, pack_writer *pw, buf *rb, rerr *e)
+{
+    bk *b = sh->b;
+    const backup_source *src = b->req->remote;
+    size_t expect = 0;
+    while (!stopped(b)) {
+        size_t index = SIZE_MAX;
+        if (src->next(sh->stream, &index, e) != 0)
+            return -1;
+        if (index != SIZE_MAX && (index < expect || index >= sh->n))
+            return rerr_set(e, E_FAIL, "the remote file stream is out of order");
+        size_t end = index == SIZE_MAX ? sh->n : index;
+        for (; expect < end; expect++) {
+            b->t.nodes[sh->nodes[expect]].kind = 0;
+            add_u64(&b->changed, 1);
+        }
+        if (index == SIZE_MAX)
+            return 0;
+        tnode *n = &b->t.nodes[sh->nodes[index]];
+        uint64_t total = 0;
+        bk_input in = {
+            .read = stream_input, .arg = sh, .source = b->req->source, .path = n->path};
+        if (chunk_content(b, c, pw, rb, n, &in, &total, e) != 0)
+            return -1;
+        if (total != n->size)
+            add_u64(&b->changed, 1); /* grew or shrank since the scan: stored as read */
+        n->size = total;
+        expect = index + 1;
+    }
+    return 0;
+}
+
 static void *worker_main(void *arg)
 {
-    bk *b = arg;
+    bk_share *sh = arg;
+    bk *b = sh->b;
     codec *c = codec_new(&b->s->keys, b->req->level);
     pack_writer pw = {.s = b->s};
     buf rb = {0};
     buf_reserve(&rb, READ_BUF);
-    for (;;) {
+    if (sh->stream) {
+        rerr e = {0};
+        if (read_share(sh, c, &pw, &rb, &e) != 0)
+            bk_fail(b, &e);
+    }
+    while (sh->stream == NULL) {
         size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
         if (i >= b->nwork || stopped(b))
             break;
@@ -412,6 +509,35 @@ static void watch(bk *b, int *alive, ui *u, uint64_t total, double started)
     }
 }
 
+/*
+ * A remote push's files split into one share per stream, largest first to the share with
+ * the fewest bytes so far, each share keeping the largest-first order. Returns the shares
+ * used (none when no file is to be read).
+ */
+static int split_shares(bk *b, bk_share *shares, int nshares)
+{
+    if (b->nwork == 0)
+        return 0;
+    if ((size_t)nshares > b->nwork)
+        nshares = (int)b->nwork;
+    for (int k = 0; k < nshares; k++) {
+        shares[k].nodes = xcalloc(b->nwork, sizeof(size_t));
+        shares[k].paths = xcalloc(b->nwork, sizeof(char *));
+    }
+    for (size_t i = 0; i < b->nwork; i++) {
+        int best = 0;
+        for (int k = 1; k < nshares; k++)
+            if (shares[k].bytes < shares[best].bytes)
+                best = k;
+        bk_share *sh = &shares[best];
+        const tnode *n = &b->t.nodes[b->work[i]];
+        sh->nodes[sh->n] = b->work[i];
+        sh->paths[sh->n++] = n->path;
+        sh->bytes += n->size + 512; /* a tar header per file */
+    }
+    return nshares;
+}
+
 /* Runs the workers and uploaders over b->work; returns when all packs are stored. */
 static int run_threads(bk *b, ui *u, uint64_t total, double started)
 {
@@ -420,19 +546,47 @@ static int run_threads(bk *b, ui *u, uint64_t total, double started)
      * "connections" (default 4) for remote ones. */
     int nuploaders = b->s->connections > 0 ? b->s->connections : 2;
     pthread_t workers[16], uploaders[MAX_UPLOADERS];
+    bk_share shares[16];
     if (nworkers > 16)
         nworkers = 16;
     if (nuploaders > MAX_UPLOADERS)
         nuploaders = MAX_UPLOADERS;
+    memset(shares, 0, sizeof(shares));
+    for (int i = 0; i < 16; i++)
+        shares[i].b = b;
+    const backup_source *src = b->req->remote;
+    if (src) {
+        /* One stream (one remote command, one connection) per worker. */
+        nworkers = split_shares(b, shares, nworkers);
+        for (int k = 0; k < nworkers; k++) {
+            rerr e = {0};
+            shares[k].stream = src->open(src->arg, shares[k].paths, shares[k].n, &e);
+            if (shares[k].stream == NULL) {
+                bk_fail(b, &e);
+                nworkers = k;
+            }
+        }
+    }
     b->running = nworkers;
     b->uploading = nuploaders;
     for (int i = 0; i < nuploaders; i++)
         pthread_create(&uploaders[i], NULL, uploader_main, b);
     for (int i = 0; i < nworkers; i++)
-        pthread_create(&workers[i], NULL, worker_main, b);
+        pthread_create(&workers[i], NULL, worker_main, &shares[i]);
     watch(b, &b->running, u, total, started);
     for (int i = 0; i < nworkers; i++)
         pthread_join(workers[i], NULL);
+    for (int k = 0; src && k < nworkers; k++) {
+        rerr e = {0};
+        uint64_t changed = 0;
+        if (src->close(src->arg, shares[k].stream, stopped(b), &changed, &e) != 0 && !stopped(b))
+            bk_fail(b, &e);
+        add_u64(&b->changed, changed);
+    }
+    for (int k = 0; k < 16; k++) {
+        free(shares[k].nodes);
+        free(shares[k].paths);
+    }
     pthread_mutex_lock(&b->mu);
     b->q_closed = 1;
     pthread_cond_broadcast(&b->q_nonempty);
@@ -583,7 +737,7 @@ static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint6
         (json_int_t)(get_u64(&b->bytes_done) - b->reused), "bytes_new",
         (json_int_t)get_u64(&b->bytes_new), "bytes_stored", (json_int_t)get_u64(&b->stored_new),
         "chunks_new", (json_int_t)get_u64(&b->chunks_new));
-    return json_pack(
+    json_t *doc = json_pack(
         "{s:i,s:s,s:s,s:s,s:I,s:I,s:s?,s:I,s:s?,s:s?,s:s,s:O?,s:s?,s:s?,s:O,s:o}", "format",
         MANIFEST_FORMAT, "repository", r->repository, "id", b->id, "time", when,
         "unix_time", (json_int_t)now, "unix_time_ns",
@@ -591,6 +745,9 @@ static json_t *make_manifest(bk *b, json_t *tree_refs, const char *parent, uint6
         (json_int_t)r->expires, "hostname", r->hostname, "machine", r->machine, "source",
         r->source_is_snapshot ? "snapshot" : "live", "tags", r->tags, "description", r->description,
         "parent", parent[0] ? parent : NULL, "tree", tree_refs, "stats", stats);
+    if (doc && r->path)
+        json_object_set_new(doc, "path", json_string(r->path));
+    return doc;
 }
 
 /* Stores the tree and writes the manifest: the commit point. */
@@ -682,10 +839,13 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
         load_previous(&b, c, &prev, parent, sizeof(parent), e) != 0)
         goto out;
     ui_progress(u, 1, "%s: scanning %s", req->repository, req->source);
-    if (tree_scan(req->source, &b.t, NULL, e) != 0)
+    if (req->remote ? req->remote->scan(req->remote->arg, &b.t, e) != 0
+                    : tree_scan_filtered(req->source, &b.t, NULL, req->filter, req->filter_arg,
+                                         e) != 0)
         goto out;
-    b.rootfd = open(req->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (b.rootfd < 0) {
+    if (!req->remote)
+        b.rootfd = open(req->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (!req->remote && b.rootfd < 0) {
         rerr_set(e, errno_kind(errno), "cannot open %s: %s", req->source, strerror(errno));
         goto out;
     }

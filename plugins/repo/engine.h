@@ -14,6 +14,7 @@
 
 #include "lock.h"
 #include "storage.h"
+#include "tree.h"
 #include "util.h"
 
 typedef struct ui {
@@ -30,10 +31,40 @@ int ui_cancelled(ui *u);
 /* Worker threads used by default: the machine's cores, at most 8. */
 int default_threads(void);
 
+/*
+ * Where a push's files come from when they are not a local directory: remote_read.c's
+ * machine reached over SSH. scan, open and close run on the thread that called repo_backup;
+ * next and read on one worker thread per stream.
+ */
+typedef struct backup_source {
+    void *arg;
+    /* Lists the entries (metadata only) into t (empty on entry), as tree_scan does. */
+    int (*scan)(void *arg, tree *t, rerr *e);
+    /* Starts reading the content of the regular files paths[0..n) (borrowed until close), in
+     * that order. Returns the stream, or NULL with e set. */
+    void *(*open)(void *arg, const char *const *paths, size_t n, rerr *e);
+    /* The next file of the stream: *index is its position in paths (the files before it
+     * vanished since the scan), SIZE_MAX at the end. 0, or -1 with e set. */
+    int (*next)(void *stream, size_t *index, rerr *e);
+    /* Up to len bytes of the current file's content (holes as zeros); 0 at its end, -1 with e
+     * set. */
+    long (*read)(void *stream, void *dst, size_t len, rerr *e);
+    /* Ends a stream (stopping its command when failed) and frees it; adds the files that
+     * changed while they were read to *changed. 0, or -1 with e set. */
+    int (*close)(void *arg, void *stream, int failed, uint64_t *changed, rerr *e);
+    /* Called from any thread when the push stops (a failure or a cancel): reads and writes
+     * in flight give up soon after. */
+    void (*stop)(void *arg);
+} backup_source;
+
 typedef struct backup_req {
     const char *repository;  /* name recorded in the snapshot */
-    const char *source;      /* directory to read */
+    const char *source;      /* directory to read (on the remote machine when remote is set) */
+    const backup_source *remote; /* NULL: source is a local directory */
+    tree_filter filter;          /* local scans: "exclude" (NULL: none); remote scans filter */
+    void *filter_arg;            /* themselves */
     int source_is_snapshot;  /* source is a local snapshot (recorded in the manifest) */
+    const char *path;        /* repo_push's "paths": the absolute path (recorded), else NULL */
     const char *snapshot_id; /* id of the new snapshot */
     int default_id;          /* snapshot_id is the default (the time): on a clash add -2, -3 … */
     const json_t *tags;      /* any JSON, or NULL */

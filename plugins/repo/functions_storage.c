@@ -16,15 +16,26 @@
 #include "pull.h"
 #include "snapshot.h"
 
+/* A repository of the datastore, or "paths" (absolute paths), on a local or an SSH machine. */
 static ferry_result repo_push_run(ferry_ctx *ctx, const json_t *params, json_t **result)
 {
+    const char *repo = param_str(params, "repository");
+    const json_t *paths = json_object_get(params, "paths");
+    if (paths && json_is_null(paths))
+        paths = NULL;
+    if ((repo == NULL) == (paths == NULL)) {
+        ferry_set_error(ctx, "bad_parameter",
+                        "repo_push takes either \"repository\" or \"paths\" (absolute paths on "
+                        "the machine), not %s",
+                        repo ? "both" : "neither");
+        return FERRY_INVALID;
+    }
     target t;
     ferry_result res = target_open(ctx, &t);
-    if (res == FERRY_OK)
-        res = require_local(&t, "repo_push");
-    if (res == FERRY_OK)
-        res = push_one(ctx, &t, param_str(params, "repository"), param_str(params, "storage"),
-                       params, 1, result);
+    if (res == FERRY_OK && repo)
+        res = push_one(ctx, &t, repo, param_str(params, "storage"), params, 1, result);
+    else if (res == FERRY_OK)
+        res = push_paths(ctx, &t, paths, param_str(params, "storage"), params, 1, result);
     target_close(&t);
     return res;
 }
@@ -347,14 +358,40 @@ static char *pick_storage(ferry_ctx *ctx, const json_t *params, const char *para
     return out;
 }
 
+/*
+ * The repositories of a remote machine's datastore into names: the directories of
+ * DATASTORE/repositories whose names are valid (a '/' separates them: no name holds one).
+ * 0, or -1 with the error set (the machine could not be reached).
+ */
+static int remote_repositories(target *t, json_t *names)
+{
+    char *dir = xasprintf("%s/repositories", t->datastore);
+    char *q = sh_quote(dir);
+    char *cmd = xasprintf("test ! -d %s || LC_ALL=C find %s -mindepth 1 -maxdepth 1 -type d "
+                          "-printf '%%f/'",
+                          q, q);
+    char *out = NULL;
+    int rc = machine_sh(t, cmd, NULL, &out);
+    if (rc > 0)
+        ferry_set_error(t->ctx, "failed", "cannot list %s on %s: %s", dir, t->name, out);
+    for (char *p = rc == 0 ? out : NULL, *slash; p && (slash = strchr(p, '/')); p = slash + 1) {
+        *slash = '\0';
+        if (p[0] != '.' && valid_name(p))
+            json_array_append_new(names, json_string(p));
+    }
+    free(out);
+    free(cmd);
+    free(q);
+    free(dir);
+    return rc == 0 ? 0 : -1;
+}
+
 /* Pushes the `repository` parameter, or every repository of the machine, to storage. */
 static ferry_result push_all(ferry_ctx *ctx, const json_t *params, const char *storage_name,
                              int retry_transient, json_t **result)
 {
     target t;
     ferry_result res = target_open(ctx, &t);
-    if (res == FERRY_OK)
-        res = require_local(&t, "a backup");
     if (res != FERRY_OK) {
         target_close(&t);
         return res;
@@ -363,6 +400,12 @@ static ferry_result push_all(ferry_ctx *ctx, const json_t *params, const char *s
     const char *repo = param_str(params, "repository");
     if (repo) {
         json_array_append_new(names, json_string(repo));
+    } else if (!t.local) {
+        if (remote_repositories(&t, names) != 0) {
+            json_decref(names);
+            target_close(&t);
+            return FERRY_RETRY;
+        }
     } else {
         char *root = xasprintf("%s/repositories", t.datastore);
         DIR *d = opendir(root);
@@ -414,7 +457,12 @@ static ferry_result backup_to_secondary_run(ferry_ctx *ctx, const json_t *params
 }
 
 static const ferry_param repo_push_params[] = {
-    {"repository", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL, "Repository to back up."},
+    {"repository", FERRY_PARAM_STRING, 0, NULL,
+     "Repository of the machine's datastore to back up (this or paths)."},
+    {"paths", FERRY_PARAM_ARRAY, 0, NULL,
+     "Absolute paths on the machine to back up instead of a repository, e.g. [\"/etc\", "
+     "\"/var/www\"]: each is stored as the repository path-NAMES-HASH (\"/var/www\" -> "
+     "path-var-www-<8 hex digits of its SHA-256>), the path recorded in the snapshot."},
     {"storage", FERRY_PARAM_STRING, FERRY_PARAM_REQUIRED, NULL,
      "Storage of the team to push to (ferry create storage)."},
     PUSH_PARAMS,

@@ -9,8 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "lock.h"
 #include "pack.h"
+#include "pattern.h"
+#include "remote_read.h"
 #include "snapshot.h"
 #include "xfer.h"
 
@@ -171,6 +175,11 @@ static json_t *after_push_retention(job *j, storage *s)
     return out;
 }
 
+static int push_filter(void *arg, const char *rel, int is_dir)
+{
+    return pattern_excluded(arg, rel, is_dir);
+}
+
 static int64_t expiry(const json_t *params, ferry_ctx *ctx, int *bad)
 {
     double days = param_num(params, "retention_days", 0);
@@ -186,41 +195,53 @@ static int64_t expiry(const json_t *params, ferry_ctx *ctx, int *bad)
     return (int64_t)time(NULL) + (int64_t)(days * 86400.0 + years * 365.25 * 86400.0);
 }
 
-ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const char *storage_name,
-                      const json_t *params, int retry_transient, json_t **result)
+/* The exclude parameter compiled (NULL when absent), or -1 with the error set. */
+static int push_exclude(ferry_ctx *ctx, const json_t *params, pattern_set **out)
 {
-    const char *compression = param_str(params, "compression");
-    int level = compression_level(compression ? compression : "default");
-    if (level < 0) {
+    const json_t *list = json_object_get(params, "exclude");
+    *out = NULL;
+    if (list == NULL || json_is_null(list))
+        return 0;
+    size_t n = json_is_array(list) ? json_array_size(list) : 0;
+    const char **texts = xcalloc(n ? n : 1, sizeof(*texts));
+    int ok = json_is_array(list);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (texts[i] = json_string_value(json_array_get(list, i))) != NULL &&
+             strlen(texts[i]) == json_string_length(json_array_get(list, i));
+    char err[256];
+    if (!ok)
         job_error(ctx, "bad_parameter",
-                  "compression must be fast, default, high or none, not \"%s\"", compression);
-        return FERRY_INVALID;
-    }
-    int bad = 0;
-    int64_t expires = expiry(params, ctx, &bad);
-    char snap_id[129];
-    const char *given = param_str(params, "snapshot_id");
-    if (bad || !check_name(ctx, "repository", repository) ||
-        (given && !check_name(ctx, "snapshot_id", given)))
-        return FERRY_INVALID;
-    if (given)
-        snprintf(snap_id, sizeof(snap_id), "%s", given);
-    else
-        snap_default_id(snap_id, sizeof(snap_id));
+                  "exclude must be a list of patterns (strings without NUL bytes), e.g. "
+                  "[\"*.log\", \"/cache/\"]");
+    else if ((*out = pattern_compile(texts, n, err, sizeof(err))) == NULL)
+        job_error(ctx, "bad_parameter", "%s", err);
+    free(texts);
+    return ok && *out ? 0 : -1;
+}
 
-    char *live = repo_dir(t, repository);
-    char *snaps = snapshots_dir(t, repository);
-    char *local_snap = xasprintf("%s/%s", snaps, snap_id);
-    int from_snapshot = given && machine_exists(t, local_snap);
+/*
+ * Pushes source (a directory on the machine) as a snapshot of repository. path is the
+ * absolute path pushed for repo_push's "paths" (recorded in the manifest), NULL for a
+ * repository of the datastore. On a remote machine the files are listed and read through
+ * the host's streaming exec service (remote_read.h).
+ */
+static ferry_result push_dir(ferry_ctx *ctx, target *t, const char *repository, const char *source,
+                             int from_snapshot, const char *path, const char *storage_name,
+                             const json_t *params, const char *snap_id, int default_id,
+                             int64_t expires, int level, int retry_transient, json_t **result)
+{
     ferry_result res = FERRY_OK;
     storage *s = NULL;
     lock *lk = NULL;
+    pattern_set *exclude = NULL;
+    remote_source remote;
     job j;
     job_init(&j, ctx);
-    if (!from_snapshot && !machine_exists(t, live)) {
-        job_error(ctx, "not_found", "repository %s does not exist on %s (%s)", repository, t->name,
-                  live);
-        res = FERRY_FAIL;
+    rerr e = {0};
+    if (push_exclude(ctx, params, &exclude) != 0)
+        return FERRY_INVALID;
+    if (!t->local && remote_source_init(&remote, ctx, t->name, source, exclude, &e) != 0) {
+        res = job_fail(ctx, &e, 0);
         goto out;
     }
     if ((res = job_storage(ctx, storage_name, 1, &s, retry_transient)) != FERRY_OK)
@@ -228,16 +249,19 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
     char purpose[300], host[256] = "";
     gethostname(host, sizeof(host) - 1);
     snprintf(purpose, sizeof(purpose), "push %s", repository);
-    rerr e = {0};
     if (lock_shared(s, purpose, LOCK_WAIT, lock_wait, &j, &lk, &e) != 0) {
         res = job_fail(ctx, &e, retry_transient);
         goto out;
     }
     backup_req req = {.repository = repository,
-                      .source = from_snapshot ? local_snap : live,
+                      .source = source,
+                      .remote = t->local ? NULL : &remote.ops,
+                      .filter = exclude ? push_filter : NULL,
+                      .filter_arg = exclude,
+                      .path = path,
                       .source_is_snapshot = from_snapshot,
                       .snapshot_id = snap_id,
-                      .default_id = given == NULL,
+                      .default_id = default_id,
                       .tags = json_object_get(params, "tags"),
                       .description = param_str(params, "description"),
                       .hostname = host,
@@ -253,7 +277,13 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
     }
     lock_release(lk);
     lk = NULL;
-    ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s", repository,
+    if (path)
+        json_object_set_new(*result, "path", json_string(path));
+    if (!t->local)
+        json_object_set_new(*result, "bytes_received",
+                            json_integer((json_int_t)__atomic_load_n(&remote.bytes,
+                                                                     __ATOMIC_RELAXED)));
+    ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s", path ? path : repository,
               from_snapshot ? " (local snapshot)" : "",
               json_string_value(json_object_get(*result, "snapshot_id")), storage_name);
     if (expires || json_object_get(params, "retention_days") ||
@@ -262,8 +292,158 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
 out:
     lock_release(lk);
     storage_close(s);
+    pattern_free(exclude);
+    return res;
+}
+
+/* The push parameters every push checks first: compression level, expiry, snapshot id. */
+static ferry_result push_common(ferry_ctx *ctx, const json_t *params, int *level, int64_t *expires,
+                                char *snap_id, size_t idlen)
+{
+    const char *compression = param_str(params, "compression");
+    *level = compression_level(compression ? compression : "default");
+    if (*level < 0) {
+        job_error(ctx, "bad_parameter",
+                  "compression must be fast, default, high or none, not \"%s\"", compression);
+        return FERRY_INVALID;
+    }
+    int bad = 0;
+    *expires = expiry(params, ctx, &bad);
+    const char *given = param_str(params, "snapshot_id");
+    if (bad || (given && !check_name(ctx, "snapshot_id", given)))
+        return FERRY_INVALID;
+    if (given)
+        snprintf(snap_id, idlen, "%s", given);
+    else
+        snap_default_id(snap_id, idlen);
+    return FERRY_OK;
+}
+
+ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const char *storage_name,
+                      const json_t *params, int retry_transient, json_t **result)
+{
+    int level = 0;
+    int64_t expires = 0;
+    char snap_id[129];
+    const char *given = param_str(params, "snapshot_id");
+    ferry_result res = push_common(ctx, params, &level, &expires, snap_id, sizeof(snap_id));
+    if (res != FERRY_OK)
+        return res;
+    if (!check_name(ctx, "repository", repository))
+        return FERRY_INVALID;
+    char *live = repo_dir(t, repository);
+    char *snaps = snapshots_dir(t, repository);
+    char *local_snap = xasprintf("%s/%s", snaps, snap_id);
+    int from_snapshot = given ? machine_test(t, local_snap) : 0;
+    int exists = from_snapshot == 0 ? machine_test(t, live) : 1;
+    if (from_snapshot < 0 || exists < 0) {
+        res = FERRY_RETRY; /* the machine could not be reached: the exec service said why */
+    } else if (!exists) {
+        job_error(ctx, "not_found", "repository %s does not exist on %s (%s)", repository, t->name,
+                  live);
+        res = FERRY_FAIL;
+    } else {
+        res = push_dir(ctx, t, repository, from_snapshot ? local_snap : live, from_snapshot, NULL,
+                       storage_name, params, snap_id, given == NULL, expires, level,
+                       retry_transient, result);
+    }
     free(live);
     free(snaps);
     free(local_snap);
+    return res;
+}
+
+char *path_repository(const char *path)
+{
+    unsigned char digest[32];
+    char hex[65];
+    EVP_Digest(path, strlen(path), digest, NULL, EVP_sha256(), NULL);
+    hex_encode(digest, 4, hex);
+    buf slug = {0};
+    for (const char *p = path; *p && slug.len < 100; p++) {
+        if (*p == '/') {
+            if (slug.len && p[1])
+                buf_put_u8(&slug, '-');
+            continue;
+        }
+        int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                    (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-';
+        buf_put_u8(&slug, plain ? (uint8_t)*p : '_');
+    }
+    char *name = xasprintf("path-%.*s%s%s", (int)slug.len, slug.len ? (char *)slug.data : "",
+                           slug.len ? "-" : "root-", hex);
+    buf_free(&slug);
+    return name;
+}
+
+/* Why path is not an absolute, normalised path, or NULL. */
+static const char *path_problem_abs(const char *path)
+{
+    if (path[0] != '/')
+        return "is not absolute";
+    for (const char *p = path + 1; *p;) {
+        size_t len = strcspn(p, "/");
+        if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return "has a \".\" or \"..\" component";
+        if (len == 0 && p[0] == '/')
+            return "has an empty component (\"//\")";
+        p += len + (p[len] == '/');
+    }
+    return NULL;
+}
+
+ferry_result push_paths(ferry_ctx *ctx, target *t, const json_t *paths, const char *storage_name,
+                        const json_t *params, int retry_transient, json_t **result)
+{
+    int level = 0;
+    int64_t expires = 0;
+    char snap_id[129];
+    const char *given = param_str(params, "snapshot_id");
+    size_t n = json_is_array(paths) ? json_array_size(paths) : 0;
+    if (n == 0) {
+        job_error(ctx, "bad_parameter",
+                  "paths must be a non-empty list of absolute paths, e.g. [\"/etc\", \"/var/www\"]");
+        return FERRY_INVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *p = json_array_get(paths, i);
+        const char *text = json_string_value(p);
+        const char *why = text == NULL || strlen(text) != json_string_length(p)
+                              ? "is not a string without NUL bytes"
+                              : path_problem_abs(text);
+        if (why) {
+            char q[300];
+            job_error(ctx, "bad_parameter", "paths[%zu] %s %s", i,
+                      tree_quote(text ? text : "", q, sizeof(q)), why);
+            return FERRY_INVALID;
+        }
+    }
+    ferry_result res = push_common(ctx, params, &level, &expires, snap_id, sizeof(snap_id));
+    json_t *pushed = json_array();
+    for (size_t i = 0; i < n && res == FERRY_OK; i++) {
+        char *path = xstrdup(json_string_value(json_array_get(paths, i)));
+        size_t len = strlen(path);
+        while (len > 1 && path[len - 1] == '/')
+            path[--len] = '\0';
+        char *repository = path_repository(path);
+        json_t *one = NULL;
+        int exists = machine_test(t, path);
+        if (exists < 0) {
+            res = FERRY_RETRY;
+        } else if (!exists) {
+            job_error(ctx, "not_found", "path %s does not exist on %s", path, t->name);
+            res = FERRY_FAIL;
+        } else {
+            res = push_dir(ctx, t, repository, path, 0, path, storage_name, params, snap_id,
+                           given == NULL, expires, level, retry_transient, &one);
+        }
+        if (res == FERRY_OK)
+            json_array_append_new(pushed, one);
+        free(repository);
+        free(path);
+    }
+    if (res == FERRY_OK)
+        *result = json_pack("{s:s,s:O}", "storage", storage_name, "pushed", pushed);
+    json_decref(pushed);
     return res;
 }

@@ -85,6 +85,10 @@ ferry_result require_local(target *t, const char *function);
         {"retention_years", FERRY_PARAM_NUMBER, 0, NULL,                                           \
          "Keep the snapshot this many years (adds to retention_days)."},                           \
         {"description", FERRY_PARAM_STRING, 0, NULL, "Free text stored with the snapshot."},       \
+        {"exclude", FERRY_PARAM_ARRAY, 0, NULL,                                                    \
+         "Patterns of files and directories to leave out, in gitignore syntax (*, **, ?, "          \
+         "[...], leading / anchors, trailing / for directories, ! re-includes), relative to "      \
+         "the pushed directory; see docs/repositories.md."},                                       \
     {                                                                                              \
         "threads", FERRY_PARAM_INTEGER, 0, "0",                                                    \
             "Worker threads for chunking and compression; 0: one per core (at most 8)."            \
@@ -97,5 +101,22 @@ ferry_result require_local(target *t, const char *function);
  */
 ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const char *storage_name,
                       const json_t *params, int retry_transient, json_t **result);
+
+/*
+ * repo_push's "paths": each absolute path of the machine (local or remote) pushed as a snapshot
+ * of the repository path_repository names. Refuses (FERRY_INVALID, one-line error) an empty
+ * list, a relative path, a "." or ".." component. *result: {"storage", "pushed": [...]}.
+ */
+ferry_result push_paths(ferry_ctx *ctx, target *t, const json_t *paths, const char *storage_name,
+                        const json_t *params, int retry_transient, json_t **result);
+
+/*
+ * The repository name under which an absolute path is stored (new string): "path-", the
+ * path's names joined by '-' (bytes outside [A-Za-z0-9._-] as '_', at most 100), '-' and the
+ * first 8 hex digits of the path's SHA-256: "/var/www" -> "path-var-www-<8 hex>", "/" ->
+ * "path-root-<8 hex>". The same path always gets the same name, so its pushes are one
+ * repository's snapshots (listing, latest, retention); the manifest records the path.
+ */
+char *path_repository(const char *path);
 
 #endif

@@ -106,6 +106,18 @@ int machine_exists(target *t, const char *path)
     return rc == 0;
 }
 
+int machine_test(target *t, const char *path)
+{
+    if (t->local)
+        return machine_exists(t, path);
+    char *q = sh_quote(path);
+    char *cmd = xasprintf("test -e %s || test -L %s", q, q);
+    int rc = machine_sh(t, cmd, NULL, NULL);
+    free(cmd);
+    free(q);
+    return rc < 0 ? -1 : rc == 0;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;

@@ -46,6 +46,9 @@ int machine_sh(target *t, const char *command, const json_t *options, char **out
 
 /* Non-zero when path exists on the machine. */
 int machine_exists(target *t, const char *path);
+/* 1 when path exists on the machine, 0 when not, -1 when the machine could not be reached
+ * (the attempt's error is set: the exec service's reason). */
+int machine_test(target *t, const char *path);
 
 /*
  * Runs the named Ferryfile functions (e.g. {"prep", "up"}) with bash in the repository's

@@ -67,6 +67,8 @@ struct scan {
     const volatile int *stop;
     rerr *e;
     const char *root;
+    tree_filter filter;
+    void *filter_arg;
 };
 
 static void fill_meta(tnode *n, const struct stat *st)
@@ -101,6 +103,10 @@ static int scan_entry(struct scan *sc, int dirfd, const char *name, const char *
         sc->t->skipped++; /* a socket belongs to a running process, not to a backup */
         return 0;
     }
+    if (sc->filter && sc->filter(sc->filter_arg, rel, S_ISDIR(st.st_mode))) {
+        sc->t->excluded++; /* excluded directories are not even opened */
+        return 0;
+    }
     tnode *n = add_node(sc->t);
     size_t self = sc->t->n - 1;
     n->path = xstrdup(rel);
@@ -118,15 +124,15 @@ static int scan_entry(struct scan *sc, int dirfd, const char *name, const char *
     if (S_ISLNK(st.st_mode)) {
         n->kind = T_SYMLINK;
         size_t cap = (size_t)st.st_size + 2;
-        char *target = xmalloc(cap);
-        ssize_t len = readlinkat(dirfd, name, target, cap - 1);
+        char *text = xmalloc(cap);
+        ssize_t len = readlinkat(dirfd, name, text, cap - 1);
         if (len < 0) {
-            free(target);
+            free(text);
             return rerr_set(sc->e, errno_kind(errno), "cannot read link %s/%s: %s", sc->root, rel,
                             strerror(errno));
         }
-        target[len] = '\0';
-        n->target = target;
+        text[len] = '\0';
+        n->target = text;
         return 0;
     }
     if (S_ISREG(st.st_mode)) {
@@ -198,7 +204,14 @@ static int scan_dir(struct scan *sc, int dirfd, const char *rel)
 
 int tree_scan(const char *root, tree *t, const volatile int *stop, rerr *e)
 {
-    struct scan sc = {.t = t, .stop = stop, .e = e, .root = root};
+    return tree_scan_filtered(root, t, stop, NULL, NULL, e);
+}
+
+int tree_scan_filtered(const char *root, tree *t, const volatile int *stop, tree_filter filter,
+                       void *filter_arg, rerr *e)
+{
+    struct scan sc = {
+        .t = t, .stop = stop, .e = e, .root = root, .filter = filter, .filter_arg = filter_arg};
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
@@ -503,6 +516,20 @@ out:
     if (nul)
         snprintf(t->why, sizeof(t->why), "entry %zu of %llu has a name with a NUL byte", t->n,
                  (unsigned long long)count);
+    free(ps.slots);
+    return rc;
+}
+
+int tree_check(tree *t)
+{
+    path_set ps = {0};
+    int rc = 0;
+    t->why[0] = '\0';
+    for (size_t i = 0; i < t->n && rc == 0; i++) {
+        rc = check_node(t, &ps, i);
+        if (rc == 0)
+            set_add(&ps, t, i);
+    }
     free(ps.slots);
     return rc;
 }

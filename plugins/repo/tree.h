@@ -45,7 +45,8 @@ typedef struct tree {
     tnode *nodes;
     size_t n;
     size_t cap;
-    size_t skipped; /* sockets and entries that vanished during the scan */
+    size_t skipped;  /* sockets and entries that vanished during the scan */
+    size_t excluded; /* entries a scan's filter left out (a directory counts once) */
     char why[640];  /* tree_decode: the entry refused and why ("" when the bytes are cut) */
 } tree;
 
@@ -54,6 +55,14 @@ typedef struct tree {
  * set. stop, when not NULL, is polled and ends the scan early (E_CANCELLED) when non-zero.
  */
 int tree_scan(const char *root, tree *t, const volatile int *stop, rerr *e);
+/*
+ * A scan's filter (repo_push's "exclude"): non-zero leaves out the entry at rel (relative to
+ * the root, never ""), and for a directory everything it holds (it is not even opened).
+ */
+typedef int (*tree_filter)(void *arg, const char *rel, int is_dir);
+/* tree_scan with a filter (NULL: none). */
+int tree_scan_filtered(const char *root, tree *t, const volatile int *stop, tree_filter filter,
+                       void *filter_arg, rerr *e);
 void tree_encode(const tree *t, buf *out);
 /*
  * Decodes into t (empty on entry). 0, or -1 when the bytes are malformed or an entry breaks
@@ -67,6 +76,9 @@ void tree_encode(const tree *t, buf *out);
  * them.
  */
 int tree_decode(const uint8_t *p, size_t n, tree *t);
+/* Checks a tree built elsewhere than by tree_scan (a remote machine's listing) against the
+ * rules tree_decode applies. 0, or -1 with t->why naming the entry. */
+int tree_check(tree *t);
 void tree_free(tree *t);
 /* Returns out (outlen bytes, at least 16) holding s in double quotes, bytes outside printable
  * ASCII as \xNN, cut after 120 bytes: a hostile name is shown, never echoed raw into a log. */

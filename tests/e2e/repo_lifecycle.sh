@@ -103,8 +103,10 @@ eq "repo_rm of a missing repository fails" "$(err "$out" .code)" not_found
 out=$(job bare '{"function":"repo_new","repository":"x"}')
 eq "a machine without a datastore is refused" "$(err "$out" .outcome)" INVALID
 contains "telling what to add" "$(err "$out" .message)" '"datastore"'
+# A remote machine is pushed from over SSH (repo_remote_push.sh); one that cannot be reached
+# fails with the connection's reason, not as a missing repository.
 out=$(job far '{"function":"repo_push","repository":"x","storage":"st"}')
-eq "push on a remote machine is refused" "$(err "$out" .code)" unsupported
-contains "with the reason" "$(err "$out" .message)" "needs a local machine"
+eq "push on an unreachable remote machine fails on the connection" "$(err "$out" .code)" exec_failed
+contains "with the reason" "$(err "$out" .message)" "192.0.2.1"
 stop_host
 t_done
