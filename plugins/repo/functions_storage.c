@@ -148,38 +148,6 @@ static ferry_result pull_health(target *t, const char *repo, const json_t *hc, j
     return res; /* FAIL; INVALID for a bad check; RETRY when the host could not run it */
 }
 
-/*
- * repo_pull's "include": a list of paths (strings) into *paths (borrowed from params, to
- * free; NULL when absent). 0, or -1 with the error set.
- */
-static int pull_include(ferry_ctx *ctx, const json_t *params, const char ***paths, size_t *n)
-{
-    const json_t *inc = json_object_get(params, "include");
-    *paths = NULL;
-    *n = 0;
-    if (inc == NULL || json_is_null(inc))
-        return 0;
-    if (!json_is_array(inc) || json_array_size(inc) == 0) {
-        job_error(ctx, "bad_parameter",
-                  "include must be a list of paths of the snapshot, e.g. [\"etc/app.conf\", "
-                  "\"data/\"]");
-        return -1;
-    }
-    *paths = xcalloc(json_array_size(inc), sizeof(**paths));
-    size_t i;
-    const json_t *v;
-    json_array_foreach (inc, i, v) {
-        if (!json_is_string(v)) {
-            job_error(ctx, "bad_parameter", "include[%zu] must be a string (a path)", i);
-            free(*paths);
-            *paths = NULL;
-            return -1;
-        }
-        (*paths)[(*n)++] = json_string_value(v);
-    }
-    return 0;
-}
-
 static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t **result)
 {
     const char *repo = param_str(params, "repository");
@@ -188,13 +156,12 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
     const char *target_param = param_str(params, "target");
     const json_t *hc = json_object_get(params, "health_check");
     const char *point = pull_point(ctx, params);
-    const char **include = NULL;
-    size_t ninclude = 0;
+    pattern_set *include = NULL;
     if (point == NULL || !health_check_ok(ctx, hc))
         return FERRY_INVALID;
     if (!check_name(ctx, "repository", repo) || (from && !check_name(ctx, "from_repository", from)))
         return FERRY_INVALID;
-    if (pull_include(ctx, params, &include, &ninclude) != 0)
+    if (pull_include(ctx, json_object_get(params, "include"), &include) != 0)
         return FERRY_INVALID;
     int elsewhere = target_param != NULL;
     if (include && !elsewhere) {
@@ -202,20 +169,20 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
                   "include restores part of a snapshot, which never replaces the repository: "
                   "give \"target\" too (a new or empty directory, e.g. \"/srv/restore/%s\")",
                   repo);
-        free(include);
+        pattern_free(include);
         return FERRY_INVALID;
     }
     if (elsewhere && hc && !json_is_null(hc)) {
         job_error(ctx, "bad_parameter",
                   "health_check starts the repository, which a restore to a target leaves "
                   "alone: drop one of them");
-        free(include);
+        pattern_free(include);
         return FERRY_INVALID;
     }
     target t;
     ferry_result res = target_open(ctx, &t);
     if (res != FERRY_OK) {
-        free(include);
+        pattern_free(include);
         target_close(&t);
         return res;
     }
@@ -260,8 +227,8 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
                        .verify = param_bool(params, "verify", 1),
                        .fsync = param_bool(params, "fsync", 0),
                        .threads = (int)json_integer_value(json_object_get(params, "threads")),
-                       .include = include,
-                       .ninclude = ninclude};
+                       .include = include ? pull_selects : NULL,
+                       .include_arg = include};
     if ((res = pull_write(&t, s, &req, uid, gid, &j, result)) != FERRY_OK)
         goto out;
     if ((res = pull_swap_in(&t, fresh, live)) != FERRY_OK) {
@@ -283,7 +250,7 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
 out:
     lock_release(lk);
     storage_close(s);
-    free(include);
+    pattern_free(include);
     free(live);
     free(marker);
     free(fresh);
@@ -501,10 +468,10 @@ static const ferry_param repo_pull_params[] = {
      "(which is then left alone, running or not): it must not exist or be empty, and may not "
      "be \"/\" or inside the datastore's .ferry directory."},
     {"include", FERRY_PARAM_ARRAY, 0, NULL,
-     "A partial restore (needs target): only these paths of the snapshot, relative to the "
-     "repository (e.g. [\"etc/app.conf\", \"data/\"]), with what they hold and the "
-     "directories leading to them. A path matches itself and what is under it; patterns are "
-     "not supported."},
+     "A partial restore (needs target): the entries these paths or patterns of the snapshot "
+     "select (exclude's gitignore syntax, relative to the repository, e.g. "
+     "[\"/etc/app.conf\", \"data/\", \"*.sql\"]), what selected directories hold, and "
+     "the directories leading to them."},
     {NULL, 0, 0, NULL, NULL},
 };
 

@@ -48,6 +48,60 @@ char *pull_target(target *t, const char *given)
     return path;
 }
 
+/* Non-zero when pattern p has a ".." component (after its "!" and leading "/"). */
+static int climbs(const char *p)
+{
+    p += *p == '!';
+    for (;;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            return 1;
+        if (p[n] == '\0')
+            return 0;
+        p += n + 1;
+    }
+}
+
+int pull_include(ferry_ctx *ctx, const json_t *inc, pattern_set **out)
+{
+    *out = NULL;
+    if (inc == NULL || json_is_null(inc))
+        return 0;
+    if (!json_is_array(inc) || json_array_size(inc) == 0) {
+        job_error(ctx, "bad_parameter",
+                  "include must be a list of paths or patterns of the snapshot, e.g. "
+                  "[\"etc/app.conf\", \"data/\", \"*.sql\"]");
+        return -1;
+    }
+    size_t n = json_array_size(inc);
+    const char **patterns = xcalloc(n, sizeof(*patterns));
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        patterns[i] = json_string_value(json_array_get(inc, i));
+        if (patterns[i] == NULL) {
+            job_error(ctx, "bad_parameter", "include[%zu] must be a string (a path or pattern)", i);
+            rc = -1;
+        } else if (climbs(patterns[i])) {
+            job_error(ctx, "bad_parameter",
+                      "include \"%s\" has a \"..\" component: paths of a snapshot never do",
+                      patterns[i]);
+            rc = -1;
+        }
+    }
+    char why[512];
+    if (rc == 0 && (*out = pattern_compile(patterns, n, why, sizeof(why))) == NULL) {
+        job_error(ctx, "bad_parameter", "include: %s", why);
+        rc = -1;
+    }
+    free(patterns);
+    return rc;
+}
+
+int pull_selects(const void *set, const char *path, int is_dir)
+{
+    return pattern_excluded(set, path, is_dir); /* "excluded": matched by the patterns */
+}
+
 /* $1 dest, $2 1: refuse a dest that is not an empty directory. Prints the user's ids. */
 static const char prepare_script[] =
     "dest=$1 empty_only=$2\n"

@@ -10,6 +10,7 @@
 #define REPO_PULL_H
 
 #include "jobs.h"
+#include "pattern.h"
 
 /*
  * Checks repo_pull's "target": an absolute path of names (no "", "." or ".." component)
@@ -18,6 +19,16 @@
  * error set.
  */
 char *pull_target(target *t, const char *given);
+
+/*
+ * repo_pull's "include" (inc: absent, or a list of patterns in pattern.h's syntax, none with
+ * a ".." component) compiled into *out (NULL when absent; pattern_free). 0, or -1 with the
+ * attempt's error set.
+ */
+int pull_include(ferry_ctx *ctx, const json_t *inc, pattern_set **out);
+
+/* restore_req.include for a pattern_set: the entries its patterns match. */
+int pull_selects(const void *set, const char *path, int is_dir);
 
 /*
  * Prepares the directory the restore is written to, beside dest: creates dest's parent,

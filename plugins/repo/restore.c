@@ -665,83 +665,58 @@ out:
     return rc;
 }
 
-/* An include entry without its leading and trailing slashes: len bytes at *path. 0, or -1
- * when what remains is not a relative path of names (no "", "." or ".." component). */
-static int include_path(const char *given, const char **path, size_t *len)
+/* Marks the directories leading to node i as kept (1) when they are not kept already. */
+static void keep_parents(const tree *t, const tree_map *m, uint8_t *keep, size_t i)
 {
-    while (*given == '/')
-        given++;
-    size_t n = strlen(given);
-    while (n > 0 && given[n - 1] == '/')
-        n--;
-    *path = given;
-    *len = n;
-    if (n == 0)
-        return 0; /* "/" or "": the whole snapshot */
-    for (size_t at = 0; at < n;) {
-        size_t c = at;
-        while (c < n && given[c] != '/')
-            c++;
-        size_t clen = c - at;
-        if (clen == 0 || (clen == 1 && given[at] == '.') ||
-            (clen == 2 && given[at] == '.' && given[at + 1] == '.'))
-            return -1;
-        at = c + 1;
+    char *path = xstrdup(t->nodes[i].path);
+    for (char *slash = strrchr(path, '/');; slash = strrchr(path, '/')) {
+        if (slash)
+            *slash = '\0';
+        const tnode *p = tree_map_find(m, slash ? path : "");
+        if (p == NULL || keep[p - t->nodes])
+            break;
+        keep[p - t->nodes] = 1;
+        if (slash == NULL)
+            break;
     }
-    return 0;
-}
-
-/* Is path p the include (len bytes at inc) or under it (2), or a directory leading to it (1)? */
-static int include_match(const char *p, const char *inc, size_t len)
-{
-    size_t plen = strlen(p);
-    if (len == 0 || (plen >= len && memcmp(p, inc, len) == 0 && (p[len] == '/' || !p[len])))
-        return 2;
-    if (plen == 0 || (plen < len && memcmp(p, inc, plen) == 0 && inc[plen] == '/'))
-        return 1;
-    return 0;
+    free(path);
 }
 
 /*
- * A partial restore (req->include): keeps the entries an include names, what they hold and
- * the directories leading to them. A hard link kept without its first link becomes a
- * regular file with that file's content, and later links to it point at it instead. An
- * include that matches no entry fails the restore before anything is written.
+ * A partial restore (req->include): keeps the entries it selects, what selected directories
+ * hold and the directories leading to them. A hard link kept without its first link becomes
+ * a regular file with that file's content, and later links to it point at it instead. When
+ * nothing is selected the restore fails before anything is written.
  */
 static int narrow(rs *r, rerr *e)
 {
     const restore_req *req = r->req;
-    if (req->include == NULL || req->ninclude == 0)
+    if (req->include == NULL)
         return 0;
-    uint8_t *keep = xcalloc(r->t.n, 1);
-    int rc = 0;
-    for (size_t k = 0; k < req->ninclude && rc == 0; k++) {
-        const char *inc;
-        size_t len, matched = 0;
-        char q[256];
-        if (include_path(req->include[k], &inc, &len) != 0) {
-            rc = rerr_set(e, E_INVALID,
-                          "include %s is not a path of the snapshot: its components may not be "
-                          "empty, \".\" or \"..\"",
-                          tree_quote(req->include[k], q, sizeof(q)));
-            break;
-        }
-        for (size_t i = 0; i < r->t.n; i++) {
-            int m = include_match(r->t.nodes[i].path, inc, len);
-            matched += m == 2;
-            keep[i] = keep[i] > m ? keep[i] : (uint8_t)m;
-        }
-        if (matched == 0)
-            rc = rerr_set(e, E_NOTFOUND, "include %s matches nothing in snapshot %s of %s",
-                          tree_quote(req->include[k], q, sizeof(q)),
-                          json_string_value(json_object_get(r->doc, "id")), req->repository);
-    }
-    /* A directory kept only because it leads to an include must be a directory. */
-    for (size_t i = 0; i < r->t.n && rc == 0; i++)
-        if (keep[i] == 1 && r->t.nodes[i].kind != T_DIR)
-            keep[i] = 0;
+    uint8_t *keep = xcalloc(r->t.n, 1); /* 2: selected, 1: leads to a selected entry */
     tree_map m;
     tree_map_build(&m, &r->t);
+    size_t selected = 0;
+    for (size_t i = 1; i < r->t.n; i++) {
+        tnode *n = &r->t.nodes[i];
+        const char *slash = strrchr(n->path, '/');
+        const tnode *parent = NULL;
+        if (slash) {
+            char *dir = xasprintf("%.*s", (int)(slash - n->path), n->path);
+            parent = tree_map_find(&m, dir);
+            free(dir);
+        }
+        if ((parent && keep[parent - r->t.nodes] == 2) ||
+            req->include(req->include_arg, n->path, n->kind == T_DIR)) {
+            keep[i] = 2;
+            selected++;
+            keep_parents(&r->t, &m, keep, i);
+        }
+    }
+    int rc = 0;
+    if (selected == 0)
+        rc = rerr_set(e, E_NOTFOUND, "include matches nothing in snapshot %s of %s",
+                      json_string_value(json_object_get(r->doc, "id")), req->repository);
     for (size_t i = 0; i < r->t.n && rc == 0; i++) {
         tnode *n = &r->t.nodes[i];
         const tnode *first = keep[i] && n->kind == T_HARDLINK ? tree_map_find(&m, n->target) : NULL;
@@ -765,6 +740,7 @@ static int narrow(rs *r, rerr *e)
         free(moved);
     }
     tree_map_free(&m);
+    keep[0] = 1; /* the root */
     size_t out = 0;
     for (size_t i = 0; i < r->t.n; i++) {
         if (keep[i]) {
