@@ -217,10 +217,8 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
         res = job_fail(ctx, &e, 1);
         goto out;
     }
-    if ((fresh = pull_prepare(&t, live, elsewhere, &uid, &gid)) == NULL) {
-        res = FERRY_FAIL;
+    if ((res = pull_prepare(&t, live, elsewhere, &fresh, &uid, &gid)) != FERRY_OK)
         goto out;
-    }
     restore_req req = {.repository = from ? from : repo,
                        .point = id,
                        .dest = fresh,

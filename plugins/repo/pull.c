@@ -117,11 +117,13 @@ static const char prepare_script[] =
     "command -v tar >/dev/null || exit 5\n"
     "echo \"ids $(id -u) $(id -g)\"\n";
 
-char *pull_prepare(target *t, const char *dest, int empty_only, int64_t *uid, int64_t *gid)
+ferry_result pull_prepare(target *t, const char *dest, int empty_only, char **fresh, int64_t *uid,
+                          int64_t *gid)
 {
     char *qs = sh_quote(prepare_script), *qd = sh_quote(dest);
     char *cmd = xasprintf("sh -c %s prepare %s %d", qs, qd, empty_only);
-    char *out = NULL, *fresh = NULL;
+    char *out = NULL;
+    *fresh = NULL;
     int rc = machine_sh(t, cmd, NULL, &out);
     const char *ids = out ? strstr(out, "ids ") : NULL;
     long long u = -1, g = -1;
@@ -142,7 +144,7 @@ char *pull_prepare(target *t, const char *dest, int empty_only, int64_t *uid, in
         char rnd[17];
         random_hex(rnd, 8);
         const char *slash = strrchr(dest, '/');
-        fresh = xasprintf("%.*s/.%s.pull-%s", (int)(slash - dest), dest, slash + 1, rnd);
+        *fresh = xasprintf("%.*s/.%s.pull-%s", (int)(slash - dest), dest, slash + 1, rnd);
         *uid = u;
         *gid = g;
     }
@@ -150,7 +152,8 @@ char *pull_prepare(target *t, const char *dest, int empty_only, int64_t *uid, in
     free(cmd);
     free(qs);
     free(qd);
-    return fresh;
+    /* -1: the machine could not be reached (the exec service set the error) */
+    return rc == 0 ? FERRY_OK : rc < 0 ? FERRY_RETRY : FERRY_FAIL;
 }
 
 /*
@@ -196,7 +199,8 @@ static const char *tail_of(const char *text)
     return p;
 }
 
-/* Streams the restore to the machine. 0, or -1 with e set (the machine's reason in it). */
+/* Streams the restore to the machine. 0; -1 with e set (the machine's reason in it); -2 when
+ * the command could not start (the attempt's error is set). */
 static int stream_to(target *t, storage *s, const restore_req *req, int64_t uid, int64_t gid,
                      job *j, json_t **result, rerr *e)
 {
@@ -216,8 +220,7 @@ static int stream_to(target *t, storage *s, const restore_req *req, int64_t uid,
     free(qs);
     free(qf);
     if (h == NULL)
-        return rerr_set(e, E_TRANSIENT, "cannot start tar on %s: %s", t->name,
-                        job_last_error(NULL));
+        return -2; /* the exec service set the attempt's error (unreachable: RETRY) */
     json_t *sums = req->verify ? json_object() : NULL;
     stream_req sr = {.fd = to_cmd, .uid = uid, .gid = gid, .sums = sums};
     rerr mine = {0};
@@ -262,6 +265,8 @@ ferry_result pull_write(target *t, storage *s, const restore_req *req, int64_t u
                       : stream_to(t, s, req, uid, gid, j, result, &e);
     if (rc == 0)
         return FERRY_OK;
+    if (rc == -2)
+        return FERRY_RETRY;
     if (machine_rmtree(t, req->dest) != 0)
         ferry_log(t->ctx, FERRY_LOG_WARN,
                   "the incomplete restore is left at %s on %s (the next pull removes it)",

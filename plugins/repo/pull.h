@@ -34,10 +34,12 @@ int pull_selects(const void *set, const char *path, int is_dir);
  * Prepares the directory the restore is written to, beside dest: creates dest's parent,
  * removes what earlier pulls into dest left (directories .NAME.pull-* beside it, from a
  * worker killed or a connection dropped mid-restore) and, with empty_only, refuses a dest
- * that exists and is not an empty directory. Returns the new directory's path (to create;
- * new string), or NULL with the error set. *uid and *gid receive the machine user's ids.
+ * that exists and is not an empty directory. FERRY_OK with *fresh the new directory's path
+ * (to create; new string) and *uid, *gid the machine user's ids; FERRY_RETRY when the
+ * machine cannot be reached, else FERRY_FAIL, with the error set.
  */
-char *pull_prepare(target *t, const char *dest, int empty_only, int64_t *uid, int64_t *gid);
+ferry_result pull_prepare(target *t, const char *dest, int empty_only, char **fresh, int64_t *uid,
+                          int64_t *gid);
 
 /*
  * Writes req's snapshot into req->dest, which must not exist: on a local machine with
