@@ -2,7 +2,8 @@
  * Running a command on a machine. Local machines: fork/exec of /bin/sh -c. Remote machines go
  * through exec_ssh() (exec_ssh.c), which builds an ssh command line and comes back here to
  * run it: both share exec_spawn(), the one place that captures output and enforces
- * timeouts and cancellation.
+ * timeouts and cancellation. The streaming exec (exec_stream.c) starts its commands with
+ * exec_fork() and stops them with exec_police(), as exec_spawn() does.
  */
 #include "exec.h"
 
@@ -61,14 +62,14 @@ static void buf_add(struct buf *b, const char *p, size_t n)
     b->data[b->len] = '\0';
 }
 
-static void child(const exec_spawn_spec *spec, int out_fd, int in_fd)
+static void child(const exec_spawn_spec *spec, int out_fd, int in_fd, int err_fd)
 {
     setpgid(0, 0);
     signal(SIGPIPE, SIG_DFL);
     signal(SIGUSR1, SIG_DFL);
     dup2(in_fd, STDIN_FILENO);
     dup2(out_fd, STDOUT_FILENO);
-    dup2(out_fd, STDERR_FILENO);
+    dup2(err_fd >= 0 ? err_fd : out_fd, STDERR_FILENO);
     if (spec->cwd && chdir(spec->cwd) != 0) {
         dprintf(STDERR_FILENO, "cannot change to %s: %s\n", spec->cwd, strerror(errno));
         _exit(126);
@@ -114,8 +115,7 @@ static void feed_some(struct feed *f)
     }
 }
 
-/* When the command must stop: the earlier of options' timeout and the hooks' deadline. */
-static int64_t stop_time(int64_t start, const json_t *options, const exec_hooks *hooks)
+int64_t exec_stop_time(int64_t start, const json_t *options, const exec_hooks *hooks)
 {
     json_int_t timeout_s = json_integer_value(json_object_get(options, "timeout"));
     int64_t stop_at = timeout_s > 0 ? start + timeout_s * 1000 : 0;
@@ -127,56 +127,62 @@ static int64_t stop_time(int64_t start, const json_t *options, const exec_hooks 
     return stop_at;
 }
 
-/* Forks the command with its output pipe (*out_fd, ours to read) and input pipe (*in_fd, ours
- * to write). Returns its pid, or -1 with errno set. */
-static pid_t spawn(const exec_spawn_spec *spec, int *out_fd, int *in_fd)
+static void close_pair(int p[2])
 {
-    int out[2], in[2];
-    if (pipe2(out, O_CLOEXEC) != 0)
-        return -1;
-    if (pipe2(in, O_CLOEXEC) != 0) {
-        close(out[0]);
-        close(out[1]);
+    if (p[0] >= 0)
+        close(p[0]);
+    if (p[1] >= 0)
+        close(p[1]);
+}
+
+pid_t exec_fork(const exec_spawn_spec *spec, int fds[3])
+{
+    int out[2] = {-1, -1}, in[2] = {-1, -1}, er[2] = {-1, -1};
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0 ||
+        (spec->split_stderr && pipe2(er, O_CLOEXEC) != 0)) {
+        int saved = errno;
+        close_pair(out);
+        close_pair(in);
+        errno = saved;
         return -1;
     }
     pid_t pid = fork();
     if (pid == 0)
-        child(spec, out[1], in[0]);
+        child(spec, out[1], in[0], er[1]);
     if (pid > 0)
         setpgid(pid, pid); /* both sides set it, so there is no race with a kill */
     int saved = errno;
     close(out[1]);
     close(in[0]);
+    if (er[1] >= 0)
+        close(er[1]);
     if (pid < 0) {
         close(out[0]);
         close(in[1]);
+        if (er[0] >= 0)
+            close(er[0]);
     }
-    *out_fd = out[0];
-    *in_fd = in[1];
+    fds[0] = in[1];
+    fds[1] = out[0];
+    fds[2] = er[0];
     errno = saved;
     return pid;
 }
 
-/* The stopping side of a running command: deadline, cancel check, escalation. */
-struct stopper {
-    pid_t pgid;
-    int64_t stop_at, kill_at;
-    int killing, timed_out;
-};
-
-/* Called every turn: SIGTERM to the group once it must stop, SIGKILL after the grace. */
-static void police(struct stopper *s, const exec_hooks *hooks)
+void exec_police(exec_stopper *s, const exec_hooks *hooks)
 {
     int64_t now = mono_ms();
-    int stop = (s->stop_at > 0 && now >= s->stop_at) ||
-               (hooks && hooks->cancelled && hooks->cancelled(hooks->cancelled_arg));
-    if (stop && !s->killing) {
-        s->timed_out = s->stop_at > 0 && now >= s->stop_at;
+    int timeout = s->stop_at > 0 && now >= s->stop_at;
+    int cancelled = !timeout && hooks && hooks->cancelled && hooks->cancelled(hooks->cancelled_arg);
+    if ((timeout || cancelled || s->requested) && !s->killing) {
+        s->timed_out = timeout;
+        s->why = timeout ? "timeout" : cancelled ? "cancelled" : "stop";
         kill(-s->pgid, SIGTERM);
         s->killing = 1;
         s->kill_at = now + KILL_GRACE_MS;
     } else if (s->killing && now >= s->kill_at) {
         kill(-s->pgid, SIGKILL);
+        s->killed = 1;
         s->kill_at = now + 60000;
     }
 }
@@ -184,9 +190,10 @@ static void police(struct stopper *s, const exec_hooks *hooks)
 json_t *exec_spawn(const exec_spawn_spec *spec, const json_t *options, const exec_hooks *hooks,
                    char *err, size_t errlen)
 {
-    int out_fd, in_fd;
+    int fds[3];
     int64_t start = mono_ms();
-    pid_t pid = spawn(spec, &out_fd, &in_fd);
+    pid_t pid = exec_fork(spec, fds);
+    int out_fd = fds[1], in_fd = fds[0];
     if (pid < 0) {
         seterr(err, errlen, "cannot start command: %s", strerror(errno));
         return NULL;
@@ -205,7 +212,7 @@ json_t *exec_spawn(const exec_spawn_spec *spec, const json_t *options, const exe
 
     json_int_t max = json_integer_value(json_object_get(options, "max_output"));
     struct buf b = {.max = max > 0 ? (size_t)max : DEFAULT_MAX_OUTPUT};
-    struct stopper st = {.pgid = pid, .stop_at = stop_time(start, options, hooks)};
+    exec_stopper st = {.pgid = pid, .stop_at = exec_stop_time(start, options, hooks)};
     for (int open_out = 1; open_out;) {
         struct pollfd p[2] = {{.fd = out_fd, .events = POLLIN},
                               {.fd = f.left > 0 ? f.fd : -1, .events = POLLOUT}};
@@ -220,7 +227,7 @@ json_t *exec_spawn(const exec_spawn_spec *spec, const json_t *options, const exe
             else if (n == 0 || (errno != EINTR && errno != EAGAIN))
                 open_out = 0;
         }
-        police(&st, hooks);
+        exec_police(&st, hooks);
     }
     close(out_fd);
     if (f.fd >= 0)
@@ -245,10 +252,21 @@ json_t *exec_on_machine(const json_t *machine, const char *command, const json_t
 {
     if (!exec_machine_is_local(machine))
         return exec_ssh(machine, command, options, hooks, err, errlen);
-    char *argv[] = {"/bin/sh", "-c", (char *)command, NULL};
-    exec_spawn_spec spec = {.argv = argv,
-                            .cwd = json_string_value(json_object_get(options, "cwd")),
-                            .env = json_object_get(options, "env"),
-                            .stdin_text = json_string_value(json_object_get(options, "stdin"))};
+    char *argv[4];
+    exec_spawn_spec spec;
+    exec_local_spec(&spec, argv, command, options);
+    spec.stdin_text = json_string_value(json_object_get(options, "stdin"));
     return exec_spawn(&spec, options, hooks, err, errlen);
+}
+
+void exec_local_spec(exec_spawn_spec *spec, char *argv[4], const char *command,
+                     const json_t *options)
+{
+    argv[0] = "/bin/sh";
+    argv[1] = "-c";
+    argv[2] = (char *)command;
+    argv[3] = NULL;
+    *spec = (exec_spawn_spec){.argv = argv,
+                              .cwd = json_string_value(json_object_get(options, "cwd")),
+                              .env = json_object_get(options, "env")};
 }

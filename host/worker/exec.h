@@ -36,9 +36,35 @@ json_t *exec_on_machine(const json_t *machine, const char *command, const json_t
 /* Non-zero when a machine description or vault says the machine is this one. */
 int exec_machine_is_local(const json_t *machine);
 
-/* --- shared by exec.c and exec_ssh.c ---------------------------------------------------- */
+/*
+ * The streaming exec (ferry_host.exec_start / exec_wait, ABI 1.2; exec_stream.c): starts
+ * command on the machine as exec_on_machine() would, with its stdin and stdout handed to the
+ * caller as blocking, close-on-exec pipes (*to_cmd to write, *from_cmd to read) and its
+ * stderr kept apart (the last 64 KiB). options: timeout, env, cwd ("stdin" and "max_output"
+ * are refused). A watcher thread reads the stderr and stops the command (SIGTERM, then
+ * SIGKILL, to its process group; over SSH the remote side follows) on the timeout, the
+ * hooks' deadline or cancel, or exec_stream_wait(stop), so that a caller blocked on the pipes
+ * wakes up. hooks (copied; cancelled is called from the watcher thread) must stay valid
+ * until the stream is waited. Returns a handle (never 0), or 0 with err set.
+ */
+uintptr_t exec_stream_start(const json_t *machine, const char *command, const json_t *options,
+                            const exec_hooks *hooks, int *to_cmd, int *from_cmd, char *err,
+                            size_t errlen);
 
-/* What exec_spawn() starts. */
+/*
+ * Waits for a stream to end (stopping it first when stop is non-zero) and frees it. Returns
+ * a new {"exit_code","signal","output","truncated","duration_ms","stopped"} ("stopped":
+ * "timeout", "cancelled", "stop" or null), or NULL with err set when handle is not a live
+ * stream (0, never returned, or already waited) or the SSH connection failed.
+ */
+json_t *exec_stream_wait(uintptr_t handle, int stop, char *err, size_t errlen);
+
+/* Stops and frees every stream not waited yet (an attempt's end). Returns how many. */
+int exec_stream_end_all(void);
+
+/* --- shared by exec.c, exec_ssh.c and exec_stream.c ------------------------------------- */
+
+/* What exec_spawn() and exec_fork() start. */
 typedef struct exec_spawn_spec {
     char *const *argv;      /* argv[0] is looked up on PATH */
     const char *cwd;        /* changed into in the child, or NULL */
@@ -47,7 +73,37 @@ typedef struct exec_spawn_spec {
     /* Keep the child's stdin open (after stdin_text) until its output ends: the SSH remote
      * wrapper reads end-of-file on it as "the client is gone". */
     int hold_stdin;
+    int split_stderr; /* exec_fork(): the child's stderr gets a pipe of its own */
 } exec_spawn_spec;
+
+/* The local command line of command: /bin/sh -c command (argv: 4 slots) in options' cwd
+ * with options' env. */
+void exec_local_spec(exec_spawn_spec *spec, char *argv[4], const char *command,
+                     const json_t *options);
+
+/*
+ * Forks spec->argv in a process group of its own (pgid = the returned pid): fds[0] is its
+ * stdin (ours to write), fds[1] its stdout (ours to read), fds[2] its stderr (ours to read)
+ * with spec->split_stderr, else -1 and stderr joins stdout. All three are close-on-exec.
+ * Returns the pid, or -1 with errno set.
+ */
+pid_t exec_fork(const exec_spawn_spec *spec, int fds[3]);
+
+/* The stopping side of a running command: deadline, cancel check, escalation. */
+typedef struct exec_stopper {
+    pid_t pgid;
+    int64_t stop_at, kill_at; /* mono_ms(); stop_at 0 = no time limit */
+    int requested;            /* set by the caller: stop now */
+    int killing, killed, timed_out;
+    const char *why; /* once killing: "timeout", "cancelled" or "stop" */
+} exec_stopper;
+
+/* When a command started at start (mono_ms) must stop: the earlier of options' timeout and
+ * the hooks' deadline; 0 for never. */
+int64_t exec_stop_time(int64_t start, const json_t *options, const exec_hooks *hooks);
+
+/* Called every turn: SIGTERM to the group once it must stop, SIGKILL after the grace. */
+void exec_police(exec_stopper *s, const exec_hooks *hooks);
 
 /*
  * Starts spec->argv in a process group of its own with stdout and stderr captured together,
@@ -68,5 +124,22 @@ json_t *exec_spawn(const exec_spawn_spec *spec, const json_t *options, const exe
  */
 json_t *exec_ssh(const json_t *machine, const char *command, const json_t *options,
                  const exec_hooks *hooks, char *err, size_t errlen);
+
+/*
+ * The pieces of exec_ssh(), for exec_stream.c too. exec_ssh_prepare() makes the ssh command
+ * line (its key and host keys in memfds, which live as long as the returned object) for
+ * command with options' cwd and env; streaming selects the remote wrapper whose stdin and
+ * stdout are the command's, and which watches its sshd session instead of stdin (exec_ssh.c).
+ * NULL with err set on a bad machine description.
+ */
+typedef struct exec_ssh_cmd exec_ssh_cmd;
+exec_ssh_cmd *exec_ssh_prepare(const json_t *machine, const char *command, const json_t *options,
+                               const exec_hooks *hooks, size_t stdin_len, int streaming, char *err,
+                               size_t errlen);
+char *const *exec_ssh_argv(exec_ssh_cmd *c);
+/* After ssh ended with exit_code (killed: we stopped it): non-zero when ssh itself failed
+ * (exit 255 with a diagnostic), err then says why and names the machine. */
+int exec_ssh_failed(exec_ssh_cmd *c, int exit_code, int killed, char *err, size_t errlen);
+void exec_ssh_free(exec_ssh_cmd *c);
 
 #endif

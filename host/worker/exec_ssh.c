@@ -12,6 +12,13 @@
  * a session of its own (setsid) and watches the connection's stdin: we hold our end open for
  * as long as ssh runs, so end-of-file there means the client is gone (timeout, cancel, worker
  * killed), and the wrapper then kills the command's process group: SIGTERM, then SIGKILL.
+ *
+ * The streaming exec (exec_stream.c) needs the connection's stdin and stdout for the
+ * command's data, so its wrapper (STREAM_WRAPPER) watches something else: its parent, the
+ * sshd session process that serves the connection. sshd does not signal a command without a
+ * terminal when the connection ends, but the session process itself exits, and the wrapper is
+ * re-parented (to init or a subreaper). The wrapper's watchdog looks once a second and then
+ * kills the command's process group, as above.
  */
 #include "exec.h"
 
@@ -61,6 +68,40 @@ static const char REMOTE_WRAPPER[] =
     "wait \"$pid\"; rc=$?\n"
     "if [ -e \"$d/lost\" ]; then wait \"$wd\"; else kill \"$wd\" 2>/dev/null; fi\n"
     "rm -rf \"$d\"\n"
+    "exit \"$rc\"\n";
+
+/*
+ * Run by `sh -c WRAPPER ferry-stream COMMAND` on the remote machine for exec_start: the
+ * command gets the connection's stdin and stdout (a background list's stdin would be
+ * /dev/null, hence fd 3) and stderr, in a session of its own; the wrapper then lets go of
+ * all three, so that the command alone decides when the data ends (its stdout closing is the
+ * client's end-of-file; its stdin closing makes the client's writes fail). The watchdog
+ * compares the wrapper's parent with the sshd session ($PPID, read from /proc/PID/stat; on a
+ * system without /proc, whether that process still exists): a different parent means the
+ * connection is gone (client killed, timeout, cancel, dropped network once sshd notices), and
+ * the command's group gets SIGTERM, then SIGKILL 2 s later. Once it started killing it
+ * ignores the wrapper's SIGTERM, which after a normal end stops it.
+ */
+static const char STREAM_WRAPPER[] =
+    "cmd=$1; p=$PPID; w=$$\n"
+    "exec 3<&0\n"
+    "if command -v setsid >/dev/null 2>&1; then setsid sh -c \"$cmd\" <&3 3<&- &\n"
+    "else sh -c \"$cmd\" <&3 3<&- & fi\n"
+    "pid=$!\n"
+    "exec 3<&- 0</dev/null 1>/dev/null\n"
+    "( while sleep 1; do\n"
+    "    if [ -r \"/proc/$w/stat\" ]; then\n"
+    "      pp=; read -r _ _ _ pp _ <\"/proc/$w/stat\"; [ \"$pp\" = \"$p\" ] || break\n"
+    "    else kill -0 \"$p\" 2>/dev/null || break; fi\n"
+    "  done\n"
+    "  trap '' TERM\n"
+    "  kill -TERM -\"$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null\n"
+    "  sleep 2; kill -KILL -\"$pid\" 2>/dev/null || kill -KILL \"$pid\" 2>/dev/null\n"
+    ") >/dev/null 2>&1 &\n"
+    "wd=$!\n"
+    "exec 2>/dev/null\n"
+    "wait \"$pid\"; rc=$?\n"
+    "kill \"$wd\" 2>/dev/null; wait \"$wd\"\n"
     "exit \"$rc\"\n";
 
 /* --- small text helpers ------------------------------------------------------------------ */
@@ -218,10 +259,11 @@ static void read_ssh_log(int fd, char *out, size_t outlen)
 
 /* --- the command lines -------------------------------------------------------------------- */
 
-/* The remote command line: the wrapper, the stdin length and the command with its cwd and
- * environment. Returns malloc'd text, or NULL with err set for a bad env name. */
-static char *remote_command(const char *command, const json_t *options, size_t stdin_len, char *err,
-                            size_t errlen)
+/* The remote command line: the wrapper, the stdin length (or the stream wrapper) and the
+ * command with its cwd and environment. Returns malloc'd text, or NULL with err set for a bad
+ * env name. */
+static char *remote_command(const char *command, const json_t *options, size_t stdin_len,
+                            int streaming, char *err, size_t errlen)
 {
     char *inner = NULL, *line = NULL;
     size_t inner_len = 0, line_len = 0;
@@ -251,8 +293,13 @@ static char *remote_command(const char *command, const json_t *options, size_t s
     fclose(f);
     f = open_memstream(&line, &line_len);
     fputs("exec sh -c ", f);
-    shell_quote(f, REMOTE_WRAPPER);
-    fprintf(f, " ferry-exec %zu ", stdin_len);
+    if (streaming) {
+        shell_quote(f, STREAM_WRAPPER);
+        fputs(" ferry-stream ", f);
+    } else {
+        shell_quote(f, REMOTE_WRAPPER);
+        fprintf(f, " ferry-exec %zu ", stdin_len);
+    }
     shell_quote(f, inner);
     fclose(f);
     free(inner);
@@ -439,43 +486,85 @@ static int build_argv(struct ssh_conn *c, const json_t *machine, char *remote, c
     return 0;
 }
 
+struct exec_ssh_cmd {
+    struct ssh_conn c;
+    char *remote;
+    char *argv[MAX_SSH_ARGS];
+};
+
+void exec_ssh_free(exec_ssh_cmd *x)
+{
+    if (x == NULL)
+        return;
+    close_files(&x->c);
+    free(x->remote);
+    free(x);
+}
+
+exec_ssh_cmd *exec_ssh_prepare(const json_t *machine, const char *command, const json_t *options,
+                               const exec_hooks *hooks, size_t stdin_len, int streaming, char *err,
+                               size_t errlen)
+{
+    exec_ssh_cmd *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        seterr(err, errlen, "out of memory");
+        return NULL;
+    }
+    struct ssh_conn *c = &x->c;
+    *c = (struct ssh_conn){.key_fd = -1, .hosts_fd = -1, .log_fd = -1};
+    if (target(machine, &c->host, &c->user, &c->port, err, errlen) != 0)
+        goto fail;
+    c->name = json_string_value(json_object_get(machine, "name"));
+    if (c->name == NULL)
+        c->name = "?";
+    if (c->user && c->user[0])
+        snprintf(c->login, sizeof(c->login), "%s@%s", c->user, c->host);
+    else
+        snprintf(c->login, sizeof(c->login), "%s", c->host);
+    if (open_files(c, machine, hooks ? hooks->ssh_key : NULL, err, errlen) != 0)
+        goto fail;
+    x->remote = remote_command(command, options, stdin_len, streaming, err, errlen);
+    if (x->remote == NULL || build_argv(c, machine, x->remote, x->argv, err, errlen) != 0)
+        goto fail;
+    return x;
+fail:
+    exec_ssh_free(x);
+    return NULL;
+}
+
+char *const *exec_ssh_argv(exec_ssh_cmd *x)
+{
+    return x->argv;
+}
+
+int exec_ssh_failed(exec_ssh_cmd *x, int exit_code, int killed, char *err, size_t errlen)
+{
+    char diag[SSH_LOG_MAX];
+    read_ssh_log(x->c.log_fd, diag, sizeof(diag));
+    if (exit_code != 255 || diag[0] == '\0' || killed)
+        return 0;
+    seterr(err, errlen, "ssh to %s port %ld (machine %s) failed: %s", x->c.login, x->c.port,
+           x->c.name, diag);
+    return 1;
+}
+
 json_t *exec_ssh(const json_t *machine, const char *command, const json_t *options,
                  const exec_hooks *hooks, char *err, size_t errlen)
 {
-    struct ssh_conn c = {.key_fd = -1, .hosts_fd = -1, .log_fd = -1};
-    if (target(machine, &c.host, &c.user, &c.port, err, errlen) != 0)
-        return NULL;
-    c.name = json_string_value(json_object_get(machine, "name"));
-    if (c.name == NULL)
-        c.name = "?";
-    if (c.user && c.user[0])
-        snprintf(c.login, sizeof(c.login), "%s@%s", c.user, c.host);
-    else
-        snprintf(c.login, sizeof(c.login), "%s", c.host);
-    json_t *res = NULL;
-    char *argv[MAX_SSH_ARGS], *remote = NULL;
     const char *stdin_text = json_string_value(json_object_get(options, "stdin"));
-    if (open_files(&c, machine, hooks ? hooks->ssh_key : NULL, err, errlen) != 0)
-        goto out;
-    remote = remote_command(command, options, stdin_text ? strlen(stdin_text) : 0, err, errlen);
-    if (remote == NULL || build_argv(&c, machine, remote, argv, err, errlen) != 0)
-        goto out;
-    exec_spawn_spec spec = {.argv = argv, .stdin_text = stdin_text, .hold_stdin = 1};
-    res = exec_spawn(&spec, options, hooks, err, errlen);
-    if (res == NULL)
-        goto out;
-    char diag[SSH_LOG_MAX];
-    read_ssh_log(c.log_fd, diag, sizeof(diag));
-    int killed = json_is_true(json_object_get(res, "timed_out")) ||
-                 !json_is_null(json_object_get(res, "signal"));
-    if (json_integer_value(json_object_get(res, "exit_code")) == 255 && diag[0] && !killed) {
-        seterr(err, errlen, "ssh to %s port %ld (machine %s) failed: %s", c.login, c.port, c.name,
-               diag);
+    exec_ssh_cmd *x = exec_ssh_prepare(machine, command, options, hooks,
+                                       stdin_text ? strlen(stdin_text) : 0, 0, err, errlen);
+    if (x == NULL)
+        return NULL;
+    exec_spawn_spec spec = {.argv = x->argv, .stdin_text = stdin_text, .hold_stdin = 1};
+    json_t *res = exec_spawn(&spec, options, hooks, err, errlen);
+    if (res && exec_ssh_failed(x, (int)json_integer_value(json_object_get(res, "exit_code")),
+                               json_is_true(json_object_get(res, "timed_out")) ||
+                                   !json_is_null(json_object_get(res, "signal")),
+                               err, errlen)) {
         json_decref(res);
         res = NULL;
     }
-out:
-    close_files(&c);
-    free(remote);
+    exec_ssh_free(x);
     return res;
 }

@@ -365,20 +365,61 @@ static void report_pgroup(void *ud, pid_t pgid)
     send_msg(w->sock, proto_build_pgroup(&m));
 }
 
+/* The hooks a command of the attempt runs under: its cancel and deadline, its process groups
+ * reported to the host, the attempt's SSH key. */
+static exec_hooks attempt_hooks(worker_ctx *w)
+{
+    return (exec_hooks){.cancelled = (int (*)(void *))svc_cancelled,
+                        .cancelled_arg = &w->pub,
+                        .on_pgroup = report_pgroup,
+                        .on_pgroup_arg = w,
+                        .deadline_ms = w->run.deadline_ms,
+                        .ssh_key = w->run.spec.ssh_key};
+}
+
 static json_t *svc_exec(ferry_ctx *ctx, const char *command, const json_t *options)
 {
     if (ctx == NULL || command == NULL)
         return NULL;
     worker_ctx *w = priv(ctx);
     char err[512] = "";
-    exec_hooks hooks = {.cancelled = (int (*)(void *))svc_cancelled,
-                        .cancelled_arg = ctx,
-                        .on_pgroup = report_pgroup,
-                        .on_pgroup_arg = w,
-                        .deadline_ms = w->run.deadline_ms,
-                        .ssh_key = w->run.spec.ssh_key};
+    exec_hooks hooks = attempt_hooks(w);
     json_t *res = exec_on_machine(w->run.spec.machine, command, options, &hooks, err,
                                   sizeof(err));
+    if (res == NULL)
+        svc_set_error(ctx, "exec_failed", "%s", err);
+    return res;
+}
+
+static ferry_exec_stream *svc_exec_start(ferry_ctx *ctx, const char *command,
+                                         const json_t *options, int *to_cmd, int *from_cmd)
+{
+    if (to_cmd)
+        *to_cmd = -1;
+    if (from_cmd)
+        *from_cmd = -1;
+    if (ctx == NULL)
+        return NULL;
+    if (command == NULL || to_cmd == NULL || from_cmd == NULL) {
+        svc_set_error(ctx, "exec_failed", "exec_start needs a command, to_cmd and from_cmd");
+        return NULL;
+    }
+    worker_ctx *w = priv(ctx);
+    char err[512] = "";
+    exec_hooks hooks = attempt_hooks(w);
+    uintptr_t h = exec_stream_start(w->run.spec.machine, command, options, &hooks, to_cmd,
+                                    from_cmd, err, sizeof(err));
+    if (h == 0)
+        svc_set_error(ctx, "exec_failed", "%s", err);
+    return (ferry_exec_stream *)h;
+}
+
+static json_t *svc_exec_wait(ferry_ctx *ctx, ferry_exec_stream *stream, int stop)
+{
+    if (stream == NULL)
+        return NULL;
+    char err[512] = "";
+    json_t *res = exec_stream_wait((uintptr_t)stream, stop, err, sizeof(err));
     if (res == NULL)
         svc_set_error(ctx, "exec_failed", "%s", err);
     return res;
@@ -422,6 +463,8 @@ static const ferry_host host_table = {
     .http = svc_http,
     .task_id = svc_task_id,
     .attempt = svc_attempt,
+    .exec_start = svc_exec_start,
+    .exec_wait = svc_exec_wait,
 };
 
 const ferry_host *worker_host_table(void)
@@ -620,6 +663,11 @@ static json_t *run_one(int sock, const json_t *msg)
                       spec->function);
     } else {
         code = run_with_hooks(&w, fn, params, &result);
+        int streams = exec_stream_end_all();
+        if (streams > 0)
+            svc_log(&w.pub, FERRY_LOG_WARN,
+                    "stopped %d command%s started by exec_start and never waited for", streams,
+                    streams == 1 ? "" : "s");
         int leftovers = reap_worker_sweep();
         if (leftovers > 0)
             svc_log(&w.pub, FERRY_LOG_WARN,

@@ -42,8 +42,8 @@ reason() { jq -r --arg f "$1" '.data[] | select(.file==$f) | .reason' <<<"$out";
 loaded() { jq -r --arg f "$1" '.data[] | select(.file==$f) | .loaded' <<<"$out"; }
 contains "not-ELF file refused" "$(reason 01_notelf.so)" "not a shared object"
 contains "missing entry symbol refused" "$(reason 02_noentry.so)" "no ferry_plugin_entry symbol"
-contains "major ABI mismatch refused" "$(reason 03_major.so)" "built for ABI 2.1"
-contains "newer minor refused" "$(reason 04_minor.so)" "newer than this host's 1.1"
+contains "major ABI mismatch refused" "$(reason 03_major.so)" "built for ABI 2.2"
+contains "newer minor refused" "$(reason 04_minor.so)" "newer than this host's 1.2"
 contains "duplicate function refused, naming the owner" "$(reason zz_duplicate.so)" "function 'hello' is already provided by plugin core"
 contains "failing init refused with its reason" "$(reason 06_initfail.so)" "init failed: fixture refuses to start: no license key"
 contains "segfaulting init refused, the CLI survives" "$(reason 07_initsegv.so)" "crashed in init(): signal 11"

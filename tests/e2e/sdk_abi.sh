@@ -94,9 +94,9 @@ eq "and attempt 1" "$(jq -r .data.result.attempt <<<"$out")" 1
 
 # --- a plugin built for ABI 1.0 keeps working; NEEDS_MACHINE is accepted ---------------------
 minor=$(sed -n 's/^#define FERRY_ABI_MINOR *\([0-9]*\).*/\1/p' "$H")
-eq "plugin.h is ABI 1.1" "$minor" 1
+eq "plugin.h is ABI 1.2" "$minor" 2
 contains "ferry --version names the SDK's ABI" "$(ferry --version)" "plugin ABI 1.$minor"
-eq "a 1.0 plugin loads on a 1.1 host" "$(ferry plugins --output json | jq -r '.data[] | select(.file=="old10.so") | "\(.loaded) \(.abi)"')" "true 1.0"
+eq "a 1.0 plugin loads on a 1.2 host" "$(ferry plugins --output json | jq -r '.data[] | select(.file=="old10.so") | "\(.loaded) \(.abi)"')" "true 1.0"
 id=$(item '{"function":"old10"}')
 wait_status "$id" COMPLETED 15
 eq "and runs" "$(result "$id")" '{"version":1}'

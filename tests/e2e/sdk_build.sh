@@ -53,7 +53,7 @@ build clangxx clang++ -x c++ -std=c++20
 
 # The C++ build is a working plugin.
 cp "$T_DIR/cxx.so" "$P/greeter.so" && chmod 644 "$P/greeter.so"
-eq "the C++ greeter loads" "$(ferry plugins --output json | jq -r '.data[] | select(.file=="greeter.so") | "\(.loaded) \(.abi)"')" "true 1.1"
+eq "the C++ greeter loads" "$(ferry plugins --output json | jq -r '.data[] | select(.file=="greeter.so") | "\(.loaded) \(.abi)"')" "true 1.2"
 out=$(ferry run greet --vault '{"who":"C++","times":2}' --output json 2>"$T_DIR/run.err")
 eq "the C++ greeter runs" "$(jq -r '.data.result.greetings | join("|")' <<<"$out")" "Hey, C++!|Hey, C++!"
 t_done

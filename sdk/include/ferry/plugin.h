@@ -151,7 +151,7 @@ typedef struct ferry_param {
 
 typedef struct ferry_ctx ferry_ctx;
 typedef struct ferry_host ferry_host;
-/* A command started by ferry_host.exec_start (ABI 1.2); private to the host. */
+/* A command started by ferry_host.exec_start (ABI 1.2); opaque, never dereferenced. */
 typedef struct ferry_exec_stream ferry_exec_stream;
 
 /*
@@ -340,17 +340,38 @@ struct ferry_host {
      * Starts a shell command on the job's machine, locally or over SSH as exec does, and
      * returns at once, so that the function streams the command's standard input and output
      * itself, at its own pace and of any size (the host holds none of it in memory).
+     * Test FERRY_HOST_HAS(ctx->host, exec_start) first when the plugin declares an older
+     * minor than 1.2.
+     *
      * options (borrowed, may be NULL): {"timeout": seconds, "env": {"NAME": "value"},
-     * "cwd": "path"}; "stdin" and "max_output" belong to exec and are refused here.
+     * "cwd": "path"}, as for exec; "stdin" and "max_output" belong to exec and are refused
+     * here (NULL, error code "exec_failed").
+     *
      * On success returns a handle and sets *to_cmd (write the command's stdin there; close it
      * for end-of-file) and *from_cmd (the command's stdout: read it until end-of-file). Both
-     * are blocking, close-on-exec, and the function's to close. The command's stderr does not
-     * mix with the data: the host keeps its last 64 KiB for exec_wait. Returns NULL when the
-     * command could not be started (the attempt's error says why).
+     * are pipes: blocking, close-on-exec, binary-safe (no terminal, locally or over SSH), and
+     * the function's to close. Returns NULL (both set to -1) when the command could not be
+     * started (the attempt's error says why). The command's stderr does not mix with the
+     * data: the host keeps its last 64 KiB for exec_wait.
      *
-     * The attempt's cancel and deadline, and the options' timeout, stop the command (on a
-     * remote machine, the remote processes too, as exec does): its stdout then reads
-     * end-of-file and writes to its stdin fail with EPIPE. So does a dropped connection.
+     * The command runs in a process group of its own that belongs to the attempt, as exec's
+     * commands do. The attempt's cancel and deadline, and the options' timeout, stop it
+     * (SIGTERM to the group, SIGKILL 2 s later; the host looks every 100 ms) even while the
+     * function is blocked in read() or write() on the pipes: from_cmd then reads end-of-file
+     * and writes to to_cmd fail with EPIPE. So does a command that ends or closes its stdin
+     * early: the worker ignores SIGPIPE, a write never kills it. On an SSH machine the local
+     * OpenSSH client is what gets stopped; the far side ends the remote command's process
+     * group (SIGTERM, then SIGKILL) within about a second of the connection going away
+     * (stopped, client killed, or dropped), so nothing of it is left there. The far side
+     * needs only a POSIX shell (and /proc, or kill -0, to notice the connection is gone).
+     * Over SSH the connection is made after exec_start returns: one that fails reads as
+     * end-of-file, and exec_wait says why.
+     *
+     * When the command both reads and writes (cat, tar, ...), write from one thread and read
+     * from another (or poll() both): a function that only writes while the command's stdout
+     * pipe is full waits for ever (until the timeout). A command never waited for is stopped
+     * when run() returns, with a warning in the trace. Call exec_start and exec_wait from
+     * run()'s thread; the descriptors may be used from any thread.
      */
     ferry_exec_stream *(*exec_start)(ferry_ctx *ctx, const char *command, const json_t *options,
                                      int *to_cmd, int *from_cmd);
@@ -359,9 +380,16 @@ struct ferry_host {
      * Waits for a command started by exec_start to end and frees the handle. With stop
      * non-zero, the command is stopped first (SIGTERM, then SIGKILL; the remote side too).
      * Close to_cmd and from_cmd before calling it, or a command blocked on them would keep it
-     * waiting until its timeout. Returns a new object {"exit_code": int, "signal": int|null,
-     * "output": "the tail of stderr", "truncated": bool, "duration_ms": int, "stopped":
-     * "cancelled"|"timeout"|"stop"|null}, or NULL when the handle is NULL.
+     * waiting until its timeout. Returns a new object {"exit_code": int (-1 when a signal
+     * ended it), "signal": int|null, "output": "the tail of stderr" (valid UTF-8: bad bytes
+     * replaced, NUL as '?'), "truncated": bool (stderr was longer than 64 KiB),
+     * "duration_ms": int, "stopped": "cancelled"|"timeout"|"stop"|null} ("timeout" for the
+     * options' timeout and the attempt's deadline, "stop" for exec_wait's stop; null when
+     * the command ended by itself, even if stop was asked after that).
+     * Returns NULL when the handle is NULL (nothing else happens), when it is not a live
+     * handle of this attempt (already waited for: the attempt's error says so; never a
+     * crash), and when the SSH connection failed (the attempt's error is ssh's reason, e.g.
+     * "ssh to user@host port 22 (machine web1) failed: Host key verification failed.").
      */
     json_t *(*exec_wait)(ferry_ctx *ctx, ferry_exec_stream *stream, int stop);
 };
