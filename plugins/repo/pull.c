@@ -230,7 +230,9 @@ static int stream_to(target *t, storage *s, const restore_req *req, int64_t uid,
     if (rc == 0)
         read_all(from_cmd, &listing, LISTING_MAX);
     close(from_cmd);
-    json_t *w = ctx->host->exec_wait(ctx, h, rc != 0);
+    /* A stream the machine stopped reading (E_TRANSIENT: EPIPE) is ending there on its own:
+     * wait for its own exit code and error. Any other failure of ours stops it. */
+    json_t *w = ctx->host->exec_wait(ctx, h, rc != 0 && mine.kind != E_TRANSIENT);
     const char *stopped = json_string_value(json_object_get(w, "stopped"));
     int code = (int)json_integer_value(json_object_get(w, "exit_code"));
     const char *err_tail = tail_of(json_string_value(json_object_get(w, "output")));
@@ -239,6 +241,10 @@ static int stream_to(target *t, storage *s, const restore_req *req, int64_t uid,
                       strcmp(stopped, "cancelled") == 0 ? "cancelled" : "timed out", t->name);
     else if (rc != 0 && mine.kind != E_TRANSIENT)
         rerr_merge(e, &mine);
+    else if (code == 255) /* ssh's own failure: the connection */
+        rc = rerr_set(e, E_TRANSIENT,
+                      "the connection to %s was lost while streaming the restore: %s", t->name,
+                      err_tail[0] ? err_tail : "(no reason given)");
     else if (rc != 0 || code != 0 || !json_is_null(json_object_get(w, "signal")))
         rc = rerr_set(e, mine.kind ? mine.kind : E_FAIL, "%s%star on %s failed (exit %d): %s",
                       mine.kind ? mine.msg : "", mine.kind ? "; " : "", t->name, code,

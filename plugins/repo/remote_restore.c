@@ -171,10 +171,7 @@ static la_ssize_t write_cb(struct archive *a, void *arg, const void *p, size_t n
 static int archive_fail(streamer *st, const char *what, rerr *e)
 {
     if (archive_errno(st->a) == EPIPE)
-        return rerr_set(e, E_TRANSIENT,
-                        "the machine stopped reading the restore while %s (its tar ended: see "
-                        "its error below)",
-                        what);
+        return rerr_set(e, E_TRANSIENT, "the machine stopped reading the restore while %s", what);
     return rerr_set(e, E_FAIL, "cannot write the restore's tar stream (%s): %s", what,
                     archive_error_string(st->a) ? archive_error_string(st->a) : "?");
 }
