@@ -200,7 +200,7 @@ static const char *tail_of(const char *text)
 }
 
 /* Streams the restore to the machine. 0; -1 with e set (the machine's reason in it); -2 when
- * the command could not start (the attempt's error is set). */
+ * the command could not start or its connection failed (the attempt's error is ssh's). */
 static int stream_to(target *t, storage *s, const restore_req *req, int64_t uid, int64_t gid,
                      job *j, json_t **result, rerr *e)
 {
@@ -230,9 +230,17 @@ static int stream_to(target *t, storage *s, const restore_req *req, int64_t uid,
     if (rc == 0)
         read_all(from_cmd, &listing, LISTING_MAX);
     close(from_cmd);
-    /* A stream the machine stopped reading (E_TRANSIENT: EPIPE) is ending there on its own:
-     * wait for its own exit code and error. Any other failure of ours stops it. */
-    json_t *w = ctx->host->exec_wait(ctx, h, rc != 0 && mine.kind != E_TRANSIENT);
+    /* Stopped on any failure of ours, EPIPE included: a connection that went away unnoticed
+     * would otherwise keep the wait until ssh's keepalive gives up. */
+    json_t *w = ctx->host->exec_wait(ctx, h, rc != 0);
+    if (w == NULL) {
+        /* The connection failed: the attempt's error is ssh's own reason. */
+        json_decref(*result);
+        *result = NULL;
+        json_decref(sums);
+        buf_free(&listing);
+        return -2;
+    }
     const char *stopped = json_string_value(json_object_get(w, "stopped"));
     int code = (int)json_integer_value(json_object_get(w, "exit_code"));
     const char *err_tail = tail_of(json_string_value(json_object_get(w, "output")));
@@ -271,13 +279,11 @@ ferry_result pull_write(target *t, storage *s, const restore_req *req, int64_t u
                       : stream_to(t, s, req, uid, gid, j, result, &e);
     if (rc == 0)
         return FERRY_OK;
-    if (rc == -2)
-        return FERRY_RETRY;
     if (machine_rmtree(t, req->dest) != 0)
         ferry_log(t->ctx, FERRY_LOG_WARN,
                   "the incomplete restore is left at %s on %s (the next pull removes it)",
                   req->dest, t->name);
-    return job_fail(t->ctx, &e, 1);
+    return rc == -2 ? FERRY_RETRY : job_fail(t->ctx, &e, 1);
 }
 
 /* $1 fresh, $2 live, $3 the name live is moved aside to. */
