@@ -174,6 +174,11 @@ void exec_police(exec_stopper *s, const exec_hooks *hooks)
     int64_t now = mono_ms();
     int timeout = s->stop_at > 0 && now >= s->stop_at;
     int cancelled = !timeout && hooks && hooks->cancelled && hooks->cancelled(hooks->cancelled_arg);
+    /* The cancel check also turns true at the deadline, by the wall clock: that is a timeout. */
+    if (cancelled && hooks->deadline_ms > 0 && now_ms() >= hooks->deadline_ms) {
+        timeout = 1;
+        cancelled = 0;
+    }
     if ((timeout || cancelled || s->requested) && !s->killing) {
         s->timed_out = timeout;
         s->why = timeout ? "timeout" : cancelled ? "cancelled" : "stop";

@@ -156,11 +156,12 @@ static ferry_result fx_badwait(ferry_ctx *ctx, const json_t *p, json_t **r)
     json_t *again = ctx->host->exec_wait(ctx, s, 0);
     json_t *refused = json_pack("{s:s}", "stdin", "x");
     ferry_exec_stream *bad = ctx->host->exec_start(ctx, "cat", refused, &to, &from);
+    int unset = to == -1 && from == -1;
     json_decref(refused);
     /* One never waited: the worker stops it when the attempt ends. */
     ferry_exec_stream *left = ctx->host->exec_start(ctx, "exec sleep 3139", NULL, &to, &from);
-    *r = json_pack("{s:b,s:o,s:b,s:b,s:i,s:b}", "null_handle", first == NULL, "ok", ok,
-                   "again_null", again == NULL, "stdin_refused", bad == NULL, "fds", to == -1 ? 0 : 1,
+    *r = json_pack("{s:b,s:o,s:b,s:b,s:b,s:b}", "null_handle", first == NULL, "ok", ok,
+                   "again_null", again == NULL, "stdin_refused", bad == NULL, "fds_unset", unset,
                    "left_started", left != NULL);
     return FERRY_OK;
 }
@@ -310,8 +311,8 @@ done
 # --- bad handles, refused options, a stream never waited ----------------------------------------
 t=$(q here '{"function":"fx_badwait"}')
 wait_st "$t" COMPLETED 30
-eq "a NULL handle, a handle already waited: NULL, no crash; stdin refused" \
-    "$(rjson "$t")" '{"null_handle":true,"ok":{"exit_code":0,"output":"","truncated":false,"duration_ms":'"$(result "$t" .ok.duration_ms)"',"signal":null,"stopped":null},"again_null":true,"stdin_refused":true,"fds":1,"left_started":true}'
+eq "a NULL handle, a handle already waited: NULL, no crash; stdin refused, the descriptors -1" \
+    "$(rjson "$t")" '{"null_handle":true,"ok":{"exit_code":0,"output":"","truncated":false,"duration_ms":'"$(result "$t" .ok.duration_ms)"',"signal":null,"stopped":null},"again_null":true,"stdin_refused":true,"fds_unset":true,"left_started":true}'
 contains "a stream the function never waited for is stopped at the attempt's end" "$(trace "$t")" \
     "stopped 1 command started by exec_start and never waited for"
 wait_for 5 bash -c '! pgrep -f "sleep 313[9]" >/dev/null' && pass "... its process is gone" || fail "... its process is gone"

@@ -289,6 +289,33 @@ static void test_deadline(void **state)
     json_decref(res);
 }
 
+static int always(void *arg)
+{
+    (void)arg;
+    return 1;
+}
+
+/* The attempt's cancel check turns true at its deadline by the wall clock, which may come a
+ * moment before the monotonic stop time: that is still a timeout, not a cancel. */
+static void test_police_deadline_is_timeout(void **state)
+{
+    (void)state;
+    int to, from;
+    uintptr_t h = start("exec sleep 30", NULL, &to, &from);
+    exec_hooks dl = {.cancelled = always, .deadline_ms = now_ms() - 1};
+    exec_stopper st = {.pgid = reported, .stop_at = mono_ms() + 60000};
+    exec_police(&st, &dl);
+    assert_string_equal(st.why, "timeout");
+    assert_true(st.timed_out);
+    exec_hooks cancel = {.cancelled = always};
+    exec_stopper st2 = {.pgid = reported};
+    exec_police(&st2, &cancel);
+    assert_string_equal(st2.why, "cancelled");
+    close(to);
+    close(from);
+    json_decref(wait_for(h, 1));
+}
+
 static void *cancel_later(void *arg)
 {
     (void)arg;
@@ -434,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_stderr_binary),
         cmocka_unit_test(test_timeout_wakes_a_reader),
         cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_police_deadline_is_timeout),
         cmocka_unit_test(test_cancel_wakes_a_writer),
         cmocka_unit_test(test_wait_stop),
         cmocka_unit_test(test_env_cwd),
