@@ -219,6 +219,14 @@ static int push_exclude(ferry_ctx *ctx, const json_t *params, pattern_set **out)
     return ok && *out ? 0 : -1;
 }
 
+/* The push parameters every push checks first (push_opts_read). */
+typedef struct push_opts {
+    int level;         /* zstd level */
+    int64_t expires;   /* Unix seconds, 0: none */
+    char snap_id[129]; /* the given snapshot_id, or the default (the time) */
+    int default_id;    /* no snapshot_id was given */
+} push_opts;
+
 /*
  * Pushes source (a directory on the machine) as a snapshot of repository. path is the
  * absolute path pushed for repo_push's "paths" (recorded in the manifest), NULL for a
@@ -227,8 +235,8 @@ static int push_exclude(ferry_ctx *ctx, const json_t *params, pattern_set **out)
  */
 static ferry_result push_dir(ferry_ctx *ctx, target *t, const char *repository, const char *source,
                              int from_snapshot, const char *path, const char *storage_name,
-                             const json_t *params, const char *snap_id, int default_id,
-                             int64_t expires, int level, int retry_transient, json_t **result)
+                             const json_t *params, const push_opts *o, int retry_transient,
+                             json_t **result)
 {
     ferry_result res = FERRY_OK;
     storage *s = NULL;
@@ -260,16 +268,16 @@ static ferry_result push_dir(ferry_ctx *ctx, target *t, const char *repository, 
                       .filter_arg = exclude,
                       .path = path,
                       .source_is_snapshot = from_snapshot,
-                      .snapshot_id = snap_id,
-                      .default_id = default_id,
+                      .snapshot_id = o->snap_id,
+                      .default_id = o->default_id,
                       .tags = json_object_get(params, "tags"),
                       .description = param_str(params, "description"),
                       .hostname = host,
                       .machine = t->name,
-                      .level = level,
+                      .level = o->level,
                       .verify = param_bool(params, "verify", 0),
                       .reread = param_bool(params, "reread", 0),
-                      .expires = expires,
+                      .expires = o->expires,
                       .threads = (int)json_integer_value(json_object_get(params, "threads"))};
     if (repo_backup(s, &req, &j.u, result, &e) != 0) {
         res = job_fail(ctx, &e, retry_transient);
@@ -280,13 +288,13 @@ static ferry_result push_dir(ferry_ctx *ctx, target *t, const char *repository, 
     if (path)
         json_object_set_new(*result, "path", json_string(path));
     if (!t->local)
-        json_object_set_new(*result, "bytes_received",
-                            json_integer((json_int_t)__atomic_load_n(&remote.bytes,
-                                                                     __ATOMIC_RELAXED)));
-    ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s", path ? path : repository,
-              from_snapshot ? " (local snapshot)" : "",
+        json_object_set_new(
+            *result, "bytes_received",
+            json_integer((json_int_t)__atomic_load_n(&remote.bytes, __ATOMIC_RELAXED)));
+    ferry_log(ctx, FERRY_LOG_INFO, "pushed %s%s as snapshot %s to storage %s",
+              path ? path : repository, from_snapshot ? " (local snapshot)" : "",
               json_string_value(json_object_get(*result, "snapshot_id")), storage_name);
-    if (expires || json_object_get(params, "retention_days") ||
+    if (o->expires || json_object_get(params, "retention_days") ||
         json_object_get(params, "retention_years"))
         json_object_set_new(*result, "retention", after_push_retention(&j, s));
 out:
@@ -296,45 +304,42 @@ out:
     return res;
 }
 
-/* The push parameters every push checks first: compression level, expiry, snapshot id. */
-static ferry_result push_common(ferry_ctx *ctx, const json_t *params, int *level, int64_t *expires,
-                                char *snap_id, size_t idlen)
+/* Checks the compression level, the expiry and the snapshot id into o. */
+static ferry_result push_opts_read(ferry_ctx *ctx, const json_t *params, push_opts *o)
 {
     const char *compression = param_str(params, "compression");
-    *level = compression_level(compression ? compression : "default");
-    if (*level < 0) {
+    o->level = compression_level(compression ? compression : "default");
+    if (o->level < 0) {
         job_error(ctx, "bad_parameter",
                   "compression must be fast, default, high or none, not \"%s\"", compression);
         return FERRY_INVALID;
     }
     int bad = 0;
-    *expires = expiry(params, ctx, &bad);
+    o->expires = expiry(params, ctx, &bad);
     const char *given = param_str(params, "snapshot_id");
     if (bad || (given && !check_name(ctx, "snapshot_id", given)))
         return FERRY_INVALID;
+    o->default_id = given == NULL;
     if (given)
-        snprintf(snap_id, idlen, "%s", given);
+        snprintf(o->snap_id, sizeof(o->snap_id), "%s", given);
     else
-        snap_default_id(snap_id, idlen);
+        snap_default_id(o->snap_id, sizeof(o->snap_id));
     return FERRY_OK;
 }
 
 ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const char *storage_name,
                       const json_t *params, int retry_transient, json_t **result)
 {
-    int level = 0;
-    int64_t expires = 0;
-    char snap_id[129];
-    const char *given = param_str(params, "snapshot_id");
-    ferry_result res = push_common(ctx, params, &level, &expires, snap_id, sizeof(snap_id));
+    push_opts o;
+    ferry_result res = push_opts_read(ctx, params, &o);
     if (res != FERRY_OK)
         return res;
     if (!check_name(ctx, "repository", repository))
         return FERRY_INVALID;
     char *live = repo_dir(t, repository);
     char *snaps = snapshots_dir(t, repository);
-    char *local_snap = xasprintf("%s/%s", snaps, snap_id);
-    int from_snapshot = given ? machine_test(t, local_snap) : 0;
+    char *local_snap = xasprintf("%s/%s", snaps, o.snap_id);
+    int from_snapshot = o.default_id ? 0 : machine_test(t, local_snap);
     int exists = from_snapshot == 0 ? machine_test(t, live) : 1;
     if (from_snapshot < 0 || exists < 0) {
         res = FERRY_RETRY; /* the machine could not be reached: the exec service said why */
@@ -344,8 +349,7 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
         res = FERRY_FAIL;
     } else {
         res = push_dir(ctx, t, repository, from_snapshot ? local_snap : live, from_snapshot, NULL,
-                       storage_name, params, snap_id, given == NULL, expires, level,
-                       retry_transient, result);
+                       storage_name, params, &o, retry_transient, result);
     }
     free(live);
     free(snaps);
@@ -395,14 +399,11 @@ static const char *path_problem_abs(const char *path)
 ferry_result push_paths(ferry_ctx *ctx, target *t, const json_t *paths, const char *storage_name,
                         const json_t *params, int retry_transient, json_t **result)
 {
-    int level = 0;
-    int64_t expires = 0;
-    char snap_id[129];
-    const char *given = param_str(params, "snapshot_id");
     size_t n = json_is_array(paths) ? json_array_size(paths) : 0;
     if (n == 0) {
-        job_error(ctx, "bad_parameter",
-                  "paths must be a non-empty list of absolute paths, e.g. [\"/etc\", \"/var/www\"]");
+        job_error(
+            ctx, "bad_parameter",
+            "paths must be a non-empty list of absolute paths, e.g. [\"/etc\", \"/var/www\"]");
         return FERRY_INVALID;
     }
     for (size_t i = 0; i < n; i++) {
@@ -418,7 +419,8 @@ ferry_result push_paths(ferry_ctx *ctx, target *t, const json_t *paths, const ch
             return FERRY_INVALID;
         }
     }
-    ferry_result res = push_common(ctx, params, &level, &expires, snap_id, sizeof(snap_id));
+    push_opts o;
+    ferry_result res = push_opts_read(ctx, params, &o);
     json_t *pushed = json_array();
     for (size_t i = 0; i < n && res == FERRY_OK; i++) {
         char *path = xstrdup(json_string_value(json_array_get(paths, i)));
@@ -434,8 +436,8 @@ ferry_result push_paths(ferry_ctx *ctx, target *t, const json_t *paths, const ch
             job_error(ctx, "not_found", "path %s does not exist on %s", path, t->name);
             res = FERRY_FAIL;
         } else {
-            res = push_dir(ctx, t, repository, path, 0, path, storage_name, params, snap_id,
-                           given == NULL, expires, level, retry_transient, &one);
+            res = push_dir(ctx, t, repository, path, 0, path, storage_name, params, &o,
+                           retry_transient, &one);
         }
         if (res == FERRY_OK)
             json_array_append_new(pushed, one);

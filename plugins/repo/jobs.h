@@ -86,7 +86,7 @@ ferry_result require_local(target *t, const char *function);
          "Keep the snapshot this many years (adds to retention_days)."},                           \
         {"description", FERRY_PARAM_STRING, 0, NULL, "Free text stored with the snapshot."},       \
         {"exclude", FERRY_PARAM_ARRAY, 0, NULL,                                                    \
-         "Patterns of files and directories to leave out, in gitignore syntax (*, **, ?, "          \
+         "Patterns of files and directories to leave out, in gitignore syntax (*, **, ?, "         \
          "[...], leading / anchors, trailing / for directories, ! re-includes), relative to "      \
          "the pushed directory; see docs/repositories.md."},                                       \
     {                                                                                              \

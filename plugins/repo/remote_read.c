@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "machine.h"
@@ -21,7 +22,7 @@
 
 /* GNU tar reading the NUL-separated list on its stdin from the pushed directory. */
 #define TAR_ARGS                                                                                   \
-    "tar -c -f - --format=gnu --sparse --no-recursion --hard-dereference --null "               \
+    "tar -c -f - --format=gnu --sparse --no-recursion --hard-dereference --null "                  \
     "--verbatim-files-from --no-unquote -T -"
 
 typedef struct rstream {
@@ -42,21 +43,30 @@ static int stopping(const remote_source *rs)
     return __atomic_load_n(&rs->stop, __ATOMIC_RELAXED);
 }
 
-/* Reads what is there on fd, waiting at most POLL_MS at a time and giving up when the push
- * stops. Returns the bytes read, 0 at end-of-file, -1 (errno set; ECANCELED on a stop). */
-static ssize_t poll_read(remote_source *rs, int fd, void *dst, size_t len)
+/* Waits until fd is ready for events, POLL_MS at a time, giving up when the push stops.
+ * 0, or -1 with errno set (ECANCELED on a stop). */
+static int wait_ready(remote_source *rs, int fd, short events)
 {
     for (;;) {
         if (stopping(rs)) {
             errno = ECANCELED;
             return -1;
         }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
+        struct pollfd p = {.fd = fd, .events = events};
         int r = poll(&p, 1, POLL_MS);
+        if (r > 0)
+            return 0;
         if (r < 0 && errno != EINTR)
             return -1;
-        if (r <= 0)
-            continue;
+    }
+}
+
+/* Reads what is there on fd: the bytes read, 0 at end-of-file, -1 (errno set). */
+static ssize_t poll_read(remote_source *rs, int fd, void *dst, size_t len)
+{
+    for (;;) {
+        if (wait_ready(rs, fd, POLLIN) != 0)
+            return -1;
         ssize_t got = read(fd, dst, len);
         if (got < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
@@ -66,27 +76,21 @@ static ssize_t poll_read(remote_source *rs, int fd, void *dst, size_t len)
     }
 }
 
-/* Writes all of data to a non-blocking fd, polling; -1 when the push stops or the command
- * went away (EPIPE). */
+/* Writes all of data to a non-blocking fd; -1 when the push stops or the command went away
+ * (EPIPE). */
 static int poll_write(remote_source *rs, int fd, const void *data, size_t len)
 {
     const uint8_t *p = data;
     while (len > 0) {
-        if (stopping(rs))
+        if (wait_ready(rs, fd, POLLOUT) != 0)
             return -1;
-        struct pollfd pf = {.fd = fd, .events = POLLOUT};
-        int r = poll(&pf, 1, POLL_MS);
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (r <= 0)
-            continue;
         ssize_t put = write(fd, p, len);
-        if (put < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (put < 0)
+        if (put < 0 && errno != EINTR && errno != EAGAIN)
             return -1;
-        p += put;
-        len -= (size_t)put;
+        if (put > 0) {
+            p += put;
+            len -= (size_t)put;
+        }
     }
     return 0;
 }
@@ -116,8 +120,10 @@ static char *last_line(const char *text)
 static int benign_output(const char *text, int truncated, uint64_t *changed)
 {
     static const char *const benign[] = {
-        "No such file or directory", "File removed before we read it",
-        "file changed as we read it", "Exiting with failure status due to previous errors",
+        "No such file or directory",
+        "File removed before we read it",
+        "file changed as we read it",
+        "Exiting with failure status due to previous errors",
         "File shrank by",
     };
     int ok = !truncated;
@@ -127,7 +133,7 @@ static int benign_output(const char *text, int truncated, uint64_t *changed)
         for (size_t i = 0; i < sizeof(benign) / sizeof(benign[0]) && !known; i++) {
             const char *hit = strstr(p, benign[i]);
             known = hit && hit < p + len;
-            if (known && i == 2 && changed)
+            if (known && (i == 2 || i == 4) && changed)
                 (*changed)++;
         }
         ok = ok && known;
@@ -162,12 +168,13 @@ static int end_command(remote_source *rs, ferry_exec_stream *h, const char *what
     } else if (json_is_integer(sig)) {
         rc = rerr_set(e, E_TRANSIENT, "%s on machine %s ended by signal %d", what, rs->machine,
                       (int)json_integer_value(sig));
-    } else if (code != 0 && !(allow_benign && code <= 2 && benign_output(out ? out : "",
-                                                                          truncated, &count))) {
+    } else if (code != 0 &&
+               !(allow_benign && code <= 2 && benign_output(out ? out : "", truncated, &count))) {
         char *line = last_line(out ? out : "");
         /* 255 is ssh's own failure: the connection dropped or could not be made */
-        rc = rerr_set(e, code == 255 ? E_TRANSIENT : E_FAIL, "%s on machine %s failed (exit %d%s): %s",
-                      what, rs->machine, code, code == 255 ? ", the connection failed" : "", line);
+        rc = rerr_set(e, code == 255 ? E_TRANSIENT : E_FAIL,
+                      "%s on machine %s failed (exit %d%s): %s", what, rs->machine, code,
+                      code == 255 ? ", the connection failed" : "", line);
         free(line);
     } else if (changed && out) {
         count = 0;
@@ -180,8 +187,7 @@ static int end_command(remote_source *rs, ferry_exec_stream *h, const char *what
 }
 
 /* Starts command on the machine; *to and *from are its stdin and stdout. */
-static ferry_exec_stream *start(remote_source *rs, const char *command, int *to, int *from,
-                                rerr *e)
+static ferry_exec_stream *start(remote_source *rs, const char *command, int *to, int *from, rerr *e)
 {
     ferry_exec_stream *h = rs->ctx->host->exec_start(rs->ctx, command, NULL, to, from);
     if (h == NULL)
@@ -196,6 +202,8 @@ static int exclude_cb(void *arg, const char *rel, int is_dir)
 {
     return pattern_excluded(arg, rel, is_dir);
 }
+
+static int fill_devices(remote_source *rs, tree *t, rerr *e);
 
 static int rs_scan(void *arg, tree *t, rerr *e)
 {
@@ -229,8 +237,8 @@ static int rs_scan(void *arg, tree *t, rerr *e)
     /* find's own failure (a directory it may not read, a root that is not there) says more
      * than a listing cut short, so it is checked first. */
     rerr why = {0};
-    if (end_command(rs, h, "listing the files", rc != 0 && e->kind == E_CANCELLED, 1, NULL,
-                    &why) != 0) {
+    if (end_command(rs, h, "listing the files", rc != 0 && e->kind == E_CANCELLED, 1, NULL, &why) !=
+        0) {
         remote_scan_free(scan);
         *e = why;
         return -1;
@@ -239,7 +247,88 @@ static int rs_scan(void *arg, tree *t, rerr *e)
         remote_scan_free(scan);
         return -1;
     }
-    return remote_scan_finish(scan, t, e);
+    if (remote_scan_finish(scan, t, e) != 0)
+        return -1;
+    return fill_devices(rs, t, e);
+}
+
+static void *writer_main(void *arg);
+
+/*
+ * Device numbers, which find cannot print: one `stat` over the device nodes of the listing
+ * (NUL-separated on its stdin), printing "MAJOR MINOR INODE" in hex, hex and decimal per
+ * node. A node missing from the answer vanished since the listing and is left out.
+ */
+static int fill_devices(remote_source *rs, tree *t, rerr *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n; i++)
+        n += t->nodes[i].kind == T_CHR || t->nodes[i].kind == T_BLK;
+    if (n == 0)
+        return 0;
+    size_t *nodes = xcalloc(n, sizeof(*nodes));
+    const char **paths = xcalloc(n, sizeof(*paths));
+    n = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->nodes[i].kind == T_CHR || t->nodes[i].kind == T_BLK) {
+            nodes[n] = i;
+            paths[n++] = t->nodes[i].path;
+        }
+    char *qroot = sh_quote(rs->root);
+    char *cmd =
+        xasprintf("cd -- %s && LC_ALL=C exec xargs -0 -r stat --printf '%%t %%T %%i\\n' --", qroot);
+    free(qroot);
+    rstream st = {.src = rs, .paths = paths, .n = n};
+    int rc = 0;
+    buf out = {0};
+    st.h = start(rs, cmd, &st.to, &st.from, e);
+    free(cmd);
+    if (st.h == NULL) {
+        rc = -1;
+        goto out;
+    }
+    fcntl(st.to, F_SETFL, fcntl(st.to, F_GETFL) | O_NONBLOCK);
+    st.writer_started = pthread_create(&st.writer, NULL, writer_main, &st) == 0;
+    if (!st.writer_started)
+        close(st.to);
+    uint8_t chunk[4096];
+    ssize_t got;
+    while ((got = poll_read(rs, st.from, chunk, sizeof(chunk))) > 0 && out.len < ((size_t)64 << 20))
+        buf_append(&out, chunk, (size_t)got);
+    buf_put_u8(&out, 0);
+    if (st.writer_started)
+        pthread_join(st.writer, NULL);
+    close(st.from);
+    rc = end_command(rs, st.h, "reading device numbers", got < 0, 1, NULL, e);
+    if (rc == 0 && got < 0)
+        rc = rerr_set(e, E_CANCELLED, "cancelled");
+    size_t k = 0;
+    for (char *line = (char *)out.data; rc == 0 && line && *line;) {
+        char *end = strchr(line, '\n');
+        unsigned long major = 0, minor = 0;
+        unsigned long long ino = 0;
+        if (end == NULL || sscanf(line, "%lx %lx %llu", &major, &minor, &ino) != 3) {
+            rc = rerr_set(e, E_FAIL, "the device numbers from machine %s are malformed",
+                          rs->machine);
+            break;
+        }
+        while (k < n && t->nodes[nodes[k]].ino != ino)
+            t->nodes[nodes[k++]].kind = 0; /* vanished */
+        if (k == n) {
+            rc = rerr_set(e, E_FAIL, "the device numbers from machine %s name no listed node",
+                          rs->machine);
+            break;
+        }
+        t->nodes[nodes[k++]].rdev = makedev(major, minor);
+        line = end + 1;
+    }
+    for (; rc == 0 && k < n; k++)
+        t->nodes[nodes[k]].kind = 0;
+out:
+    buf_free(&out);
+    free(paths);
+    free(nodes);
+    return rc;
 }
 
 static void *writer_main(void *arg)

@@ -28,12 +28,12 @@
 
 typedef struct remote_source {
     ferry_ctx *ctx;
-    const char *machine;          /* for messages */
-    const char *root;             /* the directory on the machine (borrowed) */
-    const pattern_set *exclude;   /* borrowed, may be NULL */
-    int stop;                     /* atomic: set when the push stops */
-    uint64_t bytes;               /* atomic: bytes received from the machine (listing + data) */
-    backup_source ops;            /* what backup_req.remote points to */
+    const char *machine;        /* for messages */
+    const char *root;           /* the directory on the machine (borrowed) */
+    const pattern_set *exclude; /* borrowed, may be NULL */
+    int stop;                   /* atomic: set when the push stops */
+    uint64_t bytes;             /* atomic: bytes received from the machine (listing + data) */
+    backup_source ops;          /* what backup_req.remote points to */
 } remote_source;
 
 /*

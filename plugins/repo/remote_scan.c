@@ -95,8 +95,8 @@ static int parse_time(const char *s, size_t len, int64_t *sec, uint32_t *nsec)
 }
 
 /* Parses one complete record: head (header and path, NUL-free, headlen bytes) and target. */
-static int parse_record(remote_scan *rs, const char *head, size_t headlen,
-                        const char *link_text, rerr *e)
+static int parse_record(remote_scan *rs, const char *head, size_t headlen, const char *link_text,
+                        rerr *e)
 {
     const char *tok[10];
     size_t toklen[10];
@@ -105,8 +105,8 @@ static int parse_record(remote_scan *rs, const char *head, size_t headlen,
     for (int i = 0; i < 10; i++) {
         const char *sp = memchr(p, ' ', (size_t)(end - p));
         if (sp == NULL)
-            return rerr_set(e, E_FAIL, "the remote listing's record %zu is malformed: %s", rs->n + 1,
-                            tree_quote(head, q, sizeof(q)));
+            return rerr_set(e, E_FAIL, "the remote listing's record %zu is malformed: %s",
+                            rs->n + 1, tree_quote(head, q, sizeof(q)));
         tok[i] = p;
         toklen[i] = (size_t)(sp - p);
         p = sp + 1;
@@ -129,13 +129,27 @@ static int parse_record(remote_scan *rs, const char *head, size_t headlen,
         return rerr_set(e, E_FAIL, "the remote listing's record %zu is malformed: %s", rs->n + 1,
                         tree_quote(head, q, sizeof(q)));
     switch (tok[0][0]) {
-    case 'd': r.n.kind = T_DIR; break;
-    case 'f': r.n.kind = T_FILE; break;
-    case 'l': r.n.kind = T_SYMLINK; break;
-    case 'p': r.n.kind = T_FIFO; break;
-    case 'c': r.n.kind = T_CHR; break;
-    case 'b': r.n.kind = T_BLK; break;
-    case 's': rs->skipped++; return 0; /* sockets are skipped, as local scans skip them */
+    case 'd':
+        r.n.kind = T_DIR;
+        break;
+    case 'f':
+        r.n.kind = T_FILE;
+        break;
+    case 'l':
+        r.n.kind = T_SYMLINK;
+        break;
+    case 'p':
+        r.n.kind = T_FIFO;
+        break;
+    case 'c':
+        r.n.kind = T_CHR;
+        break;
+    case 'b':
+        r.n.kind = T_BLK;
+        break;
+    case 's':
+        rs->skipped++;
+        return 0; /* sockets are skipped, as local scans skip them */
     default:
         return rerr_set(e, E_FAIL, "the remote listing's record %zu has an unknown type '%c'",
                         rs->n + 1, tok[0][0]);

@@ -47,7 +47,7 @@ typedef struct tree {
     size_t cap;
     size_t skipped;  /* sockets and entries that vanished during the scan */
     size_t excluded; /* entries a scan's filter left out (a directory counts once) */
-    char why[640];  /* tree_decode: the entry refused and why ("" when the bytes are cut) */
+    char why[640];   /* tree_decode: the entry refused and why ("" when the bytes are cut) */
 } tree;
 
 /*

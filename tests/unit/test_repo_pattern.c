@@ -124,7 +124,7 @@ static void test_refused(void **state)
         const char *pattern;
         const char *why;
     } bad[] = {
-        {"", "is empty"},       {"!", "matches nothing"}, {"/", "matches nothing"},
+        {"", "is empty"},         {"!", "matches nothing"}, {"/", "matches nothing"},
         {"a[bc", "unterminated"}, {"abc\\", "backslash"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

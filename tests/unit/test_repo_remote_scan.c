@@ -83,8 +83,7 @@ static int teardown(void **state)
 static void listing(buf *out)
 {
     char cmd[600];
-    snprintf(cmd, sizeof(cmd), "cd '%s' && LC_ALL=C find . -printf '%s'", dir,
-             REMOTE_SCAN_FORMAT);
+    snprintf(cmd, sizeof(cmd), "cd '%s' && LC_ALL=C find . -printf '%s'", dir, REMOTE_SCAN_FORMAT);
     FILE *f = popen(cmd, "r");
     assert_non_null(f);
     char tmp[4096];
@@ -95,8 +94,8 @@ static void listing(buf *out)
 }
 
 /* Parses bytes fed piece bytes at a time. 0 or -1 (e set). */
-static int parse(const void *data, size_t len, size_t piece, tree_filter filter, void *arg,
-                 tree *t, rerr *e)
+static int parse(const void *data, size_t len, size_t piece, tree_filter filter, void *arg, tree *t,
+                 rerr *e)
 {
     remote_scan *rs = remote_scan_new(filter, arg);
     for (size_t off = 0; off < len; off += piece) {
@@ -192,7 +191,7 @@ static void test_exclude_same_as_local(void **state)
     buf_free(&out);
 }
 
-#define ROOT "d 755 0 0 4096 1.5 1.5 2 3 2 \0\0"
+#define ROOT            "d 755 0 0 4096 1.5 1.5 2 3 2 \0\0"
 #define REC(type, path) type " 644 0 0 1 1700000000.1234567890 1700000000.5 9 3 1 " path "\0\0"
 
 static void test_hostile(void **state)
@@ -253,9 +252,8 @@ static void test_hostile(void **state)
 static void test_times_and_sockets(void **state)
 {
     (void)state;
-    static const char data[] = ROOT
-        "f 4755 1000 1001 5 -1.2500000000 12.0000000010 9 3 1 t\0\0"
-        "s 755 0 0 0 1.0 1.0 10 3 1 sock\0\0";
+    static const char data[] = ROOT "f 4755 1000 1001 5 -1.2500000000 12.0000000010 9 3 1 t\0\0"
+                                    "s 755 0 0 0 1.0 1.0 10 3 1 sock\0\0";
     tree t = {0};
     rerr e = {0};
     assert_int_equal(parse(data, sizeof(data) - 1, 3, NULL, NULL, &t, &e), 0);
