@@ -181,6 +181,16 @@ setup_local_machine() {
 # tree_compare A B: compares two trees entry by entry (tests/helpers/tree_compare.py); prints the
 # differences and "N entries compared, M differ", returns 1 when some differ.
 tree_compare() { python3 "$FERRY_ROOT/tests/helpers/tree_compare.py" "$1" "$2"; }
+# build_repo_craft: compiles tests/helpers/repo_craft.c (hostile snapshots) to $T_DIR/repo_craft.
+build_repo_craft() {
+    local san=()
+    [[ ${SAN:-0} == 1 ]] && san=(-fsanitize=address,undefined)
+    # shellcheck disable=SC2046
+    ${CC:-cc} -std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror "${san[@]}" -o "$T_DIR/repo_craft" \
+        "$FERRY_ROOT/tests/helpers/repo_craft.c" \
+        $(pkg-config --cflags --libs jansson libzstd libcrypto libcurl expat) -lpthread ||
+        fail "tests/helpers/repo_craft.c builds"
+}
 task_status() { ferry list queue --task-id "$1" --output json | jq -r '.data[0].status'; }
 
 # lines_at_least FILE N: the file exists and has N lines or more (for wait_for)

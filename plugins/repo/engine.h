@@ -89,6 +89,11 @@ typedef struct restore_req {
     int verify;             /* re-read the restored files and check them against the tree */
     int fsync;              /* flush restored files before returning */
     int threads;
+    /* A partial restore: the entries include() selects (path relative to the snapshot's
+     * root, is_dir for a directory), everything a selected directory holds, and the
+     * directories leading to them. NULL: everything. (repo_pull selects with pattern.h.) */
+    int (*include)(const void *arg, const char *path, int is_dir);
+    const void *include_arg;
 } restore_req;
 
 /* Restores a snapshot into req->dest (created; must not exist). */

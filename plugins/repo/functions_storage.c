@@ -14,6 +14,7 @@
 #include "functions.h"
 #include "jobs.h"
 #include "keep.h"
+#include "pull.h"
 #include "snapshot.h"
 
 /* A repository of the datastore, or "paths" (absolute paths), on a local or an SSH machine. */
@@ -37,34 +38,6 @@ static ferry_result repo_push_run(ferry_ctx *ctx, const json_t *params, json_t *
     else if (res == FERRY_OK)
         res = push_paths(ctx, &t, paths, param_str(params, "storage"), params, 1, result);
     target_close(&t);
-    return res;
-}
-
-/* Moves the restored directory into place; the previous content is removed afterwards. */
-static ferry_result swap_in(target *t, const char *fresh, const char *live)
-{
-    char rnd[17];
-    random_hex(rnd, 8);
-    char *slash = strrchr(live, '/');
-    char *old = xasprintf("%.*s/.%s.old-%s", (int)(slash - live), live, slash + 1, rnd);
-    struct stat st;
-    int had = lstat(live, &st) == 0;
-    ferry_result res = FERRY_OK;
-    if (had && rename(live, old) != 0) {
-        ferry_set_error(t->ctx, "failed",
-                        "cannot move %s aside (%s); is it a mount point? The restored copy is "
-                        "left at %s",
-                        live, strerror(errno), fresh);
-        res = FERRY_FAIL;
-    } else if (rename(fresh, live) != 0) {
-        ferry_set_error(t->ctx, "failed", "cannot move %s to %s: %s", fresh, live, strerror(errno));
-        if (had)
-            rename(old, live);
-        res = FERRY_FAIL;
-    } else if (had && machine_rmtree(t, old) != 0) {
-        ferry_log(t->ctx, FERRY_LOG_WARN, "the previous content is left at %s", old);
-    }
-    free(old);
     return res;
 }
 
@@ -181,32 +154,53 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
     const char *repo = param_str(params, "repository");
     const char *from = param_str(params, "from_repository");
     const char *from_machine = param_str(params, "from_machine");
+    const char *target_param = param_str(params, "target");
     const json_t *hc = json_object_get(params, "health_check");
     const char *point = pull_point(ctx, params);
+    pattern_set *include = NULL;
     if (point == NULL || !health_check_ok(ctx, hc))
         return FERRY_INVALID;
     if (!check_name(ctx, "repository", repo) || (from && !check_name(ctx, "from_repository", from)))
         return FERRY_INVALID;
+    if (pull_include(ctx, json_object_get(params, "include"), &include) != 0)
+        return FERRY_INVALID;
+    int elsewhere = target_param != NULL;
+    if (include && !elsewhere) {
+        job_error(ctx, "bad_parameter",
+                  "include restores part of a snapshot, which never replaces the repository: "
+                  "give \"target\" too (a new or empty directory, e.g. \"/srv/restore/%s\")",
+                  repo);
+        pattern_free(include);
+        return FERRY_INVALID;
+    }
+    if (elsewhere && hc && !json_is_null(hc)) {
+        job_error(ctx, "bad_parameter",
+                  "health_check starts the repository, which a restore to a target leaves "
+                  "alone: drop one of them");
+        pattern_free(include);
+        return FERRY_INVALID;
+    }
     target t;
     ferry_result res = target_open(ctx, &t);
-    if (res == FERRY_OK)
-        res = require_local(&t, "repo_pull");
     if (res != FERRY_OK) {
+        pattern_free(include);
         target_close(&t);
         return res;
     }
-    char *live = repo_dir(&t, repo), *marker = running_marker(&t, repo);
-    char rnd[17];
-    random_hex(rnd, 8);
-    char *parent = xasprintf("%s/repositories", t.datastore);
-    char *fresh = xasprintf("%s/.%s.pull-%s", parent, repo, rnd);
+    char *live = elsewhere ? pull_target(&t, target_param) : repo_dir(&t, repo);
+    char *marker = running_marker(&t, repo), *fresh = NULL;
     storage *s = NULL;
     lock *lk = NULL;
     job j;
     job_init(&j, ctx);
     rerr e = {0};
     char id[129];
-    if (machine_exists(&t, marker) && !param_bool(params, "force", 0)) {
+    int64_t uid = -1, gid = -1;
+    if (live == NULL) {
+        res = FERRY_INVALID;
+        goto out;
+    }
+    if (!elsewhere && machine_exists(&t, marker) && !param_bool(params, "force", 0)) {
         ferry_set_error(ctx, "running",
                         "repository %s is running; run repo_down first, or pass \"force\": true "
                         "to replace it while it runs",
@@ -224,37 +218,40 @@ static ferry_result repo_pull_run(ferry_ctx *ctx, const json_t *params, json_t *
         res = job_fail(ctx, &e, 1);
         goto out;
     }
-    mkdir(t.datastore, 0755);
-    mkdir(parent, 0755);
+    if ((res = pull_prepare(&t, live, elsewhere, &fresh, &uid, &gid)) != FERRY_OK)
+        goto out;
     restore_req req = {.repository = from ? from : repo,
                        .point = id,
                        .dest = fresh,
                        .verify = param_bool(params, "verify", 1),
                        .fsync = param_bool(params, "fsync", 0),
-                       .threads = (int)json_integer_value(json_object_get(params, "threads"))};
-    if (repo_restore(s, &req, &j.u, result, &e) != 0) {
-        machine_rmtree(&t, fresh);
-        res = job_fail(ctx, &e, 1);
+                       .threads = (int)json_integer_value(json_object_get(params, "threads")),
+                       .include = include ? pull_selects : NULL,
+                       .include_arg = include};
+    if ((res = pull_write(&t, s, &req, uid, gid, &j, result)) != FERRY_OK)
         goto out;
-    }
-    if ((res = swap_in(&t, fresh, live)) != FERRY_OK) {
+    if ((res = pull_swap_in(&t, fresh, live)) != FERRY_OK) {
         json_decref(*result);
         *result = NULL;
         goto out;
     }
     lock_release(lk);
     lk = NULL;
-    ferry_log(ctx, FERRY_LOG_INFO, "restored %s from snapshot %s of storage %s", repo, id,
-              s->name);
+    json_object_set_new(*result, "path", json_string(live));
+    json_object_set_new(*result, "machine", json_string(t.name ? t.name : ""));
+    if (include)
+        json_object_set(*result, "include", json_object_get(params, "include"));
+    ferry_log(ctx, FERRY_LOG_INFO, "restored %s%s from snapshot %s of storage %s into %s",
+              include ? "part of " : "", repo, id, s->name, live);
     ui_progress(&j.u, 100, "%s restored", repo);
     if (hc && !json_is_null(hc))
         res = pull_health(&t, repo, hc, *result);
 out:
     lock_release(lk);
     storage_close(s);
+    pattern_free(include);
     free(live);
     free(marker);
-    free(parent);
     free(fresh);
     target_close(&t);
     return res;
@@ -486,6 +483,15 @@ static const ferry_param repo_pull_params[] = {
      "Restore another repository's snapshot into this one (a copy or a move)."},
     {"fsync", FERRY_PARAM_BOOLEAN, 0, "false", "Flush the restored files to disk before the swap."},
     {"threads", FERRY_PARAM_INTEGER, 0, "0", "Worker threads; 0: one per core (at most 8)."},
+    {"target", FERRY_PARAM_STRING, 0, NULL,
+     "Restore into this absolute directory of the machine instead of the repository's own "
+     "(which is then left alone, running or not): it must not exist or be empty, and may not "
+     "be \"/\" or inside the datastore's .ferry directory."},
+    {"include", FERRY_PARAM_ARRAY, 0, NULL,
+     "A partial restore (needs target): the entries these paths or patterns of the snapshot "
+     "select (exclude's gitignore syntax, relative to the repository, e.g. "
+     "[\"/etc/app.conf\", \"data/\", \"*.sql\"]), what selected directories hold, and "
+     "the directories leading to them."},
     {NULL, 0, 0, NULL, NULL},
 };
 
@@ -567,7 +573,9 @@ const ferry_function fn_repo_pull = {
                    "the machine's own snapshots (or from_machine's). Refuses a running "
                    "repository unless `force` is set. With `health_check` it then starts the "
                    "repository (Ferryfile prep and up) and fails unless the endpoint becomes "
-                   "healthy.",
+                   "healthy. On an SSH machine the bridge decrypts and checks the data and "
+                   "streams it to GNU tar there (no ferry needed on the machine). `target` "
+                   "restores elsewhere, `include` restores part of the snapshot.",
     FERRY_PARAMS(repo_pull_params),
     .default_timeout = 86400,
     .run = repo_pull_run,

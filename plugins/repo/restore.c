@@ -22,46 +22,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "beneath.h"
-#include "engine.h"
-#include "index.h"
 #include "pack.h"
+#include "restore.h"
 #include "snapshot.h"
-#include "tree.h"
 
 #define RUN_GAP ((uint32_t)1 << 20) /* read across gaps up to this size */
 #define RUN_MAX ((uint32_t)8 << 20) /* longest single read */
 
-typedef struct need {
-    uint32_t pack;
-    uint32_t offset; /* of the blob in its pack */
-    uint32_t node;
-    uint64_t file_offset;
-    const idx_entry *entry;
-} need;
-
-typedef struct rs {
-    storage *s;
-    const restore_req *req;
-    chunk_index ix;
-    tree t;
-    need *needs;
-    size_t nneeds;
-    size_t *groups; /* start of each pack's run of needs; groups[ngroups] = nneeds */
-    size_t ngroups;
-    size_t next; /* atomic */
-    int destfd;
-    int stop;              /* atomic */
-    int running;           /* atomic */
-    uint64_t written;      /* atomic */
-    size_t skipped;        /* atomic: device files not created (not root) */
-    size_t owner_failures; /* atomic: owners not restored (not root) */
-    size_t restricted;     /* atomic: entries whose mode was narrowed (safe_mode) */
-    int percent;           /* the last progress reported: never goes back */
-    int (*node_fn)(struct rs *r, size_t i, beneath_dir *dc, rerr *e); /* for nodes_main */
-    pthread_mutex_t mu;
-    rerr err;
-} rs;
+typedef restore_state rs;
 
 static void rs_fail(rs *r, const rerr *e)
 {
@@ -228,10 +196,10 @@ static int by_pack_offset(const void *x, const void *y)
 }
 
 /* Lists what every file needs and groups it by pack. */
-static int plan(rs *r, uint64_t *total, rerr *e)
+static int plan(rs *r, rerr *e)
 {
     size_t cap = 0;
-    *total = 0;
+    uint64_t *total = &r->total;
     for (size_t i = 0; i < r->t.n; i++) {
         const tnode *n = &r->t.nodes[i];
         if (n->kind != T_FILE)
@@ -288,10 +256,11 @@ static void on_thaw(void *arg, size_t ready, size_t total, double waited)
 /*
  * On a cold storage (S3 GLACIER, DEEP_ARCHIVE), asks for the restore of every pack the plan
  * reads and waits until all are readable (stor_thaw, bounded by the vault's thaw_timeout).
- * *thawed: how many packs it asked for. 0, or -1 with e set.
+ * r->thawed: how many packs it asked for. 0, or -1 with e set.
  */
-static int thaw_packs(rs *r, ui *u, size_t *thawed, rerr *e)
+static int thaw_packs(rs *r, ui *u, rerr *e)
 {
+    size_t *thawed = &r->thawed;
     *thawed = 0;
     if (!r->s->cold || r->ngroups == 0)
         return 0;
@@ -390,12 +359,12 @@ static int create_file(rs *r, size_t i, beneath_dir *dc, rerr *e)
 }
 
 /*
- * The permission bits entry n gets. Set-user-ID is kept on a regular file only when its
+ * The permission bits entry n gets (restore.h). Set-user-ID is kept on a regular file only when its
  * owner was restored (owned) and neither its group nor others may write it; set-group-ID
  * only when its owner was restored and others may not write it. A device node never gets
  * permissions for others. Anything dropped is counted and reported once.
  */
-static uint32_t safe_mode(rs *r, const tnode *n, int owned)
+uint32_t restore_safe_mode(rs *r, const tnode *n, int owned)
 {
     uint32_t m = n->mode & 07777, keep = m;
     if (n->kind == T_FILE) {
@@ -473,8 +442,8 @@ static int set_metadata(rs *r, size_t i, beneath_dir *dc, rerr *e)
         what = "chmod";
         /* fchmodat follows a symlink, but the entry was just seen to be no symlink, inside a
          * restore root that stays 0700 (owned by this process) until its own metadata. */
-        rc = name[0] ? fchmodat(pfd, name, safe_mode(r, n, owned), 0)
-                     : fchmod(pfd, safe_mode(r, n, owned));
+        rc = name[0] ? fchmodat(pfd, name, restore_safe_mode(r, n, owned), 0)
+                     : fchmod(pfd, restore_safe_mode(r, n, owned));
     }
     if (rc == 0) {
         what = "set times of";
@@ -584,10 +553,7 @@ static void *verify_main(void *arg)
     return NULL;
 }
 
-/* Reports progress, never lower than what was reported before. */
-static void rs_progress(rs *r, ui *u, int percent, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void rs_progress(rs *r, ui *u, int percent, const char *fmt, ...)
+void restore_progress(rs *r, ui *u, int percent, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -635,13 +601,13 @@ static int run_threads(rs *r, void *(*fn)(void *), ui *u, uint64_t total, const 
             /* next runs past the end by one per thread as the threads finish */
             size_t at = __atomic_load_n(&r->next, __ATOMIC_RELAXED);
             at = at > r->t.n ? r->t.n : at;
-            rs_progress(r, u, lo + (int)((uint64_t)(hi - lo) * at / (r->t.n ? r->t.n : 1)),
-                        "%s: %zu of %zu entries", what, at, r->t.n);
+            restore_progress(r, u, lo + (int)((uint64_t)(hi - lo) * at / (r->t.n ? r->t.n : 1)),
+                             "%s: %zu of %zu entries", what, at, r->t.n);
         } else {
             done = done > total ? total : done;
-            rs_progress(r, u, lo + (int)((uint64_t)(hi - lo) * done / total),
-                        "%s: %.1f of %.1f MiB, %.0f MB/s", what, (double)done / 1048576.0,
-                        (double)total / 1048576.0, secs > 0 ? (double)done / 1e6 / secs : 0.0);
+            restore_progress(r, u, lo + (int)((uint64_t)(hi - lo) * done / total),
+                             "%s: %.1f of %.1f MiB, %.0f MB/s", what, (double)done / 1048576.0,
+                             (double)total / 1048576.0, secs > 0 ? (double)done / 1e6 / secs : 0.0);
         }
     }
     for (int i = 0; i < nthreads; i++)
@@ -679,7 +645,7 @@ static int check_links(rs *r, const json_t *doc, rerr *e)
 }
 
 /* Finds the snapshot, loads its tree. */
-static int load_snapshot(rs *r, codec *c, json_t **doc, rerr *e)
+static int load_snapshot(rs *r, codec *c, rerr *e)
 {
     snap_list l;
     int rc = -1;
@@ -692,11 +658,156 @@ static int load_snapshot(rs *r, codec *c, json_t **doc, rerr *e)
                  l.n ? "" : " (the storage has none of this repository)");
         goto out;
     }
-    *doc = json_incref(si->doc);
+    r->doc = json_incref(si->doc);
     rc = tree_load(r->s, &r->ix, c, si->doc, &r->t, e);
 out:
     snap_list_free(&l);
     return rc;
+}
+
+/* Marks the directories leading to node i as kept (1) when they are not kept already. */
+static void keep_parents(const tree *t, const tree_map *m, uint8_t *keep, size_t i)
+{
+    char *path = xstrdup(t->nodes[i].path);
+    for (char *slash = strrchr(path, '/');; slash = strrchr(path, '/')) {
+        if (slash)
+            *slash = '\0';
+        const tnode *p = tree_map_find(m, slash ? path : "");
+        if (p == NULL || keep[p - t->nodes])
+            break;
+        keep[p - t->nodes] = 1;
+        if (slash == NULL)
+            break;
+    }
+    free(path);
+}
+
+/*
+ * A partial restore (req->include): keeps the entries it selects, what selected directories
+ * hold and the directories leading to them. A hard link kept without its first link becomes
+ * a regular file with that file's content, and later links to it point at it instead. When
+ * nothing is selected the restore fails before anything is written.
+ */
+static int narrow(rs *r, rerr *e)
+{
+    const restore_req *req = r->req;
+    if (req->include == NULL)
+        return 0;
+    uint8_t *keep = xcalloc(r->t.n, 1); /* 2: selected, 1: leads to a selected entry */
+    tree_map m;
+    tree_map_build(&m, &r->t);
+    size_t selected = 0;
+    for (size_t i = 1; i < r->t.n; i++) {
+        tnode *n = &r->t.nodes[i];
+        const char *slash = strrchr(n->path, '/');
+        const tnode *parent = NULL;
+        if (slash) {
+            char *dir = xasprintf("%.*s", (int)(slash - n->path), n->path);
+            parent = tree_map_find(&m, dir);
+            free(dir);
+        }
+        if ((parent && keep[parent - r->t.nodes] == 2) ||
+            req->include(req->include_arg, n->path, n->kind == T_DIR)) {
+            keep[i] = 2;
+            selected++;
+            keep_parents(&r->t, &m, keep, i);
+        }
+    }
+    int rc = 0;
+    if (selected == 0)
+        rc = rerr_set(e, E_NOTFOUND, "include matches nothing in snapshot %s of %s",
+                      json_string_value(json_object_get(r->doc, "id")), req->repository);
+    for (size_t i = 0; i < r->t.n && rc == 0; i++) {
+        tnode *n = &r->t.nodes[i];
+        const tnode *first = keep[i] && n->kind == T_HARDLINK ? tree_map_find(&m, n->target) : NULL;
+        if (first == NULL || first->kind != T_FILE || keep[first - r->t.nodes])
+            continue; /* check_links refuses a bad target */
+        /* The first kept link of the inode takes the file's place. */
+        char *moved = xstrdup(n->path);
+        free(n->target);
+        n->target = NULL;
+        n->kind = T_FILE;
+        n->size = first->size;
+        n->nchunks = first->nchunks;
+        n->chunks = xmalloc(first->nchunks * sizeof(chunk_ref) + 1);
+        memcpy(n->chunks, first->chunks, first->nchunks * sizeof(chunk_ref));
+        for (size_t j = i + 1; j < r->t.n; j++)
+            if (r->t.nodes[j].kind == T_HARDLINK &&
+                strcmp(r->t.nodes[j].target, first->path) == 0) {
+                free(r->t.nodes[j].target);
+                r->t.nodes[j].target = xstrdup(moved);
+            }
+        free(moved);
+    }
+    tree_map_free(&m);
+    keep[0] = 1; /* the root */
+    size_t out = 0;
+    for (size_t i = 0; i < r->t.n; i++) {
+        if (keep[i]) {
+            r->t.nodes[out++] = r->t.nodes[i];
+            continue;
+        }
+        free(r->t.nodes[i].path);
+        free(r->t.nodes[i].target);
+        free(r->t.nodes[i].chunks);
+    }
+    r->t.n = out;
+    free(keep);
+    return rc;
+}
+
+int restore_open(rs *r, storage *s, const restore_req *req, ui *u, rerr *e)
+{
+    memset(r, 0, sizeof(*r));
+    r->s = s;
+    r->req = req;
+    r->destfd = -1;
+    pthread_mutex_init(&r->mu, NULL);
+    idx_init(&r->ix);
+    codec *c = codec_new(&s->keys, 0);
+    restore_progress(r, u, 0, "%s: reading the index and the snapshot", req->repository);
+    int rc = idx_load(s, &r->ix, e) != 0 || load_snapshot(r, c, e) != 0 || narrow(r, e) != 0 ||
+                     check_links(r, r->doc, e) != 0 || plan(r, e) != 0 || thaw_packs(r, u, e) != 0
+                 ? -1
+                 : 0;
+    codec_free(c);
+    for (size_t i = 0; i < r->t.n; i++)
+        r->logical += r->t.nodes[i].kind == T_FILE ? r->t.nodes[i].size : 0;
+    return rc;
+}
+
+void restore_close(rs *r)
+{
+    if (r->destfd >= 0)
+        close(r->destfd);
+    json_decref(r->doc);
+    free(r->needs);
+    free(r->groups);
+    tree_free(&r->t);
+    idx_free(&r->ix);
+    pthread_mutex_destroy(&r->mu);
+}
+
+json_t *restore_finish(rs *r, ui *u, double started)
+{
+    if (r->skipped)
+        ui_log(u, 1, "%zu device files were not created (only root may make them)", r->skipped);
+    if (r->owner_failures)
+        ui_log(u, 1, "owners of %zu entries were not restored (only root may set them)",
+               r->owner_failures);
+    if (r->restricted)
+        ui_log(u, 1,
+               "%zu entries were restored with narrower permissions: set-user-ID and "
+               "set-group-ID bits need their owner restored and no write access for others; "
+               "device nodes get none for others",
+               r->restricted);
+    double secs = mono_sec() - started;
+    return json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I,s:I}", "repository", r->req->repository,
+                     "storage", r->s->name, "snapshot_id", json_object_get(r->doc, "id"), "entries",
+                     (json_int_t)r->t.n, "bytes", (json_int_t)r->logical, "verified",
+                     r->req->verify, "seconds", secs, "mb_per_s",
+                     secs > 0 ? (double)r->logical / 1e6 / secs : 0.0, "peak_rss_kb",
+                     (json_int_t)peak_rss_kb(), "thawed_packs", (json_int_t)r->thawed);
 }
 
 /*
@@ -723,28 +834,13 @@ static int open_dest(rs *r, rerr *e)
 int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rerr *e)
 {
     double started = mono_sec();
-    rs r = {.s = s, .req = req, .destfd = -1};
-    pthread_mutex_init(&r.mu, NULL);
-    idx_init(&r.ix);
-    codec *c = codec_new(&s->keys, 0);
-    json_t *doc = NULL;
-    uint64_t total = 0;
-    size_t thawed = 0;
+    rs r;
     int rc = -1;
-
-    rs_progress(&r, u, 0, "%s: reading the index and the snapshot", req->repository);
-    if (idx_load(s, &r.ix, e) != 0 || load_snapshot(&r, c, &doc, e) != 0 ||
-        check_links(&r, doc, e) != 0 || plan(&r, &total, e) != 0 ||
-        thaw_packs(&r, u, &thawed, e) != 0)
-        goto out;
-    uint64_t logical = 0;
-    for (size_t i = 0; i < r.t.n; i++)
-        logical += r.t.nodes[i].kind == T_FILE ? r.t.nodes[i].size : 0;
-    if (open_dest(&r, e) != 0)
+    if (restore_open(&r, s, req, u, e) != 0 || open_dest(&r, e) != 0)
         goto out;
     /* Directories first, then files on every core (creating inodes is much of a restore of
      * many small files), then hard links and special files, which need their targets. */
-    rs_progress(&r, u, 1, "%s: creating %zu entries", req->repository, r.t.n);
+    restore_progress(&r, u, 1, "%s: creating %zu entries", req->repository, r.t.n);
     r.node_fn = create_file;
     if (each_node(&r, create_entry, 1u << T_DIR, 0, e) != 0 ||
         run_threads(&r, nodes_main, u, 0, "creating", 1, 5) != 0 ||
@@ -753,7 +849,7 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
         rerr_merge(e, &r.err);
         goto out;
     }
-    if (run_threads(&r, worker_main, u, total, "restoring", 5, 85) != 0) {
+    if (run_threads(&r, worker_main, u, r.total, "restoring", 5, 85) != 0) {
         rerr_merge(e, &r.err);
         goto out;
     }
@@ -767,7 +863,7 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
         rerr_merge(e, &r.err);
         goto out;
     }
-    if (req->verify && run_threads(&r, verify_main, u, logical, "verifying", 90, 99) != 0) {
+    if (req->verify && run_threads(&r, verify_main, u, r.logical, "verifying", 90, 99) != 0) {
         rerr_merge(e, &r.err);
         goto out;
     }
@@ -775,36 +871,11 @@ int repo_restore(storage *s, const restore_req *req, ui *u, json_t **result, rer
         rerr_set(e, errno_kind(errno), "cannot flush %s: %s", req->dest, strerror(errno));
         goto out;
     }
-    if (r.skipped)
-        ui_log(u, 1, "%zu device files were not created (only root may make them)", r.skipped);
-    if (r.owner_failures)
-        ui_log(u, 1, "owners of %zu entries were not restored (only root may set them)",
-               r.owner_failures);
-    if (r.restricted)
-        ui_log(u, 1,
-               "%zu entries were restored with narrower permissions: set-user-ID and "
-               "set-group-ID bits need their owner restored and no write access for others; "
-               "device nodes get none for others",
-               r.restricted);
-    double secs = mono_sec() - started;
-    *result = json_pack("{s:s,s:s,s:O,s:I,s:I,s:b,s:f,s:f,s:I,s:s,s:I}", "repository",
-                        req->repository,
-                        "storage", s->name, "snapshot_id", json_object_get(doc, "id"), "entries",
-                        (json_int_t)r.t.n, "bytes", (json_int_t)logical, "verified", req->verify,
-                        "seconds", secs, "mb_per_s", secs > 0 ? (double)logical / 1e6 / secs : 0.0,
-                        "peak_rss_kb", (json_int_t)peak_rss_kb(), "path_walk",
-                        beneath_openat2() ? "openat2" : "nofollow", "thawed_packs",
-                        (json_int_t)thawed);
+    *result = restore_finish(&r, u, started);
+    json_object_set_new(*result, "path_walk",
+                        json_string(beneath_openat2() ? "openat2" : "nofollow"));
     rc = 0;
 out:
-    if (r.destfd >= 0)
-        close(r.destfd);
-    json_decref(doc);
-    codec_free(c);
-    free(r.needs);
-    free(r.groups);
-    tree_free(&r.t);
-    idx_free(&r.ix);
-    pthread_mutex_destroy(&r.mu);
+    restore_close(&r);
     return rc;
 }

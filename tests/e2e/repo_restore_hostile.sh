@@ -22,13 +22,7 @@ ferry create region r >/dev/null && ferry create bridge r local >/dev/null && fe
 ferry create machine Ops local box --vault "{\"connection\":\"local\",\"datastore\":\"$DS\"}" >/dev/null
 ferry create storage Ops st --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/st\"}" >/dev/null
 
-san=()
-[[ ${SAN:-0} == 1 ]] && san=(-fsanitize=address,undefined)
-# shellcheck disable=SC2046
-${CC:-cc} -std=gnu11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror "${san[@]}" -o "$T_DIR/repo_craft" \
-    "$FERRY_ROOT/tests/helpers/repo_craft.c" \
-    $(pkg-config --cflags --libs jansson libzstd libcrypto libcurl expat) -lpthread ||
-    fail "tests/helpers/repo_craft.c builds"
+build_repo_craft
 
 job() {
     local task
