@@ -105,9 +105,9 @@ eq "nothing was created" "$(ferry list queue --max-records 10000 --output json |
 
 # --- schedules: queue_config checked like create queue-item -----------------------------------
 sched() { ferry create schedule Ops "$1" --vault "{\"cron\":\"0 2 * * *\",\"machine\":\"far1\",\"queue_config\":$2}" "${@:3}"; }
-out=$(sched s-missing '{"function":"repo_push","storage":"s1"}' 2>&1); rc=$?
+out=$(sched s-missing '{"function":"repo_push","repository":"app"}' 2>&1); rc=$?
 eq "a missing REQUIRED parameter is refused: exit 1" "$rc" 1
-eq "naming it" "$out" 'ferry: queue_config: function repo_push needs parameter "repository" (string): Repository to back up.'
+eq "naming it" "$out" 'ferry: queue_config: function repo_push needs parameter "storage" (string): Storage of the team to push to (ferry create storage).'
 out=$(sched s-type '{"function":"repo_push","repository":"app","storage":"s1","retention_days":"x"}' 2>&1); rc=$?
 eq "a wrong type is refused" "$rc" 1
 sched s-unknown '{"function":"repo_push","repository":"app","storage":"s1","retention_day":30}' >"$T_DIR/out" 2>"$T_DIR/err"; rc=$?
@@ -120,9 +120,9 @@ out=$(sched s-strict '{"function":"repo_push","repository":"app","storage":"s1",
 eq "--strict refuses the schedule" "$rc" 1
 contains "naming the key" "$out" 'refused by --strict'
 eq "the refused schedules were not written" "$(ferry list team-schedules Ops --output json | jq -r '[.data[].scheduleName] | sort | join(" ")')" "s-fn s-unknown"
-out=$(ferry update schedule-vault Ops s-unknown --vault '{"queue_config":{"repository":null}}' 2>&1); rc=$?
+out=$(ferry update schedule-vault Ops s-unknown --vault '{"queue_config":{"storage":null}}' 2>&1); rc=$?
 eq "an update that drops a REQUIRED parameter is refused" "$rc" 1
-contains "naming it" "$out" 'needs parameter "repository"'
+contains "naming it" "$out" 'needs parameter "storage"'
 ferry update schedule-vault Ops s-unknown --vault '{"enabled":false}' >/dev/null 2>"$T_DIR/err"; rc=$?
 eq "a patch that leaves queue_config alone goes through" "$rc" 0
 eq "without warnings" "$(cat "$T_DIR/err")" ""

@@ -15,7 +15,7 @@ H=$FERRY_ROOT/sdk/include/ferry/plugin.h
 # --- reserved parameter names ----------------------------------------------------------------
 reserved=$(sed -n '/^#define FERRY_RESERVED_PARAMS/,/^$/p' "$H" | grep -o '"[a-z_]*"' | tr -d '"' | tr '\n' ' ')
 eq "plugin.h reserves the host's keys" "$reserved" \
-    "function timeout max_retries retry_delay on_failure on_success pre_hook post_hook priority "
+    "function timeout max_retries retry_delay on_failure on_success pre_hook post_hook priority max_parallel stop_on_failure "
 # Every key the host reads from an item vault (vault.c's table) is reserved or passed through.
 host_keys=$(sed -n '/host_key_rules\[\] = {/,/^};/p' "$FERRY_ROOT/host/base/vault.c" | grep -o '{"[a-z_]*"' | tr -d '{"' | tr '\n' ' ')
 missing=

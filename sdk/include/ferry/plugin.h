@@ -110,6 +110,8 @@ typedef enum ferry_param_type {
  *   pre_hook     shell command run on the machine before the function
  *   post_hook    shell command run on the machine after it
  *   priority     the item's priority, 1-5 (set by the CLI and by a schedule): reserved
+ *   max_parallel    ABI 1.2: how many members of a machine group run at once (fan-out)
+ *   stop_on_failure ABI 1.2: cancel a machine group's members not yet started after a failure
  *
  * "description" and "tags" are host keys too (the host checks their type), but they are
  * passed through, so a function may declare them to read them. FERRY_RESERVED_PARAMS
@@ -117,7 +119,7 @@ typedef enum ferry_param_type {
  */
 #define FERRY_RESERVED_PARAMS                                                                      \
     "function", "timeout", "max_retries", "retry_delay", "on_failure", "on_success", "pre_hook",   \
-        "post_hook", "priority"
+        "post_hook", "priority", "max_parallel", "stop_on_failure"
 
 /*
  * One row of a function's parameter table. Tables are arrays ended by a row whose name is
