@@ -268,6 +268,11 @@ if on backup; then
             tests/bench/backup.sh || echo "(backup.sh on $target failed)"
         echo
     done
+    # A machine reached over SSH (issue 15): ferry on the bridge's own machine, ferry pushing
+    # from and pulling onto the SSH machine, and restic over SFTP, on the same tree.
+    BUILD=$BUILD BENCH_SOURCE=ssh BENCH_MB=${BENCH_REMOTE_MB:-256} tests/bench/backup.sh ||
+        echo "(backup.sh from an SSH machine failed)"
+    echo
 fi
 
 echo "== summary: issue 14 targets (information only; make bench never fails on a MISS) =="
