@@ -38,6 +38,7 @@ HOST_PID=
 MACHINE=box
 SSH_USER=ferry-bench
 SSHD_HOME=
+REMOTE_DS= # the SSH machine's datastore: a directory of this run in the user's home
 
 TARGET=${BENCH_TARGET:-local}
 cleanup() {
@@ -48,7 +49,7 @@ cleanup() {
     esac
     if [[ $SOURCE == ssh ]]; then
         "$ROOT/tests/helpers/sshd.sh" stop "$DIR/sshd" 2>/dev/null
-        [[ -n $SSHD_HOME ]] && rm -rf "${SSHD_HOME:?}/ds"
+        [[ -n $REMOTE_DS ]] && rm -rf "$REMOTE_DS"
     fi
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$DIR"
 }
@@ -166,7 +167,7 @@ EOF
         { echo "ferry setup failed" >&2; return 1; }
     if [[ $SOURCE == ssh ]]; then
         ferry create machine Bench bench far --vault "$(jq -cn --rawfile key "$SSHD_CLIENT_KEY" \
-            --arg hk "$SSHD_HOST_KEY" --arg ds "$SSHD_HOME/ds" --argjson port "$SSHD_PORT" \
+            --arg hk "$SSHD_HOST_KEY" --arg ds "$REMOTE_DS" --argjson port "$SSHD_PORT" \
             --arg user "$SSHD_USER" '{ip:"127.0.0.1", ssh_port:$port, user:$user, datastore:$ds,
                 SSH_PRIVATE_KEY:$key, host_public_key:$hk}')" >/dev/null ||
             { echo "ferry setup (ssh machine) failed" >&2; return 1; }
@@ -220,11 +221,11 @@ run_ferry_ssh() {
     change_one_percent # rewrites files in place: their owner stays (a chown would change every ctime)
     warm
     ferry_job incremental '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"second"}' || return 1
-    rm -rf "$SSHD_HOME/ds/repositories/restored"
+    rm -rf "$REMOTE_DS/repositories/restored"
     ferry_job restore '{"function":"repo_pull","repository":"restored","from_repository":"bench","storage":"store","verify":false}' || return 1
     kill "$HOST_PID" && wait "$HOST_PID" 2>/dev/null
     HOST_PID=
-    rm -rf "$SSHD_HOME/ds/repositories/restored"
+    rm -rf "$REMOTE_DS/repositories/restored"
 }
 
 # --- restic and borg --------------------------------------------------------------------------
@@ -311,8 +312,9 @@ if [[ $SOURCE == ssh ]]; then
     "$ROOT/tests/helpers/sshd.sh" start "$DIR/sshd" --key-user "$SSH_USER" >/dev/null ||
         { echo "# the SSH machine's server did not start" >&2; exit 1; }
     . "$DIR/sshd/env"
-    rm -rf "${SSHD_HOME:?}/ds"
-    install -d -o "$SSH_USER" -m 0700 "$SSHD_HOME/ds" "$SSHD_HOME/ds/repositories"
+    REMOTE_DS=$SSHD_HOME/ds-${DIR##*/}
+    rm -rf "$REMOTE_DS"
+    install -d -o "$SSH_USER" -m 0700 "$REMOTE_DS" "$REMOTE_DS/repositories"
 fi
 echo "# generating a ${MB} MiB tree in $SRC" >&2
 files=$(generate) || exit 1
@@ -321,7 +323,7 @@ cp -a "$SRC" "$DIR/pristine"
 echo "# $files files, $TREE_BYTES bytes; $(nproc) cores" >&2
 for tool in $TOOLS; do
     SRC=$LOCAL_SRC
-    [[ $tool == ferry-ssh ]] && SRC=$SSHD_HOME/ds/repositories/bench
+    [[ $tool == ferry-ssh ]] && SRC=$REMOTE_DS/repositories/bench
     rm -rf "$SRC" && cp -a "$DIR/pristine" "$SRC"
     [[ $tool == ferry-ssh ]] && chown -R "$SSH_USER:" "$SRC"
     "run_${tool//-/_}" || echo "# $tool: skipped after an error" >&2
