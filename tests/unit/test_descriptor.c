@@ -97,9 +97,20 @@ static void test_host_has_by_size(void **state)
 {
     (void)state;
     const ferry_host *full = worker_host_table();
-    assert_int_equal(full->abi_minor, 1);
+    assert_int_equal(full->abi_minor, 2);
     assert_true(FERRY_HOST_HAS(full, task_id));
     assert_true(FERRY_HOST_HAS(full, attempt));
+    assert_true(FERRY_HOST_HAS(full, exec_start));
+    assert_true(FERRY_HOST_HAS(full, exec_wait));
+    assert_non_null(full->exec_start);
+    assert_non_null(full->exec_wait);
+    /* A 1.1 host's table ends at attempt: the 1.2 streaming exec reads as absent. */
+    ferry_host v11;
+    memcpy(&v11, full, sizeof(v11));
+    v11.struct_size = (uint32_t)(offsetof(ferry_host, attempt) + sizeof(v11.attempt));
+    assert_true(FERRY_HOST_HAS(&v11, attempt));
+    assert_false(FERRY_HOST_HAS(&v11, exec_start));
+    assert_false(FERRY_HOST_HAS(&v11, exec_wait));
     /* A 1.0 host's table ends at http: the 1.1 accessors read as absent. */
     ferry_host old;
     memcpy(&old, full, sizeof(old));
