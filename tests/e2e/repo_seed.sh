@@ -86,7 +86,11 @@ ferry rm storage Operations default >/dev/null
 ferry create storage Operations default --vault '{"provider":"local","path":"/nonexistent-mount/backups"}' >/dev/null
 task=$(ferry create queue-item Operations web-server-01 prod-bridge --output json --vault \
     "$(jq -c '.max_retries = 2 | .retry_delay = 1 | del(.on_failure.notify)' <<<"$vault")" | jq -r '.data[0].taskId')
-wait_for 60 all_done
+# The host queues a fallback just after the turn that ends its item commits, so "nothing
+# running" can be seen in between: wait for the fallback to exist, then for it to end.
+has_fallback() { [[ -n $(ferry list queue --output json | jq -r --arg p "$task" '.data[] | select(.parentTaskId == $p) | .taskId') ]]; }
+fallback_ended() { all_done && has_fallback && all_done; }
+wait_for 60 fallback_ended
 row=$(ferry list queue --task-id "$task" --output json | jq -c '.data[0]')
 eq "a transient failure is retried" "$(jq -r .retryCount <<<"$row")" 2
 contains "naming the missing disk" "$(jq -r .lastFailureReason <<<"$row")" "not available"
