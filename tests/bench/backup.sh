@@ -196,36 +196,28 @@ ferry_job() {
     rss=$(jq -r '.data[0].responseVault.result | (.peak_rss_kb // .pushed[0].peak_rss_kb)' <<<"$out")
     row "$TOOL" "$1" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')" "$rss"
 }
-run_ferry() {
-    MACHINE=box TOOL=ferry
+# ferry_jobs DATASTORE: a first push, an incremental push after a 1 % change, and a pull into
+# a new repository of DATASTORE, on $MACHINE. change_one_percent rewrites files in place, so
+# their owner stays (a chown would change every ctime and defeat change detection).
+ferry_jobs() {
     ferry_setup || return 1
     warm
     ferry_job first '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"first"}' || return 1
     change_one_percent
     warm
     ferry_job incremental '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"second"}' || return 1
-    rm -rf "$DIR/datastore/repositories/restored"
+    rm -rf "$1/repositories/restored"
     ferry_job restore '{"function":"repo_pull","repository":"restored","from_repository":"bench","storage":"store","verify":false}' || return 1
     kill "$HOST_PID" && wait "$HOST_PID" 2>/dev/null
     HOST_PID=
-    rm -rf "$DIR/datastore/repositories/restored"
+    rm -rf "$1/repositories/restored"
 }
-# The same three jobs for a machine reached over SSH (BENCH_SOURCE=ssh): the tree is in the
-# user's datastore, the restore goes back onto that machine.
+run_ferry() { MACHINE=box TOOL=ferry ferry_jobs "$DIR/datastore"; }
+# The same jobs for a machine reached over SSH (BENCH_SOURCE=ssh): the tree is in the user's
+# datastore, the restore goes back onto that machine.
 run_ferry_ssh() {
     [[ $SOURCE == ssh ]] || { echo "ferry-ssh needs BENCH_SOURCE=ssh" >&2; return 1; }
-    MACHINE=far TOOL=ferry-ssh
-    ferry_setup || return 1
-    warm
-    ferry_job first '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"first"}' || return 1
-    change_one_percent # rewrites files in place: their owner stays (a chown would change every ctime)
-    warm
-    ferry_job incremental '{"function":"repo_push","repository":"bench","storage":"store","snapshot_id":"second"}' || return 1
-    rm -rf "$REMOTE_DS/repositories/restored"
-    ferry_job restore '{"function":"repo_pull","repository":"restored","from_repository":"bench","storage":"store","verify":false}' || return 1
-    kill "$HOST_PID" && wait "$HOST_PID" 2>/dev/null
-    HOST_PID=
-    rm -rf "$REMOTE_DS/repositories/restored"
+    MACHINE=far TOOL=ferry-ssh ferry_jobs "$REMOTE_DS"
 }
 
 # --- restic and borg --------------------------------------------------------------------------
