@@ -39,7 +39,7 @@ typedef struct remote_source {
     uint64_t bytes;             /* atomic: bytes received from the machine (listing + data) */
     void *ready[16];            /* tar streams started with the listing, waiting for a list */
     int nready;
-    backup_source ops;          /* what backup_req.remote points to */
+    backup_source ops; /* what backup_req.remote points to */
 } remote_source;
 
 /*
