@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,6 +339,13 @@ out:
 static void *writer_main(void *arg)
 {
     rstream *st = arg;
+    /* A command that ends without reading its list (one started early that failed, a broken
+     * tool) makes the writes fail with EPIPE, not end the process, whatever the host does
+     * with SIGPIPE: the signal is blocked in this thread and dropped with it. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
     buf list = {0};
     for (size_t i = 0; i < st->n; i++) {
         buf_append(&list, st->paths[i], strlen(st->paths[i]) + 1);
