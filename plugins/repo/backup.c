@@ -898,6 +898,10 @@ int repo_backup(storage *s, const backup_req *req, ui *u, json_t **result, rerr 
                 (double)b.bytes_new / 1048576.0);
     rc = 0;
 out:
+    if (req->remote) { /* the streams the remote source started that no open took */
+        rerr ignore = {0};
+        req->remote->close(req->remote->arg, NULL, rc != 0, NULL, &ignore);
+    }
     json_decref(doc);
     tree_free(&prev);
     codec_free(c);

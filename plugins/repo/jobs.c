@@ -369,8 +369,22 @@ ferry_result push_one(ferry_ctx *ctx, target *t, const char *repository, const c
     char *live = repo_dir(t, repository);
     char *snaps = snapshots_dir(t, repository);
     char *local_snap = xasprintf("%s/%s", snaps, o.snap_id);
-    int from_snapshot = o.default_id ? 0 : machine_test(t, local_snap);
-    int exists = from_snapshot == 0 ? machine_test(t, live) : 1;
+    int from_snapshot = 0, exists = 0;
+    if (t->local || o.default_id) {
+        from_snapshot = o.default_id ? 0 : machine_test(t, local_snap);
+        exists = from_snapshot == 0 ? machine_test(t, live) : 1;
+    } else { /* one command where two would each cost an SSH connection */
+        char *qs = sh_quote(local_snap), *ql = sh_quote(live);
+        char *cmd = xasprintf("{ test -e %s || test -L %s; } && exit 10; "
+                              "{ test -e %s || test -L %s; } && exit 11; exit 12",
+                              qs, qs, ql, ql);
+        int rc = machine_sh(t, cmd, NULL, NULL);
+        free(cmd);
+        free(qs);
+        free(ql);
+        from_snapshot = rc < 0 ? -1 : rc == 10;
+        exists = rc < 0 ? -1 : rc == 10 || rc == 11;
+    }
     if (from_snapshot < 0 || exists < 0) {
         res = FERRY_RETRY; /* the machine could not be reached: the exec service said why */
     } else if (!exists) {

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,9 @@ static int exclude_cb(void *arg, const char *rel, int is_dir)
 
 static int fill_devices(remote_source *rs, tree *t, rerr *e);
 
+static void prestart(remote_source *rs);
+static int release(remote_source *rs, int failed, rerr *e);
+
 static int rs_scan(void *arg, tree *t, rerr *e)
 {
     remote_source *rs = arg;
@@ -218,6 +222,7 @@ static int rs_scan(void *arg, tree *t, rerr *e)
     if (h == NULL)
         return -1;
     close(to);
+    prestart(rs);
     remote_scan *scan = remote_scan_new(rs->exclude ? exclude_cb : NULL, (void *)rs->exclude);
     uint8_t *data = xmalloc(IO_BUF);
     int rc = 0;
@@ -334,6 +339,13 @@ out:
 static void *writer_main(void *arg)
 {
     rstream *st = arg;
+    /* A command that ends without reading its list (one started early that failed, a broken
+     * tool) makes the writes fail with EPIPE, not end the process, whatever the host does
+     * with SIGPIPE: the signal is blocked in this thread and dropped with it. */
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
     buf list = {0};
     for (size_t i = 0; i < st->n; i++) {
         buf_append(&list, st->paths[i], strlen(st->paths[i]) + 1);
@@ -363,16 +375,14 @@ static la_ssize_t archive_input(struct archive *a, void *arg, const void **out)
 
 static int rs_close(void *arg, void *stream, int failed, uint64_t *changed, rerr *e);
 
-static void *rs_open(void *arg, const char *const *paths, size_t n, rerr *e)
+/* Starts a tar command waiting for its list; NULL with e set. */
+static rstream *tar_start(remote_source *rs, rerr *e)
 {
-    remote_source *rs = arg;
     char *qroot = sh_quote(rs->root);
     char *cmd = xasprintf("cd -- %s && LC_ALL=C exec " TAR_ARGS, qroot);
     free(qroot);
     rstream *st = xcalloc(1, sizeof(*st));
     st->src = rs;
-    st->paths = paths;
-    st->n = n;
     st->h = start(rs, cmd, &st->to, &st->from, e);
     free(cmd);
     if (st->h == NULL) {
@@ -381,6 +391,33 @@ static void *rs_open(void *arg, const char *const *paths, size_t n, rerr *e)
     }
     fcntl(st->to, F_SETFL, fcntl(st->to, F_GETFL) | O_NONBLOCK);
     st->buf = xmalloc(IO_BUF);
+    return st;
+}
+
+/* The tar commands of the default worker threads, started before the listing so that their
+ * connections are made while find runs. One that cannot start is started again by open. */
+static void prestart(remote_source *rs)
+{
+    int want = default_threads();
+    if (want > (int)(sizeof(rs->ready) / sizeof(rs->ready[0])))
+        want = (int)(sizeof(rs->ready) / sizeof(rs->ready[0]));
+    while (rs->nready < want) {
+        rerr ignore = {0};
+        rstream *st = tar_start(rs, &ignore);
+        if (st == NULL)
+            break;
+        rs->ready[rs->nready++] = st;
+    }
+}
+
+static void *rs_open(void *arg, const char *const *paths, size_t n, rerr *e)
+{
+    remote_source *rs = arg;
+    rstream *st = rs->nready > 0 ? rs->ready[--rs->nready] : tar_start(rs, e);
+    if (st == NULL)
+        return NULL;
+    st->paths = paths;
+    st->n = n;
     st->a = archive_read_new();
     archive_read_support_format_tar(st->a);
     archive_read_support_format_gnutar(st->a);
@@ -442,27 +479,55 @@ static long rs_read(void *stream, void *dst, size_t len, rerr *e)
     return (long)got;
 }
 
+/* Reads whatever tar writes after the archive's end (record padding), up to DRAIN_MAX. */
+static void drain(rstream *st)
+{
+    size_t drained = 0;
+    ssize_t got;
+    while ((got = poll_read(st->src, st->from, st->buf, IO_BUF)) > 0 && drained < DRAIN_MAX)
+        drained += (size_t)got;
+}
+
 static int rs_close(void *arg, void *stream, int failed, uint64_t *changed, rerr *e)
 {
     remote_source *rs = arg;
     rstream *st = stream;
+    if (st == NULL)
+        return release(rs, failed, e);
     if (failed)
         __atomic_store_n(&rs->stop, 1, __ATOMIC_RELAXED);
     if (st->writer_started)
         pthread_join(st->writer, NULL);
     int rc = 0;
-    if (!failed) { /* whatever tar writes after the archive's end (record padding) */
-        size_t drained = 0;
-        ssize_t got;
-        while ((got = poll_read(rs, st->from, st->buf, IO_BUF)) > 0 && drained < DRAIN_MAX)
-            drained += (size_t)got;
-    }
+    if (!failed)
+        drain(st);
     archive_read_free(st->a);
     close(st->from);
     rc = end_command(rs, st->h, "reading the files", failed, 1, changed, e);
     free(st->buf);
     free(st);
     return rc;
+}
+
+/*
+ * Ends the started tar commands no open took: an empty list ends each (stopped instead when
+ * failed). A connection that failed does not fail the push, which did not need it.
+ */
+static int release(remote_source *rs, int failed, rerr *e)
+{
+    (void)e;
+    while (rs->nready > 0) {
+        rstream *st = rs->ready[--rs->nready];
+        close(st->to);
+        if (!failed)
+            drain(st);
+        close(st->from);
+        rerr ignore = {0};
+        end_command(rs, st->h, "reading the files", failed || stopping(rs), 1, NULL, &ignore);
+        free(st->buf);
+        free(st);
+    }
+    return 0;
 }
 
 static void rs_stop(void *arg)

@@ -15,6 +15,10 @@
  *   stream (it vanished) or no longer a regular file is left out of the snapshot, as a local
  *   push does, and counted in the warning about files that changed while read, as are tar's
  *   "file changed as we read it" and a size that differs from the scan's.
+ * - The tar commands start together with the listing (one per default worker thread), so
+ *   their connections are made while find runs: each waits for its list on stdin. open takes
+ *   one of them (or starts another); close with a NULL stream ends those no open took (tar
+ *   gets an empty list) and must be called once the push no longer opens streams.
  * - A stop (cancel, timeout, failure elsewhere) ends the commands through exec_wait, which
  *   stops the remote processes; reads and writes poll so no thread stays blocked on them.
  */
@@ -33,7 +37,9 @@ typedef struct remote_source {
     const pattern_set *exclude; /* borrowed, may be NULL */
     int stop;                   /* atomic: set when the push stops */
     uint64_t bytes;             /* atomic: bytes received from the machine (listing + data) */
-    backup_source ops;          /* what backup_req.remote points to */
+    void *ready[16];            /* tar streams started with the listing, waiting for a list */
+    int nready;
+    backup_source ops; /* what backup_req.remote points to */
 } remote_source;
 
 /*

@@ -15,6 +15,8 @@
 # as an unprivileged user, tests/helpers/sshd.sh --key-user; ferry's storage stays local, and
 # restic backs the same tree up over SFTP to that server; the default tools are then
 # "ferry ferry-ssh restic", so the local and the remote push are measured in the same run).
+# BENCH_SSH_USER (default ferry-bench): the SSH machine's account; two runs at once need two
+# (each run authorizes its own key and removes the account's datastore at its end).
 #
 # The tree: four 1/10-size files, 200 medium files and about 20,000 small ones (1-32 KiB),
 # about 70 % incompressible (random) and 30 % compressible (log-like text). The incremental run
@@ -36,7 +38,7 @@ SRC=$DIR/datastore/repositories/bench
 LOCAL_SRC=$SRC
 HOST_PID=
 MACHINE=box
-SSH_USER=ferry-bench
+SSH_USER=${BENCH_SSH_USER:-ferry-bench}
 SSHD_HOME=
 REMOTE_DS= # the SSH machine's datastore: a directory of this run in the user's home
 

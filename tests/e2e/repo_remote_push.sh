@@ -199,6 +199,8 @@ eq "repo_snapshot on the SSH machine completes" "$(status "$out")" COMPLETED
 out=$(job far '{"function":"repo_push","repository":"data","storage":"st","snapshot_id":"snap1"}')
 eq "the push of that local snapshot completes" "$(status "$out")" COMPLETED
 contains "... from the snapshot" "$(ferry queue trace "$(ferry list queue --max-records 1 --output json | jq -r '.data[0].taskId')" --output json | jq -r '.data.timeline[].details')" "(local snapshot)"
+out=$(job far '{"function":"repo_push","repository":"nosuch","storage":"st","snapshot_id":"snap1"}')
+eq "a push with a snapshot_id of a repository not on the machine fails" "$(err "$out" .code)" not_found
 as_user mkdir -p "$HOME_DS/repositories/second"
 as_user sh -c 'printf two > "$0/f"' "$HOME_DS/repositories/second"
 out=$(job far '{"function":"backup_with_retry","storage":"st"}')
