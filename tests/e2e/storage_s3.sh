@@ -338,6 +338,7 @@ after_fault "a long hang"
 
 # --- connections and bwlimit, counted at the proxy -------------------------------------------------
 storage conn1 "\"endpoint\":\"http://127.0.0.1:$FPORT\",\"prefix\":\"ferry/conn1\",\"connections\":1"
+storage conn1b "\"endpoint\":\"http://127.0.0.1:$FPORT\",\"prefix\":\"ferry/conn1b\",\"connections\":1"
 storage conn4 "\"endpoint\":\"http://127.0.0.1:$FPORT\",\"prefix\":\"ferry/conn4\",\"connections\":4"
 storage bw "\"endpoint\":\"http://127.0.0.1:$FPORT\",\"prefix\":\"ferry/bw\",\"bwlimit\":\"1M\""
 # The proxy counts a connection until it sees the server's end close it, a moment after the
@@ -363,6 +364,14 @@ conn_push() { # conn_push STORAGE: pushes web, prints "STATUS CLIENT_MAX PROXY_M
 }
 read -r st client proxy <<<"$(conn_push conn1)"
 eq "connections 1: the multi-pack push completes" "$st" COMPLETED
+# A closed connection stays ESTABLISHED on the client's side until the proxy passes the
+# server's FIN on, so on a loaded machine one sample can catch it beside the next one (seen
+# once in CI): a second push to another storage decides. Two connections kept at once show
+# in both.
+if [[ $client -ne 1 ]]; then
+    read -r st client proxy <<<"$(conn_push conn1b)"
+    eq "connections 1, measured again: the push completes" "$st" COMPLETED
+fi
 [[ $client -eq 1 && $proxy -le 2 ]] && pass "with one connection at a time (client sockets: $client, proxy: $proxy)" ||
     fail "connections 1 keeps one connection" "client $client, proxy $proxy"
 read -r st client proxy <<<"$(conn_push conn4)"
