@@ -25,18 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* backup.c and restore.c share some static names: backup.c's are renamed here. */
-#define plan        backup_plan
-#define run_threads backup_run_threads
-#define worker_main backup_worker_main
-#define open_file   backup_open_file
-#define read_file   backup_read_file
-#include "../../plugins/repo/backup.c"
-#undef plan
-#undef run_threads
-#undef worker_main
-#undef open_file
-#undef read_file
+#include "repo_backup_unity.h"
 #include "../../plugins/repo/beneath.c"
 #include "../../plugins/repo/chunker.c"
 #include "../../plugins/repo/crypto.c"
@@ -49,10 +38,6 @@
 #include "../../plugins/repo/tree.c"
 #include "../../plugins/repo/ui.c"
 #include "../../plugins/repo/util.c"
-
-const stor_ops stor_s3_ops = {.name = "s3"};
-const stor_ops stor_sftp_ops = {.name = "sftp"};
-const stor_ops stor_webdav_ops = {.name = "webdav"};
 
 /* Large enough for several chunks, so a wrong holder cannot pass by accident. */
 #define DATA_LEN ((size_t)3 << 20)

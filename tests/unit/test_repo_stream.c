@@ -24,18 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* backup.c and restore.c share some static names: backup.c's are renamed here. */
-#define plan        backup_plan
-#define run_threads backup_run_threads
-#define worker_main backup_worker_main
-#define open_file   backup_open_file
-#define read_file   backup_read_file
-#include "../../plugins/repo/backup.c"
-#undef plan
-#undef run_threads
-#undef worker_main
-#undef open_file
-#undef read_file
+#include "repo_backup_unity.h"
 #include "../../plugins/repo/beneath.c"
 #include "../../plugins/repo/chunker.c"
 #include "../../plugins/repo/crypto.c"
@@ -50,10 +39,6 @@
 #include "../../plugins/repo/tree.c"
 #include "../../plugins/repo/ui.c"
 #include "../../plugins/repo/util.c"
-
-const stor_ops stor_s3_ops = {.name = "s3"};
-const stor_ops stor_sftp_ops = {.name = "sftp"};
-const stor_ops stor_webdav_ops = {.name = "webdav"};
 
 static char *dir, *src;
 static storage *st;
