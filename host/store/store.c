@@ -784,13 +784,30 @@ int store_heartbeat(store *s, const char *owner, int64_t lease_ms, int64_t now, 
     return rc != STORE_OK ? rc : store_held_heartbeat(s, owner, lease_ms, now, renewed, err, errlen);
 }
 
-/* Checks one attempt's end; on success f->outcome.reason may point at *copy (the capped
- * reason, for the caller to free) and id holds the normalised task id. */
-static int check_finish(struct store_finish *f, char id[37], char **copy, char *err,
-                        size_t errlen)
+/* What check_finish prepared for one end, freed with finish_prep_free. */
+struct finish_prep {
+    char *copy;                  /* the capped reason */
+    struct store_item_spec spec; /* the fallback, filled in (prepare_spec) */
+    char *ids;                   /* prepare_spec's block */
+    char *refused;               /* why the fallback was refused, or NULL */
+};
+
+static void finish_prep_free(struct finish_prep *p)
+{
+    free(p->copy);
+    free(p->ids);
+    free(p->refused);
+}
+
+/* Checks one attempt's end; on success f->outcome.reason may point at p->copy (the capped
+ * reason) and id holds the normalised task id. A FAILED end's fallback is filled in as a
+ * create fills a spec; one it refuses reaches finish.c as fallback NULL with the reason in
+ * fallback_note (a FALLBACK_FAILED event). */
+static int check_finish(struct store_finish *f, char id[37], struct finish_prep *p, int64_t now,
+                        char *err, size_t errlen)
 {
     const struct store_outcome *o = &f->outcome;
-    *copy = NULL;
+    memset(p, 0, sizeof(*p));
     int rc = check_held(f->task_id, f->token, id, err, errlen);
     if (rc != STORE_OK)
         return rc;
@@ -803,7 +820,28 @@ static int check_finish(struct store_finish *f, char id[37], char **copy, char *
         return STORE_ERROR;
     }
     f->task_id = id;
-    f->outcome.reason = capped(o->reason, MAX_REASON, copy);
+    f->outcome.reason = capped(o->reason, MAX_REASON, &p->copy);
+    if (f->outcome.fallback == NULL || o->kind != STORE_OUTCOME_FAILED) {
+        f->outcome.fallback = NULL;
+        f->outcome.fallback_note = NULL;
+        return STORE_OK;
+    }
+    char msg[512] = "";
+    const struct store_item_spec *fb = f->outcome.fallback;
+    int rc_fb = prepare_spec(fb, &p->spec, &p->ids, now, msg, sizeof(msg));
+    if (rc_fb == STORE_OK && (fb->parent_task_id || fb->link_kind || fb->n_after)) {
+        seterr(msg, sizeof(msg), "a fallback is linked by the store and has no dependencies");
+        rc_fb = STORE_ERROR;
+    }
+    if (rc_fb == STORE_OK) {
+        f->outcome.fallback = &p->spec;
+    } else {
+        const char *fn =
+            fb->function ? fb->function : json_string_value(json_object_get(fb->vault, "function"));
+        p->refused = xasprintf("fallback %.128s could not be queued: %s", fn ? fn : "(none)", msg);
+        f->outcome.fallback = NULL;
+        f->outcome.fallback_note = p->refused;
+    }
     return STORE_OK;
 }
 
@@ -815,11 +853,12 @@ int store_finish(store *s, const char *task_id, const char *token,
         return STORE_ERROR;
     }
     struct store_finish f = {task_id, token, *outcome};
-    char id[37], *copy;
-    int rc = check_finish(&f, id, &copy, err, errlen);
+    char id[37];
+    struct finish_prep p;
+    int rc = check_finish(&f, id, &p, now, err, errlen);
     if (rc == STORE_OK)
         rc = store_held_finish(s, &f, 1, NULL, now, err, errlen);
-    free(copy);
+    finish_prep_free(&p);
     return rc;
 }
 
@@ -920,26 +959,28 @@ int store_finish_many(store *s, const struct store_finish *f, size_t n, int *rcs
 {
     struct store_finish *valid = calloc(n ? n : 1, sizeof(*valid));
     char(*ids)[37] = calloc(n ? n : 1, 37);
-    char **copies = calloc(n ? n : 1, sizeof(char *));
+    struct finish_prep *preps = calloc(n ? n : 1, sizeof(*preps));
     size_t *where = calloc(n ? n : 1, sizeof(size_t));
     int *valid_rcs = calloc(n ? n : 1, sizeof(int));
-    if (valid == NULL || ids == NULL || copies == NULL || where == NULL || valid_rcs == NULL)
+    if (valid == NULL || ids == NULL || preps == NULL || where == NULL || valid_rcs == NULL)
         abort();
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         valid[m] = f[i];
-        int one = check_finish(&valid[m], ids[m], &copies[m], NULL, 0);
+        int one = check_finish(&valid[m], ids[m], &preps[m], now, NULL, 0);
         if (rcs)
             rcs[i] = one;
         if (one == STORE_OK)
             where[m++] = i;
+        else
+            finish_prep_free(&preps[m]);
     }
     int rc = m > 0 ? store_held_finish(s, valid, m, valid_rcs, now, err, errlen) : STORE_OK;
     for (size_t k = 0; rcs && rc == STORE_OK && k < m; k++)
         rcs[where[k]] = valid_rcs[k];
     for (size_t k = 0; k < m; k++)
-        free(copies[k]);
-    free(valid), free(ids), free(copies), free(where), free(valid_rcs);
+        finish_prep_free(&preps[k]);
+    free(valid), free(ids), free(preps), free(where), free(valid_rcs);
     return rc;
 }
 

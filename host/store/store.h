@@ -410,6 +410,13 @@ struct store_outcome {
     json_t *response;     /* borrowed; becomes responseVault when not NULL */
     const char *reason;   /* FAILED/RETRY: lastFailureReason; others: event text */
     int64_t run_after_ms; /* RETRY/RELEASE: not claimable before (0 = now) */
+    /* Optional, for a FAILED end: the item's fallback, created in the same transaction when
+     * the end holds (never without it), linked to the ended item (the store sets its
+     * parent_task_id and link_kind "fallback"), with a FALLBACK event on the ended item and
+     * a FALLBACK_OF event (details: fallback_note) on the new one. A spec the store refuses
+     * leaves a FALLBACK_FAILED event saying why; the end still holds. */
+    const struct store_item_spec *fallback;
+    const char *fallback_note;
 };
 
 /*
