@@ -1,6 +1,7 @@
 /* How an attempt ends; see settle.h. */
 #include "settle.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,10 @@ struct ending {
     char *message;          /* owned, redacted; for the fallback's "failure" */
     char *recovered;        /* owned: a lost item's RECOVERED event text, or NULL */
     int notify;             /* 1: the vault's notifications are sent when it holds */
+    /* A FAILED end's fallback, written with the end (store_finish's fallback). */
+    json_t *fb_vault; /* owned; NULL: no fallback */
+    struct store_item_spec fb_spec;
+    char *fb_note; /* owned: the FALLBACK_OF event's text */
     /* Events that tell the decision (ATTEMPT_FAILED, RETRY, INTERRUPTED), written with the
      * end, before it, in the same transaction. */
     struct {
@@ -44,6 +49,7 @@ struct settler {
     size_t written; /* ends[0..written) went to the store and wait for the commit */
     unsigned long completed, failed;
     uint64_t rnd_state; /* xorshift64*: the jitter needs no better */
+    int crash_after_failed; /* tests: FERRY_TEST_CRASH=after-failed-commit (settle.h) */
 };
 
 static const char *final_name(enum store_outcome_kind status)
@@ -66,6 +72,8 @@ settler *settle_new(const ferry_config *cfg, store *st, const registry *reg,
     if (getrandom(&s->rnd_state, sizeof(s->rnd_state), 0) != sizeof(s->rnd_state))
         s->rnd_state = (uint64_t)mono_us();
     s->rnd_state |= 1;
+    const char *crash = getenv("FERRY_TEST_CRASH");
+    s->crash_after_failed = crash != NULL && strcmp(crash, "after-failed-commit") == 0;
     return s;
 }
 
@@ -76,6 +84,8 @@ static void ending_free(struct ending *e)
     free(e->reason);
     free(e->message);
     free(e->recovered);
+    json_decref(e->fb_vault);
+    free(e->fb_note);
     for (int i = 0; i < e->n_events; i++)
         free(e->events[i].text);
 }
@@ -174,6 +184,50 @@ static void end_event(struct ending *e, const char *action, char *text)
     e->n_events++;
 }
 
+/* The fallback of a FAILED end, when its vault names one (on_failure.fallback_function):
+ * a new item on the same machine with the failure it follows, which the store creates in
+ * the transaction that ends the item (store_finish's fallback), or not at all. */
+static void fallback_spec(settler *s, struct ending *e)
+{
+    const json_t *vault = e->item->vault;
+    const json_t *on_failure = json_object_get(vault, "on_failure");
+    const char *fallback = json_string_value(json_object_get(on_failure, "fallback_function"));
+    if (fallback == NULL)
+        return;
+    const char *task = e->item->task_id;
+    json_t *fb = attempt_params(vault);
+    json_object_set_new(fb, "function", json_string(fallback));
+    /* The fallback keeps the original's retry policy and notifications, but not its own
+     * fallback: a failing fallback must not start a chain. */
+    const char *keep[] = {"timeout",    "max_retries", "retry_delay",
+                          "on_success", "description", "tags"};
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+        if (json_object_get(vault, keep[i]))
+            json_object_set(fb, keep[i], json_object_get(vault, keep[i]));
+    json_t *notify = json_object_get(on_failure, "notify");
+    if (notify)
+        json_object_set_new(fb, "on_failure", json_pack("{s:O}", "notify", notify));
+    json_object_set_new(fb, "failure",
+                        json_pack("{s:s,s:s?,s:s,s:s,s:i}", "task_id", task, "function",
+                                  e->item->function, "status", outcome_kind_name(e->kind),
+                                  "message", e->message ? e->message : "", "attempts",
+                                  e->item->attempt));
+    struct ferry_fn fb_fn;
+    e->fb_vault = fb;
+    e->fb_spec = (struct store_item_spec){
+        .team = e->item->team,
+        .machine = e->item->machine,
+        .bridge = e->item->bridge,
+        .function = json_string_value(json_object_get(fb, "function")),
+        .priority = e->item->priority,
+        .vault = fb,
+        .idempotent =
+            registry_fn(s->reg, fallback, &fb_fn) == 0 && (fb_fn.flags & FERRY_FN_IDEMPOTENT) != 0,
+    };
+    e->fb_note = xasprintf("fallback for %s (%s %s)", task,
+                           e->item->function ? e->item->function : "", outcome_kind_name(e->kind));
+}
+
 void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
                 const struct outcome *out, int64_t started_mono)
 {
@@ -222,6 +276,8 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
     }
     e->message = msg;
     e->notify = 1;
+    if (d.status == STORE_OUTCOME_FAILED && d.fallback)
+        fallback_spec(s, e);
 }
 
 void settle_refused(settler *s, struct store_item *item, enum outcome_kind kind, const char *code,
@@ -289,6 +345,8 @@ size_t settle_write(settler *s)
                                               .response = e->response,
                                               .reason = e->reason,
                                               .run_after_ms = e->d.retry_at_ms};
+        f[i].outcome.fallback = e->fb_vault ? &e->fb_spec : NULL;
+        f[i].outcome.fallback_note = e->fb_note;
     }
     char err[512];
     int rc = store_begin(s->st, err, sizeof(err));
@@ -319,64 +377,26 @@ size_t settle_write(settler *s)
     return n;
 }
 
-/* Queues the fallback function of a FAILED item, with the failure it follows. */
-static void enqueue_fallback(settler *s, const struct ending *e)
-{
-    const json_t *vault = e->item->vault;
-    const json_t *on_failure = json_object_get(vault, "on_failure");
-    const char *fallback = json_string_value(json_object_get(on_failure, "fallback_function"));
-    if (fallback == NULL)
-        return;
-    const char *task = e->item->task_id;
-    json_t *fb = attempt_params(vault);
-    json_object_set_new(fb, "function", json_string(fallback));
-    /* The fallback keeps the original's retry policy and notifications, but not its own
-     * fallback: a failing fallback must not start a chain. */
-    const char *keep[] = {"timeout",    "max_retries", "retry_delay",
-                          "on_success", "description", "tags"};
-    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
-        if (json_object_get(vault, keep[i]))
-            json_object_set(fb, keep[i], json_object_get(vault, keep[i]));
-    json_t *notify = json_object_get(on_failure, "notify");
-    if (notify)
-        json_object_set_new(fb, "on_failure", json_pack("{s:O}", "notify", notify));
-    json_object_set_new(fb, "failure",
-                        json_pack("{s:s,s:s?,s:s,s:s,s:i}", "task_id", task, "function",
-                                  e->item->function, "status", outcome_kind_name(e->kind),
-                                  "message", e->message ? e->message : "", "attempts",
-                                  e->item->attempt));
-    struct ferry_fn fb_fn;
-    struct store_item_spec spec = {
-        .team = e->item->team,
-        .machine = e->item->machine,
-        .bridge = e->item->bridge,
-        .function = fallback,
-        .priority = e->item->priority,
-        .vault = fb,
-        .parent_task_id = task,
-        .link_kind = "fallback",
-        .idempotent =
-            registry_fn(s->reg, fallback, &fb_fn) == 0 && (fb_fn.flags & FERRY_FN_IDEMPOTENT) != 0,
-    };
-    char id[37], err[512];
-    if (store_queue_create(s->st, &spec, id, NULL, err, sizeof(err)) == 0) {
-        settle_event(s->st, task, "FALLBACK", "fallback %s queued as %s", fallback, id);
-        settle_event(s->st, id, "FALLBACK_OF", "fallback for %s (%s %s)", task, e->item->function,
-                     outcome_kind_name(e->kind));
-    } else {
-        settle_event(s->st, task, "FALLBACK_FAILED", "fallback %s could not be queued: %s",
-                     fallback, err);
-    }
-    json_decref(fb);
-}
-
 void settle_rewind(settler *s)
 {
     s->written = 0;
 }
 
+/* Tests: the host dies (SIGKILL) right after committing a turn that ended an item FAILED,
+ * before anything settle_after_commit does. */
+static void crash_point(settler *s, int committed)
+{
+    for (size_t i = 0; s->crash_after_failed && committed && i < s->written; i++)
+        if (s->ends[i].rc == STORE_OK && s->ends[i].d.status == STORE_OUTCOME_FAILED &&
+            !s->ends[i].recovered) {
+            hlog(LOG_WARN, "FERRY_TEST_CRASH=after-failed-commit: killing this host");
+            raise(SIGKILL);
+        }
+}
+
 void settle_after_commit(settler *s, int committed)
 {
+    crash_point(s, committed);
     for (size_t i = 0; i < s->written; i++) {
         struct ending *e = &s->ends[i];
         if (committed && e->rc == STORE_OK && e->d.final && !e->recovered) {
@@ -385,8 +405,6 @@ void settle_after_commit(settler *s, int committed)
                 s->failed++;
             else if (e->d.status == STORE_OUTCOME_COMPLETED)
                 s->completed++;
-            if (e->d.fallback)
-                enqueue_fallback(s, e);
             if (e->notify)
                 notify_outcome(s->cfg, s->st, e->item, e->item->vault, final, e->response);
         }

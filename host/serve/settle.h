@@ -5,8 +5,18 @@
  * policy.c for the decision, builds the one response vault (settle_response) and queues
  * the store change. The host loop writes the queued ends of one loop turn with one
  * store_finish_many inside its transaction (settle_write), commits, and then
- * (settle_after_commit) the fallbacks are queued and notifications sent for the ends that
- * held.
+ * (settle_after_commit) notifications are sent for the ends that held.
+ *
+ * Nothing is ever lost: every store change an end implies is part of the end itself, made
+ * in its transaction by the store (finish.c): a FAILED item's fallback (built here, created
+ * by the store only if the end holds), the retry's schedule, the `after` cascade, a machine
+ * group's parent. Only what leaves the store follows the commit: notifications, handed to a
+ * detached `ferry notify send`. A host killed between the commit and that hand-off sends
+ * none for those ends (at most once; the trace then shows no NOTIFIED / NOTIFY_FAILED).
+ *
+ * Tests: with FERRY_TEST_CRASH=after-failed-commit in its environment, the host kills
+ * itself (SIGKILL) right after committing a turn that ended an item FAILED, before
+ * settle_after_commit does anything (tests/e2e/host_fallback_crash.sh).
  */
 #ifndef FERRY_SETTLE_H
 #define FERRY_SETTLE_H
@@ -67,8 +77,8 @@ size_t settle_write(settler *s);
  * same ends again. */
 void settle_rewind(settler *s);
 
-/* After the commit of what settle_write wrote: counts, queues fallbacks and sends
- * notifications of the ends that held (none when committed is 0), then forgets them. */
+/* After the commit of what settle_write wrote: counts and sends notifications of the ends
+ * that held (none when committed is 0), then forgets them. */
 void settle_after_commit(settler *s, int committed);
 
 /*

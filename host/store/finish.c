@@ -13,6 +13,12 @@
  * dependents that may now be ready). RETRY (counted) and RELEASE (not counted) return the
  * item to PENDING at run_after, except that an item being cancelled (CANCELLING) then ends
  * CANCELLED: the attempt is over and the cancel was asked for.
+ *
+ * Nothing is ever lost: every store change that follows from an end is made by the same
+ * operation, in the same transaction, as the end itself: the retry's schedule, the `after`
+ * cascade, a machine group's parent settling (groups.c), and a FAILED item's fallback
+ * (end_fallback). A host killed after the commit finds them all done; killed before it,
+ * none (the item is still held, and recovered after its lease).
  */
 #include "engine.h"
 #include "groups.h"
@@ -167,6 +173,42 @@ static int wake_dependents(store *s, struct eng_wake *wake, int64_t seq, char *e
     return rc != STORE_OK ? rc : got;
 }
 
+/*
+ * A FAILED end's fallback (store_finish), once the end held: the new item linked to the
+ * ended one, its CREATED event, FALLBACK on the ended item and FALLBACK_OF on the new one.
+ * A spec store.c refused comes as fallback NULL with the reason in fallback_note: a
+ * FALLBACK_FAILED event, and the end still holds.
+ */
+static int end_fallback(store *s, const struct store_finish *f, int64_t seq, int64_t now,
+                        struct eng_wake *wake, struct eng_events *ev, char *err, size_t errlen)
+{
+    char details[600];
+    if (f->outcome.kind != STORE_OUTCOME_FAILED ||
+        (f->outcome.fallback == NULL && f->outcome.fallback_note == NULL))
+        return STORE_OK;
+    if (f->outcome.fallback == NULL)
+        return eng_events_add(s, ev, seq, "FALLBACK_FAILED", f->outcome.fallback_note, now, err,
+                              errlen);
+    struct store_item_spec sp = *f->outcome.fallback;
+    sp.parent_task_id = f->task_id;
+    sp.link_kind = "fallback";
+    sp.now_ms = sp.run_after_ms = now;
+    int64_t new_seq = 0;
+    char id[37];
+    int rc = queue_next_seqs(s, 1, &new_seq, err, errlen);
+    if (rc == STORE_OK)
+        rc = queue_insert_item(s, &sp, new_seq, id, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    snprintf(details, sizeof(details), "fallback %.128s queued as %s", sp.function, id);
+    rc = eng_events_add(s, ev, seq, "FALLBACK", details, now, err, errlen);
+    if (rc == STORE_OK && f->outcome.fallback_note)
+        rc = eng_events_add(s, ev, new_seq, "FALLBACK_OF", f->outcome.fallback_note, now, err,
+                            errlen);
+    eng_wake_add(wake, sp.bridge);
+    return rc;
+}
+
 /* COMPLETED, FAILED or CANCELLED. STORE_CONFLICT (nothing changed) when not held. */
 static int finish_final(store *s, const struct store_finish *f, enum store_outcome_kind kind,
                         const char *reason, int64_t now, struct eng_wake *wake,
@@ -194,6 +236,8 @@ static int finish_final(store *s, const struct store_finish *f, enum store_outco
     /* A machine group's member: its parent is one of its dependents (groups.c). */
     if (rc == STORE_OK && has_dependents)
         rc = fanout_member_ended(s, seq, now, wake, err, errlen);
+    if (rc == STORE_OK && kind == f->outcome.kind)
+        rc = end_fallback(s, f, seq, now, wake, ev, err, errlen);
     return rc;
 }
 
@@ -330,6 +374,8 @@ static int finish_set(store *s, struct finish_ctx *c, size_t *idx, size_t n, cha
             rc = eng_cancel_dependents(s, fin[k].seq, e->task_id, status, c->now, err, errlen);
         if (rc == STORE_OK && fin[k].has_dependents)
             rc = fanout_member_ended(s, fin[k].seq, c->now, &c->wake, err, errlen);
+        if (rc == STORE_OK)
+            rc = end_fallback(s, e, fin[k].seq, c->now, &c->wake, ev, err, errlen);
         c->rcs[fin[k].entry] = STORE_OK;
     }
     free(fin);
