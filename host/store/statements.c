@@ -433,4 +433,24 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_MIGRATIONS_LIST] = {"SELECT version, name, applied_at FROM schema_migrations"
                            " ORDER BY version",
                            0},
+    /* Fair claims (waits.c). Host ?2 of bridge ?1 waits for work until ?3. */
+    [S_CLAIM_WAIT_MARK] = {"INSERT INTO claim_waits (bridge_name, owner, until_ms)"
+                           " VALUES (?1, ?2, ?3) ON CONFLICT (bridge_name, owner)"
+                           " DO UPDATE SET until_ms = excluded.until_ms",
+                           0},
+    /* Host ?2 of bridge ?1 no longer waits; marks that ran out before ?3 go too. */
+    [S_CLAIM_WAIT_CLEAR] = {"DELETE FROM claim_waits WHERE bridge_name = ?1"
+                            " AND (owner = ?2 OR until_ms < ?3)",
+                            0},
+    /* The hosts of bridge ?1 other than ?2 that wait for work at ?3. */
+    [S_CLAIM_WAITERS] = {"SELECT count(*) FROM claim_waits WHERE bridge_name = ?1"
+                         " AND owner <> ?2 AND until_ms > ?3",
+                         0},
+    /* The active items of bridge ?1: how many, the hosts other than ?2 holding some, and
+     * how many ?2 holds (read through qi_machine_active: the active set is small). */
+    [S_CLAIM_HOLDERS] = {"SELECT count(*), count(DISTINCT CASE WHEN lease_owner <> ?2"
+                         " THEN lease_owner END), coalesce(sum(CASE WHEN lease_owner = ?2"
+                         " THEN 1 ELSE 0 END), 0) FROM queue_items {index_machine_active}"
+                         " WHERE bridge_name = ?1 AND " ACTIVE_EQ,
+                         0},
 };

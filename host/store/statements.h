@@ -92,6 +92,11 @@ enum stmt_id {
     S_SCHEMA_VERSION,
     S_MIGRATION_RECORD,
     S_MIGRATIONS_LIST,
+    /* fair claims among a bridge's hosts (waits.c) */
+    S_CLAIM_WAIT_MARK,
+    S_CLAIM_WAIT_CLEAR,
+    S_CLAIM_WAITERS,
+    S_CLAIM_HOLDERS,
     S_COUNT
 };
 

@@ -474,6 +474,25 @@ int store_claim_items(store *s, const char *bridge, const char *owner, int64_t l
                       int start, int64_t now, struct store_item **items, size_t *n, char *err,
                       size_t errlen);
 
+/*
+ * Fair claims among the hosts of a bridge (waits.c; the host's side is host/serve/fairness.c).
+ * store_claim_wait with want: when ready items wait on the bridge (the host's claim came up
+ * short, so other hosts hold their machines), marks owner as waiting for work until
+ * until_ms (*marked = 1); otherwise, or without want, clears its mark (*marked = 0).
+ * store_claim_share: the other hosts of the bridge that wait at now, those that hold items
+ * on it, its active items and those owner holds.
+ */
+int store_claim_wait(store *s, const char *bridge, const char *owner, int want, int64_t now,
+                     int64_t until_ms, int *marked, char *err, size_t errlen);
+struct store_claim_share {
+    int waiting; /* other hosts waiting for work */
+    int holding; /* other hosts holding active items of the bridge */
+    int active;  /* active items of the bridge (every host) */
+    int mine;    /* of which owner holds */
+};
+int store_claim_share(store *s, const char *bridge, const char *owner, int64_t now,
+                      struct store_claim_share *out, char *err, size_t errlen);
+
 /* As store_expired and store_cancelling, typed (token = the item's current claim token). */
 int store_expired_items(store *s, const char *bridge, int64_t now, struct store_item **items,
                         size_t *n, char *err, size_t errlen);

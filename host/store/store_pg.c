@@ -248,6 +248,13 @@ static const struct eng_migration migrations[] = {
      "CREATE TRIGGER queue_items_events AFTER DELETE ON queue_items"
      " REFERENCING OLD TABLE AS deleted_items FOR EACH STATEMENT"
      " EXECUTE FUNCTION ferry_events_of_deleted();"},
+    /* 8 (the engine work, issue 14): the hosts of a bridge that wait for work while others
+     * hold every machine with ready items (fair claims: waits.c, host/serve/fairness.c).
+     * One row per waiting host. */
+    {8, "hosts waiting for work, for fair claims",
+     "CREATE TABLE IF NOT EXISTS claim_waits (bridge_name text COLLATE \"C\" NOT NULL,"
+     " owner text COLLATE \"C\" NOT NULL, until_ms bigint NOT NULL,"
+     " PRIMARY KEY (bridge_name, owner));"},
 };
 
 

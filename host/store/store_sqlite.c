@@ -237,6 +237,12 @@ static const struct eng_migration migrations[] = {
      "DROP INDEX qi_machine_active;"
      "CREATE INDEX qi_machine_active ON queue_items(machine_name)"
      " WHERE status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING';"},
+    /* 8 (the engine work, issue 14): the hosts of a bridge that wait for work while others
+     * hold every machine with ready items (fair claims: waits.c, host/serve/fairness.c).
+     * One row per waiting host. */
+    {8, "hosts waiting for work, for fair claims",
+     "CREATE TABLE IF NOT EXISTS claim_waits (bridge_name TEXT NOT NULL, owner TEXT NOT NULL,"
+     " until_ms INTEGER NOT NULL, PRIMARY KEY (bridge_name, owner)) WITHOUT ROWID;"},
 };
 
 
