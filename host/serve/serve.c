@@ -20,6 +20,7 @@
 
 #include "attempt.h"
 #include "descriptor.h"
+#include "fairness.h"
 #include "log.h"
 #include "outcome.h"
 #include "policy.h"
@@ -76,6 +77,7 @@ typedef struct host {
     registry reg;
     runner *run;
     settler *settle;
+    fairness *fair; /* fair claims among the bridge's hosts */
     char owner[160];
     int sigfd, inofd, wakefd;
     attempt *running;
@@ -599,6 +601,11 @@ static void claim(host *h)
 {
     while (!h->stopping) {
         int slots = runner_free_slots(h->run);
+        int idle = h->cfg->workers - runner_busy(h->run), held = 0;
+        for (attempt *a = h->running; a; a = a->next)
+            held += a->depth == 0;
+        if (slots > 0)
+            slots = fairness_slots(h->fair, slots, idle, held);
         if (slots <= 0)
             return;
         batch_begin(h);
@@ -618,6 +625,7 @@ static void claim(host *h)
             batch_end(h);
             return;
         }
+        fairness_claimed(h->fair, (int)n, idle);
         if (n > 0 && !batch_end(h)) {
             store_items_free(items, n);
             return;
@@ -803,6 +811,8 @@ static int loop_timeout(host *h)
         t = hb;
     if (h->stopping && t > 100)
         t = 100;
+    if (!h->stopping && fairness_waiting(h->fair) && t > FAIRNESS_POLL_MS)
+        t = FAIRNESS_POLL_MS;
     int64_t until_schedule = h->next_schedule_mono - mono_ms();
     if (until_schedule < t)
         t = until_schedule < 0 ? 0 : (int)until_schedule;
@@ -891,6 +901,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     h.run = runner_create(&ro, &ev, &h);
     h.sched = scheduler_new(cfg, &h.reg);
     h.settle = settle_new(cfg, h.st, &h.reg, &defaults);
+    h.fair = fairness_new(h.st, cfg->bridge, h.owner);
     h.machines = json_object();
     h.team_sizes = json_object();
     if (setup_fds(&h) != 0) {
@@ -952,6 +963,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     runner_free(h.run);
     batch_end(&h); /* attempts the runner ended as it stopped */
     settle_free(h.settle);
+    fairness_free(h.fair);
     scheduler_free(h.sched);
     json_decref(h.machines);
     json_decref(h.team_sizes);
