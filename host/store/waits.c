@@ -67,8 +67,8 @@ static int share_body(store *s, void *ctx, char *err, size_t errlen)
 {
     struct share_ctx *c = ctx;
     int64_t waiting = 0;
-    int rc = eng_scalar(s, &waiting, err, errlen, S_CLAIM_WAITERS, "ttI", c->bridge, c->owner,
-                        c->now);
+    int rc =
+        eng_scalar(s, &waiting, err, errlen, S_CLAIM_WAITERS, "ttI", c->bridge, c->owner, c->now);
     eng_rows r;
     if (rc == STORE_OK)
         rc = eng_q(s, &r, err, errlen, S_CLAIM_HOLDERS, "tt", c->bridge, c->owner);
