@@ -234,6 +234,138 @@ static void test_shutdown_returns_to_the_queue(void **state)
     store_items_free(items, 1);
 }
 
+/* Queues an item with vault (borrowed) and claims it, started. */
+static struct store_item *claim_vault(struct fixture *f, json_t *vault)
+{
+    char err[512];
+    struct store_item_spec spec = {.team = "T", .machine = "m", .bridge = "b", .vault = vault};
+    assert_int_equal(store_queue_create(f->st, &spec, NULL, NULL, err, sizeof(err)), 0);
+    struct store_item *items = NULL;
+    size_t got = 0;
+    assert_int_equal(
+        store_claim_items(f->st, "b", "me", 60000, 1, 1, now_ms(), &items, &got, err, sizeof(err)),
+        0);
+    assert_int_equal(got, 1);
+    return items;
+}
+
+static json_int_t pending(struct fixture *f)
+{
+    json_t *counts = NULL;
+    assert_int_equal(store_queue_counts(f->st, "b", &counts, NULL, 0), 0);
+    json_int_t n = json_integer_value(json_object_get(counts, "PENDING"));
+    json_decref(counts);
+    return n;
+}
+
+/* The details of task's first event named action (new string), or NULL. */
+static char *event_details(struct fixture *f, const char *task, const char *action)
+{
+    json_t *ev = NULL;
+    assert_int_equal(store_event_list(f->st, task, &ev, NULL, 0), 0);
+    char *out = NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach (ev, i, e)
+        if (out == NULL && strcmp(str(e, "action"), action) == 0)
+            out = xstrdup(str(e, "details"));
+    json_decref(ev);
+    return out;
+}
+
+/* A FAILED item's fallback is written with its end, in its transaction: rolled back with
+ * it, and there once it commits; settle_after_commit queues no second one. */
+static void test_fallback_with_its_end(void **state)
+{
+    struct fixture *f = *state;
+    json_t *v = json_pack("{s:s,s:s,s:{s:s}}", "function", "fx", "x", "y", "on_failure",
+                          "fallback_function", "fb");
+    struct store_item *item = claim_vault(f, v);
+    json_decref(v);
+    char id[37];
+    memcpy(id, item->task_id, 37);
+    struct outcome fail = {.kind = OUTCOME_FAIL, .code = "boom", .message = "primary down"};
+    settle_ran(f->s, item, NULL, &fail, mono_ms());
+    assert_int_equal(store_begin(f->st, NULL, 0), 0);
+    settle_write(f->s);
+    assert_int_equal(pending(f), 1); /* the fallback, inside the open transaction */
+    assert_int_equal(store_rollback(f->st, NULL, 0), 0);
+    settle_rewind(f->s);
+    json_t *r = row(f, id);
+    assert_string_equal(str(r, "status"), "PROCESSING");
+    json_decref(r);
+    assert_int_equal(pending(f), 0); /* rolled back with the end */
+    commit(f);
+    assert_int_equal(settle_failed(f->s), 1);
+    r = row(f, id);
+    assert_string_equal(str(r, "status"), "FAILED");
+    json_decref(r);
+    assert_int_equal(pending(f), 1); /* one fallback, not two */
+    char *a = actions(f, id);
+    assert_non_null(strstr(a, "FAILED FALLBACK"));
+    free(a);
+    char *d = event_details(f, id, "FALLBACK");
+    assert_non_null(d);
+    const char *fb_id = strstr(d, "queued as ");
+    assert_non_null(fb_id);
+    r = row(f, fb_id + strlen("queued as "));
+    assert_string_equal(str(r, "function"), "fb");
+    assert_string_equal(str(r, "status"), "PENDING");
+    assert_string_equal(str(r, "parentTaskId"), id);
+    assert_string_equal(str(r, "linkKind"), "fallback");
+    json_t *vc = json_object_get(r, "vaultContent");
+    assert_string_equal(str(vc, "x"), "y");
+    assert_string_equal(str(json_object_get(vc, "failure"), "message"), "primary down");
+    assert_string_equal(str(json_object_get(vc, "failure"), "task_id"), id);
+    assert_null(json_object_get(vc, "on_failure")); /* no chain of fallbacks */
+    char *of = event_details(f, fb_id + strlen("queued as "), "FALLBACK_OF");
+    assert_non_null(of);
+    assert_non_null(strstr(of, id));
+    free(of);
+    json_decref(r);
+    free(d);
+    store_items_free(item, 1);
+}
+
+/* No fallback for an end that did not hold (its claim is gone); a fallback the store
+ * refuses leaves FALLBACK_FAILED, and the end still holds. */
+static void test_fallback_not_without_its_end(void **state)
+{
+    struct fixture *f = *state;
+    json_t *v =
+        json_pack("{s:s,s:{s:s}}", "function", "fx", "on_failure", "fallback_function", "fb");
+    struct store_item *stale = claim_vault(f, v);
+    json_decref(v);
+    strcpy(stale->token, "00000000-0000-0000-0000-000000000000");
+    struct outcome fail = {.kind = OUTCOME_FAIL, .code = "boom", .message = "down"};
+    settle_ran(f->s, stale, NULL, &fail, mono_ms());
+    commit(f);
+    assert_int_equal(pending(f), 0);
+    assert_int_equal(settle_failed(f->s), 0);
+
+    char long_name[200];
+    memset(long_name, 'f', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    v = json_pack("{s:s,s:{s:s}}", "function", "fx", "on_failure", "fallback_function", long_name);
+    struct store_item *item = claim_vault(f, v);
+    json_decref(v);
+    char id[37];
+    memcpy(id, item->task_id, 37);
+    settle_ran(f->s, item, NULL, &fail, mono_ms());
+    commit(f);
+    json_t *r = row(f, id);
+    assert_string_equal(str(r, "status"), "FAILED");
+    json_decref(r);
+    assert_int_equal(pending(f), 0);
+    char *d = event_details(f, id, "FALLBACK_FAILED");
+    assert_non_null(d);
+    assert_non_null(strstr(d, "could not be queued"));
+    assert_non_null(strstr(d, "longer than 128"));
+    free(d);
+    store_items_free(stale, 1);
+    store_items_free(item, 1);
+}
+
 static void test_response_builder(void **state)
 {
     (void)state;
@@ -255,6 +387,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_turn_of_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_and_rewound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_returns_to_the_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fallback_with_its_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fallback_not_without_its_end, setup, teardown),
         cmocka_unit_test(test_response_builder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
