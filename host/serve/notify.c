@@ -219,10 +219,9 @@ static void spawn_deliverer(const ferry_config *cfg, const json_t *request)
             ;
 }
 
-void notify_outcome(const ferry_config *cfg, store *st, const struct store_item *item,
-                    const json_t *vault, const char *status, const json_t *response)
+/* The targets vault names for an item ending with status (new array, maybe empty). */
+static json_t *targets_of(const json_t *vault, const char *status)
 {
-    (void)st;
     json_t *targets = json_array();
     const char *section = strcmp(status, "COMPLETED") == 0 ? "on_success" : "on_failure";
     if (strcmp(status, "CANCELLED") != 0)
@@ -230,6 +229,22 @@ void notify_outcome(const ferry_config *cfg, store *st, const struct store_item 
     /* run_tests and friends name a failure address directly in their parameters. */
     if (strcmp(status, "FAILED") == 0)
         add_targets(targets, json_object_get(vault, "notify_on_failure"));
+    return targets;
+}
+
+int notify_wanted(const json_t *vault, const char *status)
+{
+    json_t *targets = targets_of(vault, status);
+    int n = json_array_size(targets) > 0;
+    json_decref(targets);
+    return n;
+}
+
+void notify_outcome(const ferry_config *cfg, store *st, const struct store_item *item,
+                    const json_t *vault, const char *status, const json_t *response)
+{
+    (void)st;
+    json_t *targets = targets_of(vault, status);
     if (json_array_size(targets) == 0) {
         json_decref(targets);
         return;

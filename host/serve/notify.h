@@ -19,6 +19,10 @@
 void notify_outcome(const ferry_config *cfg, store *st, const struct store_item *item,
                     const json_t *vault, const char *status, const json_t *response);
 
+/* 1 when an item ending with status ("COMPLETED", "FAILED" or "CANCELLED") has
+ * notifications to send (vault borrowed). */
+int notify_wanted(const json_t *vault, const char *status);
+
 /*
  * Delivers one notification now (blocking): target is an email address or an http(s) URL;
  * body is the JSON document sent. Returns 0, or -1 with err set. Exposed for tests.

@@ -453,4 +453,17 @@ const struct stmt_def store_statements[S_COUNT] = {
                          " THEN 1 ELSE 0 END), 0) FROM queue_items {index_machine_active}"
                          " WHERE bridge_name = ?1 AND " ACTIVE_EQ,
                          0},
+    /* Notifications (outbox.c). Item ?1's are kept until handed off; another host of its
+     * bridge sends them from ?2 on. */
+    [S_NOTIFY_OUTBOX_ADD] = {"INSERT INTO notify_outbox (task_id, bridge_name, due_ms)"
+                             " SELECT task_id, bridge_name, ?2 FROM queue_items WHERE seq = ?1"
+                             " ON CONFLICT DO NOTHING",
+                             0},
+    [S_NOTIFY_OUTBOX_DONE] = {"DELETE FROM notify_outbox WHERE task_id = ?1", 0},
+    /* Takes up to 16 of bridge ?1's notifications due at ?2: due again at ?3. */
+    [S_NOTIFY_OUTBOX_TAKE] = {"UPDATE notify_outbox SET due_ms = ?3 WHERE due_ms <= ?2"
+                              " AND task_id IN (SELECT task_id FROM notify_outbox"
+                              " WHERE bridge_name = ?1 AND due_ms <= ?2 ORDER BY due_ms"
+                              " LIMIT 16) RETURNING task_id",
+                              0},
 };

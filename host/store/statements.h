@@ -97,6 +97,10 @@ enum stmt_id {
     S_CLAIM_WAIT_CLEAR,
     S_CLAIM_WAITERS,
     S_CLAIM_HOLDERS,
+    /* notifications not yet handed to their sender (outbox.c) */
+    S_NOTIFY_OUTBOX_ADD,
+    S_NOTIFY_OUTBOX_DONE,
+    S_NOTIFY_OUTBOX_TAKE,
     S_COUNT
 };
 

@@ -417,6 +417,10 @@ struct store_outcome {
      * leaves a FALLBACK_FAILED event saying why; the end still holds. */
     const struct store_item_spec *fallback;
     const char *fallback_note;
+    /* Final ends: not 0 when the end has notifications to send after the commit; the store
+     * keeps a note of them (notify_outbox), written with the end, until store_notify_sent;
+     * from this time on another host of the bridge may send them (store_notify_due). */
+    int64_t notify_due_ms;
 };
 
 /*
@@ -492,6 +496,16 @@ struct store_claim_share {
 };
 int store_claim_share(store *s, const char *bridge, const char *owner, int64_t now,
                       struct store_claim_share *out, char *err, size_t errlen);
+
+/*
+ * Notifications of ended items not yet handed to their sender (outbox.c).
+ * store_notify_sent: task_id's were handed off (its note goes). store_notify_due: up to max
+ * (at most 16) task ids of bridge whose notes are due at now, each due again at retry_ms
+ * (taken once even by several hosts at a time), into ids, *n how many.
+ */
+int store_notify_sent(store *s, const char *task_id, char *err, size_t errlen);
+int store_notify_due(store *s, const char *bridge, int64_t now, int64_t retry_ms,
+                     char (*ids)[37], size_t max, size_t *n, char *err, size_t errlen);
 
 /* As store_expired and store_cancelling, typed (token = the item's current claim token). */
 int store_expired_items(store *s, const char *bridge, int64_t now, struct store_item **items,

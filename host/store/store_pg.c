@@ -251,10 +251,14 @@ static const struct eng_migration migrations[] = {
     /* 8 (the engine work, issue 14): the hosts of a bridge that wait for work while others
      * hold every machine with ready items (fair claims: waits.c, host/serve/fairness.c).
      * One row per waiting host. */
-    {8, "hosts waiting for work, for fair claims",
+    {8, "hosts waiting for work, and notifications not yet sent",
      "CREATE TABLE IF NOT EXISTS claim_waits (bridge_name text COLLATE \"C\" NOT NULL,"
      " owner text COLLATE \"C\" NOT NULL, until_ms bigint NOT NULL,"
-     " PRIMARY KEY (bridge_name, owner));"},
+     " PRIMARY KEY (bridge_name, owner));"
+     /* ... and the notifications of ends not yet handed to their sender (settle.c): a
+      * host that dies between its commit and that hand-off leaves them to another. */
+     "CREATE TABLE IF NOT EXISTS notify_outbox (task_id text COLLATE \"C\" PRIMARY KEY,"
+     " bridge_name text COLLATE \"C\" NOT NULL, due_ms bigint NOT NULL);"},
 };
 
 

@@ -240,9 +240,13 @@ static const struct eng_migration migrations[] = {
     /* 8 (the engine work, issue 14): the hosts of a bridge that wait for work while others
      * hold every machine with ready items (fair claims: waits.c, host/serve/fairness.c).
      * One row per waiting host. */
-    {8, "hosts waiting for work, for fair claims",
+    {8, "hosts waiting for work, and notifications not yet sent",
      "CREATE TABLE IF NOT EXISTS claim_waits (bridge_name TEXT NOT NULL, owner TEXT NOT NULL,"
-     " until_ms INTEGER NOT NULL, PRIMARY KEY (bridge_name, owner)) WITHOUT ROWID;"},
+     " until_ms INTEGER NOT NULL, PRIMARY KEY (bridge_name, owner)) WITHOUT ROWID;"
+     /* ... and the notifications of ends not yet handed to their sender (settle.c): a
+      * host that dies between its commit and that hand-off leaves them to another. */
+     "CREATE TABLE IF NOT EXISTS notify_outbox (task_id TEXT PRIMARY KEY,"
+     " bridge_name TEXT NOT NULL, due_ms INTEGER NOT NULL) WITHOUT ROWID;"},
 };
 
 
