@@ -836,6 +836,7 @@ static void chores(host *h, int64_t now)
     if (now - h->last_recover >= RECOVER_MS) {
         recover_expired(h);
         recover_orphans(h);
+        settle_recover_notices(h->settle);
         h->last_recover = now;
     }
     if (now - h->last_rescan >= RESCAN_MS)

@@ -15,6 +15,12 @@
 #include "util.h"
 #include "vault.h"
 
+/* A final end's notifications: noted in the store with the end; if they are not handed off
+ * by then (the host died), another host of the bridge sends them from this long after the
+ * commit, and again after NOTIFY_RETRY_MS should that host die too. */
+#define NOTIFY_GRACE_MS 5000
+#define NOTIFY_RETRY_MS 60000
+
 /* One queued end. */
 struct ending {
     struct store_item *item; /* owned: one item, freed with store_items_free */
@@ -25,6 +31,7 @@ struct ending {
     char *message;          /* owned, redacted; for the fallback's "failure" */
     char *recovered;        /* owned: a lost item's RECOVERED event text, or NULL */
     int notify;             /* 1: the vault's notifications are sent when it holds */
+    int64_t notify_due;     /* not 0: it has some; the store keeps a note until sent */
     /* A FAILED end's fallback, written with the end (store_finish's fallback). */
     json_t *fb_vault; /* owned; NULL: no fallback */
     struct store_item_spec fb_spec;
@@ -48,7 +55,7 @@ struct settler {
     size_t n, cap;
     size_t written; /* ends[0..written) went to the store and wait for the commit */
     unsigned long completed, failed;
-    uint64_t rnd_state; /* xorshift64*: the jitter needs no better */
+    uint64_t rnd_state;     /* xorshift64*: the jitter needs no better */
     int crash_after_failed; /* tests: FERRY_TEST_CRASH=after-failed-commit (settle.h) */
 };
 
@@ -345,6 +352,11 @@ size_t settle_write(settler *s)
                                               .response = e->response,
                                               .reason = e->reason,
                                               .run_after_ms = e->d.retry_at_ms};
+        e->notify_due =
+            e->notify && e->d.final && notify_wanted(e->item->vault, final_name(e->d.status))
+                ? now_ms() + NOTIFY_GRACE_MS
+                : 0;
+        f[i].outcome.notify_due_ms = e->notify_due;
         f[i].outcome.fallback = e->fb_vault ? &e->fb_spec : NULL;
         f[i].outcome.fallback_note = e->fb_note;
     }
@@ -377,6 +389,47 @@ size_t settle_write(settler *s)
     return n;
 }
 
+void settle_recover_notices(settler *s)
+{
+    char ids[16][37], err[512];
+    size_t n = 0;
+    int64_t now = now_ms();
+    if (store_notify_due(s->st, s->cfg->bridge, now, now + NOTIFY_RETRY_MS, ids, 16, &n, err,
+                         sizeof(err)) != 0) {
+        hlog(LOG_WARN, "cannot look for notifications left unsent: %s", err);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *row = NULL;
+        int rc = store_queue_get(s->st, ids[i], &row, err, sizeof(err));
+        if (rc == STORE_NOT_FOUND) { /* removed meanwhile: nothing left to tell */
+            store_notify_sent(s->st, ids[i], NULL, 0);
+            continue;
+        }
+        if (rc != STORE_OK) {
+            hlog(LOG_WARN, "cannot read %s to send its notifications: %s", ids[i], err);
+            continue;
+        }
+        struct store_item item = {0};
+        snprintf(item.task_id, sizeof(item.task_id), "%s", ids[i]);
+        /* Borrowed from row for notify_outcome, which only reads them. */
+        item.function = (char *)json_string_value(json_object_get(row, "function"));
+        item.team = (char *)json_string_value(json_object_get(row, "teamName"));
+        item.machine = (char *)json_string_value(json_object_get(row, "machineName"));
+        item.bridge = (char *)json_string_value(json_object_get(row, "bridgeName"));
+        const char *status = json_string_value(json_object_get(row, "status"));
+        json_t *response = json_object_get(row, "responseVault");
+        hlog(LOG_WARN, "sending the notifications of %s: the host that ended it stopped before",
+             ids[i]);
+        notify_outcome(s->cfg, s->st, &item, json_object_get(row, "vaultContent"),
+                       status ? status : "FAILED", json_is_null(response) ? NULL : response);
+        if (store_notify_sent(s->st, ids[i], err, sizeof(err)) != 0)
+            hlog(LOG_WARN, "notifications of %s sent, but still noted as not sent: %s", ids[i],
+                 err);
+        json_decref(row);
+    }
+}
+
 void settle_rewind(settler *s)
 {
     s->written = 0;
@@ -407,6 +460,10 @@ void settle_after_commit(settler *s, int committed)
                 s->completed++;
             if (e->notify)
                 notify_outcome(s->cfg, s->st, e->item, e->item->vault, final, e->response);
+            char err[512];
+            if (e->notify_due && store_notify_sent(s->st, e->item->task_id, err, sizeof(err)) != 0)
+                hlog(LOG_WARN, "notifications of %s sent, but still noted as not sent: %s",
+                     e->item->task_id, err);
         }
         ending_free(e);
     }

@@ -10,9 +10,11 @@
  * Nothing is ever lost: every store change an end implies is part of the end itself, made
  * in its transaction by the store (finish.c): a FAILED item's fallback (built here, created
  * by the store only if the end holds), the retry's schedule, the `after` cascade, a machine
- * group's parent. Only what leaves the store follows the commit: notifications, handed to a
- * detached `ferry notify send`. A host killed between the commit and that hand-off sends
- * none for those ends (at most once; the trace then shows no NOTIFIED / NOTIFY_FAILED).
+ * group's parent, and a note of the end's notifications (notify_outbox). Only what leaves
+ * the store follows the commit: the notifications, handed to a detached `ferry notify
+ * send`, after which the note goes. A host killed between the commit and that hand-off
+ * leaves the note: a host of the bridge sends them 5 s later (settle_recover_notices): at
+ * least once, never lost with the host.
  *
  * Tests: with FERRY_TEST_CRASH=after-failed-commit in its environment, the host kills
  * itself (SIGKILL) right after committing a turn that ended an item FAILED, before
@@ -72,6 +74,10 @@ void settle_release(settler *s, struct store_item *item, const char *reason);
  * the number written. The caller commits, then calls settle_after_commit.
  */
 size_t settle_write(settler *s);
+
+/* Sends the notifications of ended items of this bridge that no host handed off (the host
+ * that ended them died first) once they are due, and forgets their notes. */
+void settle_recover_notices(settler *s);
 
 /* The transaction settle_write wrote into was rolled back: the next settle_write writes the
  * same ends again. */

@@ -17,8 +17,9 @@
  * Nothing is ever lost: every store change that follows from an end is made by the same
  * operation, in the same transaction, as the end itself: the retry's schedule, the `after`
  * cascade, a machine group's parent settling (groups.c), and a FAILED item's fallback
- * (end_fallback). A host killed after the commit finds them all done; killed before it,
- * none (the item is still held, and recovered after its lease).
+ * (end_fallback), and the note of its notifications (notify_outbox, outbox.c), which leave
+ * the store only after the commit. A host killed after the commit finds them all done;
+ * killed before it, none (the item is still held, and recovered after its lease).
  */
 #include "engine.h"
 #include "groups.h"
@@ -238,6 +239,9 @@ static int finish_final(store *s, const struct store_finish *f, enum store_outco
         rc = fanout_member_ended(s, seq, now, wake, err, errlen);
     if (rc == STORE_OK && kind == f->outcome.kind)
         rc = end_fallback(s, f, seq, now, wake, ev, err, errlen);
+    if (rc == STORE_OK && kind == f->outcome.kind && f->outcome.notify_due_ms)
+        rc = eng_w(s, NULL, err, errlen, S_NOTIFY_OUTBOX_ADD, "II", seq,
+                   f->outcome.notify_due_ms);
     return rc;
 }
 
@@ -376,6 +380,9 @@ static int finish_set(store *s, struct finish_ctx *c, size_t *idx, size_t n, cha
             rc = fanout_member_ended(s, fin[k].seq, c->now, &c->wake, err, errlen);
         if (rc == STORE_OK)
             rc = end_fallback(s, e, fin[k].seq, c->now, &c->wake, ev, err, errlen);
+        if (rc == STORE_OK && e->outcome.notify_due_ms)
+            rc = eng_w(s, NULL, err, errlen, S_NOTIFY_OUTBOX_ADD, "II", fin[k].seq,
+                       e->outcome.notify_due_ms);
         c->rcs[fin[k].entry] = STORE_OK;
     }
     free(fin);
