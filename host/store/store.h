@@ -482,7 +482,8 @@ int store_claim_items(store *s, const char *bridge, const char *owner, int64_t l
  * Fair claims among the hosts of a bridge (waits.c; the host's side is host/serve/fairness.c).
  * store_claim_wait with want: when ready items wait on the bridge (the host's claim came up
  * short, so other hosts hold their machines), marks owner as waiting for work until
- * until_ms (*marked = 1); otherwise, or without want, clears its mark (*marked = 0).
+ * until_ms (*marked = 1); otherwise, or without want (0), clears its mark (*marked = 0),
+ * except that want 2 (the host knows it has no mark) writes nothing then.
  * store_claim_share: the other hosts of the bridge that wait at now, those that hold items
  * on it, its active items and those owner holds.
  */
