@@ -87,8 +87,10 @@ void fairness_claimed(fairness *f, int n, int idle)
         return;
     char err[512];
     int marked = 0;
-    if (store_claim_wait(f->st, f->bridge, f->owner, 1, now, now + MARK_TTL_MS, &marked, err,
-                         sizeof(err)) != 0) {
+    /* Without a mark left, nothing is written unless ready items wait. */
+    int live = f->marked_at != 0 && now - f->marked_at < MARK_TTL_MS;
+    if (store_claim_wait(f->st, f->bridge, f->owner, live ? 1 : 2, now, now + MARK_TTL_MS, &marked,
+                         err, sizeof(err)) != 0) {
         hlog(LOG_DEBUG, "cannot record whether this host waits for work: %s", err);
         return;
     }

@@ -34,9 +34,11 @@ static int wait_body(store *s, void *ctx, char *err, size_t errlen)
             return got;
         ready = got == 1;
     }
-    int rc =
-        ready ? eng_w(s, NULL, err, errlen, S_CLAIM_WAIT_MARK, "ttI", c->bridge, c->owner, c->until)
-              : eng_w(s, NULL, err, errlen, S_CLAIM_WAIT_CLEAR, "ttI", c->bridge, c->owner, c->now);
+    int rc = STORE_OK;
+    if (ready)
+        rc = eng_w(s, NULL, err, errlen, S_CLAIM_WAIT_MARK, "ttI", c->bridge, c->owner, c->until);
+    else if (c->want != 2) /* 2: the host has no mark left to clear */
+        rc = eng_w(s, NULL, err, errlen, S_CLAIM_WAIT_CLEAR, "ttI", c->bridge, c->owner, c->now);
     if (rc == STORE_OK)
         c->result = ready;
     return rc;
