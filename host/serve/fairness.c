@@ -67,6 +67,8 @@ int fairness_slots(fairness *f, int slots, int idle, int held)
     int room = cap - held;
     if (room < idle)
         room = idle;
+    if (room < 0)
+        room = 0;
     return room < slots ? room : slots;
 }
 
