@@ -4,6 +4,7 @@
  */
 #include "people.h"
 
+#include "config.h"
 #include "descriptor.h"
 #include "store.h"
 #include "util.h"
@@ -74,6 +75,12 @@ enum people_role people_item_role(const json_t *fn, const json_t *vault,
     if (commands && command_role > need)
         need = command_role;
     return need;
+}
+
+enum people_role people_command_role(const struct ferry_config *cfg)
+{
+    enum people_role r = cfg ? people_role_parse(cfg->people_command_role) : ROLE_NONE;
+    return r > ROLE_OPERATOR ? r : ROLE_OPERATOR;
 }
 
 void store_set_actor(store *s, const struct principal *p)

@@ -75,6 +75,11 @@ int people_allowed(const struct principal *p, const char *team, enum people_role
 enum people_role people_item_role(const json_t *fn, const json_t *vault,
                                   enum people_role command_role);
 
+struct ferry_config;
+/* The configuration's people.command_role as a role (ROLE_OPERATOR when unset), for
+ * people_item_role. */
+enum people_role people_command_role(const struct ferry_config *cfg);
+
 /*
  * Every change made through s from now on is recorded as done by p (audit log, and the
  * item's timeline for queue changes). p is copied; NULL clears it: changes are then
