@@ -75,6 +75,13 @@ int people_allowed(const struct principal *p, const char *team, enum people_role
 enum people_role people_item_role(const json_t *fn, const json_t *vault,
                                   enum people_role command_role);
 
+/*
+ * The role a schedule vault patch (RFC 7396, as `update schedule-vault` merges it) needs:
+ * ROLE_OPERATOR when it only turns the schedule on or off ("enabled", "disabled_until"),
+ * else ROLE_ADMIN (a replaced vault, or any other key: cron, machine, queue_config …).
+ */
+enum people_role people_schedule_patch_role(const json_t *patch);
+
 struct ferry_config;
 /* The configuration's people.command_role as a role (ROLE_OPERATOR when unset), for
  * people_item_role. */

@@ -361,8 +361,10 @@ static int token_find_body(store *s, void *ctx, char *err, size_t errlen)
         snprintf(p->via, sizeof(p->via), "api");
         snprintf(p->address, sizeof(p->address), "%s", c->address ? c->address : "");
         c->refused = !eng_null(&r, 8) || !eng_null(&r, 11) || p->role == ROLE_NONE;
+        /* Written at most once a minute per address, refused uses too: a client retrying a
+         * revoked token in a loop cannot flood the audit log. */
         const char *last_addr = eng_text(&r, 7);
-        c->touch = c->refused || eng_null(&r, 6) || c->now - eng_i64(&r, 6) >= TOKEN_USE_EVERY_MS ||
+        c->touch = eng_null(&r, 6) || c->now - eng_i64(&r, 6) >= TOKEN_USE_EVERY_MS ||
                    last_addr == NULL || strcmp(last_addr, p->address) != 0;
     } else if (got >= 0) {
         got = STORE_NOT_FOUND;
@@ -377,14 +379,14 @@ static int token_touch_body(store *s, void *ctx, char *err, size_t errlen)
     struct people_ctx *c = ctx;
     char target[32];
     snprintf(target, sizeof(target), "%lld", (long long)c->who.token_id);
-    if (c->refused)
-        return people_audit_write(s, &c->who, "token.refused", c->who.team, target,
-                                  "revoked token, or its user was removed", err, errlen);
     int rc = eng_w(s, NULL, err, errlen, S_TOKEN_TOUCH, "IIt", c->who.token_id, c->now,
                    c->who.address);
-    return rc != STORE_OK ? rc
-                          : people_audit_write(s, &c->who, "token.use", c->who.team, target,
-                                               NULL, err, errlen);
+    if (rc == STORE_OK && c->refused)
+        rc = people_audit_write(s, &c->who, "token.refused", c->who.team, target,
+                                "revoked token, or its user was removed", err, errlen);
+    else if (rc == STORE_OK)
+        rc = people_audit_write(s, &c->who, "token.use", c->who.team, target, NULL, err, errlen);
+    return rc;
 }
 
 int people_authenticate(store *s, const char *token, const char *address, struct principal *p,

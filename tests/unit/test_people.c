@@ -194,6 +194,28 @@ static void test_item_role(void **state)
     json_decref(post);
 }
 
+/* An operator toggles schedules; anything else in a schedule is an admin's. */
+static void test_schedule_patch_role(void **state)
+{
+    (void)state;
+    const char *operator_patches[] = {"{\"enabled\":false}", "{\"enabled\":true}",
+                                      "{\"enabled\":false,\"disabled_until\":\"2027-01-01\"}"};
+    const char *admin_patches[] = {"{}", "[]", "{\"cron\":\"* * * * *\"}",
+                                   "{\"enabled\":true,\"queue_config\":{\"function\":\"script\"}}",
+                                   "{\"machine\":\"m\"}"};
+    for (size_t i = 0; i < sizeof(operator_patches) / sizeof(*operator_patches); i++) {
+        json_t *p = json_loads(operator_patches[i], 0, NULL);
+        assert_int_equal(people_schedule_patch_role(p), ROLE_OPERATOR);
+        json_decref(p);
+    }
+    for (size_t i = 0; i < sizeof(admin_patches) / sizeof(*admin_patches); i++) {
+        json_t *p = json_loads(admin_patches[i], 0, NULL);
+        assert_int_equal(people_schedule_patch_role(p), ROLE_ADMIN);
+        json_decref(p);
+    }
+    assert_int_equal(people_schedule_patch_role(NULL), ROLE_ADMIN);
+}
+
 /* ---- users and tokens ---------------------------------------------------------------------- */
 
 static void test_users(void **state)
@@ -329,6 +351,10 @@ static void test_revoke(void **state)
     assert_int_equal(p.role, ROLE_NONE);
     snprintf(target, sizeof(target), "%lld", (long long)id);
     assert_int_equal(audit_count(f, "token.revoke", target), 1);
+    assert_int_equal(audit_count(f, "token.refused", target), 1);
+    /* Tried again and again from one address: one row a minute, not one a try. */
+    for (int i = 0; i < 5; i++)
+        assert_rc(STORE_NOT_FOUND, people_authenticate(f->s, token, "h", &p, err, sizeof(err)));
     assert_int_equal(audit_count(f, "token.refused", target), 1);
     /* A removed user's tokens stop working with it. */
     char token2[PEOPLE_TOKEN_LEN + 1];
@@ -512,6 +538,7 @@ static int run_suite(const char *name)
         cmocka_unit_test(test_role_names),
         cmocka_unit_test(test_allowed),
         cmocka_unit_test(test_item_role),
+        cmocka_unit_test(test_schedule_patch_role),
         T(test_users),
         T(test_token_create_refused),
         T(test_authenticate),
