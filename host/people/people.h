@@ -52,7 +52,8 @@ void principal_cli(struct principal *p);
  * log, never the token itself). The token is compared by its SHA-256 in constant time.
  * Records the token's use: its last used time and address, and an audit row "token.use"
  * when it was not used from that address in the last minute (so a dashboard polling every
- * second does not flood the log); a revoked token's use is audited as "token.refused".
+ * second does not flood the log); a revoked token's use is audited as "token.refused" (as
+ * rarely). STORE_ERROR when libcrypto cannot be loaded (err names the package).
  */
 int people_authenticate(store *s, const char *token, const char *address, struct principal *p,
                         char *err, size_t errlen);
