@@ -142,6 +142,17 @@ if [[ ${FERRY_TEST_DRIVER:-sqlite} != postgres ]]; then # libpq loads it for TLS
     contains "create token loads it on its first hash" "$loaded" "file=libcrypto.so.3"
 fi
 
+# --- which functions run commands: their descriptors say so --------------------------------------
+for fn in script run_tests conditional conditional_backup; do
+    eq "$fn is flagged runs_commands" "$(ferry functions "$fn" --output json | jq -r '.data.flags | index("runs_commands") != null')" true
+done
+eq "repo_list is not" "$(ferry functions repo_list --output json | jq -r '.data.flags | index("runs_commands") != null')" false
+
+# --- a team with active tokens stays until they are revoked ----------------------------------------
+out=$(ferry rm team Dev 2>&1); rc=$?
+eq "rm team with active tokens is refused" "$rc" 1
+contains "naming them" "$out" "team 'Dev' still has active API tokens 3"
+
 # --- help and configuration -----------------------------------------------------------------------
 help=$(ferry --help 2>&1)
 for cmd in "create user" "create token" "list users" "list tokens" "revoke token" "rm user" "audit list"; do
