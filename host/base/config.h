@@ -54,6 +54,8 @@ typedef struct ferry_config {
 
     int vault_max_bytes;
 
+    char *people_command_role; /* role an item that runs commands needs: "operator", "admin" */
+
     json_t *plugin_sections; /* object: plugin name -> its section as JSON */
 } ferry_config;
 
