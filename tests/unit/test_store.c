@@ -2791,16 +2791,16 @@ static void finish_members_together(struct fx *f, json_t *got, const char *const
 static void test_group_members_end_together(void **state)
 {
     struct fx *f = *state;
-    char err[512], g[64], members[300], m4[64], m5[64];
-    fresh_name(m4, sizeof(m4), "m4");
-    fresh_name(m5, sizeof(m5), "m5");
-    assert_rc(STORE_OK, store_machine_create(f->s, f->team, f->bridge, m4, NULL, NULL, err,
-                                             sizeof(err)));
-    assert_rc(STORE_OK, store_machine_create(f->s, f->team, f->bridge, m5, NULL, NULL, err,
-                                             sizeof(err)));
-    snprintf(members, sizeof(members), "[\"%s\",\"%s\",\"%s\",\"%s\"]", f->m1, f->m2, m4, m5);
+    char err[512], g[64], members[300], more[2][64];
+    for (size_t i = 0; i < 2; i++) { /* two machines more on the bridge: four members */
+        fresh_name(more[i], sizeof(more[i]), i ? "mb" : "ma");
+        assert_rc(STORE_OK, store_machine_create(f->s, f->team, f->bridge, more[i], NULL, NULL,
+                                                 err, sizeof(err)));
+    }
+    const char *mach[4] = {f->m1, f->m2, more[0], more[1]};
+    snprintf(members, sizeof(members), "[\"%s\",\"%s\",\"%s\",\"%s\"]", mach[0], mach[1],
+             mach[2], mach[3]);
     make_group(f, g, sizeof(g), members);
-    const char *mach[4] = {f->m1, f->m2, m4, m5};
     const enum store_outcome_kind C = STORE_OUTCOME_COMPLETED, F = STORE_OUTCOME_FAILED;
     /* Batchings of the four ends (sizes, in order) and the order of the entries. */
     struct {
