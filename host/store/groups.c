@@ -496,12 +496,77 @@ static int settle(store *s, int64_t pseq, const char *pid, const char *group, in
     return rc != STORE_OK ? rc : got < 0 ? got : STORE_OK;
 }
 
+static int cmp_member_id(const void *a, const void *b)
+{
+    return strcmp((*(const struct member *const *)a)->task_id,
+                  (*(const struct member *const *)b)->task_id);
+}
+
 /*
- * One step of a parent's life, under its row lock: note the member that ended (ended_seq,
- * 0: none), stop or release members, then settle the parent when every member has ended,
- * else record its progress.
+ * Marks noted[i] for each member m[i] whose end the parent has recorded already: one of its
+ * MEMBER_ENDED events names the member as "MACHINE: STATUS (task ID)" (the first " (task "
+ * of its details: a machine name has no space, a reason comes after).
  */
-static int fanout_step(store *s, int64_t pseq, const char *pid, int64_t ended_seq, int64_t now,
+static int members_noted(store *s, int64_t pseq, const struct member *m, size_t n, char *noted,
+                         char *err, size_t errlen)
+{
+    const struct member **by_id = calloc(n ? n : 1, sizeof(*by_id));
+    if (by_id == NULL)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        by_id[i] = &m[i];
+    qsort(by_id, n, sizeof(*by_id), cmp_member_id);
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_EVENTS_LIST, "I", pseq);
+    int got = 0;
+    while (rc == STORE_OK && (got = eng_next(&r, err, errlen)) == 1) {
+        const char *action = eng_text(&r, 0), *details = eng_text(&r, 1);
+        const char *t = details ? strstr(details, " (task ") : NULL;
+        if (action == NULL || strcmp(action, "MEMBER_ENDED") != 0 || t == NULL ||
+            strnlen(t + 7, 37) < 37 || t[7 + 36] != ')')
+            continue;
+        struct member key = {0};
+        memcpy(key.task_id, t + 7, 36);
+        const struct member *k = &key, **hit = bsearch(&k, by_id, n, sizeof(*by_id),
+                                                        cmp_member_id);
+        if (hit)
+            noted[*hit - m] = 1;
+    }
+    if (rc == STORE_OK)
+        eng_done(&r);
+    free(by_id);
+    return rc != STORE_OK ? rc : got < 0 ? got : STORE_OK;
+}
+
+/* Records a MEMBER_ENDED on the parent for every member that has ended and has none yet:
+ * each end once, whether the members ended one by one or several in one statement (the
+ * first end's step then sees them all, and the parent may settle in it). */
+static int note_ends(store *s, int64_t pseq, const struct member *m, size_t n, int64_t now,
+                     char *err, size_t errlen)
+{
+    char *noted = calloc(n ? n : 1, 1);
+    if (noted == NULL)
+        abort();
+    int rc = members_noted(s, pseq, m, n, noted, err, errlen);
+    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+        if (noted[i] || !is_final(m[i].status))
+            continue;
+        char details[700];
+        snprintf(details, sizeof(details), "%s: %s (task %s)%s%.500s", m[i].machine,
+                 m[i].status, m[i].task_id, m[i].reason ? ": " : "",
+                 m[i].reason ? m[i].reason : "");
+        rc = eng_event(s, pseq, "MEMBER_ENDED", details, 0, now, err, errlen);
+    }
+    free(noted);
+    return rc;
+}
+
+/*
+ * One step of a parent's life, under its row lock: stop or release members, record the
+ * ends not recorded yet, then settle the parent when every member has ended, else record
+ * its progress.
+ */
+static int fanout_step(store *s, int64_t pseq, const char *pid, int64_t now,
                        struct eng_wake *wake, char *err, size_t errlen)
 {
     eng_rows r;
@@ -523,17 +588,9 @@ static int fanout_step(store *s, int64_t pseq, const char *pid, int64_t ended_se
     size_t n = 0, ended = 0;
     rc = members_read(s, pid, &m, &n, err, errlen);
     const struct member *failed = NULL;
-    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
-        if (m[i].seq == ended_seq) {
-            char details[700];
-            snprintf(details, sizeof(details), "%s: %s (task %s)%s%.500s", m[i].machine,
-                     m[i].status, m[i].task_id, m[i].reason ? ": " : "",
-                     m[i].reason ? m[i].reason : "");
-            rc = eng_event(s, pseq, "MEMBER_ENDED", details, 0, now, err, errlen);
-        }
+    for (size_t i = 0; rc == STORE_OK && i < n; i++)
         if (failed == NULL && strcmp(m[i].status, "FAILED") == 0)
             failed = &m[i];
-    }
     if (rc == STORE_OK && (cancelling || (stop && failed))) {
         char reason[300];
         if (cancelling)
@@ -545,6 +602,8 @@ static int fanout_step(store *s, int64_t pseq, const char *pid, int64_t ended_se
     } else if (rc == STORE_OK && max_parallel) {
         rc = release_held(s, m, n, max_parallel, now, wake, err, errlen);
     }
+    if (rc == STORE_OK)
+        rc = note_ends(s, pseq, m, n, now, err, errlen);
     for (size_t i = 0; i < n; i++)
         ended += is_final(m[i].status);
     if (rc == STORE_OK && ended == n) {
@@ -576,7 +635,7 @@ int fanout_member_ended(store *s, int64_t seq, int64_t now, struct eng_wake *wak
     eng_done(&r);
     if (got != 1)
         return got < 0 ? got : STORE_OK;
-    return fanout_step(s, pseq, pid, seq, now, wake, err, errlen);
+    return fanout_step(s, pseq, pid, now, wake, err, errlen);
 }
 
 static int is_parent(store *s, const char *task_id, int *yes, char *err, size_t errlen)
@@ -630,7 +689,7 @@ int fanout_cancel(store *s, const struct item_ref *r, int force, int64_t now,
     }
     members_free(m, n);
     if (rc == STORE_OK)
-        rc = fanout_step(s, r->seq, r->task_id, 0, now, wake, err, errlen);
+        rc = fanout_step(s, r->seq, r->task_id, now, wake, err, errlen);
     return rc;
 }
 

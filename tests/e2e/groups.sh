@@ -115,6 +115,14 @@ script_vault() { # script_vault SLEEP [EXTRA_JSON]
               "; [ -e " + $log + ".fail-$FERRY_MACHINE ] && { echo \"end $(date +%s%N) $FERRY_MACHINE\" >> " + $log +
               "; echo broken >&2; exit 3; }; echo \"end $(date +%s%N) $FERRY_MACHINE\" >> " + $log)} + $extra'
 }
+# ends_before P ACTION: the MEMBER_ENDED events of P's trace before its end (ACTION), and
+# the distinct tasks they name.
+ends_before() {
+    ferry queue trace "$1" --output json | jq -r '.data.timeline[] | "\(.action) \(.details)"' |
+        awk -v end="$2" '$1 == end {exit}
+            $1 == "MEMBER_ENDED" {n++; if (match($0, /\(task [0-9a-f-]+\)/) && !(substr($0, RSTART, RLENGTH) in t)) {t[substr($0, RSTART, RLENGTH)]; u++}}
+            END {print n + 0, u + 0}'
+}
 # max_running: the most members running at once, from the log's starts and ends.
 max_running() { sort -k2,2n "$LOG" | awk '$1 == "start" {n++; if (n > m) m = n} $1 == "end" {n--} END {print m + 0}'; }
 starts_of() { grep -c "^start .* $1 " "$LOG"; }
@@ -140,6 +148,7 @@ eq "with its task id and status" "$(jqf "$r" '[.members[] | select((.taskId | le
 tl=$(ferry queue trace "$P" --output json | jq -r '.data.timeline[] | "\(.action) \(.details)"')
 contains "queue trace shows the fan-out" "$tl" "FANOUT machine group quad: 4 members, at most 2 at once"
 eq "and each member's end" "$(grep -c '^MEMBER_ENDED' <<<"$tl")" 4
+eq "once per member" "$(grep '^MEMBER_ENDED' <<<"$tl" | grep -o '(task [0-9a-f-]*)' | sort -u | wc -l)" 4
 contains "and the end" "$tl" "COMPLETED 4 of 4 members completed"
 out=$(ferry queue trace "$P")
 contains "the text trace shows the members" "$out" '"machine": "web-03"'
@@ -184,6 +193,7 @@ eq "only the first member ran" "$(grep -c '^start' "$LOG")" 1
 r=$(ferry list queue --task-id "$P" --output json | jq -c '.data[0].responseVault')
 eq "the rest were cancelled" "$(jqf "$r" '[.failed, .cancelled] | @tsv')" "1	3"
 contains "saying why" "$(jqf "$r" '.members[1].error')" "stop_on_failure: member web-01"
+eq "each member's end is on the parent once, the cancelled ones too, before its end" "$(ends_before "$P" FAILED)" "4 4"
 rm -f "$LOG.fail-web-01"
 
 # Cancel: the running members are stopped, the waiting ones never start.
@@ -195,6 +205,7 @@ eq "cancel the group item" "$(jqf "$out" '.success')" true
 wait_status "$P" CANCELLED 30 || fail "the group item ends CANCELLED" "$(ferry queue trace "$P")"
 r=$(ferry list queue --task-id "$P" --output json | jq -c '.data[0].responseVault')
 eq "every member CANCELLED" "$(jqf "$r" '[.members[] | select(.status == "CANCELLED")] | length')" 4
+eq "each member's end is on the parent once, before its end" "$(ends_before "$P" CANCELLED)" "4 4"
 eq "the waiting members never started" "$(grep -c '^start' "$LOG")" 2
 eq "no member item is left running" \
     "$(ferry list queue --machine quad --status PENDING,ASSIGNED,PROCESSING,CANCELLING --output json | jq '.data | length')" 0

@@ -2714,6 +2714,135 @@ static void test_group_cancel(void **state)
     assert_status(f, r, "FAILED");
 }
 
+/* ---- group members ending together (one store_finish_many) -------------------------------- */
+
+/* The parent's events: how many MEMBER_ENDED name task (its "(task ID)"), all of them, and
+ * whether every one comes before the parent's end (action end_action). */
+static void member_ends(struct fx *f, const char *parent, const char *task, size_t *of_task,
+                        size_t *all, int *before_end, const char *end_action)
+{
+    char err[512], needle[60];
+    json_t *events = NULL;
+    assert_rc(STORE_OK, store_event_list(f->s, parent, &events, err, sizeof(err)));
+    snprintf(needle, sizeof(needle), "(task %s)", task);
+    *of_task = *all = 0;
+    *before_end = 1;
+    int ended = 0;
+    for (size_t i = 0; i < json_array_size(events); i++) {
+        json_t *e = json_array_get(events, i);
+        const char *action = jstr(e, "action");
+        if (end_action && strcmp(action, end_action) == 0)
+            ended++;
+        if (strcmp(action, "MEMBER_ENDED") != 0)
+            continue;
+        (*all)++;
+        *before_end &= !ended;
+        *of_task += strstr(jstr(e, "details"), needle) != NULL;
+    }
+    if (end_action)
+        assert_int_equal(ended, 1); /* the parent ends exactly once */
+    json_decref(events);
+}
+
+/* Ends the members of got whose machine is listed in order (kinds[i] for order[i]) in one
+ * store_finish_many call. */
+static void finish_members_together(struct fx *f, json_t *got, const char *const *order,
+                                    const enum store_outcome_kind *kinds, size_t n,
+                                    int64_t at_ms)
+{
+    char err[512];
+    struct store_finish fin[8];
+    int rcs[8];
+    assert_true(n <= 8);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = 0;
+        while (i < json_array_size(got) &&
+               strcmp(jstr(json_array_get(got, i), "machineName"), order[k]) != 0)
+            i++;
+        assert_true(i < json_array_size(got));
+        fin[k] = (struct store_finish){claimed_id(got, i), token_of(got, i),
+                                       {.kind = kinds[k], .reason = "batch says so"}};
+        rcs[k] = -9;
+    }
+    assert_rc(STORE_OK, store_finish_many(f->s, fin, n, rcs, f->t0 + at_ms, err, sizeof(err)));
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(rcs[k], STORE_OK);
+}
+
+/* Members that end in one statement (a host's batch of ends) are each recorded once on the
+ * parent (MEMBER_ENDED), before its one end, and its response lists every member's status,
+ * whatever the batching and the order of the entries. */
+static void test_group_members_end_together(void **state)
+{
+    struct fx *f = *state;
+    char err[512], g[64], members[300], more[2][64];
+    for (size_t i = 0; i < 2; i++) { /* two machines more on the bridge: four members */
+        fresh_name(more[i], sizeof(more[i]), i ? "mb" : "ma");
+        assert_rc(STORE_OK, store_machine_create(f->s, f->team, f->bridge, more[i], NULL, NULL,
+                                                 err, sizeof(err)));
+    }
+    const char *mach[4] = {f->m1, f->m2, more[0], more[1]};
+    snprintf(members, sizeof(members), "[\"%s\",\"%s\",\"%s\",\"%s\"]", mach[0], mach[1],
+             mach[2], mach[3]);
+    make_group(f, g, sizeof(g), members);
+    const enum store_outcome_kind C = STORE_OUTCOME_COMPLETED, F = STORE_OUTCOME_FAILED;
+    /* Batchings of the four ends (sizes, in order) and the order of the entries. */
+    struct {
+        size_t sizes[4];
+        const char *order[4];
+        enum store_outcome_kind kinds[4];
+        const char *end;
+        int completed, failed;
+    } cases[] = {
+        {{4}, {mach[0], mach[1], mach[2], mach[3]}, {C, C, C, C}, "COMPLETED", 4, 0},
+        {{4}, {mach[3], mach[1], mach[0], mach[2]}, {C, F, C, C}, "FAILED", 3, 1},
+        {{1, 3}, {mach[2], mach[3], mach[0], mach[1]}, {C, C, F, C}, "FAILED", 3, 1},
+        {{2, 2}, {mach[1], mach[3], mach[2], mach[0]}, {C, C, C, C}, "COMPLETED", 4, 0},
+        {{3, 1}, {mach[0], mach[3], mach[2], mach[1]}, {F, C, C, F}, "FAILED", 2, 2},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        char p[37];
+        int64_t at = 1000 * (int64_t)(c + 1);
+        group_item(f, g, "{\"function\":\"noop\"}", at, p);
+        json_t *got = claim(f, f->bridge, 10, at + 10);
+        assert_int_equal(json_array_size(got), 4);
+        size_t done = 0;
+        for (size_t b = 0; b < 4 && cases[c].sizes[b]; b++) {
+            assert_status(f, p, "PROCESSING");
+            finish_members_together(f, got, cases[c].order + done, cases[c].kinds + done,
+                                    cases[c].sizes[b], at + 20 + (int64_t)b);
+            done += cases[c].sizes[b];
+        }
+        assert_int_equal(done, 4);
+        json_t *row = get(f, p);
+        if (strcmp(jstr(row, "status"), cases[c].end) != 0)
+            fail_msg("case %zu: the parent is %s, not %s", c, jstr(row, "status"), cases[c].end);
+        json_t *resp = json_object_get(row, "responseVault");
+        assert_int_equal(jint(resp, "total"), 4);
+        assert_int_equal(jint(resp, "completed"), cases[c].completed);
+        assert_int_equal(jint(resp, "failed"), cases[c].failed);
+        json_t *list = json_object_get(resp, "members");
+        assert_int_equal(json_array_size(list), 4);
+        for (size_t i = 0; i < 4; i++) {
+            json_t *m = json_array_get(list, i);
+            assert_string_equal(jstr(m, "machine"), mach[i]);
+            size_t k = 0;
+            while (strcmp(cases[c].order[k], mach[i]) != 0)
+                k++;
+            assert_string_equal(jstr(m, "status"), cases[c].kinds[k] == C ? "COMPLETED" : "FAILED");
+            size_t of_task = 0, all = 0;
+            int before_end = 0;
+            member_ends(f, p, jstr(m, "taskId"), &of_task, &all, &before_end, cases[c].end);
+            if (of_task != 1 || all != 4 || !before_end)
+                fail_msg("case %zu, member %s: %zu MEMBER_ENDED of its own, %zu in all, %s the "
+                         "parent's end",
+                         c, mach[i], of_task, all, before_end ? "all before" : "some after");
+        }
+        json_decref(row);
+        json_decref(got);
+    }
+}
+
 /* A store of schema version 2 (migration 3 undone) is brought to version 3, its items and
  * resources kept, and groups work in it. */
 static void test_upgrade_from_v2(void **state)
@@ -2815,6 +2944,7 @@ static int run_suite(const char *name)
         T(test_group_fanout),
         T(test_group_max_parallel),
         T(test_group_cancel),
+        T(test_group_members_end_together),
         T(test_upgrade_from_v2),
     };
     return _cmocka_run_group_tests(name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
