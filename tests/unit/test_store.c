@@ -329,7 +329,7 @@ static void test_upgrade_from_v1(void **state)
     g.s = s;
     json_t *rows = NULL, *events = NULL;
     assert_rc(STORE_OK, store_migrations(s, &rows, err, sizeof(err)));
-    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 4);
+    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 6);
     json_decref(rows);
     assert_rc(STORE_OK, store_event_list(s, a, &events, err, sizeof(err)));
     assert_int_equal(json_array_size(events), 3);
@@ -2759,7 +2759,7 @@ static void test_upgrade_from_v2(void **state)
     h.s = s;
     json_t *rows = NULL;
     assert_rc(STORE_OK, store_migrations(s, &rows, err, sizeof(err)));
-    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 4);
+    assert_int_equal(jint(json_array_get(rows, json_array_size(rows) - 1), "version"), 6);
     json_decref(rows);
     assert_status(&h, a, "PENDING");
     snprintf(members, sizeof(members), "[\"%s\",\"%s\"]", f->m1, f->m2);
