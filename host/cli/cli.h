@@ -60,7 +60,15 @@ struct cli {
     char *fn_text;
     size_t fn_index, fn_body, fn_len;
     json_t *refs_checked; /* "team\nmachine\nbridge" -> "" (exist) or why not (cli_item.c) */
+    /* ferry web runs commands in its threads: with capture set, the JSON envelope a command
+     * prints (success or failure) is kept here instead (a new reference, replacing an earlier
+     * one) and nothing goes to stdout. */
+    int capture;
+    json_t *envelope;
 };
+
+/* The command `ferry VERB NOUN` (noun NULL for a one-word command), or NULL. */
+const cli_command *cli_find_command(const char *verb, const char *noun);
 
 /* Runs the command line; returns the process exit code. */
 int cli_main(int argc, char **argv);
