@@ -137,6 +137,7 @@ extern const cli_command cli_serve_commands[];
 extern const cli_command cli_queue_commands[];
 extern const cli_command cli_resource_commands[];
 extern const cli_command cli_group_commands[];
+extern const cli_command cli_web_commands[]; /* cli_web.c: ferry web */
 
 /*
  * Checks a queue item vault the same way wherever one is given (create queue-item, a
