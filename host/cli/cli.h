@@ -137,6 +137,8 @@ extern const cli_command cli_serve_commands[];
 extern const cli_command cli_queue_commands[];
 extern const cli_command cli_resource_commands[];
 extern const cli_command cli_group_commands[];
+extern const cli_command cli_people_commands[]; /* cli_people.c: users, tokens */
+extern const cli_command cli_audit_commands[];  /* cli_audit.c: audit list */
 extern const cli_command cli_web_commands[]; /* cli_web.c: ferry web */
 
 /*
