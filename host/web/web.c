@@ -580,7 +580,7 @@ int web_run(const ferry_config *cfg, const char *listen)
         return -1;
     }
     struct web w = {.cfg = cfg, .tls = cfg->web_tls_cert[0] != '\0'};
-    w.auth = &people_authenticate != NULL && &people_allowed != NULL && &store_set_actor != NULL;
+    w.auth = 1;
     pthread_mutex_init(&w.pool_lock, NULL);
     pthread_cond_init(&w.pool_cond, NULL);
     pthread_mutex_init(&w.lock, NULL);
