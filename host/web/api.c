@@ -94,7 +94,8 @@ static enum people_role item_role(struct req *r, const json_t *vault)
     const json_t *fn = NULL;
     if (name && cli_registry_cached(&c) == 0)
         fn = cli_function(&c, name);
-    enum people_role need = people_item_role(fn, vault, ROLE_NONE);
+    enum people_role need =
+        people_item_role(fn, vault, people_role_parse(r->w->cfg->people_command_role));
     cli_teardown(&c);
     return need;
 }
