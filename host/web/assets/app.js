@@ -103,7 +103,9 @@
       h('div', null, h('h1', null, title), sub ? h('div', { class: 'sub' }, sub) : null), h('div', null, right));
   }
   // td with the column's label (shown on narrow screens, where rows become cards).
-  function td(label, content, cls) { return h('td', { 'data-label': label, class: cls || null }, content); }
+  function td(label, content, cls) {
+    return h('td', { 'data-label': label, class: ((label ? 'c-' + label.toLowerCase().replace(/\W+/g, '-') : 'c-actions') + ' ' + (cls || '')).trim() }, content);
+  }
   function table(headers, rows, opts) {
     return h('div', { class: 'tablewrap' },
       h('table', { class: 'cards' + (opts && opts.cls ? ' ' + opts.cls : '') },
@@ -290,6 +292,7 @@
       h('a', { class: 'stat s-' + s, href: '#/queue?status=' + s, 'data-status': s },
         h('div', { class: 'n', 'data-count': s }, '…'), h('div', { class: 'l' }, s.toLowerCase()))));
     const prio = h('div', { class: 'prio' });
+    const prioNote = h('p', { class: 'muted note' });
     const active = h('div');
     const failures = h('div');
     const hostsBox = h('div');
@@ -297,7 +300,7 @@
       pageHead('Overview', 'Queue by status and priority, what runs now, what failed'),
       counts,
       h('div', { class: 'grid2' },
-        h('section', { class: 'card' }, h('h2', null, 'Pending by priority'), prio),
+        h('section', { class: 'card' }, h('h2', null, 'Pending by priority'), prio, prioNote),
         h('section', { class: 'card' }, h('h2', null, 'Hosts'), hostsBox)),
       h('section', { class: 'card flush' }, h('h2', null, 'Running now'), active),
       h('section', { class: 'card flush' }, h('h2', null, 'Recent failures'), failures)]);
@@ -314,6 +317,8 @@
       if (seq !== state.renderSeq) return;
       for (const s of STATUSES)
         counts.querySelector('[data-count="' + s + '"]').textContent = fmtN((d.byStatus || {})[s] || 0);
+      if (typeof d.oldestPendingAgeSeconds === 'number' && d.oldestPendingAgeSeconds > 0)
+        add(prioNote, 'Oldest pending item waits ' + ago(new Date(Date.now() - d.oldestPendingAgeSeconds * 1000).toISOString()).replace(' ago', ''));
       const ns = [1, 2, 3, 4, 5].map((p) => (d.pendingByPriority || {})[String(p)] || 0);
       const max = Math.max(1, ...ns);
       add(prio, ns.map((n, i) => {
@@ -325,20 +330,23 @@
     }));
     jobs.push(queuePage({ status: 'PROCESSING' }, 10).then((p) => {
       if (seq !== state.renderSeq) return;
-      add(active, p.rows.length ? table(ITEM_HEADERS, itemRows(p.rows))
+      add(active, p.rows.length ? table(ITEM_HEADERS, itemRows(p.rows), { cls: 'items' })
         : emptyState('Nothing is running', 'Items appear here while a host works on them.'));
     }));
     jobs.push(queuePage({ status: 'FAILED' }, 10).then((p) => {
       if (seq !== state.renderSeq) return;
-      add(failures, p.rows.length ? table(FAIL_HEADERS, itemRows(p.rows, { reason: true }))
+      add(failures, p.rows.length ? table(FAIL_HEADERS, itemRows(p.rows, { reason: true }), { cls: 'items' })
         : emptyState('No failures', 'Failed items and their reasons show here.'));
     }));
     jobs.push(api('GET', '/hosts').then((j) => {
       if (seq !== state.renderSeq) return;
       const hosts = (Array.isArray(j.data) ? j.data : []).filter((x) => !x.stoppedTime);
       const alive = hosts.filter(hostAlive).length;
-      add(hostsBox, h('div', { class: 'stat s-COMPLETED' }, h('div', { class: 'n' }, fmtN(alive) + ' / ' + fmtN(hosts.length)),
-        h('div', { class: 'l' }, 'hosts alive')), h('p', null, h('a', { href: '#/hosts' }, 'All hosts →')));
+      add(hostsBox, h('div', { class: 'stat s-' + (alive ? 'COMPLETED' : 'FAILED') }, h('div', { class: 'n' }, fmtN(alive) + ' / ' + fmtN(hosts.length)),
+        h('div', { class: 'l' }, 'hosts alive')),
+        h('ul', { class: 'hostlist' }, hosts.slice(0, 4).map((x) => h('li', null, badge(hostAlive(x) ? 'alive' : 'dead'), ' ',
+          h('span', { class: 'mono' }, x.hostId || '?'), h('span', { class: 'muted' }, ' · ' + (x.bridgeName || '') + ' · seen ' + ago(x.lastSeenTime))))),
+        h('p', null, h('a', { href: '#/hosts' }, 'All hosts →')));
     }).catch((e) => add(hostsBox, errorBox(e))));
     const results = await Promise.allSettled(jobs);
     const bad = results.find((r) => r.status === 'rejected');
@@ -389,7 +397,7 @@
         : emptyState('No items match', 'Change the filters, or create an item.'));
       return;
     }
-    add(body, table(failuresOnly ? FAIL_HEADERS : ITEM_HEADERS, itemRows(p.rows, { reason: failuresOnly })));
+    add(body, table(failuresOnly ? FAIL_HEADERS : ITEM_HEADERS, itemRows(p.rows, { reason: failuresOnly }), { cls: 'items' }));
     const newest = h('button', { class: 'btn btn-sm', type: 'button', disabled: !cursor, onclick: () => go(f, null) }, '« Newest');
     const back = h('button', { class: 'btn btn-sm', type: 'button', disabled: !cursor, onclick: () => history.back() }, '← Newer');
     const next = h('button', { class: 'btn btn-sm', type: 'button', disabled: p.rows.length >= p.total, 'data-role': 'older',
