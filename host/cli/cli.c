@@ -13,6 +13,7 @@
 
 #include "lazy_lib.h"
 #include "log.h"
+#include "people.h"
 #include "registry.h"
 #include "store.h"
 #include "util.h"
@@ -24,6 +25,8 @@ static const cli_command *const command_tables[] = {
     cli_group_commands,
     cli_serve_commands,
     cli_plugin_commands,
+    cli_people_commands,
+    cli_audit_commands,
 };
 
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
@@ -290,6 +293,10 @@ int cli_store(cli *c)
         cli_fail(c, EXIT_ERROR, "%s", err);
         return -1;
     }
+    /* The CLI on the store acts as an admin named by its Unix user (docs/people.md). */
+    struct principal me;
+    principal_cli(&me);
+    store_set_actor(c->st, &me);
     return 0;
 }
 

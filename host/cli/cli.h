@@ -129,6 +129,8 @@ extern const cli_command cli_serve_commands[];
 extern const cli_command cli_queue_commands[];
 extern const cli_command cli_resource_commands[];
 extern const cli_command cli_group_commands[];
+extern const cli_command cli_people_commands[]; /* cli_people.c: users, tokens */
+extern const cli_command cli_audit_commands[];  /* cli_audit.c: audit list */
 
 /*
  * Checks a queue item vault the same way wherever one is given (create queue-item, a

@@ -36,6 +36,7 @@ static const struct {
     const char *name;
 } fn_flag_names[] = {
     {FERRY_FN_IDEMPOTENT, "idempotent"},
+    {FERRY_FN_RUNS_COMMANDS, "runs_commands"},
 };
 
 #define N_FN_FLAGS (sizeof(fn_flag_names) / sizeof(fn_flag_names[0]))

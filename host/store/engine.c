@@ -366,8 +366,8 @@ int eng_resolve(store *s, const char *id, const char *what, enum eng_lock lock,
 int eng_event(store *s, int64_t seq, const char *action, const char *details, int details_is_json,
               int64_t at, char *err, size_t errlen)
 {
-    return eng_w(s, NULL, err, errlen, S_EVENT_INSERT, "IttiI", seq, action, details,
-                 details_is_json, at);
+    return eng_w(s, NULL, err, errlen, S_EVENT_INSERT, "IttiIt", seq, action, details,
+                 details_is_json, at, s->actor_label);
 }
 
 int eng_events_add(store *s, struct eng_events *ev, int64_t seq, const char *action,
@@ -378,8 +378,14 @@ int eng_events_add(store *s, struct eng_events *ev, int64_t seq, const char *act
         return eng_event(s, seq, action, details, 0, at, err, errlen);
     if (ev->rows == NULL)
         ev->rows = json_array();
+    /* The actor (store_set_actor) as a sixth element; without one, the row stays short
+     * and the statement reads NULL. */
     json_array_append_new(ev->rows,
-                          json_pack("[I,s,o,i,I]", (json_int_t)seq, action, text, 0, (json_int_t)at));
+                          s->actor_label
+                              ? json_pack("[I,s,o,i,I,s]", (json_int_t)seq, action, text, 0,
+                                          (json_int_t)at, s->actor_label)
+                              : json_pack("[I,s,o,i,I]", (json_int_t)seq, action, text, 0,
+                                          (json_int_t)at));
     return STORE_OK;
 }
 

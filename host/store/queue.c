@@ -11,6 +11,7 @@
  */
 #include "engine.h"
 #include "groups.h"
+#include "people.h"
 
 #include "util.h"
 
@@ -293,6 +294,8 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
     }
     if (rc == STORE_OK)
         rc = bulk_flush(s, &bulk, err, errlen);
+    if (rc == STORE_OK) /* who created them, in the same transaction (people.h) */
+        rc = people_audit_items(s, c->specs, c->n, c->ids, err, errlen);
     json_decref(bulk.rows);
     json_decref(bulk.events.rows);
     free(found);
@@ -556,8 +559,8 @@ static int event_append_body(store *s, void *ctx, char *err, size_t errlen)
     long rows = 0;
     if (strlen(c->task_id) == 36) {
         /* A whole id (the host's case): found and appended in one statement. */
-        rc = eng_w(s, &rows, err, errlen, S_EVENT_APPEND_BY_ID, "tttiI", c->task_id, c->action,
-                   details, text != NULL, c->now);
+        rc = eng_w(s, &rows, err, errlen, S_EVENT_APPEND_BY_ID, "tttiIt", c->task_id,
+                   c->action, details, text != NULL, c->now, s->actor_label);
         if (rc == STORE_OK && rows == 0) {
             seterr(err, errlen, "no queue item with task id '%s'", c->task_id);
             rc = STORE_NOT_FOUND;
@@ -597,8 +600,11 @@ static int event_list_body(store *s, void *ctx, char *err, size_t errlen)
     int got;
     while ((got = eng_next(&r, err, errlen)) == 1) {
         int64_t at = eng_i64(&r, 3);
-        json_array_append_new(events, store_event_row(eng_text(&r, 0), eng_text(&r, 1),
-                                                      (int)eng_i64(&r, 2), at, prev));
+        json_t *row = store_event_row(eng_text(&r, 0), eng_text(&r, 1), (int)eng_i64(&r, 2), at,
+                                      prev);
+        if (eng_text(&r, 4) != NULL) /* who asked for it (people.h); the host's have none */
+            json_object_set_new(row, "actor", json_string(eng_text(&r, 4)));
+        json_array_append_new(events, row);
         prev = at;
     }
     eng_done(&r);
@@ -667,6 +673,8 @@ static int cancel_body(store *s, void *ctx, char *err, size_t errlen)
         return STORE_CONFLICT;
     }
     eng_wake_add(&c->wake, r.bridge);
+    if (rc == STORE_OK)
+        rc = people_audit_item(s, "queue.cancel", r.seq, c->force ? "forced" : NULL, err, errlen);
     return rc != STORE_OK ? rc : eng_read_item(s, r.seq, c->now, 0, &c->out, err, errlen);
 }
 
@@ -694,6 +702,8 @@ static int delete_body(store *s, void *ctx, char *err, size_t errlen)
         return STORE_CONFLICT;
     }
     rc = fanout_member_removable(s, r.seq, r.task_id, err, errlen);
+    if (rc == STORE_OK)
+        rc = people_audit_item(s, "queue.delete", r.seq, r.status, err, errlen);
     if (rc == STORE_OK && strcmp(r.status, "PENDING") == 0)
         rc = eng_cancel_dependents(s, r.seq, r.task_id, "was removed", c->now, err, errlen);
     if (rc == STORE_OK)

@@ -6,6 +6,7 @@
  */
 #include "engine.h"
 #include "groups.h"
+#include "people.h"
 
 #include "util.h"
 #include "vault.h"
@@ -167,6 +168,8 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
     if (rc == STORE_OK && rows == 0)
         return create_conflict(s, c, err, errlen);
     if (rc == STORE_OK)
+        rc = people_audit_resource(s, c->kind, "create", c->team, c->name, NULL, err, errlen);
+    if (rc == STORE_OK)
         rc = eng_read_resource(s, c->kind, c->team, c->name, &c->row, err, errlen);
     return rc;
 }
@@ -263,6 +266,9 @@ static int update_vault_body(store *s, void *ctx, char *err, size_t errlen)
         rc = res_w(s, S_RES_UPDATE, c->kind, NULL, err, errlen, team, c->name, vault, NULL,
                    concurrency, (int64_t)version);
     if (rc == STORE_OK)
+        rc = people_audit_resource(s, c->kind, c->flags == STORE_VAULT_MERGE ? "update" : "replace",
+                                   team, c->name, c->vault, err, errlen);
+    if (rc == STORE_OK)
         rc = eng_read_resource(s, c->kind, team, c->name, &c->row, err, errlen);
 out:
     json_decref(vault);
@@ -355,6 +361,8 @@ static int delete_body(store *s, void *ctx, char *err, size_t errlen)
     }
     if (rc == STORE_OK)
         rc = res_w(s, S_RES_DELETE, c->kind, NULL, err, errlen, team, c->name, NULL, NULL, 0, 0);
+    if (rc == STORE_OK)
+        rc = people_audit_resource(s, c->kind, "delete", team, c->name, NULL, err, errlen);
     json_decref(row);
     return rc;
 }
@@ -379,6 +387,8 @@ static int set_bridge_body(store *s, void *ctx, char *err, size_t errlen)
     if (rc == STORE_OK)
         rc = eng_w(s, NULL, err, errlen, S_MACHINE_SET_BRIDGE, "tIt", c->parent, now_ms(),
                    c->name);
+    if (rc == STORE_OK)
+        rc = people_audit_resource(s, STORE_MACHINE, "move", c->team, c->name, NULL, err, errlen);
     if (rc == STORE_OK)
         rc = eng_read_resource(s, STORE_MACHINE, NULL, c->name, &c->row, err, errlen);
     return rc;

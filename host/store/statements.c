@@ -130,19 +130,20 @@ const struct stmt_def store_statements[S_COUNT] = {
                       " ON CONFLICT DO NOTHING",
                       0},
 
+    /* ?6: who asked for the change (store_set_actor), NULL for the host's own events. */
     [S_EVENT_INSERT] = {"INSERT INTO queue_events (task_seq, action, details, details_is_json,"
-                        " at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        " at, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         0},
     [S_EVENT_APPEND_BY_ID] = {"INSERT INTO queue_events (task_seq, action, details,"
-                              " details_is_json, at) SELECT seq, ?2, ?3, ?4, ?5 FROM queue_items"
-                              " WHERE task_id = ?1",
+                              " details_is_json, at, actor) SELECT seq, ?2, ?3, ?4, ?5, ?6"
+                              " FROM queue_items WHERE task_id = ?1",
                               0},
     /* A claim that also started its attempt wrote one row (started_attempt set, migration
      * 2): it reads as the two events it stands for, ASSIGNED then PROCESSING. */
-    [S_EVENTS_LIST] = {"SELECT action, details, details_is_json, at FROM (SELECT seq, 0 AS part,"
-                       " action, details, details_is_json, at FROM queue_events"
+    [S_EVENTS_LIST] = {"SELECT action, details, details_is_json, at, actor FROM (SELECT seq,"
+                       " 0 AS part, action, details, details_is_json, at, actor FROM queue_events"
                        " WHERE task_seq = ?1 UNION ALL SELECT seq, 1, 'PROCESSING', 'attempt '"
-                       " || started_attempt || ' started', 0, at FROM queue_events"
+                       " || started_attempt || ' started', 0, at, NULL FROM queue_events"
                        " WHERE task_seq = ?1 AND started_attempt IS NOT NULL) AS e"
                        " ORDER BY seq, part",
                        0},
@@ -421,6 +422,47 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_SCHEDULE_SET_RUN] = {"UPDATE schedules SET next_run_at = ?3, last_run_at = ?4,"
                             " last_task_id = ?5 WHERE team_name = ?1 AND name = ?2",
                             0},
+
+/* A token's columns (people_token_row reads them in this order); never its hash. */
+#define TOKEN_COLS                                                                                 \
+    "SELECT id, user_name, team_name, role, created_at, created_by, last_used_at,"                 \
+    " last_used_address, revoked_at, revoked_by FROM tokens"
+    [S_USER_INSERT] = {"INSERT INTO users (name, created_at, created_by) VALUES (?1, ?2, ?3)"
+                       " ON CONFLICT DO NOTHING",
+                       0},
+    [S_USER_GET] = {"SELECT name, created_at, created_by, deleted_at FROM users WHERE name = ?1",
+                    0},
+    [S_USERS_LIST] = {"SELECT u.name, u.created_at, u.created_by, (SELECT count(*) FROM tokens t"
+                      " WHERE t.user_name = u.name AND t.revoked_at IS NULL) FROM users u"
+                      " WHERE u.deleted_at IS NULL ORDER BY u.name",
+                      0},
+    [S_USER_DELETE] = {"UPDATE users SET deleted_at = ?2, deleted_by = ?3 WHERE name = ?1"
+                       " AND deleted_at IS NULL",
+                       0},
+    [S_TOKEN_INSERT] = {"INSERT INTO tokens (user_name, team_name, role, token_hash, created_at,"
+                        " created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                        0},
+    [S_TOKENS_LIST] = {TOKEN_COLS " ORDER BY id", 0},
+    [S_TOKENS_LIST_USER] = {TOKEN_COLS " WHERE user_name = ?1 ORDER BY id", 0},
+    [S_TOKEN_GET] = {TOKEN_COLS " WHERE id = ?1", 0},
+    /* For people_authenticate: the token's columns, its hash (10) and whether its user was
+     * removed (11). */
+    [S_TOKEN_BY_HASH] = {"SELECT t.id, t.user_name, t.team_name, t.role, t.created_at,"
+                         " t.created_by, t.last_used_at, t.last_used_address, t.revoked_at,"
+                         " t.revoked_by, t.token_hash, u.deleted_at FROM tokens t"
+                         " LEFT JOIN users u ON u.name = t.user_name WHERE t.token_hash = ?1",
+                         0},
+    [S_TOKEN_TOUCH] = {"UPDATE tokens SET last_used_at = ?2, last_used_address = ?3 WHERE id = ?1",
+                       0},
+    [S_TOKEN_REVOKE] = {"UPDATE tokens SET revoked_at = ?2, revoked_by = ?3 WHERE id = ?1"
+                        " AND revoked_at IS NULL",
+                        0},
+    [S_TOKENS_REVOKE_USER] = {"UPDATE tokens SET revoked_at = ?2, revoked_by = ?3"
+                              " WHERE user_name = ?1 AND revoked_at IS NULL",
+                              0},
+    [S_AUDIT_INSERT] = {"INSERT INTO audit_log (at, actor, via, address, token_id, action,"
+                        " team_name, target, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        0},
 
     [S_MIGRATION_LOCK] = {NULL, STMT_LOCK_ONLY}, /* per dialect, where needed */
     [S_MIGRATIONS_TABLE] = {"CREATE TABLE IF NOT EXISTS schema_migrations (version integer"

@@ -85,6 +85,20 @@ enum stmt_id {
     S_RES_NAMES_MACHINE_ITEMS,
     S_MACHINE_SET_BRIDGE,
     S_SCHEDULE_SET_RUN,
+    /* people: users, tokens, the audit log (host/people) */
+    S_USER_INSERT,
+    S_USER_GET,
+    S_USERS_LIST,
+    S_USER_DELETE,
+    S_TOKEN_INSERT,
+    S_TOKENS_LIST,
+    S_TOKENS_LIST_USER,
+    S_TOKEN_GET,
+    S_TOKEN_BY_HASH,
+    S_TOKEN_TOUCH,
+    S_TOKEN_REVOKE,
+    S_TOKENS_REVOKE_USER,
+    S_AUDIT_INSERT,
     /* migrations */
     S_SCHEMA_EXISTS, /* per dialect */
     S_MIGRATION_LOCK,

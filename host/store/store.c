@@ -7,6 +7,7 @@
 #include "store.h"
 #include "config.h"
 #include "engine.h"
+#include "people.h"
 
 #include "util.h"
 
@@ -92,6 +93,7 @@ void store_close(store *s)
     if (s == NULL)
         return;
     clear_notify_pending(s);
+    store_set_actor(s, NULL);
     s->drv->close(s);
 }
 

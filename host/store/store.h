@@ -538,6 +538,8 @@ struct store {
                             * refused until store_commit or store_rollback ends it */
     char **notify_pending; /* bridges to wake after the outermost commit */
     size_t n_notify_pending;
+    struct principal *actor; /* who acts (store_set_actor, host/people/people.h), or NULL */
+    char *actor_label;       /* the actor as item events record it ("alice (api 10.0.0.5)") */
 };
 
 /*

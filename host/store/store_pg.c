@@ -63,9 +63,9 @@ static const char *dialect_sql[S_COUNT] = {
     [S_MIGRATION_LOCK] = "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")",
     /* ?1: [[task_seq, action, details, details_is_json, at], …] */
     [S_EVENTS_INSERT_MANY] = "INSERT INTO queue_events (task_seq, action, details,"
-                             " details_is_json, at) SELECT (e->>0)::bigint, e->>1, e->>2,"
-                             " (e->>3)::int, (e->>4)::bigint FROM jsonb_array_elements(?1::jsonb)"
-                             " AS e",
+                             " details_is_json, at, actor) SELECT (e->>0)::bigint, e->>1, e->>2,"
+                             " (e->>3)::int, (e->>4)::bigint, e->>5"
+                             " FROM jsonb_array_elements(?1::jsonb) AS e",
     /* ?1: [[seq, task_id, team, machine, bridge, function, priority, vault, created,
      * run_after, idempotent], …] */
     [S_ITEMS_INSERT_MANY] = "INSERT INTO queue_items (seq, task_id, team_name, machine_name,"
@@ -248,6 +248,24 @@ static const struct eng_migration migrations[] = {
      "CREATE TRIGGER queue_items_events AFTER DELETE ON queue_items"
      " REFERENCING OLD TABLE AS deleted_items FOR EACH STATEMENT"
      " EXECUTE FUNCTION ferry_events_of_deleted();"},
+    /* As the SQLite driver's migration 5: users, tokens, the audit log, events' actor. */
+    {5, "users, tokens, roles and the audit log",
+     "CREATE TABLE IF NOT EXISTS users ("
+     " name text COLLATE \"C\" PRIMARY KEY, created_at bigint NOT NULL,"
+     " created_by text NOT NULL, deleted_at bigint, deleted_by text);"
+     "CREATE TABLE IF NOT EXISTS tokens ("
+     " id bigserial PRIMARY KEY, user_name text COLLATE \"C\" NOT NULL REFERENCES users(name),"
+     " team_name text COLLATE \"C\" NOT NULL,"
+     " role text NOT NULL CHECK (role IN ('viewer','operator','admin')),"
+     " token_hash text NOT NULL UNIQUE, created_at bigint NOT NULL, created_by text NOT NULL,"
+     " last_used_at bigint, last_used_address text, revoked_at bigint, revoked_by text);"
+     "CREATE INDEX IF NOT EXISTS tokens_user ON tokens(user_name);"
+     "CREATE TABLE IF NOT EXISTS audit_log ("
+     " seq bigserial PRIMARY KEY, at bigint NOT NULL, actor text NOT NULL, via text NOT NULL,"
+     " address text, token_id bigint, action text NOT NULL, team_name text COLLATE \"C\","
+     " target text, details text);"
+     "CREATE INDEX IF NOT EXISTS audit_at ON audit_log(at);"
+     "ALTER TABLE queue_events ADD COLUMN IF NOT EXISTS actor text;"},
 };
 
 

@@ -100,8 +100,9 @@ static const char *const dialect_sql[S_COUNT] = {
                         " AND name = 'schema_migrations'",
     /* ?1: [[task_seq, action, details, details_is_json, at], …] */
     [S_EVENTS_INSERT_MANY] = "INSERT INTO queue_events (task_seq, action, details,"
-                             " details_is_json, at) SELECT value ->> 0, value ->> 1,"
-                             " value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)",
+                             " details_is_json, at, actor) SELECT value ->> 0, value ->> 1,"
+                             " value ->> 2, value ->> 3, value ->> 4, value ->> 5"
+                             " FROM json_each(?1)",
     /* ?1: [[seq, task_id, team, machine, bridge, function, priority, vault, created,
      * run_after, idempotent], …] */
     [S_ITEMS_INSERT_MANY] = "INSERT INTO queue_items (seq, task_id, team_name, machine_name,"
@@ -237,6 +238,30 @@ static const struct eng_migration migrations[] = {
      "DROP INDEX qi_machine_active;"
      "CREATE INDEX qi_machine_active ON queue_items(machine_name)"
      " WHERE status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING';"},
+    /*
+     * People (host/people, docs/people.md): users, their API tokens (only a SHA-256 hash of
+     * each is kept) and the audit log, which the store's changes write in their own
+     * transaction; an item's events record who asked for them (actor, NULL for the host).
+     * A user removed stays as a row (deleted_at) so that the audit log's names keep one
+     * meaning.
+     */
+    {5, "users, tokens, roles and the audit log",
+     "CREATE TABLE users ("
+     " name TEXT PRIMARY KEY, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,"
+     " deleted_at INTEGER, deleted_by TEXT);"
+     "CREATE TABLE tokens ("
+     " id INTEGER PRIMARY KEY, user_name TEXT NOT NULL REFERENCES users(name),"
+     " team_name TEXT NOT NULL,"
+     " role TEXT NOT NULL CHECK (role = 'viewer' OR role = 'operator' OR role = 'admin'),"
+     " token_hash TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,"
+     " last_used_at INTEGER, last_used_address TEXT, revoked_at INTEGER, revoked_by TEXT);"
+     "CREATE INDEX tokens_user ON tokens(user_name);"
+     "CREATE TABLE audit_log ("
+     " seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL, via TEXT NOT NULL,"
+     " address TEXT, token_id INTEGER, action TEXT NOT NULL, team_name TEXT, target TEXT,"
+     " details TEXT);"
+     "CREATE INDEX audit_at ON audit_log(at);"
+     "ALTER TABLE queue_events ADD COLUMN actor TEXT;"},
 };
 
 

@@ -210,7 +210,7 @@ static const ferry_param conditional_backup_params[] = {
 
 const ferry_function ops_fn_conditional = {
     FERRY_FUNCTION_INIT,
-    .flags = FERRY_FN_NEEDS_MACHINE,
+    .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_RUNS_COMMANDS,
     .name = "conditional",
     .summary = "Run one of two functions depending on a check's number",
     .description =
@@ -225,7 +225,7 @@ const ferry_function ops_fn_conditional = {
 
 const ferry_function ops_fn_conditional_backup = {
     FERRY_FUNCTION_INIT,
-    .flags = FERRY_FN_NEEDS_MACHINE,
+    .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_RUNS_COMMANDS,
     .name = "conditional_backup",
     .summary = "Back up only when a check finds changes",
     .description =

@@ -312,7 +312,7 @@ static const ferry_param run_tests_params[] = {
 
 const ferry_function ops_fn_run_tests = {
     FERRY_FUNCTION_INIT,
-    .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_IDEMPOTENT,
+    .flags = FERRY_FN_NEEDS_MACHINE | FERRY_FN_IDEMPOTENT | FERRY_FN_RUNS_COMMANDS,
     .name = "run_tests",
     .summary = "Run a named test suite on the machine and count passes and failures",
     .description =

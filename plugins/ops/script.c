@@ -530,6 +530,7 @@ static const ferry_param script_params[] = {
 
 const ferry_function ops_fn_script = {
     FERRY_FUNCTION_INIT,
+    .flags = FERRY_FN_RUNS_COMMANDS,
     .name = "script",
     .summary = "Run a script on the machine (inline or a file from the bridge)",
     .description =

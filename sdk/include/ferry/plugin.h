@@ -149,7 +149,14 @@ typedef struct ferry_param {
  * longer show it. New code should not set it.
  */
 #define FERRY_FN_NEEDS_MACHINE (1u << 1)
-#define FERRY_FN_KNOWN_FLAGS   (FERRY_FN_IDEMPOTENT | FERRY_FN_NEEDS_MACHINE)
+/*
+ * The function runs commands its item gives (a script, a test command, a check command):
+ * creating such an item may need a higher role than other items (people.command_role,
+ * docs/people.md). Hooks in a vault count the same without the flag. Added after ABI 1.2
+ * was released: a host older than it refuses a function that sets it.
+ */
+#define FERRY_FN_RUNS_COMMANDS (1u << 2)
+#define FERRY_FN_KNOWN_FLAGS   (FERRY_FN_IDEMPOTENT | FERRY_FN_NEEDS_MACHINE | FERRY_FN_RUNS_COMMANDS)
 
 typedef struct ferry_ctx ferry_ctx;
 typedef struct ferry_host ferry_host;

@@ -1,0 +1,99 @@
+/*
+ * Roles, principals and the actor of a store handle (people.h): what each role may do, and
+ * who the store records as acting. Users and tokens are tokens.c's, the audit log audit.c's.
+ */
+#include "people.h"
+
+#include "descriptor.h"
+#include "store.h"
+#include "util.h"
+
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const role_names[] = {
+    [ROLE_NONE] = "none",
+    [ROLE_VIEWER] = "viewer",
+    [ROLE_OPERATOR] = "operator",
+    [ROLE_ADMIN] = "admin",
+};
+
+const char *people_role_name(enum people_role r)
+{
+    return (unsigned)r <= ROLE_ADMIN ? role_names[r] : "none";
+}
+
+enum people_role people_role_parse(const char *name)
+{
+    for (int r = ROLE_VIEWER; name != NULL && r <= ROLE_ADMIN; r++)
+        if (strcmp(name, role_names[r]) == 0)
+            return (enum people_role)r;
+    return ROLE_NONE;
+}
+
+void principal_cli(struct principal *p)
+{
+    memset(p, 0, sizeof(*p));
+    struct passwd *pw = getpwuid(geteuid());
+    if (pw != NULL && pw->pw_name != NULL && *pw->pw_name != '\0')
+        snprintf(p->user, sizeof(p->user), "%s", pw->pw_name);
+    else
+        snprintf(p->user, sizeof(p->user), "uid %u", (unsigned)geteuid());
+    p->role = ROLE_ADMIN;
+    snprintf(p->via, sizeof(p->via), "cli");
+}
+
+int people_allowed(const struct principal *p, const char *team, enum people_role need)
+{
+    if (p == NULL || p->role == ROLE_NONE)
+        return 401;
+    if (p->role < need)
+        return 403;
+    if (p->team[0] == '\0') /* every team: the CLI on the store */
+        return 0;
+    if (team == NULL) /* no team's data: readable by every team, changed only by the CLI */
+        return need <= ROLE_VIEWER ? 0 : 403;
+    return strcmp(p->team, team) == 0 ? 0 : 403;
+}
+
+/* The host-owned vault keys that run a command on the machine (docs/machines.md). */
+static const char *const command_keys[] = {"pre_hook", "post_hook"};
+
+enum people_role people_item_role(const json_t *fn, const json_t *vault,
+                                  enum people_role command_role)
+{
+    enum people_role need = ROLE_OPERATOR;
+    int commands = fn != NULL && (descriptor_flags(fn) & FERRY_FN_RUNS_COMMANDS) != 0;
+    for (size_t i = 0; !commands && i < sizeof(command_keys) / sizeof(*command_keys); i++) {
+        const json_t *v = json_object_get(vault, command_keys[i]);
+        commands = v != NULL && !json_is_null(v);
+    }
+    if (commands && command_role > need)
+        need = command_role;
+    return need;
+}
+
+void store_set_actor(store *s, const struct principal *p)
+{
+    free(s->actor);
+    free(s->actor_label);
+    s->actor = NULL;
+    s->actor_label = NULL;
+    if (p == NULL)
+        return;
+    s->actor = malloc(sizeof(*p));
+    if (s->actor == NULL)
+        abort();
+    *s->actor = *p;
+    /* Fixed-size members may lack their NUL when a caller filled them byte by byte. */
+    s->actor->user[sizeof(p->user) - 1] = '\0';
+    s->actor->team[sizeof(p->team) - 1] = '\0';
+    s->actor->via[sizeof(p->via) - 1] = '\0';
+    s->actor->address[sizeof(p->address) - 1] = '\0';
+    s->actor_label = p->address[0] ? xasprintf("%s (%s %s)", s->actor->user,
+                                                     s->actor->via, s->actor->address)
+                                   : xasprintf("%s (%s)", s->actor->user, s->actor->via);
+}
