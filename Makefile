@@ -28,6 +28,8 @@ PKGS     := jansson libconfig libcurl sqlite3 libpq libzstd libcrypto
 # libcurl and libpq are compiled against (their headers) but not linked: the host loads them
 # on first use (host/base/lazy_lib.h), so commands that need neither start without them.
 LINK_PKGS := $(filter-out libcurl libpq,$(PKGS))
+# libmicrohttpd (ferry web) is loaded on first use too (host/web/lazy_mhd.c).
+PKGS     += libmicrohttpd
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-format-nonliteral -Wvla
 BASEFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARN) $(SANFLAGS)

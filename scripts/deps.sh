@@ -29,9 +29,11 @@ set -euo pipefail
 
 build_pkgs="gcc make pkg-config libc6-dev libjansson-dev libconfig-dev libcurl4-openssl-dev
   libsqlite3-dev libpq-dev libzstd-dev libssl-dev libexpat1-dev libarchive-dev"
+build_pkgs="$build_pkgs libmicrohttpd-dev" # ferry web (host/web/)
 test_pkgs="$build_pkgs libcmocka-dev jq clang libclang-rt-14-dev g++ python3 procps psmisc
   uuid-runtime bc sqlite3 postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav
   curl"
+test_pkgs="$test_pkgs openssl" # tests/e2e/web_tls.sh makes a self-signed certificate
 bench_pkgs="$test_pkgs restic borgbackup time nodejs npm"
 
 if [[ ${1:-} == list ]]; then
