@@ -30,7 +30,7 @@
     add(el, kids);
     return el;
   }
-  function add(el, kids) {
+  function add(el, ...kids) {
     for (const k of [kids].flat(Infinity)) {
       if (k === null || k === undefined || k === false) continue;
       el.append(k instanceof Node ? k : document.createTextNode(String(k)));
@@ -423,7 +423,7 @@
       ['Priority', prioBadge(it.priority)], ['Function', it.function], ['Team', it.teamName], ['Machine', it.machineName],
       ['Bridge', it.bridgeName], ['Created', it.createdTime], ['Started', it.startedTime], ['Finished', it.finishedTime],
       ['Retries', String(it.retryCount ?? 0)], ['Duration', typeof it.totalDurationSeconds === 'number' ? it.totalDurationSeconds.toFixed(1) + ' s' : null],
-      ['Last failure', it.lastFailureReason], ['Schedule', it.scheduleName],
+      ['Last failure', it.lastFailureReason ? h('span', { class: 'reason' }, it.lastFailureReason) : null], ['Schedule', it.scheduleName],
       ['Linked to', it.parentTaskId ? h('a', { href: taskHref(it.parentTaskId), class: 'mono' }, short(it.parentTaskId)) : null]];
     const kv = h('dl', { class: 'kv' });
     for (const [k, v] of fields) if (v !== null && v !== undefined && v !== '') add(kv, [h('dt', null, k), h('dd', null, v)]);
@@ -440,7 +440,9 @@
       pageHead(it.function || 'Item', h('span', { class: 'mono' }, it.taskId || id), actionButtons(it)),
       h('div', { class: 'grid2', 'data-task': it.taskId || id },
         h('section', { class: 'card' }, h('h2', null, 'Details'), kv,
-          h('h2', { class: 'spaced' }, 'Progress'), progressEl(it.progress)),
+          // Progress while the item may still run (events move it), or the last one reported.
+          ['PENDING', 'ASSIGNED', 'PROCESSING', 'CANCELLING'].includes(it.status) || it.progress
+            ? [h('h2', { class: 'spaced' }, 'Progress'), progressEl(it.progress)] : null),
         h('section', { class: 'card' }, h('h2', null, 'Timeline'), tl)),
       h('div', { class: 'grid2' },
         h('section', { class: 'card' }, h('h2', null, 'Request vault'), jsonBlock(d.request_vault ?? it.vaultContent)),
