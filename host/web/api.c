@@ -57,6 +57,48 @@ static unsigned status_of(int rc, const json_t *env)
     return 400;
 }
 
+/* A command line context on the request's store, as cli_main makes one (capturing). */
+static void cli_setup(struct req *r, cli *c, const cli_command *cmd)
+{
+    memset(c, 0, sizeof(*c));
+    c->cmd = cmd;
+    c->json = 1;
+    c->capture = 1;
+    c->cfg = *r->w->cfg; /* read only: never freed here */
+    c->cfg_loaded = 1;
+    c->st = r->st;
+    c->opts = json_object();
+}
+
+static void cli_teardown(cli *c)
+{
+    if (c->reg) {
+        registry_free(c->reg);
+        free(c->reg);
+    }
+    cli_fncache_forget(c);
+    json_decref(c->refs_checked);
+    json_decref(c->opts);
+    json_decref(c->envelope);
+}
+
+/*
+ * The role creating an item of vault needs (people_item_role: operator, or more for a
+ * function that runs arbitrary commands), from the descriptor the CLI's checks use.
+ */
+static enum people_role item_role(struct req *r, const json_t *vault)
+{
+    cli c;
+    cli_setup(r, &c, NULL);
+    const char *name = json_string_value(json_object_get(vault, "function"));
+    const json_t *fn = NULL;
+    if (name && cli_registry_cached(&c) == 0)
+        fn = cli_function(&c, name);
+    enum people_role need = people_item_role(fn, vault, ROLE_NONE);
+    cli_teardown(&c);
+    return need;
+}
+
 /*
  * Runs `ferry VERB NOUN ARGS… --output json` with opts (stolen) on the request's store.
  * Returns the envelope (new reference) and its HTTP status in *status.
@@ -71,14 +113,12 @@ static json_t *run_cmd(struct req *r, const char *verb, const char *noun, const 
         return json_pack("{s:b,s:n,s:s++}", "success", 0, "data", "error",
                          "this build has no command ", verb, noun ? noun : "");
     }
-    cli c = {0};
-    c.cmd = cmd;
-    c.json = 1;
-    c.capture = 1;
-    c.cfg = *r->w->cfg; /* read only: never freed here */
-    c.cfg_loaded = 1;
-    c.st = r->st;
-    c.opts = opts ? opts : json_object();
+    cli c;
+    cli_setup(r, &c, cmd);
+    if (opts) {
+        json_decref(c.opts);
+        c.opts = opts;
+    }
     char **argv = calloc((size_t)n_args + 1, sizeof(*argv));
     for (int i = 0; i < n_args; i++)
         argv[i] = xstrdup(args[i]);
@@ -86,16 +126,11 @@ static json_t *run_cmd(struct req *r, const char *verb, const char *noun, const 
     c.n_args = n_args;
     int rc = cmd->fn(&c);
     json_t *env = c.envelope;
+    c.envelope = NULL;
     if (env == NULL)
         env = json_pack("{s:b,s:n,s:s}", "success", rc == 0, "data", "message", "");
     *status = status_of(rc, env);
-    if (c.reg) {
-        registry_free(c.reg);
-        free(c.reg);
-    }
-    cli_fncache_forget(&c);
-    json_decref(c.refs_checked);
-    json_decref(c.opts);
+    cli_teardown(&c);
     for (int i = 0; i < n_args; i++)
         free(argv[i]);
     free(argv);
@@ -287,6 +322,12 @@ static char *item_team(struct req *r, const char *id, enum people_role need, cha
     }
     char *team = xstrdup(json_string_value(json_object_get(row, "teamName")));
     snprintf(full, fulllen, "%s", json_string_value(json_object_get(row, "taskId")));
+    if (need == ROLE_OPERATOR && strstr(r->url, "/retry")) {
+        /* A retry creates the item again: it needs what creating it needs. */
+        enum people_role create = item_role(r, json_object_get(row, "vaultContent"));
+        if (create > need)
+            need = create;
+    }
     json_decref(row);
     if (web_allowed(r, team, need) != 0) {
         free(team);
@@ -357,7 +398,7 @@ static enum MHD_Result create_one(struct req *r, json_t *item, json_t *q)
         return web_error(r, 400, "\"priority\" must be a whole number from 1 to 5");
     if (after && !json_is_array(after))
         return web_error(r, 400, "\"after\" must be an array of task ids");
-    if (web_allowed(r, team, ROLE_OPERATOR) != 0)
+    if (web_allowed(r, team, item_role(r, vault)) != 0)
         return MHD_YES;
     const char *skip[] = {"continue", NULL};
     json_t *opts = opts_from_query(r, "create", "queue-item", q, skip);
@@ -405,7 +446,7 @@ static enum MHD_Result create_many(struct req *r, json_t *items, json_t *q)
         if (!json_is_object(it) || team == NULL)
             return web_error(r, 400, "item %zu: an item is an object with \"team\", \"machine\", "
                                      "\"bridge\", \"vault\" and \"priority\"", i + 1);
-        if (web_allowed(r, team, ROLE_OPERATOR) != 0)
+        if (web_allowed(r, team, item_role(r, json_object_get(it, "vault"))) != 0)
             return MHD_YES;
     }
     json_t *opts = opts_from_query(r, "create", "queue-items", q, NULL);

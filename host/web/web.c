@@ -580,7 +580,7 @@ int web_run(const ferry_config *cfg, const char *listen)
         return -1;
     }
     struct web w = {.cfg = cfg, .tls = cfg->web_tls_cert[0] != '\0'};
-    w.auth = &people_authenticate != NULL && &people_allowed != NULL && &store_set_actor != NULL;
+    w.auth = 1;
     pthread_mutex_init(&w.pool_lock, NULL);
     pthread_cond_init(&w.pool_cond, NULL);
     pthread_mutex_init(&w.lock, NULL);
@@ -651,7 +651,7 @@ int web_run(const ferry_config *cfg, const char *listen)
         flags, (uint16_t)port, NULL, NULL, on_request, &w, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->web_timeout,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->web_max_connections,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->web_max_header + 8192,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->web_max_header + 1024,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, &w, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
         &w, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (d == NULL) {

@@ -13,26 +13,16 @@
 #include "people.h"
 #include "store.h"
 
-/* Until the people engineer's branch lands, its functions may be missing: then the API runs
- * without tokens, as the CLI on the store does (web.auth = 0, said loudly at start). */
-#pragma weak people_authenticate
-#pragma weak people_allowed
-#pragma weak people_role_name
-#pragma weak store_set_actor
-
-/* people_role_name, or the name without host/people. */
+/* people_role_name (host/people). */
 static inline const char *web_role_name(enum people_role r)
 {
-    static const char *const names[] = {"none", "viewer", "operator", "admin"};
-    if (&people_role_name != NULL)
-        return people_role_name(r);
-    return r >= ROLE_NONE && r <= ROLE_ADMIN ? names[r] : "none";
+    return people_role_name(r);
 }
 
 struct web {
     const ferry_config *cfg;
     int tls;
-    int auth; /* tokens are checked (host/people is linked) */
+    int auth; /* tokens are checked: always, since host/people is linked */
     volatile int stopping;
 
     /* Store handles, each used by one thread at a time. */
