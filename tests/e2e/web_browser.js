@@ -218,12 +218,36 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     check('still nothing ran after every view', (await page.evaluate(() => window.__xss || null)) === null && dialogs.length === 0, JSON.stringify(dialogs));
   });
 
+  // --- retry a failed item, disable and enable a schedule (each behind a confirmation) ------------
+  await step('retry and schedules', async () => {
+    await page.goto(BASE + '/#/failures');
+    await page.waitForSelector('body[data-ready=failures] tr[data-task="' + DATA.xssIds[0] + '"] button[data-action=retry]');
+    await page.click('tr[data-task="' + DATA.xssIds[0] + '"] button[data-action=retry]');
+    await page.waitForSelector('dialog#confirm[open]');
+    await page.click('#confirm-ok');
+    await page.waitForSelector('.toast');
+    const kids = await page.evaluate(async (id) => (await (await fetch('/api/v1/queue?max-records=20')).json()).data
+      .filter((r) => r.parentTaskId === id && r.linkKind === 'retry').length, DATA.xssIds[0]);
+    check('retry from the dashboard queues a linked item', kids === 1, kids + ' retries of ' + DATA.xssIds[0]);
+    await page.goto(BASE + '/#/schedules');
+    await page.waitForSelector('body[data-ready=schedules] tbody tr');
+    for (const [button, state] of [['Disable', 'disabled'], ['Enable', 'enabled']]) {
+      await page.click('tbody tr button:has-text("' + button + '")');
+      await page.waitForSelector('dialog#confirm[open]');
+      await page.click('#confirm-ok');
+      await page.waitForFunction((st) => [...document.querySelectorAll('tbody .badge')].some((b) => b.textContent === st), state);
+      const en = await page.evaluate(async () => (await (await fetch('/api/v1/schedules')).json()).data[0].enabled);
+      check('schedule ' + button.toLowerCase() + 'd from the dashboard', en === (state === 'enabled'), 'enabled=' + en);
+      if (state === 'disabled') await shot(page, '15-schedule-disabled');
+    }
+  });
+
   // --- narrow (phone) screen -----------------------------------------------------------------------
   await step('narrow', async () => {
     const phone = await ctx.newPage();
     watch(phone);
     await phone.setViewportSize({ width: 390, height: 844 });
-    for (const [h, name] of [['#/', '15-phone-overview'], ['#/queue', '16-phone-queue'], ['#/queue/' + DATA.xssIds[0], '17-phone-trace']]) {
+    for (const [h, name] of [['#/', '16-phone-overview'], ['#/queue', '17-phone-queue'], ['#/queue/' + DATA.xssIds[0], '18-phone-trace']]) {
       await phone.goto(BASE + '/' + h);
       await phone.waitForFunction(() => document.body.dataset.ready);
       await phone.waitForSelector('main table, main .timeline');

@@ -13,7 +13,7 @@
   const PRIORITIES = { 1: 'Highest', 2: 'High', 3: 'Normal', 4: 'Low', 5: 'Lowest' };
   const main = document.getElementById('main');
   const state = { csrf: sessionStorage.getItem('ferry.csrf') || '', who: sessionStorage.getItem('ferry.who') || '',
-    view: null, events: null, refreshTimer: 0, renderSeq: 0 };
+    view: null, events: null, refreshTimer: 0, renderSeq: 0, lastRenderMs: 0 };
 
   // ---- DOM: elements from data, strings always as text ------------------------------------
   function h(tag, attrs, ...kids) {
@@ -200,36 +200,38 @@
     live.classList.remove('on');
     live.classList.add('off');
   }
-  // An event names a task (taskId or task_id) and carries its new status and/or progress.
-  function onEvent(type, d) {
-    const items = Array.isArray(d) ? d : Array.isArray(d.items) ? d.items : [d.item || d.data || d];
-    let unseen = false;
-    for (const it of items) {
-      if (!it || typeof it !== 'object') continue;
-      const id = it.taskId || it.task_id;
-      if (!id) continue;
-      const progress = it.progress !== undefined ? it.progress
-        : typeof it.percent === 'number' ? { percent: it.percent, message: it.message || '' } : undefined;
-      const rows = document.querySelectorAll('[data-task="' + CSS.escape(id) + '"]');
-      if (rows.length === 0) unseen = true;
-      for (const row of rows) {
-        if (it.status) {
-          const b = row.querySelector('[data-role=status]');
-          if (b && b.textContent !== it.status) { b.textContent = it.status; b.className = 'badge b-' + it.status; unseen = true; }
-        }
-        const p = row.querySelector('[data-role=progress]');
-        if (p && progress !== undefined) setProgress(p, progress);
-      }
-    }
-    if (unseen && state.view && state.view.live) scheduleRefresh();
+  // An `item` event (docs/api.md) is one item's row in short: taskId, status, progress, …
+  // Rows on screen change in place; a status the page has not seen refreshes the view (the
+  // counts, a new item on the first page), throttled to what the view costs to load.
+  const statusOf = new Map();
+  function noteStatus(id, status) {
+    if (statusOf.size > 20000) statusOf.clear();
+    const prev = statusOf.get(id);
+    statusOf.set(id, status);
+    return prev !== status;
   }
-  // Status changes and new items refresh the current view, at most every 2 s.
+  function onEvent(type, it) {
+    if (!it || typeof it !== 'object' || typeof it.taskId !== 'string') return;
+    const rows = document.querySelectorAll('[data-task="' + CSS.escape(it.taskId) + '"]');
+    const changed = it.status ? noteStatus(it.taskId, it.status) : false;
+    for (const row of rows) {
+      const b = row.querySelector('[data-role=status]');
+      if (b && it.status && b.textContent !== it.status) {
+        b.textContent = it.status;
+        b.className = 'badge b-' + it.status;
+      }
+      const p = row.querySelector('[data-role=progress]');
+      if (p && it.progress !== undefined) setProgress(p, it.progress);
+    }
+    const v = state.view;
+    if (changed && v && (v.refresh === 'any' || (v.refresh === 'shown' && rows.length))) scheduleRefresh();
+  }
   function scheduleRefresh() {
     if (state.refreshTimer) return;
     state.refreshTimer = setTimeout(() => {
       state.refreshTimer = 0;
-      if (state.view && state.view.live) render(true);
-    }, 2000);
+      if (state.view && state.view.refresh) render(true);
+    }, Math.max(2000, 3 * state.lastRenderMs));
   }
 
   // ---- confirmation dialog --------------------------------------------------------------------
@@ -273,6 +275,7 @@
 
   // ---- views ------------------------------------------------------------------------------------
   function itemRows(rows, opts) {
+    for (const r of rows) noteStatus(r.taskId, r.status);
     return rows.map((r) => h('tr', { 'data-task': r.taskId },
       td('Task', h('a', { href: taskHref(r.taskId), class: 'mono', title: r.taskId }, short(r.taskId))),
       td('Status', statusBadge(r)),
@@ -389,6 +392,7 @@
       failuresOnly ? pageHead('Failures', 'Failed items, newest first, with the reason of their last attempt')
         : pageHead('Queue', 'Every item, newest first'),
       h('section', { class: 'card flush' }, failuresOnly ? null : filterBar(f, (nf) => go(nf, 0)), body)]);
+    state.view.refresh = cursor ? 'shown' : 'any'; /* an older page gains no new items */
     const p = await queuePage(f, PAGE, cursor);
     if (seq !== state.renderSeq) return;
     clear(body);
@@ -419,6 +423,7 @@
     if (seq !== state.renderSeq) return;
     const d = j.data || {};
     const it = d.queue_item || {};
+    noteStatus(it.taskId, it.status);
     const fields = [['Status', statusBadge(it)], ['Health', it.healthStatus ? badge(it.healthStatus) : '—'],
       ['Priority', prioBadge(it.priority)], ['Function', it.function], ['Team', it.teamName], ['Machine', it.machineName],
       ['Bridge', it.bridgeName], ['Created', it.createdTime], ['Started', it.startedTime], ['Finished', it.finishedTime],
@@ -593,7 +598,7 @@
     state.signedIn = false;
     sessionStorage.removeItem('ferry.csrf');
     sessionStorage.removeItem('ferry.who');
-    state.view = { live: false };
+    state.view = null;
     state.renderSeq++;
     viewLogin(message);
     updateChrome(false);
@@ -611,9 +616,9 @@
 
   // ---- routing ------------------------------------------------------------------------------------
   const ROUTES = {
-    '': { nav: 'overview', fn: viewOverview, live: true, title: 'Overview' },
-    queue: { nav: 'queue', fn: (s, p) => viewQueue(s, p, false), live: true, title: 'Queue' },
-    failures: { nav: 'failures', fn: (s, p) => viewQueue(s, p, true), live: true, title: 'Failures' },
+    '': { nav: 'overview', fn: viewOverview, refresh: 'any', title: 'Overview' },
+    queue: { nav: 'queue', fn: (s, p) => viewQueue(s, p, false), refresh: 'any', title: 'Queue' },
+    failures: { nav: 'failures', fn: (s, p) => viewQueue(s, p, true), refresh: 'any', title: 'Failures' },
     schedules: { nav: 'schedules', fn: viewSchedules, title: 'Schedules' },
     machines: { nav: 'machines', fn: viewMachines, title: 'Machines' },
     hosts: { nav: 'hosts', fn: viewHosts, title: 'Hosts' },
@@ -627,7 +632,7 @@
     let route = ROUTES[parts[0] || ''];
     let run;
     if (parts[0] === 'queue' && parts[1]) {
-      route = { nav: 'queue', title: 'Item ' + short(parts[1]), live: true };
+      route = { nav: 'queue', title: 'Item ' + short(parts[1]), refresh: 'shown' };
       run = (s) => viewTrace(s, parts[1]);
     } else if (!route) {
       route = { nav: '', title: 'Not found' };
@@ -636,7 +641,8 @@
       run = (s) => route.fn(s, params);
     }
     const seq = ++state.renderSeq;
-    state.view = route;
+    state.view = Object.assign({}, route);
+    const t0 = performance.now();
     document.title = route.title + ' · ferry';
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === route.nav);
     updateChrome(true);
@@ -644,6 +650,7 @@
     if (!quiet) { clear(main); add(main, h('div', { class: 'empty' }, 'Loading…')); }
     try {
       await run(seq);
+      state.lastRenderMs = performance.now() - t0;
       document.body.dataset.ready = route.nav || 'page';
     } catch (e) {
       if (seq !== state.renderSeq || e.status === 401) return;
