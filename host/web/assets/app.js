@@ -235,11 +235,14 @@
   }
 
   // ---- confirmation dialog --------------------------------------------------------------------
-  function confirmAction(title, body, okText) {
+  // danger: a red button for what stops or removes something (cancel, disable).
+  function confirmAction(title, body, okText, danger) {
     const dlg = document.getElementById('confirm');
     document.getElementById('confirm-title').textContent = title;
     add(clear(document.getElementById('confirm-body')), [body]);
-    document.getElementById('confirm-ok').textContent = okText || 'Confirm';
+    const ok = document.getElementById('confirm-ok');
+    ok.textContent = okText || 'Confirm';
+    ok.className = 'btn ' + (danger ? 'btn-danger' : 'btn-primary');
     return new Promise((resolve) => {
       dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
       dlg.returnValue = '';
@@ -253,7 +256,7 @@
       [h('p', null, (row.function || 'item') + ' on ' + (row.machineName || '?') + ' (' + (row.teamName || '?') + ')'),
         h('p', { class: 'mono' }, id),
         action === 'cancel' ? h('p', null, 'A running attempt is asked to stop.') : h('p', null, 'A new item is queued, linked to this one.')],
-      what + ' item');
+      what + ' item', action === 'cancel');
     if (!ok) return;
     try {
       const j = await api('POST', '/queue/' + encodeURIComponent(id) + '/' + action);
@@ -462,7 +465,7 @@
       const verb = s.enabled ? 'disable' : 'enable';
       const ok = await confirmAction((s.enabled ? 'Disable' : 'Enable') + ' schedule ' + s.scheduleName + '?',
         h('p', null, s.enabled ? 'It stops firing until enabled again.' : 'It fires again from its next run.'),
-        s.enabled ? 'Disable' : 'Enable');
+        s.enabled ? 'Disable' : 'Enable', s.enabled);
       if (!ok) return;
       try {
         await api('POST', '/schedules/' + encodeURIComponent(s.teamName) + '/' + encodeURIComponent(s.scheduleName) + '/' + verb);
