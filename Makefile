@@ -229,6 +229,8 @@ install: all
 	test -e $(INSTALL_CONF)/ferry.conf || cp $(INSTALL_CONF)/ferry.conf.default $(INSTALL_CONF)/ferry.conf
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
 	    dist/ferry.service.in > $(INSTALL_UNIT)/ferry.service
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
+	    dist/ferry-web.service.in > $(INSTALL_UNIT)/ferry-web.service
 
 clean:
 	rm -rf build

@@ -5,6 +5,7 @@
  */
 #include "hosts.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,15 +191,35 @@ int store_web_gauges(store *s, int64_t now, json_t **out, char *err, size_t errl
     return rc;
 }
 
-int store_web_finished(store *s, int64_t since_ms, int limit, json_t **rows, char *err,
-                       size_t errlen)
+const int64_t store_web_bucket_ms[STORE_WEB_BUCKETS] = {100,   500,   1000,   5000,   10000,
+                                                          30000, 60000, 300000, 900000, 3600000};
+
+int store_web_ended(store *s, int64_t lo_ms, int64_t hi_ms, json_t **rows, char *err,
+                    size_t errlen)
 {
-    const struct eng_val v[] = {NUM(since_ms), NUM(limit)};
-    return run_q(s, 0,
-                 "SELECT seq, function, status, started_at, finished_at FROM queue_items"
-                 " WHERE finished_at >= ?1 AND (status = 'COMPLETED' OR status = 'FAILED'"
-                 " OR status = 'CANCELLED') ORDER BY finished_at, seq LIMIT ?2",
-                 2, v, "ittnn", rows, err, errlen);
+    char *buckets = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&buckets, &blen);
+    for (int b = 0; b < STORE_WEB_BUCKETS; b++)
+        fprintf(f, ", sum(CASE WHEN started_at IS NOT NULL AND finished_at - started_at <= %lld"
+                   " THEN 1 ELSE 0 END)",
+                (long long)store_web_bucket_ms[b]);
+    fclose(f);
+    char *sql = xasprintf("SELECT function, status, count(*), count(started_at),"
+                          " coalesce(sum(finished_at - started_at), 0)%s FROM queue_items"
+                          " WHERE finished_at >= ?1 AND finished_at < ?2 AND (status = 'COMPLETED'"
+                          " OR status = 'FAILED' OR status = 'CANCELLED')"
+                          " GROUP BY function, status",
+                          buckets);
+    free(buckets);
+    char cols[8 + STORE_WEB_BUCKETS] = "ttiii";
+    for (int b = 0; b < STORE_WEB_BUCKETS; b++)
+        cols[5 + b] = 'i';
+    cols[5 + STORE_WEB_BUCKETS] = '\0';
+    const struct eng_val v[] = {NUM(lo_ms), NUM(hi_ms)};
+    int rc = run_q(s, 0, sql, 2, v, cols, rows, err, errlen);
+    free(sql);
+    return rc;
 }
 
 int store_web_changes(store *s, int64_t since_ms, const char *team, int limit, json_t **rows,

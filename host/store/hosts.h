@@ -36,10 +36,16 @@ int store_hosts_list(store *s, int64_t now, json_t **rows, char *err, size_t err
  *  "oldestPendingMs":ms or 0, "hostsAlive":n, "scheduleDelays":[[team,schedule,ms]…]}. */
 int store_web_gauges(store *s, int64_t now, json_t **out, char *err, size_t errlen);
 
-/* Ended items (COMPLETED, FAILED, CANCELLED) whose finished_at is at or after since_ms, in
- * finished_at order, at most limit: [[seq,function,status,started_ms,finished_ms]…]. */
-int store_web_finished(store *s, int64_t since_ms, int limit, json_t **rows, char *err,
-                       size_t errlen);
+/* Histogram bounds of store_web_ended, ms. */
+#define STORE_WEB_BUCKETS 10
+extern const int64_t store_web_bucket_ms[STORE_WEB_BUCKETS];
+
+/* The ended items (COMPLETED, FAILED, CANCELLED) with lo_ms <= finished_at < hi_ms, added
+ * up by function and status in one indexed query (qi_finished): [[function, status, count,
+ * timed (those with a start), sum of run times ms, count with run time <= each bound of
+ * store_web_bucket_ms …]…]. */
+int store_web_ended(store *s, int64_t lo_ms, int64_t hi_ms, json_t **rows, char *err,
+                    size_t errlen);
 
 /* Items that changed after since_ms (created, active with an update, or ended), of team
  * (NULL: every team), oldest change first, at most limit: [{"taskId","status","priority",

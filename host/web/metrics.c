@@ -2,11 +2,11 @@
  * /metrics (Prometheus text format 0.0.4), /healthz, /api/v1/summary and the event stream
  * /api/v1/events. Gauges are read afresh at each scrape through indexes (hosts.h:
  * store_web_gauges). The counters and the duration histogram would need the whole history
- * each time, so they are kept here instead: counted once at start, then from the items
- * ended since (store_web_finished reads qi_finished), with a short overlap so that an end
- * committed a little after a later one is still counted once.
+ * each time, so they are kept here instead: added up once at start, then at each scrape
+ * for the items that ended since, in one aggregate query over qi_finished
+ * (store_web_ended). An item is counted once its end is SETTLE_MS old, so that an end
+ * committed a little after a later one is still counted, once.
  */
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +17,9 @@
 #include "util.h"
 #include "web_int.h"
 
-#define OVERLAP_MS  2000
-#define CATCH_CHUNK 10000
+#define SETTLE_MS 5000
 
-/* Histogram buckets, seconds. */
-static const double buckets[] = {0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
-#define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+#define N_BUCKETS STORE_WEB_BUCKETS
 /* fn_stats entries: [completed, failed, count, sum ms, bucket 0 … N_BUCKETS-1] */
 #define ST_COMPLETED 0
 #define ST_FAILED    1
@@ -35,10 +32,12 @@ static void bump(json_t *a, size_t i, json_int_t by)
     json_array_set_new(a, i, json_integer(json_integer_value(json_array_get(a, i)) + by));
 }
 
+/* Adds one row of store_web_ended to the counters. */
 static void count_row(struct web *w, const json_t *row)
 {
-    const char *fn = json_string_value(json_array_get(row, 1));
-    const char *status = json_string_value(json_array_get(row, 2));
+    const char *fn = json_string_value(json_array_get(row, 0));
+    const char *status = json_string_value(json_array_get(row, 1));
+    json_int_t n = json_integer_value(json_array_get(row, 2));
     json_t *st = json_object_get(w->fn_stats, fn ? fn : "?");
     if (st == NULL) {
         st = json_array();
@@ -47,70 +46,32 @@ static void count_row(struct web *w, const json_t *row)
         json_object_set_new(w->fn_stats, fn ? fn : "?", st);
     }
     if (status && !strcmp(status, "COMPLETED"))
-        bump(st, ST_COMPLETED, 1);
+        bump(st, ST_COMPLETED, n);
     else if (status && !strcmp(status, "FAILED"))
-        bump(st, ST_FAILED, 1);
-    json_t *started = json_array_get(row, 3);
-    if (json_is_integer(started) && json_integer_value(started) > 0 &&
-        status && strcmp(status, "CANCELLED") != 0) {
-        json_int_t ms = json_integer_value(json_array_get(row, 4)) - json_integer_value(started);
-        if (ms < 0)
-            ms = 0;
-        bump(st, ST_COUNT, 1);
-        bump(st, ST_SUM_MS, ms);
-        for (size_t b = 0; b < N_BUCKETS; b++)
-            if ((double)ms / 1000.0 <= buckets[b])
-                bump(st, ST_BUCKET0 + b, 1);
-    }
+        bump(st, ST_FAILED, n);
+    if (status && !strcmp(status, "CANCELLED"))
+        return; /* a cancelled attempt's run time says nothing of the function */
+    bump(st, ST_COUNT, json_integer_value(json_array_get(row, 3)));
+    bump(st, ST_SUM_MS, json_integer_value(json_array_get(row, 4)));
+    for (size_t b = 0; b < N_BUCKETS; b++)
+        bump(st, ST_BUCKET0 + b, json_integer_value(json_array_get(row, 5 + b)));
 }
 
 int metrics_catch_up(struct web *w, store *st, char *err, size_t errlen)
 {
     pthread_mutex_lock(&w->metrics_lock);
+    int64_t hi = now_ms() - SETTLE_MS;
     int rc = STORE_OK;
-    int64_t since = w->watermark_ms > OVERLAP_MS ? w->watermark_ms - OVERLAP_MS : 0;
-    int64_t top = w->watermark_ms;
-    for (;;) {
+    if (hi > w->watermark_ms) {
         json_t *rows = NULL;
-        rc = store_web_finished(st, since, CATCH_CHUNK, &rows, err, errlen);
-        if (rc != STORE_OK)
-            break;
-        size_t i, n = json_array_size(rows);
-        json_t *row;
-        int64_t last = since;
-        json_array_foreach(rows, i, row)
-        {
-            char key[32];
-            snprintf(key, sizeof(key), "%lld", (long long)json_integer_value(json_array_get(row, 0)));
-            int64_t fin = json_integer_value(json_array_get(row, 4));
-            last = fin;
-            if (fin > top)
-                top = fin;
-            if (json_object_get(w->seen, key))
-                continue;
-            json_object_set_new(w->seen, key, json_integer(fin));
-            count_row(w, row);
+        rc = store_web_ended(st, w->watermark_ms, hi, &rows, err, errlen);
+        if (rc == STORE_OK) {
+            size_t i;
+            json_t *row;
+            json_array_foreach(rows, i, row) count_row(w, row);
+            w->watermark_ms = hi;
         }
         json_decref(rows);
-        /* A full chunk: go on from its last end (rows at that instant are in seen). */
-        if (n < CATCH_CHUNK || last == since)
-            break;
-        since = last;
-        /* Forget what lies well behind: keeps seen to the overlap window. */
-        const char *k;
-        json_t *v;
-        void *tmp;
-        json_object_foreach_safe(w->seen, tmp, k, v) if (json_integer_value(v) < since - OVERLAP_MS)
-            json_object_del(w->seen, k);
-    }
-    if (rc == STORE_OK) {
-        w->watermark_ms = top;
-        const char *k;
-        json_t *v;
-        void *tmp;
-        json_object_foreach_safe(w->seen, tmp, k, v) if (json_integer_value(v) <
-                                                         top - OVERLAP_MS) json_object_del(w->seen,
-                                                                                           k);
     }
     pthread_mutex_unlock(&w->metrics_lock);
     return rc;
@@ -226,7 +187,7 @@ enum MHD_Result metrics_serve(struct req *r)
             fputs("ferry_attempt_duration_seconds_bucket{", f);
             label(f, "function", fn);
             if (b < N_BUCKETS)
-                fprintf(f, ",le=\"%g\"} %lld\n", buckets[b],
+                fprintf(f, ",le=\"%g\"} %lld\n", (double)store_web_bucket_ms[b] / 1000.0,
                         (long long)json_integer_value(json_array_get(st, ST_BUCKET0 + b)));
             else
                 fprintf(f, ",le=\"+Inf\"} %lld\n",
@@ -251,7 +212,7 @@ enum MHD_Result healthz_serve(struct req *r)
     json_t *rows = NULL;
     char err[512];
     /* One indexed read: the store answers. */
-    if (store_web_finished(r->st, now_ms(), 1, &rows, err, sizeof(err)) != STORE_OK)
+    if (store_web_ended(r->st, now_ms(), now_ms(), &rows, err, sizeof(err)) != STORE_OK)
         return text_reply(r, 503, "text/plain; charset=utf-8", "store unavailable\n");
     json_decref(rows);
     return text_reply(r, 200, "text/plain; charset=utf-8", "ok\n");
@@ -330,7 +291,7 @@ static void stream_poll(struct stream *s)
     int64_t asked = s->since_ms;
     if (web_store(&tmp) == NULL)
         return;
-    int rc = store_web_changes(tmp.st, asked - OVERLAP_MS, s->team[0] ? s->team : NULL,
+    int rc = store_web_changes(tmp.st, asked - SETTLE_MS, s->team[0] ? s->team : NULL,
                                EVENTS_PER_POLL, &rows, err, sizeof(err));
     /* Give the handle back at once: a stream must not hold one while it waits. */
     pthread_mutex_lock(&s->w->pool_lock);

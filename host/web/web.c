@@ -589,7 +589,6 @@ int web_run(const ferry_config *cfg, const char *listen)
     w.sessions = json_object();
     w.rates = json_object();
     w.fn_stats = json_object();
-    w.seen = json_object();
 
     /* The store answers before anything listens, and the counters start from it. */
     store *st = store_open_config(cfg, err, sizeof(err));
@@ -681,7 +680,6 @@ int web_run(const ferry_config *cfg, const char *listen)
     json_decref(w.sessions);
     json_decref(w.rates);
     json_decref(w.fn_stats);
-    json_decref(w.seen);
     free(cert);
     free(key);
     return 0;

@@ -39,7 +39,6 @@ struct web {
     /* /metrics' counters, kept up to date from the ended items (metrics.c). */
     pthread_mutex_t metrics_lock;
     json_t *fn_stats;     /* function -> [completed, failed, count, sum ms, buckets…] */
-    json_t *seen;         /* seq -> finished ms, for items near the watermark */
     int64_t watermark_ms; /* items finished before it are counted */
 };
 

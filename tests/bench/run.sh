@@ -7,7 +7,7 @@
 #   BENCH_ONLY="SECTION..." make bench    the same through make
 #
 # Sections, in the order they run: enqueue, cli, graphile and drain (case by case, side by
-# side), latency, list, rss, pg, schedule, backup, paint. "queue" stands for graphile drain latency rss (the host's hot path beside
+# side), latency, list, rss, pg, schedule, backup, web, paint. "queue" stands for graphile drain latency rss (the host's hot path beside
 # its peer); no section named runs them all. Sizes: BENCH_DRAIN_SIZES ("10000 100000"),
 # BENCH_WORKERS ("2 4"), BENCH_BIG (1000000, the list and RSS queue), BENCH_LATENCY_N (1000),
 # BENCH_MB / BENCH_REMOTE_MB (backup trees), BENCH_PIPELINE (32: the drains' workers.pipeline,
@@ -31,7 +31,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ALL="enqueue cli graphile drain latency list rss pg schedule backup"
+ALL="enqueue cli graphile drain latency list rss pg schedule backup web"
 ALL="$ALL paint" # the web dashboard's first paint with BENCH_BIG items (tests/bench/web_paint.sh)
 want=" ${*:-${BENCH_ONLY:-$ALL}} "
 want=${want//,/ }
@@ -257,6 +257,10 @@ if on pg; then
 fi
 if on schedule; then
     BUILD=$BUILD tests/bench/schedule.sh || echo "(tests/bench/schedule.sh failed)"
+    echo
+fi
+if on web; then
+    BUILD=$BUILD BENCH_BIG=$BIG tests/bench/web.sh || echo "(tests/bench/web.sh failed)"
     echo
 fi
 if on backup; then

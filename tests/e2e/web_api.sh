@@ -72,8 +72,10 @@ eq "... nothing written" "$(ferry list queue --output json | jq '.data | length'
 # --- /metrics after real work ----------------------------------------------------------------------
 id=$(curl -fsS "${auth[@]}" -X POST "$WEB/api/v1/queue" -d '{"team":"Ops","machine":"box1","bridge":"local","vault":{"function":"hello"}}' | jq -r '.data[0].taskId')
 wait_status "$id" COMPLETED || fail "the host runs an item made through the API"
-m=$(curl -fsS "$WEB/metrics")
 done_n=$(ferry list queue --status COMPLETED --output json | jq '[.data[] | select(.function == "hello")] | length')
+# An end is counted once it is 5 s old (docs/api.md).
+wait_for 15 bash -c "curl -fsS '$WEB/metrics' | grep -qx 'ferry_items_completed_total{function=\"hello\"} $done_n'"
+m=$(curl -fsS "$WEB/metrics")
 contains "metrics count the completed items by function" "$m" "ferry_items_completed_total{function=\"hello\"} $done_n"
 contains "metrics have the duration histogram" "$m" "ferry_attempt_duration_seconds_count{function=\"hello\"} $done_n"
 contains "metrics have the queue depth by bridge, status and priority" "$m" 'ferry_queue_depth{bridge="far",status="PENDING",priority="'
