@@ -269,6 +269,19 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     check('sign out ends the session', code === 401, 'status ' + code);
   });
 
+  // --- a viewer: reads everything, is offered no change ------------------------------------------
+  await step('viewer', async () => {
+    await page.fill('#login input[name=token]', process.env.FERRY_VIEWER_TOKEN);
+    await page.click('#login button[type=submit]');
+    await page.waitForSelector('body[data-ready=overview]');
+    await page.goto(BASE + '/#/queue');
+    await page.waitForSelector('body[data-ready=queue] tbody tr[data-task]');
+    const r = await page.evaluate(() => ({ buttons: document.querySelectorAll('main button[data-action]').length,
+      newItem: !document.getElementById('new-item').hidden, who: document.getElementById('who').textContent }));
+    check('a viewer reads the queue and is offered no cancel, retry or create', r.buttons === 0 && !r.newItem && r.who.includes('viewer'), JSON.stringify(r));
+    await shot(page, '19-viewer-queue');
+  });
+
   const csp = await page.evaluate(() => window.__csp || []);
   check('the dashboard needs nothing the Content-Security-Policy forbids', csp.length === 0, JSON.stringify(csp));
   check('no script error or console error in any view', problems.length === 0, JSON.stringify(problems));

@@ -39,7 +39,10 @@ ferry create machine-group Ops web --members box1,far1 >/dev/null
 ferry create schedule Ops nightly --vault '{"cron":"0 2 * * *","timezone":"UTC","machine":"box1","queue_config":{"function":"fx_noop"}}' >/dev/null 2>&1
 ferry create user alice >/dev/null
 TOKEN=$(ferry create token alice --team Ops --role operator --output json | jq -r '.data.token')
-[[ -n $TOKEN && $TOKEN != null ]] || { fail "an operator token for the browser"; t_done; exit 1; }
+ferry create user vic >/dev/null
+VIEWER=$(ferry create token vic --team Ops --role viewer --output json | jq -r '.data.token')
+[[ -n $TOKEN && $TOKEN != null && -n $VIEWER && $VIEWER != null ]] ||
+    { fail "an operator and a viewer token for the browser"; t_done; exit 1; }
 
 mk() { # TEAM MACHINE BRIDGE PRIORITY VAULT: prints the task id
     ferry create queue-item "$1" "$2" "$3" --priority "$4" --vault "$5" --output json 2>/dev/null | jq -r '.data[0].taskId'
@@ -89,7 +92,7 @@ jq -n --arg cancel "$CANCEL_ID" --arg keep "$KEEP_ID" --arg p "$XSS_PENDING" --a
       failReason:"onerror"}' >"$T_DIR/data.json"
 
 start=$SECONDS
-FERRY_WEB=$WEB FERRY_TOKEN=$TOKEN WEB_ARTIFACTS=$ART WEB_PROFILE=$T_DIR/profile \
+FERRY_WEB=$WEB FERRY_TOKEN=$TOKEN FERRY_VIEWER_TOKEN=$VIEWER WEB_ARTIFACTS=$ART WEB_PROFILE=$T_DIR/profile \
     WEB_DATA=$T_DIR/data.json NODE_MODULES=$NODE_MODULES \
     timeout 120 node "$FERRY_ROOT/tests/e2e/web_browser.js" >"$T_DIR/browser.out" 2>"$T_DIR/browser.err"
 rc=$?
@@ -103,7 +106,7 @@ done <"$T_DIR/browser.out"
 [[ $rc -eq 0 ]] || fail "the browser run exits 0" "exit $rc" "$(tail -5 "$T_DIR/browser.err")"
 echo "# browser run: $((SECONDS - start)) s; screenshots in $ART"
 n=$(ls "$ART"/*.png 2>/dev/null | wc -l)
-[[ $n -ge 18 ]] && pass "every step saved a screenshot ($n)" || fail "every step saved a screenshot" "$n in $ART"
+[[ $n -ge 19 ]] && pass "every step saved a screenshot ($n)" || fail "every step saved a screenshot" "$n in $ART"
 
 stop_web
 stop_host

@@ -269,6 +269,7 @@
   }
   function actionButtons(row) {
     const out = [];
+    if (state.role === 'viewer') return out; /* the API would refuse them */
     if (row.canBeCancelled || ['PENDING', 'ASSIGNED', 'PROCESSING'].includes(row.status))
       out.push(h('button', { class: 'btn btn-sm', type: 'button', 'data-action': 'cancel', onclick: () => itemAction(row, 'cancel') }, 'Cancel'));
     if (row.status === 'FAILED' || row.status === 'CANCELLED')
@@ -303,7 +304,7 @@
     const failures = h('div');
     const hostsBox = h('div');
     add(clear(main), [
-      pageHead('Overview', 'Queue by status and priority, what runs now, what failed'),
+      pageHead('Overview', 'Counts for the whole store; what runs now and what failed for your team'),
       counts,
       h('div', { class: 'grid2' },
         h('section', { class: 'card' }, h('h2', null, 'Pending by priority'), prio, prioNote),
@@ -482,7 +483,8 @@
           td('Next run', s.enabled && s.nextRun ? [when(s.nextRun), h('div', { class: 'muted mono' }, s.nextRun)] : '—'),
           td('Last run', when(s.lastRun)),
           td('Last item', s.lastTaskId ? h('a', { href: taskHref(s.lastTaskId), class: 'mono' }, short(s.lastTaskId)) : '—'),
-          td('', h('button', { class: 'btn btn-sm', type: 'button', onclick: () => toggle(s) }, s.enabled ? 'Disable' : 'Enable'), 'actions'))))
+          td('', state.role === 'viewer' ? null
+            : h('button', { class: 'btn btn-sm', type: 'button', onclick: () => toggle(s) }, s.enabled ? 'Disable' : 'Enable'), 'actions'))))
         : emptyState('No schedules', 'Create one with `ferry create schedule TEAM NAME --vault …`.'))]);
   }
 
@@ -583,6 +585,7 @@
         const d = j.data || {};
         state.csrf = d.csrfToken || '';
         state.who = [d.user, d.team, d.role].filter(Boolean).join(' · ');
+        state.role = d.role || '';
         sessionStorage.setItem('ferry.csrf', state.csrf);
         sessionStorage.setItem('ferry.who', state.who);
         token.value = '';
@@ -603,12 +606,13 @@
     sessionStorage.removeItem('ferry.who');
     state.view = null;
     state.renderSeq++;
+    clear(document.getElementById('toasts'));
     viewLogin(message);
     updateChrome(false);
   }
   function updateChrome(signedIn) {
     document.getElementById('logout').hidden = !signedIn;
-    document.getElementById('new-item').hidden = !signedIn;
+    document.getElementById('new-item').hidden = !signedIn || state.role === 'viewer';
     document.getElementById('who').textContent = signedIn ? state.who : '';
     document.body.classList.toggle('signed-out', !signedIn);
   }
@@ -666,6 +670,7 @@
   api('GET', '/me').then((j) => {
     const d = j.data || {};
     state.who = [d.user, d.team, d.role].filter(Boolean).join(' · ');
+    state.role = d.role || '';
     state.signedIn = true;
     render();
   }, (e) => { if (e.status !== 401) add(clear(main), h('section', { class: 'card' }, errorBox(e))); });
