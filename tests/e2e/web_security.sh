@@ -53,6 +53,10 @@ audit=$(ferry audit list --output json | jq -c '[.data[] | select(.action == "qu
 eq "the API's cancel is audited: user, via api, client address" "$audit" '["olga","api","127.0.0.1"]'
 contains "... and in the item's timeline" "$(ferry queue trace "$task" --output json | jq -c '.data.timeline')" "olga"
 
+ev=$(curl -sS -N --max-time 2 -H "Authorization: Bearer $OPER" "$WEB/api/v1/events")
+contains "the event stream shows the token's team" "$ev" '"teamName":"Ops"'
+not_contains "... and never another team's items" "$ev" "$dev_task"
+
 # --- browser login: cookie and CSRF -----------------------------------------------------------
 jar=$T_DIR/jar
 hdr=$(curl -s -D - -o "$T_DIR/login.json" -c "$jar" -X POST -d "{\"token\":\"$OPER\"}" "$WEB/api/v1/login")
