@@ -155,6 +155,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     const status = await page.waitForFunction(() => ['COMPLETED'].includes(document.querySelector('[data-task] [data-role=status]').textContent), null, { timeout: 10000 })
       .then(() => 'COMPLETED', () => 'not yet');
     check('the item\'s status turns COMPLETED live', status === 'COMPLETED', status);
+    // Its many PROGRESS events fold into one line that opens them.
+    await page.waitForSelector('[data-role=more-events]');
+    const before = await page.$$eval('.timeline li', (l) => l.length);
+    await shot(page, '06b-trace-after-run');
+    await page.click('[data-role=more-events]');
+    const after = await page.$$eval('.timeline li.ev-PROGRESS', (l) => l.length);
+    check('a long run of progress events is folded and opens on a click', after > before, before + ' items, then ' + after + ' progress events');
   });
 
   // --- cancel with confirmation -------------------------------------------------------------------

@@ -106,7 +106,7 @@ done <"$T_DIR/browser.out"
 [[ $rc -eq 0 ]] || fail "the browser run exits 0" "exit $rc" "$(tail -5 "$T_DIR/browser.err")"
 echo "# browser run: $((SECONDS - start)) s; screenshots in $ART"
 n=$(ls "$ART"/*.png 2>/dev/null | wc -l)
-[[ $n -ge 19 ]] && pass "every step saved a screenshot ($n)" || fail "every step saved a screenshot" "$n in $ART"
+[[ $n -ge 20 ]] && pass "every step saved a screenshot ($n)" || fail "every step saved a screenshot" "$n in $ART"
 
 stop_web
 stop_host

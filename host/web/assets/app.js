@@ -437,12 +437,29 @@
     const kv = h('dl', { class: 'kv' });
     for (const [k, v] of fields) if (v !== null && v !== undefined && v !== '') add(kv, [h('dt', null, k), h('dd', null, v)]);
     const events = Array.isArray(d.timeline) ? d.timeline : [];
-    const tl = events.length ? h('ol', { class: 'timeline' }, events.map((e) => h('li', { class: 'ev-' + e.action },
+    const evLi = (e) => h('li', { class: 'ev-' + e.action },
       h('span', { class: 'act' }, e.action || '?'),
       h('span', { class: 'when', title: e.timestamp || '' }, (e.timestamp || '') +
         (typeof e.secondsSincePrevious === 'number' && e.secondsSincePrevious > 0 ? '  +' + e.secondsSincePrevious.toFixed(3) + ' s' : '')),
       e.details === null || e.details === undefined || e.details === '' ? null
-        : h('div', { class: 'det' }, typeof e.details === 'string' ? e.details : JSON.stringify(e.details)))))
+        : h('div', { class: 'det' }, typeof e.details === 'string' ? e.details : JSON.stringify(e.details)));
+    // A long run of PROGRESS events shows its first and last, and a line that opens the rest.
+    const lis = [];
+    for (let i = 0; i < events.length;) {
+      let j = i;
+      while (j < events.length && events[j].action === 'PROGRESS') j++;
+      if (j - i > 4) {
+        const hidden = events.slice(i + 1, j - 1);
+        const more = h('li', { class: 'ev-more' }, h('button', { class: 'btn btn-sm', type: 'button', 'data-role': 'more-events',
+          onclick: () => more.replaceWith(...hidden.map(evLi)) }, hidden.length + ' more progress events'));
+        lis.push(evLi(events[i]), more, evLi(events[j - 1]));
+        i = j;
+      } else {
+        const end = Math.max(j, i + 1); /* a short run whole, or one other event */
+        for (; i < end; i++) lis.push(evLi(events[i]));
+      }
+    }
+    const tl = events.length ? h('ol', { class: 'timeline' }, lis)
       : emptyState('No events yet');
     add(clear(main), [
       h('div', { class: 'crumb' }, h('a', { href: '#/queue' }, 'Queue'), ' / ', short(it.taskId || id)),
