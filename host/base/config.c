@@ -105,6 +105,10 @@ static const struct config_key config_keys[] = {
      "Connections `ferry web` serves at once (each has a thread); more are refused."},
     {"web.store_handles", KEY_INT, OFF(web_store_handles), "8", 1, 256,
      "Store connections `ferry web` keeps open; a request waits for a free one."},
+    {"people.command_role", KEY_STRING, OFF(people_command_role), "operator", 0, 0,
+     "Role an API token needs to create or retry an item that runs commands its vault gives "
+     "(functions flagged runs_commands: script, run_tests, conditional; or a vault with "
+     "pre_hook or post_hook): \"operator\" (as every item) or \"admin\" (docs/people.md)."},
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -394,6 +398,12 @@ static int check_values(const ferry_config *cfg, char *err, size_t errlen)
     if (driver->conninfo != NULL && cfg->store_conninfo[0] == '\0') {
         seterr(err, errlen, "%s: store.driver is \"%s\" but store.conninfo is empty", where,
                cfg->store_driver);
+        return -1;
+    }
+    if (strcmp(cfg->people_command_role, "operator") != 0 &&
+        strcmp(cfg->people_command_role, "admin") != 0) {
+        seterr(err, errlen, "%s: people.command_role is '%s'; use \"operator\" or \"admin\"",
+               where, cfg->people_command_role);
         return -1;
     }
     if (cfg->retry_jitter < 0 || cfg->retry_jitter > 1 || cfg->retry_backoff < 1) {

@@ -64,6 +64,7 @@ typedef struct ferry_config {
     int web_timeout;         /* seconds */
     int web_max_connections; /* at once */
     int web_store_handles;   /* store connections kept open */
+    char *people_command_role; /* role an item that runs commands needs: "operator", "admin" */
 
     json_t *plugin_sections; /* object: plugin name -> its section as JSON */
 } ferry_config;

@@ -13,8 +13,6 @@
 #include "store.h"
 #include "util.h"
 
-#include <openssl/crypto.h>
-
 static int people_fail(cli *c, const char *err)
 {
     return cli_fail(c, EXIT_ERROR, "%s", err);
@@ -108,7 +106,7 @@ static int cmd_create_token(cli *c)
         json_decref(row);
         cli_warn(c, "this is the only time the token is shown; ferry keeps only its hash");
     }
-    OPENSSL_cleanse(token, sizeof(token));
+    explicit_bzero(token, sizeof(token));
     return EXIT_OK;
 }
 

@@ -426,8 +426,8 @@ static void print_trace_text(const json_t *item, const json_t *events)
     free(t);
     printf("\nTIMELINE\n");
     static const char *const cols[][2] = {{"TIME", "timestamp"}, {"+SECONDS", "delta"},
-                                          {"ACTION", "action"}, {"DETAILS", "detailsText"},
-                                          {NULL, NULL}};
+                                          {"ACTION", "action"}, {"BY", "actor"},
+                                          {"DETAILS", "detailsText"}, {NULL, NULL}};
     json_t *rows = json_deep_copy(events);
     size_t i;
     json_t *e;

@@ -4,6 +4,7 @@
  */
 #include "people.h"
 
+#include "config.h"
 #include "descriptor.h"
 #include "store.h"
 #include "util.h"
@@ -36,10 +37,13 @@ enum people_role people_role_parse(const char *name)
 
 void principal_cli(struct principal *p)
 {
+    struct passwd pw, *found = NULL;
+    char buf[4096];
     memset(p, 0, sizeof(*p));
-    struct passwd *pw = getpwuid(geteuid());
-    if (pw != NULL && pw->pw_name != NULL && *pw->pw_name != '\0')
-        snprintf(p->user, sizeof(p->user), "%s", pw->pw_name);
+    /* getpwuid_r: the web server may call this from several threads. */
+    if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL &&
+        found->pw_name != NULL && *found->pw_name != '\0')
+        snprintf(p->user, sizeof(p->user), "%s", found->pw_name);
     else
         snprintf(p->user, sizeof(p->user), "uid %u", (unsigned)geteuid());
     p->role = ROLE_ADMIN;
@@ -74,6 +78,32 @@ enum people_role people_item_role(const json_t *fn, const json_t *vault,
     if (commands && command_role > need)
         need = command_role;
     return need;
+}
+
+/* The schedule vault keys that turn a schedule on or off (docs/schedules.md). */
+static const char *const toggle_keys[] = {"enabled", "disabled_until"};
+
+enum people_role people_schedule_patch_role(const json_t *patch)
+{
+    const char *key;
+    const json_t *v;
+    if (!json_is_object(patch) || json_object_size(patch) == 0)
+        return ROLE_ADMIN;
+    json_object_foreach ((json_t *)patch, key, v) {
+        size_t k = 0;
+        while (k < sizeof(toggle_keys) / sizeof(*toggle_keys) && strcmp(key, toggle_keys[k]) != 0)
+            k++;
+        if (k == sizeof(toggle_keys) / sizeof(*toggle_keys))
+            return ROLE_ADMIN;
+    }
+    (void)v;
+    return ROLE_OPERATOR;
+}
+
+enum people_role people_command_role(const struct ferry_config *cfg)
+{
+    enum people_role r = cfg ? people_role_parse(cfg->people_command_role) : ROLE_NONE;
+    return r > ROLE_OPERATOR ? r : ROLE_OPERATOR;
 }
 
 void store_set_actor(store *s, const struct principal *p)

@@ -52,7 +52,8 @@ void principal_cli(struct principal *p);
  * log, never the token itself). The token is compared by its SHA-256 in constant time.
  * Records the token's use: its last used time and address, and an audit row "token.use"
  * when it was not used from that address in the last minute (so a dashboard polling every
- * second does not flood the log); a revoked token's use is audited as "token.refused".
+ * second does not flood the log); a revoked token's use is audited as "token.refused" (as
+ * rarely). STORE_ERROR when libcrypto cannot be loaded (err names the package).
  */
 int people_authenticate(store *s, const char *token, const char *address, struct principal *p,
                         char *err, size_t errlen);
@@ -74,6 +75,18 @@ int people_allowed(const struct principal *p, const char *team, enum people_role
  */
 enum people_role people_item_role(const json_t *fn, const json_t *vault,
                                   enum people_role command_role);
+
+/*
+ * The role a schedule vault patch (RFC 7396, as `update schedule-vault` merges it) needs:
+ * ROLE_OPERATOR when it only turns the schedule on or off ("enabled", "disabled_until"),
+ * else ROLE_ADMIN (a replaced vault, or any other key: cron, machine, queue_config …).
+ */
+enum people_role people_schedule_patch_role(const json_t *patch);
+
+struct ferry_config;
+/* The configuration's people.command_role as a role (ROLE_OPERATOR when unset), for
+ * people_item_role. */
+enum people_role people_command_role(const struct ferry_config *cfg);
 
 /*
  * Every change made through s from now on is recorded as done by p (audit log, and the

@@ -1,7 +1,7 @@
 /*
  * Users and their API tokens over the store's engine (engine.h), for every driver: create,
- * list, remove and revoke, and people_authenticate. A token is 32 random bytes from
- * OpenSSL, printed once as "fy1_" and 64 hex digits; the store keeps only its SHA-256, which
+ * list, remove and revoke, and people_authenticate. A token is 32 random bytes from the
+ * kernel, printed once as "fy1_" and 64 hex digits; the store keeps only its SHA-256, which
  * a token of that entropy makes as good as a slow password hash. Every change writes its
  * audit row in its own transaction (audit.c).
  */
@@ -11,24 +11,11 @@
 #include "engine.h"
 #include "util.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
 /* A token's use is written (last used, audit row) at most once a minute per address. */
 #define TOKEN_USE_EVERY_MS 60000
-
-static void sha256_hex(const char *text, char out[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(text, strlen(text), md, &len, EVP_sha256(), NULL) != 1 || len != 32)
-        abort(); /* SHA-256 is always there */
-    for (unsigned i = 0; i < len; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
 
 /* Whether text has a token's shape: the prefix and exactly 64 lowercase hex digits. */
 static int token_shape_ok(const char *text)
@@ -259,20 +246,22 @@ int people_token_create(store *s, const char *user, const char *team, enum peopl
         seterr(err, errlen, "a token needs a user and a team");
         return STORE_ERROR;
     }
-    if (RAND_bytes(raw, sizeof(raw)) != 1) {
-        seterr(err, errlen, "no random bytes from OpenSSL for a token");
+    if (people_random(raw, sizeof(raw), err, errlen) != 0)
         return STORE_ERROR;
-    }
     char *p = token + snprintf(token, PEOPLE_TOKEN_LEN + 1, "%s", PEOPLE_TOKEN_PREFIX);
     for (size_t i = 0; i < sizeof(raw); i++)
         p += snprintf(p, 3, "%02x", raw[i]);
-    OPENSSL_cleanse(raw, sizeof(raw));
-    sha256_hex(token, hash);
+    explicit_bzero(raw, sizeof(raw));
+    if (people_sha256_hex(token, hash, err, errlen) != 0) {
+        explicit_bzero(token, PEOPLE_TOKEN_LEN + 1);
+        token[0] = '\0';
+        return STORE_ERROR;
+    }
     struct people_ctx c = {.name = user, .team = team, .role = role, .hash = hash,
                            .now = now_ms()};
     int rc = eng_run(s, 1, token_create_body, &c, err, errlen);
     if (rc != STORE_OK)
-        OPENSSL_cleanse(token, PEOPLE_TOKEN_LEN + 1);
+        explicit_bzero(token, PEOPLE_TOKEN_LEN + 1);
     return eng_take_json(c.out, row, rc);
 }
 
@@ -351,7 +340,7 @@ static int token_find_body(store *s, void *ctx, char *err, size_t errlen)
     int got = eng_next(&r, err, errlen);
     const char *stored = got == 1 ? eng_text(&r, 10) : NULL;
     if (got == 1 && stored != NULL && strlen(stored) == 64 &&
-        CRYPTO_memcmp(stored, c->hash, 64) == 0) {
+        people_equal_ct(stored, c->hash, 64)) {
         struct principal *p = &c->who;
         memset(p, 0, sizeof(*p));
         snprintf(p->user, sizeof(p->user), "%s", eng_text(&r, 1));
@@ -361,8 +350,10 @@ static int token_find_body(store *s, void *ctx, char *err, size_t errlen)
         snprintf(p->via, sizeof(p->via), "api");
         snprintf(p->address, sizeof(p->address), "%s", c->address ? c->address : "");
         c->refused = !eng_null(&r, 8) || !eng_null(&r, 11) || p->role == ROLE_NONE;
+        /* Written at most once a minute per address, refused uses too: a client retrying a
+         * revoked token in a loop cannot flood the audit log. */
         const char *last_addr = eng_text(&r, 7);
-        c->touch = c->refused || eng_null(&r, 6) || c->now - eng_i64(&r, 6) >= TOKEN_USE_EVERY_MS ||
+        c->touch = eng_null(&r, 6) || c->now - eng_i64(&r, 6) >= TOKEN_USE_EVERY_MS ||
                    last_addr == NULL || strcmp(last_addr, p->address) != 0;
     } else if (got >= 0) {
         got = STORE_NOT_FOUND;
@@ -377,14 +368,14 @@ static int token_touch_body(store *s, void *ctx, char *err, size_t errlen)
     struct people_ctx *c = ctx;
     char target[32];
     snprintf(target, sizeof(target), "%lld", (long long)c->who.token_id);
-    if (c->refused)
-        return people_audit_write(s, &c->who, "token.refused", c->who.team, target,
-                                  "revoked token, or its user was removed", err, errlen);
     int rc = eng_w(s, NULL, err, errlen, S_TOKEN_TOUCH, "IIt", c->who.token_id, c->now,
                    c->who.address);
-    return rc != STORE_OK ? rc
-                          : people_audit_write(s, &c->who, "token.use", c->who.team, target,
-                                               NULL, err, errlen);
+    if (rc == STORE_OK && c->refused)
+        rc = people_audit_write(s, &c->who, "token.refused", c->who.team, target,
+                                "revoked token, or its user was removed", err, errlen);
+    else if (rc == STORE_OK)
+        rc = people_audit_write(s, &c->who, "token.use", c->who.team, target, NULL, err, errlen);
+    return rc;
 }
 
 int people_authenticate(store *s, const char *token, const char *address, struct principal *p,
@@ -396,7 +387,8 @@ int people_authenticate(store *s, const char *token, const char *address, struct
         seterr(err, errlen, "not a ferry token (%s and 64 hex digits)", PEOPLE_TOKEN_PREFIX);
         return STORE_NOT_FOUND;
     }
-    sha256_hex(token, hash);
+    if (people_sha256_hex(token, hash, err, errlen) != 0)
+        return STORE_ERROR;
     struct people_ctx c = {.hash = hash, .address = address, .now = now_ms()};
     int rc = eng_run(s, 0, token_find_body, &c, err, errlen);
     if (rc == STORE_NOT_FOUND)

@@ -153,18 +153,11 @@ int store_web_gauges(store *s, int64_t now, json_t **out, char *err, size_t errl
      * through qi_machine_active (its predicate written the same way). */
     int rc = run_q(s, 0,
                    "SELECT bridge_name, 'PENDING', priority, count(*) FROM queue_items"
-                   " WHERE status = 'PENDING' GROUP BY bridge_name, priority",
-                   0, NULL, "ttii", &depth, err, errlen);
-    json_t *active = NULL;
-    if (rc == STORE_OK)
-        rc = run_q(s, 0,
-                   "SELECT bridge_name, status, priority, count(*) FROM queue_items"
+                   " WHERE status = 'PENDING' GROUP BY bridge_name, priority"
+                   " UNION ALL SELECT bridge_name, status, priority, count(*) FROM queue_items"
                    " WHERE status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING'"
                    " GROUP BY bridge_name, status, priority",
-                   0, NULL, "ttii", &active, err, errlen);
-    if (rc == STORE_OK)
-        json_array_extend(depth, active);
-    json_decref(active);
+                   0, NULL, "ttii", &depth, err, errlen);
     if (rc == STORE_OK)
         rc = run_q(s, 0, "SELECT min(created_at) FROM queue_items WHERE status = 'PENDING'", 0,
                    NULL, "i", &oldest, err, errlen);

@@ -94,7 +94,8 @@ static enum people_role item_role(struct req *r, const json_t *vault)
     const json_t *fn = NULL;
     if (name && cli_registry_cached(&c) == 0)
         fn = cli_function(&c, name);
-    enum people_role need = people_item_role(fn, vault, ROLE_NONE);
+    enum people_role need =
+        people_item_role(fn, vault, people_role_parse(r->w->cfg->people_command_role));
     cli_teardown(&c);
     return need;
 }
@@ -203,6 +204,15 @@ static json_t *opts_from_query(struct req *r, const char *verb, const char *noun
     return opts;
 }
 
+/* opts_from_query over this request's query. */
+static json_t *opts_of(struct req *r, const char *verb, const char *noun, const char *const *skip)
+{
+    json_t *q = query_of(r);
+    json_t *opts = opts_from_query(r, verb, noun, q, skip);
+    json_decref(q);
+    return opts;
+}
+
 static enum MHD_Result answer(struct req *r, json_t *env, unsigned status)
 {
     return web_json(r, status, env);
@@ -288,9 +298,7 @@ static enum MHD_Result list_per_team(struct req *r, const char *noun)
 
 static enum MHD_Result queue_list(struct req *r)
 {
-    json_t *q = query_of(r);
-    json_t *opts = opts_from_query(r, "list", "queue", q, NULL);
-    json_decref(q);
+    json_t *opts = opts_of(r, "list", "queue", NULL);
     if (opts == NULL)
         return MHD_YES;
     const char *team = json_string_value(json_object_get(opts, "team"));
@@ -363,10 +371,8 @@ static enum MHD_Result queue_item(struct req *r, const char *rest)
     if (team == NULL)
         return MHD_YES;
     free(team);
-    json_t *q = query_of(r);
     const char *noun = action ? action : "trace";
-    json_t *opts = opts_from_query(r, "queue", noun, q, NULL);
-    json_decref(q);
+    json_t *opts = opts_of(r, "queue", noun, NULL);
     if (opts == NULL)
         return MHD_YES;
     const char *args[] = {full};
@@ -519,9 +525,7 @@ static enum MHD_Result schedule_change(struct req *r, const char *rest)
         return web_error(r, 404, "no route %s %s", r->method, r->url);
     if (web_allowed(r, team, toggle ? ROLE_OPERATOR : ROLE_ADMIN) != 0)
         return MHD_YES;
-    json_t *q = query_of(r);
-    json_t *opts = opts_from_query(r, "update", "schedule-vault", q, NULL);
-    json_decref(q);
+    json_t *opts = opts_of(r, "update", "schedule-vault", NULL);
     if (opts == NULL)
         return MHD_YES;
     if (toggle) {
@@ -577,9 +581,7 @@ static enum MHD_Result audit(struct req *r)
 {
     if (web_allowed(r, r->p.team[0] ? r->p.team : NULL, ROLE_ADMIN) != 0)
         return MHD_YES;
-    json_t *q = query_of(r);
-    json_t *opts = opts_from_query(r, "audit", "list", q, NULL);
-    json_decref(q);
+    json_t *opts = opts_of(r, "audit", "list", NULL);
     if (opts == NULL)
         return MHD_YES;
     if (r->p.team[0]) {

@@ -241,7 +241,7 @@ contains "trace text: request vault section" "$text" "REQUEST VAULT"
 contains "trace text: response vault section" "$text" "RESPONSE VAULT"
 contains "trace text: timeline section" "$text" "TIMELINE"
 timeline=$(sed -n '/^TIMELINE$/,$p' <<<"$text" | tail -n +2)
-eq "trace text: timeline header" "$(sed -n 1p <<<"$timeline" | tr -s ' ')" "TIME +SECONDS ACTION DETAILS"
+eq "trace text: timeline header" "$(sed -n 1p <<<"$timeline" | tr -s ' ')" "TIME +SECONDS ACTION BY DETAILS"
 if table_aligned "$timeline"; then pass "trace text: timeline aligned"; else fail "trace text: timeline aligned" "$timeline"; fi
 out=$(ferry queue trace 00000000-dead-beef-0000-000000000000 2>&1); rc=$?
 eq "trace of an unknown task exits 1" "$rc" 1

@@ -82,6 +82,10 @@ contains "metrics have the queue depth by bridge, status and priority" "$m" 'fer
 contains "metrics count hosts alive" "$m" 'ferry_hosts_alive 1'
 eq "every metrics line is a comment or NAME{labels} VALUE" "$(grep -Ev '^(# (HELP|TYPE) .*|[a-z_]+(\{[^}]*\})? -?[0-9.e+Inf]+)$' <<<"$m")" ""
 
+# libmicrohttpd is loaded by ferry web only (host/web/lazy_mhd.c).
+not_contains "the binary does not link libmicrohttpd" "$(readelf -d "$FERRY_ROOT/$BUILD/ferry" | grep NEEDED)" microhttpd
+not_contains "... other commands do not load it" "$(LD_DEBUG=files "$FERRY_ROOT/$BUILD/ferry" list queue 2>&1 >/dev/null)" "libmicrohttpd"
+contains "... ferry web does" "$(cat "/proc/$WEB_PID/maps" 2>/dev/null)" "libmicrohttpd"
 stop_web
 stop_host
 eq "a stopped host is not alive" "$(sqlite3 "$T_DIR/ferry.db" "SELECT count(*) FROM hosts WHERE stopped_at IS NOT NULL")" 1

@@ -8,7 +8,8 @@
 . "$(dirname "$0")/../lib.sh"
 . "$FERRY_ROOT/tests/helpers/web.sh"
 
-write_config 'web = { max_body_bytes = 2048; max_header_bytes = 4096; rate_limit = 40; timeout = 2; };'
+write_config 'web = { max_body_bytes = 2048; max_header_bytes = 4096; rate_limit = 40; timeout = 2; };' \
+    'people = { command_role = "admin"; };'
 ferry create region r1 >/dev/null
 ferry create bridge r1 far >/dev/null
 ferry create team Ops >/dev/null
@@ -43,6 +44,8 @@ eq "a list without team shows the token's team only" \
 item='{"team":"Ops","machine":"far1","bridge":"far","vault":{"function":"hello"}}'
 eq "a viewer may not create: 403" "$(code -H "Authorization: Bearer $VIEWER" -X POST -d "$item" "$WEB/api/v1/queue")" 403
 eq "an operator may: 201" "$(code -H "Authorization: Bearer $OPER" -X POST -d "$item" "$WEB/api/v1/queue")" 201
+eq "with people.command_role admin, an operator may not queue a hook: 403" \
+    "$(code -H "Authorization: Bearer $OPER" -X POST -d '{"team":"Ops","machine":"far1","bridge":"far","vault":{"function":"hello","pre_hook":"true"}}' "$WEB/api/v1/queue")" 403
 task=$(ferry list queue --team Ops --output json | jq -r '.data[0].taskId')
 eq "a viewer may not cancel: 403" "$(code -H "Authorization: Bearer $VIEWER" -X POST "$WEB/api/v1/queue/$task/cancel")" 403
 curl -s -H "Authorization: Bearer $OPER" -X POST "$WEB/api/v1/queue/$task/cancel" >/dev/null
