@@ -36,6 +36,8 @@ ferry create machine Ops local box1 --vault '{"connection":"local"}' >/dev/null
 ferry create machine Ops far far1 --vault '{"ip":"10.0.0.1","user":"u","ssh_port":22,"datastore":"/d"}' >/dev/null
 ferry create machine Dev far dev1 --vault '{"ip":"10.0.0.2","user":"u","ssh_port":22,"datastore":"/d"}' >/dev/null
 ferry create machine-group Ops web --members box1,far1 >/dev/null
+# A storage whose credentials the dashboard must never show (the API masks them).
+ferry create storage Ops backups --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/store\",\"secret_key\":\"planted-s3cr3t-42\"}" >/dev/null
 ferry create schedule Ops nightly --vault '{"cron":"0 2 * * *","timezone":"UTC","machine":"box1","queue_config":{"function":"fx_noop"}}' >/dev/null 2>&1
 ferry create user alice >/dev/null
 TOKEN=$(ferry create token alice --team Ops --role operator --output json | jq -r '.data.token')

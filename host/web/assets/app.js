@@ -506,11 +506,16 @@
   }
 
   async function viewMachines(seq) {
-    const [m, g] = await Promise.all([api('GET', '/machines'), api('GET', '/groups')]);
+    const [m, g, st] = await Promise.all([api('GET', '/machines'), api('GET', '/groups'),
+      api('GET', '/storages').catch((e) => ({ error: e }))]);
     if (seq !== state.renderSeq) return;
     const machines = Array.isArray(m.data) ? m.data : [];
     const groups = Array.isArray(g.data) ? g.data : [];
-    add(clear(main), [pageHead('Machines', 'Machines and machine groups'),
+    const storages = Array.isArray(st.data) ? st.data : [];
+    // A storage's place, never its credentials (the server masks them; only these keys show).
+    const where = (v) => (v ? ['path', 'bucket', 'endpoint', 'host', 'url', 'region'].filter((k) => typeof v[k] === 'string')
+      .map((k) => k + ' ' + v[k]).join(' · ') : '') || '—';
+    add(clear(main), [pageHead('Machines', 'Machines, machine groups and storages'),
       h('section', { class: 'card flush' }, h('h2', null, 'Machines'), machines.length
         ? table(['Machine', 'Team', 'Bridge', 'Region', 'Updated', ''], machines.map((x) => h('tr', null,
           td('Machine', h('strong', null, x.machineName)), td('Team', x.teamName), td('Bridge', x.bridgeName),
@@ -521,7 +526,12 @@
         ? table(['Group', 'Team', 'Members'], groups.map((x) => h('tr', null,
           td('Group', h('strong', null, x.groupName)), td('Team', x.teamName),
           td('Members', (x.members || []).join(', ') || '—'))))
-        : emptyState('No machine groups', 'Group machines with `ferry create machine-group TEAM NAME --members a,b`.'))]);
+        : emptyState('No machine groups', 'Group machines with `ferry create machine-group TEAM NAME --members a,b`.')),
+      h('section', { class: 'card flush' }, h('h2', null, 'Storages'), st.error ? h('div', { class: 'empty' }, errorBox(st.error))
+        : storages.length ? table(['Storage', 'Team', 'Provider', 'Where', 'Updated'], storages.map((x) => h('tr', null,
+          td('Storage', h('strong', null, x.storageName)), td('Team', x.teamName), td('Provider', x.provider || (x.vault && x.vault.provider) || '—'),
+          td('Where', h('span', { class: 'mono' }, where(x.vault))), td('Updated', when(x.updatedTime)))))
+          : emptyState('No storages', 'Add one with `ferry create storage TEAM NAME --vault …`.'))]);
   }
 
   function hostAlive(x) {
@@ -624,6 +634,7 @@
     state.view = null;
     state.renderSeq++;
     clear(document.getElementById('toasts'));
+    delete document.body.dataset.ready;
     viewLogin(message);
     updateChrome(false);
   }
@@ -671,11 +682,20 @@
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === route.nav);
     updateChrome(true);
     startEvents();
-    if (!quiet) { clear(main); add(main, h('div', { class: 'empty' }, 'Loading…')); }
+    const hashNow = location.hash || '#/';
+    if (!quiet) {
+      // Until this view has its data, nothing says a view is ready (tests wait on these).
+      delete document.body.dataset.ready;
+      delete document.body.dataset.view;
+      clear(main);
+      add(main, h('div', { class: 'empty' }, 'Loading…'));
+    }
     try {
       await run(seq);
       state.lastRenderMs = performance.now() - t0;
+      if (seq !== state.renderSeq) return;
       document.body.dataset.ready = route.nav || 'page';
+      document.body.dataset.view = hashNow;
     } catch (e) {
       if (seq !== state.renderSeq || e.status === 401) return;
       add(clear(main), h('section', { class: 'card' }, errorBox(e)));
