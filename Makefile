@@ -99,6 +99,7 @@ $(BUILD)/gen/web_assets.c: scripts/web_assets.sh $(WEB_ASSETS) host/web/assets |
 	$(call say,GEN,$@)
 	$(Q)scripts/web_assets.sh $(WEB_ASSETS) >$@.tmp && mv $@.tmp $@
 $(BUILD)/obj/web_assets.o: $(BUILD)/gen/web_assets.c
+	@mkdir -p $(@D)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(HOST_CFLAGS) -c $< -o $@
 

@@ -26,10 +26,19 @@ const check = (name, ok, details) => (ok ? pass(name) : fail(name, details));
 async function shot(page, name, full = true) {
   await page.screenshot({ path: path.join(ART, name + '.png'), fullPage: full });
 }
+let mainPage = null; // where a failed step's screenshot is taken
 async function step(name, fn) {
-  try { await fn(); } catch (e) { fail(name, e.stack || e); }
+  try { await fn(); } catch (e) {
+    fail(name, e.stack || e);
+    if (mainPage) await shot(mainPage, 'FAILED-' + name.replace(/\W+/g, '-')).catch(() => {});
+  }
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// open(page, '#/queue?…'): goes there and waits until that view has its data.
+async function open(p, hash) {
+  await p.goto(BASE + '/' + hash);
+  await p.waitForFunction((h) => document.body.dataset.view === h, hash);
+}
 
 (async () => {
   const ctx = await chromium.launchPersistentContext(process.env.WEB_PROFILE, {
@@ -46,9 +55,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const watch = (page) => {
     page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
     page.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
-    page.on('console', (m) => { if (m.type() === 'error' && !/status of 40[13]/.test(m.text())) problems.push('console: ' + m.text()); });
+    // Refusals the test provokes (401, 403, 400) log "Failed to load resource"; anything else counts.
+    page.on('console', (m) => { if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push('console: ' + m.text()); });
   };
   const page = ctx.pages()[0] || await ctx.newPage();
+  mainPage = page;
   watch(page);
   await page.addInitScript(() => {
     document.addEventListener('securitypolicyviolation', (e) => {
@@ -94,8 +105,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   // --- filter: status and priority ---------------------------------------------------------------
   await step('filter', async () => {
-    await page.goto(BASE + '/#/queue');
-    await page.waitForSelector('body[data-ready=queue] table');
+    await open(page, '#/queue');
     await page.selectOption('select[name=status]', 'PENDING');
     await page.waitForFunction(() => location.hash.includes('status=PENDING') && document.body.dataset.ready === 'queue');
     await page.selectOption('select[name=priority]', '1');
@@ -107,8 +117,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       JSON.stringify(rows) + ' expected ' + DATA.pendingP1);
     await shot(page, '03-queue-filtered');
     // A page is bounded: the unfiltered queue shows 50 and pages on with the cursor.
-    await page.goto(BASE + '/#/queue');
-    await page.waitForFunction(() => document.body.dataset.ready === 'queue' && location.hash === '#/queue' && document.querySelector('[data-role=range]'));
+    await open(page, '#/queue');
     const first = await page.$$eval('tbody tr[data-task]', (trs) => trs.map((tr) => tr.dataset.task));
     await page.click('[data-role=older]');
     await page.waitForFunction(() => location.hash.includes('to='));
@@ -120,8 +129,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   // --- trace: open an item, see its timeline -----------------------------------------------------
   await step('trace', async () => {
-    await page.goto(BASE + '/#/queue?status=COMPLETED');
-    await page.waitForSelector('body[data-ready=queue] tbody tr[data-task] a');
+    await open(page, '#/queue?status=COMPLETED');
     await page.click('tbody tr[data-task] a');
     await page.waitForSelector('.timeline li');
     const acts = await page.$$eval('.timeline li .act', (els) => els.map((e) => e.textContent));
@@ -131,7 +139,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   // --- create with confirmation, then watch live progress ----------------------------------------
   await step('create and live progress', async () => {
-    await page.goto(BASE + '/#/new');
+    await open(page, '#/new');
     await page.waitForSelector('form.form');
     await page.selectOption('select[name=machine]', 'box1');
     await page.fill('input[name=function]', 'fx_sleep');
@@ -154,11 +162,18 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     const status = await page.waitForFunction(() => ['COMPLETED'].includes(document.querySelector('[data-task] [data-role=status]').textContent), null, { timeout: 10000 })
       .then(() => 'COMPLETED', () => 'not yet');
     check('the item\'s status turns COMPLETED live', status === 'COMPLETED', status);
+    // Its many PROGRESS events fold into one line that opens them.
+    await page.waitForSelector('[data-role=more-events]');
+    const before = await page.$$eval('.timeline li', (l) => l.length);
+    await shot(page, '06b-trace-after-run');
+    await page.click('[data-role=more-events]');
+    const after = await page.$$eval('.timeline li.ev-PROGRESS', (l) => l.length);
+    check('a long run of progress events is folded and opens on a click', after > before, before + ' items, then ' + after + ' progress events');
   });
 
   // --- cancel with confirmation -------------------------------------------------------------------
   await step('cancel', async () => {
-    await page.goto(BASE + '/#/queue/' + DATA.cancelId);
+    await open(page, '#/queue/' + DATA.cancelId);
     await page.waitForSelector('button[data-action=cancel]');
     await page.click('button[data-action=cancel]');
     await page.waitForSelector('dialog#confirm[open]');
@@ -169,7 +184,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     check('cancel from the dashboard cancels the item', st === 'CANCELLED' || st === 'CANCELLING', st);
     await shot(page, '08-cancelled');
     // Keep it: the dialog's other button changes nothing.
-    await page.goto(BASE + '/#/queue/' + DATA.keepId);
+    await open(page, '#/queue/' + DATA.keepId);
     await page.click('button[data-action=cancel]');
     await page.waitForSelector('dialog#confirm[open]');
     await page.click('dialog#confirm button[value=cancel]');
@@ -185,43 +200,50 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   for (const [view, sel, name] of [['failures', 'tbody tr', '09-failures'], ['schedules', 'tbody tr', '10-schedules'],
     ['machines', 'tbody tr', '11-machines'], ['hosts', 'tbody tr', '12-hosts']]) {
     await step(view, async () => {
-      await page.goto(BASE + '/#/' + view);
-      await page.waitForSelector('body[data-ready=' + view + '] ' + sel);
+      await open(page, '#/' + view);
+      await page.waitForSelector(sel);
       const text = await page.textContent('main');
       const want = { failures: DATA.failReason, schedules: 'nightly', machines: 'box1', hosts: 'alive' }[view];
       check('the ' + view + ' view shows ' + want, text.includes(want), text.slice(0, 300));
       if (view === 'schedules') check('schedules show their next run', /in \d+[smhd]/.test(text), text.slice(0, 300));
+      if (view === 'machines') check('machines show groups and storages, never a storage secret',
+        text.includes('box1, far1') && text.includes('backups') && !(await page.content()).includes('planted-s3cr3t'), text.slice(0, 400));
       await shot(page, name);
     });
   }
 
   // --- XSS: payloads from vaults, errors and messages stay text ------------------------------------
   await step('xss', async () => {
-    const pages = ['#/failures', '#/queue', ...DATA.xssIds.map((id) => '#/queue/' + id)];
+    // Every view that shows the payloads (the queue's rows show neither vault nor error: there
+    // only no element may appear), each checked once its data is on screen.
+    const pages = ['#/', '#/failures', '#/queue', ...DATA.xssIds.map((id) => '#/queue/' + id)];
+    const seen = {};
     for (const h of pages) {
-      await page.goto(BASE + '/' + h);
-      await page.waitForFunction(() => document.body.dataset.ready);
-      await page.waitForSelector('main table, main .timeline');
+      await open(page, h);
       await sleep(200);
+      seen[h] = await page.evaluate(() => ({
+        injected: document.querySelectorAll('main img, main script, main iframe, main svg, main object, [onerror], [onload]').length,
+        text: document.querySelector('main').textContent.includes('<img src=x onerror='),
+      }));
     }
-    const r = await page.evaluate(() => ({
-      flag: window.__xss || null,
-      injected: document.querySelectorAll('main img, main script, main iframe, main svg, [onerror], [onload]').length,
-      text: document.querySelector('main').textContent.includes('<img src=x onerror='),
-    }));
-    check('no payload ran (no window flag, no dialog)', r.flag === null && dialogs.length === 0, JSON.stringify({ flag: r.flag, dialogs }));
-    check('payloads are shown as text, no element made from them', r.injected === 0 && r.text, JSON.stringify(r));
+    const flag = await page.evaluate(() => window.__xss || null);
+    check('no payload ran (no window flag, no dialog)', flag === null && dialogs.length === 0, JSON.stringify({ flag, dialogs }));
+    check('payloads are shown as text on every view, no element made from them',
+      Object.entries(seen).every(([h, r]) => r.injected === 0 && (r.text || h === '#/queue')), JSON.stringify(seen));
     await shot(page, '13-xss-trace');
-    await page.goto(BASE + '/#/failures');
-    await page.waitForSelector('body[data-ready=failures] tbody tr');
+    // The address is input too: a task id that is markup ends as an error message, as text.
+    await page.goto(BASE + '/#/queue/' + encodeURIComponent('<img src=x onerror=window.__xss=3>'));
+    await page.waitForSelector('main .error');
+    const r2 = await page.evaluate(() => ({ flag: window.__xss || null, injected: document.querySelectorAll('main img, [onerror]').length }));
+    check('a task id of markup in the address stays text', r2.flag === null && r2.injected === 0, JSON.stringify(r2));
+    await open(page, '#/failures');
     await shot(page, '14-xss-failures');
     check('still nothing ran after every view', (await page.evaluate(() => window.__xss || null)) === null && dialogs.length === 0, JSON.stringify(dialogs));
   });
 
   // --- retry a failed item, disable and enable a schedule (each behind a confirmation) ------------
   await step('retry and schedules', async () => {
-    await page.goto(BASE + '/#/failures');
-    await page.waitForSelector('body[data-ready=failures] tr[data-task="' + DATA.xssIds[0] + '"] button[data-action=retry]');
+    await open(page, '#/failures');
     await page.click('tr[data-task="' + DATA.xssIds[0] + '"] button[data-action=retry]');
     await page.waitForSelector('dialog#confirm[open]');
     await page.click('#confirm-ok');
@@ -229,8 +251,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     const kids = await page.evaluate(async (id) => (await (await fetch('/api/v1/queue?max-records=20')).json()).data
       .filter((r) => r.parentTaskId === id && r.linkKind === 'retry').length, DATA.xssIds[0]);
     check('retry from the dashboard queues a linked item', kids === 1, kids + ' retries of ' + DATA.xssIds[0]);
-    await page.goto(BASE + '/#/schedules');
-    await page.waitForSelector('body[data-ready=schedules] tbody tr');
+    await open(page, '#/schedules');
     for (const [button, state] of [['Disable', 'disabled'], ['Enable', 'enabled']]) {
       await page.click('tbody tr button:has-text("' + button + '")');
       await page.waitForSelector('dialog#confirm[open]');
@@ -248,9 +269,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     watch(phone);
     await phone.setViewportSize({ width: 390, height: 844 });
     for (const [h, name] of [['#/', '16-phone-overview'], ['#/queue', '17-phone-queue'], ['#/queue/' + DATA.xssIds[0], '18-phone-trace']]) {
-      await phone.goto(BASE + '/' + h);
-      await phone.waitForFunction(() => document.body.dataset.ready);
-      await phone.waitForSelector('main table, main .timeline');
+      await open(phone, h);
       const m = await phone.evaluate(() => ({ sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth,
         thead: document.querySelector('thead') ? getComputedStyle(document.querySelector('thead')).display : 'none' }));
       check('narrow screen: ' + h + ' fits 390 px without sideways scrolling', m.sw <= m.cw + 1 && m.thead === 'none', JSON.stringify(m));
@@ -261,8 +280,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   // --- sign out ------------------------------------------------------------------------------------
   await step('sign out', async () => {
-    await page.goto(BASE + '/#/');
-    await page.waitForSelector('body[data-ready=overview]');
+    await open(page, '#/');
     await page.click('#logout');
     await page.waitForSelector('#login');
     const code = await page.evaluate(async () => (await fetch('/api/v1/queue?max-records=1')).status);
@@ -274,8 +292,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     await page.fill('#login input[name=token]', process.env.FERRY_VIEWER_TOKEN);
     await page.click('#login button[type=submit]');
     await page.waitForSelector('body[data-ready=overview]');
-    await page.goto(BASE + '/#/queue');
-    await page.waitForSelector('body[data-ready=queue] tbody tr[data-task]');
+    await page.waitForFunction(() => document.getElementById('who').textContent.includes('viewer'));
+    await open(page, '#/queue');
     const r = await page.evaluate(() => ({ buttons: document.querySelectorAll('main button[data-action]').length,
       newItem: !document.getElementById('new-item').hidden, who: document.getElementById('who').textContent }));
     check('a viewer reads the queue and is offered no cancel, retry or create', r.buttons === 0 && !r.newItem && r.who.includes('viewer'), JSON.stringify(r));

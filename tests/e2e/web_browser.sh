@@ -36,6 +36,8 @@ ferry create machine Ops local box1 --vault '{"connection":"local"}' >/dev/null
 ferry create machine Ops far far1 --vault '{"ip":"10.0.0.1","user":"u","ssh_port":22,"datastore":"/d"}' >/dev/null
 ferry create machine Dev far dev1 --vault '{"ip":"10.0.0.2","user":"u","ssh_port":22,"datastore":"/d"}' >/dev/null
 ferry create machine-group Ops web --members box1,far1 >/dev/null
+# A storage whose credentials the dashboard must never show (the API masks them).
+ferry create storage Ops backups --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/store\",\"secret_key\":\"planted-s3cr3t-42\"}" >/dev/null
 ferry create schedule Ops nightly --vault '{"cron":"0 2 * * *","timezone":"UTC","machine":"box1","queue_config":{"function":"fx_noop"}}' >/dev/null 2>&1
 ferry create user alice >/dev/null
 TOKEN=$(ferry create token alice --team Ops --role operator --output json | jq -r '.data.token')
@@ -106,7 +108,7 @@ done <"$T_DIR/browser.out"
 [[ $rc -eq 0 ]] || fail "the browser run exits 0" "exit $rc" "$(tail -5 "$T_DIR/browser.err")"
 echo "# browser run: $((SECONDS - start)) s; screenshots in $ART"
 n=$(ls "$ART"/*.png 2>/dev/null | wc -l)
-[[ $n -ge 19 ]] && pass "every step saved a screenshot ($n)" || fail "every step saved a screenshot" "$n in $ART"
+[[ $n -ge 20 ]] && pass "every step saved a screenshot ($n)" || fail "every step saved a screenshot" "$n in $ART"
 
 stop_web
 stop_host

@@ -437,12 +437,29 @@
     const kv = h('dl', { class: 'kv' });
     for (const [k, v] of fields) if (v !== null && v !== undefined && v !== '') add(kv, [h('dt', null, k), h('dd', null, v)]);
     const events = Array.isArray(d.timeline) ? d.timeline : [];
-    const tl = events.length ? h('ol', { class: 'timeline' }, events.map((e) => h('li', { class: 'ev-' + e.action },
+    const evLi = (e) => h('li', { class: 'ev-' + e.action },
       h('span', { class: 'act' }, e.action || '?'),
       h('span', { class: 'when', title: e.timestamp || '' }, (e.timestamp || '') +
         (typeof e.secondsSincePrevious === 'number' && e.secondsSincePrevious > 0 ? '  +' + e.secondsSincePrevious.toFixed(3) + ' s' : '')),
       e.details === null || e.details === undefined || e.details === '' ? null
-        : h('div', { class: 'det' }, typeof e.details === 'string' ? e.details : JSON.stringify(e.details)))))
+        : h('div', { class: 'det' }, typeof e.details === 'string' ? e.details : JSON.stringify(e.details)));
+    // A long run of PROGRESS events shows its first and last, and a line that opens the rest.
+    const lis = [];
+    for (let i = 0; i < events.length;) {
+      let j = i;
+      while (j < events.length && events[j].action === 'PROGRESS') j++;
+      if (j - i > 4) {
+        const hidden = events.slice(i + 1, j - 1);
+        const more = h('li', { class: 'ev-more' }, h('button', { class: 'btn btn-sm', type: 'button', 'data-role': 'more-events',
+          onclick: () => more.replaceWith(...hidden.map(evLi)) }, hidden.length + ' more progress events'));
+        lis.push(evLi(events[i]), more, evLi(events[j - 1]));
+        i = j;
+      } else {
+        const end = Math.max(j, i + 1); /* a short run whole, or one other event */
+        for (; i < end; i++) lis.push(evLi(events[i]));
+      }
+    }
+    const tl = events.length ? h('ol', { class: 'timeline' }, lis)
       : emptyState('No events yet');
     add(clear(main), [
       h('div', { class: 'crumb' }, h('a', { href: '#/queue' }, 'Queue'), ' / ', short(it.taskId || id)),
@@ -489,11 +506,16 @@
   }
 
   async function viewMachines(seq) {
-    const [m, g] = await Promise.all([api('GET', '/machines'), api('GET', '/groups')]);
+    const [m, g, st] = await Promise.all([api('GET', '/machines'), api('GET', '/groups'),
+      api('GET', '/storages').catch((e) => ({ error: e }))]);
     if (seq !== state.renderSeq) return;
     const machines = Array.isArray(m.data) ? m.data : [];
     const groups = Array.isArray(g.data) ? g.data : [];
-    add(clear(main), [pageHead('Machines', 'Machines and machine groups'),
+    const storages = Array.isArray(st.data) ? st.data : [];
+    // A storage's place, never its credentials (the server masks them; only these keys show).
+    const where = (v) => (v ? ['path', 'bucket', 'endpoint', 'host', 'url', 'region'].filter((k) => typeof v[k] === 'string')
+      .map((k) => k + ' ' + v[k]).join(' · ') : '') || '—';
+    add(clear(main), [pageHead('Machines', 'Machines, machine groups and storages'),
       h('section', { class: 'card flush' }, h('h2', null, 'Machines'), machines.length
         ? table(['Machine', 'Team', 'Bridge', 'Region', 'Updated', ''], machines.map((x) => h('tr', null,
           td('Machine', h('strong', null, x.machineName)), td('Team', x.teamName), td('Bridge', x.bridgeName),
@@ -504,7 +526,12 @@
         ? table(['Group', 'Team', 'Members'], groups.map((x) => h('tr', null,
           td('Group', h('strong', null, x.groupName)), td('Team', x.teamName),
           td('Members', (x.members || []).join(', ') || '—'))))
-        : emptyState('No machine groups', 'Group machines with `ferry create machine-group TEAM NAME --members a,b`.'))]);
+        : emptyState('No machine groups', 'Group machines with `ferry create machine-group TEAM NAME --members a,b`.')),
+      h('section', { class: 'card flush' }, h('h2', null, 'Storages'), st.error ? h('div', { class: 'empty' }, errorBox(st.error))
+        : storages.length ? table(['Storage', 'Team', 'Provider', 'Where', 'Updated'], storages.map((x) => h('tr', null,
+          td('Storage', h('strong', null, x.storageName)), td('Team', x.teamName), td('Provider', x.provider || (x.vault && x.vault.provider) || '—'),
+          td('Where', h('span', { class: 'mono' }, where(x.vault))), td('Updated', when(x.updatedTime)))))
+          : emptyState('No storages', 'Add one with `ferry create storage TEAM NAME --vault …`.'))]);
   }
 
   function hostAlive(x) {
@@ -607,6 +634,7 @@
     state.view = null;
     state.renderSeq++;
     clear(document.getElementById('toasts'));
+    delete document.body.dataset.ready;
     viewLogin(message);
     updateChrome(false);
   }
@@ -654,11 +682,20 @@
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === route.nav);
     updateChrome(true);
     startEvents();
-    if (!quiet) { clear(main); add(main, h('div', { class: 'empty' }, 'Loading…')); }
+    const hashNow = location.hash || '#/';
+    if (!quiet) {
+      // Until this view has its data, nothing says a view is ready (tests wait on these).
+      delete document.body.dataset.ready;
+      delete document.body.dataset.view;
+      clear(main);
+      add(main, h('div', { class: 'empty' }, 'Loading…'));
+    }
     try {
       await run(seq);
       state.lastRenderMs = performance.now() - t0;
+      if (seq !== state.renderSeq) return;
       document.body.dataset.ready = route.nav || 'page';
+      document.body.dataset.view = hashNow;
     } catch (e) {
       if (seq !== state.renderSeq || e.status === 401) return;
       add(clear(main), h('section', { class: 'card' }, errorBox(e)));
