@@ -523,32 +523,30 @@ static enum MHD_Result schedule_change(struct req *r, const char *rest)
     int toggle = !strcmp(action, "enable") || !strcmp(action, "disable");
     if (n == 3 && !toggle)
         return web_error(r, 404, "no route %s %s", r->method, r->url);
-    if (web_allowed(r, team, toggle ? ROLE_OPERATOR : ROLE_ADMIN) != 0)
+    json_t *patch = toggle ? json_pack("{s:b}", "enabled", !strcmp(action, "enable"))
+                           : body_json(r);
+    if (patch == NULL)
         return MHD_YES;
-    json_t *opts = opts_of(r, "update", "schedule-vault", NULL);
-    if (opts == NULL)
-        return MHD_YES;
-    if (toggle) {
-        json_object_set_new(opts, "vault", json_string(!strcmp(action, "enable")
-                                                           ? "{\"enabled\":true}"
-                                                           : "{\"enabled\":false}"));
-        json_object_del(opts, "replace");
-    } else {
-        json_t *patch = body_json(r);
-        if (patch == NULL) {
-            json_decref(opts);
-            return MHD_YES;
-        }
-        if (!json_is_object(patch)) {
-            json_decref(patch);
-            json_decref(opts);
-            return web_error(r, 400, "the body is a JSON merge patch: an object");
-        }
-        char *text = json_dumps(patch, JSON_COMPACT);
+    if (!json_is_object(patch)) {
         json_decref(patch);
-        json_object_set_new(opts, "vault", json_string(text));
-        free(text);
+        return web_error(r, 400, "the body is a JSON merge patch: an object");
     }
+    json_t *opts = opts_of(r, "update", "schedule-vault", NULL);
+    if (toggle && opts)
+        json_object_del(opts, "replace");
+    /* Turning it on or off is an operator's; anything else (or a whole vault) an admin's. */
+    enum people_role need = opts && json_object_get(opts, "replace")
+                                ? ROLE_ADMIN
+                                : people_schedule_patch_role(patch);
+    if (opts == NULL || web_allowed(r, team, need) != 0) {
+        json_decref(opts);
+        json_decref(patch);
+        return MHD_YES;
+    }
+    char *text = json_dumps(patch, JSON_COMPACT);
+    json_decref(patch);
+    json_object_set_new(opts, "vault", json_string(text));
+    free(text);
     const char *args[] = {team, name};
     unsigned status;
     json_t *env = run_cmd(r, "update", "schedule-vault", args, 2, opts, &status);

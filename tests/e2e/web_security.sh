@@ -10,6 +10,7 @@
 
 write_config 'web = { max_body_bytes = 2048; max_header_bytes = 4096; rate_limit = 40; timeout = 2; };' \
     'people = { command_role = "admin"; };'
+install_plugins
 ferry create region r1 >/dev/null
 ferry create bridge r1 far >/dev/null
 ferry create team Ops >/dev/null
@@ -56,6 +57,13 @@ contains "... and in the item's timeline" "$(ferry queue trace "$task" --output 
 ev=$(curl -sS -N --max-time 2 -H "Authorization: Bearer $OPER" "$WEB/api/v1/events" 2>/dev/null)
 contains "the event stream shows the token's team" "$ev" '"teamName":"Ops"'
 not_contains "... and never another team's items" "$ev" "$dev_task"
+
+ferry create schedule Ops nightly --vault '{"cron":"0 2 * * *","machine":"far1","queue_config":{"function":"hello"}}' >/dev/null 2>&1
+eq "an operator may turn a schedule off" "$(code -H "Authorization: Bearer $OPER" -X POST "$WEB/api/v1/schedules/Ops/nightly/disable")" 200
+eq "... and on with a patch of enabled only" "$(code -H "Authorization: Bearer $OPER" -X POST -d '{"enabled":true}' "$WEB/api/v1/schedules/Ops/nightly")" 200
+eq "... but not change its cron: 403" "$(code -H "Authorization: Bearer $OPER" -X POST -d '{"cron":"* * * * *"}' "$WEB/api/v1/schedules/Ops/nightly")" 403
+eq "... nor replace its vault: 403" "$(code -H "Authorization: Bearer $OPER" -X POST -d '{"enabled":true}' "$WEB/api/v1/schedules/Ops/nightly?replace=true")" 403
+eq "a viewer may not turn it off: 403" "$(code -H "Authorization: Bearer $VIEWER" -X POST "$WEB/api/v1/schedules/Ops/nightly/disable")" 403
 
 # --- browser login: cookie and CSRF -----------------------------------------------------------
 jar=$T_DIR/jar
