@@ -247,7 +247,7 @@ async function open(p, hash) {
     await page.click('tr[data-task="' + DATA.xssIds[0] + '"] button[data-action=retry]');
     await page.waitForSelector('dialog#confirm[open]');
     await page.click('#confirm-ok');
-    await page.waitForSelector('.toast');
+    await page.waitForSelector('.toast:has-text("Retried")');
     const kids = await page.evaluate(async (id) => (await (await fetch('/api/v1/queue?max-records=20')).json()).data
       .filter((r) => r.parentTaskId === id && r.linkKind === 'retry').length, DATA.xssIds[0]);
     check('retry from the dashboard queues a linked item', kids === 1, kids + ' retries of ' + DATA.xssIds[0]);
