@@ -36,7 +36,7 @@ DELETE FROM schema_migrations WHERE version >= 5;" >/dev/null
 eq "the store is at schema version 4" "$(pg_sql "$URL" "SELECT max(version) FROM schema_migrations")" 4
 trace=$(ferry queue trace "$old" --output json 2>&1)
 eq "migration 5 is applied when the store is opened" \
-    "$(pg_sql "$URL" "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")" "1,2,3,4,5"
+    "$(pg_sql "$URL" "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations WHERE version <= 5")" "1,2,3,4,5"
 eq "the old item's timeline reads as before, without an actor" \
     "$(jq -r '[.data.timeline[] | "\(.action):\(.actor // "-")"] | join(",")' <<<"$trace")" "CREATED:-"
 eq "users, tokens and audit_log exist" \
