@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "hosts.h"
+#include "log.h"
 #include "util.h"
 #include "web_int.h"
 
@@ -77,6 +78,40 @@ int metrics_catch_up(struct web *w, store *st, char *err, size_t errlen)
     return rc;
 }
 
+int metrics_refresh(struct web *w, store *st, char *err, size_t errlen)
+{
+    json_t *g = NULL;
+    int rc = metrics_catch_up(w, st, err, errlen);
+    if (rc == STORE_OK)
+        rc = store_web_gauges(st, now_ms(), &g, err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    pthread_mutex_lock(&w->metrics_lock);
+    json_decref(w->gauges);
+    w->gauges = g;
+    pthread_mutex_unlock(&w->metrics_lock);
+    return STORE_OK;
+}
+
+void *metrics_refresher(void *arg)
+{
+    struct web *w = arg;
+    while (!w->stopping) {
+        for (int i = 0; i < METRICS_REFRESH_MS / 100 && !w->stopping; i++)
+            usleep(100 * 1000);
+        if (w->stopping)
+            break;
+        store *st = web_store_take(w);
+        if (st == NULL)
+            continue;
+        char err[512];
+        if (metrics_refresh(w, st, err, sizeof(err)) != STORE_OK)
+            hlog(LOG_WARN, "web: metrics not refreshed: %s", err);
+        web_store_put(w, st);
+    }
+    return NULL;
+}
+
 /* --- text building ---------------------------------------------------------------------------- */
 
 struct text {
@@ -115,14 +150,22 @@ enum MHD_Result metrics_serve(struct req *r)
 {
     if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0)
         return web_error(r, 405, "%s takes GET", r->url);
-    if (web_store(r) == NULL)
-        return MHD_YES;
+    /* The figures the refresher read at most METRICS_REFRESH_MS ago: a scrape costs the
+     * same whatever the store holds. */
     char err[512];
     int64_t now = now_ms();
-    json_t *g = NULL;
-    if (metrics_catch_up(r->w, r->st, err, sizeof(err)) != STORE_OK ||
-        store_web_gauges(r->st, now, &g, err, sizeof(err)) != STORE_OK)
-        return web_error(r, 500, "%s", err);
+    pthread_mutex_lock(&r->w->metrics_lock);
+    json_t *g = json_incref(r->w->gauges);
+    pthread_mutex_unlock(&r->w->metrics_lock);
+    if (g == NULL) {
+        if (web_store(r) == NULL)
+            return MHD_YES;
+        if (metrics_refresh(r->w, r->st, err, sizeof(err)) != STORE_OK)
+            return web_error(r, 500, "%s", err);
+        pthread_mutex_lock(&r->w->metrics_lock);
+        g = json_incref(r->w->gauges);
+        pthread_mutex_unlock(&r->w->metrics_lock);
+    }
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -294,10 +337,7 @@ static void stream_poll(struct stream *s)
     int rc = store_web_changes(tmp.st, asked - SETTLE_MS, s->team[0] ? s->team : NULL,
                                EVENTS_PER_POLL, &rows, err, sizeof(err));
     /* Give the handle back at once: a stream must not hold one while it waits. */
-    pthread_mutex_lock(&s->w->pool_lock);
-    s->w->free_handles[s->w->n_free++] = tmp.st;
-    pthread_cond_signal(&s->w->pool_cond);
-    pthread_mutex_unlock(&s->w->pool_lock);
+    web_store_put(s->w, tmp.st);
     if (rc != STORE_OK)
         return;
     char *buf = NULL;

@@ -126,17 +126,26 @@ store *web_store(struct req *r)
     return r->st;
 }
 
+store *web_store_take(struct web *w)
+{
+    struct req tmp = {.w = w};
+    return web_store(&tmp);
+}
+
+void web_store_put(struct web *w, store *st)
+{
+    store_set_actor(st, NULL);
+    pthread_mutex_lock(&w->pool_lock);
+    w->free_handles[w->n_free++] = st;
+    pthread_cond_signal(&w->pool_cond);
+    pthread_mutex_unlock(&w->pool_lock);
+}
+
 static void store_give_back(struct req *r)
 {
     if (r->st == NULL)
         return;
-    struct web *w = r->w;
-    if (w->auth)
-        store_set_actor(r->st, NULL);
-    pthread_mutex_lock(&w->pool_lock);
-    w->free_handles[w->n_free++] = r->st;
-    pthread_cond_signal(&w->pool_cond);
-    pthread_mutex_unlock(&w->pool_lock);
+    web_store_put(r->w, r->st);
     r->st = NULL;
 }
 
@@ -603,7 +612,7 @@ int web_run(const ferry_config *cfg, const char *listen)
         return -1;
     }
     int64_t t0 = mono_ms();
-    if (metrics_catch_up(&w, st, err, sizeof(err)) != 0) {
+    if (metrics_refresh(&w, st, err, sizeof(err)) != 0) {
         hlog(LOG_ERROR, "cannot read the ended items: %s", err);
         store_close(st);
         return -1;
@@ -674,18 +683,22 @@ int web_run(const ferry_config *cfg, const char *listen)
          store_config_target(cfg), store_driver_name(st),
          w.auth ? "tokens required" : "NO AUTHENTICATION (built without host/people)",
          (long long)(mono_ms() - t0));
+    w.refresher_started = pthread_create(&w.refresher, NULL, metrics_refresher, &w) == 0;
     int sig = 0;
     while (sig != SIGTERM && sig != SIGINT)
         sigwait(&set, &sig);
     hlog(LOG_INFO, "web: stopping");
     w.stopping = 1;
     MHD_stop_daemon(d);
+    if (w.refresher_started)
+        pthread_join(w.refresher, NULL);
     for (int i = 0; i < w.n_free; i++)
         store_close(w.free_handles[i]);
     free(w.free_handles);
     json_decref(w.sessions);
     json_decref(w.rates);
     json_decref(w.fn_stats);
+    json_decref(w.gauges);
     free(cert);
     free(key);
     return 0;

@@ -40,6 +40,9 @@ struct web {
     pthread_mutex_t metrics_lock;
     json_t *fn_stats;     /* function -> [completed, failed, count, sum ms, buckets…] */
     int64_t watermark_ms; /* items finished before it are counted */
+    json_t *gauges;       /* store_web_gauges' last answer (metrics_refresh), or NULL */
+    pthread_t refresher;  /* refreshes counters and gauges every METRICS_REFRESH_MS */
+    int refresher_started;
 };
 
 /* One request. */
@@ -91,5 +94,14 @@ enum MHD_Result summary_serve(struct req *r);
 enum MHD_Result events_serve(struct req *r);
 /* Counts the items ended since the last call into w->fn_stats (under metrics_lock). */
 int metrics_catch_up(struct web *w, store *st, char *err, size_t errlen);
+/* Reads the counters and the gauges afresh into w (metrics_catch_up, w->gauges). */
+int metrics_refresh(struct web *w, store *st, char *err, size_t errlen);
+/* The refresher thread: metrics_refresh every METRICS_REFRESH_MS until w->stopping. */
+void *metrics_refresher(void *arg);
+#define METRICS_REFRESH_MS 5000
+/* A store handle from the pool for work outside a request (NULL when none can be opened),
+ * and its return. */
+store *web_store_take(struct web *w);
+void web_store_put(struct web *w, store *st);
 
 #endif
