@@ -128,6 +128,8 @@ $(BUILD)/tests/test_xfer: TEST_LIBS = $(REPO_TEST_LIBS)
 $(filter $(BUILD)/tests/test_repo_%,$(UNIT_BIN)): TEST_LIBS = $(REPO_TEST_LIBS)
 # Unit tests named test_repo_* (and test_xfer) compile the repo plugin's sources in.
 $(filter $(BUILD)/tests/test_repo_% $(BUILD)/tests/test_xfer,$(UNIT_BIN)): $(wildcard plugins/repo/*.c plugins/repo/*.h) $(wildcard tests/unit/*.h)
+# The store suites share tests/unit/store_suite.h.
+$(BUILD)/tests/test_store $(BUILD)/tests/test_people: tests/unit/store_suite.h
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libferry.a | $(DEPS_TEST_OK)
 	@mkdir -p $(@D)
 	$(call say,TEST,$@)

@@ -109,6 +109,10 @@ out=$(ferry audit list --limit 2 --output json)
 eq "audit list --limit 2 cuts and says so" "$(jqf "$out" '[(.data | length), .truncated] | @tsv')" "2	true"
 contains "and in text, on stderr" "$(ferry audit list --limit 2 2>&1 >/dev/null)" "more rows match"
 contains "audit list text" "$(ferry audit list --limit 1)" "queue.cancel"
+for hostile in "x' OR 1=1 --" "queue%" "queue_create" "%"; do
+    eq "audit list --action \"$hostile\" matches nothing" "$(ferry audit list --action "$hostile" --output json | jq -r '.data | length')" 0
+    eq "audit list --user \"$hostile\" matches nothing" "$(ferry audit list --user "$hostile" --output json | jq -r '.data | length')" 0
+done
 for bad in "--since yesterdayish" "--limit 0" "--limit 10001" "--limit x"; do
     # shellcheck disable=SC2086
     out=$(ferry audit list $bad 2>&1); rc=$?

@@ -26,6 +26,8 @@
 #include "store.h"
 #include "util.h"
 
+#include "store_suite.h"
+
 static const char *g_url; /* the store under test */
 static char g_dir[64];    /* scratch directory for SQLite files */
 
@@ -36,25 +38,6 @@ struct fx {
     char owner[64];                      /* this test's host, the lease owner of its claims */
     int64_t t0;
 };
-
-/* Fails the test with the call, its status and its message unless it returned expected. */
-#define assert_rc(expected, expr)                                                                  \
-    do {                                                                                           \
-        err[0] = '\0';                                                                             \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != (expected))                                                                     \
-            fail_msg("%s returned %d, expected %d: %s", #expr, rc_, (expected), err);              \
-    } while (0)
-
-static const char *jstr(json_t *o, const char *key)
-{
-    return json_string_value(json_object_get(o, key));
-}
-
-static json_int_t jint(json_t *o, const char *key)
-{
-    return json_integer_value(json_object_get(o, key));
-}
 
 static json_t *J(const char *text)
 {
@@ -68,13 +51,6 @@ static json_t *J(const char *text)
 static int is_sqlite(const struct fx *f)
 {
     return strcmp(store_driver_name(f->s), "sqlite") == 0;
-}
-
-static void fresh_name(char *out, size_t n, const char *prefix)
-{
-    char id[37];
-    uuid_v4(id);
-    snprintf(out, n, "%s-%.12s", prefix, id);
 }
 
 static int setup(void **state)
@@ -268,16 +244,6 @@ static void test_concurrent_fresh_open(void **state)
 }
 
 /* Runs SQL on the SQLite store at path, outside the store's API. */
-static void raw_sql(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    char *msg = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg);
-    sqlite3_close(db);
-}
-
 /* The integer a query of the SQLite store at path returns. */
 static int64_t raw_int(const char *path, const char *sql)
 {
@@ -2856,23 +2822,5 @@ static int run_suite(const char *name)
 
 int main(void)
 {
-    char sqlite_path[128];
-    snprintf(g_dir, sizeof(g_dir), "/tmp/ferry-test-store-XXXXXX");
-    if (mkdtemp(g_dir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    snprintf(sqlite_path, sizeof(sqlite_path), "%s/var/ferry.db", g_dir);
-    g_url = sqlite_path;
-    int failed = run_suite("store_sqlite");
-    const char *pg = getenv("FERRY_TEST_PG_URL");
-    if (pg != NULL && *pg != '\0') {
-        g_url = pg;
-        failed += run_suite("store_postgres");
-    }
-    char *rm = xasprintf("rm -rf '%s'", g_dir);
-    if (system(rm) != 0)
-        fprintf(stderr, "could not remove %s\n", g_dir);
-    free(rm);
-    return failed ? 1 : 0;
+    return store_suite_main("store", g_dir, sizeof(g_dir), &g_url, run_suite);
 }

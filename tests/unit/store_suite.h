@@ -1,0 +1,81 @@
+/*
+ * What the store suites share (test_store.c, test_people.c): run against a fresh SQLite
+ * file and, when FERRY_TEST_PG_URL names a database, PostgreSQL; each test makes its own
+ * resources under fresh names. Include after cmocka.h, sqlite3.h, store.h and util.h.
+ */
+#ifndef FERRY_TEST_STORE_SUITE_H
+#define FERRY_TEST_STORE_SUITE_H
+
+/* Fails the test with the call, its status and its message unless it returned expected
+ * (the caller has a char err[] for the message). */
+#define assert_rc(expected, expr)                                                                  \
+    do {                                                                                           \
+        err[0] = '\0';                                                                             \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != (expected))                                                                     \
+            fail_msg("%s returned %d, expected %d: %s", #expr, rc_, (expected), err);              \
+    } while (0)
+
+static inline const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static inline json_int_t jint(json_t *o, const char *key)
+{
+    return json_integer_value(json_object_get(o, key));
+}
+
+/* "prefix-" and 12 characters of a fresh UUID: a name no other test (or run) has. */
+static inline void fresh_name(char *out, size_t n, const char *prefix)
+{
+    char id[37];
+    uuid_v4(id);
+    snprintf(out, n, "%s-%.12s", prefix, id);
+}
+
+/* Runs SQL on the SQLite store at path, behind the store's back (a store of an older
+ * schema rebuilt by hand). */
+static inline void raw_sql(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/*
+ * The suites' main: runs run_suite("NAME_sqlite") with *url a store file in a fresh
+ * directory dir (of dirlen bytes, removed at the end), then run_suite("NAME_postgres") with
+ * *url FERRY_TEST_PG_URL when it is set. Returns the process's exit code.
+ */
+static inline int store_suite_main(const char *name, char *dir, size_t dirlen, const char **url,
+                                   int (*run_suite)(const char *))
+{
+    char sqlite_path[160], suite[64];
+    snprintf(dir, dirlen, "/tmp/ferry-test-%s-XXXXXX", name);
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(sqlite_path, sizeof(sqlite_path), "%s/var/ferry.db", dir);
+    *url = sqlite_path;
+    snprintf(suite, sizeof(suite), "%s_sqlite", name);
+    int failed = run_suite(suite);
+    const char *pg = getenv("FERRY_TEST_PG_URL");
+    if (pg != NULL && *pg != '\0') {
+        *url = pg;
+        snprintf(suite, sizeof(suite), "%s_postgres", name);
+        failed += run_suite(suite);
+    }
+    *url = NULL;
+    char *rm = xasprintf("rm -rf '%s'", dir);
+    if (system(rm) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    free(rm);
+    return failed ? 1 : 0;
+}
+
+#endif
