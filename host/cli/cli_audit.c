@@ -11,8 +11,8 @@
 #include "util.h"
 
 static const char *const audit_cols[][2] = {
-    {"TIME", "time"}, {"USER", "user"},     {"FROM", "from"}, {"ACTION", "action"},
-    {"TEAM", "team"}, {"TARGET", "target"}, {NULL, NULL}};
+    {"TIME", "time"},     {"USER", "user"},     {"FROM", "from"},       {"ACTION", "action"},
+    {"TEAM", "team"},     {"TARGET", "target"}, {"DETAILS", "details"}, {NULL, NULL}};
 
 /* A date option into *ms (0 when absent). 0, or EXIT_USAGE after printing. */
 static int date_opt(cli *c, const char *name, int64_t *ms)

@@ -61,8 +61,9 @@ int people_authenticate(store *s, const char *token, const char *address, struct
 /*
  * Whether p may act on team with at least role need: 0 yes; 401 when p is NULL or has no
  * role; 403 when p's role is below need or p is bound to another team. team NULL means
- * data of no team (regions, bridges, users, the audit log of every team): a team's token
- * may read it (need <= ROLE_VIEWER) but only the CLI on the store (team "") may change it.
+ * data of no team (regions, bridges): a team's token may read it (need <= ROLE_VIEWER) but
+ * only the CLI on the store (team "") may change it. (Users, tokens and the audit log of
+ * every team are the CLI's too: a token reads the audit rows of its own team.)
  */
 int people_allowed(const struct principal *p, const char *team, enum people_role need);
 
@@ -70,7 +71,8 @@ int people_allowed(const struct principal *p, const char *team, enum people_role
  * The role an item needs to be created (or retried): ROLE_OPERATOR, or command_role when
  * that is higher and the item runs arbitrary commands: its function's descriptor carries
  * the "runs_commands" flag (script, run_tests, conditional), or its vault gives a
- * pre_hook or post_hook. fn may be NULL (unknown function: only the vault decides).
+ * pre_hook or post_hook. fn NULL (a function the caller's plugin directory does not know)
+ * counts as running commands: what cannot be told is refused to the lower role.
  * command_role ROLE_NONE means ROLE_OPERATOR. The one place this is decided.
  */
 enum people_role people_item_role(const json_t *fn, const json_t *vault,

@@ -326,6 +326,7 @@ static int delete_blockers(store *s, store_kind kind, const char *name, char *bu
         append_names(s, buf, buflen, "machines ", S_RES_NAMES_TEAM_MACHINES, name, &rc);
         append_names(s, buf, buflen, "storages ", S_RES_NAMES_TEAM_STORAGES, name, &rc);
         append_names(s, buf, buflen, "schedules ", S_RES_NAMES_TEAM_SCHEDULES, name, &rc);
+        append_names(s, buf, buflen, "active API tokens ", S_RES_NAMES_TEAM_TOKENS, name, &rc);
     } else if (kind == STORE_REGION) {
         append_names(s, buf, buflen, "bridges ", S_RES_NAMES_REGION_BRIDGES, name, &rc);
     } else if (kind == STORE_BRIDGE) {

@@ -416,6 +416,11 @@ const struct stmt_def store_statements[S_COUNT] = {
                                    " AND status IN ('PENDING','ASSIGNED','PROCESSING',"
                                    "'CANCELLING') ORDER BY created_at, seq",
                                    0},
+    /* A team's active API tokens (host/people): removing the team would leave them for a
+     * team of the same name created later. */
+    [S_RES_NAMES_TEAM_TOKENS] = {"SELECT CAST(id AS TEXT) FROM tokens WHERE team_name = ?1"
+                                 " AND revoked_at IS NULL ORDER BY id",
+                                 0},
     [S_MACHINE_SET_BRIDGE] = {"UPDATE machines SET bridge_name = ?1, updated_at = ?2"
                               " WHERE name = ?3",
                               0},

@@ -83,6 +83,7 @@ enum stmt_id {
     S_RES_NAMES_REGION_BRIDGES,
     S_RES_NAMES_BRIDGE_MACHINES,
     S_RES_NAMES_MACHINE_ITEMS,
+    S_RES_NAMES_TEAM_TOKENS,
     S_MACHINE_SET_BRIDGE,
     S_SCHEDULE_SET_RUN,
     /* people: users, tokens, the audit log (host/people) */

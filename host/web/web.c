@@ -461,8 +461,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         *con_cls = r;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoll(cl, NULL, 10) > w->cfg->web_max_body)
+        if (cl && strtoll(cl, NULL, 10) > w->cfg->web_max_body) {
+            /* Refused before a byte of it is read: MHD closes the connection after. */
             r->too_big = 1;
+            r->url = url;
+            r->method = method;
+            return web_error(r, 413, "the request body is over web.max_body_bytes (%d bytes)",
+                             w->cfg->web_max_body);
+        }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {

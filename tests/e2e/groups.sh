@@ -24,7 +24,8 @@ ferry create machine Ops other-bridge far-01 --vault '{"connection":"local"}' >/
 
 # --- the upgrade: a store of schema version 2 (before groups) gets migration 3 -----------------
 OLD=$(ferry create queue-item Ops web-01 local --vault '{"function":"hello"}' --output json | jq -r '.data[0].taskId')
-sqlite3 "$T_DIR/ferry.db" "DROP INDEX qi_parent; DROP TABLE machine_groups; DELETE FROM schema_migrations WHERE version >= 3" ||
+sqlite3 "$T_DIR/ferry.db" "DROP TABLE audit_log; DROP TABLE tokens; DROP TABLE users; ALTER TABLE queue_events DROP COLUMN actor;
+DROP INDEX qi_parent; DROP TABLE machine_groups; DELETE FROM schema_migrations WHERE version >= 3" ||
     fail "the store is taken back to schema version 2"
 eq "the store is at version 2" "$(sqlite3 "$T_DIR/ferry.db" "SELECT max(version) FROM schema_migrations")" 2
 eq "the next command upgrades it and keeps its items" "$(task_status "$OLD")" PENDING

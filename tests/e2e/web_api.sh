@@ -72,6 +72,9 @@ eq "... nothing written" "$(ferry list queue --output json | jq '.data | length'
 # --- /metrics after real work ----------------------------------------------------------------------
 id=$(curl -fsS "${auth[@]}" -X POST "$WEB/api/v1/queue" -d '{"team":"Ops","machine":"box1","bridge":"local","vault":{"function":"hello"}}' | jq -r '.data[0].taskId')
 wait_status "$id" COMPLETED || fail "the host runs an item made through the API"
+ev=$(curl -sS -N --max-time 2 "${auth[@]}" "$WEB/api/v1/events" 2>/dev/null)
+contains "the event stream tells the item's end" "$(grep "\"taskId\":\"$id\"" <<<"$ev" | tail -1)" '"status":"COMPLETED"'
+contains "... as a server-sent event" "$(grep -B1 "\"taskId\":\"$id\"" <<<"$ev" | head -1)" "event: item"
 done_n=$(ferry list queue --status COMPLETED --output json | jq '[.data[] | select(.function == "hello")] | length')
 # An end is counted once it is 5 s old (docs/api.md).
 wait_for 15 bash -c "curl -fsS '$WEB/metrics' | grep -qx 'ferry_items_completed_total{function=\"hello\"} $done_n'"

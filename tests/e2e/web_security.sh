@@ -53,6 +53,10 @@ audit=$(ferry audit list --output json | jq -c '[.data[] | select(.action == "qu
 eq "the API's cancel is audited: user, via api, client address" "$audit" '["olga","api","127.0.0.1"]'
 contains "... and in the item's timeline" "$(ferry queue trace "$task" --output json | jq -c '.data.timeline')" "olga"
 
+ev=$(curl -sS -N --max-time 2 -H "Authorization: Bearer $OPER" "$WEB/api/v1/events" 2>/dev/null)
+contains "the event stream shows the token's team" "$ev" '"teamName":"Ops"'
+not_contains "... and never another team's items" "$ev" "$dev_task"
+
 # --- browser login: cookie and CSRF -----------------------------------------------------------
 jar=$T_DIR/jar
 hdr=$(curl -s -D - -o "$T_DIR/login.json" -c "$jar" -X POST -d "{\"token\":\"$OPER\"}" "$WEB/api/v1/login")
@@ -85,6 +89,11 @@ contains "... and may not be framed" "$h" "X-Frame-Options: DENY"
 # --- limits -------------------------------------------------------------------------------------
 big=$(head -c 3000 /dev/zero | tr '\0' a)
 eq "a body over web.max_body_bytes: 413" "$(code -H "Authorization: Bearer $OPER" -X POST -d "{\"x\":\"$big\"}" "$WEB/api/v1/queue")" 413
+head -c 200000000 /dev/zero >"$T_DIR/huge"
+t0=$SECONDS
+eq "a 200 MB body is refused before it is read: 413" "$(code -H "Authorization: Bearer $OPER" -H 'Content-Type: application/json' --data-binary @"$T_DIR/huge" "$WEB/api/v1/queue")" 413
+((SECONDS - t0 <= 5)) && pass "... at once ($((SECONDS - t0)) s)" || fail "refused at once" "took $((SECONDS - t0)) s"
+rm -f "$T_DIR/huge"
 eq "... also when sent chunked, without a length" "$(code -H "Authorization: Bearer $OPER" -H 'Transfer-Encoding: chunked' -X POST -d "{\"x\":\"$big\"}" "$WEB/api/v1/queue")" 413
 hbig=$(head -c 9000 /dev/zero | tr '\0' b)
 c=$(code -H "X-Big: $hbig" -H "Authorization: Bearer $OPER" "$WEB/api/v1/queue")
