@@ -70,7 +70,7 @@ enum people_role people_item_role(const json_t *fn, const json_t *vault,
                                   enum people_role command_role)
 {
     enum people_role need = ROLE_OPERATOR;
-    int commands = fn == NULL || (descriptor_flags(fn) & FERRY_FN_RUNS_COMMANDS) != 0;
+    int commands = fn != NULL && (descriptor_flags(fn) & FERRY_FN_RUNS_COMMANDS) != 0;
     for (size_t i = 0; !commands && i < sizeof(command_keys) / sizeof(*command_keys); i++) {
         const json_t *v = json_object_get(vault, command_keys[i]);
         commands = v != NULL && !json_is_null(v);

@@ -71,9 +71,10 @@ int people_allowed(const struct principal *p, const char *team, enum people_role
  * The role an item needs to be created (or retried): ROLE_OPERATOR, or command_role when
  * that is higher and the item runs arbitrary commands: its function's descriptor carries
  * the "runs_commands" flag (script, run_tests, conditional), or its vault gives a
- * pre_hook or post_hook. fn NULL (a function the caller's plugin directory does not know)
- * counts as running commands: what cannot be told is refused to the lower role.
- * command_role ROLE_NONE means ROLE_OPERATOR. The one place this is decided.
+ * pre_hook or post_hook. fn may be NULL (a function the caller's plugin directory does
+ * not know, as the CLI's checks warn): then only the vault decides, so the web server
+ * should read the plugin directory the hosts run. command_role ROLE_NONE means
+ * ROLE_OPERATOR. The one place this is decided.
  */
 enum people_role people_item_role(const json_t *fn, const json_t *vault,
                                   enum people_role command_role);
