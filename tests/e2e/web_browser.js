@@ -247,10 +247,12 @@ async function open(p, hash) {
     await page.click('tr[data-task="' + DATA.xssIds[0] + '"] button[data-action=retry]');
     await page.waitForSelector('dialog#confirm[open]');
     await page.click('#confirm-ok');
-    await page.waitForSelector('.toast:has-text("Retried")');
+    // (an earlier step's toast may still be up: wait for this action's own)
+    const said = await (await page.waitForSelector('.toast:has-text("Retr")')).textContent();
     const kids = await page.evaluate(async (id) => (await (await fetch('/api/v1/queue?max-records=20')).json()).data
       .filter((r) => r.parentTaskId === id && r.linkKind === 'retry').length, DATA.xssIds[0]);
-    check('retry from the dashboard queues a linked item', kids === 1, kids + ' retries of ' + DATA.xssIds[0]);
+    check('retry from the dashboard queues a linked item', kids === 1 && said.startsWith('Retried as'),
+      kids + ' retries of ' + DATA.xssIds[0] + '; the page said: ' + said);
     await open(page, '#/schedules');
     for (const [button, state] of [['Disable', 'disabled'], ['Enable', 'enabled']]) {
       await page.click('tbody tr button:has-text("' + button + '")');
