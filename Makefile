@@ -28,6 +28,8 @@ PKGS     := jansson libconfig libcurl sqlite3 libpq libzstd libcrypto
 # libcurl and libpq are compiled against (their headers) but not linked: the host loads them
 # on first use (host/base/lazy_lib.h), so commands that need neither start without them.
 LINK_PKGS := $(filter-out libcurl libpq,$(PKGS))
+# libmicrohttpd (ferry web) is loaded on first use too (host/web/lazy_mhd.c).
+PKGS     += libmicrohttpd
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-format-nonliteral -Wvla
 BASEFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARN) $(SANFLAGS)
@@ -54,6 +56,8 @@ PLUGIN_LIBS   = $(shell pkg-config --libs jansson)
 
 HOST_SRC  := $(sort $(wildcard host/*.c host/*/*.c))
 HOST_OBJ  := $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
+# The dashboard's files as a generated table (rule below, after the object rule).
+HOST_OBJ  += $(BUILD)/obj/web_assets.o
 LIB_OBJ   := $(filter-out $(BUILD)/obj/host/main.o,$(HOST_OBJ))
 PLUGINS   := $(notdir $(patsubst %/,%,$(sort $(dir $(wildcard plugins/*/*.c)))))
 PLUGIN_SO := $(PLUGINS:%=$(BUILD)/plugins/%.so)
@@ -85,6 +89,19 @@ $(BUILD)/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(@D)
 	$(call say,CC,$<)
 	$(Q)$(CC) $(HOST_CFLAGS) -MMD -MP -c $< -o $@
+
+# The web dashboard: every file of host/web/assets/ becomes a byte array of the table that
+# host/web/assets.h declares (scripts/web_assets.sh), so ferry serves it with no file beside it.
+# The folder is a prerequisite too, so adding or removing a file regenerates the table.
+WEB_ASSETS := $(sort $(wildcard host/web/assets/*))
+$(BUILD)/gen/web_assets.c: scripts/web_assets.sh $(WEB_ASSETS) host/web/assets | $(DEPS_OK)
+	@mkdir -p $(@D)
+	$(call say,GEN,$@)
+	$(Q)scripts/web_assets.sh $(WEB_ASSETS) >$@.tmp && mv $@.tmp $@
+$(BUILD)/obj/web_assets.o: $(BUILD)/gen/web_assets.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)
+	$(Q)$(CC) $(HOST_CFLAGS) -c $< -o $@
 
 $(BUILD)/ferry: $(HOST_OBJ)
 	$(call say,LINK,$@)
@@ -215,6 +232,8 @@ install: all
 	test -e $(INSTALL_CONF)/ferry.conf || cp $(INSTALL_CONF)/ferry.conf.default $(INSTALL_CONF)/ferry.conf
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
 	    dist/ferry.service.in > $(INSTALL_UNIT)/ferry.service
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
+	    dist/ferry-web.service.in > $(INSTALL_UNIT)/ferry-web.service
 
 clean:
 	rm -rf build

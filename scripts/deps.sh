@@ -3,8 +3,9 @@
 #   scripts/deps.sh build   what `make` needs (compiler, headers, pkg-config)
 #   scripts/deps.sh test    what `make check` and `make fuzz` need on top (jq, cmocka, clang
 #                           and its sanitizer/libFuzzer runtimes, servers used by tests)
-#   scripts/deps.sh bench   what `make bench` needs on top (restic, borg, time; nodejs and npm, with
-#                           which tests/bench/graphile.sh installs graphile-worker, the peer)
+#   scripts/deps.sh bench   what `make bench` needs on top (restic, borg, time; nodejs and npm,
+#                           with which tests/bench/graphile.sh installs graphile-worker, the
+#                           peer, are in the test set: tests/e2e/web_browser.sh needs them)
 #   scripts/deps.sh list build|test|bench   prints the set, one package a line
 # As root it runs apt-get; otherwise it prints the exact apt-get line and exits 1.
 #
@@ -29,10 +30,13 @@ set -euo pipefail
 
 build_pkgs="gcc make pkg-config libc6-dev libjansson-dev libconfig-dev libcurl4-openssl-dev
   libsqlite3-dev libpq-dev libzstd-dev libssl-dev libexpat1-dev libarchive-dev"
+build_pkgs="$build_pkgs libmicrohttpd-dev" # ferry web (host/web/)
 test_pkgs="$build_pkgs libcmocka-dev jq clang libclang-rt-14-dev g++ python3 procps psmisc
   uuid-runtime bc sqlite3 postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav
   curl"
-bench_pkgs="$test_pkgs restic borgbackup time nodejs npm"
+test_pkgs="$test_pkgs openssl" # tests/e2e/web_tls.sh makes a self-signed certificate
+test_pkgs="$test_pkgs chromium nodejs npm" # tests/e2e/web_browser.sh: the dashboard in a browser
+bench_pkgs="$test_pkgs restic borgbackup time"
 
 if [[ ${1:-} == list ]]; then
     case "${2:-}" in

@@ -85,6 +85,26 @@ static const struct config_key config_keys[] = {
     {"smtp.password", KEY_STRING, OFF(smtp_password), "", 0, 0, "SMTP password (never logged)."},
     {"vault.max_bytes", KEY_INT, OFF(vault_max_bytes), "1048576", 1024, INT_MAX,
      "Largest vault accepted, in bytes."},
+    {"web.listen", KEY_STRING, OFF(web_listen), "127.0.0.1:8642", 0, 0,
+     "Address and port `ferry web` listens on (ADDR:PORT; [ADDR]:PORT for IPv6); "
+     "`ferry web --listen` overrides it."},
+    {"web.tls_cert", KEY_PATH, OFF(web_tls_cert), "", 0, 0,
+     "PEM certificate (chain) for HTTPS; with web.tls_key, `ferry web` serves TLS only."},
+    {"web.tls_key", KEY_PATH, OFF(web_tls_key), "", 0, 0,
+     "PEM private key of web.tls_cert (keep it readable by ferry's user only)."},
+    {"web.max_body_bytes", KEY_INT, OFF(web_max_body), "4194304", 1024, INT_MAX,
+     "Largest request body `ferry web` reads; a longer one is answered 413."},
+    {"web.max_header_bytes", KEY_INT, OFF(web_max_header), "16384", 2048, 1048576,
+     "Room for a request's line and headers; a request that needs more is refused."},
+    {"web.rate_limit", KEY_INT, OFF(web_rate_limit), "600", 1, INT_MAX,
+     "Requests one token (or, without one, one client address) may make per minute; "
+     "more are answered 429."},
+    {"web.timeout", KEY_INT, OFF(web_timeout), "30", 1, 3600,
+     "Seconds a connection may stay idle or send its request slowly before it is closed."},
+    {"web.max_connections", KEY_INT, OFF(web_max_connections), "64", 1, 10000,
+     "Connections `ferry web` serves at once (each has a thread); more are refused."},
+    {"web.store_handles", KEY_INT, OFF(web_store_handles), "8", 1, 256,
+     "Store connections `ferry web` keeps open; a request waits for a free one."},
     {"people.command_role", KEY_STRING, OFF(people_command_role), "operator", 0, 0,
      "Role an API token needs to create or retry an item that runs commands its vault gives "
      "(functions flagged runs_commands: script, run_tests, conditional; or a vault with "
@@ -102,7 +122,7 @@ static const struct {
     const char *path;
     const char *why;
 } reserved_keys[] = {
-    {"http.listen", "ferry has no HTTP listener yet"},
+    {"http.listen", "the web listener is web.listen (ferry web)"},
 };
 
 #define N_RESERVED (sizeof(reserved_keys) / sizeof(reserved_keys[0]))

@@ -54,6 +54,16 @@ typedef struct ferry_config {
 
     int vault_max_bytes;
 
+    /* ferry web (host/web/) */
+    char *web_listen;   /* "ADDR:PORT" */
+    char *web_tls_cert; /* PEM files; both "" = plain HTTP */
+    char *web_tls_key;
+    int web_max_body;        /* bytes */
+    int web_max_header;      /* bytes */
+    int web_rate_limit;      /* requests per token per minute */
+    int web_timeout;         /* seconds */
+    int web_max_connections; /* at once */
+    int web_store_handles;   /* store connections kept open */
     char *people_command_role; /* role an item that runs commands needs: "operator", "admin" */
 
     json_t *plugin_sections; /* object: plugin name -> its section as JSON */

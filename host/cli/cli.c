@@ -27,6 +27,7 @@ static const cli_command *const command_tables[] = {
     cli_plugin_commands,
     cli_people_commands,
     cli_audit_commands,
+    cli_web_commands,
 };
 
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
@@ -39,11 +40,21 @@ void cli_print_json(FILE *out, const json_t *v)
     fputc('\n', out);
 }
 
-static void print_envelope_error(const char *msg)
+/* Prints an envelope, or keeps it when the command runs inside ferry web (c->capture). */
+static void put_envelope(cli *c, json_t *env)
 {
-    json_t *env = json_pack("{s:b,s:n,s:s}", "success", 0, "data", "error", msg);
+    if (c && c->capture) {
+        json_decref(c->envelope);
+        c->envelope = env;
+        return;
+    }
     cli_print_json(stdout, env);
     json_decref(env);
+}
+
+static void print_envelope_error(cli *c, const char *msg)
+{
+    put_envelope(c, json_pack("{s:b,s:n,s:s}", "success", 0, "data", "error", msg));
 }
 
 /*
@@ -78,7 +89,7 @@ int cli_fail(cli *c, int code, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (c && c->json) {
-        print_envelope_error(msg);
+        print_envelope_error(c, msg);
     } else {
         fputs_one_line("ferry: ", msg, stderr);
     }
@@ -118,15 +129,13 @@ void cli_warn(const cli *c, const char *fmt, ...)
 
 void cli_print_ok_with(cli *c, json_t *data, const char *message, json_t *extra)
 {
-    (void)c;
     json_t *env = json_pack("{s:b,s:o,s:s}", "success", 1, "data", data ? data : json_null(),
                             "message", message ? message : "");
     if (extra != NULL) {
         json_object_update_missing(env, extra);
         json_decref(extra);
     }
-    cli_print_json(stdout, env);
-    json_decref(env);
+    put_envelope(c, env);
 }
 
 void cli_print_ok(cli *c, json_t *data, const char *message)
@@ -397,6 +406,16 @@ static void print_markdown_reference(FILE *out)
 }
 
 /* --- parsing --------------------------------------------------------------------------------- */
+
+const cli_command *cli_find_command(const char *verb, const char *noun)
+{
+    for (size_t t = 0; t < N_TABLES; t++)
+        for (const cli_command *cmd = command_tables[t]; cmd->verb; cmd++)
+            if (strcmp(cmd->verb, verb) == 0 &&
+                (noun ? cmd->noun && strcmp(cmd->noun, noun) == 0 : cmd->noun == NULL))
+                return cmd;
+    return NULL;
+}
 
 static const cli_command *find_command(char **words, int n, int *used)
 {

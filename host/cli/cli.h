@@ -60,7 +60,15 @@ struct cli {
     char *fn_text;
     size_t fn_index, fn_body, fn_len;
     json_t *refs_checked; /* "team\nmachine\nbridge" -> "" (exist) or why not (cli_item.c) */
+    /* ferry web runs commands in its threads: with capture set, the JSON envelope a command
+     * prints (success or failure) is kept here instead (a new reference, replacing an earlier
+     * one) and nothing goes to stdout. */
+    int capture;
+    json_t *envelope;
 };
+
+/* The command `ferry VERB NOUN` (noun NULL for a one-word command), or NULL. */
+const cli_command *cli_find_command(const char *verb, const char *noun);
 
 /* Runs the command line; returns the process exit code. */
 int cli_main(int argc, char **argv);
@@ -131,6 +139,7 @@ extern const cli_command cli_resource_commands[];
 extern const cli_command cli_group_commands[];
 extern const cli_command cli_people_commands[]; /* cli_people.c: users, tokens */
 extern const cli_command cli_audit_commands[];  /* cli_audit.c: audit list */
+extern const cli_command cli_web_commands[]; /* cli_web.c: ferry web */
 
 /*
  * Checks a queue item vault the same way wherever one is given (create queue-item, a

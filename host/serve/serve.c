@@ -21,6 +21,7 @@
 #include "attempt.h"
 #include "descriptor.h"
 #include "fairness.h"
+#include "heartbeat.h"
 #include "log.h"
 #include "outcome.h"
 #include "policy.h"
@@ -822,6 +823,7 @@ static int loop_timeout(host *h)
 static void chores(host *h, int64_t now)
 {
     char err[512];
+    heartbeat_tick(h->st, h->owner, h->cfg->bridge, runner_busy(h->run), now);
     if (now - h->last_heartbeat >= h->cfg->lease_seconds * 1000 / 3) {
         batch_begin(h);
         if (store_heartbeat(h->st, h->owner, (int64_t)h->cfg->lease_seconds * 1000, now_ms(), NULL,
@@ -973,6 +975,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     if (h.inofd >= 0)
         close(h.inofd);
     close(h.sigfd);
+    heartbeat_stopped(h.st, h.owner);
     store_close(h.st);
     return rc;
 }

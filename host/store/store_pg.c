@@ -266,6 +266,14 @@ static const struct eng_migration migrations[] = {
      " target text, details text);"
      "CREATE INDEX IF NOT EXISTS audit_at ON audit_log(at);"
      "ALTER TABLE queue_events ADD COLUMN IF NOT EXISTS actor text;"},
+    /* As the SQLite driver's migration 6: hosts and their heartbeats (ferry web). */
+    {6, "hosts and their heartbeats; ended items by finished_at",
+     "CREATE TABLE IF NOT EXISTS hosts ("
+     " host_id text COLLATE \"C\" PRIMARY KEY, bridge_name text NOT NULL,"
+     " version text NOT NULL, started_at bigint NOT NULL, last_seen_at bigint NOT NULL,"
+     " running integer NOT NULL DEFAULT 0, stopped_at bigint);"
+     "CREATE INDEX IF NOT EXISTS qi_finished ON queue_items (finished_at)"
+     " WHERE finished_at IS NOT NULL;"},
     /* 8 (the engine work, issue 14): the hosts of a bridge that wait for work while others
      * hold every machine with ready items (fair claims: waits.c, host/serve/fairness.c).
      * One row per waiting host. */

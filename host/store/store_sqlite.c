@@ -262,6 +262,15 @@ static const struct eng_migration migrations[] = {
      " details TEXT);"
      "CREATE INDEX audit_at ON audit_log(at);"
      "ALTER TABLE queue_events ADD COLUMN actor TEXT;"},
+    /* ferry web (hosts.c): the hosts' heartbeats, and ended items by their end, which
+     * /metrics counts and the event stream follows without reading the whole history. */
+    {6, "hosts and their heartbeats; ended items by finished_at",
+     "CREATE TABLE IF NOT EXISTS hosts ("
+     " host_id TEXT PRIMARY KEY, bridge_name TEXT NOT NULL, version TEXT NOT NULL,"
+     " started_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL,"
+     " running INTEGER NOT NULL DEFAULT 0, stopped_at INTEGER);"
+     "CREATE INDEX IF NOT EXISTS qi_finished ON queue_items(finished_at)"
+     " WHERE finished_at IS NOT NULL;"},
     /* 8 (the engine work, issue 14): the hosts of a bridge that wait for work while others
      * hold every machine with ready items (fair claims: waits.c, host/serve/fairness.c).
      * One row per waiting host. */

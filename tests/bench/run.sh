@@ -7,7 +7,7 @@
 #   BENCH_ONLY="SECTION..." make bench    the same through make
 #
 # Sections, in the order they run: enqueue, cli, graphile and drain (case by case, side by
-# side), latency, list, rss, pg, schedule, backup. "queue" stands for graphile drain latency rss (the host's hot path beside
+# side), latency, list, rss, pg, schedule, backup, web, paint. "queue" stands for graphile drain latency rss (the host's hot path beside
 # its peer); no section named runs them all. Sizes: BENCH_DRAIN_SIZES ("10000 100000"),
 # BENCH_WORKERS ("2 4"), BENCH_BIG (1000000, the list and RSS queue), BENCH_LATENCY_N (1000),
 # BENCH_MB / BENCH_REMOTE_MB (backup trees), BENCH_PIPELINE (32: the drains' workers.pipeline,
@@ -31,7 +31,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ALL="enqueue cli graphile drain latency list rss pg schedule backup"
+ALL="enqueue cli graphile drain latency list rss pg schedule backup web"
+ALL="$ALL paint" # the web dashboard's first paint with BENCH_BIG items (tests/bench/web_paint.sh)
 want=" ${*:-${BENCH_ONLY:-$ALL}} "
 want=${want//,/ }
 want=${want// queue / graphile drain latency rss }
@@ -258,6 +259,10 @@ if on schedule; then
     BUILD=$BUILD tests/bench/schedule.sh || echo "(tests/bench/schedule.sh failed)"
     echo
 fi
+if on web; then
+    BUILD=$BUILD BENCH_BIG=$BIG tests/bench/web.sh || echo "(tests/bench/web.sh failed)"
+    echo
+fi
 if on backup; then
     BUILD=$BUILD tests/bench/backup.sh || echo "(tests/bench/backup.sh failed)"
     echo
@@ -273,6 +278,10 @@ if on backup; then
     BUILD=$BUILD BENCH_SOURCE=ssh BENCH_MB=${BENCH_REMOTE_MB:-256} tests/bench/backup.sh ||
         echo "(backup.sh from an SSH machine failed)"
     echo
+fi
+
+if on paint; then
+    W=$W BUILD=$BUILD tests/bench/web_paint.sh || echo "(web_paint.sh failed)"
 fi
 
 echo "== summary: issue 14 targets (information only; make bench never fails on a MISS) =="

@@ -79,7 +79,7 @@ contains "bad enum value says what is allowed" "$out" "store.driver is 'mysql'; 
 printf 'bridge = "x";\nhttp = { listen = "127.0.0.1:8080"; };\n' >"$cfg"
 out=$("$FERRY_BIN" -c "$cfg" config show 2>&1); rc=$?
 eq "http.listen exits 1" "$rc" 1
-eq "http.listen is refused with the reason" "$out" "ferry: $cfg:2: http.listen does nothing: ferry has no HTTP listener yet; remove it"
+eq "http.listen is refused with the reason" "$out" "ferry: $cfg:2: http.listen does nothing: the web listener is web.listen (ferry web); remove it"
 not_contains "config reference does not offer it" "$("$FERRY_BIN" config reference)" "| \`http.listen\`"
 out=$("$FERRY_BIN" -c "$T_DIR/none.conf" config show 2>&1); rc=$?
 eq "missing --config file exits 1" "$rc" 1

@@ -47,7 +47,7 @@ contains "... and the libFuzzer runtime" "$(cat "$T_DIR/inputs")" "libclang_rt.f
 # exceptions in scripts/deps.sh).
 for c in jq timeout sshd ssh ssh-keygen lighttpd psql pg_ctl initdb postgres curl openssl python3 \
     bc sqlite3 ps pgrep pkill killall uuidgen dpkg-deb apt-get od stat sha256sum flock setsid \
-    runuser cc gcc clang make pkg-config; do
+    runuser cc gcc clang make pkg-config chromium node npm; do
     echo "cmd $c"
 done >>"$T_DIR/inputs"
 

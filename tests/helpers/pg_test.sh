@@ -49,6 +49,8 @@ build_queue_fill() {
         src=${o#"$FERRY_ROOT/$BUILD/obj/"}
         [[ $o == */main.o || ! -f $FERRY_ROOT/${src%.o}.c ]] || objs+=("$o")
     done
+    # The dashboard's files, a table generated at build time (Makefile: web_assets.o).
+    [[ -f $FERRY_ROOT/$BUILD/obj/web_assets.o ]] && objs+=("$FERRY_ROOT/$BUILD/obj/web_assets.o")
     for d in "$FERRY_ROOT"/host/*/; do inc+=(-I"$d"); done
     [[ ${SAN:-0} == 1 ]] && san=(-fsanitize=address,undefined)
     # shellcheck disable=SC2086
