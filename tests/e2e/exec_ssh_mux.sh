@@ -117,6 +117,8 @@ vault() { # vault SSHD_DIR PORT USER [HOST_KEY]
 }
 ferry create machine Ops local fa --vault "$(vault "$A_DIR" "$a_port" "$A_USER")" >/dev/null
 ferry create machine Ops local fb --vault "$(vault "$B_DIR" "$b_port" "$B_USER")" >/dev/null
+ferry create machine Ops local fopts --vault "$(vault "$A_DIR" "$a_port" "$A_USER" |
+    jq -c --arg p "$T_DIR/shared-%r" '. + {ssh_options: ["ControlMaster=auto", "ControlPath=\($p)", "ControlPersist=600"]}')" >/dev/null
 ferry create machine Ops local fmitm --vault "$(vault "$A_DIR" "$a_port" "$A_USER" "$(cat "$B_DIR/host_key.pub")")" >/dev/null
 start_host
 
@@ -245,6 +247,15 @@ wait_st "$t" COMPLETED 30
     pass "... nor a name not its own, a symlink, or another user's directory" ||
     fail "the sweep leaves foreign names, symlinks and other users' directories" "$(ls -ld /tmp/ferry-ssh.$dead.*)"
 rm -rf "/tmp/ferry-ssh.$$.aAbB12" "/tmp/ferry-ssh.$dead.aAbB12x" "/tmp/ferry-ssh.$dead.sYmLnK" "/tmp/ferry-ssh.$dead.oThEr1"
+
+# --- ssh_options cannot redirect the sharing -----------------------------------------------------
+t=$(q fopts '[{"exec": "id -un"}, {"exec": "id -un"}]')
+wait_st "$t" COMPLETED 30
+eq "ssh_options with ControlMaster, ControlPath and ControlPersist: the commands run" \
+    "$(rjson "$t" .result.codes)" '[0,0]'
+eq "... no socket where they point" "$(ls "$T_DIR" | grep -c '^shared-')" 0
+wait_for 8 masters_gone && [[ -z $(pgrep -f -- "-p $a_port .*ControlPersist=600") ]] &&
+    pass "... and no master persists after the attempt" || fail "no master persists" "$(pgrep -af ControlPersist)"
 
 # --- the pinned host key is still checked --------------------------------------------------------
 t=$(q fmitm '[{"exec": "id -un", "fail": true}]')
