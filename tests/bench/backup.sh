@@ -51,7 +51,7 @@ REMOTE_DS= # the SSH machine's datastore: a directory of this run in the user's 
 
 TARGET=${BENCH_TARGET:-local}
 CPUACCT=${BENCH_CPUACCT:-}
-cpu_ns() { if [[ -n $CPUACCT ]]; then cat "$CPUACCT$1/cpuacct.usage" 2>/dev/null || echo 0; else echo 0; fi; }
+cpu_ns() { if [[ -n $CPUACCT ]]; then cat "$CPUACCT${1:-}/cpuacct.usage" 2>/dev/null || echo 0; else echo 0; fi; }
 cleanup() {
     [[ -n $HOST_PID ]] && kill "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null
     case $TARGET in
