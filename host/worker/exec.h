@@ -121,7 +121,9 @@ json_t *exec_spawn(const exec_spawn_spec *spec, const json_t *options, const exe
  * or base64 of it), BatchMode, ConnectTimeout (vault connect_timeout, default 10 s), host
  * keys pinned by the vault's known_hosts or host_public_key (StrictHostKeyChecking=yes), else
  * accepted on first use for this connection only. The key and host keys live in memfds
- * (mode 0600, never on disk) that vanish with the process. Returns as exec_on_machine().
+ * (mode 0600, never on disk) that vanish with the process. The commands of one attempt to
+ * one machine are sessions of one connection (an OpenSSH master started by the first of
+ * them, ended by exec_ssh_end_attempt(); exec_ssh.c). Returns as exec_on_machine().
  */
 json_t *exec_ssh(const json_t *machine, const char *command, const json_t *options,
                  const exec_hooks *hooks, char *err, size_t errlen);

@@ -7,6 +7,9 @@
  * to a third memfd (-E), kept apart from the command's output, so that a failed connection
  * (exit 255 with a diagnostic) can be told from a command that exits 255.
  *
+ * Sharing: an attempt's commands to a machine are sessions of one connection, whose master the
+ * first of them starts (see "one connection per attempt" below).
+ *
  * Stopping: ssh without a terminal does not signal the remote command when the connection
  * drops. So the command runs under a small remote wrapper (REMOTE_WRAPPER) that starts it in
  * a session of its own (setsid) and watches the connection's stdin: we hold our end open for
