@@ -59,7 +59,8 @@ uintptr_t exec_stream_start(const json_t *machine, const char *command, const js
  */
 json_t *exec_stream_wait(uintptr_t handle, int stop, char *err, size_t errlen);
 
-/* Stops and frees every stream not waited yet (an attempt's end). Returns how many. */
+/* An attempt's end: stops and frees every stream not waited yet, then ends the attempt's
+ * shared SSH connection (exec_ssh_end_attempt()). Returns how many streams it stopped. */
 int exec_stream_end_all(void);
 
 /* --- shared by exec.c, exec_ssh.c and exec_stream.c ------------------------------------- */
@@ -120,7 +121,9 @@ json_t *exec_spawn(const exec_spawn_spec *spec, const json_t *options, const exe
  * or base64 of it), BatchMode, ConnectTimeout (vault connect_timeout, default 10 s), host
  * keys pinned by the vault's known_hosts or host_public_key (StrictHostKeyChecking=yes), else
  * accepted on first use for this connection only. The key and host keys live in memfds
- * (mode 0600, never on disk) that vanish with the process. Returns as exec_on_machine().
+ * (mode 0600, never on disk) that vanish with the process. The commands of one attempt to
+ * one machine are sessions of one connection (an OpenSSH master started by the first of
+ * them, ended by exec_ssh_end_attempt(); exec_ssh.c). Returns as exec_on_machine().
  */
 json_t *exec_ssh(const json_t *machine, const char *command, const json_t *options,
                  const exec_hooks *hooks, char *err, size_t errlen);
@@ -141,5 +144,17 @@ char *const *exec_ssh_argv(exec_ssh_cmd *c);
  * (exit 255 with a diagnostic), err then says why and names the machine. */
 int exec_ssh_failed(exec_ssh_cmd *c, int exit_code, int killed, char *err, size_t errlen);
 void exec_ssh_free(exec_ssh_cmd *c);
+
+/* A streaming command that ran over the attempt's shared connection outlives its ssh client
+ * (the connection stays up for the other commands): kills the remote process group pgid
+ * (SIGTERM, SIGKILL 2 s later), reported by the stream wrapper, through that connection.
+ * 1 when it did, 0 when c had a connection of its own (its wrapper sees it end), -1 when the
+ * kill could not be sent. */
+int exec_ssh_stop_remote(exec_ssh_cmd *c, int pgid);
+
+/* Ends the attempt's shared SSH connection, if one was opened (the master started by the
+ * attempt's first SSH command, exec_ssh.c), and removes its control socket's directory. Called
+ * by exec_stream_end_all() at the attempt's end, after its commands have ended. */
+void exec_ssh_end_attempt(void);
 
 #endif

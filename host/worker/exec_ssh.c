@@ -7,6 +7,9 @@
  * to a third memfd (-E), kept apart from the command's output, so that a failed connection
  * (exit 255 with a diagnostic) can be told from a command that exits 255.
  *
+ * Sharing: an attempt's commands to a machine are sessions of one connection, whose master the
+ * first of them starts (see "one connection per attempt" below).
+ *
  * Stopping: ssh without a terminal does not signal the remote command when the connection
  * drops. So the command runs under a small remote wrapper (REMOTE_WRAPPER) that starts it in
  * a session of its own (setsid) and watches the connection's stdin: we hold our end open for
@@ -23,18 +26,23 @@
 #include "exec.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_S 10
-#define MAX_SSH_ARGS              64
+#define MAX_SSH_ARGS              80
 #define SSH_LOG_MAX               4096
 
 /*
@@ -43,8 +51,9 @@
  * A background list's stdin is /dev/null in a non-interactive shell, hence fd 3. After a
  * normal end the watchdog is stopped and whatever the command left running (services it
  * started on purpose) is left alone. When the client is gone the watchdog, not the wrapper,
- * removes the wrapper's directory: the wrapper's stderr is the dead connection, and the
- * shell's "Terminated" notice for the killed command kills it with SIGPIPE. The command's
+ * removes the wrapper's directory (and escalates to SIGKILL): the wrapper exits as soon as
+ * the command has, so that over the attempt's shared connection, which stays up, the
+ * session and its channel end with the command, not 2 s later. The command's
  * stderr joins its stdout on the machine, as a local command's does, so the output keeps
  * the order it was written in (SSH carries the two streams on separate channels, and the
  * client would interleave them by arrival).
@@ -66,7 +75,8 @@ static const char REMOTE_WRAPPER[] =
     "wd=$!\n"
     "exec 3<&-\n"
     "wait \"$pid\"; rc=$?\n"
-    "if [ -e \"$d/lost\" ]; then wait \"$wd\"; else kill \"$wd\" 2>/dev/null; fi\n"
+    "if [ -e \"$d/lost\" ]; then exit \"$rc\"; fi\n"
+    "kill \"$wd\" 2>/dev/null\n"
     "rm -rf \"$d\"\n"
     "exit \"$rc\"\n";
 
@@ -80,13 +90,18 @@ static const char REMOTE_WRAPPER[] =
  * system without /proc, whether that process still exists): a different parent means the
  * connection is gone (client killed, timeout, cancel, dropped network once sshd notices), and
  * the command's group gets SIGTERM, then SIGKILL 2 s later. Once it started killing it
- * ignores the wrapper's SIGTERM, which after a normal end stops it.
+ * ignores the wrapper's SIGTERM, which after a normal end stops it. The command's first
+ * stderr line, written before it starts, is "ferry-pgid N": its process group, which the
+ * bridge kills through the attempt's shared connection when it stops the stream (that
+ * connection stays up, so the watchdog cannot tell; exec_stream.c takes the line off).
  */
 static const char STREAM_WRAPPER[] =
     "cmd=$1; p=$PPID; w=$$\n"
+    "run='printf \"ferry-pgid %s\\n\" \"$$\" >&2; exec sh -c \"$1\"'\n"
     "exec 3<&0\n"
-    "if command -v setsid >/dev/null 2>&1; then setsid sh -c \"$cmd\" <&3 3<&- &\n"
-    "else sh -c \"$cmd\" <&3 3<&- & fi\n"
+    "set -- \"$run\" ferry-cmd \"$cmd\"\n"
+    "if command -v setsid >/dev/null 2>&1; then setsid sh -c \"$@\" <&3 3<&- &\n"
+    "else sh -c \"$@\" <&3 3<&- & fi\n"
     "pid=$!\n"
     "exec 3<&- 0</dev/null 1>/dev/null\n"
     "( while sleep 1; do\n"
@@ -388,8 +403,8 @@ static void close_files(struct ssh_conn *c)
 }
 
 /* Puts the key, the pinned host keys and an empty log into memfds. 0, or -1 with err set. */
-static int open_files(struct ssh_conn *c, const json_t *machine, const char *given_key,
-                      char *err, size_t errlen)
+static int open_files(struct ssh_conn *c, const json_t *machine, const char *given_key, char *err,
+                      size_t errlen)
 {
     int rc = -1;
     char *key = NULL, *pinned = NULL;
@@ -423,10 +438,12 @@ out:
     return rc;
 }
 
-/* The ssh command line into argv (MAX_SSH_ARGS slots; its strings live in c, machine and
- * remote). Returns 0, or -1 with err set for bad ssh_options. */
-static int build_argv(struct ssh_conn *c, const json_t *machine, char *remote, char **argv,
-                      char *err, size_t errlen)
+/* The ssh command line into argv (MAX_SSH_ARGS slots; its strings live in c, machine, extra
+ * and remote). extra (NULL-terminated, at most 10) comes before the machine's ssh_options, so
+ * that these cannot override it: the connection sharing options. remote NULL: no command (the
+ * master of a shared connection). Returns 0, or -1 with err set for bad ssh_options. */
+static int build_argv(struct ssh_conn *c, const json_t *machine, char *const *extra, char *remote,
+                      char **argv, char *err, size_t errlen)
 {
     json_int_t ct = json_integer_value(json_object_get(machine, "connect_timeout"));
     snprintf(c->opt_port, sizeof(c->opt_port), "%ld", c->port);
@@ -465,6 +482,8 @@ static int build_argv(struct ssh_conn *c, const json_t *machine, char *remote, c
         argv[n++] = fixed[i];
     for (size_t i = 0; c->key_fd >= 0 && i < sizeof(with_key) / sizeof(with_key[0]); i++)
         argv[n++] = with_key[i];
+    for (size_t i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
     size_t i;
     json_t *o;
     json_array_foreach (json_object_get(machine, "ssh_options"), i, o) {
@@ -488,14 +507,296 @@ static int build_argv(struct ssh_conn *c, const json_t *machine, char *remote, c
     argv[n++] = "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com";
     argv[n++] = "--";
     argv[n++] = c->login;
-    argv[n++] = remote;
+    if (remote)
+        argv[n++] = remote;
     argv[n] = NULL;
     return 0;
+}
+
+/* Fills c's target and login from machine. 0, or -1 with err set. */
+static int conn_target(struct ssh_conn *c, const json_t *machine, char *err, size_t errlen)
+{
+    *c = (struct ssh_conn){.key_fd = -1, .hosts_fd = -1, .log_fd = -1};
+    if (target(machine, &c->host, &c->user, &c->port, err, errlen) != 0)
+        return -1;
+    c->name = json_string_value(json_object_get(machine, "name"));
+    if (c->name == NULL)
+        c->name = "?";
+    if (c->user && c->user[0])
+        snprintf(c->login, sizeof(c->login), "%s@%s", c->user, c->host);
+    else
+        snprintf(c->login, sizeof(c->login), "%s", c->host);
+    return 0;
+}
+
+/* --- one connection per attempt ------------------------------------------------------------ */
+
+/*
+ * The attempt's shared connection. The first command of an attempt to an SSH machine starts
+ * an OpenSSH master (ControlMaster=yes, -N) and waits until it has logged in; that command and
+ * the attempt's later ones to the same machine run as sessions of its one connection
+ * (ControlPath: a few milliseconds each, instead of a TCP connection, a key exchange and a
+ * login, about 0.3 s on loopback). A push runs several commands (the existence checks, the
+ * listing, a tar per worker thread), a pull as many.
+ *
+ * Isolation: the control socket is in a directory of its own (/tmp/ferry-ssh.PID.XXXXXX by
+ * mkdtemp, mode 0700, a short path: a socket's path is at most 107 bytes), made for this
+ * master alone and removed with it (or, when the worker was killed outright, by the next
+ * master started on this bridge: mux_sweep()), so no other attempt, machine or user can
+ * reach it (ssh's master also refuses clients of another uid). The master serves only commands
+ * whose connection identity (login, port, key, pinned host keys, ssh_options) is the one it was
+ * opened with; any other gets a connection of its own, as do all commands after the master failed
+ * or died (ssh falls back to a direct connection when the socket does not answer). The sharing
+ * options come before the machine's ssh_options, so these cannot point ControlPath elsewhere.
+ *
+ * Lifetime: the master is in a process group of its own, reported to the host like any
+ * command's (a killed worker or an attempt's timeout ends it), and exec_ssh_end_attempt()
+ * ends it at the attempt's end: SIGTERM (ssh removes its socket), SIGKILL after a grace, then
+ * the directory goes. Its memfds (key, pinned host keys, log) live as long as it does: ssh
+ * reads the pins again when it re-keys. The host key is checked once, by the master, with
+ * the machine's pins, exactly as for a command of its own.
+ */
+#define MUX_START_GRACE_MS 10000 /* beyond ConnectTimeout: the key exchange and the login */
+#define MUX_DIR_PREFIX     "/tmp/ferry-ssh." /* then the worker's pid and mkdtemp's six */
+
+static pthread_mutex_t mux_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    pid_t pid;      /* the master, 0 when none */
+    int tried;      /* a master was started (or failed to) in this attempt */
+    char *identity; /* the connection it serves (holds the key text: zeroed when freed) */
+    char dir[48];   /* its private directory, "" when none */
+    char opt_path[64];
+    struct ssh_conn c;
+    char *argv[MAX_SSH_ARGS];
+} mux = {.c = {.key_fd = -1, .hosts_fd = -1, .log_fd = -1}};
+
+/* What makes two commands' connections the same one: a new string, freed with
+ * identity_free() (it holds the key). */
+static char *conn_identity(const struct ssh_conn *c, const json_t *machine, const char *key)
+{
+    char *opts =
+        json_dumps(json_object_get(machine, "ssh_options"), JSON_COMPACT | JSON_ENCODE_ANY);
+    const char *kh = json_string_value(json_object_get(machine, "known_hosts"));
+    const char *hk = json_string_value(json_object_get(machine, "host_public_key"));
+    json_int_t ct = json_integer_value(json_object_get(machine, "connect_timeout"));
+    char *id = xasprintf("%s\n%ld\n%lld\n%s\n%s\n%s\n%s", c->login, c->port, (long long)ct,
+                         kh ? kh : "", hk ? hk : "", opts ? opts : "", key ? key : "");
+    free(opts);
+    return id;
+}
+
+static void identity_free(char *id)
+{
+    if (id) {
+        explicit_bzero(id, strlen(id));
+        free(id);
+    }
+}
+
+/* The master's directory and memfds go (its process is gone). Under mux_lock. */
+static void mux_clear(void)
+{
+    if (mux.dir[0]) {
+        char sock[64];
+        snprintf(sock, sizeof(sock), "%s/s", mux.dir);
+        unlink(sock); /* ssh removes it itself unless it was killed */
+        rmdir(mux.dir);
+        mux.dir[0] = '\0';
+    }
+    close_files(&mux.c);
+    mux.c.key_fd = mux.c.hosts_fd = mux.c.log_fd = -1;
+    identity_free(mux.identity);
+    mux.identity = NULL;
+    mux.pid = 0;
+}
+
+/* Ends the master: SIGTERM, SIGKILL to its group after grace_ms, and reaps it. Under
+ * mux_lock. */
+static void mux_stop(int grace_ms)
+{
+    if (mux.pid > 0) {
+        kill(mux.pid, SIGTERM);
+        int64_t until = mono_ms() + grace_ms;
+        for (;;) {
+            pid_t r = waitpid(mux.pid, NULL, WNOHANG);
+            if (r == mux.pid || (r < 0 && errno != EINTR))
+                break;
+            if (mono_ms() >= until) {
+                kill(-mux.pid, SIGKILL);
+                while (waitpid(mux.pid, NULL, 0) < 0 && errno == EINTR)
+                    ;
+                break;
+            }
+            usleep(5000);
+        }
+        kill(-mux.pid, SIGKILL); /* whatever of its group is left */
+    }
+    mux_clear();
+}
+
+/*
+ * Removes the control directories that workers killed outright left behind (a worker that
+ * dies of its attempt's timeout or its host's SIGKILL ends its master with it but never gets
+ * to remove the directory): /tmp/ferry-ssh.PID.XXXXXX of this user whose worker PID is gone.
+ * Their sockets are dead and hold nothing; a live worker's (another attempt's) are left.
+ */
+static void mux_sweep(void)
+{
+    DIR *tmp = opendir("/tmp");
+    if (tmp == NULL)
+        return;
+    const char *base = MUX_DIR_PREFIX + strlen("/tmp/");
+    struct dirent *de;
+    while ((de = readdir(tmp)) != NULL) {
+        int pid = 0, end = 0;
+        if (strncmp(de->d_name, base, strlen(base)) != 0 ||
+            sscanf(de->d_name + strlen(base), "%d.%*6[A-Za-z0-9]%n", &pid, &end) != 1 ||
+            de->d_name[strlen(base) + (size_t)end] != '\0' || pid <= 1 || pid == getpid() ||
+            kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(tmp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+            continue;
+        int d = openat(dirfd(tmp), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (d >= 0) {
+            unlinkat(d, "s", 0);
+            close(d);
+        }
+        unlinkat(dirfd(tmp), de->d_name, AT_REMOVEDIR);
+    }
+    closedir(tmp);
+}
+
+/* Starts the master's process: its own group, no terminal, stdio on /dev/null. */
+static pid_t mux_spawn(char *const *argv)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGUSR1, SIG_DFL);
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, STDIN_FILENO);
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    if (pid > 0)
+        setpgid(pid, pid);
+    return pid;
+}
+
+/*
+ * Starts the master for machine and waits until its socket is there (logged in). 0 when it
+ * serves; 1 when it could not be set up here (no directory: the command connects on its
+ * own); -1 with err set when ssh failed (its reason, as a command's own failure would say).
+ * Under mux_lock.
+ */
+static int mux_start(const json_t *machine, const exec_hooks *hooks, const char *key, char *err,
+                     size_t errlen)
+{
+    struct ssh_conn *c = &mux.c;
+    if (conn_target(c, machine, err, errlen) != 0)
+        return -1;
+    mux_sweep();
+    snprintf(mux.dir, sizeof(mux.dir), "%s%d.XXXXXX", MUX_DIR_PREFIX, (int)getpid());
+    if (mkdtemp(mux.dir) == NULL) {
+        mux.dir[0] = '\0';
+        return 1;
+    }
+    snprintf(mux.opt_path, sizeof(mux.opt_path), "ControlPath=%s/s", mux.dir);
+    char *extra[] = {
+        "-N", "-n", "-o", "ControlMaster=yes", "-o", mux.opt_path, "-o", "ControlPersist=no", NULL};
+    if (open_files(c, machine, key, err, errlen) != 0 ||
+        build_argv(c, machine, extra, NULL, mux.argv, err, errlen) != 0)
+        return -1;
+    mux.pid = mux_spawn(mux.argv);
+    if (mux.pid < 0) {
+        mux.pid = 0;
+        return 1;
+    }
+    if (hooks && hooks->on_pgroup)
+        hooks->on_pgroup(hooks->on_pgroup_arg, mux.pid);
+    json_int_t ct = json_integer_value(json_object_get(machine, "connect_timeout"));
+    int64_t until =
+        mono_ms() + (ct > 0 ? ct : DEFAULT_CONNECT_TIMEOUT_S) * 1000 + MUX_START_GRACE_MS;
+    char sock[64];
+    snprintf(sock, sizeof(sock), "%s/s", mux.dir);
+    for (;;) {
+        struct stat st;
+        if (lstat(sock, &st) == 0 && S_ISSOCK(st.st_mode))
+            return 0;
+        int status;
+        if (waitpid(mux.pid, &status, WNOHANG) == mux.pid) {
+            char diag[SSH_LOG_MAX];
+            read_ssh_log(c->log_fd, diag, sizeof(diag));
+            seterr(err, errlen, "ssh to %s port %ld (machine %s) failed: %s", c->login, c->port,
+                   c->name, diag[0] ? diag : "ssh ended before it logged in");
+            mux.pid = 0;
+            return -1;
+        }
+        int cancelled = hooks && hooks->cancelled && hooks->cancelled(hooks->cancelled_arg);
+        if (cancelled || mono_ms() >= until ||
+            (hooks && hooks->deadline_ms > 0 && now_ms() >= hooks->deadline_ms)) {
+            seterr(err, errlen, "ssh to %s port %ld (machine %s) failed: %s", c->login, c->port,
+                   c->name, cancelled ? "cancelled while logging in" : "timed out logging in");
+            return -1;
+        }
+        usleep(5000);
+    }
+}
+
+/*
+ * The control path a command of this connection identity uses (copied into path), or ""
+ * for a connection of its own. Starts the attempt's master on its first command. 0, or -1
+ * with err set when the master's login failed (the command would fail the same way).
+ */
+static int mux_path_for(const struct ssh_conn *c, const json_t *machine, const exec_hooks *hooks,
+                        char *path, size_t pathlen, char *err, size_t errlen)
+{
+    const char *key = machine_key(hooks ? hooks->ssh_key : NULL, machine);
+    char *id = conn_identity(c, machine, key);
+    int rc = 0;
+    path[0] = '\0';
+    pthread_mutex_lock(&mux_lock);
+    if (mux.pid > 0 && waitpid(mux.pid, NULL, WNOHANG) == mux.pid) {
+        mux.pid = 0; /* it died (a dropped connection): commands connect on their own */
+        mux_clear();
+    }
+    if (!mux.tried) {
+        mux.tried = 1;
+        int started = mux_start(machine, hooks, key, err, errlen);
+        if (started != 0)
+            mux_stop(0);
+        if (started == 0) {
+            mux.identity = id;
+            id = NULL;
+        }
+        rc = started < 0 ? -1 : 0;
+    }
+    if (rc == 0 && mux.pid > 0 && strcmp(id ? id : mux.identity, mux.identity) == 0)
+        snprintf(path, pathlen, "%s", mux.opt_path);
+    pthread_mutex_unlock(&mux_lock);
+    identity_free(id);
+    return rc;
+}
+
+void exec_ssh_end_attempt(void)
+{
+    pthread_mutex_lock(&mux_lock);
+    mux_stop(2000);
+    mux.tried = 0;
+    pthread_mutex_unlock(&mux_lock);
 }
 
 struct exec_ssh_cmd {
     struct ssh_conn c;
     char *remote;
+    char opt_path[64]; /* ControlPath=... of the attempt's master, or ControlPath=none */
     char *argv[MAX_SSH_ARGS];
 };
 
@@ -518,20 +819,15 @@ exec_ssh_cmd *exec_ssh_prepare(const json_t *machine, const char *command, const
         return NULL;
     }
     struct ssh_conn *c = &x->c;
-    *c = (struct ssh_conn){.key_fd = -1, .hosts_fd = -1, .log_fd = -1};
-    if (target(machine, &c->host, &c->user, &c->port, err, errlen) != 0)
+    if (conn_target(c, machine, err, errlen) != 0 ||
+        open_files(c, machine, hooks ? hooks->ssh_key : NULL, err, errlen) != 0 ||
+        mux_path_for(c, machine, hooks, x->opt_path, sizeof(x->opt_path), err, errlen) != 0)
         goto fail;
-    c->name = json_string_value(json_object_get(machine, "name"));
-    if (c->name == NULL)
-        c->name = "?";
-    if (c->user && c->user[0])
-        snprintf(c->login, sizeof(c->login), "%s@%s", c->user, c->host);
-    else
-        snprintf(c->login, sizeof(c->login), "%s", c->host);
-    if (open_files(c, machine, hooks ? hooks->ssh_key : NULL, err, errlen) != 0)
-        goto fail;
+    if (x->opt_path[0] == '\0')
+        snprintf(x->opt_path, sizeof(x->opt_path), "ControlPath=none");
+    char *extra[] = {"-o", "ControlMaster=no", "-o", x->opt_path, NULL};
     x->remote = remote_command(command, options, stdin_len, streaming, err, errlen);
-    if (x->remote == NULL || build_argv(c, machine, x->remote, x->argv, err, errlen) != 0)
+    if (x->remote == NULL || build_argv(c, machine, extra, x->remote, x->argv, err, errlen) != 0)
         goto fail;
     return x;
 fail:
@@ -574,4 +870,31 @@ json_t *exec_ssh(const json_t *machine, const char *command, const json_t *optio
     }
     exec_ssh_free(x);
     return res;
+}
+
+int exec_ssh_stop_remote(exec_ssh_cmd *x, int pgid)
+{
+    if (pgid <= 1 || strcmp(x->opt_path, "ControlPath=none") == 0)
+        return 0; /* its own connection: the remote wrapper sees it end */
+    char kill_cmd[256];
+    snprintf(kill_cmd, sizeof(kill_cmd),
+             "kill -TERM -%d 2>/dev/null || kill -TERM %d 2>/dev/null\n"
+             "(sleep 2; kill -KILL -%d 2>/dev/null || kill -KILL %d) </dev/null >/dev/null 2>&1 &",
+             pgid, pgid, pgid, pgid);
+    char err[256];
+    char *remote = remote_command(kill_cmd, NULL, 0, 0, err, sizeof(err));
+    char *argv[MAX_SSH_ARGS];
+    int n = 0;
+    for (; x->argv[n] && x->argv[n + 1]; n++)
+        argv[n] = x->argv[n]; /* all but the remote command */
+    argv[n++] = remote;
+    argv[n] = NULL;
+    json_t *options = json_pack("{s:i}", "timeout", 10);
+    exec_spawn_spec spec = {.argv = argv, .hold_stdin = 1};
+    json_t *res = exec_spawn(&spec, options, NULL, err, sizeof(err));
+    int ok = res && json_integer_value(json_object_get(res, "exit_code")) == 0;
+    json_decref(res);
+    json_decref(options);
+    free(remote);
+    return ok ? 1 : -1;
 }

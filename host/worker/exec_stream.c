@@ -49,6 +49,11 @@ typedef struct stream {
     int64_t start;
     pthread_t watcher;
     int exited, status;
+    /* Over SSH: the stream wrapper's first stderr line, "ferry-pgid N", the remote command's
+     * process group; not the command's output. */
+    char head[32];
+    size_t head_len;
+    int head_done, remote_pgid, remote_stopped;
     size_t total; /* stderr bytes seen; the last STDERR_TAIL of them are in tail */
     char tail[STDERR_TAIL];
 } stream;
@@ -70,6 +75,43 @@ static void tail_add(stream *s, const char *p, size_t n)
     memcpy(s->tail + at, p, first);
     memcpy(s->tail, p + first, n - first);
     s->total += n;
+}
+
+/* Adds stderr bytes, taking the stream wrapper's "ferry-pgid N" line off the front. */
+static void stderr_add(stream *s, const char *p, size_t n)
+{
+    while (!s->head_done && n > 0) {
+        char c = *p++;
+        n--;
+        s->head[s->head_len++] = c;
+        if (c == '\n' || s->head_len == sizeof(s->head) - 1) {
+            s->head[s->head_len] = '\0';
+            int pgid = 0;
+            char nl = 0;
+            if (sscanf(s->head, "ferry-pgid %d%c", &pgid, &nl) == 2 && nl == '\n' && pgid > 1)
+                s->remote_pgid = pgid;
+            else
+                tail_add(s, s->head, s->head_len);
+            s->head_done = 1;
+        }
+    }
+    if (n > 0)
+        tail_add(s, p, n);
+}
+
+/*
+ * Over the attempt's shared SSH connection a stopped (or killed) ssh client does not end the
+ * connection, so the remote wrapper cannot tell: the remote command is killed through the
+ * connection instead, once, when the stop starts or the client died of a signal.
+ */
+static void stop_remote(stream *s)
+{
+    if (s->ssh == NULL || s->remote_stopped || s->remote_pgid <= 1)
+        return;
+    if (!s->st.killing && !(s->exited && WIFSIGNALED(s->status)))
+        return;
+    s->remote_stopped = 1;
+    exec_ssh_stop_remote(s->ssh, s->remote_pgid);
 }
 
 /* The kept stderr, oldest byte first, as valid UTF-8 text (NUL bytes and bad sequences
@@ -124,13 +166,16 @@ static void *watch(void *arg)
             char chunk[16384];
             ssize_t n = read(s->err_fd, chunk, sizeof(chunk));
             if (n > 0)
-                tail_add(s, chunk, (size_t)n);
+                stderr_add(s, chunk, (size_t)n);
             else if (n == 0 || (errno != EINTR && errno != EAGAIN))
                 err_open = 0;
         }
         if (!reaped(s) || err_open)
             exec_police(&s->st, &s->hooks);
+        stop_remote(s);
     }
+    if (!s->head_done)
+        tail_add(s, s->head, s->head_len);
     if (s->st.killing)
         kill(-s->pid, SIGKILL); /* whatever of the group is left */
     return NULL;
@@ -193,6 +238,8 @@ uintptr_t exec_stream_start(const json_t *machine, const char *command, const js
             return 0;
         }
         spec = (exec_spawn_spec){.argv = exec_ssh_argv(s->ssh)};
+    } else {
+        s->head_done = 1;
     }
     spec.split_stderr = 1;
     if (pipe2(s->wake, O_CLOEXEC) != 0) {
@@ -309,8 +356,10 @@ int exec_stream_end_all(void)
         if (s)
             live = s->next;
         pthread_mutex_unlock(&live_lock);
-        if (s == NULL)
+        if (s == NULL) {
+            exec_ssh_end_attempt();
             return n;
+        }
         char err[512];
         json_decref(finish(s, 1, err, sizeof(err)));
         n++;

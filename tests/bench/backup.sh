@@ -17,6 +17,13 @@
 # "ferry ferry-ssh restic", so the local and the remote push are measured in the same run).
 # BENCH_SSH_USER (default ferry-bench): the SSH machine's account; two runs at once need two
 # (each run authorizes its own key and removes the account's datastore at its end).
+# BENCH_CPUACCT: a cgroup v1 cpuacct directory (e.g. /sys/fs/cgroup/cpuacct/ferry-bench; made
+# when missing) the run moves itself into, so that every process it starts is counted there
+# (the host, its workers, ssh, sshd and the far side's tar); ferry's rows then add the CPU
+# seconds of their phase, which other load on a shared machine changes less than wall time.
+# With BENCH_SOURCE=ssh the SSH machine's sshd (and so its sessions and their tar) is counted
+# apart, in $BENCH_CPUACCT-far: "CPU s" is the bridge's side, "far CPU s" the machine's, which
+# a real machine would not take from the bridge's cores.
 #
 # The tree: four 1/10-size files, 200 medium files and about 20,000 small ones (1-32 KiB),
 # about 70 % incompressible (random) and 30 % compressible (log-like text). The incremental run
@@ -43,6 +50,8 @@ SSHD_HOME=
 REMOTE_DS= # the SSH machine's datastore: a directory of this run in the user's home
 
 TARGET=${BENCH_TARGET:-local}
+CPUACCT=${BENCH_CPUACCT:-}
+cpu_ns() { if [[ -n $CPUACCT ]]; then cat "$CPUACCT${1:-}/cpuacct.usage" 2>/dev/null || echo 0; else echo 0; fi; }
 cleanup() {
     [[ -n $HOST_PID ]] && kill "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null
     case $TARGET in
@@ -54,6 +63,7 @@ cleanup() {
         [[ -n $REMOTE_DS ]] && rm -rf "$REMOTE_DS"
     fi
     [[ ${BENCH_KEEP:-0} == 1 ]] || rm -rf "$DIR"
+    [[ -n $CPUACCT ]] && echo $$ >"${CPUACCT%/*}/cgroup.procs" && rmdir "$CPUACCT" "$CPUACCT-far" 2>/dev/null
 }
 trap cleanup EXIT
 
@@ -130,12 +140,13 @@ EOF
 # --- measuring ----------------------------------------------------------------------------------
 TREE_BYTES=0
 ROWS=()
-# row TOOL PHASE SECONDS RSS_KB
+# row TOOL PHASE SECONDS RSS_KB [CPU_SECONDS [FAR_CPU_SECONDS]]
 row() {
-    local mbs
+    local mbs cpu=
     mbs=$(awk -v b="$TREE_BYTES" -v s="$3" 'BEGIN { printf "%.0f", (s > 0 ? b / 1e6 / s : 0) }')
-    ROWS+=("$(printf '%-9s %-12s %8.2f %9s %10.0f' "$1" "$2" "$3" "$mbs" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')")")
-    echo "# $1 $2: $3 s, $mbs MB/s, $(($4 / 1024)) MiB" >&2
+    [[ -n $CPUACCT ]] && cpu=$(printf ' %8s %10s' "${5:--}" "${6:--}")
+    ROWS+=("$(printf '%-9s %-12s %8.2f %9s %10.0f' "$1" "$2" "$3" "$mbs" "$(awk -v k="$4" 'BEGIN { print k / 1024 }')")$cpu")
+    echo "# $1 $2: $3 s, $mbs MB/s, $(($4 / 1024)) MiB${5:+, CPU $5 s}${6:+, far CPU $6 s}" >&2
 }
 # timed OUTFILE CMD...: runs CMD, writes "seconds rss_kb" to OUTFILE
 timed() {
@@ -185,10 +196,12 @@ EOF
 }
 # ferry_job PHASE VAULT: runs one queue item and records wall time and the worker's peak RSS
 ferry_job() {
-    local start end out
+    local start end out cpu0 cpu1 far0 far1
+    cpu0=$(cpu_ns) far0=$(cpu_ns -far)
     start=$(date +%s.%N)
     out=$(ferry create queue-item Bench "$MACHINE" bench --vault "$2" --wait --timeout 3600 --output json)
     end=$(date +%s.%N)
+    cpu1=$(cpu_ns) far1=$(cpu_ns -far)
     local status rss
     status=$(jq -r '.data[0].status' <<<"$out" 2>/dev/null)
     if [[ $status != COMPLETED ]]; then
@@ -196,7 +209,9 @@ ferry_job() {
         return 1
     fi
     rss=$(jq -r '.data[0].responseVault.result | (.peak_rss_kb // .pushed[0].peak_rss_kb)' <<<"$out")
-    row "$TOOL" "$1" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')" "$rss"
+    row "$TOOL" "$1" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')" "$rss" \
+        "$([[ -n $CPUACCT ]] && awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')" \
+        "$([[ -n $CPUACCT && $SOURCE == ssh ]] && awk -v a="$far0" -v b="$far1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')"
 }
 # ferry_jobs DATASTORE: a first push, an incremental push after a 1 % change, and a pull into
 # a new repository of DATASTORE, on $MACHINE. change_one_percent rewrites files in place, so
@@ -301,11 +316,19 @@ storage_vault() {
 
 rm -rf "$DIR"
 mkdir -p "$DIR"
+if [[ -n $CPUACCT ]]; then
+    mkdir -p "$CPUACCT" && echo $$ >"$CPUACCT/cgroup.procs" ||
+        { echo "# cannot count CPU in $CPUACCT (a cgroup v1 cpuacct directory)" >&2; exit 1; }
+fi
 start_target || { echo "# the $TARGET server did not start" >&2; exit 1; }
 if [[ $SOURCE == ssh ]]; then
     "$ROOT/tests/helpers/sshd.sh" start "$DIR/sshd" --key-user "$SSH_USER" >/dev/null ||
         { echo "# the SSH machine's server did not start" >&2; exit 1; }
     . "$DIR/sshd/env"
+    if [[ -n $CPUACCT ]]; then # the machine's side is counted apart
+        mkdir -p "$CPUACCT-far" && cat "$DIR/sshd/sshd.pid" >"$CPUACCT-far/cgroup.procs" ||
+            { echo "# cannot count the SSH machine's CPU in $CPUACCT-far" >&2; exit 1; }
+    fi
     REMOTE_DS=$SSHD_HOME/ds-${DIR##*/}
     rm -rf "$REMOTE_DS"
     install -d -o "$SSH_USER" -m 0700 "$REMOTE_DS" "$REMOTE_DS/repositories"
@@ -326,7 +349,7 @@ done
 where="$TARGET storage"
 [[ $SOURCE == ssh ]] && where="ferry-ssh: a machine over SSH, local storage; restic: sftp storage"
 echo "backup benchmark ($where): $files files, $((TREE_BYTES / 1048576)) MiB, $(nproc) cores; MB/s = tree size / wall time"
-printf '%-9s %-12s %8s %9s %10s\n' tool phase seconds MB/s "RSS MiB"
+printf '%-9s %-12s %8s %9s %10s%s\n' tool phase seconds MB/s "RSS MiB" "${CPUACCT:+    CPU s  far CPU s}"
 for r in "${ROWS[@]}"; do echo "$r"; done
 # Rows for the summary table of tests/bench/run.sh: ferry's MB/s beside restic's per phase.
 if [[ -n ${BENCH_SUMMARY:-} && $SOURCE == ssh ]]; then
