@@ -329,7 +329,7 @@ int vault_key_is_secret(const char *key)
 
 /* Secret by its name or because the function's descriptor lists it (compared ignoring case,
  * so that a descriptor's "api_token" also hides "API_TOKEN"). */
-static int key_is_secret(const char *key, const json_t *secret_names)
+int vault_key_is_secret_in(const char *key, const json_t *secret_names)
 {
     if (vault_key_is_secret(key))
         return 1;
@@ -357,7 +357,7 @@ json_t *vault_redact(const json_t *vault, const json_t *secret_names)
         json_t *value;
         json_object_foreach(readonly(vault), key, value)
         {
-            json_t *redacted = key_is_secret(key, secret_names) && !json_is_null(value)
+            json_t *redacted = vault_key_is_secret_in(key, secret_names) && !json_is_null(value)
                                    ? json_string(VAULT_REDACTED)
                                    : vault_redact(value, secret_names);
             if (json_object_set_new(copy, key, redacted) != 0) {
@@ -437,7 +437,7 @@ static void collect_secrets(const json_t *value, const json_t *secret_names, int
         json_t *child;
         json_object_foreach(readonly(value), key, child)
         {
-            int secret = under_secret || key_is_secret(key, secret_names);
+            int secret = under_secret || vault_key_is_secret_in(key, secret_names);
             collect_secrets(child, secret_names, secret, list);
         }
     } else if (json_is_array(value)) {

@@ -58,6 +58,14 @@ json_t *json_merge_patch(const json_t *target, const json_t *patch);
 int vault_key_is_secret(const char *key);
 
 /*
+ * The one classification of secret values: non-zero when the value under `key` is secret by
+ * its name (vault_key_is_secret) or because `secret_names` (an array of strings a function's
+ * descriptor marks "secret": true, see params_secret_names(); may be NULL) names it, compared
+ * ignoring case. Redaction (vault_redact, redact_text) and sealing at rest (seal.h) use it.
+ */
+int vault_key_is_secret_in(const char *key, const json_t *secret_names);
+
+/*
  * Returns a deep copy of `vault` in which the value of every secret key (vault_key_is_secret,
  * or named in the `secret_names` array of strings, which may be NULL) is replaced by the
  * string VAULT_REDACTED, at any depth in objects and arrays. A null value stays null: it

@@ -248,6 +248,10 @@ static const struct eng_migration migrations[] = {
      "CREATE TRIGGER queue_items_events AFTER DELETE ON queue_items"
      " REFERENCING OLD TABLE AS deleted_items FOR EACH STATEMENT"
      " EXECUTE FUNCTION ferry_events_of_deleted();"},
+    /* As the SQLite driver's migration 7: the key secrets are sealed with. */
+    {7, "the key secrets are sealed with",
+     "CREATE TABLE IF NOT EXISTS seal_state (one integer PRIMARY KEY CHECK (one = 1),"
+     " key_id text NOT NULL, updated_at bigint NOT NULL);"},
 };
 
 
