@@ -24,6 +24,7 @@ static const cli_command *const command_tables[] = {
     cli_group_commands,
     cli_serve_commands,
     cli_plugin_commands,
+    cli_key_commands,
 };
 
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))

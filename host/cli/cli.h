@@ -129,6 +129,7 @@ extern const cli_command cli_serve_commands[];
 extern const cli_command cli_queue_commands[];
 extern const cli_command cli_resource_commands[];
 extern const cli_command cli_group_commands[];
+extern const cli_command cli_key_commands[];
 
 /*
  * Checks a queue item vault the same way wherever one is given (create queue-item, a
