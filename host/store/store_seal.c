@@ -208,6 +208,15 @@ static int open_with(store *s, const struct seal_ident *who, json_t *vault, char
     if (rc == STORE_OK &&
         seal_vault_open(vault, s->seal->keys, s->seal->n, who, NULL, err, errlen) != 0)
         rc = STORE_ERROR;
+    /* A host that was running while `ferry key rotate` ran holds the old key: read the
+     * key files again, once, and open what is left. */
+    if (rc != STORE_OK && s->seal->loaded) {
+        s->seal->loaded = 0;
+        rc = open_keys(s, err, errlen);
+        if (rc == STORE_OK &&
+            seal_vault_open(vault, s->seal->keys, s->seal->n, who, NULL, err, errlen) != 0)
+            rc = STORE_ERROR;
+    }
     return rc;
 }
 
@@ -330,7 +339,10 @@ static int pass_body(store *s, void *ctx, char *err, size_t errlen)
     struct pass *p = ctx;
     char id[SEAL_ID_LEN + 1];
     p->changed = 0;
-    int rc = state_id(s, 1, id, err, errlen);
+    /* Processes opening a fresh store at once: one seals, the others find its row. */
+    int rc = eng_w(s, NULL, err, errlen, S_MIGRATION_LOCK, "");
+    if (rc == STORE_OK)
+        rc = state_id(s, 1, id, err, errlen);
     if (rc == STORE_OK && !p->rotate && id[0]) {
         p->skipped = 1; /* another process sealed it first */
         return STORE_OK;
@@ -342,7 +354,8 @@ static int pass_body(store *s, void *ctx, char *err, size_t errlen)
         rc = dyn(s, 1, NULL, "UPDATE seal_state SET key_id = ?1, updated_at = ?2", 2, v, err,
                  errlen);
     else if (rc == STORE_OK)
-        rc = dyn(s, 1, NULL, "INSERT INTO seal_state (one, key_id, updated_at) VALUES (1, ?1, ?2)",
+        rc = dyn(s, 1, NULL, "INSERT INTO seal_state (one, key_id, updated_at) VALUES (1, ?1, ?2)"
+                 " ON CONFLICT DO NOTHING",
                  2, v, err, errlen);
     return rc;
 }
@@ -453,7 +466,7 @@ int store_seal_attach(store *s, const char *sqlite_path, const struct store_opti
     int rc = eng_run(s, 0, state_body, id, err, errlen);
     if (rc == STORE_OK && id[0] == '\0' && z->path != NULL)
         rc = first_seal(s, err, errlen);
-    else if (rc == STORE_OK && id[0] != '\0' && !opts->short_lived)
+    else if (rc == STORE_OK && id[0] != '\0' && !opts->short_lived && z->path != NULL)
         rc = open_keys(s, err, errlen); /* a host: a missing or wrong key stops it now */
     if (rc == STORE_OK && sqlite_path != NULL)
         rc = check_private(s, sqlite_path, err, errlen);

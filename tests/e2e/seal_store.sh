@@ -154,6 +154,15 @@ eq "... values unchanged" "$(ferry inspect storage Ops vault-s3 --reveal --outpu
 eq "... an item's too" "$(ferry list queue --task-id "$id" --output json | jq -r '.data[0].vaultContent.password')" "********"
 [[ $old_id != $(sed -n 's/^ferry-key-1://p' "$KEY" | head -c 8) ]] && pass "... and the key file holds a new key" || fail "... and the key file holds a new key"
 
+# A host that keeps running through a rotation opens what is sealed under the new key.
+start_host || fail "host starts again"
+ferry key rotate >/dev/null 2>&1 || fail "a rotation while the host runs"
+out=$(ferry create queue-item Ops box1 local --vault "{\"function\":\"seal_echo\",\"out\":\"$T_DIR/got2.json\",\"password\":\"$S_ITEM\"}" 2>&1)
+id2=$(sed -n 's/^Task ID: //p' <<<"$out")
+wait_status "$id2" COMPLETED 30 || fail "the item after the rotation completes" "$(ferry queue trace "$id2" 2>&1 | tail -5)"
+eq "a host running through a rotation hands the function the real value" "$(jq -r .params.password "$T_DIR/got2.json" 2>/dev/null)" "$S_ITEM"
+stop_host
+
 # A rotation cut short after its commit (both files present, the store under the new one)
 # finishes at the next open.
 if ((!PG)); then
