@@ -33,7 +33,7 @@ contains "the store of version 3 has the IN list" "$(sqlite3 "$T_DIR/ferry.db" "
 ferry create queue-items <<<'{"team":"Default","machine":"localhost","bridge":"local","vault":{"function":"hello","name":"u"}}' >/dev/null ||
     fail "create queue-items on the store of version 3"
 eq "migration 4 is applied when the store is opened" \
-    "$(sqlite3 "$T_DIR/ferry.db" "SELECT group_concat(version, ',') FROM (SELECT version FROM schema_migrations ORDER BY version)")" "1,2,3,4"
+    "$(sqlite3 "$T_DIR/ferry.db" "SELECT group_concat(version, ',') FROM (SELECT version FROM schema_migrations WHERE version <= 4 ORDER BY version)")" "1,2,3,4"
 schema=$(sqlite3 "$T_DIR/ferry.db" "SELECT sql FROM sqlite_schema WHERE name = 'queue_items'")
 contains "the status CHECK is written as comparisons" "$schema" "CHECK (status = 'PENDING' OR status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING' OR status = 'COMPLETED' OR status = 'FAILED' OR status = 'CANCELLED')"
 not_contains "and the IN list is gone" "$schema" "status IN"
@@ -88,7 +88,7 @@ events_before=$(pg_sql "$URL" "SELECT count(*) FROM queue_events")
 # --- opened by this ferry ----------------------------------------------------------------------------
 trace=$(ferry queue trace "$done1" --output json 2>&1)
 eq "PostgreSQL: migration 4 is applied when the store is opened" \
-    "$(pg_sql "$URL" "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")" "1,2,3,4"
+    "$(pg_sql "$URL" "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations WHERE version <= 4")" "1,2,3,4"
 eq "qi_owner_active and qi_lease_active are gone" \
     "$(pg_sql "$URL" "SELECT count(*) FROM pg_indexes WHERE indexname IN ('qi_owner_active', 'qi_lease_active')")" 0
 eq "queue_events has neither a primary key nor a foreign key" \
