@@ -85,6 +85,15 @@ json_t *vault_redact(const json_t *vault, const json_t *secret_names);
 char *redact_text(const char *text, const json_t *vault, const json_t *secret_names);
 
 /*
+ * Returns a deep copy of `value` (any JSON: a function's result, a response vault) fit to
+ * show anywhere: the values of secret keys redacted as by vault_redact(value, secret_names),
+ * and every secret value of `vault` (as redact_text finds them) replaced by VAULT_REDACTED
+ * inside every string, at any depth. Nothing given is modified or kept.
+ * Returns a new reference, or NULL when value is NULL.
+ */
+json_t *vault_scrub(const json_t *value, const json_t *vault, const json_t *secret_names);
+
+/*
  * Non-zero when `key` is a top-level vault key the host interprets itself rather than
  * passing to the function: function, timeout, max_retries, retry_delay, on_failure,
  * on_success, description, tags, pre_hook, post_hook.
