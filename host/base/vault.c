@@ -516,36 +516,22 @@ char *redact_text(const char *text, const json_t *vault, const json_t *secret_na
     return out;
 }
 
-/* Replaces, in place, every string of value (at any depth) that holds a secret of list. */
+/* Replaces, in place, every string of value (at any depth) that holds a secret of list.
+ * value is vault_redact's copy: none of its strings is shared with the caller's JSON. */
 static void scrub_strings(json_t *value, const struct secret_list *list)
 {
     const char *key;
     json_t *child;
     size_t i;
-    if (json_is_object(value)) {
-        json_object_foreach(value, key, child)
-        {
-            if (json_is_string(child)) {
-                char *clean = replace_secrets(json_string_value(child), list);
-                if (strcmp(clean, json_string_value(child)) != 0)
-                    json_object_set_new(value, key, json_string(clean));
-                free(clean);
-            } else {
-                scrub_strings(child, list);
-            }
-        }
+    if (json_is_string(value)) {
+        char *clean = replace_secrets(json_string_value(value), list);
+        if (strcmp(clean, json_string_value(value)) != 0)
+            json_string_set(value, clean);
+        free(clean);
+    } else if (json_is_object(value)) {
+        json_object_foreach(value, key, child) scrub_strings(child, list);
     } else if (json_is_array(value)) {
-        json_array_foreach(value, i, child)
-        {
-            if (json_is_string(child)) {
-                char *clean = replace_secrets(json_string_value(child), list);
-                if (strcmp(clean, json_string_value(child)) != 0)
-                    json_array_set_new(value, i, json_string(clean));
-                free(clean);
-            } else {
-                scrub_strings(child, list);
-            }
-        }
+        json_array_foreach(value, i, child) scrub_strings(child, list);
     }
 }
 
@@ -555,16 +541,8 @@ json_t *vault_scrub(const json_t *value, const json_t *vault, const json_t *secr
 {
     json_t *copy = vault_redact(value, secret_names);
     struct secret_list list = secrets_of(vault, secret_names);
-    if (copy != NULL && list.count > 0) {
-        if (json_is_string(copy)) {
-            char *clean = replace_secrets(json_string_value(copy), &list);
-            json_decref(copy);
-            copy = json_string(clean);
-            free(clean);
-        } else {
-            scrub_strings(copy, &list);
-        }
-    }
+    if (copy != NULL && list.count > 0)
+        scrub_strings(copy, &list);
     secrets_free(&list);
     return copy;
 }
