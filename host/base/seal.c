@@ -36,7 +36,7 @@ void seal_key_set_id(struct seal_key *k)
     memcpy(input, "ferry-key-id:", 13);
     memcpy(input + 13, k->bytes, SEAL_KEY_BYTES);
     EVP_Digest(input, sizeof(input), digest, &dlen, EVP_sha256(), NULL);
-    OPENSSL_cleanse(input, sizeof(input));
+    explicit_bzero(input, sizeof(input));
     for (int i = 0; i < SEAL_ID_LEN / 2; i++)
         snprintf(k->id + 2 * i, 3, "%02x", digest[i]);
 }
@@ -78,7 +78,7 @@ int seal_key_write(const char *path, const struct seal_key *k, char *err, size_t
     int saved = errno;
     if (fd >= 0)
         close(fd);
-    OPENSSL_cleanse(line, sizeof(line));
+    explicit_bzero(line, sizeof(line));
     if (ok && link(tmp, path) != 0) {
         ok = 0;
         saved = errno;
@@ -129,7 +129,7 @@ int seal_key_read(const char *path, struct seal_key *k, char *err, size_t errlen
         ok = hi >= 0 && lo >= 0;
         k->bytes[i] = (unsigned char)(hi << 4 | lo);
     }
-    OPENSSL_cleanse(buf, sizeof(buf));
+    explicit_bzero(buf, sizeof(buf));
     if (!ok) {
         seterr(err, errlen, "key file %s is not a ferry key (expected one line \"%s\" and 64 "
                "hex digits)", path, KEY_FILE_PREFIX);
@@ -285,7 +285,7 @@ static json_t *seal_one(struct walk *w, const json_t *value, const char *path)
     char *sealed = plain ? seal_bytes(&w->keys[0], aad, plain, strlen(plain)) : NULL;
     json_t *out = sealed ? json_string(sealed) : NULL;
     if (plain)
-        OPENSSL_cleanse(plain, strlen(plain));
+        explicit_bzero(plain, strlen(plain));
     free(plain);
     free(aad);
     free(sealed);
@@ -367,7 +367,7 @@ static json_t *open_one(struct walk *w, const char *sealed, const char *path)
     if (open_bytes(k, aad, sealed, &plain, &len) == 0) {
         json_error_t jerr;
         value = json_loadb(plain, len, JSON_DECODE_ANY, &jerr);
-        OPENSSL_cleanse(plain, len);
+        explicit_bzero(plain, len);
     }
     free(plain);
     free(aad);

@@ -23,7 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
 
 struct store_seal {
     char *path;           /* the key file; NULL: none (a server store opened without one) */
@@ -141,8 +140,8 @@ static int load_keys(store *s, const char *want, char *err, size_t errlen)
                want, z->path, z->keys[0].id);
         rc = STORE_ERROR;
     }
-    OPENSSL_cleanse(&main_key, sizeof(main_key));
-    OPENSSL_cleanse(&new_key, sizeof(new_key));
+    explicit_bzero(&main_key, sizeof(main_key));
+    explicit_bzero(&new_key, sizeof(new_key));
     free(next);
     z->loaded = rc == STORE_OK;
     return rc;
@@ -398,7 +397,7 @@ static int first_seal(store *s, char *err, size_t errlen)
         if (seal_key_generate(&k, err, errlen) != 0)
             return STORE_ERROR;
         int wrote = seal_key_write(z->path, &k, err, errlen);
-        OPENSSL_cleanse(&k, sizeof(k));
+        explicit_bzero(&k, sizeof(k));
         if (wrote != 0 && errno != EEXIST)
             return STORE_ERROR; /* EEXIST: another process made it first; read theirs */
     }
@@ -478,7 +477,7 @@ void store_seal_detach(store *s)
     if (s->seal == NULL)
         return;
     free(s->seal->path);
-    OPENSSL_cleanse(s->seal, sizeof(*s->seal));
+    explicit_bzero(s->seal, sizeof(*s->seal));
     free(s->seal);
     s->seal = NULL;
 }
@@ -526,7 +525,7 @@ int store_key_rotate(store *s, long *resealed, char key_id[17], char *err, size_
         if (key_id)
             snprintf(key_id, SEAL_ID_LEN + 1, "%s", k.id);
     }
-    OPENSSL_cleanse(&k, sizeof(k));
+    explicit_bzero(&k, sizeof(k));
     free(next);
     return rc;
 }
