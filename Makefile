@@ -25,9 +25,9 @@ say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
 PKGS     := jansson libconfig libcurl sqlite3 libpq libzstd libcrypto
-# libcurl and libpq are compiled against (their headers) but not linked: the host loads them
-# on first use (host/base/lazy_lib.h), so commands that need neither start without them.
-LINK_PKGS := $(filter-out libcurl libpq,$(PKGS))
+# libcurl, libpq and libcrypto are compiled against (their headers) but not linked: the host
+# loads them on first use (host/base/lazy_lib.h), so commands that need none start without them.
+LINK_PKGS := $(filter-out libcurl libpq libcrypto,$(PKGS))
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wformat=2 -Wno-format-nonliteral -Wvla
 BASEFLAGS := -std=gnu11 -O2 -g -D_GNU_SOURCE $(WARN) $(SANFLAGS)
