@@ -25,9 +25,9 @@ say = @printf '  %-6s %s\n' $(1) $(2)
 endif
 
 PKGS     := jansson libconfig libcurl sqlite3 libpq libzstd libcrypto
-# libcurl and libpq are compiled against (their headers) but not linked: the host loads them
-# on first use (host/base/lazy_lib.h), so commands that need neither start without them.
-LINK_PKGS := $(filter-out libcurl libpq,$(PKGS))
+# libcurl, libpq and libcrypto are compiled against (their headers) but not linked: the host
+# loads them on first use (host/base/lazy_lib.h), so commands that need none start without them.
+LINK_PKGS := $(filter-out libcurl libpq libcrypto,$(PKGS))
 # libmicrohttpd (ferry web) is loaded on first use too (host/web/lazy_mhd.c).
 PKGS     += libmicrohttpd
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

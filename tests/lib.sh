@@ -133,6 +133,16 @@ EOF
     } >"$T_DIR/ferry.conf"
 }
 
+# start_receivers DIR: starts the loopback SMTP and HTTP receivers (tests/helpers/receivers.py)
+# writing into DIR, and sets smtp_port and http_port; a receiver that does not start ends the test.
+start_receivers() {
+    mkdir -p "$1"
+    python3 "$FERRY_ROOT/tests/helpers/receivers.py" "$1" &
+    T_EXTRA_PIDS="${T_EXTRA_PIDS:-} $!"
+    wait_for 10 test -s "$1/ports" || { fail "receivers started"; t_done; exit 1; }
+    read -r smtp_port http_port <"$1/ports"
+}
+
 # Copies the built plugins into the test's plugin directory.
 install_plugins() {
     cp "$FERRY_ROOT/$BUILD"/plugins/*.so "$T_DIR/plugins/"

@@ -39,6 +39,10 @@ static const struct config_key config_keys[] = {
      "SQLite database file (created with its directory when missing)."},
     {"store.conninfo", KEY_STRING, OFF(store_conninfo), "", 0, 0,
      "PostgreSQL connection string or postgres:// URL (driver \"postgres\")."},
+    {"store.key", KEY_PATH, OFF(store_key), "", 0, 0,
+     "File of the key that seals the store's secrets (created 0400 with a new store); empty: "
+     "ferry.key next to an SQLite store, or next to this file for PostgreSQL. "
+     "$CREDENTIALS_DIRECTORY/ferry.key (a systemd credential) wins when present."},
     {"store.synchronous", KEY_STRING, OFF(store_synchronous), "full", 0, 0,
      "SQLite durability: \"full\" (every commit survives power loss) or \"normal\"."},
     {"plugins.dir", KEY_PATH, OFF(plugin_dir), "build/plugins", 0, 0,

@@ -25,6 +25,7 @@ typedef struct ferry_config {
     char *store_path;        /* SQLite database file */
     char *store_conninfo;    /* PostgreSQL conninfo or URL */
     char *store_synchronous; /* SQLite: "full" or "normal" */
+    char *store_key;         /* the sealing key file; "" = the default (store_seal.c) */
 
     char *plugin_dir;
 

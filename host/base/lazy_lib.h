@@ -69,9 +69,10 @@ const char *lazy_lib_error(struct lazy_lib *lib);
 /* 1 when lib is loaded in this process (for tests and diagnostics), without loading it. */
 int lazy_lib_loaded(struct lazy_lib *lib);
 
-/* The two libraries the host loads this way (lazy_curl.c, lazy_pq.c). */
+/* The libraries the host loads this way (lazy_curl.c, lazy_pq.c, lazy_crypto.c). */
 extern struct lazy_lib lazy_curl_lib;
 extern struct lazy_lib lazy_pq_lib;
+extern struct lazy_lib lazy_crypto_lib;
 
 /*
  * Defines a wrapper `ret name params` that forwards args to lib's symbol of the same name,

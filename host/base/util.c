@@ -210,11 +210,11 @@ int mkdir_p(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(copy, 0755) != 0 && errno != EEXIST)
+        if (mkdir(copy, 0700) != 0 && errno != EEXIST)
             rc = -1;
         *p = '/';
     }
-    if (rc == 0 && mkdir(copy, 0755) != 0 && errno != EEXIST)
+    if (rc == 0 && mkdir(copy, 0700) != 0 && errno != EEXIST)
         rc = -1;
     free(copy);
     return rc;

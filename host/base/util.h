@@ -41,7 +41,7 @@ char *xstrdup(const char *s);
 /* asprintf that aborts on out-of-memory and returns the string. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Creates a directory and its parents (mode 0755 for new ones). 0 or -1 with errno. */
+/* Creates a directory and its parents (mode 0700 for new ones: private). 0 or -1 with errno. */
 int mkdir_p(const char *path);
 
 /* Non-zero when s is a valid name for a team, machine, bridge, region, storage or schedule:

@@ -329,7 +329,7 @@ int vault_key_is_secret(const char *key)
 
 /* Secret by its name or because the function's descriptor lists it (compared ignoring case,
  * so that a descriptor's "api_token" also hides "API_TOKEN"). */
-static int key_is_secret(const char *key, const json_t *secret_names)
+int vault_key_is_secret_in(const char *key, const json_t *secret_names)
 {
     if (vault_key_is_secret(key))
         return 1;
@@ -357,7 +357,7 @@ json_t *vault_redact(const json_t *vault, const json_t *secret_names)
         json_t *value;
         json_object_foreach(readonly(vault), key, value)
         {
-            json_t *redacted = key_is_secret(key, secret_names) && !json_is_null(value)
+            json_t *redacted = vault_key_is_secret_in(key, secret_names) && !json_is_null(value)
                                    ? json_string(VAULT_REDACTED)
                                    : vault_redact(value, secret_names);
             if (json_object_set_new(copy, key, redacted) != 0) {
@@ -437,7 +437,7 @@ static void collect_secrets(const json_t *value, const json_t *secret_names, int
         json_t *child;
         json_object_foreach(readonly(value), key, child)
         {
-            int secret = under_secret || key_is_secret(key, secret_names);
+            int secret = under_secret || vault_key_is_secret_in(key, secret_names);
             collect_secrets(child, secret_names, secret, list);
         }
     } else if (json_is_array(value)) {
@@ -456,21 +456,9 @@ static int longer_first(const void *a, const void *b)
     return la < lb ? 1 : la > lb ? -1 : 0;
 }
 
-/*
- * Copy of text with the vault's secret values replaced. Returns a malloc'd string the caller
- * frees (NULL only for a NULL text); vault and secret_names are borrowed.
- */
-char *redact_text(const char *text, const json_t *vault, const json_t *secret_names)
+/* Copy of text (malloc'd) with every string of list (sorted longest first) replaced. */
+static char *replace_secrets(const char *text, const struct secret_list *list)
 {
-    if (text == NULL)
-        return NULL;
-    struct secret_list list = {0};
-    collect_secrets(vault, secret_names, 0, &list);
-    if (list.count == 0)
-        return xstrdup(text);
-    /* Longest first, so that a secret containing another is replaced whole. */
-    qsort(list.items, list.count, sizeof(*list.items), longer_first);
-
     /* Every replacement turns at least VAULT_REDACT_MIN_LEN (4) bytes into 8, so the result
      * is at most twice as long as the text. */
     size_t len = strlen(text);
@@ -478,10 +466,10 @@ char *redact_text(const char *text, const json_t *vault, const json_t *secret_na
     size_t j = 0;
     for (size_t i = 0; i < len;) {
         size_t matched = 0;
-        for (size_t k = 0; k < list.count && matched == 0; k++) {
-            size_t n = strlen(list.items[k]);
-            if (n <= len - i && text[i] == list.items[k][0] &&
-                memcmp(text + i, list.items[k], n) == 0)
+        for (size_t k = 0; k < list->count && matched == 0; k++) {
+            size_t n = strlen(list->items[k]);
+            if (n <= len - i && text[i] == list->items[k][0] &&
+                memcmp(text + i, list->items[k], n) == 0)
                 matched = n;
         }
         if (matched > 0) {
@@ -493,11 +481,70 @@ char *redact_text(const char *text, const json_t *vault, const json_t *secret_na
         }
     }
     out[j] = '\0';
-
-    for (size_t k = 0; k < list.count; k++)
-        free(list.items[k]);
-    free(list.items);
     return out;
+}
+
+/* The vault's secret values, longest first (so that one containing another is replaced
+ * whole). Free with secrets_free. */
+static struct secret_list secrets_of(const json_t *vault, const json_t *secret_names)
+{
+    struct secret_list list = {0};
+    collect_secrets(vault, secret_names, 0, &list);
+    if (list.count > 0)
+        qsort(list.items, list.count, sizeof(*list.items), longer_first);
+    return list;
+}
+
+static void secrets_free(struct secret_list *list)
+{
+    for (size_t k = 0; k < list->count; k++)
+        free(list->items[k]);
+    free(list->items);
+}
+
+/*
+ * Copy of text with the vault's secret values replaced. Returns a malloc'd string the caller
+ * frees (NULL only for a NULL text); vault and secret_names are borrowed.
+ */
+char *redact_text(const char *text, const json_t *vault, const json_t *secret_names)
+{
+    if (text == NULL)
+        return NULL;
+    struct secret_list list = secrets_of(vault, secret_names);
+    char *out = list.count ? replace_secrets(text, &list) : xstrdup(text);
+    secrets_free(&list);
+    return out;
+}
+
+/* Replaces, in place, every string of value (at any depth) that holds a secret of list.
+ * value is vault_redact's copy: none of its strings is shared with the caller's JSON. */
+static void scrub_strings(json_t *value, const struct secret_list *list)
+{
+    const char *key;
+    json_t *child;
+    size_t i;
+    if (json_is_string(value)) {
+        char *clean = replace_secrets(json_string_value(value), list);
+        if (strcmp(clean, json_string_value(value)) != 0)
+            json_string_set(value, clean);
+        free(clean);
+    } else if (json_is_object(value)) {
+        json_object_foreach(value, key, child) scrub_strings(child, list);
+    } else if (json_is_array(value)) {
+        json_array_foreach(value, i, child) scrub_strings(child, list);
+    }
+}
+
+/* A copy of value fit to show: secret keys redacted, the vault's secret values masked in
+ * every string. New reference; everything given is borrowed. */
+json_t *vault_scrub(const json_t *value, const json_t *vault, const json_t *secret_names)
+{
+    json_t *copy = vault_redact(value, secret_names);
+    struct secret_list list = secrets_of(vault, secret_names);
+    if (copy != NULL && list.count > 0)
+        scrub_strings(copy, &list);
+    secrets_free(&list);
+    return copy;
 }
 
 /* ---- Host-owned keys --------------------------------------------------------------------- */

@@ -58,6 +58,14 @@ json_t *json_merge_patch(const json_t *target, const json_t *patch);
 int vault_key_is_secret(const char *key);
 
 /*
+ * The one classification of secret values: non-zero when the value under `key` is secret by
+ * its name (vault_key_is_secret) or because `secret_names` (an array of strings a function's
+ * descriptor marks "secret": true, see params_secret_names(); may be NULL) names it, compared
+ * ignoring case. Redaction (vault_redact, redact_text) and sealing at rest (seal.h) use it.
+ */
+int vault_key_is_secret_in(const char *key, const json_t *secret_names);
+
+/*
  * Returns a deep copy of `vault` in which the value of every secret key (vault_key_is_secret,
  * or named in the `secret_names` array of strings, which may be NULL) is replaced by the
  * string VAULT_REDACTED, at any depth in objects and arrays. A null value stays null: it
@@ -75,6 +83,15 @@ json_t *vault_redact(const json_t *vault, const json_t *secret_names);
  * Returns NULL only when text is NULL.
  */
 char *redact_text(const char *text, const json_t *vault, const json_t *secret_names);
+
+/*
+ * Returns a deep copy of `value` (any JSON: a function's result, a response vault) fit to
+ * show anywhere: the values of secret keys redacted as by vault_redact(value, secret_names),
+ * and every secret value of `vault` (as redact_text finds them) replaced by VAULT_REDACTED
+ * inside every string, at any depth. Nothing given is modified or kept.
+ * Returns a new reference, or NULL when value is NULL.
+ */
+json_t *vault_scrub(const json_t *value, const json_t *vault, const json_t *secret_names);
 
 /*
  * Non-zero when `key` is a top-level vault key the host interprets itself rather than

@@ -28,6 +28,7 @@ static const cli_command *const command_tables[] = {
     cli_people_commands,
     cli_audit_commands,
     cli_web_commands,
+    cli_key_commands,
 };
 
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))

@@ -95,7 +95,8 @@ static int read_line(struct line_reader *r)
 
 struct pending {
     long line;
-    json_t *obj; /* the parsed line; specs[i] borrows from it */
+    json_t *obj;     /* the parsed line; specs[i] borrows from it */
+    json_t *secrets; /* the function's secret parameter names (sealed at rest), or NULL */
 };
 
 struct bulk {
@@ -139,8 +140,10 @@ static void bad_line(struct bulk *b, long line, const char *why)
 
 static void drop_pending(struct bulk *b)
 {
-    for (size_t i = 0; i < b->n; i++)
+    for (size_t i = 0; i < b->n; i++) {
         json_decref(b->pend[i].obj);
+        json_decref(b->pend[i].secrets);
+    }
     b->n = 0;
 }
 
@@ -302,7 +305,7 @@ static int take_line(struct bulk *b, long line, json_t *obj, char *err, size_t e
         json_decref(obj);
         return 0;
     }
-    b->pend[b->n] = (struct pending){line, obj};
+    b->pend[b->n] = (struct pending){line, obj, fn ? params_secret_names(fn) : NULL};
     b->specs[b->n] = (struct store_item_spec){
         .team = team,
         .machine = machine,
@@ -310,6 +313,7 @@ static int take_line(struct bulk *b, long line, json_t *obj, char *err, size_t e
         .priority = (int)priority,
         .vault = (json_t *)vault,
         .idempotent = cli_fn_idempotent(fn),
+        .secret_names = b->pend[b->n].secrets,
     };
     if (++b->n == BATCH_ITEMS)
         flush(b);

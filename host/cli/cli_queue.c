@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "seal.h"
 #include "descriptor.h"
 #include "registry.h"
 #include "store.h"
@@ -130,7 +131,7 @@ static int cmd_create_item(cli *c)
         return cli_usage_error(c, "give the item's vault with --vault '{\"function\":\"…\"}' or "
                                   "--vault-file");
     char err[1200];
-    json_t *warnings = json_array();
+    json_t *warnings = json_array(), *fn_secrets = NULL;
     json_t *after = json_object_get(c->opts, "after");
     char **after_ids = NULL;
     size_t n_after = 0;
@@ -154,6 +155,7 @@ static int cmd_create_item(cli *c)
         .after = (const char *const *)after_ids,
         .n_after = n_after,
         .idempotent = idempotent,
+        .secret_names = fn_secrets = fn ? params_secret_names(fn) : NULL,
     };
     char task[37];
     json_t *row = NULL;
@@ -221,6 +223,7 @@ out:
         free(after_ids[i]);
     free(after_ids);
     json_decref(warnings);
+    json_decref(fn_secrets);
     json_decref(vault);
     return rc;
 }
@@ -494,6 +497,15 @@ static int cmd_retry(cli *c)
         json_decref(item);
         return rc;
     }
+    /* The old item's secrets are sealed under its own id: opened here, sealed again (the
+     * same keys) as the new item's. */
+    json_t *was_sealed = json_array();
+    seal_vault_sealed_keys(json_object_get(item, "vaultContent"), was_sealed);
+    if (store_item_reveal(c->st, item, err, sizeof(err)) != STORE_OK) {
+        json_decref(was_sealed);
+        json_decref(item);
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    }
     struct store_item_spec spec = {
         .team = json_string_value(json_object_get(item, "teamName")),
         .machine = json_string_value(json_object_get(item, "machineName")),
@@ -504,10 +516,13 @@ static int cmd_retry(cli *c)
         .parent_task_id = task,
         .link_kind = "retry",
         .idempotent = json_is_true(json_object_get(item, "idempotent")),
+        .secret_names = was_sealed,
     };
     char new_id[37];
     json_t *row = NULL;
-    if (store_queue_create(c->st, &spec, new_id, &row, err, sizeof(err)) != STORE_OK) {
+    int created = store_queue_create(c->st, &spec, new_id, &row, err, sizeof(err));
+    json_decref(was_sealed);
+    if (created != STORE_OK) {
         json_decref(item);
         return cli_fail(c, EXIT_ERROR, "%s", err);
     }

@@ -19,11 +19,33 @@ static int store_fail(cli *c, const char *err)
     return cli_fail(c, EXIT_ERROR, "%s", err);
 }
 
-/* Redacts a row's vault (and vaultContent) unless --reveal was given. Modifies row. */
+/* The kind of a resource row, by the name field it carries (a machine row also has
+ * bridgeName, regionName and teamName, so the most specific goes first). */
+static store_kind row_kind(const json_t *row)
+{
+    static const struct {
+        const char *field;
+        store_kind kind;
+    } by_field[] = {{"machineName", STORE_MACHINE}, {"storageName", STORE_STORAGE},
+                    {"scheduleName", STORE_SCHEDULE}, {"groupName", STORE_MACHINE_GROUP},
+                    {"bridgeName", STORE_BRIDGE},     {"regionName", STORE_REGION},
+                    {"teamName", STORE_TEAM}};
+    for (size_t i = 0; i < sizeof(by_field) / sizeof(by_field[0]); i++)
+        if (json_object_get(row, by_field[i].field) != NULL)
+            return by_field[i].kind;
+    return STORE_KIND_COUNT;
+}
+
+/* Redacts a row's vault (and vaultContent) unless --reveal was given; with it, opens the
+ * sealed secrets (the only place the CLI does), or stops with the reason. Modifies row. */
 static void redact_row(cli *c, json_t *row)
 {
-    if (cli_flag(c, "reveal"))
+    if (cli_flag(c, "reveal")) {
+        char err[1024];
+        if (store_resource_reveal(c->st, row_kind(row), row, err, sizeof(err)) != STORE_OK)
+            exit(cli_fail(c, EXIT_ERROR, "%s", err));
         return;
+    }
     const char *keys[] = {"vault", "vaultContent"};
     for (size_t i = 0; i < 2; i++) {
         json_t *v = json_object_get(row, keys[i]);
@@ -552,9 +574,11 @@ static int cmd_init(cli *c)
                                               store_kind_name(steps[i].kind), "name",
                                               steps[i].name));
     }
-    char msg[512];
-    snprintf(msg, sizeof(msg), "ready: team %s, machine %s (local) on bridge %s", team, machine,
-             bridge);
+    char msg[1600];
+    const char *key = store_key_path(c->st);
+    snprintf(msg, sizeof(msg), "ready: team %s, machine %s (local) on bridge %s%s%s%s", team,
+             machine, bridge, key ? "; secrets sealed with the key " : "", key ? key : "",
+             key ? " (keep a copy: without it they cannot be read)" : "");
     if (c->json)
         cli_print_ok(c, done, msg);
     else {

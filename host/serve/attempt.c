@@ -89,7 +89,12 @@ json_t *attempt_machine_row(store *st, const char *team, const char *name, const
 {
     if (ssh_key)
         *ssh_key = NULL;
-    json_t *vault = json_object_get(row, "vault");
+    /* The vault's secrets are sealed in the store: opened here, for the key the exec
+     * service needs; a value that does not open stays out (store_seal.c logs nothing here,
+     * the attempt's SSH then fails for want of a key). */
+    json_t *open_row = json_deep_copy(row);
+    store_resource_reveal(st, STORE_MACHINE, open_row, NULL, 0);
+    json_t *vault = json_object_get(open_row, "vault");
     json_t *m = vault_redact(vault, NULL);
     json_object_set_new(m, "name", json_string(name));
     json_object_set_new(m, "team", json_string(team));
@@ -99,12 +104,14 @@ json_t *attempt_machine_row(store *st, const char *team, const char *name, const
     char err[512];
     if (key == NULL && !exec_machine_is_local(vault) &&
         (*team_row != NULL ||
-         store_resource_get(st, STORE_TEAM, NULL, team, team_row, err, sizeof(err)) == 0))
+         (store_resource_get(st, STORE_TEAM, NULL, team, team_row, err, sizeof(err)) == 0 &&
+          store_resource_reveal(st, STORE_TEAM, *team_row, err, sizeof(err)) == 0)))
         key = vault_ssh_key(json_object_get(*team_row, "vault"));
     /* Secrets stay out of the facts, but the exec service needs the key: it travels in
      * the run message's own field. */
     if (key && ssh_key)
         *ssh_key = json_incref(key);
+    json_decref(open_row);
     return m;
 }
 

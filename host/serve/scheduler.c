@@ -549,7 +549,14 @@ static int fire_one(sched_ctx *c, int64_t fire_ms, int caught_up)
 {
     char err[1024], task[37];
     json_t *item = NULL;
-    if (scheduler_item_vault(c->vault, &item, err, sizeof(err)) != 0) {
+    /* The schedule's secrets are sealed under the schedule's identity: opened here, so that
+     * the store seals them again as the new item's. */
+    json_t *open_row = json_deep_copy(c->row);
+    int made = store_resource_reveal(c->st, STORE_SCHEDULE, open_row, err, sizeof(err)) == 0 &&
+               scheduler_item_vault(json_object_get(open_row, "vault"), &item, err,
+                                    sizeof(err)) == 0;
+    json_decref(open_row);
+    if (!made) {
         warn_once(c, "not fired: %s", err);
         return -1;
     }
@@ -563,7 +570,14 @@ static int fire_one(sched_ctx *c, int64_t fire_ms, int caught_up)
         .schedule_fire_ms = fire_ms,
         .idempotent = function_is_idempotent(c->s, jstr(item, "function")),
     };
+    /* The function's "secret" parameters are sealed at rest too. */
+    struct ferry_fn fn;
+    json_t *secrets = c->s->reg && registry_fn(c->s->reg, jstr(item, "function"), &fn) == 0
+                          ? params_secret_names(fn.desc)
+                          : NULL;
+    spec.secret_names = secrets;
     int rc = store_queue_create(c->st, &spec, task, NULL, err, sizeof(err));
+    json_decref(secrets);
     json_decref(item);
     char when[32];
     iso8601_ms(fire_ms, when);

@@ -535,8 +535,11 @@ static void on_storage(void *ud, runner_job *job, const struct proto_storage *m)
     json_t *row = NULL;
     char err[512];
     struct proto_reply reply = {.kind = OUTCOME_OK};
-    if (m->name && store_resource_get(h->st, STORE_STORAGE, a->item->team, m->name, &row, err,
-                                      sizeof(err)) == 0) {
+    /* The function asked for this storage: its sealed secrets are opened for it. */
+    if (m->name &&
+        store_resource_get(h->st, STORE_STORAGE, a->item->team, m->name, &row, err,
+                           sizeof(err)) == 0 &&
+        store_resource_reveal(h->st, STORE_STORAGE, row, err, sizeof(err)) == 0) {
         reply.vault = json_object_get(row, "vault");
     } else {
         reply.kind = OUTCOME_FAIL;

@@ -276,10 +276,14 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
         break;
     }
     if (d.final) {
+        /* What the function returned is shown in the response vault, the webhook's body and
+         * the mail: the item's secret values are masked in it, wherever they appear. */
         struct outcome shown = *out;
         shown.message = msg;
+        shown.result = out->result ? vault_scrub(out->result, e->item->vault, secrets) : NULL;
         e->response =
             settle_response(e->item->function, final_name(d.status), attempt, duration, &shown);
+        json_decref(shown.result);
     }
     e->message = msg;
     e->notify = 1;

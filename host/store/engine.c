@@ -4,6 +4,8 @@
  * store's logic every operation shares (finding an item, events, cascades, item rows).
  */
 #include "engine.h"
+#include "seal.h"
+#include "store_seal.h"
 #include "groups.h"
 
 #include "util.h"
@@ -533,6 +535,14 @@ void eng_item_struct(eng_rows *r, int first, struct store_item *it)
     if (!json_is_object(it->vault)) {
         json_decref(it->vault);
         it->vault = json_object();
+    }
+    /* The host runs this item: its secrets are opened here, and only here, for it. One that
+     * does not open (a missing or wrong key, an altered value) reaches the function as
+     * null, and the reason goes to the host's log, never the ciphertext. */
+    char why[600];
+    if (store_seal_open_item(r->s, it->team, it->task_id, it->vault, why, sizeof(why)) != 0) {
+        fprintf(stderr, "ferry: item %s: %s\n", it->task_id, why);
+        seal_vault_drop_sealed(it->vault);
     }
     it->parent_task_id = dup_or_null(c.parent_task_id);
     it->link_kind = dup_or_null(c.link_kind);

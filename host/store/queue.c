@@ -10,6 +10,7 @@
  * cannot be removed meanwhile; a cancelled or removed item is locked first.
  */
 #include "engine.h"
+#include "store_seal.h"
 #include "groups.h"
 #include "people.h"
 
@@ -111,13 +112,17 @@ static int insert_item(store *s, const struct store_item_spec *sp, int64_t seq, 
     if (rc != STORE_OK)
         goto out;
     uuid_v4(id);
-    rc = eng_w(s, &rows, err, errlen, S_ITEM_INSERT,
+    json_t *vault = sp->vault ? json_deep_copy(sp->vault) : NULL;
+    rc = store_seal_item(s, sp->team, id, vault, sp->secret_names, err, errlen);
+    if (rc == STORE_OK)
+        rc = eng_w(s, &rows, err, errlen, S_ITEM_INSERT,
                "tttttijIIttt"
                "NiI",
-               id, sp->team, sp->machine, sp->bridge, sp->function, sp->priority, sp->vault,
+               id, sp->team, sp->machine, sp->bridge, sp->function, sp->priority, vault,
                sp->now_ms, sp->run_after_ms, sp->parent_task_id ? parent.task_id : NULL,
                sp->link_kind, sp->schedule_name, sp->schedule_fire_ms, sp->idempotent ? 1 : 0,
                seq);
+    json_decref(vault);
     if (rc == STORE_OK && rows == 0) {
         char when[32];
         iso8601_ms(sp->schedule_fire_ms, when);
@@ -203,11 +208,17 @@ struct bulk {
     struct eng_events events;
 };
 
-static void bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, int64_t seq,
-                     const char *id)
+static int bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, int64_t seq,
+                    const char *id, char *err, size_t errlen)
 {
     char details[200];
-    char *vault = sp->vault ? json_dumps(sp->vault, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_t *sealed = sp->vault ? json_deep_copy(sp->vault) : NULL;
+    if (store_seal_item(s, sp->team, id, sealed, sp->secret_names, err, errlen) != STORE_OK) {
+        json_decref(sealed);
+        return STORE_ERROR;
+    }
+    char *vault = sealed ? json_dumps(sealed, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(sealed);
     if (b->rows == NULL)
         b->rows = json_array();
     json_array_append_new(b->rows, json_pack("[I,s,s,s,s,s,i,s,I,I,i]", (json_int_t)seq, id,
@@ -220,6 +231,7 @@ static void bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp,
              sp->priority, store_priority_label(sp->priority));
     /* Names and functions are checked text, so the event always joins the bulk. */
     eng_events_add(s, &b->events, seq, "CREATED", details, sp->now_ms, NULL, 0);
+    return STORE_OK;
 }
 
 /* Inserts the gathered plain items, then their events: two statements. */
@@ -279,8 +291,8 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
          * item alone would pay for preparing them. */
         if (rc == STORE_OK && is_plain(sp) && c->n > 1 && !s->drv->in_process) {
             uuid_v4(c->ids[i]);
-            bulk_add(s, &bulk, sp, seqs[i], c->ids[i]);
-            if (json_array_size(bulk.rows) == 1000)
+            rc = bulk_add(s, &bulk, sp, seqs[i], c->ids[i], msg, sizeof(msg));
+            if (rc == STORE_OK && json_array_size(bulk.rows) == 1000)
                 rc = bulk_flush(s, &bulk, msg, sizeof(msg));
         } else if (rc == STORE_OK) {
             rc = bulk_flush(s, &bulk, msg, sizeof(msg));

@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "groups.h"
 #include "people.h"
+#include "store_seal.h"
 
 #include "util.h"
 #include "vault.h"
@@ -162,9 +163,14 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
         rc = store_vault_concurrency(c->vault, &concurrency, err, errlen);
     /* Created meanwhile by another process (engines without a single writer): the insert
      * does nothing, reported like the check above. */
+    /* Secrets are sealed here, on the one way into the table (store_seal.c). */
+    json_t *sealed = c->vault ? json_deep_copy(c->vault) : NULL;
     if (rc == STORE_OK)
-        rc = res_w(s, S_RES_INSERT, c->kind, &rows, err, errlen, c->team, c->name, c->vault,
+        rc = store_seal_resource(s, c->kind, c->team, c->name, sealed, err, errlen);
+    if (rc == STORE_OK)
+        rc = res_w(s, S_RES_INSERT, c->kind, &rows, err, errlen, c->team, c->name, sealed,
                    c->parent, concurrency, 0);
+    json_decref(sealed);
     if (rc == STORE_OK && rows == 0)
         return create_conflict(s, c, err, errlen);
     if (rc == STORE_OK)
@@ -252,7 +258,7 @@ static int update_vault_body(store *s, void *ctx, char *err, size_t errlen)
     }
     /* RFC 7396, with ferry's one implementation (vault.c). */
     vault = c->flags == STORE_VAULT_MERGE ? json_merge_patch(json_object_get(old, "vault"), c->vault)
-                                          : json_incref(c->vault);
+                                          : json_deep_copy(c->vault);
     if (vault == NULL) {
         seterr(err, errlen, "%s '%s': out of memory merging the vault", store_kind_name(c->kind),
                c->name);
@@ -262,6 +268,8 @@ static int update_vault_body(store *s, void *ctx, char *err, size_t errlen)
     rc = store_vault_concurrency(vault, &concurrency, err, errlen);
     if (rc == STORE_OK && c->kind == STORE_MACHINE_GROUP)
         rc = group_check_write(s, team, c->name, vault, 0, err, errlen);
+    if (rc == STORE_OK)
+        rc = store_seal_resource(s, c->kind, team, c->name, vault, err, errlen);
     if (rc == STORE_OK)
         rc = res_w(s, S_RES_UPDATE, c->kind, NULL, err, errlen, team, c->name, vault, NULL,
                    concurrency, (int64_t)version);

@@ -8,14 +8,28 @@
 #include "config.h"
 #include "engine.h"
 #include "people.h"
+#include "store_seal.h"
 
 #include "util.h"
 
 #include <ctype.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- opening: the driver table (drivers.c) decides ----------------------------------------- */
+
+/* Attaches the sealing key and state to a store a driver opened (store_seal.c); NULL when
+ * that fails (the store is closed). sqlite_path: the file, or NULL for a server. */
+static store *with_seal(store *s, const char *sqlite_path, const struct store_options *opts,
+                        char *err, size_t errlen)
+{
+    if (s != NULL && store_seal_attach(s, sqlite_path, opts, err, errlen) != STORE_OK) {
+        store_close(s);
+        s = NULL;
+    }
+    return s;
+}
 
 store *store_open_opts(const char *url_or_path, const struct store_options *opts, char *err,
                        size_t errlen)
@@ -31,7 +45,8 @@ store *store_open_opts(const char *url_or_path, const struct store_options *opts
     const char *url = url_or_path;
     if (d->url_prefix && strncmp(url, d->url_prefix, strlen(d->url_prefix)) == 0)
         url += strlen(d->url_prefix);
-    return d->open(url, opts, err, errlen);
+    return with_seal(d->open(url, opts, err, errlen), d->conninfo ? NULL : url, opts, err,
+                     errlen);
 }
 
 /* Whether the configuration names its store by conninfo (a server) rather than by path. */
@@ -45,7 +60,8 @@ static store *open_config(const ferry_config *cfg, int short_lived, char *err, s
 {
     struct store_options so = {.synchronous_normal =
                                    strcmp(cfg->store_synchronous, "normal") == 0,
-                               .short_lived = short_lived};
+                               .short_lived = short_lived,
+                               .key_path = cfg->store_key};
     const struct store_driver_entry *d = store_driver_by_name(cfg->store_driver);
     if (d == NULL) {
         seterr(err, errlen, "unknown store.driver '%s'", cfg->store_driver);
@@ -53,8 +69,19 @@ static store *open_config(const ferry_config *cfg, int short_lived, char *err, s
     }
     /* The configured driver decides, not the shape of the string: a valid conninfo may
      * start with any keyword ("keepalives=1 host=…"). */
-    if (config_conninfo_label(cfg) != NULL)
-        return d->open(cfg->store_conninfo, &so, err, errlen);
+    if (config_conninfo_label(cfg) != NULL) {
+        /* A server has no directory of its own: the key defaults to one beside the config. */
+        char *dir = cfg->path ? xstrdup(cfg->path) : NULL;
+        char *key = so.key_path[0] == '\0' && dir ? xasprintf("%s/ferry.key", dirname(dir))
+                                                   : NULL;
+        if (key)
+            so.key_path = key;
+        store *s = with_seal(d->open(cfg->store_conninfo, &so, err, errlen), NULL, &so, err,
+                             errlen);
+        free(key);
+        free(dir);
+        return s;
+    }
     return store_open_opts(cfg->store_path, &so, err, errlen);
 }
 
@@ -94,6 +121,7 @@ void store_close(store *s)
         return;
     clear_notify_pending(s);
     store_set_actor(s, NULL);
+    store_seal_detach(s);
     s->drv->close(s);
 }
 

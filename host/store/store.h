@@ -58,6 +58,10 @@ struct store_options {
      * WAL into the database (and remove it) while the WAL is short: the next process
      * finds the commits there. Durability is the same: a commit is synced to the WAL. */
     int short_lived;
+    /* The file of the key that seals the store's secrets (docs/security.md). NULL: the
+     * systemd credential $CREDENTIALS_DIRECTORY/ferry.key when present, else ferry.key next
+     * to an SQLite store; a PostgreSQL store opened without one cannot seal. */
+    const char *key_path;
 };
 
 /*
@@ -231,6 +235,34 @@ int store_schedule_set_run(store *s, const char *team, const char *name, int64_t
                            int64_t last_run_ms, const char *last_task_id, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------------------------------
+ * Secrets at rest (store_seal.c, docs/security.md). Every secret value of a vault (seal.h,
+ * vault_key_is_secret_in) is sealed when written, with the row's identity as associated
+ * data. Rows read through the functions below keep their secrets sealed ("ferry-sealed:1:…"
+ * strings); only a caller that needs them opens them.
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * Opens the sealed values of a resource row of kind in place (its "vault" and, for
+ * schedules, "vaultContent"). STORE_OK, or STORE_ERROR with a one-line err when the key is
+ * missing or wrong or a value does not open (the row then keeps what did not open sealed).
+ */
+int store_resource_reveal(store *s, store_kind kind, json_t *row, char *err, size_t errlen);
+
+/* The same for an item row's "vaultContent". */
+int store_item_reveal(store *s, json_t *row, char *err, size_t errlen);
+
+/*
+ * Re-seals every sealed value of the store under a new key, in one transaction: the new key
+ * is written to KEY.new first, the store switched to it, then KEY.new renamed over KEY; a
+ * crash in between leaves both files, and the next open or rotate finishes (docs/security.md).
+ * *resealed (may be NULL) gets how many values; *key_id (17 bytes, may be NULL) the new id.
+ */
+int store_key_rotate(store *s, long *resealed, char key_id[17], char *err, size_t errlen);
+
+/* The key file this handle seals with, or NULL when it has none (static to the handle). */
+const char *store_key_path(const store *s);
+
+/* ---------------------------------------------------------------------------------------
  * Queue items.
  *
  * Statuses: PENDING → ASSIGNED (claimed) → PROCESSING (started) → COMPLETED | FAILED |
@@ -274,6 +306,9 @@ struct store_item_spec {
                                  * unique: a second create is CONFLICT */
     int idempotent;             /* safe to re-run after a host crash */
     int64_t run_after_ms;       /* not claimable before; 0 = now */
+    const json_t *secret_names; /* more keys whose values are sealed at rest beside those
+                                 * secret by name: the function's "secret" parameters
+                                 * (params_secret_names); borrowed; NULL for none */
     int64_t now_ms;             /* creation time; 0 = now_ms() */
 };
 
@@ -581,6 +616,7 @@ struct store {
     size_t n_notify_pending;
     struct principal *actor; /* who acts (store_set_actor, host/people/people.h), or NULL */
     char *actor_label;       /* the actor as item events record it ("alice (api 10.0.0.5)") */
+    struct store_seal *seal; /* the key and its state (store_seal.c); NULL until open ends */
 };
 
 /*

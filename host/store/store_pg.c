@@ -274,6 +274,10 @@ static const struct eng_migration migrations[] = {
      " running integer NOT NULL DEFAULT 0, stopped_at bigint);"
      "CREATE INDEX IF NOT EXISTS qi_finished ON queue_items (finished_at)"
      " WHERE finished_at IS NOT NULL;"},
+    /* As the SQLite driver's migration 7: the key secrets are sealed with. */
+    {7, "the key secrets are sealed with",
+     "CREATE TABLE IF NOT EXISTS seal_state (one integer PRIMARY KEY CHECK (one = 1),"
+     " key_id text NOT NULL, updated_at bigint NOT NULL);"},
     /* 8 (the engine work, issue 14): the hosts of a bridge that wait for work while others
      * hold every machine with ready items (fair claims: waits.c, host/serve/fairness.c).
      * One row per waiting host. */

@@ -21,6 +21,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -271,6 +272,12 @@ static const struct eng_migration migrations[] = {
      " running INTEGER NOT NULL DEFAULT 0, stopped_at INTEGER);"
      "CREATE INDEX IF NOT EXISTS qi_finished ON queue_items(finished_at)"
      " WHERE finished_at IS NOT NULL;"},
+    /* Secrets sealed at rest (store_seal.c): the id of the key every sealed value of the
+     * store is under. No row: the store's secrets have not been sealed yet (a store made
+     * before this migration); the first process that holds the key seals them. */
+    {7, "the key secrets are sealed with",
+     "CREATE TABLE IF NOT EXISTS seal_state (one INTEGER PRIMARY KEY CHECK (one = 1),"
+     " key_id TEXT NOT NULL, updated_at INTEGER NOT NULL);"},
     /* 8 (the engine work, issue 14): the hosts of a bridge that wait for work while others
      * hold every machine with ready items (fair claims: waits.c, host/serve/fairness.c).
      * One row per waiting host. */
@@ -703,6 +710,11 @@ store *store_sqlite_open(const char *path, const struct store_options *opts, cha
         free(q);
         return NULL;
     }
+    /* Created 0600 here, whatever the umask: SQLite gives the -wal and -shm files the
+     * database file's mode. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0)
+        close(fd);
     int rc = sqlite3_open_v2(
         path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -768,7 +780,7 @@ static int sq_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
         return -1;
     }
     char *dir = xasprintf("%s.wake", q->path);
-    int made = mkdir(dir, 0755) == 0 || errno == EEXIST;
+    int made = mkdir(dir, 0700) == 0 || errno == EEXIST;
     free(dir);
     int fd = made ? socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0) : -1;
     unlink(addr.sun_path); /* a socket left by an earlier process with our pid */

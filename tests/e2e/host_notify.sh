@@ -3,10 +3,8 @@
 # both on loopback; a failed delivery is in the trace and changes nothing else.
 . "$(dirname "$0")/../lib.sh"
 
-rx=$T_DIR/rx; mkdir -p "$rx"
-python3 "$FERRY_ROOT/tests/helpers/receivers.py" "$rx" & T_EXTRA_PIDS=$!
-wait_for 10 test -s "$rx/ports" || { fail "receivers started"; t_done; exit 1; }
-read -r smtp_port http_port <"$rx/ports"
+rx=$T_DIR/rx
+start_receivers "$rx"
 write_config "smtp = { url = \"smtp://127.0.0.1:$smtp_port\"; from = \"ferry@test.local\"; };" \
     'lease = { poll_ms = 200; };'
 install_plugins

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "seal.h"
 #include "store.h"
 #include "util.h"
 
@@ -668,6 +669,10 @@ static void test_queue_create_row(void **state)
     assert_true(json_is_false(json_object_get(row, "hasResponse")));
     assert_true(json_is_number(json_object_get(row, "totalDurationSeconds")));
     assert_true(json_is_null(json_object_get(row, "processingDurationSeconds")));
+    /* Secrets are sealed at rest: a row shows them sealed until a caller opens them. */
+    assert_string_equal(jstr(json_object_get(row, "vaultContent"), "repository"), "webapp");
+    assert_true(seal_is_sealed(jstr(json_object_get(row, "vaultContent"), "password")));
+    assert_rc(STORE_OK, store_item_reveal(f->s, row, err, sizeof(err)));
     assert_true(json_equal(json_object_get(row, "vaultContent"), vault));
     assert_true(json_is_null(json_object_get(row, "responseVault")));
     assert_true(json_is_array(json_object_get(row, "after")));
