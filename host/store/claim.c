@@ -233,7 +233,7 @@ static int cand_cmp(const void *a, const void *b)
 static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char *err,
                      size_t errlen)
 {
-    int budget = cl->max_n * 4 + 64, got = 0;
+    int budget = cl->max_n * 2 + 16, got = 0;
     size_t n = 0, taken = 0;
     eng_rows r;
     struct cand *c = calloc((size_t)budget, sizeof(*c));
