@@ -406,6 +406,19 @@ static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
     char *picks = picks_json(cl), prefix[37];
     uuid_v4(prefix);
     prefix[24] = '\0'; /* "xxxxxxxx-xxxx-4xxx-yxxx-": the item's seq completes the token */
+    if (!s->drv->row_locks) {
+        /* One writer: every pick read in this transaction is still PENDING, and the
+         * statement returns nothing (the driver's S_CLAIM_ASSIGN); what it changed is all. */
+        long changed = 0;
+        int rc = eng_w(s, &changed, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
+                       cl->now + cl->lease_ms, cl->now, cl->start, prefix);
+        free(picks);
+        if (rc == STORE_OK && changed != (long)cl->n_picked) {
+            seterr(err, errlen, "claim: %ld of %zu picked items changed", changed, cl->n_picked);
+            rc = STORE_ERROR;
+        }
+        return rc;
+    }
     int rc = eng_wq(s, &r, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
                     cl->now + cl->lease_ms, cl->now, cl->start, prefix);
     free(picks);
