@@ -227,8 +227,8 @@ static int cand_cmp(const void *a, const void *b)
  * slot, a window of rows at a time (as many as picks are missing, at least 16: their
  * machines are looked up together), up to a chunk. Enough whenever the head of the queue
  * is claimable, and then only about as many rows are read as items are claimed. *more is
- * set when the whole chunk was read without filling the claim; key then holds its last
- * row.
+ * set when the whole chunk, or a window that took nothing, was read without filling the
+ * claim; key then holds its last row.
  */
 static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char *err,
                      size_t errlen)
@@ -241,10 +241,10 @@ static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char
         abort();
     *more = 0;
     int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now, budget);
-    int opened = rc == STORE_OK;
+    int opened = rc == STORE_OK, cut = 0;
     while (rc == STORE_OK && (int)cl->n_picked < cl->max_n) {
         int missing = cl->max_n - (int)cl->n_picked;
-        size_t window = n + (size_t)(missing > 16 ? missing : 16);
+        size_t window = n + (size_t)(missing > 16 ? missing : 16), picked = cl->n_picked;
         while (n < window && (got = eng_next(&r, err, errlen)) == 1)
             read_cand(&r, &c[n++]);
         rc = got < 0 ? got : lookup_new(s, cl, c + taken, n - taken, err, errlen);
@@ -252,10 +252,17 @@ static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char
             take(cl, &c[taken]);
         if (got != 1)
             break;
+        /* A whole window of full machines: the head is a busy machine's backlog, and the
+         * by-machine pass goes on from here for less than reading on would cost. */
+        if (cl->n_picked == picked) {
+            cut = 1;
+            break;
+        }
     }
     if (opened)
         eng_done(&r);
-    *more = rc == STORE_OK && got == 0 && (int)n == budget && (int)cl->n_picked < cl->max_n;
+    *more = rc == STORE_OK && (cut || (got == 0 && (int)n == budget)) &&
+            (int)cl->n_picked < cl->max_n;
     if (n > 0) {
         key[0] = c[n - 1].priority;
         key[1] = c[n - 1].created;
