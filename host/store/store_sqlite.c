@@ -88,9 +88,10 @@ static const char *const fragments[F_COUNT] = {
     [F_INDEX_CLAIM_MACHINE] = "INDEXED BY qi_claim_machine",
     [F_JSON_TEXTS] = "SELECT value FROM json_each(@)",
     [F_JSON_SEQS] = "SELECT value FROM json_each(@)",
-    [F_JSON_FINISHES] = "SELECT value ->> 0 AS task_id, value ->> 1 AS token, value ->> 2 AS"
-                        " status, value ->> 3 AS response, value ->> 4 AS reason"
-                        " FROM json_each(@)",
+    /* Each row's text once (json_each renders value again at every use). */
+    [F_JSON_FINISHES] = "WITH r(v) AS MATERIALIZED (SELECT value FROM json_each(@))"
+                        " SELECT v ->> 0 AS task_id, v ->> 1 AS token, v ->> 2 AS status,"
+                        " v ->> 3 AS response, v ->> 4 AS reason FROM r",
 };
 
 static const char *const dialect_sql[S_COUNT] = {
@@ -127,9 +128,10 @@ static const char *const dialect_sql[S_COUNT] = {
     [S_SCHEMA_EXISTS] = "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                         " AND name = 'schema_migrations'",
     /* ?1: [[task_seq, action, details, details_is_json, at], …] */
-    [S_EVENTS_INSERT_MANY] = "INSERT INTO queue_events (task_seq, action, details,"
-                             " details_is_json, at) SELECT value ->> 0, value ->> 1,"
-                             " value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)",
+    [S_EVENTS_INSERT_MANY] = "WITH r(v) AS MATERIALIZED (SELECT value FROM json_each(?1))"
+                             " INSERT INTO queue_events (task_seq, action, details,"
+                             " details_is_json, at) SELECT v ->> 0, v ->> 1, v ->> 2, v ->> 3,"
+                             " v ->> 4 FROM r",
     /* ?1: [[seq, task_id, team, machine, bridge, function, priority, vault, created,
      * run_after, idempotent], …] */
     [S_ITEMS_INSERT_MANY] = "INSERT INTO queue_items (seq, task_id, team_name, machine_name,"
