@@ -227,13 +227,13 @@ static int cand_cmp(const void *a, const void *b)
  * slot, a window of rows at a time (as many as picks are missing, at least 16: their
  * machines are looked up together), up to a chunk. Enough whenever the head of the queue
  * is claimable, and then only about as many rows are read as items are claimed. *more is
- * set when the whole chunk was read without filling the claim; key then holds its last
- * row.
+ * set when the whole chunk, or a window that took nothing, was read without filling the
+ * claim; key then holds its last row.
  */
 static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char *err,
                      size_t errlen)
 {
-    int budget = cl->max_n * 4 + 64, got = 0;
+    int budget = cl->max_n * 2 + 16, got = 0;
     size_t n = 0, taken = 0;
     eng_rows r;
     struct cand *c = calloc((size_t)budget, sizeof(*c));
@@ -241,10 +241,10 @@ static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char
         abort();
     *more = 0;
     int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now, budget);
-    int opened = rc == STORE_OK;
+    int opened = rc == STORE_OK, cut = 0;
     while (rc == STORE_OK && (int)cl->n_picked < cl->max_n) {
         int missing = cl->max_n - (int)cl->n_picked;
-        size_t window = n + (size_t)(missing > 16 ? missing : 16);
+        size_t window = n + (size_t)(missing > 16 ? missing : 16), picked = cl->n_picked;
         while (n < window && (got = eng_next(&r, err, errlen)) == 1)
             read_cand(&r, &c[n++]);
         rc = got < 0 ? got : lookup_new(s, cl, c + taken, n - taken, err, errlen);
@@ -252,10 +252,17 @@ static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char
             take(cl, &c[taken]);
         if (got != 1)
             break;
+        /* A whole window of full machines: the head is a busy machine's backlog, and the
+         * by-machine pass goes on from here for less than reading on would cost. */
+        if (cl->n_picked == picked) {
+            cut = 1;
+            break;
+        }
     }
     if (opened)
         eng_done(&r);
-    *more = rc == STORE_OK && got == 0 && (int)n == budget && (int)cl->n_picked < cl->max_n;
+    *more = rc == STORE_OK && (cut || (got == 0 && (int)n == budget)) &&
+            (int)cl->n_picked < cl->max_n;
     if (n > 0) {
         key[0] = c[n - 1].priority;
         key[1] = c[n - 1].created;
@@ -406,6 +413,19 @@ static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
     char *picks = picks_json(cl), prefix[37];
     uuid_v4(prefix);
     prefix[24] = '\0'; /* "xxxxxxxx-xxxx-4xxx-yxxx-": the item's seq completes the token */
+    if (!s->drv->row_locks) {
+        /* One writer: every pick read in this transaction is still PENDING, and the
+         * statement returns nothing (the driver's S_CLAIM_ASSIGN); what it changed is all. */
+        long changed = 0;
+        int rc = eng_w(s, &changed, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
+                       cl->now + cl->lease_ms, cl->now, cl->start, prefix);
+        free(picks);
+        if (rc == STORE_OK && changed != (long)cl->n_picked) {
+            seterr(err, errlen, "claim: %ld of %zu picked items changed", changed, cl->n_picked);
+            rc = STORE_ERROR;
+        }
+        return rc;
+    }
     int rc = eng_wq(s, &r, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
                     cl->now + cl->lease_ms, cl->now, cl->start, prefix);
     free(picks);

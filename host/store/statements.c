@@ -262,7 +262,7 @@ const struct stmt_def store_statements[S_COUNT] = {
                         " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_percent END,"
                         " progress_message ="
                         " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_message END"
-                        " WHERE task_id = ?1 AND claim_token = ?6 AND status IN " ACTIVE
+                        " WHERE task_id = ?1 AND claim_token = ?6 AND " ACTIVE_EQ
                         " RETURNING seq, retry_count, bridge_name, " HAS_DEPENDENTS,
                         0},
     /* RETRY (?4 = 1, counted) or RELEASE (?4 = 0): back to PENDING, claimable at ?3; an

@@ -58,6 +58,7 @@ struct sq {
     int in_tx;           /* a transaction (batch or operation) is open */
     sqlite3_stmt *stmts[S_COUNT]; /* prepared by statement id */
     sqlite3_stmt *tx[TX_COUNT];   /* transaction control, prepared once too */
+    sqlite3_stmt *data_version;   /* PRAGMA data_version, asked once per host turn */
     int wake_fd; /* bound socket a host polls, or -1 */
     char *wake_path;
     int send_fd; /* unbound socket notifications are sent from, or -1 */
@@ -88,22 +89,50 @@ static const char *const fragments[F_COUNT] = {
     [F_INDEX_CLAIM_MACHINE] = "INDEXED BY qi_claim_machine",
     [F_JSON_TEXTS] = "SELECT value FROM json_each(@)",
     [F_JSON_SEQS] = "SELECT value FROM json_each(@)",
-    [F_JSON_FINISHES] = "SELECT value ->> 0 AS task_id, value ->> 1 AS token, value ->> 2 AS"
-                        " status, value ->> 3 AS response, value ->> 4 AS reason"
-                        " FROM json_each(@)",
+    /* Each row's text once (json_each renders value again at every use). */
+    [F_JSON_FINISHES] = "WITH r(v) AS MATERIALIZED (SELECT value FROM json_each(@))"
+                        " SELECT v ->> 0 AS task_id, v ->> 1 AS token, v ->> 2 AS status,"
+                        " v ->> 3 AS response, v ->> 4 AS reason FROM r",
 };
 
 static const char *const dialect_sql[S_COUNT] = {
     /* With one writer, the next seqs follow the largest in use. */
     [S_NEXT_SEQS] = "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1)"
                     " SELECT (SELECT coalesce(max(seq), 0) FROM queue_items) + i FROM k",
+    /* The machines with PENDING items on bridge ?1 (one seek each in qi_claim_machine, a
+     * loose index scan) that have a slot free now: with one writer the count is exact, and
+     * the by-machine pass then looks for the next item of the free machines only (a busy
+     * host's machines are mostly full: looking for the heads of all of them cost a seek and
+     * a dependency check each per claim). */
+    [S_CLAIM_MACHINES] = "WITH RECURSIVE m(name) AS (SELECT (SELECT min(machine_name)"
+                         " FROM queue_items INDEXED BY qi_claim_machine WHERE bridge_name = ?1"
+                         " AND status = 'PENDING') UNION ALL SELECT (SELECT min(machine_name)"
+                         " FROM queue_items INDEXED BY qi_claim_machine WHERE bridge_name = ?1"
+                         " AND status = 'PENDING' AND machine_name > m.name) FROM m"
+                         " WHERE m.name IS NOT NULL) SELECT name FROM m WHERE name IS NOT NULL"
+                         " AND coalesce((SELECT concurrency FROM machines WHERE name = m.name), 1)"
+                         " > (SELECT count(*) FROM queue_items INDEXED BY qi_machine_active"
+                         " WHERE machine_name = m.name AND (status = 'ASSIGNED'"
+                         " OR status = 'PROCESSING' OR status = 'CANCELLING'))",
+    /* The claim of statements.c without what only row locks need: with one writer every
+     * pick is still PENDING when it is marked (the claim read it in this transaction), so
+     * the count of rows changed says it all. RETURNING cost SQLite about a quarter of the
+     * UPDATE (it runs as a trigger), and the inner SELECT of the picks a lookup each. */
+    [S_CLAIM_ASSIGN] = "UPDATE queue_items SET status = CASE WHEN ?5 <> 0 THEN 'PROCESSING'"
+                       " ELSE 'ASSIGNED' END, lease_owner = ?2, lease_expires_at = ?3,"
+                       " claim_token = ?6 || substr('000000000000' || seq, length('' || seq) + 1),"
+                       " assigned_at = ?4, updated_at = ?4,"
+                       " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
+                       " progress_percent = NULL, progress_message = NULL"
+                       " WHERE seq IN (SELECT value FROM json_each(?1))"
+                       " AND (status || '') = 'PENDING'",
     [S_SCHEMA_EXISTS] = "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                         " AND name = 'schema_migrations'",
-    /* ?1: [[task_seq, action, details, details_is_json, at], …] */
-    [S_EVENTS_INSERT_MANY] = "INSERT INTO queue_events (task_seq, action, details,"
-                             " details_is_json, at, actor) SELECT value ->> 0, value ->> 1,"
-                             " value ->> 2, value ->> 3, value ->> 4, value ->> 5"
-                             " FROM json_each(?1)",
+    /* ?1: [[task_seq, action, details, details_is_json, at, actor], …] */
+    [S_EVENTS_INSERT_MANY] = "WITH r(v) AS MATERIALIZED (SELECT value FROM json_each(?1))"
+                             " INSERT INTO queue_events (task_seq, action, details,"
+                             " details_is_json, at, actor) SELECT v ->> 0, v ->> 1, v ->> 2,"
+                             " v ->> 3, v ->> 4, v ->> 5 FROM r",
     /* ?1: [[seq, task_id, team, machine, bridge, function, priority, vault, created,
      * run_after, idempotent], …] */
     [S_ITEMS_INSERT_MANY] = "INSERT INTO queue_items (seq, task_id, team_name, machine_name,"
@@ -597,6 +626,7 @@ static void sq_free(struct sq *q)
         sqlite3_finalize(q->stmts[i]);
     for (size_t i = 0; i < TX_COUNT; i++)
         sqlite3_finalize(q->tx[i]);
+    sqlite3_finalize(q->data_version);
     if (q->wake_fd >= 0)
         close(q->wake_fd);
     if (q->send_fd >= 0)
@@ -809,12 +839,14 @@ static void sq_wait_drain(store *s)
 static int64_t sq_data_version(store *s)
 {
     struct sq *q = (struct sq *)s;
-    sqlite3_stmt *st = NULL;
     int64_t v = -1;
-    if (sqlite3_prepare_v2(q->db, "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    if (q->data_version == NULL &&
+        sqlite3_prepare_v3(q->db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT,
+                           &q->data_version, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(q->data_version) == SQLITE_ROW)
+        v = sqlite3_column_int64(q->data_version, 0);
+    sqlite3_reset(q->data_version);
     return v;
 }
 

@@ -10,6 +10,12 @@
  *                                       prints enqueue-to-start p50/p90/p99 (ms) and, with
  *                                       PID, the host's VmRSS and VmHWM (KiB) right after
  *                                       the warm-up: "p50 p90 p99 rss hwm"
+ *   bench_queue turns DB SLOTS          the host's store work in a drain, without workers: each
+ *                                       turn, in one transaction, ends every item claimed by
+ *                                       the turn before (COMPLETED) and claims up to SLOTS
+ *                                       items (started), until nothing is left; prints
+ *                                       "items turns cpu_us_per_item". Deterministic: run it
+ *                                       under callgrind to compare instruction counts
  *   bench_queue run LIMIT CMD [ARGS...]  runs CMD with its stdout on /dev/null, killed after
  *                                       LIMIT s (SIGTERM, then SIGKILL 5 s later), sampling
  *                                       its VmHWM every 20 ms; prints "wall_s hwm_kib
@@ -274,8 +280,54 @@ static int run(long limit_s, char **cmd)
     return 0;
 }
 
+static int turns(const char *db, int slots)
+{
+    store *st = open_store(db);
+    char err[512];
+    struct store_item *items = NULL;
+    size_t n = 0;
+    long done = 0, turns = 0;
+    struct store_finish *fin = calloc((size_t)slots, sizeof(*fin));
+    int *rcs = calloc((size_t)slots, sizeof(int));
+    json_t *response = json_object();
+    if (fin == NULL || rcs == NULL)
+        abort();
+    double cpu0 = (double)clock() / CLOCKS_PER_SEC;
+    for (;;) {
+        if (store_begin(st, err, sizeof(err)) != STORE_OK)
+            break;
+        for (size_t i = 0; i < n; i++)
+            fin[i] = (struct store_finish){.task_id = items[i].task_id,
+                                           .token = items[i].token,
+                                           .outcome = {.kind = STORE_OUTCOME_COMPLETED,
+                                                       .response = response}};
+        if (n > 0 && store_finish_many(st, fin, n, rcs, now_ms(), err, sizeof(err)) != STORE_OK)
+            break;
+        done += (long)n;
+        store_items_free(items, n);
+        items = NULL;
+        n = 0;
+        if (store_claim_items(st, "local", "bench:turns", 60000, slots, 1, now_ms(), &items, &n,
+                              err, sizeof(err)) != STORE_OK ||
+            store_commit(st, err, sizeof(err)) != STORE_OK)
+            break;
+        turns++;
+        if (n == 0)
+            break;
+    }
+    double cpu = (double)clock() / CLOCKS_PER_SEC - cpu0;
+    printf("%ld %ld %.1f\n", done, turns, done ? cpu * 1e6 / (double)done : 0);
+    json_decref(response);
+    free(fin);
+    free(rcs);
+    store_close(st);
+    return n == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && strcmp(argv[1], "turns") == 0 && atoi(argv[3]) > 0)
+        return turns(argv[2], atoi(argv[3]));
     if (argc >= 4 && strcmp(argv[1], "run") == 0 && atol(argv[2]) > 0)
         return run(atol(argv[2]), argv + 3);
     if (argc >= 4 && strcmp(argv[1], "enqueue") == 0)
