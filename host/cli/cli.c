@@ -144,6 +144,17 @@ void cli_print_ok(cli *c, json_t *data, const char *message)
     cli_print_ok_with(c, data, message, NULL);
 }
 
+int cli_print_row(cli *c, json_t *row, const char *message)
+{
+    if (c->json)
+        cli_print_ok(c, json_pack("[o]", row), message);
+    else {
+        printf("%s\n", message);
+        json_decref(row);
+    }
+    return EXIT_OK;
+}
+
 static char *cell_text(const json_t *v)
 {
     if (v == NULL || json_is_null(v))

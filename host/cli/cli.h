@@ -118,6 +118,9 @@ void cli_warn(const cli *c, const char *fmt, ...) __attribute__((format(printf, 
 
 /* JSON mode: prints {"success":true,"data":data,"message":message}; data is stolen. */
 void cli_print_ok(cli *c, json_t *data, const char *message);
+/* The answer of a command that changed one row: with --output json data is [row], else the
+ * message alone. row is stolen. Returns EXIT_OK. */
+int cli_print_row(cli *c, json_t *row, const char *message);
 /* cli_print_ok with more members beside data and message (extra: an object, stolen, may
  * be NULL), e.g. {"total":1005,"truncated":true} for a list cut short. */
 void cli_print_ok_with(cli *c, json_t *data, const char *message, json_t *extra);

@@ -67,17 +67,6 @@ static void add_text_cols(json_t *row)
     json_object_set_new(row, "membersText", json_string(text));
 }
 
-static int print_row(cli *c, json_t *row, const char *msg)
-{
-    if (c->json) {
-        cli_print_ok(c, json_pack("[o]", row), msg);
-        return EXIT_OK;
-    }
-    printf("%s\n", msg);
-    json_decref(row);
-    return EXIT_OK;
-}
-
 static int cmd_create_group(cli *c)
 {
     if (cli_store(c) != 0)
@@ -106,7 +95,7 @@ static int cmd_create_group(cli *c)
         return rc;
     snprintf(msg, sizeof(msg), "Successfully created machine group %s with %zu members",
              c->args[1], json_array_size(json_object_get(row, "members")));
-    return print_row(c, row, msg);
+    return cli_print_row(c, row, msg);
 }
 
 static const char *const group_cols[][2] = {{"GROUP", "groupName"},
@@ -231,7 +220,7 @@ static int cmd_update_group(cli *c)
                                "%lld)",
              c->args[1], json_array_size(json_object_get(row, "members")),
              (long long)json_integer_value(json_object_get(row, "vaultVersion")));
-    return print_row(c, row, msg);
+    return cli_print_row(c, row, msg);
 }
 
 static int cmd_rm_group(cli *c)

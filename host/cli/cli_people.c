@@ -18,18 +18,6 @@ static int people_fail(cli *c, const char *err)
     return cli_fail(c, EXIT_ERROR, "%s", err);
 }
 
-/* Prints a row-changing command's result: json [row] or the message. row is stolen. */
-static int print_row(cli *c, json_t *row, const char *msg)
-{
-    if (c->json)
-        cli_print_ok(c, json_pack("[o]", row), msg);
-    else {
-        printf("%s\n", msg);
-        json_decref(row);
-    }
-    return EXIT_OK;
-}
-
 static int cmd_create_user(cli *c)
 {
     if (cli_store(c) != 0)
@@ -39,7 +27,7 @@ static int cmd_create_user(cli *c)
     if (people_user_create(c->st, c->args[0], &row, err, sizeof(err)) != STORE_OK)
         return people_fail(c, err);
     snprintf(msg, sizeof(msg), "Successfully created user %s", c->args[0]);
-    return print_row(c, row, msg);
+    return cli_print_row(c, row, msg);
 }
 
 static int cmd_rm_user(cli *c)
@@ -154,7 +142,7 @@ static int cmd_revoke_token(cli *c)
         return people_fail(c, err);
     snprintf(msg, sizeof(msg), "Successfully revoked token %lld of user %s", id,
              json_string_value(json_object_get(row, "userName")));
-    return print_row(c, row, msg);
+    return cli_print_row(c, row, msg);
 }
 
 #define END_OPTS {NULL, 0, NULL, 0, NULL}

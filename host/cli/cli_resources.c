@@ -221,13 +221,7 @@ static int print_created(cli *c, json_t *row, const char *what, const char *name
     redact_row(c, row);
     char msg[512];
     snprintf(msg, sizeof(msg), "Successfully created %s %s", what, name);
-    if (c->json)
-        cli_print_ok(c, json_pack("[o]", row), msg);
-    else {
-        printf("%s\n", msg);
-        json_decref(row);
-    }
-    return EXIT_OK;
+    return cli_print_row(c, row, msg);
 }
 
 static int vault_arg(cli *c, json_t **vault)
