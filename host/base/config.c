@@ -15,7 +15,7 @@
 #include "store.h"
 #include "util.h"
 
-enum key_type { KEY_STRING, KEY_INT, KEY_FLOAT, KEY_PATH };
+enum key_type { KEY_STRING, KEY_INT, KEY_FLOAT, KEY_PATH, KEY_BOOL };
 
 struct config_key {
     const char *path; /* "store.driver" */
@@ -56,6 +56,18 @@ static const struct config_key config_keys[] = {
      "A worker process is replaced after this many attempts (bounds leaks in plugins)."},
     {"workers.memory_limit_mb", KEY_INT, OFF(worker_memory_mb), "0", 0, INT_MAX,
      "Address-space limit of each worker in MiB; 0 means none."},
+    /* Hardening (issue 17): the workers' environment and limits. */
+    {"workers.path", KEY_STRING, OFF(worker_path),
+     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 0, 0,
+     "PATH of the workers' environment, and so of every command a function runs. Workers "
+     "get an allowlisted environment, never the host's (docs/operations.md)."},
+    {"workers.pass_env", KEY_STRING, OFF(worker_pass_env), "", 0, 0,
+     "Names of further host environment variables the workers (and their commands) get, "
+     "separated by spaces, e.g. \"APT_CONFIG http_proxy\". Empty: only the allowlist."},
+    {"ssh.allow_command_options", KEY_BOOL, OFF(ssh_allow_command_options), "false", 0, 0,
+     "Lets machines' ssh_options run commands or load code on the bridge (ProxyCommand, "
+     "LocalCommand, KnownHostsCommand, Match, Include, PKCS11Provider, ...); refused when "
+     "false (docs/machines.md)."},
     {"timeouts.default", KEY_INT, OFF(timeout_default), "3600", 1, INT_MAX,
      "Seconds an attempt may run when neither the vault nor the function sets a timeout."},
     {"timeouts.max", KEY_INT, OFF(timeout_max), "86400", 1, INT_MAX,
@@ -121,6 +133,9 @@ static int set_default(ferry_config *cfg, const struct config_key *k)
     case KEY_INT:
         *(int *)((char *)cfg + k->offset) = atoi(k->default_value);
         break;
+    case KEY_BOOL:
+        *(int *)((char *)cfg + k->offset) = strcmp(k->default_value, "true") == 0;
+        break;
     case KEY_FLOAT:
         *(double *)((char *)cfg + k->offset) = strtod(k->default_value, NULL);
         break;
@@ -156,6 +171,8 @@ static const char *type_name(enum key_type t)
         return "an integer";
     case KEY_FLOAT:
         return "a number";
+    case KEY_BOOL:
+        return "true or false";
     default:
         return "a string";
     }
@@ -247,6 +264,11 @@ static int apply_setting(ferry_config *cfg, config_setting_t *s, const char *pat
             *(double *)((char *)cfg + k->offset) = config_setting_get_int(s);
         else
             goto wrong_type;
+        return 0;
+    case KEY_BOOL:
+        if (t != CONFIG_TYPE_BOOL)
+            goto wrong_type;
+        *(int *)((char *)cfg + k->offset) = config_setting_get_bool(s) != 0;
         return 0;
     }
 wrong_type:
@@ -479,6 +501,7 @@ void config_write_reference(FILE *out)
         const char *type = k->type == KEY_INT     ? "integer"
                            : k->type == KEY_FLOAT ? "number"
                            : k->type == KEY_PATH  ? "path"
+                           : k->type == KEY_BOOL  ? "boolean"
                                                   : "string";
         int quoted = k->type == KEY_STRING || k->type == KEY_PATH;
         fprintf(out, "| `%s` | %s | `%s%s%s` | %s |\n", k->path, type, quoted ? "\"" : "",

@@ -33,6 +33,9 @@ typedef struct ferry_config {
     int worker_memory_mb; /* address-space limit per worker; 0 = none */
     int prefork;          /* worker processes started ahead of need */
     int worker_pipeline;  /* attempts queued per worker behind the running one; 0 = none */
+    char *worker_path;    /* PATH of the workers' scrubbed environment */
+    char *worker_pass_env; /* further variables let through, space-separated names */
+    int ssh_allow_command_options; /* ssh_options may run commands on the bridge */
 
     int timeout_default; /* seconds, when neither the vault nor the function sets one */
     int timeout_max;     /* seconds; longer requests are capped */

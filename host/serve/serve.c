@@ -881,6 +881,9 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                       .prefork = cfg->prefork,
                       .max_jobs = cfg->worker_max_jobs,
                       .memory_limit_mb = cfg->worker_memory_mb,
+                      .path = cfg->worker_path,
+                      .pass_env = cfg->worker_pass_env,
+                      .ssh_command_options = cfg->ssh_allow_command_options,
                       .grace_ms = cfg->grace_seconds * 1000,
                       .pipeline = cfg->worker_pipeline > 0 ? cfg->worker_pipeline : -1};
     runner_events ev = {.log = on_log,

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "proto.h"
 #include "reap.h"
+#include "ssh_options.h"
 #include "util.h"
 #include "worker.h"
 
@@ -107,7 +109,10 @@ struct runner {
     /* Where run messages are built, reused: each job keeps an exact copy (small enough for
      * malloc's per-thread cache, where a fresh 4 KiB buffer per job was not). */
     struct proto_buf scratch;
+    char **env; /* the workers' environment (worker_env) */
 };
+
+static char **worker_env(const runner_opts *o);
 
 runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud)
 {
@@ -125,6 +130,7 @@ runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud
     r->ud = ud;
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
     r->next_id = 1;
+    r->env = worker_env(opts);
     signal(SIGPIPE, SIG_IGN);
     return r;
 }
@@ -137,6 +143,63 @@ int runner_fd(const runner *r)
 static int pidfd_open_(pid_t pid)
 {
     return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/*
+ * The environment a worker starts with, and so every command its functions run: an allowlist
+ * (docs/operations.md, "The workers' environment"), never the host's whole environment, which
+ * may hold a PGPASSWORD or AWS_SECRET_ACCESS_KEY meant for the host alone. PATH is the
+ * configured one (workers.path), HOME the home of the user the worker runs as; LANG,
+ * LANGUAGE, LC_*, TZ, TZDIR, TMPDIR, FERRY_* and the names in workers.pass_env pass through
+ * from the host's environment.
+ * Built once per runner; the strings are malloc'd.
+ */
+static int env_allowed(const char *kv, const char *pass)
+{
+    if (strncmp(kv, SSH_ALLOW_COMMAND_OPTIONS_ENV "=", strlen(SSH_ALLOW_COMMAND_OPTIONS_ENV) + 1) == 0)
+        return 0; /* from the config only (runner_opts) */
+    /* workers.pass_env: names the admin lets through, separated by spaces or commas. */
+    size_t klen = strcspn(kv, "=");
+    for (const char *p = pass; p && *p;) {
+        p += strspn(p, " ,");
+        size_t n = strcspn(p, " ,");
+        if (n > 0 && n == klen && strncmp(p, kv, n) == 0)
+            return 1;
+        p += n;
+    }
+    static const char *const exact[] = {"LANG=", "LANGUAGE=", "TZ=", "TZDIR=", "TMPDIR="};
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+        if (strncmp(kv, exact[i], strlen(exact[i])) == 0)
+            return 1;
+    if (strncmp(kv, "LC_", 3) == 0 || strncmp(kv, "FERRY_", 6) == 0)
+        return 1;
+#if defined(__SANITIZE_ADDRESS__)
+    /* Sanitizer builds (development only): their options carry suppressions, no secrets. */
+    if (strncmp(kv, "ASAN_OPTIONS=", 13) == 0 || strncmp(kv, "LSAN_OPTIONS=", 13) == 0 ||
+        strncmp(kv, "UBSAN_OPTIONS=", 14) == 0)
+        return 1;
+#endif
+    return 0;
+}
+
+static char **worker_env(const runner_opts *o)
+{
+    extern char **environ;
+    size_t n = 0;
+    for (char **e = environ; e && *e; e++)
+        n++;
+    char **env = calloc(n + 4, sizeof(*env));
+    size_t k = 0;
+    env[k++] = xasprintf("PATH=%s", o->path && *o->path ? o->path : RUNNER_SAFE_PATH);
+    struct passwd *pw = getpwuid(geteuid());
+    env[k++] = xasprintf("HOME=%s", pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : "/");
+    for (char **e = environ; e && *e; e++)
+        if (env_allowed(*e, o->pass_env))
+            env[k++] = xstrdup(*e);
+    if (o->ssh_command_options)
+        env[k++] = xstrdup(SSH_ALLOW_COMMAND_OPTIONS_ENV "=1");
+    env[k] = NULL;
+    return env;
 }
 
 /*
@@ -161,7 +224,6 @@ static worker *spawn(runner *r)
     snprintf(parent, sizeof(parent), "%d", (int)getpid());
     snprintf(memory, sizeof(memory), "%d", r->o.memory_limit_mb);
     char *argv[] = {"ferry", WORKER_ARGV1, parent, memory, NULL};
-    extern char **environ;
     pid_t host = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -190,7 +252,7 @@ static worker *spawn(runner *r)
         sigprocmask(SIG_SETMASK, &none, NULL);
         for (int sig = 1; sig < NSIG; sig++)
             signal(sig, SIG_DFL);
-        execve("/proc/self/exe", argv, environ);
+        execve("/proc/self/exe", argv, r->env);
         _exit(127);
     }
     setpgid(pid, pid);
@@ -1143,6 +1205,9 @@ void runner_free(runner *r)
     }
     free(r->workers);
     proto_buf_free(&r->scratch);
+    for (char **e = r->env; e && *e; e++)
+        free(*e);
+    free(r->env);
     close(r->epfd);
     free(r);
 }

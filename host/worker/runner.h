@@ -55,7 +55,14 @@ typedef struct runner_opts {
      * them in order, back to back. runner_free_slots() counts them.
      */
     int pipeline;
+    /* PATH of the workers' scrubbed environment (NULL or "": RUNNER_SAFE_PATH). */
+    const char *path;
+    /* Further variables let through from the host's environment: names, space-separated. */
+    const char *pass_env;
+    int ssh_command_options; /* ssh.allow_command_options (ssh_options.h) */
 } runner_opts;
+
+#define RUNNER_SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #define RUNNER_PIPELINE 32
 
