@@ -15,6 +15,14 @@
 
 #include <jansson.h>
 
+/* Limits of one attempt: memory (MiB, resident, the attempt's processes together), CPU time
+ * (seconds, all its processes) and processes at once; 0 = none. function: NULL for the
+ * defaults, else the function the override is for. */
+struct ferry_limits {
+    char *function;
+    int memory_mb, cpu_seconds, processes;
+};
+
 typedef struct ferry_config {
     char *path; /* the file that was read */
 
@@ -58,6 +66,12 @@ typedef struct ferry_config {
     int vault_max_bytes;
 
     json_t *plugin_sections; /* object: plugin name -> its section as JSON */
+
+    /* Limits per attempt (limits.*; 0 = none), and per-function overrides
+     * (limits.functions.NAME.*; -1 = the default's). */
+    struct ferry_limits limits;
+    struct ferry_limits *fn_limits;
+    size_t n_fn_limits;
 } ferry_config;
 
 /* config_load's answer when no file was named and none of the usual places has one. */

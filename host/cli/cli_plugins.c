@@ -191,6 +191,9 @@ static int cmd_run(cli *c)
                       .path = c->cfg.worker_path,
                       .pass_env = c->cfg.worker_pass_env,
                       .ssh_command_options = c->cfg.ssh_allow_command_options,
+                      .limits = c->cfg.limits,
+                      .fn_limits = c->cfg.fn_limits,
+                      .n_fn_limits = c->cfg.n_fn_limits,
                       .grace_ms = c->cfg.grace_seconds * 1000};
     runner_events ev = {.log = run_on_log, .progress = run_on_progress, .call = run_on_call,
                         .storage = run_on_storage, .done = run_on_done};

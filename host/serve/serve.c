@@ -884,6 +884,9 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                       .path = cfg->worker_path,
                       .pass_env = cfg->worker_pass_env,
                       .ssh_command_options = cfg->ssh_allow_command_options,
+                      .limits = cfg->limits,
+                      .fn_limits = cfg->fn_limits,
+                      .n_fn_limits = cfg->n_fn_limits,
                       .grace_ms = cfg->grace_seconds * 1000,
                       .pipeline = cfg->worker_pipeline > 0 ? cfg->worker_pipeline : -1};
     runner_events ev = {.log = on_log,
