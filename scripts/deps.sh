@@ -31,7 +31,8 @@ build_pkgs="gcc make pkg-config libc6-dev libjansson-dev libconfig-dev libcurl4-
   libsqlite3-dev libpq-dev libzstd-dev libssl-dev libexpat1-dev libarchive-dev"
 test_pkgs="$build_pkgs libcmocka-dev jq clang libclang-rt-14-dev g++ python3 procps psmisc
   uuid-runtime bc sqlite3 postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav
-  curl"
+  curl
+  systemd"
 bench_pkgs="$test_pkgs restic borgbackup time nodejs npm"
 
 if [[ ${1:-} == list ]]; then

@@ -27,6 +27,7 @@
 #include "reap.h"
 #include "registry.h"
 #include "runner.h"
+#include "sdnotify.h"
 #include "scheduler.h"
 #include "settle.h"
 #include "store.h"
@@ -911,6 +912,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     runner_tick(h.run);
     recover_expired(&h);
     h.last_recover = h.last_rescan = mono_ms();
+    sdnotify("READY=1"); /* Type=notify (dist/ferry.service.in) */
     int rc = 0;
     for (;;) {
         h.turn++;
@@ -933,6 +935,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         runner_process(h.run);
         runner_tick(h.run);
         chores(&h, mono_ms());
+        sdnotify_watchdog(mono_ms());
         if (fds[2].revents && h.running)
             check_cancelling(&h);
         claim(&h);
@@ -953,6 +956,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         }
     }
     batch_end(&h);
+    sdnotify("STOPPING=1");
     hlog(LOG_INFO, "stopped: %lu completed, %lu failed", settle_completed(h.settle),
          settle_failed(h.settle));
     runner_free(h.run);
