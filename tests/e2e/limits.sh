@@ -21,28 +21,26 @@ q() { ferry create queue-item Ops m1 local --vault "$1" --output json | jq -r '.
 reason() { ferry list queue --task-id "$1" --output json | jq -r '.data[0].lastFailureReason'; }
 code() { ferry list queue --task-id "$1" --output json | jq -r '.data[0].responseVault.error.code'; }
 
-# ends TASK STATUS MESSAGE WHAT
+# ends VAULT STATUS MESSAGE WHAT: queues an item, waits for its end, checks its message.
 ends() {
-    check "$4: $2" wait_status "$1" "$2" 60
-    [[ -n $3 ]] && { contains "$4: says '$3'" "$(reason "$1")" "$3"; eq "$4: code" "$(code "$1")" limit_exceeded; }
+    local t
+    t=$(q "$1")
+    check "$4: $2" wait_status "$t" "$2" 60
+    [[ -n $3 ]] && { contains "$4: says '$3'" "$(reason "$t")" "$3"; eq "$4: code" "$(code "$t")" limit_exceeded; }
 }
-t=$(q '{"function":"lim_alloc","mib":3072}')
-ends "$t" FAILED "memory limit 512 MiB exceeded" "3 GiB allocation (lim_alloc's 512 MiB override)"
-t=$(q '{"function":"lim_alloc","mib":128}')
-ends "$t" COMPLETED "" "128 MiB under the override"
-t=$(q '{"function":"lim_spin"}')
-ends "$t" FAILED "cpu time limit 3 s exceeded" "a spinning function"
-t=$(q '{"function":"lim_forks"}')
-ends "$t" FAILED "process limit 32 exceeded" "a function forking in a loop"
+sh_item() { jq -nc --arg s "$1" '{function:"script", interpreter:"/bin/sh", script:$s}'; }
+ends '{"function":"lim_alloc","mib":3072}' FAILED "memory limit 512 MiB exceeded" "3 GiB allocation (lim_alloc's 512 MiB override)"
+ends '{"function":"lim_alloc","mib":128}' COMPLETED "" "128 MiB under the override"
+ends '{"function":"lim_spin"}' FAILED "cpu time limit 3 s exceeded" "a spinning function"
+ends '{"function":"lim_forks"}' FAILED "process limit 32 exceeded" "a function forking in a loop"
 # A command the function runs is counted with it: tail -c holds 400 MiB in memory.
-t=$(q '{"function":"script","interpreter":"/bin/sh","script":"head -c 400M /dev/zero | tail -c 400M >/dev/null; echo done"}')
-ends "$t" FAILED "memory limit 256 MiB exceeded" "a command holding 400 MiB"
-t=$(q '{"function":"script","interpreter":"/bin/sh","script":"i=0; while [ $i -lt 40 ]; do sleep 30 & i=$((i+1)); done; wait"}')
-ends "$t" FAILED "process limit 32 exceeded" "a script starting 40 sleeps"
-check "no sleep the script started is left" wait_for 10 bash -c '! pgrep -x -f "sleep 30" >/dev/null'
+ends "$(sh_item 'head -c 400M /dev/zero | tail -c 400M >/dev/null; echo done')" FAILED \
+    "memory limit 256 MiB exceeded" "a command holding 400 MiB"
+ends "$(sh_item 'i=0; while [ $i -lt 40 ]; do sleep 3017 & i=$((i+1)); done; wait')" FAILED \
+    "process limit 32 exceeded" "a script starting 40 sleeps"
+check "no sleep the script started is left" wait_for 10 bash -c '! pgrep -x -f "sleep 3017" >/dev/null'
 check "the host carries on" kill -0 "$HOST_PID"
-t=$(q '{"function":"script","interpreter":"/bin/sh","script":"echo fine"}')
-ends "$t" COMPLETED "" "the next item"
+ends "$(sh_item 'echo fine')" COMPLETED "" "the next item"
 not_contains "the host logged no error" "$(grep -i ' error ' "$T_DIR/host.log")" "error"
 stop_host
 
