@@ -1176,8 +1176,8 @@ struct tree_usage {
     int processes;
 };
 
-/* Adds one process's figures; its children's pids go to kids (up to cap); returns how
- * many, or -1 when the process is gone. */
+/* Adds one process's figures; its children's pids go to kids (up to cap; NULL: not
+ * looked for); returns how many, or -1 when the process is gone. */
 static int usage_of(pid_t pid, struct tree_usage *u, pid_t *kids, int cap)
 {
     char path[64], buf[1024];
@@ -1208,6 +1208,8 @@ static int usage_of(pid_t pid, struct tree_usage *u, pid_t *kids, int cap)
     u->cpu_ticks += f[14] + f[15] + f[16] + f[17];
     u->rss_bytes += f[24] * sysconf(_SC_PAGESIZE);
     int k = 0;
+    if (kids == NULL)
+        return 0;
     snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
     DIR *d = opendir(path);
     if (d == NULL)
@@ -1255,10 +1257,12 @@ static void tree_usage(pid_t root, int max_procs, struct tree_usage *u)
     }
 }
 
+/* The worker's own CPU time and its reaped children's, when an attempt begins: what the
+ * previous attempt started was swept when it ended, so nothing else counts yet. One read. */
 static int64_t tree_cpu_ticks(pid_t root)
 {
-    struct tree_usage u;
-    tree_usage(root, INT32_MAX, &u);
+    struct tree_usage u = {0};
+    usage_of(root, &u, NULL, 0);
     return u.cpu_ticks;
 }
 
