@@ -34,6 +34,7 @@ build_pkgs="$build_pkgs libmicrohttpd-dev" # ferry web (host/web/)
 test_pkgs="$build_pkgs libcmocka-dev jq clang libclang-rt-14-dev g++ python3 procps psmisc
   uuid-runtime bc sqlite3 postgresql openssh-server openssh-client lighttpd lighttpd-mod-webdav
   curl"
+test_pkgs="$test_pkgs systemd" # tests/e2e/unit_security.sh: systemd-analyze security --offline
 test_pkgs="$test_pkgs openssl" # tests/e2e/web_tls.sh makes a self-signed certificate
 test_pkgs="$test_pkgs chromium nodejs npm" # tests/e2e/web_browser.sh: the dashboard in a browser
 bench_pkgs="$test_pkgs restic borgbackup time"

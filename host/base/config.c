@@ -15,7 +15,7 @@
 #include "store.h"
 #include "util.h"
 
-enum key_type { KEY_STRING, KEY_INT, KEY_FLOAT, KEY_PATH };
+enum key_type { KEY_STRING, KEY_INT, KEY_FLOAT, KEY_PATH, KEY_BOOL };
 
 struct config_key {
     const char *path; /* "store.driver" */
@@ -63,6 +63,26 @@ static const struct config_key config_keys[] = {
      "A worker process is replaced after this many attempts (bounds leaks in plugins)."},
     {"workers.memory_limit_mb", KEY_INT, OFF(worker_memory_mb), "0", 0, INT_MAX,
      "Address-space limit of each worker in MiB; 0 means none."},
+    /* Hardening (issue 17): the workers' environment and limits. */
+    {"workers.path", KEY_STRING, OFF(worker_path),
+     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 0, 0,
+     "PATH of the workers' environment, and so of every command a function runs. Workers "
+     "get an allowlisted environment, never the host's (docs/operations.md)."},
+    {"workers.pass_env", KEY_STRING, OFF(worker_pass_env), "", 0, 0,
+     "Names of further host environment variables the workers (and their commands) get, "
+     "separated by spaces, e.g. \"APT_CONFIG http_proxy\". Empty: only the allowlist."},
+    {"ssh.allow_command_options", KEY_BOOL, OFF(ssh_allow_command_options), "false", 0, 0,
+     "Lets machines' ssh_options run commands or load code on the bridge (ProxyCommand, "
+     "LocalCommand, KnownHostsCommand, Match, Include, PKCS11Provider, ...); refused when "
+     "false (docs/machines.md)."},
+    {"limits.memory_mb", KEY_INT, OFF(limits.memory_mb), "2048", 0, INT_MAX,
+     "Resident memory an attempt's processes may use together, in MiB; over it the attempt "
+     "FAILS with \"memory limit N MiB exceeded\". 0: none. Per function: limits.functions "
+     "(docs/operations.md, \"Limits\")."},
+    {"limits.cpu_seconds", KEY_INT, OFF(limits.cpu_seconds), "3600", 0, INT_MAX,
+     "CPU time an attempt's processes may use together, in seconds; 0: none."},
+    {"limits.processes", KEY_INT, OFF(limits.processes), "512", 0, 8191,
+     "Processes an attempt may have at once (its worker included); 0: none."},
     {"timeouts.default", KEY_INT, OFF(timeout_default), "3600", 1, INT_MAX,
      "Seconds an attempt may run when neither the vault nor the function sets a timeout."},
     {"timeouts.max", KEY_INT, OFF(timeout_max), "86400", 1, INT_MAX,
@@ -152,6 +172,9 @@ static int set_default(ferry_config *cfg, const struct config_key *k)
     case KEY_INT:
         *(int *)((char *)cfg + k->offset) = atoi(k->default_value);
         break;
+    case KEY_BOOL:
+        *(int *)((char *)cfg + k->offset) = strcmp(k->default_value, "true") == 0;
+        break;
     case KEY_FLOAT:
         *(double *)((char *)cfg + k->offset) = strtod(k->default_value, NULL);
         break;
@@ -187,6 +210,8 @@ static const char *type_name(enum key_type t)
         return "an integer";
     case KEY_FLOAT:
         return "a number";
+    case KEY_BOOL:
+        return "true or false";
     default:
         return "a string";
     }
@@ -279,10 +304,67 @@ static int apply_setting(ferry_config *cfg, config_setting_t *s, const char *pat
         else
             goto wrong_type;
         return 0;
+    case KEY_BOOL:
+        if (t != CONFIG_TYPE_BOOL)
+            goto wrong_type;
+        *(int *)((char *)cfg + k->offset) = config_setting_get_bool(s) != 0;
+        return 0;
     }
 wrong_type:
     seterr(err, errlen, "%s:%d: %s must be %s", file, line, path, type_name(k->type));
     return -1;
+}
+
+/*
+ * limits.functions = { NAME = { memory_mb = ...; cpu_seconds = ...; processes = ...; }; }:
+ * per-function overrides of limits.*; a field left out keeps the default (-1 here).
+ */
+static int fn_limits_load(ferry_config *cfg, config_setting_t *g, char *err, size_t errlen)
+{
+    if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
+        seterr(err, errlen, "%s:%d: limits.functions must be a group: functions = { NAME = "
+               "{ memory_mb = 512; }; };", cfg->path, config_setting_source_line(g));
+        return -1;
+    }
+    static const char *const names[] = {"memory_mb", "cpu_seconds", "processes"};
+    for (int i = 0; i < config_setting_length(g); i++) {
+        config_setting_t *f = config_setting_get_elem(g, (unsigned)i);
+        const char *fn = config_setting_name(f);
+        if (config_setting_type(f) != CONFIG_TYPE_GROUP) {
+            seterr(err, errlen, "%s:%d: limits.functions.%s must be a group", cfg->path,
+                   config_setting_source_line(f), fn);
+            return -1;
+        }
+        struct ferry_limits l = {.function = NULL, .memory_mb = -1, .cpu_seconds = -1,
+                                 .processes = -1};
+        int *slot[] = {&l.memory_mb, &l.cpu_seconds, &l.processes};
+        for (int j = 0; j < config_setting_length(f); j++) {
+            config_setting_t *v = config_setting_get_elem(f, (unsigned)j);
+            const char *key = config_setting_name(v);
+            int k = 0;
+            while (k < 3 && strcmp(key, names[k]) != 0)
+                k++;
+            if (k == 3) {
+                seterr(err, errlen, "%s:%d: unknown key 'limits.functions.%s.%s'; it may hold "
+                       "memory_mb, cpu_seconds and processes", cfg->path,
+                       config_setting_source_line(v), fn, key);
+                return -1;
+            }
+            int val = config_setting_get_int(v);
+            if (config_setting_type(v) != CONFIG_TYPE_INT || val < 0 ||
+                (k == 2 && val > 8191)) {
+                seterr(err, errlen, "%s:%d: limits.functions.%s.%s must be an integer from 0%s",
+                       cfg->path, config_setting_source_line(v), fn, key,
+                       k == 2 ? " to 8191" : "");
+                return -1;
+            }
+            *slot[k] = val;
+        }
+        l.function = xstrdup(fn);
+        cfg->fn_limits = realloc(cfg->fn_limits, (cfg->n_fn_limits + 1) * sizeof(l));
+        cfg->fn_limits[cfg->n_fn_limits++] = l;
+    }
+    return 0;
 }
 
 static int walk(ferry_config *cfg, config_setting_t *group, const char *prefix,
@@ -302,6 +384,11 @@ static int walk(ferry_config *cfg, config_setting_t *group, const char *prefix,
             }
             json_decref(cfg->plugin_sections);
             cfg->plugin_sections = setting_to_json(s);
+            continue;
+        }
+        if (strcmp(path, "limits.functions") == 0) {
+            if (fn_limits_load(cfg, s, err, errlen) != 0)
+                return -1;
             continue;
         }
         if (config_setting_type(s) == CONFIG_TYPE_GROUP && is_group(path))
@@ -486,6 +573,9 @@ void config_free(ferry_config *cfg)
             free(*str_field(cfg, &config_keys[i]));
     free(cfg->path);
     json_decref(cfg->plugin_sections);
+    for (size_t i = 0; i < cfg->n_fn_limits; i++)
+        free(cfg->fn_limits[i].function);
+    free(cfg->fn_limits);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -516,6 +606,7 @@ void config_write_reference(FILE *out)
         const char *type = k->type == KEY_INT     ? "integer"
                            : k->type == KEY_FLOAT ? "number"
                            : k->type == KEY_PATH  ? "path"
+                           : k->type == KEY_BOOL  ? "boolean"
                                                   : "string";
         int quoted = k->type == KEY_STRING || k->type == KEY_PATH;
         fprintf(out, "| `%s` | %s | `%s%s%s` | %s |\n", k->path, type, quoted ? "\"" : "",

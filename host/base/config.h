@@ -15,6 +15,14 @@
 
 #include <jansson.h>
 
+/* Limits of one attempt: memory (MiB, resident, the attempt's processes together), CPU time
+ * (seconds, all its processes) and processes at once; 0 = none. function: NULL for the
+ * defaults, else the function the override is for. */
+struct ferry_limits {
+    char *function;
+    int memory_mb, cpu_seconds, processes;
+};
+
 typedef struct ferry_config {
     char *path; /* the file that was read */
 
@@ -34,6 +42,9 @@ typedef struct ferry_config {
     int worker_memory_mb; /* address-space limit per worker; 0 = none */
     int prefork;          /* worker processes started ahead of need */
     int worker_pipeline;  /* attempts queued per worker behind the running one; 0 = none */
+    char *worker_path;    /* PATH of the workers' scrubbed environment */
+    char *worker_pass_env; /* further variables let through, space-separated names */
+    int ssh_allow_command_options; /* ssh_options may run commands on the bridge */
 
     int timeout_default; /* seconds, when neither the vault nor the function sets one */
     int timeout_max;     /* seconds; longer requests are capped */
@@ -68,6 +79,12 @@ typedef struct ferry_config {
     char *people_command_role; /* role an item that runs commands needs: "operator", "admin" */
 
     json_t *plugin_sections; /* object: plugin name -> its section as JSON */
+
+    /* Limits per attempt (limits.*; 0 = none), and per-function overrides
+     * (limits.functions.NAME.*; -1 = the default's). */
+    struct ferry_limits limits;
+    struct ferry_limits *fn_limits;
+    size_t n_fn_limits;
 } ferry_config;
 
 /* config_load's answer when no file was named and none of the usual places has one. */

@@ -188,6 +188,12 @@ static int cmd_run(cli *c)
     struct run_state s = {.c = c, .secrets = params_secret_names(fn), .vault = vault};
     runner_opts ro = {.max_workers = 1, .prefork = 0, .max_jobs = 1,
                       .memory_limit_mb = c->cfg.worker_memory_mb,
+                      .path = c->cfg.worker_path,
+                      .pass_env = c->cfg.worker_pass_env,
+                      .ssh_command_options = c->cfg.ssh_allow_command_options,
+                      .limits = c->cfg.limits,
+                      .fn_limits = c->cfg.fn_limits,
+                      .n_fn_limits = c->cfg.n_fn_limits,
                       .grace_ms = c->cfg.grace_seconds * 1000};
     runner_events ev = {.log = run_on_log, .progress = run_on_progress, .call = run_on_call,
                         .storage = run_on_storage, .done = run_on_done};

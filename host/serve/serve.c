@@ -29,6 +29,7 @@
 #include "reap.h"
 #include "registry.h"
 #include "runner.h"
+#include "sdnotify.h"
 #include "scheduler.h"
 #include "settle.h"
 #include "store.h"
@@ -926,6 +927,12 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                       .prefork = cfg->prefork,
                       .max_jobs = cfg->worker_max_jobs,
                       .memory_limit_mb = cfg->worker_memory_mb,
+                      .path = cfg->worker_path,
+                      .pass_env = cfg->worker_pass_env,
+                      .ssh_command_options = cfg->ssh_allow_command_options,
+                      .limits = cfg->limits,
+                      .fn_limits = cfg->fn_limits,
+                      .n_fn_limits = cfg->n_fn_limits,
                       .grace_ms = cfg->grace_seconds * 1000,
                       .pipeline = cfg->worker_pipeline > 0 ? cfg->worker_pipeline : -1};
     runner_events ev = {.log = on_log,
@@ -951,6 +958,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     runner_tick(h.run);
     recover_expired(&h);
     h.last_recover = h.last_rescan = mono_ms();
+    sdnotify("READY=1"); /* Type=notify (dist/ferry.service.in) */
     int rc = 0;
     for (;;) {
         h.turn++;
@@ -975,6 +983,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
             gather_ends(&h);
         runner_tick(h.run);
         chores(&h, mono_ms());
+        sdnotify_watchdog(mono_ms());
         if (fds[2].revents && h.running)
             check_cancelling(&h);
         claim(&h);
@@ -995,6 +1004,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         }
     }
     batch_end(&h);
+    sdnotify("STOPPING=1");
     hlog(LOG_INFO, "stopped: %lu completed, %lu failed", settle_completed(h.settle),
          settle_failed(h.settle));
     runner_free(h.run);

@@ -24,6 +24,7 @@
  * kills the command's process group, as above.
  */
 #include "exec.h"
+#include "ssh_options.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -495,6 +496,8 @@ static int build_argv(struct ssh_conn *c, const json_t *machine, char *const *ex
                    c->name);
             return -1;
         }
+        if (ssh_option_check(c->name, s, ssh_command_options_allowed(), err, errlen) != 0)
+            return -1;
         argv[n++] = "-o";
         argv[n++] = (char *)s;
     }

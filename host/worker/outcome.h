@@ -30,6 +30,7 @@ enum outcome_stop {
     STOP_DEADLINE,    /* the timeout passed */
     STOP_WORKER_DIED, /* a signal or exit() ended the worker */
     STOP_PROTOCOL,    /* the worker broke the protocol */
+    STOP_LIMIT,       /* the attempt went over its memory, CPU time or process limit */
 };
 
 struct outcome {

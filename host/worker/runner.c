@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +22,13 @@
 #include "log.h"
 #include "proto.h"
 #include "reap.h"
+#include "ssh_options.h"
 #include "util.h"
 #include "worker.h"
 
 #define MAX_PGROUPS 16
+/* How often the runner looks at a running attempt's memory, CPU time and processes. */
+#define LIMITS_CHECK_MS 100
 /* A worker's stderr: lines longer than this are cut into pieces; an attempt keeps at most
  * STDERR_PER_ATTEMPT bytes of it in its trace and counts the rest. */
 #define STDERR_LINE_MAX    1024
@@ -69,6 +74,10 @@ struct runner_job {
      * starting it, or finds its plugin changed on disk before loading it. */
     struct proto_buf frame;
     runner_job *next; /* the next one queued on the same worker */
+    struct ferry_limits limits; /* this attempt's (runner_opts, its function's override) */
+    int64_t cpu_base_ticks;     /* its processes' CPU time at the first check (-1: not yet) */
+    int64_t next_check;         /* mono ms: the next look at its usage (limits_check) */
+    char limit_msg[96];         /* "memory limit 512 MiB exceeded" (STOP_LIMIT) */
 };
 
 struct worker {
@@ -107,7 +116,10 @@ struct runner {
     /* Where run messages are built, reused: each job keeps an exact copy (small enough for
      * malloc's per-thread cache, where a fresh 4 KiB buffer per job was not). */
     struct proto_buf scratch;
+    char **env; /* the workers' environment (worker_env) */
 };
+
+static char **worker_env(const runner_opts *o);
 
 runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud)
 {
@@ -125,6 +137,7 @@ runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud
     r->ud = ud;
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
     r->next_id = 1;
+    r->env = worker_env(opts);
     signal(SIGPIPE, SIG_IGN);
     return r;
 }
@@ -137,6 +150,63 @@ int runner_fd(const runner *r)
 static int pidfd_open_(pid_t pid)
 {
     return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/*
+ * The environment a worker starts with, and so every command its functions run: an allowlist
+ * (docs/operations.md, "The workers' environment"), never the host's whole environment, which
+ * may hold a PGPASSWORD or AWS_SECRET_ACCESS_KEY meant for the host alone. PATH is the
+ * configured one (workers.path), HOME the home of the user the worker runs as; LANG,
+ * LANGUAGE, LC_*, TZ, TZDIR, TMPDIR, FERRY_* and the names in workers.pass_env pass through
+ * from the host's environment.
+ * Built once per runner; the strings are malloc'd.
+ */
+static int env_allowed(const char *kv, const char *pass)
+{
+    if (strncmp(kv, SSH_ALLOW_COMMAND_OPTIONS_ENV "=", strlen(SSH_ALLOW_COMMAND_OPTIONS_ENV) + 1) == 0)
+        return 0; /* from the config only (runner_opts) */
+    /* workers.pass_env: names the admin lets through, separated by spaces or commas. */
+    size_t klen = strcspn(kv, "=");
+    for (const char *p = pass; p && *p;) {
+        p += strspn(p, " ,");
+        size_t n = strcspn(p, " ,");
+        if (n > 0 && n == klen && strncmp(p, kv, n) == 0)
+            return 1;
+        p += n;
+    }
+    static const char *const exact[] = {"LANG=", "LANGUAGE=", "TZ=", "TZDIR=", "TMPDIR="};
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+        if (strncmp(kv, exact[i], strlen(exact[i])) == 0)
+            return 1;
+    if (strncmp(kv, "LC_", 3) == 0 || strncmp(kv, "FERRY_", 6) == 0)
+        return 1;
+#if defined(__SANITIZE_ADDRESS__)
+    /* Sanitizer builds (development only): their options carry suppressions, no secrets. */
+    if (strncmp(kv, "ASAN_OPTIONS=", 13) == 0 || strncmp(kv, "LSAN_OPTIONS=", 13) == 0 ||
+        strncmp(kv, "UBSAN_OPTIONS=", 14) == 0)
+        return 1;
+#endif
+    return 0;
+}
+
+static char **worker_env(const runner_opts *o)
+{
+    extern char **environ;
+    size_t n = 0;
+    for (char **e = environ; e && *e; e++)
+        n++;
+    char **env = calloc(n + 4, sizeof(*env));
+    size_t k = 0;
+    env[k++] = xasprintf("PATH=%s", o->path && *o->path ? o->path : RUNNER_SAFE_PATH);
+    struct passwd *pw = getpwuid(geteuid());
+    env[k++] = xasprintf("HOME=%s", pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : "/");
+    for (char **e = environ; e && *e; e++)
+        if (env_allowed(*e, o->pass_env))
+            env[k++] = xstrdup(*e);
+    if (o->ssh_command_options)
+        env[k++] = xstrdup(SSH_ALLOW_COMMAND_OPTIONS_ENV "=1");
+    env[k] = NULL;
+    return env;
 }
 
 /*
@@ -161,7 +231,6 @@ static worker *spawn(runner *r)
     snprintf(parent, sizeof(parent), "%d", (int)getpid());
     snprintf(memory, sizeof(memory), "%d", r->o.memory_limit_mb);
     char *argv[] = {"ferry", WORKER_ARGV1, parent, memory, NULL};
-    extern char **environ;
     pid_t host = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -190,7 +259,7 @@ static worker *spawn(runner *r)
         sigprocmask(SIG_SETMASK, &none, NULL);
         for (int sig = 1; sig < NSIG; sig++)
             signal(sig, SIG_DFL);
-        execve("/proc/self/exe", argv, environ);
+        execve("/proc/self/exe", argv, r->env);
         _exit(127);
     }
     setpgid(pid, pid);
@@ -368,6 +437,10 @@ static void signal_cancel(runner_job *job)
 static void job_started(runner *r, runner_job *job)
 {
     int64_t now = mono_ms();
+    if (job->limits.memory_mb > 0 || job->limits.cpu_seconds > 0 || job->limits.processes > 0) {
+        job->cpu_base_ticks = -1; /* taken at the first check: short attempts cost nothing */
+        job->next_check = now + LIMITS_CHECK_MS;
+    }
     job->deadline = job->timeout_ms > 0 ? now + job->timeout_ms : 0;
     if (job->stopping != STOP_NONE) {
         signal_cancel(job);
@@ -462,6 +535,11 @@ static void stopped_outcome(const runner_job *job, struct outcome *out, char *bu
         snprintf(buf, len, "cancelled while running");
         out->kind = OUTCOME_CANCELLED;
         out->code = "cancelled";
+        break;
+    case STOP_LIMIT:
+        snprintf(buf, len, "%s", job->limit_msg);
+        out->kind = OUTCOME_FAIL;
+        out->code = "limit_exceeded";
         break;
     default: /* STOP_SHUTDOWN */
         snprintf(buf, len, "interrupted by host shutdown");
@@ -971,6 +1049,15 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
     job->tag = tag;
     job->nested = nested;
     job->timeout_ms = spec->timeout_ms;
+    job->limits = r->o.limits;
+    for (size_t i = 0; i < r->o.n_fn_limits; i++) {
+        const struct ferry_limits *o = &r->o.fn_limits[i];
+        if (spec->function && o->function && strcmp(o->function, spec->function) == 0) {
+            job->limits.memory_mb = o->memory_mb >= 0 ? o->memory_mb : job->limits.memory_mb;
+            job->limits.cpu_seconds = o->cpu_seconds >= 0 ? o->cpu_seconds : job->limits.cpu_seconds;
+            job->limits.processes = o->processes >= 0 ? o->processes : job->limits.processes;
+        }
+    }
     /* The worker counts the deadline from its start (timeout_ms); "deadline" is for a
      * worker that starts it at once. */
     struct proto_run run = {.id = job->id,
@@ -1069,6 +1156,132 @@ void runner_recycle(runner *r)
     }
 }
 
+/*
+ * Limits (issue 17, point 6; docs/operations.md, "Limits"). The runner looks at each running
+ * attempt's processes every LIMITS_CHECK_MS: the worker and its descendants, which stay in
+ * its tree whatever they do (the worker is their subreaper in both ways of containment). It
+ * adds up their resident memory, counts them, and adds up the CPU time they used (their own
+ * and that of their children already reaped) since the attempt began. Over a limit, the
+ * attempt's processes are killed at once and the attempt FAILS with "memory limit 512 MiB
+ * exceeded" (or cpu time, or processes); the worker is replaced, the host carries on.
+ * Counted in the host rather than through rlimits: RLIMIT_NPROC counts every process of the
+ * user (all attempts of the host at once) and does not hold for root, RLIMIT_CPU counts
+ * each process apart, and RLIMIT_AS or RLIMIT_DATA make an allocation fail with nothing
+ * that says why.
+ */
+struct tree_usage {
+    int64_t rss_bytes, cpu_ticks;
+    int processes;
+};
+
+/* Adds one process's figures; its children's pids go to kids (up to cap; NULL: not
+ * looked for); returns how many, or -1 when the process is gone. */
+static int usage_of(pid_t pid, struct tree_usage *u, pid_t *kids, int cap)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    /* After ") ": state(3) ... utime(14) stime(15) cutime(16) cstime(17) ... rss(24). */
+    long long f[25] = {0};
+    int field = 3;
+    for (char *t = p + 2; *t && field <= 24; field++) {
+        if (field > 3)
+            f[field] = strtoll(t, NULL, 10);
+        t = strchr(t, ' ');
+        if (t == NULL)
+            break;
+        t++;
+    }
+    u->processes++;
+    u->cpu_ticks += f[14] + f[15] + f[16] + f[17];
+    u->rss_bytes += f[24] * sysconf(_SC_PAGESIZE);
+    int k = 0;
+    if (kids == NULL)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && k < cap) {
+        if (e->d_name[0] == '.')
+            continue;
+        char cpath[320];
+        snprintf(cpath, sizeof(cpath), "/proc/%d/task/%s/children", (int)pid, e->d_name);
+        int cfd = open(cpath, O_RDONLY | O_CLOEXEC);
+        if (cfd < 0)
+            continue;
+        char cb[4096];
+        ssize_t cn = read(cfd, cb, sizeof(cb) - 1);
+        close(cfd);
+        if (cn <= 0)
+            continue;
+        cb[cn] = '\0';
+        for (char *t = cb; *t && k < cap;) {
+            long v = strtol(t, &t, 10);
+            if (v > 0)
+                kids[k++] = (pid_t)v;
+            while (*t == ' ')
+                t++;
+        }
+    }
+    closedir(d);
+    return k;
+}
+
+/* The worker's tree, at most max_procs processes deep into it (then processes says more). */
+static void tree_usage(pid_t root, int max_procs, struct tree_usage *u)
+{
+    enum { CAP = 8192 };
+    static pid_t todo[CAP];
+    int n = 0;
+    todo[n++] = root;
+    memset(u, 0, sizeof(*u));
+    while (n > 0 && u->processes <= max_procs) {
+        pid_t pid = todo[--n];
+        int got = usage_of(pid, u, todo + n, CAP - n);
+        if (got > 0)
+            n += got;
+    }
+}
+
+/* Ends the attempt when its processes are over a limit (see above). */
+static void limits_check(runner_job *job)
+{
+    const struct ferry_limits *l = &job->limits;
+    struct tree_usage u;
+    tree_usage(job->w->pid, l->processes > 0 ? l->processes : 8191, &u);
+    long hz = sysconf(_SC_CLK_TCK);
+    /* CPU time counts from the first check, LIMITS_CHECK_MS into the attempt: reading it at
+     * the start of every attempt cost the hot path more than the 0.1 s this leaves out. */
+    if (job->cpu_base_ticks < 0)
+        job->cpu_base_ticks = u.cpu_ticks;
+    int64_t cpu_s = (u.cpu_ticks - job->cpu_base_ticks) / (hz > 0 ? hz : 100);
+    if (l->memory_mb > 0 && u.rss_bytes > (int64_t)l->memory_mb * 1024 * 1024)
+        snprintf(job->limit_msg, sizeof(job->limit_msg), "memory limit %d MiB exceeded",
+                 l->memory_mb);
+    else if (l->cpu_seconds > 0 && cpu_s >= l->cpu_seconds)
+        snprintf(job->limit_msg, sizeof(job->limit_msg), "cpu time limit %d s exceeded",
+                 l->cpu_seconds);
+    else if (l->processes > 0 && u.processes > l->processes)
+        snprintf(job->limit_msg, sizeof(job->limit_msg), "process limit %d exceeded",
+                 l->processes);
+    else
+        return;
+    job->stopping = STOP_LIMIT;
+    kill_groups(job->w, SIGKILL); /* the worker and all it started; worker_died settles it */
+}
+
 void runner_tick(runner *r)
 {
     int64_t now = mono_ms();
@@ -1078,6 +1291,10 @@ void runner_tick(runner *r)
             continue;
         if (!job->stopping && job->deadline > 0 && now >= job->deadline)
             begin_stop(r, job, STOP_DEADLINE, r->o.grace_ms);
+        if (!job->stopping && job->next_check > 0 && now >= job->next_check) {
+            job->next_check = now + LIMITS_CHECK_MS;
+            limits_check(job);
+        }
         if (job->term_at > 0 && now >= job->term_at) {
             kill_groups(job->w, SIGTERM);
             job->term_at = 0;
@@ -1112,8 +1329,9 @@ int runner_timeout_ms(const runner *r)
             next = exiting;
         if (job == NULL)
             continue;
-        int64_t t[3] = {job->stopping ? 0 : job->deadline, job->term_at, job->kill_at};
-        for (int k = 0; k < 3; k++)
+        int64_t t[4] = {job->stopping ? 0 : job->deadline, job->term_at, job->kill_at,
+                        job->stopping ? 0 : job->next_check};
+        for (int k = 0; k < 4; k++)
             if (t[k] > 0 && (next < 0 || t[k] < next))
                 next = t[k];
     }
@@ -1143,6 +1361,9 @@ void runner_free(runner *r)
     }
     free(r->workers);
     proto_buf_free(&r->scratch);
+    for (char **e = r->env; e && *e; e++)
+        free(*e);
+    free(r->env);
     close(r->epfd);
     free(r);
 }

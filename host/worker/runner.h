@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "config.h"
 #include "outcome.h"
 #include "proto.h"
 
@@ -55,7 +56,19 @@ typedef struct runner_opts {
      * them in order, back to back. runner_free_slots() counts them.
      */
     int pipeline;
+    /* PATH of the workers' scrubbed environment (NULL or "": RUNNER_SAFE_PATH). */
+    const char *path;
+    /* Further variables let through from the host's environment: names, space-separated. */
+    const char *pass_env;
+    int ssh_command_options; /* ssh.allow_command_options (ssh_options.h) */
+    /* Limits of each attempt (0: none), and overrides by function name (fields -1: the
+     * default's); borrowed for the runner's life. Enforced by the runner: see runner.c. */
+    struct ferry_limits limits;
+    const struct ferry_limits *fn_limits;
+    size_t n_fn_limits;
 } runner_opts;
+
+#define RUNNER_SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #define RUNNER_PIPELINE 32
 

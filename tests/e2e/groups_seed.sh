@@ -12,7 +12,7 @@
 SEED=$T_DIR/seed
 "$FERRY_ROOT/tests/seed/extract.sh" "$FERRY_ROOT/tests/seed/000_fe445159a0569f11.txt" "$SEED" >/dev/null ||
     { fail "the guide's scripts are extracted"; t_done; exit 1; }
-T_BRIDGE=prod-bridge write_config 'lease = { poll_ms = 100; };' 'workers = { count = 4; };' \
+T_BRIDGE=prod-bridge write_config 'lease = { poll_ms = 100; };' "workers = { count = 4; path = \"$T_DIR/sandbox:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"; };" \
     'retry = { max_retries = 0; };' 'timeouts = { default = 120; grace = 1; };'
 install_plugins
 mkdir -p "$T_DIR/bin" "$T_DIR/sandbox"

@@ -24,7 +24,7 @@ command -v apt-get >/dev/null || { echo "1..0 # SKIP no apt-get on this machine"
 dpkg -s "$PKG" >/dev/null 2>&1 && cleanup_pkg
 
 write_config 'timeouts = { default = 120; grace = 1; };' 'retry = { max_retries = 0; };' \
-    'lease = { poll_ms = 100; };' 'workers = { count = 4; };' \
+    'lease = { poll_ms = 100; };' "workers = { count = 4; path = \"$T_DIR/fakebin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"; pass_env = \"APT_CONFIG\"; };" \
     "plugin = { ops = { reboot_command = \"echo rebooting >$T_DIR/rebooted\"; }; };"
 install_plugins
 setup_local_machine Ops m1

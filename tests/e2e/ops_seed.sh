@@ -26,7 +26,7 @@ wait_for 10 test -s "$rx/ports" || { fail "receivers started"; t_done; exit 1; }
 read -r smtp_port http_port <"$rx/ports"
 
 common=('timeouts = { default = 120; grace = 1; };' 'retry = { max_retries = 0; };'
-    'lease = { poll_ms = 100; };' 'workers = { count = 4; };'
+    'lease = { poll_ms = 100; };' "workers = { count = 4; path = \"$T_DIR/sandbox:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"; };"
     "smtp = { url = \"smtp://127.0.0.1:$smtp_port\"; from = \"ferry@test.local\"; };")
 T_BRIDGE=staging-bridge write_config "${common[@]}"
 mv "$T_DIR/ferry.conf" "$T_DIR/staging.conf"
