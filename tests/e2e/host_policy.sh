@@ -56,10 +56,10 @@ contains "the original's trace names the fallback" "$(trace "$fb" | jq -r '.data
 contains "the fallback's trace names the original" "$(trace "$child" | jq -r '.data.timeline[].details')" "fallback for $fb"
 
 # A SECRET parameter is masked everywhere, even when its name does not look secret.
-sec=$(q m2 '{"function":"fx_result","code":"FAIL","message":"pin rejected","pin":"9876"}')
+sec=$(q m2 '{"function":"fx_result","code":"FAIL","message":"pin rejected","pin":"pin-9876-zq"}')
 wait_status "$sec" FAILED 10
 all=$(ferry list queue --task-id "$sec" --output json; ferry queue trace "$sec"; ferry queue trace "$sec" --output json; ferry list queue)
-not_contains "a SECRET parameter named pin is in no listing or trace" "$all" "9876"
+not_contains "a SECRET parameter named pin is in no listing or trace" "$all" "pin-9876-zq"
 eq "it shows as ********" "$(row "$sec" .vaultContent.pin)" "********"
 
 # Results and progress.
