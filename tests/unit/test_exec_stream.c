@@ -439,11 +439,10 @@ static void test_ssh_failure(void **state)
                           "ssh_port", ntohs(a.sin_port));
     int to, from;
     char err[512] = "";
+    /* The attempt's first command to a machine makes the connection its later commands
+     * share (docs/machines.md): one that cannot be made fails the start, with the reason. */
     uintptr_t h = exec_stream_start(m, "cat", NULL, &hooks, &to, &from, err, sizeof(err));
-    assert_true(h != 0);
-    close(to);
-    read_all(from, NULL, NULL, 0);
-    assert_null(exec_stream_wait(h, 0, err, sizeof(err)));
+    assert_true(h == 0);
     assert_non_null(strstr(err, "machine far"));
     assert_non_null(strstr(err, "Connection refused"));
     close(s);

@@ -373,8 +373,9 @@ struct ferry_host {
      * group (SIGTERM, then SIGKILL) within about a second of the connection going away
      * (stopped, client killed, or dropped), so nothing of it is left there. The far side
      * needs only a POSIX shell (and /proc, or kill -0, to notice the connection is gone).
-     * Over SSH the connection is made after exec_start returns: one that fails reads as
-     * end-of-file, and exec_wait says why.
+     * Over SSH an attempt's commands share one connection, made by its first command: a
+     * machine that cannot be reached then makes exec_start return NULL, the attempt's error
+     * saying why; a connection that drops later reads as end-of-file, and exec_wait says why.
      *
      * When the command both reads and writes (cat, tar, ...), write from one thread and read
      * from another (or poll() both): a function that only writes while the command's stdout
