@@ -28,7 +28,7 @@ check "the summary has the drain against its target" grep -Eq "^drain 300 SQLite
 contains "nothing was left running" "$out" "no process left behind"
 err=$("$FERRY_ROOT/tests/bench/run.sh" nosuch 2>&1 >/dev/null)
 eq "an unknown section is refused with exit 2" "$?" 2
-contains "and named" "$err" "run.sh: unknown section 'nosuch' (sections: enqueue cli graphile drain latency list rss pg schedule backup queue)"
+contains "and named" "$err" "run.sh: unknown section 'nosuch' (sections: enqueue cli graphile drain latency list rss pg schedule backup web paint queue)"
 
 # The backup benchmark on a tiny tree, ferry only: its host must be gone when it returns.
 BUILD=$BUILD BENCH_DIR=$T_DIR/backup BENCH_MB=2 BENCH_TOOLS=ferry \
