@@ -134,6 +134,8 @@ async function open(p, hash) {
     await page.waitForSelector('.timeline li');
     const acts = await page.$$eval('.timeline li .act', (els) => els.map((e) => e.textContent));
     check('an item\'s trace shows its timeline', acts.length >= 2 && acts.includes('CREATED'), JSON.stringify(acts));
+    const by = await page.$$eval('.timeline li.ev-CREATED .by', (els) => els.map((e) => e.textContent));
+    check('the timeline says who created the item', by.length === 1 && /^by \S+ \(cli\)$/.test(by[0]), JSON.stringify(by));
     await shot(page, '04-trace');
   });
 

@@ -441,6 +441,7 @@
       h('span', { class: 'act' }, e.action || '?'),
       h('span', { class: 'when', title: e.timestamp || '' }, (e.timestamp || '') +
         (typeof e.secondsSincePrevious === 'number' && e.secondsSincePrevious > 0 ? '  +' + e.secondsSincePrevious.toFixed(3) + ' s' : '')),
+      e.actor ? h('span', { class: 'by' }, 'by ' + e.actor) : null,
       e.details === null || e.details === undefined || e.details === '' ? null
         : h('div', { class: 'det' }, typeof e.details === 'string' ? e.details : JSON.stringify(e.details)));
     // A long run of PROGRESS events shows its first and last, and a line that opens the rest.
