@@ -36,8 +36,14 @@ scenario() {
     export FERRY_TEST_CLOCK_OFFSET_MS=$(($(date -u -d 2031-06-01T00:00:30Z +%s)000 - $(date +%s%3N) * RATE))
     write_config 'lease = { poll_ms = 200; };'
     if [[ $driver == postgres ]]; then
+        # A database of its own: the shared one holds secrets sealed with the unit suites' key.
+        local url=$FERRY_TEST_PG_URL
+        if [[ -n ${FERRY_TEST_PG_ADMIN_URL:-} ]] &&
+            psql -X -q "$FERRY_TEST_PG_ADMIN_URL" -c "CREATE DATABASE \"sth_$sfx\"" >/dev/null 2>&1; then
+            url=$(sed "s#^\(postgres[a-z]*://[^/]*\)/[^?]*#\1/sth_$sfx#" <<<"$FERRY_TEST_PG_URL")
+        fi
         { grep -v '^store = ' "$FERRY_CONFIG"
-          echo "store = { driver = \"postgres\"; conninfo = \"$FERRY_TEST_PG_URL\"; };"; } >"$FERRY_CONFIG.pg"
+          echo "store = { driver = \"postgres\"; conninfo = \"$url\"; };"; } >"$FERRY_CONFIG.pg"
         mv "$FERRY_CONFIG.pg" "$FERRY_CONFIG"
     fi
     ferry create region "region-$sfx" >/dev/null
