@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "seal.h"
+#include "store_seal.h"
 #include "util.h"
 #include "vault.h"
 
@@ -374,7 +375,6 @@ int notify_wanted(const json_t *vault, const char *status)
 void notify_outcome(const ferry_config *cfg, store *st, const struct store_item *item,
                     const json_t *vault, const char *status, const json_t *response)
 {
-    (void)st;
     json_t *targets = targets_of(vault, status);
     if (json_array_size(targets) == 0) {
         json_decref(targets);
@@ -387,11 +387,24 @@ void notify_outcome(const ferry_config *cfg, store *st, const struct store_item 
                              item->team, "machine", item->machine, "bridge", item->bridge,
                              "response", resp);
     json_t *request = json_pack("{s:o,s:o,s:s}", "targets", targets, "body", body, "taskId", task);
-    /* The section's own key signs its webhooks (a secret name: sealed at rest, redacted). */
+    /* The section's own key signs its webhooks (a secret name: sealed at rest, redacted). A
+     * running item's vault is open; one read back from the store (an end a lost host left
+     * unsent) is opened here, on a copy. */
     const char *section = strcmp(status, "COMPLETED") == 0 ? "on_success" : "on_failure";
     const json_t *secret = json_object_get(json_object_get(vault, section), "webhook_secret");
+    json_t *opened = NULL;
+    if (json_is_string(secret) && st != NULL &&
+        strncmp(json_string_value(secret), SEAL_PREFIX, strlen(SEAL_PREFIX)) == 0) {
+        char why[600];
+        opened = json_deep_copy(vault);
+        if (store_seal_open_item(st, item->team, task, opened, why, sizeof(why)) == 0)
+            secret = json_object_get(json_object_get(opened, section), "webhook_secret");
+        else
+            fprintf(stderr, "ferry: item %s: webhook_secret: %s\n", task, why);
+    }
     if (json_is_string(secret))
         json_object_set(request, "webhookSecret", (json_t *)secret);
+    json_decref(opened);
     spawn_deliverer(cfg, request);
     json_decref(request);
 }

@@ -10,27 +10,7 @@ start_receivers "$rx"
 # A webhook receiver that keeps each POST's headers and its exact body (hook-N.headers/.body).
 hx=$T_DIR/hx
 mkdir -p "$hx"
-python3 - "$hx" <<'PY' &
-import http.server, os, sys, threading
-out, n = sys.argv[1], [0]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        n[0] += 1
-        base = os.path.join(out, "hook-%d" % n[0])
-        open(base + ".body", "wb").write(body)
-        open(base + ".headers.tmp", "w").write("".join("%s: %s\n" % kv for kv in self.headers.items()))
-        os.rename(base + ".headers.tmp", base + ".headers")
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-open(os.path.join(out, "port.tmp"), "w").write(str(srv.server_address[1]))
-os.rename(os.path.join(out, "port.tmp"), os.path.join(out, "port"))
-threading.Timer(600, srv.shutdown).start()
-srv.serve_forever()
-PY
+python3 "$FERRY_ROOT/tests/helpers/hook_receiver.py" "$hx" &
 T_EXTRA_PIDS="${T_EXTRA_PIDS:-} $!"
 wait_for 10 test -s "$hx/port" || { fail "webhook receiver started"; t_done; exit 1; }
 hook_port=$(cat "$hx/port")
