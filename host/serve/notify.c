@@ -147,6 +147,48 @@ static int addr_forbidden(const struct sockaddr *sa, char *text, size_t len)
     return 0;
 }
 
+/*
+ * The URL's own host when it is an address: checked before any connection too, since through
+ * an http(s)_proxy from the environment the socket goes to the proxy, not to the host named.
+ * 1 when forbidden (text set), 0 otherwise (a name, or no URL curl can parse).
+ */
+static int url_host_forbidden(const char *url, char *text, size_t len)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return 0;
+    p += 3;
+    size_t n = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', n);
+    while (at != NULL) { /* userinfo: the host follows the last '@' */
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+        at = memchr(p, '@', n);
+    }
+    char bare[INET6_ADDRSTRLEN + 8] = "";
+    if (n > 0 && p[0] == '[') {
+        const char *close = memchr(p, ']', n);
+        if (close == NULL || (size_t)(close - p - 1) >= sizeof(bare))
+            return 0;
+        memcpy(bare, p + 1, (size_t)(close - p - 1));
+    } else {
+        n = strcspn(p, ":/?#");
+        if (n >= sizeof(bare))
+            return 0;
+        memcpy(bare, p, n);
+    }
+    char *zone = strchr(bare, '%'); /* fe80::1%eth0, fe80::1%25eth0 */
+    if (zone)
+        *zone = '\0';
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    if (inet_pton(AF_INET, bare, &in.sin_addr) == 1)
+        return addr_forbidden((struct sockaddr *)&in, text, len);
+    if (inet_pton(AF_INET6, bare, &in6.sin6_addr) == 1)
+        return addr_forbidden((struct sockaddr *)&in6, text, len);
+    return 0;
+}
+
 struct guard {
     int allow;          /* notify.allow_link_local_urls */
     char refused[64];   /* the address refused, "" when none */
@@ -209,6 +251,15 @@ static int send_post(const ferry_config *cfg, const char *url, const json_t *bod
         hdrs = curl_slist_append(hdrs, line);
     }
     struct guard g = {.allow = cfg->notify_allow_link_local};
+    if (!g.allow && url_host_forbidden(url, g.refused, sizeof(g.refused))) {
+        seterr(err, errlen,
+               "POST %s refused: %s is a link-local or cloud metadata address "
+               "(notify.allow_link_local_urls = true allows it)",
+               url, g.refused);
+        curl_slist_free_all(hdrs);
+        free(text);
+        return -1;
+    }
     CURL *curl = curl_easy_init();
     curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
     curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, &g);

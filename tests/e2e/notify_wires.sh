@@ -71,6 +71,14 @@ done
 not_contains "the refusal shows no secret" "$out" "hook-key"
 # localhost (a name) is loopback: allowed.
 ferry notify test "http://localhost:$hook_port/hook" >/dev/null 2>&1 && pass "a name resolving to loopback is allowed" || fail "a name resolving to loopback is allowed"
+# Through a proxy from the environment (here the hook receiver, which would record the POST):
+# an address in the URL is still refused, and nothing reaches the proxy.
+out=$(http_proxy=http://127.0.0.1:$hook_port ferry notify test http://169.254.169.254/latest/ 2>&1)
+contains "through http_proxy a metadata address is still refused" "$out" "refused: 169.254.169.254 is a link-local"
+out=$(http_proxy=http://u:p@127.0.0.1:$hook_port ferry notify test "http://x:y@[fe80::a9fe:a9fe%25eth0]:80/" 2>&1)
+contains "... however spelt (userinfo, zone id)" "$out" "refused: fe80::a9fe:a9fe is a link-local"
+sleep 0.3
+[[ ! -e $hx/hook-4.body ]] && pass "nothing reached the proxy" || fail "nothing reached the proxy" "$(head -c 300 "$hx/hook-4.body")"
 write_config 'notify = { allow_link_local_urls = true; };'
 out=$(ferry notify test "http://[fe80::1]:9/" 2>&1)
 not_contains "notify.allow_link_local_urls lets it through (it then fails to connect)" "$out" "link-local or cloud metadata address"
