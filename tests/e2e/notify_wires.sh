@@ -101,4 +101,7 @@ out=$(ferry notify test ops@company.com 2>&1)
 contains "a bad smtp.tls is refused" "$out" "smtp.tls is 'maybe'; use \"auto\", \"required\" or \"none\""
 write_config "smtp = { url = \"smtp://127.0.0.1:$smtp_port\"; };"
 ferry notify test ops2@company.com >/dev/null 2>&1 && pass "without a password smtp:// sends as before" || fail "without a password smtp:// sends as before"
+write_config "smtp = { url = \"smtp://127.0.0.1:$smtp_port\"; tls = \"required\"; };"
+out=$(ferry notify test ops3@company.com 2>&1) && fail "smtp.tls = \"required\" needs STARTTLS even without a password" "$out"
+contains "smtp.tls = \"required\" needs STARTTLS even without a password" "$out" "offers no STARTTLS, and ferry sends mail only over TLS"
 t_done
