@@ -150,7 +150,7 @@ static int addr_forbidden(const struct sockaddr *sa, char *text, size_t len)
 /*
  * The URL's own host when it is an address: checked before any connection too, since through
  * an http(s)_proxy from the environment the socket goes to the proxy, not to the host named.
- * 1 when forbidden (text set), 0 otherwise (a name, or no URL curl can parse).
+ * 1 when forbidden (text set), 0 otherwise (a name, or no host to read; text untouched).
  */
 static int url_host_forbidden(const char *url, char *text, size_t len)
 {
@@ -182,11 +182,15 @@ static int url_host_forbidden(const char *url, char *text, size_t len)
         *zone = '\0';
     struct sockaddr_in in = {.sin_family = AF_INET};
     struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    char shown[INET6_ADDRSTRLEN] = "";
+    int bad = 0;
     if (inet_pton(AF_INET, bare, &in.sin_addr) == 1)
-        return addr_forbidden((struct sockaddr *)&in, text, len);
-    if (inet_pton(AF_INET6, bare, &in6.sin6_addr) == 1)
-        return addr_forbidden((struct sockaddr *)&in6, text, len);
-    return 0;
+        bad = addr_forbidden((struct sockaddr *)&in, shown, sizeof(shown));
+    else if (inet_pton(AF_INET6, bare, &in6.sin6_addr) == 1)
+        bad = addr_forbidden((struct sockaddr *)&in6, shown, sizeof(shown));
+    if (bad) /* text is only written for a refusal: the caller tells refusals by it */
+        snprintf(text, len, "%s", shown);
+    return bad;
 }
 
 struct guard {
