@@ -116,8 +116,8 @@ static const struct config_key config_keys[] = {
      "Lets notification URLs reach link-local and cloud metadata addresses (169.254.0.0/16, "
      "fe80::/10, 100.100.100.200, fd00:ec2::254); refused when false. Loopback is allowed."},
     {"smtp.tls", KEY_STRING, OFF(smtp_tls), "auto", 0, 0,
-     "TLS to the mail server: \"auto\" requires it (smtps:// or STARTTLS) when smtp.password "
-     "is set; \"required\" always; \"none\" never, and sends the password in clear."},
+     "TLS to the mail server: \"auto\" requires it (smtps:// or STARTTLS) with a login "
+     "(smtp.username or smtp.password); \"required\" always; \"none\" never asks for it."},
     {"notify.webhook_secret", KEY_STRING, OFF(notify_webhook_secret), "", 0, 0,
      "Key that signs every webhook POST (X-Ferry-Signature, HMAC-SHA256) when the item gives "
      "no webhook_secret of its own; empty: unsigned (docs/guide.md, \"Notifications\")."},
