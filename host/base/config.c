@@ -110,6 +110,17 @@ static const struct config_key config_keys[] = {
      "Sender address of notification mail."},
     {"smtp.username", KEY_STRING, OFF(smtp_username), "", 0, 0, "SMTP login, if the server needs one."},
     {"smtp.password", KEY_STRING, OFF(smtp_password), "", 0, 0, "SMTP password (never logged)."},
+    /* Notifications hardening (issue 17, point 4): webhook signatures, private addresses,
+     * SMTP TLS. */
+    {"notify.allow_link_local_urls", KEY_BOOL, OFF(notify_allow_link_local), "false", 0, 0,
+     "Lets notification URLs reach link-local and cloud metadata addresses (169.254.0.0/16, "
+     "fe80::/10, 100.100.100.200, fd00:ec2::254); refused when false. Loopback is allowed."},
+    {"smtp.tls", KEY_STRING, OFF(smtp_tls), "auto", 0, 0,
+     "TLS to the mail server: \"auto\" requires it (smtps:// or STARTTLS) with a login "
+     "(smtp.username or smtp.password); \"required\" always; \"none\" never asks for it."},
+    {"notify.webhook_secret", KEY_STRING, OFF(notify_webhook_secret), "", 0, 0,
+     "Key that signs every webhook POST (X-Ferry-Signature, HMAC-SHA256) when the item gives "
+     "no webhook_secret of its own; empty: unsigned (docs/guide.md, \"Notifications\")."},
     {"vault.max_bytes", KEY_INT, OFF(vault_max_bytes), "1048576", 1024, INT_MAX,
      "Largest vault accepted, in bytes."},
     {"web.listen", KEY_STRING, OFF(web_listen), "127.0.0.1:8642", 0, 0,
@@ -492,6 +503,12 @@ static int check_values(const ferry_config *cfg, char *err, size_t errlen)
     if (driver->conninfo != NULL && cfg->store_conninfo[0] == '\0') {
         seterr(err, errlen, "%s: store.driver is \"%s\" but store.conninfo is empty", where,
                cfg->store_driver);
+        return -1;
+    }
+    if (strcmp(cfg->smtp_tls, "auto") != 0 && strcmp(cfg->smtp_tls, "required") != 0 &&
+        strcmp(cfg->smtp_tls, "none") != 0) {
+        seterr(err, errlen, "%s: smtp.tls is '%s'; use \"auto\", \"required\" or \"none\"",
+               where, cfg->smtp_tls);
         return -1;
     }
     if (strcmp(cfg->people_command_role, "operator") != 0 &&

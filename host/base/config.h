@@ -63,6 +63,9 @@ typedef struct ferry_config {
     char *smtp_from;
     char *smtp_username;
     char *smtp_password;
+    char *smtp_tls;                /* "auto", "required" or "none" */
+    char *notify_webhook_secret;   /* signs webhooks when the item has no secret; "" none */
+    int notify_allow_link_local;   /* notification URLs may reach 169.254/16, fe80::/10 ... */
 
     int vault_max_bytes;
 

@@ -9,6 +9,7 @@
  */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "lazy_lib.h"
@@ -52,3 +53,8 @@ CR(int, 0, EVP_Digest,
    (data, count, md, size, type, impl))
 /* A failure to load compares as different: nothing was hashed to compare (people/crypto.c). */
 CR(int, 1, CRYPTO_memcmp, (const void *a, const void *b, size_t len), (a, b, len))
+/* Webhook signatures (notify.c): HMAC-SHA256 of the timestamp and the body. */
+CR(unsigned char *, NULL, HMAC,
+   (const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d, size_t n,
+    unsigned char *md, unsigned int *md_len),
+   (evp_md, key, key_len, d, n, md, md_len))

@@ -765,10 +765,12 @@ static int check_object(const char *path, const json_t *value, const struct key_
 static const struct key_rule on_failure_rules[] = {
     {"notify", check_notify},
     {"fallback_function", check_function_name},
+    {"webhook_secret", check_string},
 };
 
 static const struct key_rule on_success_rules[] = {
     {"notify", check_notify},
+    {"webhook_secret", check_string},
 };
 
 static int check_on_failure(const char *path, const json_t *value, char *err, size_t errlen)

@@ -109,8 +109,8 @@ int vault_is_function_name(const char *name);
  *   timeout             a positive integer (seconds)
  *   max_retries         an integer from 0 to 100
  *   retry_delay         an integer >= 0 (seconds)
- *   on_failure          an object: notify, fallback_function (a function name)
- *   on_success          an object: notify
+ *   on_failure          an object: notify, fallback_function (a function name), webhook_secret
+ *   on_success          an object: notify, webhook_secret (a string: signs webhooks)
  *   notify              an email address or http(s) URL, or an array of them
  *   description         a string
  *   tags                an object, an array or a string

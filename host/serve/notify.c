@@ -1,14 +1,21 @@
 /* Notifications by email (SMTP through libcurl) and JSON POST; see notify.h. */
 #include "notify.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "seal.h"
+#include "store_seal.h"
 #include "util.h"
 #include "vault.h"
 
@@ -34,6 +41,17 @@ static size_t discard_cb(char *p, size_t size, size_t n, void *arg)
     (void)p;
     (void)arg;
     return size * n;
+}
+
+/* 1 when mail must go over TLS: smtp.tls "required", or "auto" with a login. smtps:// is TLS
+ * from the first byte; for smtp:// curl then requires STARTTLS (CURLUSESSL_ALL). */
+static int smtp_needs_tls(const ferry_config *cfg)
+{
+    if (strcmp(cfg->smtp_tls, "none") == 0)
+        return 0;
+    if (strcmp(cfg->smtp_tls, "required") == 0)
+        return 1;
+    return cfg->smtp_password[0] != '\0' || cfg->smtp_username[0] != '\0';
 }
 
 static int send_email(const ferry_config *cfg, const char *to, const json_t *body, char *err,
@@ -78,8 +96,18 @@ static int send_email(const ferry_config *cfg, const char *to, const json_t *bod
         curl_easy_setopt(curl, CURLOPT_USERNAME, cfg->smtp_username);
         curl_easy_setopt(curl, CURLOPT_PASSWORD, cfg->smtp_password);
     }
+    int need_tls = smtp_needs_tls(cfg);
+    if (need_tls)
+        curl_easy_setopt(curl, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
     CURLcode rc = curl_easy_perform(curl);
-    if (rc != CURLE_OK)
+    if (rc == CURLE_USE_SSL_FAILED && need_tls)
+        seterr(err, errlen,
+               "mail to %s through %s failed: the server offers no STARTTLS, and ferry sends "
+               "%s only over TLS (use smtps:// or a server with STARTTLS; smtp.tls = \"none\" "
+               "sends it in clear)",
+               to, cfg->smtp_url,
+               cfg->smtp_password[0] || cfg->smtp_username[0] ? "a password" : "mail");
+    else if (rc != CURLE_OK)
         seterr(err, errlen, "mail to %s through %s failed: %s", to, cfg->smtp_url,
                curl_easy_strerror(rc));
     curl_slist_free_all(rcpt);
@@ -89,11 +117,156 @@ static int send_email(const ferry_config *cfg, const char *to, const json_t *bod
     return rc == CURLE_OK ? 0 : -1;
 }
 
-static int send_post(const char *url, const json_t *body, char *err, size_t errlen)
+/*
+ * Link-local and cloud metadata addresses: where a cloud instance hands out its credentials
+ * (169.254.169.254, fd00:ec2::254, Alibaba's 100.100.100.200). Checked on the address curl
+ * is about to connect to, so a name that resolves there is refused too, after any DNS
+ * answer, and no byte is sent. IPv4-mapped IPv6 addresses are checked as IPv4.
+ */
+static int ipv4_forbidden(const unsigned char *a)
 {
+    return (a[0] == 169 && a[1] == 254) || (a[0] == 100 && a[1] == 100 && a[2] == 100 && a[3] == 200);
+}
+
+static int addr_forbidden(const struct sockaddr *sa, char *text, size_t len)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, text, (socklen_t)len);
+        return ipv4_forbidden((const unsigned char *)&in->sin_addr);
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        const unsigned char *a = in6->sin6_addr.s6_addr;
+        static const unsigned char ec2[16] = {0xfd, 0x00, 0x0e, 0xc2, [15] = 0x54, [14] = 0x02};
+        inet_ntop(AF_INET6, &in6->sin6_addr, text, (socklen_t)len);
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return ipv4_forbidden(a + 12);
+        return (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || memcmp(a, ec2, 16) == 0;
+    }
+    return 0;
+}
+
+/*
+ * The URL's own host when it is an address: checked before any connection too, since through
+ * an http(s)_proxy from the environment the socket goes to the proxy, not to the host named.
+ * 1 when forbidden (text set), 0 otherwise (a name, or no host to read; text untouched).
+ */
+static int url_host_forbidden(const char *url, char *text, size_t len)
+{
+    const char *p = strstr(url, "://");
+    if (p == NULL)
+        return 0;
+    p += 3;
+    size_t n = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', n);
+    while (at != NULL) { /* userinfo: the host follows the last '@' */
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+        at = memchr(p, '@', n);
+    }
+    char bare[INET6_ADDRSTRLEN + 8] = "";
+    if (n > 0 && p[0] == '[') {
+        const char *close = memchr(p, ']', n);
+        if (close == NULL || (size_t)(close - p - 1) >= sizeof(bare))
+            return 0;
+        memcpy(bare, p + 1, (size_t)(close - p - 1));
+    } else {
+        n = strcspn(p, ":/?#");
+        if (n >= sizeof(bare))
+            return 0;
+        memcpy(bare, p, n);
+    }
+    char *zone = strchr(bare, '%'); /* fe80::1%eth0, fe80::1%25eth0 */
+    if (zone)
+        *zone = '\0';
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    char shown[INET6_ADDRSTRLEN] = "";
+    int bad = 0;
+    if (inet_pton(AF_INET, bare, &in.sin_addr) == 1)
+        bad = addr_forbidden((struct sockaddr *)&in, shown, sizeof(shown));
+    else if (inet_pton(AF_INET6, bare, &in6.sin6_addr) == 1)
+        bad = addr_forbidden((struct sockaddr *)&in6, shown, sizeof(shown));
+    if (bad) /* text is only written for a refusal: the caller tells refusals by it */
+        snprintf(text, len, "%s", shown);
+    return bad;
+}
+
+struct guard {
+    int allow;          /* notify.allow_link_local_urls */
+    char refused[64];   /* the address refused, "" when none */
+};
+
+static curl_socket_t open_socket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct guard *g = arg;
+    (void)purpose;
+    char text[INET6_ADDRSTRLEN] = "";
+    if (!g->allow && addr_forbidden(&a->addr, text, sizeof(text))) {
+        snprintf(g->refused, sizeof(g->refused), "%s", text);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
+
+/* "v1=" and the hex HMAC-SHA256 of "TIMESTAMP.BODY" under secret, into out[68]; 0 or -1. */
+static int webhook_signature(const char *secret, const char *stamp, const char *body,
+                             char out[68])
+{
+    char *msg = xasprintf("%s.%s", stamp, body);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    const EVP_MD *sha = EVP_sha256();
+    int ok = sha != NULL &&
+             HMAC(sha, secret, (int)strlen(secret), (const unsigned char *)msg, strlen(msg), md,
+                  &mdlen) != NULL &&
+             mdlen == 32;
+    free(msg);
+    if (!ok)
+        return -1;
+    memcpy(out, "v1=", 3);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 3 + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+static int send_post(const ferry_config *cfg, const char *url, const json_t *body,
+                     const char *secret, char *err, size_t errlen)
+{
+    if (secret != NULL && strncmp(secret, SEAL_PREFIX, strlen(SEAL_PREFIX)) == 0) {
+        seterr(err, errlen, "POST %s not sent: its webhook_secret is still sealed", url);
+        return -1;
+    }
     char *text = json_dumps(body, JSON_COMPACT);
-    CURL *curl = curl_easy_init();
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (secret != NULL && secret[0] != '\0') {
+        char stamp[32], sig[68], line[128];
+        snprintf(stamp, sizeof(stamp), "%lld", (long long)time(NULL));
+        if (webhook_signature(secret, stamp, text, sig) != 0) {
+            seterr(err, errlen, "POST %s not sent: cannot sign it (libcrypto)", url);
+            curl_slist_free_all(hdrs);
+            free(text);
+            return -1;
+        }
+        snprintf(line, sizeof(line), "X-Ferry-Timestamp: %s", stamp);
+        hdrs = curl_slist_append(hdrs, line);
+        snprintf(line, sizeof(line), "X-Ferry-Signature: %s", sig);
+        hdrs = curl_slist_append(hdrs, line);
+    }
+    struct guard g = {.allow = cfg->notify_allow_link_local};
+    if (!g.allow && url_host_forbidden(url, g.refused, sizeof(g.refused))) {
+        seterr(err, errlen,
+               "POST %s refused: %s is a link-local or cloud metadata address "
+               "(notify.allow_link_local_urls = true allows it)",
+               url, g.refused);
+        curl_slist_free_all(hdrs);
+        free(text);
+        return -1;
+    }
+    CURL *curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+    curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, &g);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, text);
@@ -104,7 +277,12 @@ static int send_post(const char *url, const json_t *body, char *err, size_t errl
     CURLcode rc = curl_easy_perform(curl);
     long status = 0;
     int ok = 0;
-    if (rc != CURLE_OK) {
+    if (rc != CURLE_OK && g.refused[0]) {
+        seterr(err, errlen,
+               "POST %s refused: %s is a link-local or cloud metadata address "
+               "(notify.allow_link_local_urls = true allows it)",
+               url, g.refused);
+    } else if (rc != CURLE_OK) {
         seterr(err, errlen, "POST %s failed: %s", url, curl_easy_strerror(rc));
     } else {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -121,8 +299,16 @@ static int send_post(const char *url, const json_t *body, char *err, size_t errl
 int notify_deliver(const ferry_config *cfg, const char *target, const json_t *body, char *err,
                    size_t errlen)
 {
+    return notify_deliver_signed(cfg, target, body, NULL, err, errlen);
+}
+
+int notify_deliver_signed(const ferry_config *cfg, const char *target, const json_t *body,
+                          const char *secret, char *err, size_t errlen)
+{
+    if (secret == NULL || secret[0] == '\0')
+        secret = cfg->notify_webhook_secret;
     if (strncmp(target, "http://", 7) == 0 || strncmp(target, "https://", 8) == 0)
-        return send_post(target, body, err, errlen);
+        return send_post(cfg, target, body, secret, err, errlen);
     if (strchr(target, '@') != NULL)
         return send_email(cfg, target, body, err, errlen);
     seterr(err, errlen, "'%s' is neither an email address nor an http(s) URL", target);
@@ -148,6 +334,7 @@ void notify_deliver_all(const ferry_config *cfg, const json_t *request)
     const json_t *targets = json_object_get(request, "targets");
     const json_t *body = json_object_get(request, "body");
     const char *task_id = json_string_value(json_object_get(request, "taskId"));
+    const char *secret = json_string_value(json_object_get(request, "webhookSecret"));
 
     size_t i;
     json_t *t;
@@ -156,7 +343,7 @@ void notify_deliver_all(const ferry_config *cfg, const json_t *request)
         const char *target = json_string_value(t);
         if (target == NULL)
             continue;
-        int rc = notify_deliver(cfg, target, body, err, sizeof(err));
+        int rc = notify_deliver_signed(cfg, target, body, secret, err, sizeof(err));
         if (task_id == NULL)
             continue;
         store *st = store_open_config(cfg, NULL, 0);
@@ -243,7 +430,6 @@ int notify_wanted(const json_t *vault, const char *status)
 void notify_outcome(const ferry_config *cfg, store *st, const struct store_item *item,
                     const json_t *vault, const char *status, const json_t *response)
 {
-    (void)st;
     json_t *targets = targets_of(vault, status);
     if (json_array_size(targets) == 0) {
         json_decref(targets);
@@ -256,6 +442,24 @@ void notify_outcome(const ferry_config *cfg, store *st, const struct store_item 
                              item->team, "machine", item->machine, "bridge", item->bridge,
                              "response", resp);
     json_t *request = json_pack("{s:o,s:o,s:s}", "targets", targets, "body", body, "taskId", task);
+    /* The section's own key signs its webhooks (a secret name: sealed at rest, redacted). A
+     * running item's vault is open; one read back from the store (an end a lost host left
+     * unsent) is opened here, on a copy. */
+    const char *section = strcmp(status, "COMPLETED") == 0 ? "on_success" : "on_failure";
+    const json_t *secret = json_object_get(json_object_get(vault, section), "webhook_secret");
+    json_t *opened = NULL;
+    if (json_is_string(secret) && st != NULL &&
+        strncmp(json_string_value(secret), SEAL_PREFIX, strlen(SEAL_PREFIX)) == 0) {
+        char why[600];
+        opened = json_deep_copy(vault);
+        if (store_seal_open_item(st, item->team, task, opened, why, sizeof(why)) == 0)
+            secret = json_object_get(json_object_get(opened, section), "webhook_secret");
+        else
+            fprintf(stderr, "ferry: item %s: webhook_secret: %s\n", task, why);
+    }
+    if (json_is_string(secret))
+        json_object_set(request, "webhookSecret", (json_t *)secret);
+    json_decref(opened);
     spawn_deliverer(cfg, request);
     json_decref(request);
 }

@@ -31,7 +31,18 @@ int notify_deliver(const ferry_config *cfg, const char *target, const json_t *bo
                    size_t errlen);
 
 /*
- * Delivers every target of a request {"targets":[...],"body":{...},"taskId":"..."} (borrowed)
+ * notify_deliver with the key that signs a webhook POST: secret (borrowed), or when it is
+ * NULL or empty notify.webhook_secret; none: unsigned. A signed POST carries
+ * "X-Ferry-Timestamp: UNIX seconds" and "X-Ferry-Signature: v1=" + hex HMAC-SHA256(key,
+ * TIMESTAMP "." BODY). URLs to link-local and metadata addresses are refused unless
+ * notify.allow_link_local_urls.
+ */
+int notify_deliver_signed(const ferry_config *cfg, const char *target, const json_t *body,
+                          const char *secret, char *err, size_t errlen);
+
+/*
+ * Delivers every target of a request {"targets":[...],"body":{...},"taskId":"...",
+ * "webhookSecret":"..."} (borrowed; webhookSecret optional)
  * and records each delivery in the item's trace. Blocking; runs in `ferry notify send`.
  */
 void notify_deliver_all(const ferry_config *cfg, const json_t *request);

@@ -763,16 +763,17 @@ static void test_host_keys_on_failure_success(void **state)
 {
     (void)state;
     host_keys_fail("{\"function\":\"f\",\"on_failure\":\"ops@company.com\"}",
-                   "vault key \"on_failure\" must be an object with notify and fallback_function, "
-                   "got a string");
+                   "vault key \"on_failure\" must be an object with notify, fallback_function and "
+                   "webhook_secret, got a string");
     host_keys_fail("{\"function\":\"f\",\"on_success\":[]}",
-                   "vault key \"on_success\" must be an object with notify, got an array");
+                   "vault key \"on_success\" must be an object with notify and webhook_secret, got "
+                   "an array");
     host_keys_fail("{\"function\":\"f\",\"on_failure\":{\"notfy\":\"a@b.c\"}}",
-                   "vault key \"on_failure\" has an unknown key \"notfy\"; it takes notify and "
-                   "fallback_function");
+                   "vault key \"on_failure\" has an unknown key \"notfy\"; it takes notify, "
+                   "fallback_function and webhook_secret");
     host_keys_fail("{\"function\":\"f\",\"on_success\":{\"fallback_function\":\"g\"}}",
                    "vault key \"on_success\" has an unknown key \"fallback_function\"; it takes "
-                   "notify");
+                   "notify and webhook_secret");
     host_keys_fail(
         "{\"function\":\"f\",\"on_failure\":{\"fallback_function\":\"Backup\"}}",
         "vault key \"on_failure.fallback_function\" is \"Backup\"; a function name is up "

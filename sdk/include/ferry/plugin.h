@@ -105,8 +105,8 @@ typedef enum ferry_param_type {
  *   timeout      seconds before the attempt is stopped
  *   max_retries  retries of a FERRY_RETRY outcome
  *   retry_delay  seconds before the first retry
- *   on_failure   {"notify": ..., "fallback_function": ...}
- *   on_success   {"notify": ...}
+ *   on_failure   {"notify": ..., "fallback_function": ..., "webhook_secret": ...}
+ *   on_success   {"notify": ..., "webhook_secret": ...}
  *   pre_hook     shell command run on the machine before the function
  *   post_hook    shell command run on the machine after it
  *   priority     the item's priority, 1-5 (set by the CLI and by a schedule): reserved
