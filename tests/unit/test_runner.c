@@ -417,7 +417,7 @@ static void test_nested_with_queues_full(void **state)
     finish(&s);
 }
 
-/* A hostile worker (this binary with TEST_RUNNER_FORGE set): it answers its first run with a
+/* A hostile worker (this binary with FERRY_TEST_RUNNER_FORGE set): it answers its first run with a
  * done the runner must refuse, "skipped" (a skip it never got) or "wrong_id" (not the
  * attempt running), then waits for the host to end it. */
 static void __attribute__((noreturn)) forging_worker(const char *how)
@@ -456,7 +456,7 @@ static void say_done(json_t *msg, const char *text)
 }
 
 /*
- * A worker (TEST_RUNNER_FORGE=gathered) that checks how run messages arrive. It answers a
+ * A worker (FERRY_TEST_RUNNER_FORGE=gathered) that checks how run messages arrive. It answers a
  * first run at once (the worker is then up and idle). Of the next ones, it takes the first,
  * then watches its socket for 300 ms ("early" when another run came with it or meanwhile),
  * then counts the runs one read brings. Each done says both.
@@ -490,7 +490,7 @@ static void __attribute__((noreturn)) gathering_worker(void)
 static void test_queued_runs_written_together(void **state)
 {
     (void)state;
-    setenv("TEST_RUNNER_FORGE", "gathered", 1);
+    setenv("FERRY_TEST_RUNNER_FORGE", "gathered", 1);
     struct seen s;
     start_piped(&s, 1, 4);
     assert_non_null(start_logging(&s, "warm", NULL, 0, 9, 0));
@@ -501,7 +501,7 @@ static void test_queued_runs_written_together(void **state)
     usleep(500 * 1000); /* the worker has the first run and watches for more */
     runner_flush(s.r);
     wait_done(&s, 4);
-    unsetenv("TEST_RUNNER_FORGE");
+    unsetenv("FERRY_TEST_RUNNER_FORGE");
     assert_string_equal(s.message, "early=0 together=2");
     for (int t = 1; t <= 3; t++)
         assert_int_equal(s.order[t], t);
@@ -572,12 +572,12 @@ static void test_forged_done_is_refused(void **state)
     const char *hows[] = {"skipped", "wrong_id"};
     const char *reasons[] = {"which was not skipped", "which is not running"};
     for (int k = 0; k < 2; k++) {
-        setenv("TEST_RUNNER_FORGE", hows[k], 1);
+        setenv("FERRY_TEST_RUNNER_FORGE", hows[k], 1);
         struct seen s;
         start_piped(&s, 1, 4);
         assert_non_null(start_logging(&s, "forged", NULL, 0, 1, 0));
         wait_done(&s, 1);
-        unsetenv("TEST_RUNNER_FORGE");
+        unsetenv("FERRY_TEST_RUNNER_FORGE");
         assert_int_equal(s.by_tag[1].kind, OUTCOME_CRASHED);
         assert_int_equal(s.by_tag[1].stop, STOP_PROTOCOL);
         if (strstr(s.message, reasons[k]) == NULL)
@@ -588,11 +588,11 @@ static void test_forged_done_is_refused(void **state)
 
 int main(int argc, char **argv)
 {
-    const char *forge = getenv("TEST_RUNNER_FORGE");
+    const char *forge = getenv("FERRY_TEST_RUNNER_FORGE");
     if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0 && forge && !strcmp(forge, "gathered"))
         gathering_worker();
     if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0 && forge)
-        forging_worker(getenv("TEST_RUNNER_FORGE"));
+        forging_worker(getenv("FERRY_TEST_RUNNER_FORGE"));
     if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0)
         worker_process_main(argc, argv);
     const char *root = getenv("FERRY_ROOT"), *build = getenv("BUILD");
