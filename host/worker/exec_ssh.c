@@ -259,8 +259,9 @@ static int memfd_with(const char *name, const char *text, char *path, size_t pat
  * later one must present that key (a changed key fails: read_ssh_log() says what to do).
  * ssh appends a new key with one write of its line to the file opened O_APPEND, so
  * connections of several workers at once add whole lines; a key recorded twice is harmless.
- * The file is created here 0600 before ssh sees it. Without FERRY_KNOWN_HOSTS (a plugin's
- * test, the SDK's runner) nothing is kept: accept-new against /dev/null, as before.
+ * The file is created here 0600 before ssh sees it (made 0600 again when found wider).
+ * Without FERRY_KNOWN_HOSTS (a plugin's test, the SDK's runner) nothing is kept: accept-new
+ * against /dev/null, as before.
  * Returns the path, NULL when there is none, or "" with err set when it cannot be used.
  */
 static const char *seen_hosts(char *err, size_t errlen)
@@ -279,6 +280,14 @@ static const char *seen_hosts(char *err, size_t errlen)
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         seterr(err, errlen, "cannot open ferry's known_hosts %s: %s", path, strerror(errno));
+        return "";
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        ((st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0)) {
+        seterr(err, errlen,
+               "ferry's known_hosts %s must be a regular file of the host's user, mode 0600", path);
+        close(fd);
         return "";
     }
     close(fd);

@@ -79,4 +79,8 @@ eq "the next connection succeeds" "$(st "$t")" COMPLETED
 contains "and records the new key" "$(cat "$KH")" "$(cut -d' ' -f2 <<<"$NEW_HOST_KEY")"
 not_contains "the old key is gone" "$(cat "$KH")" "$blob"
 eq "the file stays private" "$(stat -c %a "$KH")" 600
+chmod 644 "$KH"
+t=$(run m1)
+eq "a file found readable by others is used" "$(st "$t")" COMPLETED
+eq "and made private again" "$(stat -c %a "$KH")" 600
 t_done
