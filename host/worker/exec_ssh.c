@@ -260,8 +260,8 @@ static int memfd_with(const char *name, const char *text, char *path, size_t pat
  * ssh appends a new key with one write of its line to the file opened O_APPEND, so
  * connections of several workers at once add whole lines; a key recorded twice is harmless.
  * The file is created here 0600 before ssh sees it (made 0600 again when found wider).
- * Without FERRY_KNOWN_HOSTS (a plugin's test, the SDK's runner) nothing is kept: accept-new
- * against /dev/null, as before.
+ * Without FERRY_KNOWN_HOSTS (a worker a test starts by itself) nothing is kept: accept-new
+ * against /dev/null, as before ferry kept host keys.
  * Returns the path, NULL when there is none, or "" with err set when it cannot be used.
  */
 static const char *seen_hosts(char *err, size_t errlen)
