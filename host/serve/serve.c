@@ -9,6 +9,8 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +18,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "attempt.h"
@@ -923,7 +926,15 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     }
     registry_init(&h.reg, cfg->plugin_dir, cfg->plugin_sections);
     registry_scan(&h.reg);
-    runner_opts ro = {.max_workers = cfg->workers,
+    /* SSH host keys seen at first use: known_hosts beside the store (exec_ssh.c). */
+    char *kh_copy = xstrdup(cfg->store_path), kh_dir[PATH_MAX];
+    const char *kh_parent = dirname(kh_copy);
+    if (mkdir(kh_parent, 0700) != 0 && errno != EEXIST)
+        hlog(LOG_WARN, "cannot create %s for ferry's known_hosts: %s", kh_parent, strerror(errno));
+    char *known_hosts = realpath(kh_parent, kh_dir) ? xasprintf("%s/known_hosts", kh_dir) : NULL;
+    free(kh_copy);
+    runner_opts ro = {.known_hosts = known_hosts,
+                      .max_workers = cfg->workers,
                       .prefork = cfg->prefork,
                       .max_jobs = cfg->worker_max_jobs,
                       .memory_limit_mb = cfg->worker_memory_mb,
@@ -941,6 +952,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                         .storage = on_storage,
                         .done = on_done};
     h.run = runner_create(&ro, &ev, &h);
+    free(known_hosts); /* in the workers' environment now */
     h.sched = scheduler_new(cfg, &h.reg);
     h.settle = settle_new(cfg, h.st, &h.reg, &defaults);
     h.fair = fairness_new(h.st, cfg->bridge, h.owner);

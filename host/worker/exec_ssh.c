@@ -45,6 +45,7 @@
 #define DEFAULT_CONNECT_TIMEOUT_S 10
 #define MAX_SSH_ARGS              80
 #define SSH_LOG_MAX               4096
+#define SEEN_PATH_MAX             1024
 
 /*
  * Run by `sh -c WRAPPER ferry-exec N COMMAND` on the remote machine. The first N bytes of
@@ -250,12 +251,70 @@ static int memfd_with(const char *name, const char *text, char *path, size_t pat
     return fd;
 }
 
-/* ssh's verdict from the log memfd: its last line (where ssh puts the fatal reason), or ""
- * when it logged nothing. A changed host key gets its own plain explanation. */
-static void read_ssh_log(int fd, char *out, size_t outlen)
+/*
+ * Trust on first use. A machine without pinned host keys is checked against ferry's own
+ * known_hosts, the file FERRY_KNOWN_HOSTS names (the host sets it for its workers:
+ * var/known_hosts beside the store, serve.c): ssh runs with StrictHostKeyChecking=accept-new
+ * on it, so the first connection to an address and port records the server's key and every
+ * later one must present that key (a changed key fails: read_ssh_log() says what to do).
+ * ssh appends a new key with one write of its line to the file opened O_APPEND, so
+ * connections of several workers at once add whole lines; a key recorded twice is harmless.
+ * The file is created here 0600 before ssh sees it (made 0600 again when found wider).
+ * Without FERRY_KNOWN_HOSTS (a worker a test starts by itself) nothing is kept: accept-new
+ * against /dev/null, as before ferry kept host keys.
+ * Returns the path, NULL when there is none, or "" with err set when it cannot be used.
+ */
+static const char *seen_hosts(char *err, size_t errlen)
+{
+    const char *path = getenv("FERRY_KNOWN_HOSTS");
+    if (path == NULL || path[0] == '\0')
+        return NULL;
+    /* ssh splits the option's value at blanks and expands % and ~ in it. */
+    if (path[0] != '/' || strlen(path) >= SEEN_PATH_MAX || strpbrk(path, " \t\"'%~\\") != NULL) {
+        seterr(err, errlen,
+               "ferry's known_hosts %s must be an absolute path without blanks, quotes, %% or ~ "
+               "(it is beside the store: move the store, or set store.path to such a path)",
+               path);
+        return "";
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        seterr(err, errlen, "cannot open ferry's known_hosts %s: %s", path, strerror(errno));
+        return "";
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        ((st.st_mode & 077) != 0 && fchmod(fd, 0600) != 0)) {
+        seterr(err, errlen,
+               "ferry's known_hosts %s must be a regular file of the host's user, mode 0600", path);
+        close(fd);
+        return "";
+    }
+    close(fd);
+    return path;
+}
+
+/* One connection's facts and its in-memory files. */
+struct ssh_conn {
+    const char *host, *user, *name;
+    long port;
+    char login[320];
+    int key_fd, hosts_fd, log_fd;     /* memfds, -1 when absent */
+    char key[64], hosts[64], log[64]; /* their /proc paths */
+    const char *seen;                 /* ferry's known_hosts (seen_hosts()), NULL: pinned or none */
+    char opt_port[16], opt_timeout[48], opt_hosts[SEEN_PATH_MAX + 32];
+};
+
+/*
+ * ssh's verdict from c's log memfd: its last line (where ssh puts the fatal reason), or ""
+ * when it logged nothing. A changed host key gets its own plain explanation: against the
+ * machine's pins, or against the key ferry recorded at its first connection, with the line
+ * to remove when the change is wanted.
+ */
+static void read_ssh_log(const struct ssh_conn *c, char *out, size_t outlen)
 {
     char log[SSH_LOG_MAX];
-    ssize_t n = pread(fd, log, sizeof(log) - 1, 0);
+    ssize_t n = pread(c->log_fd, log, sizeof(log) - 1, 0);
     log[n > 0 ? n : 0] = '\0';
     size_t len = strlen(log);
     while (len > 0 && (log[len - 1] == '\n' || log[len - 1] == '\r' || log[len - 1] == ' '))
@@ -264,7 +323,33 @@ static void read_ssh_log(int fd, char *out, size_t outlen)
     while (last > log && last[-1] != '\n')
         last--;
     last[strcspn(last, "\r")] = '\0';
-    if (strstr(log, "IDENTIFICATION HAS CHANGED") != NULL)
+    if (strstr(log, "IDENTIFICATION HAS CHANGED") != NULL && c->seen != NULL) {
+        /* "Offending ED25519 key in /path/known_hosts:3" */
+        long line = 0;
+        const char *off = strstr(log, "Offending ");
+        const char *colon = off ? strchr(off, '\n') : NULL;
+        if (off && colon) {
+            const char *p = colon;
+            while (p > off && p[-1] >= '0' && p[-1] <= '9')
+                p--;
+            if (p < colon && p > off && p[-1] == ':')
+                line = strtol(p, NULL, 10);
+        }
+        char entry[300];
+        if (c->port == 22)
+            snprintf(entry, sizeof(entry), "%s", c->host);
+        else
+            snprintf(entry, sizeof(entry), "[%s]:%ld", c->host, c->port);
+        char at[32] = "";
+        if (line > 0)
+            snprintf(at, sizeof(at), " line %ld", line);
+        snprintf(out, outlen,
+                 "the server's host key changed since ferry recorded it at the machine's first "
+                 "connection (%s%s): someone may be intercepting the connection; if the key was "
+                 "changed on purpose, forget the old one with `ssh-keygen -R '%s' -f %s` and "
+                 "the next connection records the new one (%s)",
+                 c->seen, at, entry, c->seen, last);
+    } else if (strstr(log, "IDENTIFICATION HAS CHANGED") != NULL)
         snprintf(out, outlen,
                  "the server's host key is not the one pinned by the machine's "
                  "known_hosts or host_public_key (%s)",
@@ -383,16 +468,6 @@ static int pinned_hosts(const json_t *machine, const char *host, long port, char
     return 0;
 }
 
-/* One connection's facts and its in-memory files. */
-struct ssh_conn {
-    const char *host, *user, *name;
-    long port;
-    char login[320];
-    int key_fd, hosts_fd, log_fd;     /* memfds, -1 when absent */
-    char key[64], hosts[64], log[64]; /* their /proc paths */
-    char opt_port[16], opt_timeout[48], opt_hosts[96];
-};
-
 static void close_files(struct ssh_conn *c)
 {
     if (c->key_fd >= 0)
@@ -428,6 +503,13 @@ static int open_files(struct ssh_conn *c, const json_t *machine, const char *giv
     if (pinned && (c->hosts_fd = memfd_with("ferry-known-hosts", pinned, c->hosts, sizeof(c->hosts),
                                             err, errlen)) < 0)
         goto out;
+    if (pinned == NULL) {
+        c->seen = seen_hosts(err, errlen);
+        if (c->seen && c->seen[0] == '\0') {
+            c->seen = NULL;
+            goto out;
+        }
+    }
     c->log_fd = memfd_with("ferry-ssh-log", NULL, c->log, sizeof(c->log), err, errlen);
     rc = c->log_fd < 0 ? -1 : 0;
 out:
@@ -450,8 +532,8 @@ static int build_argv(struct ssh_conn *c, const json_t *machine, char *const *ex
     snprintf(c->opt_port, sizeof(c->opt_port), "%ld", c->port);
     snprintf(c->opt_timeout, sizeof(c->opt_timeout), "ConnectTimeout=%lld",
              (long long)(ct > 0 ? ct : DEFAULT_CONNECT_TIMEOUT_S));
-    snprintf(c->opt_hosts, sizeof(c->opt_hosts), "UserKnownHostsFile=%s",
-             c->hosts_fd >= 0 ? c->hosts : "/dev/null");
+    const char *hosts_file = c->hosts_fd >= 0 ? c->hosts : c->seen ? c->seen : "/dev/null";
+    snprintf(c->opt_hosts, sizeof(c->opt_hosts), "UserKnownHostsFile=%s", hosts_file);
     char *fixed[] = {
         "ssh",
         "-F",
@@ -736,7 +818,7 @@ static int mux_start(const json_t *machine, const exec_hooks *hooks, const char 
         int status;
         if (waitpid(mux.pid, &status, WNOHANG) == mux.pid) {
             char diag[SSH_LOG_MAX];
-            read_ssh_log(c->log_fd, diag, sizeof(diag));
+            read_ssh_log(c, diag, sizeof(diag));
             seterr(err, errlen, "ssh to %s port %ld (machine %s) failed: %s", c->login, c->port,
                    c->name, diag[0] ? diag : "ssh ended before it logged in");
             mux.pid = 0;
@@ -846,7 +928,7 @@ char *const *exec_ssh_argv(exec_ssh_cmd *x)
 int exec_ssh_failed(exec_ssh_cmd *x, int exit_code, int killed, char *err, size_t errlen)
 {
     char diag[SSH_LOG_MAX];
-    read_ssh_log(x->c.log_fd, diag, sizeof(diag));
+    read_ssh_log(&x->c, diag, sizeof(diag));
     if (exit_code != 255 || diag[0] == '\0' || killed)
         return 0;
     seterr(err, errlen, "ssh to %s port %ld (machine %s) failed: %s", x->c.login, x->c.port,

@@ -165,6 +165,8 @@ static int env_allowed(const char *kv, const char *pass)
 {
     if (strncmp(kv, SSH_ALLOW_COMMAND_OPTIONS_ENV "=", strlen(SSH_ALLOW_COMMAND_OPTIONS_ENV) + 1) == 0)
         return 0; /* from the config only (runner_opts) */
+    if (strncmp(kv, "FERRY_KNOWN_HOSTS=", 18) == 0)
+        return 0; /* from the store's place only (runner_opts) */
     /* workers.pass_env: names the admin lets through, separated by spaces or commas. */
     size_t klen = strcspn(kv, "=");
     for (const char *p = pass; p && *p;) {
@@ -195,7 +197,7 @@ static char **worker_env(const runner_opts *o)
     size_t n = 0;
     for (char **e = environ; e && *e; e++)
         n++;
-    char **env = calloc(n + 4, sizeof(*env));
+    char **env = calloc(n + 5, sizeof(*env));
     size_t k = 0;
     env[k++] = xasprintf("PATH=%s", o->path && *o->path ? o->path : RUNNER_SAFE_PATH);
     struct passwd *pw = getpwuid(geteuid());
@@ -205,6 +207,8 @@ static char **worker_env(const runner_opts *o)
             env[k++] = xstrdup(*e);
     if (o->ssh_command_options)
         env[k++] = xstrdup(SSH_ALLOW_COMMAND_OPTIONS_ENV "=1");
+    if (o->known_hosts && *o->known_hosts)
+        env[k++] = xasprintf("FERRY_KNOWN_HOSTS=%s", o->known_hosts);
     env[k] = NULL;
     return env;
 }

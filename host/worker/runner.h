@@ -61,6 +61,9 @@ typedef struct runner_opts {
     /* Further variables let through from the host's environment: names, space-separated. */
     const char *pass_env;
     int ssh_command_options; /* ssh.allow_command_options (ssh_options.h) */
+    /* ferry's known_hosts for SSH host keys seen at first use (FERRY_KNOWN_HOSTS, exec_ssh.c),
+     * an absolute path; NULL: none kept. */
+    const char *known_hosts;
     /* Limits of each attempt (0: none), and overrides by function name (fields -1: the
      * default's); borrowed for the runner's life. Enforced by the runner: see runner.c. */
     struct ferry_limits limits;

@@ -39,6 +39,7 @@
 
 #include <openssl/evp.h>
 
+#include "plain_http.h"
 #include "storage.h"
 #include "xfer.h"
 
@@ -116,14 +117,6 @@ static const char *vault_str(const json_t *vault, const char *key)
     return v && v[0] ? v : NULL;
 }
 
-static int loopback_host(const char *host)
-{
-    size_t n = strlen(host);
-    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-           strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0 ||
-           (n > 10 && strcmp(host + n - 10, ".localhost") == 0);
-}
-
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -189,7 +182,8 @@ static int build_base(s3 *s, const json_t *vault, rerr *e)
         rerr_set(e, E_INVALID, "s3 storage vault: \"endpoint\" must be an http:// or https:// URL");
         goto out;
     }
-    if (!https && !loopback_host(host) && !json_is_true(json_object_get(vault, "insecure_http"))) {
+    if (!https && !plain_http_loopback(host) &&
+        !json_is_true(json_object_get(vault, "insecure_http"))) {
         rerr_set(e, E_INVALID,
                  "s3 storage vault: \"endpoint\" %s is plain http to another machine, which "
                  "exposes the data and the session token: use https, or set "

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "plain_http.h"
 #include "storage.h"
 #include "xfer.h"
 
@@ -836,6 +837,19 @@ static void *dav_open(const json_t *vault, rerr *e)
     xfer_opts o;
     if (parse_url(w, json_string_value(json_object_get(vault, "url")), e) != 0 ||
         parse_auth(w, vault, e) != 0 || xfer_opts_read(vault, "webdav", &o, e) != 0) {
+        dav_close(w);
+        return NULL;
+    }
+    /* A credential over plain http only to loopback: Basic sends the password readable, and
+     * even digest lets a listener replay or crack it. Refused before any request. */
+    char host[256];
+    plain_http_host(w->base, host, sizeof(host));
+    if (!w->https && w->user != NULL && !plain_http_loopback(host)) {
+        rerr_set(e, E_INVALID,
+                 "the webdav storage's \"url\" %s is plain http to another machine and its "
+                 "vault has a \"user\": ferry sends credentials over http only to loopback; "
+                 "use https://",
+                 w->base);
         dav_close(w);
         return NULL;
     }
