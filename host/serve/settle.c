@@ -285,6 +285,14 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
             settle_response(e->item->function, final_name(d.status), attempt, duration, &shown);
         json_decref(shown.result);
     }
+    static const char *const ended[] = {[STORE_OUTCOME_COMPLETED] = "COMPLETED",
+                                        [STORE_OUTCOME_FAILED] = "FAILED",
+                                        [STORE_OUTCOME_CANCELLED] = "CANCELLED",
+                                        [STORE_OUTCOME_RETRY] = "RETRY_SCHEDULED",
+                                        [STORE_OUTCOME_RELEASE] = "RELEASED"};
+    log_attempt(e->item->task_id, e->item->function, e->item->machine, ended[d.status], attempt,
+                duration,
+                d.status == STORE_OUTCOME_COMPLETED ? NULL : e->reason);
     e->message = msg;
     e->notify = 1;
     if (d.status == STORE_OUTCOME_FAILED && d.fallback)
