@@ -6,6 +6,7 @@
 #include "cli_status.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "hosts.h"
@@ -33,6 +34,11 @@ static const char *age_text(int64_t seconds, char *buf, size_t len)
 void cli_warn_no_host(cli *c, const char *bridge)
 {
     if (bridge == NULL || json_object_get(warned, bridge) != NULL)
+        return;
+    /* Tests: tests/lib.sh sets it, so that the many tests that check stderr and run no host
+     * see only what they test; status.sh unsets it. */
+    const char *off = getenv("FERRY_TEST_NO_HOST_WARNING");
+    if (off != NULL && strcmp(off, "off") == 0)
         return;
     char err[512];
     if (hosts_seen == NULL &&

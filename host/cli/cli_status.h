@@ -10,7 +10,8 @@
 /* Warns on stderr ("ferry: warning: no host is serving bridge B (…)") when no host of
  * bridge is alive (store.h's hosts: a heartbeat within STORE_HOST_ALIVE_MS and not
  * stopped). One read of the hosts table per run, each bridge warned once; silent when the
- * store cannot say. Never writes to stdout. */
+ * store cannot say, or when FERRY_TEST_NO_HOST_WARNING=off (tests/lib.sh). Never writes to
+ * stdout. */
 void cli_warn_no_host(cli *c, const char *bridge);
 
 /* For a run that writes many items (create queue-items): notes an item's bridge, and after

@@ -5,6 +5,7 @@
 # queue-item(s) and queue wait warn on stderr, never stdout, when no live host serves the
 # item's bridge.
 . "$(dirname "$0")/../lib.sh"
+unset FERRY_TEST_NO_HOST_WARNING # lib.sh's: the warning is what this file tests
 
 write_config 'workers = { count = 1; };' 'retry = { max_retries = 0; delay = 1; jitter = 0.0; };' \
     'lease = { poll_ms = 200; };'
