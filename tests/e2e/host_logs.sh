@@ -19,12 +19,14 @@ b=$(q '{"function":"fx_sleep","seconds":0.2}')
 c=$(q "{\"function\":\"fx_result\",\"code\":\"FAIL\",\"message\":\"broke\",\"pin\":\"$PLANT\"}")
 wait_status "$a" COMPLETED 15
 wait_status "$b" COMPLETED 15
+u=$(q '{"function":"no_such_fn"}' 2>/dev/null)
 wait_status "$c" FAILED 15
+wait_status "$u" FAILED 15
 stop_host
 log=$(cat "$T_DIR/host.log")
 la=$(grep "task=$a " <<<"$log")
 lc=$(grep "task=$c " <<<"$log")
-eq "one line for each of the 3 attempts" "$(grep -c 'attempt ended: ' <<<"$log")" 3
+eq "one line for each of the 4 attempts" "$(grep -c 'attempt ended: ' <<<"$log")" 4
 contains "a completed attempt is logged at info" "$la" " info  attempt ended: task=$a function=fx_noop machine=m1 outcome=COMPLETED attempt=1 duration_ms="
 contains "with its duration" "$(grep "task=$b " <<<"$log")" "outcome=COMPLETED"
 [[ $(grep "task=$b " <<<"$log" | sed -n 's/.*duration_ms=\([0-9]*\).*/\1/p') -ge 200 ]] &&
@@ -32,6 +34,8 @@ contains "with its duration" "$(grep "task=$b " <<<"$log")" "outcome=COMPLETED"
 contains "a failed attempt is logged at warn, with its reason" "$lc" \
     " warn  attempt ended: task=$c function=fx_result machine=m1 outcome=FAILED attempt=1"
 contains "... and its reason" "$lc" 'reason="broke pin='
+contains "an attempt the host refuses (no such function) is a failure too" "$(grep "task=$u " <<<"$log")" \
+    " warn  attempt ended: task=$u function=no_such_fn machine=m1 outcome=FAILED attempt=1 duration_ms=0 reason="
 not_contains "the secret the function put in its error is not in the log" "$log" "$PLANT"
 [[ $log != *'<'[0-9]'>'* ]] && pass "no priority prefix outside systemd" || fail "no priority prefix outside systemd"
 
