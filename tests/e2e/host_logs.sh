@@ -66,6 +66,20 @@ not_contains "the secret is not in the JSON log either" "$log" "$PLANT"
 eq "other lines have time, level, pid and message" \
     "$(jq -r 'select(.message | startswith("ferry ")) | [(.time|type), .level, (.pid|type)] | join(" ")' <<<"$json")" "string info number"
 
+# Text lines under systemd's NOTIFY_SOCKET alone (no JOURNAL_STREAM): "<N>" then the text.
+sed -i 's/^log_format = .*/log_format = "text";/' "$T_DIR/ferry.conf"
+: >"$T_DIR/host.log"
+NOTIFY_SOCKET=$T_DIR/no-such-socket start_host
+g=$(q "{\"function\":\"fx_result\",\"code\":\"FAIL\",\"message\":\"broke\",\"pin\":\"$PLANT\"}")
+wait_status "$g" FAILED 15
+stop_host
+log=$(cat "$T_DIR/host.log")
+contains "text under NOTIFY_SOCKET: a failed attempt starts with <4>" "$log" "<4>20"
+contains "... then its text" "$(grep "task=$g " <<<"$log")" " warn  attempt ended: task=$g function=fx_result"
+bad=$(grep -v '^<[3467]>20' <<<"$log" | head -3)
+[[ -z $bad ]] && pass "every text line carries a priority" || fail "every text line carries a priority" "$bad"
+not_contains "no secret in these lines either" "$log" "$PLANT"
+
 # A bad log_format is refused, naming the key.
 sed -i 's/^log_format = .*/log_format = "xml";/' "$T_DIR/ferry.conf"
 out=$(ferry serve 2>&1)
