@@ -33,6 +33,12 @@ static const struct config_key config_keys[] = {
      "Name of the bridge this host serves: it runs the queue items addressed to it."},
     {"log_level", KEY_STRING, OFF(log_level), "info", 0, 0,
      "Least severe host log level printed on stderr: debug, info, warn or error."},
+    {"log_format", KEY_STRING, OFF(log_format), "text", 0, 0,
+     "Host log lines on stderr: \"text\" (\"TIME ferry[PID] LEVEL message\") or \"json\" (one "
+     "object per line: time, level, pid, message, and for a finished attempt taskId, "
+     "function, machine, outcome, attempt, durationMs, reason), for log shippers. Under "
+     "systemd (JOURNAL_STREAM or NOTIFY_SOCKET set) either starts with the journald "
+     "priority, e.g. <6> for info."},
     {"store.driver", KEY_STRING, OFF(store_driver), "sqlite", 0, 0,
      "Store engine: \"sqlite\" (embedded, one machine) or \"postgres\" (many bridges)."},
     {"store.path", KEY_PATH, OFF(store_path), "var/ferry.db", 0, 0,
@@ -525,6 +531,10 @@ static int check_values(const ferry_config *cfg, char *err, size_t errlen)
     if (cfg->timeout_default > cfg->timeout_max) {
         seterr(err, errlen, "%s: timeouts.default (%d) is above timeouts.max (%d)", where,
                cfg->timeout_default, cfg->timeout_max);
+        return -1;
+    }
+    if (strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0) {
+        seterr(err, errlen, "%s: log_format is '%s'; use text or json", where, cfg->log_format);
         return -1;
     }
     const char *levels[] = {"debug", "info", "warn", "error"};

@@ -28,6 +28,7 @@ typedef struct ferry_config {
 
     char *bridge;    /* bridge this host serves */
     char *log_level; /* debug, info, warn, error */
+    char *log_format; /* "text" or "json" */
 
     char *store_driver;      /* "sqlite" or "postgres" */
     char *store_path;        /* SQLite database file */

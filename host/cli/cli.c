@@ -11,6 +11,7 @@
 
 #include <ferry/plugin.h>
 
+#include "cli_status.h"
 #include "lazy_lib.h"
 #include "log.h"
 #include "people.h"
@@ -29,6 +30,7 @@ static const cli_command *const command_tables[] = {
     cli_audit_commands,
     cli_web_commands,
     cli_key_commands,
+    cli_status_commands,
 };
 
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_status.h"
 #include "store.h"
 #include "util.h"
 #include "vault.h"
@@ -159,8 +160,10 @@ static void stop_writing(struct bulk *b)
 
 static void spool_ids(struct bulk *b, size_t from, size_t n)
 {
-    for (size_t i = from; i < from + n; i++)
+    for (size_t i = from; i < from + n; i++) {
         fprintf(b->spool, "%s\n", b->ids[i]);
+        cli_note_bridge(b->specs[i].bridge);
+    }
     b->created += (long)n;
 }
 
@@ -473,6 +476,8 @@ static int run(struct bulk *b, FILE *in, const char *name)
     }
     b->in_tx = 0;
     print_warnings(b);
+    if (b->created > 0)
+        cli_warn_no_host_noted(c);
     snprintf(msg, sizeof(msg), "%s %ld queue item%s%s%s",
              b->bad ? "Created" : "Successfully created", b->created, b->created == 1 ? "" : "s",
              b->bad ? "; " : "", b->bad ? summary : "");

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_status.h"
 #include "seal.h"
 #include "descriptor.h"
 #include "registry.h"
@@ -99,6 +100,7 @@ static json_t *wait_final(cli *c, const char *task, long timeout_s, int *failed)
         }
         if (is_final(json_string_value(json_object_get(row, "status"))))
             return row;
+        cli_warn_no_host(c, json_string_value(json_object_get(row, "bridgeName")));
         json_decref(row);
         if (end && mono_ms() >= end)
             return NULL;
@@ -169,6 +171,7 @@ static int cmd_create_item(cli *c)
     /* Warned only once the item exists, so that a refused create prints one line. */
     cli_warn_all(c, warnings);
     warnings = NULL;
+    cli_warn_no_host(c, c->args[2]);
     char msg[512];
     snprintf(msg, sizeof(msg), "Successfully created queue item for machine %s with priority %ld",
              c->args[1], priority);

@@ -900,6 +900,7 @@ static void tune_malloc(void)
 int serve_run(const ferry_config *cfg, const serve_options *opts)
 {
     tune_malloc();
+    log_set_format(cfg->log_format); /* config_load checked it */
     host h = {.cfg = cfg, .sigfd = -1, .inofd = -1, .wakefd = -1, .machines_version = -1};
     char err[1024], hostname[64] = "host";
     gethostname(hostname, sizeof(hostname) - 1);

@@ -59,6 +59,13 @@ struct settler {
     int crash_after_failed; /* tests: FERRY_TEST_CRASH=after-failed-commit (settle.h) */
 };
 
+/* How an attempt ended, in the host's log (log_attempt). */
+static const char *const ended[] = {[STORE_OUTCOME_COMPLETED] = "COMPLETED",
+                                    [STORE_OUTCOME_FAILED] = "FAILED",
+                                    [STORE_OUTCOME_CANCELLED] = "CANCELLED",
+                                    [STORE_OUTCOME_RETRY] = "RETRY_SCHEDULED",
+                                    [STORE_OUTCOME_RELEASE] = "RELEASED"};
+
 static const char *final_name(enum store_outcome_kind status)
 {
     return status == STORE_OUTCOME_COMPLETED   ? "COMPLETED"
@@ -285,6 +292,9 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
             settle_response(e->item->function, final_name(d.status), attempt, duration, &shown);
         json_decref(shown.result);
     }
+    log_attempt(e->item->task_id, e->item->function, e->item->machine, ended[d.status], attempt,
+                duration,
+                d.status == STORE_OUTCOME_COMPLETED ? NULL : e->reason);
     e->message = msg;
     e->notify = 1;
     if (d.status == STORE_OUTCOME_FAILED && d.fallback)
@@ -298,6 +308,8 @@ void settle_refused(settler *s, struct store_item *item, enum outcome_kind kind,
     struct outcome out = {.kind = kind, .code = code, .message = reason};
     e->kind = kind;
     e->reason = xstrdup(reason);
+    log_attempt(e->item->task_id, e->item->function, e->item->machine, ended[e->d.status],
+                e->item->attempt < 1 ? 1 : e->item->attempt, 0, e->reason);
     e->response = settle_response(e->item->function, "FAILED", e->item->attempt, 0, &out);
 }
 

@@ -118,7 +118,7 @@ int store_hosts_list(store *s, int64_t now, json_t **rows, char *err, size_t err
     int rc = run_q(s, 0,
                    "SELECT host_id, bridge_name, version, started_at, last_seen_at, running,"
                    " stopped_at FROM hosts ORDER BY last_seen_at DESC, host_id LIMIT 1000",
-                   0, NULL, "ttiiiin", &raw, err, errlen);
+                   0, NULL, "tttiiin", &raw, err, errlen);
     if (rc != STORE_OK)
         return rc;
     json_t *out = json_array();

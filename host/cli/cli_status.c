@@ -1,0 +1,286 @@
+/*
+ * `ferry status`: the hosts of each bridge with the age of their last heartbeat, the queue
+ * depth of each bridge, the oldest pending item and the schedules whose last fire failed
+ * (docs/cli.md). And cli_warn_no_host (cli_status.h).
+ */
+#include "cli_status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hosts.h"
+#include "store.h"
+#include "util.h"
+
+/* The hosts list of this run (read once), and the bridges already warned about. */
+static json_t *hosts_seen, *warned;
+
+static const char *age_text(int64_t seconds, char *buf, size_t len)
+{
+    if (seconds < 0)
+        seconds = 0;
+    if (seconds < 120)
+        snprintf(buf, len, "%lld s", (long long)seconds);
+    else if (seconds < 7200)
+        snprintf(buf, len, "%lld min", (long long)(seconds / 60));
+    else if (seconds < 172800)
+        snprintf(buf, len, "%lld h", (long long)(seconds / 3600));
+    else
+        snprintf(buf, len, "%lld days", (long long)(seconds / 86400));
+    return buf;
+}
+
+void cli_warn_no_host(cli *c, const char *bridge)
+{
+    if (bridge == NULL || json_object_get(warned, bridge) != NULL)
+        return;
+    /* Tests: tests/lib.sh sets it, so that the many tests that check stderr and run no host
+     * see only what they test; status.sh unsets it. */
+    const char *off = getenv("FERRY_TEST_NO_HOST_WARNING");
+    if (off != NULL && strcmp(off, "off") == 0)
+        return;
+    char err[512];
+    if (hosts_seen == NULL &&
+        store_hosts_list(c->st, now_ms(), &hosts_seen, err, sizeof(err)) != STORE_OK)
+        return; /* a store without the hosts table cannot say: no guess */
+    if (warned == NULL)
+        warned = json_object();
+    json_object_set_new(warned, bridge, json_true());
+    const json_t *last = NULL; /* the list is last seen first */
+    size_t i;
+    json_t *h;
+    json_array_foreach (hosts_seen, i, h) {
+        if (strcmp(json_string_value(json_object_get(h, "bridgeName")), bridge) != 0)
+            continue;
+        if (json_is_true(json_object_get(h, "alive")))
+            return;
+        if (last == NULL)
+            last = h;
+    }
+    char seen[200] = "no host of it seen yet", age[32];
+    if (last != NULL)
+        snprintf(seen, sizeof(seen), "last seen %s ago: %s, %s",
+                 age_text(json_integer_value(json_object_get(last, "lastSeenAgeSeconds")), age,
+                          sizeof(age)),
+                 json_string_value(json_object_get(last, "hostId")),
+                 json_is_null(json_object_get(last, "stoppedTime")) ? "no heartbeat since"
+                                                                    : "stopped");
+    cli_warn(c,
+             "no host is serving bridge %s (%s); the item waits until one starts: ferry serve / "
+             "systemctl start ferry",
+             bridge, seen);
+}
+
+static json_t *noted;
+
+void cli_note_bridge(const char *bridge)
+{
+    if (noted == NULL)
+        noted = json_object();
+    if (json_object_get(noted, bridge) == NULL)
+        json_object_set_new(noted, bridge, json_true());
+}
+
+void cli_warn_no_host_noted(cli *c)
+{
+    const char *bridge;
+    json_t *v;
+    json_object_foreach (noted, bridge, v)
+        cli_warn_no_host(c, bridge);
+}
+
+/* --- ferry status ------------------------------------------------------------------------ */
+
+/* The bridge's entry of bridges (an object by name), made on first use. */
+static json_t *bridge_entry(json_t *bridges, const char *name)
+{
+    json_t *b = json_object_get(bridges, name);
+    if (b == NULL) {
+        b = json_pack("{s:s,s:i,s:i,s:i,s:[]}", "bridgeName", name, "hostsAlive", 0, "pending", 0,
+                      "active", 0, "hosts");
+        json_object_set_new(bridges, name, b);
+    }
+    return b;
+}
+
+static void add_int(json_t *o, const char *key, json_int_t n)
+{
+    json_object_set_new(o, key, json_integer(json_integer_value(json_object_get(o, key)) + n));
+}
+
+/* The oldest PENDING item as {"taskId","bridgeName","function","createdTime","ageSeconds"},
+ * or null: created at oldest_ms, so the newest at or before it is the one. */
+static json_t *oldest_pending(cli *c, int64_t oldest_ms, int64_t now, char *err, size_t errlen,
+                              int *rc)
+{
+    *rc = STORE_OK;
+    if (oldest_ms <= 0)
+        return json_null();
+    static const char *const pending[] = {"PENDING"};
+    struct store_queue_filter f = {
+        .statuses = pending, .n_statuses = 1, .date_to_ms = oldest_ms, .max_records = 1};
+    json_t *rows = NULL;
+    if ((*rc = store_queue_list(c->st, &f, &rows, err, errlen)) != STORE_OK)
+        return NULL;
+    json_t *r = json_array_get(rows, 0);
+    json_t *out = r == NULL
+                      ? json_null()
+                      : json_pack("{s:O,s:O,s:O,s:O,s:I}", "taskId", json_object_get(r, "taskId"),
+                                  "bridgeName", json_object_get(r, "bridgeName"), "function",
+                                  json_object_get(r, "function"), "createdTime",
+                                  json_object_get(r, "createdTime"), "ageSeconds",
+                                  (json_int_t)((now - oldest_ms) / 1000));
+    json_decref(rows);
+    return out;
+}
+
+/* Schedules whose last fire's item FAILED: [{"teamName","scheduleName","lastTaskId",
+ * "lastRun","lastFailureReason"}]. */
+static json_t *failing_schedules(cli *c, char *err, size_t errlen, int *rc)
+{
+    json_t *rows = NULL, *out = json_array();
+    if ((*rc = store_resource_list(c->st, STORE_SCHEDULE, NULL, &rows, err, errlen)) != STORE_OK) {
+        json_decref(out);
+        return NULL;
+    }
+    size_t i;
+    json_t *s;
+    json_array_foreach (rows, i, s) {
+        const char *last = json_string_value(json_object_get(s, "lastTaskId"));
+        json_t *item = NULL;
+        if (last == NULL || store_queue_get(c->st, last, &item, NULL, 0) != STORE_OK)
+            continue;
+        if (strcmp(json_string_value(json_object_get(item, "status")), "FAILED") == 0)
+            json_array_append_new(
+                out, json_pack("{s:O,s:O,s:s,s:O,s:O}", "teamName", json_object_get(s, "teamName"),
+                               "scheduleName", json_object_get(s, "scheduleName"), "lastTaskId",
+                               last, "lastRun", json_object_get(s, "lastRun"), "lastFailureReason",
+                               json_object_get(item, "lastFailureReason")));
+        json_decref(item);
+    }
+    json_decref(rows);
+    return out;
+}
+
+static void print_text(const json_t *data)
+{
+    char age[32];
+    size_t i, j;
+    json_t *b, *h;
+    printf("%-20s %-8s %-8s %s\n", "BRIDGE", "HOSTS", "PENDING", "ACTIVE");
+    json_array_foreach (json_object_get(data, "bridges"), i, b) {
+        char hosts[32];
+        snprintf(hosts, sizeof(hosts), "%lld/%zu",
+                 (long long)json_integer_value(json_object_get(b, "hostsAlive")),
+                 json_array_size(json_object_get(b, "hosts")));
+        printf("%-20s %-8s %-8lld %lld\n", json_string_value(json_object_get(b, "bridgeName")),
+               hosts, (long long)json_integer_value(json_object_get(b, "pending")),
+               (long long)json_integer_value(json_object_get(b, "active")));
+        json_array_foreach (json_object_get(b, "hosts"), j, h) {
+            int alive = json_is_true(json_object_get(h, "alive"));
+            const char *state = alive                                             ? "alive"
+                                : json_is_null(json_object_get(h, "stoppedTime")) ? "stale"
+                                                                                  : "stopped";
+            printf("  host %s  %s, seen %s ago, %lld running, version %s\n",
+                   json_string_value(json_object_get(h, "hostId")), state,
+                   age_text(json_integer_value(json_object_get(h, "lastSeenAgeSeconds")), age,
+                            sizeof(age)),
+                   (long long)json_integer_value(json_object_get(h, "runningAttempts")),
+                   json_string_value(json_object_get(h, "version")));
+        }
+        if (json_array_size(json_object_get(b, "hosts")) == 0)
+            printf("  no host has served it yet (start one: ferry serve)\n");
+    }
+    const json_t *o = json_object_get(data, "oldestPending");
+    if (json_is_object(o))
+        printf("Oldest pending: %s (%s on bridge %s), waiting %s\n",
+               json_string_value(json_object_get(o, "taskId")),
+               json_string_value(json_object_get(o, "function")),
+               json_string_value(json_object_get(o, "bridgeName")),
+               age_text(json_integer_value(json_object_get(o, "ageSeconds")), age, sizeof(age)));
+    else
+        printf("Oldest pending: none\n");
+    const json_t *fs = json_object_get(data, "failingSchedules");
+    printf("Failing schedules: %s\n", json_array_size(fs) ? "" : "none");
+    json_array_foreach (fs, i, h) {
+        const char *reason = json_string_value(json_object_get(h, "lastFailureReason"));
+        printf("  %s/%s  last fire %s FAILED%s%s\n",
+               json_string_value(json_object_get(h, "teamName")),
+               json_string_value(json_object_get(h, "scheduleName")),
+               json_string_value(json_object_get(h, "lastTaskId")), reason ? ": " : "",
+               reason ? reason : "");
+    }
+}
+
+static int cmd_status(cli *c)
+{
+    if (cli_store(c) != 0)
+        return EXIT_ERROR;
+    char err[1024];
+    int64_t now = now_ms();
+    json_t *hosts = NULL, *gauges = NULL, *known = NULL, *oldest = NULL, *failing = NULL;
+    int rc = store_resource_list(c->st, STORE_BRIDGE, NULL, &known, err, sizeof(err));
+    if (rc == STORE_OK)
+        rc = store_hosts_list(c->st, now, &hosts, err, sizeof(err));
+    if (rc == STORE_OK)
+        rc = store_web_gauges(c->st, now, &gauges, err, sizeof(err));
+    if (rc == STORE_OK)
+        oldest = oldest_pending(c, json_integer_value(json_object_get(gauges, "oldestPendingMs")),
+                                now, err, sizeof(err), &rc);
+    if (rc == STORE_OK)
+        failing = failing_schedules(c, err, sizeof(err), &rc);
+    if (rc != STORE_OK) {
+        json_decref(known);
+        json_decref(hosts);
+        json_decref(gauges);
+        json_decref(oldest);
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    }
+    json_t *bridges = json_object();
+    size_t i;
+    json_t *r;
+    json_array_foreach (known, i, r)
+        bridge_entry(bridges, json_string_value(json_object_get(r, "bridgeName")));
+    json_array_foreach (hosts, i, r) {
+        json_t *b = bridge_entry(bridges, json_string_value(json_object_get(r, "bridgeName")));
+        json_t *h = json_deep_copy(r);
+        json_object_del(h, "bridgeName");
+        json_array_append_new(json_object_get(b, "hosts"), h);
+        if (json_is_true(json_object_get(r, "alive")))
+            add_int(b, "hostsAlive", 1);
+    }
+    json_array_foreach (json_object_get(gauges, "depth"), i, r) {
+        json_t *b = bridge_entry(bridges, json_string_value(json_array_get(r, 0)));
+        const char *status = json_string_value(json_array_get(r, 1));
+        add_int(b, strcmp(status, "PENDING") == 0 ? "pending" : "active",
+                json_integer_value(json_array_get(r, 3)));
+    }
+    json_t *list = json_array();
+    const char *name;
+    json_t *b;
+    json_object_foreach (bridges, name, b)
+        json_array_append(list, b);
+    json_decref(bridges);
+    json_t *data = json_pack("{s:o,s:o,s:o}", "bridges", list, "oldestPending", oldest,
+                             "failingSchedules", failing);
+    if (c->json)
+        cli_print_ok(c, data, "status");
+    else {
+        print_text(data);
+        json_decref(data);
+    }
+    json_decref(known);
+    json_decref(hosts);
+    json_decref(gauges);
+    return EXIT_OK;
+}
+
+static const cli_opt none[] = {{NULL, 0, NULL, 0, NULL}};
+
+const cli_command cli_status_commands[] = {
+    {"status", NULL, NULL, 0, 0, none, cmd_status,
+     "hosts of each bridge (alive or stale), queue depth, oldest pending item, failing "
+     "schedules"},
+    {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL},
+};
