@@ -112,8 +112,8 @@ static int insert_item(store *s, const struct store_item_spec *sp, int64_t seq, 
     if (rc != STORE_OK)
         goto out;
     uuid_v4(id);
-    json_t *vault = sp->vault ? json_deep_copy(sp->vault) : NULL;
-    rc = store_seal_item(s, sp->team, id, vault, sp->secret_names, err, errlen);
+    json_t *vault = NULL;
+    rc = store_seal_item(s, sp->team, id, sp->vault, sp->secret_names, &vault, err, errlen);
     if (rc == STORE_OK)
         rc = eng_w(s, &rows, err, errlen, S_ITEM_INSERT,
                "tttttijIIttt"
@@ -212,11 +212,10 @@ static int bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, 
                     const char *id, char *err, size_t errlen)
 {
     char details[200];
-    json_t *sealed = sp->vault ? json_deep_copy(sp->vault) : NULL;
-    if (store_seal_item(s, sp->team, id, sealed, sp->secret_names, err, errlen) != STORE_OK) {
-        json_decref(sealed);
+    json_t *sealed = NULL;
+    if (store_seal_item(s, sp->team, id, sp->vault, sp->secret_names, &sealed, err, errlen) !=
+        STORE_OK)
         return STORE_ERROR;
-    }
     char *vault = sealed ? json_dumps(sealed, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(sealed);
     if (b->rows == NULL)

@@ -192,10 +192,23 @@ int store_seal_resource(store *s, store_kind kind, const char *team, const char 
 }
 
 int store_seal_item(store *s, const char *team, const char *task_id, json_t *vault,
-                    const json_t *secret_names, char *err, size_t errlen)
+                    const json_t *secret_names, json_t **out, char *err, size_t errlen)
 {
+    *out = NULL;
+    if (vault == NULL)
+        return STORE_OK;
+    if (s->seal == NULL || !seal_vault_has_plain_secret(vault, secret_names)) {
+        *out = json_incref(vault);
+        return STORE_OK;
+    }
     struct seal_ident who = {"item", team, task_id};
-    return seal_with(s, &who, vault, secret_names, err, errlen);
+    json_t *copy = json_deep_copy(vault);
+    int rc = seal_with(s, &who, copy, secret_names, err, errlen);
+    if (rc == STORE_OK)
+        *out = copy;
+    else
+        json_decref(copy);
+    return rc;
 }
 
 static int open_with(store *s, const struct seal_ident *who, json_t *vault, char *err,

@@ -31,9 +31,13 @@ void store_seal_detach(store *s);
 int store_seal_resource(store *s, store_kind kind, const char *team, const char *name,
                         json_t *vault, char *err, size_t errlen);
 
-/* The same for queue item task_id of team. secret_names: more secret keys (may be NULL). */
+/*
+ * The vault to write for queue item task_id of team, in *out (a new reference): vault itself
+ * when it holds no plain secret (no copy: the hot path of creates), else a sealed copy.
+ * secret_names: more secret keys (may be NULL). vault may be NULL (then *out is NULL).
+ */
 int store_seal_item(store *s, const char *team, const char *task_id, json_t *vault,
-                    const json_t *secret_names, char *err, size_t errlen);
+                    const json_t *secret_names, json_t **out, char *err, size_t errlen);
 
 /* Opens an item's vault in place, for the host that runs it. STORE_OK or STORE_ERROR. */
 int store_seal_open_item(store *s, const char *team, const char *task_id, json_t *vault,
