@@ -209,8 +209,7 @@ static int signal_checked(pid_t pid, pid_t parent, const char *dir, int sig)
 
 /* --- one round over the members ----------------------------------------------------------- */
 
-/* Appends the children of every thread of pid to kids (at most max in all). */
-static int children_of(pid_t pid, pid_t *kids, int n, int max)
+int reap_children_of(pid_t pid, pid_t *kids, int n, int max)
 {
     char path[96] = "/proc/";
     cat_num(path, sizeof(path), pid);
@@ -248,7 +247,7 @@ static int round_tree(pid_t root, int sig, struct tally *t)
 {
     pid_t queue[MAX_WALK], parent[MAX_WALK];
     int head = 0, n = 0, alive = 0;
-    int k = children_of(root, queue, 0, MAX_WALK);
+    int k = reap_children_of(root, queue, 0, MAX_WALK);
     for (; n < k; n++)
         parent[n] = root;
     for (; head < n; head++) {
@@ -259,7 +258,7 @@ static int round_tree(pid_t root, int sig, struct tally *t)
             continue;
         alive++;
         int before = n;
-        n = children_of(pid, queue, n, MAX_WALK);
+        n = reap_children_of(pid, queue, n, MAX_WALK);
         for (int i = before; i < n; i++)
             parent[i] = pid;
         if (signal_checked(pid, parent[head], NULL, sig) && sig == SIGKILL)

@@ -68,4 +68,10 @@ void reap_kill_worker(pid_t worker);
  */
 void reap_worker_gone(pid_t worker);
 
+/*
+ * Appends the children of every thread of pid to kids[n..max) (/proc/PID/task/TID/children)
+ * and returns the new count. Async-signal-safe; also the runner's walk for the limits.
+ */
+int reap_children_of(pid_t pid, pid_t *kids, int n, int max);
+
 #endif

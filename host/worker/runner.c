@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -1209,38 +1208,7 @@ static int usage_of(pid_t pid, struct tree_usage *u, pid_t *kids, int cap)
     u->processes++;
     u->cpu_ticks += f[14] + f[15] + f[16] + f[17];
     u->rss_bytes += f[24] * sysconf(_SC_PAGESIZE);
-    int k = 0;
-    if (kids == NULL)
-        return 0;
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && k < cap) {
-        if (e->d_name[0] == '.')
-            continue;
-        char cpath[320];
-        snprintf(cpath, sizeof(cpath), "/proc/%d/task/%s/children", (int)pid, e->d_name);
-        int cfd = open(cpath, O_RDONLY | O_CLOEXEC);
-        if (cfd < 0)
-            continue;
-        char cb[4096];
-        ssize_t cn = read(cfd, cb, sizeof(cb) - 1);
-        close(cfd);
-        if (cn <= 0)
-            continue;
-        cb[cn] = '\0';
-        for (char *t = cb; *t && k < cap;) {
-            long v = strtol(t, &t, 10);
-            if (v > 0)
-                kids[k++] = (pid_t)v;
-            while (*t == ' ')
-                t++;
-        }
-    }
-    closedir(d);
-    return k;
+    return kids == NULL ? 0 : reap_children_of(pid, kids, 0, cap);
 }
 
 /* The worker's tree, at most max_procs processes deep into it (then processes says more). */
