@@ -20,7 +20,6 @@ LAZY_LIB(lazy_crypto_lib, "libcrypto.so.3", "libssl3", NULL)
 #define CRV(name, params, args)           LAZY_VOID(lazy_crypto_lib, name, params, args)
 
 CR(int, 0, RAND_bytes, (unsigned char *buf, int num), (buf, num))
-CR(int, -1, OPENSSL_hexchar2int, (unsigned char c), (c))
 CR(EVP_CIPHER_CTX *, NULL, EVP_CIPHER_CTX_new, (void), ())
 CRV(EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX * ctx), (ctx))
 CR(int, 0, EVP_CIPHER_CTX_ctrl, (EVP_CIPHER_CTX * ctx, int type, int arg, void *ptr),

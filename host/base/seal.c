@@ -1,5 +1,6 @@
 /* Sealing secrets at rest; see seal.h. */
 #include "seal.h"
+#include "lazy_lib.h"
 #include "util.h"
 #include "vault.h"
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -94,7 +96,74 @@ int seal_key_write(const char *path, const struct seal_key *k, char *err, size_t
     return 0;
 }
 
-int seal_key_read(const char *path, struct seal_key *k, char *err, size_t errlen)
+static int hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* 1 when this process runs one thread: a forked child may then call anything. */
+static int single_threaded(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[128];
+    int threads = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "Threads:", 8) == 0)
+            threads = atoi(line + 8);
+    if (f != NULL)
+        fclose(f);
+    return threads == 1;
+}
+
+/*
+ * seal_key_set_id in a short-lived child, so that this process does not map libcrypto (3.6
+ * MiB of a host's 8) only to check at start that its key is the store's. Used only while
+ * libcrypto is not loaded and the process has one thread; in process otherwise, or when
+ * the child fails.
+ */
+static void set_id_apart(struct seal_key *k)
+{
+    int fds[2];
+    if (lazy_lib_loaded(&lazy_crypto_lib) || !single_threaded() || pipe2(fds, O_CLOEXEC) != 0) {
+        seal_key_set_id(k);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        seal_key_set_id(k);
+        ssize_t w = write(fds[1], k->id, SEAL_ID_LEN);
+        _exit(w == SEAL_ID_LEN ? 0 : 1);
+    }
+    close(fds[1]);
+    char id[SEAL_ID_LEN + 1] = "";
+    ssize_t got = 0, n = 1;
+    while (pid > 0 && got < SEAL_ID_LEN && n > 0) {
+        n = read(fds[0], id + got, (size_t)(SEAL_ID_LEN - got));
+        if (n > 0)
+            got += n;
+        else if (n < 0 && errno == EINTR)
+            n = 1;
+    }
+    close(fds[0]);
+    int status = 0;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (pid > 0 && got == SEAL_ID_LEN && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        memcpy(k->id, id, SEAL_ID_LEN);
+        k->id[SEAL_ID_LEN] = '\0';
+    } else {
+        seal_key_set_id(k);
+    }
+}
+
+static int read_key(const char *path, struct seal_key *k, int apart, char *err, size_t errlen)
 {
     char buf[256];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -124,8 +193,8 @@ int seal_key_read(const char *path, struct seal_key *k, char *err, size_t errlen
     size_t plen = strlen(KEY_FILE_PREFIX);
     int ok = n >= (ssize_t)(plen + 2 * SEAL_KEY_BYTES) && memcmp(buf, KEY_FILE_PREFIX, plen) == 0;
     for (int i = 0; ok && i < SEAL_KEY_BYTES; i++) {
-        int hi = OPENSSL_hexchar2int((unsigned char)buf[plen + 2 * i]);
-        int lo = OPENSSL_hexchar2int((unsigned char)buf[plen + 2 * i + 1]);
+        int hi = hex_digit((unsigned char)buf[plen + 2 * i]);
+        int lo = hex_digit((unsigned char)buf[plen + 2 * i + 1]);
         ok = hi >= 0 && lo >= 0;
         k->bytes[i] = (unsigned char)(hi << 4 | lo);
     }
@@ -136,8 +205,21 @@ int seal_key_read(const char *path, struct seal_key *k, char *err, size_t errlen
         errno = EINVAL;
         return -1;
     }
-    seal_key_set_id(k);
+    if (apart)
+        set_id_apart(k);
+    else
+        seal_key_set_id(k);
     return 0;
+}
+
+int seal_key_read(const char *path, struct seal_key *k, char *err, size_t errlen)
+{
+    return read_key(path, k, 0, err, errlen);
+}
+
+int seal_key_read_apart(const char *path, struct seal_key *k, char *err, size_t errlen)
+{
+    return read_key(path, k, 1, err, errlen);
 }
 
 int seal_is_sealed(const char *s)

@@ -51,6 +51,13 @@ int seal_key_write(const char *path, const struct seal_key *k, char *err, size_t
  */
 int seal_key_read(const char *path, struct seal_key *k, char *err, size_t errlen);
 
+/*
+ * seal_key_read for a check at start: the id is computed in a short-lived child while
+ * libcrypto is not loaded in this single-threaded process, so that a host that meets no
+ * sealed value never maps it.
+ */
+int seal_key_read_apart(const char *path, struct seal_key *k, char *err, size_t errlen);
+
 /* Non-zero when s is a sealed value (starts with SEAL_PREFIX). */
 int seal_is_sealed(const char *s);
 

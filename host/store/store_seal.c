@@ -102,8 +102,10 @@ static int missing_key(const struct store_seal *z, char *err, size_t errlen)
 }
 
 /* Reads KEY and KEY.new; orders keys[] so that keys[0] has id want (when want is not "").
- * A KEY.new that is the store's key is a rotation a crash cut short: it is finished here. */
-static int load_keys(store *s, const char *want, char *err, size_t errlen)
+ * A KEY.new that is the store's key is a rotation a crash cut short: it is finished here.
+ * With check, only says whether the keys fit (a host at start: ids computed apart, nothing
+ * renamed, nothing kept; the first sealed value loads them for use). */
+static int load_keys(store *s, const char *want, int check, char *err, size_t errlen)
 {
     struct store_seal *z = s->seal;
     if (z->path == NULL)
@@ -111,14 +113,16 @@ static int load_keys(store *s, const char *want, char *err, size_t errlen)
     char *next = xasprintf("%s.new", z->path);
     struct seal_key main_key, new_key;
     char why[600] = "";
-    int have_main = seal_key_read(z->path, &main_key, why, sizeof(why)) == 0;
+    int (*read_key)(const char *, struct seal_key *, char *, size_t) =
+        check ? seal_key_read_apart : seal_key_read;
+    int have_main = read_key(z->path, &main_key, why, sizeof(why)) == 0;
     int main_errno = errno;
-    int have_new = !z->credential && seal_key_read(next, &new_key, NULL, 0) == 0;
+    int have_new = !z->credential && read_key(next, &new_key, NULL, 0) == 0;
     int rc = STORE_OK;
     z->n = 0;
     if (have_new && want[0] && strcmp(new_key.id, want) == 0) {
         z->keys[z->n++] = new_key;
-        if (rename(next, z->path) == 0)
+        if (!check && rename(next, z->path) == 0)
             have_main = 0; /* the old key is gone: the rotation is complete */
     }
     if (have_main)
@@ -143,7 +147,11 @@ static int load_keys(store *s, const char *want, char *err, size_t errlen)
     explicit_bzero(&main_key, sizeof(main_key));
     explicit_bzero(&new_key, sizeof(new_key));
     free(next);
-    z->loaded = rc == STORE_OK;
+    z->loaded = rc == STORE_OK && !check;
+    if (check) {
+        explicit_bzero(z->keys, sizeof(z->keys));
+        z->n = 0;
+    }
     return rc;
 }
 
@@ -159,7 +167,7 @@ static int write_key(store *s, char *err, size_t errlen)
         return rc;
     if (z->loaded && (want[0] == '\0' || strcmp(z->keys[0].id, want) == 0))
         return STORE_OK;
-    return load_keys(s, want, err, errlen);
+    return load_keys(s, want, 0, err, errlen);
 }
 
 /* Keys to open with: loaded once per handle, checked against seal_state. */
@@ -169,7 +177,7 @@ static int open_keys(store *s, char *err, size_t errlen)
         return STORE_OK;
     char want[SEAL_ID_LEN + 1];
     int rc = state_id(s, 0, want, err, errlen);
-    return rc == STORE_OK ? load_keys(s, want, err, errlen) : rc;
+    return rc == STORE_OK ? load_keys(s, want, 0, err, errlen) : rc;
 }
 
 static int seal_with(store *s, const struct seal_ident *who, json_t *vault,
@@ -414,7 +422,7 @@ static int first_seal(store *s, char *err, size_t errlen)
         if (wrote != 0 && errno != EEXIST)
             return STORE_ERROR; /* EEXIST: another process made it first; read theirs */
     }
-    int rc = load_keys(s, "", err, errlen);
+    int rc = load_keys(s, "", 0, err, errlen);
     struct pass p = {.rotate = 0, .key = &z->keys[0]};
     if (rc == STORE_OK)
         rc = eng_run(s, 1, pass_body, &p, err, errlen);
@@ -479,7 +487,7 @@ int store_seal_attach(store *s, const char *sqlite_path, const struct store_opti
     if (rc == STORE_OK && id[0] == '\0' && z->path != NULL)
         rc = first_seal(s, err, errlen);
     else if (rc == STORE_OK && id[0] != '\0' && !opts->short_lived && z->path != NULL)
-        rc = open_keys(s, err, errlen); /* a host: a missing or wrong key stops it now */
+        rc = load_keys(s, id, 1, err, errlen); /* a host: a missing or wrong key stops it now */
     if (rc == STORE_OK && sqlite_path != NULL)
         rc = check_private(s, sqlite_path, err, errlen);
     return rc;
