@@ -31,6 +31,14 @@ for f in tests/e2e/*.sh; do [[ -f $f ]] && files+=("$f"); done
 # The CLI against PostgreSQL exactly as against SQLite: these run a second time on it.
 for f in tests/e2e/seed_queue.sh tests/e2e/cli_queue.sh tests/e2e/cli_bulk.sh tests/e2e/seal_store.sh tests/e2e/seal_upgrade.sh tests/e2e/status.sh; do [[ -f $f ]] && files+=("$f@pg"); done
 
+# Longest first (tests/durations.txt, from an earlier run): two slots finish together instead
+# of a long file starting last and running alone. Unlisted files count as 20 s.
+declare -A took=()
+while read -r n secs; do [[ $n == \#* || -z $n ]] || took[$n]=$secs; done <tests/durations.txt
+file_name() { local n; n=$(basename "${1%@pg}" .sh); [[ $1 == *@pg ]] && n=$n@pg; echo "$n"; }
+mapfile -t files < <(for f in "${files[@]}"; do n=$(file_name "$f"); echo "${took[$n]:-20} $f"; done |
+    sort -s -k1,1nr | cut -d' ' -f2-)
+
 needs_pg() { [[ $1 == *test_store* || $1 == *e2e/pg_* || $1 == *@pg ]]; }
 pg_dir= pg_error=
 for f in "${files[@]}"; do
@@ -95,6 +103,7 @@ report() {
     passed=$((passed + ok))
     failed=$((failed + notok))
     printf '%-32s %4d passed %3d failed  %3ds\n' "$name" "$ok" "$notok" "$secs"
+    echo "$name $secs" >>"$logdir/durations.new"
     if [[ $notok -gt 0 ]]; then
         failures+=("$name")
         grep -E '^not ok|^#' "$logdir/$name.log" | head -40 | sed 's/^/    /'
@@ -108,6 +117,7 @@ report() {
 jobs_max=${FERRY_TEST_JOBS:-2}
 [[ $jobs_max =~ ^[1-9][0-9]*$ ]] || { echo "FERRY_TEST_JOBS must be a positive number" >&2; exit 2; }
 declare -A running=() # pid -> name
+rm -f "$logdir/durations.new"
 reap_one() {
     local pid
     wait -n -p pid "${!running[@]}" 2>/dev/null
@@ -116,14 +126,15 @@ reap_one() {
 }
 for f in "${files[@]}"; do
     [[ -n $filter && $f != *"$filter"* ]] && continue
-    name=$(basename "${f%@pg}" .sh)
-    [[ $f == *@pg ]] && name=$name@pg
+    name=$(file_name "$f")
     rm -f "$logdir/$name.result"
     while [[ ${#running[@]} -ge $jobs_max ]]; do reap_one; done
     run_file "$f" "$name" &
     running[$!]=$name
 done
 while [[ ${#running[@]} -gt 0 ]]; do reap_one; done
+[[ -z $filter ]] && sort -k2,2nr "$logdir/durations.new" >"$logdir/durations.txt"
+rm -f "$logdir/durations.new"
 echo
 [[ ${#failures[@]} -gt 0 ]] && echo "failed files: ${failures[*]} (logs in $logdir)"
 echo "$passed passed, $failed failed"
