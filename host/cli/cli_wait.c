@@ -48,6 +48,7 @@ struct view {
     int cols;          /* the terminal's width; 0: stderr is not a terminal */
     int drawn;         /* a status line is on the terminal, the cursor at its end */
     char shown[1200];  /* the status text last shown */
+    char shown_elapsed[32]; /* and the elapsed time with it (a terminal's line moves with it) */
     int64_t start_ms;  /* when the wait began (mono_ms) */
 };
 
@@ -88,10 +89,10 @@ static void view_clear(struct view *v)
 }
 
 /*
- * Shows row's status: on a terminal, the line drawn again (its elapsed time moves); else
- * a line when the text changed, or when suffix (the exit status of an item that ended) is
- * given. end: the item ended or the wait did; the terminal's line is finished with a
- * newline.
+ * Shows row's status: on a terminal, the line drawn again when it or its elapsed second
+ * changed; else a line when the text changed, or when suffix (the exit status of an item
+ * that ended) is given. end: the item ended or the wait did; the terminal's line is
+ * finished with a newline.
  */
 static void view_show(struct view *v, const json_t *row, const char *suffix, int end)
 {
@@ -102,6 +103,9 @@ static void view_show(struct view *v, const json_t *row, const char *suffix, int
     int changed = strcmp(text, v->shown) != 0;
     snprintf(v->shown, sizeof(v->shown), "%s", text);
     elapsed_text(mono_ms() - v->start_ms, v->cols == 0, elapsed, sizeof(elapsed));
+    if (v->cols && !changed && !end && strcmp(elapsed, v->shown_elapsed) == 0)
+        return; /* the terminal shows this already */
+    snprintf(v->shown_elapsed, sizeof(v->shown_elapsed), "%s", elapsed);
     char *raw = xasprintf("[%s] %s", elapsed, text);
     if (v->cols) {
         /* One column short of the width: writing the last one wraps on some terminals. */
@@ -208,7 +212,10 @@ static void stopped_waiting(cli *c, const json_t *row)
 
 enum cli_wait_end cli_wait_item(cli *c, struct cli_wait *w, json_t **row)
 {
-    struct view v = {.cols = w->status_line ? tty_columns(STDERR_FILENO) : 0,
+    /* A terminal that cannot erase a line (TERM=dumb: Emacs' shell) gets plain lines. */
+    const char *term = getenv("TERM");
+    int dumb = term != NULL && strcmp(term, "dumb") == 0;
+    struct view v = {.cols = w->status_line && !dumb ? tty_columns(STDERR_FILENO) : 0,
                      .start_ms = mono_ms()};
     int64_t deadline = w->timeout_s > 0 ? v.start_ms + w->timeout_s * 1000 : 0;
     enum cli_wait_end end = CLI_WAIT_ERROR;
@@ -217,24 +224,25 @@ enum cli_wait_end cli_wait_item(cli *c, struct cli_wait *w, json_t **row)
     interrupted = 0;
     sigaction(SIGINT, &sa, &old); /* no SA_RESTART: poll returns at once */
     *row = NULL;
+    /* Asked before the first read, so that a commit between the two is not missed. */
+    int64_t version = store_data_version(c->st);
     if (read_item(c, w->task, &v, row) != 0)
         goto out;
     char task[64];
     snprintf(task, sizeof(task), "%s", json_string_value(json_object_get(*row, "taskId")));
-    const char *bridge = json_string_value(json_object_get(*row, "bridgeName"));
     if (w->print_id) {
         fprintf(stderr, "Task ID: %s\n", task);
         fflush(stderr);
     }
-    if (!cli_status_final(json_string_value(json_object_get(*row, "status"))))
+    int wake_fd = -1;
+    if (!cli_status_final(json_string_value(json_object_get(*row, "status")))) {
+        const char *bridge = json_string_value(json_object_get(*row, "bridgeName"));
         cli_warn_no_host(c, bridge);
-    int wake_fd = store_wait_fd(c->st, bridge, NULL, 0);
-    int64_t version = store_data_version(c->st);
-    for (int changed = 1;; changed = sleep_until_change(c, wake_fd, &v, deadline, &version)) {
-        if (changed && read_item(c, task, &v, row) != 0)
-            goto out;
-        if (changed && w->follow && show_events(c, w, &v, task) != 0)
-            goto out;
+        wake_fd = store_wait_fd(c->st, bridge, NULL, 0);
+    }
+    if (w->follow && show_events(c, w, &v, task) != 0)
+        goto out;
+    for (;;) {
         const char *status = json_string_value(json_object_get(*row, "status"));
         if (cli_status_final(status)) {
             if (w->status_line)
@@ -252,6 +260,12 @@ enum cli_wait_end cli_wait_item(cli *c, struct cli_wait *w, json_t **row)
         }
         if (w->status_line)
             view_show(&v, *row, NULL, 0);
+        if (!sleep_until_change(c, wake_fd, &v, deadline, &version))
+            continue;
+        if (read_item(c, task, &v, row) != 0)
+            goto out;
+        if (w->follow && show_events(c, w, &v, task) != 0)
+            goto out;
     }
 out:
     view_clear(&v);

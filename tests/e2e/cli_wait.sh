@@ -45,12 +45,12 @@ contains "a plain line shows the percent and the message" "$line" "PENDING 42% r
 not_contains "... without its escape sequences" "$line" "$ESC"
 not_contains "... or the window title it tried to set" "$line" "pwned"
 check "... and is cut (at most 300 columns)" test "$(wc -m <<<"$line")" -le 302
-# The same on a terminal, for two seconds: the line is redrawn in place.
-drawn=$(tty queue wait "$P" --timeout 2 2>&1)
+# The same on a terminal, for three seconds: the line is redrawn in place.
+drawn=$(tty queue wait "$P" --timeout 3 2>&1)
 first=${drawn%%$'\r'*}
 contains "terminal: the task id comes first" "$first" "Task ID: $P"
 redraws=$(grep -o $'\r\e\[K\[' <<<"$drawn" | wc -l)
-check "terminal: the status line is redrawn with \\r (3 or more times in 2 s, got $redraws)" test "$redraws" -ge 3
+check "terminal: the status line is redrawn with \\r (3 or more times in 3 s, got $redraws)" test "$redraws" -ge 3
 rest=${drawn#*$'\r'}
 stripped=${rest//$'\e[K'/}
 not_contains "terminal: no escape sequence but the line's own \\e[K" "$stripped" "$ESC"
