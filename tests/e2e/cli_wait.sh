@@ -64,6 +64,8 @@ done < <(tr '\r' '\n' <<<"$stripped")
 check "terminal: each drawn line fits the 60 columns (widest $widest)" test "$widest" -le 59
 contains "... cut with …" "$stripped" "…"
 contains "... showing the percent and elapsed time" "$stripped" "[1s] PENDING 42% red title é wide 日本"
+drawn=$(TERM=dumb tty queue wait "$P" --timeout 1 2>&1)
+not_contains "TERM=dumb (no erasing): plain lines" "$drawn" $'\e[K'
 if [[ ${FERRY_TEST_DRIVER:-sqlite} == sqlite ]]; then
     progress "bad "$'\xff\xfe'" bytes"
     line=$(ferry queue wait "$P" --timeout 1 2>&1 >/dev/null | sed -n 2p)
