@@ -45,11 +45,11 @@ int cli_status_final(const char *status)
 
 /* What the status line shows and where it is. */
 struct view {
-    int cols;          /* the terminal's width; 0: stderr is not a terminal */
-    int drawn;         /* a status line is on the terminal, the cursor at its end */
-    char shown[1200];  /* the status text last shown */
+    int cols;               /* the terminal's width; 0: stderr is not a terminal */
+    int drawn;              /* a status line is on the terminal, the cursor at its end */
+    char shown[1200];       /* the status text last shown */
     char shown_elapsed[32]; /* and the elapsed time with it (a terminal's line moves with it) */
-    int64_t start_ms;  /* when the wait began (mono_ms) */
+    int64_t start_ms;       /* when the wait began (mono_ms) */
 };
 
 static void elapsed_text(int64_t ms, int plain, char *out, size_t len)
@@ -136,16 +136,15 @@ static int show_events(cli *c, struct cli_wait *w, struct view *v, const char *t
         const json_t *e = json_array_get(events, i);
         const json_t *d = json_object_get(e, "details");
         const char *actor = json_string_value(json_object_get(e, "actor"));
-        char *dt = json_is_string(d) ? xstrdup(json_string_value(d))
-                   : json_is_null(d) || d == NULL ? xstrdup("")
+        char *dt = json_is_string(d)              ? xstrdup(json_string_value(d))
+                   : d == NULL || json_is_null(d) ? xstrdup("")
                                                   : json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
         char *raw = xasprintf("%s %s%s%s%s%s", json_string_value(json_object_get(e, "timestamp")),
-                              json_string_value(json_object_get(e, "action")),
-                              actor ? " by " : "", actor ? actor : "", *dt ? " " : "", dt);
-        char *line = malloc(EVENT_COLS * 4 + 8);
-        tty_clean_line(raw, line, EVENT_COLS * 4 + 8, EVENT_COLS);
+                              json_string_value(json_object_get(e, "action")), actor ? " by " : "",
+                              actor ? actor : "", *dt ? " " : "", dt);
+        char line[EVENT_COLS * 4 + 8];
+        tty_clean_line(raw, line, sizeof(line), EVENT_COLS);
         fprintf(w->events_out, "%s\n", line);
-        free(line);
         free(raw);
         free(dt);
     }

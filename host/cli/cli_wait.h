@@ -15,13 +15,13 @@
 
 /* What a wait shows. */
 struct cli_wait {
-    const char *task;   /* task id or unique prefix */
-    long timeout_s;     /* give up after this many seconds; 0: never */
-    int print_id;       /* first of all, "Task ID: <the whole id>" on stderr */
-    int status_line;    /* on stderr: one line redrawn in place on a terminal, else a line per
-                         * change of status, percent or message, and the end */
-    int follow;         /* print the item's timeline events as they are written */
-    FILE *events_out;   /* where followed events go */
+    const char *task;    /* task id or unique prefix */
+    long timeout_s;      /* give up after this many seconds; 0: never */
+    int print_id;        /* first of all, "Task ID: <the whole id>" on stderr */
+    int status_line;     /* on stderr: one line redrawn in place on a terminal, else a line per
+                          * change of status, percent or message, and the end */
+    int follow;          /* print the item's timeline events as they are written */
+    FILE *events_out;    /* where followed events go */
     size_t events_shown; /* events already shown (they are not printed again) */
 };
 

@@ -30,8 +30,11 @@ int tty_columns(int fd)
 static size_t utf8_decode(const unsigned char *p, size_t n, unsigned *cp)
 {
     static const unsigned min_of[] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t len = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
-                 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+    size_t len = p[0] < 0x80             ? 1
+                 : (p[0] & 0xe0) == 0xc0 ? 2
+                 : (p[0] & 0xf0) == 0xe0 ? 3
+                 : (p[0] & 0xf8) == 0xf0 ? 4
+                                         : 0;
     if (len == 0 || len > n)
         return 0;
     unsigned v = len == 1 ? p[0] : p[0] & (0x7f >> len);
@@ -64,7 +67,7 @@ static int char_columns(unsigned cp)
 /* The length of the escape sequence starting with ESC at p (n bytes left). */
 static size_t escape_length(const unsigned char *p, size_t n)
 {
-    size_t i = 1;
+    size_t i;
     if (n < 2)
         return n;
     if (p[1] == '[') { /* CSI: parameters and intermediates, then a final byte */

@@ -38,11 +38,15 @@ static void test_escapes_and_controls_dropped(void **state)
     clean_is("\x1b[31mred\x1b[0m", 0, "red", 3);
     clean_is("\x1b]0;pwned\x07title", 0, "title", 5);
     clean_is("\x1b]2;pwned\x1b\\after", 0, "after", 5);
-    clean_is("\x1b" "cA\x1b[2J\x1b[H!", 0, "A!", 2); /* reset, clear screen, home */
+    clean_is("\x1b"
+             "cA\x1b[2J\x1b[H!",
+             0, "A!", 2); /* reset, clear screen, home */
     clean_is("a\tb\nc\rd", 0, "a b c d", 7);
     clean_is("bell\x07 back\x08 del\x7f nul-less", 0, "bell back del nul-less", 22);
-    clean_is("c1 \xc2\x9b" "31m csi", 0, "c1 31m csi", 10); /* U+009B, the 8-bit CSI */
-    clean_is("cut \x1b[31", 0, "cut ", 4);                   /* a sequence left open */
+    clean_is("c1 \xc2\x9b"
+             "31m csi",
+             0, "c1 31m csi", 10);         /* U+009B, the 8-bit CSI */
+    clean_is("cut \x1b[31", 0, "cut ", 4); /* a sequence left open */
 }
 
 static void test_invalid_utf8(void **state)
@@ -70,7 +74,8 @@ static void test_long_hostile(void **state)
     size_t n = 10000;
     char *in = malloc(n + 1), out[512];
     for (size_t i = 0; i < n; i++)
-        in[i] = "\x1b[31m\xff" "ab\x07"[i % 9];
+        in[i] = "\x1b[31m\xff"
+                "ab\x07"[i % 9];
     in[n] = '\0';
     int cols = tty_clean_line(in, out, sizeof(out), 80);
     assert_true(cols <= 80);
