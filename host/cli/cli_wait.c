@@ -103,7 +103,7 @@ static void view_show(struct view *v, const json_t *row, const char *suffix, int
     int changed = strcmp(text, v->shown) != 0;
     snprintf(v->shown, sizeof(v->shown), "%s", text);
     elapsed_text(mono_ms() - v->start_ms, v->cols == 0, elapsed, sizeof(elapsed));
-    if (v->cols && !changed && !end && strcmp(elapsed, v->shown_elapsed) == 0)
+    if (v->cols && v->drawn && !changed && !end && strcmp(elapsed, v->shown_elapsed) == 0)
         return; /* the terminal shows this already */
     snprintf(v->shown_elapsed, sizeof(v->shown_elapsed), "%s", elapsed);
     char *raw = xasprintf("[%s] %s", elapsed, text);

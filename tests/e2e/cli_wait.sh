@@ -92,6 +92,16 @@ order=$(grep -nE 'PROGRESS 90%: step 3|PROCESSING 90% step 3$|COMPLETED \(exit 0
 eq "... the event, then the status it made, the end last" "$(wc -l <<<"$order") $(sort -n <<<"$order" | tr '\n' ' ')" "3 $(tr '\n' ' ' <<<"$order")"
 eq "... and the end says the exit status" "$(tail -1 "$T_DIR/err" | sed 's/^\[[0-9.]*s\] //')" "COMPLETED (exit 0)"
 
+# The same on a terminal: each event on a line of its own, the status line drawn below.
+drawn=$(tty create queue-item Ops m1 local --vault '{"function":"fx_progress","percents":[10,50]}' --wait --follow 2>&1)
+lines=$(sed $'s/\r\e\[K/\\n/g' <<<"$drawn" | sed 's/\\n/\n/g' | tr -d '\r' | grep -v '^$')
+eq "terminal --follow: every line is an event, a status or the three of stdout" \
+    "$(grep -cvE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]+ [A-Z_]+( |$)|^\[[0-9]+s\] [A-Z]+|^Successfully created|^Task ID: |^Status: ' <<<"$lines")" 0
+eq "... the status line ends it, then stdout's Status" "$(tail -2 <<<"$lines" | sed 's/^\[[0-9]*s\] //')" \
+    "COMPLETED (exit 0)
+Status: COMPLETED"
+contains "... the events are there" "$lines" "PROGRESS 50%: step 2"
+
 # JSON stdout unchanged: one document; the id on stderr first.
 ferry create queue-item Ops m1 local --vault '{"function":"fx_noop"}' --wait --output json >"$T_DIR/out" 2>"$T_DIR/err"; rc=$?
 eq "create --wait --output json: exit 0" "$rc" 0
