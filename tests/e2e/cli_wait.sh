@@ -39,7 +39,9 @@ progress() {
         fail "progress written beneath the CLI"
 }
 progress "$hostile $long"
-ferry queue wait "$P" --timeout 1 >/dev/null 2>"$T_DIR/err"
+TIMEFORMAT='%3U %3S'
+cpu=$({ time ferry queue wait "$P" --timeout 2 >/dev/null 2>"$T_DIR/err"; } 2>&1 | awk '{print $1 + $2}')
+check "an idle wait of 2 s sleeps: it used under 0.4 s of CPU ($cpu s)" awk -v c="$cpu" 'BEGIN { exit !(c < 0.4) }'
 line=$(sed -n 2p "$T_DIR/err")
 contains "a plain line shows the percent and the message" "$line" "PENDING 42% red title é wide 日本"
 not_contains "... without its escape sequences" "$line" "$ESC"
