@@ -74,6 +74,10 @@ if [[ ${FERRY_TEST_DRIVER:-sqlite} == sqlite ]]; then
     eq "bytes that are not UTF-8 are never printed" "$line" "[0.0s] PENDING 42% bad ?? bytes"
 fi
 
+out=$(ferry create queue-item Ops m2 far --vault '{"function":"fx_noop"}' --follow 2>&1); rc=$?
+eq "--follow without --wait: a usage error (exit 2)" "$rc" 2
+contains "... saying to give both" "$out" "give both"
+
 # --- a host runs the rest -------------------------------------------------------------------------
 start_host
 
