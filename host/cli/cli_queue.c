@@ -2,27 +2,19 @@
  * Queue commands: create queue-item, list queue, queue trace / retry / cancel / wait,
  * rm queue-item, dashboard. The JSON shapes are the contract of spec/cli.md.
  */
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "cli_status.h"
+#include "cli_wait.h"
 #include "seal.h"
 #include "descriptor.h"
 #include "registry.h"
 #include "store.h"
 #include "util.h"
 #include "vault.h"
-
-#define WAIT_POLL_MS 100
-
-static int is_final(const char *status)
-{
-    return status && (!strcmp(status, "COMPLETED") || !strcmp(status, "FAILED") ||
-                      !strcmp(status, "CANCELLED"));
-}
 
 /*
  * Secret parameter names of a function, when the local plugin directory knows it. Every
@@ -85,29 +77,6 @@ static json_t *split_list(const char *text)
     return arr;
 }
 
-/* Waits for a task to end. Returns its final row (new reference) or NULL on timeout. */
-static json_t *wait_final(cli *c, const char *task, long timeout_s, int *failed)
-{
-    int64_t end = timeout_s > 0 ? mono_ms() + timeout_s * 1000 : 0;
-    char err[1024];
-    *failed = 0;
-    for (;;) {
-        json_t *row = NULL;
-        if (store_queue_get(c->st, task, &row, err, sizeof(err)) != STORE_OK) {
-            cli_fail(c, EXIT_ERROR, "%s", err);
-            *failed = 1;
-            return NULL;
-        }
-        if (is_final(json_string_value(json_object_get(row, "status"))))
-            return row;
-        cli_warn_no_host(c, json_string_value(json_object_get(row, "bridgeName")));
-        json_decref(row);
-        if (end && mono_ms() >= end)
-            return NULL;
-        poll(NULL, 0, WAIT_POLL_MS);
-    }
-}
-
 /* --- create queue-item ------------------------------------------------------------------- */
 
 /* The one place the CLI decides idempotency from a descriptor (create queue-item and
@@ -125,6 +94,9 @@ static int cmd_create_item(cli *c)
     if (cli_opt_int(c, "priority", 1, 5, &priority) < 0 ||
         cli_opt_int(c, "timeout", 1, 1L << 30, &timeout) < 0)
         return EXIT_USAGE;
+    if (cli_flag(c, "follow") && !cli_flag(c, "wait"))
+        return cli_usage_error(c, "--follow shows the item's timeline while --wait waits; give "
+                                  "both");
     json_t *vault = NULL;
     int rc = cli_read_vault(c, &vault);
     if (rc != 0)
@@ -176,25 +148,28 @@ static int cmd_create_item(cli *c)
     snprintf(msg, sizeof(msg), "Successfully created queue item for machine %s with priority %ld",
              c->args[1], priority);
     if (cli_flag(c, "wait")) {
-        int failed;
-        json_decref(row);
-        row = wait_final(c, task, timeout, &failed);
-        if (failed) {
-            rc = EXIT_ERROR;
-            goto out;
+        /* The id first (JSON: on stderr, stdout keeps its one document), so that a wait cut
+         * short by Ctrl-C, a timeout or a closed terminal leaves it behind. */
+        if (!c->json) {
+            printf("%s\nTask ID: %s\n", msg, task);
+            fflush(stdout);
         }
-        if (row == NULL) {
+        json_decref(row);
+        struct cli_wait w = {.task = task, .timeout_s = timeout, .print_id = c->json,
+                             .status_line = 1, .follow = cli_flag(c, "follow"),
+                             .events_out = stderr};
+        enum cli_wait_end end = cli_wait_item(c, &w, &row);
+        if (end != CLI_WAIT_ENDED) {
             /* The item exists and keeps running: its id is what the caller needs next. */
-            if (!c->json) {
-                json_t *now = NULL;
-                store_queue_get(c->st, task, &now, NULL, 0);
-                printf("%s\nTask ID: %s\nStatus: %s\n", msg, task,
-                       now ? json_string_value(json_object_get(now, "status")) : "unknown");
+            if (!c->json && row != NULL) {
+                printf("Status: %s\n", json_string_value(json_object_get(row, "status")));
                 fflush(stdout);
-                json_decref(now);
             }
-            rc = cli_fail(c, EXIT_ERROR, "task %s did not finish within %ld s (it keeps running; "
-                                         "ferry queue wait %s)", task, timeout, task);
+            if (end == CLI_WAIT_TIMEOUT)
+                cli_fail(c, EXIT_ERROR, "task %s did not finish within %ld s (it keeps running; "
+                                        "ferry queue wait %s)", task, timeout, task);
+            json_decref(row);
+            rc = end == CLI_WAIT_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_ERROR;
             goto out;
         }
     }
@@ -210,9 +185,10 @@ static int cmd_create_item(cli *c)
             cli_fail(c, EXIT_ERROR, "task %s ended %s%s%s", task, status, reason ? ": " : "",
                      reason ? reason : "");
     } else {
-        printf("%s\nTask ID: %s\n", msg, task);
         if (cli_flag(c, "wait"))
             printf("Status: %s\n", status);
+        else
+            printf("%s\nTask ID: %s\n", msg, task);
         if (!ok) {
             fflush(stdout);
             cli_fail(c, EXIT_ERROR, "task %s ended %s%s%s", task, status, reason ? ": " : "",
@@ -453,19 +429,71 @@ static void print_trace_text(const json_t *item, const json_t *events)
     json_decref(rows);
 }
 
+/* Reads an item and its events. 0, or an exit code after printing the error. */
+static int trace_read(cli *c, const char *task, json_t **item, json_t **events)
+{
+    char err[1024];
+    *item = *events = NULL;
+    if (store_queue_get(c->st, task, item, err, sizeof(err)) != STORE_OK)
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    task = json_string_value(json_object_get(*item, "taskId"));
+    if (store_event_list(c->st, task, events, err, sizeof(err)) != STORE_OK) {
+        json_decref(*item);
+        *item = NULL;
+        return cli_fail(c, EXIT_ERROR, "%s", err);
+    }
+    return 0;
+}
+
+/*
+ * queue trace --follow in text: the trace as it is, then each event as it is written,
+ * until the item ends (then its response vault), or Ctrl-C. item is the trace's row.
+ */
+static int trace_follow(cli *c, const json_t *item, size_t events_shown)
+{
+    const char *task = json_string_value(json_object_get(item, "taskId"));
+    if (cli_status_final(json_string_value(json_object_get(item, "status"))))
+        return EXIT_OK;
+    printf("\nFOLLOWING %s until it ends (Ctrl-C stops following, not the item)\n", task);
+    fflush(stdout);
+    json_t *row = NULL;
+    struct cli_wait w = {.task = task, .follow = 1, .events_out = stdout,
+                         .events_shown = events_shown};
+    enum cli_wait_end end = cli_wait_item(c, &w, &row);
+    if (end == CLI_WAIT_ENDED) {
+        redact_item(c, row, 1);
+        printf("\nENDED %s\n\nRESPONSE VAULT\n",
+               json_string_value(json_object_get(row, "status")));
+        cli_print_json(stdout, json_object_get(row, "responseVault"));
+    }
+    json_decref(row);
+    return end == CLI_WAIT_ENDED ? EXIT_OK
+           : end == CLI_WAIT_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_ERROR;
+}
+
 static int cmd_trace(cli *c)
 {
     if (cli_store(c) != 0)
         return EXIT_ERROR;
     task_arg_lower(c);
     json_t *item = NULL, *events = NULL;
-    char err[1024];
-    if (store_queue_get(c->st, c->args[0], &item, err, sizeof(err)) != STORE_OK)
-        return cli_fail(c, EXIT_ERROR, "%s", err);
-    const char *task = json_string_value(json_object_get(item, "taskId"));
-    if (store_event_list(c->st, task, &events, err, sizeof(err)) != STORE_OK) {
+    int rc = trace_read(c, c->args[0], &item, &events);
+    if (rc != 0)
+        return rc;
+    if (c->json && cli_flag(c, "follow")) {
+        /* One JSON document: the trace once the item has ended. */
+        json_t *row = NULL;
+        struct cli_wait w = {.task = json_string_value(json_object_get(item, "taskId"))};
+        enum cli_wait_end end = cli_wait_item(c, &w, &row);
+        json_decref(row);
+        char task[64];
+        snprintf(task, sizeof(task), "%s", w.task);
         json_decref(item);
-        return cli_fail(c, EXIT_ERROR, "%s", err);
+        json_decref(events);
+        if (end != CLI_WAIT_ENDED)
+            return end == CLI_WAIT_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_ERROR;
+        if ((rc = trace_read(c, task, &item, &events)) != 0)
+            return rc;
     }
     redact_item(c, item, 1);
     if (c->json) {
@@ -475,10 +503,12 @@ static int cmd_trace(cli *c)
         cli_print_ok(c, data, "");
     } else {
         print_trace_text(item, events);
+        if (cli_flag(c, "follow"))
+            rc = trace_follow(c, item, json_array_size(events));
     }
     json_decref(item);
     json_decref(events);
-    return EXIT_OK;
+    return rc;
 }
 
 /* --- retry, cancel, wait, rm ------------------------------------------------------------------ */
@@ -575,12 +605,18 @@ static int cmd_wait(cli *c)
     long timeout = 0;
     if (cli_opt_int(c, "timeout", 1, 1L << 30, &timeout) < 0)
         return EXIT_USAGE;
-    int failed;
-    json_t *row = wait_final(c, c->args[0], timeout, &failed);
-    if (failed)
-        return EXIT_ERROR;
-    if (row == NULL)
-        return cli_fail(c, EXIT_ERROR, "task %s did not finish within %ld s", c->args[0], timeout);
+    json_t *row = NULL;
+    struct cli_wait w = {.task = c->args[0], .timeout_s = timeout, .print_id = 1,
+                         .status_line = 1, .follow = cli_flag(c, "follow"), .events_out = stderr};
+    enum cli_wait_end end = cli_wait_item(c, &w, &row);
+    const char *task = json_string_value(json_object_get(row, "taskId"));
+    if (end == CLI_WAIT_TIMEOUT)
+        cli_fail(c, EXIT_ERROR, "task %s did not finish within %ld s (it keeps running)", task,
+                 timeout);
+    if (end != CLI_WAIT_ENDED) {
+        json_decref(row);
+        return end == CLI_WAIT_INTERRUPTED ? EXIT_INTERRUPTED : EXIT_ERROR;
+    }
     const char *status = json_string_value(json_object_get(row, "status"));
     int ok = strcmp(status, "COMPLETED") == 0;
     redact_item(c, row, 1);
@@ -589,8 +625,8 @@ static int cmd_wait(cli *c)
     else if (ok)
         printf("COMPLETED\n");
     else
-        cli_fail(c, EXIT_ERROR, "task %s ended %s%s%s", json_string_value(json_object_get(row, "taskId")),
-                 status, json_is_string(json_object_get(row, "lastFailureReason")) ? ": " : "",
+        cli_fail(c, EXIT_ERROR, "task %s ended %s%s%s", task, status,
+                 json_is_string(json_object_get(row, "lastFailureReason")) ? ": " : "",
                  json_is_string(json_object_get(row, "lastFailureReason"))
                      ? json_string_value(json_object_get(row, "lastFailureReason"))
                      : "");
@@ -740,8 +776,10 @@ static const cli_opt create_opts[] = {
     {"vault-file", 0, "PATH", 0, "read the vault from a file (- for stdin)"},
     {"priority", 'p', "1-5", 0, "1 Highest … 5 Lowest (default 3)"},
     {"after", 0, "TASK", 1, "run only after TASK has COMPLETED (cancelled if it fails)"},
-    {"wait", 0, NULL, 0, "wait until the item ends; exit 0 only when COMPLETED"},
+    {"wait", 0, NULL, 0, "wait until the item ends, showing its status; exit 0 only when "
+                         "COMPLETED, 130 when Ctrl-C stops the wait (the item goes on)"},
     {"timeout", 0, "S", 0, "with --wait: give up waiting after S seconds"},
+    {"follow", 'f', NULL, 0, "with --wait: print the item's timeline events as they come"},
     {"strict", 0, NULL, 0,
      "refuse (exit 1) a function no local plugin provides, or vault keys the function does not "
      "declare, instead of warning"},
@@ -770,7 +808,14 @@ static const cli_opt list_opts[] = {
 static const cli_opt cancel_opts[] = {
     {"force", 0, NULL, 0, "mark a PROCESSING item CANCELLED at once (its host is gone)"},
     END_OPTS};
-static const cli_opt wait_opts[] = {{"timeout", 0, "S", 0, "give up after S seconds"}, END_OPTS};
+static const cli_opt wait_opts[] = {
+    {"timeout", 0, "S", 0, "give up after S seconds"},
+    {"follow", 'f', NULL, 0, "print the item's timeline events as they come"},
+    END_OPTS};
+static const cli_opt trace_opts[] = {
+    {"follow", 'f', NULL, 0, "then print each new event until the item ends (JSON: the trace "
+                             "once it has ended)"},
+    END_OPTS};
 static const cli_opt none[] = {END_OPTS};
 
 const cli_command cli_queue_commands[] = {
@@ -781,13 +826,13 @@ const cli_command cli_queue_commands[] = {
      "(stdin or --file), all or nothing unless --continue"},
     {"list", "queue", NULL, 0, 0, list_opts, cmd_list_queue, "list queue items, newest first"},
     {"queue", "list", NULL, 0, 0, list_opts, cmd_list_queue, "same as list queue"},
-    {"queue", "trace", "TASK", 1, 1, none, cmd_trace,
+    {"queue", "trace", "TASK", 1, 1, trace_opts, cmd_trace,
      "show an item: details, request and response vaults, timeline"},
     {"queue", "retry", "TASK", 1, 1, none, cmd_retry,
      "queue a FAILED or CANCELLED item again (new task id, linked)"},
     {"queue", "cancel", "TASK", 1, 1, cancel_opts, cmd_cancel, "cancel an item"},
     {"queue", "wait", "TASK", 1, 1, wait_opts, cmd_wait,
-     "wait until an item ends; exit 0 only when COMPLETED"},
+     "wait until an item ends, showing its status; exit 0 only when COMPLETED"},
     {"rm", "queue-item", "TASK", 1, 1, none, cmd_rm_item, "remove a PENDING or CANCELLED item"},
     {"dashboard", NULL, NULL, 0, 0, none, cmd_dashboard,
      "active jobs, queue depth, recent failures, success rate"},

@@ -22,7 +22,7 @@
 
 /* Options no request may set: they read files of the server, print secrets, block. */
 static const char *const denied_opts[] = {"vault-file", "file", "reveal", "wait", "timeout",
-                                          NULL};
+                                          "follow", NULL};
 
 static int denied(const char *name)
 {

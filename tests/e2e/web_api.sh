@@ -58,6 +58,7 @@ eq "list filters: truncated and total" "$(curl -fsS "${auth[@]}" "$WEB/api/v1/qu
 code() { curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$@"; }
 eq "unknown parameter is 400" "$(code "$WEB/api/v1/queue?bogus=1")" 400
 eq "a parameter that reads server files is refused" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ADMIN" -X POST "$WEB/api/v1/schedules/Ops/nightly?vault-file=/etc/passwd" -d '{}')" 400
+eq "a parameter that would hold the request until the item ends is refused" "$(code "$WEB/api/v1/queue/$TASK?follow=1")" 400
 eq "bad status filter is 400 (the CLI's check)" "$(code "$WEB/api/v1/queue?status=NOPE")" 400
 eq "unknown item is 404" "$(code "$WEB/api/v1/queue/00000000-0000-4000-8000-000000000000")" 404
 eq "cancelling a CANCELLED item is 409" "$(code -X POST "$WEB/api/v1/queue/$TASK/cancel")" 409
