@@ -15,8 +15,11 @@
 static size_t utf8_seq(const unsigned char *p, size_t n)
 {
     unsigned c = p[0];
-    size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-                                                        : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    size_t len = c < 0x80                 ? 1
+                 : c >= 0xc2 && c <= 0xdf ? 2
+                 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4
+                                          : 0;
     if (len == 0 || len > n)
         return 0;
     for (size_t i = 1; i < len; i++)
@@ -72,8 +75,7 @@ json_t *snap_row(const snap_info *si)
     json_t *row = json_object();
     set_name(row, "repository", si->repository);
     set_name(row, "id", si->id);
-    static const char *const members[] = {"machine", "time", "expires", "tags", "source",
-                                          "stats"};
+    static const char *const members[] = {"machine", "time", "expires", "tags", "source", "stats"};
     for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
         json_t *v = json_object_get(doc, members[i]);
         json_object_set_new(row, members[i], v ? json_incref(v) : json_null());
@@ -90,8 +92,8 @@ static int snap_matches(const snap_info *si, const char *repository, const char 
 
 /* The candidates of snap_find: whole ids (whole set) or prefixes, counted into *n. */
 static const snap_info *snap_scan(const snap_list *l, const char *repo_part, const char *id_part,
-                                  const char *repository, const char *machine, int whole,
-                                  size_t *n, char *names, size_t names_len)
+                                  const char *repository, const char *machine, int whole, size_t *n,
+                                  char *names, size_t names_len)
 {
     const snap_info *found = NULL;
     size_t used = 0, id_len = strlen(id_part);
@@ -141,8 +143,10 @@ const snap_info *snap_find(const snap_list *l, const char *what, const char *rep
     const snap_info *found = NULL;
     size_t n = 0;
     if (*id_part == '\0') {
-        rerr_set(e, E_INVALID, "snapshot %s names no id: give an id, a prefix of one, "
-                 "REPOSITORY/ID or latest", q);
+        rerr_set(e, E_INVALID,
+                 "snapshot %s names no id: give an id, a prefix of one, "
+                 "REPOSITORY/ID or latest",
+                 q);
         goto out;
     }
     found = snap_scan(l, repo_part, id_part, repository, machine, 1, &n, names, sizeof(names));
@@ -152,9 +156,10 @@ const snap_info *snap_find(const snap_list *l, const char *what, const char *rep
         rerr_set(e, E_NOTFOUND, "storage %s has no snapshot %s%s (ferry repo snapshots lists them)",
                  storage_name, q, filter);
     else if (n > 1)
-        rerr_set(e, E_INVALID, "snapshot %s is ambiguous in storage %s: %zu snapshots match (%s%s); "
-                 "give more of the id, or REPOSITORY/ID", q, storage_name, n, names,
-                 n > 3 ? ", …" : "");
+        rerr_set(e, E_INVALID,
+                 "snapshot %s is ambiguous in storage %s: %zu snapshots match (%s%s); "
+                 "give more of the id, or REPOSITORY/ID",
+                 q, storage_name, n, names, n > 3 ? ", …" : "");
 out:
     free(copy);
     return n == 1 ? found : NULL;
@@ -175,8 +180,8 @@ int snap_tree(storage *s, const snap_info *si, tree *t, rerr *e)
 
 static const char *kind_name(uint8_t kind)
 {
-    static const char *const names[] = {"", "dir", "file", "symlink", "hardlink", "fifo",
-                                        "chardev", "blockdev"};
+    static const char *const names[] = {"",         "dir",  "file",    "symlink",
+                                        "hardlink", "fifo", "chardev", "blockdev"};
     return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "unknown";
 }
 
@@ -277,6 +282,13 @@ typedef struct change {
     char what[4];
 } change;
 
+static void add_change(change *ch, size_t *n, const tnode *node, const char *what)
+{
+    ch[*n].n = node;
+    snprintf(ch[*n].what, sizeof(ch[*n].what), "%s", what);
+    ++*n;
+}
+
 static int by_tree_order(const void *x, const void *y)
 {
     return tree_order(((const change *)x)->n->path, ((const change *)y)->n->path);
@@ -324,8 +336,8 @@ static void count(side_stats *s, const tnode *n)
 
 static json_t *side_json(const side_stats *s)
 {
-    return json_pack("{s:I,s:I,s:I,s:I}", "files", s->files, "dirs", s->dirs, "others",
-                     s->others, "bytes", s->bytes);
+    return json_pack("{s:I,s:I,s:I,s:I}", "files", s->files, "dirs", s->dirs, "others", s->others,
+                     "bytes", s->bytes);
 }
 
 json_t *browse_diff(const tree *a, const tree *b, int metadata)
@@ -343,22 +355,22 @@ json_t *browse_diff(const tree *a, const tree *b, int metadata)
             continue;
         const tnode *nb = tree_map_find(&mb, na->path);
         if (nb == NULL) {
-            ch[n++] = (change){.n = na, .what = "-"};
+            add_change(ch, &n, na, "-");
             count(&removed, na);
         } else if (na->kind != nb->kind) {
-            ch[n++] = (change){.n = nb, .what = "T"};
+            add_change(ch, &n, nb, "T");
         } else if (!same_content(na, nb)) {
-            ch[n++] = (change){.n = nb, .what = "M"};
+            add_change(ch, &n, nb, "M");
             changed_files += nb->kind == T_FILE;
         } else if (metadata && !same_metadata(na, nb)) {
-            ch[n++] = (change){.n = nb, .what = "U"};
+            add_change(ch, &n, nb, "U");
             changed_meta++;
         }
     }
     for (size_t i = 0; i < b->n; i++) {
         const tnode *nb = &b->nodes[i];
         if (nb->path[0] != '\0' && tree_map_find(&ma, nb->path) == NULL) {
-            ch[n++] = (change){.n = nb, .what = "+"};
+            add_change(ch, &n, nb, "+");
             count(&added, nb);
         }
     }

@@ -117,7 +117,7 @@ static ferry_result repo_diff_run(ferry_ctx *ctx, const json_t *params, json_t *
 }
 
 #define BROWSE_FILTERS                                                                             \
-    {"repository", FERRY_PARAM_STRING, 0, NULL, "Only snapshots of this repository."},            \
+    {"repository", FERRY_PARAM_STRING, 0, NULL, "Only snapshots of this repository."},             \
     {                                                                                              \
         "from_machine", FERRY_PARAM_STRING, 0, NULL,                                               \
             "Only snapshots this machine pushed (the manifest's machine)."                         \
