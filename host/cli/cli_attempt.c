@@ -6,7 +6,9 @@
 void cli_run_attempt(cli *c, const struct attempt_spec *spec, const runner_events *ev,
                      struct cli_attempt *a)
 {
-    runner_opts ro = {.max_workers = 1, .prefork = 0, .max_jobs = 1,
+    runner_opts ro = {.max_workers = 1,
+                      .prefork = 0,
+                      .max_jobs = 1,
                       .memory_limit_mb = c->cfg.worker_memory_mb,
                       .path = c->cfg.worker_path,
                       .pass_env = c->cfg.worker_pass_env,

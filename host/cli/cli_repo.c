@@ -29,8 +29,11 @@
 static size_t utf8_next(const unsigned char *p, size_t n, unsigned *cp)
 {
     unsigned c = p[0];
-    size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-                                                        : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    size_t len = c < 0x80                 ? 1
+                 : c >= 0xc2 && c <= 0xdf ? 2
+                 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4
+                                          : 0;
     if (len == 0 || len > n)
         return 0;
     unsigned v = len == 1 ? c : c & (0x7f >> len);
@@ -39,7 +42,8 @@ static size_t utf8_next(const unsigned char *p, size_t n, unsigned *cp)
             return 0;
         v = (v << 6) | (p[i] & 0x3f);
     }
-    if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) || (len == 4 && (v < 0x10000 || v > 0x10ffff)))
+    if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) ||
+        (len == 4 && (v < 0x10000 || v > 0x10ffff)))
         return 0;
     *cp = v;
     return len;
@@ -53,12 +57,12 @@ static int cp_unsafe(unsigned cp)
 }
 
 /*
- * n bytes as one line of printable text (new string): a backslash as \\, \n \t \r, other
- * control bytes and bytes that are not UTF-8 as \xHH, and the C1, bidi and line-separator
- * code points as \uHHHH. So a name is never raw to the terminal, and two names never look
- * the same.
+ * n bytes as one line of printable text (new string): a backslash as \\ (unless json_text:
+ * JSON's own escapes stay as they are), \n \t \r, other control bytes and bytes that are
+ * not UTF-8 as \xHH, and the C1, bidi and line-separator code points as \uHHHH. So a name is
+ * never raw to the terminal, and two names never look the same.
  */
-static char *escape_bytes(const char *s, size_t n)
+static char *escape_bytes(const char *s, size_t n, int json_text)
 {
     char *out = malloc(n * 6 + 1);
     if (out == NULL)
@@ -68,10 +72,17 @@ static char *escape_bytes(const char *s, size_t n)
     for (size_t i = 0; i < n;) {
         unsigned cp = 0;
         size_t len = utf8_next(p + i, n - i, &cp);
-        if (len == 0)
-            o += (size_t)sprintf(out + o, "\\x%02x", p[i++]);
-        else if (cp == '\\' || cp == '\n' || cp == '\t' || cp == '\r')
-            o += (size_t)sprintf(out + o, "\\%c", cp == '\\' ? '\\' : cp == '\n' ? 'n' : cp == '\t' ? 't' : 'r');
+        if (len == 0) {
+            o += (size_t)sprintf(out + o, "\\x%02x", p[i]);
+            i++;
+            continue;
+        }
+        if ((cp == '\\' && !json_text) || cp == '\n' || cp == '\t' || cp == '\r')
+            o += (size_t)sprintf(out + o, "\\%c",
+                                 cp == '\n'   ? 'n'
+                                 : cp == '\t' ? 't'
+                                 : cp == '\r' ? 'r'
+                                              : '\\');
         else if (cp < 0x20 || cp == 0x7f)
             o += (size_t)sprintf(out + o, "\\x%02x", cp);
         else if (cp_unsafe(cp))
@@ -80,7 +91,7 @@ static char *escape_bytes(const char *s, size_t n)
             memcpy(out + o, p + i, len);
             o += len;
         }
-        i += len ? len : 0;
+        i += len;
     }
     out[o] = '\0';
     return out;
@@ -88,7 +99,7 @@ static char *escape_bytes(const char *s, size_t n)
 
 static char *escape_text(const char *s)
 {
-    return escape_bytes(s ? s : "", s ? strlen(s) : 0);
+    return escape_bytes(s ? s : "", s ? strlen(s) : 0, 0);
 }
 
 /* The name obj[key] escaped (new string): from obj[key "_hex"], its exact bytes, when the
@@ -112,7 +123,7 @@ static char *escape_name(const json_t *obj, const char *key)
         }
         bytes[i] = (char)v;
     }
-    char *text = escape_bytes(bytes, n);
+    char *text = escape_bytes(bytes, n, 0);
     free(bytes);
     return text;
 }
@@ -126,7 +137,7 @@ static char *escape_value(const json_t *v)
     if (json_is_string(v))
         return escape_text(json_string_value(v));
     char *dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *text = escape_text(dump);
+    char *text = escape_bytes(dump, strlen(dump), 1);
     free(dump);
     return text;
 }
@@ -168,12 +179,25 @@ static void on_storage(void *ud, runner_job *job, const struct proto_storage *m)
     json_decref(row);
 }
 
+/* The worker's warnings, errors and stderr (a crash report, say) go to stderr, one line
+ * each, escaped and with the storage's secrets hidden; its info and debug lines do not. */
+static void on_log(void *ud, runner_job *job, const struct proto_log *m)
+{
+    (void)job;
+    struct repo_run *s = ud;
+    if (m->level == NULL || strcmp(m->level, "info") == 0 || strcmp(m->level, "debug") == 0)
+        return;
+    char *safe = redact_text(m->text ? m->text : "", s->storage_vault, NULL);
+    cli_warn(s->c, "%s", safe);
+    free(safe);
+}
+
 static void on_call(void *ud, runner_job *job, const struct proto_call *m)
 {
     (void)m;
     struct repo_run *s = ud;
-    struct proto_reply reply = {.kind = OUTCOME_FAIL, .code = "unavailable",
-                                .message = "ferry repo does not nest calls"};
+    struct proto_reply reply = {
+        .kind = OUTCOME_FAIL, .code = "unavailable", .message = "ferry repo does not nest calls"};
     runner_answer(s->a.r, job, &reply);
 }
 
@@ -220,7 +244,8 @@ static int storage_team(cli *c, const char *storage, const char **team)
     if (found == 0)
         return cli_fail(c, EXIT_ERROR,
                         "no team has a storage named '%s'; ferry list team-storages TEAM lists "
-                        "a team's storages", storage);
+                        "a team's storages",
+                        storage);
     if (found > 1)
         return cli_fail(c, EXIT_ERROR, "teams %s each have a storage named '%s': give --team",
                         teams, storage);
@@ -255,8 +280,8 @@ static int repo_run(cli *c, const char *fname, json_t *vault, json_t **result)
     struct ferry_fn fn;
     if (desc == NULL || descriptor_fn(desc, &fn) != 0 || fn.path == NULL) {
         rc = cli_fail(c, EXIT_ERROR,
-                      "no usable repo plugin with function %s in %s; ferry plugins says why",
-                      fname, c->cfg.plugin_dir);
+                      "no usable repo plugin with function %s in %s; ferry plugins says why", fname,
+                      c->cfg.plugin_dir);
         goto out;
     }
     if (params_validate(desc, vault, err, sizeof(err)) != 0) {
@@ -266,12 +291,17 @@ static int repo_run(cli *c, const char *fname, json_t *vault, json_t **result)
     char run_id[41] = "run-";
     uuid_v4(run_id + 4);
     machine = attempt_local_machine();
-    struct attempt_source src = {.reg = c->reg, .fn = &fn, .vault = vault, .item_vault = vault,
-                                 .machine = machine, .task_id = run_id, .attempt = 1};
+    struct attempt_source src = {.reg = c->reg,
+                                 .fn = &fn,
+                                 .vault = vault,
+                                 .item_vault = vault,
+                                 .machine = machine,
+                                 .task_id = run_id,
+                                 .attempt = 1};
     struct attempt_run run;
     attempt_build(&c->cfg, &src, &run);
     s.team = team;
-    runner_events ev = {.call = on_call, .storage = on_storage, .done = on_done};
+    runner_events ev = {.log = on_log, .call = on_call, .storage = on_storage, .done = on_done};
     cli_run_attempt(c, &run.spec, &ev, &s.a);
     attempt_run_free(&run);
     if (s.status == OUTCOME_OK && json_is_object(s.result)) {
@@ -294,9 +324,8 @@ out:
 static json_t *filters(cli *c)
 {
     json_t *vault = json_object();
-    const char *names[][2] = {{"storage", "storage"},
-                              {"repository", "repository"},
-                              {"machine", "from_machine"}};
+    const char *names[][2] = {
+        {"storage", "storage"}, {"repository", "repository"}, {"machine", "from_machine"}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (cli_opt_str(c, names[i][0]))
             json_object_set_new(vault, names[i][1], json_string(cli_opt_str(c, names[i][0])));
@@ -345,15 +374,20 @@ static int cmd_repo_snapshots(cli *c)
         set_text(t, "id", escape_name(row, "id"));
         set_text(t, "time", escape_value(json_object_get(row, "time")));
         set_text(t, "machine", escape_value(json_object_get(row, "machine")));
-        set_text(t, "size", xstrdup(json_is_integer(bytes) ? human_bytes(json_integer_value(bytes),
-                                                                          size, sizeof(size))
-                                                           : "-"));
+        set_text(t, "size",
+                 xstrdup(json_is_integer(bytes)
+                             ? human_bytes(json_integer_value(bytes), size, sizeof(size))
+                             : "-"));
         set_text(t, "tags", escape_value(json_object_get(row, "tags")));
         json_array_append_new(text_rows, t);
     }
-    static const char *const cols[][2] = {{"REPOSITORY", "repository"}, {"ID", "id"},
-                                          {"TIME", "time"}, {"MACHINE", "machine"},
-                                          {"SIZE", "size"}, {"TAGS", "tags"}, {NULL, NULL}};
+    static const char *const cols[][2] = {{"REPOSITORY", "repository"},
+                                          {"ID", "id"},
+                                          {"TIME", "time"},
+                                          {"MACHINE", "machine"},
+                                          {"SIZE", "size"},
+                                          {"TAGS", "tags"},
+                                          {NULL, NULL}};
     cli_print_table(stdout, text_rows, cols);
     printf("%zu snapshot%s\n", json_array_size(rows), json_array_size(rows) == 1 ? "" : "s");
     json_decref(text_rows);
@@ -366,7 +400,7 @@ static int cmd_repo_snapshots(cli *c)
 /* "drwxr-xr-x" for an entry's type and mode into out (11 bytes). */
 static const char *mode_text(const char *type, json_int_t mode, char *out)
 {
-    static const char *const types[][2] = {{"dir", "d"},     {"symlink", "l"}, {"fifo", "p"},
+    static const char *const types[][2] = {{"dir", "d"},     {"symlink", "l"},  {"fifo", "p"},
                                            {"chardev", "c"}, {"blockdev", "b"}, {"hardlink", "h"}};
     out[0] = '-';
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
@@ -427,7 +461,8 @@ static int cmd_repo_ls(cli *c)
     json_object_set_new(vault, "snapshot", json_string(c->args[0]));
     json_object_set_new(vault, "path", json_string(c->n_args > 1 ? c->args[1] : ""));
     /* As restic's ls: everything without a path; a path's own entries unless --recursive. */
-    json_object_set_new(vault, "recursive", json_boolean(c->n_args < 2 || cli_flag(c, "recursive")));
+    json_object_set_new(vault, "recursive",
+                        json_boolean(c->n_args < 2 || cli_flag(c, "recursive")));
     int rc = repo_run(c, "repo_ls", vault, &result);
     if (rc != 0)
         return rc;
@@ -491,11 +526,12 @@ static int cmd_repo_diff(cli *c)
 }
 
 #define REPO_FILTER_OPTS                                                                           \
-    {"storage", 0, "NAME", 0, "the storage to read (required)"},                                  \
-        {"team", 0, "TEAM", 0, "the storage's team (needed when several teams have one of that name)"}, \
-        {"repository", 0, "NAME", 0, "only snapshots of this repository"},                        \
+    {"storage", 0, "NAME", 0, "the storage to read (required)"},                                   \
+        {"team", 0, "TEAM", 0,                                                                     \
+         "the storage's team (needed when several teams have one of that name)"},                  \
+        {"repository", 0, "NAME", 0, "only snapshots of this repository"},                         \
     {                                                                                              \
-        "machine", 0, "MACHINE", 0, "only snapshots this machine pushed"                          \
+        "machine", 0, "MACHINE", 0, "only snapshots this machine pushed"                           \
     }
 
 static const cli_opt snapshots_opts[] = {REPO_FILTER_OPTS, {NULL, 0, NULL, 0, NULL}};

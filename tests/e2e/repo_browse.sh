@@ -162,6 +162,26 @@ eq "in one line" "$(wc -l <<<"$err")" 1
 
 eq "an encrypted storage: snapshots" "$(ferry repo snapshots --storage enc --output json | jq -c '[.data[].id]')" '["e1"]'
 eq "an encrypted storage: ls" "$(ferry repo ls e1 dir/sub --storage enc | tail -n +2)" $'dir/sub/\ndir/sub/c.txt'
+# A manifest (plain JSON in a plain storage) and snapshot keys written by someone hostile.
+cp -a "$T_DIR/plain" "$T_DIR/odd"
+ferry create storage Ops odd --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/odd\"}" >/dev/null
+m=$T_DIR/odd/snapshots/app/clean
+if jq -e . "$m" >/dev/null 2>&1; then
+    jq -c '.machine = "evil\u001b]0;owned\u0007" | .tags = {"k": "\u202egnp.exe"} | .time = "\u009b31m"' "$m" >"$m.t" && mv "$m.t" "$m"
+    mkdir "$T_DIR/odd/snapshots/$(printf 'r\033x')" "$T_DIR/odd/snapshots/$(printf 'r\377')"
+    cp "$m" "$T_DIR/odd/snapshots/$(printf 'r\033x')/v1" && cp "$m" "$T_DIR/odd/snapshots/$(printf 'r\377')/v2"
+    out=$(ferry repo snapshots --storage odd --output text)
+    contains "a machine from the manifest is escaped" "$out" 'evil\x1b]0;owned\x07'
+    contains "tags too" "$out" '{"k":"\u202egnp.exe"}'
+    contains "and a C1 control in the time" "$out" '\u009b31m'
+    contains "a repository key with an escape" "$out" 'r\x1bx'
+    contains "a repository key that is not UTF-8" "$out" 'r\xff'
+    eq "no raw control byte, C1 or bidi mark" "$(printf '%s' "$out" | tr -d '\n' | LC_ALL=C grep -c -e $'[\x01-\x1f\x7f]' -e $'\xc2\x9b' -e $'\xe2\x80\xae' -e $'\xff')" 0
+    eq "JSON keeps the bytes of the key" "$(ferry repo snapshots --storage odd --output json | jq -r '.data[] | select(.repository_hex) | .repository_hex')" 72ff
+else
+    fail "a plain storage's manifest is JSON" "$(head -c 100 "$m" | od -c | head -3)"
+fi
+
 ferry create storage Ops wrongpw --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/enc\",\"passphrase\":\"not-the-$PW\"}" >/dev/null
 err=$(ferry repo snapshots --storage wrongpw 2>&1); rc=$?
 eq "a wrong passphrase: exit 1" "$rc" 1
