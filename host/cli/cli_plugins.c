@@ -1,11 +1,11 @@
 /* Commands about plugins and functions: functions, plugins, run, config. */
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "attempt.h"
 #include "cli.h"
+#include "cli_attempt.h"
 #include "descriptor.h"
 #include "registry.h"
 #include "runner.h"
@@ -85,9 +85,8 @@ static int cmd_plugins(cli *c)
 /* --- ferry run: one attempt in a worker, without the queue -------------------------------- */
 
 struct run_state {
+    struct cli_attempt a; /* first: the runner's callbacks get this struct */
     cli *c;
-    runner *r;
-    int done;
     enum outcome_kind status;
     json_t *result;
     char *error;
@@ -119,7 +118,7 @@ static void run_on_progress(void *ud, runner_job *job, const struct proto_progre
 static void run_refuse(struct run_state *s, runner_job *job, const char *message)
 {
     struct proto_reply reply = {.kind = OUTCOME_FAIL, .code = "unavailable", .message = message};
-    runner_answer(s->r, job, &reply);
+    runner_answer(s->a.r, job, &reply);
 }
 
 static void run_on_call(void *ud, runner_job *job, const struct proto_call *m)
@@ -138,7 +137,7 @@ static void run_on_done(void *ud, runner_job *job, const struct outcome *out)
 {
     (void)job;
     struct run_state *s = ud;
-    s->done = 1;
+    s->a.done = 1;
     s->status = out->kind;
     s->result = out->result ? json_incref(out->result) : NULL;
     if (out->message)
@@ -186,29 +185,11 @@ static int cmd_run(cli *c)
     attempt_build(&c->cfg, &src, &run);
 
     struct run_state s = {.c = c, .secrets = params_secret_names(fn), .vault = vault};
-    runner_opts ro = {.max_workers = 1, .prefork = 0, .max_jobs = 1,
-                      .memory_limit_mb = c->cfg.worker_memory_mb,
-                      .path = c->cfg.worker_path,
-                      .pass_env = c->cfg.worker_pass_env,
-                      .ssh_command_options = c->cfg.ssh_allow_command_options,
-                      .limits = c->cfg.limits,
-                      .fn_limits = c->cfg.fn_limits,
-                      .n_fn_limits = c->cfg.n_fn_limits,
-                      .grace_ms = c->cfg.grace_seconds * 1000};
     runner_events ev = {.log = run_on_log, .progress = run_on_progress, .call = run_on_call,
                         .storage = run_on_storage, .done = run_on_done};
-    s.r = runner_create(&ro, &ev, &s);
-    runner_start(s.r, &run.spec, NULL, 0);
+    cli_run_attempt(c, &run.spec, &ev, &s.a);
     attempt_run_free(&run);
     json_decref(machine);
-    while (!s.done) {
-        struct pollfd p = {.fd = runner_fd(s.r), .events = POLLIN};
-        int wait = runner_timeout_ms(s.r);
-        poll(&p, 1, wait < 0 || wait > 200 ? 200 : wait);
-        runner_process(s.r);
-        runner_tick(s.r);
-    }
-    runner_free(s.r);
     int ok = s.status == OUTCOME_OK;
     if (c->json) {
         json_t *data = json_pack("{s:s,s:s,s:O?,s:s?}", "function", c->args[0], "status",

@@ -19,6 +19,9 @@ extern const ferry_function fn_repo_gc;
 extern const ferry_function fn_backup_with_retry;
 extern const ferry_function fn_backup_to_secondary;
 extern const ferry_function fn_repo_replicate;
+extern const ferry_function fn_repo_snapshots; /* functions_browse.c */
+extern const ferry_function fn_repo_ls;
+extern const ferry_function fn_repo_diff;
 
 /*
  * Starts a repository as repo_up does: the Ferryfile's prep, then (unless prep_only) up,

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "browse.h"
 #include "functions.h"
 #include "jobs.h"
 #include "snapshot.h"
@@ -241,19 +242,8 @@ static ferry_result list_storage(ferry_ctx *ctx, const char *name, const char *r
         return job_fail(ctx, &e, 0);
     }
     *out = json_array();
-    for (size_t i = 0; i < l.n; i++) {
-        json_t *doc = l.items[i].doc;
-        json_array_append_new(
-            *out,
-            json_pack("{s:s,s:s,s:O?,s:O,s:O,s:O,s:O,s:O}", "repository",
-                      l.items[i].repository, "id", l.items[i].id, "machine",
-                      json_object_get(doc, "machine"), "time", json_object_get(doc, "time"),
-                      "expires",
-                      json_object_get(doc, "expires"), "tags",
-                      json_object_get(doc, "tags") ? json_object_get(doc, "tags") : json_null(),
-                      "source", json_object_get(doc, "source"), "stats",
-                      json_object_get(doc, "stats")));
-    }
+    for (size_t i = 0; i < l.n; i++)
+        json_array_append_new(*out, snap_row(&l.items[i]));
     snap_list_free(&l);
     storage_close(s);
     return FERRY_OK;

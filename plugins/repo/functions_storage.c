@@ -643,7 +643,8 @@ static const ferry_function *const repo_functions[] = {
     &fn_repo_up,   &fn_repo_down,         &fn_repo_snapshot,
     &fn_repo_push, &fn_repo_pull,         &fn_repo_verify,
     &fn_repo_gc,   &fn_backup_with_retry, &fn_backup_to_secondary,
-    &fn_repo_replicate, NULL,
+    &fn_repo_replicate, &fn_repo_snapshots, &fn_repo_ls,
+    &fn_repo_diff, NULL,
 };
 
 FERRY_PLUGIN(.name = "repo", .version = "1.0.0",

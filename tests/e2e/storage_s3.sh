@@ -163,6 +163,15 @@ done
 round_trip "the incremental snapshot round-trips" web sealed
 out=$(job '{"function":"repo_list","storage":"plain"}')
 eq "both snapshots are listed (keys relative to the prefix)" "$(res "$out" '.snapshots | map(.id) | sort | join(",")')" first,second
+# ferry repo snapshots|ls|diff read the S3 storage themselves (no host), its secrets opened
+# for the worker only (their output joins the credential check below).
+ferry repo snapshots --storage sealed --output json >"$T_DIR/browse.txt" 2>&1
+eq "ferry repo snapshots of an encrypted S3 storage" "$(jq -c '.data | map(.id)' "$T_DIR/browse.txt")" '["first","second"]'
+ferry repo ls sec new.txt --storage sealed -l >>"$T_DIR/browse.txt" 2>&1
+contains "ferry repo ls of a snapshot by a prefix of its id" "$(tail -1 "$T_DIR/browse.txt")" " new.txt"
+ferry repo diff first second --storage sealed --output json >"$T_DIR/browse-diff.txt" 2>&1
+cat "$T_DIR/browse-diff.txt" >>"$T_DIR/browse.txt"
+eq "ferry repo diff" "$(jq -c '.data.changes | map(.change + .path)' "$T_DIR/browse-diff.txt")" '["Mdata/text.log","+new.txt"]'
 
 # --- retention --------------------------------------------------------------------------------
 SHORT=0.00002 # days: about 1.7 s
@@ -395,7 +404,7 @@ eq "bwlimit 1M: the push completes" "$(status "$out")" COMPLETED
     done <"$T_DIR/tasks"
     ferry list team-storages Ops --output json
     for st in plain sealed wrong-secret session faults; do ferry inspect storage Ops "$st"; done
-    cat "$MOTO/moto.log" "$FP/proxy.log"
+    cat "$MOTO/moto.log" "$FP/proxy.log" "$T_DIR/browse.txt"
 } >"$T_DIR/everything.txt" 2>&1
 ntasks=$(wc -l <"$T_DIR/tasks")
 [[ $ntasks -ge 40 && $(grep -c SignatureDoesNotMatch "$T_DIR/everything.txt") -ge 1 ]] &&
