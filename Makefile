@@ -1,5 +1,5 @@
 # ferry: one binary (build/ferry), plugins (build/plugins/*.so), tests and benchmarks.
-# Targets: all (default), check, run, install, uninstall, bench, docs, format, clean, fuzz.
+# Targets: all (default), check, run, install, uninstall, deb, bench, docs, format, clean, fuzz.
 # Variables: CC, PREFIX, DESTDIR, SAN=1 (ASan + UBSan, built under build/san),
 #            FUZZ_SECONDS (per harness, for make fuzz), FUZZ_CC (clang).
 
@@ -278,6 +278,17 @@ uninstall:
 	    echo "uninstall: $(INSTALL_CONF)/ferry.conf was edited; it stays"; fi
 	rm -f $(INSTALL_CONF)/ferry.conf.default
 	rmdir $(INSTALL_PLUGINS) $(DESTDIR)$(PREFIX)/lib/ferry $(INSTALL_INCLUDE) $(INSTALL_CONF) 2>/dev/null || true
+
+# make deb: the Debian packages (debian/) from scratch with Debian's build flags, built in a
+# copy of the sources under build/deb/ so the tree stays clean, then checked with lintian.
+DEB_SOURCES := Makefile README.md conf debian dist docs host plugins scripts sdk
+DEB_BUILD_OPTIONS ?= parallel=2
+.PHONY: deb
+deb:
+	rm -rf build/deb && mkdir -p build/deb/ferry
+	cp -a $(DEB_SOURCES) build/deb/ferry/
+	cd build/deb/ferry && DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" dpkg-buildpackage -us -uc -b
+	lintian --fail-on error build/deb/*.changes
 
 clean:
 	rm -rf build
