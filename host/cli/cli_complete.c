@@ -52,18 +52,18 @@ static const struct {
 static const struct {
     const char *noun_prefix, *kind;
 } noun_kinds[] = {
-    {"machine-group", "group"}, {"machine", "machine"},   {"team", "team"},
-    {"bridge", "bridge"},       {"region", "region"},     {"storage", "storage"},
-    {"schedule", "schedule"},   {"user", "user"},         {"token", "token"},
+    {"machine-group", "group"}, {"machine", "machine"}, {"team", "team"},
+    {"bridge", "bridge"},       {"region", "region"},   {"storage", "storage"},
+    {"schedule", "schedule"},   {"user", "user"},       {"token", "token"},
 };
 
 /* Options whose value is a name of some kind, by the option's name. */
 static const struct {
     const char *option, *kind;
 } option_kinds[] = {
-    {"team", "team"},         {"machine", "machine"}, {"bridge", "bridge"}, {"region", "region"},
-    {"storage", "storage"},   {"user", "user"},       {"function", "function"},
-    {"after", "task"},        {"task-id", "task"},
+    {"team", "team"},         {"machine", "machine"}, {"bridge", "bridge"},
+    {"region", "region"},     {"storage", "storage"}, {"user", "user"},
+    {"function", "function"}, {"after", "task"},      {"task-id", "task"},
 };
 
 /* The kind of a positional argument (its placeholder without brackets); "-" for none. */
@@ -187,10 +187,11 @@ static void emit_specs(FILE *out, const cli_command *const *tables, size_t n_tab
             fprintf(out, "    '%s%s%s') _ferry_o='", cmd->verb, cmd->noun ? " " : "",
                     cmd->noun ? cmd->noun : "");
             for (const cli_opt *o = cmd->opts; o && o->name; o++) {
-                char shortname[2] = {o->short_name, '\0'};
                 emit_option(out, "--", o->name, o);
-                if (o->short_name)
+                if (o->short_name) {
+                    char shortname[2] = {o->short_name, '\0'};
                     emit_option(out, "-", shortname, o);
+                }
             }
             fputs("' _ferry_a='", out);
             emit_arg_kinds(out, cmd);
@@ -214,7 +215,8 @@ static void emit_name_sources(FILE *out)
     fputs("    *) _ferry_r=; return 0 ;;\n    esac\n"
           "    _ferry_r=$(timeout 2 \"$_ferry_bin\" \"${_ferry_global[@]}\" \"${cmd[@]}\" "
           "--output json 2>/dev/null |\n"
-          "        sed -n \"s/^      \\\"$key\\\": \\\"\\{0,1\\}\\([^\\\",]*\\)\\\"\\{0,1\\},\\{0,1\\}$/\\1/p\")\n"
+          "        sed -n \"s/^      \\\"$key\\\": "
+          "\\\"\\{0,1\\}\\([^\\\",]*\\)\\\"\\{0,1\\},\\{0,1\\}$/\\1/p\")\n"
           "}\n\n",
           out);
 }
@@ -252,7 +254,8 @@ static const char completer[] =
     "    for ((i = 1; i < cword; i++)); do\n"
     "        w=${_ferry_w[i]}\n"
     "        case $w in\n"
-    "        -c | --config) i=$((i + 1)) && _ferry_global=(--config \"${_ferry_w[i]}\") && continue ;;\n"
+    "        -c | --config) i=$((i + 1)) && _ferry_global=(--config \"${_ferry_w[i]}\") && "
+    "continue ;;\n"
     "        --config=*) _ferry_global=(\"$w\") && continue ;;\n"
     "        -o | --output) i=$((i + 1)) && continue ;;\n"
     "        -?*)\n"
@@ -339,23 +342,22 @@ static const char bash_glue[] =
     "}\n"
     "complete -F _ferry ferry\n";
 
-static const char zsh_glue[] =
-    "_ferry_zsh()\n{\n"
-    "    setopt localoptions ksharrays shwordsplit\n"
-    "    local -a _ferry_w\n"
-    "    _ferry_w=(\"${words[@]}\")\n"
-    "    _ferry_complete $((CURRENT - 1))\n"
-    "}\n\n"
-    "_ferry()\n{\n"
-    "    local _ferry_r _ferry_rk\n"
-    "    _ferry_zsh\n"
-    "    if [[ $_ferry_rk == file ]]; then\n"
-    "        _files\n"
-    "    else\n"
-    "        compadd -- ${=_ferry_r}\n"
-    "    fi\n"
-    "}\n\n"
-    "_ferry \"$@\"\n";
+static const char zsh_glue[] = "_ferry_zsh()\n{\n"
+                               "    setopt localoptions ksharrays shwordsplit\n"
+                               "    local -a _ferry_w\n"
+                               "    _ferry_w=(\"${words[@]}\")\n"
+                               "    _ferry_complete $((CURRENT - 1))\n"
+                               "}\n\n"
+                               "_ferry()\n{\n"
+                               "    local _ferry_r _ferry_rk\n"
+                               "    _ferry_zsh\n"
+                               "    if [[ $_ferry_rk == file ]]; then\n"
+                               "        _files\n"
+                               "    else\n"
+                               "        compadd -- ${=_ferry_r}\n"
+                               "    fi\n"
+                               "}\n\n"
+                               "_ferry \"$@\"\n";
 
 int cli_write_completion(const char *shell, FILE *out)
 {
