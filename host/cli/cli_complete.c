@@ -10,7 +10,9 @@
  * Each shell adds a few lines of glue. Names of teams, machines, tasks … come from the
  * store through `ferry list … --output json`, under a 2-second timeout, with the --config
  * the line gives; the envelope's rows sit at a fixed indentation, so sed finds their
- * members without jq.
+ * members without jq. Only names of the characters ferry allows in names (letters, digits,
+ * '.', '_', '-') are offered: bash's compgen -W expands the words it is given, and a row
+ * written behind ferry's back must not run a command in the shell of whoever presses Tab.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -216,7 +218,7 @@ static void emit_name_sources(FILE *out)
           "    _ferry_r=$(timeout 2 \"$_ferry_bin\" \"${_ferry_global[@]}\" \"${cmd[@]}\" "
           "--output json 2>/dev/null |\n"
           "        sed -n \"s/^      \\\"$key\\\": "
-          "\\\"\\{0,1\\}\\([^\\\",]*\\)\\\"\\{0,1\\},\\{0,1\\}$/\\1/p\")\n"
+          "\\\"\\{0,1\\}\\([A-Za-z0-9._-]*\\)\\\"\\{0,1\\},\\{0,1\\}$/\\1/p\")\n"
           "}\n\n",
           out);
 }

@@ -83,6 +83,12 @@ eq "an option with a value is skipped when counting arguments" \
 touch "$T_DIR/vault-a.json"
 eq "a PATH value: file names" "$(bcomp ferry create queue-item Ops box1 local --vault-file "$T_DIR/vault-")" "$T_DIR/vault-a.json"
 eq "an unknown command offers nothing" "$(bcomp ferry frobnicate '')" ""
+# A name written behind ferry's back (ferry refuses it) must not run in the shell: bash's
+# compgen -W expands the words it offers.
+sqlite3 "$T_DIR/ferry.db" "INSERT INTO teams VALUES ('\$(touch $T_DIR/pwned)', '{}', 1, 0, 0);
+    INSERT INTO teams VALUES ('x\`touch $T_DIR/pwned2\`', '{}', 1, 0, 0)"
+eq "a hostile name in the store is not offered" "$(bcomp ferry list team-storages '')" "Ops"
+check "... and runs nothing" test ! -e "$T_DIR/pwned" -a ! -e "$T_DIR/pwned2"
 # Names come from the store the line's --config names.
 sed "s|$T_DIR/ferry.db|$T_DIR/other.db|" "$FERRY_CONFIG" >"$T_DIR/other.conf"
 ferry --config "$T_DIR/other.conf" create team Elsewhere >/dev/null 2>&1
