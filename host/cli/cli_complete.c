@@ -22,17 +22,17 @@
 #include "cli_man.h"
 
 /* Where the names of one kind of argument come from: a list command and a member of its
- * rows. "$team" is the team the line names (an earlier argument or --team). */
+ * rows. $team is the team the line names (an earlier argument or --team). */
 static const struct name_source {
     const char *kind, *verb, *noun, *extra, *key;
 } name_sources[] = {
     {"team", "list", "teams", "", "teamName"},
     {"region", "list", "regions", "", "regionName"},
     {"bridge", "list", "bridges", "", "bridgeName"},
-    {"machine", "list", "team-machines", " $team", "machineName"},
-    {"storage", "list", "team-storages", " $team", "storageName"},
-    {"schedule", "list", "team-schedules", " $team", "scheduleName"},
-    {"group", "list", "team-machine-groups", " $team", "groupName"},
+    {"machine", "list", "team-machines", " ${team:+\"$team\"}", "machineName"},
+    {"storage", "list", "team-storages", " ${team:+\"$team\"}", "storageName"},
+    {"schedule", "list", "team-schedules", " ${team:+\"$team\"}", "scheduleName"},
+    {"group", "list", "team-machine-groups", " ${team:+\"$team\"}", "groupName"},
     {"user", "list", "users", "", "userName"},
     {"token", "list", "tokens", "", "tokenId"},
     {"task", "list", "queue", " --max-records 100", "taskId"},
