@@ -23,6 +23,8 @@ mkdir -p "$src"
 for f in Makefile README.md conf debian dist docs host plugins scripts sdk; do
     cp -a "$FERRY_ROOT/$f" "$src/"
 done
+# Not what an earlier dpkg-buildpackage in the tree left (debian/.gitignore lists it).
+rm -rf "$src"/debian/{.debhelper,debhelper-build-stamp,files,ferry,ferry-plugin-dev,tmp}
 # The packages are never sanitizer builds: their objects are build/'s whatever BUILD is. A
 # SAN=1 run without a plain build/ would compile it all again (~150 s on a busy machine) to
 # test nothing sanitizer-related, so it leaves the packages to the plain run.
