@@ -1,5 +1,5 @@
 # ferry: one binary (build/ferry), plugins (build/plugins/*.so), tests and benchmarks.
-# Targets: all (default), check, run, install, bench, docs, format, clean, fuzz.
+# Targets: all (default), check, run, install, uninstall, deb, bench, docs, format, clean, fuzz.
 # Variables: CC, PREFIX, DESTDIR, SAN=1 (ASan + UBSan, built under build/san),
 #            FUZZ_SECONDS (per harness, for make fuzz), FUZZ_CC (clang).
 
@@ -54,6 +54,8 @@ PLUGIN_CFLAGS = $(BASEFLAGS) -fPIC -fvisibility=hidden -Isdk/include \
                 $(shell pkg-config --cflags jansson) $(CFLAGS)
 PLUGIN_LIBS   = $(shell pkg-config --libs jansson)
 
+MAN_PAGES := $(BUILD)/man/ferry.1 $(BUILD)/man/ferry.conf.5
+COMPLETIONS := $(BUILD)/completion/ferry $(BUILD)/completion/_ferry
 HOST_SRC  := $(sort $(wildcard host/*.c host/*/*.c))
 HOST_OBJ  := $(HOST_SRC:%.c=$(BUILD)/obj/%.o)
 # The dashboard's files as a generated table (rule below, after the object rule).
@@ -72,7 +74,7 @@ REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%)
 FUZZ_BIN  := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
 
 .PHONY: all check run install bench docs docs-check format clean deps deps-test fuzz deps-inputs
-all: $(BUILD)/ferry $(PLUGIN_SO)
+all: $(BUILD)/ferry $(PLUGIN_SO) $(MAN_PAGES) $(COMPLETIONS)
 
 # Installs missing Debian packages (as root) or says which ones to install, once per tree.
 $(DEPS_OK): scripts/deps.sh
@@ -106,6 +108,18 @@ $(BUILD)/obj/web_assets.o: $(BUILD)/gen/web_assets.c
 $(BUILD)/ferry: $(HOST_OBJ)
 	$(call say,LINK,$@)
 	$(Q)$(CC) $(HOST_LDFLAGS) -o $@ $^ $(HOST_LIBS)
+
+# Man pages and shell completion, written by the ferry just built from its command and
+# configuration tables (host/cli/cli_man.c, cli_complete.c): ferry help --man PAGE,
+# ferry help --completion SHELL.
+$(BUILD)/man/%: $(BUILD)/ferry
+	@mkdir -p $(@D)
+	$(call say,GEN,$@)
+	$(Q)$(BUILD)/ferry help --man $* >$@.tmp && mv $@.tmp $@
+$(BUILD)/completion/ferry $(BUILD)/completion/_ferry: $(BUILD)/completion/%: $(BUILD)/ferry
+	@mkdir -p $(@D)
+	$(call say,GEN,$@)
+	$(Q)$(BUILD)/ferry help --completion $(if $(filter _%,$*),zsh,bash) >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/libferry.a: $(LIB_OBJ)
 	@rm -f $@
@@ -234,6 +248,47 @@ install: all
 	    dist/ferry.service.in > $(INSTALL_UNIT)/ferry.service
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
 	    dist/ferry-web.service.in > $(INSTALL_UNIT)/ferry-web.service
+
+# Man pages where man finds them, completion where bash-completion and zsh look (the
+# places Debian uses); uninstall removes what install put (docs/operations.md, "Installing").
+INSTALL_MAN     = $(DESTDIR)$(PREFIX)/share/man
+INSTALL_BASHCOMP = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+INSTALL_ZSHCOMP = $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions
+.PHONY: install-man uninstall
+install: install-man
+install-man: $(MAN_PAGES) $(COMPLETIONS)
+	install -d $(INSTALL_MAN)/man1 $(INSTALL_MAN)/man5 $(INSTALL_BASHCOMP) $(INSTALL_ZSHCOMP)
+	install -m 0644 $(BUILD)/man/ferry.1 $(INSTALL_MAN)/man1/ferry.1
+	install -m 0644 $(BUILD)/man/ferry.conf.5 $(INSTALL_MAN)/man5/ferry.conf.5
+	install -m 0644 $(BUILD)/completion/ferry $(INSTALL_BASHCOMP)/ferry
+	install -m 0644 $(BUILD)/completion/_ferry $(INSTALL_ZSHCOMP)/_ferry
+
+# The configuration goes only when it is still the default install wrote; an edited one
+# stays, and so does every directory something else still uses.
+UNINSTALL_UNITS = $(patsubst dist/%.in,$(INSTALL_UNIT)/%,$(wildcard dist/*.service.in dist/*.socket.in dist/*.timer.in))
+uninstall:
+	rm -f $(INSTALL_BIN)/ferry $(PLUGINS:%=$(INSTALL_PLUGINS)/%.so) \
+	    $(patsubst sdk/include/ferry/%,$(INSTALL_INCLUDE)/%,$(wildcard sdk/include/ferry/*.h)) \
+	    $(INSTALL_PC)/ferry-plugin.pc $(UNINSTALL_UNITS) \
+	    $(INSTALL_MAN)/man1/ferry.1 $(INSTALL_MAN)/man5/ferry.conf.5 \
+	    $(INSTALL_BASHCOMP)/ferry $(INSTALL_ZSHCOMP)/_ferry
+	if cmp -s $(INSTALL_CONF)/ferry.conf $(INSTALL_CONF)/ferry.conf.default; then \
+	    rm -f $(INSTALL_CONF)/ferry.conf; \
+	elif [ -e $(INSTALL_CONF)/ferry.conf ]; then \
+	    echo "uninstall: $(INSTALL_CONF)/ferry.conf was edited; it stays"; fi
+	rm -f $(INSTALL_CONF)/ferry.conf.default
+	rmdir $(INSTALL_PLUGINS) $(DESTDIR)$(PREFIX)/lib/ferry $(INSTALL_INCLUDE) $(INSTALL_CONF) 2>/dev/null || true
+
+# make deb: the Debian packages (debian/) from scratch with Debian's build flags, built in a
+# copy of the sources under build/deb/ so the tree stays clean, then checked with lintian.
+DEB_SOURCES := Makefile README.md conf debian dist docs host plugins scripts sdk
+DEB_BUILD_OPTIONS ?= parallel=2
+.PHONY: deb
+deb:
+	rm -rf build/deb && mkdir -p build/deb/ferry
+	cp -a $(DEB_SOURCES) build/deb/ferry/
+	cd build/deb/ferry && DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" dpkg-buildpackage -us -uc -b
+	lintian --fail-on error build/deb/*.changes
 
 clean:
 	rm -rf build

@@ -612,6 +612,23 @@ json_t *config_plugin_section(const ferry_config *cfg, const char *plugin)
     return json_is_object(s) ? json_deep_copy(s) : json_object();
 }
 
+int config_key_doc(size_t i, struct config_key_doc *out)
+{
+    if (i >= N_KEYS)
+        return -1;
+    const struct config_key *k = &config_keys[i];
+    out->path = k->path;
+    out->type = k->type == KEY_INT     ? "integer"
+                : k->type == KEY_FLOAT ? "number"
+                : k->type == KEY_PATH  ? "path"
+                : k->type == KEY_BOOL  ? "boolean"
+                                       : "string";
+    out->default_value = k->default_value;
+    out->doc = k->doc;
+    out->quoted = k->type == KEY_STRING || k->type == KEY_PATH;
+    return 0;
+}
+
 void config_write_reference(FILE *out)
 {
     fputs("# Configuration reference\n\n"
@@ -628,17 +645,10 @@ void config_write_reference(FILE *out)
           "holding the file.\n\n"
           "| key | type | default | meaning |\n|---|---|---|---|\n",
           out);
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const struct config_key *k = &config_keys[i];
-        const char *type = k->type == KEY_INT     ? "integer"
-                           : k->type == KEY_FLOAT ? "number"
-                           : k->type == KEY_PATH  ? "path"
-                           : k->type == KEY_BOOL  ? "boolean"
-                                                  : "string";
-        int quoted = k->type == KEY_STRING || k->type == KEY_PATH;
-        fprintf(out, "| `%s` | %s | `%s%s%s` | %s |\n", k->path, type, quoted ? "\"" : "",
-                k->default_value, quoted ? "\"" : "", k->doc);
-    }
+    struct config_key_doc k;
+    for (size_t i = 0; config_key_doc(i, &k) == 0; i++)
+        fprintf(out, "| `%s` | %s | `%s%s%s` | %s |\n", k.path, k.type, k.quoted ? "\"" : "",
+                k.default_value, k.quoted ? "\"" : "", k.doc);
     fputs("\n## Plugin sections\n\n"
           "`plugin = { NAME = { ... }; };` holds each plugin's own settings, free-form. The "
           "host converts a plugin's section to JSON and hands it to the plugin's `init` and "

@@ -108,6 +108,14 @@ void config_free(ferry_config *cfg);
 /* Returns the plugin's section as a new JSON object ({} when absent). */
 json_t *config_plugin_section(const ferry_config *cfg, const char *plugin);
 
+/* One key of the configuration table, for the man page (ferry.conf(5)); all static. */
+struct config_key_doc {
+    const char *path, *type, *default_value, *doc;
+    int quoted; /* the default is a string: shown in quotes */
+};
+/* The i-th key of the table (from 0): 0 with *out filled, -1 past the last one. */
+int config_key_doc(size_t i, struct config_key_doc *out);
+
 /* Writes docs/configuration.md: every key, its type, default and meaning. */
 void config_write_reference(FILE *out);
 

@@ -36,6 +36,12 @@ static const cli_command *const command_tables[] = {
 
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))
 
+const cli_command *const *cli_command_tables(size_t *n_tables)
+{
+    *n_tables = N_TABLES;
+    return command_tables;
+}
+
 /* --- output ----------------------------------------------------------------------------- */
 
 void cli_print_json(FILE *out, const json_t *v)
@@ -578,6 +584,14 @@ int cli_main(int argc, char **argv)
     if (n_rest == 2 && strcmp(rest[0], "help") == 0 && strcmp(rest[1], "--markdown") == 0) {
         print_markdown_reference(stdout);
         goto out;
+    }
+    /* help --man PAGE, help --completion SHELL (cli_man.c); -1: neither, so unknown. */
+    if (n_rest == 3 && strcmp(rest[0], "help") == 0) {
+        int generated = cli_help_generate(rest[1], rest[2], stdout);
+        if (generated >= 0) {
+            rc = generated;
+            goto out;
+        }
     }
     int used = 0;
     c.cmd = find_command(rest, n_rest, &used);

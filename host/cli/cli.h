@@ -70,6 +70,18 @@ struct cli {
 /* The command `ferry VERB NOUN` (noun NULL for a one-word command), or NULL. */
 const cli_command *cli_find_command(const char *verb, const char *noun);
 
+/* The command tables, in the order help lists them (*n_tables of them, each ended by an
+ * entry with verb NULL); static, not to be freed. */
+const cli_command *const *cli_command_tables(size_t *n_tables);
+
+/*
+ * ferry help --man PAGE (ferry.1, ferry.conf.5) and ferry help --completion SHELL (bash,
+ * zsh): writes the man page or completion script generated from the command and
+ * configuration tables to out (cli_man.c, cli_complete.c). Returns EXIT_OK, EXIT_USAGE
+ * (unknown page or shell, said on stderr), or -1 when flag is neither of the two.
+ */
+int cli_help_generate(const char *flag, const char *what, FILE *out);
+
 /* Runs the command line; returns the process exit code. */
 int cli_main(int argc, char **argv);
 

@@ -47,9 +47,12 @@ contains "... and the libFuzzer runtime" "$(cat "$T_DIR/inputs")" "libclang_rt.f
 # exceptions in scripts/deps.sh).
 for c in jq timeout sshd ssh ssh-keygen lighttpd psql pg_ctl initdb postgres curl openssl python3 \
     bc sqlite3 ps pgrep pkill killall uuidgen dpkg-deb apt-get od stat sha256sum flock setsid \
-    runuser cc gcc clang make pkg-config chromium node npm; do
+    runuser cc gcc clang make pkg-config chromium node npm \
+    dpkg dpkg-buildpackage lintian dh systemd-sysusers systemd-tmpfiles deb-systemd-helper man zsh; do
     echo "cmd $c"
 done >>"$T_DIR/inputs"
+# tests/e2e/man_completion.sh loads bash-completion itself.
+echo "file /usr/share/bash-completion/bash_completion" >>"$T_DIR/inputs"
 
 # The Python modules the tests import (tests/helpers/*.py, python3 -c and heredocs in the
 # scripts), as Debian's python3 finds them. moto and the boto3/botocore it brings are the
