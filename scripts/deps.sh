@@ -37,6 +37,7 @@ test_pkgs="$build_pkgs libcmocka-dev jq clang libclang-rt-14-dev g++ python3 pro
 test_pkgs="$test_pkgs systemd" # tests/e2e/unit_security.sh: systemd-analyze security --offline
 test_pkgs="$test_pkgs openssl" # tests/e2e/web_tls.sh makes a self-signed certificate
 test_pkgs="$test_pkgs chromium nodejs npm" # tests/e2e/web_browser.sh: the dashboard in a browser
+test_pkgs="$test_pkgs bsdutils" # tests/e2e/cli_term.sh: script(1) gives the CLI a terminal
 bench_pkgs="$test_pkgs restic borgbackup time"
 
 if [[ ${1:-} == list ]]; then

@@ -30,7 +30,7 @@ static const struct col_rule {
 };
 
 /* Free text is cut to no fewer columns than this (or its header's). */
-#define TEXT_MIN 10
+#define TEXT_MIN 12
 
 struct col {
     const char *key;

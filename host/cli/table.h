@@ -4,7 +4,7 @@
  * before it is written (dashboard --watch draws a whole frame at once).
  *
  * A table wider than the style's limit is fitted: task ids show their first 8 characters
- * and times their first 16 (to the minute), free text is cut with "…" (down to 10 columns),
+ * and times their first 16 (to the minute), free text is cut with "…" (down to 12 columns),
  * and when that is still too wide, the columns least needed go first (bridge and region,
  * then creation times, retries and versions, then team); status words and numbers are
  * never cut. --wide (no limit) shows every column whole.
