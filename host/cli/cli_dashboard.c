@@ -345,6 +345,9 @@ static int watch(cli *c, long seconds)
     struct sigaction sa = {.sa_handler = on_signal}, old[4];
     const int sigs[4] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
     sigemptyset(&sa.sa_mask);
+    /* A write to the terminal goes on after the signal (poll, in pause_ms, returns early
+     * whatever the flag says). */
+    sa.sa_flags = SA_RESTART;
     for (int i = 0; i < 4; i++)
         sigaction(sigs[i], &sa, &old[i]);
     if (tty) {

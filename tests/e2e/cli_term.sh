@@ -86,7 +86,7 @@ contains "default: task ids by their first 8 characters" "$def" "${ids[0]:0:8}  
 contains "default: long names cut with an ellipsis" "$def" "machine-x"
 contains "... with an ellipsis" "$def" "…"
 contains "hostile text shows as escapes" "$(ferry list queue --wide)" 'fn\x1b[31m東京\u202e'
-contains "status: the hostile version escaped" "$(ferry status)" 'version 0.1.0\x1b['
+contains "status: the hostile version escaped" "$(ferry status)" 'version 0.1.0\x'
 contains "trace: the hostile event escaped" "$(timeline "${ids[0]}")" '\x1b[2J\x1b]0;pwned\x07'
 out=$(ferry list queue --output json)
 eq "JSON keeps the text as it is" "$(jq -r --arg t "${ids[2]}" '.data[] | select(.taskId == $t) | .function' <<<"$out")" \
