@@ -15,7 +15,10 @@
 enum col_kind { TEXT, WHOLE, PREFIX };
 
 /* Columns by JSON key: whole (never cut) and the order in which they go when even the cut
- * table is too wide (1 first; 0 never). Keys not listed are cut text that stays. */
+ * table is too wide (1 first; 0 never). Keys not listed are cut text that stays. The
+ * details of queue trace's timeline (detailsText) are its whole story, read by people and
+ * by grep: never cut or dropped, they may take the line past the limit (whole 2: fitting
+ * counts only their header). */
 static const struct col_rule {
     const char *key;
     int whole, drop;
@@ -26,7 +29,7 @@ static const struct col_rule {
     {"bridgeName", 0, 1}, {"regionName", 0, 1},   {"createdTime", 0, 2},
     {"createdBy", 0, 2},  {"lastRun", 0, 2},      {"lastUsedAddress", 0, 2},
     {"retryCount", 0, 3}, {"vaultVersion", 0, 3}, {"version", 0, 3},
-    {"teamName", 0, 4},   {"nextRun", 0, 5},
+    {"teamName", 0, 4},   {"nextRun", 0, 5},      {"detailsText", 2, 0},
 };
 
 /* Free text is cut to no fewer columns than this (or its header's). */
@@ -36,7 +39,7 @@ struct col {
     const char *key;
     enum col_kind kind;
     size_t natural, min, width, compact;
-    int drop, shown;
+    int drop, shown, overflow;
 };
 
 static char *cell_text(const json_t *v)
@@ -84,6 +87,7 @@ static void classify(struct col *c, const json_t *rows)
     for (size_t i = 0; i < sizeof(col_rules) / sizeof(col_rules[0]); i++)
         if (strcmp(col_rules[i].key, c->key) == 0) {
             c->kind = col_rules[i].whole ? WHOLE : TEXT;
+            c->overflow = col_rules[i].whole == 2;
             c->drop = col_rules[i].drop;
         }
     if (c->kind == WHOLE)
@@ -116,7 +120,7 @@ static size_t total(const struct col *c, size_t n, int use_min)
     size_t sum = 0, shown = 0;
     for (size_t j = 0; j < n; j++)
         if (c[j].shown) {
-            sum += use_min ? c[j].min : c[j].width;
+            sum += use_min || c[j].overflow ? c[j].min : c[j].width;
             shown++;
         }
     return sum + (shown ? 2 * (shown - 1) : 0);
@@ -145,7 +149,8 @@ static void fit(struct col *c, size_t n, size_t limit)
     /* Still too wide (a narrow terminal): the rightmost columns go, then the one left is
      * cut to the limit. */
     for (size_t j = n; total(c, n, 1) > limit && j-- > 1;)
-        c[j].shown = 0;
+        if (!c[j].overflow)
+            c[j].shown = 0;
     if (total(c, n, 1) > limit)
         c[0].min = limit;
     size_t extra = limit - total(c, n, 1);
@@ -166,6 +171,9 @@ static void fit(struct col *c, size_t n, size_t limit)
             extra -= c[j].natural - c[j].width;
             c[j].width = c[j].natural;
         }
+    for (size_t j = 0; j < n; j++)
+        if (c[j].overflow)
+            c[j].width = c[j].natural;
 }
 
 static int coloured_key(const char *key)
@@ -225,6 +233,8 @@ void table_render(FILE *out, const json_t *rows, const char *const cols[][2],
                                          : (head > TEXT_MIN ? head : TEXT_MIN);
         if (c[j].min > c[j].natural)
             c[j].min = c[j].natural;
+        if (c[j].overflow)
+            c[j].min = head;
     }
     fit(c, n, style->limit);
     size_t last = 0;

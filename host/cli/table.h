@@ -7,7 +7,7 @@
  * and times their first 16 (to the minute), free text is cut with "…" (down to 12 columns),
  * and when that is still too wide, the columns least needed go first (bridge and region,
  * then creation times, retries and versions, then team); status words and numbers are
- * never cut. --wide (no limit) shows every column whole.
+ * never cut, nor queue trace's timeline details. --wide (no limit) shows every column whole.
  */
 #ifndef FERRY_TABLE_H
 #define FERRY_TABLE_H

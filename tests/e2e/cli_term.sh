@@ -61,13 +61,10 @@ has_esc() { grep -qaP '\x1b|\x07' <<<"$1"; }
 # --- every table fits 100 columns, and carries no escape or bell when piped ------------
 tables=("list queue" "queue list" "list teams" "list regions" "list bridges" "list team-machines"
     "list team-storages $TEAM" "list team-schedules $TEAM" "list team-machine-groups $TEAM"
-    "list users" "list tokens" "audit list" "functions" "plugins" "status" "dashboard"
-    "queue timeline ${ids[0]}")
-# The timeline of queue trace is a table; the sections above it belong to queue trace.
-timeline() { ferry queue trace "$1" | sed -n '/^TIMELINE$/,$p'; }
+    "list users" "list tokens" "audit list" "functions" "plugins" "status" "dashboard")
 for cmd in "${tables[@]}"; do
     # shellcheck disable=SC2086
-    if [[ $cmd == "queue timeline"* ]]; then out=$(TERM=xterm timeline "${ids[0]}" 2>&1); else out=$(TERM=xterm ferry $cmd 2>&1); fi
+    out=$(TERM=xterm ferry $cmd 2>&1)
     w=$(width <<<"$out")
     ((w <= 100)) && pass "${cmd:0:24}: fits 100 columns ($w)" || fail "${cmd:0:24}: fits 100 columns" "$w wide" "$out"
     if has_esc "$out"; then fail "${cmd:0:24}: no escape code in a pipe" "$out"; else pass "${cmd:0:24}: no escape code in a pipe"; fi
@@ -87,7 +84,11 @@ contains "default: long names cut with an ellipsis" "$def" "machine-x"
 contains "... with an ellipsis" "$def" "…"
 contains "hostile text shows as escapes" "$(ferry list queue --wide)" 'fn\x1b[31m東京\u202e'
 contains "status: the hostile version escaped" "$(ferry status)" 'version 0.1.0\x'
-contains "trace: the hostile event escaped" "$(timeline "${ids[0]}")" '\x1b[2J\x1b]0;pwned\x07'
+# queue trace's timeline keeps its details whole (they are the item's story), made safe.
+timeline=$(TERM=xterm ferry queue trace "${ids[0]}" | sed -n '/^TIMELINE$/,$p')
+contains "trace: the hostile event escaped" "$timeline" '\x1b[2J\x1b]0;pwned\x07'
+contains "trace: the event's details whole" "$timeline" "$(printf 'm%.0s' $(seq 1 200))"
+if has_esc "$timeline"; then fail "trace: no escape code" "$timeline"; else pass "trace: no escape code"; fi
 out=$(ferry list queue --output json)
 eq "JSON keeps the text as it is" "$(jq -r --arg t "${ids[2]}" '.data[] | select(.taskId == $t) | .function' <<<"$out")" \
     "$(printf 'fn\e[31m東京\u202e')"
