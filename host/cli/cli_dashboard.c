@@ -255,7 +255,11 @@ static void render_frame(cli *c, long seconds, FILE *out, const struct term_styl
     int64_t now = now_ms();
     char stamp[32], err[1024];
     iso8601_ms(now, stamp);
-    fprintf(out, "ferry dashboard, every %ld s (Ctrl-C quits)  %.19s UTC\n", seconds, stamp);
+    struct term_line title;
+    term_line_init(&title, st);
+    term_line_printf(&title, "ferry dashboard, every %ld s  %.10s %.8s UTC  (Ctrl-C quits)",
+                     seconds, stamp, stamp + 11);
+    term_line_end(&title, out);
     json_t *hosts = host_rows(c, now, err, sizeof(err));
     json_t *data = hosts ? dashboard_data(c, now, err, sizeof(err)) : NULL;
     if (data == NULL) {

@@ -115,6 +115,10 @@ for env in "NO_COLOR=1 TERM=xterm" "TERM=dumb"; do
     out=$(env $env bash -c "$(declare -f tty); FERRY_BIN='$FERRY_BIN' tty list queue")
     if has_esc "$out"; then fail "$env: no colour" "$out"; else pass "$env: no colour"; fi
 done
+# A terminal narrower than 100 columns gets tables of its own width.
+out=$(TERM=xterm script -qfec "stty cols 60 rows 20; exec $FERRY_BIN list queue" /dev/null 2>&1 </dev/null)
+w=$(strip_sgr <<<"$out" | tr -d '\r' | width)
+((w <= 60)) && pass "a 60-column terminal: the table fits it ($w)" || fail "a 60-column terminal: the table fits it" "$out"
 out=$(TERM=xterm tty list queue --output json)
 if has_esc "$out"; then fail "JSON on a terminal: no colour" "$out"; else pass "JSON on a terminal: no colour"; fi
 out=$(TERM=xterm tty create queue-item "$TEAM" "$MACHINE" "$BRIDGE" --vault '{"function":"no_such_fn"}')
@@ -157,6 +161,11 @@ else
 fi
 w=$(strip_sgr <<<"$screen" | sed -E 's/\x1b\[[^a-zA-Z]*[a-zA-Z]//g' | tr -d '\r' | width)
 ((w <= 100)) && pass "watch: fits 100 columns ($w)" || fail "watch: fits 100 columns" "$w"
+TERM=xterm watch_run "$T_DIR/watch.small" script -qfec "stty cols 60 rows 12; exec $FERRY_BIN dashboard --watch 1" /dev/null
+small=$(strip_sgr <"$T_DIR/watch.small" | sed -E 's/\x1b\[[^a-zA-Z]*[a-zA-Z]/\n/g' | tr -d '\r')
+contains "watch on a short terminal: the frame says what it left out" "$small" "more lines: a taller window shows them"
+w=$(width <<<"$small")
+((w <= 60)) && pass "watch on a 60-column terminal: fits it ($w)" || fail "watch on a 60-column terminal: fits it" "$small"
 watch_run "$T_DIR/watch.pipe" "$FERRY_BIN" dashboard --watch 1
 eq "watch into a pipe: Ctrl-C ends it with exit 0" "$?" 0
 if has_esc "$(cat "$T_DIR/watch.pipe")"; then fail "watch into a pipe: frames one after another, plain" "$(cat "$T_DIR/watch.pipe")"; else pass "watch into a pipe: frames one after another, plain"; fi
