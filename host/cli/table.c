@@ -151,9 +151,13 @@ static void fit(struct col *c, size_t n, size_t limit)
     for (size_t j = n; total(c, n, 1) > limit && j-- > 1;)
         if (!c[j].overflow)
             c[j].shown = 0;
-    if (total(c, n, 1) > limit)
-        c[0].min = limit;
-    size_t extra = limit - total(c, n, 1);
+    size_t used = total(c, n, 1);
+    if (used > limit) {
+        size_t rest = used - c[0].min;
+        c[0].min = limit > rest + 1 ? limit - rest : 1;
+        used = total(c, n, 1);
+    }
+    size_t extra = used < limit ? limit - used : 0;
     for (size_t j = 0; j < n; j++)
         c[j].width = c[j].min;
     /* The room left goes to cut text, a column at a time, then to whole ids and times. */
@@ -189,7 +193,7 @@ static void put_cell(FILE *out, const struct col *c, const char *clean, int head
     char *text;
     if (c->width >= c->natural)
         text = xstrdup(clean);
-    else if (c->kind == PREFIX && !header)
+    else if (c->kind == PREFIX && !header && c->width >= c->compact)
         text = term_fit(clean, c->compact, 0);
     else
         text = term_fit(clean, c->width, 1);
