@@ -186,27 +186,32 @@ static int coloured_key(const char *key)
            !strcmp(key, "action");
 }
 
-/* Writes one cell (clean text) at col's width; the last column gets no padding. */
-static void put_cell(FILE *out, const struct col *c, const char *clean, int header, int last,
-                     const struct term_style *st)
+/* Writes one cell (clean text, width columns wide) at col's width; the last column gets no
+ * padding. */
+static void put_cell(FILE *out, const struct col *c, const char *clean, size_t width, int header,
+                     int last, const struct term_style *st)
 {
-    char *text;
-    if (c->width >= c->natural)
-        text = xstrdup(clean);
-    else if (c->kind == PREFIX && !header && c->width >= c->compact)
-        text = term_fit(clean, c->compact, 0);
-    else
-        text = term_fit(clean, c->width, 1);
+    char *cut = NULL;
+    if (width > c->width && c->kind == PREFIX && !header && c->width >= c->compact)
+        cut = term_fit(clean, c->compact, 0);
+    else if (width > c->width)
+        cut = term_fit(clean, c->width, 1);
+    const char *text = cut ? cut : clean;
+    if (cut)
+        width = term_width(cut);
     enum colour colour =
         st->colour && !header && coloured_key(c->key) ? colour_of_word(text) : COLOUR_NONE;
     if (colour != COLOUR_NONE)
         fprintf(out, "%s%s%s", colour_start(colour), text, COLOUR_END);
     else
         fputs(text, out);
-    if (!last)
-        for (size_t k = term_width(text); k < c->width + 2; k++)
-            fputc(' ', out);
-    free(text);
+    static const char spaces[] = "                                ";
+    for (size_t pad = last ? 0 : c->width + 2 - width; pad > 0;) {
+        size_t chunk = pad < sizeof(spaces) - 1 ? pad : sizeof(spaces) - 1;
+        fwrite(spaces, 1, chunk, out);
+        pad -= chunk;
+    }
+    free(cut);
 }
 
 void table_render(FILE *out, const json_t *rows, const char *const cols[][2],
@@ -217,20 +222,28 @@ void table_render(FILE *out, const json_t *rows, const char *const cols[][2],
         n++;
     struct col *c = calloc(n, sizeof(*c));
     char **cells = calloc((nrows + 1) * n, sizeof(*cells));
-    if (c == NULL || cells == NULL)
+    size_t *widths = calloc((nrows + 1) * n, sizeof(*widths));
+    if (c == NULL || cells == NULL || widths == NULL)
         abort();
     for (size_t j = 0; j < n; j++) {
         c[j] = (struct col){.key = cols[j][1], .shown = 1};
         classify(&c[j], rows);
         cells[j] = term_clean(cols[j][0]);
-        size_t head = term_width(cells[j]);
+        size_t head = widths[j] = term_width(cells[j]);
         c[j].natural = head;
         for (size_t i = 0; i < nrows; i++) {
             char *raw = cell_text(json_object_get(json_array_get(rows, i), cols[j][1]));
-            char *t = cells[(i + 1) * n + j] = term_clean(raw);
-            free(raw);
-            if (term_width(t) > c[j].natural)
-                c[j].natural = term_width(t);
+            size_t k = (i + 1) * n + j;
+            if (term_is_plain(raw)) {
+                cells[k] = raw;
+                widths[k] = strlen(raw);
+            } else {
+                cells[k] = term_clean(raw);
+                widths[k] = term_width(cells[k]);
+                free(raw);
+            }
+            if (widths[k] > c[j].natural)
+                c[j].natural = widths[k];
         }
         c[j].min = c[j].kind == WHOLE    ? c[j].natural
                    : c[j].kind == PREFIX ? (head > c[j].compact ? head : c[j].compact)
@@ -248,7 +261,7 @@ void table_render(FILE *out, const json_t *rows, const char *const cols[][2],
     for (size_t i = 0; i <= nrows; i++) {
         for (size_t j = 0; j < n; j++)
             if (c[j].shown)
-                put_cell(out, &c[j], cells[i * n + j], i == 0, j == last, style);
+                put_cell(out, &c[j], cells[i * n + j], widths[i * n + j], i == 0, j == last, style);
         fputc('\n', out);
         if (i == 0) {
             for (size_t j = 0; j < n; j++) {
@@ -265,6 +278,7 @@ void table_render(FILE *out, const json_t *rows, const char *const cols[][2],
     for (size_t i = 0; i < (nrows + 1) * n; i++)
         free(cells[i]);
     free(cells);
+    free(widths);
     free(c);
 }
 

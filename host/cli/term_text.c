@@ -135,10 +135,19 @@ static size_t cp_width(uint32_t cp)
 
 /* --- cleaning and measuring ------------------------------------------------------------- */
 
+int term_is_plain(const char *s)
+{
+    while (*s >= 0x20 && *s < 0x7f)
+        s++;
+    return *s == '\0';
+}
+
 char *term_clean(const char *s)
 {
     if (s == NULL)
         s = "";
+    if (term_is_plain(s)) /* the usual case */
+        return xstrdup(s);
     size_t n = strlen(s);
     /* At most 6 bytes out per byte in ("\u0085" from 2 bytes, "\x1b" from 1, U+FFFD's 3). */
     char *out = must(malloc(n * 6 + 1)), *o = out;

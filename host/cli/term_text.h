@@ -38,6 +38,9 @@ struct term_style term_style_for(FILE *f);
  */
 char *term_clean(const char *s);
 
+/* Whether s is printable ASCII only: clean as it is, as wide as it is long. */
+int term_is_plain(const char *s);
+
 /* The columns clean text (term_clean's) takes on a terminal: East Asian wide characters
  * count 2, combining marks 0, everything else 1. */
 size_t term_width(const char *clean);
