@@ -63,7 +63,7 @@ void cli_warn_no_host(cli *c, const char *bridge)
     if (last != NULL)
         snprintf(seen, sizeof(seen), "last seen %s ago: %s, %s",
                  cli_age_text(json_integer_value(json_object_get(last, "lastSeenAgeSeconds")), age,
-                          sizeof(age)),
+                              sizeof(age)),
                  json_string_value(json_object_get(last, "hostId")),
                  json_is_null(json_object_get(last, "stoppedTime")) ? "no heartbeat since"
                                                                     : "stopped");
@@ -199,7 +199,8 @@ static void print_bridge(const json_t *b, size_t col, const struct term_style *s
     term_line_init(&l, st);
     term_line_put(&l, str(b, "bridgeName"), col, COLOUR_NONE);
     term_line_pad(&l, col + 1);
-    term_line_printf(&l, "%lld/%zu", (long long)json_integer_value(json_object_get(b, "hostsAlive")),
+    term_line_printf(&l, "%lld/%zu",
+                     (long long)json_integer_value(json_object_get(b, "hostsAlive")),
                      json_array_size(json_object_get(b, "hosts")));
     term_line_pad(&l, col + 10);
     term_line_printf(&l, "%lld", (long long)json_integer_value(json_object_get(b, "pending")));
@@ -214,14 +215,11 @@ static void print_host(const json_t *h, const struct term_style *st)
     const char *state = cli_host_state(h);
     snprintf(tail, sizeof(tail), ", seen %s ago, %lld running, version ",
              cli_age_text(json_integer_value(json_object_get(h, "lastSeenAgeSeconds")), age,
-                      sizeof(age)),
+                          sizeof(age)),
              (long long)json_integer_value(json_object_get(h, "runningAttempts")));
-    struct term_piece p[] = {TERM_TEXT("  host "),
-                             TERM_CAP(str(h, "hostId"), 40),
-                             TERM_TEXT("  "),
-                             TERM_COLOUR(state, colour_of_word(state)),
-                             TERM_TEXT(tail),
-                             TERM_CAP(str(h, "version"), 16)};
+    struct term_piece p[] = {TERM_TEXT("  host "), TERM_CAP(str(h, "hostId"), 40),
+                             TERM_TEXT("  "),      TERM_COLOUR(state, colour_of_word(state)),
+                             TERM_TEXT(tail),      TERM_CAP(str(h, "version"), 16)};
     term_pieces(stdout, st, p, sizeof(p) / sizeof(p[0]));
 }
 
@@ -249,8 +247,9 @@ static void print_text(const json_t *data)
     const json_t *o = json_object_get(data, "oldestPending");
     if (json_is_object(o)) {
         char waiting[80];
-        snprintf(waiting, sizeof(waiting), "), waiting %s",
-                 cli_age_text(json_integer_value(json_object_get(o, "ageSeconds")), age, sizeof(age)));
+        snprintf(
+            waiting, sizeof(waiting), "), waiting %s",
+            cli_age_text(json_integer_value(json_object_get(o, "ageSeconds")), age, sizeof(age)));
         struct term_piece p[] = {TERM_TEXT("Oldest pending: "),
                                  TERM_ID(str(o, "taskId")),
                                  TERM_TEXT(" ("),

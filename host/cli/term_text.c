@@ -27,11 +27,6 @@ void term_set_wide(int wide)
     wide_flag = wide;
 }
 
-int term_wide(void)
-{
-    return wide_flag;
-}
-
 struct term_style term_style_for(FILE *f)
 {
     struct term_style st = {.limit = wide_flag ? 0 : TERM_DEFAULT_WIDTH,

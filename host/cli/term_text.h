@@ -24,7 +24,6 @@ struct term_style {
 
 /* --wide on the command line (cli_main): tables show every column, nothing cut. */
 void term_set_wide(int wide);
-int term_wide(void);
 
 /* The style of output to f: no limit with --wide; else TERM_DEFAULT_WIDTH, or the width of
  * the terminal f is when that is narrower (at least 40). Colour as colour_wanted(f). */
