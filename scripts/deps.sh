@@ -38,7 +38,8 @@ test_pkgs="$test_pkgs systemd" # tests/e2e/unit_security.sh: systemd-analyze sec
 test_pkgs="$test_pkgs openssl" # tests/e2e/web_tls.sh makes a self-signed certificate
 test_pkgs="$test_pkgs chromium nodejs npm" # tests/e2e/web_browser.sh: the dashboard in a browser
 test_pkgs="$test_pkgs debhelper dpkg-dev fakeroot lintian" # tests/e2e/package.sh: the .debs
-test_pkgs="$test_pkgs bash-completion zsh" # tests/e2e/completion.sh
+test_pkgs="$test_pkgs bash-completion zsh" # tests/e2e/man_completion.sh
+test_pkgs="$test_pkgs bsdutils" # tests/e2e/cli_term.sh, cli_wait.sh: script(1) gives the CLI a terminal
 bench_pkgs="$test_pkgs restic borgbackup time"
 
 if [[ ${1:-} == list ]]; then

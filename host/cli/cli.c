@@ -12,16 +12,19 @@
 #include <ferry/plugin.h>
 
 #include "cli_status.h"
+#include "colour.h"
 #include "lazy_lib.h"
 #include "log.h"
 #include "people.h"
 #include "registry.h"
 #include "store.h"
+#include "term_text.h"
 #include "util.h"
 #include "vault.h"
 
 static const cli_command *const command_tables[] = {
     cli_queue_commands,
+    cli_dashboard_commands,
     cli_resource_commands,
     cli_group_commands,
     cli_serve_commands,
@@ -101,7 +104,8 @@ int cli_fail(cli *c, int code, const char *fmt, ...)
     if (c && c->json) {
         print_envelope_error(c, msg);
     } else {
-        fputs_one_line("ferry: ", msg, stderr);
+        fputs_one_line(colour_wanted(stderr) ? "\033[1;31mferry:\033[0m " : "ferry: ", msg,
+                       stderr);
     }
     return code;
 }
@@ -134,7 +138,8 @@ void cli_warn(const cli *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputs_one_line("ferry: warning: ", msg, stderr);
+    fputs_one_line(colour_wanted(stderr) ? "ferry: \033[33mwarning:\033[0m " : "ferry: warning: ",
+                   msg, stderr);
 }
 
 void cli_print_ok_with(cli *c, json_t *data, const char *message, json_t *extra)
@@ -162,80 +167,6 @@ int cli_print_row(cli *c, json_t *row, const char *message)
         json_decref(row);
     }
     return EXIT_OK;
-}
-
-static char *cell_text(const json_t *v)
-{
-    if (v == NULL || json_is_null(v))
-        return xstrdup("-");
-    if (json_is_string(v))
-        return xstrdup(json_string_value(v));
-    if (json_is_true(v))
-        return xstrdup("yes");
-    if (json_is_false(v))
-        return xstrdup("no");
-    if (json_is_real(v))
-        return xasprintf("%.1f", json_real_value(v));
-    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-}
-
-/* Display width of UTF-8 text: counts code points, not bytes. */
-static size_t text_width(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
-void cli_print_table(FILE *out, const json_t *rows, const char *const cols[][2])
-{
-    size_t ncols = 0;
-    while (cols[ncols][0] != NULL)
-        ncols++;
-    size_t nrows = json_array_size(rows);
-    size_t *width = calloc(ncols, sizeof(*width));
-    char **cells = calloc((nrows + 1) * ncols, sizeof(*cells));
-    for (size_t j = 0; j < ncols; j++) {
-        cells[j] = xstrdup(cols[j][0]);
-        width[j] = text_width(cells[j]);
-    }
-    for (size_t i = 0; i < nrows; i++) {
-        for (size_t j = 0; j < ncols; j++) {
-            char *t = cell_text(json_object_get(json_array_get(rows, i), cols[j][1]));
-            /* Keep a table a table: one line per row. */
-            for (char *p = t; *p; p++)
-                if (*p == '\n' || *p == '\t')
-                    *p = ' ';
-            cells[(i + 1) * ncols + j] = t;
-            if (text_width(t) > width[j])
-                width[j] = text_width(t);
-        }
-    }
-    for (size_t i = 0; i <= nrows; i++) {
-        for (size_t j = 0; j < ncols; j++) {
-            const char *t = cells[i * ncols + j];
-            int last = j + 1 == ncols;
-            fputs(t, out);
-            if (!last)
-                for (size_t k = text_width(t); k < width[j] + 2; k++)
-                    fputc(' ', out);
-        }
-        fputc('\n', out);
-        if (i == 0) {
-            for (size_t j = 0; j < ncols; j++) {
-                for (size_t k = 0; k < width[j]; k++)
-                    fputc('-', out);
-                if (j + 1 < ncols)
-                    fputs("  ", out);
-            }
-            fputc('\n', out);
-        }
-    }
-    for (size_t i = 0; i < (nrows + 1) * ncols; i++)
-        free(cells[i]);
-    free(cells);
-    free(width);
 }
 
 /* --- options ------------------------------------------------------------------------------ */
@@ -358,7 +289,8 @@ static void print_command_help(FILE *out, const cli_command *cmd)
                     o->repeat ? " (repeatable)" : "");
         }
     }
-    fputs("\nglobal options: -c, --config FILE   -o, --output text|json   -h, --help\n", out);
+    fputs("\nglobal options: -c, --config FILE   -o, --output text|json   --wide   -h, --help\n",
+          out);
 }
 
 static void print_main_help(FILE *out)
@@ -381,6 +313,8 @@ static void print_main_help(FILE *out)
           "                             installed PREFIX/bin/ferry, /etc/ferry/ferry.conf,\n"
           "                             conf/ferry.conf; none found: exit 2)\n"
           "  -o, --output text|json     output format (json: {success,data,message|error})\n"
+          "  --wide                     tables with every column, nothing cut (else they fit\n"
+          "                             100 columns, or a narrower terminal)\n"
           "  -h, --help                 help for ferry or for a command\n"
           "  -V, --version              print the version\n\n"
           "exit codes: 0 success, 1 error, 2 usage error\n"
@@ -568,6 +502,8 @@ int cli_main(int argc, char **argv)
             }
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             help = 1;
+        } else if (!strcmp(a, "--wide")) {
+            term_set_wide(1);
         } else if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
             printf("ferry %s (plugin ABI %d.%d)\n", FERRY_VERSION, FERRY_ABI_MAJOR,
                    FERRY_ABI_MINOR);

@@ -1,6 +1,6 @@
 /*
  * Queue commands: create queue-item, list queue, queue trace / retry / cancel / wait,
- * rm queue-item, dashboard. The JSON shapes are the contract of spec/cli.md.
+ * rm queue-item (dashboard: cli_dashboard.c). The JSON shapes are the contract of spec/cli.md.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -658,114 +658,6 @@ static int cmd_rm_item(cli *c)
     return EXIT_OK;
 }
 
-/* --- dashboard: job-dashboard.sh in one command ------------------------------------------------ */
-
-static json_t *list_with(cli *c, struct store_queue_filter *f)
-{
-    json_t *rows = NULL;
-    char err[512];
-    if (store_queue_list(c->st, f, &rows, err, sizeof(err)) != STORE_OK)
-        return json_array();
-    return rows;
-}
-
-/* How many items match: an exact COUNT, whatever the number. Returns -1 with the error
- * printed when the store fails. */
-static int64_t count_with(cli *c, const struct store_queue_filter *f)
-{
-    int64_t n = 0;
-    char err[512];
-    if (store_queue_count(c->st, f, &n, err, sizeof(err)) != STORE_OK) {
-        cli_fail(c, EXIT_ERROR, "%s", err);
-        return -1;
-    }
-    return n;
-}
-
-static int cmd_dashboard(cli *c)
-{
-    if (cli_store(c) != 0)
-        return EXIT_ERROR;
-    int64_t now = now_ms();
-    const char *processing[] = {"PROCESSING"}, *pending[] = {"PENDING"}, *failed[] = {"FAILED"};
-    int64_t depth_n[6], total, nfail;
-    for (int p = 1; p <= 5; p++) {
-        struct store_queue_filter fp = {.statuses = pending, .n_statuses = 1, .priority = p};
-        if ((depth_n[p] = count_with(c, &fp)) < 0)
-            return EXIT_ERROR;
-    }
-    struct store_queue_filter ft = {.date_from_ms = now - 7 * 86400000LL, .now_ms = now};
-    struct store_queue_filter fw = {.statuses = failed, .n_statuses = 1,
-                                    .date_from_ms = now - 7 * 86400000LL, .now_ms = now};
-    if ((total = count_with(c, &ft)) < 0 || (nfail = count_with(c, &fw)) < 0)
-        return EXIT_ERROR;
-    struct store_queue_filter fa = {.statuses = processing, .n_statuses = 1,
-                                    .max_records = STORE_MAX_RECORDS};
-    json_t *active = list_with(c, &fa);
-    json_t *depth = json_object();
-    for (int p = 1; p <= 5; p++) {
-        char key[8];
-        snprintf(key, sizeof(key), "%d", p);
-        json_object_set_new(depth, key, json_integer((json_int_t)depth_n[p]));
-    }
-    struct store_queue_filter ff = {.statuses = failed, .n_statuses = 1,
-                                    .date_from_ms = now - 86400000LL, .max_records = 10};
-    json_t *failures = list_with(c, &ff);
-    json_t *rate = total ? json_real((double)(total - nfail) * 100.0 / (double)total) : json_null();
-    json_t *recent = json_array();
-    size_t i;
-    json_t *r;
-    json_array_foreach(failures, i, r)
-        json_array_append_new(recent, json_pack("{s:O,s:O,s:O,s:O}", "taskId",
-                                                json_object_get(r, "taskId"), "machineName",
-                                                json_object_get(r, "machineName"), "function",
-                                                json_object_get(r, "function"), "lastFailureReason",
-                                                json_object_get(r, "lastFailureReason")));
-    json_t *act = json_array();
-    json_array_foreach(active, i, r)
-        json_array_append_new(act, json_pack("{s:O,s:O,s:O,s:O,s:O}", "taskId",
-                                             json_object_get(r, "taskId"), "machineName",
-                                             json_object_get(r, "machineName"), "function",
-                                             json_object_get(r, "function"), "priority",
-                                             json_object_get(r, "priority"), "progress",
-                                             json_object_get(r, "progress")));
-    json_t *data = json_pack("{s:o,s:o,s:o,s:I,s:I,s:o}", "active", act, "queueDepthByPriority",
-                             depth, "recentFailures", recent, "total7d", (json_int_t)total,
-                             "failed7d", (json_int_t)nfail, "successRate7d", rate);
-    if (c->json) {
-        cli_print_ok(c, data, "");
-    } else {
-        char stamp[32];
-        iso8601_ms(now, stamp);
-        printf("=== ferry job dashboard ===\nGenerated: %s\n\n## Active Jobs\n", stamp);
-        json_array_foreach(act, i, r)
-            printf("%s: %s (Priority: %lld)\n", json_string_value(json_object_get(r, "machineName")),
-                   json_string_value(json_object_get(r, "function")),
-                   (long long)json_integer_value(json_object_get(r, "priority")));
-        printf("\n## Queue Depth by Priority\n");
-        for (int p = 1; p <= 5; p++) {
-            char key[8];
-            snprintf(key, sizeof(key), "%d", p);
-            printf("Priority %d: %lld jobs\n", p,
-                   (long long)json_integer_value(json_object_get(depth, key)));
-        }
-        printf("\n## Recent Failures (Last 24h)\n");
-        json_array_foreach(recent, i, r)
-            printf("%.8s: %s - %s\n", json_string_value(json_object_get(r, "taskId")),
-                   json_string_value(json_object_get(r, "machineName")),
-                   json_string_value(json_object_get(r, "function")));
-        printf("\n## Success Rate (Last 7 days)\n");
-        if (total)
-            printf("Success Rate: %.2f%%\n", json_real_value(rate));
-        else
-            printf("Success Rate: no jobs\n");
-        json_decref(data);
-    }
-    json_decref(active);
-    json_decref(failures);
-    return EXIT_OK;
-}
-
 /* --- tables ---------------------------------------------------------------------------------- */
 
 #define END_OPTS {NULL, 0, NULL, 0, NULL}
@@ -834,7 +726,5 @@ const cli_command cli_queue_commands[] = {
     {"queue", "wait", "TASK", 1, 1, wait_opts, cmd_wait,
      "wait until an item ends, showing its status; exit 0 only when COMPLETED"},
     {"rm", "queue-item", "TASK", 1, 1, none, cmd_rm_item, "remove a PENDING or CANCELLED item"},
-    {"dashboard", NULL, NULL, 0, 0, none, cmd_dashboard,
-     "active jobs, queue depth, recent failures, success rate"},
     {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL},
 };

@@ -11,12 +11,13 @@
 
 #include "hosts.h"
 #include "store.h"
+#include "term_text.h"
 #include "util.h"
 
 /* The hosts list of this run (read once), and the bridges already warned about. */
 static json_t *hosts_seen, *warned;
 
-static const char *age_text(int64_t seconds, char *buf, size_t len)
+const char *cli_age_text(int64_t seconds, char *buf, size_t len)
 {
     if (seconds < 0)
         seconds = 0;
@@ -61,8 +62,8 @@ void cli_warn_no_host(cli *c, const char *bridge)
     char seen[200] = "no host of it seen yet", age[32];
     if (last != NULL)
         snprintf(seen, sizeof(seen), "last seen %s ago: %s, %s",
-                 age_text(json_integer_value(json_object_get(last, "lastSeenAgeSeconds")), age,
-                          sizeof(age)),
+                 cli_age_text(json_integer_value(json_object_get(last, "lastSeenAgeSeconds")), age,
+                              sizeof(age)),
                  json_string_value(json_object_get(last, "hostId")),
                  json_is_null(json_object_get(last, "stoppedTime")) ? "no heartbeat since"
                                                                     : "stopped");
@@ -163,53 +164,117 @@ static json_t *failing_schedules(cli *c, char *err, size_t errlen, int *rc)
     return out;
 }
 
+const char *cli_host_state(const json_t *h)
+{
+    if (json_is_true(json_object_get(h, "alive")))
+        return "alive";
+    return json_is_null(json_object_get(h, "stoppedTime")) ? "stale" : "stopped";
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* The width of the BRIDGE column: 20 as always, more for longer names while the row still
+ * fits the style's limit (HOSTS, PENDING and ACTIVE take about 30 columns). */
+static size_t bridge_column(const json_t *bridges, const struct term_style *st)
+{
+    size_t w = 20, i;
+    json_t *b;
+    json_array_foreach (bridges, i, b) {
+        char *clean = term_clean(str(b, "bridgeName"));
+        if (term_width(clean) > w)
+            w = term_width(clean);
+        free(clean);
+    }
+    if (st->limit && w > st->limit - 30)
+        w = st->limit > 50 ? st->limit - 30 : 20;
+    return w;
+}
+
+static void print_bridge(const json_t *b, size_t col, const struct term_style *st)
+{
+    struct term_line l;
+    term_line_init(&l, st);
+    term_line_put(&l, str(b, "bridgeName"), col, COLOUR_NONE);
+    term_line_pad(&l, col + 1);
+    term_line_printf(&l, "%lld/%zu",
+                     (long long)json_integer_value(json_object_get(b, "hostsAlive")),
+                     json_array_size(json_object_get(b, "hosts")));
+    term_line_pad(&l, col + 10);
+    term_line_printf(&l, "%lld", (long long)json_integer_value(json_object_get(b, "pending")));
+    term_line_pad(&l, col + 19);
+    term_line_printf(&l, "%lld", (long long)json_integer_value(json_object_get(b, "active")));
+    term_line_end(&l, stdout);
+}
+
+static void print_host(const json_t *h, const struct term_style *st)
+{
+    char age[32], tail[96];
+    const char *state = cli_host_state(h);
+    snprintf(tail, sizeof(tail), ", seen %s ago, %lld running, version ",
+             cli_age_text(json_integer_value(json_object_get(h, "lastSeenAgeSeconds")), age,
+                          sizeof(age)),
+             (long long)json_integer_value(json_object_get(h, "runningAttempts")));
+    struct term_piece p[] = {TERM_TEXT("  host "), TERM_CAP(str(h, "hostId"), 40),
+                             TERM_TEXT("  "),      TERM_COLOUR(state, colour_of_word(state)),
+                             TERM_TEXT(tail),      TERM_CAP(str(h, "version"), 16)};
+    term_pieces(stdout, st, p, sizeof(p) / sizeof(p[0]));
+}
+
 static void print_text(const json_t *data)
 {
-    char age[32];
+    struct term_style st = term_style_for(stdout);
+    char age[64];
     size_t i, j;
     json_t *b, *h;
-    printf("%-20s %-8s %-8s %s\n", "BRIDGE", "HOSTS", "PENDING", "ACTIVE");
-    json_array_foreach (json_object_get(data, "bridges"), i, b) {
-        char hosts[32];
-        snprintf(hosts, sizeof(hosts), "%lld/%zu",
-                 (long long)json_integer_value(json_object_get(b, "hostsAlive")),
-                 json_array_size(json_object_get(b, "hosts")));
-        printf("%-20s %-8s %-8lld %lld\n", json_string_value(json_object_get(b, "bridgeName")),
-               hosts, (long long)json_integer_value(json_object_get(b, "pending")),
-               (long long)json_integer_value(json_object_get(b, "active")));
-        json_array_foreach (json_object_get(b, "hosts"), j, h) {
-            int alive = json_is_true(json_object_get(h, "alive"));
-            const char *state = alive                                             ? "alive"
-                                : json_is_null(json_object_get(h, "stoppedTime")) ? "stale"
-                                                                                  : "stopped";
-            printf("  host %s  %s, seen %s ago, %lld running, version %s\n",
-                   json_string_value(json_object_get(h, "hostId")), state,
-                   age_text(json_integer_value(json_object_get(h, "lastSeenAgeSeconds")), age,
-                            sizeof(age)),
-                   (long long)json_integer_value(json_object_get(h, "runningAttempts")),
-                   json_string_value(json_object_get(h, "version")));
-        }
+    const json_t *bridges = json_object_get(data, "bridges");
+    size_t col = bridge_column(bridges, &st);
+    struct term_line l;
+    term_line_init(&l, &st);
+    term_line_put(&l, "BRIDGE", 0, COLOUR_NONE);
+    term_line_pad(&l, col + 1);
+    term_line_put(&l, "HOSTS    PENDING  ACTIVE", 0, COLOUR_NONE);
+    term_line_end(&l, stdout);
+    json_array_foreach (bridges, i, b) {
+        print_bridge(b, col, &st);
+        json_array_foreach (json_object_get(b, "hosts"), j, h)
+            print_host(h, &st);
         if (json_array_size(json_object_get(b, "hosts")) == 0)
             printf("  no host has served it yet (start one: ferry serve)\n");
     }
     const json_t *o = json_object_get(data, "oldestPending");
-    if (json_is_object(o))
-        printf("Oldest pending: %s (%s on bridge %s), waiting %s\n",
-               json_string_value(json_object_get(o, "taskId")),
-               json_string_value(json_object_get(o, "function")),
-               json_string_value(json_object_get(o, "bridgeName")),
-               age_text(json_integer_value(json_object_get(o, "ageSeconds")), age, sizeof(age)));
-    else
+    if (json_is_object(o)) {
+        char waiting[80];
+        snprintf(
+            waiting, sizeof(waiting), "), waiting %s",
+            cli_age_text(json_integer_value(json_object_get(o, "ageSeconds")), age, sizeof(age)));
+        struct term_piece p[] = {TERM_TEXT("Oldest pending: "),
+                                 TERM_ID(str(o, "taskId")),
+                                 TERM_TEXT(" ("),
+                                 TERM_CAP(str(o, "function"), 24),
+                                 TERM_TEXT(" on bridge "),
+                                 TERM_CAP(str(o, "bridgeName"), 24),
+                                 TERM_TEXT(waiting)};
+        term_pieces(stdout, &st, p, sizeof(p) / sizeof(p[0]));
+    } else
         printf("Oldest pending: none\n");
     const json_t *fs = json_object_get(data, "failingSchedules");
     printf("Failing schedules: %s\n", json_array_size(fs) ? "" : "none");
     json_array_foreach (fs, i, h) {
-        const char *reason = json_string_value(json_object_get(h, "lastFailureReason"));
-        printf("  %s/%s  last fire %s FAILED%s%s\n",
-               json_string_value(json_object_get(h, "teamName")),
-               json_string_value(json_object_get(h, "scheduleName")),
-               json_string_value(json_object_get(h, "lastTaskId")), reason ? ": " : "",
-               reason ? reason : "");
+        const char *reason = str(h, "lastFailureReason");
+        struct term_piece p[] = {TERM_TEXT("  "),
+                                 TERM_CAP(str(h, "teamName"), 20),
+                                 TERM_TEXT("/"),
+                                 TERM_CAP(str(h, "scheduleName"), 24),
+                                 TERM_TEXT("  last fire "),
+                                 TERM_ID(str(h, "lastTaskId")),
+                                 TERM_TEXT(" "),
+                                 TERM_COLOUR("FAILED", COLOUR_RED),
+                                 TERM_TEXT(reason ? ": " : ""),
+                                 TERM_TEXT(reason)};
+        term_pieces(stdout, &st, p, sizeof(p) / sizeof(p[0]));
     }
 }
 

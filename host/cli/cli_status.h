@@ -5,6 +5,8 @@
 #ifndef FERRY_CLI_STATUS_H
 #define FERRY_CLI_STATUS_H
 
+#include <stdint.h>
+
 #include "cli.h"
 
 /* Warns on stderr ("ferry: warning: no host is serving bridge B (…)") when no host of
@@ -19,6 +21,14 @@ void cli_warn_no_host(cli *c, const char *bridge);
 void cli_note_bridge(const char *bridge);
 void cli_warn_no_host_noted(cli *c);
 
+/* An age as people say it: "42 s", "5 min", "3 h", "2 days"; into buf, which it returns. */
+const char *cli_age_text(int64_t seconds, char *buf, size_t len);
+
+/* The state word of a host row of store_hosts_list: alive, stale (its heartbeats stopped
+ * without a clean stop) or stopped. */
+const char *cli_host_state(const json_t *host);
+
 extern const cli_command cli_status_commands[];
+extern const cli_command cli_dashboard_commands[]; /* cli_dashboard.c */
 
 #endif

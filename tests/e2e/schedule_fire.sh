@@ -121,7 +121,8 @@ eq "lastTaskId is its item" "$(jq -r .lastTaskId <<<"$row")" "$(jq -r .taskId <<
 next=$(ms_of "$(jq -r .nextRun <<<"$row")")
 ((next > before && next <= after + 60000 && next % 60000 == 0)) && pass "nextRun is the coming minute" ||
     fail "nextRun is the coming minute" "nextRun $(jq -r .nextRun <<<"$row"), list ran $(iso_of "$before") to $(iso_of "$after")"
-text=$(ferry list team-schedules Ops)
+# --wide: the default table fits 100 columns and shows a task id's first 8 characters.
+text=$(ferry list team-schedules Ops --wide)
 contains "the text table shows them too" "$text" "$(jq -r .lastTaskId <<<"$row")"
 
 # --- enabled, disabled_until, re-enabling, re-timing, removing -------------------------------
