@@ -92,8 +92,8 @@ int priv_worker_allows(const struct attempt_spec *spec, char *why, size_t len)
         return -1;
     }
     if (geteuid() == 0 && (spec->pre_hook || spec->post_hook)) {
-        snprintf(why, len, "a worker running as root runs no pre_hook or post_hook (they come "
-                 "from the machine's vault); remove them from machine or item");
+        snprintf(why, len, "a worker running as root runs no pre_hook or post_hook (an item's "
+                 "commands, which whoever creates items may set); remove them from the item");
         return -1;
     }
     return 0;

@@ -46,6 +46,7 @@ store = { path = "$T_DIR/var/ferry.db"; };
 plugins = { dir = "$T_DIR/plugins"; };
 lease = { poll_ms = 100; };
 timeouts = { grace = 1; };
+limits = { functions = { script = { processes = 12; }; }; };
 workers = { run_as = "script=$RU"; priv_socket = "$SOCK"; };
 EOF
 chmod 644 "$T_DIR/ferry.conf"
@@ -56,6 +57,7 @@ plugin_dir $T_DIR/plugins
 allow script $RU
 allow * $RU root
 allow os_update root
+allow log_message root
 EOF
 chmod 644 "$POLICY"
 
@@ -102,6 +104,13 @@ t=$(q '{"function":"hello"}' rootbox)
 check "run_as root for a function not named for root fails" wait_status "$t" FAILED 15
 contains "... because the policy grants root only on a line naming the function" \
     "$(row "$t" .lastFailureReason)" "root only on a line naming the function"
+t=$(q '{"function":"log_message","message":"hi"}' rootbox)
+check "a function the policy names for root runs as root" wait_status "$t" COMPLETED 15
+contains "... through the helper, as uid 0" "$(tail -1 "$T_DIR/priv.log")" "started log_message as root (uid 0)"
+t=$(q '{"function":"log_message","message":"hi","pre_hook":"id -u > /tmp/ferry-priv-hook"}' rootbox)
+check "a root worker runs no pre_hook" wait_status "$t" FAILED 15
+contains "... and says so" "$(row "$t" .lastFailureReason)" "runs no pre_hook or post_hook"
+check "... which never ran" test ! -e /tmp/ferry-priv-hook
 t=$(q '{"function":"hello"}' oddbox)
 check "run_as ../root fails" wait_status "$t" FAILED 15
 contains "... as not a user name" "$(row "$t" .lastFailureReason)" "is not a user name"
@@ -148,6 +157,11 @@ check "it starts" wait_for 10 pgrep -u "$RU" -f "sleep 302"
 ferry queue cancel "$t" >/dev/null
 check "a helper-started attempt is cancelled" wait_status "$t" CANCELLED 20
 check "... and its processes are gone" wait_for 5 sh -c "! pgrep -u $RU -f 'sleep 302'"
+
+t=$(q '{"function":"script","interpreter":"/bin/sh","script":"for i in $(seq 30); do sleep 304 & done; wait"}')
+check "a helper-started attempt over its process limit fails" wait_status "$t" FAILED 20
+contains "... with the limit" "$(row "$t" .lastFailureReason)" "process limit 12 exceeded"
+check "... and its processes are gone" wait_for 5 sh -c "! pgrep -u $RU -f 'sleep 304'"
 
 # 7. The helper's keeper killed mid-attempt: the attempt ends clearly, nothing is left.
 t=$(q '{"function":"script","interpreter":"/bin/sh","script":"sleep 303"}')
