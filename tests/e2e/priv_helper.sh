@@ -47,7 +47,7 @@ plugins = { dir = "$T_DIR/plugins"; };
 lease = { poll_ms = 100; };
 timeouts = { grace = 1; };
 limits = { functions = { script = { processes = 12; }; }; };
-workers = { run_as = "script=$RU"; priv_socket = "$SOCK"; };
+workers = { run_as = "script=$RU os_update=root"; priv_socket = "$SOCK"; };
 EOF
 chmod 644 "$T_DIR/ferry.conf"
 cat >"$POLICY" <<EOF
@@ -111,6 +111,9 @@ t=$(q '{"function":"log_message","message":"hi","pre_hook":"id -u > /tmp/ferry-p
 check "a root worker runs no pre_hook" wait_status "$t" FAILED 15
 contains "... and says so" "$(row "$t" .lastFailureReason)" "runs no pre_hook or post_hook"
 check "... which never ran" test ! -e /tmp/ferry-priv-hook
+t=$(q '{"function":"os_update","dry_run":true,"refresh":false}')
+check "os_update, named for root in config and policy, runs as root" wait_status "$t" COMPLETED 60
+contains "... through the helper" "$(grep 'started os_update' "$T_DIR/priv.log")" "started os_update as root (uid 0)"
 t=$(q '{"function":"hello"}' oddbox)
 check "run_as ../root fails" wait_status "$t" FAILED 15
 contains "... as not a user name" "$(row "$t" .lastFailureReason)" "is not a user name"
@@ -178,5 +181,13 @@ check "... and its processes are gone" wait_for 5 sh -c "! pgrep -u $RU -f 'slee
 HELPER=
 check "the host carries on" kill -0 "$HOST_PID"
 
+# 8. os_update on the bridge without root says how to get it.
+stop_host
+sed -i 's/ os_update=root//' "$T_DIR/ferry.conf"
+start_host || fail "the host restarts"
+t=$(q '{"function":"os_update","dry_run":true,"refresh":false}')
+check "os_update on the bridge as the unprivileged host fails" wait_status "$t" FAILED 30
+contains "... naming ferry-priv and the two settings" "$(row "$t" .lastFailureReason)" \
+    'workers.run_as = "os_update=root" in ferry.conf and "allow os_update root"'
 stop_host
 t_done
