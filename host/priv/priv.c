@@ -39,8 +39,8 @@
 /* A character of a user or function name after the first. */
 static int name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
 }
 
 static int all_name_chars(const char *s, size_t from, size_t n)
@@ -75,8 +75,8 @@ int priv_worker_allows(const struct attempt_spec *spec, char *why, size_t len)
     if (fn == NULL)
         return 0;
     if (spec->function == NULL || strcmp(spec->function, fn) != 0) {
-        snprintf(why, len, "this worker was started by ferry-priv for function %s only, not %s",
-                 fn, spec->function ? spec->function : "(none)");
+        snprintf(why, len, "this worker was started by ferry-priv for function %s only, not %s", fn,
+                 spec->function ? spec->function : "(none)");
         return -1;
     }
     char real[PATH_MAX];
@@ -92,7 +92,8 @@ int priv_worker_allows(const struct attempt_spec *spec, char *why, size_t len)
         return -1;
     }
     if (geteuid() == 0 && (spec->pre_hook || spec->post_hook)) {
-        snprintf(why, len, "a worker running as root runs no pre_hook or post_hook (an item's "
+        snprintf(why, len,
+                 "a worker running as root runs no pre_hook or post_hook (an item's "
                  "commands, which whoever creates items may set); remove them from the item");
         return -1;
     }
@@ -177,7 +178,8 @@ static int policy_load(const char *file, struct policy *p, char *why, size_t len
         snprintf(dir, sizeof(dir), ".");
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !root_only(&st) || stat(dir, &dst) != 0 ||
         !root_only(&dst) || !root_chain(dir)) {
-        snprintf(why, len, "the policy %.120s (and its directory) must belong to root and be "
+        snprintf(why, len,
+                 "the policy %.120s (and its directory) must belong to root and be "
                  "writable by root alone; run: chown root: %.120s && chmod go-w %.120s %.120s",
                  file, file, file, dir);
         close(fd);
@@ -234,7 +236,8 @@ static int policy_load(const char *file, struct policy *p, char *why, size_t len
     }
     struct stat pst;
     if (stat(p->plugin_dir, &pst) != 0 || !root_only(&pst) || !root_chain(p->plugin_dir)) {
-        snprintf(why, len, "plugin_dir %.300s and the directories above it must belong to root and be "
+        snprintf(why, len,
+                 "plugin_dir %.300s and the directories above it must belong to root and be "
                  "writable by root alone",
                  p->plugin_dir);
         return -1;
@@ -287,8 +290,8 @@ static int send_msg(int sock, const char *text, const int *fds, int n)
     return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
 }
 
-static void __attribute__((noreturn)) refuse(int conn, const struct ucred *peer, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void __attribute__((noreturn)) refuse(int conn, const struct ucred *peer, const char *fmt,
+                                             ...) __attribute__((format(printf, 3, 4)));
 static void refuse(int conn, const struct ucred *peer, const char *fmt, ...)
 {
     char why[1100], msg[1200];
@@ -410,8 +413,8 @@ static void __attribute__((noreturn)) keep(int conn, pid_t worker, int pidfd)
 /* Applies the host's own resource limits to this process where they are lower. */
 static void take_limits(pid_t host)
 {
-    static const int res[] = {RLIMIT_AS,     RLIMIT_CORE,  RLIMIT_CPU,     RLIMIT_DATA,
-                              RLIMIT_FSIZE,  RLIMIT_NOFILE, RLIMIT_NPROC,  RLIMIT_STACK,
+    static const int res[] = {RLIMIT_AS,      RLIMIT_CORE,     RLIMIT_CPU,       RLIMIT_DATA,
+                              RLIMIT_FSIZE,   RLIMIT_NOFILE,   RLIMIT_NPROC,     RLIMIT_STACK,
                               RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING};
     for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++) {
         struct rlimit theirs, mine;
@@ -437,7 +440,8 @@ static int high_fd(int fd)
 
 static int become(const struct passwd *pw)
 {
-    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) != 0 ||
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 ||
+        setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) != 0 ||
         setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) != 0)
         return -1;
     uid_t r, e, s;
@@ -496,8 +500,10 @@ static void __attribute__((noreturn)) serve_conn(int conn, const char *policy_fi
     if (pw == NULL)
         refuse(conn, &peer, "no user %s on this machine", user);
     if (!policy_allows(pol, function, user, pw->pw_uid))
-        refuse(conn, &peer, "the policy %s does not let %s run as %s%s; add \"allow %s %s\" "
-               "if it should", policy_file, function, user,
+        refuse(conn, &peer,
+               "the policy %s does not let %s run as %s%s; add \"allow %s %s\" "
+               "if it should",
+               policy_file, function, user,
                pw->pw_uid == 0 ? " (root only on a line naming the function)" : "", function, user);
     if (memory_mb < 0)
         memory_mb = 0;
@@ -575,8 +581,8 @@ static void __attribute__((noreturn)) serve_conn(int conn, const char *policy_fi
     }
     close(sv[0]);
     close(ep[0]);
-    say("started %s as %s (uid %d) for uid %d (pid %d): worker %d", function, user,
-        (int)pw->pw_uid, (int)peer.uid, (int)peer.pid, (int)pid);
+    say("started %s as %s (uid %d) for uid %d (pid %d): worker %d", function, user, (int)pw->pw_uid,
+        (int)peer.uid, (int)peer.pid, (int)pid);
     /* The keeper of a worker that is not root needs no more than its user. */
     if (pw->pw_uid != 0 && become(pw) != 0) {
         kill(pid, SIGKILL);

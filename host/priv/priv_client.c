@@ -30,8 +30,8 @@ int priv_user_for(const char *map, const char *function, const json_t *machine, 
         }
         p += n;
     }
-    const json_t *m = user[0] == '\0' && json_is_object(machine) ? json_object_get(machine, "run_as")
-                                                                 : NULL;
+    const json_t *m =
+        user[0] == '\0' && json_is_object(machine) ? json_object_get(machine, "run_as") : NULL;
     if (m && !json_is_null(m)) {
         if (!json_is_string(m) || json_string_length(m) >= ulen) {
             snprintf(why, wlen, "the machine's run_as must be a user name");
@@ -64,8 +64,8 @@ static ssize_t recv_fds(int sock, char *buf, size_t len, int *fds, int max, int 
         struct cmsghdr align;
     } u;
     struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
-                        .msg_controllen = sizeof(u.b)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b)};
     ssize_t n;
     while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
         ;
@@ -119,8 +119,8 @@ int priv_spawn(const char *socket_path, const char *function, const char *user, 
     ans[n > 0 ? n : 0] = '\0';
     int pid = 0;
     if (n > 3 && strncmp(ans, "ok ", 3) == 0 && nfds == 3 && (pid = atoi(ans + 3)) > 0) {
-        *out = (struct priv_worker){.pid = pid, .sock = fds[0], .errfd = fds[1],
-                                    .pidfd = fds[2], .ctl = s};
+        *out = (struct priv_worker){
+            .pid = pid, .sock = fds[0], .errfd = fds[1], .pidfd = fds[2], .ctl = s};
         return 0;
     }
     for (int i = 0; i < nfds; i++)

@@ -226,9 +226,8 @@ static ferry_result os_update_run(ferry_ctx *ctx, const json_t *params, json_t *
     int root = 0, sudo = 0;
     ferry_result code = read_packages(ctx, json_object_get(params, "packages"), &req);
     if (code == FERRY_OK)
-        code =
-            detect(ctx, json_string_value(json_object_get(params, "package_manager")), &pm, &root,
-                   &sudo);
+        code = detect(ctx, json_string_value(json_object_get(params, "package_manager")), &pm,
+                      &root, &sudo);
     if (code != FERRY_OK)
         goto out;
     json_t *machine = ctx->host->machine(ctx);

@@ -28,9 +28,10 @@ static void test_user_names(void **state)
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         if (!priv_user_name_ok(ok[i]))
             fail_msg("%s should be a user name", ok[i]);
-    const char *bad[] = {"", "..", "../root", "a/b", "a..b", ".hidden", "-rf", "1abc",
-                         "a b", "a\nb", "root\n", "a\tb", "a;b", "$(id)", "a*",
-                         "abcdefghijklmnopqrstuvwxyz0123456"};
+    const char *bad[] = {"",     "..",      "../root", "a/b",
+                         "a..b", ".hidden", "-rf",     "1abc",
+                         "a b",  "a\nb",    "root\n",  "a\tb",
+                         "a;b",  "$(id)",   "a*",      "abcdefghijklmnopqrstuvwxyz0123456"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (priv_user_name_ok(bad[i]))
             fail_msg("\"%s\" should not be a user name", bad[i]);
@@ -67,14 +68,15 @@ static void test_user_for(void **state)
     /* the config's entry wins over the machine's */
     char map[100];
     snprintf(map, sizeof(map), "deploy=daemon os_update=%s", other);
-    assert_int_equal(priv_user_for(map, "os_update", NULL, user, sizeof(user), why, sizeof(why)), 0);
+    assert_int_equal(priv_user_for(map, "os_update", NULL, user, sizeof(user), why, sizeof(why)),
+                     0);
     assert_string_equal(user, other);
-    assert_int_equal(priv_user_for("os_update=daemon", "os_update", m, user, sizeof(user), why,
-                                   sizeof(why)), 0);
+    assert_int_equal(
+        priv_user_for("os_update=daemon", "os_update", m, user, sizeof(user), why, sizeof(why)), 0);
     assert_string_equal(user, geteuid() == 1 ? "" : "daemon");
     /* a prefix of a function's name is not the function */
-    assert_int_equal(priv_user_for("os=daemon", "os_update", NULL, user, sizeof(user), why,
-                                   sizeof(why)), 0);
+    assert_int_equal(
+        priv_user_for("os=daemon", "os_update", NULL, user, sizeof(user), why, sizeof(why)), 0);
     assert_string_equal(user, "");
     /* then the machine's */
     assert_int_equal(priv_user_for("", "hello", m, user, sizeof(user), why, sizeof(why)), 0);
@@ -100,8 +102,9 @@ static void test_user_for(void **state)
     m = json_pack("{s:i}", "run_as", 0);
     assert_int_equal(priv_user_for("", "hello", m, user, sizeof(user), why, sizeof(why)), -1);
     json_decref(m);
-    assert_int_equal(priv_user_for("hello=no_such_user_zz", "hello", NULL, user, sizeof(user),
-                                   why, sizeof(why)), -1);
+    assert_int_equal(
+        priv_user_for("hello=no_such_user_zz", "hello", NULL, user, sizeof(user), why, sizeof(why)),
+        -1);
     assert_non_null(strstr(why, "no such user"));
 }
 
