@@ -111,7 +111,7 @@ t=$(q '{"function":"log_message","message":"hi","pre_hook":"id -u > /tmp/ferry-p
 check "a root worker runs no pre_hook" wait_status "$t" FAILED 15
 contains "... and says so" "$(row "$t" .lastFailureReason)" "runs no pre_hook or post_hook"
 check "... which never ran" test ! -e /tmp/ferry-priv-hook
-t=$(q '{"function":"os_update","dry_run":true,"refresh":false}')
+t=$(q '{"function":"os_update","packages":["ferry-no-such-package"],"dry_run":true,"refresh":false}')
 check "os_update, named for root in config and policy, runs as root" wait_status "$t" COMPLETED 60
 contains "... through the helper" "$(grep 'started os_update' "$T_DIR/priv.log")" "started os_update as root (uid 0)"
 t=$(q '{"function":"hello"}' oddbox)
