@@ -124,6 +124,11 @@ t=$(q '{"function":"script","interpreter":"/bin/sh","script":"id -u"}')
 check "with a world-writable policy the item fails" wait_status "$t" FAILED 15
 contains "... naming the chmod" "$(row "$t" .lastFailureReason)" "writable by root alone"
 chmod 644 "$POLICY"
+chmod 600 "$SOCK"
+t=$(q '{"function":"script","interpreter":"/bin/sh","script":"id -u"}')
+check "with the socket out of the host's reach the item fails" wait_status "$t" FAILED 15
+contains "... naming the socket's group" "$(row "$t" .lastFailureReason)" "must be in the socket's group"
+chmod 660 "$SOCK"
 
 # 5. The wire itself, as the host's user, another user and root: a request from another
 # uid, a user or function the policy does not list, odd names.
