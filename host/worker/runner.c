@@ -1116,10 +1116,12 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
     int room = nested ? runner_busy(r) < 4 * r->o.max_workers : runner_free_slots(r) > 0;
     if (!room)
         return NULL;
-    char user[40], why[1100] = "";
-    if (priv_user_for(r->o.run_as, spec->function, spec->machine, user, sizeof(user), why,
-                      sizeof(why)) != 0)
-        user[0] = '\0';
+    char user[40], why[1100];
+    user[0] = why[0] = '\0';
+    if ((r->o.run_as && *r->o.run_as) || json_object_get(spec->machine, "run_as")) /* run_as */
+        if (priv_user_for(r->o.run_as, spec->function, spec->machine, user, sizeof(user), why,
+                          sizeof(why)) != 0)
+            user[0] = '\0';
     worker *w = NULL;
     if (!user[0] && !why[0]) {
         w = pick(r, nested);
@@ -1129,8 +1131,10 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
     runner_job *job = calloc(1, sizeof(*job));
     if (job == NULL)
         return NULL;
-    snprintf(job->user, sizeof(job->user), "%s", user);
-    snprintf(job->fn, sizeof(job->fn), "%s", spec->function ? spec->function : "");
+    if (user[0]) { /* for ferry-priv; nothing on the common path */
+        snprintf(job->user, sizeof(job->user), "%s", user);
+        snprintf(job->fn, sizeof(job->fn), "%s", spec->function ? spec->function : "");
+    }
     job->id = r->next_id++;
     job->tag = tag;
     job->nested = nested;
