@@ -190,7 +190,9 @@ static int policy_load(const char *file, struct policy *p, char *why, size_t len
     int lineno = 0;
     while (f && fgets(line, sizeof(line), f)) {
         lineno++;
-        line[strcspn(line, "\r\n")] = '\0';
+        line[strcspn(line, "\r\n#")] = '\0'; /* a # starts a comment */
+        for (size_t e = strlen(line); e > 0 && (line[e - 1] == ' ' || line[e - 1] == '\t'); e--)
+            line[e - 1] = '\0';
         char *s = line + strspn(line, " \t");
         if (*s == '#' || *s == '\0')
             continue;

@@ -52,7 +52,7 @@ EOF
 chmod 644 "$T_DIR/ferry.conf"
 cat >"$POLICY" <<EOF
 # test policy
-host_user $HU
+host_user $HU   # the test's host
 plugin_dir $T_DIR/plugins
 allow script $RU
 allow * $RU root
