@@ -412,25 +412,46 @@ static void __attribute__((noreturn)) keep(int conn, pid_t worker, int pidfd)
     _exit(0);
 }
 
-/* Applies the host's own resource limits to this process where they are lower. */
+/* Applies the host's own resource limits to this process where they are lower. They are
+ * read from /proc/PID/limits (readable without CAP_SYS_RESOURCE, which prlimit on another
+ * user's process needs); the caller waits for the answer, so its pid is its own. */
 static void take_limits(pid_t host)
 {
-    static const int res[] = {RLIMIT_AS,      RLIMIT_CORE,     RLIMIT_CPU,       RLIMIT_DATA,
-                              RLIMIT_FSIZE,   RLIMIT_NOFILE,   RLIMIT_NPROC,     RLIMIT_STACK,
-                              RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING};
-    for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++) {
-        struct rlimit theirs, mine;
-        if (prlimit(host, (__rlimit_resource_t)res[i], NULL, &theirs) != 0 ||
-            getrlimit((__rlimit_resource_t)res[i], &mine) != 0)
-            continue;
-        if (theirs.rlim_max < mine.rlim_max)
-            mine.rlim_max = theirs.rlim_max;
-        if (theirs.rlim_cur < mine.rlim_cur)
-            mine.rlim_cur = theirs.rlim_cur;
-        if (mine.rlim_cur > mine.rlim_max)
-            mine.rlim_cur = mine.rlim_max;
-        setrlimit((__rlimit_resource_t)res[i], &mine);
+    static const struct {
+        int res;
+        const char *name;
+    } lim[] = {{RLIMIT_CPU, "Max cpu time"},          {RLIMIT_FSIZE, "Max file size"},
+               {RLIMIT_DATA, "Max data size"},        {RLIMIT_STACK, "Max stack size"},
+               {RLIMIT_CORE, "Max core file size"},   {RLIMIT_NPROC, "Max processes"},
+               {RLIMIT_NOFILE, "Max open files"},     {RLIMIT_MEMLOCK, "Max locked memory"},
+               {RLIMIT_AS, "Max address space"},      {RLIMIT_SIGPENDING, "Max pending signals"},
+               {RLIMIT_MSGQUEUE, "Max msgqueue size"}};
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)host);
+    FILE *f = fopen(path, "re");
+    while (f && fgets(line, sizeof(line), f)) {
+        for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++) {
+            size_t n = strlen(lim[i].name);
+            char soft[32], hard[32];
+            if (strncmp(line, lim[i].name, n) != 0 || line[n] != ' ' ||
+                sscanf(line + n, "%31s %31s", soft, hard) != 2)
+                continue;
+            struct rlimit mine;
+            if (getrlimit((__rlimit_resource_t)lim[i].res, &mine) != 0)
+                continue;
+            rlim_t s = strcmp(soft, "unlimited") == 0 ? RLIM_INFINITY : strtoull(soft, NULL, 10);
+            rlim_t h = strcmp(hard, "unlimited") == 0 ? RLIM_INFINITY : strtoull(hard, NULL, 10);
+            if (h < mine.rlim_max)
+                mine.rlim_max = h;
+            if (s < mine.rlim_cur)
+                mine.rlim_cur = s;
+            if (mine.rlim_cur > mine.rlim_max)
+                mine.rlim_cur = mine.rlim_max;
+            setrlimit((__rlimit_resource_t)lim[i].res, &mine);
+        }
     }
+    if (f)
+        fclose(f);
 }
 
 static int high_fd(int fd)

@@ -63,7 +63,7 @@ chmod 644 "$POLICY"
 
 ferry() { runuser -u "$HU" -- "$FERRY_BIN" "$@"; }
 start_host() {
-    runuser -u "$HU" -- "$FERRY_BIN" serve >>"$T_DIR/host.log" 2>&1 &
+    runuser -u "$HU" -- prlimit --nofile=777:777 "$FERRY_BIN" serve >>"$T_DIR/host.log" 2>&1 &
     HOST_PID=$!
     wait_for 10 grep -q "serving bridge" "$T_DIR/host.log" || { sed 's/^/# /' "$T_DIR/host.log"; return 1; }
 }
@@ -89,11 +89,12 @@ contains "... naming the helper and the fix" "$(row "$t" .lastFailureReason)" "s
 
 # 2. The attempt runs under the target uid.
 start_helper || fail "ferry priv starts"
-t=$(q '{"function":"script","interpreter":"/bin/sh","script":"id -u; id -G; echo HOME=$HOME USER=$USER"}')
+t=$(q '{"function":"script","interpreter":"/bin/sh","script":"id -u; id -G; echo HOME=$HOME USER=$USER NOFILE=$(ulimit -n)"}')
 check "a run_as item completes" wait_status "$t" COMPLETED 15
 out=$(row "$t" .responseVault.result.output)
 eq "it ran as $RU (id -u)" "$(head -1 <<<"$out")" "$RUID"
 contains "with $RU's own environment" "$out" "USER=$RU"
+contains "and the host's lower resource limits" "$out" "NOFILE=777"
 contains "the helper logs what it granted" "$(cat "$T_DIR/priv.log")" "started script as $RU"
 
 # 3. Root through "*" refused; a machine's odd run_as refused before any helper.
