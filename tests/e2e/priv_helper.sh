@@ -187,6 +187,21 @@ check "... and its processes are gone" wait_for 5 sh -c "! pgrep -u $RU -f 'slee
 HELPER=
 check "the host carries on" kill -0 "$HOST_PID"
 
+# Socket activation: systemd passes the listening socket (LISTEN_FDS), as ferry-priv.socket does.
+if command -v systemd-socket-activate >/dev/null; then
+    rm -f "$SOCK"
+    systemd-socket-activate --seqpacket -l "$SOCK" "$FERRY_BIN" priv --policy "$POLICY" >>"$T_DIR/priv.log" 2>&1 &
+    HELPER=$!
+    wait_for 10 test -S "$SOCK"
+    chown "root:$(id -g "$HU")" "$SOCK"
+    chmod 660 "$SOCK"
+    t=$(q '{"function":"script","interpreter":"/bin/sh","script":"id -u"}')
+    check "a socket-activated helper starts the worker" wait_status "$t" COMPLETED 15
+    eq "... as $RU" "$(row "$t" .responseVault.result.output | head -1)" "$RUID"
+    kill -9 "$HELPER" 2>/dev/null
+    HELPER=
+fi
+
 # 8. os_update on the bridge without root says how to get it.
 stop_host
 sed -i 's/ os_update=root//' "$T_DIR/ferry.conf"
