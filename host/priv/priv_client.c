@@ -94,21 +94,15 @@ int priv_spawn(const char *socket_path, const char *function, const char *user, 
     snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
     int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        if (errno == EACCES || errno == EPERM) {
-            snprintf(why, wlen,
-                     "%s must run as %s, but the host's user may not reach ferry-priv's socket "
-                     "%s (%s): it must be in the socket's group (SocketGroup=ferry in "
-                     "ferry-priv.socket)",
-                     function, user, path, strerror(errno));
-            if (s >= 0)
-                close(s);
-            return -1;
-        }
-        snprintf(why, wlen,
-                 "%s must run as %s, which needs the privileged helper ferry-priv, but it does "
-                 "not answer at %s (%s): start it (systemctl enable --now ferry-priv.socket; "
-                 "docs/security.md, \"Least privilege\")",
-                 function, user, path, strerror(errno));
+        int denied = errno == EACCES || errno == EPERM;
+        snprintf(why, wlen, "%s must run as %s, %s %s (%s): %s", function, user,
+                 denied ? "but the host's user may not reach ferry-priv's socket"
+                        : "which needs the privileged helper ferry-priv, but it does not answer at",
+                 path, strerror(errno),
+                 denied ? "it must be in the socket's group (SocketGroup=ferry in "
+                          "ferry-priv.socket)"
+                        : "start it (systemctl enable --now ferry-priv.socket; docs/security.md, "
+                          "\"Least privilege\")");
         if (s >= 0)
             close(s);
         return -1;
