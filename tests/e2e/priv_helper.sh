@@ -13,8 +13,10 @@ if [[ $(id -u) != 0 ]] || ! command -v useradd >/dev/null || ! command -v runuse
 fi
 HU=ferrytest_phost
 RU=ferrytest_prun
+# /etc/passwd's lock, taken in turns with tests/helpers/sshd.sh.
+locked() { flock /run/ferry-sshd-users.lock "$@"; }
 for u in $HU $RU; do
-    id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --home-dir / --shell /usr/sbin/nologin "$u"
+    id "$u" >/dev/null 2>&1 || locked useradd --system --no-create-home --home-dir / --shell /usr/sbin/nologin "$u"
 done
 HELPER=
 cleanup_users() {
@@ -22,8 +24,8 @@ cleanup_users() {
     pkill -9 -u "$RU" 2>/dev/null
     pkill -9 -u "$HU" 2>/dev/null
     sleep 0.2
-    userdel "$RU" 2>/dev/null
-    userdel "$HU" 2>/dev/null
+    locked userdel "$RU" 2>/dev/null
+    locked userdel "$HU" 2>/dev/null
     t_cleanup
 }
 trap cleanup_users EXIT
