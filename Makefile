@@ -248,6 +248,11 @@ install: all
 	    dist/ferry.service.in > $(INSTALL_UNIT)/ferry.service
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
 	    dist/ferry-web.service.in > $(INSTALL_UNIT)/ferry-web.service
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
+	    dist/ferry-priv.service.in > $(INSTALL_UNIT)/ferry-priv.service
+	install -m 0644 dist/ferry-priv.socket $(INSTALL_UNIT)/ferry-priv.socket
+	sed -e 's|@PREFIX@|$(PREFIX)|g' dist/ferry-priv.conf.in > $(INSTALL_CONF)/priv.conf.default
+	test -e $(INSTALL_CONF)/priv.conf || install -m 0644 $(INSTALL_CONF)/priv.conf.default $(INSTALL_CONF)/priv.conf
 
 # Man pages where man finds them, completion where bash-completion and zsh look (the
 # places Debian uses); uninstall removes what install put (docs/operations.md, "Installing").

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "priv.h"
 #include "worker.h"
 
 int main(int argc, char **argv)
@@ -15,5 +16,8 @@ int main(int argc, char **argv)
      * libpq are loaded by their first call (host/base/lazy_lib.h), in whichever needs them. */
     if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0)
         worker_process_main(argc, argv);
+    /* The privileged helper (docs/security.md): a short code path of its own, no CLI. */
+    if (argc > 1 && strcmp(argv[1], PRIV_ARGV1) == 0)
+        priv_main(argc, argv);
     return cli_main(argc, argv);
 }

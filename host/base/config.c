@@ -77,6 +77,12 @@ static const struct config_key config_keys[] = {
     {"workers.pass_env", KEY_STRING, OFF(worker_pass_env), "", 0, 0,
      "Names of further host environment variables the workers (and their commands) get, "
      "separated by spaces, e.g. \"APT_CONFIG http_proxy\". Empty: only the allowlist."},
+    {"workers.run_as", KEY_STRING, OFF(worker_run_as), "", 0, 0,
+     "Users functions run as, \"FUNCTION=USER ...\" (e.g. \"os_update=root\"); wins over a "
+     "machine's run_as. Another user than the host's needs ferry-priv, whose own policy "
+     "decides (docs/security.md, \"Least privilege\")."},
+    {"workers.priv_socket", KEY_STRING, OFF(priv_socket), "/run/ferry-priv.sock", 0, 0,
+     "Socket of ferry-priv, the privileged helper that starts workers as another user."},
     {"ssh.allow_command_options", KEY_BOOL, OFF(ssh_allow_command_options), "false", 0, 0,
      "Lets machines' ssh_options run commands or load code on the bridge (ProxyCommand, "
      "LocalCommand, KnownHostsCommand, Match, Include, PKCS11Provider, ...); refused when "

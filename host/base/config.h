@@ -45,6 +45,8 @@ typedef struct ferry_config {
     int worker_pipeline;  /* attempts queued per worker behind the running one; 0 = none */
     char *worker_path;    /* PATH of the workers' scrubbed environment */
     char *worker_pass_env; /* further variables let through, space-separated names */
+    char *worker_run_as;   /* "FUNCTION=USER ..." (least privilege, host/priv) */
+    char *priv_socket;     /* ferry-priv's socket */
     int ssh_allow_command_options; /* ssh_options may run commands on the bridge */
 
     int timeout_default; /* seconds, when neither the vault nor the function sets one */

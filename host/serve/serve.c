@@ -945,6 +945,8 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                       .limits = cfg->limits,
                       .fn_limits = cfg->fn_limits,
                       .n_fn_limits = cfg->n_fn_limits,
+                      .run_as = cfg->worker_run_as,
+                      .priv_socket = cfg->priv_socket,
                       .grace_ms = cfg->grace_seconds * 1000,
                       .pipeline = cfg->worker_pipeline > 0 ? cfg->worker_pipeline : -1};
     runner_events ev = {.log = on_log,

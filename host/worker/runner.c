@@ -19,6 +19,7 @@
 
 #include "exec.h"
 #include "log.h"
+#include "priv_client.h"
 #include "proto.h"
 #include "reap.h"
 #include "ssh_options.h"
@@ -77,6 +78,9 @@ struct runner_job {
     int64_t cpu_base_ticks;     /* its processes' CPU time at the first check (-1: not yet) */
     int64_t next_check;         /* mono ms: the next look at its usage (limits_check) */
     char limit_msg[96];         /* "memory limit 512 MiB exceeded" (STOP_LIMIT) */
+    char user[40];              /* run_as through ferry-priv; "" the host's own user */
+    char fn[136];               /* its function's name (for ferry-priv) */
+    char *fail_msg;             /* it could not start as its user: settled by runner_tick */
 };
 
 struct worker {
@@ -100,6 +104,7 @@ struct worker {
     struct proto_buf out;
     int want_out; /* EPOLLOUT is asked for */
     uint64_t serial; /* names the worker in epoll events, which may outlive it in a batch */
+    int ctl; /* its ferry-priv keeper's control line (priv_client.h); -1: the runner's child */
 };
 
 struct runner {
@@ -116,6 +121,7 @@ struct runner {
      * malloc's per-thread cache, where a fresh 4 KiB buffer per job was not). */
     struct proto_buf scratch;
     char **env; /* the workers' environment (worker_env) */
+    runner_job *failed; /* attempts that could not start as their user, to settle */
 };
 
 static char **worker_env(const runner_opts *o);
@@ -217,6 +223,8 @@ static char **worker_env(const runner_opts *o)
  * holds no copy of the host's memory (other jobs' vaults, store credentials), and the
  * host's pages stop being shared copy-on-write as soon as the child execs.
  */
+static worker *adopt(runner *r, pid_t pid, int sock, int errfd, int pidfd, int ctl);
+
 static worker *spawn(runner *r)
 {
     int sv[2], ep[2];
@@ -268,13 +276,20 @@ static worker *spawn(runner *r)
     setpgid(pid, pid);
     close(sv[1]);
     close(ep[1]);
-    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
-    fcntl(ep[0], F_SETFL, fcntl(ep[0], F_GETFL) | O_NONBLOCK);
+    return adopt(r, pid, sv[0], ep[0], pidfd_open_(pid), -1);
+}
+
+/* Takes a started worker into the pool. */
+static worker *adopt(runner *r, pid_t pid, int sock, int errfd, int pidfd, int ctl)
+{
+    fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
+    fcntl(errfd, F_SETFL, fcntl(errfd, F_GETFL) | O_NONBLOCK);
     worker *w = calloc(1, sizeof(*w));
     w->pid = pid;
-    w->sock = sv[0];
-    w->errfd = ep[0];
-    w->pidfd = pidfd_open_(pid);
+    w->sock = sock;
+    w->errfd = errfd;
+    w->pidfd = pidfd;
+    w->ctl = ctl;
     w->generation = r->generation;
     w->serial = ++r->next_serial;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = w->serial << EV_BITS | EV_SOCK};
@@ -362,6 +377,10 @@ static void close_stderr(runner *r, worker *w)
 
 static void kill_groups(worker *w, int sig)
 {
+    if (w->ctl >= 0) { /* started by ferry-priv: its keeper signals it (another user's) */
+        priv_ctl(w->ctl, sig == SIGKILL ? "kill" : "term");
+        return;
+    }
     if (sig == SIGKILL)
         reap_kill_worker(w->pid); /* its descendants too, in whatever group or session */
     kill(-w->pid, sig);
@@ -412,9 +431,12 @@ static void retire_now(runner *r, worker *w, int wait)
         epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
         close(w->pidfd);
     }
-    while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+    while (w->ctl < 0 && waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
         ;
-    reap_worker_gone(w->pid);
+    if (w->ctl >= 0)
+        close(w->ctl); /* its keeper ends what is left of it */
+    else
+        reap_worker_gone(w->pid);
     proto_reader_free(&w->rd);
     proto_buf_free(&w->out);
     for (size_t i = 0; i < r->n_workers; i++) {
@@ -431,6 +453,12 @@ static void retire_now(runner *r, worker *w, int wait)
 static void signal_cancel(runner_job *job)
 {
     union sigval v = {.sival_int = (int)job->id};
+    if (job->w->ctl >= 0) {
+        char what[48];
+        snprintf(what, sizeof(what), "cancel %d", v.sival_int);
+        priv_ctl(job->w->ctl, what);
+        return;
+    }
     sigqueue(job->w->pid, SIGUSR1, v);
 }
 
@@ -553,6 +581,7 @@ static void stopped_outcome(const runner_job *job, struct outcome *out, char *bu
 }
 
 static worker *pick(runner *r, int nested);
+static worker *spawn_as(runner *r, const runner_job *job, char *why, size_t wlen);
 static int send_job(runner *r, worker *w, runner_job *job);
 static void flush_out(runner *r, worker *w);
 
@@ -572,8 +601,8 @@ static void redispatch(runner *r, runner_job *queue)
             settle_unstarted(r, job, &out);
             continue;
         }
-        worker *w = pick(r, job->nested);
-        if (w == NULL)
+        worker *w = job->user[0] ? spawn_as(r, job, NULL, 0) : pick(r, job->nested);
+        if (w == NULL && !job->user[0])
             w = spawn(r); /* the slot of the worker that died */
         if (w == NULL || send_job(r, w, job) != 0)
             settle_unstarted(r, job, &out);
@@ -592,11 +621,20 @@ static void worker_died(runner *r, worker *w, const char *why)
     w->q_first = w->q_last = NULL;
     w->nq = 0;
     kill_groups(w, SIGKILL);
-    int status = 0;
-    pid_t got;
-    while ((got = waitpid(w->pid, &status, 0)) < 0 && errno == EINTR)
-        ;
-    reap_worker_gone(w->pid);
+    int status = 0, keeper_lost = 0;
+    pid_t got = -1;
+    if (w->ctl >= 0) { /* its keeper reaps it and tells */
+        if (priv_exit_status(w->ctl, 2000, &status) == 0)
+            got = w->pid;
+        else
+            keeper_lost = 1;
+        close(w->ctl);
+        w->ctl = -1;
+    } else {
+        while ((got = waitpid(w->pid, &status, 0)) < 0 && errno == EINTR)
+            ;
+        reap_worker_gone(w->pid);
+    }
     if (w->job) {
         char buf[320];
         runner_job *job = w->job;
@@ -607,6 +645,9 @@ static void worker_died(runner *r, worker *w, const char *why)
         } else if (why) {
             snprintf(buf, sizeof(buf), "%s", why);
             out.stop = STOP_PROTOCOL;
+        } else if (keeper_lost) {
+            snprintf(buf, sizeof(buf), "the worker's ferry-priv keeper ended (the helper was "
+                     "stopped or killed), which ended the worker and what it started");
         } else {
             describe_death(job, got > 0 ? status : 0, buf, sizeof(buf));
         }
@@ -950,6 +991,39 @@ static worker *pick(runner *r, int nested)
 }
 
 /*
+ * A worker running as job->user, from ferry-priv: one per attempt (it takes no other, and
+ * leaves after it), within max_workers (an idle worker of the host's own user leaves to make
+ * room; a nested call may go past). NULL with why empty: no room now; with why set: the
+ * helper is not there or refused (why says which).
+ */
+static worker *spawn_as(runner *r, const runner_job *job, char *why, size_t wlen)
+{
+    if (why)
+        why[0] = '\0';
+    if (!job->nested && occupied(r) >= r->o.max_workers) {
+        for (size_t i = 0; i < r->n_workers; i++)
+            if (load_of(r->workers[i]) == 0 && eligible(r, r->workers[i])) {
+                retire(r, r->workers[i]);
+                break;
+            }
+        if (occupied(r) >= r->o.max_workers)
+            return NULL;
+    }
+    struct priv_worker pw;
+    char err[1024];
+    if (priv_spawn(r->o.priv_socket, job->fn, job->user, r->o.memory_limit_mb, r->env, &pw, err,
+                   sizeof(err)) != 0) {
+        hlog(LOG_ERROR, "%s", err);
+        if (why)
+            snprintf(why, wlen, "%s", err);
+        return NULL;
+    }
+    worker *w = adopt(r, pw.pid, pw.sock, pw.errfd, pw.pidfd, pw.ctl);
+    w->leaving = 1; /* this attempt only */
+    return w;
+}
+
+/*
  * Writes what waits in w->out as far as the socket takes it; the rest waits for EPOLLOUT
  * (runner_process writes it then). A worker whose socket is broken loses what waited: its
  * end is seen on its pidfd or as end of file, and ends its attempts then, so this never ends
@@ -1042,12 +1116,25 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
     int room = nested ? runner_busy(r) < 4 * r->o.max_workers : runner_free_slots(r) > 0;
     if (!room)
         return NULL;
-    worker *w = pick(r, nested);
-    if (w == NULL)
-        return NULL;
+    char user[40], why[1100];
+    user[0] = why[0] = '\0';
+    if ((r->o.run_as && *r->o.run_as) || json_object_get(spec->machine, "run_as")) /* run_as */
+        if (priv_user_for(r->o.run_as, spec->function, spec->machine, user, sizeof(user), why,
+                          sizeof(why)) != 0)
+            user[0] = '\0';
+    worker *w = NULL;
+    if (!user[0] && !why[0]) {
+        w = pick(r, nested);
+        if (w == NULL)
+            return NULL;
+    }
     runner_job *job = calloc(1, sizeof(*job));
     if (job == NULL)
         return NULL;
+    if (user[0]) { /* for ferry-priv; nothing on the common path */
+        snprintf(job->user, sizeof(job->user), "%s", user);
+        snprintf(job->fn, sizeof(job->fn), "%s", spec->function ? spec->function : "");
+    }
     job->id = r->next_id++;
     job->tag = tag;
     job->nested = nested;
@@ -1070,6 +1157,17 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
     if (proto_buf_run(&r->scratch, &run) == 0 && (job->frame.p = malloc(r->scratch.len)) != NULL) {
         memcpy(job->frame.p, r->scratch.p, r->scratch.len);
         job->frame.len = job->frame.cap = r->scratch.len;
+    }
+    if (user[0] && !why[0] && (w = spawn_as(r, job, why, sizeof(why))) == NULL && !why[0]) {
+        free(job->frame.p);
+        free(job);
+        return NULL; /* no room now: given back, as when no worker is free */
+    }
+    if (why[0]) { /* it cannot run as its user: FAILS, settled by the next runner_tick */
+        job->fail_msg = xstrdup(why);
+        job->next = r->failed;
+        r->failed = job;
+        return job;
     }
     /* A message that cannot be built or queued (out of memory) starts nothing: the host
      * gives the item back, as when no worker is free. Ending the worker here would settle
@@ -1113,7 +1211,7 @@ void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply)
 
 static void begin_stop(runner *r, runner_job *job, enum outcome_stop why, int grace_ms)
 {
-    if (job->stopping)
+    if (job->stopping || job->w == NULL) /* one that could not start as its user FAILS */
         return;
     job->stopping = why;
     if (job->w->job != job) {
@@ -1254,9 +1352,26 @@ static void limits_check(runner_job *job)
     kill_groups(job->w, SIGKILL); /* the worker and all it started; worker_died settles it */
 }
 
+/* Settles the attempts that could not start as their user. */
+static void runner_tick_failed(runner *r)
+{
+    while (r->failed) {
+        runner_job *job = r->failed;
+        r->failed = job->next;
+        job->next = NULL;
+        struct outcome out = {.kind = OUTCOME_FAIL, .stop = STOP_NONE, .code = "run_as_failed",
+                              .message = job->fail_msg};
+        r->ev.done(r->ud, job, &out);
+        free(job->fail_msg);
+        proto_buf_free(&job->frame);
+        free(job);
+    }
+}
+
 void runner_tick(runner *r)
 {
     int64_t now = mono_ms();
+    runner_tick_failed(r);
     for (size_t i = 0; i < r->n_workers; i++) {
         runner_job *job = r->workers[i]->job;
         if (job == NULL)
@@ -1294,6 +1409,8 @@ void runner_tick(runner *r)
 int runner_timeout_ms(const runner *r)
 {
     int64_t now = mono_ms(), next = -1;
+    if (r->failed)
+        return 0;
     for (size_t i = 0; i < r->n_workers; i++) {
         runner_job *job = r->workers[i]->job;
         int64_t exiting = r->workers[i]->exiting;
@@ -1314,6 +1431,7 @@ int runner_timeout_ms(const runner *r)
 
 void runner_free(runner *r)
 {
+    runner_tick_failed(r);
     while (r->n_workers > 0) {
         worker *w = r->workers[r->n_workers - 1];
         struct outcome out = {.kind = OUTCOME_CANCELLED, .stop = STOP_SHUTDOWN,

@@ -69,6 +69,10 @@ typedef struct runner_opts {
     struct ferry_limits limits;
     const struct ferry_limits *fn_limits;
     size_t n_fn_limits;
+    /* Least privilege (host/priv/priv_client.h): workers.run_as ("FUNCTION=USER ...") and
+     * the helper's socket (NULL: PRIV_DEFAULT_SOCKET); borrowed for the runner's life. */
+    const char *run_as;
+    const char *priv_socket;
 } runner_opts;
 
 #define RUNNER_SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -27,6 +28,7 @@
 #include "descriptor.h"
 #include "exec.h"
 #include "httpc.h"
+#include "priv.h"
 #include "proto.h"
 #include "reap.h"
 #include "util.h"
@@ -638,6 +640,9 @@ static json_t *run_one(int sock, const json_t *msg)
     running_sock = sock;
     running_id = w.run.id;
     running_loading = 1;
+    /* A worker ferry-priv started runs its one function, from its policy's plugins only. */
+    if (parsed && priv_worker_allows(spec, reason, sizeof(reason)) != 0)
+        parsed = 0;
     const ferry_plugin *plugin =
         parsed ? load(spec->plugin, spec->config, reason, sizeof(reason), &changed) : NULL;
     running_loading = 0;
@@ -704,12 +709,19 @@ static json_t *run_one(int sock, const json_t *msg)
     return m;
 }
 
+/* The worker's socket to the host, for watch_host (-1 until known). */
+static volatile int guard_sock = -1;
+
 static void *watch_host(void *arg)
 {
     int pidfd = (int)(intptr_t)arg;
     struct pollfd p = {.fd = pidfd, .events = POLLIN};
     while (poll(&p, 1, -1) < 0 && errno == EINTR)
         ;
+    /* Nothing more reaches the host: an attempt whose commands are being killed under it
+     * must not be reported as done (the host is gone, or it is ferry-priv's keeper). */
+    if (guard_sock >= 0)
+        shutdown(guard_sock, SHUT_RDWR);
     reap_worker_doom(); /* every descendant, whatever group or session, then the worker */
 }
 
@@ -763,6 +775,7 @@ void worker_process_main(int argc, char **argv)
     if (sock < 0)
         _exit(0);
     close(WORKER_FD);
+    guard_sock = sock;
     stderr_copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 64);
     worker_main(sock, &wo);
 }

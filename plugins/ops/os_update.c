@@ -117,20 +117,23 @@ static ferry_result read_packages(ferry_ctx *ctx, const json_t *packages, pkg_re
     return code;
 }
 
-/* Finds the package manager and whether sudo is needed. */
-static ferry_result detect(ferry_ctx *ctx, const char *wanted, const pkg_manager **pm, int *root)
+/* Finds the package manager and whether sudo is needed (and works without a password). */
+static ferry_result detect(ferry_ctx *ctx, const char *wanted, const pkg_manager **pm, int *root,
+                           int *sudo)
 {
     json_t *res = ops_exec(ctx, "detect package manager",
                            "if command -v apt-get >/dev/null 2>&1; then m=apt; "
                            "elif command -v dnf >/dev/null 2>&1; then m=dnf; "
                            "elif command -v yum >/dev/null 2>&1; then m=yum; else m=none; fi; "
-                           "echo \"$m $(id -u)\"",
+                           "s=0; [ \"$(id -u)\" = 0 ] || { sudo -n true >/dev/null 2>&1 && s=1; }; "
+                           "echo \"$m $(id -u) $s\"",
                            NULL);
     if (res == NULL)
         return FERRY_RETRY;
     char found[16] = "none";
     int uid = -1;
-    sscanf(ops_output(res), "%15s %d", found, &uid);
+    *sudo = 0;
+    sscanf(ops_output(res), "%15s %d %d", found, &uid, sudo);
     json_decref(res);
     const char *name = strcmp(wanted, "auto") == 0 ? found : wanted;
     const pkg_manager *all[] = {&pkg_apt, &pkg_dnf, &pkg_yum};
@@ -220,13 +223,26 @@ static ferry_result os_update_run(ferry_ctx *ctx, const json_t *params, json_t *
     pkg_request req = {.names = json_array()};
     json_t *packages = json_array(), *missing = json_array();
     const pkg_manager *pm = NULL;
-    int root = 0;
+    int root = 0, sudo = 0;
     ferry_result code = read_packages(ctx, json_object_get(params, "packages"), &req);
     if (code == FERRY_OK)
-        code =
-            detect(ctx, json_string_value(json_object_get(params, "package_manager")), &pm, &root);
+        code = detect(ctx, json_string_value(json_object_get(params, "package_manager")), &pm,
+                      &root, &sudo);
     if (code != FERRY_OK)
         goto out;
+    json_t *machine = ctx->host->machine(ctx);
+    int local = machine && json_is_true(json_object_get(machine, "local"));
+    json_decref(machine);
+    if (!root && !sudo && local) {
+        /* On the bridge itself: the host is unprivileged (issue 17), root comes from ferry-priv. */
+        ferry_set_error(ctx, "needs_root",
+                        "os_update needs root on the bridge itself and this worker is not root "
+                        "(nor may it use sudo -n): let it run as root through ferry-priv: "
+                        "workers.run_as = \"os_update=root\" in ferry.conf and \"allow os_update "
+                        "root\" in ferry-priv's policy (docs/operations.md, \"Privileges\")");
+        code = FERRY_FAIL;
+        goto out;
+    }
     req.sudo =
         root ? "" : "sudo -n env DEBIAN_FRONTEND=noninteractive LC_ALL=C NEEDRESTART_MODE=a ";
     ferry_progress(ctx, 10, pm->name);
@@ -285,7 +301,9 @@ const ferry_function ops_fn_os_update = {
         "applies it unless `dry_run`, and reboots when asked and needed. The result lists "
         "each package with `old_version` and `new_version` (null old: newly pulled in), "
         "`count`, `not_installed`, `reboot_required` and `reboot`. Runs as root, or with "
-        "`sudo -n` for another SSH user.",
+        "`sudo -n` for another SSH user; on the bridge itself (a local machine) its worker "
+        "must be root: `workers.run_as = \"os_update=root\"` through ferry-priv "
+        "(docs/security.md), else it FAILS with needs_root.",
     FERRY_PARAMS(os_update_params),
     .default_timeout = 3600,
     .run = os_update_run,

@@ -10,7 +10,8 @@ else
     fail "make install PREFIX=… succeeds" "$(tail -20 "$T_DIR/install.log")"
 fi
 for f in bin/ferry lib/ferry/plugins/core.so include/ferry/plugin.h lib/pkgconfig/ferry-plugin.pc \
-    etc/ferry/ferry.conf lib/systemd/system/ferry.service; do
+    etc/ferry/ferry.conf lib/systemd/system/ferry.service lib/systemd/system/ferry-priv.service \
+    lib/systemd/system/ferry-priv.socket etc/ferry/priv.conf; do
     [[ -e $prefix/$f ]] && pass "installed $f" || fail "installed $f"
 done
 contains "the unit runs the installed binary" "$(cat "$prefix/lib/systemd/system/ferry.service")" "ExecStart=$prefix/bin/ferry --config $prefix/etc/ferry/ferry.conf serve"
