@@ -243,7 +243,9 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|g' sdk/ferry-plugin.pc.in > $(INSTALL_PC)/ferry-plugin.pc
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
 	    dist/ferry.conf.in > $(INSTALL_CONF)/ferry.conf.default
-	test -e $(INSTALL_CONF)/ferry.conf || cp $(INSTALL_CONF)/ferry.conf.default $(INSTALL_CONF)/ferry.conf
+	# The config may hold secrets (smtp.password): 0640, readable by the ferry group only.
+	test -e $(INSTALL_CONF)/ferry.conf || install -m 0640 $(INSTALL_CONF)/ferry.conf.default $(INSTALL_CONF)/ferry.conf
+	if [ -z "$(DESTDIR)" ] && getent group ferry >/dev/null; then chgrp ferry $(INSTALL_CONF)/ferry.conf; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
 	    dist/ferry.service.in > $(INSTALL_UNIT)/ferry.service
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@CONFDIR@|$(patsubst $(DESTDIR)%,%,$(INSTALL_CONF))|g' \
@@ -270,18 +272,21 @@ install-man: $(MAN_PAGES) $(COMPLETIONS)
 
 # The configuration goes only when it is still the default install wrote; an edited one
 # stays, and so does every directory something else still uses.
-UNINSTALL_UNITS = $(patsubst dist/%.in,$(INSTALL_UNIT)/%,$(wildcard dist/*.service.in dist/*.socket.in dist/*.timer.in))
+UNINSTALL_UNITS = $(patsubst dist/%.in,$(INSTALL_UNIT)/%,$(wildcard dist/*.service.in dist/*.socket.in dist/*.timer.in)) \
+    $(patsubst dist/%,$(INSTALL_UNIT)/%,$(wildcard dist/*.socket))
 uninstall:
 	rm -f $(INSTALL_BIN)/ferry $(PLUGINS:%=$(INSTALL_PLUGINS)/%.so) \
 	    $(patsubst sdk/include/ferry/%,$(INSTALL_INCLUDE)/%,$(wildcard sdk/include/ferry/*.h)) \
 	    $(INSTALL_PC)/ferry-plugin.pc $(UNINSTALL_UNITS) \
 	    $(INSTALL_MAN)/man1/ferry.1 $(INSTALL_MAN)/man5/ferry.conf.5 \
 	    $(INSTALL_BASHCOMP)/ferry $(INSTALL_ZSHCOMP)/_ferry
-	if cmp -s $(INSTALL_CONF)/ferry.conf $(INSTALL_CONF)/ferry.conf.default; then \
-	    rm -f $(INSTALL_CONF)/ferry.conf; \
-	elif [ -e $(INSTALL_CONF)/ferry.conf ]; then \
-	    echo "uninstall: $(INSTALL_CONF)/ferry.conf was edited; it stays"; fi
-	rm -f $(INSTALL_CONF)/ferry.conf.default
+	for c in ferry.conf priv.conf; do \
+	    if cmp -s $(INSTALL_CONF)/$$c $(INSTALL_CONF)/$$c.default; then \
+	        rm -f $(INSTALL_CONF)/$$c; \
+	    elif [ -e $(INSTALL_CONF)/$$c ]; then \
+	        echo "uninstall: $(INSTALL_CONF)/$$c was edited; it stays"; fi; \
+	    rm -f $(INSTALL_CONF)/$$c.default; \
+	done
 	rmdir $(INSTALL_PLUGINS) $(DESTDIR)$(PREFIX)/lib/ferry $(INSTALL_INCLUDE) $(INSTALL_CONF) 2>/dev/null || true
 
 # make deb: the Debian packages (debian/) from scratch with Debian's build flags, built in a

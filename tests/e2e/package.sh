@@ -101,6 +101,9 @@ if [[ $(id -u) -eq 0 ]]; then
         ":/var/lib/ferry:/usr/sbin/nologin"
     eq "postinst created /var/lib/ferry 0700, owned by ferry" \
         "$(stat -c '%a %u' "$root/var/lib/ferry" 2>&1)" "700 $uid"
+    gid=$(awk -F: '$1 == "ferry" { print $3 }' "$root/etc/group")
+    eq "... and the config 0640, root's, readable by the ferry group (it may hold secrets)" \
+        "$(stat -c '%a %u %g' "$root/etc/ferry/ferry.conf" 2>&1)" "640 0 $gid"
     check "ferry.service is enabled" test -L "$root/etc/systemd/system/multi-user.target.wants/ferry.service"
     check "ferry-web.service is not" test ! -e "$root/etc/systemd/system/multi-user.target.wants/ferry-web.service"
 else
