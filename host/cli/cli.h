@@ -144,6 +144,7 @@ extern const cli_command cli_people_commands[]; /* cli_people.c: users, tokens *
 extern const cli_command cli_audit_commands[];  /* cli_audit.c: audit list */
 extern const cli_command cli_web_commands[]; /* cli_web.c: ferry web */
 extern const cli_command cli_key_commands[];
+extern const cli_command cli_prune_commands[];  /* cli_prune.c: queue prune */
 
 /*
  * Checks a queue item vault the same way wherever one is given (create queue-item, a

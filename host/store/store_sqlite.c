@@ -317,6 +317,13 @@ static const struct eng_migration migrations[] = {
       * host that dies between its commit and that hand-off leaves them to another. */
      "CREATE TABLE IF NOT EXISTS notify_outbox (task_id TEXT PRIMARY KEY,"
      " bridge_name TEXT NOT NULL, due_ms INTEGER NOT NULL) WITHOUT ROWID;"},
+    /* 10 (history upkeep, issue 18): chores that one host of the store does at a time, such
+     * as pruning the history once a day (host/serve/upkeep.c): who holds one, until when,
+     * when it is due again and what its last run did. */
+    {10, "chores shared by the hosts of a store",
+     "CREATE TABLE IF NOT EXISTS chores (name TEXT PRIMARY KEY, owner TEXT,"
+     " lease_until INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL DEFAULT 0,"
+     " started_at INTEGER, finished_at INTEGER, result TEXT);"},
 };
 
 
