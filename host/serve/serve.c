@@ -35,6 +35,7 @@
 #include "sdnotify.h"
 #include "scheduler.h"
 #include "settle.h"
+#include "upkeep.h"
 #include "store.h"
 #include "util.h"
 #include "vault.h"
@@ -85,6 +86,7 @@ typedef struct host {
     runner *run;
     settler *settle;
     fairness *fair; /* fair claims among the bridge's hosts */
+    upkeep *upkeep; /* history.keep_days: the daily prune, a batch a turn */
     char owner[160];
     int sigfd, inofd, wakefd;
     attempt *running;
@@ -848,6 +850,8 @@ static int loop_timeout(host *h)
         t = hb;
     if (h->stopping && t > 100)
         t = 100;
+    if (upkeep_busy(h->upkeep))
+        t = 0;
     if (!h->stopping && fairness_waiting(h->fair) && t > FAIRNESS_POLL_MS)
         t = FAIRNESS_POLL_MS;
     int64_t until_schedule = h->next_schedule_mono - mono_ms();
@@ -957,6 +961,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     h.sched = scheduler_new(cfg, &h.reg);
     h.settle = settle_new(cfg, h.st, &h.reg, &defaults);
     h.fair = fairness_new(h.st, cfg->bridge, h.owner);
+    h.upkeep = upkeep_new(cfg->history_keep_days, h.owner);
     h.machines = json_object();
     h.team_sizes = json_object();
     if (setup_fds(&h) != 0) {
@@ -1004,6 +1009,9 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
          * (claim()). */
         runner_flush(h.run);
         batch_end(&h);
+        /* A prune batch of its own between turns (upkeep.c), never inside the turn's. */
+        if (!h.stopping)
+            upkeep_tick(h.upkeep, h.st, mono_ms());
         if (h.stopping) {
             if (h.running == NULL)
                 break;
@@ -1024,6 +1032,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     batch_end(&h); /* attempts the runner ended as it stopped */
     settle_free(h.settle);
     fairness_free(h.fair);
+    upkeep_free(h.upkeep);
     scheduler_free(h.sched);
     json_decref(h.machines);
     json_decref(h.team_sizes);
