@@ -97,6 +97,7 @@ const char *const store_fragment_names[F_COUNT] = {
     [F_JSON_SEQS] = "json_seqs",
     [F_JSON_FINISHES] = "json_finishes",
     [F_COLLATE_DEFAULT] = "collate_default",
+    [F_NOW_MS] = "now_ms",
 };
 
 const struct stmt_def store_statements[S_COUNT] = {
@@ -560,4 +561,5 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_CHORE_DONE] = {"UPDATE chores SET owner = NULL, lease_until = 0, due_at = ?4,"
                       " finished_at = ?3, result = ?5 WHERE name = ?1 AND owner = ?2",
                       0},
+    [S_STORE_CLOCK] = {"SELECT {now_ms}", 0},
 };

@@ -124,6 +124,8 @@ enum stmt_id {
     S_CHORE_CLAIM,
     S_CHORE_RENEW,
     S_CHORE_DONE,
+    /* the store's own clock (store_clock.c, ferry doctor) */
+    S_STORE_CLOCK,
     S_COUNT
 };
 
@@ -144,6 +146,7 @@ enum stmt_fragment {
     F_JSON_FINISHES,     /* select (task_id, token, status, response, reason) from JSON array
                           * parameter @ of [task_id, token, status, response, reason] */
     F_COLLATE_DEFAULT,   /* compares a task id by the collation of parent_task_id (qi_parent) */
+    F_NOW_MS,            /* the engine's clock, ms since the epoch */
     F_COUNT
 };
 

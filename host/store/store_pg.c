@@ -53,6 +53,7 @@ static const char *const fragments[F_COUNT] = {
     /* parent_task_id has the database's collation (migration 1), task_id "C": an equality
      * between them must name the index's, or qi_parent cannot serve it. */
     [F_COLLATE_DEFAULT] = " COLLATE \"default\"",
+    [F_NOW_MS] = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS bigint)",
 };
 
 /* Serialises migrations of processes opening a fresh database at the same moment. */

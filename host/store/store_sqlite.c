@@ -93,6 +93,7 @@ static const char *const fragments[F_COUNT] = {
     [F_JSON_FINISHES] = "WITH r(v) AS MATERIALIZED (SELECT value FROM json_each(@))"
                         " SELECT v ->> 0 AS task_id, v ->> 1 AS token, v ->> 2 AS status,"
                         " v ->> 3 AS response, v ->> 4 AS reason FROM r",
+    [F_NOW_MS] = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
 };
 
 static const char *const dialect_sql[S_COUNT] = {

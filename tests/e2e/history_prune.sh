@@ -131,6 +131,12 @@ bad "a status that has not ended" "only ended items are pruned), not 'PENDING'" 
 out=$(ferry queue prune --before nope --output json); rc=$?
 eq "bad input with --output json: the failure envelope, exit 2" "$(jq -c '[.success, (.error | test("--before takes"))]' <<<"$out") $rc" "[false,true] 2"
 
+# ferry doctor reads the store's clock (PostgreSQL: the server's; doctor.sh has the rest).
+if [[ ${FERRY_TEST_DRIVER:-sqlite} == postgres ]]; then
+    contains "doctor compares this machine's clock with the database server's" "$(ferry doctor)" \
+        "ok    clock: this machine's clock is "
+fi
+
 # Migration 10 on a store that predates it.
 q "DROP TABLE chores; DELETE FROM schema_migrations WHERE version = 10"
 ferry list teams >/dev/null
