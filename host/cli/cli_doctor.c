@@ -3,8 +3,9 @@
  * the fix): the configuration, the store's files and their modes, opening the store as a
  * host does (its refusals are issue 17's: a store other users may read while it holds
  * secrets, a missing or wrong key), the key file, the plugin directory (every .so probed),
- * the clocks of the hosts against the store's, and with --machines each machine over SSH.
- * Exit 1 when a check failed (docs/operations.md, "ferry doctor").
+ * the clocks of the hosts against the store's, with --machines each machine over SSH and
+ * with --storages each storage (cli_doctor_storage.c). Exit 1 when a check failed
+ * (docs/operations.md, "ferry doctor").
  */
 #include <errno.h>
 #include <libgen.h>
@@ -379,6 +380,8 @@ static int cmd_doctor(cli *c)
             check_clocks(&d);
             if (cli_flag(c, "machines"))
                 check_machines(&d);
+            if (cli_flag(c, "storages"))
+                doctor_storages(&d);
         }
     }
     char msg[128];
@@ -399,11 +402,12 @@ static int cmd_doctor(cli *c)
 
 static const cli_opt doctor_opts[] = {
     {"machines", 0, NULL, 0, "also reach every machine over SSH (BatchMode, 5 s timeout)"},
+    {"storages", 0, NULL, 0, "also reach every storage: list its snapshots (repo_list)"},
     {NULL, 0, NULL, 0, NULL}};
 
 const cli_command cli_doctor_commands[] = {
     {"doctor", NULL, NULL, 0, 0, doctor_opts, cmd_doctor,
-     "check the config, the store, the key, the plugins and the clocks (--machines: reach "
-     "every machine); one line per check; exit 1 if one failed"},
+     "check the config, the store, the key, the plugins and the clocks (--machines, "
+     "--storages: reach them); one line per check; exit 1 if one failed"},
     {NULL, NULL, NULL, 0, 0, NULL, NULL, NULL},
 };

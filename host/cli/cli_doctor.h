@@ -21,4 +21,7 @@ struct doctor {
 void doctor_report(struct doctor *d, enum doctor_status status, const char *check,
                    const char *fix, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* --storages: each storage listed through the repo plugin (cli_doctor_storage.c). */
+void doctor_storages(struct doctor *d);
+
 #endif

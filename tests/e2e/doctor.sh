@@ -22,6 +22,14 @@ KEY=$(cat "$SSHD_DIR/client_key")
 ferry create machine Ops local remote --vault "$(jq -n --argjson p "$port" --arg k "$KEY" \
     '{ip:"127.0.0.1", user:"ferrydoc", ssh_port:$p, SSH_PRIVATE_KEY:$k}')" >/dev/null
 DB=$T_DIR/ferry.db
+# Storages: a local directory, and SFTP on the same sshd (both empty: reached, nothing pushed).
+mkdir -m 700 "$T_DIR/backups"
+ferry create storage Ops disk --vault "{\"provider\":\"local\",\"path\":\"$T_DIR/backups\",\"passphrase\":\"p\"}" >/dev/null
+sftp_vault() { # KEY
+    jq -n --argjson p "$port" --arg k "$1" --arg h "$(cat "$SSHD_DIR/host_key.pub")" --arg path "/home/ferrydoc/doctor-$$" \
+        '{provider:"sftp", host:"127.0.0.1", port:$p, user:"ferrydoc", path:$path, private_key:$k, host_public_key:$h, passphrase:"p"}'
+}
+ferry create storage Ops offsite --vault "$(sftp_vault "$KEY")" >/dev/null
 
 doctor() { ferry doctor "$@" >"$T_DIR/out" 2>"$T_DIR/err"; echo $? >"$T_DIR/rc"; }
 line() { grep -E "$1" "$T_DIR/out"; }
@@ -30,7 +38,7 @@ rc() { cat "$T_DIR/rc"; }
 # A good setup, with a host running (its heartbeat is what the clock check compares).
 start_host
 wait_for 10 test "$(sqlite3 "$DB" "SELECT count(*) FROM hosts")" -ge 1
-doctor --machines
+doctor --machines --storages
 eq "good setup: exit 0" "$(rc)" 0
 eq "good setup: every line ok" "$(grep -cv '^ok  ' "$T_DIR/out")" 1 # the summary line
 contains "... the config" "$(line '^ok    config: ')" "parses; every key is known"
@@ -41,6 +49,8 @@ contains "... each plugin" "$(line '^ok    plugin: core.so')" "core.so: core"
 contains "... the host's clock" "$(line '^ok    clock: host ')" "(bridge local): heartbeat"
 contains "... the local machine" "$(line 'machine Ops/m1')" "ok    machine Ops/m1: this machine (no SSH)"
 contains "... the remote machine over SSH" "$(line 'machine Ops/remote')" "ok    machine Ops/remote: reachable over SSH"
+contains "... a local storage" "$(line 'storage Ops/disk')" "ok    storage Ops/disk: reachable; it holds no repository data yet"
+contains "... an SFTP storage" "$(line 'storage Ops/offsite')" "ok    storage Ops/offsite: reachable"
 contains "... and a summary" "$(tail -1 "$T_DIR/out")" "ok, 0 warnings, 0 failed"
 eq "nothing on stderr" "$(cat "$T_DIR/err")" ""
 json=$(ferry doctor --output json)
@@ -88,7 +98,8 @@ eq "broken plugin: its line" "$(line 'broken.so')" \
     "fail  plugin: broken.so is refused: not a shared object (no ELF header); fix: rebuild it against this ferry's SDK, or remove $T_DIR/plugins/broken.so"
 rm "$T_DIR/plugins/broken.so"
 
-# A machine that does not answer over SSH (--machines): its port closed.
+# A machine that does not answer over SSH (--machines): its port closed (sshd is started
+# again for the storage below).
 "$SSHD" stop "$SSHD_DIR"
 doctor --machines
 eq "unreachable machine: exit 1" "$(rc)" 1
@@ -96,6 +107,17 @@ contains "unreachable machine: its line" "$(line 'machine Ops/remote')" "fail  m
 contains "... with the fix" "$(line 'machine Ops/remote')" "; fix: check its address and port, that sshd runs there"
 doctor
 eq "without --machines, no SSH: exit 0" "$(rc) $(grep -c 'machine Ops' "$T_DIR/out")" "0 0"
+
+# A storage whose credentials are wrong (--storages): another key than the one authorized.
+ssh-keygen -q -t ed25519 -N '' -f "$T_DIR/wrong_key"
+ferry update storage-vault Ops offsite --vault "$(sftp_vault "$(cat "$T_DIR/wrong_key")")" >/dev/null
+"$SSHD" restart "$SSHD_DIR" >/dev/null
+doctor --storages
+eq "wrong storage credentials: exit 1" "$(rc)" 1
+contains "wrong storage credentials: its line" "$(line 'storage Ops/offsite')" "fail  storage Ops/offsite: "
+contains "... with the fix" "$(line 'storage Ops/offsite')" "; fix: check its address, path and credentials"
+not_contains "... and no key material" "$(cat "$T_DIR/out")" "PRIVATE KEY"
+contains "... while the other storage is ok" "$(line 'storage Ops/disk')" "ok    storage Ops/disk"
 
 # A config with an unknown key: one line, exit 1.
 cp "$T_DIR/ferry.conf" "$T_DIR/good.conf"
