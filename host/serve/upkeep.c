@@ -90,6 +90,21 @@ static void upkeep_finish(upkeep *u, store *s, int64_t mono, const char *failure
              (long long)(mono - u->started_mono));
 }
 
+void upkeep_stop(upkeep *u, store *s)
+{
+    if (!upkeep_busy(u))
+        return;
+    char err[512], result[200];
+    int64_t now = now_ms();
+    u->running = 0;
+    snprintf(result, sizeof(result), "stopped with the host after %ld items", u->prune.items);
+    if (store_chore_done(s, UPKEEP_CHORE, u->owner, now, now, result, err, sizeof(err)) != 0)
+        hlog(LOG_WARN, "history prune: cannot give it back: %s", err);
+    else
+        hlog(LOG_INFO, "history prune stopped with the host after %ld items and %ld events",
+             u->prune.items, u->prune.events);
+}
+
 void upkeep_tick(upkeep *u, store *s, int64_t mono)
 {
     if (u == NULL || u->keep_days <= 0)

@@ -32,4 +32,8 @@ void upkeep_tick(upkeep *u, store *s, int64_t mono);
 /* 1 while a prune is in progress: the loop should come back at once for the next batch. */
 int upkeep_busy(const upkeep *u);
 
+/* A host stopping: gives a prune in progress back, due at once, so that the next host to
+ * look (or this one restarted) goes on with it rather than wait for the lease to run out. */
+void upkeep_stop(upkeep *u, store *s);
+
 #endif

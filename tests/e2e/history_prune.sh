@@ -8,7 +8,8 @@
 # notification is not sent yet. `ferry queue prune --before DATE [--status S …]
 # [--dry-run]` does the same by hand and says how many rows went (text and JSON); bad
 # dates and statuses are one-line usage errors. Migration 10 (the chores table) upgrades
-# an existing store. Runs on SQLite and, as history_prune.sh@pg, on PostgreSQL.
+# an existing store. A host stopped mid-prune gives the run back to the next. Runs on
+# SQLite and, as history_prune.sh@pg, on PostgreSQL.
 . "$(dirname "$0")/../lib.sh"
 
 write_config 'workers = { count = 4; };' 'history = { keep_days = 1; };'
@@ -99,6 +100,21 @@ eq "the chore records its run, due again in a day" \
     "$(q "SELECT owner IS NULL, due_at - finished_at >= 86400000, result FROM chores WHERE name = 'history.prune'")" \
     "1|1|50002 items, 100002 events, ended before $(grep -o 'ended before [^ ,]*' <<<"$line" | cut -d' ' -f3)"
 contains "the audit log has the prune" "$(ferry audit list --action queue.prune)" "50002 items and 100002 events that ended before"
+stop_host
+
+# A host stopped in the middle of a prune gives it back, due at once; the next host goes on.
+old_items 3000000 30000 "'COMPLETED'" "1 = 0"
+q "UPDATE chores SET due_at = 0 WHERE name = 'history.prune'"
+: >"$T_DIR/host.log"
+start_host && stop_host
+eq "stopped mid-prune: the chore is given back, due now" \
+    "$(q "SELECT owner IS NULL, due_at <= $(date +%s%3N), result LIKE 'stopped with the host after %' FROM chores WHERE name = 'history.prune'")" "1|1|1"
+n1=$(q "SELECT result FROM chores WHERE name = 'history.prune'" | grep -o '[0-9]*')
+contains "... and the host says so" "$(cat "$T_DIR/host.log")" "history prune stopped with the host after $n1 items"
+start_host
+wait_for 60 grep -q "history pruned:" "$T_DIR/host.log" || fail "the next host prunes the rest"
+n2=$(grep -o 'history pruned: [0-9]*' "$T_DIR/host.log" | grep -o '[0-9]*$')
+eq "... the next host prunes the rest" "$((n1 + n2)) $(q "SELECT count(*) FROM queue_items WHERE seq > 3000000")" "30000 0"
 stop_host
 
 # By hand: 1,200 old items, a third of each ended status, one event each.
