@@ -1032,7 +1032,6 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     batch_end(&h); /* attempts the runner ended as it stopped */
     settle_free(h.settle);
     fairness_free(h.fair);
-    upkeep_free(h.upkeep);
     scheduler_free(h.sched);
     json_decref(h.machines);
     json_decref(h.team_sizes);
@@ -1041,6 +1040,8 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     if (h.inofd >= 0)
         close(h.inofd);
     close(h.sigfd);
+    upkeep_stop(h.upkeep, h.st);
+    upkeep_free(h.upkeep);
     heartbeat_stopped(h.st, h.owner);
     store_close(h.st);
     return rc;
