@@ -850,8 +850,8 @@ static int loop_timeout(host *h)
         t = hb;
     if (h->stopping && t > 100)
         t = 100;
-    if (upkeep_busy(h->upkeep))
-        t = 0;
+    if (!h->stopping && upkeep_busy(h->upkeep))
+        t = 0; /* the next prune batch (a stopping host runs none) */
     if (!h->stopping && fairness_waiting(h->fair) && t > FAIRNESS_POLL_MS)
         t = FAIRNESS_POLL_MS;
     int64_t until_schedule = h->next_schedule_mono - mono_ms();
