@@ -22,6 +22,7 @@
 #include "cli_doctor.h"
 #include "exec.h"
 #include "hosts.h"
+#include "lazy_lib.h"
 #include "registry.h"
 #include "store.h"
 #include "store_clock.h"
@@ -129,8 +130,10 @@ static void check_store_open(struct doctor *d)
 {
     cli *c = d->c;
     char err[1024];
-    if (cli_store_library(c) != 0) {
-        d->count[DOCTOR_FAIL]++; /* printed by cli_store_library */
+    if (strcmp(c->cfg.store_driver, "postgres") == 0 &&
+        lazy_lib_load(&lazy_pq_lib, err, sizeof(err)) != 0) {
+        doctor_report(d, DOCTOR_FAIL, "store", "install the Debian package libpq5",
+                      "the store is PostgreSQL, but %s", err);
         return;
     }
     c->st = store_open_config(&c->cfg, err, sizeof(err));
