@@ -35,8 +35,8 @@
 #include "sdnotify.h"
 #include "scheduler.h"
 #include "settle.h"
-#include "upkeep.h"
 #include "store.h"
+#include "upkeep.h"
 #include "util.h"
 #include "vault.h"
 
