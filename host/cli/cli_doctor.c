@@ -37,8 +37,8 @@
 /* The SSH check's connect timeout, unless the machine's vault sets a shorter one (s). */
 #define SSH_CONNECT_TIMEOUT 5
 
-void doctor_report(struct doctor *d, enum doctor_status status, const char *check,
-                   const char *fix, const char *fmt, ...)
+void doctor_report(struct doctor *d, enum doctor_status status, const char *check, const char *fix,
+                   const char *fmt, ...)
 {
     static const char *const names[] = {"ok", "warn", "fail"};
     char msg[2048];
@@ -66,8 +66,10 @@ static int check_config(struct doctor *d)
     cli *c = d->c;
     char err[4096];
     if (config_load(c->config_path, &c->cfg, err, sizeof(err)) != 0) {
-        doctor_report(d, DOCTOR_FAIL, "config", "edit the line it names (docs/configuration.md "
-                      "lists every key)", "%s", err);
+        doctor_report(d, DOCTOR_FAIL, "config",
+                      "edit the line it names (docs/configuration.md "
+                      "lists every key)",
+                      "%s", err);
         return -1;
     }
     c->cfg_loaded = 1;
@@ -163,8 +165,8 @@ static void check_key(struct doctor *d)
                       strerror(errno));
     } else if (st.st_mode & 077) {
         snprintf(fix, sizeof(fix), "chmod 400 %s", path);
-        doctor_report(d, DOCTOR_FAIL, "key", fix, "%s is mode %04o: other users may read it",
-                      path, (unsigned)(st.st_mode & 07777));
+        doctor_report(d, DOCTOR_FAIL, "key", fix, "%s is mode %04o: other users may read it", path,
+                      (unsigned)(st.st_mode & 07777));
     } else if (st.st_uid != geteuid()) {
         snprintf(fix, sizeof(fix), "chown the key to the user ferry runs as");
         doctor_report(d, DOCTOR_WARN, "key", fix, "%s belongs to uid %u, not to this user (%u)",
@@ -214,8 +216,10 @@ static void check_plugins(struct doctor *d)
                       p->reason ? p->reason : "unknown reason");
     }
     if (c->reg->n_plugins == 0)
-        doctor_report(d, DOCTOR_WARN, "plugins", "install plugins (make install) or set "
-                      "plugins.dir", "%s holds no plugin: no function can run", dir);
+        doctor_report(d, DOCTOR_WARN, "plugins",
+                      "install plugins (make install) or set "
+                      "plugins.dir",
+                      "%s holds no plugin: no function can run", dir);
 }
 
 /* --- clocks ----------------------------------------------------------------------------- */
@@ -392,9 +396,8 @@ static int cmd_doctor(cli *c)
              d.count[DOCTOR_WARN], d.count[DOCTOR_FAIL]);
     if (c->json)
         cli_print_ok(c,
-                     json_pack("{s:o,s:i,s:i,s:i}", "checks", d.checks, "ok",
-                               d.count[DOCTOR_OK], "warnings", d.count[DOCTOR_WARN], "failed",
-                               d.count[DOCTOR_FAIL]),
+                     json_pack("{s:o,s:i,s:i,s:i}", "checks", d.checks, "ok", d.count[DOCTOR_OK],
+                               "warnings", d.count[DOCTOR_WARN], "failed", d.count[DOCTOR_FAIL]),
                      msg);
     else {
         printf("%s\n", msg);

@@ -18,8 +18,8 @@ struct doctor {
 
 /* Reports one check: printed at once as "STATUS  CHECK: MESSAGE; fix: FIX" (text), kept for
  * the JSON answer either way. fix may be NULL; newlines in the message become blanks. */
-void doctor_report(struct doctor *d, enum doctor_status status, const char *check,
-                   const char *fix, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void doctor_report(struct doctor *d, enum doctor_status status, const char *check, const char *fix,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* --storages: each storage listed through the repo plugin (cli_doctor_storage.c). */
 void doctor_storages(struct doctor *d);

@@ -50,8 +50,8 @@ static void on_call(void *ud, runner_job *job, const struct proto_call *m)
 {
     struct storage_run *s = ud;
     (void)m;
-    struct proto_reply reply = {.kind = OUTCOME_FAIL, .code = "unavailable",
-                                .message = "ferry doctor does not nest calls"};
+    struct proto_reply reply = {
+        .kind = OUTCOME_FAIL, .code = "unavailable", .message = "ferry doctor does not nest calls"};
     runner_answer(s->r, job, &reply);
 }
 
@@ -86,14 +86,19 @@ static void run_listing(struct storage_run *s, const struct ferry_fn *fn, const 
 {
     cli *c = s->c;
     const char *name = json_string_value(json_object_get(s->row, "storageName"));
-    json_t *vault = json_pack("{s:s,s:s,s:i}", "function", STORAGE_FN, "storage", name,
-                              "timeout", STORAGE_TIMEOUT);
+    json_t *vault = json_pack("{s:s,s:s,s:i}", "function", STORAGE_FN, "storage", name, "timeout",
+                              STORAGE_TIMEOUT);
     json_t *machine = attempt_local_machine();
     json_object_set_new(machine, "datastore", json_string(datastore));
     char run_id[44] = "doctor-";
     uuid_v4(run_id + 7);
-    struct attempt_source src = {.reg = c->reg, .fn = fn, .vault = vault, .item_vault = vault,
-                                 .machine = machine, .task_id = run_id, .attempt = 1};
+    struct attempt_source src = {.reg = c->reg,
+                                 .fn = fn,
+                                 .vault = vault,
+                                 .item_vault = vault,
+                                 .machine = machine,
+                                 .task_id = run_id,
+                                 .attempt = 1};
     struct attempt_run run;
     attempt_build(&c->cfg, &src, &run);
     runner_start(s->r, &run.spec, NULL, 0);
@@ -118,11 +123,17 @@ static void check_storage(struct doctor *d, const json_t *row, const struct ferr
              json_string_value(json_object_get(row, "teamName")),
              json_string_value(json_object_get(row, "storageName")));
     struct storage_run s = {.c = c, .row = row};
-    runner_opts ro = {.max_workers = 1, .max_jobs = 1, .path = c->cfg.worker_path,
-                      .pass_env = c->cfg.worker_pass_env, .limits = c->cfg.limits,
+    runner_opts ro = {.max_workers = 1,
+                      .max_jobs = 1,
+                      .path = c->cfg.worker_path,
+                      .pass_env = c->cfg.worker_pass_env,
+                      .limits = c->cfg.limits,
                       .grace_ms = c->cfg.grace_seconds * 1000};
-    runner_events ev = {.log = on_log, .progress = on_progress, .call = on_call,
-                        .storage = on_storage, .done = on_done};
+    runner_events ev = {.log = on_log,
+                        .progress = on_progress,
+                        .call = on_call,
+                        .storage = on_storage,
+                        .done = on_done};
     int64_t start = mono_ms();
     s.r = runner_create(&ro, &ev, &s);
     run_listing(&s, fn, datastore);

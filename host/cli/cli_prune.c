@@ -83,14 +83,14 @@ static int cmd_prune(cli *c)
         return EXIT_OK;
     }
     json_t *statuses = json_array();
-    for (const char *const *n = (const char *const[]){"COMPLETED", "FAILED", "CANCELLED", NULL};
-         *n; n++)
+    for (const char *const *n = (const char *const[]){"COMPLETED", "FAILED", "CANCELLED", NULL}; *n;
+         n++)
         if (p.statuses == 0 || (p.statuses & store_prune_status_bit(*n)))
             json_array_append_new(statuses, json_string(*n));
     cli_print_ok(c,
                  json_pack("{s:I,s:I,s:I,s:s,s:o,s:b}", "items", (json_int_t)p.items, "events",
-                           (json_int_t)p.events, "batches", (json_int_t)p.batches, "before",
-                           before, "statuses", statuses, "dryRun", p.dry_run),
+                           (json_int_t)p.events, "batches", (json_int_t)p.batches, "before", before,
+                           "statuses", statuses, "dryRun", p.dry_run),
                  msg);
     return EXIT_OK;
 }

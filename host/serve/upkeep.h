@@ -14,10 +14,10 @@ typedef struct upkeep upkeep;
 
 /* How often a host looks whether the day's prune is due, and how long a taken run's lease
  * lasts without a batch. */
-#define UPKEEP_CHECK_MS  60000
-#define UPKEEP_LEASE_MS  600000
-#define UPKEEP_EVERY_MS  86400000LL
-#define UPKEEP_CHORE     "history.prune"
+#define UPKEEP_CHECK_MS 60000
+#define UPKEEP_LEASE_MS 600000
+#define UPKEEP_EVERY_MS 86400000LL
+#define UPKEEP_CHORE    "history.prune"
 
 /* A new upkeep for a host (keep_days 0: it never prunes); owner is the host's lease owner,
  * copied. */

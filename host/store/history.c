@@ -79,8 +79,7 @@ static int prune_body(store *s, void *ctx, char *err, size_t errlen)
     if (rc == STORE_OK)
         rc = eng_w(s, &c->items, err, errlen, S_PRUNE_ITEMS, "j", seqs);
 audit:
-    if (rc == STORE_OK && !c->p->dry_run && c->seen < c->p->batch &&
-        c->p->items + c->items > 0) {
+    if (rc == STORE_OK && !c->p->dry_run && c->seen < c->p->batch && c->p->items + c->items > 0) {
         /* The last batch: one audit row for the whole prune. */
         char before[32], details[200];
         iso8601_ms(c->p->before_ms, before);
@@ -162,8 +161,8 @@ static int renew_body(store *s, void *ctx, char *err, size_t errlen)
     return eng_w(s, NULL, err, errlen, S_CHORE_RENEW, "ttI", c->name, c->owner, c->until);
 }
 
-int store_chore_renew(store *s, const char *name, const char *owner, int64_t lease_until,
-                      char *err, size_t errlen)
+int store_chore_renew(store *s, const char *name, const char *owner, int64_t lease_until, char *err,
+                      size_t errlen)
 {
     struct chore_ctx c = {.name = name, .owner = owner, .until = lease_until};
     return eng_run(s, 1, renew_body, &c, err, errlen);
@@ -179,7 +178,7 @@ static int done_body(store *s, void *ctx, char *err, size_t errlen)
 int store_chore_done(store *s, const char *name, const char *owner, int64_t now, int64_t due_at,
                      const char *result, char *err, size_t errlen)
 {
-    struct chore_ctx c = {.name = name, .owner = owner, .now = now, .due = due_at,
-                          .result = result};
+    struct chore_ctx c = {
+        .name = name, .owner = owner, .now = now, .due = due_at, .result = result};
     return eng_run(s, 1, done_body, &c, err, errlen);
 }

@@ -63,8 +63,8 @@ int store_prune_step(store *s, struct store_prune *p, char *err, size_t errlen);
 int store_chore_take(store *s, const char *name, const char *owner, int64_t now,
                      int64_t lease_until, int *taken, char *err, size_t errlen);
 /* Extends owner's lease of chore name to lease_until. */
-int store_chore_renew(store *s, const char *name, const char *owner, int64_t lease_until,
-                      char *err, size_t errlen);
+int store_chore_renew(store *s, const char *name, const char *owner, int64_t lease_until, char *err,
+                      size_t errlen);
 /* Marks owner's run of chore name done at now with a result text (may be NULL), due again at
  * due_at; the lease ends. */
 int store_chore_done(store *s, const char *name, const char *owner, int64_t now, int64_t due_at,

@@ -52,8 +52,8 @@ static int take(store *s, const char *chore, const char *owner, int64_t now)
 {
     char err[512] = "";
     int taken = -1;
-    assert_rc(STORE_OK, store_chore_take(s, chore, owner, now, now + 1000, &taken, err,
-                                         sizeof(err)));
+    assert_rc(STORE_OK,
+              store_chore_take(s, chore, owner, now, now + 1000, &taken, err, sizeof(err)));
     return taken;
 }
 
@@ -69,8 +69,8 @@ static void test_chore_one_holder(void **state)
     assert_rc(STORE_OK, store_chore_renew(s, chore, "host-a", 12000, err, sizeof(err)));
     assert_int_equal(take(s, chore, "host-b", 11500), 0);
     /* Done: not due again before its time, whoever asks. */
-    assert_rc(STORE_OK, store_chore_done(s, chore, "host-a", 11800, 11800 + 86400000LL,
-                                         "3 items", err, sizeof(err)));
+    assert_rc(STORE_OK, store_chore_done(s, chore, "host-a", 11800, 11800 + 86400000LL, "3 items",
+                                         err, sizeof(err)));
     assert_int_equal(take(s, chore, "host-b", 12500), 0);
     assert_int_equal(take(s, chore, "host-a", 11800 + 86399999LL), 0);
     assert_int_equal(take(s, chore, "host-b", 11800 + 86400000LL), 1);
@@ -85,8 +85,8 @@ static void test_chore_lease_runs_out(void **state)
     /* a dies: once its lease ran out, b takes the chore over. */
     assert_int_equal(take(s, chore, "host-b", 6000), 1);
     /* a, back, cannot end or extend b's run. */
-    assert_rc(STORE_OK, store_chore_done(s, chore, "host-a", 6100, 999999999, NULL, err,
-                                         sizeof(err)));
+    assert_rc(STORE_OK,
+              store_chore_done(s, chore, "host-a", 6100, 999999999, NULL, err, sizeof(err)));
     assert_rc(STORE_OK, store_chore_renew(s, chore, "host-a", 999999999, err, sizeof(err)));
     assert_int_equal(take(s, chore, "host-c", 7001), 1); /* b's lease ran out at 7000 */
 }
