@@ -52,8 +52,11 @@ static void upkeep_start(upkeep *u, store *s, int64_t mono)
         hlog(LOG_WARN, "history prune not started: %s", err);
         return;
     }
-    if (!taken)
+    if (!taken) {
+        hlog(LOG_DEBUG, "history prune: not taken (not due, or another host of the store runs "
+                        "it)");
         return;
+    }
     u->prune = (struct store_prune){.before_ms = now - (int64_t)u->keep_days * 86400000LL};
     u->running = 1;
     u->started_mono = u->renewed_mono = mono;

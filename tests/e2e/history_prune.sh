@@ -117,6 +117,26 @@ n2=$(grep -o 'history pruned: [0-9]*' "$T_DIR/host.log" | grep -o '[0-9]*$')
 eq "... the next host prunes the rest" "$((n1 + n2)) $(q "SELECT count(*) FROM queue_items WHERE seq > 3000000")" "30000 0"
 stop_host
 
+# Two hosts of one store: one prunes, the other finds the chore taken (or done) and does not.
+old_items 4000000 2000 "'COMPLETED'" "1 = 0"
+q "UPDATE chores SET due_at = 0 WHERE name = 'history.prune'"
+T_LOG_LEVEL=debug write_config 'workers = { count = 4; };' 'history = { keep_days = 1; };'
+: >"$T_DIR/host.log"
+"$FERRY_BIN" serve >"$T_DIR/host2.log" 2>&1 &
+H2=$!
+T_EXTRA_PIDS="${T_EXTRA_PIDS:-} $H2"
+start_host
+one_each() {
+    cat "$T_DIR/host.log" "$T_DIR/host2.log" >"$T_DIR/both.log"
+    grep -q "history pruned:" "$T_DIR/both.log" && grep -q "history prune: not taken" "$T_DIR/both.log"
+}
+wait_for 60 one_each && pass "two hosts of one store: one prunes, the other does not take the chore" ||
+    fail "two hosts of one store: one prunes, the other does not take the chore" "$(grep "history prun" "$T_DIR/both.log")"
+eq "... one line of what went, in all" "$(grep -c "history pruned:" "$T_DIR/both.log") $(q "SELECT count(*) FROM queue_items WHERE seq > 4000000")" "1 0"
+stop_host
+kill -TERM "$H2" && wait "$H2"
+T_LOG_LEVEL=info write_config 'workers = { count = 4; };' 'history = { keep_days = 1; };'
+
 # By hand: 1,200 old items, a third of each ended status, one event each.
 old_items 2000000 1200 "CASE i % 3 WHEN 0 THEN 'COMPLETED' WHEN 1 THEN 'FAILED' ELSE 'CANCELLED' END" "1 = 0"
 out=$(ferry queue prune --before 1d --dry-run --output json)
