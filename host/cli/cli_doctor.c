@@ -168,9 +168,9 @@ static void check_key(struct doctor *d)
         doctor_report(d, DOCTOR_FAIL, "key", fix, "%s is mode %04o: other users may read it", path,
                       (unsigned)(st.st_mode & 07777));
     } else if (st.st_uid != geteuid()) {
-        snprintf(fix, sizeof(fix), "chown the key to the user ferry runs as");
-        doctor_report(d, DOCTOR_WARN, "key", fix, "%s belongs to uid %u, not to this user (%u)",
-                      path, (unsigned)st.st_uid, (unsigned)geteuid());
+        doctor_report(d, DOCTOR_WARN, "key", "chown it to the user ferry runs as",
+                      "%s belongs to uid %u, not to this user (%u)", path, (unsigned)st.st_uid,
+                      (unsigned)geteuid());
     } else {
         doctor_report(d, DOCTOR_OK, "key", NULL, "%s (mode %04o)", path,
                       (unsigned)(st.st_mode & 07777));
@@ -200,11 +200,9 @@ static void check_plugins(struct doctor *d)
         d->count[DOCTOR_FAIL]++;
         return;
     }
-    size_t loaded = 0;
     for (size_t i = 0; i < c->reg->n_plugins; i++) {
         const registry_plugin *p = &c->reg->plugins[i];
         if (p->loaded) {
-            loaded++;
             doctor_report(d, DOCTOR_OK, "plugin", NULL, "%s: %s %s, %zu functions", p->file,
                           json_string_value(json_object_get(p->info, "name")),
                           json_string_value(json_object_get(p->info, "version")),
