@@ -159,6 +159,11 @@ static const struct config_key config_keys[] = {
      "Role an API token needs to create or retry an item that runs commands its vault gives "
      "(functions flagged runs_commands: script, run_tests, conditional; or a vault with "
      "pre_hook or post_hook): \"operator\" (as every item) or \"admin\" (docs/people.md)."},
+    {"history.keep_days", KEY_INT, OFF(history_keep_days), "0", 0, 36500,
+     "Days an ended item (COMPLETED, FAILED, CANCELLED) is kept, with its events; once a day "
+     "one host of the store removes older ones in batches of 500, keeping any that a "
+     "waiting or running item still needs. 0: kept for ever (prune by hand with `ferry "
+     "queue prune`; docs/operations.md, \"History\")."},
 };
 
 #define N_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))

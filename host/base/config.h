@@ -84,6 +84,8 @@ typedef struct ferry_config {
     int web_store_handles;   /* store connections kept open */
     char *people_command_role; /* role an item that runs commands needs: "operator", "admin" */
 
+    int history_keep_days; /* ended items older than this are pruned once a day; 0 = never */
+
     json_t *plugin_sections; /* object: plugin name -> its section as JSON */
 
     /* Limits per attempt (limits.*; 0 = none), and per-function overrides

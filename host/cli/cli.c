@@ -35,6 +35,8 @@ static const cli_command *const command_tables[] = {
     cli_key_commands,
     cli_status_commands,
     cli_repo_commands,
+    cli_prune_commands,
+    cli_doctor_commands,
 };
 
 #define N_TABLES (sizeof(command_tables) / sizeof(command_tables[0]))

@@ -157,6 +157,8 @@ extern const cli_command cli_audit_commands[];  /* cli_audit.c: audit list */
 extern const cli_command cli_web_commands[]; /* cli_web.c: ferry web */
 extern const cli_command cli_key_commands[];
 extern const cli_command cli_repo_commands[]; /* cli_repo.c: repo snapshots, ls, diff */
+extern const cli_command cli_prune_commands[];  /* cli_prune.c: queue prune */
+extern const cli_command cli_doctor_commands[]; /* cli_doctor.c: doctor */
 
 /*
  * Checks a queue item vault the same way wherever one is given (create queue-item, a

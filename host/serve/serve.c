@@ -36,6 +36,7 @@
 #include "scheduler.h"
 #include "settle.h"
 #include "store.h"
+#include "upkeep.h"
 #include "util.h"
 #include "vault.h"
 
@@ -85,6 +86,7 @@ typedef struct host {
     runner *run;
     settler *settle;
     fairness *fair; /* fair claims among the bridge's hosts */
+    upkeep *upkeep; /* history.keep_days: the daily prune, a batch a turn */
     char owner[160];
     int sigfd, inofd, wakefd;
     attempt *running;
@@ -848,6 +850,8 @@ static int loop_timeout(host *h)
         t = hb;
     if (h->stopping && t > 100)
         t = 100;
+    if (!h->stopping && upkeep_busy(h->upkeep))
+        t = 0; /* the next prune batch (a stopping host runs none) */
     if (!h->stopping && fairness_waiting(h->fair) && t > FAIRNESS_POLL_MS)
         t = FAIRNESS_POLL_MS;
     int64_t until_schedule = h->next_schedule_mono - mono_ms();
@@ -959,6 +963,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     h.sched = scheduler_new(cfg, &h.reg);
     h.settle = settle_new(cfg, h.st, &h.reg, &defaults);
     h.fair = fairness_new(h.st, cfg->bridge, h.owner);
+    h.upkeep = upkeep_new(cfg->history_keep_days, h.owner);
     h.machines = json_object();
     h.team_sizes = json_object();
     if (setup_fds(&h) != 0) {
@@ -1006,6 +1011,9 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
          * (claim()). */
         runner_flush(h.run);
         batch_end(&h);
+        /* A prune batch of its own between turns (upkeep.c), never inside the turn's. */
+        if (!h.stopping)
+            upkeep_tick(h.upkeep, h.st, mono_ms());
         if (h.stopping) {
             if (h.running == NULL)
                 break;
@@ -1034,6 +1042,8 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     if (h.inofd >= 0)
         close(h.inofd);
     close(h.sigfd);
+    upkeep_stop(h.upkeep, h.st);
+    upkeep_free(h.upkeep);
     heartbeat_stopped(h.st, h.owner);
     store_close(h.st);
     return rc;

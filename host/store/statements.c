@@ -23,6 +23,7 @@
     " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq)"
 
 #define ACTIVE "('ASSIGNED','PROCESSING','CANCELLING')"
+#define ENDED  "('COMPLETED','FAILED','CANCELLED')"
 /* The same test as comparisons, as qi_machine_active's predicate is written on SQLite
  * (migration 4: an IN list of three or more constants costs SQLite a temporary b-tree each
  * time a statement runs, so every insert paid one); a query that reads the index names its
@@ -95,6 +96,8 @@ const char *const store_fragment_names[F_COUNT] = {
     [F_JSON_TEXTS] = "json_texts",
     [F_JSON_SEQS] = "json_seqs",
     [F_JSON_FINISHES] = "json_finishes",
+    [F_COLLATE_DEFAULT] = "collate_default",
+    [F_NOW_MS] = "now_ms",
 };
 
 const struct stmt_def store_statements[S_COUNT] = {
@@ -513,4 +516,50 @@ const struct stmt_def store_statements[S_COUNT] = {
                               " WHERE bridge_name = ?1 AND due_ms <= ?2 ORDER BY due_ms"
                               " LIMIT 16) RETURNING task_id",
                               0},
+    /* History upkeep (history.c). The next ?5 items that ended before ?1, after the key (?2
+     * finished_at, ?3 seq) in the order of qi_finished (finished_at, then seq), each with 1
+     * when it may go: its status is one of ?4 (a JSON array) and nothing still waiting or
+     * running needs it: no item of those is `after` it, names it as its parent (a fallback,
+     * a retry, a call, a group's member) or is its own parent (a group settles from its
+     * members), and no notification of its end waits to be sent. The tests are per row in
+     * the select list, on the batch's rows alone: PostgreSQL, with statistics older than
+     * a bulk of ended items, joined them to the whole table by hashing it instead. Its
+     * task_id is COLLATE "C" and parent_task_id is not: compared in task_id's collation,
+     * the children's test read the whole table for every row ({collate_default}). */
+    [S_PRUNE_PICK] = {"SELECT q.seq, q.finished_at, CASE WHEN q.status IN ({json_texts:4})"
+                      " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items t"
+                      " ON t.seq = d.task_seq WHERE d.dep_seq = q.seq AND t.status NOT IN " ENDED ")"
+                      " AND NOT EXISTS (SELECT 1 FROM queue_items c WHERE c.parent_task_id"
+                      " = q.task_id{collate_default} AND c.status NOT IN " ENDED ")"
+                      " AND (q.parent_task_id IS NULL OR NOT EXISTS (SELECT 1 FROM queue_items p"
+                      " WHERE p.task_id = q.parent_task_id AND p.status NOT IN " ENDED "))"
+                      " AND NOT EXISTS (SELECT 1 FROM notify_outbox o WHERE o.task_id = q.task_id)"
+                      " THEN 1 ELSE 0 END FROM (SELECT seq FROM queue_items"
+                      " WHERE finished_at IS NOT NULL AND finished_at >= ?2 AND finished_at < ?1"
+                      " AND NOT (finished_at = ?2 AND seq <= ?3)"
+                      " ORDER BY finished_at, seq LIMIT ?5) AS k JOIN queue_items q ON q.seq = k.seq"
+                      " ORDER BY q.finished_at, q.seq",
+                      0},
+    [S_PRUNE_EVENTS_COUNT] = {"SELECT count(*) FROM queue_events"
+                              " WHERE task_seq IN ({json_seqs:1})",
+                              0},
+    [S_PRUNE_EVENTS] = {"DELETE FROM queue_events WHERE task_seq IN ({json_seqs:1})", 0},
+    /* Dependency links go with the item (foreign keys' cascade); the status test keeps an
+     * item a retry put back meanwhile. */
+    [S_PRUNE_ITEMS] = {"DELETE FROM queue_items WHERE seq IN ({json_seqs:1})"
+                       " AND status IN " ENDED,
+                       0},
+    /* Chores (migration 10): chore ?1 is taken by ?2 until ?3 when it is due at ?4 and no
+     * other holder's lease runs; the row returned says it was taken. */
+    [S_CHORE_CLAIM] = {"INSERT INTO chores (name, owner, lease_until, due_at, started_at)"
+                       " VALUES (?1, ?2, ?3, 0, ?4) ON CONFLICT (name) DO UPDATE"
+                       " SET owner = ?2, lease_until = ?3, started_at = ?4"
+                       " WHERE chores.due_at <= ?4 AND chores.lease_until <= ?4 RETURNING name",
+                       0},
+    [S_CHORE_RENEW] = {"UPDATE chores SET lease_until = ?3 WHERE name = ?1 AND owner = ?2", 0},
+    /* Chore ?1 done by ?2 at ?3 (result ?5): due again at ?4. */
+    [S_CHORE_DONE] = {"UPDATE chores SET owner = NULL, lease_until = 0, due_at = ?4,"
+                      " finished_at = ?3, result = ?5 WHERE name = ?1 AND owner = ?2",
+                      0},
+    [S_STORE_CLOCK] = {"SELECT {now_ms}", 0},
 };

@@ -116,6 +116,16 @@ enum stmt_id {
     S_NOTIFY_OUTBOX_ADD,
     S_NOTIFY_OUTBOX_DONE,
     S_NOTIFY_OUTBOX_TAKE,
+    /* history upkeep (history.c) and the chores hosts share (migration 10) */
+    S_PRUNE_PICK,
+    S_PRUNE_EVENTS_COUNT,
+    S_PRUNE_EVENTS,
+    S_PRUNE_ITEMS,
+    S_CHORE_CLAIM,
+    S_CHORE_RENEW,
+    S_CHORE_DONE,
+    /* the store's own clock (store_clock.c, ferry doctor) */
+    S_STORE_CLOCK,
     S_COUNT
 };
 
@@ -135,6 +145,8 @@ enum stmt_fragment {
     F_JSON_SEQS,         /* a one-column select of the integers of JSON array parameter @ */
     F_JSON_FINISHES,     /* select (task_id, token, status, response, reason) from JSON array
                           * parameter @ of [task_id, token, status, response, reason] */
+    F_COLLATE_DEFAULT,   /* compares a task id by the collation of parent_task_id (qi_parent) */
+    F_NOW_MS,            /* the engine's clock, ms since the epoch */
     F_COUNT
 };
 

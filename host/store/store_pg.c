@@ -50,6 +50,10 @@ static const char *const fragments[F_COUNT] = {
     /* jsonb, not json: a json element is lexed again by every ->> that reads it. */
     [F_JSON_FINISHES] = "SELECT e->>0 AS task_id, e->>1 AS token, e->>2 AS status, e->>3 AS"
                         " response, e->>4 AS reason FROM jsonb_array_elements(@::jsonb) AS e",
+    /* parent_task_id has the database's collation (migration 1), task_id "C": an equality
+     * between them must name the index's, or qi_parent cannot serve it. */
+    [F_COLLATE_DEFAULT] = " COLLATE \"default\"",
+    [F_NOW_MS] = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS bigint)",
 };
 
 /* Serialises migrations of processes opening a fresh database at the same moment. */
@@ -289,6 +293,11 @@ static const struct eng_migration migrations[] = {
       * host that dies between its commit and that hand-off leaves them to another. */
      "CREATE TABLE IF NOT EXISTS notify_outbox (task_id text COLLATE \"C\" PRIMARY KEY,"
      " bridge_name text COLLATE \"C\" NOT NULL, due_ms bigint NOT NULL);"},
+    /* As the SQLite driver's migration 10: chores one host of the store does at a time. */
+    {10, "chores shared by the hosts of a store",
+     "CREATE TABLE IF NOT EXISTS chores (name text COLLATE \"C\" PRIMARY KEY, owner text,"
+     " lease_until bigint NOT NULL DEFAULT 0, due_at bigint NOT NULL DEFAULT 0,"
+     " started_at bigint, finished_at bigint, result text);"},
 };
 
 

@@ -93,6 +93,7 @@ static const char *const fragments[F_COUNT] = {
     [F_JSON_FINISHES] = "WITH r(v) AS MATERIALIZED (SELECT value FROM json_each(@))"
                         " SELECT v ->> 0 AS task_id, v ->> 1 AS token, v ->> 2 AS status,"
                         " v ->> 3 AS response, v ->> 4 AS reason FROM r",
+    [F_NOW_MS] = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
 };
 
 static const char *const dialect_sql[S_COUNT] = {
@@ -317,6 +318,13 @@ static const struct eng_migration migrations[] = {
       * host that dies between its commit and that hand-off leaves them to another. */
      "CREATE TABLE IF NOT EXISTS notify_outbox (task_id TEXT PRIMARY KEY,"
      " bridge_name TEXT NOT NULL, due_ms INTEGER NOT NULL) WITHOUT ROWID;"},
+    /* 10 (history upkeep, issue 18): chores that one host of the store does at a time, such
+     * as pruning the history once a day (host/serve/upkeep.c): who holds one, until when,
+     * when it is due again and what its last run did. */
+    {10, "chores shared by the hosts of a store",
+     "CREATE TABLE IF NOT EXISTS chores (name TEXT PRIMARY KEY, owner TEXT,"
+     " lease_until INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL DEFAULT 0,"
+     " started_at INTEGER, finished_at INTEGER, result TEXT);"},
 };
 
 
