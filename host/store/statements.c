@@ -40,6 +40,16 @@
     "CASE WHEN EXISTS (SELECT 1 FROM queue_deps d WHERE d.dep_seq = queue_items.seq)"              \
     " THEN 1 ELSE 0 END"
 
+/* The change of a final end (?2 status, ?3 response, ?4 now, ?5 reason): S_FINISH_FINAL and
+ * S_FINISH_SEQ. */
+#define FINISH_FINAL_SET                                                                           \
+    "UPDATE queue_items SET status = ?2, response_vault = coalesce(?3, response_vault),"           \
+    " finished_at = ?4, updated_at = ?4, lease_expires_at = NULL, claim_token = NULL,"             \
+    " last_failure_reason = CASE WHEN ?2 = 'FAILED' THEN coalesce(?5, last_failure_reason)"       \
+    " WHEN ?2 = 'COMPLETED' THEN NULL ELSE last_failure_reason END,"                             \
+    " progress_percent = CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_percent END,"         \
+    " progress_message = CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_message END"
+
 #define REF_COLS "SELECT seq, task_id, status, retry_count, bridge_name FROM queue_items"
 #define BY_ID    " WHERE task_id = ?1"
 #define BY_PREFIX                                                                                  \
@@ -252,17 +262,7 @@ const struct stmt_def store_statements[S_COUNT] = {
     /* COMPLETED, FAILED or CANCELLED: final, the token dies. COMPLETED clears an earlier
      * attempt's failure reason and the progress, which would otherwise describe an attempt
      * that is over. */
-    [S_FINISH_FINAL] = {"UPDATE queue_items SET status = ?2,"
-                        " response_vault = coalesce(?3, response_vault), finished_at = ?4,"
-                        " updated_at = ?4, lease_expires_at = NULL, claim_token = NULL,"
-                        " last_failure_reason = CASE WHEN ?2 = 'FAILED'"
-                        " THEN coalesce(?5, last_failure_reason)"
-                        " WHEN ?2 = 'COMPLETED' THEN NULL ELSE last_failure_reason END,"
-                        " progress_percent ="
-                        " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_percent END,"
-                        " progress_message ="
-                        " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_message END"
-                        " WHERE task_id = ?1 AND claim_token = ?6 AND " ACTIVE_EQ
+    [S_FINISH_FINAL] = {FINISH_FINAL_SET " WHERE task_id = ?1 AND claim_token = ?6 AND " ACTIVE_EQ
                         " RETURNING seq, retry_count, bridge_name, " HAS_DEPENDENTS,
                         0},
     /* RETRY (?4 = 1, counted) or RELEASE (?4 = 0): back to PENDING, claimable at ?3; an
@@ -296,6 +296,16 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " AND (queue_items.status || '') IN " ACTIVE
                        " RETURNING queue_items.seq, queue_items.task_id, " HAS_DEPENDENTS,
                        0},
+    /* One final outcome, bound (S_FINISH_FINAL found by seq, ?1, with ?7 the task id):
+     * where a statement per row costs no round trip (engine.h, in_process), a row found by
+     * its seq with bound values costs less than the rows of S_FINISH_MANY travelling as
+     * JSON and found by task id. No RETURNING (SQLite runs it as a trigger): the count of
+     * rows changed says whether it held, S_HAS_DEPENDENTS the rest. */
+    [S_FINISH_SEQ] = {FINISH_FINAL_SET " WHERE seq = ?1 AND task_id = ?7 AND claim_token = ?6"
+                      " AND " ACTIVE_EQ,
+                      0},
+    /* 1 when some item is `after` item ?1, else 0. */
+    [S_HAS_DEPENDENTS] = {"SELECT EXISTS (SELECT 1 FROM queue_deps WHERE dep_seq = ?1)", 0},
     [S_WAKE_DEPENDENTS] = {"SELECT DISTINCT t.bridge_name FROM queue_deps d"
                            " JOIN queue_items t ON t.seq = d.task_seq"
                            " WHERE d.dep_seq = ?1 AND t.status = 'PENDING' LIMIT 4",
