@@ -8,14 +8,17 @@
 
 #include "store.h"
 
-/* The columns of struct store_item_cols, in the order eng_item_row reads them. */
-#define ITEM_COLS                                                                                  \
+/* The columns of struct store_item_cols, in the order eng_item_row reads them: the item's
+ * own (ITEM_OWN_COLS), then its dependencies'. */
+#define ITEM_OWN_COLS                                                                              \
     "q.task_id, q.status, q.function, q.team_name, q.machine_name, q.bridge_name,"                 \
     " q.priority, q.vault, q.response_vault, q.created_at, q.updated_at, q.run_after,"             \
     " q.assigned_at, q.started_at, q.finished_at, q.retry_count, q.last_retry_at,"                 \
     " q.last_failure_reason, q.lease_owner, q.claim_token, q.lease_expires_at,"                    \
     " q.progress_percent, q.progress_message, q.parent_task_id, q.link_kind,"                      \
-    " q.schedule_name, q.schedule_fire_at, q.idempotent,"                                          \
+    " q.schedule_name, q.schedule_fire_at, q.idempotent"
+#define ITEM_COLS                                                                                  \
+    ITEM_OWN_COLS ","                                                                              \
     " (SELECT {deps_csv} FROM queue_deps d JOIN queue_items p"                                     \
     " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq),"                                             \
     " (SELECT CASE WHEN max(CASE WHEN p.status <> 'COMPLETED' THEN 1 ELSE 0 END) = 1 THEN -1"      \
@@ -244,6 +247,12 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_CLAIM_READ] = {"SELECT " ITEM_COLS " FROM queue_items q WHERE q.seq IN ({json_seqs:1})"
                       " ORDER BY q.priority, q.created_at, q.seq",
                       0},
+    /* S_CLAIM_READ for struct store_item, which holds nothing of the dependencies (their
+     * two columns NULL: two lookups an item less). */
+    [S_CLAIM_READ_TYPED] = {"SELECT " ITEM_OWN_COLS ", NULL, NULL FROM queue_items q"
+                            " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.priority, q.created_at,"
+                            " q.seq",
+                            0},
 
     [S_HELD] = {"SELECT seq, task_id, status, retry_count, bridge_name, claim_token,"
                 " " HAS_DEPENDENTS " FROM queue_items WHERE task_id = ?1",

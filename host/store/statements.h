@@ -46,6 +46,7 @@ enum stmt_id {
     S_CLAIM_ASSIGN,
     S_CLAIM_EVENTS,
     S_CLAIM_READ,
+    S_CLAIM_READ_TYPED,
     /* the held item's life */
     S_HELD,
     S_START,
