@@ -388,7 +388,7 @@ static char *picks_json(const struct claim *cl)
 static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
 {
     eng_rows r;
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_READ, "t", picks);
+    int rc = eng_q(s, &r, err, errlen, cl->typed ? S_CLAIM_READ_TYPED : S_CLAIM_READ, "t", picks);
     if (rc != STORE_OK)
         return rc;
     if (!cl->typed)

@@ -375,6 +375,9 @@ int eng_event(store *s, int64_t seq, const char *action, const char *details, in
 int eng_events_add(store *s, struct eng_events *ev, int64_t seq, const char *action,
                    const char *details, int64_t at, char *err, size_t errlen)
 {
+    /* In process, a statement per event costs less than gathering them as JSON. */
+    if (s->drv->in_process)
+        return eng_event(s, seq, action, details, 0, at, err, errlen);
     json_t *text = details ? json_string(details) : json_null();
     if (text == NULL) /* not UTF-8: kept byte for byte by a statement of its own */
         return eng_event(s, seq, action, details, 0, at, err, errlen);

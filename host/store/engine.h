@@ -193,7 +193,8 @@ int eng_event(store *s, int64_t seq, const char *action, const char *details, in
 struct eng_events {
     json_t *rows; /* [[task_seq, action, details, details_is_json, at], …] or NULL */
 };
-/* Adds an event to ev; text that cannot travel as JSON (not UTF-8) is written at once. */
+/* Adds an event to ev; text that cannot travel as JSON (not UTF-8) is written at once, and
+ * so is every event on an in-process engine (a statement each costs less there). */
 int eng_events_add(store *s, struct eng_events *ev, int64_t seq, const char *action,
                    const char *details, int64_t at, char *err, size_t errlen);
 /* Writes the gathered events (one statement) and empties ev; on failure ev is emptied too. */

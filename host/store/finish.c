@@ -332,6 +332,29 @@ static long find_entry(const struct store_finish *f, const size_t *idx, size_t n
     return -1;
 }
 
+/* What follows a final outcome that held (fin): its event, its dependents, a group's
+ * parent, its fallback and the note of its notifications. */
+static int final_held(store *s, struct finish_ctx *c, const struct finished *fin,
+                      struct eng_events *ev, char *err, size_t errlen)
+{
+    const struct store_finish *e = &c->f[fin->entry];
+    const char *status = final_status[e->outcome.kind];
+    int rc = eng_events_add(s, ev, fin->seq, status, e->outcome.reason, c->now, err, errlen);
+    if (rc == STORE_OK && fin->has_dependents && e->outcome.kind == STORE_OUTCOME_COMPLETED)
+        rc = wake_dependents(s, &c->wake, fin->seq, err, errlen);
+    else if (rc == STORE_OK && fin->has_dependents)
+        rc = eng_cancel_dependents(s, fin->seq, e->task_id, status, c->now, err, errlen);
+    if (rc == STORE_OK && fin->has_dependents)
+        rc = fanout_member_ended(s, fin->seq, c->now, &c->wake, err, errlen);
+    if (rc == STORE_OK)
+        rc = end_fallback(s, e, fin->seq, c->now, &c->wake, ev, err, errlen);
+    if (rc == STORE_OK && e->outcome.notify_due_ms)
+        rc = eng_w(s, NULL, err, errlen, S_NOTIFY_OUTBOX_ADD, "II", fin->seq,
+                   e->outcome.notify_due_ms);
+    c->rcs[fin->entry] = STORE_OK;
+    return rc;
+}
+
 static int finish_set(store *s, struct finish_ctx *c, size_t *idx, size_t n, char *done,
                       struct eng_events *ev, char *err, size_t errlen)
 {
@@ -368,24 +391,56 @@ static int finish_set(store *s, struct finish_ctx *c, size_t *idx, size_t n, cha
     }
     eng_done(&r);
     rc = got < 0 ? got : STORE_OK;
-    for (size_t k = 0; rc == STORE_OK && k < n_fin; k++) {
-        const struct store_finish *e = &c->f[fin[k].entry];
-        const char *status = final_status[e->outcome.kind];
-        rc = eng_events_add(s, ev, fin[k].seq, status, e->outcome.reason, c->now, err, errlen);
-        if (rc == STORE_OK && fin[k].has_dependents && e->outcome.kind == STORE_OUTCOME_COMPLETED)
-            rc = wake_dependents(s, &c->wake, fin[k].seq, err, errlen);
-        else if (rc == STORE_OK && fin[k].has_dependents)
-            rc = eng_cancel_dependents(s, fin[k].seq, e->task_id, status, c->now, err, errlen);
-        if (rc == STORE_OK && fin[k].has_dependents)
-            rc = fanout_member_ended(s, fin[k].seq, c->now, &c->wake, err, errlen);
-        if (rc == STORE_OK)
-            rc = end_fallback(s, e, fin[k].seq, c->now, &c->wake, ev, err, errlen);
-        if (rc == STORE_OK && e->outcome.notify_due_ms)
-            rc = eng_w(s, NULL, err, errlen, S_NOTIFY_OUTBOX_ADD, "II", fin[k].seq,
-                       e->outcome.notify_due_ms);
-        c->rcs[fin[k].entry] = STORE_OK;
-    }
+    for (size_t k = 0; rc == STORE_OK && k < n_fin; k++)
+        rc = final_held(s, c, &fin[k], ev, err, errlen);
     free(fin);
+    return rc;
+}
+
+/* The seq a claim token ends with (claim.c: the claim's prefix, then the last 12 digits of
+ * the item's seq), or 0 when the token has another shape. */
+static int64_t token_seq(const char *token)
+{
+    size_t len = strlen(token);
+    int64_t seq = 0;
+    if (len != 36)
+        return 0;
+    for (size_t i = len - 12; i < len; i++) {
+        if (token[i] < '0' || token[i] > '9')
+            return 0;
+        seq = seq * 10 + (token[i] - '0');
+    }
+    return seq;
+}
+
+/*
+ * finish_set where a statement per row costs no round trip (in_process): each final
+ * outcome in a statement of its own, the item found by the seq its token ends with and its
+ * values bound. An entry whose token does not name the item (another shape, or a seq past
+ * 12 digits) changes nothing here and is left for finish_one.
+ */
+static int finish_rows(store *s, struct finish_ctx *c, const size_t *idx, size_t n, char *done,
+                       struct eng_events *ev, char *err, size_t errlen)
+{
+    int rc = STORE_OK;
+    for (size_t k = 0; rc == STORE_OK && k < n; k++) {
+        const struct store_finish *e = &c->f[idx[k]];
+        struct finished fin = {token_seq(e->token), idx[k], 0};
+        long changed = 0;
+        if (fin.seq <= 0)
+            continue;
+        rc = eng_w(s, &changed, err, errlen, S_FINISH_SEQ, "ItjIttt", fin.seq,
+                   final_status[e->outcome.kind], e->outcome.response, c->now, e->outcome.reason,
+                   e->token, e->task_id);
+        if (rc != STORE_OK || changed != 1)
+            continue;
+        int64_t has_dependents = 0;
+        rc = eng_scalar(s, &has_dependents, err, errlen, S_HAS_DEPENDENTS, "I", fin.seq);
+        fin.has_dependents = has_dependents != 0;
+        done[idx[k]] = 1;
+        if (rc == STORE_OK)
+            rc = final_held(s, c, &fin, ev, err, errlen);
+    }
     return rc;
 }
 
@@ -409,7 +464,9 @@ static int finish_many_body(store *s, void *ctx, char *err, size_t errlen)
         if (c->f[i].outcome.kind != STORE_OUTCOME_RETRY &&
             c->f[i].outcome.kind != STORE_OUTCOME_RELEASE)
             idx[n_final++] = i;
-    if (n_final > 1)
+    if (n_final > 1 && s->drv->in_process)
+        rc = finish_rows(s, c, idx, n_final, done, &ev, err, errlen);
+    else if (n_final > 1)
         rc = finish_set(s, c, idx, n_final, done, &ev, err, errlen);
     /* The rest one by one: requeues, and what the set did not end (its conflict). */
     for (size_t i = 0; rc == STORE_OK && i < c->n; i++) {

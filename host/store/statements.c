@@ -8,14 +8,17 @@
 
 #include "store.h"
 
-/* The columns of struct store_item_cols, in the order eng_item_row reads them. */
-#define ITEM_COLS                                                                                  \
+/* The columns of struct store_item_cols, in the order eng_item_row reads them: the item's
+ * own (ITEM_OWN_COLS), then its dependencies'. */
+#define ITEM_OWN_COLS                                                                              \
     "q.task_id, q.status, q.function, q.team_name, q.machine_name, q.bridge_name,"                 \
     " q.priority, q.vault, q.response_vault, q.created_at, q.updated_at, q.run_after,"             \
     " q.assigned_at, q.started_at, q.finished_at, q.retry_count, q.last_retry_at,"                 \
     " q.last_failure_reason, q.lease_owner, q.claim_token, q.lease_expires_at,"                    \
     " q.progress_percent, q.progress_message, q.parent_task_id, q.link_kind,"                      \
-    " q.schedule_name, q.schedule_fire_at, q.idempotent,"                                          \
+    " q.schedule_name, q.schedule_fire_at, q.idempotent"
+#define ITEM_COLS                                                                                  \
+    ITEM_OWN_COLS ","                                                                              \
     " (SELECT {deps_csv} FROM queue_deps d JOIN queue_items p"                                     \
     " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq),"                                             \
     " (SELECT CASE WHEN max(CASE WHEN p.status <> 'COMPLETED' THEN 1 ELSE 0 END) = 1 THEN -1"      \
@@ -40,6 +43,16 @@
 #define HAS_DEPENDENTS                                                                             \
     "CASE WHEN EXISTS (SELECT 1 FROM queue_deps d WHERE d.dep_seq = queue_items.seq)"              \
     " THEN 1 ELSE 0 END"
+
+/* The change of a final end (?2 status, ?3 response, ?4 now, ?5 reason): S_FINISH_FINAL and
+ * S_FINISH_SEQ. */
+#define FINISH_FINAL_SET                                                                           \
+    "UPDATE queue_items SET status = ?2, response_vault = coalesce(?3, response_vault),"           \
+    " finished_at = ?4, updated_at = ?4, lease_expires_at = NULL, claim_token = NULL,"             \
+    " last_failure_reason = CASE WHEN ?2 = 'FAILED' THEN coalesce(?5, last_failure_reason)"       \
+    " WHEN ?2 = 'COMPLETED' THEN NULL ELSE last_failure_reason END,"                             \
+    " progress_percent = CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_percent END,"         \
+    " progress_message = CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_message END"
 
 #define REF_COLS "SELECT seq, task_id, status, retry_count, bridge_name FROM queue_items"
 #define BY_ID    " WHERE task_id = ?1"
@@ -237,6 +250,12 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_CLAIM_READ] = {"SELECT " ITEM_COLS " FROM queue_items q WHERE q.seq IN ({json_seqs:1})"
                       " ORDER BY q.priority, q.created_at, q.seq",
                       0},
+    /* S_CLAIM_READ for struct store_item, which holds nothing of the dependencies (their
+     * two columns NULL: two lookups an item less). */
+    [S_CLAIM_READ_TYPED] = {"SELECT " ITEM_OWN_COLS ", NULL, NULL FROM queue_items q"
+                            " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.priority, q.created_at,"
+                            " q.seq",
+                            0},
 
     [S_HELD] = {"SELECT seq, task_id, status, retry_count, bridge_name, claim_token,"
                 " " HAS_DEPENDENTS " FROM queue_items WHERE task_id = ?1",
@@ -255,17 +274,7 @@ const struct stmt_def store_statements[S_COUNT] = {
     /* COMPLETED, FAILED or CANCELLED: final, the token dies. COMPLETED clears an earlier
      * attempt's failure reason and the progress, which would otherwise describe an attempt
      * that is over. */
-    [S_FINISH_FINAL] = {"UPDATE queue_items SET status = ?2,"
-                        " response_vault = coalesce(?3, response_vault), finished_at = ?4,"
-                        " updated_at = ?4, lease_expires_at = NULL, claim_token = NULL,"
-                        " last_failure_reason = CASE WHEN ?2 = 'FAILED'"
-                        " THEN coalesce(?5, last_failure_reason)"
-                        " WHEN ?2 = 'COMPLETED' THEN NULL ELSE last_failure_reason END,"
-                        " progress_percent ="
-                        " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_percent END,"
-                        " progress_message ="
-                        " CASE WHEN ?2 = 'COMPLETED' THEN NULL ELSE progress_message END"
-                        " WHERE task_id = ?1 AND claim_token = ?6 AND " ACTIVE_EQ
+    [S_FINISH_FINAL] = {FINISH_FINAL_SET " WHERE task_id = ?1 AND claim_token = ?6 AND " ACTIVE_EQ
                         " RETURNING seq, retry_count, bridge_name, " HAS_DEPENDENTS,
                         0},
     /* RETRY (?4 = 1, counted) or RELEASE (?4 = 0): back to PENDING, claimable at ?3; an
@@ -299,6 +308,16 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " AND (queue_items.status || '') IN " ACTIVE
                        " RETURNING queue_items.seq, queue_items.task_id, " HAS_DEPENDENTS,
                        0},
+    /* One final outcome, bound (S_FINISH_FINAL found by seq, ?1, with ?7 the task id):
+     * where a statement per row costs no round trip (engine.h, in_process), a row found by
+     * its seq with bound values costs less than the rows of S_FINISH_MANY travelling as
+     * JSON and found by task id. No RETURNING (SQLite runs it as a trigger): the count of
+     * rows changed says whether it held, S_HAS_DEPENDENTS the rest. */
+    [S_FINISH_SEQ] = {FINISH_FINAL_SET " WHERE seq = ?1 AND task_id = ?7 AND claim_token = ?6"
+                      " AND " ACTIVE_EQ,
+                      0},
+    /* 1 when some item is `after` item ?1, else 0. */
+    [S_HAS_DEPENDENTS] = {"SELECT EXISTS (SELECT 1 FROM queue_deps WHERE dep_seq = ?1)", 0},
     [S_WAKE_DEPENDENTS] = {"SELECT DISTINCT t.bridge_name FROM queue_deps d"
                            " JOIN queue_items t ON t.seq = d.task_seq"
                            " WHERE d.dep_seq = ?1 AND t.status = 'PENDING' LIMIT 4",

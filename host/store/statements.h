@@ -46,6 +46,7 @@ enum stmt_id {
     S_CLAIM_ASSIGN,
     S_CLAIM_EVENTS,
     S_CLAIM_READ,
+    S_CLAIM_READ_TYPED,
     /* the held item's life */
     S_HELD,
     S_START,
@@ -54,6 +55,8 @@ enum stmt_id {
     S_FINISH_FINAL,
     S_FINISH_REQUEUE,
     S_FINISH_MANY,
+    S_FINISH_SEQ,
+    S_HAS_DEPENDENTS,
     S_WAKE_DEPENDENTS,
     S_EXPIRED,
     S_CANCELLING,

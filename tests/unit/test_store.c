@@ -2211,18 +2211,21 @@ static void test_finish_many(void **state)
     assert_int_equal(n, 2);
     json_t *resp = J("{\"status\":\"completed\",\"result\":{\"n\":7}}");
     const char *wrong = "00000000-0000-4000-8000-000000000000";
-    struct store_finish fin[4] = {
+    struct store_finish fin[5] = {
         {items[0].task_id, items[0].token, {.kind = STORE_OUTCOME_COMPLETED, .response = resp}},
         {items[1].task_id, wrong, {.kind = STORE_OUTCOME_FAILED, .reason = "stale host"}},
         {items[1].task_id, NULL, {.kind = STORE_OUTCOME_COMPLETED}},
         {"00000000-0000-4000-8000-000000000001", wrong, {.kind = STORE_OUTCOME_COMPLETED}},
+        /* Another item's token, which ends with that item's seq: it names nothing here. */
+        {items[1].task_id, items[0].token, {.kind = STORE_OUTCOME_FAILED, .reason = "mixed up"}},
     };
-    int rcs[4] = {-9, -9, -9, -9};
-    assert_rc(STORE_OK, store_finish_many(f->s, fin, 4, rcs, f->t0 + 200, err, sizeof(err)));
+    int rcs[5] = {-9, -9, -9, -9, -9};
+    assert_rc(STORE_OK, store_finish_many(f->s, fin, 5, rcs, f->t0 + 200, err, sizeof(err)));
     assert_int_equal(rcs[0], STORE_OK);
     assert_int_equal(rcs[1], STORE_CONFLICT); /* the token is checked per entry */
     assert_int_equal(rcs[2], STORE_ERROR);    /* no token: invalid, left out */
     assert_int_equal(rcs[3], STORE_CONFLICT); /* no such item */
+    assert_int_equal(rcs[4], STORE_CONFLICT);
     json_t *row = get(f, a);
     assert_string_equal(jstr(row, "status"), "COMPLETED");
     assert_true(json_equal(json_object_get(row, "responseVault"), resp));
