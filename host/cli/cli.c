@@ -74,26 +74,33 @@ static void print_envelope_error(cli *c, const char *msg)
 
 /*
  * Writes prefix and text as one line, with one write: a message quotes names and values from
- * the command line, and a newline or other control character among them must not split it
- * (scripts read the first line of stderr). Control characters are written as C escapes (\n,
- * \t, \xHH). stderr is unbuffered, so the line is built first.
+ * the command line and the store, and a newline or other control character among them must
+ * not split it (scripts read the first line of stderr). Newline, tab and carriage return are
+ * written as \n, \t, \x0d; the rest as term_clean makes it (other controls as \xHH, bidi
+ * and zero-width characters as \uHHHH, invalid UTF-8 as U+FFFD). stderr is unbuffered, so
+ * the line is built first.
  */
 static void fputs_one_line(const char *prefix, const char *text, FILE *out)
 {
-    char line[4 * 4096 + 64];
-    size_t n = (size_t)snprintf(line, sizeof(line), "%s", prefix);
-    for (const unsigned char *p = (const unsigned char *)text; *p && n + 6 < sizeof(line); p++) {
+    char *kept = malloc(strlen(text) * 4 + 1), *k = kept;
+    if (kept == NULL)
+        abort();
+    for (const char *p = text; *p; p++) {
         if (*p == '\n')
-            n += (size_t)snprintf(line + n, sizeof(line) - n, "\\n");
+            k = stpcpy(k, "\\n");
         else if (*p == '\t')
-            n += (size_t)snprintf(line + n, sizeof(line) - n, "\\t");
-        else if (*p < 0x20 || *p == 0x7f)
-            n += (size_t)snprintf(line + n, sizeof(line) - n, "\\x%02x", *p);
+            k = stpcpy(k, "\\t");
+        else if (*p == '\r')
+            k = stpcpy(k, "\\x0d");
         else
-            line[n++] = (char)*p;
+            *k++ = *p;
     }
-    line[n++] = '\n';
-    fwrite(line, 1, n, out);
+    *k = '\0';
+    char *clean = term_clean(kept), *line = xasprintf("%s%s\n", prefix, clean);
+    fwrite(line, 1, strlen(line), out);
+    free(line);
+    free(clean);
+    free(kept);
 }
 
 int cli_fail(cli *c, int code, const char *fmt, ...)

@@ -13,6 +13,7 @@
 #include "descriptor.h"
 #include "registry.h"
 #include "store.h"
+#include "term_text.h"
 #include "util.h"
 #include "vault.h"
 
@@ -75,6 +76,33 @@ static json_t *split_list(const char *text)
             json_array_append_new(arr, json_string(t));
     free(copy);
     return arr;
+}
+
+/* Prints before, text as term_clean makes it safe (a status, a name, a failure reason: store
+ * text may hold escape sequences), then after. Text output only: JSON keeps the text. */
+static void print_clean(const char *before, const char *text, const char *after)
+{
+    char *clean = term_clean(text);
+    printf("%s%s%s", before, clean, after);
+    free(clean);
+}
+
+/* Prints a vault as indented JSON, each line through term_clean: jansson escapes control
+ * characters but leaves bidi overrides, zero-width and C1 characters as they are. */
+static void print_json_clean(const json_t *v, size_t flags)
+{
+    char *dump = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY | flags);
+    if (dump == NULL) {
+        printf("null\n");
+        return;
+    }
+    for (char *line = dump, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        print_clean("", line, "\n");
+    }
+    free(dump);
 }
 
 /* --- create queue-item ------------------------------------------------------------------- */
@@ -162,7 +190,7 @@ static int cmd_create_item(cli *c)
         if (end != CLI_WAIT_ENDED) {
             /* The item exists and keeps running: its id is what the caller needs next. */
             if (!c->json && row != NULL) {
-                printf("Status: %s\n", json_string_value(json_object_get(row, "status")));
+                print_clean("Status: ", json_string_value(json_object_get(row, "status")), "\n");
                 fflush(stdout);
             }
             if (end == CLI_WAIT_TIMEOUT)
@@ -186,7 +214,7 @@ static int cmd_create_item(cli *c)
                      reason ? reason : "");
     } else {
         if (cli_flag(c, "wait"))
-            printf("Status: %s\n", status);
+            print_clean("Status: ", status, "\n");
         else
             printf("%s\nTask ID: %s\n", msg, task);
         if (!ok) {
@@ -379,7 +407,7 @@ out:
 
 static void print_trace_text(const json_t *item, const json_t *events)
 {
-    printf("QUEUE ITEM %s\n", json_string_value(json_object_get(item, "taskId")));
+    print_clean("QUEUE ITEM ", json_string_value(json_object_get(item, "taskId")), "\n");
     const char *fields[][2] = {
         {"status", "status"},       {"health", "healthStatus"},   {"function", "function"},
         {"priority", "priorityLabel"}, {"team", "teamName"},      {"machine", "machineName"},
@@ -392,20 +420,17 @@ static void print_trace_text(const json_t *item, const json_t *events)
         if (v == NULL || json_is_null(v))
             continue;
         char *t = json_is_string(v) ? xstrdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
-        printf("  %-13s %s\n", fields[i][0], t);
+        printf("  %-13s ", fields[i][0]);
+        print_clean("", t, "\n");
         free(t);
     }
     const json_t *dur = json_object_get(item, "totalDurationSeconds");
     if (json_is_number(dur))
         printf("  %-13s %.1f s\n", "duration", json_number_value(dur));
     printf("\nREQUEST VAULT\n");
-    char *t = json_dumps(json_object_get(item, "vaultContent"), JSON_INDENT(2) | JSON_ENCODE_ANY);
-    printf("%s\n", t ? t : "null");
-    free(t);
+    print_json_clean(json_object_get(item, "vaultContent"), 0);
     printf("\nRESPONSE VAULT\n");
-    t = json_dumps(json_object_get(item, "responseVault"), JSON_INDENT(2) | JSON_ENCODE_ANY);
-    printf("%s\n", t ? t : "null");
-    free(t);
+    print_json_clean(json_object_get(item, "responseVault"), 0);
     printf("\nTIMELINE\n");
     static const char *const cols[][2] = {{"TIME", "timestamp"}, {"+SECONDS", "delta"},
                                           {"ACTION", "action"}, {"BY", "actor"},
@@ -462,9 +487,9 @@ static int trace_follow(cli *c, const json_t *item, size_t events_shown)
     enum cli_wait_end end = cli_wait_item(c, &w, &row);
     if (end == CLI_WAIT_ENDED) {
         redact_item(c, row, 1);
-        printf("\nENDED %s\n\nRESPONSE VAULT\n",
-               json_string_value(json_object_get(row, "status")));
-        cli_print_json(stdout, json_object_get(row, "responseVault"));
+        print_clean("\nENDED ", json_string_value(json_object_get(row, "status")),
+                    "\n\nRESPONSE VAULT\n");
+        print_json_clean(json_object_get(row, "responseVault"), JSON_REAL_PRECISION(15));
     }
     json_decref(row);
     return end == CLI_WAIT_ENDED ? EXIT_OK
@@ -592,7 +617,7 @@ static int cmd_cancel(cli *c)
     if (c->json)
         cli_print_ok(c, json_pack("[O]", row), msg);
     else
-        printf("%s\n", msg);
+        print_clean("", msg, "\n");
     json_decref(row);
     return EXIT_OK;
 }

@@ -4,8 +4,9 @@
  * timeline events as they are written (--follow); Ctrl-C ends the wait, never the item.
  *
  * Everything shown goes to stderr except followed events of `queue trace --follow`, so what
- * scripts read on stdout is what it was. Text from the store passes through tty_clean_line
- * (a plugin's progress message may carry escape sequences).
+ * scripts read on stdout is what it was. Text from the store passes through term_clean_fit
+ * (a plugin's progress message may carry escape sequences): shown as visible escapes, one
+ * line, cut to its columns.
  */
 #include "cli_wait.h"
 
@@ -18,7 +19,7 @@
 
 #include "cli_status.h"
 #include "store.h"
-#include "tty.h"
+#include "term_text.h"
 #include "util.h"
 
 /* How often the store is asked whether anything changed between wake-ups: cheap where the
@@ -45,7 +46,7 @@ int cli_status_final(const char *status)
 
 /* What the status line shows and where it is. */
 struct view {
-    int cols;               /* the terminal's width; 0: stderr is not a terminal */
+    size_t cols;            /* the terminal's width; 0: stderr is not a terminal */
     int drawn;              /* a status line is on the terminal, the cursor at its end */
     char shown[1200];       /* the status text last shown */
     char shown_elapsed[32]; /* and the elapsed time with it (a terminal's line moves with it) */
@@ -96,7 +97,7 @@ static void view_clear(struct view *v)
  */
 static void view_show(struct view *v, const json_t *row, const char *suffix, int end)
 {
-    char text[1200], line[1400], elapsed[32];
+    char text[1200], elapsed[32];
     status_text(row, text, sizeof(text));
     size_t tl = strlen(text);
     snprintf(text + tl, sizeof(text) - tl, "%s", suffix ? suffix : "");
@@ -109,12 +110,14 @@ static void view_show(struct view *v, const json_t *row, const char *suffix, int
     char *raw = xasprintf("[%s] %s", elapsed, text);
     if (v->cols) {
         /* One column short of the width: writing the last one wraps on some terminals. */
-        tty_clean_line(raw, line, sizeof(line), v->cols > 1 ? v->cols - 1 : 1);
+        char *line = term_clean_fit(raw, v->cols > 1 ? v->cols - 1 : 1);
         fprintf(stderr, "\r\033[K%s%s", line, end ? "\n" : "");
+        free(line);
         v->drawn = !end;
     } else if (changed || suffix) {
-        tty_clean_line(raw, line, sizeof(line), PLAIN_COLS);
+        char *line = term_clean_fit(raw, PLAIN_COLS);
         fprintf(stderr, "%s\n", line);
+        free(line);
     }
     free(raw);
     fflush(stderr);
@@ -142,9 +145,9 @@ static int show_events(cli *c, struct cli_wait *w, struct view *v, const char *t
         char *raw = xasprintf("%s %s%s%s%s%s", json_string_value(json_object_get(e, "timestamp")),
                               json_string_value(json_object_get(e, "action")), actor ? " by " : "",
                               actor ? actor : "", *dt ? " " : "", dt);
-        char line[EVENT_COLS * 4 + 8];
-        tty_clean_line(raw, line, sizeof(line), EVENT_COLS);
+        char *line = term_clean_fit(raw, EVENT_COLS);
         fprintf(w->events_out, "%s\n", line);
+        free(line);
         free(raw);
         free(dt);
     }
@@ -199,14 +202,15 @@ static int sleep_until_change(cli *c, int wake_fd, const struct view *v, int64_t
 
 static void stopped_waiting(cli *c, const json_t *row)
 {
-    char text[1200], line[1300];
+    char text[1200];
     status_text(row, text, sizeof(text));
-    tty_clean_line(text, line, sizeof(line), 200);
+    char *line = term_clean_fit(text, 200);
     const char *task = json_string_value(json_object_get(row, "taskId"));
     cli_fail(c, EXIT_INTERRUPTED,
              "stopped waiting for task %s (%s); the item goes on: ferry queue wait %s, or "
              "ferry queue cancel %s to stop it",
              task, line, task, task);
+    free(line);
 }
 
 enum cli_wait_end cli_wait_item(cli *c, struct cli_wait *w, json_t **row)
@@ -214,7 +218,7 @@ enum cli_wait_end cli_wait_item(cli *c, struct cli_wait *w, json_t **row)
     /* A terminal that cannot erase a line (TERM=dumb: Emacs' shell) gets plain lines. */
     const char *term = getenv("TERM");
     int dumb = term != NULL && strcmp(term, "dumb") == 0;
-    struct view v = {.cols = w->status_line && !dumb ? tty_columns(STDERR_FILENO) : 0,
+    struct view v = {.cols = w->status_line && !dumb ? term_columns(STDERR_FILENO, 80) : 0,
                      .start_ms = mono_ms()};
     int64_t deadline = w->timeout_s > 0 ? v.start_ms + w->timeout_s * 1000 : 0;
     enum cli_wait_end end = CLI_WAIT_ERROR;

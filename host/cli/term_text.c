@@ -27,15 +27,26 @@ void term_set_wide(int wide)
     wide_flag = wide;
 }
 
+size_t term_columns(int fd, size_t fallback)
+{
+    if (fd < 0 || !isatty(fd))
+        return 0;
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    const char *env = getenv("COLUMNS");
+    char *end;
+    long n = env ? strtol(env, &end, 10) : 0;
+    return env && *end == '\0' && n > 0 && n < 10000 ? (size_t)n : fallback;
+}
+
 struct term_style term_style_for(FILE *f)
 {
     struct term_style st = {.limit = wide_flag ? 0 : TERM_DEFAULT_WIDTH,
                             .colour = colour_wanted(f)};
-    struct winsize ws;
-    int fd = fileno(f);
-    if (st.limit && fd >= 0 && isatty(fd) && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40 &&
-        ws.ws_col < st.limit)
-        st.limit = ws.ws_col;
+    size_t cols = st.limit ? term_columns(fileno(f), TERM_DEFAULT_WIDTH) : 0;
+    if (cols >= 40 && cols < st.limit)
+        st.limit = cols;
     return st;
 }
 
@@ -225,6 +236,16 @@ char *term_fit(const char *clean, size_t max, int ellipsis)
     return out;
 }
 
+char *term_clean_fit(const char *s, size_t max)
+{
+    char *clean = term_clean(s);
+    if (max == 0)
+        return clean;
+    char *fit = term_fit(clean, max, 1);
+    free(clean);
+    return fit;
+}
+
 /* --- lines ------------------------------------------------------------------------------ */
 
 void term_line_init(struct term_line *l, const struct term_style *style)
@@ -248,11 +269,10 @@ void term_line_put(struct term_line *l, const char *text, size_t max, enum colou
     size_t limit = l->style->limit;
     if (limit && l->width >= limit)
         return;
-    char *clean = term_clean(text);
-    size_t cap = limit ? limit - l->width : (size_t)-1;
+    size_t cap = limit ? limit - l->width : 0;
     if (limit && max && max < cap)
         cap = max;
-    char *fit = term_fit(clean, cap, 1);
+    char *fit = term_clean_fit(text, cap);
     size_t w = term_width(fit);
     const char *start = l->style->colour ? colour_start(colour) : "";
     if (w > 0 && start[0])
@@ -262,7 +282,6 @@ void term_line_put(struct term_line *l, const char *text, size_t max, enum colou
         line_append(l, COLOUR_END, strlen(COLOUR_END));
     l->width += w;
     free(fit);
-    free(clean);
 }
 
 void term_line_printf(struct term_line *l, const char *fmt, ...)

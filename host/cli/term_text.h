@@ -25,8 +25,13 @@ struct term_style {
 /* --wide on the command line (cli_main): tables show every column, nothing cut. */
 void term_set_wide(int wide);
 
+/* The columns of the terminal fd is, or 0 when fd is not a terminal. A terminal that does
+ * not say (a pty of size 0) gives $COLUMNS when it is a number, else fallback. */
+size_t term_columns(int fd, size_t fallback);
+
 /* The style of output to f: no limit with --wide; else TERM_DEFAULT_WIDTH, or the width of
- * the terminal f is when that is narrower (at least 40). Colour as colour_wanted(f). */
+ * the terminal f is (term_columns) when that is narrower (at least 40). Colour as
+ * colour_wanted(f). */
 struct term_style term_style_for(FILE *f);
 
 /*
@@ -47,6 +52,11 @@ size_t term_width(const char *clean);
 /* A copy of clean text cut to at most max columns, never inside a character: when cut,
  * the last column is "…" if ellipsis, else the text just stops. The caller frees it. */
 char *term_fit(const char *clean, size_t max, int ellipsis);
+
+/* Any text (NULL: "") as one line that is safe to print and at most max columns (0: no
+ * limit): term_clean, then term_fit with "…" when cut. A live status line and a followed
+ * event are printed this way. The caller frees it. */
+char *term_clean_fit(const char *s, size_t max);
 
 /*
  * One output line built piece by piece within a style's limit: each piece is cleaned, cut

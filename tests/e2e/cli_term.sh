@@ -89,6 +89,22 @@ timeline=$(TERM=xterm ferry queue trace "${ids[0]}" | sed -n '/^TIMELINE$/,$p')
 contains "trace: the hostile event escaped" "$timeline" '\x1b[2J\x1b]0;pwned\x07'
 contains "trace: the event's details whole" "$timeline" "$(printf 'm%.0s' $(seq 1 200))"
 if has_esc "$timeline"; then fail "trace: no escape code" "$timeline"; else pass "trace: no escape code"; fi
+# ... and so does its item section: a failure reason, a function name (printed raw before:
+# ESC[2J cleared the operator's screen).
+for i in 1 2 3; do
+    trace=$(TERM=xterm ferry queue trace "${ids[$i]}")
+    if has_esc "$trace"; then fail "trace ${i}: no escape code in the item section" "$trace"; else pass "trace ${i}: no escape code in the item section"; fi
+done
+item=$(ferry queue trace "${ids[1]}" | sed '/^REQUEST VAULT$/,$d')
+contains "trace: the failure reason escaped, whole" "$item" 'last failure  disk full \x1b[2J\x1b]0;pwned\x07 \u202eexe.gnp 東京'
+not_contains "... no bidi override raw" "$item" $'\u202e'
+contains "trace: the hostile function escaped" "$(ferry queue trace "${ids[2]}")" 'function      fn\x1b[31m東京\u202e'
+eq "trace JSON keeps the reason as it is" "$(ferry queue trace "${ids[1]}" --output json | jq -r .data.queue_item.lastFailureReason | head -c 14 | od -An -c | tr -s ' ')" \
+    "$(printf 'disk full \e[2J' | od -An -c | tr -s ' ')"
+# queue wait's end line (stderr): the reason made safe as well.
+end=$(ferry queue wait "${ids[1]}" 2>&1 >/dev/null | tail -1)
+contains "wait: the failure reason escaped" "$end" "ended FAILED: disk full \\x1b[2J"
+if has_esc "$end" || [[ $end == *$'\u202e'* ]]; then fail "wait: no escape, bell or bidi override raw" "$end"; else pass "wait: no escape, bell or bidi override raw"; fi
 out=$(ferry list queue --output json)
 eq "JSON keeps the text as it is" "$(jq -r --arg t "${ids[2]}" '.data[] | select(.taskId == $t) | .function' <<<"$out")" \
     "$(printf 'fn\e[31m東京\u202e')"
