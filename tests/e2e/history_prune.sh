@@ -99,7 +99,7 @@ eq "B is still after A" "$(q "SELECT count(*) FROM queue_deps d JOIN queue_items
 eq "the chore records its run, due again in a day" \
     "$(q "SELECT owner IS NULL, due_at - finished_at >= 86400000, result FROM chores WHERE name = 'history.prune'")" \
     "1|1|50002 items, 100002 events, ended before $(grep -o 'ended before [^ ,]*' <<<"$line" | cut -d' ' -f3)"
-contains "the audit log has the prune" "$(ferry audit list --action queue.prune)" "50002 items and 100002 events that ended before"
+contains "the audit log has the prune" "$(ferry audit list --action queue.prune --wide)" "50002 items and 100002 events that ended before"
 stop_host
 
 # A host stopped in the middle of a prune gives it back, due at once; the next host goes on.
