@@ -318,6 +318,12 @@ int store_pg_fail(struct pg *p, const PGresult *r, char *err, size_t errlen)
         store_pg_conn_message(p->conn, buf, sizeof(buf));
         msg = buf;
     }
+    /* libpq reports some losses of the connection (a write that failed as the server went
+     * away) by a result of its own, with no SQLSTATE, while the connection still looks up
+     * until its input is read: read it, so that the loss is seen as one and the operation
+     * runs again on a new connection instead of failing. */
+    if (state == NULL && PQstatus(p->conn) == CONNECTION_OK)
+        PQconsumeInput(p->conn);
     if (PQstatus(p->conn) != CONNECTION_OK || is_lost_state(state)) {
         seterr(err, errlen, "lost the connection to the PostgreSQL store %s: %s", p->label, msg);
         return ENG_LOST;
