@@ -29,7 +29,7 @@ for f in "$BUILD"/tests/test_*; do [[ -x $f ]] && files+=("$f"); done
 for f in "$BUILD"/tests/fuzz_*; do [[ -x $f ]] && files+=("$f"); done
 for f in tests/e2e/*.sh; do [[ -f $f ]] && files+=("$f"); done
 # The CLI against PostgreSQL exactly as against SQLite: these run a second time on it.
-for f in tests/e2e/seed_queue.sh tests/e2e/cli_queue.sh tests/e2e/cli_bulk.sh tests/e2e/seal_store.sh tests/e2e/seal_upgrade.sh tests/e2e/status.sh; do [[ -f $f ]] && files+=("$f@pg"); done
+for f in tests/e2e/seed_queue.sh tests/e2e/cli_queue.sh tests/e2e/cli_bulk.sh tests/e2e/seal_store.sh tests/e2e/seal_upgrade.sh tests/e2e/status.sh tests/e2e/host_machine_cache.sh; do [[ -f $f ]] && files+=("$f@pg"); done
 
 needs_pg() { [[ $1 == *test_store* || $1 == *e2e/pg_* || $1 == *@pg ]]; }
 pg_dir= pg_error=

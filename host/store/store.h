@@ -593,7 +593,8 @@ void store_wait_drain(store *s);
  * A number that changes whenever another handle (another process, or another connection of
  * this one) has committed to the store since the last call: while it stays the same, what
  * this handle read earlier (a machine's row) still holds, unless this handle changed it.
- * -1 when the driver cannot tell (PostgreSQL): assume everything changed.
+ * PostgreSQL counts the committed changes to machines and teams only (the rows a host
+ * keeps). -1 when the driver cannot tell: assume everything changed.
  */
 int64_t store_data_version(store *s);
 

@@ -289,6 +289,22 @@ static const struct eng_migration migrations[] = {
       * host that dies between its commit and that hand-off leaves them to another. */
      "CREATE TABLE IF NOT EXISTS notify_outbox (task_id text COLLATE \"C\" PRIMARY KEY,"
      " bridge_name text COLLATE \"C\" NOT NULL, due_ms bigint NOT NULL);"},
+    /* 11 (PostgreSQL only): a count of the changes to machines and teams, raised in the
+     * changing transaction, so a host keeps the machines it read from turn to turn until
+     * one changes (pg_data_version; SQLite has PRAGMA data_version). Before, a host read
+     * every started item's machine again: a quarter of its time when claims are small. */
+    {11, "a count of the changes to machines and teams",
+     "CREATE TABLE IF NOT EXISTS resource_changes (one integer PRIMARY KEY CHECK (one = 1),"
+     " n bigint NOT NULL);"
+     "INSERT INTO resource_changes VALUES (1, 0) ON CONFLICT DO NOTHING;"
+     "CREATE OR REPLACE FUNCTION ferry_resource_changed() RETURNS trigger LANGUAGE plpgsql"
+     " AS $fn$ BEGIN UPDATE resource_changes SET n = n + 1; RETURN NULL; END $fn$;"
+     "DROP TRIGGER IF EXISTS machines_changed ON machines;"
+     "CREATE TRIGGER machines_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON machines"
+     " FOR EACH STATEMENT EXECUTE FUNCTION ferry_resource_changed();"
+     "DROP TRIGGER IF EXISTS teams_changed ON teams;"
+     "CREATE TRIGGER teams_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON teams"
+     " FOR EACH STATEMENT EXECUTE FUNCTION ferry_resource_changed();"},
 };
 
 
@@ -783,6 +799,27 @@ int store_pg_url(const char *url)
 }
 
 
+/*
+ * The count of committed changes to machines and teams (migration 11): what a host caches
+ * of them (serve.c's machine facts) holds while it stays the same. Raised inside the
+ * changing transaction, it is seen only once that commits, so facts read after the count
+ * are never older than it. -1 when it cannot be read: the caller then reads again.
+ */
+static int64_t pg_data_version(store *s)
+{
+    struct pg *p = (struct pg *)s;
+    if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) == PQTRANS_INERROR)
+        return -1;
+    PGresult *r = NULL;
+    int64_t v = -1;
+    if (store_pg_exec_raw(p, -1, "SELECT n FROM resource_changes", -1, NULL, NULL, &r, NULL, 0) ==
+            STORE_OK &&
+        PQntuples(r) == 1)
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
 static const struct eng_driver pg_driver = {
     .name = "postgres",
     .fragments = fragments,
@@ -804,6 +841,7 @@ static const struct eng_driver pg_driver = {
     .commit = store_pg_commit_batch,
     .rollback = store_pg_rollback,
     .close = pg_close,
+    .data_version = pg_data_version,
     .notify = pg_notify,
     .wait_fd = pg_wait_fd,
     .wait_drain = pg_wait_drain,

@@ -317,6 +317,10 @@ static const struct eng_migration migrations[] = {
       * host that dies between its commit and that hand-off leaves them to another. */
      "CREATE TABLE IF NOT EXISTS notify_outbox (task_id TEXT PRIMARY KEY,"
      " bridge_name TEXT NOT NULL, due_ms INTEGER NOT NULL) WITHOUT ROWID;"},
+    /* 11: PostgreSQL's count of the changes to machines and teams (its data_version); SQLite
+     * has PRAGMA data_version, so nothing changes here: recorded so that both drivers
+     * number their migrations alike. */
+    {11, "a count of the changes to machines and teams", "SELECT 1;"},
 };
 
 
