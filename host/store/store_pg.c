@@ -803,12 +803,14 @@ int store_pg_url(const char *url)
  * The count of committed changes to machines and teams (migration 11): what a host caches
  * of them (serve.c's machine facts) holds while it stays the same. Raised inside the
  * changing transaction, it is seen only once that commits, so facts read after the count
- * are never older than it. -1 when it cannot be read: the caller then reads again.
+ * are never older than it. -1 when it cannot be read, and inside a transaction (a failed
+ * read there, such as a role without SELECT on the table, would abort the host's batch):
+ * the caller then reads the facts again.
  */
 static int64_t pg_data_version(store *s)
 {
     struct pg *p = (struct pg *)s;
-    if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) == PQTRANS_INERROR)
+    if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) != PQTRANS_IDLE)
         return -1;
     PGresult *r = NULL;
     int64_t v = -1;
