@@ -29,7 +29,9 @@ for f in "$BUILD"/tests/test_*; do [[ -x $f ]] && files+=("$f"); done
 for f in "$BUILD"/tests/fuzz_*; do [[ -x $f ]] && files+=("$f"); done
 for f in tests/e2e/*.sh; do [[ -f $f ]] && files+=("$f"); done
 # The CLI against PostgreSQL exactly as against SQLite: these run a second time on it.
-for f in tests/e2e/seed_queue.sh tests/e2e/cli_queue.sh tests/e2e/cli_bulk.sh tests/e2e/seal_store.sh tests/e2e/seal_upgrade.sh tests/e2e/status.sh tests/e2e/cli_wait.sh tests/e2e/history_prune.sh; do [[ -f $f ]] && files+=("$f@pg"); done
+pg_again="seed_queue cli_queue cli_bulk seal_store seal_upgrade status cli_wait history_prune
+    host_machine_cache"
+for f in $pg_again; do [[ -f tests/e2e/$f.sh ]] && files+=("tests/e2e/$f.sh@pg"); done
 
 # Longest first (tests/durations.txt, from an earlier run): two slots finish together instead
 # of a long file starting last and running alone. Unlisted files count as 20 s.

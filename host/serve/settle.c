@@ -377,7 +377,7 @@ size_t settle_write(settler *s)
         f[i].outcome.fallback_note = e->fb_note;
     }
     char err[512];
-    int rc = store_begin(s->st, err, sizeof(err));
+    int rc = store_begin(s->st, err, sizeof(err)), begun = rc == STORE_OK;
     for (size_t i = 0; rc == STORE_OK && i < n; i++)
         for (int k = 0; k < ends[i].n_events; k++)
             settle_event(s->st, ends[i].item->task_id, ends[i].events[k].action, "%s",
@@ -397,7 +397,9 @@ size_t settle_write(settler *s)
             hlog(LOG_WARN, "recovered %s: %s", e->item->task_id, e->recovered);
         }
     }
-    if (rc == STORE_OK && store_commit(s->st, err, sizeof(err)) != STORE_OK)
+    /* The begin is ended whatever the finish did: inside the host's batch an unmatched
+     * one would leave every later commit of the batch nested, never committed. */
+    if (begun && store_commit(s->st, err, sizeof(err)) != STORE_OK)
         hlog(LOG_ERROR, "store commit failed: %s", err);
     free(f);
     free(rcs);

@@ -515,9 +515,12 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_CLAIM_WAITERS] = {"SELECT count(*) FROM claim_waits WHERE bridge_name = ?1"
                          " AND owner <> ?2 AND until_ms > ?3",
                          0},
-    /* The active items of bridge ?1: how many, the hosts other than ?2 holding some, and
-     * how many ?2 holds (read through qi_machine_active: the active set is small). */
+    /* The active items of bridge ?1: how many, the hosts other than ?2 holding some that
+     * do not wait for work at ?3 (those count as waiting), and how many ?2 holds (read
+     * through qi_machine_active: the active set is small). */
     [S_CLAIM_HOLDERS] = {"SELECT count(*), count(DISTINCT CASE WHEN lease_owner <> ?2"
+                         " AND NOT EXISTS (SELECT 1 FROM claim_waits w WHERE w.bridge_name = ?1"
+                         " AND w.owner = queue_items.lease_owner AND w.until_ms > ?3)"
                          " THEN lease_owner END), coalesce(sum(CASE WHEN lease_owner = ?2"
                          " THEN 1 ELSE 0 END), 0) FROM queue_items {index_machine_active}"
                          " WHERE bridge_name = ?1 AND " ACTIVE_EQ,

@@ -520,13 +520,13 @@ int store_claim_items(store *s, const char *bridge, const char *owner, int64_t l
  * until_ms (*marked = 1); otherwise, or without want (0), clears its mark (*marked = 0),
  * except that want 2 (the host knows it has no mark) writes nothing then.
  * store_claim_share: the other hosts of the bridge that wait at now, those that hold items
- * on it, its active items and those owner holds.
+ * on it and do not wait (each host counts once), its active items and those owner holds.
  */
 int store_claim_wait(store *s, const char *bridge, const char *owner, int want, int64_t now,
                      int64_t until_ms, int *marked, char *err, size_t errlen);
 struct store_claim_share {
     int waiting; /* other hosts waiting for work */
-    int holding; /* other hosts holding active items of the bridge */
+    int holding; /* other hosts holding active items of the bridge, not waiting */
     int active;  /* active items of the bridge (every host) */
     int mine;    /* of which owner holds */
 };
@@ -593,7 +593,8 @@ void store_wait_drain(store *s);
  * A number that changes whenever another handle (another process, or another connection of
  * this one) has committed to the store since the last call: while it stays the same, what
  * this handle read earlier (a machine's row) still holds, unless this handle changed it.
- * -1 when the driver cannot tell (PostgreSQL): assume everything changed.
+ * PostgreSQL counts the committed changes to machines and teams only (the rows a host
+ * keeps). -1 when the driver cannot tell: assume everything changed.
  */
 int64_t store_data_version(store *s);
 

@@ -298,6 +298,22 @@ static const struct eng_migration migrations[] = {
      "CREATE TABLE IF NOT EXISTS chores (name text COLLATE \"C\" PRIMARY KEY, owner text,"
      " lease_until bigint NOT NULL DEFAULT 0, due_at bigint NOT NULL DEFAULT 0,"
      " started_at bigint, finished_at bigint, result text);"},
+    /* 11 (PostgreSQL only): a count of the changes to machines and teams, raised in the
+     * changing transaction, so a host keeps the machines it read from turn to turn until
+     * one changes (pg_data_version; SQLite has PRAGMA data_version). Before, a host read
+     * every started item's machine again: a quarter of its time when claims are small. */
+    {11, "a count of the changes to machines and teams",
+     "CREATE TABLE IF NOT EXISTS resource_changes (one integer PRIMARY KEY CHECK (one = 1),"
+     " n bigint NOT NULL);"
+     "INSERT INTO resource_changes VALUES (1, 0) ON CONFLICT DO NOTHING;"
+     "CREATE OR REPLACE FUNCTION ferry_resource_changed() RETURNS trigger LANGUAGE plpgsql"
+     " AS $fn$ BEGIN UPDATE resource_changes SET n = n + 1; RETURN NULL; END $fn$;"
+     "DROP TRIGGER IF EXISTS machines_changed ON machines;"
+     "CREATE TRIGGER machines_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON machines"
+     " FOR EACH STATEMENT EXECUTE FUNCTION ferry_resource_changed();"
+     "DROP TRIGGER IF EXISTS teams_changed ON teams;"
+     "CREATE TRIGGER teams_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON teams"
+     " FOR EACH STATEMENT EXECUTE FUNCTION ferry_resource_changed();"},
 };
 
 
@@ -327,6 +343,12 @@ int store_pg_fail(struct pg *p, const PGresult *r, char *err, size_t errlen)
         store_pg_conn_message(p->conn, buf, sizeof(buf));
         msg = buf;
     }
+    /* libpq reports some losses of the connection (a write that failed as the server went
+     * away) by a result of its own, with no SQLSTATE, while the connection still looks up
+     * until its input is read: read it, so that the loss is seen as one and the operation
+     * runs again on a new connection instead of failing. */
+    if (state == NULL && PQstatus(p->conn) == CONNECTION_OK)
+        PQconsumeInput(p->conn);
     if (PQstatus(p->conn) != CONNECTION_OK || is_lost_state(state)) {
         seterr(err, errlen, "lost the connection to the PostgreSQL store %s: %s", p->label, msg);
         return ENG_LOST;
@@ -786,6 +808,29 @@ int store_pg_url(const char *url)
 }
 
 
+/*
+ * The count of committed changes to machines and teams (migration 11): what a host caches
+ * of them (serve.c's machine facts) holds while it stays the same. Raised inside the
+ * changing transaction, it is seen only once that commits, so facts read after the count
+ * are never older than it. -1 when it cannot be read, and inside a transaction (a failed
+ * read there, such as a role without SELECT on the table, would abort the host's batch):
+ * the caller then reads the facts again.
+ */
+static int64_t pg_data_version(store *s)
+{
+    struct pg *p = (struct pg *)s;
+    if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+        return -1;
+    PGresult *r = NULL;
+    int64_t v = -1;
+    if (store_pg_exec_raw(p, -1, "SELECT n FROM resource_changes", -1, NULL, NULL, &r, NULL, 0) ==
+            STORE_OK &&
+        PQntuples(r) == 1)
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
 static const struct eng_driver pg_driver = {
     .name = "postgres",
     .fragments = fragments,
@@ -807,6 +852,7 @@ static const struct eng_driver pg_driver = {
     .commit = store_pg_commit_batch,
     .rollback = store_pg_rollback,
     .close = pg_close,
+    .data_version = pg_data_version,
     .notify = pg_notify,
     .wait_fd = pg_wait_fd,
     .wait_drain = pg_wait_drain,

@@ -73,7 +73,7 @@ static int share_body(store *s, void *ctx, char *err, size_t errlen)
         eng_scalar(s, &waiting, err, errlen, S_CLAIM_WAITERS, "ttI", c->bridge, c->owner, c->now);
     eng_rows r;
     if (rc == STORE_OK)
-        rc = eng_q(s, &r, err, errlen, S_CLAIM_HOLDERS, "tt", c->bridge, c->owner);
+        rc = eng_q(s, &r, err, errlen, S_CLAIM_HOLDERS, "ttI", c->bridge, c->owner, c->now);
     if (rc != STORE_OK)
         return rc;
     int got = eng_next(&r, err, errlen);

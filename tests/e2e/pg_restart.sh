@@ -54,6 +54,8 @@ wait_for 120 all_ended && pass "all $N items ended" || fail "all $N items ended"
 if kill -0 "$HOST" 2>/dev/null; then pass "the host ran throughout"; else fail "the host ran throughout" "$(tail -5 "$T_DIR/host.log")"; fi
 contains "the host logged the lost connection" "$(cat "$T_DIR/host.log")" "connection lost"
 contains "and the reconnect" "$(cat "$T_DIR/host.log")" "reconnected"
+# A write cut by a restart runs again on the new connection; no outcome is dropped with it.
+not_contains "no outcome was lost with the connection" "$(cat "$T_DIR/host.log")" "cannot record the outcome"
 eq "the CLI works again" "$(ferry list queue --status COMPLETED --max-records 10000 --output json | jq '.data | length')" "$N"
 stop_pids "$HOST"
 

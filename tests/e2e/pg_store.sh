@@ -67,6 +67,8 @@ pg_config "$T_DIR/host.conf" "$BR" "$URL" 'lease = { poll_ms = 60000; };' 'worke
 start_pg_host "$T_DIR/host.conf" "$T_DIR/host.log" || fail "the host starts"
 HOST=$LAST_HOST_PID
 sleep 0.5
+changes() { pg_sql "$URL" "SELECT n FROM resource_changes"; }
+changes0=$(changes)
 lat=()
 for i in 1 2 3 4 5; do
     t=$(date +%s%N)
@@ -83,6 +85,12 @@ wait_for 10 is_status "$id" PROCESSING || fail "the sleeper starts"
 t=$SECONDS
 ferry queue cancel "$id" >/dev/null
 wait_for 10 is_status "$id" CANCELLED && pass "a cancel reaches the running attempt at once ($((SECONDS - t)) s)" || fail "a cancel reaches the running attempt" "$(task_status "$id")"
+# The count a host keeps machine facts by (migration 11): running items leave it, a change
+# of a machine or a team raises it (tests/e2e/host_machine_cache.sh@pg: the host sees it).
+eq "items that run change no machine (the count of changes stays)" "$(changes)" "$changes0"
+ferry update machine-vault Ops box2 --vault '{"note":"changed"}' >/dev/null
+ferry update team-vault Ops --vault '{"note":"changed"}' >/dev/null
+eq "a machine's and a team's change are counted" "$(changes)" "$((changes0 + 2))"
 stop_pids "$HOST"
 not_contains "the host log has no stray server notices" "$(cat "$T_DIR/host.log")" "FATAL:"
 not_contains "no sanitizer reports from the hosts" "$(cat "$T_DIR/host.log")" "Sanitizer"

@@ -2,7 +2,8 @@
  * Fair claims among the hosts of a bridge (host/serve/fairness.c over host/store/waits.c)
  * against a real SQLite store: a host marks itself waiting only when ready items wait, the
  * others then see it and keep to their share of the bridge's active items (never less than
- * their idle workers), a mark runs out, and a host without a mark writes nothing.
+ * their idle workers), a mark runs out, a host without a mark writes nothing, and a host
+ * that waits while it holds items counts once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -138,11 +139,35 @@ static void test_fair_slots(void **state)
     assert_int_equal(share(f, "a", now_ms()).waiting, 0);
 }
 
+/* A host that waits while it holds items is one host, counted among the waiting only: the
+ * others' share is the active items over the hosts there are. Counted twice (as holding and
+ * as waiting), every host's share shrank below what the bridge's machines allow, the
+ * shares shrank the active items in turn, and pipelines dried up (PG drain, 4 hosts). */
+static void test_waiting_holder_counts_once(void **state)
+{
+    struct fixture *f = *state;
+    int64_t now = now_ms();
+    int marked = -1;
+    /* b holds m3 and waits: ready items wait on the machines a holds. */
+    assert_int_equal(store_claim_wait(f->st, "b", "b", 1, now, now + 1500, &marked, NULL, 0), 0);
+    assert_int_equal(marked, 1);
+    struct store_claim_share sh = share(f, "a", now);
+    assert_int_equal(sh.waiting, 1);
+    assert_int_equal(sh.holding, 0);
+    assert_int_equal(sh.active, 4);
+    assert_int_equal(sh.mine, 3);
+    /* Once b's mark ran out, b holds again. */
+    sh = share(f, "a", now + 2000);
+    assert_int_equal(sh.waiting, 0);
+    assert_int_equal(sh.holding, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_marks_and_shares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fair_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_holder_counts_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,7 @@
  * written together, each with its decision (COMPLETED with the response vault, a RETRY with
  * its events before the store's, a refusal, a lost item), counted only once they held; an
  * end whose claim is gone changes nothing and is not counted; a rolled-back write is
- * written again after settle_rewind.
+ * written again after settle_rewind; a write that fails leaves the host's batch to commit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <sqlite3.h>
 
 #include "settle.h"
 #include "util.h"
@@ -212,6 +214,59 @@ static void test_lost_and_rewound(void **state)
     store_items_free(items, 2);
 }
 
+/* Runs sql on the store's file through a connection of its own; returns the first column of
+ * the last row as an integer (0 when none). */
+static int64_t raw(struct fixture *f, const char *sql)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/ferry.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    int64_t v = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    assert_int_equal(rc, SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/*
+ * The ends' write fails (on PostgreSQL: the connection went while the host settled a turn)
+ * inside the host's batch: the batch still commits what else it holds. Before, the failed
+ * write left its store_begin unmatched, so every later commit of the host's batch was a
+ * nested one and nothing it did reached the store again (tests/e2e/pg_restart.sh stalled).
+ */
+static void test_failed_write_keeps_the_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct store_item *items = claim(f, 1);
+    /* Ending an item now fails (not as a conflict of the item's: as the store's error). */
+    raw(f, "CREATE TABLE gone (x)");
+    raw(f, "CREATE TRIGGER no_end BEFORE UPDATE OF status ON queue_items"
+           " BEGIN INSERT INTO gone VALUES (1); END");
+    raw(f, "DROP TABLE gone");
+    struct outcome ok = {.kind = OUTCOME_OK};
+    settle_ran(f->s, &items[0], NULL, &ok, mono_ms());
+    json_t *v = json_pack("{s:s}", "function", "fx");
+    struct store_item_spec spec = {.team = "T", .machine = "m", .bridge = "b", .vault = v};
+    for (int turn = 1; turn <= 2; turn++) {
+        assert_int_equal(store_begin(f->st, NULL, 0), 0); /* the host's turn */
+        settle_write(f->s);
+        /* Another write of the same turn, then the turn's commit. */
+        assert_int_equal(store_queue_create(f->st, &spec, NULL, NULL, NULL, 0), 0);
+        assert_int_equal(store_commit(f->st, NULL, 0), 0);
+        settle_after_commit(f->s, 1);
+        assert_int_equal(raw(f, "SELECT count(*) FROM queue_items"), 1 + turn);
+    }
+    json_decref(v);
+    assert_int_equal(settle_completed(f->s), 0);
+    store_items_free(items, 1);
+}
+
 static void test_shutdown_returns_to_the_queue(void **state)
 {
     struct fixture *f = *state;
@@ -386,6 +441,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_turn_of_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_and_rewound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_write_keeps_the_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_returns_to_the_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallback_with_its_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallback_not_without_its_end, setup, teardown),
