@@ -325,6 +325,8 @@ static const struct eng_migration migrations[] = {
      "CREATE TABLE IF NOT EXISTS chores (name TEXT PRIMARY KEY, owner TEXT,"
      " lease_until INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL DEFAULT 0,"
      " started_at INTEGER, finished_at INTEGER, result TEXT);"},
+    /* 12: PostgreSQL's host and client roles; SQLite has no roles (file modes guard it). */
+    {12, "host and client roles", ""},
 };
 
 
