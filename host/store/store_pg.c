@@ -302,15 +302,16 @@ static const struct eng_migration migrations[] = {
      * <database>_client with row rights on ferry's tables (SELECT only on schema_migrations),
      * and default privileges so that tables of later migrations follow. The roles are made
      * when the migrating role may (CREATEROLE or superuser); otherwise one warning (logged by
-     * pg_notice) says what an admin runs, ending with SELECT ferry_grant_roles(), which
+     * quiet_notice) says what an admin runs, ending with SELECT ferry_grant_roles(), which
      * grants again at any time. Neither role gets CREATE, TRUNCATE or ownership. */
     {12, "host and client roles",
      "CREATE OR REPLACE FUNCTION ferry_grant_roles() RETURNS text LANGUAGE plpgsql AS $f$"
-     " DECLARE h text := current_database() || '_host'; c text := current_database() || '_client';"
-     " sch text := current_schema(); own text; may boolean; r text; missing text := '';"
+     /* name: cut to 63 bytes as PostgreSQL cuts a role's name, so that the lookup finds it */
+     " DECLARE h name := current_database() || '_host'; c name := current_database() || '_client';"
+     " sch name; own name; may boolean; r name; missing text := '';"
      " BEGIN"
-     " SELECT tableowner INTO own FROM pg_tables"
-     "  WHERE schemaname = sch AND tablename = 'schema_migrations';"
+     " SELECT n.nspname, pg_get_userbyid(t.relowner) INTO sch, own FROM pg_class t"
+     "  JOIN pg_namespace n ON n.oid = t.relnamespace WHERE t.oid = to_regclass('schema_migrations');"
      " SELECT rolsuper OR rolcreaterole INTO may FROM pg_roles WHERE rolname = current_user;"
      " FOREACH r IN ARRAY ARRAY[h, c] LOOP"
      "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN"

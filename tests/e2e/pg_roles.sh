@@ -7,6 +7,7 @@
 #   a member of the client role; an item runs; neither can create, alter, drop or truncate;
 # - B: an owner with CREATEROLE: the migration creates the two roles; and an existing store
 #   without migration 12 is upgraded;
+#   a long database name that needs quoting;
 # - C: an owner without CREATEROLE and no roles: the migration succeeds and logs one line;
 #   once an admin runs what it says, the grants apply.
 . "$(dirname "$0")/../lib.sh"
@@ -36,7 +37,9 @@ admin() {
 }
 cleanup_roles() {
     local d r
-    for d in "$db" "$db2" "$db3"; do admin -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1; done
+    for d in "$db" "$db2" "$db3" "${db4:-}"; do [[ -z $d ]] || admin -c "DROP DATABASE IF EXISTS \"$d\"" >/dev/null 2>&1; done
+    admin -At -c "SELECT format('DROP ROLE %I;', rolname) FROM pg_roles WHERE rolname LIKE 'Ferry-Long-$s-%'" 2>/dev/null |
+        admin -f - >/dev/null 2>&1
     for r in "${db}_host" "${db}_client" "${db2}_host" "${db2}_client" "${db3}_host" "${db3}_client" \
         "bridge_a_$s" "alice_$s" "login2_$s" "login3_$s" "ferry_owner_$s" "owner2_$s" "owner3_$s"; do
         admin -c "DROP ROLE IF EXISTS $r" >/dev/null 2>&1
@@ -111,6 +114,16 @@ eq "ferry_grant_roles() runs again" "$(pg_sql "$(pg_url_for "$FERRY_TEST_PG_ADMI
 pg_sql "$(conn "owner2_$s" "$db2")" "CREATE TABLE later (a int)" >/dev/null
 eq "a later table of the owner is granted to the client role" \
     "$(pg_sql "$(pg_url_for "$FERRY_TEST_PG_ADMIN_URL" "$db2")" "SELECT has_table_privilege('${db2}_client', 'later', 'UPDATE')::text || has_table_privilege('${db2}_client', 'later', 'TRUNCATE')::text")" truefalse
+
+# A database name that needs quoting and is so long that "<name>_client" is cut to 63 bytes:
+# the roles are found again on the next run instead of created twice.
+db4=$(printf 'Ferry-Long-%s-%060d' "$s" 0 | cut -c1-60)
+admin -c "CREATE DATABASE \"$db4\" OWNER owner2_$s" >/dev/null
+pg_config "$T_DIR/owner4.conf" local "$(conn "owner2_$s" "$db4")"
+out=$(FERRY_CONFIG=$T_DIR/owner4.conf ferry list teams 2>&1) && pass "a long, quoted database name: the owner migrates" ||
+    fail "a long, quoted database name: the owner migrates" "$out"
+eq "its roles are cut to 63 bytes" "$(pg_sql "$ADMIN_DB" "SELECT string_agg(length(rolname)::text, ',' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'Ferry-Long-$s-%'")" 63,63
+eq "ferry_grant_roles() runs again on them" "$(pg_sql "$(pg_url_for "$FERRY_TEST_PG_ADMIN_URL" "$db4")" "SELECT ferry_grant_roles()")" granted
 
 # --- C: an owner without CREATEROLE, no roles.
 admin -c "CREATE ROLE owner3_$s LOGIN" -c "CREATE DATABASE $db3 OWNER owner3_$s" -c "REVOKE ALL ON DATABASE $db3 FROM PUBLIC" \
