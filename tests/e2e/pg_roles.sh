@@ -148,5 +148,5 @@ eq "then the client role has its rights" "$(priv "${db3}_client" "$db3")" ttff
 FERRY_CONFIG=$T_DIR/login3.conf ferry create team Dev >/dev/null 2>&1 && pass "then a member of the client role writes" ||
     fail "then a member of the client role writes"
 cleanup_roles
-eq "every role the test made is gone" "$(pg_sql "$ADMIN_DB" "SELECT count(*) FROM pg_roles WHERE rolname ~ '_$s(_|\$)'")" 0
+eq "every role the test made is gone" "$(pg_sql "$ADMIN_DB" "SELECT count(*) FROM pg_roles WHERE rolname ~ '[-_]$s([-_]|\$)'")" 0
 t_done
