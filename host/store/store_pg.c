@@ -314,6 +314,48 @@ static const struct eng_migration migrations[] = {
      "DROP TRIGGER IF EXISTS teams_changed ON teams;"
      "CREATE TRIGGER teams_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON teams"
      " FOR EACH STATEMENT EXECUTE FUNCTION ferry_resource_changed();"},
+    /* 12 (issue 17, least privilege): NOLOGIN group roles <database>_host and
+     * <database>_client with row rights on ferry's tables (SELECT only on schema_migrations),
+     * and default privileges so that tables of later migrations follow. The roles are made
+     * when the migrating role may (CREATEROLE or superuser); otherwise one warning (logged by
+     * quiet_notice) says what an admin runs, ending with SELECT ferry_grant_roles(), which
+     * grants again at any time. Neither role gets CREATE, TRUNCATE or ownership. */
+    {12, "host and client roles",
+     "CREATE OR REPLACE FUNCTION ferry_grant_roles() RETURNS text LANGUAGE plpgsql AS $f$"
+     /* name: cut to 63 bytes as PostgreSQL cuts a role's name, so that the lookup finds it */
+     " DECLARE h name := current_database() || '_host'; c name := current_database() || '_client';"
+     " sch name; own name; may boolean; r name; missing text := '';"
+     " BEGIN"
+     " SELECT n.nspname, pg_get_userbyid(t.relowner) INTO sch, own FROM pg_class t"
+     "  JOIN pg_namespace n ON n.oid = t.relnamespace WHERE t.oid = to_regclass('schema_migrations');"
+     " SELECT rolsuper OR rolcreaterole INTO may FROM pg_roles WHERE rolname = current_user;"
+     " FOREACH r IN ARRAY ARRAY[h, c] LOOP"
+     "  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN"
+     "   IF may THEN EXECUTE format('CREATE ROLE %I NOLOGIN', r);"
+     "   ELSE missing := missing || format('CREATE ROLE %I NOLOGIN; ', r); END IF;"
+     "  END IF;"
+     " END LOOP;"
+     " IF missing <> '' THEN"
+     "  RAISE WARNING 'ferry: roles % and % not created (role % may not create roles);"
+     " as an admin, in database %, run: %SELECT ferry_grant_roles();',"
+     "   h, c, current_user, current_database(), missing;"
+     "  RETURN 'roles missing';"
+     " END IF;"
+     " EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I, %I', current_database(), h, c);"
+     " EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I, %I', sch, h, c);"
+     " EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I"
+     " TO %I, %I', sch, h, c);"
+     " EXECUTE format('REVOKE INSERT, UPDATE, DELETE ON %I.schema_migrations FROM %I, %I',"
+     "  sch, h, c);"
+     " EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO %I, %I', sch, h, c);"
+     " EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I"
+     " GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I, %I', own, sch, h, c);"
+     " EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I"
+     " GRANT USAGE, SELECT ON SEQUENCES TO %I, %I', own, sch, h, c);"
+     " RETURN 'granted';"
+     " END $f$;"
+     "REVOKE ALL ON FUNCTION ferry_grant_roles() FROM PUBLIC;"
+     "SELECT ferry_grant_roles();"},
 };
 
 
@@ -425,7 +467,10 @@ char *store_pg_utf8_clean(const char *text)
 static void quiet_notice(void *arg, const char *message)
 {
     (void)arg;
-    (void)message;
+    /* ... but ferry's own (migration 12's "ferry: roles ... not created") is logged. */
+    const char *own = strstr(message, "ferry: ");
+    if (own != NULL)
+        hlog(LOG_WARN, "store: %.*s", (int)strcspn(own + 7, "\n"), own + 7);
 }
 
 /*

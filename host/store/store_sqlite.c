@@ -329,6 +329,8 @@ static const struct eng_migration migrations[] = {
      * has PRAGMA data_version, so nothing changes here: recorded so that both drivers
      * number their migrations alike. */
     {11, "a count of the changes to machines and teams", "SELECT 1;"},
+    /* 12: PostgreSQL's host and client roles; SQLite has no roles (file modes guard it). */
+    {12, "host and client roles", ""},
 };
 
 
