@@ -235,7 +235,7 @@ static void machine_key(const char *team, const char *machine, char key[300])
 static void machines_check(host *h)
 {
     if (h->machines_turn != h->turn) {
-        int64_t version = store_data_version(h->st);
+        int64_t version = store_resources_version(h->st);
         if (version < 0 || version != h->machines_version)
             json_object_clear(h->machines);
         h->machines_version = version;

@@ -112,6 +112,9 @@ struct eng_driver {
     void (*close)(store *s);
     /* Optional: a number that changes when another handle commits (store_data_version). */
     int64_t (*data_version)(store *s);
+    /* Optional: the same for machines and teams only (store_resources_version); without
+     * it, data_version answers. */
+    int64_t (*resources_version)(store *s);
     void (*notify)(store *s, const char *bridge);
     int (*wait_fd)(store *s, const char *bridge, char *err, size_t errlen);
     void (*wait_drain)(store *s);

@@ -210,6 +210,11 @@ int64_t store_data_version(store *s)
     return s->drv->data_version ? s->drv->data_version(s) : -1;
 }
 
+int64_t store_resources_version(store *s)
+{
+    return s->drv->resources_version ? s->drv->resources_version(s) : store_data_version(s);
+}
+
 int store_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
 {
     if (!valid_name(bridge, err, errlen))

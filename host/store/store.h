@@ -592,11 +592,18 @@ void store_wait_drain(store *s);
 /*
  * A number that changes whenever another handle (another process, or another connection of
  * this one) has committed to the store since the last call: while it stays the same, what
- * this handle read earlier (a machine's row) still holds, unless this handle changed it.
- * PostgreSQL counts the committed changes to machines and teams only (the rows a host
- * keeps). -1 when the driver cannot tell: assume everything changed.
+ * this handle read earlier (an item's row) still holds, unless this handle changed it.
+ * SQLite only; -1 when the driver cannot tell (PostgreSQL): assume everything changed.
  */
 int64_t store_data_version(store *s);
+
+/*
+ * The same for machines and teams alone (the rows a host keeps from turn to turn): a
+ * number that changes when another handle has committed a change to one of them.
+ * PostgreSQL counts those changes (migration 11); SQLite answers store_data_version (any
+ * commit). -1 when the driver cannot tell.
+ */
+int64_t store_resources_version(store *s);
 
 /* =======================================================================================
  * For the store's own files only: the handle, the driver table and the helpers in store.c

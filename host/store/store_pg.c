@@ -300,7 +300,7 @@ static const struct eng_migration migrations[] = {
      " started_at bigint, finished_at bigint, result text);"},
     /* 11 (PostgreSQL only): a count of the changes to machines and teams, raised in the
      * changing transaction, so a host keeps the machines it read from turn to turn until
-     * one changes (pg_data_version; SQLite has PRAGMA data_version). Before, a host read
+     * one changes (pg_resources_version, store_resources_version). Before, a host read
      * every started item's machine again: a quarter of its time when claims are small. */
     {11, "a count of the changes to machines and teams",
      "CREATE TABLE IF NOT EXISTS resource_changes (one integer PRIMARY KEY CHECK (one = 1),"
@@ -861,7 +861,7 @@ int store_pg_url(const char *url)
  * read there, such as a role without SELECT on the table, would abort the host's batch):
  * the caller then reads the facts again.
  */
-static int64_t pg_data_version(store *s)
+static int64_t pg_resources_version(store *s)
 {
     struct pg *p = (struct pg *)s;
     if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) != PQTRANS_IDLE)
@@ -897,7 +897,7 @@ static const struct eng_driver pg_driver = {
     .commit = store_pg_commit_batch,
     .rollback = store_pg_rollback,
     .close = pg_close,
-    .data_version = pg_data_version,
+    .resources_version = pg_resources_version,
     .notify = pg_notify,
     .wait_fd = pg_wait_fd,
     .wait_drain = pg_wait_drain,

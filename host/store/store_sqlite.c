@@ -325,7 +325,7 @@ static const struct eng_migration migrations[] = {
      "CREATE TABLE IF NOT EXISTS chores (name TEXT PRIMARY KEY, owner TEXT,"
      " lease_until INTEGER NOT NULL DEFAULT 0, due_at INTEGER NOT NULL DEFAULT 0,"
      " started_at INTEGER, finished_at INTEGER, result TEXT);"},
-    /* 11: PostgreSQL's count of the changes to machines and teams (its data_version); SQLite
+    /* 11: PostgreSQL's count of the changes to machines and teams (store_resources_version); SQLite
      * has PRAGMA data_version, so nothing changes here: recorded so that both drivers
      * number their migrations alike. */
     {11, "a count of the changes to machines and teams", "SELECT 1;"},
