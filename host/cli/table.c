@@ -40,6 +40,7 @@ struct col {
     enum col_kind kind;
     size_t natural, min, width, compact;
     int drop, shown, overflow;
+    int ident; /* a name (name, teamName …): cut only once no column is left to drop */
 };
 
 static char *cell_text(const json_t *v)
@@ -92,6 +93,9 @@ static void classify(struct col *c, const json_t *rows)
         }
     if (c->kind == WHOLE)
         return;
+    size_t klen = strlen(c->key);
+    c->ident = strcmp(c->key, "name") == 0 ||
+               (klen > 4 && strcmp(c->key + klen - 4, "Name") == 0);
     int numbers = 1, uuids = 1, times = 1, any = 0;
     size_t i;
     const json_t *row;
@@ -115,12 +119,15 @@ static void classify(struct col *c, const json_t *rows)
     }
 }
 
+/* The width of the shown columns: each at its width (use_min 0), at its minimum (1), or at
+ * its minimum but names whole (2). */
 static size_t total(const struct col *c, size_t n, int use_min)
 {
     size_t sum = 0, shown = 0;
     for (size_t j = 0; j < n; j++)
         if (c[j].shown) {
-            sum += use_min || c[j].overflow ? c[j].min : c[j].width;
+            int least = (use_min == 1 || (use_min == 2 && !c[j].ident)) || c[j].overflow;
+            sum += least ? c[j].min : c[j].width;
             shown++;
         }
     return sum + (shown ? 2 * (shown - 1) : 0);
@@ -143,8 +150,9 @@ static void fit(struct col *c, size_t n, size_t limit)
         c[j].width = c[j].natural;
     if (limit == 0 || total(c, n, 0) <= limit)
         return;
+    /* Names are what people type back: columns go before a name is cut. */
     int d;
-    while (total(c, n, 1) > limit && (d = next_drop(c, n)) >= 0)
+    while (total(c, n, 2) > limit && (d = next_drop(c, n)) >= 0)
         c[d].shown = 0;
     /* Still too wide (a narrow terminal): the rightmost columns go, then the one left is
      * cut to the limit. */
@@ -160,7 +168,13 @@ static void fit(struct col *c, size_t n, size_t limit)
     size_t extra = used < limit ? limit - used : 0;
     for (size_t j = 0; j < n; j++)
         c[j].width = c[j].min;
-    /* The room left goes to cut text, a column at a time, then to whole ids and times. */
+    /* The room left goes to names first, then to cut text, a column at a time, then to
+     * whole ids and times. */
+    for (size_t j = 0; j < n; j++)
+        if (c[j].shown && c[j].ident && c[j].natural - c[j].width <= extra) {
+            extra -= c[j].natural - c[j].width;
+            c[j].width = c[j].natural;
+        }
     for (int grew = 1; extra > 0 && grew;) {
         grew = 0;
         for (size_t j = 0; j < n && extra > 0; j++)

@@ -6,8 +6,9 @@
  * A table wider than the style's limit is fitted: task ids show their first 8 characters
  * and times their first 16 (to the minute), free text is cut with "…" (down to 12 columns),
  * and when that is still too wide, the columns least needed go first (bridge and region,
- * then creation times, retries and versions, then team); status words and numbers are
- * never cut, nor queue trace's timeline details. --wide (no limit) shows every column whole.
+ * then creation times, retries and versions, then team), and those go before a name (name,
+ * teamName …) is cut; status words and numbers are never cut, nor queue trace's timeline
+ * details. --wide (no limit) shows every column whole.
  */
 #ifndef FERRY_TABLE_H
 #define FERRY_TABLE_H
