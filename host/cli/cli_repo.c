@@ -20,47 +20,18 @@
 #include "descriptor.h"
 #include "runner.h"
 #include "store.h"
+#include "term_text.h"
 #include "util.h"
 #include "vault.h"
 
 /* --- text from a storage, for a terminal --------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (n bytes left) and its code point, or 0. */
-static size_t utf8_next(const unsigned char *p, size_t n, unsigned *cp)
-{
-    unsigned c = p[0];
-    size_t len = c < 0x80                 ? 1
-                 : c >= 0xc2 && c <= 0xdf ? 2
-                 : c >= 0xe0 && c <= 0xef ? 3
-                 : c >= 0xf0 && c <= 0xf4 ? 4
-                                          : 0;
-    if (len == 0 || len > n)
-        return 0;
-    unsigned v = len == 1 ? c : c & (0x7f >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (p[i] & 0x3f);
-    }
-    if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) ||
-        (len == 4 && (v < 0x10000 || v > 0x10ffff)))
-        return 0;
-    *cp = v;
-    return len;
-}
-
-/* Code points a terminal acts on or that reorder a line: C0, DEL, C1, bidi and line marks. */
-static int cp_unsafe(unsigned cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x200e || cp == 0x200f ||
-           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
-}
-
 /*
  * n bytes as one line of printable text (new string): a backslash as \\ (unless json_text:
  * JSON's own escapes stay as they are), \n \t \r, other control bytes and bytes that are
- * not UTF-8 as \xHH, and the C1, bidi and line-separator code points as \uHHHH. So a name is
- * never raw to the terminal, and two names never look the same.
+ * not UTF-8 as \xHH, and what term_cp_hidden names (C1, bidi, zero-width, line separators)
+ * as \uHHHH. So a name is never raw to the terminal, and two names never look the same:
+ * term_clean's rules, but exact (a file name's bytes, not U+FFFD) and unambiguous.
  */
 static char *escape_bytes(const char *s, size_t n, int json_text)
 {
@@ -70,8 +41,8 @@ static char *escape_bytes(const char *s, size_t n, int json_text)
     size_t o = 0;
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        unsigned cp = 0;
-        size_t len = utf8_next(p + i, n - i, &cp);
+        uint32_t cp = 0;
+        size_t len = term_utf8_decode(p + i, n - i, &cp);
         if (len == 0) {
             o += (size_t)sprintf(out + o, "\\x%02x", p[i]);
             i++;
@@ -84,9 +55,9 @@ static char *escape_bytes(const char *s, size_t n, int json_text)
                                  : cp == '\r' ? 'r'
                                               : '\\');
         else if (cp < 0x20 || cp == 0x7f)
-            o += (size_t)sprintf(out + o, "\\x%02x", cp);
-        else if (cp_unsafe(cp))
-            o += (size_t)sprintf(out + o, "\\u%04x", cp);
+            o += (size_t)sprintf(out + o, "\\x%02x", (unsigned)cp);
+        else if (term_cp_hidden(cp))
+            o += (size_t)sprintf(out + o, "\\u%04x", (unsigned)cp);
         else {
             memcpy(out + o, p + i, len);
             o += len;

@@ -52,10 +52,7 @@ struct term_style term_style_for(FILE *f)
 
 /* --- code points ------------------------------------------------------------------------ */
 
-/* Decodes the UTF-8 sequence at s into *cp; returns its length, or 0 when s does not start
- * a valid one (a stray continuation byte, an overlong form, a surrogate, past U+10FFFF, or
- * cut short). */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
+size_t term_utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp)
 {
     static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
     size_t n;
@@ -71,6 +68,8 @@ static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
     else if ((c & 0xf8) == 0xf0)
         n = 4, c &= 0x07;
     else
+        return 0;
+    if (n > avail)
         return 0;
     for (size_t i = 1; i < n; i++) {
         if ((s[i] & 0xc0) != 0x80)
@@ -104,6 +103,11 @@ static const struct range hidden[] = {
     {0x80, 0x9f},     {0x200b, 0x200f}, {0x2028, 0x202e},   {0x2060, 0x206f},
     {0xfeff, 0xfeff}, {0xfff9, 0xfffb}, {0xe0000, 0xe007f},
 };
+
+int term_cp_hidden(uint32_t cp)
+{
+    return IN(cp, hidden);
+}
 
 /* East Asian Wide and Fullwidth characters, and the emoji drawn two columns wide. */
 static const struct range wide[] = {
@@ -160,7 +164,7 @@ char *term_clean(const char *s)
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         uint32_t cp;
-        size_t len = utf8_decode(p, &cp);
+        size_t len = term_utf8_decode(p, SIZE_MAX, &cp);
         if (len == 0) {
             memcpy(o, "\xef\xbf\xbd", 3);
             o += 3;
@@ -171,7 +175,7 @@ char *term_clean(const char *s)
             *o++ = ' ';
         else if (cp < 0x20 || cp == 0x7f)
             o += sprintf(o, "\\x%02x", cp);
-        else if (IN(cp, hidden))
+        else if (term_cp_hidden(cp))
             o += sprintf(o, cp > 0xffff ? "\\U%08x" : "\\u%04x", cp);
         else {
             memcpy(o, p, len);
@@ -189,7 +193,7 @@ size_t term_width(const char *clean)
     const unsigned char *p = (const unsigned char *)clean;
     while (*p) {
         uint32_t cp;
-        size_t len = utf8_decode(p, &cp);
+        size_t len = term_utf8_decode(p, SIZE_MAX, &cp);
         if (len == 0) { /* not clean text: count the byte, as term_clean would show it */
             w++;
             p++;
@@ -209,7 +213,7 @@ char *term_fit(const char *clean, size_t max, int ellipsis)
     const unsigned char *p = (const unsigned char *)clean;
     while (*p) {
         uint32_t cp;
-        size_t len = utf8_decode(p, &cp), cw;
+        size_t len = term_utf8_decode(p, SIZE_MAX, &cp), cw;
         if (len == 0)
             len = 1, cw = 1;
         else

@@ -9,6 +9,7 @@
 #define FERRY_TERM_TEXT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "colour.h"
@@ -41,6 +42,17 @@ struct term_style term_style_for(FILE *f);
  * spaces, line separators); each byte of invalid UTF-8 becomes U+FFFD. The caller frees it.
  */
 char *term_clean(const char *s);
+
+/* Decodes the UTF-8 sequence at s (avail bytes left) into *cp; returns its length, or 0
+ * when s does not start a valid one (a stray continuation byte, an overlong form, a
+ * surrogate, past U+10FFFF, or cut short). A NUL-terminated s may give SIZE_MAX: the NUL
+ * is never a continuation byte. */
+size_t term_utf8_decode(const unsigned char *s, size_t avail, uint32_t *cp);
+
+/* Whether cp changes how the text around it shows without showing itself: C1 controls,
+ * zero-width and joining characters, line and paragraph separators, bidi controls, the
+ * byte order mark, interlinear annotations, tags. term_clean writes them as \uHHHH. */
+int term_cp_hidden(uint32_t cp);
 
 /* Whether s is printable ASCII only: clean as it is, as wide as it is long. */
 int term_is_plain(const char *s);
