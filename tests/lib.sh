@@ -19,7 +19,7 @@ export FERRY_CONFIG=$T_DIR/ferry.conf
 export XDG_CACHE_HOME=$T_DIR/cache
 unset FERRY_TEST_KEEP_HOST
 # No "no host is serving bridge" warning on stderr (tests/e2e/status.sh unsets it).
-export FERRY_TEST_NO_HOST_WARNING=off
+export FERRY_NO_HOST_WARNING=1
 
 t_cleanup() {
     [[ -n $HOST_PID ]] && kill -9 "$HOST_PID" 2>/dev/null

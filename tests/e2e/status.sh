@@ -5,7 +5,7 @@
 # queue-item(s) and queue wait warn on stderr, never stdout, when no live host serves the
 # item's bridge.
 . "$(dirname "$0")/../lib.sh"
-unset FERRY_TEST_NO_HOST_WARNING # lib.sh's: the warning is what this file tests
+unset FERRY_NO_HOST_WARNING # lib.sh's: the warning is what this file tests
 
 write_config 'workers = { count = 1; };' 'retry = { max_retries = 0; delay = 1; jitter = 0.0; };' \
     'lease = { poll_ms = 200; };'
@@ -32,6 +32,8 @@ eq "create queue-items warns once per bridge" "$(grep -c 'no host is serving bri
 contains "... naming each" "$err" "no host is serving bridge far"
 err=$(ferry queue wait "$a" --timeout 1 2>&1 >/dev/null)
 contains "queue wait warns while the item waits" "$err" "$WARN"
+err=$(FERRY_NO_HOST_WARNING=1 ferry queue wait "$a" --timeout 1 2>&1 >/dev/null)
+not_contains "FERRY_NO_HOST_WARNING=1 turns it off (docs/cli.md)" "$err" "no host is serving"
 json=$(ferry status --output json)
 eq "status JSON: its shape" "$(jq -c '.data | keys' <<<"$json")" '["bridges","failingSchedules","oldestPending"]'
 eq "every bridge is listed, with no host" "$(jq -c '[.data.bridges[] | [.bridgeName, .hostsAlive, (.hosts|length), .pending, .active]]' <<<"$json")" \
