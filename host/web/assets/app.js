@@ -391,15 +391,16 @@
     const go = (nf, cur) => {
       location.hash = base + qs(Object.assign({}, nf, failuresOnly ? { status: '' } : {}, cur ? { to: cur.to, skip: cur.skip || '' } : {}));
     };
-    const body = h('div', null, h('div', { class: 'empty' }, 'Loading…'));
+    // The page is fetched before anything on screen changes: a live refresh (a quiet render)
+    // swaps the new rows in at once instead of flashing "Loading…" over the old ones.
+    const p = await queuePage(f, PAGE, cursor);
+    if (seq !== state.renderSeq) return;
+    const body = h('div', null);
     add(clear(main), [
       failuresOnly ? pageHead('Failures', 'Failed items, newest first, with the reason of their last attempt')
         : pageHead('Queue', 'Every item, newest first'),
       h('section', { class: 'card flush' }, failuresOnly ? null : filterBar(f, (nf) => go(nf, 0)), body)]);
     state.view.refresh = cursor ? 'shown' : 'any'; /* an older page gains no new items */
-    const p = await queuePage(f, PAGE, cursor);
-    if (seq !== state.renderSeq) return;
-    clear(body);
     if (p.rows.length === 0) {
       add(body, failuresOnly ? emptyState('No failures', 'Nothing has failed. Failed items and their reasons show here.')
         : emptyState('No items match', 'Change the filters, or create an item.'));
