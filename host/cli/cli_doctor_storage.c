@@ -6,13 +6,13 @@
  * the host answers it (serve.c). A storage that lists is reachable with its credentials; the
  * plugin's error otherwise says why.
  */
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "attempt.h"
+#include "cli_attempt.h"
 #include "cli_doctor.h"
 #include "descriptor.h"
 #include "outcome.h"
@@ -27,10 +27,9 @@
 
 /* One storage's check: the worker's end, and the storage it may ask for. */
 struct storage_run {
+    struct cli_attempt a; /* first: cli_run_attempt's (the runner, done) */
     cli *c;
-    runner *r;
     const json_t *row; /* the storage's row (borrowed) */
-    int done;
     enum outcome_kind kind;
     char *error, *code;
     json_t *result;
@@ -52,7 +51,7 @@ static void on_call(void *ud, runner_job *job, const struct proto_call *m)
     (void)m;
     struct proto_reply reply = {
         .kind = OUTCOME_FAIL, .code = "unavailable", .message = "ferry doctor does not nest calls"};
-    runner_answer(s->r, job, &reply);
+    runner_answer(s->a.r, job, &reply);
 }
 
 /* The function asks for its storage by name: the one being checked, secrets opened. */
@@ -66,7 +65,7 @@ static void on_storage(void *ud, runner_job *job, const struct proto_storage *m)
     if (m->name && name && strcmp(m->name, name) == 0 &&
         store_resource_reveal(s->c->st, STORE_STORAGE, row, err, sizeof(err)) == STORE_OK)
         reply = (struct proto_reply){.kind = OUTCOME_OK, .vault = json_object_get(row, "vault")};
-    runner_answer(s->r, job, &reply);
+    runner_answer(s->a.r, job, &reply);
     json_decref(row);
 }
 
@@ -74,14 +73,14 @@ static void on_done(void *ud, runner_job *job, const struct outcome *out)
 {
     struct storage_run *s = ud;
     (void)job;
-    s->done = 1;
+    s->a.done = 1;
     s->kind = out->kind;
     s->result = out->result ? json_incref(out->result) : NULL;
     s->error = out->message ? xstrdup(out->message) : NULL;
     s->code = out->code ? xstrdup(out->code) : NULL;
 }
 
-/* Runs repo_list for the storage of row in a worker of r; fills s. */
+/* Runs repo_list for the storage of row in a worker; fills s. */
 static void run_listing(struct storage_run *s, const struct ferry_fn *fn, const char *datastore)
 {
     cli *c = s->c;
@@ -101,15 +100,13 @@ static void run_listing(struct storage_run *s, const struct ferry_fn *fn, const 
                                  .attempt = 1};
     struct attempt_run run;
     attempt_build(&c->cfg, &src, &run);
-    runner_start(s->r, &run.spec, NULL, 0);
+    runner_events ev = {.log = on_log,
+                        .progress = on_progress,
+                        .call = on_call,
+                        .storage = on_storage,
+                        .done = on_done};
+    cli_run_attempt(c, &run.spec, &ev, &s->a);
     attempt_run_free(&run);
-    while (!s->done) {
-        struct pollfd p = {.fd = runner_fd(s->r), .events = POLLIN};
-        int wait = runner_timeout_ms(s->r);
-        poll(&p, 1, wait < 0 || wait > 200 ? 200 : wait);
-        runner_process(s->r);
-        runner_tick(s->r);
-    }
     json_decref(machine);
     json_decref(vault);
 }
@@ -123,21 +120,8 @@ static void check_storage(struct doctor *d, const json_t *row, const struct ferr
              json_string_value(json_object_get(row, "teamName")),
              json_string_value(json_object_get(row, "storageName")));
     struct storage_run s = {.c = c, .row = row};
-    runner_opts ro = {.max_workers = 1,
-                      .max_jobs = 1,
-                      .path = c->cfg.worker_path,
-                      .pass_env = c->cfg.worker_pass_env,
-                      .limits = c->cfg.limits,
-                      .grace_ms = c->cfg.grace_seconds * 1000};
-    runner_events ev = {.log = on_log,
-                        .progress = on_progress,
-                        .call = on_call,
-                        .storage = on_storage,
-                        .done = on_done};
     int64_t start = mono_ms();
-    s.r = runner_create(&ro, &ev, &s);
     run_listing(&s, fn, datastore);
-    runner_free(s.r);
     if (s.kind == OUTCOME_OK) {
         json_t *snaps = json_object_get(s.result, "snapshots");
         doctor_report(d, DOCTOR_OK, what, NULL, "lists (%zu snapshots, %lld ms)",
