@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -722,6 +723,15 @@ static int sq_configure(struct sq *q, const struct store_options *opts, char *er
     return rc;
 }
 
+/* SQLite keeps memory statistics by default, and so takes a global mutex around every
+ * malloc and free it makes: 3% of a bulk create's instructions and 4% of a create
+ * queue-item's. Nothing here reads them (no sqlite3_memory_used, no soft heap limit). Set
+ * once per process, before SQLite initializes. */
+static void sq_global_config(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 /*
  * Opens the SQLite store at path (creating the file and its directory), configures the
  * connection and applies migrations. Returns the handle, or NULL with err set. The caller
@@ -731,6 +741,8 @@ store_open_fn store_sqlite_open; /* listed in drivers.c */
 store *store_sqlite_open(const char *path, const struct store_options *opts, char *err,
                          size_t errlen)
 {
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
+    pthread_once(&configured, sq_global_config);
     struct sq *q = calloc(1, sizeof(*q));
     if (q == NULL)
         abort();
