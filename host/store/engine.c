@@ -40,6 +40,9 @@ static void expand_fragment(const struct eng_driver *d, const char **p, FILE *ou
     abort(); /* a statement names a fragment that does not exist: caught by every test */
 }
 
+/* Copies the text between fragments a run at a time: character by character through the
+ * stream cost a create queue-item 5% of its instructions (each statement is expanded once
+ * per connection, and a CLI command is one connection). */
 static char *expand(const struct eng_driver *d, const char *sql)
 {
     char *text = NULL;
@@ -48,10 +51,13 @@ static char *expand(const struct eng_driver *d, const char *sql)
     if (out == NULL)
         abort();
     for (const char *p = sql; *p;) {
-        if (*p == '{' && p[1] >= 'a' && p[1] <= 'z')
+        if (*p == '{' && p[1] >= 'a' && p[1] <= 'z') {
             expand_fragment(d, &p, out);
-        else
-            fputc(*p++, out);
+            continue;
+        }
+        size_t run = 1 + strcspn(p + 1, "{");
+        fwrite(p, 1, run, out);
+        p += run;
     }
     fclose(out);
     return text;
