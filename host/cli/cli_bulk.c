@@ -117,6 +117,10 @@ struct bulk {
     json_t *line_warnings;
     char store_err[1200];
     int store_failed;
+    /* The last line's function and what the batch needs of it (lines usually share one) */
+    const json_t *fn;
+    json_t *fn_secrets;
+    int fn_idempotent;
 };
 
 static void stop_writing(struct bulk *b);
@@ -308,14 +312,20 @@ static int take_line(struct bulk *b, long line, json_t *obj, char *err, size_t e
         json_decref(obj);
         return 0;
     }
-    b->pend[b->n] = (struct pending){line, obj, fn ? params_secret_names(fn) : NULL};
+    if (fn != b->fn || b->fn == NULL) {
+        json_decref(b->fn_secrets);
+        b->fn = fn;
+        b->fn_secrets = fn ? params_secret_names(fn) : NULL;
+        b->fn_idempotent = cli_fn_idempotent(fn);
+    }
+    b->pend[b->n] = (struct pending){line, obj, json_incref(b->fn_secrets)};
     b->specs[b->n] = (struct store_item_spec){
         .team = team,
         .machine = machine,
         .bridge = bridge,
         .priority = (int)priority,
         .vault = (json_t *)vault,
-        .idempotent = cli_fn_idempotent(fn),
+        .idempotent = b->fn_idempotent,
         .secret_names = b->pend[b->n].secrets,
     };
     if (++b->n == BATCH_ITEMS)
@@ -527,6 +537,7 @@ int cli_create_items(cli *c)
     json_decref(b->errors);
     json_decref(b->warnings);
     json_decref(b->line_warnings);
+    json_decref(b->fn_secrets);
     free(b);
     if (in != stdin)
         fclose(in);

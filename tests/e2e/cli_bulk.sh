@@ -167,6 +167,17 @@ contains "... refuses the unknown function" "$out" "line 2: function no_such_fn 
 contains "... and the unknown key" "$out" 'line 3: key "colour" is not one of team, machine, bridge, vault, priority; refused by --strict'
 eq "... nothing written" "$(count)" "$before"
 
+# One vault on many lines is checked once and answered for each line (cli_item.c): a bad
+# vault repeated is named on every line, and a warning that names the bridge is per bridge.
+bad5='{"team":"Ops","machine":"box1","bridge":"local","vault":{"function":"hello","name":5}}'
+out=$(printf '%s\n%s\n' "$bad5" "$bad5" | ferry create queue-items --continue --output json 2>/dev/null)
+eq "one bad vault on two lines: both named" "$(jq -c '[.data.errors[].line]' <<<"$out")" '[1,2]'
+out=$({ echo '{"team":"Ops","machine":"box1","bridge":"local","vault":{"function":"no_such_fn"}}'
+    echo '{"team":"Dev","machine":"far1","bridge":"far","vault":{"function":"no_such_fn"}}'; } |
+    ferry create queue-items 2>&1 >/dev/null)
+contains "one unknown function on two bridges: warned for the first" "$out" "line 1: function no_such_fn is not provided by any plugin in $T_DIR"
+contains "... and for the second, naming its bridge" "$out" "line 2: function no_such_fn is not provided by any plugin in $T_DIR/plugins; the host on bridge far must have it"
+
 # The descriptor decides idempotency, as for create queue-item.
 id=$(echo '{"team":"Ops","machine":"box1","bridge":"local","vault":{"function":"health_check","endpoint":"http://127.0.0.1:9/"}}' |
     ferry create queue-items --output json | jq -r '.data.taskIds[0]')
