@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_jsonl.h"
 #include "cli_status.h"
 #include "store.h"
 #include "util.h"
@@ -349,7 +350,8 @@ static void one_line(struct bulk *b, struct line_reader *r, long line)
     if (i == r->len)
         return; /* blank lines are skipped */
     json_error_t jerr;
-    json_t *obj = json_loadb(r->line, r->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    json_t *obj =
+        cli_jsonl_parse(r->line, r->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (obj == NULL) {
         json_error_text(&jerr, err, sizeof(err));
         bad_line(b, line, err);
