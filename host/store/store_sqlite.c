@@ -355,15 +355,20 @@ static int sq_fail(struct sq *q, int rc, char *err, size_t errlen)
 }
 
 /* Binds values 1…n; values past the statement's last parameter are skipped, so the
- * statements of one family can share a parameter list. */
+ * statements of one family can share a parameter list. A statement without result columns
+ * runs to its end in sq_exec's one step and is reset before it is bound again, so its texts
+ * are bound in place: copying them was 4% of a bulk create's instructions. A statement with
+ * rows keeps its own copies, since the caller's texts may go before its last row is read. */
 static int sq_bind(sqlite3_stmt *st, int n, const struct eng_val *v)
 {
     int rc = SQLITE_OK, count = sqlite3_bind_parameter_count(st);
+    sqlite3_destructor_type keep =
+        sqlite3_column_count(st) == 0 ? SQLITE_STATIC : SQLITE_TRANSIENT;
     for (int i = 0; rc == SQLITE_OK && i < n && i < count; i++) {
         if (v[i].is_null)
             rc = sqlite3_bind_null(st, i + 1);
         else if (v[i].is_text)
-            rc = sqlite3_bind_text(st, i + 1, v[i].text, -1, SQLITE_TRANSIENT);
+            rc = sqlite3_bind_text(st, i + 1, v[i].text, -1, keep);
         else
             rc = sqlite3_bind_int64(st, i + 1, v[i].num);
     }
