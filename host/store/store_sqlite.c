@@ -82,10 +82,9 @@ struct sq {
  * many frames, off the path of any item: the next commit then restarts the WAL at its
  * start, overwriting blocks the file already has (an fdatasync there costs about half of
  * one that appends and so grows the file), and no writer on the path of an item (a create,
- * which checkpoints at SQLite's 1000 frames) finds a long WAL to checkpoint; nor does a
- * short-lived one often find SHORT_WAL_FRAMES to checkpoint on close. Not at every idle
- * turn: the commit that restarts the WAL syncs its header too, one more fdatasync (on the
- * path of the create that follows: about one create in six of the latency bench). */
+ * which checkpoints at SQLite's 1000 frames) finds a long WAL to checkpoint. Not at every
+ * idle turn: the commit that restarts the WAL syncs its header too, one more fdatasync (on
+ * the path of the create that follows: about one create in six of the latency bench). */
 #define HOST_IDLE_WAL_FRAMES 128
 
 static const struct eng_driver sqlite_driver;
