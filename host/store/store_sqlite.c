@@ -84,8 +84,8 @@ struct sq {
  * one that appends and so grows the file), and no writer on the path of an item (a create,
  * which checkpoints at SQLite's 1000 frames) finds a long WAL to checkpoint. Not at every
  * idle turn: the commit that restarts the WAL syncs its header too, one more fdatasync (on
- * the path of the create that follows: about one create in six of the latency bench). */
-#define HOST_IDLE_WAL_FRAMES 128
+ * the path of the create that follows: about one create in twenty of the latency bench). */
+#define HOST_IDLE_WAL_FRAMES 512
 
 static const struct eng_driver sqlite_driver;
 

@@ -1951,7 +1951,7 @@ static long wal_header(uint32_t *seq, uint32_t *page)
     return size;
 }
 
-/* A host that goes idle (store_idle) checkpoints a WAL of 128 frames or more, so the next
+/* A host that goes idle (store_idle) checkpoints a WAL of 512 frames or more, so the next
  * commits overwrite the WAL from its start instead of growing it; a shorter WAL is left. */
 static void test_idle_checkpoint(void **state)
 {
@@ -1964,7 +1964,7 @@ static void test_idle_checkpoint(void **state)
     }
     if (store_wait_fd(f->s, f->bridge, err, sizeof(err)) < 0)
         fail_msg("store_wait_fd: %s", err); /* a host's handle */
-    /* Commits until the WAL holds 128 frames or more and its last commit grew the file:
+    /* Commits until the WAL holds 512 frames or more and its last commit grew the file:
      * its frames then end where the file does. */
     long size = 0, before;
     int grew = 0, n = 0;
@@ -1974,7 +1974,7 @@ static void test_idle_checkpoint(void **state)
         size = wal_header(&seq2, &page);
         grew = size > before && seq2 == seq;
         assert_true(++n < 2000);
-    } while (!grew || size < 32 + 128 * (long)(page + 24));
+    } while (!grew || size < 32 + 512 * (long)(page + 24));
     store_idle(f->s);
     for (int i = 0; i < 3; i++)
         item(f, f->m1, 3, n + i, id);
