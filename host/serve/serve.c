@@ -1014,6 +1014,9 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         /* A prune batch of its own between turns (upkeep.c), never inside the turn's. */
         if (!h.stopping)
             upkeep_tick(h.upkeep, h.st, mono_ms());
+        /* Idle: the store tidies up now rather than on the path of the next item. */
+        if (!h.stopping && h.running == NULL && !upkeep_busy(h.upkeep))
+            store_idle(h.st);
         if (h.stopping) {
             if (h.running == NULL)
                 break;

@@ -227,6 +227,12 @@ void store_wait_drain(store *s)
     s->drv->wait_drain(s);
 }
 
+void store_idle(store *s)
+{
+    if (s->drv->idle)
+        s->drv->idle(s);
+}
+
 /* ---- resources --------------------------------------------------------------------------- */
 
 static const char *const kind_names[STORE_KIND_COUNT] = {

@@ -589,6 +589,10 @@ int store_wait_fd(store *s, const char *bridge, char *err, size_t errlen);
 /* Consumes the pending wake-ups so the fd stops being readable. */
 void store_wait_drain(store *s);
 
+/* The host has nothing running: the driver may tidy up off the path of any item (SQLite
+ * checkpoints a long WAL, so the next commits overwrite it from its start). */
+void store_idle(store *s);
+
 /*
  * A number that changes whenever another handle (another process, or another connection of
  * this one) has committed to the store since the last call: while it stays the same, what

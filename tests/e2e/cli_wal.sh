@@ -78,4 +78,16 @@ eq "20 creates from 4 processes at once: none failed" "$(cat "$T_DIR"/par*)" ""
 eq "... 20 more items" "$(items)" $((n_created + 20))
 eq "... and the database is intact" "$(sqlite3 -cmd '.timeout 5000' "$DB" 'PRAGMA integrity_check')" ok
 
+# A host runs them (its commits: about 12 frames an item) and, once idle, checkpoints its WAL
+# into the database (not only at 8000 frames), so the next commits overwrite the WAL from its
+# start. The database file alone (copied without its WAL) then holds the items' ends.
+start_host
+ended() { sqlite3 -cmd '.timeout 5000' "$1" "SELECT count(*) FROM queue_items WHERE status = 'COMPLETED'"; }
+in_db() { cp "$DB" "$T_DIR/main.db" && [[ $(ended "$T_DIR/main.db") == "$(items)" ]]; }
+all_ended() { [[ $(ended "$DB") == "$(items)" ]]; } # the store's view, WAL included
+wait_for 20 all_ended
+wait_for 5 in_db && pass "an idle host checkpoints the WAL: the database file alone has all $(items) items COMPLETED" ||
+    fail "an idle host checkpoints the WAL" "$(ended "$DB") items COMPLETED, $(ended "$T_DIR/main.db") of them in the database file"
+stop_host
+
 t_done

@@ -1933,6 +1933,62 @@ static void test_wake_fd(void **state)
     json_decref(v);
 }
 
+/* The SQLite WAL's header: its checkpoint sequence (bumped when a writer restarts the WAL
+ * at its start) at *seq, its size in bytes the return value, its page size at *page. */
+static long wal_header(uint32_t *seq, uint32_t *page)
+{
+    char path[256];
+    unsigned char h[32] = {0};
+    snprintf(path, sizeof(path), "%s-wal", g_url);
+    FILE *w = fopen(path, "rb");
+    assert_non_null(w);
+    assert_int_equal(fread(h, 1, sizeof(h), w), sizeof(h));
+    fseek(w, 0, SEEK_END);
+    long size = ftell(w);
+    fclose(w);
+    *page = (uint32_t)h[8] << 24 | (uint32_t)h[9] << 16 | (uint32_t)h[10] << 8 | h[11];
+    *seq = (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 | (uint32_t)h[14] << 8 | h[15];
+    return size;
+}
+
+/* A host that goes idle (store_idle) checkpoints a WAL of 512 frames or more, so the next
+ * commits overwrite the WAL from its start instead of growing it; a shorter WAL is left. */
+static void test_idle_checkpoint(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37];
+    uint32_t seq, seq2, page;
+    if (!is_sqlite(f)) {
+        store_idle(f->s); /* nothing to do on PostgreSQL */
+        return;
+    }
+    if (store_wait_fd(f->s, f->bridge, err, sizeof(err)) < 0)
+        fail_msg("store_wait_fd: %s", err); /* a host's handle */
+    /* Commits until the WAL holds 512 frames or more and its last commit grew the file:
+     * its frames then end where the file does. */
+    long size = 0, before;
+    int grew = 0, n = 0;
+    do {
+        before = wal_header(&seq, &page);
+        item(f, f->m1, 3, n, id);
+        size = wal_header(&seq2, &page);
+        grew = size > before && seq2 == seq;
+        assert_true(++n < 2000);
+    } while (!grew || size < 32 + 512 * (long)(page + 24));
+    store_idle(f->s);
+    for (int i = 0; i < 3; i++)
+        item(f, f->m1, 3, n + i, id);
+    long after = wal_header(&seq2, &page);
+    assert_int_equal(seq2, seq + 1); /* restarted at its start */
+    assert_true(after <= size);      /* not grown */
+    /* Three items (about 40 frames) since: idle leaves so short a WAL alone. */
+    store_idle(f->s);
+    item(f, f->m1, 3, n + 3, id);
+    wal_header(&seq, &page);
+    assert_int_equal(seq, seq2);
+    assert_status(f, id, "PENDING");
+}
+
 static void test_multiprocess_create(void **state)
 {
     struct fx *f = *state;
@@ -2937,6 +2993,7 @@ static int run_suite(const char *name)
         T(test_schedule_fire_unique),
         T(test_counts),
         T(test_wake_fd),
+        T(test_idle_checkpoint),
         T(test_wake_on_changes),
         T(test_waits_for_writer),
         T(test_long_text_capped),
