@@ -304,6 +304,41 @@ static int open_machines(store *s, struct claim *cl, json_t *names, char *err, s
     return got < 0 ? got : STORE_OK;
 }
 
+/* Without row locks: the heads after key of the machines with PENDING items on the bridge
+ * and a free slot, in one statement (S_CLAIM_FREE_HEADS), which also gives each new
+ * machine its slot; a machine this claim already found full is left out. */
+static int free_heads(store *s, struct claim *cl, const int64_t key[3], struct cand **c, size_t *n,
+                      char *err, size_t errlen)
+{
+    eng_rows r;
+    size_t cap = 0;
+    *c = NULL;
+    *n = 0;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS, "tIIII", cl->bridge, cl->now, key[0],
+                   key[1], key[2]);
+    if (rc != STORE_OK)
+        return rc;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        struct slot *slot = slot_of(cl, eng_text(&r, 1));
+        if (slot == NULL) {
+            slot = slot_add(cl, eng_text(&r, 1));
+            slot->free = (int)eng_i64(&r, 4);
+        } else if (slot->free <= 0) {
+            continue;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *c = realloc(*c, cap * sizeof(**c));
+            if (*c == NULL)
+                abort();
+        }
+        read_cand(&r, &(*c)[(*n)++]);
+    }
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
 /* Inserts cand into c[from..*n) (in claim order), growing c. */
 static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand *cand)
 {
@@ -333,11 +368,16 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
 {
     struct cand *c = NULL;
     size_t n = 0;
-    json_t *names = json_array();
-    int rc = open_machines(s, cl, names, err, errlen);
-    if (rc == STORE_OK && json_array_size(names) > 0)
-        rc = heads(s, cl, key, names, &c, &n, err, errlen);
-    json_decref(names);
+    int rc = STORE_OK;
+    if (!s->drv->row_locks) {
+        rc = free_heads(s, cl, key, &c, &n, err, errlen);
+    } else {
+        json_t *names = json_array();
+        rc = open_machines(s, cl, names, err, errlen);
+        if (rc == STORE_OK && json_array_size(names) > 0)
+            rc = heads(s, cl, key, names, &c, &n, err, errlen);
+        json_decref(names);
+    }
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);
     for (size_t i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
@@ -361,11 +401,42 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
     return rc;
 }
 
+/*
+ * Set (per thread) when this thread's last claim found the head of its queue held by full
+ * machines. Without row locks its next claim then goes by machine from the start, which
+ * alone picks what the walk would (the first pass only spares it when the head is
+ * claimable), and skips a first pass that would most likely read a window of items of
+ * full machines again: a host draining a busy backlog finds it so at every turn. The hint
+ * only chooses the cheaper way to the same picks; it ends as soon as the queue's first
+ * ready item is claimed (one seek tells), so a claimable head is read by the first pass
+ * again from the next claim on.
+ */
+static _Thread_local int head_held;
+
+/* Whether the first ready item of the bridge is not among the picks (1), or is, or there is
+ * none (0). */
+static int first_not_picked(store *s, struct claim *cl, int *held, char *err, size_t errlen)
+{
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now, 1);
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    *held = got == 1 && (cl->n_picked == 0 || cl->picked[0] != eng_i64(&r, 0));
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
 static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
 {
     int64_t key[3] = {0, 0, 0};
-    int more = 0;
-    int rc = pick_head(s, cl, key, &more, err, errlen);
+    int more = 0, rc;
+    if (head_held && !s->drv->row_locks) {
+        rc = pick_by_machine(s, cl, key, err, errlen);
+        return rc == STORE_OK ? first_not_picked(s, cl, &head_held, err, errlen) : rc;
+    }
+    rc = pick_head(s, cl, key, &more, err, errlen);
+    head_held = rc == STORE_OK && more;
     return rc == STORE_OK && more ? pick_by_machine(s, cl, key, err, errlen) : rc;
 }
 
