@@ -455,6 +455,18 @@ static char *picks_json(const struct claim *cl)
     return t;
 }
 
+/* A pick's seq and its place in claim order. */
+struct seq_at {
+    int64_t seq;
+    size_t at;
+};
+
+static int seq_at_cmp(const void *a, const void *b)
+{
+    const struct seq_at *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 /* Reads the claimed items back, in claim order, as rows or structs. */
 static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
 {
@@ -465,15 +477,38 @@ static int read_claimed(store *s, struct claim *cl, const char *picks, char *err
     if (!cl->typed)
         return eng_item_rows(s, &r, cl->now, ENG_STALE_DEFAULT_MS, 1, &cl->rows, err, errlen);
     store_items_free(cl->items, cl->n_items);
-    cl->items = calloc(cl->n_picked ? cl->n_picked : 1, sizeof(*cl->items));
+    size_t n = cl->n_picked ? cl->n_picked : 1;
+    cl->items = calloc(n, sizeof(*cl->items));
+    struct seq_at *at = malloc(n * sizeof(*at));
+    char *got_one = calloc(n, 1);
     cl->n_items = 0;
-    if (cl->items == NULL)
+    if (cl->items == NULL || at == NULL || got_one == NULL)
         abort();
+    /* Each row goes where its seq is in the picks (claim order). */
+    for (size_t i = 0; i < cl->n_picked; i++)
+        at[i] = (struct seq_at){cl->picked[i], i};
+    qsort(at, cl->n_picked, sizeof(*at), seq_at_cmp);
     int got;
-    while ((got = eng_next(&r, err, errlen)) == 1 && cl->n_items < cl->n_picked)
-        eng_item_struct(&r, 0, &cl->items[cl->n_items++]);
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        struct seq_at key = {eng_i64(&r, 0), 0};
+        struct seq_at *hit = bsearch(&key, at, cl->n_picked, sizeof(*at), seq_at_cmp);
+        if (hit == NULL || got_one[hit->at])
+            continue;
+        eng_item_struct(&r, 1, &cl->items[hit->at]);
+        got_one[hit->at] = 1;
+        cl->n_items++;
+    }
     eng_done(&r);
-    return got < 0 ? got : STORE_OK;
+    rc = got < 0 ? got : STORE_OK;
+    if (rc == STORE_OK && cl->n_items != cl->n_picked) {
+        seterr(err, errlen, "claim: %zu of %zu claimed items read back", cl->n_items,
+               cl->n_picked);
+        rc = STORE_ERROR;
+    }
+    cl->n_items = cl->n_picked; /* every slot filled, or all freed on failure */
+    free(at);
+    free(got_one);
+    return rc;
 }
 
 /* Marks the picks claimed (those nobody else holds locked at this instant), keeping in

@@ -274,10 +274,10 @@ const struct stmt_def store_statements[S_COUNT] = {
                       " ORDER BY q.priority, q.created_at, q.seq",
                       0},
     /* S_CLAIM_READ for struct store_item, which holds nothing of the dependencies (their
-     * two columns NULL: two lookups an item less). */
-    [S_CLAIM_READ_TYPED] = {"SELECT " ITEM_OWN_COLS ", NULL, NULL FROM queue_items q"
-                            " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.priority, q.created_at,"
-                            " q.seq",
+     * two columns NULL: two lookups an item less), each row after its seq and in no order:
+     * the claim puts them in its own (a sort of whole rows cost SQLite half the read). */
+    [S_CLAIM_READ_TYPED] = {"SELECT q.seq, " ITEM_OWN_COLS ", NULL, NULL FROM queue_items q"
+                            " WHERE q.seq IN ({json_seqs:1})",
                             0},
 
     [S_HELD] = {"SELECT seq, task_id, status, retry_count, bridge_name, claim_token,"
