@@ -467,6 +467,26 @@ static int seq_at_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The picks by seq, to find where a row an engine returns in its own order belongs. */
+static struct seq_at *picks_by_seq(const struct claim *cl)
+{
+    struct seq_at *at = malloc((cl->n_picked ? cl->n_picked : 1) * sizeof(*at));
+    if (at == NULL)
+        abort();
+    for (size_t i = 0; i < cl->n_picked; i++)
+        at[i] = (struct seq_at){cl->picked[i], i};
+    qsort(at, cl->n_picked, sizeof(*at), seq_at_cmp);
+    return at;
+}
+
+/* The place in claim order of the pick seq, or -1. */
+static long pick_at(const struct seq_at *at, size_t n, int64_t seq)
+{
+    struct seq_at key = {seq, 0};
+    const struct seq_at *hit = bsearch(&key, at, n, sizeof(*at), seq_at_cmp);
+    return hit ? (long)hit->at : -1;
+}
+
 /* Reads the claimed items back, in claim order, as rows or structs. */
 static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
 {
@@ -479,23 +499,19 @@ static int read_claimed(store *s, struct claim *cl, const char *picks, char *err
     store_items_free(cl->items, cl->n_items);
     size_t n = cl->n_picked ? cl->n_picked : 1;
     cl->items = calloc(n, sizeof(*cl->items));
-    struct seq_at *at = malloc(n * sizeof(*at));
+    struct seq_at *at = picks_by_seq(cl);
     char *got_one = calloc(n, 1);
     cl->n_items = 0;
-    if (cl->items == NULL || at == NULL || got_one == NULL)
+    if (cl->items == NULL || got_one == NULL)
         abort();
     /* Each row goes where its seq is in the picks (claim order). */
-    for (size_t i = 0; i < cl->n_picked; i++)
-        at[i] = (struct seq_at){cl->picked[i], i};
-    qsort(at, cl->n_picked, sizeof(*at), seq_at_cmp);
     int got;
     while ((got = eng_next(&r, err, errlen)) == 1) {
-        struct seq_at key = {eng_i64(&r, 0), 0};
-        struct seq_at *hit = bsearch(&key, at, cl->n_picked, sizeof(*at), seq_at_cmp);
-        if (hit == NULL || got_one[hit->at])
+        long i = pick_at(at, cl->n_picked, eng_i64(&r, 0));
+        if (i < 0 || got_one[i])
             continue;
-        eng_item_struct(&r, 1, &cl->items[hit->at]);
-        got_one[hit->at] = 1;
+        eng_item_struct(&r, 1, &cl->items[i]);
+        got_one[i] = 1;
         cl->n_items++;
     }
     eng_done(&r);
@@ -537,12 +553,26 @@ static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
     free(picks);
     if (rc != STORE_OK)
         return rc;
-    size_t n = 0;
+    /* The engine returns the seqs it changed in an order of its own: the picks keep theirs
+     * (claim order, which the read-back follows), less those left out. */
+    struct seq_at *at = picks_by_seq(cl);
+    char *changed = calloc(cl->n_picked ? cl->n_picked : 1, 1);
+    if (changed == NULL)
+        abort();
     int got;
-    while ((got = eng_next(&r, err, errlen)) == 1 && n < cl->n_picked)
-        cl->picked[n++] = eng_i64(&r, 0);
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        long i = pick_at(at, cl->n_picked, eng_i64(&r, 0));
+        if (i >= 0)
+            changed[i] = 1;
+    }
     eng_done(&r);
+    size_t n = 0;
+    for (size_t i = 0; i < cl->n_picked; i++)
+        if (changed[i])
+            cl->picked[n++] = cl->picked[i];
     cl->n_picked = n;
+    free(at);
+    free(changed);
     return got < 0 ? got : STORE_OK;
 }
 
