@@ -1261,18 +1261,9 @@ static void test_claim_busy_backlog_merge(void **state)
 static void test_claim_busy_backlog_turns(void **state)
 {
     struct fx *f = *state;
-    char err[512], a[37], b[37], c[37];
-    json_t *v = J("{\"function\":\"noop\"}");
-    struct store_item_spec *specs = calloc(40, sizeof(*specs));
-    char (*ids)[37] = calloc(40, sizeof(*ids));
-    for (int i = 0; i < 40; i++)
-        specs[i] = (struct store_item_spec){.team = f->team,
-                                            .machine = f->m1,
-                                            .bridge = f->bridge,
-                                            .priority = 1,
-                                            .vault = v,
-                                            .now_ms = f->t0 + i};
-    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, 40, ids, err, sizeof(err)));
+    char a[37], b[37], c[37], ids[40][37];
+    for (int i = 0; i < 40; i++) /* longer than a claim's first look */
+        item(f, f->m1, 1, i, ids[i]);
     item(f, f->m2, 5, 1000, a);
     item(f, f->m2, 5, 1001, b);
     item(f, f->m2, 5, 1002, c);
@@ -1299,9 +1290,6 @@ static void test_claim_busy_backlog_turns(void **state)
         finish(f, ids[i], token_of(got, 0), STORE_OUTCOME_COMPLETED, 2005 + 2 * i, STORE_OK);
         json_decref(got);
     }
-    free(ids);
-    free(specs);
-    json_decref(v);
 }
 
 /* A small deterministic generator, so that a failure can be replayed. */
