@@ -14,7 +14,10 @@
  * queued item of those machines; the claim goes by machine instead (pick_by_machine):
  * one index seek per machine with PENDING items, one for each machine's next ready item,
  * and a merge of those in claim order, which picks what the walk would. The machines new
- * to a step are looked up together: a few statements, whatever their number.
+ * to a step are looked up together: a few statements, whatever their number. Without row
+ * locks the whole pass is one statement (S_CLAIM_FREE_HEADS: the free machines' heads and
+ * slots), and a claim right after one that found the head held goes by machine from the
+ * start (head_held): the same picks, without reading the held head again.
  *
  * Concurrent claims. Under SQLite one writer at a time makes the select-then-update atomic.
  * Where the engine has row locks (PostgreSQL), locking items alone cannot keep a machine's
@@ -361,7 +364,8 @@ static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand 
  * each), and a merge of those heads in claim order. A machine is looked up when its head
  * comes near the front of the merge (so that, with row locks, only the machines the claim
  * may use are locked); when its head is taken and it has a slot left, its next item joins
- * the merge. The picks are those walking on would make.
+ * the merge. The picks are those walking on would make, from any key: from the start
+ * (key 0) it is the whole claim.
  */
 static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], char *err,
                            size_t errlen)
