@@ -411,24 +411,44 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
  * alone picks what the walk would (the first pass only spares it when the head is
  * claimable), and skips a first pass that would most likely read a window of items of
  * full machines again: a host draining a busy backlog finds it so at every turn. The hint
- * only chooses the cheaper way to the same picks; it ends as soon as the queue's first
- * ready item is claimed (one seek tells), so a claimable head is read by the first pass
- * again from the next claim on.
+ * only chooses the cheaper way to the same picks. It ends when the first ready item the
+ * claim did not take has a free slot on its machine (a claim that stopped at max_n), or
+ * when nothing is left: the next claim then reads the head first again.
  */
 static _Thread_local int head_held;
 
-/* Whether the first ready item of the bridge is not among the picks (1), or is, or there is
- * none (0). */
-static int first_not_picked(store *s, struct claim *cl, int *held, char *err, size_t errlen)
+static int cmp_seq(const void *a, const void *b)
 {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* After a claim by machine from the start: *held is 1 when the first ready item it did not
+ * pick is on a machine it found full (a machine without a slot here had none free). */
+static int still_held(store *s, struct claim *cl, int *held, char *err, size_t errlen)
+{
+    int64_t *sorted = malloc((cl->n_picked ? cl->n_picked : 1) * sizeof(*sorted));
+    if (sorted == NULL)
+        abort();
+    memcpy(sorted, cl->picked, cl->n_picked * sizeof(*sorted));
+    qsort(sorted, cl->n_picked, sizeof(*sorted), cmp_seq);
     eng_rows r;
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now, 1);
-    if (rc != STORE_OK)
-        return rc;
-    int got = eng_next(&r, err, errlen);
-    *held = got == 1 && (cl->n_picked == 0 || cl->picked[0] != eng_i64(&r, 0));
-    eng_done(&r);
-    return got < 0 ? got : STORE_OK;
+    *held = 0;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now,
+                   (int)cl->n_picked + 1);
+    int got = 0;
+    while (rc == STORE_OK && (got = eng_next(&r, err, errlen)) == 1) {
+        int64_t seq = eng_i64(&r, 0);
+        if (bsearch(&seq, sorted, cl->n_picked, sizeof(*sorted), cmp_seq) != NULL)
+            continue;
+        struct slot *slot = slot_of(cl, eng_text(&r, 1));
+        *held = slot == NULL || slot->free <= 0;
+        break;
+    }
+    if (rc == STORE_OK)
+        eng_done(&r);
+    free(sorted);
+    return rc != STORE_OK ? rc : got < 0 ? got : STORE_OK;
 }
 
 static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
@@ -437,7 +457,7 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     int more = 0, rc;
     if (head_held && !s->drv->row_locks) {
         rc = pick_by_machine(s, cl, key, err, errlen);
-        return rc == STORE_OK ? first_not_picked(s, cl, &head_held, err, errlen) : rc;
+        return rc == STORE_OK ? still_held(s, cl, &head_held, err, errlen) : rc;
     }
     rc = pick_head(s, cl, key, &more, err, errlen);
     head_held = rc == STORE_OK && more;
