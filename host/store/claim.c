@@ -14,7 +14,10 @@
  * queued item of those machines; the claim goes by machine instead (pick_by_machine):
  * one index seek per machine with PENDING items, one for each machine's next ready item,
  * and a merge of those in claim order, which picks what the walk would. The machines new
- * to a step are looked up together: a few statements, whatever their number.
+ * to a step are looked up together: a few statements, whatever their number. Without row
+ * locks the whole pass is one statement (S_CLAIM_FREE_HEADS: the free machines' heads and
+ * slots), and a claim right after one that found the head held goes by machine from the
+ * start (head_held): the same picks, without reading the held head again.
  *
  * Concurrent claims. Under SQLite one writer at a time makes the select-then-update atomic.
  * Where the engine has row locks (PostgreSQL), locking items alone cannot keep a machine's
@@ -304,6 +307,41 @@ static int open_machines(store *s, struct claim *cl, json_t *names, char *err, s
     return got < 0 ? got : STORE_OK;
 }
 
+/* Without row locks: the heads after key of the machines with PENDING items on the bridge
+ * and a free slot, in one statement (S_CLAIM_FREE_HEADS), which also gives each new
+ * machine its slot; a machine this claim already found full is left out. */
+static int free_heads(store *s, struct claim *cl, const int64_t key[3], struct cand **c, size_t *n,
+                      char *err, size_t errlen)
+{
+    eng_rows r;
+    size_t cap = 0;
+    *c = NULL;
+    *n = 0;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS, "tIIII", cl->bridge, cl->now, key[0],
+                   key[1], key[2]);
+    if (rc != STORE_OK)
+        return rc;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        struct slot *slot = slot_of(cl, eng_text(&r, 1));
+        if (slot == NULL) {
+            slot = slot_add(cl, eng_text(&r, 1));
+            slot->free = (int)eng_i64(&r, 4);
+        } else if (slot->free <= 0) {
+            continue;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *c = realloc(*c, cap * sizeof(**c));
+            if (*c == NULL)
+                abort();
+        }
+        read_cand(&r, &(*c)[(*n)++]);
+    }
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
 /* Inserts cand into c[from..*n) (in claim order), growing c. */
 static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand *cand)
 {
@@ -326,18 +364,24 @@ static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand 
  * each), and a merge of those heads in claim order. A machine is looked up when its head
  * comes near the front of the merge (so that, with row locks, only the machines the claim
  * may use are locked); when its head is taken and it has a slot left, its next item joins
- * the merge. The picks are those walking on would make.
+ * the merge. The picks are those walking on would make, from any key: from the start
+ * (key 0) it is the whole claim.
  */
 static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], char *err,
                            size_t errlen)
 {
     struct cand *c = NULL;
     size_t n = 0;
-    json_t *names = json_array();
-    int rc = open_machines(s, cl, names, err, errlen);
-    if (rc == STORE_OK && json_array_size(names) > 0)
-        rc = heads(s, cl, key, names, &c, &n, err, errlen);
-    json_decref(names);
+    int rc = STORE_OK;
+    if (!s->drv->row_locks) {
+        rc = free_heads(s, cl, key, &c, &n, err, errlen);
+    } else {
+        json_t *names = json_array();
+        rc = open_machines(s, cl, names, err, errlen);
+        if (rc == STORE_OK && json_array_size(names) > 0)
+            rc = heads(s, cl, key, names, &c, &n, err, errlen);
+        json_decref(names);
+    }
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);
     for (size_t i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
@@ -361,11 +405,62 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
     return rc;
 }
 
+/*
+ * Set (per thread) when this thread's last claim found the head of its queue held by full
+ * machines. Without row locks its next claim then goes by machine from the start, which
+ * alone picks what the walk would (the first pass only spares it when the head is
+ * claimable), and skips a first pass that would most likely read a window of items of
+ * full machines again: a host draining a busy backlog finds it so at every turn. The hint
+ * only chooses the cheaper way to the same picks. It ends when the first ready item the
+ * claim did not take has a free slot on its machine (a claim that stopped at max_n), or
+ * when nothing is left: the next claim then reads the head first again.
+ */
+static _Thread_local int head_held;
+
+static int cmp_seq(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* After a claim by machine from the start: *held is 1 when the first ready item it did not
+ * pick is on a machine it found full (a machine without a slot here had none free). */
+static int still_held(store *s, struct claim *cl, int *held, char *err, size_t errlen)
+{
+    int64_t *sorted = malloc((cl->n_picked ? cl->n_picked : 1) * sizeof(*sorted));
+    if (sorted == NULL)
+        abort();
+    memcpy(sorted, cl->picked, cl->n_picked * sizeof(*sorted));
+    qsort(sorted, cl->n_picked, sizeof(*sorted), cmp_seq);
+    eng_rows r;
+    *held = 0;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now,
+                   (int)cl->n_picked + 1);
+    int got = 0;
+    while (rc == STORE_OK && (got = eng_next(&r, err, errlen)) == 1) {
+        int64_t seq = eng_i64(&r, 0);
+        if (bsearch(&seq, sorted, cl->n_picked, sizeof(*sorted), cmp_seq) != NULL)
+            continue;
+        struct slot *slot = slot_of(cl, eng_text(&r, 1));
+        *held = slot == NULL || slot->free <= 0;
+        break;
+    }
+    if (rc == STORE_OK)
+        eng_done(&r);
+    free(sorted);
+    return rc != STORE_OK ? rc : got < 0 ? got : STORE_OK;
+}
+
 static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
 {
     int64_t key[3] = {0, 0, 0};
-    int more = 0;
-    int rc = pick_head(s, cl, key, &more, err, errlen);
+    int more = 0, rc;
+    if (head_held && !s->drv->row_locks) {
+        rc = pick_by_machine(s, cl, key, err, errlen);
+        return rc == STORE_OK ? still_held(s, cl, &head_held, err, errlen) : rc;
+    }
+    rc = pick_head(s, cl, key, &more, err, errlen);
+    head_held = rc == STORE_OK && more;
     return rc == STORE_OK && more ? pick_by_machine(s, cl, key, err, errlen) : rc;
 }
 
@@ -384,6 +479,23 @@ static char *picks_json(const struct claim *cl)
     return t;
 }
 
+/* A claimed item read back and its seq. */
+struct claimed {
+    int64_t seq;
+    struct store_item it;
+};
+
+/* Claim order (priority, created, seq). */
+static int claimed_cmp(const void *a, const void *b)
+{
+    const struct claimed *x = a, *y = b;
+    if (x->it.priority != y->it.priority)
+        return x->it.priority < y->it.priority ? -1 : 1;
+    if (x->it.created_ms != y->it.created_ms)
+        return x->it.created_ms < y->it.created_ms ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 /* Reads the claimed items back, in claim order, as rows or structs. */
 static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
 {
@@ -393,15 +505,29 @@ static int read_claimed(store *s, struct claim *cl, const char *picks, char *err
         return rc;
     if (!cl->typed)
         return eng_item_rows(s, &r, cl->now, ENG_STALE_DEFAULT_MS, 1, &cl->rows, err, errlen);
+    /* The rows come in no order (a sort of whole rows cost SQLite half the read): the
+     * items are put in claim order here. */
     store_items_free(cl->items, cl->n_items);
-    cl->items = calloc(cl->n_picked ? cl->n_picked : 1, sizeof(*cl->items));
+    cl->items = NULL;
     cl->n_items = 0;
+    struct claimed *c = calloc(cl->n_picked ? cl->n_picked : 1, sizeof(*c));
+    if (c == NULL)
+        abort();
+    size_t n = 0;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1 && n < cl->n_picked) {
+        c[n].seq = eng_i64(&r, 0);
+        eng_item_struct(&r, 1, &c[n++].it);
+    }
+    eng_done(&r);
+    qsort(c, n, sizeof(*c), claimed_cmp);
+    cl->items = calloc(n ? n : 1, sizeof(*cl->items));
     if (cl->items == NULL)
         abort();
-    int got;
-    while ((got = eng_next(&r, err, errlen)) == 1 && cl->n_items < cl->n_picked)
-        eng_item_struct(&r, 0, &cl->items[cl->n_items++]);
-    eng_done(&r);
+    for (size_t i = 0; i < n; i++)
+        cl->items[i] = c[i].it;
+    cl->n_items = n;
+    free(c);
     return got < 0 ? got : STORE_OK;
 }
 

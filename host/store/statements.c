@@ -208,6 +208,29 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " > (?3, ?4, ?5)" DEPS_DONE_OF("i")
                        " ORDER BY i.priority, i.created_at, i.seq LIMIT 1)",
                        0},
+    /* Where one writer holds the store (no row locks): for each machine with PENDING items
+     * on bridge ?1 (a loose index scan, as S_CLAIM_MACHINES) that may start more items
+     * (its slots, as S_MACHINE_SLOTS counts them), its head after the key (?3, ?4, ?5) at
+     * ?2, as S_CLAIM_HEADS finds it, and its free slots: one statement for the whole pass,
+     * no list of names to build and parse, no second look-up of the machines. */
+    [S_CLAIM_FREE_HEADS] = {"WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name FROM queue_items"
+                            " {index_claim_machine} WHERE bridge_name = ?1 AND status = 'PENDING'"
+                            " ORDER BY machine_name LIMIT 1) UNION ALL SELECT (SELECT machine_name"
+                            " FROM queue_items {index_claim_machine} WHERE bridge_name = ?1"
+                            " AND status = 'PENDING' AND machine_name > m.name"
+                            " ORDER BY machine_name LIMIT 1) FROM m WHERE m.name IS NOT NULL),"
+                            " f(name, free) AS MATERIALIZED (SELECT name, coalesce((SELECT"
+                            " concurrency FROM machines WHERE name = m.name), 1) - (SELECT count(*)"
+                            " FROM queue_items {index_machine_active} WHERE machine_name = m.name"
+                            " AND " ACTIVE_EQ ") FROM m WHERE name IS NOT NULL)"
+                            " SELECT q.seq, q.machine_name, q.priority, q.created_at, f.free"
+                            " FROM f JOIN queue_items q ON q.seq = (SELECT i.seq"
+                            " FROM queue_items i {index_claim_machine} WHERE i.status = 'PENDING'"
+                            " AND i.bridge_name = ?1 AND i.machine_name = f.name"
+                            " AND i.run_after <= ?2 AND (i.priority, i.created_at, i.seq)"
+                            " > (?3, ?4, ?5)" DEPS_DONE_OF("i")
+                            " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) WHERE f.free > 0",
+                            0},
     /* For each machine of ?1 (a JSON array of names): how many more items it may start (its
      * concurrency, default 1, less its active items on every bridge), and whether it
      * exists. */
@@ -251,10 +274,10 @@ const struct stmt_def store_statements[S_COUNT] = {
                       " ORDER BY q.priority, q.created_at, q.seq",
                       0},
     /* S_CLAIM_READ for struct store_item, which holds nothing of the dependencies (their
-     * two columns NULL: two lookups an item less). */
-    [S_CLAIM_READ_TYPED] = {"SELECT " ITEM_OWN_COLS ", NULL, NULL FROM queue_items q"
-                            " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.priority, q.created_at,"
-                            " q.seq",
+     * two columns NULL: two lookups an item less), each row after its seq and in no order:
+     * the claim puts them in its own (a sort of whole rows cost SQLite half the read). */
+    [S_CLAIM_READ_TYPED] = {"SELECT q.seq, " ITEM_OWN_COLS ", NULL, NULL FROM queue_items q"
+                            " WHERE q.seq IN ({json_seqs:1})",
                             0},
 
     [S_HELD] = {"SELECT seq, task_id, status, retry_count, bridge_name, claim_token,"

@@ -110,21 +110,6 @@ static const char *const dialect_sql[S_COUNT] = {
     /* With one writer, the next seqs follow the largest in use. */
     [S_NEXT_SEQS] = "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1)"
                     " SELECT (SELECT coalesce(max(seq), 0) FROM queue_items) + i FROM k",
-    /* The machines with PENDING items on bridge ?1 (one seek each in qi_claim_machine, a
-     * loose index scan) that have a slot free now: with one writer the count is exact, and
-     * the by-machine pass then looks for the next item of the free machines only (a busy
-     * host's machines are mostly full: looking for the heads of all of them cost a seek and
-     * a dependency check each per claim). */
-    [S_CLAIM_MACHINES] = "WITH RECURSIVE m(name) AS (SELECT (SELECT min(machine_name)"
-                         " FROM queue_items INDEXED BY qi_claim_machine WHERE bridge_name = ?1"
-                         " AND status = 'PENDING') UNION ALL SELECT (SELECT min(machine_name)"
-                         " FROM queue_items INDEXED BY qi_claim_machine WHERE bridge_name = ?1"
-                         " AND status = 'PENDING' AND machine_name > m.name) FROM m"
-                         " WHERE m.name IS NOT NULL) SELECT name FROM m WHERE name IS NOT NULL"
-                         " AND coalesce((SELECT concurrency FROM machines WHERE name = m.name), 1)"
-                         " > (SELECT count(*) FROM queue_items INDEXED BY qi_machine_active"
-                         " WHERE machine_name = m.name AND (status = 'ASSIGNED'"
-                         " OR status = 'PROCESSING' OR status = 'CANCELLING'))",
     /* The claim of statements.c without what only row locks need: with one writer every
      * pick is still PENDING when it is marked (the claim read it in this transaction), so
      * the count of rows changed says it all. RETURNING cost SQLite about a quarter of the

@@ -1255,6 +1255,43 @@ static void test_claim_busy_backlog_merge(void **state)
     json_decref(two);
 }
 
+/* Claims, turn after turn, while the head of the queue is a busy machine's backlog, then
+ * once that machine is free again: the same picks whichever way a claim goes (a claim
+ * after one that found the head held goes by machine from the start, claim.c). */
+static void test_claim_busy_backlog_turns(void **state)
+{
+    struct fx *f = *state;
+    char a[37], b[37], c[37], ids[40][37];
+    for (int i = 0; i < 40; i++) /* longer than a claim's first look */
+        item(f, f->m1, 1, i, ids[i]);
+    item(f, f->m2, 5, 1000, a);
+    item(f, f->m2, 5, 1001, b);
+    item(f, f->m2, 5, 1002, c);
+    json_t *first = claim(f, f->bridge, 1, 2000);
+    assert_string_equal(claimed_id(first, 0), ids[0]);
+    json_t *got = claim(f, f->bridge, 3, 2000); /* m1 busy: its backlog heads the queue */
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), a);
+    json_t *none = claim(f, f->bridge, 3, 2000); /* both busy */
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+    finish(f, a, token_of(got, 0), STORE_OUTCOME_COMPLETED, 2001, STORE_OK);
+    json_decref(got);
+    got = claim(f, f->bridge, 3, 2002); /* m2 free again, m1 still busy */
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), b);
+    json_decref(got);
+    finish(f, ids[0], token_of(first, 0), STORE_OUTCOME_COMPLETED, 2003, STORE_OK);
+    json_decref(first);
+    for (int i = 1; i < 3; i++) { /* the head is claimable again, one item at a time */
+        got = claim(f, f->bridge, 3, 2004 + 2 * i);
+        assert_int_equal(json_array_size(got), 1);
+        assert_string_equal(claimed_id(got, 0), ids[i]);
+        finish(f, ids[i], token_of(got, 0), STORE_OUTCOME_COMPLETED, 2005 + 2 * i, STORE_OK);
+        json_decref(got);
+    }
+}
+
 /* A small deterministic generator, so that a failure can be replayed. */
 static uint32_t next_rand(uint64_t *state)
 {
@@ -2977,6 +3014,7 @@ static int run_suite(const char *name)
         T(test_claim_run_after_and_bridge),
         T(test_claim_busy_backlog),
         T(test_claim_busy_backlog_merge),
+        T(test_claim_busy_backlog_turns),
         T(test_claim_matches_model),
         T(test_dependencies),
         T(test_dependents_cancelled),
