@@ -217,6 +217,129 @@ json_t *proto_next(proto_reader *r, int *broken)
     return msg;
 }
 
+/* One token of a plain message's text (scan_done): the text at *p matches lit exactly. */
+static int lit(const char **p, const char *end, const char *lit_text, size_t n)
+{
+    if ((size_t)(end - *p) < n || memcmp(*p, lit_text, n) != 0)
+        return 0;
+    *p += n;
+    return 1;
+}
+
+/* A non-negative integer of at most 18 digits, no leading zero (so it fits int64_t). */
+static int scan_uint(const char **p, const char *end, int64_t *v)
+{
+    const char *s = *p;
+    int64_t n = 0;
+    int digits = 0;
+    while (s < end && *s >= '0' && *s <= '9' && digits < 18) {
+        n = n * 10 + (*s++ - '0');
+        digits++;
+    }
+    if (digits == 0 || (digits > 1 && **p == '0') ||
+        (s < end && (*s == '.' || *s == 'e' || *s == 'E' || (*s >= '0' && *s <= '9'))))
+        return 0;
+    *v = n;
+    *p = s;
+    return 1;
+}
+
+/*
+ * A "done" message's text parsed without a JSON tree, when it is plain: compact JSON of
+ * one flat object, members op "done", id, code, result null, error null, duration_ms and
+ * the three flags, each at most once, strings of printable ASCII without escapes. Returns
+ * 1 with *out filled as proto_parse_done() fills it from the same text, 0 for anything
+ * else (proto_next() then reads it the general way, which also reports what is wrong).
+ */
+static int scan_done(const char *text, size_t n, struct proto_done *out)
+{
+    const char *p = text, *end = text + n;
+    enum { K_OP, K_ID, K_CODE, K_RESULT, K_ERROR, K_DURATION, K_RETIRE, K_DRAINED, K_SKIPPED };
+    static const char *const keys[] = {"op", "id", "code", "result", "error", "duration_ms",
+                                       "retire", "stderr_drained", "skipped"};
+    unsigned seen = 0;
+    memset(out, 0, sizeof(*out));
+    if (!lit(&p, end, "{", 1))
+        return 0;
+    for (int first = 1;; first = 0) {
+        if (lit(&p, end, "}", 1) && !first)
+            break;
+        if (!first && !lit(&p, end, ",", 1))
+            return 0;
+        int k = -1;
+        for (int i = 0; i < (int)(sizeof(keys) / sizeof(keys[0])) && k < 0; i++) {
+            size_t kl = strlen(keys[i]);
+            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && memcmp(p + 1, keys[i], kl) == 0 &&
+                p[kl + 1] == '"' && p[kl + 2] == ':')
+                k = i;
+        }
+        if (k < 0 || (seen & (1u << k)))
+            return 0;
+        seen |= 1u << k;
+        p += strlen(keys[k]) + 3;
+        if (k == K_OP || k == K_CODE) {
+            if (!lit(&p, end, "\"", 1))
+                return 0;
+            const char *s = p;
+            while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && *p < 0x7f)
+                p++;
+            if (p == end || *p != '"')
+                return 0;
+            size_t len = (size_t)(p++ - s);
+            if (k == K_OP) {
+                if (len != 4 || memcmp(s, "done", 4) != 0)
+                    return 0;
+                continue;
+            }
+            int kind = -1;
+            for (int c = OUTCOME_OK; c <= OUTCOME_UNAVAILABLE && kind < 0; c++) {
+                const char *name = outcome_kind_name((enum outcome_kind)c);
+                if (strlen(name) == len && memcmp(name, s, len) == 0)
+                    kind = c;
+            }
+            if (kind < 0 || (kind > OUTCOME_INVALID && kind != OUTCOME_UNAVAILABLE))
+                return 0;
+            out->kind = (enum outcome_kind)kind;
+        } else if (k == K_RESULT || k == K_ERROR) {
+            if (!lit(&p, end, "null", 4))
+                return 0;
+        } else if (k == K_ID || k == K_DURATION) {
+            if (!scan_uint(&p, end, k == K_ID ? &out->id : &out->duration_ms))
+                return 0;
+        } else {
+            int v = lit(&p, end, "true", 4) ? 1 : lit(&p, end, "false", 5) ? 0 : -1;
+            if (v < 0)
+                return 0;
+            *(k == K_RETIRE ? &out->retire : k == K_DRAINED ? &out->stderr_drained
+                                                              : &out->skipped) = v;
+        }
+    }
+    unsigned needed = 1u << K_OP | 1u << K_ID | 1u << K_CODE;
+    return p == end && (seen & needed) == needed;
+}
+
+int proto_next_done(proto_reader *r, json_t **msg, struct proto_done *done, int *broken)
+{
+    *msg = NULL;
+    *broken = 0;
+    if (r->len < 4)
+        return 0;
+    uint32_t n = get_len(r->buf);
+    if (n > PROTO_MAX_MESSAGE) {
+        *broken = 1;
+        return 0;
+    }
+    if (r->len < (size_t)n + 4)
+        return 0;
+    if (!scan_done(r->buf + 4, n, done)) {
+        *msg = proto_next(r, broken);
+        return 0;
+    }
+    memmove(r->buf, r->buf + 4 + n, r->len - 4 - n);
+    r->len -= 4 + (size_t)n;
+    return 1;
+}
+
 void proto_reader_free(proto_reader *r)
 {
     free(r->buf);

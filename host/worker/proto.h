@@ -62,6 +62,15 @@ int proto_fill(proto_reader *r, int fd);
  */
 json_t *proto_next(proto_reader *r, int *broken);
 
+struct proto_done;
+/*
+ * As proto_next(), except that a plain "done" message (an attempt's usual end: no result,
+ * no error text) is parsed straight into *done without a JSON tree: returns 1 then, with
+ * *done as proto_parse_done() would fill it. Otherwise returns 0 with *msg and *broken as
+ * proto_next() gives them (a "done" that is not plain comes back as a message).
+ */
+int proto_next_done(proto_reader *r, json_t **msg, struct proto_done *done, int *broken);
+
 /*
  * The next message from a blocking fd through r: what r already holds first, else reads
  * (each read takes all that is there, so several messages cost one read). Returns a new
