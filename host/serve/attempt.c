@@ -47,6 +47,7 @@ void attempt_build(const ferry_config *cfg, const struct attempt_source *src,
     spec->params = run->params;
     spec->config = run->config;
     spec->machine = src->machine;
+    spec->machine_json = src->machine_json;
     spec->ssh_key = src->ssh_key;
     spec->task_id = src->task_id;
     spec->attempt = src->attempt;

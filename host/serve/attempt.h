@@ -26,6 +26,7 @@ struct attempt_source {
     const json_t *vault;        /* the vault its parameters come from (item's or call's) */
     const json_t *item_vault;   /* the item's own vault: pre_hook, post_hook (depth 0 only) */
     const json_t *machine;      /* machine facts, secrets removed (attempt_machine) */
+    const char *machine_json;   /* machine as compact JSON when the caller keeps it, or NULL */
     const char *ssh_key;        /* the machine's SSH private key, or NULL */
     const char *task_id;        /* host->task_id: the item's id, or ferry run's own */
     int attempt;                /* host->attempt, 1-based */

@@ -221,7 +221,10 @@ static json_t *machine_cache_put(host *h, const char *key, json_t *facts, json_t
 {
     if (json_object_size(h->machines) > 4096)
         json_object_clear(h->machines);
-    json_t *hit = json_pack("{s:o,s:o?}", "facts", facts, "ssh_key", ssh_key);
+    /* The facts as the run message writes them, once per machine rather than per item. */
+    char *text = json_dumps(facts, JSON_COMPACT);
+    json_t *hit = json_pack("{s:o,s:o?,s:s?}", "facts", facts, "ssh_key", ssh_key, "json", text);
+    free(text);
     json_object_set_new(h->machines, key, hit);
     return hit;
 }
@@ -256,6 +259,7 @@ static void machine_for_worker(host *h, const struct store_item *item, struct at
     }
     src->machine = json_object_get(hit, "facts");
     src->ssh_key = json_string_value(json_object_get(hit, "ssh_key"));
+    src->machine_json = json_string_value(json_object_get(hit, "json"));
 }
 
 /* A team with items of at least this many machines in one claim, and no more than

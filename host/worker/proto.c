@@ -585,32 +585,62 @@ static int put_text(struct proto_buf *b, const char *text)
     return 0;
 }
 
+/* Appends ,"key": (key is one of the run message's own names: no escaping needed). */
+static int run_key(struct proto_buf *b, const char *key)
+{
+    size_t n = strlen(key);
+    if (buf_reserve(b, n + 4) != 0)
+        return -1;
+    char *o = b->p + b->len;
+    o[0] = ',';
+    o[1] = '"';
+    memcpy(o + 2, key, n);
+    o[n + 2] = '"';
+    o[n + 3] = ':';
+    b->len += n + 4;
+    return 0;
+}
+
 /* Appends ,"key":value for a string member (nothing when text is NULL). */
 static int run_str(struct proto_buf *b, const char *key, const char *text)
 {
     if (text == NULL)
         return 0;
-    char head[64];
-    int n = snprintf(head, sizeof(head), ",\"%s\":", key);
-    return buf_add(head, (size_t)n, b) || put_text(b, text) ? -1 : 0;
+    return run_key(b, key) || put_text(b, text) ? -1 : 0;
+}
+
+/* Appends v in decimal. */
+static int put_int64(struct proto_buf *b, int64_t v)
+{
+    char text[24], *o = text + sizeof(text);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--o = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--o = '-';
+    return proto_buf_add(b, o, (size_t)(text + sizeof(text) - o));
 }
 
 static int run_int(struct proto_buf *b, const char *key, int64_t v)
 {
-    char text[96];
-    int n = snprintf(text, sizeof(text), ",\"%s\":%lld", key, (long long)v);
-    return buf_add(text, (size_t)n, b);
+    return run_key(b, key) || put_int64(b, v) ? -1 : 0;
 }
 
-/* Appends ,"key":JSON for v; NULL gives fallback ("{}" or "null"). */
-static int run_json(struct proto_buf *b, const char *key, const json_t *v, const char *fallback)
+/* Appends ,"key":JSON for v; NULL gives fallback ("{}" or "null"); text, when given, is v
+ * already written as compact JSON. */
+static int run_json(struct proto_buf *b, const char *key, const json_t *v, const char *fallback,
+                    const char *text)
 {
-    char head[64];
-    int n = snprintf(head, sizeof(head), ",\"%s\":", key);
-    if (buf_add(head, (size_t)n, b) != 0)
+    if (run_key(b, key) != 0)
         return -1;
     if (v == NULL)
         return buf_add(fallback, strlen(fallback), b);
+    if (text)
+        return buf_add(text, strlen(text), b);
+    if (json_is_object(v) && json_object_size(v) == 0)
+        return buf_add("{}", 2, b);
     return json_dump_callback(v, buf_add, b, JSON_COMPACT | JSON_ENCODE_ANY) == 0 ? 0 : -1;
 }
 
@@ -620,13 +650,12 @@ int proto_buf_run(struct proto_buf *b, const struct proto_run *m)
     size_t at;
     if (frame_begin(b, &at) != 0)
         return -1;
-    char head[64];
-    int n = snprintf(head, sizeof(head), "{\"op\":\"%s\",\"id\":%lld", op_names[PROTO_RUN],
-                     (long long)m->id);
-    int bad = buf_add(head, (size_t)n, b) || run_str(b, "plugin", s->plugin) ||
-              run_str(b, "function", s->function) || run_json(b, "params", s->params, "{}") ||
-              run_json(b, "config", s->config, "{}") ||
-              run_json(b, "machine", s->machine, "null") ||
+    static const char head[] = "{\"op\":\"run\",\"id\":";
+    int bad = buf_add(head, sizeof(head) - 1, b) || put_int64(b, m->id) ||
+              run_str(b, "plugin", s->plugin) || run_str(b, "function", s->function) ||
+              run_json(b, "params", s->params, "{}", NULL) ||
+              run_json(b, "config", s->config, "{}", NULL) ||
+              run_json(b, "machine", s->machine, "null", s->machine_json) ||
               run_str(b, "pre_hook", s->pre_hook) || run_str(b, "post_hook", s->post_hook) ||
               run_str(b, "hook_dir", s->hook_dir) || run_str(b, "ssh_key", s->ssh_key) ||
               run_str(b, "task", s->task_id) || run_int(b, "attempt", s->attempt) ||

@@ -152,6 +152,9 @@ struct attempt_spec {
     const json_t *params;    /* its parameters (object; NULL: {}) */
     const json_t *config;    /* the plugin's config section (object; NULL: {}) */
     const json_t *machine;   /* the machine's facts, secrets removed, or NULL */
+    /* machine already written as compact JSON (json_dumps JSON_COMPACT), kept by the host
+     * with the facts so each run message copies it; NULL: machine is written. Not read. */
+    const char *machine_json;
     const char *pre_hook;    /* shell command run on the machine before the function, or NULL */
     const char *post_hook;   /* ... after it, or NULL */
     const char *hook_dir;    /* where on the machine the hooks run when it exists, or NULL */
