@@ -231,7 +231,12 @@ static json_t *machine_cache_put(host *h, const char *key, json_t *facts, json_t
 
 static void machine_key(const char *team, const char *machine, char key[300])
 {
-    snprintf(key, 300, "%s/%s", team ? team : "", machine ? machine : "");
+    /* team/machine, cut to fit as snprintf cut it (names are far shorter) */
+    size_t t = team ? strnlen(team, 298) : 0, m = machine ? strnlen(machine, 298 - t) : 0;
+    memcpy(key, team ? team : "", t);
+    key[t] = '/';
+    memcpy(key + t + 1, machine ? machine : "", m);
+    key[t + 1 + m] = 0;
 }
 
 /* Once per turn: forgets the cached facts when another process may have changed them. */

@@ -255,8 +255,17 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
 {
     const char *p = text, *end = text + n;
     enum { K_OP, K_ID, K_CODE, K_RESULT, K_ERROR, K_DURATION, K_RETIRE, K_DRAINED, K_SKIPPED };
-    static const char *const keys[] = {"op", "id", "code", "result", "error", "duration_ms",
-                                       "retire", "stderr_drained", "skipped"};
+#define KEY(name)                                                                                  \
+    {                                                                                              \
+        name, sizeof(name) - 1                                                                     \
+    }
+    static const struct {
+        const char *name;
+        size_t len;
+    } keys[] = {KEY("op"),     KEY("id"),          KEY("code"),   KEY("result"),
+                KEY("error"),  KEY("duration_ms"), KEY("retire"), KEY("stderr_drained"),
+                KEY("skipped")};
+#undef KEY
     unsigned seen = 0;
     memset(out, 0, sizeof(*out));
     if (!lit(&p, end, "{", 1))
@@ -268,15 +277,15 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
             return 0;
         int k = -1;
         for (int i = 0; i < (int)(sizeof(keys) / sizeof(keys[0])) && k < 0; i++) {
-            size_t kl = strlen(keys[i]);
-            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && memcmp(p + 1, keys[i], kl) == 0 &&
+            size_t kl = keys[i].len;
+            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && memcmp(p + 1, keys[i].name, kl) == 0 &&
                 p[kl + 1] == '"' && p[kl + 2] == ':')
                 k = i;
         }
         if (k < 0 || (seen & (1u << k)))
             return 0;
         seen |= 1u << k;
-        p += strlen(keys[k]) + 3;
+        p += keys[k].len + 3;
         if (k == K_OP || k == K_CODE) {
             if (!lit(&p, end, "\"", 1))
                 return 0;
@@ -310,8 +319,9 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
             int v = lit(&p, end, "true", 4) ? 1 : lit(&p, end, "false", 5) ? 0 : -1;
             if (v < 0)
                 return 0;
-            *(k == K_RETIRE ? &out->retire : k == K_DRAINED ? &out->stderr_drained
-                                                              : &out->skipped) = v;
+            *(k == K_RETIRE    ? &out->retire
+              : k == K_DRAINED ? &out->stderr_drained
+                               : &out->skipped) = v;
         }
     }
     unsigned needed = 1u << K_OP | 1u << K_ID | 1u << K_CODE;
@@ -550,7 +560,20 @@ static void put_obj_or_empty(json_t *m, const char *key, const json_t *v)
 static int put_text(struct proto_buf *b, const char *text)
 {
     const unsigned char *p = (const unsigned char *)text;
-    size_t n = strlen(text);
+    size_t n = strlen(text), plain = 0;
+    /* Printable ASCII without quotes or backslashes (paths, names, ids) is copied as is. */
+    while (plain < n && p[plain] >= 0x20 && p[plain] < 0x7f && p[plain] != '"' && p[plain] != '\\')
+        plain++;
+    if (plain == n) {
+        if (buf_reserve(b, n + 2) != 0)
+            return -1;
+        char *o = b->p + b->len;
+        o[0] = '"';
+        memcpy(o + 1, text, n);
+        o[n + 1] = '"';
+        b->len += n + 2;
+        return 0;
+    }
     for (size_t i = 0; i < n;) {
         size_t bad, len = utf8_len(p + i, n - i, &bad);
         if (len == 0) {
