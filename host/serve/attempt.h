@@ -81,4 +81,29 @@ json_t *attempt_machine_row(store *st, const char *team, const char *name, const
 /* This machine, for `ferry run`: {"name","hostname","local":true}. New reference. */
 json_t *attempt_local_machine(void);
 
+/*
+ * Machines' facts a host keeps between attempts (serve.c decides when they are stale), by
+ * team and name: each with the SSH key the exec service logs in with and the facts already
+ * written as compact JSON, which every run message for the machine copies.
+ */
+struct machine_facts {
+    char *team, *name;
+    json_t *facts;       /* attempt_machine() */
+    const char *ssh_key; /* or NULL */
+    char *json;          /* facts as compact JSON, or NULL (the run message writes facts) */
+    json_t *key_ref;     /* owns ssh_key */
+    uint64_t hash;
+};
+typedef struct machine_cache machine_cache;
+machine_cache *machine_cache_new(void);
+/* The machine's entry, or NULL; valid until the next put or clear. */
+const struct machine_facts *machine_cache_get(const machine_cache *c, const char *team,
+                                              const char *name);
+/* Keeps facts and ssh_key (references taken; ssh_key may be NULL); a full cache is emptied
+ * first. Returns the new entry. */
+const struct machine_facts *machine_cache_put(machine_cache *c, const char *team,
+                                              const char *name, json_t *facts, json_t *ssh_key);
+void machine_cache_clear(machine_cache *c);
+void machine_cache_free(machine_cache *c);
+
 #endif
