@@ -47,6 +47,7 @@ void attempt_build(const ferry_config *cfg, const struct attempt_source *src,
     spec->params = run->params;
     spec->config = run->config;
     spec->machine = src->machine;
+    spec->machine_json = src->machine_json;
     spec->ssh_key = src->ssh_key;
     spec->task_id = src->task_id;
     spec->attempt = src->attempt;
@@ -134,4 +135,109 @@ json_t *attempt_local_machine(void)
     char host[256] = "localhost";
     gethostname(host, sizeof(host) - 1);
     return json_pack("{s:s,s:b,s:s}", "name", host, "local", 1, "hostname", host);
+}
+
+/* --- the machine cache ------------------------------------------------------------------ */
+
+/* Entries kept at most (then the cache starts again empty), and slots: twice as many. */
+#define MACHINE_CACHE_MAX   4096
+#define MACHINE_CACHE_SLOTS (2 * MACHINE_CACHE_MAX)
+
+struct machine_cache {
+    struct machine_facts *slot[MACHINE_CACHE_SLOTS];
+    size_t n;
+};
+
+static uint64_t machine_hash(const char *team, const char *name)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over team, a NUL, name */
+    for (const char *p = team ? team : ""; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h *= 1099511628211ull;
+    for (const char *p = name ? name : ""; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of team/name: its entry's, or the empty one where it would go. */
+static size_t machine_slot(const machine_cache *c, uint64_t h, const char *team,
+                           const char *name)
+{
+    size_t i = (size_t)(h % MACHINE_CACHE_SLOTS);
+    for (;;) {
+        const struct machine_facts *e = c->slot[i];
+        if (e == NULL || (e->hash == h && strcmp(e->team, team ? team : "") == 0 &&
+                          strcmp(e->name, name ? name : "") == 0))
+            return i;
+        i = (i + 1) % MACHINE_CACHE_SLOTS;
+    }
+}
+
+machine_cache *machine_cache_new(void)
+{
+    machine_cache *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        abort();
+    return c;
+}
+
+const struct machine_facts *machine_cache_get(const machine_cache *c, const char *team,
+                                              const char *name)
+{
+    return c->slot[machine_slot(c, machine_hash(team, name), team, name)];
+}
+
+static void machine_facts_free(struct machine_facts *e)
+{
+    free(e->team);
+    free(e->name);
+    free(e->json);
+    json_decref(e->facts);
+    json_decref(e->key_ref);
+    free(e);
+}
+
+const struct machine_facts *machine_cache_put(machine_cache *c, const char *team,
+                                              const char *name, json_t *facts, json_t *ssh_key)
+{
+    if (c->n >= MACHINE_CACHE_MAX)
+        machine_cache_clear(c);
+    uint64_t h = machine_hash(team, name);
+    size_t i = machine_slot(c, h, team, name);
+    if (c->slot[i]) {
+        machine_facts_free(c->slot[i]);
+        c->n--;
+    }
+    struct machine_facts *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        abort();
+    e->team = xstrdup(team ? team : "");
+    e->name = xstrdup(name ? name : "");
+    e->facts = facts;
+    e->key_ref = ssh_key;
+    e->ssh_key = json_string_value(ssh_key);
+    e->json = facts ? json_dumps(facts, JSON_COMPACT) : NULL;
+    e->hash = h;
+    c->slot[i] = e;
+    c->n++;
+    return e;
+}
+
+void machine_cache_clear(machine_cache *c)
+{
+    for (size_t i = 0; c->n > 0 && i < MACHINE_CACHE_SLOTS; i++) {
+        if (c->slot[i]) {
+            machine_facts_free(c->slot[i]);
+            c->slot[i] = NULL;
+            c->n--;
+        }
+    }
+}
+
+void machine_cache_free(machine_cache *c)
+{
+    if (c == NULL)
+        return;
+    machine_cache_clear(c);
+    free(c);
 }

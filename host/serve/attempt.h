@@ -26,6 +26,7 @@ struct attempt_source {
     const json_t *vault;        /* the vault its parameters come from (item's or call's) */
     const json_t *item_vault;   /* the item's own vault: pre_hook, post_hook (depth 0 only) */
     const json_t *machine;      /* machine facts, secrets removed (attempt_machine) */
+    const char *machine_json;   /* machine as compact JSON when the caller keeps it, or NULL */
     const char *ssh_key;        /* the machine's SSH private key, or NULL */
     const char *task_id;        /* host->task_id: the item's id, or ferry run's own */
     int attempt;                /* host->attempt, 1-based */
@@ -79,5 +80,30 @@ json_t *attempt_machine_row(store *st, const char *team, const char *name, const
 
 /* This machine, for `ferry run`: {"name","hostname","local":true}. New reference. */
 json_t *attempt_local_machine(void);
+
+/*
+ * Machines' facts a host keeps between attempts (serve.c decides when they are stale), by
+ * team and name: each with the SSH key the exec service logs in with and the facts already
+ * written as compact JSON, which every run message for the machine copies.
+ */
+struct machine_facts {
+    char *team, *name;
+    json_t *facts;       /* attempt_machine() */
+    const char *ssh_key; /* or NULL */
+    char *json;          /* facts as compact JSON, or NULL (the run message writes facts) */
+    json_t *key_ref;     /* owns ssh_key */
+    uint64_t hash;
+};
+typedef struct machine_cache machine_cache;
+machine_cache *machine_cache_new(void);
+/* The machine's entry, or NULL; valid until the next put or clear. */
+const struct machine_facts *machine_cache_get(const machine_cache *c, const char *team,
+                                              const char *name);
+/* Keeps facts and ssh_key (references taken; ssh_key may be NULL); a full cache is emptied
+ * first. Returns the new entry. */
+const struct machine_facts *machine_cache_put(machine_cache *c, const char *team,
+                                              const char *name, json_t *facts, json_t *ssh_key);
+void machine_cache_clear(machine_cache *c);
+void machine_cache_free(machine_cache *c);
 
 #endif

@@ -97,7 +97,7 @@ typedef struct host {
     int in_batch;
     int64_t last_heartbeat, last_rescan, last_recover, last_cancel_check;
     scheduler *sched;
-    json_t *machines;       /* "team/machine" -> {"facts": {...}, "ssh_key": "..."} */
+    machine_cache *machines; /* team and machine -> facts, SSH key (attempt.c) */
     int64_t machines_version; /* store_data_version() when they were read; -1: unknown */
     uint64_t turn, machines_turn; /* turns of the loop; the one that last checked them */
     json_t *team_sizes;     /* team -> its machines when machines_prefetch last listed them */
@@ -217,27 +217,13 @@ static void free_attempt(attempt *a)
  * is what its items see. This host never changes a machine itself. Fills the source's
  * machine and ssh_key, borrowed from the cache until the next turn.
  */
-static json_t *machine_cache_put(host *h, const char *key, json_t *facts, json_t *ssh_key)
-{
-    if (json_object_size(h->machines) > 4096)
-        json_object_clear(h->machines);
-    json_t *hit = json_pack("{s:o,s:o?}", "facts", facts, "ssh_key", ssh_key);
-    json_object_set_new(h->machines, key, hit);
-    return hit;
-}
-
-static void machine_key(const char *team, const char *machine, char key[300])
-{
-    snprintf(key, 300, "%s/%s", team ? team : "", machine ? machine : "");
-}
-
 /* Once per turn: forgets the cached facts when another process may have changed them. */
 static void machines_check(host *h)
 {
     if (h->machines_turn != h->turn) {
         int64_t version = store_resources_version(h->st);
         if (version < 0 || version != h->machines_version)
-            json_object_clear(h->machines);
+            machine_cache_clear(h->machines);
         h->machines_version = version;
         h->machines_turn = h->turn;
     }
@@ -246,16 +232,15 @@ static void machines_check(host *h)
 static void machine_for_worker(host *h, const struct store_item *item, struct attempt_source *src)
 {
     machines_check(h);
-    char key[300];
-    machine_key(item->team, item->machine, key);
-    json_t *hit = json_object_get(h->machines, key);
+    const struct machine_facts *hit = machine_cache_get(h->machines, item->team, item->machine);
     if (hit == NULL) {
         json_t *ssh_key = NULL;
         json_t *facts = attempt_machine(h->st, item->team, item->machine, &ssh_key);
-        hit = machine_cache_put(h, key, facts, ssh_key);
+        hit = machine_cache_put(h->machines, item->team, item->machine, facts, ssh_key);
     }
-    src->machine = json_object_get(hit, "facts");
-    src->ssh_key = json_string_value(json_object_get(hit, "ssh_key"));
+    src->machine = hit->facts;
+    src->ssh_key = hit->ssh_key;
+    src->machine_json = hit->json; /* the run message copies it rather than encode facts */
 }
 
 /* A team with items of at least this many machines in one claim, and no more than
@@ -274,14 +259,12 @@ static void machine_for_worker(host *h, const struct store_item *item, struct at
  */
 static void machines_prefetch(host *h, const struct store_item *items, size_t n)
 {
-    char key[300];
     machines_check(h);
     json_t *want = json_object(); /* team -> {machine: true}, of machines not cached */
     for (size_t i = 0; i < n; i++) {
         if (items[i].team == NULL || items[i].machine == NULL)
             continue;
-        machine_key(items[i].team, items[i].machine, key);
-        if (json_object_get(h->machines, key) != NULL)
+        if (machine_cache_get(h->machines, items[i].team, items[i].machine) != NULL)
             continue;
         json_t *set = json_object_get(want, items[i].team);
         if (set == NULL) {
@@ -310,8 +293,7 @@ static void machines_prefetch(host *h, const struct store_item *items, size_t n)
                 continue;
             json_t *ssh_key = NULL;
             json_t *facts = attempt_machine_row(h->st, team, name, row, &team_row, &ssh_key);
-            machine_key(team, name, key);
-            machine_cache_put(h, key, facts, ssh_key);
+            machine_cache_put(h->machines, team, name, facts, ssh_key);
         }
         json_decref(team_row);
         json_decref(rows);
@@ -964,7 +946,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     h.settle = settle_new(cfg, h.st, &h.reg, &defaults);
     h.fair = fairness_new(h.st, cfg->bridge, h.owner);
     h.upkeep = upkeep_new(cfg->history_keep_days, h.owner);
-    h.machines = json_object();
+    h.machines = machine_cache_new();
     h.team_sizes = json_object();
     if (setup_fds(&h) != 0) {
         hlog(LOG_ERROR, "cannot set up signal handling: %s", strerror(errno));
@@ -1038,7 +1020,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     settle_free(h.settle);
     fairness_free(h.fair);
     scheduler_free(h.sched);
-    json_decref(h.machines);
+    machine_cache_free(h.machines);
     json_decref(h.team_sizes);
     free(h.orphans);
     registry_free(&h.reg);

@@ -217,6 +217,139 @@ json_t *proto_next(proto_reader *r, int *broken)
     return msg;
 }
 
+/* One token of a plain message's text (scan_done): the text at *p matches lit exactly. */
+static int lit(const char **p, const char *end, const char *lit_text, size_t n)
+{
+    if ((size_t)(end - *p) < n || memcmp(*p, lit_text, n) != 0)
+        return 0;
+    *p += n;
+    return 1;
+}
+
+/* A non-negative integer of at most 18 digits, no leading zero (so it fits int64_t). */
+static int scan_uint(const char **p, const char *end, int64_t *v)
+{
+    const char *s = *p;
+    int64_t n = 0;
+    int digits = 0;
+    while (s < end && *s >= '0' && *s <= '9' && digits < 18) {
+        n = n * 10 + (*s++ - '0');
+        digits++;
+    }
+    if (digits == 0 || (digits > 1 && **p == '0') ||
+        (s < end && (*s == '.' || *s == 'e' || *s == 'E' || (*s >= '0' && *s <= '9'))))
+        return 0;
+    *v = n;
+    *p = s;
+    return 1;
+}
+
+/*
+ * A "done" message's text parsed without a JSON tree, when it is plain: compact JSON of
+ * one flat object, members op "done", id, code, result null, error null, duration_ms and
+ * the three flags, each at most once, strings of printable ASCII without escapes. Returns
+ * 1 with *out filled as proto_parse_done() fills it from the same text, 0 for anything
+ * else (proto_next() then reads it the general way, which also reports what is wrong).
+ */
+static int scan_done(const char *text, size_t n, struct proto_done *out)
+{
+    const char *p = text, *end = text + n;
+    enum { K_OP, K_ID, K_CODE, K_RESULT, K_ERROR, K_DURATION, K_RETIRE, K_DRAINED, K_SKIPPED };
+#define KEY(name)                                                                                  \
+    {                                                                                              \
+        name, sizeof(name) - 1                                                                     \
+    }
+    static const struct {
+        const char *name;
+        size_t len;
+    } keys[] = {KEY("op"),     KEY("id"),          KEY("code"),   KEY("result"),
+                KEY("error"),  KEY("duration_ms"), KEY("retire"), KEY("stderr_drained"),
+                KEY("skipped")};
+#undef KEY
+    unsigned seen = 0;
+    memset(out, 0, sizeof(*out));
+    if (!lit(&p, end, "{", 1))
+        return 0;
+    for (int first = 1;; first = 0) {
+        if (lit(&p, end, "}", 1) && !first)
+            break;
+        if (!first && !lit(&p, end, ",", 1))
+            return 0;
+        int k = -1;
+        for (int i = 0; i < (int)(sizeof(keys) / sizeof(keys[0])) && k < 0; i++) {
+            size_t kl = keys[i].len;
+            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && memcmp(p + 1, keys[i].name, kl) == 0 &&
+                p[kl + 1] == '"' && p[kl + 2] == ':')
+                k = i;
+        }
+        if (k < 0 || (seen & (1u << k)))
+            return 0;
+        seen |= 1u << k;
+        p += keys[k].len + 3;
+        if (k == K_OP || k == K_CODE) {
+            if (!lit(&p, end, "\"", 1))
+                return 0;
+            const char *s = p;
+            while (p < end && *p != '"' && *p != '\\' && *p >= 0x20 && *p < 0x7f)
+                p++;
+            if (p == end || *p != '"')
+                return 0;
+            size_t len = (size_t)(p++ - s);
+            if (k == K_OP) {
+                if (len != 4 || memcmp(s, "done", 4) != 0)
+                    return 0;
+                continue;
+            }
+            int kind = -1;
+            for (int c = OUTCOME_OK; c <= OUTCOME_UNAVAILABLE && kind < 0; c++) {
+                const char *name = outcome_kind_name((enum outcome_kind)c);
+                if (strlen(name) == len && memcmp(name, s, len) == 0)
+                    kind = c;
+            }
+            if (kind < 0 || (kind > OUTCOME_INVALID && kind != OUTCOME_UNAVAILABLE))
+                return 0;
+            out->kind = (enum outcome_kind)kind;
+        } else if (k == K_RESULT || k == K_ERROR) {
+            if (!lit(&p, end, "null", 4))
+                return 0;
+        } else if (k == K_ID || k == K_DURATION) {
+            if (!scan_uint(&p, end, k == K_ID ? &out->id : &out->duration_ms))
+                return 0;
+        } else {
+            int v = lit(&p, end, "true", 4) ? 1 : lit(&p, end, "false", 5) ? 0 : -1;
+            if (v < 0)
+                return 0;
+            *(k == K_RETIRE    ? &out->retire
+              : k == K_DRAINED ? &out->stderr_drained
+                               : &out->skipped) = v;
+        }
+    }
+    unsigned needed = 1u << K_OP | 1u << K_ID | 1u << K_CODE;
+    return p == end && (seen & needed) == needed;
+}
+
+int proto_next_done(proto_reader *r, json_t **msg, struct proto_done *done, int *broken)
+{
+    *msg = NULL;
+    *broken = 0;
+    if (r->len < 4)
+        return 0;
+    uint32_t n = get_len(r->buf);
+    if (n > PROTO_MAX_MESSAGE) {
+        *broken = 1;
+        return 0;
+    }
+    if (r->len < (size_t)n + 4)
+        return 0;
+    if (!scan_done(r->buf + 4, n, done)) {
+        *msg = proto_next(r, broken);
+        return 0;
+    }
+    memmove(r->buf, r->buf + 4 + n, r->len - 4 - n);
+    r->len -= 4 + (size_t)n;
+    return 1;
+}
+
 void proto_reader_free(proto_reader *r)
 {
     free(r->buf);
@@ -427,7 +560,20 @@ static void put_obj_or_empty(json_t *m, const char *key, const json_t *v)
 static int put_text(struct proto_buf *b, const char *text)
 {
     const unsigned char *p = (const unsigned char *)text;
-    size_t n = strlen(text);
+    size_t n = strlen(text), plain = 0;
+    /* Printable ASCII without quotes or backslashes (paths, names, ids) is copied as is. */
+    while (plain < n && p[plain] >= 0x20 && p[plain] < 0x7f && p[plain] != '"' && p[plain] != '\\')
+        plain++;
+    if (plain == n) {
+        if (buf_reserve(b, n + 2) != 0)
+            return -1;
+        char *o = b->p + b->len;
+        o[0] = '"';
+        memcpy(o + 1, text, n);
+        o[n + 1] = '"';
+        b->len += n + 2;
+        return 0;
+    }
     for (size_t i = 0; i < n;) {
         size_t bad, len = utf8_len(p + i, n - i, &bad);
         if (len == 0) {
@@ -462,32 +608,62 @@ static int put_text(struct proto_buf *b, const char *text)
     return 0;
 }
 
+/* Appends ,"key": (key is one of the run message's own names: no escaping needed). */
+static int run_key(struct proto_buf *b, const char *key)
+{
+    size_t n = strlen(key);
+    if (buf_reserve(b, n + 4) != 0)
+        return -1;
+    char *o = b->p + b->len;
+    o[0] = ',';
+    o[1] = '"';
+    memcpy(o + 2, key, n);
+    o[n + 2] = '"';
+    o[n + 3] = ':';
+    b->len += n + 4;
+    return 0;
+}
+
 /* Appends ,"key":value for a string member (nothing when text is NULL). */
 static int run_str(struct proto_buf *b, const char *key, const char *text)
 {
     if (text == NULL)
         return 0;
-    char head[64];
-    int n = snprintf(head, sizeof(head), ",\"%s\":", key);
-    return buf_add(head, (size_t)n, b) || put_text(b, text) ? -1 : 0;
+    return run_key(b, key) || put_text(b, text) ? -1 : 0;
+}
+
+/* Appends v in decimal. */
+static int put_int64(struct proto_buf *b, int64_t v)
+{
+    char text[24], *o = text + sizeof(text);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--o = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--o = '-';
+    return proto_buf_add(b, o, (size_t)(text + sizeof(text) - o));
 }
 
 static int run_int(struct proto_buf *b, const char *key, int64_t v)
 {
-    char text[96];
-    int n = snprintf(text, sizeof(text), ",\"%s\":%lld", key, (long long)v);
-    return buf_add(text, (size_t)n, b);
+    return run_key(b, key) || put_int64(b, v) ? -1 : 0;
 }
 
-/* Appends ,"key":JSON for v; NULL gives fallback ("{}" or "null"). */
-static int run_json(struct proto_buf *b, const char *key, const json_t *v, const char *fallback)
+/* Appends ,"key":JSON for v; NULL gives fallback ("{}" or "null"); text, when given, is v
+ * already written as compact JSON. */
+static int run_json(struct proto_buf *b, const char *key, const json_t *v, const char *fallback,
+                    const char *text)
 {
-    char head[64];
-    int n = snprintf(head, sizeof(head), ",\"%s\":", key);
-    if (buf_add(head, (size_t)n, b) != 0)
+    if (run_key(b, key) != 0)
         return -1;
     if (v == NULL)
         return buf_add(fallback, strlen(fallback), b);
+    if (text)
+        return buf_add(text, strlen(text), b);
+    if (json_is_object(v) && json_object_size(v) == 0)
+        return buf_add("{}", 2, b);
     return json_dump_callback(v, buf_add, b, JSON_COMPACT | JSON_ENCODE_ANY) == 0 ? 0 : -1;
 }
 
@@ -497,13 +673,12 @@ int proto_buf_run(struct proto_buf *b, const struct proto_run *m)
     size_t at;
     if (frame_begin(b, &at) != 0)
         return -1;
-    char head[64];
-    int n = snprintf(head, sizeof(head), "{\"op\":\"%s\",\"id\":%lld", op_names[PROTO_RUN],
-                     (long long)m->id);
-    int bad = buf_add(head, (size_t)n, b) || run_str(b, "plugin", s->plugin) ||
-              run_str(b, "function", s->function) || run_json(b, "params", s->params, "{}") ||
-              run_json(b, "config", s->config, "{}") ||
-              run_json(b, "machine", s->machine, "null") ||
+    static const char head[] = "{\"op\":\"run\",\"id\":";
+    int bad = buf_add(head, sizeof(head) - 1, b) || put_int64(b, m->id) ||
+              run_str(b, "plugin", s->plugin) || run_str(b, "function", s->function) ||
+              run_json(b, "params", s->params, "{}", NULL) ||
+              run_json(b, "config", s->config, "{}", NULL) ||
+              run_json(b, "machine", s->machine, "null", s->machine_json) ||
               run_str(b, "pre_hook", s->pre_hook) || run_str(b, "post_hook", s->post_hook) ||
               run_str(b, "hook_dir", s->hook_dir) || run_str(b, "ssh_key", s->ssh_key) ||
               run_str(b, "task", s->task_id) || run_int(b, "attempt", s->attempt) ||

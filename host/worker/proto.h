@@ -62,6 +62,15 @@ int proto_fill(proto_reader *r, int fd);
  */
 json_t *proto_next(proto_reader *r, int *broken);
 
+struct proto_done;
+/*
+ * As proto_next(), except that a plain "done" message (an attempt's usual end: no result,
+ * no error text) is parsed straight into *done without a JSON tree: returns 1 then, with
+ * *done as proto_parse_done() would fill it. Otherwise returns 0 with *msg and *broken as
+ * proto_next() gives them (a "done" that is not plain comes back as a message).
+ */
+int proto_next_done(proto_reader *r, json_t **msg, struct proto_done *done, int *broken);
+
 /*
  * The next message from a blocking fd through r: what r already holds first, else reads
  * (each read takes all that is there, so several messages cost one read). Returns a new
@@ -143,6 +152,9 @@ struct attempt_spec {
     const json_t *params;    /* its parameters (object; NULL: {}) */
     const json_t *config;    /* the plugin's config section (object; NULL: {}) */
     const json_t *machine;   /* the machine's facts, secrets removed, or NULL */
+    /* machine already written as compact JSON (json_dumps JSON_COMPACT), kept by the host
+     * with the facts so each run message copies it; NULL: machine is written. Not read. */
+    const char *machine_json;
     const char *pre_hook;    /* shell command run on the machine before the function, or NULL */
     const char *post_hook;   /* ... after it, or NULL */
     const char *hook_dir;    /* where on the machine the hooks run when it exists, or NULL */

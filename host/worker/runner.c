@@ -796,16 +796,19 @@ static void refuse(runner *r, runner_job *job, const char *what)
  * One message from w's worker. Returns 0, or -1 when it broke the protocol (why in err):
  * the caller then ends the worker.
  */
-static int handle_message(runner *r, worker *w, const json_t *msg, char *err, size_t errlen)
+static int handle_message(runner *r, worker *w, const json_t *msg, union proto_msg *parsed,
+                          char *err, size_t errlen)
 {
     runner_job *job = w->job;
     union proto_msg m;
-    enum proto_op op = proto_op_of(msg);
+    enum proto_op op = msg ? proto_op_of(msg) : PROTO_DONE;
     if (job == NULL)
         return 0; /* between attempts: nothing to say, nobody to tell */
     switch (op) {
     case PROTO_DONE:
-        if (proto_parse_done(msg, &m.done, err, errlen) != 0)
+        if (msg == NULL)
+            m.done = parsed->done; /* parsed by proto_next_done() */
+        else if (proto_parse_done(msg, &m.done, err, errlen) != 0)
             return -1;
         if (handle_done(r, w, &m.done) != 0) {
             snprintf(err, errlen, "a done for attempt %lld, which %s",
@@ -879,16 +882,18 @@ static void read_worker(runner *r, worker *w)
     int rc = proto_fill(&w->rd, w->sock);
     for (;;) {
         int broken = 0;
-        json_t *msg = proto_next(&w->rd, &broken);
+        json_t *msg;
+        union proto_msg parsed;
+        int plain = proto_next_done(&w->rd, &msg, &parsed.done, &broken);
         if (broken) {
             worker_died(r, w, "worker broke the message protocol");
             return;
         }
-        if (msg == NULL)
+        if (msg == NULL && !plain)
             break;
         uint64_t serial = w->serial;
         char err[256] = "";
-        if (handle_message(r, w, msg, err, sizeof(err)) != 0) {
+        if (handle_message(r, w, msg, &parsed, err, sizeof(err)) != 0) {
             char why[320];
             snprintf(why, sizeof(why), "worker broke the message protocol: %s", err);
             json_decref(msg);

@@ -2,7 +2,8 @@
  * Fuzzes the worker protocol readers (host/worker/proto.c): the input is what a worker wrote on its
  * socket. The host's incremental reader gets it through a non-blocking pipe in pieces whose
  * size comes from the input (as a poll loop receives it: proto_fill, then proto_next until
- * no whole message is left); the blocking reader (proto_recv) reads the same bytes until
+ * no whole message is left, plain "done" messages parsed without a tree and checked against
+ * the general parser); the blocking reader (proto_recv) reads the same bytes until
  * end of file. Every message read is handed to every typed parser; one that parses is built
  * again and must parse to the same message. Input: 1 byte of piece size, then the stream.
  */
@@ -101,8 +102,29 @@ static void incremental(const uint8_t *data, size_t size, size_t piece)
         }
         eof = proto_fill(&r, fds[0]) < 0;
         json_t *msg;
-        while ((msg = proto_next(&r, &broken)) != NULL) {
-            typed(msg);
+        struct proto_done fast;
+        for (;;) {
+            /* The frame's text, to check a plain done parsed without a tree against the
+             * general parser. */
+            size_t len = r.len >= 4 ? get_len(r.buf) : 0;
+            json_t *ref = r.len >= 4 && len <= PROTO_MAX_MESSAGE && r.len >= len + 4
+                              ? json_loadb(r.buf + 4, len, JSON_DECODE_ANY, NULL)
+                              : NULL;
+            int plain = proto_next_done(&r, &msg, &fast, &broken);
+            if (plain) {
+                struct proto_done slow;
+                if (ref == NULL || proto_parse_done(ref, &slow, NULL, 0) != 0 ||
+                    slow.id != fast.id || slow.kind != fast.kind || slow.result || slow.code ||
+                    slow.message || slow.duration_ms != fast.duration_ms ||
+                    slow.retire != fast.retire || slow.stderr_drained != fast.stderr_drained ||
+                    slow.skipped != fast.skipped)
+                    abort();
+            }
+            json_decref(ref);
+            if (!plain && msg == NULL)
+                break;
+            if (msg)
+                typed(msg);
             json_decref(msg);
         }
     }

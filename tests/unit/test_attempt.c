@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -114,6 +115,41 @@ static void test_build_fields(void **state)
     json_decref(c.plugin_sections);
 }
 
+/* The host's machine cache: by team and name (a slash in either is no separator), the
+ * facts' text beside them, an entry replaced by a new put, and a full cache emptied. */
+static void test_machine_cache(void **state)
+{
+    (void)state;
+    machine_cache *c = machine_cache_new();
+    assert_null(machine_cache_get(c, "Ops", "m1"));
+    const struct machine_facts *e =
+        machine_cache_put(c, "Ops", "m1", json_pack("{s:s}", "name", "m1"), json_string("KEY"));
+    assert_string_equal(e->ssh_key, "KEY");
+    assert_string_equal(e->json, "{\"name\":\"m1\"}");
+    assert_ptr_equal(machine_cache_get(c, "Ops", "m1"), e);
+    assert_null(machine_cache_get(c, "Ops", "m2"));
+    assert_null(machine_cache_get(c, "ops", "m1"));
+    machine_cache_put(c, "a/b", "c", json_pack("{s:i}", "n", 1), NULL);
+    machine_cache_put(c, "a", "b/c", json_pack("{s:i}", "n", 2), NULL);
+    assert_int_equal(json_integer_value(json_object_get(machine_cache_get(c, "a/b", "c")->facts, "n")), 1);
+    assert_int_equal(json_integer_value(json_object_get(machine_cache_get(c, "a", "b/c")->facts, "n")), 2);
+    assert_null(machine_cache_get(c, "a", "b/c")->ssh_key);
+    e = machine_cache_put(c, "Ops", "m1", json_pack("{s:s}", "name", "again"), NULL);
+    assert_null(e->ssh_key);
+    assert_string_equal(machine_cache_get(c, "Ops", "m1")->json, "{\"name\":\"again\"}");
+    char name[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(name, sizeof(name), "m%d", i);
+        machine_cache_put(c, "Many", name, json_object(), NULL);
+        assert_non_null(machine_cache_get(c, "Many", name));
+    }
+    assert_null(machine_cache_get(c, "Ops", "m1")); /* emptied once full */
+    assert_non_null(machine_cache_get(c, "Many", "m4999"));
+    machine_cache_clear(c);
+    assert_null(machine_cache_get(c, "Many", "m4999"));
+    machine_cache_free(c);
+}
+
 static void test_local_machine(void **state)
 {
     (void)state;
@@ -130,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_timeout_order_and_cap),
         cmocka_unit_test(test_build_fields),
         cmocka_unit_test(test_local_machine),
+        cmocka_unit_test(test_machine_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -191,6 +191,35 @@ static void test_run_round_trip(void **state)
     assert_int_equal(json_object_size(out.spec.params), 0);
     assert_int_equal(out.deadline_ms, 0);
     json_decref(wire);
+    /* The machine kept as text by the host writes the same frame as the facts themselves;
+     * numbers at their limits and empty objects are written as the encoder writes them. */
+    char *machine_text = json_dumps(machine, JSON_COMPACT);
+    json_t *empty = json_object();
+    struct proto_run edge = in;
+    edge.spec.params = empty;
+    edge.spec.timeout_ms = INT64_MAX;
+    edge.deadline_ms = 0;
+    edge.id = INT64_MAX;
+    edge.spec.attempt = -7;
+    struct proto_buf facts = {0}, kept = {0};
+    assert_int_equal(proto_buf_run(&facts, &edge), 0);
+    edge.spec.machine_json = machine_text;
+    assert_int_equal(proto_buf_run(&kept, &edge), 0);
+    assert_int_equal(facts.len, kept.len);
+    assert_memory_equal(facts.p, kept.p, facts.len);
+    json_t *tree = json_loadb(kept.p + 4, kept.len - 4, 0, NULL);
+    assert_non_null(tree);
+    assert_true(json_integer_value(json_object_get(tree, "id")) == INT64_MAX);
+    assert_true(json_integer_value(json_object_get(tree, "timeout_ms")) == INT64_MAX);
+    assert_int_equal(json_integer_value(json_object_get(tree, "attempt")), -7);
+    assert_int_equal(json_integer_value(json_object_get(tree, "deadline")), 0);
+    assert_true(json_equal(json_object_get(tree, "params"), empty));
+    assert_true(json_equal(json_object_get(tree, "machine"), machine));
+    json_decref(tree);
+    proto_buf_free(&facts);
+    proto_buf_free(&kept);
+    free(machine_text);
+    json_decref(empty);
     json_decref(params);
     json_decref(config);
     json_decref(machine);
@@ -564,6 +593,146 @@ static void test_one_fill_takes_every_message(void **state)
     close(sv[1]);
 }
 
+/* A reader holding one frame of text (n bytes). */
+static proto_reader framed(const char *text, size_t n)
+{
+    proto_reader r = {.buf = malloc(n + 4), .len = n + 4, .cap = n + 4};
+    r.buf[0] = (char)(n & 0xff);
+    r.buf[1] = (char)(n >> 8 & 0xff);
+    r.buf[2] = (char)(n >> 16 & 0xff);
+    r.buf[3] = (char)(n >> 24 & 0xff);
+    memcpy(r.buf + 4, text, n);
+    return r;
+}
+
+/* proto_next_done() gives what proto_next() and proto_parse_done() give for the same
+ * frame: plain ones parsed without a tree, every other text (hostile ones included) handed
+ * back as a message, or as broken, exactly as proto_next() would. */
+static void expect_done_path(const char *text, int plain)
+{
+    size_t n = strlen(text);
+    proto_reader a = framed(text, n), b = framed(text, n);
+    int broken_a = 0, broken_b = 0;
+    json_t *msg = NULL;
+    struct proto_done fast, slow;
+    int got = proto_next_done(&a, &msg, &fast, &broken_a);
+    json_t *ref = proto_next(&b, &broken_b);
+    if (got != plain)
+        fail_msg("%s: plain %d, expected %d", text, got, plain);
+    assert_int_equal(broken_a, broken_b);
+    assert_int_equal(a.len, b.len);
+    char err[256];
+    if (got) {
+        assert_null(msg);
+        assert_non_null(ref);
+        assert_int_equal(proto_parse_done(ref, &slow, err, sizeof(err)), 0);
+        assert_int_equal(fast.id, slow.id);
+        assert_int_equal(fast.kind, slow.kind);
+        assert_null(slow.result);
+        assert_null(slow.code);
+        assert_null(slow.message);
+        assert_null(fast.result);
+        assert_null(fast.code);
+        assert_null(fast.message);
+        assert_int_equal(fast.duration_ms, slow.duration_ms);
+        assert_int_equal(fast.retire, slow.retire);
+        assert_int_equal(fast.stderr_drained, slow.stderr_drained);
+        assert_int_equal(fast.skipped, slow.skipped);
+    } else {
+        assert_int_equal(msg == NULL, ref == NULL);
+        if (msg)
+            assert_true(json_equal(msg, ref));
+    }
+    json_decref(msg);
+    json_decref(ref);
+    proto_reader_free(&a);
+    proto_reader_free(&b);
+}
+
+static void test_plain_done_without_a_tree(void **state)
+{
+    (void)state;
+    /* What a worker sends, as it builds it. */
+    struct proto_done built[] = {
+        {.id = 7, .kind = OUTCOME_OK, .duration_ms = 12, .stderr_drained = 1},
+        {.id = 0, .kind = OUTCOME_UNAVAILABLE, .retire = 1, .skipped = 1},
+        {.id = INT64_MAX / 10, .kind = OUTCOME_INVALID, .duration_ms = 999999999999},
+        {.id = 3, .kind = OUTCOME_RETRY, .code = "busy", .message = "later"},
+    };
+    for (size_t i = 0; i < sizeof(built) / sizeof(built[0]); i++) {
+        json_t *m = proto_build_done(&built[i]);
+        char *text = json_dumps(m, JSON_COMPACT);
+        expect_done_path(text, built[i].code == NULL);
+        free(text);
+        json_decref(m);
+    }
+    expect_done_path("{\"op\":\"done\",\"id\":1,\"code\":\"OK\"}", 1);
+    expect_done_path("{\"code\":\"FAIL\",\"id\":2,\"op\":\"done\",\"result\":null,\"error\":null}", 1);
+    expect_done_path("{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"retire\":false,\"skipped\":false}", 1);
+    /* Anything else goes the general way, where it is parsed or refused as before. */
+    static const char *const other[] = {
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"result\":{\"a\":1}}",
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"result\":5}",
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"error\":{\"code\":\"x\",\"message\":\"y\"}}",
+        "{\"op\":\"done\",\"id\":1,\"code\":\"TIMEOUT\"}",     /* not a kind a done carries */
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\\u0000\"}",  /* an escape */
+        "{\"op\":\"done\",\"id\":1,\"code\":\"O\xffK\"}",     /* invalid UTF-8 */
+        "{\"op\":\"done\",\"id\":1,\"code\":\"\xc3\xa9\"}",
+        "{\"op\":\"done\",\"id\":\"1\",\"code\":\"OK\"}",     /* wrong types */
+        "{\"op\":\"done\",\"id\":1,\"code\":1}",
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"retire\":1}",
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"duration_ms\":\"5\"}",
+        "{\"op\":\"done\",\"id\":-1,\"code\":\"OK\"}",        /* numbers out of range */
+        "{\"op\":\"done\",\"id\":99999999999999999999999,\"code\":\"OK\"}",
+        "{\"op\":\"done\",\"id\":9223372036854775807,\"code\":\"OK\"}",
+        "{\"op\":\"done\",\"id\":1.5,\"code\":\"OK\"}",
+        "{\"op\":\"done\",\"id\":1e3,\"code\":\"OK\"}",
+        "{\"op\":\"done\",\"id\":01,\"code\":\"OK\"}",
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"duration_ms\":-5}",
+        "{\"op\":\"done\",\"code\":\"OK\"}",                  /* missing members */
+        "{\"op\":\"done\",\"id\":1}",
+        "{\"id\":1,\"code\":\"OK\"}",
+        "{\"op\":\"done\",\"id\":1,\"id\":2,\"code\":\"OK\"}", /* twice */
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\",\"extra\":true}",
+        "{\"op\":\"log\",\"id\":1,\"code\":\"OK\"}",
+        "{\"op\":\"done\", \"id\":1,\"code\":\"OK\"}",        /* not compact */
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\"} ",
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\"}}",         /* broken */
+        "{\"op\":\"done\",\"id\":1,\"code\":\"OK\"",
+        "{\"op\":\"done\",\"id\":1,",
+        "{\"op\":\"do",
+        "{}",
+        "{",
+        "",
+        "[1]",
+        "null",
+    };
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+        expect_done_path(other[i], 0);
+    /* A plain done followed by another message: each comes out in turn. */
+    static const char d1[] = "{\"op\":\"done\",\"id\":4,\"code\":\"OK\"}",
+                      l1[] = "{\"op\":\"log\",\"id\":5,\"level\":\"info\",\"text\":\"x\"}";
+    proto_reader r = framed(d1, strlen(d1)), second = framed(l1, strlen(l1));
+    r.buf = realloc(r.buf, r.len + second.len);
+    memcpy(r.buf + r.len, second.buf, second.len);
+    r.len = r.cap = r.len + second.len;
+    proto_reader_free(&second);
+    json_t *msg;
+    struct proto_done d;
+    int broken = 0;
+    assert_int_equal(proto_next_done(&r, &msg, &d, &broken), 1);
+    assert_int_equal(d.id, 4);
+    assert_int_equal(proto_next_done(&r, &msg, &d, &broken), 0);
+    assert_non_null(msg);
+    assert_int_equal(proto_op_of(msg), PROTO_LOG);
+    json_decref(msg);
+    assert_int_equal(proto_next_done(&r, &msg, &d, &broken), 0);
+    assert_null(msg);
+    assert_int_equal(broken, 0);
+    assert_int_equal(r.len, 0);
+    proto_reader_free(&r);
+}
+
 /* A message larger than the peer accepts is never written. */
 static void test_oversized_message_is_not_sent(void **state)
 {
@@ -650,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_builders_clean_bad_text),
         cmocka_unit_test(test_one_fill_takes_every_message),
         cmocka_unit_test(test_oversized_message_is_not_sent),
+        cmocka_unit_test(test_plain_done_without_a_tree),
         cmocka_unit_test(test_hook_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
