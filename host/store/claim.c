@@ -24,7 +24,10 @@
  * full, never waited for), and only then are its active items counted again, in a new
  * statement whose snapshot sees every claim committed before the lock was granted. The
  * picked items are then locked the same way and marked in one statement, so an item a CLI
- * is cancelling at that instant is left out rather than waited for.
+ * is cancelling at that instant is left out rather than waited for. Since other hosts'
+ * machines are full, such a claim goes by machine from the start, over the heads of the
+ * machines with a free slot found in one statement (S_CLAIM_FREE_HEADS), and a claim of
+ * structs marks, writes the events and reads back in one more (S_CLAIM_TAKE).
  *
  * The picks are marked ASSIGNED (or, with the start folded in, PROCESSING) with a fresh
  * claim token each (the claim's random prefix and the item's seq), their events written
@@ -49,6 +52,7 @@ struct claim {
     const char *bridge, *owner;
     int64_t now, lease_ms;
     int max_n, start;
+    int free_known; /* the machines looked up have free slots: lock them at once */
     struct slot *slots;
     size_t n_slots, cap_slots;
     int64_t *picked; /* seqs, in claim order */
@@ -122,7 +126,10 @@ static int machines_query(store *s, struct claim *cl, int id, json_t *names, jso
 static int lookup_machines(store *s, struct claim *cl, json_t *names, char *err, size_t errlen)
 {
     json_t *free_ones = json_array(), *locked = json_array();
-    int rc = machines_query(s, cl, S_MACHINE_SLOTS, names, free_ones, err, errlen);
+    int rc = cl->free_known ? STORE_OK
+                            : machines_query(s, cl, S_MACHINE_SLOTS, names, free_ones, err, errlen);
+    if (cl->free_known)
+        json_array_extend(free_ones, names);
     if (rc == STORE_OK && s->drv->row_locks && json_array_size(free_ones) > 0) {
         size_t i;
         json_t *name;
@@ -334,10 +341,19 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
     struct cand *c = NULL;
     size_t n = 0;
     json_t *names = json_array();
-    int rc = open_machines(s, cl, names, err, errlen);
+    int rc = s->drv->row_locks ? STORE_OK : open_machines(s, cl, names, err, errlen);
     if (rc == STORE_OK && json_array_size(names) > 0)
         rc = heads(s, cl, key, names, &c, &n, err, errlen);
     json_decref(names);
+    if (rc == STORE_OK && s->drv->row_locks) {
+        /* The heads of the machines with a free slot, in one statement: their machines are
+         * locked and counted again as the merge comes to them. */
+        eng_rows r;
+        rc = eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS, "tI", cl->bridge, cl->now);
+        if (rc == STORE_OK)
+            rc = read_cands(&r, &c, &n, err, errlen);
+        cl->free_known = 1;
+    }
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);
     for (size_t i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
@@ -361,10 +377,18 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
     return rc;
 }
 
+/*
+ * Where the engine locks rows, hosts claim side by side and every other host's machines
+ * count as full: the head of the queue is mostly their backlog, and the first pass would
+ * look up window after window of full machines before the by-machine pass. The claim goes
+ * by machine from the start instead, over the machines with a free slot (the same picks).
+ */
 static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
 {
     int64_t key[3] = {0, 0, 0};
     int more = 0;
+    if (s->drv->row_locks)
+        return pick_by_machine(s, cl, key, err, errlen);
     int rc = pick_head(s, cl, key, &more, err, errlen);
     return rc == STORE_OK && more ? pick_by_machine(s, cl, key, err, errlen) : rc;
 }
@@ -384,6 +408,8 @@ static char *picks_json(const struct claim *cl)
     return t;
 }
 
+static int read_items(struct claim *cl, eng_rows *r, char *err, size_t errlen);
+
 /* Reads the claimed items back, in claim order, as rows or structs. */
 static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
 {
@@ -393,15 +419,21 @@ static int read_claimed(store *s, struct claim *cl, const char *picks, char *err
         return rc;
     if (!cl->typed)
         return eng_item_rows(s, &r, cl->now, ENG_STALE_DEFAULT_MS, 1, &cl->rows, err, errlen);
+    return read_items(cl, &r, err, errlen);
+}
+
+/* Reads the claimed items (S_CLAIM_READ_TYPED's columns) of an open cursor as structs. */
+static int read_items(struct claim *cl, eng_rows *r, char *err, size_t errlen)
+{
     store_items_free(cl->items, cl->n_items);
     cl->items = calloc(cl->n_picked ? cl->n_picked : 1, sizeof(*cl->items));
     cl->n_items = 0;
     if (cl->items == NULL)
         abort();
     int got;
-    while ((got = eng_next(&r, err, errlen)) == 1 && cl->n_items < cl->n_picked)
-        eng_item_struct(&r, 0, &cl->items[cl->n_items++]);
-    eng_done(&r);
+    while ((got = eng_next(r, err, errlen)) == 1 && cl->n_items < cl->n_picked)
+        eng_item_struct(r, 0, &cl->items[cl->n_items++]);
+    eng_done(r);
     return got < 0 ? got : STORE_OK;
 }
 
@@ -440,10 +472,31 @@ static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
     return got < 0 ? got : STORE_OK;
 }
 
+/* Where the engine locks rows, a claim of structs marks the picks, writes their events and
+ * reads them back in one statement (S_CLAIM_TAKE): those nobody else holds locked. */
+static int take_typed(store *s, struct claim *cl, const char *until, char *err, size_t errlen)
+{
+    eng_rows r;
+    char *picks = picks_json(cl), prefix[37];
+    uuid_v4(prefix);
+    prefix[24] = '\0';
+    int rc = eng_wq(s, &r, err, errlen, S_CLAIM_TAKE, "ttIIitt", picks, cl->owner,
+                    cl->now + cl->lease_ms, cl->now, cl->start, prefix, until);
+    free(picks);
+    if (rc == STORE_OK)
+        rc = read_items(cl, &r, err, errlen);
+    cl->n_picked = rc == STORE_OK ? cl->n_items : 0;
+    return rc;
+}
+
 /* Claims the picks, writes their events and reads them back. */
 static int assign(store *s, struct claim *cl, char *err, size_t errlen)
 {
     char until[32];
+    if (s->drv->row_locks && cl->typed) {
+        iso8601_ms(cl->now + cl->lease_ms, until);
+        return take_typed(s, cl, until, err, errlen);
+    }
     int rc = mark_claimed(s, cl, err, errlen);
     if (rc != STORE_OK || cl->n_picked == 0)
         return rc;

@@ -208,6 +208,27 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " > (?3, ?4, ?5)" DEPS_DONE_OF("i")
                        " ORDER BY i.priority, i.created_at, i.seq LIMIT 1)",
                        0},
+    /* Where the engine locks rows: for each machine that has PENDING items on bridge ?1
+     * (found as S_CLAIM_MACHINES finds them), exists and has a free slot, its first ready
+     * item at ?2 in claim order (one seek each). The free slots are counted before the claim
+     * locks the machine: the claim counts again once it holds it. */
+    [S_CLAIM_FREE_HEADS] = {"WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name FROM queue_items"
+                            " WHERE bridge_name = ?1 AND status = 'PENDING' ORDER BY machine_name"
+                            " LIMIT 1) UNION ALL SELECT (SELECT machine_name FROM queue_items"
+                            " WHERE bridge_name = ?1 AND status = 'PENDING'"
+                            " AND machine_name > m.name ORDER BY machine_name LIMIT 1) FROM m"
+                            " WHERE m.name IS NOT NULL)"
+                            " SELECT h.seq, h.machine_name, h.priority, h.created_at"
+                            " FROM m CROSS JOIN LATERAL (SELECT c.concurrency - (SELECT count(*)"
+                            " FROM queue_items WHERE machine_name = m.name AND " ACTIVE_EQ ")"
+                            " AS free FROM machines c WHERE c.name = m.name) AS f"
+                            " CROSS JOIN LATERAL (SELECT i.seq, i.machine_name, i.priority,"
+                            " i.created_at FROM queue_items i WHERE i.status = 'PENDING'"
+                            " AND i.bridge_name = ?1 AND i.machine_name = m.name"
+                            " AND i.run_after <= ?2" DEPS_DONE_OF("i")
+                            " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h"
+                            " WHERE f.free > 0",
+                            STMT_LOCK_ONLY},
     /* For each machine of ?1 (a JSON array of names): how many more items it may start (its
      * concurrency, default 1, less its active items on every bridge), and whether it
      * exists. */
@@ -256,6 +277,25 @@ const struct stmt_def store_statements[S_COUNT] = {
                             " WHERE q.seq IN ({json_seqs:1}) ORDER BY q.priority, q.created_at,"
                             " q.seq",
                             0},
+    /* Where the engine locks rows and runs writes in a WITH: S_CLAIM_ASSIGN, S_CLAIM_EVENTS
+     * and S_CLAIM_READ_TYPED in one statement (?7 the lease's end as text): the items
+     * claimed, in claim order. */
+    [S_CLAIM_TAKE] = {"WITH a AS (UPDATE queue_items SET status = CASE WHEN ?5 <> 0"
+                      " THEN 'PROCESSING' ELSE 'ASSIGNED' END, lease_owner = ?2,"
+                      " lease_expires_at = ?3,"
+                      " claim_token = ?6 || substr('000000000000' || seq, length('' || seq) + 1),"
+                      " assigned_at = ?4, updated_at = ?4,"
+                      " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
+                      " progress_percent = NULL, progress_message = NULL"
+                      " WHERE (status || '') = 'PENDING' AND seq IN (SELECT l.seq FROM queue_items l"
+                      " WHERE l.seq IN ({json_seqs:1}){lock_skip}) RETURNING *),"
+                      " e AS (INSERT INTO queue_events (task_seq, action, details, details_is_json,"
+                      " at, started_attempt) SELECT a.seq, 'ASSIGNED', 'claimed by ' || ?2"
+                      " || ' for attempt ' || (a.retry_count + 1) || ', lease until ' || ?7,"
+                      " 0, ?4, CASE WHEN ?5 <> 0 THEN a.retry_count + 1 END FROM a ORDER BY a.seq)"
+                      " SELECT " ITEM_OWN_COLS ", NULL, NULL FROM a AS q"
+                      " ORDER BY q.priority, q.created_at, q.seq",
+                      STMT_LOCK_ONLY},
 
     [S_HELD] = {"SELECT seq, task_id, status, retry_count, bridge_name, claim_token,"
                 " " HAS_DEPENDENTS " FROM queue_items WHERE task_id = ?1",
