@@ -26,8 +26,9 @@
  * picked items are then locked the same way and marked in one statement, so an item a CLI
  * is cancelling at that instant is left out rather than waited for. Since other hosts'
  * machines are full, such a claim goes by machine from the start, over the heads of the
- * machines with a free slot found in one statement (S_CLAIM_FREE_HEADS), and a claim of
- * structs marks, writes the events and reads back in one more (S_CLAIM_TAKE).
+ * machines with a free slot, found and locked in one statement (S_CLAIM_FREE_HEADS) and
+ * counted again in a second; a claim of structs then marks, writes the events and reads
+ * back in one more (S_CLAIM_TAKE).
  *
  * The picks are marked ASSIGNED (or, with the start folded in, PROCESSING) with a fresh
  * claim token each (the claim's random prefix and the item's seq), their events written
@@ -52,7 +53,6 @@ struct claim {
     const char *bridge, *owner;
     int64_t now, lease_ms;
     int max_n, start;
-    int free_known; /* the machines looked up have free slots: lock them at once */
     struct slot *slots;
     size_t n_slots, cap_slots;
     int64_t *picked; /* seqs, in claim order */
@@ -126,10 +126,7 @@ static int machines_query(store *s, struct claim *cl, int id, json_t *names, jso
 static int lookup_machines(store *s, struct claim *cl, json_t *names, char *err, size_t errlen)
 {
     json_t *free_ones = json_array(), *locked = json_array();
-    int rc = cl->free_known ? STORE_OK
-                            : machines_query(s, cl, S_MACHINE_SLOTS, names, free_ones, err, errlen);
-    if (cl->free_known)
-        json_array_extend(free_ones, names);
+    int rc = machines_query(s, cl, S_MACHINE_SLOTS, names, free_ones, err, errlen);
     if (rc == STORE_OK && s->drv->row_locks && json_array_size(free_ones) > 0) {
         size_t i;
         json_t *name;
@@ -346,13 +343,22 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
         rc = heads(s, cl, key, names, &c, &n, err, errlen);
     json_decref(names);
     if (rc == STORE_OK && s->drv->row_locks) {
-        /* The heads of the machines with a free slot, in one statement: their machines are
-         * locked and counted again as the merge comes to them. */
+        /* The heads of the machines with a free slot, their machines locked in the same
+         * statement, then counted again (a new snapshot) as lookup_machines does. */
         eng_rows r;
         rc = eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS, "tI", cl->bridge, cl->now);
         if (rc == STORE_OK)
             rc = read_cands(&r, &c, &n, err, errlen);
-        cl->free_known = 1;
+        json_t *locked = json_array(), *ignore = json_array();
+        for (size_t i = 0; i < n; i++)
+            if (slot_of(cl, c[i].machine) == NULL) {
+                slot_add(cl, c[i].machine);
+                json_array_append_new(locked, json_string(c[i].machine));
+            }
+        if (rc == STORE_OK && n > 0)
+            rc = machines_query(s, cl, S_MACHINE_SLOTS, locked, ignore, err, errlen);
+        json_decref(locked);
+        json_decref(ignore);
     }
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);

@@ -208,27 +208,12 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " > (?3, ?4, ?5)" DEPS_DONE_OF("i")
                        " ORDER BY i.priority, i.created_at, i.seq LIMIT 1)",
                        0},
-    /* Where the engine locks rows: for each machine that has PENDING items on bridge ?1
-     * (found as S_CLAIM_MACHINES finds them), exists and has a free slot, its first ready
-     * item at ?2 in claim order (one seek each). The free slots are counted before the claim
-     * locks the machine: the claim counts again once it holds it. */
-    [S_CLAIM_FREE_HEADS] = {"WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name FROM queue_items"
-                            " WHERE bridge_name = ?1 AND status = 'PENDING' ORDER BY machine_name"
-                            " LIMIT 1) UNION ALL SELECT (SELECT machine_name FROM queue_items"
-                            " WHERE bridge_name = ?1 AND status = 'PENDING'"
-                            " AND machine_name > m.name ORDER BY machine_name LIMIT 1) FROM m"
-                            " WHERE m.name IS NOT NULL)"
-                            " SELECT h.seq, h.machine_name, h.priority, h.created_at"
-                            " FROM m CROSS JOIN LATERAL (SELECT c.concurrency - (SELECT count(*)"
-                            " FROM queue_items WHERE machine_name = m.name AND " ACTIVE_EQ ")"
-                            " AS free FROM machines c WHERE c.name = m.name) AS f"
-                            " CROSS JOIN LATERAL (SELECT i.seq, i.machine_name, i.priority,"
-                            " i.created_at FROM queue_items i WHERE i.status = 'PENDING'"
-                            " AND i.bridge_name = ?1 AND i.machine_name = m.name"
-                            " AND i.run_after <= ?2" DEPS_DONE_OF("i")
-                            " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h"
-                            " WHERE f.free > 0",
-                            STMT_LOCK_ONLY},
+    /* Where the engine locks rows (per dialect): for each machine that has PENDING items on
+     * bridge ?1, exists, has a free slot and is not locked by another claim, its first ready
+     * item at ?2 in claim order (seq, machine, priority, created); the machines of the rows
+     * returned are locked (skipping those others hold). The free slots are counted before
+     * the locks: the claim counts again once it holds them. */
+    [S_CLAIM_FREE_HEADS] = {NULL, STMT_LOCK_ONLY},
     /* For each machine of ?1 (a JSON array of names): how many more items it may start (its
      * concurrency, default 1, less its active items on every bridge), and whether it
      * exists. */
