@@ -26,9 +26,9 @@
  * picked items are then locked the same way and marked in one statement, so an item a CLI
  * is cancelling at that instant is left out rather than waited for. Since other hosts'
  * machines are full, such a claim goes by machine from the start, over the heads of the
- * machines with a free slot, found and locked in one statement (S_CLAIM_FREE_HEADS) and
- * counted again in a second; a claim of structs then marks, writes the events and reads
- * back in one more (S_CLAIM_TAKE).
+ * machines with a free slot, found and locked in one statement
+ * (S_CLAIM_FREE_HEADS_LOCKED) and counted again in a second; a claim of structs then
+ * marks, writes the events and reads back in one more (S_CLAIM_TAKE).
  *
  * The picks are marked ASSIGNED (or, with the start folded in, PROCESSING) with a fresh
  * claim token each (the claim's random prefix and the item's seq), their events written
@@ -308,6 +308,32 @@ static int open_machines(store *s, struct claim *cl, json_t *names, char *err, s
     return got < 0 ? got : STORE_OK;
 }
 
+/* With row locks, from the start of the queue: the heads of the machines with a free slot,
+ * as many as the claim may take, their machines locked in the same statement
+ * (S_CLAIM_FREE_HEADS_LOCKED, skipping those other claims hold: a host whose fair share is
+ * small leaves the rest to the others), then counted again in a new statement, whose
+ * snapshot sees every claim committed before the locks, as lookup_machines does. */
+static int free_heads_locked(store *s, struct claim *cl, struct cand **c, size_t *n, char *err,
+                             size_t errlen)
+{
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS_LOCKED, "tIi", cl->bridge, cl->now,
+                   cl->max_n);
+    if (rc == STORE_OK)
+        rc = read_cands(&r, c, n, err, errlen);
+    json_t *locked = json_array(), *ignore = json_array();
+    for (size_t i = 0; i < *n; i++)
+        if (slot_of(cl, (*c)[i].machine) == NULL) {
+            slot_add(cl, (*c)[i].machine);
+            json_array_append_new(locked, json_string((*c)[i].machine));
+        }
+    if (rc == STORE_OK && *n > 0)
+        rc = machines_query(s, cl, S_MACHINE_SLOTS, locked, ignore, err, errlen);
+    json_decref(locked);
+    json_decref(ignore);
+    return rc;
+}
+
 /* Inserts cand into c[from..*n) (in claim order), growing c. */
 static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand *cand)
 {
@@ -337,28 +363,15 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
 {
     struct cand *c = NULL;
     size_t n = 0;
-    json_t *names = json_array();
-    int rc = s->drv->row_locks ? STORE_OK : open_machines(s, cl, names, err, errlen);
-    if (rc == STORE_OK && json_array_size(names) > 0)
-        rc = heads(s, cl, key, names, &c, &n, err, errlen);
-    json_decref(names);
-    if (rc == STORE_OK && s->drv->row_locks) {
-        /* The heads of the machines with a free slot, their machines locked in the same
-         * statement, then counted again (a new snapshot) as lookup_machines does. */
-        eng_rows r;
-        rc = eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS, "tI", cl->bridge, cl->now);
-        if (rc == STORE_OK)
-            rc = read_cands(&r, &c, &n, err, errlen);
-        json_t *locked = json_array(), *ignore = json_array();
-        for (size_t i = 0; i < n; i++)
-            if (slot_of(cl, c[i].machine) == NULL) {
-                slot_add(cl, c[i].machine);
-                json_array_append_new(locked, json_string(c[i].machine));
-            }
-        if (rc == STORE_OK && n > 0)
-            rc = machines_query(s, cl, S_MACHINE_SLOTS, locked, ignore, err, errlen);
-        json_decref(locked);
-        json_decref(ignore);
+    int rc = STORE_OK;
+    if (!s->drv->row_locks) {
+        json_t *names = json_array();
+        rc = open_machines(s, cl, names, err, errlen);
+        if (rc == STORE_OK && json_array_size(names) > 0)
+            rc = heads(s, cl, key, names, &c, &n, err, errlen);
+        json_decref(names);
+    } else {
+        rc = free_heads_locked(s, cl, &c, &n, err, errlen);
     }
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);
@@ -414,8 +427,6 @@ static char *picks_json(const struct claim *cl)
     return t;
 }
 
-static int read_items(struct claim *cl, eng_rows *r, char *err, size_t errlen);
-
 /* Reads the claimed items back, in claim order, as rows or structs. */
 static int read_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
 {
@@ -425,21 +436,15 @@ static int read_claimed(store *s, struct claim *cl, const char *picks, char *err
         return rc;
     if (!cl->typed)
         return eng_item_rows(s, &r, cl->now, ENG_STALE_DEFAULT_MS, 1, &cl->rows, err, errlen);
-    return read_items(cl, &r, err, errlen);
-}
-
-/* Reads the claimed items (S_CLAIM_READ_TYPED's columns) of an open cursor as structs. */
-static int read_items(struct claim *cl, eng_rows *r, char *err, size_t errlen)
-{
     store_items_free(cl->items, cl->n_items);
     cl->items = calloc(cl->n_picked ? cl->n_picked : 1, sizeof(*cl->items));
     cl->n_items = 0;
     if (cl->items == NULL)
         abort();
     int got;
-    while ((got = eng_next(r, err, errlen)) == 1 && cl->n_items < cl->n_picked)
-        eng_item_struct(r, 0, &cl->items[cl->n_items++]);
-    eng_done(r);
+    while ((got = eng_next(&r, err, errlen)) == 1 && cl->n_items < cl->n_picked)
+        eng_item_struct(&r, 0, &cl->items[cl->n_items++]);
+    eng_done(&r);
     return got < 0 ? got : STORE_OK;
 }
 
@@ -489,10 +494,18 @@ static int take_typed(store *s, struct claim *cl, const char *until, char *err, 
     int rc = eng_wq(s, &r, err, errlen, S_CLAIM_TAKE, "ttIIitt", picks, cl->owner,
                     cl->now + cl->lease_ms, cl->now, cl->start, prefix, until);
     free(picks);
-    if (rc == STORE_OK)
-        rc = read_items(cl, &r, err, errlen);
-    cl->n_picked = rc == STORE_OK ? cl->n_items : 0;
-    return rc;
+    if (rc != STORE_OK)
+        return rc;
+    store_items_free(cl->items, cl->n_items);
+    cl->items = calloc(cl->n_picked ? cl->n_picked : 1, sizeof(*cl->items));
+    if (cl->items == NULL)
+        abort();
+    int got;
+    for (cl->n_items = 0; (got = eng_next(&r, err, errlen)) == 1 && cl->n_items < cl->n_picked;)
+        eng_item_struct(&r, 0, &cl->items[cl->n_items++]); /* in claim order (ORDER BY) */
+    eng_done(&r);
+    cl->n_picked = cl->n_items;
+    return got < 0 ? got : STORE_OK;
 }
 
 /* Claims the picks, writes their events and reads them back. */

@@ -208,12 +208,6 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " > (?3, ?4, ?5)" DEPS_DONE_OF("i")
                        " ORDER BY i.priority, i.created_at, i.seq LIMIT 1)",
                        0},
-    /* Where the engine locks rows (per dialect): for each machine that has PENDING items on
-     * bridge ?1, exists, has a free slot and is not locked by another claim, its first ready
-     * item at ?2 in claim order (seq, machine, priority, created); the machines of the rows
-     * returned are locked (skipping those others hold). The free slots are counted before
-     * the locks: the claim counts again once it holds them. */
-    [S_CLAIM_FREE_HEADS] = {NULL, STMT_LOCK_ONLY},
     /* For each machine of ?1 (a JSON array of names): how many more items it may start (its
      * concurrency, default 1, less its active items on every bridge), and whether it
      * exists. */
@@ -226,6 +220,13 @@ const struct stmt_def store_statements[S_COUNT] = {
     /* Locks the machines of ?1 that no other claim holds; returns those it locked. */
     [S_MACHINE_LOCK] = {"SELECT name FROM machines WHERE name IN ({json_texts:1}){lock_skip}",
                         STMT_LOCK_ONLY},
+    /* Where the engine locks rows (per dialect): for each machine that has PENDING items on
+     * bridge ?1, exists, has a free slot and is not locked by another claim, its first ready
+     * item at ?2 in claim order (seq, machine, priority, created), the first ?3 of those in
+     * claim order; the machines of the rows returned are locked (skipping those others
+     * hold), and only they: a claim of ?3 items needs no more. The free slots are counted
+     * before the locks: the claim counts again once it holds them. */
+    [S_CLAIM_FREE_HEADS_LOCKED] = {NULL, STMT_LOCK_ONLY},
     /* ?1 the picks (a JSON array of seqs), ?2 owner, ?3 lease until, ?4 now, ?5 start too,
      * ?6 the claim's random token prefix (the first 24 characters of a UUID). Each item's
      * claim token is that prefix and the last 12 digits of its seq: UUID-shaped, fresh for

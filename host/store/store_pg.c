@@ -100,8 +100,9 @@ static const char *dialect_sql[S_COUNT] = {
                       " ON p.seq = d.dep_seq WHERE d.task_seq = i.seq AND p.status <> 'COMPLETED')"
                       " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h",
     /* The machines as S_CLAIM_MACHINES finds them, each with its head (as S_CLAIM_HEADS
-     * after no key) when it has a free slot, locked in the same statement. */
-    [S_CLAIM_FREE_HEADS] = "WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name"
+     * after no key) when it has a free slot: the first ?3 in claim order that no other
+     * claim holds, locked in the same statement. */
+    [S_CLAIM_FREE_HEADS_LOCKED] = "WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name"
                            " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
                            " ORDER BY machine_name LIMIT 1) UNION ALL SELECT (SELECT machine_name"
                            " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
@@ -118,7 +119,8 @@ static const char *dialect_sql[S_COUNT] = {
                            " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h"
                            " WHERE c.concurrency > (SELECT count(*) FROM queue_items"
                            " WHERE machine_name = m.name AND status IN ('ASSIGNED','PROCESSING',"
-                           "'CANCELLING')) FOR NO KEY UPDATE OF c SKIP LOCKED",
+                           "'CANCELLING')) ORDER BY h.priority, h.created_at, h.seq LIMIT ?3"
+                           " FOR NO KEY UPDATE OF c SKIP LOCKED",
 };
 
 /* ---- migrations ------------------------------------------------------------------------------ */
