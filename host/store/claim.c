@@ -317,8 +317,8 @@ static int free_heads_locked(store *s, struct claim *cl, struct cand **c, size_t
                              size_t errlen)
 {
     eng_rows r;
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS_LOCKED, "tIi", cl->bridge, cl->now,
-                   cl->max_n);
+    int rc =
+        eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS_LOCKED, "tIi", cl->bridge, cl->now, cl->max_n);
     if (rc == STORE_OK)
         rc = read_cands(&r, c, n, err, errlen);
     json_t *locked = json_array(), *ignore = json_array();

@@ -32,7 +32,7 @@
 
 #define BACKOFF_MAX  2000 /* ms between reconnect attempts, at most */
 #define OFFLINE_WAIT 3000 /* ms between attempts once a reconnect window ran out */
-#define VERSION_FRESH_MS 100 /* how long the change count read with a commit stands */
+#define VERSION_FRESH_MS 100  /* how long the change count read with a commit stands */
 
 static const struct eng_driver pg_driver;
 
@@ -102,25 +102,26 @@ static const char *dialect_sql[S_COUNT] = {
     /* The machines as S_CLAIM_MACHINES finds them, each with its head (as S_CLAIM_HEADS
      * after no key) when it has a free slot: the first ?3 in claim order that no other
      * claim holds, locked in the same statement. */
-    [S_CLAIM_FREE_HEADS_LOCKED] = "WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name"
-                           " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
-                           " ORDER BY machine_name LIMIT 1) UNION ALL SELECT (SELECT machine_name"
-                           " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
-                           " AND machine_name > m.name ORDER BY machine_name LIMIT 1) FROM m"
-                           " WHERE m.name IS NOT NULL)"
-                           " SELECT h.seq, h.machine_name, h.priority, h.created_at"
-                           " FROM m JOIN machines c ON c.name = m.name CROSS JOIN LATERAL"
-                           " (SELECT i.seq, i.machine_name, i.priority, i.created_at"
-                           " FROM queue_items i WHERE i.status = 'PENDING' AND i.bridge_name = ?1"
-                           " AND i.machine_name = m.name AND i.run_after <= ?2"
-                           " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
-                           " ON p.seq = d.dep_seq WHERE d.task_seq = i.seq"
-                           " AND p.status <> 'COMPLETED')"
-                           " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h"
-                           " WHERE c.concurrency > (SELECT count(*) FROM queue_items"
-                           " WHERE machine_name = m.name AND status IN ('ASSIGNED','PROCESSING',"
-                           "'CANCELLING')) ORDER BY h.priority, h.created_at, h.seq LIMIT ?3"
-                           " FOR NO KEY UPDATE OF c SKIP LOCKED",
+    [S_CLAIM_FREE_HEADS_LOCKED] =
+        "WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name"
+        " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
+        " ORDER BY machine_name LIMIT 1) UNION ALL SELECT (SELECT machine_name"
+        " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
+        " AND machine_name > m.name ORDER BY machine_name LIMIT 1) FROM m"
+        " WHERE m.name IS NOT NULL)"
+        " SELECT h.seq, h.machine_name, h.priority, h.created_at"
+        " FROM m JOIN machines c ON c.name = m.name CROSS JOIN LATERAL"
+        " (SELECT i.seq, i.machine_name, i.priority, i.created_at"
+        " FROM queue_items i WHERE i.status = 'PENDING' AND i.bridge_name = ?1"
+        " AND i.machine_name = m.name AND i.run_after <= ?2"
+        " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
+        " ON p.seq = d.dep_seq WHERE d.task_seq = i.seq"
+        " AND p.status <> 'COMPLETED')"
+        " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h"
+        " WHERE c.concurrency > (SELECT count(*) FROM queue_items"
+        " WHERE machine_name = m.name AND status IN ('ASSIGNED','PROCESSING',"
+        "'CANCELLING')) ORDER BY h.priority, h.created_at, h.seq LIMIT ?3"
+        " FOR NO KEY UPDATE OF c SKIP LOCKED",
 };
 
 /* ---- migrations ------------------------------------------------------------------------------ */

@@ -1355,8 +1355,8 @@ static void test_claim_matches_model(void **state)
             assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 60000, max_n, 1, now,
                                                   &typed, &n_got, err, sizeof(err)));
         else
-            assert_rc(STORE_OK, store_claim(f->s, f->bridge, f->owner, 60000, max_n, now, &got,
-                                            err, sizeof(err)));
+            assert_rc(STORE_OK, store_claim(f->s, f->bridge, f->owner, 60000, max_n, now, &got, err,
+                                            sizeof(err)));
         if (got != NULL)
             n_got = json_array_size(got);
         if (n_got != n_want)
