@@ -27,7 +27,11 @@
  * full, never waited for), and only then are its active items counted again, in a new
  * statement whose snapshot sees every claim committed before the lock was granted. The
  * picked items are then locked the same way and marked in one statement, so an item a CLI
- * is cancelling at that instant is left out rather than waited for.
+ * is cancelling at that instant is left out rather than waited for. Since other hosts'
+ * machines are full, such a claim goes by machine from the start, over the heads of the
+ * machines with a free slot, found and locked in one statement
+ * (S_CLAIM_FREE_HEADS_LOCKED) and counted again in a second; a claim of structs then
+ * marks, writes the events and reads back in one more (S_CLAIM_TAKE).
  *
  * The picks are marked ASSIGNED (or, with the start folded in, PROCESSING) with a fresh
  * claim token each (the claim's random prefix and the item's seq), their events written
@@ -289,24 +293,6 @@ static int heads(store *s, struct claim *cl, const int64_t key[3], json_t *names
     return rc != STORE_OK ? rc : read_cands(&r, c, n, err, errlen);
 }
 
-/* The machines with PENDING items on the bridge that this claim has not found full, as a
- * JSON array of names. */
-static int open_machines(store *s, struct claim *cl, json_t *names, char *err, size_t errlen)
-{
-    eng_rows r;
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_MACHINES, "t", cl->bridge);
-    if (rc != STORE_OK)
-        return rc;
-    int got;
-    while ((got = eng_next(&r, err, errlen)) == 1) {
-        struct slot *slot = slot_of(cl, eng_text(&r, 0));
-        if (slot == NULL || slot->free > 0)
-            json_array_append_new(names, json_string(eng_text(&r, 0)));
-    }
-    eng_done(&r);
-    return got < 0 ? got : STORE_OK;
-}
-
 /* Without row locks: the heads after key of the machines with PENDING items on the bridge
  * and a free slot, in one statement (S_CLAIM_FREE_HEADS), which also gives each new
  * machine its slot; a machine this claim already found full is left out. */
@@ -342,6 +328,32 @@ static int free_heads(store *s, struct claim *cl, const int64_t key[3], struct c
     return got < 0 ? got : STORE_OK;
 }
 
+/* With row locks, from the start of the queue: the heads of the machines with a free slot,
+ * as many as the claim may take, their machines locked in the same statement
+ * (S_CLAIM_FREE_HEADS_LOCKED, skipping those other claims hold: a host whose fair share is
+ * small leaves the rest to the others), then counted again in a new statement, whose
+ * snapshot sees every claim committed before the locks, as lookup_machines does. */
+static int free_heads_locked(store *s, struct claim *cl, struct cand **c, size_t *n, char *err,
+                             size_t errlen)
+{
+    eng_rows r;
+    int rc =
+        eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS_LOCKED, "tIi", cl->bridge, cl->now, cl->max_n);
+    if (rc == STORE_OK)
+        rc = read_cands(&r, c, n, err, errlen);
+    json_t *locked = json_array(), *ignore = json_array();
+    for (size_t i = 0; i < *n; i++)
+        if (slot_of(cl, (*c)[i].machine) == NULL) {
+            slot_add(cl, (*c)[i].machine);
+            json_array_append_new(locked, json_string((*c)[i].machine));
+        }
+    if (rc == STORE_OK && *n > 0)
+        rc = machines_query(s, cl, S_MACHINE_SLOTS, locked, ignore, err, errlen);
+    json_decref(locked);
+    json_decref(ignore);
+    return rc;
+}
+
 /* Inserts cand into c[from..*n) (in claim order), growing c. */
 static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand *cand)
 {
@@ -373,15 +385,10 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
     struct cand *c = NULL;
     size_t n = 0;
     int rc = STORE_OK;
-    if (!s->drv->row_locks) {
+    if (!s->drv->row_locks)
         rc = free_heads(s, cl, key, &c, &n, err, errlen);
-    } else {
-        json_t *names = json_array();
-        rc = open_machines(s, cl, names, err, errlen);
-        if (rc == STORE_OK && json_array_size(names) > 0)
-            rc = heads(s, cl, key, names, &c, &n, err, errlen);
-        json_decref(names);
-    }
+    else
+        rc = free_heads_locked(s, cl, &c, &n, err, errlen);
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);
     for (size_t i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
@@ -451,11 +458,18 @@ static int still_held(store *s, struct claim *cl, int *held, char *err, size_t e
     return rc != STORE_OK ? rc : got < 0 ? got : STORE_OK;
 }
 
+/* Picks the claim's items. Where the engine locks rows, hosts claim side by side and every
+ * other host's machines count as full: the head of the queue is mostly their backlog, and
+ * the first pass would look up window after window of full machines before the by-machine
+ * pass. The claim goes by machine from the start instead, over the machines with a free
+ * slot: the same picks. Without row locks, the head first unless head_held says otherwise. */
 static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
 {
     int64_t key[3] = {0, 0, 0};
     int more = 0, rc;
-    if (head_held && !s->drv->row_locks) {
+    if (s->drv->row_locks)
+        return pick_by_machine(s, cl, key, err, errlen);
+    if (head_held) {
         rc = pick_by_machine(s, cl, key, err, errlen);
         return rc == STORE_OK ? still_held(s, cl, &head_held, err, errlen) : rc;
     }
@@ -566,10 +580,39 @@ static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
     return got < 0 ? got : STORE_OK;
 }
 
+/* Where the engine locks rows, a claim of structs marks the picks, writes their events and
+ * reads them back in one statement (S_CLAIM_TAKE): those nobody else holds locked. */
+static int take_typed(store *s, struct claim *cl, const char *until, char *err, size_t errlen)
+{
+    eng_rows r;
+    char *picks = picks_json(cl), prefix[37];
+    uuid_v4(prefix);
+    prefix[24] = '\0';
+    int rc = eng_wq(s, &r, err, errlen, S_CLAIM_TAKE, "ttIIitt", picks, cl->owner,
+                    cl->now + cl->lease_ms, cl->now, cl->start, prefix, until);
+    free(picks);
+    if (rc != STORE_OK)
+        return rc;
+    store_items_free(cl->items, cl->n_items);
+    cl->items = calloc(cl->n_picked ? cl->n_picked : 1, sizeof(*cl->items));
+    if (cl->items == NULL)
+        abort();
+    int got;
+    for (cl->n_items = 0; (got = eng_next(&r, err, errlen)) == 1 && cl->n_items < cl->n_picked;)
+        eng_item_struct(&r, 0, &cl->items[cl->n_items++]); /* in claim order (ORDER BY) */
+    eng_done(&r);
+    cl->n_picked = cl->n_items;
+    return got < 0 ? got : STORE_OK;
+}
+
 /* Claims the picks, writes their events and reads them back. */
 static int assign(store *s, struct claim *cl, char *err, size_t errlen)
 {
     char until[32];
+    if (s->drv->row_locks && cl->typed) {
+        iso8601_ms(cl->now + cl->lease_ms, until);
+        return take_typed(s, cl, until, err, errlen);
+    }
     int rc = mark_claimed(s, cl, err, errlen);
     if (rc != STORE_OK || cl->n_picked == 0)
         return rc;

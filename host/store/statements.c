@@ -187,16 +187,6 @@ const struct stmt_def store_statements[S_COUNT] = {
                       " AND q.bridge_name = ?1 AND q.run_after <= ?2" DEPS_DONE
                       " ORDER BY q.priority, q.created_at, q.seq LIMIT ?3",
                       0},
-    /* The machines with PENDING items on bridge ?1, each found by one seek in
-     * qi_claim_machine (a loose index scan): as many steps as machines, whatever the number
-     * of items. */
-    [S_CLAIM_MACHINES] = {"WITH RECURSIVE m(name) AS (SELECT (SELECT min(machine_name)"
-                          " FROM queue_items {index_claim_machine} WHERE bridge_name = ?1"
-                          " AND status = 'PENDING') UNION ALL SELECT (SELECT min(machine_name)"
-                          " FROM queue_items {index_claim_machine} WHERE bridge_name = ?1"
-                          " AND status = 'PENDING' AND machine_name > m.name) FROM m"
-                          " WHERE m.name IS NOT NULL) SELECT name FROM m WHERE name IS NOT NULL",
-                          0},
     /* For each machine of ?6 (a JSON array of names), its first ready item on bridge ?1
      * at ?2 after the key (?3, ?4, ?5) in claim order, if any: one seek in
      * qi_claim_machine each. */
@@ -209,7 +199,7 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " ORDER BY i.priority, i.created_at, i.seq LIMIT 1)",
                        0},
     /* Where one writer holds the store (no row locks): for each machine with PENDING items
-     * on bridge ?1 (a loose index scan, as S_CLAIM_MACHINES) that may start more items
+     * on bridge ?1 (one seek each in qi_claim_machine: a loose index scan) that may start more items
      * (its slots, as S_MACHINE_SLOTS counts them), its head after the key (?3, ?4, ?5) at
      * ?2, as S_CLAIM_HEADS finds it, and its free slots: one statement for the whole pass,
      * no list of names to build and parse, no second look-up of the machines. */
@@ -243,6 +233,13 @@ const struct stmt_def store_statements[S_COUNT] = {
     /* Locks the machines of ?1 that no other claim holds; returns those it locked. */
     [S_MACHINE_LOCK] = {"SELECT name FROM machines WHERE name IN ({json_texts:1}){lock_skip}",
                         STMT_LOCK_ONLY},
+    /* Where the engine locks rows (per dialect): for each machine that has PENDING items on
+     * bridge ?1, exists, has a free slot and is not locked by another claim, its first ready
+     * item at ?2 in claim order (seq, machine, priority, created), the first ?3 of those in
+     * claim order; the machines of the rows returned are locked (skipping those others
+     * hold), and only they: a claim of ?3 items needs no more. The free slots are counted
+     * before the locks: the claim counts again once it holds them. */
+    [S_CLAIM_FREE_HEADS_LOCKED] = {NULL, STMT_LOCK_ONLY},
     /* ?1 the picks (a JSON array of seqs), ?2 owner, ?3 lease until, ?4 now, ?5 start too,
      * ?6 the claim's random token prefix (the first 24 characters of a UUID). Each item's
      * claim token is that prefix and the last 12 digits of its seq: UUID-shaped, fresh for
@@ -279,6 +276,25 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_CLAIM_READ_TYPED] = {"SELECT q.seq, " ITEM_OWN_COLS ", NULL, NULL FROM queue_items q"
                             " WHERE q.seq IN ({json_seqs:1})",
                             0},
+    /* Where the engine locks rows and runs writes in a WITH: S_CLAIM_ASSIGN, S_CLAIM_EVENTS
+     * and S_CLAIM_READ_TYPED in one statement (?7 the lease's end as text): the items
+     * claimed, in claim order. */
+    [S_CLAIM_TAKE] = {"WITH a AS (UPDATE queue_items SET status = CASE WHEN ?5 <> 0"
+                      " THEN 'PROCESSING' ELSE 'ASSIGNED' END, lease_owner = ?2,"
+                      " lease_expires_at = ?3,"
+                      " claim_token = ?6 || substr('000000000000' || seq, length('' || seq) + 1),"
+                      " assigned_at = ?4, updated_at = ?4,"
+                      " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
+                      " progress_percent = NULL, progress_message = NULL"
+                      " WHERE (status || '') = 'PENDING' AND seq IN (SELECT l.seq FROM queue_items l"
+                      " WHERE l.seq IN ({json_seqs:1}){lock_skip}) RETURNING *),"
+                      " e AS (INSERT INTO queue_events (task_seq, action, details, details_is_json,"
+                      " at, started_attempt) SELECT a.seq, 'ASSIGNED', 'claimed by ' || ?2"
+                      " || ' for attempt ' || (a.retry_count + 1) || ', lease until ' || ?7,"
+                      " 0, ?4, CASE WHEN ?5 <> 0 THEN a.retry_count + 1 END FROM a ORDER BY a.seq)"
+                      " SELECT " ITEM_OWN_COLS ", NULL, NULL FROM a AS q"
+                      " ORDER BY q.priority, q.created_at, q.seq",
+                      STMT_LOCK_ONLY},
 
     [S_HELD] = {"SELECT seq, task_id, status, retry_count, bridge_name, claim_token,"
                 " " HAS_DEPENDENTS " FROM queue_items WHERE task_id = ?1",

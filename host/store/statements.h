@@ -39,15 +39,16 @@ enum stmt_id {
     S_ITEM_DELETE,
     /* claim */
     S_CLAIM_SCAN,
-    S_CLAIM_MACHINES,
     S_CLAIM_HEADS,
     S_CLAIM_FREE_HEADS,
     S_MACHINE_SLOTS,
     S_MACHINE_LOCK,
+    S_CLAIM_FREE_HEADS_LOCKED,
     S_CLAIM_ASSIGN,
     S_CLAIM_EVENTS,
     S_CLAIM_READ,
     S_CLAIM_READ_TYPED,
+    S_CLAIM_TAKE,
     /* the held item's life */
     S_HELD,
     S_START,

@@ -32,6 +32,7 @@
 
 #define BACKOFF_MAX  2000 /* ms between reconnect attempts, at most */
 #define OFFLINE_WAIT 3000 /* ms between attempts once a reconnect window ran out */
+#define VERSION_FRESH_MS 100  /* how long the change count read with a commit stands */
 
 static const struct eng_driver pg_driver;
 
@@ -83,12 +84,6 @@ static const char *dialect_sql[S_COUNT] = {
      * first min() by aggregating every PENDING index entry, and joined the heads to
      * queue_items by hashing a sequential scan of the whole table, both as deep as the
      * queue. ORDER BY … LIMIT 1 is one seek; LATERAL one seek per machine. */
-    [S_CLAIM_MACHINES] = "WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name FROM queue_items"
-                         " WHERE bridge_name = ?1 AND status = 'PENDING' ORDER BY machine_name"
-                         " LIMIT 1) UNION ALL SELECT (SELECT machine_name FROM queue_items"
-                         " WHERE bridge_name = ?1 AND status = 'PENDING' AND machine_name > m.name"
-                         " ORDER BY machine_name LIMIT 1) FROM m WHERE m.name IS NOT NULL)"
-                         " SELECT name FROM m WHERE name IS NOT NULL",
     [S_CLAIM_HEADS] = "SELECT h.seq, h.machine_name, h.priority, h.created_at"
                       " FROM ({json_texts:6}) AS m CROSS JOIN LATERAL (SELECT i.seq,"
                       " i.machine_name, i.priority, i.created_at FROM queue_items i"
@@ -98,6 +93,29 @@ static const char *dialect_sql[S_COUNT] = {
                       " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
                       " ON p.seq = d.dep_seq WHERE d.task_seq = i.seq AND p.status <> 'COMPLETED')"
                       " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h",
+    /* The machines with PENDING items on bridge ?1 (one seek each), each with its head (as S_CLAIM_HEADS
+     * after no key) when it has a free slot: the first ?3 in claim order that no other
+     * claim holds, locked in the same statement. */
+    [S_CLAIM_FREE_HEADS_LOCKED] =
+        "WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name"
+        " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
+        " ORDER BY machine_name LIMIT 1) UNION ALL SELECT (SELECT machine_name"
+        " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
+        " AND machine_name > m.name ORDER BY machine_name LIMIT 1) FROM m"
+        " WHERE m.name IS NOT NULL)"
+        " SELECT h.seq, h.machine_name, h.priority, h.created_at"
+        " FROM m JOIN machines c ON c.name = m.name CROSS JOIN LATERAL"
+        " (SELECT i.seq, i.machine_name, i.priority, i.created_at"
+        " FROM queue_items i WHERE i.status = 'PENDING' AND i.bridge_name = ?1"
+        " AND i.machine_name = m.name AND i.run_after <= ?2"
+        " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
+        " ON p.seq = d.dep_seq WHERE d.task_seq = i.seq"
+        " AND p.status <> 'COMPLETED')"
+        " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h"
+        " WHERE c.concurrency > (SELECT count(*) FROM queue_items"
+        " WHERE machine_name = m.name AND status IN ('ASSIGNED','PROCESSING',"
+        "'CANCELLING')) ORDER BY h.priority, h.created_at, h.seq LIMIT ?3"
+        " FOR NO KEY UPDATE OF c SKIP LOCKED",
 };
 
 /* ---- migrations ------------------------------------------------------------------------------ */
@@ -866,6 +884,9 @@ static int64_t pg_resources_version(store *s)
     struct pg *p = (struct pg *)s;
     if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) != PQTRANS_IDLE)
         return -1;
+    /* Read with the last batch's commit, a moment ago, and no statement ran since. */
+    if (p->version_at > 0 && mono_ms() - p->version_at < VERSION_FRESH_MS)
+        return p->version;
     PGresult *r = NULL;
     int64_t v = -1;
     if (store_pg_exec_raw(p, -1, "SELECT n FROM resource_changes", -1, NULL, NULL, &r, NULL, 0) ==

@@ -60,6 +60,9 @@ struct pg {
     int op_savepoint; /* it has taken its savepoint */
     int op_changed;   /* its writes changed rows */
     unsigned op_seq;  /* operations run in the batch so far */
+    /* The count of changes to machines and teams (migration 11) read with the last batch's
+     * COMMIT, and when (mono_ms; 0: none, or a statement ran since). */
+    int64_t version, version_at;
     struct pg_logged *log;
     size_t n_log, cap_log;
 

@@ -69,6 +69,7 @@ int store_pg_exec_raw(struct pg *p, int id, const char *sql, int n, const Oid *t
                       const char *const *values, PGresult **out, char *err, size_t errlen)
 {
     *out = NULL;
+    p->version_at = 0;
     if (PQstatus(p->conn) != CONNECTION_OK) {
         char msg[256];
         store_pg_conn_message(p->conn, msg, sizeof(msg));
@@ -286,10 +287,45 @@ void store_pg_may_undo(store *s)
  */
 
 /*
+ * COMMIT, and with version the count of changes to machines and teams read right after it
+ * in the same round trip (a host asks for it after every turn's commit: pg_resources_version
+ * takes it from there). The count's failure (a role that may not read it) is only no count.
+ */
+static int exec_commit(struct pg *p, int version, PGresult **out, char *err, size_t errlen)
+{
+    if (!version || PQstatus(p->conn) != CONNECTION_OK)
+        return store_pg_exec_raw(p, -1, "COMMIT", -1, NULL, NULL, out, err, errlen);
+    p->version_at = 0;
+    *out = NULL;
+    if (!PQsendQuery(p->conn, "COMMIT; SELECT n FROM resource_changes"))
+        return store_pg_fail(p, NULL, err, errlen);
+    PGresult *r, *commit = NULL;
+    while ((r = PQgetResult(p->conn)) != NULL) {
+        if (commit == NULL) {
+            commit = r;
+            continue;
+        }
+        if (PQresultStatus(commit) == PGRES_COMMAND_OK && PQresultStatus(r) == PGRES_TUPLES_OK &&
+            PQntuples(r) == 1) {
+            p->version = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            p->version_at = mono_ms();
+        }
+        PQclear(r);
+    }
+    if (commit != NULL && PQresultStatus(commit) == PGRES_COMMAND_OK) {
+        *out = commit;
+        return STORE_OK;
+    }
+    int rc = store_pg_fail(p, commit, err, errlen);
+    PQclear(commit);
+    return rc;
+}
+
+/*
  * Commits the open transaction. STORE_OK when it committed; ENG_LOST when it certainly did
  * not (the caller runs it again); STORE_ERROR when the outcome cannot be known.
  */
-static int pg_commit(struct pg *p, int64_t deadline, char *err, size_t errlen)
+static int pg_commit(struct pg *p, int version, int64_t deadline, char *err, size_t errlen)
 {
     int64_t xid = 0;
     int rc = STORE_OK;
@@ -302,7 +338,7 @@ static int pg_commit(struct pg *p, int64_t deadline, char *err, size_t errlen)
         if (rc != STORE_OK)
             return rc; /* COMMIT was never sent */
     }
-    rc = store_pg_exec_raw(p, -1, "COMMIT", -1, NULL, NULL, &r, err, errlen);
+    rc = exec_commit(p, version, &r, err, errlen);
     if (rc == STORE_OK && strcmp(PQcmdStatus(r), "COMMIT") != 0) {
         seterr(err, errlen, "store %s: the transaction was rolled back", p->label);
         rc = STORE_ERROR;
@@ -508,7 +544,7 @@ int store_pg_run(store *s, int write, eng_body body, void *ctx, char *err, size_
         if (rc == STORE_OK) {
             rc = body(&p->base, ctx, err, errlen);
             if (rc == STORE_OK && write)
-                rc = pg_commit(p, deadline, err, errlen);
+                rc = pg_commit(p, 0, deadline, err, errlen);
         }
         if (p->in_tx)
             store_pg_rollback_quietly(p);
@@ -557,7 +593,7 @@ int store_pg_commit_batch(store *s, char *err, size_t errlen)
     }
     int64_t deadline = store_pg_deadline(p);
     for (unsigned attempt = 0; rc == STORE_OK; attempt++) {
-        rc = pg_commit(p, deadline, err, errlen);
+        rc = pg_commit(p, 1, deadline, err, errlen);
         if (rc != ENG_LOST)
             break;
         /* Certainly not committed: commit the rebuilt batch instead. */
