@@ -422,7 +422,18 @@ static int64_t token_seq(const char *token)
 static int finish_rows(store *s, struct finish_ctx *c, const size_t *idx, size_t n, char *done,
                        struct eng_events *ev, char *err, size_t errlen)
 {
-    int rc = STORE_OK;
+    /* Whether any item is `after` one of the batch's items, asked once for the range of
+     * their seqs: when none is (a drain's usual case), no end needs S_HAS_DEPENDENTS. */
+    int64_t lo = 0, hi = 0, maybe = 0;
+    for (size_t k = 0; k < n; k++) {
+        int64_t seq = token_seq(c->f[idx[k]].token);
+        if (seq > 0 && (lo == 0 || seq < lo))
+            lo = seq;
+        if (seq > hi)
+            hi = seq;
+    }
+    int rc = hi > 0 ? eng_scalar(s, &maybe, err, errlen, S_DEPENDENTS_IN_RANGE, "II", lo, hi)
+                    : STORE_OK;
     for (size_t k = 0; rc == STORE_OK && k < n; k++) {
         const struct store_finish *e = &c->f[idx[k]];
         struct finished fin = {token_seq(e->token), idx[k], 0};
@@ -435,7 +446,13 @@ static int finish_rows(store *s, struct finish_ctx *c, const size_t *idx, size_t
         if (rc != STORE_OK || changed != 1)
             continue;
         int64_t has_dependents = 0;
-        rc = eng_scalar(s, &has_dependents, err, errlen, S_HAS_DEPENDENTS, "I", fin.seq);
+        if (maybe)
+            rc = eng_scalar(s, &has_dependents, err, errlen, S_HAS_DEPENDENTS, "I", fin.seq);
+        /* An end other than COMPLETED may queue an item (a fallback, which store.c gives
+         * no dependencies today): from here on every end asks, so that an item queued
+         * `after` a later end of the batch would never be missed. */
+        if (e->outcome.kind != STORE_OUTCOME_COMPLETED)
+            maybe = 1;
         fin.has_dependents = has_dependents != 0;
         done[idx[k]] = 1;
         if (rc == STORE_OK)

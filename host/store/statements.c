@@ -357,6 +357,10 @@ const struct stmt_def store_statements[S_COUNT] = {
                       0},
     /* 1 when some item is `after` item ?1, else 0. */
     [S_HAS_DEPENDENTS] = {"SELECT EXISTS (SELECT 1 FROM queue_deps WHERE dep_seq = ?1)", 0},
+    /* 1 when some item is `after` an item of seq ?1 to ?2 (one probe of queue_deps_dep). */
+    [S_DEPENDENTS_IN_RANGE] = {"SELECT EXISTS (SELECT 1 FROM queue_deps"
+                               " WHERE dep_seq BETWEEN ?1 AND ?2)",
+                               0},
     [S_WAKE_DEPENDENTS] = {"SELECT DISTINCT t.bridge_name FROM queue_deps d"
                            " JOIN queue_items t ON t.seq = d.task_seq"
                            " WHERE d.dep_seq = ?1 AND t.status = 'PENDING' LIMIT 4",

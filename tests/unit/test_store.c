@@ -2365,6 +2365,46 @@ static void test_finish_many(void **state)
     store_items_free(items, n);
 }
 
+/* Final ends of one store_finish_many whose first and last items (by seq: the ends of the
+ * range the store asks about dependencies once for) have dependents: each FAILED end cancels
+ * its dependent; the COMPLETED end between them has none. */
+static void test_finish_many_dependents(void **state)
+{
+    struct fx *f = *state;
+    char err[512], ma[64], a[37], b[37], c[37], d[37], e[37];
+    fresh_name(ma, sizeof(ma), "ma");
+    assert_rc(STORE_OK,
+              store_machine_create(f->s, f->team, f->bridge, ma, NULL, NULL, err, sizeof(err)));
+    item(f, f->m1, 3, 0, a);
+    item(f, f->m2, 3, 10, b);
+    item(f, ma, 3, 20, c);
+    const char *after_a[] = {a}, *after_c[] = {c};
+    item_full(f, f->m1, f->bridge, 3, 30, after_a, 1, d);
+    item_full(f, f->m2, f->bridge, 3, 40, after_c, 1, e);
+    struct store_item *items = NULL;
+    size_t n = 0;
+    assert_rc(STORE_OK, store_claim_items(f->s, f->bridge, f->owner, 30000, 10, 1, f->t0 + 100,
+                                          &items, &n, err, sizeof(err)));
+    assert_int_equal(n, 3);
+    struct store_finish fin[3];
+    int rcs[3];
+    for (size_t i = 0; i < n; i++)
+        fin[i] = (struct store_finish){items[i].task_id, items[i].token,
+                                       {.kind = strcmp(items[i].task_id, b) == 0
+                                                    ? STORE_OUTCOME_COMPLETED
+                                                    : STORE_OUTCOME_FAILED,
+                                        .reason = "boom"}};
+    assert_rc(STORE_OK, store_finish_many(f->s, fin, n, rcs, f->t0 + 200, err, sizeof(err)));
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(rcs[i], STORE_OK);
+    assert_status(f, a, "FAILED");
+    assert_status(f, b, "COMPLETED");
+    assert_status(f, c, "FAILED");
+    assert_status(f, d, "CANCELLED");
+    assert_status(f, e, "CANCELLED");
+    store_items_free(items, n);
+}
+
 static void test_recovery_items(void **state)
 {
     struct fx *f = *state;
@@ -3051,6 +3091,7 @@ static int run_suite(const char *name)
         T(test_claim_start_trace),
         T(test_claim_items_unstarted),
         T(test_finish_many),
+        T(test_finish_many_dependents),
         T(test_recovery_items),
         T(test_claim_items_full_batch),
         T(test_list_many_teams),
