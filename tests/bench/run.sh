@@ -76,7 +76,7 @@ if on cli; then
     summary "create queue-item (ms, mean of 200)" "$one_ms" "-" "-" "<= 3" "$(verdict "$one_ms" "<=" 3)"
     t0=$(now_ns)
     for p in 1 2 3 4; do
-        (for i in $(seq 1 100); do "$FERRY" create queue-item Ops "m$p" local --vault '{"function":"fx_noop"}' >/dev/null; done) &
+        (for i in $(seq 1 100); do "$FERRY" create queue-item Ops "m$p" local --vault '{"function":"fx_noop"}' >/dev/null 2>>"$D/warn$p"; done) &
     done
     wait
     row "create queue-item, 4 processes x 100 items (items/s)" "$(rate 400 $(($(now_ns) - t0)))"
