@@ -437,8 +437,10 @@ static int still_held(store *s, struct claim *cl, int *held, char *err, size_t e
     int64_t *sorted = malloc((cl->n_picked ? cl->n_picked : 1) * sizeof(*sorted));
     if (sorted == NULL)
         abort();
-    memcpy(sorted, cl->picked, cl->n_picked * sizeof(*sorted));
-    qsort(sorted, cl->n_picked, sizeof(*sorted), cmp_seq);
+    if (cl->n_picked > 0) { /* picked is NULL until the first pick */
+        memcpy(sorted, cl->picked, cl->n_picked * sizeof(*sorted));
+        qsort(sorted, cl->n_picked, sizeof(*sorted), cmp_seq);
+    }
     eng_rows r;
     *held = 0;
     int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now,
