@@ -235,3 +235,10 @@ int valid_name(const char *s, char *err, size_t errlen)
                s);
     return ok;
 }
+
+uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * FNV1A_PRIME;
+    return h;
+}

@@ -48,4 +48,10 @@ int mkdir_p(const char *path);
  * 1-128 of [A-Za-z0-9._-], starting with a letter or digit. Otherwise 0 with err set. */
 int valid_name(const char *s, char *err, size_t errlen);
 
+/* FNV-1a (64 bits): h folded over the bytes of s; start from FNV1A_BASIS. For names of
+ * files, channels and hash tables, never for anything an attacker must not collide. */
+#define FNV1A_BASIS 1469598103934665603ULL
+#define FNV1A_PRIME 1099511628211ULL
+uint64_t fnv1a(uint64_t h, const char *s);
+
 #endif

@@ -33,15 +33,6 @@
 #define CACHE_VERSION   2
 #define CACHE_MAX_BYTES (8u * 1024 * 1024)
 
-/* FNV-1a, for a file name per plugin directory. */
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 /* The cache file's path (caller frees), or NULL when there is nowhere to put it. */
 static char *cache_path(const ferry_config *cfg)
 {
@@ -60,7 +51,7 @@ static char *cache_path(const ferry_config *cfg)
     if (dir == NULL)
         return NULL;
     char *path =
-        xasprintf("%s/functions-%016llx.json", dir, (unsigned long long)fnv1a(cfg->plugin_dir));
+        xasprintf("%s/functions-%016llx.json", dir, (unsigned long long)fnv1a(FNV1A_BASIS, cfg->plugin_dir));
     free(dir);
     return path;
 }

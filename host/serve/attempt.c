@@ -150,13 +150,8 @@ struct machine_cache {
 
 static uint64_t machine_hash(const char *team, const char *name)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a over team, a NUL, name */
-    for (const char *p = team ? team : ""; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h *= 1099511628211ull;
-    for (const char *p = name ? name : ""; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return h;
+    /* FNV-1a over team, a NUL, name */
+    return fnv1a(fnv1a(FNV1A_BASIS, team ? team : "") * FNV1A_PRIME, name ? name : "");
 }
 
 /* The slot of team/name: its entry's, or the empty one where it would go. */

@@ -625,9 +625,7 @@ static void channel_of(const char *bridge, char out[64])
         snprintf(out, 64, "ferry:%s", bridge);
         return;
     }
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *c = bridge; *c; c++)
-        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    uint64_t h = fnv1a(FNV1A_BASIS, bridge);
     snprintf(out, 64, "ferry:%.33s#%016llx", bridge, (unsigned long long)h);
 }
 
