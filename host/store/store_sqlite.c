@@ -17,6 +17,7 @@
  */
 #include "engine.h"
 
+#include "sqlite_vfs.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -726,10 +727,13 @@ static int sq_configure(struct sq *q, const struct store_options *opts, char *er
 /* SQLite keeps memory statistics by default, and so takes a global mutex around every
  * malloc and free it makes: 3% of a bulk create's instructions and 4% of a create
  * queue-item's. Nothing here reads them (no sqlite3_memory_used, no soft heap limit). Set
- * once per process, before SQLite initializes. */
+ * once per process, before SQLite initializes. Then every connection goes through the VFS
+ * that writes a commit's WAL frames at once (sqlite_vfs.c); should it fail to register,
+ * connections use the unix VFS as before. */
 static void sq_global_config(void)
 {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)sqlite_vfs_register();
 }
 
 /*

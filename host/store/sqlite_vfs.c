@@ -1,0 +1,511 @@
+/*
+ * The VFS "ferry": SQLite's unix VFS, except that a WAL file's appended frames are gathered
+ * in memory and written with one pwrite. SQLite writes each WAL frame as two writes (its
+ * 24-byte header, then the page), so a commit of 12 pages cost 24 pwrite calls, and a
+ * 10,000-item drain 44,759.
+ *
+ * When the gathered bytes reach the file (wal.c of SQLite 3.40, sqlite3WalFrames and the
+ * functions around it, is what this follows):
+ *  - At the end of a commit frame, inside the xWrite of its page: a frame header whose
+ *    "database size" field is not zero marks the commit, and the page after it completes
+ *    it. So a commit's frames are in the file before sqlite3WalFrames syncs them
+ *    (synchronous=FULL) or publishes the new wal-index header to other connections
+ *    (synchronous=NORMAL, no sync), and a failed write comes back from that xWrite with the
+ *    VFS below's own error code, where SQLite expects it.
+ *  - Before any other call on the WAL file (xRead, xSync, xTruncate, xFileSize, locks,
+ *    xFileControl, xClose), before a write that does not extend the gathered bytes, and
+ *    when the buffer is full.
+ *  - Before the main database file's xShmBarrier and xShmLock: a second line behind the
+ *    first rule, so nothing this connection wrote is still in memory when the wal-index
+ *    changes or a lock moves. An error there cannot be returned (xShmBarrier returns
+ *    nothing; a lock call is the wrong place), so the bytes stay gathered and the next call
+ *    on the WAL file tries again and returns the error. Only frames of a transaction that
+ *    has not committed can be in memory then.
+ * Only appends are gathered: a write inside frames this transaction already wrote (SQLite
+ * overwrites a page it spilled earlier, then rewrites the checksums of the frames after it)
+ * goes straight to the file, after the gathered bytes. Durability is unchanged: data reach
+ * the disk at the same xSync calls, with the same bytes in the file at each of them.
+ */
+#include "sqlite_vfs.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A WAL frame header; bytes 4-7 hold the database size in pages after a commit, else 0. */
+#define WAL_FRAME_HEADER 24
+/* The most gathered at once: the unix VFS writes at most 0x1ffff bytes per xWrite (it masks
+ * the length to 17 bits; SQLite itself never writes more than a 64 KiB page), so 31 frames
+ * of 4 KiB. A larger commit is written in pieces of this size. */
+#define WAL_GATHER_MAX 0x1ffff
+#define WAL_GATHER_FIRST (64 << 10)
+
+struct vfs_file {
+    sqlite3_file base;      /* pMethods is db_methods or wal_methods */
+    sqlite3_file *real;     /* the file of the VFS below, in the same allocation */
+    struct vfs_file *wal;   /* main database: its WAL file while that is open */
+    struct vfs_file *db;    /* WAL: its main database file */
+    unsigned char *gather;  /* WAL: appended bytes not yet written */
+    size_t len, cap;
+    sqlite3_int64 gather_at;  /* file offset of gather[0] */
+    sqlite3_int64 end;        /* end of the frames appended in this write transaction, or -1 */
+    int commit_header;        /* the last gathered write was a commit frame's header */
+};
+
+/* The file of the VFS below starts here, aligned for any type. */
+#define REAL_OFFSET ((sizeof(struct vfs_file) + 15) & ~(size_t)15)
+
+static const sqlite3_io_methods db_methods, wal_methods;
+
+static sqlite3_vfs *below(sqlite3_vfs *vfs)
+{
+    return vfs->pAppData;
+}
+
+static sqlite3_file *real(sqlite3_file *file)
+{
+    return ((struct vfs_file *)file)->real;
+}
+
+/* Writes the gathered bytes; on failure they stay gathered and the error is returned. */
+static int wal_flush(struct vfs_file *w)
+{
+    if (w->len == 0)
+        return SQLITE_OK;
+    int rc = w->real->pMethods->xWrite(w->real, w->gather, (int)w->len, w->gather_at);
+    if (rc == SQLITE_OK) {
+        w->len = 0;
+        w->commit_header = 0;
+    }
+    return rc;
+}
+
+/* Room for n more gathered bytes: 0 when that would pass WAL_GATHER_MAX or memory ran out. */
+static int wal_room(struct vfs_file *w, size_t n)
+{
+    if (w->len + n <= w->cap)
+        return 1;
+    if (w->len + n > WAL_GATHER_MAX)
+        return 0;
+    size_t cap = w->cap ? w->cap : WAL_GATHER_FIRST;
+    while (cap < w->len + n)
+        cap *= 2;
+    unsigned char *grown = realloc(w->gather, cap);
+    if (grown == NULL)
+        return 0;
+    w->gather = grown;
+    w->cap = cap;
+    return 1;
+}
+
+static int is_commit_header(const void *data, int n)
+{
+    const unsigned char *b = data;
+    return n == WAL_FRAME_HEADER && (b[4] | b[5] | b[6] | b[7]) != 0;
+}
+
+static int wal_write(sqlite3_file *file, const void *data, int n, sqlite3_int64 off)
+{
+    struct vfs_file *w = (struct vfs_file *)file;
+    int ends_commit = w->commit_header; /* this is the page of a commit frame */
+    if (off == 0)
+        w->end = 0; /* a new WAL header: the log starts again */
+    int append = w->end < 0 || off == w->end;
+    int rc = SQLITE_OK;
+    if (w->len > 0 && (!append || off != w->gather_at + (sqlite3_int64)w->len ||
+                       w->len + (size_t)n > WAL_GATHER_MAX))
+        rc = wal_flush(w);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (!append || !wal_room(w, (size_t)n)) {
+        rc = wal_flush(w);
+        if (rc == SQLITE_OK)
+            rc = w->real->pMethods->xWrite(w->real, data, n, off);
+        if (rc == SQLITE_OK && append)
+            w->end = off + n;
+        w->commit_header = 0;
+        return rc;
+    }
+    if (w->len == 0)
+        w->gather_at = off;
+    memcpy(w->gather + w->len, data, (size_t)n);
+    w->len += (size_t)n;
+    w->end = off + n;
+    if (ends_commit)
+        return wal_flush(w);
+    w->commit_header = is_commit_header(data, n);
+    return SQLITE_OK;
+}
+
+static int wal_close(sqlite3_file *file)
+{
+    struct vfs_file *w = (struct vfs_file *)file;
+    int flushed = wal_flush(w);
+    if (w->db != NULL)
+        w->db->wal = NULL;
+    free(w->gather);
+    int rc = w->real->pMethods->xClose(w->real);
+    return flushed != SQLITE_OK ? flushed : rc;
+}
+
+static int db_close(sqlite3_file *file)
+{
+    struct vfs_file *d = (struct vfs_file *)file;
+    if (d->wal != NULL)
+        d->wal->db = NULL;
+    return d->real->pMethods->xClose(d->real);
+}
+
+/* Every other WAL file method writes the gathered bytes first, then forwards. */
+#define WAL_FLUSH_FIRST(file)                                                                \
+    do {                                                                                     \
+        int flushed_ = wal_flush((struct vfs_file *)(file));                                 \
+        if (flushed_ != SQLITE_OK)                                                           \
+            return flushed_;                                                                 \
+    } while (0)
+
+static int wal_read(sqlite3_file *file, void *buf, int n, sqlite3_int64 off)
+{
+    WAL_FLUSH_FIRST(file);
+    return real(file)->pMethods->xRead(real(file), buf, n, off);
+}
+
+static int wal_truncate(sqlite3_file *file, sqlite3_int64 size)
+{
+    WAL_FLUSH_FIRST(file);
+    return real(file)->pMethods->xTruncate(real(file), size);
+}
+
+static int wal_sync(sqlite3_file *file, int flags)
+{
+    WAL_FLUSH_FIRST(file);
+    return real(file)->pMethods->xSync(real(file), flags);
+}
+
+static int wal_file_size(sqlite3_file *file, sqlite3_int64 *size)
+{
+    WAL_FLUSH_FIRST(file);
+    return real(file)->pMethods->xFileSize(real(file), size);
+}
+
+static int wal_lock(sqlite3_file *file, int level)
+{
+    WAL_FLUSH_FIRST(file);
+    return real(file)->pMethods->xLock(real(file), level);
+}
+
+static int wal_unlock(sqlite3_file *file, int level)
+{
+    WAL_FLUSH_FIRST(file);
+    return real(file)->pMethods->xUnlock(real(file), level);
+}
+
+static int wal_check_reserved(sqlite3_file *file, int *out)
+{
+    WAL_FLUSH_FIRST(file);
+    return real(file)->pMethods->xCheckReservedLock(real(file), out);
+}
+
+static int wal_file_control(sqlite3_file *file, int op, void *arg)
+{
+    WAL_FLUSH_FIRST(file);
+    return real(file)->pMethods->xFileControl(real(file), op, arg);
+}
+
+static int wal_fetch(sqlite3_file *file, sqlite3_int64 off, int n, void **out)
+{
+    *out = NULL;
+    WAL_FLUSH_FIRST(file);
+    return real(file)->pMethods->xFetch(real(file), off, n, out);
+}
+
+/* The main database file's shared memory: the WAL's gathered bytes go first (see top). */
+static int db_shm_lock(sqlite3_file *file, int offset, int n, int flags)
+{
+    struct vfs_file *d = (struct vfs_file *)file;
+    if (d->wal != NULL) {
+        (void)wal_flush(d->wal);
+        /* Taking the write lock (slot 0) starts a write transaction: its first write is an
+         * append wherever it lands (another connection may have restarted the log). */
+        if (offset == 0 && (flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE))
+            d->wal->end = -1;
+    }
+    return d->real->pMethods->xShmLock(d->real, offset, n, flags);
+}
+
+static void db_shm_barrier(sqlite3_file *file)
+{
+    struct vfs_file *d = (struct vfs_file *)file;
+    if (d->wal != NULL)
+        (void)wal_flush(d->wal);
+    d->real->pMethods->xShmBarrier(d->real);
+}
+
+/* Straight to the file below. */
+static int pass_read(sqlite3_file *file, void *buf, int n, sqlite3_int64 off)
+{
+    return real(file)->pMethods->xRead(real(file), buf, n, off);
+}
+
+static int pass_write(sqlite3_file *file, const void *buf, int n, sqlite3_int64 off)
+{
+    return real(file)->pMethods->xWrite(real(file), buf, n, off);
+}
+
+static int pass_truncate(sqlite3_file *file, sqlite3_int64 size)
+{
+    return real(file)->pMethods->xTruncate(real(file), size);
+}
+
+static int pass_sync(sqlite3_file *file, int flags)
+{
+    return real(file)->pMethods->xSync(real(file), flags);
+}
+
+static int pass_file_size(sqlite3_file *file, sqlite3_int64 *size)
+{
+    return real(file)->pMethods->xFileSize(real(file), size);
+}
+
+static int pass_lock(sqlite3_file *file, int level)
+{
+    return real(file)->pMethods->xLock(real(file), level);
+}
+
+static int pass_unlock(sqlite3_file *file, int level)
+{
+    return real(file)->pMethods->xUnlock(real(file), level);
+}
+
+static int pass_check_reserved(sqlite3_file *file, int *out)
+{
+    return real(file)->pMethods->xCheckReservedLock(real(file), out);
+}
+
+static int pass_file_control(sqlite3_file *file, int op, void *arg)
+{
+    return real(file)->pMethods->xFileControl(real(file), op, arg);
+}
+
+static int pass_sector_size(sqlite3_file *file)
+{
+    return real(file)->pMethods->xSectorSize(real(file));
+}
+
+static int pass_device_characteristics(sqlite3_file *file)
+{
+    return real(file)->pMethods->xDeviceCharacteristics(real(file));
+}
+
+static int pass_shm_map(sqlite3_file *file, int region, int size, int extend, void volatile **out)
+{
+    return real(file)->pMethods->xShmMap(real(file), region, size, extend, out);
+}
+
+static int pass_shm_lock(sqlite3_file *file, int offset, int n, int flags)
+{
+    return real(file)->pMethods->xShmLock(real(file), offset, n, flags);
+}
+
+static void pass_shm_barrier(sqlite3_file *file)
+{
+    real(file)->pMethods->xShmBarrier(real(file));
+}
+
+static int pass_shm_unmap(sqlite3_file *file, int delete_flag)
+{
+    return real(file)->pMethods->xShmUnmap(real(file), delete_flag);
+}
+
+static int pass_fetch(sqlite3_file *file, sqlite3_int64 off, int n, void **out)
+{
+    return real(file)->pMethods->xFetch(real(file), off, n, out);
+}
+
+static int pass_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p)
+{
+    return real(file)->pMethods->xUnfetch(real(file), off, p);
+}
+
+static const sqlite3_io_methods db_methods = {
+    3,
+    db_close,
+    pass_read,
+    pass_write,
+    pass_truncate,
+    pass_sync,
+    pass_file_size,
+    pass_lock,
+    pass_unlock,
+    pass_check_reserved,
+    pass_file_control,
+    pass_sector_size,
+    pass_device_characteristics,
+    pass_shm_map,
+    db_shm_lock,
+    db_shm_barrier,
+    pass_shm_unmap,
+    pass_fetch,
+    pass_unfetch,
+};
+
+static const sqlite3_io_methods wal_methods = {
+    3,
+    wal_close,
+    wal_read,
+    wal_write,
+    wal_truncate,
+    wal_sync,
+    wal_file_size,
+    wal_lock,
+    wal_unlock,
+    wal_check_reserved,
+    wal_file_control,
+    pass_sector_size,
+    pass_device_characteristics,
+    pass_shm_map,
+    pass_shm_lock,
+    pass_shm_barrier,
+    pass_shm_unmap,
+    wal_fetch,
+    pass_unfetch,
+};
+
+/* Main database and WAL files get this VFS's methods around the file below; every other file
+ * (journals, temporary files) is the file below itself, in the same memory. */
+static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, int flags,
+                    int *out_flags)
+{
+    const sqlite3_io_methods *methods = (flags & SQLITE_OPEN_MAIN_DB)
+                                            ? &db_methods
+                                            : (flags & SQLITE_OPEN_WAL) ? &wal_methods : NULL;
+    if (methods == NULL)
+        return below(vfs)->xOpen(below(vfs), name, file, flags, out_flags);
+    struct vfs_file *f = (struct vfs_file *)file;
+    memset(f, 0, sizeof(*f));
+    f->real = (sqlite3_file *)((char *)file + REAL_OFFSET);
+    f->end = -1;
+    int rc = below(vfs)->xOpen(below(vfs), name, f->real, flags, out_flags);
+    /* SQLite calls xClose whenever pMethods is set, even after a failed xOpen. */
+    if (f->real->pMethods == NULL)
+        return rc;
+    f->base.pMethods = methods;
+    if (methods == &wal_methods) {
+        struct vfs_file *db = (struct vfs_file *)sqlite3_database_file_object(name);
+        if (db != NULL && db->base.pMethods == &db_methods) {
+            f->db = db;
+            db->wal = f;
+        }
+    }
+    return rc;
+}
+
+static int vfs_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
+{
+    return below(vfs)->xDelete(below(vfs), name, sync_dir);
+}
+
+static int vfs_access(sqlite3_vfs *vfs, const char *name, int flags, int *out)
+{
+    return below(vfs)->xAccess(below(vfs), name, flags, out);
+}
+
+static int vfs_full_pathname(sqlite3_vfs *vfs, const char *name, int n, char *out)
+{
+    return below(vfs)->xFullPathname(below(vfs), name, n, out);
+}
+
+static void *vfs_dl_open(sqlite3_vfs *vfs, const char *name)
+{
+    return below(vfs)->xDlOpen(below(vfs), name);
+}
+
+static void vfs_dl_error(sqlite3_vfs *vfs, int n, char *msg)
+{
+    below(vfs)->xDlError(below(vfs), n, msg);
+}
+
+static void (*vfs_dl_sym(sqlite3_vfs *vfs, void *lib, const char *sym))(void)
+{
+    return below(vfs)->xDlSym(below(vfs), lib, sym);
+}
+
+static void vfs_dl_close(sqlite3_vfs *vfs, void *lib)
+{
+    below(vfs)->xDlClose(below(vfs), lib);
+}
+
+static int vfs_randomness(sqlite3_vfs *vfs, int n, char *out)
+{
+    return below(vfs)->xRandomness(below(vfs), n, out);
+}
+
+static int vfs_sleep(sqlite3_vfs *vfs, int us)
+{
+    return below(vfs)->xSleep(below(vfs), us);
+}
+
+static int vfs_current_time(sqlite3_vfs *vfs, double *out)
+{
+    return below(vfs)->xCurrentTime(below(vfs), out);
+}
+
+static int vfs_get_last_error(sqlite3_vfs *vfs, int n, char *out)
+{
+    return below(vfs)->xGetLastError(below(vfs), n, out);
+}
+
+static int vfs_current_time_int64(sqlite3_vfs *vfs, sqlite3_int64 *out)
+{
+    return below(vfs)->xCurrentTimeInt64(below(vfs), out);
+}
+
+static int vfs_set_system_call(sqlite3_vfs *vfs, const char *name, sqlite3_syscall_ptr p)
+{
+    return below(vfs)->xSetSystemCall(below(vfs), name, p);
+}
+
+static sqlite3_syscall_ptr vfs_get_system_call(sqlite3_vfs *vfs, const char *name)
+{
+    return below(vfs)->xGetSystemCall(below(vfs), name);
+}
+
+static const char *vfs_next_system_call(sqlite3_vfs *vfs, const char *name)
+{
+    return below(vfs)->xNextSystemCall(below(vfs), name);
+}
+
+static sqlite3_vfs ferry_vfs = {
+    .iVersion = 3,
+    .zName = "ferry",
+    .xOpen = vfs_open,
+    .xDelete = vfs_delete,
+    .xAccess = vfs_access,
+    .xFullPathname = vfs_full_pathname,
+    .xDlOpen = vfs_dl_open,
+    .xDlError = vfs_dl_error,
+    .xDlSym = vfs_dl_sym,
+    .xDlClose = vfs_dl_close,
+    .xRandomness = vfs_randomness,
+    .xSleep = vfs_sleep,
+    .xCurrentTime = vfs_current_time,
+    .xGetLastError = vfs_get_last_error,
+    .xCurrentTimeInt64 = vfs_current_time_int64,
+    .xSetSystemCall = vfs_set_system_call,
+    .xGetSystemCall = vfs_get_system_call,
+    .xNextSystemCall = vfs_next_system_call,
+};
+
+int sqlite_vfs_register(void)
+{
+    if (ferry_vfs.pAppData != NULL)
+        return SQLITE_OK;
+    sqlite3_vfs *under = sqlite3_vfs_find(NULL);
+    if (under == NULL)
+        return SQLITE_ERROR;
+    ferry_vfs.iVersion = under->iVersion < 3 ? under->iVersion : 3;
+    ferry_vfs.szOsFile = (int)REAL_OFFSET + under->szOsFile;
+    ferry_vfs.mxPathname = under->mxPathname;
+    ferry_vfs.pAppData = under;
+    return sqlite3_vfs_register(&ferry_vfs, 1);
+}

@@ -1,0 +1,17 @@
+/*
+ * A SQLite VFS over the default one (unix) that writes each WAL file's appended frames with
+ * one write per commit instead of two per frame. Every other file, and every other method,
+ * goes straight to the VFS below. sqlite_vfs.c says when the frames reach the file.
+ */
+#ifndef FERRY_SQLITE_VFS_H
+#define FERRY_SQLITE_VFS_H
+
+/*
+ * Registers the VFS "ferry" over the VFS that is the default now, and makes it the default,
+ * so every connection opened afterwards without a VFS name uses it. Once per process: later
+ * calls do nothing. Returns SQLITE_OK or SQLite's error code. The VFS below must give main
+ * database and WAL files io methods of version 3 or later (unix does).
+ */
+int sqlite_vfs_register(void);
+
+#endif
