@@ -37,19 +37,19 @@
 /* The most gathered at once: the unix VFS writes at most 0x1ffff bytes per xWrite (it masks
  * the length to 17 bits; SQLite itself never writes more than a 64 KiB page), so 31 frames
  * of 4 KiB. A larger commit is written in pieces of this size. */
-#define WAL_GATHER_MAX 0x1ffff
+#define WAL_GATHER_MAX   0x1ffff
 #define WAL_GATHER_FIRST (64 << 10)
 
 struct vfs_file {
-    sqlite3_file base;      /* pMethods is db_methods or wal_methods */
-    sqlite3_file *real;     /* the file of the VFS below, in the same allocation */
-    struct vfs_file *wal;   /* main database: its WAL file while that is open */
-    struct vfs_file *db;    /* WAL: its main database file */
-    unsigned char *gather;  /* WAL: appended bytes not yet written */
+    sqlite3_file base;     /* pMethods is db_methods or wal_methods */
+    sqlite3_file *real;    /* the file of the VFS below, in the same allocation */
+    struct vfs_file *wal;  /* main database: its WAL file while that is open */
+    struct vfs_file *db;   /* WAL: its main database file */
+    unsigned char *gather; /* WAL: appended bytes not yet written */
     size_t len, cap;
-    sqlite3_int64 gather_at;  /* file offset of gather[0] */
-    sqlite3_int64 end;        /* end of the frames appended in this write transaction, or -1 */
-    int commit_header;        /* the last gathered write was a commit frame's header */
+    sqlite3_int64 gather_at; /* file offset of gather[0] */
+    sqlite3_int64 end;       /* end of the frames appended in this write transaction, or -1 */
+    int commit_header;       /* the last gathered write was a commit frame's header */
 };
 
 /* The file of the VFS below starts here, aligned for any type. */
@@ -157,11 +157,11 @@ static int db_close(sqlite3_file *file)
 }
 
 /* Every other WAL file method writes the gathered bytes first, then forwards. */
-#define WAL_FLUSH_FIRST(file)                                                                \
-    do {                                                                                     \
-        int flushed_ = wal_flush((struct vfs_file *)(file));                                 \
-        if (flushed_ != SQLITE_OK)                                                           \
-            return flushed_;                                                                 \
+#define WAL_FLUSH_FIRST(file)                                                                      \
+    do {                                                                                           \
+        int flushed_ = wal_flush((struct vfs_file *)(file));                                       \
+        if (flushed_ != SQLITE_OK)                                                                 \
+            return flushed_;                                                                       \
     } while (0)
 
 static int wal_read(sqlite3_file *file, void *buf, int n, sqlite3_int64 off)
@@ -376,9 +376,9 @@ static const sqlite3_io_methods wal_methods = {
 static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, int flags,
                     int *out_flags)
 {
-    const sqlite3_io_methods *methods = (flags & SQLITE_OPEN_MAIN_DB)
-                                            ? &db_methods
-                                            : (flags & SQLITE_OPEN_WAL) ? &wal_methods : NULL;
+    const sqlite3_io_methods *methods = (flags & SQLITE_OPEN_MAIN_DB) ? &db_methods
+                                        : (flags & SQLITE_OPEN_WAL)   ? &wal_methods
+                                                                      : NULL;
     if (methods == NULL)
         return below(vfs)->xOpen(below(vfs), name, file, flags, out_flags);
     struct vfs_file *f = (struct vfs_file *)file;

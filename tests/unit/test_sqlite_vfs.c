@@ -51,8 +51,8 @@ struct note {
 
 static struct {
     sqlite3_vfs *unix_vfs;
-    long wal_writes;        /* writes that reached a WAL file */
-    int fail_code;          /* when set, WAL writes fail with it */
+    long wal_writes; /* writes that reached a WAL file */
+    int fail_code;   /* when set, WAL writes fail with it */
     int recording;
     struct note *notes;
     size_t n_notes, cap_notes;
@@ -202,9 +202,24 @@ static int rec_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
 }
 
 static const sqlite3_io_methods rec_methods = {
-    3,           rec_close,   rec_read,      rec_write,        rec_truncate,    rec_sync,
-    rec_file_size, rec_lock,  rec_unlock,    rec_check,        rec_fcntl,       rec_sector,
-    rec_devchar, rec_shm_map, rec_shm_lock,  rec_shm_barrier,  rec_shm_unmap,   rec_fetch,
+    3,
+    rec_close,
+    rec_read,
+    rec_write,
+    rec_truncate,
+    rec_sync,
+    rec_file_size,
+    rec_lock,
+    rec_unlock,
+    rec_check,
+    rec_fcntl,
+    rec_sector,
+    rec_devchar,
+    rec_shm_map,
+    rec_shm_lock,
+    rec_shm_barrier,
+    rec_shm_unmap,
+    rec_fetch,
     rec_unfetch,
 };
 
@@ -313,9 +328,9 @@ static int insert_rows(sqlite3 *db, int first, int n, int bytes)
     int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return rc;
-    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO t(id, v) VALUES (?, zeroblob(?))", -1,
-                                        &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO t(id, v) VALUES (?, zeroblob(?))", -1, &st, NULL),
+        SQLITE_OK);
     for (int i = 0; i < n && rc == SQLITE_OK; i++) {
         sqlite3_bind_int(st, 1, first + i);
         sqlite3_bind_int(st, 2, bytes);
@@ -544,7 +559,8 @@ static void test_commit_in_one_write(void **state)
     assert_int_equal(shim, 1);
 }
 
-/* ---- other connections and processes see every commit at once --------------------------------- */
+/* ---- other connections and processes see every commit at once ---------------------------------
+ */
 
 /* A reader in a child process: for each number n read from `in`, answers with the count of
  * rows of t, read through the unix VFS, on `out`. */
@@ -697,8 +713,8 @@ static void killed_at_any_moment(int sync_normal)
         assert_intact(path);
         db = open_db(path, "unix", sync_normal);
         char sql[200];
-        snprintf(sql, sizeof(sql),
-                 "SELECT count(DISTINCT id / 1000) FROM t WHERE id / 1000 < %d", next);
+        snprintf(sql, sizeof(sql), "SELECT count(DISTINCT id / 1000) FROM t WHERE id / 1000 < %d",
+                 next);
         assert_int_equal(query_int(db, sql), next - 1);
         sqlite3_close(db);
         /* A child killed after COMMIT returned but before it said so leaves one more. */
