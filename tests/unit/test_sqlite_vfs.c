@@ -473,28 +473,18 @@ static void same_bytes_at_every_look(int sync_normal, enum wal_damage how)
     free(plain);
 }
 
-static void test_same_bytes_full(void **state)
-{
-    (void)state;
-    same_bytes_at_every_look(0, DAMAGE_NONE);
-}
+/* The cases of the tests below that run once per synchronous setting (and WAL damage). */
+struct vfs_case {
+    int sync_normal;
+    enum wal_damage how;
+};
+static struct vfs_case full = {0, DAMAGE_NONE}, normal = {1, DAMAGE_NONE},
+                       normal_cut = {1, DAMAGE_CUT}, full_garbage = {0, DAMAGE_GARBAGE};
 
-static void test_same_bytes_normal(void **state)
+static void test_same_bytes(void **state)
 {
-    (void)state;
-    same_bytes_at_every_look(1, DAMAGE_NONE);
-}
-
-static void test_same_bytes_wal_cut(void **state)
-{
-    (void)state;
-    same_bytes_at_every_look(1, DAMAGE_CUT);
-}
-
-static void test_same_bytes_wal_garbage(void **state)
-{
-    (void)state;
-    same_bytes_at_every_look(0, DAMAGE_GARBAGE);
+    const struct vfs_case *c = *state;
+    same_bytes_at_every_look(c->sync_normal, c->how);
 }
 
 /* ---- a commit's frames in one write -------------------------------------------------------- */
@@ -636,16 +626,10 @@ static void others_see_every_commit(int sync_normal)
     assert_intact(path);
 }
 
-static void test_others_see_every_commit_full(void **state)
+static void test_others_see_every_commit(void **state)
 {
-    (void)state;
-    others_see_every_commit(0);
-}
-
-static void test_others_see_every_commit_normal(void **state)
-{
-    (void)state;
-    others_see_every_commit(1);
+    const struct vfs_case *c = *state;
+    others_see_every_commit(c->sync_normal);
 }
 
 /* ---- killed at any moment ----------------------------------------------------------------- */
@@ -725,16 +709,10 @@ static void killed_at_any_moment(int sync_normal)
     assert_true(committed >= 40);
 }
 
-static void test_killed_full(void **state)
+static void test_killed(void **state)
 {
-    (void)state;
-    killed_at_any_moment(0);
-}
-
-static void test_killed_normal(void **state)
-{
-    (void)state;
-    killed_at_any_moment(1);
+    const struct vfs_case *c = *state;
+    killed_at_any_moment(c->sync_normal);
 }
 
 /* ---- a failing write comes back to SQLite as it is ---------------------------------------- */
@@ -845,14 +823,14 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_in_one_write),
         cmocka_unit_test(test_turns_in_one_write_each),
-        cmocka_unit_test(test_same_bytes_full),
-        cmocka_unit_test(test_same_bytes_normal),
-        cmocka_unit_test(test_same_bytes_wal_cut),
-        cmocka_unit_test(test_same_bytes_wal_garbage),
-        cmocka_unit_test(test_others_see_every_commit_full),
-        cmocka_unit_test(test_others_see_every_commit_normal),
-        cmocka_unit_test(test_killed_full),
-        cmocka_unit_test(test_killed_normal),
+        cmocka_unit_test_prestate(test_same_bytes, &full),
+        cmocka_unit_test_prestate(test_same_bytes, &normal),
+        cmocka_unit_test_prestate(test_same_bytes, &normal_cut),
+        cmocka_unit_test_prestate(test_same_bytes, &full_garbage),
+        cmocka_unit_test_prestate(test_others_see_every_commit, &full),
+        cmocka_unit_test_prestate(test_others_see_every_commit, &normal),
+        cmocka_unit_test_prestate(test_killed, &full),
+        cmocka_unit_test_prestate(test_killed, &normal),
         cmocka_unit_test(test_write_error_reaches_sqlite),
         cmocka_unit_test(test_file_size_limit),
     };
