@@ -20,7 +20,8 @@
  *    changes or a lock moves. An error there cannot be returned (xShmBarrier returns
  *    nothing; a lock call is the wrong place), so the bytes stay gathered and the next call
  *    on the WAL file tries again and returns the error. Only frames of a transaction that
- *    has not committed can be in memory then.
+ *    has not committed can be in memory then; when its write lock is released they are
+ *    written or dropped, never written later over another connection's frames.
  * Only appends are gathered: a write inside frames this transaction already wrote (SQLite
  * overwrites a page it spilled earlier, then rewrites the checksums of the frames after it)
  * goes straight to the file, after the gathered bytes. Durability is unchanged: data reach
@@ -223,13 +224,20 @@ static int wal_fetch(sqlite3_file *file, sqlite3_int64 off, int n, void **out)
 static int db_shm_lock(sqlite3_file *file, int offset, int n, int flags)
 {
     struct vfs_file *d = (struct vfs_file *)file;
-    if (d->wal != NULL) {
-        (void)wal_flush(d->wal);
-        /* Taking the write lock (slot 0) starts a write transaction: its first write is an
-         * append wherever it lands (another connection may have restarted the log). */
-        if (offset == 0 && (flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE))
-            d->wal->end = -1;
+    struct vfs_file *w = d->wal;
+    int write_lock = offset == 0 && (flags & SQLITE_SHM_EXCLUSIVE);
+    if (w != NULL && wal_flush(w) != SQLITE_OK && write_lock && (flags & SQLITE_SHM_UNLOCK)) {
+        /* The write transaction ends with bytes that could not be written: they are frames
+         * of a transaction that did not commit (a commit's frames are written in its xWrite,
+         * or the commit fails), and written later they would land on frames another
+         * connection wrote meanwhile. SQLite already had the error. */
+        w->len = 0;
+        w->commit_header = 0;
     }
+    /* Taking the write lock starts a write transaction: its first write is an append
+     * wherever it lands (another connection may have restarted the log). */
+    if (w != NULL && write_lock && (flags & SQLITE_SHM_LOCK))
+        w->end = -1;
     return d->real->pMethods->xShmLock(d->real, offset, n, flags);
 }
 

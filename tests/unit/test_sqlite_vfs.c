@@ -753,6 +753,35 @@ static void test_write_error_reaches_sqlite(void **state)
         }
 }
 
+/* A transaction whose frames could not be written ends; another connection commits at the
+ * same place in the WAL; the frames of the first are never written over the second's. */
+static void test_failed_frames_dropped(void **state)
+{
+    (void)state;
+    char path[256];
+    db_path(path, sizeof(path), "drop.db");
+    remove_db(path);
+    sqlite3 *a = open_db(path, "ferry", 1), *b = open_db(path, "ferry", 1);
+    exec_ok(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    exec_ok(a, "PRAGMA cache_size = 8"); /* its frames reach the WAL before any commit */
+    assert_int_equal(insert_rows(a, 1, 10, 100), SQLITE_OK);
+    rec.fail_code = SQLITE_IOERR_WRITE;
+    assert_int_equal(insert_rows(a, 100, 200, 3000), SQLITE_IOERR_WRITE);
+    sqlite3_exec(a, "ROLLBACK", NULL, NULL, NULL);
+    rec.fail_code = 0;
+    assert_int_equal(insert_rows(b, 1000, 40, 3000), SQLITE_OK);
+    assert_int_equal(query_int(a, "SELECT count(*) FROM t"), 50);
+    assert_int_equal(insert_rows(a, 2000, 5, 100), SQLITE_OK);
+    sqlite3_close(a);
+    sqlite3_close(b);
+    assert_intact(path);
+    sqlite3 *c = open_db(path, "unix", 1);
+    assert_int_equal(query_int(c, "SELECT count(*) FROM t WHERE id >= 1000 AND id < 2000 AND "
+                                  "length(v) = 3000"),
+                     40);
+    sqlite3_close(c);
+}
+
 /* A real failure: a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) that a large commit
  * passes. In a child, so the limit stays there; the commit's result comes back as exit status
  * 100 + the primary result code. */
@@ -832,6 +861,7 @@ int main(void)
         cmocka_unit_test_prestate(test_killed, &full),
         cmocka_unit_test_prestate(test_killed, &normal),
         cmocka_unit_test(test_write_error_reaches_sqlite),
+        cmocka_unit_test(test_failed_frames_dropped),
         cmocka_unit_test(test_file_size_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
