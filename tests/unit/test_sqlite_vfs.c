@@ -297,6 +297,17 @@ static sqlite3 *open_db(const char *path, const char *vfs, int sync_normal)
     return db;
 }
 
+/* A new database `name` in the test folder (its path in path) with the table t, open through
+ * vfs. */
+static sqlite3 *new_db(char *path, size_t n, const char *name, const char *vfs, int sync_normal)
+{
+    db_path(path, n, name);
+    remove_db(path);
+    sqlite3 *db = open_db(path, vfs, sync_normal);
+    exec_ok(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    return db;
+}
+
 static sqlite3_int64 query_int(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st = NULL;
@@ -501,10 +512,7 @@ static int count_frames(void *arg, sqlite3 *db, const char *name, int frames)
 static long commit_writes(const char *vfs, int *frames)
 {
     char path[256];
-    db_path(path, sizeof(path), "count.db");
-    remove_db(path);
-    sqlite3 *db = open_db(path, vfs, 0);
-    exec_ok(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    sqlite3 *db = new_db(path, sizeof(path), "count.db", vfs, 0);
     int before_frames = 0;
     sqlite3_wal_hook(db, count_frames, &before_frames);
     assert_int_equal(insert_rows(db, 1, 5, 10), SQLITE_OK);
@@ -524,10 +532,8 @@ static void test_turns_in_one_write_each(void **state)
 {
     (void)state;
     char path[256];
-    db_path(path, sizeof(path), "turns.db");
-    remove_db(path);
-    sqlite3 *a = open_db(path, "ferry", 0), *b = open_db(path, "ferry", 1);
-    exec_ok(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    sqlite3 *a = new_db(path, sizeof(path), "turns.db", "ferry", 0);
+    sqlite3 *b = open_db(path, "ferry", 1);
     for (int i = 0; i < 20; i++) {
         long before = rec.wal_writes;
         assert_int_equal(insert_rows(i % 2 ? b : a, 1 + 10 * i, 10, 900), SQLITE_OK);
@@ -582,10 +588,8 @@ static void reader_child(const char *path, int in, int out)
 static void others_see_every_commit(int sync_normal)
 {
     char path[256];
-    db_path(path, sizeof(path), sync_normal ? "see-normal.db" : "see-full.db");
-    remove_db(path);
-    sqlite3 *db = open_db(path, "ferry", sync_normal);
-    exec_ok(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    sqlite3 *db = new_db(path, sizeof(path), sync_normal ? "see-normal.db" : "see-full.db", "ferry",
+                         sync_normal);
     sqlite3 *same_process = open_db(path, "unix", sync_normal);
     int to_child[2], from_child[2];
     assert_int_equal(pipe(to_child), 0);
@@ -658,10 +662,8 @@ static void committer_child(const char *path, int sync_normal, int first, int ou
 static void killed_at_any_moment(int sync_normal)
 {
     char path[256];
-    db_path(path, sizeof(path), sync_normal ? "kill-normal.db" : "kill-full.db");
-    remove_db(path);
-    sqlite3 *db = open_db(path, "ferry", sync_normal);
-    exec_ok(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    sqlite3 *db = new_db(path, sizeof(path), sync_normal ? "kill-normal.db" : "kill-full.db",
+                         "ferry", sync_normal);
     sqlite3_close(db);
     unsigned seed = (unsigned)time(NULL);
     print_message("seed %u\n", seed);
@@ -722,10 +724,7 @@ static void test_killed(void **state)
 static int failed_commit(const char *vfs, int sync_normal, int code)
 {
     char path[256];
-    db_path(path, sizeof(path), "fail.db");
-    remove_db(path);
-    sqlite3 *db = open_db(path, vfs, sync_normal);
-    exec_ok(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    sqlite3 *db = new_db(path, sizeof(path), "fail.db", vfs, sync_normal);
     assert_int_equal(insert_rows(db, 1, 10, 100), SQLITE_OK);
     rec.fail_code = code;
     int rc = insert_rows(db, 100, 50, 800);
@@ -759,10 +758,8 @@ static void test_failed_frames_dropped(void **state)
 {
     (void)state;
     char path[256];
-    db_path(path, sizeof(path), "drop.db");
-    remove_db(path);
-    sqlite3 *a = open_db(path, "ferry", 1), *b = open_db(path, "ferry", 1);
-    exec_ok(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    sqlite3 *a = new_db(path, sizeof(path), "drop.db", "ferry", 1);
+    sqlite3 *b = open_db(path, "ferry", 1);
     exec_ok(a, "PRAGMA cache_size = 8"); /* its frames reach the WAL before any commit */
     assert_int_equal(insert_rows(a, 1, 10, 100), SQLITE_OK);
     rec.fail_code = SQLITE_IOERR_WRITE;
@@ -788,10 +785,7 @@ static void test_failed_frames_dropped(void **state)
 static int limited_commit(const char *vfs, int sync_normal)
 {
     char path[256];
-    db_path(path, sizeof(path), "limit.db");
-    remove_db(path);
-    sqlite3 *db = open_db(path, vfs, sync_normal);
-    exec_ok(db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+    sqlite3 *db = new_db(path, sizeof(path), "limit.db", vfs, sync_normal);
     assert_int_equal(insert_rows(db, 1, 10, 100), SQLITE_OK);
     sqlite3_close(db);
     pid_t pid = fork();
