@@ -666,7 +666,8 @@ static void claim(host *h)
          * items' machine facts are read in it, before the commit: in read transactions of
          * their own between the commit and the starts they cost an idle host 70 us of its
          * enqueue-to-start, and a drain a version check of its own per turn. */
-        if (n > 0 && machines_check(h, 1)) {
+        int facts_read = n > 0 && machines_check(h, 1);
+        if (facts_read) {
             machines_prefetch(h, items, n);
             for (size_t i = 0; i < n; i++)
                 machine_facts_of(h, &items[i]);
@@ -675,7 +676,8 @@ static void claim(host *h)
             store_items_free(items, n);
             return;
         }
-        machines_prefetch(h, items, n);
+        if (!facts_read)
+            machines_prefetch(h, items, n);
         for (size_t i = 0; i < n; i++)
             start_item(h, &items[i]);
         store_items_free(items, n);
