@@ -664,8 +664,8 @@ static void claim(host *h)
         fairness_claimed(h->fair, (int)n, idle);
         /* Where the store tells its version inside the transaction (SQLite), the claimed
          * items' machine facts are read in it, before the commit: in read transactions of
-         * their own between the commit and the starts they cost an idle host 70 us of its
-         * enqueue-to-start, and a drain a version check of its own per turn. */
+         * their own between the commit and the starts they cost an idle host 70 microseconds
+         * of its enqueue-to-start, and a drain a version check of its own per turn. */
         int facts_read = n > 0 && machines_check(h, 1);
         if (facts_read) {
             machines_prefetch(h, items, n);
