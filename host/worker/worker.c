@@ -87,13 +87,16 @@ static int stderr_pending(void)
  * end (the worker already runs the next one) is ignored. A plain kill() cancels whatever runs. */
 /* Waits until the host has read everything written to the worker's stderr (it reads the
  * pipe as it fills), for about a second at most; costs one ioctl when the attempt wrote
- * nothing. */
-static void wait_stderr_read(void)
+ * nothing. Returns the bytes still unread then (stderr_pending()), which the done reports. */
+static int wait_stderr_read(void)
 {
-    for (int n = 0; n < 1100 && stderr_pending() > 0; n++) {
+    int pending = stderr_pending();
+    for (int n = 0; n < 1100 && pending > 0; n++) {
         struct timespec ts = {0, n < 100 ? 20000 : 1000000};
         nanosleep(&ts, NULL);
+        pending = stderr_pending();
     }
+    return pending;
 }
 
 static void on_sigusr1(int sig, siginfo_t *si, void *uc)
@@ -692,7 +695,7 @@ static json_t *run_one(int sock, const json_t *msg)
     json_decref(empty);
     /* The host reads this attempt's stderr to the end before it hears of the end (and
      * before the next attempt can write any), so every line lands in its own trace. */
-    wait_stderr_read();
+    int unread = wait_stderr_read();
     struct proto_done done = {.id = w.run.id,
                               .kind = unavailable ? OUTCOME_UNAVAILABLE
                                                   : (enum outcome_kind)proto_kind_of(
@@ -701,7 +704,7 @@ static json_t *run_one(int sock, const json_t *msg)
                               .code = w.err_msg ? w.err_code : NULL,
                               .message = w.err_msg,
                               .duration_ms = (mono_us() - start) / 1000,
-                              .stderr_drained = stderr_pending() == 0};
+                              .stderr_drained = unread == 0};
     json_t *m = proto_build_done(&done);
     json_decref(result);
     free(w.err_code);
