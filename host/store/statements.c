@@ -223,7 +223,7 @@ const struct stmt_def store_statements[S_COUNT] = {
      * The free slots are counted once a machine, in a subquery in FROM that SQLite runs as
      * a co-routine, row by row, rather than storing it in a table first, because it is the
      * first term of the join, joined by CROSS JOIN (which fixes the order), and kept from
-     * being flattened (LIMIT -1: no limit). */
+     * being flattened (by a LIMIT, one that never binds). */
     [S_CLAIM_FREE_HEADS] = {"WITH RECURSIVE m(seq, name, priority, created, run_after) AS"
                             " (SELECT q.seq, q.machine_name, q.priority, q.created_at, q.run_after"
                             " FROM queue_items q WHERE q.seq = (SELECT seq FROM queue_items"
@@ -239,7 +239,7 @@ const struct stmt_def store_statements[S_COUNT] = {
                             " coalesce((SELECT concurrency FROM machines WHERE name = m.name), 1)"
                             " - (SELECT count(*) FROM queue_items {index_machine_active}"
                             " WHERE machine_name = m.name AND " ACTIVE_EQ ") AS free FROM m"
-                            " LIMIT -1) AS f CROSS JOIN queue_items q ON q.seq = CASE"
+                            " LIMIT 9223372036854775807) AS f CROSS JOIN queue_items q WHERE q.seq = CASE"
                             " WHEN f.run_after <= ?2 AND (f.priority, f.created, f.seq)"
                             " > (?3, ?4, ?5)" DEPS_DONE_OF("f") " THEN f.seq ELSE (SELECT i.seq"
                             " FROM queue_items i {index_claim_machine} WHERE i.status = 'PENDING'"
@@ -247,7 +247,7 @@ const struct stmt_def store_statements[S_COUNT] = {
                             " AND i.run_after <= ?2 AND (i.priority, i.created_at, i.seq)"
                             " > (?3, ?4, ?5)" DEPS_DONE_OF("i")
                             " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) END"
-                            " WHERE f.free > 0",
+                            " AND f.free > 0",
                             0},
     /* For each machine of ?1 (a JSON array of names): how many more items it may start (its
      * concurrency, default 1, less its active items on every bridge), and whether it
