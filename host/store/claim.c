@@ -219,14 +219,14 @@ static int lookup_new(store *s, struct claim *cl, const struct cand *c, size_t n
     return rc;
 }
 
-/* Takes the candidate when its machine has a slot left; 1 when taken. */
-static int take(struct claim *cl, const struct cand *c)
+/* Takes the candidate seq when its machine's slot (NULL: not looked up) has one left; 1
+ * when taken. */
+static int take(struct claim *cl, struct slot *slot, int64_t seq)
 {
-    struct slot *slot = slot_of(cl, c->machine);
     if ((int)cl->n_picked >= cl->max_n || slot == NULL || slot->free <= 0)
         return 0;
     slot->free--;
-    add_pick(cl, c->seq);
+    add_pick(cl, seq);
     return 1;
 }
 
@@ -267,7 +267,7 @@ static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char
             read_cand(&r, &c[n++]);
         rc = got < 0 ? got : lookup_new(s, cl, c + taken, n - taken, err, errlen);
         for (; rc == STORE_OK && taken < n; taken++)
-            take(cl, &c[taken]);
+            take(cl, slot_of(cl, c[taken].machine), c[taken].seq);
         if (got != 1)
             break;
         /* A whole window of full machines: the head is a busy machine's backlog, and the
@@ -318,9 +318,9 @@ static int free_heads(store *s, struct claim *cl, const int64_t key[3], struct c
                    key[1], key[2]);
     if (rc != STORE_OK)
         return rc;
-    int got;
+    int got, known = cl->n_slots > 0; /* each machine comes once: only those may be known */
     while ((got = eng_next(&r, err, errlen)) == 1) {
-        struct slot *slot = slot_of(cl, eng_text(&r, 1));
+        struct slot *slot = known ? slot_of(cl, eng_text(&r, 1)) : NULL;
         if (slot == NULL) {
             slot = slot_add(cl, eng_text(&r, 1));
             slot->free = (int)eng_i64(&r, 4);
@@ -403,11 +403,13 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);
     for (size_t i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
-        if (slot_of(cl, c[i].machine) == NULL) {
+        struct slot *slot = slot_of(cl, c[i].machine);
+        if (slot == NULL) {
             size_t window = (size_t)(cl->max_n - (int)cl->n_picked);
             rc = lookup_new(s, cl, &c[i], n - i < window ? n - i : window, err, errlen);
+            slot = slot_of(cl, c[i].machine); /* lookup_new moved the slots */
         }
-        if (rc != STORE_OK || !take(cl, &c[i]) || slot_of(cl, c[i].machine)->free <= 0)
+        if (rc != STORE_OK || !take(cl, slot, c[i].seq) || slot->free <= 0)
             continue;
         json_t *one = json_pack("[s]", c[i].machine);
         int64_t after[3] = {c[i].priority, c[i].created, c[i].seq};
