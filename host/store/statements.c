@@ -300,9 +300,11 @@ const struct stmt_def store_statements[S_COUNT] = {
                       0},
     /* S_CLAIM_READ for struct store_item, which holds nothing of the dependencies (their
      * two columns NULL: two lookups an item less), each row after its seq and in no order:
-     * the claim puts them in its own (a sort of whole rows cost SQLite half the read). */
-    [S_CLAIM_READ_TYPED] = {"SELECT q.seq, " ITEM_STRUCT_COLS ", NULL, NULL FROM queue_items q"
-                            " WHERE q.seq IN ({json_seqs:1})",
+     * the claim puts them in its own (a sort of whole rows cost SQLite half the read). The
+     * seqs (distinct) are joined rather than tested with IN, which SQLite answers by first
+     * storing them in a temporary index: a quarter less. */
+    [S_CLAIM_READ_TYPED] = {"WITH j(value) AS ({json_seqs:1}) SELECT q.seq, " ITEM_STRUCT_COLS
+                            ", NULL, NULL FROM j CROSS JOIN queue_items q WHERE q.seq = j.value",
                             0},
     /* Where the engine locks rows and runs writes in a WITH: S_CLAIM_ASSIGN, S_CLAIM_EVENTS
      * and S_CLAIM_READ_TYPED in one statement (?7 the lease's end as text): the items
