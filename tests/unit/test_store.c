@@ -1299,15 +1299,17 @@ static void test_claim_busy_backlog_turns(void **state)
 static void test_claim_by_machine_waits_on_dependency(void **state)
 {
     struct fx *f = *state;
-    char ids[40][37], x[37], y[37];
-    for (int i = 0; i < 40; i++) /* longer than a claim's first look */
-        item(f, f->m1, 1, i, ids[i]);
-    const char *dep[] = {ids[1]};
-    item_full(f, f->m2, f->bridge, 5, 1000, dep, 1, x); /* waits on m1's backlog */
+    char head[37], waited[37], later[37], x[37], y[37];
+    item(f, f->m1, 1, 0, head);
+    item(f, f->m1, 1, 1, waited);
+    for (int i = 2; i < 40; i++) /* m1's backlog, longer than a claim's first look */
+        item(f, f->m1, 1, i, later);
+    const char *dep[] = {waited};
+    item_full(f, f->m2, f->bridge, 5, 1000, dep, 1, x);
     item(f, f->m2, 5, 1001, y);
-    json_t *first = claim(f, f->bridge, 1, 2000);
-    assert_string_equal(claimed_id(first, 0), ids[0]);
-    json_t *got = claim(f, f->bridge, 3, 2000); /* m1 busy: by machine after its rows */
+    json_t *busy = claim(f, f->bridge, 1, 2000); /* m1 runs its head */
+    json_t *got = claim(f, f->bridge, 3, 2000);  /* by machine after m1's rows */
+    assert_string_equal(claimed_id(busy, 0), head);
     assert_int_equal(json_array_size(got), 1);
     assert_string_equal(claimed_id(got, 0), y);
     finish(f, y, token_of(got, 0), STORE_OUTCOME_COMPLETED, 2001, STORE_OK);
@@ -1316,7 +1318,7 @@ static void test_claim_by_machine_waits_on_dependency(void **state)
     assert_int_equal(json_array_size(got), 0);
     json_decref(got);
     assert_status(f, x, "PENDING");
-    json_decref(first);
+    json_decref(busy);
 }
 
 /* A small deterministic generator, so that a failure can be replayed. */
