@@ -48,8 +48,17 @@
 
 struct slot {
     char machine[129];
+    uint64_t hash; /* of machine: a look-up compares names only when their hashes match */
     int free;
 };
+
+/* Copies a machine's name into a buffer of 129 (names are shorter: valid_name). */
+static void copy_machine(char dst[129], const char *src)
+{
+    size_t len = strnlen(src, 128);
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
 
 
 struct claim {
@@ -70,8 +79,9 @@ struct claim {
 /* The slot of machine in this claim, or NULL when it was not looked up yet. */
 static struct slot *slot_of(struct claim *cl, const char *machine)
 {
+    uint64_t hash = fnv1a(FNV1A_BASIS, machine);
     for (size_t i = cl->n_slots; i > 0; i--)
-        if (strcmp(cl->slots[i - 1].machine, machine) == 0)
+        if (cl->slots[i - 1].hash == hash && strcmp(cl->slots[i - 1].machine, machine) == 0)
             return &cl->slots[i - 1];
     return NULL;
 }
@@ -85,7 +95,8 @@ static struct slot *slot_add(struct claim *cl, const char *machine)
             abort();
     }
     struct slot *slot = &cl->slots[cl->n_slots++];
-    snprintf(slot->machine, sizeof(slot->machine), "%s", machine);
+    copy_machine(slot->machine, machine);
+    slot->hash = fnv1a(FNV1A_BASIS, slot->machine);
     slot->free = 0;
     return slot;
 }
@@ -167,7 +178,7 @@ struct cand {
 static void read_cand(eng_rows *r, struct cand *c)
 {
     c->seq = eng_i64(r, 0);
-    snprintf(c->machine, sizeof(c->machine), "%s", eng_text(r, 1));
+    copy_machine(c->machine, eng_text(r, 1));
     c->priority = eng_i64(r, 2);
     c->created = eng_i64(r, 3);
 }
@@ -208,14 +219,14 @@ static int lookup_new(store *s, struct claim *cl, const struct cand *c, size_t n
     return rc;
 }
 
-/* Takes the candidate when its machine has a slot left; 1 when taken. */
-static int take(struct claim *cl, const struct cand *c)
+/* Takes the candidate seq when its machine's slot (NULL: not looked up) has one left; 1
+ * when taken. */
+static int take(struct claim *cl, struct slot *slot, int64_t seq)
 {
-    struct slot *slot = slot_of(cl, c->machine);
     if ((int)cl->n_picked >= cl->max_n || slot == NULL || slot->free <= 0)
         return 0;
     slot->free--;
-    add_pick(cl, c->seq);
+    add_pick(cl, seq);
     return 1;
 }
 
@@ -256,7 +267,7 @@ static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char
             read_cand(&r, &c[n++]);
         rc = got < 0 ? got : lookup_new(s, cl, c + taken, n - taken, err, errlen);
         for (; rc == STORE_OK && taken < n; taken++)
-            take(cl, &c[taken]);
+            take(cl, slot_of(cl, c[taken].machine), c[taken].seq);
         if (got != 1)
             break;
         /* A whole window of full machines: the head is a busy machine's backlog, and the
@@ -307,9 +318,9 @@ static int free_heads(store *s, struct claim *cl, const int64_t key[3], struct c
                    key[1], key[2]);
     if (rc != STORE_OK)
         return rc;
-    int got;
+    int got, known = cl->n_slots > 0; /* each machine comes once: only those may be known */
     while ((got = eng_next(&r, err, errlen)) == 1) {
-        struct slot *slot = slot_of(cl, eng_text(&r, 1));
+        struct slot *slot = known ? slot_of(cl, eng_text(&r, 1)) : NULL;
         if (slot == NULL) {
             slot = slot_add(cl, eng_text(&r, 1));
             slot->free = (int)eng_i64(&r, 4);
@@ -392,11 +403,13 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);
     for (size_t i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
-        if (slot_of(cl, c[i].machine) == NULL) {
+        struct slot *slot = slot_of(cl, c[i].machine);
+        if (slot == NULL) {
             size_t window = (size_t)(cl->max_n - (int)cl->n_picked);
             rc = lookup_new(s, cl, &c[i], n - i < window ? n - i : window, err, errlen);
+            slot = slot_of(cl, c[i].machine); /* lookup_new moved the slots */
         }
-        if (rc != STORE_OK || !take(cl, &c[i]) || slot_of(cl, c[i].machine)->free <= 0)
+        if (rc != STORE_OK || !take(cl, slot, c[i].seq) || slot->free <= 0)
             continue;
         json_t *one = json_pack("[s]", c[i].machine);
         int64_t after[3] = {c[i].priority, c[i].created, c[i].seq};
@@ -480,18 +493,28 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     return rc == STORE_OK && more ? pick_by_machine(s, cl, key, err, errlen) : rc;
 }
 
-/* The picks as a JSON array of seqs. New string. */
+/* The picks as a JSON array of seqs. New string. The digits are written here: snprintf
+ * cost about 1,000 instructions a seq. */
 static char *picks_json(const struct claim *cl)
 {
-    size_t cap = cl->n_picked * 24 + 3, len = 0;
-    char *t = malloc(cap);
+    char *t = malloc(cl->n_picked * 21 + 3), *at = t;
     if (t == NULL)
         abort();
-    t[len++] = '[';
-    for (size_t i = 0; i < cl->n_picked; i++)
-        len += (size_t)snprintf(t + len, cap - len, "%s%lld", i ? "," : "",
-                                (long long)cl->picked[i]);
-    snprintf(t + len, cap - len, "]");
+    *at++ = '[';
+    for (size_t i = 0; i < cl->n_picked; i++) {
+        char digits[20];
+        int n = 0;
+        uint64_t v = (uint64_t)cl->picked[i]; /* seqs are positive */
+        do
+            digits[n++] = (char)('0' + v % 10);
+        while ((v /= 10) > 0);
+        if (i > 0)
+            *at++ = ',';
+        while (n > 0)
+            *at++ = digits[--n];
+    }
+    *at++ = ']';
+    *at = '\0';
     return t;
 }
 
@@ -547,12 +570,12 @@ static int read_claimed(store *s, struct claim *cl, const char *picks, char *err
     return got < 0 ? got : STORE_OK;
 }
 
-/* Marks the picks claimed (those nobody else holds locked at this instant), keeping in
- * cl->picked only the seqs the engine says it changed. */
-static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
+/* Marks the picks (picks_json) claimed (those nobody else holds locked at this instant),
+ * keeping in cl->picked only the seqs the engine says it changed. */
+static int mark_claimed(store *s, struct claim *cl, const char *picks, char *err, size_t errlen)
 {
     eng_rows r;
-    char *picks = picks_json(cl), prefix[37];
+    char prefix[37];
     uuid_v4(prefix);
     prefix[24] = '\0'; /* "xxxxxxxx-xxxx-4xxx-yxxx-": the item's seq completes the token */
     if (!s->drv->row_locks) {
@@ -561,7 +584,6 @@ static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
         long changed = 0;
         int rc = eng_w(s, &changed, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
                        cl->now + cl->lease_ms, cl->now, cl->start, prefix);
-        free(picks);
         if (rc == STORE_OK && changed != (long)cl->n_picked) {
             seterr(err, errlen, "claim: %ld of %zu picked items changed", changed, cl->n_picked);
             rc = STORE_ERROR;
@@ -570,7 +592,6 @@ static int mark_claimed(store *s, struct claim *cl, char *err, size_t errlen)
     }
     int rc = eng_wq(s, &r, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
                     cl->now + cl->lease_ms, cl->now, cl->start, prefix);
-    free(picks);
     if (rc != STORE_OK)
         return rc;
     size_t n = 0;
@@ -615,10 +636,17 @@ static int assign(store *s, struct claim *cl, char *err, size_t errlen)
         iso8601_ms(cl->now + cl->lease_ms, until);
         return take_typed(s, cl, until, err, errlen);
     }
-    int rc = mark_claimed(s, cl, err, errlen);
-    if (rc != STORE_OK || cl->n_picked == 0)
-        return rc;
     char *claimed = picks_json(cl);
+    size_t picked = cl->n_picked;
+    int rc = mark_claimed(s, cl, claimed, err, errlen);
+    if (rc != STORE_OK || cl->n_picked == 0) {
+        free(claimed);
+        return rc;
+    }
+    if (cl->n_picked != picked) { /* some were left out (row locks): the claimed ones */
+        free(claimed);
+        claimed = picks_json(cl);
+    }
     iso8601_ms(cl->now + cl->lease_ms, until);
     rc = eng_w(s, NULL, err, errlen, S_CLAIM_EVENTS, "ttIti", claimed, cl->owner, cl->now, until,
                cl->start);

@@ -1292,6 +1292,35 @@ static void test_claim_busy_backlog_turns(void **state)
     }
 }
 
+/* A claim that goes by machine (the head of the queue a busy machine's backlog) takes a
+ * machine's first PENDING item only when its dependencies are COMPLETED, and otherwise
+ * the machine's next ready item: from the first pass's last row on, and, the claim after,
+ * from the start (S_CLAIM_FREE_HEADS takes that first item as the head when it is ready). */
+static void test_claim_by_machine_waits_on_dependency(void **state)
+{
+    struct fx *f = *state;
+    char head[37], waited[37], later[37], x[37], y[37];
+    item(f, f->m1, 1, 0, head);
+    item(f, f->m1, 1, 1, waited);
+    for (int i = 2; i < 40; i++) /* m1's backlog, longer than a claim's first look */
+        item(f, f->m1, 1, i, later);
+    const char *dep[] = {waited};
+    item_full(f, f->m2, f->bridge, 5, 1000, dep, 1, x);
+    item(f, f->m2, 5, 1001, y);
+    json_t *busy = claim(f, f->bridge, 1, 2000); /* m1 runs its head */
+    json_t *got = claim(f, f->bridge, 3, 2000);  /* by machine after m1's rows */
+    assert_string_equal(claimed_id(busy, 0), head);
+    assert_int_equal(json_array_size(got), 1);
+    assert_string_equal(claimed_id(got, 0), y);
+    finish(f, y, token_of(got, 0), STORE_OUTCOME_COMPLETED, 2001, STORE_OK);
+    json_decref(got);
+    got = claim(f, f->bridge, 3, 2002); /* by machine from the start: x still waits */
+    assert_int_equal(json_array_size(got), 0);
+    json_decref(got);
+    assert_status(f, x, "PENDING");
+    json_decref(busy);
+}
+
 /* A small deterministic generator, so that a failure can be replayed. */
 static uint32_t next_rand(uint64_t *state)
 {
@@ -3066,6 +3095,7 @@ static int run_suite(const char *name)
         T(test_claim_busy_backlog),
         T(test_claim_busy_backlog_merge),
         T(test_claim_busy_backlog_turns),
+        T(test_claim_by_machine_waits_on_dependency),
         T(test_claim_matches_model),
         T(test_dependencies),
         T(test_dependents_cancelled),
