@@ -55,9 +55,11 @@ struct cli {
     int config_missing; /* no configuration file found: the run exits 2 */
     store *st;
     registry *reg;
-    /* The descriptor cache in use (cli_fncache.c), or NULL: its text, where its index
-     * (name -> [offset, length]) and its descriptors start, its length. */
+    /* The descriptor cache in use (cli_fncache.c), or NULL: its key and index as text,
+     * the open file (while fn_text is set), where its index (name -> [offset, length]) and
+     * its descriptors start, the file's length. */
     char *fn_text;
+    int fn_fd;
     size_t fn_index, fn_body, fn_len;
     json_t *refs_checked; /* "team\nmachine\nbridge" -> "" (exist) or why not (cli_item.c) */
     /* ferry web runs commands in its threads: with capture set, the JSON envelope a command

@@ -166,7 +166,8 @@ static void stop_writing(struct bulk *b)
 static void spool_ids(struct bulk *b, size_t from, size_t n)
 {
     for (size_t i = from; i < from + n; i++) {
-        fprintf(b->spool, "%s\n", b->ids[i]);
+        fputs(b->ids[i], b->spool);
+        putc('\n', b->spool);
         cli_note_bridge(b->specs[i].bridge);
     }
     b->created += (long)n;
@@ -242,9 +243,9 @@ static void json_error_text(const json_error_t *jerr, char *out, size_t len)
     snprintf(out, len, "invalid JSON at column %d: %.*s", jerr->column, keep, jerr->text);
 }
 
-static const char *string_field(const json_t *obj, const char *key, char *err, size_t errlen)
+/* The value v of key as a non-empty string, or NULL with the reason in err. */
+static const char *string_field(const json_t *v, const char *key, char *err, size_t errlen)
 {
-    const json_t *v = json_object_get(obj, key);
     if (json_is_string(v) && json_string_length(v) > 0)
         return json_string_value(v);
     if (v == NULL)
@@ -260,18 +261,33 @@ static const char *string_field(const json_t *obj, const char *key, char *err, s
  */
 static int take_line(struct bulk *b, long line, json_t *obj, char *err, size_t errlen)
 {
+    /* One pass over the line's keys finds the five (line_keys' order), instead of a lookup
+     * each and a pass for the others: the others are looked for only when there are some. */
+    const json_t *field[5] = {NULL};
+    size_t known = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach (obj, key, v) {
+        size_t k = 0;
+        while (line_keys[k] && strcmp(line_keys[k], key) != 0)
+            k++;
+        if (line_keys[k] != NULL) {
+            field[k] = v;
+            known++;
+        }
+    }
     const char *team, *machine, *bridge;
-    if (!(team = string_field(obj, "team", err, errlen)) ||
-        !(machine = string_field(obj, "machine", err, errlen)) ||
-        !(bridge = string_field(obj, "bridge", err, errlen)))
+    if (!(team = string_field(field[0], "team", err, errlen)) ||
+        !(machine = string_field(field[1], "machine", err, errlen)) ||
+        !(bridge = string_field(field[2], "bridge", err, errlen)))
         return -1;
-    const json_t *vault = json_object_get(obj, "vault");
+    const json_t *vault = field[3];
     if (!json_is_object(vault)) {
         seterr(err, errlen, "\"vault\" must be an object with the item's \"function\", not %s",
                vault_type_phrase(vault));
         return -1;
     }
-    const json_t *pv = json_object_get(obj, "priority");
+    const json_t *pv = field[4];
     json_int_t priority = 3;
     if (pv != NULL) {
         priority = json_is_integer(pv) ? json_integer_value(pv) : 0;
@@ -285,25 +301,25 @@ static int take_line(struct bulk *b, long line, json_t *obj, char *err, size_t e
             return -1;
         }
     }
-    const char *key;
-    json_t *v;
-    json_object_foreach (obj, key, v) {
-        size_t k = 0;
-        while (line_keys[k] && strcmp(line_keys[k], key) != 0)
-            k++;
-        if (line_keys[k] != NULL)
-            continue;
-        if (cli_flag(b->c, "strict")) {
-            seterr(err, errlen,
-                   "key \"%s\" is not one of team, machine, bridge, vault, priority; refused by "
-                   "--strict",
-                   key);
-            return -1;
+    if (known < json_object_size(obj)) {
+        json_object_foreach (obj, key, v) {
+            size_t k = 0;
+            while (line_keys[k] && strcmp(line_keys[k], key) != 0)
+                k++;
+            if (line_keys[k] != NULL)
+                continue;
+            if (cli_flag(b->c, "strict")) {
+                seterr(err, errlen,
+                       "key \"%s\" is not one of team, machine, bridge, vault, priority; "
+                       "refused by --strict",
+                       key);
+                return -1;
+            }
+            json_array_append_new(b->line_warnings,
+                                  json_sprintf("key \"%s\" is not one of team, machine, bridge, "
+                                               "vault, priority; it is ignored",
+                                               key));
         }
-        json_array_append_new(b->line_warnings,
-                              json_sprintf("key \"%s\" is not one of team, machine, bridge, "
-                                           "vault, priority; it is ignored",
-                                           key));
     }
     const json_t *fn = NULL;
     struct cli_item item = {team, machine, bridge, vault};

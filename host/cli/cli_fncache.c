@@ -7,8 +7,8 @@
  * size, mtime, mode) and the same .so names, plugin directory mode, plugin config sections
  * and ferry binary. Anything else and the directory is probed again and the file rewritten.
  *
- * The file's layout is described at cache_text: a create parses the key, the index and the
- * one descriptor it checks (cli_function), not every descriptor.
+ * The file's layout is described at cache_text: a create reads and parses the key, the index
+ * and the one descriptor it checks (cli_function), not every descriptor.
  *
  * Where: beside the SQLite store (".ferry-functions.json" in its directory), or for a
  * PostgreSQL store in $XDG_CACHE_HOME/ferry (else ~/.cache/ferry). Whoever can write there
@@ -218,28 +218,61 @@ static void cache_save(const char *path, const char *key, const registry *reg)
 }
 
 /*
- * The cache of c when its key is key: keeps its text and where its index is in c. 0, or -1.
+ * The cache of c when its key is key: keeps the file open, and its key and index as text
+ * in c. 0, or -1. Only the two first parts are read: the descriptor a create checks is read
+ * by cli_function from the open file, which a later rewrite (a new file renamed over it)
+ * does not change. Reading all of it (50 KB for the bundled plugins) cost a create queue-item
+ * 13 pages of heap, each a page fault, and a consolidation of the heap when freed.
  * Neither part is parsed: the key is compared as the text it is written as (current_key
  * builds it in one order; a cache written by another binary names another one anyway), and
  * the index is searched for the one name asked (find_entry).
  */
 static int cache_use(cli *c, const char *path, const char *key)
 {
-    size_t len;
-    char *text = read_file_capped(path, CACHE_MAX_BYTES, &len, NULL, 0);
-    char *nl1 = text ? memchr(text, '\n', len) : NULL;
-    char *nl2 = nl1 ? memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - text)) : NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0 || st.st_size > CACHE_MAX_BYTES) {
+        close(fd);
+        return -1;
+    }
+    /* The key and the index end at the second newline: read until it. */
+    size_t cap = 8192, len = 0;
+    char *text = malloc(cap + 1), *nl1 = NULL, *nl2 = NULL;
+    if (text == NULL)
+        abort();
+    for (;;) {
+        ssize_t got = read(fd, text + len, cap - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+        nl1 = memchr(text, '\n', len);
+        nl2 = nl1 ? memchr(nl1 + 1, '\n', len - (size_t)(nl1 + 1 - text)) : NULL;
+        if (nl2 != NULL || len == (size_t)st.st_size)
+            break;
+        if (len == cap) {
+            text = realloc(text, (cap *= 2) + 1);
+            if (text == NULL)
+                abort();
+        }
+    }
     int ok = nl2 != NULL && strlen(key) == (size_t)(nl1 - text) &&
              memcmp(key, text, (size_t)(nl1 - text)) == 0 && nl2 - nl1 >= 3 && nl1[1] == '{' &&
              nl2[-1] == '}';
     if (!ok) {
         free(text);
+        close(fd);
         return -1;
     }
+    text[len] = '\0';
     c->fn_text = text;
+    c->fn_fd = fd;
     c->fn_index = (size_t)(nl1 + 1 - text);
     c->fn_body = (size_t)(nl2 + 1 - text);
-    c->fn_len = len;
+    c->fn_len = (size_t)st.st_size;
     return 0;
 }
 
@@ -301,8 +334,14 @@ const json_t *cli_function(cli *c, const char *name)
     if (got == 0)
         return fn;
     json_t *parsed = NULL;
-    if (got == 1 && off >= 0 && n > 0 && (size_t)off + (size_t)n <= c->fn_len - c->fn_body)
-        parsed = json_loadb(c->fn_text + c->fn_body + off, (size_t)n, 0, NULL);
+    if (got == 1 && off >= 0 && n > 0 && (size_t)off + (size_t)n <= c->fn_len - c->fn_body) {
+        char *one = malloc((size_t)n);
+        if (one == NULL)
+            abort();
+        if (pread(c->fn_fd, one, (size_t)n, (off_t)(c->fn_body + (size_t)off)) == (ssize_t)n)
+            parsed = json_loadb(one, (size_t)n, 0, NULL);
+        free(one);
+    }
     if (!json_is_object(parsed)) {
         /* A damaged entry: forget the cache and probe, as for a damaged file. */
         json_decref(parsed);
@@ -320,6 +359,8 @@ const json_t *cli_function(cli *c, const char *name)
 
 void cli_fncache_forget(cli *c)
 {
+    if (c->fn_text != NULL)
+        close(c->fn_fd);
     free(c->fn_text);
     c->fn_text = NULL;
     c->fn_len = c->fn_body = c->fn_index = 0;
