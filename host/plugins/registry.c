@@ -240,9 +240,10 @@ static void probe_start(probe_run *run, const char *path, const json_t *plugin_c
         dup2(errfds[1], STDERR_FILENO);
         /* The plugin sees its own report pipe and nothing else the host holds: not the
          * store, nor the pipes of the probes running beside it, whose reports it could
-         * otherwise read or hold open. */
+         * otherwise read or hold open. The report pipe stays closed on exec: a command
+         * the plugin starts must not keep it open. */
         if (fds[1] != PROBE_REPORT_FD)
-            dup2(fds[1], PROBE_REPORT_FD);
+            dup3(fds[1], PROBE_REPORT_FD, O_CLOEXEC);
         close_range(PROBE_REPORT_FD + 1, ~0U, 0);
         probe_child(PROBE_REPORT_FD, path, plugin_config);
     }

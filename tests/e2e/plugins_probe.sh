@@ -9,6 +9,13 @@ export FIXTURE_COUNT_FDS=1 # tests/fixtures/abi.c, -DINIT_FDS
 install_plugins
 P=$T_DIR/plugins
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+left_with() { # left_with CONFIG: how many ferry processes run with FERRY_CONFIG=CONFIG
+    local pid n=0
+    for pid in $(pgrep -f -- "$FERRY_BIN"); do
+        tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "FERRY_CONFIG=$1" && n=$((n + 1))
+    done
+    echo "$n"
+}
 
 # --- slow plugins: the probes overlap ------------------------------------------------------
 for i in 1 2 3 4; do
@@ -87,6 +94,21 @@ contains "a crashing one beside them is refused with its signal" "$(reason 53_se
     "crashed in init(): signal 11"
 eq "the bundled plugins load beside them" "$(loaded core.so)$(loaded ops.so)$(loaded repo.so)" truetruetrue
 sleep 0.2
-eq "the hanging probes were killed" "$(pgrep -f -- "$FERRY_BIN plugins" | wc -l)" 0
+eq "the hanging probes were killed" "$(left_with "$FERRY_CONFIG")" 0
+
+# A host whose store cannot be opened stops at once: the probes it started are not waited for.
+sed "s#path = \"$T_DIR/ferry.db\"#path = \"/dev/null/ferry.db\"#" "$FERRY_CONFIG" >"$T_DIR/nostore.conf"
+start=$(date +%s%N)
+FERRY_CONFIG=$T_DIR/nostore.conf "$FERRY_BIN" serve >"$T_DIR/nostore.log" 2>&1
+rc=$?
+took=$(ms_since "$start")
+if ((rc != 0 && took < 5000)); then
+    pass "a host without its store exits at once beside hanging probes (${took} ms)"
+else
+    fail "a host without its store exits at once beside hanging probes" "rc $rc, ${took} ms: $(cat "$T_DIR/nostore.log")"
+fi
+not_contains "and logs no plugin it did not finish judging" "$(cat "$T_DIR/nostore.log")" "refused"
+sleep 0.2
+eq "its probes were killed" "$(left_with "$T_DIR/nostore.conf")" 0
 
 t_done
