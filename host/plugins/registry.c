@@ -26,6 +26,9 @@
 
 /* How long a probe may take (dlopen + entry + init) before it is killed. */
 #define PROBE_TIMEOUT_MS 10000
+/* Probes running at once: each holds a process and two pipes of the host's descriptors,
+ * which a directory of hundreds of plugins must not exhaust. */
+#define PROBES_AT_ONCE 16
 
 void registry_init(registry *reg, const char *dir, const json_t *plugin_config)
 {
@@ -199,6 +202,8 @@ typedef struct {
     json_t *result;     /* the descriptor it reported, if any */
     char stage[32];     /* the last stage it reported */
     char *last_reason;  /* the last refusal it reported, if any */
+    int queued;         /* to be started when fewer than PROBES_AT_ONCE run */
+    int64_t deadline;   /* when it is killed (mono_ms) */
     int timed_out;      /* killed at the deadline */
     char failed[128];   /* why it could not be started ("" when it was) */
 } probe_run;
@@ -252,6 +257,22 @@ static void probe_start(probe_run *run, const char *path, const json_t *plugin_c
     run->pid = pid;
     run->fd = fds[0];
     run->err.fd = errfds[0];
+    run->deadline = mono_ms() + PROBE_TIMEOUT_MS;
+}
+
+/* Starts queued probes, in file order, while fewer than PROBES_AT_ONCE are reporting. */
+static void probe_more(probe_run *runs, const registry_plugin *files, size_t n,
+                       const json_t *plugin_config)
+{
+    size_t busy = 0;
+    for (size_t i = 0; i < n; i++)
+        busy += runs[i].fd >= 0;
+    for (size_t i = 0; i < n && busy < PROBES_AT_ONCE; i++) {
+        if (runs[i].queued) {
+            probe_start(&runs[i], files[i].path, plugin_config);
+            busy += runs[i].fd >= 0;
+        }
+    }
 }
 
 /* Takes one report from the probe; at its end (or garbage) closes the report pipe. */
@@ -277,21 +298,41 @@ static void probe_hear(probe_run *run)
     json_decref(m);
 }
 
-/*
- * Hears the probes side by side until each has ended its reports or the deadline passed,
- * PROBE_TIMEOUT_MS from now: a slow or hanging plugin costs one deadline, however many
- * there are. A probe still reporting then is killed.
- */
-static void probe_wait(probe_run *runs, size_t n)
+/* Kills a probe at its deadline; probe_end reaps it. */
+static void probe_expire(probe_run *run)
 {
-    int64_t deadline = mono_ms() + PROBE_TIMEOUT_MS;
+    run->timed_out = 1;
+    close(run->fd);
+    run->fd = -1;
+    kill(run->pid, SIGKILL);
+}
+
+/*
+ * Hears the probes side by side, starting the queued ones as others end, until every one
+ * has ended its reports or been killed at its deadline: PROBE_TIMEOUT_MS from its start,
+ * and never sooner than from now (the caller may have been busy since registry_scan_begin).
+ * A slow or hanging plugin costs one deadline, however many there are.
+ */
+static void probe_wait(probe_run *runs, const registry_plugin *files, size_t n,
+                       const json_t *plugin_config)
+{
     struct pollfd *fds = calloc(2 * n + 1, sizeof(*fds));
     size_t *of = calloc(2 * n + 1, sizeof(*of));
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < n; i++)
+        if (runs[i].fd >= 0 && runs[i].deadline < now + PROBE_TIMEOUT_MS)
+            runs[i].deadline = now + PROBE_TIMEOUT_MS;
     for (;;) {
+        probe_more(runs, files, n, plugin_config);
+        now = mono_ms();
+        int64_t next = now + PROBE_TIMEOUT_MS;
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
+            if (runs[i].fd >= 0 && now >= runs[i].deadline)
+                probe_expire(&runs[i]);
             if (runs[i].fd < 0)
                 continue;
+            next = runs[i].deadline < next ? runs[i].deadline : next;
             of[k] = i;
             fds[k++] = (struct pollfd){.fd = runs[i].fd, .events = POLLIN};
             if (runs[i].err.fd >= 0) {
@@ -299,15 +340,15 @@ static void probe_wait(probe_run *runs, size_t n)
                 fds[k++] = (struct pollfd){.fd = runs[i].err.fd, .events = POLLIN};
             }
         }
-        if (k == 0)
-            break;
-        int64_t left = deadline - mono_ms();
-        if (left <= 0) {
+        if (k == 0) {
+            int queued = 0;
             for (size_t i = 0; i < n; i++)
-                runs[i].timed_out = runs[i].fd >= 0;
-            break;
+                queued |= runs[i].queued;
+            if (!queued)
+                break;
+            continue; /* slots freed by deadlines: start the next */
         }
-        if (poll(fds, k, (int)left) <= 0)
+        if (poll(fds, k, (int)(next - now)) <= 0)
             continue;
         for (size_t j = 0; j < k; j++) {
             probe_run *run = &runs[of[j]];
@@ -321,13 +362,6 @@ static void probe_wait(probe_run *runs, size_t n)
     }
     free(fds);
     free(of);
-    for (size_t i = 0; i < n; i++) {
-        if (runs[i].fd >= 0)
-            close(runs[i].fd);
-        runs[i].fd = -1;
-        if (runs[i].timed_out)
-            kill(runs[i].pid, SIGKILL);
-    }
 }
 
 /*
@@ -742,10 +776,10 @@ static void scan_begin(registry *reg, int force)
             continue;
         }
         pd->look[i] = look_at(reg, p, &pd->st[i], pd->dir_unsafe, force);
-        if (pd->look[i] == LOOK_PROBE)
-            probe_start(&pd->runs[i], p->path, reg->plugin_config);
+        pd->runs[i].queued = pd->look[i] == LOOK_PROBE;
     }
     free(names);
+    probe_more(pd->runs, pd->next, n, reg->plugin_config);
 }
 
 /*
@@ -768,7 +802,7 @@ static int scan_end(registry *reg)
         pending_free(pd);
         return changed;
     }
-    probe_wait(pd->runs, pd->n);
+    probe_wait(pd->runs, pd->next, pd->n, reg->plugin_config);
     int changed = pd->changed;
     for (size_t i = 0; i < pd->n; i++) {
         registry_plugin *p = &pd->next[i];

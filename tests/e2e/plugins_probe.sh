@@ -72,6 +72,17 @@ eq "the drop-in runs" "$(task_status "$id")" COMPLETED
 stop_host
 rm -f "$P"/2?_slow.so "$P"/3?_*.so "$P"/4?_*.so
 
+# --- many plugins: a bounded number of probes at once --------------------------------------
+# 24 probes at once would need 48 pipe descriptors; under a limit of 48 they must queue.
+build_fixture "$T_DIR/many.so" abi.c -DFUNC=fn_many -DINIT_SLEEP_MS=200
+for i in $(seq 10 33); do install -m 644 "$T_DIR/many.so" "$P/6${i}_many.so"; done
+out=$(ulimit -n 48 && ferry plugins --output json)
+eq "24 plugins under a 48-descriptor limit are all probed" \
+    "$(jq '[.data[] | select(.file | endswith("_many.so")) | select(.name == "abi_fn_many")] | length' <<<"$out")" 24
+eq "none is refused for want of a pipe" \
+    "$(jq '[.data[] | select(.reason // "" | contains("cannot probe"))] | length' <<<"$out")" 0
+rm -f "$P"/6*_many.so
+
 # --- hanging plugins: one deadline for all of them -----------------------------------------
 build_fixture "$P/50_hang.so" abi.c -DFUNC=fn_hang1 -DINIT_SLEEP_MS=600000
 build_fixture "$P/51_hang.so" abi.c -DFUNC=fn_hang2 -DINIT_SLEEP_MS=600000
