@@ -26,6 +26,9 @@
 
 /* How long a probe may take (dlopen + entry + init) before it is killed. */
 #define PROBE_TIMEOUT_MS 10000
+/* Probes running at once: each holds a process and two pipes of the host's descriptors,
+ * which a directory of hundreds of plugins must not exhaust. */
+#define PROBES_AT_ONCE 16
 
 void registry_init(registry *reg, const char *dir, const json_t *plugin_config)
 {
@@ -47,8 +50,13 @@ static void plugin_clear(registry_plugin *p)
     memset(p, 0, sizeof(*p));
 }
 
+struct registry_pending;
+static void pending_free(struct registry_pending *pd);
+
 void registry_free(registry *reg)
 {
+    if (reg->pending)
+        pending_free(reg->pending);
     for (size_t i = 0; i < reg->n_plugins; i++)
         plugin_clear(&reg->plugins[i]);
     free(reg->plugins);
@@ -186,22 +194,39 @@ static void probe_stderr_end(probe_stderr *e, const char *path)
     free(clean);
 }
 
-/*
- * Probes one file in a child. Returns the descriptor (new reference) or NULL with the refusal
- * reason in reason.
- */
-static json_t *probe(const char *path, const json_t *plugin_config, char *reason, size_t rlen)
+/* One probe under way, from probe_start to probe_end. */
+typedef struct {
+    pid_t pid;          /* 0: none started */
+    int fd;             /* its reports; -1 once they ended */
+    probe_stderr err;   /* what it writes on stderr */
+    json_t *result;     /* the descriptor it reported, if any */
+    char stage[32];     /* the last stage it reported */
+    char *last_reason;  /* the last refusal it reported, if any */
+    int queued;         /* to be started when fewer than PROBES_AT_ONCE run */
+    int64_t deadline;   /* when it is killed (mono_ms) */
+    int timed_out;      /* killed at the deadline */
+    char failed[128];   /* why it could not be started ("" when it was) */
+} probe_run;
+
+/* The descriptor the probe's report pipe is moved to in the child. */
+#define PROBE_REPORT_FD 3
+
+/* Starts probing one file in a child; probe_wait hears it, probe_end judges it. */
+static void probe_start(probe_run *run, const char *path, const json_t *plugin_config)
 {
     int fds[2], errfds[2];
+    memset(run, 0, sizeof(*run));
+    run->fd = run->err.fd = -1;
+    snprintf(run->stage, sizeof(run->stage), "start");
     if (pipe2(fds, O_CLOEXEC) != 0) {
-        seterr(reason, rlen, "cannot probe: pipe: %s", strerror(errno));
-        return NULL;
+        seterr(run->failed, sizeof(run->failed), "cannot probe: pipe: %s", strerror(errno));
+        return;
     }
     if (pipe2(errfds, O_CLOEXEC | O_NONBLOCK) != 0) {
         close(fds[0]);
         close(fds[1]);
-        seterr(reason, rlen, "cannot probe: pipe: %s", strerror(errno));
-        return NULL;
+        seterr(run->failed, sizeof(run->failed), "cannot probe: pipe: %s", strerror(errno));
+        return;
     }
     pid_t pid = fork();
     if (pid < 0) {
@@ -209,84 +234,188 @@ static json_t *probe(const char *path, const json_t *plugin_config, char *reason
         close(fds[1]);
         close(errfds[0]);
         close(errfds[1]);
-        seterr(reason, rlen, "cannot probe: fork: %s", strerror(errno));
-        return NULL;
+        seterr(run->failed, sizeof(run->failed), "cannot probe: fork: %s", strerror(errno));
+        return;
     }
     if (pid == 0) {
-        close(fds[0]);
-        close(errfds[0]);
         /* What the plugin writes on stderr while loading reaches the host log only
          * escaped (probe_stderr), never raw: it could forge log lines. */
         int flags = fcntl(errfds[1], F_GETFL);
         fcntl(errfds[1], F_SETFL, flags & ~O_NONBLOCK);
         dup2(errfds[1], STDERR_FILENO);
-        close(errfds[1]);
-        probe_child(fds[1], path, plugin_config);
+        /* The plugin sees its own report pipe and nothing else the host holds: not the
+         * store, nor the pipes of the probes running beside it, whose reports it could
+         * otherwise read or hold open. The report pipe stays closed on exec: a command
+         * the plugin starts must not keep it open. */
+        if (fds[1] != PROBE_REPORT_FD)
+            dup3(fds[1], PROBE_REPORT_FD, O_CLOEXEC);
+        close_range(PROBE_REPORT_FD + 1, ~0U, 0);
+        probe_child(PROBE_REPORT_FD, path, plugin_config);
     }
     close(fds[1]);
     close(errfds[1]);
-    probe_stderr err = {.fd = errfds[0]};
+    run->pid = pid;
+    run->fd = fds[0];
+    run->err.fd = errfds[0];
+    run->deadline = mono_ms() + PROBE_TIMEOUT_MS;
+}
 
-    json_t *result = NULL;
-    char stage[32] = "start";
-    char *last_reason = NULL;
-    int64_t deadline = mono_ms() + PROBE_TIMEOUT_MS;
-    int timed_out = 0;
-    for (;;) {
-        struct pollfd p = {.fd = fds[0], .events = POLLIN};
-        int64_t left = deadline - mono_ms();
-        if (left <= 0) {
-            timed_out = 1;
-            break;
+/* Starts queued probes, in file order, while fewer than PROBES_AT_ONCE are reporting. */
+static void probe_more(probe_run *runs, const registry_plugin *files, size_t n,
+                       const json_t *plugin_config)
+{
+    size_t busy = 0;
+    for (size_t i = 0; i < n; i++)
+        busy += runs[i].fd >= 0;
+    for (size_t i = 0; i < n && busy < PROBES_AT_ONCE; i++) {
+        if (runs[i].queued) {
+            probe_start(&runs[i], files[i].path, plugin_config);
+            busy += runs[i].fd >= 0;
         }
-        struct pollfd pe = {.fd = err.fd, .events = POLLIN};
-        struct pollfd both[2] = {p, pe};
-        if (poll(both, err.fd >= 0 ? 2 : 1, (int)left) <= 0)
-            continue;
-        if (err.fd >= 0 && both[1].revents)
-            probe_stderr_read(&err);
-        if (!both[0].revents)
-            continue;
-        json_t *m = proto_recv(fds[0]);
-        struct proto_probe probe;
-        if (m == NULL || proto_parse_probe(m, &probe, NULL, 0) != 0) {
-            json_decref(m);
-            break;
-        }
-        snprintf(stage, sizeof(stage), "%s", probe.stage);
-        if (probe.result) {
-            json_decref(result);
-            result = json_incref((json_t *)probe.result);
-        }
-        if (probe.reason) {
-            free(last_reason);
-            last_reason = xstrdup(probe.reason);
-        }
-        json_decref(m);
     }
-    close(fds[0]);
-    if (timed_out)
-        kill(pid, SIGKILL);
+}
+
+/* Takes one report from the probe; at its end (or garbage) closes the report pipe. */
+static void probe_hear(probe_run *run)
+{
+    json_t *m = proto_recv(run->fd);
+    struct proto_probe probe;
+    if (m == NULL || proto_parse_probe(m, &probe, NULL, 0) != 0) {
+        json_decref(m);
+        close(run->fd);
+        run->fd = -1;
+        return;
+    }
+    snprintf(run->stage, sizeof(run->stage), "%s", probe.stage);
+    if (probe.result) {
+        json_decref(run->result);
+        run->result = json_incref((json_t *)probe.result);
+    }
+    if (probe.reason) {
+        free(run->last_reason);
+        run->last_reason = xstrdup(probe.reason);
+    }
+    json_decref(m);
+}
+
+/* Kills a probe at its deadline; probe_end reaps it. */
+static void probe_expire(probe_run *run)
+{
+    run->timed_out = 1;
+    close(run->fd);
+    run->fd = -1;
+    kill(run->pid, SIGKILL);
+}
+
+/*
+ * Hears the probes side by side, starting the queued ones as others end, until every one
+ * has ended its reports or been killed at its deadline: PROBE_TIMEOUT_MS from its start,
+ * and never sooner than from now (the caller may have been busy since registry_scan_begin).
+ * A slow or hanging plugin costs one deadline, however many there are.
+ */
+static void probe_wait(probe_run *runs, const registry_plugin *files, size_t n,
+                       const json_t *plugin_config)
+{
+    struct pollfd *fds = calloc(2 * n + 1, sizeof(*fds));
+    size_t *of = calloc(2 * n + 1, sizeof(*of));
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < n; i++)
+        if (runs[i].fd >= 0 && runs[i].deadline < now + PROBE_TIMEOUT_MS)
+            runs[i].deadline = now + PROBE_TIMEOUT_MS;
+    for (;;) {
+        probe_more(runs, files, n, plugin_config);
+        now = mono_ms();
+        int64_t next = now + PROBE_TIMEOUT_MS;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (runs[i].fd >= 0 && now >= runs[i].deadline)
+                probe_expire(&runs[i]);
+            if (runs[i].fd < 0)
+                continue;
+            next = runs[i].deadline < next ? runs[i].deadline : next;
+            of[k] = i;
+            fds[k++] = (struct pollfd){.fd = runs[i].fd, .events = POLLIN};
+            if (runs[i].err.fd >= 0) {
+                of[k] = i;
+                fds[k++] = (struct pollfd){.fd = runs[i].err.fd, .events = POLLIN};
+            }
+        }
+        if (k == 0) {
+            int queued = 0;
+            for (size_t i = 0; i < n; i++)
+                queued |= runs[i].queued;
+            if (!queued)
+                break;
+            continue; /* slots freed by deadlines: start the next */
+        }
+        if (poll(fds, k, (int)(next - now)) <= 0)
+            continue;
+        for (size_t j = 0; j < k; j++) {
+            probe_run *run = &runs[of[j]];
+            if (!fds[j].revents)
+                continue;
+            if (fds[j].fd == run->err.fd)
+                probe_stderr_read(&run->err);
+            else if (fds[j].fd == run->fd)
+                probe_hear(run);
+        }
+    }
+    free(fds);
+    free(of);
+}
+
+/*
+ * Judges one probe probe_wait heard: reaps it, logs what it wrote on stderr, and returns
+ * the descriptor (new reference) or NULL with the refusal reason in reason.
+ */
+static json_t *probe_end(probe_run *run, const char *path, char *reason, size_t rlen)
+{
+    if (run->pid <= 0) {
+        seterr(reason, rlen, "%s", run->failed);
+        return NULL;
+    }
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    while (waitpid(run->pid, &status, 0) < 0 && errno == EINTR)
         ;
-    probe_stderr_end(&err, path);
-    if (timed_out) {
+    run->pid = 0;
+    probe_stderr_end(&run->err, path);
+    json_t *result = run->result;
+    run->result = NULL;
+    const char *stage = run->stage;
+    if (run->timed_out) {
         seterr(reason, rlen, "did not finish %s within %d s", stage_words(stage),
                PROBE_TIMEOUT_MS / 1000);
     } else if (WIFSIGNALED(status)) {
         seterr(reason, rlen, "crashed %s: signal %d (%s)", stage_words(stage), WTERMSIG(status),
                strsignal(WTERMSIG(status)));
-    } else if (result == NULL && last_reason != NULL) {
-        seterr(reason, rlen, "%s", last_reason);
+    } else if (result == NULL && run->last_reason != NULL) {
+        seterr(reason, rlen, "%s", run->last_reason);
     } else if (result == NULL || strcmp(stage, "done") != 0) {
         seterr(reason, rlen, "exited %s with status %d", stage_words(stage),
                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         json_decref(result);
         result = NULL;
     }
-    free(last_reason);
+    free(run->last_reason);
+    run->last_reason = NULL;
     return result;
+}
+
+/* Ends a probe nobody will judge (registry_free during a scan): killed, reaped, unlogged. */
+static void probe_drop(probe_run *run)
+{
+    if (run->fd >= 0)
+        close(run->fd);
+    if (run->err.fd >= 0)
+        close(run->err.fd);
+    if (run->pid > 0) {
+        kill(run->pid, SIGKILL);
+        while (waitpid(run->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    json_decref(run->result);
+    free(run->last_reason);
+    memset(run, 0, sizeof(*run));
 }
 
 /* --- the scan ---------------------------------------------------------------------------- */
@@ -337,21 +466,37 @@ static void unsafe_reason(const registry *reg, const registry_plugin *p, const s
         snprintf(reason, rlen, "%s is world-writable; chmod o-w %s", p->path, p->path);
 }
 
+/* What a scan does with one file. */
+enum look { LOOK_KEEP, LOOK_UNSAFE, LOOK_PROBE };
+
 /*
- * Probes (or re-checks) one file into *p. A file is probed again when it changed on disk
- * (identity or mode), when force is set, or when it was refused for being writable and is
- * no longer. Returns 1 when its state changed.
+ * Whether one file is looked at again: it is probed again when it changed on disk (identity
+ * or mode), when force is set, or when it was refused for being writable and is no longer;
+ * refused without a probe while it or its directory is world-writable.
  */
-static int examine(registry *reg, registry_plugin *p, const struct stat *st, int dir_unsafe,
-                   int force)
+static enum look look_at(const registry *reg, const registry_plugin *p, const struct stat *st,
+                         int dir_unsafe, int force)
 {
     char reason[600];
     int same = p->path != NULL && same_identity(p, st);
     unsafe_reason(reg, p, st, dir_unsafe, reason, sizeof(reason));
     if (same && p->unsafe && reason[0] && p->reason && strcmp(p->reason, reason) == 0)
-        return 0; /* still refused for the same reason: no news, no log line */
+        return LOOK_KEEP; /* still refused for the same reason: no news, no log line */
     if (same && !force && !p->unsafe && !reason[0] && (p->functions || p->reason))
-        return 0;
+        return LOOK_KEEP;
+    return reason[0] ? LOOK_UNSAFE : LOOK_PROBE;
+}
+
+/*
+ * Takes in one file look_at did not keep: its identity, and its refusal or the descriptor
+ * its probe (run, heard by probe_wait) reported.
+ */
+static void examine(registry *reg, registry_plugin *p, const struct stat *st, int dir_unsafe,
+                    probe_run *run)
+{
+    char reason[600];
+    int same = p->path != NULL && same_identity(p, st);
+    unsafe_reason(reg, p, st, dir_unsafe, reason, sizeof(reason));
     if (!same) {
         p->replaced = 1; /* a new version: it keeps only names it had (registry.h, rule 1) */
         free(p->reason); /* and a refusal it earns again is news */
@@ -371,13 +516,13 @@ static int examine(registry *reg, registry_plugin *p, const struct stat *st, int
     if (p->unsafe) {
         p->incumbent = 0;
         refuse(reg, p, reason);
-        return 1;
+        return;
     }
-    json_t *desc = probe(p->path, reg->plugin_config, reason, sizeof(reason));
+    json_t *desc = probe_end(run, p->path, reason, sizeof(reason));
     if (desc == NULL) {
         p->incumbent = 0;
         refuse(reg, p, reason);
-        return 1;
+        return;
     }
     p->info = json_pack("{s:O,s:O,s:O,s:O}", "name", json_object_get(desc, "name"), "version",
                         json_object_get(desc, "version"), "summary",
@@ -391,7 +536,6 @@ static int examine(registry *reg, registry_plugin *p, const struct stat *st, int
     p->loaded = 1;
     free(p->reason);
     p->reason = NULL;
-    return 1;
 }
 
 /* --- clashes ------------------------------------------------------------------------------ */
@@ -551,25 +695,47 @@ static void rebuild_index(registry *reg)
     json_decref(plugin_names);
 }
 
-static int scan(registry *reg, int force)
+/* A scan between registry_scan_begin and registry_scan_end. */
+struct registry_pending {
+    int dir_errno;         /* opening the directory failed: nothing else below is set */
+    int dir_unsafe;        /* the directory is world-writable */
+    int changed;           /* a file came or went */
+    size_t n;              /* the directory's .so files, sorted by name: */
+    registry_plugin *next; /* each one's entry, moved from reg->plugins when it had one */
+    struct stat *st;       /* its stat */
+    int *stat_errno;       /* or why its stat failed */
+    enum look *look;       /* what is done with it */
+    probe_run *runs;       /* its probe when look is LOOK_PROBE */
+};
+
+static void pending_free(struct registry_pending *pd)
 {
+    for (size_t i = 0; i < pd->n; i++) {
+        probe_drop(&pd->runs[i]);
+        plugin_clear(&pd->next[i]);
+    }
+    free(pd->next);
+    free(pd->st);
+    free(pd->stat_errno);
+    free(pd->look);
+    free(pd->runs);
+    free(pd);
+}
+
+/* Lists the directory, decides what each file needs, and starts every probe at once. */
+static void scan_begin(registry *reg, int force)
+{
+    struct registry_pending *pd = calloc(1, sizeof(*pd));
+    reg->pending = pd;
     struct stat dst;
-    int dir_unsafe = 0;
     DIR *d = opendir(reg->dir);
     if (d == NULL || fstat(dirfd(d), &dst) != 0) {
-        if (reg->log_refusals)
-            hlog(LOG_WARN, "plugin directory %s: %s", reg->dir, strerror(errno));
+        pd->dir_errno = errno ? errno : EIO;
         if (d)
             closedir(d);
-        int changed = reg->n_plugins > 0;
-        for (size_t i = 0; i < reg->n_plugins; i++)
-            plugin_clear(&reg->plugins[i]);
-        reg->n_plugins = 0;
-        json_object_clear(reg->by_name);
-        reg->generation += changed;
-        return changed;
+        return;
     }
-    dir_unsafe = (dst.st_mode & S_IWOTH) != 0;
+    pd->dir_unsafe = (dst.st_mode & S_IWOTH) != 0;
 
     size_t n = 0, cap = 16;
     char **names = malloc(cap * sizeof(*names));
@@ -585,30 +751,70 @@ static int scan(registry *reg, int force)
     closedir(d);
     qsort(names, n, sizeof(*names), cmp_names);
 
-    int changed = 0;
-    registry_plugin *next = calloc(n ? n : 1, sizeof(*next));
+    size_t slots = n ? n : 1;
+    pd->n = n;
+    pd->next = calloc(slots, sizeof(*pd->next));
+    pd->st = calloc(slots, sizeof(*pd->st));
+    pd->stat_errno = calloc(slots, sizeof(*pd->stat_errno));
+    pd->look = calloc(slots, sizeof(*pd->look));
+    pd->runs = calloc(slots, sizeof(*pd->runs));
     for (size_t i = 0; i < n; i++) {
+        registry_plugin *p = &pd->next[i];
         registry_plugin *old = find_plugin(reg, names[i]);
+        pd->runs[i].fd = pd->runs[i].err.fd = -1;
         if (old != NULL) {
-            next[i] = *old;
+            *p = *old;
             memset(old, 0, sizeof(*old));
         } else {
-            next[i].file = xstrdup(names[i]);
-            next[i].path = xasprintf("%s/%s", reg->dir, names[i]);
-            changed = 1;
+            p->file = xstrdup(names[i]);
+            p->path = xasprintf("%s/%s", reg->dir, names[i]);
+            pd->changed = 1;
         }
-        struct stat st;
-        if (stat(next[i].path, &st) != 0) {
-            next[i].incumbent = 0;
-            refuse(reg, &next[i], strerror(errno));
-            changed = 1;
-            free(names[i]);
+        free(names[i]);
+        if (stat(p->path, &pd->st[i]) != 0) {
+            pd->stat_errno[i] = errno;
             continue;
         }
-        changed |= examine(reg, &next[i], &st, dir_unsafe, force);
-        free(names[i]);
+        pd->look[i] = look_at(reg, p, &pd->st[i], pd->dir_unsafe, force);
+        pd->runs[i].queued = pd->look[i] == LOOK_PROBE;
     }
     free(names);
+    probe_more(pd->runs, pd->next, n, reg->plugin_config);
+}
+
+/*
+ * Waits for the probes and takes in every file in name order, so that the registry and
+ * its log lines come out as if each file had been probed in turn.
+ */
+static int scan_end(registry *reg)
+{
+    struct registry_pending *pd = reg->pending;
+    reg->pending = NULL;
+    if (pd->dir_errno != 0) {
+        if (reg->log_refusals)
+            hlog(LOG_WARN, "plugin directory %s: %s", reg->dir, strerror(pd->dir_errno));
+        int changed = reg->n_plugins > 0;
+        for (size_t i = 0; i < reg->n_plugins; i++)
+            plugin_clear(&reg->plugins[i]);
+        reg->n_plugins = 0;
+        json_object_clear(reg->by_name);
+        reg->generation += changed;
+        pending_free(pd);
+        return changed;
+    }
+    probe_wait(pd->runs, pd->next, pd->n, reg->plugin_config);
+    int changed = pd->changed;
+    for (size_t i = 0; i < pd->n; i++) {
+        registry_plugin *p = &pd->next[i];
+        if (pd->stat_errno[i] != 0) {
+            p->incumbent = 0;
+            refuse(reg, p, strerror(pd->stat_errno[i]));
+            changed = 1;
+        } else if (pd->look[i] != LOOK_KEEP) {
+            examine(reg, p, &pd->st[i], pd->dir_unsafe, &pd->runs[i]);
+            changed = 1;
+        }
+    }
     for (size_t i = 0; i < reg->n_plugins; i++) {
         if (reg->plugins[i].file != NULL) {
             changed = 1; /* removed from the directory */
@@ -616,8 +822,11 @@ static int scan(registry *reg, int force)
         }
     }
     free(reg->plugins);
-    reg->plugins = next;
-    reg->n_plugins = n;
+    reg->plugins = pd->next;
+    reg->n_plugins = pd->n;
+    pd->next = NULL;
+    pd->n = 0;
+    pending_free(pd);
     if (changed) {
         rebuild_index(reg);
         reg->generation++;
@@ -625,14 +834,26 @@ static int scan(registry *reg, int force)
     return changed;
 }
 
+void registry_scan_begin(registry *reg)
+{
+    scan_begin(reg, 0);
+}
+
+int registry_scan_end(registry *reg)
+{
+    return scan_end(reg);
+}
+
 int registry_scan(registry *reg)
 {
-    return scan(reg, 0);
+    scan_begin(reg, 0);
+    return scan_end(reg);
 }
 
 int registry_rescan_all(registry *reg)
 {
-    return scan(reg, 1);
+    scan_begin(reg, 1);
+    return scan_end(reg);
 }
 
 const json_t *registry_function(const registry *reg, const char *name)

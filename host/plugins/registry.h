@@ -1,8 +1,10 @@
 /*
  * The plugin registry: what the plugin directory offers. The host never runs plugin code in
  * its own process: every .so is opened, checked and initialised in a short-lived probe
- * process, which reports the plugin's descriptor as JSON. A plugin that crashes in its entry
- * point or init() takes only its probe down and is refused with the signal as the reason.
+ * process of its own, which reports the plugin's descriptor as JSON. The probes of one scan
+ * run side by side (up to PROBES_AT_ONCE, registry.c), each under its own deadline. A plugin
+ * that crashes in its entry point or init() takes only its probe down and is refused with
+ * the signal as the reason.
  */
 #ifndef FERRY_REGISTRY_H
 #define FERRY_REGISTRY_H
@@ -39,6 +41,7 @@ typedef struct registry {
     json_t *by_name;     /* object: function name -> descriptor (borrowed from plugins) */
     unsigned generation; /* +1 whenever the set of usable functions may have changed */
     int log_refusals;    /* 1: each refusal is one host log line */
+    struct registry_pending *pending; /* a scan begun and not yet ended */
 } registry;
 
 /*
@@ -65,6 +68,17 @@ void registry_init(registry *reg, const char *dir, const json_t *plugin_config);
  * (0: nothing new). Never fails: problems become refusals with a reason.
  */
 int registry_scan(registry *reg);
+
+/*
+ * registry_scan in two halves, so that the probes run while the caller does something else
+ * (the host opens its store meanwhile): begin lists the directory and starts the probes;
+ * end waits for them (a probe is killed PROBE_TIMEOUT_MS, registry.c, after its start, and
+ * never sooner than that after end is called), then settles and logs exactly as
+ * registry_scan. In between, the registry must not be used; registry_free kills and reaps
+ * the probes unheard.
+ */
+void registry_scan_begin(registry *reg);
+int registry_scan_end(registry *reg);
 
 /*
  * Like registry_scan, but probes every file again (SIGHUP). Plugins whose files did not

@@ -932,13 +932,16 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     hlog(LOG_INFO, "process containment: %s", containment);
     /* Named without credentials: the conninfo may hold a password. */
     const char *target = store_config_target(cfg);
+    /* The plugins' probes run while the store opens (registry.h). */
+    registry_init(&h.reg, cfg->plugin_dir, cfg->plugin_sections);
+    registry_scan_begin(&h.reg);
     h.st = store_open_config(cfg, err, sizeof(err));
     if (h.st == NULL) {
         hlog(LOG_ERROR, "%s", err);
+        registry_free(&h.reg);
         return -1;
     }
-    registry_init(&h.reg, cfg->plugin_dir, cfg->plugin_sections);
-    registry_scan(&h.reg);
+    registry_scan_end(&h.reg);
     /* SSH host keys seen at first use: known_hosts beside the store (exec_ssh.c). */
     char *kh_copy = xstrdup(cfg->store_path), kh_dir[PATH_MAX];
     const char *kh_parent = dirname(kh_copy);
