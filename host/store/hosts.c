@@ -158,8 +158,12 @@ int store_web_gauges(store *s, int64_t now, json_t **out, char *err, size_t errl
                    " WHERE status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING'"
                    " GROUP BY bridge_name, status, priority",
                    0, NULL, "ttii", &depth, err, errlen);
+    /* The PENDING items' smallest created_at, read from the claim's index as the depth is:
+     * given min(created_at), SQLite (migration 13: no index by status of PENDING items)
+     * walked qi_created from the oldest item, through the whole history before the first
+     * PENDING one. The unary + keeps qi_created out of the plan. */
     if (rc == STORE_OK)
-        rc = run_q(s, 0, "SELECT min(created_at) FROM queue_items WHERE status = 'PENDING'", 0,
+        rc = run_q(s, 0, "SELECT min(+created_at) FROM queue_items WHERE status = 'PENDING'", 0,
                    NULL, "i", &oldest, err, errlen);
     if (rc == STORE_OK)
         rc = run_q(s, 0,

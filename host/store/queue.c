@@ -390,6 +390,67 @@ static void lq_in(struct list_query *l, const char *column, const char *const *v
     fputs(")", l->sql);
 }
 
+/* The groups of statuses, each read through an index of its own on SQLite (migration 13):
+ * the PENDING items through the claim's, the active set through qi_machine_active, the
+ * ended items through qi_ended_created (status, created_at); a query names the group's
+ * predicate, since SQLite cannot prove it from statuses bound as parameters. */
+static const struct {
+    const char *statuses[3];
+    const char *predicate;
+} status_groups[] = {
+    {{"PENDING"}, "status = 'PENDING'"},
+    {{"ASSIGNED", "PROCESSING", "CANCELLING"}, ACTIVE_EQ},
+    {{"COMPLETED", "FAILED", "CANCELLED"}, ENDED_EQ},
+};
+#define N_STATUS_GROUPS (sizeof(status_groups) / sizeof(status_groups[0]))
+
+static int in_group(size_t g, const char *status)
+{
+    for (size_t i = 0; i < 3 && status_groups[g].statuses[i]; i++)
+        if (strcmp(status_groups[g].statuses[i], status) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Appends the filter of statuses (store.c checked each is one). Ended statuses alone are a
+ * seek each in qi_ended_created, in created order; any other set is the union of its
+ * groups' items, each read through its group's index: with the filter beside the list's
+ * order instead, SQLite walked qi_created from the newest item until it had found enough,
+ * the whole history when few items match.
+ */
+static void lq_statuses(struct list_query *l, const char *const *statuses, size_t n)
+{
+    int present[N_STATUS_GROUPS] = {0};
+    for (size_t g = 0; g < N_STATUS_GROUPS; g++)
+        for (size_t i = 0; i < n; i++)
+            present[g] |= in_group(g, statuses[i]);
+    if (!present[0] && !present[1]) {
+        lq_in(l, "q.status", statuses, n);
+        fputs(" AND " ENDED_EQ, l->sql);
+        return;
+    }
+    const char *sep = " AND q.seq IN (";
+    for (size_t g = 0; g < N_STATUS_GROUPS; g++) {
+        if (!present[g])
+            continue;
+        fprintf(l->sql, "%sSELECT seq FROM queue_items WHERE %s", sep, status_groups[g].predicate);
+        sep = " UNION ALL ";
+        if (status_groups[g].statuses[1] == NULL)
+            continue; /* the group is its one status */
+        fputs(" AND status IN (", l->sql);
+        int first = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (!in_group(g, statuses[i]))
+                continue;
+            lq_text(l, first ? "?%d" : ", ?%d", statuses[i]);
+            first = 0;
+        }
+        fputs(")", l->sql);
+    }
+    fputs(")", l->sql);
+}
+
 /* Writes the query for a queue filter: its rows, newest first, up to the limit; or, with
  * count_only, how many items match at all. */
 static void build_list_query(store *s, struct list_query *l, const struct store_queue_filter *f,
@@ -415,7 +476,7 @@ static void build_list_query(store *s, struct list_query *l, const struct store_
     if (f->bridge)
         lq_text(l, " AND q.bridge_name = ?%d", f->bridge);
     if (f->n_statuses)
-        lq_in(l, "q.status", f->statuses, f->n_statuses);
+        lq_statuses(l, f->statuses, f->n_statuses);
     if (f->priority)
         lq_num(l, " AND q.priority = ?%d", f->priority);
     if (f->min_priority)

@@ -6,6 +6,16 @@
 #ifndef FERRY_STATEMENTS_H
 #define FERRY_STATEMENTS_H
 
+/* The active statuses as comparisons, as qi_machine_active's predicate is written on SQLite
+ * (migration 4: an IN list of three or more constants costs SQLite a temporary b-tree each
+ * time a statement runs, so every insert paid one); a query that reads the index names its
+ * predicate the same way (SQLite uses a partial index only for a query that states its
+ * predicate). */
+#define ACTIVE_EQ "(status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING')"
+/* The ended statuses, as qi_ended_created's predicate is written (SQLite migration 13: the
+ * only index keyed by status, written once, when an item ends). */
+#define ENDED_EQ "(status = 'COMPLETED' OR status = 'FAILED' OR status = 'CANCELLED')"
+
 enum stmt_id {
     /* items: read and find */
     S_ITEM_BY_SEQ,

@@ -326,6 +326,19 @@ static const struct eng_migration migrations[] = {
     {11, "a count of the changes to machines and teams", "SELECT 1;"},
     /* 12: PostgreSQL's host and client roles; SQLite has no roles (file modes guard it). */
     {12, "host and client roles", ""},
+    /*
+     * A claim and an end each moved an item's entry in qi_status_created (status,
+     * created_at): a delete and an insert twice in every item's life, on the hot path. Only
+     * the ended items keep an index by status (written once, at the end); the PENDING
+     * items are read through the claim's indexes and the active set through
+     * qi_machine_active, and the statements that read either name its predicate
+     * (statements.c: ENDED_EQ, ACTIVE_EQ; queue.c's status filters). bench_queue turns
+     * (10,000 items): 9,600 instructions an item less.
+     */
+    {13, "an index of ended items by status instead of every item's",
+     "DROP INDEX IF EXISTS qi_status_created;"
+     "CREATE INDEX IF NOT EXISTS qi_ended_created ON queue_items(status, created_at)"
+     " WHERE status = 'COMPLETED' OR status = 'FAILED' OR status = 'CANCELLED';"},
 };
 
 
