@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Store migration 13 on SQLite (issue 14, point 6): qi_status_created (status, created_at),
+# whose entry every claim and every end moved, gives way to qi_ended_created, an index of the
+# ended items alone; the PENDING and active items are read through the claim's indexes and
+# qi_machine_active. A store of version 12 with items in every status (migration 13 undone
+# by hand) is brought up to date when opened:
+#   - the index is swapped, the migration recorded, the store passes the integrity check;
+#   - every list by status, alone and mixed, every count, the dashboard's figures and the
+#     trace of an item answer as they did at version 12;
+#   - a host still claims, finishes and recovers (the heartbeat, the expired leases and the
+#     cancelling list read the active set through qi_machine_active now).
+. "$(dirname "$0")/../lib.sh"
+
+write_config 'lease = { seconds = 3; poll_ms = 200; };' 'workers = { count = 2; prefork = 0; };'
+install_plugins
+setup_local_machine Ops web-01
+for m in web-02 web-03; do
+    ferry create machine Ops local "$m" --vault '{"connection":"local"}' >/dev/null
+done
+db=$T_DIR/ferry.db
+item() { ferry create queue-item Ops "$1" local --vault '{"function":"hello","name":"t"}' --output json | jq -r '.data[0].taskId'; }
+
+# Seven items, one in each status, set by hand as a host and the CLI would leave them.
+statuses=(PENDING ASSIGNED PROCESSING CANCELLING COMPLETED FAILED CANCELLED)
+for st in "${statuses[@]}"; do
+    id=$(item web-01)
+    case $st in
+    ASSIGNED | PROCESSING | CANCELLING)
+        set_sql="status = '$st', lease_owner = 'gone-host', claim_token = 'tok-$st',"
+        set_sql+=" lease_expires_at = 4102444800000, assigned_at = created_at, machine_name = 'web-02'" ;;
+    PENDING) set_sql="status = 'PENDING'" ;;
+    *) set_sql="status = '$st', started_at = created_at, finished_at = created_at + 5" ;;
+    esac
+    sqlite3 "$db" "UPDATE queue_items SET $set_sql WHERE task_id = '$id'" || fail "item $id is made $st"
+done
+traced=$(ferry list queue --status COMPLETED --output json | jq -r '.data[0].taskId')
+
+# What the store answers, read the same way before and after the migration.
+answers() {
+    local st
+    for st in "${statuses[@]}" PENDING,COMPLETED ASSIGNED,PROCESSING,CANCELLING COMPLETED,FAILED,CANCELLED \
+        PENDING,PROCESSING,FAILED CANCELLING,CANCELLED; do
+        echo "list $st: $(ferry list queue --status "$st" --output json | jq -c '[.data[] | [.taskId, .status]] | sort')"
+        echo "machine $st: $(ferry list queue --machine web-02 --status "$st" --output json | jq -c '[.data[].taskId] | sort')"
+    done
+    echo "all: $(ferry list queue --output json | jq -c '[.data[] | [.taskId, .status]] | sort')"
+    echo "no completed: $(ferry list queue --no-completed --output json | jq -c '[.data[].status] | sort')"
+    echo "dashboard: $(ferry dashboard --output json | jq -c 'del(.. | .generatedAt?, .generatedTimeMs?)' 2>&1)"
+    echo "trace: $(ferry queue trace "$traced" --output json 2>&1 | jq -c '[.data.timeline[] | .action]' 2>&1)"
+}
+before=$(answers)
+contains "version 13 answers each status" "$before" "list CANCELLING: [[\""
+
+sqlite3 "$db" "DROP INDEX qi_ended_created; CREATE INDEX qi_status_created ON queue_items(status, created_at);
+DELETE FROM schema_migrations WHERE version >= 13" || fail "the store is taken back to schema version 12"
+eq "the store is at version 12" "$(sqlite3 "$db" "SELECT max(version) FROM schema_migrations")" 12
+at12=$(answers)
+eq "version 12 answers the same (with the migration applied by its first command)" "$at12" "$before"
+eq "migration 13 is recorded" "$(sqlite3 "$db" "SELECT version || ' ' || name FROM schema_migrations WHERE version = 13")" \
+    "13 an index of ended items by status instead of every item's"
+eq "qi_status_created is gone" "$(sqlite3 "$db" "SELECT count(*) FROM sqlite_schema WHERE name = 'qi_status_created'")" 0
+contains "qi_ended_created holds the ended items only" \
+    "$(sqlite3 "$db" "SELECT sql FROM sqlite_schema WHERE name = 'qi_ended_created'")" \
+    "(status, created_at) WHERE status = 'COMPLETED' OR status = 'FAILED' OR status = 'CANCELLED'"
+eq "it has an entry for each ended item" \
+    "$(sqlite3 "$db" "SELECT count(*) FROM queue_items INDEXED BY qi_ended_created WHERE status = 'COMPLETED' OR status = 'FAILED' OR status = 'CANCELLED'")" 3
+eq "the store passes SQLite's integrity check" "$(sqlite3 "$db" "PRAGMA integrity_check")" ok
+
+# The held items' host is gone: their leases run out (the expired-lease scan), the host takes
+# them back, and the PENDING ones are claimed and run.
+sqlite3 "$db" "UPDATE queue_items SET lease_expires_at = 1 WHERE lease_owner = 'gone-host'"
+extra=$(item web-03)
+ferry serve --drain >"$T_DIR/host.log" 2>&1
+eq "a host claims and finishes on the migrated store" "$(task_status "$extra")" COMPLETED
+eq "and recovers the items of a host that died" \
+    "$(sqlite3 "$db" "SELECT count(*) FROM queue_items WHERE status IN ('ASSIGNED','PROCESSING','CANCELLING','PENDING')")" 0
+t_done
