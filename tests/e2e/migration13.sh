@@ -5,6 +5,8 @@
 # qi_machine_active. A store of version 12 with items in every status (migration 13 undone
 # by hand) is brought up to date when opened:
 #   - the index is swapped, the migration recorded, the store passes the integrity check;
+#   - events lose their foreign key to their item (two lookups an item), and removing an
+#     item still removes its events, and only its own (a trigger);
 #   - every list by status, alone and mixed, every count, the dashboard's figures and the
 #     trace of an item answer as they did at version 12;
 #   - a host still claims, finishes and recovers (the heartbeat, the expired leases and the
@@ -51,13 +53,18 @@ answers() {
 before=$(answers)
 contains "version 13 answers each status" "$before" "list CANCELLING: [[\""
 
+fk="task_seq INTEGER NOT NULL REFERENCES queue_items(seq) ON DELETE CASCADE, action"
 sqlite3 "$db" "DROP INDEX qi_ended_created; CREATE INDEX qi_status_created ON queue_items(status, created_at);
-DELETE FROM schema_migrations WHERE version >= 13" || fail "the store is taken back to schema version 12"
+DROP TRIGGER queue_items_events; PRAGMA writable_schema = ON;
+UPDATE sqlite_schema SET sql = replace(sql, 'task_seq INTEGER NOT NULL, action', '$fk') WHERE name = 'queue_events';
+PRAGMA writable_schema = OFF; DELETE FROM schema_migrations WHERE version >= 13" ||
+    fail "the store is taken back to schema version 12"
+contains "its events have their foreign key" "$(sqlite3 "$db" "SELECT sql FROM sqlite_schema WHERE name = 'queue_events'")" "$fk"
 eq "the store is at version 12" "$(sqlite3 "$db" "SELECT max(version) FROM schema_migrations")" 12
 at12=$(answers)
 eq "version 12 answers the same (with the migration applied by its first command)" "$at12" "$before"
 eq "migration 13 is recorded" "$(sqlite3 "$db" "SELECT version || ' ' || name FROM schema_migrations WHERE version = 13")" \
-    "13 an index of ended items by status instead of every item's"
+    "13 an index of ended items by status instead of every item's; events without a foreign key"
 eq "qi_status_created is gone" "$(sqlite3 "$db" "SELECT count(*) FROM sqlite_schema WHERE name = 'qi_status_created'")" 0
 contains "qi_ended_created holds the ended items only" \
     "$(sqlite3 "$db" "SELECT sql FROM sqlite_schema WHERE name = 'qi_ended_created'")" \
@@ -65,6 +72,18 @@ contains "qi_ended_created holds the ended items only" \
 eq "it has an entry for each ended item" \
     "$(sqlite3 "$db" "SELECT count(*) FROM queue_items INDEXED BY qi_ended_created WHERE status = 'COMPLETED' OR status = 'FAILED' OR status = 'CANCELLED'")" 3
 eq "the store passes SQLite's integrity check" "$(sqlite3 "$db" "PRAGMA integrity_check")" ok
+not_contains "events have no foreign key" "$(sqlite3 "$db" "SELECT sql FROM sqlite_schema WHERE name = 'queue_events'")" REFERENCES
+
+# An item removed takes its events with it (the trigger that replaced the key's cascade), and
+# only its own.
+gone=$(sqlite3 "$db" "SELECT task_id FROM queue_items WHERE status = 'CANCELLED'")
+events_of() { sqlite3 "$db" "SELECT count(*) FROM queue_events WHERE task_seq IN (SELECT seq FROM queue_items WHERE task_id $1 '$gone')"; }
+gone_seq=$(sqlite3 "$db" "SELECT seq FROM queue_items WHERE task_id = '$gone'")
+others=$(events_of '<>')
+eq "the item to remove has its CREATED event" "$(events_of =)" 1
+ferry rm queue-item "$gone" >/dev/null || fail "rm queue-item $gone"
+eq "removing an item removes its events" "$(sqlite3 "$db" "SELECT count(*) FROM queue_events WHERE task_seq = $gone_seq")" 0
+eq "and no other item's" "$(events_of '<>')" "$others"
 
 # The held items' host is gone: their leases run out (the expired-lease scan), the host takes
 # them back, and the PENDING ones are claimed and run.
