@@ -202,11 +202,13 @@ int store_web_ended(store *s, int64_t lo_ms, int64_t hi_ms, json_t **rows, char 
                    " THEN 1 ELSE 0 END)",
                 (long long)store_web_bucket_ms[b]);
     fclose(f);
+    /* The status test is kept off the indexes (|| ''): given an index by status, SQLite
+     * read every ended item through it instead of the window through qi_finished. */
     char *sql = xasprintf("SELECT function, status, count(*), count(started_at),"
                           " coalesce(sum(finished_at - started_at), 0)%s FROM queue_items"
-                          " WHERE finished_at >= ?1 AND finished_at < ?2 AND (status = 'COMPLETED'"
-                          " OR status = 'FAILED' OR status = 'CANCELLED')"
-                          " GROUP BY function, status",
+                          " WHERE finished_at >= ?1 AND finished_at < ?2"
+                          " AND ((status || '') = 'COMPLETED' OR (status || '') = 'FAILED'"
+                          " OR (status || '') = 'CANCELLED') GROUP BY function, status",
                           buckets);
     free(buckets);
     char cols[8 + STORE_WEB_BUCKETS] = "ttiii";
