@@ -545,7 +545,8 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_MIGRATIONS_TABLE] = {"CREATE TABLE IF NOT EXISTS schema_migrations (version integer"
                             " PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
                             0},
-    [S_SCHEMA_VERSION] = {"SELECT coalesce(max(version), 0) FROM schema_migrations", 0},
+    [S_SCHEMA_VERSION] = {"SELECT coalesce(max(version), 0), count(*) FROM schema_migrations",
+                          0},
     [S_MIGRATION_RECORD] = {"INSERT INTO schema_migrations (version, name, applied_at)"
                             " VALUES (?1, ?2, ?3)",
                             0},

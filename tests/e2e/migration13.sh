@@ -85,6 +85,13 @@ ferry rm queue-item "$gone" >/dev/null || fail "rm queue-item $gone"
 eq "removing an item removes its events" "$(sqlite3 "$db" "SELECT count(*) FROM queue_events WHERE task_seq = $gone_seq")" 0
 eq "and no other item's" "$(events_of '<>')" "$others"
 
+# A migration whose record is missing below the newest (a store taken back by hand) is
+# applied again, and only it.
+sqlite3 "$db" "DELETE FROM schema_migrations WHERE version = 12"
+ferry list teams >/dev/null || fail "ferry list teams on the store without its record of 12"
+eq "the missing migration is applied and recorded again, the others once" \
+    "$(sqlite3 "$db" "SELECT count(*) || ' ' || count(DISTINCT version) || ' ' || max(version) FROM schema_migrations WHERE version IN (12, 13)")" "2 2 13"
+
 # The held items' host is gone: their leases run out (the expired-lease scan), the host takes
 # them back, and the PENDING ones are claimed and run.
 sqlite3 "$db" "UPDATE queue_items SET lease_expires_at = 1 WHERE lease_owner = 'gone-host'"
