@@ -31,9 +31,9 @@
  * empty), each status through its own index: PENDING the claim's, the active set
  * qi_machine_active, the ended items qi_ended_created. */
 #define COUNTS_BY_STATUS(cond)                                                                     \
-    "SELECT 'PENDING', count(*) FROM queue_items WHERE " cond "status = 'PENDING'"               \
+    "SELECT 'PENDING', count(*) FROM queue_items WHERE " cond "status = 'PENDING'"                 \
     " UNION ALL SELECT status, count(*) FROM queue_items WHERE " cond ACTIVE_EQ                    \
-    " GROUP BY status UNION ALL SELECT status, count(*) FROM queue_items WHERE " cond ENDED_EQ    \
+    " GROUP BY status UNION ALL SELECT status, count(*) FROM queue_items WHERE " cond ENDED_EQ     \
     " GROUP BY status"
 
 /* The "every dependency COMPLETED" test of a candidate (alias). */
