@@ -149,21 +149,9 @@ int store_web_gauges(store *s, int64_t now, json_t **out, char *err, size_t errl
     json_t *depth = NULL, *oldest = NULL, *alive = NULL, *delays = NULL;
     const struct eng_val since[] = {NUM(now - STORE_HOST_ALIVE_MS)};
     *out = NULL;
-    /* PENDING through the claim's partial index (bridge, priority, …); the active set
-     * through qi_machine_active (its predicate written the same way). */
-    int rc = run_q(s, 0,
-                   "SELECT bridge_name, 'PENDING', priority, count(*) FROM queue_items"
-                   " WHERE status = 'PENDING' GROUP BY bridge_name, priority"
-                   " UNION ALL SELECT bridge_name, status, priority, count(*) FROM queue_items"
-                   " WHERE status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING'"
-                   " GROUP BY bridge_name, status, priority",
-                   0, NULL, "ttii", &depth, err, errlen);
-    /* The PENDING items' smallest created_at, read from the claim's index as the depth is:
-     * given min(created_at), SQLite (migration 13: no index by status of PENDING items)
-     * walked qi_created from the oldest item, through the whole history before the first
-     * PENDING one. The unary + keeps qi_created out of the plan. */
+    int rc = run_q(s, 0, eng_sql(s, S_WEB_DEPTH), 0, NULL, "ttii", &depth, err, errlen);
     if (rc == STORE_OK)
-        rc = run_q(s, 0, "SELECT min(+created_at) FROM queue_items WHERE status = 'PENDING'", 0,
+        rc = run_q(s, 0, "SELECT min(created_at) FROM queue_items WHERE status = 'PENDING'", 0,
                    NULL, "i", &oldest, err, errlen);
     if (rc == STORE_OK)
         rc = run_q(s, 0,

@@ -28,12 +28,14 @@
 #define ACTIVE "('ASSIGNED','PROCESSING','CANCELLING')"
 #define ENDED  "('COMPLETED','FAILED','CANCELLED')"
 /* The counts by status of the items that match cond (SQL text ending in a condition, or
- * empty), each status through its own index: PENDING the claim's, the active set
- * qi_machine_active, the ended items qi_ended_created. */
+ * empty): each unheld status a range of qi_unheld_created, which a query uses only when it
+ * names the status as a literal (SQLite migration 13), and the active set through
+ * qi_machine_active. */
+#define COUNT_OF(cond, st)                                                                         \
+    "SELECT '" st "', count(*) FROM queue_items WHERE " cond "status = '" st "' UNION ALL "
 #define COUNTS_BY_STATUS(cond)                                                                     \
-    "SELECT 'PENDING', count(*) FROM queue_items WHERE " cond "status = 'PENDING'"                 \
-    " UNION ALL SELECT status, count(*) FROM queue_items WHERE " cond ACTIVE_EQ                    \
-    " GROUP BY status UNION ALL SELECT status, count(*) FROM queue_items WHERE " cond ENDED_EQ     \
+    COUNT_OF(cond, "PENDING") COUNT_OF(cond, "COMPLETED") COUNT_OF(cond, "FAILED")                 \
+    COUNT_OF(cond, "CANCELLED") "SELECT status, count(*) FROM queue_items WHERE " cond ACTIVE_EQ   \
     " GROUP BY status"
 
 /* The "every dependency COMPLETED" test of a candidate (alias). */
@@ -128,6 +130,14 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_RESOLVE_PREFIX_DELETE] = {REF_COLS BY_PREFIX "{lock_delete}", 0},
     [S_COUNTS_ALL] = {COUNTS_BY_STATUS(""), 0},
     [S_COUNTS_BRIDGE] = {COUNTS_BY_STATUS("bridge_name = ?1 AND "), 0},
+    /* ferry web's depth: PENDING through the claim's partial index, in its (bridge,
+     * priority) order (SQLite would rather read qi_unheld_created's PENDING range, then sort
+     * all of it for the groups); the active set through qi_machine_active. */
+    [S_WEB_DEPTH] = {"SELECT bridge_name, 'PENDING', priority, count(*) FROM queue_items"
+                     " {index_claim} WHERE status = 'PENDING' GROUP BY bridge_name, priority"
+                     " UNION ALL SELECT bridge_name, status, priority, count(*) FROM queue_items"
+                     " WHERE " ACTIVE_EQ " GROUP BY bridge_name, status, priority",
+                     0},
 
     [S_MACHINE_KEY_SHARE] = {"SELECT 1 FROM machines WHERE name = ?1{lock_key_share}",
                              STMT_LOCK_ONLY},

@@ -12,9 +12,6 @@
  * predicate the same way (SQLite uses a partial index only for a query that states its
  * predicate). */
 #define ACTIVE_EQ "(status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING')"
-/* The ended statuses, as qi_ended_created's predicate is written (SQLite migration 13: the
- * only index keyed by status, written once, when an item ends). */
-#define ENDED_EQ "(status = 'COMPLETED' OR status = 'FAILED' OR status = 'CANCELLED')"
 
 enum stmt_id {
     /* items: read and find */
@@ -29,6 +26,7 @@ enum stmt_id {
     S_RESOLVE_PREFIX_DELETE,
     S_COUNTS_ALL,
     S_COUNTS_BRIDGE,
+    S_WEB_DEPTH,
     /* items: create */
     S_NEXT_SEQS, /* per dialect */
     S_MACHINE_KEY_SHARE,
