@@ -243,26 +243,53 @@ int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t err
 
 /* ---- migrations -------------------------------------------------------------------------- */
 
-static int current_version(store *s, int64_t *version, char *err, size_t errlen)
+/* The newest schema version the store has recorded and how many it has recorded (both 0
+ * for a new store). */
+static int current_version(store *s, int64_t *version, int64_t *count, char *err, size_t errlen)
 {
     int64_t exists = 0;
     int rc = eng_scalar(s, &exists, err, errlen, S_SCHEMA_EXISTS, "");
-    *version = 0;
-    if (rc == STORE_OK && exists)
-        rc = eng_scalar(s, version, err, errlen, S_SCHEMA_VERSION, "");
-    return rc;
+    *version = *count = 0;
+    if (rc != STORE_OK || !exists)
+        return rc;
+    eng_rows r;
+    rc = eng_q(s, &r, err, errlen, S_SCHEMA_VERSION, "");
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    if (got == 1) {
+        *version = eng_i64(&r, 0);
+        *count = eng_i64(&r, 1);
+    }
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
 }
 
+/* Whether the store has recorded migration version (versions: the recorded ones, n). */
+static int is_recorded(const int64_t *versions, size_t n, int version)
+{
+    for (size_t i = 0; i < n; i++)
+        if (versions[i] == version)
+            return 1;
+    return 0;
+}
+
+/* Applies every migration the store has not recorded, in order: those past its newest
+ * version, and one whose record is missing below it (a store taken back by hand, as the
+ * upgrade tests do, gets it again). */
 static int migrate_body(store *s, void *ctx, char *err, size_t errlen)
 {
     const struct eng_driver *d = s->drv;
-    int64_t version = 0, latest = d->migrations[d->n_migrations - 1].version;
+    int64_t version = 0, count = 0, latest = d->migrations[d->n_migrations - 1].version;
+    int64_t *versions = NULL;
+    size_t n = 0;
+    eng_rows r;
     (void)ctx;
     int rc = eng_w(s, NULL, err, errlen, S_MIGRATION_LOCK, "");
     if (rc == STORE_OK)
         rc = eng_w(s, NULL, err, errlen, S_MIGRATIONS_TABLE, "");
     if (rc == STORE_OK)
-        rc = current_version(s, &version, err, errlen);
+        rc = current_version(s, &version, &count, err, errlen);
     if (rc == STORE_OK && version > latest) {
         seterr(err, errlen,
                "the store has schema version %lld, newer than this ferry knows (%lld); "
@@ -270,8 +297,20 @@ static int migrate_body(store *s, void *ctx, char *err, size_t errlen)
                (long long)version, (long long)latest);
         return STORE_ERROR;
     }
+    if (rc == STORE_OK)
+        rc = eng_q(s, &r, err, errlen, S_MIGRATIONS_LIST, "");
+    if (rc == STORE_OK) {
+        int got;
+        versions = calloc((size_t)count + 1, sizeof(*versions));
+        if (versions == NULL)
+            abort();
+        while ((got = eng_next(&r, err, errlen)) == 1 && n < (size_t)count)
+            versions[n++] = eng_i64(&r, 0);
+        eng_done(&r);
+        rc = got < 0 ? got : STORE_OK;
+    }
     for (size_t i = 0; rc == STORE_OK && i < d->n_migrations; i++) {
-        if (d->migrations[i].version <= version)
+        if (is_recorded(versions, n, d->migrations[i].version))
             continue;
         char msg[512] = "";
         rc = d->script(s, d->migrations[i].sql, msg, sizeof(msg));
@@ -281,17 +320,19 @@ static int migrate_body(store *s, void *ctx, char *err, size_t errlen)
             rc = eng_w(s, NULL, err, errlen, S_MIGRATION_RECORD, "itI", d->migrations[i].version,
                        d->migrations[i].name, now_ms());
     }
+    free(versions);
     return rc;
 }
 
 int eng_migrate(store *s, char *err, size_t errlen)
 {
-    int64_t version = 0;
+    int64_t version = 0, count = 0;
     const struct eng_driver *d = s->drv;
     /* A store already up to date is only read, so opening it does not queue behind
      * writers. */
-    int rc = current_version(s, &version, err, errlen);
-    if (rc == STORE_OK && version == d->migrations[d->n_migrations - 1].version)
+    int rc = current_version(s, &version, &count, err, errlen);
+    if (rc == STORE_OK && version == d->migrations[d->n_migrations - 1].version &&
+        count == (int64_t)d->n_migrations)
         return STORE_OK;
     return eng_run(s, 1, migrate_body, NULL, err, errlen);
 }

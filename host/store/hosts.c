@@ -149,15 +149,7 @@ int store_web_gauges(store *s, int64_t now, json_t **out, char *err, size_t errl
     json_t *depth = NULL, *oldest = NULL, *alive = NULL, *delays = NULL;
     const struct eng_val since[] = {NUM(now - STORE_HOST_ALIVE_MS)};
     *out = NULL;
-    /* PENDING through the claim's partial index (bridge, priority, …); the active set
-     * through qi_machine_active (its predicate written the same way). */
-    int rc = run_q(s, 0,
-                   "SELECT bridge_name, 'PENDING', priority, count(*) FROM queue_items"
-                   " WHERE status = 'PENDING' GROUP BY bridge_name, priority"
-                   " UNION ALL SELECT bridge_name, status, priority, count(*) FROM queue_items"
-                   " WHERE status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING'"
-                   " GROUP BY bridge_name, status, priority",
-                   0, NULL, "ttii", &depth, err, errlen);
+    int rc = run_q(s, 0, eng_sql(s, S_WEB_DEPTH), 0, NULL, "ttii", &depth, err, errlen);
     if (rc == STORE_OK)
         rc = run_q(s, 0, "SELECT min(created_at) FROM queue_items WHERE status = 'PENDING'", 0,
                    NULL, "i", &oldest, err, errlen);
@@ -198,11 +190,13 @@ int store_web_ended(store *s, int64_t lo_ms, int64_t hi_ms, json_t **rows, char 
                    " THEN 1 ELSE 0 END)",
                 (long long)store_web_bucket_ms[b]);
     fclose(f);
+    /* The status test is kept off the indexes (|| ''): given an index by status, SQLite
+     * read every ended item through it instead of the window through qi_finished. */
     char *sql = xasprintf("SELECT function, status, count(*), count(started_at),"
                           " coalesce(sum(finished_at - started_at), 0)%s FROM queue_items"
-                          " WHERE finished_at >= ?1 AND finished_at < ?2 AND (status = 'COMPLETED'"
-                          " OR status = 'FAILED' OR status = 'CANCELLED')"
-                          " GROUP BY function, status",
+                          " WHERE finished_at >= ?1 AND finished_at < ?2"
+                          " AND ((status || '') = 'COMPLETED' OR (status || '') = 'FAILED'"
+                          " OR (status || '') = 'CANCELLED') GROUP BY function, status",
                           buckets);
     free(buckets);
     char cols[8 + STORE_WEB_BUCKETS] = "ttiii";

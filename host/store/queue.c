@@ -396,19 +396,133 @@ static void lq_in(struct list_query *l, const char *column, const char *const *v
     fputs(")", l->sql);
 }
 
+/* The statuses a filter can ask for, as a list's SQL names them: as literals taken from
+ * here (store.c checked that each asked for is one of them), since SQLite uses a partial
+ * index only for a query whose terms state its predicate, and never proves one from bound
+ * parameters. On SQLite (migration 13), qi_unheld_created (status, created_at) holds the
+ * items no host holds, so each unheld status is a range of it in created order; the held
+ * ones are qi_machine_active's (the active set, at most the machines' concurrency). */
+static const char *const unheld_statuses[] = {"PENDING", "COMPLETED", "FAILED", "CANCELLED"};
+static const char *const held_statuses[] = {"ASSIGNED", "PROCESSING", "CANCELLING"};
+#define N_UNHELD (sizeof(unheld_statuses) / sizeof(unheld_statuses[0]))
+#define N_HELD   (sizeof(held_statuses) / sizeof(held_statuses[0]))
+/* The status filter's branches, each read through one index: 0 … N_UNHELD - 1 an unheld
+ * status each, N_UNHELD the held statuses asked for. */
+#define N_BRANCHES (N_UNHELD + 1)
+#define HELD       N_UNHELD
+
+static int asks_for(const struct store_queue_filter *f, const char *status)
+{
+    for (size_t i = 0; i < f->n_statuses; i++)
+        if (strcmp(f->statuses[i], status) == 0)
+            return 1;
+    return 0;
+}
+
+static int branch_asked(const struct store_queue_filter *f, size_t b)
+{
+    if (b != HELD)
+        return asks_for(f, unheld_statuses[b]);
+    for (size_t i = 0; i < N_HELD; i++)
+        if (asks_for(f, held_statuses[i]))
+            return 1;
+    return 0;
+}
+
+/* Appends branch b's condition on the status. */
+static void put_branch(FILE *sql, const struct store_queue_filter *f, size_t b)
+{
+    if (b != HELD) {
+        fprintf(sql, " AND q.status = '%s'", unheld_statuses[b]);
+        return;
+    }
+    const char *sep = " AND " ACTIVE_EQ " AND q.status IN (";
+    for (size_t i = 0; i < N_HELD; i++) {
+        if (asks_for(f, held_statuses[i])) {
+            fprintf(sql, "%s'%s'", sep, held_statuses[i]);
+            sep = ", ";
+        }
+    }
+    fputs(")", sql);
+}
+
+/*
+ * Writes the rows' query, newest first, up to the limit (parameter limit), for the filter's
+ * other conditions (cond) and its statuses. One unheld status is a seek of its range from
+ * the newest item. Any other set is the union of its branches' newest items (the limit
+ * pushed into each), then sorted and cut: with the statuses beside the list's order
+ * instead, SQLite walked qi_created from the newest item until it had found enough, the
+ * whole history when few items match; without the limit in each branch, it read every
+ * item of each status asked for. The held branch has no limit: its items are few, and
+ * with an order of its own SQLite would rather walk qi_created than sort them.
+ */
+static void put_rows(store *s, FILE *sql, const struct store_queue_filter *f, const char *cond,
+                     int limit)
+{
+    /* The item columns of S_ITEM_BY_SEQ, expanded for this dialect. */
+    const char *item = eng_sql(s, S_ITEM_BY_SEQ);
+    char order[64];
+    snprintf(order, sizeof(order), " ORDER BY q.created_at DESC, q.seq DESC LIMIT ?%d", limit);
+    fprintf(sql, "%.*s WHERE 1 = 1", (int)(strstr(item, " WHERE q.seq") - item), item);
+    size_t n = 0, only = 0;
+    for (size_t b = 0; b < N_BRANCHES; b++)
+        if (f->n_statuses && branch_asked(f, b))
+            n++, only = b;
+    if (n == 0 || (n == 1 && only != HELD)) {
+        fputs(cond, sql);
+        if (n)
+            put_branch(sql, f, only);
+        fputs(order, sql);
+        return;
+    }
+    const char *sep = " AND q.seq IN (";
+    for (size_t b = 0; b < N_BRANCHES; b++) {
+        if (!branch_asked(f, b))
+            continue;
+        if (b == HELD) {
+            fprintf(sql, "%sSELECT q.seq FROM queue_items q WHERE 1 = 1%s", sep, cond);
+            put_branch(sql, f, b);
+        } else {
+            fprintf(sql, "%sSELECT seq FROM (SELECT q.seq FROM queue_items q WHERE 1 = 1%s", sep,
+                    cond);
+            put_branch(sql, f, b);
+            fprintf(sql, "%s) AS b%zu", order, b);
+        }
+        sep = " UNION ALL ";
+    }
+    fprintf(sql, ")%s", order);
+}
+
+/* Writes the count's query: the sum of its branches' counts, each through its index. */
+static void put_count(FILE *sql, const struct store_queue_filter *f, const char *cond)
+{
+    const char *sep = "SELECT ";
+    for (size_t b = 0; f->n_statuses && b < N_BRANCHES; b++) {
+        if (!branch_asked(f, b))
+            continue;
+        fprintf(sql, "%s(SELECT count(*) FROM queue_items q WHERE 1 = 1%s", sep, cond);
+        put_branch(sql, f, b);
+        fputs(")", sql);
+        sep = " + ";
+    }
+    if (!f->n_statuses)
+        fprintf(sql, "SELECT count(*) FROM queue_items q WHERE 1 = 1%s", cond);
+}
+
 /* Writes the query for a queue filter: its rows, newest first, up to the limit; or, with
  * count_only, how many items match at all. */
 static void build_list_query(store *s, struct list_query *l, const struct store_queue_filter *f,
                              int count_only, int group)
 {
     int64_t stale_before = f->now_ms - (int64_t)f->stale_threshold_minutes * 60000;
-    if (count_only) {
-        fputs("SELECT count(*) FROM queue_items q WHERE 1 = 1", l->sql);
-    } else {
-        /* The item columns of S_ITEM_BY_SEQ, expanded for this dialect. */
-        const char *item = eng_sql(s, S_ITEM_BY_SEQ);
-        fprintf(l->sql, "%.*s WHERE 1 = 1", (int)(strstr(item, " WHERE q.seq") - item), item);
-    }
+    /* The conditions other than the statuses, written once and repeated in each branch of
+     * the status filter (their parameters keep their numbers). */
+    FILE *out = l->sql;
+    char *cond = NULL;
+    size_t cond_len = 0;
+    l->sql = open_memstream(&cond, &cond_len);
+    if (l->sql == NULL)
+        abort();
     if (f->n_teams)
         lq_in(l, "q.team_name", f->teams, f->n_teams);
     if (f->machine && group) { /* a machine group: its items and their members */
@@ -420,8 +534,6 @@ static void build_list_query(store *s, struct list_query *l, const struct store_
     }
     if (f->bridge)
         lq_text(l, " AND q.bridge_name = ?%d", f->bridge);
-    if (f->n_statuses)
-        lq_in(l, "q.status", f->statuses, f->n_statuses);
     if (f->priority)
         lq_num(l, " AND q.priority = ?%d", f->priority);
     if (f->min_priority)
@@ -456,8 +568,15 @@ static void build_list_query(store *s, struct list_query *l, const struct store_
                   " AND (p.status <> 'COMPLETED' OR p.finished_at >= ?%d))))",
                stale_before);
     }
-    if (!count_only)
-        lq_num(l, " ORDER BY q.created_at DESC, q.seq DESC LIMIT ?%d", f->max_records);
+    fclose(l->sql);
+    l->sql = out;
+    if (count_only) {
+        put_count(out, f, cond);
+    } else {
+        l->v[l->n++] = (struct eng_val){.num = f->max_records};
+        put_rows(s, out, f, cond, l->n);
+    }
+    free(cond);
 }
 
 /* Runs the filter's query (rows, or the count) into *r. Filters vary too much to cache. */

@@ -34,11 +34,16 @@
 
 #define ACTIVE "('ASSIGNED','PROCESSING','CANCELLING')"
 #define ENDED  "('COMPLETED','FAILED','CANCELLED')"
-/* The same test as comparisons, as qi_machine_active's predicate is written on SQLite
- * (migration 4: an IN list of three or more constants costs SQLite a temporary b-tree each
- * time a statement runs, so every insert paid one); a query that reads the index names its
- * predicate the same way. */
-#define ACTIVE_EQ "(status = 'ASSIGNED' OR status = 'PROCESSING' OR status = 'CANCELLING')"
+/* The counts by status of the items that match cond (SQL text ending in a condition, or
+ * empty): each unheld status a range of qi_unheld_created, which a query uses only when it
+ * names the status as a literal (SQLite migration 13), and the active set through
+ * qi_machine_active. */
+#define COUNT_OF(cond, st)                                                                         \
+    "SELECT '" st "', count(*) FROM queue_items WHERE " cond "status = '" st "' UNION ALL "
+#define COUNTS_BY_STATUS(cond)                                                                     \
+    COUNT_OF(cond, "PENDING") COUNT_OF(cond, "COMPLETED") COUNT_OF(cond, "FAILED")                 \
+    COUNT_OF(cond, "CANCELLED") "SELECT status, count(*) FROM queue_items WHERE " cond ACTIVE_EQ   \
+    " GROUP BY status"
 
 /* The "every dependency COMPLETED" test of a candidate (alias). A store without any
  * dependency (the common case) answers it once per statement: the first test is
@@ -134,10 +139,16 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_RESOLVE_PREFIX_SHARE] = {REF_COLS BY_PREFIX "{lock_share}", 0},
     [S_RESOLVE_PREFIX_UPDATE] = {REF_COLS BY_PREFIX "{lock_update}", 0},
     [S_RESOLVE_PREFIX_DELETE] = {REF_COLS BY_PREFIX "{lock_delete}", 0},
-    [S_COUNTS_ALL] = {"SELECT status, count(*) FROM queue_items GROUP BY status", 0},
-    [S_COUNTS_BRIDGE] = {"SELECT status, count(*) FROM queue_items WHERE bridge_name = ?1"
-                         " GROUP BY status",
-                         0},
+    [S_COUNTS_ALL] = {COUNTS_BY_STATUS(""), 0},
+    [S_COUNTS_BRIDGE] = {COUNTS_BY_STATUS("bridge_name = ?1 AND "), 0},
+    /* ferry web's depth: PENDING through the claim's partial index, in its (bridge,
+     * priority) order (SQLite would rather read qi_unheld_created's PENDING range, then sort
+     * all of it for the groups); the active set through qi_machine_active. */
+    [S_WEB_DEPTH] = {"SELECT bridge_name, 'PENDING', priority, count(*) FROM queue_items"
+                     " {index_claim} WHERE status = 'PENDING' GROUP BY bridge_name, priority"
+                     " UNION ALL SELECT bridge_name, status, priority, count(*) FROM queue_items"
+                     " WHERE " ACTIVE_EQ " GROUP BY bridge_name, status, priority",
+                     0},
 
     [S_MACHINE_KEY_SHARE] = {"SELECT 1 FROM machines WHERE name = ?1{lock_key_share}",
                              STMT_LOCK_ONLY},
@@ -339,8 +350,13 @@ const struct stmt_def store_statements[S_COUNT] = {
                     " updated_at = ?4 WHERE task_id = ?1 AND claim_token = ?5"
                     " AND status IN " ACTIVE " RETURNING seq",
                     0},
-    [S_HEARTBEAT] = {"UPDATE queue_items SET lease_expires_at = ?2, updated_at = ?3"
-                     " WHERE lease_owner = ?1 AND status IN " ACTIVE,
+    /* The heartbeat, the expired leases and the cancelling list read the active set (at
+     * most the machines' concurrency) through qi_machine_active, whose predicate they
+     * name as it is written (ACTIVE_EQ); without the hint SQLite read the cancelling list
+     * by walking the whole table in seq order, which spared it a sort. */
+    [S_HEARTBEAT] = {"UPDATE queue_items {index_machine_active} SET lease_expires_at = ?2,"
+                     " updated_at = ?3"
+                     " WHERE lease_owner = ?1 AND " ACTIVE_EQ,
                      0},
     /* COMPLETED, FAILED or CANCELLED: final, the token dies. COMPLETED clears an earlier
      * attempt's failure reason and the progress, which would otherwise describe an attempt
@@ -397,13 +413,14 @@ const struct stmt_def store_statements[S_COUNT] = {
                            " JOIN queue_items t ON t.seq = d.task_seq"
                            " WHERE d.dep_seq = ?1 AND t.status = 'PENDING' LIMIT 4",
                            0},
-    [S_EXPIRED] = {"SELECT " ITEM_COLS " FROM queue_items q"
-                   " WHERE q.status IN " ACTIVE " AND q.lease_expires_at <= ?1"
+    [S_EXPIRED] = {"SELECT " ITEM_COLS " FROM queue_items q {index_machine_active}"
+                   " WHERE " ACTIVE_EQ " AND q.lease_expires_at <= ?1"
                    " AND (?2 IS NULL OR q.bridge_name = ?2)"
                    " ORDER BY q.lease_expires_at, q.seq LIMIT 1000",
                    0},
-    [S_CANCELLING] = {"SELECT " ITEM_COLS " FROM queue_items q"
-                      " WHERE q.status = 'CANCELLING' AND q.lease_owner = ?1 ORDER BY q.seq",
+    [S_CANCELLING] = {"SELECT " ITEM_COLS " FROM queue_items q {index_machine_active}"
+                      " WHERE " ACTIVE_EQ " AND q.status = 'CANCELLING' AND q.lease_owner = ?1"
+                      " ORDER BY q.seq",
                       0},
 
     /* Machine groups and fan-out (groups.c). A group parent is PROCESSING without a lease
@@ -570,7 +587,8 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_MIGRATIONS_TABLE] = {"CREATE TABLE IF NOT EXISTS schema_migrations (version integer"
                             " PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
                             0},
-    [S_SCHEMA_VERSION] = {"SELECT coalesce(max(version), 0) FROM schema_migrations", 0},
+    [S_SCHEMA_VERSION] = {"SELECT coalesce(max(version), 0), count(*) FROM schema_migrations",
+                          0},
     [S_MIGRATION_RECORD] = {"INSERT INTO schema_migrations (version, name, applied_at)"
                             " VALUES (?1, ?2, ?3)",
                             0},
