@@ -25,14 +25,6 @@ for f in Makefile README.md conf debian dist docs host plugins scripts sdk; do
 done
 # Not what an earlier dpkg-buildpackage in the tree left (debian/.gitignore lists it).
 rm -rf "$src"/debian/{.debhelper,debhelper-build-stamp,files,ferry,ferry-plugin-dev,tmp}
-# The packages are never sanitizer builds: their objects are build/'s whatever BUILD is. A
-# SAN=1 run without a plain build/ would compile it all again (~150 s on a busy machine) to
-# test nothing sanitizer-related, so it leaves the packages to the plain run.
-if [[ ! -x $FERRY_ROOT/build/ferry && ${SAN:-0} == 1 ]]; then
-    echo "# skipped under SAN=1: no plain build/ to make the packages from (make check runs it)"
-    t_done
-    exit 0
-fi
 reuse=()
 if [[ -x $FERRY_ROOT/build/ferry ]]; then
     mkdir -p "$src/build"
@@ -51,6 +43,16 @@ have=$(sed -n '/^Build-Depends:/,/^[A-Z]/p' "$src/debian/control" | sed '$d' |
     grep -v '^$' | grep -vx debhelper-compat | sort | tr '\n' ' ')
 eq "debian/control's Build-Depends are scripts/deps.sh's build packages" "$have" "$want"
 contains "... with debhelper-compat 13" "$(cat "$src/debian/control")" "debhelper-compat (= 13)"
+
+# The packages are never sanitizer builds: their objects are build/'s whatever BUILD is. A
+# SAN=1 run without a plain build/ would compile it all again (~150 s on a busy machine) to
+# test nothing sanitizer-related, so it leaves the packages to the plain run; the checks of
+# debian/control above need no build and run in both.
+if [[ ! -x $FERRY_ROOT/build/ferry && ${SAN:-0} == 1 ]]; then
+    echo "# the packages are skipped under SAN=1: no plain build/ to make the packages from (make check runs it)"
+    t_done
+    exit 0
+fi
 
 # --- build ------------------------------------------------------------------------------
 start=$SECONDS
