@@ -242,3 +242,16 @@ uint64_t fnv1a(uint64_t h, const char *s)
         h = (h ^ (unsigned char)*s) * FNV1A_PRIME;
     return h;
 }
+
+char *i64_decimal(int64_t v, char out[I64_DECIMAL_MAX])
+{
+    char *o = out + I64_DECIMAL_MAX;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--o = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--o = '-';
+    return o;
+}

@@ -54,4 +54,10 @@ int valid_name(const char *s, char *err, size_t errlen);
 #define FNV1A_PRIME 1099511628211ULL
 uint64_t fnv1a(uint64_t h, const char *s);
 
+/* Writes v in decimal, without a NUL, at the end of out: returns where it starts (the
+ * digits run to out + I64_DECIMAL_MAX). For hot paths, where snprintf costs about a
+ * thousand instructions a number. */
+#define I64_DECIMAL_MAX 20
+char *i64_decimal(int64_t v, char out[I64_DECIMAL_MAX]);
+
 #endif

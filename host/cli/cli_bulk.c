@@ -231,6 +231,16 @@ static void note_warnings(struct bulk *b, long line)
 /* --- one line -------------------------------------------------------------------------------- */
 
 static const char *const line_keys[] = {"team", "machine", "bridge", "vault", "priority", NULL};
+#define N_LINE_KEYS (sizeof(line_keys) / sizeof(line_keys[0]) - 1)
+
+/* The index of key in line_keys, or N_LINE_KEYS when it is none of them. */
+static size_t line_key(const char *key)
+{
+    size_t k = 0;
+    while (line_keys[k] && strcmp(line_keys[k], key) != 0)
+        k++;
+    return k;
+}
 
 /*
  * jansson's messages end with "near 'TOKEN'", and the token may be a secret of the vault
@@ -263,15 +273,13 @@ static int take_line(struct bulk *b, long line, json_t *obj, char *err, size_t e
 {
     /* One pass over the line's keys finds the five (line_keys' order), instead of a lookup
      * each and a pass for the others: the others are looked for only when there are some. */
-    const json_t *field[5] = {NULL};
+    const json_t *field[N_LINE_KEYS] = {NULL};
     size_t known = 0;
     const char *key;
     json_t *v;
     json_object_foreach (obj, key, v) {
-        size_t k = 0;
-        while (line_keys[k] && strcmp(line_keys[k], key) != 0)
-            k++;
-        if (line_keys[k] != NULL) {
+        size_t k = line_key(key);
+        if (k < N_LINE_KEYS) {
             field[k] = v;
             known++;
         }
@@ -303,10 +311,7 @@ static int take_line(struct bulk *b, long line, json_t *obj, char *err, size_t e
     }
     if (known < json_object_size(obj)) {
         json_object_foreach (obj, key, v) {
-            size_t k = 0;
-            while (line_keys[k] && strcmp(line_keys[k], key) != 0)
-                k++;
-            if (line_keys[k] != NULL)
+            if (line_key(key) < N_LINE_KEYS)
                 continue;
             if (cli_flag(b->c, "strict")) {
                 seterr(err, errlen,

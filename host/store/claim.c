@@ -493,25 +493,20 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     return rc == STORE_OK && more ? pick_by_machine(s, cl, key, err, errlen) : rc;
 }
 
-/* The picks as a JSON array of seqs. New string. The digits are written here: snprintf
- * cost about 1,000 instructions a seq. */
+/* The picks as a JSON array of seqs. New string. */
 static char *picks_json(const struct claim *cl)
 {
-    char *t = malloc(cl->n_picked * 21 + 3), *at = t;
+    char *t = malloc(cl->n_picked * (I64_DECIMAL_MAX + 1) + 3), *at = t;
     if (t == NULL)
         abort();
     *at++ = '[';
     for (size_t i = 0; i < cl->n_picked; i++) {
-        char digits[20];
-        int n = 0;
-        uint64_t v = (uint64_t)cl->picked[i]; /* seqs are positive */
-        do
-            digits[n++] = (char)('0' + v % 10);
-        while ((v /= 10) > 0);
+        char digits[I64_DECIMAL_MAX], *d = i64_decimal(cl->picked[i], digits);
         if (i > 0)
             *at++ = ',';
-        while (n > 0)
-            *at++ = digits[--n];
+        size_t n = (size_t)(digits + sizeof(digits) - d);
+        memcpy(at, d, n);
+        at += n;
     }
     *at++ = ']';
     *at = '\0';

@@ -1,6 +1,8 @@
 /* Length-prefixed JSON messages between the host and its workers. */
 #include "proto.h"
 
+#include "util.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -635,14 +637,7 @@ static int run_str(struct proto_buf *b, const char *key, const char *text)
 /* Appends v in decimal. */
 static int put_int64(struct proto_buf *b, int64_t v)
 {
-    char text[24], *o = text + sizeof(text);
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--o = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *--o = '-';
+    char text[I64_DECIMAL_MAX], *o = i64_decimal(v, text);
     return proto_buf_add(b, o, (size_t)(text + sizeof(text) - o));
 }
 

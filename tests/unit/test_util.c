@@ -1,7 +1,7 @@
 /*
  * Unit tests for host/base/util.c's uuid_v4: the form of a version 4 UUID, no repeats over
  * many ids (the random bytes come from a pool drawn 4 KiB at a time), and a forked child that
- * does not reuse the pool it inherited.
+ * does not reuse the pool it inherited; and i64_decimal against printf's %lld.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -77,11 +78,30 @@ static void test_fork_draws_its_own(void **state)
     assert_string_not_equal(child_next, first);
 }
 
+/* i64_decimal writes what printf's %lld writes, at the ends of the range too. */
+static void test_i64_decimal(void **state)
+{
+    (void)state;
+    const int64_t values[] = {
+        0, 1, -1, 9, 10, 99, 100, 12345678901234LL, -42, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char out[I64_DECIMAL_MAX], want[32], got[I64_DECIMAL_MAX + 1];
+        char *d = i64_decimal(values[i], out);
+        size_t n = (size_t)(out + sizeof(out) - d);
+        assert_true(n >= 1 && n <= I64_DECIMAL_MAX);
+        memcpy(got, d, n);
+        got[n] = '\0';
+        snprintf(want, sizeof(want), "%lld", (long long)values[i]);
+        assert_string_equal(got, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_form_and_no_repeats),
         cmocka_unit_test(test_fork_draws_its_own),
+        cmocka_unit_test(test_i64_decimal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
