@@ -895,15 +895,17 @@ static int sq_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
  * HOST_IDLE_WAL_FRAMES or more since this host's last checkpoint. Once every frame is in
  * the database, the next writer restarts the WAL at its start. Tried again at the next idle
  * turn when a reader kept some frames in use. */
-static void sq_idle(store *s)
+static int sq_idle(store *s)
 {
     struct sq *q = (struct sq *)s;
     int log = 0, done = 0;
     if (q->wake_fd < 0 || q->short_lived || q->in_tx || q->wal_frames < HOST_IDLE_WAL_FRAMES)
-        return;
+        return 0;
     int rc = sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    if (rc == SQLITE_OK && done >= log)
-        q->wal_frames = 0;
+    if (rc != SQLITE_OK || done < log)
+        return 0;
+    q->wal_frames = 0;
+    return 1;
 }
 
 static void sq_wait_drain(store *s)
