@@ -85,8 +85,8 @@ struct sq {
  * start, overwriting blocks the file already has (an fdatasync there costs about half of
  * one that appends and so grows the file), and no writer on the path of an item (a create,
  * which checkpoints at SQLite's 1000 frames) finds a long WAL to checkpoint. Not at every
- * idle turn: the commit that restarts the WAL syncs its header too, one more fdatasync (on
- * the path of the create that follows: about one create in twenty of the latency bench). */
+ * idle turn: the commit that restarts the WAL syncs its header too, one more fdatasync (the
+ * host makes it its own heartbeat's, store_idle's answer, rather than the next create's). */
 #define HOST_IDLE_WAL_FRAMES 512
 
 static const struct eng_driver sqlite_driver;
@@ -893,8 +893,8 @@ static int sq_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
 
 /* The host is idle: checkpoint (PASSIVE: never waits, never blocks a writer) a WAL of
  * HOST_IDLE_WAL_FRAMES or more since this host's last checkpoint. Once every frame is in
- * the database, the next writer restarts the WAL at its start. Tried again at the next idle
- * turn when a reader kept some frames in use. */
+ * the database, the next writer restarts the WAL at its start: 1 then. Tried again at the
+ * next idle turn when a reader kept some frames in use. */
 static int sq_idle(store *s)
 {
     struct sq *q = (struct sq *)s;
