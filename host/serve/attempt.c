@@ -145,6 +145,10 @@ json_t *attempt_local_machine(void)
 
 struct machine_cache {
     struct machine_facts *slot[MACHINE_CACHE_SLOTS];
+    /* The slots in use, in the order they were filled: a clear visits these, not all
+     * 8,192 slots (an idle SQLite host clears its cache at every item, another process's
+     * create being a change it cannot tell from a machine's). */
+    uint16_t used[MACHINE_CACHE_MAX];
     size_t n;
 };
 
@@ -199,10 +203,10 @@ const struct machine_facts *machine_cache_put(machine_cache *c, const char *team
         machine_cache_clear(c);
     uint64_t h = machine_hash(team, name);
     size_t i = machine_slot(c, h, team, name);
-    if (c->slot[i]) {
-        machine_facts_free(c->slot[i]);
-        c->n--;
-    }
+    if (c->slot[i])
+        machine_facts_free(c->slot[i]); /* replaced: its slot is in used already */
+    else
+        c->used[c->n++] = (uint16_t)i;
     struct machine_facts *e = calloc(1, sizeof(*e));
     if (e == NULL)
         abort();
@@ -214,19 +218,16 @@ const struct machine_facts *machine_cache_put(machine_cache *c, const char *team
     e->json = facts ? json_dumps(facts, JSON_COMPACT) : NULL;
     e->hash = h;
     c->slot[i] = e;
-    c->n++;
     return e;
 }
 
 void machine_cache_clear(machine_cache *c)
 {
-    for (size_t i = 0; c->n > 0 && i < MACHINE_CACHE_SLOTS; i++) {
-        if (c->slot[i]) {
-            machine_facts_free(c->slot[i]);
-            c->slot[i] = NULL;
-            c->n--;
-        }
+    for (size_t k = 0; k < c->n; k++) {
+        machine_facts_free(c->slot[c->used[k]]);
+        c->slot[c->used[k]] = NULL;
     }
+    c->n = 0;
 }
 
 void machine_cache_free(machine_cache *c)

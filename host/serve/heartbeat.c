@@ -12,8 +12,12 @@ static int64_t started_ms, last_mono = -HEARTBEAT_MS;
 
 void heartbeat_tick(store *s, const char *owner, const char *bridge, int running, int64_t mono)
 {
-    if (mono - last_mono < HEARTBEAT_MS)
-        return;
+    if (mono - last_mono >= HEARTBEAT_MS)
+        heartbeat_beat(s, owner, bridge, running, mono);
+}
+
+void heartbeat_beat(store *s, const char *owner, const char *bridge, int running, int64_t mono)
+{
     last_mono = mono;
     if (started_ms == 0)
         started_ms = now_ms();

@@ -15,6 +15,9 @@ typedef struct store store;
 /* Writes the heartbeat when HEARTBEAT_MS have passed since the last one (mono: mono_ms()). */
 void heartbeat_tick(store *s, const char *owner, const char *bridge, int running, int64_t mono);
 
+/* Writes the heartbeat now, however recent the last one; the next tick counts from now. */
+void heartbeat_beat(store *s, const char *owner, const char *bridge, int running, int64_t mono);
+
 /* Marks the host stopped. */
 void heartbeat_stopped(store *s, const char *owner);
 

@@ -118,8 +118,9 @@ struct eng_driver {
     void (*notify)(store *s, const char *bridge);
     int (*wait_fd)(store *s, const char *bridge, char *err, size_t errlen);
     void (*wait_drain)(store *s);
-    /* Optional: the host has nothing running (store_idle). */
-    void (*idle)(store *s);
+    /* Optional: the host has nothing running (store_idle); 1 when the next commit restarts
+     * the log. */
+    int (*idle)(store *s);
 };
 
 /* ---- for the store's logic: statements by id --------------------------------------------- */

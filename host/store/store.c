@@ -227,10 +227,9 @@ void store_wait_drain(store *s)
     s->drv->wait_drain(s);
 }
 
-void store_idle(store *s)
+int store_idle(store *s)
 {
-    if (s->drv->idle)
-        s->drv->idle(s);
+    return s->drv->idle ? s->drv->idle(s) : 0;
 }
 
 /* ---- resources --------------------------------------------------------------------------- */

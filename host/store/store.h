@@ -590,8 +590,11 @@ int store_wait_fd(store *s, const char *bridge, char *err, size_t errlen);
 void store_wait_drain(store *s);
 
 /* The host has nothing running: the driver may tidy up off the path of any item (SQLite
- * checkpoints a long WAL, so the next commits overwrite it from its start). */
-void store_idle(store *s);
+ * checkpoints a long WAL, so the next commits overwrite it from its start). Returns 1 when
+ * it did, and the next commit is the one that restarts the log (SQLite then also syncs the
+ * WAL's new header: a second fdatasync in that commit), else 0. A host with something to
+ * write writes it then, so that the extra sync is not on the path of the next create. */
+int store_idle(store *s);
 
 /*
  * A number that changes whenever another handle (another process, or another connection of

@@ -85,8 +85,8 @@ struct sq {
  * start, overwriting blocks the file already has (an fdatasync there costs about half of
  * one that appends and so grows the file), and no writer on the path of an item (a create,
  * which checkpoints at SQLite's 1000 frames) finds a long WAL to checkpoint. Not at every
- * idle turn: the commit that restarts the WAL syncs its header too, one more fdatasync (on
- * the path of the create that follows: about one create in twenty of the latency bench). */
+ * idle turn: the commit that restarts the WAL syncs its header too, one more fdatasync (the
+ * host makes it its own heartbeat's, store_idle's answer, rather than the next create's). */
 #define HOST_IDLE_WAL_FRAMES 512
 
 static const struct eng_driver sqlite_driver;
@@ -893,17 +893,19 @@ static int sq_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
 
 /* The host is idle: checkpoint (PASSIVE: never waits, never blocks a writer) a WAL of
  * HOST_IDLE_WAL_FRAMES or more since this host's last checkpoint. Once every frame is in
- * the database, the next writer restarts the WAL at its start. Tried again at the next idle
- * turn when a reader kept some frames in use. */
-static void sq_idle(store *s)
+ * the database, the next writer restarts the WAL at its start: 1 then. Tried again at the
+ * next idle turn when a reader kept some frames in use. */
+static int sq_idle(store *s)
 {
     struct sq *q = (struct sq *)s;
     int log = 0, done = 0;
     if (q->wake_fd < 0 || q->short_lived || q->in_tx || q->wal_frames < HOST_IDLE_WAL_FRAMES)
-        return;
+        return 0;
     int rc = sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    if (rc == SQLITE_OK && done >= log)
-        q->wal_frames = 0;
+    if (rc != SQLITE_OK || done < log)
+        return 0;
+    q->wal_frames = 0;
+    return 1;
 }
 
 static void sq_wait_drain(store *s)

@@ -2066,6 +2066,35 @@ static void test_idle_checkpoint(void **state)
     assert_status(f, id, "PENDING");
 }
 
+/* store_idle says when it checkpointed the whole WAL (the host then writes its heartbeat, so
+ * that the commit restarting the WAL is its own): 0 for a short WAL, 1 once, then 0 again
+ * until the WAL is long again; always 0 on PostgreSQL. */
+static void test_idle_reports_checkpoint(void **state)
+{
+    struct fx *f = *state;
+    char err[512], id[37];
+    uint32_t seq, seq2, page;
+    if (!is_sqlite(f)) {
+        assert_int_equal(store_idle(f->s), 0);
+        return;
+    }
+    if (store_wait_fd(f->s, f->bridge, err, sizeof(err)) < 0)
+        fail_msg("store_wait_fd: %s", err);
+    item(f, f->m1, 3, 0, id);
+    assert_int_equal(store_idle(f->s), 0); /* a short WAL is left alone */
+    int n = 1;
+    do {
+        item(f, f->m1, 3, n, id);
+        wal_header(&seq, &page);
+        assert_true(++n < 2000);
+    } while (store_idle(f->s) == 0);
+    assert_int_equal(store_idle(f->s), 0); /* nothing left to checkpoint */
+    item(f, f->m1, 3, n, id);
+    wal_header(&seq2, &page);
+    assert_int_equal(seq2, seq + 1); /* the commit after it restarted the WAL */
+    assert_int_equal(store_idle(f->s), 0);
+}
+
 static void test_multiprocess_create(void **state)
 {
     struct fx *f = *state;
@@ -3113,6 +3142,7 @@ static int run_suite(const char *name)
         T(test_counts),
         T(test_wake_fd),
         T(test_idle_checkpoint),
+        T(test_idle_reports_checkpoint),
         T(test_wake_on_changes),
         T(test_waits_for_writer),
         T(test_long_text_capped),
