@@ -40,11 +40,24 @@ static void expand_fragment(const struct eng_driver *d, const char **p, FILE *ou
     abort(); /* a statement names a fragment that does not exist: caught by every test */
 }
 
+/* Whether sql names a fragment ("{" and a lower-case letter). */
+static int has_fragment(const char *sql)
+{
+    for (const char *p = strchr(sql, '{'); p; p = strchr(p + 1, '{'))
+        if (p[1] >= 'a' && p[1] <= 'z')
+            return 1;
+    return 0;
+}
+
 /* Copies the text between fragments a run at a time: character by character through the
  * stream cost a create queue-item 5% of its instructions (each statement is expanded once
- * per connection, and a CLI command is one connection). */
+ * per connection, and a CLI command is one connection). Most texts name no fragment and are
+ * copied as they are: a stream of their own cost 7,000 instructions each, 90,000 of a
+ * create queue-item. */
 static char *expand(const struct eng_driver *d, const char *sql)
 {
+    if (!has_fragment(sql))
+        return xstrdup(sql);
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
@@ -248,7 +261,8 @@ int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t err
 static int current_version(store *s, int64_t *version, int64_t *count, char *err, size_t errlen)
 {
     int64_t exists = 0;
-    int rc = eng_scalar(s, &exists, err, errlen, S_SCHEMA_EXISTS, "");
+    int rc = s->drv->has_table ? s->drv->has_table(s, "schema_migrations", &exists, err, errlen)
+                               : eng_scalar(s, &exists, err, errlen, S_SCHEMA_EXISTS, "");
     *version = *count = 0;
     if (rc != STORE_OK || !exists)
         return rc;

@@ -100,6 +100,10 @@ struct eng_driver {
     void (*done)(eng_rows *r);
     /* Runs a script of statements without parameters or results (migrations). */
     int (*script)(store *s, const char *sql, char *err, size_t errlen);
+    /* Optional: sets *exists to 1 when table name exists, else 0, without a statement
+     * (SQLite looks in the schema it has parsed); without it, the dialect's S_SCHEMA_EXISTS
+     * answers for the migrations' table. Returns STORE_OK or a failure, err set. */
+    int (*has_table)(store *s, const char *name, int64_t *exists, char *err, size_t errlen);
     /* Optional: the operation now running inside a batch may fail after it changed rows,
      * so its failure must undo only its own changes (a savepoint). */
     void (*may_undo)(store *s);

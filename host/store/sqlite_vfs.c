@@ -32,7 +32,10 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+/* The WAL file's header (magic, version, page size, salts, checksums). */
+#define WAL_HEADER 32
 /* A WAL frame header; bytes 4-7 hold the database size in pages after a commit, else 0. */
 #define WAL_FRAME_HEADER 24
 /* The most gathered at once: the unix VFS writes at most 0x1ffff bytes per xWrite (it masks
@@ -379,6 +382,23 @@ static const sqlite3_io_methods wal_methods = {
     pass_unfetch,
 };
 
+/*
+ * Whether the WAL file name holds more than its header. Such a WAL's directory entry is on
+ * disk: whoever writes a WAL's header syncs it before writing any frame after it (wal.c,
+ * sqlite3WalFrames: syncHeader, at every synchronous level but OFF, which ferry never uses),
+ * and the unix VFS syncs a file's directory at the first sync of a WAL it opened with
+ * SQLITE_OPEN_CREATE. The one that wrote the header opened the file so: it found the file
+ * missing or no longer than a header (a reader may create an empty WAL and never sync it),
+ * and vfs_open drops SQLITE_OPEN_CREATE only past that. Opened without it, the unix VFS does
+ * not sync the directory again at this connection's first commit: an fdatasync of the
+ * directory and three system calls that every command paid.
+ */
+static int wal_has_frames(const char *name)
+{
+    struct stat st;
+    return stat(name, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > WAL_HEADER;
+}
+
 /* Main database and WAL files get this VFS's methods around the file below; every other file
  * (journals, temporary files) is the file below itself, in the same memory. */
 static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, int flags,
@@ -393,7 +413,12 @@ static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file,
     memset(f, 0, sizeof(*f));
     f->real = (sqlite3_file *)((char *)file + REAL_OFFSET);
     f->end = -1;
-    int rc = below(vfs)->xOpen(below(vfs), name, f->real, flags, out_flags);
+    int rc = SQLITE_CANTOPEN;
+    if (methods == &wal_methods && (flags & SQLITE_OPEN_CREATE) && wal_has_frames(name))
+        rc = below(vfs)->xOpen(below(vfs), name, f->real, flags & ~SQLITE_OPEN_CREATE,
+                               out_flags);
+    if (rc == SQLITE_CANTOPEN) /* not tried, or gone since */
+        rc = below(vfs)->xOpen(below(vfs), name, f->real, flags, out_flags);
     /* SQLite calls xClose whenever pMethods is set, even after a failed xOpen. */
     if (f->real->pMethods == NULL)
         return rc;
