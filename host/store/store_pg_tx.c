@@ -12,7 +12,8 @@
  * caller's batch); reads run in autocommit. A lost connection or a deadlock / serialization
  * failure runs the operation again (within the reconnect window); a transaction whose
  * COMMIT got no answer is looked up by transaction id (txid_status) so it is never applied
- * twice or lost.
+ * twice or lost. Neither the BEGIN nor the question of that id costs a round trip of its own:
+ * they travel with the transaction's first statement and with a write (pipeline mode).
  */
 #include "store_pg.h"
 
