@@ -321,7 +321,9 @@ const struct stmt_def store_statements[S_COUNT] = {
                             0},
     /* Where the engine locks rows and runs writes in a WITH: S_CLAIM_ASSIGN, S_CLAIM_EVENTS
      * and S_CLAIM_READ_TYPED in one statement (?7 the lease's end as text): the items
-     * claimed, in claim order. */
+     * claimed, in claim order. The picks are looked up as an array (= ANY (ARRAY(…))), a
+     * probe of the primary key each: as IN (…), PostgreSQL's planner hashed them against
+     * two scans of the whole table, so that each turn cost as much as the table was deep. */
     [S_CLAIM_TAKE] = {"WITH a AS (UPDATE queue_items SET status = CASE WHEN ?5 <> 0"
                       " THEN 'PROCESSING' ELSE 'ASSIGNED' END, lease_owner = ?2,"
                       " lease_expires_at = ?3,"
@@ -329,8 +331,9 @@ const struct stmt_def store_statements[S_COUNT] = {
                       " assigned_at = ?4, updated_at = ?4,"
                       " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
                       " progress_percent = NULL, progress_message = NULL"
-                      " WHERE (status || '') = 'PENDING' AND seq IN (SELECT l.seq FROM queue_items l"
-                      " WHERE l.seq IN ({json_seqs:1}){lock_skip}) RETURNING *),"
+                      " WHERE (status || '') = 'PENDING' AND seq = ANY (ARRAY(SELECT l.seq"
+                      " FROM queue_items l WHERE l.seq = ANY (ARRAY({json_seqs:1})){lock_skip}))"
+                      " RETURNING *),"
                       " e AS (INSERT INTO queue_events (task_seq, action, details, details_is_json,"
                       " at, started_attempt) SELECT a.seq, 'ASSIGNED', 'claimed by ' || ?2"
                       " || ' for attempt ' || (a.retry_count + 1) || ', lease until ' || ?7,"
@@ -377,9 +380,13 @@ const struct stmt_def store_statements[S_COUNT] = {
                           " AND claim_token = ?7 AND status IN ('ASSIGNED','PROCESSING')"
                           " RETURNING seq, retry_count, bridge_name",
                           0},
-    /* Many final outcomes at once (S_FINISH_FINAL for each row of ?1); ?2 now. The status
-     * test is kept off the indexes (|| ''), so that the engine walks the outcomes and finds
-     * each item by its task id. */
+    /* Many final outcomes at once (S_FINISH_FINAL for each row of ?1); ?2 now. Run only where
+     * a statement costs a round trip (PostgreSQL: see finish.c), so in its syntax. The status
+     * test is kept off the indexes (|| ''), and the items are looked up by their task ids as
+     * an array (= ANY (ARRAY(…))), a probe of the unique index each: joined to the outcomes
+     * alone, the planner hashed them against a scan of the whole table. Whether an item has
+     * dependents is asked of queue_deps as a whole first (once a statement): a store
+     * without dependencies (a drain's usual case) then probes it for no item. */
     [S_FINISH_MANY] = {"UPDATE queue_items SET status = f.status,"
                        " response_vault = coalesce(f.response, response_vault), finished_at = ?2,"
                        " updated_at = ?2, lease_expires_at = NULL, claim_token = NULL,"
@@ -393,7 +400,11 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " FROM ({json_finishes:1}) AS f WHERE queue_items.task_id = f.task_id"
                        " AND queue_items.claim_token = f.token"
                        " AND (queue_items.status || '') IN " ACTIVE
-                       " RETURNING queue_items.seq, queue_items.task_id, " HAS_DEPENDENTS,
+                       " AND queue_items.task_id = ANY (ARRAY(SELECT k.task_id"
+                       " FROM ({json_finishes:1}) AS k))"
+                       " RETURNING queue_items.seq, queue_items.task_id,"
+                       " CASE WHEN EXISTS (SELECT 1 FROM queue_deps) AND EXISTS (SELECT 1"
+                       " FROM queue_deps d WHERE d.dep_seq = queue_items.seq) THEN 1 ELSE 0 END",
                        0},
     /* One final outcome, bound (S_FINISH_FINAL found by seq, ?1, with ?7 the task id):
      * where a statement per row costs no round trip (engine.h, in_process), a row found by

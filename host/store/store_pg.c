@@ -583,7 +583,7 @@ int store_pg_connected(struct pg *p, int64_t deadline, char *err, size_t errlen)
 {
     if (PQstatus(p->conn) == CONNECTION_OK)
         return STORE_OK;
-    p->in_tx = 0;
+    p->in_tx = p->begin_pending = 0;
     char msg[256];
     if (!p->warned) {
         store_pg_conn_message(p->conn, msg, sizeof(msg));
@@ -703,7 +703,8 @@ static void pg_notify(store *s, const char *bridge)
     if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) == PQTRANS_INERROR)
         return;
     channel_of(bridge, channel);
-    /* A hint: if it fails, hosts find the item at their next poll. */
+    /* A hint: if it fails, hosts find the item at their next poll. store.c sends it after
+     * the commit (a transaction whose BEGIN is still deferred has sent nothing either). */
     PGresult *r =
         PQexecParams(p->conn, "SELECT pg_notify($1, '')", 1, types, values, NULL, NULL, 0);
     /* Sent outside a transaction to the channel this handle listens on: it arrives at once,
@@ -890,7 +891,8 @@ int store_pg_url(const char *url)
 static int64_t pg_resources_version(store *s)
 {
     struct pg *p = (struct pg *)s;
-    if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+    if (PQstatus(p->conn) != CONNECTION_OK || PQtransactionStatus(p->conn) != PQTRANS_IDLE ||
+        p->begin_pending)
         return -1;
     /* Read with the last batch's commit, a moment ago, and no statement ran since. */
     if (p->version_at > 0 && mono_ms() - p->version_at < VERSION_FRESH_MS)

@@ -53,6 +53,9 @@ struct pg {
 
     /* Transactions. */
     int in_tx;    /* a transaction is open (an operation's or a batch's) */
+    int begin_pending; /* its BEGIN is not sent yet: it goes with the first statement */
+    int64_t xid;       /* its id, once a write's round trip brought it back (0: not yet) */
+    int xid_current;   /* no write ran since xid was asked for (xid 0: none assigned) */
     int tx_wrote; /* it changed something (its commit outcome then matters) */
     int in_batch; /* store_begin opened it */
     int in_op;        /* an operation body runs inside the batch */

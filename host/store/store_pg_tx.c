@@ -12,7 +12,8 @@
  * caller's batch); reads run in autocommit. A lost connection or a deadlock / serialization
  * failure runs the operation again (within the reconnect window); a transaction whose
  * COMMIT got no answer is looked up by transaction id (txid_status) so it is never applied
- * twice or lost.
+ * twice or lost. Neither the BEGIN nor the question of that id costs a round trip of its own:
+ * they travel with the transaction's first statement and with a write (pipeline mode).
  */
 #include "store_pg.h"
 
@@ -65,8 +66,77 @@ static const char *stmt_name(struct pg *p, int id, int n, const Oid *types, char
     return name;
 }
 
-int store_pg_exec_raw(struct pg *p, int id, const char *sql, int n, const Oid *types,
-                      const char *const *values, PGresult **out, char *err, size_t errlen)
+/* The question pg_commit needs answered: the transaction's id, if it has one. */
+#define ASK_XID "SELECT txid_current_if_assigned()"
+
+/*
+ * Runs one statement of the extended protocol together with what goes in its round trip
+ * (libpq's pipeline mode): before it the transaction's deferred BEGIN, after it (ask) the
+ * question of the transaction's id. *out: the statement's result. The id, when the answer
+ * came, is kept in the handle; a failed question only leaves it unknown (pg_commit asks).
+ */
+static int exec_pipelined(struct pg *p, const char *named, const char *sql, int n,
+                          const Oid *types, const char *const *values, int begin, int ask,
+                          PGresult **out, char *err, size_t errlen)
+{
+    PGconn *c = p->conn;
+    int queued = 0, main_q = begin; /* queries sent; the statement's place among them */
+    if (PQenterPipelineMode(c)) {
+        int ok = !begin || PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+        queued += ok && begin;
+        ok = ok && (named ? PQsendQueryPrepared(c, named, n, values, NULL, NULL, 0)
+                          : PQsendQueryParams(c, sql, n, types, values, NULL, NULL, 0));
+        queued += ok;
+        queued += ok && ask && PQsendQueryParams(c, ASK_XID, 0, NULL, NULL, NULL, NULL, 0);
+        /* Even after a failed send: what was sent is then read up to the sync. */
+        if (!PQpipelineSync(c))
+            queued = -1;
+    }
+    /* The results come query by query, each ended by NULL, then the sync's. */
+    PGresult *failed = NULL, *mine = NULL;
+    for (int q = 0; queued >= 0 && q <= queued;) {
+        PGresult *r = PQgetResult(c);
+        if (r == NULL) {
+            if (PQstatus(c) != CONNECTION_OK)
+                break;
+            q++;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            break;
+        }
+        int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+        if (q == main_q && ok && mine == NULL) {
+            mine = r;
+            continue;
+        }
+        if (q == main_q + 1 && ok && PQntuples(r) == 1) {
+            p->xid = PQgetisnull(r, 0, 0) ? 0 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            p->xid_current = 1;
+        } else if (!ok && st != PGRES_PIPELINE_ABORTED && q <= main_q && failed == NULL) {
+            failed = r;
+            continue;
+        }
+        PQclear(r);
+    }
+    PQexitPipelineMode(c);
+    if (mine != NULL && failed == NULL) {
+        *out = mine;
+        return STORE_OK;
+    }
+    int rc = store_pg_fail(p, failed, err, errlen);
+    PQclear(failed);
+    PQclear(mine);
+    return rc;
+}
+
+/* store_pg_exec_raw; ask: a write, after which the transaction's id is asked for in the same
+ * round trip while it is not known. */
+static int exec_stmt(struct pg *p, int id, const char *sql, int n, const Oid *types,
+                     const char *const *values, int ask, PGresult **out, char *err,
+                     size_t errlen)
 {
     *out = NULL;
     p->version_at = 0;
@@ -76,8 +146,18 @@ int store_pg_exec_raw(struct pg *p, int id, const char *sql, int n, const Oid *t
         seterr(err, errlen, "lost the connection to the PostgreSQL store %s: %s", p->label, msg);
         return ENG_LOST;
     }
+    int begin = p->begin_pending;
+    if (ask) {
+        ask = p->in_tx && p->xid == 0;
+        p->xid_current = 0;
+    }
     PGresult *r;
-    if (n < 0) {
+    if (n < 0 && begin) {
+        char *both = xasprintf("BEGIN; %s", sql);
+        p->begin_pending = 0;
+        r = PQexec(p->conn, both);
+        free(both);
+    } else if (n < 0) {
         r = PQexec(p->conn, sql);
     } else {
         int rc = STORE_OK;
@@ -85,6 +165,9 @@ int store_pg_exec_raw(struct pg *p, int id, const char *sql, int n, const Oid *t
         const char *named = id >= 0 ? stmt_name(p, id, n, types, name, &rc, err, errlen) : NULL;
         if (rc != STORE_OK)
             return rc;
+        p->begin_pending = 0;
+        if (begin || ask)
+            return exec_pipelined(p, named, sql, n, types, values, begin, ask, out, err, errlen);
         r = named ? PQexecPrepared(p->conn, named, n, values, NULL, NULL, 0)
                   : PQexecParams(p->conn, sql, n, types, values, NULL, NULL, 0);
     }
@@ -98,6 +181,12 @@ int store_pg_exec_raw(struct pg *p, int id, const char *sql, int n, const Oid *t
     return rc;
 }
 
+int store_pg_exec_raw(struct pg *p, int id, const char *sql, int n, const Oid *types,
+                      const char *const *values, PGresult **out, char *err, size_t errlen)
+{
+    return exec_stmt(p, id, sql, n, types, values, 0, out, err, errlen);
+}
+
 int store_pg_cmd(struct pg *p, const char *sql, char *err, size_t errlen)
 {
     PGresult *r;
@@ -108,9 +197,19 @@ int store_pg_cmd(struct pg *p, const char *sql, char *err, size_t errlen)
 
 void store_pg_rollback_quietly(struct pg *p)
 {
+    p->begin_pending = 0; /* nothing was sent: nothing to roll back */
     if (PQstatus(p->conn) == CONNECTION_OK && PQtransactionStatus(p->conn) != PQTRANS_IDLE)
         store_pg_cmd(p, "ROLLBACK", NULL, 0);
     p->in_tx = 0;
+}
+
+/* A transaction opens: its BEGIN goes with its first statement (exec_stmt), a round trip
+ * less; a transaction that runs none sends nothing. */
+static void tx_open(struct pg *p)
+{
+    p->in_tx = p->begin_pending = 1;
+    p->tx_wrote = 0;
+    p->xid = p->xid_current = 0;
 }
 
 /* Remembers a write of the open batch, with copies of its parameters. */
@@ -207,7 +306,7 @@ int store_pg_exec(store *s, int id, const char *sql, int flags, int n, const str
         p->op_savepoint = rc == STORE_OK;
     }
     if (rc == STORE_OK)
-        rc = store_pg_exec_raw(p, id, text, n, types, values, &r, err, errlen);
+        rc = exec_stmt(p, id, text, n, types, values, flags & ENG_WRITE, &r, err, errlen);
     long changed = rc == STORE_OK ? atol(PQcmdTuples(r)) : 0;
     if (rc == STORE_OK && (flags & ENG_WRITE)) {
         p->tx_wrote = 1;
@@ -266,6 +365,7 @@ int store_pg_script(store *s, const char *sql, char *err, size_t errlen)
     int rc = store_pg_cmd(p, sql, err, errlen);
     if (rc == STORE_OK)
         p->tx_wrote = 1;
+    p->xid_current = 0; /* it may have written without asking for the id */
     return rc;
 }
 
@@ -327,11 +427,16 @@ static int exec_commit(struct pg *p, int version, PGresult **out, char *err, siz
  */
 static int pg_commit(struct pg *p, int version, int64_t deadline, char *err, size_t errlen)
 {
-    int64_t xid = 0;
     int rc = STORE_OK;
     PGresult *r = NULL;
-    if (p->tx_wrote) {
-        rc = store_pg_exec_raw(p, -1, "SELECT txid_current_if_assigned()", -1, NULL, NULL, &r, err, errlen);
+    if (p->begin_pending) { /* no statement ran: there is nothing to commit */
+        p->begin_pending = p->in_tx = 0;
+        return STORE_OK;
+    }
+    /* The id, asked for in the round trip of the last write (exec_stmt), or now. */
+    int64_t xid = p->xid;
+    if (p->tx_wrote && xid == 0 && !p->xid_current) {
+        rc = store_pg_exec_raw(p, -1, ASK_XID, -1, NULL, NULL, &r, err, errlen);
         if (rc == STORE_OK)
             xid = (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0);
         PQclear(r);
@@ -457,6 +562,7 @@ static int rebuild_batch(struct pg *p, int64_t deadline, char *err, size_t errle
         if (rc == STORE_OK) {
             p->in_tx = 1;
             p->tx_wrote = 0;
+            p->xid = p->xid_current = 0;
             rc = replay(p, err, errlen);
         }
         if (rc == STORE_OK)
@@ -495,7 +601,8 @@ int store_pg_run_in_batch(store *s, eng_body body, void *ctx, char *err, size_t 
             rebuild =
                 store_pg_cmd(p, "ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op", NULL, 0) != STORE_OK;
         else if (!rebuild)
-            rebuild = p->op_changed || PQtransactionStatus(p->conn) != PQTRANS_INTRANS;
+            rebuild = p->op_changed ||
+                      (!p->begin_pending && PQtransactionStatus(p->conn) != PQTRANS_INTRANS);
         if (rebuild) {
             char why[512];
             snprintf(why, sizeof(why), "%s", err ? err : "");
@@ -537,15 +644,11 @@ int store_pg_run(store *s, int write, eng_body body, void *ctx, char *err, size_
         int rc = ready(p, deadline, err, errlen);
         if (rc != STORE_OK)
             return rc;
-        if (write && (rc = store_pg_cmd(p, "BEGIN", err, errlen)) == STORE_OK) {
-            p->in_tx = 1;
-            p->tx_wrote = 0;
-        }
-        if (rc == STORE_OK) {
-            rc = body(&p->base, ctx, err, errlen);
-            if (rc == STORE_OK && write)
-                rc = pg_commit(p, 0, deadline, err, errlen);
-        }
+        if (write)
+            tx_open(p);
+        rc = body(&p->base, ctx, err, errlen);
+        if (rc == STORE_OK && write)
+            rc = pg_commit(p, 0, deadline, err, errlen);
         if (p->in_tx)
             store_pg_rollback_quietly(p);
         if (rc != ENG_LOST && rc != ENG_AGAIN)
@@ -563,24 +666,17 @@ int store_pg_run(store *s, int write, eng_body body, void *ctx, char *err, size_
 int store_pg_begin(store *s, char *err, size_t errlen)
 {
     struct pg *p = (struct pg *)s;
-    int64_t deadline = store_pg_deadline(p);
-    for (unsigned attempt = 0;; attempt++) {
-        int rc = ready(p, deadline, err, errlen);
-        if (rc != STORE_OK)
-            return rc;
-        rc = store_pg_cmd(p, "BEGIN", err, errlen);
-        if (rc == STORE_OK) {
-            p->in_tx = p->in_batch = 1;
-            p->tx_wrote = p->base.batch_lost = 0;
-            p->op_seq = 0;
-            log_truncate(p, 0);
-            return STORE_OK;
-        }
-        if (rc != ENG_LOST)
-            return rc;
-        if (attempt >= 20)
-            return STORE_ERROR;
-    }
+    int rc = ready(p, store_pg_deadline(p), err, errlen);
+    if (rc != STORE_OK)
+        return rc;
+    /* A connection lost before the first statement is the batch's first operation's to
+     * ride out (store_pg_run_in_batch rebuilds the empty batch). */
+    tx_open(p);
+    p->in_batch = 1;
+    p->base.batch_lost = 0;
+    p->op_seq = 0;
+    log_truncate(p, 0);
+    return STORE_OK;
 }
 
 int store_pg_commit_batch(store *s, char *err, size_t errlen)

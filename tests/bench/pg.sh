@@ -41,6 +41,19 @@ pg_case() {
     export FERRY_CONFIG=$W/$1.conf DB
     populate
 }
+# work: "transactions buffers" the server has counted for the database so far (a backend
+# reports as it ends: read half a second after the hosts' ended).
+work() {
+    psql -X -qAt -F ' ' "$DB" -c "SELECT xact_commit + xact_rollback, blks_hit + blks_read
+        FROM pg_stat_database WHERE datname = current_database()" 2>/dev/null || echo "? ?"
+}
+# per_item BEFORE AFTER: the server's transactions and buffer accesses per item between two
+# work readings: counts that do not swing with the machine's load as the rates do.
+per_item() {
+    awk -v b="$1" -v a="$2" -v n="$N" 'BEGIN { split(b, x, " "); split(a, y, " ")
+        if (y[1] !~ /^[0-9]+$/ || x[1] !~ /^[0-9]+$/) { print "? / ?"; exit }
+        printf "%.3f / %.1f\n", (y[1] - x[1]) / n, (y[2] - x[2]) / n }'
+}
 # rates T0_MS: "incl steady" jobs/s of the COMPLETED items, from T0_MS (when the host was
 # started) and from the first start, both to the last finish the store recorded.
 rates() {
@@ -55,17 +68,22 @@ rates() {
 pg_case drain 4 "$PIPELINE"
 "$BQ" fill "$DB" "$N" fx_noop 100 >/dev/null
 limit=$((60 + N / 100))
+w0=$(work)
 t0=$(now_ms)
 read -r wall hwm _ rc < <("$BQ" run "$limit" "$FERRY" serve --drain 2>"$W/host.log")
 [[ $rc == 0 ]] || { echo "(the host exited with status $rc; its log ends with:)"; tail -3 "$W/host.log"; }
+sleep 0.5
+w1=$(work)
 read -r incl st < <(rates "$t0")
 done_n=$(psql_v "SELECT count(*) FROM queue_items WHERE status = 'COMPLETED'")
 row "1 host, workers=4, pipeline=$PIPELINE, $N items: incl. / steady (jobs/s)" "$incl / $st"
 row "1 host: completed, host wall s, host VmHWM KiB" "$done_n, $wall, $hwm"
+row "1 host: server transactions / buffer accesses per item" "$(per_item "$w0" "$w1")"
 summary "PG drain $N, 1 host w=4 p=$PIPELINE, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
 
 pg_case hosts 2 "$PIPELINE"
 "$BQ" fill "$DB" "$N" fx_stamp 100 "$W/runs" >/dev/null
+w0=$(work)
 t0=$(now_ms)
 for h in 1 2 3 4; do
     timeout -k 5 "$limit" "$FERRY" serve --drain >"$W/host$h.log" 2>&1 &
@@ -73,6 +91,8 @@ for h in 1 2 3 4; do
 done
 wait "${PIDS[@]}"
 PIDS=()
+sleep 0.5
+w1=$(work)
 read -r incl st < <(rates "$t0")
 completed=$(psql_v "SELECT count(*) FROM queue_items WHERE status = 'COMPLETED'")
 assigned=$(psql_v "SELECT count(*) FROM queue_events WHERE action = 'ASSIGNED'")
@@ -90,6 +110,7 @@ once=PASS
 row "4 hosts x 2 workers, pipeline=$PIPELINE, one bridge, $N items: incl. / steady (jobs/s)" "$incl / $st"
 row "4 hosts: COMPLETED, ASSIGNED events, retries, hosts that ran items" "$completed, $assigned, $retries, $hosts"
 row "4 hosts: items run by each host" "$per_host"
+row "4 hosts: server transactions / buffer accesses per item" "$(per_item "$w0" "$w1")"
 row "4 hosts: runs stamped, distinct items stamped; exactly once" "$runs, $labels; $once"
 [[ $once == PASS ]] || echo "FAIL: 4 hosts on one PostgreSQL store did not run every item exactly once"
 summary "PG drain $N, 4 hosts w=2 p=$PIPELINE, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
