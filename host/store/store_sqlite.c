@@ -110,6 +110,7 @@ static const char *const fragments[F_COUNT] = {
                         " SELECT v ->> 0 AS task_id, v ->> 1 AS token, v ->> 2 AS status,"
                         " v ->> 3 AS response, v ->> 4 AS reason FROM r",
     [F_NOW_MS] = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    [F_OR_FAIL] = "OR FAIL",
 };
 
 static const char *const dialect_sql[S_COUNT] = {
@@ -596,14 +597,14 @@ static int sq_begin(store *s, char *err, size_t errlen)
 
 /*
  * One operation inside the open batch, whose failure undoes only its own changes. It runs
- * without a savepoint: one copies every page the operation changes, about 5,300
- * instructions an item in a drain's turns. An operation changes nothing before its checks
- * have passed (its CONFLICT or NOT_FOUND) and SQLite undoes a failed statement, so the
- * connection's count of changed rows tells whether a failure left anything to undo; an
- * operation that may fail after it changed rows says so first (sq_may_undo) and gets the
- * savepoint. Should one fail after changes it did not announce (an I/O error, a hostile
- * trigger), the batch begins again when it held nothing else, and is lost otherwise
- * (batch_lost), as when SQLite rolled it back itself.
+ * without a savepoint: one copies every page the operation changes (with its SAVEPOINT and
+ * RELEASE, 2,600 instructions an item in bench_queue turns). An operation changes nothing
+ * before its checks have passed (its CONFLICT or NOT_FOUND) and SQLite undoes a failed
+ * statement, so the connection's count of changed rows tells whether a failure left
+ * anything to undo; an operation that may fail after it changed rows says so first
+ * (sq_may_undo) and gets the savepoint. Should one fail after changes it did not announce
+ * (an I/O error, a hostile trigger), the batch begins again when it held nothing else, and
+ * is lost otherwise (batch_lost), as when SQLite rolled it back itself.
  */
 static int sq_run_in_batch(store *s, eng_body body, void *ctx, char *err, size_t errlen)
 {

@@ -1,10 +1,12 @@
 /*
- * An operation that fails inside a batch (store_begin … store_commit) on SQLite, where
- * operations run without a savepoint of their own: one that announced it may fail after it
- * changed rows (may_undo, a create of many items) undoes only itself; one that fails after
- * changes it did not announce (here a hostile trigger) begins the batch again when the batch
- * held nothing else, and otherwise loses the batch, which says so, refuses what follows and
- * commits nothing.
+ * Operations inside a batch (store_begin … store_commit) on SQLite, where they run without a
+ * savepoint of their own. One that fails after it announced it may fail having changed rows
+ * (may_undo, a create of many items) undoes only itself; one that fails after changes it did
+ * not announce (here a hostile trigger) begins the batch again when the batch held nothing
+ * else, and otherwise loses the batch, which says so, refuses what follows and commits
+ * nothing. And the events of many ends, which SQLite binds in statements of sixteen and four
+ * rows and one by one for the rest: each end gets its event once, after the events written
+ * before it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +22,8 @@
 
 #include "store.h"
 #include "util.h"
+
+#define N_ENDS 21
 
 struct fixture {
     char dir[64];
@@ -39,7 +43,7 @@ static int setup(void **state)
     assert_int_equal(store_region_create(f->st, "r", NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(store_bridge_create(f->st, "r", "b", NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(store_team_create(f->st, "T", NULL, NULL, err, sizeof(err)), 0);
-    json_t *conc = json_pack("{s:i}", "concurrency", 10);
+    json_t *conc = json_pack("{s:i}", "concurrency", N_ENDS);
     assert_int_equal(store_machine_create(f->st, "T", "b", "m", conc, NULL, err, sizeof(err)), 0);
     json_decref(conc);
     f->vault = json_pack("{s:s}", "function", "fx");
@@ -201,6 +205,79 @@ static void test_unannounced_failure_later_loses_the_batch(void **state)
     store_items_free(items, 2);
 }
 
+/* The actions of task's trace, joined by spaces (the caller frees it); with its last event's
+ * text in *last (freed by the caller too). */
+static char *actions(struct fixture *f, const char *task, char **last)
+{
+    json_t *ev = NULL;
+    assert_int_equal(store_event_list(f->st, task, &ev, NULL, 0), STORE_OK);
+    char *out = xstrdup("");
+    size_t i;
+    json_t *e;
+    json_array_foreach (ev, i, e) {
+        char *next = xasprintf("%s%s%s", out, *out ? " " : "",
+                               json_string_value(json_object_get(e, "action")));
+        free(out);
+        out = next;
+        free(*last);
+        const char *details = json_string_value(json_object_get(e, "details"));
+        *last = details ? xstrdup(details) : NULL;
+    }
+    json_decref(ev);
+    return out;
+}
+
+static void test_many_ends_each_get_their_event(void **state)
+{
+    struct fixture *f = *state;
+    char err[512];
+    json_t *v = json_pack("{s:s}", "function", "fx");
+    for (int i = 0; i < N_ENDS; i++) {
+        struct store_item_spec spec = {.team = "T", .machine = "m", .bridge = "b", .vault = v};
+        assert_int_equal(store_queue_create(f->st, &spec, NULL, NULL, err, sizeof(err)), 0);
+    }
+    json_decref(v);
+    struct store_item *items = NULL;
+    size_t got = 0;
+    assert_int_equal(store_claim_items(f->st, "b", "me", 60000, N_ENDS, 1, now_ms(), &items, &got,
+                                       err, sizeof(err)),
+                     STORE_OK);
+    assert_int_equal(got, N_ENDS);
+    struct store_finish fin[N_ENDS];
+    char reasons[N_ENDS][32];
+    int rcs[N_ENDS];
+    assert_int_equal(store_begin(f->st, NULL, 0), STORE_OK);
+    /* The last item retries: its decision event is written first, in the same batch. */
+    assert_int_equal(store_event_append(f->st, items[N_ENDS - 1].task_id, "RETRY", "retry 1 of 2",
+                                        NULL, now_ms(), err, sizeof(err)),
+                     STORE_OK);
+    for (int i = 0; i < N_ENDS; i++) {
+        snprintf(reasons[i], sizeof(reasons[i]), "attempt 1 of item %d", i);
+        fin[i] = (struct store_finish){
+            .task_id = items[i].task_id,
+            .token = items[i].token,
+            .outcome = {.kind = i == N_ENDS - 1 ? STORE_OUTCOME_RETRY : STORE_OUTCOME_COMPLETED,
+                        .reason = reasons[i]}};
+    }
+    assert_int_equal(store_finish_many(f->st, fin, N_ENDS, rcs, now_ms(), err, sizeof(err)),
+                     STORE_OK);
+    assert_int_equal(store_commit(f->st, err, sizeof(err)), STORE_OK);
+    for (int i = 0; i < N_ENDS; i++) {
+        assert_int_equal(rcs[i], STORE_OK);
+        char *last = NULL, *a = actions(f, items[i].task_id, &last);
+        if (i == N_ENDS - 1) {
+            assert_string_equal(a, "CREATED ASSIGNED PROCESSING RETRY RETRY_SCHEDULED");
+            assert_non_null(strstr(last, reasons[i]));
+        } else {
+            assert_string_equal(a, "CREATED ASSIGNED PROCESSING COMPLETED");
+            assert_string_equal(last, reasons[i]);
+        }
+        free(a);
+        free(last);
+    }
+    store_items_free(items, got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -209,6 +286,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unannounced_failure_later_loses_the_batch, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_many_ends_each_get_their_event, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
