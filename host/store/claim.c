@@ -65,6 +65,7 @@ struct claim {
     const char *bridge, *owner;
     int64_t now, lease_ms;
     int max_n, start;
+    int check_held; /* went by machine from the start on head_held: still_held after */
     struct slot *slots;
     size_t n_slots, cap_slots;
     int64_t *picked; /* seqs, in claim order */
@@ -437,40 +438,23 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
  */
 static _Thread_local int head_held;
 
-static int cmp_seq(const void *a, const void *b)
+/* After a claim by machine from the start, once its picks are marked (no longer PENDING):
+ * head_held is 1 when the first ready item left is on a machine the claim found full (a
+ * machine without a slot here had none free). One row read, whatever the claim took. */
+static int still_held(store *s, struct claim *cl, char *err, size_t errlen)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* After a claim by machine from the start: *held is 1 when the first ready item it did not
- * pick is on a machine it found full (a machine without a slot here had none free). */
-static int still_held(store *s, struct claim *cl, int *held, char *err, size_t errlen)
-{
-    int64_t *sorted = malloc((cl->n_picked ? cl->n_picked : 1) * sizeof(*sorted));
-    if (sorted == NULL)
-        abort();
-    if (cl->n_picked > 0) { /* picked is NULL until the first pick */
-        memcpy(sorted, cl->picked, cl->n_picked * sizeof(*sorted));
-        qsort(sorted, cl->n_picked, sizeof(*sorted), cmp_seq);
-    }
     eng_rows r;
-    *held = 0;
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now,
-                   (int)cl->n_picked + 1);
-    int got = 0;
-    while (rc == STORE_OK && (got = eng_next(&r, err, errlen)) == 1) {
-        int64_t seq = eng_i64(&r, 0);
-        if (bsearch(&seq, sorted, cl->n_picked, sizeof(*sorted), cmp_seq) != NULL)
-            continue;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now, 1);
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    head_held = 0;
+    if (got == 1) {
         struct slot *slot = slot_of(cl, eng_text(&r, 1));
-        *held = slot == NULL || slot->free <= 0;
-        break;
+        head_held = slot == NULL || slot->free <= 0;
     }
-    if (rc == STORE_OK)
-        eng_done(&r);
-    free(sorted);
-    return rc != STORE_OK ? rc : got < 0 ? got : STORE_OK;
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
 }
 
 /* Picks the claim's items. Where the engine locks rows, hosts claim side by side and every
@@ -485,8 +469,8 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     if (s->drv->row_locks)
         return pick_by_machine(s, cl, key, err, errlen);
     if (head_held) {
-        rc = pick_by_machine(s, cl, key, err, errlen);
-        return rc == STORE_OK ? still_held(s, cl, &head_held, err, errlen) : rc;
+        cl->check_held = 1; /* still_held, once the picks are marked */
+        return pick_by_machine(s, cl, key, err, errlen);
     }
     rc = pick_head(s, cl, key, &more, err, errlen);
     head_held = rc == STORE_OK && more;
@@ -655,9 +639,12 @@ static int claim_body(store *s, void *ctx, char *err, size_t errlen)
 {
     struct claim *cl = ctx;
     cl->n_picked = cl->n_slots = 0;
+    cl->check_held = 0;
     int rc = pick_items(s, cl, err, errlen);
     if (rc == STORE_OK && cl->n_picked > 0)
         rc = assign(s, cl, err, errlen);
+    if (rc == STORE_OK && cl->check_held)
+        rc = still_held(s, cl, err, errlen);
     if (rc != STORE_OK || cl->n_picked > 0)
         return rc;
     if (rc == STORE_OK && !cl->typed) {
