@@ -50,6 +50,9 @@ struct slot {
     char machine[129];
     uint64_t hash; /* of machine: a look-up compares names only when their hashes match */
     int free;
+    /* The seq of the machine's last item in the by-machine merge: when that one is taken
+     * with slots left, more are read. 0: only its head is there; -1: it has no more. */
+    int64_t last;
 };
 
 /* Copies a machine's name into a buffer of 129 (names are shorter: valid_name). */
@@ -99,6 +102,7 @@ static struct slot *slot_add(struct claim *cl, const char *machine)
     copy_machine(slot->machine, machine);
     slot->hash = fnv1a(FNV1A_BASIS, slot->machine);
     slot->free = 0;
+    slot->last = 0;
     return slot;
 }
 
@@ -291,15 +295,17 @@ static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char
     return rc;
 }
 
-/* The heads (first ready item after key) of the machines named in names. */
-static int heads(store *s, struct claim *cl, const int64_t key[3], json_t *names, struct cand **c,
-                 size_t *n, char *err, size_t errlen)
+/* The first limit ready items of after's machine after it in claim order, in no order. */
+static int next_items(store *s, struct claim *cl, const struct cand *after, int limit,
+                      struct cand **c, size_t *n, char *err, size_t errlen)
 {
     eng_rows r;
-    char *text = json_dumps(names, JSON_COMPACT);
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_HEADS, "tIIIIt", cl->bridge, cl->now, key[0],
-                   key[1], key[2], text);
+    json_t *one = json_pack("[s]", after->machine);
+    char *text = json_dumps(one, JSON_COMPACT);
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_HEADS, "tIIIIti", cl->bridge, cl->now,
+                   after->priority, after->created, after->seq, text, limit);
     free(text);
+    json_decref(one);
     *c = NULL;
     *n = 0;
     return rc != STORE_OK ? rc : read_cands(&r, c, n, err, errlen);
@@ -387,9 +393,10 @@ static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand 
  * the bridge (one index seek each), the first ready item after key of each (one seek
  * each), and a merge of those heads in claim order. A machine is looked up when its head
  * comes near the front of the merge (so that, with row locks, only the machines the claim
- * may use are locked); when its head is taken and it has a slot left, its next item joins
- * the merge. The picks are those walking on would make, from any key: from the start
- * (key 0) it is the whole claim.
+ * may use are locked); when its head is taken and it has slots left, its next items join
+ * the merge, as many as it and the claim may still take, in one statement (and again when
+ * the last of those is taken with slots left). The picks are those walking on would make,
+ * from any key: from the start (key 0) it is the whole claim.
  */
 static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], char *err,
                            size_t errlen)
@@ -412,14 +419,22 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
         }
         if (rc != STORE_OK || !take(cl, slot, c[i].seq) || slot->free <= 0)
             continue;
-        json_t *one = json_pack("[s]", c[i].machine);
-        int64_t after[3] = {c[i].priority, c[i].created, c[i].seq};
+        if (slot->last != 0 && slot->last != c[i].seq)
+            continue; /* its next items are in the merge already */
+        int missing = cl->max_n - (int)cl->n_picked;
+        int limit = slot->free < missing ? slot->free : missing;
+        if (limit <= 0)
+            continue; /* the claim is full */
         struct cand *next = NULL;
-        size_t got = 0;
-        rc = heads(s, cl, after, one, &next, &got, err, errlen);
-        json_decref(one);
-        if (rc == STORE_OK && got == 1)
-            merge_in(&c, &n, i + 1, &next[0]);
+        size_t got = 0, last = 0;
+        rc = next_items(s, cl, &c[i], limit, &next, &got, err, errlen);
+        for (size_t k = 1; k < got; k++)
+            if (cand_cmp(&next[k], &next[last]) > 0)
+                last = k;
+        /* Fewer than asked: the machine has no more ready items. */
+        slot->last = (int)got == limit ? next[last].seq : -1;
+        for (size_t k = 0; k < got; k++)
+            merge_in(&c, &n, i + 1, &next[k]);
         free(next);
     }
     free(c);
