@@ -50,9 +50,9 @@ struct slot {
     char machine[129];
     uint64_t hash; /* of machine: a look-up compares names only when their hashes match */
     int free;
-    /* The seq of the machine's last item in the by-machine merge: when that one is taken
-     * with slots left, more are read. 0: only its head is there; -1: it has no more. */
-    int64_t last;
+    /* Set when the by-machine merge has read the machine's next items: as many as it and the
+     * claim may still take, so never more in this claim. */
+    int next_read;
 };
 
 /* Copies a machine's name into a buffer of 129 (names are shorter: valid_name). */
@@ -102,7 +102,7 @@ static struct slot *slot_add(struct claim *cl, const char *machine)
     copy_machine(slot->machine, machine);
     slot->hash = fnv1a(FNV1A_BASIS, slot->machine);
     slot->free = 0;
-    slot->last = 0;
+    slot->next_read = 0;
     return slot;
 }
 
@@ -394,9 +394,9 @@ static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand 
  * each), and a merge of those heads in claim order. A machine is looked up when its head
  * comes near the front of the merge (so that, with row locks, only the machines the claim
  * may use are locked); when its head is taken and it has slots left, its next items join
- * the merge, as many as it and the claim may still take, in one statement (and again when
- * the last of those is taken with slots left). The picks are those walking on would make,
- * from any key: from the start (key 0) it is the whole claim.
+ * the merge, as many as it and the claim may still take, in one statement: each of them is
+ * taken unless the machine or the claim is full by then. The picks are those walking on
+ * would make, from any key: from the start (key 0) it is the whole claim.
  */
 static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], char *err,
                            size_t errlen)
@@ -419,20 +419,14 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
         }
         if (rc != STORE_OK || !take(cl, slot, c[i].seq) || slot->free <= 0)
             continue;
-        if (slot->last != 0 && slot->last != c[i].seq)
-            continue; /* its next items are in the merge already */
         int missing = cl->max_n - (int)cl->n_picked;
         int limit = slot->free < missing ? slot->free : missing;
-        if (limit <= 0)
-            continue; /* the claim is full */
+        if (slot->next_read || limit <= 0)
+            continue;
         struct cand *next = NULL;
-        size_t got = 0, last = 0;
+        size_t got = 0;
+        slot->next_read = 1;
         rc = next_items(s, cl, &c[i], limit, &next, &got, err, errlen);
-        for (size_t k = 1; k < got; k++)
-            if (cand_cmp(&next[k], &next[last]) > 0)
-                last = k;
-        /* Fewer than asked: the machine has no more ready items. */
-        slot->last = (int)got == limit ? next[last].seq : -1;
         for (size_t k = 0; k < got; k++)
             merge_in(&c, &n, i + 1, &next[k]);
         free(next);
