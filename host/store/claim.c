@@ -50,6 +50,9 @@ struct slot {
     char machine[129];
     uint64_t hash; /* of machine: a look-up compares names only when their hashes match */
     int free;
+    /* Set when the by-machine merge has read the machine's next items: as many as it and the
+     * claim may still take, so never more in this claim. */
+    int next_read;
 };
 
 /* Copies a machine's name into a buffer of 129 (names are shorter: valid_name). */
@@ -65,6 +68,7 @@ struct claim {
     const char *bridge, *owner;
     int64_t now, lease_ms;
     int max_n, start;
+    int check_held; /* went by machine from the start on head_held: still_held after */
     struct slot *slots;
     size_t n_slots, cap_slots;
     int64_t *picked; /* seqs, in claim order */
@@ -98,6 +102,7 @@ static struct slot *slot_add(struct claim *cl, const char *machine)
     copy_machine(slot->machine, machine);
     slot->hash = fnv1a(FNV1A_BASIS, slot->machine);
     slot->free = 0;
+    slot->next_read = 0;
     return slot;
 }
 
@@ -290,15 +295,17 @@ static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char
     return rc;
 }
 
-/* The heads (first ready item after key) of the machines named in names. */
-static int heads(store *s, struct claim *cl, const int64_t key[3], json_t *names, struct cand **c,
-                 size_t *n, char *err, size_t errlen)
+/* The first limit ready items of after's machine after it in claim order, in no order. */
+static int next_items(store *s, struct claim *cl, const struct cand *after, int limit,
+                      struct cand **c, size_t *n, char *err, size_t errlen)
 {
     eng_rows r;
-    char *text = json_dumps(names, JSON_COMPACT);
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_HEADS, "tIIIIt", cl->bridge, cl->now, key[0],
-                   key[1], key[2], text);
+    json_t *one = json_pack("[s]", after->machine);
+    char *text = json_dumps(one, JSON_COMPACT);
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_HEADS, "tIIIIti", cl->bridge, cl->now,
+                   after->priority, after->created, after->seq, text, limit);
     free(text);
+    json_decref(one);
     *c = NULL;
     *n = 0;
     return rc != STORE_OK ? rc : read_cands(&r, c, n, err, errlen);
@@ -386,9 +393,10 @@ static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand 
  * the bridge (one index seek each), the first ready item after key of each (one seek
  * each), and a merge of those heads in claim order. A machine is looked up when its head
  * comes near the front of the merge (so that, with row locks, only the machines the claim
- * may use are locked); when its head is taken and it has a slot left, its next item joins
- * the merge. The picks are those walking on would make, from any key: from the start
- * (key 0) it is the whole claim.
+ * may use are locked); when its head is taken and it has slots left, its next items join
+ * the merge, as many as it and the claim may still take, in one statement: each of them is
+ * taken unless the machine or the claim is full by then. The picks are those walking on
+ * would make, from any key: from the start (key 0) it is the whole claim.
  */
 static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], char *err,
                            size_t errlen)
@@ -411,14 +419,16 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
         }
         if (rc != STORE_OK || !take(cl, slot, c[i].seq) || slot->free <= 0)
             continue;
-        json_t *one = json_pack("[s]", c[i].machine);
-        int64_t after[3] = {c[i].priority, c[i].created, c[i].seq};
+        int missing = cl->max_n - (int)cl->n_picked;
+        int limit = slot->free < missing ? slot->free : missing;
+        if (slot->next_read || limit <= 0)
+            continue;
         struct cand *next = NULL;
         size_t got = 0;
-        rc = heads(s, cl, after, one, &next, &got, err, errlen);
-        json_decref(one);
-        if (rc == STORE_OK && got == 1)
-            merge_in(&c, &n, i + 1, &next[0]);
+        slot->next_read = 1;
+        rc = next_items(s, cl, &c[i], limit, &next, &got, err, errlen);
+        for (size_t k = 0; k < got; k++)
+            merge_in(&c, &n, i + 1, &next[k]);
         free(next);
     }
     free(c);
@@ -437,40 +447,23 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], cha
  */
 static _Thread_local int head_held;
 
-static int cmp_seq(const void *a, const void *b)
+/* After a claim by machine from the start, once its picks are marked (no longer PENDING):
+ * head_held is 1 when the first ready item left is on a machine the claim found full (a
+ * machine without a slot here had none free). One row read, whatever the claim took. */
+static int still_held(store *s, struct claim *cl, char *err, size_t errlen)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* After a claim by machine from the start: *held is 1 when the first ready item it did not
- * pick is on a machine it found full (a machine without a slot here had none free). */
-static int still_held(store *s, struct claim *cl, int *held, char *err, size_t errlen)
-{
-    int64_t *sorted = malloc((cl->n_picked ? cl->n_picked : 1) * sizeof(*sorted));
-    if (sorted == NULL)
-        abort();
-    if (cl->n_picked > 0) { /* picked is NULL until the first pick */
-        memcpy(sorted, cl->picked, cl->n_picked * sizeof(*sorted));
-        qsort(sorted, cl->n_picked, sizeof(*sorted), cmp_seq);
-    }
     eng_rows r;
-    *held = 0;
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now,
-                   (int)cl->n_picked + 1);
-    int got = 0;
-    while (rc == STORE_OK && (got = eng_next(&r, err, errlen)) == 1) {
-        int64_t seq = eng_i64(&r, 0);
-        if (bsearch(&seq, sorted, cl->n_picked, sizeof(*sorted), cmp_seq) != NULL)
-            continue;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now, 1);
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    head_held = 0;
+    if (got == 1) {
         struct slot *slot = slot_of(cl, eng_text(&r, 1));
-        *held = slot == NULL || slot->free <= 0;
-        break;
+        head_held = slot == NULL || slot->free <= 0;
     }
-    if (rc == STORE_OK)
-        eng_done(&r);
-    free(sorted);
-    return rc != STORE_OK ? rc : got < 0 ? got : STORE_OK;
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
 }
 
 /* Picks the claim's items. Where the engine locks rows, hosts claim side by side and every
@@ -485,8 +478,8 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     if (s->drv->row_locks)
         return pick_by_machine(s, cl, key, err, errlen);
     if (head_held) {
-        rc = pick_by_machine(s, cl, key, err, errlen);
-        return rc == STORE_OK ? still_held(s, cl, &head_held, err, errlen) : rc;
+        cl->check_held = 1; /* still_held, once the picks are marked */
+        return pick_by_machine(s, cl, key, err, errlen);
     }
     rc = pick_head(s, cl, key, &more, err, errlen);
     head_held = rc == STORE_OK && more;
@@ -655,9 +648,12 @@ static int claim_body(store *s, void *ctx, char *err, size_t errlen)
 {
     struct claim *cl = ctx;
     cl->n_picked = cl->n_slots = 0;
+    cl->check_held = 0;
     int rc = pick_items(s, cl, err, errlen);
     if (rc == STORE_OK && cl->n_picked > 0)
         rc = assign(s, cl, err, errlen);
+    if (rc == STORE_OK && cl->check_held)
+        rc = still_held(s, cl, err, errlen);
     if (rc != STORE_OK || cl->n_picked > 0)
         return rc;
     if (rc == STORE_OK && !cl->typed) {

@@ -628,13 +628,22 @@ static char *dup_or_null(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
+/* Copies src (NULL: empty) into dst of cap bytes, cut to fit: snprintf's "%s" without its
+ * format parsing (about 550 instructions a call, twice an item a claim reads back). */
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    size_t len = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", len);
+    dst[len] = '\0';
+}
+
 void eng_item_struct(eng_rows *r, int first, struct store_item *it)
 {
     struct store_item_cols c;
     item_cols(r, first, &c);
     memset(it, 0, sizeof(*it));
-    snprintf(it->task_id, sizeof(it->task_id), "%s", c.task_id);
-    snprintf(it->token, sizeof(it->token), "%s", c.claim_token ? c.claim_token : "");
+    copy_text(it->task_id, sizeof(it->task_id), c.task_id);
+    copy_text(it->token, sizeof(it->token), c.claim_token);
     it->function = dup_or_null(c.function);
     it->team = dup_or_null(c.team);
     it->machine = dup_or_null(c.machine);

@@ -228,16 +228,16 @@ const struct stmt_def store_statements[S_COUNT] = {
                       " AND q.bridge_name = ?1 AND q.run_after <= ?2" DEPS_DONE
                       " ORDER BY q.priority, q.created_at, q.seq LIMIT ?3",
                       0},
-    /* For each machine of ?6 (a JSON array of names), its first ready item on bridge ?1
-     * at ?2 after the key (?3, ?4, ?5) in claim order, if any: one seek in
+    /* For each machine of ?6 (a JSON array of names), its first ?7 ready items on bridge ?1
+     * at ?2 after the key (?3, ?4, ?5) in claim order, in no order: one range of
      * qi_claim_machine each. */
     [S_CLAIM_HEADS] = {"SELECT q.seq, q.machine_name, q.priority, q.created_at"
-                       " FROM ({json_texts:6}) AS m JOIN queue_items q ON q.seq = (SELECT i.seq"
+                       " FROM ({json_texts:6}) AS m JOIN queue_items q ON q.seq IN (SELECT i.seq"
                        " FROM queue_items i {index_claim_machine} WHERE i.status = 'PENDING'"
                        " AND i.bridge_name = ?1 AND i.machine_name = m.value"
                        " AND i.run_after <= ?2 AND (i.priority, i.created_at, i.seq)"
                        " > (?3, ?4, ?5)" DEPS_DONE_OF("i")
-                       " ORDER BY i.priority, i.created_at, i.seq LIMIT 1)",
+                       " ORDER BY i.priority, i.created_at, i.seq LIMIT ?7)",
                        0},
     /* Where one writer holds the store (no row locks): for each machine with PENDING items
      * on bridge ?1 that may start more items (its slots, as S_MACHINE_SLOTS counts them), its

@@ -92,7 +92,7 @@ static const char *dialect_sql[S_COUNT] = {
                       " AND (i.priority, i.created_at, i.seq) > (?3, ?4, ?5)"
                       " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
                       " ON p.seq = d.dep_seq WHERE d.task_seq = i.seq AND p.status <> 'COMPLETED')"
-                      " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h",
+                      " ORDER BY i.priority, i.created_at, i.seq LIMIT ?7) AS h",
     /* The machines with PENDING items on bridge ?1 (one seek each), each with its head (as S_CLAIM_HEADS
      * after no key) when it has a free slot: the first ?3 in claim order that no other
      * claim holds, locked in the same statement. */

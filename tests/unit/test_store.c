@@ -1321,6 +1321,63 @@ static void test_claim_by_machine_waits_on_dependency(void **state)
     json_decref(busy);
 }
 
+/* By machine, a machine with slots left after its head is taken reads its next ready items
+ * together, as many as it and the claim may still take: the picks stay those of the walk in
+ * claim order (an item waiting on run_after skipped, the claim's own limit kept). */
+static void test_claim_by_machine_slots(void **state)
+{
+    struct fx *f = *state;
+    char err[512], m4[64], ids[5][37], d[37], later[37];
+    json_t *v = J("{\"function\":\"noop\"}");
+    json_t *three = J("{\"concurrency\":3}");
+    fresh_name(m4, sizeof(m4), "m4");
+    assert_rc(STORE_OK,
+              store_machine_create(f->s, f->team, f->bridge, m4, NULL, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_MACHINE, NULL, f->m2, three, -1,
+                                                    STORE_VAULT_MERGE, NULL, err, sizeof(err)));
+    for (int i = 0; i < 40; i++) /* m1's backlog, longer than a claim's first look */
+        item(f, f->m1, 1, i, later);
+    /* m2's a, b, w (waits until 9000), c, e, in claim order. */
+    struct store_item_spec specs[5];
+    for (int i = 0; i < 5; i++)
+        specs[i] = (struct store_item_spec){.team = f->team,
+                                            .machine = f->m2,
+                                            .bridge = f->bridge,
+                                            .priority = 2,
+                                            .vault = v,
+                                            .now_ms = f->t0 + 100 + i,
+                                            .run_after_ms = f->t0 + (i == 2 ? 9000 : 100 + i)};
+    assert_rc(STORE_OK, store_queue_create_batch(f->s, specs, 5, ids, err, sizeof(err)));
+    item(f, m4, 3, 200, d);
+    json_t *busy = claim(f, f->bridge, 1, 5000); /* m1 runs its head */
+    json_t *got = claim(f, f->bridge, 10, 5000);
+    assert_int_equal(json_array_size(got), 4);
+    assert_string_equal(claimed_id(got, 0), ids[0]);
+    assert_string_equal(claimed_id(got, 1), ids[1]);
+    assert_string_equal(claimed_id(got, 2), ids[3]);
+    assert_string_equal(claimed_id(got, 3), d);
+    json_t *none = claim(f, f->bridge, 10, 5000); /* every machine full */
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+    finish(f, ids[0], token_of(got, 0), STORE_OUTCOME_COMPLETED, 5001, STORE_OK);
+    finish(f, ids[1], token_of(got, 1), STORE_OUTCOME_COMPLETED, 5001, STORE_OK);
+    json_t *one = claim(f, f->bridge, 1, 5002); /* two slots, a claim of one */
+    assert_int_equal(json_array_size(one), 1);
+    assert_string_equal(claimed_id(one, 0), ids[4]);
+    none = claim(f, f->bridge, 10, 5002); /* a slot left, but w still waits */
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+    json_t *waited = claim(f, f->bridge, 10, 9000);
+    assert_int_equal(json_array_size(waited), 1);
+    assert_string_equal(claimed_id(waited, 0), ids[2]);
+    json_decref(waited);
+    json_decref(one);
+    json_decref(got);
+    json_decref(busy);
+    json_decref(v);
+    json_decref(three);
+}
+
 /* A small deterministic generator, so that a failure can be replayed. */
 static uint32_t next_rand(uint64_t *state)
 {
@@ -3125,6 +3182,7 @@ static int run_suite(const char *name)
         T(test_claim_busy_backlog_merge),
         T(test_claim_busy_backlog_turns),
         T(test_claim_by_machine_waits_on_dependency),
+        T(test_claim_by_machine_slots),
         T(test_claim_matches_model),
         T(test_dependencies),
         T(test_dependents_cancelled),
