@@ -71,7 +71,7 @@ struct attempt {
      * level, and calls nest at most MAX_CALL_DEPTH deep. */
     char *stack[MAX_CALL_DEPTH + 1];
     int n_stack;
-    attempt *next;
+    attempt *next, *prev; /* in h->running: unlinked in place when it ends */
 };
 
 /* An item of this owner seen without an attempt by the last orphan pass. */
@@ -91,6 +91,7 @@ typedef struct host {
     int sigfd, inofd, wakefd;
     attempt *running;
     int n_items; /* attempts of claimed items in h->running (calls not counted) */
+    int n_calls; /* nested calls in h->running: with none, an end has no calls to end */
     int stopping; /* 1 after SIGTERM: no more claims */
     int64_t stop_deadline;
     int interrupted;
@@ -158,6 +159,9 @@ static int calls_of(const attempt *c, const attempt *a)
  */
 static void end_calls_of(host *h, attempt *a)
 {
+    if (h->n_calls == 0)
+        return; /* the common case: walking every running attempt twice per end cost more
+                 * than any other step of handling it */
     for (attempt *c = h->running; c; c = c->next)
         if (calls_of(c, a))
             runner_cancel(h->run, c->job);
@@ -169,14 +173,28 @@ static void end_calls_of(host *h, attempt *a)
     }
 }
 
+static void link_attempt(host *h, attempt *a)
+{
+    a->prev = NULL;
+    a->next = h->running;
+    if (h->running)
+        h->running->prev = a;
+    h->running = a;
+    if (a->depth > 0)
+        h->n_calls++;
+}
+
 static void unlink_attempt(host *h, attempt *a)
 {
-    for (attempt **p = &h->running; *p; p = &(*p)->next) {
-        if (*p == a) {
-            *p = a->next;
-            return;
-        }
-    }
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        h->running = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    a->next = a->prev = NULL;
+    if (a->depth > 0)
+        h->n_calls--;
 }
 
 /* A copy of item for a call (strings duplicated, vault shared; store_items_free frees it). */
@@ -371,8 +389,7 @@ static void start_item(host *h, struct store_item *item)
         free_attempt(a);
         return;
     }
-    a->next = h->running;
-    h->running = a;
+    link_attempt(h, a);
     h->n_items++;
     hlog(LOG_DEBUG, "%s: attempt %d in worker %d, timeout %lld s", a->item->task_id,
          a->item->attempt, (int)runner_job_pid(a->job), (long long)(timeout / 1000));
@@ -522,8 +539,7 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
         free_attempt(a);
         return;
     }
-    a->next = h->running;
-    h->running = a;
+    link_attempt(h, a);
     settle_event(h->st, caller->item->task_id, "CALL", "%*s%s called %s", a->depth * 2 - 2, "",
                  caller->call_function ? caller->call_function : caller->item->function, fname);
 }
