@@ -562,10 +562,12 @@ static void put_obj_or_empty(json_t *m, const char *key, const json_t *v)
 static int put_text(struct proto_buf *b, const char *text)
 {
     const unsigned char *p = (const unsigned char *)text;
-    size_t n = strlen(text), plain = 0;
-    /* Printable ASCII without quotes or backslashes (paths, names, ids) is copied as is. */
-    while (plain < n && p[plain] >= 0x20 && p[plain] < 0x7f && p[plain] != '"' && p[plain] != '\\')
+    size_t plain = 0;
+    /* Printable ASCII without quotes or backslashes (paths, names, ids) is copied as is; the
+     * scan for it also finds the end of such text (its NUL is below 0x20), in one pass. */
+    while (p[plain] >= 0x20 && p[plain] < 0x7f && p[plain] != '"' && p[plain] != '\\')
         plain++;
+    size_t n = p[plain] == '\0' ? plain : plain + strlen(text + plain);
     if (plain == n) {
         if (buf_reserve(b, n + 2) != 0)
             return -1;
