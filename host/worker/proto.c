@@ -280,8 +280,10 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
         int k = -1;
         for (int i = 0; i < (int)(sizeof(keys) / sizeof(keys[0])) && k < 0; i++) {
             size_t kl = keys[i].len;
-            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && memcmp(p + 1, keys[i].name, kl) == 0 &&
-                p[kl + 1] == '"' && p[kl + 2] == ':')
+            /* The quotes and colon first: they rule out every key of another length without
+             * a call to memcmp (30 calls a message, the most of its scan, before). */
+            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && p[kl + 1] == '"' && p[kl + 2] == ':' &&
+                memcmp(p + 1, keys[i].name, kl) == 0)
                 k = i;
         }
         if (k < 0 || (seen & (1u << k)))
