@@ -315,17 +315,26 @@ int notify_deliver_signed(const ferry_config *cfg, const char *target, const jso
     return -1;
 }
 
-static void add_targets(json_t *list, const json_t *notify)
+/* Appends the targets notify names to list (NULL: only counts them); returns how many. */
+static size_t add_targets(json_t *list, const json_t *notify)
 {
-    if (json_is_string(notify))
-        json_array_append(list, (json_t *)notify);
+    size_t n = 0;
+    if (json_is_string(notify)) {
+        n++;
+        if (list)
+            json_array_append(list, (json_t *)notify);
+    }
     size_t i;
     json_t *v;
     json_array_foreach(notify, i, v)
     {
-        if (json_is_string(v))
+        if (!json_is_string(v))
+            continue;
+        n++;
+        if (list)
             json_array_append(list, v);
     }
+    return n;
 }
 
 void notify_deliver_all(const ferry_config *cfg, const json_t *request)
@@ -406,35 +415,35 @@ static void spawn_deliverer(const ferry_config *cfg, const json_t *request)
             ;
 }
 
-/* The targets vault names for an item ending with status (new array, maybe empty). */
-static json_t *targets_of(const json_t *vault, const char *status)
+/*
+ * Appends the targets vault names for an item ending with status to list (NULL: only
+ * counts them, allocating nothing: most items name none, and every end asks); returns how
+ * many.
+ */
+static size_t targets_of(const json_t *vault, const char *status, json_t *list)
 {
-    json_t *targets = json_array();
+    size_t n = 0;
     const char *section = strcmp(status, "COMPLETED") == 0 ? "on_success" : "on_failure";
     if (strcmp(status, "CANCELLED") != 0)
-        add_targets(targets, json_object_get(json_object_get(vault, section), "notify"));
+        n += add_targets(list, json_object_get(json_object_get(vault, section), "notify"));
     /* run_tests and friends name a failure address directly in their parameters. */
     if (strcmp(status, "FAILED") == 0)
-        add_targets(targets, json_object_get(vault, "notify_on_failure"));
-    return targets;
+        n += add_targets(list, json_object_get(vault, "notify_on_failure"));
+    return n;
 }
 
 int notify_wanted(const json_t *vault, const char *status)
 {
-    json_t *targets = targets_of(vault, status);
-    int n = json_array_size(targets) > 0;
-    json_decref(targets);
-    return n;
+    return targets_of(vault, status, NULL) > 0;
 }
 
 void notify_outcome(const ferry_config *cfg, store *st, const struct store_item *item,
                     const json_t *vault, const char *status, const json_t *response)
 {
-    json_t *targets = targets_of(vault, status);
-    if (json_array_size(targets) == 0) {
-        json_decref(targets);
+    if (targets_of(vault, status, NULL) == 0)
         return;
-    }
+    json_t *targets = json_array();
+    targets_of(vault, status, targets);
     const char *task = item->task_id;
     json_t *resp = response ? vault_redact(response, NULL) : json_null();
     json_t *body = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:o}", "event", "ferry.queue_item",

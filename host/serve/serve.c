@@ -71,7 +71,19 @@ struct attempt {
      * level, and calls nest at most MAX_CALL_DEPTH deep. */
     char *stack[MAX_CALL_DEPTH + 1];
     int n_stack;
-    attempt *next;
+    attempt *next, *prev; /* in h->running: unlinked in place when it ends */
+};
+
+/*
+ * The functions last started, as the registry describes them, with their secret names:
+ * looking a function up and listing its secrets cost ~2k instructions per attempt, and a
+ * host runs the same few functions again and again. Kept while the registry's generation
+ * stays the same (the descriptions are the registry's, freed only when it changes).
+ */
+#define FN_MEMO 8
+struct fn_memo {
+    struct ferry_fn fn;
+    json_t *secrets; /* params_secret_names(fn.desc) */
 };
 
 /* An item of this owner seen without an attempt by the last orphan pass. */
@@ -91,6 +103,7 @@ typedef struct host {
     int sigfd, inofd, wakefd;
     attempt *running;
     int n_items; /* attempts of claimed items in h->running (calls not counted) */
+    int n_calls; /* nested calls in h->running: with none, an end has no calls to end */
     int stopping; /* 1 after SIGTERM: no more claims */
     int64_t stop_deadline;
     int interrupted;
@@ -104,7 +117,41 @@ typedef struct host {
     struct orphan *orphans; /* seen unrun by the last orphan pass */
     size_t n_orphans;
     int64_t next_schedule_mono; /* when scheduler_tick next has work */
+    struct fn_memo fns[FN_MEMO];
+    size_t n_fns, next_fn; /* fns in use; the one replaced next when all are */
+    unsigned fns_generation; /* the registry's generation they were read in */
 } host;
+
+static void fn_memo_clear(host *h)
+{
+    for (size_t i = 0; i < h->n_fns; i++) {
+        json_decref(h->fns[i].secrets);
+        h->fns[i].secrets = NULL;
+    }
+    h->n_fns = h->next_fn = 0;
+}
+
+/* The registry's function name with its secret names, or NULL when no plugin provides it. */
+static const struct fn_memo *function_of(host *h, const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    if (h->fns_generation != h->reg.generation) {
+        fn_memo_clear(h);
+        h->fns_generation = h->reg.generation;
+    }
+    for (size_t i = 0; i < h->n_fns; i++)
+        if (strcmp(h->fns[i].fn.name, name) == 0)
+            return &h->fns[i];
+    struct ferry_fn fn;
+    if (registry_fn(&h->reg, name, &fn) != 0)
+        return NULL;
+    struct fn_memo *m = &h->fns[h->n_fns < FN_MEMO ? h->n_fns++ : h->next_fn++ % FN_MEMO];
+    json_decref(m->secrets);
+    m->fn = fn;
+    m->secrets = params_secret_names(fn.desc);
+    return m;
+}
 
 static void batch_begin(host *h)
 {
@@ -158,6 +205,9 @@ static int calls_of(const attempt *c, const attempt *a)
  */
 static void end_calls_of(host *h, attempt *a)
 {
+    if (h->n_calls == 0)
+        return; /* the common case: walking every running attempt twice per end cost more
+                 * than any other step of handling it */
     for (attempt *c = h->running; c; c = c->next)
         if (calls_of(c, a))
             runner_cancel(h->run, c->job);
@@ -169,14 +219,28 @@ static void end_calls_of(host *h, attempt *a)
     }
 }
 
+static void link_attempt(host *h, attempt *a)
+{
+    a->prev = NULL;
+    a->next = h->running;
+    if (h->running)
+        h->running->prev = a;
+    h->running = a;
+    if (a->depth > 0)
+        h->n_calls++;
+}
+
 static void unlink_attempt(host *h, attempt *a)
 {
-    for (attempt **p = &h->running; *p; p = &(*p)->next) {
-        if (*p == a) {
-            *p = a->next;
-            return;
-        }
-    }
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        h->running = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    a->next = a->prev = NULL;
+    if (a->depth > 0)
+        h->n_calls--;
 }
 
 /* A copy of item for a call (strings duplicated, vault shared; store_items_free frees it). */
@@ -323,8 +387,8 @@ static void machines_prefetch(host *h, const struct store_item *items, size_t n)
 static void start_item(host *h, struct store_item *item)
 {
     char err[1024];
-    struct ferry_fn fn;
-    if (registry_fn(&h->reg, item->function, &fn) != 0) {
+    const struct fn_memo *f = function_of(h, item->function);
+    if (f == NULL) {
         snprintf(err, sizeof(err),
                  "function %s is not provided by any plugin on bridge %s (plugin directory "
                  "%s); see ferry plugins",
@@ -332,6 +396,7 @@ static void start_item(host *h, struct store_item *item)
         settle_refused(h->settle, item, OUTCOME_UNAVAILABLE, "unavailable", err);
         return;
     }
+    struct ferry_fn fn = f->fn;
     if (params_validate(fn.desc, item->vault, err, sizeof(err)) != 0) {
         settle_refused(h->settle, item, OUTCOME_INVALID, "invalid", err);
         return;
@@ -347,7 +412,7 @@ static void start_item(host *h, struct store_item *item)
     if (a->item->attempt < 1)
         a->item->attempt = 1;
     a->vault = json_incref(a->item->vault);
-    a->secrets = params_secret_names(fn.desc);
+    a->secrets = json_incref(f->secrets);
     a->root_vault = json_incref(a->vault);
     a->root_secrets = json_incref(a->secrets);
     a->started_mono = mono_ms();
@@ -371,8 +436,7 @@ static void start_item(host *h, struct store_item *item)
         free_attempt(a);
         return;
     }
-    a->next = h->running;
-    h->running = a;
+    link_attempt(h, a);
     h->n_items++;
     hlog(LOG_DEBUG, "%s: attempt %d in worker %d, timeout %lld s", a->item->task_id,
          a->item->attempt, (int)runner_job_pid(a->job), (long long)(timeout / 1000));
@@ -467,14 +531,15 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
                      "call to %s refused: deeper than %d", fname, MAX_CALL_DEPTH);
         return;
     }
-    struct ferry_fn fn;
-    if (registry_fn(&h->reg, fname, &fn) != 0) {
+    const struct fn_memo *f = function_of(h, fname);
+    if (f == NULL) {
         reply_error(h, caller_job, "unavailable", OUTCOME_FAIL, "no function %s on this bridge",
                     fname);
         settle_event(h->st, caller->item->task_id, "CALL_FAILED", "call to %s: no such function",
                      fname);
         return;
     }
+    struct ferry_fn fn = f->fn;
     json_t *vault = json_deep_copy(msg->params);
     if (!json_is_object(vault)) {
         json_decref(vault);
@@ -497,7 +562,7 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
     a->parent_job = caller_job;
     a->call_function = xstrdup(fname);
     a->vault = vault;
-    a->secrets = params_secret_names(fn.desc);
+    a->secrets = json_incref(f->secrets);
     a->depth = caller->depth + 1;
     for (int i = 0; i < caller->n_stack; i++)
         a->stack[a->n_stack++] = xstrdup(caller->stack[i]);
@@ -522,8 +587,7 @@ static void start_call(host *h, attempt *caller, runner_job *caller_job,
         free_attempt(a);
         return;
     }
-    a->next = h->running;
-    h->running = a;
+    link_attempt(h, a);
     settle_event(h->st, caller->item->task_id, "CALL", "%*s%s called %s", a->depth * 2 - 2, "",
                  caller->call_function ? caller->call_function : caller->item->function, fname);
 }
@@ -1057,6 +1121,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     fairness_free(h.fair);
     scheduler_free(h.sched);
     machine_cache_free(h.machines);
+    fn_memo_clear(&h);
     json_decref(h.team_sizes);
     free(h.orphans);
     registry_free(&h.reg);
