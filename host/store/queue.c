@@ -208,11 +208,36 @@ static int is_plain(const struct store_item_spec *sp)
            sp->schedule_name == NULL;
 }
 
-/* Plain items gathered for one statement, and their CREATED events. */
+/* A plain item waiting in process for its rows' statement; seq, id and sp outlive it. */
+struct plain_row {
+    int64_t seq;
+    const char *id;
+    const struct store_item_spec *sp;
+    char *vault; /* sealed, as text */
+    char details[200];
+};
+
+/* In process: up to ITEM_ROWS items, and the values of their rows' statements. */
+struct plain_rows {
+    size_t n;
+    struct plain_row row[ITEM_ROWS];
+    struct eng_val items[ITEM_ROWS * ITEM_ROW_VALS], events[ITEM_ROWS * EVENT_ROW_VALS];
+};
+
+/* Plain items gathered for one statement, and their CREATED events: on a server as JSON
+ * for S_ITEMS_INSERT_MANY (up to 1000, saving round trips), in process ITEM_ROWS for
+ * S_ITEMS_INSERT_ROWS (plain). */
 struct bulk {
     json_t *rows;
     struct eng_events events;
+    struct plain_rows *plain;
 };
+
+/* Whether the gathered items make a whole statement. */
+static int bulk_full(const struct bulk *b)
+{
+    return b->plain ? b->plain->n == ITEM_ROWS : json_array_size(b->rows) == 1000;
+}
 
 static int bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, int64_t seq,
                     const char *id, char *err, size_t errlen)
@@ -224,6 +249,14 @@ static int bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, 
         return STORE_ERROR;
     char *vault = sealed ? json_dumps(sealed, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(sealed);
+    snprintf(details, sizeof(details), "%s queued with priority %d (%s)", sp->function,
+             sp->priority, store_priority_label(sp->priority));
+    if (b->plain) {
+        struct plain_row *p = &b->plain->row[b->plain->n++];
+        *p = (struct plain_row){seq, id, sp, vault, ""};
+        memcpy(p->details, details, sizeof(details));
+        return STORE_OK;
+    }
     if (b->rows == NULL)
         b->rows = json_array();
     json_array_append_new(b->rows, json_pack("[I,s,s,s,s,s,i,s,I,I,i]", (json_int_t)seq, id,
@@ -232,16 +265,95 @@ static int bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, 
                                              (json_int_t)sp->now_ms, (json_int_t)sp->run_after_ms,
                                              sp->idempotent ? 1 : 0));
     free(vault);
-    snprintf(details, sizeof(details), "%s queued with priority %d (%s)", sp->function,
-             sp->priority, store_priority_label(sp->priority));
     /* Names and functions are checked text, so the event always joins the bulk. */
     eng_events_add(s, &b->events, seq, "CREATED", details, sp->now_ms, NULL, 0);
     return STORE_OK;
 }
 
+static struct eng_val text_val(const char *text)
+{
+    return (struct eng_val){.is_null = text == NULL, .is_text = 1, .text = text};
+}
+
+static struct eng_val num_val(int64_t num)
+{
+    return (struct eng_val){.num = num};
+}
+
+/* Runs statement id with n values, more than eng_exec's type string takes. */
+static int write_values(store *s, int id, int n, const struct eng_val *v, char *err,
+                        size_t errlen)
+{
+    eng_rows r;
+    int rc = s->drv->exec(s, id, eng_sql(s, id), ENG_WRITE, n, v, &r, NULL, err, errlen);
+    if (rc == STORE_OK)
+        eng_done(&r);
+    return rc;
+}
+
+/* Writes the items gathered in process: a whole ITEM_ROWS with the rows' statements, fewer
+ * (the last of a call) one by one. */
+static int plain_flush(store *s, struct plain_rows *b, char *err, size_t errlen)
+{
+    struct eng_val *items = b->items, *events = b->events;
+    int rc = STORE_OK;
+    long rows = 1;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct plain_row *p = &b->row[i];
+        const struct store_item_spec *sp = p->sp;
+        const char *vault = p->vault ? p->vault : "{}";
+        struct eng_val *v = &items[i * ITEM_ROW_VALS], *e = &events[i * EVENT_ROW_VALS];
+        v[0] = num_val(p->seq);
+        v[1] = text_val(p->id);
+        v[2] = text_val(sp->team);
+        v[3] = text_val(sp->machine);
+        v[4] = text_val(sp->bridge);
+        v[5] = text_val(sp->function);
+        v[6] = num_val(sp->priority);
+        v[7] = text_val(vault);
+        v[8] = v[9] = num_val(sp->now_ms);
+        v[10] = num_val(sp->run_after_ms);
+        v[11] = num_val(sp->idempotent ? 1 : 0);
+        e[0] = num_val(p->seq);
+        e[1] = text_val("CREATED");
+        e[2] = text_val(p->details);
+        e[3] = num_val(0);
+        e[4] = num_val(sp->now_ms);
+        e[5] = text_val(s->actor_label);
+    }
+    if (b->n == ITEM_ROWS) {
+        rc = write_values(s, S_ITEMS_INSERT_ROWS, ITEM_ROWS * ITEM_ROW_VALS, items, err, errlen);
+        if (rc == STORE_OK)
+            rc = write_values(s, S_EVENTS_INSERT_ROWS, ITEM_ROWS * EVENT_ROW_VALS, events, err,
+                              errlen);
+    } else {
+        for (size_t i = 0; rc == STORE_OK && rows == 1 && i < b->n; i++) {
+            const struct plain_row *p = &b->row[i];
+            const struct store_item_spec *sp = p->sp;
+            rc = eng_w(s, &rows, err, errlen, S_ITEM_INSERT, "tttttitIItttNiI", p->id, sp->team,
+                       sp->machine, sp->bridge, sp->function, sp->priority, p->vault,
+                       sp->now_ms, sp->run_after_ms, NULL, NULL, NULL, (int64_t)0,
+                       sp->idempotent ? 1 : 0, p->seq);
+            if (rc == STORE_OK && rows == 1)
+                rc = write_values(s, S_EVENT_INSERT, EVENT_ROW_VALS, &events[i * EVENT_ROW_VALS],
+                                  err, errlen);
+        }
+    }
+    if (rc == STORE_OK && rows != 1) { /* ON CONFLICT: only a task id taken already */
+        seterr(err, errlen, "a new task id was taken already");
+        rc = STORE_ERROR;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        free(b->row[i].vault);
+    b->n = 0;
+    return rc;
+}
+
 /* Inserts the gathered plain items, then their events: two statements. */
 static int bulk_flush(store *s, struct bulk *b, char *err, size_t errlen)
 {
+    if (b->plain)
+        return plain_flush(s, b->plain, err, errlen);
     size_t n = json_array_size(b->rows);
     long rows = 0;
     int rc = STORE_OK;
@@ -276,7 +388,13 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
     int64_t *seqs = calloc(c->n ? c->n : 1, sizeof(int64_t));
     size_t *slot = calloc(c->n ? 2 * c->n : 1, sizeof(size_t));
     int *found = calloc(c->n ? c->n : 1, sizeof(int));
-    if (seqs == NULL || slot == NULL || found == NULL)
+    /* Plain items are gathered: on a server, from two on (a round trip saved each); in
+     * process, when the call has a whole statement of them (fewer would pay for preparing
+     * it, and the rest of a call goes a statement each). */
+    int gather = s->drv->in_process ? c->n >= ITEM_ROWS : c->n > 1;
+    if (gather && s->drv->in_process)
+        bulk.plain = calloc(1, sizeof(*bulk.plain));
+    if (seqs == NULL || slot == NULL || found == NULL || (gather && s->drv->in_process && !bulk.plain))
         abort();
     if (c->n > 1 && s->drv->may_undo)
         s->drv->may_undo(s); /* item 30 may fail after items 0-29 were written */
@@ -290,14 +408,10 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
             rc = bulk_flush(s, &bulk, msg, sizeof(msg));
             if (rc == STORE_OK)
                 rc = fanout_create(s, sp, seqs[i], c->ids[i], &taken, msg, sizeof(msg));
-        } else
-        /* The bulk statements (json_each) save round trips to a server; in process, the
-         * plain statement per item is cheaper (no JSON to build and parse again), and one
-         * item alone would pay for preparing them. */
-        if (rc == STORE_OK && is_plain(sp) && c->n > 1 && !s->drv->in_process) {
+        } else if (rc == STORE_OK && is_plain(sp) && gather) {
             uuid_v4(c->ids[i]);
             rc = bulk_add(s, &bulk, sp, seqs[i], c->ids[i], msg, sizeof(msg));
-            if (rc == STORE_OK && json_array_size(bulk.rows) == 1000)
+            if (rc == STORE_OK && bulk_full(&bulk))
                 rc = bulk_flush(s, &bulk, msg, sizeof(msg));
         } else if (rc == STORE_OK) {
             rc = bulk_flush(s, &bulk, msg, sizeof(msg));
@@ -315,6 +429,9 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
         rc = people_audit_items(s, c->specs, c->n, c->ids, err, errlen);
     json_decref(bulk.rows);
     json_decref(bulk.events.rows);
+    for (size_t i = 0; bulk.plain && i < bulk.plain->n; i++) /* left by a failure */
+        free(bulk.plain->row[i].vault);
+    free(bulk.plain);
     free(found);
     free(slot);
     free(seqs);

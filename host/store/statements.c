@@ -32,6 +32,10 @@
     " ELSE coalesce(max(p.finished_at), 0) END FROM queue_deps d JOIN queue_items p"               \
     " ON p.seq = d.dep_seq WHERE d.task_seq = q.seq)"
 
+/* 64 copies of a VALUES row, comma-separated (ITEM_ROWS). */
+#define ROWS2(r)  r ", " r
+#define ROWS64(r) ROWS2(ROWS2(ROWS2(ROWS2(ROWS2(ROWS2(r))))))
+
 #define ACTIVE "('ASSIGNED','PROCESSING','CANCELLING')"
 #define ENDED  "('COMPLETED','FAILED','CANCELLED')"
 /* The counts by status of the items that match cond (SQL text ending in a condition, or
@@ -164,6 +168,20 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " coalesce(?7, '{}'), ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                        " ON CONFLICT DO NOTHING",
                        0},
+    /* SQLite's plain items ITEM_ROWS at a time: a statement per item was most of a bulk
+     * create's instructions in its setup and teardown (13 cursors opened and closed, the
+     * registers released), and one row each left no index insert the fast path of a cursor
+     * already at the end. OR FAIL: a statement of many rows that may abort keeps every
+     * page it changes in a statement journal (to undo itself alone), a fifth of the
+     * statement's cost; FAIL keeps the rows it wrote, and the operation's savepoint or
+     * transaction undoes them with it. Anonymous parameters, ITEM_ROW_VALS a row in this
+     * order: seq, task_id, team, machine, bridge, function, priority, vault, created_at,
+     * updated_at, run_after, idempotent. Only the in-process engine runs it (queue.c). */
+    [S_ITEMS_INSERT_ROWS] = {"INSERT OR FAIL INTO queue_items (seq, task_id, team_name,"
+                             " machine_name, bridge_name, function, priority, status, vault,"
+                             " created_at, updated_at, run_after, idempotent) VALUES "
+                             ROWS64("(?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?)"),
+                             0},
     [S_DEP_INSERT] = {"INSERT INTO queue_deps (task_seq, dep_seq) VALUES (?1, ?2)"
                       " ON CONFLICT DO NOTHING",
                       0},
@@ -172,6 +190,11 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_EVENT_INSERT] = {"INSERT INTO queue_events (task_seq, action, details, details_is_json,"
                         " at, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         0},
+    /* Their CREATED events, the values of S_EVENT_INSERT a row (the foreign key's check
+     * may abort, so this one keeps its statement journal). */
+    [S_EVENTS_INSERT_ROWS] = {"INSERT INTO queue_events (task_seq, action, details,"
+                              " details_is_json, at, actor) VALUES " ROWS64("(?, ?, ?, ?, ?, ?)"),
+                              0},
     [S_EVENT_APPEND_BY_ID] = {"INSERT INTO queue_events (task_seq, action, details,"
                               " details_is_json, at, actor) SELECT seq, ?2, ?3, ?4, ?5, ?6"
                               " FROM queue_items WHERE task_id = ?1",

@@ -33,10 +33,12 @@ enum stmt_id {
     S_SCHEDULE_FIRED,
     S_ITEM_INSERT,
     S_ITEMS_INSERT_MANY, /* per dialect: plain items from a JSON array */
+    S_ITEMS_INSERT_ROWS, /* in process: ITEM_ROWS plain items from bound values */
     S_DEP_INSERT,
     /* events */
     S_EVENT_INSERT,
     S_EVENTS_INSERT_MANY, /* per dialect: rows from a JSON array */
+    S_EVENTS_INSERT_ROWS, /* in process: ITEM_ROWS events from bound values */
     S_EVENT_APPEND_BY_ID,
     S_EVENTS_LIST,
     /* cancel, delete, cascades */
@@ -163,6 +165,11 @@ enum stmt_fragment {
     F_NOW_MS,            /* the engine's clock, ms since the epoch */
     F_COUNT
 };
+
+/* The rows of S_ITEMS_INSERT_ROWS and S_EVENTS_INSERT_ROWS, and the values of each row. */
+#define ITEM_ROWS       64
+#define ITEM_ROW_VALS   12
+#define EVENT_ROW_VALS  6
 
 /* Statement flags. */
 #define STMT_LOCK_ONLY 1 /* only takes row locks: skipped on engines without them */
