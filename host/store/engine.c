@@ -422,9 +422,17 @@ int eng_event(store *s, int64_t seq, const char *action, const char *details, in
 int eng_events_add(store *s, struct eng_events *ev, int64_t seq, const char *action,
                    const char *details, int64_t at, char *err, size_t errlen)
 {
-    /* In process, a statement per event costs less than gathering them as JSON. */
-    if (s->drv->in_process)
-        return eng_event(s, seq, action, details, 0, at, err, errlen);
+    if (s->drv->in_process) {
+        if (ev->n == ev->cap) {
+            ev->cap = ev->cap ? 2 * ev->cap : 16;
+            ev->list = realloc(ev->list, ev->cap * sizeof(*ev->list));
+            if (ev->list == NULL)
+                abort();
+        }
+        ev->list[ev->n++] =
+            (struct eng_event_row){seq, at, action, details ? xstrdup(details) : NULL};
+        return STORE_OK;
+    }
     json_t *text = details ? json_string(details) : json_null();
     if (text == NULL) /* not UTF-8: kept byte for byte by a statement of its own */
         return eng_event(s, seq, action, details, 0, at, err, errlen);
@@ -441,17 +449,58 @@ int eng_events_add(store *s, struct eng_events *ev, int64_t seq, const char *act
     return STORE_OK;
 }
 
+/* Writes rows [0, n) of list with statement id (S_EVENTS_INSERT_4 or _16, n rows). */
+static int events_insert(store *s, int id, const struct eng_event_row *list, size_t n, char *err,
+                         size_t errlen)
+{
+    struct eng_val v[5 * 16];
+    eng_rows rows;
+    for (size_t i = 0; i < n; i++) {
+        struct eng_val *r = &v[5 * i];
+        r[0] = (struct eng_val){.num = list[i].seq};
+        r[1] = (struct eng_val){.is_text = 1, .text = list[i].action};
+        r[2] = (struct eng_val){
+            .is_null = list[i].details == NULL, .is_text = 1, .text = list[i].details};
+        r[3] = (struct eng_val){.num = list[i].at};
+        r[4] = (struct eng_val){
+            .is_null = s->actor_label == NULL, .is_text = 1, .text = s->actor_label};
+    }
+    int rc =
+        s->drv->exec(s, id, eng_sql(s, id), ENG_WRITE, (int)(5 * n), v, &rows, NULL, err, errlen);
+    if (rc == STORE_OK)
+        s->drv->done(&rows);
+    return rc;
+}
+
 int eng_events_flush(store *s, struct eng_events *ev, char *err, size_t errlen)
 {
     int rc = STORE_OK;
-    if (json_array_size(ev->rows) > 0) {
+    size_t i = 0;
+    while (rc == STORE_OK && ev->n - i >= 4) {
+        size_t n = ev->n - i >= 16 ? 16 : 4;
+        rc = events_insert(s, n == 16 ? S_EVENTS_INSERT_16 : S_EVENTS_INSERT_4, ev->list + i, n,
+                           err, errlen);
+        i += n;
+    }
+    for (; rc == STORE_OK && i < ev->n; i++)
+        rc = eng_event(s, ev->list[i].seq, ev->list[i].action, ev->list[i].details, 0,
+                       ev->list[i].at, err, errlen);
+    if (rc == STORE_OK && json_array_size(ev->rows) > 0) {
         char *text = json_dumps(ev->rows, JSON_COMPACT);
         rc = eng_w(s, NULL, err, errlen, S_EVENTS_INSERT_MANY, "t", text);
         free(text);
     }
-    json_decref(ev->rows);
-    ev->rows = NULL;
+    eng_events_drop(ev);
     return rc;
+}
+
+void eng_events_drop(struct eng_events *ev)
+{
+    for (size_t i = 0; i < ev->n; i++)
+        free(ev->list[i].details);
+    free(ev->list);
+    json_decref(ev->rows);
+    *ev = (struct eng_events){0};
 }
 
 struct dep_work {

@@ -194,16 +194,28 @@ int eng_resolve(store *s, const char *id, const char *what, enum eng_lock lock,
 int eng_event(store *s, int64_t seq, const char *action, const char *details, int details_is_json,
               int64_t at, char *err, size_t errlen);
 
-/* Events gathered to be written in one statement (eng_events_flush). */
+/* Events gathered to be written together (eng_events_flush). */
+struct eng_event_row {
+    int64_t seq, at;
+    const char *action; /* static */
+    char *details;      /* owned */
+};
 struct eng_events {
     json_t *rows; /* [[task_seq, action, details, details_is_json, at], …] or NULL */
+    /* In process, the events themselves, bound in statements of several rows (JSON would
+     * cost more than it saves there). */
+    struct eng_event_row *list;
+    size_t n, cap;
 };
-/* Adds an event to ev; text that cannot travel as JSON (not UTF-8) is written at once, and
- * so is every event on an in-process engine (a statement each costs less there). */
+/* Adds an event to ev (action: a static text); text that cannot travel as JSON (not UTF-8)
+ * is written at once. */
 int eng_events_add(store *s, struct eng_events *ev, int64_t seq, const char *action,
                    const char *details, int64_t at, char *err, size_t errlen);
-/* Writes the gathered events (one statement) and empties ev; on failure ev is emptied too. */
+/* Writes the gathered events, in the order they were added, and empties ev; on failure ev
+ * is emptied too. */
 int eng_events_flush(store *s, struct eng_events *ev, char *err, size_t errlen);
+/* Empties ev without writing it. */
+void eng_events_drop(struct eng_events *ev);
 
 /* Cancels the PENDING dependents of an item that will never complete, transitively, each
  * with the reason "dependency <id> <why>". */

@@ -502,7 +502,7 @@ static int finish_many_body(store *s, void *ctx, char *err, size_t errlen)
 out:
     if (rc == STORE_OK)
         return eng_events_flush(s, &ev, err, errlen);
-    json_decref(ev.rows);
+    eng_events_drop(&ev);
     return rc;
 }
 

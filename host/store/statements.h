@@ -38,7 +38,8 @@ enum stmt_id {
     /* events */
     S_EVENT_INSERT,
     S_EVENTS_INSERT_MANY, /* per dialect: rows from a JSON array */
-    S_EVENTS_INSERT_ROWS, /* in process: ITEM_ROWS events from bound values */
+    S_EVENTS_INSERT_4,    /* four rows, bound (eng_events_flush in process) */
+    S_EVENTS_INSERT_16,   /* sixteen */
     S_EVENT_APPEND_BY_ID,
     S_EVENTS_LIST,
     /* cancel, delete, cascades */
@@ -163,6 +164,8 @@ enum stmt_fragment {
                           * parameter @ of [task_id, token, status, response, reason] */
     F_COLLATE_DEFAULT,   /* compares a task id by the collation of parent_task_id (qi_parent) */
     F_NOW_MS,            /* the engine's clock, ms since the epoch */
+    F_OR_FAIL,           /* an INSERT's conflict clause that keeps the rows it wrote ("" where
+                          * the engine has none) */
     F_COUNT
 };
 

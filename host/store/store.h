@@ -109,9 +109,10 @@ int store_migrations(store *s, json_t **rows, char *err, size_t errlen);
  * Batches. Every operation below commits on its own, durably. Between store_begin and
  * store_commit they instead join one transaction that commits once, so a host can group
  * many state changes and events into a single fsync. Inside a batch a failing operation
- * undoes only its own changes (a savepoint) and the batch stays usable. Batches nest:
- * only the outermost store_commit commits. Wake-ups of items created inside a batch are
- * sent after the outermost commit.
+ * undoes only its own changes and the batch stays usable, unless the engine lost the batch
+ * (an I/O error; see docs/store-drivers.md), which the operation and store_commit report.
+ * Batches nest: only the outermost store_commit commits. Wake-ups of items created inside a
+ * batch are sent after the outermost commit.
  * ------------------------------------------------------------------------------------- */
 
 /* Starts (or nests into) a batch; takes the write lock for the whole batch. */
