@@ -214,14 +214,13 @@ struct plain_row {
     const char *id;
     const struct store_item_spec *sp;
     char *vault; /* sealed, as text */
-    char details[200];
 };
 
-/* In process: up to ITEM_ROWS items, and the values of their rows' statements. */
+/* In process: up to ITEM_ROWS items, and the values of their rows' statement. */
 struct plain_rows {
     size_t n;
     struct plain_row row[ITEM_ROWS];
-    struct eng_val items[ITEM_ROWS * ITEM_ROW_VALS], events[ITEM_ROWS * EVENT_ROW_VALS];
+    struct eng_val v[ITEM_ROWS * ITEM_ROW_VALS];
 };
 
 /* Plain items gathered for one statement, and their CREATED events: on a server as JSON
@@ -229,8 +228,8 @@ struct plain_rows {
  * S_ITEMS_INSERT_ROWS (plain). */
 struct bulk {
     json_t *rows;
-    struct eng_events events;
     struct plain_rows *plain;
+    struct eng_events events;
 };
 
 /* Whether the gathered items make a whole statement. */
@@ -249,30 +248,27 @@ static int bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, 
         return STORE_ERROR;
     char *vault = sealed ? json_dumps(sealed, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(sealed);
+    if (b->plain) {
+        b->plain->row[b->plain->n++] = (struct plain_row){seq, id, sp, vault};
+    } else {
+        if (b->rows == NULL)
+            b->rows = json_array();
+        json_array_append_new(b->rows,
+                              json_pack("[I,s,s,s,s,s,i,s,I,I,i]", (json_int_t)seq, id, sp->team,
+                                        sp->machine, sp->bridge, sp->function, sp->priority,
+                                        vault ? vault : "{}", (json_int_t)sp->now_ms,
+                                        (json_int_t)sp->run_after_ms, sp->idempotent ? 1 : 0));
+        free(vault);
+    }
     snprintf(details, sizeof(details), "%s queued with priority %d (%s)", sp->function,
              sp->priority, store_priority_label(sp->priority));
-    if (b->plain) {
-        struct plain_row *p = &b->plain->row[b->plain->n++];
-        *p = (struct plain_row){seq, id, sp, vault, ""};
-        memcpy(p->details, details, sizeof(details));
-        return STORE_OK;
-    }
-    if (b->rows == NULL)
-        b->rows = json_array();
-    json_array_append_new(b->rows, json_pack("[I,s,s,s,s,s,i,s,I,I,i]", (json_int_t)seq, id,
-                                             sp->team, sp->machine, sp->bridge, sp->function,
-                                             sp->priority, vault ? vault : "{}",
-                                             (json_int_t)sp->now_ms, (json_int_t)sp->run_after_ms,
-                                             sp->idempotent ? 1 : 0));
-    free(vault);
     /* Names and functions are checked text, so the event always joins the bulk. */
-    eng_events_add(s, &b->events, seq, "CREATED", details, sp->now_ms, NULL, 0);
-    return STORE_OK;
+    return eng_events_add(s, &b->events, seq, "CREATED", details, sp->now_ms, err, errlen);
 }
 
 static struct eng_val text_val(const char *text)
 {
-    return (struct eng_val){.is_null = text == NULL, .is_text = 1, .text = text};
+    return (struct eng_val){.is_text = 1, .text = text};
 }
 
 static struct eng_val num_val(int64_t num)
@@ -280,29 +276,13 @@ static struct eng_val num_val(int64_t num)
     return (struct eng_val){.num = num};
 }
 
-/* Runs statement id with n values, more than eng_exec's type string takes. */
-static int write_values(store *s, int id, int n, const struct eng_val *v, char *err,
-                        size_t errlen)
+/* Writes the items gathered in process: a whole ITEM_ROWS with their statement. */
+static int plain_insert_rows(store *s, struct plain_rows *b, char *err, size_t errlen)
 {
-    eng_rows r;
-    int rc = s->drv->exec(s, id, eng_sql(s, id), ENG_WRITE, n, v, &r, NULL, err, errlen);
-    if (rc == STORE_OK)
-        eng_done(&r);
-    return rc;
-}
-
-/* Writes the items gathered in process: a whole ITEM_ROWS with the rows' statements, fewer
- * (the last of a call) one by one. */
-static int plain_flush(store *s, struct plain_rows *b, char *err, size_t errlen)
-{
-    struct eng_val *items = b->items, *events = b->events;
-    int rc = STORE_OK;
-    long rows = 1;
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = 0; i < ITEM_ROWS; i++) {
         const struct plain_row *p = &b->row[i];
         const struct store_item_spec *sp = p->sp;
-        const char *vault = p->vault ? p->vault : "{}";
-        struct eng_val *v = &items[i * ITEM_ROW_VALS], *e = &events[i * EVENT_ROW_VALS];
+        struct eng_val *v = &b->v[i * ITEM_ROW_VALS];
         v[0] = num_val(p->seq);
         v[1] = text_val(p->id);
         v[2] = text_val(sp->team);
@@ -310,38 +290,35 @@ static int plain_flush(store *s, struct plain_rows *b, char *err, size_t errlen)
         v[4] = text_val(sp->bridge);
         v[5] = text_val(sp->function);
         v[6] = num_val(sp->priority);
-        v[7] = text_val(vault);
+        v[7] = text_val(p->vault ? p->vault : "{}");
         v[8] = v[9] = num_val(sp->now_ms);
         v[10] = num_val(sp->run_after_ms);
         v[11] = num_val(sp->idempotent ? 1 : 0);
-        e[0] = num_val(p->seq);
-        e[1] = text_val("CREATED");
-        e[2] = text_val(p->details);
-        e[3] = num_val(0);
-        e[4] = num_val(sp->now_ms);
-        e[5] = text_val(s->actor_label);
     }
-    if (b->n == ITEM_ROWS) {
-        rc = write_values(s, S_ITEMS_INSERT_ROWS, ITEM_ROWS * ITEM_ROW_VALS, items, err, errlen);
-        if (rc == STORE_OK)
-            rc = write_values(s, S_EVENTS_INSERT_ROWS, ITEM_ROWS * EVENT_ROW_VALS, events, err,
-                              errlen);
-    } else {
-        for (size_t i = 0; rc == STORE_OK && rows == 1 && i < b->n; i++) {
-            const struct plain_row *p = &b->row[i];
-            const struct store_item_spec *sp = p->sp;
-            rc = eng_w(s, &rows, err, errlen, S_ITEM_INSERT, "tttttitIItttNiI", p->id, sp->team,
-                       sp->machine, sp->bridge, sp->function, sp->priority, p->vault,
-                       sp->now_ms, sp->run_after_ms, NULL, NULL, NULL, (int64_t)0,
-                       sp->idempotent ? 1 : 0, p->seq);
-            if (rc == STORE_OK && rows == 1)
-                rc = write_values(s, S_EVENT_INSERT, EVENT_ROW_VALS, &events[i * EVENT_ROW_VALS],
-                                  err, errlen);
+    eng_rows r;
+    int rc = s->drv->exec(s, S_ITEMS_INSERT_ROWS, eng_sql(s, S_ITEMS_INSERT_ROWS), ENG_WRITE,
+                          ITEM_ROWS * ITEM_ROW_VALS, b->v, &r, NULL, err, errlen);
+    if (rc == STORE_OK)
+        eng_done(&r);
+    return rc;
+}
+
+/* Writes the items gathered in process: a whole ITEM_ROWS with their statement, fewer (the
+ * last of a call) a statement each. */
+static int plain_flush(store *s, struct plain_rows *b, char *err, size_t errlen)
+{
+    int rc = b->n == ITEM_ROWS ? plain_insert_rows(s, b, err, errlen) : STORE_OK;
+    for (size_t i = 0; b->n < ITEM_ROWS && rc == STORE_OK && i < b->n; i++) {
+        const struct plain_row *p = &b->row[i];
+        const struct store_item_spec *sp = p->sp;
+        long rows = 0;
+        rc = eng_w(s, &rows, err, errlen, S_ITEM_INSERT, "tttttitIItttNiI", p->id, sp->team,
+                   sp->machine, sp->bridge, sp->function, sp->priority, p->vault, sp->now_ms,
+                   sp->run_after_ms, NULL, NULL, NULL, (int64_t)0, sp->idempotent ? 1 : 0, p->seq);
+        if (rc == STORE_OK && rows == 0) { /* its ON CONFLICT: only a task id taken already */
+            seterr(err, errlen, "task id %s exists already", p->id);
+            rc = STORE_ERROR;
         }
-    }
-    if (rc == STORE_OK && rows != 1) { /* ON CONFLICT: only a task id taken already */
-        seterr(err, errlen, "a new task id was taken already");
-        rc = STORE_ERROR;
     }
     for (size_t i = 0; i < b->n; i++)
         free(b->row[i].vault);
@@ -349,15 +326,15 @@ static int plain_flush(store *s, struct plain_rows *b, char *err, size_t errlen)
     return rc;
 }
 
-/* Inserts the gathered plain items, then their events: two statements. */
+/* Inserts the gathered plain items, then their events. */
 static int bulk_flush(store *s, struct bulk *b, char *err, size_t errlen)
 {
-    if (b->plain)
-        return plain_flush(s, b->plain, err, errlen);
     size_t n = json_array_size(b->rows);
     long rows = 0;
     int rc = STORE_OK;
-    if (n > 0) {
+    if (b->plain) {
+        rc = plain_flush(s, b->plain, err, errlen);
+    } else if (n > 0) {
         char *text = json_dumps(b->rows, JSON_COMPACT);
         rc = text ? eng_w(s, &rows, err, errlen, S_ITEMS_INSERT_MANY, "t", text) : STORE_ERROR;
         free(text);
@@ -370,8 +347,7 @@ static int bulk_flush(store *s, struct bulk *b, char *err, size_t errlen)
     b->rows = NULL;
     if (rc == STORE_OK)
         return eng_events_flush(s, &b->events, err, errlen);
-    json_decref(b->events.rows);
-    b->events.rows = NULL;
+    eng_events_drop(&b->events);
     return rc;
 }
 
@@ -392,9 +368,9 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
      * process, when the call has a whole statement of them (fewer would pay for preparing
      * it, and the rest of a call goes a statement each). */
     int gather = s->drv->in_process ? c->n >= ITEM_ROWS : c->n > 1;
-    if (gather && s->drv->in_process)
-        bulk.plain = calloc(1, sizeof(*bulk.plain));
-    if (seqs == NULL || slot == NULL || found == NULL || (gather && s->drv->in_process && !bulk.plain))
+    if (gather && s->drv->in_process && (bulk.plain = calloc(1, sizeof(*bulk.plain))) == NULL)
+        abort();
+    if (seqs == NULL || slot == NULL || found == NULL)
         abort();
     if (c->n > 1 && s->drv->may_undo)
         s->drv->may_undo(s); /* item 30 may fail after items 0-29 were written */
@@ -428,7 +404,7 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
     if (rc == STORE_OK) /* who created them, in the same transaction (people.h) */
         rc = people_audit_items(s, c->specs, c->n, c->ids, err, errlen);
     json_decref(bulk.rows);
-    json_decref(bulk.events.rows);
+    eng_events_drop(&bulk.events);
     for (size_t i = 0; bulk.plain && i < bulk.plain->n; i++) /* left by a failure */
         free(bulk.plain->row[i].vault);
     free(bulk.plain);

@@ -180,16 +180,17 @@ const struct stmt_def store_statements[S_COUNT] = {
                        " coalesce(?7, '{}'), ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                        " ON CONFLICT DO NOTHING",
                        0},
-    /* SQLite's plain items ITEM_ROWS at a time: a statement per item was most of a bulk
-     * create's instructions in its setup and teardown (13 cursors opened and closed, the
-     * registers released), and one row each left no index insert the fast path of a cursor
-     * already at the end. OR FAIL: a statement of many rows that may abort keeps every
-     * page it changes in a statement journal (to undo itself alone), a fifth of the
-     * statement's cost; FAIL keeps the rows it wrote, and the operation's savepoint or
-     * transaction undoes them with it. Anonymous parameters, ITEM_ROW_VALS a row in this
-     * order: seq, task_id, team, machine, bridge, function, priority, vault, created_at,
-     * updated_at, run_after, idempotent. Only the in-process engine runs it (queue.c). */
-    [S_ITEMS_INSERT_ROWS] = {"INSERT OR FAIL INTO queue_items (seq, task_id, team_name,"
+    /* Plain items ITEM_ROWS at a time (queue.c, in process): a statement per item spent
+     * most of a bulk create's instructions on its own setup and teardown (13 cursors opened
+     * and closed, registers released), and a cursor that stays open makes the inserts at the
+     * end of an index (qi_created, qi_status_created) skip the descent from its root.
+     * {or_fail}: with OR ABORT, the default, SQLite would keep every page the statement
+     * changes in a statement journal (a quarter of its cost) to undo it alone; FAIL keeps
+     * the rows written before a failure, and the operation's savepoint (may_undo) or
+     * transaction undoes them with the rest. Bare ?: ITEM_ROW_VALS a row, in the order
+     * seq, task_id, team, machine, bridge, function, priority, vault, created_at,
+     * updated_at, run_after, idempotent. */
+    [S_ITEMS_INSERT_ROWS] = {"INSERT {or_fail} INTO queue_items (seq, task_id, team_name,"
                              " machine_name, bridge_name, function, priority, status, vault,"
                              " created_at, updated_at, run_after, idempotent) VALUES "
                              ROWS64("(?, ?, ?, ?, ?, ?, ?, 'PENDING', ?, ?, ?, ?, ?)"),

@@ -169,10 +169,9 @@ enum stmt_fragment {
     F_COUNT
 };
 
-/* The rows of S_ITEMS_INSERT_ROWS and S_EVENTS_INSERT_ROWS, and the values of each row. */
-#define ITEM_ROWS       64
-#define ITEM_ROW_VALS   12
-#define EVENT_ROW_VALS  6
+/* The rows of S_ITEMS_INSERT_ROWS, and the values of each row. */
+#define ITEM_ROWS     64
+#define ITEM_ROW_VALS 12
 
 /* Statement flags. */
 #define STMT_LOCK_ONLY 1 /* only takes row locks: skipped on engines without them */
