@@ -230,6 +230,8 @@ struct bulk {
     json_t *rows;
     struct plain_rows *plain;
     struct eng_events events;
+    size_t first, count; /* the call's items gathered: indexes first … first + count - 1 */
+    int failed;          /* writing them failed (bulk_flush) */
 };
 
 /* Whether the gathered items make a whole statement. */
@@ -238,10 +240,12 @@ static int bulk_full(const struct bulk *b)
     return b->plain ? b->plain->n == ITEM_ROWS : json_array_size(b->rows) == 1000;
 }
 
-static int bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, int64_t seq,
-                    const char *id, char *err, size_t errlen)
+static int bulk_add(store *s, struct bulk *b, size_t index, const struct store_item_spec *sp,
+                    int64_t seq, const char *id, char *err, size_t errlen)
 {
     char details[200];
+    if (b->count++ == 0)
+        b->first = index;
     json_t *sealed = NULL;
     if (store_seal_item(s, sp->team, id, sp->vault, sp->secret_names, &sealed, err, errlen) !=
         STORE_OK)
@@ -346,9 +350,23 @@ static int bulk_flush(store *s, struct bulk *b, char *err, size_t errlen)
     json_decref(b->rows);
     b->rows = NULL;
     if (rc == STORE_OK)
-        return eng_events_flush(s, &b->events, err, errlen);
-    eng_events_drop(&b->events);
+        rc = eng_events_flush(s, &b->events, err, errlen);
+    else
+        eng_events_drop(&b->events);
+    b->failed = rc != STORE_OK && rc != ENG_AGAIN && rc != ENG_LOST;
+    if (rc == STORE_OK)
+        b->count = 0;
     return rc;
+}
+
+/* The message of a call's failure: the item it was at, or the items a failed bulk_flush
+ * held (a statement of many rows does not say which row failed). */
+static void name_failure(const struct bulk *b, size_t i, const char *msg, char *err, size_t errlen)
+{
+    if (b->failed && b->count > 1)
+        seterr(err, errlen, "items %zu to %zu: %s", b->first, b->first + b->count - 1, msg);
+    else
+        seterr(err, errlen, "item %zu: %s", b->failed ? b->first : i, msg);
 }
 
 /*
@@ -386,7 +404,7 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
                 rc = fanout_create(s, sp, seqs[i], c->ids[i], &taken, msg, sizeof(msg));
         } else if (rc == STORE_OK && is_plain(sp) && gather) {
             uuid_v4(c->ids[i]);
-            rc = bulk_add(s, &bulk, sp, seqs[i], c->ids[i], msg, sizeof(msg));
+            rc = bulk_add(s, &bulk, i, sp, seqs[i], c->ids[i], msg, sizeof(msg));
             if (rc == STORE_OK && bulk_full(&bulk))
                 rc = bulk_flush(s, &bulk, msg, sizeof(msg));
         } else if (rc == STORE_OK) {
@@ -395,12 +413,17 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
                 rc = insert_item(s, sp, seqs[i], c->ids[i], msg, sizeof(msg));
         }
         if (rc != STORE_OK && rc != ENG_AGAIN && rc != ENG_LOST && c->n > 1)
-            seterr(err, errlen, "item %zu: %s", i, msg);
+            name_failure(&bulk, i, msg, err, errlen);
         else if (rc != STORE_OK)
             seterr(err, errlen, "%s", msg);
     }
-    if (rc == STORE_OK)
-        rc = bulk_flush(s, &bulk, err, errlen);
+    char msg[512] = "";
+    if (rc == STORE_OK && (rc = bulk_flush(s, &bulk, msg, sizeof(msg))) != STORE_OK) {
+        if (bulk.failed && c->n > 1)
+            name_failure(&bulk, bulk.first, msg, err, errlen);
+        else
+            seterr(err, errlen, "%s", msg);
+    }
     if (rc == STORE_OK) /* who created them, in the same transaction (people.h) */
         rc = people_audit_items(s, c->specs, c->n, c->ids, err, errlen);
     json_decref(bulk.rows);
