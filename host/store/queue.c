@@ -371,9 +371,8 @@ static void name_failure(const struct bulk *b, size_t i, const char *msg, char *
 
 /*
  * Creates the items: references checked once per run of one (team, machine, bridge), plain
- * items inserted in bulk on a server (a statement for them, one for their events), the
- * others, and every item in process, one by one after the plain ones before them (an item
- * may depend on one created earlier in the same call).
+ * items inserted in bulk (struct bulk), the others one by one after the plain ones before
+ * them (an item may depend on one created earlier in the same call).
  */
 static int create_body(store *s, void *ctx, char *err, size_t errlen)
 {
