@@ -186,12 +186,17 @@ static void flush(struct bulk *b)
     if (store_queue_create_batch(b->c->st, b->specs, b->n, b->ids, err, sizeof(err)) == STORE_OK) {
         spool_ids(b, 0, b->n);
     } else if (!b->keep_going) {
-        /* The store names the item by its index in the batch: name its line instead. */
-        size_t index;
+        /* The store names the item by its index in the batch, or the items of a statement
+         * of many rows that failed: name their lines instead. */
+        size_t index, last;
         int skip = 0;
         if (sscanf(err, "item %zu: %n", &index, &skip) == 1 && skip > 0 && index < b->n)
             snprintf(b->store_err, sizeof(b->store_err), "line %ld: %s", b->pend[index].line,
                      err + skip);
+        else if (sscanf(err, "items %zu to %zu: %n", &index, &last, &skip) == 2 && skip > 0 &&
+                 index < last && last < b->n)
+            snprintf(b->store_err, sizeof(b->store_err), "lines %ld to %ld: %s",
+                     b->pend[index].line, b->pend[last].line, err + skip);
         else
             snprintf(b->store_err, sizeof(b->store_err), "%s", err);
         b->store_failed = 1;

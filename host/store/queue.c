@@ -208,44 +208,137 @@ static int is_plain(const struct store_item_spec *sp)
            sp->schedule_name == NULL;
 }
 
-/* Plain items gathered for one statement, and their CREATED events. */
-struct bulk {
-    json_t *rows;
-    struct eng_events events;
+/* A plain item waiting in process for its rows' statement; seq, id and sp outlive it. */
+struct plain_row {
+    int64_t seq;
+    const char *id;
+    const struct store_item_spec *sp;
+    char *vault; /* sealed, as text */
 };
 
-static int bulk_add(store *s, struct bulk *b, const struct store_item_spec *sp, int64_t seq,
-                    const char *id, char *err, size_t errlen)
+/* In process: up to ITEM_ROWS items, and the values of their rows' statement. */
+struct plain_rows {
+    size_t n;
+    struct plain_row row[ITEM_ROWS];
+    struct eng_val v[ITEM_ROWS * ITEM_ROW_VALS];
+};
+
+/* Plain items gathered for one statement, and their CREATED events: on a server as JSON
+ * for S_ITEMS_INSERT_MANY (up to 1000, saving round trips), in process ITEM_ROWS for
+ * S_ITEMS_INSERT_ROWS (plain). */
+struct bulk {
+    json_t *rows;
+    struct plain_rows *plain;
+    struct eng_events events;
+    size_t first, count; /* the call's items gathered: indexes first … first + count - 1 */
+    int failed;          /* writing them failed (bulk_flush) */
+};
+
+/* Whether the gathered items make a whole statement. */
+static int bulk_full(const struct bulk *b)
+{
+    return b->plain ? b->plain->n == ITEM_ROWS : json_array_size(b->rows) == 1000;
+}
+
+static int bulk_add(store *s, struct bulk *b, size_t index, const struct store_item_spec *sp,
+                    int64_t seq, const char *id, char *err, size_t errlen)
 {
     char details[200];
+    if (b->count++ == 0)
+        b->first = index;
     json_t *sealed = NULL;
     if (store_seal_item(s, sp->team, id, sp->vault, sp->secret_names, &sealed, err, errlen) !=
         STORE_OK)
         return STORE_ERROR;
     char *vault = sealed ? json_dumps(sealed, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(sealed);
-    if (b->rows == NULL)
-        b->rows = json_array();
-    json_array_append_new(b->rows, json_pack("[I,s,s,s,s,s,i,s,I,I,i]", (json_int_t)seq, id,
-                                             sp->team, sp->machine, sp->bridge, sp->function,
-                                             sp->priority, vault ? vault : "{}",
-                                             (json_int_t)sp->now_ms, (json_int_t)sp->run_after_ms,
-                                             sp->idempotent ? 1 : 0));
-    free(vault);
+    if (b->plain) {
+        b->plain->row[b->plain->n++] = (struct plain_row){seq, id, sp, vault};
+    } else {
+        if (b->rows == NULL)
+            b->rows = json_array();
+        json_array_append_new(b->rows,
+                              json_pack("[I,s,s,s,s,s,i,s,I,I,i]", (json_int_t)seq, id, sp->team,
+                                        sp->machine, sp->bridge, sp->function, sp->priority,
+                                        vault ? vault : "{}", (json_int_t)sp->now_ms,
+                                        (json_int_t)sp->run_after_ms, sp->idempotent ? 1 : 0));
+        free(vault);
+    }
     snprintf(details, sizeof(details), "%s queued with priority %d (%s)", sp->function,
              sp->priority, store_priority_label(sp->priority));
     /* Names and functions are checked text, so the event always joins the bulk. */
-    eng_events_add(s, &b->events, seq, "CREATED", details, sp->now_ms, NULL, 0);
-    return STORE_OK;
+    return eng_events_add(s, &b->events, seq, "CREATED", details, sp->now_ms, err, errlen);
 }
 
-/* Inserts the gathered plain items, then their events: two statements. */
+static struct eng_val text_val(const char *text)
+{
+    return (struct eng_val){.is_text = 1, .text = text};
+}
+
+static struct eng_val num_val(int64_t num)
+{
+    return (struct eng_val){.num = num};
+}
+
+/* Writes the items gathered in process: a whole ITEM_ROWS with their statement. */
+static int plain_insert_rows(store *s, struct plain_rows *b, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < ITEM_ROWS; i++) {
+        const struct plain_row *p = &b->row[i];
+        const struct store_item_spec *sp = p->sp;
+        struct eng_val *v = &b->v[i * ITEM_ROW_VALS];
+        v[0] = num_val(p->seq);
+        v[1] = text_val(p->id);
+        v[2] = text_val(sp->team);
+        v[3] = text_val(sp->machine);
+        v[4] = text_val(sp->bridge);
+        v[5] = text_val(sp->function);
+        v[6] = num_val(sp->priority);
+        v[7] = text_val(p->vault ? p->vault : "{}");
+        v[8] = v[9] = num_val(sp->now_ms);
+        v[10] = num_val(sp->run_after_ms);
+        v[11] = num_val(sp->idempotent ? 1 : 0);
+    }
+    eng_rows r;
+    int rc = s->drv->exec(s, S_ITEMS_INSERT_ROWS, eng_sql(s, S_ITEMS_INSERT_ROWS), ENG_WRITE,
+                          ITEM_ROWS * ITEM_ROW_VALS, b->v, &r, NULL, err, errlen);
+    if (rc == STORE_OK)
+        eng_done(&r);
+    return rc;
+}
+
+/* Writes the items gathered in process: a whole ITEM_ROWS with their statement, fewer (the
+ * last of a call) a statement each. */
+static int plain_flush(store *s, struct plain_rows *b, char *err, size_t errlen)
+{
+    int rc = b->n == ITEM_ROWS ? plain_insert_rows(s, b, err, errlen) : STORE_OK;
+    for (size_t i = 0; b->n < ITEM_ROWS && rc == STORE_OK && i < b->n; i++) {
+        const struct plain_row *p = &b->row[i];
+        const struct store_item_spec *sp = p->sp;
+        long rows = 0;
+        rc = eng_w(s, &rows, err, errlen, S_ITEM_INSERT, "tttttitIItttNiI", p->id, sp->team,
+                   sp->machine, sp->bridge, sp->function, sp->priority, p->vault, sp->now_ms,
+                   sp->run_after_ms, NULL, NULL, NULL, (int64_t)0, sp->idempotent ? 1 : 0, p->seq);
+        if (rc == STORE_OK && rows == 0) { /* its ON CONFLICT: only a task id taken already */
+            seterr(err, errlen, "task id %s exists already", p->id);
+            rc = STORE_ERROR;
+        }
+    }
+    for (size_t i = 0; i < b->n; i++)
+        free(b->row[i].vault);
+    b->n = 0;
+    return rc;
+}
+
+/* Inserts the gathered plain items, then their events. */
 static int bulk_flush(store *s, struct bulk *b, char *err, size_t errlen)
 {
     size_t n = json_array_size(b->rows);
     long rows = 0;
     int rc = STORE_OK;
-    if (n > 0) {
+    if (b->plain) {
+        rc = plain_flush(s, b->plain, err, errlen);
+    } else if (n > 0) {
         char *text = json_dumps(b->rows, JSON_COMPACT);
         rc = text ? eng_w(s, &rows, err, errlen, S_ITEMS_INSERT_MANY, "t", text) : STORE_ERROR;
         free(text);
@@ -257,17 +350,29 @@ static int bulk_flush(store *s, struct bulk *b, char *err, size_t errlen)
     json_decref(b->rows);
     b->rows = NULL;
     if (rc == STORE_OK)
-        return eng_events_flush(s, &b->events, err, errlen);
-    json_decref(b->events.rows);
-    b->events.rows = NULL;
+        rc = eng_events_flush(s, &b->events, err, errlen);
+    else
+        eng_events_drop(&b->events);
+    b->failed = rc != STORE_OK && rc != ENG_AGAIN && rc != ENG_LOST;
+    if (rc == STORE_OK)
+        b->count = 0;
     return rc;
+}
+
+/* The message of a call's failure: the item it was at, or the items a failed bulk_flush
+ * held (a statement of many rows does not say which row failed). */
+static void name_failure(const struct bulk *b, size_t i, const char *msg, char *err, size_t errlen)
+{
+    if (b->failed && b->count > 1)
+        seterr(err, errlen, "items %zu to %zu: %s", b->first, b->first + b->count - 1, msg);
+    else
+        seterr(err, errlen, "item %zu: %s", b->failed ? b->first : i, msg);
 }
 
 /*
  * Creates the items: references checked once per run of one (team, machine, bridge), plain
- * items inserted in bulk on a server (a statement for them, one for their events), the
- * others, and every item in process, one by one after the plain ones before them (an item
- * may depend on one created earlier in the same call).
+ * items inserted in bulk (struct bulk), the others one by one after the plain ones before
+ * them (an item may depend on one created earlier in the same call).
  */
 static int create_body(store *s, void *ctx, char *err, size_t errlen)
 {
@@ -276,6 +381,12 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
     int64_t *seqs = calloc(c->n ? c->n : 1, sizeof(int64_t));
     size_t *slot = calloc(c->n ? 2 * c->n : 1, sizeof(size_t));
     int *found = calloc(c->n ? c->n : 1, sizeof(int));
+    /* Plain items are gathered: on a server, from two on (a round trip saved each); in
+     * process, when the call has a whole statement of them (fewer would pay for preparing
+     * it, and the rest of a call goes a statement each). */
+    int gather = s->drv->in_process ? c->n >= ITEM_ROWS : c->n > 1;
+    if (gather && s->drv->in_process && (bulk.plain = calloc(1, sizeof(*bulk.plain))) == NULL)
+        abort();
     if (seqs == NULL || slot == NULL || found == NULL)
         abort();
     if (c->n > 1 && s->drv->may_undo)
@@ -290,14 +401,10 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
             rc = bulk_flush(s, &bulk, msg, sizeof(msg));
             if (rc == STORE_OK)
                 rc = fanout_create(s, sp, seqs[i], c->ids[i], &taken, msg, sizeof(msg));
-        } else
-        /* The bulk statements (json_each) save round trips to a server; in process, the
-         * plain statement per item is cheaper (no JSON to build and parse again), and one
-         * item alone would pay for preparing them. */
-        if (rc == STORE_OK && is_plain(sp) && c->n > 1 && !s->drv->in_process) {
+        } else if (rc == STORE_OK && is_plain(sp) && gather) {
             uuid_v4(c->ids[i]);
-            rc = bulk_add(s, &bulk, sp, seqs[i], c->ids[i], msg, sizeof(msg));
-            if (rc == STORE_OK && json_array_size(bulk.rows) == 1000)
+            rc = bulk_add(s, &bulk, i, sp, seqs[i], c->ids[i], msg, sizeof(msg));
+            if (rc == STORE_OK && bulk_full(&bulk))
                 rc = bulk_flush(s, &bulk, msg, sizeof(msg));
         } else if (rc == STORE_OK) {
             rc = bulk_flush(s, &bulk, msg, sizeof(msg));
@@ -305,16 +412,24 @@ static int create_body(store *s, void *ctx, char *err, size_t errlen)
                 rc = insert_item(s, sp, seqs[i], c->ids[i], msg, sizeof(msg));
         }
         if (rc != STORE_OK && rc != ENG_AGAIN && rc != ENG_LOST && c->n > 1)
-            seterr(err, errlen, "item %zu: %s", i, msg);
+            name_failure(&bulk, i, msg, err, errlen);
         else if (rc != STORE_OK)
             seterr(err, errlen, "%s", msg);
     }
-    if (rc == STORE_OK)
-        rc = bulk_flush(s, &bulk, err, errlen);
+    char msg[512] = "";
+    if (rc == STORE_OK && (rc = bulk_flush(s, &bulk, msg, sizeof(msg))) != STORE_OK) {
+        if (bulk.failed && c->n > 1)
+            name_failure(&bulk, bulk.first, msg, err, errlen);
+        else
+            seterr(err, errlen, "%s", msg);
+    }
     if (rc == STORE_OK) /* who created them, in the same transaction (people.h) */
         rc = people_audit_items(s, c->specs, c->n, c->ids, err, errlen);
     json_decref(bulk.rows);
-    json_decref(bulk.events.rows);
+    eng_events_drop(&bulk.events);
+    for (size_t i = 0; bulk.plain && i < bulk.plain->n; i++) /* left by a failure */
+        free(bulk.plain->row[i].vault);
+    free(bulk.plain);
     free(found);
     free(slot);
     free(seqs);

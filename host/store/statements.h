@@ -33,6 +33,7 @@ enum stmt_id {
     S_SCHEDULE_FIRED,
     S_ITEM_INSERT,
     S_ITEMS_INSERT_MANY, /* per dialect: plain items from a JSON array */
+    S_ITEMS_INSERT_ROWS, /* in process: ITEM_ROWS plain items from bound values */
     S_DEP_INSERT,
     /* events */
     S_EVENT_INSERT,
@@ -167,6 +168,10 @@ enum stmt_fragment {
                           * the engine has none) */
     F_COUNT
 };
+
+/* The rows of S_ITEMS_INSERT_ROWS, and the values of each row. */
+#define ITEM_ROWS     64
+#define ITEM_ROW_VALS 12
 
 /* Statement flags. */
 #define STMT_LOCK_ONLY 1 /* only takes row locks: skipped on engines without them */

@@ -324,7 +324,8 @@ int store_queue_create(store *s, const struct store_item_spec *spec, char task_i
 /*
  * Creates n items in one transaction (all or none); task_ids (may be NULL) receives n
  * ids. An item may depend on one created earlier in the same batch. The message of a
- * failure names the item's index.
+ * failure names the item's index ("item 7: …"), or the indexes of the items a statement of
+ * many rows held when that statement failed ("items 64 to 127: …").
  */
 int store_queue_create_batch(store *s, const struct store_item_spec *specs, size_t n,
                              char (*task_ids)[37], char *err, size_t errlen);
