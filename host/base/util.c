@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,28 +44,46 @@ int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The pool of uuid_v4, one per thread. */
+static __thread unsigned char uuid_pool[4096];
+static __thread size_t uuid_left;
+static pthread_once_t uuid_once = PTHREAD_ONCE_INIT;
+
+/* In a forked child (its one thread is the one that forked): the pool is the parent's. */
+static void uuid_forked(void)
+{
+    uuid_left = 0;
+}
+
+static void uuid_register(void)
+{
+    if (pthread_atfork(NULL, NULL, uuid_forked) != 0)
+        abort();
+}
+
 void uuid_v4(char out[37])
 {
     /* The kernel's random bytes are drawn 4 KiB at a time, not 16 (a bulk create makes an
-     * id a line); each thread has its own pool, and a forked child draws its own, so no
-     * two processes or threads ever use the same bytes. */
-    static __thread unsigned char pool[4096];
-    static __thread size_t left;
-    static __thread pid_t owner;
-    if (left < 16 || owner != getpid()) {
+     * id a line); each thread has its own pool, and a forked child draws its own (ferry
+     * makes children with fork() only, which runs uuid_forked), so no two processes or
+     * threads ever use the same bytes. A getpid() per id to notice a fork cost a system
+     * call a line of a bulk create. */
+    unsigned char *pool = uuid_pool;
+    pthread_once(&uuid_once, uuid_register);
+    size_t left = uuid_left;
+    if (left < 16) {
         size_t got = 0;
-        while (got < sizeof(pool)) {
-            ssize_t n = getrandom(pool + got, sizeof(pool) - got, 0);
+        while (got < sizeof(uuid_pool)) {
+            ssize_t n = getrandom(pool + got, sizeof(uuid_pool) - got, 0);
             if (n < 0 && errno != EINTR)
                 abort(); /* the kernel's random source is always there on Linux >= 3.17 */
             if (n > 0)
                 got += (size_t)n;
         }
-        left = sizeof(pool);
-        owner = getpid();
+        left = sizeof(uuid_pool);
     }
-    unsigned char *b = pool + sizeof(pool) - left;
-    left -= 16;
+    uuid_left = left - 16;
+    unsigned char *b = pool + sizeof(uuid_pool) - left;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     static const char hex[] = "0123456789abcdef";
