@@ -14,8 +14,8 @@
 #include "term_text.h"
 #include "util.h"
 
-/* The hosts list of this run (read once), and the bridges already warned about. */
-static json_t *hosts_seen, *warned;
+/* The bridges already warned about in this run. */
+static json_t *warned;
 
 const char *cli_age_text(int64_t seconds, char *buf, size_t len)
 {
@@ -43,22 +43,15 @@ void cli_warn_no_host(cli *c, const char *bridge)
     if (off != NULL && strcmp(off, "1") == 0)
         return;
     char err[512];
-    if (hosts_seen == NULL &&
-        store_hosts_list(c->st, now_ms(), &hosts_seen, err, sizeof(err)) != STORE_OK)
+    json_t *last; /* an alive host of bridge, else the one last seen */
+    if (store_bridge_host(c->st, bridge, now_ms(), &last, err, sizeof(err)) != STORE_OK)
         return; /* a store without the hosts table cannot say: no guess */
     if (warned == NULL)
         warned = json_object();
     json_object_set_new(warned, bridge, json_true());
-    const json_t *last = NULL; /* the list is last seen first */
-    size_t i;
-    json_t *h;
-    json_array_foreach (hosts_seen, i, h) {
-        if (strcmp(json_string_value(json_object_get(h, "bridgeName")), bridge) != 0)
-            continue;
-        if (json_is_true(json_object_get(h, "alive")))
-            return;
-        if (last == NULL)
-            last = h;
+    if (json_is_true(json_object_get(last, "alive"))) {
+        json_decref(last);
+        return;
     }
     char seen[200] = "no host of it seen yet", age[32];
     if (last != NULL)
@@ -72,6 +65,7 @@ void cli_warn_no_host(cli *c, const char *bridge)
              "no host is serving bridge %s (%s); the item waits until one starts: ferry serve / "
              "systemctl start ferry",
              bridge, seen);
+    json_decref(last);
 }
 
 static json_t *noted;

@@ -31,6 +31,13 @@ int store_host_stopped(store *s, const char *host_id, int64_t now, char *err, si
  * "lastSeenTime","lastSeenAgeSeconds","runningAttempts","alive","stoppedTime"}]. */
 int store_hosts_list(store *s, int64_t now, json_t **rows, char *err, size_t errlen);
 
+/* The host of bridge that says whether it is served, into *host: an alive one if any, else
+ * the one last seen, as {"hostId","lastSeenAgeSeconds","alive","stoppedTime"} (the fields
+ * of a store_hosts_list row); NULL when no host of it has a row. For the warning after a
+ * create (cli_warn_no_host), which needs no other bridge's hosts. */
+int store_bridge_host(store *s, const char *bridge, int64_t now, json_t **host, char *err,
+                      size_t errlen);
+
 /* The figures of /metrics that are read afresh at each scrape, into *out:
  * {"depth":[[bridge,status,priority,count]…] (items not yet ended),
  *  "oldestPendingMs":ms or 0, "hostsAlive":n, "scheduleDelays":[[team,schedule,ms]…]}. */

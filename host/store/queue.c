@@ -155,7 +155,8 @@ static int next_seqs(store *s, size_t n, int64_t *seqs, char *err, size_t errlen
 {
     eng_rows r;
     size_t got_n = 0;
-    int rc = eng_q(s, &r, err, errlen, S_NEXT_SEQS, "I", (int64_t)n);
+    int rc = n == 1 ? eng_q(s, &r, err, errlen, S_NEXT_SEQ, "")
+                    : eng_q(s, &r, err, errlen, S_NEXT_SEQS, "I", (int64_t)n);
     if (rc != STORE_OK)
         return rc;
     int got;

@@ -29,6 +29,7 @@ enum stmt_id {
     S_WEB_DEPTH,
     /* items: create */
     S_NEXT_SEQS, /* per dialect */
+    S_NEXT_SEQ,  /* per dialect: S_NEXT_SEQS of one */
     S_MACHINE_KEY_SHARE,
     S_SCHEDULE_FIRED,
     S_ITEM_INSERT,

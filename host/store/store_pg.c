@@ -64,6 +64,7 @@ static const char *const fragments[F_COUNT] = {
 static const char *dialect_sql[S_COUNT] = {
     /* Taken from the sequence before the inserts, so a rebuilt batch inserts the same. */
     [S_NEXT_SEQS] = "SELECT nextval('queue_item_seq') FROM generate_series(1, ?1)",
+    [S_NEXT_SEQ] = "SELECT nextval('queue_item_seq')",
     [S_SCHEMA_EXISTS] = "SELECT (to_regclass('schema_migrations') IS NOT NULL)::int",
     [S_MIGRATION_LOCK] = "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")",
     /* ?1: [[task_seq, action, details, details_is_json, at], …] */
