@@ -214,6 +214,15 @@ int eng_qv(store *s, eng_rows *rows, char *err, size_t errlen, const char *sql, 
     return s->drv->exec(s, -1, sql, 0, n, v, rows, NULL, err, errlen);
 }
 
+int eng_wv(store *s, int id, int n, const struct eng_val *v, char *err, size_t errlen)
+{
+    eng_rows rows;
+    int rc = s->drv->exec(s, id, eng_sql(s, id), ENG_WRITE, n, v, &rows, NULL, err, errlen);
+    if (rc == STORE_OK)
+        s->drv->done(&rows);
+    return rc;
+}
+
 int eng_next(eng_rows *r, char *err, size_t errlen)
 {
     return r->impl ? r->s->drv->next(r, err, errlen) : 0;
@@ -468,7 +477,6 @@ static int events_insert(store *s, int id, const struct eng_event_row *list, siz
                          size_t errlen)
 {
     struct eng_val v[5 * 16];
-    eng_rows rows;
     for (size_t i = 0; i < n; i++) {
         struct eng_val *r = &v[5 * i];
         r[0] = (struct eng_val){.num = list[i].seq};
@@ -479,11 +487,7 @@ static int events_insert(store *s, int id, const struct eng_event_row *list, siz
         r[4] = (struct eng_val){
             .is_null = s->actor_label == NULL, .is_text = 1, .text = s->actor_label};
     }
-    int rc =
-        s->drv->exec(s, id, eng_sql(s, id), ENG_WRITE, (int)(5 * n), v, &rows, NULL, err, errlen);
-    if (rc == STORE_OK)
-        s->drv->done(&rows);
-    return rc;
+    return eng_wv(s, id, (int)(5 * n), v, err, errlen);
 }
 
 int eng_events_flush(store *s, struct eng_events *ev, char *err, size_t errlen)

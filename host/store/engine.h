@@ -149,6 +149,10 @@ int eng_scalar(store *s, int64_t *out, char *err, size_t errlen, int id, const c
 int eng_qv(store *s, eng_rows *rows, char *err, size_t errlen, const char *sql, int n,
            const struct eng_val *v);
 
+/* A write of statement id with its n values already bound (the many-row inserts of an
+ * in-process engine: S_ITEMS_INSERT_ROWS, S_EVENTS_INSERT_16 and _4). */
+int eng_wv(store *s, int id, int n, const struct eng_val *v, char *err, size_t errlen);
+
 /* The cursor, through the driver. */
 int eng_next(eng_rows *r, char *err, size_t errlen);
 const char *eng_text(eng_rows *r, int col);

@@ -300,12 +300,7 @@ static int plain_insert_rows(store *s, struct plain_rows *b, char *err, size_t e
         v[10] = num_val(sp->run_after_ms);
         v[11] = num_val(sp->idempotent ? 1 : 0);
     }
-    eng_rows r;
-    int rc = s->drv->exec(s, S_ITEMS_INSERT_ROWS, eng_sql(s, S_ITEMS_INSERT_ROWS), ENG_WRITE,
-                          ITEM_ROWS * ITEM_ROW_VALS, b->v, &r, NULL, err, errlen);
-    if (rc == STORE_OK)
-        eng_done(&r);
-    return rc;
+    return eng_wv(s, S_ITEMS_INSERT_ROWS, ITEM_ROWS * ITEM_ROW_VALS, b->v, err, errlen);
 }
 
 /* Writes the items gathered in process: a whole ITEM_ROWS with their statement, fewer (the
