@@ -897,16 +897,11 @@ static int drained(host *h)
 {
     if (runner_busy(h->run) > 0)
         return 0;
-    json_t *counts = NULL;
+    int has = 1;
     char err[512];
-    if (store_queue_counts(h->st, h->cfg->bridge, &counts, err, sizeof(err)) != 0)
-        return 0;
-    json_int_t left = 0;
-    const char *active[] = {"PENDING", "ASSIGNED", "PROCESSING", "CANCELLING"};
-    for (size_t i = 0; i < 4; i++)
-        left += json_integer_value(json_object_get(counts, active[i]));
-    json_decref(counts);
-    return left == 0;
+    if (store_bridge_has_work(h->st, h->cfg->bridge, &has, err, sizeof(err)) != 0)
+        hlog(LOG_WARN, "drain check failed: %s", err);
+    return !has;
 }
 
 static int loop_timeout(host *h)

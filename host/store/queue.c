@@ -793,6 +793,20 @@ int store_items_counts(store *s, const char *bridge, json_t **counts, char *err,
     return eng_take_json(c.out, counts, rc);
 }
 
+static int has_work_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct item_ctx *c = ctx;
+    return eng_scalar(s, &c->total, err, errlen, S_BRIDGE_HAS_WORK, "t", c->bridge);
+}
+
+int store_bridge_has_work(store *s, const char *bridge, int *has, char *err, size_t errlen)
+{
+    struct item_ctx c = {.bridge = bridge};
+    int rc = eng_run(s, 0, has_work_body, &c, err, errlen);
+    *has = rc == STORE_OK ? c.total != 0 : 1;
+    return rc;
+}
+
 /* ---- events ------------------------------------------------------------------------------ */
 
 static int event_append_body(store *s, void *ctx, char *err, size_t errlen)

@@ -157,6 +157,14 @@ const struct stmt_def store_statements[S_COUNT] = {
     [S_RESOLVE_PREFIX_DELETE] = {REF_COLS BY_PREFIX "{lock_delete}", 0},
     [S_COUNTS_ALL] = {COUNTS_BY_STATUS(""), 0},
     [S_COUNTS_BRIDGE] = {COUNTS_BY_STATUS("bridge_name = ?1 AND "), 0},
+    /* 1 while a bridge has an item PENDING (through the claim's partial index) or held (the
+     * active set, at most the machines' concurrency), else 0: `serve --drain` asks it when
+     * no attempt runs. Counting by status instead read every ended item of the bridge. */
+    [S_BRIDGE_HAS_WORK] = {"SELECT CASE WHEN EXISTS (SELECT 1 FROM queue_items {index_claim}"
+                           " WHERE bridge_name = ?1 AND status = 'PENDING')"
+                           " OR EXISTS (SELECT 1 FROM queue_items {index_machine_active}"
+                           " WHERE " ACTIVE_EQ " AND bridge_name = ?1) THEN 1 ELSE 0 END",
+                           0},
     /* ferry web's depth: PENDING through the claim's partial index, in its (bridge,
      * priority) order (SQLite would rather read qi_unheld_created's PENDING range, then sort
      * all of it for the groups); the active set through qi_machine_active. */

@@ -26,6 +26,7 @@ enum stmt_id {
     S_RESOLVE_PREFIX_DELETE,
     S_COUNTS_ALL,
     S_COUNTS_BRIDGE,
+    S_BRIDGE_HAS_WORK,
     S_WEB_DEPTH,
     /* items: create */
     S_NEXT_SEQS, /* per dialect */

@@ -375,6 +375,13 @@ int store_queue_count(store *s, const struct store_queue_filter *filter, int64_t
 int store_queue_counts(store *s, const char *bridge, json_t **counts, char *err, size_t errlen);
 
 /*
+ * Whether a bridge still has work: *has is 1 while some item of the bridge is PENDING (due
+ * or not) or held by a host, else 0; on an error it is 1. Costs a look at the PENDING and
+ * active items alone, however long the history.
+ */
+int store_bridge_has_work(store *s, const char *bridge, int *has, char *err, size_t errlen);
+
+/*
  * Cancels an item (id or prefix): PENDING/ASSIGNED → CANCELLED at once (dependents
  * cancelled); PROCESSING → CANCELLING (the host stops the attempt and finishes it
  * CANCELLED); CANCELLING stays. With force, PROCESSING and CANCELLING also go to

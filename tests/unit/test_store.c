@@ -2006,6 +2006,47 @@ static void test_counts(void **state)
     json_decref(got);
 }
 
+/* What `serve --drain` asks: a bridge has work while an item of it is PENDING (due or not)
+ * or held; ended items, and other bridges' items, do not count. */
+static void test_bridge_has_work(void **state)
+{
+    struct fx *f = *state;
+    char err[512], a[37], b[37], other[37];
+    int has = -1;
+    assert_rc(STORE_OK, store_bridge_has_work(f->s, f->bridge, &has, err, sizeof(err)));
+    assert_int_equal(has, 0);
+    item_full(f, f->m3, f->bridge2, 3, 5, NULL, 0, other);
+    assert_rc(STORE_OK, store_bridge_has_work(f->s, f->bridge, &has, err, sizeof(err)));
+    assert_int_equal(has, 0); /* another bridge's item */
+    assert_rc(STORE_OK, store_bridge_has_work(f->s, f->bridge2, &has, err, sizeof(err)));
+    assert_int_equal(has, 1);
+    item(f, f->m1, 3, 10, a);
+    assert_rc(STORE_OK, store_bridge_has_work(f->s, f->bridge, &has, err, sizeof(err)));
+    assert_int_equal(has, 1); /* PENDING */
+    json_t *got = claim(f, f->bridge, 5, 20);
+    assert_int_equal(json_array_size(got), 1);
+    assert_rc(STORE_OK, store_bridge_has_work(f->s, f->bridge, &has, err, sizeof(err)));
+    assert_int_equal(has, 1); /* ASSIGNED */
+    assert_rc(STORE_OK, store_start(f->s, a, token_of(got, 0), f->t0 + 21, err, sizeof(err)));
+    assert_rc(STORE_OK, store_bridge_has_work(f->s, f->bridge, &has, err, sizeof(err)));
+    assert_int_equal(has, 1); /* PROCESSING */
+    finish(f, a, token_of(got, 0), STORE_OUTCOME_COMPLETED, 30, STORE_OK);
+    json_decref(got);
+    assert_rc(STORE_OK, store_bridge_has_work(f->s, f->bridge, &has, err, sizeof(err)));
+    assert_int_equal(has, 0); /* only history left */
+    /* A PENDING item not yet due still counts: a drain waits for it. */
+    struct store_item_spec sp = {.team = f->team,
+                                 .machine = f->m1,
+                                 .bridge = f->bridge,
+                                 .vault = J("{\"function\":\"noop\"}"),
+                                 .now_ms = f->t0 + 40,
+                                 .run_after_ms = f->t0 + 3600000};
+    assert_rc(STORE_OK, store_queue_create(f->s, &sp, b, NULL, err, sizeof(err)));
+    json_decref((json_t *)sp.vault);
+    assert_rc(STORE_OK, store_bridge_has_work(f->s, f->bridge, &has, err, sizeof(err)));
+    assert_int_equal(has, 1);
+}
+
 static int readable(int fd, int timeout_ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -3198,6 +3239,7 @@ static int run_suite(const char *name)
         T(test_begin_commit),
         T(test_schedule_fire_unique),
         T(test_counts),
+        T(test_bridge_has_work),
         T(test_wake_fd),
         T(test_idle_checkpoint),
         T(test_idle_reports_checkpoint),
