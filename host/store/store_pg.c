@@ -105,7 +105,10 @@ static const char *dialect_sql[S_COUNT] = {
      * probed in queue_deps: a claim over 80 machines, 40 of them free, read 539 buffers, now
      * 417. Whether a dependency holds the carried head back is asked of queue_deps as a
      * whole first (once a statement); the per-row test is a scalar subquery, which the
-     * planner never turns into a hash of the whole table as it may a NOT EXISTS under OR. */
+     * planner never turns into a hash of the whole table as it may a NOT EXISTS under OR.
+     * The machines' active items are counted in one pass over qi_machine_active (the active
+     * set, at most the machines' concurrency), not by a probe a machine: with 4 hosts on
+     * 100 machines, 120 buffers a claim instead of about 270. */
     [S_CLAIM_FREE_HEADS_LOCKED] =
         "WITH RECURSIVE m(seq, name, priority, created, run_after) AS ((SELECT seq,"
         " machine_name, priority, created_at, run_after FROM queue_items WHERE bridge_name = ?1"
@@ -127,9 +130,10 @@ static const char *dialect_sql[S_COUNT] = {
         " ON p.seq = d.dep_seq WHERE d.task_seq = i.seq"
         " AND p.status <> 'COMPLETED')"
         " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) LIMIT 1) AS h"
-        " WHERE c.concurrency > (SELECT count(*) FROM queue_items"
-        " WHERE machine_name = m.name AND status IN ('ASSIGNED','PROCESSING',"
-        "'CANCELLING')) ORDER BY h.priority, h.created_at, h.seq LIMIT ?3"
+        " LEFT JOIN (SELECT machine_name, count(*) AS n FROM queue_items"
+        " WHERE status IN ('ASSIGNED','PROCESSING','CANCELLING') GROUP BY machine_name) AS a"
+        " ON a.machine_name = m.name WHERE c.concurrency > coalesce(a.n, 0)"
+        " ORDER BY h.priority, h.created_at, h.seq LIMIT ?3"
         " FOR NO KEY UPDATE OF c SKIP LOCKED",
 };
 
