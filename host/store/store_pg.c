@@ -94,28 +94,46 @@ static const char *dialect_sql[S_COUNT] = {
                       " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
                       " ON p.seq = d.dep_seq WHERE d.task_seq = i.seq AND p.status <> 'COMPLETED')"
                       " ORDER BY i.priority, i.created_at, i.seq LIMIT ?7) AS h",
-    /* The machines with PENDING items on bridge ?1 (one seek each), each with its head (as S_CLAIM_HEADS
+    /* The machines with PENDING items on bridge ?1, each with its head (as S_CLAIM_HEADS
      * after no key) when it has a free slot: the first ?3 in claim order that no other
-     * claim holds, locked in the same statement. */
+     * claim holds, locked in the same statement.
+     * The machines are found one seek each in qi_claim_machine (a loose index scan, m),
+     * which lands on the machine's first PENDING item in claim order; its row is carried
+     * along, and it is the head unless it waits on run_after or a dependency: only then is
+     * the head looked for by a second seek (the Append's second branch, which runs only when
+     * the first gives no row). Before, every free machine's head was sought again, and
+     * probed in queue_deps: a claim over 80 machines, 40 of them free, read 539 buffers, now
+     * 417. Whether a dependency holds the carried head back is asked of queue_deps as a
+     * whole first (once a statement); the per-row test is a scalar subquery, which the
+     * planner never turns into a hash of the whole table as it may a NOT EXISTS under OR.
+     * The machines' active items are counted in one pass over qi_machine_active (the active
+     * set, at most the machines' concurrency), not by a probe a machine: with 4 hosts on
+     * 100 machines, 120 buffers a claim instead of about 270. */
     [S_CLAIM_FREE_HEADS_LOCKED] =
-        "WITH RECURSIVE m(name) AS (SELECT (SELECT machine_name"
-        " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
-        " ORDER BY machine_name LIMIT 1) UNION ALL SELECT (SELECT machine_name"
-        " FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
-        " AND machine_name > m.name ORDER BY machine_name LIMIT 1) FROM m"
-        " WHERE m.name IS NOT NULL)"
+        "WITH RECURSIVE m(seq, name, priority, created, run_after) AS ((SELECT seq,"
+        " machine_name, priority, created_at, run_after FROM queue_items WHERE bridge_name = ?1"
+        " AND status = 'PENDING' ORDER BY machine_name, priority, created_at, seq LIMIT 1)"
+        " UNION ALL SELECT n.* FROM m CROSS JOIN LATERAL (SELECT seq, machine_name, priority,"
+        " created_at, run_after FROM queue_items WHERE bridge_name = ?1 AND status = 'PENDING'"
+        " AND machine_name > m.name ORDER BY machine_name, priority, created_at, seq LIMIT 1)"
+        " AS n)"
         " SELECT h.seq, h.machine_name, h.priority, h.created_at"
         " FROM m JOIN machines c ON c.name = m.name CROSS JOIN LATERAL"
-        " (SELECT i.seq, i.machine_name, i.priority, i.created_at"
+        " (SELECT m.seq, m.name AS machine_name, m.priority, m.created AS created_at"
+        " WHERE m.run_after <= ?2 AND (NOT EXISTS (SELECT 1 FROM queue_deps)"
+        " OR (SELECT 1 FROM queue_deps d JOIN queue_items p ON p.seq = d.dep_seq"
+        " WHERE d.task_seq = m.seq AND p.status <> 'COMPLETED' LIMIT 1) IS NULL)"
+        " UNION ALL (SELECT i.seq, i.machine_name, i.priority, i.created_at"
         " FROM queue_items i WHERE i.status = 'PENDING' AND i.bridge_name = ?1"
         " AND i.machine_name = m.name AND i.run_after <= ?2"
         " AND NOT EXISTS (SELECT 1 FROM queue_deps d JOIN queue_items p"
         " ON p.seq = d.dep_seq WHERE d.task_seq = i.seq"
         " AND p.status <> 'COMPLETED')"
-        " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) AS h"
-        " WHERE c.concurrency > (SELECT count(*) FROM queue_items"
-        " WHERE machine_name = m.name AND status IN ('ASSIGNED','PROCESSING',"
-        "'CANCELLING')) ORDER BY h.priority, h.created_at, h.seq LIMIT ?3"
+        " ORDER BY i.priority, i.created_at, i.seq LIMIT 1) LIMIT 1) AS h"
+        " LEFT JOIN (SELECT machine_name, count(*) AS n FROM queue_items"
+        " WHERE status IN ('ASSIGNED','PROCESSING','CANCELLING') GROUP BY machine_name) AS a"
+        " ON a.machine_name = m.name WHERE c.concurrency > coalesce(a.n, 0)"
+        " ORDER BY h.priority, h.created_at, h.seq LIMIT ?3"
         " FOR NO KEY UPDATE OF c SKIP LOCKED",
 };
 
