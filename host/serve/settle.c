@@ -302,6 +302,22 @@ char *settle_response_text(const char *function, const char *status, int attempt
     return text;
 }
 
+/* "attempt N completed in D ms", a COMPLETED end's event text: xasprintf's format cost an
+ * end about 1,400 instructions. */
+static char *completed_reason(int attempt, int64_t duration_ms)
+{
+    char *text = malloc(sizeof("attempt  completed in  ms") + 2 * I64_DECIMAL_MAX), *o = text;
+    if (text == NULL)
+        abort();
+    o = PUT_LIT(o, "attempt ");
+    o = put_i64(o, attempt);
+    o = PUT_LIT(o, " completed in ");
+    o = put_i64(o, duration_ms);
+    o = PUT_LIT(o, " ms");
+    *o = '\0';
+    return text;
+}
+
 /* An end's response vault: its text for the store, and its tree as well when notifications
  * will carry it (e->notify). */
 static void end_response(struct ending *e, const char *status, int attempts, int64_t duration_ms,
@@ -405,7 +421,7 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
     e->kind = out->kind;
     switch (d.status) {
     case STORE_OUTCOME_COMPLETED:
-        e->reason = xasprintf("attempt %d completed in %lld ms", attempt, (long long)duration);
+        e->reason = completed_reason(attempt, duration);
         break;
     case STORE_OUTCOME_RELEASE:
         e->reason = xstrdup("interrupted by host shutdown; returned to the queue");
