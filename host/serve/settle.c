@@ -244,8 +244,10 @@ static char *put_raw(char *o, const char *lit, size_t n)
 
 #define PUT_LIT(o, lit) put_raw(o, lit, sizeof(lit) - 1)
 
-static char *put_str(char *o, const char *text)
+/* Appends key (the member's name with its punctuation, as written) and text as a string. */
+static char *put_member(char *o, const char *key, const char *text)
 {
+    o = put_raw(o, key, strlen(key));
     return o ? put_ascii(o, text) : NULL;
 }
 
@@ -267,28 +269,19 @@ char *settle_response_text(const char *function, const char *status, int attempt
     char *text = malloc(room), *o = text;
     if (text == NULL)
         abort();
-    o = PUT_LIT(o, "{\"status\":");
-    o = put_str(o, status);
-    if (function) {
-        o = PUT_LIT(o, ",\"function\":");
-        o = put_str(o, function);
-    }
-    o = PUT_LIT(o, ",\"attempts\":");
-    o = put_i64(o, attempts);
-    o = PUT_LIT(o, ",\"duration_ms\":");
-    o = put_i64(o, duration_ms);
+    o = put_member(o, "{\"status\":", status);
+    if (function)
+        o = put_member(o, ",\"function\":", function);
+    o = put_i64(PUT_LIT(o, ",\"attempts\":"), attempts);
+    o = put_i64(PUT_LIT(o, ",\"duration_ms\":"), duration_ms);
     o = PUT_LIT(o, ",\"result\":");
     o = result ? put_raw(o, result, strlen(result)) : PUT_LIT(o, "null");
     if (out->kind == OUTCOME_OK) {
         o = PUT_LIT(o, ",\"error\":null}");
     } else {
-        o = PUT_LIT(o, ",\"error\":{\"code\":");
-        o = put_str(o, code);
-        o = PUT_LIT(o, ",\"outcome\":");
-        o = put_str(o, kind);
-        o = PUT_LIT(o, ",\"message\":");
-        o = put_str(o, message);
-        o = PUT_LIT(o, "}}");
+        o = put_member(o, ",\"error\":{\"code\":", code);
+        o = put_member(o, ",\"outcome\":", kind);
+        o = PUT_LIT(put_member(o, ",\"message\":", message), "}}");
     }
     free(result);
     if (o == NULL || (out->result && result == NULL)) {

@@ -230,8 +230,8 @@ static int finish_final(store *s, const struct store_finish *f, enum store_outco
     eng_rows r;
     char *owned;
     const char *response = response_text(&f->outcome, &owned);
-    int rc = eng_wq(s, &r, err, errlen, S_FINISH_FINAL, "tttItt", f->task_id, status, response,
-                    now, reason, f->token);
+    int rc = eng_wq(s, &r, err, errlen, S_FINISH_FINAL, "tttItt", f->task_id, status, response, now,
+                    reason, f->token);
     free(owned);
     if (rc != STORE_OK)
         return rc;

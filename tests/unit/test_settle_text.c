@@ -59,7 +59,8 @@ static void test_every_byte(void **state)
         struct outcome ok = {.kind = OUTCOME_OK};
         same_text(text, "COMPLETED", 1, 2, &ok);
     }
-    struct outcome utf8 = {.kind = OUTCOME_FAIL, .code = "e", .message = "caf\xc3\xa9 \xe2\x80\xa6"};
+    struct outcome utf8 = {
+        .kind = OUTCOME_FAIL, .code = "e", .message = "caf\xc3\xa9 \xe2\x80\xa6"};
     same_text("f\xc3\xa9", "FAILED", 1, 2, &utf8);
     struct outcome broken = {.kind = OUTCOME_FAIL, .code = "\xff", .message = "x"};
     same_text("f", "FAILED", 1, 2, &broken);
