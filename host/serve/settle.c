@@ -263,9 +263,11 @@ char *settle_response_text(const char *function, const char *status, int attempt
     const char *code = out->code ? out->code : "error", *kind = outcome_kind_name(out->kind),
                *message = out->message ? out->message : "";
     char *result = out->result ? json_dumps(out->result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    /* Each text escaped at six bytes a byte at most, the numbers, and the members' names with
+     * their punctuation (under 160 bytes). */
     size_t room = 6 * (strlen(status) + (function ? strlen(function) : 0) + strlen(code) +
                        strlen(kind) + strlen(message)) +
-                  (result ? strlen(result) : 0) + 2 * I64_DECIMAL_MAX + 128;
+                  (result ? strlen(result) : 0) + 2 * I64_DECIMAL_MAX + 256;
     char *text = malloc(room), *o = text;
     if (text == NULL)
         abort();

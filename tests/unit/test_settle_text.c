@@ -45,6 +45,9 @@ static void test_usual_ends(void **state)
     same_text("backup", "FAILED", 1, 1500, &bare);
     struct outcome cancelled = {.kind = OUTCOME_CANCELLED, .message = "cancelled while running"};
     same_text("backup", "CANCELLED", 1, 7, &cancelled);
+    /* The least text and the longest numbers: the members' names fill the room alone. */
+    struct outcome least = {.kind = OUTCOME_FAIL, .code = "", .message = ""};
+    same_text(NULL, "", INT32_MIN, INT64_MIN, &least);
 }
 
 /* Every byte from 1 to 255 in each text member: ASCII is written here, the rest by jansson
