@@ -25,12 +25,13 @@
 struct ending {
     struct store_item *item; /* owned: one item, freed with store_items_free */
     struct policy_decision d;
-    json_t *response;       /* owned; NULL when the store keeps none */
+    char *response;         /* owned: the response vault as compact JSON; NULL: none kept */
+    json_t *response_tree;  /* owned: the same as a tree, only for notifications (notify) */
     char *reason;           /* owned: lastFailureReason or event text */
     enum outcome_kind kind; /* for the fallback's "failure" */
     char *message;          /* owned, redacted; for the fallback's "failure" */
     char *recovered;        /* owned: a lost item's RECOVERED event text, or NULL */
-    int notify;             /* 1: the vault's notifications are sent when it holds */
+    int notify;             /* 1: the vault names notifications for this end, sent if it holds */
     int64_t notify_due;     /* not 0: it has some; the store keeps a note until sent */
     /* A FAILED end's fallback, written with the end (store_finish's fallback). */
     json_t *fb_vault; /* owned; NULL: no fallback */
@@ -94,7 +95,8 @@ settler *settle_new(const ferry_config *cfg, store *st, const registry *reg,
 static void ending_free(struct ending *e)
 {
     store_items_free(e->item, 1);
-    json_decref(e->response);
+    free(e->response);
+    json_decref(e->response_tree);
     free(e->reason);
     free(e->message);
     free(e->recovered);
@@ -183,6 +185,145 @@ json_t *settle_response(const char *function, const char *status, int attempts, 
                                       "outcome", outcome_kind_name(out->kind), "message",
                                       out->message ? out->message : ""));
     return resp;
+}
+
+/* Writes text at o as jansson writes a JSON string (JSON_COMPACT); o has room for six
+ * bytes a byte of text and the quotes. NULL for a byte above 0x7f: jansson keeps only valid
+ * UTF-8, and that check is left to it (settle_response_text). */
+static char *put_ascii(char *o, const char *text)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        if (c >= 0x80)
+            return NULL;
+        *o++ = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            *o++ = (char)c;
+            break;
+        case '\b':
+            *o++ = 'b';
+            break;
+        case '\f':
+            *o++ = 'f';
+            break;
+        case '\n':
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = 't';
+            break;
+        default:
+            memcpy(o, "u00", 3);
+            o[3] = hex[c >> 4];
+            o[4] = hex[c & 15];
+            o += 5;
+        }
+    }
+    *o++ = '"';
+    return o;
+}
+
+/* Appends n bytes of lit at o (NULL stays NULL: an earlier part was left to jansson). */
+static char *put_raw(char *o, const char *lit, size_t n)
+{
+    if (o)
+        memcpy(o, lit, n);
+    return o ? o + n : NULL;
+}
+
+#define PUT_LIT(o, lit) put_raw(o, lit, sizeof(lit) - 1)
+
+/* Appends key (the member's name with its punctuation, as written) and text as a string. */
+static char *put_member(char *o, const char *key, const char *text)
+{
+    o = put_raw(o, key, strlen(key));
+    return o ? put_ascii(o, text) : NULL;
+}
+
+static char *put_i64(char *o, int64_t v)
+{
+    char digits[I64_DECIMAL_MAX], *d = i64_decimal(v, digits);
+    return put_raw(o, d, (size_t)(digits + sizeof(digits) - d));
+}
+
+char *settle_response_text(const char *function, const char *status, int attempts,
+                           int64_t duration_ms, const struct outcome *out)
+{
+    const char *code = out->code ? out->code : "error", *kind = outcome_kind_name(out->kind),
+               *message = out->message ? out->message : "";
+    char *result = out->result ? json_dumps(out->result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    /* Each text escaped at six bytes a byte at most, the numbers, and the members' names with
+     * their punctuation (under 160 bytes). */
+    size_t room = 6 * (strlen(status) + (function ? strlen(function) : 0) + strlen(code) +
+                       strlen(kind) + strlen(message)) +
+                  (result ? strlen(result) : 0) + 2 * I64_DECIMAL_MAX + 256;
+    char *text = malloc(room), *o = text;
+    if (text == NULL)
+        abort();
+    o = put_member(o, "{\"status\":", status);
+    if (function)
+        o = put_member(o, ",\"function\":", function);
+    o = put_i64(PUT_LIT(o, ",\"attempts\":"), attempts);
+    o = put_i64(PUT_LIT(o, ",\"duration_ms\":"), duration_ms);
+    o = PUT_LIT(o, ",\"result\":");
+    o = result ? put_raw(o, result, strlen(result)) : PUT_LIT(o, "null");
+    if (out->kind == OUTCOME_OK) {
+        o = PUT_LIT(o, ",\"error\":null}");
+    } else {
+        o = put_member(o, ",\"error\":{\"code\":", code);
+        o = put_member(o, ",\"outcome\":", kind);
+        o = PUT_LIT(put_member(o, ",\"message\":", message), "}}");
+    }
+    free(result);
+    if (o == NULL || (out->result && result == NULL)) {
+        json_t *tree = settle_response(function, status, attempts, duration_ms, out);
+        free(text);
+        text = json_dumps(tree, JSON_COMPACT);
+        json_decref(tree);
+        return text;
+    }
+    *o = '\0';
+    return text;
+}
+
+/* "attempt N completed in D ms", a COMPLETED end's event text: xasprintf's format cost an
+ * end about 1,400 instructions. */
+static char *completed_reason(int attempt, int64_t duration_ms)
+{
+    char *text = malloc(sizeof("attempt  completed in  ms") + 2 * I64_DECIMAL_MAX), *o = text;
+    if (text == NULL)
+        abort();
+    o = PUT_LIT(o, "attempt ");
+    o = put_i64(o, attempt);
+    o = PUT_LIT(o, " completed in ");
+    o = put_i64(o, duration_ms);
+    o = PUT_LIT(o, " ms");
+    *o = '\0';
+    return text;
+}
+
+/* An end's response vault: its text for the store, and its tree as well when notifications
+ * will carry it (e->notify). */
+static void end_response(struct ending *e, const char *status, int attempts, int64_t duration_ms,
+                         const struct outcome *out)
+{
+    if (e->notify) {
+        e->response_tree = settle_response(e->item->function, status, attempts, duration_ms, out);
+        e->response = json_dumps(e->response_tree, JSON_COMPACT);
+    } else {
+        e->response = settle_response_text(e->item->function, status, attempts, duration_ms, out);
+    }
 }
 
 /* A uniform number in [0,1) for the retry jitter. */
@@ -275,7 +416,7 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
     e->kind = out->kind;
     switch (d.status) {
     case STORE_OUTCOME_COMPLETED:
-        e->reason = xasprintf("attempt %d completed in %lld ms", attempt, (long long)duration);
+        e->reason = completed_reason(attempt, duration);
         break;
     case STORE_OUTCOME_RELEASE:
         e->reason = xstrdup("interrupted by host shutdown; returned to the queue");
@@ -288,21 +429,20 @@ void settle_ran(settler *s, struct store_item *item, const json_t *secrets,
         e->reason = xstrdup(msg ? msg : outcome_kind_name(out->kind));
         break;
     }
+    e->notify = d.final && notify_wanted(e->item->vault, final_name(d.status));
     if (d.final) {
         /* What the function returned is shown in the response vault, the webhook's body and
          * the mail: the item's secret values are masked in it, wherever they appear. */
         struct outcome shown = *out;
         shown.message = msg;
         shown.result = out->result ? vault_scrub(out->result, e->item->vault, secrets) : NULL;
-        e->response =
-            settle_response(e->item->function, final_name(d.status), attempt, duration, &shown);
+        end_response(e, final_name(d.status), attempt, duration, &shown);
         json_decref(shown.result);
     }
     log_attempt(e->item->task_id, e->item->function, e->item->machine, ended[d.status], attempt,
                 duration,
                 d.status == STORE_OUTCOME_COMPLETED ? NULL : e->reason);
     e->message = msg;
-    e->notify = 1;
     if (d.status == STORE_OUTCOME_FAILED && d.fallback)
         fallback_spec(s, e);
 }
@@ -316,7 +456,7 @@ void settle_refused(settler *s, struct store_item *item, enum outcome_kind kind,
     e->reason = xstrdup(reason);
     log_attempt(e->item->task_id, e->item->function, e->item->machine, ended[e->d.status],
                 e->item->attempt < 1 ? 1 : e->item->attempt, 0, e->reason);
-    e->response = settle_response(e->item->function, "FAILED", e->item->attempt, 0, &out);
+    end_response(e, "FAILED", e->item->attempt, 0, &out);
 }
 
 void settle_release(settler *s, struct store_item *item, const char *reason)
@@ -351,8 +491,7 @@ void settle_lost(settler *s, struct store_item *item, const char *what, const ch
     if (d.status == STORE_OUTCOME_FAILED) {
         struct outcome out = {.kind = OUTCOME_CRASHED, .code = "host_lost", .message = reason};
         int64_t ran = e->item->started_ms ? now_ms() - e->item->started_ms : 0;
-        e->response =
-            settle_response(e->item->function, "FAILED", e->item->attempt, ran > 0 ? ran : 0, &out);
+        end_response(e, "FAILED", e->item->attempt, ran > 0 ? ran : 0, &out);
     }
 }
 
@@ -371,13 +510,10 @@ size_t settle_write(settler *s)
         f[i].task_id = e->item->task_id;
         f[i].token = e->item->token;
         f[i].outcome = (struct store_outcome){.kind = e->d.status,
-                                              .response = e->response,
+                                              .response_json = e->response,
                                               .reason = e->reason,
                                               .run_after_ms = e->d.retry_at_ms};
-        e->notify_due =
-            e->notify && e->d.final && notify_wanted(e->item->vault, final_name(e->d.status))
-                ? now_ms() + NOTIFY_GRACE_MS
-                : 0;
+        e->notify_due = e->notify ? now_ms() + NOTIFY_GRACE_MS : 0;
         f[i].outcome.notify_due_ms = e->notify_due;
         f[i].outcome.fallback = e->fb_vault ? &e->fb_spec : NULL;
         f[i].outcome.fallback_note = e->fb_note;
@@ -483,7 +619,7 @@ void settle_after_commit(settler *s, int committed)
             else if (e->d.status == STORE_OUTCOME_COMPLETED)
                 s->completed++;
             if (e->notify)
-                notify_outcome(s->cfg, s->st, e->item, e->item->vault, final, e->response);
+                notify_outcome(s->cfg, s->st, e->item, e->item->vault, final, e->response_tree);
             char err[512];
             if (e->notify_due && store_notify_sent(s->st, e->item->task_id, err, sizeof(err)) != 0)
                 hlog(LOG_WARN, "notifications of %s sent, but still noted as not sent: %s",

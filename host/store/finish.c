@@ -161,6 +161,17 @@ static const char *const final_status[] = {
     [STORE_OUTCOME_CANCELLED] = "CANCELLED",
 };
 
+/* An end's response vault as the text to store: the caller's own (response_json), else its
+ * tree dumped into *owned, which the caller frees; NULL when the end keeps none. */
+static const char *response_text(const struct store_outcome *o, char **owned)
+{
+    *owned = NULL;
+    if (o->response_json || o->response == NULL)
+        return o->response_json;
+    *owned = json_dumps(o->response, JSON_COMPACT);
+    return *owned;
+}
+
 /* Notes the bridges of the items waiting for seq, which may become ready now. */
 static int wake_dependents(store *s, struct eng_wake *wake, int64_t seq, char *err, size_t errlen)
 {
@@ -217,8 +228,11 @@ static int finish_final(store *s, const struct store_finish *f, enum store_outco
 {
     const char *status = final_status[kind];
     eng_rows r;
-    int rc = eng_wq(s, &r, err, errlen, S_FINISH_FINAL, "ttjItt", f->task_id, status,
-                    f->outcome.response, now, reason, f->token);
+    char *owned;
+    const char *response = response_text(&f->outcome, &owned);
+    int rc = eng_wq(s, &r, err, errlen, S_FINISH_FINAL, "tttItt", f->task_id, status, response, now,
+                    reason, f->token);
+    free(owned);
     if (rc != STORE_OK)
         return rc;
     int got = eng_next(&r, err, errlen);
@@ -253,8 +267,11 @@ static int finish_requeue(store *s, const struct store_finish *f, int64_t now,
     int retry = o->kind == STORE_OUTCOME_RETRY;
     int64_t run_after = o->run_after_ms ? o->run_after_ms : now;
     eng_rows r;
-    int rc = eng_wq(s, &r, err, errlen, S_FINISH_REQUEUE, "tIIitjt", f->task_id, now, run_after,
-                    retry, o->reason, o->response, f->token);
+    char *owned;
+    const char *response = response_text(o, &owned);
+    int rc = eng_wq(s, &r, err, errlen, S_FINISH_REQUEUE, "tIIittt", f->task_id, now, run_after,
+                    retry, o->reason, response, f->token);
+    free(owned);
     if (rc != STORE_OK)
         return rc;
     int got = eng_next(&r, err, errlen);
@@ -365,10 +382,11 @@ static int finish_set(store *s, struct finish_ctx *c, size_t *idx, size_t n, cha
         json_t *reason = e->outcome.reason ? json_string(e->outcome.reason) : json_null();
         if (reason == NULL)
             continue; /* not UTF-8: finish_one keeps it byte for byte */
-        char *resp = e->outcome.response ? json_dumps(e->outcome.response, JSON_COMPACT) : NULL;
+        char *owned;
+        const char *resp = response_text(&e->outcome, &owned);
         json_array_append_new(rows, json_pack("[s,s,s,s?,o]", e->task_id, e->token,
                                               final_status[e->outcome.kind], resp, reason));
-        free(resp);
+        free(owned);
         idx[m++] = idx[k];
     }
     qsort_r(idx, m, sizeof(*idx), cmp_entry_id, (void *)c->f);
@@ -440,9 +458,12 @@ static int finish_rows(store *s, struct finish_ctx *c, const size_t *idx, size_t
         long changed = 0;
         if (fin.seq <= 0)
             continue;
-        rc = eng_w(s, &changed, err, errlen, S_FINISH_SEQ, "ItjIttt", fin.seq,
-                   final_status[e->outcome.kind], e->outcome.response, c->now, e->outcome.reason,
-                   e->token, e->task_id);
+        char *owned;
+        const char *response = response_text(&e->outcome, &owned);
+        rc = eng_w(s, &changed, err, errlen, S_FINISH_SEQ, "IttIttt", fin.seq,
+                   final_status[e->outcome.kind], response, c->now, e->outcome.reason, e->token,
+                   e->task_id);
+        free(owned);
         if (rc != STORE_OK || changed != 1)
             continue;
         int64_t has_dependents = 0;

@@ -452,6 +452,9 @@ enum store_outcome_kind {
 struct store_outcome {
     enum store_outcome_kind kind;
     json_t *response;     /* borrowed; becomes responseVault when not NULL */
+    /* Or the vault as compact JSON text of an object (borrowed), stored as it is: the host
+     * writes its own (settle.c) without a tree. Used instead of response when not NULL. */
+    const char *response_json;
     const char *reason;   /* FAILED/RETRY: lastFailureReason; others: event text */
     int64_t run_after_ms; /* RETRY/RELEASE: not claimable before (0 = now) */
     /* Optional, for a FAILED end: the item's fallback, created in the same transaction when
