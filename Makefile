@@ -55,7 +55,10 @@ RELR_LDFLAGS := $(shell printf 'int main(void){return 0;}' | $(CC) -x c - -o /de
                   -Wl,--fatal-warnings -Wl,-z,pack-relative-relocs 2>/dev/null \
                   && echo -Wl$(comma)-z$(comma)pack-relative-relocs)
 HOST_LDFLAGS = $(SANFLAGS) $(RELR_LDFLAGS) $(LDFLAGS)
-HOST_LIBS    = $(PKG_LIBS) $(STATIC_LIBS) -ldl -lpthread -lm
+# No -lm: libm is loaded on first use too (host/base/lazy_m.c); a create calls none of it.
+# Its wrappers are asked for by name, so that a link of libferry.a before SQLite's archive
+# (the tests, the benches) takes them from libferry.a, as ferry does from lazy_m.o.
+HOST_LIBS    = $(PKG_LIBS) $(STATIC_LIBS) -ldl -lpthread -Wl,--require-defined=lazy_m_lib
 PLUGIN_CFLAGS = $(BASEFLAGS) -fPIC -fvisibility=hidden -Isdk/include \
                 $(shell pkg-config --cflags jansson) $(CFLAGS)
 PLUGIN_LIBS   = $(shell pkg-config --libs jansson)

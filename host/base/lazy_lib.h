@@ -69,10 +69,11 @@ const char *lazy_lib_error(struct lazy_lib *lib);
 /* 1 when lib is loaded in this process (for tests and diagnostics), without loading it. */
 int lazy_lib_loaded(struct lazy_lib *lib);
 
-/* The libraries the host loads this way (lazy_curl.c, lazy_pq.c, lazy_crypto.c). */
+/* The libraries the host loads this way (lazy_curl.c, lazy_pq.c, lazy_crypto.c, lazy_m.c). */
 extern struct lazy_lib lazy_curl_lib;
 extern struct lazy_lib lazy_pq_lib;
 extern struct lazy_lib lazy_crypto_lib;
+extern struct lazy_lib lazy_m_lib;
 
 /*
  * Defines a wrapper `ret name params` that forwards args to lib's symbol of the same name,

@@ -174,9 +174,33 @@ static int wal_read(sqlite3_file *file, void *buf, int n, sqlite3_int64 off)
     return real(file)->pMethods->xRead(real(file), buf, n, off);
 }
 
+/*
+ * A connection that keeps its WAL file (SQLITE_FCNTL_PERSIST_WAL: store_sqlite.c's
+ * short-lived ones) empties it, once its close has checkpointed every frame into the
+ * database, by zeroing the header instead of cutting the file to nothing: the next opener's
+ * recovery reads no valid header and so an empty WAL, and the next commit writes its header
+ * and frames over blocks the file already has. Its fdatasync then changes no file size (on
+ * this development machine 0.145 ms against 0.26 for one that appends), and nobody syncs the
+ * WAL's directory or makes the file again. Up to WAL_KEEP_MAX; a longer WAL (a bulk create)
+ * is cut as before. Only an empty WAL is asked for so (wal.c: sqlite3WalClose, and a
+ * TRUNCATE checkpoint, both with every frame in the database): any other length is cut.
+ */
+#define WAL_KEEP_MAX (1 << 20)
+
 static int wal_truncate(sqlite3_file *file, sqlite3_int64 size)
 {
+    struct vfs_file *w = (struct vfs_file *)file;
     WAL_FLUSH_FIRST(file);
+    int persist = -1;
+    sqlite3_int64 now = 0;
+    if (size == 0 && w->db != NULL &&
+        w->db->real->pMethods->xFileControl(w->db->real, SQLITE_FCNTL_PERSIST_WAL, &persist) ==
+            SQLITE_OK &&
+        persist == 1 && w->real->pMethods->xFileSize(w->real, &now) == SQLITE_OK &&
+        now > WAL_HEADER && now <= WAL_KEEP_MAX) {
+        static const unsigned char zero[WAL_HEADER];
+        return w->real->pMethods->xWrite(w->real, zero, WAL_HEADER, 0);
+    }
     return real(file)->pMethods->xTruncate(real(file), size);
 }
 

@@ -799,10 +799,19 @@ static int sq_configure(struct sq *q, const struct store_options *opts, char *er
          * itself is as durable (the WAL is synced); the next opener recovers the WAL. */
         sqlite3_db_config(q->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
         sqlite3_wal_hook(q->db, sq_wal_hook, q);
+        /* The close that does checkpoint (SHORT_WAL_FRAMES) keeps the WAL file and empties
+         * it (sqlite_vfs.c, wal_truncate): no file removed, made and its directory synced
+         * again, and the next commits write over its blocks. journal_size_limit (at least
+         * 0) is what makes SQLite empty a kept WAL at close; it also cuts a WAL longer than
+         * it at the commit after an in-connection restart (a bulk create). */
+        int keep = 1;
+        sqlite3_file_control(q->db, "main", SQLITE_FCNTL_PERSIST_WAL, &keep);
+        rc = sq_pragma(q, "PRAGMA journal_size_limit = 1048576", NULL, err, errlen);
         /* A bulk create is one transaction of many pages: the savepoint and statement
          * journals stay in memory (temp_store, above), and up to 64 MiB of pages stay
          * cached instead of spilling to the WAL and being read back. */
-        rc = sq_pragma(q, "PRAGMA cache_size = -65536", NULL, err, errlen);
+        if (rc == STORE_OK)
+            rc = sq_pragma(q, "PRAGMA cache_size = -65536", NULL, err, errlen);
     }
     if (rc == STORE_OK) {
         char msg[512] = "";
