@@ -122,6 +122,7 @@ void store_close(store *s)
     clear_notify_pending(s);
     store_set_actor(s, NULL);
     store_seal_detach(s);
+    claim_forget(s);
     s->drv->close(s);
 }
 
