@@ -58,12 +58,18 @@ struct slot {
      * claim may still take, so never more in this claim. */
     int next_read;
     int taken; /* items of the machine this claim took */
+    int64_t conc; /* its concurrency, where the heads' statement gave it (else 0) */
+    /* Its head (seq 0: none known) when that is its first PENDING item, ready: its head
+     * until anything but claims writes, once it comes (claim_memory). */
+    int64_t head_seq, head_priority, head_created, head_run_after;
 };
 
-/* A machine and a count of its items (its active ones). */
+/* A machine and a count: its active items (claim_memory's held), or its concurrency and
+ * its head where known (open). */
 struct held {
     char machine[129];
     int64_t n;
+    int64_t seq, priority, created, run_after; /* open: the slot's head (seq 0: unknown) */
 };
 
 /*
@@ -84,7 +90,7 @@ struct claim_memory {
     uint64_t writes;         /* s->writes */
     struct held *held;       /* machines with active items after the claim, by name */
     size_t n_held;
-    struct held *open; /* machines with PENDING items and a free slot (n unused), by name */
+    struct held *open; /* machines with PENDING items and a free slot, by name */
     size_t n_open;
 };
 
@@ -141,6 +147,7 @@ static struct slot *slot_add(struct claim *cl, const char *machine)
     slot->free = 0;
     slot->next_read = 0;
     slot->taken = 0;
+    slot->conc = slot->head_seq = 0;
     return slot;
 }
 
@@ -373,11 +380,18 @@ static int free_heads(store *s, struct claim *cl, const int64_t key[3], const ch
         if (slot == NULL) {
             slot = slot_add(cl, eng_text(&r, 1));
             slot->free = (int)eng_i64(&r, 4);
+            slot->conc = eng_i64(&r, 5);
         } else if (slot->free <= 0) {
             continue;
         }
         if (eng_null(&r, 0))
             continue; /* a free slot, and no item ready after key */
+        if (eng_i64(&r, 6) != 0) {
+            slot->head_seq = eng_i64(&r, 0);
+            slot->head_priority = eng_i64(&r, 2);
+            slot->head_created = eng_i64(&r, 3);
+            slot->head_run_after = eng_i64(&r, 7);
+        }
         if (*n == cap) {
             cap = cap ? cap * 2 : 64;
             *c = realloc(*c, cap * sizeof(**c));
@@ -430,6 +444,9 @@ static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand 
     (*n)++;
 }
 
+static int merge_heads(store *s, struct claim *cl, struct cand *c, size_t n, char *err,
+                       size_t errlen);
+
 /*
  * The second pass, when the head of the queue belongs to machines that are full: walking
  * on in claim order would read every queued item of those machines (a claim would cost as
@@ -453,6 +470,14 @@ static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], con
         rc = free_heads(s, cl, key, names, &c, &n, err, errlen);
     else
         rc = free_heads_locked(s, cl, &c, &n, err, errlen);
+    return rc == STORE_OK ? merge_heads(s, cl, c, n, err, errlen) : (free(c), rc);
+}
+
+/* pick_by_machine's merge of the heads c[0..n) (taken over). */
+static int merge_heads(store *s, struct claim *cl, struct cand *c, size_t n, char *err,
+                       size_t errlen)
+{
+    int rc = STORE_OK;
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);
     for (size_t i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
@@ -529,6 +554,7 @@ static void held_add(struct held **h, size_t *n, const char *machine, int64_t co
     *h = realloc(*h, (*n + 1) * sizeof(**h));
     if (*h == NULL)
         abort();
+    memset(&(*h)[*n], 0, sizeof(**h));
     copy_machine((*h)[*n].machine, machine);
     (*h)[(*n)++].n = count;
 }
@@ -566,24 +592,78 @@ static int remembered(store *s, const struct claim *cl)
            m->writes == s->writes && strcmp(m->bridge, cl->bridge) == 0;
 }
 
-/* Without row locks, once claim_memory holds (remembered): the pass by machine over the
- * machines that may have a free slot, those open after the last claim and those with fewer
- * active items than it left (cl->active read). A JSON array of their names, NULL for
- * none. New string. */
-static char *maybe_free(const struct claim_memory *m, const struct claim *cl)
+static void cand_add(struct cand **c, size_t *n, const struct held *head)
 {
+    *c = realloc(*c, (*n + 1) * sizeof(**c));
+    if (*c == NULL)
+        abort();
+    struct cand *to = &(*c)[(*n)++];
+    to->seq = head->seq;
+    to->priority = head->priority;
+    to->created = head->created;
+    copy_machine(to->machine, head->machine);
+}
+
+/*
+ * Without row locks, once claim_memory holds (remembered, cl->active read): the pass by
+ * machine from the start over the machines that may have a free slot, those it left open
+ * and those with fewer active items than it left. An open machine whose head it knows
+ * (its first PENDING item, ready, not taken) keeps that head while its active items did
+ * not go down (a retry goes back ahead of it) and it is still ready at this claim's now:
+ * its slots are its concurrency less its active items, with no statement. The others go
+ * through S_CLAIM_NAMED_HEADS together.
+ */
+static int pick_remembered(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    const struct claim_memory *m = s->claim_memory;
     json_t *names = json_array();
-    for (size_t i = 0; i < m->n_open; i++)
-        json_array_append_new(names, json_string(m->open[i].machine));
+    struct cand *c = NULL, *more = NULL;
+    size_t n = 0, n_more = 0;
+    for (size_t i = 0; i < m->n_open; i++) {
+        const struct held *o = &m->open[i];
+        struct held *now = held_find(cl->active, cl->n_active, o->machine);
+        struct held *was = held_find(m->held, m->n_held, o->machine);
+        int64_t active = now ? now->n : 0;
+        if (o->seq == 0 || o->run_after > cl->now || active < (was ? was->n : 0)) {
+            json_array_append_new(names, json_string(o->machine));
+            continue;
+        }
+        struct slot *slot = slot_add(cl, o->machine);
+        slot->conc = o->n;
+        slot->free = o->n - active > 0 ? (int)(o->n - active) : 0;
+        slot->head_seq = o->seq;
+        slot->head_priority = o->priority;
+        slot->head_created = o->created;
+        slot->head_run_after = o->run_after;
+        if (slot->free > 0)
+            cand_add(&c, &n, o);
+    }
     for (size_t i = 0; i < m->n_held; i++) {
         struct held *now = held_find(cl->active, cl->n_active, m->held[i].machine);
         if ((now == NULL || now->n < m->held[i].n) &&
             held_find(m->open, m->n_open, m->held[i].machine) == NULL)
             json_array_append_new(names, json_string(m->held[i].machine));
     }
-    char *text = json_array_size(names) > 0 ? json_dumps(names, JSON_COMPACT) : NULL;
+    int rc = STORE_OK;
+    if (json_array_size(names) > 0) {
+        int64_t key[3] = {0, 0, 0};
+        char *text = json_dumps(names, JSON_COMPACT);
+        rc = free_heads(s, cl, key, text, &more, &n_more, err, errlen);
+        free(text);
+        for (size_t i = 0; i < n_more; i++) {
+            c = realloc(c, (n + 1) * sizeof(*c));
+            if (c == NULL)
+                abort();
+            c[n++] = more[i];
+        }
+        free(more);
+    }
     json_decref(names);
-    return text;
+    if (rc != STORE_OK) {
+        free(c);
+        return rc;
+    }
+    return merge_heads(s, cl, c, n, err, errlen);
 }
 
 /* After a claim by machine from the start (cl->remember), what it leaves known: the active
@@ -608,8 +688,14 @@ static void remember(store *s, struct claim *cl)
     for (size_t i = 0; i < cl->n_slots; i++) {
         const struct slot *slot = &cl->slots[i];
         struct held *h = held_find(m->held, sorted, slot->machine);
-        if (slot->free > 0)
-            held_add(&m->open, &m->n_open, slot->machine, 0);
+        if (slot->free > 0) {
+            held_add(&m->open, &m->n_open, slot->machine, slot->conc);
+            struct held *o = &m->open[m->n_open - 1];
+            o->seq = slot->taken == 0 ? slot->head_seq : 0; /* taken: the next is unknown */
+            o->priority = slot->head_priority;
+            o->created = slot->head_created;
+            o->run_after = slot->head_run_after;
+        }
         if (slot->taken > 0 && h != NULL)
             h->n += slot->taken;
         else if (slot->taken > 0)
@@ -650,10 +736,7 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
         cl->remember = cl->version != -1;
         if (!known || cl->newest != s->claim_memory->newest)
             return pick_by_machine(s, cl, key, NULL, err, errlen);
-        char *names = maybe_free(s->claim_memory, cl);
-        rc = names ? pick_by_machine(s, cl, key, names, err, errlen) : STORE_OK;
-        free(names);
-        return rc;
+        return pick_remembered(s, cl, err, errlen);
     }
     rc = pick_head(s, cl, key, &more, err, errlen);
     head_held = rc == STORE_OK && more;

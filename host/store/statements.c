@@ -147,14 +147,16 @@ const char *const store_fragment_names[F_COUNT] = {
 
 /* The end of S_CLAIM_FREE_HEADS and S_CLAIM_NAMED_HEADS, over their machines m (seq, name,
  * priority, created, run_after: each machine's first PENDING item on bridge ?1): for each
- * machine with a free slot, its head after the key (?3, ?4, ?5) at ?2 and its free slots
- * (seq, machine, priority, created, free). A machine with a free slot and no ready item
+ * machine with a free slot, its head after the key (?3, ?4, ?5) at ?2 (seq, machine,
+ * priority, created), its free slots, its concurrency, 1 when the head is its first
+ * PENDING item, and the head's run_after. A machine with a free slot and no ready item
  * after the key gives a row without an item (seq NULL, the LEFT JOIN): the claim remembers
  * it as one that may take an item once it is ready. See S_CLAIM_FREE_HEADS. */
 #define FREE_HEADS_OF_M                                                                            \
-    " SELECT q.seq, f.name, q.priority, q.created_at, f.free"                                      \
+    " SELECT q.seq, f.name, q.priority, q.created_at, f.free, f.conc,"                             \
+    " CASE WHEN q.seq = f.seq THEN 1 ELSE 0 END, q.run_after"                                      \
     " FROM (SELECT m.seq, m.name, m.priority, m.created, m.run_after,"                             \
-    " coalesce(mc.concurrency, 1) - (SELECT count(*) FROM queue_items"                             \
+    " coalesce(mc.concurrency, 1) AS conc, coalesce(mc.concurrency, 1) - (SELECT count(*) FROM queue_items" \
     " {index_machine_active} WHERE machine_name = m.name AND " ACTIVE_EQ ")"                        \
     " AS free FROM m LEFT JOIN machines mc ON mc.name = m.name"                                    \
     " LIMIT 9223372036854775807) AS f LEFT JOIN queue_items q"                                     \

@@ -322,6 +322,62 @@ static void test_memory_claim_cut_short(void **state)
     json_decref(got);
 }
 
+/* m5 gets two slots and items x (created at 200 + i, due at run_after[i]); a claim of one
+ * takes x[0], then m0's head ends and a claim of one takes m0's next item, which comes
+ * first: m5 is left open, its head x[1] known but not taken. taken: the two claims' rows. */
+static void open_with_head(struct fx *f, json_t *got, const int64_t *run_after, int n,
+                           char x[][37], json_t **taken)
+{
+    char err[512];
+    json_t *two = json_pack("{s:i}", "concurrency", 2);
+    assert_rc(STORE_OK, store_resource_update_vault(f->s, STORE_MACHINE, f->team, f->m[5], two, -1,
+                                                    0, NULL, err, sizeof(err)));
+    json_decref(two);
+    for (int i = 0; i < n; i++)
+        create_item(f, f->s, 5, 200 + i, run_after[i], NULL, 0, x[i]);
+    taken[0] = claim(f, 1, 5000);
+    assert_int_equal(json_array_size(taken[0]), 1);
+    assert_string_equal(jstr(json_array_get(taken[0], 0), "taskId"), x[0]);
+    end(f, got, 0, STORE_OUTCOME_COMPLETED, 0, 5000);
+    json_t *one = claim(f, 1, 5001);
+    assert_int_equal(json_array_size(one), 1);
+    assert_string_equal(jstr(json_array_get(one, 0), "taskId"), f->backlog[1]);
+    taken[1] = one;
+}
+
+/* A retry goes back ahead of the head the claim knew of its machine: the claim looks at the
+ * machine again, and takes the retried item first. */
+static void test_memory_retry_ahead_of_known_head(void **state)
+{
+    struct fx *f = *state;
+    json_t *got = busy(f), *taken[2];
+    char x[3][37];
+    const int64_t due[] = {200, 201, 202};
+    open_with_head(f, got, due, 3, x, taken);
+    end(f, taken[0], 0, STORE_OUTCOME_RETRY, 0, 5100);
+    const char *want[] = {x[0], x[1]};
+    json_decref(claim_is(f, 5101, want, 2));
+    json_decref(taken[0]);
+    json_decref(taken[1]);
+    json_decref(got);
+}
+
+/* A head known at one instant is not ready at an earlier one (a clock stepped back). */
+static void test_memory_known_head_not_due_yet(void **state)
+{
+    struct fx *f = *state;
+    json_t *got = busy(f), *taken[2];
+    char x[2][37];
+    const int64_t due[] = {200, 4000};
+    open_with_head(f, got, due, 2, x, taken);
+    json_decref(claim_is(f, 3999, NULL, 0));
+    const char *want[] = {x[1]};
+    json_decref(claim_is(f, 4000, want, 1));
+    json_decref(taken[0]);
+    json_decref(taken[1]);
+    json_decref(got);
+}
+
 static int run_suite(const char *name)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +391,8 @@ static int run_suite(const char *name)
         cmocka_unit_test_setup_teardown(test_memory_other_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_claim_rolled_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_claim_cut_short, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_retry_ahead_of_known_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_known_head_not_due_yet, setup, teardown),
     };
     return _cmocka_run_group_tests(name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
 }
