@@ -81,8 +81,9 @@ struct held {
  * when one of its active items ends (a retry goes PENDING too): its count in held goes
  * down. So the next claim looks only at open and those machines (remembered), not at
  * every machine of the bridge, and takes what the full pass would: every other machine is
- * still full, or still has no PENDING item there. A claim that changed active items and
- * failed is undone whole; its memory was forgotten.
+ * still full, or still has no PENDING item there. A claim that failed, a batch rolled back
+ * or a commit that failed forgets it: an end undone may leave a remembered head waiting on
+ * its dependency again.
  */
 struct claim_memory {
     char bridge[129];

@@ -167,10 +167,12 @@ int store_commit(store *s, char *err, size_t errlen)
         return STORE_OK;
     int rc = s->drv->commit(s, err, errlen);
     s->batch_lost = 0;
-    if (rc == STORE_OK)
+    if (rc == STORE_OK) {
         flush_notify_pending(s);
-    else
+    } else {
         clear_notify_pending(s);
+        claim_forget(s); /* it may have seen ends and claims now undone */
+    }
     return rc;
 }
 
@@ -181,6 +183,7 @@ int store_rollback(store *s, char *err, size_t errlen)
     s->batch_depth = 0;
     s->batch_lost = 0;
     clear_notify_pending(s);
+    claim_forget(s);
     return s->drv->rollback(s, err, errlen);
 }
 

@@ -303,6 +303,28 @@ static void test_memory_claim_rolled_back(void **state)
     json_decref(got);
 }
 
+/* A batch rolled back undoes the end a remembered head was ready by: the head waits again
+ * on its dependency. */
+static void test_memory_batch_rolled_back(void **state)
+{
+    struct fx *f = *state;
+    char err[512], waits[37];
+    json_t *got = busy(f);
+    const char *after[] = {f->tail[1]};
+    create_item(f, f->s, 5, 200, 200, after, 1, waits);
+    json_decref(claim_is(f, 1100, NULL, 0));
+    assert_rc(STORE_OK, store_begin(f->s, err, sizeof(err)));
+    end(f, got, 1, STORE_OUTCOME_COMPLETED, 0, 1200); /* m1's item: waits is ready */
+    end(f, got, 0, STORE_OUTCOME_COMPLETED, 0, 1200);
+    json_t *one = claim(f, 1, 1201); /* m0's next comes first; m5's head is known */
+    assert_int_equal(json_array_size(one), 1);
+    assert_string_equal(jstr(json_array_get(one, 0), "taskId"), f->backlog[1]);
+    assert_rc(STORE_OK, store_rollback(f->s, err, sizeof(err)));
+    json_decref(claim_is(f, 1300, NULL, 0));
+    json_decref(one);
+    json_decref(got);
+}
+
 /* A claim of one leaves free machines with ready items behind: the next claim takes them. */
 static void test_memory_claim_cut_short(void **state)
 {
@@ -391,6 +413,7 @@ static int run_suite(const char *name)
         cmocka_unit_test_setup_teardown(test_memory_other_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_claim_rolled_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_claim_cut_short, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_batch_rolled_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_retry_ahead_of_known_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_known_head_not_due_yet, setup, teardown),
     };
