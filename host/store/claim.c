@@ -17,7 +17,11 @@
  * to a step are looked up together: a few statements, whatever their number. Without row
  * locks the whole pass is one statement (S_CLAIM_FREE_HEADS: the free machines' heads and
  * slots), and a claim right after one that found the head held goes by machine from the
- * start (head_held): the same picks, without reading the held head again.
+ * start (head_held): the same picks, without reading the held head again. Such a claim
+ * leaves on its handle which machines it left full (struct claim_memory): until something
+ * but claims and ends writes, the next claim checks the active items of every machine in
+ * one walk of an index and looks only at the machines whose items ended or that it left
+ * with a free slot (S_CLAIM_NAMED_HEADS), not at every machine of the bridge.
  *
  * Concurrent claims. Under SQLite one writer at a time makes the select-then-update atomic.
  * Where the engine has row locks (PostgreSQL), locking items alone cannot keep a machine's
@@ -53,6 +57,42 @@ struct slot {
     /* Set when the by-machine merge has read the machine's next items: as many as it and the
      * claim may still take, so never more in this claim. */
     int next_read;
+    int taken; /* items of the machine this claim took */
+    int64_t conc; /* its concurrency, where the heads' statement gave it (else 0) */
+    /* Its head (seq 0: none known) when that is its first PENDING item, ready: its head
+     * until anything but claims writes, once it comes (claim_memory). */
+    int64_t head_seq, head_priority, head_created, head_run_after;
+};
+
+/* A machine and a count: its active items (claim_memory's held), or its concurrency and
+ * its head where known (open). */
+struct held {
+    char machine[129];
+    int64_t n;
+    int64_t seq, priority, created, run_after; /* open: the slot's head (seq 0: unknown) */
+};
+
+/*
+ * What a claim by machine from the start leaves known on its handle where one writer holds
+ * the store (no row locks): every machine with PENDING items on the bridge either had no
+ * free slot after it (a machine's slots, counted across every bridge, are its concurrency
+ * less its active items) or is one of open. Until anything else writes (s->writes, the
+ * other connections' data_version, a new item: newest), a machine leaves that state only
+ * when one of its active items ends (a retry goes PENDING too): its count in held goes
+ * down. So the next claim looks only at open and those machines (remembered), not at
+ * every machine of the bridge, and takes what the full pass would: every other machine is
+ * still full, or still has no PENDING item there. A claim that failed, a batch rolled back
+ * or a commit that failed forgets it: an end undone may leave a remembered head waiting on
+ * its dependency again.
+ */
+struct claim_memory {
+    char bridge[129];
+    int64_t version, newest; /* store_data_version, the newest item's seq */
+    uint64_t writes;         /* s->writes */
+    struct held *held;       /* machines with active items after the claim, by name */
+    size_t n_held;
+    struct held *open; /* machines with PENDING items and a free slot, by name */
+    size_t n_open;
 };
 
 /* Copies a machine's name into a buffer of 129 (names are shorter: valid_name). */
@@ -69,6 +109,10 @@ struct claim {
     int64_t now, lease_ms;
     int max_n, start;
     int check_held; /* went by machine from the start on head_held: still_held after */
+    int remember;   /* went by machine from the start without row locks: claim_memory after */
+    int64_t version, newest;
+    struct held *active; /* S_CLAIM_ACTIVE: the active items per machine before the picks */
+    size_t n_active;
     struct slot *slots;
     size_t n_slots, cap_slots;
     int64_t *picked; /* seqs, in claim order */
@@ -103,6 +147,8 @@ static struct slot *slot_add(struct claim *cl, const char *machine)
     slot->hash = fnv1a(FNV1A_BASIS, slot->machine);
     slot->free = 0;
     slot->next_read = 0;
+    slot->taken = 0;
+    slot->conc = slot->head_seq = 0;
     return slot;
 }
 
@@ -231,6 +277,7 @@ static int take(struct claim *cl, struct slot *slot, int64_t seq)
     if ((int)cl->n_picked >= cl->max_n || slot == NULL || slot->free <= 0)
         return 0;
     slot->free--;
+    slot->taken++;
     add_pick(cl, seq);
     return 1;
 }
@@ -312,17 +359,20 @@ static int next_items(store *s, struct claim *cl, const struct cand *after, int 
 }
 
 /* Without row locks: the heads after key of the machines with PENDING items on the bridge
- * and a free slot, in one statement (S_CLAIM_FREE_HEADS), which also gives each new
- * machine its slot; a machine this claim already found full is left out. */
-static int free_heads(store *s, struct claim *cl, const int64_t key[3], struct cand **c, size_t *n,
-                      char *err, size_t errlen)
+ * and a free slot, in one statement (S_CLAIM_FREE_HEADS, or S_CLAIM_NAMED_HEADS for the
+ * machines of names, a JSON array), which also gives each new machine its slot (a machine
+ * without a ready head too); a machine this claim already found full is left out. */
+static int free_heads(store *s, struct claim *cl, const int64_t key[3], const char *names,
+                      struct cand **c, size_t *n, char *err, size_t errlen)
 {
     eng_rows r;
     size_t cap = 0;
     *c = NULL;
     *n = 0;
-    int rc = eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS, "tIIII", cl->bridge, cl->now, key[0],
-                   key[1], key[2]);
+    int rc = names ? eng_q(s, &r, err, errlen, S_CLAIM_NAMED_HEADS, "tIIIIt", cl->bridge, cl->now,
+                           key[0], key[1], key[2], names)
+                   : eng_q(s, &r, err, errlen, S_CLAIM_FREE_HEADS, "tIIII", cl->bridge, cl->now,
+                           key[0], key[1], key[2]);
     if (rc != STORE_OK)
         return rc;
     int got, known = cl->n_slots > 0; /* each machine comes once: only those may be known */
@@ -331,8 +381,17 @@ static int free_heads(store *s, struct claim *cl, const int64_t key[3], struct c
         if (slot == NULL) {
             slot = slot_add(cl, eng_text(&r, 1));
             slot->free = (int)eng_i64(&r, 4);
+            slot->conc = eng_i64(&r, 5);
         } else if (slot->free <= 0) {
             continue;
+        }
+        if (eng_null(&r, 0))
+            continue; /* a free slot, and no item ready after key */
+        if (eng_i64(&r, 6) != 0) {
+            slot->head_seq = eng_i64(&r, 0);
+            slot->head_priority = eng_i64(&r, 2);
+            slot->head_created = eng_i64(&r, 3);
+            slot->head_run_after = eng_i64(&r, 7);
         }
         if (*n == cap) {
             cap = cap ? cap * 2 : 64;
@@ -386,6 +445,9 @@ static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand 
     (*n)++;
 }
 
+static int merge_heads(store *s, struct claim *cl, struct cand *c, size_t n, char *err,
+                       size_t errlen);
+
 /*
  * The second pass, when the head of the queue belongs to machines that are full: walking
  * on in claim order would read every queued item of those machines (a claim would cost as
@@ -396,18 +458,27 @@ static void merge_in(struct cand **c, size_t *n, size_t from, const struct cand 
  * may use are locked); when its head is taken and it has slots left, its next items join
  * the merge, as many as it and the claim may still take, in one statement: each of them is
  * taken unless the machine or the claim is full by then. The picks are those walking on
- * would make, from any key: from the start (key 0) it is the whole claim.
+ * would make, from any key: from the start (key 0) it is the whole claim. Without row locks,
+ * names (a JSON array, else NULL) limits the pass to those machines: the others are full.
  */
-static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], char *err,
-                           size_t errlen)
+static int pick_by_machine(store *s, struct claim *cl, const int64_t key[3], const char *names,
+                           char *err, size_t errlen)
 {
     struct cand *c = NULL;
     size_t n = 0;
     int rc = STORE_OK;
     if (!s->drv->row_locks)
-        rc = free_heads(s, cl, key, &c, &n, err, errlen);
+        rc = free_heads(s, cl, key, names, &c, &n, err, errlen);
     else
         rc = free_heads_locked(s, cl, &c, &n, err, errlen);
+    return rc == STORE_OK ? merge_heads(s, cl, c, n, err, errlen) : (free(c), rc);
+}
+
+/* pick_by_machine's merge of the heads c[0..n) (taken over). */
+static int merge_heads(store *s, struct claim *cl, struct cand *c, size_t n, char *err,
+                       size_t errlen)
+{
+    int rc = STORE_OK;
     if (n > 1)
         qsort(c, n, sizeof(*c), cand_cmp);
     for (size_t i = 0; rc == STORE_OK && i < n && (int)cl->n_picked < cl->max_n; i++) {
@@ -466,6 +537,185 @@ static int still_held(store *s, struct claim *cl, char *err, size_t errlen)
     return got < 0 ? got : STORE_OK;
 }
 
+static int held_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct held *)a)->machine, ((const struct held *)b)->machine);
+}
+
+/* The entry of machine in h[0..n) (by name), or NULL. */
+static struct held *held_find(struct held *h, size_t n, const char *machine)
+{
+    struct held key;
+    copy_machine(key.machine, machine);
+    return n ? bsearch(&key, h, n, sizeof(*h), held_cmp) : NULL;
+}
+
+static void held_add(struct held **h, size_t *n, const char *machine, int64_t count)
+{
+    *h = realloc(*h, (*n + 1) * sizeof(**h));
+    if (*h == NULL)
+        abort();
+    memset(&(*h)[*n], 0, sizeof(**h));
+    copy_machine((*h)[*n].machine, machine);
+    (*h)[(*n)++].n = count;
+}
+
+/* The newest item's seq and the active items of each machine (S_CLAIM_ACTIVE), into cl. */
+static int read_active(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    eng_rows r;
+    free(cl->active);
+    cl->active = NULL;
+    cl->n_active = 0;
+    cl->newest = 0;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_ACTIVE, "");
+    if (rc != STORE_OK)
+        return rc;
+    int got;
+    while ((got = eng_next(&r, err, errlen)) == 1) {
+        if (eng_null(&r, 0))
+            cl->newest = eng_i64(&r, 1);
+        else
+            held_add(&cl->active, &cl->n_active, eng_text(&r, 0), eng_i64(&r, 1));
+    }
+    eng_done(&r);
+    qsort(cl->active, cl->n_active, sizeof(*cl->active), held_cmp);
+    return got < 0 ? got : STORE_OK;
+}
+
+/* Whether the handle's claim_memory still tells every machine that may have a free slot
+ * (struct claim_memory): nothing but claims and ends wrote since, through this handle or
+ * another (data_version), on the same bridge. The newest item is checked once read. */
+static int remembered(store *s, const struct claim *cl)
+{
+    const struct claim_memory *m = s->claim_memory;
+    return m != NULL && m->version != -1 && m->version == cl->version &&
+           m->writes == s->writes && strcmp(m->bridge, cl->bridge) == 0;
+}
+
+static void cand_add(struct cand **c, size_t *n, const struct held *head)
+{
+    *c = realloc(*c, (*n + 1) * sizeof(**c));
+    if (*c == NULL)
+        abort();
+    struct cand *to = &(*c)[(*n)++];
+    to->seq = head->seq;
+    to->priority = head->priority;
+    to->created = head->created;
+    copy_machine(to->machine, head->machine);
+}
+
+/*
+ * Without row locks, once claim_memory holds (remembered, cl->active read): the pass by
+ * machine from the start over the machines that may have a free slot, those it left open
+ * and those with fewer active items than it left. An open machine whose head it knows
+ * (its first PENDING item, ready, not taken) keeps that head while its active items did
+ * not go down (a retry goes back ahead of it) and it is still ready at this claim's now:
+ * its slots are its concurrency less its active items, with no statement. The others go
+ * through S_CLAIM_NAMED_HEADS together.
+ */
+static int pick_remembered(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    const struct claim_memory *m = s->claim_memory;
+    json_t *names = json_array();
+    struct cand *c = NULL, *more = NULL;
+    size_t n = 0, n_more = 0;
+    for (size_t i = 0; i < m->n_open; i++) {
+        const struct held *o = &m->open[i];
+        struct held *now = held_find(cl->active, cl->n_active, o->machine);
+        struct held *was = held_find(m->held, m->n_held, o->machine);
+        int64_t active = now ? now->n : 0;
+        if (o->seq == 0 || o->run_after > cl->now || active < (was ? was->n : 0)) {
+            json_array_append_new(names, json_string(o->machine));
+            continue;
+        }
+        struct slot *slot = slot_add(cl, o->machine);
+        slot->conc = o->n;
+        slot->free = o->n - active > 0 ? (int)(o->n - active) : 0;
+        slot->head_seq = o->seq;
+        slot->head_priority = o->priority;
+        slot->head_created = o->created;
+        slot->head_run_after = o->run_after;
+        if (slot->free > 0)
+            cand_add(&c, &n, o);
+    }
+    for (size_t i = 0; i < m->n_held; i++) {
+        struct held *now = held_find(cl->active, cl->n_active, m->held[i].machine);
+        if ((now == NULL || now->n < m->held[i].n) &&
+            held_find(m->open, m->n_open, m->held[i].machine) == NULL)
+            json_array_append_new(names, json_string(m->held[i].machine));
+    }
+    int rc = STORE_OK;
+    if (json_array_size(names) > 0) {
+        int64_t key[3] = {0, 0, 0};
+        char *text = json_dumps(names, JSON_COMPACT);
+        rc = free_heads(s, cl, key, text, &more, &n_more, err, errlen);
+        free(text);
+        for (size_t i = 0; i < n_more; i++) {
+            c = realloc(c, (n + 1) * sizeof(*c));
+            if (c == NULL)
+                abort();
+            c[n++] = more[i];
+        }
+        free(more);
+    }
+    json_decref(names);
+    if (rc != STORE_OK) {
+        free(c);
+        return rc;
+    }
+    return merge_heads(s, cl, c, n, err, errlen);
+}
+
+/* After a claim by machine from the start (cl->remember), what it leaves known: the active
+ * items it read and took, per machine, and the machines it left with a free slot (every
+ * slot it has came from the heads' statement: a machine with PENDING items). */
+static void remember(store *s, struct claim *cl)
+{
+    struct claim_memory *m = s->claim_memory;
+    if (m == NULL && (m = s->claim_memory = calloc(1, sizeof(*m))) == NULL)
+        abort();
+    copy_machine(m->bridge, cl->bridge);
+    m->version = cl->version;
+    m->newest = cl->newest;
+    m->writes = s->writes;
+    free(m->held);
+    m->held = cl->active;
+    m->n_held = cl->n_active;
+    cl->active = NULL;
+    cl->n_active = 0;
+    size_t sorted = m->n_held;
+    m->n_open = 0;
+    for (size_t i = 0; i < cl->n_slots; i++) {
+        const struct slot *slot = &cl->slots[i];
+        struct held *h = held_find(m->held, sorted, slot->machine);
+        if (slot->free > 0) {
+            held_add(&m->open, &m->n_open, slot->machine, slot->conc);
+            struct held *o = &m->open[m->n_open - 1];
+            o->seq = slot->taken == 0 ? slot->head_seq : 0; /* taken: the next is unknown */
+            o->priority = slot->head_priority;
+            o->created = slot->head_created;
+            o->run_after = slot->head_run_after;
+        }
+        if (slot->taken > 0 && h != NULL)
+            h->n += slot->taken;
+        else if (slot->taken > 0)
+            held_add(&m->held, &m->n_held, slot->machine, slot->taken);
+    }
+    qsort(m->held, m->n_held, sizeof(*m->held), held_cmp);
+    qsort(m->open, m->n_open, sizeof(*m->open), held_cmp);
+}
+
+void claim_forget(store *s)
+{
+    if (s->claim_memory == NULL)
+        return;
+    free(s->claim_memory->held);
+    free(s->claim_memory->open);
+    free(s->claim_memory);
+    s->claim_memory = NULL;
+}
+
 /* Picks the claim's items. Where the engine locks rows, hosts claim side by side and every
  * other host's machines count as full: the head of the queue is mostly their backlog, and
  * the first pass would look up window after window of full machines before the by-machine
@@ -476,14 +726,22 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     int64_t key[3] = {0, 0, 0};
     int more = 0, rc;
     if (s->drv->row_locks)
-        return pick_by_machine(s, cl, key, err, errlen);
-    if (head_held) {
+        return pick_by_machine(s, cl, key, NULL, err, errlen);
+    cl->version = store_data_version(s);
+    int known = remembered(s, cl);
+    if (known || head_held) {
         cl->check_held = 1; /* still_held, once the picks are marked */
-        return pick_by_machine(s, cl, key, err, errlen);
+        rc = read_active(s, cl, err, errlen);
+        if (rc != STORE_OK)
+            return rc;
+        cl->remember = cl->version != -1;
+        if (!known || cl->newest != s->claim_memory->newest)
+            return pick_by_machine(s, cl, key, NULL, err, errlen);
+        return pick_remembered(s, cl, err, errlen);
     }
     rc = pick_head(s, cl, key, &more, err, errlen);
     head_held = rc == STORE_OK && more;
-    return rc == STORE_OK && more ? pick_by_machine(s, cl, key, err, errlen) : rc;
+    return rc == STORE_OK && more ? pick_by_machine(s, cl, key, NULL, err, errlen) : rc;
 }
 
 /* The picks as a JSON array of seqs. New string. */
@@ -648,7 +906,7 @@ static int claim_body(store *s, void *ctx, char *err, size_t errlen)
 {
     struct claim *cl = ctx;
     cl->n_picked = cl->n_slots = 0;
-    cl->check_held = 0;
+    cl->check_held = cl->remember = 0;
     int rc = pick_items(s, cl, err, errlen);
     if (rc == STORE_OK && cl->n_picked > 0)
         rc = assign(s, cl, err, errlen);
@@ -670,9 +928,14 @@ static int claim_body(store *s, void *ctx, char *err, size_t errlen)
 
 static int run_claim(store *s, struct claim *cl, char *err, size_t errlen)
 {
-    int rc = eng_run(s, 1, claim_body, cl, err, errlen);
+    int rc = eng_run(s, ENG_WRITE_HELD, claim_body, cl, err, errlen);
+    if (rc == STORE_OK && cl->remember)
+        remember(s, cl);
+    else
+        claim_forget(s);
     free(cl->slots);
     free(cl->picked);
+    free(cl->active);
     if (rc != STORE_OK) {
         json_decref(cl->rows);
         cl->rows = NULL;

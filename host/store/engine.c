@@ -258,9 +258,11 @@ int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t err
                "end it first");
         return STORE_ERROR;
     }
+    if (write == 1)
+        s->writes++;
     if (s->batch_depth > 0)
         return s->drv->run_in_batch(s, body, ctx, err, errlen);
-    return s->drv->run(s, write, body, ctx, err, errlen);
+    return s->drv->run(s, write != 0, body, ctx, err, errlen);
 }
 
 /* ---- migrations -------------------------------------------------------------------------- */

@@ -162,8 +162,14 @@ void eng_done(eng_rows *r);
 
 /* Runs body through the driver: in its own transaction, or inside the open batch (refused
  * once the batch was lost, since running on outside it would commit what the caller means
- * to group). */
+ * to group). write: 0 a read, 1 a write, ENG_WRITE_HELD a write of claims or ends only. */
 int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t errlen);
+
+/* eng_run's write for an operation that only claims items or ends held ones (and writes
+ * their events and what ends create: retries, fallback items). Every other write counts in
+ * s->writes: what a claim remembers of the machines' slots holds only while that count
+ * stays (claim.c), and ends free slots the claim sees for itself. */
+#define ENG_WRITE_HELD 2
 
 /* The expanded text of statement id for this handle's dialect (cached per handle), or NULL
  * for a lock-only statement the engine does not need. */
@@ -300,7 +306,8 @@ int store_events_append(store *s, const char *task_id, const char *action, const
                         json_t *details_json, int64_t at_ms, char *err, size_t errlen);
 int store_events_list(store *s, const char *task_id, json_t **events, char *err, size_t errlen);
 
-/* claim.c */
+/* claim.c. claim_forget frees what the claim remembers on the handle (store_close). */
+void claim_forget(store *s);
 int store_claim_rows(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
                      int64_t now, json_t **items, char *err, size_t errlen);
 int store_claim_typed(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,

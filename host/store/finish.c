@@ -531,7 +531,8 @@ int store_held_finish(store *s, const struct store_finish *f, size_t n, int *rcs
                       char *err, size_t errlen)
 {
     struct finish_ctx c = {.f = f, .n = n, .rcs = rcs, .now = now};
-    return eng_wake_after(s, &c.wake, eng_run(s, 1, finish_many_body, &c, err, errlen));
+    return eng_wake_after(s, &c.wake,
+                          eng_run(s, ENG_WRITE_HELD, finish_many_body, &c, err, errlen));
 }
 
 /* ---- recovery lists ---------------------------------------------------------------------- */

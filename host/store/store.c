@@ -122,6 +122,7 @@ void store_close(store *s)
     clear_notify_pending(s);
     store_set_actor(s, NULL);
     store_seal_detach(s);
+    claim_forget(s);
     s->drv->close(s);
 }
 
@@ -166,10 +167,12 @@ int store_commit(store *s, char *err, size_t errlen)
         return STORE_OK;
     int rc = s->drv->commit(s, err, errlen);
     s->batch_lost = 0;
-    if (rc == STORE_OK)
+    if (rc == STORE_OK) {
         flush_notify_pending(s);
-    else
+    } else {
         clear_notify_pending(s);
+        claim_forget(s); /* it may have seen ends and claims now undone */
+    }
     return rc;
 }
 
@@ -180,6 +183,7 @@ int store_rollback(store *s, char *err, size_t errlen)
     s->batch_depth = 0;
     s->batch_lost = 0;
     clear_notify_pending(s);
+    claim_forget(s);
     return s->drv->rollback(s, err, errlen);
 }
 

@@ -644,6 +644,8 @@ struct store {
     struct principal *actor; /* who acts (store_set_actor, host/people/people.h), or NULL */
     char *actor_label;       /* the actor as item events record it ("alice (api 10.0.0.5)") */
     struct store_seal *seal; /* the key and its state (store_seal.c); NULL until open ends */
+    uint64_t writes;         /* write operations but claims and ends (eng_run) */
+    struct claim_memory *claim_memory; /* what the last claim left known (claim.c), or NULL */
 };
 
 /*

@@ -16,6 +16,11 @@
  *                                       items (started), until nothing is left; prints
  *                                       "items turns cpu_us_per_item". Deterministic: run it
  *                                       under callgrind to compare instruction counts
+ *   bench_queue turns DB SLOTS HELD     the same with up to HELD items held, as a host whose
+ *                                       workers keep a pipeline: each turn ends the SLOTS
+ *                                       oldest held items and claims up to HELD held again
+ *                                       (a drain at w=2, pipeline 32: 20 64; most machines
+ *                                       then hold an item at the head of the queue)
  *   bench_queue run LIMIT CMD [ARGS...]  runs CMD with its stdout on /dev/null, killed after
  *                                       LIMIT s (SIGTERM, then SIGKILL 5 s later), sampling
  *                                       its VmHWM every 20 ms; prints "wall_s hwm_kib
@@ -280,54 +285,65 @@ static int run(long limit_s, char **cmd)
     return 0;
 }
 
-static int turns(const char *db, int slots)
+static int turns(const char *db, int slots, int held_max)
 {
     store *st = open_store(db);
     char err[512];
-    struct store_item *items = NULL;
-    size_t n = 0;
+    struct store_item *held = calloc((size_t)held_max, sizeof(*held)), *items = NULL;
+    size_t n_held = 0, n = 0;
     long done = 0, turns = 0;
     struct store_finish *fin = calloc((size_t)slots, sizeof(*fin));
     int *rcs = calloc((size_t)slots, sizeof(int));
     json_t *response = json_object();
-    if (fin == NULL || rcs == NULL)
+    if (held == NULL || fin == NULL || rcs == NULL)
         abort();
     double cpu0 = (double)clock() / CLOCKS_PER_SEC;
     for (;;) {
         if (store_begin(st, err, sizeof(err)) != STORE_OK)
             break;
-        for (size_t i = 0; i < n; i++)
-            fin[i] = (struct store_finish){.task_id = items[i].task_id,
-                                           .token = items[i].token,
+        size_t ends = n_held < (size_t)slots ? n_held : (size_t)slots;
+        for (size_t i = 0; i < ends; i++)
+            fin[i] = (struct store_finish){.task_id = held[i].task_id,
+                                           .token = held[i].token,
                                            .outcome = {.kind = STORE_OUTCOME_COMPLETED,
                                                        .response = response}};
-        if (n > 0 && store_finish_many(st, fin, n, rcs, now_ms(), err, sizeof(err)) != STORE_OK)
+        if (ends > 0 && store_finish_many(st, fin, ends, rcs, now_ms(), err, sizeof(err)) != STORE_OK)
             break;
-        done += (long)n;
-        store_items_free(items, n);
-        items = NULL;
-        n = 0;
-        if (store_claim_items(st, "local", "bench:turns", 60000, slots, 1, now_ms(), &items, &n,
-                              err, sizeof(err)) != STORE_OK ||
+        done += (long)ends;
+        struct store_item *gone = malloc((ends ? ends : 1) * sizeof(*gone));
+        if (gone == NULL)
+            abort();
+        memcpy(gone, held, ends * sizeof(*held)); /* the oldest held ones end */
+        store_items_free(gone, ends);
+        memmove(held, held + ends, (n_held - ends) * sizeof(*held));
+        n_held -= ends;
+        if (store_claim_items(st, "local", "bench:turns", 60000, held_max - (int)n_held, 1,
+                              now_ms(), &items, &n, err, sizeof(err)) != STORE_OK ||
             store_commit(st, err, sizeof(err)) != STORE_OK)
             break;
         turns++;
-        if (n == 0)
+        memcpy(held + n_held, items, n * sizeof(*items));
+        n_held += n;
+        free(items);
+        items = NULL;
+        if (n_held == 0)
             break;
     }
     double cpu = (double)clock() / CLOCKS_PER_SEC - cpu0;
     printf("%ld %ld %.1f\n", done, turns, done ? cpu * 1e6 / (double)done : 0);
     json_decref(response);
+    store_items_free(held, n_held);
     free(fin);
     free(rcs);
     store_close(st);
-    return n == 0 ? 0 : 1;
+    return n_held == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
     if (argc >= 4 && strcmp(argv[1], "turns") == 0 && atoi(argv[3]) > 0)
-        return turns(argv[2], atoi(argv[3]));
+        return turns(argv[2], atoi(argv[3]),
+                     argc >= 5 && atoi(argv[4]) > atoi(argv[3]) ? atoi(argv[4]) : atoi(argv[3]));
     if (argc >= 4 && strcmp(argv[1], "run") == 0 && atol(argv[2]) > 0)
         return run(atol(argv[2]), argv + 3);
     if (argc >= 4 && strcmp(argv[1], "enqueue") == 0)
