@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The path of an item on an idle host, from the create's wake-up to the claim's commit: the
+# host reads its wake-ups in one call (a second that found none was one more system call on
+# the path of every item) and goes to the claim without asking its workers for events when
+# poll saw none (an epoll_wait that found nothing, at every item).
+. "$(dirname "$0")/../lib.sh"
+
+if [[ ${FERRY_TEST_DRIVER:-sqlite} != sqlite ]]; then
+    echo "ok 1 - # SKIP the wake-up socket is SQLite's"
+    exit 0
+fi
+if ! command -v strace >/dev/null || ! strace -f -o /dev/null true 2>/dev/null; then
+    echo "ok 1 - # SKIP strace cannot trace here"
+    exit 0
+fi
+write_config
+install_plugins
+setup_local_machine Ops box1
+
+start_host || fail "the host starts"
+strace -f -p "$HOST_PID" -e trace=recvfrom,recvmsg,recvmmsg,epoll_wait,fdatasync -e signal=none \
+    -o "$T_DIR/trace" 2>/dev/null &
+tracer=$!
+wait_for 10 test -s "$T_DIR/trace" || sleep 1 # attached: strace writes nothing before a call
+for i in 1 2 3 4 5; do
+    id=$(ferry create queue-item Ops box1 local --vault '{"function":"hello"}' --output json |
+        jq -r '.data[0].taskId')
+    wait_status "$id" COMPLETED 20 || fail "item $i completes" "$(task_status "$id")"
+    sleep 0.3 # idle again before the next
+done
+kill -INT "$tracer"
+wait "$tracer" 2>/dev/null
+stop_host
+
+# From each wake-up read (a one-byte datagram) to the next fdatasync (the claim's commit):
+# the calls that read wake-ups, and the epoll_waits.
+paths=$(awk '
+    /recv(from|msg|mmsg)\(/ && !on && /"w"/ { on = 1; reads = 0; epolls = 0 }
+    on && /recv(from|msg|mmsg)\(/ { reads++ }
+    on && /epoll_wait\(/ { epolls++ }
+    on && /fdatasync\(/ { print reads " " epolls; on = 0 }' "$T_DIR/trace")
+n=$(wc -l <<<"$paths")
+((n >= 5)) && pass "the trace holds the wake-up paths of the 5 items ($n)" ||
+    fail "the trace holds the wake-up paths of the 5 items" "$paths"
+eq "each wake-up is read in one call, and no epoll_wait comes before the claim" \
+    "$(sort -u <<<"$paths")" "1 0"
+t_done
