@@ -40,6 +40,7 @@ test_pkgs="$test_pkgs chromium nodejs npm" # tests/e2e/web_browser.sh: the dashb
 test_pkgs="$test_pkgs debhelper dpkg-dev fakeroot lintian" # tests/e2e/package.sh: the .debs
 test_pkgs="$test_pkgs bash-completion zsh" # tests/e2e/man_completion.sh
 test_pkgs="$test_pkgs bsdutils" # tests/e2e/cli_term.sh, cli_wait.sh: script(1) gives the CLI a terminal
+test_pkgs="$test_pkgs strace" # tests that count system calls: cli_open.sh, host_idle_wal.sh, …
 bench_pkgs="$test_pkgs restic borgbackup time"
 
 if [[ ${1:-} == list ]]; then

@@ -192,6 +192,20 @@ setup_local_machine() {
 # Prints the status of a task.
 # tree_compare A B: compares two trees entry by entry (tests/helpers/tree_compare.py); prints the
 # differences and "N entries compared, M differ", returns 1 when some differ.
+# Skips the whole file (one SKIP line, exit 0) unless the store is SQLite: why says what is
+# SQLite's alone.
+only_sqlite() {
+    [[ ${FERRY_TEST_DRIVER:-sqlite} == sqlite ]] && return 0
+    echo "ok 1 - # SKIP $1"
+    exit 0
+}
+# Skips the whole file unless strace can trace here (scripts/deps.sh installs it; a container
+# may forbid ptrace).
+need_strace() {
+    command -v strace >/dev/null && strace -f -o /dev/null true 2>/dev/null && return 0
+    echo "ok 1 - # SKIP strace cannot trace here"
+    exit 0
+}
 tree_compare() { python3 "$FERRY_ROOT/tests/helpers/tree_compare.py" "$1" "$2"; }
 # build_repo_craft: compiles tests/helpers/repo_craft.c (hostile snapshots) to $T_DIR/repo_craft.
 build_repo_craft() {

@@ -5,14 +5,8 @@
 # directory, and the next commits write over the blocks the file has. What was committed
 # stays: in the database after the checkpoint, in the WAL after it.
 . "$(dirname "$0")/../lib.sh"
-if [[ ${FERRY_TEST_DRIVER:-sqlite} != sqlite ]]; then
-    echo "ok 1 - # SKIP the WAL is SQLite's"
-    exit 0
-fi
-if ! command -v strace >/dev/null || ! strace -f -o /dev/null true 2>/dev/null; then
-    echo "ok 1 - # SKIP strace cannot trace here"
-    exit 0
-fi
+only_sqlite "the WAL is SQLite's"
+need_strace
 write_config
 install_plugins
 setup_local_machine Ops box1

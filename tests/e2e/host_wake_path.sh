@@ -5,14 +5,8 @@
 # poll saw none (an epoll_wait that found nothing, at every item).
 . "$(dirname "$0")/../lib.sh"
 
-if [[ ${FERRY_TEST_DRIVER:-sqlite} != sqlite ]]; then
-    echo "ok 1 - # SKIP the wake-up socket is SQLite's"
-    exit 0
-fi
-if ! command -v strace >/dev/null || ! strace -f -o /dev/null true 2>/dev/null; then
-    echo "ok 1 - # SKIP strace cannot trace here"
-    exit 0
-fi
+only_sqlite "the wake-up socket is SQLite's"
+need_strace
 write_config
 install_plugins
 setup_local_machine Ops box1
