@@ -579,7 +579,8 @@ static int read_active(store *s, struct claim *cl, char *err, size_t errlen)
             held_add(&cl->active, &cl->n_active, eng_text(&r, 0), eng_i64(&r, 1));
     }
     eng_done(&r);
-    qsort(cl->active, cl->n_active, sizeof(*cl->active), held_cmp);
+    if (cl->n_active > 1) /* qsort's base must not be NULL, even for no element */
+        qsort(cl->active, cl->n_active, sizeof(*cl->active), held_cmp);
     return got < 0 ? got : STORE_OK;
 }
 
@@ -702,8 +703,10 @@ static void remember(store *s, struct claim *cl)
         else if (slot->taken > 0)
             held_add(&m->held, &m->n_held, slot->machine, slot->taken);
     }
-    qsort(m->held, m->n_held, sizeof(*m->held), held_cmp);
-    qsort(m->open, m->n_open, sizeof(*m->open), held_cmp);
+    if (m->n_held > 1) /* qsort's base must not be NULL, even for no element */
+        qsort(m->held, m->n_held, sizeof(*m->held), held_cmp);
+    if (m->n_open > 1)
+        qsort(m->open, m->n_open, sizeof(*m->open), held_cmp);
 }
 
 void claim_forget(store *s)
