@@ -57,7 +57,7 @@ struct slot {
     /* Set when the by-machine merge has read the machine's next items: as many as it and the
      * claim may still take, so never more in this claim. */
     int next_read;
-    int taken; /* items of the machine this claim took */
+    int taken;    /* items of the machine this claim took */
     int64_t conc; /* its concurrency, where the heads' statement gave it (else 0) */
     /* Its head (seq 0: none known) when that is its first PENDING item, ready: its head
      * until anything but claims writes, once it comes (claim_memory). */
@@ -590,8 +590,8 @@ static int read_active(store *s, struct claim *cl, char *err, size_t errlen)
 static int remembered(store *s, const struct claim *cl)
 {
     const struct claim_memory *m = s->claim_memory;
-    return m != NULL && m->version != -1 && m->version == cl->version &&
-           m->writes == s->writes && strcmp(m->bridge, cl->bridge) == 0;
+    return m != NULL && m->version != -1 && m->version == cl->version && m->writes == s->writes &&
+           strcmp(m->bridge, cl->bridge) == 0;
 }
 
 static void cand_add(struct cand **c, size_t *n, const struct held *head)
@@ -652,12 +652,11 @@ static int pick_remembered(store *s, struct claim *cl, char *err, size_t errlen)
         char *text = json_dumps(names, JSON_COMPACT);
         rc = free_heads(s, cl, key, text, &more, &n_more, err, errlen);
         free(text);
-        for (size_t i = 0; i < n_more; i++) {
-            c = realloc(c, (n + 1) * sizeof(*c));
-            if (c == NULL)
-                abort();
-            c[n++] = more[i];
-        }
+        if (n_more > 0 && (c = realloc(c, (n + n_more) * sizeof(*c))) == NULL)
+            abort();
+        if (n_more > 0)
+            memcpy(c + n, more, n_more * sizeof(*c));
+        n += n_more;
         free(more);
     }
     json_decref(names);

@@ -156,8 +156,8 @@ const char *const store_fragment_names[F_COUNT] = {
     " SELECT q.seq, f.name, q.priority, q.created_at, f.free, f.conc,"                             \
     " CASE WHEN q.seq = f.seq THEN 1 ELSE 0 END, q.run_after"                                      \
     " FROM (SELECT m.seq, m.name, m.priority, m.created, m.run_after,"                             \
-    " coalesce(mc.concurrency, 1) AS conc, coalesce(mc.concurrency, 1) - (SELECT count(*) FROM queue_items" \
-    " {index_machine_active} WHERE machine_name = m.name AND " ACTIVE_EQ ")"                        \
+    " coalesce(mc.concurrency, 1) AS conc, coalesce(mc.concurrency, 1) - (SELECT count(*)"         \
+    " FROM queue_items {index_machine_active} WHERE machine_name = m.name AND " ACTIVE_EQ ")"       \
     " AS free FROM m LEFT JOIN machines mc ON mc.name = m.name"                                    \
     " LIMIT 9223372036854775807) AS f LEFT JOIN queue_items q"                                     \
     " ON q.seq = CASE WHEN f.run_after <= ?2"                                                      \
@@ -380,8 +380,8 @@ const struct stmt_def store_statements[S_COUNT] = {
      * attempt started too. One row an item: with the start, the row also stands for the
      * PROCESSING event (started_attempt; S_EVENTS_LIST reads it as two). {or_fail}: no row
      * can fail (every value is given), as for EVENTS_INSERT. */
-    [S_CLAIM_EVENTS] = {"INSERT {or_fail} INTO queue_events (task_seq, action, details, details_is_json,"
-                        " at, started_attempt) SELECT q.seq, 'ASSIGNED', 'claimed by ' || ?2"
+    [S_CLAIM_EVENTS] = {"INSERT {or_fail} INTO queue_events (task_seq, action, details,"
+                        " details_is_json, at, started_attempt) SELECT q.seq, 'ASSIGNED', 'claimed by ' || ?2"
                         " || ' for attempt ' || (q.retry_count + 1) || ', lease until ' || ?4,"
                         " 0, ?3, CASE WHEN ?5 <> 0 THEN q.retry_count + 1 END"
                         " FROM queue_items q WHERE q.seq IN ({json_seqs:1}) ORDER BY q.seq",
