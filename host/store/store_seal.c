@@ -463,12 +463,19 @@ static int check_private(store *s, const char *path, char *err, size_t errlen)
         if (got == 1) {
             /* The files to chmod are listed for this message alone: a buffer for them,
              * zeroed at every open, cost each command 12,600 instructions. */
+            char *files = xstrdup("");
+            for (size_t k = 0; k < 3; k++) {
+                if (!found[k])
+                    continue;
+                char *more = xasprintf("%s %s", files, names[k]);
+                free(files);
+                files = more;
+            }
             seterr(err, errlen,
                    "store %s holds secrets but other users may read it (mode %04o); run: "
-                   "chmod 600%s%s%s%s%s%s",
-                   loose, loose_mode, found[0] ? " " : "", found[0] ? names[0] : "",
-                   found[1] ? " " : "", found[1] ? names[1] : "", found[2] ? " " : "",
-                   found[2] ? names[2] : "");
+                   "chmod 600%s",
+                   loose, loose_mode, files);
+            free(files);
             rc = STORE_ERROR;
         }
     }
