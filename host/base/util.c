@@ -98,15 +98,41 @@ void uuid_v4(char out[37])
     memset(b, 0, 16); /* an id's bytes are not kept */
 }
 
+/*
+ * The calendar date of a day count since 1970-01-01, in the proleptic Gregorian calendar
+ * (H. Hinnant's civil_from_days: 400-year eras of 146,097 days, years from March).
+ */
+static void civil_from_days(int64_t days, int64_t *year, int *month, int *day)
+{
+    days += 719468; /* from 0000-03-01 */
+    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+    int64_t doe = days - era * 146097;                                    /* [0, 146096] */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    int64_t mp = (5 * doy + 2) / 153;                                     /* March = 0 */
+    *day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *year = yoe + era * 400 + (*month <= 2);
+}
+
 void iso8601_ms(int64_t ms, char out[32])
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
+    /* The date computed here rather than by gmtime_r: glibc's reads the time zone
+     * (/etc/localtime, six system calls) the first time any of its time conversions runs,
+     * and a UTC date needs none of it. Seconds as gmtime_r was given them (ms / 1000). */
+    int64_t secs = ms / 1000;
+    int64_t days = secs / 86400, rem = secs % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
+    int64_t year;
+    int month, day;
+    civil_from_days(days, &year, &month, &day);
     /* Years past 9999 do not occur; the casts tell the compiler the widths fit. */
-    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
-             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
-             tm.tm_sec % 100, (int)(ms % 1000 + 1000) % 1000);
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)(year % 10000), month % 100,
+             day % 100, (int)(rem / 3600) % 100, (int)(rem / 60 % 60) % 100, (int)(rem % 60) % 100,
+             (int)(ms % 1000 + 1000) % 1000);
 }
 
 int parse_date_ms(const char *text, int64_t *out)

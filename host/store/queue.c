@@ -10,6 +10,7 @@
  * cannot be removed meanwhile; a cancelled or removed item is locked first.
  */
 #include "engine.h"
+#include "queue.h"
 #include "store_seal.h"
 #include "groups.h"
 #include "people.h"
@@ -26,16 +27,60 @@
  * it out. */
 #define REFS_GROUP 1
 
+/* *on: 1 when machine is team's and on bridge, in one read (S_MACHINE_REFS), else 0. */
+static int machine_on(store *s, const char *team, const char *machine, const char *bridge,
+                      int *on, char *err, size_t errlen)
+{
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_MACHINE_REFS, "t", machine);
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    *on = got == 1 && strcmp(eng_text(&r, 0), team) == 0 && strcmp(eng_text(&r, 1), bridge) == 0;
+    eng_done(&r);
+    return got < 0 ? got : STORE_OK;
+}
+
+struct on_ctx {
+    const char *team, *machine, *bridge;
+    int on;
+};
+
+static int on_body(store *s, void *ctx, char *err, size_t errlen)
+{
+    struct on_ctx *c = ctx;
+    return machine_on(s, c->team, c->machine, c->bridge, &c->on, err, errlen);
+}
+
+int store_machine_on(store *s, const char *team, const char *machine, const char *bridge, int *on,
+                     char *err, size_t errlen)
+{
+    struct on_ctx c = {team, machine, bridge, 0};
+    int rc = eng_run(s, 0, on_body, &c, err, errlen);
+    *on = rc == STORE_OK && c.on;
+    return rc;
+}
+
 /* Checks that team, machine (of that team) and bridge exist, and keeps the machine from
  * being removed until the transaction ends. REFS_GROUP when the machine is a group. */
 static int check_item_refs(store *s, const struct store_item_spec *sp, char *err, size_t errlen)
 {
-    int group = 0;
     eng_rows r;
-    int rc = eng_need(s, STORE_TEAM, NULL, sp->team, err, errlen);
-    if (rc == STORE_OK && (rc = eng_q(s, &r, err, errlen, S_MACHINE_KEY_SHARE, "t",
-                                      sp->machine)) == STORE_OK)
-        eng_done(&r);
+    int rc = eng_q(s, &r, err, errlen, S_MACHINE_KEY_SHARE, "t", sp->machine);
+    if (rc != STORE_OK)
+        return rc;
+    eng_done(&r);
+    /* The usual case in one read: the team's machine, on the item's bridge. The foreign
+     * keys of its row keep that team and bridge in existence, so the checks below would all
+     * pass. Anything else is asked in their order, for the first thing wrong in the store's
+     * words. (Three reads, one of them the machine's whole row as JSON, were 1.5% of a
+     * create queue-item's instructions.) */
+    int on = 0;
+    if ((rc = machine_on(s, sp->team, sp->machine, sp->bridge, &on, err, errlen)) != STORE_OK ||
+        on)
+        return rc;
+    int group = 0;
+    rc = eng_need(s, STORE_TEAM, NULL, sp->team, err, errlen);
     json_t *machine = NULL;
     if (rc == STORE_OK)
         rc = eng_read_resource(s, STORE_MACHINE, sp->team, sp->machine, &machine, err, errlen);

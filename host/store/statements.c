@@ -200,6 +200,7 @@ const struct stmt_def store_statements[S_COUNT] = {
 
     [S_MACHINE_KEY_SHARE] = {"SELECT 1 FROM machines WHERE name = ?1{lock_key_share}",
                              STMT_LOCK_ONLY},
+    [S_MACHINE_REFS] = {"SELECT team_name, bridge_name FROM machines WHERE name = ?1", 0},
     [S_SCHEDULE_FIRED] = {"SELECT task_id FROM queue_items WHERE team_name = ?1"
                           " AND schedule_name = ?2 AND schedule_fire_at = ?3",
                           0},

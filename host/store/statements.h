@@ -32,6 +32,7 @@ enum stmt_id {
     S_NEXT_SEQS, /* per dialect */
     S_NEXT_SEQ,  /* per dialect: S_NEXT_SEQS of one */
     S_MACHINE_KEY_SHARE,
+    S_MACHINE_REFS, /* a new item's machine: its team and bridge */
     S_SCHEDULE_FIRED,
     S_ITEM_INSERT,
     S_ITEMS_INSERT_MANY, /* per dialect: plain items from a JSON array */

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "queue.h"
 #include "seal.h"
 #include "store.h"
 #include "util.h"
@@ -3191,6 +3192,37 @@ static void test_upgrade_from_v2(void **state)
     store_close(s);
 }
 
+/* store_machine_on (queue.h), the one read of the usual create's check: 1 only for the
+ * team's machine on that bridge; every other case is 0, for the caller to ask why. */
+static void test_machine_on(void **state)
+{
+    struct fx *f = *state;
+    char err[512], g[64], members[200];
+    int on = -1;
+    assert_rc(STORE_OK, store_machine_on(f->s, f->team, f->m1, f->bridge, &on, err, sizeof(err)));
+    assert_int_equal(on, 1);
+    assert_rc(STORE_OK, store_machine_on(f->s, f->team, f->m1, f->bridge2, &on, err, sizeof(err)));
+    assert_int_equal(on, 0);
+    assert_rc(STORE_OK, store_machine_on(f->s, f->team2, f->m1, f->bridge, &on, err, sizeof(err)));
+    assert_int_equal(on, 0);
+    assert_rc(STORE_OK, store_machine_on(f->s, f->team, f->mx, f->bridge, &on, err, sizeof(err)));
+    assert_int_equal(on, 0);
+    assert_rc(STORE_OK,
+              store_machine_on(f->s, f->team, "ghost-machine", f->bridge, &on, err, sizeof(err)));
+    assert_int_equal(on, 0);
+    snprintf(members, sizeof(members), "[\"%s\"]", f->m1);
+    make_group(f, g, sizeof(g), members);
+    assert_rc(STORE_OK, store_machine_on(f->s, f->team, g, f->bridge, &on, err, sizeof(err)));
+    assert_int_equal(on, 0);
+    /* Moved, it is on its new bridge alone. */
+    assert_rc(STORE_OK,
+              store_machine_set_bridge(f->s, f->team, f->m1, f->bridge2, NULL, err, sizeof(err)));
+    assert_rc(STORE_OK, store_machine_on(f->s, f->team, f->m1, f->bridge2, &on, err, sizeof(err)));
+    assert_int_equal(on, 1);
+    assert_rc(STORE_OK, store_machine_on(f->s, f->team, f->m1, f->bridge, &on, err, sizeof(err)));
+    assert_int_equal(on, 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 static int run_suite(const char *name)
@@ -3261,6 +3293,7 @@ static int run_suite(const char *name)
         T(test_group_cancel),
         T(test_group_members_end_together),
         T(test_upgrade_from_v2),
+        T(test_machine_on),
     };
     return _cmocka_run_group_tests(name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
  * Unit tests for host/base/util.c's uuid_v4: the form of a version 4 UUID, no repeats over
  * many ids (the random bytes come from a pool drawn 4 KiB at a time), and a forked child that
- * does not reuse the pool it inherited; and i64_decimal against printf's %lld.
+ * does not reuse the pool it inherited; i64_decimal against printf's %lld; and iso8601_ms
+ * against gmtime_r, without reading the time zone as gmtime_r does.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -96,12 +98,67 @@ static void test_i64_decimal(void **state)
     }
 }
 
+/*
+ * A UTC date needs no time zone: iso8601_ms must not run glibc's time zone set-up, which
+ * reads /etc/localtime (six system calls of every create queue-item). Its sign: TZ's offset
+ * in the global timezone. Runs before the test that calls gmtime_r, which sets it up.
+ */
+static void test_iso8601_reads_no_time_zone(void **state)
+{
+    (void)state;
+    setenv("TZ", "XYZ+5", 1);
+    char out[32];
+    iso8601_ms(1764331528123, out);
+    assert_string_equal(out, "2025-11-28T12:05:28.123Z");
+    assert_int_equal(timezone, 0);
+    tzset(); /* the sign works: the set-up reads TZ */
+    assert_int_equal(timezone, 5 * 3600);
+    unsetenv("TZ");
+    tzset();
+}
+
+/* The form gmtime_r gave, for comparison. */
+static void iso8601_gmtime(int64_t ms, char out[32])
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (tm.tm_year + 1900) % 10000,
+             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+             tm.tm_sec % 100, (int)(ms % 1000 + 1000) % 1000);
+}
+
+static void test_iso8601_as_gmtime(void **state)
+{
+    (void)state;
+    /* Edges: the epoch and the millisecond before it, leap days (2000 is a leap year,
+     * 2100 is not), the ends of a year, the last millisecond of 9999. */
+    static const int64_t edges[] = {0, -1, -999, -1000, -1001, -86400000, 951782400000,
+                                    951868800000, 4107542400000, 4107456000000, 1767225599999,
+                                    1767225600000, 253402300799999, -62135596800000};
+    char got[32], want[32];
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        iso8601_ms(edges[i], got);
+        iso8601_gmtime(edges[i], want);
+        assert_string_equal(got, want);
+    }
+    /* Every day from 1900 to 2400, at a varying time of day. */
+    for (int64_t day = -25567; day < 157054; day++) {
+        int64_t ms = day * 86400000 + (day * 7919 % 86400000 + 86400000) % 86400000;
+        iso8601_ms(ms, got);
+        iso8601_gmtime(ms, want);
+        assert_string_equal(got, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_form_and_no_repeats),
         cmocka_unit_test(test_fork_draws_its_own),
         cmocka_unit_test(test_i64_decimal),
+        cmocka_unit_test(test_iso8601_reads_no_time_zone), /* before any gmtime_r */
+        cmocka_unit_test(test_iso8601_as_gmtime),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
