@@ -1,9 +1,11 @@
 /* ferry: one binary; `ferry serve` is the host, every other command is the client. */
+#include <jansson.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cli.h"
 #include "priv.h"
+#include "util.h"
 #include "worker.h"
 
 int main(int argc, char **argv)
@@ -12,6 +14,12 @@ int main(int argc, char **argv)
      * and -shm, var/, keys, caches (docs/security.md). Commands that functions run inherit
      * it too, as under the shipped unit's UMask=0077. */
     umask(077);
+    /* jansson's hash seed, from the random bytes every create draws anyway (its ids):
+     * jansson would open and read /dev/urandom at the first JSON object, three system
+     * calls of every command. Before any JSON object, as jansson asks. */
+    size_t seed;
+    random_bytes(&seed, sizeof(seed));
+    json_object_seed(seed);
     /* Workers are this same program started by the runner; they skip the CLI. libcurl and
      * libpq are loaded by their first call (host/base/lazy_lib.h), in whichever needs them. */
     if (argc > 1 && strcmp(argv[1], WORKER_ARGV1) == 0)

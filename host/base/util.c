@@ -61,7 +61,8 @@ static void uuid_register(void)
         abort();
 }
 
-void uuid_v4(char out[37])
+/* 16 random bytes from the pool, which the caller clears once used. */
+static unsigned char *pool_take16(void)
 {
     /* The kernel's random bytes are drawn 4 KiB at a time, not 16 (a bulk create makes an
      * id a line); each thread has its own pool, and a forked child draws its own (ferry
@@ -83,7 +84,19 @@ void uuid_v4(char out[37])
         left = sizeof(uuid_pool);
     }
     uuid_left = left - 16;
-    unsigned char *b = pool + sizeof(uuid_pool) - left;
+    return pool + sizeof(uuid_pool) - left;
+}
+
+void random_bytes(void *out, size_t n)
+{
+    unsigned char *b = pool_take16();
+    memcpy(out, b, n < 16 ? n : 16);
+    memset(b, 0, 16);
+}
+
+void uuid_v4(char out[37])
+{
+    unsigned char *b = pool_take16();
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     static const char hex[] = "0123456789abcdef";

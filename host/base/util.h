@@ -20,6 +20,9 @@ int64_t mono_us(void);
 /* Writes a random (version 4) UUID, 36 characters plus NUL, into out. */
 void uuid_v4(char out[37]);
 
+/* n random bytes (at most 16) into out, from the kernel through uuid_v4's pool. */
+void random_bytes(void *out, size_t n);
+
 /* Formats ms since the epoch as ISO 8601 UTC with milliseconds ("2026-11-28T13:05:28.123Z"). */
 void iso8601_ms(int64_t ms, char out[32]);
 
