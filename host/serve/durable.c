@@ -202,6 +202,13 @@ int durable_wait(durable *d)
     return sync_here(d);
 }
 
+int durable_sync(durable *d)
+{
+    if (d == NULL || d->st == NULL)
+        return 0;
+    return sync_here(d);
+}
+
 const char *durable_error(const durable *d)
 {
     return d != NULL && d->error[0] != '\0' ? d->error : NULL;

@@ -42,6 +42,10 @@ void durable_done(durable *d);
 /* Makes every commit so far durable before returning (in this thread). 0, or -1 when a
  * sync failed. d NULL: 0 (commits are durable at commit). */
 int durable_wait(durable *d);
+/* Syncs the log now, whoever wrote what it holds: before the host acts on what another
+ * host of the store committed, which that host syncs off its own loop. 0, or -1 when the
+ * sync failed. d NULL: 0. */
+int durable_sync(durable *d);
 /* Why a sync failed (valid until durable_free), or NULL while none did (or d is NULL). */
 const char *durable_error(const durable *d);
 

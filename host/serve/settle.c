@@ -568,7 +568,7 @@ void settle_recover_notices(settler *s)
     }
     /* Another host's end may not be on disk yet (its commits are synced off its loop): the
      * log is synced, whoever wrote it, before anything is told. */
-    if (n > 0 && durable_wait(s->durable) != 0)
+    if (n > 0 && durable_sync(s->durable) != 0)
         return;
     for (size_t i = 0; i < n; i++) {
         json_t *row = NULL;
