@@ -542,12 +542,13 @@ static int sq_cmd(struct sq *q, enum sq_tx cmd, char *err, size_t errlen)
 
 static int64_t sq_data_version(store *s);
 
-/* A file of the store's, opened once read-only (its fd in *fd); -1 when it cannot be. */
+/* A file of the store's, opened once read-only (its fd in *fd); -1 when it cannot be. Not a
+ * FIFO put in its place: O_NONBLOCK (nothing for a regular file). */
 static int sq_open_once(struct sq *q, int *fd, const char *suffix)
 {
     if (*fd < 0) {
         char *name = xasprintf("%s%s", q->path, suffix);
-        *fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        *fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         free(name);
     }
     return *fd;
@@ -1120,7 +1121,8 @@ static int sq_defer_sync(store *s)
         return q->deferred ? 0 : -1;
     char *dir = xasprintf("%s.wake", q->path), *marker = xasprintf("%s/durable", dir);
     if (mkdir(dir, 0700) == 0 || errno == EEXIST)
-        q->marker_fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        q->marker_fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+                            0600);
     free(marker);
     free(dir);
     if (q->marker_fd >= 0 && sq_open_once(q, &q->wal_fd, "-wal") >= 0 &&
