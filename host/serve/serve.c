@@ -23,6 +23,7 @@
 
 #include "attempt.h"
 #include "descriptor.h"
+#include "durable.h"
 #include "fairness.h"
 #include "heartbeat.h"
 #include "log.h"
@@ -99,6 +100,7 @@ typedef struct host {
     settler *settle;
     fairness *fair; /* fair claims among the bridge's hosts */
     upkeep *upkeep; /* history.keep_days: the daily prune, a batch a turn */
+    durable *durable; /* the store's commits synced off the loop (durable.h) */
     char owner[160];
     int sigfd, inofd, wakefd;
     attempt *running;
@@ -164,6 +166,12 @@ static void batch_begin(host *h)
  * Writes the ends collected so far into the open batch (settle_write), commits it, then
  * lets the settler act on what held (fallbacks, notifications). Returns 1 when everything
  * written since batch_begin is committed (or nothing was), 0 when the commit failed.
+ *
+ * The commit is synced to disk off the loop (durable.h): every message for a worker added
+ * after it (the run messages of the items it claimed) waits until it is durable, and the
+ * settler's notifications wait for it too (settle_after_commit). An idle host syncs it at
+ * once, itself: nothing else would go on meanwhile, and the thread's hop would be on the
+ * path of the item.
  */
 static int batch_end(host *h)
 {
@@ -175,6 +183,9 @@ static int batch_end(host *h)
     if (h->in_batch && store_commit(h->st, err, sizeof(err)) != 0) {
         hlog(LOG_ERROR, "store commit failed: %s", err);
         committed = 0;
+    } else if (h->in_batch) {
+        runner_hold(h->run, durable_committed(h->durable, h->running == NULL));
+        runner_durable(h->run, durable_level(h->durable));
     }
     h->in_batch = 0;
     settle_after_commit(h->settle, committed);
@@ -1000,6 +1011,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         registry_free(&h.reg);
         return -1;
     }
+    h.durable = durable_new(store_defer_sync(h.st) == 0 ? h.st : NULL);
     registry_scan_end(&h.reg);
     /* SSH host keys seen at first use: known_hosts beside the store (exec_ssh.c). */
     char *kh_copy = xstrdup(cfg->store_path), kh_dir[PATH_MAX];
@@ -1032,6 +1044,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     free(known_hosts); /* in the workers' environment now */
     h.sched = scheduler_new(cfg, &h.reg);
     h.settle = settle_new(cfg, h.st, &h.reg, &defaults);
+    settle_durable(h.settle, h.durable);
     h.fair = fairness_new(h.st, cfg->bridge, h.owner);
     h.upkeep = upkeep_new(cfg->history_keep_days, h.owner);
     h.machines = machine_cache_new();
@@ -1052,11 +1065,16 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     int rc = 0;
     for (;;) {
         h.turn++;
-        struct pollfd fds[4] = {{.fd = h.sigfd, .events = POLLIN},
+        struct pollfd fds[5] = {{.fd = h.sigfd, .events = POLLIN},
                                 {.fd = h.inofd, .events = POLLIN},
                                 {.fd = h.wakefd, .events = POLLIN},
-                                {.fd = runner_fd(h.run), .events = POLLIN}};
-        poll(fds, 4, loop_timeout(&h));
+                                {.fd = runner_fd(h.run), .events = POLLIN},
+                                {.fd = durable_fd(h.durable), .events = POLLIN}};
+        poll(fds, 5, loop_timeout(&h));
+        if (fds[4].revents) {
+            durable_done(h.durable);
+            runner_durable(h.run, durable_level(h.durable));
+        }
         if (fds[0].revents)
             handle_signals(&h);
         if (fds[1].revents) {
@@ -1075,10 +1093,16 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
             runner_process(h.run);
         else
             runner_flush(h.run);
-        if (fds[3].revents && !fds[0].revents && !fds[2].revents)
+        /* While the last commit is being synced, the turn writes what ended into the open
+         * batch and commits nothing: the next commit (its ends, its claims) follows that
+         * sync's end with all that gathered meanwhile, as many items a commit as when the
+         * loop itself waited for the sync. */
+        int syncing = durable_pending(h.durable);
+        if (fds[3].revents && !fds[0].revents && !fds[2].revents && !syncing)
             gather_ends(&h);
         runner_tick(h.run);
-        claim(&h);
+        if (!syncing)
+            claim(&h);
         /* The turn's run messages, one write per worker, once their claims are committed
          * (claim()). */
         runner_flush(h.run);
@@ -1090,9 +1114,14 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         sdnotify_watchdog(mono_ms());
         if (fds[2].revents && h.running)
             check_cancelling(&h);
-        batch_end(&h);
+        if (!syncing) {
+            batch_end(&h);
+        } else if (settle_pending(h.settle) > 0) {
+            batch_begin(&h);
+            settle_write(h.settle);
+        }
         /* A prune batch of its own between turns (upkeep.c), never inside the turn's. */
-        if (!h.stopping)
+        if (!h.stopping && !h.in_batch)
             upkeep_tick(h.upkeep, h.st, mono_ms());
         /* Idle: the store tidies up now rather than on the path of the next item. A WAL
          * checkpointed to its end restarts at the next commit, which also syncs its new
@@ -1100,6 +1129,15 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
          * follows syncs once, not twice (one create in twenty in the latency bench did). */
         if (!h.stopping && h.running == NULL && !upkeep_busy(h.upkeep) && store_idle(h.st))
             heartbeat_beat(h.st, h.owner, cfg->bridge, runner_busy(h.run), mono_ms());
+        /* A failed sync: what it covered (claims among it) may not be on disk. The attempts
+         * of those claims never start (their run messages wait for it), and the host stops
+         * at once, committing nothing more; the items come back when their leases end. */
+        if (durable_error(h.durable)) {
+            hlog(LOG_ERROR, "store sync failed: %s; stopping without starting the attempts "
+                 "it covered", durable_error(h.durable));
+            rc = -1;
+            break;
+        }
         if (h.stopping) {
             if (h.running == NULL)
                 break;
@@ -1112,12 +1150,19 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
             break;
         }
     }
-    batch_end(&h);
+    if (rc == 0)
+        batch_end(&h);
     sdnotify("STOPPING=1");
     hlog(LOG_INFO, "stopped: %lu completed, %lu failed", settle_completed(h.settle),
          settle_failed(h.settle));
     runner_free(h.run);
-    batch_end(&h); /* attempts the runner ended as it stopped */
+    if (rc == 0)
+        batch_end(&h); /* attempts the runner ended as it stopped */
+    /* The last ends are on disk before the host says it stopped. */
+    if (rc == 0 && durable_wait(h.durable) != 0) {
+        hlog(LOG_ERROR, "store sync failed: %s", durable_error(h.durable));
+        rc = -1;
+    }
     settle_free(h.settle);
     fairness_free(h.fair);
     scheduler_free(h.sched);
@@ -1132,6 +1177,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
     upkeep_stop(h.upkeep, h.st);
     upkeep_free(h.upkeep);
     heartbeat_stopped(h.st, h.owner);
+    durable_free(h.durable);
     store_close(h.st);
     return rc;
 }

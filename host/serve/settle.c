@@ -9,6 +9,7 @@
 
 #include "attempt.h"
 #include "descriptor.h"
+#include "durable.h"
 #include "log.h"
 #include "notify.h"
 #include "proto.h"
@@ -51,6 +52,7 @@ struct settler {
     const ferry_config *cfg;
     store *st;
     const registry *reg;
+    durable *durable; /* notifications leave only once what they tell is on disk */
     retry_policy defaults;
     struct ending *ends;
     size_t n, cap;
@@ -72,6 +74,11 @@ static const char *final_name(enum store_outcome_kind status)
     return status == STORE_OUTCOME_COMPLETED   ? "COMPLETED"
            : status == STORE_OUTCOME_CANCELLED ? "CANCELLED"
                                                : "FAILED";
+}
+
+void settle_durable(settler *s, durable *d)
+{
+    s->durable = d;
 }
 
 settler *settle_new(const ferry_config *cfg, store *st, const registry *reg,
@@ -559,6 +566,10 @@ void settle_recover_notices(settler *s)
         hlog(LOG_WARN, "cannot look for notifications left unsent: %s", err);
         return;
     }
+    /* Another host's end may not be on disk yet (its commits are synced off its loop): the
+     * log is synced, whoever wrote it, before anything is told. */
+    if (n > 0 && durable_sync(s->durable) != 0)
+        return;
     for (size_t i = 0; i < n; i++) {
         json_t *row = NULL;
         int rc = store_queue_get(s->st, ids[i], &row, err, sizeof(err));
@@ -618,10 +629,13 @@ void settle_after_commit(settler *s, int committed)
                 s->failed++;
             else if (e->d.status == STORE_OUTCOME_COMPLETED)
                 s->completed++;
-            if (e->notify)
+            /* What leaves the process waits for the commit it tells of to be on disk; when
+             * the sync fails, the store's note stays for another host to send them. */
+            if (e->notify && durable_wait(s->durable) == 0)
                 notify_outcome(s->cfg, s->st, e->item, e->item->vault, final, e->response_tree);
             char err[512];
-            if (e->notify_due && store_notify_sent(s->st, e->item->task_id, err, sizeof(err)) != 0)
+            if (e->notify_due && !durable_error(s->durable) &&
+                store_notify_sent(s->st, e->item->task_id, err, sizeof(err)) != 0)
                 hlog(LOG_WARN, "notifications of %s sent, but still noted as not sent: %s",
                      e->item->task_id, err);
         }

@@ -40,6 +40,11 @@ settler *settle_new(const ferry_config *cfg, store *st, const registry *reg,
 /* Frees the settler and every end not yet written. NULL accepted. */
 void settle_free(settler *s);
 
+struct durable;
+/* The host's commits are synced off its loop (durable.h): notifications leave only once
+ * the commit they tell of is on disk. Without (NULL), commits are durable at commit. */
+void settle_durable(settler *s, struct durable *d);
+
 /* How many ends are queued (not yet written). */
 size_t settle_pending(const settler *s);
 /* Items that ended COMPLETED / FAILED so far (ends that held in the store). */

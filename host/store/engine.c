@@ -262,7 +262,10 @@ int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t err
         s->writes++;
     if (s->batch_depth > 0)
         return s->drv->run_in_batch(s, body, ctx, err, errlen);
-    return s->drv->run(s, write != 0, body, ctx, err, errlen);
+    s->read_no_barrier = write == ENG_READ_NO_BARRIER;
+    int rc = s->drv->run(s, write > 0, body, ctx, err, errlen);
+    s->read_no_barrier = 0;
+    return rc;
 }
 
 /* ---- migrations -------------------------------------------------------------------------- */

@@ -125,6 +125,10 @@ struct eng_driver {
     /* Optional: the host has nothing running (store_idle); 1 when the next commit restarts
      * the log. */
     int (*idle)(store *s);
+    /* Optional, both or neither: store_defer_sync (without it, commits stay durable at
+     * commit) and store_sync. */
+    int (*defer_sync)(store *s);
+    int (*sync)(store *s, char *err, size_t errlen);
 };
 
 /* ---- for the store's logic: statements by id --------------------------------------------- */
@@ -162,7 +166,8 @@ void eng_done(eng_rows *r);
 
 /* Runs body through the driver: in its own transaction, or inside the open batch (refused
  * once the batch was lost, since running on outside it would commit what the caller means
- * to group). write: 0 a read, 1 a write, ENG_WRITE_HELD a write of claims or ends only. */
+ * to group). write: 0 a read, 1 a write, ENG_WRITE_HELD a write of claims or ends only,
+ * ENG_READ_NO_BARRIER a read that needs no read barrier. */
 int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t errlen);
 
 /* eng_run's write for an operation that only claims items or ends held ones (and writes
@@ -170,6 +175,13 @@ int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t err
  * s->writes: what a claim remembers of the machines' slots holds only while that count
  * stays (claim.c), and ends free slots the claim sees for itself. */
 #define ENG_WRITE_HELD 2
+
+/* eng_run's write for a read whose answer needs no read barrier (store_defer_sync): of rows
+ * only synchronous handles write (every resource but schedules, which a host writes), so
+ * what it sees is durable already; or of the hosts' heartbeats, which only tell whether a
+ * host is alive (a power loss moves them back a few seconds). The driver's run sees a
+ * read, with s->read_no_barrier set. */
+#define ENG_READ_NO_BARRIER (-1)
 
 /* The expanded text of statement id for this handle's dialect (cached per handle), or NULL
  * for a lock-only statement the engine does not need. */

@@ -69,7 +69,7 @@ static int run_q(store *s, int write, const char *sql, int n, const struct eng_v
                  const char *cols, json_t **rows, char *err, size_t errlen)
 {
     struct q_ctx q = {.sql = sql, .n = n, .v = v, .cols = cols, .write = write};
-    int rc = eng_run(s, write, q_body, &q, err, errlen);
+    int rc = eng_run(s, write ? write : ENG_READ_NO_BARRIER, q_body, &q, err, errlen);
     if (rows == NULL) {
         json_decref(q.out);
         return rc;

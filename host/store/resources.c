@@ -198,7 +198,8 @@ int store_res_get(store *s, store_kind kind, const char *team, const char *name,
                   char *err, size_t errlen)
 {
     struct res_ctx c = {.kind = kind, .team = team, .name = name};
-    int rc = eng_run(s, 0, get_body, &c, err, errlen);
+    int rc = eng_run(s, kind == STORE_SCHEDULE ? 0 : ENG_READ_NO_BARRIER, get_body, &c, err,
+                     errlen);
     return eng_take_json(c.row, row, rc);
 }
 
@@ -233,7 +234,8 @@ int store_res_list(store *s, store_kind kind, const char *scope, json_t **rows, 
                    size_t errlen)
 {
     struct res_ctx c = {.kind = kind, .team = scope};
-    int rc = eng_run(s, 0, list_body, &c, err, errlen);
+    int rc = eng_run(s, kind == STORE_SCHEDULE ? 0 : ENG_READ_NO_BARRIER, list_body, &c, err,
+                     errlen);
     return eng_take_json(c.row, rows, rc);
 }
 

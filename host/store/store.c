@@ -28,6 +28,8 @@ static store *with_seal(store *s, const char *sqlite_path, const struct store_op
         store_close(s);
         s = NULL;
     }
+    if (s != NULL)
+        s->opened = 1;
     return s;
 }
 
@@ -234,6 +236,16 @@ void store_wait_drain(store *s)
 int store_idle(store *s)
 {
     return s->drv->idle ? s->drv->idle(s) : 0;
+}
+
+int store_defer_sync(store *s)
+{
+    return s->drv->defer_sync ? s->drv->defer_sync(s) : -1;
+}
+
+int store_sync(store *s, char *err, size_t errlen)
+{
+    return s->drv->sync ? s->drv->sync(s, err, errlen) : STORE_OK;
 }
 
 /* ---- resources --------------------------------------------------------------------------- */
@@ -634,14 +646,23 @@ int store_queue_create(store *s, const struct store_item_spec *spec, char task_i
     char id[37];
     if (row)
         *row = NULL;
-    int rc = create_items(s, spec, 1, &id, err, errlen);
+    /* The row is read in the create's transaction: the item as created, durable with it.
+     * Read after it, the row could show what a host did meanwhile before that is durable,
+     * and would cost the read barrier's sync (store_defer_sync) on the path of the item. */
+    int rc = row ? store_begin(s, err, errlen) : STORE_OK;
     if (rc != STORE_OK)
         return rc;
-    if (task_id)
+    rc = create_items(s, spec, 1, &id, err, errlen);
+    if (rc == STORE_OK && task_id)
         memcpy(task_id, id, 37);
-    if (row)
-        rc = store_item_get(s, id, row, err, errlen);
-    return rc;
+    int got = rc == STORE_OK && row ? store_item_get(s, id, row, err, errlen) : rc;
+    if (row && rc != STORE_OK)
+        store_rollback(s, NULL, 0);
+    else if (row && (rc = store_commit(s, err, errlen)) != STORE_OK) {
+        json_decref(*row);
+        *row = NULL;
+    }
+    return rc != STORE_OK ? rc : got;
 }
 
 int store_queue_create_batch(store *s, const struct store_item_spec *specs, size_t n,

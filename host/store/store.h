@@ -609,6 +609,25 @@ void store_wait_drain(store *s);
 int store_idle(store *s);
 
 /*
+ * The host makes its commits durable itself: from now on this handle's commits are written
+ * and visible to other handles at once, but not synced (SQLite: synchronous=NORMAL) until
+ * store_sync. Returns 0, or -1 when the handle stays as it was: its commits are durable
+ * when store_commit returns (PostgreSQL), or are never synced (SQLite with
+ * store.synchronous = normal). Other handles never act on such a commit before it is
+ * durable: a read that sees another handle's commits syncs the log first, unless it ends
+ * where the last store_sync made it durable (the read barrier, docs/store-drivers.md).
+ */
+int store_defer_sync(store *s);
+
+/*
+ * Makes every commit the handle made before the call durable (an fdatasync of SQLite's
+ * log). Another thread may call it while the handle is in use: it touches only descriptors
+ * of the driver's own, opened by store_defer_sync, never the engine's files or state.
+ * STORE_OK, or STORE_ERROR with err set: what the failed sync covered may not be on disk.
+ */
+int store_sync(store *s, char *err, size_t errlen);
+
+/*
  * A number that changes whenever another handle (another process, or another connection of
  * this one) has committed to the store since the last call: while it stays the same, what
  * this handle read earlier (an item's row) still holds, unless this handle changed it.
@@ -644,6 +663,8 @@ struct store {
     struct principal *actor; /* who acts (store_set_actor, host/people/people.h), or NULL */
     char *actor_label;       /* the actor as item events record it ("alice (api 10.0.0.5)") */
     struct store_seal *seal; /* the key and its state (store_seal.c); NULL until open ends */
+    int opened;              /* store_open ended: its own reads are behind (the read barrier) */
+    int read_no_barrier;     /* the running read is eng_run's ENG_READ_NO_BARRIER */
     uint64_t writes;         /* write operations but claims and ends (eng_run) */
     struct claim_memory *claim_memory; /* what the last claim left known (claim.c), or NULL */
 };

@@ -12,6 +12,21 @@
  * one writer at a time no row locks are needed: the statements marked lock-only are
  * skipped, and a claim's select-then-update inside one IMMEDIATE transaction is atomic.
  *
+ * The host's handle commits without a sync (store_defer_sync: synchronous=NORMAL): a commit
+ * writes its WAL frames and is visible to every connection at once, and the host makes it
+ * durable itself, from a thread of its own (store_sync), with an fdatasync of a descriptor
+ * of the WAL that is this driver's, never SQLite's file (the unix VFS keeps state in its
+ * sync). The fdatasync of any descriptor flushes the file whoever wrote it, and SQLite
+ * never removes the WAL while a connection is open. So another connection may read what a
+ * power loss would undo; the read barrier keeps that from leaving its process. Every
+ * transaction of a synchronous handle notes the data_version it read; when that is not the
+ * one this handle last saw durable, the WAL is synced before the results are returned.
+ * Not when the transaction wrote (its synchronous commit synced the whole WAL, every frame
+ * before its own), nor when the log ends where the host last made it durable: store_sync
+ * writes where that is (the end of the log as the WAL index's header names it) to
+ * "<db>.wake/durable". An unchanged store costs a data_version read and no sync (a polling
+ * `ferry wait`). Reads that need no barrier say so (ENG_READ_NO_BARRIER).
+ *
  * Wake-ups travel as one-byte datagrams to unix sockets in "<db>.wake/", one per listening
  * host ("<bridge>@<pid>").
  */
@@ -71,6 +86,12 @@ struct sq {
     int send_fd; /* unbound socket notifications are sent from, or -1 */
     int short_lived; /* store_options.short_lived */
     int wal_frames;  /* frames in the WAL after this connection's last commit */
+    int deferred;    /* store_defer_sync: commits are synced by the caller */
+    int barrier;     /* the read barrier applies (synchronous handles) */
+    int wal_fd;      /* the WAL file, read-only, for fdatasync; -1: not open yet */
+    int shm_fd;      /* the WAL index, read-only, for its header (wal_end); -1: not open */
+    int marker_fd;   /* "<db>.wake/durable" (wal_end): written by a deferred handle */
+    int64_t synced_version; /* data_version when this handle last synced the WAL; -1 */
 };
 
 /* A short-lived connection leaves the WAL to the next one while it holds fewer frames
@@ -519,6 +540,68 @@ static int sq_cmd(struct sq *q, enum sq_tx cmd, char *err, size_t errlen)
 
 /* ---- transactions --------------------------------------------------------------------------- */
 
+static int64_t sq_data_version(store *s);
+
+/* A file of the store's, opened once read-only (its fd in *fd); -1 when it cannot be. Not a
+ * FIFO put in its place: O_NONBLOCK (nothing for a regular file). */
+static int sq_open_once(struct sq *q, int *fd, const char *suffix)
+{
+    if (*fd < 0) {
+        char *name = xasprintf("%s%s", q->path, suffix);
+        *fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        free(name);
+    }
+    return *fd;
+}
+
+/*
+ * Where the log ends: the fields of the WAL index's header that name its last commit (the
+ * frame count, that frame's checksum, the salts that change when the log restarts; bytes
+ * 16-19 and 24-39 of WalIndexHdr in SQLite's wal.c), read from the -shm file. SQLite keeps
+ * two copies of the header and writes them one after the other: copies that differ are
+ * being written, and the end is unknown. 0, or -1 when unknown.
+ */
+#define WAL_END_WORDS 5
+static int sq_wal_end(struct sq *q, uint32_t end[WAL_END_WORDS])
+{
+    unsigned char h[96];
+    if (sq_open_once(q, &q->shm_fd, "-shm") < 0 || pread(q->shm_fd, h, sizeof(h), 0) != 96 ||
+        memcmp(h, h + 48, 48) != 0 || h[12] == 0)
+        return -1;
+    memcpy(end, h + 16, 4);
+    memcpy(end + 1, h + 24, 16);
+    return 0;
+}
+
+/*
+ * The read barrier (see the top of the file): a transaction that read data_version version
+ * returns only once every commit it may have seen is durable. synced: it committed changes
+ * itself, synchronously, which synced the WAL up to its own frames. No sync either when
+ * the log ends where a deferred handle last made it durable (sq_sync's marker, in the
+ * wake-up directory): a command reading the row it just created, which the host claimed
+ * and synced meanwhile, would sync a second time for nothing.
+ */
+static int sq_barrier(struct sq *q, int64_t version, int synced, char *err, size_t errlen)
+{
+    if (version >= 0 && version == q->synced_version)
+        return STORE_OK;
+    uint32_t end[WAL_END_WORDS], marked[2 * WAL_END_WORDS];
+    if (!synced && sq_wal_end(q, end) == 0 &&
+        sq_open_once(q, &q->marker_fd, ".wake/durable") >= 0 &&
+        pread(q->marker_fd, marked, sizeof(marked), 0) == (ssize_t)sizeof(marked) &&
+        memcmp(marked, marked + WAL_END_WORDS, sizeof(end)) == 0 &&
+        memcmp(marked, end, sizeof(end)) == 0)
+        synced = 1;
+    /* No WAL file: every commit is in the database file, synced by its checkpoint. */
+    if (!synced && sq_open_once(q, &q->wal_fd, "-wal") >= 0 && fdatasync(q->wal_fd) != 0) {
+        seterr(err, errlen, "store %s: cannot sync the log before answering: %s", q->path,
+               strerror(errno));
+        return STORE_ERROR;
+    }
+    q->synced_version = version;
+    return STORE_OK;
+}
+
 /* SQLite's busy handler: short sleeps that grow to a few ms, with jitter so that several
  * waiting processes do not retry in lock-step; gives up after the busy timeout. */
 static int sq_busy_handler(void *arg, int count)
@@ -560,7 +643,13 @@ static int sq_run(store *s, int write, eng_body body, void *ctx, char *err, size
         int rc = sq_cmd(q, write ? TX_BEGIN_IMMEDIATE : TX_BEGIN, err, errlen);
         if (rc == STORE_OK) {
             q->in_tx = 1;
+            /* Not for store_open's own reads (migrations, the seal's state): a command that
+             * only writes (a create) syncs once, at its commit. */
+            int barrier = q->barrier && q->base.opened && !q->base.read_no_barrier;
+            int64_t changes = barrier ? sqlite3_total_changes64(q->db) : 0, version = -1;
             rc = body(s, ctx, err, errlen);
+            if (rc == STORE_OK && barrier)
+                version = sq_data_version(s); /* what the transaction read */
             /* Outputs exist once the body succeeded, so a failed COMMIT is reported rather
              * than retried (in WAL mode, with the write lock held, it does not happen). */
             if (rc == STORE_OK && (rc = sq_cmd(q, TX_COMMIT, err, errlen)) == ENG_AGAIN) {
@@ -570,6 +659,9 @@ static int sq_run(store *s, int write, eng_body body, void *ctx, char *err, size
             if (!sqlite3_get_autocommit(q->db))
                 sq_cmd(q, TX_ROLLBACK, NULL, 0);
             q->in_tx = 0;
+            if (rc == STORE_OK && barrier)
+                rc = sq_barrier(q, version, sqlite3_total_changes64(q->db) != changes, err,
+                                errlen);
         }
         if (rc != ENG_AGAIN)
             return rc;
@@ -731,6 +823,10 @@ static void sq_free(struct sq *q)
     for (size_t i = 0; i < TX_COUNT; i++)
         sqlite3_finalize(q->tx[i]);
     sqlite3_finalize(q->data_version);
+    int fds[] = {q->wal_fd, q->shm_fd, q->marker_fd};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
     if (q->wake_fd >= 0)
         close(q->wake_fd);
     if (q->send_fd >= 0)
@@ -819,6 +915,7 @@ static int sq_configure(struct sq *q, const struct store_options *opts, char *er
         if (rc != STORE_OK)
             seterr(err, errlen, "store %s: %s", q->path, msg);
     }
+    q->barrier = !opts->synchronous_normal;
     return rc;
 }
 
@@ -854,6 +951,8 @@ store *store_sqlite_open(const char *path, const struct store_options *opts, cha
     q->wake_fd = q->send_fd = -1;
     q->busy_timeout_ms = opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 60000;
     q->short_lived = opts->short_lived;
+    q->wal_fd = q->shm_fd = q->marker_fd = -1;
+    q->synced_version = -1;
     q->rand_state = (unsigned)(getpid() ^ mono_us());
 
     /* Created 0600 here, whatever the umask: SQLite gives the -wal and -shm files the
@@ -1013,6 +1112,53 @@ static int64_t sq_data_version(store *s)
     return v;
 }
 
+/* store_defer_sync. Its files are opened here, by the handle's thread: sq_sync may run in
+ * another. A WAL file or marker that does not open leaves the handle synchronous. */
+static int sq_defer_sync(store *s)
+{
+    struct sq *q = (struct sq *)s;
+    if (q->deferred || !q->barrier)
+        return q->deferred ? 0 : -1;
+    char *dir = xasprintf("%s.wake", q->path), *marker = xasprintf("%s/durable", dir);
+    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+        q->marker_fd = open(marker, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
+                            0600);
+    free(marker);
+    free(dir);
+    if (q->marker_fd >= 0 && sq_open_once(q, &q->wal_fd, "-wal") >= 0 &&
+        sq_open_once(q, &q->shm_fd, "-shm") >= 0 &&
+        sq_pragma(q, "PRAGMA synchronous = NORMAL", NULL, NULL, 0) == STORE_OK) {
+        q->deferred = 1;
+        q->barrier = 0; /* its own commits are what its caller syncs */
+    }
+    return q->deferred ? 0 : -1;
+}
+
+/* store_sync: the end of the log is read before the sync, so that the marker names no
+ * frame the sync may not have covered. A log that ends where the marker says is synced
+ * already (an idle host's turn commits nothing: no flush of the disk for it). Touches
+ * nothing of the handle but its descriptors. */
+static int sq_sync(store *s, char *err, size_t errlen)
+{
+    struct sq *q = (struct sq *)s;
+    uint32_t end[2 * WAL_END_WORDS], marked[2 * WAL_END_WORDS];
+    int known = sq_wal_end(q, end) == 0;
+    if (known && pread(q->marker_fd, marked, sizeof(marked), 0) == (ssize_t)sizeof(marked) &&
+        memcmp(marked, marked + WAL_END_WORDS, sizeof(marked) / 2) == 0 &&
+        memcmp(marked, end, sizeof(marked) / 2) == 0)
+        return STORE_OK;
+    if (fdatasync(q->wal_fd) != 0) {
+        seterr(err, errlen, "store %s: cannot sync the log: %s", q->path, strerror(errno));
+        return STORE_ERROR;
+    }
+    /* Two copies: a reader that reads while it is written sees them differ. */
+    memcpy(end + WAL_END_WORDS, end, WAL_END_WORDS * sizeof(*end));
+    if (known && pwrite(q->marker_fd, end, sizeof(end), 0) != (ssize_t)sizeof(end)) {
+        /* A marker not written only costs readers a sync of their own. */
+    }
+    return STORE_OK;
+}
+
 static const struct eng_driver sqlite_driver = {
     .name = "sqlite",
     .fragments = fragments,
@@ -1041,4 +1187,6 @@ static const struct eng_driver sqlite_driver = {
     .wait_fd = sq_wait_fd,
     .wait_drain = sq_wait_drain,
     .idle = sq_idle,
+    .defer_sync = sq_defer_sync,
+    .sync = sq_sync,
 };

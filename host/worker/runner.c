@@ -103,6 +103,13 @@ struct worker {
      * (runner_flush); what the socket does not take waits for EPOLLOUT. */
     struct proto_buf out;
     int want_out; /* EPOLLOUT is asked for */
+    /* Where out's bytes start to wait for a commit to be durable (runner_hold): from
+     * marks[i].at on they need commit marks[i].commit, in increasing order. */
+    struct out_mark {
+        size_t at;
+        uint64_t commit;
+    } *marks;
+    size_t n_marks, cap_marks;
     uint64_t serial; /* names the worker in epoll events, which may outlive it in a batch */
     int ctl; /* its ferry-priv keeper's control line (priv_client.h); -1: the runner's child */
 };
@@ -122,6 +129,7 @@ struct runner {
     struct proto_buf scratch;
     char **env; /* the workers' environment (worker_env) */
     runner_job *failed; /* attempts that could not start as their user, to settle */
+    uint64_t need, durable; /* runner_hold, runner_durable */
 };
 
 static char **worker_env(const runner_opts *o);
@@ -439,6 +447,7 @@ static void retire_now(runner *r, worker *w, int wait)
         reap_worker_gone(w->pid);
     proto_reader_free(&w->rd);
     proto_buf_free(&w->out);
+    free(w->marks);
     for (size_t i = 0; i < r->n_workers; i++) {
         if (r->workers[i] == w) {
             r->workers[i] = r->workers[--r->n_workers];
@@ -664,6 +673,7 @@ static void worker_died(runner *r, worker *w, const char *why)
     kill(-w->pid, SIGKILL);
     proto_reader_free(&w->rd);
     proto_buf_free(&w->out);
+    free(w->marks);
     for (size_t i = 0; i < r->n_workers; i++) {
         if (r->workers[i] == w) {
             r->workers[i] = r->workers[--r->n_workers];
@@ -1036,27 +1046,68 @@ static worker *spawn_as(runner *r, const runner_job *job, char *why, size_t wlen
  */
 static void flush_out(runner *r, worker *w)
 {
-    size_t off = 0;
-    while (off < w->out.len) {
-        ssize_t n = write(w->sock, w->out.p + off, w->out.len - off);
+    size_t off = 0, limit = w->n_marks > 0 ? w->marks[0].at : w->out.len;
+    while (off < limit) {
+        ssize_t n = write(w->sock, w->out.p + off, limit - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
         if (n <= 0) {
-            off = w->out.len;
+            off = limit = w->out.len;
+            w->n_marks = 0;
             break;
         }
         off += (size_t)n;
     }
     memmove(w->out.p, w->out.p + off, w->out.len - off);
     w->out.len -= off;
-    int want = w->out.len > 0;
+    for (size_t i = 0; i < w->n_marks; i++)
+        w->marks[i].at -= off;
+    int want = off < limit;
     if (want != w->want_out && !w->exiting) {
         struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0),
                                  .data.u64 = w->serial << EV_BITS | EV_SOCK};
         epoll_ctl(r->epfd, EPOLL_CTL_MOD, w->sock, &ev);
         w->want_out = want;
+    }
+}
+
+/* What is added to w->out from now on waits for r->need to be durable (runner_hold). */
+static void out_mark(runner *r, worker *w)
+{
+    if (r->need <= r->durable || (w->n_marks > 0 && w->marks[w->n_marks - 1].commit >= r->need))
+        return;
+    if (w->n_marks == w->cap_marks) {
+        w->cap_marks = w->cap_marks ? 2 * w->cap_marks : 4;
+        w->marks = realloc(w->marks, w->cap_marks * sizeof(*w->marks));
+        if (w->marks == NULL)
+            abort();
+    }
+    w->marks[w->n_marks++] = (struct out_mark){.at = w->out.len, .commit = r->need};
+}
+
+void runner_hold(runner *r, uint64_t commit)
+{
+    if (commit > r->need)
+        r->need = commit;
+}
+
+void runner_durable(runner *r, uint64_t commit)
+{
+    if (commit <= r->durable)
+        return;
+    r->durable = commit;
+    for (size_t i = 0; i < r->n_workers; i++) {
+        worker *w = r->workers[i];
+        size_t k = 0;
+        while (k < w->n_marks && w->marks[k].commit <= commit)
+            k++;
+        if (k == 0)
+            continue;
+        memmove(w->marks, w->marks + k, (w->n_marks - k) * sizeof(*w->marks));
+        w->n_marks -= k;
+        flush_out(r, w);
     }
 }
 
@@ -1076,6 +1127,7 @@ void runner_flush(runner *r)
  */
 static int send_job(runner *r, worker *w, runner_job *job)
 {
+    out_mark(r, w);
     if (job->frame.len == 0 || proto_buf_add(&w->out, job->frame.p, job->frame.len) != 0)
         return -1;
     job->w = w;
@@ -1209,6 +1261,7 @@ void runner_answer(runner *r, runner_job *job, const struct proto_reply *reply)
 {
     job->waiting_reply = 0;
     json_t *msg = proto_build_reply(reply);
+    out_mark(r, job->w);
     if (msg && proto_buf_msg(&job->w->out, msg) == 0)
         flush_out(r, job->w);
     json_decref(msg);
@@ -1224,6 +1277,7 @@ static void begin_stop(runner *r, runner_job *job, enum outcome_stop why, int gr
          * started it meanwhile, job_started() cancels it as a running one. */
         struct proto_skip skip = {.id = job->id};
         json_t *msg = proto_build_skip(&skip);
+        out_mark(r, job->w);
         if (msg && proto_buf_msg(&job->w->out, msg) == 0)
             flush_out(r, job->w);
         json_decref(msg);

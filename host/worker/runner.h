@@ -116,6 +116,17 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
  */
 void runner_flush(runner *r);
 
+/*
+ * Durability gate: every message for a worker added from now on (a run message, a reply, a
+ * skip) waits until runner_durable(commit) or later, since it may depend on commit (the
+ * claim of the attempt it starts): the host makes its commits durable off its loop
+ * (store_defer_sync). Messages keep their order per worker. Commits are numbered by the
+ * caller, increasing; 0: nothing waits.
+ */
+void runner_hold(runner *r, uint64_t commit);
+/* Commits up to commit are durable: what waited for them is written now. */
+void runner_durable(runner *r, uint64_t commit);
+
 void *runner_job_tag(const runner_job *job);
 int64_t runner_job_id(const runner_job *job);
 pid_t runner_job_pid(const runner_job *job);
