@@ -114,18 +114,31 @@ void proto_buf_free(struct proto_buf *b)
     memset(b, 0, sizeof(*b));
 }
 
+/* Where a blocking sender frames its message, straight from the encoder, to send it in one
+ * write: kept for the next message (a worker sends one or more per attempt), unless a large
+ * one grew it. */
+static __thread struct proto_buf send_buf;
+
+/* Writes what send_buf holds when rc (framing it) is 0; returns rc, else the write's. */
+static int send_framed(int fd, int rc)
+{
+    if (rc == 0)
+        rc = write_all(fd, send_buf.p, send_buf.len);
+    if (send_buf.cap > 1024 * 1024)
+        proto_buf_free(&send_buf);
+    return rc;
+}
+
 int proto_send(int fd, const json_t *msg)
 {
-    /* One pass of the encoder straight into the frame, one write. The buffer is kept for
-     * the next message (a worker sends one or more per attempt), unless a large one grew it. */
-    static __thread struct proto_buf b;
-    b.len = 0;
-    int rc = proto_buf_msg(&b, msg);
-    if (rc == 0)
-        rc = write_all(fd, b.p, b.len);
-    if (b.cap > 1024 * 1024)
-        proto_buf_free(&b);
-    return rc;
+    send_buf.len = 0;
+    return send_framed(fd, proto_buf_msg(&send_buf, msg));
+}
+
+int proto_send_done(int fd, const struct proto_done *m)
+{
+    send_buf.len = 0;
+    return send_framed(fd, proto_buf_done(&send_buf, m));
 }
 
 static uint32_t get_len(const char *p)
@@ -152,10 +165,24 @@ json_t *proto_recv(int fd)
     return msg;
 }
 
-/* Room for at least 64 KiB more in r; -1 when memory runs out. */
+/* Room for at least 64 KiB more in r, what was taken already given back first; -1 when
+ * memory runs out. */
 static int reserve(proto_reader *r)
 {
+    if (r->pos > 0 && r->cap - r->len < 65536) {
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->len -= r->pos;
+        r->pos = 0;
+    }
     return grow(&r->buf, &r->cap, r->len, 65536, 131072);
+}
+
+/* Takes n bytes out of r: the message before them was handled. */
+static void take(proto_reader *r, size_t n)
+{
+    r->pos += n;
+    if (r->pos == r->len)
+        r->pos = r->len = 0;
 }
 
 int proto_fill(proto_reader *r, int fd)
@@ -176,46 +203,63 @@ int proto_fill(proto_reader *r, int fd)
         got = 1;
         /* A read that did not fill the room took all there was: no second read to learn
          * that the socket is empty (a level-triggered poll reports anything left). */
-        if ((size_t)n < room || r->len > PROTO_MAX_MESSAGE + 4)
+        if ((size_t)n < room || r->len - r->pos > PROTO_MAX_MESSAGE + 4)
             return 1;
+    }
+}
+
+int proto_read_text(proto_reader *r, int fd, const char **text, size_t *len)
+{
+    for (;;) {
+        int broken = 0;
+        if (proto_next_text(r, text, len, &broken))
+            return 1;
+        if (broken || reserve(r) != 0)
+            return 0;
+        ssize_t n = read(fd, r->buf + r->len, r->cap - r->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 0;
+        r->len += (size_t)n;
     }
 }
 
 json_t *proto_read(proto_reader *r, int fd)
 {
-    for (;;) {
-        int broken = 0;
-        json_t *msg = proto_next(r, &broken);
-        if (msg || broken)
-            return msg;
-        if (reserve(r) != 0)
-            return NULL;
-        ssize_t n = read(fd, r->buf + r->len, r->cap - r->len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return NULL;
-        r->len += (size_t)n;
+    const char *text;
+    size_t n;
+    return proto_read_text(r, fd, &text, &n) ? json_loadb(text, n, JSON_DECODE_ANY, NULL) : NULL;
+}
+
+int proto_next_text(proto_reader *r, const char **text, size_t *n, int *broken)
+{
+    *broken = 0;
+    size_t have = r->len - r->pos;
+    if (have < 4)
+        return 0;
+    uint32_t len = get_len(r->buf + r->pos);
+    if (len > PROTO_MAX_MESSAGE) {
+        *broken = 1;
+        return 0;
     }
+    if (have < (size_t)len + 4)
+        return 0;
+    *text = r->buf + r->pos + 4;
+    *n = len;
+    take(r, 4 + (size_t)len);
+    return 1;
 }
 
 json_t *proto_next(proto_reader *r, int *broken)
 {
-    *broken = 0;
-    if (r->len < 4)
+    const char *text;
+    size_t n;
+    if (!proto_next_text(r, &text, &n, broken))
         return NULL;
-    uint32_t n = get_len(r->buf);
-    if (n > PROTO_MAX_MESSAGE) {
-        *broken = 1;
-        return NULL;
-    }
-    if (r->len < (size_t)n + 4)
-        return NULL;
-    json_t *msg = json_loadb(r->buf + 4, n, JSON_DECODE_ANY, NULL);
+    json_t *msg = json_loadb(text, n, JSON_DECODE_ANY, NULL);
     if (msg == NULL)
         *broken = 1;
-    memmove(r->buf, r->buf + 4 + n, r->len - 4 - n);
-    r->len -= 4 + (size_t)n;
     return msg;
 }
 
@@ -335,23 +379,16 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
 int proto_next_done(proto_reader *r, json_t **msg, struct proto_done *done, int *broken)
 {
     *msg = NULL;
-    *broken = 0;
-    if (r->len < 4)
+    const char *text;
+    size_t n;
+    if (!proto_next_text(r, &text, &n, broken))
         return 0;
-    uint32_t n = get_len(r->buf);
-    if (n > PROTO_MAX_MESSAGE) {
+    if (scan_done(text, n, done))
+        return 1;
+    *msg = json_loadb(text, n, JSON_DECODE_ANY, NULL);
+    if (*msg == NULL)
         *broken = 1;
-        return 0;
-    }
-    if (r->len < (size_t)n + 4)
-        return 0;
-    if (!scan_done(r->buf + 4, n, done)) {
-        *msg = proto_next(r, broken);
-        return 0;
-    }
-    memmove(r->buf, r->buf + 4 + n, r->len - 4 - n);
-    r->len -= 4 + (size_t)n;
-    return 1;
+    return 0;
 }
 
 void proto_reader_free(proto_reader *r)
@@ -768,19 +805,42 @@ json_t *proto_build_exit(const struct proto_exit *m)
     return j;
 }
 
+/* Appends "key":true when on. */
+static int run_flag(struct proto_buf *b, const char *key, int on)
+{
+    return on && (run_key(b, key) || buf_add("true", 4, b)) ? -1 : 0;
+}
+
+/*
+ * The done message is written as text straight from its struct too: a worker sends one per
+ * attempt. Its error object is made as error_obj() makes it.
+ */
+int proto_buf_done(struct proto_buf *b, const struct proto_done *m)
+{
+    size_t at;
+    if (frame_begin(b, &at) != 0)
+        return -1;
+    static const char head[] = "{\"op\":\"done\",\"id\":";
+    int bad = buf_add(head, sizeof(head) - 1, b) || put_int64(b, m->id) ||
+              run_str(b, "code", outcome_kind_name(m->kind)) ||
+              run_json(b, "result", m->result, "null", NULL) || run_key(b, "error");
+    if (!bad && m->code == NULL && m->message == NULL)
+        bad = buf_add("null", 4, b);
+    else if (!bad)
+        bad = buf_add("{\"code\":", 8, b) || put_text(b, m->code ? m->code : "error") ||
+              buf_add(",\"message\":", 11, b) || put_text(b, m->message ? m->message : "") ||
+              buf_add("}", 1, b);
+    bad = bad || run_int(b, "duration_ms", m->duration_ms) || run_flag(b, "retire", m->retire) ||
+          run_flag(b, "stderr_drained", m->stderr_drained) || run_flag(b, "skipped", m->skipped) ||
+          buf_add("}", 1, b);
+    return frame_end(b, at, !bad);
+}
+
 json_t *proto_build_done(const struct proto_done *m)
 {
-    json_t *j = start(PROTO_DONE, m->id, 1);
-    json_object_set_new(j, "code", json_string(outcome_kind_name(m->kind)));
-    put_obj(j, "result", m->result, 1);
-    json_object_set_new(j, "error", error_obj(m->code, m->message));
-    put_int(j, "duration_ms", m->duration_ms);
-    if (m->retire)
-        json_object_set_new(j, "retire", json_true());
-    if (m->stderr_drained)
-        json_object_set_new(j, "stderr_drained", json_true());
-    if (m->skipped)
-        json_object_set_new(j, "skipped", json_true());
+    struct proto_buf b = {0};
+    json_t *j = proto_buf_done(&b, m) == 0 ? json_loadb(b.p + 4, b.len - 4, 0, NULL) : NULL;
+    proto_buf_free(&b);
     return j;
 }
 
@@ -955,6 +1015,197 @@ int proto_parse_run(const json_t *msg, struct proto_run *out, char *err, size_t 
     s->depth = (int)get_int(&r, "depth", 0, 0, 1000, 0);
     s->timeout_ms = get_int(&r, "timeout_ms", 0, 0, INT64_MAX, 0);
     return end(&r);
+}
+
+/* A plain string's text at *p (after its opening quote): printable ASCII up to the closing
+ * quote, no escapes. Returns its end (the quote), p moved past it; NULL when not plain. */
+static char *plain_string(char **p, const char *end)
+{
+    char *s = *p;
+    while (s < end && *s != '"' && *s != '\\' && *s >= 0x20 && *s < 0x7f)
+        s++;
+    if (s == end || *s != '"')
+        return NULL;
+    *p = s + 1;
+    return s;
+}
+
+/*
+ * The end of the JSON value at p when it is plain (printable ASCII strings without escapes,
+ * integers of at most 18 digits, nested at most 32 deep): a value jansson reads whatever
+ * else it holds, so one kept as text is parsed later without fail. NULL for anything else.
+ */
+static char *plain_value(char *p, const char *end, int depth)
+{
+    if (p == end || depth > 32)
+        return NULL;
+    const char *cp = p;
+    if (*p == '"') {
+        p++;
+        return plain_string(&p, end) ? p : NULL;
+    }
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        p++;
+        if (p < end && *p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                if (p == end || *p++ != '"' || plain_string(&p, end) == NULL || p == end ||
+                    *p++ != ':')
+                    return NULL;
+            }
+            if ((p = plain_value(p, end, depth + 1)) == NULL || p == end)
+                return NULL;
+            if (*p == close)
+                return p + 1;
+            if (*p++ != ',')
+                return NULL;
+        }
+    }
+    if (lit(&cp, end, "true", 4) || lit(&cp, end, "false", 5) || lit(&cp, end, "null", 4))
+        return p + (cp - p);
+    int64_t v;
+    lit(&cp, end, "-", 1);
+    return scan_uint(&cp, end, &v) ? p + (cp - p) : NULL;
+}
+
+int proto_scan_run(char *text, size_t n, struct proto_run *out)
+{
+    enum {
+        K_OP,
+        K_ID,
+        K_PLUGIN,
+        K_FUNCTION,
+        K_PARAMS,
+        K_CONFIG,
+        K_MACHINE,
+        K_PRE,
+        K_POST,
+        K_HOOK_DIR,
+        K_SSH_KEY,
+        K_TASK,
+        K_ATTEMPT,
+        K_DEPTH,
+        K_TIMEOUT,
+        K_DEADLINE,
+        K_N
+    };
+    /* Each key with what it holds: a string (at most max bytes, 0: any), an object or an
+     * integer (at most max). */
+#define KEY(name, kind, max)                                                                       \
+    {                                                                                              \
+        name, sizeof(name) - 1, kind, max                                                          \
+    }
+    static const struct {
+        const char *name;
+        size_t len;
+        char kind;
+        int64_t max;
+    } keys[K_N] = {
+        KEY("op", 's', 0),
+        KEY("id", 'i', INT64_MAX),
+        KEY("plugin", 's', 4096),
+        KEY("function", 's', 256),
+        KEY("params", 'o', 0),
+        KEY("config", 'o', 0),
+        KEY("machine", 'o', 0),
+        KEY("pre_hook", 's', 0),
+        KEY("post_hook", 's', 0),
+        KEY("hook_dir", 's', 4096),
+        KEY("ssh_key", 's', 0),
+        KEY("task", 's', 256),
+        KEY("attempt", 'i', INT32_MAX),
+        KEY("depth", 'i', 1000),
+        KEY("timeout_ms", 'i', INT64_MAX),
+        KEY("deadline", 'i', INT64_MAX),
+    };
+#undef KEY
+    char *str[K_N] = {0}, *ends[K_N] = {0}; /* a string's text and its closing quote */
+    char *obj[K_N] = {0}, *obj_end[K_N] = {0};
+    int64_t num[K_N] = {0};
+    unsigned seen = 0;
+    char *p = text, *end = text + n;
+    if (n < 2 || *p++ != '{')
+        return 0;
+    for (int first = 1;; first = 0) {
+        if (p < end && *p == '}' && !first) {
+            p++;
+            break;
+        }
+        if (!first && (p == end || *p++ != ','))
+            return 0;
+        int k = -1;
+        for (int i = 0; i < K_N && k < 0; i++) {
+            size_t kl = keys[i].len;
+            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && p[kl + 1] == '"' && p[kl + 2] == ':' &&
+                memcmp(p + 1, keys[i].name, kl) == 0)
+                k = i;
+        }
+        if (k < 0 || (seen & (1u << k)))
+            return 0;
+        seen |= 1u << k;
+        p += keys[k].len + 3;
+        const char *cp = p;
+        if (keys[k].kind != 'i' && lit(&cp, end, "null", 4) && k != K_OP && k != K_ID &&
+            k != K_PLUGIN && k != K_FUNCTION) {
+            p += 4; /* an optional member given as null: absent */
+        } else if (keys[k].kind == 's') {
+            if (p == end || *p++ != '"')
+                return 0;
+            str[k] = p;
+            if ((ends[k] = plain_string(&p, end)) == NULL ||
+                (keys[k].max && ends[k] - str[k] > keys[k].max))
+                return 0;
+        } else if (keys[k].kind == 'o') {
+            if (p == end || *p != '{' || (obj_end[k] = plain_value(p, end, 0)) == NULL)
+                return 0;
+            obj[k] = p;
+            p = obj_end[k];
+        } else {
+            if (!scan_uint(&cp, end, &num[k]) || num[k] > keys[k].max)
+                return 0;
+            p += cp - p;
+        }
+    }
+    unsigned needed = 1u << K_OP | 1u << K_ID | 1u << K_PLUGIN | 1u << K_FUNCTION;
+    if (p != end || (seen & needed) != needed || ends[K_OP] - str[K_OP] != 3 ||
+        memcmp(str[K_OP], "run", 3) != 0)
+        return 0;
+    json_t *parsed[K_N] = {0};
+    for (int k = K_PARAMS; k <= K_CONFIG; k++) {
+        if (obj[k] && obj_end[k] - obj[k] > 2 &&
+            (parsed[k] = json_loadb(obj[k], (size_t)(obj_end[k] - obj[k]), 0, NULL)) == NULL) {
+            json_decref(parsed[K_PARAMS]); /* out of memory: the general way says so */
+            return 0;
+        }
+    }
+    /* Plain and whole: from here on the text is taken apart. */
+    memset(out, 0, sizeof(*out));
+    for (int k = 0; k < K_N; k++)
+        if (ends[k])
+            *ends[k] = '\0';
+    struct attempt_spec *s = &out->spec;
+    if (obj[K_MACHINE]) {
+        /* Its end is the ',' or '}' after it, which the scan no longer needs. */
+        *obj_end[K_MACHINE] = '\0';
+        s->machine_json = obj[K_MACHINE];
+    }
+    out->id = num[K_ID];
+    out->deadline_ms = num[K_DEADLINE];
+    s->plugin = str[K_PLUGIN];
+    s->function = str[K_FUNCTION];
+    s->params = parsed[K_PARAMS];
+    s->config = parsed[K_CONFIG];
+    s->pre_hook = str[K_PRE];
+    s->post_hook = str[K_POST];
+    s->hook_dir = str[K_HOOK_DIR];
+    s->ssh_key = str[K_SSH_KEY];
+    s->task_id = str[K_TASK];
+    s->attempt = (int)num[K_ATTEMPT];
+    s->depth = (int)num[K_DEPTH];
+    s->timeout_ms = num[K_TIMEOUT];
+    return 1;
 }
 
 int proto_parse_reply(const json_t *msg, struct proto_reply *out, char *err, size_t errlen)
