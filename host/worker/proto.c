@@ -165,24 +165,10 @@ json_t *proto_recv(int fd)
     return msg;
 }
 
-/* Room for at least 64 KiB more in r, what was taken already given back first; -1 when
- * memory runs out. */
+/* Room for at least 64 KiB more in r; -1 when memory runs out. */
 static int reserve(proto_reader *r)
 {
-    if (r->pos > 0 && r->cap - r->len < 65536) {
-        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-        r->len -= r->pos;
-        r->pos = 0;
-    }
     return grow(&r->buf, &r->cap, r->len, 65536, 131072);
-}
-
-/* Takes n bytes out of r: the message before them was handled. */
-static void take(proto_reader *r, size_t n)
-{
-    r->pos += n;
-    if (r->pos == r->len)
-        r->pos = r->len = 0;
 }
 
 int proto_fill(proto_reader *r, int fd)
@@ -203,7 +189,7 @@ int proto_fill(proto_reader *r, int fd)
         got = 1;
         /* A read that did not fill the room took all there was: no second read to learn
          * that the socket is empty (a level-triggered poll reports anything left). */
-        if ((size_t)n < room || r->len - r->pos > PROTO_MAX_MESSAGE + 4)
+        if ((size_t)n < room || r->len > PROTO_MAX_MESSAGE + 4)
             return 1;
     }
 }
@@ -212,7 +198,7 @@ int proto_read_text(proto_reader *r, int fd, const char **text, size_t *len)
 {
     for (;;) {
         int broken = 0;
-        if (proto_next_text(r, text, len, &broken))
+        if (proto_peek(r, text, len, &broken))
             return 1;
         if (broken || reserve(r) != 0)
             return 0;
@@ -229,37 +215,47 @@ json_t *proto_read(proto_reader *r, int fd)
 {
     const char *text;
     size_t n;
-    return proto_read_text(r, fd, &text, &n) ? json_loadb(text, n, JSON_DECODE_ANY, NULL) : NULL;
+    if (!proto_read_text(r, fd, &text, &n))
+        return NULL;
+    json_t *msg = json_loadb(text, n, JSON_DECODE_ANY, NULL);
+    proto_drop(r);
+    return msg;
 }
 
-int proto_next_text(proto_reader *r, const char **text, size_t *n, int *broken)
+int proto_peek(proto_reader *r, const char **text, size_t *n, int *broken)
 {
     *broken = 0;
-    size_t have = r->len - r->pos;
-    if (have < 4)
+    if (r->len < 4)
         return 0;
-    uint32_t len = get_len(r->buf + r->pos);
+    uint32_t len = get_len(r->buf);
     if (len > PROTO_MAX_MESSAGE) {
         *broken = 1;
         return 0;
     }
-    if (have < (size_t)len + 4)
+    if (r->len < (size_t)len + 4)
         return 0;
-    *text = r->buf + r->pos + 4;
+    *text = r->buf + 4;
     *n = len;
-    take(r, 4 + (size_t)len);
     return 1;
+}
+
+void proto_drop(proto_reader *r)
+{
+    size_t n = 4 + (size_t)get_len(r->buf);
+    memmove(r->buf, r->buf + n, r->len - n);
+    r->len -= n;
 }
 
 json_t *proto_next(proto_reader *r, int *broken)
 {
     const char *text;
     size_t n;
-    if (!proto_next_text(r, &text, &n, broken))
+    if (!proto_peek(r, &text, &n, broken))
         return NULL;
     json_t *msg = json_loadb(text, n, JSON_DECODE_ANY, NULL);
     if (msg == NULL)
         *broken = 1;
+    proto_drop(r);
     return msg;
 }
 
@@ -381,14 +377,13 @@ int proto_next_done(proto_reader *r, json_t **msg, struct proto_done *done, int 
     *msg = NULL;
     const char *text;
     size_t n;
-    if (!proto_next_text(r, &text, &n, broken))
+    if (!proto_peek(r, &text, &n, broken))
         return 0;
-    if (scan_done(text, n, done))
-        return 1;
-    *msg = json_loadb(text, n, JSON_DECODE_ANY, NULL);
-    if (*msg == NULL)
+    int plain = scan_done(text, n, done);
+    if (!plain && (*msg = json_loadb(text, n, JSON_DECODE_ANY, NULL)) == NULL)
         *broken = 1;
-    return 0;
+    proto_drop(r);
+    return plain;
 }
 
 void proto_reader_free(proto_reader *r)

@@ -44,12 +44,10 @@ void proto_buf_free(struct proto_buf *b);
  */
 json_t *proto_recv(int fd);
 
-/* Incremental reader for a non-blocking fd: buf[pos, len) is read and not taken yet (both 0
- * when nothing is: a message taken costs no move of those behind it). */
+/* Incremental reader for a non-blocking fd. */
 typedef struct proto_reader {
     char *buf;
     size_t len, cap;
-    size_t pos;
 } proto_reader;
 
 /*
@@ -65,11 +63,14 @@ int proto_fill(proto_reader *r, int fd);
 json_t *proto_next(proto_reader *r, int *broken);
 
 /*
- * As proto_next(), but the message comes as its text (*text, *n bytes, not NUL-terminated;
- * valid until r is read into again). Returns 1, or 0 when no complete message is buffered
- * (*broken set when the buffer holds garbage: a length prefix out of range).
+ * The next complete message's text (*text, *n bytes, not NUL-terminated), left in r: the
+ * caller takes it out with proto_drop() when done with it. Returns 1, or 0 when no complete
+ * message is buffered (*broken set when the buffer holds garbage: a length prefix out of
+ * range).
  */
-int proto_next_text(proto_reader *r, const char **text, size_t *n, int *broken);
+int proto_peek(proto_reader *r, const char **text, size_t *n, int *broken);
+/* Takes out of r the message proto_peek() or proto_read_text() gave. */
+void proto_drop(proto_reader *r);
 
 struct proto_done;
 /*
@@ -86,8 +87,8 @@ int proto_next_done(proto_reader *r, json_t **msg, struct proto_done *done, int 
  * reference, or NULL on end of file, a read error or a malformed message.
  */
 json_t *proto_read(proto_reader *r, int fd);
-/* As proto_read(), the message as its text (see proto_next_text()). Returns 1, or 0 on end of
- * file, a read error or a broken length prefix. */
+/* As proto_read(), the message as its text, left in r (see proto_peek()). Returns 1, or 0 on
+ * end of file, a read error or a broken length prefix. */
 int proto_read_text(proto_reader *r, int fd, const char **text, size_t *n);
 
 void proto_reader_free(proto_reader *r);

@@ -250,7 +250,7 @@ static void read_input(int sock, int wait)
         int broken = 0;
         const char *text;
         size_t n;
-        int got = proto_next_text(&inbox, &text, &n, &broken);
+        int got = proto_peek(&inbox, &text, &n, &broken);
         if (!got && !broken) {
             int avail = 0;
             if (!(wait && n_queued == 0) && (ioctl(sock, FIONREAD, &avail) != 0 || avail <= 0))
@@ -258,6 +258,8 @@ static void read_input(int sock, int wait)
             got = proto_read_text(&inbox, sock, &text, &n);
         }
         json_t *msg = got ? take_text(sock, text, n, &broken) : NULL;
+        if (got)
+            proto_drop(&inbox);
         if (!got || broken)
             unload_and_exit(); /* the host closed our socket (or broke the protocol): go */
         json_decref(msg);      /* only a run starts anything */
@@ -361,8 +363,10 @@ static json_t *request(worker_ctx *w, json_t *msg, struct proto_reply *reply)
     const char *text;
     size_t n;
     int broken = 0;
-    while (answer == NULL && !broken && proto_read_text(&inbox, w->sock, &text, &n))
+    while (answer == NULL && !broken && proto_read_text(&inbox, w->sock, &text, &n)) {
         answer = take_text(w->sock, text, n, &broken); /* runs sent ahead and skips are kept */
+        proto_drop(&inbox);
+    }
     char err[256];
     if (answer == NULL || proto_parse_reply(answer, reply, err, sizeof(err)) != 0)
         _exit(0);

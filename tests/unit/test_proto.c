@@ -951,8 +951,8 @@ static void test_done_written_as_text(void **state)
     json_decref(result);
 }
 
-/* Messages taken one by one out of a reader that keeps filling, in pieces of every size:
- * each whole and in order (taking one moves nothing; the room is made when reading). */
+/* Messages read as text out of a reader that keeps filling, in pieces of every size: each
+ * whole and in order; a message peeked at stays first until it is dropped. */
 static void test_reader_stream_in_pieces(void **state)
 {
     (void)state;
@@ -980,20 +980,20 @@ static void test_reader_stream_in_pieces(void **state)
     const char *text;
     size_t n;
     while (next < N && proto_read_text(&r, sv[1], &text, &n)) {
-        json_t *m = json_loadb(text, n, 0, NULL);
-        struct proto_progress p;
-        char err[128];
-        assert_int_equal(proto_parse_progress(m, &p, err, sizeof(err)), 0);
-        assert_int_equal(p.id, next);
-        json_decref(m);
-        next++;
-        while (next < N && proto_next_text(&r, &text, &n, &broken)) {
-            m = json_loadb(text, n, 0, NULL);
+        do {
+            json_t *m = json_loadb(text, n, 0, NULL);
+            struct proto_progress p;
+            char err[128];
             assert_int_equal(proto_parse_progress(m, &p, err, sizeof(err)), 0);
             assert_int_equal(p.id, next);
             json_decref(m);
+            const char *again;
+            size_t n_again;
+            assert_int_equal(proto_peek(&r, &again, &n_again, &broken), 1);
+            assert_true(again == text && n_again == n);
+            proto_drop(&r);
             next++;
-        }
+        } while (next < N && proto_peek(&r, &text, &n, &broken));
         assert_int_equal(broken, 0);
     }
     assert_int_equal(next, N);
