@@ -98,6 +98,9 @@ struct worker {
     int nq;
     int dead;
     int leaving; /* to be retired once its attempt is settled: takes no new one */
+    /* Started ahead for a worker whose quota of attempts is all given out: takes none until
+     * a slot is free for it (pick, runner_tick). */
+    int heir;
     int64_t exiting; /* mono ms: let go (socket shut), running its fini(); killed after it */
     /* Frames for the worker not written yet: a turn's run messages go out in one write
      * (runner_flush); what the socket does not take waits for EPOLLOUT. */
@@ -951,7 +954,7 @@ static int load_of(const worker *w)
 /* May w take new attempts at all? */
 static int eligible(const runner *r, const worker *w)
 {
-    return !w->dead && !w->leaving && w->generation == r->generation;
+    return !w->dead && !w->leaving && !w->heir && w->generation == r->generation;
 }
 
 /* How many more attempts w takes: its queue's room, within its quota of attempts. */
@@ -974,6 +977,19 @@ static int occupied(const runner *r)
     return n;
 }
 
+/* The heir (started ahead), now a worker like the others, or NULL when there is none. */
+static worker *take_heir(runner *r)
+{
+    for (size_t i = 0; i < r->n_workers; i++) {
+        worker *w = r->workers[i];
+        if (w->heir && !w->dead) {
+            w->heir = 0;
+            return w;
+        }
+    }
+    return NULL;
+}
+
 /*
  * The worker for a new attempt: an idle one; else a new one while fewer than max_workers
  * hold a slot (for a nested call, always); else (not for a nested call, which never waits
@@ -990,8 +1006,10 @@ static worker *pick(runner *r, int nested)
         if (room > 0 && (best == NULL || load_of(w) < load_of(best)))
             best = w;
     }
-    if (nested || occupied(r) < r->o.max_workers)
-        return spawn(r);
+    if (nested || occupied(r) < r->o.max_workers) {
+        worker *heir = take_heir(r);
+        return heir ? heir : spawn(r);
+    }
     return best;
 }
 
@@ -1400,6 +1418,22 @@ void runner_tick(runner *r)
     for (size_t i = r->n_workers; i-- > 0;)
         if (r->workers[i]->exiting && now >= r->workers[i]->exiting)
             retire_now(r, r->workers[i], 0);
+    /* A worker leaves at its quota of attempts, and a fresh one takes its slot. That one
+     * starts ahead, while the last eighth of the quota runs: a worker takes milliseconds to
+     * start (exec, moving into its cgroup: up to 20 ms on a busy machine), during which its
+     * slot stayed empty at each retirement. It takes no attempt until the slot is free, so
+     * no more attempts run at once than max_workers. One for each worker due to leave. */
+    int heirs = 0, due = 0;
+    for (size_t i = 0; i < r->n_workers; i++) {
+        worker *w = r->workers[i];
+        heirs += w->heir;
+        due += eligible(r, w) && w->ctl < 0 &&
+               w->jobs_done + load_of(w) >= r->o.max_jobs - r->o.max_jobs / 8;
+    }
+    for (worker *next; heirs < due && (next = spawn(r)) != NULL; heirs++)
+        next->heir = 1;
+    if (occupied(r) < r->o.max_workers)
+        take_heir(r);
     /* Keep a few idle workers ready so an attempt never waits for a fork. */
     int idle = 0, leaving = 0;
     for (size_t i = 0; i < r->n_workers; i++) {

@@ -586,6 +586,69 @@ static void test_forged_done_is_refused(void **state)
     }
 }
 
+/* This process's children (the workers; their commands are theirs) into kids; how many. */
+static int my_children(pid_t *kids, int max)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    if (f && fgets(buf, sizeof(buf), f))
+        for (char *p = buf, *end; n < max && (kids[n] = (pid_t)strtol(p, &end, 10)) > 0; p = end)
+            n++;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/*
+ * A worker leaving at its quota has its successor started ahead, while its last attempts
+ * run, so the slot is not empty while a worker starts; the successor takes no attempt
+ * before the slot is free: never more attempts at once than max_workers.
+ */
+static void test_successor_started_ahead(void **state)
+{
+    (void)state;
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    runner_opts o = {.max_workers = 1, .prefork = 0, .max_jobs = 8, .grace_ms = 400};
+    runner_events ev = {.log = on_log, .done = on_done};
+    s.r = runner_create(&o, &ev, &s);
+    for (intptr_t t = 1; t <= 8; t++)
+        assert_non_null(start_logging(&s, "quota", "sleep 0.05", 0, t, 0));
+    int most = 0;
+    pid_t kids[8], first = 0, heir = 0;
+    int64_t until = mono_ms() + 20000;
+    while (s.done < 8 && mono_ms() < until) {
+        struct pollfd p = {.fd = runner_fd(s.r), .events = POLLIN};
+        poll(&p, 1, 20);
+        runner_process(s.r);
+        runner_tick(s.r);
+        assert_true(runner_busy(s.r) <= 1);
+        if (s.done < 8) { /* the first worker has not left: no room for another attempt */
+            assert_null(start_logging(&s, "no room", NULL, 0, 0, 0));
+            int n = my_children(kids, 8);
+            most = n > most ? n : most;
+            for (int i = 0; i < n && n == 2; i++)
+                if (kids[i] != s.pid_by_tag[1] && s.pid_by_tag[1])
+                    heir = kids[i];
+        }
+    }
+    assert_int_equal(s.done, 8);
+    first = s.pid_by_tag[1];
+    for (int t = 1; t <= 8; t++) {
+        assert_int_equal(s.by_tag[t].kind, OUTCOME_OK);
+        assert_int_equal(s.pid_by_tag[t], first);
+    }
+    assert_int_equal(most, 2); /* the successor ran beside the first worker's last attempts */
+    assert_true(heir > 0 && heir != first);
+    assert_non_null(start_logging(&s, "next", NULL, 0, 9, 0));
+    wait_done(&s, 9);
+    assert_int_equal(s.by_tag[9].kind, OUTCOME_OK);
+    assert_int_equal(s.pid_by_tag[9], heir); /* the one started ahead */
+    finish(&s);
+}
+
 int main(int argc, char **argv)
 {
     const char *forge = getenv("FERRY_TEST_RUNNER_FORGE");
@@ -613,6 +676,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_forged_done_is_refused),
         cmocka_unit_test(test_queued_runs_written_together),
         cmocka_unit_test(test_plugin_changed_moves_queued),
+        cmocka_unit_test(test_successor_started_ahead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
