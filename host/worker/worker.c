@@ -832,9 +832,11 @@ static void *watch_host(void *arg)
 /*
  * A worker never outlives its host: a lost host's items are recovered by another host and
  * must not still be running here. A thread watches the host through a pidfd and, when the
- * host is gone, kills everything the attempt started (reap.h), then the worker. The
- * PR_SET_PDEATHSIG the runner set before exec is cleared once the guard runs: it would kill
- * the worker at once, before the guard could end its descendants, which PID 1 then inherits.
+ * host is gone, kills everything the attempt started (reap.h), then the worker; a host gone
+ * before the guard starts (its parent is another) ends the worker here. The
+ * PR_SET_PDEATHSIG ferry-priv's keeper sets before exec is cleared once the guard runs: it
+ * would kill the worker at once, before the guard could end its descendants, which PID 1
+ * then inherits.
  */
 static void guard_host(pid_t host)
 {
