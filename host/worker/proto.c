@@ -286,6 +286,39 @@ static int scan_uint(const char **p, const char *end, int64_t *v)
     return 1;
 }
 
+/* A member's name in a plain message (scan_done, proto_scan_run): keys[i] and its length. */
+struct plain_key {
+    const char *name;
+    size_t len;
+};
+#define PLAIN_KEY(name)                                                                            \
+    {                                                                                              \
+        name, sizeof(name) - 1                                                                     \
+    }
+
+/*
+ * The member at *p: the index of its name among keys[0, n), *p moved past the colon after
+ * it; -1 for a name not among them or already seen (each at most once: seen, a bit each).
+ */
+static int plain_member(const char **p, const char *end, const struct plain_key *keys, int n,
+                        unsigned *seen)
+{
+    int k = -1;
+    for (int i = 0; i < n && k < 0; i++) {
+        size_t kl = keys[i].len;
+        /* The quotes and colon first: they rule out every key of another length without
+         * a call to memcmp (30 calls a message, the most of its scan, before). */
+        if ((size_t)(end - *p) > kl + 2 && (*p)[0] == '"' && (*p)[kl + 1] == '"' &&
+            (*p)[kl + 2] == ':' && memcmp(*p + 1, keys[i].name, kl) == 0)
+            k = i;
+    }
+    if (k < 0 || (*seen & (1u << k)))
+        return -1;
+    *seen |= 1u << k;
+    *p += keys[k].len + 3;
+    return k;
+}
+
 /*
  * A "done" message's text parsed without a JSON tree, when it is plain: compact JSON of
  * one flat object, members op "done", id, code, result null, error null, duration_ms and
@@ -297,17 +330,11 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
 {
     const char *p = text, *end = text + n;
     enum { K_OP, K_ID, K_CODE, K_RESULT, K_ERROR, K_DURATION, K_RETIRE, K_DRAINED, K_SKIPPED };
-#define KEY(name)                                                                                  \
-    {                                                                                              \
-        name, sizeof(name) - 1                                                                     \
-    }
-    static const struct {
-        const char *name;
-        size_t len;
-    } keys[] = {KEY("op"),     KEY("id"),          KEY("code"),   KEY("result"),
-                KEY("error"),  KEY("duration_ms"), KEY("retire"), KEY("stderr_drained"),
-                KEY("skipped")};
-#undef KEY
+    static const struct plain_key keys[] = {PLAIN_KEY("op"),     PLAIN_KEY("id"),
+                                            PLAIN_KEY("code"),   PLAIN_KEY("result"),
+                                            PLAIN_KEY("error"),  PLAIN_KEY("duration_ms"),
+                                            PLAIN_KEY("retire"), PLAIN_KEY("stderr_drained"),
+                                            PLAIN_KEY("skipped")};
     unsigned seen = 0;
     memset(out, 0, sizeof(*out));
     if (!lit(&p, end, "{", 1))
@@ -317,19 +344,9 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
             break;
         if (!first && !lit(&p, end, ",", 1))
             return 0;
-        int k = -1;
-        for (int i = 0; i < (int)(sizeof(keys) / sizeof(keys[0])) && k < 0; i++) {
-            size_t kl = keys[i].len;
-            /* The quotes and colon first: they rule out every key of another length without
-             * a call to memcmp (30 calls a message, the most of its scan, before). */
-            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && p[kl + 1] == '"' && p[kl + 2] == ':' &&
-                memcmp(p + 1, keys[i].name, kl) == 0)
-                k = i;
-        }
-        if (k < 0 || (seen & (1u << k)))
+        int k = plain_member(&p, end, keys, (int)(sizeof(keys) / sizeof(keys[0])), &seen);
+        if (k < 0)
             return 0;
-        seen |= 1u << k;
-        p += keys[k].len + 3;
         if (k == K_OP || k == K_CODE) {
             if (!lit(&p, end, "\"", 1))
                 return 0;
@@ -1014,9 +1031,9 @@ int proto_parse_run(const json_t *msg, struct proto_run *out, char *err, size_t 
 
 /* A plain string's text at *p (after its opening quote): printable ASCII up to the closing
  * quote, no escapes. Returns its end (the quote), p moved past it; NULL when not plain. */
-static char *plain_string(char **p, const char *end)
+static const char *plain_string(const char **p, const char *end)
 {
-    char *s = *p;
+    const char *s = *p;
     while (s < end && *s != '"' && *s != '\\' && *s >= 0x20 && *s < 0x7f)
         s++;
     if (s == end || *s != '"')
@@ -1030,11 +1047,10 @@ static char *plain_string(char **p, const char *end)
  * integers of at most 18 digits, nested at most 32 deep): a value jansson reads whatever
  * else it holds, so one kept as text is parsed later without fail. NULL for anything else.
  */
-static char *plain_value(char *p, const char *end, int depth)
+static const char *plain_value(const char *p, const char *end, int depth)
 {
     if (p == end || depth > 32)
         return NULL;
-    const char *cp = p;
     if (*p == '"') {
         p++;
         return plain_string(&p, end) ? p : NULL;
@@ -1058,11 +1074,11 @@ static char *plain_value(char *p, const char *end, int depth)
                 return NULL;
         }
     }
-    if (lit(&cp, end, "true", 4) || lit(&cp, end, "false", 5) || lit(&cp, end, "null", 4))
-        return p + (cp - p);
+    if (lit(&p, end, "true", 4) || lit(&p, end, "false", 5) || lit(&p, end, "null", 4))
+        return p;
     int64_t v;
-    lit(&cp, end, "-", 1);
-    return scan_uint(&cp, end, &v) ? p + (cp - p) : NULL;
+    lit(&p, end, "-", 1);
+    return scan_uint(&p, end, &v) ? p : NULL;
 }
 
 int proto_scan_run(char *text, size_t n, struct proto_run *out)
@@ -1086,81 +1102,48 @@ int proto_scan_run(char *text, size_t n, struct proto_run *out)
         K_DEADLINE,
         K_N
     };
-    /* Each key with what it holds: a string (at most max bytes, 0: any), an object or an
-     * integer (at most max). */
-#define KEY(name, kind, max)                                                                       \
-    {                                                                                              \
-        name, sizeof(name) - 1, kind, max                                                          \
-    }
-    static const struct {
-        const char *name;
-        size_t len;
-        char kind;
-        int64_t max;
-    } keys[K_N] = {
-        KEY("op", 's', 0),
-        KEY("id", 'i', INT64_MAX),
-        KEY("plugin", 's', 4096),
-        KEY("function", 's', 256),
-        KEY("params", 'o', 0),
-        KEY("config", 'o', 0),
-        KEY("machine", 'o', 0),
-        KEY("pre_hook", 's', 0),
-        KEY("post_hook", 's', 0),
-        KEY("hook_dir", 's', 4096),
-        KEY("ssh_key", 's', 0),
-        KEY("task", 's', 256),
-        KEY("attempt", 'i', INT32_MAX),
-        KEY("depth", 'i', 1000),
-        KEY("timeout_ms", 'i', INT64_MAX),
-        KEY("deadline", 'i', INT64_MAX),
-    };
-#undef KEY
-    char *str[K_N] = {0}, *ends[K_N] = {0}; /* a string's text and its closing quote */
-    char *obj[K_N] = {0}, *obj_end[K_N] = {0};
+    static const struct plain_key keys[K_N] = {
+        PLAIN_KEY("op"),       PLAIN_KEY("id"),       PLAIN_KEY("plugin"),
+        PLAIN_KEY("function"), PLAIN_KEY("params"),   PLAIN_KEY("config"),
+        PLAIN_KEY("machine"),  PLAIN_KEY("pre_hook"), PLAIN_KEY("post_hook"),
+        PLAIN_KEY("hook_dir"), PLAIN_KEY("ssh_key"),  PLAIN_KEY("task"),
+        PLAIN_KEY("attempt"),  PLAIN_KEY("depth"),    PLAIN_KEY("timeout_ms"),
+        PLAIN_KEY("deadline")};
+    /* What each holds: a string (s), an object (o) or an integer (i); at most max bytes
+     * (0: any) or max. The first four are required. */
+    static const char kind[K_N + 1] = "sissooosssssiiii";
+    static const int64_t max[K_N] = {0,   INT64_MAX, 4096, 256,       0,        0, 0, 0, 0, 4096, 0,
+                                     256, INT32_MAX, 1000, INT64_MAX, INT64_MAX};
+    const char *str[K_N] = {0}, *ends[K_N] = {0}; /* a string's text and its closing quote */
+    const char *obj[K_N] = {0}, *obj_end[K_N] = {0};
     int64_t num[K_N] = {0};
     unsigned seen = 0;
-    char *p = text, *end = text + n;
-    if (n < 2 || *p++ != '{')
+    const char *p = text, *end = text + n;
+    if (!lit(&p, end, "{", 1))
         return 0;
     for (int first = 1;; first = 0) {
-        if (p < end && *p == '}' && !first) {
-            p++;
+        if (!first && lit(&p, end, "}", 1))
             break;
-        }
-        if (!first && (p == end || *p++ != ','))
+        if (!first && !lit(&p, end, ",", 1))
             return 0;
-        int k = -1;
-        for (int i = 0; i < K_N && k < 0; i++) {
-            size_t kl = keys[i].len;
-            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && p[kl + 1] == '"' && p[kl + 2] == ':' &&
-                memcmp(p + 1, keys[i].name, kl) == 0)
-                k = i;
-        }
-        if (k < 0 || (seen & (1u << k)))
+        int k = plain_member(&p, end, keys, K_N, &seen);
+        if (k < 0)
             return 0;
-        seen |= 1u << k;
-        p += keys[k].len + 3;
-        const char *cp = p;
-        if (keys[k].kind != 'i' && lit(&cp, end, "null", 4) && k != K_OP && k != K_ID &&
-            k != K_PLUGIN && k != K_FUNCTION) {
-            p += 4; /* an optional member given as null: absent */
-        } else if (keys[k].kind == 's') {
-            if (p == end || *p++ != '"')
+        if (k > K_FUNCTION && kind[k] != 'i' && lit(&p, end, "null", 4))
+            continue; /* an optional member given as null: absent */
+        if (kind[k] == 's') {
+            if (!lit(&p, end, "\"", 1))
                 return 0;
             str[k] = p;
-            if ((ends[k] = plain_string(&p, end)) == NULL ||
-                (keys[k].max && ends[k] - str[k] > keys[k].max))
+            if ((ends[k] = plain_string(&p, end)) == NULL || (max[k] && ends[k] - str[k] > max[k]))
                 return 0;
-        } else if (keys[k].kind == 'o') {
+        } else if (kind[k] == 'o') {
             if (p == end || *p != '{' || (obj_end[k] = plain_value(p, end, 0)) == NULL)
                 return 0;
             obj[k] = p;
             p = obj_end[k];
-        } else {
-            if (!scan_uint(&cp, end, &num[k]) || num[k] > keys[k].max)
-                return 0;
-            p += cp - p;
+        } else if (!scan_uint(&p, end, &num[k]) || num[k] > max[k]) {
+            return 0;
         }
     }
     unsigned needed = 1u << K_OP | 1u << K_ID | 1u << K_PLUGIN | 1u << K_FUNCTION;
@@ -1175,15 +1158,15 @@ int proto_scan_run(char *text, size_t n, struct proto_run *out)
             return 0;
         }
     }
-    /* Plain and whole: from here on the text is taken apart. */
+    /* Plain and whole: from here on the text is taken apart, each string ended at its
+     * closing quote, the machine at the ',' or '}' after it. */
     memset(out, 0, sizeof(*out));
     for (int k = 0; k < K_N; k++)
         if (ends[k])
-            *ends[k] = '\0';
+            text[ends[k] - text] = '\0';
     struct attempt_spec *s = &out->spec;
     if (obj[K_MACHINE]) {
-        /* Its end is the ',' or '}' after it, which the scan no longer needs. */
-        *obj_end[K_MACHINE] = '\0';
+        text[obj_end[K_MACHINE] - text] = '\0';
         s->machine_json = obj[K_MACHINE];
     }
     out->id = num[K_ID];

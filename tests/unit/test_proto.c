@@ -805,21 +805,22 @@ static void test_run_scanned_without_a_tree(void **state)
     json_t *config = json_pack("{s:b,s:{s:n}}", "fast", 1, "deep", "k");
     json_t *machine = json_pack("{s:s,s:b,s:i,s:[],s:{},s:n,s:s}", "name", "m1", "local", 0, "port",
                                 -22, "tags", "labels", "gone", "empty", "");
-    struct proto_run full = {.id = 42,
-                             .deadline_ms = 1700000000123,
-                             .spec = {.plugin = "/p/core.so",
-                                      .function = "log_message",
-                                      .params = params,
-                                      .config = config,
-                                      .machine = machine,
-                                      .pre_hook = "stop.sh --now",
-                                      .post_hook = "start.sh",
-                                      .hook_dir = "/ds/repositories/webapp",
-                                      .ssh_key = "-----BEGIN KEY-----",
-                                      .task_id = "t-1",
-                                      .attempt = 3,
-                                      .depth = 2,
-                                      .timeout_ms = 5000}};
+    /* Every member set (as test_run_round_trip's), strings of every kind a plain one has. */
+    struct proto_run full = {.id = 42, .deadline_ms = 1700000000123};
+    struct attempt_spec *f = &full.spec;
+    f->plugin = "/p/core.so";
+    f->function = "log_message";
+    f->params = params;
+    f->config = config;
+    f->machine = machine;
+    f->pre_hook = "stop.sh --now 'a b' {x} [y] ~!@#$%^&*()_+=|;:,.<>?/`";
+    f->post_hook = "start.sh";
+    f->hook_dir = "/ds/repositories/webapp";
+    f->ssh_key = "-----BEGIN KEY-----";
+    f->task_id = "t-1";
+    f->attempt = 3;
+    f->depth = 2;
+    f->timeout_ms = 5000;
     expect_scan_as_parse(&full);
     struct proto_run bare = {.id = 1, .spec = {.plugin = "/p.so", .function = "f"}};
     expect_scan_as_parse(&bare);
