@@ -1160,29 +1160,26 @@ int proto_scan_run(char *text, size_t n, struct proto_run *out)
     }
     /* Plain and whole: from here on the text is taken apart, each string ended at its
      * closing quote, the machine at the ',' or '}' after it. */
-    memset(out, 0, sizeof(*out));
     for (int k = 0; k < K_N; k++)
         if (ends[k])
             text[ends[k] - text] = '\0';
-    struct attempt_spec *s = &out->spec;
-    if (obj[K_MACHINE]) {
+    if (obj[K_MACHINE])
         text[obj_end[K_MACHINE] - text] = '\0';
-        s->machine_json = obj[K_MACHINE];
-    }
-    out->id = num[K_ID];
-    out->deadline_ms = num[K_DEADLINE];
-    s->plugin = str[K_PLUGIN];
-    s->function = str[K_FUNCTION];
-    s->params = parsed[K_PARAMS];
-    s->config = parsed[K_CONFIG];
-    s->pre_hook = str[K_PRE];
-    s->post_hook = str[K_POST];
-    s->hook_dir = str[K_HOOK_DIR];
-    s->ssh_key = str[K_SSH_KEY];
-    s->task_id = str[K_TASK];
-    s->attempt = (int)num[K_ATTEMPT];
-    s->depth = (int)num[K_DEPTH];
-    s->timeout_ms = num[K_TIMEOUT];
+    *out = (struct proto_run){.id = num[K_ID],
+                              .deadline_ms = num[K_DEADLINE],
+                              .spec = {.plugin = str[K_PLUGIN],
+                                       .function = str[K_FUNCTION],
+                                       .params = parsed[K_PARAMS],
+                                       .config = parsed[K_CONFIG],
+                                       .machine_json = obj[K_MACHINE],
+                                       .pre_hook = str[K_PRE],
+                                       .post_hook = str[K_POST],
+                                       .hook_dir = str[K_HOOK_DIR],
+                                       .ssh_key = str[K_SSH_KEY],
+                                       .task_id = str[K_TASK],
+                                       .attempt = (int)num[K_ATTEMPT],
+                                       .depth = (int)num[K_DEPTH],
+                                       .timeout_ms = num[K_TIMEOUT]}};
     return 1;
 }
 
