@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static int write_all(int fd, const char *p, size_t n)
@@ -171,14 +172,16 @@ static int reserve(proto_reader *r)
     return grow(&r->buf, &r->cap, r->len, 65536, 131072);
 }
 
-int proto_fill(proto_reader *r, int fd)
+/* proto_fill(), or with now proto_fill_now(): a blocking socket read without waiting. */
+static int fill(proto_reader *r, int fd, int now)
 {
     int got = 0;
     for (;;) {
         if (reserve(r) != 0)
             return -1;
         size_t room = r->cap - r->len;
-        ssize_t n = read(fd, r->buf + r->len, room);
+        ssize_t n =
+            now ? recv(fd, r->buf + r->len, room, MSG_DONTWAIT) : read(fd, r->buf + r->len, room);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -192,6 +195,16 @@ int proto_fill(proto_reader *r, int fd)
         if ((size_t)n < room || r->len > PROTO_MAX_MESSAGE + 4)
             return 1;
     }
+}
+
+int proto_fill(proto_reader *r, int fd)
+{
+    return fill(r, fd, 0);
+}
+
+int proto_fill_now(proto_reader *r, int fd)
+{
+    return fill(r, fd, 1);
 }
 
 int proto_read_text(proto_reader *r, int fd, const char **text, size_t *len)

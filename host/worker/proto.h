@@ -55,6 +55,9 @@ typedef struct proto_reader {
  * when data was read, 0 when the fd would block, -1 on end of file or error.
  */
 int proto_fill(proto_reader *r, int fd);
+/* As proto_fill(), from a blocking socket, without waiting: what the peer wrote so far, in
+ * the one system call that also says there is nothing (a worker's look before each start). */
+int proto_fill_now(proto_reader *r, int fd);
 
 /*
  * Takes the next complete message out of r. Returns a new reference, NULL when no complete

@@ -252,10 +252,10 @@ static void read_input(int sock, int wait)
         size_t n;
         int got = proto_peek(&inbox, &text, &n, &broken);
         if (!got && !broken) {
-            int avail = 0;
-            if (!(wait && n_queued == 0) && (ioctl(sock, FIONREAD, &avail) != 0 || avail <= 0))
+            /* Nothing now (or the host closed the socket, found when the worker waits). */
+            if (!(wait && n_queued == 0) && proto_fill_now(&inbox, sock) <= 0)
                 return;
-            got = proto_read_text(&inbox, sock, &text, &n);
+            got = proto_read_text(&inbox, sock, &text, &n); /* what came, or its rest */
         }
         json_t *msg = got ? take_text(sock, text, n, &broken) : NULL;
         if (got)

@@ -1007,6 +1007,33 @@ static void test_reader_stream_in_pieces(void **state)
     assert_int_equal(status, 0);
 }
 
+/* A worker's look at its blocking socket before each start: what came, never a wait. */
+static void test_fill_now_never_waits(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    proto_reader r = {0};
+    assert_int_equal(proto_fill_now(&r, sv[1]), 0); /* blocking socket, nothing there */
+    struct proto_skip skip = {.id = 9};
+    json_t *m = proto_build_skip(&skip);
+    assert_int_equal(proto_send(sv[0], m), 0);
+    assert_int_equal(proto_send(sv[0], m), 0);
+    json_decref(m);
+    assert_int_equal(proto_fill_now(&r, sv[1]), 1);
+    int broken = 0;
+    for (int i = 0; i < 2; i++) {
+        m = proto_next(&r, &broken);
+        assert_int_equal(proto_op_of(m), PROTO_SKIP);
+        json_decref(m);
+    }
+    assert_int_equal(proto_fill_now(&r, sv[1]), 0);
+    close(sv[0]);
+    assert_int_equal(proto_fill_now(&r, sv[1]), -1); /* the peer is gone */
+    proto_reader_free(&r);
+    close(sv[1]);
+}
+
 /* A message larger than the peer accepts is never written. */
 static void test_oversized_message_is_not_sent(void **state)
 {
@@ -1098,6 +1125,7 @@ int main(void)
         cmocka_unit_test(test_run_scanned_without_a_tree),
         cmocka_unit_test(test_done_written_as_text),
         cmocka_unit_test(test_reader_stream_in_pieces),
+        cmocka_unit_test(test_fill_now_never_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
