@@ -978,12 +978,18 @@ static int occupied(const runner *r)
     return n;
 }
 
-/* The heir (started ahead), now a worker like the others, or NULL when there is none. */
+/* w was started ahead and may still take attempts (not retired by a recycle meanwhile). */
+static int heir_ready(const runner *r, const worker *w)
+{
+    return w->heir && !w->dead && !w->leaving && w->generation == r->generation;
+}
+
+/* An heir, now a worker like the others, or NULL when there is none. */
 static worker *take_heir(runner *r)
 {
     for (size_t i = 0; i < r->n_workers; i++) {
         worker *w = r->workers[i];
-        if (w->heir && !w->dead) {
+        if (heir_ready(r, w)) {
             w->heir = 0;
             return w;
         }
@@ -1427,7 +1433,7 @@ void runner_tick(runner *r)
     int heirs = 0, due = 0;
     for (size_t i = 0; i < r->n_workers; i++) {
         worker *w = r->workers[i];
-        heirs += w->heir;
+        heirs += heir_ready(r, w);
         due += eligible(r, w) && w->ctl < 0 &&
                w->jobs_done + load_of(w) >= r->o.max_jobs - r->o.max_jobs / 8;
     }

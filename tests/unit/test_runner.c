@@ -657,6 +657,50 @@ static void test_successor_started_ahead(void **state)
     finish(&s);
 }
 
+/* A successor started ahead and then recycled (the plugins changed) is let go: the next
+ * attempt, started before the runner saw it exit, is not handed to it but to a fresh worker. */
+static void test_recycled_successor_takes_nothing(void **state)
+{
+    (void)state;
+    struct seen s;
+    memset(&s, 0, sizeof(s));
+    pid_t old[64];
+    int n_old = my_children(old, 64, NULL, 0);
+    runner_opts o = {.max_workers = 1, .prefork = 0, .max_jobs = 1, .grace_ms = 400};
+    runner_events ev = {.log = on_log, .done = on_done};
+    s.r = runner_create(&o, &ev, &s);
+    runner_job *job = start_logging(&s, "only", "sleep 0.3", 0, 1, 0);
+    assert_non_null(job);
+    pid_t first = runner_job_pid(job), kids[8], heir = 0;
+    int64_t until = mono_ms() + 20000;
+    while (heir == 0 && s.done < 1 && mono_ms() < until) {
+        struct pollfd p = {.fd = runner_fd(s.r), .events = POLLIN};
+        poll(&p, 1, 20);
+        runner_process(s.r);
+        runner_tick(s.r);
+        int n = my_children(kids, 8, old, n_old);
+        for (int i = 0; i < n && s.done < 1; i++)
+            heir = kids[i] != first ? kids[i] : heir;
+    }
+    assert_true(heir > 0);
+    /* Stopped, it cannot exit: the runner holds it as let go until its time is up. */
+    kill(heir, SIGSTOP);
+    runner_recycle(s.r);
+    while (s.done < 1 && mono_ms() < until) {
+        struct pollfd p = {.fd = runner_fd(s.r), .events = POLLIN};
+        poll(&p, 1, 20);
+        runner_process(s.r);
+    }
+    assert_int_equal(s.by_tag[1].kind, OUTCOME_OK);
+    job = start_logging(&s, "after", NULL, 0, 2, 0);
+    assert_non_null(job);
+    assert_true(runner_job_pid(job) != heir);
+    kill(heir, SIGCONT);
+    wait_done(&s, 2);
+    assert_int_equal(s.by_tag[2].kind, OUTCOME_OK);
+    finish(&s);
+}
+
 int main(int argc, char **argv)
 {
     const char *forge = getenv("FERRY_TEST_RUNNER_FORGE");
@@ -685,6 +729,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_queued_runs_written_together),
         cmocka_unit_test(test_plugin_changed_moves_queued),
         cmocka_unit_test(test_successor_started_ahead),
+        cmocka_unit_test(test_recycled_successor_takes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
