@@ -607,6 +607,17 @@ static int my_children(pid_t *kids, int max, const pid_t *old, int n_old)
     return n;
 }
 
+/* A runner of one worker that leaves after max_jobs attempts; the children already there
+ * (64 at most) into old. */
+static void start_quota(struct seen *s, int max_jobs, pid_t *old, int *n_old)
+{
+    memset(s, 0, sizeof(*s));
+    *n_old = my_children(old, 64, NULL, 0);
+    runner_opts o = {.max_workers = 1, .prefork = 0, .max_jobs = max_jobs, .grace_ms = 400};
+    runner_events ev = {.log = on_log, .done = on_done};
+    s->r = runner_create(&o, &ev, s);
+}
+
 /*
  * A worker leaving at its quota has its successor started ahead, while its last attempts
  * run, so the slot is not empty while a worker starts; the successor takes no attempt
@@ -616,12 +627,9 @@ static void test_successor_started_ahead(void **state)
 {
     (void)state;
     struct seen s;
-    memset(&s, 0, sizeof(s));
     pid_t old[64];
-    int n_old = my_children(old, 64, NULL, 0);
-    runner_opts o = {.max_workers = 1, .prefork = 0, .max_jobs = 8, .grace_ms = 400};
-    runner_events ev = {.log = on_log, .done = on_done};
-    s.r = runner_create(&o, &ev, &s);
+    int n_old;
+    start_quota(&s, 8, old, &n_old);
     for (intptr_t t = 1; t <= 8; t++)
         assert_non_null(start_logging(&s, "quota", "sleep 0.05", 0, t, 0));
     int most = 0;
@@ -663,12 +671,9 @@ static void test_recycled_successor_takes_nothing(void **state)
 {
     (void)state;
     struct seen s;
-    memset(&s, 0, sizeof(s));
     pid_t old[64];
-    int n_old = my_children(old, 64, NULL, 0);
-    runner_opts o = {.max_workers = 1, .prefork = 0, .max_jobs = 1, .grace_ms = 400};
-    runner_events ev = {.log = on_log, .done = on_done};
-    s.r = runner_create(&o, &ev, &s);
+    int n_old;
+    start_quota(&s, 1, old, &n_old);
     runner_job *job = start_logging(&s, "only", "sleep 0.3", 0, 1, 0);
     assert_non_null(job);
     pid_t first = runner_job_pid(job), kids[8], heir = 0;
