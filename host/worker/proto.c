@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static int write_all(int fd, const char *p, size_t n)
@@ -114,18 +115,31 @@ void proto_buf_free(struct proto_buf *b)
     memset(b, 0, sizeof(*b));
 }
 
+/* Where a blocking sender frames its message, straight from the encoder, to send it in one
+ * write: kept for the next message (a worker sends one or more per attempt), unless a large
+ * one grew it. */
+static __thread struct proto_buf send_buf;
+
+/* Writes what send_buf holds when rc (framing it) is 0; returns rc, else the write's. */
+static int send_framed(int fd, int rc)
+{
+    if (rc == 0)
+        rc = write_all(fd, send_buf.p, send_buf.len);
+    if (send_buf.cap > 1024 * 1024)
+        proto_buf_free(&send_buf);
+    return rc;
+}
+
 int proto_send(int fd, const json_t *msg)
 {
-    /* One pass of the encoder straight into the frame, one write. The buffer is kept for
-     * the next message (a worker sends one or more per attempt), unless a large one grew it. */
-    static __thread struct proto_buf b;
-    b.len = 0;
-    int rc = proto_buf_msg(&b, msg);
-    if (rc == 0)
-        rc = write_all(fd, b.p, b.len);
-    if (b.cap > 1024 * 1024)
-        proto_buf_free(&b);
-    return rc;
+    send_buf.len = 0;
+    return send_framed(fd, proto_buf_msg(&send_buf, msg));
+}
+
+int proto_send_done(int fd, const struct proto_done *m)
+{
+    send_buf.len = 0;
+    return send_framed(fd, proto_buf_done(&send_buf, m));
 }
 
 static uint32_t get_len(const char *p)
@@ -158,14 +172,16 @@ static int reserve(proto_reader *r)
     return grow(&r->buf, &r->cap, r->len, 65536, 131072);
 }
 
-int proto_fill(proto_reader *r, int fd)
+/* proto_fill(), or with now proto_fill_now(): a blocking socket read without waiting. */
+static int fill(proto_reader *r, int fd, int now)
 {
     int got = 0;
     for (;;) {
         if (reserve(r) != 0)
             return -1;
         size_t room = r->cap - r->len;
-        ssize_t n = read(fd, r->buf + r->len, room);
+        ssize_t n =
+            now ? recv(fd, r->buf + r->len, room, MSG_DONTWAIT) : read(fd, r->buf + r->len, room);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -181,41 +197,78 @@ int proto_fill(proto_reader *r, int fd)
     }
 }
 
-json_t *proto_read(proto_reader *r, int fd)
+int proto_fill(proto_reader *r, int fd)
+{
+    return fill(r, fd, 0);
+}
+
+int proto_fill_now(proto_reader *r, int fd)
+{
+    return fill(r, fd, 1);
+}
+
+int proto_read_text(proto_reader *r, int fd, const char **text, size_t *len)
 {
     for (;;) {
         int broken = 0;
-        json_t *msg = proto_next(r, &broken);
-        if (msg || broken)
-            return msg;
-        if (reserve(r) != 0)
-            return NULL;
+        if (proto_peek(r, text, len, &broken))
+            return 1;
+        if (broken || reserve(r) != 0)
+            return 0;
         ssize_t n = read(fd, r->buf + r->len, r->cap - r->len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return NULL;
+            return 0;
         r->len += (size_t)n;
     }
 }
 
-json_t *proto_next(proto_reader *r, int *broken)
+json_t *proto_read(proto_reader *r, int fd)
+{
+    const char *text;
+    size_t n;
+    if (!proto_read_text(r, fd, &text, &n))
+        return NULL;
+    json_t *msg = json_loadb(text, n, JSON_DECODE_ANY, NULL);
+    proto_drop(r);
+    return msg;
+}
+
+int proto_peek(proto_reader *r, const char **text, size_t *n, int *broken)
 {
     *broken = 0;
     if (r->len < 4)
-        return NULL;
-    uint32_t n = get_len(r->buf);
-    if (n > PROTO_MAX_MESSAGE) {
+        return 0;
+    uint32_t len = get_len(r->buf);
+    if (len > PROTO_MAX_MESSAGE) {
         *broken = 1;
-        return NULL;
+        return 0;
     }
-    if (r->len < (size_t)n + 4)
+    if (r->len < (size_t)len + 4)
+        return 0;
+    *text = r->buf + 4;
+    *n = len;
+    return 1;
+}
+
+void proto_drop(proto_reader *r)
+{
+    size_t n = 4 + (size_t)get_len(r->buf);
+    memmove(r->buf, r->buf + n, r->len - n);
+    r->len -= n;
+}
+
+json_t *proto_next(proto_reader *r, int *broken)
+{
+    const char *text;
+    size_t n;
+    if (!proto_peek(r, &text, &n, broken))
         return NULL;
-    json_t *msg = json_loadb(r->buf + 4, n, JSON_DECODE_ANY, NULL);
+    json_t *msg = json_loadb(text, n, JSON_DECODE_ANY, NULL);
     if (msg == NULL)
         *broken = 1;
-    memmove(r->buf, r->buf + 4 + n, r->len - 4 - n);
-    r->len -= 4 + (size_t)n;
+    proto_drop(r);
     return msg;
 }
 
@@ -246,6 +299,39 @@ static int scan_uint(const char **p, const char *end, int64_t *v)
     return 1;
 }
 
+/* A member's name in a plain message (scan_done, proto_scan_run): keys[i] and its length. */
+struct plain_key {
+    const char *name;
+    size_t len;
+};
+#define PLAIN_KEY(name)                                                                            \
+    {                                                                                              \
+        name, sizeof(name) - 1                                                                     \
+    }
+
+/*
+ * The member at *p: the index of its name among keys[0, n), *p moved past the colon after
+ * it; -1 for a name not among them or already seen (each at most once: seen, a bit each).
+ */
+static int plain_member(const char **p, const char *end, const struct plain_key *keys, int n,
+                        unsigned *seen)
+{
+    int k = -1;
+    for (int i = 0; i < n && k < 0; i++) {
+        size_t kl = keys[i].len;
+        /* The quotes and colon first: they rule out every key of another length without
+         * a call to memcmp (30 calls a message, the most of its scan, before). */
+        if ((size_t)(end - *p) > kl + 2 && (*p)[0] == '"' && (*p)[kl + 1] == '"' &&
+            (*p)[kl + 2] == ':' && memcmp(*p + 1, keys[i].name, kl) == 0)
+            k = i;
+    }
+    if (k < 0 || (*seen & (1u << k)))
+        return -1;
+    *seen |= 1u << k;
+    *p += keys[k].len + 3;
+    return k;
+}
+
 /*
  * A "done" message's text parsed without a JSON tree, when it is plain: compact JSON of
  * one flat object, members op "done", id, code, result null, error null, duration_ms and
@@ -257,17 +343,11 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
 {
     const char *p = text, *end = text + n;
     enum { K_OP, K_ID, K_CODE, K_RESULT, K_ERROR, K_DURATION, K_RETIRE, K_DRAINED, K_SKIPPED };
-#define KEY(name)                                                                                  \
-    {                                                                                              \
-        name, sizeof(name) - 1                                                                     \
-    }
-    static const struct {
-        const char *name;
-        size_t len;
-    } keys[] = {KEY("op"),     KEY("id"),          KEY("code"),   KEY("result"),
-                KEY("error"),  KEY("duration_ms"), KEY("retire"), KEY("stderr_drained"),
-                KEY("skipped")};
-#undef KEY
+    static const struct plain_key keys[] = {PLAIN_KEY("op"),     PLAIN_KEY("id"),
+                                            PLAIN_KEY("code"),   PLAIN_KEY("result"),
+                                            PLAIN_KEY("error"),  PLAIN_KEY("duration_ms"),
+                                            PLAIN_KEY("retire"), PLAIN_KEY("stderr_drained"),
+                                            PLAIN_KEY("skipped")};
     unsigned seen = 0;
     memset(out, 0, sizeof(*out));
     if (!lit(&p, end, "{", 1))
@@ -277,19 +357,9 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
             break;
         if (!first && !lit(&p, end, ",", 1))
             return 0;
-        int k = -1;
-        for (int i = 0; i < (int)(sizeof(keys) / sizeof(keys[0])) && k < 0; i++) {
-            size_t kl = keys[i].len;
-            /* The quotes and colon first: they rule out every key of another length without
-             * a call to memcmp (30 calls a message, the most of its scan, before). */
-            if ((size_t)(end - p) > kl + 2 && p[0] == '"' && p[kl + 1] == '"' && p[kl + 2] == ':' &&
-                memcmp(p + 1, keys[i].name, kl) == 0)
-                k = i;
-        }
-        if (k < 0 || (seen & (1u << k)))
+        int k = plain_member(&p, end, keys, (int)(sizeof(keys) / sizeof(keys[0])), &seen);
+        if (k < 0)
             return 0;
-        seen |= 1u << k;
-        p += keys[k].len + 3;
         if (k == K_OP || k == K_CODE) {
             if (!lit(&p, end, "\"", 1))
                 return 0;
@@ -335,23 +405,15 @@ static int scan_done(const char *text, size_t n, struct proto_done *out)
 int proto_next_done(proto_reader *r, json_t **msg, struct proto_done *done, int *broken)
 {
     *msg = NULL;
-    *broken = 0;
-    if (r->len < 4)
+    const char *text;
+    size_t n;
+    if (!proto_peek(r, &text, &n, broken))
         return 0;
-    uint32_t n = get_len(r->buf);
-    if (n > PROTO_MAX_MESSAGE) {
+    int plain = scan_done(text, n, done);
+    if (!plain && (*msg = json_loadb(text, n, JSON_DECODE_ANY, NULL)) == NULL)
         *broken = 1;
-        return 0;
-    }
-    if (r->len < (size_t)n + 4)
-        return 0;
-    if (!scan_done(r->buf + 4, n, done)) {
-        *msg = proto_next(r, broken);
-        return 0;
-    }
-    memmove(r->buf, r->buf + 4 + n, r->len - 4 - n);
-    r->len -= 4 + (size_t)n;
-    return 1;
+    proto_drop(r);
+    return plain;
 }
 
 void proto_reader_free(proto_reader *r)
@@ -768,19 +830,42 @@ json_t *proto_build_exit(const struct proto_exit *m)
     return j;
 }
 
+/* Appends "key":true when on. */
+static int run_flag(struct proto_buf *b, const char *key, int on)
+{
+    return on && (run_key(b, key) || buf_add("true", 4, b)) ? -1 : 0;
+}
+
+/*
+ * The done message is written as text straight from its struct too: a worker sends one per
+ * attempt. Its error object is made as error_obj() makes it.
+ */
+int proto_buf_done(struct proto_buf *b, const struct proto_done *m)
+{
+    size_t at;
+    if (frame_begin(b, &at) != 0)
+        return -1;
+    static const char head[] = "{\"op\":\"done\",\"id\":";
+    int bad = buf_add(head, sizeof(head) - 1, b) || put_int64(b, m->id) ||
+              run_str(b, "code", outcome_kind_name(m->kind)) ||
+              run_json(b, "result", m->result, "null", NULL) || run_key(b, "error");
+    if (!bad && m->code == NULL && m->message == NULL)
+        bad = buf_add("null", 4, b);
+    else if (!bad)
+        bad = buf_add("{\"code\":", 8, b) || put_text(b, m->code ? m->code : "error") ||
+              buf_add(",\"message\":", 11, b) || put_text(b, m->message ? m->message : "") ||
+              buf_add("}", 1, b);
+    bad = bad || run_int(b, "duration_ms", m->duration_ms) || run_flag(b, "retire", m->retire) ||
+          run_flag(b, "stderr_drained", m->stderr_drained) || run_flag(b, "skipped", m->skipped) ||
+          buf_add("}", 1, b);
+    return frame_end(b, at, !bad);
+}
+
 json_t *proto_build_done(const struct proto_done *m)
 {
-    json_t *j = start(PROTO_DONE, m->id, 1);
-    json_object_set_new(j, "code", json_string(outcome_kind_name(m->kind)));
-    put_obj(j, "result", m->result, 1);
-    json_object_set_new(j, "error", error_obj(m->code, m->message));
-    put_int(j, "duration_ms", m->duration_ms);
-    if (m->retire)
-        json_object_set_new(j, "retire", json_true());
-    if (m->stderr_drained)
-        json_object_set_new(j, "stderr_drained", json_true());
-    if (m->skipped)
-        json_object_set_new(j, "skipped", json_true());
+    struct proto_buf b = {0};
+    json_t *j = proto_buf_done(&b, m) == 0 ? json_loadb(b.p + 4, b.len - 4, 0, NULL) : NULL;
+    proto_buf_free(&b);
     return j;
 }
 
@@ -955,6 +1040,160 @@ int proto_parse_run(const json_t *msg, struct proto_run *out, char *err, size_t 
     s->depth = (int)get_int(&r, "depth", 0, 0, 1000, 0);
     s->timeout_ms = get_int(&r, "timeout_ms", 0, 0, INT64_MAX, 0);
     return end(&r);
+}
+
+/* A plain string's text at *p (after its opening quote): printable ASCII up to the closing
+ * quote, no escapes. Returns its end (the quote), p moved past it; NULL when not plain. */
+static const char *plain_string(const char **p, const char *end)
+{
+    const char *s = *p;
+    while (s < end && *s != '"' && *s != '\\' && *s >= 0x20 && *s < 0x7f)
+        s++;
+    if (s == end || *s != '"')
+        return NULL;
+    *p = s + 1;
+    return s;
+}
+
+/*
+ * The end of the JSON value at p when it is plain (printable ASCII strings without escapes,
+ * integers of at most 18 digits, nested at most 32 deep): a value jansson reads whatever
+ * else it holds, so one kept as text is parsed later without fail. NULL for anything else.
+ */
+static const char *plain_value(const char *p, const char *end, int depth)
+{
+    if (p == end || depth > 32)
+        return NULL;
+    if (*p == '"') {
+        p++;
+        return plain_string(&p, end) ? p : NULL;
+    }
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        p++;
+        if (p < end && *p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                if (p == end || *p++ != '"' || plain_string(&p, end) == NULL || p == end ||
+                    *p++ != ':')
+                    return NULL;
+            }
+            if ((p = plain_value(p, end, depth + 1)) == NULL || p == end)
+                return NULL;
+            if (*p == close)
+                return p + 1;
+            if (*p++ != ',')
+                return NULL;
+        }
+    }
+    if (lit(&p, end, "true", 4) || lit(&p, end, "false", 5) || lit(&p, end, "null", 4))
+        return p;
+    int64_t v;
+    lit(&p, end, "-", 1);
+    return scan_uint(&p, end, &v) ? p : NULL;
+}
+
+int proto_scan_run(char *text, size_t n, struct proto_run *out)
+{
+    enum {
+        K_OP,
+        K_ID,
+        K_PLUGIN,
+        K_FUNCTION,
+        K_PARAMS,
+        K_CONFIG,
+        K_MACHINE,
+        K_PRE,
+        K_POST,
+        K_HOOK_DIR,
+        K_SSH_KEY,
+        K_TASK,
+        K_ATTEMPT,
+        K_DEPTH,
+        K_TIMEOUT,
+        K_DEADLINE,
+        K_N
+    };
+    static const struct plain_key keys[K_N] = {
+        PLAIN_KEY("op"),       PLAIN_KEY("id"),       PLAIN_KEY("plugin"),
+        PLAIN_KEY("function"), PLAIN_KEY("params"),   PLAIN_KEY("config"),
+        PLAIN_KEY("machine"),  PLAIN_KEY("pre_hook"), PLAIN_KEY("post_hook"),
+        PLAIN_KEY("hook_dir"), PLAIN_KEY("ssh_key"),  PLAIN_KEY("task"),
+        PLAIN_KEY("attempt"),  PLAIN_KEY("depth"),    PLAIN_KEY("timeout_ms"),
+        PLAIN_KEY("deadline")};
+    /* What each holds: a string (s), an object (o) or an integer (i); at most max bytes
+     * (0: any) or max. The first four are required. */
+    static const char kind[K_N + 1] = "sissooosssssiiii";
+    static const int64_t max[K_N] = {0,   INT64_MAX, 4096, 256,       0,        0, 0, 0, 0, 4096, 0,
+                                     256, INT32_MAX, 1000, INT64_MAX, INT64_MAX};
+    const char *str[K_N] = {0}, *ends[K_N] = {0}; /* a string's text and its closing quote */
+    const char *obj[K_N] = {0}, *obj_end[K_N] = {0};
+    int64_t num[K_N] = {0};
+    unsigned seen = 0;
+    const char *p = text, *end = text + n;
+    if (!lit(&p, end, "{", 1))
+        return 0;
+    for (int first = 1;; first = 0) {
+        if (!first && lit(&p, end, "}", 1))
+            break;
+        if (!first && !lit(&p, end, ",", 1))
+            return 0;
+        int k = plain_member(&p, end, keys, K_N, &seen);
+        if (k < 0)
+            return 0;
+        if (k > K_FUNCTION && kind[k] != 'i' && lit(&p, end, "null", 4))
+            continue; /* an optional member given as null: absent */
+        if (kind[k] == 's') {
+            if (!lit(&p, end, "\"", 1))
+                return 0;
+            str[k] = p;
+            if ((ends[k] = plain_string(&p, end)) == NULL || (max[k] && ends[k] - str[k] > max[k]))
+                return 0;
+        } else if (kind[k] == 'o') {
+            if (p == end || *p != '{' || (obj_end[k] = plain_value(p, end, 0)) == NULL)
+                return 0;
+            obj[k] = p;
+            p = obj_end[k];
+        } else if (!scan_uint(&p, end, &num[k]) || num[k] > max[k]) {
+            return 0;
+        }
+    }
+    unsigned needed = 1u << K_OP | 1u << K_ID | 1u << K_PLUGIN | 1u << K_FUNCTION;
+    if (p != end || (seen & needed) != needed || ends[K_OP] - str[K_OP] != 3 ||
+        memcmp(str[K_OP], "run", 3) != 0)
+        return 0;
+    json_t *parsed[K_N] = {0};
+    for (int k = K_PARAMS; k <= K_CONFIG; k++) {
+        if (obj[k] && obj_end[k] - obj[k] > 2 &&
+            (parsed[k] = json_loadb(obj[k], (size_t)(obj_end[k] - obj[k]), 0, NULL)) == NULL) {
+            json_decref(parsed[K_PARAMS]); /* out of memory: the general way says so */
+            return 0;
+        }
+    }
+    /* Plain and whole: from here on the text is taken apart, each string ended at its
+     * closing quote, the machine at the ',' or '}' after it. */
+    for (int k = 0; k < K_N; k++)
+        if (ends[k])
+            text[ends[k] - text] = '\0';
+    if (obj[K_MACHINE])
+        text[obj_end[K_MACHINE] - text] = '\0';
+    *out = (struct proto_run){.id = num[K_ID],
+                              .deadline_ms = num[K_DEADLINE],
+                              .spec = {.plugin = str[K_PLUGIN],
+                                       .function = str[K_FUNCTION],
+                                       .params = parsed[K_PARAMS],
+                                       .config = parsed[K_CONFIG],
+                                       .machine_json = obj[K_MACHINE],
+                                       .pre_hook = str[K_PRE],
+                                       .post_hook = str[K_POST],
+                                       .hook_dir = str[K_HOOK_DIR],
+                                       .ssh_key = str[K_SSH_KEY],
+                                       .task_id = str[K_TASK],
+                                       .attempt = (int)num[K_ATTEMPT],
+                                       .depth = (int)num[K_DEPTH],
+                                       .timeout_ms = num[K_TIMEOUT]}};
+    return 1;
 }
 
 int proto_parse_reply(const json_t *msg, struct proto_reply *out, char *err, size_t errlen)

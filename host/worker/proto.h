@@ -55,12 +55,25 @@ typedef struct proto_reader {
  * when data was read, 0 when the fd would block, -1 on end of file or error.
  */
 int proto_fill(proto_reader *r, int fd);
+/* As proto_fill(), from a blocking socket, without waiting: what the peer wrote so far, in
+ * the one system call that also says there is nothing (a worker's look before each start). */
+int proto_fill_now(proto_reader *r, int fd);
 
 /*
  * Takes the next complete message out of r. Returns a new reference, NULL when no complete
  * message is buffered yet; sets *broken when the buffer holds garbage.
  */
 json_t *proto_next(proto_reader *r, int *broken);
+
+/*
+ * The next complete message's text (*text, *n bytes, not NUL-terminated), left in r: the
+ * caller takes it out with proto_drop() when done with it. Returns 1, or 0 when no complete
+ * message is buffered (*broken set when the buffer holds garbage: a length prefix out of
+ * range).
+ */
+int proto_peek(proto_reader *r, const char **text, size_t *n, int *broken);
+/* Takes out of r the message proto_peek() or proto_read_text() gave. */
+void proto_drop(proto_reader *r);
 
 struct proto_done;
 /*
@@ -77,6 +90,9 @@ int proto_next_done(proto_reader *r, json_t **msg, struct proto_done *done, int 
  * reference, or NULL on end of file, a read error or a malformed message.
  */
 json_t *proto_read(proto_reader *r, int fd);
+/* As proto_read(), the message as its text, left in r (see proto_peek()). Returns 1, or 0 on
+ * end of file, a read error or a broken length prefix. */
+int proto_read_text(proto_reader *r, int fd, const char **text, size_t *n);
 
 void proto_reader_free(proto_reader *r);
 
@@ -153,7 +169,8 @@ struct attempt_spec {
     const json_t *config;    /* the plugin's config section (object; NULL: {}) */
     const json_t *machine;   /* the machine's facts, secrets removed, or NULL */
     /* machine already written as compact JSON (json_dumps JSON_COMPACT), kept by the host
-     * with the facts so each run message copies it; NULL: machine is written. Not read. */
+     * with the facts so each run message copies it; NULL: machine is written. In a worker,
+     * the facts as proto_scan_run() left them, as text (machine NULL until parsed). */
     const char *machine_json;
     const char *pre_hook;    /* shell command run on the machine before the function, or NULL */
     const char *post_hook;   /* ... after it, or NULL */
@@ -293,6 +310,11 @@ json_t *proto_build_storage(const struct proto_storage *m);
 json_t *proto_build_pgroup(const struct proto_pgroup *m);
 json_t *proto_build_exit(const struct proto_exit *m);
 json_t *proto_build_done(const struct proto_done *m);
+/* Appends the frame of a "done" message written straight from m, as proto_buf_run() does:
+ * the message proto_build_done() returns. Returns as proto_buf_msg(). */
+int proto_buf_done(struct proto_buf *b, const struct proto_done *m);
+/* Sends a "done" message as proto_send() sends one built by proto_build_done(). */
+int proto_send_done(int fd, const struct proto_done *m);
 json_t *proto_build_probe(const struct proto_probe *m);
 
 /*
@@ -302,6 +324,20 @@ json_t *proto_build_probe(const struct proto_probe *m);
  * UTF-8 (jansson refuses it when reading). Optional members may be absent or null.
  */
 int proto_parse_run(const json_t *msg, struct proto_run *out, char *err, size_t errlen);
+
+/*
+ * A "run" message's text (n bytes, as proto_buf_run() writes it) parsed without a JSON tree:
+ * the worker's side of the message sent per attempt, where building a tree cost more than the
+ * rest of a short attempt. Returns 1 with *out as proto_parse_run() fills it from the same
+ * text, except: params and config are new references (the caller drops them), NULL when
+ * they are {}; machine is left as its text in spec.machine_json (NUL-terminated; NULL for
+ * null) with spec.machine NULL, for the caller to parse when it needs it (it always parses).
+ * The text is changed (strings end in place) and must outlive *out. Returns 0, the text
+ * untouched, when it is not plain: compact JSON whose strings are printable ASCII without
+ * escapes, the members proto_parse_run() knows each at most once, numbers integers; the
+ * caller reads such text the general way, which also reports what is wrong.
+ */
+int proto_scan_run(char *text, size_t n, struct proto_run *out);
 int proto_parse_skip(const json_t *msg, struct proto_skip *out, char *err, size_t errlen);
 int proto_parse_reply(const json_t *msg, struct proto_reply *out, char *err, size_t errlen);
 int proto_parse_log(const json_t *msg, struct proto_log *out, char *err, size_t errlen);

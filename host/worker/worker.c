@@ -38,6 +38,7 @@ typedef struct worker_ctx {
     struct ferry_ctx pub; /* must stay first */
     int sock;
     struct proto_run run; /* the run message (borrowed from it for the attempt) */
+    json_t *machine;      /* run.spec.machine when parsed here from its text (machine_of) */
     char *err_code;       /* set_error */
     char *err_msg;
 } worker_ctx;
@@ -62,8 +63,19 @@ static int running_sock = -1;
 static int64_t running_id;
 /* The running attempt's id as SIGUSR1's handler compares it (0 between attempts). */
 static volatile sig_atomic_t cancel_id;
-/* Run messages the host sent ahead (pipelining), oldest first, not started yet. */
-static json_t **queued;
+/*
+ * A run message the host sent ahead (pipelining), not started yet: its text, read by
+ * proto_scan_run() (run borrows from it, owns its params and config), or else the message
+ * as a tree (msg), parsed again when it starts, for the reason it may be bad.
+ */
+typedef struct queued_run {
+    struct proto_run run;
+    int ok; /* run was parsed */
+    char *text;
+    json_t *msg;
+} queued_run;
+/* ... oldest first. */
+static queued_run *queued;
 static size_t n_queued, cap_queued;
 static int running_loading; /* 1 while the plugin is loaded (its init() runs), 0 in run() */
 /* 1 once a plugin was found changed on disk: this worker's copy is stale (dlopen would hand
@@ -139,6 +151,33 @@ static int send_msg(int sock, json_t *msg)
 
 /* --- what the host sends ahead --------------------------------------------------------- */
 
+static void push_queued(const queued_run *q)
+{
+    if (n_queued == cap_queued) {
+        cap_queued = cap_queued ? cap_queued * 2 : 16;
+        queued = realloc(queued, cap_queued * sizeof(*queued));
+    }
+    queued[n_queued++] = *q;
+}
+
+/* Takes the oldest queued run out into *q. */
+static void pop_queued(queued_run *q)
+{
+    *q = queued[0];
+    memmove(queued, queued + 1, (n_queued - 1) * sizeof(*queued));
+    n_queued--;
+}
+
+static void drop_queued(queued_run *q)
+{
+    if (q->text) {
+        json_decref((json_t *)q->run.spec.params);
+        json_decref((json_t *)q->run.spec.config);
+        free(q->text);
+    }
+    json_decref(q->msg);
+}
+
 /*
  * Keeps a run message (taken) for later, or applies a skip (taken): a queued attempt it names
  * is dropped and the host told so; a skip of the running attempt (seen while it waits for a
@@ -148,11 +187,9 @@ static int take_input(int sock, json_t *msg)
 {
     enum proto_op op = proto_op_of(msg);
     if (op == PROTO_RUN) {
-        if (n_queued == cap_queued) {
-            cap_queued = cap_queued ? cap_queued * 2 : 16;
-            queued = realloc(queued, cap_queued * sizeof(*queued));
-        }
-        queued[n_queued++] = msg;
+        queued_run q = {.msg = msg};
+        q.ok = proto_parse_run(msg, &q.run, NULL, 0) == 0;
+        push_queued(&q);
         return 1;
     }
     if (op != PROTO_SKIP)
@@ -160,14 +197,13 @@ static int take_input(int sock, json_t *msg)
     struct proto_skip skip;
     if (proto_parse_skip(msg, &skip, NULL, 0) == 0) {
         for (size_t i = 0; i < n_queued; i++) {
-            struct proto_run run;
-            if (proto_parse_run(queued[i], &run, NULL, 0) != 0 || run.id != skip.id)
+            if (!queued[i].ok || queued[i].run.id != skip.id)
                 continue;
-            json_decref(queued[i]);
+            drop_queued(&queued[i]);
             memmove(queued + i, queued + i + 1, (n_queued - i - 1) * sizeof(*queued));
             n_queued--;
             struct proto_done done = {.id = skip.id, .kind = OUTCOME_FAIL, .skipped = 1};
-            send_msg(sock, proto_build_done(&done));
+            proto_send_done(sock, &done);
             break;
         }
         if (running_sock >= 0 && skip.id == running_id)
@@ -178,6 +214,33 @@ static int take_input(int sock, json_t *msg)
 }
 
 /*
+ * One message's text from the host: a run is queued (read without a JSON tree when it is
+ * plain, the common case), a skip applied (take_input); anything else is returned as a tree.
+ * NULL: it was one of those, or (*broken set) the text is not a message.
+ */
+static json_t *take_text(int sock, const char *text, size_t n, int *broken)
+{
+    static const char run_head[] = "{\"op\":\"run\",";
+    *broken = 0;
+    queued_run q = {.ok = 1};
+    if (n > sizeof(run_head) - 1 && memcmp(text, run_head, sizeof(run_head) - 1) == 0 &&
+        (q.text = malloc(n)) != NULL) {
+        memcpy(q.text, text, n);
+        if (proto_scan_run(q.text, n, &q.run)) {
+            push_queued(&q);
+            return NULL;
+        }
+        free(q.text);
+    }
+    json_t *msg = json_loadb(text, n, JSON_DECODE_ANY, NULL);
+    if (msg == NULL)
+        *broken = 1;
+    else if (take_input(sock, msg))
+        msg = NULL;
+    return msg;
+}
+
+/*
  * Reads everything the host has written so far without waiting (wait: unless nothing is
  * queued, then until something is). Ends the worker when the host closed the socket.
  */
@@ -185,17 +248,21 @@ static void read_input(int sock, int wait)
 {
     for (;;) {
         int broken = 0;
-        json_t *msg = proto_next(&inbox, &broken);
-        if (msg == NULL && !broken) {
-            int avail = 0;
-            if (!(wait && n_queued == 0) && (ioctl(sock, FIONREAD, &avail) != 0 || avail <= 0))
+        const char *text;
+        size_t n;
+        int got = proto_peek(&inbox, &text, &n, &broken);
+        if (!got && !broken) {
+            /* Nothing now (or the host closed the socket, found when the worker waits). */
+            if (!(wait && n_queued == 0) && proto_fill_now(&inbox, sock) <= 0)
                 return;
-            msg = proto_read(&inbox, sock);
+            got = proto_read_text(&inbox, sock, &text, &n); /* what came, or its rest */
         }
-        if (msg == NULL)
+        json_t *msg = got ? take_text(sock, text, n, &broken) : NULL;
+        if (got)
+            proto_drop(&inbox);
+        if (!got || broken)
             unload_and_exit(); /* the host closed our socket (or broke the protocol): go */
-        if (!take_input(sock, msg))
-            json_decref(msg); /* only a run starts anything */
+        json_decref(msg);      /* only a run starts anything */
     }
 }
 
@@ -292,9 +359,14 @@ static json_t *request(worker_ctx *w, json_t *msg, struct proto_reply *reply)
     }
     if (sent != 0)
         _exit(0); /* the host is gone: nothing left to report to */
-    json_t *answer;
-    while ((answer = proto_read(&inbox, w->sock)) != NULL && take_input(w->sock, answer))
-        ; /* runs sent ahead and skips are kept for later */
+    json_t *answer = NULL;
+    const char *text;
+    size_t n;
+    int broken = 0;
+    while (answer == NULL && !broken && proto_read_text(&inbox, w->sock, &text, &n)) {
+        answer = take_text(w->sock, text, n, &broken); /* runs sent ahead and skips are kept */
+        proto_drop(&inbox);
+    }
     char err[256];
     if (answer == NULL || proto_parse_reply(answer, reply, err, sizeof(err)) != 0)
         _exit(0);
@@ -334,11 +406,20 @@ static ferry_result svc_call(ferry_ctx *ctx, const char *function, const json_t 
     return code;
 }
 
+/* The attempt's machine facts. A run message read as text holds them as text, parsed here on
+ * first use: most attempts never ask. */
+static const json_t *machine_of(worker_ctx *w)
+{
+    if (w->run.spec.machine == NULL && w->run.spec.machine_json)
+        w->run.spec.machine = w->machine = json_loads(w->run.spec.machine_json, 0, NULL);
+    return w->run.spec.machine;
+}
+
 static json_t *svc_machine(ferry_ctx *ctx)
 {
     if (ctx == NULL)
         return NULL;
-    const json_t *m = priv(ctx)->run.spec.machine;
+    const json_t *m = machine_of(priv(ctx));
     return m ? json_deep_copy(m) : NULL;
 }
 
@@ -389,8 +470,7 @@ static json_t *svc_exec(ferry_ctx *ctx, const char *command, const json_t *optio
     worker_ctx *w = priv(ctx);
     char err[512] = "";
     exec_hooks hooks = attempt_hooks(w);
-    json_t *res = exec_on_machine(w->run.spec.machine, command, options, &hooks, err,
-                                  sizeof(err));
+    json_t *res = exec_on_machine(machine_of(w), command, options, &hooks, err, sizeof(err));
     if (res == NULL)
         svc_set_error(ctx, "exec_failed", "%s", err);
     return res;
@@ -412,8 +492,8 @@ static ferry_exec_stream *svc_exec_start(ferry_ctx *ctx, const char *command,
     worker_ctx *w = priv(ctx);
     char err[512] = "";
     exec_hooks hooks = attempt_hooks(w);
-    uintptr_t h = exec_stream_start(w->run.spec.machine, command, options, &hooks, to_cmd,
-                                    from_cmd, err, sizeof(err));
+    uintptr_t h = exec_stream_start(machine_of(w), command, options, &hooks, to_cmd, from_cmd, err,
+                                    sizeof(err));
     if (h == 0)
         svc_set_error(ctx, "exec_failed", "%s", err);
     return (ferry_exec_stream *)h;
@@ -619,14 +699,34 @@ static ferry_result run_with_hooks(worker_ctx *w, const ferry_function *fn, cons
 
 /* --- the loop -------------------------------------------------------------------------- */
 
-/* Runs the attempt of run message msg (borrowed); returns its "done" message. */
-static json_t *run_one(int sock, const json_t *msg)
+/*
+ * Sends an attempt's done; one whose result is too large to travel fails the attempt
+ * instead. Returns proto_send_done()'s.
+ */
+static int send_done(int sock, const struct proto_done *done)
+{
+    int sent = proto_send_done(sock, done);
+    if (sent == -2) {
+        struct proto_done big = {.id = done->id,
+                                 .kind = OUTCOME_FAIL,
+                                 .code = "result_too_large",
+                                 .message = "the function's result is larger than the "
+                                            "64 MiB a message may carry"};
+        sent = proto_send_done(sock, &big);
+    }
+    return sent;
+}
+
+/* Runs the attempt of queued run q (borrowed) and sends its "done"; returns send_done()'s. */
+static int run_one(int sock, const queued_run *q)
 {
     worker_ctx w = {.pub = {.struct_size = sizeof(struct ferry_ctx), .host = &host_table},
-                    .sock = sock};
+                    .sock = sock,
+                    .run = q->run};
     char reason[600] = "";
     int changed = 0;
-    int parsed = proto_parse_run(msg, &w.run, reason, sizeof(reason)) == 0;
+    /* A message read the general way is parsed again, for the reason when it is bad. */
+    int parsed = q->msg ? proto_parse_run(q->msg, &w.run, reason, sizeof(reason)) == 0 : 1;
     /* Sent ahead, it may start later than the host wrote it: its time counts from now. */
     if (parsed && w.run.spec.timeout_ms > 0)
         w.run.deadline_ms = now_ms() + w.run.spec.timeout_ms;
@@ -658,7 +758,7 @@ static json_t *run_one(int sock, const json_t *msg)
         struct proto_done back = {.id = w.run.id, .kind = OUTCOME_UNAVAILABLE,
                                   .code = "plugin_changed", .message = reason,
                                   .retire = 1, .skipped = 1};
-        return proto_build_done(&back);
+        return proto_send_done(sock, &back);
     }
     const ferry_function *fn = plugin ? descriptor_find(plugin, spec->function) : NULL;
     if (plugin == NULL) {
@@ -705,11 +805,12 @@ static json_t *run_one(int sock, const json_t *msg)
                               .message = w.err_msg,
                               .duration_ms = (mono_us() - start) / 1000,
                               .stderr_drained = unread == 0};
-    json_t *m = proto_build_done(&done);
+    int sent = send_done(sock, &done);
     json_decref(result);
+    json_decref(w.machine);
     free(w.err_code);
     free(w.err_msg);
-    return m;
+    return sent;
 }
 
 /* The worker's socket to the host, for watch_host (-1 until known). */
@@ -731,9 +832,11 @@ static void *watch_host(void *arg)
 /*
  * A worker never outlives its host: a lost host's items are recovered by another host and
  * must not still be running here. A thread watches the host through a pidfd and, when the
- * host is gone, kills everything the attempt started (reap.h), then the worker. The
- * PR_SET_PDEATHSIG the runner set before exec is cleared once the guard runs: it would kill
- * the worker at once, before the guard could end its descendants, which PID 1 then inherits.
+ * host is gone, kills everything the attempt started (reap.h), then the worker; a host gone
+ * before the guard starts (its parent is another) ends the worker here. The
+ * PR_SET_PDEATHSIG ferry-priv's keeper sets before exec is cleared once the guard runs: it
+ * would kill the worker at once, before the guard could end its descendants, which PID 1
+ * then inherits.
  */
 static void guard_host(pid_t host)
 {
@@ -820,28 +923,20 @@ void worker_main(int sock, const worker_opts *opts)
         /* Everything the host wrote so far is read before each start: a skip sent for a
          * queued attempt is applied before that attempt could begin. */
         read_input(sock, 1);
-        json_t *msg = queued[0];
-        memmove(queued, queued + 1, (n_queued - 1) * sizeof(*queued));
-        n_queued--;
-        struct proto_run run;
-        int64_t id = proto_parse_run(msg, &run, NULL, 0) == 0 ? run.id : 0;
+        queued_run q;
+        pop_queued(&q);
+        int sent;
         if (stale) { /* handed back unstarted, like the attempt that found the change */
-            struct proto_done back = {.id = id, .kind = OUTCOME_UNAVAILABLE,
-                                      .code = "plugin_changed", .retire = 1, .skipped = 1};
-            json_decref(msg);
-            if (send_msg(sock, proto_build_done(&back)) != 0)
-                _exit(0);
-            continue;
+            struct proto_done back = {.id = q.ok ? q.run.id : 0,
+                                      .kind = OUTCOME_UNAVAILABLE,
+                                      .code = "plugin_changed",
+                                      .retire = 1,
+                                      .skipped = 1};
+            sent = proto_send_done(sock, &back);
+        } else {
+            sent = run_one(sock, &q);
         }
-        json_t *done = run_one(sock, msg);
-        json_decref(msg);
-        int sent = send_msg(sock, done);
-        if (sent == -2) { /* the result is too large to travel: the attempt fails instead */
-            struct proto_done big = {.id = id, .kind = OUTCOME_FAIL, .code = "result_too_large",
-                                     .message = "the function's result is larger than the "
-                                                "64 MiB a message may carry"};
-            sent = send_msg(sock, proto_build_done(&big));
-        }
+        drop_queued(&q);
         if (sent != 0)
             _exit(0);
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -733,6 +734,306 @@ static void test_plain_done_without_a_tree(void **state)
     proto_reader_free(&r);
 }
 
+/* The worker reads a plain run message without a tree: the same attempt as
+ * proto_parse_run() reads from the same text, params and config {} given as NULL, the
+ * machine as text that parses to the same facts. */
+static void expect_scan_as_parse(const struct proto_run *in)
+{
+    struct proto_buf b = {0};
+    assert_int_equal(proto_buf_run(&b, in), 0);
+    size_t n = b.len - 4;
+    json_t *tree = json_loadb(b.p + 4, n, 0, NULL);
+    struct proto_run ref, got;
+    char err[256] = "";
+    assert_int_equal(proto_parse_run(tree, &ref, err, sizeof(err)), 0);
+    char *text = malloc(n);
+    memcpy(text, b.p + 4, n);
+    assert_int_equal(proto_scan_run(text, n, &got), 1);
+    assert_true(got.id == ref.id);
+    assert_true(got.deadline_ms == ref.deadline_ms);
+    const struct attempt_spec *g = &got.spec, *r = &ref.spec;
+    const char *gs[] = {g->plugin,   g->function, g->pre_hook, g->post_hook,
+                        g->hook_dir, g->ssh_key,  g->task_id};
+    const char *rs[] = {r->plugin,   r->function, r->pre_hook, r->post_hook,
+                        r->hook_dir, r->ssh_key,  r->task_id};
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(gs[i] == NULL, rs[i] == NULL);
+        if (gs[i])
+            assert_string_equal(gs[i], rs[i]);
+    }
+    assert_int_equal(g->attempt, r->attempt);
+    assert_int_equal(g->depth, r->depth);
+    assert_true(g->timeout_ms == r->timeout_ms);
+    const json_t *gj[] = {g->params, g->config}, *rj[] = {r->params, r->config};
+    for (int i = 0; i < 2; i++) {
+        if (gj[i])
+            assert_true(json_equal(gj[i], rj[i]));
+        else
+            assert_true(rj[i] == NULL || json_object_size(rj[i]) == 0);
+        json_decref((json_t *)gj[i]);
+    }
+    assert_null(g->machine);
+    assert_int_equal(g->machine_json == NULL, r->machine == NULL);
+    if (g->machine_json) {
+        json_t *m = json_loads(g->machine_json, 0, NULL);
+        assert_non_null(m);
+        assert_true(json_equal(m, r->machine));
+        json_decref(m);
+    }
+    free(text);
+    json_decref(tree);
+    proto_buf_free(&b);
+}
+
+/* Text the scan does not take is left as it was, for the general way. */
+static void expect_not_scanned(const char *text)
+{
+    size_t n = strlen(text);
+    char *copy = malloc(n + 1);
+    memcpy(copy, text, n + 1);
+    struct proto_run out;
+    if (proto_scan_run(copy, n, &out) != 0)
+        fail_msg("scanned: %s", text);
+    assert_memory_equal(copy, text, n);
+    free(copy);
+}
+
+static void test_run_scanned_without_a_tree(void **state)
+{
+    (void)state;
+    json_t *params = json_pack("{s:s,s:i,s:[i,s]}", "repository", "webapp", "n", 3, "l", -4, "x");
+    json_t *config = json_pack("{s:b,s:{s:n}}", "fast", 1, "deep", "k");
+    json_t *machine = json_pack("{s:s,s:b,s:i,s:[],s:{},s:n,s:s}", "name", "m1", "local", 0, "port",
+                                -22, "tags", "labels", "gone", "empty", "");
+    /* Every member set (as test_run_round_trip's), strings of every kind a plain one has. */
+    struct proto_run full = {.id = 42, .deadline_ms = 1700000000123};
+    struct attempt_spec *f = &full.spec;
+    f->plugin = "/p/core.so";
+    f->function = "log_message";
+    f->params = params;
+    f->config = config;
+    f->machine = machine;
+    f->pre_hook = "stop.sh --now 'a b' {x} [y] ~!@#$%^&*()_+=|;:,.<>?/`";
+    f->post_hook = "start.sh";
+    f->hook_dir = "/ds/repositories/webapp";
+    f->ssh_key = "-----BEGIN KEY-----";
+    f->task_id = "t-1";
+    f->attempt = 3;
+    f->depth = 2;
+    f->timeout_ms = 5000;
+    expect_scan_as_parse(&full);
+    struct proto_run bare = {.id = 1, .spec = {.plugin = "/p.so", .function = "f"}};
+    expect_scan_as_parse(&bare);
+    json_t *empty = json_object();
+    struct proto_run edge = full;
+    edge.id = INT64_MAX / 10;
+    edge.spec.params = empty;
+    edge.spec.config = empty;
+    edge.spec.machine = empty;
+    edge.spec.attempt = 0;
+    edge.spec.depth = 1000;
+    expect_scan_as_parse(&edge);
+    json_decref(empty);
+    json_decref(params);
+    json_decref(config);
+    json_decref(machine);
+    expect_scan_as_parse(&(struct proto_run){
+        .id = 5, .spec = {.plugin = "/p.so", .function = "f", .attempt = INT32_MAX}});
+    static const char *const other[] = {
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"a\\\"b\"}", /* escapes */
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"ssh_key\":\"a\\nb\"}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"\xc3\xa9\"}", /* not ASCII */
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"\xff\"}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"extra\":1}",
+        "{\"op\":\"run\",\"id\":1,\"id\":2,\"plugin\":\"/p.so\",\"function\":\"f\"}", /* twice */
+        "{\"op\":\"run\",\"id\":-1,\"plugin\":\"/p.so\",\"function\":\"f\"}", /* out of range */
+        "{\"op\":\"run\",\"id\":1.5,\"plugin\":\"/p.so\",\"function\":\"f\"}",
+        "{\"op\":\"run\",\"id\":9223372036854775807,\"plugin\":\"/p.so\",\"function\":\"f\"}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"attempt\":2147483648}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"depth\":1001}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"depth\":null}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"params\":[]}", /* types
+                                                                                            */
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"params\":\"x\"}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"task\":7}",
+        "{\"op\":\"run\",\"id\":\"1\",\"plugin\":\"/p.so\",\"function\":\"f\"}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":null,\"function\":\"f\"}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"machine\":{\"a\":1.5}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"machine\":{\"a\":1e3}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"machine\":{\"a\":01}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/"
+        "p.so\",\"function\":\"f\",\"machine\":{\"a\":\"\\u0041\"}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/"
+        "p.so\",\"function\":\"f\",\"machine\":{\"a\":99999999999999999999}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"machine\":{\"a\"}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"machine\":{\"a\":1,}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/"
+        "p.so\",\"function\":\"f\",\"machine\":{\"a\":[1,]}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"machine\":{\"a\":tru}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"machine\":{1:2}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"machine\":{\"a\":1}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\"}", /* missing members */
+        "{\"op\":\"run\",\"plugin\":\"/p.so\",\"function\":\"f\"}",
+        "{\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\"}",
+        "{\"op\":\"log\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\"}",
+        "{\"op\":\"run\", \"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\"}", /* not compact */
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\"} ",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\"}}",
+        "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\"",
+        "{\"op\":\"run\",\"id\":1,",
+        "{}",
+        "{",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+        expect_not_scanned(other[i]);
+    /* Strings past the caps proto_parse_run() sets, and values nested too deep. */
+    char big[700], deep[400];
+    int n =
+        snprintf(big, sizeof(big), "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"");
+    memset(big + n, 'f', 257);
+    snprintf(big + n + 257, sizeof(big) - (size_t)n - 257, "\"}");
+    expect_not_scanned(big);
+    n = snprintf(deep, sizeof(deep),
+                 "{\"op\":\"run\",\"id\":1,\"plugin\":\"/p.so\",\"function\":\"f\",\"machine\":");
+    for (int i = 0; i < 40; i++)
+        deep[n++] = '[';
+    deep[n] = '\0';
+    /* (the frame is cut here: nesting alone must stop the scan, whatever follows) */
+    expect_not_scanned(deep);
+}
+
+/* A worker's done written as text is the message proto_build_done() gives, and a plain one
+ * is read by the host without a tree. */
+static void test_done_written_as_text(void **state)
+{
+    (void)state;
+    json_t *result = json_pack("{s:s,s:[i]}", "version", "v2", "list", 1);
+    struct proto_done built[] = {
+        {.id = 7, .kind = OUTCOME_OK, .duration_ms = 12, .stderr_drained = 1},
+        {.id = 0, .kind = OUTCOME_UNAVAILABLE, .retire = 1, .skipped = 1},
+        {.id = 3, .kind = OUTCOME_RETRY, .code = "busy", .message = "la\"ter\n\x01"},
+        {.id = 4, .kind = OUTCOME_FAIL, .message = "no code"},
+        {.id = 5, .kind = OUTCOME_FAIL, .code = "c\xc3", .message = "\xfe"},
+        {.id = 6, .kind = OUTCOME_OK, .result = result, .duration_ms = 3},
+    };
+    for (size_t i = 0; i < sizeof(built) / sizeof(built[0]); i++) {
+        struct proto_buf b = {0};
+        assert_int_equal(proto_buf_done(&b, &built[i]), 0);
+        proto_reader r = {.buf = b.p, .len = b.len, .cap = b.cap};
+        json_t *msg = NULL;
+        struct proto_done fast, slow;
+        int broken = 0;
+        int plain = proto_next_done(&r, &msg, &fast, &broken);
+        assert_int_equal(broken, 0);
+        assert_int_equal(plain, built[i].code == NULL && built[i].message == NULL &&
+                                    built[i].result == NULL);
+        char err[256] = "";
+        if (!plain)
+            assert_int_equal(proto_parse_done(msg, &fast, err, sizeof(err)), 0);
+        json_t *ref = proto_build_done(&built[i]);
+        assert_int_equal(proto_parse_done(ref, &slow, err, sizeof(err)), 0);
+        assert_true(fast.id == slow.id);
+        assert_int_equal(fast.kind, slow.kind);
+        assert_int_equal(fast.retire, slow.retire);
+        assert_int_equal(fast.skipped, slow.skipped);
+        assert_int_equal(fast.stderr_drained, slow.stderr_drained);
+        assert_true(fast.duration_ms == slow.duration_ms);
+        if (slow.code) {
+            assert_string_equal(fast.code, slow.code);
+            assert_string_equal(fast.message, slow.message);
+        }
+        if (slow.result)
+            assert_true(json_equal(fast.result, result));
+        json_decref(ref);
+        json_decref(msg);
+        proto_buf_free(&b);
+    }
+    json_decref(result);
+}
+
+/* Messages read as text out of a reader that keeps filling, in pieces of every size: each
+ * whole and in order; a message peeked at stays first until it is dropped. */
+static void test_reader_stream_in_pieces(void **state)
+{
+    (void)state;
+    struct proto_buf all = {0};
+    enum { N = 3000 };
+    for (int i = 0; i < N; i++) {
+        struct proto_progress p = {
+            .id = i, .percent = i % 100, .message = i % 7 ? "x" : "a longer message to vary sizes"};
+        json_t *m = proto_build_progress(&p);
+        assert_int_equal(proto_buf_msg(&all, m), 0);
+        json_decref(m);
+    }
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (size_t at = 0, step = 1; at < all.len; at += step, step = step * 7 % 9001 + 1)
+            if (write(sv[0], all.p + at, at + step > all.len ? all.len - at : step) < 0)
+                _exit(1);
+        _exit(0);
+    }
+    close(sv[0]);
+    proto_reader r = {0};
+    int next = 0, broken = 0;
+    const char *text;
+    size_t n;
+    while (next < N && proto_read_text(&r, sv[1], &text, &n)) {
+        do {
+            json_t *m = json_loadb(text, n, 0, NULL);
+            struct proto_progress p;
+            char err[128];
+            assert_int_equal(proto_parse_progress(m, &p, err, sizeof(err)), 0);
+            assert_int_equal(p.id, next);
+            json_decref(m);
+            const char *again;
+            size_t n_again;
+            assert_int_equal(proto_peek(&r, &again, &n_again, &broken), 1);
+            assert_true(again == text && n_again == n);
+            proto_drop(&r);
+            next++;
+        } while (next < N && proto_peek(&r, &text, &n, &broken));
+        assert_int_equal(broken, 0);
+    }
+    assert_int_equal(next, N);
+    assert_int_equal(r.len, 0);
+    proto_reader_free(&r);
+    close(sv[1]);
+    proto_buf_free(&all);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_int_equal(status, 0);
+}
+
+/* A worker's look at its blocking socket before each start: what came, never a wait. */
+static void test_fill_now_never_waits(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    proto_reader r = {0};
+    assert_int_equal(proto_fill_now(&r, sv[1]), 0); /* blocking socket, nothing there */
+    struct proto_skip skip = {.id = 9};
+    json_t *m = proto_build_skip(&skip);
+    assert_int_equal(proto_send(sv[0], m), 0);
+    assert_int_equal(proto_send(sv[0], m), 0);
+    json_decref(m);
+    assert_int_equal(proto_fill_now(&r, sv[1]), 1);
+    int broken = 0;
+    for (int i = 0; i < 2; i++) {
+        m = proto_next(&r, &broken);
+        assert_int_equal(proto_op_of(m), PROTO_SKIP);
+        json_decref(m);
+    }
+    assert_int_equal(proto_fill_now(&r, sv[1]), 0);
+    close(sv[0]);
+    assert_int_equal(proto_fill_now(&r, sv[1]), -1); /* the peer is gone */
+    proto_reader_free(&r);
+    close(sv[1]);
+}
+
 /* A message larger than the peer accepts is never written. */
 static void test_oversized_message_is_not_sent(void **state)
 {
@@ -821,6 +1122,10 @@ int main(void)
         cmocka_unit_test(test_oversized_message_is_not_sent),
         cmocka_unit_test(test_plain_done_without_a_tree),
         cmocka_unit_test(test_hook_dir),
+        cmocka_unit_test(test_run_scanned_without_a_tree),
+        cmocka_unit_test(test_done_written_as_text),
+        cmocka_unit_test(test_reader_stream_in_pieces),
+        cmocka_unit_test(test_fill_now_never_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

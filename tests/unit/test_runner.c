@@ -586,6 +586,126 @@ static void test_forged_done_is_refused(void **state)
     }
 }
 
+/* This process's children (the workers; their commands are theirs) into kids, but those in
+ * old[0, n_old) (left by an earlier test that failed); how many. */
+static int my_children(pid_t *kids, int max, const pid_t *old, int n_old)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    if (f && fgets(buf, sizeof(buf), f)) {
+        for (char *p = buf, *end; n < max && (kids[n] = (pid_t)strtol(p, &end, 10)) > 0; p = end) {
+            int known = 0;
+            for (int i = 0; i < n_old; i++)
+                known |= old[i] == kids[n];
+            n += !known;
+        }
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* A runner of one worker that leaves after max_jobs attempts; the children already there
+ * (64 at most) into old. */
+static void start_quota(struct seen *s, int max_jobs, pid_t *old, int *n_old)
+{
+    memset(s, 0, sizeof(*s));
+    *n_old = my_children(old, 64, NULL, 0);
+    runner_opts o = {.max_workers = 1, .prefork = 0, .max_jobs = max_jobs, .grace_ms = 400};
+    runner_events ev = {.log = on_log, .done = on_done};
+    s->r = runner_create(&o, &ev, s);
+}
+
+/*
+ * A worker leaving at its quota has its successor started ahead, while its last attempts
+ * run, so the slot is not empty while a worker starts; the successor takes no attempt
+ * before the slot is free: never more attempts at once than max_workers.
+ */
+static void test_successor_started_ahead(void **state)
+{
+    (void)state;
+    struct seen s;
+    pid_t old[64];
+    int n_old;
+    start_quota(&s, 8, old, &n_old);
+    for (intptr_t t = 1; t <= 8; t++)
+        assert_non_null(start_logging(&s, "quota", "sleep 0.05", 0, t, 0));
+    int most = 0;
+    pid_t kids[8], first = 0, heir = 0;
+    int64_t until = mono_ms() + 20000;
+    while (s.done < 8 && mono_ms() < until) {
+        struct pollfd p = {.fd = runner_fd(s.r), .events = POLLIN};
+        poll(&p, 1, 20);
+        runner_process(s.r);
+        runner_tick(s.r);
+        assert_true(runner_busy(s.r) <= 1);
+        if (s.done < 8) { /* the first worker has not left: no room for another attempt */
+            assert_null(start_logging(&s, "no room", NULL, 0, 0, 0));
+            int n = my_children(kids, 8, old, n_old);
+            most = n > most ? n : most;
+            for (int i = 0; i < n && n == 2; i++)
+                if (kids[i] != s.pid_by_tag[1] && s.pid_by_tag[1])
+                    heir = kids[i];
+        }
+    }
+    assert_int_equal(s.done, 8);
+    first = s.pid_by_tag[1];
+    for (int t = 1; t <= 8; t++) {
+        assert_int_equal(s.by_tag[t].kind, OUTCOME_OK);
+        assert_int_equal(s.pid_by_tag[t], first);
+    }
+    assert_int_equal(most, 2); /* the successor ran beside the first worker's last attempts */
+    assert_true(heir > 0 && heir != first);
+    assert_non_null(start_logging(&s, "next", NULL, 0, 9, 0));
+    wait_done(&s, 9);
+    assert_int_equal(s.by_tag[9].kind, OUTCOME_OK);
+    assert_int_equal(s.pid_by_tag[9], heir); /* the one started ahead */
+    finish(&s);
+}
+
+/* A successor started ahead and then recycled (the plugins changed) is let go: the next
+ * attempt, started before the runner saw it exit, is not handed to it but to a fresh worker. */
+static void test_recycled_successor_takes_nothing(void **state)
+{
+    (void)state;
+    struct seen s;
+    pid_t old[64];
+    int n_old;
+    start_quota(&s, 1, old, &n_old);
+    runner_job *job = start_logging(&s, "only", "sleep 0.3", 0, 1, 0);
+    assert_non_null(job);
+    pid_t first = runner_job_pid(job), kids[8], heir = 0;
+    int64_t until = mono_ms() + 20000;
+    while (heir == 0 && s.done < 1 && mono_ms() < until) {
+        struct pollfd p = {.fd = runner_fd(s.r), .events = POLLIN};
+        poll(&p, 1, 20);
+        runner_process(s.r);
+        runner_tick(s.r);
+        int n = my_children(kids, 8, old, n_old);
+        for (int i = 0; i < n && s.done < 1; i++)
+            heir = kids[i] != first ? kids[i] : heir;
+    }
+    assert_true(heir > 0);
+    /* Stopped, it cannot exit: the runner holds it as let go until its time is up. */
+    kill(heir, SIGSTOP);
+    runner_recycle(s.r);
+    while (s.done < 1 && mono_ms() < until) {
+        struct pollfd p = {.fd = runner_fd(s.r), .events = POLLIN};
+        poll(&p, 1, 20);
+        runner_process(s.r);
+    }
+    assert_int_equal(s.by_tag[1].kind, OUTCOME_OK);
+    job = start_logging(&s, "after", NULL, 0, 2, 0);
+    assert_non_null(job);
+    assert_true(runner_job_pid(job) != heir);
+    kill(heir, SIGCONT);
+    wait_done(&s, 2);
+    assert_int_equal(s.by_tag[2].kind, OUTCOME_OK);
+    finish(&s);
+}
+
 int main(int argc, char **argv)
 {
     const char *forge = getenv("FERRY_TEST_RUNNER_FORGE");
@@ -613,6 +733,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_forged_done_is_refused),
         cmocka_unit_test(test_queued_runs_written_together),
         cmocka_unit_test(test_plugin_changed_moves_queued),
+        cmocka_unit_test(test_successor_started_ahead),
+        cmocka_unit_test(test_recycled_successor_takes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
