@@ -56,7 +56,10 @@ int store_machine_on(store *s, const char *team, const char *machine, const char
                      char *err, size_t errlen)
 {
     struct on_ctx c = {team, machine, bridge, 0};
-    int rc = eng_run(s, 0, on_body, &c, err, errlen);
+    /* Machines, teams and bridges are written only by synchronous handles (resources.c):
+     * durable at their commit, so no read barrier (store_sqlite.c). With one, a create after
+     * the idle host's unsynced heartbeat synced the WAL twice (tests/e2e/host_idle_wal.sh). */
+    int rc = eng_run(s, ENG_READ_NO_BARRIER, on_body, &c, err, errlen);
     *on = rc == STORE_OK && c.on;
     return rc;
 }
