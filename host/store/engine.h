@@ -129,6 +129,10 @@ struct eng_driver {
      * commit) and store_sync. */
     int (*defer_sync)(store *s);
     int (*sync)(store *s, char *err, size_t errlen);
+    /* Optional: a batch's commit returned before it was on disk (SQLite's synchronous
+     * handles publish it first), and store_commit, once it has sent the batch's wake-ups,
+     * waits here until it is. */
+    int (*synced)(store *s, char *err, size_t errlen);
 };
 
 /* ---- for the store's logic: statements by id --------------------------------------------- */

@@ -170,7 +170,12 @@ int store_commit(store *s, char *err, size_t errlen)
     int rc = s->drv->commit(s, err, errlen);
     s->batch_lost = 0;
     if (rc == STORE_OK) {
+        /* The hosts are woken before the commit is on disk where the driver syncs it after
+         * (synced): a host's claim then overlaps the sync, and starts nothing before its own
+         * sync, which covers this commit too (docs/store-drivers.md). */
         flush_notify_pending(s);
+        if (s->drv->synced)
+            rc = s->drv->synced(s, err, errlen);
     } else {
         clear_notify_pending(s);
         claim_forget(s); /* it may have seen ends and claims now undone */
@@ -648,17 +653,21 @@ int store_queue_create(store *s, const struct store_item_spec *spec, char task_i
         *row = NULL;
     /* The row is read in the create's transaction: the item as created, durable with it.
      * Read after it, the row could show what a host did meanwhile before that is durable,
-     * and would cost the read barrier's sync (store_defer_sync) on the path of the item. */
-    int rc = row ? store_begin(s, err, errlen) : STORE_OK;
+     * and would cost the read barrier's sync (store_defer_sync) on the path of the item.
+     * A batch of its own even without the row, unless the caller's batch is open: its
+     * commit wakes the hosts before the disk has synced it (store_commit), so that a host
+     * claims the item while the create's sync runs. */
+    int own = row != NULL || s->batch_depth == 0;
+    int rc = own ? store_begin(s, err, errlen) : STORE_OK;
     if (rc != STORE_OK)
         return rc;
     rc = create_items(s, spec, 1, &id, err, errlen);
     if (rc == STORE_OK && task_id)
         memcpy(task_id, id, 37);
     int got = rc == STORE_OK && row ? store_item_get(s, id, row, err, errlen) : rc;
-    if (row && rc != STORE_OK)
+    if (own && rc != STORE_OK)
         store_rollback(s, NULL, 0);
-    else if (row && (rc = store_commit(s, err, errlen)) != STORE_OK) {
+    else if (own && (rc = store_commit(s, err, errlen)) != STORE_OK && row) {
         json_decref(*row);
         *row = NULL;
     }

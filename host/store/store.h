@@ -48,8 +48,9 @@ typedef struct store store;
 
 /* Options for store_open_opts. A zeroed struct means the defaults. */
 struct store_options {
-    /* SQLite: 0 = synchronous=FULL (every commit survives power loss, the default);
-     * 1 = NORMAL (much faster commits; a power loss may drop the last few). */
+    /* SQLite: 0 = every commit survives power loss (the default; synchronous=NORMAL with the
+     * driver's sync of the WAL after the commit, docs/store-drivers.md); 1 = NORMAL alone
+     * (much faster commits; a power loss may drop the last few). */
     int synchronous_normal;
     /* How long one operation keeps retrying while another process holds the write lock,
      * before it gives up with an error. 0 = 60000 ms. */

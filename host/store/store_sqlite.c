@@ -3,14 +3,16 @@
  * processes on the same machine. It supplies what engine.h asks of a driver, nothing more:
  * the dialect, the connection, transactions and their lock, statements, wake-ups.
  *
- * Durability and concurrency: WAL journal, synchronous=FULL unless asked otherwise,
- * foreign keys on. Every write runs inside BEGIN IMMEDIATE, so a transaction takes the
- * single write lock before it reads what it will change; a busy handler with short,
- * jittered sleeps waits for that lock, and the whole transaction is retried on the rare
- * SQLITE_BUSY the handler cannot see (WAL recovery, snapshot races), so "database is
- * locked" never reaches a user unless the lock is held for the whole busy timeout. With
- * one writer at a time no row locks are needed: the statements marked lock-only are
- * skipped, and a claim's select-then-update inside one IMMEDIATE transaction is atomic.
+ * Durability and concurrency: WAL journal, every commit synced unless asked otherwise
+ * (SQLite's synchronous=NORMAL, and this driver syncs the WAL after each commit: for a batch,
+ * once its wake-ups are sent, sq_synced), foreign keys on. Every write runs inside BEGIN
+ * IMMEDIATE, so a transaction takes the single write lock before it reads what it will
+ * change; a busy handler with short, jittered sleeps waits for that lock, and the whole
+ * transaction is retried on the rare SQLITE_BUSY the handler cannot see (WAL recovery,
+ * snapshot races), so "database is locked" never reaches a user unless the lock is held for
+ * the whole busy timeout. With one writer at a time no row locks are needed: the statements
+ * marked lock-only are skipped, and a claim's select-then-update inside one IMMEDIATE
+ * transaction is atomic.
  *
  * The host's handle commits without a sync (store_defer_sync: synchronous=NORMAL): a commit
  * writes its WAL frames and is visible to every connection at once, and the host makes it
@@ -21,8 +23,8 @@
  * power loss would undo; the read barrier keeps that from leaving its process. Every
  * transaction of a synchronous handle notes the data_version it read; when that is not the
  * one this handle last saw durable, the WAL is synced before the results are returned.
- * Not when the transaction wrote (its synchronous commit synced the whole WAL, every frame
- * before its own), nor when the log ends where the host last made it durable: store_sync
+ * Not when the transaction wrote (the sync after its commit synced the whole WAL, every
+ * frame before its own), nor when the log ends where the host last made it durable: store_sync
  * writes where that is (the end of the log as the WAL index's header names it) to
  * "<db>.wake/durable". An unchanged store costs a data_version read and no sync (a polling
  * `ferry wait`). Reads that need no barrier say so (ENG_READ_NO_BARRIER).
@@ -88,6 +90,10 @@ struct sq {
     int wal_frames;  /* frames in the WAL after this connection's last commit */
     int deferred;    /* store_defer_sync: commits are synced by the caller */
     int barrier;     /* the read barrier applies (synchronous handles) */
+    /* Synchronous handles: SQLite commits with synchronous=NORMAL and this driver syncs
+     * the WAL after each commit (sq_sync_log), for a batch once its wake-ups are sent
+     * (sq_synced). unsynced: a batch committed, not yet synced. */
+    int commit_sync, unsynced;
     int wal_fd;      /* the WAL file, read-only, for fdatasync; -1: not open yet */
     int shm_fd;      /* the WAL index, read-only, for its header (wal_end); -1: not open */
     int marker_fd;   /* "<db>.wake/durable" (wal_end): written by a deferred handle */
@@ -602,6 +608,28 @@ static int sq_barrier(struct sq *q, int64_t version, int synced, char *err, size
     return STORE_OK;
 }
 
+/* A synchronous handle's commit made durable: a sync of the WAL, whose frames it wrote
+ * (and every frame before them, whoever wrote them), through SQLite's own file, as
+ * synchronous=FULL's commit did: in the handle's thread, so the unix VFS's state in its
+ * sync (the directory of a WAL it created, synced once) is its own to keep. */
+static int sq_sync_log(struct sq *q, char *err, size_t errlen)
+{
+    q->unsynced = 0;
+    sqlite3_file *wal = NULL;
+    int rc = sqlite3_file_control(q->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+    if (rc == SQLITE_OK && wal != NULL && wal->pMethods != NULL)
+        rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+    else
+        rc = sq_open_once(q, &q->wal_fd, "-wal") >= 0 && fdatasync(q->wal_fd) == 0
+                 ? SQLITE_OK
+                 : SQLITE_IOERR_FSYNC;
+    if (rc != SQLITE_OK) {
+        seterr(err, errlen, "store %s: cannot sync the log: %s", q->path, sqlite3_errstr(rc));
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
 /* SQLite's busy handler: short sleeps that grow to a few ms, with jitter so that several
  * waiting processes do not retry in lock-step; gives up after the busy timeout. */
 static int sq_busy_handler(void *arg, int count)
@@ -659,6 +687,8 @@ static int sq_run(store *s, int write, eng_body body, void *ctx, char *err, size
             if (!sqlite3_get_autocommit(q->db))
                 sq_cmd(q, TX_ROLLBACK, NULL, 0);
             q->in_tx = 0;
+            if (rc == STORE_OK && write && q->commit_sync)
+                rc = sq_sync_log(q, err, errlen);
             if (rc == STORE_OK && barrier)
                 rc = sq_barrier(q, version, sqlite3_total_changes64(q->db) != changes, err,
                                 errlen);
@@ -756,7 +786,15 @@ static int sq_commit(store *s, char *err, size_t errlen)
     if (!sqlite3_get_autocommit(q->db))
         sq_cmd(q, TX_ROLLBACK, NULL, 0);
     q->in_tx = 0;
+    q->unsynced = rc == STORE_OK && q->commit_sync;
     return rc == ENG_AGAIN ? STORE_ERROR : rc;
+}
+
+/* store_commit, its wake-ups sent: the batch's commit on disk. */
+static int sq_synced(store *s, char *err, size_t errlen)
+{
+    struct sq *q = (struct sq *)s;
+    return q->unsynced ? sq_sync_log(q, err, errlen) : STORE_OK;
 }
 
 static int sq_rollback(store *s, char *err, size_t errlen)
@@ -878,11 +916,13 @@ static int sq_configure(struct sq *q, const struct store_options *opts, char *er
     int rc = sq_pragma(q, "PRAGMA journal_mode = WAL", "wal", err, errlen);
     if (rc == STORE_OK)
         rc = sq_pragma(q, "PRAGMA foreign_keys = ON", NULL, err, errlen);
+    /* synchronous=FULL's durability with the sync after the commit, by this driver
+     * (sq_sync_log): a commit is published first, and a batch's wake-ups go out before
+     * its sync, so that the host woken claims while the disk syncs (docs/store-drivers.md).
+     * store.synchronous = "normal": no sync at all, SQLite's NORMAL. */
+    q->commit_sync = !opts->synchronous_normal;
     if (rc == STORE_OK)
-        rc = sq_pragma(q,
-                       opts->synchronous_normal ? "PRAGMA synchronous = NORMAL"
-                                                : "PRAGMA synchronous = FULL",
-                       NULL, err, errlen);
+        rc = sq_pragma(q, "PRAGMA synchronous = NORMAL", NULL, err, errlen);
     /* A statement that changes many rows inside a transaction keeps the pages it changed
      * in a statement journal (to undo itself alone); past 64 KiB SQLite writes it to a
      * temporary file. A claim of 64 items did, at every claim: a third of the store's
@@ -1129,7 +1169,7 @@ static int sq_defer_sync(store *s)
         sq_open_once(q, &q->shm_fd, "-shm") >= 0 &&
         sq_pragma(q, "PRAGMA synchronous = NORMAL", NULL, NULL, 0) == STORE_OK) {
         q->deferred = 1;
-        q->barrier = 0; /* its own commits are what its caller syncs */
+        q->barrier = q->commit_sync = 0; /* its own commits are what its caller syncs */
     }
     return q->deferred ? 0 : -1;
 }
@@ -1189,4 +1229,5 @@ static const struct eng_driver sqlite_driver = {
     .idle = sq_idle,
     .defer_sync = sq_defer_sync,
     .sync = sq_sync,
+    .synced = sq_synced,
 };
