@@ -277,6 +277,19 @@ out:
     return out;
 }
 
+/* 1 when b64 (b64_len characters) is the one encoding of raw (raw_len bytes). Base64 leaves
+ * unused bits in the last character before padding; a value whose unused bits are set decodes
+ * to the same bytes, so without this check a changed value could still open. */
+static int canonical_b64(const char *b64, size_t b64_len, const unsigned char *raw, int raw_len)
+{
+    char *again = malloc(b64_len + 1);
+    int same = again != NULL &&
+               (size_t)EVP_EncodeBlock((unsigned char *)again, raw, raw_len) == b64_len &&
+               memcmp(again, b64, b64_len) == 0;
+    free(again);
+    return same;
+}
+
 /* Opens sealed under k with aad into *plain (malloc'd, NUL-terminated, *len bytes).
  * 0, or -1 when it does not open (damaged, altered, another row's, another key). */
 static int open_bytes(const struct seal_key *k, const char *aad, const char *sealed,
@@ -296,7 +309,7 @@ static int open_bytes(const struct seal_key *k, const char *aad, const char *sea
         raw_len--;
     if (raw_len > 0 && b64_len >= 2 && b64[b64_len - 2] == '=')
         raw_len--;
-    if (ctx == NULL || raw_len < NONCE_LEN + TAG_LEN)
+    if (ctx == NULL || raw_len < NONCE_LEN + TAG_LEN || !canonical_b64(b64, b64_len, raw, raw_len))
         goto out;
     size_t clen = (size_t)raw_len - NONCE_LEN - TAG_LEN;
     out = malloc(clen + 1);

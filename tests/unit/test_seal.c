@@ -167,6 +167,40 @@ static void test_wrong_key_and_damage(void **state)
     json_decref(v);
 }
 
+/* Base64 leaves unused bits before its padding; a value with them set decodes to the same
+ * bytes but is not what was sealed, so it must not open (one or two '=' of padding). */
+static void test_unused_bits_refused(void **state)
+{
+    (void)state;
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    struct seal_key k = key();
+    char err[512];
+    int pads_seen[3] = {0, 0, 0};
+    for (int n = 1; n <= 6; n++) {
+        char text[64];
+        snprintf(text, sizeof(text), "{\"password\":\"%.*s\"}", n, "abcdef");
+        json_t *v = J(text);
+        assert_int_equal(seal_vault(v, &k, &machine_a, NULL, NULL, NULL, 0), 0);
+        char *bad = xstrdup(jstr(v, "password"));
+        size_t len = strlen(bad);
+        int pad = (bad[len - 1] == '=') + (bad[len - 2] == '=');
+        pads_seen[pad]++;
+        if (pad > 0) {
+            char *last = &bad[len - 1 - (size_t)pad];
+            size_t index = (size_t)(strchr(alphabet, *last) - alphabet);
+            assert_int_equal(index % (pad == 1 ? 4 : 16), 0); /* sealed canonically */
+            *last = alphabet[index | 1];
+            json_t *d = json_pack("{s:s}", "password", bad);
+            assert_int_equal(seal_vault_open(d, &k, 1, &machine_a, NULL, err, sizeof(err)), -1);
+            json_decref(d);
+        }
+        free(bad);
+        json_decref(v);
+    }
+    assert_true(pads_seen[1] > 0 && pads_seen[2] > 0);
+}
+
 /* A function's descriptor may mark more keys secret (the one classification, vault.c). */
 static void test_descriptor_secret_names(void **state)
 {
@@ -230,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_nonce_per_value),
         cmocka_unit_test(test_moved_value_fails),
         cmocka_unit_test(test_wrong_key_and_damage),
+        cmocka_unit_test(test_unused_bits_refused),
         cmocka_unit_test(test_descriptor_secret_names),
         cmocka_unit_test(test_key_files),
     };
