@@ -29,6 +29,7 @@
 #include "pack.h"
 #include "snapshot.h"
 #include "tree.h"
+#include "xfer.h"
 
 #define READ_BUF      ((size_t)8 << 20)
 #define QUEUE_CAP     3
@@ -102,13 +103,19 @@ static void bk_fail(bk *b, const rerr *e)
     pthread_mutex_unlock(&b->mu);
 }
 
-/* Stores a finished pack, then its one-pack index file, then records both. */
+/* Stores a finished pack, then its one-pack index file, then records both. A cancel that
+ * comes once the pack is stored does not stop its index (xfer_shield). */
 static int store_pack(bk *b, pack *p, rerr *e)
 {
     written_pack w = {.entries = p->entries, .n = p->n};
     memcpy(w.id, p->id, ID_LEN);
     idx_group g = {.pack_id = p->id, .time = (int64_t)time(NULL), .entries = p->entries, .n = p->n};
-    if (pack_commit(p, e) != 0 || idx_write(b->s, &g, 1, w.index_key, e) != 0)
+    if (pack_commit(p, e) != 0)
+        return -1;
+    int was = xfer_shield(1);
+    int rc = idx_write(b->s, &g, 1, w.index_key, e);
+    xfer_shield(was);
+    if (rc != 0)
         return -1;
     add_u64(&b->stored_new, p->size);
     pthread_mutex_lock(&b->mu);

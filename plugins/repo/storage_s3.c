@@ -1156,8 +1156,11 @@ static int s3_wcommit(void *self, void *wp, const char *key, unsigned flags, rer
     int rc = s3_wfinish(s, w, e);
     if (rc == ST_OK && !w->completed)
         rc = s3_put(s, key, w->part.data, w->part.len, flags, e);
-    else if (rc == ST_OK)
+    else if (rc == ST_OK) { /* the upload is whole: a cancel must not cut its placing */
+        int was = xfer_shield(1);
         rc = copy_into(s, w->tmp, key, flags, w->size, e);
+        xfer_shield(was);
+    }
     rerr ignore = {0};
     if (w->completed)
         s3_del(s, w->tmp, &ignore); /* a failure leaves it to repo_gc */

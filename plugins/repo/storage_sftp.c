@@ -1275,7 +1275,9 @@ static int sftp_wcommit(void *self, void *wp, const char *key, unsigned flags, r
                   .nobody = 1,
                   .quote = add_quote(add_quote(NULL, "*mkdir", dir, NULL), "rename", w->tmp,
                                      target)};
+        int was = xfer_shield(1); /* the upload is whole: a cancel must not cut its rename */
         CURLcode cr = perform(s, &c, NULL, NULL);
+        xfer_shield(was);
         if (cr == CURLE_QUOTE_ERROR) {
             rerr se = {0};
             int st = stat_path(s, target, what, NULL, NULL, &se);

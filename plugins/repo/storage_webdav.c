@@ -716,6 +716,7 @@ static int dav_wcommit(void *self, void *wp, const char *key, unsigned flags, re
     struct curl_slist *headers = curl_slist_append(NULL, dest);
     headers = curl_slist_append(headers, "Overwrite: F");
     long status = 0;
+    int was = xfer_shield(1); /* the upload is whole: a cancel must not cut its MOVE */
     for (int round = 0; rc == ST_OK && round < 2; round++) {
         http_req r = {.headers = headers};
         if (dav_do(w, &r, "MOVE", dw->tmp, e) != 0) {
@@ -736,6 +737,7 @@ static int dav_wcommit(void *self, void *wp, const char *key, unsigned flags, re
         else if (there == ST_NOTFOUND)
             rc = status_error(w, "MOVE", dw->tmp, status, e);
     }
+    xfer_shield(was);
     if (rc != ST_OK || status == 412)
         discard(w, dw->tmp);
     curl_slist_free_all(headers);

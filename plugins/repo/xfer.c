@@ -129,7 +129,8 @@ struct xfer_pool {
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static int cancelled; /* atomic: see xfer_cancel */
+static int cancelled;         /* atomic: see xfer_cancel */
+static __thread int shielded; /* see xfer_shield */
 
 void xfer_cancel(int on)
 {
@@ -138,7 +139,14 @@ void xfer_cancel(int on)
 
 int xfer_cancelled(void)
 {
-    return __atomic_load_n(&cancelled, __ATOMIC_RELAXED);
+    return !shielded && __atomic_load_n(&cancelled, __ATOMIC_RELAXED);
+}
+
+int xfer_shield(int on)
+{
+    int was = shielded;
+    shielded = on;
+    return was;
 }
 
 /* Aborts a running transfer once the job is cancelled. */
@@ -150,7 +158,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
     (void)dlnow;
     (void)ultotal;
     (void)ulnow;
-    return __atomic_load_n(&cancelled, __ATOMIC_RELAXED);
+    return xfer_cancelled();
 }
 
 static void global_init(void)
@@ -339,7 +347,7 @@ void xfer_throttle(xfer_pool *p, int direction, size_t n)
     *next += (double)n / (double)p->o.bwlimit;
     double wait = *next - now;
     pthread_mutex_unlock(&p->bw_mu);
-    if (wait > 0 && !__atomic_load_n(&cancelled, __ATOMIC_RELAXED)) {
+    if (wait > 0 && !xfer_cancelled()) {
         struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
         nanosleep(&ts, NULL);
     }
@@ -369,7 +377,7 @@ int xfer_transient(CURLcode rc)
 
 int xfer_backoff(const xfer_pool *p, int attempt)
 {
-    if (attempt > p->o.retries || __atomic_load_n(&cancelled, __ATOMIC_RELAXED))
+    if (attempt > p->o.retries || xfer_cancelled())
         return -1;
     long delay = p->o.retry_delay_ms;
     for (int i = 1; i < attempt && delay < MAX_DELAY_MS; i++)

@@ -77,8 +77,16 @@ void xfer_throttle(xfer_pool *p, int direction, size_t n);
  * sets it (a worker runs one job at a time) and a new job clears it.
  */
 void xfer_cancel(int on);
-/* Non-zero once xfer_cancel(1) was called (for providers with their own progress callback). */
+/* Non-zero once xfer_cancel(1) was called, unless this thread is shielded (for providers
+ * with their own progress callback). */
 int xfer_cancelled(void);
+/*
+ * Shields the calling thread's transfers from a cancel while on is 1; returns the previous
+ * state, to pass back. For the short steps that must finish once the data are on the
+ * storage: placing a finished upload under its key and writing the index of a stored pack.
+ * Cut there, a cancel would leave a pack that no index names.
+ */
+int xfer_shield(int on);
 
 /* Non-zero when a curl result may pass on another try (connection refused or reset,
  * timeout, partial transfer, send/receive error). */

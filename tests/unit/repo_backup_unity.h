@@ -19,3 +19,9 @@
 const stor_ops stor_s3_ops = {.name = "s3"};
 const stor_ops stor_sftp_ops = {.name = "sftp"};
 const stor_ops stor_webdav_ops = {.name = "webdav"};
+/* Local storages never see a cancel: no transfer to shield. */
+int xfer_shield(int on)
+{
+    (void)on;
+    return 0;
+}

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -220,6 +221,12 @@ static void test_http_do_retries_then_transient(void **state)
     xfer_pool_free(p);
 }
 
+static void *cancelled_there(void *arg)
+{
+    *(int *)arg = xfer_cancelled();
+    return NULL;
+}
+
 /*
  * TLS: a real TLS server (openssl s_server -www, which answers any GET with 200) with a
  * self-signed certificate for 127.0.0.1. The pool trusts it only through ca_file, refuses it
@@ -286,6 +293,23 @@ static void test_tls_settings(void **state)
     http_req r2 = {.method = "GET", .url = url, .idempotent = 1, .what = "GET /"};
     assert_int_equal(http_do(p, &r2, &e), 0);
     assert_int_equal(r2.status, 200);
+    /* A cancel ends a request at once; a shielded thread's request still finishes, and the
+     * shield is this thread's only. */
+    xfer_cancel(1);
+    http_req r3 = {.method = "GET", .url = url, .idempotent = 1, .what = "GET /"};
+    assert_int_equal(http_do(p, &r3, &e), -1);
+    assert_int_equal(xfer_shield(1), 0);
+    http_req r4 = {.method = "GET", .url = url, .idempotent = 1, .what = "GET /"};
+    assert_int_equal(http_do(p, &r4, &e), 0);
+    assert_int_equal(r4.status, 200);
+    pthread_t other;
+    int there = 0;
+    assert_int_equal(pthread_create(&other, NULL, cancelled_there, &there), 0);
+    pthread_join(other, NULL);
+    assert_int_equal(there, 1);
+    assert_int_equal(xfer_shield(0), 1);
+    assert_true(xfer_cancelled());
+    xfer_cancel(0);
     xfer_pool_free(p);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
