@@ -149,10 +149,26 @@ static const char *const dialect_sql[S_COUNT] = {
     /* The claim of statements.c without what only row locks need: with one writer every
      * pick is still PENDING when it is marked (the claim read it in this transaction), so
      * the count of rows changed says it all. RETURNING cost SQLite about a quarter of the
-     * UPDATE (it runs as a trigger), and the inner SELECT of the picks a lookup each. */
-    [S_CLAIM_ASSIGN] = "UPDATE queue_items SET status = CASE WHEN ?5 <> 0 THEN 'PROCESSING'"
-                       " ELSE 'ASSIGNED' END, lease_owner = ?2, lease_expires_at = ?3,"
-                       " claim_token = ?6 || substr('000000000000' || seq, length('' || seq) + 1),"
+     * UPDATE (it runs as a trigger), and the inner SELECT of the picks a lookup each.
+     * Nothing in it can fail (OR FAIL) and it calls no function (the seq's last 12 digits,
+     * zero-padded, by CASE): a statement of many rows that may fail, or that calls one, gets
+     * a statement journal from SQLite, a copy of every page it changes (5% of a drain's
+     * store instructions) to undo it alone, where the batch or its savepoint undoes it. */
+    [S_CLAIM_ASSIGN] = "UPDATE OR FAIL queue_items SET status = CASE WHEN ?5 <> 0"
+                       " THEN 'PROCESSING' ELSE 'ASSIGNED' END, lease_owner = ?2,"
+                       " lease_expires_at = ?3, claim_token = ?6 || CASE"
+                       " WHEN seq % 1000000000000 < 10 THEN '00000000000'"
+                       " WHEN seq % 1000000000000 < 100 THEN '0000000000'"
+                       " WHEN seq % 1000000000000 < 1000 THEN '000000000'"
+                       " WHEN seq % 1000000000000 < 10000 THEN '00000000'"
+                       " WHEN seq % 1000000000000 < 100000 THEN '0000000'"
+                       " WHEN seq % 1000000000000 < 1000000 THEN '000000'"
+                       " WHEN seq % 1000000000000 < 10000000 THEN '00000'"
+                       " WHEN seq % 1000000000000 < 100000000 THEN '0000'"
+                       " WHEN seq % 1000000000000 < 1000000000 THEN '000'"
+                       " WHEN seq % 1000000000000 < 10000000000 THEN '00'"
+                       " WHEN seq % 1000000000000 < 100000000000 THEN '0' ELSE '' END"
+                       " || (seq % 1000000000000),"
                        " assigned_at = ?4, updated_at = ?4,"
                        " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
                        " progress_percent = NULL, progress_message = NULL"
