@@ -51,6 +51,55 @@ static inline void raw_sql(const char *path, const char *sql)
 }
 
 /*
+ * A store at url with a region, a bridge and a team of fresh names, and n machines of that
+ * team on that bridge (machines[i]): a suite's fixture. NULL, with the reason printed, when
+ * it cannot be made.
+ */
+static inline store *suite_store_open(const char *url, char region[64], char bridge[64],
+                                      char team[64], char (*machines)[64], int n)
+{
+    char err[512] = "";
+    store *s = store_open(url, err, sizeof(err));
+    if (s == NULL) {
+        print_error("cannot open %s: %s\n", url, err);
+        return NULL;
+    }
+    fresh_name(region, 64, "r");
+    fresh_name(bridge, 64, "b");
+    fresh_name(team, 64, "t");
+    int rc = store_region_create(s, region, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc : store_bridge_create(s, region, bridge, NULL, NULL, err, sizeof(err));
+    rc = rc ? rc : store_team_create(s, team, NULL, NULL, err, sizeof(err));
+    for (int m = 0; rc == STORE_OK && m < n; m++) {
+        fresh_name(machines[m], 64, "m");
+        rc = store_machine_create(s, team, bridge, machines[m], NULL, NULL, err, sizeof(err));
+    }
+    if (rc != STORE_OK) {
+        print_error("fixture: %s\n", err);
+        store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Queues a "noop" item of priority 3 for machine, created and ready at now_ms: its id. */
+static inline void suite_item(store *s, const char *team, const char *bridge, const char *machine,
+                              int64_t now_ms, char id[37])
+{
+    char err[512];
+    json_t *v = json_pack("{s:s}", "function", "noop");
+    struct store_item_spec spec = {.team = team,
+                                   .machine = machine,
+                                   .bridge = bridge,
+                                   .priority = 3,
+                                   .vault = v,
+                                   .now_ms = now_ms,
+                                   .run_after_ms = now_ms};
+    assert_rc(STORE_OK, store_queue_create(s, &spec, id, NULL, err, sizeof(err)));
+    json_decref(v);
+}
+
+/*
  * The suites' main: runs run_suite("NAME_sqlite") with *url a store file in a fresh
  * directory dir (of dirlen bytes, removed at the end), then run_suite("NAME_postgres") with
  * *url FERRY_TEST_PG_URL when it is set. Returns the process's exit code.

@@ -37,17 +37,7 @@ struct fx {
 
 static void create_item(struct fx *f, int machine, char id[37])
 {
-    char err[512];
-    json_t *v = json_pack("{s:s}", "function", "noop");
-    struct store_item_spec spec = {.team = f->team,
-                                   .machine = f->m[machine],
-                                   .bridge = f->bridge,
-                                   .priority = 3,
-                                   .vault = v,
-                                   .now_ms = f->t0,
-                                   .run_after_ms = f->t0};
-    assert_rc(STORE_OK, store_queue_create(f->s, &spec, id, NULL, err, sizeof(err)));
-    json_decref(v);
+    suite_item(f->s, f->team, f->bridge, f->m[machine], f->t0, id);
 }
 
 /* The seq of the item task_id, read behind the store's back. */
@@ -76,51 +66,22 @@ static void assert_token_of(const char *token, int64_t seq)
     assert_string_equal(token + 24, digits);
 }
 
-static int setup(void **state)
+/* The test's store, with its region, bridge, team, machines and owner (closed by the test). */
+static void fx_open(struct fx *f)
 {
-    char err[512] = "";
-    struct fx *f = calloc(1, sizeof(*f));
-    f->s = store_open(g_path, err, sizeof(err));
-    if (f->s == NULL) {
-        print_error("cannot open %s: %s\n", g_path, err);
-        free(f);
-        return -1;
-    }
-    fresh_name(f->region, sizeof(f->region), "r");
-    fresh_name(f->bridge, sizeof(f->bridge), "b");
-    fresh_name(f->team, sizeof(f->team), "t");
+    f->s = suite_store_open(g_path, f->region, f->bridge, f->team, f->m, MACHINES);
+    assert_non_null(f->s);
     fresh_name(f->owner, sizeof(f->owner), "host");
-    int rc = store_region_create(f->s, f->region, NULL, NULL, err, sizeof(err));
-    rc = rc ? rc : store_bridge_create(f->s, f->region, f->bridge, NULL, NULL, err, sizeof(err));
-    rc = rc ? rc : store_team_create(f->s, f->team, NULL, NULL, err, sizeof(err));
-    for (int m = 0; rc == STORE_OK && m < MACHINES; m++) {
-        fresh_name(f->m[m], sizeof(f->m[m]), "tm");
-        rc = store_machine_create(f->s, f->team, f->bridge, f->m[m], NULL, NULL, err, sizeof(err));
-    }
-    if (rc != STORE_OK) {
-        print_error("fixture: %s\n", err);
-        store_close(f->s);
-        free(f);
-        return -1;
-    }
     f->t0 = now_ms() - 3600 * 1000;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    store_close(f->s);
-    free(f);
-    return 0;
 }
 
 /* Items of seqs 1 to 12 digits long (the store's next seq raised behind its back between
  * them): each claimed item's token ends with its seq, zero-padded to 12 digits. */
 static void test_token_pads_every_length(void **state)
 {
-    struct fx *f = *state;
+    (void)state;
+    struct fx fx, *f = &fx;
+    fx_open(f);
     char err[512], ids[MACHINES][37];
     int64_t seqs[MACHINES];
     for (int m = 0; m < MACHINES; m++) {
@@ -151,13 +112,16 @@ static void test_token_pads_every_length(void **state)
         assert_token_of(items[i].token, seqs[m]);
     }
     store_items_free(items, n);
+    store_close(f->s);
 }
 
 /* A seq past 12 digits: the token keeps its last 12 (as it always did), and the item still
  * ends by that token. */
 static void test_token_of_a_seq_past_12_digits(void **state)
 {
-    struct fx *f = *state;
+    (void)state;
+    struct fx fx, *f = &fx;
+    fx_open(f);
     char err[512], id[37], small[37];
     create_item(f, 0, small); /* an item whose seq the long one's last digits could name */
     create_item(f, 1, id);
@@ -190,6 +154,7 @@ static void test_token_of_a_seq_past_12_digits(void **state)
     assert_string_equal(jstr(other, "status"), "PROCESSING"); /* its look-alike untouched */
     json_decref(other);
     store_items_free(items, n);
+    store_close(f->s);
 }
 
 int main(void)
@@ -201,8 +166,8 @@ int main(void)
     }
     snprintf(g_path, sizeof(g_path), "%s/ferry.db", g_dir);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_token_pads_every_length, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_token_of_a_seq_past_12_digits, setup, teardown),
+        cmocka_unit_test(test_token_pads_every_length),
+        cmocka_unit_test(test_token_of_a_seq_past_12_digits),
     };
     int failed = cmocka_run_group_tests_name("claim_token", tests, NULL, NULL);
     char *rm = xasprintf("rm -rf '%s'", g_dir);
