@@ -542,19 +542,29 @@ static int held_cmp(const void *a, const void *b)
     return strcmp(((const struct held *)a)->machine, ((const struct held *)b)->machine);
 }
 
-/* The entry of machine in h[0..n) (by name), or NULL. */
-static struct held *held_find(struct held *h, size_t n, const char *machine)
+/* A machine's name (the key, as held keeps it: its first 128 bytes) against an entry. */
+static int held_key_cmp(const void *key, const void *entry)
 {
-    struct held key;
-    copy_machine(key.machine, machine);
-    return n ? bsearch(&key, h, n, sizeof(*h), held_cmp) : NULL;
+    return strncmp(key, ((const struct held *)entry)->machine, 128);
 }
 
+/* The entry of machine in h[0..n) (by name), or NULL. The name is compared where it is,
+ * not copied into a key entry first: a claim looks machines up about six times an item. */
+static struct held *held_find(struct held *h, size_t n, const char *machine)
+{
+    return n ? bsearch(machine, h, n, sizeof(*h), held_key_cmp) : NULL;
+}
+
+/* Appends an entry. The array doubles when full (its room is the power of two at or above
+ * *n, as only held_add fills it): a reallocation an entry cost a claim 2% of its store
+ * instructions, the entries being 176 bytes. */
 static void held_add(struct held **h, size_t *n, const char *machine, int64_t count)
 {
-    *h = realloc(*h, (*n + 1) * sizeof(**h));
-    if (*h == NULL)
-        abort();
+    if ((*n & (*n - 1)) == 0) {
+        *h = realloc(*h, (*n ? 2 * *n : 1) * sizeof(**h));
+        if (*h == NULL)
+            abort();
+    }
     memset(&(*h)[*n], 0, sizeof(**h));
     copy_machine((*h)[*n].machine, machine);
     (*h)[(*n)++].n = count;
