@@ -11,11 +11,10 @@
 
 only_sqlite "the WAL and its files are SQLite's"
 need_strace
+DB=$T_DIR/ferry.db
 write_config
 install_plugins
-build_fixture "$T_DIR/plugins/misbehave.so" misbehave.c && chmod 644 "$T_DIR/plugins/misbehave.so"
 setup_local_machine Ops box1
-DB=$T_DIR/ferry.db
 
 # The flags of the last openat of file $2 in trace $1.
 open_flags() { grep -F "\"$2\"" "$1" | grep -v ENOENT | tail -1 | sed 's/.*", \([A-Z_|]*\).*/\1/'; }
@@ -23,7 +22,7 @@ has_noatime() { [[ $(open_flags "$1" "$2") == *O_NOATIME* ]]; }
 
 # (LeakSanitizer cannot run under ptrace: a SAN=1 build checks leaks in the other tests.)
 ASAN_OPTIONS=${ASAN_OPTIONS//detect_leaks=1/detect_leaks=0} strace -f -e trace=openat -o "$T_DIR/create.trace" \
-    "$FERRY_BIN" create queue-item Ops box1 local --vault '{"function":"fx_noop"}' --output json \
+    "$FERRY_BIN" create queue-item Ops box1 local --vault '{"function":"hello"}' --output json \
     >"$T_DIR/out" 2>"$T_DIR/err" || fail "create" "$(cat "$T_DIR/err")"
 for f in "$DB" "$DB-wal" "$DB-shm"; do
     has_noatime "$T_DIR/create.trace" "$f" && pass "the create opens ${f##*/} with O_NOATIME" ||
@@ -45,7 +44,7 @@ if [[ $EUID -eq 0 ]] && command -v setpriv >/dev/null; then
     chown 65534 "$DB" "$DB-wal" "$DB-shm"
     ASAN_OPTIONS=${ASAN_OPTIONS//detect_leaks=1/detect_leaks=0} setpriv --inh-caps=-fowner --bounding-set=-fowner \
         strace -f -e trace=openat -o "$T_DIR/other.trace" "$FERRY_BIN" create queue-item Ops box1 local \
-        --vault '{"function":"fx_noop"}' --output json >"$T_DIR/out2" 2>"$T_DIR/err2" &&
+        --vault '{"function":"hello"}' --output json >"$T_DIR/out2" 2>"$T_DIR/err2" &&
         pass "a create on a store owned by another user works" ||
         fail "a create on a store owned by another user works" "$(cat "$T_DIR/err2")"
     grep -F "\"$DB-wal\"" "$T_DIR/other.trace" | grep -q 'O_NOATIME.*EPERM' &&
