@@ -29,6 +29,8 @@
  */
 #include "sqlite_vfs.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -553,6 +555,14 @@ static sqlite3_vfs ferry_vfs = {
     .xNextSystemCall = vfs_next_system_call,
 };
 
+int sqlite_vfs_open(const char *path, int flags, int mode)
+{
+    int fd = open(path, flags | O_NOATIME, mode);
+    if (fd < 0 && errno == EPERM)
+        fd = open(path, flags, mode); /* not the file's owner */
+    return fd;
+}
+
 int sqlite_vfs_register(void)
 {
     if (ferry_vfs.pAppData != NULL)
@@ -564,5 +574,7 @@ int sqlite_vfs_register(void)
     ferry_vfs.szOsFile = (int)REAL_OFFSET + under->szOsFile;
     ferry_vfs.mxPathname = under->mxPathname;
     ferry_vfs.pAppData = under;
+    if (under->iVersion >= 3 && under->xSetSystemCall != NULL)
+        (void)under->xSetSystemCall(under, "open", (sqlite3_syscall_ptr)sqlite_vfs_open);
     return sqlite3_vfs_register(&ferry_vfs, 1);
 }

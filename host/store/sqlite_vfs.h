@@ -14,4 +14,14 @@
  */
 int sqlite_vfs_register(void);
 
+/*
+ * open(2) with O_NOATIME where the caller may ask for it (it owns the file), else a plain
+ * open. A read of a store file then leaves its inode as it was: reading the WAL after
+ * another process wrote it updated its access time (relatime), so the next fdatasync wrote
+ * the inode's block before its flush, one disk round trip more (ext4 without a journal
+ * writes the inode at every fdatasync that finds it dirty). sqlite_vfs_register makes it
+ * the VFS below's "open", so that SQLite opens every store file so.
+ */
+int sqlite_vfs_open(const char *path, int flags, int mode);
+
 #endif

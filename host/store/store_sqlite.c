@@ -565,12 +565,13 @@ static int sq_cmd(struct sq *q, enum sq_tx cmd, char *err, size_t errlen)
 static int64_t sq_data_version(store *s);
 
 /* A file of the store's, opened once read-only (its fd in *fd); -1 when it cannot be. Not a
- * FIFO put in its place: O_NONBLOCK (nothing for a regular file). */
+ * FIFO put in its place: O_NONBLOCK (nothing for a regular file). Its reads leave its
+ * inode clean where they may (sqlite_vfs_open): the marker is read before every sync. */
 static int sq_open_once(struct sq *q, int *fd, const char *suffix)
 {
     if (*fd < 0) {
         char *name = xasprintf("%s%s", q->path, suffix);
-        *fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        *fd = sqlite_vfs_open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
         free(name);
     }
     return *fd;
@@ -1177,8 +1178,8 @@ static int sq_defer_sync(store *s)
         return q->deferred ? 0 : -1;
     char *dir = xasprintf("%s.wake", q->path), *marker = xasprintf("%s/durable", dir);
     if (mkdir(dir, 0700) == 0 || errno == EEXIST)
-        q->marker_fd = open(marker, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
-                            0600);
+        q->marker_fd = sqlite_vfs_open(
+            marker, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     free(marker);
     free(dir);
     if (q->marker_fd >= 0 && sq_open_once(q, &q->wal_fd, "-wal") >= 0 &&
