@@ -76,8 +76,8 @@ static void key_text(struct proto_buf *out, const char *s)
  * has to name the same identity by the same text). */
 static void key_number(struct proto_buf *out, int64_t v)
 {
-    char digits[I64_DECIMAL_MAX], *d = i64_decimal(v, digits);
-    key_put(out, d, (size_t)(digits + sizeof(digits) - d));
+    if (proto_buf_i64(out, v) != 0)
+        abort();
 }
 
 static void key_add(struct proto_buf *out, const struct stat *st)

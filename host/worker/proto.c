@@ -700,8 +700,7 @@ static int run_str(struct proto_buf *b, const char *key, const char *text)
     return run_key(b, key) || put_text(b, text) ? -1 : 0;
 }
 
-/* Appends v in decimal. */
-static int put_int64(struct proto_buf *b, int64_t v)
+int proto_buf_i64(struct proto_buf *b, int64_t v)
 {
     char text[I64_DECIMAL_MAX], *o = i64_decimal(v, text);
     return proto_buf_add(b, o, (size_t)(text + sizeof(text) - o));
@@ -709,7 +708,7 @@ static int put_int64(struct proto_buf *b, int64_t v)
 
 static int run_int(struct proto_buf *b, const char *key, int64_t v)
 {
-    return run_key(b, key) || put_int64(b, v) ? -1 : 0;
+    return run_key(b, key) || proto_buf_i64(b, v) ? -1 : 0;
 }
 
 /* Appends ,"key":JSON for v; NULL gives fallback ("{}" or "null"); text, when given, is v
@@ -735,7 +734,7 @@ int proto_buf_run(struct proto_buf *b, const struct proto_run *m)
     if (frame_begin(b, &at) != 0)
         return -1;
     static const char head[] = "{\"op\":\"run\",\"id\":";
-    int bad = buf_add(head, sizeof(head) - 1, b) || put_int64(b, m->id) ||
+    int bad = buf_add(head, sizeof(head) - 1, b) || proto_buf_i64(b, m->id) ||
               run_str(b, "plugin", s->plugin) || run_str(b, "function", s->function) ||
               run_json(b, "params", s->params, "{}", NULL) ||
               run_json(b, "config", s->config, "{}", NULL) ||
@@ -846,7 +845,7 @@ int proto_buf_done(struct proto_buf *b, const struct proto_done *m)
     if (frame_begin(b, &at) != 0)
         return -1;
     static const char head[] = "{\"op\":\"done\",\"id\":";
-    int bad = buf_add(head, sizeof(head) - 1, b) || put_int64(b, m->id) ||
+    int bad = buf_add(head, sizeof(head) - 1, b) || proto_buf_i64(b, m->id) ||
               run_str(b, "code", outcome_kind_name(m->kind)) ||
               run_json(b, "result", m->result, "null", NULL) || run_key(b, "error");
     if (!bad && m->code == NULL && m->message == NULL)

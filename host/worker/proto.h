@@ -36,6 +36,8 @@ struct proto_buf {
 int proto_buf_msg(struct proto_buf *b, const json_t *msg);
 /* Appends n bytes (whole frames taken from another buffer). 0, or -1 when memory runs out. */
 int proto_buf_add(struct proto_buf *b, const void *bytes, size_t n);
+/* Appends v in decimal. 0, or -1 when memory runs out. */
+int proto_buf_i64(struct proto_buf *b, int64_t v);
 void proto_buf_free(struct proto_buf *b);
 
 /*
