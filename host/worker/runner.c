@@ -1,38 +1,25 @@
 /*
- * The runner: a pool of worker processes driven from the caller's poll loop. See runner.h.
+ * The runner's dispatcher and its interface (runner.h): it hands attempts to workers (pick,
+ * send_job, the durability gate before any message leaves), reads what the workers say and
+ * their stderr, and settles each attempt: done, cancelled, stopped at its deadline, or lost
+ * with a worker that died. Starting and retiring workers is runner_spawn.c's; the limits of
+ * an attempt are runner_limits.c's.
  */
-#include "runner.h"
+#include "runner_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "exec.h"
 #include "log.h"
 #include "priv_client.h"
 #include "proto.h"
 #include "reap.h"
-#include "ssh_options.h"
 #include "util.h"
-#include "worker.h"
-
-#define MAX_PGROUPS 16
-/* How often the runner looks at a running attempt's memory, CPU time and processes. */
-#define LIMITS_CHECK_MS 100
-/* A worker's stderr: lines longer than this are cut into pieces; an attempt keeps at most
- * STDERR_PER_ATTEMPT bytes of it in its trace and counts the rest. */
-#define STDERR_LINE_MAX    1024
-#define STDERR_PER_ATTEMPT (16 * 1024)
 
 /* Sanitizer builds also copy workers' stderr to the host log, where the test suite looks
  * for sanitizer reports. */
@@ -46,96 +33,6 @@
 #ifndef STDERR_TO_HOST_LOG
 #define STDERR_TO_HOST_LOG 0
 #endif
-
-/* What an epoll event is about: the low bits of its data, above them the worker's serial. */
-enum { EV_SOCK, EV_PIDFD, EV_STDERR, EV_BITS = 2 };
-
-typedef struct worker worker;
-
-struct runner_job {
-    int64_t id;
-    void *tag;
-    worker *w;
-    int64_t deadline; /* mono ms; 0 = none */
-    int64_t timeout_ms;
-    int64_t term_at; /* mono ms: send SIGTERM (cancel) */
-    int64_t kill_at; /* mono ms: send SIGKILL */
-    enum outcome_stop stopping; /* STOP_NONE, or why we are stopping it */
-    int waiting_reply;
-    pid_t pgroups[MAX_PGROUPS]; /* command groups the worker started */
-    int n_pgroups;
-    int exit_reported; /* the plugin called exit(exit_status) (an "exit" message) */
-    int exit_status;
-    int exit_loading;                   /* ... from its init(), while the worker loaded it */
-    size_t stderr_kept, stderr_dropped; /* bytes of stderr in the trace, and beyond it */
-    int nested;
-    int moves; /* times it was moved off a worker whose copy of its plugin was stale */
-    /* Its run message's frame, until it ends: to send it elsewhere if its worker dies before
-     * starting it, or finds its plugin changed on disk before loading it. */
-    struct proto_buf frame;
-    runner_job *next; /* the next one queued on the same worker */
-    struct ferry_limits limits; /* this attempt's (runner_opts, its function's override) */
-    int64_t cpu_base_ticks;     /* its processes' CPU time at the first check (-1: not yet) */
-    int64_t next_check;         /* mono ms: the next look at its usage (limits_check) */
-    char limit_msg[96];         /* "memory limit 512 MiB exceeded" (STOP_LIMIT) */
-    char user[40];              /* run_as through ferry-priv; "" the host's own user */
-    char fn[136];               /* its function's name (for ferry-priv) */
-    char *fail_msg;             /* it could not start as its user: settled by runner_tick */
-};
-
-struct worker {
-    pid_t pid;
-    int sock;
-    int pidfd;
-    proto_reader rd;
-    int errfd;                     /* read end of the worker's stderr; -1 once closed */
-    char errline[STDERR_LINE_MAX]; /* a stderr line not yet ended */
-    size_t errline_len;
-    int jobs_done;
-    unsigned generation;
-    runner_job *job;               /* the attempt running (as far as the runner knows) */
-    runner_job *q_first, *q_last;  /* attempts sent ahead, queued behind it, in order */
-    int nq;
-    int dead;
-    int leaving; /* to be retired once its attempt is settled: takes no new one */
-    /* Started ahead for a worker whose quota of attempts is all given out: takes none until
-     * a slot is free for it (pick, runner_tick). */
-    int heir;
-    int64_t exiting; /* mono ms: let go (socket shut), running its fini(); killed after it */
-    /* Frames for the worker not written yet: a turn's run messages go out in one write
-     * (runner_flush); what the socket does not take waits for EPOLLOUT. */
-    struct proto_buf out;
-    int want_out; /* EPOLLOUT is asked for */
-    /* Where out's bytes start to wait for a commit to be durable (runner_hold): from
-     * marks[i].at on they need commit marks[i].commit, in increasing order. */
-    struct out_mark {
-        size_t at;
-        uint64_t commit;
-    } *marks;
-    size_t n_marks, cap_marks;
-    uint64_t serial; /* names the worker in epoll events, which may outlive it in a batch */
-    int ctl; /* its ferry-priv keeper's control line (priv_client.h); -1: the runner's child */
-};
-
-struct runner {
-    runner_opts o;
-    runner_events ev;
-    void *ud;
-    int epfd;
-    worker **workers;
-    size_t n_workers, cap_workers;
-    unsigned generation;
-    int64_t next_id;
-    uint64_t next_serial;
-    /* Where run messages are built, reused: each job keeps an exact copy (small enough for
-     * malloc's per-thread cache, where a fresh 4 KiB buffer per job was not). */
-    struct proto_buf scratch;
-    char **env; /* the workers' environment (worker_env) */
-    runner_job *failed; /* attempts that could not start as their user, to settle */
-    uint64_t need, durable; /* runner_hold, runner_durable */
-};
-
-static char **worker_env(const runner_opts *o);
 
 runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud)
 {
@@ -153,7 +50,7 @@ runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud
     r->ud = ud;
     r->epfd = epoll_create1(EPOLL_CLOEXEC);
     r->next_id = 1;
-    r->env = worker_env(opts);
+    r->env = runner_worker_env(opts);
     signal(SIGPIPE, SIG_IGN);
     return r;
 }
@@ -161,163 +58,6 @@ runner *runner_create(const runner_opts *opts, const runner_events *ev, void *ud
 int runner_fd(const runner *r)
 {
     return r->epfd;
-}
-
-static int pidfd_open_(pid_t pid)
-{
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-/*
- * The environment a worker starts with, and so every command its functions run: an allowlist
- * (docs/operations.md, "The workers' environment"), never the host's whole environment, which
- * may hold a PGPASSWORD or AWS_SECRET_ACCESS_KEY meant for the host alone. PATH is the
- * configured one (workers.path), HOME the home of the user the worker runs as; LANG,
- * LANGUAGE, LC_*, TZ, TZDIR, TMPDIR, FERRY_* and the names in workers.pass_env pass through
- * from the host's environment.
- * Built once per runner; the strings are malloc'd.
- */
-static int env_allowed(const char *kv, const char *pass)
-{
-    if (strncmp(kv, SSH_ALLOW_COMMAND_OPTIONS_ENV "=", strlen(SSH_ALLOW_COMMAND_OPTIONS_ENV) + 1) == 0)
-        return 0; /* from the config only (runner_opts) */
-    if (strncmp(kv, "FERRY_KNOWN_HOSTS=", 18) == 0)
-        return 0; /* from the store's place only (runner_opts) */
-    /* workers.pass_env: names the admin lets through, separated by spaces or commas. */
-    size_t klen = strcspn(kv, "=");
-    for (const char *p = pass; p && *p;) {
-        p += strspn(p, " ,");
-        size_t n = strcspn(p, " ,");
-        if (n > 0 && n == klen && strncmp(p, kv, n) == 0)
-            return 1;
-        p += n;
-    }
-    static const char *const exact[] = {"LANG=", "LANGUAGE=", "TZ=", "TZDIR=", "TMPDIR="};
-    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
-        if (strncmp(kv, exact[i], strlen(exact[i])) == 0)
-            return 1;
-    if (strncmp(kv, "LC_", 3) == 0 || strncmp(kv, "FERRY_", 6) == 0)
-        return 1;
-#if defined(__SANITIZE_ADDRESS__)
-    /* Sanitizer builds (development only): their options carry suppressions, no secrets. */
-    if (strncmp(kv, "ASAN_OPTIONS=", 13) == 0 || strncmp(kv, "LSAN_OPTIONS=", 13) == 0 ||
-        strncmp(kv, "UBSAN_OPTIONS=", 14) == 0)
-        return 1;
-#endif
-    return 0;
-}
-
-static char **worker_env(const runner_opts *o)
-{
-    extern char **environ;
-    size_t n = 0;
-    for (char **e = environ; e && *e; e++)
-        n++;
-    char **env = calloc(n + 5, sizeof(*env));
-    size_t k = 0;
-    env[k++] = xasprintf("PATH=%s", o->path && *o->path ? o->path : RUNNER_SAFE_PATH);
-    struct passwd *pw = getpwuid(geteuid());
-    env[k++] = xasprintf("HOME=%s", pw && pw->pw_dir && *pw->pw_dir ? pw->pw_dir : "/");
-    for (char **e = environ; e && *e; e++)
-        if (env_allowed(*e, o->pass_env))
-            env[k++] = xstrdup(*e);
-    if (o->ssh_command_options)
-        env[k++] = xstrdup(SSH_ALLOW_COMMAND_OPTIONS_ENV "=1");
-    if (o->known_hosts && *o->known_hosts)
-        env[k++] = xasprintf("FERRY_KNOWN_HOSTS=%s", o->known_hosts);
-    env[k] = NULL;
-    return env;
-}
-
-/*
- * Starts a worker as a fresh program image (exec of /proc/self/exe): a worker holds no copy
- * of the host's memory (other jobs' vaults, store credentials). posix_spawn, not fork: the
- * host copies no page tables and takes no copy-on-write fault on each page it writes after
- * (0.4 ms and some 700 faults a worker, measured), at every start and every retirement.
- * The worker watches the host from its first steps (worker.c guard_host: a host already
- * gone ends it), so nothing needs to run between fork and exec.
- */
-static worker *adopt(runner *r, pid_t pid, int sock, int errfd, int pidfd, int ctl);
-
-static worker *spawn(runner *r)
-{
-    int sv[2], ep[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        hlog(LOG_ERROR, "cannot create a worker socket: %s", strerror(errno));
-        return NULL;
-    }
-    if (pipe2(ep, O_CLOEXEC) != 0) {
-        hlog(LOG_ERROR, "cannot create a worker's stderr pipe: %s", strerror(errno));
-        close(sv[0]);
-        close(sv[1]);
-        return NULL;
-    }
-    char parent[32], memory[32];
-    snprintf(parent, sizeof(parent), "%d", (int)getpid());
-    snprintf(memory, sizeof(memory), "%d", r->o.memory_limit_mb);
-    char *argv[] = {"ferry", WORKER_ARGV1, parent, memory, NULL};
-    /* Its own process group, every signal at its default and none blocked; stdin and stdout
-     * /dev/null, stderr into the attempt's trace (not the host's log), the socket on fd 3,
-     * nothing else. */
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_t fa;
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETSIGMASK);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDWR, 0);
-    posix_spawn_file_actions_adddup2(&fa, STDIN_FILENO, STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&fa, ep[1], STDERR_FILENO);
-    posix_spawn_file_actions_adddup2(&fa, sv[1], WORKER_FD);
-    posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1);
-    pid_t pid;
-    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, r->env);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    close(sv[1]);
-    close(ep[1]);
-    if (rc != 0) {
-        hlog(LOG_ERROR, "cannot start a worker: %s", strerror(rc));
-        close(sv[0]);
-        close(ep[0]);
-        return NULL;
-    }
-    return adopt(r, pid, sv[0], ep[0], pidfd_open_(pid), -1);
-}
-
-/* Takes a started worker into the pool. */
-static worker *adopt(runner *r, pid_t pid, int sock, int errfd, int pidfd, int ctl)
-{
-    fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
-    fcntl(errfd, F_SETFL, fcntl(errfd, F_GETFL) | O_NONBLOCK);
-    worker *w = calloc(1, sizeof(*w));
-    w->pid = pid;
-    w->sock = sock;
-    w->errfd = errfd;
-    w->pidfd = pidfd;
-    w->ctl = ctl;
-    w->generation = r->generation;
-    w->serial = ++r->next_serial;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = w->serial << EV_BITS | EV_SOCK};
-    epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->sock, &ev);
-    struct epoll_event eev = {.events = EPOLLIN, .data.u64 = w->serial << EV_BITS | EV_STDERR};
-    epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->errfd, &eev);
-    if (w->pidfd >= 0) {
-        struct epoll_event pev = {.events = EPOLLIN, .data.u64 = w->serial << EV_BITS | EV_PIDFD};
-        epoll_ctl(r->epfd, EPOLL_CTL_ADD, w->pidfd, &pev);
-    }
-    if (r->n_workers == r->cap_workers) {
-        r->cap_workers = r->cap_workers ? r->cap_workers * 2 : 8;
-        r->workers = realloc(r->workers, r->cap_workers * sizeof(*r->workers));
-    }
-    r->workers[r->n_workers++] = w;
-    return w;
 }
 
 /*
@@ -378,89 +118,6 @@ static void read_stderr(runner *r, worker *w, int at_end, int empty)
     }
 }
 
-static void close_stderr(runner *r, worker *w)
-{
-    if (w->errfd >= 0) {
-        epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->errfd, NULL);
-        close(w->errfd);
-        w->errfd = -1;
-    }
-}
-
-static void kill_groups(worker *w, int sig)
-{
-    if (w->ctl >= 0) { /* started by ferry-priv: its keeper signals it (another user's) */
-        priv_ctl(w->ctl, sig == SIGKILL ? "kill" : "term");
-        return;
-    }
-    if (sig == SIGKILL)
-        reap_kill_worker(w->pid); /* its descendants too, in whatever group or session */
-    kill(-w->pid, sig);
-    if (w->job)
-        for (int i = 0; i < w->job->n_pgroups; i++)
-            kill(-w->job->pgroups[i], sig);
-}
-
-/* How long an idle worker being retired has to run its plugins' fini() and exit. */
-#define FINI_GRACE_MS 1000
-
-/*
- * Removes a worker: an idle one is first let go (its socket closed, it runs its plugins'
- * fini() and exits, plugin.h), then what is left of its process groups is killed and it is
- * reaped. wait: wait here for it to exit (up to FINI_GRACE_MS); else the host's loop goes
- * on and the worker is reaped when it has exited (its pidfd) or its time is up
- * (runner_tick), a replacement may start meanwhile.
- */
-static void retire_now(runner *r, worker *w, int wait);
-
-static void retire(runner *r, worker *w)
-{
-    if (w->job == NULL && w->pidfd >= 0 && !w->exiting) {
-        shutdown(w->sock, SHUT_RDWR);
-        w->leaving = 1;
-        w->exiting = mono_ms() + FINI_GRACE_MS;
-        epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL); /* its EOF says nothing new */
-        close_stderr(r, w);
-        return;
-    }
-    retire_now(r, w, 0);
-}
-
-static void retire_now(runner *r, worker *w, int wait)
-{
-    if (wait && w->job == NULL && w->pidfd >= 0) {
-        struct pollfd p = {.fd = w->pidfd, .events = POLLIN};
-        shutdown(w->sock, SHUT_RDWR);
-        int64_t left = w->exiting ? w->exiting - mono_ms() : FINI_GRACE_MS;
-        while (left > 0 && poll(&p, 1, (int)left) < 0 && errno == EINTR)
-            ;
-    }
-    kill_groups(w, SIGKILL);
-    epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL);
-    close(w->sock);
-    close_stderr(r, w);
-    if (w->pidfd >= 0) {
-        epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
-        close(w->pidfd);
-    }
-    while (w->ctl < 0 && waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-    if (w->ctl >= 0)
-        close(w->ctl); /* its keeper ends what is left of it */
-    else
-        reap_worker_gone(w->pid);
-    proto_reader_free(&w->rd);
-    proto_buf_free(&w->out);
-    free(w->marks);
-    for (size_t i = 0; i < r->n_workers; i++) {
-        if (r->workers[i] == w) {
-            r->workers[i] = r->workers[--r->n_workers];
-            break;
-        }
-    }
-    free(w);
-}
-
 /* Sends a cancel to the attempt job runs on its worker: SIGUSR1 with the attempt's id, which
  * the worker ignores if that attempt is no longer the one running. */
 static void signal_cancel(runner_job *job)
@@ -481,10 +138,7 @@ static void signal_cancel(runner_job *job)
 static void job_started(runner *r, runner_job *job)
 {
     int64_t now = mono_ms();
-    if (job->limits.memory_mb > 0 || job->limits.cpu_seconds > 0 || job->limits.processes > 0) {
-        job->cpu_base_ticks = -1; /* taken at the first check: short attempts cost nothing */
-        job->next_check = now + LIMITS_CHECK_MS;
-    }
+    runner_limits_begin(job, now);
     job->deadline = job->timeout_ms > 0 ? now + job->timeout_ms : 0;
     if (job->stopping != STOP_NONE) {
         signal_cancel(job);
@@ -594,7 +248,6 @@ static void stopped_outcome(const runner_job *job, struct outcome *out, char *bu
 }
 
 static worker *pick(runner *r, int nested);
-static worker *spawn_as(runner *r, const runner_job *job, char *why, size_t wlen);
 static int send_job(runner *r, worker *w, runner_job *job);
 static void flush_out(runner *r, worker *w);
 
@@ -614,9 +267,9 @@ static void redispatch(runner *r, runner_job *queue)
             settle_unstarted(r, job, &out);
             continue;
         }
-        worker *w = job->user[0] ? spawn_as(r, job, NULL, 0) : pick(r, job->nested);
+        worker *w = job->user[0] ? runner_spawn_as(r, job, NULL, 0) : pick(r, job->nested);
         if (w == NULL && !job->user[0])
-            w = spawn(r); /* the slot of the worker that died */
+            w = runner_spawn(r); /* the slot of the worker that died */
         if (w == NULL || send_job(r, w, job) != 0)
             settle_unstarted(r, job, &out);
     }
@@ -633,7 +286,7 @@ static void worker_died(runner *r, worker *w, const char *why)
     runner_job *queue = w->q_first;
     w->q_first = w->q_last = NULL;
     w->nq = 0;
-    kill_groups(w, SIGKILL);
+    runner_kill_groups(w, SIGKILL);
     int status = 0, keeper_lost = 0;
     pid_t got = -1;
     if (w->ctl >= 0) { /* its keeper reaps it and tells */
@@ -666,25 +319,10 @@ static void worker_died(runner *r, worker *w, const char *why)
         }
         finish(r, w, &out, 0);
     }
-    /* The process is reaped; retire() must not wait again. */
-    epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->sock, NULL);
-    close(w->sock);
-    close_stderr(r, w);
-    if (w->pidfd >= 0) {
-        epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
-        close(w->pidfd);
-    }
+    /* The process is reaped; runner_retire() must not wait again. */
+    runner_close_worker(r, w);
     kill(-w->pid, SIGKILL);
-    proto_reader_free(&w->rd);
-    proto_buf_free(&w->out);
-    free(w->marks);
-    for (size_t i = 0; i < r->n_workers; i++) {
-        if (r->workers[i] == w) {
-            r->workers[i] = r->workers[--r->n_workers];
-            break;
-        }
-    }
-    free(w);
+    runner_free_worker(r, w);
     redispatch(r, queue);
 }
 
@@ -760,7 +398,7 @@ static int handle_skipped(runner *r, worker *w, const struct proto_done *m)
         settle_unstarted(r, job, &out);
     }
     if (find_serial(r, serial) == w && w->leaving && w->job == NULL)
-        retire(r, w);
+        runner_retire(r, w);
     return 0;
 }
 
@@ -795,7 +433,7 @@ static int handle_done(runner *r, worker *w, const struct proto_done *m)
     /* A worker leaves once the attempts queued on it are done; it takes no new ones. (One
      * that stays may be gone: the done callback may have started it again and it died.) */
     if (leaving && find_serial(r, serial) == w && w->job == NULL)
-        retire(r, w);
+        runner_retire(r, w);
     return 0;
 }
 
@@ -936,7 +574,7 @@ void runner_process(runner *r)
             continue;
         if (w->exiting) { /* let go: only its end matters */
             if (kind == EV_PIDFD)
-                retire_now(r, w, 0);
+                runner_retire_now(r, w, 0);
             continue;
         }
         if (kind == EV_STDERR) {
@@ -956,55 +594,15 @@ void runner_process(runner *r)
     runner_flush(r); /* attempts sent elsewhere when their worker died */
 }
 
-/* Attempts on w: the running one and those queued behind it. */
-static int load_of(const worker *w)
-{
-    return (w->job != NULL) + w->nq;
-}
-
-/* May w take new attempts at all? */
-static int eligible(const runner *r, const worker *w)
-{
-    return !w->dead && !w->leaving && !w->heir && w->generation == r->generation;
-}
-
 /* How many more attempts w takes: its queue's room, within its quota of attempts. */
 static int room_of(const runner *r, const worker *w)
 {
-    if (!eligible(r, w))
+    if (!runner_eligible(r, w))
         return 0;
-    int load = load_of(w);
+    int load = runner_load_of(w);
     int room = 1 + r->o.pipeline - load, quota = r->o.max_jobs - w->jobs_done - load;
     room = quota < room ? quota : room;
     return room > 0 ? room : 0;
-}
-
-/* Workers that hold a slot of max_workers: busy ones, and idle ones that may take work. */
-static int occupied(const runner *r)
-{
-    int n = 0;
-    for (size_t i = 0; i < r->n_workers; i++)
-        n += load_of(r->workers[i]) > 0 || eligible(r, r->workers[i]);
-    return n;
-}
-
-/* w was started ahead and may still take attempts (not retired by a recycle meanwhile). */
-static int heir_ready(const runner *r, const worker *w)
-{
-    return w->heir && !w->dead && !w->leaving && w->generation == r->generation;
-}
-
-/* An heir, now a worker like the others, or NULL when there is none. */
-static worker *take_heir(runner *r)
-{
-    for (size_t i = 0; i < r->n_workers; i++) {
-        worker *w = r->workers[i];
-        if (heir_ready(r, w)) {
-            w->heir = 0;
-            return w;
-        }
-    }
-    return NULL;
 }
 
 /*
@@ -1018,49 +616,16 @@ static worker *pick(runner *r, int nested)
     for (size_t i = 0; i < r->n_workers; i++) {
         worker *w = r->workers[i];
         int room = room_of(r, w);
-        if (room > 0 && load_of(w) == 0)
+        if (room > 0 && runner_load_of(w) == 0)
             return w;
-        if (room > 0 && (best == NULL || load_of(w) < load_of(best)))
+        if (room > 0 && (best == NULL || runner_load_of(w) < runner_load_of(best)))
             best = w;
     }
-    if (nested || occupied(r) < r->o.max_workers) {
-        worker *heir = take_heir(r);
-        return heir ? heir : spawn(r);
+    if (nested || runner_occupied(r) < r->o.max_workers) {
+        worker *heir = runner_take_heir(r);
+        return heir ? heir : runner_spawn(r);
     }
     return best;
-}
-
-/*
- * A worker running as job->user, from ferry-priv: one per attempt (it takes no other, and
- * leaves after it), within max_workers (an idle worker of the host's own user leaves to make
- * room; a nested call may go past). NULL with why empty: no room now; with why set: the
- * helper is not there or refused (why says which).
- */
-static worker *spawn_as(runner *r, const runner_job *job, char *why, size_t wlen)
-{
-    if (why)
-        why[0] = '\0';
-    if (!job->nested && occupied(r) >= r->o.max_workers) {
-        for (size_t i = 0; i < r->n_workers; i++)
-            if (load_of(r->workers[i]) == 0 && eligible(r, r->workers[i])) {
-                retire(r, r->workers[i]);
-                break;
-            }
-        if (occupied(r) >= r->o.max_workers)
-            return NULL;
-    }
-    struct priv_worker pw;
-    char err[1024];
-    if (priv_spawn(r->o.priv_socket, job->fn, job->user, r->o.memory_limit_mb, r->env, &pw, err,
-                   sizeof(err)) != 0) {
-        hlog(LOG_ERROR, "%s", err);
-        if (why)
-            snprintf(why, wlen, "%s", err);
-        return NULL;
-    }
-    worker *w = adopt(r, pw.pid, pw.sock, pw.errfd, pw.pidfd, pw.ctl);
-    w->leaving = 1; /* this attempt only */
-    return w;
 }
 
 /*
@@ -1186,7 +751,7 @@ int runner_free_slots(const runner *r)
     int slots = 0;
     for (size_t i = 0; i < r->n_workers; i++)
         slots += room_of(r, r->workers[i]);
-    int fresh = r->o.max_workers - occupied(r);
+    int fresh = r->o.max_workers - runner_occupied(r);
     int per_worker = 1 + r->o.pipeline < r->o.max_jobs ? 1 + r->o.pipeline : r->o.max_jobs;
     return slots + (fresh > 0 ? fresh * per_worker : 0);
 }
@@ -1221,15 +786,7 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
     job->tag = tag;
     job->nested = nested;
     job->timeout_ms = spec->timeout_ms;
-    job->limits = r->o.limits;
-    for (size_t i = 0; i < r->o.n_fn_limits; i++) {
-        const struct ferry_limits *o = &r->o.fn_limits[i];
-        if (spec->function && o->function && strcmp(o->function, spec->function) == 0) {
-            job->limits.memory_mb = o->memory_mb >= 0 ? o->memory_mb : job->limits.memory_mb;
-            job->limits.cpu_seconds = o->cpu_seconds >= 0 ? o->cpu_seconds : job->limits.cpu_seconds;
-            job->limits.processes = o->processes >= 0 ? o->processes : job->limits.processes;
-        }
-    }
+    runner_limits_for(&r->o, spec->function, &job->limits);
     /* The worker counts the deadline from its start (timeout_ms); "deadline" is for a
      * worker that starts it at once. */
     struct proto_run run = {.id = job->id,
@@ -1240,7 +797,7 @@ runner_job *runner_start(runner *r, const struct attempt_spec *spec, void *tag, 
         memcpy(job->frame.p, r->scratch.p, r->scratch.len);
         job->frame.len = job->frame.cap = r->scratch.len;
     }
-    if (user[0] && !why[0] && (w = spawn_as(r, job, why, sizeof(why))) == NULL && !why[0]) {
+    if (user[0] && !why[0] && (w = runner_spawn_as(r, job, why, sizeof(why))) == NULL && !why[0]) {
         free(job->frame.p);
         free(job);
         return NULL; /* no room now: given back, as when no worker is free */
@@ -1310,7 +867,7 @@ static void begin_stop(runner *r, runner_job *job, enum outcome_stop why, int gr
     }
     int64_t now = mono_ms();
     if (why == STOP_DEADLINE) {
-        kill_groups(job->w, SIGTERM);
+        runner_kill_groups(job->w, SIGTERM);
         job->term_at = 0;
         job->kill_at = now + grace_ms;
     } else {
@@ -1337,103 +894,8 @@ void runner_recycle(runner *r)
     for (size_t i = r->n_workers; i-- > 0;) {
         worker *w = r->workers[i];
         if (w->job == NULL && !w->exiting)
-            retire(r, w);
+            runner_retire(r, w);
     }
-}
-
-/*
- * Limits (issue 17, point 6; docs/operations.md, "Limits"). The runner looks at each running
- * attempt's processes every LIMITS_CHECK_MS: the worker and its descendants, which stay in
- * its tree whatever they do (the worker is their subreaper in both ways of containment). It
- * adds up their resident memory, counts them, and adds up the CPU time they used (their own
- * and that of their children already reaped) since the attempt began. Over a limit, the
- * attempt's processes are killed at once and the attempt FAILS with "memory limit 512 MiB
- * exceeded" (or cpu time, or processes); the worker is replaced, the host carries on.
- * Counted in the host rather than through rlimits: RLIMIT_NPROC counts every process of the
- * user (all attempts of the host at once) and does not hold for root, RLIMIT_CPU counts
- * each process apart, and RLIMIT_AS or RLIMIT_DATA make an allocation fail with nothing
- * that says why.
- */
-struct tree_usage {
-    int64_t rss_bytes, cpu_ticks;
-    int processes;
-};
-
-/* Adds one process's figures; its children's pids go to kids (up to cap; NULL: not
- * looked for); returns how many, or -1 when the process is gone. */
-static int usage_of(pid_t pid, struct tree_usage *u, pid_t *kids, int cap)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return -1;
-    /* After ") ": state(3) ... utime(14) stime(15) cutime(16) cstime(17) ... rss(24). */
-    long long f[25] = {0};
-    int field = 3;
-    for (char *t = p + 2; *t && field <= 24; field++) {
-        if (field > 3)
-            f[field] = strtoll(t, NULL, 10);
-        t = strchr(t, ' ');
-        if (t == NULL)
-            break;
-        t++;
-    }
-    u->processes++;
-    u->cpu_ticks += f[14] + f[15] + f[16] + f[17];
-    u->rss_bytes += f[24] * sysconf(_SC_PAGESIZE);
-    return kids == NULL ? 0 : reap_children_of(pid, kids, 0, cap);
-}
-
-/* The worker's tree, at most max_procs processes deep into it (then processes says more). */
-static void tree_usage(pid_t root, int max_procs, struct tree_usage *u)
-{
-    enum { CAP = 8192 };
-    static pid_t todo[CAP];
-    int n = 0;
-    todo[n++] = root;
-    memset(u, 0, sizeof(*u));
-    while (n > 0 && u->processes <= max_procs) {
-        pid_t pid = todo[--n];
-        int got = usage_of(pid, u, todo + n, CAP - n);
-        if (got > 0)
-            n += got;
-    }
-}
-
-/* Ends the attempt when its processes are over a limit (see above). */
-static void limits_check(runner_job *job)
-{
-    const struct ferry_limits *l = &job->limits;
-    struct tree_usage u;
-    tree_usage(job->w->pid, l->processes > 0 ? l->processes : 8191, &u);
-    long hz = sysconf(_SC_CLK_TCK);
-    /* CPU time counts from the first check, LIMITS_CHECK_MS into the attempt: reading it at
-     * the start of every attempt cost the hot path more than the 0.1 s this leaves out. */
-    if (job->cpu_base_ticks < 0)
-        job->cpu_base_ticks = u.cpu_ticks;
-    int64_t cpu_s = (u.cpu_ticks - job->cpu_base_ticks) / (hz > 0 ? hz : 100);
-    if (l->memory_mb > 0 && u.rss_bytes > (int64_t)l->memory_mb * 1024 * 1024)
-        snprintf(job->limit_msg, sizeof(job->limit_msg), "memory limit %d MiB exceeded",
-                 l->memory_mb);
-    else if (l->cpu_seconds > 0 && cpu_s >= l->cpu_seconds)
-        snprintf(job->limit_msg, sizeof(job->limit_msg), "cpu time limit %d s exceeded",
-                 l->cpu_seconds);
-    else if (l->processes > 0 && u.processes > l->processes)
-        snprintf(job->limit_msg, sizeof(job->limit_msg), "process limit %d exceeded",
-                 l->processes);
-    else
-        return;
-    job->stopping = STOP_LIMIT;
-    kill_groups(job->w, SIGKILL); /* the worker and all it started; worker_died settles it */
 }
 
 /* Settles the attempts that could not start as their user. */
@@ -1462,48 +924,17 @@ void runner_tick(runner *r)
             continue;
         if (!job->stopping && job->deadline > 0 && now >= job->deadline)
             begin_stop(r, job, STOP_DEADLINE, r->o.grace_ms);
-        if (!job->stopping && job->next_check > 0 && now >= job->next_check) {
-            job->next_check = now + LIMITS_CHECK_MS;
-            limits_check(job);
-        }
+        runner_limits_tick(job, now);
         if (job->term_at > 0 && now >= job->term_at) {
-            kill_groups(job->w, SIGTERM);
+            runner_kill_groups(job->w, SIGTERM);
             job->term_at = 0;
         }
         if (job->kill_at > 0 && now >= job->kill_at) {
-            kill_groups(job->w, SIGKILL);
+            runner_kill_groups(job->w, SIGKILL);
             job->kill_at = 0;
         }
     }
-    /* Workers let go whose fini() ran out of time are killed. */
-    for (size_t i = r->n_workers; i-- > 0;)
-        if (r->workers[i]->exiting && now >= r->workers[i]->exiting)
-            retire_now(r, r->workers[i], 0);
-    /* A worker leaves at its quota of attempts, and a fresh one takes its slot. That one
-     * starts ahead, while the last eighth of the quota runs: a worker takes milliseconds to
-     * start (exec, moving into its cgroup: up to 20 ms on a busy machine), during which its
-     * slot stayed empty at each retirement. It takes no attempt until the slot is free, so
-     * no more attempts run at once than max_workers. One for each worker due to leave. */
-    int heirs = 0, due = 0;
-    for (size_t i = 0; i < r->n_workers; i++) {
-        worker *w = r->workers[i];
-        heirs += heir_ready(r, w);
-        due += eligible(r, w) && w->ctl < 0 &&
-               w->jobs_done + load_of(w) >= r->o.max_jobs - r->o.max_jobs / 8;
-    }
-    for (worker *next; heirs < due && (next = spawn(r)) != NULL; heirs++)
-        next->heir = 1;
-    if (occupied(r) < r->o.max_workers)
-        take_heir(r);
-    /* Keep a few idle workers ready so an attempt never waits for a fork. */
-    int idle = 0, leaving = 0;
-    for (size_t i = 0; i < r->n_workers; i++) {
-        idle += r->workers[i]->job == NULL && eligible(r, r->workers[i]);
-        leaving += r->workers[i]->exiting != 0;
-    }
-    int room = r->o.max_workers - ((int)r->n_workers - leaving);
-    for (int k = idle; k < r->o.prefork && room > 0; k++, room--)
-        spawn(r);
+    runner_keep_workers(r, now);
 }
 
 int runner_timeout_ms(const runner *r)
@@ -1544,10 +975,10 @@ void runner_free(runner *r)
         }
         w->q_last = NULL;
         if (w->job) {
-            kill_groups(w, SIGKILL);
+            runner_kill_groups(w, SIGKILL);
             finish(r, w, &out, 0);
         }
-        retire_now(r, w, 1);
+        runner_retire_now(r, w, 1);
     }
     free(r->workers);
     proto_buf_free(&r->scratch);

@@ -1,11 +1,13 @@
 /*
- * The runner owns worker processes: it forks them (each in its own process group), hands
+ * The runner owns worker processes: it starts them (each in its own process group), hands
  * them attempts (up to 1 + pipeline per worker: the ones beyond the running one are written
- * ahead and run back to back, in order; see docs/protocol.md), enforces deadlines (SIGTERM to the group, a grace period, SIGKILL), turns a
- * worker that dies into a CRASHED outcome, and replaces workers after max_jobs attempts or
- * when the plugin registry changes. It is driven by the caller's poll loop: poll
- * runner_fd() for input and call runner_process(); call runner_tick() at least every
- * runner_timeout_ms().
+ * ahead and run back to back, in order; see docs/protocol.md), enforces deadlines (SIGTERM
+ * to the group, a grace period, SIGKILL), turns a worker that dies into a CRASHED outcome,
+ * and replaces workers after max_jobs attempts or when the plugin registry changes. It is
+ * driven by the caller's poll loop: poll runner_fd() for input and call runner_process();
+ * call runner_tick() at least every runner_timeout_ms().
+ * Its code: runner.c hands out attempts and settles them, runner_spawn.c starts and retires
+ * the workers, runner_limits.c holds attempts to their limits (runner_int.h: what they share).
  */
 #ifndef FERRY_RUNNER_H
 #define FERRY_RUNNER_H
@@ -65,7 +67,8 @@ typedef struct runner_opts {
      * an absolute path; NULL: none kept. */
     const char *known_hosts;
     /* Limits of each attempt (0: none), and overrides by function name (fields -1: the
-     * default's); borrowed for the runner's life. Enforced by the runner: see runner.c. */
+     * default's); borrowed for the runner's life. Enforced by the runner: see
+     * runner_limits.c. */
     struct ferry_limits limits;
     const struct ferry_limits *fn_limits;
     size_t n_fn_limits;

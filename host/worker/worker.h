@@ -1,8 +1,8 @@
 /*
  * The worker process: runs plugin functions, one attempt at a time, for the host. It is
- * forked by the runner (runner.c) and talks to it over one socket. The messages (run, reply,
- * log, progress, call, storage, pgroup, exit, done) are built and parsed by proto.h, whose
- * PROTO_OPS table is the list; docs/protocol.md describes each.
+ * started by the runner (runner_spawn.c) and talks to it over one socket. The messages (run,
+ * reply, log, progress, call, storage, pgroup, exit, done) are built and parsed by proto.h,
+ * whose PROTO_OPS table is the list; docs/protocol.md describes each.
  *
  * Every meaning travels in these messages, never in the worker's exit status (a plugin can
  * call exit() with any status). The worker's stderr is a pipe the runner reads into the
