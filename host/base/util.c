@@ -68,11 +68,11 @@ static void uuid_register(void)
 /* 16 random bytes from the pool, which the caller clears once used. */
 static unsigned char *pool_take16(void)
 {
-    /* The kernel's random bytes are drawn 4 KiB at a time after a thread's first 64, not 16
-     * (a bulk create makes an id a line); each thread has its own pool, and a forked child draws its own (ferry
-     * makes children with fork() only, which runs uuid_forked), so no two processes or
-     * threads ever use the same bytes. A getpid() per id to notice a fork cost a system
-     * call a line of a bulk create. */
+    /* The kernel's random bytes are drawn 4 KiB at a time after a thread's first 64, not
+     * 16 (a bulk create makes an id a line); each thread has its own pool, and a forked
+     * child draws its own (ferry makes children with fork() only, which runs uuid_forked),
+     * so no two processes or threads ever use the same bytes. A getpid() per id to notice
+     * a fork cost a system call a line of a bulk create. */
     unsigned char *pool = uuid_pool;
     pthread_once(&uuid_once, uuid_register);
     size_t left = uuid_left;

@@ -1,8 +1,9 @@
 /*
  * Unit tests for host/base/util.c's uuid_v4: the form of a version 4 UUID, no repeats over
- * many ids (the random bytes come from a pool drawn 4 KiB at a time), and a forked child that
- * does not reuse the pool it inherited; a thread's first draw of 64 bytes; i64_decimal against printf's %lld; and iso8601_ms
- * against gmtime_r, without reading the time zone as gmtime_r does.
+ * many ids (the random bytes come from a pool drawn 4 KiB at a time), a forked child that
+ * does not reuse the pool it inherited, and a thread's first draw of 64 bytes; i64_decimal
+ * against printf's %lld; and iso8601_ms against gmtime_r, without reading the time zone as
+ * gmtime_r does.
  */
 #include <stdarg.h>
 #include <stddef.h>
