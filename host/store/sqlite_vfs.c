@@ -45,6 +45,10 @@
  * of 4 KiB. A larger commit is written in pieces of this size. */
 #define WAL_GATHER_MAX   0x1ffff
 #define WAL_GATHER_FIRST (64 << 10)
+/* The most read ahead at once (wal_read): 11 frames of 4 KiB, about what a create's commit
+ * then gathers in the same buffer, so the read touches no page of it the commit would not
+ * (with the whole 64 KiB, 5 to 10 page faults more a command: more than the reads saved). */
+#define WAL_READ_AHEAD_MAX (48 << 10)
 
 struct vfs_file {
     sqlite3_file base;     /* pMethods is db_methods or wal_methods */
@@ -186,15 +190,19 @@ static int is_frame_read(int n, sqlite3_int64 off)
            (off - WAL_HEADER) % n == 0;
 }
 
-/* Reads as many whole frames from off as the gather buffer holds and the file has into it
- * (ahead_at, ahead_len); at least the frame of n bytes asked for, else an error. */
+/* Reads as many whole frames from off as WAL_READ_AHEAD_MAX and the file allow into the
+ * gather buffer (ahead_at, ahead_len); at least the frame of n bytes asked for, else an
+ * error. */
 static int wal_read_ahead(struct vfs_file *w, int n, sqlite3_int64 off)
 {
     sqlite3_int64 size = 0;
     if (!wal_room(w, (size_t)n) || w->real->pMethods->xFileSize(w->real, &size) != SQLITE_OK ||
         size < off + n)
         return SQLITE_IOERR_READ;
-    sqlite3_int64 frames = (sqlite3_int64)(w->cap / (size_t)n);
+    size_t room = w->cap < WAL_READ_AHEAD_MAX ? w->cap : WAL_READ_AHEAD_MAX;
+    sqlite3_int64 frames = (sqlite3_int64)(room / (size_t)n);
+    if (frames < 1)
+        frames = 1; /* pages of 32 KiB or more: one frame, as the buffer holds it */
     if (frames > (size - off) / n)
         frames = (size - off) / n;
     int rc = w->real->pMethods->xRead(w->real, w->gather, (int)(frames * n), off);
@@ -210,9 +218,9 @@ static int wal_read_ahead(struct vfs_file *w, int n, sqlite3_int64 off)
  * from the whole log (SQLite truncates the -shm file at the first open), one read of 4,120
  * bytes per frame: with the log a command leaves for the next (store_sqlite.c,
  * SHORT_WAL_FRAMES) that was 60 to 120 reads of every command. Where the database asked
- * for it (sqlite_vfs_read_ahead), a read of a whole frame reads the frames after it too,
- * into the buffer appends are gathered in (empty while anything reads), and the next frame
- * reads are answered from there. The bytes are held only until any other call on the WAL
+ * for it (sqlite_vfs_read_ahead), a read of a whole frame reads up to 10 frames after it
+ * too, into the buffer appends are gathered in (empty while anything reads), and the next
+ * frame reads are answered from there. The bytes are held only until any other call on the WAL
  * file or any change of the database's WAL locks (db_shm_lock, db_shm_barrier): recovery
  * scans the log holding the write lock and every read lock, so no other connection writes
  * it meanwhile, and this one's own writes and truncations forget them first.
