@@ -45,6 +45,10 @@
  * of 4 KiB. A larger commit is written in pieces of this size. */
 #define WAL_GATHER_MAX   0x1ffff
 #define WAL_GATHER_FIRST (64 << 10)
+/* The most read ahead at once (wal_read): 11 frames of 4 KiB, about what a create's commit
+ * then gathers in the same buffer, so the read touches no page of it the commit would not
+ * (with the whole 64 KiB, 5 to 10 page faults more a command: more than the reads saved). */
+#define WAL_READ_AHEAD_MAX (48 << 10)
 
 struct vfs_file {
     sqlite3_file base;     /* pMethods is db_methods or wal_methods */
@@ -56,6 +60,9 @@ struct vfs_file {
     sqlite3_int64 gather_at; /* file offset of gather[0] */
     sqlite3_int64 end;       /* end of the frames appended in this write transaction, or -1 */
     int commit_header;       /* the last gathered write was a commit frame's header */
+    int read_ahead;          /* main database: its WAL's frame scans read ahead */
+    size_t ahead_len;        /* WAL: bytes of the file from ahead_at held in gather (len 0) */
+    sqlite3_int64 ahead_at;
 };
 
 /* The file of the VFS below starts here, aligned for any type. */
@@ -113,6 +120,7 @@ static int is_commit_header(const void *data, int n)
 static int wal_write(sqlite3_file *file, const void *data, int n, sqlite3_int64 off)
 {
     struct vfs_file *w = (struct vfs_file *)file;
+    w->ahead_len = 0;
     int ends_commit = w->commit_header; /* this is the page of a commit frame */
     if (off == 0)
         w->end = 0; /* a new WAL header: the log starts again */
@@ -162,17 +170,75 @@ static int db_close(sqlite3_file *file)
     return d->real->pMethods->xClose(d->real);
 }
 
-/* Every other WAL file method writes the gathered bytes first, then forwards. */
+/* Every other WAL file method forgets the bytes read ahead (wal_read), writes the gathered
+ * bytes, then forwards. */
 #define WAL_FLUSH_FIRST(file)                                                                      \
     do {                                                                                           \
+        ((struct vfs_file *)(file))->ahead_len = 0;                                                \
         int flushed_ = wal_flush((struct vfs_file *)(file));                                       \
         if (flushed_ != SQLITE_OK)                                                                 \
             return flushed_;                                                                       \
     } while (0)
 
+/* Whether a read of n bytes at off is one whole frame (its header and a page of 512 to 65536
+ * bytes), as a scan of the log reads them: wal.c's recovery (walIndexRecover). A reader's
+ * page and a checkpoint's copy read the page alone. */
+static int is_frame_read(int n, sqlite3_int64 off)
+{
+    int page = n - WAL_FRAME_HEADER;
+    return page >= 512 && page <= 65536 && (page & (page - 1)) == 0 && off >= WAL_HEADER &&
+           (off - WAL_HEADER) % n == 0;
+}
+
+/* Reads as many whole frames from off as WAL_READ_AHEAD_MAX and the file allow into the
+ * gather buffer (ahead_at, ahead_len); at least the frame of n bytes asked for, else an
+ * error. */
+static int wal_read_ahead(struct vfs_file *w, int n, sqlite3_int64 off)
+{
+    sqlite3_int64 size = 0;
+    if (!wal_room(w, (size_t)n) || w->real->pMethods->xFileSize(w->real, &size) != SQLITE_OK ||
+        size < off + n)
+        return SQLITE_IOERR_READ;
+    size_t room = w->cap < WAL_READ_AHEAD_MAX ? w->cap : WAL_READ_AHEAD_MAX;
+    sqlite3_int64 frames = (sqlite3_int64)(room / (size_t)n);
+    if (frames < 1)
+        frames = 1; /* pages of 32 KiB or more: one frame, as the buffer holds it */
+    if (frames > (size - off) / n)
+        frames = (size - off) / n;
+    int rc = w->real->pMethods->xRead(w->real, w->gather, (int)(frames * n), off);
+    if (rc == SQLITE_OK) {
+        w->ahead_at = off;
+        w->ahead_len = (size_t)(frames * n);
+    }
+    return rc;
+}
+
+/*
+ * A connection that opens the store after every other one closed it rebuilds the WAL index
+ * from the whole log (SQLite truncates the -shm file at the first open), one read of 4,120
+ * bytes per frame: with the log a command leaves for the next (store_sqlite.c,
+ * SHORT_WAL_FRAMES) that was 60 to 120 reads of every command. Where the database asked
+ * for it (sqlite_vfs_read_ahead), a read of a whole frame reads up to 10 frames after it
+ * too, into the buffer appends are gathered in (empty while anything reads), and the next
+ * frame reads are answered from there. The bytes are held only until any other call on the WAL
+ * file or any change of the database's WAL locks (db_shm_lock, db_shm_barrier): recovery
+ * scans the log holding the write lock and every read lock, so no other connection writes
+ * it meanwhile, and this one's own writes and truncations forget them first.
+ */
 static int wal_read(sqlite3_file *file, void *buf, int n, sqlite3_int64 off)
 {
+    struct vfs_file *w = (struct vfs_file *)file;
+    if (w->ahead_len > 0 && off >= w->ahead_at &&
+        off + n <= w->ahead_at + (sqlite3_int64)w->ahead_len) {
+        memcpy(buf, w->gather + (off - w->ahead_at), (size_t)n);
+        return SQLITE_OK;
+    }
     WAL_FLUSH_FIRST(file);
+    if (w->db != NULL && w->db->read_ahead && is_frame_read(n, off) &&
+        wal_read_ahead(w, n, off) == SQLITE_OK) {
+        memcpy(buf, w->gather, (size_t)n);
+        return SQLITE_OK;
+    }
     return real(file)->pMethods->xRead(real(file), buf, n, off);
 }
 
@@ -255,6 +321,8 @@ static int db_shm_lock(sqlite3_file *file, int offset, int n, int flags)
     struct vfs_file *d = (struct vfs_file *)file;
     struct vfs_file *w = d->wal;
     int write_lock = offset == 0 && (flags & SQLITE_SHM_EXCLUSIVE);
+    if (w != NULL)
+        w->ahead_len = 0; /* another connection may write the log once a lock moves */
     if (w != NULL && wal_flush(w) != SQLITE_OK && write_lock && (flags & SQLITE_SHM_UNLOCK)) {
         /* The write transaction ends with bytes that could not be written: they are frames
          * of a transaction that did not commit (a commit's frames are written in its xWrite,
@@ -273,8 +341,10 @@ static int db_shm_lock(sqlite3_file *file, int offset, int n, int flags)
 static void db_shm_barrier(sqlite3_file *file)
 {
     struct vfs_file *d = (struct vfs_file *)file;
-    if (d->wal != NULL)
+    if (d->wal != NULL) {
+        d->wal->ahead_len = 0;
         (void)wal_flush(d->wal);
+    }
     d->real->pMethods->xShmBarrier(d->real);
 }
 
@@ -561,6 +631,16 @@ int sqlite_vfs_open(const char *path, int flags, int mode)
     if (fd < 0 && errno == EPERM)
         fd = open(path, flags, mode); /* not the file's owner */
     return fd;
+}
+
+int sqlite_vfs_read_ahead(sqlite3 *db)
+{
+    sqlite3_file *file = NULL;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
+        file == NULL || file->pMethods != &db_methods)
+        return SQLITE_NOTFOUND;
+    ((struct vfs_file *)file)->read_ahead = 1;
+    return SQLITE_OK;
 }
 
 int sqlite_vfs_register(void)

@@ -6,6 +6,8 @@
 #ifndef FERRY_SQLITE_VFS_H
 #define FERRY_SQLITE_VFS_H
 
+#include <sqlite3.h>
+
 /*
  * Registers the VFS "ferry" over the VFS that is the default now, and makes it the default,
  * so every connection opened afterwards without a VFS name uses it. Once per process: later
@@ -13,6 +15,14 @@
  * database and WAL files io methods of version 3 or later (unix does).
  */
 int sqlite_vfs_register(void);
+
+/*
+ * Makes the WAL's frame scans of db's main database read many frames at once
+ * (sqlite_vfs.c, wal_read): for a connection that may be the first to open the store, which
+ * then rebuilds the WAL index from the whole log. Before db's first read. Returns SQLITE_OK,
+ * or SQLITE_NOTFOUND when the database is not open through this VFS (nothing changes).
+ */
+int sqlite_vfs_read_ahead(sqlite3 *db);
 
 /*
  * open(2) with O_NOATIME where the caller may ask for it (it owns the file), else a plain

@@ -930,6 +930,11 @@ static int sq_configure(struct sq *q, const struct store_options *opts, char *er
 {
     sqlite3_extended_result_codes(q->db, 1);
     sqlite3_busy_handler(q->db, sq_busy_handler, q);
+    /* A command is often the first to open the store since the last one closed it: its
+     * first read (the PRAGMA below) rebuilds the WAL index from the whole log, read many
+     * frames at a time (sqlite_vfs.c). */
+    if (q->short_lived)
+        (void)sqlite_vfs_read_ahead(q->db);
     int rc = sq_pragma(q, "PRAGMA journal_mode = WAL", "wal", err, errlen);
     if (rc == STORE_OK)
         rc = sq_pragma(q, "PRAGMA foreign_keys = ON", NULL, err, errlen);

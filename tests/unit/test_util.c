@@ -1,8 +1,9 @@
 /*
  * Unit tests for host/base/util.c's uuid_v4: the form of a version 4 UUID, no repeats over
- * many ids (the random bytes come from a pool drawn 4 KiB at a time), and a forked child that
- * does not reuse the pool it inherited; i64_decimal against printf's %lld; and iso8601_ms
- * against gmtime_r, without reading the time zone as gmtime_r does.
+ * many ids (the random bytes come from a pool drawn 4 KiB at a time), a forked child that
+ * does not reuse the pool it inherited, and a thread's first draw of 64 bytes; i64_decimal
+ * against printf's %lld; and iso8601_ms against gmtime_r, without reading the time zone as
+ * gmtime_r does.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,9 +11,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,6 +82,47 @@ static void test_fork_draws_its_own(void **state)
     assert_true(is_v4(child_next));
     assert_string_not_equal(child_next, parent_next);
     assert_string_not_equal(child_next, first);
+}
+
+/* The sizes util.c asked getrandom for: this definition takes the place of libc's for the
+ * test program, which util.o is linked into. */
+static size_t asked[8];
+static int n_asked;
+
+ssize_t getrandom(void *buf, size_t n, unsigned int flags)
+{
+    if (n_asked < 8)
+        asked[n_asked] = n;
+    n_asked++;
+    return syscall(SYS_getrandom, buf, n, flags);
+}
+
+static void *five_ids(void *arg)
+{
+    char(*ids)[37] = arg;
+    for (int i = 0; i < 5; i++)
+        uuid_v4(ids[i]);
+    return NULL;
+}
+
+/* A thread's first draw is 64 bytes, four ids (a command makes one or two); the draws after
+ * it fill the whole pool. */
+static void test_first_draw_small(void **state)
+{
+    (void)state;
+    char ids[5][37];
+    pthread_t t;
+    n_asked = 0;
+    assert_int_equal(pthread_create(&t, NULL, five_ids, ids), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(n_asked, 2);
+    assert_int_equal(asked[0], 64);
+    assert_int_equal(asked[1], 4096);
+    for (int i = 0; i < 5; i++) {
+        assert_true(is_v4(ids[i]));
+        for (int k = 0; k < i; k++)
+            assert_string_not_equal(ids[k], ids[i]);
+    }
 }
 
 /* i64_decimal writes what printf's %lld writes, at the ends of the range too. */
@@ -156,6 +201,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_form_and_no_repeats),
         cmocka_unit_test(test_fork_draws_its_own),
+        cmocka_unit_test(test_first_draw_small),
         cmocka_unit_test(test_i64_decimal),
         cmocka_unit_test(test_iso8601_reads_no_time_zone), /* before any gmtime_r */
         cmocka_unit_test(test_iso8601_as_gmtime),
