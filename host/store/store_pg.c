@@ -98,18 +98,19 @@ static const char *dialect_sql[S_COUNT] = {
      * after no key) when it has a free slot: the first ?3 in claim order that no other
      * claim holds, locked in the same statement.
      * Which machines to look at depends on how busy the store is (busy, asked once a
-     * statement). Mostly idle, the machines are found one seek each in qi_claim_machine (a
-     * loose index scan, m), which lands on the machine's first PENDING item in claim order;
-     * its row is carried along, and it is the head unless it waits on run_after or a
-     * dependency: only then is the head looked for by a second seek (the Append's second
-     * branch, which runs only when the first gives no row). When at least half the machines
-     * have active items (a drain: every machine busy but the few whose items just ended),
-     * the loose scan would seek every busy machine only to drop it; the candidates are then
-     * every machine (m stays empty; k takes the machines' table instead), and only those
-     * with a free slot are sought, by that second seek: at most as many as there are
-     * active items, which the statement reads anyway. With 4 hosts draining over 100
-     * machines (a claim takes about 15 items) a claim read 615 buffers, now about 250; the
-     * candidates are the same either way, and so are the picks.
+     * statement by reading at most twice as many machines as have active items: an idle
+     * store's claim reads one). Mostly idle, the machines are found one seek each in
+     * qi_claim_machine (a loose index scan, m), which lands on the machine's first PENDING
+     * item in claim order; its row is carried along, and it is the head unless it waits on
+     * run_after or a dependency: only then is the head looked for by a second seek (the
+     * Append's second branch, which runs only when the first gives no row). When at least
+     * half the machines have active items (a drain: every machine busy but the few whose
+     * items just ended), the loose scan would seek every busy machine only to drop it; the
+     * candidates are then every machine (m stays empty; k takes the machines' table
+     * instead), and only those with a free slot are sought, by that second seek: no more
+     * than there are busy machines, whose active items the statement reads anyway. With 4
+     * hosts draining over 100 machines (a claim takes about 15 items) a claim read 615
+     * buffers, now about 240; the candidates are the same either way, and so are the picks.
      * Whether a dependency holds a head back is asked of queue_deps as a whole first (once a
      * statement); the per-row test is a scalar subquery, which the planner never turns into
      * a hash of the whole table as it may a NOT EXISTS under OR.
@@ -119,7 +120,8 @@ static const char *dialect_sql[S_COUNT] = {
     [S_CLAIM_FREE_HEADS_LOCKED] =
         "WITH RECURSIVE a AS (SELECT machine_name, count(*) AS n FROM queue_items"
         " WHERE status IN ('ASSIGNED','PROCESSING','CANCELLING') GROUP BY machine_name),"
-        " busy(yes) AS (SELECT (SELECT count(*) FROM a) * 2 >= (SELECT count(*) FROM machines)),"
+        " busy(yes) AS (SELECT (SELECT count(*) FROM (SELECT 1 FROM machines"
+        " LIMIT (SELECT count(*) FROM a) * 2 + 1) AS x) <= (SELECT count(*) FROM a) * 2),"
         " m(seq, name, priority, created, run_after) AS ((SELECT seq,"
         " machine_name, priority, created_at, run_after FROM queue_items WHERE bridge_name = ?1"
         " AND status = 'PENDING' AND NOT (SELECT yes FROM busy)"
