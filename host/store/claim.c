@@ -70,7 +70,20 @@ struct held {
     char machine[129];
     int64_t n;
     int64_t seq, priority, created, run_after; /* open: the slot's head (seq 0: unknown) */
+    int64_t ended; /* held: its items this handle ended since the claim (claim_ended) */
 };
+
+/* An item this handle's claims took and it has not ended yet: which machine an end frees. */
+struct held_item {
+    uint64_t hash; /* of task_id */
+    char task_id[37];
+    char machine[129];
+};
+
+/* At most this many held_items are kept (a host holds its slots' worth; the rest are items
+ * that left it some other way, such as a lease that expired): past it they are dropped,
+ * and an end of one of them is then an unknown one. */
+#define HELD_ITEMS_MAX 65536
 
 /*
  * What a claim by machine from the start leaves known on its handle where one writer holds
@@ -84,15 +97,26 @@ struct held {
  * still full, or still has no PENDING item there. A claim that failed, a batch rolled back
  * or a commit that failed forgets it: an end undone may leave a remembered head waiting on
  * its dependency again.
+ *
+ * The ends need not be read back either: the store tells the claim of each end this handle
+ * makes (claim_ended), and the claim knows which machine each item it took is on (items).
+ * So while every end since the last claim was of an item it knows (!unsure), the active
+ * items per machine are those it left less those ended, and the next claim reads only the
+ * newest item's seq instead of every active item.
  */
 struct claim_memory {
     char bridge[129];
-    int64_t version, newest; /* store_data_version, the newest item's seq */
+    int64_t version, newest; /* store_data_version (-1: nothing known), the newest item's seq */
     uint64_t writes;         /* s->writes */
     struct held *held;       /* machines with active items after the claim, by name */
     size_t n_held;
     struct held *open; /* machines with PENDING items and a free slot, by name */
     size_t n_open;
+    /* The items this handle took and has not ended, whatever the memory holds otherwise
+     * (version -1 included), and whether an end since the last claim was of another item. */
+    struct held_item *items;
+    size_t n_items, cap_items;
+    int unsure;
 };
 
 /* Copies a machine's name into a buffer of 129 (names are shorter: valid_name). */
@@ -598,6 +622,31 @@ static int read_active(store *s, struct claim *cl, char *err, size_t errlen)
     return got < 0 ? got : STORE_OK;
 }
 
+/* Without reading them: the active items of each machine, those the last claim left less
+ * those this handle ended since (claim_memory), and the newest item's seq, into cl. Only
+ * while nothing else wrote (remembered) and every end was of an item the claim took. */
+static int known_active(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    const struct claim_memory *m = s->claim_memory;
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_NEWEST, "");
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    cl->newest = got == 1 ? eng_i64(&r, 0) : 0;
+    eng_done(&r);
+    if (got < 0)
+        return got;
+    free(cl->active);
+    cl->active = NULL;
+    cl->n_active = 0;
+    for (size_t i = 0; i < m->n_held; i++) /* in name order, as read_active sorts them */
+        if (m->held[i].n > m->held[i].ended)
+            held_add(&cl->active, &cl->n_active, m->held[i].machine,
+                     m->held[i].n - m->held[i].ended);
+    return STORE_OK;
+}
+
 /* Whether the handle's claim_memory still tells every machine that may have a free slot
  * (struct claim_memory): nothing but claims and ends wrote since, through this handle or
  * another (data_version), on the same bridge. The newest item is checked once read. */
@@ -606,6 +655,89 @@ static int remembered(store *s, const struct claim *cl)
     const struct claim_memory *m = s->claim_memory;
     return m != NULL && m->version != -1 && m->version == cl->version && m->writes == s->writes &&
            strcmp(m->bridge, cl->bridge) == 0;
+}
+
+/* The handle's claim_memory, made empty (nothing known) when there is none. */
+static struct claim_memory *memory_of(store *s)
+{
+    if (s->claim_memory == NULL) {
+        s->claim_memory = calloc(1, sizeof(*s->claim_memory));
+        if (s->claim_memory == NULL)
+            abort();
+        s->claim_memory->version = -1;
+    }
+    return s->claim_memory;
+}
+
+static struct held_item *item_find(struct claim_memory *m, const char *task_id)
+{
+    uint64_t hash = fnv1a(FNV1A_BASIS, task_id);
+    for (size_t i = 0; i < m->n_items; i++)
+        if (m->items[i].hash == hash && strcmp(m->items[i].task_id, task_id) == 0)
+            return &m->items[i];
+    return NULL;
+}
+
+/* Adds an item the claim took to the memory's items. */
+static void item_add(struct claim_memory *m, const char *task_id, const char *machine)
+{
+    if (task_id == NULL || machine == NULL || strlen(task_id) > 36) {
+        m->unsure = 1; /* an end of it would not be known */
+        return;
+    }
+    if (m->n_items == HELD_ITEMS_MAX) {
+        m->n_items = 0;
+        m->unsure = 1;
+    }
+    if (m->n_items == m->cap_items) {
+        m->cap_items = m->cap_items ? m->cap_items * 2 : 64;
+        m->items = realloc(m->items, m->cap_items * sizeof(*m->items));
+        if (m->items == NULL)
+            abort();
+    }
+    struct held_item *it = &m->items[m->n_items++];
+    strcpy(it->task_id, task_id);
+    it->hash = fnv1a(FNV1A_BASIS, it->task_id);
+    copy_machine(it->machine, machine);
+}
+
+/* After a claim that succeeded: the items it took join the memory's items. */
+static void remember_items(store *s, const struct claim *cl)
+{
+    if (s->drv->row_locks)
+        return; /* nothing is remembered where claims lock rows */
+    struct claim_memory *m = memory_of(s);
+    if (cl->typed)
+        for (size_t i = 0; i < cl->n_items; i++)
+            item_add(m, cl->items[i].task_id, cl->items[i].machine);
+    for (size_t i = 0; !cl->typed && i < json_array_size(cl->rows); i++) {
+        json_t *row = json_array_get(cl->rows, i);
+        item_add(m, json_string_value(json_object_get(row, "taskId")),
+                 json_string_value(json_object_get(row, "machineName")));
+    }
+}
+
+void claim_ended(store *s, const struct store_finish *f, size_t n, const int *rcs, int rc)
+{
+    struct claim_memory *m = s->claim_memory;
+    if (m == NULL)
+        return;
+    if (rc != STORE_OK) { /* some may have ended, which ones is not known */
+        claim_forget(s);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rcs != NULL && rcs[i] != STORE_OK)
+            continue; /* not held: nothing changed */
+        struct held_item *it = item_find(m, f[i].task_id);
+        struct held *h = it ? held_find(m->held, m->n_held, it->machine) : NULL;
+        if (h != NULL)
+            h->ended++;
+        else
+            m->unsure = 1;
+        if (it != NULL)
+            *it = m->items[--m->n_items];
+    }
 }
 
 static void cand_add(struct cand **c, size_t *n, const struct held *head)
@@ -686,9 +818,8 @@ static int pick_remembered(store *s, struct claim *cl, char *err, size_t errlen)
  * slot it has came from the heads' statement: a machine with PENDING items). */
 static void remember(store *s, struct claim *cl)
 {
-    struct claim_memory *m = s->claim_memory;
-    if (m == NULL && (m = s->claim_memory = calloc(1, sizeof(*m))) == NULL)
-        abort();
+    struct claim_memory *m = memory_of(s);
+    m->unsure = 0; /* the counts are the store's again */
     copy_machine(m->bridge, cl->bridge);
     m->version = cl->version;
     m->newest = cl->newest;
@@ -728,6 +859,7 @@ void claim_forget(store *s)
         return;
     free(s->claim_memory->held);
     free(s->claim_memory->open);
+    free(s->claim_memory->items);
     free(s->claim_memory);
     s->claim_memory = NULL;
 }
@@ -747,7 +879,11 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     int known = remembered(s, cl);
     if (known || head_held) {
         cl->check_held = 1; /* still_held, once the picks are marked */
-        rc = read_active(s, cl, err, errlen);
+        rc = known && !s->claim_memory->unsure ? known_active(s, cl, err, errlen)
+                                               : read_active(s, cl, err, errlen);
+        if (rc == STORE_OK && known && !s->claim_memory->unsure &&
+            cl->newest != s->claim_memory->newest)
+            rc = read_active(s, cl, err, errlen); /* a new item: the whole pass reads them */
         if (rc != STORE_OK)
             return rc;
         cl->remember = cl->version != -1;
@@ -959,8 +1095,12 @@ static int run_claim(store *s, struct claim *cl, char *err, size_t errlen)
     int rc = eng_run(s, ENG_WRITE_HELD, claim_body, cl, err, errlen);
     if (rc == STORE_OK && cl->remember)
         remember(s, cl);
+    else if (rc == STORE_OK)
+        memory_of(s)->version = -1; /* no machine known, the items still */
     else
         claim_forget(s);
+    if (rc == STORE_OK)
+        remember_items(s, cl);
     free(cl->slots);
     free(cl->picked);
     free(cl->active);

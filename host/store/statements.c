@@ -341,6 +341,9 @@ const struct stmt_def store_statements[S_COUNT] = {
                         " SELECT machine_name, count(*) FROM queue_items {index_machine_active}"
                         " WHERE " ACTIVE_EQ " GROUP BY machine_name",
                         0},
+    /* The newest item's seq alone: S_CLAIM_ACTIVE's first row, where the claim knows the
+     * active items without reading them (claim.c: known_active). */
+    [S_CLAIM_NEWEST] = {"SELECT coalesce(max(seq), 0) FROM queue_items", 0},
     /* For each machine of ?1 (a JSON array of names): how many more items it may start (its
      * concurrency, default 1, less its active items on every bridge), and whether it
      * exists (its row, joined: one look-up, not two). */
