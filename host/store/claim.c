@@ -992,8 +992,11 @@ static int mark_claimed(store *s, struct claim *cl, const char *picks, char *err
         /* One writer: every pick read in this transaction is still PENDING, and the
          * statement returns nothing (the driver's S_CLAIM_ASSIGN); what it changed is all. */
         long changed = 0;
-        int rc = eng_w(s, &changed, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
-                       cl->now + cl->lease_ms, cl->now, cl->start, prefix);
+        int rc = cl->n_picked == 1
+                     ? eng_w(s, &changed, err, errlen, S_CLAIM_ASSIGN_ONE, "ItIIit", cl->picked[0],
+                             cl->owner, cl->now + cl->lease_ms, cl->now, cl->start, prefix)
+                     : eng_w(s, &changed, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
+                             cl->now + cl->lease_ms, cl->now, cl->start, prefix);
         if (rc == STORE_OK && changed != (long)cl->n_picked) {
             seterr(err, errlen, "claim: %ld of %zu picked items changed", changed, cl->n_picked);
             rc = STORE_ERROR;

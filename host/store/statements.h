@@ -62,6 +62,7 @@ enum stmt_id {
     S_MACHINE_LOCK,
     S_CLAIM_FREE_HEADS_LOCKED,
     S_CLAIM_ASSIGN,
+    S_CLAIM_ASSIGN_ONE, /* per dialect, where one writer holds the store: one pick */
     S_CLAIM_EVENTS,
     S_CLAIM_READ,
     S_CLAIM_READ_TYPED,
