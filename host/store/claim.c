@@ -637,13 +637,22 @@ static int known_active(store *s, struct claim *cl, char *err, size_t errlen)
     eng_done(&r);
     if (got < 0)
         return got;
+    /* Copied whole, in name order (as read_active sorts them), into room held_add can grow:
+     * added one by one they cost the claim as much as reading them. */
+    size_t room = 1;
+    while (room < m->n_held)
+        room *= 2;
     free(cl->active);
-    cl->active = NULL;
+    cl->active = malloc(room * sizeof(*cl->active));
+    if (cl->active == NULL)
+        abort();
     cl->n_active = 0;
-    for (size_t i = 0; i < m->n_held; i++) /* in name order, as read_active sorts them */
-        if (m->held[i].n > m->held[i].ended)
-            held_add(&cl->active, &cl->n_active, m->held[i].machine,
-                     m->held[i].n - m->held[i].ended);
+    for (size_t i = 0; i < m->n_held; i++)
+        if (m->held[i].n > m->held[i].ended) {
+            cl->active[cl->n_active] = m->held[i];
+            cl->active[cl->n_active].n -= m->held[i].ended;
+            cl->active[cl->n_active++].ended = 0;
+        }
     return STORE_OK;
 }
 
@@ -740,12 +749,10 @@ void claim_ended(store *s, const struct store_finish *f, size_t n, const int *rc
     }
 }
 
-static void cand_add(struct cand **c, size_t *n, const struct held *head)
+/* Appends head to c (room for it made by the caller). */
+static void cand_add(struct cand *c, size_t *n, const struct held *head)
 {
-    *c = realloc(*c, (*n + 1) * sizeof(**c));
-    if (*c == NULL)
-        abort();
-    struct cand *to = &(*c)[(*n)++];
+    struct cand *to = &c[(*n)++];
     to->seq = head->seq;
     to->priority = head->priority;
     to->created = head->created;
@@ -765,8 +772,10 @@ static int pick_remembered(store *s, struct claim *cl, char *err, size_t errlen)
 {
     const struct claim_memory *m = s->claim_memory;
     json_t *names = json_array();
-    struct cand *c = NULL, *more = NULL;
+    struct cand *c = malloc((m->n_open ? m->n_open : 1) * sizeof(*c)), *more = NULL;
     size_t n = 0, n_more = 0;
+    if (c == NULL)
+        abort();
     for (size_t i = 0; i < m->n_open; i++) {
         const struct held *o = &m->open[i];
         struct held *now = held_find(cl->active, cl->n_active, o->machine);
@@ -784,7 +793,7 @@ static int pick_remembered(store *s, struct claim *cl, char *err, size_t errlen)
         slot->head_created = o->created;
         slot->head_run_after = o->run_after;
         if (slot->free > 0)
-            cand_add(&c, &n, o);
+            cand_add(c, &n, o);
     }
     for (size_t i = 0; i < m->n_held; i++) {
         struct held *now = held_find(cl->active, cl->n_active, m->held[i].machine);
