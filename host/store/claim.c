@@ -19,9 +19,11 @@
  * slots), and a claim right after one that found the head held goes by machine from the
  * start (head_held): the same picks, without reading the held head again. Such a claim
  * leaves on its handle which machines it left full (struct claim_memory): until something
- * but claims and ends writes, the next claim checks the active items of every machine in
- * one walk of an index and looks only at the machines whose items ended or that it left
- * with a free slot (S_CLAIM_NAMED_HEADS), not at every machine of the bridge.
+ * but claims and ends writes, the next claim looks only at the machines whose items ended
+ * or that it left with a free slot (S_CLAIM_NAMED_HEADS), not at every machine of the
+ * bridge. The ends are those the handle wrote, which the store tells it of (claim_ended);
+ * only after an end of an item it did not take does it check the active items of every
+ * machine, in one walk of an index.
  *
  * Concurrent claims. Under SQLite one writer at a time makes the select-then-update atomic.
  * Where the engine has row locks (PostgreSQL), locking items alone cannot keep a machine's
@@ -1107,8 +1109,8 @@ static int run_claim(store *s, struct claim *cl, char *err, size_t errlen)
     int rc = eng_run(s, ENG_WRITE_HELD, claim_body, cl, err, errlen);
     if (rc == STORE_OK && cl->remember)
         remember(s, cl);
-    else if (rc == STORE_OK)
-        memory_of(s)->version = -1; /* no machine known, the items still */
+    else if (rc == STORE_OK && s->claim_memory != NULL)
+        s->claim_memory->version = -1; /* no machine known, the items still */
     else
         claim_forget(s);
     if (rc == STORE_OK)

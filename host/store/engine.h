@@ -177,7 +177,7 @@ int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t err
 /* eng_run's write for an operation that only claims items or ends held ones (and writes
  * their events and what ends create: retries, fallback items). Every other write counts in
  * s->writes: what a claim remembers of the machines' slots holds only while that count
- * stays (claim.c), and ends free slots the claim sees for itself. */
+ * stays (claim.c), and the store tells the claim of its ends (claim_ended). */
 #define ENG_WRITE_HELD 2
 
 /* eng_run's write for a read whose answer needs no read barrier (store_defer_sync): of rows
