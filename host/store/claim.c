@@ -19,9 +19,11 @@
  * slots), and a claim right after one that found the head held goes by machine from the
  * start (head_held): the same picks, without reading the held head again. Such a claim
  * leaves on its handle which machines it left full (struct claim_memory): until something
- * but claims and ends writes, the next claim checks the active items of every machine in
- * one walk of an index and looks only at the machines whose items ended or that it left
- * with a free slot (S_CLAIM_NAMED_HEADS), not at every machine of the bridge.
+ * but claims and ends writes, the next claim looks only at the machines whose items ended
+ * or that it left with a free slot (S_CLAIM_NAMED_HEADS), not at every machine of the
+ * bridge. The ends are those the handle wrote, which the store tells it of (claim_ended);
+ * only after an end of an item it did not take does it check the active items of every
+ * machine, in one walk of an index.
  *
  * Concurrent claims. Under SQLite one writer at a time makes the select-then-update atomic.
  * Where the engine has row locks (PostgreSQL), locking items alone cannot keep a machine's
@@ -70,7 +72,20 @@ struct held {
     char machine[129];
     int64_t n;
     int64_t seq, priority, created, run_after; /* open: the slot's head (seq 0: unknown) */
+    int64_t ended; /* held: its items this handle ended since the claim (claim_ended) */
 };
+
+/* An item this handle's claims took and it has not ended yet: which machine an end frees. */
+struct held_item {
+    uint64_t hash; /* of task_id */
+    char task_id[37];
+    char machine[129];
+};
+
+/* At most this many held_items are kept (a host holds its slots' worth; the rest are items
+ * that left it some other way, such as a lease that expired): past it they are dropped,
+ * and an end of one of them is then an unknown one. */
+#define HELD_ITEMS_MAX 65536
 
 /*
  * What a claim by machine from the start leaves known on its handle where one writer holds
@@ -84,15 +99,26 @@ struct held {
  * still full, or still has no PENDING item there. A claim that failed, a batch rolled back
  * or a commit that failed forgets it: an end undone may leave a remembered head waiting on
  * its dependency again.
+ *
+ * The ends need not be read back either: the store tells the claim of each end this handle
+ * makes (claim_ended), and the claim knows which machine each item it took is on (items).
+ * So while every end since the last claim was of an item it knows (!unsure), the active
+ * items per machine are those it left less those ended, and the next claim reads only the
+ * newest item's seq instead of every active item.
  */
 struct claim_memory {
     char bridge[129];
-    int64_t version, newest; /* store_data_version, the newest item's seq */
+    int64_t version, newest; /* store_data_version (-1: nothing known), the newest item's seq */
     uint64_t writes;         /* s->writes */
     struct held *held;       /* machines with active items after the claim, by name */
     size_t n_held;
     struct held *open; /* machines with PENDING items and a free slot, by name */
     size_t n_open;
+    /* The items this handle took and has not ended, whatever the memory holds otherwise
+     * (version -1 included), and whether an end since the last claim was of another item. */
+    struct held_item *items;
+    size_t n_items, cap_items;
+    int unsure;
 };
 
 /* Copies a machine's name into a buffer of 129 (names are shorter: valid_name). */
@@ -304,17 +330,21 @@ static int pick_head(store *s, struct claim *cl, int64_t key[3], int *more, char
                      size_t errlen)
 {
     int budget = cl->max_n * 2 + 16, got = 0;
-    size_t n = 0, taken = 0;
+    size_t n = 0, taken = 0, cap = 0;
     eng_rows r;
-    struct cand *c = calloc((size_t)budget, sizeof(*c));
-    if (c == NULL)
-        abort();
+    /* Grown a window at a time: room for the whole budget up front (a host asks for up to
+     * all its slots) cost a one-item claim an eighth of its instructions, zeroing it. */
+    struct cand *c = NULL;
     *more = 0;
     int rc = eng_q(s, &r, err, errlen, S_CLAIM_SCAN, "tIi", cl->bridge, cl->now, budget);
     int opened = rc == STORE_OK, cut = 0;
     while (rc == STORE_OK && (int)cl->n_picked < cl->max_n) {
         int missing = cl->max_n - (int)cl->n_picked;
         size_t window = n + (size_t)(missing > 16 ? missing : 16), picked = cl->n_picked;
+        if (window > (size_t)budget)
+            window = (size_t)budget;
+        if (window > cap && (c = realloc(c, (cap = window) * sizeof(*c))) == NULL)
+            abort();
         while (n < window && (got = eng_next(&r, err, errlen)) == 1)
             read_cand(&r, &c[n++]);
         rc = got < 0 ? got : lookup_new(s, cl, c + taken, n - taken, err, errlen);
@@ -594,6 +624,40 @@ static int read_active(store *s, struct claim *cl, char *err, size_t errlen)
     return got < 0 ? got : STORE_OK;
 }
 
+/* Without reading them: the active items of each machine, those the last claim left less
+ * those this handle ended since (claim_memory), and the newest item's seq, into cl. Only
+ * while nothing else wrote (remembered) and every end was of an item the claim took. */
+static int known_active(store *s, struct claim *cl, char *err, size_t errlen)
+{
+    const struct claim_memory *m = s->claim_memory;
+    eng_rows r;
+    int rc = eng_q(s, &r, err, errlen, S_CLAIM_NEWEST, "");
+    if (rc != STORE_OK)
+        return rc;
+    int got = eng_next(&r, err, errlen);
+    cl->newest = got == 1 ? eng_i64(&r, 0) : 0;
+    eng_done(&r);
+    if (got < 0)
+        return got;
+    /* Copied whole, in name order (as read_active sorts them), into room held_add can grow:
+     * added one by one they cost the claim as much as reading them. */
+    size_t room = 1;
+    while (room < m->n_held)
+        room *= 2;
+    free(cl->active);
+    cl->active = malloc(room * sizeof(*cl->active));
+    if (cl->active == NULL)
+        abort();
+    cl->n_active = 0;
+    for (size_t i = 0; i < m->n_held; i++)
+        if (m->held[i].n > m->held[i].ended) {
+            cl->active[cl->n_active] = m->held[i];
+            cl->active[cl->n_active].n -= m->held[i].ended;
+            cl->active[cl->n_active++].ended = 0;
+        }
+    return STORE_OK;
+}
+
 /* Whether the handle's claim_memory still tells every machine that may have a free slot
  * (struct claim_memory): nothing but claims and ends wrote since, through this handle or
  * another (data_version), on the same bridge. The newest item is checked once read. */
@@ -604,12 +668,93 @@ static int remembered(store *s, const struct claim *cl)
            strcmp(m->bridge, cl->bridge) == 0;
 }
 
-static void cand_add(struct cand **c, size_t *n, const struct held *head)
+/* The handle's claim_memory, made empty (nothing known) when there is none. */
+static struct claim_memory *memory_of(store *s)
 {
-    *c = realloc(*c, (*n + 1) * sizeof(**c));
-    if (*c == NULL)
-        abort();
-    struct cand *to = &(*c)[(*n)++];
+    if (s->claim_memory == NULL) {
+        s->claim_memory = calloc(1, sizeof(*s->claim_memory));
+        if (s->claim_memory == NULL)
+            abort();
+        s->claim_memory->version = -1;
+    }
+    return s->claim_memory;
+}
+
+static struct held_item *item_find(struct claim_memory *m, const char *task_id)
+{
+    uint64_t hash = fnv1a(FNV1A_BASIS, task_id);
+    for (size_t i = 0; i < m->n_items; i++)
+        if (m->items[i].hash == hash && strcmp(m->items[i].task_id, task_id) == 0)
+            return &m->items[i];
+    return NULL;
+}
+
+/* Adds an item the claim took to the memory's items. */
+static void item_add(struct claim_memory *m, const char *task_id, const char *machine)
+{
+    if (task_id == NULL || machine == NULL || strlen(task_id) > 36) {
+        m->unsure = 1; /* an end of it would not be known */
+        return;
+    }
+    if (m->n_items == HELD_ITEMS_MAX) {
+        m->n_items = 0;
+        m->unsure = 1;
+    }
+    if (m->n_items == m->cap_items) {
+        m->cap_items = m->cap_items ? m->cap_items * 2 : 64;
+        m->items = realloc(m->items, m->cap_items * sizeof(*m->items));
+        if (m->items == NULL)
+            abort();
+    }
+    struct held_item *it = &m->items[m->n_items++];
+    strcpy(it->task_id, task_id);
+    it->hash = fnv1a(FNV1A_BASIS, it->task_id);
+    copy_machine(it->machine, machine);
+}
+
+/* After a claim that succeeded: the items it took join the memory's items. */
+static void remember_items(store *s, const struct claim *cl)
+{
+    if (s->drv->row_locks)
+        return; /* nothing is remembered where claims lock rows */
+    struct claim_memory *m = memory_of(s);
+    if (cl->typed)
+        for (size_t i = 0; i < cl->n_items; i++)
+            item_add(m, cl->items[i].task_id, cl->items[i].machine);
+    for (size_t i = 0; !cl->typed && i < json_array_size(cl->rows); i++) {
+        json_t *row = json_array_get(cl->rows, i);
+        item_add(m, json_string_value(json_object_get(row, "taskId")),
+                 json_string_value(json_object_get(row, "machineName")));
+    }
+}
+
+void claim_ended(store *s, const struct store_finish *f, size_t n, const int *rcs, int rc)
+{
+    struct claim_memory *m = s->claim_memory;
+    if (m == NULL)
+        return;
+    if (rc != STORE_OK) { /* some may have ended, which ones is not known */
+        claim_forget(s);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rcs != NULL && rcs[i] != STORE_OK)
+            continue; /* not held: nothing changed */
+        struct held_item *it = item_find(m, f[i].task_id);
+        struct held *h = it ? held_find(m->held, m->n_held, it->machine) : NULL;
+        if (h != NULL)
+            h->ended++;
+        else
+            m->unsure = 1;
+        if (it != NULL)
+            *it = m->items[--m->n_items];
+    }
+}
+
+/* Appends head to c (room for it made by the caller). */
+static void cand_add(struct cand *c, size_t *n, const struct held *head)
+{
+    struct cand *to = &c[(*n)++];
     to->seq = head->seq;
     to->priority = head->priority;
     to->created = head->created;
@@ -629,8 +774,10 @@ static int pick_remembered(store *s, struct claim *cl, char *err, size_t errlen)
 {
     const struct claim_memory *m = s->claim_memory;
     json_t *names = json_array();
-    struct cand *c = NULL, *more = NULL;
+    struct cand *c = malloc((m->n_open ? m->n_open : 1) * sizeof(*c)), *more = NULL;
     size_t n = 0, n_more = 0;
+    if (c == NULL)
+        abort();
     for (size_t i = 0; i < m->n_open; i++) {
         const struct held *o = &m->open[i];
         struct held *now = held_find(cl->active, cl->n_active, o->machine);
@@ -648,7 +795,7 @@ static int pick_remembered(store *s, struct claim *cl, char *err, size_t errlen)
         slot->head_created = o->created;
         slot->head_run_after = o->run_after;
         if (slot->free > 0)
-            cand_add(&c, &n, o);
+            cand_add(c, &n, o);
     }
     for (size_t i = 0; i < m->n_held; i++) {
         struct held *now = held_find(cl->active, cl->n_active, m->held[i].machine);
@@ -682,9 +829,8 @@ static int pick_remembered(store *s, struct claim *cl, char *err, size_t errlen)
  * slot it has came from the heads' statement: a machine with PENDING items). */
 static void remember(store *s, struct claim *cl)
 {
-    struct claim_memory *m = s->claim_memory;
-    if (m == NULL && (m = s->claim_memory = calloc(1, sizeof(*m))) == NULL)
-        abort();
+    struct claim_memory *m = memory_of(s);
+    m->unsure = 0; /* the counts are the store's again */
     copy_machine(m->bridge, cl->bridge);
     m->version = cl->version;
     m->newest = cl->newest;
@@ -724,6 +870,7 @@ void claim_forget(store *s)
         return;
     free(s->claim_memory->held);
     free(s->claim_memory->open);
+    free(s->claim_memory->items);
     free(s->claim_memory);
     s->claim_memory = NULL;
 }
@@ -743,7 +890,11 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     int known = remembered(s, cl);
     if (known || head_held) {
         cl->check_held = 1; /* still_held, once the picks are marked */
-        rc = read_active(s, cl, err, errlen);
+        rc = known && !s->claim_memory->unsure ? known_active(s, cl, err, errlen)
+                                               : read_active(s, cl, err, errlen);
+        if (rc == STORE_OK && known && !s->claim_memory->unsure &&
+            cl->newest != s->claim_memory->newest)
+            rc = read_active(s, cl, err, errlen); /* a new item: the whole pass reads them */
         if (rc != STORE_OK)
             return rc;
         cl->remember = cl->version != -1;
@@ -756,15 +907,26 @@ static int pick_items(store *s, struct claim *cl, char *err, size_t errlen)
     return rc == STORE_OK && more ? pick_by_machine(s, cl, key, NULL, err, errlen) : rc;
 }
 
-/* The picks as a JSON array of seqs. New string. */
+static int seq_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The picks as a JSON array of seqs, in seq order: the order in which S_CLAIM_EVENTS writes
+ * their events, by going through the array rather than sorting. New string. */
 static char *picks_json(const struct claim *cl)
 {
     char *t = malloc(cl->n_picked * (I64_DECIMAL_MAX + 1) + 3), *at = t;
-    if (t == NULL)
+    int64_t *seqs = malloc((cl->n_picked ? cl->n_picked : 1) * sizeof(*seqs));
+    if (t == NULL || seqs == NULL)
         abort();
+    memcpy(seqs, cl->picked, cl->n_picked * sizeof(*seqs));
+    if (cl->n_picked > 1)
+        qsort(seqs, cl->n_picked, sizeof(*seqs), seq_cmp);
     *at++ = '[';
     for (size_t i = 0; i < cl->n_picked; i++) {
-        char digits[I64_DECIMAL_MAX], *d = i64_decimal(cl->picked[i], digits);
+        char digits[I64_DECIMAL_MAX], *d = i64_decimal(seqs[i], digits);
         if (i > 0)
             *at++ = ',';
         size_t n = (size_t)(digits + sizeof(digits) - d);
@@ -773,6 +935,7 @@ static char *picks_json(const struct claim *cl)
     }
     *at++ = ']';
     *at = '\0';
+    free(seqs);
     return t;
 }
 
@@ -840,8 +1003,11 @@ static int mark_claimed(store *s, struct claim *cl, const char *picks, char *err
         /* One writer: every pick read in this transaction is still PENDING, and the
          * statement returns nothing (the driver's S_CLAIM_ASSIGN); what it changed is all. */
         long changed = 0;
-        int rc = eng_w(s, &changed, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
-                       cl->now + cl->lease_ms, cl->now, cl->start, prefix);
+        int rc = cl->n_picked == 1
+                     ? eng_w(s, &changed, err, errlen, S_CLAIM_ASSIGN_ONE, "ItIIit", cl->picked[0],
+                             cl->owner, cl->now + cl->lease_ms, cl->now, cl->start, prefix)
+                     : eng_w(s, &changed, err, errlen, S_CLAIM_ASSIGN, "ttIIit", picks, cl->owner,
+                             cl->now + cl->lease_ms, cl->now, cl->start, prefix);
         if (rc == STORE_OK && changed != (long)cl->n_picked) {
             seterr(err, errlen, "claim: %ld of %zu picked items changed", changed, cl->n_picked);
             rc = STORE_ERROR;
@@ -943,8 +1109,12 @@ static int run_claim(store *s, struct claim *cl, char *err, size_t errlen)
     int rc = eng_run(s, ENG_WRITE_HELD, claim_body, cl, err, errlen);
     if (rc == STORE_OK && cl->remember)
         remember(s, cl);
+    else if (rc == STORE_OK && s->claim_memory != NULL)
+        s->claim_memory->version = -1; /* no machine known, the items still */
     else
         claim_forget(s);
+    if (rc == STORE_OK)
+        remember_items(s, cl);
     free(cl->slots);
     free(cl->picked);
     free(cl->active);

@@ -177,7 +177,7 @@ int eng_run(store *s, int write, eng_body body, void *ctx, char *err, size_t err
 /* eng_run's write for an operation that only claims items or ends held ones (and writes
  * their events and what ends create: retries, fallback items). Every other write counts in
  * s->writes: what a claim remembers of the machines' slots holds only while that count
- * stays (claim.c), and ends free slots the claim sees for itself. */
+ * stays (claim.c), and the store tells the claim of its ends (claim_ended). */
 #define ENG_WRITE_HELD 2
 
 /* eng_run's write for a read whose answer needs no read barrier (store_defer_sync): of rows
@@ -322,8 +322,12 @@ int store_events_append(store *s, const char *task_id, const char *action, const
                         json_t *details_json, int64_t at_ms, char *err, size_t errlen);
 int store_events_list(store *s, const char *task_id, json_t **events, char *err, size_t errlen);
 
-/* claim.c. claim_forget frees what the claim remembers on the handle (store_close). */
+/* claim.c. claim_forget frees what the claim remembers on the handle (store_close).
+ * claim_ended tells it of the ends f[0..n) this handle wrote (store_held_finish's rcs, or
+ * NULL for one end, and its rc): each one that ended frees a slot of its machine; a finish
+ * that failed forgets what the claim remembers. */
 void claim_forget(store *s);
+void claim_ended(store *s, const struct store_finish *f, size_t n, const int *rcs, int rc);
 int store_claim_rows(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,
                      int64_t now, json_t **items, char *err, size_t errlen);
 int store_claim_typed(store *s, const char *bridge, const char *owner, int64_t lease_ms, int max_n,

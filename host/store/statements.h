@@ -57,10 +57,12 @@ enum stmt_id {
     S_CLAIM_FREE_HEADS,
     S_CLAIM_NAMED_HEADS,
     S_CLAIM_ACTIVE,
+    S_CLAIM_NEWEST,
     S_MACHINE_SLOTS,
     S_MACHINE_LOCK,
     S_CLAIM_FREE_HEADS_LOCKED,
     S_CLAIM_ASSIGN,
+    S_CLAIM_ASSIGN_ONE, /* per dialect, where one writer holds the store: one pick */
     S_CLAIM_EVENTS,
     S_CLAIM_READ,
     S_CLAIM_READ_TYPED,

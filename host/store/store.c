@@ -930,8 +930,10 @@ int store_finish(store *s, const char *task_id, const char *token,
     char id[37];
     struct finish_prep p;
     int rc = check_finish(&f, id, &p, now, err, errlen);
-    if (rc == STORE_OK)
+    if (rc == STORE_OK) {
         rc = store_held_finish(s, &f, 1, NULL, now, err, errlen);
+        claim_ended(s, &f, 1, NULL, rc);
+    }
     finish_prep_free(&p);
     return rc;
 }
@@ -1050,6 +1052,8 @@ int store_finish_many(store *s, const struct store_finish *f, size_t n, int *rcs
             finish_prep_free(&preps[m]);
     }
     int rc = m > 0 ? store_held_finish(s, valid, m, valid_rcs, now, err, errlen) : STORE_OK;
+    if (m > 0)
+        claim_ended(s, valid, m, valid_rcs, rc);
     for (size_t k = 0; rcs && rc == STORE_OK && k < m; k++)
         rcs[where[k]] = valid_rcs[k];
     for (size_t k = 0; k < m; k++)

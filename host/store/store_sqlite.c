@@ -140,6 +140,27 @@ static const char *const fragments[F_COUNT] = {
     [F_OR_FAIL] = "OR FAIL",
 };
 
+/* The SET of S_CLAIM_ASSIGN and S_CLAIM_ASSIGN_ONE (see dialect_sql's comment on them). */
+#define SQ_CLAIM_ASSIGN_SET                                                                        \
+    "UPDATE OR FAIL queue_items SET status = CASE WHEN ?5 <> 0"                                    \
+    " THEN 'PROCESSING' ELSE 'ASSIGNED' END, lease_owner = ?2,"                                    \
+    " lease_expires_at = ?3, claim_token = ?6 || CASE"                                             \
+    " WHEN seq % 1000000000000 < 10 THEN '00000000000'"                                            \
+    " WHEN seq % 1000000000000 < 100 THEN '0000000000'"                                            \
+    " WHEN seq % 1000000000000 < 1000 THEN '000000000'"                                            \
+    " WHEN seq % 1000000000000 < 10000 THEN '00000000'"                                            \
+    " WHEN seq % 1000000000000 < 100000 THEN '0000000'"                                            \
+    " WHEN seq % 1000000000000 < 1000000 THEN '000000'"                                            \
+    " WHEN seq % 1000000000000 < 10000000 THEN '00000'"                                            \
+    " WHEN seq % 1000000000000 < 100000000 THEN '0000'"                                            \
+    " WHEN seq % 1000000000000 < 1000000000 THEN '000'"                                            \
+    " WHEN seq % 1000000000000 < 10000000000 THEN '00'"                                            \
+    " WHEN seq % 1000000000000 < 100000000000 THEN '0' ELSE '' END"                                \
+    " || (seq % 1000000000000),"                                                                   \
+    " assigned_at = ?4, updated_at = ?4,"                                                          \
+    " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"                                       \
+    " progress_percent = NULL, progress_message = NULL"
+
 static const char *const dialect_sql[S_COUNT] = {
     /* With one writer, the next seqs follow the largest in use. */
     [S_NEXT_SEQS] = "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1)"
@@ -154,26 +175,23 @@ static const char *const dialect_sql[S_COUNT] = {
      * zero-padded, by CASE): a statement of many rows that may fail, or that calls one, gets
      * a statement journal from SQLite, a copy of every page it changes (5% of a drain's
      * store instructions) to undo it alone, where the batch or its savepoint undoes it. */
-    [S_CLAIM_ASSIGN] = "UPDATE OR FAIL queue_items SET status = CASE WHEN ?5 <> 0"
-                       " THEN 'PROCESSING' ELSE 'ASSIGNED' END, lease_owner = ?2,"
-                       " lease_expires_at = ?3, claim_token = ?6 || CASE"
-                       " WHEN seq % 1000000000000 < 10 THEN '00000000000'"
-                       " WHEN seq % 1000000000000 < 100 THEN '0000000000'"
-                       " WHEN seq % 1000000000000 < 1000 THEN '000000000'"
-                       " WHEN seq % 1000000000000 < 10000 THEN '00000000'"
-                       " WHEN seq % 1000000000000 < 100000 THEN '0000000'"
-                       " WHEN seq % 1000000000000 < 1000000 THEN '000000'"
-                       " WHEN seq % 1000000000000 < 10000000 THEN '00000'"
-                       " WHEN seq % 1000000000000 < 100000000 THEN '0000'"
-                       " WHEN seq % 1000000000000 < 1000000000 THEN '000'"
-                       " WHEN seq % 1000000000000 < 10000000000 THEN '00'"
-                       " WHEN seq % 1000000000000 < 100000000000 THEN '0' ELSE '' END"
-                       " || (seq % 1000000000000),"
-                       " assigned_at = ?4, updated_at = ?4,"
-                       " started_at = CASE WHEN ?5 <> 0 THEN ?4 ELSE NULL END,"
-                       " progress_percent = NULL, progress_message = NULL"
-                       " WHERE seq IN (SELECT value FROM json_each(?1))"
-                       " AND (status || '') = 'PENDING'",
+    [S_CLAIM_ASSIGN] = SQ_CLAIM_ASSIGN_SET " WHERE seq IN (SELECT value FROM json_each(?1))"
+                                           " AND (status || '') = 'PENDING'",
+    /* S_CLAIM_ASSIGN of one pick (?1 its seq), as an idle host claims: IN (…) is answered
+     * through a temporary index SQLite opens and frees each time, more than half of what
+     * marking one item costs. */
+    [S_CLAIM_ASSIGN_ONE] = SQ_CLAIM_ASSIGN_SET " WHERE seq = ?1 AND (status || '') = 'PENDING'",
+    /* statements.c's, with the picks joined in the order of ?1 (the claim gives them in seq
+     * order) instead of tested with IN, which SQLite answers by first storing them in a
+     * temporary index, and without the ORDER BY that the join then needs no sort for: a
+     * sixth less an item. */
+    [S_CLAIM_EVENTS] = "WITH j(value) AS (SELECT value FROM json_each(?1))"
+                       " INSERT OR FAIL INTO queue_events (task_seq, action, details,"
+                       " details_is_json, at, started_attempt) SELECT q.seq, 'ASSIGNED',"
+                       " 'claimed by ' || ?2 || ' for attempt ' || (q.retry_count + 1)"
+                       " || ', lease until ' || ?4, 0, ?3, CASE WHEN ?5 <> 0"
+                       " THEN q.retry_count + 1 END FROM j CROSS JOIN queue_items q"
+                       " WHERE q.seq = j.value",
     /* ?1: [[task_seq, action, details, details_is_json, at, actor], …] */
     [S_EVENTS_INSERT_MANY] = "WITH r(v) AS MATERIALIZED (SELECT value FROM json_each(?1))"
                              " INSERT INTO queue_events (task_seq, action, details,"

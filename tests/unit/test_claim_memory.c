@@ -400,6 +400,85 @@ static void test_memory_known_head_not_due_yet(void **state)
     json_decref(got);
 }
 
+/* Another host (handle) takes m5's first item while this one remembers; returns what it
+ * claimed, after this host's two claims that find every machine full (the second from
+ * what it remembers) and with *other open. */
+static json_t *other_holds_m5(struct fx *f, store **other, char ids[2][37])
+{
+    char err[512];
+    json_decref(busy(f));
+    create_item(f, f->s, 5, 200, 200, NULL, 0, ids[0]);
+    create_item(f, f->s, 5, 201, 201, NULL, 0, ids[1]);
+    *other = store_open(g_url, err, sizeof(err));
+    assert_non_null(*other);
+    json_t *theirs = NULL;
+    assert_rc(STORE_OK, store_claim(*other, f->bridge, "other-host", 30000, 10, f->t0 + 1100,
+                                    &theirs, err, sizeof(err)));
+    assert_int_equal(json_array_size(theirs), 1);
+    assert_string_equal(jstr(json_array_get(theirs, 0), "taskId"), ids[0]);
+    json_decref(claim_is(f, 1101, NULL, 0));
+    json_decref(claim_is(f, 1102, NULL, 0));
+    return theirs;
+}
+
+/* Another host ends its item of a machine this one remembers full: the next claim here
+ * takes the machine's next item (data_version; the claim does not count on its own ends
+ * alone). */
+static void test_memory_other_host_ends(void **state)
+{
+    struct fx *f = *state;
+    char err[512], ids[2][37];
+    store *other = NULL;
+    json_t *theirs = other_holds_m5(f, &other, ids);
+    json_t *row = json_array_get(theirs, 0);
+    struct store_finish fin = {.task_id = jstr(row, "taskId"),
+                               .token = jstr(row, "claimToken"),
+                               .outcome = {.kind = STORE_OUTCOME_COMPLETED}};
+    int rc = -1;
+    assert_rc(STORE_OK,
+              store_finish_many(other, &fin, 1, &rc, f->t0 + 1103, err, sizeof(err)));
+    assert_int_equal(rc, STORE_OK);
+    const char *want[] = {ids[1]};
+    json_decref(claim_is(f, 1104, want, 1));
+    json_decref(theirs);
+    store_close(other);
+}
+
+/* This handle ends an item its claims did not take (another host's, by its token): the
+ * claim cannot tell the machine from its own claims, so it reads the active items again
+ * and takes the machine's next item. */
+static void test_memory_end_of_unknown_item(void **state)
+{
+    struct fx *f = *state;
+    char ids[2][37];
+    store *other = NULL;
+    json_t *theirs = other_holds_m5(f, &other, ids);
+    end(f, theirs, 0, STORE_OUTCOME_COMPLETED, 0, 1103);
+    const char *want[] = {ids[1]};
+    json_decref(claim_is(f, 1104, want, 1));
+    json_decref(theirs);
+    store_close(other);
+}
+
+/* An end that does not hold (a stale token) frees nothing: the machine stays full. */
+static void test_memory_end_refused(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    json_t *got = busy(f);
+    struct store_finish fin = {.task_id = jstr(json_array_get(got, 0), "taskId"),
+                               .token = "00000000-0000-4000-8000-000000000000",
+                               .outcome = {.kind = STORE_OUTCOME_COMPLETED}};
+    int rc = -1;
+    assert_rc(STORE_OK, store_finish_many(f->s, &fin, 1, &rc, f->t0 + 1100, err, sizeof(err)));
+    assert_int_not_equal(rc, STORE_OK);
+    json_decref(claim_is(f, 1101, NULL, 0));
+    end(f, got, 0, STORE_OUTCOME_COMPLETED, 0, 1200);
+    const char *next[] = {f->backlog[1]};
+    json_decref(claim_is(f, 1201, next, 1));
+    json_decref(got);
+}
+
 static int run_suite(const char *name)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +495,9 @@ static int run_suite(const char *name)
         cmocka_unit_test_setup_teardown(test_memory_batch_rolled_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_retry_ahead_of_known_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_known_head_not_due_yet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_other_host_ends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_end_of_unknown_item, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_end_refused, setup, teardown),
     };
     return _cmocka_run_group_tests(name, tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
 }
