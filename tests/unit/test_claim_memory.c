@@ -435,8 +435,7 @@ static void test_memory_other_host_ends(void **state)
                                .token = jstr(row, "claimToken"),
                                .outcome = {.kind = STORE_OUTCOME_COMPLETED}};
     int rc = -1;
-    assert_rc(STORE_OK,
-              store_finish_many(other, &fin, 1, &rc, f->t0 + 1103, err, sizeof(err)));
+    assert_rc(STORE_OK, store_finish_many(other, &fin, 1, &rc, f->t0 + 1103, err, sizeof(err)));
     assert_int_equal(rc, STORE_OK);
     const char *want[] = {ids[1]};
     json_decref(claim_is(f, 1104, want, 1));
