@@ -84,8 +84,8 @@ struct held_item {
 
 /* At most this many held_items are kept (a host holds its slots' worth; the rest are items
  * that left it some other way, such as a lease that expired): past it they are dropped,
- * and an end of one of them is then an unknown one. */
-#define HELD_ITEMS_MAX 65536
+ * and an end of one of them is then an unknown one. 4096 of 176 bytes: 704 KiB at most. */
+#define HELD_ITEMS_MAX 4096
 
 /*
  * What a claim by machine from the start leaves known on its handle where one writer holds
@@ -738,13 +738,13 @@ void claim_ended(store *s, const struct store_finish *f, size_t n, const int *rc
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        if (rcs != NULL && rcs[i] != STORE_OK)
-            continue; /* not held: nothing changed */
         struct held_item *it = item_find(m, f[i].task_id);
-        struct held *h = it ? held_find(m->held, m->n_held, it->machine) : NULL;
+        /* Refused (not held): nothing changed, and the item is no longer this handle's. */
+        int ended = rcs == NULL || rcs[i] == STORE_OK;
+        struct held *h = it && ended ? held_find(m->held, m->n_held, it->machine) : NULL;
         if (h != NULL)
             h->ended++;
-        else
+        else if (ended)
             m->unsure = 1;
         if (it != NULL)
             *it = m->items[--m->n_items];
