@@ -69,13 +69,13 @@ static int usage_of(pid_t pid, struct tree_usage *u, pid_t *kids, int cap)
 static void tree_usage(pid_t root, int max_procs, struct tree_usage *u)
 {
     enum { CAP = 8192 };
-    static pid_t todo[CAP];
+    static pid_t to_visit[CAP];
     int n = 0;
-    todo[n++] = root;
+    to_visit[n++] = root;
     memset(u, 0, sizeof(*u));
     while (n > 0 && u->processes <= max_procs) {
-        pid_t pid = todo[--n];
-        int got = usage_of(pid, u, todo + n, CAP - n);
+        pid_t pid = to_visit[--n];
+        int got = usage_of(pid, u, to_visit + n, CAP - n);
         if (got > 0)
             n += got;
     }
