@@ -192,7 +192,8 @@ static int fill(proto_reader *r, int fd, int now)
         got = 1;
         /* A read that did not fill the room took all there was: no second read to learn
          * that the socket is empty (a level-triggered poll reports anything left). */
-        if ((size_t)n < room || r->len > PROTO_MAX_MESSAGE + 4)
+        r->drained = (size_t)n < room;
+        if (r->drained || r->len > PROTO_MAX_MESSAGE + 4)
             return 1;
     }
 }
@@ -215,12 +216,14 @@ int proto_read_text(proto_reader *r, int fd, const char **text, size_t *len)
             return 1;
         if (broken || reserve(r) != 0)
             return 0;
-        ssize_t n = read(fd, r->buf + r->len, r->cap - r->len);
+        size_t room = r->cap - r->len;
+        ssize_t n = read(fd, r->buf + r->len, room);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return 0;
         r->len += (size_t)n;
+        r->drained = (size_t)n < room;
     }
 }
 

@@ -50,6 +50,8 @@ json_t *proto_recv(int fd);
 typedef struct proto_reader {
     char *buf;
     size_t len, cap;
+    /* The last read did not fill the room it had: it took all the peer had written then. */
+    int drained;
 } proto_reader;
 
 /*
