@@ -20,6 +20,8 @@
  * So the remote command's process group, which the stream wrapper writes first on stderr, must
  * be known before the client can die: exec_start returns once that line came (or the client
  * ended), and the watcher stops waiting for the stderr's end once the client died of a signal.
+ * A client killed before the line came leaves the remote command to the attempt's end, whose
+ * master stops: the connection drops and the remote wrapper's watchdog ends it.
  *
  * Handles are numbers, not pointers: exec_wait() looks them up among the live streams, so a
  * NULL, forged or already-waited handle is an error, never a crash.
