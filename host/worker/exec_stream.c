@@ -14,6 +14,15 @@
  * wakes up whatever it was doing. Over SSH the killed client drops the connection and the
  * remote wrapper ends the remote side.
  *
+ * Over the attempt's shared SSH connection the master, not the client, holds the client's
+ * stdout and stderr, and once the client is gone (killed by us or by anyone) the master
+ * writes nothing more to them, yet keeps them open for as long as the remote command runs.
+ * So the remote command's process group, which the stream wrapper writes first on stderr, must
+ * be known before the client can die: exec_start returns once that line came (or the client
+ * ended), and the watcher stops waiting for the stderr's end once the client died of a signal.
+ * A client killed before the line came leaves the remote command to the attempt's end, whose
+ * master stops: the connection drops and the remote wrapper's watchdog ends it.
+ *
  * Handles are numbers, not pointers: exec_wait() looks them up among the live streams, so a
  * NULL, forged or already-waited handle is an error, never a crash.
  */
@@ -48,6 +57,9 @@ typedef struct stream {
     exec_ssh_cmd *ssh; /* NULL for a local command */
     int64_t start;
     pthread_t watcher;
+    pthread_mutex_t lock;
+    pthread_cond_t started;
+    int ready; /* under lock: the remote process group is known, or will never be */
     int exited, status;
     /* Over SSH: the stream wrapper's first stderr line, "ferry-pgid N", the remote command's
      * process group; not the command's output. */
@@ -144,8 +156,31 @@ static int reaped(stream *s)
     return s->exited;
 }
 
+/* Lets exec_stream_start() return: the wrapper's first line came, or no more will come. */
+static void announce(stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->ready = 1;
+    pthread_cond_signal(&s->started);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Reads what the stderr pipe holds now, without waiting for more. */
+static void drain_stderr(stream *s)
+{
+    struct pollfd p = {.fd = s->err_fd, .events = POLLIN};
+    char chunk[16384];
+    ssize_t n = 1;
+    while (n > 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
+        n = read(s->err_fd, chunk, sizeof(chunk));
+        if (n > 0)
+            stderr_add(s, chunk, (size_t)n);
+    }
+}
+
 /* The watcher: until the command exited and its stderr is closed (or, once it was killed,
- * exited: a process that escaped its group may hold the stderr). */
+ * exited: a process that escaped its group may hold the stderr; or, over SSH, died of a
+ * signal: see the top of this file). */
 static void *watch(void *arg)
 {
     stream *s = arg;
@@ -173,9 +208,16 @@ static void *watch(void *arg)
         if (!reaped(s) || err_open)
             exec_police(&s->st, &s->hooks);
         stop_remote(s);
+        if (!s->ready && (s->head_done || s->exited))
+            announce(s);
+        if (err_open && s->ssh && s->exited && WIFSIGNALED(s->status)) {
+            drain_stderr(s);
+            break;
+        }
     }
     if (!s->head_done)
         tail_add(s, s->head, s->head_len);
+    announce(s);
     if (s->st.killing)
         kill(-s->pid, SIGKILL); /* whatever of the group is left */
     return NULL;
@@ -192,6 +234,8 @@ static void stream_free(stream *s)
     if (s->wake[1] >= 0)
         close(s->wake[1]);
     exec_ssh_free(s->ssh);
+    pthread_cond_destroy(&s->started);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
@@ -226,6 +270,8 @@ uintptr_t exec_stream_start(const json_t *machine, const char *command, const js
         return 0;
     }
     s->err_fd = s->pid_fd = s->wake[0] = s->wake[1] = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->started, NULL);
     if (hooks)
         s->hooks = *hooks;
     char *argv[4];
@@ -239,7 +285,7 @@ uintptr_t exec_stream_start(const json_t *machine, const char *command, const js
         }
         spec = (exec_spawn_spec){.argv = exec_ssh_argv(s->ssh)};
     } else {
-        s->head_done = 1;
+        s->head_done = s->ready = 1;
     }
     spec.split_stderr = 1;
     if (pipe2(s->wake, O_CLOEXEC) != 0) {
@@ -279,6 +325,12 @@ uintptr_t exec_stream_start(const json_t *machine, const char *command, const js
         stream_free(s);
         return 0;
     }
+    /* Over SSH: not before the remote process group is known (the top of this file). The
+     * watcher polices the wait: a timeout or cancel kills the client, which ends it. */
+    pthread_mutex_lock(&s->lock);
+    while (!s->ready)
+        pthread_cond_wait(&s->started, &s->lock);
+    pthread_mutex_unlock(&s->lock);
     pthread_mutex_lock(&live_lock);
     s->handle = ++last_handle;
     s->next = live;
