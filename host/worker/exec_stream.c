@@ -165,17 +165,22 @@ static void announce(stream *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* One read of the command's stderr into what is kept of it; 0 once the pipe is closed. */
+static int read_stderr(stream *s)
+{
+    char chunk[16384];
+    ssize_t n = read(s->err_fd, chunk, sizeof(chunk));
+    if (n > 0)
+        stderr_add(s, chunk, (size_t)n);
+    return n > 0 || (n < 0 && (errno == EINTR || errno == EAGAIN));
+}
+
 /* Reads what the stderr pipe holds now, without waiting for more. */
 static void drain_stderr(stream *s)
 {
     struct pollfd p = {.fd = s->err_fd, .events = POLLIN};
-    char chunk[16384];
-    ssize_t n = 1;
-    while (n > 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
-        n = read(s->err_fd, chunk, sizeof(chunk));
-        if (n > 0)
-            stderr_add(s, chunk, (size_t)n);
-    }
+    while (poll(&p, 1, 0) == 1 && (p.revents & POLLIN) && read_stderr(s))
+        ;
 }
 
 /* The watcher: until the command exited and its stderr is closed (or, once it was killed,
@@ -197,14 +202,8 @@ static void *watch(void *arg)
             if (read(s->wake[0], &c, 1) == 1)
                 s->st.requested = 1;
         }
-        if (rc > 0 && p[0].revents) {
-            char chunk[16384];
-            ssize_t n = read(s->err_fd, chunk, sizeof(chunk));
-            if (n > 0)
-                stderr_add(s, chunk, (size_t)n);
-            else if (n == 0 || (errno != EINTR && errno != EAGAIN))
-                err_open = 0;
-        }
+        if (rc > 0 && p[0].revents)
+            err_open = read_stderr(s);
         if (!reaped(s) || err_open)
             exec_police(&s->st, &s->hooks);
         stop_remote(s);

@@ -253,13 +253,15 @@ static void read_input(int sock, int wait)
         size_t n;
         int got = proto_peek(&inbox, &text, &n, &broken);
         if (!got && !broken) {
+            /* Not to block: the caller asked for no wait, or attempts are queued. */
+            int look_only = !(wait && n_queued == 0);
             /* Everything is read when a read of this call took all the host had written
              * and every message it brought is taken: no look without waiting that finds
              * nothing, between the run message an idle worker waited for and its start. */
-            if (read_here && inbox.drained && inbox.len == 0 && !(wait && n_queued == 0))
+            if (look_only && read_here && inbox.drained && inbox.len == 0)
                 return;
             /* Nothing now (or the host closed the socket, found when the worker waits). */
-            if (!(wait && n_queued == 0) && proto_fill_now(&inbox, sock) <= 0)
+            if (look_only && proto_fill_now(&inbox, sock) <= 0)
                 return;
             got = proto_read_text(&inbox, sock, &text, &n); /* what came, or its rest */
             read_here = 1;
