@@ -18,6 +18,8 @@
 # defaults (fsync on), for benchmarks.
 # initdb refuses to run as root, so as root the cluster belongs to the "postgres" user;
 # otherwise to the user running the script. PG_BIN overrides /usr/lib/postgresql/15/bin.
+# PG_EXTRA_CONF: lines added to the server's postgresql.conf (say, to load pg_stat_statements
+# for a measurement: shared_preload_libraries = 'pg_stat_statements').
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -74,6 +76,7 @@ start() {
         echo "listen_addresses = '127.0.0.1'"
         echo "max_connections = 200"
         echo "shared_buffers = 128MB"
+        if [[ -n ${PG_EXTRA_CONF:-} ]]; then printf '%s\n' "$PG_EXTRA_CONF"; fi
         if [[ $durable -eq 0 ]]; then
             echo "fsync = off"
             echo "full_page_writes = off"

@@ -41,11 +41,14 @@ pg_case() {
     export FERRY_CONFIG=$W/$1.conf DB
     populate
 }
-# work: "transactions buffers" the server has counted for the database so far (a backend
-# reports as it ends: read half a second after the hosts' ended).
+# work: "transactions buffers scans" the server has counted for the database so far, scans
+# being those of the claim's index by machine (qi_claim_machine: one a machine the claim
+# looks at); a backend reports as it ends: read half a second after the hosts' ended.
 work() {
-    psql -X -qAt -F ' ' "$DB" -c "SELECT xact_commit + xact_rollback, blks_hit + blks_read
-        FROM pg_stat_database WHERE datname = current_database()" 2>/dev/null || echo "? ?"
+    psql -X -qAt -F ' ' "$DB" -c "SELECT xact_commit + xact_rollback, blks_hit + blks_read,
+        (SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes
+         WHERE indexrelname = 'qi_claim_machine') FROM pg_stat_database
+        WHERE datname = current_database()" 2>/dev/null || echo "? ? ?"
 }
 # per_item BEFORE AFTER: the server's transactions and buffer accesses per item between two
 # work readings: counts that do not swing with the machine's load as the rates do.
@@ -53,6 +56,18 @@ per_item() {
     awk -v b="$1" -v a="$2" -v n="$N" 'BEGIN { split(b, x, " "); split(a, y, " ")
         if (y[1] !~ /^[0-9]+$/ || x[1] !~ /^[0-9]+$/) { print "? / ?"; exit }
         printf "%.3f / %.1f\n", (y[1] - x[1]) / n, (y[2] - x[2]) / n }'
+}
+# per_claim BEFORE AFTER: the claims that took items (a claim's ASSIGNED events share its
+# host and instant), items per claim, and the index scans of qi_claim_machine per claim and
+# per item between two work readings. With several hosts a claim looks at every machine
+# with a free slot, so these show how much each claim's search costs whatever the load.
+per_claim() {
+    local claims
+    claims=$(psql_v "SELECT count(*) FROM (SELECT 1 FROM queue_events e JOIN queue_items t
+        ON t.seq = e.task_seq WHERE e.action = 'ASSIGNED' GROUP BY t.lease_owner, e.at) x")
+    awk -v b="$1" -v a="$2" -v n="$N" -v c="$claims" 'BEGIN { split(b, x, " "); split(a, y, " ")
+        if (y[3] !~ /^[0-9]+$/ || x[3] !~ /^[0-9]+$/ || c !~ /^[1-9][0-9]*$/) { print "?"; exit }
+        printf "%d, %.1f; %.1f / %.2f\n", c, n / c, (y[3] - x[3]) / c, (y[3] - x[3]) / n }'
 }
 # rates T0_MS: "incl steady" jobs/s of the COMPLETED items, from T0_MS (when the host was
 # started) and from the first start, both to the last finish the store recorded.
@@ -79,6 +94,7 @@ done_n=$(psql_v "SELECT count(*) FROM queue_items WHERE status = 'COMPLETED'")
 row "1 host, workers=4, pipeline=$PIPELINE, $N items: incl. / steady (jobs/s)" "$incl / $st"
 row "1 host: completed, host wall s, host VmHWM KiB" "$done_n, $wall, $hwm"
 row "1 host: server transactions / buffer accesses per item" "$(per_item "$w0" "$w1")"
+row "1 host: claims, items per claim; machine scans per claim / item" "$(per_claim "$w0" "$w1")"
 summary "PG drain $N, 1 host w=4 p=$PIPELINE, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
 
 pg_case hosts 2 "$PIPELINE"
@@ -111,6 +127,7 @@ row "4 hosts x 2 workers, pipeline=$PIPELINE, one bridge, $N items: incl. / stea
 row "4 hosts: COMPLETED, ASSIGNED events, retries, hosts that ran items" "$completed, $assigned, $retries, $hosts"
 row "4 hosts: items run by each host" "$per_host"
 row "4 hosts: server transactions / buffer accesses per item" "$(per_item "$w0" "$w1")"
+row "4 hosts: claims, items per claim; machine scans per claim / item" "$(per_claim "$w0" "$w1")"
 row "4 hosts: runs stamped, distinct items stamped; exactly once" "$runs, $labels; $once"
 [[ $once == PASS ]] || echo "FAIL: 4 hosts on one PostgreSQL store did not run every item exactly once"
 summary "PG drain $N, 4 hosts w=2 p=$PIPELINE, steady (jobs/s)" "$st" "-" "-" ">= 5000" "$(verdict "$st" ">=" 5000)"
