@@ -60,10 +60,14 @@ int fairness_slots(fairness *f, int slots, int idle, int held)
     const struct store_claim_share *sh = &f->share;
     if (sh->waiting == 0 && !(f->marked && sh->holding > 0))
         return slots; /* nobody waits: pipelines fill as they may */
-    /* Someone waits: every host keeps to its share of the bridge's active items (this one,
-     * those that hold some, those that wait), and feeds its idle workers. */
+    /* Someone waits: every host keeps to its share of the bridge's work (this one, those
+     * that hold some, those that wait), and feeds its idle workers. The work is the active
+     * items and the machines with a free slot and a ready item: a share of the active items
+     * alone held them where they were when the wait began (every host full, so none grew),
+     * the free machines idle, and every claim looked at each of them again (4 hosts on 100
+     * machines: 76 active, 24 free, about 58 index seeks a claim of 10 items). */
     int hosts = 1 + sh->holding + sh->waiting;
-    int cap = (sh->active + hosts - 1) / hosts;
+    int cap = (sh->active + sh->open + hosts - 1) / hosts;
     int room = cap - held;
     if (room < idle)
         room = idle;

@@ -5,7 +5,8 @@
  * machine held by the others, for good (tests/bench/pg.sh once showed 2 of 4 hosts running
  * items). So a host with idle workers whose claim came up short while ready items wait says
  * so in the store (store_claim_wait), and polls often while it waits; and while a host of
- * its bridge waits, every host keeps to its fair share of the bridge's active items, so the
+ * its bridge waits, every host keeps to its fair share of the bridge's work (its active items
+ * and its machines with a free slot and a ready item), so the
  * machines the others' ends free reach the waiting host. Every host with free workers gets
  * work; the shares hold once nobody waits (the turn that ends an item claims its machine's
  * next one), and pipelines fill greedily again.
@@ -27,9 +28,9 @@ void fairness_free(fairness *f);
 
 /* How many items a claim may take now: slots (the runner's free capacity, pipeline
  * included) while no host of the bridge waits for work; while one does, no more than this
- * host's fair share of the bridge's active items (their count over the hosts that hold or
- * wait), less held (the items it holds now), and never less than idle (workers with nothing
- * to run). Reads the store at most every 100 ms. */
+ * host's fair share of the bridge's work (its active items and its machines with a free slot
+ * and a ready item, over the hosts that hold or wait), less held (the items it holds now), and
+ * never less than idle (workers with nothing to run). Reads the store at most every 100 ms. */
 int fairness_slots(fairness *f, int slots, int idle, int held);
 
 /* After a claim that took n items while idle workers had nothing to run: marks this host

@@ -716,6 +716,17 @@ const struct stmt_def store_statements[S_COUNT] = {
                          " THEN 1 ELSE 0 END), 0) FROM queue_items {index_machine_active}"
                          " WHERE bridge_name = ?1 AND " ACTIVE_EQ,
                          0},
+    /* The machines of bridge ?1 with a free slot whose first PENDING item there is ready at
+     * ?2: work no host holds. A probe of the active set and a seek of the claim's index by
+     * machine each (per dialect). */
+    [S_CLAIM_OPEN] = {"SELECT count(*) FROM machines mc WHERE mc.bridge_name = ?1"
+                      " AND mc.concurrency > (SELECT count(*) FROM queue_items"
+                      " {index_machine_active} WHERE machine_name = mc.name AND " ACTIVE_EQ ")"
+                      " AND EXISTS (SELECT 1 FROM (SELECT i.seq, i.run_after FROM queue_items i"
+                      " {index_claim_machine} WHERE i.status = 'PENDING' AND i.bridge_name = ?1"
+                      " AND i.machine_name = mc.name ORDER BY i.priority, i.created_at, i.seq"
+                      " LIMIT 1) AS q WHERE q.run_after <= ?2" DEPS_DONE ")",
+                      0},
     /* Notifications (outbox.c). Item ?1's are kept until handed off; another host of its
      * bridge sends them from ?2 on. */
     [S_NOTIFY_OUTBOX_ADD] = {"INSERT INTO notify_outbox (task_id, bridge_name, due_ms)"

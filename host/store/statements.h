@@ -136,6 +136,7 @@ enum stmt_id {
     S_CLAIM_WAIT_CLEAR,
     S_CLAIM_WAITERS,
     S_CLAIM_HOLDERS,
+    S_CLAIM_OPEN,
     /* notifications not yet handed to their sender (outbox.c) */
     S_NOTIFY_OUTBOX_ADD,
     S_NOTIFY_OUTBOX_DONE,

@@ -533,7 +533,9 @@ int store_claim_items(store *s, const char *bridge, const char *owner, int64_t l
  * until_ms (*marked = 1); otherwise, or without want (0), clears its mark (*marked = 0),
  * except that want 2 (the host knows it has no mark) writes nothing then.
  * store_claim_share: the other hosts of the bridge that wait at now, those that hold items
- * on it and do not wait (each host counts once), its active items and those owner holds.
+ * on it and do not wait (each host counts once), its active items and those owner holds;
+ * while any host of the bridge waits (owner too), its machines with a free slot and a ready
+ * item (open; 0 otherwise).
  */
 int store_claim_wait(store *s, const char *bridge, const char *owner, int want, int64_t now,
                      int64_t until_ms, int *marked, char *err, size_t errlen);
@@ -542,6 +544,7 @@ struct store_claim_share {
     int holding; /* other hosts holding active items of the bridge, not waiting */
     int active;  /* active items of the bridge (every host) */
     int mine;    /* of which owner holds */
+    int open;    /* machines with a free slot and a ready item, read while a host waits */
 };
 int store_claim_share(store *s, const char *bridge, const char *owner, int64_t now,
                       struct store_claim_share *out, char *err, size_t errlen);

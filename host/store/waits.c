@@ -83,7 +83,17 @@ static int share_body(store *s, void *ctx, char *err, size_t errlen)
                                             .active = (int)eng_i64(&r, 0),
                                             .mine = (int)eng_i64(&r, 2)};
     eng_done(&r);
-    return got < 0 ? got : STORE_OK;
+    if (got < 0)
+        return got;
+    /* Work no host holds matters only to a share, which holds only while a host waits: this
+     * one (counted only among all the marks) or another. */
+    int64_t marks = waiting, open = 0;
+    if (marks == 0)
+        rc = eng_scalar(s, &marks, err, errlen, S_CLAIM_WAITERS, "ttI", c->bridge, "", c->now);
+    if (rc == STORE_OK && marks > 0)
+        rc = eng_scalar(s, &open, err, errlen, S_CLAIM_OPEN, "tI", c->bridge, c->now);
+    c->out.open = (int)open;
+    return rc;
 }
 
 int store_claim_share(store *s, const char *bridge, const char *owner, int64_t now,

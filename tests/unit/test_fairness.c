@@ -162,12 +162,41 @@ static void test_waiting_holder_counts_once(void **state)
     assert_int_equal(sh.holding, 1);
 }
 
+/* While a host waits, the shares are of the bridge's work: its active items and its machines
+ * with a free slot and a ready item. Of the active items alone, the shares kept the hosts
+ * where they were when the wait began (every host at its share, so none grew) and the free
+ * machines idle, however long the wait lasted. */
+static void test_share_counts_free_machines(void **state)
+{
+    struct fixture *f = *state;
+    char err[512];
+    const char *machines[] = {"m4", "m5", "m6"};
+    for (int m = 0; m < 3; m++) {
+        assert_int_equal(
+            store_machine_create(f->st, "T", "b", machines[m], NULL, NULL, err, sizeof(err)), 0);
+        json_t *v = json_pack("{s:s}", "function", "fx");
+        struct store_item_spec spec = {
+            .team = "T", .machine = machines[m], .bridge = "b", .vault = v};
+        assert_int_equal(store_queue_create(f->st, &spec, NULL, NULL, err, sizeof(err)), 0);
+        json_decref(v);
+    }
+    fairness *fc = fairness_new(f->st, "b", "c");
+    fairness_claimed(fc, 0, 2);
+    assert_int_equal(fairness_waiting(fc), 1);
+    /* a, b and c: ceil((4 active + 3 free machines) / 3) = 3, of which a holds 1. */
+    fairness *fa = fairness_new(f->st, "b", "a");
+    assert_int_equal(fairness_slots(fa, 66, 0, 1), 2);
+    fairness_free(fa);
+    fairness_free(fc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_marks_and_shares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fair_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_holder_counts_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_share_counts_free_machines, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
