@@ -66,6 +66,9 @@ static const char *const tx_sql[TX_COUNT] = {
     [TX_RELEASE] = "RELEASE op",
 };
 
+/* Where the log ends, as sq_wal_end reads it: five words of the WAL index's header. */
+#define WAL_END_WORDS 5
+
 struct sq {
     struct store base;
     sqlite3 *db;
@@ -97,6 +100,9 @@ struct sq {
     int wal_fd;      /* the WAL file, read-only, for fdatasync; -1: not open yet */
     int shm_fd;      /* the WAL index, read-only, for its header (wal_end); -1: not open */
     int marker_fd;   /* "<db>.wake/durable" (wal_end): written by a deferred handle */
+    /* A marker sq_sync left to sq_sync_note (note_later): two copies of the end synced. */
+    uint32_t note[2 * WAL_END_WORDS];
+    int note_due;
     int64_t synced_version; /* data_version when this handle last synced the WAL; -1 */
 };
 
@@ -602,7 +608,6 @@ static int sq_open_once(struct sq *q, int *fd, const char *suffix)
  * two copies of the header and writes them one after the other: copies that differ are
  * being written, and the end is unknown. 0, or -1 when unknown.
  */
-#define WAL_END_WORDS 5
 static int sq_wal_end(struct sq *q, uint32_t end[WAL_END_WORDS])
 {
     unsigned char h[96];
@@ -1214,15 +1219,29 @@ static int sq_defer_sync(store *s)
     return q->deferred ? 0 : -1;
 }
 
+/* Writes the marker: end, two copies of where the log ends, is synced. */
+static void sq_mark(struct sq *q, const uint32_t end[2 * WAL_END_WORDS])
+{
+    if (pwrite(q->marker_fd, end, 2 * WAL_END_WORDS * sizeof(*end), 0) !=
+        (ssize_t)(2 * WAL_END_WORDS * sizeof(*end))) {
+        /* A marker not written only costs readers a sync of their own. */
+    }
+}
+
 /* store_sync: the end of the log is read before the sync, so that the marker names no
  * frame the sync may not have covered. A log that ends where the marker says is synced
  * already (an idle host's turn commits nothing: no flush of the disk for it). Touches
- * nothing of the handle but its descriptors. */
-static int sq_sync(store *s, char *err, size_t errlen)
+ * nothing of the handle but its descriptors and, with note_later (its caller's thread
+ * only), the note it leaves to sq_sync_note: the marker's write, which can wait for a
+ * page under writeback (0.5 ms seen), then comes after the run message that waited for the
+ * sync. A marker older than the log's end is still true: a reader then syncs itself. */
+static int sq_sync(store *s, int note_later, char *err, size_t errlen)
 {
     struct sq *q = (struct sq *)s;
     uint32_t end[2 * WAL_END_WORDS], marked[2 * WAL_END_WORDS];
     int known = sq_wal_end(q, end) == 0;
+    if (known && note_later && q->note_due && memcmp(q->note, end, sizeof(end) / 2) == 0)
+        return STORE_OK; /* synced, its marker not written yet */
     if (known && pread(q->marker_fd, marked, sizeof(marked), 0) == (ssize_t)sizeof(marked) &&
         memcmp(marked, marked + WAL_END_WORDS, sizeof(marked) / 2) == 0 &&
         memcmp(marked, end, sizeof(marked) / 2) == 0)
@@ -1231,12 +1250,26 @@ static int sq_sync(store *s, char *err, size_t errlen)
         seterr(err, errlen, "store %s: cannot sync the log: %s", q->path, strerror(errno));
         return STORE_ERROR;
     }
+    if (!known)
+        return STORE_OK;
     /* Two copies: a reader that reads while it is written sees them differ. */
     memcpy(end + WAL_END_WORDS, end, WAL_END_WORDS * sizeof(*end));
-    if (known && pwrite(q->marker_fd, end, sizeof(end), 0) != (ssize_t)sizeof(end)) {
-        /* A marker not written only costs readers a sync of their own. */
+    if (note_later) {
+        memcpy(q->note, end, sizeof(end));
+        q->note_due = 1;
+    } else {
+        sq_mark(q, end);
     }
     return STORE_OK;
+}
+
+/* store_sync_note: the marker sq_sync left for later. */
+static void sq_sync_note(store *s)
+{
+    struct sq *q = (struct sq *)s;
+    if (q->note_due)
+        sq_mark(q, q->note);
+    q->note_due = 0;
 }
 
 static const struct eng_driver sqlite_driver = {
@@ -1269,5 +1302,6 @@ static const struct eng_driver sqlite_driver = {
     .idle = sq_idle,
     .defer_sync = sq_defer_sync,
     .sync = sq_sync,
+    .sync_note = sq_sync_note,
     .synced = sq_synced,
 };
