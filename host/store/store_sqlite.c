@@ -89,6 +89,12 @@ struct sq {
     int wake_fd; /* bound socket a host polls, or -1 */
     char *wake_path;
     int send_fd; /* unbound socket notifications are sent from, or -1 */
+    /* sq_notify's listing of "<db>.wake": its entries (NUL-separated), the directory's
+     * identity and times when it was read, and the wall-clock time of the read (ns). */
+    char *wake_names;
+    size_t wake_len;
+    struct stat wake_st;
+    int64_t wake_listed_ns;
     int short_lived; /* store_options.short_lived */
     int wal_frames;  /* frames in the WAL after this connection's last commit */
     int deferred;    /* store_defer_sync: commits are synced by the caller */
@@ -914,6 +920,7 @@ static void sq_free(struct sq *q)
     sqlite3_close_v2(q->db);
     eng_free_texts(&q->base);
     free(q->wake_path);
+    free(q->wake_names);
     free(q->path);
     free(q);
 }
@@ -926,6 +933,7 @@ static void sq_close(store *s)
          * database connection or wake-up socket: only the memory is let go. */
         eng_free_texts(&q->base);
         free(q->wake_path);
+        free(q->wake_names);
         free(q->path);
         free(q);
         return;
@@ -1090,6 +1098,55 @@ static int wake_addr(const struct sq *q, const char *entry, struct sockaddr_un *
     return n > 0 && (size_t)n < sizeof(addr->sun_path) ? 0 : -1;
 }
 
+static int64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t ts_ns(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Reads the entries of the wake-up directory into q->wake_names; -1 when it cannot. */
+static int wake_list(struct sq *q, const char *path)
+{
+    int64_t listed = real_ns();
+    DIR *dir = opendir(path);
+    if (dir == NULL)
+        return -1;
+    q->wake_len = 0;
+    size_t cap = 0;
+    struct dirent *e;
+    int ok = fstat(dirfd(dir), &q->wake_st) == 0;
+    while ((e = readdir(dir)) != NULL) {
+        size_t n = strlen(e->d_name) + 1;
+        if (q->wake_len + n > cap) {
+            cap = 2 * (q->wake_len + n) + 256;
+            char *more = realloc(q->wake_names, cap);
+            if (more == NULL)
+                abort();
+            q->wake_names = more;
+        }
+        memcpy(q->wake_names + q->wake_len, e->d_name, n);
+        q->wake_len += n;
+    }
+    closedir(dir);
+    /* Not kept when the directory's times are unknown: read again next time. */
+    q->wake_listed_ns = ok ? listed : 0;
+    return 0;
+}
+
+/*
+ * The wake-up directory's listing is kept: a notify stats the directory and reads it again
+ * only when it changed (a host came or went: its socket bound or removed), rather than
+ * opening and reading it every time (four system calls on the path of every item). Its
+ * times tell a change only when they moved since the read: a listing read within a second
+ * of the directory's last change (timestamps are as coarse as the kernel's clock tick) is
+ * read again at the next notify.
+ */
 static void sq_notify(store *s, const char *bridge)
 {
     struct sq *q = (struct sq *)s;
@@ -1097,21 +1154,29 @@ static void sq_notify(store *s, const char *bridge)
     size_t blen = strlen(bridge);
     if (wake_addr(q, NULL, &addr) != 0)
         return;
-    DIR *dir = opendir(addr.sun_path);
-    if (dir == NULL)
+    struct stat st;
+    if (stat(addr.sun_path, &st) != 0)
         return; /* no host has ever listened */
+    int fresh = q->wake_listed_ns != 0 && st.st_ino == q->wake_st.st_ino &&
+                st.st_dev == q->wake_st.st_dev &&
+                ts_ns(st.st_mtim) == ts_ns(q->wake_st.st_mtim) &&
+                ts_ns(st.st_ctim) == ts_ns(q->wake_st.st_ctim) &&
+                ts_ns(st.st_mtim) < q->wake_listed_ns - 1000000000 &&
+                ts_ns(st.st_ctim) < q->wake_listed_ns - 1000000000;
+    if (!fresh && wake_list(q, addr.sun_path) != 0)
+        return;
     if (q->send_fd < 0)
         q->send_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    struct dirent *e;
-    while (q->send_fd >= 0 && (e = readdir(dir)) != NULL) {
-        if (strncmp(e->d_name, bridge, blen) != 0 || e->d_name[blen] != '@' ||
-            wake_addr(q, e->d_name, &addr) != 0)
+    for (size_t off = 0; q->send_fd >= 0 && off < q->wake_len;) {
+        const char *name = q->wake_names + off;
+        off += strlen(name) + 1;
+        if (strncmp(name, bridge, blen) != 0 || name[blen] != '@' ||
+            wake_addr(q, name, &addr) != 0)
             continue;
         if (sendto(q->send_fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&addr, sizeof(addr)) < 0 &&
             errno == ECONNREFUSED)
-            unlink(addr.sun_path); /* its host is gone */
+            unlink(addr.sun_path); /* its host is gone: the directory changes */
     }
-    closedir(dir);
 }
 
 static int sq_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
