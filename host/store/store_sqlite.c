@@ -90,11 +90,11 @@ struct sq {
     char *wake_path;
     int send_fd; /* unbound socket notifications are sent from, or -1 */
     /* sq_notify's listing of "<db>.wake": its entries (NUL-separated), the directory's
-     * identity and times when it was read, and the wall-clock time of the read (ns). */
+     * identity and times when it was read, and whether it may be kept (wake_list). */
     char *wake_names;
     size_t wake_len;
     struct stat wake_st;
-    int64_t wake_listed_ns;
+    int wake_kept;
     int short_lived; /* store_options.short_lived */
     int wal_frames;  /* frames in the WAL after this connection's last commit */
     int deferred;    /* store_defer_sync: commits are synced by the caller */
@@ -1115,6 +1115,7 @@ static int wake_list(struct sq *q, const char *path)
 {
     int64_t listed = real_ns();
     DIR *dir = opendir(path);
+    q->wake_kept = 0;
     if (dir == NULL)
         return -1;
     q->wake_len = 0;
@@ -1134,18 +1135,21 @@ static int wake_list(struct sq *q, const char *path)
         q->wake_len += n;
     }
     closedir(dir);
-    /* Not kept when the directory's times are unknown: read again next time. */
-    q->wake_listed_ns = ok ? listed : 0;
+    /* A change after the read gives the directory times after the read's start, less one
+     * tick of the kernel's coarse clock: different from times a second older than that. */
+    q->wake_kept = ok && ts_ns(q->wake_st.st_mtim) < listed - 1000000000 &&
+                   ts_ns(q->wake_st.st_ctim) < listed - 1000000000;
     return 0;
 }
 
 /*
  * The wake-up directory's listing is kept: a notify stats the directory and reads it again
- * only when it changed (a host came or went: its socket bound or removed), rather than
- * opening and reading it every time (four system calls on the path of every item). Its
- * times tell a change only when they moved since the read: a listing read within a second
- * of the directory's last change (timestamps are as coarse as the kernel's clock tick) is
- * read again at the next notify.
+ * only when it changed (a host came or went: its socket bound or removed): one stat where
+ * an opendir, fstat, two getdents64 and a close were on the path of every item a
+ * long-lived handle creates. Its times tell a change only when they moved since the read:
+ * a listing read within a second of the directory's last change (timestamps are as coarse
+ * as the kernel's clock tick) is read again at the next notify. A host that died without
+ * removing its socket is removed by the send that finds it gone, from a kept listing too.
  */
 static void sq_notify(store *s, const char *bridge)
 {
@@ -1157,12 +1161,9 @@ static void sq_notify(store *s, const char *bridge)
     struct stat st;
     if (stat(addr.sun_path, &st) != 0)
         return; /* no host has ever listened */
-    int fresh = q->wake_listed_ns != 0 && st.st_ino == q->wake_st.st_ino &&
-                st.st_dev == q->wake_st.st_dev &&
+    int fresh = q->wake_kept && st.st_ino == q->wake_st.st_ino && st.st_dev == q->wake_st.st_dev &&
                 ts_ns(st.st_mtim) == ts_ns(q->wake_st.st_mtim) &&
-                ts_ns(st.st_ctim) == ts_ns(q->wake_st.st_ctim) &&
-                ts_ns(st.st_mtim) < q->wake_listed_ns - 1000000000 &&
-                ts_ns(st.st_ctim) < q->wake_listed_ns - 1000000000;
+                ts_ns(st.st_ctim) == ts_ns(q->wake_st.st_ctim);
     if (!fresh && wake_list(q, addr.sun_path) != 0)
         return;
     if (q->send_fd < 0)
@@ -1170,8 +1171,7 @@ static void sq_notify(store *s, const char *bridge)
     for (size_t off = 0; q->send_fd >= 0 && off < q->wake_len;) {
         const char *name = q->wake_names + off;
         off += strlen(name) + 1;
-        if (strncmp(name, bridge, blen) != 0 || name[blen] != '@' ||
-            wake_addr(q, name, &addr) != 0)
+        if (strncmp(name, bridge, blen) != 0 || name[blen] != '@' || wake_addr(q, name, &addr) != 0)
             continue;
         if (sendto(q->send_fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&addr, sizeof(addr)) < 0 &&
             errno == ECONNREFUSED)
@@ -1297,8 +1297,8 @@ static void sq_mark(struct sq *q, const uint32_t end[2 * WAL_END_WORDS])
  * frame the sync may not have covered. A log that ends where the marker says is synced
  * already (an idle host's turn commits nothing: no flush of the disk for it). Touches
  * nothing of the handle but its descriptors and, with note_later (its caller's thread
- * only), the note it leaves to sq_sync_note: the marker's write, which can wait for a
- * page under writeback (0.5 ms seen), then comes after the run message that waited for the
+ * only), the note it leaves to sq_sync_note: the marker's write (a system call into the
+ * file system, tens of microseconds) then comes after the run message that waited for the
  * sync. A marker older than the log's end is still true: a reader then syncs itself. */
 static int sq_sync(store *s, int note_later, char *err, size_t errlen)
 {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The path of an item from its create to its start, by system calls: an idle host writes
-# the run message right after the claim's sync, and the durable marker (a write of its own,
-# which can wait for a page under writeback) only after it; a process that creates many items
-# through one store handle reads the wake-up directory once, not at every create (an
-# opendir, two getdents and a close on the path of every item), and still wakes a host that
-# came after its read.
+# the run message right after the claim's sync, and the durable marker (a write of its own)
+# only after it; a process that creates many items through one store handle reads the
+# wake-up directory once, not at every create (an opendir, two getdents and a close on the
+# path of every item). test_store's wake_listing: a kept listing still finds a host that
+# came after it and removes one that died.
 . "$(dirname "$0")/../lib.sh"
 
 only_sqlite "the wake-up directory and the durable marker are SQLite's"

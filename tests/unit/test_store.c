@@ -2054,6 +2054,18 @@ static int readable(int fd, int timeout_ms)
     return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
 }
 
+/* The socket a host (pid kid) of bridge left when it died is there until a notify of
+ * bridge by cli finds it gone and removes it. */
+static void assert_notify_clears(store *cli, const char *bridge, pid_t kid)
+{
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s.wake/%s@%d", g_url, bridge, (int)kid);
+    assert_int_equal(stat(path, &sb), 0);
+    store_notify(cli, bridge);
+    assert_int_not_equal(stat(path, &sb), 0);
+}
+
 static void test_wake_fd(void **state)
 {
     struct fx *f = *state;
@@ -2098,12 +2110,7 @@ static void test_wake_fd(void **state)
         int status = 0;
         waitpid(kid, &status, 0);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        char path[256];
-        struct stat sb;
-        snprintf(path, sizeof(path), "%s.wake/%s@%d", g_url, f->bridge, (int)kid);
-        assert_int_equal(stat(path, &sb), 0);
-        store_notify(cli, f->bridge);
-        assert_int_not_equal(stat(path, &sb), 0);
+        assert_notify_clears(cli, f->bridge, kid);
     }
     store_close(cli);
     json_decref(v);
@@ -2153,12 +2160,7 @@ static void test_wake_listing(void **state)
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 2);
     /* It died without closing its handle: its socket stays, the kept listing names it. */
-    char path[256];
-    struct stat sb;
-    snprintf(path, sizeof(path), "%s.wake/%s@%d", g_url, f->bridge2, (int)kid);
-    assert_int_equal(stat(path, &sb), 0);
-    store_notify(cli, f->bridge2);
-    assert_int_not_equal(stat(path, &sb), 0);
+    assert_notify_clears(cli, f->bridge2, kid);
     close(ready[0]);
     close(ready[1]);
     close(go[0]);
