@@ -29,13 +29,15 @@ struct durable {
     char error[512]; /* the loop's copy */
 };
 
-static int sync_log(const durable *d, char *err, size_t errlen)
+/* note_later: the loop's own sync, whose note for other processes durable_note writes. */
+static int sync_log(const durable *d, int note_later, char *err, size_t errlen)
 {
     if (d->fail) {
         snprintf(err, errlen, "FERRY_TEST_SYNC_FAIL: the sync of the store's log fails");
         return -1;
     }
-    return store_sync(d->st, err, errlen) == STORE_OK ? 0 : -1;
+    int rc = note_later ? store_sync_first(d->st, err, errlen) : store_sync(d->st, err, errlen);
+    return rc == STORE_OK ? 0 : -1;
 }
 
 static void *sync_thread(void *arg)
@@ -50,7 +52,7 @@ static void *sync_thread(void *arg)
         uint64_t target = d->started = d->want;
         pthread_mutex_unlock(&d->mu);
         char err[sizeof(d->thread_error)];
-        int rc = sync_log(d, err, sizeof(err));
+        int rc = sync_log(d, 0, err, sizeof(err));
         pthread_mutex_lock(&d->mu);
         if (rc != 0) {
             d->failed = 1;
@@ -100,6 +102,7 @@ void durable_free(durable *d)
 {
     if (d == NULL)
         return;
+    durable_note(d);
     if (d->evfd >= 0) {
         pthread_mutex_lock(&d->mu);
         d->stop = 1;
@@ -129,15 +132,15 @@ static void take_thread_state(durable *d)
         d->level = synced;
 }
 
-/* Syncs in the calling thread everything committed so far. */
-static int sync_here(durable *d)
+/* Syncs in the calling thread everything committed so far; note_later: see durable_note. */
+static int sync_here(durable *d, int note_later)
 {
     take_thread_state(d);
     if (d->error[0] != '\0')
         return -1;
     uint64_t target = d->committed;
     char err[sizeof(d->error)] = "";
-    if (sync_log(d, err, sizeof(err)) != 0) {
+    if (sync_log(d, note_later, err, sizeof(err)) != 0) {
         memcpy(d->error, err, sizeof(err));
         return -1;
     }
@@ -153,7 +156,7 @@ uint64_t durable_committed(durable *d, int now)
         return n;
     }
     if (d->evfd < 0) {
-        sync_here(d);
+        sync_here(d, 0);
         return n;
     }
     pthread_mutex_lock(&d->mu);
@@ -164,7 +167,7 @@ uint64_t durable_committed(durable *d, int now)
     }
     pthread_mutex_unlock(&d->mu);
     if (now && !busy)
-        sync_here(d);
+        sync_here(d, 1);
     return n;
 }
 
@@ -199,14 +202,20 @@ int durable_wait(durable *d)
         return -1;
     if (d->st == NULL || d->level >= d->committed)
         return 0;
-    return sync_here(d);
+    return sync_here(d, 0);
 }
 
 int durable_sync(durable *d)
 {
     if (d == NULL || d->st == NULL)
         return 0;
-    return sync_here(d);
+    return sync_here(d, 0);
+}
+
+void durable_note(durable *d)
+{
+    if (d != NULL && d->st != NULL)
+        store_sync_note(d->st);
 }
 
 const char *durable_error(const durable *d)

@@ -28,9 +28,13 @@ void durable_free(durable *d);
 /*
  * The host committed: returns the commit's number. now: sync it in the calling thread when
  * no sync runs (an idle host, whose item would only wait for the thread's hop); else the
- * thread syncs it.
+ * thread syncs it. The calling thread's sync leaves its note for other processes (their
+ * read barrier's) to durable_note.
  */
 uint64_t durable_committed(durable *d, int now);
+/* Writes the note a sync of durable_committed left: after the run messages that waited for
+ * the sync are written, and before the loop sleeps. */
+void durable_note(durable *d);
 /* The last commit known durable. */
 uint64_t durable_level(const durable *d);
 /* 1 while a commit is not known durable yet (the thread syncs it), else 0. */

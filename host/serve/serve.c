@@ -1070,6 +1070,7 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
                                 {.fd = h.wakefd, .events = POLLIN},
                                 {.fd = runner_fd(h.run), .events = POLLIN},
                                 {.fd = durable_fd(h.durable), .events = POLLIN}};
+        durable_note(h.durable); /* the last sync's, before the loop sleeps */
         poll(fds, 5, loop_timeout(&h));
         if (fds[4].revents) {
             durable_done(h.durable);
@@ -1104,8 +1105,9 @@ int serve_run(const ferry_config *cfg, const serve_options *opts)
         if (!syncing)
             claim(&h);
         /* The turn's run messages, one write per worker, once their claims are committed
-         * (claim()). */
+         * (claim()); then what the claims' sync tells other processes (durable_note). */
         runner_flush(h.run);
+        durable_note(h.durable);
         /* The chores come after the starts, off the path of a new item: a turn woken by a
          * create claims it first, then writes a due heartbeat (a commit of its own) or looks
          * for lost items. What they release or schedule is committed with the turn's batch,

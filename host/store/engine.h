@@ -126,9 +126,11 @@ struct eng_driver {
      * the log. */
     int (*idle)(store *s);
     /* Optional, both or neither: store_defer_sync (without it, commits stay durable at
-     * commit) and store_sync. */
+     * commit) and store_sync. note_later: what other handles learn of the sync (SQLite's
+     * marker) waits for sync_note (optional; without it sync notes at once). */
     int (*defer_sync)(store *s);
-    int (*sync)(store *s, char *err, size_t errlen);
+    int (*sync)(store *s, int note_later, char *err, size_t errlen);
+    void (*sync_note)(store *s);
     /* Optional: a batch's commit returned before it was on disk (SQLite's synchronous
      * handles publish it first), and store_commit, once it has sent the batch's wake-ups,
      * waits here until it is. */

@@ -250,7 +250,18 @@ int store_defer_sync(store *s)
 
 int store_sync(store *s, char *err, size_t errlen)
 {
-    return s->drv->sync ? s->drv->sync(s, err, errlen) : STORE_OK;
+    return s->drv->sync ? s->drv->sync(s, 0, err, errlen) : STORE_OK;
+}
+
+int store_sync_first(store *s, char *err, size_t errlen)
+{
+    return s->drv->sync ? s->drv->sync(s, s->drv->sync_note != NULL, err, errlen) : STORE_OK;
+}
+
+void store_sync_note(store *s)
+{
+    if (s->drv->sync_note)
+        s->drv->sync_note(s);
 }
 
 /* ---- resources --------------------------------------------------------------------------- */

@@ -630,6 +630,11 @@ int store_defer_sync(store *s);
  * STORE_OK, or STORE_ERROR with err set: what the failed sync covered may not be on disk.
  */
 int store_sync(store *s, char *err, size_t errlen);
+/* store_sync whose note for other handles' read barriers (SQLite's marker, a write) waits
+ * for store_sync_note, called by the same thread once what waited for the sync (an idle
+ * host's run message) is on its way. Until then a reader syncs the log itself. */
+int store_sync_first(store *s, char *err, size_t errlen);
+void store_sync_note(store *s);
 
 /*
  * A number that changes whenever another handle (another process, or another connection of

@@ -66,6 +66,9 @@ static const char *const tx_sql[TX_COUNT] = {
     [TX_RELEASE] = "RELEASE op",
 };
 
+/* Where the log ends, as sq_wal_end reads it: five words of the WAL index's header. */
+#define WAL_END_WORDS 5
+
 struct sq {
     struct store base;
     sqlite3 *db;
@@ -86,6 +89,12 @@ struct sq {
     int wake_fd; /* bound socket a host polls, or -1 */
     char *wake_path;
     int send_fd; /* unbound socket notifications are sent from, or -1 */
+    /* sq_notify's listing of "<db>.wake": its entries (NUL-separated), the directory's
+     * identity and times when it was read, and whether it may be kept (wake_list). */
+    char *wake_names;
+    size_t wake_len;
+    struct stat wake_st;
+    int wake_kept;
     int short_lived; /* store_options.short_lived */
     int wal_frames;  /* frames in the WAL after this connection's last commit */
     int deferred;    /* store_defer_sync: commits are synced by the caller */
@@ -97,6 +106,9 @@ struct sq {
     int wal_fd;      /* the WAL file, read-only, for fdatasync; -1: not open yet */
     int shm_fd;      /* the WAL index, read-only, for its header (wal_end); -1: not open */
     int marker_fd;   /* "<db>.wake/durable" (wal_end): written by a deferred handle */
+    /* A marker sq_sync left to sq_sync_note (note_later): two copies of the end synced. */
+    uint32_t note[2 * WAL_END_WORDS];
+    int note_due;
     int64_t synced_version; /* data_version when this handle last synced the WAL; -1 */
 };
 
@@ -602,7 +614,6 @@ static int sq_open_once(struct sq *q, int *fd, const char *suffix)
  * two copies of the header and writes them one after the other: copies that differ are
  * being written, and the end is unknown. 0, or -1 when unknown.
  */
-#define WAL_END_WORDS 5
 static int sq_wal_end(struct sq *q, uint32_t end[WAL_END_WORDS])
 {
     unsigned char h[96];
@@ -909,6 +920,7 @@ static void sq_free(struct sq *q)
     sqlite3_close_v2(q->db);
     eng_free_texts(&q->base);
     free(q->wake_path);
+    free(q->wake_names);
     free(q->path);
     free(q);
 }
@@ -921,6 +933,7 @@ static void sq_close(store *s)
          * database connection or wake-up socket: only the memory is let go. */
         eng_free_texts(&q->base);
         free(q->wake_path);
+        free(q->wake_names);
         free(q->path);
         free(q);
         return;
@@ -1085,6 +1098,59 @@ static int wake_addr(const struct sq *q, const char *entry, struct sockaddr_un *
     return n > 0 && (size_t)n < sizeof(addr->sun_path) ? 0 : -1;
 }
 
+static int64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t ts_ns(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Reads the entries of the wake-up directory into q->wake_names; -1 when it cannot. */
+static int wake_list(struct sq *q, const char *path)
+{
+    int64_t listed = real_ns();
+    DIR *dir = opendir(path);
+    q->wake_kept = 0;
+    if (dir == NULL)
+        return -1;
+    q->wake_len = 0;
+    size_t cap = 0;
+    struct dirent *e;
+    int ok = fstat(dirfd(dir), &q->wake_st) == 0;
+    while ((e = readdir(dir)) != NULL) {
+        size_t n = strlen(e->d_name) + 1;
+        if (q->wake_len + n > cap) {
+            cap = 2 * (q->wake_len + n) + 256;
+            char *more = realloc(q->wake_names, cap);
+            if (more == NULL)
+                abort();
+            q->wake_names = more;
+        }
+        memcpy(q->wake_names + q->wake_len, e->d_name, n);
+        q->wake_len += n;
+    }
+    closedir(dir);
+    /* A change after the read gives the directory times after the read's start, less one
+     * tick of the kernel's coarse clock: different from times a second older than that. */
+    q->wake_kept = ok && ts_ns(q->wake_st.st_mtim) < listed - 1000000000 &&
+                   ts_ns(q->wake_st.st_ctim) < listed - 1000000000;
+    return 0;
+}
+
+/*
+ * The wake-up directory's listing is kept: a notify stats the directory and reads it again
+ * only when it changed (a host came or went: its socket bound or removed): one stat where
+ * an opendir, fstat, two getdents64 and a close were on the path of every item a
+ * long-lived handle creates. Its times tell a change only when they moved since the read:
+ * a listing read within a second of the directory's last change (timestamps are as coarse
+ * as the kernel's clock tick) is read again at the next notify. A host that died without
+ * removing its socket is removed by the send that finds it gone, from a kept listing too.
+ */
 static void sq_notify(store *s, const char *bridge)
 {
     struct sq *q = (struct sq *)s;
@@ -1092,21 +1158,25 @@ static void sq_notify(store *s, const char *bridge)
     size_t blen = strlen(bridge);
     if (wake_addr(q, NULL, &addr) != 0)
         return;
-    DIR *dir = opendir(addr.sun_path);
-    if (dir == NULL)
+    struct stat st;
+    if (stat(addr.sun_path, &st) != 0)
         return; /* no host has ever listened */
+    int fresh = q->wake_kept && st.st_ino == q->wake_st.st_ino && st.st_dev == q->wake_st.st_dev &&
+                ts_ns(st.st_mtim) == ts_ns(q->wake_st.st_mtim) &&
+                ts_ns(st.st_ctim) == ts_ns(q->wake_st.st_ctim);
+    if (!fresh && wake_list(q, addr.sun_path) != 0)
+        return;
     if (q->send_fd < 0)
         q->send_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    struct dirent *e;
-    while (q->send_fd >= 0 && (e = readdir(dir)) != NULL) {
-        if (strncmp(e->d_name, bridge, blen) != 0 || e->d_name[blen] != '@' ||
-            wake_addr(q, e->d_name, &addr) != 0)
+    for (size_t off = 0; q->send_fd >= 0 && off < q->wake_len;) {
+        const char *name = q->wake_names + off;
+        off += strlen(name) + 1;
+        if (strncmp(name, bridge, blen) != 0 || name[blen] != '@' || wake_addr(q, name, &addr) != 0)
             continue;
         if (sendto(q->send_fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&addr, sizeof(addr)) < 0 &&
             errno == ECONNREFUSED)
-            unlink(addr.sun_path); /* its host is gone */
+            unlink(addr.sun_path); /* its host is gone: the directory changes */
     }
-    closedir(dir);
 }
 
 static int sq_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
@@ -1214,15 +1284,29 @@ static int sq_defer_sync(store *s)
     return q->deferred ? 0 : -1;
 }
 
+/* Writes the marker: end, two copies of where the log ends, is synced. */
+static void sq_mark(struct sq *q, const uint32_t end[2 * WAL_END_WORDS])
+{
+    if (pwrite(q->marker_fd, end, 2 * WAL_END_WORDS * sizeof(*end), 0) !=
+        (ssize_t)(2 * WAL_END_WORDS * sizeof(*end))) {
+        /* A marker not written only costs readers a sync of their own. */
+    }
+}
+
 /* store_sync: the end of the log is read before the sync, so that the marker names no
  * frame the sync may not have covered. A log that ends where the marker says is synced
  * already (an idle host's turn commits nothing: no flush of the disk for it). Touches
- * nothing of the handle but its descriptors. */
-static int sq_sync(store *s, char *err, size_t errlen)
+ * nothing of the handle but its descriptors and, with note_later (its caller's thread
+ * only), the note it leaves to sq_sync_note: the marker's write (a system call into the
+ * file system, tens of microseconds) then comes after the run message that waited for the
+ * sync. A marker older than the log's end is still true: a reader then syncs itself. */
+static int sq_sync(store *s, int note_later, char *err, size_t errlen)
 {
     struct sq *q = (struct sq *)s;
     uint32_t end[2 * WAL_END_WORDS], marked[2 * WAL_END_WORDS];
     int known = sq_wal_end(q, end) == 0;
+    if (known && note_later && q->note_due && memcmp(q->note, end, sizeof(end) / 2) == 0)
+        return STORE_OK; /* synced, its marker not written yet */
     if (known && pread(q->marker_fd, marked, sizeof(marked), 0) == (ssize_t)sizeof(marked) &&
         memcmp(marked, marked + WAL_END_WORDS, sizeof(marked) / 2) == 0 &&
         memcmp(marked, end, sizeof(marked) / 2) == 0)
@@ -1231,12 +1315,26 @@ static int sq_sync(store *s, char *err, size_t errlen)
         seterr(err, errlen, "store %s: cannot sync the log: %s", q->path, strerror(errno));
         return STORE_ERROR;
     }
+    if (!known)
+        return STORE_OK;
     /* Two copies: a reader that reads while it is written sees them differ. */
     memcpy(end + WAL_END_WORDS, end, WAL_END_WORDS * sizeof(*end));
-    if (known && pwrite(q->marker_fd, end, sizeof(end), 0) != (ssize_t)sizeof(end)) {
-        /* A marker not written only costs readers a sync of their own. */
+    if (note_later) {
+        memcpy(q->note, end, sizeof(end));
+        q->note_due = 1;
+    } else {
+        sq_mark(q, end);
     }
     return STORE_OK;
+}
+
+/* store_sync_note: the marker sq_sync left for later. */
+static void sq_sync_note(store *s)
+{
+    struct sq *q = (struct sq *)s;
+    if (q->note_due)
+        sq_mark(q, q->note);
+    q->note_due = 0;
 }
 
 static const struct eng_driver sqlite_driver = {
@@ -1269,5 +1367,6 @@ static const struct eng_driver sqlite_driver = {
     .idle = sq_idle,
     .defer_sync = sq_defer_sync,
     .sync = sq_sync,
+    .sync_note = sq_sync_note,
     .synced = sq_synced,
 };

@@ -2054,6 +2054,18 @@ static int readable(int fd, int timeout_ms)
     return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
 }
 
+/* The socket a host (pid kid) of bridge left when it died is there until a notify of
+ * bridge by cli finds it gone and removes it. */
+static void assert_notify_clears(store *cli, const char *bridge, pid_t kid)
+{
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s.wake/%s@%d", g_url, bridge, (int)kid);
+    assert_int_equal(stat(path, &sb), 0);
+    store_notify(cli, bridge);
+    assert_int_not_equal(stat(path, &sb), 0);
+}
+
 static void test_wake_fd(void **state)
 {
     struct fx *f = *state;
@@ -2098,15 +2110,62 @@ static void test_wake_fd(void **state)
         int status = 0;
         waitpid(kid, &status, 0);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        char path[256];
-        struct stat sb;
-        snprintf(path, sizeof(path), "%s.wake/%s@%d", g_url, f->bridge, (int)kid);
-        assert_int_equal(stat(path, &sb), 0);
-        store_notify(cli, f->bridge);
-        assert_int_not_equal(stat(path, &sb), 0);
+        assert_notify_clears(cli, f->bridge, kid);
     }
     store_close(cli);
     json_decref(v);
+}
+
+/* SQLite keeps a notifier's listing of the wake-up directory while the directory does not
+ * change: a host that comes after the listing is woken all the same, and one that died
+ * without removing its socket is removed by the next notify even from a kept listing. */
+static void test_wake_listing(void **state)
+{
+    struct fx *f = *state;
+    char err[512];
+    if (!is_sqlite(f))
+        skip();
+    if (store_wait_fd(f->s, f->bridge, err, sizeof(err)) < 0)
+        fail_msg("store_wait_fd: %s", err);
+    store *cli = store_open(g_url, err, sizeof(err));
+    assert_non_null(cli);
+    sleep(2); /* the directory is older than a kept listing must be */
+    store_notify(cli, f->bridge);
+    store_notify(cli, f->bridge); /* from the kept listing */
+    int ready[2], go[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
+    pid_t kid = fork();
+    if (kid == 0) {
+        /* A host of bridge2: says when it listens, then how many wake-ups it got. */
+        store *host = store_open(g_url, NULL, 0);
+        int fd = host ? store_wait_fd(host, f->bridge2, NULL, 0) : -1;
+        char c = fd >= 0 ? 'l' : 'x';
+        if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+            _exit(99);
+        int n = 0;
+        while (read(fd, &c, 1) == 1) /* the socket does not block */
+            n++;
+        _exit(n);
+    }
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'l');
+    store_notify(cli, f->bridge2); /* the kept listing is older than its socket */
+    sleep(2);
+    store_notify(cli, f->bridge2); /* lists the directory again, and keeps it */
+    assert_int_equal(write(go[1], &c, 1), 1);
+    int status = 0;
+    waitpid(kid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 2);
+    /* It died without closing its handle: its socket stays, the kept listing names it. */
+    assert_notify_clears(cli, f->bridge2, kid);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+    store_close(cli);
 }
 
 /* The SQLite WAL's header: its checkpoint sequence (bumped when a writer restarts the WAL
@@ -3273,6 +3332,7 @@ static int run_suite(const char *name)
         T(test_counts),
         T(test_bridge_has_work),
         T(test_wake_fd),
+        T(test_wake_listing),
         T(test_idle_checkpoint),
         T(test_idle_reports_checkpoint),
         T(test_wake_on_changes),
