@@ -144,9 +144,10 @@ static int cmd_create_item(cli *c)
         goto out;
     }
     /* The names, the create and the host of the bridge are read in one transaction, the
-     * create's: three transactions were 8% of a create's instructions beside its insert.
-     * The vault is checked first, outside it: a changed plugin directory is probed then
-     * (seconds), and the store's write lock is not held meanwhile. */
+     * create's, where there were three: each read transaction took and dropped a read lock
+     * of the WAL and checked its index (six system calls of a create). The vault is
+     * checked first, outside it: a changed plugin directory is probed then (seconds), and
+     * the store's write lock is not held meanwhile. */
     if (store_begin(c->st, err, sizeof(err)) != STORE_OK) {
         rc = cli_fail(c, EXIT_ERROR, "%s", err);
         goto out;

@@ -82,11 +82,18 @@ static int passwd_files_first(char *nsswitch)
            services[after] != '[';
 }
 
+/* Whether text starts with a number of 1 to 10 digits ended by ':'. */
+static int plain_number_field(const char *text)
+{
+    size_t digits = strspn(text, "0123456789");
+    return digits > 0 && digits <= 10 && text[digits] == ':';
+}
+
 /*
  * The name of uid in /etc/passwd's text as getpwuid's "files" source finds it: the first
  * line of seven fields with that uid. 1 with the name in out. 0 when no line names uid, or
  * when one before it is not a plain entry (a NIS "+" or "-" line, a blank, a field count
- * other than seven, a uid that is not a number): those are getpwuid's to read.
+ * other than seven, a uid or gid that is not a number): those are getpwuid's to read.
  */
 static int passwd_files_name(char *passwd, uid_t uid, char *out, size_t outlen)
 {
@@ -96,20 +103,20 @@ static int passwd_files_name(char *passwd, uid_t uid, char *out, size_t outlen)
             *next++ = '\0';
         if (*line == '\0' || *line == '#')
             continue;
-        size_t colons = 0;
-        for (const char *c = line; (c = strchr(c, ':')) != NULL; c++)
-            colons++;
-        char *name_end = strchr(line, ':');
-        char *uid_text = name_end != NULL ? strchr(name_end + 1, ':') : NULL;
-        if (colons != 6 || name_end == line || strchr("+- \t", *line) != NULL)
+        char *field[7];
+        size_t n = 0;
+        for (char *f = line; f != NULL && n < 8; n++) {
+            if (n < 7)
+                field[n] = f;
+            f = strchr(f, ':');
+            f = f != NULL ? f + 1 : NULL;
+        }
+        if (n != 7 || field[1] == line + 1 || strchr("+- \t", *line) != NULL ||
+            !plain_number_field(field[2]) || !plain_number_field(field[3]))
             return 0;
-        uid_text++;
-        size_t digits = strspn(uid_text, "0123456789");
-        if (digits == 0 || digits > 10 || uid_text[digits] != ':')
-            return 0;
-        if (strtoull(uid_text, NULL, 10) != (unsigned long long)uid)
+        if (strtoull(field[2], NULL, 10) != (unsigned long long)uid)
             continue;
-        *name_end = '\0';
+        field[1][-1] = '\0';
         snprintf(out, outlen, "%s", line);
         return 1;
     }
@@ -124,8 +131,9 @@ int people_user_from_files(char *nsswitch, char *passwd, uid_t uid, char *out, s
 
 /* The name of uid from /etc/passwd where nsswitch.conf has getpwuid read it first: what
  * getpwuid answers, without its two tries of nscd's socket and its own parse of the switch
- * (about 0.1 ms of the 3 ms a create queue-item takes). 1 with the name in out, else 0 and
- * the caller asks getpwuid. */
+ * (a create queue-item: 11 system calls and 16,000 instructions fewer; alone in a fresh
+ * process 0.02 ms against getpwuid's 0.1). 1 with the name in out, else 0 and the caller
+ * asks getpwuid. */
 static int user_from_files(uid_t uid, char *out, size_t outlen)
 {
     char nsswitch[8192];
@@ -158,7 +166,7 @@ void principal_cli(struct principal *p)
         struct passwd pw, *found = NULL;
         char buf[4096];
         if (user_from_files(uid, me.user, sizeof(me.user)))
-            found = &pw;
+            ; /* named */
         else if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != NULL &&
                  found->pw_name != NULL && *found->pw_name != '\0')
             snprintf(me.user, sizeof(me.user), "%s", found->pw_name);

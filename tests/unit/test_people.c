@@ -152,7 +152,7 @@ static void test_user_from_files(void **state)
     assert_int_equal(user_of("group: files\n", pw, 0, name), 0);
     assert_int_equal(user_of("passwd: files\npasswd: ldap\n", pw, 0, name), 0);
     /* A line getpwuid reads otherwise before the one asked: NIS compat, a blank, a field
-     * more or less, a uid that is not plain digits, an empty name. */
+     * more or less, a uid that is not plain digits, an empty name, an empty gid. */
     assert_int_equal(user_of("passwd: files", "+::::::\nroot:x:0:0::/:/bin/sh\n", 0, name), 0);
     assert_int_equal(user_of("passwd: files", " root:x:0:0::/:/bin/sh\n", 0, name), 0);
     assert_int_equal(user_of("passwd: files", "a:x:5:0::/\nroot:x:0:0::/:/bin/sh\n", 0, name), 0);
@@ -161,6 +161,8 @@ static void test_user_from_files(void **state)
     assert_int_equal(user_of("passwd: files", "a:x: 5:0::/:/bin/sh\nroot:x:0:0::/:/x\n", 0, name),
                      0);
     assert_int_equal(user_of("passwd: files", ":x:0:0::/:/bin/sh\n", 0, name), 0);
+    assert_int_equal(user_of("passwd: files", "a:x:0::g:/:/bin/sh\nroot:x:0:0::/:/x\n", 0, name),
+                     0);
     /* A line after the one asked does not matter. */
     assert_int_equal(user_of("passwd: files", "root:x:0:0::/:/x\n+::::::\n", 0, name), 1);
     assert_string_equal(name, "root");
