@@ -557,8 +557,8 @@ int cli_main(int argc, char **argv)
     if (c.config_missing)
         rc = EXIT_USAGE;
 out:
-    if (c.st)
-        store_close(c.st);
+    /* cli_main's caller exits when it returns. */
+    store_close_for_exit(c.st);
     if (c.reg) {
         registry_free(c.reg);
         free(c.reg);

@@ -193,6 +193,12 @@ struct cli_item {
  */
 int cli_item_check(cli *c, const struct cli_item *it, const json_t **fn, json_t *warnings,
                    char *err, size_t errlen);
+/* cli_item_check in its two steps, for a caller that reads the names in the transaction
+ * that writes the item (create queue-item): the vault, read from no store, then the team,
+ * machine and bridge. Same results. */
+int cli_item_check_vault(cli *c, const struct cli_item *it, const json_t **fn, json_t *warnings,
+                         char *err, size_t errlen);
+int cli_item_check_refs(cli *c, const struct cli_item *it, char *err, size_t errlen);
 
 /*
  * For cli_item_check, when machine is not a machine of team (status not_found, its message

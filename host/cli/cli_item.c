@@ -230,8 +230,8 @@ static int check_refs(cli *c, const char *team, const char *machine, const char 
     return EXIT_ERROR;
 }
 
-int cli_item_check(cli *c, const struct cli_item *it, const json_t **fn, json_t *warnings,
-                   char *err, size_t errlen)
+int cli_item_check_vault(cli *c, const struct cli_item *it, const json_t **fn, json_t *warnings,
+                         char *err, size_t errlen)
 {
     /* "the host on bridge B", cut to the buffer as snprintf would; copied, since snprintf
      * cost each line of a bulk create more than the rest of this function's own work. */
@@ -248,8 +248,19 @@ int cli_item_check(cli *c, const struct cli_item *it, const json_t **fn, json_t 
                "{\"function\":\"hello\"}");
         return EXIT_ERROR;
     }
-    int rc = check_vault(c, it->vault, "", where, fn, warnings, err, errlen);
+    return check_vault(c, it->vault, "", where, fn, warnings, err, errlen);
+}
+
+int cli_item_check_refs(cli *c, const struct cli_item *it, char *err, size_t errlen)
+{
+    return check_refs(c, it->team, it->machine, it->bridge, err, errlen);
+}
+
+int cli_item_check(cli *c, const struct cli_item *it, const json_t **fn, json_t *warnings,
+                   char *err, size_t errlen)
+{
+    int rc = cli_item_check_vault(c, it, fn, warnings, err, errlen);
     if (rc == 0)
-        rc = check_refs(c, it->team, it->machine, it->bridge, err, errlen);
+        rc = cli_item_check_refs(c, it, err, errlen);
     return rc;
 }

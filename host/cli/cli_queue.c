@@ -139,7 +139,20 @@ static int cmd_create_item(cli *c)
     size_t n_after = 0;
     const json_t *fn = NULL;
     struct cli_item item = {c->args[0], c->args[1], c->args[2], vault};
-    if ((rc = cli_item_check(c, &item, &fn, warnings, err, sizeof(err))) != 0) {
+    if ((rc = cli_item_check_vault(c, &item, &fn, warnings, err, sizeof(err))) != 0) {
+        cli_fail(c, rc, "%s", err);
+        goto out;
+    }
+    /* The names, the create and the host of the bridge are read in one transaction, the
+     * create's, where there were three: each read transaction took and dropped a read lock
+     * of the WAL and checked its index (six system calls of a create). The vault is
+     * checked first, outside it: a changed plugin directory is probed then (seconds), and
+     * the store's write lock is not held meanwhile. */
+    if (store_begin(c->st, err, sizeof(err)) != STORE_OK) {
+        rc = cli_fail(c, EXIT_ERROR, "%s", err);
+        goto out;
+    }
+    if ((rc = cli_item_check_refs(c, &item, err, sizeof(err))) != 0) {
         cli_fail(c, rc, "%s", err);
         goto out;
     }
@@ -165,6 +178,12 @@ static int cmd_create_item(cli *c)
     int need_row = c->json || cli_flag(c, "wait");
     if (store_queue_create(c->st, &spec, task, need_row ? &row : NULL, err, sizeof(err)) !=
         STORE_OK) {
+        rc = cli_fail(c, EXIT_ERROR, "%s", err);
+        goto out;
+    }
+    cli_look_for_host(c, c->args[2]);
+    if (store_commit(c->st, err, sizeof(err)) != STORE_OK) {
+        json_decref(row);
         rc = cli_fail(c, EXIT_ERROR, "%s", err);
         goto out;
     }
@@ -226,6 +245,7 @@ static int cmd_create_item(cli *c)
     json_decref(row);
     rc = ok ? EXIT_OK : EXIT_ERROR;
 out:
+    store_rollback(c->st, NULL, 0); /* a batch a failure left open */
     for (size_t i = 0; after_ids && i < n_after; i++)
         free(after_ids[i]);
     free(after_ids);

@@ -32,20 +32,42 @@ const char *cli_age_text(int64_t seconds, char *buf, size_t len)
     return buf;
 }
 
-void cli_warn_no_host(cli *c, const char *bridge)
+/* The host of each bridge looked up in this run (cli_look_for_host): an alive host of it,
+ * else the one last seen, else null. */
+static json_t *looked;
+
+/* Scripts that queue before any host runs turn the warning off (docs/cli.md); so does
+ * tests/lib.sh, for the many tests that check stderr and run no host (status.sh does not). */
+static int warning_off(void)
 {
-    if (bridge == NULL || json_object_get(warned, bridge) != NULL)
-        return;
-    /* Scripts that queue before any host runs turn it off (docs/cli.md); so does
-     * tests/lib.sh, for the many tests that check stderr and run no host (status.sh does
-     * not). */
     const char *off = getenv("FERRY_NO_HOST_WARNING");
-    if (off != NULL && strcmp(off, "1") == 0)
+    return off != NULL && strcmp(off, "1") == 0;
+}
+
+void cli_look_for_host(cli *c, const char *bridge)
+{
+    if (bridge == NULL || json_object_get(looked, bridge) != NULL ||
+        json_object_get(warned, bridge) != NULL || warning_off())
         return;
     char err[512];
-    json_t *last; /* an alive host of bridge, else the one last seen */
+    json_t *last;
     if (store_bridge_host(c->st, bridge, now_ms(), &last, err, sizeof(err)) != STORE_OK)
         return; /* a store without the hosts table cannot say: no guess */
+    if (looked == NULL)
+        looked = json_object();
+    json_object_set_new(looked, bridge, last ? last : json_null());
+}
+
+void cli_warn_no_host(cli *c, const char *bridge)
+{
+    if (bridge == NULL || json_object_get(warned, bridge) != NULL || warning_off())
+        return;
+    cli_look_for_host(c, bridge);
+    json_t *last = json_object_get(looked, bridge);
+    if (last == NULL)
+        return; /* not looked up: the store cannot say */
+    last = json_is_null(last) ? NULL : json_incref(last);
+    json_object_del(looked, bridge);
     if (warned == NULL)
         warned = json_object();
     json_object_set_new(warned, bridge, json_true());

@@ -15,6 +15,9 @@
  * store cannot say, or when FERRY_TEST_NO_HOST_WARNING=off (tests/lib.sh). Never writes to
  * stdout. */
 void cli_warn_no_host(cli *c, const char *bridge);
+/* The read of cli_warn_no_host alone, for a caller that makes it inside the transaction that
+ * writes the item (one transaction fewer); cli_warn_no_host then warns from it. */
+void cli_look_for_host(cli *c, const char *bridge);
 
 /* For a run that writes many items (create queue-items): notes an item's bridge, and after
  * the commit warns as above for each bridge noted. */

@@ -9,6 +9,8 @@
 #include "store.h"
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,12 +37,124 @@ enum people_role people_role_parse(const char *name)
     return ROLE_NONE;
 }
 
+/* Reads path into buf as a string: 1, or 0 when it cannot be read or fills cap bytes. */
+static int read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t len = 0;
+    ssize_t got;
+    do {
+        got = read(fd, buf + len, cap - 1 - len);
+        if (got > 0)
+            len += (size_t)got;
+    } while (len < cap - 1 && (got > 0 || (got < 0 && errno == EINTR)));
+    close(fd);
+    buf[len] = '\0';
+    return got == 0;
+}
+
+/*
+ * Whether nsswitch.conf (its text) has one passwd line, naming "files" first with no action
+ * after it: then getpwuid answers a uid that /etc/passwd names from there. 0 otherwise.
+ */
+static int passwd_files_first(char *nsswitch)
+{
+    const char *services = NULL;
+    for (char *line = nsswitch, *next; line != NULL; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        line[strcspn(line, "#")] = '\0';
+        line += strspn(line, " \t");
+        if (strncmp(line, "passwd", 6) != 0 || line[6 + strspn(line + 6, " \t")] != ':')
+            continue;
+        if (services != NULL)
+            return 0;
+        services = strchr(line, ':') + 1;
+    }
+    if (services == NULL)
+        return 0;
+    services += strspn(services, " \t");
+    size_t after = 5 + strspn(services + 5, " \t");
+    return strncmp(services, "files", 5) == 0 && (after > 5 || services[5] == '\0') &&
+           services[after] != '[';
+}
+
+/* Whether text starts with a number of 1 to 10 digits ended by ':'. */
+static int plain_number_field(const char *text)
+{
+    size_t digits = strspn(text, "0123456789");
+    return digits > 0 && digits <= 10 && text[digits] == ':';
+}
+
+/*
+ * The name of uid in /etc/passwd's text as getpwuid's "files" source finds it: the first
+ * line of seven fields with that uid. 1 with the name in out. 0 when no line names uid, or
+ * when one before it is not a plain entry (a NIS "+" or "-" line, a blank, a field count
+ * other than seven, a uid or gid that is not a number): those are getpwuid's to read.
+ */
+static int passwd_files_name(char *passwd, uid_t uid, char *out, size_t outlen)
+{
+    for (char *line = passwd, *next; line != NULL && *line != '\0'; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        if (*line == '\0' || *line == '#')
+            continue;
+        char *field[7];
+        size_t n = 0;
+        for (char *f = line; f != NULL && n < 8; n++) {
+            if (n < 7)
+                field[n] = f;
+            f = strchr(f, ':');
+            f = f != NULL ? f + 1 : NULL;
+        }
+        if (n != 7 || field[1] == line + 1 || strchr("+- \t", *line) != NULL ||
+            !plain_number_field(field[2]) || !plain_number_field(field[3]))
+            return 0;
+        if (strtoull(field[2], NULL, 10) != (unsigned long long)uid)
+            continue;
+        field[1][-1] = '\0';
+        snprintf(out, outlen, "%s", line);
+        return 1;
+    }
+    return 0;
+}
+
+int people_user_from_files(char *nsswitch, char *passwd, uid_t uid, char *out, size_t outlen)
+{
+    return passwd_files_first(nsswitch) && passwd_files_name(passwd, uid, out, outlen) &&
+           *out != '\0';
+}
+
+/* The name of uid from /etc/passwd where nsswitch.conf has getpwuid read it first: what
+ * getpwuid answers, without its two tries of nscd's socket and its own parse of the switch
+ * (a create queue-item: 11 system calls and 16,000 instructions fewer; alone in a fresh
+ * process 0.02 ms against getpwuid's 0.1). 1 with the name in out, else 0 and the caller
+ * asks getpwuid. */
+static int user_from_files(uid_t uid, char *out, size_t outlen)
+{
+    char nsswitch[8192];
+    if (!read_small("/etc/nsswitch.conf", nsswitch, sizeof(nsswitch)))
+        return 0;
+    size_t cap = 64 << 10; /* longer: getpwuid reads it */
+    char *passwd = malloc(cap);
+    if (passwd == NULL)
+        abort();
+    int found = read_small("/etc/passwd", passwd, cap) &&
+                people_user_from_files(nsswitch, passwd, uid, out, outlen);
+    free(passwd);
+    return found;
+}
+
 void principal_cli(struct principal *p)
 {
     /* The name of the effective user, looked up once per thread and user id: a host or a
      * bench writes an actor into every item it creates, and each lookup read the passwd
-     * database (about 6% of an item's create). getpwuid_r and a per-thread copy: the web
-     * server may call this from several threads. */
+     * database (about 6% of an item's create). user_from_files or getpwuid_r, and a per-thread
+     * copy: the web server may call this from several threads. */
     static _Thread_local struct {
         int known;
         uid_t uid;
@@ -51,8 +165,10 @@ void principal_cli(struct principal *p)
     if (!me.known || me.uid != uid) {
         struct passwd pw, *found = NULL;
         char buf[4096];
-        if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != NULL &&
-            found->pw_name != NULL && *found->pw_name != '\0')
+        if (user_from_files(uid, me.user, sizeof(me.user)))
+            ; /* named */
+        else if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != NULL &&
+                 found->pw_name != NULL && *found->pw_name != '\0')
             snprintf(me.user, sizeof(me.user), "%s", found->pw_name);
         else
             snprintf(me.user, sizeof(me.user), "uid %u", (unsigned)uid);

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct store store;
 
@@ -44,6 +45,11 @@ enum people_role people_role_parse(const char *name);
 /* The CLI working on the store directly: admin of every team, named by its Unix user
  * (getpwuid(geteuid()), or "uid N" when the user has no name). */
 void principal_cli(struct principal *p);
+/* The name of uid as getpwuid answers it from /etc/passwd, given the texts of
+ * nsswitch.conf and of /etc/passwd (both are changed): 1 with it in out, when the switch has
+ * passwd read "files" first and a plain line of the file names uid; else 0, and only
+ * getpwuid can say (principal_cli asks it then). */
+int people_user_from_files(char *nsswitch, char *passwd, uid_t uid, char *out, size_t outlen);
 
 /*
  * Checks a bearer token from the API (address: the client's, may be NULL). STORE_OK with *p

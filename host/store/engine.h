@@ -114,6 +114,9 @@ struct eng_driver {
     int (*rollback)(store *s, char *err, size_t errlen);
 
     void (*close)(store *s);
+    /* Optional: 1 when the process may exit with the handle open, as closing it would change
+     * nothing another process sees (store_close_for_exit); else 0, and it is closed. */
+    int (*exit_leaves)(store *s);
     /* Optional: a number that changes when another handle commits (store_data_version). */
     int64_t (*data_version)(store *s);
     /* Optional: the same for machines and teams only (store_resources_version); without

@@ -945,6 +945,16 @@ static void sq_close(store *s)
     sq_free(q);
 }
 
+/* A command's handle outside a transaction, with no wake-up socket to remove, and a WAL
+ * shorter than the close's checkpoint (sq_close): its close only unmaps the WAL index,
+ * releases its locks and closes its files, which the exit does too. */
+static int sq_exit_leaves(store *s)
+{
+    struct sq *q = (struct sq *)s;
+    return q->pid == getpid() && q->short_lived && q->wake_path == NULL &&
+           sqlite3_get_autocommit(q->db) && q->wal_frames < SHORT_WAL_FRAMES;
+}
+
 /* Commit hook: notes the WAL's length (for sq_close and sq_idle), and checkpoints as
  * SQLite's own hook would, at its default 1000 frames for a short-lived connection, at
  * HOST_WAL_FRAMES for a host. */
@@ -1360,6 +1370,7 @@ static const struct eng_driver sqlite_driver = {
     .commit = sq_commit,
     .rollback = sq_rollback,
     .close = sq_close,
+    .exit_leaves = sq_exit_leaves,
     .data_version = sq_data_version,
     .notify = sq_notify,
     .wait_fd = sq_wait_fd,

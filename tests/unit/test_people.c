@@ -121,6 +121,53 @@ static void test_role_names(void **state)
     assert_string_equal(people_role_name((enum people_role)9), "none");
 }
 
+/* principal_cli's reading of /etc/passwd: only where getpwuid would read the same line. */
+static int user_of(const char *nsswitch, const char *passwd, uid_t uid, char *out)
+{
+    char *n = xstrdup(nsswitch), *p = xstrdup(passwd);
+    strcpy(out, "-");
+    int found = people_user_from_files(n, p, uid, out, 128);
+    free(n);
+    free(p);
+    return found;
+}
+
+static void test_user_from_files(void **state)
+{
+    (void)state;
+    char name[128];
+    const char *pw = "# comment\n\nroot:x:0:0:root:/root:/bin/bash\n"
+                     "ada:x:1000:1000:Ada,,,:/home/ada:/bin/sh\nbob:x:1000:5::/:/bin/sh\n";
+    const char *files = "# passwd: ldap\ngroup: ldap\npasswd:   files systemd # local first\n";
+    assert_int_equal(user_of(files, pw, 0, name), 1);
+    assert_string_equal(name, "root");
+    assert_int_equal(user_of(files, pw, 1000, name), 1);
+    assert_string_equal(name, "ada"); /* the first line with the uid, as getpwuid */
+    assert_int_equal(user_of("passwd:files", pw, 1000, name), 1);
+    assert_int_equal(user_of(files, pw, 1001, name), 0); /* not in the file: getpwuid */
+    /* Another source first, an action after files, no passwd line, two of them. */
+    assert_int_equal(user_of("passwd: sss files\n", pw, 0, name), 0);
+    assert_int_equal(user_of("passwd: files [SUCCESS=continue] ldap\n", pw, 0, name), 0);
+    assert_int_equal(user_of("passwd: filesx\n", pw, 0, name), 0);
+    assert_int_equal(user_of("group: files\n", pw, 0, name), 0);
+    assert_int_equal(user_of("passwd: files\npasswd: ldap\n", pw, 0, name), 0);
+    /* A line getpwuid reads otherwise before the one asked: NIS compat, a blank, a field
+     * more or less, a uid that is not plain digits, an empty name, an empty gid. */
+    assert_int_equal(user_of("passwd: files", "+::::::\nroot:x:0:0::/:/bin/sh\n", 0, name), 0);
+    assert_int_equal(user_of("passwd: files", " root:x:0:0::/:/bin/sh\n", 0, name), 0);
+    assert_int_equal(user_of("passwd: files", "a:x:5:0::/\nroot:x:0:0::/:/bin/sh\n", 0, name), 0);
+    assert_int_equal(user_of("passwd: files", "a:x:5:0::/:/bin/sh:\nroot:x:0:0::/:/x\n", 0, name),
+                     0);
+    assert_int_equal(user_of("passwd: files", "a:x: 5:0::/:/bin/sh\nroot:x:0:0::/:/x\n", 0, name),
+                     0);
+    assert_int_equal(user_of("passwd: files", ":x:0:0::/:/bin/sh\n", 0, name), 0);
+    assert_int_equal(user_of("passwd: files", "a:x:0::g:/:/bin/sh\nroot:x:0:0::/:/x\n", 0, name),
+                     0);
+    /* A line after the one asked does not matter. */
+    assert_int_equal(user_of("passwd: files", "root:x:0:0::/:/x\n+::::::\n", 0, name), 1);
+    assert_string_equal(name, "root");
+}
+
 static void test_allowed(void **state)
 {
     (void)state;
@@ -527,6 +574,7 @@ static int run_suite(const char *name)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_role_names),
+        cmocka_unit_test(test_user_from_files),
         cmocka_unit_test(test_allowed),
         cmocka_unit_test(test_item_role),
         cmocka_unit_test(test_schedule_patch_role),
