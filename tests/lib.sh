@@ -206,6 +206,22 @@ need_strace() {
     echo "ok 1 - # SKIP strace cannot trace here"
     exit 0
 }
+# trace_idle_items CALLS FILE: traces the host's system calls CALLS (strace -e trace=CALLS) to
+# FILE while five items run one at a time on box1, each queued once the host is idle again.
+trace_idle_items() {
+    local tracer i id
+    strace -f -p "$HOST_PID" -e trace="$1" -e signal=none -s 40 -o "$2" 2>/dev/null &
+    tracer=$!
+    wait_for 10 test -s "$2" || sleep 1 # attached: strace writes nothing before a call
+    for i in 1 2 3 4 5; do
+        id=$(ferry create queue-item Ops box1 local --vault '{"function":"hello"}' --output json |
+            jq -r '.data[0].taskId')
+        wait_status "$id" COMPLETED 20 || fail "item $i completes" "$(task_status "$id")"
+        sleep 0.3 # idle again before the next
+    done
+    kill -INT "$tracer"
+    wait "$tracer" 2>/dev/null
+}
 tree_compare() { python3 "$FERRY_ROOT/tests/helpers/tree_compare.py" "$1" "$2"; }
 # build_repo_craft: compiles tests/helpers/repo_craft.c (hostile snapshots) to $T_DIR/repo_craft.
 build_repo_craft() {

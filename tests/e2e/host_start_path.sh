@@ -20,18 +20,7 @@ setup_local_machine Ops box1
 ferry create machine Ops local m0 --vault '{"connection":"local"}' >/dev/null
 
 start_host || fail "the host starts"
-strace -f -p "$HOST_PID" -e trace=fdatasync,pwrite64,write -e signal=none -s 40 \
-    -o "$T_DIR/host.trace" 2>/dev/null &
-tracer=$!
-wait_for 10 test -s "$T_DIR/host.trace" || sleep 1 # attached: strace writes nothing before a call
-for i in 1 2 3 4 5; do
-    id=$(ferry create queue-item Ops box1 local --vault '{"function":"hello"}' --output json |
-        jq -r '.data[0].taskId')
-    wait_status "$id" COMPLETED 20 || fail "item $i completes" "$(task_status "$id")"
-    sleep 0.3 # idle again before the next
-done
-kill -INT "$tracer"
-wait "$tracer" 2>/dev/null
+trace_idle_items fdatasync,pwrite64,write "$T_DIR/host.trace"
 
 # From the host's last fdatasync before each run message to the message: its pwrites.
 paths=$(awk '

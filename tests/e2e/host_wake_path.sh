@@ -12,18 +12,7 @@ install_plugins
 setup_local_machine Ops box1
 
 start_host || fail "the host starts"
-strace -f -p "$HOST_PID" -e trace=recvfrom,recvmsg,recvmmsg,epoll_wait,fdatasync -e signal=none \
-    -o "$T_DIR/trace" 2>/dev/null &
-tracer=$!
-wait_for 10 test -s "$T_DIR/trace" || sleep 1 # attached: strace writes nothing before a call
-for i in 1 2 3 4 5; do
-    id=$(ferry create queue-item Ops box1 local --vault '{"function":"hello"}' --output json |
-        jq -r '.data[0].taskId')
-    wait_status "$id" COMPLETED 20 || fail "item $i completes" "$(task_status "$id")"
-    sleep 0.3 # idle again before the next
-done
-kill -INT "$tracer"
-wait "$tracer" 2>/dev/null
+trace_idle_items recvfrom,recvmsg,recvmmsg,epoll_wait,fdatasync "$T_DIR/trace"
 stop_host
 
 # From each wake-up read (a one-byte datagram) to the next fdatasync (the claim's commit):
