@@ -63,8 +63,9 @@ static const struct config_key config_keys[] = {
      "store, where any free worker of any host of the bridge takes it. With N > 0 an item "
      "may wait behind a long attempt of its worker while another worker or host is idle; "
      "while another host of the bridge waits for work (it has idle workers and every ready "
-     "item's machine is held), a host keeps to its fair share of the bridge's active items, "
-     "so every host gets work."},
+     "item's machine is held), a host keeps to its fair share of the bridge's work (its "
+     "active items and its machines with a free slot and a ready item), so every host gets "
+     "work."},
     {"workers.max_jobs", KEY_INT, OFF(worker_max_jobs), "1000", 1, INT_MAX,
      "A worker process is replaced after this many attempts (bounds leaks in plugins)."},
     {"workers.memory_limit_mb", KEY_INT, OFF(worker_memory_mb), "0", 0, INT_MAX,

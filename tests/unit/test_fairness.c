@@ -1,7 +1,7 @@
 /*
  * Fair claims among the hosts of a bridge (host/serve/fairness.c over host/store/waits.c)
  * against a real SQLite store: a host marks itself waiting only when ready items wait, the
- * others then see it and keep to their share of the bridge's active items (never less than
+ * others then see it and keep to their share of the bridge's work (active items and open machines; never less than
  * their idle workers), a mark runs out, a host without a mark writes nothing, and a host
  * that waits while it holds items counts once.
  */
