@@ -1,9 +1,9 @@
 /*
  * Fair claims among the hosts of a bridge (host/serve/fairness.c over host/store/waits.c)
  * against a real SQLite store: a host marks itself waiting only when ready items wait, the
- * others then see it and keep to their share of the bridge's work (active items and open machines; never less than
- * their idle workers), a mark runs out, a host without a mark writes nothing, and a host
- * that waits while it holds items counts once.
+ * others then see it and keep to their share of the bridge's work (active items and open
+ * machines; never less than their idle workers), a mark runs out, a host without a mark
+ * writes nothing, and a host that waits while it holds items counts once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
