@@ -13,6 +13,9 @@
 typedef struct exec_hooks {
     int (*cancelled)(void *arg); /* polled while the command runs; non-zero stops it */
     void *cancelled_arg;
+    /* Readable from the moment cancelled() turns true, so that a stream's watcher looks at
+     * once rather than at its next tick; 0 (left out) for none: never stdin. */
+    int cancel_fd;
     void (*on_pgroup)(void *arg, pid_t pgid); /* told the command's process group */
     void *on_pgroup_arg;
     int64_t deadline_ms; /* the attempt's deadline (epoch ms), 0 = none */

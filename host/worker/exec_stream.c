@@ -7,8 +7,9 @@
  * host, which kills it with the attempt; over SSH the OpenSSH client runs locally with the
  * stream wrapper of exec_ssh.c on the far side). Its stderr gets a pipe of its own. Each
  * stream has a watcher thread: it reads the stderr (keeping the last 64 KiB), reaps the
- * process, and polices it with exec_police() every 100 ms: the options' timeout, the
- * attempt's deadline, its cancel, and a stop asked for by exec_wait. Stopping kills the
+ * process, and polices it with exec_police() every 100 ms, and at once on a cancel (the
+ * worker's cancel eventfd wakes it): the options' timeout, the attempt's deadline, its
+ * cancel, and a stop asked for by exec_wait. Stopping kills the
  * command's group, so a function blocked in read() on its stdout sees end-of-file and one
  * blocked in write() on its stdin gets EPIPE (the worker ignores SIGPIPE): the function
  * wakes up whatever it was doing. Over SSH the killed client drops the connection and the
@@ -190,18 +191,27 @@ static void *watch(void *arg)
 {
     stream *s = arg;
     int err_open = 1;
+    /* The attempt's cancel wakes the watcher at once (the worker's eventfd stays readable
+     * once cancelled). Looked at until the stop starts; dropped if it wakes without a cancel
+     * (a function closed it, its number reused): the tick still sees the cancel. */
+    int cancel_fd = s->hooks.cancel_fd > 0 ? s->hooks.cancel_fd : -1;
     while (err_open || !s->exited) {
         if (s->exited && s->st.killed)
             break;
-        struct pollfd p[3] = {{.fd = err_open ? s->err_fd : -1, .events = POLLIN},
+        struct pollfd p[4] = {{.fd = err_open ? s->err_fd : -1, .events = POLLIN},
                               {.fd = s->exited ? -1 : s->pid_fd, .events = POLLIN},
-                              {.fd = s->wake[0], .events = POLLIN}};
-        int rc = poll(p, 3, WATCH_TICK);
+                              {.fd = s->wake[0], .events = POLLIN},
+                              {.fd = s->st.killing ? -1 : cancel_fd, .events = POLLIN}};
+        int rc = poll(p, 4, WATCH_TICK);
         if (rc > 0 && p[2].revents) {
             char c;
             if (read(s->wake[0], &c, 1) == 1)
                 s->st.requested = 1;
         }
+        if (rc > 0 && p[3].revents &&
+            ((p[3].revents & POLLNVAL) || !s->hooks.cancelled ||
+             !s->hooks.cancelled(s->hooks.cancelled_arg)))
+            cancel_fd = -1;
         if (rc > 0 && p[0].revents)
             err_open = read_stderr(s);
         if (!reaped(s) || err_open)

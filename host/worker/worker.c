@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -63,6 +64,22 @@ static int running_sock = -1;
 static int64_t running_id;
 /* The running attempt's id as SIGUSR1's handler compares it (0 between attempts). */
 static volatile sig_atomic_t cancel_id;
+/* Readable once cancel_flag is set (set_cancelled), until the next attempt starts: streams'
+ * watchers poll it (exec_hooks.cancel_fd). -1 when it could not be made: they then look at
+ * the flag every 100 ms, as before. */
+static int cancel_fd = -1;
+
+/* Marks the running attempt cancelled and wakes whatever waits on cancel_fd.
+ * Async-signal-safe. */
+static void set_cancelled(void)
+{
+    cancel_flag = 1;
+    if (cancel_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t w = write(cancel_fd, &one, sizeof(one));
+        (void)w; /* full (never: one write per cancel) or gone: the tick still sees the flag */
+    }
+}
 /*
  * A run message the host sent ahead (pipelining), not started yet: its text, read by
  * proto_scan_run() (run borrows from it, owns its params and config), or else the message
@@ -116,7 +133,7 @@ static void on_sigusr1(int sig, siginfo_t *si, void *uc)
     (void)sig;
     (void)uc;
     if (si == NULL || si->si_code != SI_QUEUE || si->si_value.sival_int == cancel_id)
-        cancel_flag = 1;
+        set_cancelled();
 }
 
 const char *worker_code_name(ferry_result code)
@@ -207,7 +224,7 @@ static int take_input(int sock, json_t *msg)
             break;
         }
         if (running_sock >= 0 && skip.id == running_id)
-            cancel_flag = 1;
+            set_cancelled();
     }
     json_decref(msg);
     return 1;
@@ -466,6 +483,7 @@ static exec_hooks attempt_hooks(worker_ctx *w)
 {
     return (exec_hooks){.cancelled = (int (*)(void *))svc_cancelled,
                         .cancelled_arg = &w->pub,
+                        .cancel_fd = cancel_fd > 0 ? cancel_fd : 0,
                         .on_pgroup = report_pgroup,
                         .on_pgroup_arg = w,
                         .deadline_ms = w->run.deadline_ms,
@@ -748,6 +766,11 @@ static int run_one(int sock, const queued_run *q)
     int unavailable = 0; /* the worker's own outcome, which no function can return */
     json_t *result = NULL;
     cancel_flag = 0;
+    if (cancel_fd >= 0) {
+        uint64_t seen;
+        ssize_t r = read(cancel_fd, &seen, sizeof(seen)); /* the last attempt's cancel */
+        (void)r;
+    }
     cancel_id = (sig_atomic_t)w.run.id;
     running_sock = sock;
     running_id = w.run.id;
@@ -913,6 +936,12 @@ void worker_main(int sock, const worker_opts *opts)
     reap_worker_init(); /* also SIGTERM's handler */
     signal(SIGHUP, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
+    cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (cancel_fd >= 0 && cancel_fd <= 2) { /* exec_hooks' 0 means none: kept off 0-2 */
+        int high = fcntl(cancel_fd, F_DUPFD_CLOEXEC, 3);
+        close(cancel_fd);
+        cancel_fd = high;
+    }
     struct sigaction sa = {.sa_sigaction = on_sigusr1, .sa_flags = SA_SIGINFO};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
