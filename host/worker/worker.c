@@ -765,12 +765,15 @@ static int run_one(int sock, const queued_run *q)
     ferry_result code = FERRY_FAIL;
     int unavailable = 0; /* the worker's own outcome, which no function can return */
     json_t *result = NULL;
-    cancel_flag = 0;
-    if (cancel_fd >= 0) {
+    if (cancel_flag && cancel_fd >= 0) {
+        /* The last attempt's cancel (read only then: no read in vain on the start's path). A
+         * cancel that lands after this leaves it readable: the watcher then finds no cancel
+         * and looks at the flag by its tick instead. */
         uint64_t seen;
-        ssize_t r = read(cancel_fd, &seen, sizeof(seen)); /* the last attempt's cancel */
+        ssize_t r = read(cancel_fd, &seen, sizeof(seen));
         (void)r;
     }
+    cancel_flag = 0;
     cancel_id = (sig_atomic_t)w.run.id;
     running_sock = sock;
     running_id = w.run.id;
