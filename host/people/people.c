@@ -9,8 +9,6 @@
 #include "store.h"
 #include "util.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,24 +33,6 @@ enum people_role people_role_parse(const char *name)
         if (strcmp(name, role_names[r]) == 0)
             return (enum people_role)r;
     return ROLE_NONE;
-}
-
-/* Reads path into buf as a string: 1, or 0 when it cannot be read or fills cap bytes. */
-static int read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    size_t len = 0;
-    ssize_t got;
-    do {
-        got = read(fd, buf + len, cap - 1 - len);
-        if (got > 0)
-            len += (size_t)got;
-    } while (len < cap - 1 && (got > 0 || (got < 0 && errno == EINTR)));
-    close(fd);
-    buf[len] = '\0';
-    return got == 0;
 }
 
 /*
@@ -136,15 +116,12 @@ int people_user_from_files(char *nsswitch, char *passwd, uid_t uid, char *out, s
  * asks getpwuid. */
 static int user_from_files(uid_t uid, char *out, size_t outlen)
 {
-    char nsswitch[8192];
-    if (!read_small("/etc/nsswitch.conf", nsswitch, sizeof(nsswitch)))
-        return 0;
-    size_t cap = 64 << 10; /* longer: getpwuid reads it */
-    char *passwd = malloc(cap);
-    if (passwd == NULL)
-        abort();
-    int found = read_small("/etc/passwd", passwd, cap) &&
-                people_user_from_files(nsswitch, passwd, uid, out, outlen);
+    char err[256];
+    char *nsswitch = read_file_capped("/etc/nsswitch.conf", 8192, NULL, err, sizeof(err));
+    char *passwd = nsswitch ? read_file_capped("/etc/passwd", 64 << 10, NULL, err, sizeof(err))
+                            : NULL; /* longer: getpwuid reads it */
+    int found = passwd && people_user_from_files(nsswitch, passwd, uid, out, outlen);
+    free(nsswitch);
     free(passwd);
     return found;
 }
