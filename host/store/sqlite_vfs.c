@@ -35,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 /* The WAL file's header (magic, version, page size, salts, checksums). */
 #define WAL_HEADER 32
@@ -409,6 +411,62 @@ static int pass_shm_map(sqlite3_file *file, int region, int size, int extend, vo
     return real(file)->pMethods->xShmMap(real(file), region, size, extend, out);
 }
 
+/*
+ * The first connection to open a database's WAL index (no one holds the -shm file's DMS
+ * lock) cuts the -shm file to 3 bytes, unix's xShmMap then grows it again with a one-byte
+ * write at the end of each 4 KiB page: so that this connection finds no valid wal-index
+ * header and rebuilds the index from the WAL (recovery), and every later one finds zeroes
+ * where no index was written. Each command is such a first connection, and on ext4 the cut
+ * frees the file's blocks and pages and the growth allocates them again: 50 to 100 us of a
+ * create, for the same bytes. The cut to 3 bytes that the main database's xShmMap asks for
+ * (unix makes no other call of ftruncate inside it) zeroes the file from byte 3 instead,
+ * holding the same DMS lock, and leaves its size: every byte a reader of the file can see
+ * is what it would see after the cut and the growth, the header's copies invalid as before
+ * (unix's growth finds the file long enough and writes nothing). A file shorter than that
+ * cut or longer than SHM_ZERO_MAX is cut as before, as after a failed write.
+ */
+#define SHM_CUT      3
+#define SHM_ZERO_MAX (1 << 20)
+
+static __thread int in_shm_map; /* a main database's xShmMap runs on this thread */
+static int (*below_ftruncate)(int, off_t);
+
+static int vfs_ftruncate(int fd, off_t size)
+{
+    struct stat st;
+    if (!in_shm_map || size != SHM_CUT || fstat(fd, &st) != 0 || st.st_size <= SHM_CUT ||
+        st.st_size > SHM_ZERO_MAX)
+        return below_ftruncate(fd, size);
+    static const char zero[4096];
+    struct iovec iov[64];
+    off_t at = SHM_CUT;
+    while (at < st.st_size) {
+        int n = 0;
+        ssize_t want = 0;
+        for (off_t next = at; next < st.st_size && n < 64; n++) {
+            size_t len = sizeof(zero) - (size_t)(next % (off_t)sizeof(zero));
+            if ((off_t)len > st.st_size - next)
+                len = (size_t)(st.st_size - next);
+            iov[n] = (struct iovec){(void *)zero, len};
+            want += (ssize_t)len;
+            next += (off_t)len;
+        }
+        ssize_t done = pwritev(fd, iov, n, at);
+        if (done != want)
+            return below_ftruncate(fd, size);
+        at += done;
+    }
+    return 0;
+}
+
+static int db_shm_map(sqlite3_file *file, int region, int size, int extend, void volatile **out)
+{
+    in_shm_map = 1;
+    int rc = real(file)->pMethods->xShmMap(real(file), region, size, extend, out);
+    in_shm_map = 0;
+    return rc;
+}
+
 static int pass_shm_lock(sqlite3_file *file, int offset, int n, int flags)
 {
     return real(file)->pMethods->xShmLock(real(file), offset, n, flags);
@@ -448,7 +506,7 @@ static const sqlite3_io_methods db_methods = {
     pass_file_control,
     pass_sector_size,
     pass_device_characteristics,
-    pass_shm_map,
+    db_shm_map,
     db_shm_lock,
     db_shm_barrier,
     pass_shm_unmap,
@@ -643,6 +701,25 @@ int sqlite_vfs_read_ahead(sqlite3 *db)
     return SQLITE_OK;
 }
 
+/*
+ * A process running as root gives every WAL and -shm file it opens the database file's
+ * owner (unix's robustFchown), at each open: a chown to the owner the file has already is
+ * no change, but it still marks the inode dirty for fdatasync (a change of attributes, as
+ * a size change would), so the create's fdatasync of the WAL wrote the inode's block too,
+ * one disk round trip more, where a write that changed only the modification time leaves
+ * it to writeback (ext4 without a journal; writeback:writeback_write_inode in 100 creates
+ * 109 -> 9, the checkpoints'). The chown is made only when the owner differs.
+ */
+static int (*below_fchown)(int, uid_t, gid_t);
+
+static int vfs_fchown(int fd, uid_t uid, gid_t gid)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_uid == uid && st.st_gid == gid)
+        return 0;
+    return below_fchown(fd, uid, gid);
+}
+
 int sqlite_vfs_register(void)
 {
     if (ferry_vfs.pAppData != NULL)
@@ -654,7 +731,14 @@ int sqlite_vfs_register(void)
     ferry_vfs.szOsFile = (int)REAL_OFFSET + under->szOsFile;
     ferry_vfs.mxPathname = under->mxPathname;
     ferry_vfs.pAppData = under;
-    if (under->iVersion >= 3 && under->xSetSystemCall != NULL)
+    if (under->iVersion >= 3 && under->xSetSystemCall != NULL) {
         (void)under->xSetSystemCall(under, "open", (sqlite3_syscall_ptr)sqlite_vfs_open);
+        below_ftruncate = (int (*)(int, off_t))under->xGetSystemCall(under, "ftruncate");
+        if (below_ftruncate != NULL)
+            (void)under->xSetSystemCall(under, "ftruncate", (sqlite3_syscall_ptr)vfs_ftruncate);
+        below_fchown = (int (*)(int, uid_t, gid_t))under->xGetSystemCall(under, "fchown");
+        if (below_fchown != NULL)
+            (void)under->xSetSystemCall(under, "fchown", (sqlite3_syscall_ptr)vfs_fchown);
+    }
     return sqlite3_vfs_register(&ferry_vfs, 1);
 }

@@ -12,7 +12,9 @@
  * Registers the VFS "ferry" over the VFS that is the default now, and makes it the default,
  * so every connection opened afterwards without a VFS name uses it. Once per process: later
  * calls do nothing. Returns SQLITE_OK or SQLite's error code. The VFS below must give main
- * database and WAL files io methods of version 3 or later (unix does).
+ * database and WAL files io methods of version 3 or later (unix does). It also sets the VFS
+ * below's "open", "ftruncate" and "fchown" (sqlite_vfs.c: O_NOATIME, the -shm file zeroed
+ * rather than cut at a first open, no chown that changes nothing), for the process.
  */
 int sqlite_vfs_register(void);
 
