@@ -1002,6 +1002,47 @@ static void test_first_open_zeroes_shm(void **state)
     assert_intact(path);
 }
 
+/* Processes that open the store, commit a row and close it again, at once: each open may be
+ * the first of the store (the -shm file zeroed under unix's DMS lock) while another one
+ * opens or commits. Every row is there and the file is intact. */
+static void test_first_opens_at_once(void **state)
+{
+    (void)state;
+    char path[256];
+    sqlite3 *db = new_db(path, sizeof(path), "first-opens.db", "ferry", 0);
+    sqlite3_close(db);
+    enum { CHILDREN = 4, ROUNDS = 25 };
+    pid_t pids[CHILDREN];
+    for (int c = 0; c < CHILDREN; c++) {
+        pids[c] = fork();
+        assert_true(pids[c] >= 0);
+        if (pids[c] == 0) {
+            for (int i = 0; i < ROUNDS; i++) {
+                sqlite3 *mine = NULL;
+                if (sqlite3_open_v2(path, &mine, SQLITE_OPEN_READWRITE, "ferry") != SQLITE_OK)
+                    _exit(2);
+                sqlite3_busy_timeout(mine, 10000);
+                sqlite3_db_config(mine, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, i % 3 != 0, (int *)NULL);
+                if (insert_rows(mine, 1000 * (c + 1) + i, 1, 300) != SQLITE_OK)
+                    _exit(3);
+                if (sqlite3_close(mine) != SQLITE_OK)
+                    _exit(4);
+            }
+            _exit(0);
+        }
+    }
+    for (int c = 0; c < CHILDREN; c++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[c], &status, 0), pids[c]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    db = open_db(path, "ferry", 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM t"), CHILDREN * ROUNDS);
+    sqlite3_close(db);
+    assert_intact(path);
+}
+
 /* Run as root, SQLite gives every WAL and -shm file it opens the database's owner; when the
  * file has that owner already, no chown is made, so the WAL's inode is not changed by the
  * open (its change time stays): a chown marked it dirty for the next fdatasync. Not root:
@@ -1064,6 +1105,7 @@ int main(void)
         cmocka_unit_test(test_recovery_reads_ahead),
         cmocka_unit_test(test_read_ahead_then_turns),
         cmocka_unit_test(test_first_open_zeroes_shm),
+        cmocka_unit_test(test_first_opens_at_once),
         cmocka_unit_test(test_no_chown_that_changes_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
