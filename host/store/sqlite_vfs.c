@@ -164,6 +164,23 @@ static int wal_close(sqlite3_file *file)
     return flushed != SQLITE_OK ? flushed : rc;
 }
 
+/*
+ * A checkpoint that copied every frame cuts the database file to the size the log's last
+ * commit gives it (wal.c, walCheckpoint), most often the size it has: an ftruncate to the
+ * same size changes no byte but its times, and that marked the inode dirty for fdatasync, so
+ * the checkpoint's sync wrote the inode's block too (ext4 without a journal; the last of the
+ * create's inode writes). Only such a cut is left out: the size can change meanwhile only by
+ * a checkpoint (one at a time, under its lock) or, outside WAL mode, by the holder of the
+ * exclusive lock, the caller.
+ */
+static int db_truncate(sqlite3_file *file, sqlite3_int64 size)
+{
+    sqlite3_int64 now = -1;
+    if (real(file)->pMethods->xFileSize(real(file), &now) == SQLITE_OK && now == size)
+        return SQLITE_OK;
+    return real(file)->pMethods->xTruncate(real(file), size);
+}
+
 static int db_close(sqlite3_file *file)
 {
     struct vfs_file *d = (struct vfs_file *)file;
@@ -361,11 +378,6 @@ static int pass_write(sqlite3_file *file, const void *buf, int n, sqlite3_int64 
     return real(file)->pMethods->xWrite(real(file), buf, n, off);
 }
 
-static int pass_truncate(sqlite3_file *file, sqlite3_int64 size)
-{
-    return real(file)->pMethods->xTruncate(real(file), size);
-}
-
 static int pass_sync(sqlite3_file *file, int flags)
 {
     return real(file)->pMethods->xSync(real(file), flags);
@@ -497,7 +509,7 @@ static const sqlite3_io_methods db_methods = {
     db_close,
     pass_read,
     pass_write,
-    pass_truncate,
+    db_truncate,
     pass_sync,
     pass_file_size,
     pass_lock,

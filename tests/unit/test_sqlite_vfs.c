@@ -52,6 +52,7 @@ struct note {
 static struct {
     sqlite3_vfs *unix_vfs;
     long wal_writes; /* writes that reached a WAL file */
+    long db_cuts;    /* truncations that reached a main database file */
     int fail_code;   /* when set, WAL writes fail with it */
     int recording;
     struct note *notes;
@@ -122,6 +123,8 @@ static int rec_truncate(sqlite3_file *f, sqlite3_int64 s)
 {
     if (is_wal(f))
         note_wal('t', rreal(f));
+    else
+        rec.db_cuts++;
     return rreal(f)->pMethods->xTruncate(rreal(f), s);
 }
 
@@ -1043,6 +1046,41 @@ static void test_first_opens_at_once(void **state)
     assert_intact(path);
 }
 
+/* A checkpoint of every frame cuts the database file to the size the log's last commit
+ * gives it: through rec alone that cut reaches the file even when the file has that size
+ * already (an ftruncate that changes its times, and so made the checkpoint's fdatasync write
+ * its inode); through ferry only a cut that changes the size does. */
+static void test_no_cut_to_the_same_size(void **state)
+{
+    (void)state;
+    static const char *const vfs[] = {"rec", "ferry"};
+    long cuts[2];
+    for (int v = 0; v < 2; v++) {
+        char path[256];
+        sqlite3 *db = new_db(path, sizeof(path), "same-size.db", vfs[v], 0);
+        assert_int_equal(insert_rows(db, 1, 40, 900), SQLITE_OK);
+        assert_int_equal(sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL),
+                         SQLITE_OK);
+        /* Rows that fit the pages the file has: the next checkpoint leaves its size. */
+        exec_ok(db, "UPDATE t SET v = zeroblob(800) WHERE id % 2 = 0");
+        long before = rec.db_cuts;
+        struct stat sb, after;
+        char sql[40];
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM t");
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL),
+                         SQLITE_OK);
+        assert_int_equal(stat(path, &after), 0);
+        assert_int_equal(after.st_size, sb.st_size);
+        cuts[v] = rec.db_cuts - before;
+        assert_int_equal(query_int(db, sql), 40);
+        sqlite3_close(db);
+        assert_intact(path);
+    }
+    assert_int_equal(cuts[0], 1);
+    assert_int_equal(cuts[1], 0);
+}
+
 /* Run as root, SQLite gives every WAL and -shm file it opens the database's owner; when the
  * file has that owner already, no chown is made, so the WAL's inode is not changed by the
  * open (its change time stays): a chown marked it dirty for the next fdatasync. Not root:
@@ -1106,6 +1144,7 @@ int main(void)
         cmocka_unit_test(test_read_ahead_then_turns),
         cmocka_unit_test(test_first_open_zeroes_shm),
         cmocka_unit_test(test_first_opens_at_once),
+        cmocka_unit_test(test_no_cut_to_the_same_size),
         cmocka_unit_test(test_no_chown_that_changes_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
