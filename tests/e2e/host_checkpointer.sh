@@ -6,7 +6,7 @@
 # makes a host checkpoint at 200 frames instead of 8000 (and fall back at 800).
 #  - a drain of 2000 items: the log restarts several times, the host's main thread writes
 #    no page of the database file and syncs none, another thread of the host does;
-#  - FERRY_TEST_CKPT_STALL=1 (a pass of the checkpointer the host does not wait for never
+#  - FERRY_TEST_CKPT=stall (a pass of the checkpointer the host does not wait for never
 #    ends): the host's main thread checkpoints itself, the WAL stays under 1200 frames;
 #  - the store is intact.
 . "$(dirname "$0")/../lib.sh"
@@ -69,7 +69,7 @@ n=$(calls "$T_DIR/host.trace" other pwrite64 /ferry.db)
 eq "the store is intact" "$(sqlite3 -cmd '.timeout 5000' "$DB" 'PRAGMA integrity_check')" ok
 
 # Stalled: the WAL restarts all the same, by the host's own checkpoints past 4 x 200 frames.
-FERRY_TEST_CKPT_STALL=1 drain "$T_DIR/stall.trace"
+FERRY_TEST_CKPT=stall drain "$T_DIR/stall.trace"
 ((RESTARTS >= 2)) && pass "stalled checkpointer: the WAL restarted $RESTARTS times" ||
     fail "stalled checkpointer: the WAL restarted at least twice" "$RESTARTS restarts"
 n=$(calls "$T_DIR/stall.trace" main pwrite64 /ferry.db)
