@@ -206,6 +206,14 @@ need_strace() {
     echo "ok 1 - # SKIP strace cannot trace here"
     exit 0
 }
+# build_bench_queue: makes $BUILD/tests/bench_queue (the benchmarks' store driver); the
+# file ends, failed, when it does not build.
+build_bench_queue() {
+    make -s -C "$FERRY_ROOT" BUILD="$BUILD" "$BUILD/tests/bench_queue" >"$T_DIR/make.log" 2>&1 && return 0
+    fail "the bench driver builds" "$(tail -5 "$T_DIR/make.log")"
+    t_done
+    exit 1
+}
 # trace_idle_items CALLS FILE: traces the host's system calls CALLS (strace -e trace=CALLS) to
 # FILE while five items run one at a time on box1, each queued once the host is idle again.
 trace_idle_items() {

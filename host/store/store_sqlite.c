@@ -42,6 +42,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,29 @@ struct sq {
     uint32_t note[2 * WAL_END_WORDS];
     int note_due;
     int64_t synced_version; /* data_version when this handle last synced the WAL; -1 */
+    /* A host's checkpointer (sq_ckpt_start), NULL until its first checkpoint; ckpt_failed:
+     * its thread or connection did not start, the host checkpoints itself. ckpt_passes:
+     * passes asked of it since the log last restarted. host_wal_frames: HOST_WAL_FRAMES,
+     * or FERRY_TEST_WAL_FRAMES. */
+    struct sq_ckpt *ckpt;
+    int ckpt_failed, ckpt_passes, host_wal_frames;
+};
+
+/* A host's checkpointer: a thread with a connection of its own that copies the WAL into the
+ * database file (PASSIVE: it never blocks a writer nor waits for one), so that the host's
+ * loop does not read the frames, write the pages and sync the database file itself. A
+ * checkpoint is no commit: the host's connection keeps its page cache and data_version.
+ * Under mu: passes asked (want) and ended (ran), the last one's frames in the log and
+ * copied (-1: it failed), stop; dead: its connection did not open. */
+struct sq_ckpt {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *path;
+    unsigned want, ran, waited;
+    int log, done;
+    int stop, dead;
+    int stall; /* tests: FERRY_TEST_CKPT=stall, a pass not waited for ends at stop */
 };
 
 /* A short-lived connection leaves the WAL to the next one while it holds fewer frames
@@ -117,12 +141,22 @@ struct sq {
  * WAL index); the one that finds it longer checkpoints it on close. */
 #define SHORT_WAL_FRAMES 128
 
-/* A host (a connection that listens for wake-ups) checkpoints the WAL at this many frames
- * (32 MiB) instead of SQLite's 1000: its turns rewrite the same index and table pages over
- * and over, and a checkpoint copies each page once however often it was written since the
- * last one. In a drain of 100,000 items that is a tenth fewer page writes and a third fewer
- * page reads (the checkpoint reads what it copies) per item. */
+/* A host (a connection that listens for wake-ups) has the WAL checkpointed (sq_ckpt) at
+ * this many frames (32 MiB) instead of SQLite's 1000: its turns rewrite the same index and
+ * table pages over and over, and a checkpoint copies each page once however often it was
+ * written since the last one. In a drain of 100,000 items that is a tenth fewer page
+ * writes and a third fewer page reads (the checkpoint reads what it copies) per item. */
 #define HOST_WAL_FRAMES 8000
+
+/* The checkpointer copies most of the log while the host commits more; the log restarts
+ * only at a commit that finds every frame copied, so the host waits for one last pass once
+ * at most HOST_CKPT_TAIL frames came after the previous one (or after HOST_CKPT_PASSES
+ * passes), copying only those. A checkpointer that falls behind (a pass still running at
+ * HOST_WAL_FRAMES * HOST_WAL_MAX_FACTOR frames) leaves the host to checkpoint itself, as
+ * it did before it had one: the log never grows without bound. */
+#define HOST_CKPT_TAIL      1024
+#define HOST_CKPT_PASSES    4
+#define HOST_WAL_MAX_FACTOR 4
 
 /* A host that goes idle (store_idle: nothing running) checkpoints a WAL of at least this
  * many frames, off the path of any item: the next commit then restarts the WAL at its
@@ -900,6 +934,8 @@ static int sq_has_table(store *s, const char *name, int64_t *exists, char *err, 
     return rc == SQLITE_OK || rc == SQLITE_ERROR ? STORE_OK : sq_fail(q, rc, err, errlen);
 }
 
+static void sq_ckpt_stop(struct sq *q);
+
 static void sq_free(struct sq *q)
 {
     for (size_t i = 0; i < S_COUNT; i++)
@@ -907,6 +943,7 @@ static void sq_free(struct sq *q)
     for (size_t i = 0; i < TX_COUNT; i++)
         sqlite3_finalize(q->tx[i]);
     sqlite3_finalize(q->data_version);
+    sq_ckpt_stop(q);
     int fds[] = {q->wal_fd, q->shm_fd, q->marker_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i] >= 0)
@@ -932,6 +969,9 @@ static void sq_close(store *s)
         /* A child that inherited the handle across fork must not touch the parent's
          * database connection or wake-up socket: only the memory is let go. */
         eng_free_texts(&q->base);
+        if (q->ckpt != NULL) /* the parent's thread: not this process's */
+            free(q->ckpt->path);
+        free(q->ckpt);
         free(q->wake_path);
         free(q->wake_names);
         free(q->path);
@@ -955,15 +995,166 @@ static int sq_exit_leaves(store *s)
            sqlite3_get_autocommit(q->db) && q->wal_frames < SHORT_WAL_FRAMES;
 }
 
+static void *sq_ckpt_thread(void *arg)
+{
+    struct sq_ckpt *c = arg;
+    sqlite3 *db = NULL;
+    /* Never a checkpoint at its close (the host's connection is open), synchronous as the
+     * host's: a checkpoint syncs the WAL before it copies and the database file after. */
+    int ok = sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ==
+                 SQLITE_OK &&
+             sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL) == SQLITE_OK &&
+             sqlite3_busy_timeout(db, 5000) == SQLITE_OK &&
+             sqlite3_exec(db, "PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL", NULL, NULL,
+                          NULL) == SQLITE_OK;
+    pthread_mutex_lock(&c->mu);
+    c->dead = !ok;
+    pthread_cond_broadcast(&c->cv);
+    while (!c->stop && !c->dead) {
+        if (c->ran >= c->want) {
+            pthread_cond_wait(&c->cv, &c->mu);
+            continue;
+        }
+        unsigned target = c->want;
+        while (c->stall && c->waited < target && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        pthread_mutex_unlock(&c->mu);
+        int log = -1, done = -1;
+        if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
+            SQLITE_OK)
+            log = -1;
+        pthread_mutex_lock(&c->mu);
+        c->ran = target;
+        c->log = log;
+        c->done = done;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    sqlite3_close_v2(db);
+    return NULL;
+}
+
+/* The host's checkpointer, started at its first checkpoint; NULL when it cannot run. */
+static struct sq_ckpt *sq_ckpt_start(struct sq *q)
+{
+    if (q->ckpt != NULL || q->ckpt_failed)
+        return q->ckpt;
+    /* Tests and measurements: FERRY_TEST_CKPT=off, the host checkpoints itself, as before. */
+    const char *test = getenv("FERRY_TEST_CKPT");
+    if (test != NULL && strcmp(test, "off") == 0) {
+        q->ckpt_failed = 1;
+        return NULL;
+    }
+    struct sq_ckpt *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        abort();
+    c->path = xstrdup(q->path);
+    c->stall = test != NULL && strcmp(test, "stall") == 0;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    /* The thread takes no signal (a host reads them from its signalfd), as durable.c's. */
+    sigset_t all, was;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &was);
+    int started = pthread_create(&c->thread, NULL, sq_ckpt_thread, c) == 0;
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    if (!started) {
+        free(c->path);
+        free(c);
+        q->ckpt_failed = 1;
+        return NULL;
+    }
+    q->ckpt = c;
+    return c;
+}
+
+/* Stops the checkpointer: a pass under way ends first. */
+static void sq_ckpt_stop(struct sq *q)
+{
+    struct sq_ckpt *c = q->ckpt;
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c->path);
+    free(c);
+    q->ckpt = NULL;
+}
+
+/* Asks the checkpointer for a pass, if it is between passes; wait: returns once the pass
+ * ended, with its log and done. 0, or -1 when there is no checkpointer or it is in a pass.
+ * A checkpointer whose connection did not open is stopped: the host checkpoints itself. */
+static int sq_ckpt_pass(struct sq *q, int wait, int *log, int *done)
+{
+    struct sq_ckpt *c = sq_ckpt_start(q);
+    if (c == NULL)
+        return -1;
+    pthread_mutex_lock(&c->mu);
+    int ok = !c->dead && c->ran >= c->want;
+    if (ok) {
+        unsigned target = ++c->want;
+        if (wait)
+            c->waited = target;
+        pthread_cond_broadcast(&c->cv);
+        while (wait && c->ran < target && !c->dead)
+            pthread_cond_wait(&c->cv, &c->mu);
+        ok = !c->dead;
+        *log = c->log;
+        *done = c->done;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!ok && c->dead && !q->ckpt_failed) {
+        q->ckpt_failed = 1;
+        sq_ckpt_stop(q);
+    }
+    return ok ? 0 : -1;
+}
+
+/* A host's log at host_wal_frames or more: the checkpointer copies it, in passes the host
+ * does not wait for, then one last pass it waits for (HOST_CKPT_TAIL) after which its
+ * next commit restarts the log. */
+static void sq_host_checkpoint(struct sq *q, int frames)
+{
+    int log = 0, done = 0;
+    struct sq_ckpt *c = sq_ckpt_start(q);
+    if (c != NULL && q->ckpt_passes > 0) {
+        pthread_mutex_lock(&c->mu);
+        int idle = c->ran >= c->want, copied = c->log < 0 ? 0 : c->done;
+        pthread_mutex_unlock(&c->mu);
+        if (idle && (frames - copied <= HOST_CKPT_TAIL || q->ckpt_passes >= HOST_CKPT_PASSES)) {
+            if (sq_ckpt_pass(q, 1, &log, &done) == 0)
+                q->ckpt_passes = 0;
+            return;
+        }
+    }
+    if (c != NULL && sq_ckpt_pass(q, 0, &log, &done) == 0) {
+        q->ckpt_passes++;
+        return;
+    }
+    if (q->ckpt == NULL || frames >= q->host_wal_frames * HOST_WAL_MAX_FACTOR)
+        sqlite3_wal_checkpoint(q->db, NULL);
+}
+
 /* Commit hook: notes the WAL's length (for sq_close and sq_idle), and checkpoints as
- * SQLite's own hook would, at its default 1000 frames for a short-lived connection, at
- * HOST_WAL_FRAMES for a host. */
+ * SQLite's own hook would, at its default 1000 frames for a short-lived connection; a
+ * host's checkpointer at host_wal_frames (sq_host_checkpoint). */
 static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     struct sq *q = arg;
+    if (frames < q->wal_frames)
+        q->ckpt_passes = 0; /* the log restarted */
     q->wal_frames = frames;
-    if (frames >= (q->short_lived ? 1000 : HOST_WAL_FRAMES))
-        sqlite3_wal_checkpoint(db, name);
+    if (q->short_lived) {
+        if (frames >= 1000)
+            sqlite3_wal_checkpoint(db, name);
+    } else if (frames >= q->host_wal_frames) {
+        sq_host_checkpoint(q, frames);
+    }
     return SQLITE_OK;
 }
 
@@ -1215,25 +1406,32 @@ static int sq_wait_fd(store *s, const char *bridge, char *err, size_t errlen)
     }
     q->wake_fd = fd;
     q->wake_path = xstrdup(addr.sun_path);
-    if (!q->short_lived)
+    if (!q->short_lived) {
+        const char *frames = getenv("FERRY_TEST_WAL_FRAMES");
+        q->host_wal_frames = frames != NULL && atoi(frames) > 0 ? atoi(frames) : HOST_WAL_FRAMES;
         sqlite3_wal_hook(q->db, sq_wal_hook, q);
+    }
     return fd;
 }
 
 /* The host is idle: checkpoint (PASSIVE: never waits, never blocks a writer) a WAL of
- * HOST_IDLE_WAL_FRAMES or more since this host's last checkpoint. Once every frame is in
- * the database, the next writer restarts the WAL at its start: 1 then. Tried again at the
- * next idle turn when a reader kept some frames in use. */
+ * HOST_IDLE_WAL_FRAMES or more since this host's last checkpoint, by the checkpointer (the
+ * host waits: it is idle), or here when it has none or it is in a pass. Once every frame
+ * is in the database, the next writer restarts the WAL at its start: 1 then. Tried again
+ * at the next idle turn when a reader kept some frames in use. */
 static int sq_idle(store *s)
 {
     struct sq *q = (struct sq *)s;
     int log = 0, done = 0;
     if (q->wake_fd < 0 || q->short_lived || q->in_tx || q->wal_frames < HOST_IDLE_WAL_FRAMES)
         return 0;
-    int rc = sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    if (rc != SQLITE_OK || done < log)
+    int rc = SQLITE_OK;
+    if (sq_ckpt_pass(q, 1, &log, &done) != 0)
+        rc = sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc != SQLITE_OK || log < 0 || done < log)
         return 0;
     q->wal_frames = 0;
+    q->ckpt_passes = 0;
     return 1;
 }
 

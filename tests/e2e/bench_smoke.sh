@@ -6,11 +6,7 @@
 . "$(dirname "$0")/../lib.sh"
 unset FERRY_CONFIG
 export FERRY_BENCH_MARK=bench-smoke-$$-$RANDOM
-if ! make -s -C "$FERRY_ROOT" BUILD="$BUILD" "$BUILD/tests/bench_queue" >"$T_DIR/make.log" 2>&1; then
-    fail "the bench driver builds" "$(tail -5 "$T_DIR/make.log")"
-    t_done
-    exit 1
-fi
+build_bench_queue
 
 out=$(BUILD=$BUILD BENCH_DRAIN_SIZES=300 BENCH_WORKERS=2 BENCH_LATENCY_N=20 BENCH_BIG=3000 \
     BENCH_RSS_SECONDS=1 "$FERRY_ROOT/tests/bench/run.sh" drain latency rss 2>&1)

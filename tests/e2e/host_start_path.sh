@@ -9,11 +9,7 @@
 
 only_sqlite "the wake-up directory and the durable marker are SQLite's"
 need_strace
-if ! make -s -C "$FERRY_ROOT" BUILD="$BUILD" "$BUILD/tests/bench_queue" >"$T_DIR/make.log" 2>&1; then
-    fail "the bench driver builds" "$(tail -5 "$T_DIR/make.log")"
-    t_done
-    exit 1
-fi
+build_bench_queue
 write_config
 install_plugins
 setup_local_machine Ops box1
