@@ -38,7 +38,9 @@ contains "a host key that is not the pinned one is refused" "$(kssh "$KEY_USER" 
 # hashing both sides (FNV-1a 64), then exec_wait. It returns the counts, hashes and errors of
 # both sides, the first 64 bytes read (hex), exec_wait's result, whether the host has exec_start, and the worker's peak RSS
 # before and after; it logs "stopped=..." (a cancelled item's result is not kept).
-write_config 'timeouts = { default = 120; grace = 1; };' 'retry = { max_retries = 0; };' \
+# grace: 3 s, time for a far-side cancel's own ssh session to kill the command (about 0.35 s
+# on a quiet machine, past 1 s under a loaded make check).
+write_config 'timeouts = { default = 120; grace = 3; };' 'retry = { max_retries = 0; };' \
     'lease = { poll_ms = 100; };' 'workers = { count = 4; };'
 install_plugins
 cat >"$T_DIR/fx_stream.c" <<'EOF'

@@ -25,6 +25,20 @@ pass "sshd listens on 127.0.0.1:$port (root by key, $PW_USER by password)"
 # The listening sshd and every process below it (one per session): signalled by pid.
 descendants() { local p; for p in $(ps -o pid= --ppid "$1"); do echo "$p"; descendants "$p"; done; }
 sshd_pids() { [[ -f $SSHD_DIR/sshd.pid ]] || return 0; local top; top=$(cat "$SSHD_DIR/sshd.pid"); echo "$top"; descendants "$top"; }
+# freeze_sshd: SIGSTOP the server and its processes. Listing them (ps, one call a process)
+# takes long enough under load for a connection to fork a process the list then misses, and
+# that one kept serving the push: the listener stops first, then the tree again until a
+# listing finds nothing new.
+freeze_sshd() {
+    local before="" now i
+    [[ -f $SSHD_DIR/sshd.pid ]] && kill -STOP "$(cat "$SSHD_DIR/sshd.pid")" 2>/dev/null
+    for i in 1 2 3 4 5; do
+        now=$(sshd_pids | sort -n)
+        kill -STOP $now 2>/dev/null
+        [[ $now == "$before" ]] && return 0
+        before=$now
+    done
+}
 
 write_config 'lease = { poll_ms = 100; };' 'retry = { max_retries = 0; };' \
     'plugin = { repo = { gc_grace_hours = 0.0; }; };'
@@ -208,7 +222,7 @@ touch "$T_DIR/marker"
 task=$(submit '{"function":"repo_push","repository":"flaky","storage":"frozen"}')
 wait_for 60 uploading || fail "an upload starts" "$(ls -laR "$SRV/fault" 2>&1 | tail -5)"
 started=$SECONDS
-kill -STOP $(sshd_pids)
+freeze_sshd
 wait_status "$task" FAILED 60
 took=$((SECONDS - started))
 kill -CONT $(sshd_pids)
