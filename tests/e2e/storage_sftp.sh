@@ -24,14 +24,22 @@ pass "sshd listens on 127.0.0.1:$port (root by key, $PW_USER by password)"
 
 # The listening sshd and every process below it (one per session): signalled by pid.
 descendants() { local p; for p in $(ps -o pid= --ppid "$1"); do echo "$p"; descendants "$p"; done; }
-sshd_pids() { [[ -f $SSHD_DIR/sshd.pid ]] || return 0; local top; top=$(cat "$SSHD_DIR/sshd.pid"); echo "$top"; descendants "$top"; }
+# (the listener by its config too: a pid file that did not name the restarted server left the
+# frozen server running in one fresh-clone run)
+sshd_pids() {
+    local top
+    for top in $({ cat "$SSHD_DIR/sshd.pid" 2>/dev/null; pgrep -f -- "-f $SSHD_DIR/sshd_config "; } | sort -u); do
+        echo "$top"
+        descendants "$top"
+    done
+}
 # freeze_sshd: SIGSTOP the server and its processes. Listing them (ps, one call a process)
 # takes long enough under load for a connection to fork a process the list then misses, and
 # that one kept serving the push: the listener stops first, then the tree again until a
 # listing finds nothing new.
 freeze_sshd() {
     local before="" now i
-    [[ -f $SSHD_DIR/sshd.pid ]] && kill -STOP "$(cat "$SSHD_DIR/sshd.pid")" 2>/dev/null
+    kill -STOP $({ cat "$SSHD_DIR/sshd.pid" 2>/dev/null; pgrep -f -- "-f $SSHD_DIR/sshd_config "; } | sort -u) 2>/dev/null
     for i in 1 2 3 4 5; do
         now=$(sshd_pids | sort -n)
         kill -STOP $now 2>/dev/null
