@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,4 +319,14 @@ char *i64_decimal(int64_t v, char out[I64_DECIMAL_MAX])
     if (v < 0)
         *--o = '-';
     return o;
+}
+
+int thread_start_quiet(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, was;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &was);
+    int rc = pthread_create(thread, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    return rc;
 }

@@ -2,6 +2,7 @@
 #ifndef FERRY_UTIL_H
 #define FERRY_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,5 +63,10 @@ uint64_t fnv1a(uint64_t h, const char *s);
  * thousand instructions a number. */
 #define I64_DECIMAL_MAX 20
 char *i64_decimal(int64_t v, char out[I64_DECIMAL_MAX]);
+
+/* pthread_create with every signal blocked in the new thread: a host reads its signals from
+ * a signalfd, and one delivered to a helper thread would take its default action (SIGTERM
+ * would end the host). 0 or pthread_create's error. */
+int thread_start_quiet(pthread_t *thread, void *(*fn)(void *), void *arg);
 
 #endif

@@ -2,9 +2,9 @@
 #include "durable.h"
 
 #include "store.h"
+#include "util.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,13 +82,8 @@ durable *durable_new(store *st)
     pthread_mutex_init(&d->mu, NULL);
     pthread_cond_init(&d->cv, NULL);
     d->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    /* The thread takes no signal: the loop reads them from its signalfd, and a signal
-     * delivered here would take its default action (SIGTERM would end the host). */
-    sigset_t all, was;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &was);
-    int started = d->evfd >= 0 && pthread_create(&d->thread, NULL, sync_thread, d) == 0;
-    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    /* The thread takes no signal (thread_start_quiet): the loop reads them. */
+    int started = d->evfd >= 0 && thread_start_quiet(&d->thread, sync_thread, d) == 0;
     if (!started) {
         /* No thread: every commit is synced in the loop, as it comes. */
         if (d->evfd >= 0)

@@ -42,7 +42,6 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1053,11 +1052,7 @@ static struct sq_ckpt *sq_ckpt_start(struct sq *q)
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     /* The thread takes no signal (a host reads them from its signalfd), as durable.c's. */
-    sigset_t all, was;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &was);
-    int started = pthread_create(&c->thread, NULL, sq_ckpt_thread, c) == 0;
-    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    int started = thread_start_quiet(&c->thread, sq_ckpt_thread, c) == 0;
     if (!started) {
         free(c->path);
         free(c);
